@@ -1,0 +1,64 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// Upcoming features every target opts into (see README "Conventions").
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "upload-coordinator",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "upload-coordinator", targets: ["UploadCoordinator"]),
+        .executable(name: "upload-replay", targets: ["UploadReplay"]),
+        .library(name: "UploadCore", targets: ["UploadCore"]),
+        .library(name: "UploadStore", targets: ["UploadStore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
+    ],
+    targets: [
+        // Debian's liblmdb-dev, found through pkg-config.
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        // A thin LMDB wrapper: bytes only, no domain.
+        .target(name: "LMDBKit", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
+        // The domain: commands, events, decisions, projections, codecs. Pure; no I/O.
+        .target(name: "UploadCore", swiftSettings: swiftSettings),
+        // Store migrations. Sees LMDBKit only, so a shipped migration cannot depend on domain types.
+        .target(name: "UploadMigrations", dependencies: ["LMDBKit"], path: "Migrations", swiftSettings: swiftSettings),
+        // The event log, the projection tables, the single group-committing writer, replay.
+        .target(
+            name: "UploadStore",
+            dependencies: [
+                "LMDBKit", "UploadCore", "UploadMigrations",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "UploadCoordinator",
+            dependencies: [
+                "UploadCore", "UploadStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "UploadReplay",
+            dependencies: [
+                "UploadStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/Replay",
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "UploadTesting", dependencies: ["UploadCore", "UploadStore", "LMDBKit"], path: "Tests/UploadTesting", swiftSettings: swiftSettings),
+        .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: swiftSettings),
+        .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadMigrations", "UploadTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "CommandLineTests", dependencies: ["UploadTesting"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,134 @@
+internal import CLMDB
+import Foundation
+import Synchronization
+
+/// One LMDB environment: a directory holding `data.mdb` and `lock.mdb`.
+///
+/// Open each directory at most once per process (LMDB's POSIX locks are per process: closing a
+/// second handle to the same file would drop the first one's locks). ``open(directory:configuration:)``
+/// enforces this and throws ``EnvironmentError/alreadyOpenInProcess`` on a second open.
+///
+/// Transactions exist only inside the synchronous closures of ``read(_:)`` and ``write(_:)``, so
+/// none can outlive its closure or cross an `await`.
+///
+/// - Important: `@unchecked Sendable` because `MDB_env` is safe to share between threads once
+///   opened (we open with `MDB_NOTLS`, so read transactions are not tied to a thread), and this
+///   class never mutates its stored properties after `init`.
+public final class Environment: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// The maximum size of the memory map. The file grows only as data is written.
+        public var mapSize: Int = 64 << 30
+        public var maxDatabases: UInt32 = 32
+        public var maxReaders: UInt32 = 256
+        /// Open with `MDB_RDONLY`: nothing in `data.mdb` can be written through this handle.
+        public var readOnly: Bool = false
+        /// Sync data and metadata on every commit (LMDB's default). Off only for benchmarks of the floor.
+        public var durable: Bool = true
+        public init() {}
+    }
+
+    let handle: OpaquePointer
+    public let directory: String
+    public let configuration: Configuration
+    private let registryKey: String
+
+    private static let openDirectories = Mutex<Set<String>>([])
+
+    public init(directory: String, configuration: Configuration = .init()) throws {
+        if !configuration.readOnly {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        guard let real = realpath(directory, nil) else {
+            throw EnvironmentError.missingDirectory(directory)
+        }
+        let key = String(cString: real)
+        free(real)
+        let inserted = Self.openDirectories.withLock { $0.insert(key).inserted }
+        guard inserted else { throw EnvironmentError.alreadyOpenInProcess(key) }
+
+        var env: OpaquePointer?
+        do {
+            try check(mdb_env_create(&env), "mdb_env_create")
+            guard let env else { throw LMDBError(code: EINVAL, operation: "mdb_env_create") }
+            do {
+                try check(mdb_env_set_mapsize(env, configuration.mapSize), "mdb_env_set_mapsize")
+                try check(mdb_env_set_maxdbs(env, configuration.maxDatabases), "mdb_env_set_maxdbs")
+                try check(mdb_env_set_maxreaders(env, configuration.maxReaders), "mdb_env_set_maxreaders")
+                var flags = UInt32(MDB_NOTLS)
+                if configuration.readOnly { flags |= UInt32(MDB_RDONLY) }
+                if !configuration.durable { flags |= UInt32(MDB_NOSYNC) }
+                try check(mdb_env_open(env, key, flags, 0o600), "mdb_env_open(\(key))")
+            } catch {
+                mdb_env_close(env)
+                throw error
+            }
+            self.handle = env
+        } catch {
+            Self.openDirectories.withLock { _ = $0.remove(key) }
+            throw error
+        }
+        self.directory = key
+        self.configuration = configuration
+        self.registryKey = key
+        _ = clearStaleReaders()
+    }
+
+    deinit {
+        mdb_env_close(handle)
+        Self.openDirectories.withLock { _ = $0.remove(registryKey) }
+    }
+
+    /// Releases reader slots left by processes that died (`mdb_reader_check`).
+    /// - Returns: how many slots were cleared.
+    @discardableResult
+    public func clearStaleReaders() -> Int {
+        var dead: Int32 = 0
+        _ = mdb_reader_check(handle, &dead)
+        return Int(dead)
+    }
+
+    /// Runs `body` in a read-only transaction that sees one consistent snapshot.
+    public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
+        let txn = try Transaction(environment: self, readOnly: true)
+        defer { txn.abort() }
+        return try body(txn)
+    }
+
+    /// Runs `body` in the write transaction and commits it when `body` returns.
+    /// If `body` throws, nothing it wrote is kept.
+    public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
+        let txn = try Transaction(environment: self, readOnly: false)
+        let result: T
+        do {
+            result = try body(txn)
+        } catch {
+            txn.abort()
+            throw error
+        }
+        try txn.commit()
+        return result
+    }
+
+    /// The environment's map size and how much of it is in use.
+    public func usage() -> (mapSize: Int, usedBytes: Int) {
+        var info = MDB_envinfo()
+        var stat = MDB_stat()
+        mdb_env_info(handle, &info)
+        mdb_env_stat(handle, &stat)
+        return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize))
+    }
+}
+
+public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
+    case alreadyOpenInProcess(String)
+    case missingDirectory(String)
+
+    public var description: String {
+        switch self {
+        case .alreadyOpenInProcess(let path):
+            "the store at \(path) is already open in this process; share the one handle"
+        case .missingDirectory(let path):
+            "no store directory at \(path)"
+        }
+    }
+}

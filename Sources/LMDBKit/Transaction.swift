@@ -1,0 +1,163 @@
+internal import CLMDB
+
+/// A named database inside an ``Environment``. The handle stays valid for the environment's life.
+public struct Database: Sendable, Hashable {
+    let dbi: UInt32
+    public let name: String
+}
+
+/// One LMDB transaction, lent to the closure of ``Environment/read(_:)`` or ``Environment/write(_:)``.
+///
+/// Valid only inside that closure: never store it. It is not `Sendable`, so the compiler refuses to
+/// move it to another task, and the closures are synchronous, so it cannot cross an `await`.
+/// (It is not `~Copyable`: the projection code is generic over a small table protocol, and a
+/// borrowed noncopyable value cannot be wrapped by a type that conforms to it.)
+///
+/// Every value it returns is copied out of the map before the call returns, except inside
+/// ``scan(_:from:_:)`` and ``withValue(_:_:_:)``, whose buffers are valid only during the call.
+public struct Transaction {
+    let txn: OpaquePointer
+    public let isReadOnly: Bool
+
+    init(environment: Environment, readOnly: Bool) throws(LMDBError) {
+        var txn: OpaquePointer?
+        try check(
+            mdb_txn_begin(environment.handle, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &txn),
+            "mdb_txn_begin"
+        )
+        self.txn = txn!
+        self.isReadOnly = readOnly
+    }
+
+    func commit() throws(LMDBError) {
+        try check(mdb_txn_commit(txn), "mdb_txn_commit")
+    }
+
+    func abort() {
+        mdb_txn_abort(txn)
+    }
+
+    /// Opens the named database, creating it when `create` is true and this is a write transaction.
+    /// - Returns: `nil` when the database does not exist and `create` is false.
+    public func openDatabase(_ name: String, create: Bool = false) throws(LMDBError) -> Database? {
+        var dbi: MDB_dbi = 0
+        let rc = mdb_dbi_open(txn, name, create ? UInt32(MDB_CREATE) : 0, &dbi)
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, "mdb_dbi_open(\(name))")
+        return Database(dbi: dbi, name: name)
+    }
+
+    /// The value stored under `key`, copied out of the map.
+    public func get(_ db: Database, _ key: [UInt8]) throws -> [UInt8]? {
+        var result: [UInt8]?
+        try withValue(db, key) { result = Array($0) }
+        return result
+    }
+
+    /// Calls `body` with the value under `key` while it is still in the map; not at all when absent.
+    public func withValue(
+        _ db: Database, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        var value = MDB_val()
+        let rc = key.withUnsafeBytes { k in
+            var keyVal = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            return mdb_get(txn, db.dbi, &keyVal, &value)
+        }
+        if rc == MDB_NOTFOUND { return }
+        try check(rc, "mdb_get(\(db.name))")
+        try body(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
+    }
+
+    public struct PutOptions: OptionSet, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        /// The key must sort after every key in the database (`MDB_APPEND`); fails with `keyExists` otherwise.
+        public static let append = PutOptions(rawValue: UInt32(MDB_APPEND))
+        /// Fail with `keyExists` rather than overwrite (`MDB_NOOVERWRITE`).
+        public static let noOverwrite = PutOptions(rawValue: UInt32(MDB_NOOVERWRITE))
+    }
+
+    public func put(_ db: Database, _ key: [UInt8], _ value: [UInt8], options: PutOptions = []) throws(LMDBError) {
+        let rc = key.withUnsafeBytes { k in
+            value.withUnsafeBytes { v in
+                var keyVal = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+                var valueVal = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
+                return mdb_put(txn, db.dbi, &keyVal, &valueVal, options.rawValue)
+            }
+        }
+        try check(rc, "mdb_put(\(db.name))")
+    }
+
+    /// Deletes `key`. - Returns: whether it was there.
+    @discardableResult
+    public func delete(_ db: Database, _ key: [UInt8]) throws(LMDBError) -> Bool {
+        let rc = key.withUnsafeBytes { k in
+            var keyVal = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            return mdb_del(txn, db.dbi, &keyVal, nil)
+        }
+        if rc == MDB_NOTFOUND { return false }
+        try check(rc, "mdb_del(\(db.name))")
+        return true
+    }
+
+    /// Removes every entry of `db`, keeping the database itself.
+    public func clear(_ db: Database) throws(LMDBError) {
+        try check(mdb_drop(txn, db.dbi, 0), "mdb_drop(\(db.name))")
+    }
+
+    /// The number of entries in `db`.
+    /// - Complexity: O(1).
+    public func count(_ db: Database) throws(LMDBError) -> Int {
+        var stat = MDB_stat()
+        try check(mdb_stat(txn, db.dbi, &stat), "mdb_stat(\(db.name))")
+        return stat.ms_entries
+    }
+
+    /// The entry with the greatest key, copied out of the map.
+    /// - Complexity: O(log n).
+    public func last(_ db: Database) throws(LMDBError) -> (key: [UInt8], value: [UInt8])? {
+        let cursor = try openCursor(db)
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val(), value = MDB_val()
+        let rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, "mdb_cursor_get(\(db.name), last)")
+        return (Array(Self.buffer(key)), Array(Self.buffer(value)))
+    }
+
+    /// Visits entries in key order, starting at the first key ≥ `start` (or the first key), until
+    /// `body` returns `false`. The buffers are valid only during each call of `body`.
+    /// - Complexity: O(log n) to start, then O(1) amortised per entry.
+    public func scan(
+        _ db: Database, from start: [UInt8]? = nil,
+        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        let cursor = try openCursor(db)
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val(), value = MDB_val()
+        var rc: Int32
+        if let start {
+            rc = start.withUnsafeBytes { s in
+                key = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
+                return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+            }
+        } else {
+            rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
+        }
+        while rc == 0 {
+            guard try body(Self.buffer(key), Self.buffer(value)) else { return }
+            rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+        }
+        if rc != MDB_NOTFOUND { throw LMDBError(code: rc, operation: "mdb_cursor_get(\(db.name))") }
+    }
+
+    private func openCursor(_ db: Database) throws(LMDBError) -> OpaquePointer {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(txn, db.dbi, &cursor), "mdb_cursor_open(\(db.name))")
+        return cursor!
+    }
+
+    private static func buffer(_ val: MDB_val) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: val.mv_data, count: val.mv_size)
+    }
+}

@@ -1,0 +1,175 @@
+/// The canonical binary encoding of events and projection records.
+///
+/// A record is a sequence of fields. Each field starts with a varint key `tag << 3 | wireType`;
+/// wire type 0 carries a varint, wire type 2 a varint length and that many bytes (a string, or a
+/// nested record). This is the protobuf wire format restricted to two wire types.
+///
+/// Canonical form, which the reader enforces so that one value has exactly one encoding (and so
+/// equal digests mean equal values): tags strictly increase, varints are minimal, a record has no
+/// unknown tags and no trailing bytes, strings are valid UTF-8. Optional fields are left out when absent.
+public struct FieldWriter: Sendable {
+    public private(set) var bytes: [UInt8] = []
+
+    public init() {}
+
+    private var lastTag: UInt64 = 0
+
+    private mutating func key(_ tag: UInt64, _ wireType: UInt64) {
+        precondition(tag > lastTag, "field tags must be written in increasing order")
+        lastTag = tag
+        varint(tag << 3 | wireType)
+    }
+
+    private mutating func varint(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    public mutating func uint(_ tag: UInt64, _ value: UInt64) {
+        key(tag, 0)
+        varint(value)
+    }
+
+    public mutating func bool(_ tag: UInt64, _ value: Bool) { uint(tag, value ? 1 : 0) }
+
+    public mutating func bytes(_ tag: UInt64, _ value: some Collection<UInt8>) {
+        key(tag, 2)
+        varint(UInt64(value.count))
+        bytes.append(contentsOf: value)
+    }
+
+    public mutating func string(_ tag: UInt64, _ value: String) { bytes(tag, value.utf8) }
+
+    public mutating func record(_ tag: UInt64, _ value: FieldWriter) { bytes(tag, value.bytes) }
+
+    public mutating func optionalString(_ tag: UInt64, _ value: String?) {
+        if let value { string(tag, value) }
+    }
+}
+
+/// Reads a record written by ``FieldWriter``, rejecting anything not in canonical form.
+public struct FieldReader {
+    public enum Value {
+        case varint(UInt64)
+        case bytes(ArraySlice<UInt8>)
+    }
+
+    private let buffer: ArraySlice<UInt8>
+    private var index: Int
+    private var lastTag: UInt64 = 0
+
+    public init(_ bytes: ArraySlice<UInt8>) {
+        self.buffer = bytes
+        self.index = bytes.startIndex
+    }
+
+    public init(_ bytes: [UInt8]) { self.init(bytes[...]) }
+
+    /// The next field, or `nil` at the end of the record.
+    public mutating func next() throws(CodecError) -> (tag: UInt64, value: Value)? {
+        guard index < buffer.endIndex else { return nil }
+        let key = try readVarint()
+        let tag = key >> 3
+        guard tag > lastTag else { throw CodecError("field \(tag) out of order") }
+        lastTag = tag
+        switch key & 7 {
+        case 0:
+            return (tag, .varint(try readVarint()))
+        case 2:
+            let length = try readVarint()
+            guard length <= UInt64(buffer.endIndex - index) else { throw CodecError("field \(tag) overruns the record") }
+            let start = index
+            index += Int(length)
+            return (tag, .bytes(buffer[start..<index]))
+        default:
+            throw CodecError("field \(tag) has unknown wire type \(key & 7)")
+        }
+    }
+
+    private mutating func readVarint() throws(CodecError) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard index < buffer.endIndex else { throw CodecError("truncated varint") }
+            let byte = buffer[index]
+            index += 1
+            guard shift < 64, shift < 63 || byte <= 1 else { throw CodecError("varint overflows 64 bits") }
+            result |= UInt64(byte & 0x7f) << shift
+            if byte & 0x80 == 0 {
+                guard byte != 0 || shift == 0 else { throw CodecError("varint not minimal") }
+                return result
+            }
+            shift += 7
+        }
+    }
+}
+
+extension FieldReader.Value {
+    public func uint(_ field: String) throws(CodecError) -> UInt64 {
+        guard case .varint(let v) = self else { throw CodecError("\(field) is not a number") }
+        return v
+    }
+
+    public func int64(_ field: String) throws(CodecError) -> Int64 {
+        let v = try uint(field)
+        guard v <= UInt64(Int64.max) else { throw CodecError("\(field) out of range") }
+        return Int64(v)
+    }
+
+    public func bool(_ field: String) throws(CodecError) -> Bool {
+        switch try uint(field) {
+        case 0: return false
+        case 1: return true
+        default: throw CodecError("\(field) is not a boolean")
+        }
+    }
+
+    public func string(_ field: String) throws(CodecError) -> String {
+        guard case .bytes(let b) = self, let s = String(validating: b, as: UTF8.self) else {
+            throw CodecError("\(field) is not UTF-8 text")
+        }
+        return s
+    }
+
+    public func bytes(_ field: String) throws(CodecError) -> ArraySlice<UInt8> {
+        guard case .bytes(let b) = self else { throw CodecError("\(field) is not bytes") }
+        return b
+    }
+}
+
+/// A record that is not in canonical form, or not a record this binary knows.
+public struct CodecError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+
+    static func unknownTag(_ tag: UInt64, in record: String) -> CodecError {
+        CodecError("\(record) has unknown field \(tag)")
+    }
+
+    static func missing(_ field: String, in record: String) -> CodecError {
+        CodecError("\(record) lacks \(field)")
+    }
+}
+
+/// Unwraps a required field after a decode loop.
+@inline(__always)
+func required<T>(_ value: T?, _ field: String, in record: String) throws(CodecError) -> T {
+    guard let value else { throw CodecError.missing(field, in: record) }
+    return value
+}
+
+/// 8-byte big-endian encoding, used for log positions so that byte order is numeric order.
+public enum BigEndian {
+    public static func bytes(_ value: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
+    }
+
+    public static func uint64(_ bytes: some Collection<UInt8>) -> UInt64? {
+        guard bytes.count == 8 else { return nil }
+        return bytes.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}

@@ -1,0 +1,53 @@
+/// A request to change state, already checked against the API's stateless rules.
+///
+/// Each command's initialiser validates its raw members and throws `InvalidParameterException`,
+/// so a `Command` value is always well formed; ``Decider`` then checks it against current state.
+public enum Command: Sendable, Equatable {
+    case createRepository(CreateRepository)
+    case deleteRepository(DeleteRepository)
+    case initiateLayerUpload(InitiateLayerUpload)
+
+    /// The API operation's name, for logs and metrics.
+    public var operationName: String {
+        switch self {
+        case .createRepository: "CreateRepository"
+        case .deleteRepository: "DeleteRepository"
+        case .initiateLayerUpload: "InitiateLayerUpload"
+        }
+    }
+}
+
+public struct CreateRepository: Sendable, Equatable {
+    /// `nil` means the default registry.
+    public let registryId: String?
+    public let repositoryName: String
+
+    public init(registryId: String? = nil, repositoryName: String?) throws(CommandError) {
+        self.registryId = try Validation.registryId(registryId)
+        self.repositoryName = try Validation.repositoryName(repositoryName)
+    }
+}
+
+public struct DeleteRepository: Sendable, Equatable {
+    public let registryId: String?
+    public let repositoryName: String
+    /// Delete even when the repository holds uploads in progress (they are aborted).
+    public let force: Bool
+
+    public init(registryId: String? = nil, repositoryName: String?, force: Bool = false) throws(CommandError) {
+        self.registryId = try Validation.registryId(registryId)
+        self.repositoryName = try Validation.repositoryName(repositoryName)
+        self.force = force
+    }
+}
+
+/// The seed's command: "Notifies Amazon ECR that you intend to upload an image layer."
+public struct InitiateLayerUpload: Sendable, Equatable {
+    public let registryId: String?
+    public let repositoryName: String
+
+    public init(registryId: String? = nil, repositoryName: String?) throws(CommandError) {
+        self.registryId = try Validation.registryId(registryId)
+        self.repositoryName = try Validation.repositoryName(repositoryName)
+    }
+}

@@ -1,0 +1,118 @@
+/// An event as the log holds it: its position, when it was recorded, and who asked for it.
+public struct EventEnvelope: Sendable, Equatable {
+    /// Dense and gapless, from 1. The log's key; not part of the stored value.
+    public let position: UInt64
+    /// When the transaction holding the event committed (never earlier than the previous event's).
+    public let recordedAt: Timestamp
+    public let metadata: RequestMetadata
+    public let event: Event
+
+    public init(position: UInt64, recordedAt: Timestamp, metadata: RequestMetadata, event: Event) {
+        self.position = position
+        self.recordedAt = recordedAt
+        self.metadata = metadata
+        self.event = event
+    }
+
+    /// The log's value for this event, in canonical form:
+    /// 1 type code · 2 schema version · 3 recordedAt (ms) · 4 metadata record · 5 payload record.
+    public func encoded() -> [UInt8] {
+        var payload = FieldWriter()
+        event.payload.encode(into: &payload)
+        var w = FieldWriter()
+        w.uint(1, UInt64(event.type.rawValue))
+        w.uint(2, UInt64(Swift.type(of: event.payload).schemaVersion))
+        w.uint(3, UInt64(recordedAt.millisecondsSinceEpoch))
+        w.record(4, metadata.encoded())
+        w.record(5, payload)
+        return w.bytes
+    }
+
+    /// Decodes a log value, refusing anything not in canonical form or not known to this binary.
+    public init(position: UInt64, decoding bytes: ArraySlice<UInt8>) throws(CodecError) {
+        var r = FieldReader(bytes)
+        var typeCode: UInt64?, version: UInt64?, recordedAt: Int64?
+        var metadata: RequestMetadata?, payload: ArraySlice<UInt8>?
+        while let (tag, v) = try r.next() {
+            switch tag {
+            case 1: typeCode = try v.uint("type")
+            case 2: version = try v.uint("version")
+            case 3: recordedAt = try v.int64("recordedAt")
+            case 4: metadata = try RequestMetadata(decoding: try v.bytes("metadata"))
+            case 5: payload = try v.bytes("payload")
+            default: throw .unknownTag(tag, in: "event record")
+            }
+        }
+        let code = try required(typeCode, "type", in: "event record")
+        guard let type = UInt32(exactly: code).flatMap(EventType.init(rawValue:)) else {
+            throw CodecError("event type \(code) is not known to this binary")
+        }
+        guard let version = try UInt32(exactly: required(version, "version", in: "event record")) else {
+            throw CodecError("event version out of range")
+        }
+        self.position = position
+        self.recordedAt = Timestamp(millisecondsSinceEpoch: try required(recordedAt, "recordedAt", in: "event record"))
+        self.metadata = try required(metadata, "metadata", in: "event record")
+        self.event = try Event.decode(
+            type: type, version: version, payload: FieldReader(try required(payload, "payload", in: "event record")))
+    }
+
+    public init(position: UInt64, decoding bytes: [UInt8]) throws(CodecError) {
+        try self.init(position: position, decoding: bytes[...])
+    }
+
+    /// One line of the `events` feed: position, type, version, recordedAt, metadata, data.
+    public var json: JSONValue {
+        .object(sorting: [
+            ("position", .uint(position)),
+            ("type", .string(event.type.name)),
+            ("version", .uint(UInt64(Swift.type(of: event.payload).schemaVersion))),
+            ("recordedAt", .string(recordedAt.iso8601)),
+            ("metadata", metadata.json),
+            ("data", event.payload.json),
+        ])
+    }
+}
+
+extension RequestMetadata {
+    /// 1 requestId · 2 source · 3 userAgent · 4 sourceAddress · 5 principal · 6 invocationId.
+    func encoded() -> FieldWriter {
+        var w = FieldWriter()
+        w.string(1, requestId)
+        w.string(2, source)
+        w.optionalString(3, userAgent)
+        w.optionalString(4, sourceAddress)
+        w.optionalString(5, principal)
+        w.optionalString(6, invocationId)
+        return w
+    }
+
+    init(decoding bytes: ArraySlice<UInt8>) throws(CodecError) {
+        var r = FieldReader(bytes)
+        var requestId: String?, source: String?
+        var optional: [UInt64: String] = [:]
+        while let (tag, v) = try r.next() {
+            switch tag {
+            case 1: requestId = try v.string("requestId")
+            case 2: source = try v.string("source")
+            case 3...6: optional[tag] = try v.string("metadata field \(tag)")
+            default: throw .unknownTag(tag, in: "metadata")
+            }
+        }
+        self.init(
+            requestId: try required(requestId, "requestId", in: "metadata"),
+            source: try required(source, "source", in: "metadata"),
+            userAgent: optional[3], sourceAddress: optional[4], principal: optional[5], invocationId: optional[6])
+    }
+
+    public var json: JSONValue {
+        .object(sorting: [
+            ("requestId", .string(requestId)),
+            ("source", .string(source)),
+            ("userAgent", userAgent.map(JSONValue.string)),
+            ("sourceAddress", sourceAddress.map(JSONValue.string)),
+            ("principal", principal.map(JSONValue.string)),
+            ("invocationId", invocationId.map(JSONValue.string)),
+        ])
+    }
+}

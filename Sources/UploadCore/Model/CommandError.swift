@@ -1,0 +1,28 @@
+/// Why a command was refused. Nothing is written for a refused command.
+///
+/// `code` is the error's name in the ECR Public API (the seed's names), so every front end shows
+/// the same name; `message` says what to change.
+public struct CommandError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// ECR Public error shapes this domain can raise. A plain enum on purpose: the API's mapping
+    /// to HTTP status is an exhaustive switch that must break the build when a case is added.
+    public enum Code: String, Sendable, CaseIterable {
+        case invalidParameter = "InvalidParameterException"
+        case registryNotFound = "RegistryNotFoundException"
+        case repositoryNotFound = "RepositoryNotFoundException"
+        case repositoryAlreadyExists = "RepositoryAlreadyExistsException"
+        case repositoryNotEmpty = "RepositoryNotEmptyException"
+        case server = "ServerException"
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// The API's error name, e.g. `RepositoryNotFoundException`.
+    public var name: String { code.rawValue }
+    public var description: String { "\(name): \(message)" }
+}

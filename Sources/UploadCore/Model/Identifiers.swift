@@ -1,0 +1,46 @@
+/// A repository, named by its registry's canonical 12-digit id and its repository name.
+public struct RepositoryRef: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let registryId: String
+    public let repositoryName: String
+
+    public init(registryId: String, repositoryName: String) {
+        self.registryId = registryId
+        self.repositoryName = repositoryName
+    }
+
+    public static func < (a: RepositoryRef, b: RepositoryRef) -> Bool {
+        (a.registryId, a.repositoryName) < (b.registryId, b.repositoryName)
+    }
+
+    /// `registryId/repositoryName`: unambiguous, since a registry id is 12 digits.
+    public var description: String { "\(registryId)/\(repositoryName)" }
+}
+
+/// Who asked for a command, recorded with every event it produces.
+///
+/// `requestId` and `source` are always present; the other members are filled in by the front end
+/// that knows them (the HTTP server knows the user agent and address, SigV4 the principal).
+public struct RequestMetadata: Hashable, Sendable {
+    /// Unique per request; echoed to the caller (`x-amzn-RequestId`).
+    public var requestId: String
+    /// Which front end took the command: `cli`, `http`, `sweeper`, …
+    public var source: String
+    public var userAgent: String?
+    public var sourceAddress: String?
+    /// The authenticated caller (an access key id), once authentication exists.
+    public var principal: String?
+    /// The SDK's `amz-sdk-invocation-id`, the same on every retry of one call.
+    public var invocationId: String?
+
+    public init(
+        requestId: String, source: String, userAgent: String? = nil, sourceAddress: String? = nil,
+        principal: String? = nil, invocationId: String? = nil
+    ) {
+        self.requestId = requestId
+        self.source = source
+        self.userAgent = userAgent
+        self.sourceAddress = sourceAddress
+        self.principal = principal
+        self.invocationId = invocationId
+    }
+}
