@@ -49,7 +49,7 @@ let package = Package(
         .executableTarget(
             name: "UploadReplay",
             dependencies: [
-                "UploadStore",
+                "UploadCore", "UploadStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/Replay",

@@ -1,0 +1,19 @@
+public import LMDBKit
+
+/// Every migration of the store, in the order they apply. Ids are permanent.
+///
+/// Rules (see `docs/Migrations.md`): never edit, rename or reorder a shipped migration; add a new
+/// one. Migrations see only LMDBKit and speak in database names and bytes, never in domain types,
+/// because they describe the store as it was when they shipped. The event log itself is never
+/// rewritten by a migration.
+public enum UploadMigrations {
+    public static let migrator: StoreMigrator = {
+        var migrator = StoreMigrator()
+        migrator.registerMigration("0001-create-event-log", createEventLog)
+        migrator.registerMigration("0002-create-projections", createProjections)
+        return migrator
+    }()
+
+    /// The id of the newest migration this binary knows.
+    public static var latest: String { migrator.identifiers.last! }
+}

@@ -88,10 +88,21 @@ public final class Environment: @unchecked Sendable {
     }
 
     /// Runs `body` in a read-only transaction that sees one consistent snapshot.
+    ///
+    /// The transaction is committed, not aborted, when `body` returns: for a read-only
+    /// transaction that only matters to database handles it opened, which LMDB keeps open for the
+    /// environment's life on commit but discards on abort.
     public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
         let txn = try Transaction(environment: self, readOnly: true)
-        defer { txn.abort() }
-        return try body(txn)
+        let result: T
+        do {
+            result = try body(txn)
+        } catch {
+            txn.abort()
+            throw error
+        }
+        try txn.commit()
+        return result
     }
 
     /// Runs `body` in the write transaction and commits it when `body` returns.

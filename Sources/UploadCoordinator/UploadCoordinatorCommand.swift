@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import UploadCore
+import UploadStore
+
+@main
+struct UploadCoordinatorCommand: AsyncParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "upload-coordinator",
+        abstract: "Coordinates container-image layer uploads the way Amazon ECR Public does, on an event log in LMDB.",
+        discussion: """
+            Commands act on a data directory directly. A refused command prints \
+            `<ErrorName>: <message>` on standard error and exits 1.
+            """,
+        version: version,
+        subcommands: [
+            CreateRepositoryCommand.self, DeleteRepositoryCommand.self, InitiateLayerUploadCommand.self,
+            EventsCommand.self, MigrateCommand.self,
+        ]
+    )
+}
+
+/// Options every data command shares. Flags win over environment variables, which win over defaults.
+struct StoreOptions: ParsableArguments {
+    @Option(help: "The data directory (created if missing).")
+    var dataDir: String
+
+    @Option(help: ArgumentHelp(
+        "The 12-digit id of the registry this coordinator serves. [env: \(Environment.registryId)] [default: \(StoreConfiguration.fallbackRegistryId)]"))
+    var defaultRegistryId: String?
+
+    @Option(help: ArgumentHelp(
+        "The partSize handed out by InitiateLayerUpload, in bytes. [env: \(Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))
+    var partSize: UInt64?
+
+    enum Environment {
+        static let registryId = "UPLOAD_COORDINATOR_REGISTRY_ID"
+        static let partSize = "UPLOAD_COORDINATOR_PART_SIZE"
+    }
+
+    func settings() throws -> DecisionSettings {
+        let env = ProcessInfo.processInfo.environment
+        let registryId = defaultRegistryId ?? env[Environment.registryId] ?? StoreConfiguration.fallbackRegistryId
+        guard registryId.count == 12, registryId.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw ValidationError("The default registry id must be 12 digits, like an AWS account id; got '\(registryId)'.")
+        }
+        var partSize = self.partSize ?? DecisionSettings.standardPartSize
+        if self.partSize == nil, let raw = env[Environment.partSize] {
+            guard let parsed = UInt64(raw) else {
+                throw ValidationError("\(Environment.partSize) must be a whole number of bytes; got '\(raw)'.")
+            }
+            partSize = parsed
+        }
+        guard partSize > 0 else { throw ValidationError("The part size must be greater than 0.") }
+        return DecisionSettings(defaultRegistryId: registryId, partSize: partSize)
+    }
+
+    func openStore() throws -> Store {
+        try Store(StoreConfiguration(directory: dataDir, settings: settings()))
+    }
+}
+
+/// Runs `body` against an open store, closes it, and turns failures into `<ErrorName>: <message>`.
+func withStore(_ options: StoreOptions, _ body: (Store) async throws -> Void) async throws {
+    let store: Store
+    do { store = try options.openStore() } catch let error as ValidationError { throw error } catch { fail(error) }
+    do {
+        try await body(store)
+    } catch {
+        await store.close()
+        fail(error)
+    }
+    await store.close()
+}
+
+/// Prints the error under its API name and exits 1.
+func fail(_ error: any Error) -> Never {
+    let line: String
+    switch error {
+    case let refusal as CommandError: line = refusal.description
+    case let failure as StoreError: line = "ServerException: \(failure.message)"
+    default: line = "ServerException: \(error)"
+    }
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+    exit(1)
+}
+
+func cliMetadata() -> RequestMetadata {
+    RequestMetadata(
+        requestId: UUID().uuidString.lowercased(), source: "cli",
+        userAgent: "upload-coordinator/\(UploadCoordinatorCommand.version)")
+}
+
+func printLine(_ value: JSONValue) {
+    print(value.text)
+}

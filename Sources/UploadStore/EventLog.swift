@@ -1,0 +1,75 @@
+import LMDBKit
+import UploadCore
+
+/// The append-only log: 8-byte big-endian positions, dense from 1, written with `MDB_APPEND`.
+enum EventLog {
+    /// The last event's position and time, read inside the transaction so that every writer,
+    /// in any process, continues from the true tail.
+    /// - Complexity: O(log n).
+    static func tail(_ txn: Transaction, _ schema: Schema) throws -> (position: UInt64, recordedAt: Timestamp)? {
+        guard let (key, value) = try txn.last(schema.events) else { return nil }
+        guard let position = BigEndian.uint64(key) else {
+            throw StoreError(.corrupt, "the event log has a key of \(key.count) bytes; positions are 8 bytes")
+        }
+        let envelope = try decode(position: position, value[...])
+        return (position, envelope.recordedAt)
+    }
+
+    static func append(_ txn: Transaction, _ schema: Schema, _ envelope: EventEnvelope) throws {
+        try txn.put(schema.events, BigEndian.bytes(envelope.position), envelope.encoded(), options: .append)
+    }
+
+    /// Visits events after `position` in order until `body` returns false.
+    /// Checks that positions are dense: a gap is corruption.
+    static func scan(
+        _ txn: Transaction, _ schema: Schema, after position: UInt64,
+        _ body: (EventEnvelope) throws -> Bool
+    ) throws {
+        var expected = position + 1
+        try txn.scan(schema.events, from: BigEndian.bytes(expected)) { key, value in
+            guard let found = BigEndian.uint64(key) else {
+                throw StoreError(.corrupt, "event log key \(Array(key)) is not an 8-byte position")
+            }
+            guard found == expected else {
+                throw StoreError(.corrupt, "the event log jumps from position \(expected - 1) to \(found)")
+            }
+            expected += 1
+            return try body(decode(position: found, Array(value)[...]))
+        }
+    }
+
+    static func decode(position: UInt64, _ bytes: ArraySlice<UInt8>) throws -> EventEnvelope {
+        do {
+            return try EventEnvelope(position: position, decoding: bytes)
+        } catch {
+            throw StoreError(.corrupt, "the event at position \(position) does not decode: \(error)")
+        }
+    }
+}
+
+/// How far the projection tables have applied the log, and with which layout.
+struct ProjectionCheckpoint: Equatable {
+    var position: UInt64
+    /// ``Projector/version`` when the tables were written; `nil` before the first build.
+    var version: UInt32?
+
+    private static let positionKey = Array("checkpoint".utf8)
+    private static let versionKey = Array("version".utf8)
+
+    static func read(_ txn: Transaction, _ schema: Schema) throws -> ProjectionCheckpoint {
+        guard let bytes = try txn.get(schema.projectionState, positionKey), let position = BigEndian.uint64(bytes) else {
+            throw StoreError(.corrupt, "the projection checkpoint is missing or malformed")
+        }
+        let version = try txn.get(schema.projectionState, versionKey).flatMap { bytes in
+            bytes.count == 4 ? bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } : nil
+        }
+        return ProjectionCheckpoint(position: position, version: version)
+    }
+
+    func write(_ txn: Transaction, _ schema: Schema) throws {
+        try txn.put(schema.projectionState, Self.positionKey, BigEndian.bytes(position))
+        if let version {
+            try txn.put(schema.projectionState, Self.versionKey, [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: version >> $0) })
+        }
+    }
+}

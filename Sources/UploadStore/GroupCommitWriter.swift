@@ -1,0 +1,152 @@
+import Foundation
+import LMDBKit
+import Synchronization
+import UploadCore
+
+/// The one writer of a store: a dedicated thread that takes every queued command, decides, appends
+/// and projects them all in one LMDB write transaction, commits (durably, by default), and only
+/// then answers each caller.
+///
+/// Commands of one batch are decided in queue order, each against the state the ones before it
+/// left. A refused command writes nothing and does not disturb the rest of its batch. If the
+/// transaction fails, nothing of the batch is kept and every caller in it gets the error.
+///
+/// A thread rather than a task: a commit blocks for an fsync, and the cooperative pool has only
+/// as many threads as cores.
+final class GroupCommitWriter: Sendable {
+    struct Pending {
+        let command: Command
+        let metadata: RequestMetadata
+        let uploadId: String?
+        let continuation: CheckedContinuation<[EventEnvelope], any Error>
+    }
+
+    struct Statistics: Sendable, Equatable {
+        var transactions = 0
+        var commands = 0
+        var largestBatch = 0
+    }
+
+    private struct Queue {
+        var pending: [Pending] = []
+        var stopping = false
+        var stopped = false
+    }
+
+    private let environment: Environment
+    private let schema: Schema
+    private let configuration: StoreConfiguration
+    // `condition` guards `queue`: one lock for both waiting and signalling.
+    private let condition = NSCondition()
+    nonisolated(unsafe) private var queue = Queue()
+    private let statistics = Mutex(Statistics())
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(environment: Environment, schema: Schema, configuration: StoreConfiguration) {
+        self.environment = environment
+        self.schema = schema
+        self.configuration = configuration
+        let thread = Thread { [self] in run() }
+        thread.name = "upload-store-writer"
+        thread.start()
+    }
+
+    var currentStatistics: Statistics { statistics.withLock { $0 } }
+
+    /// Queues `command` and returns its committed events once the transaction holding them is durable.
+    func submit(_ command: Command, metadata: RequestMetadata) async throws -> [EventEnvelope] {
+        let uploadId = command.startsUpload ? configuration.uploadIds.next() : nil
+        return try await withCheckedThrowingContinuation { continuation in
+            condition.lock()
+            if queue.stopping {
+                condition.unlock()
+                continuation.resume(throwing: StoreError(.closed, "the store is closed"))
+                return
+            }
+            queue.pending.append(Pending(command: command, metadata: metadata, uploadId: uploadId, continuation: continuation))
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    /// Stops taking commands, writes every command already queued, and returns when the thread has ended.
+    func shutdown() {
+        condition.lock()
+        let alreadyStopped = queue.stopped
+        queue.stopping = true
+        condition.signal()
+        condition.unlock()
+        if !alreadyStopped { finished.wait() }
+    }
+
+    private func run() {
+        while let batch = nextBatch() {
+            let results = write(batch)
+            statistics.withLock {
+                $0.transactions += 1
+                $0.commands += batch.count
+                $0.largestBatch = max($0.largestBatch, batch.count)
+            }
+            for (pending, result) in zip(batch, results) {
+                pending.continuation.resume(with: result)
+            }
+        }
+        finished.signal()
+    }
+
+    /// Waits for work; `nil` once stopping and drained.
+    private func nextBatch() -> [Pending]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.pending.isEmpty && !queue.stopping { condition.wait() }
+        if queue.pending.isEmpty {
+            queue.stopped = true
+            return nil
+        }
+        let count = min(queue.pending.count, configuration.maxBatchSize)
+        let batch = Array(queue.pending.prefix(count))
+        queue.pending.removeFirst(count)
+        return batch
+    }
+
+    private func write(_ batch: [Pending]) -> [Result<[EventEnvelope], any Error>] {
+        do {
+            return try environment.write { txn in
+                var tables = LMDBTables(txn: txn, schema: schema)
+                let tail = try EventLog.tail(txn, schema)
+                var position = tail?.position ?? 0
+                // Recorded times never go backwards, even if the wall clock does.
+                let now = max(configuration.clock.now(), tail?.recordedAt ?? Timestamp(millisecondsSinceEpoch: 0))
+                var results: [Result<[EventEnvelope], any Error>] = []
+                results.reserveCapacity(batch.count)
+                for pending in batch {
+                    let events: [Event]
+                    do {
+                        events = try Decider.decide(
+                            pending.command, state: tables, settings: configuration.settings,
+                            context: DecisionContext(now: now, newUploadId: pending.uploadId))
+                    } catch let refusal as CommandError {
+                        results.append(.failure(refusal))
+                        continue
+                    }
+                    var envelopes: [EventEnvelope] = []
+                    for event in events {
+                        position += 1
+                        let envelope = EventEnvelope(position: position, recordedAt: now, metadata: pending.metadata, event: event)
+                        try EventLog.append(txn, schema, envelope)
+                        try Projector.apply(envelope, to: &tables)
+                        envelopes.append(envelope)
+                    }
+                    results.append(.success(envelopes))
+                }
+                try ProjectionCheckpoint(position: position, version: Projector.version).write(txn, schema)
+                return results
+            }
+        } catch {
+            let failure = StoreError(
+                error is ProjectionError || (error as? StoreError)?.code == .corrupt ? .corrupt : .io,
+                "the write transaction failed and nothing of it was kept: \(error)")
+            return batch.map { _ in .failure(failure) }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import Crypto
+import Foundation
+public import LMDBKit
+import UploadCore
+import UploadMigrations
+
+/// Proves the projections: rebuilds them from the log into scratch memory twice, and compares
+/// canonical SHA-256 digests of both rebuilds with each other and with the live tables.
+///
+/// Opens the store read-only (`MDB_RDONLY`): it never writes to the store it checks. Everything it
+/// compares comes from one read snapshot, so a writer running at the same time cannot make it lie.
+public enum Replayer {
+    public struct Report: Sendable {
+        /// Events in the log (each rebuild scans all of them).
+        public var events: UInt64 = 0
+        public var eventsScanned: UInt64 = 0
+        public var seconds: Double = 0
+        public var rebuildDigests: [String] = []
+        public var liveDigest: String?
+        public var checkpoint: UInt64?
+        /// What failed, if anything: the first problem found, naming a position or a key.
+        public var failure: Failure?
+
+        public var eventsPerSecond: Double { seconds > 0 ? Double(eventsScanned) / seconds : 0 }
+        public var passed: Bool { failure == nil }
+    }
+
+    public enum Failure: Error, Sendable, Equatable, CustomStringConvertible {
+        /// The store cannot be checked: missing, unmigrated, or from a newer binary.
+        case unusable(String)
+        /// A log entry is missing, out of place or does not decode.
+        case log(String)
+        /// Two states differ; names the table and the first differing key.
+        case mismatch(String)
+
+        public var description: String {
+            switch self {
+            case .unusable(let s): "cannot check the store: \(s)"
+            case .log(let s): "log: \(s)"
+            case .mismatch(let s): "projection mismatch: \(s)"
+            }
+        }
+
+        /// The process exit status for this failure: 1 mismatch, 2 log damage, 3 unusable store.
+        public var exitCode: Int32 {
+            switch self {
+            case .mismatch: 1
+            case .log: 2
+            case .unusable: 3
+            }
+        }
+    }
+
+    public static func verify(directory: String) -> Report {
+        var report = Report()
+        let environment: Environment
+        do {
+            var config = Environment.Configuration()
+            config.readOnly = true
+            environment = try Environment(directory: directory, configuration: config)
+        } catch {
+            report.failure = .unusable("\(error)")
+            return report
+        }
+        let start = ContinuousClock.now
+        do {
+            try environment.read { txn in try verify(txn, into: &report) }
+        } catch let failure as Failure {
+            report.failure = failure
+        } catch {
+            report.failure = .unusable("\(error)")
+        }
+        let elapsed = ContinuousClock.now - start
+        report.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return report
+    }
+
+    private static func verify(_ txn: Transaction, into report: inout Report) throws {
+        let status = try UploadMigrations.migrator.status(txn)
+        guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
+        let schema = try Schema(txn)
+
+        var rebuilds: [InMemoryProjectionTables] = []
+        for _ in 0..<2 {
+            let (tables, count) = try rebuild(txn, schema)
+            rebuilds.append(tables)
+            report.events = count
+            report.eventsScanned += count
+            report.rebuildDigests.append(ProjectionDigest.of(tables).hex)
+        }
+        let live = try ProjectionDigest.liveEntries(txn, schema)
+        report.liveDigest = ProjectionDigest.of(live).hex
+
+        let checkpoint = try ProjectionCheckpoint.read(txn, schema)
+        report.checkpoint = checkpoint.position
+        if let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(rebuilds[0]), ProjectionDigest.entries(rebuilds[1])) {
+            throw Failure.mismatch("two rebuilds differ (replay is not deterministic): \(difference)")
+        }
+        if let difference = ProjectionDigest.firstDifference(live, ProjectionDigest.entries(rebuilds[0]), leftName: "live", rightName: "rebuilt") {
+            throw Failure.mismatch(difference)
+        }
+        guard checkpoint.position == report.events, checkpoint.version == Projector.version else {
+            throw Failure.mismatch(
+                "the checkpoint says position \(checkpoint.position) (layout \(checkpoint.version.map(String.init) ?? "none")) but the log ends at \(report.events) (layout \(Projector.version))")
+        }
+    }
+
+    /// Folds the whole log into fresh in-memory tables, checking that positions are dense and
+    /// every record decodes.
+    private static func rebuild(_ txn: Transaction, _ schema: Schema) throws -> (InMemoryProjectionTables, UInt64) {
+        var tables = InMemoryProjectionTables()
+        var expected: UInt64 = 1
+        try txn.scan(schema.events) { key, value in
+            guard let position = BigEndian.uint64(key) else {
+                throw Failure.log("after position \(expected - 1): a key of \(key.count) bytes where an 8-byte position belongs")
+            }
+            guard position == expected else {
+                throw Failure.log("position \(expected) is missing (the next event is at \(position))")
+            }
+            let envelope: EventEnvelope
+            do {
+                envelope = try EventEnvelope(position: position, decoding: Array(value))
+            } catch {
+                throw Failure.log("the event at position \(position) does not decode: \(error)")
+            }
+            do {
+                try Projector.apply(envelope, to: &tables)
+            } catch {
+                throw Failure.log("the \(envelope.event.type.name) at position \(position) contradicts the events before it: \(error)")
+            }
+            expected += 1
+            return true
+        }
+        return (tables, expected - 1)
+    }
+}
+
+/// The canonical digest of projection state: SHA-256 over every table in name order, and within
+/// each table every entry in key byte order, each as
+/// `table name · 0x00 · len(key) · key · len(value) · value` with 8-byte big-endian lengths.
+/// Live LMDB tables and in-memory rebuilds are hashed through the same entries, so equal state
+/// gives equal digests.
+enum ProjectionDigest {
+    typealias Entry = (table: ProjectionTable, key: [UInt8], value: [UInt8])
+
+    static func entries(_ tables: InMemoryProjectionTables) -> [Entry] {
+        ProjectionTable.allCases.sorted().flatMap { table in tables.entries(table).map { (table, $0.key, $0.value) } }
+    }
+
+    static func liveEntries(_ txn: Transaction, _ schema: Schema) throws -> [Entry] {
+        var entries: [Entry] = []
+        for table in ProjectionTable.allCases.sorted() {
+            try txn.scan(schema.database(table)) { key, value in
+                entries.append((table, Array(key), Array(value)))
+                return true
+            }
+        }
+        return entries
+    }
+
+    static func of(_ tables: InMemoryProjectionTables) -> SHA256.Digest { of(entries(tables)) }
+
+    static func of(_ entries: [Entry]) -> SHA256.Digest {
+        var hasher = SHA256()
+        for entry in entries {
+            hasher.update(data: Array(entry.table.rawValue.utf8) + [0])
+            hasher.update(data: BigEndian.bytes(UInt64(entry.key.count)))
+            hasher.update(data: entry.key)
+            hasher.update(data: BigEndian.bytes(UInt64(entry.value.count)))
+            hasher.update(data: entry.value)
+        }
+        return hasher.finalize()
+    }
+
+    /// Walks two sorted entry lists together and describes the first place they differ.
+    static func firstDifference(
+        _ left: [Entry], _ right: [Entry], leftName: String = "first", rightName: String = "second"
+    ) -> String? {
+        var l = 0, r = 0
+        while l < left.count || r < right.count {
+            let a = l < left.count ? left[l] : nil
+            let b = r < right.count ? right[r] : nil
+            if let a, let b, a.table == b.table, a.key == b.key {
+                if a.value != b.value {
+                    return "table \(a.table.rawValue), key '\(ProjectionKey.readable(a.key))': the \(leftName) value differs from the \(rightName) value"
+                }
+                l += 1
+                r += 1
+                continue
+            }
+            // The entry that sorts first is the one the other side lacks.
+            let leftFirst: Bool
+            if let a, let b {
+                leftFirst = a.table != b.table ? a.table < b.table : a.key.lexicographicallyPrecedes(b.key)
+            } else {
+                leftFirst = a != nil
+            }
+            let missing = leftFirst ? a! : b!
+            return "table \(missing.table.rawValue), key '\(ProjectionKey.readable(missing.key))': only the \(leftFirst ? leftName : rightName) state has it"
+        }
+        return nil
+    }
+}
+
+extension SHA256.Digest {
+    var hex: String { map { String(format: "%02x", $0) }.joined() }
+}

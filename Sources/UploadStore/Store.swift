@@ -1,0 +1,177 @@
+import Foundation
+public import LMDBKit
+import UploadMigrations
+public import UploadCore
+
+/// An upload-coordinator store: the event log and its projections in one LMDB environment, with
+/// one group-committing writer.
+///
+/// Open one `Store` per data directory per process and share it. Commands go through
+/// ``execute(_:metadata:)``; reads run against one consistent snapshot in ``read(_:)``.
+/// Another process may open the same directory: LMDB serialises their write transactions, and
+/// each transaction continues from the log's true tail, so positions are never reused.
+public final class Store: Sendable {
+    public let configuration: StoreConfiguration
+    let environment: Environment
+    let schema: Schema
+    private let writer: GroupCommitWriter
+
+    /// Opens (creating if needed) the store in `configuration.directory`, applies pending
+    /// migrations, and brings the projections up to the log's tail.
+    /// - Throws: ``StoreError`` with code `.migration` when the store was written by a newer binary,
+    ///   or needs migrations and `migrateOnOpen` is off.
+    public init(_ configuration: StoreConfiguration) throws {
+        self.configuration = configuration
+        environment = try Environment(directory: configuration.directory, configuration: configuration.environment)
+        let migrator = UploadMigrations.migrator
+        let status = try environment.read { try migrator.status($0) }
+        switch status {
+        case .current: break
+        case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
+        case .pending(let pending):
+            guard configuration.migrateOnOpen else {
+                throw StoreError(.migration, MigrationError.pending(pending).description)
+            }
+            do { try migrator.migrate(environment) } catch let error as MigrationError {
+                throw StoreError(.migration, error.description)
+            }
+        }
+        schema = try environment.read { try Schema($0) }
+        try ProjectionCatchUp.run(environment, schema)
+        writer = GroupCommitWriter(environment: environment, schema: schema, configuration: configuration)
+    }
+
+    /// Decides `command`, appends its events and updates the projections, all in the writer's next
+    /// transaction. Returns the committed events once that transaction is durable.
+    /// - Throws: ``CommandError`` when the command is refused (nothing is written), or
+    ///   ``StoreError`` when the store could not write it.
+    public func execute(_ command: Command, metadata: RequestMetadata) async throws -> [EventEnvelope] {
+        try await writer.submit(command, metadata: metadata)
+    }
+
+    /// Starts a layer upload. - Returns: the new upload's id and part size.
+    public func initiateLayerUpload(
+        _ command: InitiateLayerUpload, metadata: RequestMetadata
+    ) async throws -> (uploadId: String, partSize: UInt64) {
+        let events = try await execute(.initiateLayerUpload(command), metadata: metadata)
+        guard case .uploadInitiated(let initiated)? = events.first?.event else {
+            preconditionFailure("InitiateLayerUpload always records UploadInitiated")
+        }
+        return (initiated.uploadId, initiated.partSize)
+    }
+
+    /// Runs `body` against one consistent snapshot of the log and projections.
+    public func read<T>(_ body: (StoreReader) throws -> T) throws -> T {
+        try environment.read { txn in try body(StoreReader(txn: txn, schema: schema)) }
+    }
+
+    /// Writes every queued command, then stops the writer. Later commands fail with `.closed`.
+    /// The environment itself closes when the last reference to the store goes.
+    public func close() async {
+        let writer = self.writer
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                writer.shutdown()
+                done.resume()
+            }
+        }
+    }
+
+    /// How the writer has batched so far: transactions, commands and the largest batch.
+    public var writerStatistics: (transactions: Int, commands: Int, largestBatch: Int) {
+        let s = writer.currentStatistics
+        return (s.transactions, s.commands, s.largestBatch)
+    }
+}
+
+/// Read access to one snapshot. Valid only inside ``Store/read(_:)``.
+public struct StoreReader {
+    let txn: Transaction
+    let schema: Schema
+
+    /// The position of the last event, 0 for an empty log.
+    public func lastPosition() throws -> UInt64 { try EventLog.tail(txn, schema)?.position ?? 0 }
+
+    /// Up to `limit` events after `position`, in order.
+    public func events(after position: UInt64 = 0, limit: Int = .max) throws -> [EventEnvelope] {
+        var events: [EventEnvelope] = []
+        guard limit > 0 else { return events }
+        try EventLog.scan(txn, schema, after: position) { envelope in
+            events.append(envelope)
+            return events.count < limit
+        }
+        return events
+    }
+
+    public func session(_ uploadId: String) throws -> UploadSession? {
+        try LMDBTables(txn: txn, schema: schema).session(uploadId)
+    }
+
+    public func repository(_ ref: RepositoryRef) throws -> RepositorySummary? {
+        try LMDBTables(txn: txn, schema: schema).repository(ref)
+    }
+
+    /// The position the projections reflect.
+    public func checkpoint() throws -> UInt64 { try ProjectionCheckpoint.read(txn, schema).position }
+}
+
+/// Brings the projection tables up to the log's tail at open: nothing to do when they are current
+/// (the normal case, so open never replays), a catch-up when they lag (a store migrated from
+/// before the projections existed), a full rebuild when their layout version changed.
+enum ProjectionCatchUp {
+    static let batchSize = 10_000
+
+    static func run(_ environment: Environment, _ schema: Schema) throws {
+        let current = try environment.read { txn in
+            let checkpoint = try ProjectionCheckpoint.read(txn, schema)
+            let tail = try EventLog.tail(txn, schema)?.position ?? 0
+            return checkpoint.version == Projector.version && checkpoint.position == tail
+        }
+        guard !current else { return }
+        while try environment.write({ txn in try step(txn, schema) }) {}
+    }
+
+    /// Applies up to ``batchSize`` events. - Returns: whether more remain.
+    private static func step(_ txn: Transaction, _ schema: Schema) throws -> Bool {
+        var checkpoint = try ProjectionCheckpoint.read(txn, schema)
+        let tail = try EventLog.tail(txn, schema)?.position ?? 0
+        if checkpoint.version != Projector.version {
+            for table in ProjectionTable.allCases { try txn.clear(schema.database(table)) }
+            checkpoint = ProjectionCheckpoint(position: 0, version: Projector.version)
+        }
+        guard checkpoint.position <= tail else {
+            throw StoreError(.corrupt, "the projections are at position \(checkpoint.position) but the log ends at \(tail)")
+        }
+        guard checkpoint.position < tail else {
+            try checkpoint.write(txn, schema)
+            return false
+        }
+        var tables = LMDBTables(txn: txn, schema: schema)
+        var applied = 0
+        try EventLog.scan(txn, schema, after: checkpoint.position) { envelope in
+            try Projector.apply(envelope, to: &tables)
+            checkpoint.position = envelope.position
+            applied += 1
+            return applied < batchSize
+        }
+        try checkpoint.write(txn, schema)
+        return checkpoint.position < tail
+    }
+}
+
+extension Store {
+    /// The migrations recorded in this store, in the order applied.
+    public func appliedMigrations() throws -> [String] {
+        try environment.read { try UploadMigrations.migrator.appliedIdentifiers($0) }
+    }
+
+    /// The migrations recorded in the store at `directory`, read without migrating; empty when
+    /// there is no store there yet.
+    public static func appliedMigrations(directory: String) throws -> [String] {
+        guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else { return [] }
+        var config = Environment.Configuration()
+        config.readOnly = true
+        let environment = try Environment(directory: directory, configuration: config)
+        return try environment.read { try UploadMigrations.migrator.appliedIdentifiers($0) }
+    }
+}
