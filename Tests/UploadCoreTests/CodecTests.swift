@@ -1,0 +1,83 @@
+import Testing
+import UploadCore
+import UploadTesting
+
+struct CodecTests {
+    static let at = Timestamp(millisecondsSinceEpoch: 1_796_083_200_123)
+    static let events: [Event] = [
+        .repositoryCreated(RepositoryCreated(registryId: "123456789012", repositoryName: "team/app", createdAt: at)),
+        .uploadInitiated(UploadInitiated(uploadId: "0f8c1a2e-0000-4000-8000-000000000001", partSize: 10_485_760, registryId: "123456789012", repositoryName: "team/app", initiatedAt: at)),
+        .uploadAborted(UploadAborted(uploadId: "0f8c1a2e-0000-4000-8000-000000000001", registryId: "123456789012", repositoryName: "team/app", reason: .repositoryDeleted)),
+        .repositoryDeleted(RepositoryDeleted(registryId: "123456789012", repositoryName: "team/app", force: true)),
+    ]
+
+    @Test(arguments: events)
+    func envelope_roundTripsThroughItsEncoding(event: Event) throws {
+        let metadata = RequestMetadata(requestId: "r", source: "http", userAgent: "aws-cli/1", sourceAddress: "127.0.0.1", principal: "AKID", invocationId: "inv")
+        let envelope = EventEnvelope(position: 7, recordedAt: Self.at, metadata: metadata, event: event)
+        let decoded = try EventEnvelope(position: 7, decoding: envelope.encoded())
+        #expect(decoded == envelope)
+        #expect(decoded.encoded() == envelope.encoded(), "one value, one encoding")
+    }
+
+    /// Locks the on-disk format of UploadInitiated v1. If this fails, the change breaks every
+    /// existing log: add a new schema version instead (see the event catalogue).
+    @Test func uploadInitiated_v1_hasAFixedEncoding() {
+        let envelope = EventEnvelope(position: 1, recordedAt: Self.at, metadata: RequestMetadata(requestId: "r1", source: "cli"), event: Self.events[1])
+        let hex = envelope.encoded().map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        let expected = [
+            "0803", "1001", "18" + "fbe09af7a234",                     // type 3, version 1, recordedAt
+            "2209" + "0a02" + "7231" + "1203" + "636c69",               // metadata: requestId "r1", source "cli"
+            "2a4a",                                                     // payload, 74 bytes:
+            "0a24" + "30663863316132652d303030302d343030302d383030302d303030303030303030303031", // uploadId
+            "10" + "80808005",                                          // partSize 10485760
+            "1a0c" + "313233343536373839303132",                        // registryId
+            "2208" + "7465616d2f617070",                                // repositoryName
+            "28" + "fbe09af7a234",                                      // initiatedAt
+        ].joined()
+        #expect(hex == expected)
+    }
+
+    @Test func decoding_refusesNonCanonicalRecords() throws {
+        let good = EventEnvelope(position: 1, recordedAt: Self.at, metadata: testMetadata(), event: Self.events[0]).encoded()
+        // truncated
+        #expect(throws: CodecError.self) { try EventEnvelope(position: 1, decoding: Array(good.dropLast())) }
+        // a trailing unknown field
+        #expect(throws: CodecError.self) { try EventEnvelope(position: 1, decoding: good + [0x30, 0x01]) }
+        // fields out of order: swap the first two fields (type, version)
+        var swapped = good
+        swapped.swapAt(0, 2)
+        swapped.swapAt(1, 3)
+        #expect(throws: CodecError.self) { try EventEnvelope(position: 1, decoding: swapped) }
+        // a non-minimal varint for the type code (0x81 0x00 instead of 0x01)
+        #expect(throws: CodecError.self) { try EventEnvelope(position: 1, decoding: [0x08, 0x81, 0x00] + good.dropFirst(2)) }
+        // an unknown event type code
+        #expect(throws: CodecError.self) { try EventEnvelope(position: 1, decoding: [0x08, 0x63] + good.dropFirst(2)) }
+        // a newer schema version than this binary knows
+        #expect(throws: CodecError.self) { try EventEnvelope(position: 1, decoding: Array(good.prefix(2)) + [0x10, 0x02] + good.dropFirst(4)) }
+    }
+
+    @Test func projectionRecords_roundTrip() throws {
+        var tables = InMemoryProjectionTables()
+        for (i, event) in Self.events.prefix(2).enumerated() {
+            try Projector.apply(EventEnvelope(position: UInt64(i + 1), recordedAt: Self.at, metadata: testMetadata(), event: event), to: &tables)
+        }
+        let session = try #require(try tables.session("0f8c1a2e-0000-4000-8000-000000000001"))
+        #expect(try UploadSession(decoding: session.encoded()) == session)
+        let repo = try #require(try tables.repository(RepositoryRef(registryId: "123456789012", repositoryName: "team/app")))
+        #expect(try RepositorySummary(decoding: repo.encoded()) == repo)
+    }
+
+    @Test(arguments: [
+        (0, "1970-01-01T00:00:00.000Z"), (1_796_083_200_123, "2026-12-01T00:00:00.123Z"),
+        (951_782_400_000, "2000-02-29T00:00:00.000Z"), (-1, "1969-12-31T23:59:59.999Z"),
+    ] as [(Int64, String)])
+    func timestamp_formatsAsISO8601(ms: Int64, text: String) {
+        #expect(Timestamp(millisecondsSinceEpoch: ms).iso8601 == text)
+    }
+
+    @Test func json_escapesAndKeepsMemberOrderSorted() {
+        let value = JSONValue.object(sorting: [("b", .string("q\"\\/\n\u{1}")), ("a", .uint(1)), ("c", nil)])
+        #expect(value.text == #"{"a":1,"b":"q\"\\/\n\u0001"}"#)
+    }
+}

@@ -1,0 +1,61 @@
+import Testing
+import UploadCore
+
+/// The seed's constraints for InitiateLayerUpload, one row per case.
+struct ValidationTests {
+    static let name205 = String(repeating: "a", count: 205)
+
+    @Test(arguments: [
+        // lengths
+        ("a", false), ("ab", true), (name205, true), (name205 + "a", false), (String(repeating: "a", count: 256), false),
+        // pattern: separators, case, nesting
+        ("team/app", true), ("a/b/c/d", true), ("a.b_c-d", true), ("a1/b2.c3", true), ("0x", true),
+        ("Team/app", false), ("team/App", false), ("-app", false), ("app-", false), (".app", false), ("app.", false),
+        ("_app", false), ("/app", false), ("app/", false), ("team//app", false), ("a..b", false), ("a.-b", false),
+        ("a/-b", false), ("a b", false), ("tëam", false), ("ab\n", false), ("ab\u{0}", false), ("a:b", false),
+    ])
+    func repositoryName_whenValidated_acceptsOnlyTheSeedPattern(name: String, valid: Bool) {
+        let result = Result { () throws(CommandError) in try InitiateLayerUpload(repositoryName: name) }
+        switch result {
+        case .success(let command):
+            #expect(valid, "accepted \(name.debugDescription)")
+            #expect(command.repositoryName == name)
+        case .failure(let error):
+            #expect(!valid, "refused \(name.debugDescription): \(error)")
+            #expect(error.code == .invalidParameter)
+            #expect(error.message.contains("repositoryName"))
+        }
+    }
+
+    @Test func repositoryName_whenMissing_isInvalidParameter() {
+        #expect(throws: CommandError(.invalidParameter, "The parameter 'repositoryName' is required but was not given.")) {
+            try InitiateLayerUpload(repositoryName: nil)
+        }
+    }
+
+    @Test func repositoryName_whenTooShort_saysTheRule() throws {
+        let error = try #require(throws: CommandError.self) { try InitiateLayerUpload(repositoryName: "a") }
+        #expect(error.message == "1 validation error detected: Value 'a' at 'repositoryName' failed to satisfy constraint: Member must have length greater than or equal to 2")
+    }
+
+    @Test(arguments: [(0, false), (1, true), (2, true), (205, true), (256, true), (257, false)])
+    func registryId_whenValidated_hasLength1To256(length: Int, valid: Bool) {
+        let id = String(repeating: "7", count: length)
+        let result = Result { () throws(CommandError) in try InitiateLayerUpload(registryId: id, repositoryName: "team/app") }
+        switch result {
+        case .success(let command): #expect(valid && command.registryId == id)
+        case .failure(let error): #expect(!valid && error.code == .invalidParameter && error.message.contains("registryId"))
+        }
+    }
+
+    @Test func invalidValue_withControlCharacters_isEscapedInTheMessage() throws {
+        let error = try #require(throws: CommandError.self) { try CreateRepository(repositoryName: "bad\u{1b}name") }
+        #expect(error.message.contains("bad\\u{1B}name"))
+        #expect(!error.message.contains("\u{1b}"))
+    }
+
+    @Test func registryId_isValidatedBeforeRepositoryName() throws {
+        let error = try #require(throws: CommandError.self) { try DeleteRepository(registryId: "", repositoryName: "A") }
+        #expect(error.message.contains("registryId"))
+    }
+}
