@@ -1,0 +1,101 @@
+import Foundation
+import LMDBKit
+import Testing
+
+struct LMDBKitTests {
+    func withEnvironment(_ body: (Environment) throws -> Void) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lmdbkit-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try body(Environment(directory: dir))
+    }
+
+    /// SwiftLMDB once had wrong flag values; MDB_APPEND must really refuse a key out of order.
+    @Test func put_withAppend_refusesAKeyThatDoesNotSortLast() throws {
+        try withEnvironment { env in
+            try env.write { txn in
+                let db = try txn.openDatabase("log", create: true)!
+                try txn.put(db, [0, 2], [1], options: .append)
+                let error = try #require(throws: LMDBError.self) { try txn.put(db, [0, 1], [1], options: .append) }
+                #expect(error.code == .keyExists)
+            }
+        }
+    }
+
+    @Test func put_withNoOverwrite_refusesAnExistingKey() throws {
+        try withEnvironment { env in
+            try env.write { txn in
+                let db = try txn.openDatabase("t", create: true)!
+                try txn.put(db, [1], [1], options: .noOverwrite)
+                #expect(throws: LMDBError.self) { try txn.put(db, [1], [2], options: .noOverwrite) }
+            }
+        }
+    }
+
+    /// SwiftLMDB once read `mv_data` after its transaction ended; values must be copies.
+    @Test func get_returnsACopyThatOutlivesTheTransaction() throws {
+        try withEnvironment { env in
+            try env.write { txn in
+                let db = try txn.openDatabase("t", create: true)!
+                try txn.put(db, [1], Array(repeating: 7, count: 4096))
+            }
+            let value = try env.read { txn in try txn.get(try txn.openDatabase("t")!, [1]) }
+            try env.write { txn in try txn.put(try txn.openDatabase("t")!, [1], Array(repeating: 9, count: 4096)) }
+            #expect(value == Array(repeating: 7, count: 4096))
+        }
+    }
+
+    @Test func write_whenBodyThrows_keepsNothing() throws {
+        struct Boom: Error {}
+        try withEnvironment { env in
+            try env.write { txn in _ = try txn.openDatabase("t", create: true) }
+            #expect(throws: Boom.self) {
+                try env.write { txn in
+                    try txn.put(try txn.openDatabase("t")!, [1], [1])
+                    throw Boom()
+                }
+            }
+            #expect(try env.read { try $0.get(try $0.openDatabase("t")!, [1]) } == nil)
+        }
+    }
+
+    @Test func scan_visitsKeysInByteOrderFromAStartKey() throws {
+        try withEnvironment { env in
+            try env.write { txn in
+                let db = try txn.openDatabase("t", create: true)!
+                for k: UInt8 in [5, 1, 3, 9] { try txn.put(db, [k], [k]) }
+            }
+            var seen: [UInt8] = []
+            try env.read { txn in
+                try txn.scan(try txn.openDatabase("t")!, from: [2]) { key, _ in
+                    seen.append(key[0])
+                    return key[0] < 5
+                }
+            }
+            #expect(seen == [3, 5])
+            #expect(try env.read { try $0.last(try $0.openDatabase("t")!)?.key } == [9])
+        }
+    }
+
+    @Test func sameDirectory_openedTwiceInOneProcess_isRefused() throws {
+        try withEnvironment { env in
+            #expect(throws: EnvironmentError.self) { _ = try Environment(directory: env.directory) }
+        }
+    }
+
+    @Test func migrator_appliesInOrderUpToAStep_andDetectsANewerStore() throws {
+        var old = StoreMigrator()
+        old.registerMigration("0001-a") { txn in _ = try txn.openDatabase("a", create: true) }
+        old.registerMigration("0002-b") { txn in _ = try txn.openDatabase("b", create: true) }
+        var newer = old
+        newer.registerMigration("0003-c") { txn in _ = try txn.openDatabase("c", create: true) }
+        try withEnvironment { (env: Environment) throws in
+            #expect(try old.migrate(env, upTo: "0001-a") == ["0001-a"])
+            #expect(try env.read { try old.status($0) } == .pending(["0002-b"]))
+            #expect(try env.read { try $0.openDatabase("b") } == nil)
+            #expect(try newer.migrate(env) == ["0002-b", "0003-c"])
+            #expect(try env.read { try newer.appliedIdentifiers($0) } == ["0001-a", "0002-b", "0003-c"])
+            #expect(try env.read { try old.status($0) } == .superseded(unknown: ["0003-c"]))
+            #expect(throws: MigrationError.self) { try old.migrate(env) }
+        }
+    }
+}

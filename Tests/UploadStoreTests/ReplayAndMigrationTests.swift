@@ -1,0 +1,192 @@
+import Crypto
+import Foundation
+import LMDBKit
+import Testing
+import UploadCore
+import UploadMigrations
+import UploadStore
+import UploadTesting
+
+/// Replay equality, tamper detection, and upgrades from earlier migration steps.
+struct ReplayAndMigrationTests {
+    /// A store with repositories, uploads, a forced delete: every event type.
+    func populate(_ dir: TemporaryDirectory) async throws {
+        try await withTestStore(dir) { store in
+            for name in ["team/app", "team/web", "solo"] {
+                _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: name)), metadata: testMetadata())
+            }
+            for name in ["team/app", "team/web", "team/web", "solo"] {
+                _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: name), metadata: testMetadata())
+            }
+            _ = try await store.execute(.deleteRepository(try DeleteRepository(repositoryName: "team/web", force: true)), metadata: testMetadata())
+        }
+    }
+
+    /// Opens the store's LMDB environment directly, behind the coordinator's back.
+    func tamper(_ dir: TemporaryDirectory, _ body: (Transaction) throws -> Void) throws {
+        let env = try Environment(directory: dir.path)
+        try env.write { txn in try body(txn) }
+    }
+
+    @Test func replay_ofAnUntouchedStore_matchesTwiceAndLive() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        let report = Replayer.verify(directory: dir.path)
+        #expect(report.passed, "\(String(describing: report.failure))")
+        #expect(report.events == 10)
+        #expect(report.eventsScanned == 20)
+        #expect(report.rebuildDigests.count == 2 && Set(report.rebuildDigests + [report.liveDigest!]).count == 1)
+    }
+
+    @Test func replay_neverWritesToTheStore() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        let file = dir.path + "/data.mdb"
+        let before = SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: file)))
+        #expect(Replayer.verify(directory: dir.path).passed)
+        #expect(SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: file))) == before)
+    }
+
+    @Test func replay_catchesAProjectionValueAlteredBehindTheCoordinatorsBack() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        let key = Array("00000000-0000-4000-8000-000000000001".utf8)
+        try tamper(dir) { txn in
+            let sessions = try txn.openDatabase("sessions")!
+            var session = try UploadSession(decoding: try #require(try txn.get(sessions, key)))
+            session.partSize = 1
+            try txn.put(sessions, key, session.encoded())
+        }
+        let report = Replayer.verify(directory: dir.path)
+        guard case .mismatch(let text)? = report.failure else { Issue.record("not caught: \(report)"); return }
+        #expect(text.contains("table sessions") && text.contains("00000000-0000-4000-8000-000000000001"))
+        #expect(report.failure?.exitCode == 1)
+    }
+
+    @Test func replay_catchesAMissingAndAnInventedProjectionEntry() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        try tamper(dir) { txn in try txn.delete(try txn.openDatabase("repositories")!, Array("123456789012/solo".utf8)) }
+        guard case .mismatch(let missing)? = Replayer.verify(directory: dir.path).failure else { Issue.record("deletion not caught"); return }
+        #expect(missing.contains("123456789012/solo") && missing.contains("only the rebuilt state has it"))
+
+        try tamper(dir) { txn in
+            let repos = try txn.openDatabase("repositories")!
+            let solo = try #require(try txn.get(repos, Array("123456789012/team/app".utf8)))
+            try txn.put(repos, Array("123456789012/solo".utf8), solo)  // put something back, but wrong
+            try txn.put(repos, Array("123456789012/zzz".utf8), solo)
+        }
+        guard case .mismatch(let text)? = Replayer.verify(directory: dir.path).failure else { Issue.record("invention not caught"); return }
+        #expect(text.contains("123456789012/solo"), "the first difference is named first: \(text)")
+    }
+
+    @Test func replay_namesThePositionOfADamagedOrMissingEvent() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        try tamper(dir) { txn in
+            let events = try txn.openDatabase("events")!
+            var bytes = try #require(try txn.get(events, BigEndian.bytes(5)))
+            bytes[bytes.count - 1] ^= 0xff
+            try txn.put(events, BigEndian.bytes(5), bytes)
+        }
+        guard case .log(let damaged)? = Replayer.verify(directory: dir.path).failure else { Issue.record("damage not caught"); return }
+        #expect(damaged.contains("position 5"))
+
+        try tamper(dir) { txn in try txn.delete(try txn.openDatabase("events")!, BigEndian.bytes(3)) }
+        let report = Replayer.verify(directory: dir.path)
+        guard case .log(let gap)? = report.failure else { Issue.record("gap not caught"); return }
+        #expect(gap.contains("position 3 is missing"))
+        #expect(report.failure?.exitCode == 2)
+    }
+
+    @Test func replay_catchesALaggingCheckpoint() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-state")!, Array("checkpoint".utf8), BigEndian.bytes(9)) }
+        guard case .mismatch(let text)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
+        #expect(text.contains("checkpoint says position 9"))
+    }
+
+    /// Upgrade: a store made at migration step 0001 (a log, no projections) gains its projection
+    /// tables on open, built from the events it already has.
+    @Test func open_aStoreFromAnEarlierMigrationStep_upgradesAndBuildsProjections() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let at = Timestamp(millisecondsSinceEpoch: 1_796_083_200_000)
+        let uploadId = "00000000-0000-4000-8000-0000000000aa"
+        do {
+            let env = try Environment(directory: dir.path)
+            try UploadMigrations.migrator.migrate(env, upTo: "0001-create-event-log")
+            #expect(try env.read { try UploadMigrations.migrator.status($0) } == .pending(["0002-create-projections"]))
+            let events: [Event] = [
+                .repositoryCreated(RepositoryCreated(registryId: testRegistryId, repositoryName: "old/app", createdAt: at)),
+                .uploadInitiated(UploadInitiated(uploadId: uploadId, partSize: 10_485_760, registryId: testRegistryId, repositoryName: "old/app", initiatedAt: at)),
+            ]
+            try env.write { txn in
+                let log = try txn.openDatabase("events")!
+                for (i, event) in events.enumerated() {
+                    let envelope = EventEnvelope(position: UInt64(i + 1), recordedAt: at, metadata: testMetadata(), event: event)
+                    try txn.put(log, BigEndian.bytes(envelope.position), envelope.encoded(), options: .append)
+                }
+            }
+        }
+        try await withTestStore(dir) { store in
+            #expect(try store.appliedMigrations() == ["0001-create-event-log", "0002-create-projections"])
+            #expect(try store.read { try $0.session(uploadId) }?.repositoryName == "old/app")
+            #expect(try store.read { try $0.checkpoint() } == 2)
+            let next = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "old/app"), metadata: testMetadata())
+            #expect(try store.read { try $0.events(after: 2) }.first?.position == 3)
+            #expect(try store.read { try $0.session(next.uploadId) } != nil)
+        }
+        #expect(Replayer.verify(directory: dir.path).passed)
+    }
+
+    @Test func open_aStoreWrittenByANewerBinary_isRefusedClearly() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        try tamper(dir) { txn in
+            try txn.put(try txn.openDatabase(StoreMigrator.migrationsDatabaseName)!, Array("0099-from-the-future".utf8), [0, 0, 0, 99])
+        }
+        let error = #expect(throws: StoreError.self) { _ = try Store(testConfiguration(dir)) }
+        #expect(error?.code == .migration)
+        #expect(error?.message.contains("newer upload-coordinator") == true && error?.message.contains("0099-from-the-future") == true)
+        #expect(Replayer.verify(directory: dir.path).failure?.exitCode == 3)
+    }
+
+    @Test func open_withMigrateOnOpenOff_refusesAStoreThatNeedsMigrations() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        do {
+            let env = try Environment(directory: dir.path)
+            try UploadMigrations.migrator.migrate(env, upTo: "0001-create-event-log")
+        }
+        var config = testConfiguration(dir)
+        config.migrateOnOpen = false
+        let error = #expect(throws: StoreError.self) { _ = try Store(config) }
+        #expect(error?.message.contains("0002-create-projections") == true)
+    }
+
+    /// A changed projection layout version makes the next open rebuild the tables from the log.
+    @Test func open_withAnOutdatedProjectionLayout_rebuildsFromTheLog() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        let live = Replayer.verify(directory: dir.path).liveDigest
+        try tamper(dir) { txn in
+            let state = try txn.openDatabase("projection-state")!
+            try txn.put(state, Array("version".utf8), [0, 0, 0, 0])
+            try txn.clear(try txn.openDatabase("sessions")!)
+        }
+        try await withTestStore(dir) { _ in }
+        let report = Replayer.verify(directory: dir.path)
+        #expect(report.passed)
+        #expect(report.liveDigest == live)
+    }
+}

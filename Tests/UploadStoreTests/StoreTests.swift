@@ -1,0 +1,120 @@
+import Foundation
+import LMDBKit
+import Testing
+import UploadCore
+import UploadStore
+import UploadTesting
+
+struct StoreTests {
+    let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+
+    static func create(_ name: String) throws -> Command { .createRepository(try CreateRepository(repositoryName: name)) }
+    static func initiate(_ name: String) throws -> InitiateLayerUpload { try InitiateLayerUpload(repositoryName: name) }
+
+    @Test func groupCommit_underManyConcurrentCallers_logsEveryAnsweredUploadExactlyOnce() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let callers = 64, perCaller = 25
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            let answered = try await withThrowingTaskGroup(of: [String].self) { group in
+                for caller in 0..<callers {
+                    group.addTask {
+                        var ids: [String] = []
+                        for i in 0..<perCaller {
+                            // every fifth call names a missing repository: refused, nothing written
+                            if i % 5 == 4 {
+                                await #expect(throws: CommandError.self) {
+                                    _ = try await store.initiateLayerUpload(try Self.initiate("team/missing"), metadata: testMetadata("c\(caller)-\(i)"))
+                                }
+                                continue
+                            }
+                            ids.append(try await store.initiateLayerUpload(try Self.initiate("team/app"), metadata: testMetadata("c\(caller)-\(i)")).uploadId)
+                        }
+                        return ids
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            let events = try store.read { try $0.events() }
+            #expect(events.map(\.position) == Array(1...UInt64(events.count)), "positions dense from 1")
+            let logged = events.compactMap { envelope -> String? in
+                if case .uploadInitiated(let e) = envelope.event { return e.uploadId }
+                return nil
+            }
+            #expect(answered.count == callers * perCaller * 4 / 5)
+            #expect(logged.sorted() == answered.sorted(), "every answered upload in the log exactly once, nothing else")
+            #expect(Set(logged).count == logged.count)
+            let stats = store.writerStatistics
+            #expect(stats.commands == 1 + callers * perCaller)
+            #expect(stats.transactions < stats.commands, "commands were batched (\(stats.transactions) transactions)")
+            #expect(try store.read { try $0.repository(ref)?.uploadsInitiated } == UInt64(answered.count))
+        }
+        #expect(Replayer.verify(directory: dir.path).passed)
+    }
+
+    @Test func refusedCommand_writesNothing() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            let error = await #expect(throws: CommandError.self) {
+                _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            }
+            #expect(error?.code == .repositoryAlreadyExists)
+            #expect(try store.read { try $0.lastPosition() } == 1)
+            #expect(try store.read { try $0.checkpoint() } == 1)
+        }
+    }
+
+    @Test func reopen_afterClose_losesNothing() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let (before, uploadId) = try await withTestStore(dir) { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            let id = try await store.initiateLayerUpload(try Self.initiate("team/app"), metadata: testMetadata()).uploadId
+            return (try store.read { try $0.events() }, id)
+        }
+        try await withTestStore(dir, configure: { $0.uploadIds = SequentialUploadIDs(start: 100) }) { store in
+            #expect(try store.read { try $0.events() } == before)
+            #expect(try store.read { try $0.session(uploadId) }?.state == .active)
+            // and the next position follows on
+            let events = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata())
+            #expect(events.map(\.position) == [3])
+        }
+    }
+
+    @Test func closedStore_refusesCommands() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(testConfiguration(dir))
+        await store.close()
+        let error = await #expect(throws: StoreError.self) {
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+        }
+        #expect(error?.code == .closed)
+    }
+
+    @Test func recordedTime_neverGoesBackwards_whenTheClockDoes() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let clock = TestClock()
+        try await withTestStore(dir, configure: { $0.clock = clock }) { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            clock.advance(milliseconds: -60_000)
+            let later = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata())
+            let events = try store.read { try $0.events() }
+            #expect(later[0].recordedAt == events[0].recordedAt)
+        }
+    }
+
+    @Test func metadata_isStoredWithEachEvent() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let metadata = RequestMetadata(requestId: "req-42", source: "http", userAgent: "aws-cli/1.45.11", sourceAddress: "127.0.0.1:5555", invocationId: "inv-1")
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: metadata)
+            #expect(try store.read { try $0.events() }.first?.metadata == metadata)
+        }
+    }
+}
