@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+import UploadTesting
+
+/// The built `upload-coordinator` and `upload-replay`, run as separate processes on real stores.
+@Suite(.serialized)
+struct CommandLineTests {
+    func coordinator(_ args: String..., env: [String: String] = [:]) throws -> Executables.Output {
+        try Executables.run("upload-coordinator", args, environment: env)
+    }
+
+    func json(_ line: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+
+    @Test func initiateLayerUpload_printsUploadIdAndPartSize_andTheEventIsInTheLog() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/app").status == 0)
+        let out = try coordinator("initiate-layer-upload", "--data-dir", dir.path, "--repository-name", "team/app")
+        #expect(out.status == 0)
+        #expect(out.stdout.wholeMatch(of: /\{"uploadId":"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}","partSize":10485760\}\n/) != nil, "\(out.stdout)")
+        let uploadId = try json(out.lines[0])["uploadId"] as? String
+
+        let events = try coordinator("events", "--data-dir", dir.path)
+        #expect(events.status == 0)
+        #expect(events.lines.count == 2)
+        let last = try json(events.lines[1])
+        #expect(last["position"] as? Int == 2)
+        #expect(last["type"] as? String == "UploadInitiated")
+        #expect(last["version"] as? Int == 1)
+        #expect((last["recordedAt"] as? String)?.hasSuffix("Z") == true)
+        let data = try #require(last["data"] as? [String: Any])
+        #expect(data["uploadId"] as? String == uploadId)
+        #expect(data["registryId"] as? String == "000000000000")
+        #expect((last["metadata"] as? [String: Any])?["source"] as? String == "cli")
+
+        let page = try coordinator("events", "--data-dir", dir.path, "--after", "1", "--limit", "1")
+        #expect(page.lines.count == 1)
+        #expect(try json(page.lines[0])["position"] as? Int == 2)
+    }
+
+    @Test(arguments: [
+        (["--repository-name", "team/missing"], "RepositoryNotFoundException: The repository with name 'team/missing' does not exist in the registry with id '000000000000'"),
+        (["--repository-name", "Team/App"], "InvalidParameterException: 1 validation error detected: Value 'Team/App' at 'repositoryName'"),
+        (["--repository-name", "team/app", "--registry-id", "210987654321"], "RegistryNotFoundException: The registry with id '210987654321' does not exist."),
+        (["--repository-name", "team/app", "--registry-id", String(repeating: "1", count: 257)], "InvalidParameterException: 1 validation error detected"),
+    ])
+    func refusedCommand_printsErrorNameAndMessage_exitsNonZero_andWritesNothing(args: [String], expected: String) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/app").status == 0)
+        let out = try Executables.run("upload-coordinator", ["initiate-layer-upload", "--data-dir", dir.path] + args)
+        #expect(out.status == 1)
+        #expect(out.stdout.isEmpty)
+        #expect(out.stderr.hasPrefix(expected), "\(out.stderr)")
+        #expect(try coordinator("events", "--data-dir", dir.path).lines.count == 1, "nothing written")
+    }
+
+    @Test func defaultRegistryAndPartSize_comeFromFlagsOrEnvironment() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let env = ["UPLOAD_COORDINATOR_REGISTRY_ID": "111122223333", "UPLOAD_COORDINATOR_PART_SIZE": "5242880"]
+        #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/app", env: env).status == 0)
+        let fromEnv = try coordinator("initiate-layer-upload", "--data-dir", dir.path, "--repository-name", "team/app", "--registry-id", "111122223333", env: env)
+        #expect(try json(fromEnv.lines[0])["partSize"] as? Int == 5_242_880)
+        let fromFlag = try coordinator("initiate-layer-upload", "--data-dir", dir.path, "--repository-name", "team/app", "--part-size", "20971520", env: env)
+        #expect(try json(fromFlag.lines[0])["partSize"] as? Int == 20_971_520)
+        let badRegistry = try coordinator("events", "--data-dir", dir.path, "--default-registry-id", "12")
+        #expect(badRegistry.status != 0 && badRegistry.stderr.contains("12 digits"))
+    }
+
+    /// Many processes writing one data directory at once: LMDB serialises them, and each write
+    /// continues from the log's true tail, so positions stay dense and no upload is lost.
+    @Test func concurrentProcesses_onOneDataDirectory_neverReuseAPosition() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/app").status == 0)
+        let processes = 24
+        let answers = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<processes {
+                group.addTask {
+                    let out = try Executables.run("upload-coordinator", ["initiate-layer-upload", "--data-dir", dir.path, "--repository-name", "team/app"])
+                    guard out.status == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: ["stderr": out.stderr]) }
+                    return out.stdout
+                }
+            }
+            return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        let answered = Set(try answers.map { try json($0)["uploadId"] as? String ?? "" })
+        let events = try coordinator("events", "--data-dir", dir.path).lines.map(json)
+        #expect(events.map { $0["position"] as? Int } == Array(1...(processes + 1)))
+        let logged = events.compactMap { ($0["data"] as? [String: Any])?["uploadId"] as? String }
+        #expect(logged.count == processes && Set(logged) == answered)
+        #expect(try Executables.run("upload-replay", ["--data-dir", dir.path]).status == 0)
+    }
+
+    @Test func replayTool_passesAnIntactStore_andNamesTheKeyOfATamperedProjection() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/app").status == 0)
+        #expect(try coordinator("initiate-layer-upload", "--data-dir", dir.path, "--repository-name", "team/app").status == 0)
+        let ok = try Executables.run("upload-replay", ["--data-dir", dir.path])
+        #expect(ok.status == 0)
+        #expect(ok.stdout.contains("events in log:    2"))
+        #expect(ok.stdout.contains("events/s"))
+        #expect(ok.stdout.contains("live digest:"))
+
+        let report = try Executables.run("upload-replay", ["--data-dir", dir.path, "--json"])
+        let parsed = try json(report.stdout)
+        #expect(parsed["ok"] as? Bool == true)
+        let digests = try #require(parsed["rebuildDigests"] as? [String])
+        #expect(digests.count == 2 && digests[0] == digests[1] && digests[0] == parsed["liveDigest"] as? String)
+
+        // Alter a live projection through a second copy of the data file's page: flip one byte
+        // of the repository record in place, as a stray writer would.
+        let file = dir.path + "/data.mdb"
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: file)))
+        let needle = Array("000000000000".utf8) + [0x12, 0x08] + Array("team/app".utf8)  // registryId, then repositoryName field
+        let hits = (0...(bytes.count - needle.count)).filter { Array(bytes[$0..<($0 + needle.count)]) == needle }
+        try #require(!hits.isEmpty)
+        for hit in hits { bytes[hit + needle.count - 1] = UInt8(ascii: "q") }  // team/app → team/apq in every record holding it
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        let tampered = try Executables.run("upload-replay", ["--data-dir", dir.path])
+        #expect(tampered.status != 0)
+        #expect(tampered.stderr.contains("FAILED"), "\(tampered.stderr)")
+    }
+
+    @Test func migrate_appliesEveryStep_thenReportsUpToDate() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let first = try coordinator("migrate", "--data-dir", dir.path)
+        #expect(first.status == 0)
+        #expect(first.lines == ["applied 0001-create-event-log", "applied 0002-create-projections"])
+        let second = try coordinator("migrate", "--data-dir", dir.path)
+        #expect(second.lines == ["up to date at 0002-create-projections"])
+    }
+}
