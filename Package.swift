@@ -19,6 +19,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // Debian's liblmdb-dev, found through pkg-config.
@@ -26,7 +27,11 @@ let package = Package(
         // A thin LMDB wrapper: bytes only, no domain.
         .target(name: "LMDBKit", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
         // The domain: commands, events, decisions, projections, codecs. Pure; no I/O.
-        .target(name: "UploadCore", swiftSettings: swiftSettings),
+        .target(
+            name: "UploadCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         // Store migrations. Sees LMDBKit only, so a shipped migration cannot depend on domain types.
         .target(name: "UploadMigrations", dependencies: ["LMDBKit"], path: "Migrations", swiftSettings: swiftSettings),
         // The event log, the projection tables, the single group-committing writer, replay.
@@ -38,10 +43,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // ECR Public's AWS JSON 1.1 protocol over Hummingbird: dispatch, wire shapes, errors.
+        .target(
+            name: "UploadAPI",
+            dependencies: [
+                "UploadCore", "UploadStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "UploadCoordinator",
             dependencies: [
-                "UploadCore", "UploadStore",
+                "UploadCore", "UploadStore", "UploadAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -60,5 +74,13 @@ let package = Package(
         .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadTesting"], swiftSettings: swiftSettings),
         .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadMigrations", "UploadTesting", "LMDBKit", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "CommandLineTests", dependencies: ["UploadTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "UploadAPITests",
+            dependencies: [
+                "UploadAPI", "UploadTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -11,6 +11,7 @@ public enum UploadMigrations {
         var migrator = StoreMigrator()
         migrator.registerMigration("0001-create-event-log", createEventLog)
         migrator.registerMigration("0002-create-projections", createProjections)
+        migrator.registerMigration("0003-create-image-tables", createImageTables)
         return migrator
     }()
 

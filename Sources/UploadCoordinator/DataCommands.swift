@@ -13,8 +13,8 @@ struct CreateRepositoryCommand: AsyncParsableCommand {
     func run() async throws {
         try await withStore(store) { store in
             let command = try CreateRepository(registryId: registryId, repositoryName: repositoryName)
-            let events = try await store.execute(.createRepository(command), metadata: cliMetadata())
-            guard case .repositoryCreated(let created)? = events.first?.event else { return }
+            let outcome = try await store.execute(.createRepository(command), metadata: cliMetadata())
+            guard case .repositoryCreated(let created)? = outcome.events.first?.event else { return }
             printLine(.object([
                 ("registryId", .string(created.registryId)),
                 ("repositoryName", .string(created.repositoryName)),
@@ -37,8 +37,8 @@ struct DeleteRepositoryCommand: AsyncParsableCommand {
     func run() async throws {
         try await withStore(store) { store in
             let command = try DeleteRepository(registryId: registryId, repositoryName: repositoryName, force: force)
-            let events = try await store.execute(.deleteRepository(command), metadata: cliMetadata())
-            printLine(.object([("eventsRecorded", .uint(UInt64(events.count)))]))
+            let outcome = try await store.execute(.deleteRepository(command), metadata: cliMetadata())
+            printLine(.object([("eventsRecorded", .uint(UInt64(outcome.events.count)))]))
         }
     }
 }

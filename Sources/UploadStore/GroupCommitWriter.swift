@@ -18,7 +18,7 @@ final class GroupCommitWriter: Sendable {
         let command: Command
         let metadata: RequestMetadata
         let uploadId: String?
-        let continuation: CheckedContinuation<[EventEnvelope], any Error>
+        let continuation: CheckedContinuation<CommandOutcome, any Error>
     }
 
     struct Statistics: Sendable, Equatable {
@@ -54,7 +54,7 @@ final class GroupCommitWriter: Sendable {
     var currentStatistics: Statistics { statistics.withLock { $0 } }
 
     /// Queues `command` and returns its committed events once the transaction holding them is durable.
-    func submit(_ command: Command, metadata: RequestMetadata) async throws -> [EventEnvelope] {
+    func submit(_ command: Command, metadata: RequestMetadata) async throws -> CommandOutcome {
         let uploadId = command.startsUpload ? configuration.uploadIds.next() : nil
         return try await withCheckedThrowingContinuation { continuation in
             condition.lock()
@@ -109,7 +109,7 @@ final class GroupCommitWriter: Sendable {
         return batch
     }
 
-    private func write(_ batch: [Pending]) -> [Result<[EventEnvelope], any Error>] {
+    private func write(_ batch: [Pending]) -> [Result<CommandOutcome, any Error>] {
         do {
             return try environment.write { txn in
                 var tables = LMDBTables(txn: txn, schema: schema)
@@ -117,12 +117,12 @@ final class GroupCommitWriter: Sendable {
                 var position = tail?.position ?? 0
                 // Recorded times never go backwards, even if the wall clock does.
                 let now = max(configuration.clock.now(), tail?.recordedAt ?? Timestamp(millisecondsSinceEpoch: 0))
-                var results: [Result<[EventEnvelope], any Error>] = []
+                var results: [Result<CommandOutcome, any Error>] = []
                 results.reserveCapacity(batch.count)
                 for pending in batch {
-                    let events: [Event]
+                    let decision: Decision
                     do {
-                        events = try Decider.decide(
+                        decision = try Decider.decide(
                             pending.command, state: tables, settings: configuration.settings,
                             context: DecisionContext(now: now, newUploadId: pending.uploadId))
                     } catch let refusal as CommandError {
@@ -130,14 +130,14 @@ final class GroupCommitWriter: Sendable {
                         continue
                     }
                     var envelopes: [EventEnvelope] = []
-                    for event in events {
+                    for event in decision.events {
                         position += 1
                         let envelope = EventEnvelope(position: position, recordedAt: now, metadata: pending.metadata, event: event)
                         try EventLog.append(txn, schema, envelope)
                         try Projector.apply(envelope, to: &tables)
                         envelopes.append(envelope)
                     }
-                    results.append(.success(envelopes))
+                    results.append(.success(CommandOutcome(events: envelopes, imageFailures: decision.imageFailures)))
                 }
                 try ProjectionCheckpoint(position: position, version: Projector.version).write(txn, schema)
                 return results

@@ -45,16 +45,27 @@ public final class Store: Sendable {
     /// transaction. Returns the committed events once that transaction is durable.
     /// - Throws: ``CommandError`` when the command is refused (nothing is written), or
     ///   ``StoreError`` when the store could not write it.
-    public func execute(_ command: Command, metadata: RequestMetadata) async throws -> [EventEnvelope] {
+    public func execute(_ command: Command, metadata: RequestMetadata) async throws -> CommandOutcome {
         try await writer.submit(command, metadata: metadata)
+    }
+
+    /// Decides `command` against the current snapshot without writing anything, so that a front
+    /// end can refuse a request before doing I/O for it (staging bytes, hashing). The writer
+    /// decides again when the command is executed; this only saves work.
+    /// - Throws: the ``CommandError`` the command would be refused with now.
+    public func preflight(_ command: Command) throws {
+        try read { reader in
+            let context = DecisionContext(now: configuration.clock.now(), newUploadId: command.startsUpload ? "preflight" : nil)
+            _ = try Decider.decide(command, state: reader.tables, settings: configuration.settings, context: context)
+        }
     }
 
     /// Starts a layer upload. - Returns: the new upload's id and part size.
     public func initiateLayerUpload(
         _ command: InitiateLayerUpload, metadata: RequestMetadata
     ) async throws -> (uploadId: String, partSize: UInt64) {
-        let events = try await execute(.initiateLayerUpload(command), metadata: metadata)
-        guard case .uploadInitiated(let initiated)? = events.first?.event else {
+        let outcome = try await execute(.initiateLayerUpload(command), metadata: metadata)
+        guard case .uploadInitiated(let initiated)? = outcome.events.first?.event else {
             preconditionFailure("InitiateLayerUpload always records UploadInitiated")
         }
         return (initiated.uploadId, initiated.partSize)
@@ -84,6 +95,14 @@ public final class Store: Sendable {
     }
 }
 
+/// What a committed command recorded.
+public struct CommandOutcome: Sendable {
+    /// The command's events with their positions; empty when it changed nothing (an exact retry).
+    public let events: [EventEnvelope]
+    /// BatchDeleteImage's per-image refusals.
+    public let imageFailures: [ImageFailure]
+}
+
 /// Read access to one snapshot. Valid only inside ``Store/read(_:)``.
 public struct StoreReader {
     let txn: Transaction
@@ -103,12 +122,28 @@ public struct StoreReader {
         return events
     }
 
-    public func session(_ uploadId: String) throws -> UploadSession? {
-        try LMDBTables(txn: txn, schema: schema).session(uploadId)
-    }
+    /// The projection tables, for typed look-ups (`session`, `repository`, `layer`, `image`, `tag`).
+    public var tables: some ProjectionTables { LMDBTables(txn: txn, schema: schema) }
 
-    public func repository(_ ref: RepositoryRef) throws -> RepositorySummary? {
-        try LMDBTables(txn: txn, schema: schema).repository(ref)
+    public func session(_ uploadId: String) throws -> UploadSession? { try tables.session(uploadId) }
+    public func repository(_ ref: RepositoryRef) throws -> RepositorySummary? { try tables.repository(ref) }
+
+    /// Up to `limit` entries of `table` whose keys start with `prefix`, after the key
+    /// `prefix + after` when given, in key order; each with its key's part after the prefix.
+    public func entries(
+        _ table: ProjectionTable, prefix: [UInt8], after: String? = nil, limit: Int
+    ) throws -> [(name: String, value: [UInt8])] {
+        var entries: [(name: String, value: [UInt8])] = []
+        guard limit > 0 else { return entries }
+        let start = prefix + Array((after ?? "").utf8)
+        try txn.scan(schema.database(table), from: start) { key, value in
+            guard key.starts(with: prefix) else { return false }
+            let name = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
+            if let after, name == after { return true }
+            entries.append((name, Array(value)))
+            return entries.count < limit
+        }
+        return entries
     }
 
     /// The position the projections reflect.

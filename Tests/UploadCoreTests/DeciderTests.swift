@@ -11,7 +11,7 @@ struct DeciderTests {
         var all: [Event] = []
         for command in commands {
             let context = DecisionContext(now: now, newUploadId: command.startsUpload ? ids.next() : nil)
-            let events = try Decider.decide(command, state: tables, settings: settings, context: context)
+            let events = try Decider.decide(command, state: tables, settings: settings, context: context).events
             for event in events {
                 all.append(event)
                 let envelope = EventEnvelope(position: UInt64(all.count), recordedAt: now, metadata: testMetadata(), event: event)

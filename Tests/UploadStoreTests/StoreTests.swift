@@ -80,7 +80,7 @@ struct StoreTests {
             #expect(try store.read { try $0.session(uploadId) }?.state == .active)
             // and the next position follows on
             let events = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata())
-            #expect(events.map(\.position) == [3])
+            #expect(events.events.map(\.position) == [3])
         }
     }
 
@@ -104,7 +104,7 @@ struct StoreTests {
             clock.advance(milliseconds: -60_000)
             let later = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata())
             let events = try store.read { try $0.events() }
-            #expect(later[0].recordedAt == events[0].recordedAt)
+            #expect(later.events[0].recordedAt == events[0].recordedAt)
         }
     }
 

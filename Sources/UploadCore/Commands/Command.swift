@@ -6,6 +6,10 @@ public enum Command: Sendable, Equatable {
     case createRepository(CreateRepository)
     case deleteRepository(DeleteRepository)
     case initiateLayerUpload(InitiateLayerUpload)
+    case uploadLayerPart(UploadLayerPart)
+    case completeLayerUpload(CompleteLayerUpload)
+    case putImage(PutImage)
+    case batchDeleteImage(BatchDeleteImage)
 
     /// The API operation's name, for logs and metrics.
     public var operationName: String {
@@ -13,6 +17,10 @@ public enum Command: Sendable, Equatable {
         case .createRepository: "CreateRepository"
         case .deleteRepository: "DeleteRepository"
         case .initiateLayerUpload: "InitiateLayerUpload"
+        case .uploadLayerPart: "UploadLayerPart"
+        case .completeLayerUpload: "CompleteLayerUpload"
+        case .putImage: "PutImage"
+        case .batchDeleteImage: "BatchDeleteImage"
         }
     }
 }
@@ -31,7 +39,7 @@ public struct CreateRepository: Sendable, Equatable {
 public struct DeleteRepository: Sendable, Equatable {
     public let registryId: String?
     public let repositoryName: String
-    /// Delete even when the repository holds uploads in progress (they are aborted).
+    /// Delete even when the repository holds images or uploads in progress (the uploads are aborted).
     public let force: Bool
 
     public init(registryId: String? = nil, repositoryName: String?, force: Bool = false) throws(CommandError) {

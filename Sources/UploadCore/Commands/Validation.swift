@@ -22,6 +22,70 @@ public enum Validation {
         return value
     }
 
+    /// `registryId` where the model says RegistryId: optional, exactly 12 digits.
+    public static func accountRegistryId(_ value: String?, member: String = "registryId") throws(CommandError) -> String? {
+        guard let value else { return nil }
+        guard value.utf8.count == 12, value.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {
+            throw invalid(value, member: member, "Member must satisfy regular expression pattern: [0-9]{12}")
+        }
+        return value
+    }
+
+    /// `uploadId`: required, a UUID (`[0-9a-fA-F]{8}-…-[0-9a-fA-F]{12}`). Returned lowercased,
+    /// as the coordinator issues them.
+    public static func uploadId(_ value: String?, member: String = "uploadId") throws(CommandError) -> String {
+        guard let value else { throw missing(member) }
+        let groups = value.split(separator: "-", omittingEmptySubsequences: false)
+        guard groups.map(\.count) == [8, 4, 4, 4, 12], groups.allSatisfy({ $0.allSatisfy(\.isHexDigit) && $0.allSatisfy(\.isASCII) }) else {
+            throw invalid(value, member: member, "Member must satisfy regular expression pattern: [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+        }
+        return value.lowercased()
+    }
+
+    /// A required non-negative long (PartSize).
+    public static func partOffset(_ value: Int64?, member: String) throws(CommandError) -> UInt64 {
+        guard let value else { throw missing(member) }
+        guard value >= 0 else { throw invalid(String(value), member: member, "Member must have value greater than or equal to 0") }
+        return UInt64(value)
+    }
+
+    /// A LayerDigest: `[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+`.
+    public static func isLayerDigest(_ value: String) -> Bool {
+        guard let colon = value.firstIndex(of: ":") else { return false }
+        let algorithm = value[..<colon], hex = value[value.index(after: colon)...]
+        return !algorithm.isEmpty && !hex.isEmpty
+            && algorithm.unicodeScalars.allSatisfy { $0.isASCII && (isASCIIAlphanumeric($0) || "-_+.".unicodeScalars.contains($0)) }
+            && hex.unicodeScalars.allSatisfy { $0.isASCII && $0.properties.isASCIIHexDigit }
+    }
+
+    /// `layerDigests`: 1 to 100 LayerDigests.
+    public static func layerDigests(_ value: [String]?, member: String = "layerDigests") throws(CommandError) -> [String] {
+        guard let value else { throw missing(member) }
+        guard (1...100).contains(value.count) else {
+            throw CommandError(.invalidParameter, "1 validation error detected: '\(member)' must have between 1 and 100 items; it has \(value.count).")
+        }
+        for digest in value where !isLayerDigest(digest) {
+            throw invalid(digest, member: member, "Member must satisfy regular expression pattern: [a-zA-Z0-9-_+.]+:[a-fA-F0-9]+")
+        }
+        return value
+    }
+
+    /// `imageTag`: optional, 1 to 300 characters.
+    public static func imageTag(_ value: String?, member: String = "imageTag") throws(CommandError) -> String? {
+        guard let value else { return nil }
+        try length(value, member: member, min: 1, max: 300)
+        return value
+    }
+
+    /// `maxResults`: optional, 1 to 1000.
+    public static func maxResults(_ value: Int64?, member: String = "maxResults") throws(CommandError) -> Int? {
+        guard let value else { return nil }
+        guard (1...1000).contains(value) else {
+            throw invalid(String(value), member: member, value < 1 ? "Member must have value greater than or equal to 1" : "Member must have value less than or equal to 1000")
+        }
+        return Int(value)
+    }
+
     /// Matches the repository name pattern: `/`-separated components, each of lowercase letters
     /// and digits, with single `.`, `_` or `-` allowed only between two of them.
     public static func isRepositoryName(_ name: String) -> Bool {
@@ -44,17 +108,17 @@ public enum Validation {
         (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
     }
 
-    static func length(_ value: String, member: String, min: Int, max: Int) throws(CommandError) {
+    public static func length(_ value: String, member: String, min: Int, max: Int) throws(CommandError) {
         let count = value.unicodeScalars.count
         if count < min { throw invalid(value, member: member, "Member must have length greater than or equal to \(min)") }
         if count > max { throw invalid(value, member: member, "Member must have length less than or equal to \(max)") }
     }
 
-    static func missing(_ member: String) -> CommandError {
+    public static func missing(_ member: String) -> CommandError {
         CommandError(.invalidParameter, "The parameter '\(member)' is required but was not given.")
     }
 
-    static func invalid(_ value: String, member: String, _ rule: String) -> CommandError {
+    public static func invalid(_ value: String, member: String, _ rule: String) -> CommandError {
         CommandError(
             .invalidParameter,
             "1 validation error detected: Value '\(quoted(value))' at '\(member)' failed to satisfy constraint: \(rule)"
@@ -69,4 +133,8 @@ public enum Validation {
         }
         return value.unicodeScalars.count > 64 ? shown + "…" : shown
     }
+}
+
+private func isASCIIAlphanumeric(_ scalar: Unicode.Scalar) -> Bool {
+    ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
 }

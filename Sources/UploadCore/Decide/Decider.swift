@@ -3,19 +3,24 @@
 public struct DecisionSettings: Sendable, Equatable {
     /// The 12-digit id of the registry this coordinator serves; used when a command names none.
     public var defaultRegistryId: String
+    /// Another name the registry answers to (RegistryIdOrAlias), if any.
+    public var registryAlias: String?
     /// The `partSize` handed out by InitiateLayerUpload.
     public var partSize: UInt64
+    /// The most parts one upload may have (ECR Public's quota).
+    public var maximumParts: UInt64 = 1000
 
     public static let standardPartSize: UInt64 = 10_485_760
 
-    public init(defaultRegistryId: String, partSize: UInt64 = standardPartSize) {
+    public init(defaultRegistryId: String, registryAlias: String? = nil, partSize: UInt64 = standardPartSize) {
         self.defaultRegistryId = defaultRegistryId
+        self.registryAlias = registryAlias
         self.partSize = partSize
     }
 
     /// The canonical id of the registry a command names, or `RegistryNotFoundException`.
     public func resolveRegistry(_ requested: String?) throws(CommandError) -> String {
-        guard let requested, requested != defaultRegistryId else { return defaultRegistryId }
+        guard let requested, requested != defaultRegistryId, requested != registryAlias else { return defaultRegistryId }
         throw CommandError(
             .registryNotFound,
             "The registry with id '\(Validation.quoted(requested))' does not exist. This coordinator serves the registry with id '\(defaultRegistryId)'; omit registryId to use it."
@@ -35,6 +40,33 @@ public struct DecisionContext: Sendable {
     }
 }
 
+/// The events a command records, and what else its caller must hear.
+public struct Decision: Sendable, Equatable {
+    public var events: [Event]
+    /// BatchDeleteImage's per-image refusals; the rest of the batch still applies.
+    public var imageFailures: [ImageFailure] = []
+
+    public init(_ events: [Event], imageFailures: [ImageFailure] = []) {
+        self.events = events
+        self.imageFailures = imageFailures
+    }
+}
+
+/// One image BatchDeleteImage could not delete (ImageFailure).
+public struct ImageFailure: Sendable, Equatable {
+    public enum Code: String, Sendable {
+        case invalidImageDigest = "InvalidImageDigest"
+        case invalidImageTag = "InvalidImageTag"
+        case imageTagDoesNotMatchDigest = "ImageTagDoesNotMatchDigest"
+        case imageNotFound = "ImageNotFound"
+        case missingDigestAndTag = "MissingDigestAndTag"
+    }
+
+    public let imageId: ImageIdentifier
+    public let failureCode: Code
+    public let failureReason: String
+}
+
 /// Decides a valid command against current state into the events that record it.
 ///
 /// Pure: reads `state` only, calls no clock and draws no randomness. Throws ``CommandError``
@@ -42,7 +74,7 @@ public struct DecisionContext: Sendable {
 public enum Decider {
     public static func decide(
         _ command: Command, state: some ProjectionTables, settings: DecisionSettings, context: DecisionContext
-    ) throws -> [Event] {
+    ) throws -> Decision {
         switch command {
         case .createRepository(let c):
             let ref = RepositoryRef(registryId: try settings.resolveRegistry(c.registryId), repositoryName: c.repositoryName)
@@ -51,23 +83,11 @@ public enum Decider {
                     .repositoryAlreadyExists,
                     "The repository with name '\(ref.repositoryName)' already exists in the registry with id '\(ref.registryId)'")
             }
-            return [.repositoryCreated(RepositoryCreated(
-                registryId: ref.registryId, repositoryName: ref.repositoryName, createdAt: context.now))]
+            return Decision([.repositoryCreated(RepositoryCreated(
+                registryId: ref.registryId, repositoryName: ref.repositoryName, createdAt: context.now))])
 
         case .deleteRepository(let c):
-            let ref = try existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
-            let active = try state.activeUploads(in: ref)
-            guard active.isEmpty || c.force else {
-                throw CommandError(
-                    .repositoryNotEmpty,
-                    "The repository with name '\(ref.repositoryName)' in registry with id '\(ref.registryId)' has \(active.count) upload(s) in progress; use force to delete it and abort them")
-            }
-            let aborted = active.map {
-                Event.uploadAborted(UploadAborted(
-                    uploadId: $0, registryId: ref.registryId, repositoryName: ref.repositoryName, reason: .repositoryDeleted))
-            }
-            return aborted + [.repositoryDeleted(RepositoryDeleted(
-                registryId: ref.registryId, repositoryName: ref.repositoryName, force: c.force))]
+            return try deleteRepository(c, state: state, settings: settings)
 
         case .initiateLayerUpload(let c):
             let ref = try existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
@@ -77,13 +97,48 @@ public enum Decider {
             guard try state.session(uploadId) == nil else {
                 throw CommandError(.server, "The generated upload id \(uploadId) is already in use; retry the request")
             }
-            return [.uploadInitiated(UploadInitiated(
+            return Decision([.uploadInitiated(UploadInitiated(
                 uploadId: uploadId, partSize: settings.partSize, registryId: ref.registryId,
-                repositoryName: ref.repositoryName, initiatedAt: context.now))]
+                repositoryName: ref.repositoryName, initiatedAt: context.now))])
+
+        case .uploadLayerPart(let c):
+            return try LayerDecisions.uploadPart(c, state: state, settings: settings)
+        case .completeLayerUpload(let c):
+            return try LayerDecisions.complete(c, state: state, settings: settings)
+        case .putImage(let c):
+            return try ImageDecisions.put(c, state: state, settings: settings, now: context.now)
+        case .batchDeleteImage(let c):
+            return try ImageDecisions.batchDelete(c, state: state, settings: settings)
         }
     }
 
-    private static func existingRepository(
+    private static func deleteRepository(_ c: DeleteRepository, state: some ProjectionTables, settings: DecisionSettings) throws -> Decision {
+        let ref = try existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
+        let prefix = ProjectionKey.repositoryPrefix(ref)
+        let images = try state.keys(in: .images, withPrefix: prefix).map { String(decoding: $0.dropFirst(prefix.count), as: UTF8.self) }
+        let uploads = try state.activeUploads(in: ref)
+        guard c.force || images.isEmpty else {
+            throw CommandError(
+                .repositoryNotEmpty,
+                "The repository with name '\(ref.repositoryName)' in registry with id '\(ref.registryId)' cannot be deleted because it still contains \(images.count) image(s); use force to delete them too")
+        }
+        guard c.force || uploads.isEmpty else {
+            throw CommandError(
+                .repositoryNotEmpty,
+                "The repository with name '\(ref.repositoryName)' in registry with id '\(ref.registryId)' has \(uploads.count) upload(s) in progress; use force to delete it and abort them")
+        }
+        let deletedImages = images.map {
+            Event.imageDeleted(ImageDeleted(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: $0))
+        }
+        let aborted = uploads.map {
+            Event.uploadAborted(UploadAborted(
+                uploadId: $0, registryId: ref.registryId, repositoryName: ref.repositoryName, reason: .repositoryDeleted))
+        }
+        return Decision(deletedImages + aborted + [.repositoryDeleted(RepositoryDeleted(
+            registryId: ref.registryId, repositoryName: ref.repositoryName, force: c.force))])
+    }
+
+    static func existingRepository(
         _ registryId: String?, _ name: String, state: some ProjectionTables, settings: DecisionSettings
     ) throws -> RepositoryRef {
         let ref = RepositoryRef(registryId: try settings.resolveRegistry(registryId), repositoryName: name)

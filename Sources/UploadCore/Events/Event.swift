@@ -5,6 +5,11 @@ public enum EventType: UInt32, Sendable, CaseIterable {
     case repositoryDeleted = 2
     case uploadInitiated = 3
     case uploadAborted = 4
+    case layerPartUploaded = 5
+    case layerUploadCompleted = 6
+    case imagePushed = 7
+    case imageUntagged = 8
+    case imageDeleted = 9
 
     public var name: String {
         switch self {
@@ -12,6 +17,11 @@ public enum EventType: UInt32, Sendable, CaseIterable {
         case .repositoryDeleted: "RepositoryDeleted"
         case .uploadInitiated: "UploadInitiated"
         case .uploadAborted: "UploadAborted"
+        case .layerPartUploaded: "LayerPartUploaded"
+        case .layerUploadCompleted: "LayerUploadCompleted"
+        case .imagePushed: "ImagePushed"
+        case .imageUntagged: "ImageUntagged"
+        case .imageDeleted: "ImageDeleted"
         }
     }
 }
@@ -33,6 +43,11 @@ public enum Event: Sendable, Equatable {
     case repositoryDeleted(RepositoryDeleted)
     case uploadInitiated(UploadInitiated)
     case uploadAborted(UploadAborted)
+    case layerPartUploaded(LayerPartUploaded)
+    case layerUploadCompleted(LayerUploadCompleted)
+    case imagePushed(ImagePushed)
+    case imageUntagged(ImageUntagged)
+    case imageDeleted(ImageDeleted)
 
     public var payload: any EventPayload {
         switch self {
@@ -40,6 +55,11 @@ public enum Event: Sendable, Equatable {
         case .repositoryDeleted(let e): e
         case .uploadInitiated(let e): e
         case .uploadAborted(let e): e
+        case .layerPartUploaded(let e): e
+        case .layerUploadCompleted(let e): e
+        case .imagePushed(let e): e
+        case .imageUntagged(let e): e
+        case .imageDeleted(let e): e
         }
     }
 
@@ -51,6 +71,11 @@ public enum Event: Sendable, Equatable {
         case .repositoryDeleted: .repositoryDeleted(try RepositoryDeleted(decoding: payload, version: version))
         case .uploadInitiated: .uploadInitiated(try UploadInitiated(decoding: payload, version: version))
         case .uploadAborted: .uploadAborted(try UploadAborted(decoding: payload, version: version))
+        case .layerPartUploaded: .layerPartUploaded(try LayerPartUploaded(decoding: payload, version: version))
+        case .layerUploadCompleted: .layerUploadCompleted(try LayerUploadCompleted(decoding: payload, version: version))
+        case .imagePushed: .imagePushed(try ImagePushed(decoding: payload, version: version))
+        case .imageUntagged: .imageUntagged(try ImageUntagged(decoding: payload, version: version))
+        case .imageDeleted: .imageDeleted(try ImageDeleted(decoding: payload, version: version))
         }
     }
 }

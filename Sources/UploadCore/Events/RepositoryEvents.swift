@@ -18,24 +18,15 @@ public struct RepositoryCreated: EventPayload {
     public func encode(into w: inout FieldWriter) {
         w.string(1, registryId)
         w.string(2, repositoryName)
-        w.uint(3, UInt64(createdAt.millisecondsSinceEpoch))
+        w.timestamp(3, createdAt)
     }
 
     public init(decoding reader: FieldReader, version: UInt32) throws(CodecError) {
         try Self.checkVersion(version)
-        var r = reader
-        var registryId: String?, repositoryName: String?, createdAt: Int64?
-        while let (tag, v) = try r.next() {
-            switch tag {
-            case 1: registryId = try v.string("registryId")
-            case 2: repositoryName = try v.string("repositoryName")
-            case 3: createdAt = try v.int64("createdAt")
-            default: throw .unknownTag(tag, in: Self.type.name)
-            }
-        }
-        self.registryId = try required(registryId, "registryId", in: Self.type.name)
-        self.repositoryName = try required(repositoryName, "repositoryName", in: Self.type.name)
-        self.createdAt = Timestamp(millisecondsSinceEpoch: try required(createdAt, "createdAt", in: Self.type.name))
+        let f = try DecodedFields(reader, record: Self.type.name, maxTag: 3)
+        registryId = try f.string(1, "registryId")
+        repositoryName = try f.string(2, "repositoryName")
+        createdAt = try f.timestamp(3, "createdAt")
     }
 
     public var json: JSONValue {
@@ -73,19 +64,10 @@ public struct RepositoryDeleted: EventPayload {
 
     public init(decoding reader: FieldReader, version: UInt32) throws(CodecError) {
         try Self.checkVersion(version)
-        var r = reader
-        var registryId: String?, repositoryName: String?, force: Bool?
-        while let (tag, v) = try r.next() {
-            switch tag {
-            case 1: registryId = try v.string("registryId")
-            case 2: repositoryName = try v.string("repositoryName")
-            case 3: force = try v.bool("force")
-            default: throw .unknownTag(tag, in: Self.type.name)
-            }
-        }
-        self.registryId = try required(registryId, "registryId", in: Self.type.name)
-        self.repositoryName = try required(repositoryName, "repositoryName", in: Self.type.name)
-        self.force = try required(force, "force", in: Self.type.name)
+        let f = try DecodedFields(reader, record: Self.type.name, maxTag: 3)
+        registryId = try f.string(1, "registryId")
+        repositoryName = try f.string(2, "repositoryName")
+        force = try f.bool(3, "force")
     }
 
     public var json: JSONValue {

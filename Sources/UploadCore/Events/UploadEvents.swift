@@ -24,28 +24,17 @@ public struct UploadInitiated: EventPayload {
         w.uint(2, partSize)
         w.string(3, registryId)
         w.string(4, repositoryName)
-        w.uint(5, UInt64(initiatedAt.millisecondsSinceEpoch))
+        w.timestamp(5, initiatedAt)
     }
 
     public init(decoding reader: FieldReader, version: UInt32) throws(CodecError) {
         try Self.checkVersion(version)
-        var r = reader
-        var uploadId: String?, partSize: UInt64?, registryId: String?, repositoryName: String?, initiatedAt: Int64?
-        while let (tag, v) = try r.next() {
-            switch tag {
-            case 1: uploadId = try v.string("uploadId")
-            case 2: partSize = try v.uint("partSize")
-            case 3: registryId = try v.string("registryId")
-            case 4: repositoryName = try v.string("repositoryName")
-            case 5: initiatedAt = try v.int64("initiatedAt")
-            default: throw .unknownTag(tag, in: Self.type.name)
-            }
-        }
-        self.uploadId = try required(uploadId, "uploadId", in: Self.type.name)
-        self.partSize = try required(partSize, "partSize", in: Self.type.name)
-        self.registryId = try required(registryId, "registryId", in: Self.type.name)
-        self.repositoryName = try required(repositoryName, "repositoryName", in: Self.type.name)
-        self.initiatedAt = Timestamp(millisecondsSinceEpoch: try required(initiatedAt, "initiatedAt", in: Self.type.name))
+        let f = try DecodedFields(reader, record: Self.type.name, maxTag: 5)
+        uploadId = try f.string(1, "uploadId")
+        partSize = try f.uint(2, "partSize")
+        registryId = try f.string(3, "registryId")
+        repositoryName = try f.string(4, "repositoryName")
+        initiatedAt = try f.timestamp(5, "initiatedAt")
     }
 
     public var json: JSONValue {
@@ -92,24 +81,11 @@ public struct UploadAborted: EventPayload {
 
     public init(decoding reader: FieldReader, version: UInt32) throws(CodecError) {
         try Self.checkVersion(version)
-        var r = reader
-        var uploadId: String?, registryId: String?, repositoryName: String?, reason: Reason?
-        while let (tag, v) = try r.next() {
-            switch tag {
-            case 1: uploadId = try v.string("uploadId")
-            case 2: registryId = try v.string("registryId")
-            case 3: repositoryName = try v.string("repositoryName")
-            case 4:
-                let raw = try v.string("reason")
-                guard let known = Reason(rawValue: raw) else { throw CodecError("UploadAborted has unknown reason \(raw)") }
-                reason = known
-            default: throw .unknownTag(tag, in: Self.type.name)
-            }
-        }
-        self.uploadId = try required(uploadId, "uploadId", in: Self.type.name)
-        self.registryId = try required(registryId, "registryId", in: Self.type.name)
-        self.repositoryName = try required(repositoryName, "repositoryName", in: Self.type.name)
-        self.reason = try required(reason, "reason", in: Self.type.name)
+        let f = try DecodedFields(reader, record: Self.type.name, maxTag: 4)
+        uploadId = try f.string(1, "uploadId")
+        registryId = try f.string(2, "registryId")
+        repositoryName = try f.string(3, "repositoryName")
+        reason = try f.enumeration(4, "reason")
     }
 
     public var json: JSONValue {

@@ -11,15 +11,37 @@ public struct CommandError: Error, Equatable, Sendable, CustomStringConvertible 
         case repositoryNotFound = "RepositoryNotFoundException"
         case repositoryAlreadyExists = "RepositoryAlreadyExistsException"
         case repositoryNotEmpty = "RepositoryNotEmptyException"
+        case uploadNotFound = "UploadNotFoundException"
+        case invalidLayerPart = "InvalidLayerPartException"
+        case layerPartTooSmall = "LayerPartTooSmallException"
+        case invalidLayer = "InvalidLayerException"
+        case emptyUpload = "EmptyUploadException"
+        case layerAlreadyExists = "LayerAlreadyExistsException"
+        case layersNotFound = "LayersNotFoundException"
+        case referencedImagesNotFound = "ReferencedImagesNotFoundException"
+        case imageAlreadyExists = "ImageAlreadyExistsException"
+        case imageDigestDoesNotMatch = "ImageDigestDoesNotMatchException"
+        case imageNotFound = "ImageNotFoundException"
+        case limitExceeded = "LimitExceededException"
         case server = "ServerException"
+    }
+
+    /// The members InvalidLayerPartException carries besides its message.
+    public struct LayerPartContext: Equatable, Sendable {
+        public let registryId: String
+        public let repositoryName: String
+        public let uploadId: String
+        public let lastValidByteReceived: UInt64
     }
 
     public let code: Code
     public let message: String
+    public var layerPart: LayerPartContext?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, layerPart: LayerPartContext? = nil) {
         self.code = code
         self.message = message
+        self.layerPart = layerPart
     }
 
     /// The API's error name, e.g. `RepositoryNotFoundException`.

@@ -6,6 +6,12 @@ public enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
     case repositories = "repositories"
     /// `registryId/repositoryName` 0x00 uploadId → empty: the active uploads of each repository.
     case repositoryUploads = "repository-uploads"
+    /// `registryId/repositoryName` 0x00 layerDigest → ``LayerRecord``: the layers available in a repository.
+    case layers = "layers"
+    /// `registryId/repositoryName` 0x00 imageDigest → ``ImageRecord``.
+    case images = "images"
+    /// `registryId/repositoryName` 0x00 imageTag → ``TagRecord``.
+    case imageTags = "image-tags"
 
     public static func < (a: ProjectionTable, b: ProjectionTable) -> Bool { a.rawValue < b.rawValue }
 }
@@ -26,9 +32,14 @@ public protocol ProjectionTables {
 public enum ProjectionKey {
     public static func session(_ uploadId: String) -> [UInt8] { Array(uploadId.utf8) }
     public static func repository(_ ref: RepositoryRef) -> [UInt8] { Array(ref.description.utf8) }
-    public static func repositoryUploadsPrefix(_ ref: RepositoryRef) -> [UInt8] { repository(ref) + [0] }
+    public static func repositoryPrefix(_ ref: RepositoryRef) -> [UInt8] { repository(ref) + [0] }
     public static func repositoryUpload(_ ref: RepositoryRef, _ uploadId: String) -> [UInt8] {
-        repositoryUploadsPrefix(ref) + Array(uploadId.utf8)
+        repositoryPrefix(ref) + Array(uploadId.utf8)
+    }
+
+    /// The key of `item` (a layer digest, image digest or tag) under a repository.
+    public static func scoped(_ ref: RepositoryRef, _ item: String) -> [UInt8] {
+        repositoryPrefix(ref) + Array(item.utf8)
     }
 
     /// A key as a person reads it in a report: UTF-8 with the 0x00 separator shown as `|`.
@@ -48,10 +59,22 @@ extension ProjectionTables {
 
     /// The ids of the repository's active uploads, in byte order.
     public func activeUploads(in ref: RepositoryRef) throws -> [String] {
-        let prefix = ProjectionKey.repositoryUploadsPrefix(ref)
+        let prefix = ProjectionKey.repositoryPrefix(ref)
         return try keys(in: .repositoryUploads, withPrefix: prefix).map {
             String(decoding: $0.dropFirst(prefix.count), as: UTF8.self)
         }
+    }
+
+    public func layer(_ ref: RepositoryRef, _ digest: String) throws -> LayerRecord? {
+        try get(.layers, ProjectionKey.scoped(ref, digest)).map { try LayerRecord(decoding: $0) }
+    }
+
+    public func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? {
+        try get(.images, ProjectionKey.scoped(ref, digest)).map { try ImageRecord(decoding: $0) }
+    }
+
+    public func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? {
+        try get(.imageTags, ProjectionKey.scoped(ref, tag)).map { try TagRecord(decoding: $0) }
     }
 
     mutating func put(_ session: UploadSession) throws {

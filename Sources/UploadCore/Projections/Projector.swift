@@ -3,7 +3,7 @@
 public enum Projector {
     /// The layout version of every table this file writes. Bump it when a record or key layout
     /// changes; a store whose tables carry another version rebuilds them from the log on open.
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.
@@ -19,10 +19,13 @@ public enum Projector {
             guard let repository = try tables.repository(e.repository) else {
                 throw ProjectionError(envelope, "repository \(e.repository) does not exist")
             }
-            guard repository.activeSessions == 0 else {
-                throw ProjectionError(envelope, "repository \(e.repository) still has active uploads")
+            guard repository.activeSessions == 0, repository.imageCount == 0 else {
+                throw ProjectionError(envelope, "repository \(e.repository) still has active uploads or images")
             }
             try tables.delete(.repositories, ProjectionKey.repository(e.repository))
+            for key in try tables.keys(in: .layers, withPrefix: ProjectionKey.repositoryPrefix(e.repository)) {
+                try tables.delete(.layers, key)
+            }
 
         case .uploadInitiated(let e):
             guard try tables.session(e.uploadId) == nil else {
@@ -53,7 +56,108 @@ public enum Projector {
             try tables.put(session)
             try tables.put(repository)
             try tables.delete(.repositoryUploads, ProjectionKey.repositoryUpload(e.repository, e.uploadId))
+
+        case .layerPartUploaded(let e):
+            var (session, repository) = try activeSession(e.uploadId, e.repository, envelope, tables)
+            guard e.partFirstByte == session.bytesReceived else {
+                throw ProjectionError(envelope, "part starts at \(e.partFirstByte) but upload \(e.uploadId) has \(session.bytesReceived) bytes")
+            }
+            if let previous = session.lastPart, previous.length < UploadSession.minimumPartBytes {
+                session.hasSmallNonFinalPart = true
+            }
+            session.lastPart = .init(firstByte: e.partFirstByte, lastByte: e.partLastByte, digest: e.partDigest)
+            session.partCount += 1
+            session.bytesReceived = e.partLastByte + 1
+            session.touch(envelope)
+            repository.touch(envelope)
+            try tables.put(session)
+            try tables.put(repository)
+
+        case .layerUploadCompleted(let e):
+            var (session, repository) = try activeSession(e.uploadId, e.repository, envelope, tables)
+            guard try tables.layer(e.repository, e.layerDigest) == nil else {
+                throw ProjectionError(envelope, "layer \(e.layerDigest) already exists in \(e.repository)")
+            }
+            session.state = .completed
+            session.layerDigest = e.layerDigest
+            session.touch(envelope)
+            repository.activeSessions -= 1
+            repository.layerCount += 1
+            repository.touch(envelope)
+            try tables.put(session)
+            try tables.put(repository)
+            try tables.delete(.repositoryUploads, ProjectionKey.repositoryUpload(e.repository, e.uploadId))
+            let layer = LayerRecord(layerDigest: e.layerDigest, layerSize: e.layerSize, uploadId: e.uploadId, completedAt: envelope.recordedAt)
+            try tables.put(.layers, ProjectionKey.scoped(e.repository, e.layerDigest), layer.encoded())
+
+        case .imagePushed(let e):
+            var repository = try existingRepository(e.repository, envelope, tables)
+            var image = try tables.image(e.repository, e.imageDigest) ?? {
+                repository.imageCount += 1
+                return ImageRecord(pushed: e)
+            }()
+            if let tag = e.imageTag {
+                if let previous = try tables.tag(e.repository, tag), previous.imageDigest != e.imageDigest,
+                   var other = try tables.image(e.repository, previous.imageDigest) {
+                    other.tags.removeAll { $0 == tag }
+                    try tables.put(.images, ProjectionKey.scoped(e.repository, other.imageDigest), other.encoded())
+                }
+                if !image.tags.contains(tag) {
+                    image.tags = (image.tags + [tag]).sorted()
+                    try tables.put(.imageTags, ProjectionKey.scoped(e.repository, tag), TagRecord(imageDigest: e.imageDigest, createdAt: e.pushedAt).encoded())
+                }
+            }
+            repository.touch(envelope)
+            try tables.put(repository)
+            try tables.put(.images, ProjectionKey.scoped(e.repository, e.imageDigest), image.encoded())
+
+        case .imageUntagged(let e):
+            var repository = try existingRepository(e.repository, envelope, tables)
+            guard var image = try tables.image(e.repository, e.imageDigest), image.tags.contains(e.imageTag) else {
+                throw ProjectionError(envelope, "image \(e.imageDigest) has no tag \(e.imageTag)")
+            }
+            image.tags.removeAll { $0 == e.imageTag }
+            repository.touch(envelope)
+            try tables.put(repository)
+            try tables.put(.images, ProjectionKey.scoped(e.repository, e.imageDigest), image.encoded())
+            try tables.delete(.imageTags, ProjectionKey.scoped(e.repository, e.imageTag))
+
+        case .imageDeleted(let e):
+            var repository = try existingRepository(e.repository, envelope, tables)
+            guard let image = try tables.image(e.repository, e.imageDigest) else {
+                throw ProjectionError(envelope, "image \(e.imageDigest) does not exist in \(e.repository)")
+            }
+            for tag in image.tags { try tables.delete(.imageTags, ProjectionKey.scoped(e.repository, tag)) }
+            repository.imageCount -= 1
+            repository.touch(envelope)
+            try tables.put(repository)
+            try tables.delete(.images, ProjectionKey.scoped(e.repository, e.imageDigest))
         }
+    }
+
+    private static func existingRepository(
+        _ ref: RepositoryRef, _ envelope: EventEnvelope, _ tables: some ProjectionTables
+    ) throws -> RepositorySummary {
+        guard let repository = try tables.repository(ref) else {
+            throw ProjectionError(envelope, "repository \(ref) does not exist")
+        }
+        return repository
+    }
+
+    private static func activeSession(
+        _ uploadId: String, _ ref: RepositoryRef, _ envelope: EventEnvelope, _ tables: some ProjectionTables
+    ) throws -> (UploadSession, RepositorySummary) {
+        guard let session = try tables.session(uploadId), session.state == .active, session.repository == ref else {
+            throw ProjectionError(envelope, "upload \(uploadId) is not active in \(ref)")
+        }
+        return (session, try existingRepository(ref, envelope, tables))
+    }
+}
+
+extension UploadSession {
+    fileprivate mutating func touch(_ envelope: EventEnvelope) {
+        lastActivityAt = envelope.recordedAt
+        lastPosition = envelope.position
     }
 }
 

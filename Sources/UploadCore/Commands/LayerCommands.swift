@@ -1,0 +1,58 @@
+/// Records a layer part whose bytes the front end has already staged and synced.
+///
+/// The bytes never reach the domain: the command carries the part's range, length and SHA-256.
+public struct UploadLayerPart: Sendable, Equatable {
+    /// The largest part the API accepts (LayerPartBlob's maximum).
+    public static let maximumPartBytes: UInt64 = 20_971_520
+
+    public let registryId: String?
+    public let repositoryName: String
+    public let uploadId: String
+    public let partFirstByte: UInt64
+    public let partLastByte: UInt64
+    /// The decoded length of `layerPartBlob`.
+    public let partLength: UInt64
+    /// `sha256:<hex>` of the part's bytes; identifies an exact retry of the last part.
+    public let partDigest: String
+
+    public init(
+        registryId: String? = nil, repositoryName: String?, uploadId: String?,
+        partFirstByte: Int64?, partLastByte: Int64?, partLength: UInt64, partDigest: String
+    ) throws(CommandError) {
+        self.registryId = try Validation.registryId(registryId)
+        self.repositoryName = try Validation.repositoryName(repositoryName)
+        self.uploadId = try Validation.uploadId(uploadId)
+        self.partFirstByte = try Validation.partOffset(partFirstByte, member: "partFirstByte")
+        self.partLastByte = try Validation.partOffset(partLastByte, member: "partLastByte")
+        self.partLength = partLength
+        self.partDigest = partDigest
+    }
+}
+
+/// Ends an upload with a layer. The front end hashes the staged bytes first and passes the
+/// result as `staged`; without it the decision stops after the checks that need no bytes
+/// (how the front end checks a request before it reads the staging file).
+public struct CompleteLayerUpload: Sendable, Equatable {
+    public struct StagedLayer: Sendable, Equatable {
+        /// `sha256:<hex>` of all staged bytes.
+        public let digest: String
+        public let size: UInt64
+        public init(digest: String, size: UInt64) {
+            self.digest = digest
+            self.size = size
+        }
+    }
+
+    public let registryId: String?
+    public let repositoryName: String
+    public let uploadId: String
+    public let layerDigests: [String]
+    public var staged: StagedLayer?
+
+    public init(registryId: String? = nil, repositoryName: String?, uploadId: String?, layerDigests: [String]?) throws(CommandError) {
+        self.registryId = try Validation.registryId(registryId)
+        self.repositoryName = try Validation.repositoryName(repositoryName)
+        self.uploadId = try Validation.uploadId(uploadId)
+        self.layerDigests = try Validation.layerDigests(layerDigests)
+    }
+}

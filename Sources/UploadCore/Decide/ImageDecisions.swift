@@ -1,0 +1,89 @@
+/// Decisions for storing and deleting images.
+enum ImageDecisions {
+    static func put(_ c: PutImage, state: some ProjectionTables, settings: DecisionSettings, now: Timestamp) throws -> Decision {
+        let ref = try Decider.existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
+        if let claimed = c.claimedDigest, claimed.lowercased() != c.imageDigest {
+            throw CommandError(.imageDigestDoesNotMatch, "The image digest '\(Validation.quoted(claimed))' does not match the digest of the manifest, \(c.imageDigest)")
+        }
+        var missing: [String] = []
+        var layerSizes: UInt64 = 0
+        for digest in ([c.configDigest].compactMap { $0 } + c.layerDigests) where !missing.contains(digest) {
+            if let layer = try state.layer(ref, digest) {
+                if digest != c.configDigest { layerSizes += layer.layerSize }
+            } else {
+                missing.append(digest)
+            }
+        }
+        guard missing.isEmpty else {
+            throw CommandError(.layersNotFound, "The manifest references layers that are not available in the repository with name '\(ref.repositoryName)': \(missing.joined(separator: ", "))")
+        }
+        let missingImages = try c.referencedImages.filter { try state.image(ref, $0) == nil }
+        guard missingImages.isEmpty else {
+            throw CommandError(.referencedImagesNotFound, "The manifest list references images that are not in the repository with name '\(ref.repositoryName)': \(missingImages.joined(separator: ", "))")
+        }
+        if let existing = try state.image(ref, c.imageDigest), c.imageTag.map(existing.tags.contains) ?? true {
+            throw CommandError(.imageAlreadyExists, "Image with digest '\(c.imageDigest)'\(c.imageTag.map { " and tag '\($0)'" } ?? "") already exists in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
+        }
+        return Decision([.imagePushed(ImagePushed(
+            registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: c.imageDigest, imageTag: c.imageTag,
+            imageManifest: c.imageManifest, imageManifestMediaType: c.imageManifestMediaType,
+            artifactMediaType: c.artifactMediaType, imageSizeInBytes: layerSizes, pushedAt: now))])
+    }
+
+    /// Each image id is decided against the state the ones before it in the request left.
+    static func batchDelete(_ c: BatchDeleteImage, state: some ProjectionTables, settings: DecisionSettings) throws -> Decision {
+        let ref = try Decider.existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
+        var decision = Decision([])
+        var deleted: Set<String> = []       // digests deleted earlier in this request (looked up, never iterated)
+        var tagsLeft: [String: [String]] = [:]  // digest → its remaining tags, once touched
+
+        func fail(_ id: ImageIdentifier, _ code: ImageFailure.Code, _ reason: String) {
+            decision.imageFailures.append(ImageFailure(imageId: id, failureCode: code, failureReason: reason))
+        }
+        func image(_ digest: String) throws -> ImageRecord? {
+            deleted.contains(digest) ? nil : try state.image(ref, digest)
+        }
+
+        for id in c.imageIds {
+            if let digest = id.imageDigest, !Validation.isLayerDigest(digest) {
+                fail(id, .invalidImageDigest, "Invalid image digest '\(Validation.quoted(digest))'")
+                continue
+            }
+            if let tag = id.imageTag, !(1...300).contains(tag.unicodeScalars.count) {
+                fail(id, .invalidImageTag, "Invalid image tag: a tag has 1 to 300 characters")
+                continue
+            }
+            switch (id.imageDigest?.lowercased(), id.imageTag) {
+            case (nil, nil):
+                fail(id, .missingDigestAndTag, "Invalid request parameters: both tag and digest cannot be null")
+
+            case (let digest?, nil):
+                guard try image(digest) != nil else {
+                    fail(id, .imageNotFound, "Requested image not found")
+                    continue
+                }
+                deleted.insert(digest)
+                decision.events.append(.imageDeleted(ImageDeleted(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: digest)))
+
+            case (let digest, let tag?):
+                guard let target = try state.tag(ref, tag)?.imageDigest, let record = try image(target),
+                      (tagsLeft[target] ?? record.tags).contains(tag) else {
+                    fail(id, .imageNotFound, "Requested image not found")
+                    continue
+                }
+                if let digest, digest != target {
+                    fail(id, .imageTagDoesNotMatchDigest, "The tag '\(tag)' names image \(target), not \(digest)")
+                    continue
+                }
+                let remaining = (tagsLeft[target] ?? record.tags).filter { $0 != tag }
+                tagsLeft[target] = remaining
+                decision.events.append(.imageUntagged(ImageUntagged(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: target, imageTag: tag)))
+                if remaining.isEmpty {
+                    deleted.insert(target)
+                    decision.events.append(.imageDeleted(ImageDeleted(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: target)))
+                }
+            }
+        }
+        return decision
+    }
+}

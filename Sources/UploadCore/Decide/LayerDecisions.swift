@@ -1,0 +1,68 @@
+/// Decisions for the parts and completion of a layer upload.
+enum LayerDecisions {
+    static func uploadPart(_ c: UploadLayerPart, state: some ProjectionTables, settings: DecisionSettings) throws -> Decision {
+        let (ref, session) = try activeSession(c.registryId, c.repositoryName, c.uploadId, state: state, settings: settings)
+        // An exact retry of the last accepted part is answered as before and records nothing.
+        if let last = session.lastPart, last.firstByte == c.partFirstByte, last.lastByte == c.partLastByte, last.digest == c.partDigest {
+            return Decision([])
+        }
+        func refuse(_ message: String) -> CommandError {
+            CommandError(.invalidLayerPart, message, layerPart: .init(
+                registryId: ref.registryId, repositoryName: ref.repositoryName, uploadId: c.uploadId,
+                lastValidByteReceived: session.bytesReceived == 0 ? 0 : session.bytesReceived - 1))
+        }
+        guard c.partLastByte >= c.partFirstByte else {
+            throw refuse("partLastByte (\(c.partLastByte)) is before partFirstByte (\(c.partFirstByte)); both are inclusive offsets")
+        }
+        guard c.partFirstByte == session.bytesReceived else {
+            throw refuse("The first byte \(c.partFirstByte) isn't consecutive to the last byte of the previous part: the upload has \(session.bytesReceived) bytes, so the next part must start at byte \(session.bytesReceived)")
+        }
+        let rangeLength = c.partLastByte - c.partFirstByte + 1
+        guard c.partLength == rangeLength else {
+            throw refuse("layerPartBlob holds \(c.partLength) bytes but the range \(c.partFirstByte)-\(c.partLastByte) covers \(rangeLength)")
+        }
+        guard c.partLength <= UploadLayerPart.maximumPartBytes else {
+            throw refuse("The part holds \(c.partLength) bytes; a part may hold at most \(UploadLayerPart.maximumPartBytes)")
+        }
+        guard session.partCount < settings.maximumParts else {
+            throw CommandError(.limitExceeded, "The upload with id '\(c.uploadId)' already has \(session.partCount) parts, the most one upload may have")
+        }
+        return Decision([.layerPartUploaded(LayerPartUploaded(
+            uploadId: c.uploadId, registryId: ref.registryId, repositoryName: ref.repositoryName,
+            partFirstByte: c.partFirstByte, partLastByte: c.partLastByte, partDigest: c.partDigest))])
+    }
+
+    static func complete(_ c: CompleteLayerUpload, state: some ProjectionTables, settings: DecisionSettings) throws -> Decision {
+        let (ref, session) = try activeSession(c.registryId, c.repositoryName, c.uploadId, state: state, settings: settings)
+        guard session.partCount > 0 else {
+            throw CommandError(.emptyUpload, "The upload with id '\(c.uploadId)' doesn't contain any layer parts")
+        }
+        guard !session.hasSmallNonFinalPart else {
+            throw CommandError(.layerPartTooSmall, "All layer parts except the last part should be at least 5MB (\(UploadSession.minimumPartBytes) bytes)")
+        }
+        guard let staged = c.staged else { return Decision([]) }
+        guard staged.size == session.bytesReceived else {
+            throw CommandError(.server, "The upload with id '\(c.uploadId)' changed while it was being completed; retry the request")
+        }
+        guard c.layerDigests.contains(where: { $0.lowercased() == staged.digest }) else {
+            throw CommandError(.invalidLayer, "None of the provided layer digests match the calculated layer digest \(staged.digest)")
+        }
+        guard try state.layer(ref, staged.digest) == nil else {
+            throw CommandError(.layerAlreadyExists, "The layer with digest '\(staged.digest)' already exists in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
+        }
+        return Decision([.layerUploadCompleted(LayerUploadCompleted(
+            uploadId: c.uploadId, registryId: ref.registryId, repositoryName: ref.repositoryName,
+            layerDigest: staged.digest, layerSize: staged.size))])
+    }
+
+    /// The repository and the upload session, which must be active and belong to it.
+    private static func activeSession(
+        _ registryId: String?, _ repositoryName: String, _ uploadId: String, state: some ProjectionTables, settings: DecisionSettings
+    ) throws -> (RepositoryRef, UploadSession) {
+        let ref = try Decider.existingRepository(registryId, repositoryName, state: state, settings: settings)
+        guard let session = try state.session(uploadId), session.repository == ref, session.state == .active else {
+            throw CommandError(.uploadNotFound, "The upload with id '\(uploadId)' does not exist or has ended in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
+        }
+        return (ref, session)
+    }
+}
