@@ -136,7 +136,7 @@ public struct Transaction {
         defer { mdb_cursor_close(cursor) }
         var key = MDB_val(), value = MDB_val()
         var rc: Int32
-        if let start {
+        if let start, !start.isEmpty {  // LMDB refuses an empty key
             rc = start.withUnsafeBytes { s in
                 key = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
                 return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)

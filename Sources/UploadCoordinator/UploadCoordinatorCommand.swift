@@ -16,7 +16,7 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
             """,
         version: version,
         subcommands: [
-            CreateRepositoryCommand.self, DeleteRepositoryCommand.self, InitiateLayerUploadCommand.self,
+            ServeCommand.self, CreateRepositoryCommand.self, DeleteRepositoryCommand.self, InitiateLayerUploadCommand.self,
             EventsCommand.self, MigrateCommand.self,
         ]
     )
@@ -41,13 +41,18 @@ struct StoreOptions: ParsableArguments {
     }
 
     func settings() throws -> DecisionSettings {
+        try Self.settings(registryId: defaultRegistryId, partSize: partSize)
+    }
+
+    /// Decision settings from flags, then environment variables, then defaults.
+    static func settings(registryId flag: String?, partSize flagPartSize: UInt64?) throws -> DecisionSettings {
         let env = ProcessInfo.processInfo.environment
-        let registryId = defaultRegistryId ?? env[Environment.registryId] ?? StoreConfiguration.fallbackRegistryId
+        let registryId = flag ?? env[Environment.registryId] ?? StoreConfiguration.fallbackRegistryId
         guard registryId.count == 12, registryId.allSatisfy({ $0.isASCII && $0.isNumber }) else {
             throw ValidationError("The default registry id must be 12 digits, like an AWS account id; got '\(registryId)'.")
         }
-        var partSize = self.partSize ?? DecisionSettings.standardPartSize
-        if self.partSize == nil, let raw = env[Environment.partSize] {
+        var partSize = flagPartSize ?? DecisionSettings.standardPartSize
+        if flagPartSize == nil, let raw = env[Environment.partSize] {
             guard let parsed = UInt64(raw) else {
                 throw ValidationError("\(Environment.partSize) must be a whole number of bytes; got '\(raw)'.")
             }

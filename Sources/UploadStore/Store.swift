@@ -53,10 +53,12 @@ public final class Store: Sendable {
     /// end can refuse a request before doing I/O for it (staging bytes, hashing). The writer
     /// decides again when the command is executed; this only saves work.
     /// - Throws: the ``CommandError`` the command would be refused with now.
-    public func preflight(_ command: Command) throws {
+    /// - Returns: the decision as it would be now.
+    @discardableResult
+    public func preflight(_ command: Command) throws -> Decision {
         try read { reader in
             let context = DecisionContext(now: configuration.clock.now(), newUploadId: command.startsUpload ? "preflight" : nil)
-            _ = try Decider.decide(command, state: reader.tables, settings: configuration.settings, context: context)
+            return try Decider.decide(command, state: reader.tables, settings: configuration.settings, context: context)
         }
     }
 

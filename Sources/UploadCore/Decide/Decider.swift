@@ -3,8 +3,11 @@
 public struct DecisionSettings: Sendable, Equatable {
     /// The 12-digit id of the registry this coordinator serves; used when a command names none.
     public var defaultRegistryId: String
-    /// Another name the registry answers to (RegistryIdOrAlias), if any.
+    /// Another name the registry answers to (RegistryIdOrAlias); `r<registryId>` when not configured.
     public var registryAlias: String?
+
+    /// The alias the registry answers to and shows in URIs.
+    public var alias: String { registryAlias ?? "r" + defaultRegistryId }
     /// The `partSize` handed out by InitiateLayerUpload.
     public var partSize: UInt64
     /// The most parts one upload may have (ECR Public's quota).
@@ -20,7 +23,7 @@ public struct DecisionSettings: Sendable, Equatable {
 
     /// The canonical id of the registry a command names, or `RegistryNotFoundException`.
     public func resolveRegistry(_ requested: String?) throws(CommandError) -> String {
-        guard let requested, requested != defaultRegistryId, requested != registryAlias else { return defaultRegistryId }
+        guard let requested, requested != defaultRegistryId, requested != alias else { return defaultRegistryId }
         throw CommandError(
             .registryNotFound,
             "The registry with id '\(Validation.quoted(requested))' does not exist. This coordinator serves the registry with id '\(defaultRegistryId)'; omit registryId to use it."
@@ -138,7 +141,9 @@ public enum Decider {
             registryId: ref.registryId, repositoryName: ref.repositoryName, force: c.force))])
     }
 
-    static func existingRepository(
+    /// The repository a command names, which must exist: `RegistryNotFoundException` or
+    /// `RepositoryNotFoundException` otherwise. Read-only operations use it too.
+    public static func existingRepository(
         _ registryId: String?, _ name: String, state: some ProjectionTables, settings: DecisionSettings
     ) throws -> RepositoryRef {
         let ref = RepositoryRef(registryId: try settings.resolveRegistry(registryId), repositoryName: name)

@@ -8,6 +8,8 @@ public indirect enum JSONValue: Equatable, Sendable {
     case int(Int64)
     case uint(UInt64)
     case string(String)
+    /// A number already in JSON's number syntax, e.g. an epoch-seconds timestamp.
+    case number(String)
     case array([JSONValue])
     /// Members in the order written; use ``object(sorting:)`` to build one from unordered pairs.
     case object([(String, JSONValue)])
@@ -15,6 +17,13 @@ public indirect enum JSONValue: Equatable, Sendable {
     /// An object whose members are sorted by key, so its text never depends on insertion order.
     public static func object(sorting members: [(String, JSONValue?)]) -> JSONValue {
         .object(members.compactMap { key, value in value.map { (key, $0) } }.sorted { $0.0 < $1.0 })
+    }
+
+    /// A timestamp as AWS JSON writes it: epoch seconds with milliseconds, e.g. `1796083200.123`.
+    public static func epochSeconds(_ t: Timestamp) -> JSONValue {
+        let ms = t.millisecondsSinceEpoch
+        let fraction = String(abs(ms % 1000))
+        return .number("\(ms / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)")
     }
 
     public static func == (a: JSONValue, b: JSONValue) -> Bool { a.text == b.text }
@@ -32,6 +41,7 @@ public indirect enum JSONValue: Equatable, Sendable {
         case .int(let i): out += String(i)
         case .uint(let u): out += String(u)
         case .string(let s): Self.writeString(s, to: &out)
+        case .number(let n): out += n
         case .array(let items):
             out += "["
             for (i, item) in items.enumerated() {

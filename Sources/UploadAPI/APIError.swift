@@ -1,0 +1,67 @@
+import Hummingbird
+import UploadCore
+import UploadStore
+
+/// An error as AWS JSON 1.1 reports it: HTTP status, `__type` (the only field botocore reads for
+/// the code), `message`, and any extra members of the error shape.
+struct APIError: Error {
+    let type: String
+    let message: String
+    let status: HTTPResponse.Status
+    var members: [(String, JSONValue)] = []
+
+    static func serialization(_ message: String) -> APIError {
+        APIError(type: "SerializationException", message: message, status: .badRequest)
+    }
+
+    static func invalidParameter(_ message: String) -> APIError {
+        APIError(type: CommandError.Code.invalidParameter.rawValue, message: message, status: .badRequest)
+    }
+
+    static func unknownOperation(_ target: String?) -> APIError {
+        APIError(
+            type: "UnknownOperationException",
+            message: target.map { "The operation '\($0)' is not known; X-Amz-Target must be SpencerFrontendService.<Operation>" }
+                ?? "The X-Amz-Target header is missing; it must be SpencerFrontendService.<Operation>",
+            status: .badRequest)
+    }
+
+    /// Maps any error to its AWS shape. Only store failures are 500 (botocore retries those).
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let api as APIError:
+            return api
+        case let refusal as CommandError:
+            var api = APIError(type: refusal.name, message: refusal.message, status: status(of: refusal.code))
+            if let part = refusal.layerPart {
+                api.members = [
+                    ("registryId", .string(part.registryId)), ("repositoryName", .string(part.repositoryName)),
+                    ("uploadId", .string(part.uploadId)), ("lastValidByteReceived", .uint(part.lastValidByteReceived)),
+                ]
+            }
+            return api
+        case let failure as StoreError:
+            return APIError(type: CommandError.Code.server.rawValue, message: failure.message, status: .internalServerError)
+        case let http as HTTPError where http.status == .contentTooLarge:
+            return APIError(type: "RequestEntityTooLargeException", message: "The request body is larger than the 30,000,000 bytes accepted", status: .contentTooLarge)
+        default:
+            return APIError(type: CommandError.Code.server.rawValue, message: "\(error)", status: .internalServerError)
+        }
+    }
+
+    /// Exhaustive on purpose: a new error code must be given its status here.
+    static func status(of code: CommandError.Code) -> HTTPResponse.Status {
+        switch code {
+        case .server: .internalServerError
+        case .invalidParameter, .registryNotFound, .repositoryNotFound, .repositoryAlreadyExists, .repositoryNotEmpty,
+             .uploadNotFound, .invalidLayerPart, .layerPartTooSmall, .invalidLayer, .emptyUpload, .layerAlreadyExists,
+             .layersNotFound, .referencedImagesNotFound, .imageAlreadyExists, .imageDigestDoesNotMatch, .imageNotFound,
+             .limitExceeded:
+            .badRequest
+        }
+    }
+
+    var body: JSONValue {
+        .object(sorting: [("__type", .string(type)), ("message", .string(message))] + members.map { ($0.0, $0.1) })
+    }
+}

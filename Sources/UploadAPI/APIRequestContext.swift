@@ -1,0 +1,18 @@
+import Hummingbird
+public import NIOCore
+
+/// The request context of the ECR Public API: Hummingbird's core storage plus the peer address,
+/// which is recorded with every event as `sourceAddress`.
+public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// Request bodies up to this size are read; larger ones are refused with 413. A 20 MiB part is
+    /// about 28 MB once base64-encoded in JSON.
+    public var maxUploadSize: Int { 30_000_000 }
+}

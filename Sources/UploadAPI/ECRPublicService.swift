@@ -1,0 +1,103 @@
+import Foundation
+public import Hummingbird
+import HTTPTypes
+import Logging
+import NIOCore
+public import UploadCore
+public import UploadStore
+
+/// ECR Public's API over AWS JSON 1.1: `POST /`, dispatched on `X-Amz-Target:
+/// SpencerFrontendService.<Operation>`. Commands go through the store's single write path; reads
+/// are answered from the projections.
+public final class ECRPublicService: Sendable {
+    public static let targetPrefix = "SpencerFrontendService."
+    static let targetHeader = HTTPField.Name("X-Amz-Target")!
+    static let requestIdHeader = HTTPField.Name("x-amzn-RequestId")!
+    static let errorTypeHeader = HTTPField.Name("x-amzn-ErrorType")!
+    static let invocationIdHeader = HTTPField.Name("amz-sdk-invocation-id")!
+
+    typealias Operation = @Sendable (ECRPublicService, RequestBody, RequestMetadata) async throws -> JSONValue
+
+    /// Every operation this service answers, by name.
+    static let operations: [String: Operation] = [
+        "CreateRepository": { try await $0.createRepository($1, $2) },
+        "DescribeRepositories": { try await $0.describeRepositories($1, $2) },
+        "DeleteRepository": { try await $0.deleteRepository($1, $2) },
+        "DescribeRegistries": { try await $0.describeRegistries($1, $2) },
+        "InitiateLayerUpload": { try await $0.initiateLayerUpload($1, $2) },
+        "UploadLayerPart": { try await $0.uploadLayerPart($1, $2) },
+        "CompleteLayerUpload": { try await $0.completeLayerUpload($1, $2) },
+        "BatchCheckLayerAvailability": { try await $0.batchCheckLayerAvailability($1, $2) },
+        "PutImage": { try await $0.putImage($1, $2) },
+        "DescribeImages": { try await $0.describeImages($1, $2) },
+        "DescribeImageTags": { try await $0.describeImageTags($1, $2) },
+        "BatchDeleteImage": { try await $0.batchDeleteImage($1, $2) },
+    ]
+
+    /// The rest of ECR Public's operations: known, but not served by this coordinator.
+    static let unsupported: Set<String> = [
+        "GetAuthorizationToken", "DeleteRepositoryPolicy", "GetRegistryCatalogData", "PutRegistryCatalogData",
+        "GetRepositoryCatalogData", "PutRepositoryCatalogData", "GetRepositoryPolicy", "SetRepositoryPolicy",
+        "ListTagsForResource", "TagResource", "UntagResource",
+    ]
+
+    let store: Store
+    let blobs: BlobStore
+    let logger: Logger
+    let uploadLocks = KeyedLock()
+
+    var settings: DecisionSettings { store.configuration.settings }
+
+    public init(store: Store, blobs: BlobStore, logger: Logger) {
+        self.store = store
+        self.blobs = blobs
+        self.logger = logger
+    }
+
+    /// The router: `POST /` (any path, as AWS ignores it) to ``respond(to:context:)``.
+    public func router() -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        router.post("/") { request, context in await self.respond(to: request, context: context) }
+        router.post("**") { request, context in await self.respond(to: request, context: context) }
+        return router
+    }
+
+    /// Answers one request. Never throws: every failure becomes an AWS-shaped error response.
+    public func respond(to request: Request, context: APIRequestContext) async -> Response {
+        let requestId = UUID().uuidString.lowercased()
+        let target = request.headers[Self.targetHeader]
+        do {
+            guard let target, target.hasPrefix(Self.targetPrefix) else { throw APIError.unknownOperation(target) }
+            let name = String(target.dropFirst(Self.targetPrefix.count))
+            guard let operation = Self.operations[name] else {
+                if Self.unsupported.contains(name) {
+                    throw APIError(type: "UnsupportedCommandException", message: "The action \(name) isn't supported by this coordinator.", status: .badRequest)
+                }
+                throw APIError.unknownOperation(target)
+            }
+            let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+            let body = try RequestBody(Array(buffer.readableBytesView))
+            let metadata = RequestMetadata(
+                requestId: requestId, source: "http", userAgent: request.headers[.userAgent],
+                sourceAddress: context.remoteAddress.flatMap { address in address.ipAddress.map { "\($0):\(address.port ?? 0)" } },
+                invocationId: request.headers[Self.invocationIdHeader])
+            let result = try await operation(self, body, metadata)
+            return Self.response(.ok, result, requestId: requestId)
+        } catch {
+            let api = APIError.from(error)
+            if api.status == .internalServerError {
+                logger.error("request failed", metadata: ["request.id": "\(requestId)", "target": "\(target ?? "-")", "error": "\(error)"])
+            }
+            var response = Self.response(api.status, api.body, requestId: requestId)
+            response.headers[Self.errorTypeHeader] = api.type
+            return response
+        }
+    }
+
+    static func response(_ status: HTTPResponse.Status, _ body: JSONValue, requestId: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/x-amz-json-1.1"
+        headers[requestIdHeader] = requestId
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body.text)))
+    }
+}

@@ -1,0 +1,109 @@
+import UploadCore
+import UploadStore
+
+extension ECRPublicService {
+    func putImage(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+        let command = try PutImage(
+            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
+            imageManifest: body.string("imageManifest"), imageManifestMediaType: body.string("imageManifestMediaType"),
+            imageTag: body.string("imageTag"), imageDigest: body.string("imageDigest"))
+        let outcome = try await store.execute(.putImage(command), metadata: metadata)
+        guard case .imagePushed(let pushed)? = outcome.events.first?.event else { throw StoreError(.corrupt, "PutImage recorded no ImagePushed") }
+        return .object([("image", .object(sorting: [
+            ("registryId", .string(pushed.registryId)), ("repositoryName", .string(pushed.repositoryName)),
+            ("imageId", .object(sorting: [("imageDigest", .string(pushed.imageDigest)), ("imageTag", pushed.imageTag.map(JSONValue.string))])),
+            ("imageManifest", .string(pushed.imageManifest)), ("imageManifestMediaType", .string(pushed.imageManifestMediaType)),
+        ]))])
+    }
+
+    func describeImages(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+        let registryId = try Validation.accountRegistryId(body.string("registryId"))
+        let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
+        let limit = try Validation.maxResults(body.int64("maxResults"))
+        let token = try body.string("nextToken")
+        let ids = try body.imageIds("imageIds")
+        return try store.read { reader in
+            let ref = try Decider.existingRepository(registryId, repositoryName, state: reader.tables, settings: settings)
+            if let ids {
+                guard (1...100).contains(ids.count) else { throw APIError.invalidParameter("'imageIds' must have between 1 and 100 items") }
+                let images = try ids.map { id in
+                    let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try reader.tables.tag(ref, $0)?.imageDigest }
+                    guard let digest, let image = try reader.tables.image(ref, digest),
+                          id.imageTag.map(image.tags.contains) ?? true else {
+                        throw CommandError(.imageNotFound, "The image with imageId {imageDigest:'\(id.imageDigest ?? "null")', imageTag:'\(id.imageTag ?? "null")'} does not exist within the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
+                    }
+                    return image
+                }
+                return .object([("imageDetails", .array(images.map { imageDetailJSON($0, ref) }))])
+            }
+            let pageSize = limit ?? Pagination.defaultLimit
+            let rows = try reader.entries(.images, prefix: ProjectionKey.repositoryPrefix(ref), after: Pagination.after(token), limit: pageSize + 1)
+                .map { (name: $0.name, value: try ImageRecord(decoding: $0.value)) }
+            let page = Pagination.page(rows, limit: pageSize)
+            return .object(sorting: [
+                ("imageDetails", .array(page.items.map { imageDetailJSON($0, ref) })), ("nextToken", page.nextToken.map(JSONValue.string)),
+            ])
+        }
+    }
+
+    func describeImageTags(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+        let registryId = try Validation.accountRegistryId(body.string("registryId"))
+        let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
+        let pageSize = try Validation.maxResults(body.int64("maxResults")) ?? Pagination.defaultLimit
+        let after = try Pagination.after(body.string("nextToken"))
+        return try store.read { reader in
+            let ref = try Decider.existingRepository(registryId, repositoryName, state: reader.tables, settings: settings)
+            let rows = try reader.entries(.imageTags, prefix: ProjectionKey.repositoryPrefix(ref), after: after, limit: pageSize + 1)
+                .map { (name: $0.name, value: (tag: $0.name, record: try TagRecord(decoding: $0.value))) }
+            let page = Pagination.page(rows, limit: pageSize)
+            let details: [JSONValue] = try page.items.compactMap { item in
+                guard let image = try reader.tables.image(ref, item.record.imageDigest) else { return nil }
+                return .object(sorting: [
+                    ("imageTag", .string(item.tag)), ("createdAt", .epochSeconds(item.record.createdAt)),
+                    ("imageDetail", .object(sorting: [
+                        ("imageDigest", .string(image.imageDigest)), ("imageSizeInBytes", .uint(image.imageSizeInBytes)),
+                        ("imagePushedAt", .epochSeconds(image.pushedAt)), ("imageManifestMediaType", .string(image.imageManifestMediaType)),
+                        ("artifactMediaType", image.artifactMediaType.map(JSONValue.string)),
+                    ])),
+                ])
+            }
+            return .object(sorting: [("imageTagDetails", .array(details)), ("nextToken", page.nextToken.map(JSONValue.string))])
+        }
+    }
+
+    func batchDeleteImage(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+        let command = try BatchDeleteImage(
+            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"), imageIds: body.imageIds("imageIds"))
+        let outcome = try await store.execute(.batchDeleteImage(command), metadata: metadata)
+        var deleted: [JSONValue] = []
+        var untagged: Set<String> = []  // membership only
+        for envelope in outcome.events {
+            switch envelope.event {
+            case .imageUntagged(let e):
+                untagged.insert(e.imageDigest)
+                deleted.append(.object(sorting: [("imageDigest", .string(e.imageDigest)), ("imageTag", .string(e.imageTag))]))
+            case .imageDeleted(let e) where !untagged.contains(e.imageDigest):
+                deleted.append(.object([("imageDigest", .string(e.imageDigest))]))
+            default:
+                break
+            }
+        }
+        let failures: [JSONValue] = outcome.imageFailures.map { failure in
+            .object(sorting: [
+                ("imageId", .object(sorting: [("imageDigest", failure.imageId.imageDigest.map(JSONValue.string)), ("imageTag", failure.imageId.imageTag.map(JSONValue.string))])),
+                ("failureCode", .string(failure.failureCode.rawValue)), ("failureReason", .string(failure.failureReason)),
+            ])
+        }
+        return .object([("failures", .array(failures)), ("imageIds", .array(deleted))])
+    }
+
+    func imageDetailJSON(_ image: ImageRecord, _ ref: RepositoryRef) -> JSONValue {
+        .object(sorting: [
+            ("registryId", .string(ref.registryId)), ("repositoryName", .string(ref.repositoryName)),
+            ("imageDigest", .string(image.imageDigest)), ("imageTags", image.tags.isEmpty ? nil : .array(image.tags.map(JSONValue.string))),
+            ("imageSizeInBytes", .uint(image.imageSizeInBytes)), ("imagePushedAt", .epochSeconds(image.pushedAt)),
+            ("imageManifestMediaType", .string(image.imageManifestMediaType)),
+            ("artifactMediaType", image.artifactMediaType.map(JSONValue.string)),
+        ])
+    }
+}

@@ -1,0 +1,99 @@
+import Crypto
+import Foundation
+import UploadCore
+import UploadStore
+
+extension ECRPublicService {
+    func initiateLayerUpload(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+        let command = try InitiateLayerUpload(registryId: body.string("registryId"), repositoryName: body.string("repositoryName"))
+        let (uploadId, partSize) = try await store.initiateLayerUpload(command, metadata: metadata)
+        return .object([("partSize", .uint(partSize)), ("uploadId", .string(uploadId))])
+    }
+
+    /// Stages the part's bytes and syncs them, then records the part. An exact retry of the last
+    /// accepted part is answered as before and writes nothing.
+    func uploadLayerPart(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+        guard let text = try body.string("layerPartBlob") else { throw Validation.missing("layerPartBlob") }
+        guard let data = Data(base64Encoded: text) else {
+            throw APIError.invalidParameter("layerPartBlob is not valid standard base64")
+        }
+        let bytes = [UInt8](data)
+        let command = try UploadLayerPart(
+            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
+            uploadId: body.string("uploadId"), partFirstByte: body.int64("partFirstByte"), partLastByte: body.int64("partLastByte"),
+            partLength: UInt64(bytes.count), partDigest: Self.sha256(bytes))
+        let registryId = try settings.resolveRegistry(command.registryId)
+        try await uploadLocks.withLock(command.uploadId) {
+            let decision = try self.store.preflight(.uploadLayerPart(command))
+            guard !decision.events.isEmpty else { return }  // an exact retry: already recorded
+            try self.blobs.writePart(uploadId: command.uploadId, offset: command.partFirstByte, bytes: bytes)
+            _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
+        }
+        return .object(sorting: [
+            ("registryId", .string(registryId)), ("repositoryName", .string(command.repositoryName)),
+            ("uploadId", .string(command.uploadId)), ("lastByteReceived", .uint(command.partLastByte)),
+        ])
+    }
+
+    /// Checks the upload, hashes its staged bytes while copying them into the blob store, and
+    /// records the layer; the staging file goes only after the event has committed.
+    func completeLayerUpload(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+        var command = try CompleteLayerUpload(
+            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
+            uploadId: body.string("uploadId"), layerDigests: body.strings("layerDigests"))
+        let registryId = try settings.resolveRegistry(command.registryId)
+        let digest = try await uploadLocks.withLock(command.uploadId) { [command] in
+            var command = command
+            try self.store.preflight(.completeLayerUpload(command))
+            let size = try self.store.read { try $0.session(command.uploadId)?.bytesReceived } ?? 0
+            let (digest, temporary) = try self.blobs.hashAndCopyStaged(uploadId: command.uploadId, length: size)
+            command.staged = .init(digest: digest, size: size)
+            do {
+                try self.store.preflight(.completeLayerUpload(command))
+                try self.blobs.commitBlob(temporary, digest: digest)
+            } catch {
+                self.blobs.discard(temporary: temporary)
+                throw error
+            }
+            _ = try await self.store.execute(.completeLayerUpload(command), metadata: metadata)
+            self.blobs.removeStaging(command.uploadId)
+            return digest
+        }
+        command.staged = nil
+        return .object(sorting: [
+            ("registryId", .string(registryId)), ("repositoryName", .string(command.repositoryName)),
+            ("uploadId", .string(command.uploadId)), ("layerDigest", .string(digest)),
+        ])
+    }
+
+    /// One answer per digest: AVAILABLE with its size, UNAVAILABLE, or a failure for an empty or
+    /// malformed digest. The digests have no pattern in the model, so none fails the whole call.
+    func batchCheckLayerAvailability(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+        let registryId = try Validation.registryId(body.string("registryId"))
+        let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
+        guard let digests = try body.strings("layerDigests") else { throw Validation.missing("layerDigests") }
+        guard (1...100).contains(digests.count) else {
+            throw APIError.invalidParameter("'layerDigests' must have between 1 and 100 items; it has \(digests.count).")
+        }
+        var layers: [JSONValue] = [], failures: [JSONValue] = []
+        try store.read { reader in
+            let ref = try Decider.existingRepository(registryId, repositoryName, state: reader.tables, settings: settings)
+            for digest in digests {
+                if digest.isEmpty {
+                    failures.append(.object(sorting: [("layerDigest", .string(digest)), ("failureCode", .string("MissingLayerDigest")), ("failureReason", .string("The layer digest is empty"))]))
+                } else if digest.count > 1000 || !Validation.isLayerDigest(digest) {
+                    failures.append(.object(sorting: [("layerDigest", .string(digest)), ("failureCode", .string("InvalidLayerDigest")), ("failureReason", .string("The layer digest is not of the form algorithm:hex"))]))
+                } else if let layer = try reader.tables.layer(ref, digest.lowercased()) {
+                    layers.append(.object(sorting: [("layerDigest", .string(digest)), ("layerAvailability", .string("AVAILABLE")), ("layerSize", .uint(layer.layerSize))]))
+                } else {
+                    layers.append(.object(sorting: [("layerDigest", .string(digest)), ("layerAvailability", .string("UNAVAILABLE"))]))
+                }
+            }
+        }
+        return .object([("failures", .array(failures)), ("layers", .array(layers))])
+    }
+
+    static func sha256(_ bytes: [UInt8]) -> String {
+        "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import UploadAPI
+import UploadCore
+import UploadStore
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve ECR Public's API (AWS JSON 1.1) for aws ecr-public and boto3, until SIGINT or SIGTERM.")
+
+    @Option(help: "The data directory (created if missing).") var dataDir: String
+    @Option(help: "The address to listen on.") var host = "127.0.0.1"
+    @Option(help: "The port to listen on; 0 picks a free one (the ready line names it).") var port = 5080
+    @Option(help: ArgumentHelp("The 12-digit id of the registry served. [env: \(StoreOptions.Environment.registryId)] [default: \(StoreConfiguration.fallbackRegistryId)]"))
+    var registryId: String?
+    @Option(help: "Another name the registry answers to as registryId. [default: r<registry id>]") var registryAlias: String?
+    @Option(help: ArgumentHelp("The partSize handed out by InitiateLayerUpload. [env: \(StoreOptions.Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))
+    var partSize: UInt64?
+
+    func run() async throws {
+        var logger = Logger(label: "upload-coordinator")
+        logger.logLevel = .info
+        var settings = try StoreOptions.settings(registryId: registryId, partSize: partSize)
+        settings.registryAlias = registryAlias
+        let store: Store
+        let blobs: BlobStore
+        do {
+            store = try Store(StoreConfiguration(directory: dataDir, settings: settings))
+            blobs = try BlobStore(directory: dataDir)
+            let repaired = try blobs.reconcile(with: store)
+            if !repaired.removedStaging.isEmpty || !repaired.truncatedStaging.isEmpty {
+                logger.notice("staging reconciled with the log", metadata: [
+                    "removed": "\(repaired.removedStaging.count)", "truncated": "\(repaired.truncatedStaging.count)"])
+            }
+            for problem in repaired.missing { logger.error("the log records bytes the disk lacks", metadata: ["problem": "\(problem)"]) }
+        } catch {
+            fail(error)
+        }
+        let service = ECRPublicService(store: store, blobs: blobs, logger: logger)
+        let dataDir = self.dataDir
+        let registry = settings.defaultRegistryId
+        let app = Application(
+            router: service.router(),
+            configuration: .init(address: .hostname(host, port: port)),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                let line = "upload-coordinator listening on http://\(channel.localAddress?.ipAddress ?? "?"):\(port) (registry \(registry), data \(dataDir))\n"
+                FileHandle.standardOutput.write(Data(line.utf8))
+            },
+            logger: logger)
+        // runService handles SIGINT and SIGTERM: it stops accepting, finishes requests in flight, and returns.
+        do {
+            try await app.runService()
+        } catch {
+            await store.close()
+            fail(error)
+        }
+        await store.close()
+        logger.info("stopped; every accepted command is committed")
+    }
+}

@@ -1,0 +1,159 @@
+import Crypto
+import Foundation
+import UploadCore
+
+/// Layer bytes on disk, beside the LMDB environment and never in the log:
+/// - `staging/<uploadId>`: the parts of an upload in progress, written at their offsets;
+/// - `blobs/sha256/<hex>`: completed layers, content-addressed and immutable.
+///
+/// The write path's ordering is what makes a crash safe: bytes are synced before the event that
+/// records them commits, and files the log no longer needs are removed only after it commits.
+/// ``reconcile(with:)`` repairs whatever a crash left between those two steps.
+public struct BlobStore: Sendable {
+    public let directory: String
+    private var staging: String { directory + "/staging" }
+    private var blobs: String { directory + "/blobs/sha256" }
+
+    public init(directory: String) throws {
+        self.directory = directory
+        for dir in [directory + "/staging", directory + "/blobs/sha256"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+    }
+
+    public func stagingPath(_ uploadId: String) -> String { staging + "/" + uploadId }
+
+    /// The file of a blob, for a `sha256:<hex>` digest.
+    public func blobPath(_ digest: String) -> String {
+        blobs + "/" + digest.dropFirst("sha256:".count)
+    }
+
+    public func hasBlob(_ digest: String) -> Bool { FileManager.default.fileExists(atPath: blobPath(digest)) }
+
+    /// Writes a part at its offset, cuts off anything after it (bytes of a part that never
+    /// committed), and syncs the file, and the directory when the file is new.
+    public func writePart(uploadId: String, offset: UInt64, bytes: [UInt8]) throws {
+        let path = stagingPath(uploadId)
+        let isNew = !FileManager.default.fileExists(atPath: path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Self.posixError("open \(path)") }
+        defer { close(fd) }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { buffer in
+                pwrite(fd, buffer.baseAddress! + written, buffer.count - written, off_t(offset) + off_t(written))
+            }
+            guard n > 0 else { throw Self.posixError("write \(path)") }
+            written += n
+        }
+        guard ftruncate(fd, off_t(offset) + off_t(bytes.count)) == 0 else { throw Self.posixError("truncate \(path)") }
+        guard fsync(fd) == 0 else { throw Self.posixError("fsync \(path)") }
+        if isNew { try Self.syncDirectory(staging) }
+    }
+
+    /// Hashes the first `length` staged bytes of an upload and copies them, in the same pass,
+    /// to a synced temporary file in the blob directory.
+    /// - Returns: the digest, and the temporary file to ``commitBlob(_:digest:)`` or ``discard(temporary:)``.
+    public func hashAndCopyStaged(uploadId: String, length: UInt64) throws -> (digest: String, temporary: String) {
+        let source = stagingPath(uploadId)
+        guard let input = FileHandle(forReadingAtPath: source) else {
+            throw StoreError(.io, "the staged bytes of upload \(uploadId) are missing")
+        }
+        defer { try? input.close() }
+        let temporary = blobs + "/.tmp-" + uploadId
+        guard FileManager.default.createFile(atPath: temporary, contents: nil), let output = FileHandle(forWritingAtPath: temporary) else {
+            throw Self.posixError("create \(temporary)")
+        }
+        defer { try? output.close() }
+        var hasher = SHA256()
+        var remaining = length
+        while remaining > 0 {
+            let chunk = try input.read(upToCount: Int(min(remaining, 1 << 20))) ?? Data()
+            guard !chunk.isEmpty else { throw StoreError(.io, "upload \(uploadId) has fewer staged bytes than its \(length)") }
+            hasher.update(data: chunk)
+            try output.write(contentsOf: chunk)
+            remaining -= UInt64(chunk.count)
+        }
+        try output.synchronize()
+        return ("sha256:" + hasher.finalize().map { String(format: "%02x", $0) }.joined(), temporary)
+    }
+
+    /// Moves a hashed temporary file to its content address (keeping an existing blob, which holds
+    /// the same bytes) and syncs the directory.
+    public func commitBlob(_ temporary: String, digest: String) throws {
+        let destination = blobPath(digest)
+        if FileManager.default.fileExists(atPath: destination) {
+            discard(temporary: temporary)
+        } else {
+            guard rename(temporary, destination) == 0 else { throw Self.posixError("rename \(temporary)") }
+        }
+        try Self.syncDirectory(blobs)
+    }
+
+    public func discard(temporary: String) { unlink(temporary) }
+
+    /// Removes an upload's staged bytes, once the log no longer needs them.
+    public func removeStaging(_ uploadId: String) { unlink(stagingPath(uploadId)) }
+
+    private static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw posixError("open \(path)") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw posixError("fsync \(path)") }
+    }
+
+    static func posixError(_ operation: String) -> StoreError {
+        StoreError(.io, "\(operation): \(String(cString: strerror(errno)))")
+    }
+}
+
+extension BlobStore {
+    /// What ``reconcile(with:)`` found and did.
+    public struct Reconciliation: Sendable, Equatable {
+        /// Staging files of uploads the log has ended (or never began): removed.
+        public var removedStaging: [String] = []
+        /// Staging files longer than the bytes the log records: cut back.
+        public var truncatedStaging: [String] = []
+        /// Bytes or blobs the log records that are not on disk. Should always be empty.
+        public var missing: [String] = []
+    }
+
+    /// Makes the files agree with the log after a crash: staged bytes the log does not record are
+    /// discarded, and anything the log records but the disk lacks is reported.
+    public func reconcile(with store: Store) throws -> Reconciliation {
+        var result = Reconciliation()
+        for name in (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
+            unlink(blobs + "/" + name)
+        }
+        let (sessions, layers) = try store.read { reader in
+            (try reader.entries(.sessions, prefix: [], limit: .max).map { try UploadSession(decoding: $0.value) },
+             try reader.entries(.layers, prefix: [], limit: .max).map { try LayerRecord(decoding: $0.value) })
+        }
+        var active: [String: UInt64] = [:]
+        for session in sessions where session.state == .active { active[session.uploadId] = session.bytesReceived }
+        for name in (try FileManager.default.contentsOfDirectory(atPath: staging)).sorted() {
+            let path = stagingPath(name)
+            guard let recorded = active[name] else {
+                unlink(path)
+                result.removedStaging.append(name)
+                continue
+            }
+            let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0
+            if size > recorded {
+                guard truncate(path, off_t(recorded)) == 0 else { throw Self.posixError("truncate \(path)") }
+                result.truncatedStaging.append(name)
+            } else if size < recorded {
+                result.missing.append("upload \(name): \(recorded) bytes recorded, \(size) staged")
+            }
+        }
+        for session in sessions where session.state == .active && session.bytesReceived > 0 {
+            if !FileManager.default.fileExists(atPath: stagingPath(session.uploadId)) {
+                result.missing.append("upload \(session.uploadId): \(session.bytesReceived) bytes recorded, none staged")
+            }
+        }
+        for layer in layers where !hasBlob(layer.layerDigest) {
+            result.missing.append("layer \(layer.layerDigest): recorded, no blob")
+        }
+        return result
+    }
+}
