@@ -42,7 +42,7 @@ struct APIError: Error {
             return api
         case let failure as StoreError:
             return APIError(type: CommandError.Code.server.rawValue, message: failure.message, status: .internalServerError)
-        case let http as HTTPError where http.status == .contentTooLarge:
+        case let http as any HTTPResponseError where http.status == .contentTooLarge:
             return APIError(type: "RequestEntityTooLargeException", message: "The request body is larger than the 30,000,000 bytes accepted", status: .contentTooLarge)
         default:
             return APIError(type: CommandError.Code.server.rawValue, message: "\(error)", status: .internalServerError)

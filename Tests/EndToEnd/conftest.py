@@ -1,0 +1,73 @@
+"""A real `upload-coordinator serve` process on a free loopback port, for boto3 and awscli."""
+import os
+import pathlib
+import signal
+import subprocess
+import tempfile
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(os.environ.get("UPLOAD_COORDINATOR_BIN_DIR", ROOT / ".build" / "debug"))
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+class Server:
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.process = subprocess.Popen(
+            [str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()  # the ready line, once listening
+        if "listening on http://" not in line:
+            self.process.kill()
+            raise RuntimeError(f"serve did not start: {line!r} {self.process.stderr.read()}")
+        self.endpoint = line.split()[3]
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+    def tool(self, *args):
+        return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=120)
+
+    def events(self):
+        import json
+        out = self.tool("upload-coordinator", "events", "--data-dir", self.data_dir)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+@pytest.fixture(scope="session")
+def server():
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = Server(data_dir)
+        yield server
+        status = server.stop()
+        assert status == 0, "serve must exit cleanly on SIGTERM"
+        replay = server.tool("upload-replay", "--data-dir", data_dir)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+@pytest.fixture(scope="session")
+def ecr(server):
+    return boto3.client(
+        "ecr-public", endpoint_url=server.endpoint, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+
+
+_counter = [0]
+
+
+@pytest.fixture
+def repo(ecr):
+    """A fresh repository for one test."""
+    _counter[0] += 1
+    name = f"team/app{_counter[0]}-{int(time.time() * 1000) % 100000}"
+    ecr.create_repository(repositoryName=name)
+    return name

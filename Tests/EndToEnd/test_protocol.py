@@ -1,0 +1,62 @@
+"""The wire protocol itself: raw HTTP where boto3 would not send it, and awscli as a person runs it."""
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+
+from conftest import CREDENTIALS
+
+
+def post(server, target, body, headers=None):
+    request = urllib.request.Request(server.endpoint + "/", data=body, method="POST", headers={
+        "Content-Type": "application/x-amz-json-1.1", **({"X-Amz-Target": target} if target else {}), **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read() or b"{}")
+
+
+def test_unknown_and_missing_targets_get_aws_shaped_errors(server):
+    status, headers, body = post(server, "SpencerFrontendService.NoSuchOperation", b"{}")
+    assert status == 400 and body["__type"] == "UnknownOperationException" and headers["x-amzn-ErrorType"] == "UnknownOperationException"
+    status, _, body = post(server, None, b"{}")
+    assert status == 400 and body["__type"] == "UnknownOperationException"
+    status, _, body = post(server, "SpencerFrontendService.GetAuthorizationToken", b"{}")
+    assert status == 400 and body["__type"] == "UnsupportedCommandException"
+
+
+def test_malformed_bodies(server):
+    status, _, body = post(server, "SpencerFrontendService.InitiateLayerUpload", b"{not json")
+    assert status == 400 and body["__type"] == "SerializationException"
+    status, _, body = post(server, "SpencerFrontendService.InitiateLayerUpload", b'{"repositoryName": 5}')
+    assert status == 400 and body["__type"] == "SerializationException"
+    status, _, body = post(server, "SpencerFrontendService.DescribeRegistries", b"")
+    assert status == 200 and "registries" in body, "an empty body counts as {}"
+    status, headers, _ = post(server, "SpencerFrontendService.DescribeRegistries", b"{}")
+    assert headers["Content-Type"] == "application/x-amz-json-1.1" and len(headers["x-amzn-RequestId"]) == 36
+
+
+def test_oversized_body_is_refused_with_a_4xx(server):
+    status, _, body = post(server, "SpencerFrontendService.UploadLayerPart", b"x" * 31_000_000)
+    assert status == 413 and body["__type"] == "RequestEntityTooLargeException"
+
+
+def test_awscli_initiate_layer_upload_as_in_the_readme(server, ecr):
+    ecr.create_repository(repositoryName="cli/app")
+    env = {**os.environ, **CREDENTIALS}
+    out = subprocess.run(["aws", "ecr-public", "initiate-layer-upload", "--repository-name", "cli/app",
+                          "--endpoint-url", server.endpoint], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["partSize"] == 10485760
+    event = [e for e in server.events() if e["data"].get("uploadId") == answer["uploadId"]]
+    assert len(event) == 1 and event[0]["type"] == "UploadInitiated"
+    assert event[0]["metadata"]["userAgent"].startswith("aws-cli/")
+    assert event[0]["metadata"]["source"] == "http" and event[0]["metadata"]["sourceAddress"].startswith("127.0.0.1:")
+
+    out = subprocess.run(["aws", "ecr-public", "initiate-layer-upload", "--repository-name", "cli/none",
+                          "--endpoint-url", server.endpoint], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 255
+    assert "An error occurred (RepositoryNotFoundException) when calling the InitiateLayerUpload operation" in out.stderr
