@@ -1,0 +1,129 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+@testable import UploadAPI
+import UploadCore
+import UploadStore
+import UploadTesting
+
+/// Dispatch and error mapping through Hummingbird's in-process router client.
+struct DispatchTests {
+    /// Runs `body` against the API over a fresh store.
+    func withAPI(_ body: @escaping @Sendable (any TestClientProtocol, Store) async throws -> Void) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(testConfiguration(dir))
+        let service = ECRPublicService(store: store, blobs: try BlobStore(directory: dir.path), logger: Logger(label: "test"))
+        let app = Application(router: service.router())
+        do {
+            try await app.test(.router) { client in try await body(client, store) }
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+    }
+
+    static func call(
+        _ client: some TestClientProtocol, _ target: String?, _ json: String, headers extra: HTTPFields = [:]
+    ) async throws -> (status: HTTPResponse.Status, headers: HTTPFields, body: [String: Any]) {
+        var headers = extra
+        headers[.contentType] = "application/x-amz-json-1.1"
+        if let target { headers[HTTPField.Name("X-Amz-Target")!] = target }
+        return try await client.execute(uri: "/", method: .post, headers: headers, body: ByteBuffer(string: json)) { response in
+            let object = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any] ?? [:]
+            return (response.status, response.headers, object)
+        }
+    }
+
+    static let errorType = HTTPField.Name("x-amzn-ErrorType")!
+
+    @Test func unknownOrMissingTarget_isUnknownOperationException() async throws {
+        try await withAPI { client, _ in
+            for target in ["SpencerFrontendService.Nope", "OtherService.InitiateLayerUpload", nil] as [String?] {
+                let r = try await Self.call(client, target, "{}")
+                #expect(r.status == .badRequest)
+                #expect(r.body["__type"] as? String == "UnknownOperationException")
+                #expect(r.headers[Self.errorType] == "UnknownOperationException")
+            }
+        }
+    }
+
+    @Test func malformedJSONOrWrongMemberType_isSerializationException_andWritesNothing() async throws {
+        try await withAPI { client, store in
+            for json in ["{", "[1]", #"{"repositoryName": 7}"#, #"{"repositoryName": ["a"]}"#] {
+                let r = try await Self.call(client, "SpencerFrontendService.CreateRepository", json)
+                #expect(r.status == .badRequest)
+                #expect(r.body["__type"] as? String == "SerializationException", "\(json)")
+            }
+            #expect(try store.read { try $0.lastPosition() } == 0)
+        }
+    }
+
+    @Test func initiateLayerUpload_answersTheSeedShape_andRecordsRequestMetadata() async throws {
+        try await withAPI { client, store in
+            _ = try await Self.call(client, "SpencerFrontendService.CreateRepository", #"{"repositoryName": "team/app"}"#)
+            let r = try await Self.call(
+                client, "SpencerFrontendService.InitiateLayerUpload", #"{"repositoryName": "team/app"}"#,
+                headers: [.userAgent: "aws-cli/1.45.11", HTTPField.Name("amz-sdk-invocation-id")!: "inv-7"])
+            #expect(r.status == .ok)
+            #expect(r.headers[.contentType] == "application/x-amz-json-1.1")
+            #expect(r.headers[HTTPField.Name("x-amzn-RequestId")!]?.count == 36)
+            #expect(r.body["uploadId"] as? String == "00000000-0000-4000-8000-000000000001")
+            #expect(r.body["partSize"] as? Int == 10_485_760)
+            let event = try #require(try store.read { try $0.events() }.last)
+            #expect(event.metadata.source == "http")
+            #expect(event.metadata.userAgent == "aws-cli/1.45.11")
+            #expect(event.metadata.invocationId == "inv-7")
+            #expect(event.metadata.requestId == r.headers[HTTPField.Name("x-amzn-RequestId")!])
+        }
+    }
+
+    @Test func refusedCommand_isA400WithTypeAndMessage_andWritesNothing() async throws {
+        try await withAPI { client, store in
+            let r = try await Self.call(client, "SpencerFrontendService.InitiateLayerUpload", #"{"repositoryName": "team/app"}"#)
+            #expect(r.status == .badRequest)
+            #expect(r.headers[Self.errorType] == "RepositoryNotFoundException")
+            #expect(r.body["__type"] as? String == "RepositoryNotFoundException")
+            #expect(r.body["message"] as? String == "The repository with name 'team/app' does not exist in the registry with id '123456789012'")
+            #expect(try store.read { try $0.lastPosition() } == 0)
+        }
+    }
+
+    @Test func invalidLayerPart_carriesTheShapesExtraMembers() async throws {
+        try await withAPI { client, _ in
+            _ = try await Self.call(client, "SpencerFrontendService.CreateRepository", #"{"repositoryName": "team/app"}"#)
+            let id = try await Self.call(client, "SpencerFrontendService.InitiateLayerUpload", #"{"repositoryName": "team/app"}"#).body["uploadId"] as! String
+            let r = try await Self.call(
+                client, "SpencerFrontendService.UploadLayerPart",
+                #"{"repositoryName": "team/app", "uploadId": "\#(id)", "partFirstByte": 5, "partLastByte": 9, "layerPartBlob": "aGVsbG8="}"#)
+            #expect(r.body["__type"] as? String == "InvalidLayerPartException")
+            #expect(r.body["lastValidByteReceived"] as? Int == 0)
+            #expect(r.body["uploadId"] as? String == id)
+            #expect(r.body["registryId"] as? String == "123456789012")
+            let notBase64 = try await Self.call(
+                client, "SpencerFrontendService.UploadLayerPart",
+                #"{"repositoryName": "team/app", "uploadId": "\#(id)", "partFirstByte": 0, "partLastByte": 4, "layerPartBlob": "not base64!"}"#)
+            #expect(notBase64.body["__type"] as? String == "InvalidParameterException")
+            let fractional = try await Self.call(
+                client, "SpencerFrontendService.UploadLayerPart",
+                #"{"repositoryName": "team/app", "uploadId": "\#(id)", "partFirstByte": 0.5, "partLastByte": 4, "layerPartBlob": "aGVsbG8="}"#)
+            #expect(fractional.body["__type"] as? String == "SerializationException")
+        }
+    }
+
+    /// botocore retries a 500 five times; only server faults may be one.
+    @Test func statusMapping_is400ForEveryClientError_and500OnlyForServerException() {
+        for code in CommandError.Code.allCases {
+            let api = APIError.from(CommandError(code, "m"))
+            #expect(api.type == code.rawValue)
+            #expect(api.status == (code == .server ? .internalServerError : .badRequest), "\(code)")
+        }
+        let failure = APIError.from(StoreError(.io, "disk"))
+        #expect(failure.type == "ServerException" && failure.status == .internalServerError)
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+import UploadCore
+import UploadStore
+import UploadTesting
+
+struct BlobStoreTests {
+    /// After a crash, staging must agree with the log: bytes the log does not record are cut or
+    /// removed, and bytes it records are reported when missing.
+    @Test func reconcile_afterACrash_discardsUnrecordedBytes_andReportsMissingOnes() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            let blobs = try BlobStore(directory: dir.path)
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let a = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            let b = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            // a: one recorded part of 4 bytes, then a part whose bytes were synced but whose event never committed
+            try blobs.writePart(uploadId: a, offset: 0, bytes: Array("abcd".utf8))
+            let part = try UploadLayerPart(repositoryName: "team/app", uploadId: a, partFirstByte: 0, partLastByte: 3, partLength: 4, partDigest: "sha256:00")
+            _ = try await store.execute(.uploadLayerPart(part), metadata: testMetadata())
+            try blobs.writePart(uploadId: a, offset: 4, bytes: Array("efgh".utf8))
+            // b: a recorded part whose staging file is gone
+            let partB = try UploadLayerPart(repositoryName: "team/app", uploadId: b, partFirstByte: 0, partLastByte: 0, partLength: 1, partDigest: "sha256:01")
+            _ = try await store.execute(.uploadLayerPart(partB), metadata: testMetadata())
+            // an upload the log never heard of
+            try blobs.writePart(uploadId: "00000000-0000-4000-8000-00000000ffff", offset: 0, bytes: [1])
+
+            let result = try blobs.reconcile(with: store)
+            #expect(result.truncatedStaging == [a])
+            #expect(result.removedStaging == ["00000000-0000-4000-8000-00000000ffff"])
+            #expect(result.missing == ["upload \(b): 1 bytes recorded, none staged"])
+            #expect(try Data(contentsOf: URL(fileURLWithPath: blobs.stagingPath(a))) == Data("abcd".utf8))
+            #expect(try blobs.reconcile(with: store).truncatedStaging.isEmpty, "a second pass finds nothing to do")
+        }
+    }
+
+    @Test func hashAndCopy_thenCommit_storesTheBytesUnderTheirDigest() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        let id = "00000000-0000-4000-8000-000000000001"
+        try blobs.writePart(uploadId: id, offset: 0, bytes: Array("hello ".utf8))
+        try blobs.writePart(uploadId: id, offset: 6, bytes: Array("world".utf8))
+        let (digest, temporary) = try blobs.hashAndCopyStaged(uploadId: id, length: 11)
+        #expect(digest == "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9")
+        try blobs.commitBlob(temporary, digest: digest)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: blobs.blobPath(digest))) == Data("hello world".utf8))
+        #expect(!FileManager.default.fileExists(atPath: temporary))
+    }
+}
