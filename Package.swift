@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         // A thin LMDB wrapper: bytes only, no domain.
         .target(name: "LMDBKit", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
+        // RFC 9162 Merkle tree hashing over log bytes. Pure; shared by the store and its migrations.
+        .target(name: "LogHashing", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         // The domain: commands, events, decisions, projections, codecs. Pure; no I/O.
         .target(
             name: "UploadCore",
@@ -35,12 +37,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Store migrations. Sees LMDBKit only, so a shipped migration cannot depend on domain types.
-        .target(name: "UploadMigrations", dependencies: ["LMDBKit"], path: "Migrations", swiftSettings: swiftSettings),
+        .target(name: "UploadMigrations", dependencies: ["LMDBKit", "LogHashing"], path: "Migrations", swiftSettings: swiftSettings),
         // The event log, the projection tables, the single group-committing writer, replay.
         .target(
             name: "UploadStore",
             dependencies: [
-                "LMDBKit", "UploadCore", "UploadMigrations",
+                "LMDBKit", "LogHashing", "UploadCore", "UploadMigrations",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
@@ -52,6 +54,7 @@ let package = Package(
                 "UploadCore", "UploadStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -12,6 +12,7 @@ public enum UploadMigrations {
         migrator.registerMigration("0001-create-event-log", createEventLog)
         migrator.registerMigration("0002-create-projections", createProjections)
         migrator.registerMigration("0003-create-image-tables", createImageTables)
+        migrator.registerMigration("0004-create-merkle-tree", createMerkleTree)
         return migrator
     }()
 

@@ -24,6 +24,7 @@ public final class ECRPublicService: Sendable {
         "DescribeRepositories": { try await $0.describeRepositories($1, $2) },
         "DeleteRepository": { try await $0.deleteRepository($1, $2) },
         "DescribeRegistries": { try await $0.describeRegistries($1, $2) },
+        "GetAuthorizationToken": { try await $0.getAuthorizationToken($1, $2) },
         "InitiateLayerUpload": { try await $0.initiateLayerUpload($1, $2) },
         "UploadLayerPart": { try await $0.uploadLayerPart($1, $2) },
         "CompleteLayerUpload": { try await $0.completeLayerUpload($1, $2) },
@@ -36,7 +37,7 @@ public final class ECRPublicService: Sendable {
 
     /// The rest of ECR Public's operations: known, but not served by this coordinator.
     static let unsupported: Set<String> = [
-        "GetAuthorizationToken", "DeleteRepositoryPolicy", "GetRegistryCatalogData", "PutRegistryCatalogData",
+        "DeleteRepositoryPolicy", "GetRegistryCatalogData", "PutRegistryCatalogData",
         "GetRepositoryCatalogData", "PutRepositoryCatalogData", "GetRepositoryPolicy", "SetRepositoryPolicy",
         "ListTagsForResource", "TagResource", "UntagResource",
     ]
@@ -54,9 +55,12 @@ public final class ECRPublicService: Sendable {
         self.logger = logger
     }
 
-    /// The router: `POST /` (any path, as AWS ignores it) to ``respond(to:context:)``.
-    public func router() -> Router<APIRequestContext> {
+    /// The router: `POST /` (any path, as AWS ignores it) to ``respond(to:context:)``, behind
+    /// whatever `addMiddleware` installs first (where request authentication goes; see
+    /// ``APIRequestContext/principal``).
+    public func router(addMiddleware: (Router<APIRequestContext>) -> Void = { _ in }) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
+        addMiddleware(router)
         router.post("/") { request, context in await self.respond(to: request, context: context) }
         router.post("**") { request, context in await self.respond(to: request, context: context) }
         return router
@@ -80,7 +84,7 @@ public final class ECRPublicService: Sendable {
             let metadata = RequestMetadata(
                 requestId: requestId, source: "http", userAgent: request.headers[.userAgent],
                 sourceAddress: context.remoteAddress.flatMap { address in address.ipAddress.map { "\($0):\(address.port ?? 0)" } },
-                invocationId: request.headers[Self.invocationIdHeader])
+                principal: context.principal, invocationId: request.headers[Self.invocationIdHeader])
             let result = try await operation(self, body, metadata)
             return Self.response(.ok, result, requestId: requestId)
         } catch {

@@ -15,8 +15,11 @@ enum EventLog {
         return (position, envelope.recordedAt)
     }
 
+    /// Appends the event and binds it into the Merkle tree, in the caller's transaction.
     static func append(_ txn: Transaction, _ schema: Schema, _ envelope: EventEnvelope) throws {
-        try txn.put(schema.events, BigEndian.bytes(envelope.position), envelope.encoded(), options: .append)
+        let record = envelope.encoded()
+        try txn.put(schema.events, BigEndian.bytes(envelope.position), record, options: .append)
+        try MerkleLog.append(txn, schema, position: envelope.position, record: record)
     }
 
     /// Visits events after `position` in order until `body` returns false.

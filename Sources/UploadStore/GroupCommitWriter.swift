@@ -76,7 +76,10 @@ final class GroupCommitWriter: Sendable {
         queue.stopping = true
         condition.signal()
         condition.unlock()
-        if !alreadyStopped { finished.wait() }
+        if !alreadyStopped {
+            finished.wait()
+            finished.signal()  // pass it on to any other caller waiting for the same end
+        }
     }
 
     private func run() {

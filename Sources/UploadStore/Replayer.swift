@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 public import LMDBKit
+import LogHashing
 import UploadCore
 import UploadMigrations
 
@@ -18,6 +19,8 @@ public enum Replayer {
         public var rebuildDigests: [String] = []
         public var liveDigest: String?
         public var checkpoint: UInt64?
+        /// The Merkle root over every event, hex; an auditor records it to detect later rewrites.
+        public var merkleRoot: String?
         /// What failed, if anything: the first problem found, naming a position or a key.
         public var failure: Failure?
 
@@ -91,6 +94,9 @@ public enum Replayer {
         let live = try ProjectionDigest.liveEntries(txn, schema)
         report.liveDigest = ProjectionDigest.of(live).hex
 
+        try verifyMerkleTree(txn, schema, size: report.events)
+        report.merkleRoot = MerkleTree.hex(try MerkleLog.root(txn, schema, size: report.events))
+
         let checkpoint = try ProjectionCheckpoint.read(txn, schema)
         report.checkpoint = checkpoint.position
         if let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(rebuilds[0]), ProjectionDigest.entries(rebuilds[1])) {
@@ -102,6 +108,35 @@ public enum Replayer {
         guard checkpoint.position == report.events, checkpoint.version == Projector.version else {
             throw Failure.mismatch(
                 "the checkpoint says position \(checkpoint.position) (layout \(checkpoint.version.map(String.init) ?? "none")) but the log ends at \(report.events) (layout \(Projector.version))")
+        }
+    }
+
+    /// Recomputes every Merkle node from the raw event bytes and compares each with the stored
+    /// one: a changed, removed, reordered or inserted byte changes a leaf, and the first
+    /// differing node names the positions it covers.
+    private static func verifyMerkleTree(_ txn: Transaction, _ schema: Schema, size: UInt64) throws {
+        var computed: [[UInt8]: MerkleTree.Hash] = [:]
+        try txn.scan(schema.events) { key, value in
+            guard let position = BigEndian.uint64(key) else { return false }
+            let leaf = MerkleTree.leafHash(position: position, record: value)
+            for n in MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf, node: { computed[MerkleTree.nodeKey(level: $0, index: $1)]! }) {
+                computed[MerkleTree.nodeKey(level: n.level, index: n.index)] = n.hash
+            }
+            return true
+        }
+        var stored: [[UInt8]: MerkleTree.Hash] = [:]
+        try txn.scan(schema.merkleNodes) { key, value in
+            stored[Array(key)] = Array(value)
+            return true
+        }
+        // Report the lowest differing node first: leaves before the nodes above them.
+        let keys = Set(computed.keys).union(stored.keys).sorted { $0.lexicographicallyPrecedes($1) }
+        for key in keys where computed[key] != stored[key] {
+            let level = key[0], index = BigEndian.uint64(key.dropFirst()) ?? 0
+            let first = (index << UInt64(level)) + 1, last = (index + 1) << UInt64(level)
+            let place = level == 0 ? "position \(first)" : "positions \(first)...\(last)"
+            let what = stored[key] == nil ? "is missing from the stored tree" : computed[key] == nil ? "is stored but no event supports it" : "does not match the events"
+            throw Failure.log("Merkle tree: the node over \(place) \(what)")
         }
     }
 

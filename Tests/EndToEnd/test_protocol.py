@@ -23,7 +23,7 @@ def test_unknown_and_missing_targets_get_aws_shaped_errors(server):
     assert status == 400 and body["__type"] == "UnknownOperationException" and headers["x-amzn-ErrorType"] == "UnknownOperationException"
     status, _, body = post(server, None, b"{}")
     assert status == 400 and body["__type"] == "UnknownOperationException"
-    status, _, body = post(server, "SpencerFrontendService.GetAuthorizationToken", b"{}")
+    status, _, body = post(server, "SpencerFrontendService.TagResource", b"{}")
     assert status == 400 and body["__type"] == "UnsupportedCommandException"
 
 
@@ -41,6 +41,14 @@ def test_malformed_bodies(server):
 def test_oversized_body_is_refused_with_a_4xx(server):
     status, _, body = post(server, "SpencerFrontendService.UploadLayerPart", b"x" * 31_000_000)
     assert status == 413 and body["__type"] == "RequestEntityTooLargeException"
+
+
+def test_awscli_get_login_password(server):
+    env = {**os.environ, **CREDENTIALS}
+    out = subprocess.run(["aws", "ecr-public", "get-login-password", "--endpoint-url", server.endpoint],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.strip()) >= 32
 
 
 def test_awscli_initiate_layer_upload_as_in_the_readme(server, ecr):

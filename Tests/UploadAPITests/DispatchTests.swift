@@ -13,12 +13,15 @@ import UploadTesting
 /// Dispatch and error mapping through Hummingbird's in-process router client.
 struct DispatchTests {
     /// Runs `body` against the API over a fresh store.
-    func withAPI(_ body: @escaping @Sendable (any TestClientProtocol, Store) async throws -> Void) async throws {
+    func withAPI(
+        addMiddleware: (Router<APIRequestContext>) -> Void = { _ in },
+        _ body: @escaping @Sendable (any TestClientProtocol, Store) async throws -> Void
+    ) async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let store = try Store(testConfiguration(dir))
         let service = ECRPublicService(store: store, blobs: try BlobStore(directory: dir.path), logger: Logger(label: "test"))
-        let app = Application(router: service.router())
+        let app = Application(router: service.router(addMiddleware: addMiddleware))
         do {
             try await app.test(.router) { client in try await body(client, store) }
         } catch {
@@ -113,6 +116,21 @@ struct DispatchTests {
                 client, "SpencerFrontendService.UploadLayerPart",
                 #"{"repositoryName": "team/app", "uploadId": "\#(id)", "partFirstByte": 0.5, "partLastByte": 4, "layerPartBlob": "aGVsbG8="}"#)
             #expect(fractional.body["__type"] as? String == "SerializationException")
+        }
+    }
+
+    /// The authentication seam: a middleware that names the principal gets it into every event.
+    @Test func principalSetByAMiddleware_isRecordedWithTheEvent() async throws {
+        struct NamePrincipal: RouterMiddleware {
+            func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
+                var context = context
+                context.principal = "AKIDEXAMPLE"
+                return try await next(request, context)
+            }
+        }
+        try await withAPI(addMiddleware: { $0.add(middleware: NamePrincipal()) }) { client, store in
+            _ = try await Self.call(client, "SpencerFrontendService.CreateRepository", #"{"repositoryName": "team/app"}"#)
+            #expect(try store.read { try $0.events() }.first?.metadata.principal == "AKIDEXAMPLE")
         }
     }
 

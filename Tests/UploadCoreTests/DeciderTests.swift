@@ -63,13 +63,11 @@ struct DeciderTests {
         #expect(error.code == .repositoryAlreadyExists)
     }
 
-    @Test func delete_withUploadsInProgress_needsForce() throws {
+    @Test func delete_withUploadsInProgressButNoImages_abortsThemWithoutForce() throws {
         var tables = InMemoryProjectionTables()
         _ = try run([create("team/app"), initiate("team/app")], into: &tables)
-        let refused = try #require(throws: CommandError.self) {
-            try run([.deleteRepository(try DeleteRepository(repositoryName: "team/app"))], into: &tables)
-        }
-        #expect(refused.code == .repositoryNotEmpty)
+        let events = try run([.deleteRepository(try DeleteRepository(repositoryName: "team/app"))], into: &tables)
+        #expect(events.map(\.type) == [.uploadAborted, .repositoryDeleted])
     }
 
     @Test func delete_withForce_abortsEachUploadThenDeletes() throws {

@@ -39,6 +39,7 @@ struct UploadReplay: ParsableCommand {
         for (i, digest) in r.rebuildDigests.enumerated() { print("rebuild \(i + 1) digest: \(digest)") }
         if let live = r.liveDigest { print("live digest:      \(live)") }
         if let checkpoint = r.checkpoint { print("checkpoint:       \(checkpoint)") }
+        if let root = r.merkleRoot { print("merkle root:      \(root) (tree size \(r.events))") }
         if let failure = r.failure {
             FileHandle.standardError.write(Data("FAILED: \(failure)\n".utf8))
         } else {
@@ -56,6 +57,7 @@ struct UploadReplay: ParsableCommand {
             ("rebuildDigests", .array(r.rebuildDigests.map(JSONValue.string))),
             ("liveDigest", r.liveDigest.map(JSONValue.string)),
             ("checkpoint", r.checkpoint.map(JSONValue.uint)),
+            ("merkleRoot", r.merkleRoot.map(JSONValue.string)),
             ("failure", r.failure.map { .string("\($0)") }),
         ]).text
     }

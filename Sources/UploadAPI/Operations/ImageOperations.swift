@@ -29,7 +29,7 @@ extension ECRPublicService {
                 let images = try ids.map { id in
                     let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try reader.tables.tag(ref, $0)?.imageDigest }
                     guard let digest, let image = try reader.tables.image(ref, digest),
-                          id.imageTag.map(image.tags.contains) ?? true else {
+                          id.imageTag.map({ tag in image.tags.contains { $0.utf8.elementsEqual(tag.utf8) } }) ?? true else {
                         throw CommandError(.imageNotFound, "The image with imageId {imageDigest:'\(id.imageDigest ?? "null")', imageTag:'\(id.imageTag ?? "null")'} does not exist within the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
                     }
                     return image
@@ -76,17 +76,19 @@ extension ECRPublicService {
             registryId: body.string("registryId"), repositoryName: body.string("repositoryName"), imageIds: body.imageIds("imageIds"))
         let outcome = try await store.execute(.batchDeleteImage(command), metadata: metadata)
         var deleted: [JSONValue] = []
-        var untagged: Set<String> = []  // membership only
+        var previous: Event?
         for envelope in outcome.events {
             switch envelope.event {
             case .imageUntagged(let e):
-                untagged.insert(e.imageDigest)
                 deleted.append(.object(sorting: [("imageDigest", .string(e.imageDigest)), ("imageTag", .string(e.imageTag))]))
-            case .imageDeleted(let e) where !untagged.contains(e.imageDigest):
+            case .imageDeleted(let e):
+                // The delete that follows removing an image's last tag was answered by that tag.
+                if case .imageUntagged(let u)? = previous, u.imageDigest == e.imageDigest { break }
                 deleted.append(.object([("imageDigest", .string(e.imageDigest))]))
             default:
                 break
             }
+            previous = envelope.event
         }
         let failures: [JSONValue] = outcome.imageFailures.map { failure in
             .object(sorting: [

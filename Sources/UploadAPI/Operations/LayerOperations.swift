@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOPosix
 import UploadCore
 import UploadStore
 
@@ -26,7 +27,7 @@ extension ECRPublicService {
         try await uploadLocks.withLock(command.uploadId) {
             let decision = try self.store.preflight(.uploadLayerPart(command))
             guard !decision.events.isEmpty else { return }  // an exact retry: already recorded
-            try self.blobs.writePart(uploadId: command.uploadId, offset: command.partFirstByte, bytes: bytes)
+            try await self.blocking { try self.blobs.writePart(uploadId: command.uploadId, offset: command.partFirstByte, bytes: bytes) }
             _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
         }
         return .object(sorting: [
@@ -38,19 +39,20 @@ extension ECRPublicService {
     /// Checks the upload, hashes its staged bytes while copying them into the blob store, and
     /// records the layer; the staging file goes only after the event has committed.
     func completeLayerUpload(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        var command = try CompleteLayerUpload(
+        let command = try CompleteLayerUpload(
             registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
             uploadId: body.string("uploadId"), layerDigests: body.strings("layerDigests"))
         let registryId = try settings.resolveRegistry(command.registryId)
         let digest = try await uploadLocks.withLock(command.uploadId) { [command] in
             var command = command
             try self.store.preflight(.completeLayerUpload(command))
-            let size = try self.store.read { try $0.session(command.uploadId)?.bytesReceived } ?? 0
-            let (digest, temporary) = try self.blobs.hashAndCopyStaged(uploadId: command.uploadId, length: size)
+            let uploadId = command.uploadId
+            let size = try self.store.read { try $0.session(uploadId)?.bytesReceived } ?? 0
+            let (digest, temporary) = try await self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size) }
             command.staged = .init(digest: digest, size: size)
             do {
                 try self.store.preflight(.completeLayerUpload(command))
-                try self.blobs.commitBlob(temporary, digest: digest)
+                try await self.blocking { try self.blobs.commitBlob(temporary, digest: digest) }
             } catch {
                 self.blobs.discard(temporary: temporary)
                 throw error
@@ -59,7 +61,6 @@ extension ECRPublicService {
             self.blobs.removeStaging(command.uploadId)
             return digest
         }
-        command.staged = nil
         return .object(sorting: [
             ("registryId", .string(registryId)), ("repositoryName", .string(command.repositoryName)),
             ("uploadId", .string(command.uploadId)), ("layerDigest", .string(digest)),
@@ -91,6 +92,12 @@ extension ECRPublicService {
             }
         }
         return .object([("failures", .array(failures)), ("layers", .array(layers))])
+    }
+
+    /// Runs file I/O (writes, fsyncs, hashing whole layers) on NIO's thread pool, never on the
+    /// cooperative pool, which has only as many threads as cores.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(body)
     }
 
     static func sha256(_ bytes: [UInt8]) -> String {

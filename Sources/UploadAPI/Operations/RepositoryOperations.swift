@@ -1,3 +1,4 @@
+import Foundation
 import UploadCore
 import UploadStore
 
@@ -50,8 +51,24 @@ extension ECRPublicService {
             repositoryName: body.string("repositoryName"), force: body.bool("force") ?? false)
         let ref = try store.read { reader in try Decider.existingRepository(command.registryId, command.repositoryName, state: reader.tables, settings: settings) }
         let before = try store.read { try $0.repository(ref) }
-        _ = try await store.execute(.deleteRepository(command), metadata: metadata)
+        let outcome = try await store.execute(.deleteRepository(command), metadata: metadata)
+        // The aborted uploads' staged bytes are no longer needed, now that the abort has committed.
+        for case .uploadAborted(let aborted) in outcome.events.map(\.event) {
+            try await uploadLocks.withLock(aborted.uploadId) { self.blobs.removeStaging(aborted.uploadId) }
+        }
         return .object([("repository", repositoryJSON(ref, createdAt: before?.createdAt))])
+    }
+
+    /// A token for `docker login` (`aws ecr-public get-login-password`): base64 of
+    /// `AWS:<password>` with exactly one colon, valid 12 hours. Registry-side login is not served
+    /// by this coordinator; the token lets the CLI flow complete.
+    func getAuthorizationToken(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+        let password = (0..<4).map { _ in UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "") }.joined()
+        let expiresAt = Timestamp(millisecondsSinceEpoch: store.configuration.clock.now().millisecondsSinceEpoch + 12 * 3_600_000)
+        return .object([("authorizationData", .object([
+            ("authorizationToken", .string(Data("AWS:\(password)".utf8).base64EncodedString())),
+            ("expiresAt", .epochSeconds(expiresAt)),
+        ]))])
     }
 
     func describeRegistries(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {

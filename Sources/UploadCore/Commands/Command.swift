@@ -39,7 +39,7 @@ public struct CreateRepository: Sendable, Equatable {
 public struct DeleteRepository: Sendable, Equatable {
     public let registryId: String?
     public let repositoryName: String
-    /// Delete even when the repository holds images or uploads in progress (the uploads are aborted).
+    /// Delete even when the repository holds images. Uploads in progress are aborted either way.
     public let force: Bool
 
     public init(registryId: String? = nil, repositoryName: String?, force: Bool = false) throws(CommandError) {

@@ -89,7 +89,7 @@ struct Manifest {
         guard let digest = descriptor["digest"] as? String, Validation.isLayerDigest(digest) else {
             throw CommandError(.invalidParameter, "The imageManifest's \(place) has no valid digest.")
         }
-        return digest
+        return digest.lowercased()  // stored digests are lowercase; the pattern admits upper case
     }
 }
 

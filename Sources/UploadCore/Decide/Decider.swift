@@ -125,14 +125,11 @@ public enum Decider {
                 .repositoryNotEmpty,
                 "The repository with name '\(ref.repositoryName)' in registry with id '\(ref.registryId)' cannot be deleted because it still contains \(images.count) image(s); use force to delete them too")
         }
-        guard c.force || uploads.isEmpty else {
-            throw CommandError(
-                .repositoryNotEmpty,
-                "The repository with name '\(ref.repositoryName)' in registry with id '\(ref.registryId)' has \(uploads.count) upload(s) in progress; use force to delete it and abort them")
-        }
         let deletedImages = images.map {
             Event.imageDeleted(ImageDeleted(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: $0))
         }
+        // Uploads in progress never block a delete (clients abandon uploads, e.g. after
+        // LayerAlreadyExistsException); they are aborted, each with its own event.
         let aborted = uploads.map {
             Event.uploadAborted(UploadAborted(
                 uploadId: $0, registryId: ref.registryId, repositoryName: ref.repositoryName, reason: .repositoryDeleted))

@@ -21,7 +21,7 @@ enum ImageDecisions {
         guard missingImages.isEmpty else {
             throw CommandError(.referencedImagesNotFound, "The manifest list references images that are not in the repository with name '\(ref.repositoryName)': \(missingImages.joined(separator: ", "))")
         }
-        if let existing = try state.image(ref, c.imageDigest), c.imageTag.map(existing.tags.contains) ?? true {
+        if let existing = try state.image(ref, c.imageDigest), c.imageTag.map { tag in existing.tags.contains { $0.sameBytes(as: tag) } } ?? true {
             throw CommandError(.imageAlreadyExists, "Image with digest '\(c.imageDigest)'\(c.imageTag.map { " and tag '\($0)'" } ?? "") already exists in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
         }
         return Decision([.imagePushed(ImagePushed(
@@ -67,7 +67,7 @@ enum ImageDecisions {
 
             case (let digest, let tag?):
                 guard let target = try state.tag(ref, tag)?.imageDigest, let record = try image(target),
-                      (tagsLeft[target] ?? record.tags).contains(tag) else {
+                      (tagsLeft[target] ?? record.tags).contains(where: { $0.sameBytes(as: tag) }) else {
                     fail(id, .imageNotFound, "Requested image not found")
                     continue
                 }
@@ -75,7 +75,7 @@ enum ImageDecisions {
                     fail(id, .imageTagDoesNotMatchDigest, "The tag '\(tag)' names image \(target), not \(digest)")
                     continue
                 }
-                let remaining = (tagsLeft[target] ?? record.tags).filter { $0 != tag }
+                let remaining = (tagsLeft[target] ?? record.tags).filter { !$0.sameBytes(as: tag) }
                 tagsLeft[target] = remaining
                 decision.events.append(.imageUntagged(ImageUntagged(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: target, imageTag: tag)))
                 if remaining.isEmpty {

@@ -75,6 +75,9 @@ public enum Projector {
 
         case .layerUploadCompleted(let e):
             var (session, repository) = try activeSession(e.uploadId, e.repository, envelope, tables)
+            guard repository.activeSessions > 0 else {
+                throw ProjectionError(envelope, "repository \(e.repository) counts no active upload")
+            }
             guard try tables.layer(e.repository, e.layerDigest) == nil else {
                 throw ProjectionError(envelope, "layer \(e.layerDigest) already exists in \(e.repository)")
             }
@@ -99,11 +102,11 @@ public enum Projector {
             if let tag = e.imageTag {
                 if let previous = try tables.tag(e.repository, tag), previous.imageDigest != e.imageDigest,
                    var other = try tables.image(e.repository, previous.imageDigest) {
-                    other.tags.removeAll { $0 == tag }
+                    other.tags.removeAll { $0.sameBytes(as: tag) }
                     try tables.put(.images, ProjectionKey.scoped(e.repository, other.imageDigest), other.encoded())
                 }
-                if !image.tags.contains(tag) {
-                    image.tags = (image.tags + [tag]).sorted()
+                if !image.tags.contains(where: { $0.sameBytes(as: tag) }) {
+                    image.tags = (image.tags + [tag]).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
                     try tables.put(.imageTags, ProjectionKey.scoped(e.repository, tag), TagRecord(imageDigest: e.imageDigest, createdAt: e.pushedAt).encoded())
                 }
             }
@@ -113,10 +116,10 @@ public enum Projector {
 
         case .imageUntagged(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
-            guard var image = try tables.image(e.repository, e.imageDigest), image.tags.contains(e.imageTag) else {
+            guard var image = try tables.image(e.repository, e.imageDigest), image.tags.contains(where: { $0.sameBytes(as: e.imageTag) }) else {
                 throw ProjectionError(envelope, "image \(e.imageDigest) has no tag \(e.imageTag)")
             }
-            image.tags.removeAll { $0 == e.imageTag }
+            image.tags.removeAll { $0.sameBytes(as: e.imageTag) }
             repository.touch(envelope)
             try tables.put(repository)
             try tables.put(.images, ProjectionKey.scoped(e.repository, e.imageDigest), image.encoded())
@@ -124,7 +127,7 @@ public enum Projector {
 
         case .imageDeleted(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
-            guard let image = try tables.image(e.repository, e.imageDigest) else {
+            guard let image = try tables.image(e.repository, e.imageDigest), repository.imageCount > 0 else {
                 throw ProjectionError(envelope, "image \(e.imageDigest) does not exist in \(e.repository)")
             }
             for tag in image.tags { try tables.delete(.imageTags, ProjectionKey.scoped(e.repository, tag)) }
@@ -152,6 +155,12 @@ public enum Projector {
         }
         return (session, try existingRepository(ref, envelope, tables))
     }
+}
+
+extension String {
+    /// Equality of UTF-8 bytes, as LMDB keys compare; `==` would also equate canonically
+    /// equivalent Unicode, which two keys can differ by.
+    func sameBytes(as other: String) -> Bool { utf8.elementsEqual(other.utf8) }
 }
 
 extension UploadSession {

@@ -1,0 +1,123 @@
+import Crypto
+
+/// The RFC 9162 (Certificate Transparency v2) Merkle tree over the event log, as pure functions.
+///
+/// Leaf `i` (0-based) is the event at position `i + 1`; its leaf data is the 8-byte big-endian
+/// position followed by the event record's bytes, so a moved, changed, removed or inserted event
+/// changes the root. Hashes: `leaf = SHA-256(0x00 ‖ data)`, `node = SHA-256(0x01 ‖ left ‖ right)`.
+///
+/// Storage keeps the hash of every *complete* subtree: node `(level, index)` covers leaves
+/// `index·2^level ..< (index+1)·2^level`. Every hash the algorithms need (roots of any size,
+/// inclusion paths) is one of those or combines them, so nothing is recomputed from events.
+public enum MerkleTree {
+    public typealias Hash = [UInt8]
+
+    public static func leafHash(position: UInt64, record: some Collection<UInt8>) -> Hash {
+        var hasher = SHA256()
+        hasher.update(data: [0x00])
+        hasher.update(data: (0..<8).map { UInt8(truncatingIfNeeded: position >> (56 - 8 * $0)) })
+        hasher.update(data: Array(record))
+        return Array(hasher.finalize())
+    }
+
+    public static func nodeHash(_ left: Hash, _ right: Hash) -> Hash {
+        var hasher = SHA256()
+        hasher.update(data: [0x01])
+        hasher.update(data: left)
+        hasher.update(data: right)
+        return Array(hasher.finalize())
+    }
+
+    /// The storage key of node `(level, index)`: one byte of level, eight of big-endian index.
+    public static func nodeKey(level: UInt8, index: UInt64) -> [UInt8] {
+        [level] + (0..<8).map { UInt8(truncatingIfNeeded: index >> (56 - 8 * $0)) }
+    }
+
+    /// The nodes that appending leaf `index` completes, bottom up, starting with the leaf itself:
+    /// pass the existing node hashes through `node`.
+    public static func nodesCompleted(
+        byLeaf index: UInt64, hash: Hash, node: (UInt8, UInt64) throws -> Hash
+    ) rethrows -> [(level: UInt8, index: UInt64, hash: Hash)] {
+        var completed = [(level: UInt8(0), index: index, hash: hash)]
+        var (level, i, current) = (UInt8(0), index, hash)
+        while i & 1 == 1 {
+            current = nodeHash(try node(level, i - 1), current)
+            level += 1
+            i >>= 1
+            completed.append((level, i, current))
+        }
+        return completed
+    }
+
+    /// MTH(D[start ..< end]), RFC 9162 §2.1.1, from stored complete-subtree nodes.
+    /// `start` must be a multiple of the largest power of two below `end - start` (as in every
+    /// range the RFC's recursion visits from 0).
+    public static func rootHash(_ start: UInt64, _ end: UInt64, node: (UInt8, UInt64) throws -> Hash) rethrows -> Hash {
+        precondition(end > start, "the empty tree has no stored nodes")
+        let size = end - start
+        if size & (size - 1) == 0 {
+            let level = UInt8(size.trailingZeroBitCount)
+            return try node(level, start >> UInt64(level))
+        }
+        let k = largestPowerOfTwo(below: size)
+        return nodeHash(try rootHash(start, start + k, node: node), try rootHash(start + k, end, node: node))
+    }
+
+    /// The hash of the empty tree: SHA-256 of nothing.
+    public static let emptyRoot: Hash = Array(SHA256.hash(data: [UInt8]()))
+
+    /// PATH(m, D[0 ..< size]), RFC 9162 §2.1.3.1: the inclusion proof of leaf `m`.
+    public static func inclusionPath(leaf m: UInt64, size: UInt64, node: (UInt8, UInt64) throws -> Hash) rethrows -> [Hash] {
+        precondition(m < size)
+        func path(_ m: UInt64, _ start: UInt64, _ end: UInt64) throws -> [Hash] {
+            guard end - start > 1 else { return [] }
+            let k = largestPowerOfTwo(below: end - start)
+            if m < k {
+                return try path(m, start, start + k) + [rootHash(start + k, end, node: node)]
+            }
+            return try path(m - k, start + k, end) + [rootHash(start, start + k, node: node)]
+        }
+        return try path(m, 0, size)
+    }
+
+    /// RFC 9162 §2.1.3.2: whether `path` proves leaf `index` with `leafHash` in the tree of
+    /// `size` leaves whose root is `root`.
+    public static func verifyInclusion(leafHash: Hash, index: UInt64, size: UInt64, path: [Hash], root: Hash) -> Bool {
+        guard index < size else { return false }
+        var fn = index, sn = size - 1, r = leafHash
+        for p in path {
+            guard sn != 0 else { return false }
+            if fn & 1 == 1 || fn == sn {
+                r = nodeHash(p, r)
+                while fn & 1 == 0 && fn != 0 {
+                    fn >>= 1
+                    sn >>= 1
+                }
+            } else {
+                r = nodeHash(r, p)
+            }
+            fn >>= 1
+            sn >>= 1
+        }
+        return sn == 0 && r == root
+    }
+
+    /// The largest power of two strictly below `n` (n ≥ 2).
+    static func largestPowerOfTwo(below n: UInt64) -> UInt64 {
+        UInt64(1) << UInt64(63 - (n - 1).leadingZeroBitCount)
+    }
+
+    public static func hex(_ hash: Hash) -> String { hash.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
+
+    /// The bytes of a hex string, or `nil` if it is not one.
+    public static func bytes(hex: String) -> Hash? {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var out: Hash = []
+        for i in stride(from: 0, to: digits.count, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+            out.append(byte)
+        }
+        return out
+    }
+}

@@ -1,0 +1,33 @@
+import LMDBKit
+import LogHashing
+
+/// The Merkle tree over the log (``MerkleTree``), kept in the database `merkle-nodes` and
+/// extended in the same transaction as every append.
+enum MerkleLog {
+    static let databaseName = "merkle-nodes"
+
+    static func append(_ txn: Transaction, _ schema: Schema, position: UInt64, record: [UInt8]) throws {
+        let leaf = MerkleTree.leafHash(position: position, record: record)
+        let completed = try MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf) { try node(txn, schema, $0, $1) }
+        for n in completed {
+            try txn.put(schema.merkleNodes, MerkleTree.nodeKey(level: n.level, index: n.index), n.hash)
+        }
+    }
+
+    static func node(_ txn: Transaction, _ schema: Schema, _ level: UInt8, _ index: UInt64) throws -> MerkleTree.Hash {
+        guard let hash = try txn.get(schema.merkleNodes, MerkleTree.nodeKey(level: level, index: index)), hash.count == 32 else {
+            throw StoreError(.corrupt, "the Merkle tree lacks node (level \(level), index \(index)), covering positions \((index << UInt64(level)) + 1)...\((index + 1) << UInt64(level))")
+        }
+        return hash
+    }
+
+    /// The root of the tree of the first `size` events.
+    static func root(_ txn: Transaction, _ schema: Schema, size: UInt64) throws -> MerkleTree.Hash {
+        guard size > 0 else { return MerkleTree.emptyRoot }
+        return try MerkleTree.rootHash(0, size) { try node(txn, schema, $0, $1) }
+    }
+
+    static func inclusionPath(_ txn: Transaction, _ schema: Schema, position: UInt64, size: UInt64) throws -> [MerkleTree.Hash] {
+        try MerkleTree.inclusionPath(leaf: position - 1, size: size) { try node(txn, schema, $0, $1) }
+    }
+}
