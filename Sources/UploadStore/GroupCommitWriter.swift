@@ -140,7 +140,7 @@ final class GroupCommitWriter: Sendable {
                         try Projector.apply(envelope, to: &tables)
                         envelopes.append(envelope)
                     }
-                    results.append(.success(CommandOutcome(events: envelopes, imageFailures: decision.imageFailures)))
+                    results.append(.success(CommandOutcome(events: envelopes, decision: decision)))
                 }
                 try ProjectionCheckpoint(position: position, version: Projector.version).write(txn, schema)
                 return results

@@ -101,8 +101,8 @@ public final class Store: Sendable {
 public struct CommandOutcome: Sendable {
     /// The command's events with their positions; empty when it changed nothing (an exact retry).
     public let events: [EventEnvelope]
-    /// BatchDeleteImage's per-image refusals.
-    public let imageFailures: [ImageFailure]
+    /// The decision they came from (BatchDeleteImage's answered ids and refusals).
+    public let decision: Decision
 }
 
 /// Read access to one snapshot. Valid only inside ``Store/read(_:)``.

@@ -241,3 +241,24 @@ def test_repositories_paginate_and_refuse_duplicates(ecr, repo):
     assert code(e) == "RepositoryNotFoundException"
     registries = ecr.describe_registries()["registries"]
     assert registries[0]["registryId"] == "000000000000" and registries[0]["aliases"][0]["status"] == "ACTIVE"
+
+
+def test_delete_answers_each_image_id_and_repository_delete_clears_staging(ecr, server, repo):
+    _, layer = upload(ecr, repo, b"L")
+    _, config = upload(ecr, repo, b"C")
+    body = manifest((config, 1), [(layer, 1)])
+    ecr.put_image(repositoryName=repo, imageManifest=body, imageTag="a")
+    ecr.put_image(repositoryName=repo, imageManifest=body, imageTag="b")
+    digest = sha(body.encode())
+    result = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "a"}, {"imageDigest": digest}])
+    assert result["imageIds"] == [{"imageDigest": digest, "imageTag": "a"}, {"imageDigest": digest}]
+    assert result["failures"] == []
+
+    pending = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+    ecr.upload_layer_part(repositoryName=repo, uploadId=pending, partFirstByte=0, partLastByte=0, layerPartBlob=b"x")
+    staging = os.path.join(server.data_dir, "staging", pending)
+    assert os.path.exists(staging)
+    ecr.delete_repository(repositoryName=repo)  # no images left, so no force needed; the upload is aborted
+    assert not os.path.exists(staging)
+    aborted = [e for e in server.events() if e["type"] == "UploadAborted" and e["data"]["uploadId"] == pending]
+    assert len(aborted) == 1

@@ -75,22 +75,10 @@ extension ECRPublicService {
         let command = try BatchDeleteImage(
             registryId: body.string("registryId"), repositoryName: body.string("repositoryName"), imageIds: body.imageIds("imageIds"))
         let outcome = try await store.execute(.batchDeleteImage(command), metadata: metadata)
-        var deleted: [JSONValue] = []
-        var previous: Event?
-        for envelope in outcome.events {
-            switch envelope.event {
-            case .imageUntagged(let e):
-                deleted.append(.object(sorting: [("imageDigest", .string(e.imageDigest)), ("imageTag", .string(e.imageTag))]))
-            case .imageDeleted(let e):
-                // The delete that follows removing an image's last tag was answered by that tag.
-                if case .imageUntagged(let u)? = previous, u.imageDigest == e.imageDigest { break }
-                deleted.append(.object([("imageDigest", .string(e.imageDigest))]))
-            default:
-                break
-            }
-            previous = envelope.event
+        let deleted: [JSONValue] = outcome.decision.imageIds.map { id in
+            .object(sorting: [("imageDigest", id.imageDigest.map(JSONValue.string)), ("imageTag", id.imageTag.map(JSONValue.string))])
         }
-        let failures: [JSONValue] = outcome.imageFailures.map { failure in
+        let failures: [JSONValue] = outcome.decision.imageFailures.map { failure in
             .object(sorting: [
                 ("imageId", .object(sorting: [("imageDigest", failure.imageId.imageDigest.map(JSONValue.string)), ("imageTag", failure.imageId.imageTag.map(JSONValue.string))])),
                 ("failureCode", .string(failure.failureCode.rawValue)), ("failureReason", .string(failure.failureReason)),

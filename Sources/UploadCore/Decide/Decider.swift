@@ -46,11 +46,14 @@ public struct DecisionContext: Sendable {
 /// The events a command records, and what else its caller must hear.
 public struct Decision: Sendable, Equatable {
     public var events: [Event]
+    /// BatchDeleteImage's deleted image ids, one per requested id that succeeded, as answered.
+    public var imageIds: [ImageIdentifier] = []
     /// BatchDeleteImage's per-image refusals; the rest of the batch still applies.
     public var imageFailures: [ImageFailure] = []
 
-    public init(_ events: [Event], imageFailures: [ImageFailure] = []) {
+    public init(_ events: [Event], imageIds: [ImageIdentifier] = [], imageFailures: [ImageFailure] = []) {
         self.events = events
+        self.imageIds = imageIds
         self.imageFailures = imageFailures
     }
 }

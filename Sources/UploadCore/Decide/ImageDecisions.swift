@@ -63,6 +63,7 @@ enum ImageDecisions {
                     continue
                 }
                 deleted.insert(digest)
+                decision.imageIds.append(ImageIdentifier(imageDigest: digest))
                 decision.events.append(.imageDeleted(ImageDeleted(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: digest)))
 
             case (let digest, let tag?):
@@ -77,6 +78,7 @@ enum ImageDecisions {
                 }
                 let remaining = (tagsLeft[target] ?? record.tags).filter { !$0.sameBytes(as: tag) }
                 tagsLeft[target] = remaining
+                decision.imageIds.append(ImageIdentifier(imageDigest: target, imageTag: tag))
                 decision.events.append(.imageUntagged(ImageUntagged(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: target, imageTag: tag)))
                 if remaining.isEmpty {
                     deleted.insert(target)
