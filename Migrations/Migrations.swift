@@ -13,6 +13,7 @@ public enum UploadMigrations {
         migrator.registerMigration("0002-create-projections", createProjections)
         migrator.registerMigration("0003-create-image-tables", createImageTables)
         migrator.registerMigration("0004-create-merkle-tree", createMerkleTree)
+        migrator.registerMigration("0005-create-audit-indexes", createAuditIndexes)
         return migrator
     }()
 

@@ -19,6 +19,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Another name the registry answers to as registryId. [default: r<registry id>]") var registryAlias: String?
     @Option(help: ArgumentHelp("The partSize handed out by InitiateLayerUpload. [env: \(StoreOptions.Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))
     var partSize: UInt64?
+    @Option(help: "End uploads with no activity for this many seconds (UploadExpired).") var uploadExpiry: Int64 = 86_400
+    @Option(help: "How often, in seconds, to look for idle uploads.") var sweepInterval: Int64 = 60
+
+    func validate() throws {
+        guard uploadExpiry > 0, sweepInterval > 0 else { throw ValidationError("--upload-expiry and --sweep-interval must be positive.") }
+    }
 
     func run() async throws {
         var logger = Logger(label: "upload-coordinator")
@@ -51,13 +57,19 @@ struct ServeCommand: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data(line.utf8))
             },
             logger: logger)
+        let sweeper = Task { [uploadExpiry, sweepInterval] in
+            await service.runExpirySweeper(idleMilliseconds: uploadExpiry * 1000, interval: .seconds(sweepInterval))
+        }
         // runService handles SIGINT and SIGTERM: it stops accepting, finishes requests in flight, and returns.
         do {
             try await app.runService()
         } catch {
+            sweeper.cancel()
             await store.close()
             fail(error)
         }
+        sweeper.cancel()
+        _ = await sweeper.value
         await store.close()
         logger.info("stopped; every accepted command is committed")
     }

@@ -123,6 +123,11 @@ final class GroupCommitWriter: Sendable {
                 var results: [Result<CommandOutcome, any Error>] = []
                 results.reserveCapacity(batch.count)
                 for pending in batch {
+                    // A retry of an SDK call already recorded is answered with what it recorded.
+                    if let recorded = try CommandOutcome.recorded(pending.metadata.invocationId, txn, schema) {
+                        results.append(.success(recorded))
+                        continue
+                    }
                     let decision: Decision
                     do {
                         decision = try Decider.decide(

@@ -73,6 +73,12 @@ public final class Store: Sendable {
         return (initiated.uploadId, initiated.partSize)
     }
 
+    /// What an earlier attempt of the same SDK call recorded (by `amz-sdk-invocation-id`), so that a
+    /// front end can answer a retry without redoing its I/O. `nil` for a call not seen before.
+    public func recordedOutcome(_ metadata: RequestMetadata) throws -> CommandOutcome? {
+        try environment.read { txn in try CommandOutcome.recorded(metadata.invocationId, txn, schema) }
+    }
+
     /// Runs `body` against one consistent snapshot of the log and projections.
     public func read<T>(_ body: (StoreReader) throws -> T) throws -> T {
         try environment.read { txn in try body(StoreReader(txn: txn, schema: schema)) }
@@ -103,6 +109,25 @@ public struct CommandOutcome: Sendable {
     public let events: [EventEnvelope]
     /// The decision they came from (BatchDeleteImage's answered ids and refusals).
     public let decision: Decision
+    /// Whether this answers a retry with what the first attempt recorded.
+    public var isRetry = false
+
+    init(events: [EventEnvelope], decision: Decision, isRetry: Bool = false) {
+        self.events = events
+        self.decision = decision
+        self.isRetry = isRetry
+    }
+
+    /// What the call with this `amz-sdk-invocation-id` recorded, if it recorded anything.
+    static func recorded(_ invocationId: String?, _ txn: Transaction, _ schema: Schema) throws -> CommandOutcome? {
+        guard let invocationId, let record = try LMDBTables(txn: txn, schema: schema).invocation(invocationId) else { return nil }
+        var events: [EventEnvelope] = []
+        try EventLog.scan(txn, schema, after: record.firstPosition - 1) { envelope in
+            events.append(envelope)
+            return UInt64(events.count) < record.count
+        }
+        return CommandOutcome(events: events, decision: Decision(events.map(\.event)), isRetry: true)
+    }
 }
 
 /// Read access to one snapshot. Valid only inside ``Store/read(_:)``.

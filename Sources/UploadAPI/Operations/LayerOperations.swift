@@ -25,6 +25,7 @@ extension ECRPublicService {
             partLength: UInt64(bytes.count), partDigest: Self.sha256(bytes))
         let registryId = try settings.resolveRegistry(command.registryId)
         try await uploadLocks.withLock(command.uploadId) {
+            if try self.store.recordedOutcome(metadata) != nil { return }  // a retry of a recorded call
             let decision = try self.store.preflight(.uploadLayerPart(command))
             guard !decision.events.isEmpty else { return }  // an exact retry: already recorded
             try await self.blocking { try self.blobs.writePart(uploadId: command.uploadId, offset: command.partFirstByte, bytes: bytes) }
@@ -44,6 +45,10 @@ extension ECRPublicService {
             uploadId: body.string("uploadId"), layerDigests: body.strings("layerDigests"))
         let registryId = try settings.resolveRegistry(command.registryId)
         let digest = try await uploadLocks.withLock(command.uploadId) { [command] in
+            if let recorded = try self.store.recordedOutcome(metadata),
+               case .layerUploadCompleted(let done)? = recorded.events.first?.event {
+                return done.layerDigest  // a retry of a recorded call: its staging is already gone
+            }
             var command = command
             try self.store.preflight(.completeLayerUpload(command))
             let uploadId = command.uploadId

@@ -10,6 +10,7 @@ public enum Command: Sendable, Equatable {
     case completeLayerUpload(CompleteLayerUpload)
     case putImage(PutImage)
     case batchDeleteImage(BatchDeleteImage)
+    case expireIdleUploads(ExpireIdleUploads)
 
     /// The API operation's name, for logs and metrics.
     public var operationName: String {
@@ -21,6 +22,7 @@ public enum Command: Sendable, Equatable {
         case .completeLayerUpload: "CompleteLayerUpload"
         case .putImage: "PutImage"
         case .batchDeleteImage: "BatchDeleteImage"
+        case .expireIdleUploads: "ExpireIdleUploads"
         }
     }
 }
@@ -57,5 +59,18 @@ public struct InitiateLayerUpload: Sendable, Equatable {
     public init(registryId: String? = nil, repositoryName: String?) throws(CommandError) {
         self.registryId = try Validation.registryId(registryId)
         self.repositoryName = try Validation.repositoryName(repositoryName)
+    }
+}
+
+/// The sweeper's command: end every active upload with no activity for `idleMilliseconds`,
+/// judged against the writer's clock, at most `limit` of them per command.
+public struct ExpireIdleUploads: Sendable, Equatable {
+    public let idleMilliseconds: Int64
+    public let limit: Int
+
+    public init(idleMilliseconds: Int64, limit: Int = 1000) {
+        precondition(idleMilliseconds > 0 && limit > 0)
+        self.idleMilliseconds = idleMilliseconds
+        self.limit = limit
     }
 }

@@ -115,6 +115,8 @@ public enum Decider {
             return try ImageDecisions.put(c, state: state, settings: settings, now: context.now)
         case .batchDeleteImage(let c):
             return try ImageDecisions.batchDelete(c, state: state, settings: settings)
+        case .expireIdleUploads(let c):
+            return try LayerDecisions.expire(c, state: state, now: context.now)
         }
     }
 

@@ -55,6 +55,22 @@ enum LayerDecisions {
             layerDigest: staged.digest, layerSize: staged.size))])
     }
 
+    /// Every active upload idle for at least `idleMilliseconds` at `now`, in key order.
+    static func expire(_ c: ExpireIdleUploads, state: some ProjectionTables, now: Timestamp) throws -> Decision {
+        var events: [Event] = []
+        for key in try state.keys(in: .repositoryUploads, withPrefix: []) {
+            guard let separator = key.firstIndex(of: 0) else { continue }
+            let uploadId = String(decoding: key[(separator + 1)...], as: UTF8.self)
+            guard let session = try state.session(uploadId), session.state == .active,
+                  now.millisecondsSinceEpoch - session.lastActivityAt.millisecondsSinceEpoch >= c.idleMilliseconds else { continue }
+            events.append(.uploadExpired(UploadExpired(
+                uploadId: uploadId, registryId: session.registryId, repositoryName: session.repositoryName,
+                lastActivityAt: session.lastActivityAt)))
+            if events.count == c.limit { break }
+        }
+        return Decision(events)
+    }
+
     /// The repository and the upload session, which must be active and belong to it.
     private static func activeSession(
         _ registryId: String?, _ repositoryName: String, _ uploadId: String, state: some ProjectionTables, settings: DecisionSettings

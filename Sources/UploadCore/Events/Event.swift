@@ -10,6 +10,7 @@ public enum EventType: UInt32, Sendable, CaseIterable {
     case imagePushed = 7
     case imageUntagged = 8
     case imageDeleted = 9
+    case uploadExpired = 10
 
     public var name: String {
         switch self {
@@ -22,6 +23,7 @@ public enum EventType: UInt32, Sendable, CaseIterable {
         case .imagePushed: "ImagePushed"
         case .imageUntagged: "ImageUntagged"
         case .imageDeleted: "ImageDeleted"
+        case .uploadExpired: "UploadExpired"
         }
     }
 }
@@ -48,6 +50,7 @@ public enum Event: Sendable, Equatable {
     case imagePushed(ImagePushed)
     case imageUntagged(ImageUntagged)
     case imageDeleted(ImageDeleted)
+    case uploadExpired(UploadExpired)
 
     public var payload: any EventPayload {
         switch self {
@@ -60,6 +63,7 @@ public enum Event: Sendable, Equatable {
         case .imagePushed(let e): e
         case .imageUntagged(let e): e
         case .imageDeleted(let e): e
+        case .uploadExpired(let e): e
         }
     }
 
@@ -76,6 +80,7 @@ public enum Event: Sendable, Equatable {
         case .imagePushed: .imagePushed(try ImagePushed(decoding: payload, version: version))
         case .imageUntagged: .imageUntagged(try ImageUntagged(decoding: payload, version: version))
         case .imageDeleted: .imageDeleted(try ImageDeleted(decoding: payload, version: version))
+        case .uploadExpired: .uploadExpired(try UploadExpired(decoding: payload, version: version))
         }
     }
 }

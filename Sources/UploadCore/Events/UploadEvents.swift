@@ -97,3 +97,48 @@ public struct UploadAborted: EventPayload {
         ])
     }
 }
+
+/// An upload session ended because nothing happened to it for too long. Decided and recorded by
+/// the sweeper when it runs; replay never decides expiry again, it only reads this event.
+public struct UploadExpired: EventPayload {
+    public static let type = EventType.uploadExpired
+    public static let schemaVersion: UInt32 = 1
+
+    public let uploadId: String
+    public let registryId: String
+    public let repositoryName: String
+    /// The session's last activity, which the sweeper judged too old.
+    public let lastActivityAt: Timestamp
+
+    public init(uploadId: String, registryId: String, repositoryName: String, lastActivityAt: Timestamp) {
+        self.uploadId = uploadId
+        self.registryId = registryId
+        self.repositoryName = repositoryName
+        self.lastActivityAt = lastActivityAt
+    }
+
+    public var repository: RepositoryRef { RepositoryRef(registryId: registryId, repositoryName: repositoryName) }
+
+    public func encode(into w: inout FieldWriter) {
+        w.string(1, uploadId)
+        w.string(2, registryId)
+        w.string(3, repositoryName)
+        w.timestamp(4, lastActivityAt)
+    }
+
+    public init(decoding reader: FieldReader, version: UInt32) throws(CodecError) {
+        try Self.checkVersion(version)
+        let f = try DecodedFields(reader, record: Self.type.name, maxTag: 4)
+        uploadId = try f.string(1, "uploadId")
+        registryId = try f.string(2, "registryId")
+        repositoryName = try f.string(3, "repositoryName")
+        lastActivityAt = try f.timestamp(4, "lastActivityAt")
+    }
+
+    public var json: JSONValue {
+        .object(sorting: [
+            ("uploadId", .string(uploadId)), ("registryId", .string(registryId)),
+            ("repositoryName", .string(repositoryName)), ("lastActivityAt", .string(lastActivityAt.iso8601)),
+        ])
+    }
+}

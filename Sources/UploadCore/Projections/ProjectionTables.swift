@@ -12,6 +12,13 @@ public enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
     case images = "images"
     /// `registryId/repositoryName` 0x00 imageTag → ``TagRecord``.
     case imageTags = "image-tags"
+    /// recordedAt (8 bytes BE, ms) · position (8 bytes BE) → empty: every UploadInitiated in time order.
+    case initiations = "initiations"
+    /// `registryId/repositoryName` 0x00 · recordedAt · position → empty: the same, per repository.
+    case repositoryInitiations = "repository-initiations"
+    /// invocationId → ``InvocationRecord``: what each SDK call recorded, so a retry is answered
+    /// with the original result.
+    case invocations = "invocations"
 
     public static func < (a: ProjectionTable, b: ProjectionTable) -> Bool { a.rawValue < b.rawValue }
 }
@@ -40,6 +47,11 @@ public enum ProjectionKey {
     /// The key of `item` (a layer digest, image digest or tag) under a repository.
     public static func scoped(_ ref: RepositoryRef, _ item: String) -> [UInt8] {
         repositoryPrefix(ref) + Array(item.utf8)
+    }
+
+    /// recordedAt and position, 16 bytes that sort by time, then position.
+    public static func timeAndPosition(_ at: Timestamp, _ position: UInt64) -> [UInt8] {
+        BigEndian.bytes(UInt64(bitPattern: at.millisecondsSinceEpoch)) + BigEndian.bytes(position)
     }
 
     /// A key as a person reads it in a report: UTF-8 with the 0x00 separator shown as `|`.
@@ -75,6 +87,10 @@ extension ProjectionTables {
 
     public func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? {
         try get(.imageTags, ProjectionKey.scoped(ref, tag)).map { try TagRecord(decoding: $0) }
+    }
+
+    public func invocation(_ invocationId: String) throws -> InvocationRecord? {
+        try get(.invocations, Array(invocationId.utf8)).map { try InvocationRecord(decoding: $0) }
     }
 
     mutating func put(_ session: UploadSession) throws {

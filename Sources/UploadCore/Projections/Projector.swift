@@ -3,11 +3,12 @@
 public enum Projector {
     /// The layout version of every table this file writes. Bump it when a record or key layout
     /// changes; a store whose tables carry another version rebuilds them from the log on open.
-    public static let version: UInt32 = 2
+    public static let version: UInt32 = 3
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.
     public static func apply(_ envelope: EventEnvelope, to tables: inout some ProjectionTables) throws {
+        try recordInvocation(envelope, in: &tables)
         switch envelope.event {
         case .repositoryCreated(let e):
             guard try tables.repository(e.repository) == nil else {
@@ -40,6 +41,22 @@ public enum Projector {
             try tables.put(repository)
             try tables.put(UploadSession(started: e, at: envelope))
             try tables.put(.repositoryUploads, ProjectionKey.repositoryUpload(e.repository, e.uploadId), [])
+            let when = ProjectionKey.timeAndPosition(envelope.recordedAt, envelope.position)
+            try tables.put(.initiations, when, [])
+            try tables.put(.repositoryInitiations, ProjectionKey.repositoryPrefix(e.repository) + when, [])
+
+        case .uploadExpired(let e):
+            var (session, repository) = try activeSession(e.uploadId, e.repository, envelope, tables)
+            guard repository.activeSessions > 0 else {
+                throw ProjectionError(envelope, "repository \(e.repository) counts no active upload")
+            }
+            session.state = .expired
+            session.touch(envelope)
+            repository.activeSessions -= 1
+            repository.touch(envelope)
+            try tables.put(session)
+            try tables.put(repository)
+            try tables.delete(.repositoryUploads, ProjectionKey.repositoryUpload(e.repository, e.uploadId))
 
         case .uploadAborted(let e):
             guard var session = try tables.session(e.uploadId), session.state == .active else {
@@ -135,6 +152,20 @@ public enum Projector {
             repository.touch(envelope)
             try tables.put(repository)
             try tables.delete(.images, ProjectionKey.scoped(e.repository, e.imageDigest))
+        }
+    }
+
+    /// Indexes the events of each SDK call by its invocation id: the first event of a call creates
+    /// the entry, the ones right after it extend it. A later reuse of the id changes nothing.
+    private static func recordInvocation(_ envelope: EventEnvelope, in tables: inout some ProjectionTables) throws {
+        guard let id = envelope.metadata.invocationId else { return }
+        let key = Array(id.utf8)
+        if var record = try tables.invocation(id) {
+            guard record.firstPosition + record.count == envelope.position else { return }
+            record.count += 1
+            try tables.put(.invocations, key, record.encoded())
+        } else {
+            try tables.put(.invocations, key, InvocationRecord(firstPosition: envelope.position, count: 1).encoded())
         }
     }
 

@@ -4,6 +4,7 @@ public struct UploadSession: Sendable, Equatable {
         case active
         case completed
         case aborted
+        case expired
     }
 
     public var uploadId: String
@@ -281,5 +282,30 @@ public struct TagRecord: Sendable, Equatable {
         let f = try DecodedFields(bytes, record: "tag", maxTag: 2)
         imageDigest = try f.string(1, "imageDigest")
         createdAt = try f.timestamp(2, "createdAt")
+    }
+}
+
+/// The events one SDK call (one `amz-sdk-invocation-id`) recorded: positions `first ..< first + count`.
+public struct InvocationRecord: Sendable, Equatable {
+    public var firstPosition: UInt64
+    public var count: UInt64
+
+    public init(firstPosition: UInt64, count: UInt64) {
+        self.firstPosition = firstPosition
+        self.count = count
+    }
+
+    /// 1 firstPosition · 2 count.
+    public func encoded() -> [UInt8] {
+        var w = FieldWriter()
+        w.uint(1, firstPosition)
+        w.uint(2, count)
+        return w.bytes
+    }
+
+    public init(decoding bytes: [UInt8]) throws(CodecError) {
+        let f = try DecodedFields(bytes, record: "invocation", maxTag: 2)
+        firstPosition = try f.uint(1, "firstPosition")
+        count = try f.uint(2, "count")
     }
 }

@@ -1,0 +1,124 @@
+import ArgumentParser
+import Foundation
+import UploadCore
+import UploadStore
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "Audit the log: list upload initiations, print the Merkle root, prove and verify inclusion.",
+        subcommands: [AuditInitiations.self, AuditRoot.self, AuditProof.self, AuditVerifyProof.self])
+}
+
+struct AuditInitiations: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "initiations",
+        abstract: "List every upload initiation: position, time, registry, repository, uploadId, partSize and request metadata.")
+
+    @OptionGroup var store: StoreOptions
+    @Option(help: "Only this repository (in the default registry, or --registry-id).") var repository: String?
+    @Option(help: "The repository's registry id.") var registryId: String?
+    @Option(help: "From this time on (ISO 8601, e.g. 2026-11-29 or 2026-11-29T16:00:00Z).") var since: String?
+    @Option(help: "Before this time (ISO 8601).") var until: String?
+    @Flag(help: "One JSON object per line instead of a table.") var json = false
+
+    func run() async throws {
+        let since = try since.map { try parseTime($0, "--since") }
+        let until = try until.map { try parseTime($0, "--until") }
+        try await withStore(store) { store in
+            let ref = try repository.map {
+                RepositoryRef(registryId: try store.configuration.settings.resolveRegistry(registryId), repositoryName: try Validation.repositoryName($0))
+            }
+            let events = try store.initiations(repository: ref, since: since, until: until)
+            if !json {
+                print(["POSITION", "TIME", "REGISTRY", "REPOSITORY", "UPLOAD ID", "PART SIZE", "REQUEST ID", "SOURCE", "ADDRESS", "USER AGENT", "PRINCIPAL"].joined(separator: "\t"))
+            }
+            for envelope in events {
+                guard case .uploadInitiated(let e) = envelope.event else { continue }
+                let m = envelope.metadata
+                if json {
+                    printLine(.object(sorting: [
+                        ("position", .uint(envelope.position)), ("recordedAt", .string(envelope.recordedAt.iso8601)),
+                        ("registryId", .string(e.registryId)), ("repositoryName", .string(e.repositoryName)),
+                        ("uploadId", .string(e.uploadId)), ("partSize", .uint(e.partSize)), ("metadata", m.json),
+                    ]))
+                } else {
+                    print([String(envelope.position), envelope.recordedAt.iso8601, e.registryId, e.repositoryName, e.uploadId, String(e.partSize),
+                           m.requestId, m.source, m.sourceAddress ?? "-", m.userAgent ?? "-", m.principal ?? "-"].joined(separator: "\t"))
+                }
+            }
+        }
+    }
+}
+
+struct AuditRoot: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "root", abstract: "Print the tree size and Merkle root of the log; record it to detect later rewrites.")
+
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
+        try await withStore(store) { store in
+            let (size, root) = try store.merkleRoot()
+            printLine(.object([("treeSize", .uint(size)), ("rootHash", .string(root))]))
+        }
+    }
+}
+
+struct AuditProof: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proof", abstract: "Print an inclusion proof of an upload's UploadInitiated event against the current root.")
+
+    @OptionGroup var store: StoreOptions
+    @Option(help: "The upload whose initiation to prove.") var uploadId: String
+
+    func run() async throws {
+        try await withStore(store) { store in
+            let id = try Validation.uploadId(uploadId)
+            guard let session = try store.read({ try $0.session(id) }) else {
+                throw CommandError(.uploadNotFound, "No upload with id '\(id)' was ever initiated in this store")
+            }
+            printLine(try store.inclusionProof(position: session.initiatedPosition).json)
+        }
+    }
+}
+
+struct AuditVerifyProof: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify-proof", abstract: "Check an inclusion proof offline (no store needed); exit 0 only when it holds.")
+
+    @Option(help: "The proof, as printed by `audit proof` (- for standard input).") var file: String
+    @Option(help: "A root you recorded earlier for the same tree size; the proof must lead to it.") var trustedRoot: String?
+
+    func run() throws {
+        let text: String
+        if file == "-" {
+            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        } else {
+            guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
+            text = String(decoding: data, as: UTF8.self)
+        }
+        do {
+            let proof = try InclusionProof(json: text)
+            let event = try proof.verify(trustedRoot: trustedRoot)
+            print("OK: the \(event.event.type.name) at position \(proof.position) is in the log of \(proof.treeSize) events with root \(proof.rootHash)")
+            printLine(event.json)
+        } catch {
+            FileHandle.standardError.write(Data("FAILED: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// ISO 8601 in UTC: a date (`2026-11-29`) or a time (`2026-11-29T16:00:00Z`, fractions allowed).
+func parseTime(_ text: String, _ flag: String) throws -> Timestamp {
+    let full = ISO8601DateFormatter()
+    let fractional = ISO8601DateFormatter()
+    fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    let day = ISO8601DateFormatter()
+    day.formatOptions = [.withFullDate]
+    guard let date = full.date(from: text) ?? fractional.date(from: text) ?? day.date(from: text) else {
+        throw ValidationError("\(flag) must be an ISO 8601 date or time, e.g. 2026-11-29 or 2026-11-29T16:00:00Z; got '\(text)'")
+    }
+    return Timestamp(millisecondsSinceEpoch: Int64((date.timeIntervalSince1970 * 1000).rounded()))
+}

@@ -1,0 +1,120 @@
+import Foundation
+import LMDBKit
+import LogHashing
+public import UploadCore
+
+/// A proof that one event is in the log: the RFC 9162 inclusion path from its leaf to the root of
+/// the tree over the first `treeSize` events. It carries the event record itself, so a verifier
+/// needs nothing else: ``verify(trustedRoot:)`` works offline.
+public struct InclusionProof: Sendable, Equatable {
+    public var position: UInt64
+    public var treeSize: UInt64
+    public var rootHash: String
+    public var leafHash: String
+    public var path: [String]
+    /// The event record, base64: exactly the bytes the log holds at `position`.
+    public var record: String
+
+    public var json: JSONValue {
+        .object(sorting: [
+            ("position", .uint(position)), ("treeSize", .uint(treeSize)), ("rootHash", .string(rootHash)),
+            ("leafHash", .string(leafHash)), ("path", .array(path.map(JSONValue.string))), ("record", .string(record)),
+        ])
+    }
+
+    public init(position: UInt64, treeSize: UInt64, rootHash: String, leafHash: String, path: [String], record: String) {
+        self.position = position
+        self.treeSize = treeSize
+        self.rootHash = rootHash
+        self.leafHash = leafHash
+        self.path = path
+        self.record = record
+    }
+
+    public init(json text: String) throws {
+        guard let o = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let position = (o["position"] as? NSNumber)?.uint64Value, let treeSize = (o["treeSize"] as? NSNumber)?.uint64Value,
+              let rootHash = o["rootHash"] as? String, let leafHash = o["leafHash"] as? String,
+              let path = o["path"] as? [String], let record = o["record"] as? String else {
+            throw StoreError(.corrupt, "not an inclusion proof: it needs position, treeSize, rootHash, leafHash, path and record")
+        }
+        self.init(position: position, treeSize: treeSize, rootHash: rootHash, leafHash: leafHash, path: path, record: record)
+    }
+
+    /// Checks the proof without the store: the record decodes as an event, hashes to the leaf,
+    /// and the path leads from that leaf to the root (and to `trustedRoot`, when given: a root the
+    /// auditor recorded earlier for this tree size).
+    /// - Returns: the proven event.
+    public func verify(trustedRoot: String? = nil) throws -> EventEnvelope {
+        func fail(_ why: String) -> StoreError { StoreError(.corrupt, "the proof does not hold: \(why)") }
+        guard let bytes = Data(base64Encoded: record).map(Array.init) else { throw fail("the record is not base64") }
+        let envelope: EventEnvelope
+        do { envelope = try EventEnvelope(position: position, decoding: bytes) } catch { throw fail("the record does not decode: \(error)") }
+        guard MerkleTree.hex(MerkleTree.leafHash(position: position, record: bytes)) == leafHash else {
+            throw fail("the record does not hash to the leaf hash")
+        }
+        guard let leaf = MerkleTree.bytes(hex: leafHash), let root = MerkleTree.bytes(hex: rootHash),
+              let steps = Optional(path.compactMap(MerkleTree.bytes(hex:))), steps.count == path.count else {
+            throw fail("a hash is not hex")
+        }
+        guard position >= 1, MerkleTree.verifyInclusion(leafHash: leaf, index: position - 1, size: treeSize, path: steps, root: root) else {
+            throw fail("the path does not lead from the leaf to the root")
+        }
+        if let trustedRoot, trustedRoot.lowercased() != rootHash {
+            throw fail("the root \(rootHash) is not the trusted root \(trustedRoot)")
+        }
+        return envelope
+    }
+}
+
+extension Store {
+    /// The tree size (events in the log) and the Merkle root over them, hex.
+    public func merkleRoot() throws -> (treeSize: UInt64, rootHash: String) {
+        try environment.read { txn in
+            let size = try EventLog.tail(txn, schema)?.position ?? 0
+            return (size, MerkleTree.hex(try MerkleLog.root(txn, schema, size: size)))
+        }
+    }
+
+    /// The inclusion proof of the event at `position` against the current root.
+    public func inclusionProof(position: UInt64) throws -> InclusionProof {
+        try environment.read { txn in
+            let size = try EventLog.tail(txn, schema)?.position ?? 0
+            guard (1...max(size, 1)).contains(position), size > 0,
+                  let record = try txn.get(schema.events, BigEndian.bytes(position)) else {
+                throw StoreError(.corrupt, "there is no event at position \(position)")
+            }
+            return InclusionProof(
+                position: position, treeSize: size,
+                rootHash: MerkleTree.hex(try MerkleLog.root(txn, schema, size: size)),
+                leafHash: MerkleTree.hex(MerkleTree.leafHash(position: position, record: record)),
+                path: try MerkleLog.inclusionPath(txn, schema, position: position, size: size).map(MerkleTree.hex),
+                record: Data(record).base64EncodedString())
+        }
+    }
+
+    /// Every UploadInitiated recorded in `since ..< until` (either bound optional), optionally in
+    /// one repository, in time order, read through the time index rather than a scan of the log.
+    /// - Complexity: O(log n + k) for k results.
+    public func initiations(repository: RepositoryRef? = nil, since: Timestamp? = nil, until: Timestamp? = nil) throws -> [EventEnvelope] {
+        try environment.read { txn in
+            let table: ProjectionTable = repository == nil ? .initiations : .repositoryInitiations
+            let prefix = repository.map(ProjectionKey.repositoryPrefix) ?? []
+            let start = prefix + (since.map { ProjectionKey.timeAndPosition($0, 0) } ?? [])
+            var positions: [UInt64] = []
+            try txn.scan(schema.database(table), from: start) { key, _ in
+                guard key.starts(with: prefix), key.count == prefix.count + 16 else { return false }
+                let time = Int64(bitPattern: BigEndian.uint64(key.dropFirst(prefix.count).prefix(8)) ?? 0)
+                if let until, time >= until.millisecondsSinceEpoch { return false }
+                positions.append(BigEndian.uint64(key.suffix(8)) ?? 0)
+                return true
+            }
+            return try positions.map { position in
+                guard let record = try txn.get(schema.events, BigEndian.bytes(position)) else {
+                    throw StoreError(.corrupt, "the initiation index names position \(position), which the log lacks")
+                }
+                return try EventLog.decode(position: position, record[...])
+            }
+        }
+    }
+}
