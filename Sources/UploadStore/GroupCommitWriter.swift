@@ -31,6 +31,8 @@ final class GroupCommitWriter: Sendable {
         var pending: [Pending] = []
         var stopping = false
         var stopped = false
+        /// Callers of ``shutdown()`` waiting for the thread to end.
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let environment: Environment
@@ -40,13 +42,17 @@ final class GroupCommitWriter: Sendable {
     private let condition = NSCondition()
     nonisolated(unsafe) private var queue = Queue()
     private let statistics = Mutex(Statistics())
-    private let finished = DispatchSemaphore(value: 0)
 
     init(environment: Environment, schema: Schema, configuration: StoreConfiguration) {
         self.environment = environment
         self.schema = schema
         self.configuration = configuration
-        let thread = Thread { [self] in run() }
+        let thread = Thread { [weak self] in
+            let waiters = self?.runUntilStopped() ?? []
+            // Resumed only after run's reference to the writer is gone, so that closing the
+            // store releases the environment at once, not whenever this thread unwinds.
+            for waiter in waiters { waiter.resume() }
+        }
         thread.name = "upload-store-writer"
         thread.start()
     }
@@ -70,19 +76,22 @@ final class GroupCommitWriter: Sendable {
     }
 
     /// Stops taking commands, writes every command already queued, and returns when the thread has ended.
-    func shutdown() {
-        condition.lock()
-        let alreadyStopped = queue.stopped
-        queue.stopping = true
-        condition.signal()
-        condition.unlock()
-        if !alreadyStopped {
-            finished.wait()
-            finished.signal()  // pass it on to any other caller waiting for the same end
+    func shutdown() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            defer { condition.unlock() }
+            if queue.stopped {
+                done.resume()
+                return
+            }
+            queue.stopping = true
+            queue.stopWaiters.append(done)
+            condition.signal()
         }
     }
 
-    private func run() {
+    /// The thread's body. - Returns: the shutdown callers to resume once the writer is released.
+    private func runUntilStopped() -> [CheckedContinuation<Void, Never>] {
         while let batch = nextBatch() {
             let results = write(batch)
             statistics.withLock {
@@ -94,7 +103,11 @@ final class GroupCommitWriter: Sendable {
                 pending.continuation.resume(with: result)
             }
         }
-        finished.signal()
+        condition.lock()
+        defer { condition.unlock() }
+        let waiters = queue.stopWaiters
+        queue.stopWaiters = []
+        return waiters
     }
 
     /// Waits for work; `nil` once stopping and drained.

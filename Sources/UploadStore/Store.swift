@@ -87,13 +87,7 @@ public final class Store: Sendable {
     /// Writes every queued command, then stops the writer. Later commands fail with `.closed`.
     /// The environment itself closes when the last reference to the store goes.
     public func close() async {
-        let writer = self.writer
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            Thread.detachNewThread {
-                writer.shutdown()
-                done.resume()
-            }
-        }
+        await writer.shutdown()
     }
 
     /// How the writer has batched so far: transactions, commands and the largest batch.

@@ -1,0 +1,37 @@
+import Foundation
+import Logging
+import Testing
+import UploadAPI
+import UploadCore
+import UploadStore
+import UploadTesting
+
+struct ExpiryTests {
+    /// Expiry is decided when the sweeper runs, by the injected clock, and recorded as events;
+    /// replay only reads them. The staged bytes go after the events commit.
+    @Test func sweeper_expiresOnlyIdleUploads_recordsUploadExpired_andDeletesTheirStaging() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let clock = TestClock()
+        try await withTestStore(dir, configure: { $0.clock = clock }) { store in
+            let blobs = try BlobStore(directory: dir.path)
+            let service = ECRPublicService(store: store, blobs: blobs, logger: Logger(label: "test"))
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let old = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            try blobs.writePart(uploadId: old, offset: 0, bytes: [1, 2, 3])
+            clock.advance(milliseconds: 23 * 3_600_000)
+            let fresh = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+
+            #expect(try await service.expireIdleUploads(idleMilliseconds: 24 * 3_600_000).isEmpty, "nothing is idle for 24 h yet")
+            clock.advance(milliseconds: 2 * 3_600_000)
+            #expect(try await service.expireIdleUploads(idleMilliseconds: 24 * 3_600_000) == [old])
+            #expect(try store.read { try $0.session(old) }?.state == .expired)
+            #expect(try store.read { try $0.session(fresh) }?.state == .active)
+            #expect(!FileManager.default.fileExists(atPath: blobs.stagingPath(old)))
+            let last = try #require(try store.read { try $0.events() }.last)
+            #expect(last.event.type == .uploadExpired && last.metadata.source == "sweeper")
+            #expect(try store.read { try $0.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) }?.activeSessions == 1)
+        }
+        #expect(Replayer.verify(directory: dir.path).passed)
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import LMDBKit
+import LogHashing
+import Testing
+import UploadCore
+import UploadStore
+import UploadTesting
+
+/// Tamper evidence and the audit query.
+struct AuditTests {
+    /// The stored-node algorithms against RFC 9162's definition, computed naively from the leaves.
+    @Test(arguments: [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33])
+    func merkleTree_rootAndEveryInclusionProof_matchRFC9162(size: Int) throws {
+        let leaves = (1...size).map { MerkleTree.leafHash(position: UInt64($0), record: Array("event \($0)".utf8)) }
+        func mth(_ d: ArraySlice<MerkleTree.Hash>) -> MerkleTree.Hash {
+            if d.count == 1 { return d.first! }
+            var k = 1
+            while k * 2 < d.count { k *= 2 }
+            return MerkleTree.nodeHash(mth(d.prefix(k)), mth(d.dropFirst(k)))
+        }
+        var nodes: [[UInt8]: MerkleTree.Hash] = [:]
+        for (i, leaf) in leaves.enumerated() {
+            for n in MerkleTree.nodesCompleted(byLeaf: UInt64(i), hash: leaf, node: { nodes[MerkleTree.nodeKey(level: $0, index: $1)]! }) {
+                nodes[MerkleTree.nodeKey(level: n.level, index: n.index)] = n.hash
+            }
+        }
+        let lookup: (UInt8, UInt64) -> MerkleTree.Hash = { nodes[MerkleTree.nodeKey(level: $0, index: $1)]! }
+        let root = MerkleTree.rootHash(0, UInt64(size), node: lookup)
+        #expect(root == mth(leaves[...]))
+        for m in 0..<size {
+            let path = MerkleTree.inclusionPath(leaf: UInt64(m), size: UInt64(size), node: lookup)
+            #expect(MerkleTree.verifyInclusion(leafHash: leaves[m], index: UInt64(m), size: UInt64(size), path: path, root: root))
+            // a forged proof: another leaf, index or path does not verify
+            #expect(!MerkleTree.verifyInclusion(leafHash: leaves[(m + 1) % size], index: UInt64(m), size: UInt64(size), path: path, root: root) || size == 1)
+            if !path.isEmpty {
+                var forged = path
+                forged[0][0] ^= 1
+                #expect(!MerkleTree.verifyInclusion(leafHash: leaves[m], index: UInt64(m), size: UInt64(size), path: forged, root: root))
+            }
+        }
+    }
+
+    func populate(_ dir: TemporaryDirectory, uploads: Int = 6, clock: TestClock = TestClock()) async throws -> [String] {
+        try await withTestStore(dir, configure: { $0.clock = clock }) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/web")), metadata: testMetadata())
+            var ids: [String] = []
+            for i in 0..<uploads {
+                clock.advance(milliseconds: 60_000)
+                let name = i % 2 == 0 ? "team/app" : "team/web"
+                ids.append(try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: name), metadata: testMetadata("r\(i)")).uploadId)
+            }
+            return ids
+        }
+    }
+
+    func tamper(_ dir: TemporaryDirectory, _ body: (Transaction) throws -> Void) throws {
+        let env = try Environment(directory: dir.path)
+        try env.write { try body($0) }
+    }
+
+    @Test func proof_ofAnInitiation_verifiesOffline_andAForgedOneFails() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let ids = try await populate(dir)
+        try await withTestStore(dir) { store in
+            let position = try #require(try store.read { try $0.session(ids[2]) }).initiatedPosition
+            let proof = try store.inclusionProof(position: position)
+            let root = try store.merkleRoot()
+            #expect(proof.rootHash == root.rootHash && proof.treeSize == root.treeSize)
+            guard case .uploadInitiated(let e) = try proof.verify(trustedRoot: root.rootHash).event else { Issue.record("wrong event"); return }
+            #expect(e.uploadId == ids[2])
+
+            var otherRecord = proof
+            otherRecord.record = try store.inclusionProof(position: position + 1).record
+            #expect(throws: StoreError.self) { try otherRecord.verify() }
+            var movedLeaf = proof
+            movedLeaf.position += 1
+            #expect(throws: StoreError.self) { try movedLeaf.verify() }
+            var forgedPath = proof
+            forgedPath.path[0] = String(repeating: "0", count: 64)
+            #expect(throws: StoreError.self) { try forgedPath.verify() }
+            #expect(throws: StoreError.self) { try proof.verify(trustedRoot: String(repeating: "a", count: 64)) }
+            let roundTrip = try InclusionProof(json: proof.json.text)
+            #expect(roundTrip == proof)
+        }
+    }
+
+    @Test func replay_namesThePositionOfAChangedByteThatStillDecodes() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        _ = try await populate(dir)
+        try tamper(dir) { txn in
+            let events = try txn.openDatabase("events")!
+            var bytes = try #require(try txn.get(events, BigEndian.bytes(5)))
+            let at = try #require(bytes.firstIndex(of: UInt8(ascii: "r")))  // the requestId "r…"
+            bytes[at] = UInt8(ascii: "s")
+            #expect((try? EventEnvelope(position: 5, decoding: bytes)) != nil, "the change still decodes")
+            try txn.put(events, BigEndian.bytes(5), bytes)
+        }
+        let report = Replayer.verify(directory: dir.path)
+        guard case .log(let text)? = report.failure else { Issue.record("not caught: \(String(describing: report.failure))"); return }
+        #expect(text.contains("position 5"))
+    }
+
+    @Test func replay_catchesAChangedTreeNode_andATruncatedLog() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        _ = try await populate(dir)
+        try tamper(dir) { txn in
+            let nodes = try txn.openDatabase("merkle-nodes")!
+            let key = MerkleTree.nodeKey(level: 1, index: 1)
+            var hash = try #require(try txn.get(nodes, key))
+            hash[0] ^= 0xff
+            try txn.put(nodes, key, hash)
+        }
+        guard case .log(let node)? = Replayer.verify(directory: dir.path).failure else { Issue.record("node change not caught"); return }
+        #expect(node.contains("positions 3...4"))
+
+        let dir2 = TemporaryDirectory()
+        defer { dir2.remove() }
+        _ = try await populate(dir2)
+        try tamper(dir2) { txn in try txn.delete(try txn.openDatabase("events")!, BigEndian.bytes(8)) }  // the last event
+        guard case .log(let cut)? = Replayer.verify(directory: dir2.path).failure else { Issue.record("truncation not caught"); return }
+        #expect(cut.contains("position 8"))
+    }
+
+    @Test func initiations_areListedByTimeAndRepository_fromTheIndex() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let clock = TestClock()
+        let start = clock.now()
+        let ids = try await populate(dir, uploads: 6, clock: clock)
+        try await withTestStore(dir) { store in
+            let all = try store.initiations()
+            #expect(all.compactMap { if case .uploadInitiated(let e) = $0.event { e.uploadId } else { nil } } == ids)
+            let app = try store.initiations(repository: RepositoryRef(registryId: testRegistryId, repositoryName: "team/app"))
+            #expect(app.count == 3)
+            // uploads were initiated one minute apart, starting one minute after `start`
+            let window = try store.initiations(
+                since: Timestamp(millisecondsSinceEpoch: start.millisecondsSinceEpoch + 2 * 60_000),
+                until: Timestamp(millisecondsSinceEpoch: start.millisecondsSinceEpoch + 4 * 60_000))
+            #expect(window.map(\.metadata.requestId) == ["r1", "r2"])
+        }
+    }
+
+    @Test func retriedCall_withTheSameInvocationId_isAnsweredWithTheOriginal_evenAfterReopen() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var metadata = testMetadata()
+        metadata.invocationId = "d4af0e11-95af-4fcf-9df5-f81dbdec60d5"
+        let first = try await withTestStore(dir) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let first = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: metadata)
+            let again = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: metadata)
+            #expect(again.uploadId == first.uploadId)
+            return first
+        }
+        try await withTestStore(dir, configure: { $0.uploadIds = SequentialUploadIDs(start: 50) }) { store in
+            let retried = try await store.execute(.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app")), metadata: metadata)
+            #expect(retried.isRetry)
+            guard case .uploadInitiated(let e)? = retried.events.first?.event else { Issue.record("no event"); return }
+            #expect(e.uploadId == first.uploadId)
+            #expect(try store.read { try $0.events() }.count == 2, "no orphaned session")
+        }
+        #expect(Replayer.verify(directory: dir.path).passed)
+    }
+}
