@@ -120,13 +120,13 @@ public final class Environment: @unchecked Sendable {
         return result
     }
 
-    /// The environment's map size and how much of it is in use.
-    public func usage() -> (mapSize: Int, usedBytes: Int) {
+    /// The environment's map size, how much of it is in use, and the reader slots taken.
+    public func usage() -> (mapSize: Int, usedBytes: Int, readers: Int) {
         var info = MDB_envinfo()
         var stat = MDB_stat()
         mdb_env_info(handle, &info)
         mdb_env_stat(handle, &stat)
-        return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize))
+        return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize), Int(info.me_numreaders))
     }
 }
 

@@ -45,14 +45,16 @@ public final class ECRPublicService: Sendable {
     let store: Store
     let blobs: BlobStore
     let logger: Logger
+    let metrics: ServiceMetrics
     let uploadLocks = KeyedLock()
 
     var settings: DecisionSettings { store.configuration.settings }
 
-    public init(store: Store, blobs: BlobStore, logger: Logger) {
+    public init(store: Store, blobs: BlobStore, logger: Logger, metrics: ServiceMetrics = ServiceMetrics()) {
         self.store = store
         self.blobs = blobs
         self.logger = logger
+        self.metrics = metrics
     }
 
     /// The router: `POST /` (any path, as AWS ignores it) to ``respond(to:context:)``, behind
@@ -61,6 +63,7 @@ public final class ECRPublicService: Sendable {
     public func router(addMiddleware: (Router<APIRequestContext>) -> Void = { _ in }) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
         addMiddleware(router)
+        addFeedRoutes(to: router)
         router.post("/") { request, context in await self.respond(to: request, context: context) }
         router.post("**") { request, context in await self.respond(to: request, context: context) }
         return router
@@ -86,11 +89,13 @@ public final class ECRPublicService: Sendable {
                 sourceAddress: context.remoteAddress.flatMap { address in address.ipAddress.map { "\($0):\(address.port ?? 0)" } },
                 principal: context.principal, invocationId: request.headers[Self.invocationIdHeader])
             let result = try await operation(self, body, metadata)
+            metrics.countRequest(operation: name, outcome: "ok")
             return Self.response(.ok, result, requestId: requestId)
         } catch {
             let api = APIError.from(error)
+            metrics.countRequest(operation: target.map { String($0.dropFirst(Self.targetPrefix.count)) } ?? "-", outcome: api.type)
             if api.status == .internalServerError {
-                logger.error("request failed", metadata: ["request.id": "\(requestId)", "target": "\(target ?? "-")", "error": "\(error)"])
+                logger.error("request failed", metadata: ["request.id": "\(requestId)", "request.target": "\(target ?? "-")", "error": "\(error)"])
             }
             var response = Self.response(api.status, api.body, requestId: requestId)
             response.headers[Self.errorTypeHeader] = api.type

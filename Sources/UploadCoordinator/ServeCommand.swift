@@ -31,10 +31,13 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = .info
         var settings = try StoreOptions.settings(registryId: registryId, partSize: partSize)
         settings.registryAlias = registryAlias
+        let metrics = ServiceMetrics()
+        var configuration = StoreConfiguration(directory: dataDir, settings: settings)
+        configuration.metricsFactory = metrics.factory
         let store: Store
         let blobs: BlobStore
         do {
-            store = try Store(StoreConfiguration(directory: dataDir, settings: settings))
+            store = try Store(configuration)
             blobs = try BlobStore(directory: dataDir)
             let repaired = try blobs.reconcile(with: store)
             if !repaired.removedStaging.isEmpty || !repaired.truncatedStaging.isEmpty {
@@ -45,7 +48,7 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             fail(error)
         }
-        let service = ECRPublicService(store: store, blobs: blobs, logger: logger)
+        let service = ECRPublicService(store: store, blobs: blobs, logger: logger, metrics: metrics)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
         let app = Application(

@@ -2,6 +2,7 @@ import Foundation
 import LMDBKit
 import Synchronization
 import UploadCore
+import CoreMetrics
 
 /// The one writer of a store: a dedicated thread that takes every queued command, decides, appends
 /// and projects them all in one LMDB write transaction, commits (durably, by default), and only
@@ -38,15 +39,21 @@ final class GroupCommitWriter: Sendable {
     private let environment: Environment
     private let schema: Schema
     private let configuration: StoreConfiguration
+    private let notifier: CommitNotifier
+    private let commitLatency: CoreMetrics.Timer
+    private let batchSize: Recorder
     // `condition` guards `queue`: one lock for both waiting and signalling.
     private let condition = NSCondition()
     nonisolated(unsafe) private var queue = Queue()
     private let statistics = Mutex(Statistics())
 
-    init(environment: Environment, schema: Schema, configuration: StoreConfiguration) {
+    init(environment: Environment, schema: Schema, configuration: StoreConfiguration, notifier: CommitNotifier) {
         self.environment = environment
         self.schema = schema
         self.configuration = configuration
+        self.notifier = notifier
+        commitLatency = CoreMetrics.Timer(label: "upload_store_commit_seconds", factory: configuration.metricsFactory)
+        batchSize = Recorder(label: "upload_store_batch_commands", factory: configuration.metricsFactory)
         let thread = Thread { [weak self] in
             let waiters = self?.runUntilStopped() ?? []
             // Resumed only after run's reference to the writer is gone, so that closing the
@@ -93,7 +100,12 @@ final class GroupCommitWriter: Sendable {
     /// The thread's body. - Returns: the shutdown callers to resume once the writer is released.
     private func runUntilStopped() -> [CheckedContinuation<Void, Never>] {
         while let batch = nextBatch() {
-            let results = write(batch)
+            let started = ContinuousClock.now
+            let (results, tail) = write(batch)
+            let elapsed = ContinuousClock.now - started
+            commitLatency.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            batchSize.record(batch.count)
+            if let tail { notifier.committed(upTo: tail) }
             statistics.withLock {
                 $0.transactions += 1
                 $0.commands += batch.count
@@ -125,7 +137,8 @@ final class GroupCommitWriter: Sendable {
         return batch
     }
 
-    private func write(_ batch: [Pending]) -> [Result<CommandOutcome, any Error>] {
+    /// - Returns: each command's result, and the log's tail after the commit (`nil` if it failed).
+    private func write(_ batch: [Pending]) -> ([Result<CommandOutcome, any Error>], UInt64?) {
         do {
             return try environment.write { txn in
                 var tables = LMDBTables(txn: txn, schema: schema)
@@ -161,13 +174,13 @@ final class GroupCommitWriter: Sendable {
                     results.append(.success(CommandOutcome(events: envelopes, decision: decision)))
                 }
                 try ProjectionCheckpoint(position: position, version: Projector.version).write(txn, schema)
-                return results
+                return (results, position)
             }
         } catch {
             let failure = StoreError(
                 error is ProjectionError || (error as? StoreError)?.code == .corrupt ? .corrupt : .io,
                 "the write transaction failed and nothing of it was kept: \(error)")
-            return batch.map { _ in .failure(failure) }
+            return (batch.map { _ in .failure(failure) }, nil)
         }
     }
 }

@@ -15,6 +15,7 @@ public final class Store: Sendable {
     let environment: Environment
     let schema: Schema
     private let writer: GroupCommitWriter
+    private let notifier = CommitNotifier()
 
     /// Opens (creating if needed) the store in `configuration.directory`, applies pending
     /// migrations, and brings the projections up to the log's tail.
@@ -38,7 +39,9 @@ public final class Store: Sendable {
         }
         schema = try environment.read { try Schema($0) }
         try ProjectionCatchUp.run(environment, schema)
-        writer = GroupCommitWriter(environment: environment, schema: schema, configuration: configuration)
+        let schema = self.schema
+        notifier.committed(upTo: try environment.read { try EventLog.tail($0, schema)?.position ?? 0 })
+        writer = GroupCommitWriter(environment: environment, schema: schema, configuration: configuration, notifier: notifier)
     }
 
     /// Decides `command`, appends its events and updates the projections, all in the writer's next
@@ -88,6 +91,28 @@ public final class Store: Sendable {
     /// The environment itself closes when the last reference to the store goes.
     public func close() async {
         await writer.shutdown()
+        notifier.close()
+    }
+
+    /// Waits until an event after `position` commits (returning at once if one has).
+    /// - Returns: `false` when the store closed or the task was cancelled first: stop following.
+    public func waitForEvents(after position: UInt64) async -> Bool {
+        await notifier.wait(after: position) && !notifier.isClosed
+    }
+
+    /// Stops every ``waitForEvents(after:)`` at once (graceful shutdown of live feeds).
+    public func stopFollowers() { notifier.close() }
+
+    /// Figures for monitoring, read from one snapshot.
+    public func statistics() throws -> StoreStatistics {
+        let usage = environment.usage()
+        return try read { reader in
+            let position = try reader.lastPosition()
+            return StoreStatistics(
+                logPosition: position, checkpointLag: position - min(position, try reader.checkpoint()),
+                activeSessions: try reader.count(.repositoryUploads),
+                mapSizeBytes: usage.mapSize, mapUsedBytes: usage.usedBytes, readers: usage.readers)
+        }
     }
 
     /// How the writer has batched so far: transactions, commands and the largest batch.
@@ -95,6 +120,16 @@ public final class Store: Sendable {
         let s = writer.currentStatistics
         return (s.transactions, s.commands, s.largestBatch)
     }
+}
+
+/// What ``Store/statistics()`` reports.
+public struct StoreStatistics: Sendable {
+    public let logPosition: UInt64
+    public let checkpointLag: UInt64
+    public let activeSessions: Int
+    public let mapSizeBytes: Int
+    public let mapUsedBytes: Int
+    public let readers: Int
 }
 
 /// What a committed command recorded.
@@ -166,6 +201,9 @@ public struct StoreReader {
         }
         return entries
     }
+
+    /// How many entries `table` holds. - Complexity: O(1).
+    public func count(_ table: ProjectionTable) throws -> Int { try txn.count(schema.database(table)) }
 
     /// The position the projections reflect.
     public func checkpoint() throws -> UInt64 { try ProjectionCheckpoint.read(txn, schema).position }

@@ -1,6 +1,7 @@
 import Foundation
 public import LMDBKit
 public import UploadCore
+public import CoreMetrics
 
 /// Everything a ``Store`` needs to open. Only executables read flags and environment variables;
 /// they turn them into this value.
@@ -15,6 +16,8 @@ public struct StoreConfiguration: Sendable {
     public var maxBatchSize = 4096
     public var clock: any UploadCore.Clock = SystemClock()
     public var uploadIds: any UploadIDGenerator = RandomUploadIDs()
+    /// Where the writer reports commit latency and batch sizes; nowhere by default.
+    public var metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
 
     public init(directory: String, settings: DecisionSettings) {
         self.directory = directory

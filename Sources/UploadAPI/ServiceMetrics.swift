@@ -1,0 +1,54 @@
+import CoreMetrics
+import Hummingbird
+import NIOCore
+import Prometheus
+import UploadStore
+
+/// The coordinator's metrics in Prometheus form, through swift-metrics with a Prometheus factory
+/// of its own (no global bootstrap, so tests can make as many as they like).
+public struct ServiceMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    /// Commit latency in buckets fine enough for fsyncs of a few hundred microseconds, and batch
+    /// sizes up to the writer's largest batch.
+    public var factory: any MetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["upload_store_commit_seconds"] = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1),
+        ]
+        factory.valueHistogramBuckets["upload_store_batch_commands"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+        return factory
+    }
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+    }
+
+    /// Counts one API request by operation and outcome (`ok` or the error's name).
+    func countRequest(operation: String, outcome: String) {
+        Counter(label: "upload_coordinator_requests_total", dimensions: [("operation", operation), ("outcome", outcome)], factory: factory).increment()
+    }
+
+    /// Sets the gauges read from the store at scrape time.
+    func record(_ s: StoreStatistics) {
+        let gauges: [(String, Double)] = [
+            ("upload_store_log_position", Double(s.logPosition)),
+            ("upload_store_checkpoint_lag", Double(s.checkpointLag)),
+            ("upload_store_active_sessions", Double(s.activeSessions)),
+            ("upload_store_map_size_bytes", Double(s.mapSizeBytes)),
+            ("upload_store_map_used_bytes", Double(s.mapUsedBytes)),
+            ("upload_store_readers", Double(s.readers)),
+        ]
+        for (label, value) in gauges { Gauge(label: label, factory: factory).record(value) }
+    }
+}
+
+extension ECRPublicService {
+    /// `GET /metrics`: the Prometheus text format.
+    func metricsResponse() throws -> Response {
+        metrics.record(try store.statistics())
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+            body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+    }
+}

@@ -1,0 +1,62 @@
+import Synchronization
+
+/// Tells readers that follow the log (live feeds) when new events have committed. The writer only
+/// publishes a position and resumes waiters, never waits on a reader, so a slow consumer can never
+/// stall it.
+final class CommitNotifier: Sendable {
+    private struct State {
+        var tail: UInt64 = 0
+        var closed = false
+        var nextId = 0
+        var waiters: [Int: (after: UInt64, continuation: CheckedContinuation<Void, Never>)] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// Called by the writer after each commit.
+    func committed(upTo position: UInt64) {
+        let ready = state.withLock { state in
+            state.tail = max(state.tail, position)
+            let ready = state.waiters.filter { $0.value.after < position }
+            for id in ready.keys { state.waiters[id] = nil }
+            return ready.values.map(\.continuation)
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    /// Wakes every waiter for good: the store is closing.
+    func close() {
+        let all = state.withLock { state in
+            state.closed = true
+            defer { state.waiters = [:] }
+            return state.waiters.values.map(\.continuation)
+        }
+        for continuation in all { continuation.resume() }
+    }
+
+    /// Returns once an event after `position` has committed (at once if one has), when the store
+    /// closes, or when the task is cancelled. - Returns: whether events after `position` exist.
+    @discardableResult
+    func wait(after position: UInt64) async -> Bool {
+        let id = state.withLock { state -> Int in
+            state.nextId += 1
+            return state.nextId
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.closed || state.tail > position || Task.isCancelled { return true }
+                    state.waiters[id] = (position, continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let continuation = state.withLock { $0.waiters.removeValue(forKey: id)?.continuation }
+            continuation?.resume()
+        }
+        return state.withLock { $0.tail > position }
+    }
+
+    var isClosed: Bool { state.withLock { $0.closed } }
+}
