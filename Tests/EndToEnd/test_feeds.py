@@ -1,0 +1,109 @@
+"""Feeds for other services: the log paged and followed live, the projections, metrics, retries."""
+import http.client
+import json
+import threading
+import urllib.parse
+import urllib.request
+
+from test_protocol import post
+
+
+def get_json_lines(server, path):
+    with urllib.request.urlopen(server.endpoint + path, timeout=30) as response:
+        assert response.headers["Content-Type"] == "application/x-ndjson"
+        return [json.loads(line) for line in response.read().splitlines()]
+
+
+class Follower:
+    """Follows /events/stream?after=POS on its own connection, line by line."""
+
+    def __init__(self, server, after):
+        host = urllib.parse.urlparse(server.endpoint)
+        self.connection = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+        self.connection.request("GET", f"/events/stream?after={after}")
+        self.response = self.connection.getresponse()
+        assert self.response.status == 200
+
+    def next(self):
+        return json.loads(self.response.readline())
+
+    def close(self):
+        self.connection.close()
+
+
+def tail(server):
+    return server.events()[-1]["position"]
+
+
+def test_a_consumer_that_disconnects_and_resumes_sees_every_event_exactly_once(server, ecr, repo):
+    start = tail(server)
+    seen = []
+    follower = Follower(server, after=start)
+    for _ in range(5):
+        ecr.initiate_layer_upload(repositoryName=repo)
+    for _ in range(3):
+        seen.append(follower.next()["position"])
+    follower.close()  # gone mid-stream, two events unread
+    for _ in range(4):
+        ecr.initiate_layer_upload(repositoryName=repo)  # and more happen while it is away
+    follower = Follower(server, after=seen[-1])
+    end = tail(server)
+    while not seen or seen[-1] < end:
+        seen.append(follower.next()["position"])
+    follower.close()
+    assert seen == list(range(start + 1, end + 1)), "gapless, in order, no duplicates"
+
+
+def test_live_stream_delivers_an_event_as_it_commits(server, ecr, repo):
+    follower = Follower(server, after=tail(server))
+    answer = ecr.initiate_layer_upload(repositoryName=repo)
+    event = follower.next()
+    follower.close()
+    assert event["type"] == "UploadInitiated" and event["data"]["uploadId"] == answer["uploadId"]
+
+
+def test_a_stream_left_open_does_not_block_shutdown(server):
+    # The session fixture stops the server with SIGTERM at the end and requires exit 0: this
+    # follower is still connected then, waiting for events that never come.
+    follower = Follower(server, after=tail(server))
+    threading.Thread(target=lambda: follower.response.read(), daemon=True).start()
+
+
+def test_events_page_and_projection_endpoints(server, ecr, repo):
+    upload_id = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+    page = get_json_lines(server, "/events?after=0&limit=2")
+    assert [e["position"] for e in page] == [1, 2]
+    with urllib.request.urlopen(f"{server.endpoint}/projections/sessions/{upload_id}", timeout=30) as r:
+        body = json.loads(r.read())
+    assert body["session"]["state"] == "active" and body["session"]["repositoryName"] == repo
+    assert body["position"] >= 1
+    with urllib.request.urlopen(f"{server.endpoint}/projections/repositories/000000000000/{repo}", timeout=30) as r:
+        body = json.loads(r.read())
+    assert body["repository"]["uploadsInitiated"] >= 1
+    try:
+        urllib.request.urlopen(f"{server.endpoint}/projections/sessions/00000000-0000-4000-8000-000000000000", timeout=30)
+        assert False, "expected 404"
+    except urllib.error.HTTPError as e:
+        assert e.code == 404
+
+
+def test_metrics_in_prometheus_format(server, ecr, repo):
+    ecr.initiate_layer_upload(repositoryName=repo)
+    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as r:
+        text = r.read().decode()
+    for name in ["upload_coordinator_requests_total", "upload_store_commit_seconds_bucket", "upload_store_batch_commands_bucket",
+                 "upload_store_log_position", "upload_store_checkpoint_lag", "upload_store_active_sessions",
+                 "upload_store_map_used_bytes", "upload_store_readers"]:
+        assert name in text, name
+    assert 'operation="InitiateLayerUpload",outcome="ok"' in text.replace(" ", "") or \
+        'outcome="ok",operation="InitiateLayerUpload"' in text.replace(" ", "")
+
+
+def test_a_retried_call_is_answered_with_the_original_result(server, ecr, repo):
+    body = json.dumps({"repositoryName": repo}).encode()
+    headers = {"amz-sdk-invocation-id": "6b9ad4a0-1f7e-4c39-9f6e-6f7b1c1d2e3f"}
+    _, _, first = post(server, "SpencerFrontendService.InitiateLayerUpload", body, headers)
+    _, _, again = post(server, "SpencerFrontendService.InitiateLayerUpload", body, headers)
+    assert again["uploadId"] == first["uploadId"]
+    recorded = [e for e in server.events() if e["metadata"].get("invocationId") == headers["amz-sdk-invocation-id"]]
+    assert len(recorded) == 1, "no orphaned second session"
