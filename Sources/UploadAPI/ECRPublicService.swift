@@ -90,17 +90,29 @@ public final class ECRPublicService: Sendable {
                 principal: context.principal, invocationId: request.headers[Self.invocationIdHeader])
             let result = try await operation(self, body, metadata)
             metrics.countRequest(operation: name, outcome: "ok")
+            logger.debug("answered", metadata: Self.logMetadata(requestId, name, "ok", uploadId: (try? body.string("uploadId")) ?? nil))
             return Self.response(.ok, result, requestId: requestId)
         } catch {
             let api = APIError.from(error)
             metrics.countRequest(operation: target.map { String($0.dropFirst(Self.targetPrefix.count)) } ?? "-", outcome: api.type)
+            let operation = target.map { String($0.dropFirst(Self.targetPrefix.count)) } ?? "-"
             if api.status == .internalServerError {
-                logger.error("request failed", metadata: ["request.id": "\(requestId)", "request.target": "\(target ?? "-")", "error": "\(error)"])
+                logger.error("request failed", metadata: Self.logMetadata(requestId, operation, api.type, error: "\(error)"))
+            } else {
+                logger.debug("refused", metadata: Self.logMetadata(requestId, operation, api.type))
             }
             var response = Self.response(api.status, api.body, requestId: requestId)
             response.headers[Self.errorTypeHeader] = api.type
             return response
         }
+    }
+
+    /// Log metadata under swift-log's dotted keys.
+    static func logMetadata(_ requestId: String, _ operation: String, _ outcome: String, uploadId: String? = nil, error: String? = nil) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["request.id": "\(requestId)", "request.operation": "\(operation)", "request.outcome": "\(outcome)"]
+        if let uploadId { metadata["upload.id"] = "\(uploadId)" }
+        if let error { metadata["error"] = "\(error)" }
+        return metadata
     }
 
     static func response(_ status: HTTPResponse.Status, _ body: JSONValue, requestId: String) -> Response {

@@ -19,21 +19,24 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Another name the registry answers to as registryId. [default: r<registry id>]") var registryAlias: String?
     @Option(help: ArgumentHelp("The partSize handed out by InitiateLayerUpload. [env: \(StoreOptions.Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))
     var partSize: UInt64?
+    @Option(help: "trace, debug, info, notice, warning, error or critical; debug logs every request and batch.") var logLevel = "info"
     @Option(help: "End uploads with no activity for this many seconds (UploadExpired).") var uploadExpiry: Int64 = 86_400
     @Option(help: "How often, in seconds, to look for idle uploads.") var sweepInterval: Int64 = 60
 
     func validate() throws {
         guard uploadExpiry > 0, sweepInterval > 0 else { throw ValidationError("--upload-expiry and --sweep-interval must be positive.") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.") }
     }
 
     func run() async throws {
         var logger = Logger(label: "upload-coordinator")
-        logger.logLevel = .info
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         var settings = try StoreOptions.settings(registryId: registryId, partSize: partSize)
         settings.registryAlias = registryAlias
         let metrics = ServiceMetrics()
         var configuration = StoreConfiguration(directory: dataDir, settings: settings)
         configuration.metricsFactory = metrics.factory
+        configuration.logger = logger
         let store: Store
         let blobs: BlobStore
         do {

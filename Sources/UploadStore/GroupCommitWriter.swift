@@ -3,6 +3,7 @@ import LMDBKit
 import Synchronization
 import UploadCore
 import CoreMetrics
+import Logging
 
 /// The one writer of a store: a dedicated thread that takes every queued command, decides, appends
 /// and projects them all in one LMDB write transaction, commits (durably, by default), and only
@@ -105,7 +106,12 @@ final class GroupCommitWriter: Sendable {
             let elapsed = ContinuousClock.now - started
             commitLatency.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
             batchSize.record(batch.count)
-            if let tail { notifier.committed(upTo: tail) }
+            if let tail {
+                notifier.committed(upTo: tail)
+                configuration.logger.debug("batch committed", metadata: [
+                    "batch.commands": "\(batch.count)", "event.last": "\(tail)",
+                    "commit.microseconds": "\(elapsed.components.attoseconds / 1_000_000_000_000 + elapsed.components.seconds * 1_000_000)"])
+            }
             statistics.withLock {
                 $0.transactions += 1
                 $0.commands += batch.count

@@ -54,7 +54,11 @@ public enum Replayer {
         }
     }
 
-    public static func verify(directory: String) -> Report {
+    /// Progress reports: events processed so far and in all (each event is processed three
+    /// times: two rebuilds and the Merkle tree).
+    public typealias Progress = (_ done: UInt64, _ total: UInt64) -> Void
+
+    public static func verify(directory: String, progress: Progress? = nil) -> Report {
         var report = Report()
         let environment: Environment
         do {
@@ -67,7 +71,7 @@ public enum Replayer {
         }
         let start = ContinuousClock.now
         do {
-            try environment.read { txn in try verify(txn, into: &report) }
+            try environment.read { txn in try verify(txn, into: &report, progress: progress) }
         } catch let failure as Failure {
             report.failure = failure
         } catch {
@@ -78,14 +82,20 @@ public enum Replayer {
         return report
     }
 
-    private static func verify(_ txn: Transaction, into report: inout Report) throws {
+    private static func verify(_ txn: Transaction, into report: inout Report, progress: Progress?) throws {
         let status = try UploadMigrations.migrator.status(txn)
         guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
         let schema = try Schema(txn)
+        let total = 3 * (try EventLog.tail(txn, schema)?.position ?? 0)
+        var done: UInt64 = 0
+        let tick: () -> Void = {
+            done += 1
+            if done % 65_536 == 0 || done == total { progress?(done, total) }
+        }
 
         var rebuilds: [InMemoryProjectionTables] = []
         for _ in 0..<2 {
-            let (tables, count) = try rebuild(txn, schema)
+            let (tables, count) = try rebuild(txn, schema, tick: tick)
             rebuilds.append(tables)
             report.events = count
             report.eventsScanned += count
@@ -94,7 +104,7 @@ public enum Replayer {
         let live = try ProjectionDigest.liveEntries(txn, schema)
         report.liveDigest = ProjectionDigest.of(live).hex
 
-        try verifyMerkleTree(txn, schema, size: report.events)
+        try verifyMerkleTree(txn, schema, size: report.events, tick: tick)
         report.merkleRoot = MerkleTree.hex(try MerkleLog.root(txn, schema, size: report.events))
 
         let checkpoint = try ProjectionCheckpoint.read(txn, schema)
@@ -114,7 +124,7 @@ public enum Replayer {
     /// Recomputes every Merkle node from the raw event bytes and compares each with the stored
     /// one: a changed, removed, reordered or inserted byte changes a leaf, and the first
     /// differing node names the positions it covers.
-    private static func verifyMerkleTree(_ txn: Transaction, _ schema: Schema, size: UInt64) throws {
+    private static func verifyMerkleTree(_ txn: Transaction, _ schema: Schema, size: UInt64, tick: () -> Void) throws {
         var computed: [[UInt8]: MerkleTree.Hash] = [:]
         try txn.scan(schema.events) { key, value in
             guard let position = BigEndian.uint64(key) else { return false }
@@ -122,6 +132,7 @@ public enum Replayer {
             for n in MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf, node: { computed[MerkleTree.nodeKey(level: $0, index: $1)]! }) {
                 computed[MerkleTree.nodeKey(level: n.level, index: n.index)] = n.hash
             }
+            tick()
             return true
         }
         var stored: [[UInt8]: MerkleTree.Hash] = [:]
@@ -142,7 +153,7 @@ public enum Replayer {
 
     /// Folds the whole log into fresh in-memory tables, checking that positions are dense and
     /// every record decodes.
-    private static func rebuild(_ txn: Transaction, _ schema: Schema) throws -> (InMemoryProjectionTables, UInt64) {
+    private static func rebuild(_ txn: Transaction, _ schema: Schema, tick: () -> Void) throws -> (InMemoryProjectionTables, UInt64) {
         var tables = InMemoryProjectionTables()
         var expected: UInt64 = 1
         try txn.scan(schema.events) { key, value in
@@ -164,6 +175,7 @@ public enum Replayer {
                 throw Failure.log("the \(envelope.event.type.name) at position \(position) contradicts the events before it: \(error)")
             }
             expected += 1
+            tick()
             return true
         }
         return (tables, expected - 1)

@@ -2,6 +2,7 @@ import Foundation
 public import LMDBKit
 public import UploadCore
 public import CoreMetrics
+public import Logging
 
 /// Everything a ``Store`` needs to open. Only executables read flags and environment variables;
 /// they turn them into this value.
@@ -16,6 +17,8 @@ public struct StoreConfiguration: Sendable {
     public var maxBatchSize = 4096
     public var clock: any UploadCore.Clock = SystemClock()
     public var uploadIds: any UploadIDGenerator = RandomUploadIDs()
+    /// Where the writer logs each committed batch (debug level, with `event.first`/`event.last`).
+    public var logger = Logger(label: "upload-store")
     /// Where the writer reports commit latency and batch sizes; nowhere by default.
     public var metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
 

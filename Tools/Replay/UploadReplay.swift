@@ -24,7 +24,11 @@ struct UploadReplay: ParsableCommand {
     var json = false
 
     func run() throws {
-        let report = Replayer.verify(directory: dataDir)
+        // Progress goes to a terminal only: never into a pipe, a file, or --json output.
+        let showProgress = !json && isatty(STDERR_FILENO) == 1
+        let meter = ProgressMeter()
+        let report = Replayer.verify(directory: dataDir, progress: showProgress ? meter.update : nil)
+        if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         if json {
             print(reportJSON(report))
         } else {
@@ -60,5 +64,23 @@ struct UploadReplay: ParsableCommand {
             ("merkleRoot", r.merkleRoot.map(JSONValue.string)),
             ("failure", r.failure.map { .string("\($0)") }),
         ]).text
+    }
+}
+
+/// One status line on the terminal: events done, rate, and time left.
+final class ProgressMeter {
+    private let start = ContinuousClock.now
+    private var lastShown = ContinuousClock.now
+
+    func update(done: UInt64, total: UInt64) {
+        let now = ContinuousClock.now
+        guard now - lastShown > .milliseconds(250) || done == total else { return }
+        lastShown = now
+        let elapsed = now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let rate = seconds > 0 ? Double(done) / seconds : 0
+        let left = rate > 0 ? Double(total - done) / rate : 0
+        let line = String(format: "\r\u{1B}[K%llu/%llu events (%.0f%%), %.0f events/s, %.0f s left", done, total, 100 * Double(done) / Double(max(total, 1)), rate, left)
+        FileHandle.standardError.write(Data(line.utf8))
     }
 }
