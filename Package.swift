@@ -89,7 +89,7 @@ let package = Package(
         .target(name: "UploadTesting", dependencies: ["UploadCore", "UploadStore", "LMDBKit"], path: "Tests/UploadTesting", swiftSettings: swiftSettings),
         .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: swiftSettings),
         .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadTesting"], swiftSettings: swiftSettings),
-        .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadMigrations", "UploadTesting", "LMDBKit", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadMigrations", "UploadTesting", "LMDBKit", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "CommandLineTests", dependencies: ["UploadTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "UploadAPITests",

@@ -137,4 +137,43 @@ struct CommandLineTests {
         let second = try coordinator("migrate", "--data-dir", dir.path)
         #expect(second.lines == ["up to date at \(last)"])
     }
+
+    @Test func audit_listsInitiations_provesOne_andTheVerifierRejectsATamperedProof() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        for name in ["team/app", "team/web"] {
+            #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", name).status == 0)
+        }
+        var ids: [String] = []
+        for name in ["team/app", "team/web", "team/app"] {
+            let out = try coordinator("initiate-layer-upload", "--data-dir", dir.path, "--repository-name", name)
+            ids.append(try json(out.lines[0])["uploadId"] as! String)
+        }
+        let table = try coordinator("audit", "initiations", "--data-dir", dir.path)
+        #expect(table.status == 0)
+        #expect(table.lines.count == 4 && table.lines[0].hasPrefix("POSITION\tTIME"))
+        let app = try coordinator("audit", "initiations", "--data-dir", dir.path, "--repository", "team/app", "--json").lines.map(json)
+        #expect(app.map { $0["uploadId"] as? String } == [ids[0], ids[2]])
+        #expect((app[0]["metadata"] as? [String: Any])?["source"] as? String == "cli")
+        #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--since", "2999-01-01", "--json").lines.isEmpty)
+        #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2000-01-01").lines.count == 1)
+        #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--since", "yesterday").status != 0)
+
+        let root = try json(try coordinator("audit", "root", "--data-dir", dir.path).lines[0])
+        #expect(root["treeSize"] as? Int == 5)
+        let proof = try coordinator("audit", "proof", "--data-dir", dir.path, "--upload-id", ids[1])
+        #expect(proof.status == 0)
+        let proofFile = dir.path + "/proof.json"
+        try proof.stdout.write(toFile: proofFile, atomically: true, encoding: .utf8)
+        let verified = try coordinator("audit", "verify-proof", "--file", proofFile, "--trusted-root", root["rootHash"] as! String)
+        #expect(verified.status == 0 && verified.lines[0].hasPrefix("OK: the UploadInitiated at position 4"), "\(verified.stderr)")
+
+        var forged = try json(proof.lines[0])
+        forged["position"] = 3
+        try JSONSerialization.data(withJSONObject: forged).write(to: URL(fileURLWithPath: proofFile))
+        let refused = try coordinator("audit", "verify-proof", "--file", proofFile)
+        #expect(refused.status == 1 && refused.stderr.contains("FAILED"))
+        let missing = try coordinator("audit", "proof", "--data-dir", dir.path, "--upload-id", "00000000-0000-4000-8000-000000000000")
+        #expect(missing.status == 1 && missing.stderr.hasPrefix("UploadNotFoundException"))
+    }
 }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LMDBKit
+import LogHashing
 import Testing
 import UploadCore
 import UploadMigrations
@@ -143,6 +144,41 @@ struct ReplayAndMigrationTests {
             let next = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "old/app"), metadata: testMetadata())
             #expect(try store.read { try $0.events(after: 2) }.first?.position == 3)
             #expect(try store.read { try $0.session(next.uploadId) } != nil)
+        }
+        #expect(Replayer.verify(directory: dir.path).passed)
+    }
+
+    /// A store written before the Merkle tree existed gains it on upgrade, computed over its
+    /// events, and the events are not rewritten.
+    @Test func upgrade_fromBeforeTheMerkleTree_computesItOverExistingEvents_withoutRewritingThem() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let at = Timestamp(millisecondsSinceEpoch: 1_796_083_200_000)
+        var records: [[UInt8]] = []
+        do {
+            let env = try Environment(directory: dir.path)
+            try UploadMigrations.migrator.migrate(env, upTo: "0003-create-image-tables")
+            try env.write { txn in
+                let log = try txn.openDatabase("events")!
+                let events: [Event] = [
+                    .repositoryCreated(RepositoryCreated(registryId: testRegistryId, repositoryName: "old/app", createdAt: at)),
+                    .uploadInitiated(UploadInitiated(uploadId: "00000000-0000-4000-8000-0000000000aa", partSize: 1, registryId: testRegistryId, repositoryName: "old/app", initiatedAt: at)),
+                    .uploadInitiated(UploadInitiated(uploadId: "00000000-0000-4000-8000-0000000000bb", partSize: 1, registryId: testRegistryId, repositoryName: "old/app", initiatedAt: at)),
+                ]
+                for (i, event) in events.enumerated() {
+                    let record = EventEnvelope(position: UInt64(i + 1), recordedAt: at, metadata: testMetadata(), event: event).encoded()
+                    records.append(record)
+                    try txn.put(log, BigEndian.bytes(UInt64(i + 1)), record, options: .append)
+                }
+            }
+        }
+        try await withTestStore(dir) { store in
+            let leaves = records.enumerated().map { MerkleTree.leafHash(position: UInt64($0.offset + 1), record: $0.element) }
+            let expected = MerkleTree.nodeHash(MerkleTree.nodeHash(leaves[0], leaves[1]), leaves[2])
+            #expect(try store.merkleRoot() == (3, MerkleTree.hex(expected)))
+            let stored = try store.read { try $0.events() }.map { $0.encoded() }
+            #expect(stored == records, "the events are byte for byte as written")
+            #expect(try store.initiations().count == 2, "the audit index covers old events")
         }
         #expect(Replayer.verify(directory: dir.path).passed)
     }
