@@ -17,8 +17,15 @@ struct UploadReplay: ParsableCommand {
             """
     )
 
+    @Argument(help: "Optional: `verify`, the same full check under the name auditors use.")
+    var mode: String?
+
     @Option(help: "The data directory of the store to check.")
     var dataDir: String
+
+    func validate() throws {
+        if let mode, mode != "verify" { throw ValidationError("the only mode is `verify`; got '\(mode)'") }
+    }
 
     @Flag(help: "Print the report as one JSON object.")
     var json = false
