@@ -28,8 +28,17 @@ public final class Environment: @unchecked Sendable {
     }
 
     let handle: OpaquePointer
+    /// Shared by every transaction, exclusive while the map is resized: LMDB allows
+    /// `mdb_env_set_mapsize` only when no transaction of this process is active.
+    private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t> = {
+        let lock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
+        pthread_rwlock_init(lock, nil)
+        return lock
+    }()
     public let directory: String
     public let configuration: Configuration
+    /// Reader slots of dead processes that opening this environment released.
+    public let staleReadersCleared: Int
     private let registryKey: String
 
     private static let openDirectories = Mutex<Set<String>>([])
@@ -70,11 +79,15 @@ public final class Environment: @unchecked Sendable {
         self.directory = key
         self.configuration = configuration
         self.registryKey = key
-        _ = clearStaleReaders()
+        var dead: Int32 = 0
+        _ = mdb_reader_check(handle, &dead)
+        self.staleReadersCleared = Int(dead)
     }
 
     deinit {
         mdb_env_close(handle)
+        pthread_rwlock_destroy(resizeLock)
+        resizeLock.deallocate()
         Self.openDirectories.withLock { _ = $0.remove(registryKey) }
     }
 
@@ -93,7 +106,30 @@ public final class Environment: @unchecked Sendable {
     /// transaction that only matters to database handles it opened, which LMDB keeps open for the
     /// environment's life on commit but discards on abort.
     public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
-        let txn = try Transaction(environment: self, readOnly: true)
+        try transaction(readOnly: true, body)
+    }
+
+    /// Runs `body` in the write transaction and commits it when `body` returns.
+    /// If `body` throws, nothing it wrote is kept.
+    public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
+        try transaction(readOnly: false, body)
+    }
+
+    private func transaction<T>(readOnly: Bool, _ body: (Transaction) throws -> T) throws -> T {
+        pthread_rwlock_rdlock(resizeLock)
+        let txn: Transaction
+        do {
+            txn = try Transaction(environment: self, readOnly: readOnly)
+        } catch let error as LMDBError where error.code == .mapResized {
+            // Another process grew the map: adopt its size, then begin again.
+            pthread_rwlock_unlock(resizeLock)
+            try resize(to: 0)
+            return try transaction(readOnly: readOnly, body)
+        } catch {
+            pthread_rwlock_unlock(resizeLock)
+            throw error
+        }
+        defer { pthread_rwlock_unlock(resizeLock) }
         let result: T
         do {
             result = try body(txn)
@@ -105,19 +141,17 @@ public final class Environment: @unchecked Sendable {
         return result
     }
 
-    /// Runs `body` in the write transaction and commits it when `body` returns.
-    /// If `body` throws, nothing it wrote is kept.
-    public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
-        let txn = try Transaction(environment: self, readOnly: false)
-        let result: T
-        do {
-            result = try body(txn)
-        } catch {
-            txn.abort()
-            throw error
-        }
-        try txn.commit()
-        return result
+    /// Doubles the map, for a writer that hit `MDB_MAP_FULL`; waits for every transaction of
+    /// this process to end first. The file grows only as data is written.
+    public func growMap() throws {
+        try resize(to: usage().mapSize * 2)
+    }
+
+    /// `mdb_env_set_mapsize` under the exclusive lock; 0 adopts the size another process set.
+    private func resize(to size: Int) throws {
+        pthread_rwlock_wrlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        try check(mdb_env_set_mapsize(handle, size), "mdb_env_set_mapsize(\(size))")
     }
 
     /// The environment's map size, how much of it is in use, and the reader slots taken.

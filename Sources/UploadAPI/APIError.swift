@@ -40,6 +40,9 @@ struct APIError: Error {
                 ]
             }
             return api
+        case let failure as StoreError where failure.code == .overloaded:
+            // 400 ThrottlingException: botocore backs off and retries it.
+            return APIError(type: "ThrottlingException", message: failure.message, status: .badRequest)
         case let failure as StoreError:
             return APIError(type: CommandError.Code.server.rawValue, message: failure.message, status: .internalServerError)
         case let http as any HTTPResponseError where http.status == .contentTooLarge:

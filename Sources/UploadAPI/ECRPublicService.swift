@@ -46,15 +46,37 @@ public final class ECRPublicService: Sendable {
     let blobs: BlobStore
     let logger: Logger
     let metrics: ServiceMetrics
+    let authentication: Authentication
     let uploadLocks = KeyedLock()
+
+    /// How requests prove who sent them.
+    public enum Authentication: Sendable {
+        /// Nothing is checked and no principal is recorded. Only for loopback (see `serve`).
+        case anonymous
+        /// AWS Signature Version 4 with the operator's keys; the access key id is the principal.
+        case sigV4(SigV4Verifier)
+    }
 
     var settings: DecisionSettings { store.configuration.settings }
 
-    public init(store: Store, blobs: BlobStore, logger: Logger, metrics: ServiceMetrics = ServiceMetrics()) {
+    public init(
+        store: Store, blobs: BlobStore, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
+        authentication: Authentication = .anonymous
+    ) {
         self.store = store
         self.blobs = blobs
         self.logger = logger
         self.metrics = metrics
+        self.authentication = authentication
+    }
+
+    /// The principal of a request: a middleware's, else the SigV4 signer's; `nil` when anonymous.
+    func principal(of request: Request, context: APIRequestContext, body: [UInt8]) throws -> String? {
+        if let principal = context.principal { return principal }
+        guard case .sigV4(let verifier) = authentication else { return nil }
+        return try verifier.verify(
+            method: request.method.rawValue, authority: request.head.authority, path: request.uri.path, query: request.uri.query ?? "",
+            headers: request.headers, body: body)
     }
 
     /// The router: `POST /` (any path, as AWS ignores it) to ``respond(to:context:)``, behind
@@ -83,11 +105,13 @@ public final class ECRPublicService: Sendable {
                 throw APIError.unknownOperation(target)
             }
             let buffer = try await request.body.collect(upTo: context.maxUploadSize)
-            let body = try RequestBody(Array(buffer.readableBytesView))
+            let bytes = Array(buffer.readableBytesView)
+            let principal = try principal(of: request, context: context, body: bytes)
+            let body = try RequestBody(bytes)
             let metadata = RequestMetadata(
                 requestId: requestId, source: "http", userAgent: request.headers[.userAgent],
                 sourceAddress: context.remoteAddress.flatMap { address in address.ipAddress.map { "\($0):\(address.port ?? 0)" } },
-                principal: context.principal, invocationId: request.headers[Self.invocationIdHeader])
+                principal: principal, invocationId: request.headers[Self.invocationIdHeader])
             let result = try await operation(self, body, metadata)
             metrics.countRequest(operation: name, outcome: "ok")
             logger.debug("answered", metadata: Self.logMetadata(requestId, name, "ok", uploadId: (try? body.string("uploadId")) ?? nil))
@@ -113,6 +137,20 @@ public final class ECRPublicService: Sendable {
         if let uploadId { metadata["upload.id"] = "\(uploadId)" }
         if let error { metadata["error"] = "\(error)" }
         return metadata
+    }
+
+    /// Answers a feed request (a GET) once it is authenticated; failures become AWS-shaped errors.
+    func authenticated(_ request: Request, _ context: APIRequestContext, _ answer: () throws -> Response) -> Response {
+        let requestId = UUID().uuidString.lowercased()
+        do {
+            _ = try principal(of: request, context: context, body: [])
+            return try answer()
+        } catch {
+            let api = APIError.from(error)
+            var response = Self.response(api.status, api.body, requestId: requestId)
+            response.headers[Self.errorTypeHeader] = api.type
+            return response
+        }
     }
 
     static func response(_ status: HTTPResponse.Status, _ body: JSONValue, requestId: String) -> Response {

@@ -11,14 +11,17 @@ extension ECRPublicService {
     static let pageLimit = 10_000
 
     func addFeedRoutes(to router: Router<APIRequestContext>) {
-        router.get("/events") { request, _ in try self.eventsPage(request) }
-        router.get("/events/stream") { request, _ in try self.eventStream(request) }
-        router.get("/projections/sessions/:uploadId") { _, context in
-            try self.sessionProjection(context.parameters.require("uploadId"))
+        router.get("/events") { request, context in self.authenticated(request, context) { try self.eventsPage(request) } }
+        router.get("/events/stream") { request, context in self.authenticated(request, context) { try self.eventStream(request) } }
+        router.get("/projections/sessions/:uploadId") { request, context in
+            self.authenticated(request, context) { try self.sessionProjection(context.parameters.require("uploadId")) }
         }
-        router.get("/projections/repositories/:registryId/**") { _, context in
-            try self.repositoryProjection(context.parameters.require("registryId"), context.parameters.getCatchAll().joined(separator: "/"))
+        router.get("/projections/repositories/:registryId/**") { request, context in
+            self.authenticated(request, context) {
+                try self.repositoryProjection(context.parameters.require("registryId"), context.parameters.getCatchAll().joined(separator: "/"))
+            }
         }
+        // Open, as Prometheus scrapes unsigned: counts and sizes only, no audit data.
         router.get("/metrics") { _, _ in try self.metricsResponse() }
     }
 

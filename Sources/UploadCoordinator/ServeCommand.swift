@@ -19,7 +19,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Another name the registry answers to as registryId. [default: r<registry id>]") var registryAlias: String?
     @Option(help: ArgumentHelp("The partSize handed out by InitiateLayerUpload. [env: \(StoreOptions.Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))
     var partSize: UInt64?
+    @Option(help: "A credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID]` per line. [env: UPLOAD_COORDINATOR_CREDENTIALS]")
+    var credentials: String?
+    @Flag(help: "Accept unsigned requests (loopback addresses only). Without it, requests must be SigV4-signed.")
+    var allowAnonymous = false
     @Option(help: "trace, debug, info, notice, warning, error or critical; debug logs every request and batch.") var logLevel = "info"
+    @Option(help: "The most uploads in progress one repository may have (LimitExceededException beyond).") var maxActiveUploads: UInt64 = 10_000
+    @Option(help: "The most commands queued for the writer (ThrottlingException beyond).") var maxQueuedCommands = 20_000
     @Option(help: "End uploads with no activity for this many seconds (UploadExpired).") var uploadExpiry: Int64 = 86_400
     @Option(help: "How often, in seconds, to look for idle uploads.") var sweepInterval: Int64 = 60
 
@@ -33,14 +39,19 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         var settings = try StoreOptions.settings(registryId: registryId, partSize: partSize)
         settings.registryAlias = registryAlias
+        settings.maximumActiveUploadsPerRepository = maxActiveUploads
         let metrics = ServiceMetrics()
         var configuration = StoreConfiguration(directory: dataDir, settings: settings)
         configuration.metricsFactory = metrics.factory
+        configuration.maxQueuedCommands = maxQueuedCommands
         configuration.logger = logger
         let store: Store
         let blobs: BlobStore
         do {
             store = try Store(configuration)
+            if store.staleReadersCleared > 0 {
+                logger.notice("cleared stale reader slots", metadata: ["readers.cleared": "\(store.staleReadersCleared)"])
+            }
             blobs = try BlobStore(directory: dataDir)
             let repaired = try blobs.reconcile(with: store)
             if !repaired.removedStaging.isEmpty || !repaired.truncatedStaging.isEmpty {
@@ -51,7 +62,18 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             fail(error)
         }
-        let service = ECRPublicService(store: store, blobs: blobs, logger: logger, metrics: metrics)
+        let authentication: ECRPublicService.Authentication
+        do {
+            let (resolved, announcement) = try ServeAuthentication.resolve(
+                credentialsFile: credentials, allowAnonymous: allowAnonymous, host: host, dataDir: dataDir,
+                clock: configuration.clock, registryId: settings.defaultRegistryId)
+            authentication = resolved
+            FileHandle.standardError.write(Data((announcement + "\n").utf8))
+        } catch {
+            await store.close()
+            throw error
+        }
+        let service = ECRPublicService(store: store, blobs: blobs, logger: logger, metrics: metrics, authentication: authentication)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
         let app = Application(

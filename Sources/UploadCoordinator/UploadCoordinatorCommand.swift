@@ -17,7 +17,7 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
         version: version,
         subcommands: [
             ServeCommand.self, CreateRepositoryCommand.self, DeleteRepositoryCommand.self, InitiateLayerUploadCommand.self,
-            EventsCommand.self, AuditCommand.self, MigrateCommand.self,
+            EventsCommand.self, AuditCommand.self, MigrateCommand.self, DebugCommand.self,
         ]
     )
 }

@@ -77,6 +77,11 @@ final class GroupCommitWriter: Sendable {
                 continuation.resume(throwing: StoreError(.closed, "the store is closed"))
                 return
             }
+            if queue.pending.count >= configuration.maxQueuedCommands {
+                condition.unlock()
+                continuation.resume(throwing: StoreError(.overloaded, "\(configuration.maxQueuedCommands) commands are already waiting to be written; retry shortly"))
+                return
+            }
             queue.pending.append(Pending(command: command, metadata: metadata, uploadId: uploadId, continuation: continuation))
             condition.signal()
             condition.unlock()
@@ -146,47 +151,64 @@ final class GroupCommitWriter: Sendable {
     /// - Returns: each command's result, and the log's tail after the commit (`nil` if it failed).
     private func write(_ batch: [Pending]) -> ([Result<CommandOutcome, any Error>], UInt64?) {
         do {
-            return try environment.write { txn in
-                var tables = LMDBTables(txn: txn, schema: schema)
-                let tail = try EventLog.tail(txn, schema)
-                var position = tail?.position ?? 0
-                // Recorded times never go backwards, even if the wall clock does.
-                let now = max(configuration.clock.now(), tail?.recordedAt ?? Timestamp(millisecondsSinceEpoch: 0))
-                var results: [Result<CommandOutcome, any Error>] = []
-                results.reserveCapacity(batch.count)
-                for pending in batch {
-                    // A retry of an SDK call already recorded is answered with what it recorded.
-                    if let recorded = try CommandOutcome.recorded(pending.metadata.invocationId, txn, schema) {
-                        results.append(.success(recorded))
-                        continue
-                    }
-                    let decision: Decision
-                    do {
-                        decision = try Decider.decide(
-                            pending.command, state: tables, settings: configuration.settings,
-                            context: DecisionContext(now: now, newUploadId: pending.uploadId))
-                    } catch let refusal as CommandError {
-                        results.append(.failure(refusal))
-                        continue
-                    }
-                    var envelopes: [EventEnvelope] = []
-                    for event in decision.events {
-                        position += 1
-                        let envelope = EventEnvelope(position: position, recordedAt: now, metadata: pending.metadata, event: event)
-                        try EventLog.append(txn, schema, envelope)
-                        try Projector.apply(envelope, to: &tables)
-                        envelopes.append(envelope)
-                    }
-                    results.append(.success(CommandOutcome(events: envelopes, decision: decision)))
-                }
-                try ProjectionCheckpoint(position: position, version: Projector.version).write(txn, schema)
-                return (results, position)
-            }
+            return try writeGrowingTheMap(batch)
         } catch {
             let failure = StoreError(
                 error is ProjectionError || (error as? StoreError)?.code == .corrupt ? .corrupt : .io,
                 "the write transaction failed and nothing of it was kept: \(error)")
             return (batch.map { _ in .failure(failure) }, nil)
+        }
+    }
+
+    /// Writes the batch; when the map is full, grows it and writes the whole batch again (the
+    /// failed transaction kept nothing), so callers never notice.
+    private func writeGrowingTheMap(_ batch: [Pending]) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
+        while true {
+            do {
+                return try writeOnce(batch)
+            } catch let error as LMDBError where error.code == .mapFull {
+                try environment.growMap()
+                configuration.logger.notice("grew the LMDB map", metadata: ["map.bytes": "\(environment.usage().mapSize)"])
+            }
+        }
+    }
+
+    private func writeOnce(_ batch: [Pending]) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
+        try environment.write { txn in
+            var tables = LMDBTables(txn: txn, schema: schema)
+            let tail = try EventLog.tail(txn, schema)
+            var position = tail?.position ?? 0
+            // Recorded times never go backwards, even if the wall clock does.
+            let now = max(configuration.clock.now(), tail?.recordedAt ?? Timestamp(millisecondsSinceEpoch: 0))
+            var results: [Result<CommandOutcome, any Error>] = []
+            results.reserveCapacity(batch.count)
+            for pending in batch {
+                // A retry of an SDK call already recorded is answered with what it recorded.
+                if let recorded = try CommandOutcome.recorded(pending.metadata.invocationId, txn, schema) {
+                    results.append(.success(recorded))
+                    continue
+                }
+                let decision: Decision
+                do {
+                    decision = try Decider.decide(
+                        pending.command, state: tables, settings: configuration.settings,
+                        context: DecisionContext(now: now, newUploadId: pending.uploadId))
+                } catch let refusal as CommandError {
+                    results.append(.failure(refusal))
+                    continue
+                }
+                var envelopes: [EventEnvelope] = []
+                for event in decision.events {
+                    position += 1
+                    let envelope = EventEnvelope(position: position, recordedAt: now, metadata: pending.metadata, event: event)
+                    try EventLog.append(txn, schema, envelope)
+                    try Projector.apply(envelope, to: &tables)
+                    envelopes.append(envelope)
+                }
+                results.append(.success(CommandOutcome(events: envelopes, decision: decision)))
+            }
+            try ProjectionCheckpoint(position: position, version: Projector.version).write(txn, schema)
+            return (results, position)
         }
     }
 }

@@ -115,6 +115,15 @@ public final class Store: Sendable {
         }
     }
 
+    /// Reader slots left by killed processes that opening this store released (`mdb_reader_check`).
+    public var staleReadersCleared: Int { environment.staleReadersCleared }
+
+    /// Holds a read transaction open until `release` returns; for testing what a process killed
+    /// in the middle of a read leaves behind.
+    public func holdingSnapshot<T>(_ release: () throws -> T) throws -> T {
+        try environment.read { _ in try release() }
+    }
+
     /// How the writer has batched so far: transactions, commands and the largest batch.
     public var writerStatistics: (transactions: Int, commands: Int, largestBatch: Int) {
         let s = writer.currentStatistics

@@ -15,6 +15,9 @@ public struct StoreConfiguration: Sendable {
     public var migrateOnOpen = true
     /// The most commands one write transaction takes.
     public var maxBatchSize = 4096
+    /// The most commands waiting for the writer; beyond it, commands fail at once with
+    /// `.overloaded` (ThrottlingException) instead of growing memory without bound.
+    public var maxQueuedCommands = 20_000
     public var clock: any UploadCore.Clock = SystemClock()
     public var uploadIds: any UploadIDGenerator = RandomUploadIDs()
     /// Where the writer logs each committed batch (debug level, with `event.first`/`event.last`).

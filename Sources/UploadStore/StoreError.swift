@@ -10,6 +10,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         case migration
         /// LMDB or the file system failed; nothing of the failed batch was committed.
         case io
+        /// Too many commands are queued for the writer; try again shortly.
+        case overloaded
     }
 
     public let code: Code

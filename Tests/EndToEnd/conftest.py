@@ -15,11 +15,24 @@ BIN = pathlib.Path(os.environ.get("UPLOAD_COORDINATOR_BIN_DIR", ROOT / ".build" 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
+def signed_headers(method, url, body=b"", headers=None, key=("test", "test")):
+    """Headers for a raw request, SigV4-signed by botocore itself, as awscli would sign it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    SigV4Auth(Credentials(*key), "ecr-public", "us-east-1").add_auth(request)
+    return dict(request.headers.items())
+
+
 class Server:
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, *extra):
         self.data_dir = data_dir
+        credentials = os.path.join(data_dir, "operator-credentials")
+        with open(credentials, "w") as f:
+            f.write("test test\nAKIDOTHER othersecret\n")
         self.process = subprocess.Popen(
-            [str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0"],
+            [str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0", "--credentials", credentials, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()  # the ready line, once listening
         if "listening on http://" not in line:

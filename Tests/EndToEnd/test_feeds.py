@@ -5,11 +5,18 @@ import threading
 import urllib.parse
 import urllib.request
 
+from conftest import signed_headers
 from test_protocol import post
 
 
+def get(server, path):
+    """A signed GET, as another service holding an access key would send it."""
+    url = server.endpoint + path
+    return urllib.request.urlopen(urllib.request.Request(url, headers=signed_headers("GET", url)), timeout=30)
+
+
 def get_json_lines(server, path):
-    with urllib.request.urlopen(server.endpoint + path, timeout=30) as response:
+    with get(server, path) as response:
         assert response.headers["Content-Type"] == "application/x-ndjson"
         return [json.loads(line) for line in response.read().splitlines()]
 
@@ -20,7 +27,8 @@ class Follower:
     def __init__(self, server, after):
         host = urllib.parse.urlparse(server.endpoint)
         self.connection = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
-        self.connection.request("GET", f"/events/stream?after={after}")
+        path = f"/events/stream?after={after}"
+        self.connection.request("GET", path, headers=signed_headers("GET", server.endpoint + path))
         self.response = self.connection.getresponse()
         assert self.response.status == 200
 
@@ -73,15 +81,15 @@ def test_events_page_and_projection_endpoints(server, ecr, repo):
     upload_id = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
     page = get_json_lines(server, "/events?after=0&limit=2")
     assert [e["position"] for e in page] == [1, 2]
-    with urllib.request.urlopen(f"{server.endpoint}/projections/sessions/{upload_id}", timeout=30) as r:
+    with get(server, f"/projections/sessions/{upload_id}") as r:
         body = json.loads(r.read())
     assert body["session"]["state"] == "active" and body["session"]["repositoryName"] == repo
     assert body["position"] >= 1
-    with urllib.request.urlopen(f"{server.endpoint}/projections/repositories/000000000000/{repo}", timeout=30) as r:
+    with get(server, f"/projections/repositories/000000000000/{repo}") as r:
         body = json.loads(r.read())
     assert body["repository"]["uploadsInitiated"] >= 1
     try:
-        urllib.request.urlopen(f"{server.endpoint}/projections/sessions/00000000-0000-4000-8000-000000000000", timeout=30)
+        get(server, "/projections/sessions/00000000-0000-4000-8000-000000000000")
         assert False, "expected 404"
     except urllib.error.HTTPError as e:
         assert e.code == 404
@@ -89,7 +97,7 @@ def test_events_page_and_projection_endpoints(server, ecr, repo):
 
 def test_metrics_in_prometheus_format(server, ecr, repo):
     ecr.initiate_layer_upload(repositoryName=repo)
-    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as r:
+    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as r:  # unsigned: open to scrapers
         text = r.read().decode()
     for name in ["upload_coordinator_requests_total", "upload_store_commit_seconds_bucket", "upload_store_batch_commands_bucket",
                  "upload_store_log_position", "upload_store_checkpoint_lag", "upload_store_active_sessions",

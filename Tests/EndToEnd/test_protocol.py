@@ -5,12 +5,15 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from conftest import CREDENTIALS
+from conftest import CREDENTIALS, signed_headers
 
 
-def post(server, target, body, headers=None):
-    request = urllib.request.Request(server.endpoint + "/", data=body, method="POST", headers={
-        "Content-Type": "application/x-amz-json-1.1", **({"X-Amz-Target": target} if target else {}), **(headers or {})})
+def post(server, target, body, headers=None, sign=True):
+    """A raw POST, signed like awscli's unless `sign` is false; `headers` are added after signing."""
+    base = {"Content-Type": "application/x-amz-json-1.1", **({"X-Amz-Target": target} if target else {})}
+    if sign:
+        base = signed_headers("POST", server.endpoint + "/", body, base)
+    request = urllib.request.Request(server.endpoint + "/", data=body, method="POST", headers={**base, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, dict(response.headers), json.loads(response.read() or b"{}")

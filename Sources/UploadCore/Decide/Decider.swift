@@ -12,6 +12,8 @@ public struct DecisionSettings: Sendable, Equatable {
     public var partSize: UInt64
     /// The most parts one upload may have (ECR Public's quota).
     public var maximumParts: UInt64 = 1000
+    /// The most uploads in progress one repository may have; more is `LimitExceededException`.
+    public var maximumActiveUploadsPerRepository: UInt64 = 10_000
 
     public static let standardPartSize: UInt64 = 10_485_760
 
@@ -97,6 +99,9 @@ public enum Decider {
 
         case .initiateLayerUpload(let c):
             let ref = try existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
+            if let repository = try state.repository(ref), repository.activeSessions >= settings.maximumActiveUploadsPerRepository {
+                throw CommandError(.limitExceeded, "The repository with name '\(ref.repositoryName)' already has \(repository.activeSessions) uploads in progress, the most allowed; complete or abandon some (idle uploads expire)")
+            }
             guard let uploadId = context.newUploadId else {
                 preconditionFailure("the writer supplies an upload id for InitiateLayerUpload")
             }

@@ -1,0 +1,216 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import UploadCore
+
+/// One access key the operator allows, optionally bound to a registry.
+public struct AccessKey: Sendable, Equatable {
+    public let accessKeyId: String
+    public let secretAccessKey: String
+    /// When set, the key may act only on this registry.
+    public let registryId: String?
+
+    public init(accessKeyId: String, secretAccessKey: String, registryId: String? = nil) {
+        self.accessKeyId = accessKeyId
+        self.secretAccessKey = secretAccessKey
+        self.registryId = registryId
+    }
+
+    /// Parses a credentials file: one key per line, `ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID]`;
+    /// blank lines and lines starting with `#` are skipped.
+    public static func parse(_ text: String) throws -> [AccessKey] {
+        try text.split(separator: "\n").enumerated().compactMap { number, line in
+            let fields = line.split(whereSeparator: \.isWhitespace).map(String.init)
+            if fields.isEmpty || fields[0].hasPrefix("#") { return nil }
+            guard (2...3).contains(fields.count) else {
+                throw ValidationFailure("credentials line \(number + 1): expected ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID]")
+            }
+            return AccessKey(accessKeyId: fields[0], secretAccessKey: fields[1], registryId: fields.count == 3 ? fields[2] : nil)
+        }
+    }
+}
+
+public struct ValidationFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Verifies AWS Signature Version 4 as awscli and boto3 sign requests for `ecr-public`: the
+/// signed headers named in `Authorization`, the SHA-256 of the raw body, a ±15 minute clock
+/// window, and a constant-time comparison of signatures.
+public struct SigV4Verifier: Sendable {
+    public static let service = "ecr-public"
+    public static let window: Int64 = 15 * 60 * 1000
+
+    let keys: [String: AccessKey]
+    let clock: any UploadCore.Clock
+    let servedRegistryId: String
+
+    public init(keys: [AccessKey], clock: any UploadCore.Clock, servedRegistryId: String) {
+        var byId: [String: AccessKey] = [:]
+        for key in keys { byId[key.accessKeyId] = key }
+        self.keys = byId
+        self.clock = clock
+        self.servedRegistryId = servedRegistryId
+    }
+
+    /// - Returns: the access key id that signed the request (the principal).
+    /// - Throws: ``APIError`` named as AWS names these failures.
+    /// - Parameter authority: the request's Host (HTTP/1.1) or `:authority`, which HTTPTypes keeps
+    ///   out of the header fields.
+    func verify(method: String, authority: String?, path: String, query: String, headers: HTTPFields, body: [UInt8]) throws -> String {
+        guard let authorization = headers[.authorization] else {
+            throw APIError(type: "MissingAuthenticationTokenException", message: "Missing Authentication Token: the request must be signed with AWS Signature Version 4", status: .forbidden)
+        }
+        let auth = try Self.parseAuthorization(authorization)
+        guard let key = keys[auth.accessKeyId] else {
+            throw APIError(type: "UnrecognizedClientException", message: "The security token included in the request is invalid: unknown access key id", status: .forbidden)
+        }
+        let scope = auth.scope.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard scope.count == 4, scope[3] == "aws4_request" else {
+            throw Self.incomplete("the credential scope must be <date>/<region>/\(Self.service)/aws4_request")
+        }
+        guard scope[2] == Self.service else {
+            throw Self.invalid("Credential should be scoped to correct service: '\(Self.service)'.", status: .forbidden)
+        }
+        guard auth.signedHeaders.contains("host"), auth.signedHeaders.contains("x-amz-date") else {
+            throw Self.incomplete("SignedHeaders must include host and x-amz-date")
+        }
+        guard let amzDate = headers[HTTPField.Name("X-Amz-Date")!], let signedAt = Self.parseAmzDate(amzDate) else {
+            throw Self.incomplete("the X-Amz-Date header is missing or not yyyyMMddTHHmmssZ")
+        }
+        guard amzDate.hasPrefix(scope[0]) else { throw Self.invalid("The credential scope date does not match X-Amz-Date.", status: .forbidden) }
+        let now = clock.now()
+        if abs(now.millisecondsSinceEpoch - signedAt.millisecondsSinceEpoch) > Self.window {
+            throw Self.invalid("Signature expired: \(amzDate) is outside the 15 minute window around \(Self.amzDate(now)).", status: .badRequest)
+        }
+        let payloadHash = Self.hex(SHA256.hash(data: body))
+        if let claimed = headers[HTTPField.Name("X-Amz-Content-SHA256")!], claimed != "UNSIGNED-PAYLOAD", claimed != payloadHash {
+            throw Self.invalid("The provided x-amz-content-sha256 header does not match the body.", status: .badRequest)
+        }
+        var canonicalHeaders = ""
+        for name in auth.signedHeaders {
+            guard let field = HTTPField.Name(name) else { throw Self.incomplete("bad header name \(name)") }
+            let values = name == "host" ? [authority].compactMap { $0 } : headers[values: field]
+            guard !values.isEmpty else { throw Self.incomplete("the signed header \(name) is missing") }
+            canonicalHeaders += name + ":" + values.map(Self.trimmed).joined(separator: ",") + "\n"
+        }
+        let canonicalRequest = [
+            method, path.isEmpty ? "/" : path, Self.canonicalQuery(query), canonicalHeaders,
+            auth.signedHeaders.joined(separator: ";"), payloadHash,
+        ].joined(separator: "\n")
+        let stringToSign = [
+            "AWS4-HMAC-SHA256", amzDate, auth.scope, Self.hex(SHA256.hash(data: Array(canonicalRequest.utf8))),
+        ].joined(separator: "\n")
+        var signingKey = SymmetricKey(data: Array(("AWS4" + key.secretAccessKey).utf8))
+        for part in [scope[0], scope[1], scope[2], "aws4_request"] {
+            signingKey = SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: signingKey)))
+        }
+        let expected = Self.hex(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: signingKey))
+        guard Self.constantTimeEqual(expected, auth.signature.lowercased()) else {
+            throw Self.invalid("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.", status: .forbidden)
+        }
+        if let bound = key.registryId, bound != servedRegistryId {
+            throw APIError(type: "AccessDeniedException", message: "The access key \(key.accessKeyId) may act only on registry \(bound)", status: .forbidden)
+        }
+        return key.accessKeyId
+    }
+
+    struct Authorization {
+        let accessKeyId: String
+        let scope: String
+        let signedHeaders: [String]
+        let signature: String
+    }
+
+    /// `AWS4-HMAC-SHA256 Credential=AKID/20261129/us-east-1/ecr-public/aws4_request, SignedHeaders=a;b, Signature=hex`
+    static func parseAuthorization(_ value: String) throws -> Authorization {
+        guard value.hasPrefix("AWS4-HMAC-SHA256 ") else { throw incomplete("only AWS4-HMAC-SHA256 is accepted") }
+        var parts: [String: String] = [:]
+        for item in value.dropFirst("AWS4-HMAC-SHA256 ".count).split(separator: ",") {
+            let pair = item.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1).map(String.init)
+            if pair.count == 2 { parts[pair[0]] = pair[1] }
+        }
+        guard let credential = parts["Credential"], let signed = parts["SignedHeaders"], let signature = parts["Signature"],
+              let slash = credential.firstIndex(of: "/") else {
+            throw incomplete("Authorization needs Credential, SignedHeaders and Signature")
+        }
+        let headers = signed.split(separator: ";").map { $0.lowercased() }
+        guard headers == headers.sorted(), !headers.isEmpty else { throw incomplete("SignedHeaders must be sorted and lowercase") }
+        return Authorization(
+            accessKeyId: String(credential[..<slash]), scope: String(credential[credential.index(after: slash)...]),
+            signedHeaders: headers, signature: signature)
+    }
+
+    static func canonicalQuery(_ query: String) -> String {
+        guard !query.isEmpty else { return "" }
+        return query.split(separator: "&").map { item -> (String, String) in
+            let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            return (encode(decode(pair[0])), encode(decode(pair.count > 1 ? pair[1] : "")))
+        }
+        .sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
+        .map { "\($0.0)=\($0.1)" }.joined(separator: "&")
+    }
+
+    private static func decode(_ s: String) -> String { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? s }
+
+    /// RFC 3986 unreserved characters stay; everything else is %XX, as SigV4 requires.
+    private static func encode(_ s: String) -> String {
+        var out = ""
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
+    }
+
+    /// Trims the value and folds runs of spaces, as SigV4's canonical headers do.
+    static func trimmed(_ value: String) -> String {
+        value.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+    }
+
+    static func parseAmzDate(_ s: String) -> Timestamp? {
+        let d = Array(s.utf8)
+        guard d.count == 16, d[8] == UInt8(ascii: "T"), d[15] == UInt8(ascii: "Z") else { return nil }
+        func number(_ range: Range<Int>) -> Int64? { Int64(String(decoding: d[range], as: UTF8.self)) }
+        guard let y = number(0..<4), let m = number(4..<6), let day = number(6..<8),
+              let hh = number(9..<11), let mm = number(11..<13), let ss = number(13..<15), (1...12).contains(m), (1...31).contains(day) else { return nil }
+        // days from civil (Hinnant)
+        let yy = m <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        return Timestamp(millisecondsSinceEpoch: ((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1000)
+    }
+
+    static func amzDate(_ t: Timestamp) -> String {
+        let iso = t.iso8601  // 2026-11-29T16:05:16.123Z
+        return iso.prefix(19).replacingOccurrences(of: "-", with: "").replacingOccurrences(of: ":", with: "") + "Z"
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for i in 0..<x.count { difference |= x[i] ^ y[i] }
+        return difference == 0
+    }
+
+    static func hex(_ bytes: some Sequence<UInt8>) -> String { bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
+
+    static func incomplete(_ why: String) -> APIError {
+        APIError(type: "IncompleteSignatureException", message: "The request signature is incomplete: \(why)", status: .badRequest)
+    }
+
+    static func invalid(_ message: String, status: HTTPResponse.Status) -> APIError {
+        APIError(type: "InvalidSignatureException", message: message, status: status)
+    }
+}

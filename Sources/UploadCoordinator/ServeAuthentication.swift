@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import UploadAPI
+import UploadCore
+import UploadStore
+
+/// Where `serve` gets its access keys, so that it never runs open by accident:
+/// `--credentials FILE`, else `UPLOAD_COORDINATOR_CREDENTIALS` (a file), else the pair
+/// `UPLOAD_COORDINATOR_ACCESS_KEY_ID` / `UPLOAD_COORDINATOR_SECRET_ACCESS_KEY`, else a key pair
+/// generated once into `DATA/credentials` (mode 0600) and printed. Anonymous access needs
+/// `--allow-anonymous` and a loopback address.
+enum ServeAuthentication {
+    static func resolve(
+        credentialsFile: String?, allowAnonymous: Bool, host: String, dataDir: String, clock: any UploadCore.Clock, registryId: String
+    ) throws -> (ECRPublicService.Authentication, announcement: String) {
+        if allowAnonymous {
+            guard isLoopback(host) else {
+                throw ValidationError("--allow-anonymous is allowed only on a loopback address (127.0.0.1, ::1, localhost), not \(host)")
+            }
+            return (.anonymous, "authentication: none (--allow-anonymous, loopback only); any credentials are accepted")
+        }
+        let env = ProcessInfo.processInfo.environment
+        let keys: [AccessKey]
+        let source: String
+        if let path = credentialsFile ?? env["UPLOAD_COORDINATOR_CREDENTIALS"] {
+            keys = try AccessKey.parse(try String(contentsOfFile: path, encoding: .utf8))
+            source = path
+        } else if let id = env["UPLOAD_COORDINATOR_ACCESS_KEY_ID"], let secret = env["UPLOAD_COORDINATOR_SECRET_ACCESS_KEY"] {
+            keys = [AccessKey(accessKeyId: id, secretAccessKey: secret)]
+            source = "UPLOAD_COORDINATOR_ACCESS_KEY_ID"
+        } else {
+            let path = dataDir + "/credentials"
+            if !FileManager.default.fileExists(atPath: path) { try generate(at: path) }
+            keys = try AccessKey.parse(try String(contentsOfFile: path, encoding: .utf8))
+            source = path
+            if let key = keys.first {
+                let verifier = SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId)
+                return (.sigV4(verifier), """
+                    authentication: SigV4 with the key pair in \(path) (mode 0600). Use it with awscli:
+                      export AWS_ACCESS_KEY_ID=\(key.accessKeyId) AWS_SECRET_ACCESS_KEY=$(awk '{print $2}' \(path)) AWS_DEFAULT_REGION=us-east-1
+                    """)
+            }
+        }
+        guard !keys.isEmpty else { throw ValidationError("no access keys in \(source)") }
+        return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId)), "authentication: SigV4 with \(keys.count) key(s) from \(source)")
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// A random key pair, written so that only its owner can read it.
+    private static func generate(at path: String) throws {
+        let id = "AKUC" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).uppercased()
+        let secret = (0..<2).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined()
+        guard FileManager.default.createFile(atPath: path, contents: Data("\(id) \(secret)\n".utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw ValidationError("cannot write \(path)")
+        }
+    }
+}

@@ -1,0 +1,112 @@
+"""SigV4 enforced by the server: who may call, and who did."""
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import stat
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from conftest import BIN, Server, signed_headers
+
+
+def client(server, key=("test", "test"), unsigned=False):
+    config = Config(retries={"max_attempts": 1}, **({"signature_version": UNSIGNED} if unsigned else {}))
+    return boto3.client("ecr-public", endpoint_url=server.endpoint, region_name="us-east-1",
+                        aws_access_key_id=key[0], aws_secret_access_key=key[1], config=config)
+
+
+def code(call):
+    with pytest.raises(ClientError) as e:
+        call()
+    return e.value.response["Error"]["Code"]
+
+
+def sign_at(url, body, target, when, key=("test", "test")):
+    """SigV4 by hand, for a chosen X-Amz-Date (botocore always signs with now)."""
+    host = url.split("//", 1)[1].split("/", 1)[0]
+    amz_date = when.strftime("%Y%m%dT%H%M%SZ")
+    headers = {"content-type": "application/x-amz-json-1.1", "host": host, "x-amz-date": amz_date, "x-amz-target": target}
+    names = sorted(headers)
+    canonical = "\n".join(["POST", "/", "", "".join(f"{n}:{headers[n]}\n" for n in names), ";".join(names),
+                           hashlib.sha256(body).hexdigest()])
+    scope = f"{amz_date[:8]}/us-east-1/ecr-public/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = ("AWS4" + key[1]).encode()
+    for part in [amz_date[:8], "us-east-1", "ecr-public", "aws4_request"]:
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = f"AWS4-HMAC-SHA256 Credential={key[0]}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
+    return headers
+
+
+def send(url, body, headers):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST", headers=headers), timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_unsigned_unknown_wrong_secret_are_refused_by_name(server):
+    assert code(lambda: client(server, unsigned=True).describe_registries()) == "MissingAuthenticationTokenException"
+    assert code(lambda: client(server, key=("nobody", "x")).describe_registries()) == "UnrecognizedClientException"
+    assert code(lambda: client(server, key=("test", "wrong")).describe_registries()) == "InvalidSignatureException"
+
+
+def test_expired_tampered_body_and_tampered_header_are_refused(server):
+    url, target = server.endpoint + "/", "SpencerFrontendService.DescribeRegistries"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    status, body = send(url, b"{}", sign_at(url, b"{}", target, now))
+    assert status == 200, body
+    status, body = send(url, b"{}", sign_at(url, b"{}", target, now - datetime.timedelta(minutes=20)))
+    assert status == 400 and body["__type"] == "InvalidSignatureException" and "expired" in body["message"]
+    status, body = send(url, b'{"maxResults": 5}', sign_at(url, b"{}", target, now))
+    assert status == 403 and body["__type"] == "InvalidSignatureException"
+    headers = sign_at(url, b"{}", target, now)
+    headers["x-amz-target"] = "SpencerFrontendService.CreateRepository"
+    status, body = send(url, b"{}", headers)
+    assert status == 403 and body["__type"] == "InvalidSignatureException"
+
+
+def test_the_principal_is_recorded_with_each_event(server):
+    other = client(server, key=("AKIDOTHER", "othersecret"))
+    other.create_repository(repositoryName="auth/by-other")
+    client(server).initiate_layer_upload(repositoryName="auth/by-other")
+    events = [e for e in server.events() if e["data"].get("repositoryName") == "auth/by-other"]
+    assert [e["metadata"].get("principal") for e in events] == ["AKIDOTHER", "test"]
+
+
+def test_feeds_need_a_signature_too(server):
+    try:
+        urllib.request.urlopen(server.endpoint + "/events?after=0&limit=1", timeout=30)
+        assert False, "expected 403"
+    except urllib.error.HTTPError as e:
+        assert e.code == 403 and json.loads(e.read())["__type"] == "MissingAuthenticationTokenException"
+
+
+def test_serve_never_runs_open_by_accident():
+    with tempfile.TemporaryDirectory() as data:
+        refused = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0",
+                                  "--host", "0.0.0.0", "--allow-anonymous"], capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "loopback" in refused.stderr
+        process = subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert "listening on" in process.stdout.readline()
+            path = os.path.join(data, "credentials")
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+            key_id, secret = open(path).read().split()
+        finally:
+            process.terminate()
+            _, err = process.communicate(timeout=30)
+        assert f"AWS_ACCESS_KEY_ID={key_id}" in err, "serve prints how to use the generated key"

@@ -1,0 +1,103 @@
+"""Faults: a full disk, and reader slots left by killed processes."""
+import json
+import os
+import signal
+import subprocess
+import tempfile
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from conftest import BIN, Server
+
+MIB = 1024 * 1024
+
+
+def client(server):
+    return boto3.client("ecr-public", endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id="test",
+                        aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}))
+
+
+@pytest.fixture
+def small_disk():
+    """A 24 MiB tmpfs of the test's own, so that filling it harms nothing else."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tempfile.mkdtemp()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mount], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", mount], check=False)
+        os.rmdir(mount)
+
+
+def fill(path):
+    """Writes zeros until the disk says no; returns the file, to delete when space should return."""
+    filler = os.path.join(path, "filler")
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * (256 * 1024))
+        except OSError:
+            pass
+    return filler
+
+
+def test_full_disk_answers_server_exception_corrupts_nothing_and_recovers(small_disk):
+    server = Server(small_disk)
+    try:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="disk/app")
+        upload_id = ecr.initiate_layer_upload(repositoryName="disk/app")["uploadId"]
+        before = len(server.events())
+        filler = fill(small_disk)
+        part = os.urandom(MIB)
+        with pytest.raises(ClientError) as e:
+            ecr.upload_layer_part(repositoryName="disk/app", uploadId=upload_id, partFirstByte=0, partLastByte=MIB - 1, layerPartBlob=part)
+        assert e.value.response["Error"]["Code"] == "ServerException"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        # initiations keep being answered, with success or ServerException, never anything else
+        for _ in range(50):
+            try:
+                ecr.initiate_layer_upload(repositoryName="disk/app")
+            except ClientError as error:
+                assert error.response["Error"]["Code"] == "ServerException"
+        os.remove(filler)  # space returns
+        ecr.upload_layer_part(repositoryName="disk/app", uploadId=upload_id, partFirstByte=0, partLastByte=MIB - 1, layerPartBlob=part)
+        import hashlib
+        digest = "sha256:" + hashlib.sha256(part).hexdigest()
+        assert ecr.complete_layer_upload(repositoryName="disk/app", uploadId=upload_id, layerDigests=[digest])["layerDigest"] == digest
+        log = server.events()
+        assert [e["position"] for e in log] == list(range(1, len(log) + 1))
+        assert [e["type"] for e in log if e["data"].get("uploadId") == upload_id] == ["UploadInitiated", "LayerPartUploaded", "LayerUploadCompleted"]
+        assert len(log) > before
+    finally:
+        assert server.stop() == 0
+    replay = subprocess.run([str(BIN / "upload-replay"), "--data-dir", small_disk], capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_reader_slots_of_killed_processes_are_cleared_at_open():
+    with tempfile.TemporaryDirectory() as data:
+        subprocess.run([str(BIN / "upload-coordinator"), "migrate", "--data-dir", data], check=True, capture_output=True)
+        # LMDB resets the reader table when the first process opens the environment, so a stale
+        # slot only matters while some process keeps it open: the last holder here stays alive.
+        holders = []
+        for _ in range(4):
+            holder = subprocess.Popen([str(BIN / "upload-coordinator"), "debug", "hold-read-transaction", "--data-dir", data],
+                                      stdout=subprocess.PIPE, text=True)
+            assert holder.stdout.readline().startswith("holding")
+            holders.append(holder)
+        for holder in holders[:3]:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+        server = Server(data, "--log-level", "notice")
+        status = server.stop()
+        log = server.process.stderr.read()
+        holders[3].send_signal(signal.SIGKILL)
+        holders[3].wait()
+        assert status == 0
+        assert "readers.cleared=3" in log, log

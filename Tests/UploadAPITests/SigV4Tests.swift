@@ -1,0 +1,88 @@
+import Foundation
+import HTTPTypes
+import Testing
+@testable import UploadAPI
+import UploadCore
+import UploadTesting
+
+/// SigV4 against a request awscli really signed (captured in shared/reference/ecr-public-api.md §3),
+/// and against every way a request can be wrong.
+struct SigV4Tests {
+    static let body = Array(#"{"repositoryName": "team/app", "uploadId": "11111111-2222-3333-4444-555555555555", "partFirstByte": 0, "partLastByte": 16, "layerPartBlob": "aGVsbG8gbGF5ZXIgcGFydAo="}"#.utf8)
+    static let signature = "ba928aa0bca4c076abea55e912364ce2557853bb0b472a4daba06c0cc2af358f"
+
+    static func headers(signature: String = signature, key: String = "test", date: String = "20261129T145143Z", target: String = "SpencerFrontendService.UploadLayerPart") -> HTTPFields {
+        [
+            .contentType: "application/x-amz-json-1.1",
+            HTTPField.Name("X-Amz-Date")!: date,
+            HTTPField.Name("X-Amz-Target")!: target,
+            .authorization: "AWS4-HMAC-SHA256 Credential=\(key)/20261129/us-east-1/ecr-public/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=\(signature)",
+            .userAgent: "aws-cli/1.45.11",
+        ]
+    }
+
+    /// A clock at the captured request's X-Amz-Date (2026-11-29T14:51:43Z), plus `late` ms.
+    static func clock(late: Int64 = 0) -> TestClock {
+        let clock = TestClock()
+        clock.set(Timestamp(millisecondsSinceEpoch: 1_795_963_903_000 + late))
+        return clock
+    }
+
+    static func verifier(at late: Int64 = 0, keys: [AccessKey] = [AccessKey(accessKeyId: "test", secretAccessKey: "test")]) -> SigV4Verifier {
+        SigV4Verifier(keys: keys, clock: clock(late: late), servedRegistryId: testRegistryId)
+    }
+
+    func verify(_ v: SigV4Verifier = verifier(), headers: HTTPFields = headers(), body: [UInt8] = body) throws -> String {
+        try v.verify(method: "POST", authority: "127.0.0.1:18765", path: "/", query: "", headers: headers, body: body)
+    }
+
+    func failure(_ body: () throws -> String) -> (type: String, status: HTTPResponse.Status)? {
+        do {
+            _ = try body()
+            return nil
+        } catch let error as APIError {
+            return (error.type, error.status)
+        } catch {
+            return ("unexpected \(error)", .internalServerError)
+        }
+    }
+
+    @Test func aRequestAwscliSigned_isAccepted_andNamesItsPrincipal() throws {
+        #expect(SigV4Verifier.parseAmzDate("20261129T145143Z") == Timestamp(millisecondsSinceEpoch: 1_795_963_903_000))
+        #expect(try verify() == "test")
+        #expect(try verify(Self.verifier(at: 14 * 60_000)) == "test", "14 minutes late is inside the window")
+    }
+
+    @Test func everyWrongRequest_isRefusedWithAWSsName() {
+        var unsigned = Self.headers()
+        unsigned[.authorization] = nil
+        #expect(failure { try verify(headers: unsigned) }?.type == "MissingAuthenticationTokenException")
+        #expect(failure { try verify(headers: Self.headers(key: "nobody")) }?.type == "UnrecognizedClientException")
+        let wrongSecret = Self.verifier(keys: [AccessKey(accessKeyId: "test", secretAccessKey: "other")])
+        #expect(failure { try verify(wrongSecret) }?.type == "InvalidSignatureException")
+        let late = failure { try verify(Self.verifier(at: 16 * 60_000)) }
+        #expect(late?.type == "InvalidSignatureException" && late?.status == .badRequest, "expired")
+        var tamperedBody = Self.body
+        tamperedBody[tamperedBody.count - 3] ^= 1
+        #expect(failure { try verify(body: tamperedBody) }?.type == "InvalidSignatureException")
+        #expect(failure { try verify(headers: Self.headers(target: "SpencerFrontendService.CompleteLayerUpload")) }?.type == "InvalidSignatureException", "a signed header changed")
+        #expect(failure { try verify(headers: Self.headers(signature: String(repeating: "0", count: 64))) }?.type == "InvalidSignatureException")
+        var otherService = Self.headers()
+        otherService[.authorization] = otherService[.authorization]!.replacingOccurrences(of: "ecr-public", with: "s3")
+        #expect(failure { try verify(headers: otherService) }?.type == "InvalidSignatureException")
+        var garbled = Self.headers()
+        garbled[.authorization] = "AWS4-HMAC-SHA256 nonsense"
+        #expect(failure { try verify(headers: garbled) }?.type == "IncompleteSignatureException")
+    }
+
+    @Test func aKeyBoundToAnotherRegistry_isDenied() {
+        let bound = Self.verifier(keys: [AccessKey(accessKeyId: "test", secretAccessKey: "test", registryId: "999999999999")])
+        #expect(failure { try verify(bound) }?.type == "AccessDeniedException")
+    }
+
+    @Test func credentialsFiles_parse_andRefuseMalformedLines() throws {
+        let keys = try AccessKey.parse("# operators\nAKID1 secret1\n\nAKID2 secret2 123456789012\n")
+        #expect(keys == [AccessKey(accessKeyId: "AKID1", secretAccessKey: "secret1"), AccessKey(accessKeyId: "AKID2", secretAccessKey: "secret2", registryId: "123456789012")])
+        #expect(throws: ValidationFailure.self) { try AccessKey.parse("lonely\n") }
+    }
+}
