@@ -53,11 +53,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // AWS JSON 1.1 request bodies: typed member access over Foundation's parser.
+        .target(name: "AWSJSON", dependencies: ["UploadCore"], swiftSettings: swiftSettings),
         // ECR Public's AWS JSON 1.1 protocol over Hummingbird: dispatch, wire shapes, errors.
         .target(
             name: "UploadAPI",
             dependencies: [
-                "UploadCore", "UploadStore",
+                "AWSJSON", "UploadCore", "UploadStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -86,6 +88,9 @@ let package = Package(
             path: "Tools/Replay",
             swiftSettings: swiftSettings
         ),
+        // libFuzzer target for the request decoder and the command validators; built only by
+        // Tools/fuzz (with -sanitize=fuzzer), never by the normal build's tests.
+        .executableTarget(name: "RequestFuzzer", dependencies: ["AWSJSON", "UploadCore"], path: "Tools/Fuzz", swiftSettings: swiftSettings),
         .target(name: "UploadTesting", dependencies: ["UploadCore", "UploadStore", "LMDBKit"], path: "Tests/UploadTesting", swiftSettings: swiftSettings),
         .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: swiftSettings),
         .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadTesting"], swiftSettings: swiftSettings),

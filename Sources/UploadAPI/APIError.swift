@@ -1,3 +1,4 @@
+import AWSJSON
 import Hummingbird
 import UploadCore
 import UploadStore
@@ -31,6 +32,8 @@ struct APIError: Error {
         switch error {
         case let api as APIError:
             return api
+        case let bad as SerializationError:
+            return .serialization(bad.description)
         case let refusal as CommandError:
             var api = APIError(type: refusal.name, message: refusal.message, status: status(of: refusal.code))
             if let part = refusal.layerPart {

@@ -1,3 +1,4 @@
+import AWSJSON
 import Foundation
 public import Hummingbird
 import HTTPTypes
@@ -16,7 +17,7 @@ public final class ECRPublicService: Sendable {
     static let errorTypeHeader = HTTPField.Name("x-amzn-ErrorType")!
     static let invocationIdHeader = HTTPField.Name("amz-sdk-invocation-id")!
 
-    typealias Operation = @Sendable (ECRPublicService, RequestBody, RequestMetadata) async throws -> JSONValue
+    typealias Operation = @Sendable (ECRPublicService, AWSJSONBody, RequestMetadata) async throws -> JSONValue
 
     /// Every operation this service answers, by name.
     static let operations: [String: Operation] = [
@@ -107,7 +108,7 @@ public final class ECRPublicService: Sendable {
             let buffer = try await request.body.collect(upTo: context.maxUploadSize)
             let bytes = Array(buffer.readableBytesView)
             let principal = try principal(of: request, context: context, body: bytes)
-            let body = try RequestBody(bytes)
+            let body = try AWSJSONBody(bytes)
             let metadata = RequestMetadata(
                 requestId: requestId, source: "http", userAgent: request.headers[.userAgent],
                 sourceAddress: context.remoteAddress.flatMap { address in address.ipAddress.map { "\($0):\(address.port ?? 0)" } },

@@ -105,4 +105,15 @@ struct DeciderTests {
             event: .uploadInitiated(UploadInitiated(uploadId: "u", partSize: 1, registryId: testRegistryId, repositoryName: "nope", initiatedAt: now)))
         #expect(throws: ProjectionError.self) { try Projector.apply(orphan, to: &tables) }
     }
+
+    @Test func initiate_beyondTheActiveUploadBound_isLimitExceeded() throws {
+        var limited = settings
+        limited.maximumActiveUploadsPerRepository = 2
+        var tables = InMemoryProjectionTables()
+        _ = try run([create("team/app"), initiate("team/app"), initiate("team/app")], into: &tables)
+        let error = try #require(throws: CommandError.self) {
+            try Decider.decide(try initiate("team/app"), state: tables, settings: limited, context: DecisionContext(now: now, newUploadId: "x"))
+        }
+        #expect(error.code == .limitExceeded)
+    }
 }

@@ -117,4 +117,56 @@ struct StoreTests {
             #expect(try store.read { try $0.events() }.first?.metadata == metadata)
         }
     }
+
+    /// A full LMDB map grows, and no caller notices.
+    @Test func fullMap_growsWithoutTheCallerNoticing() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir, configure: { $0.environment.mapSize = 1 << 20 }) { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for caller in 0..<8 {
+                    group.addTask {
+                        for i in 0..<400 {
+                            _ = try await store.initiateLayerUpload(try Self.initiate("team/app"), metadata: testMetadata("c\(caller)-\(i)"))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let statistics = try store.statistics()
+            #expect(statistics.logPosition == 3201)
+            #expect(statistics.mapSizeBytes > 1 << 20, "the map grew")
+        }
+        #expect(Replayer.verify(directory: dir.path).passed)
+    }
+
+    /// Beyond the queue bound, commands are refused at once (ThrottlingException) rather than
+    /// queued without limit.
+    @Test func overfullQueue_refusesWithOverloaded() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir, configure: { $0.maxQueuedCommands = 1 }) { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            let outcomes = await withTaskGroup(of: StoreError.Code?.self) { group in
+                for _ in 0..<200 {
+                    group.addTask {
+                        do {
+                            _ = try await store.initiateLayerUpload(try Self.initiate("team/app"), metadata: testMetadata())
+                            return nil
+                        } catch let error as StoreError {
+                            return error.code
+                        } catch {
+                            return .io
+                        }
+                    }
+                }
+                return await group.reduce(into: [StoreError.Code?]()) { $0.append($1) }
+            }
+            #expect(outcomes.contains(.overloaded))
+            #expect(!outcomes.contains(.io))
+            let written = try store.read { try $0.lastPosition() } - 1
+            #expect(Int(written) == outcomes.filter { $0 == nil }.count, "exactly the accepted commands were written")
+        }
+    }
 }

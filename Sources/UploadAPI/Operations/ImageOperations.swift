@@ -1,8 +1,9 @@
+import AWSJSON
 import UploadCore
 import UploadStore
 
 extension ECRPublicService {
-    func putImage(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func putImage(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let command = try PutImage(
             registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
             imageManifest: body.string("imageManifest"), imageManifestMediaType: body.string("imageManifestMediaType"),
@@ -16,7 +17,7 @@ extension ECRPublicService {
         ]))])
     }
 
-    func describeImages(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func describeImages(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let registryId = try Validation.accountRegistryId(body.string("registryId"))
         let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
         let limit = try Validation.maxResults(body.int64("maxResults"))
@@ -46,7 +47,7 @@ extension ECRPublicService {
         }
     }
 
-    func describeImageTags(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func describeImageTags(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let registryId = try Validation.accountRegistryId(body.string("registryId"))
         let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
         let pageSize = try Validation.maxResults(body.int64("maxResults")) ?? Pagination.defaultLimit
@@ -71,7 +72,7 @@ extension ECRPublicService {
         }
     }
 
-    func batchDeleteImage(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func batchDeleteImage(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let command = try BatchDeleteImage(
             registryId: body.string("registryId"), repositoryName: body.string("repositoryName"), imageIds: body.imageIds("imageIds"))
         let outcome = try await store.execute(.batchDeleteImage(command), metadata: metadata)

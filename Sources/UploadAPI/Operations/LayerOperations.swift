@@ -1,3 +1,4 @@
+import AWSJSON
 import Crypto
 import Foundation
 import NIOPosix
@@ -5,7 +6,7 @@ import UploadCore
 import UploadStore
 
 extension ECRPublicService {
-    func initiateLayerUpload(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func initiateLayerUpload(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let command = try InitiateLayerUpload(registryId: body.string("registryId"), repositoryName: body.string("repositoryName"))
         let (uploadId, partSize) = try await store.initiateLayerUpload(command, metadata: metadata)
         return .object([("partSize", .uint(partSize)), ("uploadId", .string(uploadId))])
@@ -13,7 +14,7 @@ extension ECRPublicService {
 
     /// Stages the part's bytes and syncs them, then records the part. An exact retry of the last
     /// accepted part is answered as before and writes nothing.
-    func uploadLayerPart(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func uploadLayerPart(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         guard let text = try body.string("layerPartBlob") else { throw Validation.missing("layerPartBlob") }
         guard let data = Data(base64Encoded: text) else {
             throw APIError.invalidParameter("layerPartBlob is not valid standard base64")
@@ -39,7 +40,7 @@ extension ECRPublicService {
 
     /// Checks the upload, hashes its staged bytes while copying them into the blob store, and
     /// records the layer; the staging file goes only after the event has committed.
-    func completeLayerUpload(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func completeLayerUpload(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let command = try CompleteLayerUpload(
             registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
             uploadId: body.string("uploadId"), layerDigests: body.strings("layerDigests"))
@@ -74,7 +75,7 @@ extension ECRPublicService {
 
     /// One answer per digest: AVAILABLE with its size, UNAVAILABLE, or a failure for an empty or
     /// malformed digest. The digests have no pattern in the model, so none fails the whole call.
-    func batchCheckLayerAvailability(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func batchCheckLayerAvailability(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let registryId = try Validation.registryId(body.string("registryId"))
         let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
         guard let digests = try body.strings("layerDigests") else { throw Validation.missing("layerDigests") }

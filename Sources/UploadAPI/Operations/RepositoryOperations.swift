@@ -1,16 +1,17 @@
+import AWSJSON
 import Foundation
 import UploadCore
 import UploadStore
 
 extension ECRPublicService {
-    func createRepository(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func createRepository(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let command = try CreateRepository(repositoryName: body.string("repositoryName"))
         let outcome = try await store.execute(.createRepository(command), metadata: metadata)
         guard case .repositoryCreated(let created)? = outcome.events.first?.event else { throw StoreError(.corrupt, "CreateRepository recorded no RepositoryCreated") }
         return .object([("catalogData", .object([])), ("repository", repositoryJSON(created.repository, createdAt: created.createdAt))])
     }
 
-    func describeRepositories(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func describeRepositories(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let registryId = try settings.resolveRegistry(Validation.accountRegistryId(body.string("registryId")))
         let limit = try Validation.maxResults(body.int64("maxResults"))
         let token = try body.string("nextToken")
@@ -45,7 +46,7 @@ extension ECRPublicService {
         ])
     }
 
-    func deleteRepository(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func deleteRepository(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let command = try DeleteRepository(
             registryId: Validation.accountRegistryId(body.string("registryId")),
             repositoryName: body.string("repositoryName"), force: body.bool("force") ?? false)
@@ -62,7 +63,7 @@ extension ECRPublicService {
     /// A token for `docker login` (`aws ecr-public get-login-password`): base64 of
     /// `AWS:<password>` with exactly one colon, valid 12 hours. Registry-side login is not served
     /// by this coordinator; the token lets the CLI flow complete.
-    func getAuthorizationToken(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func getAuthorizationToken(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let password = (0..<4).map { _ in UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "") }.joined()
         let expiresAt = Timestamp(millisecondsSinceEpoch: store.configuration.clock.now().millisecondsSinceEpoch + 12 * 3_600_000)
         return .object([("authorizationData", .object([
@@ -71,7 +72,7 @@ extension ECRPublicService {
         ]))])
     }
 
-    func describeRegistries(_ body: RequestBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func describeRegistries(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         _ = try Validation.maxResults(body.int64("maxResults"))
         if let token = try body.string("nextToken") { _ = try Pagination.after(token); throw APIError.invalidParameter("There is no page after the only registry") }
         let id = settings.defaultRegistryId

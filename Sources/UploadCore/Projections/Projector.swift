@@ -46,33 +46,10 @@ public enum Projector {
             try tables.put(.repositoryInitiations, ProjectionKey.repositoryPrefix(e.repository) + when, [])
 
         case .uploadExpired(let e):
-            var (session, repository) = try activeSession(e.uploadId, e.repository, envelope, tables)
-            guard repository.activeSessions > 0 else {
-                throw ProjectionError(envelope, "repository \(e.repository) counts no active upload")
-            }
-            session.state = .expired
-            session.touch(envelope)
-            repository.activeSessions -= 1
-            repository.touch(envelope)
-            try tables.put(session)
-            try tables.put(repository)
-            try tables.delete(.repositoryUploads, ProjectionKey.repositoryUpload(e.repository, e.uploadId))
+            try endUpload(e.uploadId, in: e.repository, as: .expired, envelope, &tables)
 
         case .uploadAborted(let e):
-            guard var session = try tables.session(e.uploadId), session.state == .active else {
-                throw ProjectionError(envelope, "upload \(e.uploadId) is not active")
-            }
-            guard var repository = try tables.repository(e.repository), repository.activeSessions > 0 else {
-                throw ProjectionError(envelope, "repository \(e.repository) has no active upload \(e.uploadId)")
-            }
-            session.state = .aborted
-            session.lastActivityAt = envelope.recordedAt
-            session.lastPosition = envelope.position
-            repository.activeSessions -= 1
-            repository.touch(envelope)
-            try tables.put(session)
-            try tables.put(repository)
-            try tables.delete(.repositoryUploads, ProjectionKey.repositoryUpload(e.repository, e.uploadId))
+            try endUpload(e.uploadId, in: e.repository, as: .aborted, envelope, &tables)
 
         case .layerPartUploaded(let e):
             var (session, repository) = try activeSession(e.uploadId, e.repository, envelope, tables)
@@ -91,22 +68,13 @@ public enum Projector {
             try tables.put(repository)
 
         case .layerUploadCompleted(let e):
-            var (session, repository) = try activeSession(e.uploadId, e.repository, envelope, tables)
-            guard repository.activeSessions > 0 else {
-                throw ProjectionError(envelope, "repository \(e.repository) counts no active upload")
-            }
             guard try tables.layer(e.repository, e.layerDigest) == nil else {
                 throw ProjectionError(envelope, "layer \(e.layerDigest) already exists in \(e.repository)")
             }
-            session.state = .completed
-            session.layerDigest = e.layerDigest
-            session.touch(envelope)
-            repository.activeSessions -= 1
-            repository.layerCount += 1
-            repository.touch(envelope)
-            try tables.put(session)
-            try tables.put(repository)
-            try tables.delete(.repositoryUploads, ProjectionKey.repositoryUpload(e.repository, e.uploadId))
+            try endUpload(e.uploadId, in: e.repository, as: .completed, envelope, &tables) { session, repository in
+                session.layerDigest = e.layerDigest
+                repository.layerCount += 1
+            }
             let layer = LayerRecord(layerDigest: e.layerDigest, layerSize: e.layerSize, uploadId: e.uploadId, completedAt: envelope.recordedAt)
             try tables.put(.layers, ProjectionKey.scoped(e.repository, e.layerDigest), layer.encoded())
 
@@ -167,6 +135,26 @@ public enum Projector {
         } else {
             try tables.put(.invocations, key, InvocationRecord(firstPosition: envelope.position, count: 1).encoded())
         }
+    }
+
+    /// Ends an active upload in `state`: the session and its repository's count change, and the
+    /// upload leaves the repository's active index. `also` adds what the ending event brings.
+    private static func endUpload(
+        _ uploadId: String, in ref: RepositoryRef, as state: UploadSession.State, _ envelope: EventEnvelope,
+        _ tables: inout some ProjectionTables, also: (inout UploadSession, inout RepositorySummary) -> Void = { _, _ in }
+    ) throws {
+        var (session, repository) = try activeSession(uploadId, ref, envelope, tables)
+        guard repository.activeSessions > 0 else {
+            throw ProjectionError(envelope, "repository \(ref) counts no active upload")
+        }
+        session.state = state
+        session.touch(envelope)
+        repository.activeSessions -= 1
+        repository.touch(envelope)
+        also(&session, &repository)
+        try tables.put(session)
+        try tables.put(repository)
+        try tables.delete(.repositoryUploads, ProjectionKey.repositoryUpload(ref, uploadId))
     }
 
     private static func existingRepository(

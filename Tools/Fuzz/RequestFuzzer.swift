@@ -1,0 +1,59 @@
+import AWSJSON
+import UploadCore
+
+#if FUZZING
+// Tools/fuzz builds with -sanitize=fuzzer -parse-as-library -DFUZZING. SwiftPM makes the
+// executable's entry point `RequestFuzzer_main`; it hands control to libFuzzer's driver (so
+// libFuzzer's own `main` is never linked in).
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+) -> Int32
+
+@_cdecl("LLVMFuzzerTestOneInput")
+func LLVMFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 { fuzzOne(data, size) }
+
+@_cdecl("RequestFuzzer_main")
+func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    var argc = argc
+    var argv = argv
+    return LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzOne(data, size) }
+}
+#endif
+
+/// One input: any bytes as an AWS JSON request body, read as every command the API builds from
+/// one. Nothing may crash; every refusal must be a SerializationError or a CommandError.
+func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
+    guard let body = try? AWSJSONBody(bytes) else { return 0 }
+    func attempt<T>(_ build: () throws -> T) {
+        do { _ = try build() } catch is CommandError {} catch is SerializationError {} catch {
+            fatalError("unexpected error type: \(error)")
+        }
+    }
+    attempt { try InitiateLayerUpload(registryId: body.string("registryId"), repositoryName: body.string("repositoryName")) }
+    attempt { try CreateRepository(repositoryName: body.string("repositoryName")) }
+    attempt {
+        try UploadLayerPart(
+            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"), uploadId: body.string("uploadId"),
+            partFirstByte: body.int64("partFirstByte"), partLastByte: body.int64("partLastByte"), partLength: 1, partDigest: "sha256:00")
+    }
+    attempt {
+        try CompleteLayerUpload(
+            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
+            uploadId: body.string("uploadId"), layerDigests: body.strings("layerDigests"))
+    }
+    attempt {
+        try PutImage(
+            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
+            imageManifest: body.string("imageManifest"), imageManifestMediaType: body.string("imageManifestMediaType"),
+            imageTag: body.string("imageTag"), imageDigest: body.string("imageDigest"))
+    }
+    attempt { try BatchDeleteImage(repositoryName: body.string("repositoryName"), imageIds: body.imageIds("imageIds")) }
+    attempt { try Validation.maxResults(body.int64("maxResults")) }
+    // and the log's decoder, on the same bytes
+    _ = try? EventEnvelope(position: 1, decoding: bytes)
+    return 0
+}
