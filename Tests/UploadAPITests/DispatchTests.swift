@@ -143,5 +143,7 @@ struct DispatchTests {
         }
         let failure = APIError.from(StoreError(.io, "disk"))
         #expect(failure.type == "ServerException" && failure.status == .internalServerError)
+        let overloaded = APIError.from(StoreError(.overloaded, "queue full"))
+        #expect(overloaded.type == "ThrottlingException" && overloaded.status == .badRequest, "400, so SDKs back off and retry")
     }
 }
