@@ -29,10 +29,16 @@ public final class Environment: @unchecked Sendable {
 
     let handle: OpaquePointer
     /// Shared by every transaction, exclusive while the map is resized: LMDB allows
-    /// `mdb_env_set_mapsize` only when no transaction of this process is active.
+    /// `mdb_env_set_mapsize` only when no transaction of this process is active. Writer-preferring,
+    /// so a stream of readers cannot starve a resize; that is safe only because no transaction
+    /// is ever opened inside another on the same thread (the closures make nesting pointless).
     private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t> = {
         let lock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
-        pthread_rwlock_init(lock, nil)
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        pthread_rwlock_init(lock, &attributes)
+        pthread_rwlockattr_destroy(&attributes)
         return lock
     }()
     public let directory: String

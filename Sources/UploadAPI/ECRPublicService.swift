@@ -105,6 +105,9 @@ public final class ECRPublicService: Sendable {
                 }
                 throw APIError.unknownOperation(target)
             }
+            if case .sigV4(let verifier) = authentication, context.principal == nil {
+                try verifier.precheck(method: request.method.rawValue, headers: request.headers)  // before buffering a body
+            }
             let buffer = try await request.body.collect(upTo: context.maxUploadSize)
             let bytes = Array(buffer.readableBytesView)
             let principal = try principal(of: request, context: context, body: bytes)

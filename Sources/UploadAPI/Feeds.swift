@@ -44,7 +44,7 @@ extension ECRPublicService {
         let body = ResponseBody { writer in
             try await withGracefulShutdownHandler {
                 var position = after
-                while true {
+                while !store.followersStopped {  // checked per page, so catching up stops on shutdown too
                     let page = try store.read { try $0.events(after: position, limit: 256) }
                     for envelope in page {
                         try await writer.write(ByteBuffer(string: envelope.json.text + "\n"))

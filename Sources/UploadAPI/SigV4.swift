@@ -55,11 +55,21 @@ public struct SigV4Verifier: Sendable {
         self.servedRegistryId = servedRegistryId
     }
 
-    /// - Returns: the access key id that signed the request (the principal).
-    /// - Throws: ``APIError`` named as AWS names these failures.
-    /// - Parameter authority: the request's Host (HTTP/1.1) or `:authority`, which HTTPTypes keeps
-    ///   out of the header fields.
-    func verify(method: String, authority: String?, path: String, query: String, headers: HTTPFields, body: [UInt8]) throws -> String {
+    /// Checks everything that needs no body: the Authorization header's form, a known key, the
+    /// scope, the signed header list and the clock window. Run before reading a body, so that an
+    /// unauthenticated client cannot make the server buffer one.
+    func precheck(method: String, headers: HTTPFields) throws {
+        _ = try checkedHeader(method: method, headers: headers)
+    }
+
+    private struct Checked {
+        let auth: Authorization
+        let key: AccessKey
+        let scope: [String]
+        let amzDate: String
+    }
+
+    private func checkedHeader(method: String, headers: HTTPFields) throws -> Checked {
         guard let authorization = headers[.authorization] else {
             throw APIError(type: "MissingAuthenticationTokenException", message: "Missing Authentication Token: the request must be signed with AWS Signature Version 4", status: .forbidden)
         }
@@ -68,26 +78,39 @@ public struct SigV4Verifier: Sendable {
             throw APIError(type: "UnrecognizedClientException", message: "The security token included in the request is invalid: unknown access key id", status: .forbidden)
         }
         let scope = auth.scope.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        guard scope.count == 4, scope[3] == "aws4_request" else {
+        guard scope.count == 4, scope[3] == "aws4_request", !scope[1].isEmpty else {
             throw Self.incomplete("the credential scope must be <date>/<region>/\(Self.service)/aws4_request")
         }
         guard scope[2] == Self.service else {
             throw Self.invalid("Credential should be scoped to correct service: '\(Self.service)'.", status: .forbidden)
         }
-        guard auth.signedHeaders.contains("host"), auth.signedHeaders.contains("x-amz-date") else {
-            throw Self.incomplete("SignedHeaders must include host and x-amz-date")
+        // The target header chooses the operation, so a POST must sign it (botocore always does).
+        let required = method == "POST" ? ["content-type", "host", "x-amz-date", "x-amz-target"] : ["host", "x-amz-date"]
+        guard required.allSatisfy(auth.signedHeaders.contains) else {
+            throw Self.incomplete("SignedHeaders must include \(required.joined(separator: ";"))")
         }
         guard let amzDate = headers[HTTPField.Name("X-Amz-Date")!], let signedAt = Self.parseAmzDate(amzDate) else {
             throw Self.incomplete("the X-Amz-Date header is missing or not yyyyMMddTHHmmssZ")
         }
-        guard amzDate.hasPrefix(scope[0]) else { throw Self.invalid("The credential scope date does not match X-Amz-Date.", status: .forbidden) }
+        guard scope[0] == String(amzDate.prefix(8)) else { throw Self.invalid("The credential scope date does not match X-Amz-Date.", status: .forbidden) }
         let now = clock.now()
         if abs(now.millisecondsSinceEpoch - signedAt.millisecondsSinceEpoch) > Self.window {
             throw Self.invalid("Signature expired: \(amzDate) is outside the 15 minute window around \(Self.amzDate(now)).", status: .badRequest)
         }
+        return Checked(auth: auth, key: key, scope: scope, amzDate: amzDate)
+    }
+
+    /// - Parameter authority: the request's Host (HTTP/1.1) or `:authority`, which HTTPTypes keeps
+    ///   out of the header fields.
+    /// - Returns: the access key id that signed the request (the principal).
+    /// - Throws: ``APIError`` named as AWS names these failures.
+    func verify(method: String, authority: String?, path: String, query: String, headers: HTTPFields, body: [UInt8]) throws -> String {
+        let checked = try checkedHeader(method: method, headers: headers)
+        let (auth, key, scope, amzDate) = (checked.auth, checked.key, checked.scope, checked.amzDate)
         let payloadHash = Self.hex(SHA256.hash(data: body))
-        if let claimed = headers[HTTPField.Name("X-Amz-Content-SHA256")!], claimed != "UNSIGNED-PAYLOAD", claimed != payloadHash {
-            throw Self.invalid("The provided x-amz-content-sha256 header does not match the body.", status: .badRequest)
+        if let claimed = headers[HTTPField.Name("X-Amz-Content-SHA256")!], claimed != payloadHash {
+            // The body is always signed here: UNSIGNED-PAYLOAD would leave it unauthenticated.
+            throw Self.invalid("The x-amz-content-sha256 header must be the SHA-256 of the body; UNSIGNED-PAYLOAD is not accepted.", status: .badRequest)
         }
         var canonicalHeaders = ""
         for name in auth.signedHeaders {
@@ -172,7 +195,7 @@ public struct SigV4Verifier: Sendable {
 
     /// Trims the value and folds runs of spaces, as SigV4's canonical headers do.
     static func trimmed(_ value: String) -> String {
-        value.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+        value.split(whereSeparator: \.isWhitespace).joined(separator: " ")  // botocore: ' '.join(v.split())
     }
 
     static func parseAmzDate(_ s: String) -> Timestamp? {
@@ -180,7 +203,8 @@ public struct SigV4Verifier: Sendable {
         guard d.count == 16, d[8] == UInt8(ascii: "T"), d[15] == UInt8(ascii: "Z") else { return nil }
         func number(_ range: Range<Int>) -> Int64? { Int64(String(decoding: d[range], as: UTF8.self)) }
         guard let y = number(0..<4), let m = number(4..<6), let day = number(6..<8),
-              let hh = number(9..<11), let mm = number(11..<13), let ss = number(13..<15), (1...12).contains(m), (1...31).contains(day) else { return nil }
+              let hh = number(9..<11), let mm = number(11..<13), let ss = number(13..<15), (1...12).contains(m), (1...31).contains(day),
+              hh < 24, mm < 60, ss < 60 else { return nil }
         // days from civil (Hinnant)
         let yy = m <= 2 ? y - 1 : y
         let era = (yy >= 0 ? yy : yy - 399) / 400

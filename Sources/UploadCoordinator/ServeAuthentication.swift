@@ -45,16 +45,25 @@ enum ServeAuthentication {
         return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId)), "authentication: SigV4 with \(keys.count) key(s) from \(source)")
     }
 
+    /// Whether `host` is a loopback address literal (or `localhost`); a name such as
+    /// `127.example.com` is not.
     static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        if host == "localhost" { return true }
+        var v4 = in_addr(), v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        if inet_pton(AF_INET6, host, &v6) == 1 { return host == "::1" || host == "0:0:0:0:0:0:0:1" }
+        return false
     }
 
     /// A random key pair, written so that only its owner can read it.
     private static func generate(at path: String) throws {
         let id = "AKUC" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).uppercased()
         let secret = (0..<2).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined()
-        guard FileManager.default.createFile(atPath: path, contents: Data("\(id) \(secret)\n".utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw ValidationError("cannot write \(path)")
-        }
+        // Created 0600 from the start (O_EXCL: never over an existing file), so the secret is never readable by others.
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ValidationError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let line = Array("\(id) \(secret)\n".utf8)
+        guard write(fd, line, line.count) == line.count, fsync(fd) == 0 else { throw ValidationError("cannot write \(path)") }
     }
 }

@@ -184,7 +184,7 @@ final class GroupCommitWriter: Sendable {
             results.reserveCapacity(batch.count)
             for pending in batch {
                 // A retry of an SDK call already recorded is answered with what it recorded.
-                if let recorded = try CommandOutcome.recorded(pending.metadata.invocationId, txn, schema) {
+                if let recorded = try CommandOutcome.recorded(pending.command, pending.metadata, txn, schema) {
                     results.append(.success(recorded))
                     continue
                 }

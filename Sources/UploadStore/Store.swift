@@ -71,15 +71,15 @@ public final class Store: Sendable {
     ) async throws -> (uploadId: String, partSize: UInt64) {
         let outcome = try await execute(.initiateLayerUpload(command), metadata: metadata)
         guard case .uploadInitiated(let initiated)? = outcome.events.first?.event else {
-            preconditionFailure("InitiateLayerUpload always records UploadInitiated")
+            throw StoreError(.corrupt, "InitiateLayerUpload recorded no UploadInitiated")
         }
         return (initiated.uploadId, initiated.partSize)
     }
 
     /// What an earlier attempt of the same SDK call recorded (by `amz-sdk-invocation-id`), so that a
     /// front end can answer a retry without redoing its I/O. `nil` for a call not seen before.
-    public func recordedOutcome(_ metadata: RequestMetadata) throws -> CommandOutcome? {
-        try environment.read { txn in try CommandOutcome.recorded(metadata.invocationId, txn, schema) }
+    public func recordedOutcome(of command: Command, _ metadata: RequestMetadata) throws -> CommandOutcome? {
+        try environment.read { txn in try CommandOutcome.recorded(command, metadata, txn, schema) }
     }
 
     /// Runs `body` against one consistent snapshot of the log and projections.
@@ -94,11 +94,21 @@ public final class Store: Sendable {
         notifier.close()
     }
 
-    /// Waits until an event after `position` commits (returning at once if one has).
-    /// - Returns: `false` when the store closed or the task was cancelled first: stop following.
-    public func waitForEvents(after position: UInt64) async -> Bool {
-        await notifier.wait(after: position) && !notifier.isClosed
+    /// Waits until an event after `position` commits in this process, or `timeout` passes (so
+    /// that a follower also sees what another process appended; it reads the log again then).
+    /// - Returns: `false` when followers were stopped or the task was cancelled: stop following.
+    public func waitForEvents(after position: UInt64, timeout: Duration = .seconds(1)) async -> Bool {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.notifier.wait(after: position) }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
+        return !notifier.isClosed && !Task.isCancelled
     }
+
+    /// Whether ``stopFollowers()`` was called (or the store closed): live feeds end.
+    public var followersStopped: Bool { notifier.isClosed }
 
     /// Stops every ``waitForEvents(after:)`` at once (graceful shutdown of live feeds).
     public func stopFollowers() { notifier.close() }
@@ -156,14 +166,20 @@ public struct CommandOutcome: Sendable {
         self.isRetry = isRetry
     }
 
-    /// What the call with this `amz-sdk-invocation-id` recorded, if it recorded anything.
-    static func recorded(_ invocationId: String?, _ txn: Transaction, _ schema: Schema) throws -> CommandOutcome? {
-        guard let invocationId, let record = try LMDBTables(txn: txn, schema: schema).invocation(invocationId) else { return nil }
+    /// What an earlier attempt of this very call recorded: the same `amz-sdk-invocation-id`, the
+    /// same principal, and events this command records. A different call that reuses the id
+    /// (a client bug, or a forged header) is not a retry and is decided normally.
+    static func recorded(
+        _ command: Command, _ metadata: RequestMetadata, _ txn: Transaction, _ schema: Schema
+    ) throws -> CommandOutcome? {
+        guard let invocationId = metadata.invocationId,
+              let record = try LMDBTables(txn: txn, schema: schema).invocation(invocationId) else { return nil }
         var events: [EventEnvelope] = []
         try EventLog.scan(txn, schema, after: record.firstPosition - 1) { envelope in
             events.append(envelope)
             return UInt64(events.count) < record.count
         }
+        guard events.allSatisfy({ command.records($0.event.type) && $0.metadata.principal == metadata.principal }) else { return nil }
         return CommandOutcome(events: events, decision: Decision(events.map(\.event)), isRetry: true)
     }
 }

@@ -75,6 +75,18 @@ struct SigV4Tests {
         #expect(failure { try verify(headers: garbled) }?.type == "IncompleteSignatureException")
     }
 
+    @Test func aPOSTMustSignItsTarget_andTheBodyIsAlwaysSigned() {
+        var unsignedTarget = Self.headers()
+        unsignedTarget[.authorization] = unsignedTarget[.authorization]!.replacingOccurrences(of: "content-type;host;x-amz-date;x-amz-target", with: "host;x-amz-date")
+        #expect(failure { try verify(headers: unsignedTarget) }?.type == "IncompleteSignatureException")
+        var unsignedPayload = Self.headers()
+        unsignedPayload[HTTPField.Name("X-Amz-Content-SHA256")!] = "UNSIGNED-PAYLOAD"
+        #expect(failure { try verify(headers: unsignedPayload) }?.type == "InvalidSignatureException")
+        // the precheck, before any body is read, already refuses an unknown key
+        #expect(throws: APIError.self) { try Self.verifier().precheck(method: "POST", headers: Self.headers(key: "nobody")) }
+        #expect(throws: Never.self) { try Self.verifier().precheck(method: "POST", headers: Self.headers()) }
+    }
+
     @Test func aKeyBoundToAnotherRegistry_isDenied() {
         let bound = Self.verifier(keys: [AccessKey(accessKeyId: "test", secretAccessKey: "test", registryId: "999999999999")])
         #expect(failure { try verify(bound) }?.type == "AccessDeniedException")

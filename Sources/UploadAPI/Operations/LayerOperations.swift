@@ -26,7 +26,12 @@ extension ECRPublicService {
             partLength: UInt64(bytes.count), partDigest: Self.sha256(bytes))
         let registryId = try settings.resolveRegistry(command.registryId)
         try await uploadLocks.withLock(command.uploadId) {
-            if try self.store.recordedOutcome(metadata) != nil { return }  // a retry of a recorded call
+            // A retry of this very part, already recorded: answer as before, write nothing.
+            if case .layerPartUploaded(let p)? = try self.store.recordedOutcome(of: .uploadLayerPart(command), metadata)?.events.first?.event,
+               p.uploadId == command.uploadId, p.partFirstByte == command.partFirstByte, p.partLastByte == command.partLastByte,
+               p.partDigest == command.partDigest {
+                return
+            }
             let decision = try self.store.preflight(.uploadLayerPart(command))
             guard !decision.events.isEmpty else { return }  // an exact retry: already recorded
             try await self.blocking { try self.blobs.writePart(uploadId: command.uploadId, offset: command.partFirstByte, bytes: bytes) }
@@ -46,7 +51,7 @@ extension ECRPublicService {
             uploadId: body.string("uploadId"), layerDigests: body.strings("layerDigests"))
         let registryId = try settings.resolveRegistry(command.registryId)
         let digest = try await uploadLocks.withLock(command.uploadId) { [command] in
-            if let recorded = try self.store.recordedOutcome(metadata),
+            if let recorded = try self.store.recordedOutcome(of: .completeLayerUpload(command), metadata),
                case .layerUploadCompleted(let done)? = recorded.events.first?.event {
                 return done.layerDigest  // a retry of a recorded call: its staging is already gone
             }

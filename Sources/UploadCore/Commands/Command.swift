@@ -12,6 +12,21 @@ public enum Command: Sendable, Equatable {
     case batchDeleteImage(BatchDeleteImage)
     case expireIdleUploads(ExpireIdleUploads)
 
+    /// Whether this command can record an event of `type`: how a retry (same invocation id) is
+    /// told from another call that reused the id.
+    public func records(_ type: EventType) -> Bool {
+        switch self {
+        case .createRepository: type == .repositoryCreated
+        case .deleteRepository: [.imageDeleted, .uploadAborted, .repositoryDeleted].contains(type)
+        case .initiateLayerUpload: type == .uploadInitiated
+        case .uploadLayerPart: type == .layerPartUploaded
+        case .completeLayerUpload: type == .layerUploadCompleted
+        case .putImage: type == .imagePushed
+        case .batchDeleteImage: [.imageUntagged, .imageDeleted].contains(type)
+        case .expireIdleUploads: type == .uploadExpired
+        }
+    }
+
     /// The API operation's name, for logs and metrics.
     public var operationName: String {
         switch self {

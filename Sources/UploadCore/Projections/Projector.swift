@@ -3,7 +3,7 @@
 public enum Projector {
     /// The layout version of every table this file writes. Bump it when a record or key layout
     /// changes; a store whose tables carry another version rebuilds them from the log on open.
-    public static let version: UInt32 = 3
+    public static let version: UInt32 = 4
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.
@@ -124,16 +124,17 @@ public enum Projector {
     }
 
     /// Indexes the events of each SDK call by its invocation id: the first event of a call creates
-    /// the entry, the ones right after it extend it. A later reuse of the id changes nothing.
+    /// the entry, the ones right after it from the same request extend it. A later reuse of the
+    /// id by another request changes nothing.
     private static func recordInvocation(_ envelope: EventEnvelope, in tables: inout some ProjectionTables) throws {
         guard let id = envelope.metadata.invocationId else { return }
         let key = Array(id.utf8)
         if var record = try tables.invocation(id) {
-            guard record.firstPosition + record.count == envelope.position else { return }
+            guard record.firstPosition + record.count == envelope.position, record.requestId == envelope.metadata.requestId else { return }
             record.count += 1
             try tables.put(.invocations, key, record.encoded())
         } else {
-            try tables.put(.invocations, key, InvocationRecord(firstPosition: envelope.position, count: 1).encoded())
+            try tables.put(.invocations, key, InvocationRecord(firstPosition: envelope.position, count: 1, requestId: envelope.metadata.requestId).encoded())
         }
     }
 

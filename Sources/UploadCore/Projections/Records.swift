@@ -285,27 +285,32 @@ public struct TagRecord: Sendable, Equatable {
     }
 }
 
-/// The events one SDK call (one `amz-sdk-invocation-id`) recorded: positions `first ..< first + count`.
+/// The events one SDK call (one `amz-sdk-invocation-id`) recorded: positions `first ..< first + count`,
+/// all from the request `requestId`.
 public struct InvocationRecord: Sendable, Equatable {
     public var firstPosition: UInt64
     public var count: UInt64
+    public var requestId: String
 
-    public init(firstPosition: UInt64, count: UInt64) {
+    public init(firstPosition: UInt64, count: UInt64, requestId: String) {
         self.firstPosition = firstPosition
         self.count = count
+        self.requestId = requestId
     }
 
-    /// 1 firstPosition · 2 count.
+    /// 1 firstPosition · 2 count · 3 requestId.
     public func encoded() -> [UInt8] {
         var w = FieldWriter()
         w.uint(1, firstPosition)
         w.uint(2, count)
+        w.string(3, requestId)
         return w.bytes
     }
 
     public init(decoding bytes: [UInt8]) throws(CodecError) {
-        let f = try DecodedFields(bytes, record: "invocation", maxTag: 2)
+        let f = try DecodedFields(bytes, record: "invocation", maxTag: 3)
         firstPosition = try f.uint(1, "firstPosition")
         count = try f.uint(2, "count")
+        requestId = try f.string(3, "requestId")
     }
 }
