@@ -141,143 +141,6 @@ public final class Store: Sendable {
     }
 }
 
-/// What ``Store/statistics()`` reports.
-public struct StoreStatistics: Sendable {
-    public let logPosition: UInt64
-    public let checkpointLag: UInt64
-    public let activeSessions: Int
-    public let mapSizeBytes: Int
-    public let mapUsedBytes: Int
-    public let readers: Int
-}
-
-/// What a committed command recorded.
-public struct CommandOutcome: Sendable {
-    /// The command's events with their positions; empty when it changed nothing (an exact retry).
-    public let events: [EventEnvelope]
-    /// The decision they came from (BatchDeleteImage's answered ids and refusals).
-    public let decision: Decision
-    /// Whether this answers a retry with what the first attempt recorded.
-    public var isRetry = false
-
-    init(events: [EventEnvelope], decision: Decision, isRetry: Bool = false) {
-        self.events = events
-        self.decision = decision
-        self.isRetry = isRetry
-    }
-
-    /// What an earlier attempt of this very call recorded: the same `amz-sdk-invocation-id`, the
-    /// same principal, and events this command records. A different call that reuses the id
-    /// (a client bug, or a forged header) is not a retry and is decided normally.
-    static func recorded(
-        _ command: Command, _ metadata: RequestMetadata, _ txn: Transaction, _ schema: Schema
-    ) throws -> CommandOutcome? {
-        guard let invocationId = metadata.invocationId,
-              let record = try LMDBTables(txn: txn, schema: schema).invocation(invocationId) else { return nil }
-        var events: [EventEnvelope] = []
-        try EventLog.scan(txn, schema, after: record.firstPosition - 1) { envelope in
-            events.append(envelope)
-            return UInt64(events.count) < record.count
-        }
-        guard events.allSatisfy({ command.records($0.event.type) && $0.metadata.principal == metadata.principal }) else { return nil }
-        return CommandOutcome(events: events, decision: Decision(events.map(\.event)), isRetry: true)
-    }
-}
-
-/// Read access to one snapshot. Valid only inside ``Store/read(_:)``.
-public struct StoreReader {
-    let txn: Transaction
-    let schema: Schema
-
-    /// The position of the last event, 0 for an empty log.
-    public func lastPosition() throws -> UInt64 { try EventLog.tail(txn, schema)?.position ?? 0 }
-
-    /// Up to `limit` events after `position`, in order.
-    public func events(after position: UInt64 = 0, limit: Int = .max) throws -> [EventEnvelope] {
-        var events: [EventEnvelope] = []
-        guard limit > 0 else { return events }
-        try EventLog.scan(txn, schema, after: position) { envelope in
-            events.append(envelope)
-            return events.count < limit
-        }
-        return events
-    }
-
-    /// The projection tables, for typed look-ups (`session`, `repository`, `layer`, `image`, `tag`).
-    public var tables: some ProjectionTables { LMDBTables(txn: txn, schema: schema) }
-
-    public func session(_ uploadId: String) throws -> UploadSession? { try tables.session(uploadId) }
-    public func repository(_ ref: RepositoryRef) throws -> RepositorySummary? { try tables.repository(ref) }
-
-    /// Up to `limit` entries of `table` whose keys start with `prefix`, after the key
-    /// `prefix + after` when given, in key order; each with its key's part after the prefix.
-    public func entries(
-        _ table: ProjectionTable, prefix: [UInt8], after: String? = nil, limit: Int
-    ) throws -> [(name: String, value: [UInt8])] {
-        var entries: [(name: String, value: [UInt8])] = []
-        guard limit > 0 else { return entries }
-        let start = prefix + Array((after ?? "").utf8)
-        try txn.scan(schema.database(table), from: start) { key, value in
-            guard key.starts(with: prefix) else { return false }
-            let name = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
-            if let after, name == after { return true }
-            entries.append((name, Array(value)))
-            return entries.count < limit
-        }
-        return entries
-    }
-
-    /// How many entries `table` holds. - Complexity: O(1).
-    public func count(_ table: ProjectionTable) throws -> Int { try txn.count(schema.database(table)) }
-
-    /// The position the projections reflect.
-    public func checkpoint() throws -> UInt64 { try ProjectionCheckpoint.read(txn, schema).position }
-}
-
-/// Brings the projection tables up to the log's tail at open: nothing to do when they are current
-/// (the normal case, so open never replays), a catch-up when they lag (a store migrated from
-/// before the projections existed), a full rebuild when their layout version changed.
-enum ProjectionCatchUp {
-    static let batchSize = 10_000
-
-    static func run(_ environment: Environment, _ schema: Schema) throws {
-        let current = try environment.read { txn in
-            let checkpoint = try ProjectionCheckpoint.read(txn, schema)
-            let tail = try EventLog.tail(txn, schema)?.position ?? 0
-            return checkpoint.version == Projector.version && checkpoint.position == tail
-        }
-        guard !current else { return }
-        while try environment.write({ txn in try step(txn, schema) }) {}
-    }
-
-    /// Applies up to ``batchSize`` events. - Returns: whether more remain.
-    private static func step(_ txn: Transaction, _ schema: Schema) throws -> Bool {
-        var checkpoint = try ProjectionCheckpoint.read(txn, schema)
-        let tail = try EventLog.tail(txn, schema)?.position ?? 0
-        if checkpoint.version != Projector.version {
-            for table in ProjectionTable.allCases { try txn.clear(schema.database(table)) }
-            checkpoint = ProjectionCheckpoint(position: 0, version: Projector.version)
-        }
-        guard checkpoint.position <= tail else {
-            throw StoreError(.corrupt, "the projections are at position \(checkpoint.position) but the log ends at \(tail)")
-        }
-        guard checkpoint.position < tail else {
-            try checkpoint.write(txn, schema)
-            return false
-        }
-        var tables = LMDBTables(txn: txn, schema: schema)
-        var applied = 0
-        try EventLog.scan(txn, schema, after: checkpoint.position) { envelope in
-            try Projector.apply(envelope, to: &tables)
-            checkpoint.position = envelope.position
-            applied += 1
-            return applied < batchSize
-        }
-        try checkpoint.write(txn, schema)
-        return checkpoint.position < tail
-    }
-}
-
 extension Store {
     /// The migrations recorded in this store, in the order applied.
     public func appliedMigrations() throws -> [String] {
@@ -293,4 +156,14 @@ extension Store {
         let environment = try Environment(directory: directory, configuration: config)
         return try environment.read { try UploadMigrations.migrator.appliedIdentifiers($0) }
     }
+}
+
+/// What ``Store/statistics()`` reports.
+public struct StoreStatistics: Sendable {
+    public let logPosition: UInt64
+    public let checkpointLag: UInt64
+    public let activeSessions: Int
+    public let mapSizeBytes: Int
+    public let mapUsedBytes: Int
+    public let readers: Int
 }
