@@ -1,6 +1,5 @@
 internal import CLMDB
 import Foundation
-import Synchronization
 
 /// One LMDB environment: a directory holding `data.mdb` and `lock.mdb`.
 ///
@@ -47,7 +46,7 @@ public final class Environment: @unchecked Sendable {
     public let staleReadersCleared: Int
     private let registryKey: String
 
-    private static let openDirectories = Mutex<Set<String>>([])
+    private static let openDirectories = OpenDirectories()
 
     public init(directory: String, configuration: Configuration = .init()) throws {
         if !configuration.readOnly {
@@ -58,8 +57,7 @@ public final class Environment: @unchecked Sendable {
         }
         let key = String(cString: real)
         free(real)
-        let inserted = Self.openDirectories.withLock { $0.insert(key).inserted }
-        guard inserted else { throw EnvironmentError.alreadyOpenInProcess(key) }
+        guard Self.openDirectories.insert(key) else { throw EnvironmentError.alreadyOpenInProcess(key) }
 
         var env: OpaquePointer?
         do {
@@ -79,7 +77,7 @@ public final class Environment: @unchecked Sendable {
             }
             self.handle = env
         } catch {
-            Self.openDirectories.withLock { _ = $0.remove(key) }
+            Self.openDirectories.remove(key)
             throw error
         }
         self.directory = key
@@ -94,7 +92,7 @@ public final class Environment: @unchecked Sendable {
         mdb_env_close(handle)
         pthread_rwlock_destroy(resizeLock)
         resizeLock.deallocate()
-        Self.openDirectories.withLock { _ = $0.remove(registryKey) }
+        Self.openDirectories.remove(registryKey)
     }
 
     /// Releases reader slots left by processes that died (`mdb_reader_check`).
@@ -167,6 +165,26 @@ public final class Environment: @unchecked Sendable {
         mdb_env_info(handle, &info)
         mdb_env_stat(handle, &stat)
         return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize), Int(info.me_numreaders))
+    }
+}
+
+/// The directories open in this process. A class with its own lock rather than a global `Mutex`,
+/// whose `withLock` ThreadSanitizer reports as an unsynchronised modifying access of the global.
+private final class OpenDirectories: @unchecked Sendable {
+    private let lock = NSLock()
+    private var paths: Set<String> = []
+
+    /// - Returns: whether `path` was not open yet.
+    func insert(_ path: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return paths.insert(path).inserted
+    }
+
+    func remove(_ path: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        paths.remove(path)
     }
 }
 

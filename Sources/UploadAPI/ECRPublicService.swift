@@ -4,7 +4,7 @@ public import Hummingbird
 import HTTPTypes
 import Logging
 import NIOCore
-public import UploadCore
+import UploadCore
 public import UploadStore
 
 /// ECR Public's API over AWS JSON 1.1: `POST /`, dispatched on `X-Amz-Target:

@@ -1,5 +1,5 @@
 import Foundation
-public import LMDBKit
+import LMDBKit
 import UploadMigrations
 public import UploadCore
 
