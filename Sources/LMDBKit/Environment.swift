@@ -31,15 +31,7 @@ public final class Environment: @unchecked Sendable {
     /// `mdb_env_set_mapsize` only when no transaction of this process is active. Writer-preferring,
     /// so a stream of readers cannot starve a resize; that is safe only because no transaction
     /// is ever opened inside another on the same thread (the closures make nesting pointless).
-    private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t> = {
-        let lock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
-        var attributes = pthread_rwlockattr_t()
-        pthread_rwlockattr_init(&attributes)
-        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
-        pthread_rwlock_init(lock, &attributes)
-        pthread_rwlockattr_destroy(&attributes)
-        return lock
-    }()
+    private let resizeLock = WriterPreferringLock()
     public let directory: String
     public let configuration: Configuration
     /// Reader slots of dead processes that opening this environment released.
@@ -90,8 +82,6 @@ public final class Environment: @unchecked Sendable {
 
     deinit {
         mdb_env_close(handle)
-        pthread_rwlock_destroy(resizeLock)
-        resizeLock.deallocate()
         Self.openDirectories.remove(registryKey)
     }
 
@@ -120,20 +110,20 @@ public final class Environment: @unchecked Sendable {
     }
 
     private func transaction<T>(readOnly: Bool, _ body: (Transaction) throws -> T) throws -> T {
-        pthread_rwlock_rdlock(resizeLock)
+        resizeLock.lockShared()
         let txn: Transaction
         do {
             txn = try Transaction(environment: self, readOnly: readOnly)
         } catch let error as LMDBError where error.code == .mapResized {
             // Another process grew the map: adopt its size, then begin again.
-            pthread_rwlock_unlock(resizeLock)
+            resizeLock.unlock()
             try resize(to: 0)
             return try transaction(readOnly: readOnly, body)
         } catch {
-            pthread_rwlock_unlock(resizeLock)
+            resizeLock.unlock()
             throw error
         }
-        defer { pthread_rwlock_unlock(resizeLock) }
+        defer { resizeLock.unlock() }
         let result: T
         do {
             result = try body(txn)
@@ -153,8 +143,8 @@ public final class Environment: @unchecked Sendable {
 
     /// `mdb_env_set_mapsize` under the exclusive lock; 0 adopts the size another process set.
     private func resize(to size: Int) throws {
-        pthread_rwlock_wrlock(resizeLock)
-        defer { pthread_rwlock_unlock(resizeLock) }
+        resizeLock.lockExclusive()
+        defer { resizeLock.unlock() }
         try check(mdb_env_set_mapsize(handle, size), "mdb_env_set_mapsize(\(size))")
     }
 
@@ -166,6 +156,29 @@ public final class Environment: @unchecked Sendable {
         mdb_env_stat(handle, &stat)
         return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize), Int(info.me_numreaders))
     }
+}
+
+/// A pthread read-write lock that lets a waiting writer in before new readers. A class, so the
+/// lock is destroyed exactly once, even when the environment's initialiser fails.
+private final class WriterPreferringLock: @unchecked Sendable {
+    private let lock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
+
+    init() {
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        pthread_rwlock_init(lock, &attributes)
+        pthread_rwlockattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
+
+    func lockShared() { pthread_rwlock_rdlock(lock) }
+    func lockExclusive() { pthread_rwlock_wrlock(lock) }
+    func unlock() { pthread_rwlock_unlock(lock) }
 }
 
 /// The directories open in this process. A class with its own lock rather than a global `Mutex`,
