@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "upload-coordinator", targets: ["UploadCoordinator"]),
         .executable(name: "upload-replay", targets: ["UploadReplay"]),
+        .executable(name: "upload-bench", targets: ["UploadBench"]),
         .library(name: "UploadCore", targets: ["UploadCore"]),
         .library(name: "UploadStore", targets: ["UploadStore"]),
     ],
@@ -86,6 +87,18 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/Replay",
+            swiftSettings: swiftSettings
+        ),
+        // Performance figures, each against a reference run beside it (Tools/bench, BENCHMARKS.md).
+        .executableTarget(
+            name: "UploadBench",
+            dependencies: [
+                "LMDBKit", "UploadCore", "UploadStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/Bench",
+            exclude: ["reference"],
             swiftSettings: swiftSettings
         ),
         // libFuzzer target for the request decoder and the command validators; built only by

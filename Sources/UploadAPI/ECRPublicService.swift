@@ -82,11 +82,12 @@ public final class ECRPublicService: Sendable {
 
     /// The router: `POST /` (any path, as AWS ignores it) to ``respond(to:context:)``, behind
     /// whatever `addMiddleware` installs first (where request authentication goes; see
-    /// ``APIRequestContext/principal``).
-    public func router(addMiddleware: (Router<APIRequestContext>) -> Void = { _ in }) -> Router<APIRequestContext> {
+    /// ``APIRequestContext/principal``). `noopRoute` adds `POST /noop` for `upload-bench`.
+    public func router(noopRoute: Bool = false, addMiddleware: (Router<APIRequestContext>) -> Void = { _ in }) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
         addMiddleware(router)
         addFeedRoutes(to: router)
+        if noopRoute { router.post("/noop") { request, context in try await self.noop(request, context) } }
         router.post("/") { request, context in await self.respond(to: request, context: context) }
         router.post("**") { request, context in await self.respond(to: request, context: context) }
         return router
@@ -133,6 +134,15 @@ public final class ECRPublicService: Sendable {
             response.headers[Self.errorTypeHeader] = api.type
             return response
         }
+    }
+
+    /// The floor an operation is measured against: the same server, request and headers, the body
+    /// collected, an answer of InitiateLayerUpload's size; no parsing, no store.
+    func noop(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        _ = request.headers[Self.targetHeader]
+        _ = try await request.body.collect(upTo: context.maxUploadSize)
+        let body: JSONValue = .object([("partSize", .uint(10_485_760)), ("uploadId", .string("00000000-0000-0000-0000-000000000000"))])
+        return Self.response(.ok, body, requestId: UUID().uuidString.lowercased())
     }
 
     /// Log metadata under swift-log's dotted keys.

@@ -28,6 +28,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The most commands queued for the writer (ThrottlingException beyond).") var maxQueuedCommands = 20_000
     @Option(help: "End uploads with no activity for this many seconds (UploadExpired).") var uploadExpiry: Int64 = 86_400
     @Option(help: "How often, in seconds, to look for idle uploads.") var sweepInterval: Int64 = 60
+    @Flag(help: .hidden) var benchmarkNoopRoute = false
 
     func validate() throws {
         guard uploadExpiry > 0, sweepInterval > 0 else { throw ValidationError("--upload-expiry and --sweep-interval must be positive.") }
@@ -77,7 +78,7 @@ struct ServeCommand: AsyncParsableCommand {
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
         let app = Application(
-            router: service.router(),
+            router: service.router(noopRoute: benchmarkNoopRoute),
             configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0

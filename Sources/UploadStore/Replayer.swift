@@ -82,6 +82,31 @@ public enum Replayer {
         return report
     }
 
+    /// One rebuild, timed: what `upload-bench` reports as the replay rate.
+    public struct Rebuild: Sendable {
+        public let events: UInt64
+        public let seconds: Double
+        /// The canonical digest of the rebuilt tables, hex.
+        public let digest: String
+    }
+
+    /// Folds the whole log at `directory` into fresh projection tables once, from one read
+    /// snapshot (the store is opened read-only).
+    public static func rebuild(directory: String) throws -> Rebuild {
+        var config = Environment.Configuration()
+        config.readOnly = true
+        let environment = try Environment(directory: directory, configuration: config)
+        return try environment.read { txn in
+            let schema = try Schema(txn)
+            let start = ContinuousClock.now
+            let (tables, count) = try rebuild(txn, schema, tick: {})
+            let elapsed = ContinuousClock.now - start
+            return Rebuild(
+                events: count, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                digest: ProjectionDigest.of(tables).hex)
+        }
+    }
+
     private static func verify(_ txn: Transaction, into report: inout Report, progress: Progress?) throws {
         let status = try UploadMigrations.migrator.status(txn)
         guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }

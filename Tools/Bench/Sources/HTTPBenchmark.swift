@@ -1,0 +1,95 @@
+import Foundation
+
+/// InitiateLayerUpload through `serve` under wrk, against the same server's no-op route and
+/// against CNCF distribution's upload initiation, all with the same wrk settings
+/// (the peer's: one thread, 32 connections).
+struct HTTPBenchmark {
+    struct Run {
+        let rps: Double
+        let p50Milliseconds: Double
+        let p99Milliseconds: Double
+    }
+
+    let wrk: String
+    let scripts: String
+    let duration: String
+    let runs: Int
+    let connections = 32
+
+    /// Runs wrk `runs` times; each run must get only the expected status. - Returns: the median run.
+    func measure(port: Int, path: String, script: String) throws -> Run {
+        var results: [Run] = []
+        for _ in 0..<runs {
+            let output = try Processes.run(wrk, ["-t1", "-c\(connections)", "-d\(duration)", "--timeout", "5s", "-s", "\(scripts)/\(script)", "http://127.0.0.1:\(port)\(path)"])
+            guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("WRKRESULT") }) else {
+                throw BenchError("wrk printed no result: \(output)")
+            }
+            let f = Processes.fields(line)
+            guard f["other_status"] == "0", f["socket_errors"] == "0" else {
+                throw BenchError("wrk on \(path) got unexpected answers: \(line)")
+            }
+            results.append(Run(rps: Double(f["rps"] ?? "") ?? 0, p50Milliseconds: Double(f["p50_ms"] ?? "") ?? 0, p99Milliseconds: Double(f["p99_ms"] ?? "") ?? 0))
+        }
+        return results.sorted { $0.rps < $1.rps }[results.count / 2]
+    }
+
+    /// Measures our InitiateLayerUpload and the no-op route, alternating so that both see the
+    /// same machine.
+    func measureServer(port: Int) throws -> (initiate: Run, noop: Run) {
+        var initiates: [Run] = [], noops: [Run] = []
+        let single = HTTPBenchmark(wrk: wrk, scripts: scripts, duration: duration, runs: 1)
+        for _ in 0..<runs {
+            noops.append(try single.measure(port: port, path: "/noop", script: "initiate-ecr.lua"))
+            initiates.append(try single.measure(port: port, path: "/", script: "initiate-ecr.lua"))
+        }
+        return (initiates.sorted { $0.rps < $1.rps }[runs / 2], noops.sorted { $0.rps < $1.rps }[runs / 2])
+    }
+
+    /// Starts distribution (`docker-registry`) on loopback with filesystem storage in a temporary
+    /// folder, configured as the peer's benchmark configures it, and measures its upload initiation.
+    func measureDistribution(registry: String, workDirectory: String) throws -> Run {
+        let dir = workDirectory + "/distribution-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir + "/storage", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let port = try freePort()
+        let config = """
+            version: 0.1
+            log:
+              level: warn
+              accesslog:
+                disabled: true
+            storage:
+              filesystem:
+                rootdirectory: \(dir)/storage
+              delete:
+                enabled: true
+              maintenance:
+                uploadpurging:
+                  enabled: false
+            http:
+              addr: 127.0.0.1:\(port)
+              secret: distribution-bench-not-a-secret
+            """
+        try config.write(toFile: dir + "/config.yml", atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: registry)
+        process.arguments = ["serve", dir + "/config.yml"]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        defer { process.terminate(); process.waitUntilExit() }
+        var up = false
+        for _ in 0..<200 where !up {
+            up = (try? HTTPClient.request(port: port, method: "GET", path: "/v2/").status) == 200
+            if !up { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        guard up else { throw BenchError("docker-registry did not come up on port \(port)") }
+        return try measure(port: port, path: "/v2/demo/app/blobs/uploads/", script: "initiate-oci.lua")
+    }
+
+    private func freePort() throws -> Int {
+        let output = try Processes.run("/usr/bin/python3", ["-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"])
+        guard let port = Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw BenchError("no free port") }
+        return port
+    }
+}

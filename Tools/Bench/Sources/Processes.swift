@@ -1,0 +1,103 @@
+import Foundation
+
+/// Runs programs the benchmark compares against or drives (lmdb-baseline, wrk, the servers).
+enum Processes {
+    /// Runs `executable` to the end. - Returns: its standard output. - Throws: on a non-zero exit.
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(600)) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let deadline = ContinuousClock.now + timeout
+        let errData = Box<Data>()
+        let reader = Thread { errData.value = err.fileHandleForReading.readDataToEndOfFile() }
+        reader.start()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        while process.isRunning {
+            if ContinuousClock.now > deadline { process.terminate() }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        while errData.value == nil { Thread.sleep(forTimeInterval: 0.001) }
+        guard process.terminationStatus == 0 else {
+            throw BenchError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(String(decoding: errData.value ?? Data(), as: UTF8.self))")
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// Finds `name` on PATH.
+    static func which(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let path = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    /// `key=value` fields of a result line such as wrk's WRKRESULT.
+    static func fields(_ line: Substring) -> [String: String] {
+        var fields: [String: String] = [:]
+        for part in line.split(separator: " ") {
+            guard let eq = part.firstIndex(of: "=") else { continue }
+            fields[String(part[..<eq])] = String(part[part.index(after: eq)...])
+        }
+        return fields
+    }
+}
+
+/// A value written by one thread and read by another after it finished.
+final class Box<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T?
+    var value: T? {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}
+
+/// A server process started for the benchmark and stopped (SIGTERM) when done.
+final class ServerProcess {
+    let process = Process()
+    private(set) var port = 0
+    /// Seconds from launching the process to its ready line.
+    private(set) var secondsToReady = 0.0
+
+    /// Starts `executable` and waits for a stdout line containing `readyMarker` followed by
+    /// `host:port`.
+    init(_ executable: String, _ arguments: [String], readyMarker: String) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        let started = ContinuousClock.now
+        try process.run()
+        var buffer = Data()
+        let handle = out.fileHandleForReading
+        while true {
+            let chunk = handle.availableData
+            guard !chunk.isEmpty else { throw BenchError("\(executable) exited before it was ready") }
+            buffer.append(chunk)
+            let text = String(decoding: buffer, as: UTF8.self)
+            if let range = text.range(of: readyMarker), let end = text[range.upperBound...].firstIndex(where: { $0 == " " || $0 == "\n" }) {
+                secondsToReady = (ContinuousClock.now - started).seconds
+                let address = text[range.upperBound..<end]
+                port = Int(address.split(separator: ":").last ?? "") ?? 0
+                break
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        Thread { while !handle.availableData.isEmpty {} }.start()
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
