@@ -86,6 +86,13 @@ struct ServeCommand: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data(line.utf8))
             },
             logger: logger)
+        let blobCheck = Task.detached {
+            do {
+                for problem in try blobs.missingBlobs(in: store) { logger.error("the log records a layer the disk lacks", metadata: ["problem": "\(problem)"]) }
+            } catch {
+                logger.error("could not check the layers' blobs", metadata: ["error": "\(error)"])
+            }
+        }
         let sweeper = Task { [uploadExpiry, sweepInterval] in
             await service.runExpirySweeper(idleMilliseconds: uploadExpiry * 1000, interval: .seconds(sweepInterval))
         }
@@ -99,6 +106,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         sweeper.cancel()
         _ = await sweeper.value
+        _ = await blobCheck.value
         await store.close()
         logger.info("stopped; every accepted command is committed")
     }

@@ -118,16 +118,20 @@ extension BlobStore {
         public var missing: [String] = []
     }
 
-    /// Makes the files agree with the log after a crash: staged bytes the log does not record are
-    /// discarded, and anything the log records but the disk lacks is reported.
+    /// Makes the staging files agree with the log after a crash: staged bytes the log does not
+    /// record are discarded, and bytes the log records but the disk lacks are reported. Reads only
+    /// the active uploads (through the repository-uploads index), so it costs nothing at start-up
+    /// however long the history; ``missingBlobs(in:)`` checks the completed layers.
     public func reconcile(with store: Store) throws -> Reconciliation {
         var result = Reconciliation()
         for name in (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
             unlink(blobs + "/" + name)
         }
-        let (sessions, layers) = try store.read { reader in
-            (try reader.entries(.sessions, prefix: [], limit: .max).map { try UploadSession(decoding: $0.value) },
-             try reader.entries(.layers, prefix: [], limit: .max).map { try LayerRecord(decoding: $0.value) })
+        let sessions = try store.read { reader in
+            try reader.entries(.repositoryUploads, prefix: [], limit: .max).compactMap { entry in
+                let uploadId = String(entry.name.split(separator: "\0", maxSplits: 1, omittingEmptySubsequences: false).last ?? "")
+                return try reader.session(uploadId)
+            }
         }
         var active: [String: UInt64] = [:]
         for session in sessions where session.state == .active { active[session.uploadId] = session.bytesReceived }
@@ -151,9 +155,15 @@ extension BlobStore {
                 result.missing.append("upload \(session.uploadId): \(session.bytesReceived) bytes recorded, none staged")
             }
         }
-        for layer in layers where !hasBlob(layer.layerDigest) {
-            result.missing.append("layer \(layer.layerDigest): recorded, no blob")
-        }
         return result
+    }
+
+    /// The completed layers whose blob is not on disk (should be none). Visits every layer, so
+    /// `serve` runs it after it is ready, not before.
+    public func missingBlobs(in store: Store) throws -> [String] {
+        let layers = try store.read { reader in
+            try reader.entries(.layers, prefix: [], limit: .max).map { try LayerRecord(decoding: $0.value) }
+        }
+        return layers.filter { !hasBlob($0.layerDigest) }.map { "layer \($0.layerDigest): recorded, no blob" }
     }
 }

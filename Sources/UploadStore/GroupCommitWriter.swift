@@ -31,6 +31,10 @@ final class GroupCommitWriter: Sendable {
 
     private struct Queue {
         var pending: [Pending] = []
+        /// How many queued commands wake the writer: 1 while it waits for work, the size of the
+        /// batch it just answered while it gathers the next, and `Int.max` while it writes (a
+        /// signal then would wake nobody). So a batch costs one wake-up, not one per command.
+        var wakeAt = Int.max
         var stopping = false
         var stopped = false
         /// Callers of ``shutdown()`` waiting for the thread to end.
@@ -83,7 +87,7 @@ final class GroupCommitWriter: Sendable {
                 return
             }
             queue.pending.append(Pending(command: command, metadata: metadata, uploadId: uploadId, continuation: continuation))
-            condition.signal()
+            if queue.pending.count >= queue.wakeAt { condition.signal() }
             condition.unlock()
         }
     }
@@ -105,10 +109,14 @@ final class GroupCommitWriter: Sendable {
 
     /// The thread's body. - Returns: the shutdown callers to resume once the writer is released.
     private func runUntilStopped() -> [CheckedContinuation<Void, Never>] {
-        while let batch = nextBatch() {
+        var answered = 0
+        var lastCommit = Duration.zero
+        while let batch = nextBatch(gathering: answered, for: min(lastCommit, configuration.maxGatherWait)) {
             let started = ContinuousClock.now
             let (results, tail) = write(batch)
             let elapsed = ContinuousClock.now - started
+            answered = batch.count
+            lastCommit = elapsed
             commitLatency.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
             batchSize.record(batch.count)
             if let tail {
@@ -134,10 +142,26 @@ final class GroupCommitWriter: Sendable {
     }
 
     /// Waits for work; `nil` once stopping and drained.
-    private func nextBatch() -> [Pending]? {
+    ///
+    /// The callers the last commit `answered` send their next commands a moment later, while the
+    /// ones that queued during that commit are already waiting. Taking only those would split the
+    /// callers into two groups that alternate, each paying a full fsync for half the work, so the
+    /// writer waits until the answered callers are back too, or `gather` passes (half the last
+    /// commit's time, at most ``StoreConfiguration/maxGatherWait``).
+    private func nextBatch(gathering answered: Int, for gather: Duration) -> [Pending]? {
         condition.lock()
-        defer { condition.unlock() }
+        defer {
+            queue.wakeAt = Int.max
+            condition.unlock()
+        }
+        let expected = min(queue.pending.count + answered, configuration.maxBatchSize)
+        queue.wakeAt = 1
         while queue.pending.isEmpty && !queue.stopping { condition.wait() }
+        if queue.pending.count < expected && !queue.stopping && gather > .zero {
+            queue.wakeAt = expected
+            let deadline = Date(timeIntervalSinceNow: Double(gather.components.attoseconds) / 1e18 + Double(gather.components.seconds))
+            while queue.pending.count < expected && !queue.stopping && condition.wait(until: deadline) {}
+        }
         if queue.pending.isEmpty {
             queue.stopped = true
             return nil

@@ -35,12 +35,12 @@ struct LMDBTables: ProjectionTables {
     let txn: Transaction
     let schema: Schema
 
-    func get(_ table: ProjectionTable, _ key: [UInt8]) throws -> [UInt8]? {
-        try txn.get(schema.database(table), key)
+    func record<R: ProjectionRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R? {
+        try txn.get(schema.database(table), key).map { try R(decoding: $0) }
     }
 
-    func put(_ table: ProjectionTable, _ key: [UInt8], _ value: [UInt8]) throws {
-        try txn.put(schema.database(table), key, value)
+    func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some ProjectionRecord) throws {
+        try txn.put(schema.database(table), key, record.encoded())
     }
 
     func delete(_ table: ProjectionTable, _ key: [UInt8]) throws {

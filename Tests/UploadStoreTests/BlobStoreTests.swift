@@ -35,6 +35,29 @@ struct BlobStoreTests {
         }
     }
 
+    /// Completed layers are checked after start-up, not by reconcile (which reads only active
+    /// uploads); a layer the log records without its blob is reported there.
+    @Test func missingBlobs_reportsACompletedLayerWhoseBlobIsGone() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            let blobs = try BlobStore(directory: dir.path)
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let id = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            try blobs.writePart(uploadId: id, offset: 0, bytes: Array("hello world".utf8))
+            let part = try UploadLayerPart(repositoryName: "team/app", uploadId: id, partFirstByte: 0, partLastByte: 10, partLength: 11, partDigest: "sha256:00")
+            _ = try await store.execute(.uploadLayerPart(part), metadata: testMetadata())
+            let (digest, temporary) = try blobs.hashAndCopyStaged(uploadId: id, length: 11)
+            var complete = try CompleteLayerUpload(repositoryName: "team/app", uploadId: id, layerDigests: [digest])
+            complete.staged = .init(digest: digest, size: 11)
+            _ = try await store.execute(.completeLayerUpload(complete), metadata: testMetadata())
+            #expect(try blobs.missingBlobs(in: store) == ["layer \(digest): recorded, no blob"], "the blob was never committed")
+            try blobs.commitBlob(temporary, digest: digest)
+            #expect(try blobs.missingBlobs(in: store).isEmpty)
+            #expect(try blobs.reconcile(with: store).missing.isEmpty, "reconcile looks only at active uploads")
+        }
+    }
+
     @Test func hashAndCopy_thenCommit_storesTheBytesUnderTheirDigest() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

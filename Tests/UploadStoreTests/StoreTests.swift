@@ -53,6 +53,24 @@ struct StoreTests {
         #expect(Replayer.verify(directory: dir.path).passed)
     }
 
+    /// Upload ids key the sessions table; increasing ids append to the B-tree instead of dirtying
+    /// a random page each (see TimeOrderedUploadIDs). 20,000 ids overflow the per-millisecond
+    /// counter, which must still never go backwards.
+    @Test func timeOrderedUploadIds_areVersion7UUIDs_increasingInByteOrder() throws {
+        let generator = TimeOrderedUploadIDs()
+        let before = UInt64(Date().timeIntervalSince1970 * 1000)
+        let ids = (0..<20_000).map { _ in generator.next() }
+        #expect(zip(ids, ids.dropFirst()).allSatisfy { $0.utf8.lexicographicallyPrecedes($1.utf8) }, "strictly increasing")
+        for id in ids.prefix(50) + ids.suffix(50) {
+            #expect(try Validation.uploadId(id) == id, "the API's UploadId pattern, lowercase")
+            let hex = Array(id.replacingOccurrences(of: "-", with: ""))
+            #expect(hex[12] == "7", "version 7")
+            #expect("89ab".contains(hex[16]), "RFC 9562 variant")
+        }
+        let milliseconds = UInt64(String(ids[0].replacingOccurrences(of: "-", with: "").prefix(12)), radix: 16) ?? 0
+        #expect(milliseconds >= before && milliseconds < before + 60_000, "the first 48 bits are the time in milliseconds")
+    }
+
     @Test func refusedCommand_writesNothing() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

@@ -23,13 +23,38 @@ public enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
     public static func < (a: ProjectionTable, b: ProjectionTable) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// Byte-level access to the projection tables. The live store implements it over an LMDB write
-/// transaction and replay over memory, so both run the same ``Projector`` code.
+/// A value a projection table holds. Its encoding is what LMDB stores and what replay's digest
+/// hashes, so it is defined once, here, for both.
+public protocol ProjectionRecord: Sendable {
+    init(decoding bytes: [UInt8]) throws(CodecError)
+    func encoded() -> [UInt8]
+}
+
+extension UploadSession: ProjectionRecord {}
+extension RepositorySummary: ProjectionRecord {}
+extension LayerRecord: ProjectionRecord {}
+extension ImageRecord: ProjectionRecord {}
+extension TagRecord: ProjectionRecord {}
+extension InvocationRecord: ProjectionRecord {}
+
+/// The value of an index entry: empty, since the key says everything.
+public struct IndexMark: ProjectionRecord, Equatable {
+    public init() {}
+    public init(decoding bytes: [UInt8]) throws(CodecError) {
+        guard bytes.isEmpty else { throw CodecError("an index entry has \(bytes.count) bytes; it should have none") }
+    }
+    public func encoded() -> [UInt8] { [] }
+}
+
+/// Record-level access to the projection tables. The live store implements it over an LMDB write
+/// transaction (encoding and decoding each record) and replay over memory (keeping the records
+/// as values), so both run the same ``Projector`` code.
 ///
 /// Keys compare as unsigned bytes, as LMDB compares them.
 public protocol ProjectionTables {
-    func get(_ table: ProjectionTable, _ key: [UInt8]) throws -> [UInt8]?
-    mutating func put(_ table: ProjectionTable, _ key: [UInt8], _ value: [UInt8]) throws
+    /// The record under `key`, as `type`; `nil` when there is none.
+    func record<R: ProjectionRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R?
+    mutating func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some ProjectionRecord) throws
     mutating func delete(_ table: ProjectionTable, _ key: [UInt8]) throws
     /// Every key that starts with `prefix`, in byte order.
     func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]]
@@ -62,11 +87,11 @@ public enum ProjectionKey {
 
 extension ProjectionTables {
     public func session(_ uploadId: String) throws -> UploadSession? {
-        try get(.sessions, ProjectionKey.session(uploadId)).map { try UploadSession(decoding: $0) }
+        try record(.sessions, ProjectionKey.session(uploadId), as: UploadSession.self)
     }
 
     public func repository(_ ref: RepositoryRef) throws -> RepositorySummary? {
-        try get(.repositories, ProjectionKey.repository(ref)).map { try RepositorySummary(decoding: $0) }
+        try record(.repositories, ProjectionKey.repository(ref), as: RepositorySummary.self)
     }
 
     /// The ids of the repository's active uploads, in byte order.
@@ -78,46 +103,65 @@ extension ProjectionTables {
     }
 
     public func layer(_ ref: RepositoryRef, _ digest: String) throws -> LayerRecord? {
-        try get(.layers, ProjectionKey.scoped(ref, digest)).map { try LayerRecord(decoding: $0) }
+        try record(.layers, ProjectionKey.scoped(ref, digest), as: LayerRecord.self)
     }
 
     public func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? {
-        try get(.images, ProjectionKey.scoped(ref, digest)).map { try ImageRecord(decoding: $0) }
+        try record(.images, ProjectionKey.scoped(ref, digest), as: ImageRecord.self)
     }
 
     public func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? {
-        try get(.imageTags, ProjectionKey.scoped(ref, tag)).map { try TagRecord(decoding: $0) }
+        try record(.imageTags, ProjectionKey.scoped(ref, tag), as: TagRecord.self)
     }
 
     public func invocation(_ invocationId: String) throws -> InvocationRecord? {
-        try get(.invocations, Array(invocationId.utf8)).map { try InvocationRecord(decoding: $0) }
+        try record(.invocations, Array(invocationId.utf8), as: InvocationRecord.self)
     }
 
     mutating func put(_ session: UploadSession) throws {
-        try put(.sessions, ProjectionKey.session(session.uploadId), session.encoded())
+        try put(.sessions, ProjectionKey.session(session.uploadId), session)
     }
 
     mutating func put(_ repository: RepositorySummary) throws {
-        try put(.repositories, ProjectionKey.repository(repository.repository), repository.encoded())
+        try put(.repositories, ProjectionKey.repository(repository.repository), repository)
     }
 }
 
 /// Projection tables held in memory: replay's scratch state, and the tests' reference model.
+///
+/// Records stay values: nothing is encoded until ``entries(_:)`` is asked for (replay's digest),
+/// so a rebuild spends its time folding events, not encoding and decoding records.
 public struct InMemoryProjectionTables: ProjectionTables, Sendable {
-    private var tables: [ProjectionTable: [[UInt8]: [UInt8]]] = [:]
+    /// Key bytes hashed in one call (`[UInt8]`'s own hashing feeds the hasher a byte at a time).
+    struct Key: Hashable, Sendable {
+        let bytes: [UInt8]
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    }
+
+    private var tables: [ProjectionTable: [Key: any ProjectionRecord]] = [:]
 
     public init() {}
 
-    public func get(_ table: ProjectionTable, _ key: [UInt8]) -> [UInt8]? { tables[table]?[key] }
-    public mutating func put(_ table: ProjectionTable, _ key: [UInt8], _ value: [UInt8]) { tables[table, default: [:]][key] = value }
-    public mutating func delete(_ table: ProjectionTable, _ key: [UInt8]) { tables[table]?[key] = nil }
-
-    public func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) -> [[UInt8]] {
-        (tables[table] ?? [:]).keys.filter { $0.starts(with: prefix) }.sorted { $0.lexicographicallyPrecedes($1) }
+    public func record<R: ProjectionRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R? {
+        guard let stored = tables[table]?[Key(bytes: key)] else { return nil }
+        guard let record = stored as? R else {
+            throw CodecError("table \(table.rawValue) holds a \(Swift.type(of: stored)) under '\(ProjectionKey.readable(key))', not a \(R.self)")
+        }
+        return record
     }
 
-    /// Every entry of `table` in key byte order: the order LMDB iterates in.
+    public mutating func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some ProjectionRecord) {
+        tables[table, default: [:]][Key(bytes: key)] = record
+    }
+
+    public mutating func delete(_ table: ProjectionTable, _ key: [UInt8]) { tables[table]?[Key(bytes: key)] = nil }
+
+    public func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) -> [[UInt8]] {
+        (tables[table] ?? [:]).keys.lazy.map(\.bytes).filter { $0.starts(with: prefix) }.sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    /// Every entry of `table`, encoded, in key byte order: the order and bytes LMDB holds.
     public func entries(_ table: ProjectionTable) -> [(key: [UInt8], value: [UInt8])] {
-        (tables[table] ?? [:]).map { ($0.key, $0.value) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        (tables[table] ?? [:]).map { ($0.key.bytes, $0.value.encoded()) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
     }
 }

@@ -40,10 +40,10 @@ public enum Projector {
             repository.touch(envelope)
             try tables.put(repository)
             try tables.put(UploadSession(started: e, at: envelope))
-            try tables.put(.repositoryUploads, ProjectionKey.repositoryUpload(e.repository, e.uploadId), [])
+            try tables.put(.repositoryUploads, ProjectionKey.repositoryUpload(e.repository, e.uploadId), IndexMark())
             let when = ProjectionKey.timeAndPosition(envelope.recordedAt, envelope.position)
-            try tables.put(.initiations, when, [])
-            try tables.put(.repositoryInitiations, ProjectionKey.repositoryPrefix(e.repository) + when, [])
+            try tables.put(.initiations, when, IndexMark())
+            try tables.put(.repositoryInitiations, ProjectionKey.repositoryPrefix(e.repository) + when, IndexMark())
 
         case .uploadExpired(let e):
             try endUpload(e.uploadId, in: e.repository, as: .expired, envelope, &tables)
@@ -76,7 +76,7 @@ public enum Projector {
                 repository.layerCount += 1
             }
             let layer = LayerRecord(layerDigest: e.layerDigest, layerSize: e.layerSize, uploadId: e.uploadId, completedAt: envelope.recordedAt)
-            try tables.put(.layers, ProjectionKey.scoped(e.repository, e.layerDigest), layer.encoded())
+            try tables.put(.layers, ProjectionKey.scoped(e.repository, e.layerDigest), layer)
 
         case .imagePushed(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
@@ -88,16 +88,16 @@ public enum Projector {
                 if let previous = try tables.tag(e.repository, tag), previous.imageDigest != e.imageDigest,
                    var other = try tables.image(e.repository, previous.imageDigest) {
                     other.tags.removeAll { $0.sameBytes(as: tag) }
-                    try tables.put(.images, ProjectionKey.scoped(e.repository, other.imageDigest), other.encoded())
+                    try tables.put(.images, ProjectionKey.scoped(e.repository, other.imageDigest), other)
                 }
                 if !image.tags.contains(where: { $0.sameBytes(as: tag) }) {
                     image.tags = (image.tags + [tag]).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-                    try tables.put(.imageTags, ProjectionKey.scoped(e.repository, tag), TagRecord(imageDigest: e.imageDigest, createdAt: e.pushedAt).encoded())
+                    try tables.put(.imageTags, ProjectionKey.scoped(e.repository, tag), TagRecord(imageDigest: e.imageDigest, createdAt: e.pushedAt))
                 }
             }
             repository.touch(envelope)
             try tables.put(repository)
-            try tables.put(.images, ProjectionKey.scoped(e.repository, e.imageDigest), image.encoded())
+            try tables.put(.images, ProjectionKey.scoped(e.repository, e.imageDigest), image)
 
         case .imageUntagged(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
@@ -107,7 +107,7 @@ public enum Projector {
             image.tags.removeAll { $0.sameBytes(as: e.imageTag) }
             repository.touch(envelope)
             try tables.put(repository)
-            try tables.put(.images, ProjectionKey.scoped(e.repository, e.imageDigest), image.encoded())
+            try tables.put(.images, ProjectionKey.scoped(e.repository, e.imageDigest), image)
             try tables.delete(.imageTags, ProjectionKey.scoped(e.repository, e.imageTag))
 
         case .imageDeleted(let e):
@@ -132,9 +132,9 @@ public enum Projector {
         if var record = try tables.invocation(id) {
             guard record.firstPosition + record.count == envelope.position, record.requestId == envelope.metadata.requestId else { return }
             record.count += 1
-            try tables.put(.invocations, key, record.encoded())
+            try tables.put(.invocations, key, record)
         } else {
-            try tables.put(.invocations, key, InvocationRecord(firstPosition: envelope.position, count: 1, requestId: envelope.metadata.requestId).encoded())
+            try tables.put(.invocations, key, InvocationRecord(firstPosition: envelope.position, count: 1, requestId: envelope.metadata.requestId))
         }
     }
 

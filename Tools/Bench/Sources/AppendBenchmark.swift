@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import UploadCore
 import UploadStore
 
@@ -11,6 +14,8 @@ struct AppendBenchmark {
         let latencies: Latencies
         let meanRecordBytes: Int
         let transactions: Int
+        /// Bytes the process wrote to the disk per command (the kernel's count, `ru_oublock`).
+        let diskBytesPerCommand: Double
     }
 
     let workDirectory: String
@@ -21,6 +26,7 @@ struct AppendBenchmark {
         let store = fixture.store
         let perCaller = commands / callers
         let before = store.writerStatistics.transactions
+        let blocksBefore = DiskWrites.ownBlocks()
         let started = ContinuousClock.now
         let latencies = try await withThrowingTaskGroup(of: Latencies.self) { group in
             for caller in 0..<callers {
@@ -41,9 +47,24 @@ struct AppendBenchmark {
             return all
         }
         let elapsed = (ContinuousClock.now - started).seconds
+        let diskBytes = Double(DiskWrites.ownBlocks() - blocksBefore) * 512 / Double(perCaller * callers)
         let transactions = store.writerStatistics.transactions - before
         let meanBytes = try fixture.meanRecordBytes()
         await fixture.close()
-        return Result(perSecond: Double(perCaller * callers) / elapsed, latencies: latencies, meanRecordBytes: meanBytes, transactions: transactions)
+        return Result(perSecond: Double(perCaller * callers) / elapsed, latencies: latencies, meanRecordBytes: meanBytes, transactions: transactions, diskBytesPerCommand: diskBytes)
+    }
+}
+
+/// Bytes written to the disk, as the kernel counts them (512-byte units of `ru_oublock`): how much
+/// more than the raw log each durable command costs the disk.
+enum DiskWrites {
+    static func ownBlocks() -> Int { blocks(RUSAGE_SELF.rawValue) }
+    /// Of children that have exited and been waited for.
+    static func childBlocks() -> Int { blocks(RUSAGE_CHILDREN.rawValue) }
+
+    private static func blocks(_ who: Int32) -> Int {
+        var usage = rusage()
+        getrusage(who, &usage)
+        return usage.ru_oublock
     }
 }

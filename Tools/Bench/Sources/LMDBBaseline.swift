@@ -6,6 +6,8 @@ struct LMDBBaseline {
     struct Result {
         let appendPerSecond: Double
         let scanPerSecond: Double
+        /// Bytes written to the disk per record.
+        let diskBytesPerRecord: Double
     }
 
     let executable: String
@@ -17,12 +19,14 @@ struct LMDBBaseline {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var arguments = ["-n", "\(records)", "-s", "\(recordBytes)", "-b", "\(batch)"]
         if !sync { arguments.append("--nosync") }
+        let blocksBefore = DiskWrites.childBlocks()
         let output = try Processes.run(executable, arguments + [dir])
+        let diskBytes = Double(DiskWrites.childBlocks() - blocksBefore) * 512 / Double(records)
         guard let json = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any],
               let append = (json["append_per_s"] as? NSNumber)?.doubleValue,
               let scan = (json["scan_per_s"] as? NSNumber)?.doubleValue else {
             throw BenchError("lmdb-baseline printed \(output)")
         }
-        return Result(appendPerSecond: append, scanPerSecond: scan)
+        return Result(appendPerSecond: append, scanPerSecond: scan, diskBytesPerRecord: diskBytes)
     }
 }

@@ -11,8 +11,14 @@ struct ReplayBenchmark {
     let workDirectory: String
 
     /// Writes at least `events` events. - Returns: the fixture (closed) and the log's length.
-    func makeLog(events: Int) async throws -> (directory: String, events: UInt64, meanRecordBytes: Int) {
-        let fixture = try await StoreFixture(workDirectory: workDirectory, name: "replay", durable: false)
+    /// With `keepingIn`, reuses the store there when it has one.
+    func makeLog(events: Int, keepingIn kept: String? = nil) async throws -> (directory: String, events: UInt64, meanRecordBytes: Int) {
+        if let kept, FileManager.default.fileExists(atPath: kept + "/data.mdb") {
+            let fixture = try await StoreFixture(existing: kept)
+            defer { Task { await fixture.close() } }
+            return (kept, try fixture.store.read { try $0.lastPosition() }, try fixture.meanRecordBytes())
+        }
+        let fixture = try await StoreFixture(workDirectory: workDirectory, name: "replay", durable: false, directory: kept)
         let store = fixture.store
         let callers = 1024
         let flowsPerCaller = (events / 4 + callers - 1) / callers

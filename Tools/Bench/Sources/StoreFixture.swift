@@ -11,17 +11,27 @@ struct StoreFixture {
     let directory: String
     let store: Store
 
-    init(workDirectory: String, name: String, durable: Bool = true) async throws {
-        directory = workDirectory + "/\(name)-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    init(workDirectory: String, name: String, durable: Bool = true, directory: String? = nil) async throws {
+        self.directory = directory ?? workDirectory + "/\(name)-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+        store = try Store(Self.configuration(self.directory, durable: durable))
+        for i in 0..<Self.repositoryCount {
+            _ = try await store.execute(.createRepository(CreateRepository(repositoryName: Self.repository(i))), metadata: Self.metadata(0))
+        }
+    }
+
+    /// Opens the store a run kept.
+    init(existing directory: String) async throws {
+        self.directory = directory
+        store = try Store(Self.configuration(directory, durable: true))
+    }
+
+    private static func configuration(_ directory: String, durable: Bool) -> StoreConfiguration {
         var settings = DecisionSettings(defaultRegistryId: StoreConfiguration.fallbackRegistryId)
         settings.maximumActiveUploadsPerRepository = .max
         var configuration = StoreConfiguration(directory: directory, settings: settings)
         configuration.environment.durable = durable
-        store = try Store(configuration)
-        for i in 0..<Self.repositoryCount {
-            _ = try await store.execute(.createRepository(CreateRepository(repositoryName: Self.repository(i))), metadata: Self.metadata(0))
-        }
+        return configuration
     }
 
     static func repository(_ i: Int) -> String { "bench/repo-\(i % repositoryCount)" }

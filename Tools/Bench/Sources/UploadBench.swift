@@ -15,6 +15,7 @@ struct UploadBench: AsyncParsableCommand {
     @Option(help: "The folder with the wrk scripts.") var scripts = "Tools/Bench/reference"
     @Option(help: "Where stores and files are made (a real disk: fsync is part of what is measured).") var workDir: String?
     @Option(help: "Comma-separated figures to run: append, replay, open, http, parts.") var only = "append,replay,open,http,parts"
+    @Option(help: ArgumentHelp("Keep the replay/open log here and reuse it on later runs (for profiling).", visibility: .hidden)) var logDir: String?
     @Flag(help: "Small sizes and short runs: checks that every benchmark works, measures nothing worth quoting.") var quick = false
 
     func run() async throws {
@@ -51,14 +52,14 @@ struct UploadBench: AsyncParsableCommand {
                 report.add(Figure(name: "append-c\(shape.callers)-p\(Int(p))-ms", value: 1000 * ours.latencies.percentile(p), reference: floorCommitMs,
                                   unit: "ms", referenceName: "baseline ms per transaction", target: shape.callers == 64 && p == 99 ? .valueAtMost(5) : nil))
             }
-            report.note("append c=\(shape.callers): \(shape.commands) commands in \(ours.transactions) transactions (mean batch \(String(format: "%.1f", Double(shape.commands) / Double(max(ours.transactions, 1)))))")
+            report.note("append c=\(shape.callers): \(shape.commands) commands in \(ours.transactions) transactions (mean batch \(String(format: "%.1f", Double(shape.commands) / Double(max(ours.transactions, 1))))); disk bytes written per event: ours \(Int(ours.diskBytesPerCommand)), baseline \(Int(floor.diskBytesPerRecord))")
         }
     }
 
     private func replayAndOpenFigures(_ report: Report, _ lmdb: LMDBBaseline, _ work: String, _ selected: Set<String>) async throws {
         let bench = ReplayBenchmark(workDirectory: work)
-        let log = try await bench.makeLog(events: quick ? 20_000 : 1_000_000)
-        defer { try? FileManager.default.removeItem(atPath: log.directory) }
+        let log = try await bench.makeLog(events: quick ? 20_000 : 1_000_000, keepingIn: logDir)
+        defer { if logDir == nil { try? FileManager.default.removeItem(atPath: log.directory) } }
         report.note("replay/open log: \(log.events) events, mean record \(log.meanRecordBytes) B")
         if selected.contains("replay") {
             let ours = try bench.replay(directory: log.directory, runs: quick ? 1 : 3)
