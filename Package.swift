@@ -115,7 +115,7 @@ let package = Package(
         .testTarget(
             name: "UploadAPITests",
             dependencies: [
-                "UploadAPI", "UploadTesting",
+                "AWSJSON", "UploadAPI", "UploadTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

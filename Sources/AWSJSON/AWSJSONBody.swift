@@ -22,12 +22,14 @@ public struct AWSJSONBody {
             object = [:]
             return
         }
-        guard let parsed = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) else {
+        let lifted = LargeStringMembers.lift(bytes)
+        guard let parsed = try? JSONSerialization.jsonObject(with: Data(lifted?.document ?? bytes), options: [.fragmentsAllowed]) else {
             throw SerializationError("The request body is not valid JSON")
         }
-        guard let object = parsed as? [String: Any] else {
+        guard var object = parsed as? [String: Any] else {
             throw SerializationError("The request body must be a JSON object")
         }
+        for (name, text) in lifted?.members ?? [:] { object[name] = text }
         self.object = object
     }
 

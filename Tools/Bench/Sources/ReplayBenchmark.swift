@@ -40,18 +40,18 @@ struct ReplayBenchmark {
 
     private static func upload(_ store: Store, repository: String, flow: Int) async throws {
         let first: UInt64 = 5_242_880, second: UInt64 = 1024
-        let metadata = StoreFixture.metadata(flow)
-        let (uploadId, _) = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: repository), metadata: metadata)
+        // Each call its own request and invocation id, as an SDK sends them.
+        let (uploadId, _) = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: repository), metadata: StoreFixture.metadata(flow))
         let partDigest = "sha256:" + String(repeating: "ab", count: 32)
         for (firstByte, length) in [(UInt64(0), first), (first, second)] {
             _ = try await store.execute(.uploadLayerPart(try UploadLayerPart(
                 repositoryName: repository, uploadId: uploadId, partFirstByte: Int64(firstByte),
-                partLastByte: Int64(firstByte + length - 1), partLength: length, partDigest: partDigest)), metadata: metadata)
+                partLastByte: Int64(firstByte + length - 1), partLength: length, partDigest: partDigest)), metadata: StoreFixture.metadata(flow))
         }
         let layerDigest = "sha256:" + String(format: "%064x", flow)
         var complete = try CompleteLayerUpload(repositoryName: repository, uploadId: uploadId, layerDigests: [layerDigest])
         complete.staged = .init(digest: layerDigest, size: first + second)
-        _ = try await store.execute(.completeLayerUpload(complete), metadata: metadata)
+        _ = try await store.execute(.completeLayerUpload(complete), metadata: StoreFixture.metadata(flow))
     }
 
     /// Median rate of `runs` full rebuilds.

@@ -68,7 +68,7 @@ struct UploadBench: AsyncParsableCommand {
                               referenceName: "lmdb-baseline scan", target: .valueAtLeast(2_000_000)))
         }
         if selected.contains("open") {
-            let empty = work + "/open-empty"
+            let empty = work + "/open-empty-\(UUID().uuidString)"
             let reference = try bench.open(server: server, directory: empty, runs: quick ? 1 : 5)
             let ours = try bench.open(server: server, directory: log.directory, runs: quick ? 1 : 5)
             report.add(Figure(name: "open-\(log.events / 1000)k", value: 1000 * ours, reference: 1000 * reference, unit: "ms",
@@ -78,7 +78,7 @@ struct UploadBench: AsyncParsableCommand {
 
     private func httpAndPartsFigures(_ report: Report, _ work: String, _ selected: Set<String>) throws {
         let serve = try ServerProcess(server, [
-            "serve", "--data-dir", work + "/http", "--port", "0", "--allow-anonymous", "--benchmark-noop-route",
+            "serve", "--data-dir", work + "/http-\(UUID().uuidString)", "--port", "0", "--allow-anonymous", "--benchmark-noop-route",
             "--max-active-uploads", "1000000000", "--log-level", "warning",
         ], readyMarker: "listening on http://")
         defer { serve.stop() }
