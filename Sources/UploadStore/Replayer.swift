@@ -149,31 +149,57 @@ public enum Replayer {
     /// Recomputes every Merkle node from the raw event bytes and compares each with the stored
     /// one: a changed, removed, reordered or inserted byte changes a leaf, and the first
     /// differing node names the positions it covers.
+    ///
+    /// Leaves arrive in order, so each level's nodes complete in index order: the computed tree
+    /// is one array per level, and one pass over the stored nodes (sorted by level, then index)
+    /// compares them, lowest differing node first.
     private static func verifyMerkleTree(_ txn: Transaction, _ schema: Schema, size: UInt64, tick: () -> Void) throws {
-        var computed: [[UInt8]: MerkleTree.Hash] = [:]
+        var levels: [[MerkleTree.Hash]] = []
         try txn.scan(schema.events) { key, value in
             guard let position = BigEndian.uint64(key) else { return false }
             let leaf = MerkleTree.leafHash(position: position, record: value)
-            for n in MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf, node: { computed[MerkleTree.nodeKey(level: $0, index: $1)]! }) {
-                computed[MerkleTree.nodeKey(level: n.level, index: n.index)] = n.hash
+            for n in MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf, node: { levels[Int($0)][Int($1)] }) {
+                if levels.count <= Int(n.level) { levels.append([]) }
+                levels[Int(n.level)].append(n.hash)
             }
             tick()
             return true
         }
-        var stored: [[UInt8]: MerkleTree.Hash] = [:]
+        func place(_ level: Int, _ index: UInt64) -> String {
+            let first = (index << UInt64(level)) + 1, last = (index + 1) << UInt64(level)
+            return level == 0 ? "position \(first)" : "positions \(first)...\(last)"
+        }
+        var expected = (level: 0, index: 0)  // the next computed node the stored ones should hold
+        func missingBefore(_ level: Int, _ index: UInt64) -> String? {
+            while expected.level < levels.count {
+                if expected.level > level || (expected.level == level && UInt64(expected.index) >= index) { return nil }
+                if expected.index < levels[expected.level].count {
+                    return "Merkle tree: the node over \(place(expected.level, UInt64(expected.index))) is missing from the stored tree"
+                }
+                expected = (expected.level + 1, 0)
+            }
+            return nil
+        }
+        var failure: String?
         try txn.scan(schema.merkleNodes) { key, value in
-            stored[Array(key)] = Array(value)
+            let level = Int(key.first ?? 0), index = BigEndian.uint64(key.dropFirst()) ?? 0
+            if let missing = missingBefore(level, index) {
+                failure = missing
+                return false
+            }
+            guard level < levels.count, index < UInt64(levels[level].count) else {
+                failure = "Merkle tree: the node over \(place(level, index)) is stored but no event supports it"
+                return false
+            }
+            guard levels[level][Int(index)].elementsEqual(value) else {
+                failure = "Merkle tree: the node over \(place(level, index)) does not match the events"
+                return false
+            }
+            expected = (level, Int(index) + 1)
             return true
         }
-        // Report the lowest differing node first: leaves before the nodes above them.
-        let keys = Set(computed.keys).union(stored.keys).sorted { $0.lexicographicallyPrecedes($1) }
-        for key in keys where computed[key] != stored[key] {
-            let level = key[0], index = BigEndian.uint64(key.dropFirst()) ?? 0
-            let first = (index << UInt64(level)) + 1, last = (index + 1) << UInt64(level)
-            let place = level == 0 ? "position \(first)" : "positions \(first)...\(last)"
-            let what = stored[key] == nil ? "is missing from the stored tree" : computed[key] == nil ? "is stored but no event supports it" : "does not match the events"
-            throw Failure.log("Merkle tree: the node over \(place) \(what)")
-        }
+        if failure == nil { failure = missingBefore(Int.max, 0) }
+        if let failure { throw Failure.log(failure) }
     }
 
     /// Folds the whole log into fresh in-memory tables, checking that positions are dense and
@@ -263,7 +289,7 @@ enum ProjectionDigest {
             // The entry that sorts first is the one the other side lacks.
             let leftFirst: Bool
             if let a, let b {
-                leftFirst = a.table != b.table ? a.table < b.table : a.key.lexicographicallyPrecedes(b.key)
+                leftFirst = a.table != b.table ? a.table < b.table : ProjectionKey.precedes(a.key, b.key)
             } else {
                 leftFirst = a != nil
             }
