@@ -5,9 +5,6 @@ import PackageDescription
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
-    // Lets the optimiser specialise generic code across modules (the projector and decider are
-    // generic over ProjectionTables, used from the store): see BENCHMARKS.md for what it bought.
-    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
 ]
 
 let package = Package(
@@ -101,7 +98,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/Bench",
-            exclude: ["reference"],
+            exclude: ["reference", "BENCHMARKS.md"],
             swiftSettings: swiftSettings
         ),
         // libFuzzer target for the request decoder and the command validators; built only by

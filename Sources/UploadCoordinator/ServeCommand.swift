@@ -88,7 +88,9 @@ struct ServeCommand: AsyncParsableCommand {
             logger: logger)
         let blobCheck = Task.detached {
             do {
-                for problem in try blobs.missingBlobs(in: store) { logger.error("the log records a layer the disk lacks", metadata: ["problem": "\(problem)"]) }
+                let problems = try blobs.missingBlobs(in: store)
+                for problem in problems.prefix(20) { logger.error("the log records a layer the disk lacks", metadata: ["problem": "\(problem)"]) }
+                if problems.count > 20 { logger.error("more layers lack their blobs", metadata: ["count": "\(problems.count)"]) }
             } catch {
                 logger.error("could not check the layers' blobs", metadata: ["error": "\(error)"])
             }
@@ -105,6 +107,7 @@ struct ServeCommand: AsyncParsableCommand {
             fail(error)
         }
         sweeper.cancel()
+        blobCheck.cancel()
         _ = await sweeper.value
         _ = await blobCheck.value
         await store.close()

@@ -158,12 +158,20 @@ extension BlobStore {
         return result
     }
 
-    /// The completed layers whose blob is not on disk (should be none). Visits every layer, so
-    /// `serve` runs it after it is ready, not before.
+    /// The completed layers whose blob is not on disk (should be none). Visits every layer, a page
+    /// of them per read snapshot, so `serve` runs it after it is ready; it stops early, with what
+    /// it found so far, when the task running it is cancelled.
     public func missingBlobs(in store: Store) throws -> [String] {
-        let layers = try store.read { reader in
-            try reader.entries(.layers, prefix: [], limit: .max).map { try LayerRecord(decoding: $0.value) }
+        var missing: [String] = []
+        var after: String?
+        while !Task.isCancelled {
+            let page = try store.read { reader in
+                try reader.entries(.layers, prefix: [], after: after, limit: 1024).map { ($0.name, try LayerRecord(decoding: $0.value)) }
+            }
+            missing += page.filter { !hasBlob($0.1.layerDigest) }.map { "layer \($0.1.layerDigest): recorded, no blob" }
+            guard page.count == 1024, let last = page.last else { break }
+            after = last.0
         }
-        return layers.filter { !hasBlob($0.layerDigest) }.map { "layer \($0.layerDigest): recorded, no blob" }
+        return missing
     }
 }

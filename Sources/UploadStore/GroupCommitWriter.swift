@@ -31,9 +31,9 @@ final class GroupCommitWriter: Sendable {
 
     private struct Queue {
         var pending: [Pending] = []
-        /// How many queued commands wake the writer: 1 while it waits for work, the size of the
-        /// batch it just answered while it gathers the next, and `Int.max` while it writes (a
-        /// signal then would wake nobody). So a batch costs one wake-up, not one per command.
+        /// How many queued commands wake the writer: 1 while it waits for work, the count it is
+        /// gathering for while it gathers a batch, and `Int.max` while it writes (a signal then
+        /// would wake nobody). So a batch costs one wake-up, not one per command.
         var wakeAt = Int.max
         var stopping = false
         var stopped = false
@@ -109,14 +109,16 @@ final class GroupCommitWriter: Sendable {
 
     /// The thread's body. - Returns: the shutdown callers to resume once the writer is released.
     private func runUntilStopped() -> [CheckedContinuation<Void, Never>] {
-        var answered = 0
-        var lastCommit = Duration.zero
-        while let batch = nextBatch(gathering: answered, for: min(lastCommit, configuration.maxGatherWait)) {
+        var expected = 0
+        var lastBatch = Duration.zero
+        while let batch = nextBatch(expecting: expected, for: min(lastBatch, configuration.maxGatherWait)) {
             let started = ContinuousClock.now
             let (results, tail) = write(batch)
             let elapsed = ContinuousClock.now - started
-            answered = batch.count
-            lastCommit = elapsed
+            // Counted before anyone is answered, so an answered caller that is quick to send
+            // its next command is not counted twice.
+            expected = min(condition.withLock { queue.pending.count } + batch.count, configuration.maxBatchSize)
+            lastBatch = elapsed
             commitLatency.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
             batchSize.record(batch.count)
             if let tail {
@@ -143,24 +145,31 @@ final class GroupCommitWriter: Sendable {
 
     /// Waits for work; `nil` once stopping and drained.
     ///
-    /// The callers the last commit `answered` send their next commands a moment later, while the
-    /// ones that queued during that commit are already waiting. Taking only those would split the
+    /// The callers the last batch answered send their next commands a moment later, while the
+    /// ones that queued during that batch are already waiting. Taking only those would split the
     /// callers into two groups that alternate, each paying a full fsync for half the work, so the
-    /// writer waits until the answered callers are back too, or `gather` passes (half the last
-    /// commit's time, at most ``StoreConfiguration/maxGatherWait``).
-    private func nextBatch(gathering answered: Int, for gather: Duration) -> [Pending]? {
+    /// writer waits until `expected` commands (those waiting plus those answered) are queued, or
+    /// `gather` passes (the last batch's time, at most ``StoreConfiguration/maxGatherWait``). A
+    /// lone caller is never delayed: its one command is all the writer waits for.
+    private func nextBatch(expecting expected: Int, for gather: Duration) -> [Pending]? {
         condition.lock()
         defer {
             queue.wakeAt = Int.max
             condition.unlock()
         }
-        let expected = min(queue.pending.count + answered, configuration.maxBatchSize)
         queue.wakeAt = 1
         while queue.pending.isEmpty && !queue.stopping { condition.wait() }
         if queue.pending.count < expected && !queue.stopping && gather > .zero {
             queue.wakeAt = expected
-            let deadline = Date(timeIntervalSinceNow: Double(gather.components.attoseconds) / 1e18 + Double(gather.components.seconds))
-            while queue.pending.count < expected && !queue.stopping && condition.wait(until: deadline) {}
+            // Timed by the monotonic clock, in short slices: a wall-clock step during the wait
+            // can stretch only the current slice.
+            let deadline = ContinuousClock.now + gather
+            while queue.pending.count < expected && !queue.stopping {
+                let remaining = deadline - ContinuousClock.now
+                guard remaining > .zero else { break }
+                let slice = min(remaining, .microseconds(500))
+                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(slice.components.attoseconds) / 1e18))
+            }
         }
         if queue.pending.isEmpty {
             queue.stopped = true

@@ -182,7 +182,11 @@ public enum Replayer {
         }
         var failure: String?
         try txn.scan(schema.merkleNodes) { key, value in
-            let level = Int(key.first ?? 0), index = BigEndian.uint64(key.dropFirst()) ?? 0
+            guard key.count == 9 else {
+                failure = "Merkle tree: a stored node has a \(key.count)-byte key where level and index take 9; no event supports it"
+                return false
+            }
+            let level = Int(key[key.startIndex]), index = BigEndian.uint64(key.dropFirst()) ?? 0
             if let missing = missingBefore(level, index) {
                 failure = missing
                 return false

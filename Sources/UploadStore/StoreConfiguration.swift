@@ -49,10 +49,10 @@ public struct SystemClock: UploadCore.Clock {
 /// UUIDs of version 7 (RFC 9562), lowercase: 48 bits of Unix milliseconds, a 12-bit counter that
 /// keeps ids from one process strictly increasing within a millisecond, and 62 random bits.
 ///
-/// Why not version 4: upload ids key the sessions table (and the repository-uploads index). Random
-/// keys land on a random B-tree page each, so a batch of N initiations dirtied N pages that the
-/// commit must write and sync; increasing keys fill the tree's right edge and dirty a handful.
-/// That took durable appends at 64 callers from about 7 k/s to … (BENCHMARKS.md).
+/// Why not version 4: upload ids key the sessions table (and the repository-uploads index). A
+/// random key lands on a random B-tree page, which the commit must copy, write and sync with its
+/// branch path; increasing keys fill the tree's right edge. In raw LMDB, random 36-byte keys cost
+/// about 16 KB of disk writes per insert, increasing ones about 260 B (Tools/Bench/BENCHMARKS.md).
 public final class TimeOrderedUploadIDs: UploadIDGenerator {
     private let state = Mutex<(milliseconds: UInt64, counter: UInt64)>((0, 0))
 

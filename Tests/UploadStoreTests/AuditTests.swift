@@ -125,6 +125,23 @@ struct AuditTests {
         #expect(cut.contains("position 8"))
     }
 
+    /// The ordered comparison must still catch what the tree should not hold: a removed node
+    /// (reported at its place), and an invented one, even under a malformed key.
+    @Test func replay_catchesARemovedAndAnInventedTreeNode() async throws {
+        for (name, change, expected) in [
+            ("removed", { (txn: Transaction, nodes: Database) in try txn.delete(nodes, MerkleTree.nodeKey(level: 0, index: 2)) }, "over position 3 is missing"),
+            ("invented", { (txn: Transaction, nodes: Database) in try txn.put(nodes, MerkleTree.nodeKey(level: 5, index: 0), Array(repeating: 1, count: 32)) }, "stored but no event supports it"),
+            ("malformed key", { (txn: Transaction, nodes: Database) in try txn.put(nodes, [0], Array(repeating: 1, count: 32)) }, "no event supports it"),
+        ] as [(String, (Transaction, Database) throws -> Void, String)] {
+            let dir = TemporaryDirectory()
+            defer { dir.remove() }
+            _ = try await populate(dir)
+            try tamper(dir) { txn in try change(txn, try txn.openDatabase("merkle-nodes")!) }
+            guard case .log(let found)? = Replayer.verify(directory: dir.path).failure else { Issue.record("\(name) node not caught"); continue }
+            #expect(found.contains(expected), "\(name): \(found)")
+        }
+    }
+
     @Test func initiations_areListedByTimeAndRepository_fromTheIndex() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

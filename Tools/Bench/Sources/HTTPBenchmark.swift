@@ -51,7 +51,7 @@ struct HTTPBenchmark {
         let dir = workDirectory + "/distribution-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir + "/storage", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = try freePort()
+        let port = try HTTPClient.freePort()
         let config = """
             version: 0.1
             log:
@@ -87,9 +87,4 @@ struct HTTPBenchmark {
         return try measure(port: port, path: "/v2/demo/app/blobs/uploads/", script: "initiate-oci.lua")
     }
 
-    private func freePort() throws -> Int {
-        let output = try Processes.run("/usr/bin/python3", ["-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"])
-        guard let port = Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw BenchError("no free port") }
-        return port
-    }
 }

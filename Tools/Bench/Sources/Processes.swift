@@ -2,7 +2,8 @@ import Foundation
 
 /// Runs programs the benchmark compares against or drives (lmdb-baseline, wrk, the servers).
 enum Processes {
-    /// Runs `executable` to the end. - Returns: its standard output. - Throws: on a non-zero exit.
+    /// Runs `executable` to the end, killing it after `timeout`. - Returns: its standard
+    /// output. - Throws: on a non-zero exit or the timeout.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(600)) throws -> String {
         let process = Process()
@@ -12,20 +13,26 @@ enum Processes {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        // Both pipes drain on their own threads, so a full pipe never blocks the child and the
+        // deadline below is always checked.
+        let output = Box<Data>(), errors = Box<Data>()
+        Thread { output.value = out.fileHandleForReading.readDataToEndOfFile() }.start()
+        Thread { errors.value = err.fileHandleForReading.readDataToEndOfFile() }.start()
         let deadline = ContinuousClock.now + timeout
-        let errData = Box<Data>()
-        let reader = Thread { errData.value = err.fileHandleForReading.readDataToEndOfFile() }
-        reader.start()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
+        var timedOut = false
         while process.isRunning {
-            if ContinuousClock.now > deadline { process.terminate() }
+            if ContinuousClock.now > deadline && !timedOut {
+                timedOut = true
+                process.terminate()
+            }
             Thread.sleep(forTimeInterval: 0.01)
         }
-        while errData.value == nil { Thread.sleep(forTimeInterval: 0.001) }
+        while output.value == nil || errors.value == nil { Thread.sleep(forTimeInterval: 0.001) }
+        guard !timedOut else { throw BenchError("\(executable) took longer than \(timeout) and was stopped") }
         guard process.terminationStatus == 0 else {
-            throw BenchError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(String(decoding: errData.value ?? Data(), as: UTF8.self))")
+            throw BenchError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(String(decoding: errors.value ?? Data(), as: UTF8.self))")
         }
-        return String(decoding: output, as: UTF8.self)
+        return String(decoding: output.value ?? Data(), as: UTF8.self)
     }
 
     /// Finds `name` on PATH.
@@ -75,6 +82,14 @@ final class ServerProcess {
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         let started = ContinuousClock.now
         try process.run()
+        // A server that never gets ready is stopped, which ends the read below.
+        let process = self.process
+        let ready = Box<Bool>()
+        Thread {
+            Thread.sleep(forTimeInterval: 60)
+            if ready.value == nil { process.terminate() }
+        }.start()
+        defer { ready.value = true }
         var buffer = Data()
         let handle = out.fileHandleForReading
         while true {

@@ -15,8 +15,10 @@ struct ReplayBenchmark {
     func makeLog(events: Int, keepingIn kept: String? = nil) async throws -> (directory: String, events: UInt64, meanRecordBytes: Int) {
         if let kept, FileManager.default.fileExists(atPath: kept + "/data.mdb") {
             let fixture = try await StoreFixture(existing: kept)
-            defer { Task { await fixture.close() } }
-            return (kept, try fixture.store.read { try $0.lastPosition() }, try fixture.meanRecordBytes())
+            let length = try fixture.store.read { try $0.lastPosition() }
+            let meanBytes = try fixture.meanRecordBytes()
+            await fixture.close()
+            return (kept, length, meanBytes)
         }
         let fixture = try await StoreFixture(workDirectory: workDirectory, name: "replay", durable: false, directory: kept)
         let store = fixture.store
