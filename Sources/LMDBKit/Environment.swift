@@ -24,6 +24,13 @@ public final class Environment: @unchecked Sendable {
         /// Sync data and metadata on every commit (LMDB's default). Off only for benchmarks of the floor.
         public var durable: Bool = true
         public init() {}
+
+        /// The defaults, opened with `MDB_RDONLY`: how checkers and readers of another's store open it.
+        public static var readOnly: Configuration {
+            var configuration = Configuration()
+            configuration.readOnly = true
+            return configuration
+        }
     }
 
     let handle: OpaquePointer

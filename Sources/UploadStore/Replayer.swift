@@ -62,9 +62,7 @@ public enum Replayer {
         var report = Report()
         let environment: Environment
         do {
-            var config = Environment.Configuration()
-            config.readOnly = true
-            environment = try Environment(directory: directory, configuration: config)
+            environment = try Environment(directory: directory, configuration: .readOnly)
         } catch {
             report.failure = .unusable("\(error)")
             return report
@@ -93,9 +91,7 @@ public enum Replayer {
     /// Folds the whole log at `directory` into fresh projection tables once, from one read
     /// snapshot (the store is opened read-only).
     public static func rebuild(directory: String) throws -> Rebuild {
-        var config = Environment.Configuration()
-        config.readOnly = true
-        let environment = try Environment(directory: directory, configuration: config)
+        let environment = try Environment(directory: directory, configuration: .readOnly)
         return try environment.read { txn in
             let schema = try Schema(txn)
             let start = ContinuousClock.now

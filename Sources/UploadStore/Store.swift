@@ -151,9 +151,7 @@ extension Store {
     /// there is no store there yet.
     public static func appliedMigrations(directory: String) throws -> [String] {
         guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else { return [] }
-        var config = Environment.Configuration()
-        config.readOnly = true
-        let environment = try Environment(directory: directory, configuration: config)
+        let environment = try Environment(directory: directory, configuration: .readOnly)
         return try environment.read { try UploadMigrations.migrator.appliedIdentifiers($0) }
     }
 }

@@ -81,3 +81,18 @@ struct CodecTests {
         #expect(value.text == #"{"a":1,"b":"q\"\\/\n\u0001"}"#)
     }
 }
+
+/// Replay's in-memory tables keep records as values, one dictionary per type: a record goes in
+/// and comes out as itself, and a wrong type is refused rather than stored or returned.
+struct InMemoryProjectionTablesTests {
+    @Test func records_comeBackAsStored_andWrongTypesAreRefused() throws {
+        var tables = InMemoryProjectionTables()
+        let layer = LayerRecord(layerDigest: "sha256:00", layerSize: 3, uploadId: "u", completedAt: Timestamp(millisecondsSinceEpoch: 1))
+        try tables.put(.layers, [1, 2], layer)
+        #expect(try tables.record(.layers, [1, 2], as: LayerRecord.self) == layer)
+        #expect(try tables.record(.layers, [9], as: LayerRecord.self) == nil)
+        #expect(throws: CodecError.self) { try tables.record(.layers, [1, 2], as: RepositorySummary.self) }
+        #expect(throws: CodecError.self) { try tables.put(.sessions, [1], layer) }
+        #expect(tables.entries(.layers).map(\.value) == [layer.encoded()], "encoded as LMDB holds it")
+    }
+}

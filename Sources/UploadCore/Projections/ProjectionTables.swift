@@ -147,8 +147,10 @@ extension ProjectionTables {
 /// Projection tables held in memory: replay's scratch state, and the tests' reference model.
 ///
 /// Records stay values, one dictionary per record type: nothing is encoded until
-/// ``entries(_:)`` is asked for (replay's digest), no record is boxed, and a look-up in a
-/// specialised projector involves no dynamic cast. So a rebuild spends its time folding events.
+/// ``entries(_:)`` is asked for (replay's digest), so a rebuild spends its time folding events.
+/// A look-up returns the record through `any ProjectionRecord` and one cast to `R`; casting the
+/// concrete record to `R` directly measured slower (55k against 100k events/s on 20k events),
+/// since the projector is not specialised across modules.
 public struct InMemoryProjectionTables: ProjectionTables, Sendable {
     /// Key bytes hashed in one call (`[UInt8]`'s own hashing feeds the hasher a byte at a time).
     struct Key: Hashable, Sendable {
