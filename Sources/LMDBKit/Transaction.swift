@@ -16,6 +16,10 @@ public struct Database: Sendable, Hashable {
 /// Every value it returns is copied out of the map before the call returns, except inside
 /// ``scan(_:from:_:)`` and ``withValue(_:_:_:)``, whose buffers are valid only during the call.
 public struct Transaction {
+    /// The longest key LMDB stores (`mdb_env_get_maxkeysize` of Debian's build). A look-up of a
+    /// longer or empty key finds nothing rather than failing: no such key can be stored.
+    public static let maximumKeySize = 511
+
     let txn: OpaquePointer
     public let isReadOnly: Bool
 
@@ -58,6 +62,7 @@ public struct Transaction {
     public func withValue(
         _ db: Database, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
+        guard Self.isStorable(key) else { return }
         var value = MDB_val()
         let rc = key.withUnsafeBytes { k in
             var keyVal = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
@@ -91,6 +96,7 @@ public struct Transaction {
     /// Deletes `key`. - Returns: whether it was there.
     @discardableResult
     public func delete(_ db: Database, _ key: [UInt8]) throws(LMDBError) -> Bool {
+        guard Self.isStorable(key) else { return false }
         let rc = key.withUnsafeBytes { k in
             var keyVal = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
             return mdb_del(txn, db.dbi, &keyVal, nil)
@@ -137,9 +143,14 @@ public struct Transaction {
         var key = MDB_val(), value = MDB_val()
         var rc: Int32
         if let start, !start.isEmpty {  // LMDB refuses an empty key
-            rc = start.withUnsafeBytes { s in
+            // A start longer than any key: the first key ≥ it is the first key > its longest prefix.
+            let bounded = Array(start.prefix(Self.maximumKeySize))
+            rc = bounded.withUnsafeBytes { s in
                 key = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
                 return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+            }
+            if rc == 0, bounded.count < start.count, Self.buffer(key).elementsEqual(bounded) {
+                rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
             }
         } else {
             rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
@@ -156,6 +167,9 @@ public struct Transaction {
         try check(mdb_cursor_open(txn, db.dbi, &cursor), "mdb_cursor_open(\(db.name))")
         return cursor!
     }
+
+    /// Whether LMDB can hold `key`: 1 to ``maximumKeySize`` bytes.
+    public static func isStorable(_ key: [UInt8]) -> Bool { !key.isEmpty && key.count <= maximumKeySize }
 
     private static func buffer(_ val: MDB_val) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: val.mv_data, count: val.mv_size)

@@ -62,7 +62,7 @@ struct APIError: Error {
         case .invalidParameter, .registryNotFound, .repositoryNotFound, .repositoryAlreadyExists, .repositoryNotEmpty,
              .uploadNotFound, .invalidLayerPart, .layerPartTooSmall, .invalidLayer, .emptyUpload, .layerAlreadyExists,
              .layersNotFound, .referencedImagesNotFound, .imageAlreadyExists, .imageDigestDoesNotMatch, .imageNotFound,
-             .limitExceeded:
+             .limitExceeded, .idempotentParameterMismatch:
             .badRequest
         }
     }

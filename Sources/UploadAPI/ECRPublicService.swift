@@ -1,4 +1,5 @@
 import AWSJSON
+import Crypto
 import Foundation
 public import Hummingbird
 import HTTPTypes
@@ -49,6 +50,8 @@ public final class ECRPublicService: Sendable {
     let metrics: ServiceMetrics
     let authentication: Authentication
     let uploadLocks = KeyedLock()
+    /// Where bodies of requests not yet authenticated go past ``SpooledBody/memoryLimit``.
+    let spoolDirectory: String
 
     /// How requests prove who sent them.
     public enum Authentication: Sendable {
@@ -69,15 +72,35 @@ public final class ECRPublicService: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.authentication = authentication
+        spoolDirectory = blobs.directory + "/spool"
+        try? FileManager.default.createDirectory(atPath: spoolDirectory, withIntermediateDirectories: true)
     }
 
-    /// The principal of a request: a middleware's, else the SigV4 signer's; `nil` when anonymous.
-    func principal(of request: Request, context: APIRequestContext, body: [UInt8]) throws -> String? {
+    /// The principal of a request without a body (a feed's GET): a middleware's, else the SigV4
+    /// signer's; `nil` when anonymous.
+    func principal(of request: Request, context: APIRequestContext) throws -> String? {
         if let principal = context.principal { return principal }
         guard case .sigV4(let verifier) = authentication else { return nil }
         return try verifier.verify(
             method: request.method.rawValue, authority: request.head.authority, path: request.uri.path, query: request.uri.query ?? "",
-            headers: request.headers, body: body)
+            headers: request.headers, body: [])
+    }
+
+    /// Reads the body of a request and authenticates it. A request from an unknown key, or with a
+    /// malformed signature, is refused before a byte of its body is read; the rest is read into
+    /// a ``SpooledBody`` (bounded memory) and checked against its signature before anything uses it.
+    /// - Returns: the body and who signed it (`nil` when anonymous).
+    func authenticatedBody(_ request: Request, context: APIRequestContext) async throws -> (body: [UInt8], principal: String?) {
+        guard case .sigV4(let verifier) = authentication, context.principal == nil else {
+            let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+            return (Array(buffer.readableBytesView), context.principal)
+        }
+        try verifier.precheck(method: request.method.rawValue, headers: request.headers)
+        let spooled = try await SpooledBody(reading: request.body, limit: context.maxUploadSize, spoolDirectory: spoolDirectory)
+        let principal = try verifier.verify(
+            method: request.method.rawValue, authority: request.head.authority, path: request.uri.path, query: request.uri.query ?? "",
+            headers: request.headers, payloadHash: spooled.sha256)
+        return (try spooled.bytes(), principal)
     }
 
     /// The router: `POST /` (any path, as AWS ignores it) to ``respond(to:context:)``, behind
@@ -96,35 +119,37 @@ public final class ECRPublicService: Sendable {
     /// Answers one request. Never throws: every failure becomes an AWS-shaped error response.
     public func respond(to request: Request, context: APIRequestContext) async -> Response {
         let requestId = UUID().uuidString.lowercased()
-        let target = request.headers[Self.targetHeader]
+        // The operation's name for metrics and logs: one of a closed set, and only once the request
+        // is authenticated, so that no sender can mint label values.
+        var operationLabel = ServiceMetrics.unknownOperation
         do {
+            let (bytes, principal) = try await authenticatedBody(request, context: context)
+            let target = request.headers[Self.targetHeader]
             guard let target, target.hasPrefix(Self.targetPrefix) else { throw APIError.unknownOperation(target) }
             let name = String(target.dropFirst(Self.targetPrefix.count))
             guard let operation = Self.operations[name] else {
                 if Self.unsupported.contains(name) {
+                    operationLabel = name
                     throw APIError(type: "UnsupportedCommandException", message: "The action \(name) isn't supported by this coordinator.", status: .badRequest)
                 }
                 throw APIError.unknownOperation(target)
             }
-            if case .sigV4(let verifier) = authentication, context.principal == nil {
-                try verifier.precheck(method: request.method.rawValue, headers: request.headers)  // before buffering a body
-            }
-            let buffer = try await request.body.collect(upTo: context.maxUploadSize)
-            let bytes = Array(buffer.readableBytesView)
-            let principal = try principal(of: request, context: context, body: bytes)
+            operationLabel = name
+            let invocationId = try Self.invocationId(request.headers)
             let body = try AWSJSONBody(bytes)
             let metadata = RequestMetadata(
                 requestId: requestId, source: "http", userAgent: request.headers[.userAgent],
                 sourceAddress: context.remoteAddress.flatMap { address in address.ipAddress.map { "\($0):\(address.port ?? 0)" } },
-                principal: principal, invocationId: request.headers[Self.invocationIdHeader])
+                principal: principal, invocationId: invocationId,
+                requestDigest: invocationId.map { _ in Self.requestDigest(operation: name, body: bytes) })
             let result = try await operation(self, body, metadata)
             metrics.countRequest(operation: name, outcome: "ok")
             logger.debug("answered", metadata: Self.logMetadata(requestId, name, "ok", uploadId: (try? body.string("uploadId")) ?? nil))
             return Self.response(.ok, result, requestId: requestId)
         } catch {
             let api = APIError.from(error)
-            metrics.countRequest(operation: target.map { String($0.dropFirst(Self.targetPrefix.count)) } ?? "-", outcome: api.type)
-            let operation = target.map { String($0.dropFirst(Self.targetPrefix.count)) } ?? "-"
+            metrics.countRequest(operation: operationLabel, outcome: api.type)
+            let operation = operationLabel
             if api.status == .internalServerError {
                 logger.error("request failed", metadata: Self.logMetadata(requestId, operation, api.type, error: "\(error)"))
             } else {
@@ -134,6 +159,26 @@ public final class ECRPublicService: Sendable {
             response.headers[Self.errorTypeHeader] = api.type
             return response
         }
+    }
+
+    /// `amz-sdk-invocation-id`: absent (the call is simply not deduplicated), or 1 to 64 printable
+    /// ASCII characters (SDKs send a UUID); anything else is refused before it reaches the store.
+    static func invocationId(_ headers: HTTPFields) throws -> String? {
+        let values = headers[values: invocationIdHeader]
+        guard let value = values.first else { return nil }
+        guard values.count == 1, (1...64).contains(value.utf8.count), value.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) else {
+            throw APIError.invalidParameter("The amz-sdk-invocation-id header must be one value of 1 to 64 printable ASCII characters")
+        }
+        return value
+    }
+
+    /// What a call asked for, to tell its retries (the same digest) from another call reusing its
+    /// invocation id: hex of the first 16 bytes of SHA-256 over the operation, a newline and the body.
+    static func requestDigest(operation: String, body: [UInt8]) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Array((operation + "\n").utf8))
+        hasher.update(data: body)
+        return hasher.finalize().prefix(16).map { String(format: "%02x", $0) }.joined()
     }
 
     /// The floor an operation is measured against: the same server, request and headers, the body
@@ -154,14 +199,13 @@ public final class ECRPublicService: Sendable {
     }
 
     /// Answers a feed request (a GET) once it is authenticated; failures become AWS-shaped errors.
-    func authenticated(_ request: Request, _ context: APIRequestContext, _ answer: () throws -> Response) -> Response {
-        let requestId = UUID().uuidString.lowercased()
+    func authenticated(_ request: Request, _ context: APIRequestContext, _ answer: () async throws -> Response) async -> Response {
         do {
-            _ = try principal(of: request, context: context, body: [])
-            return try answer()
+            _ = try principal(of: request, context: context)
+            return try await answer()
         } catch {
             let api = APIError.from(error)
-            var response = Self.response(api.status, api.body, requestId: requestId)
+            var response = Self.response(api.status, api.body, requestId: UUID().uuidString.lowercased())
             response.headers[Self.errorTypeHeader] = api.type
             return response
         }

@@ -1,6 +1,8 @@
 import Hummingbird
 import HTTPTypes
+import Foundation
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import UploadCore
 import UploadStore
@@ -9,15 +11,43 @@ import UploadStore
 /// projections, each with the position it reflects.
 extension ECRPublicService {
     static let pageLimit = 10_000
+    /// Events read and encoded per slice of a feed.
+    static let sliceEvents = 256
+
+    /// Where feeds read and encode the log: one thread of its own at a lower priority, so that no
+    /// number of readers catching up takes the cooperative pool or the event loops from API
+    /// requests. Readers share it a slice at a time, in turn.
+    static let feedPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        // Its only thread. On Linux a nice value belongs to a thread, and `who == 0` is the caller.
+        pool.submit { _ in _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10) }
+        return pool
+    }()
+
+    /// Up to `limit` events after `position` as NDJSON, read and encoded on ``feedPool``.
+    /// - Returns: the bytes, and the position of the last event in them (`position` when none).
+    func feedSlice(after position: UInt64, limit: Int) async throws -> (ByteBuffer, last: UInt64) {
+        let store = self.store
+        return try await Self.feedPool.runIfActive {
+            let events = try store.read { try $0.events(after: position, limit: limit) }
+            var buffer = ByteBuffer()
+            for envelope in events {
+                buffer.writeString(envelope.json.text)
+                buffer.writeInteger(UInt8(ascii: "\n"))
+            }
+            return (buffer, events.last?.position ?? position)
+        }
+    }
 
     func addFeedRoutes(to router: Router<APIRequestContext>) {
-        router.get("/events") { request, context in self.authenticated(request, context) { try self.eventsPage(request) } }
-        router.get("/events/stream") { request, context in self.authenticated(request, context) { try self.eventStream(request) } }
+        router.get("/events") { request, context in await self.authenticated(request, context) { try await self.eventsPage(request) } }
+        router.get("/events/stream") { request, context in await self.authenticated(request, context) { try self.eventStream(request) } }
         router.get("/projections/sessions/:uploadId") { request, context in
-            self.authenticated(request, context) { try self.sessionProjection(context.parameters.require("uploadId")) }
+            await self.authenticated(request, context) { try self.sessionProjection(context.parameters.require("uploadId")) }
         }
         router.get("/projections/repositories/:registryId/**") { request, context in
-            self.authenticated(request, context) {
+            await self.authenticated(request, context) {
                 try self.repositoryProjection(context.parameters.require("registryId"), context.parameters.getCatchAll().joined(separator: "/"))
             }
         }
@@ -26,12 +56,11 @@ extension ECRPublicService {
     }
 
     /// `GET /events?after=POS&limit=N`: up to N events (at most 10,000) after POS, as NDJSON.
-    func eventsPage(_ request: Request) throws -> Response {
+    func eventsPage(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let limit = Int(min(try Self.query(request, "limit") ?? 1000, UInt64(Self.pageLimit)))
-        let events = try store.read { try $0.events(after: after, limit: limit) }
-        let text = events.map { $0.json.text + "\n" }.joined()
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        let (page, _) = try await feedSlice(after: after, limit: limit)
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: .init(byteBuffer: page))
     }
 
     /// `GET /events/stream?after=POS`: every event after POS as NDJSON, then each new one as it
@@ -44,13 +73,14 @@ extension ECRPublicService {
         let body = ResponseBody { writer in
             try await withGracefulShutdownHandler {
                 var position = after
-                while !store.followersStopped {  // checked per page, so catching up stops on shutdown too
-                    let page = try store.read { try $0.events(after: position, limit: 256) }
-                    for envelope in page {
-                        try await writer.write(ByteBuffer(string: envelope.json.text + "\n"))
-                        position = envelope.position
+                while !store.followersStopped {  // checked per slice, so catching up stops on shutdown too
+                    let (slice, last) = try await self.feedSlice(after: position, limit: Self.sliceEvents)
+                    if last == position {
+                        if await !store.waitForEvents(after: position) { break }
+                        continue
                     }
-                    if page.isEmpty, await !store.waitForEvents(after: position) { break }
+                    try await writer.write(slice)  // waits while the client is not reading
+                    position = last
                 }
             } onGracefulShutdown: {
                 store.stopFollowers()
@@ -76,7 +106,7 @@ extension ECRPublicService {
     static func query(_ request: Request, _ name: String) throws -> UInt64? {
         guard let raw = request.uri.queryParameters[name[...]] else { return nil }
         guard let value = UInt64(raw) else {
-            throw HTTPError(.badRequest, message: "'\(name)' must be a whole number; got '\(raw)'")
+            throw APIError.invalidParameter("The query parameter '\(name)' must be a whole number from 0 to \(UInt64.max); got '\(Validation.quoted(String(raw.prefix(64))))'")
         }
         return value
     }

@@ -24,7 +24,12 @@ public struct ServiceMetrics: Sendable {
         self.registry = registry
     }
 
-    /// Counts one API request by operation and outcome (`ok` or the error's name).
+    /// The operation label of a request not authenticated, or naming no operation ECR Public has.
+    static let unknownOperation = "unknown"
+
+    /// Counts one API request by operation and outcome (`ok` or the error's name). Both labels come
+    /// from closed sets (ECR Public's operation names or ``unknownOperation``; this service's error
+    /// names), so no request can add a series.
     func countRequest(operation: String, outcome: String) {
         Counter(label: "upload_coordinator_requests_total", dimensions: [("operation", operation), ("outcome", outcome)], factory: factory).increment()
     }

@@ -37,22 +37,26 @@ public struct ValidationFailure: Error, CustomStringConvertible {
 }
 
 /// Verifies AWS Signature Version 4 as awscli and boto3 sign requests for `ecr-public`: the
-/// signed headers named in `Authorization`, the SHA-256 of the raw body, a ±15 minute clock
-/// window, and a constant-time comparison of signatures.
+/// signed headers named in `Authorization`, the region served, the SHA-256 of the raw body, a
+/// ±15 minute clock window, and a constant-time comparison of signatures.
 public struct SigV4Verifier: Sendable {
     public static let service = "ecr-public"
+    public static let defaultRegion = "us-east-1"
     public static let window: Int64 = 15 * 60 * 1000
 
     let keys: [String: AccessKey]
     let clock: any UploadCore.Clock
     let servedRegistryId: String
+    /// The region a credential scope must name.
+    let region: String
 
-    public init(keys: [AccessKey], clock: any UploadCore.Clock, servedRegistryId: String) {
+    public init(keys: [AccessKey], clock: any UploadCore.Clock, servedRegistryId: String, region: String = defaultRegion) {
         var byId: [String: AccessKey] = [:]
         for key in keys { byId[key.accessKeyId] = key }
         self.keys = byId
         self.clock = clock
         self.servedRegistryId = servedRegistryId
+        self.region = region
     }
 
     /// Checks everything that needs no body: the Authorization header's form, a known key, the
@@ -84,6 +88,9 @@ public struct SigV4Verifier: Sendable {
         guard scope[2] == Self.service else {
             throw Self.invalid("Credential should be scoped to correct service: '\(Self.service)'.", status: .forbidden)
         }
+        guard scope[1] == region else {
+            throw Self.invalid("Credential should be scoped to a valid region, not '\(Validation.quoted(scope[1]))'; this endpoint serves '\(region)'.", status: .forbidden)
+        }
         // The target header chooses the operation, so a POST must sign it (botocore always does).
         let required = method == "POST" ? ["content-type", "host", "x-amz-date", "x-amz-target"] : ["host", "x-amz-date"]
         guard required.allSatisfy(auth.signedHeaders.contains) else {
@@ -105,9 +112,13 @@ public struct SigV4Verifier: Sendable {
     /// - Returns: the access key id that signed the request (the principal).
     /// - Throws: ``APIError`` named as AWS names these failures.
     func verify(method: String, authority: String?, path: String, query: String, headers: HTTPFields, body: [UInt8]) throws -> String {
+        try verify(method: method, authority: authority, path: path, query: query, headers: headers, payloadHash: Self.hex(SHA256.hash(data: body)))
+    }
+
+    /// The same, given the hex SHA-256 of the body (hashed as it was read; see ``SpooledBody``).
+    func verify(method: String, authority: String?, path: String, query: String, headers: HTTPFields, payloadHash: String) throws -> String {
         let checked = try checkedHeader(method: method, headers: headers)
         let (auth, key, scope, amzDate) = (checked.auth, checked.key, checked.scope, checked.amzDate)
-        let payloadHash = Self.hex(SHA256.hash(data: body))
         if let claimed = headers[HTTPField.Name("X-Amz-Content-SHA256")!], claimed != payloadHash {
             // The body is always signed here: UNSIGNED-PAYLOAD would leave it unauthenticated.
             throw Self.invalid("The x-amz-content-sha256 header must be the SHA-256 of the body; UNSIGNED-PAYLOAD is not accepted.", status: .badRequest)

@@ -11,7 +11,8 @@ import UploadStore
 /// `--allow-anonymous` and a loopback address.
 enum ServeAuthentication {
     static func resolve(
-        credentialsFile: String?, allowAnonymous: Bool, host: String, dataDir: String, clock: any UploadCore.Clock, registryId: String
+        credentialsFile: String?, allowAnonymous: Bool, host: String, dataDir: String, clock: any UploadCore.Clock, registryId: String,
+        region: String
     ) throws -> (ECRPublicService.Authentication, announcement: String) {
         if allowAnonymous {
             guard isLoopback(host) else {
@@ -34,15 +35,15 @@ enum ServeAuthentication {
             keys = try AccessKey.parse(try String(contentsOfFile: path, encoding: .utf8))
             source = path
             if let key = keys.first {
-                let verifier = SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId)
+                let verifier = SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)
                 return (.sigV4(verifier), """
                     authentication: SigV4 with the key pair in \(path) (mode 0600). Use it with awscli:
-                      export AWS_ACCESS_KEY_ID=\(key.accessKeyId) AWS_SECRET_ACCESS_KEY=$(awk '{print $2}' \(path)) AWS_DEFAULT_REGION=us-east-1
+                      export AWS_ACCESS_KEY_ID=\(key.accessKeyId) AWS_SECRET_ACCESS_KEY=$(awk '{print $2}' \(path)) AWS_DEFAULT_REGION=\(region)
                     """)
             }
         }
         guard !keys.isEmpty else { throw ValidationError("no access keys in \(source)") }
-        return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId)), "authentication: SigV4 with \(keys.count) key(s) from \(source)")
+        return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)), "authentication: SigV4 with \(keys.count) key(s) from \(source) for region \(region)")
     }
 
     /// Whether `host` is a loopback address literal (or `localhost`); a name such as

@@ -28,11 +28,42 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The most commands queued for the writer (ThrottlingException beyond).") var maxQueuedCommands = 20_000
     @Option(help: "End uploads with no activity for this many seconds (UploadExpired).") var uploadExpiry: Int64 = 86_400
     @Option(help: "How often, in seconds, to look for idle uploads.") var sweepInterval: Int64 = 60
+    @Option(help: "The region a request's SigV4 credential scope must name (InvalidSignatureException otherwise).")
+    var region = SigV4Verifier.defaultRegion
+    @Option(help: "Seconds a request head may take: from accept for a connection's first request, from its first byte after.")
+    var headerTimeout: Int64 = 10
+    @Option(help: "Seconds a connection may go without progress (nothing read while awaited, nothing the client reads) before it is closed.")
+    var idleTimeout: Int64 = 60
+    @Option(help: "The slowest a request body may arrive, in bytes per second on average, once it has had 10 seconds.")
+    var minBodyRate = 1024
+    @Option(help: "The most connections open at once; more are closed as they are accepted.") var maxConnections = 1000
     @Flag(help: .hidden) var benchmarkNoopRoute = false
 
+    /// The longest interval any time flag takes: ten years, far past any use, and far from overflow.
+    static let longestSeconds: Int64 = 10 * 366 * 86_400
+
     func validate() throws {
-        guard uploadExpiry > 0, sweepInterval > 0 else { throw ValidationError("--upload-expiry and --sweep-interval must be positive.") }
+        for (flag, value) in [("--upload-expiry", uploadExpiry), ("--sweep-interval", sweepInterval), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
+            guard (1...Self.longestSeconds).contains(value) else { throw ValidationError("\(flag) must be 1 to \(Self.longestSeconds) seconds; got \(value).") }
+        }
+        guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0 to 65535; got \(port).") }
+        guard (0...(1 << 30)).contains(minBodyRate) else { throw ValidationError("--min-body-rate must be 0 to 1073741824 bytes per second; got \(minBodyRate).") }
+        guard (1...1_000_000).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 1000000; got \(maxConnections).") }
+        guard (1...10_000_000).contains(maxQueuedCommands) else { throw ValidationError("--max-queued-commands must be 1 to 10000000; got \(maxQueuedCommands).") }
+        guard maxActiveUploads >= 1 else { throw ValidationError("--max-active-uploads must be at least 1.") }
+        guard !region.isEmpty, region.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) }) else {
+            throw ValidationError("--region must be a region name such as us-east-1; got '\(region)'.")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.") }
+    }
+
+    var connectionLimits: ConnectionLimits {
+        var limits = ConnectionLimits()
+        limits.headerTimeout = .seconds(headerTimeout)
+        limits.idleTimeout = .seconds(idleTimeout)
+        limits.minimumBodyBytesPerSecond = minBodyRate
+        limits.maximumConnections = maxConnections
+        return limits
     }
 
     func run() async throws {
@@ -67,7 +98,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             let (resolved, announcement) = try ServeAuthentication.resolve(
                 credentialsFile: credentials, allowAnonymous: allowAnonymous, host: host, dataDir: dataDir,
-                clock: configuration.clock, registryId: settings.defaultRegistryId)
+                clock: configuration.clock, registryId: settings.defaultRegistryId, region: region)
             authentication = resolved
             FileHandle.standardError.write(Data((announcement + "\n").utf8))
         } catch {
@@ -77,8 +108,10 @@ struct ServeCommand: AsyncParsableCommand {
         let service = ECRPublicService(store: store, blobs: blobs, logger: logger, metrics: metrics, authentication: authentication)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
+        FileDescriptorLimit.raise(toHold: maxConnections, logger: logger)
         let app = Application(
             router: service.router(noopRoute: benchmarkNoopRoute),
+            server: .guardedHTTP1(limits: connectionLimits, logger: logger),
             configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -86,7 +119,7 @@ struct ServeCommand: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data(line.utf8))
             },
             logger: logger)
-        let blobCheck = Task.detached {
+        let blobCheck = Task.detached { [logger] in
             do {
                 let problems = try blobs.missingBlobs(in: store)
                 for problem in problems.prefix(20) { logger.error("the log records a layer the disk lacks", metadata: ["problem": "\(problem)"]) }

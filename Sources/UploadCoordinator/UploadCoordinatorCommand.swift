@@ -58,7 +58,9 @@ struct StoreOptions: ParsableArguments {
             }
             partSize = parsed
         }
-        guard partSize > 0 else { throw ValidationError("The part size must be greater than 0.") }
+        guard (1...DecisionSettings.largestPartSize).contains(partSize) else {
+            throw ValidationError("The part size must be 1 to \(DecisionSettings.largestPartSize) bytes; got \(partSize).")
+        }
         return DecisionSettings(defaultRegistryId: registryId, partSize: partSize)
     }
 

@@ -95,6 +95,12 @@ public struct BlobStore: Sendable {
     /// Removes an upload's staged bytes, once the log no longer needs them.
     public func removeStaging(_ uploadId: String) { unlink(stagingPath(uploadId)) }
 
+    /// Cuts an upload's staged bytes back to `length` (what the log records), after a part whose
+    /// bytes were staged was refused. Best effort: start-up reconciliation does the same.
+    public func truncateStaging(_ uploadId: String, to length: UInt64) {
+        _ = truncate(stagingPath(uploadId), off_t(length))
+    }
+
     private static func syncDirectory(_ path: String) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw posixError("open \(path)") }
@@ -128,9 +134,8 @@ extension BlobStore {
             unlink(blobs + "/" + name)
         }
         let sessions = try store.read { reader in
-            try reader.entries(.repositoryUploads, prefix: [], limit: .max).compactMap { entry in
-                let uploadId = String(entry.name.split(separator: "\0", maxSplits: 1, omittingEmptySubsequences: false).last ?? "")
-                return try reader.session(uploadId)
+            try reader.keys(.repositoryUploads).compactMap { key in
+                try reader.session(ProjectionKey.uploadId(inRepositoryUploadKey: key))
             }
         }
         var active: [String: UInt64] = [:]

@@ -17,8 +17,10 @@ public struct CommandOutcome: Sendable {
     }
 
     /// What an earlier attempt of this very call recorded: the same `amz-sdk-invocation-id`, the
-    /// same principal, and events this command records. A different call that reuses the id
-    /// (a client bug, or a forged header) is not a retry and is decided normally.
+    /// same principal, the same request (``RequestMetadata/requestDigest``) and events this command
+    /// records. `nil` when the id was never used.
+    /// - Throws: `IdempotentParameterMismatchException` when another call used the id: the
+    ///   caller's command must write nothing, and must not be answered with the other call's result.
     static func recorded(
         _ command: Command, _ metadata: RequestMetadata, _ txn: Transaction, _ schema: Schema
     ) throws -> CommandOutcome? {
@@ -29,7 +31,16 @@ public struct CommandOutcome: Sendable {
             events.append(envelope)
             return UInt64(events.count) < record.count
         }
-        guard events.allSatisfy({ command.records($0.event.type) && $0.metadata.principal == metadata.principal }) else { return nil }
+        let sameCall = events.allSatisfy { recorded in
+            command.records(recorded.event.type) && recorded.metadata.principal == metadata.principal
+                // Events from before request digests were recorded can only be matched by kind.
+                && (recorded.metadata.requestDigest == nil || recorded.metadata.requestDigest == metadata.requestDigest)
+        }
+        guard sameCall else {
+            throw CommandError(
+                .idempotentParameterMismatch,
+                "The amz-sdk-invocation-id '\(invocationId)' was already used by a different request; a retry must repeat the same operation and body with the same credentials")
+        }
         return CommandOutcome(events: events, decision: Decision(events.map(\.event)), isRetry: true)
     }
 }

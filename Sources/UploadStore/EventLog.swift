@@ -23,11 +23,13 @@ enum EventLog {
     }
 
     /// Visits events after `position` in order until `body` returns false.
-    /// Checks that positions are dense: a gap is corruption.
+    /// Checks that positions are dense: a gap is corruption. Nothing follows `UInt64.max`, which a
+    /// client may well ask for.
     static func scan(
         _ txn: Transaction, _ schema: Schema, after position: UInt64,
         _ body: (EventEnvelope) throws -> Bool
     ) throws {
+        guard position < UInt64.max else { return }
         var expected = position + 1
         try txn.scan(schema.events, from: BigEndian.bytes(expected)) { key, value in
             guard let found = BigEndian.uint64(key) else {

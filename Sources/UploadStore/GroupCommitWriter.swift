@@ -10,8 +10,10 @@ import Logging
 /// then answers each caller.
 ///
 /// Commands of one batch are decided in queue order, each against the state the ones before it
-/// left. A refused command writes nothing and does not disturb the rest of its batch. If the
-/// transaction fails, nothing of the batch is kept and every caller in it gets the error.
+/// left. A refused command writes nothing and does not disturb the rest of its batch. A command
+/// the store cannot write (a key LMDB refuses, a record that does not decode) fails alone: the
+/// transaction is given up and the batch written again without it. If the commit itself fails,
+/// nothing of the batch is kept and every caller in it gets the error.
 ///
 /// A thread rather than a task: a commit blocks for an fsync, and the cooperative pool has only
 /// as many threads as cores.
@@ -181,32 +183,68 @@ final class GroupCommitWriter: Sendable {
         return batch
     }
 
-    /// - Returns: each command's result, and the log's tail after the commit (`nil` if it failed).
-    private func write(_ batch: [Pending]) -> ([Result<CommandOutcome, any Error>], UInt64?) {
-        do {
-            return try writeGrowingTheMap(batch)
-        } catch {
-            let failure = StoreError(
-                error is ProjectionError || (error as? StoreError)?.code == .corrupt ? .corrupt : .io,
-                "the write transaction failed and nothing of it was kept: \(error)")
-            return (batch.map { _ in .failure(failure) }, nil)
-        }
+    /// A failure while writing the command at `index`: the transaction is given up and written
+    /// again without it, so that one command the store cannot write fails alone.
+    private struct CommandFailure: Error {
+        let index: Int
+        let error: any Error
     }
 
-    /// Writes the batch; when the map is full, grows it and writes the whole batch again (the
-    /// failed transaction kept nothing), so callers never notice.
-    private func writeGrowingTheMap(_ batch: [Pending]) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
+    /// How many commands of one batch may fail alone. Past that the failures are the store's
+    /// (a failing disk, say), not the commands', and the rest of the batch fails with them: each
+    /// isolation costs a rewrite of the batch.
+    static let maximumIsolatedFailures = 16
+
+    /// - Returns: each command's result, and the log's tail after the commit (`nil` if it failed).
+    private func write(_ batch: [Pending]) -> ([Result<CommandOutcome, any Error>], UInt64?) {
+        var isolated: [Int: any Error] = [:]
         while true {
             do {
-                return try writeOnce(batch)
-            } catch let error as LMDBError where error.code == .mapFull {
-                try environment.growMap()
-                configuration.logger.notice("grew the LMDB map", metadata: ["map.bytes": "\(environment.usage().mapSize)"])
+                return try writeGrowingTheMap(batch, isolated: isolated)
+            } catch let failure as CommandFailure where isolated.count < Self.maximumIsolatedFailures {
+                configuration.logger.error("a command could not be written; the rest of its batch is written without it", metadata: [
+                    "command": "\(batch[failure.index].command.operationName)", "request.id": "\(batch[failure.index].metadata.requestId)",
+                    "error": "\(failure.error)"])
+                isolated[failure.index] = Self.storeError(failure.error)
+            } catch {
+                let failure = Self.storeError((error as? CommandFailure)?.error ?? error)
+                return (batch.map { _ in .failure(failure) }, nil)
             }
         }
     }
 
-    private func writeOnce(_ batch: [Pending]) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
+    private static func storeError(_ error: any Error) -> StoreError {
+        StoreError(
+            error is ProjectionError || error is CodecError || (error as? StoreError)?.code == .corrupt ? .corrupt : .io,
+            "the write failed and nothing of it was kept: \(error)")
+    }
+
+    /// Writes the batch; when the map is full, grows it and writes the whole batch again (the
+    /// failed transaction kept nothing), so callers never notice.
+    private func writeGrowingTheMap(
+        _ batch: [Pending], isolated: [Int: any Error]
+    ) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
+        while true {
+            do {
+                return try writeOnce(batch, isolated: isolated)
+            } catch let failure as CommandFailure {
+                guard let full = failure.error as? LMDBError, full.code == .mapFull else { throw failure }
+                try growMap()
+            } catch let error as LMDBError where error.code == .mapFull {
+                try growMap()
+            }
+        }
+    }
+
+    private func growMap() throws {
+        try environment.growMap()
+        configuration.logger.notice("grew the LMDB map", metadata: ["map.bytes": "\(environment.usage().mapSize)"])
+    }
+
+    /// One transaction for the batch, less the `isolated` commands, which get their failures.
+    private func writeOnce(
+        _ batch: [Pending], isolated: [Int: any Error]
+    ) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
         try environment.write { txn in
             var tables = LMDBTables(txn: txn, schema: schema)
             let tail = try EventLog.tail(txn, schema)
@@ -215,33 +253,48 @@ final class GroupCommitWriter: Sendable {
             let now = max(configuration.clock.now(), tail?.recordedAt ?? Timestamp(millisecondsSinceEpoch: 0))
             var results: [Result<CommandOutcome, any Error>] = []
             results.reserveCapacity(batch.count)
-            for pending in batch {
-                // A retry of an SDK call already recorded is answered with what it recorded.
-                if let recorded = try CommandOutcome.recorded(pending.command, pending.metadata, txn, schema) {
-                    results.append(.success(recorded))
+            for (index, pending) in batch.enumerated() {
+                if let failure = isolated[index] {
+                    results.append(.failure(failure))
                     continue
                 }
-                let decision: Decision
                 do {
-                    decision = try Decider.decide(
-                        pending.command, state: tables, settings: configuration.settings,
-                        context: DecisionContext(now: now, newUploadId: pending.uploadId))
-                } catch let refusal as CommandError {
-                    results.append(.failure(refusal))
-                    continue
+                    results.append(try write(pending, at: &position, now: now, txn, &tables))
+                } catch {
+                    throw CommandFailure(index: index, error: error)
                 }
-                var envelopes: [EventEnvelope] = []
-                for event in decision.events {
-                    position += 1
-                    let envelope = EventEnvelope(position: position, recordedAt: now, metadata: pending.metadata, event: event)
-                    try EventLog.append(txn, schema, envelope)
-                    try Projector.apply(envelope, to: &tables)
-                    envelopes.append(envelope)
-                }
-                results.append(.success(CommandOutcome(events: envelopes, decision: decision)))
             }
             try ProjectionCheckpoint(position: position, version: Projector.version).write(txn, schema)
             return (results, position)
         }
+    }
+
+    /// Decides one command and appends its events after `position`.
+    /// - Returns: its outcome, or its refusal (which writes nothing).
+    /// - Throws: when the store cannot write it.
+    private func write(
+        _ pending: Pending, at position: inout UInt64, now: Timestamp, _ txn: Transaction, _ tables: inout LMDBTables
+    ) throws -> Result<CommandOutcome, any Error> {
+        let decision: Decision
+        do {
+            // A retry of an SDK call already recorded is answered with what it recorded.
+            if let recorded = try CommandOutcome.recorded(pending.command, pending.metadata, txn, schema) {
+                return .success(recorded)
+            }
+            decision = try Decider.decide(
+                pending.command, state: tables, settings: configuration.settings,
+                context: DecisionContext(now: now, newUploadId: pending.uploadId))
+        } catch let refusal as CommandError {
+            return .failure(refusal)
+        }
+        var envelopes: [EventEnvelope] = []
+        for event in decision.events {
+            position += 1
+            let envelope = EventEnvelope(position: position, recordedAt: now, metadata: pending.metadata, event: event)
+            try EventLog.append(txn, schema, envelope)
+            try Projector.apply(envelope, to: &tables)
+            envelopes.append(envelope)
+        }
+        return .success(CommandOutcome(events: envelopes, decision: decision))
     }
 }

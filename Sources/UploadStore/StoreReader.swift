@@ -44,6 +44,16 @@ public struct StoreReader {
         return entries
     }
 
+    /// Every key of `table`, in byte order.
+    public func keys(_ table: ProjectionTable) throws -> [[UInt8]] {
+        var keys: [[UInt8]] = []
+        try txn.scan(schema.database(table)) { key, _ in
+            keys.append(Array(key))
+            return true
+        }
+        return keys
+    }
+
     /// How many entries `table` holds. - Complexity: O(1).
     public func count(_ table: ProjectionTable) throws -> Int { try txn.count(schema.database(table)) }
 

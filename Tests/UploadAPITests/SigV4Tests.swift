@@ -97,4 +97,14 @@ struct SigV4Tests {
         #expect(keys == [AccessKey(accessKeyId: "AKID1", secretAccessKey: "secret1"), AccessKey(accessKeyId: "AKID2", secretAccessKey: "secret2", registryId: "123456789012")])
         #expect(throws: ValidationFailure.self) { try AccessKey.parse("lonely\n") }
     }
+
+    /// The credential scope names a region; only the one served is accepted (`serve --region`).
+    @Test func aScopeForAnotherRegion_isInvalidSignature() {
+        let elsewhere = SigV4Verifier(
+            keys: [AccessKey(accessKeyId: "test", secretAccessKey: "test")], clock: Self.clock(), servedRegistryId: testRegistryId, region: "eu-west-1")
+        let refused = failure { try verify(elsewhere) }
+        #expect(refused?.type == "InvalidSignatureException")
+        #expect(refused?.status == .forbidden)
+        #expect(failure { try verify() } == nil, "the captured request is scoped to us-east-1, the default")
+    }
 }

@@ -182,24 +182,4 @@ struct AuditTests {
         }
         #expect(Replayer.verify(directory: dir.path).passed)
     }
-
-    /// Another call that reuses an invocation id is no retry: it is decided on its own.
-    @Test func aDifferentCallReusingAnInvocationId_isDecidedNormally() async throws {
-        let dir = TemporaryDirectory()
-        defer { dir.remove() }
-        var metadata = testMetadata()
-        metadata.invocationId = "reused-id"
-        try await withTestStore(dir) { store in
-            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: metadata)
-            let initiated = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: metadata)
-            #expect(try store.read { try $0.session(initiated.uploadId) } != nil)
-            var other = metadata
-            other.principal = "someone-else"
-            let second = try await store.execute(.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app")), metadata: other)
-            #expect(!second.isRetry, "another principal's call is not a retry")
-            let retried = try await store.execute(.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app")), metadata: metadata)
-            #expect(retried.isRetry == false, "the id first named a CreateRepository: an initiate under it is not its retry")
-            #expect(try store.read { try $0.events() }.count == 4)
-        }
-    }
 }

@@ -35,7 +35,14 @@ extension ECRPublicService {
             let decision = try self.store.preflight(.uploadLayerPart(command))
             guard !decision.events.isEmpty else { return }  // an exact retry: already recorded
             try await self.blocking { try self.blobs.writePart(uploadId: command.uploadId, offset: command.partFirstByte, bytes: bytes) }
-            _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
+            do {
+                _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
+            } catch {
+                // Refused after its bytes were staged: staging must hold only what the log records.
+                let recorded = (try? self.store.read { try $0.session(command.uploadId)?.bytesReceived }) ?? nil
+                self.blobs.truncateStaging(command.uploadId, to: recorded ?? command.partFirstByte)
+                throw error
+            }
         }
         return .object(sorting: [
             ("registryId", .string(registryId)), ("repositoryName", .string(command.repositoryName)),

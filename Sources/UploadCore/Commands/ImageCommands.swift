@@ -43,15 +43,8 @@ public struct PutImage: Sendable, Equatable {
         self.claimedDigest = imageDigest
         self.imageDigest = "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
 
-        let manifest = try Manifest(parsing: bytes)
-        switch (imageManifestMediaType, manifest.mediaType) {
-        case (let given?, let declared?) where given != declared:
-            throw CommandError(.invalidParameter, "The imageManifestMediaType '\(given)' does not match the manifest's mediaType '\(declared)'.")
-        case (let given?, _), (nil, let given?):
-            self.imageManifestMediaType = given
-        case (nil, nil):
-            throw CommandError(.invalidParameter, "The manifest has no mediaType; give imageManifestMediaType.")
-        }
+        let manifest = try Manifest(parsing: bytes, given: imageManifestMediaType)
+        self.imageManifestMediaType = manifest.mediaType ?? ""
         self.artifactMediaType = manifest.configMediaType
         self.configDigest = manifest.config
         self.layerDigests = manifest.layers
@@ -59,37 +52,84 @@ public struct PutImage: Sendable, Equatable {
     }
 }
 
-/// What PutImage needs from a manifest: its media type and the digests it references.
+/// What PutImage needs from a manifest: its media type and the digests it references, after
+/// checking its structure against the media type (OCI image-spec v1.1; Docker's schema 2).
 struct Manifest {
+    /// The manifest types this coordinator stores: images and indexes, OCI's and Docker's schema 2.
+    /// (Docker's schema 1 is refused: it names layers in a form no longer pushed, `fsLayers`.)
+    static let imageTypes: Set<String> = [
+        "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+    static let indexTypes: Set<String> = [
+        "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+
     var mediaType: String?
     var configMediaType: String?
     var config: String?
     var layers: [String] = []
     var images: [String] = []
 
-    init(parsing bytes: [UInt8]) throws(CommandError) {
-        let invalid = CommandError(.invalidParameter, "The imageManifest is not a JSON object.")
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { throw invalid }
-        mediaType = object["mediaType"] as? String
-        if let config = object["config"] as? [String: Any] {
-            configMediaType = config["mediaType"] as? String
-            self.config = try Self.digest(of: config, in: "config")
+    /// - Parameter given: `imageManifestMediaType`, when the caller sent one.
+    init(parsing bytes: [UInt8], given: String?) throws(CommandError) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw Self.invalid("is not a JSON object")
         }
-        for (i, layer) in (object["layers"] as? [Any] ?? []).enumerated() {
-            guard let layer = layer as? [String: Any] else { throw invalid }
-            layers.append(try Self.digest(of: layer, in: "layers[\(i)]"))
+        guard let version = object["schemaVersion"] as? NSNumber, version.doubleValue == 2 else {
+            throw Self.invalid("must have schemaVersion 2")
         }
-        for (i, child) in (object["manifests"] as? [Any] ?? []).enumerated() {
-            guard let child = child as? [String: Any] else { throw invalid }
-            images.append(try Self.digest(of: child, in: "manifests[\(i)]"))
+        let declared = try Self.optionalString(object, "mediaType", in: "the manifest")
+        if let given, let declared, given != declared {
+            throw CommandError(.invalidParameter, "The imageManifestMediaType '\(Validation.quoted(given))' does not match the manifest's mediaType '\(Validation.quoted(declared))'.")
+        }
+        guard let mediaType = given ?? declared else {
+            throw CommandError(.invalidParameter, "The manifest has no mediaType; give imageManifestMediaType.")
+        }
+        self.mediaType = mediaType
+        if Self.imageTypes.contains(mediaType) {
+            guard object["manifests"] == nil else { throw Self.invalid("is an image manifest, which has no 'manifests'") }
+            guard let config = object["config"] as? [String: Any] else { throw Self.invalid("must have a 'config' descriptor") }
+            (configMediaType, self.config) = try Self.descriptor(config, in: "config")
+            layers = try Self.descriptors(object, "layers").map(\.digest)
+        } else if Self.indexTypes.contains(mediaType) {
+            guard object["config"] == nil, object["layers"] == nil else { throw Self.invalid("is an index, which has no 'config' or 'layers'") }
+            images = try Self.descriptors(object, "manifests").map(\.digest)
+        } else {
+            let served = (Self.imageTypes.union(Self.indexTypes)).sorted().joined(separator: ", ")
+            throw CommandError(.invalidParameter, "The manifest media type '\(Validation.quoted(mediaType))' is not one this registry stores: \(served).")
         }
     }
 
-    private static func digest(of descriptor: [String: Any], in place: String) throws(CommandError) -> String {
-        guard let digest = descriptor["digest"] as? String, Validation.isLayerDigest(digest) else {
-            throw CommandError(.invalidParameter, "The imageManifest's \(place) has no valid digest.")
+    /// The array `member` of descriptors (required; it may be empty).
+    private static func descriptors(_ object: [String: Any], _ member: String) throws(CommandError) -> [(mediaType: String, digest: String)] {
+        guard let list = object[member] as? [Any] else { throw invalid("must have a '\(member)' array") }
+        var result: [(mediaType: String, digest: String)] = []
+        for (i, item) in list.enumerated() {
+            guard let descriptor = item as? [String: Any] else { throw invalid("has a \(member)[\(i)] that is not an object") }
+            result.append(try Self.descriptor(descriptor, in: "\(member)[\(i)]"))
         }
-        return digest.lowercased()  // stored digests are lowercase; the pattern admits upper case
+        return result
+    }
+
+    /// A content descriptor: mediaType, a valid digest (returned lowercased, as digests are
+    /// stored), and a non-negative whole size.
+    private static func descriptor(_ descriptor: [String: Any], in place: String) throws(CommandError) -> (mediaType: String, digest: String) {
+        guard let mediaType = descriptor["mediaType"] as? String, !mediaType.isEmpty else { throw invalid("has no mediaType in \(place)") }
+        guard let digest = descriptor["digest"] as? String, Validation.isLayerDigest(digest) else { throw invalid("has no valid digest in \(place)") }
+        guard let size = descriptor["size"] as? NSNumber, let whole = Int64(exactly: size.doubleValue), whole >= 0 else {
+            throw invalid("has no non-negative whole size in \(place)")
+        }
+        return (mediaType, digest.lowercased())
+    }
+
+    private static func optionalString(_ object: [String: Any], _ member: String, in place: String) throws(CommandError) -> String? {
+        guard let value = object[member] else { return nil }
+        guard let text = value as? String else { throw invalid("has a '\(member)' that is not a string") }
+        return text
+    }
+
+    private static func invalid(_ why: String) -> CommandError {
+        CommandError(.invalidParameter, "The imageManifest \(why).")
     }
 }
 

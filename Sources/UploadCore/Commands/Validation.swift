@@ -70,11 +70,27 @@ public enum Validation {
         return value
     }
 
-    /// `imageTag`: optional, 1 to 300 characters.
+    /// `imageTag`: optional, 1 to 300 characters (the model's bounds) of what a registry client can
+    /// name (`[A-Za-z0-9_][A-Za-z0-9._-]*`, the OCI distribution spec's tag): no control
+    /// characters, separators, paths or non-ASCII text.
     public static func imageTag(_ value: String?, member: String = "imageTag") throws(CommandError) -> String? {
         guard let value else { return nil }
         try length(value, member: member, min: 1, max: 300)
+        guard isImageTag(value) else {
+            throw invalid(value, member: member, "Member must satisfy regular expression pattern: [A-Za-z0-9_][A-Za-z0-9._-]*")
+        }
         return value
+    }
+
+    /// Matches `[A-Za-z0-9_][A-Za-z0-9._-]{0,299}`.
+    public static func isImageTag(_ tag: String) -> Bool {
+        let bytes = tag.utf8
+        guard let first = bytes.first, (1...300).contains(bytes.count), first != UInt8(ascii: "."), first != UInt8(ascii: "-") else {
+            return false
+        }
+        return bytes.allSatisfy { byte in
+            isASCIIAlphanumeric(Unicode.Scalar(byte)) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-")
+        }
     }
 
     /// `maxResults`: optional, 1 to 1000.
@@ -126,7 +142,7 @@ public enum Validation {
     }
 
     /// The value as shown in a message: control characters escaped, long values cut.
-    static func quoted(_ value: String) -> String {
+    public static func quoted(_ value: String) -> String {
         var shown = ""
         for scalar in value.unicodeScalars.prefix(64) {
             shown += scalar.properties.generalCategory == .control ? scalar.escaped(asASCII: true) : String(scalar)

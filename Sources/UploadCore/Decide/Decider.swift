@@ -16,6 +16,9 @@ public struct DecisionSettings: Sendable, Equatable {
     public var maximumActiveUploadsPerRepository: UInt64 = 10_000
 
     public static let standardPartSize: UInt64 = 10_485_760
+    /// The largest `partSize` to hand out: 1 GiB, far past the 20 MiB one request can carry, and
+    /// small enough that no sum of parts can overflow.
+    public static let largestPartSize: UInt64 = 1 << 30
 
     public init(defaultRegistryId: String, registryAlias: String? = nil, partSize: UInt64 = standardPartSize) {
         self.defaultRegistryId = defaultRegistryId

@@ -49,8 +49,8 @@ enum ImageDecisions {
                 fail(id, .invalidImageDigest, "Invalid image digest '\(Validation.quoted(digest))'")
                 continue
             }
-            if let tag = id.imageTag, !(1...300).contains(tag.unicodeScalars.count) {
-                fail(id, .invalidImageTag, "Invalid image tag: a tag has 1 to 300 characters")
+            if let tag = id.imageTag, !Validation.isImageTag(tag) {
+                fail(id, .invalidImageTag, "Invalid image tag: a tag has 1 to 300 characters of [A-Za-z0-9_.-], not starting with '.' or '-'")
                 continue
             }
             switch (id.imageDigest?.lowercased(), id.imageTag) {

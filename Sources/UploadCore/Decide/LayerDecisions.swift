@@ -59,8 +59,7 @@ enum LayerDecisions {
     static func expire(_ c: ExpireIdleUploads, state: some ProjectionTables, now: Timestamp) throws -> Decision {
         var events: [Event] = []
         for key in try state.keys(in: .repositoryUploads, withPrefix: []) {
-            guard let separator = key.firstIndex(of: 0) else { continue }
-            let uploadId = String(decoding: key[(separator + 1)...], as: UTF8.self)
+            let uploadId = ProjectionKey.uploadId(inRepositoryUploadKey: key)
             guard let session = try state.session(uploadId), session.state == .active,
                   now.millisecondsSinceEpoch - session.lastActivityAt.millisecondsSinceEpoch >= c.idleMilliseconds else { continue }
             events.append(.uploadExpired(UploadExpired(

@@ -75,7 +75,8 @@ public struct EventEnvelope: Sendable, Equatable {
 }
 
 extension RequestMetadata {
-    /// 1 requestId · 2 source · 3 userAgent · 4 sourceAddress · 5 principal · 6 invocationId.
+    /// 1 requestId · 2 source · 3 userAgent · 4 sourceAddress · 5 principal · 6 invocationId ·
+    /// 7 requestDigest.
     func encoded() -> FieldWriter {
         var w = FieldWriter()
         w.string(1, requestId)
@@ -84,6 +85,7 @@ extension RequestMetadata {
         w.optionalString(4, sourceAddress)
         w.optionalString(5, principal)
         w.optionalString(6, invocationId)
+        w.optionalString(7, requestDigest)
         return w
     }
 
@@ -95,14 +97,15 @@ extension RequestMetadata {
             switch tag {
             case 1: requestId = try v.string("requestId")
             case 2: source = try v.string("source")
-            case 3...6: optional[tag] = try v.string("metadata field \(tag)")
+            case 3...7: optional[tag] = try v.string("metadata field \(tag)")
             default: throw .unknownTag(tag, in: "metadata")
             }
         }
         self.init(
             requestId: try required(requestId, "requestId", in: "metadata"),
             source: try required(source, "source", in: "metadata"),
-            userAgent: optional[3], sourceAddress: optional[4], principal: optional[5], invocationId: optional[6])
+            userAgent: optional[3], sourceAddress: optional[4], principal: optional[5], invocationId: optional[6],
+            requestDigest: optional[7])
     }
 
     public var json: JSONValue {
@@ -113,6 +116,7 @@ extension RequestMetadata {
             ("sourceAddress", sourceAddress.map(JSONValue.string)),
             ("principal", principal.map(JSONValue.string)),
             ("invocationId", invocationId.map(JSONValue.string)),
+            ("requestDigest", requestDigest.map(JSONValue.string)),
         ])
     }
 }

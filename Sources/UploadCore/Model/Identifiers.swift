@@ -31,10 +31,13 @@ public struct RequestMetadata: Hashable, Sendable {
     public var principal: String?
     /// The SDK's `amz-sdk-invocation-id`, the same on every retry of one call.
     public var invocationId: String?
+    /// What the call asked for (a digest of its operation and body), recorded with its invocation
+    /// id so that a retry is told from another call that reuses the id.
+    public var requestDigest: String?
 
     public init(
         requestId: String, source: String, userAgent: String? = nil, sourceAddress: String? = nil,
-        principal: String? = nil, invocationId: String? = nil
+        principal: String? = nil, invocationId: String? = nil, requestDigest: String? = nil
     ) {
         self.requestId = requestId
         self.source = source
@@ -42,5 +45,6 @@ public struct RequestMetadata: Hashable, Sendable {
         self.sourceAddress = sourceAddress
         self.principal = principal
         self.invocationId = invocationId
+        self.requestDigest = requestDigest
     }
 }

@@ -1,3 +1,5 @@
+import Crypto
+
 /// The named tables the projections keep. Their names are the LMDB database names.
 public enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
     /// uploadId → ``UploadSession``: the current-upload-sessions view.
@@ -61,10 +63,31 @@ public protocol ProjectionTables {
 }
 
 /// The keys of each table, in one place.
+///
+/// Every key of every value the API accepts must fit LMDB's 511 bytes: a repository's name is up to
+/// 218 bytes with its registry, a tag up to 300. So a scoped key names a long repository by its
+/// hash (see ``repositoryPrefix(_:)``).
 public enum ProjectionKey {
+    /// The longest repository key used as a scoped prefix as it is; longer ones are hashed.
+    public static let longestPlainRepositoryKey = 160
+
     public static func session(_ uploadId: String) -> [UInt8] { Array(uploadId.utf8) }
     public static func repository(_ ref: RepositoryRef) -> [UInt8] { Array(ref.description.utf8) }
-    public static func repositoryPrefix(_ ref: RepositoryRef) -> [UInt8] { repository(ref) + [0] }
+
+    /// The start of every key scoped to a repository: `registryId/name` and a 0x00 separator, or,
+    /// when that is longer than ``longestPlainRepositoryKey``, 0xFF, the SHA-256 of it, and 0x00
+    /// (34 bytes). Neither can be a prefix of the other: plain names start with a digit, and
+    /// contain no 0x00. Scoped keys are read back by their part after the prefix, never parsed.
+    public static func repositoryPrefix(_ ref: RepositoryRef) -> [UInt8] {
+        let plain = repository(ref)
+        guard plain.count > longestPlainRepositoryKey else { return plain + [0] }
+        return [0xFF] + Array(SHA256.hash(data: plain)) + [0]
+    }
+
+    /// The upload id at the end of a ``repositoryUpload(_:_:)`` key (ids are 36 characters).
+    public static func uploadId(inRepositoryUploadKey key: some Collection<UInt8>) -> String {
+        String(decoding: key.suffix(36), as: UTF8.self)
+    }
     public static func repositoryUpload(_ ref: RepositoryRef, _ uploadId: String) -> [UInt8] {
         repositoryPrefix(ref) + Array(uploadId.utf8)
     }

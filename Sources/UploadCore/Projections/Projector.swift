@@ -3,7 +3,7 @@
 public enum Projector {
     /// The layout version of every table this file writes. Bump it when a record or key layout
     /// changes; a store whose tables carry another version rebuilds them from the log on open.
-    public static let version: UInt32 = 4
+    public static let version: UInt32 = 5
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.

@@ -1,0 +1,21 @@
+import Foundation
+import Logging
+
+/// Raises the process's open-file limit so that `--max-connections` is reached before the
+/// descriptors run out: a server out of descriptors cannot accept, and spins trying.
+enum FileDescriptorLimit {
+    /// Descriptors beyond the connections: the store, staging and blob files, spooled bodies, logs.
+    static let headroom = 256
+
+    static func raise(toHold connections: Int, logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let wanted = rlim_t(connections + headroom)
+        guard limit.rlim_cur < wanted else { return }
+        limit.rlim_cur = min(wanted, limit.rlim_max)
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 || limit.rlim_cur < wanted {
+            logger.warning("the open-file limit is below --max-connections plus headroom; lower --max-connections or raise the hard limit", metadata: [
+                "files.limit": "\(limit.rlim_cur)", "files.wanted": "\(wanted)"])
+        }
+    }
+}

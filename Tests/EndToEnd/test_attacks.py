@@ -1,0 +1,944 @@
+"""Attacks on a running server: hostile input, hostile connections, hostile feed readers, hostile flags.
+
+Each test attacks a real `upload-coordinator serve` and then checks that an honest, signed call
+is still answered. Most share one server started with small limits, so that timeouts fire within
+seconds; tests that need other flags start their own. Every server is stopped with SIGTERM, must
+exit 0, and its data directory must then replay cleanly.
+"""
+import contextlib
+import http.client
+import json
+import os
+import random
+import selectors
+import socket
+import string
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+import boto3
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+from conftest import BIN, Server
+from test_layer_flow import manifest, sha
+
+KEY_A = ("AKIDOTHER", "othersecret")  # the attacker's key (a known, valid one)
+KEY_B = ("test", "test")              # the honest client's key
+HEADER_TIMEOUT = 2
+IDLE_TIMEOUT = 3
+MAX_CONNECTIONS = 300
+SLACK = 3.0  # seconds a timeout may take to be noticed (the server checks twice a second)
+MIB = 1024 * 1024
+U64_MAX = 18446744073709551615
+TARGET = "SpencerFrontendService."
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+
+class Served(Server):
+    """conftest's Server, with its output drained (so that no log can fill a pipe and stall it)."""
+
+    def __init__(self, data_dir, *extra):
+        super().__init__(data_dir, *extra)
+        self.log = []
+        for stream in (self.process.stdout, self.process.stderr):
+            threading.Thread(target=self._drain, args=(stream,), daemon=True).start()
+
+    def _drain(self, stream):
+        for line in stream:
+            self.log.append(line)
+            del self.log[:-200]
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def status(self, field):
+        """A field of /proc/<pid>/status in kB (VmRSS, VmHWM)."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise KeyError(field)
+
+    def open_fds(self):
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def alive(self):
+        return self.process.poll() is None
+
+
+@contextlib.contextmanager
+def running(*flags):
+    """A server of the test's own: stopped with SIGTERM (exit 0 required), then replayed."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = Served(data_dir, *flags)
+        try:
+            yield server
+        except BaseException:
+            with contextlib.suppress(Exception):
+                server.stop()
+            if server.process.poll() is None:
+                server.process.kill()
+                server.process.wait(timeout=30)
+            raise
+        finish(server)
+
+
+def finish(server):
+    status = server.stop()
+    assert status == 0, f"serve must exit 0 on SIGTERM; got {status}: {''.join(server.log[-20:])}"
+    replay = server.tool("upload-replay", "--data-dir", server.data_dir)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+@pytest.fixture(scope="module")
+def srv():
+    """The shared server, with limits small enough for timeouts to fire within seconds."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = Served(data_dir, "--header-timeout", str(HEADER_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT),
+                        "--max-connections", str(MAX_CONNECTIONS))
+        try:
+            yield server
+        finally:
+            try:
+                finish(server)
+            finally:
+                if server.process.poll() is None:
+                    server.process.kill()
+                    server.process.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+
+
+def client(server, key=KEY_B, region="us-east-1"):
+    return boto3.client("ecr-public", endpoint_url=server.endpoint, region_name=region,
+                        aws_access_key_id=key[0], aws_secret_access_key=key[1],
+                        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30,
+                                      max_pool_connections=4))
+
+
+def assert_honest(server):
+    """The server is alive and answers an honest signed call."""
+    assert server.alive(), f"serve died: {''.join(server.log[-20:])}"
+    registries = client(server).describe_registries()["registries"]
+    assert registries and registries[0]["registryId"] == "000000000000"
+
+
+def sign(method, url, body=b"", headers=None, key=KEY_B, region="us-east-1"):
+    """SigV4 headers from botocore itself, for a chosen key and region."""
+    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    SigV4Auth(Credentials(*key), "ecr-public", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+def address(server):
+    return ("127.0.0.1", server.port)
+
+
+def host_header(server):
+    return urllib.parse.urlparse(server.endpoint).netloc
+
+
+class Raw:
+    """One keep-alive connection sending raw AWS JSON 1.1 POSTs (reconnects if the server closed it)."""
+
+    def __init__(self, server, key=KEY_B, timeout=30):
+        self.server, self.key, self.timeout = server, key, timeout
+        self.connection = None
+
+    def post(self, target, body, extra=None, sign_it=True, region="us-east-1"):
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        if target is not None:
+            headers["X-Amz-Target"] = target
+        if sign_it:
+            headers = sign("POST", self.server.endpoint + "/", body, headers, self.key, region)
+        headers.update(extra or {})
+        for attempt in range(2):
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection(*address(self.server), timeout=self.timeout)
+            try:
+                self.connection.request("POST", "/", body=body, headers=headers)
+                response = self.connection.getresponse()
+                data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return response.status, response.headers, json.loads(data) if data else {}
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.CannotSendRequest):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self):
+        if self.connection is not None:
+            self.connection.close()
+        self.connection = None
+
+
+def post(server, target, body, extra=None, key=KEY_B, sign_it=True, region="us-east-1"):
+    raw = Raw(server, key)
+    try:
+        return raw.post(target, body, extra, sign_it, region)
+    finally:
+        raw.close()
+
+
+def get(server, path, key=KEY_B, timeout=30):
+    connection = http.client.HTTPConnection(*address(server), timeout=timeout)
+    try:
+        connection.request("GET", path, headers=sign("GET", server.endpoint + path, key=key))
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def error_of(status, headers, body, expected_status, expected_type):
+    assert status == expected_status, (status, body)
+    assert body.get("__type") == expected_type, body
+    assert headers["x-amzn-ErrorType"] == expected_type, dict(headers)
+
+
+def signed_head(server, method, path, body_hash_of=b"", headers=None, key=KEY_B, content_length=None):
+    """A raw request head, signed as botocore would sign `body_hash_of`, declaring `content_length`."""
+    base = {"Content-Type": "application/x-amz-json-1.1", **(headers or {})}
+    signed = sign(method, server.endpoint + path, body_hash_of, base, key)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header(server)}"]
+    lines += [f"{k}: {v}" for k, v in signed.items()]
+    lines.append(f"Content-Length: {len(body_hash_of) if content_length is None else content_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def connect(server, timeout=10, rcvbuf=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    s.connect(address(server))
+    return s
+
+
+def read_response(sock, timeout=10):
+    """Reads one HTTP/1.1 response with a Content-Length body; returns (status, headers, body)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a response head: {data!r}")
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return status, headers, rest[:length]
+
+
+def wait_closed(sock, deadline):
+    """Reads (and discards) until the server closes the connection; returns when, or None by `deadline`."""
+    sock.setblocking(False)
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return time.monotonic()
+            continue
+        except (BlockingIOError, InterruptedError):
+            time.sleep(0.02)
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            return time.monotonic()
+    return None
+
+
+def still_open(sock):
+    """True when the server has not closed the connection (nothing to read and no EOF)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except (BlockingIOError, InterruptedError):
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.setblocking(True)
+
+
+def events_after(server, position):
+    return [e for e in server.events() if e["position"] > position]
+
+
+def tail(server):
+    events = server.events()
+    return events[-1]["position"] if events else 0
+
+
+def upload(ecr, repo, data):
+    upload_id = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+    ecr.upload_layer_part(repositoryName=repo, uploadId=upload_id, partFirstByte=0, partLastByte=len(data) - 1, layerPartBlob=data)
+    assert ecr.complete_layer_upload(repositoryName=repo, uploadId=upload_id, layerDigests=[sha(data)])["layerDigest"] == sha(data)
+    return sha(data)
+
+
+def image_manifest(ecr, repo, salt):
+    """A manifest whose config and layer exist in `repo`, so that PutImage can only fail on its tag."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "salt": salt}).encode()
+    layer = f"layer {salt}".encode()
+    return manifest((upload(ecr, repo, config), len(config)), [(upload(ecr, repo, layer), len(layer))])
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Positions at the edge of UInt64 in the feeds and the CLI
+
+
+def test_event_positions_at_the_edge_of_uint64_answer_and_never_kill_the_server(srv):
+    ecr = client(srv)
+    ecr.create_repository(repositoryName="edge/app")
+    ecr.initiate_layer_upload(repositoryName="edge/app")
+    for after in (U64_MAX, U64_MAX - 1):
+        status, headers, body = get(srv, f"/events?after={after}&limit=10")
+        assert status == 200 and body == b"", (after, status, body[:200])
+        assert srv.alive()
+    status, _, body = get(srv, f"/events?after=0&limit={U64_MAX}")
+    assert status == 200 and body.count(b"\n") >= 2
+    for bad in ("-1", "abc", str(U64_MAX + 1), "1e3", ""):
+        for path in (f"/events?after={bad}", f"/events/stream?after={bad}"):
+            status, headers, body = get(srv, path, timeout=10)
+            assert status == 400, (path, status, body[:200])
+            assert headers["x-amzn-ErrorType"] == "InvalidParameterException", (path, dict(headers))
+            assert json.loads(body)["__type"] == "InvalidParameterException"
+    status, headers, body = get(srv, "/events?after=0&limit=abc")
+    assert status == 400 and headers["x-amzn-ErrorType"] == "InvalidParameterException"
+
+    # A stream from the last position there can be: answered, and silent even as new events commit
+    # (a position that wrapped around to 0 would replay the whole log).
+    path = f"/events/stream?after={U64_MAX}"
+    stream = connect(srv)
+    stream.sendall(b"".join([f"GET {path} HTTP/1.1\r\nHost: {host_header(srv)}\r\n".encode()] +
+                            [f"{k}: {v}\r\n".encode() for k, v in sign("GET", srv.endpoint + path).items()] + [b"\r\n"]))
+    stream.settimeout(5)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = stream.recv(65536)
+        assert chunk, f"stream closed: {received!r}"
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+    ecr.initiate_layer_upload(repositoryName="edge/app")
+    stream.settimeout(1.5)
+    try:
+        while True:
+            chunk = stream.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    except socket.timeout:
+        pass
+    assert b'"position"' not in received, f"a stream after {U64_MAX} delivered events: {received[:300]!r}"
+    stream.close()
+    assert srv.alive()
+
+    out = srv.tool("upload-coordinator", "events", "--data-dir", srv.data_dir, "--after", str(U64_MAX))
+    assert out.returncode == 0 and out.stdout == "", (out.returncode, out.stdout[:200], out.stderr[-500:])
+    out = srv.tool("upload-coordinator", "events", "--data-dir", srv.data_dir, "--after", "-1")
+    assert out.returncode > 0, "a negative position is a usage error, not a crash"
+    assert_honest(srv)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Invocation ids and tags: refused one by one, and never at an honest caller's expense
+
+
+BAD_INVOCATION_IDS = ["", "x" * 65, "x" * 600]
+BAD_TAGS = ["v\x00", "v\n1", "v1\n", "a/b", "../..", "..", ".hidden", "-x", "\u202ev1", "\U0001F600" * 300, "x" * 301, "ta g", ""]
+
+
+def bad_tag_bodies(repo, body):
+    out = []
+    for tag in BAD_TAGS:
+        out.append(json.dumps({"repositoryName": repo, "imageManifest": body, "imageTag": tag}).encode())
+        out.append(json.dumps({"repositoryName": repo, "imageManifest": body, "imageTag": tag}, ensure_ascii=False).encode())
+    return out
+
+
+def test_bad_invocation_ids_and_tags_are_refused_and_write_nothing(srv):
+    ecr_a = client(srv, KEY_A)
+    ecr_a.create_repository(repositoryName="hostile/app")
+    body = image_manifest(ecr_a, "hostile/app", "tags")
+    before = tail(srv)
+    initiate = json.dumps({"repositoryName": "hostile/app"}).encode()
+    for invocation in BAD_INVOCATION_IDS:
+        for target, payload in [("InitiateLayerUpload", initiate), ("CreateRepository", b'{"repositoryName": "hostile/new"}')]:
+            answer = post(srv, TARGET + target, payload, {"amz-sdk-invocation-id": invocation}, key=KEY_A)
+            error_of(*answer, 400, "InvalidParameterException")
+    for payload in bad_tag_bodies("hostile/app", body):
+        answer = post(srv, TARGET + "PutImage", payload, key=KEY_A)
+        error_of(*answer, 400, "InvalidParameterException")
+    assert events_after(srv, before) == [], "a refused request wrote an event"
+
+    # the boundaries themselves are accepted: a 64-character invocation id, a 300-character tag
+    status, _, answer = post(srv, TARGET + "InitiateLayerUpload", initiate, {"amz-sdk-invocation-id": "i" * 64}, key=KEY_A)
+    assert status == 200 and answer["uploadId"], answer
+    assert [e["metadata"].get("invocationId") for e in events_after(srv, before)] == ["i" * 64]
+    assert_honest(srv)
+
+
+def test_longest_repository_name_with_longest_tag_is_pushed(srv):
+    ecr = client(srv)
+    repo = "a" * 100 + "/" + "b" * 104
+    assert len(repo) == 205
+    ecr.create_repository(repositoryName=repo)
+    body = image_manifest(ecr, repo, "long")
+    tag = ("T" + "a1._-" * 60)[:300]
+    assert len(tag) == 300
+    image = ecr.put_image(repositoryName=repo, imageManifest=body, imageTag=tag)["image"]
+    assert image["imageId"] == {"imageDigest": sha(body.encode()), "imageTag": tag}
+    assert [t["imageTag"] for t in ecr.describe_image_tags(repositoryName=repo)["imageTagDetails"]] == [tag]
+    details = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": tag}])["imageDetails"]
+    assert details[0]["imageTags"] == [tag]
+    assert_honest(srv)
+
+
+def test_a_flood_of_bad_requests_from_one_key_never_fails_another_keys_calls(srv):
+    ecr_a = client(srv, KEY_A)
+    ecr_a.create_repository(repositoryName="hostile/flood")
+    client(srv).create_repository(repositoryName="honest/flood")
+    body = image_manifest(ecr_a, "hostile/flood", "flood")
+    bad = [("PutImage", payload, None) for payload in bad_tag_bodies("hostile/flood", body)]
+    initiate = json.dumps({"repositoryName": "hostile/flood"}).encode()
+    bad += [("InitiateLayerUpload", initiate, {"amz-sdk-invocation-id": i}) for i in BAD_INVOCATION_IDS]
+    before = tail(srv)
+    stop = threading.Event()
+    refused, wrong, honest_ok, honest_failed = [0], [], [0], []
+    lock = threading.Lock()
+
+    def attacker(seed):
+        rng = random.Random(seed)
+        raw = Raw(srv, KEY_A, timeout=30)
+        try:
+            while not stop.is_set():
+                target, payload, extra = rng.choice(bad)
+                status, _, answer = raw.post(TARGET + target, payload, extra)
+                with lock:
+                    if status == 400 and answer.get("__type") == "InvalidParameterException":
+                        refused[0] += 1
+                    else:
+                        wrong.append((target, status, answer))
+        except Exception as error:  # noqa: BLE001 - reported below
+            with lock:
+                wrong.append(("exception", repr(error)))
+        finally:
+            raw.close()
+
+    clients = [client(srv) for _ in range(6)]
+
+    def honest(ecr):
+        end = time.monotonic() + 6
+        while time.monotonic() < end and not stop.is_set():
+            try:
+                assert ecr.initiate_layer_upload(repositoryName="honest/flood")["uploadId"]
+                with lock:
+                    honest_ok[0] += 1
+            except Exception as error:  # noqa: BLE001 - every failure is counted and shown
+                with lock:
+                    honest_failed.append(repr(error))
+
+    attackers = [threading.Thread(target=attacker, args=(i,)) for i in range(2)]
+    honests = [threading.Thread(target=honest, args=(c,)) for c in clients]
+    for t in attackers + honests:
+        t.start()
+    for t in honests:
+        t.join(timeout=60)
+    stop.set()
+    for t in attackers:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in attackers + honests), "a client thread hung"
+    assert wrong == [], wrong[:5]
+    assert refused[0] >= 100, f"the attack barely ran: {refused[0]} requests"
+    assert honest_failed == [], f"{len(honest_failed)} of {honest_ok[0] + len(honest_failed)} honest calls failed: {honest_failed[:5]}"
+    assert honest_ok[0] >= 100, f"only {honest_ok[0]} honest calls were answered"
+    recorded = events_after(srv, before)
+    assert [e for e in recorded if e["metadata"].get("principal") == "AKIDOTHER"] == [], "a refused request wrote an event"
+    assert len([e for e in recorded if e["type"] == "UploadInitiated" and e["metadata"].get("principal") == "test"]) == honest_ok[0]
+    assert_honest(srv)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Metrics labels come from a closed set
+
+
+def test_random_targets_mint_no_metric_series(srv):
+    rng = random.Random(7)
+    tokens = []
+    raw = Raw(srv, KEY_B, timeout=10)
+    try:
+        for i in range(2000):
+            token = "Zq" + "".join(rng.choices(string.ascii_letters + string.digits, k=1000 if i % 10 == 0 else 24))
+            tokens.append(token)
+            target = token if i % 7 == 0 else TARGET + token
+            status, _, answer = raw.post(target, b"{}", sign_it=False)
+            assert status == 403 and answer["__type"] == "MissingAuthenticationTokenException", (status, answer)
+        for i in range(200):  # signed too: an authenticated caller cannot mint labels either
+            token = "Zs" + "".join(rng.choices(string.ascii_letters, k=40))
+            tokens.append(token)
+            status, _, answer = raw.post(TARGET + token, b"{}")
+            assert status == 400 and answer["__type"] == "UnknownOperationException", (status, answer)
+    finally:
+        raw.close()
+    connection = http.client.HTTPConnection(*address(srv), timeout=10)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    text = response.read().decode()
+    connection.close()
+    assert response.status == 200 and "upload_coordinator_requests_total" in text
+    assert len(text.encode()) < 64 * 1024, f"/metrics is {len(text)} bytes"
+    assert "Zq" not in text and "Zs" not in text, [line for line in text.splitlines() if "Zq" in line or "Zs" in line][:3]
+    assert_honest(srv)
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Unknown targets are answered only after authentication
+
+
+def test_unknown_targets_are_answered_only_after_authentication(srv):
+    for target in (TARGET + "Nope", TARGET + "TagResource", "Nope", None):
+        status, headers, body = post(srv, target, b"{}", sign_it=False)
+        error_of(status, headers, body, 403, "MissingAuthenticationTokenException")
+        status, headers, body = post(srv, target, b"{}", key=("AKIDNOBODY", "x"))
+        error_of(status, headers, body, 403, "UnrecognizedClientException")
+    error_of(*post(srv, TARGET + "Nope", b"{}"), 400, "UnknownOperationException")
+    assert_honest(srv)
+
+
+def test_a_signature_for_another_region_is_refused(srv):
+    status, headers, body = post(srv, TARGET + "DescribeRegistries", b"{}", region="eu-west-1")
+    error_of(status, headers, body, 403, "InvalidSignatureException")
+    with running("--region", "eu-west-1") as other:
+        assert client(other, region="eu-west-1").describe_registries()["registries"]
+        status, headers, body = post(other, TARGET + "DescribeRegistries", b"{}", region="us-east-1")
+        error_of(status, headers, body, 403, "InvalidSignatureException")
+    assert_honest(srv)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Idempotency: an invocation id names one call
+
+
+def test_an_invocation_id_reused_for_another_request_is_refused(srv):
+    invocation = {"amz-sdk-invocation-id": "0d6f3c1e-8a55-4c8e-9a51-3f1f2d0c9b7a"}
+    first = json.dumps({"repositoryName": "idem/c1"}).encode()
+    status, _, created = post(srv, TARGET + "CreateRepository", first, invocation)
+    assert status == 200 and created["repository"]["repositoryName"] == "idem/c1", created
+    status, headers, body = post(srv, TARGET + "CreateRepository", json.dumps({"repositoryName": "idem/c2"}).encode(), invocation)
+    error_of(status, headers, body, 400, "IdempotentParameterMismatchException")
+    ecr = client(srv)
+    with pytest.raises(ecr.exceptions.RepositoryNotFoundException):
+        ecr.describe_repositories(repositoryNames=["idem/c2"])
+    status, _, again = post(srv, TARGET + "CreateRepository", first, invocation)
+    assert status == 200 and again == created, (status, again, created)
+    created_events = [e for e in srv.events() if e["type"] == "RepositoryCreated" and e["data"].get("repositoryName", "").startswith("idem/")]
+    assert [e["data"]["repositoryName"] for e in created_events] == ["idem/c1"]
+    assert_honest(srv)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Connections: slow heads, idle connections, slow bodies, unread bodies
+
+
+def test_slow_heads_are_closed_at_the_header_timeout_while_honest_calls_are_answered(srv):
+    dribble = (b"POST / HTTP/1.1\r\nHost: " + host_header(srv).encode() + b"\r\nX-Amz-Target: " + TARGET.encode() +
+               b"DescribeRegistries\r\nX-Pad: " + b"a" * 4000)
+    selector = selectors.DefaultSelector()
+    sockets = {}  # socket -> [connected at, bytes sent, closed at, kind, clock start]
+
+    def add(sock, kind, start):
+        sock.setblocking(False)
+        sockets[sock] = [start, 0, None, kind]
+        selector.register(sock, selectors.EVENT_READ)
+
+    # A connection that completed a request, then dribbles its next head, and one that just waits.
+    for kind in ("second-head", "idle"):
+        sock = connect(srv)
+        body = b"{}"
+        sock.sendall(signed_head(srv, "POST", "/", body, {"X-Amz-Target": TARGET + "DescribeRegistries"}) + body)
+        status, _, _ = read_response(sock)
+        assert status == 200
+        add(sock, kind, time.monotonic())
+    for i in range(200):
+        add(connect(srv), "silent" if i % 10 == 0 else "dribble", time.monotonic())
+
+    latencies, honest_errors, stop = [], [], threading.Event()
+
+    def honest():
+        ecr = client(srv)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                assert ecr.describe_registries()["registries"]
+                latencies.append(time.monotonic() - started)
+            except Exception as error:  # noqa: BLE001
+                honest_errors.append(repr(error))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=honest)
+    watcher.start()
+    try:
+        deadline = time.monotonic() + max(HEADER_TIMEOUT, IDLE_TIMEOUT) + 2 * SLACK + 2
+        next_byte = 0.0
+        while time.monotonic() < deadline and any(state[2] is None for state in sockets.values()):
+            now = time.monotonic()
+            if now >= next_byte:
+                next_byte = now + 0.25
+                for sock, state in sockets.items():
+                    if state[2] is None and state[3] in ("dribble", "second-head") and state[1] < len(dribble):
+                        if state[3] == "second-head" and state[1] == 0:
+                            state[0] = now  # its head's clock starts with its first byte
+                        try:
+                            state[1] += sock.send(dribble[state[1]:state[1] + 1])
+                        except (BlockingIOError, InterruptedError):
+                            pass
+                        except OSError:
+                            state[2] = time.monotonic()
+                            selector.unregister(sock)
+            for key, _ in selector.select(timeout=0.05):
+                sock = key.fileobj
+                try:
+                    if sock.recv(65536):
+                        continue  # an error response before the close is fine
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    pass
+                sockets[sock][2] = time.monotonic()
+                selector.unregister(sock)
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+        for sock in sockets:
+            sock.close()
+        selector.close()
+
+    open_left = [state[3] for state in sockets.values() if state[2] is None]
+    assert open_left == [], f"{len(open_left)} slow connections were never closed: {sorted(set(open_left))}"
+    for kind, limit in [("dribble", HEADER_TIMEOUT), ("silent", HEADER_TIMEOUT), ("second-head", HEADER_TIMEOUT), ("idle", IDLE_TIMEOUT)]:
+        lifetimes = [state[2] - state[0] for state in sockets.values() if state[3] == kind]
+        assert max(lifetimes) <= limit + SLACK, f"{kind}: closed after {max(lifetimes):.1f}s, the limit is {limit}s"
+        assert min(lifetimes) >= limit - 0.6, f"{kind}: closed after {min(lifetimes):.1f}s, before its {limit}s"
+    assert honest_errors == [], honest_errors[:5]
+    assert len(latencies) >= 5 and max(latencies) < 2.0, f"honest calls took up to {max(latencies or [0]):.2f}s ({len(latencies)} calls)"
+    assert_honest(srv)
+
+
+def test_a_body_slower_than_the_minimum_rate_is_closed_and_a_slow_enough_one_is_answered(srv):
+    results = {}
+
+    def slow():  # 4 bytes a second: never idle, but far below 1024 B/s
+        sock = connect(srv)
+        body = b"{" + b" " * 4000 + b"}"
+        sock.sendall(signed_head(srv, "POST", "/", body, {"X-Amz-Target": TARGET + "DescribeRegistries"}))
+        started = time.monotonic()
+        sock.setblocking(False)
+        sent = 0
+        closed = None
+        while time.monotonic() < started + 25 and closed is None:
+            try:
+                if sock.recv(65536) == b"":
+                    closed = time.monotonic()
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                closed = time.monotonic()
+            if closed is None and sent < len(body) - 1:
+                try:
+                    sent += sock.send(body[sent:sent + 1])
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    closed = time.monotonic()
+            time.sleep(0.25)
+        sock.close()
+        results["slow"] = None if closed is None else closed - started
+
+    def enough():  # 2 KiB a second for 13 s: slow, but above the minimum rate
+        sock = connect(srv, timeout=30)
+        body = b"{" + b" " * (26 * 1024) + b"}"
+        sock.sendall(signed_head(srv, "POST", "/", body, {"X-Amz-Target": TARGET + "DescribeRegistries"}))
+        try:
+            for i in range(0, len(body), 512):
+                sock.sendall(body[i:i + 512])
+                time.sleep(0.25)
+            results["enough"] = read_response(sock, timeout=30)
+        except OSError as error:
+            results["enough"] = repr(error)
+        sock.close()
+
+    threads = [threading.Thread(target=slow), threading.Thread(target=enough)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results["slow"] is not None, "a body arriving at 4 B/s was never closed"
+    assert 9.5 <= results["slow"] <= 10 + SLACK, f"closed after {results['slow']:.1f}s; the rate is enforced after 10 s"
+    assert not isinstance(results["enough"], str), f"a body at 2 KiB/s was cut off: {results['enough']}"
+    status, _, body = results["enough"]
+    assert status == 200 and json.loads(body)["registries"], body
+    assert_honest(srv)
+
+
+def test_a_huge_declared_body_from_an_unknown_or_missing_key_is_refused_without_waiting_for_it(srv):
+    for key, expected in [(("AKIDNOBODY", "secret"), "UnrecognizedClientException"), (None, "MissingAuthenticationTokenException")]:
+        sock = connect(srv)
+        if key:
+            head = signed_head(srv, "POST", "/", b"", {"X-Amz-Target": TARGET + "UploadLayerPart"}, key=key, content_length=28_000_000)
+        else:
+            head = (f"POST / HTTP/1.1\r\nHost: {host_header(srv)}\r\nContent-Type: application/x-amz-json-1.1\r\n"
+                    f"X-Amz-Target: {TARGET}UploadLayerPart\r\nContent-Length: 28000000\r\n\r\n").encode()
+        started = time.monotonic()
+        sock.sendall(head)
+        status, headers, body = read_response(sock, timeout=5)
+        elapsed = time.monotonic() - started
+        sock.close()
+        assert status == 403 and json.loads(body)["__type"] == expected, (status, body)
+        assert headers["x-amzn-errortype"] == expected
+        assert elapsed < 2.0, f"answered after {elapsed:.1f}s"
+    assert_honest(srv)
+
+
+def test_stalled_bodies_are_closed_at_the_idle_timeout_and_cost_no_memory():
+    with running("--idle-timeout", str(IDLE_TIMEOUT)) as server:
+        assert_honest(server)
+        rss_before, fds_before = server.status("VmRSS"), server.open_fds()
+        peak, sampling = [rss_before], threading.Event()
+
+        def sample():
+            while not sampling.is_set():
+                with contextlib.suppress(Exception):
+                    peak.append(server.status("VmRSS"))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        chunk = os.urandom(MIB)
+        stalled = [None] * 20
+        failures = []
+
+        def stall(i):
+            try:
+                sock = connect(server, timeout=20)
+                sock.sendall(signed_head(server, "POST", "/", b"", {"X-Amz-Target": TARGET + "UploadLayerPart"}, content_length=28_000_000))
+                for _ in range(8):
+                    sock.sendall(chunk)
+                stalled[i] = (sock, time.monotonic())
+            except OSError as error:
+                failures.append(repr(error))
+
+        threads = [threading.Thread(target=stall, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        try:
+            assert failures == [], f"the server stopped reading bodies: {failures[:3]}"
+            assert all(stalled), "a sender hung"
+            # every connection is closed within the idle timeout of its last byte
+            late = []
+            for sock, stopped in stalled:
+                closed = wait_closed(sock, stopped + IDLE_TIMEOUT + SLACK + 1)
+                if closed is None:
+                    late.append("never")
+                elif closed - stopped > IDLE_TIMEOUT + SLACK:
+                    late.append(f"{closed - stopped:.1f}s")
+            assert late == [], f"stalled bodies closed late: {late}"
+        finally:
+            sampling.set()
+            sampler.join(timeout=10)
+            for entry in stalled:
+                if entry:
+                    entry[0].close()
+        grown = (max(peak) - rss_before) / 1024
+        assert grown < 100, f"RSS grew by {grown:.0f} MB for 160 MB of unauthenticated, unfinished bodies"
+        # nothing is held for them afterwards: no descriptor, no spooled file
+        deadline = time.monotonic() + 5
+        while server.open_fds() > fds_before + 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.open_fds() <= fds_before + 2, f"descriptors: {fds_before} before, {server.open_fds()} after"
+        spool = os.path.join(server.data_dir, "spool")
+        assert not os.path.isdir(spool) or os.listdir(spool) == [], os.listdir(spool)[:5]
+        assert_honest(server)
+
+
+def test_connections_beyond_the_maximum_are_closed_at_once():
+    cap = 10
+    with running("--max-connections", str(cap), "--header-timeout", "30", "--idle-timeout", "30") as server:
+        assert_honest(server)
+        time.sleep(0.3)  # the honest call's connection is gone from the count
+        held = [connect(server) for _ in range(cap)]
+        time.sleep(0.5)  # all accepted and counted
+        try:
+            for _ in range(3):
+                extra = connect(server, timeout=5)
+                started = time.monotonic()
+                closed = wait_closed(extra, started + 2)
+                extra.close()
+                assert closed is not None and closed - started < 1.5, "a connection beyond the maximum was not closed at once"
+            assert all(still_open(sock) for sock in held), "the server closed connections within its maximum"
+        finally:
+            for sock in held:
+                sock.close()
+        # once the held connections are gone, honest calls are served again
+        deadline, last = time.monotonic() + 5, None
+        while time.monotonic() < deadline:
+            try:
+                assert_honest(server)
+                break
+            except Exception as error:  # noqa: BLE001 - the server may take a moment to see the closes
+                last = error
+                time.sleep(0.2)
+        else:
+            raise AssertionError(f"honest calls were not served after the connections closed: {last!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Feed readers that stop reading cost the API nothing, and are closed
+
+
+def test_stalled_stream_readers_do_not_slow_the_api_and_are_closed():
+    with running("--idle-timeout", str(IDLE_TIMEOUT), "--max-active-uploads", "1000000") as server:
+        repos = [f"feed/app{i}" for i in range(4)]
+        ecr = client(server)
+        for repo in repos:
+            ecr.create_repository(repositoryName=repo)
+        made, lock, errors = [0], threading.Lock(), []
+        target_count, budget_end = 10_000, time.monotonic() + 60
+
+        def writer(i):
+            raw = Raw(server, KEY_B, timeout=30)
+            body = json.dumps({"repositoryName": repos[i % len(repos)]}).encode()
+            try:
+                while time.monotonic() < budget_end:
+                    with lock:
+                        if made[0] >= target_count:
+                            return
+                        made[0] += 1
+                    status, _, answer = raw.post(TARGET + "InitiateLayerUpload", body)
+                    if status != 200:
+                        errors.append((status, answer))
+                        return
+            finally:
+                raw.close()
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert errors == [], errors[:3]
+        log_end = tail(server)
+        assert log_end >= 5000, f"only {log_end} events in the log"
+
+        ecr.describe_registries()
+        baseline = []
+        for _ in range(10):
+            started = time.monotonic()
+            ecr.describe_registries()
+            baseline.append(time.monotonic() - started)
+
+        path = "/events/stream?after=0"
+        readers = []
+        for _ in range(50):
+            sock = connect(server, timeout=10, rcvbuf=4096)
+            headers = sign("GET", server.endpoint + path)
+            sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host_header(server)}\r\n" +
+                          "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode())
+            readers.append(sock)
+        opened = time.monotonic()
+        time.sleep(0.5)  # they are catching up, then stall on their full buffers
+        during = []
+        for _ in range(10):
+            started = time.monotonic()
+            ecr.describe_registries()
+            during.append(time.monotonic() - started)
+        measured = time.monotonic()
+        assert measured - opened < IDLE_TIMEOUT, "the calls took so long that the readers may already be closed"
+        limit = max(1.0, 5 * max(baseline))
+        assert max(during) < limit, f"DescribeRegistries took up to {max(during):.3f}s with 50 stalled readers (baseline {max(baseline):.3f}s)"
+
+        # Not one byte read so far; once the idle timeout has passed the server must have closed them all.
+        time.sleep(max(0.0, opened + IDLE_TIMEOUT + 2 - time.monotonic()))
+        drain_deadline = opened + IDLE_TIMEOUT + 2 + 2 * SLACK
+        never_closed, heads = 0, []
+        for sock in readers:
+            sock.setblocking(False)
+            received, closed = b"", False
+            while time.monotonic() < drain_deadline:
+                try:
+                    chunk = sock.recv(1 << 20)
+                except (BlockingIOError, InterruptedError):
+                    time.sleep(0.01)
+                    continue
+                except (ConnectionResetError, ConnectionAbortedError):
+                    closed = True
+                    break
+                if not chunk:
+                    closed = True
+                    break
+                if len(received) < 64:
+                    received += chunk[:64]
+            heads.append(received[:12])
+            never_closed += not closed
+            sock.close()
+        assert never_closed == 0, f"{never_closed} of 50 stalled readers were still open {IDLE_TIMEOUT + 2 + 2 * SLACK:.0f}s after they stalled"
+        assert all(h == b"HTTP/1.1 200" for h in heads), set(heads)
+
+        # a reader that reads still gets the log, from the start
+        status, _, page = get(server, "/events?after=0&limit=5")
+        assert status == 200 and [json.loads(line)["position"] for line in page.splitlines()] == [1, 2, 3, 4, 5]
+        assert_honest(server)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Flags out of range are usage errors, never crashes
+
+
+@pytest.mark.parametrize("flags", [
+    ["--upload-expiry", "9223372036854775807"],
+    ["--sweep-interval", "9223372036854775807"],
+    ["--port", "70000"],
+    ["--idle-timeout", "0"],
+    ["--header-timeout", "0"],
+    ["--max-connections", "0"],
+])
+def test_out_of_range_flags_are_refused_with_a_usage_message(flags):
+    with tempfile.TemporaryDirectory() as data_dir:
+        credentials = os.path.join(data_dir, "operator-credentials")
+        with open(credentials, "w") as f:
+            f.write("test test\n")
+        port = [] if "--port" in flags else ["--port", "0"]
+        process = subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, *port,
+                                    "--credentials", credentials, *flags],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate(timeout=30)
+            raise AssertionError(f"serve {' '.join(flags)} kept running: {out[:300]}")
+        assert process.returncode > 0, f"serve {' '.join(flags)} ended with {process.returncode} (a signal when negative): {err[-500:]}"
+        assert "usage" in err.lower() and flags[0] in err, err[-800:]
+        assert "listening" not in out

@@ -1,0 +1,125 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+@testable import UploadAPI
+import UploadCore
+import UploadStore
+import UploadTesting
+
+/// Each finding of the attack review that the HTTP layer answers, through the in-process router.
+/// (Connection timeouts and the connection cap need real sockets: Tests/EndToEnd/test_attacks.py.)
+struct HardeningDispatchTests {
+    static let create = "SpencerFrontendService.CreateRepository"
+    static let putImage = "SpencerFrontendService.PutImage"
+    static let invocation = HTTPField.Name("amz-sdk-invocation-id")!
+
+    func withAPI(
+        authentication: ECRPublicService.Authentication = .anonymous,
+        _ body: @escaping @Sendable (any TestClientProtocol, Store, ECRPublicService) async throws -> Void
+    ) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(testConfiguration(dir))
+        let service = ECRPublicService(store: store, blobs: try BlobStore(directory: dir.path), logger: Logger(label: "test"), authentication: authentication)
+        let app = Application(router: service.router())
+        do {
+            try await app.test(.router) { client in try await body(client, store, service) }
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+    }
+
+    static func call(_ client: some TestClientProtocol, _ target: String, _ json: String, headers: HTTPFields = [:]) async throws -> (status: HTTPResponse.Status, body: [String: Any]) {
+        let response = try await DispatchTests.call(client, target, json, headers: headers)
+        return (response.status, response.body)
+    }
+
+    @Test func invocationIds_thatAreEmptyLongOrNotPrintable_areRefusedBeforeTheStore() async throws {
+        try await withAPI { client, store, _ in
+            for bad in ["", String(repeating: "x", count: 65), "tab\there", "ünïcode"] {
+                let r = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#, headers: [Self.invocation: bad])
+                #expect(r.status == .badRequest, "\(bad.debugDescription)")
+                #expect(r.body["__type"] as? String == "InvalidParameterException", "\(bad.debugDescription)")
+            }
+            #expect(try store.read { try $0.lastPosition() } == 0, "nothing written")
+            let ok = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#, headers: [Self.invocation: String(repeating: "x", count: 64)])
+            #expect(ok.status == .ok, "64 printable characters are an id")
+        }
+    }
+
+    @Test func aReusedInvocationId_withAnotherBody_isIdempotentParameterMismatch_andAnExactRetryIsAnsweredAsBefore() async throws {
+        try await withAPI { client, store, _ in
+            let id: HTTPFields = [Self.invocation: "7d1c2f0e-reused"]
+            let first = try await Self.call(client, Self.create, #"{"repositoryName": "team/c1"}"#, headers: id)
+            #expect(first.status == .ok)
+            let retry = try await Self.call(client, Self.create, #"{"repositoryName": "team/c1"}"#, headers: id)
+            #expect(retry.status == .ok, "the same call again is its retry")
+            let other = try await Self.call(client, Self.create, #"{"repositoryName": "team/c2"}"#, headers: id)
+            #expect(other.status == .badRequest)
+            #expect(other.body["__type"] as? String == "IdempotentParameterMismatchException")
+            let otherOperation = try await Self.call(client, "SpencerFrontendService.InitiateLayerUpload", #"{"repositoryName": "team/c1"}"#, headers: id)
+            #expect(otherOperation.body["__type"] as? String == "IdempotentParameterMismatchException")
+            #expect(try store.read { try $0.lastPosition() } == 1, "only the first call wrote")
+        }
+    }
+
+    @Test func metrics_labelsComeFromAClosedSet_whateverTargetsAreSent() async throws {
+        try await withAPI { client, _, _ in
+            for i in 0..<200 {
+                _ = try await Self.call(client, "SpencerFrontendService.Invented\(i)", "{}")
+                _ = try await Self.call(client, "Other\(i)", "{}")
+            }
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            let text = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            let series = text.split(separator: "\n").filter { $0.hasPrefix("upload_coordinator_requests_total{") }
+            #expect(!text.contains("Invented") && !text.contains("Other"))
+            #expect(series.count == 2, "unknown/UnknownOperationException and CreateRepository/ok: \(series)")
+        }
+    }
+
+    @Test func feedQueries_outOfRange_areA400_andTheLargestPositionIsEmpty() async throws {
+        try await withAPI { client, _, _ in
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            for path in ["/events?after=18446744073709551615", "/events?after=18446744073709551614&limit=5"] {
+                try await client.execute(uri: path, method: .get) { response in
+                    #expect(response.status == .ok, "\(path)")
+                    #expect(response.body.readableBytes == 0)
+                }
+            }
+            for path in ["/events?after=-1", "/events?after=abc", "/events?limit=18446744073709551616", "/events/stream?after=-1"] {
+                try await client.execute(uri: path, method: .get) { response in
+                    #expect(response.status == .badRequest, "\(path)")
+                    #expect(response.headers[DispatchTests.errorType] == "InvalidParameterException", "\(path)")
+                }
+            }
+        }
+    }
+
+    @Test func tags_outsideWhatARegistryClientCanName_areRefused() async throws {
+        try await withAPI { client, store, _ in
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            let manifest = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}"#
+            for tag in ["a\\u0000b", "line\\nbreak", "a/b", "../..", "\\u202eevil", String(repeating: "🙂", count: 300), ".hidden", "-dash", String(repeating: "t", count: 301)] {
+                let r = try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(manifest)", "imageTag": "\#(tag)"}"#)
+                #expect(r.body["__type"] as? String == "InvalidParameterException", "\(tag.prefix(20))")
+            }
+            #expect(try store.read { try $0.lastPosition() } == 1, "nothing written")
+            let ok = try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(manifest)", "imageTag": "v1.2_rc-3"}"#)
+            #expect(ok.status == .ok)
+        }
+    }
+
+    @Test func signedRequests_withAnUnknownTarget_areAuthenticatedFirst() async throws {
+        let verifier = SigV4Verifier(keys: [AccessKey(accessKeyId: "AKID", secretAccessKey: "secret")], clock: TestClock(), servedRegistryId: testRegistryId)
+        try await withAPI(authentication: .sigV4(verifier)) { client, _, _ in
+            let r = try await DispatchTests.call(client, "SpencerFrontendService.Invented", "{}")
+            #expect(r.headers[DispatchTests.errorType] == "MissingAuthenticationTokenException", "no unsigned caller learns which targets exist")
+        }
+    }
+}

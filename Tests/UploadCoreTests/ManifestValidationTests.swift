@@ -1,0 +1,62 @@
+import Testing
+import UploadCore
+
+/// PutImage checks a manifest's structure against its media type, and stores only the manifest
+/// types this registry serves.
+struct ManifestValidationTests {
+    static let digest = "sha256:" + String(repeating: "a", count: 64)
+    static let descriptor = #"{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"\#(digest)","size":5}"#
+    static let config = #"{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\#(digest)","size":2}"#
+    static let image = "application/vnd.oci.image.manifest.v1+json"
+    static let index = "application/vnd.oci.image.index.v1+json"
+
+    static func put(_ manifest: String, mediaType: String? = nil) throws(CommandError) -> PutImage {
+        try PutImage(repositoryName: "team/app", imageManifest: manifest, imageManifestMediaType: mediaType)
+    }
+
+    @Test(arguments: [
+        #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[\#(descriptor)]}"#,
+        #"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":\#(config),"layers":[]}"#,
+        #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[\#(descriptor)]}"#,
+        #"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#,
+    ])
+    func wellFormedManifests_ofTheServedTypes_areAccepted(manifest: String) throws {
+        _ = try Self.put(manifest)
+    }
+
+    @Test(arguments: [
+        ("not an object", "[1]"),
+        ("no schemaVersion", #"{"mediaType":"\#(image)","config":\#(config),"layers":[]}"#),
+        ("schemaVersion 1", #"{"schemaVersion":1,"mediaType":"\#(image)","config":\#(config),"layers":[]}"#),
+        ("layers not a list", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":{"a":\#(descriptor)}}"#),
+        ("layers missing", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config)}"#),
+        ("config missing", #"{"schemaVersion":2,"mediaType":"\#(image)","layers":[]}"#),
+        ("a layer without size", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"x","digest":"\#(digest)"}]}"#),
+        ("a negative size", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"x","digest":"\#(digest)","size":-1}]}"#),
+        ("a layer that is a string", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":["\#(digest)"]}"#),
+        ("manifests not a list", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":"\#(digest)"}"#),
+        ("an index with layers", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[],"layers":[]}"#),
+        ("an image with manifests", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],"manifests":[]}"#),
+        ("text/html", #"{"schemaVersion":2,"mediaType":"text/html","manifests":[]}"#),
+        ("schema 1", #"{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+json","fsLayers":[{"blobSum":"\#(digest)"}]}"#),
+        ("a mediaType that is a number", #"{"schemaVersion":2,"mediaType":7,"manifests":[]}"#),
+    ])
+    func manifestsOfTheWrongShapeOrType_areInvalidParameter(why: String, manifest: String) {
+        #expect(throws: CommandError.self, "\(why)") { try Self.put(manifest) }
+    }
+
+    @Test func theGivenMediaType_mustBeServed_andAgreeWithTheManifests() throws {
+        let bare = #"{"schemaVersion":2,"manifests":[]}"#
+        #expect(try Self.put(bare, mediaType: Self.index).imageManifestMediaType == Self.index)
+        #expect(throws: CommandError.self) { try Self.put(bare, mediaType: "text/html") }
+        #expect(throws: CommandError.self) { try Self.put(bare) }
+        #expect(throws: CommandError.self) { try Self.put(#"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[]}"#, mediaType: Self.image) }
+    }
+
+    @Test(arguments: [("latest", true), ("v1.2_rc-3", true), ("_x", true), (String(repeating: "t", count: 300), true),
+                      (String(repeating: "t", count: 301), false), ("", false), (".x", false), ("-x", false), ("a/b", false),
+                      ("a\u{0}", false), ("a\nb", false), ("\u{202E}x", false), ("ä", false), ("a b", false), ("a:b", false)])
+    func imageTags_followTheRegistryTagPattern(tag: String, valid: Bool) {
+        #expect(Validation.isImageTag(tag) == valid, "\(tag.debugDescription)")
+    }
+}
