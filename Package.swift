@@ -104,9 +104,20 @@ let package = Package(
             exclude: ["reference", "BENCHMARKS.md"],
             swiftSettings: swiftSettings
         ),
-        // libFuzzer target for the request decoder and the command validators; built only by
-        // Tools/fuzz (with -sanitize=fuzzer), never by the normal build's tests.
-        .executableTarget(name: "RequestFuzzer", dependencies: ["AWSJSON", "UploadCore"], path: "Tools/Fuzz", swiftSettings: swiftSettings),
+        // libFuzzer targets, fuzzing only when Tools/fuzz builds them (with -sanitize=fuzzer); the
+        // normal build compiles them, so they cannot rot. This one: the request decoder and the
+        // command validators.
+        .executableTarget(name: "RequestFuzzer", dependencies: ["AWSJSON", "UploadCore"], path: "Tools/Fuzz/Request", swiftSettings: swiftSettings),
+        // libFuzzer target for the HTTP layer itself: raw connections to the real server in process.
+        .executableTarget(
+            name: "HTTPFuzzer",
+            dependencies: [
+                "UploadAPI", "UploadCore", "UploadStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tools/Fuzz/HTTP", swiftSettings: swiftSettings),
         .target(name: "UploadTesting", dependencies: ["UploadCore", "UploadStore", "LMDBKit"], path: "Tests/UploadTesting", swiftSettings: swiftSettings),
         .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: swiftSettings),
         .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadTesting"], swiftSettings: swiftSettings),

@@ -24,8 +24,9 @@ def post(server, target, body, headers=None, sign=True):
 def test_unknown_and_missing_targets_get_aws_shaped_errors(server):
     status, headers, body = post(server, "SpencerFrontendService.NoSuchOperation", b"{}")
     assert status == 400 and body["__type"] == "UnknownOperationException" and headers["x-amzn-ErrorType"] == "UnknownOperationException"
+    # Authentication comes first, and a POST must sign its X-Amz-Target: without one it is incomplete.
     status, _, body = post(server, None, b"{}")
-    assert status == 400 and body["__type"] == "UnknownOperationException"
+    assert status == 400 and body["__type"] == "IncompleteSignatureException"
     status, _, body = post(server, "SpencerFrontendService.TagResource", b"{}")
     assert status == 400 and body["__type"] == "UnsupportedCommandException"
 
