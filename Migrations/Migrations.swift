@@ -14,6 +14,7 @@ public enum UploadMigrations {
         migrator.registerMigration("0003-create-image-tables", createImageTables)
         migrator.registerMigration("0004-create-merkle-tree", createMerkleTree)
         migrator.registerMigration("0005-create-audit-indexes", createAuditIndexes)
+        migrator.registerMigration("0006-mark-request-digests", markRequestDigests)
         return migrator
     }()
 

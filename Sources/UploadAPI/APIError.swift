@@ -48,6 +48,9 @@ struct APIError: Error {
             return APIError(type: "ThrottlingException", message: failure.message, status: .badRequest)
         case let failure as StoreError:
             return APIError(type: CommandError.Code.server.rawValue, message: failure.message, status: .internalServerError)
+        case is SpoolError:
+            // Its text names server paths: keep it in the log, not in the answer.
+            return APIError(type: CommandError.Code.server.rawValue, message: "The request body could not be read", status: .internalServerError)
         case let http as any HTTPResponseError where http.status == .contentTooLarge:
             return APIError(type: "RequestEntityTooLargeException", message: "The request body is larger than the 30,000,000 bytes accepted", status: .contentTooLarge)
         default:

@@ -12,10 +12,13 @@ public struct ConnectionLimits: Sendable {
     /// request, from its first byte for later ones.
     public var headerTimeout: Duration = .seconds(10)
     /// The longest a connection may go without progress: no byte read while one is awaited, or no
-    /// byte written while a response waits for the client to read it (a feed reader that stopped
-    /// reading; it resumes from its last position, so closing it loses nothing).
+    /// write completed while one waits for the client to read it (a feed reader that stopped
+    /// reading; it resumes from its last position, so closing it loses nothing). A write completes
+    /// when all of it is in the kernel: feeds write in pieces of 16 KiB, so a reader must take a
+    /// piece per idle timeout.
     public var idleTimeout: Duration = .seconds(60)
-    /// The slowest a request body may arrive, on average since its head, once ``bodyRateGrace`` has passed.
+    /// The slowest a request body may arrive: its average over each window of ``bodyRateGrace``,
+    /// from its head on (so bytes sent early cannot buy a stall later).
     public var minimumBodyBytesPerSecond = 1024
     public var bodyRateGrace: Duration = .seconds(10)
     /// The most connections open at once; more are closed as soon as they are accepted.
@@ -43,32 +46,45 @@ public final class ConnectionCounter: Sendable {
 
 /// Enforces ``ConnectionLimits`` on one connection: the connection cap, the header timeout, the
 /// idle timeout and the minimum body rate. It sits after the HTTP codec, where it sees request
-/// heads and response ends, and installs a ``RawTraffic`` twin at the front of the pipeline,
-/// where it sees every byte read and every write the socket completes. Both run on the
+/// heads and ends and response ends, and installs a ``RawTraffic`` twin at the front of the
+/// pipeline, where it sees every byte read and every write the socket completes. Both run on the
 /// connection's event loop, so they share state without locks.
+///
+/// Requests may be pipelined, and the server may answer before it has read a whole body (a
+/// refusal before reading it), so the guard counts requests whose answer has not ended rather
+/// than assuming one request at a time.
 final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    private enum Request {
-        /// Waiting for a request head since `since`; `firstByte` is when its first byte came.
-        case awaitingHead(since: NIODeadline, firstByte: NIODeadline?, isFirstRequest: Bool)
-        case readingBody(since: NIODeadline, bytes: Int)
-        case complete
+    /// What the connection is reading.
+    private enum Reading {
+        /// The next request head, awaited since `since`; `firstByte` is when its first byte came.
+        case head(since: NIODeadline, firstByte: NIODeadline?)
+        /// A body, with the bytes of the current rate window (which started at `windowStart`).
+        case body(windowStart: NIODeadline, windowBytes: Int)
     }
 
     private let limits: ConnectionLimits
     private let counter: ConnectionCounter
     private let logger: Logger
-    private var request = Request.awaitingHead(since: .now(), firstByte: nil, isFirstRequest: true)
-    private var responseInFlight = false
+    private var reading = Reading.head(since: .now(), firstByte: nil)
+    /// Whether no request head has arrived yet: the header timeout then runs from accept.
+    private var isFirstRequest = true
+    /// Requests whose head was read and whose response has not ended.
+    private var unanswered = 0
     private var lastRead = NIODeadline.now()
     private var pendingWrites = 0
-    private var lastWriteProgress = NIODeadline.now()
+    /// When the oldest pending write last made progress (was issued, or a write completed).
+    private var writeProgress = NIODeadline.now()
     private var admitted = false
     private var check: RepeatedTask?
+
+    /// `TCP_NOTSENT_LOWAT` (Linux, `netinet/tcp.h`), which Glibc's Swift overlay does not name.
+    static let tcpNotSentLowWatermark: Int32 = 25
+    static let unsentBytesLimit = 128 * 1024
 
     init(limits: ConnectionLimits, counter: ConnectionCounter, logger: Logger) {
         self.limits = limits
@@ -83,6 +99,13 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         admitted = true
+        // The kernel grows a socket's send buffer to megabytes, and takes writes into it whether
+        // or not the client reads: a reader that stopped would look busy until that filled. Past
+        // this much unsent data the socket takes no more, so a stalled reader is seen at once, and
+        // costs the kernel little. (Data in flight is not counted: throughput is unaffected.)
+        try? context.channel.syncOptions?.setOption(
+            ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: Self.tcpNotSentLowWatermark)),
+            value: Self.unsentBytesLimit)
         try? context.pipeline.syncOperations.addHandler(RawTraffic(self), position: .first)
         let interval = TimeAmount(limits.checkInterval)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -100,22 +123,25 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let now = NIODeadline.now()
         switch unwrapInboundIn(data) {
         case .head:
-            request = .readingBody(since: .now(), bytes: 0)
-            responseInFlight = true
+            isFirstRequest = false
+            unanswered += 1
+            reading = .body(windowStart: now, windowBytes: 0)
         case .body(let buffer):
-            if case .readingBody(let since, let bytes) = request { request = .readingBody(since: since, bytes: bytes + buffer.readableBytes) }
+            if case .body(let start, let bytes) = reading { reading = .body(windowStart: start, windowBytes: bytes + buffer.readableBytes) }
         case .end:
-            request = .complete
+            reading = .head(since: now, firstByte: nil)
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
-            responseInFlight = false
-            if case .complete = request { request = .awaitingHead(since: .now(), firstByte: nil, isFirstRequest: false) }
+            unanswered = max(0, unanswered - 1)
+            // A client waits for an answer before its next request: the wait starts now.
+            if unanswered == 0, case .head(_, let firstByte) = reading { reading = .head(since: .now(), firstByte: firstByte) }
         }
         context.write(data, promise: promise)
     }
@@ -123,36 +149,42 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     // Called by RawTraffic.
     fileprivate func bytesRead(at now: NIODeadline) {
         lastRead = now
-        if case .awaitingHead(let since, nil, let first) = request { request = .awaitingHead(since: since, firstByte: now, isFirstRequest: first) }
+        if case .head(let since, nil) = reading { reading = .head(since: since, firstByte: now) }
     }
 
-    fileprivate func writeStarted() { pendingWrites += 1 }
+    fileprivate func writeStarted(at now: NIODeadline) {
+        if pendingWrites == 0 { writeProgress = now }
+        pendingWrites += 1
+    }
 
     fileprivate func writeEnded(at now: NIODeadline) {
         pendingWrites -= 1
-        lastWriteProgress = now
+        writeProgress = now
     }
 
     /// Why the connection must close now, or `nil`.
     private func overdue(at now: NIODeadline) -> String? {
         let header = TimeAmount(limits.headerTimeout), idle = TimeAmount(limits.idleTimeout)
-        if responseInFlight, pendingWrites > 0, now - lastWriteProgress > idle {
+        if pendingWrites > 0, now - writeProgress > idle {
             return "the client read nothing of the response for the idle timeout"
         }
-        switch request {
-        case .awaitingHead(let since, let firstByte, let isFirstRequest) where !responseInFlight:
+        switch reading {
+        case .head(let since, let firstByte):
+            guard unanswered == 0 else { return nil }  // the server is answering; the client waits
             if isFirstRequest, now - since > header { return "no request head within the header timeout" }
             if let firstByte, now - firstByte > header { return "the request head did not complete within the header timeout" }
-            if now - since > idle { return "idle between requests for the idle timeout" }
-        case .readingBody(let since, let bytes):
-            let elapsed = now - since
+            if firstByte == nil, now - since > idle { return "idle between requests for the idle timeout" }
+        case .body(let windowStart, let windowBytes):
+            // A pipelined body waits while the server answers the requests before it.
+            guard unanswered <= 1 else { return nil }
             if now - lastRead > idle { return "no body byte for the idle timeout" }
-            if elapsed > TimeAmount(limits.bodyRateGrace),
-               Double(bytes) < Double(limits.minimumBodyBytesPerSecond) * Double(elapsed.nanoseconds) / 1e9 {
-                return "the body arrived slower than the minimum rate"
+            let window = now - windowStart
+            if window >= TimeAmount(limits.bodyRateGrace) {
+                if Double(windowBytes) < Double(limits.minimumBodyBytesPerSecond) * Double(window.nanoseconds) / 1e9 {
+                    return "the body arrived slower than the minimum rate"
+                }
+                reading = .body(windowStart: now, windowBytes: 0)  // each window must keep the rate
             }
-        default:
-            break
         }
         return nil
     }
@@ -182,7 +214,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             let completion = promise ?? context.eventLoop.makePromise()
-            guardian.writeStarted()
+            guardian.writeStarted(at: .now())
             let guardian = NIOLoopBound(self.guardian, eventLoop: context.eventLoop)
             completion.futureResult.whenComplete { _ in guardian.value.writeEnded(at: .now()) }
             context.write(data, promise: completion)

@@ -52,6 +52,7 @@ public final class ECRPublicService: Sendable {
     let uploadLocks = KeyedLock()
     /// Where bodies of requests not yet authenticated go past ``SpooledBody/memoryLimit``.
     let spoolDirectory: String
+    let spoolBudget: SpoolBudget
 
     /// How requests prove who sent them.
     public enum Authentication: Sendable {
@@ -65,15 +66,17 @@ public final class ECRPublicService: Sendable {
 
     public init(
         store: Store, blobs: BlobStore, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
-        authentication: Authentication = .anonymous
+        authentication: Authentication = .anonymous, spoolBudget: SpoolBudget = SpoolBudget()
     ) {
         self.store = store
         self.blobs = blobs
         self.logger = logger
         self.metrics = metrics
         self.authentication = authentication
+        self.spoolBudget = spoolBudget
         spoolDirectory = blobs.directory + "/spool"
         try? FileManager.default.createDirectory(atPath: spoolDirectory, withIntermediateDirectories: true)
+        SpooledBody.removeLeftovers(in: spoolDirectory)
     }
 
     /// The principal of a request without a body (a feed's GET): a middleware's, else the SigV4
@@ -96,7 +99,7 @@ public final class ECRPublicService: Sendable {
             return (Array(buffer.readableBytesView), context.principal)
         }
         try verifier.precheck(method: request.method.rawValue, headers: request.headers)
-        let spooled = try await SpooledBody(reading: request.body, limit: context.maxUploadSize, spoolDirectory: spoolDirectory)
+        let spooled = try await SpooledBody(reading: request.body, limit: context.maxUploadSize, spoolDirectory: spoolDirectory, budget: spoolBudget)
         let principal = try verifier.verify(
             method: request.method.rawValue, authority: request.head.authority, path: request.uri.path, query: request.uri.query ?? "",
             headers: request.headers, payloadHash: spooled.sha256)

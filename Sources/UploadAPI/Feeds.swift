@@ -13,6 +13,9 @@ extension ECRPublicService {
     static let pageLimit = 10_000
     /// Events read and encoded per slice of a feed.
     static let sliceEvents = 256
+    /// The most bytes a feed writes at once: a write's completion is how the connection guard
+    /// sees a reader's progress, so a reader must take one piece per idle timeout.
+    static let pieceBytes = 16 * 1024
 
     /// Where feeds read and encode the log: one thread of its own at a lower priority, so that no
     /// number of readers catching up takes the cooperative pool or the event loops from API
@@ -55,12 +58,32 @@ extension ECRPublicService {
         router.get("/metrics") { _, _ in try self.metricsResponse() }
     }
 
-    /// `GET /events?after=POS&limit=N`: up to N events (at most 10,000) after POS, as NDJSON.
+    /// `GET /events?after=POS&limit=N`: up to N events (at most 10,000) after POS, as NDJSON,
+    /// read a slice at a time like a stream.
     func eventsPage(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let limit = Int(min(try Self.query(request, "limit") ?? 1000, UInt64(Self.pageLimit)))
-        let (page, _) = try await feedSlice(after: after, limit: limit)
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: .init(byteBuffer: page))
+        let body = ResponseBody { writer in
+            var position = after
+            var remaining = limit
+            while remaining > 0 {
+                let (slice, last) = try await self.feedSlice(after: position, limit: min(remaining, Self.sliceEvents))
+                guard last != position else { break }
+                try await Self.write(slice, to: &writer)
+                remaining -= Int(last - position)
+                position = last
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: body)
+    }
+
+    /// Writes `buffer` in pieces of at most ``pieceBytes``, each when the connection takes it.
+    static func write(_ buffer: ByteBuffer, to writer: inout any ResponseBodyWriter) async throws {
+        var buffer = buffer
+        while let piece = buffer.readSlice(length: min(pieceBytes, buffer.readableBytes)), piece.readableBytes > 0 {
+            try await writer.write(piece)
+        }
     }
 
     /// `GET /events/stream?after=POS`: every event after POS as NDJSON, then each new one as it
@@ -79,7 +102,7 @@ extension ECRPublicService {
                         if await !store.waitForEvents(after: position) { break }
                         continue
                     }
-                    try await writer.write(slice)  // waits while the client is not reading
+                    try await Self.write(slice, to: &writer)  // waits while the client is not reading
                     position = last
                 }
             } onGracefulShutdown: {

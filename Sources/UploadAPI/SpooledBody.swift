@@ -2,64 +2,87 @@ import Crypto
 import Foundation
 import Hummingbird
 import NIOCore
+import Synchronization
 
 /// A request body read before its signature can be checked.
 ///
 /// botocore signs the body's SHA-256 without sending it, so a known key's signature can be
 /// checked only once the whole body has been read. Until then the sender is not trusted: the first
-/// ``memoryLimit`` bytes stay in memory and the rest go to an unnamed temporary file (created and
-/// unlinked at once, so it disappears with the descriptor on refusal, on success and on a crash).
-/// The hash is computed as the bytes arrive. Memory per connection stays at ``memoryLimit`` plus
+/// ``memoryLimit`` bytes stay in memory and the rest go, ``memoryLimit`` at a time, to an unnamed
+/// temporary file (created and unlinked at once, so it disappears with its descriptor on refusal,
+/// on success and on a crash), within a ``SpoolBudget`` shared by all connections. The hash is
+/// computed as the bytes arrive. Memory per connection stays under twice ``memoryLimit`` plus
 /// NIO's read buffers, whatever the body's size, until the signature holds.
 struct SpooledBody: ~Copyable {
     static let memoryLimit = 64 * 1024
 
-    private var head: [UInt8] = []
-    private var file: Int32 = -1
-    private(set) var count = 0
+    private let head: [UInt8]
+    private let file: Int32
+    private let budget: SpoolBudget
+    /// Bytes in the file, counted against the budget until this body goes.
+    private let spooled: Int
+    let count: Int
     /// Hex SHA-256 of every byte read.
     let sha256: String
 
-    /// Reads `body` whole, refusing it with 413 past `limit` bytes.
-    init(reading body: RequestBody, limit: Int, spoolDirectory: String) async throws {
+    /// Reads `body` whole, refusing it with 413 past `limit` bytes, and with ThrottlingException
+    /// when the spool budget is spent.
+    init(reading body: RequestBody, limit: Int, spoolDirectory: String, budget: SpoolBudget) async throws {
         var hasher = SHA256()
         var head: [UInt8] = []
+        var pending: [UInt8] = []
         var file: Int32 = -1
+        var spooled = 0
         var count = 0
+        func flush() throws {
+            guard !pending.isEmpty else { return }
+            guard budget.reserve(pending.count) else {
+                throw APIError(type: "ThrottlingException", message: "Too many request bodies are being received at once; retry shortly", status: .badRequest)
+            }
+            spooled += pending.count
+            if file < 0 { file = try Self.temporaryFile(in: spoolDirectory) }
+            // Writes of 64 KiB into the page cache, never synced: cheap enough for the request's
+            // own task, and the only copy of untrusted bytes outside memory.
+            try pending.withUnsafeBytes { try Self.writeAll($0, to: file) }
+            pending.removeAll(keepingCapacity: true)
+        }
         do {
             for try await buffer in body {
                 count += buffer.readableBytes
                 guard count <= limit else { throw HTTPError(.contentTooLarge) }
                 buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
-                if file < 0, head.count + buffer.readableBytes <= Self.memoryLimit {
+                if file < 0, pending.isEmpty, head.count + buffer.readableBytes <= Self.memoryLimit {
                     head.append(contentsOf: buffer.readableBytesView)
                     continue
                 }
-                if file < 0 { file = try Self.temporaryFile(in: spoolDirectory) }
-                // Page-cache writes of a few kilobytes, never synced: cheap enough for the
-                // request's own task, and the only copy of untrusted bytes outside memory.
-                try buffer.withUnsafeReadableBytes { try Self.writeAll($0, to: file) }
+                pending.append(contentsOf: buffer.readableBytesView)
+                if pending.count >= Self.memoryLimit { try flush() }
             }
+            try flush()
         } catch {
             if file >= 0 { close(file) }
+            budget.release(spooled)
             throw error
         }
         self.head = head
         self.file = file
+        self.budget = budget
+        self.spooled = spooled
         self.count = count
         self.sha256 = hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
     deinit {
         if file >= 0 { close(file) }
+        budget.release(spooled)
     }
 
     /// Every byte of the body, for a request whose signature held.
     consuming func bytes() throws -> [UInt8] {
         guard file >= 0 else { return head }
         var all = head
-        let spooled = count - head.count
         all.reserveCapacity(count)
+        let spooled = self.spooled, file = self.file
         all += [UInt8](unsafeUninitializedCapacity: spooled) { buffer, initialized in
             var offset = 0
             while offset < spooled {
@@ -75,11 +98,24 @@ struct SpooledBody: ~Copyable {
 
     /// An unnamed file in `directory`: created exclusively, then unlinked, so nothing is left behind.
     private static func temporaryFile(in directory: String) throws -> Int32 {
-        var template = Array((directory + "/body-XXXXXX").utf8CString)
+        var template = Array((directory + "/" + leftoverPrefix + "XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw SpoolError("cannot create a spool file in \(directory): \(String(cString: strerror(errno)))") }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         return fd
+    }
+
+    static let leftoverPrefix = "body-"
+
+    /// Removes spool files a crash left between their creation and their unlinking (a moment).
+    static func removeLeftovers(in directory: String) {
+        let old = Date().addingTimeInterval(-60)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(leftoverPrefix) {
+            let path = directory + "/" + name
+            if let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date, modified < old {
+                unlink(path)
+            }
+        }
     }
 
     private static func writeAll(_ bytes: UnsafeRawBufferPointer, to fd: Int32) throws {
@@ -90,6 +126,23 @@ struct SpooledBody: ~Copyable {
             offset += n
         }
     }
+}
+
+/// The bytes all connections may have spooled at once (``SpooledBody``): disk is finite too.
+public final class SpoolBudget: Sendable {
+    public static let defaultLimit = 4 << 30
+    public let limit: Int
+    private let used = Atomic<Int>(0)
+
+    public init(limit: Int = defaultLimit) { self.limit = limit }
+
+    func reserve(_ bytes: Int) -> Bool {
+        if used.wrappingAdd(bytes, ordering: .relaxed).newValue <= limit { return true }
+        used.wrappingSubtract(bytes, ordering: .relaxed)
+        return false
+    }
+
+    func release(_ bytes: Int) { used.wrappingSubtract(bytes, ordering: .relaxed) }
 }
 
 struct SpoolError: Error, CustomStringConvertible {

@@ -37,6 +37,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The slowest a request body may arrive, in bytes per second on average, once it has had 10 seconds.")
     var minBodyRate = 1024
     @Option(help: "The most connections open at once; more are closed as they are accepted.") var maxConnections = 1000
+    @Option(help: "The most bytes of request bodies not yet authenticated spooled to DATA/spool at once (ThrottlingException beyond).")
+    var maxSpooledBytes = SpoolBudget.defaultLimit
     @Flag(help: .hidden) var benchmarkNoopRoute = false
 
     /// The longest interval any time flag takes: ten years, far past any use, and far from overflow.
@@ -50,6 +52,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...(1 << 30)).contains(minBodyRate) else { throw ValidationError("--min-body-rate must be 0 to 1073741824 bytes per second; got \(minBodyRate).") }
         guard (1...1_000_000).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 1000000; got \(maxConnections).") }
         guard (1...10_000_000).contains(maxQueuedCommands) else { throw ValidationError("--max-queued-commands must be 1 to 10000000; got \(maxQueuedCommands).") }
+        guard maxSpooledBytes >= 0 else { throw ValidationError("--max-spooled-bytes must not be negative.") }
         guard maxActiveUploads >= 1 else { throw ValidationError("--max-active-uploads must be at least 1.") }
         guard !region.isEmpty, region.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) }) else {
             throw ValidationError("--region must be a region name such as us-east-1; got '\(region)'.")
@@ -105,7 +108,9 @@ struct ServeCommand: AsyncParsableCommand {
             await store.close()
             throw error
         }
-        let service = ECRPublicService(store: store, blobs: blobs, logger: logger, metrics: metrics, authentication: authentication)
+        let service = ECRPublicService(
+            store: store, blobs: blobs, logger: logger, metrics: metrics, authentication: authentication,
+            spoolBudget: SpoolBudget(limit: maxSpooledBytes))
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
         FileDescriptorLimit.raise(toHold: maxConnections, logger: logger)

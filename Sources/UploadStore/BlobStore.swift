@@ -168,10 +168,10 @@ extension BlobStore {
     /// it found so far, when the task running it is cancelled.
     public func missingBlobs(in store: Store) throws -> [String] {
         var missing: [String] = []
-        var after: String?
+        var after: [UInt8]?
         while !Task.isCancelled {
             let page = try store.read { reader in
-                try reader.entries(.layers, prefix: [], after: after, limit: 1024).map { ($0.name, try LayerRecord(decoding: $0.value)) }
+                try reader.entries(.layers, afterKey: after, limit: 1024).map { ($0.key, try LayerRecord(decoding: $0.value)) }
             }
             missing += page.filter { !hasBlob($0.1.layerDigest) }.map { "layer \($0.1.layerDigest): recorded, no blob" }
             guard page.count == 1024, let last = page.last else { break }

@@ -44,6 +44,19 @@ public struct StoreReader {
         return entries
     }
 
+    /// Up to `limit` entries of `table` after the key `after` (from the first when `nil`), in byte
+    /// order, keys as stored: for walking a whole table, whose keys need not be text.
+    public func entries(_ table: ProjectionTable, afterKey after: [UInt8]?, limit: Int) throws -> [(key: [UInt8], value: [UInt8])] {
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        guard limit > 0 else { return entries }
+        try txn.scan(schema.database(table), from: after) { key, value in
+            if let after, key.elementsEqual(after) { return true }
+            entries.append((Array(key), Array(value)))
+            return entries.count < limit
+        }
+        return entries
+    }
+
     /// Every key of `table`, in byte order.
     public func keys(_ table: ProjectionTable) throws -> [[UInt8]] {
         var keys: [[UInt8]] = []

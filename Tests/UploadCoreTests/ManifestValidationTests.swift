@@ -39,6 +39,8 @@ struct ManifestValidationTests {
         ("an image with manifests", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],"manifests":[]}"#),
         ("text/html", #"{"schemaVersion":2,"mediaType":"text/html","manifests":[]}"#),
         ("schema 1", #"{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+json","fsLayers":[{"blobSum":"\#(digest)"}]}"#),
+        ("schemaVersion 2.0", #"{"schemaVersion":2.0,"mediaType":"\#(index)","manifests":[]}"#),
+        ("a size that is a boolean", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"x","digest":"\#(digest)","size":true}]}"#),
         ("a mediaType that is a number", #"{"schemaVersion":2,"mediaType":7,"manifests":[]}"#),
     ])
     func manifestsOfTheWrongShapeOrType_areInvalidParameter(why: String, manifest: String) {

@@ -27,7 +27,6 @@ extension ECRPublicService {
             let ref = try Decider.existingRepository(registryId, repositoryName, state: reader.tables, settings: settings)
             if let ids {
                 guard (1...100).contains(ids.count) else { throw APIError.invalidParameter("'imageIds' must have between 1 and 100 items") }
-                for tag in ids.compactMap(\.imageTag) { _ = try Validation.imageTag(tag, member: "imageIds.imageTag") }
                 let images = try ids.map { id in
                     let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try reader.tables.tag(ref, $0)?.imageDigest }
                     guard let digest, let image = try reader.tables.image(ref, digest),

@@ -75,7 +75,7 @@ struct Manifest {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
             throw Self.invalid("is not a JSON object")
         }
-        guard let version = object["schemaVersion"] as? NSNumber, version.doubleValue == 2 else {
+        guard Self.integer(object["schemaVersion"]) == 2 else {
             throw Self.invalid("must have schemaVersion 2")
         }
         let declared = try Self.optionalString(object, "mediaType", in: "the manifest")
@@ -116,10 +116,19 @@ struct Manifest {
     private static func descriptor(_ descriptor: [String: Any], in place: String) throws(CommandError) -> (mediaType: String, digest: String) {
         guard let mediaType = descriptor["mediaType"] as? String, !mediaType.isEmpty else { throw invalid("has no mediaType in \(place)") }
         guard let digest = descriptor["digest"] as? String, Validation.isLayerDigest(digest) else { throw invalid("has no valid digest in \(place)") }
-        guard let size = descriptor["size"] as? NSNumber, let whole = Int64(exactly: size.doubleValue), whole >= 0 else {
+        guard let size = integer(descriptor["size"]), size >= 0 else {
             throw invalid("has no non-negative whole size in \(place)")
         }
         return (mediaType, digest.lowercased())
+    }
+
+    /// A JSON integer as Foundation parsed it: not a boolean (`c`), nor a number written with a
+    /// fraction or exponent (`d`), which registry clients would not read as an integer either.
+    private static func integer(_ value: Any?) -> Int64? {
+        guard let number = value as? NSNumber else { return nil }
+        let type = String(cString: number.objCType)
+        guard type != "c", type != "d" else { return nil }
+        return Int64(number.stringValue)
     }
 
     private static func optionalString(_ object: [String: Any], _ member: String, in place: String) throws(CommandError) -> String? {

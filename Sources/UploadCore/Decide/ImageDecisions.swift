@@ -49,8 +49,10 @@ enum ImageDecisions {
                 fail(id, .invalidImageDigest, "Invalid image digest '\(Validation.quoted(digest))'")
                 continue
             }
-            if let tag = id.imageTag, !Validation.isImageTag(tag) {
-                fail(id, .invalidImageTag, "Invalid image tag: a tag has 1 to 300 characters of [A-Za-z0-9_.-], not starting with '.' or '-'")
+            // Any tag of the model's length is looked up (not only the pattern PutImage now
+            // requires): images tagged before the pattern was enforced stay deletable by tag.
+            if let tag = id.imageTag, !(1...300).contains(tag.unicodeScalars.count) {
+                fail(id, .invalidImageTag, "Invalid image tag: a tag has 1 to 300 characters")
                 continue
             }
             switch (id.imageDigest?.lowercased(), id.imageTag) {

@@ -40,13 +40,15 @@ final class FuzzServers: Sendable {
     private let inputs = Atomic<Int>(0)
 
     private init() {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("http-fuzz-\(getpid())").path
+        // One folder per user, emptied at start: a run leaves at most one behind.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upload-coordinator-http-fuzz").path
+        try? FileManager.default.removeItem(atPath: directory)
         anonymousPort = Self.start(directory + "/anonymous", authentication: .anonymous)
         let key = AccessKey(accessKeyId: "AKIDFUZZ", secretAccessKey: "secret")
         signedPort = Self.start(
             directory + "/signed",
             authentication: .sigV4(SigV4Verifier(keys: [key], clock: SystemClock(), servedRegistryId: "000000000000")))
-        _ = Self.exchange(Array("POST / HTTP/1.1\r\nHost: f\r\nX-Amz-Target: SpencerFrontendService.CreateRepository\r\nContent-Length: 28\r\n\r\n{\"repositoryName\":\"team/app\"}".utf8), port: anonymousPort)
+        _ = Self.exchange(Array("POST / HTTP/1.1\r\nHost: f\r\nX-Amz-Target: SpencerFrontendService.CreateRepository\r\nContent-Length: 29\r\n\r\n{\"repositoryName\":\"team/app\"}".utf8), port: anonymousPort)
     }
 
     private static func start(_ directory: String, authentication: ECRPublicService.Authentication) -> Int {
@@ -69,9 +71,9 @@ final class FuzzServers: Sendable {
                     ready.signal()
                 },
                 logger: logger)
-            try await app.runService()
+            try await app.run()  // not runService: libFuzzer owns the process's signals
         }
-        ready.wait()
+        guard ready.wait(timeout: .now() + 60) == .success else { fatalError("the server in \(directory) did not start") }
         return port.withLock { $0 }
     }
 
