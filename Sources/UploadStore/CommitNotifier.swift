@@ -1,4 +1,3 @@
-import Synchronization
 
 /// Tells readers that follow the log (live feeds) when new events have committed. The writer only
 /// publishes a position and resumes waiters, never waits on a reader, so a slow consumer can never
@@ -11,7 +10,7 @@ final class CommitNotifier: Sendable {
         var waiters: [Int: (after: UInt64, continuation: CheckedContinuation<Void, Never>)] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Called by the writer after each commit.
     func committed(upTo position: UInt64) {

@@ -1,6 +1,5 @@
 import Foundation
 import LMDBKit
-import Synchronization
 import UploadCore
 import CoreMetrics
 import Logging
@@ -52,7 +51,7 @@ final class GroupCommitWriter: Sendable {
     // `condition` guards `queue`: one lock for both waiting and signalling.
     private let condition = NSCondition()
     nonisolated(unsafe) private var queue = Queue()
-    private let statistics = Mutex(Statistics())
+    private let statistics = Locked(Statistics())
 
     init(environment: Environment, schema: Schema, configuration: StoreConfiguration, notifier: CommitNotifier) {
         self.environment = environment

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 public import LMDBKit
 public import UploadCore
 public import CoreMetrics
@@ -54,7 +53,7 @@ public struct SystemClock: UploadCore.Clock {
 /// branch path; increasing keys fill the tree's right edge. In raw LMDB, random 36-byte keys cost
 /// about 16 KB of disk writes per insert, increasing ones about 260 B (Tools/Bench/BENCHMARKS.md).
 public final class TimeOrderedUploadIDs: UploadIDGenerator {
-    private let state = Mutex<(milliseconds: UInt64, counter: UInt64)>((0, 0))
+    private let state = Locked<(milliseconds: UInt64, counter: UInt64)>((0, 0))
 
     public init() {}
 

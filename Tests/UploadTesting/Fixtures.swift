@@ -1,11 +1,10 @@
 import Foundation
-import Synchronization
 import UploadCore
 import UploadStore
 
 /// A clock the test sets. Starts at 2026-11-29T00:00:00Z.
 public final class TestClock: UploadCore.Clock {
-    private let current = Mutex(Timestamp(millisecondsSinceEpoch: 1_796_083_200_000))
+    private let current = Locked(Timestamp(millisecondsSinceEpoch: 1_796_083_200_000))
 
     public init() {}
 
@@ -18,9 +17,9 @@ public final class TestClock: UploadCore.Clock {
 
 /// Upload ids `00000000-0000-4000-8000-000000000001`, `…002`, … in order, from `start`.
 public final class SequentialUploadIDs: UploadIDGenerator {
-    private let counter: Mutex<UInt64>
+    private let counter: Locked<UInt64>
 
-    public init(start: UInt64 = 1) { counter = Mutex(start) }
+    public init(start: UInt64 = 1) { counter = Locked(start) }
 
     public func next() -> String {
         let n = counter.withLock { value in

@@ -60,7 +60,7 @@ final class FuzzServers: Sendable {
         var limits = ConnectionLimits()
         limits.headerTimeout = .seconds(1)
         limits.idleTimeout = .seconds(1)
-        let port = Mutex(0)
+        let port = Locked(0)
         let ready = DispatchSemaphore(value: 0)
         Task.detached {
             let app = Application(
