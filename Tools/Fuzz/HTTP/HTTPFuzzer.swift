@@ -78,12 +78,12 @@ final class FuzzServers: Sendable {
     }
 
     /// Sends `bytes` on a new connection, half-closes it, and reads until the server closes or
-    /// 300 ms pass. - Returns: what the server answered.
+    /// 100 ms pass. - Returns: what the server answered.
     static func exchange(_ bytes: [UInt8], port: Int) -> [UInt8] {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         precondition(fd >= 0, "socket")
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 0, tv_usec: 300_000)
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
