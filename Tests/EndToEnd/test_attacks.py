@@ -109,18 +109,9 @@ def finish(server):
 @pytest.fixture(scope="module")
 def srv():
     """The shared server, with limits small enough for timeouts to fire within seconds."""
-    with tempfile.TemporaryDirectory() as data_dir:
-        server = Served(data_dir, "--header-timeout", str(HEADER_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT),
-                        "--max-connections", str(MAX_CONNECTIONS))
-        try:
-            yield server
-        finally:
-            try:
-                finish(server)
-            finally:
-                if server.process.poll() is None:
-                    server.process.kill()
-                    server.process.wait(timeout=30)
+    with running("--header-timeout", str(HEADER_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT),
+                 "--max-connections", str(MAX_CONNECTIONS)) as server:
+        yield server
 
 
 # ---------------------------------------------------------------------------------------------
