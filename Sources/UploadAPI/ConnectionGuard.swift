@@ -14,8 +14,8 @@ public struct ConnectionLimits: Sendable {
     /// The longest a connection may go without progress: no byte read while one is awaited, or no
     /// write completed while one waits for the client to read it (a feed reader that stopped
     /// reading; it resumes from its last position, so closing it loses nothing). A write completes
-    /// when all of it is in the kernel: feeds write in pieces of 16 KiB, so a reader must take a
-    /// piece per idle timeout.
+    /// when all of it is in the kernel: answers are written in pieces of 16 KiB
+    /// (``ECRPublicService/pieceBytes``), so a reader must take a piece per idle timeout.
     public var idleTimeout: Duration = .seconds(60)
     /// The slowest a request body may arrive: its average over each window of ``bodyRateGrace``,
     /// from its head on (so bytes sent early cannot buy a stall later).
@@ -140,8 +140,19 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
             unanswered = max(0, unanswered - 1)
-            // A client waits for an answer before its next request: the wait starts now.
-            if unanswered == 0, case .head(_, let firstByte) = reading { reading = .head(since: .now(), firstByte: firstByte) }
+            let now = NIODeadline.now()
+            switch reading {
+            case .head(_, let firstByte) where unanswered == 0:
+                // A client waits for an answer before its next request: the wait starts now,
+                // and so does the head's clock if its first byte came while the server was busy.
+                reading = .head(since: now, firstByte: firstByte.map { _ in now })
+            case .body where unanswered == 1:
+                // A pipelined body the server held back is now the one it reads: judge it from now.
+                reading = .body(windowStart: now, windowBytes: 0)
+                lastRead = now
+            default:
+                break
+            }
         }
         context.write(data, promise: promise)
     }

@@ -218,6 +218,27 @@ public final class ECRPublicService: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "application/x-amz-json-1.1"
         headers[requestIdHeader] = requestId
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body.text)))
+        return Response(status: status, headers: headers, body: piecewise(ByteBuffer(string: body.text)))
+    }
+
+    /// The most bytes written at once. A write's completion is how the connection guard sees that
+    /// a client reads, so a reader must take one piece per idle timeout, whatever the answer's size.
+    static let pieceBytes = 16 * 1024
+
+    /// `buffer` as a body written in pieces of ``pieceBytes``.
+    static func piecewise(_ buffer: ByteBuffer) -> ResponseBody {
+        guard buffer.readableBytes > pieceBytes else { return ResponseBody(byteBuffer: buffer) }
+        return ResponseBody(contentLength: buffer.readableBytes) { writer in
+            try await write(buffer, to: &writer)
+            try await writer.finish(nil)
+        }
+    }
+
+    /// Writes `buffer` in pieces of at most ``pieceBytes``, each when the connection takes it.
+    static func write(_ buffer: ByteBuffer, to writer: inout any ResponseBodyWriter) async throws {
+        var buffer = buffer
+        while let piece = buffer.readSlice(length: min(pieceBytes, buffer.readableBytes)), piece.readableBytes > 0 {
+            try await writer.write(piece)
+        }
     }
 }

@@ -13,9 +13,6 @@ extension ECRPublicService {
     static let pageLimit = 10_000
     /// Events read and encoded per slice of a feed.
     static let sliceEvents = 256
-    /// The most bytes a feed writes at once: a write's completion is how the connection guard
-    /// sees a reader's progress, so a reader must take one piece per idle timeout.
-    static let pieceBytes = 16 * 1024
 
     /// Where feeds read and encode the log: one thread of its own at a lower priority, so that no
     /// number of readers catching up takes the cooperative pool or the event loops from API
@@ -63,10 +60,15 @@ extension ECRPublicService {
     func eventsPage(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let limit = Int(min(try Self.query(request, "limit") ?? 1000, UInt64(Self.pageLimit)))
+        // The first slice is read before the answer starts, so that a store failure is still an
+        // AWS-shaped error rather than a cut-off body.
+        let (first, firstLast) = try await feedSlice(after: after, limit: min(limit, Self.sliceEvents))
         let body = ResponseBody { writer in
-            var position = after
-            var remaining = limit
-            while remaining > 0 {
+            try await Self.write(first, to: &writer)
+            var position = firstLast
+            var remaining = limit - Int(firstLast - after)
+            // An empty first slice is the end of the log; a short one may just be its end so far.
+            while remaining > 0, firstLast != after {
                 let (slice, last) = try await self.feedSlice(after: position, limit: min(remaining, Self.sliceEvents))
                 guard last != position else { break }
                 try await Self.write(slice, to: &writer)
@@ -76,14 +78,6 @@ extension ECRPublicService {
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: body)
-    }
-
-    /// Writes `buffer` in pieces of at most ``pieceBytes``, each when the connection takes it.
-    static func write(_ buffer: ByteBuffer, to writer: inout any ResponseBodyWriter) async throws {
-        var buffer = buffer
-        while let piece = buffer.readSlice(length: min(pieceBytes, buffer.readableBytes)), piece.readableBytes > 0 {
-            try await writer.write(piece)
-        }
     }
 
     /// `GET /events/stream?after=POS`: every event after POS as NDJSON, then each new one as it
@@ -135,7 +129,7 @@ extension ECRPublicService {
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: value.text)))
+        Response(status: status, headers: [.contentType: "application/json"], body: piecewise(ByteBuffer(string: value.text)))
     }
 
     static func notFound(_ message: String) -> Response {

@@ -730,6 +730,24 @@ def test_a_huge_declared_body_from_an_unknown_or_missing_key_is_refused_without_
     assert_honest(srv)
 
 
+def test_a_connection_answered_before_its_body_ended_is_still_timed_out(srv):
+    """The server refuses an unsigned request before reading its body; the client then sends the
+    body and goes quiet. The connection must still be closed at the idle timeout, not held forever
+    (which would let anyone fill the connection cap for free)."""
+    sock = connect(srv)
+    sock.sendall((f"POST / HTTP/1.1\r\nHost: {host_header(srv)}\r\nContent-Type: application/x-amz-json-1.1\r\n"
+                  f"X-Amz-Target: {TARGET}DescribeRegistries\r\nContent-Length: 1\r\n\r\n").encode())
+    status, _, _ = read_response(sock, timeout=5)
+    assert status == 403
+    sock.sendall(b"x")
+    sent = time.monotonic()
+    closed = wait_closed(sock, sent + IDLE_TIMEOUT + SLACK + 2)
+    sock.close()
+    assert closed is not None, "the connection was never closed"
+    assert closed - sent >= IDLE_TIMEOUT - 0.6, f"closed after {closed - sent:.1f}s, before the idle timeout"
+    assert_honest(srv)
+
+
 def test_stalled_bodies_are_closed_at_the_idle_timeout_and_cost_no_memory():
     with running("--idle-timeout", str(IDLE_TIMEOUT)) as server:
         assert_honest(server)
