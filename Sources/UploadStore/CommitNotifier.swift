@@ -1,4 +1,3 @@
-
 /// Tells readers that follow the log (live feeds) when new events have committed. The writer only
 /// publishes a position and resumes waiters, never waits on a reader, so a slow consumer can never
 /// stall it.

@@ -6,7 +6,7 @@ import Foundation
 /// Synchronization library, which ThreadSanitizer cannot see, so TSan reports every guarded access
 /// as a race and `Tools/sanitize` (and the test run's TSan step) would fail on correct code.
 /// `NSLock` is a pthread mutex, which TSan understands.
-public final class Locked<Value>: @unchecked Sendable {
+public final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Value
 
