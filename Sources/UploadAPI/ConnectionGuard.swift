@@ -29,19 +29,22 @@ public struct ConnectionLimits: Sendable {
     public init() {}
 }
 
-/// Counts the open connections of one server, for ``ConnectionLimits/maximumConnections``.
-public final class ConnectionCounter: Sendable {
-    private let open = Atomic<Int>(0)
-    public init() {}
-    public var current: Int { open.load(ordering: .relaxed) }
+/// A count shared by all connections that may not pass `limit`: open connections
+/// (``ConnectionLimits/maximumConnections``), bytes spooled (``SpoolBudget``).
+public final class CappedCount: Sendable {
+    public let limit: Int
+    private let used = Atomic<Int>(0)
 
-    func admit(upTo maximum: Int) -> Bool {
-        if open.wrappingAdd(1, ordering: .relaxed).newValue <= maximum { return true }
-        open.wrappingSubtract(1, ordering: .relaxed)
+    public init(limit: Int) { self.limit = limit }
+
+    /// Counts `amount` more. - Returns: `false`, counting nothing, when that would pass the limit.
+    func take(_ amount: Int) -> Bool {
+        if used.wrappingAdd(amount, ordering: .relaxed).newValue <= limit { return true }
+        used.wrappingSubtract(amount, ordering: .relaxed)
         return false
     }
 
-    func release() { open.wrappingSubtract(1, ordering: .relaxed) }
+    func give(_ amount: Int) { used.wrappingSubtract(amount, ordering: .relaxed) }
 }
 
 /// Enforces ``ConnectionLimits`` on one connection: the connection cap, the header timeout, the
@@ -68,7 +71,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let limits: ConnectionLimits
-    private let counter: ConnectionCounter
+    /// Open connections, capped at ``ConnectionLimits/maximumConnections``.
+    private let connections: CappedCount
     private let logger: Logger
     private var reading = Reading.head(since: .now(), firstByte: nil)
     /// Whether no request head has arrived yet: the header timeout then runs from accept.
@@ -86,14 +90,14 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     static let tcpNotSentLowWatermark: Int32 = 25
     static let unsentBytesLimit = 128 * 1024
 
-    init(limits: ConnectionLimits, counter: ConnectionCounter, logger: Logger) {
+    init(limits: ConnectionLimits, connections: CappedCount, logger: Logger) {
         self.limits = limits
-        self.counter = counter
+        self.connections = connections
         self.logger = logger
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        guard counter.admit(upTo: limits.maximumConnections) else {
+        guard connections.take(1) else {
             logger.debug("connection refused", metadata: ["connections.maximum": "\(limits.maximumConnections)"])
             context.close(promise: nil)
             return
@@ -118,7 +122,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         check?.cancel()
         check = nil
-        if admitted { counter.release() }
+        if admitted { connections.give(1) }
         admitted = false
     }
 
@@ -235,7 +239,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with every connection held to `limits`.
-    public static func guardedHTTP1(limits: ConnectionLimits, counter: ConnectionCounter = ConnectionCounter(), logger: Logger) -> HTTPServerBuilder {
-        .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: limits, counter: counter, logger: logger)]))
+    public static func guardedHTTP1(limits: ConnectionLimits, logger: Logger) -> HTTPServerBuilder {
+        let connections = CappedCount(limit: limits.maximumConnections)
+        return .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: limits, connections: connections, logger: logger)]))
     }
 }

@@ -66,7 +66,7 @@ public final class ECRPublicService: Sendable {
 
     public init(
         store: Store, blobs: BlobStore, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
-        authentication: Authentication = .anonymous, spoolBudget: SpoolBudget = SpoolBudget()
+        authentication: Authentication = .anonymous, spoolBudget: SpoolBudget = SpoolBudget(limit: SpoolBudget.defaultSpoolBytes)
     ) {
         self.store = store
         self.blobs = blobs
@@ -181,7 +181,7 @@ public final class ECRPublicService: Sendable {
         var hasher = SHA256()
         hasher.update(data: Array((operation + "\n").utf8))
         hasher.update(data: body)
-        return hasher.finalize().prefix(16).map { String(format: "%02x", $0) }.joined()
+        return SigV4Verifier.hex(hasher.finalize().prefix(16))
     }
 
     /// The floor an operation is measured against: the same server, request and headers, the body

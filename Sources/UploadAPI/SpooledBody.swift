@@ -2,7 +2,6 @@ import Crypto
 import Foundation
 import Hummingbird
 import NIOCore
-import Synchronization
 
 /// A request body read before its signature can be checked.
 ///
@@ -36,7 +35,7 @@ struct SpooledBody: ~Copyable {
         var count = 0
         func flush() throws {
             guard !pending.isEmpty else { return }
-            guard budget.reserve(pending.count) else {
+            guard budget.take(pending.count) else {
                 throw APIError(type: "ThrottlingException", message: "Too many request bodies are being received at once; retry shortly", status: .badRequest)
             }
             spooled += pending.count
@@ -61,7 +60,7 @@ struct SpooledBody: ~Copyable {
             try flush()
         } catch {
             if file >= 0 { close(file) }
-            budget.release(spooled)
+            budget.give(spooled)
             throw error
         }
         self.head = head
@@ -69,12 +68,12 @@ struct SpooledBody: ~Copyable {
         self.budget = budget
         self.spooled = spooled
         self.count = count
-        self.sha256 = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        self.sha256 = SigV4Verifier.hex(hasher.finalize())
     }
 
     deinit {
         if file >= 0 { close(file) }
-        budget.release(spooled)
+        budget.give(spooled)
     }
 
     /// Every byte of the body, for a request whose signature held.
@@ -129,20 +128,10 @@ struct SpooledBody: ~Copyable {
 }
 
 /// The bytes all connections may have spooled at once (``SpooledBody``): disk is finite too.
-public final class SpoolBudget: Sendable {
-    public static let defaultLimit = 4 << 30
-    public let limit: Int
-    private let used = Atomic<Int>(0)
+public typealias SpoolBudget = CappedCount
 
-    public init(limit: Int = defaultLimit) { self.limit = limit }
-
-    func reserve(_ bytes: Int) -> Bool {
-        if used.wrappingAdd(bytes, ordering: .relaxed).newValue <= limit { return true }
-        used.wrappingSubtract(bytes, ordering: .relaxed)
-        return false
-    }
-
-    func release(_ bytes: Int) { used.wrappingSubtract(bytes, ordering: .relaxed) }
+extension CappedCount {
+    public static let defaultSpoolBytes = 4 << 30
 }
 
 struct SpoolError: Error, CustomStringConvertible {

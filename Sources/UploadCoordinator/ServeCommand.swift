@@ -38,7 +38,7 @@ struct ServeCommand: AsyncParsableCommand {
     var minBodyRate = 1024
     @Option(help: "The most connections open at once; more are closed as they are accepted.") var maxConnections = 1000
     @Option(help: "The most bytes of request bodies not yet authenticated spooled to DATA/spool at once (ThrottlingException beyond).")
-    var maxSpooledBytes = SpoolBudget.defaultLimit
+    var maxSpooledBytes = SpoolBudget.defaultSpoolBytes
     @Flag(help: .hidden) var benchmarkNoopRoute = false
 
     /// The longest interval any time flag takes: ten years, far past any use, and far from overflow.
