@@ -17,10 +17,10 @@ public struct ConnectionLimits: Sendable {
     /// when all of it is in the kernel: answers are written in pieces of 16 KiB
     /// (``ECRPublicService/pieceBytes``), so a reader must take a piece per idle timeout.
     public var idleTimeout: Duration = .seconds(60)
-    /// The slowest a request body may arrive: its average over each window of ``bodyRateGrace``,
+    /// The slowest a request body may arrive: its average over each ``bodyRateWindow``,
     /// from its head on (so bytes sent early cannot buy a stall later).
     public var minimumBodyBytesPerSecond = 1024
-    public var bodyRateGrace: Duration = .seconds(10)
+    public var bodyRateWindow: Duration = .seconds(10)
     /// The most connections open at once; more are closed as soon as they are accepted.
     public var maximumConnections = 1000
     /// How often each connection's deadlines are checked.
@@ -194,7 +194,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             guard unanswered <= 1 else { return nil }
             if now - lastRead > idle { return "no body byte for the idle timeout" }
             let window = now - windowStart
-            if window >= TimeAmount(limits.bodyRateGrace) {
+            if window >= TimeAmount(limits.bodyRateWindow) {
                 if Double(windowBytes) < Double(limits.minimumBodyBytesPerSecond) * Double(window.nanoseconds) / 1e9 {
                     return "the body arrived slower than the minimum rate"
                 }

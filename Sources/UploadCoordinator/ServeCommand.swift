@@ -34,7 +34,7 @@ struct ServeCommand: AsyncParsableCommand {
     var headerTimeout: Int64 = 10
     @Option(help: "Seconds a connection may go without progress (nothing read while awaited, nothing the client reads) before it is closed.")
     var idleTimeout: Int64 = 60
-    @Option(help: "The slowest a request body may arrive, in bytes per second on average, once it has had 10 seconds.")
+    @Option(help: "The slowest a request body may arrive, in bytes per second, averaged over each 10-second window from its head on.")
     var minBodyRate = 1024
     @Option(help: "The most connections open at once; more are closed as they are accepted.") var maxConnections = 1000
     @Option(help: "The most bytes of request bodies not yet authenticated spooled to DATA/spool at once (ThrottlingException beyond).")
