@@ -39,7 +39,7 @@ let package = Package(
         // The domain: commands, events, decisions, projections, codecs. Pure; no I/O.
         .target(
             name: "UploadCore",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["LogHashing", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         // Store migrations. Sees LMDBKit only, so a shipped migration cannot depend on domain types.
@@ -55,13 +55,28 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // AWS JSON 1.1 request bodies: typed member access over Foundation's parser.
-        .target(name: "AWSJSON", dependencies: ["UploadCore"], swiftSettings: swiftSettings),
+        // The application layer: every operation, whichever front end asks; the blob store, the
+        // crash-safe order of a layer's I/O, and the services `serve` runs.
+        .target(
+            name: "UploadService",
+            dependencies: [
+                "LogHashing", "UploadCore", "UploadStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // AWS JSON 1.1 request bodies: typed member access over Foundation's parser. Knows no operation.
+        .target(name: "AWSJSON", swiftSettings: swiftSettings),
+        // ECR Public request bodies → validated commands: the one mapping, for the API and the fuzzer.
+        .target(name: "ECRRequests", dependencies: ["AWSJSON", "LogHashing", "UploadCore"], swiftSettings: swiftSettings),
         // ECR Public's AWS JSON 1.1 protocol over Hummingbird: dispatch, wire shapes, errors.
         .target(
             name: "UploadAPI",
             dependencies: [
-                "AWSJSON", "UploadCore", "UploadStore",
+                "AWSJSON", "ECRRequests", "LogHashing", "UploadCore", "UploadService", "UploadStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -78,8 +93,10 @@ let package = Package(
         .executableTarget(
             name: "UploadCoordinator",
             dependencies: [
-                "UploadCore", "UploadStore", "UploadAPI",
+                "UploadCore", "UploadStore", "UploadService", "UploadAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -107,26 +124,28 @@ let package = Package(
         // libFuzzer targets, fuzzing only when Tools/fuzz builds them (with -sanitize=fuzzer); the
         // normal build compiles them, so they cannot rot. This one: the request decoder and the
         // command validators.
-        .executableTarget(name: "RequestFuzzer", dependencies: ["AWSJSON", "UploadCore"], path: "Tools/Fuzz/Request", swiftSettings: swiftSettings),
+        .executableTarget(name: "RequestFuzzer", dependencies: ["AWSJSON", "ECRRequests", "UploadCore"], path: "Tools/Fuzz/Request", swiftSettings: swiftSettings),
         // libFuzzer target for the HTTP layer itself: raw connections to the real server in process.
         .executableTarget(
             name: "HTTPFuzzer",
             dependencies: [
-                "UploadAPI", "UploadCore", "UploadStore",
+                "UploadAPI", "UploadCore", "UploadService", "UploadStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tools/Fuzz/HTTP", swiftSettings: swiftSettings),
-        .target(name: "UploadTesting", dependencies: ["UploadCore", "UploadStore", "LMDBKit"], path: "Tests/UploadTesting", swiftSettings: swiftSettings),
+        .target(name: "UploadTesting", dependencies: ["UploadCore", "UploadStore", "UploadService", "LMDBKit"], path: "Tests/UploadTesting", swiftSettings: swiftSettings),
         .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: swiftSettings),
-        .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadTesting"], swiftSettings: swiftSettings),
-        .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadMigrations", "UploadTesting", "LMDBKit", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        .testTarget(name: "LogHashingTests", dependencies: ["LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        .testTarget(name: "MigrationTests", dependencies: ["UploadMigrations", "LMDBKit", "LogHashing"], swiftSettings: swiftSettings),
+        .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadStore", "UploadTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadService", "UploadMigrations", "UploadTesting", "LMDBKit", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "CommandLineTests", dependencies: ["UploadTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "UploadAPITests",
             dependencies: [
-                "AWSJSON", "UploadAPI", "UploadTesting",
+                "AWSJSON", "ECRRequests", "UploadAPI", "UploadService", "UploadTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

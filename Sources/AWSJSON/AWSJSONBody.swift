@@ -1,5 +1,4 @@
 import Foundation
-public import UploadCore
 
 /// A body the AWS JSON 1.1 protocol cannot read: AWS answers these with `SerializationException`.
 public struct SerializationError: Error, Equatable, CustomStringConvertible {
@@ -11,8 +10,8 @@ public struct SerializationError: Error, Equatable, CustomStringConvertible {
 /// and throw ``SerializationError`` for a wrong one, as AWS JSON services do; constraints on
 /// values are the commands' to check (`InvalidParameterException`).
 ///
-/// Its own target (Foundation and the domain only), so that the fuzz target can drive it
-/// without building the HTTP server.
+/// Its own target (Foundation only): it knows the protocol, not the operations, which
+/// `ECRRequests` maps onto commands.
 public struct AWSJSONBody {
     private let object: [String: Any]
 
@@ -72,16 +71,19 @@ public struct AWSJSONBody {
         return strings
     }
 
-    public func imageIds(_ key: String) throws -> [ImageIdentifier]? {
+    /// A list of objects, each read for the string members `members` (others are ignored).
+    public func objects(_ key: String, stringMembers members: [String]) throws -> [[String: String]]? {
         guard let v = value(key) else { return nil }
-        guard let list = v as? [Any] else { throw SerializationError("'\(key)' must be a list of image ids") }
+        guard let list = v as? [Any] else { throw SerializationError("'\(key)' must be a list of objects") }
         return try list.map { item in
-            guard let id = item as? [String: Any] else { throw SerializationError("each of '\(key)' must be an object") }
-            let digest = id["imageDigest"], tag = id["imageTag"]
-            guard digest == nil || digest is String, tag == nil || tag is String else {
-                throw SerializationError("imageDigest and imageTag must be strings")
+            guard let object = item as? [String: Any] else { throw SerializationError("each of '\(key)' must be an object") }
+            var strings: [String: String] = [:]
+            for member in members {
+                guard let value = object[member], !(value is NSNull) else { continue }
+                guard let string = value as? String else { throw SerializationError("'\(member)' in '\(key)' must be a string") }
+                strings[member] = string
             }
-            return ImageIdentifier(imageDigest: digest as? String, imageTag: tag as? String)
+            return strings
         }
     }
 }

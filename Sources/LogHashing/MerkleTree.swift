@@ -106,18 +106,4 @@ public enum MerkleTree {
     static func largestPowerOfTwo(below n: UInt64) -> UInt64 {
         UInt64(1) << UInt64(63 - (n - 1).leadingZeroBitCount)
     }
-
-    public static func hex(_ hash: Hash) -> String { hash.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
-
-    /// The bytes of a hex string, or `nil` if it is not one.
-    public static func bytes(hex: String) -> Hash? {
-        let digits = Array(hex.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var out: Hash = []
-        for i in stride(from: 0, to: digits.count, by: 2) {
-            guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
-            out.append(byte)
-        }
-        return out
-    }
 }

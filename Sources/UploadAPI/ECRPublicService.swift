@@ -1,16 +1,18 @@
 import AWSJSON
 import Crypto
 import Foundation
+import LogHashing
 public import Hummingbird
 import HTTPTypes
 import Logging
 import NIOCore
 import UploadCore
-public import UploadStore
+public import UploadService
+import UploadStore
 
 /// ECR Public's API over AWS JSON 1.1: `POST /`, dispatched on `X-Amz-Target:
-/// SpencerFrontendService.<Operation>`. Commands go through the store's single write path; reads
-/// are answered from the projections.
+/// SpencerFrontendService.<Operation>`. Each operation reads its request into a command
+/// (`ECRRequests`), asks the application layer (``UploadService``), and writes the answer.
 public final class ECRPublicService: Sendable {
     public static let targetPrefix = "SpencerFrontendService."
     static let targetHeader = HTTPField.Name("X-Amz-Target")!
@@ -44,12 +46,10 @@ public final class ECRPublicService: Sendable {
         "ListTagsForResource", "TagResource", "UntagResource",
     ]
 
-    let store: Store
-    let blobs: BlobStore
+    let service: UploadService
     let logger: Logger
     let metrics: ServiceMetrics
     let authentication: Authentication
-    let uploadLocks = KeyedLock()
     /// Where bodies of requests not yet authenticated go past ``SpooledBody/memoryLimit``.
     let spoolDirectory: String
     let spoolBudget: SpoolBudget
@@ -62,19 +62,19 @@ public final class ECRPublicService: Sendable {
         case sigV4(SigV4Verifier)
     }
 
-    var settings: DecisionSettings { store.configuration.settings }
+    var settings: DecisionSettings { service.settings }
+    var store: any EventStore { service.store }
 
     public init(
-        store: Store, blobs: BlobStore, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
+        service: UploadService, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
         authentication: Authentication = .anonymous, spoolBudget: SpoolBudget = SpoolBudget(limit: SpoolBudget.defaultSpoolBytes)
     ) {
-        self.store = store
-        self.blobs = blobs
+        self.service = service
         self.logger = logger
         self.metrics = metrics
         self.authentication = authentication
         self.spoolBudget = spoolBudget
-        spoolDirectory = blobs.directory + "/spool"
+        spoolDirectory = service.blobs.directory + "/spool"
         try? FileManager.default.createDirectory(atPath: spoolDirectory, withIntermediateDirectories: true)
         SpooledBody.removeLeftovers(in: spoolDirectory)
     }
@@ -181,7 +181,7 @@ public final class ECRPublicService: Sendable {
         var hasher = SHA256()
         hasher.update(data: Array((operation + "\n").utf8))
         hasher.update(data: body)
-        return SigV4Verifier.hex(hasher.finalize().prefix(16))
+        return Hex.encode(hasher.finalize().prefix(16))
     }
 
     /// The floor an operation is measured against: the same server, request and headers, the body

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LogHashing
 import HTTPTypes
 import Hummingbird
 import UploadCore
@@ -112,7 +113,7 @@ public struct SigV4Verifier: Sendable {
     /// - Returns: the access key id that signed the request (the principal).
     /// - Throws: ``APIError`` named as AWS names these failures.
     func verify(method: String, authority: String?, path: String, query: String, headers: HTTPFields, body: [UInt8]) throws -> String {
-        try verify(method: method, authority: authority, path: path, query: query, headers: headers, payloadHash: Self.hex(SHA256.hash(data: body)))
+        try verify(method: method, authority: authority, path: path, query: query, headers: headers, payloadHash: Hex.encode(SHA256.hash(data: body)))
     }
 
     /// The same, given the hex SHA-256 of the body (hashed as it was read; see ``SpooledBody``).
@@ -135,13 +136,13 @@ public struct SigV4Verifier: Sendable {
             auth.signedHeaders.joined(separator: ";"), payloadHash,
         ].joined(separator: "\n")
         let stringToSign = [
-            "AWS4-HMAC-SHA256", amzDate, auth.scope, Self.hex(SHA256.hash(data: Array(canonicalRequest.utf8))),
+            "AWS4-HMAC-SHA256", amzDate, auth.scope, Hex.encode(SHA256.hash(data: Array(canonicalRequest.utf8))),
         ].joined(separator: "\n")
         var signingKey = SymmetricKey(data: Array(("AWS4" + key.secretAccessKey).utf8))
         for part in [scope[0], scope[1], scope[2], "aws4_request"] {
             signingKey = SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: signingKey)))
         }
-        let expected = Self.hex(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: signingKey))
+        let expected = Hex.encode(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: signingKey))
         guard Self.constantTimeEqual(expected, auth.signature.lowercased()) else {
             throw Self.invalid("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.", status: .forbidden)
         }
@@ -239,7 +240,6 @@ public struct SigV4Verifier: Sendable {
         return difference == 0
     }
 
-    static func hex(_ bytes: some Sequence<UInt8>) -> String { bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
 
     static func incomplete(_ why: String) -> APIError {
         APIError(type: "IncompleteSignatureException", message: "The request signature is incomplete: \(why)", status: .badRequest)

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LogHashing
 import Hummingbird
 import NIOCore
 
@@ -68,7 +69,7 @@ struct SpooledBody: ~Copyable {
         self.budget = budget
         self.spooled = spooled
         self.count = count
-        self.sha256 = SigV4Verifier.hex(hasher.finalize())
+        self.sha256 = Hex.encode(hasher.finalize())
     }
 
     deinit {

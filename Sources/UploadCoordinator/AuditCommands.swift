@@ -16,8 +16,7 @@ struct AuditInitiations: AsyncParsableCommand {
         abstract: "List every upload initiation: position, time, registry, repository, uploadId, partSize and request metadata.")
 
     @OptionGroup var store: StoreOptions
-    @Option(help: "Only this repository (in the default registry, or --registry-id).") var repository: String?
-    @Option(help: "The repository's registry id.") var registryId: String?
+    @Option(help: "Only this repository (in the registry of --registry-id).") var repository: String?
     @Option(help: "From this time on (ISO 8601, e.g. 2026-11-29 or 2026-11-29T16:00:00Z).") var since: String?
     @Option(help: "Before this time (ISO 8601).") var until: String?
     @Flag(help: "One JSON object per line instead of a table.") var json = false
@@ -27,7 +26,7 @@ struct AuditInitiations: AsyncParsableCommand {
         let until = try until.map { try parseTime($0, "--until") }
         try await withStore(store) { store in
             let ref = try repository.map {
-                RepositoryRef(registryId: try store.configuration.settings.resolveRegistry(registryId), repositoryName: try Validation.repositoryName($0))
+                RepositoryRef(registryId: store.settings.defaultRegistryId, repositoryName: try Validation.repositoryName($0))
             }
             let events = try store.initiations(repository: ref, since: since, until: until)
             if !json {

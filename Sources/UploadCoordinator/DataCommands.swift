@@ -1,5 +1,6 @@
 import ArgumentParser
 import UploadCore
+import UploadService
 import UploadStore
 
 struct CreateRepositoryCommand: AsyncParsableCommand {
@@ -8,13 +9,10 @@ struct CreateRepositoryCommand: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @Option var repositoryName: String
-    @Option(help: "The registry to create it in; the default registry when omitted.") var registryId: String?
 
     func run() async throws {
-        try await withStore(store) { store in
-            let command = try CreateRepository(registryId: registryId, repositoryName: repositoryName)
-            let outcome = try await store.execute(.createRepository(command), metadata: cliMetadata())
-            guard case .repositoryCreated(let created)? = outcome.events.first?.event else { return }
+        try await withService(store) { service in
+            let created = try await service.createRepository(CreateRepository(repositoryName: repositoryName), cliMetadata())
             printLine(.object([
                 ("registryId", .string(created.registryId)),
                 ("repositoryName", .string(created.repositoryName)),
@@ -31,14 +29,15 @@ struct DeleteRepositoryCommand: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @Option var repositoryName: String
-    @Option var registryId: String?
-    @Flag(help: "Delete even with uploads in progress, aborting them.") var force = false
+    @Flag(help: "Delete even when it holds images, deleting them too. Uploads in progress are aborted either way.") var force = false
 
     func run() async throws {
-        try await withStore(store) { store in
-            let command = try DeleteRepository(registryId: registryId, repositoryName: repositoryName, force: force)
-            let outcome = try await store.execute(.deleteRepository(command), metadata: cliMetadata())
-            printLine(.object([("eventsRecorded", .uint(UInt64(outcome.events.count)))]))
+        try await withService(store) { service in
+            let removed = try await service.deleteRepository(DeleteRepository(repositoryName: repositoryName, force: force), cliMetadata())
+            printLine(.object(sorting: [
+                ("registryId", .string(removed.repository.registryId)), ("repositoryName", .string(removed.repository.repositoryName)),
+                ("abortedUploads", .array(removed.abortedUploads.map(JSONValue.string))),
+            ]))
         }
     }
 }
@@ -50,13 +49,11 @@ struct InitiateLayerUploadCommand: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @Option var repositoryName: String
-    @Option(help: "The registry id or alias; the default registry when omitted.") var registryId: String?
 
     func run() async throws {
-        try await withStore(store) { store in
-            let command = try InitiateLayerUpload(registryId: registryId, repositoryName: repositoryName)
-            let (uploadId, partSize) = try await store.initiateLayerUpload(command, metadata: cliMetadata())
-            printLine(.object([("uploadId", .string(uploadId)), ("partSize", .uint(partSize))]))
+        try await withService(store) { service in
+            let started = try await service.initiateLayerUpload(InitiateLayerUpload(repositoryName: repositoryName), cliMetadata())
+            printLine(.object([("uploadId", .string(started.uploadId)), ("partSize", .uint(started.partSize))]))
         }
     }
 }

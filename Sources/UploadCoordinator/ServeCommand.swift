@@ -2,8 +2,11 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
+import UnixSignals
 import UploadAPI
 import UploadCore
+import UploadService
 import UploadStore
 
 struct ServeCommand: AsyncParsableCommand {
@@ -16,6 +19,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The port to listen on; 0 picks a free one (the ready line names it).") var port = 5080
     @Option(help: ArgumentHelp("The 12-digit id of the registry served. [env: \(StoreOptions.Environment.registryId)] [default: \(StoreConfiguration.fallbackRegistryId)]"))
     var registryId: String?
+    /// The flag's old name, which scripts still use.
+    @Option(name: .customLong("default-registry-id"), help: .hidden) var defaultRegistryId: String?
     @Option(help: "Another name the registry answers to as registryId. [default: r<registry id>]") var registryAlias: String?
     @Option(help: ArgumentHelp("The partSize handed out by InitiateLayerUpload. [env: \(StoreOptions.Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))
     var partSize: UInt64?
@@ -72,7 +77,7 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "upload-coordinator")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        var settings = try StoreOptions.settings(registryId: registryId, partSize: partSize)
+        var settings = try StoreOptions.settings(registryId: registryId ?? defaultRegistryId, partSize: partSize)
         settings.registryAlias = registryAlias
         settings.maximumActiveUploadsPerRepository = maxActiveUploads
         let metrics = ServiceMetrics()
@@ -108,14 +113,15 @@ struct ServeCommand: AsyncParsableCommand {
             await store.close()
             throw error
         }
-        let service = ECRPublicService(
-            store: store, blobs: blobs, logger: logger, metrics: metrics, authentication: authentication,
+        let service = UploadService(store: store, blobs: blobs, logger: logger)
+        let api = ECRPublicService(
+            service: service, logger: logger, metrics: metrics, authentication: authentication,
             spoolBudget: SpoolBudget(limit: maxSpooledBytes))
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
         FileDescriptorLimit.raise(toHold: maxConnections, logger: logger)
         let app = Application(
-            router: service.router(noopRoute: benchmarkNoopRoute),
+            router: api.router(noopRoute: benchmarkNoopRoute),
             server: .guardedHTTP1(limits: connectionLimits, logger: logger),
             configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { channel in
@@ -124,31 +130,24 @@ struct ServeCommand: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data(line.utf8))
             },
             logger: logger)
-        let blobCheck = Task.detached { [logger] in
-            do {
-                let problems = try blobs.missingBlobs(in: store)
-                for problem in problems.prefix(20) { logger.error("the log records a layer the disk lacks", metadata: ["problem": "\(problem)"]) }
-                if problems.count > 20 { logger.error("more layers lack their blobs", metadata: ["count": "\(problems.count)"]) }
-            } catch {
-                logger.error("could not check the layers' blobs", metadata: ["error": "\(error)"])
-            }
-        }
-        let sweeper = Task { [uploadExpiry, sweepInterval] in
-            await service.runExpirySweeper(idleMilliseconds: uploadExpiry * 1000, interval: .seconds(sweepInterval))
-        }
-        // runService handles SIGINT and SIGTERM: it stops accepting, finishes requests in flight, and returns.
+        // One group, shut down in reverse order on SIGINT or SIGTERM: the server stops accepting and
+        // finishes the requests in flight (live feeds end), the sweeper and blob check stop, and
+        // the store, listed first, writes what was submitted and closes last.
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: StoreService(store)),
+                .init(service: BlobCheck(service), successTerminationBehavior: .ignore),
+                .init(service: ExpirySweeper(service, idleMilliseconds: uploadExpiry * 1000, interval: .seconds(sweepInterval))),
+                .init(service: app),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
         do {
-            try await app.runService()
+            try await group.run()
         } catch {
-            sweeper.cancel()
             await store.close()
             fail(error)
         }
-        sweeper.cancel()
-        blobCheck.cancel()
-        _ = await sweeper.value
-        _ = await blobCheck.value
-        await store.close()
         logger.info("stopped; every accepted command is committed")
     }
 }

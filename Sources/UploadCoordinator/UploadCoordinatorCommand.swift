@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import Logging
 import UploadCore
+import UploadService
 import UploadStore
 
 @main
@@ -28,7 +30,11 @@ struct StoreOptions: ParsableArguments {
     var dataDir: String
 
     @Option(help: ArgumentHelp(
-        "The 12-digit id of the registry this coordinator serves. [env: \(Environment.registryId)] [default: \(StoreConfiguration.fallbackRegistryId)]"))
+        "The 12-digit id of the registry acted on. [env: \(Environment.registryId)] [default: \(StoreConfiguration.fallbackRegistryId)]"))
+    var registryId: String?
+
+    /// The flag's old name, which scripts still use.
+    @Option(name: .customLong("default-registry-id"), help: .hidden)
     var defaultRegistryId: String?
 
     @Option(help: ArgumentHelp(
@@ -40,8 +46,14 @@ struct StoreOptions: ParsableArguments {
         static let partSize = "UPLOAD_COORDINATOR_PART_SIZE"
     }
 
+    func validate() throws {
+        if registryId != nil && defaultRegistryId != nil {
+            throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
+        }
+    }
+
     func settings() throws -> DecisionSettings {
-        try Self.settings(registryId: defaultRegistryId, partSize: partSize)
+        try Self.settings(registryId: registryId ?? defaultRegistryId, partSize: partSize)
     }
 
     /// Decision settings from flags, then environment variables, then defaults.
@@ -49,7 +61,7 @@ struct StoreOptions: ParsableArguments {
         let env = ProcessInfo.processInfo.environment
         let registryId = flag ?? env[Environment.registryId] ?? StoreConfiguration.fallbackRegistryId
         guard registryId.count == 12, registryId.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            throw ValidationError("The default registry id must be 12 digits, like an AWS account id; got '\(registryId)'.")
+            throw ValidationError("The registry id must be 12 digits, like an AWS account id; got '\(registryId)'.")
         }
         var partSize = flagPartSize ?? DecisionSettings.standardPartSize
         if flagPartSize == nil, let raw = env[Environment.partSize] {
@@ -80,6 +92,14 @@ func withStore(_ options: StoreOptions, _ body: (Store) async throws -> Void) as
         fail(error)
     }
     await store.close()
+}
+
+/// Runs `body` against the application layer over an open store, as ``withStore(_:_:)`` does.
+func withService(_ options: StoreOptions, _ body: (UploadService) async throws -> Void) async throws {
+    try await withStore(options) { store in
+        let service = UploadService(store: store, blobs: try BlobStore(directory: options.dataDir), logger: Logger(label: "upload-coordinator"))
+        try await body(service)
+    }
 }
 
 /// Prints the error under its API name and exits 1.

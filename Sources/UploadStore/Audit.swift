@@ -50,11 +50,11 @@ public struct InclusionProof: Sendable, Equatable {
         guard let bytes = Data(base64Encoded: record).map(Array.init) else { throw fail("the record is not base64") }
         let envelope: EventEnvelope
         do { envelope = try EventEnvelope(position: position, decoding: bytes) } catch { throw fail("the record does not decode: \(error)") }
-        guard MerkleTree.hex(MerkleTree.leafHash(position: position, record: bytes)) == leafHash else {
+        guard Hex.encode(MerkleTree.leafHash(position: position, record: bytes)) == leafHash else {
             throw fail("the record does not hash to the leaf hash")
         }
-        guard let leaf = MerkleTree.bytes(hex: leafHash), let root = MerkleTree.bytes(hex: rootHash),
-              let steps = Optional(path.compactMap(MerkleTree.bytes(hex:))), steps.count == path.count else {
+        guard let leaf = Hex.decode(leafHash), let root = Hex.decode(rootHash),
+              let steps = Optional(path.compactMap(Hex.decode)), steps.count == path.count else {
             throw fail("a hash is not hex")
         }
         guard position >= 1, MerkleTree.verifyInclusion(leafHash: leaf, index: position - 1, size: treeSize, path: steps, root: root) else {
@@ -72,7 +72,7 @@ extension Store {
     public func merkleRoot() throws -> (treeSize: UInt64, rootHash: String) {
         try environment.read { txn in
             let size = try EventLog.tail(txn, schema)?.position ?? 0
-            return (size, MerkleTree.hex(try MerkleLog.root(txn, schema, size: size)))
+            return (size, Hex.encode(try MerkleLog.root(txn, schema, size: size)))
         }
     }
 
@@ -86,9 +86,9 @@ extension Store {
             }
             return InclusionProof(
                 position: position, treeSize: size,
-                rootHash: MerkleTree.hex(try MerkleLog.root(txn, schema, size: size)),
-                leafHash: MerkleTree.hex(MerkleTree.leafHash(position: position, record: record)),
-                path: try MerkleLog.inclusionPath(txn, schema, position: position, size: size).map(MerkleTree.hex),
+                rootHash: Hex.encode(try MerkleLog.root(txn, schema, size: size)),
+                leafHash: Hex.encode(MerkleTree.leafHash(position: position, record: record)),
+                path: try MerkleLog.inclusionPath(txn, schema, position: position, size: size).map(Hex.encode),
                 record: Data(record).base64EncodedString())
         }
     }

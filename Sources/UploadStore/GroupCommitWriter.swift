@@ -21,7 +21,29 @@ final class GroupCommitWriter: Sendable {
         let command: Command
         let metadata: RequestMetadata
         let uploadId: String?
-        let continuation: CheckedContinuation<CommandOutcome, any Error>
+        let answer: Answers
+        let index: Int
+    }
+
+    /// Collects the results of one submission's commands and resumes its caller with all of them
+    /// (one caller, one continuation, however many commands).
+    final class Answers: Sendable {
+        private let state: Locked<(results: [Result<CommandOutcome, any Error>?], left: Int)>
+        private let continuation: CheckedContinuation<[Result<CommandOutcome, any Error>], Never>
+
+        init(count: Int, _ continuation: CheckedContinuation<[Result<CommandOutcome, any Error>], Never>) {
+            state = Locked((Array(repeating: nil, count: count), count))
+            self.continuation = continuation
+        }
+
+        func set(_ index: Int, _ result: Result<CommandOutcome, any Error>) {
+            let done: [Result<CommandOutcome, any Error>]? = state.withLock { state in
+                state.results[index] = result
+                state.left -= 1
+                return state.left == 0 ? state.results.map { $0! } : nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
     }
 
     struct Statistics: Sendable, Equatable {
@@ -72,22 +94,28 @@ final class GroupCommitWriter: Sendable {
 
     var currentStatistics: Statistics { statistics.withLock { $0 } }
 
-    /// Queues `command` and returns its committed events once the transaction holding them is durable.
-    func submit(_ command: Command, metadata: RequestMetadata) async throws -> CommandOutcome {
-        let uploadId = command.startsUpload ? configuration.uploadIds.next() : nil
-        return try await withCheckedThrowingContinuation { continuation in
+    /// Queues the submissions, in order and all at once, and returns each one's result once the
+    /// transaction holding it is durable.
+    func submit(_ submissions: [CommandSubmission]) async -> [Result<CommandOutcome, any Error>] {
+        guard !submissions.isEmpty else { return [] }
+        let uploadIds = submissions.map { $0.command.startsUpload ? configuration.uploadIds.next() : nil }
+        return await withCheckedContinuation { continuation in
+            let answers = Answers(count: submissions.count, continuation)
             condition.lock()
-            if queue.stopping {
+            let refusal: StoreError? =
+                if queue.stopping { StoreError(.closed, "the store is closed") }
+                else if queue.pending.count + submissions.count > configuration.maxQueuedCommands {
+                    StoreError(.overloaded, "\(configuration.maxQueuedCommands) commands are already waiting to be written; retry shortly")
+                } else { nil }
+            if let refusal {
                 condition.unlock()
-                continuation.resume(throwing: StoreError(.closed, "the store is closed"))
+                for index in submissions.indices { answers.set(index, .failure(refusal)) }
                 return
             }
-            if queue.pending.count >= configuration.maxQueuedCommands {
-                condition.unlock()
-                continuation.resume(throwing: StoreError(.overloaded, "\(configuration.maxQueuedCommands) commands are already waiting to be written; retry shortly"))
-                return
+            for (index, submission) in submissions.enumerated() {
+                queue.pending.append(Pending(
+                    command: submission.command, metadata: submission.metadata, uploadId: uploadIds[index], answer: answers, index: index))
             }
-            queue.pending.append(Pending(command: command, metadata: metadata, uploadId: uploadId, continuation: continuation))
             if queue.pending.count >= queue.wakeAt { condition.signal() }
             condition.unlock()
         }
@@ -134,7 +162,7 @@ final class GroupCommitWriter: Sendable {
                 $0.largestBatch = max($0.largestBatch, batch.count)
             }
             for (pending, result) in zip(batch, results) {
-                pending.continuation.resume(with: result)
+                pending.answer.set(pending.index, result)
             }
         }
         condition.lock()

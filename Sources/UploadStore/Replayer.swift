@@ -99,7 +99,7 @@ public enum Replayer {
             let elapsed = ContinuousClock.now - start
             return Rebuild(
                 events: count, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-                digest: ProjectionDigest.of(tables).hex)
+                digest: Hex.encode(ProjectionDigest.of(tables)))
         }
     }
 
@@ -120,13 +120,13 @@ public enum Replayer {
             rebuilds.append(tables)
             report.events = count
             report.eventsScanned += count
-            report.rebuildDigests.append(ProjectionDigest.of(tables).hex)
+            report.rebuildDigests.append(Hex.encode(ProjectionDigest.of(tables)))
         }
         let live = try ProjectionDigest.liveEntries(txn, schema)
-        report.liveDigest = ProjectionDigest.of(live).hex
+        report.liveDigest = Hex.encode(ProjectionDigest.of(live))
 
         try verifyMerkleTree(txn, schema, size: report.events, tick: tick)
-        report.merkleRoot = MerkleTree.hex(try MerkleLog.root(txn, schema, size: report.events))
+        report.merkleRoot = Hex.encode(try MerkleLog.root(txn, schema, size: report.events))
 
         let checkpoint = try ProjectionCheckpoint.read(txn, schema)
         report.checkpoint = checkpoint.position
@@ -298,8 +298,4 @@ enum ProjectionDigest {
         }
         return nil
     }
-}
-
-extension SHA256.Digest {
-    var hex: String { map { String(format: "%02x", $0) }.joined() }
 }

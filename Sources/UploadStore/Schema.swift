@@ -29,31 +29,3 @@ struct Schema: Sendable {
 
     func database(_ table: ProjectionTable) -> Database { tables[table]! }
 }
-
-/// The projection tables over one LMDB transaction: the live side of ``ProjectionTables``.
-struct LMDBTables: ProjectionTables {
-    let txn: Transaction
-    let schema: Schema
-
-    func record<R: ProjectionRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R? {
-        try txn.get(schema.database(table), key).map { try R(decoding: $0) }
-    }
-
-    func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some ProjectionRecord) throws {
-        try txn.put(schema.database(table), key, record.encoded())
-    }
-
-    func delete(_ table: ProjectionTable, _ key: [UInt8]) throws {
-        try txn.delete(schema.database(table), key)
-    }
-
-    func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]] {
-        var keys: [[UInt8]] = []
-        try txn.scan(schema.database(table), from: prefix) { key, _ in
-            guard key.starts(with: prefix) else { return false }
-            keys.append(Array(key))
-            return true
-        }
-        return keys
-    }
-}

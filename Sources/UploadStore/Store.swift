@@ -7,10 +7,10 @@ public import UploadCore
 /// one group-committing writer.
 ///
 /// Open one `Store` per data directory per process and share it. Commands go through
-/// ``execute(_:metadata:)``; reads run against one consistent snapshot in ``read(_:)``.
+/// ``append(_:)``; reads run against one consistent snapshot in ``read(_:)``.
 /// Another process may open the same directory: LMDB serialises their write transactions, and
 /// each transaction continues from the log's true tail, so positions are never reused.
-public final class Store: Sendable {
+public final class Store: EventStore {
     public let configuration: StoreConfiguration
     let environment: Environment
     let schema: Schema
@@ -44,46 +44,21 @@ public final class Store: Sendable {
         writer = GroupCommitWriter(environment: environment, schema: schema, configuration: configuration, notifier: notifier)
     }
 
-    /// Decides `command`, appends its events and updates the projections, all in the writer's next
-    /// transaction. Returns the committed events once that transaction is durable.
-    /// - Throws: ``CommandError`` when the command is refused (nothing is written), or
-    ///   ``StoreError`` when the store could not write it.
-    public func execute(_ command: Command, metadata: RequestMetadata) async throws -> CommandOutcome {
-        try await writer.submit(command, metadata: metadata)
-    }
+    public var settings: DecisionSettings { configuration.settings }
+    public var clock: any Clock { configuration.clock }
 
-    /// Decides `command` against the current snapshot without writing anything, so that a front
-    /// end can refuse a request before doing I/O for it (staging bytes, hashing). The writer
-    /// decides again when the command is executed; this only saves work.
-    /// - Throws: the ``CommandError`` the command would be refused with now.
-    /// - Returns: the decision as it would be now.
-    @discardableResult
-    public func preflight(_ command: Command) throws -> Decision {
-        try read { reader in
-            let context = DecisionContext(now: configuration.clock.now(), newUploadId: command.startsUpload ? "preflight" : nil)
-            return try Decider.decide(command, state: reader.tables, settings: configuration.settings, context: context)
-        }
-    }
-
-    /// Starts a layer upload. - Returns: the new upload's id and part size.
-    public func initiateLayerUpload(
-        _ command: InitiateLayerUpload, metadata: RequestMetadata
-    ) async throws -> (uploadId: String, partSize: UInt64) {
-        let outcome = try await execute(.initiateLayerUpload(command), metadata: metadata)
-        guard case .uploadInitiated(let initiated)? = outcome.events.first?.event else {
-            throw StoreError(.corrupt, "InitiateLayerUpload recorded no UploadInitiated")
-        }
-        return (initiated.uploadId, initiated.partSize)
-    }
-
-    /// What an earlier attempt of the same SDK call recorded (by `amz-sdk-invocation-id`), so that a
-    /// front end can answer a retry without redoing its I/O. `nil` for a call not seen before.
-    public func recordedOutcome(of command: Command, _ metadata: RequestMetadata) throws -> CommandOutcome? {
-        try environment.read { txn in try CommandOutcome.recorded(command, metadata, txn, schema) }
+    /// Queues the commands for the writer, which decides, appends and projects them in its next
+    /// transaction and answers each once that transaction is durable.
+    public func append(_ submissions: [CommandSubmission]) async -> [Result<CommandOutcome, any Error>] {
+        await writer.submit(submissions)
     }
 
     /// Runs `body` against one consistent snapshot of the log and projections.
-    public func read<T>(_ body: (StoreReader) throws -> T) throws -> T {
+    public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
+        try snapshot(body)
+    }
+
+    func snapshot<T>(_ body: (StoreReader) throws -> T) throws -> T {
         try environment.read { txn in try body(StoreReader(txn: txn, schema: schema)) }
     }
 
@@ -97,7 +72,7 @@ public final class Store: Sendable {
     /// Waits until an event after `position` commits in this process, or `timeout` passes (so
     /// that a follower also sees what another process appended; it reads the log again then).
     /// - Returns: `false` when followers were stopped or the task was cancelled: stop following.
-    public func waitForEvents(after position: UInt64, timeout: Duration = .seconds(1)) async -> Bool {
+    public func waitForEvents(after position: UInt64, timeout: Duration) async -> Bool {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.notifier.wait(after: position) }
             group.addTask { try? await Task.sleep(for: timeout) }
@@ -116,7 +91,7 @@ public final class Store: Sendable {
     /// Figures for monitoring, read from one snapshot.
     public func statistics() throws -> StoreStatistics {
         let usage = environment.usage()
-        return try read { reader in
+        return try snapshot { reader in
             let position = try reader.lastPosition()
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try reader.checkpoint()),

@@ -1,15 +1,16 @@
 import LMDBKit
 public import UploadCore
 
-/// Read access to one snapshot. Valid only inside ``Store/read(_:)``.
-public struct StoreReader {
+/// One LMDB read snapshot, for ``Store/read(_:)``.
+public struct StoreReader: StoreSnapshot {
     let txn: Transaction
     let schema: Schema
+    var tables: LMDBTables { LMDBTables(txn: txn, schema: schema) }
 
-    /// The position of the last event, 0 for an empty log.
     public func lastPosition() throws -> UInt64 { try EventLog.tail(txn, schema)?.position ?? 0 }
 
-    /// Up to `limit` events after `position`, in order.
+    public func checkpoint() throws -> UInt64 { try ProjectionCheckpoint.read(txn, schema).position }
+
     public func events(after position: UInt64 = 0, limit: Int = .max) throws -> [EventEnvelope] {
         var events: [EventEnvelope] = []
         guard limit > 0 else { return events }
@@ -20,17 +21,36 @@ public struct StoreReader {
         return events
     }
 
-    /// The projection tables, for typed look-ups (`session`, `repository`, `layer`, `image`, `tag`).
-    public var tables: some ProjectionTables { LMDBTables(txn: txn, schema: schema) }
-
+    // The projection state, as the decider reads it.
     public func session(_ uploadId: String) throws -> UploadSession? { try tables.session(uploadId) }
     public func repository(_ ref: RepositoryRef) throws -> RepositorySummary? { try tables.repository(ref) }
+    public func activeUploads(in ref: RepositoryRef) throws -> [String] { try tables.activeUploads(in: ref) }
+    public func allActiveUploads() throws -> [String] { try tables.allActiveUploads() }
+    public func layer(_ ref: RepositoryRef, _ digest: String) throws -> LayerRecord? { try tables.layer(ref, digest) }
+    public func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables.image(ref, digest) }
+    public func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables.imageDigests(in: ref) }
+    public func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables.tag(ref, tag) }
+    public func invocation(_ invocationId: String) throws -> InvocationRecord? { try tables.invocation(invocationId) }
+
+    public func repositories(in registryId: String, after name: String?, limit: Int) throws -> [RepositorySummary] {
+        try page(.repositories, prefix: Array("\(registryId)/".utf8), after: name, limit: limit).map { try RepositorySummary(decoding: $0.value) }
+    }
+
+    public func images(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord] {
+        try page(.images, prefix: ProjectionKey.repositoryPrefix(ref), after: digest, limit: limit).map { try ImageRecord(decoding: $0.value) }
+    }
+
+    public func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)] {
+        try page(.imageTags, prefix: ProjectionKey.repositoryPrefix(ref), after: tag, limit: limit).map { ($0.name, try TagRecord(decoding: $0.value)) }
+    }
+
+    public func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)] {
+        try entries(.layers, afterKey: cursor?.key, limit: limit).map { (StoreCursor(key: $0.key), try LayerRecord(decoding: $0.value)) }
+    }
 
     /// Up to `limit` entries of `table` whose keys start with `prefix`, after the key
     /// `prefix + after` when given, in key order; each with its key's part after the prefix.
-    public func entries(
-        _ table: ProjectionTable, prefix: [UInt8], after: String? = nil, limit: Int
-    ) throws -> [(name: String, value: [UInt8])] {
+    private func page(_ table: ProjectionTable, prefix: [UInt8], after: String?, limit: Int) throws -> [(name: String, value: [UInt8])] {
         var entries: [(name: String, value: [UInt8])] = []
         guard limit > 0 else { return entries }
         let start = prefix + Array((after ?? "").utf8)
@@ -46,7 +66,7 @@ public struct StoreReader {
 
     /// Up to `limit` entries of `table` after the key `after` (from the first when `nil`), in byte
     /// order, keys as stored: for walking a whole table, whose keys need not be text.
-    public func entries(_ table: ProjectionTable, afterKey after: [UInt8]?, limit: Int) throws -> [(key: [UInt8], value: [UInt8])] {
+    func entries(_ table: ProjectionTable, afterKey after: [UInt8]?, limit: Int) throws -> [(key: [UInt8], value: [UInt8])] {
         var entries: [(key: [UInt8], value: [UInt8])] = []
         guard limit > 0 else { return entries }
         try txn.scan(schema.database(table), from: after) { key, value in
@@ -57,19 +77,6 @@ public struct StoreReader {
         return entries
     }
 
-    /// Every key of `table`, in byte order.
-    public func keys(_ table: ProjectionTable) throws -> [[UInt8]] {
-        var keys: [[UInt8]] = []
-        try txn.scan(schema.database(table)) { key, _ in
-            keys.append(Array(key))
-            return true
-        }
-        return keys
-    }
-
     /// How many entries `table` holds. - Complexity: O(1).
-    public func count(_ table: ProjectionTable) throws -> Int { try txn.count(schema.database(table)) }
-
-    /// The position the projections reflect.
-    public func checkpoint() throws -> UInt64 { try ProjectionCheckpoint.read(txn, schema).position }
+    func count(_ table: ProjectionTable) throws -> Int { try txn.count(schema.database(table)) }
 }

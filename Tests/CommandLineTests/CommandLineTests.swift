@@ -43,8 +43,9 @@ struct CommandLineTests {
     @Test(arguments: [
         (["--repository-name", "team/missing"], "RepositoryNotFoundException: The repository with name 'team/missing' does not exist in the registry with id '000000000000'"),
         (["--repository-name", "Team/App"], "InvalidParameterException: 1 validation error detected: Value 'Team/App' at 'repositoryName'"),
-        (["--repository-name", "team/app", "--registry-id", "210987654321"], "RegistryNotFoundException: The registry with id '210987654321' does not exist."),
-        (["--repository-name", "team/app", "--registry-id", String(repeating: "1", count: 257)], "InvalidParameterException: 1 validation error detected"),
+        // --registry-id names the registry acted on: the repository is in another one.
+        (["--repository-name", "team/app", "--registry-id", "210987654321"], "RepositoryNotFoundException: The repository with name 'team/app' does not exist in the registry with id '210987654321'"),
+        (["--repository-name", "team/app", "--default-registry-id", "210987654321"], "RepositoryNotFoundException: The repository with name 'team/app' does not exist in the registry with id '210987654321'"),
     ])
     func refusedCommand_printsErrorNameAndMessage_exitsNonZero_andWritesNothing(args: [String], expected: String) throws {
         let dir = TemporaryDirectory()

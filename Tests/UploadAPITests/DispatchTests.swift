@@ -6,8 +6,9 @@ import Logging
 import NIOCore
 import Testing
 @testable import UploadAPI
-import UploadCore
-import UploadStore
+@testable import UploadCore
+@testable import UploadStore
+import UploadService
 import UploadTesting
 
 /// Dispatch and error mapping through Hummingbird's in-process router client.
@@ -20,7 +21,7 @@ struct DispatchTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let store = try Store(testConfiguration(dir))
-        let service = ECRPublicService(store: store, blobs: try BlobStore(directory: dir.path), logger: Logger(label: "test"))
+        let service = ECRPublicService(service: UploadService(store: store, blobs: try BlobStore(directory: dir.path), logger: Logger(label: "test")), logger: Logger(label: "test"))
         let app = Application(router: service.router(addMiddleware: addMiddleware))
         do {
             try await app.test(.router) { client in try await body(client, store) }

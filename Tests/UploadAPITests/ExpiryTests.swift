@@ -2,8 +2,9 @@ import Foundation
 import Logging
 import Testing
 import UploadAPI
-import UploadCore
-import UploadStore
+@testable import UploadCore
+@testable import UploadStore
+import UploadService
 import UploadTesting
 
 struct ExpiryTests {
@@ -15,7 +16,7 @@ struct ExpiryTests {
         let clock = TestClock()
         try await withTestStore(dir, configure: { $0.clock = clock }) { store in
             let blobs = try BlobStore(directory: dir.path)
-            let service = ECRPublicService(store: store, blobs: blobs, logger: Logger(label: "test"))
+            let service = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
             let old = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
             try blobs.writePart(uploadId: old, offset: 0, bytes: [1, 2, 3])

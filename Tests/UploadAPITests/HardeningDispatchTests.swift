@@ -6,8 +6,9 @@ import Logging
 import NIOCore
 import Testing
 @testable import UploadAPI
-import UploadCore
-import UploadStore
+@testable import UploadCore
+@testable import UploadStore
+import UploadService
 import UploadTesting
 
 /// Each finding of the attack review that the HTTP layer answers, through the in-process router.
@@ -24,7 +25,7 @@ struct HardeningDispatchTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let store = try Store(testConfiguration(dir))
-        let service = ECRPublicService(store: store, blobs: try BlobStore(directory: dir.path), logger: Logger(label: "test"), authentication: authentication)
+        let service = ECRPublicService(service: UploadService(store: store, blobs: try BlobStore(directory: dir.path), logger: Logger(label: "test")), logger: Logger(label: "test"), authentication: authentication)
         let app = Application(router: service.router())
         do {
             try await app.test(.router) { client in try await body(client, store, service) }

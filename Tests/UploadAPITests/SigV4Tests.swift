@@ -2,7 +2,7 @@ import Foundation
 import HTTPTypes
 import Testing
 @testable import UploadAPI
-import UploadCore
+@testable import UploadCore
 import UploadTesting
 
 /// SigV4 against a request awscli really signed (captured in shared/reference/ecr-public-api.md §3),

@@ -1,5 +1,6 @@
 import Testing
-import UploadCore
+@testable import UploadCore
+@testable import UploadStore
 import UploadTesting
 
 struct CodecTests {

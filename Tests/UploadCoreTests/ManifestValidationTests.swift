@@ -1,5 +1,6 @@
 import Testing
-import UploadCore
+@testable import UploadCore
+@testable import UploadStore
 
 /// PutImage checks a manifest's structure against its media type, and stores only the manifest
 /// types this registry serves.

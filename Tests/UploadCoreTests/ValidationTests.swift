@@ -1,5 +1,6 @@
 import Testing
-import UploadCore
+@testable import UploadCore
+@testable import UploadStore
 
 /// The seed's constraints for InitiateLayerUpload, one row per case.
 struct ValidationTests {

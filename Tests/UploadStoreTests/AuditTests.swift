@@ -2,8 +2,8 @@ import Foundation
 import LMDBKit
 import LogHashing
 import Testing
-import UploadCore
-import UploadStore
+@testable import UploadCore
+@testable import UploadStore
 import UploadTesting
 
 /// Tamper evidence and the audit query.

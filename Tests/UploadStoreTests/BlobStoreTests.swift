@@ -1,7 +1,8 @@
 import Foundation
 import Testing
-import UploadCore
-import UploadStore
+@testable import UploadCore
+@testable import UploadStore
+import UploadService
 import UploadTesting
 
 struct BlobStoreTests {
@@ -17,11 +18,13 @@ struct BlobStoreTests {
             let b = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
             // a: one recorded part of 4 bytes, then a part whose bytes were synced but whose event never committed
             try blobs.writePart(uploadId: a, offset: 0, bytes: Array("abcd".utf8))
-            let part = try UploadLayerPart(repositoryName: "team/app", uploadId: a, partFirstByte: 0, partLastByte: 3, partLength: 4, partDigest: "sha256:00")
+            var part = try UploadLayerPart(repositoryName: "team/app", uploadId: a, partFirstByte: 0, partLastByte: 3, partLength: 4, partDigest: "sha256:00")
+            part.staged = true  // its bytes are staged by hand above
             _ = try await store.execute(.uploadLayerPart(part), metadata: testMetadata())
             try blobs.writePart(uploadId: a, offset: 4, bytes: Array("efgh".utf8))
             // b: a recorded part whose staging file is gone
-            let partB = try UploadLayerPart(repositoryName: "team/app", uploadId: b, partFirstByte: 0, partLastByte: 0, partLength: 1, partDigest: "sha256:01")
+            var partB = try UploadLayerPart(repositoryName: "team/app", uploadId: b, partFirstByte: 0, partLastByte: 0, partLength: 1, partDigest: "sha256:01")
+            partB.staged = true  // its bytes are staged by hand above
             _ = try await store.execute(.uploadLayerPart(partB), metadata: testMetadata())
             // an upload the log never heard of
             try blobs.writePart(uploadId: "00000000-0000-4000-8000-00000000ffff", offset: 0, bytes: [1])
@@ -45,7 +48,8 @@ struct BlobStoreTests {
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
             let id = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
             try blobs.writePart(uploadId: id, offset: 0, bytes: Array("hello world".utf8))
-            let part = try UploadLayerPart(repositoryName: "team/app", uploadId: id, partFirstByte: 0, partLastByte: 10, partLength: 11, partDigest: "sha256:00")
+            var part = try UploadLayerPart(repositoryName: "team/app", uploadId: id, partFirstByte: 0, partLastByte: 10, partLength: 11, partDigest: "sha256:00")
+            part.staged = true  // its bytes are staged by hand above
             _ = try await store.execute(.uploadLayerPart(part), metadata: testMetadata())
             let (digest, temporary) = try blobs.hashAndCopyStaged(uploadId: id, length: 11)
             var complete = try CompleteLayerUpload(repositoryName: "team/app", uploadId: id, layerDigests: [digest])

@@ -1,8 +1,9 @@
 import Foundation
 import LMDBKit
 import Testing
-import UploadCore
-import UploadStore
+@testable import UploadCore
+@testable import UploadStore
+import UploadService
 import UploadTesting
 
 /// What a hostile caller could do to the store before the hardening issue: trap an arithmetic
@@ -90,8 +91,8 @@ struct HardeningTests {
             let manifest = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\#(config)","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"\#(layer)","size":5}]}"#
             let put = try PutImage(repositoryName: longName, imageManifest: manifest, imageTag: tag)
             _ = try await store.execute(.putImage(put), metadata: testMetadata())
-            #expect(try store.read { try $0.tables.tag(ref, tag)?.imageDigest } == put.imageDigest)
-            let tags = try store.read { try $0.entries(.imageTags, prefix: ProjectionKey.repositoryPrefix(ref), limit: 10) }
+            #expect(try store.read { try $0.tag(ref, tag)?.imageDigest } == put.imageDigest)
+            let tags = try store.read { try $0.tags(in: ref, after: nil, limit: 10) }
             #expect(tags.map(\.name) == [tag])
             let delete = try BatchDeleteImage(repositoryName: longName, imageIds: [ImageIdentifier(imageTag: tag)])
             let outcome = try await store.execute(.batchDeleteImage(delete), metadata: testMetadata())
@@ -108,11 +109,11 @@ struct HardeningTests {
             _ = try await store.execute(try Self.create(Self.name), metadata: testMetadata())
             let ref = RepositoryRef(registryId: testRegistryId, repositoryName: Self.name)
             let digest = "sha256:" + String(repeating: "a", count: 2000)
-            #expect(try store.read { try $0.tables.image(ref, digest) } == nil)
+            #expect(try store.read { try $0.image(ref, digest) } == nil)
             let delete = try BatchDeleteImage(repositoryName: Self.name, imageIds: [ImageIdentifier(imageDigest: digest)])
             let outcome = try await store.execute(.batchDeleteImage(delete), metadata: testMetadata())
             #expect(outcome.decision.imageFailures.map(\.failureCode) == [.imageNotFound])
-            let page = try store.read { try $0.entries(.repositories, prefix: [], after: String(repeating: "z", count: 600), limit: 10) }
+            let page = try store.read { try $0.repositories(in: testRegistryId, after: String(repeating: "z", count: 600), limit: 10) }
             #expect(page.isEmpty, "a start past every key")
         }
     }
@@ -149,8 +150,9 @@ struct HardeningTests {
         let blobs = try BlobStore(directory: dir.path)
         let id = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: name), metadata: testMetadata()).uploadId
         try blobs.writePart(uploadId: id, offset: 0, bytes: bytes)
-        let part = try UploadLayerPart(
+        var part = try UploadLayerPart(
             repositoryName: name, uploadId: id, partFirstByte: 0, partLastByte: Int64(bytes.count - 1), partLength: UInt64(bytes.count), partDigest: "sha256:00")
+        part.staged = true  // its bytes are staged by hand above
         _ = try await store.execute(.uploadLayerPart(part), metadata: testMetadata())
         let (digest, temporary) = try blobs.hashAndCopyStaged(uploadId: id, length: UInt64(bytes.count))
         var complete = try CompleteLayerUpload(repositoryName: name, uploadId: id, layerDigests: [digest])

@@ -1,8 +1,8 @@
 import Foundation
 import LMDBKit
 import Testing
-import UploadCore
-import UploadStore
+@testable import UploadCore
+@testable import UploadStore
 import UploadTesting
 
 struct StoreTests {

@@ -77,3 +77,16 @@ public func withTestStore<T>(
         throw error
     }
 }
+
+extension EventStore {
+    /// Starts an upload through the store alone: the new id and part size.
+    public func initiateLayerUpload(
+        _ command: InitiateLayerUpload, metadata: RequestMetadata
+    ) async throws -> (uploadId: String, partSize: UInt64) {
+        let outcome = try await execute(.initiateLayerUpload(command), metadata: metadata)
+        guard case .uploadInitiated(let started)? = outcome.events.first?.event else {
+            throw CommandError(.server, "InitiateLayerUpload recorded no UploadInitiated")
+        }
+        return (started.uploadId, started.partSize)
+    }
+}

@@ -1,15 +1,12 @@
 import AWSJSON
+import ECRRequests
 import UploadCore
+import UploadService
 import UploadStore
 
 extension ECRPublicService {
     func putImage(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        let command = try PutImage(
-            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
-            imageManifest: body.string("imageManifest"), imageManifestMediaType: body.string("imageManifestMediaType"),
-            imageTag: body.string("imageTag"), imageDigest: body.string("imageDigest"))
-        let outcome = try await store.execute(.putImage(command), metadata: metadata)
-        guard case .imagePushed(let pushed)? = outcome.events.first?.event else { throw StoreError(.corrupt, "PutImage recorded no ImagePushed") }
+        let pushed = try await service.putImage(ECRRequests.putImage(body), metadata)
         return .object([("image", .object(sorting: [
             ("registryId", .string(pushed.registryId)), ("repositoryName", .string(pushed.repositoryName)),
             ("imageId", .object(sorting: [("imageDigest", .string(pushed.imageDigest)), ("imageTag", pushed.imageTag.map(JSONValue.string))])),
@@ -22,14 +19,14 @@ extension ECRPublicService {
         let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
         let limit = try Validation.maxResults(body.int64("maxResults"))
         let token = try body.string("nextToken")
-        let ids = try body.imageIds("imageIds")
-        return try store.read { reader in
-            let ref = try Decider.existingRepository(registryId, repositoryName, state: reader.tables, settings: settings)
+        let ids = try ECRRequests.imageIds(body)
+        return try service.read { snapshot in
+            let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
             if let ids {
                 guard (1...100).contains(ids.count) else { throw APIError.invalidParameter("'imageIds' must have between 1 and 100 items") }
                 let images = try ids.map { id in
-                    let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try reader.tables.tag(ref, $0)?.imageDigest }
-                    guard let digest, let image = try reader.tables.image(ref, digest),
+                    let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try snapshot.tag(ref, $0)?.imageDigest }
+                    guard let digest, let image = try snapshot.image(ref, digest),
                           id.imageTag.map({ tag in image.tags.contains { $0.utf8.elementsEqual(tag.utf8) } }) ?? true else {
                         throw CommandError(.imageNotFound, "The image with imageId {imageDigest:'\(id.imageDigest ?? "null")', imageTag:'\(id.imageTag ?? "null")'} does not exist within the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
                     }
@@ -38,8 +35,7 @@ extension ECRPublicService {
                 return .object([("imageDetails", .array(images.map { imageDetailJSON($0, ref) }))])
             }
             let pageSize = limit ?? Pagination.defaultLimit
-            let rows = try reader.entries(.images, prefix: ProjectionKey.repositoryPrefix(ref), after: Pagination.after(token), limit: pageSize + 1)
-                .map { (name: $0.name, value: try ImageRecord(decoding: $0.value)) }
+            let rows = try snapshot.images(in: ref, after: Pagination.after(token), limit: pageSize + 1).map { (name: $0.imageDigest, value: $0) }
             let page = Pagination.page(rows, limit: pageSize)
             return .object(sorting: [
                 ("imageDetails", .array(page.items.map { imageDetailJSON($0, ref) })), ("nextToken", page.nextToken.map(JSONValue.string)),
@@ -52,13 +48,12 @@ extension ECRPublicService {
         let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
         let pageSize = try Validation.maxResults(body.int64("maxResults")) ?? Pagination.defaultLimit
         let after = try Pagination.after(body.string("nextToken"))
-        return try store.read { reader in
-            let ref = try Decider.existingRepository(registryId, repositoryName, state: reader.tables, settings: settings)
-            let rows = try reader.entries(.imageTags, prefix: ProjectionKey.repositoryPrefix(ref), after: after, limit: pageSize + 1)
-                .map { (name: $0.name, value: (tag: $0.name, record: try TagRecord(decoding: $0.value))) }
+        return try service.read { snapshot in
+            let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
+            let rows = try snapshot.tags(in: ref, after: after, limit: pageSize + 1).map { (name: $0.name, value: (tag: $0.name, record: $0.record)) }
             let page = Pagination.page(rows, limit: pageSize)
             let details: [JSONValue] = try page.items.compactMap { item in
-                guard let image = try reader.tables.image(ref, item.record.imageDigest) else { return nil }
+                guard let image = try snapshot.image(ref, item.record.imageDigest) else { return nil }
                 return .object(sorting: [
                     ("imageTag", .string(item.tag)), ("createdAt", .epochSeconds(item.record.createdAt)),
                     ("imageDetail", .object(sorting: [
@@ -73,13 +68,11 @@ extension ECRPublicService {
     }
 
     func batchDeleteImage(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        let command = try BatchDeleteImage(
-            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"), imageIds: body.imageIds("imageIds"))
-        let outcome = try await store.execute(.batchDeleteImage(command), metadata: metadata)
-        let deleted: [JSONValue] = outcome.decision.imageIds.map { id in
+        let outcome = try await service.batchDeleteImage(ECRRequests.batchDeleteImage(body), metadata)
+        let deleted: [JSONValue] = outcome.imageIds.map { id in
             .object(sorting: [("imageDigest", id.imageDigest.map(JSONValue.string)), ("imageTag", id.imageTag.map(JSONValue.string))])
         }
-        let failures: [JSONValue] = outcome.decision.imageFailures.map { failure in
+        let failures: [JSONValue] = outcome.failures.map { failure in
             .object(sorting: [
                 ("imageId", .object(sorting: [("imageDigest", failure.imageId.imageDigest.map(JSONValue.string)), ("imageTag", failure.imageId.imageTag.map(JSONValue.string))])),
                 ("failureCode", .string(failure.failureCode.rawValue)), ("failureReason", .string(failure.failureReason)),

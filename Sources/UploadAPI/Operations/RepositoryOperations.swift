@@ -1,13 +1,13 @@
 import AWSJSON
+import ECRRequests
 import Foundation
 import UploadCore
+import UploadService
 import UploadStore
 
 extension ECRPublicService {
     func createRepository(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        let command = try CreateRepository(repositoryName: body.string("repositoryName"))
-        let outcome = try await store.execute(.createRepository(command), metadata: metadata)
-        guard case .repositoryCreated(let created)? = outcome.events.first?.event else { throw StoreError(.corrupt, "CreateRepository recorded no RepositoryCreated") }
+        let created = try await service.createRepository(ECRRequests.createRepository(body), metadata)
         return .object([("catalogData", .object([])), ("repository", repositoryJSON(created.repository, createdAt: created.createdAt))])
     }
 
@@ -23,7 +23,7 @@ extension ECRPublicService {
                 throw APIError.invalidParameter("nextToken and maxResults cannot be used together with repositoryNames")
             }
             let refs = try names.map { RepositoryRef(registryId: registryId, repositoryName: try Validation.repositoryName($0, member: "repositoryNames")) }
-            let summaries = try store.read { reader in
+            let summaries = try service.read { reader in
                 try refs.map { ref in
                     guard let summary = try reader.repository(ref) else {
                         throw CommandError(.repositoryNotFound, "The repository with name '\(ref.repositoryName)' does not exist in the registry with id '\(ref.registryId)'")
@@ -35,10 +35,8 @@ extension ECRPublicService {
         }
         let pageSize = limit ?? Pagination.defaultLimit
         let after = try Pagination.after(token)
-        let rows = try store.read { reader in
-            try reader.entries(.repositories, prefix: Array("\(registryId)/".utf8), after: after, limit: pageSize + 1)
-                .map { (name: $0.name, value: try RepositorySummary(decoding: $0.value)) }
-        }
+        let rows = try service.read { try $0.repositories(in: registryId, after: after, limit: pageSize + 1) }
+            .map { (name: $0.repositoryName, value: $0) }
         let page = Pagination.page(rows, limit: pageSize)
         return .object(sorting: [
             ("repositories", .array(page.items.map { repositoryJSON($0.repository, createdAt: $0.createdAt) })),
@@ -47,17 +45,8 @@ extension ECRPublicService {
     }
 
     func deleteRepository(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        let command = try DeleteRepository(
-            registryId: Validation.accountRegistryId(body.string("registryId")),
-            repositoryName: body.string("repositoryName"), force: body.bool("force") ?? false)
-        let ref = try store.read { reader in try Decider.existingRepository(command.registryId, command.repositoryName, state: reader.tables, settings: settings) }
-        let before = try store.read { try $0.repository(ref) }
-        let outcome = try await store.execute(.deleteRepository(command), metadata: metadata)
-        // The aborted uploads' staged bytes are no longer needed, now that the abort has committed.
-        for case .uploadAborted(let aborted) in outcome.events.map(\.event) {
-            try await uploadLocks.withLock(aborted.uploadId) { self.blobs.removeStaging(aborted.uploadId) }
-        }
-        return .object([("repository", repositoryJSON(ref, createdAt: before?.createdAt))])
+        let removed = try await service.deleteRepository(ECRRequests.deleteRepository(body), metadata)
+        return .object([("repository", repositoryJSON(removed.repository, createdAt: removed.createdAt))])
     }
 
     /// A token for `docker login` (`aws ecr-public get-login-password`): base64 of
@@ -65,7 +54,7 @@ extension ECRPublicService {
     /// by this coordinator; the token lets the CLI flow complete.
     func getAuthorizationToken(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let password = (0..<4).map { _ in UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "") }.joined()
-        let expiresAt = Timestamp(millisecondsSinceEpoch: store.configuration.clock.now().millisecondsSinceEpoch + 12 * 3_600_000)
+        let expiresAt = Timestamp(millisecondsSinceEpoch: service.store.clock.now().millisecondsSinceEpoch + 12 * 3_600_000)
         return .object([("authorizationData", .object([
             ("authorizationToken", .string(Data("AWS:\(password)".utf8).base64EncodedString())),
             ("expiresAt", .epochSeconds(expiresAt)),

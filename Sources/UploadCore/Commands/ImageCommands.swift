@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LogHashing
 
 /// Stores an image manifest under its digest, optionally tagging it.
 ///
@@ -41,7 +42,7 @@ public struct PutImage: Sendable, Equatable {
         self.imageManifest = imageManifest
         self.imageTag = try Validation.imageTag(imageTag)
         self.claimedDigest = imageDigest
-        self.imageDigest = "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        self.imageDigest = Hex.sha256Digest(bytes)
 
         let manifest = try Manifest(parsing: bytes, given: imageManifestMediaType)
         self.imageManifestMediaType = manifest.mediaType ?? ""

@@ -14,6 +14,9 @@ public struct UploadLayerPart: Sendable, Equatable {
     public let partLength: UInt64
     /// `sha256:<hex>` of the part's bytes; identifies an exact retry of the last part.
     public let partDigest: String
+    /// Whether the caller has staged and synced the part's bytes. A part is recorded only then;
+    /// unstaged, a command can only be answered as a retry or refused.
+    public var staged = false
 
     public init(
         registryId: String? = nil, repositoryName: String?, uploadId: String?,
@@ -29,9 +32,8 @@ public struct UploadLayerPart: Sendable, Equatable {
     }
 }
 
-/// Ends an upload with a layer. The front end hashes the staged bytes first and passes the
-/// result as `staged`; without it the decision stops after the checks that need no bytes
-/// (how the front end checks a request before it reads the staging file).
+/// Ends an upload with a layer. The caller hashes the staged bytes first and passes the result as
+/// `staged`; without it the command can only be answered as a retry or refused.
 public struct CompleteLayerUpload: Sendable, Equatable {
     public struct StagedLayer: Sendable, Equatable {
         /// `sha256:<hex>` of all staged bytes.
@@ -55,4 +57,7 @@ public struct CompleteLayerUpload: Sendable, Equatable {
         self.uploadId = try Validation.uploadId(uploadId)
         self.layerDigests = try Validation.layerDigests(layerDigests)
     }
+
+    /// Whether the caller named `digest` among its layer digests (in any case).
+    public func names(_ digest: String) -> Bool { layerDigests.contains { $0.lowercased() == digest } }
 }

@@ -84,7 +84,7 @@ public struct ImageFailure: Sendable, Equatable {
 /// when the command is refused, and then nothing is written.
 public enum Decider {
     public static func decide(
-        _ command: Command, state: some ProjectionTables, settings: DecisionSettings, context: DecisionContext
+        _ command: Command, state: some ProjectionState, settings: DecisionSettings, context: DecisionContext
     ) throws -> Decision {
         switch command {
         case .createRepository(let c):
@@ -128,10 +128,9 @@ public enum Decider {
         }
     }
 
-    private static func deleteRepository(_ c: DeleteRepository, state: some ProjectionTables, settings: DecisionSettings) throws -> Decision {
+    private static func deleteRepository(_ c: DeleteRepository, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
         let ref = try existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
-        let prefix = ProjectionKey.repositoryPrefix(ref)
-        let images = try state.keys(in: .images, withPrefix: prefix).map { String(decoding: $0.dropFirst(prefix.count), as: UTF8.self) }
+        let images = try state.imageDigests(in: ref)
         let uploads = try state.activeUploads(in: ref)
         guard c.force || images.isEmpty else {
             throw CommandError(
@@ -154,7 +153,7 @@ public enum Decider {
     /// The repository a command names, which must exist: `RegistryNotFoundException` or
     /// `RepositoryNotFoundException` otherwise. Read-only operations use it too.
     public static func existingRepository(
-        _ registryId: String?, _ name: String, state: some ProjectionTables, settings: DecisionSettings
+        _ registryId: String?, _ name: String, state: some ProjectionState, settings: DecisionSettings
     ) throws -> RepositoryRef {
         let ref = RepositoryRef(registryId: try settings.resolveRegistry(registryId), repositoryName: name)
         guard try state.repository(ref) != nil else {

@@ -1,6 +1,6 @@
 /// Decisions for storing and deleting images.
 enum ImageDecisions {
-    static func put(_ c: PutImage, state: some ProjectionTables, settings: DecisionSettings, now: Timestamp) throws -> Decision {
+    static func put(_ c: PutImage, state: some ProjectionState, settings: DecisionSettings, now: Timestamp) throws -> Decision {
         let ref = try Decider.existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
         if let claimed = c.claimedDigest, claimed.lowercased() != c.imageDigest {
             throw CommandError(.imageDigestDoesNotMatch, "The image digest '\(Validation.quoted(claimed))' does not match the digest of the manifest, \(c.imageDigest)")
@@ -31,7 +31,7 @@ enum ImageDecisions {
     }
 
     /// Each image id is decided against the state the ones before it in the request left.
-    static func batchDelete(_ c: BatchDeleteImage, state: some ProjectionTables, settings: DecisionSettings) throws -> Decision {
+    static func batchDelete(_ c: BatchDeleteImage, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
         let ref = try Decider.existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
         var decision = Decision([])
         var deleted: Set<String> = []       // digests deleted earlier in this request (looked up, never iterated)

@@ -1,6 +1,6 @@
 /// Decisions for the parts and completion of a layer upload.
 enum LayerDecisions {
-    static func uploadPart(_ c: UploadLayerPart, state: some ProjectionTables, settings: DecisionSettings) throws -> Decision {
+    static func uploadPart(_ c: UploadLayerPart, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
         let (ref, session) = try activeSession(c.registryId, c.repositoryName, c.uploadId, state: state, settings: settings)
         // An exact retry of the last accepted part is answered as before and records nothing.
         if let last = session.lastPart, last.firstByte == c.partFirstByte, last.lastByte == c.partLastByte, last.digest == c.partDigest {
@@ -27,12 +27,13 @@ enum LayerDecisions {
         guard session.partCount < settings.maximumParts else {
             throw CommandError(.limitExceeded, "The upload with id '\(c.uploadId)' already has \(session.partCount) parts, the most one upload may have")
         }
+        guard c.staged else { throw changed(c.uploadId) }
         return Decision([.layerPartUploaded(LayerPartUploaded(
             uploadId: c.uploadId, registryId: ref.registryId, repositoryName: ref.repositoryName,
             partFirstByte: c.partFirstByte, partLastByte: c.partLastByte, partDigest: c.partDigest))])
     }
 
-    static func complete(_ c: CompleteLayerUpload, state: some ProjectionTables, settings: DecisionSettings) throws -> Decision {
+    static func complete(_ c: CompleteLayerUpload, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
         let (ref, session) = try activeSession(c.registryId, c.repositoryName, c.uploadId, state: state, settings: settings)
         guard session.partCount > 0 else {
             throw CommandError(.emptyUpload, "The upload with id '\(c.uploadId)' doesn't contain any layer parts")
@@ -40,11 +41,8 @@ enum LayerDecisions {
         guard !session.hasSmallNonFinalPart else {
             throw CommandError(.layerPartTooSmall, "All layer parts except the last part should be at least 5MB (\(UploadSession.minimumPartBytes) bytes)")
         }
-        guard let staged = c.staged else { return Decision([]) }
-        guard staged.size == session.bytesReceived else {
-            throw CommandError(.server, "The upload with id '\(c.uploadId)' changed while it was being completed; retry the request")
-        }
-        guard c.layerDigests.contains(where: { $0.lowercased() == staged.digest }) else {
+        guard let staged = c.staged, staged.size == session.bytesReceived else { throw changed(c.uploadId) }
+        guard c.names(staged.digest) else {
             throw CommandError(.invalidLayer, "None of the provided layer digests match the calculated layer digest \(staged.digest)")
         }
         guard try state.layer(ref, staged.digest) == nil else {
@@ -55,11 +53,10 @@ enum LayerDecisions {
             layerDigest: staged.digest, layerSize: staged.size))])
     }
 
-    /// Every active upload idle for at least `idleMilliseconds` at `now`, in key order.
-    static func expire(_ c: ExpireIdleUploads, state: some ProjectionTables, now: Timestamp) throws -> Decision {
+    /// Every active upload idle for at least `idleMilliseconds` at `now`, in the state's order.
+    static func expire(_ c: ExpireIdleUploads, state: some ProjectionState, now: Timestamp) throws -> Decision {
         var events: [Event] = []
-        for key in try state.keys(in: .repositoryUploads, withPrefix: []) {
-            let uploadId = ProjectionKey.uploadId(inRepositoryUploadKey: key)
+        for uploadId in try state.allActiveUploads() {
             guard let session = try state.session(uploadId), session.state == .active,
                   now.millisecondsSinceEpoch - session.lastActivityAt.millisecondsSinceEpoch >= c.idleMilliseconds else { continue }
             events.append(.uploadExpired(UploadExpired(
@@ -70,14 +67,36 @@ enum LayerDecisions {
         return Decision(events)
     }
 
+    /// The refusal of a command whose caller staged (or did not stage) bytes for a state that changed
+    /// before the command was decided: the upload moved on under it.
+    private static func changed(_ uploadId: String) -> CommandError {
+        CommandError(.server, "The upload with id '\(uploadId)' changed while the request was being handled; retry the request")
+    }
+
     /// The repository and the upload session, which must be active and belong to it.
     private static func activeSession(
-        _ registryId: String?, _ repositoryName: String, _ uploadId: String, state: some ProjectionTables, settings: DecisionSettings
+        _ registryId: String?, _ repositoryName: String, _ uploadId: String, state: some ProjectionState, settings: DecisionSettings
     ) throws -> (RepositoryRef, UploadSession) {
         let ref = try Decider.existingRepository(registryId, repositoryName, state: state, settings: settings)
         guard let session = try state.session(uploadId), session.repository == ref, session.state == .active else {
             throw CommandError(.uploadNotFound, "The upload with id '\(uploadId)' does not exist or has ended in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
         }
         return (ref, session)
+    }
+}
+
+extension UploadSession {
+    /// Whether `part` is this session's next part, so that its bytes are worth staging: the decider
+    /// records it unless the state changes first. The caller checks this before any I/O.
+    public func expects(_ part: UploadLayerPart, in ref: RepositoryRef, settings: DecisionSettings) -> Bool {
+        state == .active && repository == ref && part.partFirstByte == bytesReceived && part.partLastByte >= part.partFirstByte
+            && part.partLength == part.partLastByte - part.partFirstByte + 1 && part.partLength <= UploadLayerPart.maximumPartBytes
+            && partCount < settings.maximumParts
+    }
+
+    /// Whether the session's staged bytes are worth hashing into a layer: it is active, in `ref`,
+    /// has parts, and every part but the last is large enough.
+    public func isReadyToComplete(in ref: RepositoryRef) -> Bool {
+        state == .active && repository == ref && partCount > 0 && !hasSmallNonFinalPart
     }
 }

@@ -1,5 +1,5 @@
-/// The stable numeric code and name of each event type. Codes are permanent: never reuse one.
-/// See the event catalogue (`Docs.docc/EventCatalogue.md`).
+/// The stable numeric code of each event type. Codes are permanent: never reuse one.
+/// See the event catalogue (`Docs.docc/EventCatalogue.md`) and "Adding an event".
 public enum EventType: UInt32, Sendable, CaseIterable {
     case repositoryCreated = 1
     case repositoryDeleted = 2
@@ -12,31 +12,52 @@ public enum EventType: UInt32, Sendable, CaseIterable {
     case imageDeleted = 9
     case uploadExpired = 10
 
-    public var name: String {
+    /// The one table from type codes to payload types, which the log decodes by.
+    public var payloadType: any EventPayload.Type {
         switch self {
-        case .repositoryCreated: "RepositoryCreated"
-        case .repositoryDeleted: "RepositoryDeleted"
-        case .uploadInitiated: "UploadInitiated"
-        case .uploadAborted: "UploadAborted"
-        case .layerPartUploaded: "LayerPartUploaded"
-        case .layerUploadCompleted: "LayerUploadCompleted"
-        case .imagePushed: "ImagePushed"
-        case .imageUntagged: "ImageUntagged"
-        case .imageDeleted: "ImageDeleted"
-        case .uploadExpired: "UploadExpired"
+        case .repositoryCreated: RepositoryCreated.self
+        case .repositoryDeleted: RepositoryDeleted.self
+        case .uploadInitiated: UploadInitiated.self
+        case .uploadAborted: UploadAborted.self
+        case .layerPartUploaded: LayerPartUploaded.self
+        case .layerUploadCompleted: LayerUploadCompleted.self
+        case .imagePushed: ImagePushed.self
+        case .imageUntagged: ImageUntagged.self
+        case .imageDeleted: ImageDeleted.self
+        case .uploadExpired: UploadExpired.self
         }
     }
+
+    /// The payload type's name, as feeds and reports show it (`UploadInitiated`).
+    public var name: String { payloadType.recordName }
 }
 
-/// One event type's payload: its fields, canonical encoding and JSON form.
-public protocol EventPayload: Sendable, Equatable {
+/// One event type's payload: a ``FieldRecord`` whose type code and schema version are recorded
+/// with it in the log.
+public protocol EventPayload: FieldRecord {
     static var type: EventType { get }
     /// The schema version this binary writes. Older versions are upcast on decode.
     static var schemaVersion: UInt32 { get }
-    func encode(into writer: inout FieldWriter)
+    /// The payload as the ``Event`` the decider and projector switch over.
+    var event: Event { get }
     init(decoding reader: FieldReader, version: UInt32) throws(CodecError)
-    /// The payload as a JSON object with sorted members.
-    var json: JSONValue { get }
+}
+
+extension EventPayload {
+    public static var schemaVersion: UInt32 { 1 }
+
+    /// Version 1 is the only one so far; a payload with older versions to upcast implements this.
+    public init(decoding reader: FieldReader, version: UInt32) throws(CodecError) {
+        try Self.checkVersion(version)
+        try self.init(decoding: reader)
+    }
+
+    /// Refuses a version newer than this binary writes; older ones are for the payload to upcast.
+    static func checkVersion(_ version: UInt32) throws(CodecError) {
+        guard version >= 1, version <= schemaVersion else {
+            throw CodecError("\(type.name) version \(version) is not known to this binary (it knows 1...\(schemaVersion))")
+        }
+    }
 }
 
 /// A fact that happened, decided from a command. Events are never changed once appended.
@@ -70,26 +91,16 @@ public enum Event: Sendable, Equatable {
     public var type: EventType { Swift.type(of: payload).type }
 
     static func decode(type: EventType, version: UInt32, payload: FieldReader) throws(CodecError) -> Event {
-        switch type {
-        case .repositoryCreated: .repositoryCreated(try RepositoryCreated(decoding: payload, version: version))
-        case .repositoryDeleted: .repositoryDeleted(try RepositoryDeleted(decoding: payload, version: version))
-        case .uploadInitiated: .uploadInitiated(try UploadInitiated(decoding: payload, version: version))
-        case .uploadAborted: .uploadAborted(try UploadAborted(decoding: payload, version: version))
-        case .layerPartUploaded: .layerPartUploaded(try LayerPartUploaded(decoding: payload, version: version))
-        case .layerUploadCompleted: .layerUploadCompleted(try LayerUploadCompleted(decoding: payload, version: version))
-        case .imagePushed: .imagePushed(try ImagePushed(decoding: payload, version: version))
-        case .imageUntagged: .imageUntagged(try ImageUntagged(decoding: payload, version: version))
-        case .imageDeleted: .imageDeleted(try ImageDeleted(decoding: payload, version: version))
-        case .uploadExpired: .uploadExpired(try UploadExpired(decoding: payload, version: version))
-        }
+        try type.payloadType.init(decoding: payload, version: version).event
     }
 }
 
-extension EventPayload {
-    /// Refuses a version newer than this binary writes; older ones are for the payload to upcast.
-    static func checkVersion(_ version: UInt32) throws(CodecError) {
-        guard version >= 1, version <= schemaVersion else {
-            throw CodecError("\(type.name) version \(version) is not known to this binary (it knows 1...\(schemaVersion))")
-        }
-    }
+/// A value that belongs to one repository, named by `registryId` and `repositoryName` fields.
+public protocol RepositoryScoped {
+    var registryId: String { get }
+    var repositoryName: String { get }
+}
+
+extension RepositoryScoped {
+    public var repository: RepositoryRef { RepositoryRef(registryId: registryId, repositoryName: repositoryName) }
 }

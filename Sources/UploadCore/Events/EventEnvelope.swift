@@ -19,11 +19,13 @@ public struct EventEnvelope: Sendable, Equatable {
     public func encoded() -> [UInt8] {
         var payload = FieldWriter()
         event.payload.encode(into: &payload)
+        var metadataFields = FieldWriter()
         var w = FieldWriter()
         w.uint(1, UInt64(event.type.rawValue))
         w.uint(2, UInt64(Swift.type(of: event.payload).schemaVersion))
         w.uint(3, UInt64(recordedAt.millisecondsSinceEpoch))
-        w.record(4, metadata.encoded())
+        metadata.encode(into: &metadataFields)
+        w.record(4, metadataFields)
         w.record(5, payload)
         return w.bytes
     }
@@ -70,53 +72,6 @@ public struct EventEnvelope: Sendable, Equatable {
             ("recordedAt", .string(recordedAt.iso8601)),
             ("metadata", metadata.json),
             ("data", event.payload.json),
-        ])
-    }
-}
-
-extension RequestMetadata {
-    /// 1 requestId · 2 source · 3 userAgent · 4 sourceAddress · 5 principal · 6 invocationId ·
-    /// 7 requestDigest.
-    func encoded() -> FieldWriter {
-        var w = FieldWriter()
-        w.string(1, requestId)
-        w.string(2, source)
-        w.optionalString(3, userAgent)
-        w.optionalString(4, sourceAddress)
-        w.optionalString(5, principal)
-        w.optionalString(6, invocationId)
-        w.optionalString(7, requestDigest)
-        return w
-    }
-
-    init(decoding bytes: ArraySlice<UInt8>) throws(CodecError) {
-        var r = FieldReader(bytes)
-        var requestId: String?, source: String?
-        var optional: [UInt64: String] = [:]
-        while let (tag, v) = try r.next() {
-            switch tag {
-            case 1: requestId = try v.string("requestId")
-            case 2: source = try v.string("source")
-            case 3...7: optional[tag] = try v.string("metadata field \(tag)")
-            default: throw .unknownTag(tag, in: "metadata")
-            }
-        }
-        self.init(
-            requestId: try required(requestId, "requestId", in: "metadata"),
-            source: try required(source, "source", in: "metadata"),
-            userAgent: optional[3], sourceAddress: optional[4], principal: optional[5], invocationId: optional[6],
-            requestDigest: optional[7])
-    }
-
-    public var json: JSONValue {
-        .object(sorting: [
-            ("requestId", .string(requestId)),
-            ("source", .string(source)),
-            ("userAgent", userAgent.map(JSONValue.string)),
-            ("sourceAddress", sourceAddress.map(JSONValue.string)),
-            ("principal", principal.map(JSONValue.string)),
-            ("invocationId", invocationId.map(JSONValue.string)),
-            ("requestDigest", requestDigest.map(JSONValue.string)),
         ])
     }
 }

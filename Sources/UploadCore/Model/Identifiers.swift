@@ -27,7 +27,7 @@ public struct RequestMetadata: Hashable, Sendable {
     public var source: String
     public var userAgent: String?
     public var sourceAddress: String?
-    /// The authenticated caller (an access key id), once authentication exists.
+    /// The authenticated caller (the SigV4 access key id); `nil` for an anonymous request.
     public var principal: String?
     /// The SDK's `amz-sdk-invocation-id`, the same on every retry of one call.
     public var invocationId: String?
@@ -46,5 +46,15 @@ public struct RequestMetadata: Hashable, Sendable {
         self.principal = principal
         self.invocationId = invocationId
         self.requestDigest = requestDigest
+    }
+}
+
+/// Stored with every event: 1 requestId · 2 source · 3 userAgent · 4 sourceAddress · 5 principal ·
+/// 6 invocationId · 7 requestDigest.
+extension RequestMetadata: FieldRecord {
+    public static var recordName: String { "metadata" }
+
+    enum CodingKeys: Int, CodingKey {
+        case requestId = 1, source, userAgent, sourceAddress, principal, invocationId, requestDigest
     }
 }

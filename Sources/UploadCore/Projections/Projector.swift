@@ -1,13 +1,14 @@
 /// Folds events into the projection tables. A pure function of the events: the same log gives
 /// the same table bytes, whether applied live in the writer's transaction or rebuilt by replay.
 public enum Projector {
-    /// The layout version of every table this file writes. Bump it when a record or key layout
-    /// changes; a store whose tables carry another version rebuilds them from the log on open.
+    /// The version of what this projector writes. Bump it when a record or what the projector puts
+    /// in the state changes (a store bumps its own when only its key layout does); a store whose
+    /// tables carry another version rebuilds them from the log on open.
     public static let version: UInt32 = 5
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.
-    public static func apply(_ envelope: EventEnvelope, to tables: inout some ProjectionTables) throws {
+    public static func apply(_ envelope: EventEnvelope, to tables: inout some MutableProjectionState) throws {
         try recordInvocation(envelope, in: &tables)
         switch envelope.event {
         case .repositoryCreated(let e):
@@ -23,10 +24,8 @@ public enum Projector {
             guard repository.activeSessions == 0, repository.imageCount == 0 else {
                 throw ProjectionError(envelope, "repository \(e.repository) still has active uploads or images")
             }
-            try tables.delete(.repositories, ProjectionKey.repository(e.repository))
-            for key in try tables.keys(in: .layers, withPrefix: ProjectionKey.repositoryPrefix(e.repository)) {
-                try tables.delete(.layers, key)
-            }
+            try tables.removeRepository(e.repository)
+            try tables.removeLayers(in: e.repository)
 
         case .uploadInitiated(let e):
             guard try tables.session(e.uploadId) == nil else {
@@ -40,10 +39,8 @@ public enum Projector {
             repository.touch(envelope)
             try tables.put(repository)
             try tables.put(UploadSession(started: e, at: envelope))
-            try tables.put(.repositoryUploads, ProjectionKey.repositoryUpload(e.repository, e.uploadId), IndexMark())
-            let when = ProjectionKey.timeAndPosition(envelope.recordedAt, envelope.position)
-            try tables.put(.initiations, when, IndexMark())
-            try tables.put(.repositoryInitiations, ProjectionKey.repositoryPrefix(e.repository) + when, IndexMark())
+            try tables.setUpload(e.uploadId, in: e.repository, active: true)
+            try tables.recordInitiation(in: e.repository, at: envelope.recordedAt, position: envelope.position)
 
         case .uploadExpired(let e):
             try endUpload(e.uploadId, in: e.repository, as: .expired, envelope, &tables)
@@ -76,7 +73,7 @@ public enum Projector {
                 repository.layerCount += 1
             }
             let layer = LayerRecord(layerDigest: e.layerDigest, layerSize: e.layerSize, uploadId: e.uploadId, completedAt: envelope.recordedAt)
-            try tables.put(.layers, ProjectionKey.scoped(e.repository, e.layerDigest), layer)
+            try tables.put(layer, in: e.repository)
 
         case .imagePushed(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
@@ -88,16 +85,16 @@ public enum Projector {
                 if let previous = try tables.tag(e.repository, tag), previous.imageDigest != e.imageDigest,
                    var other = try tables.image(e.repository, previous.imageDigest) {
                     other.tags.removeAll { $0.sameBytes(as: tag) }
-                    try tables.put(.images, ProjectionKey.scoped(e.repository, other.imageDigest), other)
+                    try tables.put(other, in: e.repository)
                 }
                 if !image.tags.contains(where: { $0.sameBytes(as: tag) }) {
                     image.tags = (image.tags + [tag]).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-                    try tables.put(.imageTags, ProjectionKey.scoped(e.repository, tag), TagRecord(imageDigest: e.imageDigest, createdAt: e.pushedAt))
+                    try tables.put(TagRecord(imageDigest: e.imageDigest, createdAt: e.pushedAt), named: tag, in: e.repository)
                 }
             }
             repository.touch(envelope)
             try tables.put(repository)
-            try tables.put(.images, ProjectionKey.scoped(e.repository, e.imageDigest), image)
+            try tables.put(image, in: e.repository)
 
         case .imageUntagged(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
@@ -107,34 +104,33 @@ public enum Projector {
             image.tags.removeAll { $0.sameBytes(as: e.imageTag) }
             repository.touch(envelope)
             try tables.put(repository)
-            try tables.put(.images, ProjectionKey.scoped(e.repository, e.imageDigest), image)
-            try tables.delete(.imageTags, ProjectionKey.scoped(e.repository, e.imageTag))
+            try tables.put(image, in: e.repository)
+            try tables.removeTag(e.imageTag, in: e.repository)
 
         case .imageDeleted(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
             guard let image = try tables.image(e.repository, e.imageDigest), repository.imageCount > 0 else {
                 throw ProjectionError(envelope, "image \(e.imageDigest) does not exist in \(e.repository)")
             }
-            for tag in image.tags { try tables.delete(.imageTags, ProjectionKey.scoped(e.repository, tag)) }
+            for tag in image.tags { try tables.removeTag(tag, in: e.repository) }
             repository.imageCount -= 1
             repository.touch(envelope)
             try tables.put(repository)
-            try tables.delete(.images, ProjectionKey.scoped(e.repository, e.imageDigest))
+            try tables.removeImage(e.imageDigest, in: e.repository)
         }
     }
 
     /// Indexes the events of each SDK call by its invocation id: the first event of a call creates
     /// the entry, the ones right after it from the same request extend it. A later reuse of the
     /// id by another request changes nothing.
-    private static func recordInvocation(_ envelope: EventEnvelope, in tables: inout some ProjectionTables) throws {
+    private static func recordInvocation(_ envelope: EventEnvelope, in tables: inout some MutableProjectionState) throws {
         guard let id = envelope.metadata.invocationId else { return }
-        let key = Array(id.utf8)
         if var record = try tables.invocation(id) {
             guard record.firstPosition + record.count == envelope.position, record.requestId == envelope.metadata.requestId else { return }
             record.count += 1
-            try tables.put(.invocations, key, record)
+            try tables.put(record, for: id)
         } else {
-            try tables.put(.invocations, key, InvocationRecord(firstPosition: envelope.position, count: 1, requestId: envelope.metadata.requestId))
+            try tables.put(InvocationRecord(firstPosition: envelope.position, count: 1, requestId: envelope.metadata.requestId), for: id)
         }
     }
 
@@ -142,7 +138,7 @@ public enum Projector {
     /// upload leaves the repository's active index. `also` adds what the ending event brings.
     private static func endUpload(
         _ uploadId: String, in ref: RepositoryRef, as state: UploadSession.State, _ envelope: EventEnvelope,
-        _ tables: inout some ProjectionTables, also: (inout UploadSession, inout RepositorySummary) -> Void = { _, _ in }
+        _ tables: inout some MutableProjectionState, also: (inout UploadSession, inout RepositorySummary) -> Void = { _, _ in }
     ) throws {
         var (session, repository) = try activeSession(uploadId, ref, envelope, tables)
         guard repository.activeSessions > 0 else {
@@ -155,11 +151,11 @@ public enum Projector {
         also(&session, &repository)
         try tables.put(session)
         try tables.put(repository)
-        try tables.delete(.repositoryUploads, ProjectionKey.repositoryUpload(ref, uploadId))
+        try tables.setUpload(uploadId, in: ref, active: false)
     }
 
     private static func existingRepository(
-        _ ref: RepositoryRef, _ envelope: EventEnvelope, _ tables: some ProjectionTables
+        _ ref: RepositoryRef, _ envelope: EventEnvelope, _ tables: some ProjectionState
     ) throws -> RepositorySummary {
         guard let repository = try tables.repository(ref) else {
             throw ProjectionError(envelope, "repository \(ref) does not exist")
@@ -168,7 +164,7 @@ public enum Projector {
     }
 
     private static func activeSession(
-        _ uploadId: String, _ ref: RepositoryRef, _ envelope: EventEnvelope, _ tables: some ProjectionTables
+        _ uploadId: String, _ ref: RepositoryRef, _ envelope: EventEnvelope, _ tables: some ProjectionState
     ) throws -> (UploadSession, RepositorySummary) {
         guard let session = try tables.session(uploadId), session.state == .active, session.repository == ref else {
             throw ProjectionError(envelope, "upload \(uploadId) is not active in \(ref)")

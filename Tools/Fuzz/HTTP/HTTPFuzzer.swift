@@ -6,6 +6,7 @@ import Synchronization
 import UploadAPI
 import UploadCore
 import UploadStore
+import UploadService
 
 #if FUZZING
 // Tools/fuzz builds with -sanitize=fuzzer -parse-as-library -DFUZZING; see RequestFuzzer.swift.
@@ -63,7 +64,7 @@ final class FuzzServers: Sendable {
         let store = try! Store(StoreConfiguration(directory: directory, settings: DecisionSettings(defaultRegistryId: "000000000000")))
         var logger = Logger(label: "http-fuzzer")
         logger.logLevel = .critical
-        let service = ECRPublicService(store: store, blobs: try! BlobStore(directory: directory), logger: logger, authentication: authentication)
+        let service = ECRPublicService(service: UploadService(store: store, blobs: try! BlobStore(directory: directory), logger: logger), logger: logger, authentication: authentication)
         var limits = ConnectionLimits()
         limits.headerTimeout = .seconds(1)
         limits.idleTimeout = .seconds(1)

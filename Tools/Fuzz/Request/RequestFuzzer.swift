@@ -1,4 +1,5 @@
 import AWSJSON
+import ECRRequests
 import UploadCore
 
 #if FUZZING
@@ -24,7 +25,8 @@ func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer
 #endif
 
 /// One input: any bytes as an AWS JSON request body, read as every command the API builds from
-/// one. Nothing may crash; every refusal must be a SerializationError or a CommandError.
+/// one, through the API's own mapping (`ECRRequests`). Nothing may crash; every refusal must be a
+/// SerializationError or a CommandError.
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
     guard let body = try? AWSJSONBody(bytes) else { return 0 }
@@ -33,25 +35,13 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             fatalError("unexpected error type: \(error)")
         }
     }
-    attempt { try InitiateLayerUpload(registryId: body.string("registryId"), repositoryName: body.string("repositoryName")) }
-    attempt { try CreateRepository(repositoryName: body.string("repositoryName")) }
-    attempt {
-        try UploadLayerPart(
-            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"), uploadId: body.string("uploadId"),
-            partFirstByte: body.int64("partFirstByte"), partLastByte: body.int64("partLastByte"), partLength: 1, partDigest: "sha256:00")
-    }
-    attempt {
-        try CompleteLayerUpload(
-            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
-            uploadId: body.string("uploadId"), layerDigests: body.strings("layerDigests"))
-    }
-    attempt {
-        try PutImage(
-            registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
-            imageManifest: body.string("imageManifest"), imageManifestMediaType: body.string("imageManifestMediaType"),
-            imageTag: body.string("imageTag"), imageDigest: body.string("imageDigest"))
-    }
-    attempt { try BatchDeleteImage(repositoryName: body.string("repositoryName"), imageIds: body.imageIds("imageIds")) }
+    attempt { try ECRRequests.createRepository(body) }
+    attempt { try ECRRequests.deleteRepository(body) }
+    attempt { try ECRRequests.initiateLayerUpload(body) }
+    attempt { try ECRRequests.uploadLayerPart(body) }
+    attempt { try ECRRequests.completeLayerUpload(body) }
+    attempt { try ECRRequests.putImage(body) }
+    attempt { try ECRRequests.batchDeleteImage(body) }
     attempt { try Validation.maxResults(body.int64("maxResults")) }
     // and the log's decoder, on the same bytes
     _ = try? EventEnvelope(position: 1, decoding: bytes)

@@ -1,6 +1,8 @@
 import Crypto
 import Foundation
+import LogHashing
 import UploadCore
+import UploadStore
 
 /// Layer bytes on disk, beside the LMDB environment and never in the log:
 /// - `staging/<uploadId>`: the parts of an upload in progress, written at their offsets;
@@ -75,7 +77,7 @@ public struct BlobStore: Sendable {
             remaining -= UInt64(chunk.count)
         }
         try output.synchronize()
-        return ("sha256:" + hasher.finalize().map { String(format: "%02x", $0) }.joined(), temporary)
+        return ("sha256:" + Hex.encode(hasher.finalize()), temporary)
     }
 
     /// Moves a hashed temporary file to its content address (keeping an existing blob, which holds
@@ -128,16 +130,12 @@ extension BlobStore {
     /// record are discarded, and bytes the log records but the disk lacks are reported. Reads only
     /// the active uploads (through the repository-uploads index), so it costs nothing at start-up
     /// however long the history; ``missingBlobs(in:)`` checks the completed layers.
-    public func reconcile(with store: Store) throws -> Reconciliation {
+    public func reconcile(with store: any EventStore) throws -> Reconciliation {
         var result = Reconciliation()
         for name in (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
             unlink(blobs + "/" + name)
         }
-        let sessions = try store.read { reader in
-            try reader.keys(.repositoryUploads).compactMap { key in
-                try reader.session(ProjectionKey.uploadId(inRepositoryUploadKey: key))
-            }
-        }
+        let sessions = try store.read { reader in try reader.allActiveUploads().compactMap { try reader.session($0) } }
         var active: [String: UInt64] = [:]
         for session in sessions where session.state == .active { active[session.uploadId] = session.bytesReceived }
         for name in (try FileManager.default.contentsOfDirectory(atPath: staging)).sorted() {
@@ -166,16 +164,14 @@ extension BlobStore {
     /// The completed layers whose blob is not on disk (should be none). Visits every layer, a page
     /// of them per read snapshot, so `serve` runs it after it is ready; it stops early, with what
     /// it found so far, when the task running it is cancelled.
-    public func missingBlobs(in store: Store) throws -> [String] {
+    public func missingBlobs(in store: any EventStore) throws -> [String] {
         var missing: [String] = []
-        var after: [UInt8]?
+        var after: StoreCursor?
         while !Task.isCancelled {
-            let page = try store.read { reader in
-                try reader.entries(.layers, afterKey: after, limit: 1024).map { ($0.key, try LayerRecord(decoding: $0.value)) }
-            }
-            missing += page.filter { !hasBlob($0.1.layerDigest) }.map { "layer \($0.1.layerDigest): recorded, no blob" }
+            let page = try store.read { try $0.layers(after: after, limit: 1024) }
+            missing += page.filter { !hasBlob($0.layer.layerDigest) }.map { "layer \($0.layer.layerDigest): recorded, no blob" }
             guard page.count == 1024, let last = page.last else { break }
-            after = last.0
+            after = last.cursor
         }
         return missing
     }

@@ -1,11 +1,13 @@
 /// Serialises async work per key: the parts and completion of one upload run one at a time,
 /// so two requests can never write the same staging file at once. Work for different keys runs
 /// concurrently.
-actor KeyedLock {
+public actor KeyedLock {
+    public init() {}
+
     private var held: Set<String> = []
     private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
 
-    func withLock<T: Sendable>(_ key: String, _ body: @Sendable () async throws -> T) async throws -> T {
+    public func withLock<T: Sendable>(_ key: String, _ body: @Sendable () async throws -> T) async throws -> T {
         await acquire(key)
         do {
             let result = try await body()

@@ -1,0 +1,203 @@
+/// The `Encoder` and `Decoder` that give a ``FieldRecord``'s synthesized `Codable` conformance its
+/// canonical bytes and its JSON. Only flat records are supported: every property is a
+/// ``FieldValue`` (or one of the integer types) keyed by an integer `CodingKey`.
+
+/// Writes a record's fields through ``FieldWriter``, in the order the synthesized code encodes
+/// them, which is declaration order.
+final class FieldEncoder: Encoder {
+    var writer: FieldWriter
+    let codingPath: [any CodingKey] = []
+    let userInfo: [CodingUserInfoKey: Any] = [:]
+
+    init(_ writer: FieldWriter) { self.writer = writer }
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
+        KeyedEncodingContainer(Fields(encoder: self))
+    }
+    func unkeyedContainer() -> any UnkeyedEncodingContainer { preconditionFailure("field records are flat") }
+    func singleValueContainer() -> any SingleValueEncodingContainer { preconditionFailure("field records are flat") }
+
+    struct Fields<Key: CodingKey>: KeyedEncodingContainerProtocol {
+        let encoder: FieldEncoder
+        var codingPath: [any CodingKey] { [] }
+
+        private func tag(_ key: Key) -> UInt64 {
+            guard let tag = key.intValue, tag > 0 else { preconditionFailure("\(key) needs a positive integer tag") }
+            return UInt64(tag)
+        }
+        private func write(_ value: some FieldValue, _ key: Key) { value.write(tag(key), to: &encoder.writer) }
+        private func writeInteger(_ value: some BinaryInteger, _ key: Key) {
+            guard let unsigned = UInt64(exactly: value) else { preconditionFailure("\(key) is negative") }
+            write(unsigned, key)
+        }
+
+        mutating func encodeNil(forKey key: Key) {}
+        mutating func encode(_ value: Bool, forKey key: Key) { write(value, key) }
+        mutating func encode(_ value: String, forKey key: Key) { write(value, key) }
+        mutating func encode(_ value: UInt64, forKey key: Key) { write(value, key) }
+        mutating func encode(_ value: Int, forKey key: Key) { writeInteger(value, key) }
+        mutating func encode(_ value: Int8, forKey key: Key) { writeInteger(value, key) }
+        mutating func encode(_ value: Int16, forKey key: Key) { writeInteger(value, key) }
+        mutating func encode(_ value: Int32, forKey key: Key) { writeInteger(value, key) }
+        mutating func encode(_ value: Int64, forKey key: Key) { writeInteger(value, key) }
+        mutating func encode(_ value: UInt, forKey key: Key) { writeInteger(value, key) }
+        mutating func encode(_ value: UInt8, forKey key: Key) { writeInteger(value, key) }
+        mutating func encode(_ value: UInt16, forKey key: Key) { writeInteger(value, key) }
+        mutating func encode(_ value: UInt32, forKey key: Key) { writeInteger(value, key) }
+        mutating func encode(_ value: Double, forKey key: Key) { preconditionFailure("field records hold no floating point") }
+        mutating func encode(_ value: Float, forKey key: Key) { preconditionFailure("field records hold no floating point") }
+        mutating func encode<T: Encodable>(_ value: T, forKey key: Key) {
+            guard let field = value as? any FieldValue else { preconditionFailure("\(T.self) is not a FieldValue") }
+            write(field, key)
+        }
+        mutating func nestedContainer<N: CodingKey>(keyedBy keyType: N.Type, forKey key: Key) -> KeyedEncodingContainer<N> {
+            preconditionFailure("field records are flat")
+        }
+        mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer { preconditionFailure("field records are flat") }
+        mutating func superEncoder() -> any Encoder { preconditionFailure("field records are flat") }
+        mutating func superEncoder(forKey key: Key) -> any Encoder { preconditionFailure("field records are flat") }
+    }
+}
+
+/// Reads a record's fields once, then hands them to the synthesized `init(from:)` by tag, and
+/// afterwards refuses the record if it held a field its type does not declare.
+final class FieldDecoder: Decoder {
+    /// The highest tag any record may use; a higher one is unknown to every record.
+    static let highestTag: UInt64 = 63
+
+    let record: String
+    private let fields: [(tag: UInt64, value: FieldReader.Value)]
+    /// Bit `tag` is set once field `tag` has been read.
+    private var read: UInt64 = 0
+    let codingPath: [any CodingKey] = []
+    let userInfo: [CodingUserInfoKey: Any] = [:]
+
+    init(_ reader: FieldReader, record: String) throws(CodecError) {
+        self.record = record
+        var reader = reader
+        var fields: [(tag: UInt64, value: FieldReader.Value)] = []
+        while let (tag, value) = try reader.next() {
+            guard tag <= Self.highestTag else { throw .unknownTag(tag, in: record) }
+            fields.append((tag, value))
+        }
+        self.fields = fields
+    }
+
+    func value(_ tag: UInt64) -> FieldReader.Value? {
+        for field in fields where field.tag == tag {
+            read |= 1 << tag
+            return field.value
+        }
+        return nil
+    }
+
+    func checkAllFieldsRead() throws(CodecError) {
+        if let unknown = fields.first(where: { read & (1 << $0.tag) == 0 }) { throw .unknownTag(unknown.tag, in: record) }
+    }
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedDecodingContainer<Key> {
+        KeyedDecodingContainer(Fields(decoder: self))
+    }
+    func unkeyedContainer() throws -> any UnkeyedDecodingContainer { throw CodecError("\(record) is a flat record") }
+    func singleValueContainer() throws -> any SingleValueDecodingContainer { throw CodecError("\(record) is a flat record") }
+
+    struct Fields<Key: CodingKey>: KeyedDecodingContainerProtocol {
+        let decoder: FieldDecoder
+        var codingPath: [any CodingKey] { [] }
+        var allKeys: [Key] { [] }
+
+        private func tag(_ key: Key) -> UInt64 {
+            guard let tag = key.intValue, tag > 0, UInt64(tag) <= FieldDecoder.highestTag else {
+                preconditionFailure("\(key) needs an integer tag from 1 to \(FieldDecoder.highestTag)")
+            }
+            return UInt64(tag)
+        }
+        private func read<T: FieldValue>(_ type: T.Type, _ key: Key) throws(CodecError) -> T {
+            guard let value = decoder.value(tag(key)) else {
+                guard let absent = T.whenAbsent else { throw .missing(key.stringValue, in: decoder.record) }
+                return absent
+            }
+            return try T(field: value, name: key.stringValue)
+        }
+        private func integer<I: FixedWidthInteger>(_ type: I.Type, _ key: Key) throws(CodecError) -> I {
+            guard let value = I(exactly: try read(UInt64.self, key)) else { throw CodecError("\(key.stringValue) out of range") }
+            return value
+        }
+
+        func contains(_ key: Key) -> Bool { decoder.fields.contains { $0.tag == tag(key) } }
+        func decodeNil(forKey key: Key) -> Bool { !contains(key) }
+        func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try read(type, key) }
+        func decode(_ type: String.Type, forKey key: Key) throws -> String { try read(type, key) }
+        func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try read(type, key) }
+        func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try integer(type, key) }
+        func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try integer(type, key) }
+        func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try integer(type, key) }
+        func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try integer(type, key) }
+        func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try integer(type, key) }
+        func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try integer(type, key) }
+        func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try integer(type, key) }
+        func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try integer(type, key) }
+        func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try integer(type, key) }
+        func decode(_ type: Double.Type, forKey key: Key) throws -> Double { throw CodecError("field records hold no floating point") }
+        func decode(_ type: Float.Type, forKey key: Key) throws -> Float { throw CodecError("field records hold no floating point") }
+        func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
+            guard let fieldType = T.self as? any FieldValue.Type else { throw CodecError("\(T.self) is not a FieldValue") }
+            return try read(fieldType, key) as! T
+        }
+        func nestedContainer<N: CodingKey>(keyedBy type: N.Type, forKey key: Key) throws -> KeyedDecodingContainer<N> {
+            throw CodecError("\(decoder.record) is a flat record")
+        }
+        func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer { throw CodecError("\(decoder.record) is a flat record") }
+        func superDecoder() throws -> any Decoder { throw CodecError("\(decoder.record) is a flat record") }
+        func superDecoder(forKey key: Key) throws -> any Decoder { throw CodecError("\(decoder.record) is a flat record") }
+    }
+}
+
+/// Collects a record's fields as JSON members, named by their coding keys.
+final class JSONFieldEncoder: Encoder {
+    var members: [(String, JSONValue?)] = []
+    let codingPath: [any CodingKey] = []
+    let userInfo: [CodingUserInfoKey: Any] = [:]
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
+        KeyedEncodingContainer(Members(encoder: self))
+    }
+    func unkeyedContainer() -> any UnkeyedEncodingContainer { preconditionFailure("field records are flat") }
+    func singleValueContainer() -> any SingleValueEncodingContainer { preconditionFailure("field records are flat") }
+
+    struct Members<Key: CodingKey>: KeyedEncodingContainerProtocol {
+        let encoder: JSONFieldEncoder
+        var codingPath: [any CodingKey] { [] }
+
+        private func add(_ value: JSONValue, _ key: Key) { encoder.members.append((key.stringValue, value)) }
+        private func addInteger(_ value: some BinaryInteger, _ key: Key) {
+            add(value < 0 ? .int(Int64(value)) : .uint(UInt64(value)), key)
+        }
+
+        mutating func encodeNil(forKey key: Key) {}
+        mutating func encode(_ value: Bool, forKey key: Key) { add(.bool(value), key) }
+        mutating func encode(_ value: String, forKey key: Key) { add(.string(value), key) }
+        mutating func encode(_ value: UInt64, forKey key: Key) { addInteger(value, key) }
+        mutating func encode(_ value: Int, forKey key: Key) { addInteger(value, key) }
+        mutating func encode(_ value: Int8, forKey key: Key) { addInteger(value, key) }
+        mutating func encode(_ value: Int16, forKey key: Key) { addInteger(value, key) }
+        mutating func encode(_ value: Int32, forKey key: Key) { addInteger(value, key) }
+        mutating func encode(_ value: Int64, forKey key: Key) { addInteger(value, key) }
+        mutating func encode(_ value: UInt, forKey key: Key) { addInteger(value, key) }
+        mutating func encode(_ value: UInt8, forKey key: Key) { addInteger(value, key) }
+        mutating func encode(_ value: UInt16, forKey key: Key) { addInteger(value, key) }
+        mutating func encode(_ value: UInt32, forKey key: Key) { addInteger(value, key) }
+        mutating func encode(_ value: Double, forKey key: Key) { preconditionFailure("field records hold no floating point") }
+        mutating func encode(_ value: Float, forKey key: Key) { preconditionFailure("field records hold no floating point") }
+        mutating func encode<T: Encodable>(_ value: T, forKey key: Key) {
+            guard let field = value as? any FieldValue else { preconditionFailure("\(T.self) is not a FieldValue") }
+            add(field.json, key)
+        }
+        mutating func nestedContainer<N: CodingKey>(keyedBy keyType: N.Type, forKey key: Key) -> KeyedEncodingContainer<N> {
+            preconditionFailure("field records are flat")
+        }
+        mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer { preconditionFailure("field records are flat") }
+        mutating func superEncoder() -> any Encoder { preconditionFailure("field records are flat") }
+        mutating func superEncoder(forKey key: Key) -> any Encoder { preconditionFailure("field records are flat") }
+    }
+}

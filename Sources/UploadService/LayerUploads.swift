@@ -1,0 +1,88 @@
+import Crypto
+import NIOPosix
+public import UploadCore
+public import UploadStore
+
+extension UploadService {
+    public func initiateLayerUpload(_ command: InitiateLayerUpload, _ metadata: RequestMetadata) async throws -> UploadStarted {
+        let started = try await store.execute(.initiateLayerUpload(command), metadata: metadata)
+            .events.first(UploadInitiated.self, recordedBy: "InitiateLayerUpload")
+        return UploadStarted(repository: started.repository, uploadId: started.uploadId, partSize: started.partSize)
+    }
+
+    /// Records a part of an upload: its bytes are staged at their offset and synced first, and
+    /// only when the upload expects exactly this part next; otherwise the store answers (a retry of
+    /// a recorded call, or the refusal) without a byte written. Bytes staged for a part the store
+    /// then refuses are cut back off.
+    /// - Parameter bytes: the part's bytes; `command.partLength` and `partDigest` describe them.
+    public func uploadLayerPart(_ command: UploadLayerPart, bytes: [UInt8], _ metadata: RequestMetadata) async throws -> PartAccepted {
+        let ref = RepositoryRef(registryId: try settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName)
+        try await uploadLocks.withLock(command.uploadId) {
+            var command = command
+            let session = try self.read { try $0.session(command.uploadId) }
+            if let session, session.expects(command, in: ref, settings: self.settings) {
+                let (uploadId, offset) = (command.uploadId, command.partFirstByte)
+                try await Self.blocking { try self.blobs.writePart(uploadId: uploadId, offset: offset, bytes: bytes) }
+                command.staged = true
+            }
+            do {
+                _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
+            } catch where command.staged {
+                // Refused after its bytes were staged: staging must hold only what the log records.
+                let recorded = (try? self.read { try $0.session(command.uploadId)?.bytesReceived }) ?? nil
+                self.blobs.truncateStaging(command.uploadId, to: recorded ?? command.partFirstByte)
+                throw error
+            }
+        }
+        return PartAccepted(repository: ref, uploadId: command.uploadId, lastByteReceived: command.partLastByte)
+    }
+
+    /// Completes an upload: when it is ready, hashes its staged bytes while copying them into the
+    /// blob store, and records the layer; the staging file goes only after the event has committed.
+    /// When it is not, the store answers (a retry of a recorded call, or the refusal).
+    public func completeLayerUpload(_ command: CompleteLayerUpload, _ metadata: RequestMetadata) async throws -> LayerCompleted {
+        let ref = RepositoryRef(registryId: try settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName)
+        let digest = try await uploadLocks.withLock(command.uploadId) { [command] in
+            var command = command
+            var temporary: String?
+            if let session = try self.read({ try $0.session(command.uploadId) }), session.isReadyToComplete(in: ref) {
+                let uploadId = command.uploadId, size = session.bytesReceived
+                let (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size) }
+                temporary = copy
+                command.staged = .init(digest: digest, size: size)
+                // A layer the caller did not name is refused without entering the blob store.
+                if command.names(digest) { try await Self.blocking { try self.blobs.commitBlob(copy, digest: digest) } }
+            }
+            defer { if let temporary { self.blobs.discard(temporary: temporary) } }
+            let events = try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events
+            let completed = try events.first(LayerUploadCompleted.self, recordedBy: "CompleteLayerUpload")
+            if command.staged != nil { self.blobs.removeStaging(command.uploadId) }
+            return completed.layerDigest
+        }
+        return LayerCompleted(repository: ref, uploadId: command.uploadId, layerDigest: digest)
+    }
+
+    /// Ends every upload idle for `idleMilliseconds` (by the store's clock) with UploadExpired,
+    /// then deletes the expired uploads' staged bytes, which the log no longer needs once the
+    /// events have committed. - Returns: the expired upload ids.
+    @discardableResult
+    public func expireIdleUploads(idleMilliseconds: Int64) async throws -> [String] {
+        let command = ExpireIdleUploads(idleMilliseconds: idleMilliseconds)
+        var expired: [String] = []
+        while true {
+            let metadata = RequestMetadata(requestId: "sweep-\(store.clock.now().millisecondsSinceEpoch)", source: "sweeper")
+            let outcome = try await store.execute(.expireIdleUploads(command), metadata: metadata)
+            for case .uploadExpired(let e) in outcome.events.map(\.event) {
+                try await uploadLocks.withLock(e.uploadId) { self.blobs.removeStaging(e.uploadId) }
+                expired.append(e.uploadId)
+            }
+            if outcome.events.count < command.limit { return expired }  // less than a full sweep: none left
+        }
+    }
+
+    /// Runs file I/O (writes, fsyncs, hashing whole layers) on NIO's thread pool, never on the
+    /// cooperative pool, which has only as many threads as cores.
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(body)
+    }
+}

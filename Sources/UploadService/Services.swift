@@ -1,0 +1,69 @@
+public import Logging
+public import ServiceLifecycle
+public import UploadStore
+
+/// The store's lifecycle as a service: it runs until the group shuts down, then writes every
+/// command already submitted and closes the store. List it first in its `ServiceGroup`, so that it
+/// shuts down last, after the front ends have finished their requests.
+public struct StoreService: Service {
+    let store: any EventStore
+
+    public init(_ store: any EventStore) { self.store = store }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await store.close()
+    }
+}
+
+/// Ends idle uploads every `interval` (``UploadService/expireIdleUploads(idleMilliseconds:)``)
+/// until the group shuts down.
+public struct ExpirySweeper: Service {
+    let service: UploadService
+    let idleMilliseconds: Int64
+    let interval: Duration
+
+    public init(_ service: UploadService, idleMilliseconds: Int64, interval: Duration) {
+        self.service = service
+        self.idleMilliseconds = idleMilliseconds
+        self.interval = interval
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let expired = try await service.expireIdleUploads(idleMilliseconds: idleMilliseconds)
+                    if !expired.isEmpty { service.logger.info("expired idle uploads", metadata: ["count": "\(expired.count)"]) }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    service.logger.error("the expiry sweep failed", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}
+
+/// Checks once, after start-up, that every completed layer's blob is on disk, and logs the ones
+/// that are not (there should be none). Stops early when the group shuts down.
+public struct BlobCheck: Service {
+    let service: UploadService
+
+    public init(_ service: UploadService) { self.service = service }
+
+    public func run() async throws {
+        let (blobs, store, logger) = (service.blobs, service.store, service.logger)
+        await cancelWhenGracefulShutdown {
+            let check = Task.detached { try blobs.missingBlobs(in: store) }
+            do {
+                let problems = try await withTaskCancellationHandler { try await check.value } onCancel: { check.cancel() }
+                for problem in problems.prefix(20) { logger.error("the log records a layer the disk lacks", metadata: ["problem": "\(problem)"]) }
+                if problems.count > 20 { logger.error("more layers lack their blobs", metadata: ["count": "\(problems.count)"]) }
+            } catch {
+                logger.error("could not check the layers' blobs", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

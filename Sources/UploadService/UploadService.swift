@@ -1,0 +1,62 @@
+import Foundation
+public import Logging
+public import UploadCore
+public import UploadStore
+
+/// The application layer: every operation of the coordinator, whichever front end asks (the
+/// AWS JSON API, the command line, the sweeper). It owns what lies between a validated command and
+/// the store: the blob store, the order that makes a crash safe (stage → sync → record → clean
+/// up), the checks made before any I/O, and the clean-up after a refusal.
+///
+/// Each command is decided once, by the store, inside its write transaction; a retry of an SDK
+/// call is recognised there too. The checks here only decide whether I/O is worth doing.
+public final class UploadService: Sendable {
+    public let store: any EventStore
+    public let blobs: BlobStore
+    let logger: Logger
+    /// Serialises the parts, completion and clean-up of one upload (its staging file).
+    let uploadLocks = KeyedLock()
+
+    public init(store: any EventStore, blobs: BlobStore, logger: Logger) {
+        self.store = store
+        self.blobs = blobs
+        self.logger = logger
+    }
+
+    public var settings: DecisionSettings { store.settings }
+
+    /// Runs `body` against one consistent snapshot of the store.
+    public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T { try store.read(body) }
+
+    /// The repository a request names, which must exist (`RepositoryNotFoundException`).
+    public func existingRepository(_ registryId: String?, _ name: String) throws -> RepositoryRef {
+        try read { try Decider.existingRepository(registryId, name, state: $0, settings: settings) }
+    }
+
+    public func createRepository(_ command: CreateRepository, _ metadata: RequestMetadata) async throws -> RepositoryCreated {
+        try await store.execute(.createRepository(command), metadata: metadata).events.first(RepositoryCreated.self, recordedBy: "CreateRepository")
+    }
+
+    /// Deletes the repository, then the staged bytes of the uploads it aborted (no longer needed
+    /// once the abort has committed).
+    public func deleteRepository(_ command: DeleteRepository, _ metadata: RequestMetadata) async throws -> RepositoryRemoved {
+        let createdAt = try? read { try $0.repository(RepositoryRef(registryId: settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName))?.createdAt }
+        let events = try await store.execute(.deleteRepository(command), metadata: metadata).events
+        let deleted = try events.first(RepositoryDeleted.self, recordedBy: "DeleteRepository")
+        var aborted: [String] = []
+        for case .uploadAborted(let abort) in events.map(\.event) {
+            try await uploadLocks.withLock(abort.uploadId) { self.blobs.removeStaging(abort.uploadId) }
+            aborted.append(abort.uploadId)
+        }
+        return RepositoryRemoved(repository: deleted.repository, createdAt: createdAt ?? nil, abortedUploads: aborted)
+    }
+
+    public func putImage(_ command: PutImage, _ metadata: RequestMetadata) async throws -> ImagePushed {
+        try await store.execute(.putImage(command), metadata: metadata).events.first(ImagePushed.self, recordedBy: "PutImage")
+    }
+
+    public func batchDeleteImage(_ command: BatchDeleteImage, _ metadata: RequestMetadata) async throws -> ImagesDeleted {
+        let outcome = try await store.execute(.batchDeleteImage(command), metadata: metadata)
+        return ImagesDeleted(imageIds: outcome.decision.imageIds, failures: outcome.decision.imageFailures)
+    }
+}

@@ -1,0 +1,90 @@
+public import UploadCore
+
+/// What the application layer needs of a store, whatever keeps it: LMDB (``Store``) now, and
+/// PostgreSQL later. The store owns the storage layout; callers speak commands, events and the
+/// typed projection state.
+public protocol EventStore: Sendable {
+    /// The settings the store decides commands with.
+    var settings: DecisionSettings { get }
+    /// The store's clock, for what callers stamp themselves (a token's expiry, a sweep's id).
+    var clock: any Clock { get }
+
+    /// Decides each command inside the store's write transaction, from the state at the log's
+    /// tail (each against the state the ones before it left), appends its events, updates the
+    /// projections and commits. Each result is answered once its commit is durable: the command's
+    /// outcome, its refusal (``CommandError``, nothing written), or the store's failure.
+    func append(_ submissions: [CommandSubmission]) async -> [Result<CommandOutcome, any Error>]
+
+    /// Runs `body` against one consistent snapshot of the log and the projections.
+    func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T
+
+    /// Waits until an event after `position` commits, or `timeout` passes (the caller then reads
+    /// again, to see what another process appended). - Returns: `false` once followers were
+    /// stopped (shutdown) or the task was cancelled: stop following.
+    func waitForEvents(after position: UInt64, timeout: Duration) async -> Bool
+    /// Ends every ``waitForEvents(after:timeout:)`` at once, for a graceful shutdown of live feeds.
+    func stopFollowers()
+    var followersStopped: Bool { get }
+
+    /// Figures for monitoring, read from one snapshot.
+    func statistics() throws -> StoreStatistics
+
+    /// Writes every command already submitted, then stops taking more.
+    func close() async
+}
+
+/// One command for ``EventStore/append(_:)``, with who asked for it.
+public struct CommandSubmission: Sendable {
+    public let command: Command
+    public let metadata: RequestMetadata
+
+    public init(_ command: Command, metadata: RequestMetadata) {
+        self.command = command
+        self.metadata = metadata
+    }
+}
+
+extension EventStore {
+    /// Waits up to a second: see ``waitForEvents(after:timeout:)``.
+    public func waitForEvents(after position: UInt64) async -> Bool {
+        await waitForEvents(after: position, timeout: .seconds(1))
+    }
+
+    /// Appends one command. - Throws: its refusal (``CommandError``) or the store's failure.
+    public func execute(_ command: Command, metadata: RequestMetadata) async throws -> CommandOutcome {
+        guard let result = await append([CommandSubmission(command, metadata: metadata)]).first else {
+            throw StoreError(.closed, "the store answered nothing")
+        }
+        return try result.get()
+    }
+}
+
+/// Typed reads of one snapshot: the projection state the decider sees, pages of the views, and the
+/// log. Valid only inside ``EventStore/read(_:)``.
+public protocol StoreSnapshot: ProjectionState {
+    /// The position of the last event, 0 for an empty log.
+    func lastPosition() throws -> UInt64
+    /// The position the projections reflect.
+    func checkpoint() throws -> UInt64
+    /// Up to `limit` events after `position`, in order.
+    func events(after position: UInt64, limit: Int) throws -> [EventEnvelope]
+    /// Up to `limit` repositories of the registry whose names sort after `name`, in name order.
+    func repositories(in registryId: String, after name: String?, limit: Int) throws -> [RepositorySummary]
+    /// Up to `limit` images of the repository whose digests sort after `digest`, in digest order.
+    func images(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord]
+    /// Up to `limit` tags of the repository that sort after `tag`, in tag order.
+    func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)]
+    /// Up to `limit` completed layers of every repository, after `cursor` (from the first when
+    /// `nil`), with the cursor of each for the next page.
+    func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)]
+}
+
+extension StoreSnapshot {
+    /// Every event after `position` (the whole log by default), in order.
+    public func events(after position: UInt64 = 0) throws -> [EventEnvelope] { try events(after: position, limit: .max) }
+}
+
+/// A place in a store's walk of a whole view; opaque to callers.
+public struct StoreCursor: Sendable, Equatable {
+    let key: [UInt8]
+}

@@ -1,0 +1,110 @@
+import UploadCore
+
+/// The projection tables held in memory: replay's scratch state, and the tests' reference model.
+///
+/// Records stay values, one dictionary per record type: nothing is encoded until
+/// ``entries(_:)`` is asked for (replay's digest), so a rebuild spends its time folding events.
+/// A look-up returns the record through `any FieldRecord` and one cast to `R`; casting the
+/// concrete record to `R` directly measured slower (55k against 100k events/s on 20k events),
+/// since the projector is not specialised across modules.
+struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
+    /// Key bytes hashed in one call (`[UInt8]`'s own hashing feeds the hasher a byte at a time).
+    struct Key: Hashable, Sendable {
+        let bytes: [UInt8]
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    }
+
+    private var sessions: [Key: UploadSession] = [:]
+    private var repositories: [Key: RepositorySummary] = [:]
+    private var layers: [Key: LayerRecord] = [:]
+    private var images: [Key: ImageRecord] = [:]
+    private var tags: [Key: TagRecord] = [:]
+    private var invocations: [Key: InvocationRecord] = [:]
+    /// The index tables, whose values are all ``IndexMark``.
+    private var marks: [ProjectionTable: Set<Key>] = [:]
+
+    init() {}
+
+    func record<R: FieldRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R? {
+        let key = Key(bytes: key)
+        let found: (any FieldRecord)? = switch table {
+        case .sessions: sessions[key]
+        case .repositories: repositories[key]
+        case .layers: layers[key]
+        case .images: images[key]
+        case .imageTags: tags[key]
+        case .invocations: invocations[key]
+        case .repositoryUploads, .initiations, .repositoryInitiations: marks[table]?.contains(key) == true ? IndexMark() : nil
+        }
+        guard let found else { return nil }
+        guard let record = found as? R else {
+            throw CodecError("table \(table.rawValue) holds a \(Swift.type(of: found)), not a \(R.self)")
+        }
+        return record
+    }
+
+    mutating func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some FieldRecord) throws {
+        let key = Key(bytes: key)
+        switch table {
+        case .sessions: sessions[key] = try Self.cast(record, table)
+        case .repositories: repositories[key] = try Self.cast(record, table)
+        case .layers: layers[key] = try Self.cast(record, table)
+        case .images: images[key] = try Self.cast(record, table)
+        case .imageTags: tags[key] = try Self.cast(record, table)
+        case .invocations: invocations[key] = try Self.cast(record, table)
+        case .repositoryUploads, .initiations, .repositoryInitiations:
+            _ = try Self.cast(record, table) as IndexMark
+            marks[table, default: []].insert(key)
+        }
+    }
+
+    mutating func delete(_ table: ProjectionTable, _ key: [UInt8]) {
+        let key = Key(bytes: key)
+        switch table {
+        case .sessions: sessions[key] = nil
+        case .repositories: repositories[key] = nil
+        case .layers: layers[key] = nil
+        case .images: images[key] = nil
+        case .imageTags: tags[key] = nil
+        case .invocations: invocations[key] = nil
+        case .repositoryUploads, .initiations, .repositoryInitiations: marks[table]?.remove(key)
+        }
+    }
+
+    func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) -> [[UInt8]] {
+        let keys: [Key] = switch table {
+        case .sessions: Array(sessions.keys)
+        case .repositories: Array(repositories.keys)
+        case .layers: Array(layers.keys)
+        case .images: Array(images.keys)
+        case .imageTags: Array(tags.keys)
+        case .invocations: Array(invocations.keys)
+        case .repositoryUploads, .initiations, .repositoryInitiations: Array(marks[table] ?? [])
+        }
+        return keys.map(\.bytes).filter { $0.starts(with: prefix) }.sorted(by: ProjectionKey.precedes)
+    }
+
+    /// Every entry of `table`, encoded, in key byte order: the order and bytes LMDB holds.
+    func entries(_ table: ProjectionTable) -> [(key: [UInt8], value: [UInt8])] {
+        func encoded(_ records: [Key: some FieldRecord]) -> [(key: [UInt8], value: [UInt8])] {
+            records.map { ($0.key.bytes, $0.value.encoded()) }
+        }
+        let entries: [(key: [UInt8], value: [UInt8])] = switch table {
+        case .sessions: encoded(sessions)
+        case .repositories: encoded(repositories)
+        case .layers: encoded(layers)
+        case .images: encoded(images)
+        case .imageTags: encoded(tags)
+        case .invocations: encoded(invocations)
+        case .repositoryUploads, .initiations, .repositoryInitiations: (marks[table] ?? []).map { ($0.bytes, []) }
+        }
+        return entries.sorted { ProjectionKey.precedes($0.key, $1.key) }
+    }
+
+    private static func cast<R>(_ record: some FieldRecord, _ table: ProjectionTable) throws -> R {
+        guard let typed = record as? R else {
+            throw CodecError("table \(table.rawValue) holds \(R.self) records, not \(type(of: record))")
+        }
+        return typed
+    }
+}

@@ -1,0 +1,117 @@
+import UploadCore
+
+/// The projection state as keyed tables of encoded records: how this store lays out what
+/// ``MutableProjectionState`` means. LMDB (``LMDBTables``) and replay's memory
+/// (``InMemoryProjectionTables``) implement the four primitives; the meaning is mapped onto keys
+/// once, here, for both.
+///
+/// Keys compare as unsigned bytes, as LMDB compares them.
+protocol KeyedProjectionTables: MutableProjectionState {
+    /// The record under `key`, as `type`; `nil` when there is none.
+    func record<R: FieldRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R?
+    mutating func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some FieldRecord) throws
+    mutating func delete(_ table: ProjectionTable, _ key: [UInt8]) throws
+    /// Every key that starts with `prefix`, in byte order.
+    func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]]
+}
+
+/// The value of an index entry: empty, since the key says everything.
+struct IndexMark: FieldRecord {}
+
+extension KeyedProjectionTables {
+    func session(_ uploadId: String) throws -> UploadSession? {
+        try record(.sessions, ProjectionKey.session(uploadId), as: UploadSession.self)
+    }
+
+    func repository(_ ref: RepositoryRef) throws -> RepositorySummary? {
+        try record(.repositories, ProjectionKey.repository(ref), as: RepositorySummary.self)
+    }
+
+    /// In key order: by upload id.
+    func activeUploads(in ref: RepositoryRef) throws -> [String] {
+        try names(in: .repositoryUploads, of: ref)
+    }
+
+    /// In key order: by repository key, then upload id.
+    func allActiveUploads() throws -> [String] {
+        try keys(in: .repositoryUploads, withPrefix: []).map(ProjectionKey.uploadId(inRepositoryUploadKey:))
+    }
+
+    func layer(_ ref: RepositoryRef, _ digest: String) throws -> LayerRecord? {
+        try record(.layers, ProjectionKey.scoped(ref, digest), as: LayerRecord.self)
+    }
+
+    func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? {
+        try record(.images, ProjectionKey.scoped(ref, digest), as: ImageRecord.self)
+    }
+
+    /// In key order: by digest.
+    func imageDigests(in ref: RepositoryRef) throws -> [String] {
+        try names(in: .images, of: ref)
+    }
+
+    func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? {
+        try record(.imageTags, ProjectionKey.scoped(ref, tag), as: TagRecord.self)
+    }
+
+    func invocation(_ invocationId: String) throws -> InvocationRecord? {
+        try record(.invocations, ProjectionKey.invocation(invocationId), as: InvocationRecord.self)
+    }
+
+    mutating func put(_ session: UploadSession) throws {
+        try put(.sessions, ProjectionKey.session(session.uploadId), session)
+    }
+
+    mutating func put(_ repository: RepositorySummary) throws {
+        try put(.repositories, ProjectionKey.repository(repository.repository), repository)
+    }
+
+    mutating func removeRepository(_ ref: RepositoryRef) throws {
+        try delete(.repositories, ProjectionKey.repository(ref))
+    }
+
+    mutating func setUpload(_ uploadId: String, in ref: RepositoryRef, active: Bool) throws {
+        let key = ProjectionKey.repositoryUpload(ref, uploadId)
+        if active { try put(.repositoryUploads, key, IndexMark()) } else { try delete(.repositoryUploads, key) }
+    }
+
+    mutating func recordInitiation(in ref: RepositoryRef, at recordedAt: Timestamp, position: UInt64) throws {
+        let when = ProjectionKey.timeAndPosition(recordedAt, position)
+        try put(.initiations, when, IndexMark())
+        try put(.repositoryInitiations, ProjectionKey.repositoryPrefix(ref) + when, IndexMark())
+    }
+
+    mutating func put(_ layer: LayerRecord, in ref: RepositoryRef) throws {
+        try put(.layers, ProjectionKey.scoped(ref, layer.layerDigest), layer)
+    }
+
+    mutating func removeLayers(in ref: RepositoryRef) throws {
+        for key in try keys(in: .layers, withPrefix: ProjectionKey.repositoryPrefix(ref)) { try delete(.layers, key) }
+    }
+
+    mutating func put(_ image: ImageRecord, in ref: RepositoryRef) throws {
+        try put(.images, ProjectionKey.scoped(ref, image.imageDigest), image)
+    }
+
+    mutating func removeImage(_ digest: String, in ref: RepositoryRef) throws {
+        try delete(.images, ProjectionKey.scoped(ref, digest))
+    }
+
+    mutating func put(_ tag: TagRecord, named name: String, in ref: RepositoryRef) throws {
+        try put(.imageTags, ProjectionKey.scoped(ref, name), tag)
+    }
+
+    mutating func removeTag(_ name: String, in ref: RepositoryRef) throws {
+        try delete(.imageTags, ProjectionKey.scoped(ref, name))
+    }
+
+    mutating func put(_ invocation: InvocationRecord, for invocationId: String) throws {
+        try put(.invocations, ProjectionKey.invocation(invocationId), invocation)
+    }
+
+    /// The item parts (digests, tags, upload ids) of `table`'s keys under `ref`, in key order.
+    private func names(in table: ProjectionTable, of ref: RepositoryRef) throws -> [String] {
+        let prefix = ProjectionKey.repositoryPrefix(ref)
+        return try keys(in: table, withPrefix: prefix).map { String(decoding: $0.dropFirst(prefix.count), as: UTF8.self) }
+    }
+}

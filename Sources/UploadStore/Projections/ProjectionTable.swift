@@ -1,0 +1,92 @@
+import Crypto
+import UploadCore
+
+/// The named tables this store keeps the projection state in. Their names are the LMDB database names.
+enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
+    /// uploadId → ``UploadSession``: the current-upload-sessions view.
+    case sessions = "sessions"
+    /// `registryId/repositoryName` → ``RepositorySummary``: the per-repository view.
+    case repositories = "repositories"
+    /// `registryId/repositoryName` 0x00 uploadId → empty: the active uploads of each repository.
+    case repositoryUploads = "repository-uploads"
+    /// `registryId/repositoryName` 0x00 layerDigest → ``LayerRecord``: the layers available in a repository.
+    case layers = "layers"
+    /// `registryId/repositoryName` 0x00 imageDigest → ``ImageRecord``.
+    case images = "images"
+    /// `registryId/repositoryName` 0x00 imageTag → ``TagRecord``.
+    case imageTags = "image-tags"
+    /// recordedAt (8 bytes BE, ms) · position (8 bytes BE) → empty: every UploadInitiated in time order.
+    case initiations = "initiations"
+    /// `registryId/repositoryName` 0x00 · recordedAt · position → empty: the same, per repository.
+    case repositoryInitiations = "repository-initiations"
+    /// invocationId → ``InvocationRecord``: what each SDK call recorded, so a retry is answered
+    /// with the original result.
+    case invocations = "invocations"
+
+    static func < (a: ProjectionTable, b: ProjectionTable) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// The keys of each table, in one place.
+///
+/// Every key of every value the API accepts must fit LMDB's 511 bytes: a repository's name is up to
+/// 218 bytes with its registry, a tag up to 300. So a scoped key names a long repository by its
+/// hash (see ``repositoryPrefix(_:)``).
+enum ProjectionKey {
+    /// The longest repository key used as a scoped prefix as it is; longer ones are hashed.
+    static let longestPlainRepositoryKey = 160
+
+    static func session(_ uploadId: String) -> [UInt8] { Array(uploadId.utf8) }
+    static func invocation(_ invocationId: String) -> [UInt8] { Array(invocationId.utf8) }
+    static func repository(_ ref: RepositoryRef) -> [UInt8] { Array(ref.description.utf8) }
+
+    /// The start of every key scoped to a repository: `registryId/name` and a 0x00 separator, or,
+    /// when that is longer than ``longestPlainRepositoryKey``, 0xFF, the SHA-256 of it, and 0x00
+    /// (34 bytes). Neither can be a prefix of the other: plain names start with a digit, and
+    /// contain no 0x00. Scoped keys are read back by their part after the prefix, never parsed.
+    static func repositoryPrefix(_ ref: RepositoryRef) -> [UInt8] {
+        let plain = repository(ref)
+        guard plain.count > longestPlainRepositoryKey else { return plain + [0] }
+        return [0xFF] + Array(SHA256.hash(data: plain)) + [0]
+    }
+
+    /// The upload id at the end of a ``repositoryUpload(_:_:)`` key (ids are 36 characters).
+    static func uploadId(inRepositoryUploadKey key: some Collection<UInt8>) -> String {
+        String(decoding: key.suffix(36), as: UTF8.self)
+    }
+    static func repositoryUpload(_ ref: RepositoryRef, _ uploadId: String) -> [UInt8] {
+        repositoryPrefix(ref) + Array(uploadId.utf8)
+    }
+
+    /// The key of `item` (a layer digest, image digest or tag) under a repository.
+    static func scoped(_ ref: RepositoryRef, _ item: String) -> [UInt8] {
+        repositoryPrefix(ref) + Array(item.utf8)
+    }
+
+    /// recordedAt and position, 16 bytes that sort by time, then position.
+    static func timeAndPosition(_ at: Timestamp, _ position: UInt64) -> [UInt8] {
+        BigEndian.bytes(UInt64(bitPattern: at.millisecondsSinceEpoch)) + BigEndian.bytes(position)
+    }
+
+    /// Whether `a` sorts before `b` as LMDB compares keys: unsigned bytes, a prefix first.
+    /// (The standard `lexicographicallyPrecedes` walks generic iterators: sorting a replay's
+    /// digest entries with it took a quarter of `upload-replay verify` on a million events.)
+    static func precedes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBufferPointer { x in
+            b.withUnsafeBufferPointer { y in
+                let n = min(x.count, y.count)
+                var i = 0
+                while i < n {
+                    if x[i] != y[i] { return x[i] < y[i] }
+                    i += 1
+                }
+                return x.count < y.count
+            }
+        }
+    }
+
+    /// A key as a person reads it in a report: UTF-8 with the 0x00 separator shown as `|`.
+    static func readable(_ key: some Collection<UInt8>) -> String {
+        String(decoding: key.map { $0 == 0 ? UInt8(ascii: "|") : $0 }, as: UTF8.self)
+    }
+}
+
