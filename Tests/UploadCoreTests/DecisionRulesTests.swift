@@ -1,0 +1,401 @@
+import Testing
+@testable import UploadCore
+@testable import UploadStore
+import UploadTesting
+
+/// The layer and image rules (LayerDecisions, ImageDecisions), decided through ``Decider`` against
+/// in-memory tables that the projector keeps, as the writer does.
+struct DecisionRulesTests {
+    static let maxPart = Int64(UploadLayerPart.maximumPartBytes)
+    let a = Fixture.digest("a"), b = Fixture.digest("b"), c = Fixture.digest("c"), d = Fixture.digest("d")
+
+    // MARK: UploadLayerPart
+
+    /// A part is recorded only once staged; an exact retry of the last part records nothing, staged or not.
+    @Test func part_isRecordedOnlyOnceStaged_andAnExactRetryDecidesNothing() throws {
+        var w = try Harness()
+        let id = try w.start()
+        let unstaged = try w.refusal(.part(id, 0, 99, digest: "sha256:p0", staged: false))
+        #expect(unstaged.code == .server)
+        #expect(unstaged.message.contains("changed"))
+        let decision = try w.run(.part(id, 0, 99, digest: "sha256:p0"))
+        #expect(decision.events == [.layerPartUploaded(LayerPartUploaded(
+            uploadId: id, registryId: testRegistryId, repositoryName: "team/app", partFirstByte: 0, partLastByte: 99, partDigest: "sha256:p0"))])
+        #expect(try w.session(id).bytesReceived == 100)
+        #expect(try w.decide(.part(id, 0, 99, digest: "sha256:p0", staged: false)).events.isEmpty)
+        #expect(try w.decide(.part(id, 0, 99, digest: "sha256:p0")).events.isEmpty)
+        // The same range with other bytes is no retry, and no longer the next part.
+        let other = try w.refusal(.part(id, 0, 99, digest: "sha256:other"))
+        #expect(other.code == .invalidLayerPart)
+        #expect(other.layerPart?.lastValidByteReceived == 99)
+    }
+
+    /// After `received` bytes (0 or 100), each is refused, naming the last valid byte (0 when there is none).
+    @Test(arguments: [
+        ("gap", 100, 150, 199, 50), ("overlap", 100, 50, 149, 100), ("restart", 100, 0, 49, 50),
+        ("last byte before first", 100, 100, 99, 1), ("length short of range", 100, 100, 199, 99),
+        ("length past range", 100, 100, 199, 101), ("over the part maximum", 100, 100, 100 + maxPart, UInt64(maxPart) + 1),
+        ("first part not at 0", 0, 1, 10, 10), ("first part over the maximum", 0, 0, maxPart, UInt64(maxPart) + 1),
+    ] as [(String, Int64, Int64, Int64, UInt64)])
+    func part_outOfLine_isInvalidLayerPart(why: String, received: Int64, first: Int64, last: Int64, length: UInt64) throws {
+        var w = try Harness()
+        let id = try w.start()
+        if received > 0 { try w.run(.part(id, 0, received - 1)) }
+        let error = try w.refusal(.part(id, first, last, length: length))
+        #expect(error.code == .invalidLayerPart, "\(why)")
+        #expect(error.layerPart?.lastValidByteReceived == UInt64(max(0, received - 1)), "\(why)")
+        #expect(error.layerPart?.uploadId == id)
+        #expect(try w.session(id).bytesReceived == UInt64(received))
+    }
+
+    @Test func partBeyondMaximumParts_isLimitExceeded() throws {
+        var w = try Harness()
+        w.settings.maximumParts = 2
+        let id = try w.start()
+        try w.run(.part(id, 0, 9))
+        try w.run(.part(id, 10, 19))
+        #expect(try w.refusal(.part(id, 20, 29)).code == .limitExceeded)
+        #expect(try w.refusal(.part(id, 20, 29, staged: false)).code == .limitExceeded)
+        #expect(try w.decide(.part(id, 10, 19, staged: false)).events.isEmpty, "a retry of the last part is still answered")
+    }
+
+    @Test func partOrCompletion_ofAnUploadNotActiveInTheRepository_isUploadNotFound() throws {
+        var w = try Harness(repositories: ["team/app", "team/other"])
+        let elsewhere = try w.start(in: "team/other")
+        let ended = try w.layer(a, size: 10)
+        for id in ["00000000-0000-4000-8000-0000000000ff", elsewhere, ended] {
+            #expect(try w.refusal(.part(id, 10, 19)).code == .uploadNotFound, "\(id)")
+            #expect(try w.refusal(.part(id, 0, 9, staged: false)).code == .uploadNotFound, "\(id): no retry once ended")
+            #expect(try w.refusal(.complete(id, [b], staged: .init(digest: b, size: 10))).code == .uploadNotFound, "\(id)")
+        }
+        #expect(try w.refusal(.part(elsewhere, 0, 9, repository: "team/gone")).code == .repositoryNotFound)
+        #expect(try w.refusal(.complete(elsewhere, [b], staged: nil, repository: "team/gone")).code == .repositoryNotFound)
+    }
+
+    // MARK: CompleteLayerUpload
+
+    /// No parts is EmptyUpload; a non-final part under the minimum is LayerPartTooSmall.
+    @Test(arguments: [(UploadSession.minimumPartBytes - 1, true), (UploadSession.minimumPartBytes, false)])
+    func completion_needsParts_allButTheLastOfTheMinimumSize(firstLength: UInt64, tooSmall: Bool) throws {
+        var w = try Harness()
+        let id = try w.start()
+        #expect(try w.refusal(.complete(id, [a], staged: .init(digest: a, size: 0))).code == .emptyUpload)
+        #expect(try !w.session(id).isReadyToComplete(in: w.ref))
+        let first = Int64(firstLength)
+        try w.run(.part(id, 0, first - 1))
+        #expect(try w.session(id).isReadyToComplete(in: w.ref), "one part, however small, is the last part")
+        try w.run(.part(id, first, first + 9))
+        #expect(try w.session(id).isReadyToComplete(in: w.ref) == !tooSmall)
+        let complete = try Command.complete(id, [a], staged: .init(digest: a, size: firstLength + 10))
+        if tooSmall {
+            #expect(try w.refusal(complete).code == .layerPartTooSmall)
+        } else {
+            #expect(try w.decide(complete).events.count == 1)
+        }
+    }
+
+    @Test(arguments: [
+        nil, CompleteLayerUpload.StagedLayer(digest: "sha256:staged", size: 99), CompleteLayerUpload.StagedLayer(digest: "sha256:staged", size: 101),
+    ] as [CompleteLayerUpload.StagedLayer?])
+    func completion_whoseStagedBytesAreMissingOrOtherThanRecorded_isServerError(staged: CompleteLayerUpload.StagedLayer?) throws {
+        var w = try Harness()
+        let id = try w.startWithPart()
+        let error = try w.refusal(.complete(id, [a], staged: staged))
+        #expect(error.code == .server)
+        #expect(error.message.contains("changed"))
+    }
+
+    @Test func completion_recordsTheStagedLayer_onlyWhenNamed_inAnyCase() throws {
+        var w = try Harness()
+        let id = try w.startWithPart()
+        let staged = CompleteLayerUpload.StagedLayer(digest: a, size: 100)
+        #expect(try w.refusal(.complete(id, [b, c], staged: staged)).code == .invalidLayer)
+        let decision = try w.run(.complete(id, [b, a.uppercased()], staged: staged))
+        #expect(decision.events == [.layerUploadCompleted(LayerUploadCompleted(
+            uploadId: id, registryId: testRegistryId, repositoryName: "team/app", layerDigest: a, layerSize: 100))])
+    }
+
+    @Test func completion_ofALayerTheRepositoryHas_isLayerAlreadyExists() throws {
+        var w = try Harness(repositories: ["team/app", "team/other"])
+        let first = try w.layer(a, size: 10)
+        #expect(try w.session(first).state == .completed)
+        #expect(try w.tables.layer(w.ref, a)?.layerSize == 10)
+        let again = try w.startWithPart()
+        #expect(try w.refusal(.complete(again, [a], staged: .init(digest: a, size: 100))).code == .layerAlreadyExists)
+        #expect(try w.session(again).state == .active)
+        try w.layer(a, size: 10, in: "team/other")  // another repository's layers are its own
+    }
+
+    // MARK: The session's checks before I/O
+
+    /// After a first part of bytes 0...99, `expects` holds exactly for the parts the decider records.
+    @Test(arguments: [
+        (100, 199, 100), (100, 100, 1), (100, 99 + maxPart, UInt64(maxPart)),
+        (0, 99, 100), (150, 199, 50), (50, 149, 100), (100, 99, 1), (100, 199, 99), (100, 100 + maxPart, UInt64(maxPart) + 1),
+    ] as [(Int64, Int64, UInt64)])
+    func expects_holdsExactlyForThePartsTheDeciderRecords(first: Int64, last: Int64, length: UInt64) throws {
+        var w = try Harness()
+        let id = try w.startWithPart()
+        let command = try Command.part(id, first, last, length: length)
+        guard case .uploadLayerPart(let part) = command else { return }
+        let recorded = (try? w.decide(command))?.events.isEmpty == false
+        #expect(try w.session(id).expects(part, in: w.ref, settings: w.settings) == recorded)
+    }
+
+    @Test func expects_andReadiness_failForAnotherRepository_atThePartLimit_andOnceEnded() throws {
+        var w = try Harness(repositories: ["team/app", "team/other"])
+        let id = try w.startWithPart()
+        guard case .uploadLayerPart(let next) = try Command.part(id, 100, 199) else { return }
+        let other = RepositoryRef(registryId: testRegistryId, repositoryName: "team/other")
+        var session = try w.session(id)
+        #expect(session.expects(next, in: w.ref, settings: w.settings) && session.isReadyToComplete(in: w.ref))
+        #expect(!session.expects(next, in: other, settings: w.settings) && !session.isReadyToComplete(in: other))
+        #expect(try w.refusal(.part(id, 100, 199, repository: "team/other")).code == .uploadNotFound)
+        var limited = w.settings
+        limited.maximumParts = 1
+        #expect(!session.expects(next, in: w.ref, settings: limited))
+        try w.run(.complete(id, [a], staged: .init(digest: a, size: 100)))
+        session = try w.session(id)
+        #expect(!session.expects(next, in: w.ref, settings: w.settings) && !session.isReadyToComplete(in: w.ref))
+    }
+
+    // MARK: ExpireIdleUploads
+
+    @Test func expiry_takesActiveUploadsIdleAtLeastTheLimit_atMostLimitOfThem() throws {
+        var w = try Harness()
+        let t0 = w.now.millisecondsSinceEpoch
+        let old = try w.start(), recent = try w.start()
+        let ended = try w.layer(a, size: 10)
+        w.now = Timestamp(millisecondsSinceEpoch: t0 + 1000)
+        try w.run(.part(recent, 0, 9))
+        w.now = Timestamp(millisecondsSinceEpoch: t0 + 1999)
+        #expect(try Self.expired(w.decide(.expire(idle: 1000))) == [old])
+        w.now = Timestamp(millisecondsSinceEpoch: t0 + 2000)
+        #expect(try Self.expired(w.decide(.expire(idle: 1000))) == [old, recent], "idle exactly the limit expires; the completed one never")
+        #expect(try Self.expired(w.decide(.expire(idle: 1000, limit: 1))) == [old])
+        let decision = try w.run(.expire(idle: 1000, limit: 1))
+        #expect(decision.events == [.uploadExpired(UploadExpired(
+            uploadId: old, registryId: testRegistryId, repositoryName: "team/app", lastActivityAt: Timestamp(millisecondsSinceEpoch: t0)))])
+        #expect(try w.session(old).state == .expired)
+        #expect(try w.session(ended).state == .completed)
+        #expect(try Self.expired(w.decide(.expire(idle: 1))) == [recent], "ended uploads are skipped")
+    }
+
+    static func expired(_ decision: Decision) -> [String] {
+        decision.events.compactMap { event -> String? in guard case .uploadExpired(let e) = event else { return nil }; return e.uploadId }
+    }
+
+    // MARK: PutImage
+
+    @Test func put_sameDigestAndTagAgain_isImageAlreadyExists_butANewTagIsAccepted() throws {
+        var w = try Harness()
+        try w.withLayers()
+        let manifest = Fixture.image(config: c, layers: [a])
+        try w.run(.put(manifest, tag: "v1"))
+        #expect(try w.refusal(.put(manifest, tag: "v1")).code == .imageAlreadyExists)
+        #expect(try w.refusal(.put(manifest)).code == .imageAlreadyExists)
+        guard case .imagePushed(let e)? = try w.run(.put(manifest, tag: "v2")).events.first else {
+            Issue.record("no ImagePushed"); return
+        }
+        #expect(e.imageTag == "v2")
+        #expect(try w.tables.image(w.ref, e.imageDigest)?.tags == ["v1", "v2"])
+    }
+
+    /// A claimed digest must be the manifest's (in any case); the size is the layers' without the config.
+    @Test func put_checksTheClaimedDigest_andRecordsTheSumOfLayerSizes() throws {
+        var w = try Harness()
+        try w.withLayers()
+        let manifest = Fixture.image(config: c, layers: [a, b])
+        let digest = try Fixture.imageDigest(manifest)
+        #expect(try w.refusal(.put(manifest, tag: "v1", digest: d)).code == .imageDigestDoesNotMatch)
+        let decision = try w.run(.put(manifest, tag: "v1", digest: digest.uppercased()))
+        #expect(decision.events == [.imagePushed(ImagePushed(
+            registryId: testRegistryId, repositoryName: "team/app", imageDigest: digest, imageTag: "v1", imageManifest: manifest,
+            imageManifestMediaType: "application/vnd.oci.image.manifest.v1+json",
+            artifactMediaType: "application/vnd.oci.image.config.v1+json", imageSizeInBytes: 30, pushedAt: w.now))])
+    }
+
+    /// Missing blobs are LayersNotFound (each listed once, config first); missing images ReferencedImagesNotFound.
+    @Test func put_referencingWhatTheRepositoryLacks_listsWhatIsMissing() throws {
+        var w = try Harness()
+        try w.layer(a, size: 10)
+        let layers = try w.refusal(.put(Fixture.image(config: c, layers: [a, b, b])))
+        #expect(layers.code == .layersNotFound)
+        #expect(layers.message.hasSuffix(": \(c), \(b)"))
+        try w.layer(c, size: 7)
+        let manifest = Fixture.image(config: c, layers: [a])
+        try w.run(.put(manifest))
+        let present = try Fixture.imageDigest(manifest)
+        let error = try w.refusal(.put(Fixture.index([present, d])))
+        #expect(error.code == .referencedImagesNotFound)
+        #expect(error.message.hasSuffix(": \(d)"))
+        #expect(try w.decide(.put(Fixture.index([present]), tag: "multi")).events.count == 1)
+    }
+
+    // MARK: BatchDeleteImage
+
+    @Test func delete_byDigest_deletesTheImageAndItsTags() throws {
+        var w = try Harness()
+        let (x, _) = try w.images()
+        let decision = try w.run(.delete([ImageIdentifier(imageDigest: x.uppercased())]))
+        #expect(decision.events == [.imageDeleted(ImageDeleted(registryId: testRegistryId, repositoryName: "team/app", imageDigest: x))])
+        #expect(decision.imageIds == [ImageIdentifier(imageDigest: x)] && decision.imageFailures.isEmpty)
+        #expect(try w.tables.image(w.ref, x) == nil)
+        #expect(try w.tables.tag(w.ref, "v1") == nil)
+    }
+
+    @Test func delete_byTag_untags_andDeletesWithTheLastTag() throws {
+        var w = try Harness()
+        let (x, _) = try w.images()
+        let first = try w.run(.delete([ImageIdentifier(imageTag: "v1")]))
+        #expect(first.events == [.imageUntagged(ImageUntagged(registryId: testRegistryId, repositoryName: "team/app", imageDigest: x, imageTag: "v1"))])
+        #expect(first.imageIds == [ImageIdentifier(imageDigest: x, imageTag: "v1")])
+        #expect(try w.tables.image(w.ref, x)?.tags == ["v2"])
+        let last = try w.run(.delete([ImageIdentifier(imageDigest: x, imageTag: "v2")]))
+        #expect(last.events.map(\.type) == [.imageUntagged, .imageDeleted])
+        #expect(try w.tables.image(w.ref, x) == nil)
+    }
+
+    /// Refusals of one id are failures in the answer, not errors; "y" stands for the untagged image's digest.
+    @Test(arguments: [
+        ("y", "v1", .imageTagDoesNotMatchDigest), ("sha256:" + String(repeating: "d", count: 64), nil, .imageNotFound),
+        (nil, "v9", .imageNotFound), ("sha256:xyz", nil, .invalidImageDigest), ("y", "", .invalidImageTag),
+        (nil, nil, .missingDigestAndTag),
+    ] as [(String?, String?, ImageFailure.Code)])
+    func delete_refusedIds_areFailures(digest: String?, tag: String?, code: ImageFailure.Code) throws {
+        var w = try Harness()
+        let (_, y) = try w.images()
+        let id = ImageIdentifier(imageDigest: digest == "y" ? y : digest, imageTag: tag)
+        let decision = try w.decide(.delete([id]))
+        #expect(decision.events.isEmpty && decision.imageIds.isEmpty)
+        #expect(decision.imageFailures.map(\.failureCode) == [code])
+        #expect(decision.imageFailures.first?.imageId == id)
+    }
+
+    /// Each id is decided against what the ones before it left ("x" is image x's digest; others are tags).
+    @Test(arguments: [
+        (["x", "x"], [.imageDeleted], [.imageNotFound]), (["v1", "v1"], [.imageUntagged], [.imageNotFound]),
+        (["x", "v1"], [.imageDeleted], [.imageNotFound]), (["v1", "x"], [.imageUntagged, .imageDeleted], []),
+        (["v1", "v2"], [.imageUntagged, .imageUntagged, .imageDeleted], []),
+    ] as [([String], [EventType], [ImageFailure.Code])])
+    func delete_laterIds_seeWhatEarlierOnesLeft(ids: [String], events: [EventType], failures: [ImageFailure.Code]) throws {
+        var w = try Harness()
+        let (x, _) = try w.images()
+        let request = ids.map { $0 == "x" ? ImageIdentifier(imageDigest: x) : ImageIdentifier(imageTag: $0) }
+        let decision = try w.run(.delete(request))  // the projector accepts what was decided
+        #expect(decision.events.map(\.type) == events)
+        #expect(decision.imageFailures.map(\.failureCode) == failures)
+        #expect(try (w.tables.image(w.ref, x) == nil) == events.contains(.imageDeleted))
+    }
+}
+
+/// Decides commands against in-memory tables and applies what they record, at increasing positions.
+private struct Harness {
+    var tables = InMemoryProjectionTables()
+    var settings = DecisionSettings(defaultRegistryId: testRegistryId)
+    var now = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
+    var position: UInt64 = 0
+    let ids = SequentialUploadIDs()
+    let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+
+    init(repositories: [String] = ["team/app"]) throws {
+        for name in repositories { try run(.createRepository(try CreateRepository(repositoryName: name))) }
+    }
+
+    func decide(_ command: Command) throws -> Decision {
+        let context = DecisionContext(now: now, newUploadId: command.startsUpload ? ids.next() : nil)
+        return try Decider.decide(command, state: tables, settings: settings, context: context)
+    }
+
+    @discardableResult
+    mutating func run(_ command: Command) throws -> Decision {
+        let decision = try decide(command)
+        for event in decision.events {
+            position += 1
+            try Projector.apply(EventEnvelope(position: position, recordedAt: now, metadata: testMetadata(), event: event), to: &tables)
+        }
+        return decision
+    }
+
+    func refusal(_ command: Command) throws -> CommandError { try #require(throws: CommandError.self) { try decide(command) } }
+    func session(_ uploadId: String) throws -> UploadSession { try #require(try tables.session(uploadId)) }
+
+    /// An upload in team/app holding bytes 0...99 (one part, digest `sha256:0-99`).
+    mutating func startWithPart() throws -> String {
+        let id = try start()
+        try run(.part(id, 0, 99))
+        return id
+    }
+
+    mutating func start(in repository: String = "team/app") throws -> String {
+        let decision = try run(.initiateLayerUpload(try InitiateLayerUpload(repositoryName: repository)))
+        guard case .uploadInitiated(let e)? = decision.events.first else { throw CommandError(.server, "no UploadInitiated") }
+        return e.uploadId
+    }
+
+    /// Uploads a layer of `size` bytes in one staged part and completes it; returns the upload id.
+    @discardableResult
+    mutating func layer(_ digest: String, size: UInt64, in repository: String = "team/app") throws -> String {
+        let id = try start(in: repository)
+        try run(.part(id, 0, Int64(size) - 1, repository: repository))
+        try run(.complete(id, [digest], staged: .init(digest: digest, size: size), repository: repository))
+        return id
+    }
+
+    /// Layers a (10 bytes) and b (20), and the config c (7), in team/app.
+    mutating func withLayers() throws {
+        for (digest, size) in [(Fixture.digest("a"), 10), (Fixture.digest("b"), 20), (Fixture.digest("c"), 7)] as [(String, UInt64)] {
+            try layer(digest, size: size)
+        }
+    }
+
+    /// Image x (config c, layer a) tagged v1 and v2, and untagged image y (layers a and b).
+    mutating func images() throws -> (x: String, y: String) {
+        try withLayers()
+        let x = Fixture.image(config: Fixture.digest("c"), layers: [Fixture.digest("a")])
+        let y = Fixture.image(config: Fixture.digest("c"), layers: [Fixture.digest("a"), Fixture.digest("b")])
+        for command in [try Command.put(x, tag: "v1"), try Command.put(x, tag: "v2"), try Command.put(y)] { try run(command) }
+        return try (Fixture.imageDigest(x), Fixture.imageDigest(y))
+    }
+}
+
+private enum Fixture {
+    static func digest(_ hex: Character) -> String { "sha256:" + String(repeating: hex, count: 64) }
+    static func image(config: String, layers: [String]) -> String {
+        func descriptor(_ type: String, _ digest: String) -> String { #"{"mediaType":"\#(type)","digest":"\#(digest)","size":1}"# }
+        let list = layers.map { descriptor("application/vnd.oci.image.layer.v1.tar", $0) }.joined(separator: ",")
+        let configDescriptor = descriptor("application/vnd.oci.image.config.v1+json", config)
+        return #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":\#(configDescriptor),"layers":[\#(list)]}"#
+    }
+    static func index(_ images: [String]) -> String {
+        let list = images.map { #"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#($0)","size":1}"# }
+        return #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[\#(list.joined(separator: ","))]}"#
+    }
+    static func imageDigest(_ manifest: String) throws -> String { try PutImage(repositoryName: "team/app", imageManifest: manifest).imageDigest }
+}
+
+private extension Command {
+    static func part(_ uploadId: String, _ first: Int64, _ last: Int64, length: UInt64? = nil, digest: String? = nil,
+                     staged: Bool = true, repository: String = "team/app") throws -> Command {
+        var part = try UploadLayerPart(
+            repositoryName: repository, uploadId: uploadId, partFirstByte: first, partLastByte: last,
+            partLength: length ?? UInt64(max(0, last - first + 1)), partDigest: digest ?? "sha256:\(first)-\(last)")
+        part.staged = staged
+        return .uploadLayerPart(part)
+    }
+    static func complete(_ uploadId: String, _ digests: [String], staged: CompleteLayerUpload.StagedLayer?,
+                         repository: String = "team/app") throws -> Command {
+        var complete = try CompleteLayerUpload(repositoryName: repository, uploadId: uploadId, layerDigests: digests)
+        complete.staged = staged
+        return .completeLayerUpload(complete)
+    }
+    static func put(_ manifest: String, tag: String? = nil, digest: String? = nil) throws -> Command {
+        .putImage(try PutImage(repositoryName: "team/app", imageManifest: manifest, imageTag: tag, imageDigest: digest))
+    }
+    static func delete(_ ids: [ImageIdentifier]) throws -> Command {
+        .batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: ids))
+    }
+    static func expire(idle: Int64, limit: Int = 1000) -> Command {
+        .expireIdleUploads(ExpireIdleUploads(idleMilliseconds: idle, limit: limit))
+    }
+}
