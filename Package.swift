@@ -1,4 +1,5 @@
 // swift-tools-version: 6.2
+import Foundation
 import PackageDescription
 
 // Upcoming features every target opts into (see README "Conventions").
@@ -13,7 +14,6 @@ let package = Package(
     products: [
         .executable(name: "upload-coordinator", targets: ["UploadCoordinator"]),
         .executable(name: "upload-replay", targets: ["UploadReplay"]),
-        .executable(name: "upload-bench", targets: ["UploadBench"]),
         .library(name: "UploadCore", targets: ["UploadCore"]),
         .library(name: "UploadStore", targets: ["UploadStore"]),
     ],
@@ -109,32 +109,6 @@ let package = Package(
             path: "Tools/Replay",
             swiftSettings: swiftSettings
         ),
-        // Performance figures, each against a reference run beside it (Tools/bench, BENCHMARKS.md).
-        .executableTarget(
-            name: "UploadBench",
-            dependencies: [
-                "LMDBKit", "UploadCore", "UploadStore",
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            path: "Tools/Bench",
-            exclude: ["reference", "BENCHMARKS.md"],
-            swiftSettings: swiftSettings
-        ),
-        // libFuzzer targets, fuzzing only when Tools/fuzz builds them (with -sanitize=fuzzer); the
-        // normal build compiles them, so they cannot rot. This one: the request decoder and the
-        // command validators.
-        .executableTarget(name: "RequestFuzzer", dependencies: ["AWSJSON", "ECRRequests", "UploadCore"], path: "Tools/Fuzz/Request", swiftSettings: swiftSettings),
-        // libFuzzer target for the HTTP layer itself: raw connections to the real server in process.
-        .executableTarget(
-            name: "HTTPFuzzer",
-            dependencies: [
-                "UploadAPI", "UploadCore", "UploadService", "UploadStore",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-            ],
-            path: "Tools/Fuzz/HTTP", swiftSettings: swiftSettings),
         .target(name: "UploadTesting", dependencies: ["UploadCore", "UploadStore", "UploadService", "LMDBKit"], path: "Tests/UploadTesting", swiftSettings: swiftSettings),
         .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: swiftSettings),
         .testTarget(name: "LogHashingTests", dependencies: ["LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
@@ -152,3 +126,37 @@ let package = Package(
         ),
     ]
 )
+
+// The benchmarks and fuzzers are not part of the product: a build sees them only with
+// UPLOAD_COORDINATOR_TOOLS=1, which Tools/bench, Tools/fuzz and Tools/test set when they need them
+// (as Hummingbird keeps its benchmarks behind ENABLE_HB_BENCHMARKS).
+if ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_TOOLS"] == "1" {
+    package.products.append(.executable(name: "upload-bench", targets: ["UploadBench"]))
+    package.targets += [
+        // Performance figures, each against a reference run beside it (Tools/bench, BENCHMARKS.md).
+        .executableTarget(
+            name: "UploadBench",
+            dependencies: [
+                "LMDBKit", "UploadCore", "UploadStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/Benchmarks",
+            exclude: ["reference", "BENCHMARKS.md"],
+            swiftSettings: swiftSettings
+        ),
+        // libFuzzer targets, fuzzing when Tools/fuzz builds them (with -sanitize=fuzzer). This
+        // one: the request mapping, the command validators and the event decoder.
+        .executableTarget(name: "RequestFuzzer", dependencies: ["AWSJSON", "ECRRequests", "UploadCore"], path: "Tools/Fuzzers/Request", swiftSettings: swiftSettings),
+        // libFuzzer target for the HTTP layer itself: raw connections to the real server in process.
+        .executableTarget(
+            name: "HTTPFuzzer",
+            dependencies: [
+                "UploadAPI", "UploadCore", "UploadService", "UploadStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tools/Fuzzers/HTTP", swiftSettings: swiftSettings)
+    ]
+}

@@ -1,7 +1,7 @@
 import Crypto
 import NIOPosix
 public import UploadCore
-public import UploadStore
+import UploadStore
 
 extension UploadService {
     public func initiateLayerUpload(_ command: InitiateLayerUpload, _ metadata: RequestMetadata) async throws -> UploadStarted {

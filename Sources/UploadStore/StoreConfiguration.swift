@@ -51,7 +51,7 @@ public struct SystemClock: UploadCore.Clock {
 /// Why not version 4: upload ids key the sessions table (and the repository-uploads index). A
 /// random key lands on a random B-tree page, which the commit must copy, write and sync with its
 /// branch path; increasing keys fill the tree's right edge. In raw LMDB, random 36-byte keys cost
-/// about 16 KB of disk writes per insert, increasing ones about 260 B (Tools/Bench/BENCHMARKS.md).
+/// about 16 KB of disk writes per insert, increasing ones about 260 B (Tools/Benchmarks/BENCHMARKS.md).
 public final class TimeOrderedUploadIDs: UploadIDGenerator {
     private let state = Locked<(milliseconds: UInt64, counter: UInt64)>((0, 0))
 

@@ -10,9 +10,9 @@ struct UploadBench: AsyncParsableCommand {
         commandName: "upload-bench",
         abstract: "Measure append, replay, open, http and parts against their references, in one run.")
 
-    @Option(help: "The built lmdb-baseline (Tools/Bench/reference/lmdb-baseline.c).") var baseline: String
+    @Option(help: "The built lmdb-baseline (Tools/Benchmarks/reference/lmdb-baseline.c).") var baseline: String
     @Option(help: "The built upload-coordinator, for the figures that run `serve`.") var server: String
-    @Option(help: "The folder with the wrk scripts.") var scripts = "Tools/Bench/reference"
+    @Option(help: "The folder with the wrk scripts.") var scripts = "Tools/Benchmarks/reference"
     @Option(help: "Where stores and files are made (a real disk: fsync is part of what is measured).") var workDir: String?
     @Option(help: "Comma-separated figures to run: append, replay, open, http, parts.") var only = "append,replay,open,http,parts"
     @Option(help: ArgumentHelp("Keep the replay/open log here and reuse it on later runs (for profiling).", visibility: .hidden)) var logDir: String?

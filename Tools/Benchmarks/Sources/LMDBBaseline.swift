@@ -1,6 +1,6 @@
 import Foundation
 
-/// The floor: `lmdb-baseline` (Tools/Bench/reference/lmdb-baseline.c), raw LMDB appends and a
+/// The floor: `lmdb-baseline` (Tools/Benchmarks/reference/lmdb-baseline.c), raw LMDB appends and a
 /// cursor scan, run in the same run as the figure it is compared with.
 struct LMDBBaseline {
     struct Result {

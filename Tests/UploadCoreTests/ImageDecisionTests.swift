@@ -1,0 +1,110 @@
+import Testing
+@testable import UploadCore
+@testable import UploadStore
+import UploadTesting
+
+/// The image rules (ImageDecisions) of ``DecisionRulesTests``, through the same ``Harness``.
+extension DecisionRulesTests {
+    // MARK: PutImage
+
+    @Test func put_sameDigestAndTagAgain_isImageAlreadyExists_butANewTagIsAccepted() throws {
+        var w = try Harness()
+        try w.withLayers()
+        let manifest = Fixture.image(config: c, layers: [a])
+        try w.run(.put(manifest, tag: "v1"))
+        #expect(try w.refusal(.put(manifest, tag: "v1")).code == .imageAlreadyExists)
+        #expect(try w.refusal(.put(manifest)).code == .imageAlreadyExists)
+        guard case .imagePushed(let e)? = try w.run(.put(manifest, tag: "v2")).events.first else {
+            Issue.record("no ImagePushed"); return
+        }
+        #expect(e.imageTag == "v2")
+        #expect(try w.tables.image(w.ref, e.imageDigest)?.tags == ["v1", "v2"])
+    }
+
+    /// A claimed digest must be the manifest's (in any case); the size is the layers' without the config.
+    @Test func put_checksTheClaimedDigest_andRecordsTheSumOfLayerSizes() throws {
+        var w = try Harness()
+        try w.withLayers()
+        let manifest = Fixture.image(config: c, layers: [a, b])
+        let digest = try Fixture.imageDigest(manifest)
+        #expect(try w.refusal(.put(manifest, tag: "v1", digest: d)).code == .imageDigestDoesNotMatch)
+        let decision = try w.run(.put(manifest, tag: "v1", digest: digest.uppercased()))
+        #expect(decision.events == [.imagePushed(ImagePushed(
+            registryId: testRegistryId, repositoryName: "team/app", imageDigest: digest, imageTag: "v1", imageManifest: manifest,
+            imageManifestMediaType: "application/vnd.oci.image.manifest.v1+json",
+            artifactMediaType: "application/vnd.oci.image.config.v1+json", imageSizeInBytes: 30, pushedAt: w.now))])
+    }
+
+    /// Missing blobs are LayersNotFound (each listed once, config first); missing images ReferencedImagesNotFound.
+    @Test func put_referencingWhatTheRepositoryLacks_listsWhatIsMissing() throws {
+        var w = try Harness()
+        try w.layer(a, size: 10)
+        let layers = try w.refusal(.put(Fixture.image(config: c, layers: [a, b, b])))
+        #expect(layers.code == .layersNotFound)
+        #expect(layers.message.hasSuffix(": \(c), \(b)"))
+        try w.layer(c, size: 7)
+        let manifest = Fixture.image(config: c, layers: [a])
+        try w.run(.put(manifest))
+        let present = try Fixture.imageDigest(manifest)
+        let error = try w.refusal(.put(Fixture.index([present, d])))
+        #expect(error.code == .referencedImagesNotFound)
+        #expect(error.message.hasSuffix(": \(d)"))
+        #expect(try w.decide(.put(Fixture.index([present]), tag: "multi")).events.count == 1)
+    }
+
+    // MARK: BatchDeleteImage
+
+    @Test func delete_byDigest_deletesTheImageAndItsTags() throws {
+        var w = try Harness()
+        let (x, _) = try w.images()
+        let decision = try w.run(.delete([ImageIdentifier(imageDigest: x.uppercased())]))
+        #expect(decision.events == [.imageDeleted(ImageDeleted(registryId: testRegistryId, repositoryName: "team/app", imageDigest: x))])
+        #expect(decision.imageIds == [ImageIdentifier(imageDigest: x)] && decision.imageFailures.isEmpty)
+        #expect(try w.tables.image(w.ref, x) == nil)
+        #expect(try w.tables.tag(w.ref, "v1") == nil)
+    }
+
+    @Test func delete_byTag_untags_andDeletesWithTheLastTag() throws {
+        var w = try Harness()
+        let (x, _) = try w.images()
+        let first = try w.run(.delete([ImageIdentifier(imageTag: "v1")]))
+        #expect(first.events == [.imageUntagged(ImageUntagged(registryId: testRegistryId, repositoryName: "team/app", imageDigest: x, imageTag: "v1"))])
+        #expect(first.imageIds == [ImageIdentifier(imageDigest: x, imageTag: "v1")])
+        #expect(try w.tables.image(w.ref, x)?.tags == ["v2"])
+        let last = try w.run(.delete([ImageIdentifier(imageDigest: x, imageTag: "v2")]))
+        #expect(last.events.map(\.type) == [.imageUntagged, .imageDeleted])
+        #expect(try w.tables.image(w.ref, x) == nil)
+    }
+
+    /// Refusals of one id are failures in the answer, not errors; "y" stands for the untagged image's digest.
+    @Test(arguments: [
+        ("y", "v1", .imageTagDoesNotMatchDigest), ("sha256:" + String(repeating: "d", count: 64), nil, .imageNotFound),
+        (nil, "v9", .imageNotFound), ("sha256:xyz", nil, .invalidImageDigest), ("y", "", .invalidImageTag),
+        (nil, nil, .missingDigestAndTag),
+    ] as [(String?, String?, ImageFailure.Code)])
+    func delete_refusedIds_areFailures(digest: String?, tag: String?, code: ImageFailure.Code) throws {
+        var w = try Harness()
+        let (_, y) = try w.images()
+        let id = ImageIdentifier(imageDigest: digest == "y" ? y : digest, imageTag: tag)
+        let decision = try w.decide(.delete([id]))
+        #expect(decision.events.isEmpty && decision.imageIds.isEmpty)
+        #expect(decision.imageFailures.map(\.failureCode) == [code])
+        #expect(decision.imageFailures.first?.imageId == id)
+    }
+
+    /// Each id is decided against what the ones before it left ("x" is image x's digest; others are tags).
+    @Test(arguments: [
+        (["x", "x"], [.imageDeleted], [.imageNotFound]), (["v1", "v1"], [.imageUntagged], [.imageNotFound]),
+        (["x", "v1"], [.imageDeleted], [.imageNotFound]), (["v1", "x"], [.imageUntagged, .imageDeleted], []),
+        (["v1", "v2"], [.imageUntagged, .imageUntagged, .imageDeleted], []),
+    ] as [([String], [EventType], [ImageFailure.Code])])
+    func delete_laterIds_seeWhatEarlierOnesLeft(ids: [String], events: [EventType], failures: [ImageFailure.Code]) throws {
+        var w = try Harness()
+        let (x, _) = try w.images()
+        let request = ids.map { $0 == "x" ? ImageIdentifier(imageDigest: x) : ImageIdentifier(imageTag: $0) }
+        let decision = try w.run(.delete(request))  // the projector accepts what was decided
+        #expect(decision.events.map(\.type) == events)
+        #expect(decision.imageFailures.map(\.failureCode) == failures)
+        #expect(try (w.tables.image(w.ref, x) == nil) == events.contains(.imageDeleted))
+    }
+}
