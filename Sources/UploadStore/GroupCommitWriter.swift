@@ -148,13 +148,13 @@ final class GroupCommitWriter: Sendable {
             // its next command is not counted twice.
             expected = min(condition.withLock { queue.pending.count } + batch.count, configuration.maxBatchSize)
             lastBatch = elapsed
-            commitLatency.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            commitLatency.recordNanoseconds(elapsed.nanoseconds)
             batchSize.record(batch.count)
             if let tail {
                 notifier.committed(upTo: tail)
                 configuration.logger.debug("batch committed", metadata: [
                     "batch.commands": "\(batch.count)", "event.last": "\(tail)",
-                    "commit.microseconds": "\(elapsed.components.attoseconds / 1_000_000_000_000 + elapsed.components.seconds * 1_000_000)"])
+                    "commit.microseconds": "\(elapsed.nanoseconds / 1000)"])
             }
             statistics.withLock {
                 $0.transactions += 1
@@ -197,7 +197,7 @@ final class GroupCommitWriter: Sendable {
                 let remaining = deadline - ContinuousClock.now
                 guard remaining > .zero else { break }
                 let slice = min(remaining, .microseconds(500))
-                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(slice.components.attoseconds) / 1e18))
+                _ = condition.wait(until: Date(timeIntervalSinceNow: slice.seconds))
             }
         }
         if queue.pending.isEmpty {

@@ -76,7 +76,7 @@ public enum Replayer {
             report.failure = .unusable("\(error)")
         }
         let elapsed = ContinuousClock.now - start
-        report.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        report.seconds = elapsed.seconds
         return report
     }
 
@@ -98,7 +98,7 @@ public enum Replayer {
             let (tables, count) = try rebuild(txn, schema, tick: {})
             let elapsed = ContinuousClock.now - start
             return Rebuild(
-                events: count, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                events: count, seconds: elapsed.seconds,
                 digest: Hex.encode(ProjectionDigest.of(tables)))
         }
     }

@@ -4,12 +4,20 @@ import UploadCore
 import UploadStore
 
 /// `upload-replay`: proves that the live projections equal a deterministic rebuild from the log.
-/// Opens the store read-only; never writes to it.
+/// `upload-replay verify` is the same check, under the name auditors use: one command, two names.
 @main
 struct UploadReplay: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upload-replay",
         abstract: "Rebuild every projection from the log twice and compare digests with each other and with the live projections.",
+        subcommands: [Verify.self], defaultSubcommand: Verify.self)
+}
+
+/// The check. Opens the store read-only; never writes to it.
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "The check `upload-replay` runs (the same with or without the word `verify`).",
         discussion: """
             Also checks the log: positions dense from 1 and every record decodes. Exits 0 when \
             everything matches; 1 when projections differ (naming the first differing key); 2 when \
@@ -17,15 +25,8 @@ struct UploadReplay: ParsableCommand {
             """
     )
 
-    @Argument(help: "Optional: `verify`, the same full check under the name auditors use.")
-    var mode: String?
-
     @Option(help: "The data directory of the store to check.")
     var dataDir: String
-
-    func validate() throws {
-        if let mode, mode != "verify" { throw ValidationError("the only mode is `verify`; got '\(mode)'") }
-    }
 
     @Flag(help: "Print the report as one JSON object.")
     var json = false
@@ -84,7 +85,7 @@ final class ProgressMeter {
         guard now - lastShown > .milliseconds(250) || done == total else { return }
         lastShown = now
         let elapsed = now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.seconds
         let rate = seconds > 0 ? Double(done) / seconds : 0
         let left = rate > 0 ? Double(total - done) / rate : 0
         let line = String(format: "\r\u{1B}[K%llu/%llu events (%.0f%%), %.0f events/s, %.0f s left", done, total, 100 * Double(done) / Double(max(total, 1)), rate, left)

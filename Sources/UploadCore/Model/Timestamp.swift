@@ -52,3 +52,10 @@ public protocol UploadIDGenerator: Sendable {
     /// A fresh lowercase UUID string, e.g. `0f8c1a2e-…`.
     func next() -> String
 }
+
+extension Duration {
+    /// The duration in seconds, as a `Double`: for rates and reports, never for what is stored.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    /// The duration in whole nanoseconds (metrics timers take these).
+    public var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
+}

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import UploadCore
 #if canImport(Glibc)
 import Glibc
 #endif

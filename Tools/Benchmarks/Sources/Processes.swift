@@ -1,4 +1,5 @@
 import Foundation
+import UploadCore
 
 /// Runs programs the benchmark compares against or drives (lmdb-baseline, wrk, the servers).
 enum Processes {
