@@ -6,9 +6,9 @@ public import NIOCore
 public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
-    /// Who signed the request. The seam for authentication: a verifying middleware (SigV4, a
-    /// later issue) sets it, and every event the request records carries it in its metadata.
-    /// Until then nothing verifies signatures and it stays `nil`.
+    /// Who signed the request, when a middleware authenticated it (see `ECRPublicService.router`);
+    /// otherwise the service's own SigV4 check names the principal. Every event the request
+    /// records carries it in its metadata.
     public var principal: String?
 
     public init(source: ApplicationRequestContextSource) {

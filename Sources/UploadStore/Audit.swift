@@ -36,7 +36,7 @@ public struct InclusionProof: Sendable, Equatable {
               let position = (o["position"] as? NSNumber)?.uint64Value, let treeSize = (o["treeSize"] as? NSNumber)?.uint64Value,
               let rootHash = o["rootHash"] as? String, let leafHash = o["leafHash"] as? String,
               let path = o["path"] as? [String], let record = o["record"] as? String else {
-            throw StoreError(.corrupt, "not an inclusion proof: it needs position, treeSize, rootHash, leafHash, path and record")
+            throw ProofRejected("not an inclusion proof: it needs position, treeSize, rootHash, leafHash, path and record")
         }
         self.init(position: position, treeSize: treeSize, rootHash: rootHash, leafHash: leafHash, path: path, record: record)
     }
@@ -46,7 +46,7 @@ public struct InclusionProof: Sendable, Equatable {
     /// auditor recorded earlier for this tree size).
     /// - Returns: the proven event.
     public func verify(trustedRoot: String? = nil) throws -> EventEnvelope {
-        func fail(_ why: String) -> StoreError { StoreError(.corrupt, "the proof does not hold: \(why)") }
+        func fail(_ why: String) -> ProofRejected { ProofRejected("the proof does not hold: \(why)") }
         guard let bytes = Data(base64Encoded: record).map(Array.init) else { throw fail("the record is not base64") }
         let envelope: EventEnvelope
         do { envelope = try EventEnvelope(position: position, decoding: bytes) } catch { throw fail("the record does not decode: \(error)") }
@@ -80,9 +80,11 @@ extension Store {
     public func inclusionProof(position: UInt64) throws -> InclusionProof {
         try environment.read { txn in
             let size = try EventLog.tail(txn, schema)?.position ?? 0
-            guard (1...max(size, 1)).contains(position), size > 0,
-                  let record = try txn.get(schema.events, BigEndian.bytes(position)) else {
-                throw StoreError(.corrupt, "there is no event at position \(position)")
+            guard size > 0, (1...size).contains(position) else {
+                throw CommandError(.invalidParameter, "There is no event at position \(position); the log has \(size)")
+            }
+            guard let record = try txn.get(schema.events, BigEndian.bytes(position)) else {
+                throw StoreError(.corrupt, "the log ends at \(size) but lacks position \(position)")
             }
             return InclusionProof(
                 position: position, treeSize: size,
@@ -117,4 +119,10 @@ extension Store {
             }
         }
     }
+}
+
+/// An inclusion proof that is malformed or does not hold: the caller's input, not a fault of the store.
+public struct ProofRejected: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -73,14 +73,14 @@ struct AuditTests {
 
             var otherRecord = proof
             otherRecord.record = try store.inclusionProof(position: position + 1).record
-            #expect(throws: StoreError.self) { try otherRecord.verify() }
+            #expect(throws: ProofRejected.self) { try otherRecord.verify() }
             var movedLeaf = proof
             movedLeaf.position += 1
-            #expect(throws: StoreError.self) { try movedLeaf.verify() }
+            #expect(throws: ProofRejected.self) { try movedLeaf.verify() }
             var forgedPath = proof
             forgedPath.path[0] = String(repeating: "0", count: 64)
-            #expect(throws: StoreError.self) { try forgedPath.verify() }
-            #expect(throws: StoreError.self) { try proof.verify(trustedRoot: String(repeating: "a", count: 64)) }
+            #expect(throws: ProofRejected.self) { try forgedPath.verify() }
+            #expect(throws: ProofRejected.self) { try proof.verify(trustedRoot: String(repeating: "a", count: 64)) }
             let roundTrip = try InclusionProof(json: proof.json.text)
             #expect(roundTrip == proof)
         }
