@@ -25,7 +25,7 @@ struct CreateRepositoryCommand: AsyncParsableCommand {
 struct DeleteRepositoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "delete-repository",
-        abstract: "Delete a repository (records RepositoryDeleted, after UploadAborted for each upload in progress when --force).")
+        abstract: "Delete a repository (records RepositoryDeleted, after UploadAborted for each upload in progress and, with --force, ImageDeleted for each image).")
 
     @OptionGroup var store: StoreOptions
     @Option var repositoryName: String

@@ -19,7 +19,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The port to listen on; 0 picks a free one (the ready line names it).") var port = 5080
     @Option(help: ArgumentHelp("The 12-digit id of the registry served. [env: \(StoreOptions.Environment.registryId)] [default: \(StoreConfiguration.fallbackRegistryId)]"))
     var registryId: String?
-    /// The flag's old name, which scripts still use.
+    /// The data commands' old name for the flag, taken here too so that one name works everywhere.
     @Option(name: .customLong("default-registry-id"), help: .hidden) var defaultRegistryId: String?
     @Option(help: "Another name the registry answers to as registryId. [default: r<registry id>]") var registryAlias: String?
     @Option(help: ArgumentHelp("The partSize handed out by InitiateLayerUpload. [env: \(StoreOptions.Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))

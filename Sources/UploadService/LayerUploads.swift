@@ -45,6 +45,7 @@ extension UploadService {
         let digest = try await uploadLocks.withLock(command.uploadId) { [command] in
             var command = command
             var temporary: String?
+            defer { if let temporary { self.blobs.discard(temporary: temporary) } }
             if let session = try self.read({ try $0.session(command.uploadId) }), session.isReadyToComplete(in: ref) {
                 let uploadId = command.uploadId, size = session.bytesReceived
                 let (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size) }
@@ -53,7 +54,6 @@ extension UploadService {
                 // A layer the caller did not name is refused without entering the blob store.
                 if command.names(digest) { try await Self.blocking { try self.blobs.commitBlob(copy, digest: digest) } }
             }
-            defer { if let temporary { self.blobs.discard(temporary: temporary) } }
             let events = try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events
             let completed = try events.first(LayerUploadCompleted.self, recordedBy: "CompleteLayerUpload")
             if command.staged != nil { self.blobs.removeStaging(command.uploadId) }

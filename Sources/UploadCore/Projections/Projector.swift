@@ -1,9 +1,9 @@
 /// Folds events into the projection tables. A pure function of the events: the same log gives
 /// the same table bytes, whether applied live in the writer's transaction or rebuilt by replay.
 public enum Projector {
-    /// The version of what this projector writes. Bump it when a record or what the projector puts
-    /// in the state changes (a store bumps its own when only its key layout does); a store whose
-    /// tables carry another version rebuilds them from the log on open.
+    /// The version of the projection tables. Bump it when a record, what the projector puts in the
+    /// state, or the store's key layout (`UploadStore/Projections/`) changes; a store whose tables
+    /// carry another version rebuilds them from the log on open.
     public static let version: UInt32 = 5
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
