@@ -104,7 +104,9 @@ final class GroupCommitWriter: Sendable {
             condition.lock()
             let refusal: StoreError? =
                 if queue.stopping { StoreError(.closed, "the store is closed") }
-                else if queue.pending.count + submissions.count > configuration.maxQueuedCommands {
+                // A submission is refused only when the queue is full, so one larger than the
+                // bound is still taken when it has room to start.
+                else if queue.pending.count >= configuration.maxQueuedCommands {
                     StoreError(.overloaded, "\(configuration.maxQueuedCommands) commands are already waiting to be written; retry shortly")
                 } else { nil }
             if let refusal {

@@ -69,6 +69,23 @@ struct CodecTests {
         #expect(try RepositorySummary(decoding: repo.encoded()) == repo)
     }
 
+    /// A session's last-part fields (tags 12-14) come all together, exactly when it has parts:
+    /// any other combination would be a second encoding of some session, so it is refused.
+    @Test func uploadSession_lastPartFields_comeTogether_exactlyWhenThereAreParts() throws {
+        var session = UploadSession(
+            uploadId: "u", registryId: "123456789012", repositoryName: "team/app", partSize: 1, state: .active,
+            initiatedAt: Self.at, initiatedPosition: 1, lastActivityAt: Self.at, lastPosition: 1)
+        #expect(try UploadSession(decoding: session.encoded()) == session)
+        session.partCount = 1
+        #expect(throws: CodecError.self) { try UploadSession(decoding: session.encoded()) }
+        session.lastPart = .init(firstByte: 0, lastByte: 9, digest: "sha256:00")
+        #expect(try UploadSession(decoding: session.encoded()) == session)
+        session.lastPartDigest = nil
+        #expect(throws: CodecError.self) { try UploadSession(decoding: session.encoded()) }
+        session.partCount = 0
+        #expect(throws: CodecError.self) { try UploadSession(decoding: session.encoded()) }
+    }
+
     @Test(arguments: [
         (0, "1970-01-01T00:00:00.000Z"), (1_796_083_200_123, "2026-12-01T00:00:00.123Z"),
         (951_782_400_000, "2000-02-29T00:00:00.000Z"), (-1, "1969-12-31T23:59:59.999Z"),

@@ -174,61 +174,6 @@ public enum BigEndian {
     }
 }
 
-/// A whole record read into tag slots, for decoders that name each field once:
-/// `let f = try DecodedFields(reader, record: "UploadInitiated", maxTag: 5)`, then
-/// `try f.string(1, "uploadId")`. Refuses tags above `maxTag`.
-public struct DecodedFields {
-    private var values: [FieldReader.Value?]
-    public let record: String
-
-    public init(_ reader: FieldReader, record: String, maxTag: UInt64) throws(CodecError) {
-        self.record = record
-        values = Array(repeating: nil, count: Int(maxTag) + 1)
-        var r = reader
-        while let (tag, value) = try r.next() {
-            guard tag <= maxTag else { throw .unknownTag(tag, in: record) }
-            values[Int(tag)] = value
-        }
-    }
-
-    public init(_ bytes: [UInt8], record: String, maxTag: UInt64) throws(CodecError) {
-        try self.init(FieldReader(bytes), record: record, maxTag: maxTag)
-    }
-
-    private func value(_ tag: UInt64, _ name: String) throws(CodecError) -> FieldReader.Value {
-        try required(values[Int(tag)], name, in: record)
-    }
-
-    public func string(_ tag: UInt64, _ name: String) throws(CodecError) -> String { try value(tag, name).string(name) }
-    public func uint(_ tag: UInt64, _ name: String) throws(CodecError) -> UInt64 { try value(tag, name).uint(name) }
-    public func bool(_ tag: UInt64, _ name: String) throws(CodecError) -> Bool { try value(tag, name).bool(name) }
-
-    public func timestamp(_ tag: UInt64, _ name: String) throws(CodecError) -> Timestamp {
-        Timestamp(millisecondsSinceEpoch: try value(tag, name).int64(name))
-    }
-
-    public func optionalString(_ tag: UInt64, _ name: String) throws(CodecError) -> String? {
-        guard let v = values[Int(tag)] else { return nil }
-        return try v.string(name)
-    }
-
-    /// A string field holding one of `E`'s raw values.
-    public func enumeration<E: RawRepresentable<String>>(_ tag: UInt64, _ name: String, as: E.Type = E.self) throws(CodecError) -> E {
-        let raw = try string(tag, name)
-        guard let known = E(rawValue: raw) else { throw CodecError("\(record) has unknown \(name) '\(raw)'") }
-        return known
-    }
-
-    /// A repeated string field, encoded as one nested record whose fields 1…n hold the items.
-    public func strings(_ tag: UInt64, _ name: String) throws(CodecError) -> [String] {
-        guard let v = values[Int(tag)] else { return [] }
-        var r = FieldReader(try v.bytes(name))
-        var items: [String] = []
-        while let (_, item) = try r.next() { items.append(try item.string(name)) }
-        return items
-    }
-}
-
 extension FieldWriter {
     public mutating func timestamp(_ tag: UInt64, _ value: Timestamp) { uint(tag, UInt64(value.millisecondsSinceEpoch)) }
 

@@ -2,60 +2,72 @@
 /// canonical bytes and its JSON. Only flat records are supported: every property is a
 /// ``FieldValue`` (or one of the integer types) keyed by an integer `CodingKey`.
 
-/// Writes a record's fields through ``FieldWriter``, in the order the synthesized code encodes
-/// them, which is declaration order.
-final class FieldEncoder: Encoder {
-    var writer: FieldWriter
-    let codingPath: [any CodingKey] = []
-    let userInfo: [CodingUserInfoKey: Any] = [:]
+/// Where an encoder puts a flat record's fields: the canonical bytes, or JSON members.
+protocol FieldSink: AnyObject {
+    func put<Value: FieldValue>(_ value: Value, forKey key: some CodingKey)
+}
 
-    init(_ writer: FieldWriter) { self.writer = writer }
+/// The keyed container both encoders hand the synthesized `encode(to:)`: every property goes to the
+/// sink as a ``FieldValue`` (integers as `UInt64`, which is how every integer field is stored).
+struct FlatFieldContainer<Key: CodingKey, Sink: FieldSink>: KeyedEncodingContainerProtocol {
+    let sink: Sink
+    var codingPath: [any CodingKey] { [] }
 
+    private func integer(_ value: some BinaryInteger, _ key: Key) {
+        guard let unsigned = UInt64(exactly: value) else { preconditionFailure("\(key) is negative") }
+        sink.put(unsigned, forKey: key)
+    }
+
+    mutating func encodeNil(forKey key: Key) {}
+    mutating func encode(_ value: Bool, forKey key: Key) { sink.put(value, forKey: key) }
+    mutating func encode(_ value: String, forKey key: Key) { sink.put(value, forKey: key) }
+    mutating func encode(_ value: UInt64, forKey key: Key) { sink.put(value, forKey: key) }
+    mutating func encode(_ value: Int, forKey key: Key) { integer(value, key) }
+    mutating func encode(_ value: Int8, forKey key: Key) { integer(value, key) }
+    mutating func encode(_ value: Int16, forKey key: Key) { integer(value, key) }
+    mutating func encode(_ value: Int32, forKey key: Key) { integer(value, key) }
+    mutating func encode(_ value: Int64, forKey key: Key) { integer(value, key) }
+    mutating func encode(_ value: UInt, forKey key: Key) { integer(value, key) }
+    mutating func encode(_ value: UInt8, forKey key: Key) { integer(value, key) }
+    mutating func encode(_ value: UInt16, forKey key: Key) { integer(value, key) }
+    mutating func encode(_ value: UInt32, forKey key: Key) { integer(value, key) }
+    mutating func encode(_ value: Double, forKey key: Key) { preconditionFailure("field records hold no floating point") }
+    mutating func encode(_ value: Float, forKey key: Key) { preconditionFailure("field records hold no floating point") }
+    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) {
+        guard let field = value as? any FieldValue else { preconditionFailure("\(T.self) is not a FieldValue") }
+        sink.put(field, forKey: key)
+    }
+    mutating func nestedContainer<N: CodingKey>(keyedBy keyType: N.Type, forKey key: Key) -> KeyedEncodingContainer<N> {
+        preconditionFailure("field records are flat")
+    }
+    mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer { preconditionFailure("field records are flat") }
+    mutating func superEncoder() -> any Encoder { preconditionFailure("field records are flat") }
+    mutating func superEncoder(forKey key: Key) -> any Encoder { preconditionFailure("field records are flat") }
+}
+
+/// An `Encoder` over a ``FieldSink``: only flat keyed records.
+protocol FlatRecordEncoder: Encoder, FieldSink {}
+
+extension FlatRecordEncoder {
+    var codingPath: [any CodingKey] { [] }
+    var userInfo: [CodingUserInfoKey: Any] { [:] }
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
-        KeyedEncodingContainer(Fields(encoder: self))
+        KeyedEncodingContainer(FlatFieldContainer<Key, Self>(sink: self))
     }
     func unkeyedContainer() -> any UnkeyedEncodingContainer { preconditionFailure("field records are flat") }
     func singleValueContainer() -> any SingleValueEncodingContainer { preconditionFailure("field records are flat") }
+}
 
-    struct Fields<Key: CodingKey>: KeyedEncodingContainerProtocol {
-        let encoder: FieldEncoder
-        var codingPath: [any CodingKey] { [] }
+/// Writes a record's fields through ``FieldWriter``, in the order the synthesized code encodes
+/// them, which is declaration order; the coding key's integer value is the tag.
+final class FieldEncoder: FlatRecordEncoder {
+    var writer: FieldWriter
 
-        private func tag(_ key: Key) -> UInt64 {
-            guard let tag = key.intValue, tag > 0 else { preconditionFailure("\(key) needs a positive integer tag") }
-            return UInt64(tag)
-        }
-        private func write(_ value: some FieldValue, _ key: Key) { value.write(tag(key), to: &encoder.writer) }
-        private func writeInteger(_ value: some BinaryInteger, _ key: Key) {
-            guard let unsigned = UInt64(exactly: value) else { preconditionFailure("\(key) is negative") }
-            write(unsigned, key)
-        }
+    init(_ writer: FieldWriter) { self.writer = writer }
 
-        mutating func encodeNil(forKey key: Key) {}
-        mutating func encode(_ value: Bool, forKey key: Key) { write(value, key) }
-        mutating func encode(_ value: String, forKey key: Key) { write(value, key) }
-        mutating func encode(_ value: UInt64, forKey key: Key) { write(value, key) }
-        mutating func encode(_ value: Int, forKey key: Key) { writeInteger(value, key) }
-        mutating func encode(_ value: Int8, forKey key: Key) { writeInteger(value, key) }
-        mutating func encode(_ value: Int16, forKey key: Key) { writeInteger(value, key) }
-        mutating func encode(_ value: Int32, forKey key: Key) { writeInteger(value, key) }
-        mutating func encode(_ value: Int64, forKey key: Key) { writeInteger(value, key) }
-        mutating func encode(_ value: UInt, forKey key: Key) { writeInteger(value, key) }
-        mutating func encode(_ value: UInt8, forKey key: Key) { writeInteger(value, key) }
-        mutating func encode(_ value: UInt16, forKey key: Key) { writeInteger(value, key) }
-        mutating func encode(_ value: UInt32, forKey key: Key) { writeInteger(value, key) }
-        mutating func encode(_ value: Double, forKey key: Key) { preconditionFailure("field records hold no floating point") }
-        mutating func encode(_ value: Float, forKey key: Key) { preconditionFailure("field records hold no floating point") }
-        mutating func encode<T: Encodable>(_ value: T, forKey key: Key) {
-            guard let field = value as? any FieldValue else { preconditionFailure("\(T.self) is not a FieldValue") }
-            write(field, key)
-        }
-        mutating func nestedContainer<N: CodingKey>(keyedBy keyType: N.Type, forKey key: Key) -> KeyedEncodingContainer<N> {
-            preconditionFailure("field records are flat")
-        }
-        mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer { preconditionFailure("field records are flat") }
-        mutating func superEncoder() -> any Encoder { preconditionFailure("field records are flat") }
-        mutating func superEncoder(forKey key: Key) -> any Encoder { preconditionFailure("field records are flat") }
+    func put<Value: FieldValue>(_ value: Value, forKey key: some CodingKey) {
+        guard let tag = key.intValue, tag > 0 else { preconditionFailure("\(key) needs a positive integer tag") }
+        value.write(UInt64(tag), to: &writer)
     }
 }
 
@@ -154,50 +166,8 @@ final class FieldDecoder: Decoder {
 }
 
 /// Collects a record's fields as JSON members, named by their coding keys.
-final class JSONFieldEncoder: Encoder {
+final class JSONFieldEncoder: FlatRecordEncoder {
     var members: [(String, JSONValue?)] = []
-    let codingPath: [any CodingKey] = []
-    let userInfo: [CodingUserInfoKey: Any] = [:]
 
-    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
-        KeyedEncodingContainer(Members(encoder: self))
-    }
-    func unkeyedContainer() -> any UnkeyedEncodingContainer { preconditionFailure("field records are flat") }
-    func singleValueContainer() -> any SingleValueEncodingContainer { preconditionFailure("field records are flat") }
-
-    struct Members<Key: CodingKey>: KeyedEncodingContainerProtocol {
-        let encoder: JSONFieldEncoder
-        var codingPath: [any CodingKey] { [] }
-
-        private func add(_ value: JSONValue, _ key: Key) { encoder.members.append((key.stringValue, value)) }
-        private func addInteger(_ value: some BinaryInteger, _ key: Key) {
-            add(value < 0 ? .int(Int64(value)) : .uint(UInt64(value)), key)
-        }
-
-        mutating func encodeNil(forKey key: Key) {}
-        mutating func encode(_ value: Bool, forKey key: Key) { add(.bool(value), key) }
-        mutating func encode(_ value: String, forKey key: Key) { add(.string(value), key) }
-        mutating func encode(_ value: UInt64, forKey key: Key) { addInteger(value, key) }
-        mutating func encode(_ value: Int, forKey key: Key) { addInteger(value, key) }
-        mutating func encode(_ value: Int8, forKey key: Key) { addInteger(value, key) }
-        mutating func encode(_ value: Int16, forKey key: Key) { addInteger(value, key) }
-        mutating func encode(_ value: Int32, forKey key: Key) { addInteger(value, key) }
-        mutating func encode(_ value: Int64, forKey key: Key) { addInteger(value, key) }
-        mutating func encode(_ value: UInt, forKey key: Key) { addInteger(value, key) }
-        mutating func encode(_ value: UInt8, forKey key: Key) { addInteger(value, key) }
-        mutating func encode(_ value: UInt16, forKey key: Key) { addInteger(value, key) }
-        mutating func encode(_ value: UInt32, forKey key: Key) { addInteger(value, key) }
-        mutating func encode(_ value: Double, forKey key: Key) { preconditionFailure("field records hold no floating point") }
-        mutating func encode(_ value: Float, forKey key: Key) { preconditionFailure("field records hold no floating point") }
-        mutating func encode<T: Encodable>(_ value: T, forKey key: Key) {
-            guard let field = value as? any FieldValue else { preconditionFailure("\(T.self) is not a FieldValue") }
-            add(field.json, key)
-        }
-        mutating func nestedContainer<N: CodingKey>(keyedBy keyType: N.Type, forKey key: Key) -> KeyedEncodingContainer<N> {
-            preconditionFailure("field records are flat")
-        }
-        mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer { preconditionFailure("field records are flat") }
-        mutating func superEncoder() -> any Encoder { preconditionFailure("field records are flat") }
-        mutating func superEncoder(forKey key: Key) -> any Encoder { preconditionFailure("field records are flat") }
-    }
+    func put<Value: FieldValue>(_ value: Value, forKey key: some CodingKey) { members.append((key.stringValue, value.json)) }
 }

@@ -61,8 +61,13 @@ public struct UploadSession: FieldRecord, RepositoryScoped {
         }
     }
 
+    /// The last part's three fields come together, exactly when a part has been accepted, so that
+    /// a record has one encoding.
     public func validate() throws(CodecError) {
-        guard (partCount > 0) == (lastPart != nil) else { throw CodecError("\(Self.recordName) has \(partCount) parts but \(lastPart == nil ? "no" : "a") last part") }
+        let present = [lastPartFirstByte != nil, lastPartLastByte != nil, lastPartDigest != nil]
+        guard present.allSatisfy({ $0 == (partCount > 0) }) else {
+            throw CodecError("\(Self.recordName) has \(partCount) parts but last-part fields \(present)")
+        }
     }
 }
 
