@@ -50,6 +50,9 @@ struct ServeCommand: AsyncParsableCommand {
     static let longestSeconds: Int64 = 10 * 366 * 86_400
 
     func validate() throws {
+        if registryId != nil && defaultRegistryId != nil {
+            throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
+        }
         for (flag, value) in [("--upload-expiry", uploadExpiry), ("--sweep-interval", sweepInterval), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
             guard (1...Self.longestSeconds).contains(value) else { throw ValidationError("\(flag) must be 1 to \(Self.longestSeconds) seconds; got \(value).") }
         }
