@@ -1,0 +1,63 @@
+import Foundation
+import LMDBKit
+import Testing
+import UploadCore
+import UploadMigrations
+@testable import UploadStore
+import UploadTesting
+
+/// Stores written by earlier layouts (Tests/Fixtures/stores, committed, never regenerated) open,
+/// migrate, verify, and still answer their retries with the current binary.
+struct LayoutFixtureTests {
+    static let fixtures = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/stores")
+    static let registry = "000000000000"
+
+    /// A scratch copy of the fixture, so that no test writes to the committed file.
+    static func copy(_ layout: String) throws -> TemporaryDirectory {
+        let dir = TemporaryDirectory("layout")
+        try FileManager.default.copyItem(
+            atPath: fixtures.appendingPathComponent("\(layout)/data.mdb").path, toPath: dir.path + "/data.mdb")
+        return dir
+    }
+
+    /// A second attempt of the call recorded at `position`: its command, with the recorded
+    /// principal, invocation id and request digest under a new request id, as an SDK retry sends it.
+    static func retry(of recorded: EventEnvelope) -> RequestMetadata {
+        RequestMetadata(
+            requestId: UUID().uuidString, source: "http", principal: recorded.metadata.principal,
+            invocationId: recorded.metadata.invocationId, requestDigest: recorded.metadata.requestDigest)
+    }
+
+    @Test func layout0006_migrates_verifies_andAnswersItsRetries() async throws {
+        let dir = try Self.copy("layout-0006")
+        defer { dir.remove() }
+        try await withTestStore(dir, configure: { $0.settings = DecisionSettings(defaultRegistryId: Self.registry) }) { store in
+            #expect(try store.appliedMigrations() == UploadMigrations.migrator.identifiers)
+            let log = try store.read { try $0.events(after: 0) }
+            #expect(log.map(\.event.type) == [
+                .repositoryCreated, .uploadInitiated, .layerPartUploaded, .layerUploadCompleted,
+                .uploadInitiated, .layerPartUploaded, .layerUploadCompleted, .imagePushed,
+                .uploadInitiated, .layerPartUploaded, .repositoryCreated, .uploadInitiated, .uploadAborted, .repositoryDeleted,
+            ])
+            let app = RepositoryRef(registryId: Self.registry, repositoryName: "fixture/app")
+            let active = try store.read { try $0.activeUploads(in: app) }
+            #expect(active.count == 1)
+            #expect(try store.read { try $0.session(active[0]) }?.partCount == 1)
+            #expect(try store.read { try $0.tag(app, "v1") } != nil)
+
+            // One event per call, and a call of two events (DeleteRepository with force).
+            let initiation = log[8]
+            let again = try await store.execute(
+                .initiateLayerUpload(try InitiateLayerUpload(repositoryName: "fixture/app")), metadata: Self.retry(of: initiation))
+            #expect(again.isRetry && again.events == [initiation])
+            let deletion = try await store.execute(
+                .deleteRepository(try DeleteRepository(repositoryName: "fixture/gone", force: true)), metadata: Self.retry(of: log[12]))
+            #expect(deletion.isRetry && deletion.events == Array(log[12...13]))
+            #expect(try store.read { try $0.lastPosition() } == 14, "retries write nothing")
+        }
+        let report = Replayer.verify(directory: dir.path)
+        #expect(report.passed, "\(report.failure.map(String.init(describing:)) ?? "")")
+        #expect(report.events == 14)
+    }
+}
