@@ -15,6 +15,7 @@ public enum UploadMigrations {
         migrator.registerMigration("0004-create-merkle-tree", createMerkleTree)
         migrator.registerMigration("0005-create-audit-indexes", createAuditIndexes)
         migrator.registerMigration("0006-mark-request-digests", markRequestDigests)
+        migrator.registerMigration("0007-invocation-marks-by-position", markInvocationsByPosition)
         return migrator
     }()
 

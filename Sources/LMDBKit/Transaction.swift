@@ -111,6 +111,13 @@ public struct Transaction {
         try check(mdb_drop(txn, db.dbi, 0), "mdb_drop(\(db.name))")
     }
 
+    /// Deletes the database `name` and its entries, if it exists. For migrations that retire a
+    /// database; its handle must not be used again.
+    public func dropDatabase(_ name: String) throws(LMDBError) {
+        guard let db = try openDatabase(name) else { return }
+        try check(mdb_drop(txn, db.dbi, 1), "mdb_drop(\(name), delete)")
+    }
+
     /// The number of entries in `db`.
     /// - Complexity: O(1).
     public func count(_ db: Database) throws(LMDBError) -> Int {

@@ -16,20 +16,20 @@ public struct CommandOutcome: Sendable {
         self.isRetry = isRetry
     }
 
-    /// What an earlier attempt of this very call recorded: the same `amz-sdk-invocation-id`, the
-    /// same principal, the same request (``RequestMetadata/requestDigest``) and events this command
-    /// records. `nil` when the id was never used.
+    /// What an earlier attempt of this very call recorded: the same `amz-sdk-invocation-id` (its
+    /// `run` of events, found in the ``InvocationWindow``), the same principal, the same request
+    /// (``RequestMetadata/requestDigest``) and events this command records. `nil` when the id was
+    /// not used within the window.
     /// - Throws: `IdempotentParameterMismatchException` when another call used the id: the
     ///   caller's command must write nothing, and must not be answered with the other call's result.
     static func recorded(
-        _ command: Command, _ metadata: RequestMetadata, _ txn: Transaction, _ schema: Schema
+        _ command: Command, _ metadata: RequestMetadata, run: InvocationWindow.Run?, _ txn: Transaction, _ schema: Schema
     ) throws -> CommandOutcome? {
-        guard let invocationId = metadata.invocationId,
-              let record = try LMDBTables(txn: txn, schema: schema).invocation(invocationId) else { return nil }
+        guard let invocationId = metadata.invocationId, let run else { return nil }
         var events: [EventEnvelope] = []
-        try EventLog.scan(txn, schema, after: record.firstPosition - 1) { envelope in
+        try EventLog.scan(txn, schema, after: run.first - 1) { envelope in
             events.append(envelope)
-            return UInt64(events.count) < record.count
+            return UInt64(events.count) < run.count
         }
         let sameCall = events.allSatisfy { recorded in
             command.records(recorded.event.type) && recorded.metadata.principal == metadata.principal

@@ -74,12 +74,15 @@ final class GroupCommitWriter: Sendable {
     private let condition = NSCondition()
     nonisolated(unsafe) private var queue = Queue()
     private let statistics = Locked(Statistics())
+    /// What answers retries; read and changed only on the writer's thread.
+    nonisolated(unsafe) private var invocations: InvocationWindow
 
     init(environment: Environment, schema: Schema, configuration: StoreConfiguration, notifier: CommitNotifier) {
         self.environment = environment
         self.schema = schema
         self.configuration = configuration
         self.notifier = notifier
+        invocations = InvocationWindow(limit: configuration.retryWindow)
         commitLatency = CoreMetrics.Timer(label: "upload_store_commit_seconds", factory: configuration.metricsFactory)
         batchSize = Recorder(label: "upload_store_batch_commands", factory: configuration.metricsFactory)
         let thread = Thread { [weak self] in
@@ -274,12 +277,16 @@ final class GroupCommitWriter: Sendable {
     private func writeOnce(
         _ batch: [Pending], isolated: [Int: any Error]
     ) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
-        try environment.write { txn in
+        let (results, tail, now, marks) = try environment.write { txn in
             var tables = LMDBTables(txn: txn, schema: schema)
             let tail = try EventLog.tail(txn, schema)
             var position = tail?.position ?? 0
             // Recorded times never go backwards, even if the wall clock does.
             let now = max(configuration.clock.now(), tail?.recordedAt ?? Timestamp(millisecondsSinceEpoch: 0))
+            // Another process may have appended since this writer's last commit.
+            try invocations.catchUp(txn, schema, tail: position)
+            // This batch's calls, kept apart until the commit holds them.
+            var marks = InvocationWindow(limit: configuration.retryWindow)
             var results: [Result<CommandOutcome, any Error>] = []
             results.reserveCapacity(batch.count)
             for (index, pending) in batch.enumerated() {
@@ -288,27 +295,34 @@ final class GroupCommitWriter: Sendable {
                     continue
                 }
                 do {
-                    results.append(try write(pending, at: &position, now: now, txn, &tables))
+                    results.append(try write(pending, at: &position, now: now, txn, &tables, marks: &marks))
                 } catch {
                     throw CommandFailure(index: index, error: error)
                 }
             }
             try ProjectionCheckpoint(position: position, version: Projector.version).write(txn, schema)
-            return (results, position)
+            return (results, position, now, marks)
         }
+        invocations.absorb(marks)
+        invocations.committed(upTo: tail, now: now)
+        return (results, tail)
     }
 
     /// Decides one command and appends its events after `position`.
     /// - Returns: its outcome, or its refusal (which writes nothing).
     /// - Throws: when the store cannot write it.
     private func write(
-        _ pending: Pending, at position: inout UInt64, now: Timestamp, _ txn: Transaction, _ tables: inout LMDBTables
+        _ pending: Pending, at position: inout UInt64, now: Timestamp, _ txn: Transaction, _ tables: inout LMDBTables,
+        marks: inout InvocationWindow
     ) throws -> Result<CommandOutcome, any Error> {
         let decision: Decision
         do {
-            // A retry of an SDK call already recorded is answered with what it recorded.
-            if let recorded = try CommandOutcome.recorded(pending.command, pending.metadata, txn, schema) {
-                return .success(recorded)
+            // A retry of an SDK call recorded within the window is answered with what it recorded.
+            if let id = pending.metadata.invocationId {
+                let run = marks.run(for: id, tail: position, now: now) ?? invocations.run(for: id, tail: position, now: now)
+                if let recorded = try CommandOutcome.recorded(pending.command, pending.metadata, run: run, txn, schema) {
+                    return .success(recorded)
+                }
             }
             decision = try Decider.decide(
                 pending.command, state: tables, settings: configuration.settings,
@@ -322,6 +336,9 @@ final class GroupCommitWriter: Sendable {
             let envelope = EventEnvelope(position: position, recordedAt: now, metadata: pending.metadata, event: event)
             try EventLog.append(txn, schema, envelope)
             try Projector.apply(envelope, to: &tables)
+            if let id = pending.metadata.invocationId {
+                marks.note(InvocationMark(invocationId: id, requestId: pending.metadata.requestId, recordedAt: now), at: position)
+            }
             envelopes.append(envelope)
         }
         return .success(CommandOutcome(events: envelopes, decision: decision))

@@ -21,6 +21,8 @@ public struct StoreConfiguration: Sendable {
     /// The longest the writer waits, after answering a batch, for its callers' next commands
     /// (see `GroupCommitWriter`); zero takes whatever is queued at once.
     public var maxGatherWait = Duration.milliseconds(2)
+    /// How far back an SDK retry is answered with its original result (``RetryWindow``).
+    public var retryWindow = RetryWindow.default
     public var clock: any UploadCore.Clock = SystemClock()
     public var uploadIds: any UploadIDGenerator = TimeOrderedUploadIDs()
     /// Where the writer logs each committed batch (debug level, with `event.first`/`event.last`).

@@ -31,6 +31,12 @@ let promisedDatabases: [String: [String]] = [
     "0004-create-merkle-tree": ["merkle-nodes"],
     "0005-create-audit-indexes": ["initiations", "repository-initiations", "invocations"],
     "0006-mark-request-digests": [],
+    "0007-invocation-marks-by-position": ["invocation-marks"],
+]
+
+/// What a later migration deletes, by the migration that deletes it.
+let retiredDatabases: [String: [String]] = [
+    "0007-invocation-marks-by-position": ["invocations"],
 ]
 
 /// Every database a migrated store has, the migration records included.

@@ -97,9 +97,9 @@ struct FieldLayoutTests {
         #expect(TagRecord(imageDigest: Self.digest, createdAt: Self.at).encoded() == Self.fields {
             $0.string(1, Self.digest); $0.timestamp(2, Self.at)
         })
-        #expect(InvocationRecord(firstPosition: 4, count: 2, requestId: "r").encoded() == Self.fields {
-            $0.uint(1, 4); $0.uint(2, 2); $0.string(3, "r")
-        })
+        let mark = InvocationMark(invocationId: "i", requestId: "r", recordedAt: Self.at)
+        #expect(mark.encoded() == Self.fields { $0.string(1, "i"); $0.string(2, "r"); $0.timestamp(3, Self.at) })
+        #expect(try InvocationMark(decoding: mark.encoded()) == mark)
         let metadata = RequestMetadata(requestId: "r", source: "http", principal: "AKID", requestDigest: "d")
         #expect(metadata.encoded() == Self.fields { $0.string(1, "r"); $0.string(2, "http"); $0.string(5, "AKID"); $0.string(7, "d") })
     }

@@ -32,9 +32,16 @@ struct LayoutFixtureTests {
     @Test func layout0006_migrates_verifies_andAnswersItsRetries() async throws {
         let dir = try Self.copy("layout-0006")
         defer { dir.remove() }
-        try await withTestStore(dir, configure: { $0.settings = DecisionSettings(defaultRegistryId: Self.registry) }) { store in
+        let clock = TestClock()
+        try await withTestStore(dir, configure: {
+            $0.settings = DecisionSettings(defaultRegistryId: Self.registry)
+            $0.clock = clock
+        }) { store in
             #expect(try store.appliedMigrations() == UploadMigrations.migrator.identifiers)
+            #expect(try store.environment.read { try $0.openDatabase("invocations") } == nil, "0007 retired the random-key index")
             let log = try store.read { try $0.events(after: 0) }
+            // The retries come a minute after the fixture was written: inside the retry window.
+            clock.set(Timestamp(millisecondsSinceEpoch: log.last!.recordedAt.millisecondsSinceEpoch + 60_000))
             #expect(log.map(\.event.type) == [
                 .repositoryCreated, .uploadInitiated, .layerPartUploaded, .layerUploadCompleted,
                 .uploadInitiated, .layerPartUploaded, .layerUploadCompleted, .imagePushed,
@@ -55,9 +62,15 @@ struct LayoutFixtureTests {
                 .deleteRepository(try DeleteRepository(repositoryName: "fixture/gone", force: true)), metadata: Self.retry(of: log[12]))
             #expect(deletion.isRetry && deletion.events == Array(log[12...13]))
             #expect(try store.read { try $0.lastPosition() } == 14, "retries write nothing")
+
+            // Past the window's time bound the same call is taken as new.
+            clock.advance(milliseconds: RetryWindow.default.duration.nanoseconds / 1_000_000)
+            let late = try await store.execute(
+                .initiateLayerUpload(try InitiateLayerUpload(repositoryName: "fixture/app")), metadata: Self.retry(of: initiation))
+            #expect(!late.isRetry && late.events.map(\.position) == [15])
         }
         let report = Replayer.verify(directory: dir.path)
         #expect(report.passed, "\(report.failure.map(String.init(describing:)) ?? "")")
-        #expect(report.events == 14)
+        #expect(report.events == 15)
     }
 }

@@ -16,7 +16,6 @@ public protocol ProjectionState {
     /// The digests of the repository's images, in the store's fixed order.
     func imageDigests(in ref: RepositoryRef) throws -> [String]
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord?
-    func invocation(_ invocationId: String) throws -> InvocationRecord?
 }
 
 /// The projection state the ``Projector`` writes to.
@@ -34,5 +33,7 @@ public protocol MutableProjectionState: ProjectionState {
     mutating func removeImage(_ digest: String, in ref: RepositoryRef) throws
     mutating func put(_ tag: TagRecord, named name: String, in ref: RepositoryRef) throws
     mutating func removeTag(_ name: String, in ref: RepositoryRef) throws
-    mutating func put(_ invocation: InvocationRecord, for invocationId: String) throws
+    /// Notes that the event at `position` came from an SDK call with an invocation id. Positions
+    /// only grow, so the store can append these at the end of a table.
+    mutating func put(_ mark: InvocationMark, at position: UInt64) throws
 }

@@ -4,7 +4,7 @@ public enum Projector {
     /// The version of the projection tables. Bump it when a record, what the projector puts in the
     /// state, or the store's key layout (`UploadStore/Projections/`) changes; a store whose tables
     /// carry another version rebuilds them from the log on open.
-    public static let version: UInt32 = 5
+    public static let version: UInt32 = 6
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.
@@ -120,18 +120,14 @@ public enum Projector {
         }
     }
 
-    /// Indexes the events of each SDK call by its invocation id: the first event of a call creates
-    /// the entry, the ones right after it from the same request extend it. A later reuse of the
-    /// id by another request changes nothing.
+    /// Marks each event of an SDK call that sent an invocation id. The marks are appended by
+    /// position and never read here; the store folds a recent stretch of them into the map that
+    /// answers retries.
     private static func recordInvocation(_ envelope: EventEnvelope, in tables: inout some MutableProjectionState) throws {
         guard let id = envelope.metadata.invocationId else { return }
-        if var record = try tables.invocation(id) {
-            guard record.firstPosition + record.count == envelope.position, record.requestId == envelope.metadata.requestId else { return }
-            record.count += 1
-            try tables.put(record, for: id)
-        } else {
-            try tables.put(InvocationRecord(firstPosition: envelope.position, count: 1, requestId: envelope.metadata.requestId), for: id)
-        }
+        try tables.put(
+            InvocationMark(invocationId: id, requestId: envelope.metadata.requestId, recordedAt: envelope.recordedAt),
+            at: envelope.position)
     }
 
     /// Ends an active upload in `state`: the session and its repository's count change, and the

@@ -156,13 +156,20 @@ public struct TagRecord: FieldRecord {
     public static var recordName: String { "tag" }
 }
 
-/// The events one SDK call (one `amz-sdk-invocation-id`) recorded: positions `first ..< first + count`,
-/// all from the request `requestId`.
-public struct InvocationRecord: FieldRecord {
-    public var firstPosition: UInt64
-    public var count: UInt64
+/// One event recorded by an SDK call that sent an `amz-sdk-invocation-id`, kept by position so
+/// that the store can find a retry's original answer. The consecutive marks of one request are
+/// that call's events.
+public struct InvocationMark: FieldRecord {
+    public var invocationId: String
     public var requestId: String
+    public var recordedAt: Timestamp
 
-    enum CodingKeys: Int, CodingKey { case firstPosition = 1, count, requestId }
-    public static var recordName: String { "invocation" }
+    public init(invocationId: String, requestId: String, recordedAt: Timestamp) {
+        self.invocationId = invocationId
+        self.requestId = requestId
+        self.recordedAt = recordedAt
+    }
+
+    enum CodingKeys: Int, CodingKey { case invocationId = 1, requestId, recordedAt }
+    public static var recordName: String { "invocationMark" }
 }

@@ -19,7 +19,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
     private var layers: [Key: LayerRecord] = [:]
     private var images: [Key: ImageRecord] = [:]
     private var tags: [Key: TagRecord] = [:]
-    private var invocations: [Key: InvocationRecord] = [:]
+    private var invocationMarks: [Key: InvocationMark] = [:]
     /// The index tables, whose values are all ``IndexMark``.
     private var marks: [ProjectionTable: Set<Key>] = [:]
 
@@ -33,7 +33,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .layers: layers[key]
         case .images: images[key]
         case .imageTags: tags[key]
-        case .invocations: invocations[key]
+        case .invocationMarks: invocationMarks[key]
         case .repositoryUploads, .initiations, .repositoryInitiations: marks[table]?.contains(key) == true ? IndexMark() : nil
         }
         guard let found else { return nil }
@@ -51,7 +51,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .layers: layers[key] = try Self.cast(record, table)
         case .images: images[key] = try Self.cast(record, table)
         case .imageTags: tags[key] = try Self.cast(record, table)
-        case .invocations: invocations[key] = try Self.cast(record, table)
+        case .invocationMarks: invocationMarks[key] = try Self.cast(record, table)
         case .repositoryUploads, .initiations, .repositoryInitiations:
             _ = try Self.cast(record, table) as IndexMark
             marks[table, default: []].insert(key)
@@ -66,7 +66,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .layers: layers[key] = nil
         case .images: images[key] = nil
         case .imageTags: tags[key] = nil
-        case .invocations: invocations[key] = nil
+        case .invocationMarks: invocationMarks[key] = nil
         case .repositoryUploads, .initiations, .repositoryInitiations: marks[table]?.remove(key)
         }
     }
@@ -78,7 +78,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .layers: Array(layers.keys)
         case .images: Array(images.keys)
         case .imageTags: Array(tags.keys)
-        case .invocations: Array(invocations.keys)
+        case .invocationMarks: Array(invocationMarks.keys)
         case .repositoryUploads, .initiations, .repositoryInitiations: Array(marks[table] ?? [])
         }
         return keys.map(\.bytes).filter { $0.starts(with: prefix) }.sorted(by: ProjectionKey.precedes)
@@ -95,7 +95,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .layers: encoded(layers)
         case .images: encoded(images)
         case .imageTags: encoded(tags)
-        case .invocations: encoded(invocations)
+        case .invocationMarks: encoded(invocationMarks)
         case .repositoryUploads, .initiations, .repositoryInitiations: (marks[table] ?? []).map { ($0.bytes, []) }
         }
         return entries.sorted { ProjectionKey.precedes($0.key, $1.key) }

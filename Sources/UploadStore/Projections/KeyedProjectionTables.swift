@@ -54,10 +54,6 @@ extension KeyedProjectionTables {
         try record(.imageTags, ProjectionKey.scoped(ref, tag), as: TagRecord.self)
     }
 
-    func invocation(_ invocationId: String) throws -> InvocationRecord? {
-        try record(.invocations, ProjectionKey.invocation(invocationId), as: InvocationRecord.self)
-    }
-
     mutating func put(_ session: UploadSession) throws {
         try put(.sessions, ProjectionKey.session(session.uploadId), session)
     }
@@ -105,8 +101,8 @@ extension KeyedProjectionTables {
         try delete(.imageTags, ProjectionKey.scoped(ref, name))
     }
 
-    mutating func put(_ invocation: InvocationRecord, for invocationId: String) throws {
-        try put(.invocations, ProjectionKey.invocation(invocationId), invocation)
+    mutating func put(_ mark: InvocationMark, at position: UInt64) throws {
+        try put(.invocationMarks, BigEndian.bytes(position), mark)
     }
 
     /// The item parts (digests, tags, upload ids) of `table`'s keys under `ref`, in key order.

@@ -11,7 +11,7 @@ struct LMDBTables: KeyedProjectionTables {
     }
 
     func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some FieldRecord) throws {
-        try txn.put(schema.database(table), key, record.encoded())
+        try txn.put(schema.database(table), key, record.encoded(), options: table.keysOnlyGrow ? .append : [])
     }
 
     func delete(_ table: ProjectionTable, _ key: [UInt8]) throws {

@@ -19,9 +19,14 @@ enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
     case initiations = "initiations"
     /// `registryId/repositoryName` 0x00 · recordedAt · position → empty: the same, per repository.
     case repositoryInitiations = "repository-initiations"
-    /// invocationId → ``InvocationRecord``: what each SDK call recorded, so a retry is answered
-    /// with the original result.
-    case invocations = "invocations"
+    /// position (8 bytes BE) → ``InvocationMark``: each event of an SDK call that sent an
+    /// invocation id. Keyed by position so that every insert lands at the tree's right edge; the
+    /// writer folds the log's recent stretch of it into ``InvocationWindow``.
+    case invocationMarks = "invocation-marks"
+
+    /// Whether each new key sorts after every key in the table (log positions), so that LMDB can
+    /// write it with `MDB_APPEND`: full pages instead of half-full ones after each split.
+    var keysOnlyGrow: Bool { self == .invocationMarks }
 
     static func < (a: ProjectionTable, b: ProjectionTable) -> Bool { a.rawValue < b.rawValue }
 }
@@ -36,7 +41,6 @@ enum ProjectionKey {
     static let longestPlainRepositoryKey = 160
 
     static func session(_ uploadId: String) -> [UInt8] { Array(uploadId.utf8) }
-    static func invocation(_ invocationId: String) -> [UInt8] { Array(invocationId.utf8) }
     static func repository(_ ref: RepositoryRef) -> [UInt8] { Array(ref.description.utf8) }
 
     /// The start of every key scoped to a repository: `registryId/name` and a 0x00 separator, or,

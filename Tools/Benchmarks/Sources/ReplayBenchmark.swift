@@ -73,6 +73,14 @@ struct ReplayBenchmark {
         return (median(rates), events)
     }
 
+    /// Log events per second through `Replayer.verify`, the check `upload-replay verify` runs
+    /// (one run: it reads the log three times).
+    func verify(directory: String) throws -> Double {
+        let report = Replayer.verify(directory: directory)
+        if let failure = report.failure { throw failure }
+        return Double(report.events) / report.seconds
+    }
+
     /// Median seconds from launching `serve` to its ready line, over `runs` starts after one
     /// unmeasured start (which applies migrations to a new store and warms the page cache).
     func open(server: String, directory: String, runs: Int) throws -> Double {
