@@ -16,6 +16,7 @@ public enum UploadMigrations {
         migrator.registerMigration("0005-create-audit-indexes", createAuditIndexes)
         migrator.registerMigration("0006-mark-request-digests", markRequestDigests)
         migrator.registerMigration("0007-invocation-marks-by-position", markInvocationsByPosition)
+        migrator.registerMigration("0008-indexes-that-append", indexesThatAppend)
         return migrator
     }()
 

@@ -128,7 +128,7 @@ extension BlobStore {
 
     /// Makes the staging files agree with the log after a crash: staged bytes the log does not
     /// record are discarded, and bytes the log records but the disk lacks are reported. Reads only
-    /// the active uploads (through the repository-uploads index), so it costs nothing at start-up
+    /// the active uploads (through the active-uploads index), so it costs nothing at start-up
     /// however long the history; ``missingBlobs(in:)`` checks the completed layers.
     public func reconcile(with store: any EventStore) throws -> Reconciliation {
         var result = Reconciliation()

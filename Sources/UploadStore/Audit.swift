@@ -97,17 +97,17 @@ extension Store {
 
     /// Every UploadInitiated recorded in `since ..< until` (either bound optional), optionally in
     /// one repository, in time order, read through the time index rather than a scan of the log.
-    /// - Complexity: O(log n + k) for k results.
+    /// - Complexity: O(log n + k) for the k initiations of every repository in the range (one
+    ///   repository's are filtered from them: the index is keyed for appending, not by repository).
     public func initiations(repository: RepositoryRef? = nil, since: Timestamp? = nil, until: Timestamp? = nil) throws -> [EventEnvelope] {
         try environment.read { txn in
-            let table: ProjectionTable = repository == nil ? .initiations : .repositoryInitiations
-            let prefix = repository.map(ProjectionKey.repositoryPrefix) ?? []
-            let start = prefix + (since.map { ProjectionKey.timeAndPosition($0, 0) } ?? [])
+            let start = since.map { ProjectionKey.timeAndPosition($0, 0) } ?? []
             var positions: [UInt64] = []
-            try txn.scan(schema.database(table), from: start) { key, _ in
-                guard key.starts(with: prefix), key.count == prefix.count + 16 else { return false }
-                let time = Int64(bitPattern: BigEndian.uint64(key.dropFirst(prefix.count).prefix(8)) ?? 0)
+            try txn.scan(schema.database(.initiations), from: start) { key, value in
+                guard key.count == 16 else { return false }
+                let time = Int64(bitPattern: BigEndian.uint64(key.prefix(8)) ?? 0)
                 if let until, time >= until.millisecondsSinceEpoch { return false }
+                if let repository, try !RepositoryMark(decoding: Array(value)).belongs(to: repository) { return true }
                 positions.append(BigEndian.uint64(key.suffix(8)) ?? 0)
                 return true
             }

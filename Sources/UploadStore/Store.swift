@@ -95,7 +95,7 @@ public final class Store: EventStore {
             let position = try reader.lastPosition()
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try reader.checkpoint()),
-                activeSessions: try reader.count(.repositoryUploads),
+                activeSessions: try reader.count(.activeUploads),
                 mapSizeBytes: usage.mapSize, mapUsedBytes: usage.usedBytes, readers: usage.readers)
         }
     }

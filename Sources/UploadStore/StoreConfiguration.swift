@@ -50,7 +50,7 @@ public struct SystemClock: UploadCore.Clock {
 /// UUIDs of version 7 (RFC 9562), lowercase: 48 bits of Unix milliseconds, a 12-bit counter that
 /// keeps ids from one process strictly increasing within a millisecond, and 62 random bits.
 ///
-/// Why not version 4: upload ids key the sessions table (and the repository-uploads index). A
+/// Why not version 4: upload ids key the sessions table (and the active-uploads index). A
 /// random key lands on a random B-tree page, which the commit must copy, write and sync with its
 /// branch path; increasing keys fill the tree's right edge. In raw LMDB, random 36-byte keys cost
 /// about 16 KB of disk writes per insert, increasing ones about 260 B (Tools/Benchmarks/BENCHMARKS.md).

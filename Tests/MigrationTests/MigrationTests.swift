@@ -32,11 +32,13 @@ let promisedDatabases: [String: [String]] = [
     "0005-create-audit-indexes": ["initiations", "repository-initiations", "invocations"],
     "0006-mark-request-digests": [],
     "0007-invocation-marks-by-position": ["invocation-marks"],
+    "0008-indexes-that-append": ["active-uploads"],
 ]
 
 /// What a later migration deletes, by the migration that deletes it.
 let retiredDatabases: [String: [String]] = [
     "0007-invocation-marks-by-position": ["invocations"],
+    "0008-indexes-that-append": ["repository-uploads", "repository-initiations"],
 ]
 
 /// Every database a migrated store has, the migration records included.

@@ -20,8 +20,8 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
     private var images: [Key: ImageRecord] = [:]
     private var tags: [Key: TagRecord] = [:]
     private var invocationMarks: [Key: InvocationMark] = [:]
-    /// The index tables, whose values are all ``IndexMark``.
-    private var marks: [ProjectionTable: Set<Key>] = [:]
+    /// The index tables, whose values are all ``RepositoryMark``.
+    private var marks: [ProjectionTable: [Key: RepositoryMark]] = [:]
 
     init() {}
 
@@ -34,7 +34,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .images: images[key]
         case .imageTags: tags[key]
         case .invocationMarks: invocationMarks[key]
-        case .repositoryUploads, .initiations, .repositoryInitiations: marks[table]?.contains(key) == true ? IndexMark() : nil
+        case .activeUploads, .initiations: marks[table]?[key]
         }
         guard let found else { return nil }
         guard let record = found as? R else {
@@ -52,9 +52,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .images: images[key] = try Self.cast(record, table)
         case .imageTags: tags[key] = try Self.cast(record, table)
         case .invocationMarks: invocationMarks[key] = try Self.cast(record, table)
-        case .repositoryUploads, .initiations, .repositoryInitiations:
-            _ = try Self.cast(record, table) as IndexMark
-            marks[table, default: []].insert(key)
+        case .activeUploads, .initiations: marks[table, default: [:]][key] = try Self.cast(record, table)
         }
     }
 
@@ -67,7 +65,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .images: images[key] = nil
         case .imageTags: tags[key] = nil
         case .invocationMarks: invocationMarks[key] = nil
-        case .repositoryUploads, .initiations, .repositoryInitiations: marks[table]?.remove(key)
+        case .activeUploads, .initiations: marks[table]?[key] = nil
         }
     }
 
@@ -79,9 +77,16 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .images: Array(images.keys)
         case .imageTags: Array(tags.keys)
         case .invocationMarks: Array(invocationMarks.keys)
-        case .repositoryUploads, .initiations, .repositoryInitiations: Array(marks[table] ?? [])
+        case .activeUploads, .initiations: Array(marks[table, default: [:]].keys)
         }
         return keys.map(\.bytes).filter { $0.starts(with: prefix) }.sorted(by: ProjectionKey.precedes)
+    }
+
+    func entries<R: FieldRecord>(in table: ProjectionTable, withPrefix prefix: [UInt8], as type: R.Type) throws -> [(key: [UInt8], value: R)] {
+        try keys(in: table, withPrefix: prefix).map { key in
+            guard let value = try record(table, key, as: type) else { throw CodecError("table \(table.rawValue) lost key \(key)") }
+            return (key, value)
+        }
     }
 
     /// Every entry of `table`, encoded, in key byte order: the order and bytes LMDB holds.
@@ -96,7 +101,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .images: encoded(images)
         case .imageTags: encoded(tags)
         case .invocationMarks: encoded(invocationMarks)
-        case .repositoryUploads, .initiations, .repositoryInitiations: (marks[table] ?? []).map { ($0.bytes, []) }
+        case .activeUploads, .initiations: encoded(marks[table, default: [:]])
         }
         return entries.sorted { ProjectionKey.precedes($0.key, $1.key) }
     }

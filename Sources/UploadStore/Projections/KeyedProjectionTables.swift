@@ -13,10 +13,22 @@ protocol KeyedProjectionTables: MutableProjectionState {
     mutating func delete(_ table: ProjectionTable, _ key: [UInt8]) throws
     /// Every key that starts with `prefix`, in byte order.
     func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]]
+    /// Every entry whose key starts with `prefix`, in key byte order, its record as `type`.
+    func entries<R: FieldRecord>(in table: ProjectionTable, withPrefix prefix: [UInt8], as type: R.Type) throws -> [(key: [UInt8], value: R)]
 }
 
-/// The value of an index entry: empty, since the key says everything.
-struct IndexMark: FieldRecord {}
+/// The value of an index entry that is keyed for appending (by time or id) rather than by
+/// repository: the repository it belongs to, `registryId/repositoryName`.
+struct RepositoryMark: FieldRecord {
+    var repository: String
+
+    init(_ ref: RepositoryRef) { repository = ref.description }
+
+    func belongs(to ref: RepositoryRef) -> Bool { repository == ref.description }
+
+    enum CodingKeys: Int, CodingKey { case repository = 1 }
+    static var recordName: String { "repositoryMark" }
+}
 
 extension KeyedProjectionTables {
     func session(_ uploadId: String) throws -> UploadSession? {
@@ -29,12 +41,13 @@ extension KeyedProjectionTables {
 
     /// In key order: by upload id.
     func activeUploads(in ref: RepositoryRef) throws -> [String] {
-        try names(in: .repositoryUploads, of: ref)
+        try entries(in: .activeUploads, withPrefix: [], as: RepositoryMark.self)
+            .filter { $0.value.belongs(to: ref) }.map { String(decoding: $0.key, as: UTF8.self) }
     }
 
-    /// In key order: by repository key, then upload id.
+    /// In key order: by upload id.
     func allActiveUploads() throws -> [String] {
-        try keys(in: .repositoryUploads, withPrefix: []).map(ProjectionKey.uploadId(inRepositoryUploadKey:))
+        try keys(in: .activeUploads, withPrefix: []).map { String(decoding: $0, as: UTF8.self) }
     }
 
     func layer(_ ref: RepositoryRef, _ digest: String) throws -> LayerRecord? {
@@ -67,14 +80,12 @@ extension KeyedProjectionTables {
     }
 
     mutating func setUpload(_ uploadId: String, in ref: RepositoryRef, active: Bool) throws {
-        let key = ProjectionKey.repositoryUpload(ref, uploadId)
-        if active { try put(.repositoryUploads, key, IndexMark()) } else { try delete(.repositoryUploads, key) }
+        let key = ProjectionKey.session(uploadId)
+        if active { try put(.activeUploads, key, RepositoryMark(ref)) } else { try delete(.activeUploads, key) }
     }
 
     mutating func recordInitiation(in ref: RepositoryRef, at recordedAt: Timestamp, position: UInt64) throws {
-        let when = ProjectionKey.timeAndPosition(recordedAt, position)
-        try put(.initiations, when, IndexMark())
-        try put(.repositoryInitiations, ProjectionKey.repositoryPrefix(ref) + when, IndexMark())
+        try put(.initiations, ProjectionKey.timeAndPosition(recordedAt, position), RepositoryMark(ref))
     }
 
     mutating func put(_ layer: LayerRecord, in ref: RepositoryRef) throws {

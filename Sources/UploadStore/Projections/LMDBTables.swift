@@ -27,4 +27,14 @@ struct LMDBTables: KeyedProjectionTables {
         }
         return keys
     }
+
+    func entries<R: FieldRecord>(in table: ProjectionTable, withPrefix prefix: [UInt8], as type: R.Type) throws -> [(key: [UInt8], value: R)] {
+        var entries: [(key: [UInt8], value: R)] = []
+        try txn.scan(schema.database(table), from: prefix) { key, value in
+            guard key.starts(with: prefix) else { return false }
+            entries.append((Array(key), try R(decoding: Array(value))))
+            return true
+        }
+        return entries
+    }
 }

@@ -7,18 +7,20 @@ enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
     case sessions = "sessions"
     /// `registryId/repositoryName` → ``RepositorySummary``: the per-repository view.
     case repositories = "repositories"
-    /// `registryId/repositoryName` 0x00 uploadId → empty: the active uploads of each repository.
-    case repositoryUploads = "repository-uploads"
+    /// uploadId → ``RepositoryMark``: every active upload and its repository. Keyed by the
+    /// time-ordered upload id, so that a new upload lands at the tree's right edge; a repository's
+    /// uploads are found by filtering on the mark (active uploads are few: idle ones expire).
+    case activeUploads = "active-uploads"
     /// `registryId/repositoryName` 0x00 layerDigest → ``LayerRecord``: the layers available in a repository.
     case layers = "layers"
     /// `registryId/repositoryName` 0x00 imageDigest → ``ImageRecord``.
     case images = "images"
     /// `registryId/repositoryName` 0x00 imageTag → ``TagRecord``.
     case imageTags = "image-tags"
-    /// recordedAt (8 bytes BE, ms) · position (8 bytes BE) → empty: every UploadInitiated in time order.
+    /// recordedAt (8 bytes BE, ms) · position (8 bytes BE) → ``RepositoryMark``: every
+    /// UploadInitiated in time order, at the tree's right edge. One repository's are found by
+    /// filtering a time range on the mark.
     case initiations = "initiations"
-    /// `registryId/repositoryName` 0x00 · recordedAt · position → empty: the same, per repository.
-    case repositoryInitiations = "repository-initiations"
     /// position (8 bytes BE) → ``InvocationMark``: each event of an SDK call that sent an
     /// invocation id. Keyed by position so that every insert lands at the tree's right edge; the
     /// writer folds the log's recent stretch of it into ``InvocationWindow``.
@@ -51,14 +53,6 @@ enum ProjectionKey {
         let plain = repository(ref)
         guard plain.count > longestPlainRepositoryKey else { return plain + [0] }
         return [0xFF] + Array(SHA256.hash(data: plain)) + [0]
-    }
-
-    /// The upload id at the end of a ``repositoryUpload(_:_:)`` key (ids are 36 characters).
-    static func uploadId(inRepositoryUploadKey key: some Collection<UInt8>) -> String {
-        String(decoding: key.suffix(36), as: UTF8.self)
-    }
-    static func repositoryUpload(_ ref: RepositoryRef, _ uploadId: String) -> [UInt8] {
-        repositoryPrefix(ref) + Array(uploadId.utf8)
     }
 
     /// The key of `item` (a layer digest, image digest or tag) under a repository.
