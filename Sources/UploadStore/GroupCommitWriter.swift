@@ -143,6 +143,7 @@ final class GroupCommitWriter: Sendable {
 
     /// The thread's body. - Returns: the shutdown callers to resume once the writer is released.
     private func runUntilStopped() -> [CheckedContinuation<Void, Never>] {
+        fillRetryWindow()
         var expected = 0
         var lastBatch = Duration.zero
         while let batch = nextBatch(expecting: expected, for: min(lastBatch, configuration.maxGatherWait)) {
@@ -175,6 +176,19 @@ final class GroupCommitWriter: Sendable {
         let waiters = queue.stopWaiters
         queue.stopWaiters = []
         return waiters
+    }
+
+    /// Fills the retry window from a read snapshot when the writer starts, so that the first write
+    /// transaction (holding LMDB's write lock, which other processes wait for) only tops it up.
+    /// Commands queue meanwhile. A failure here is left to the first transaction to meet again.
+    private func fillRetryWindow() {
+        do {
+            try environment.read { txn in
+                try invocations.catchUp(txn, schema, tail: try EventLog.tail(txn, schema)?.position ?? 0)
+            }
+        } catch {
+            configuration.logger.error("the retry window could not be filled at start", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Waits for work; `nil` once stopping and drained.
@@ -281,8 +295,9 @@ final class GroupCommitWriter: Sendable {
             var tables = LMDBTables(txn: txn, schema: schema)
             let tail = try EventLog.tail(txn, schema)
             var position = tail?.position ?? 0
-            // Recorded times never go backwards, even if the wall clock does.
-            let now = max(configuration.clock.now(), tail?.recordedAt ?? Timestamp(millisecondsSinceEpoch: 0))
+            // Recorded times never go backwards, even if the wall clock does (nor behind a time
+            // this writer has already decided at, which the retry window evicted by).
+            let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor, invocations.timeFloor)
             // Another process may have appended since this writer's last commit.
             try invocations.catchUp(txn, schema, tail: position)
             // This batch's calls, kept apart until the commit holds them.

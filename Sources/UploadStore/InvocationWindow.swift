@@ -5,10 +5,12 @@ public import UploadCore
 /// `events` events that were recorded within `duration` of the retry. Whichever bound is shorter
 /// wins. A call outside the window is taken as new.
 ///
-/// Both bounds are read off the log (positions and recorded times), never off the process, so every
-/// writer sharing a store decides a retry the same way. The count bounds what the writer folds
-/// into memory when it starts (one in-memory entry per call in the window, about 100 bytes);
-/// the time bound is what SDKs need (they retry within seconds to minutes).
+/// Both bounds are measured on the log: positions, and the recorded time of the call against the
+/// time the retry's transaction records. So every writer sharing a store, and every restart, decides
+/// a retry the same way (up to the clocks of the processes, near the time bound's edge). The count
+/// bounds what a writer folds into memory when it starts (one entry per call in the window, about
+/// 300 bytes: two 36-character ids, the run and its place in the eviction order); the time bound
+/// is what SDKs need (they retry within seconds to minutes).
 public struct RetryWindow: Sendable, Equatable {
     public var events: UInt64
     public var duration: Duration
@@ -46,6 +48,9 @@ struct InvocationWindow {
     private var head = 0
     /// The newest run, which the next mark may extend.
     private var newest: String?
+    /// The latest transaction time the window has evicted by. A writer never decides at an
+    /// earlier time, so a run it has forgotten is never one it should still answer.
+    private(set) var timeFloor = Timestamp(millisecondsSinceEpoch: 0)
 
     init(limit: RetryWindow) { self.limit = limit }
 
@@ -59,21 +64,41 @@ struct InvocationWindow {
     }
 
     private func inWindow(_ run: Run, tail: UInt64, now: Timestamp) -> Bool {
-        run.first &+ limit.events > tail && now.millisecondsSinceEpoch - run.recordedAt.millisecondsSinceEpoch <= limit.duration.nanoseconds / 1_000_000
+        // `tail >= run.first` always; the subtraction cannot wrap, whatever the limits.
+        guard tail - run.first < limit.events else { return false }
+        let age = now.millisecondsSinceEpoch.subtractingReportingOverflow(run.recordedAt.millisecondsSinceEpoch)
+        return age.overflow || age.partialValue <= Self.milliseconds(limit.duration)
+    }
+
+    private static func milliseconds(_ duration: Duration) -> Int64 {
+        let (seconds, overflow) = duration.components.seconds.multipliedReportingOverflow(by: 1000)
+        return overflow ? .max : seconds + duration.components.attoseconds / 1_000_000_000_000_000
     }
 
     /// Folds the marks appended after ``validAt`` (by any process) up to `tail`, the log's tail in
-    /// the caller's transaction. Marks before the window's start are skipped.
+    /// the caller's transaction. Marks before the window's start are left out; the mark just
+    /// before it is read too, so that a call cut by the start is seen to begin outside the window
+    /// rather than mistaken for a shorter call inside it. (``validAt`` is always a transaction's
+    /// end, so no call spans it.) Nothing changes unless every mark reads.
     mutating func catchUp(_ txn: Transaction, _ schema: Schema, tail: UInt64) throws {
         guard tail != validAt else { return }
         if tail < validAt { self = InvocationWindow(limit: limit) }  // a store restored to an earlier state
-        let windowStart = tail > limit.events ? tail - limit.events + 1 : 1
-        let from = max(validAt + 1, windowStart)
+        let windowStart = tail - min(tail, limit.events) + 1
+        let from = validAt + 1 >= windowStart ? validAt + 1 : windowStart - 1
+        var marks: [(InvocationMark, UInt64)] = []
         try txn.scan(schema.database(.invocationMarks), from: BigEndian.bytes(from)) { key, value in
-            guard let position = BigEndian.uint64(key), position <= tail else { return false }
-            note(try InvocationMark(decoding: Array(value)), at: position)
+            guard let position = BigEndian.uint64(key) else {
+                throw StoreError(.corrupt, "invocation-marks has a key of \(key.count) bytes; positions are 8 bytes")
+            }
+            guard position <= tail else { return false }
+            do {
+                marks.append((try InvocationMark(decoding: Array(value)), position))
+            } catch {
+                throw StoreError(.corrupt, "the invocation mark at position \(position) does not decode: \(error)")
+            }
             return true
         }
+        for (mark, position) in marks { note(mark, at: position) }
         validAt = tail
     }
 
@@ -105,6 +130,8 @@ struct InvocationWindow {
     /// the runs that have left the window.
     mutating func committed(upTo tail: UInt64, now: Timestamp) {
         validAt = tail
+        timeFloor = max(timeFloor, now)
+        let now = timeFloor
         while head < order.count {
             let (first, id) = order[head]
             if let run = runs[id], run.first == first {

@@ -2,13 +2,12 @@
 import json
 import tempfile
 
-from conftest import Server
-from test_attacks import TARGET, error_of, post
+from test_attacks import TARGET, Served, error_of, post
 
 
 def test_a_retry_sent_to_another_process_on_the_same_store_gets_the_original_answer():
     with tempfile.TemporaryDirectory() as data_dir:
-        a, b = Server(data_dir), Server(data_dir)
+        a, b = Served(data_dir), Served(data_dir)
         try:
             # b writes first, so its retry window is valid at a position that a then moves past.
             status, _, _ = post(b, TARGET + "CreateRepository", json.dumps({"repositoryName": "shared/app"}).encode())
@@ -26,4 +25,5 @@ def test_a_retry_sent_to_another_process_on_the_same_store_gets_the_original_ans
             initiations = [e for e in a.events() if e["type"] == "UploadInitiated"]
             assert [e["data"]["uploadId"] for e in initiations] == [first["uploadId"]]
         finally:
-            assert a.stop() == 0 and b.stop() == 0
+            statuses = (a.stop(), b.stop())
+            assert statuses == (0, 0), statuses

@@ -37,12 +37,38 @@ struct RetryWindowTests {
             try await Self.create(store)
             let first = try await store.execute(try Self.initiate(), metadata: Self.metadata("inv-old"))  // position 2
             _ = try await store.execute(try Self.initiate(), metadata: testMetadata())                     // 3
-            let inside = try await store.execute(try Self.initiate(), metadata: Self.metadata("inv-old"))
-            #expect(inside.isRetry && inside.events == first.events, "position 2 is among the log's last 3 events (1...3)")
             _ = try await store.execute(try Self.initiate(), metadata: testMetadata())                     // 4
+            let inside = try await store.execute(try Self.initiate(), metadata: Self.metadata("inv-old"))
+            #expect(inside.isRetry && inside.events == first.events, "position 2 is the oldest of the log's last 3 events (2...4)")
             _ = try await store.execute(try Self.initiate(), metadata: testMetadata())                     // 5
             let outside = try await store.execute(try Self.initiate(), metadata: Self.metadata("inv-old"))
             #expect(!outside.isRetry && outside.events.map(\.position) == [6], "the log's last 3 events are 3...5")
+        }
+    }
+
+    /// A call whose events straddle the window's start lies outside it, as a whole: a restarted
+    /// writer must not take its tail end for a shorter call and answer a retry with part of it.
+    @Test func aCallCutByTheWindowsStart_afterARestart_isTakenAsNew_notAnsweredInPart() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let window = RetryWindow(events: 2, duration: .seconds(3600))
+        let delete = Command.deleteRepository(try DeleteRepository(repositoryName: "team/app", force: true))
+        let deleted = try await withTestStore(dir, configure: { $0.retryWindow = window }) { store in
+            try await Self.create(store)                                                         // 1
+            _ = try await store.execute(try Self.initiate(), metadata: testMetadata())          // 2
+            let deleted = try await store.execute(delete, metadata: Self.metadata("inv-delete"))  // 3, 4
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/other")), metadata: testMetadata())  // 5
+            return deleted
+        }
+        #expect(deleted.events.map(\.position) == [3, 4])
+        try await withTestStore(dir, configure: {
+            $0.retryWindow = window
+            $0.uploadIds = SequentialUploadIDs(start: 100)
+        }) { store in
+            // The window is positions 4...5: the call began at 3, so its retry is decided anew.
+            await #expect {
+                _ = try await store.execute(delete, metadata: Self.metadata("inv-delete"))
+            } throws: { ($0 as? CommandError)?.code == .repositoryNotFound }
         }
     }
 
