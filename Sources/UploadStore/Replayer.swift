@@ -69,7 +69,7 @@ public enum Replayer {
         }
         let start = ContinuousClock.now
         do {
-            try environment.read { txn in try verify(txn, into: &report, progress: progress) }
+            try environment.read { txn in try verify(txn, environment, into: &report, progress: progress) }
         } catch let failure as Failure {
             report.failure = failure
         } catch {
@@ -95,7 +95,8 @@ public enum Replayer {
         return try environment.read { txn in
             let schema = try Schema(txn)
             let start = ContinuousClock.now
-            let (tables, count) = try rebuild(txn, schema, tick: {})
+            let count = try EventLog.tail(txn, schema)?.position ?? 0
+            let tables = try rebuild(txn, schema, upTo: count, tick: {})
             let elapsed = ContinuousClock.now - start
             return Rebuild(
                 events: count, seconds: elapsed.seconds,
@@ -103,38 +104,47 @@ public enum Replayer {
         }
     }
 
-    private static func verify(_ txn: Transaction, into report: inout Report, progress: Progress?) throws {
+    private static func verify(_ txn: Transaction, _ environment: Environment, into report: inout Report, progress: Progress?) throws {
         let status = try UploadMigrations.migrator.status(txn)
         guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
         let schema = try Schema(txn)
-        let total = 3 * (try EventLog.tail(txn, schema)?.position ?? 0)
-        var done: UInt64 = 0
-        let tick: () -> Void = {
-            done += 1
-            if done % 65_536 == 0 || done == total { progress?(done, total) }
+        let size = try EventLog.tail(txn, schema)?.position ?? 0
+        let counter = ProgressCounter(total: 3 * size, progress)
+
+        // The second rebuild runs on another core, in a read snapshot of its own. The log is
+        // append-only, so its first `size` events are the ones this snapshot holds; everything
+        // else (live tables, checkpoint, Merkle tree) is read from this snapshot.
+        let second = BackgroundWork {
+            try environment.read { txn in
+                let tables = try rebuild(txn, Schema(txn), upTo: size, tick: counter.tick)
+                return (tables, ProjectionDigest.of(tables))
+            }
         }
+        defer { second.wait() }
+        let first = try rebuild(txn, schema, upTo: size, tick: counter.tick)
+        let firstDigest = ProjectionDigest.of(first)
+        try verifyMerkleTree(txn, schema, size: size, tick: counter.tick)
+        let liveDigest = try ProjectionDigest.ofLive(txn, schema)
+        let (secondTables, secondDigest) = try second.result()
+        counter.finish()
 
-        var rebuilds: [InMemoryProjectionTables] = []
-        for _ in 0..<2 {
-            let (tables, count) = try rebuild(txn, schema, tick: tick)
-            rebuilds.append(tables)
-            report.events = count
-            report.eventsScanned += count
-            report.rebuildDigests.append(Hex.encode(ProjectionDigest.of(tables)))
-        }
-        let live = try ProjectionDigest.liveEntries(txn, schema)
-        report.liveDigest = Hex.encode(ProjectionDigest.of(live))
-
-        try verifyMerkleTree(txn, schema, size: report.events, tick: tick)
-        report.merkleRoot = Hex.encode(try MerkleLog.root(txn, schema, size: report.events))
-
+        report.events = size
+        report.eventsScanned = 2 * size
+        report.rebuildDigests = [Hex.encode(firstDigest), Hex.encode(secondDigest)]
+        report.liveDigest = Hex.encode(liveDigest)
+        report.merkleRoot = Hex.encode(try MerkleLog.root(txn, schema, size: size))
         let checkpoint = try ProjectionCheckpoint.read(txn, schema)
         report.checkpoint = checkpoint.position
-        if let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(rebuilds[0]), ProjectionDigest.entries(rebuilds[1])) {
-            throw Failure.mismatch("two rebuilds differ (replay is not deterministic): \(difference)")
+
+        // Digests first; the entry lists that name the first difference are built only on a mismatch.
+        if firstDigest != secondDigest {
+            let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(first), ProjectionDigest.entries(secondTables))
+            throw Failure.mismatch("two rebuilds differ (replay is not deterministic): \(difference ?? "in their digests")")
         }
-        if let difference = ProjectionDigest.firstDifference(live, ProjectionDigest.entries(rebuilds[0]), leftName: "live", rightName: "rebuilt") {
-            throw Failure.mismatch(difference)
+        if liveDigest != firstDigest {
+            let difference = ProjectionDigest.firstDifference(
+                try ProjectionDigest.liveEntries(txn, schema), ProjectionDigest.entries(first), leftName: "live", rightName: "rebuilt")
+            throw Failure.mismatch(difference ?? "the live tables' digest differs from the rebuild's")
         }
         guard checkpoint.position == report.events, checkpoint.version == Projector.version else {
             throw Failure.mismatch(
@@ -152,7 +162,7 @@ public enum Replayer {
     private static func verifyMerkleTree(_ txn: Transaction, _ schema: Schema, size: UInt64, tick: () -> Void) throws {
         var levels: [[MerkleTree.Hash]] = []
         try txn.scan(schema.events) { key, value in
-            guard let position = BigEndian.uint64(key) else { return false }
+            guard let position = BigEndian.uint64(key), position <= size else { return false }
             let leaf = MerkleTree.leafHash(position: position, record: value)
             for n in MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf, node: { levels[Int($0)][Int($1)] }) {
                 if levels.count <= Int(n.level) { levels.append([]) }
@@ -202,12 +212,13 @@ public enum Replayer {
         if let failure { throw Failure.log(failure) }
     }
 
-    /// Folds the whole log into fresh in-memory tables, checking that positions are dense and
-    /// every record decodes.
-    private static func rebuild(_ txn: Transaction, _ schema: Schema, tick: () -> Void) throws -> (InMemoryProjectionTables, UInt64) {
+    /// Folds the log's first `size` events into fresh in-memory tables, checking that positions
+    /// are dense and every record decodes.
+    private static func rebuild(_ txn: Transaction, _ schema: Schema, upTo size: UInt64, tick: () -> Void) throws -> InMemoryProjectionTables {
         var tables = InMemoryProjectionTables()
         var expected: UInt64 = 1
         try txn.scan(schema.events) { key, value in
+            guard expected <= size else { return false }
             guard let position = BigEndian.uint64(key) else {
                 throw Failure.log("after position \(expected - 1): a key of \(key.count) bytes where an 8-byte position belongs")
             }
@@ -229,73 +240,82 @@ public enum Replayer {
             tick()
             return true
         }
-        return (tables, expected - 1)
+        guard expected == size + 1 else { throw Failure.log("the log ends at position \(expected - 1), before \(size)") }
+        return tables
     }
 }
 
-/// The canonical digest of projection state: SHA-256 over every table in name order, and within
-/// each table every entry in key byte order, each as
-/// `table name · 0x00 · len(key) · key · len(value) · value` with 8-byte big-endian lengths.
-/// Live LMDB tables and in-memory rebuilds are hashed through the same entries, so equal state
-/// gives equal digests.
-enum ProjectionDigest {
-    typealias Entry = (table: ProjectionTable, key: [UInt8], value: [UInt8])
+/// Counts events processed by any thread and reports every 65,536th, and the end. Reports are
+/// made under the counter's lock, so the caller's callback never runs on two threads at once.
+private final class ProgressCounter: @unchecked Sendable {
+    private let done = Locked<UInt64>(0)
+    private let total: UInt64
+    private let progress: Replayer.Progress?
 
-    static func entries(_ tables: InMemoryProjectionTables) -> [Entry] {
-        ProjectionTable.allCases.sorted().flatMap { table in tables.entries(table).map { (table, $0.key, $0.value) } }
+    init(total: UInt64, _ progress: Replayer.Progress?) {
+        self.total = total
+        self.progress = progress
     }
 
-    static func liveEntries(_ txn: Transaction, _ schema: Schema) throws -> [Entry] {
-        var entries: [Entry] = []
-        for table in ProjectionTable.allCases.sorted() {
-            try txn.scan(schema.database(table)) { key, value in
-                entries.append((table, Array(key), Array(value)))
-                return true
-            }
+    /// A counter for one thread's work, to call once per event: it takes the lock only every
+    /// 4,096 events.
+    var tick: () -> Void {
+        guard progress != nil else { return {} }
+        var local: UInt64 = 0
+        return { [self] in
+            local += 1
+            guard local == 4096 else { return }
+            local = 0
+            add(4096)
         }
-        return entries
     }
 
-    static func of(_ tables: InMemoryProjectionTables) -> SHA256.Digest { of(entries(tables)) }
-
-    static func of(_ entries: [Entry]) -> SHA256.Digest {
-        var hasher = SHA256()
-        for entry in entries {
-            hasher.update(data: Array(entry.table.rawValue.utf8) + [0])
-            hasher.update(data: BigEndian.bytes(UInt64(entry.key.count)))
-            hasher.update(data: entry.key)
-            hasher.update(data: BigEndian.bytes(UInt64(entry.value.count)))
-            hasher.update(data: entry.value)
+    func finish() {
+        done.withLock { done in
+            done = total
+            progress?(total, total)
         }
-        return hasher.finalize()
     }
 
-    /// Walks two sorted entry lists together and describes the first place they differ.
-    static func firstDifference(
-        _ left: [Entry], _ right: [Entry], leftName: String = "first", rightName: String = "second"
-    ) -> String? {
-        var l = 0, r = 0
-        while l < left.count || r < right.count {
-            let a = l < left.count ? left[l] : nil
-            let b = r < right.count ? right[r] : nil
-            if let a, let b, a.table == b.table, a.key == b.key {
-                if a.value != b.value {
-                    return "table \(a.table.rawValue), key '\(ProjectionKey.readable(a.key))': the \(leftName) value differs from the \(rightName) value"
-                }
-                l += 1
-                r += 1
-                continue
-            }
-            // The entry that sorts first is the one the other side lacks.
-            let leftFirst: Bool
-            if let a, let b {
-                leftFirst = a.table != b.table ? a.table < b.table : ProjectionKey.precedes(a.key, b.key)
-            } else {
-                leftFirst = a != nil
-            }
-            let missing = leftFirst ? a! : b!
-            return "table \(missing.table.rawValue), key '\(ProjectionKey.readable(missing.key))': only the \(leftFirst ? leftName : rightName) state has it"
+    private func add(_ count: UInt64) {
+        done.withLock { done in
+            done += count
+            if done % 65_536 == 0, done < total { progress?(done, total) }
         }
-        return nil
+    }
+}
+
+/// Work started on a thread of its own at once; ``result()`` waits for it. Its starter must
+/// wait for it on every path (it may hold the environment open): `defer { work.wait() }`.
+private final class BackgroundWork<T: Sendable>: @unchecked Sendable {
+    private let finished = DispatchSemaphore(value: 0)
+    private var outcome: Result<T, any Error>?
+    private var waited = false
+
+    private var work: (@Sendable () throws -> T)?
+
+    init(_ work: @escaping @Sendable () throws -> T) {
+        self.work = work
+        // The thread holds only this object; the work (and what it captured, such as an open
+        // environment) is released before the waiter wakes.
+        let thread = Thread { [self] in
+            outcome = Result(catching: self.work!)
+            self.work = nil
+            finished.signal()
+        }
+        thread.start()
+    }
+
+    /// Waits for the work to end (at once if it already has). Only the starting thread calls it.
+    func wait() {
+        guard !waited else { return }
+        finished.wait()
+        waited = true
+    }
+
+    /// Waits for the work; its value, or what it threw.
+    func result() throws -> T {
+        wait()
+        return try outcome!.get()
     }
 }
