@@ -19,7 +19,9 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
     private var layers: [Key: LayerRecord] = [:]
     private var images: [Key: ImageRecord] = [:]
     private var tags: [Key: TagRecord] = [:]
-    private var invocationMarks: [Key: InvocationMark] = [:]
+    /// In key order: its keys only grow (``ProjectionTable/keysOnlyGrow``), so a put appends and
+    /// the digest needs no sort of its million entries.
+    private var invocationMarks = OrderedRecords<InvocationMark>()
     /// The index tables, whose values are all ``RepositoryMark``.
     private var marks: [ProjectionTable: [Key: RepositoryMark]] = [:]
 
@@ -33,7 +35,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .layers: layers[key]
         case .images: images[key]
         case .imageTags: tags[key]
-        case .invocationMarks: invocationMarks[key]
+        case .invocationMarks: invocationMarks[key.bytes]
         case .activeUploads, .initiations: marks[table]?[key]
         }
         guard let found else { return nil }
@@ -51,7 +53,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .layers: layers[key] = try Self.cast(record, table)
         case .images: images[key] = try Self.cast(record, table)
         case .imageTags: tags[key] = try Self.cast(record, table)
-        case .invocationMarks: invocationMarks[key] = try Self.cast(record, table)
+        case .invocationMarks: invocationMarks[key.bytes] = try Self.cast(record, table)
         case .activeUploads, .initiations: marks[table, default: [:]][key] = try Self.cast(record, table)
         }
     }
@@ -64,7 +66,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .layers: layers[key] = nil
         case .images: images[key] = nil
         case .imageTags: tags[key] = nil
-        case .invocationMarks: invocationMarks[key] = nil
+        case .invocationMarks: invocationMarks[key.bytes] = nil
         case .activeUploads, .initiations: marks[table]?[key] = nil
         }
     }
@@ -76,7 +78,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .layers: Array(layers.keys)
         case .images: Array(images.keys)
         case .imageTags: Array(tags.keys)
-        case .invocationMarks: Array(invocationMarks.keys)
+        case .invocationMarks: invocationMarks.keys.map(Key.init)
         case .activeUploads, .initiations: Array(marks[table, default: [:]].keys)
         }
         return keys.map(\.bytes).filter { $0.starts(with: prefix) }.sorted(by: ProjectionKey.precedes)
@@ -94,13 +96,14 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         func encoded(_ records: [Key: some FieldRecord]) -> [(key: [UInt8], value: [UInt8])] {
             records.map { ($0.key.bytes, $0.value.encoded()) }
         }
+        if table == .invocationMarks { return invocationMarks.encodedInOrder() }
         let entries: [(key: [UInt8], value: [UInt8])] = switch table {
         case .sessions: encoded(sessions)
         case .repositories: encoded(repositories)
         case .layers: encoded(layers)
         case .images: encoded(images)
         case .imageTags: encoded(tags)
-        case .invocationMarks: encoded(invocationMarks)
+        case .invocationMarks: invocationMarks.encodedInOrder()
         case .activeUploads, .initiations: encoded(marks[table, default: [:]])
         }
         return entries.sorted { ProjectionKey.precedes($0.key, $1.key) }
@@ -112,4 +115,41 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         }
         return typed
     }
+}
+
+/// Records kept in key byte order in an array: for a table whose keys only grow, every put is an
+/// append. Out-of-order keys are still placed correctly (by binary search), only slower.
+struct OrderedRecords<R: FieldRecord & Sendable>: Sendable {
+    private var entries: [(key: [UInt8], record: R)] = []
+
+    var keys: [[UInt8]] { entries.map(\.key) }
+
+    /// Where `key` is, or would be inserted.
+    private func index(of key: [UInt8]) -> (index: Int, found: Bool) {
+        if let last = entries.last, ProjectionKey.precedes(last.key, key) { return (entries.count, false) }
+        var low = 0, high = entries.count
+        while low < high {
+            let mid = (low + high) / 2
+            if ProjectionKey.precedes(entries[mid].key, key) { low = mid + 1 } else { high = mid }
+        }
+        return (low, low < entries.count && entries[low].key == key)
+    }
+
+    subscript(key: [UInt8]) -> R? {
+        get {
+            let (index, found) = index(of: key)
+            return found ? entries[index].record : nil
+        }
+        set {
+            let (index, found) = index(of: key)
+            switch (newValue, found) {
+            case (let record?, true): entries[index].record = record
+            case (let record?, false): entries.insert((key, record), at: index)
+            case (nil, true): entries.remove(at: index)
+            case (nil, false): break
+            }
+        }
+    }
+
+    func encodedInOrder() -> [(key: [UInt8], value: [UInt8])] { entries.map { ($0.key, $0.record.encoded()) } }
 }
