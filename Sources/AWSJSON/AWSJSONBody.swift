@@ -14,22 +14,36 @@ public struct SerializationError: Error, Equatable, CustomStringConvertible {
 /// `ECRRequests` maps onto commands.
 public struct AWSJSONBody {
     private let object: [String: Any]
+    /// The body itself, for the long string members read straight from it.
+    private let bytes: [UInt8]
+    /// Where each long string member's text lies in `bytes` (see ``LargeStringMembers``); the
+    /// parsed object holds `""` in its place, so type checks on it still see a string.
+    private let longStrings: [String: Range<Int>]
 
     /// An empty body counts as `{}` (Smithy: servers must accept it).
     public init(_ bytes: [UInt8]) throws {
+        self.bytes = bytes
         guard !bytes.isEmpty else {
             object = [:]
+            longStrings = [:]
             return
         }
         let lifted = LargeStringMembers.lift(bytes)
         guard let parsed = try? JSONSerialization.jsonObject(with: Data(lifted?.document ?? bytes), options: [.fragmentsAllowed]) else {
             throw SerializationError("The request body is not valid JSON")
         }
-        guard var object = parsed as? [String: Any] else {
+        guard let object = parsed as? [String: Any] else {
             throw SerializationError("The request body must be a JSON object")
         }
-        for (name, text) in lifted?.members ?? [:] { object[name] = text }
         self.object = object
+        longStrings = lifted?.members ?? [:]
+    }
+
+    /// A string member's UTF-8 bytes, without making a `String` of a long one: a slice of the
+    /// body itself (a layer part's base64, say, is read in place).
+    public func stringBytes(_ key: String) throws -> ArraySlice<UInt8>? {
+        if let range = longStrings[key] { return bytes[range] }
+        return try string(key).map { Array($0.utf8)[...] }
     }
 
     private func value(_ key: String) -> Any? {
@@ -38,6 +52,7 @@ public struct AWSJSONBody {
     }
 
     public func string(_ key: String) throws -> String? {
+        if let range = longStrings[key] { return String(decoding: bytes[range], as: UTF8.self) }
         guard let v = value(key) else { return nil }
         guard let s = v as? String else { throw SerializationError("'\(key)' must be a string") }
         return s

@@ -16,24 +16,34 @@ import Darwin
 enum LargeStringMembers {
     static let threshold = 64 * 1024
 
-    static func lift(_ bytes: [UInt8]) -> (document: [UInt8], members: [String: String])? {
+    /// - Returns: the document with the long members' contents cut out, and where each member's
+    ///   text lies in `bytes` (checked to be UTF-8, never copied).
+    static func lift(_ bytes: [UInt8]) -> (document: [UInt8], members: [String: Range<Int>])? {
         guard bytes.count >= threshold else { return nil }
-        return bytes.withUnsafeBufferPointer { b -> (document: [UInt8], members: [String: String])? in
+        return bytes.withUnsafeBufferPointer { b -> (document: [UInt8], members: [String: Range<Int>])? in
             var scanner = Scanner(b: b)
             guard let cuts = scanner.topLevelLongStrings(), !cuts.isEmpty else { return nil }
-            var members: [String: String] = [:]
+            var members: [String: Range<Int>] = [:]
             var document: [UInt8] = []
             document.reserveCapacity(bytes.count - cuts.reduce(0) { $0 + $1.range.count })
             var from = 0
             for cut in cuts {
-                guard let text = String(validating: b[cut.range], as: UTF8.self) else { return nil }
-                members[cut.name] = text
+                guard isUTF8(UnsafeBufferPointer(rebasing: b[cut.range])) else { return nil }
+                members[cut.name] = cut.range
                 document.append(contentsOf: b[from..<cut.range.lowerBound])
                 from = cut.range.upperBound
             }
             document.append(contentsOf: b[from...])
             return (document, members)
         }
+    }
+
+    /// ASCII in one branch-free pass (what a base64 member holds); anything else is validated
+    /// the slow way.
+    private static func isUTF8(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+        var high: UInt8 = 0
+        for byte in text { high |= byte }
+        return high < 0x80 || String(validating: text, as: UTF8.self) != nil
     }
 
     /// A recursive-descent walk that understands just enough JSON to find member boundaries.

@@ -23,18 +23,13 @@ public enum ECRRequests {
         try InitiateLayerUpload(registryId: body.string("registryId"), repositoryName: body.string("repositoryName"))
     }
 
-    /// The command and the part's bytes (`layerPartBlob`, standard base64).
-    public static func uploadLayerPart(_ body: AWSJSONBody) throws -> (command: UploadLayerPart, bytes: [UInt8]) {
-        guard let text = try body.string("layerPartBlob") else { throw Validation.missing("layerPartBlob") }
-        guard let data = Data(base64Encoded: text) else {
-            throw CommandError(.invalidParameter, "layerPartBlob is not valid standard base64")
-        }
-        let bytes = [UInt8](data)
-        let command = try UploadLayerPart(
+    /// Where the part goes, and its bytes (`layerPartBlob`, standard base64), read in place.
+    public static func uploadLayerPart(_ body: AWSJSONBody) throws -> (placement: UploadLayerPart.Placement, bytes: Base64Part) {
+        guard let text = try body.stringBytes("layerPartBlob") else { throw Validation.missing("layerPartBlob") }
+        let placement = try UploadLayerPart.Placement(
             registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
-            uploadId: body.string("uploadId"), partFirstByte: body.int64("partFirstByte"), partLastByte: body.int64("partLastByte"),
-            partLength: UInt64(bytes.count), partDigest: Hex.sha256Digest(bytes))
-        return (command, bytes)
+            uploadId: body.string("uploadId"), partFirstByte: body.int64("partFirstByte"), partLastByte: body.int64("partLastByte"))
+        return (placement, try Base64Part(text))
     }
 
     public static func completeLayerUpload(_ body: AWSJSONBody) throws -> CompleteLayerUpload {

@@ -32,25 +32,44 @@ public struct BlobStore: Sendable {
 
     public func hasBlob(_ digest: String) -> Bool { FileManager.default.fileExists(atPath: blobPath(digest)) }
 
-    /// Writes a part at its offset, cuts off anything after it (bytes of a part that never
-    /// committed), and syncs the file, and the directory when the file is new.
-    public func writePart(uploadId: String, offset: UInt64, bytes: [UInt8]) throws {
+    /// Writes a part at its offset a chunk at a time, hashing it as it goes, cuts off anything
+    /// after it (bytes of a part that never committed), and syncs the file, and the directory when
+    /// the file is new. Fails without truncating when the bytes turn out malformed part way; the
+    /// caller cuts the staging back to what the log records.
+    /// - Returns: `sha256:<hex>` of the part.
+    @discardableResult
+    public func writePart(uploadId: String, offset: UInt64, bytes: some PartBytes) throws -> String {
         let path = stagingPath(uploadId)
         let isNew = !FileManager.default.fileExists(atPath: path)
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw Self.posixError("open \(path)") }
         defer { close(fd) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { buffer in
-                pwrite(fd, buffer.baseAddress! + written, buffer.count - written, off_t(offset) + off_t(written))
+        var hasher = SHA256()
+        var position = off_t(offset)
+        try bytes.forEachChunk { chunk in
+            hasher.update(bufferPointer: chunk)
+            var written = 0
+            while written < chunk.count {
+                let n = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, position + off_t(written))
+                guard n > 0 else { throw Self.posixError("write \(path)") }
+                written += n
             }
-            guard n > 0 else { throw Self.posixError("write \(path)") }
-            written += n
+            position += off_t(chunk.count)
         }
-        guard ftruncate(fd, off_t(offset) + off_t(bytes.count)) == 0 else { throw Self.posixError("truncate \(path)") }
+        guard position == off_t(offset) + off_t(bytes.byteCount) else {
+            throw StoreError(.io, "the part held \(Int64(position) - Int64(offset)) bytes where \(bytes.byteCount) were announced")
+        }
+        guard ftruncate(fd, position) == 0 else { throw Self.posixError("truncate \(path)") }
         guard fsync(fd) == 0 else { throw Self.posixError("fsync \(path)") }
         if isNew { try Self.syncDirectory(staging) }
+        return "sha256:" + Hex.encode(hasher.finalize())
+    }
+
+    /// `sha256:<hex>` of a part's bytes, read a chunk at a time (a part that will not be staged).
+    public static func digest(of bytes: some PartBytes) throws -> String {
+        var hasher = SHA256()
+        try bytes.forEachChunk { hasher.update(bufferPointer: $0) }
+        return "sha256:" + Hex.encode(hasher.finalize())
     }
 
     /// Hashes the first `length` staged bytes of an upload and copies them, in the same pass,

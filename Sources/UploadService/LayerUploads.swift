@@ -14,16 +14,26 @@ extension UploadService {
     /// only when the upload expects exactly this part next; otherwise the store answers (a retry of
     /// a recorded call, or the refusal) without a byte written. Bytes staged for a part the store
     /// then refuses are cut back off.
-    /// - Parameter bytes: the part's bytes; `command.partLength` and `partDigest` describe them.
-    public func uploadLayerPart(_ command: UploadLayerPart, bytes: [UInt8], _ metadata: RequestMetadata) async throws -> PartAccepted {
-        let ref = RepositoryRef(registryId: try settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName)
-        try await uploadLocks.withLock(command.uploadId) {
-            var command = command
-            let session = try self.read { try $0.session(command.uploadId) }
-            if let session, session.expects(command, in: ref, settings: self.settings) {
-                let (uploadId, offset) = (command.uploadId, command.partFirstByte)
-                try await Self.blocking { try self.blobs.writePart(uploadId: uploadId, offset: offset, bytes: bytes) }
+    /// - Parameter bytes: the part's bytes, read once, a chunk at a time: hashed while they are
+    ///   staged (or only hashed, when the upload does not expect them), never held whole here.
+    public func uploadLayerPart(_ part: UploadLayerPart.Placement, bytes: some PartBytes, _ metadata: RequestMetadata) async throws -> PartAccepted {
+        let ref = RepositoryRef(registryId: try settings.resolveRegistry(part.registryId), repositoryName: part.repositoryName)
+        try await uploadLocks.withLock(part.uploadId) {
+            let session = try self.read { try $0.session(part.uploadId) }
+            var command: UploadLayerPart
+            if let session, session.expects(part, length: bytes.byteCount, in: ref, settings: self.settings) {
+                let (uploadId, offset) = (part.uploadId, part.partFirstByte)
+                do {
+                    let digest = try await Self.blocking { try self.blobs.writePart(uploadId: uploadId, offset: offset, bytes: bytes) }
+                    command = UploadLayerPart(part, partLength: bytes.byteCount, partDigest: digest)
+                } catch {
+                    // Malformed part way (or a failed write): staging holds only what the log records.
+                    self.blobs.truncateStaging(uploadId, to: offset)
+                    throw error
+                }
                 command.staged = true
+            } else {
+                command = UploadLayerPart(part, partLength: bytes.byteCount, partDigest: try BlobStore.digest(of: bytes))
             }
             do {
                 _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
@@ -34,7 +44,7 @@ extension UploadService {
                 throw error
             }
         }
-        return PartAccepted(repository: ref, uploadId: command.uploadId, lastByteReceived: command.partLastByte)
+        return PartAccepted(repository: ref, uploadId: part.uploadId, lastByteReceived: part.partLastByte)
     }
 
     /// Completes an upload: when it is ready, hashes its staged bytes while copying them into the

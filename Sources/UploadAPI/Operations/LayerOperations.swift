@@ -10,8 +10,8 @@ extension ECRPublicService {
     }
 
     func uploadLayerPart(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        let (command, bytes) = try ECRRequests.uploadLayerPart(body)
-        let accepted = try await service.uploadLayerPart(command, bytes: bytes, metadata)
+        let (placement, bytes) = try ECRRequests.uploadLayerPart(body)
+        let accepted = try await service.uploadLayerPart(placement, bytes: bytes, metadata)
         return .object(sorting: [
             ("registryId", .string(accepted.repository.registryId)), ("repositoryName", .string(accepted.repository.repositoryName)),
             ("uploadId", .string(accepted.uploadId)), ("lastByteReceived", .uint(accepted.lastByteReceived)),

@@ -22,13 +22,70 @@ public struct UploadLayerPart: Sendable, Equatable {
         registryId: String? = nil, repositoryName: String?, uploadId: String?,
         partFirstByte: Int64?, partLastByte: Int64?, partLength: UInt64, partDigest: String
     ) throws(CommandError) {
-        self.registryId = try Validation.registryId(registryId)
-        self.repositoryName = try Validation.repositoryName(repositoryName)
-        self.uploadId = try Validation.uploadId(uploadId)
-        self.partFirstByte = try Validation.partOffset(partFirstByte, member: "partFirstByte")
-        self.partLastByte = try Validation.partOffset(partLastByte, member: "partLastByte")
+        self.init(
+            try Placement(registryId: registryId, repositoryName: repositoryName, uploadId: uploadId,
+                          partFirstByte: partFirstByte, partLastByte: partLastByte),
+            partLength: partLength, partDigest: partDigest)
+    }
+
+    /// The part, once its bytes have been counted and hashed.
+    public init(_ placement: Placement, partLength: UInt64, partDigest: String) {
+        registryId = placement.registryId
+        repositoryName = placement.repositoryName
+        uploadId = placement.uploadId
+        partFirstByte = placement.partFirstByte
+        partLastByte = placement.partLastByte
         self.partLength = partLength
         self.partDigest = partDigest
+    }
+
+    public var placement: Placement {
+        Placement(registryId: registryId, repositoryName: repositoryName, uploadId: uploadId, partFirstByte: partFirstByte, partLastByte: partLastByte)
+    }
+
+    /// Where a part goes, as its request names it: known, and checked, before its bytes are read.
+    public struct Placement: Sendable, Equatable {
+        public let registryId: String?
+        public let repositoryName: String
+        public let uploadId: String
+        public let partFirstByte: UInt64
+        public let partLastByte: UInt64
+
+        public init(
+            registryId: String? = nil, repositoryName: String?, uploadId: String?, partFirstByte: Int64?, partLastByte: Int64?
+        ) throws(CommandError) {
+            self.registryId = try Validation.registryId(registryId)
+            self.repositoryName = try Validation.repositoryName(repositoryName)
+            self.uploadId = try Validation.uploadId(uploadId)
+            self.partFirstByte = try Validation.partOffset(partFirstByte, member: "partFirstByte")
+            self.partLastByte = try Validation.partOffset(partLastByte, member: "partLastByte")
+        }
+
+        fileprivate init(registryId: String?, repositoryName: String, uploadId: String, partFirstByte: UInt64, partLastByte: UInt64) {
+            self.registryId = registryId
+            self.repositoryName = repositoryName
+            self.uploadId = uploadId
+            self.partFirstByte = partFirstByte
+            self.partLastByte = partLastByte
+        }
+    }
+}
+
+/// A part's bytes as a front end holds them (raw, or still base64 in the request), visited a
+/// chunk at a time so that they are never copied whole. The domain never reads them; the
+/// application layer stages and hashes them.
+public protocol PartBytes: Sendable {
+    /// How many bytes the part holds (decoded).
+    var byteCount: UInt64 { get }
+    /// Calls `body` with the bytes in order, a chunk at a time; each chunk is valid only during
+    /// its call. Throws ``CommandError`` when the bytes turn out malformed (bad base64).
+    func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws
+}
+
+extension Array: PartBytes where Element == UInt8 {
+    public var byteCount: UInt64 { UInt64(count) }
+    public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try withUnsafeBytes { try body($0) }
     }
 }
 

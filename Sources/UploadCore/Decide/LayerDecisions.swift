@@ -89,8 +89,13 @@ extension UploadSession {
     /// Whether `part` is this session's next part, so that its bytes are worth staging: the decider
     /// records it unless the state changes first. The caller checks this before any I/O.
     public func expects(_ part: UploadLayerPart, in ref: RepositoryRef, settings: DecisionSettings) -> Bool {
+        expects(part.placement, length: part.partLength, in: ref, settings: settings)
+    }
+
+    /// The same, before the part's bytes are read: its placement and decoded length.
+    public func expects(_ part: UploadLayerPart.Placement, length: UInt64, in ref: RepositoryRef, settings: DecisionSettings) -> Bool {
         state == .active && repository == ref && part.partFirstByte == bytesReceived && part.partLastByte >= part.partFirstByte
-            && part.partLength == part.partLastByte - part.partFirstByte + 1 && part.partLength <= UploadLayerPart.maximumPartBytes
+            && length == part.partLastByte - part.partFirstByte + 1 && length <= UploadLayerPart.maximumPartBytes
             && partCount < settings.maximumParts
     }
 

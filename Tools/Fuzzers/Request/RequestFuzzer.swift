@@ -38,7 +38,13 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     attempt { try ECRRequests.createRepository(body) }
     attempt { try ECRRequests.deleteRepository(body) }
     attempt { try ECRRequests.initiateLayerUpload(body) }
-    attempt { try ECRRequests.uploadLayerPart(body) }
+    attempt {
+        // The part's decoder too: it yields exactly the bytes it announced, or refuses.
+        let part = try ECRRequests.uploadLayerPart(body).bytes
+        var decoded: UInt64 = 0
+        try part.forEachChunk { decoded += UInt64($0.count) }
+        precondition(decoded == part.byteCount, "decoded \(decoded) bytes of \(part.byteCount)")
+    }
     attempt { try ECRRequests.completeLayerUpload(body) }
     attempt { try ECRRequests.putImage(body) }
     attempt { try ECRRequests.batchDeleteImage(body) }
