@@ -33,7 +33,8 @@ extension UploadService {
                 }
                 command.staged = true
             } else {
-                command = UploadLayerPart(part, partLength: bytes.byteCount, partDigest: try BlobStore.digest(of: bytes))
+                let digest = try await Self.blocking { try BlobStore.digest(of: bytes) }
+                command = UploadLayerPart(part, partLength: bytes.byteCount, partDigest: digest)
             }
             do {
                 _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)

@@ -7,10 +7,12 @@ public import UploadCore
 ///
 /// Both bounds are measured on the log: positions, and the recorded time of the call against the
 /// time the retry's transaction records. So every writer sharing a store, and every restart, decides
-/// a retry the same way (up to the clocks of the processes, near the time bound's edge). The count
-/// bounds what a writer folds into memory when it starts (one entry per call in the window, about
-/// 300 bytes: two 36-character ids, the run and its place in the eviction order); the time bound
-/// is what SDKs need (they retry within seconds to minutes).
+/// a retry the same way (up to the clocks of the processes, near the time bound's edge). The time
+/// bound is what SDKs need: they retry within seconds to minutes (botocore's read timeout is 60 s).
+/// The count bounds what a writer holds and folds into memory when it starts: one entry per call in
+/// the window, about 150 bytes (the invocation id, the run, its place in the eviction order), so at
+/// most about 150 MB, and only under a sustained load of more than 280 calls a second. Under load
+/// the count is the shorter bound: at 20,000 calls a second a million events last 50 seconds.
 public struct RetryWindow: Sendable, Equatable {
     public var events: UInt64
     public var duration: Duration
@@ -20,7 +22,7 @@ public struct RetryWindow: Sendable, Equatable {
         self.duration = duration
     }
 
-    public static let `default` = RetryWindow(events: 250_000, duration: .seconds(3600))
+    public static let `default` = RetryWindow(events: 1_000_000, duration: .seconds(3600))
 }
 
 /// The writer's map from invocation id to the events that call recorded, over the
@@ -35,7 +37,6 @@ struct InvocationWindow {
     struct Run: Equatable {
         var first: UInt64
         var count: UInt64
-        var requestId: String
         var recordedAt: Timestamp
     }
 
@@ -46,8 +47,9 @@ struct InvocationWindow {
     /// Each run's start and id, oldest first, from `head` on: the eviction order.
     private var order: [(first: UInt64, id: String)] = []
     private var head = 0
-    /// The newest run, which the next mark may extend.
-    private var newest: String?
+    /// The newest run's invocation and request ids: the next mark may extend that run (the request
+    /// id is needed for no other).
+    private var newest: (invocationId: String, requestId: String)?
     /// The latest transaction time the window has evicted by. A writer never decides at an
     /// earlier time, so a run it has forgotten is never one it should still answer.
     private(set) var timeFloor = Timestamp(millisecondsSinceEpoch: 0)
@@ -67,7 +69,7 @@ struct InvocationWindow {
         // `tail >= run.first` always; the subtraction cannot wrap, whatever the limits.
         guard tail - run.first < limit.events else { return false }
         let age = now.millisecondsSinceEpoch.subtractingReportingOverflow(run.recordedAt.millisecondsSinceEpoch)
-        return age.overflow || age.partialValue <= Self.milliseconds(limit.duration)
+        return !age.overflow && age.partialValue <= Self.milliseconds(limit.duration)
     }
 
     private static func milliseconds(_ duration: Duration) -> Int64 {
@@ -104,14 +106,14 @@ struct InvocationWindow {
 
     /// Adds one mark; the caller guarantees positions only grow.
     mutating func note(_ mark: InvocationMark, at position: UInt64) {
-        if let id = newest, id == mark.invocationId, var run = runs[id],
-           run.first + run.count == position, run.requestId == mark.requestId {
+        if let newest, newest == (mark.invocationId, mark.requestId), var run = runs[newest.invocationId],
+           run.first + run.count == position {
             run.count += 1
-            runs[id] = run
+            runs[newest.invocationId] = run
         } else {
-            runs[mark.invocationId] = Run(first: position, count: 1, requestId: mark.requestId, recordedAt: mark.recordedAt)
+            runs[mark.invocationId] = Run(first: position, count: 1, recordedAt: mark.recordedAt)
             order.append((position, mark.invocationId))
-            newest = mark.invocationId
+            newest = (mark.invocationId, mark.requestId)
         }
     }
 
@@ -122,8 +124,8 @@ struct InvocationWindow {
             guard let run = batch.runs[id], run.first == first else { continue }
             runs[id] = run
             order.append((first, id))
-            newest = id
         }
+        if batch.newest != nil { newest = batch.newest }
     }
 
     /// Marks the map valid at `tail` (after the writer noted its own commit's marks), and forgets
@@ -137,7 +139,7 @@ struct InvocationWindow {
             if let run = runs[id], run.first == first {
                 guard !inWindow(run, tail: tail, now: now) else { break }
                 runs[id] = nil
-                if newest == id { newest = nil }
+                if newest?.invocationId == id { newest = nil }
             }
             head += 1
         }

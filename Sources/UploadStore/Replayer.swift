@@ -9,7 +9,9 @@ import UploadMigrations
 /// canonical SHA-256 digests of both rebuilds with each other and with the live tables.
 ///
 /// Opens the store read-only (`MDB_RDONLY`): it never writes to the store it checks. Everything it
-/// compares comes from one read snapshot, so a writer running at the same time cannot make it lie.
+/// compares against (live tables, checkpoint, Merkle tree) comes from one read snapshot; the
+/// second rebuild reads another snapshot on another core, bounded by the first one's tail (the log
+/// is append-only), so a writer running at the same time cannot make it lie.
 public enum Replayer {
     public struct Report: Sendable {
         /// Events in the log (each rebuild scans all of them).
@@ -69,7 +71,7 @@ public enum Replayer {
         }
         let start = ContinuousClock.now
         do {
-            try environment.read { txn in try verify(txn, environment, into: &report, progress: progress) }
+            try verify(environment, into: &report, progress: progress)
         } catch let failure as Failure {
             report.failure = failure
         } catch {
@@ -104,48 +106,54 @@ public enum Replayer {
         }
     }
 
-    private static func verify(_ txn: Transaction, _ environment: Environment, into report: inout Report, progress: Progress?) throws {
-        let status = try UploadMigrations.migrator.status(txn)
-        guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
-        let schema = try Schema(txn)
-        let size = try EventLog.tail(txn, schema)?.position ?? 0
-        let counter = ProgressCounter(total: 3 * size, progress)
-
-        // The second rebuild runs on another core, in a read snapshot of its own. The log is
-        // append-only, so its first `size` events are the ones this snapshot holds; everything
-        // else (live tables, checkpoint, Merkle tree) is read from this snapshot.
-        let second = BackgroundWork {
-            try environment.read { txn in
-                let tables = try rebuild(txn, Schema(txn), upTo: size, tick: counter.tick)
-                return (tables, ProjectionDigest.of(tables))
-            }
+    private static func verify(_ environment: Environment, into report: inout Report, progress: Progress?) throws {
+        // Database handles are opened once, in a transaction of their own that ends before any
+        // other begins: LMDB lets only one transaction at a time open handles.
+        let schema = try environment.read { txn in
+            let status = try UploadMigrations.migrator.status(txn)
+            guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
+            return try Schema(txn)
         }
-        defer { second.wait() }
-        let first = try rebuild(txn, schema, upTo: size, tick: counter.tick)
-        let firstDigest = ProjectionDigest.of(first)
-        try verifyMerkleTree(txn, schema, size: size, tick: counter.tick)
-        let liveDigest = try ProjectionDigest.ofLive(txn, schema)
-        let (secondTables, secondDigest) = try second.result()
+        var second: BackgroundWork<(InMemoryProjectionTables, SHA256.Digest)>?
+        defer { second?.wait() }
+        // Everything compared against (live tables, checkpoint, Merkle tree) is read from one
+        // snapshot, in this transaction, which ends before the second rebuild is waited for.
+        let (first, firstDigest, liveDigest, liveDifference, checkpoint, counter) = try environment.read { txn in
+            let size = try EventLog.tail(txn, schema)?.position ?? 0
+            let counter = ProgressCounter(total: 3 * size, progress)
+            // The second rebuild runs on another core, in a read snapshot of its own. The log is
+            // append-only, so its first `size` events are the ones this snapshot holds.
+            second = BackgroundWork {
+                try environment.read { txn in
+                    let tables = try rebuild(txn, schema, upTo: size, tick: counter.tick)
+                    return (tables, ProjectionDigest.of(tables))
+                }
+            }
+            let first = try rebuild(txn, schema, upTo: size, tick: counter.tick)
+            let firstDigest = ProjectionDigest.of(first)
+            try verifyMerkleTree(txn, schema, size: size, tick: counter.tick)
+            let liveDigest = try ProjectionDigest.ofLive(txn, schema)
+            report.events = size
+            report.merkleRoot = Hex.encode(try MerkleLog.root(txn, schema, size: size))
+            let checkpoint = try ProjectionCheckpoint.read(txn, schema)
+            // Named now, while the live tables can be read; reported after the rebuilds are compared.
+            let liveDifference = liveDigest == firstDigest ? nil : ProjectionDigest.firstDifference(
+                try ProjectionDigest.liveEntries(txn, schema), ProjectionDigest.entries(first), leftName: "live", rightName: "rebuilt")
+                ?? "the live tables' digest differs from the rebuild's"
+            return (first, firstDigest, liveDigest, liveDifference, checkpoint, counter)
+        }
+        let (secondTables, secondDigest) = try second!.result()
         counter.finish()
 
-        report.events = size
-        report.eventsScanned = 2 * size
+        report.eventsScanned = 2 * report.events
         report.rebuildDigests = [Hex.encode(firstDigest), Hex.encode(secondDigest)]
         report.liveDigest = Hex.encode(liveDigest)
-        report.merkleRoot = Hex.encode(try MerkleLog.root(txn, schema, size: size))
-        let checkpoint = try ProjectionCheckpoint.read(txn, schema)
         report.checkpoint = checkpoint.position
-
-        // Digests first; the entry lists that name the first difference are built only on a mismatch.
         if firstDigest != secondDigest {
             let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(first), ProjectionDigest.entries(secondTables))
             throw Failure.mismatch("two rebuilds differ (replay is not deterministic): \(difference ?? "in their digests")")
         }
-        if liveDigest != firstDigest {
-            let difference = ProjectionDigest.firstDifference(
-                try ProjectionDigest.liveEntries(txn, schema), ProjectionDigest.entries(first), leftName: "live", rightName: "rebuilt")
-            throw Failure.mismatch(difference ?? "the live tables' digest differs from the rebuild's")
-        }
+        if let liveDifference { throw Failure.mismatch(liveDifference) }
         guard checkpoint.position == report.events, checkpoint.version == Projector.version else {
             throw Failure.mismatch(
                 "the checkpoint says position \(checkpoint.position) (layout \(checkpoint.version.map(String.init) ?? "none")) but the log ends at \(report.events) (layout \(Projector.version))")

@@ -38,7 +38,9 @@ struct LayoutFixtureTests {
             $0.clock = clock
         }) { store in
             #expect(try store.appliedMigrations() == UploadMigrations.migrator.identifiers)
-            #expect(try store.environment.read { try $0.openDatabase("invocations") } == nil, "0007 retired the random-key index")
+            for retired in ["invocations", "repository-uploads", "repository-initiations"] {
+                #expect(try store.environment.read { try $0.openDatabase(retired) } == nil, "0007 and 0008 retired \(retired)")
+            }
             let log = try store.read { try $0.events(after: 0) }
             // The retries come a minute after the fixture was written: inside the retry window.
             clock.set(Timestamp(millisecondsSinceEpoch: log.last!.recordedAt.millisecondsSinceEpoch + 60_000))
@@ -52,6 +54,11 @@ struct LayoutFixtureTests {
             #expect(active.count == 1)
             #expect(try store.read { try $0.session(active[0]) }?.partCount == 1)
             #expect(try store.read { try $0.tag(app, "v1") } != nil)
+            // The audit index, rebuilt by time alone, still answers per repository.
+            #expect(try store.initiations(repository: app).map(\.position) == [2, 5, 9])
+            let gone = RepositoryRef(registryId: Self.registry, repositoryName: "fixture/gone")
+            #expect(try store.initiations(repository: gone).map(\.position) == [12])
+            #expect(try store.initiations().map(\.position) == [2, 5, 9, 12])
 
             // One event per call, and a call of two events (DeleteRepository with force).
             let initiation = log[8]

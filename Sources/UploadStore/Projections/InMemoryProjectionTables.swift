@@ -96,7 +96,6 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         func encoded(_ records: [Key: some FieldRecord]) -> [(key: [UInt8], value: [UInt8])] {
             records.map { ($0.key.bytes, $0.value.encoded()) }
         }
-        if table == .invocationMarks { return invocationMarks.encodedInOrder() }
         let entries: [(key: [UInt8], value: [UInt8])] = switch table {
         case .sessions: encoded(sessions)
         case .repositories: encoded(repositories)

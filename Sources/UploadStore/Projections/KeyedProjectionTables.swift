@@ -24,7 +24,7 @@ struct RepositoryMark: FieldRecord {
 
     init(_ ref: RepositoryRef) { repository = ref.description }
 
-    func belongs(to ref: RepositoryRef) -> Bool { repository == ref.description }
+    func belongs(to ref: RepositoryRef) -> Bool { repository.utf8.elementsEqual(ref.description.utf8) }
 
     enum CodingKeys: Int, CodingKey { case repository = 1 }
     static var recordName: String { "repositoryMark" }

@@ -9,7 +9,8 @@ enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
     case repositories = "repositories"
     /// uploadId → ``RepositoryMark``: every active upload and its repository. Keyed by the
     /// time-ordered upload id, so that a new upload lands at the tree's right edge; a repository's
-    /// uploads are found by filtering on the mark (active uploads are few: idle ones expire).
+    /// uploads are found by filtering on the mark. That reads every active upload (idle ones
+    /// expire, after a day by default), which only DeleteRepository, expiry and start-up do.
     case activeUploads = "active-uploads"
     /// `registryId/repositoryName` 0x00 layerDigest → ``LayerRecord``: the layers available in a repository.
     case layers = "layers"

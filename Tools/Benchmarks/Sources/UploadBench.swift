@@ -69,7 +69,7 @@ struct UploadBench: AsyncParsableCommand {
         }
         if selected.contains("verify") {
             // What an operator runs: two rebuilds, the live tables' digest and the Merkle tree,
-            // all from one snapshot.
+            // the second rebuild on another core (see Replayer).
             let ours = try bench.verify(directory: log.directory)
             let floor = try lmdb.run(records: Int(log.events), recordBytes: log.meanRecordBytes, batch: 10_000, sync: false)
             report.add(Figure(name: "verify-\(log.events / 1000)k", value: ours, reference: floor.scanPerSecond, unit: "events/s",
