@@ -81,27 +81,38 @@ struct InvocationWindow {
     /// the caller's transaction. Marks before the window's start are left out; the mark just
     /// before it is read too, so that a call cut by the start is seen to begin outside the window
     /// rather than mistaken for a shorter call inside it. (``validAt`` is always a transaction's
-    /// end, so no call spans it.) Nothing changes unless every mark reads.
+    /// end, so no call spans it.) When a mark cannot be read the window is emptied (valid at
+    /// position 0, so the next catch-up fills it afresh), never left half caught up.
     mutating func catchUp(_ txn: Transaction, _ schema: Schema, tail: UInt64) throws {
         guard tail != validAt else { return }
-        if tail < validAt { self = InvocationWindow(limit: limit) }  // a store restored to an earlier state
+        if tail < validAt { forgetAll() }  // a store restored to an earlier state
         let windowStart = tail - min(tail, limit.events) + 1
         let from = validAt + 1 >= windowStart ? validAt + 1 : windowStart - 1
-        var marks: [(InvocationMark, UInt64)] = []
-        try txn.scan(schema.database(.invocationMarks), from: BigEndian.bytes(from)) { key, value in
-            guard let position = BigEndian.uint64(key) else {
-                throw StoreError(.corrupt, "invocation-marks has a key of \(key.count) bytes; positions are 8 bytes")
+        do {
+            try txn.scan(schema.database(.invocationMarks), from: BigEndian.bytes(from)) { key, value in
+                guard let position = BigEndian.uint64(key) else {
+                    throw StoreError(.corrupt, "invocation-marks has a key of \(key.count) bytes; positions are 8 bytes")
+                }
+                guard position <= tail else { return false }
+                do {
+                    note(try InvocationMark(decoding: Array(value)), at: position)
+                } catch {
+                    throw StoreError(.corrupt, "the invocation mark at position \(position) does not decode: \(error)")
+                }
+                return true
             }
-            guard position <= tail else { return false }
-            do {
-                marks.append((try InvocationMark(decoding: Array(value)), position))
-            } catch {
-                throw StoreError(.corrupt, "the invocation mark at position \(position) does not decode: \(error)")
-            }
-            return true
+        } catch {
+            forgetAll()
+            throw error
         }
-        for (mark, position) in marks { note(mark, at: position) }
         validAt = tail
+    }
+
+    /// Empties the window, keeping only its time floor.
+    private mutating func forgetAll() {
+        let floor = timeFloor
+        self = InvocationWindow(limit: limit)
+        timeFloor = floor
     }
 
     /// Adds one mark; the caller guarantees positions only grow.
