@@ -292,7 +292,7 @@ final class GroupCommitWriter: Sendable {
         _ batch: [Pending], isolated: [Int: any Error]
     ) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
         let (results, tail, now, marks) = try environment.write { txn in
-            var tables = LMDBTables(txn: txn, schema: schema)
+            var tables = LMDBTables(txn: txn, schema: schema, caching: true)
             let tail = try EventLog.tail(txn, schema)
             var position = tail?.position ?? 0
             // Recorded times never go backwards, even if the wall clock does (nor behind a time

@@ -32,7 +32,7 @@ enum ProjectionCatchUp {
             try checkpoint.write(txn, schema)
             return false
         }
-        var tables = LMDBTables(txn: txn, schema: schema)
+        var tables = LMDBTables(txn: txn, schema: schema, caching: true)
         var applied = 0
         try EventLog.scan(txn, schema, after: checkpoint.position) { envelope in
             try Projector.apply(envelope, to: &tables)

@@ -5,17 +5,39 @@ import UploadCore
 struct LMDBTables: KeyedProjectionTables {
     let txn: Transaction
     let schema: Schema
+    /// The records this transaction has read or written, decoded, when it writes many commands:
+    /// the decider and the projector read the same few records again and again (a repository's
+    /// summary three times per initiation). Writes still go through at once.
+    private let decoded: DecodedRecords?
+
+    /// - Parameter caching: keep decoded records for the transaction's life (a writer's batch).
+    init(txn: Transaction, schema: Schema, caching: Bool = false) {
+        self.txn = txn
+        self.schema = schema
+        decoded = caching ? DecodedRecords() : nil
+    }
 
     func record<R: FieldRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R? {
-        try txn.get(schema.database(table), key).map { try R(decoding: $0) }
+        if let decoded, let known = decoded.records[DecodedRecords.Key(table, key)] {
+            guard let record = known else { return nil }
+            guard let typed = record as? R else {
+                throw CodecError("table \(table.rawValue) holds a \(Swift.type(of: record)), not a \(R.self)")
+            }
+            return typed
+        }
+        let record = try txn.get(schema.database(table), key).map { try R(decoding: $0) }
+        decoded?.records[DecodedRecords.Key(table, key)] = .some(record)
+        return record
     }
 
     func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some FieldRecord) throws {
         try txn.put(schema.database(table), key, record.encoded(), options: table.keysOnlyGrow ? .append : [])
+        decoded?.update(DecodedRecords.Key(table, key), to: record)
     }
 
     func delete(_ table: ProjectionTable, _ key: [UInt8]) throws {
         try txn.delete(schema.database(table), key)
+        decoded?.update(DecodedRecords.Key(table, key), to: nil)
     }
 
     func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]] {
@@ -36,5 +58,33 @@ struct LMDBTables: KeyedProjectionTables {
             return true
         }
         return entries
+    }
+}
+
+/// Decoded records by table and key, for one write transaction (``LMDBTables``), discarded with it
+/// (a transaction given up and written again starts with none). A record known to be absent is
+/// kept too: an initiation asks whether its new upload id is taken, then writes it.
+final class DecodedRecords {
+    struct Key: Hashable {
+        let table: ProjectionTable
+        let bytes: [UInt8]
+        init(_ table: ProjectionTable, _ bytes: [UInt8]) {
+            self.table = table
+            self.bytes = bytes
+        }
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(table)
+            bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        }
+    }
+
+    /// What has been read: a record, or `.some(nil)` for one known to be absent.
+    var records: [Key: (any FieldRecord)?] = [:]
+
+    /// Keeps a write in step with what was read; keys never read (the write-only indexes) are not
+    /// kept at all.
+    func update(_ key: Key, to record: (any FieldRecord)?) {
+        guard records[key] != nil else { return }
+        records[key] = .some(record)
     }
 }
