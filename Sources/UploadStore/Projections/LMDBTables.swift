@@ -18,7 +18,9 @@ struct LMDBTables: KeyedProjectionTables {
     }
 
     func record<R: FieldRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R? {
-        if let decoded, let known = decoded.records[DecodedRecords.Key(table, key)] {
+        guard let decoded else { return try txn.get(schema.database(table), key).map { try R(decoding: $0) } }
+        let cacheKey = DecodedRecords.Key(table, key)
+        if let known = decoded.records[cacheKey] {
             guard let record = known else { return nil }
             guard let typed = record as? R else {
                 throw CodecError("table \(table.rawValue) holds a \(Swift.type(of: record)), not a \(R.self)")
@@ -26,11 +28,13 @@ struct LMDBTables: KeyedProjectionTables {
             return typed
         }
         let record = try txn.get(schema.database(table), key).map { try R(decoding: $0) }
-        decoded?.records[DecodedRecords.Key(table, key)] = .some(record)
+        decoded.records[cacheKey] = .some(record)
         return record
     }
 
     func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some FieldRecord) throws {
+        // A record read back from the cache is not decoded, so it is checked as decoding would.
+        if decoded != nil { try record.validate() }
         try txn.put(schema.database(table), key, record.encoded(), options: table.keysOnlyGrow ? .append : [])
         decoded?.update(DecodedRecords.Key(table, key), to: record)
     }
@@ -62,7 +66,9 @@ struct LMDBTables: KeyedProjectionTables {
 }
 
 /// Decoded records by table and key, for one write transaction (``LMDBTables``), discarded with it
-/// (a transaction given up and written again starts with none). A record known to be absent is
+/// (a transaction given up and written again starts with none). It holds only while nothing writes
+/// a projection table in that transaction except through the same ``LMDBTables``: a `txn.put`
+/// beside it would be read back stale. A record known to be absent is
 /// kept too: an initiation asks whether its new upload id is taken, then writes it.
 final class DecodedRecords {
     struct Key: Hashable {
