@@ -297,7 +297,7 @@ final class GroupCommitWriter: Sendable {
             var position = tail?.position ?? 0
             // Recorded times never go backwards, even if the wall clock does (nor behind a time
             // this writer has already decided at, which the retry window evicted by).
-            let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor, invocations.timeFloor)
+            let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
             // Another process may have appended since this writer's last commit.
             try invocations.catchUp(txn, schema, tail: position)
             // This batch's calls, kept apart until the commit holds them.
@@ -351,9 +351,7 @@ final class GroupCommitWriter: Sendable {
             let envelope = EventEnvelope(position: position, recordedAt: now, metadata: pending.metadata, event: event)
             try EventLog.append(txn, schema, envelope)
             try Projector.apply(envelope, to: &tables)
-            if let id = pending.metadata.invocationId {
-                marks.note(InvocationMark(invocationId: id, requestId: pending.metadata.requestId, recordedAt: now), at: position)
-            }
+            if let mark = InvocationMark(envelope) { marks.note(mark, at: position) }
             envelopes.append(envelope)
         }
         return .success(CommandOutcome(events: envelopes, decision: decision))

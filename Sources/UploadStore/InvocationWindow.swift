@@ -56,8 +56,6 @@ struct InvocationWindow {
 
     init(limit: RetryWindow) { self.limit = limit }
 
-    var count: Int { runs.count }
-
     /// The run of `invocationId`, if it lies in the window of a log whose tail is `tail` and whose
     /// next event is recorded at `now`.
     func run(for invocationId: String, tail: UInt64, now: Timestamp) -> Run? {
@@ -69,12 +67,7 @@ struct InvocationWindow {
         // `tail >= run.first` always; the subtraction cannot wrap, whatever the limits.
         guard tail - run.first < limit.events else { return false }
         let age = now.millisecondsSinceEpoch.subtractingReportingOverflow(run.recordedAt.millisecondsSinceEpoch)
-        return !age.overflow && age.partialValue <= Self.milliseconds(limit.duration)
-    }
-
-    private static func milliseconds(_ duration: Duration) -> Int64 {
-        let (seconds, overflow) = duration.components.seconds.multipliedReportingOverflow(by: 1000)
-        return overflow ? .max : seconds + duration.components.attoseconds / 1_000_000_000_000_000
+        return !age.overflow && age.partialValue <= limit.duration.milliseconds
     }
 
     /// Folds the marks appended after ``validAt`` (by any process) up to `tail`, the log's tail in

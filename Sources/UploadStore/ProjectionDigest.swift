@@ -47,12 +47,6 @@ enum ProjectionDigest {
         return hasher.sha.finalize()
     }
 
-    static func of(_ entries: [Entry]) -> SHA256.Digest {
-        var hasher = Hasher()
-        for entry in entries { hasher.add(entry.table, entry.key, entry.value) }
-        return hasher.sha.finalize()
-    }
-
     /// One entry at a time: the table's name bytes are made once per table, not once per entry.
     private struct Hasher {
         var sha = SHA256()

@@ -71,7 +71,7 @@ struct LayoutFixtureTests {
             #expect(try store.read { try $0.lastPosition() } == 14, "retries write nothing")
 
             // Past the window's time bound the same call is taken as new.
-            clock.advance(milliseconds: RetryWindow.default.duration.nanoseconds / 1_000_000)
+            clock.advance(milliseconds: RetryWindow.default.duration.milliseconds)
             let late = try await store.execute(
                 .initiateLayerUpload(try InitiateLayerUpload(repositoryName: "fixture/app")), metadata: Self.retry(of: initiation))
             #expect(!late.isRetry && late.events.map(\.position) == [15])

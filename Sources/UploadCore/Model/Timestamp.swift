@@ -58,4 +58,9 @@ extension Duration {
     public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
     /// The duration in whole nanoseconds (metrics timers take these).
     public var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
+    /// The duration in whole milliseconds, `Int64.max` when it does not fit (an unbounded limit).
+    public var milliseconds: Int64 {
+        let (whole, overflow) = components.seconds.multipliedReportingOverflow(by: 1000)
+        return overflow ? .max : whole + components.attoseconds / 1_000_000_000_000_000
+    }
 }

@@ -124,10 +124,8 @@ public enum Projector {
     /// position and never read here; the store folds a recent stretch of them into the map that
     /// answers retries.
     private static func recordInvocation(_ envelope: EventEnvelope, in tables: inout some MutableProjectionState) throws {
-        guard let id = envelope.metadata.invocationId else { return }
-        try tables.put(
-            InvocationMark(invocationId: id, requestId: envelope.metadata.requestId, recordedAt: envelope.recordedAt),
-            at: envelope.position)
+        guard let mark = InvocationMark(envelope) else { return }
+        try tables.put(mark, at: envelope.position)
     }
 
     /// Ends an active upload in `state`: the session and its repository's count change, and the

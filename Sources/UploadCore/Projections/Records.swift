@@ -170,6 +170,13 @@ public struct InvocationMark: FieldRecord {
         self.recordedAt = recordedAt
     }
 
+    /// The mark of an event, when its call sent an invocation id: the one place the projector
+    /// and the writer's retry window both take it from.
+    public init?(_ envelope: EventEnvelope) {
+        guard let id = envelope.metadata.invocationId else { return nil }
+        self.init(invocationId: id, requestId: envelope.metadata.requestId, recordedAt: envelope.recordedAt)
+    }
+
     enum CodingKeys: Int, CodingKey { case invocationId = 1, requestId, recordedAt }
     public static var recordName: String { "invocationMark" }
 }

@@ -72,13 +72,14 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
     }
 
     func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) -> [[UInt8]] {
+        if table == .invocationMarks { return invocationMarks.keys.filter { $0.starts(with: prefix) } }  // already in order
         let keys: [Key] = switch table {
         case .sessions: Array(sessions.keys)
         case .repositories: Array(repositories.keys)
         case .layers: Array(layers.keys)
         case .images: Array(images.keys)
         case .imageTags: Array(tags.keys)
-        case .invocationMarks: invocationMarks.keys.map(Key.init)
+        case .invocationMarks: []  // answered above
         case .activeUploads, .initiations: Array(marks[table, default: [:]].keys)
         }
         return keys.map(\.bytes).filter { $0.starts(with: prefix) }.sorted(by: ProjectionKey.precedes)
@@ -93,6 +94,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
 
     /// Every entry of `table`, encoded, in key byte order: the order and bytes LMDB holds.
     func entries(_ table: ProjectionTable) -> [(key: [UInt8], value: [UInt8])] {
+        if table == .invocationMarks { return invocationMarks.encodedInOrder() }  // already in order
         func encoded(_ records: [Key: some FieldRecord]) -> [(key: [UInt8], value: [UInt8])] {
             records.map { ($0.key.bytes, $0.value.encoded()) }
         }
@@ -102,7 +104,7 @@ struct InMemoryProjectionTables: KeyedProjectionTables, Sendable {
         case .layers: encoded(layers)
         case .images: encoded(images)
         case .imageTags: encoded(tags)
-        case .invocationMarks: invocationMarks.encodedInOrder()
+        case .invocationMarks: []  // answered above
         case .activeUploads, .initiations: encoded(marks[table, default: [:]])
         }
         return entries.sorted { ProjectionKey.precedes($0.key, $1.key) }
