@@ -350,8 +350,9 @@ final class GroupCommitWriter: Sendable {
             position += 1
             let envelope = EventEnvelope(position: position, recordedAt: now, metadata: pending.metadata, event: event)
             try EventLog.append(txn, schema, envelope)
-            try Projector.apply(envelope, to: &tables)
-            if let mark = InvocationMark(envelope) { marks.note(mark, at: position) }
+            let projected = ProjectedEvent(envelope)
+            try Projector.apply(projected, to: &tables)
+            if let mark = projected.invocation { marks.note(mark, at: position) }
             envelopes.append(envelope)
         }
         return .success(CommandOutcome(events: envelopes, decision: decision))

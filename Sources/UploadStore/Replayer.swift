@@ -98,7 +98,7 @@ public enum Replayer {
             let schema = try Schema(txn)
             let start = ContinuousClock.now
             let count = try EventLog.tail(txn, schema)?.position ?? 0
-            let tables = try rebuild(txn, schema, upTo: count, tick: {})
+            let tables = try rebuild(txn, schema, upTo: count, decoding: .projected, tick: {})
             let elapsed = ContinuousClock.now - start
             return Rebuild(
                 events: count, seconds: elapsed.seconds,
@@ -114,7 +114,7 @@ public enum Replayer {
             guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
             return try Schema(txn)
         }
-        var second: BackgroundWork<(InMemoryProjectionTables, SHA256.Digest)>?
+        var second: BackgroundWork<(InMemoryProjectionState, SHA256.Digest)>?
         defer { second?.wait() }
         // Everything compared against (live tables, checkpoint, Merkle tree) is read from one
         // snapshot, in this transaction, which ends before the second rebuild is waited for.
@@ -122,14 +122,16 @@ public enum Replayer {
             let size = try EventLog.tail(txn, schema)?.position ?? 0
             let counter = ProgressCounter(total: 3 * size, progress)
             // The second rebuild runs on another core, in a read snapshot of its own. The log is
-            // append-only, so its first `size` events are the ones this snapshot holds.
+            // append-only, so its first `size` events are the ones this snapshot holds. It decodes
+            // every record whole, so that verify proves each one decodes; the first decodes only
+            // what projections read, and the two digests must still agree.
             second = BackgroundWork {
                 try environment.read { txn in
-                    let tables = try rebuild(txn, schema, upTo: size, tick: counter.tick)
+                    let tables = try rebuild(txn, schema, upTo: size, decoding: .whole, tick: counter.tick)
                     return (tables, ProjectionDigest.of(tables))
                 }
             }
-            let first = try rebuild(txn, schema, upTo: size, tick: counter.tick)
+            let first = try rebuild(txn, schema, upTo: size, decoding: .projected, tick: counter.tick)
             let firstDigest = ProjectionDigest.of(first)
             try verifyMerkleTree(txn, schema, size: size, tick: counter.tick)
             let liveDigest = try ProjectionDigest.ofLive(txn, schema)
@@ -220,10 +222,20 @@ public enum Replayer {
         if let failure { throw Failure.log(failure) }
     }
 
+    /// How much of each record a rebuild decodes.
+    private enum RecordDecoding {
+        /// What the projections read (``ProjectedEvent``): the fast fold.
+        case projected
+        /// The whole record (``EventEnvelope``), metadata included: proves every record decodes.
+        case whole
+    }
+
     /// Folds the log's first `size` events into fresh in-memory tables, checking that positions
-    /// are dense and every record decodes.
-    private static func rebuild(_ txn: Transaction, _ schema: Schema, upTo size: UInt64, tick: () -> Void) throws -> InMemoryProjectionTables {
-        var tables = InMemoryProjectionTables()
+    /// are dense and every record decodes as far as `decoding` reads it.
+    private static func rebuild(
+        _ txn: Transaction, _ schema: Schema, upTo size: UInt64, decoding: RecordDecoding, tick: () -> Void
+    ) throws -> InMemoryProjectionState {
+        var tables = InMemoryProjectionState()
         var expected: UInt64 = 1
         try txn.scan(schema.events) { key, value in
             guard expected <= size else { return false }
@@ -233,9 +245,13 @@ public enum Replayer {
             guard position == expected else {
                 throw Failure.log("position \(expected) is missing (the next event is at \(position))")
             }
-            let envelope: EventEnvelope
+            let envelope: ProjectedEvent
             do {
-                envelope = try EventEnvelope(position: position, decoding: Array(value))
+                let bytes = Array(value)[...]
+                envelope = switch decoding {
+                case .projected: try ProjectedEvent(position: position, decoding: bytes)
+                case .whole: ProjectedEvent(try EventEnvelope(position: position, decoding: bytes))
+                }
             } catch {
                 throw Failure.log("the event at position \(position) does not decode: \(error)")
             }

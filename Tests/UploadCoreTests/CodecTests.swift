@@ -59,7 +59,7 @@ struct CodecTests {
     }
 
     @Test func projectionRecords_roundTrip() throws {
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         for (i, event) in Self.events.prefix(2).enumerated() {
             try Projector.apply(EventEnvelope(position: UInt64(i + 1), recordedAt: Self.at, metadata: testMetadata(), event: event), to: &tables)
         }
@@ -100,17 +100,26 @@ struct CodecTests {
     }
 }
 
-/// Replay's in-memory tables keep records as values, one dictionary per type: a record goes in
-/// and comes out as itself, and a wrong type is refused rather than stored or returned.
-struct InMemoryProjectionTablesTests {
-    @Test func records_comeBackAsStored_andWrongTypesAreRefused() throws {
-        var tables = InMemoryProjectionTables()
-        let layer = LayerRecord(layerDigest: "sha256:00", layerSize: 3, uploadId: "u", completedAt: Timestamp(millisecondsSinceEpoch: 1))
-        try tables.put(.layers, [1, 2], layer)
-        #expect(try tables.record(.layers, [1, 2], as: LayerRecord.self) == layer)
-        #expect(try tables.record(.layers, [9], as: LayerRecord.self) == nil)
-        #expect(throws: CodecError.self) { try tables.record(.layers, [1, 2], as: RepositorySummary.self) }
-        #expect(throws: CodecError.self) { try tables.put(.sessions, [1], layer) }
-        #expect(tables.entries(.layers).map(\.value) == [layer.encoded()], "encoded as LMDB holds it")
+/// Replay's in-memory state keeps records as values keyed by their names, and hands the digest
+/// LMDB's keys and bytes.
+struct InMemoryProjectionStateTests {
+    /// "é" precomposed and decomposed are equal `String`s but different keys to LMDB: they stay two
+    /// records, and the digest sees them in LMDB's byte order, under the store's scoped keys.
+    @Test func namesAreKeyedByTheirBytes_andEntriesAreLMDBsKeysAndBytes() throws {
+        var state = InMemoryProjectionState()
+        let ref = RepositoryRef(registryId: "123456789012", repositoryName: "team/app")
+        let at = Timestamp(millisecondsSinceEpoch: 1)
+        let composed = LayerRecord(layerDigest: "\u{E9}", layerSize: 1, uploadId: "u1", completedAt: at)
+        let decomposed = LayerRecord(layerDigest: "e\u{301}", layerSize: 2, uploadId: "u2", completedAt: at)
+        #expect(composed.layerDigest == decomposed.layerDigest, "Swift equates them")
+        state.put(composed, in: ref)
+        state.put(decomposed, in: ref)
+        #expect(state.layer(ref, "\u{E9}") == composed)
+        #expect(state.layer(ref, "e\u{301}") == decomposed)
+        let entries = state.entries(.layers)
+        #expect(entries.map(\.key) == [ProjectionKey.scoped(ref, "e\u{301}"), ProjectionKey.scoped(ref, "\u{E9}")], "0x65 sorts before 0xC3")
+        #expect(entries.map(\.value) == [decomposed.encoded(), composed.encoded()])
+        state.removeLayers(in: ref)
+        #expect(state.entries(.layers).isEmpty)
     }
 }

@@ -8,7 +8,7 @@ struct DeciderTests {
     let now = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
 
     /// Decides and projects `commands` in order into in-memory tables, as the writer does.
-    func run(_ commands: [Command], into tables: inout InMemoryProjectionTables, ids: SequentialUploadIDs = .init()) throws -> [Event] {
+    func run(_ commands: [Command], into tables: inout InMemoryProjectionState, ids: SequentialUploadIDs = .init()) throws -> [Event] {
         var all: [Event] = []
         for command in commands {
             let context = DecisionContext(now: now, newUploadId: command.startsUpload ? ids.next() : nil)
@@ -28,7 +28,7 @@ struct DeciderTests {
     }
 
     @Test func initiate_inExistingRepository_recordsUploadInitiatedWithConfiguredPartSize() throws {
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         let events = try run([create("team/app"), initiate("team/app")], into: &tables)
         #expect(events.last == .uploadInitiated(UploadInitiated(
             uploadId: "00000000-0000-4000-8000-000000000001", partSize: 5_242_880, registryId: testRegistryId,
@@ -36,21 +36,21 @@ struct DeciderTests {
     }
 
     @Test func initiate_namingTheDefaultRegistry_isTheSameRegistry() throws {
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         let events = try run([create("team/app"), initiate("team/app", registry: testRegistryId)], into: &tables)
         guard case .uploadInitiated(let e) = events.last else { Issue.record("no UploadInitiated"); return }
         #expect(e.registryId == testRegistryId)
     }
 
     @Test func initiate_inMissingRepository_isRepositoryNotFound() throws {
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         let error = try #require(throws: CommandError.self) { try run([create("team/app"), initiate("team/other")], into: &tables) }
         #expect(error.code == .repositoryNotFound)
         #expect(error.message == "The repository with name 'team/other' does not exist in the registry with id '123456789012'")
     }
 
     @Test func initiate_inUnknownRegistry_isRegistryNotFound() throws {
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         let error = try #require(throws: CommandError.self) {
             try run([create("team/app"), initiate("team/app", registry: "999999999999")], into: &tables)
         }
@@ -59,20 +59,20 @@ struct DeciderTests {
     }
 
     @Test func create_twice_isRepositoryAlreadyExists() throws {
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         let error = try #require(throws: CommandError.self) { try run([create("team/app"), create("team/app")], into: &tables) }
         #expect(error.code == .repositoryAlreadyExists)
     }
 
     @Test func delete_withUploadsInProgressButNoImages_abortsThemWithoutForce() throws {
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         _ = try run([create("team/app"), initiate("team/app")], into: &tables)
         let events = try run([.deleteRepository(try DeleteRepository(repositoryName: "team/app"))], into: &tables)
         #expect(events.map(\.type) == [.uploadAborted, .repositoryDeleted])
     }
 
     @Test func delete_withForce_abortsEachUploadThenDeletes() throws {
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         let ids = SequentialUploadIDs()
         _ = try run([create("team/app"), initiate("team/app"), initiate("team/app"), create("team/other"), initiate("team/other")], into: &tables, ids: ids)
         let events = try run([.deleteRepository(try DeleteRepository(repositoryName: "team/app", force: true))], into: &tables, ids: ids)
@@ -88,7 +88,7 @@ struct DeciderTests {
     }
 
     @Test func projections_countUploadsAndActiveSessionsPerRepository() throws {
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         _ = try run([create("team/app"), initiate("team/app"), initiate("team/app"), initiate("team/app")], into: &tables)
         let summary = try #require(try tables.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")))
         #expect(summary.uploadsInitiated == 3)
@@ -100,7 +100,7 @@ struct DeciderTests {
     }
 
     @Test func projector_refusesAnEventThatContradictsState() throws {
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         let orphan = EventEnvelope(
             position: 1, recordedAt: now, metadata: testMetadata(),
             event: .uploadInitiated(UploadInitiated(uploadId: "u", partSize: 1, registryId: testRegistryId, repositoryName: "nope", initiatedAt: now)))
@@ -110,7 +110,7 @@ struct DeciderTests {
     @Test func initiate_beyondTheActiveUploadBound_isLimitExceeded() throws {
         var limited = settings
         limited.maximumActiveUploadsPerRepository = 2
-        var tables = InMemoryProjectionTables()
+        var tables = InMemoryProjectionState()
         _ = try run([create("team/app"), initiate("team/app"), initiate("team/app")], into: &tables)
         let error = try #require(throws: CommandError.self) {
             try Decider.decide(try initiate("team/app"), state: tables, settings: limited, context: DecisionContext(now: now, newUploadId: "x"))

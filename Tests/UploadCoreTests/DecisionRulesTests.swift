@@ -188,7 +188,7 @@ struct DecisionRulesTests {
 
 /// Decides commands against in-memory tables and applies what they record, at increasing positions.
 struct Harness {
-    var tables = InMemoryProjectionTables()
+    var tables = InMemoryProjectionState()
     var settings = DecisionSettings(defaultRegistryId: testRegistryId)
     var now = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
     var position: UInt64 = 0

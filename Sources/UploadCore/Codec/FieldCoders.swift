@@ -77,19 +77,22 @@ final class FieldDecoder: Decoder {
     /// The highest tag any record may use; a higher one is unknown to every record.
     static let highestTag: UInt64 = 63
 
-    let record: String
+    /// The record's type; its name (``FieldRecord/recordName``) is made only for an error message,
+    /// since a default name is `String(describing:)`, which cost a tenth of replay when made per record.
+    private let recordType: any FieldRecord.Type
+    var record: String { recordType.recordName }
     private let fields: [(tag: UInt64, value: FieldReader.Value)]
     /// Bit `tag` is set once field `tag` has been read.
     private var read: UInt64 = 0
     let codingPath: [any CodingKey] = []
     let userInfo: [CodingUserInfoKey: Any] = [:]
 
-    init(_ reader: FieldReader, record: String) throws(CodecError) {
-        self.record = record
+    init(_ reader: FieldReader, record recordType: any FieldRecord.Type) throws(CodecError) {
+        self.recordType = recordType
         var reader = reader
         var fields: [(tag: UInt64, value: FieldReader.Value)] = []
         while let (tag, value) = try reader.next() {
-            guard tag <= Self.highestTag else { throw .unknownTag(tag, in: record) }
+            guard tag <= Self.highestTag else { throw .unknownTag(tag, in: recordType.recordName) }
             fields.append((tag, value))
         }
         self.fields = fields

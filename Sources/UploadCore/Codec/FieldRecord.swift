@@ -39,7 +39,7 @@ extension FieldRecord {
 
     /// Decodes a record, refusing anything not in canonical form, unknown fields and missing ones.
     public init(decoding reader: FieldReader) throws(CodecError) {
-        let decoder = try FieldDecoder(reader, record: Self.recordName)
+        let decoder = try FieldDecoder(reader, record: Self.self)
         do { self = try Self(from: decoder) } catch let error as CodecError { throw error } catch {
             throw CodecError("\(Self.recordName): \(error)")
         }

@@ -32,31 +32,11 @@ public struct EventEnvelope: Sendable, Equatable {
 
     /// Decodes a log value, refusing anything not in canonical form or not known to this binary.
     public init(position: UInt64, decoding bytes: ArraySlice<UInt8>) throws(CodecError) {
-        var r = FieldReader(bytes)
-        var typeCode: UInt64?, version: UInt64?, recordedAt: Int64?
-        var metadata: RequestMetadata?, payload: ArraySlice<UInt8>?
-        while let (tag, v) = try r.next() {
-            switch tag {
-            case 1: typeCode = try v.uint("type")
-            case 2: version = try v.uint("version")
-            case 3: recordedAt = try v.int64("recordedAt")
-            case 4: metadata = try RequestMetadata(decoding: try v.bytes("metadata"))
-            case 5: payload = try v.bytes("payload")
-            default: throw .unknownTag(tag, in: "event record")
-            }
-        }
-        let code = try required(typeCode, "type", in: "event record")
-        guard let type = UInt32(exactly: code).flatMap(EventType.init(rawValue:)) else {
-            throw CodecError("event type \(code) is not known to this binary")
-        }
-        guard let version = try UInt32(exactly: required(version, "version", in: "event record")) else {
-            throw CodecError("event version out of range")
-        }
+        let record = try LogRecord(bytes)
         self.position = position
-        self.recordedAt = Timestamp(millisecondsSinceEpoch: try required(recordedAt, "recordedAt", in: "event record"))
-        self.metadata = try required(metadata, "metadata", in: "event record")
-        self.event = try Event.decode(
-            type: type, version: version, payload: FieldReader(try required(payload, "payload", in: "event record")))
+        self.recordedAt = record.recordedAt
+        self.metadata = try RequestMetadata(decoding: record.metadata)
+        self.event = try record.event()
     }
 
     public init(position: UInt64, decoding bytes: [UInt8]) throws(CodecError) {
@@ -73,5 +53,47 @@ public struct EventEnvelope: Sendable, Equatable {
             ("metadata", metadata.json),
             ("data", event.payload.json),
         ])
+    }
+}
+
+/// A log value's framing, parsed once for both decoders (``EventEnvelope`` and
+/// ``ProjectedEvent``): the type, version and time, and the metadata and payload as bytes.
+struct LogRecord {
+    let type: EventType
+    let version: UInt32
+    let recordedAt: Timestamp
+    let metadata: ArraySlice<UInt8>
+    let payload: ArraySlice<UInt8>
+
+    init(_ bytes: ArraySlice<UInt8>) throws(CodecError) {
+        var r = FieldReader(bytes)
+        var typeCode: UInt64?, version: UInt64?, recordedAt: Int64?
+        var metadata: ArraySlice<UInt8>?, payload: ArraySlice<UInt8>?
+        while let (tag, v) = try r.next() {
+            switch tag {
+            case 1: typeCode = try v.uint("type")
+            case 2: version = try v.uint("version")
+            case 3: recordedAt = try v.int64("recordedAt")
+            case 4: metadata = try v.bytes("metadata")
+            case 5: payload = try v.bytes("payload")
+            default: throw .unknownTag(tag, in: "event record")
+            }
+        }
+        let code = try required(typeCode, "type", in: "event record")
+        guard let type = UInt32(exactly: code).flatMap(EventType.init(rawValue:)) else {
+            throw CodecError("event type \(code) is not known to this binary")
+        }
+        guard let version = try UInt32(exactly: required(version, "version", in: "event record")) else {
+            throw CodecError("event version out of range")
+        }
+        self.type = type
+        self.version = version
+        self.recordedAt = Timestamp(millisecondsSinceEpoch: try required(recordedAt, "recordedAt", in: "event record"))
+        self.metadata = try required(metadata, "metadata", in: "event record")
+        self.payload = try required(payload, "payload", in: "event record")
+    }
+
+    func event() throws(CodecError) -> Event {
+        try Event.decode(type: type, version: version, payload: FieldReader(payload))
     }
 }

@@ -9,7 +9,14 @@ public enum Projector {
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.
     public static func apply(_ envelope: EventEnvelope, to tables: inout some MutableProjectionState) throws {
-        try recordInvocation(envelope, in: &tables)
+        try apply(ProjectedEvent(envelope), to: &tables)
+    }
+
+    /// Applies what the projections read of one event (replay decodes only that).
+    public static func apply(_ envelope: ProjectedEvent, to tables: inout some MutableProjectionState) throws {
+        // Each event of an SDK call is marked by position; the store folds the log's recent stretch
+        // of marks into the map that answers retries.
+        if let mark = envelope.invocation { try tables.put(mark, at: envelope.position) }
         switch envelope.event {
         case .repositoryCreated(let e):
             guard try tables.repository(e.repository) == nil else {
@@ -120,18 +127,10 @@ public enum Projector {
         }
     }
 
-    /// Marks each event of an SDK call that sent an invocation id. The marks are appended by
-    /// position and never read here; the store folds a recent stretch of them into the map that
-    /// answers retries.
-    private static func recordInvocation(_ envelope: EventEnvelope, in tables: inout some MutableProjectionState) throws {
-        guard let mark = InvocationMark(envelope) else { return }
-        try tables.put(mark, at: envelope.position)
-    }
-
     /// Ends an active upload in `state`: the session and its repository's count change, and the
     /// upload leaves the repository's active index. `also` adds what the ending event brings.
     private static func endUpload(
-        _ uploadId: String, in ref: RepositoryRef, as state: UploadSession.State, _ envelope: EventEnvelope,
+        _ uploadId: String, in ref: RepositoryRef, as state: UploadSession.State, _ envelope: ProjectedEvent,
         _ tables: inout some MutableProjectionState, also: (inout UploadSession, inout RepositorySummary) -> Void = { _, _ in }
     ) throws {
         var (session, repository) = try activeSession(uploadId, ref, envelope, tables)
@@ -149,7 +148,7 @@ public enum Projector {
     }
 
     private static func existingRepository(
-        _ ref: RepositoryRef, _ envelope: EventEnvelope, _ tables: some ProjectionState
+        _ ref: RepositoryRef, _ envelope: ProjectedEvent, _ tables: some ProjectionState
     ) throws -> RepositorySummary {
         guard let repository = try tables.repository(ref) else {
             throw ProjectionError(envelope, "repository \(ref) does not exist")
@@ -158,7 +157,7 @@ public enum Projector {
     }
 
     private static func activeSession(
-        _ uploadId: String, _ ref: RepositoryRef, _ envelope: EventEnvelope, _ tables: some ProjectionState
+        _ uploadId: String, _ ref: RepositoryRef, _ envelope: ProjectedEvent, _ tables: some ProjectionState
     ) throws -> (UploadSession, RepositorySummary) {
         guard let session = try tables.session(uploadId), session.state == .active, session.repository == ref else {
             throw ProjectionError(envelope, "upload \(uploadId) is not active in \(ref)")
@@ -174,14 +173,14 @@ extension String {
 }
 
 extension UploadSession {
-    fileprivate mutating func touch(_ envelope: EventEnvelope) {
+    fileprivate mutating func touch(_ envelope: ProjectedEvent) {
         lastActivityAt = envelope.recordedAt
         lastPosition = envelope.position
     }
 }
 
 extension RepositorySummary {
-    fileprivate mutating func touch(_ envelope: EventEnvelope) {
+    fileprivate mutating func touch(_ envelope: ProjectedEvent) {
         lastActivityAt = envelope.recordedAt
         lastPosition = envelope.position
     }
@@ -192,7 +191,7 @@ public struct ProjectionError: Error, CustomStringConvertible, Sendable {
     public let position: UInt64
     public let reason: String
 
-    init(_ envelope: EventEnvelope, _ reason: String) {
+    init(_ envelope: ProjectedEvent, _ reason: String) {
         self.position = envelope.position
         self.reason = reason
     }

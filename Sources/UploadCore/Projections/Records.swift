@@ -72,7 +72,7 @@ public struct UploadSession: FieldRecord, RepositoryScoped {
 }
 
 extension UploadSession {
-    init(started e: UploadInitiated, at envelope: EventEnvelope) {
+    init(started e: UploadInitiated, at envelope: ProjectedEvent) {
         self.init(
             uploadId: e.uploadId, registryId: e.registryId, repositoryName: e.repositoryName, partSize: e.partSize,
             state: .active, initiatedAt: e.initiatedAt, initiatedPosition: envelope.position,
@@ -103,7 +103,7 @@ public struct RepositorySummary: FieldRecord, RepositoryScoped {
 }
 
 extension RepositorySummary {
-    init(created e: RepositoryCreated, at envelope: EventEnvelope) {
+    init(created e: RepositoryCreated, at envelope: ProjectedEvent) {
         self.init(
             registryId: e.registryId, repositoryName: e.repositoryName, createdAt: e.createdAt, createdPosition: envelope.position,
             lastActivityAt: envelope.recordedAt, lastPosition: envelope.position)

@@ -1,9 +1,9 @@
 import UploadCore
 
 /// The projection state as keyed tables of encoded records: how this store lays out what
-/// ``MutableProjectionState`` means. LMDB (``LMDBTables``) and replay's memory
-/// (``InMemoryProjectionTables``) implement the four primitives; the meaning is mapped onto keys
-/// once, here, for both.
+/// ``MutableProjectionState`` means. LMDB (``LMDBTables``) implements the primitives; the
+/// meaning is mapped onto keys here, with the key functions of ``ProjectionKey``. Replay's memory
+/// (``InMemoryProjectionState``) keeps typed records and makes the same keys for its digest.
 ///
 /// Keys compare as unsigned bytes, as LMDB compares them.
 protocol KeyedProjectionTables: MutableProjectionState {

@@ -1,0 +1,163 @@
+import UploadCore
+
+/// The projection state held in memory, typed: replay's scratch state, and the tests' reference
+/// model for the decider.
+///
+/// It keeps what ``MutableProjectionState`` means, not LMDB's keys: each record is a value in a
+/// dictionary keyed by what names it, so a fold builds no key bytes, boxes no record and casts
+/// nothing (keyed byte tables cost replay a third of its fold). Keys and encoded values are made
+/// only for the digest (``entries(_:)``), with the store's own key functions (``ProjectionKey``),
+/// so the bytes are LMDB's; `upload-replay verify` compares the two.
+///
+/// Names are compared and hashed by their UTF-8 bytes, as LMDB compares keys.
+struct InMemoryProjectionState: MutableProjectionState, Sendable {
+    private var sessions: [ExactString: UploadSession] = [:]
+    private var repositories: [ExactRepository: RepositorySummary] = [:]
+    private var activeUploads: [ExactString: RepositoryRef] = [:]
+    private var layers: [ExactRepository: [ExactString: LayerRecord]] = [:]
+    private var images: [ExactRepository: [ExactString: ImageRecord]] = [:]
+    private var tags: [ExactRepository: [ExactString: TagRecord]] = [:]
+    /// In key order (time, then position), which is log order: a put appends.
+    private var initiations = OrderedRecords<RepositoryMark>()
+    /// In key order (position): a put appends.
+    private var invocationMarks = OrderedRecords<InvocationMark>()
+
+    init() {}
+
+    // MARK: ProjectionState
+
+    func session(_ uploadId: String) -> UploadSession? { sessions[ExactString(uploadId)] }
+
+    func repository(_ ref: RepositoryRef) -> RepositorySummary? { repositories[ExactRepository(ref)] }
+
+    func activeUploads(in ref: RepositoryRef) -> [String] {
+        let repository = ExactRepository(ref)
+        return Self.inByteOrder(activeUploads.compactMap { ExactRepository($0.value) == repository ? $0.key : nil })
+    }
+
+    func allActiveUploads() -> [String] { Self.inByteOrder(Array(activeUploads.keys)) }
+
+    func layer(_ ref: RepositoryRef, _ digest: String) -> LayerRecord? { layers[ExactRepository(ref)]?[ExactString(digest)] }
+
+    func image(_ ref: RepositoryRef, _ digest: String) -> ImageRecord? { images[ExactRepository(ref)]?[ExactString(digest)] }
+
+    func imageDigests(in ref: RepositoryRef) -> [String] { Self.inByteOrder(Array(images[ExactRepository(ref), default: [:]].keys)) }
+
+    func tag(_ ref: RepositoryRef, _ tag: String) -> TagRecord? { tags[ExactRepository(ref)]?[ExactString(tag)] }
+
+    // MARK: MutableProjectionState
+
+    mutating func put(_ session: UploadSession) { sessions[ExactString(session.uploadId)] = session }
+
+    mutating func put(_ repository: RepositorySummary) { repositories[ExactRepository(repository.repository)] = repository }
+
+    mutating func removeRepository(_ ref: RepositoryRef) { repositories[ExactRepository(ref)] = nil }
+
+    mutating func setUpload(_ uploadId: String, in ref: RepositoryRef, active: Bool) {
+        activeUploads[ExactString(uploadId)] = active ? ref : nil
+    }
+
+    mutating func recordInitiation(in ref: RepositoryRef, at recordedAt: Timestamp, position: UInt64) {
+        initiations[ProjectionKey.timeAndPosition(recordedAt, position)] = RepositoryMark(ref)
+    }
+
+    mutating func put(_ layer: LayerRecord, in ref: RepositoryRef) {
+        layers[ExactRepository(ref), default: [:]][ExactString(layer.layerDigest)] = layer
+    }
+
+    mutating func removeLayers(in ref: RepositoryRef) { layers[ExactRepository(ref)] = nil }
+
+    mutating func put(_ image: ImageRecord, in ref: RepositoryRef) {
+        images[ExactRepository(ref), default: [:]][ExactString(image.imageDigest)] = image
+    }
+
+    mutating func removeImage(_ digest: String, in ref: RepositoryRef) {
+        images[ExactRepository(ref)]?[ExactString(digest)] = nil
+    }
+
+    mutating func put(_ tag: TagRecord, named name: String, in ref: RepositoryRef) {
+        tags[ExactRepository(ref), default: [:]][ExactString(name)] = tag
+    }
+
+    mutating func removeTag(_ name: String, in ref: RepositoryRef) { tags[ExactRepository(ref)]?[ExactString(name)] = nil }
+
+    mutating func put(_ mark: InvocationMark, at position: UInt64) { invocationMarks[BigEndian.bytes(position)] = mark }
+
+    // MARK: The digest's view
+
+    /// Every entry of `table` as LMDB holds it: its key (``ProjectionKey``, as
+    /// ``KeyedProjectionTables`` lays it out) and encoded record, in key byte order.
+    func entries(_ table: ProjectionTable) -> [(key: [UInt8], value: [UInt8])] {
+        func keyed<Name, R: FieldRecord>(_ records: [Name: R], _ key: (Name) -> [UInt8]) -> [(key: [UInt8], value: [UInt8])] {
+            records.map { (key($0.key), $0.value.encoded()) }.sorted { ProjectionKey.precedes($0.key, $1.key) }
+        }
+        func scoped<R: FieldRecord>(_ records: [ExactRepository: [ExactString: R]]) -> [(key: [UInt8], value: [UInt8])] {
+            var entries: [(key: [UInt8], value: [UInt8])] = []
+            for (repository, items) in records {
+                let prefix = ProjectionKey.repositoryPrefix(repository.ref)
+                for (name, record) in items { entries.append((prefix + Array(name.string.utf8), record.encoded())) }
+            }
+            return entries.sorted { ProjectionKey.precedes($0.key, $1.key) }
+        }
+        return switch table {
+        case .sessions: keyed(sessions) { ProjectionKey.session($0.string) }
+        case .repositories: keyed(repositories) { ProjectionKey.repository($0.ref) }
+        case .activeUploads: keyed(activeUploads.mapValues(RepositoryMark.init)) { ProjectionKey.session($0.string) }
+        case .layers: scoped(layers)
+        case .images: scoped(images)
+        case .imageTags: scoped(tags)
+        case .initiations: initiations.encodedInOrder()
+        case .invocationMarks: invocationMarks.encodedInOrder()
+        }
+    }
+
+    private static func inByteOrder(_ names: [ExactString]) -> [String] {
+        names.map { Array($0.string.utf8) }.sorted(by: ProjectionKey.precedes).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+/// A string compared and hashed by its UTF-8 bytes, as LMDB compares keys: `String`'s own `==`
+/// also equates canonically equivalent text, which two keys can differ by.
+struct ExactString: Hashable, Sendable {
+    let string: String
+
+    init(_ string: String) { self.string = string }
+
+    static func == (a: ExactString, b: ExactString) -> Bool { a.string.sameBytes(as: b.string) }
+
+    func hash(into hasher: inout Hasher) { string.hashBytes(into: &hasher) }
+}
+
+/// A repository compared and hashed by the bytes of its two names.
+struct ExactRepository: Hashable, Sendable {
+    let ref: RepositoryRef
+
+    init(_ ref: RepositoryRef) { self.ref = ref }
+
+    static func == (a: ExactRepository, b: ExactRepository) -> Bool {
+        a.ref.registryId.sameBytes(as: b.ref.registryId) && a.ref.repositoryName.sameBytes(as: b.ref.repositoryName)
+    }
+
+    func hash(into hasher: inout Hasher) {
+        ref.registryId.hashBytes(into: &hasher)
+        ref.repositoryName.hashBytes(into: &hasher)
+    }
+}
+
+extension String {
+    /// Feeds the UTF-8 bytes and their count to `hasher` in one call where the string is contiguous.
+    fileprivate func hashBytes(into hasher: inout Hasher) {
+        hasher.combine(utf8.count)
+        if utf8.withContiguousStorageIfAvailable({ hasher.combine(bytes: UnsafeRawBufferPointer($0)) }) == nil {
+            Array(utf8).withUnsafeBytes { hasher.combine(bytes: $0) }  // the same bytes, the same hash
+        }
+    }
+
+    /// Equality of UTF-8 bytes.
+    fileprivate func sameBytes(as other: String) -> Bool {
+        let equal = utf8.withContiguousStorageIfAvailable { a in
+            other.utf8.withContiguousStorageIfAvailable { b in a.count == b.count && a.elementsEqual(b) }
+        }
+        return (equal ?? nil) ?? utf8.elementsEqual(other.utf8)
+    }
+}
