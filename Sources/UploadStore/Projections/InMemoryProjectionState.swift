@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
 import UploadCore
 
 /// The projection state held in memory, typed: replay's scratch state, and the tests' reference
@@ -156,7 +161,9 @@ extension String {
     /// Equality of UTF-8 bytes.
     fileprivate func sameBytes(as other: String) -> Bool {
         let equal = utf8.withContiguousStorageIfAvailable { a in
-            other.utf8.withContiguousStorageIfAvailable { b in a.count == b.count && a.elementsEqual(b) }
+            other.utf8.withContiguousStorageIfAvailable { b in
+                a.count == b.count && (a.isEmpty || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+            }
         }
         return (equal ?? nil) ?? utf8.elementsEqual(other.utf8)
     }
