@@ -21,6 +21,39 @@ struct CodecTests {
         #expect(decoded.encoded() == envelope.encoded(), "one value, one encoding")
     }
 
+    /// Replay's decoding reads what the projector reads, and the same as decoding whole gives.
+    @Test(arguments: events)
+    func projectedEvent_decodesAsTheWholeEnvelopeProjects(event: Event) throws {
+        for invocationId in [nil, "inv"] as [String?] {
+            let metadata = RequestMetadata(requestId: "r", source: "http", userAgent: "aws-cli/1", principal: "AKID", invocationId: invocationId, requestDigest: "d")
+            let bytes = EventEnvelope(position: 7, recordedAt: Self.at, metadata: metadata, event: event).encoded()
+            let projected = try ProjectedEvent(position: 7, decoding: bytes[...])
+            #expect(projected == ProjectedEvent(try EventEnvelope(position: 7, decoding: bytes)))
+            #expect(projected.invocation == invocationId.map { InvocationMark(invocationId: $0, requestId: "r", recordedAt: Self.at) })
+        }
+    }
+
+    /// What replay leaves undecoded is only the metadata no projection reads: a user agent that is
+    /// not UTF-8 passes the projected decoding and is refused whole (which verify's second rebuild
+    /// does); a damaged invocation id or payload is refused by both.
+    @Test func projectedEvent_skipsOnlyTheMetadataNoProjectionReads() throws {
+        let metadata = RequestMetadata(requestId: "r", source: "http", userAgent: "ua", invocationId: "inv")
+        let good = EventEnvelope(position: 1, recordedAt: Self.at, metadata: metadata, event: Self.events[1]).encoded()
+        func damaged(_ text: String) throws -> [UInt8] {
+            var bytes = good
+            let at = try #require(bytes.firstRange(of: Array(text.utf8)))
+            bytes[at.lowerBound] = 0xFF
+            return bytes
+        }
+        let badUserAgent = try damaged("ua")
+        #expect(throws: CodecError.self) { try EventEnvelope(position: 1, decoding: badUserAgent) }
+        #expect(try ProjectedEvent(position: 1, decoding: badUserAgent[...]).invocation?.invocationId == "inv")
+        for text in ["inv", "team/app"] {
+            let bytes = try damaged(text)
+            #expect(throws: CodecError.self, "\(text)") { try ProjectedEvent(position: 1, decoding: bytes[...]) }
+        }
+    }
+
     /// Locks the on-disk format of UploadInitiated v1. If this fails, the change breaks every
     /// existing log: add a new schema version instead (see the event catalogue).
     @Test func uploadInitiated_v1_hasAFixedEncoding() {
