@@ -35,6 +35,24 @@ public enum Hex {
         return out
     }
 
+    /// 128 bits in a UUID's text form (RFC 9562), lowercase: `8-4-4-4-12` hex digits, `high` first.
+    public static func uuid(high: UInt64, low: UInt64) -> String {
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: 36) { out in
+            var at = 0
+            for digit in 0..<32 {
+                if digit == 8 || digit == 12 || digit == 16 || digit == 20 {
+                    out[at] = UInt8(ascii: "-")
+                    at += 1
+                }
+                let word = digit < 16 ? high : low
+                out[at] = digits.utf8Start[Int(word >> UInt64(60 - 4 * (digit % 16)) & 0xf)]
+                at += 1
+            }
+            return at
+        }
+    }
+
     /// `sha256:` and the hex of the SHA-256 of `bytes`: a content digest as OCI and ECR write it.
     public static func sha256Digest(_ bytes: [UInt8]) -> String { "sha256:" + encode(SHA256.hash(data: bytes)) }
 }

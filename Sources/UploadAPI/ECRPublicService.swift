@@ -121,7 +121,7 @@ public final class ECRPublicService: Sendable {
 
     /// Answers one request. Never throws: every failure becomes an AWS-shaped error response.
     public func respond(to request: Request, context: APIRequestContext) async -> Response {
-        let requestId = UUID().uuidString.lowercased()
+        let requestId = RandomUUIDs.next()
         // The operation's name for metrics and logs: one of a closed set, and only once the request
         // is authenticated, so that no sender can mint label values.
         var operationLabel = ServiceMetrics.unknownOperation
@@ -190,7 +190,7 @@ public final class ECRPublicService: Sendable {
         _ = request.headers[Self.targetHeader]
         _ = try await request.body.collect(upTo: context.maxUploadSize)
         let body: JSONValue = .object([("partSize", .uint(10_485_760)), ("uploadId", .string("00000000-0000-0000-0000-000000000000"))])
-        return Self.response(.ok, body, requestId: UUID().uuidString.lowercased())
+        return Self.response(.ok, body, requestId: RandomUUIDs.next())
     }
 
     /// Log metadata under swift-log's dotted keys.
@@ -208,7 +208,7 @@ public final class ECRPublicService: Sendable {
             return try await answer()
         } catch {
             let api = APIError.from(error)
-            var response = Self.response(api.status, api.body, requestId: UUID().uuidString.lowercased())
+            var response = Self.response(api.status, api.body, requestId: RandomUUIDs.next())
             response.headers[Self.errorTypeHeader] = api.type
             return response
         }

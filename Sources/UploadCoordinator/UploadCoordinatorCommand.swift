@@ -116,7 +116,7 @@ func fail(_ error: any Error) -> Never {
 
 func cliMetadata() -> RequestMetadata {
     RequestMetadata(
-        requestId: UUID().uuidString.lowercased(), source: "cli",
+        requestId: RandomUUIDs.next(), source: "cli",
         userAgent: "upload-coordinator/\(UploadCoordinatorCommand.version)")
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import LogHashing
 public import LMDBKit
 public import UploadCore
 public import CoreMetrics
@@ -75,12 +76,18 @@ public final class TimeOrderedUploadIDs: UploadIDGenerator {
         var random = SystemRandomNumberGenerator()
         let high = milliseconds << 16 | 0x7000 | counter  // unix_ts_ms · ver · rand_a (the counter)
         let low = (random.next() as UInt64) & 0x3fff_ffff_ffff_ffff | 0x8000_0000_0000_0000  // var · rand_b
-        let hex = String(high, radix: 16).leftPadded(to: 16) + String(low, radix: 16).leftPadded(to: 16)
-        let chars = Array(hex)
-        return [chars[0..<8], chars[8..<12], chars[12..<16], chars[16..<20], chars[20..<32]].map { String($0) }.joined(separator: "-")
+        return Hex.uuid(high: high, low: low)
     }
 }
 
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+/// Random UUIDs (version 4), lowercase: request ids. Foundation's `UUID()` opens, reads and closes
+/// `/dev/urandom` on every call on Linux, three system calls per request; the standard library's
+/// generator makes none for most calls.
+public enum RandomUUIDs {
+    public static func next() -> String {
+        var random = SystemRandomNumberGenerator()
+        let high = (random.next() as UInt64) & ~0xf000 | 0x4000  // version 4
+        let low = (random.next() as UInt64) & 0x3fff_ffff_ffff_ffff | 0x8000_0000_0000_0000  // variant
+        return Hex.uuid(high: high, low: low)
+    }
 }

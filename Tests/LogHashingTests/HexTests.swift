@@ -62,4 +62,12 @@ struct HexTests {
             #expect(Hex.sha256Digest(record) == "sha256:" + hexString(Reference.sha256(record)))
         }
     }
+
+    /// Foundation spells the same 128 bits the same way (lowercased), for any digits.
+    @Test(arguments: [(0, 0), (UInt64.max, UInt64.max), (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210), (0x0190_0000_7000_0001, 0x8000_0000_0000_00ff)] as [(UInt64, UInt64)])
+    func uuid_isTheRFC9562TextForm(high: UInt64, low: UInt64) {
+        let bytes = (0..<8).map { UInt8(truncatingIfNeeded: high >> (56 - 8 * $0)) } + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * $0)) }
+        let foundation = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+        #expect(Hex.uuid(high: high, low: low) == foundation.uuidString.lowercased())
+    }
 }

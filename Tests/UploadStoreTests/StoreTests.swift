@@ -71,6 +71,18 @@ struct StoreTests {
         #expect(milliseconds >= before && milliseconds < before + 60_000, "the first 48 bits are the time in milliseconds")
     }
 
+    /// Request ids: version 4 UUIDs, as Foundation's, without its file reads.
+    @Test func randomUUIDs_areVersion4_andDistinct() {
+        let ids = (0..<1_000).map { _ in RandomUUIDs.next() }
+        #expect(Set(ids).count == ids.count)
+        for id in ids.prefix(50) {
+            #expect(UUID(uuidString: id)?.uuidString.lowercased() == id)
+            let hex = Array(id.replacingOccurrences(of: "-", with: ""))
+            #expect(hex[12] == "4", "version 4")
+            #expect("89ab".contains(hex[16]), "RFC 9562 variant")
+        }
+    }
+
     @Test func refusedCommand_writesNothing() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

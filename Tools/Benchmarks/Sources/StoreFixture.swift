@@ -39,10 +39,10 @@ struct StoreFixture {
     /// What the HTTP front end records for a signed awscli request, so records have their real size.
     static func metadata(_ n: Int) -> RequestMetadata {
         RequestMetadata(
-            requestId: UUID().uuidString.lowercased(), source: "http",
+            requestId: RandomUUIDs.next(), source: "http",
             userAgent: "aws-cli/2.22.0 md/awscrt#0.23.4 ua/2.1 os/linux#6.1.0 md/arch#x86_64 lang/python#3.12.6 md/pyimpl#CPython cfg/retry-mode#standard md/installer#exe md/distrib#debian.12 md/prompt#off md/command#ecr-public.initiate-layer-upload",
             sourceAddress: "127.0.0.1:\(40000 + n % 20000)", principal: "AKIAIOSFODNN7EXAMPLE",
-            invocationId: UUID().uuidString.lowercased())
+            invocationId: RandomUUIDs.next())
     }
 
     /// The mean size of the records written after the repositories, in bytes (the baseline writes
