@@ -11,13 +11,19 @@ extension UploadMigrations {
             let position = key.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
             let leaf = MerkleTree.leafHash(position: position, record: value)
             let completed = try MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf) { level, index in
-                guard let hash = try txn.get(nodes, MerkleTree.nodeKey(level: level, index: index)) else {
+                guard let hash = try txn.get(nodes, levelFirstKey(level, index)) else {
                     throw MigrationError.corruptRecord("merkle node \(level)/\(index) before position \(position)")
                 }
                 return hash
             }
-            for n in completed { try txn.put(nodes, MerkleTree.nodeKey(level: n.level, index: n.index), n.hash) }
+            for n in completed { try txn.put(nodes, levelFirstKey(n.level, n.index), n.hash) }
             return true
         }
+    }
+
+    /// The node key as 0004 wrote it, level first (0009 re-keys it): frozen here, since a shipped
+    /// migration describes the store as it was.
+    private static func levelFirstKey(_ level: UInt8, _ index: UInt64) -> [UInt8] {
+        [level] + (0..<8).map { UInt8(truncatingIfNeeded: index >> (56 - 8 * $0)) }
     }
 }

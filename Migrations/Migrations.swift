@@ -17,6 +17,7 @@ public enum UploadMigrations {
         migrator.registerMigration("0006-mark-request-digests", markRequestDigests)
         migrator.registerMigration("0007-invocation-marks-by-position", markInvocationsByPosition)
         migrator.registerMigration("0008-indexes-that-append", indexesThatAppend)
+        migrator.registerMigration("0009-merkle-tree-at-the-right-edge", merkleTreeAtTheRightEdge)
         return migrator
     }()
 

@@ -28,9 +28,24 @@ public enum MerkleTree {
         return Array(hasher.finalize())
     }
 
-    /// The storage key of node `(level, index)`: one byte of level, eight of big-endian index.
+    /// The storage key of node `(level, index)`: the 1-based position of the last leaf it covers,
+    /// `(index + 1) · 2^level`, in eight big-endian bytes, then one byte of level.
+    ///
+    /// Every node an append completes ends at the new leaf, so they share its position and sort
+    /// after every node stored before them, lowest level first: appends land at the tree's right
+    /// edge (keyed level first, each level's newest node sat at the end of its own range).
     public static func nodeKey(level: UInt8, index: UInt64) -> [UInt8] {
-        [level] + (0..<8).map { UInt8(truncatingIfNeeded: index >> (56 - 8 * $0)) }
+        precondition(level < 64 && index < UInt64.max >> level, "node (\(level), \(index)) ends past the last position")
+        let lastLeaf = (index + 1) << UInt64(level)
+        return (0..<8).map { UInt8(truncatingIfNeeded: lastLeaf >> (56 - 8 * $0)) } + [level]
+    }
+
+    /// The node a storage key names, or `nil` when no node has that key.
+    public static func node(forKey key: some BidirectionalCollection<UInt8>) -> (level: UInt8, index: UInt64)? {
+        guard key.count == 9, let level = key.last, level < 64 else { return nil }
+        let lastLeaf = key.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard lastLeaf > 0, lastLeaf.trailingZeroBitCount >= level else { return nil }
+        return (level, (lastLeaf >> UInt64(level)) - 1)
     }
 
     /// The nodes that appending leaf `index` completes, bottom up, starting with the leaf itself:

@@ -1,16 +1,17 @@
 import LMDBKit
 import LogHashing
 
-/// The Merkle tree over the log (``MerkleTree``), kept in the database `merkle-nodes` and
-/// extended in the same transaction as every append.
+/// The Merkle tree over the log (``MerkleTree``), kept in the database `merkle-tree` and
+/// extended in the same transaction as every append. Nodes are keyed by the position of their last
+/// leaf (``MerkleTree/nodeKey(level:index:)``), so every append lands at the tree's right edge.
 enum MerkleLog {
-    static let databaseName = "merkle-nodes"
+    static let databaseName = "merkle-tree"
 
     static func append(_ txn: Transaction, _ schema: Schema, position: UInt64, record: [UInt8]) throws {
         let leaf = MerkleTree.leafHash(position: position, record: record)
         let completed = try MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf) { try node(txn, schema, $0, $1) }
         for n in completed {
-            try txn.put(schema.merkleNodes, MerkleTree.nodeKey(level: n.level, index: n.index), n.hash)
+            try txn.put(schema.merkleNodes, MerkleTree.nodeKey(level: n.level, index: n.index), n.hash, options: .append)
         }
     }
 

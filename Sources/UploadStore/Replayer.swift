@@ -166,9 +166,10 @@ public enum Replayer {
     /// one: a changed, removed, reordered or inserted byte changes a leaf, and the first
     /// differing node names the positions it covers.
     ///
-    /// Leaves arrive in order, so each level's nodes complete in index order: the computed tree
-    /// is one array per level, and one pass over the stored nodes (sorted by level, then index)
-    /// compares them, lowest differing node first.
+    /// Stored nodes are keyed by their last leaf's position, then level
+    /// (``MerkleTree/nodeKey(level:index:)``): the order in which appending the leaves completes
+    /// them. So one pass over the stored nodes meets them in the order computed, and the first
+    /// one out of place is the first difference.
     private static func verifyMerkleTree(_ txn: Transaction, _ schema: Schema, size: UInt64, tick: () -> Void) throws {
         var levels: [[MerkleTree.Hash]] = []
         try txn.scan(schema.events) { key, value in
@@ -185,40 +186,38 @@ public enum Replayer {
             let first = (index << UInt64(level)) + 1, last = (index + 1) << UInt64(level)
             return level == 0 ? "position \(first)" : "positions \(first)...\(last)"
         }
-        var expected = (level: 0, index: 0)  // the next computed node the stored ones should hold
-        func missingBefore(_ level: Int, _ index: UInt64) -> String? {
-            while expected.level < levels.count {
-                if expected.level > level || (expected.level == level && UInt64(expected.index) >= index) { return nil }
-                if expected.index < levels[expected.level].count {
-                    return "Merkle tree: the node over \(place(expected.level, UInt64(expected.index))) is missing from the stored tree"
-                }
-                expected = (expected.level + 1, 0)
-            }
-            return nil
+        /// The next node the stored tree should hold, in key order: (last leaf, level).
+        var expected: (lastLeaf: UInt64, level: Int)? = size > 0 ? (1, 0) : nil
+        func advance(_ node: (lastLeaf: UInt64, level: Int)) -> (lastLeaf: UInt64, level: Int)? {
+            if node.lastLeaf.trailingZeroBitCount > node.level { return (node.lastLeaf, node.level + 1) }  // its parent ends here too
+            return node.lastLeaf < size ? (node.lastLeaf + 1, 0) : nil
+        }
+        func missing(_ node: (lastLeaf: UInt64, level: Int)) -> String {
+            "Merkle tree: the node over \(place(node.level, (node.lastLeaf >> UInt64(node.level)) - 1)) is missing from the stored tree"
         }
         var failure: String?
         try txn.scan(schema.merkleNodes) { key, value in
-            guard key.count == 9 else {
-                failure = "Merkle tree: a stored node has a \(key.count)-byte key where level and index take 9; no event supports it"
+            guard let (level, index) = MerkleTree.node(forKey: key) else {
+                failure = "Merkle tree: a stored node has the key \(Hex.encode(key)), which names no node; no event supports it"
                 return false
             }
-            let level = Int(key[key.startIndex]), index = BigEndian.uint64(key.dropFirst()) ?? 0
-            if let missing = missingBefore(level, index) {
-                failure = missing
+            let stored = (lastLeaf: (index + 1) << UInt64(level), level: Int(level))
+            if let next = expected, next.lastLeaf < stored.lastLeaf || (next.lastLeaf == stored.lastLeaf && next.level < stored.level) {
+                failure = missing(next)
                 return false
             }
-            guard level < levels.count, index < UInt64(levels[level].count) else {
-                failure = "Merkle tree: the node over \(place(level, index)) is stored but no event supports it"
+            guard let next = expected, next == stored, Int(level) < levels.count, index < UInt64(levels[Int(level)].count) else {
+                failure = "Merkle tree: the node over \(place(Int(level), index)) is stored but no event supports it"
                 return false
             }
-            guard levels[level][Int(index)].elementsEqual(value) else {
-                failure = "Merkle tree: the node over \(place(level, index)) does not match the events"
+            guard levels[Int(level)][Int(index)].elementsEqual(value) else {
+                failure = "Merkle tree: the node over \(place(Int(level), index)) does not match the events"
                 return false
             }
-            expected = (level, Int(index) + 1)
+            expected = advance(next)
             return true
         }
-        if failure == nil { failure = missingBefore(Int.max, 0) }
+        if failure == nil, let next = expected { failure = missing(next) }
         if let failure { throw Failure.log(failure) }
     }
 

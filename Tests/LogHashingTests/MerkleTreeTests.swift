@@ -280,33 +280,34 @@ struct MerkleTreeTests {
 
     // MARK: Storage keys
 
-    @Test func nodeKey_isTheLevelByteThenTheBigEndianIndex() {
-        let indexes: [UInt64] = [0, 1, 0xff, 0x100, 0x0102_0304_0506_0708, 1 << 63, UInt64.max]
-        for level: UInt8 in [0, 1, 7, 63, 255] {
-            for index in indexes {
-                let key = MerkleTree.nodeKey(level: level, index: index)
-                #expect(key.count == 9)
-                #expect(key == [level] + Reference.bigEndian(index), "level \(level), index \(index)")
-            }
+    @Test func nodeKey_isTheBigEndianLastLeafThenTheLevel_andReadsBack() {
+        for (level, index, lastLeaf) in [(0, 0, 1), (0, 6, 7), (1, 1, 4), (3, 2, 24), (10, 0, 1024), (63, 0, 1 << 63)] as [(UInt8, UInt64, UInt64)] {
+            let key = MerkleTree.nodeKey(level: level, index: index)
+            #expect(key == Reference.bigEndian(lastLeaf) + [level], "level \(level), index \(index)")
+            #expect(MerkleTree.node(forKey: key)! == (level, index))
+        }
+        // Keys that name no node: a leaf position not a multiple of the level's width, position 0,
+        // a level past 63, the wrong length.
+        for key in [Reference.bigEndian(6) + [2], Reference.bigEndian(0) + [0], Reference.bigEndian(1 << 63) + [64], [0, 1]] {
+            #expect(MerkleTree.node(forKey: key) == nil, "\(key)")
         }
     }
 
-    /// LMDB orders keys bytewise: that order must be (level, index) in numbers, so a scan of the
-    /// stored tree walks each level from its first node.
-    @Test func nodeKey_byteOrderIsNumericOrderOfLevelThenIndex() {
-        var ids: [NodeID] = []
-        for level: UInt8 in [0, 1, 2, 9, 128, 255] {
-            for index: UInt64 in [0, 1, 2, 255, 256, 257, 65_535, 65_536, 1 << 32, (1 << 32) + 1, 1 << 56, UInt64.max - 1, UInt64.max] {
-                ids.append(NodeID(level: level, index: index))
+    /// LMDB orders keys bytewise, and the writer appends nodes with `MDB_APPEND`: the nodes that
+    /// appending the leaves completes, in the order they complete, must have strictly increasing
+    /// keys, and every node its own key.
+    @Test func nodeKey_ofNodesInTheOrderAppendsCompleteThem_strictlyIncreases() {
+        var keys: [[UInt8]] = []
+        var levels: [[MerkleTree.Hash]] = []
+        for leaf in UInt64(0)..<1_000 {
+            let hash = MerkleTree.leafHash(position: leaf + 1, record: [UInt8(truncatingIfNeeded: leaf)])
+            for n in MerkleTree.nodesCompleted(byLeaf: leaf, hash: hash, node: { levels[Int($0)][Int($1)] }) {
+                if levels.count <= Int(n.level) { levels.append([]) }
+                levels[Int(n.level)].append(n.hash)
+                keys.append(MerkleTree.nodeKey(level: n.level, index: n.index))
             }
         }
-        var rng = SplitMix64(state: 99)
-        ids.shuffle(using: &rng)
-        let numeric = ids.sorted { ($0.level, $0.index) < ($1.level, $1.index) }
-        let bytewise = ids.sorted {
-            MerkleTree.nodeKey(level: $0.level, index: $0.index).lexicographicallyPrecedes(MerkleTree.nodeKey(level: $1.level, index: $1.index))
-        }
-        #expect(bytewise == numeric)
-        #expect(Set(ids.map { MerkleTree.nodeKey(level: $0.level, index: $0.index) }).count == ids.count, "no two nodes share a key")
+        #expect(keys.count == 2 * 1_000 - 1_000.nonzeroBitCount)
+        #expect(zip(keys, keys.dropFirst()).allSatisfy { $0.lexicographicallyPrecedes($1) })
     }
 }

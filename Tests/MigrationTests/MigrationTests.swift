@@ -33,12 +33,14 @@ let promisedDatabases: [String: [String]] = [
     "0006-mark-request-digests": [],
     "0007-invocation-marks-by-position": ["invocation-marks"],
     "0008-indexes-that-append": ["active-uploads"],
+    "0009-merkle-tree-at-the-right-edge": ["merkle-tree"],
 ]
 
 /// What a later migration deletes, by the migration that deletes it.
 let retiredDatabases: [String: [String]] = [
     "0007-invocation-marks-by-position": ["invocations"],
     "0008-indexes-that-append": ["repository-uploads", "repository-initiations"],
+    "0009-merkle-tree-at-the-right-edge": ["merkle-nodes"],
 ]
 
 /// Every database a migrated store has, the migration records included.

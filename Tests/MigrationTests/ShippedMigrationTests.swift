@@ -96,7 +96,7 @@ struct ShippedMigrationTests {
             let record = Array("an event".utf8)
             try env.write { txn in
                 try txn.put(try #require(try txn.openDatabase("events")), bigEndian64(1), record)
-                try txn.put(try #require(try txn.openDatabase("merkle-nodes")), MerkleTree.nodeKey(level: 0, index: 0),
+                try txn.put(try #require(try txn.openDatabase("merkle-tree")), MerkleTree.nodeKey(level: 0, index: 0),
                             MerkleTree.leafHash(position: 1, record: record))
                 try txn.put(try #require(try txn.openDatabase("projection-state")), Array("checkpoint".utf8), bigEndian64(1))
                 try txn.put(try #require(try txn.openDatabase("sessions")), Array("upload-1".utf8), [1, 2, 3])
@@ -212,7 +212,8 @@ struct ShippedMigrationTests {
 
     /// Events written before 0004 (raw puts, as an older binary left them) get every complete
     /// subtree stored under `level ‖ big-endian index`, with the RFC 9162 hash of the leaves it
-    /// covers; the events themselves stay byte for byte.
+    /// covers; 0009 then moves each hash to `big-endian last leaf ‖ level` in `merkle-tree`. The
+    /// events themselves stay byte for byte.
     @Test(arguments: [0, 1, 2, 3, 4, 5, 7, 8, 13, 16, 33, 64, 100])
     func createMerkleTree_overExistingEvents_storesEveryCompleteSubtree(size: Int) throws {
         let before = try #require(identifiers.firstIndex(of: "0004-create-merkle-tree"))
@@ -225,14 +226,16 @@ struct ShippedMigrationTests {
                 let log = try #require(try txn.openDatabase("events"))
                 for (i, record) in records.enumerated() { try txn.put(log, bigEndian64(UInt64(i + 1)), record, options: .append) }
             }
-            #expect(try migrator.migrate(env) == Array(identifiers[before...]))
+            #expect(try migrator.migrate(env, upTo: identifiers[before]) == [identifiers[before]])
 
             let leaves = records.enumerated().map { MerkleTree.leafHash(position: UInt64($0.offset + 1), record: $0.element) }
-            var expected: [[UInt8]: [UInt8]] = [:]
+            var expected: [[UInt8]: [UInt8]] = [:], expectedAtTheRightEdge: [[UInt8]: [UInt8]] = [:]
             var level = 0
             while 1 << level <= size {
                 for index in 0..<(size >> level) {
-                    expected[[UInt8(level)] + bigEndian64(UInt64(index))] = naiveRoot(leaves[(index << level)..<((index + 1) << level)])
+                    let hash = naiveRoot(leaves[(index << level)..<((index + 1) << level)])
+                    expected[[UInt8(level)] + bigEndian64(UInt64(index))] = hash
+                    expectedAtTheRightEdge[bigEndian64(UInt64((index + 1) << level)) + [UInt8(level)]] = hash
                 }
                 level += 1
             }
@@ -241,12 +244,17 @@ struct ShippedMigrationTests {
             #expect(stored == expected)
             if size > 0 {
                 let root = try MerkleTree.rootHash(0, UInt64(size)) { level, index in
-                    guard let hash = stored[MerkleTree.nodeKey(level: level, index: index)] else { throw MissingNode() }
+                    guard let hash = stored[[level] + bigEndian64(index)] else { throw MissingNode() }
                     return hash
                 }
                 #expect(root == naiveRoot(leaves[...]))
             }
             #expect(try contents(env, "events") == events, "the events are not rewritten")
+
+            try migrator.migrate(env)
+            #expect(try !exists(env, "merkle-nodes"))
+            #expect(try contents(env, "merkle-tree") == expectedAtTheRightEdge)
+            #expect(try contents(env, "events") == events)
         }
     }
 

@@ -108,7 +108,7 @@ struct AuditTests {
         defer { dir.remove() }
         _ = try await populate(dir)
         try tamper(dir) { txn in
-            let nodes = try txn.openDatabase("merkle-nodes")!
+            let nodes = try txn.openDatabase("merkle-tree")!
             let key = MerkleTree.nodeKey(level: 1, index: 1)
             var hash = try #require(try txn.get(nodes, key))
             hash[0] ^= 0xff
@@ -136,7 +136,7 @@ struct AuditTests {
             let dir = TemporaryDirectory()
             defer { dir.remove() }
             _ = try await populate(dir)
-            try tamper(dir) { txn in try change(txn, try txn.openDatabase("merkle-nodes")!) }
+            try tamper(dir) { txn in try change(txn, try txn.openDatabase("merkle-tree")!) }
             guard case .log(let found)? = Replayer.verify(directory: dir.path).failure else { Issue.record("\(name) node not caught"); continue }
             #expect(found.contains(expected), "\(name): \(found)")
         }

@@ -29,8 +29,10 @@ struct LayoutFixtureTests {
             invocationId: recorded.metadata.invocationId, requestDigest: recorded.metadata.requestDigest)
     }
 
-    @Test func layout0006_migrates_verifies_andAnswersItsRetries() async throws {
-        let dir = try Self.copy("layout-0006")
+    /// Both fixtures hold the same calls (`make-store.py`), written by different layouts.
+    @Test(arguments: ["layout-0006", "layout-0008"])
+    func layout_migrates_verifies_andAnswersItsRetries(layout: String) async throws {
+        let dir = try Self.copy(layout)
         defer { dir.remove() }
         let clock = TestClock()
         try await withTestStore(dir, configure: {
@@ -38,8 +40,8 @@ struct LayoutFixtureTests {
             $0.clock = clock
         }) { store in
             #expect(try store.appliedMigrations() == UploadMigrations.migrator.identifiers)
-            for retired in ["invocations", "repository-uploads", "repository-initiations"] {
-                #expect(try store.environment.read { try $0.openDatabase(retired) } == nil, "0007 and 0008 retired \(retired)")
+            for retired in ["invocations", "repository-uploads", "repository-initiations", "merkle-nodes"] {
+                #expect(try store.environment.read { try $0.openDatabase(retired) } == nil, "retired by 0007, 0008 or 0009: \(retired)")
             }
             let log = try store.read { try $0.events(after: 0) }
             // The retries come a minute after the fixture was written: inside the retry window.
