@@ -12,21 +12,36 @@ import Crypto
 public enum MerkleTree {
     public typealias Hash = [UInt8]
 
+    // Hashed straight from the caller's bytes, without a copy: the writer hashes a leaf per event
+    // inside its transaction, and verify a million of them.
     public static func leafHash(position: UInt64, record: some Collection<UInt8>) -> Hash {
         var hasher = SHA256()
-        hasher.update(data: [0x00])
-        hasher.update(data: (0..<8).map { UInt8(truncatingIfNeeded: position >> (56 - 8 * $0)) })
-        hasher.update(data: Array(record))
+        hasher.update(data: leafPrefix)
+        withUnsafeBytes(of: position.bigEndian) { hasher.update(bufferPointer: $0) }
+        if record.withContiguousStorageIfAvailable({ hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }) == nil {
+            hasher.update(data: Array(record))
+        }
+        return Array(hasher.finalize())
+    }
+
+    public static func leafHash(position: UInt64, record: UnsafeRawBufferPointer) -> Hash {
+        var hasher = SHA256()
+        hasher.update(data: leafPrefix)
+        withUnsafeBytes(of: position.bigEndian) { hasher.update(bufferPointer: $0) }
+        hasher.update(bufferPointer: record)
         return Array(hasher.finalize())
     }
 
     public static func nodeHash(_ left: Hash, _ right: Hash) -> Hash {
         var hasher = SHA256()
-        hasher.update(data: [0x01])
+        hasher.update(data: nodePrefix)
         hasher.update(data: left)
         hasher.update(data: right)
         return Array(hasher.finalize())
     }
+
+    private static let leafPrefix: [UInt8] = [0x00]
+    private static let nodePrefix: [UInt8] = [0x01]
 
     /// The storage key of node `(level, index)`: the 1-based position of the last leaf it covers,
     /// `(index + 1) · 2^level`, in eight big-endian bytes, then one byte of level.
@@ -41,11 +56,16 @@ public enum MerkleTree {
     }
 
     /// The node a storage key names, or `nil` when no node has that key.
-    public static func node(forKey key: some BidirectionalCollection<UInt8>) -> (level: UInt8, index: UInt64)? {
-        guard key.count == 9, let level = key.last, level < 64 else { return nil }
-        let lastLeaf = key.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    public static func node(forKey key: UnsafeRawBufferPointer) -> (level: UInt8, index: UInt64)? {
+        guard key.count == 9, key[8] < 64 else { return nil }
+        let level = key[8]
+        let lastLeaf = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
         guard lastLeaf > 0, lastLeaf.trailingZeroBitCount >= level else { return nil }
         return (level, (lastLeaf >> UInt64(level)) - 1)
+    }
+
+    public static func node(forKey key: [UInt8]) -> (level: UInt8, index: UInt64)? {
+        key.withUnsafeBytes { node(forKey: $0) }
     }
 
     /// The nodes that appending leaf `index` completes, bottom up, starting with the leaf itself:

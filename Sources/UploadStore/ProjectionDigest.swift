@@ -60,11 +60,11 @@ enum ProjectionDigest {
             }
             sha.update(data: name)
             key.withUnsafeBytes { key in
-                sha.update(data: BigEndian.bytes(UInt64(key.count)))
+                withUnsafeBytes(of: UInt64(key.count).bigEndian) { sha.update(bufferPointer: $0) }
                 sha.update(bufferPointer: key)
             }
             value.withUnsafeBytes { value in
-                sha.update(data: BigEndian.bytes(UInt64(value.count)))
+                withUnsafeBytes(of: UInt64(value.count).bigEndian) { sha.update(bufferPointer: $0) }
                 sha.update(bufferPointer: value)
             }
         }

@@ -54,6 +54,16 @@ struct CodecTests {
         }
     }
 
+    /// Text fields accept exactly the UTF-8 that `String(validating:)` accepts, a literal U+FFFD
+    /// included, and refuse every kind of malformed sequence.
+    @Test(arguments: [
+        [], Array("plain".utf8), Array("é 𝄞 \u{FFFD}".utf8), [0xEF, 0xBF, 0xBD],
+        [0xFF], [0xC0, 0xAF], [0xE0, 0x80, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82], [0x61, 0x80],
+    ] as [[UInt8]])
+    func text_isValidatedAsTheStandardLibraryValidatesUTF8(bytes: [UInt8]) {
+        #expect(FieldReader.Value.validUTF8(bytes[...]) == String(validating: bytes, as: UTF8.self))
+    }
+
     /// Locks the on-disk format of UploadInitiated v1. If this fails, the change breaks every
     /// existing log: add a new schema version instead (see the event catalogue).
     @Test func uploadInitiated_v1_hasAFixedEncoding() {

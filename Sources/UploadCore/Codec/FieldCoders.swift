@@ -138,6 +138,17 @@ final class FieldDecoder: Decoder {
             guard let value = I(exactly: try read(UInt64.self, key)) else { throw CodecError("\(key.stringValue) out of range") }
             return value
         }
+        // An optional property: one look-up. (The protocol's default asks `contains`, then
+        // `decodeNil`, then `decode`: three look-ups and a generic call for each optional field.)
+        private func readIfPresent<T: FieldValue>(_ type: T.Type, _ key: Key) throws(CodecError) -> T? {
+            guard let value = decoder.value(tag(key)) else { return nil }
+            return try T(field: value, name: key.stringValue)
+        }
+        private func integerIfPresent<I: FixedWidthInteger>(_ type: I.Type, _ key: Key) throws(CodecError) -> I? {
+            guard let value = try readIfPresent(UInt64.self, key) else { return nil }
+            guard let integer = I(exactly: value) else { throw CodecError("\(key.stringValue) out of range") }
+            return integer
+        }
 
         func contains(_ key: Key) -> Bool { decoder.fields.contains { $0.tag == tag(key) } }
         func decodeNil(forKey key: Key) -> Bool { !contains(key) }
@@ -158,6 +169,22 @@ final class FieldDecoder: Decoder {
         func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
             guard let fieldType = T.self as? any FieldValue.Type else { throw CodecError("\(T.self) is not a FieldValue") }
             return try read(fieldType, key) as! T
+        }
+        func decodeIfPresent(_ type: Bool.Type, forKey key: Key) throws -> Bool? { try readIfPresent(type, key) }
+        func decodeIfPresent(_ type: String.Type, forKey key: Key) throws -> String? { try readIfPresent(type, key) }
+        func decodeIfPresent(_ type: UInt64.Type, forKey key: Key) throws -> UInt64? { try readIfPresent(type, key) }
+        func decodeIfPresent(_ type: Int.Type, forKey key: Key) throws -> Int? { try integerIfPresent(type, key) }
+        func decodeIfPresent(_ type: Int8.Type, forKey key: Key) throws -> Int8? { try integerIfPresent(type, key) }
+        func decodeIfPresent(_ type: Int16.Type, forKey key: Key) throws -> Int16? { try integerIfPresent(type, key) }
+        func decodeIfPresent(_ type: Int32.Type, forKey key: Key) throws -> Int32? { try integerIfPresent(type, key) }
+        func decodeIfPresent(_ type: Int64.Type, forKey key: Key) throws -> Int64? { try integerIfPresent(type, key) }
+        func decodeIfPresent(_ type: UInt.Type, forKey key: Key) throws -> UInt? { try integerIfPresent(type, key) }
+        func decodeIfPresent(_ type: UInt8.Type, forKey key: Key) throws -> UInt8? { try integerIfPresent(type, key) }
+        func decodeIfPresent(_ type: UInt16.Type, forKey key: Key) throws -> UInt16? { try integerIfPresent(type, key) }
+        func decodeIfPresent(_ type: UInt32.Type, forKey key: Key) throws -> UInt32? { try integerIfPresent(type, key) }
+        func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+            guard let fieldType = T.self as? any FieldValue.Type else { throw CodecError("\(T.self) is not a FieldValue") }
+            return try readIfPresent(fieldType, key).map { $0 as! T }
         }
         func nestedContainer<N: CodingKey>(keyedBy type: N.Type, forKey key: Key) throws -> KeyedDecodingContainer<N> {
             throw CodecError("\(decoder.record) is a flat record")
