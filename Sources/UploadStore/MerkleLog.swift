@@ -11,7 +11,13 @@ enum MerkleLog {
         let leaf = MerkleTree.leafHash(position: position, record: record)
         let completed = try MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf) { try node(txn, schema, $0, $1) }
         for n in completed {
-            try txn.put(schema.merkleNodes, MerkleTree.nodeKey(level: n.level, index: n.index), n.hash, options: .append)
+            do throws(LMDBError) {
+                try txn.put(schema.merkleNodes, MerkleTree.nodeKey(level: n.level, index: n.index), n.hash, options: .append)
+            } catch {
+                // Appends must land past every stored node: one already there was put by hand.
+                guard error.code == .keyExists else { throw error }
+                throw StoreError(.corrupt, "the Merkle tree holds a node past position \(position - 1), where the log ends; `upload-replay` names it")
+            }
         }
     }
 

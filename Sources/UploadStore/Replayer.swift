@@ -153,7 +153,8 @@ public enum Replayer {
         report.checkpoint = checkpoint.position
         if firstDigest != secondDigest {
             let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(first), ProjectionDigest.entries(secondTables))
-            throw Failure.mismatch("two rebuilds differ (replay is not deterministic): \(difference ?? "in their digests")")
+            throw Failure.mismatch(
+                "the two rebuilds differ (replay is not deterministic, or decoding only what projections read disagrees with decoding whole): \(difference ?? "in their digests")")
         }
         if let liveDifference { throw Failure.mismatch(liveDifference) }
         guard checkpoint.position == report.events, checkpoint.version == Projector.version else {

@@ -81,8 +81,8 @@ public final class TimeOrderedUploadIDs: UploadIDGenerator {
 }
 
 /// Random UUIDs (version 4), lowercase: request ids. Foundation's `UUID()` opens, reads and closes
-/// `/dev/urandom` on every call on Linux, three system calls per request; the standard library's
-/// generator makes none for most calls.
+/// `/dev/urandom` on every call on Linux; the standard library's generator makes one `getrandom`
+/// call per 64 bits, with no file.
 public enum RandomUUIDs {
     public static func next() -> String {
         var random = SystemRandomNumberGenerator()

@@ -142,6 +142,24 @@ struct AuditTests {
         }
     }
 
+    /// Appends land past every stored node (`MDB_APPEND`): a node put by hand past the log's
+    /// tail stops them, and the error names the corruption rather than LMDB's bare "key exists".
+    @Test func aTreeNodePastTheTail_refusesAppends_asCorruption() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        _ = try await populate(dir)
+        try tamper(dir) { txn in
+            try txn.put(try txn.openDatabase("merkle-tree")!, MerkleTree.nodeKey(level: 5, index: 0), Array(repeating: 1, count: 32))
+        }
+        try await withTestStore(dir) { store in
+            let error = await #expect(throws: StoreError.self) {
+                _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "late/repo")), metadata: testMetadata())
+            }
+            #expect(error?.code == .corrupt)
+            #expect(error?.message.contains("past position 8") == true, "\(String(describing: error))")
+        }
+    }
+
     @Test func initiations_areListedByTimeAndRepository_fromTheIndex() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

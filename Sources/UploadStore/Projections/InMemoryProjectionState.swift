@@ -1,5 +1,7 @@
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
 #else
 import Darwin
 #endif
@@ -22,7 +24,8 @@ struct InMemoryProjectionState: MutableProjectionState, Sendable {
     private var layers: [ExactRepository: [ExactString: LayerRecord]] = [:]
     private var images: [ExactRepository: [ExactString: ImageRecord]] = [:]
     private var tags: [ExactRepository: [ExactString: TagRecord]] = [:]
-    /// In key order (time, then position), which is log order: a put appends.
+    /// In key order (time, then position). The writer never records a time before the log's last,
+    /// so a put normally appends; one out of order is still placed by its key.
     private var initiations = OrderedRecords<RepositoryMark>()
     /// In key order (position): a put appends.
     private var invocationMarks = OrderedRecords<InvocationMark>()
