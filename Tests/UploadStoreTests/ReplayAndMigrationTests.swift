@@ -40,6 +40,57 @@ struct ReplayAndMigrationTests {
         #expect(report.rebuildDigests.count == 2 && Set(report.rebuildDigests + [report.liveDigest!]).count == 1)
     }
 
+    /// The state does not depend on how the writer batched the commands: the same calls, committed
+    /// one per transaction or several to a transaction, give the same log, Merkle root, live tables
+    /// and rebuilds, byte for byte (the digests are of the bytes).
+    @Test func theSameCalls_committedInAnyBatches_giveTheSameLogTablesAndRebuilds() async throws {
+        func run(maxBatchSize: Int) async throws -> (Replayer.Report, transactions: Int) {
+            let dir = TemporaryDirectory()
+            defer { dir.remove() }
+            let transactions = try await withTestStore(dir, configure: {
+                $0.maxBatchSize = maxBatchSize
+                $0.clock = TestClock()
+                $0.uploadIds = SequentialUploadIDs()
+            }) { store in
+                func submit(_ commands: [Command]) async throws -> [CommandOutcome] {
+                    try await store.append(commands.map { CommandSubmission($0, metadata: testMetadata()) }).map { try $0.get() }
+                }
+                let names = ["team/app", "team/web", "solo"]
+                _ = try await submit(try names.map { .createRepository(try CreateRepository(repositoryName: $0)) })
+                let started = try await submit(try (names + names).map { .initiateLayerUpload(try InitiateLayerUpload(repositoryName: $0)) })
+                let uploads = started.compactMap { outcome -> (String, String)? in
+                    guard case .uploadInitiated(let e)? = outcome.events.first?.event else { return nil }
+                    return (e.repositoryName, e.uploadId)
+                }
+                #expect(uploads.count == 6)
+                let digest = "sha256:" + String(repeating: "ab", count: 32)
+                _ = try await submit(try uploads.prefix(3).map { name, id in
+                    var part = try UploadLayerPart(
+                        repositoryName: name, uploadId: id, partFirstByte: 0, partLastByte: 1023, partLength: 1024, partDigest: digest)
+                    part.staged = true
+                    return .uploadLayerPart(part)
+                })
+                _ = try await submit(try uploads.prefix(2).enumerated().map { n, upload in
+                    let layer = "sha256:" + String(repeating: "0\(n)", count: 32)
+                    var complete = try CompleteLayerUpload(repositoryName: upload.0, uploadId: upload.1, layerDigests: [layer])
+                    complete.staged = .init(digest: layer, size: 1024)
+                    return .completeLayerUpload(complete)
+                })
+                _ = try await submit([.deleteRepository(try DeleteRepository(repositoryName: "team/web", force: true))])
+                return store.writerStatistics.transactions
+            }
+            return (Replayer.verify(directory: dir.path), transactions)
+        }
+        let (one, oneTransactions) = try await run(maxBatchSize: 1)
+        let (many, manyTransactions) = try await run(maxBatchSize: 4096)
+        #expect(oneTransactions > manyTransactions, "the batching differed: \(oneTransactions) against \(manyTransactions) transactions")
+        for report in [one, many] { #expect(report.passed, "\(String(describing: report.failure))") }
+        #expect(one.events == many.events && one.events > 15)
+        #expect(one.merkleRoot == many.merkleRoot, "the same log")
+        #expect(one.liveDigest == many.liveDigest, "the same live tables")
+        #expect(one.rebuildDigests == many.rebuildDigests)
+    }
+
     @Test func replay_neverWritesToTheStore() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
