@@ -15,13 +15,8 @@ public enum MerkleTree {
     // Hashed straight from the caller's bytes, without a copy: the writer hashes a leaf per event
     // inside its transaction, and verify a million of them.
     public static func leafHash(position: UInt64, record: some Collection<UInt8>) -> Hash {
-        var hasher = SHA256()
-        hasher.update(data: leafPrefix)
-        withUnsafeBytes(of: position.bigEndian) { hasher.update(bufferPointer: $0) }
-        if record.withContiguousStorageIfAvailable({ hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }) == nil {
-            hasher.update(data: Array(record))
-        }
-        return Array(hasher.finalize())
+        record.withContiguousStorageIfAvailable { leafHash(position: position, record: UnsafeRawBufferPointer($0)) }
+            ?? Array(record).withUnsafeBytes { leafHash(position: position, record: $0) }
     }
 
     public static func leafHash(position: UInt64, record: UnsafeRawBufferPointer) -> Hash {
