@@ -30,7 +30,7 @@ struct LayoutFixtureTests {
     }
 
     /// Both fixtures hold the same calls (`make-store.py`), written by different layouts.
-    @Test(arguments: ["layout-0006", "layout-0008"])
+    @Test(arguments: ["layout-0006", "layout-0008", "layout-0009"])
     func layout_migrates_verifies_andAnswersItsRetries(layout: String) async throws {
         let dir = try Self.copy(layout)
         defer { dir.remove() }
