@@ -18,6 +18,7 @@ public enum UploadMigrations {
         migrator.registerMigration("0007-invocation-marks-by-position", markInvocationsByPosition)
         migrator.registerMigration("0008-indexes-that-append", indexesThatAppend)
         migrator.registerMigration("0009-merkle-tree-at-the-right-edge", merkleTreeAtTheRightEdge)
+        migrator.registerMigration("0010-projections-in-their-own-environment", projectionsInTheirOwnEnvironment)
         return migrator
     }()
 

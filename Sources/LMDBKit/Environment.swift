@@ -21,7 +21,8 @@ public final class Environment: @unchecked Sendable {
         public var maxReaders: UInt32 = 256
         /// Open with `MDB_RDONLY`: nothing in `data.mdb` can be written through this handle.
         public var readOnly: Bool = false
-        /// Sync data and metadata on every commit (LMDB's default). Off only for benchmarks of the floor.
+        /// Sync data and metadata on every commit (LMDB's default). Off for what can be rebuilt from
+        /// a durable environment (the projections), and for benchmarks of the floor.
         public var durable: Bool = true
         public init() {}
 
@@ -153,6 +154,12 @@ public final class Environment: @unchecked Sendable {
         resizeLock.lockExclusive()
         defer { resizeLock.unlock() }
         try check(mdb_env_set_mapsize(handle, size), "mdb_env_set_mapsize(\(size))")
+    }
+
+    /// Flushes every commit to disk (`mdb_env_sync` forced): for an environment opened without
+    /// durable commits, before it is trusted across a crash of the machine.
+    public func sync() throws {
+        try check(mdb_env_sync(handle, 1), "mdb_env_sync")
     }
 
     /// The environment's map size, how much of it is in use, and the reader slots taken.

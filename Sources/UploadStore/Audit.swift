@@ -100,10 +100,11 @@ extension Store {
     /// - Complexity: O(log n + k) for the k initiations of every repository in the range (one
     ///   repository's are filtered from them: the index is keyed for appending, not by repository).
     public func initiations(repository: RepositoryRef? = nil, since: Timestamp? = nil, until: Timestamp? = nil) throws -> [EventEnvelope] {
-        try environment.read { txn in
+        try snapshot { reader in
+            let (txn, schema) = (reader.txn, reader.schema)
             let start = since.map { ProjectionKey.timeAndPosition($0, 0) } ?? []
             var positions: [UInt64] = []
-            try txn.scan(schema.database(.initiations), from: start) { key, value in
+            try reader.projections.scan(reader.projectionSchema.database(.initiations), from: start) { key, value in
                 guard key.count == 16 else { return false }
                 let time = Int64(bitPattern: BigEndian.uint64(key.prefix(8)) ?? 0)
                 if let until, time >= until.millisecondsSinceEpoch { return false }

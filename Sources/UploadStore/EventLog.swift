@@ -61,9 +61,11 @@ struct ProjectionCheckpoint: Equatable {
     private static let positionKey = Array("checkpoint".utf8)
     private static let versionKey = Array("version".utf8)
 
-    static func read(_ txn: Transaction, _ schema: Schema) throws -> ProjectionCheckpoint {
-        guard let bytes = try txn.get(schema.projectionState, positionKey), let position = BigEndian.uint64(bytes) else {
-            throw StoreError(.corrupt, "the projection checkpoint is missing or malformed")
+    /// The checkpoint, or position 0 and no version in a projection environment never built.
+    static func read(_ txn: Transaction, _ schema: ProjectionSchema) throws -> ProjectionCheckpoint {
+        guard let bytes = try txn.get(schema.projectionState, positionKey) else { return ProjectionCheckpoint(position: 0) }
+        guard let position = BigEndian.uint64(bytes) else {
+            throw StoreError(.corrupt, "the projection checkpoint is malformed")
         }
         let version = try txn.get(schema.projectionState, versionKey).flatMap { bytes in
             bytes.count == 4 ? bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } : nil
@@ -71,7 +73,7 @@ struct ProjectionCheckpoint: Equatable {
         return ProjectionCheckpoint(position: position, version: version)
     }
 
-    func write(_ txn: Transaction, _ schema: Schema) throws {
+    func write(_ txn: Transaction, _ schema: ProjectionSchema) throws {
         try txn.put(schema.projectionState, Self.positionKey, BigEndian.bytes(position))
         if let version {
             try txn.put(schema.projectionState, Self.versionKey, [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: version >> $0) })

@@ -5,14 +5,16 @@ import CoreMetrics
 import Logging
 
 /// The one writer of a store: a dedicated thread that takes every queued command, decides, appends
-/// and projects them all in one LMDB write transaction, commits (durably, by default), and only
-/// then answers each caller.
+/// and projects them all in one write transaction of each environment, commits the log's (durably,
+/// by default) and then the projections' (unsynced), and only then answers each caller.
 ///
 /// Commands of one batch are decided in queue order, each against the state the ones before it
 /// left. A refused command writes nothing and does not disturb the rest of its batch. A command
 /// the store cannot write (a key LMDB refuses, a record that does not decode) fails alone: the
 /// transaction is given up and the batch written again without it. If the commit itself fails,
-/// nothing of the batch is kept and every caller in it gets the error.
+/// nothing of the batch is kept and every caller in it gets the error. If the projections' commit
+/// fails after the log's, the batch stands (it is durable) and the next transaction folds it into
+/// the projections from the log.
 ///
 /// A thread rather than a task: a commit blocks for an fsync, and the cooperative pool has only
 /// as many threads as cores.
@@ -66,6 +68,7 @@ final class GroupCommitWriter: Sendable {
 
     private let environment: Environment
     private let schema: Schema
+    private let projections: ProjectionEnvironment
     private let configuration: StoreConfiguration
     private let notifier: CommitNotifier
     private let commitLatency: CoreMetrics.Timer
@@ -77,9 +80,13 @@ final class GroupCommitWriter: Sendable {
     /// What answers retries; read and changed only on the writer's thread.
     nonisolated(unsafe) private var invocations: InvocationWindow
 
-    init(environment: Environment, schema: Schema, configuration: StoreConfiguration, notifier: CommitNotifier) {
+    init(
+        environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration,
+        notifier: CommitNotifier
+    ) {
         self.environment = environment
         self.schema = schema
+        self.projections = projections
         self.configuration = configuration
         self.notifier = notifier
         invocations = InvocationWindow(limit: configuration.retryWindow)
@@ -183,8 +190,8 @@ final class GroupCommitWriter: Sendable {
     /// Commands queue meanwhile. A failure here is left to the first transaction to meet again.
     private func fillRetryWindow() {
         do {
-            try environment.read { txn in
-                try invocations.catchUp(txn, schema, tail: try EventLog.tail(txn, schema)?.position ?? 0)
+            try projections.environment.read { ptxn in
+                try invocations.catchUp(ptxn, projections.schema, tail: try ProjectionCheckpoint.read(ptxn, projections.schema).position)
             }
         } catch {
             configuration.logger.error("the retry window could not be filled at start", metadata: ["error": "\(error)"])
@@ -282,45 +289,76 @@ final class GroupCommitWriter: Sendable {
         }
     }
 
+    /// Grows both maps: the error does not say whose was full, and a map costs only address space.
     private func growMap() throws {
         try environment.growMap()
-        configuration.logger.notice("grew the LMDB map", metadata: ["map.bytes": "\(environment.usage().mapSize)"])
+        try projections.environment.growMap()
+        configuration.logger.notice("grew the LMDB maps", metadata: [
+            "map.bytes": "\(environment.usage().mapSize)", "projections.map.bytes": "\(projections.environment.usage().mapSize)"])
     }
 
-    /// One transaction for the batch, less the `isolated` commands, which get their failures.
+    /// One transaction of each environment for the batch, less the `isolated` commands, which get
+    /// their failures. The projections' transaction begins first and commits last, in every process,
+    /// so two writers never wait for each other's locks in opposite orders; while it is open, the
+    /// projections are caught up to the log's tail and decided from.
     private func writeOnce(
         _ batch: [Pending], isolated: [Int: any Error]
     ) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
-        let (results, tail, now, marks) = try environment.write { txn in
-            var tables = LMDBTables(txn: txn, schema: schema, caching: true)
-            let tail = try EventLog.tail(txn, schema)
-            var position = tail?.position ?? 0
-            // Recorded times never go backwards, even if the wall clock does (nor behind a time
-            // this writer has already decided at, which the retry window evicted by).
-            let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
-            // Another process may have appended since this writer's last commit.
-            try invocations.catchUp(txn, schema, tail: position)
-            // This batch's calls, kept apart until the commit holds them.
-            var marks = InvocationWindow(limit: configuration.retryWindow)
-            var results: [Result<CommandOutcome, any Error>] = []
-            results.reserveCapacity(batch.count)
-            for (index, pending) in batch.enumerated() {
-                if let failure = isolated[index] {
-                    results.append(.failure(failure))
-                    continue
-                }
-                do {
-                    results.append(try write(pending, at: &position, now: now, txn, &tables, marks: &marks))
-                } catch {
-                    throw CommandFailure(index: index, error: error)
-                }
+        var logCommitted: (results: [Result<CommandOutcome, any Error>], tail: UInt64, now: Timestamp, marks: InvocationWindow)?
+        do {
+            try projections.environment.write { ptxn in
+                logCommitted = try environment.write { txn in try decideAndAppend(batch, isolated: isolated, txn, ptxn) }
             }
-            try ProjectionCheckpoint(position: position, version: Projector.version).write(txn, schema)
-            return (results, position, now, marks)
+        } catch {
+            guard logCommitted != nil else { throw error }
+            configuration.logger.error("the projections' commit failed after the log's; the next transaction folds the batch in from the log", metadata: [
+                "error": "\(error)"])
         }
+        let (results, tail, now, marks) = logCommitted!
         invocations.absorb(marks)
         invocations.committed(upTo: tail, now: now)
         return (results, tail)
+    }
+
+    /// The batch's work inside both transactions: the projections caught up to the log's tail,
+    /// each command decided from them and its events appended and projected, the checkpoint moved.
+    private func decideAndAppend(
+        _ batch: [Pending], isolated: [Int: any Error], _ txn: Transaction, _ ptxn: Transaction
+    ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64, now: Timestamp, marks: InvocationWindow) {
+        var tables = LMDBTables(txn: ptxn, schema: projections.schema, caching: true)
+        let tail = try EventLog.tail(txn, schema)
+        var position = tail?.position ?? 0
+        // Another process may have appended since this writer's last commit, or died between its
+        // log's commit and its projections'.
+        var checkpoint = try ProjectionCheckpoint.read(ptxn, projections.schema)
+        guard checkpoint.version == Projector.version, checkpoint.position <= position else {
+            throw StoreError(.corrupt, "the projections (layout \(checkpoint.version.map(String.init) ?? "none"), at position \(checkpoint.position)) do not follow this log (at \(position)); reopen the store to rebuild them")
+        }
+        if checkpoint.position < position {
+            checkpoint.position = try ProjectionCatchUp.apply(txn, schema, after: checkpoint.position, to: &tables)
+        }
+        // Recorded times never go backwards, even if the wall clock does (nor behind a time
+        // this writer has already decided at, which the retry window evicted by).
+        let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
+        try invocations.catchUp(ptxn, projections.schema, tail: position)
+        // This batch's calls, kept apart until the commit holds them.
+        var marks = InvocationWindow(limit: configuration.retryWindow)
+        var results: [Result<CommandOutcome, any Error>] = []
+        results.reserveCapacity(batch.count)
+        for (index, pending) in batch.enumerated() {
+            if let failure = isolated[index] {
+                results.append(.failure(failure))
+                continue
+            }
+            do {
+                results.append(try write(pending, at: &position, now: now, txn, &tables, marks: &marks))
+            } catch {
+                throw CommandFailure(index: index, error: error)
+            }
+        }
+        checkpoint.position = position
+        try checkpoint.write(ptxn, projections.schema)
+        return (results, position, now, marks)
     }
 
     /// Decides one command and appends its events after `position`.

@@ -1,46 +1,54 @@
 import LMDBKit
 import UploadCore
 
-/// Brings the projection tables up to the log's tail at open: nothing to do when they are current
-/// (the normal case, so open never replays), a catch-up when they lag (a store migrated from
-/// before the projections existed), a full rebuild when their layout version changed.
+/// Brings the projections up to the log's tail: at open, and at the start of each write
+/// transaction (another process, or a process that died between its two commits, may have left
+/// the projections behind the log). Nothing to do when they are current (the normal case, so open
+/// never replays); a catch-up when they lag; a full rebuild when their layout version changed or
+/// they claim more than the log holds (a log restored from a copy older than its projections).
 enum ProjectionCatchUp {
     static let batchSize = 10_000
 
-    static func run(_ environment: Environment, _ schema: Schema) throws {
-        let current = try environment.read { txn in
-            let checkpoint = try ProjectionCheckpoint.read(txn, schema)
-            let tail = try EventLog.tail(txn, schema)?.position ?? 0
+    static func run(_ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment) throws {
+        let current = try projections.environment.read { ptxn in
+            let checkpoint = try ProjectionCheckpoint.read(ptxn, projections.schema)
+            let tail = try log.read { try EventLog.tail($0, schema)?.position ?? 0 }
             return checkpoint.version == Projector.version && checkpoint.position == tail
         }
         guard !current else { return }
-        while try environment.write({ txn in try step(txn, schema) }) {}
+        while try projections.environment.write({ ptxn in
+            try log.read { txn in try step(txn, schema, ptxn, projections.schema) }
+        }) {}
     }
 
     /// Applies up to ``batchSize`` events. - Returns: whether more remain.
-    private static func step(_ txn: Transaction, _ schema: Schema) throws -> Bool {
-        var checkpoint = try ProjectionCheckpoint.read(txn, schema)
+    private static func step(_ txn: Transaction, _ schema: Schema, _ ptxn: Transaction, _ pschema: ProjectionSchema) throws -> Bool {
+        var checkpoint = try ProjectionCheckpoint.read(ptxn, pschema)
         let tail = try EventLog.tail(txn, schema)?.position ?? 0
-        if checkpoint.version != Projector.version {
-            for table in ProjectionTable.allCases { try txn.clear(schema.database(table)) }
+        if checkpoint.version != Projector.version || checkpoint.position > tail {
+            for table in ProjectionTable.allCases { try ptxn.clear(pschema.database(table)) }
             checkpoint = ProjectionCheckpoint(position: 0, version: Projector.version)
         }
-        guard checkpoint.position <= tail else {
-            throw StoreError(.corrupt, "the projections are at position \(checkpoint.position) but the log ends at \(tail)")
-        }
-        guard checkpoint.position < tail else {
-            try checkpoint.write(txn, schema)
-            return false
-        }
-        var tables = LMDBTables(txn: txn, schema: schema, caching: true)
-        var applied = 0
-        try EventLog.scan(txn, schema, after: checkpoint.position) { envelope in
-            try Projector.apply(envelope, to: &tables)
-            checkpoint.position = envelope.position
-            applied += 1
-            return applied < batchSize
-        }
-        try checkpoint.write(txn, schema)
+        var tables = LMDBTables(txn: ptxn, schema: pschema, caching: true)
+        checkpoint.position = try apply(txn, schema, after: checkpoint.position, to: &tables, limit: batchSize)
+        try checkpoint.write(ptxn, pschema)
         return checkpoint.position < tail
+    }
+
+    /// Folds the log's events after `position`, up to `limit` of them, into `tables`.
+    /// - Returns: the position of the last event folded (`position` when none).
+    static func apply(
+        _ txn: Transaction, _ schema: Schema, after position: UInt64, to tables: inout LMDBTables, limit: Int = .max
+    ) throws -> UInt64 {
+        var last = position
+        var applied = 0
+        guard limit > 0 else { return last }
+        try EventLog.scan(txn, schema, after: position) { envelope in
+            try Projector.apply(envelope, to: &tables)
+            last = envelope.position
+            applied += 1
+            return applied < limit
+        }
+        return last
     }
 }

@@ -15,7 +15,7 @@ enum ProjectionDigest {
         ProjectionTable.allCases.sorted().flatMap { table in tables.entries(table).map { (table, $0.key, $0.value) } }
     }
 
-    static func liveEntries(_ txn: Transaction, _ schema: Schema) throws -> [Entry] {
+    static func liveEntries(_ txn: Transaction, _ schema: ProjectionSchema) throws -> [Entry] {
         var entries: [Entry] = []
         for table in ProjectionTable.allCases.sorted() {
             try txn.scan(schema.database(table)) { key, value in
@@ -36,7 +36,7 @@ enum ProjectionDigest {
     }
 
     /// The digest of the live tables, hashed straight from the map (no copies).
-    static func ofLive(_ txn: Transaction, _ schema: Schema) throws -> SHA256.Digest {
+    static func ofLive(_ txn: Transaction, _ schema: ProjectionSchema) throws -> SHA256.Digest {
         var hasher = Hasher()
         for table in ProjectionTable.allCases.sorted() {
             try txn.scan(schema.database(table)) { key, value in

@@ -9,9 +9,11 @@ import UploadMigrations
 /// canonical SHA-256 digests of both rebuilds with each other and with the live tables.
 ///
 /// Opens the store read-only (`MDB_RDONLY`): it never writes to the store it checks. Everything it
-/// compares against (live tables, checkpoint, Merkle tree) comes from one read snapshot; the
-/// second rebuild reads another snapshot on another core, bounded by the first one's tail (the log
-/// is append-only), so a writer running at the same time cannot make it lie.
+/// compares against (live tables, checkpoint, Merkle tree) comes from one read snapshot of each
+/// environment, the projections' taken first; the second rebuild reads another snapshot of the log
+/// on another core, bounded by the first one's tail (the log is append-only), so a writer running
+/// at the same time cannot make it lie. Projections a step behind the log (a writer between its two
+/// commits, or one that died there) are compared with a rebuild at their checkpoint.
 public enum Replayer {
     public struct Report: Sendable {
         /// Events in the log (each rebuild scans all of them).
@@ -60,7 +62,8 @@ public enum Replayer {
     /// times: two rebuilds and the Merkle tree).
     public typealias Progress = (_ done: UInt64, _ total: UInt64) -> Void
 
-    public static func verify(directory: String, progress: Progress? = nil) -> Report {
+    /// - Parameter bootId: this boot of the machine (``BootID``); a test gives another to stand for a reboot.
+    public static func verify(directory: String, bootId: String = BootID.current, progress: Progress? = nil) -> Report {
         var report = Report()
         let environment: Environment
         do {
@@ -71,7 +74,7 @@ public enum Replayer {
         }
         let start = ContinuousClock.now
         do {
-            try verify(environment, into: &report, progress: progress)
+            try verify(environment, directory: directory, bootId: bootId, into: &report, progress: progress)
         } catch let failure as Failure {
             report.failure = failure
         } catch {
@@ -106,43 +109,61 @@ public enum Replayer {
         }
     }
 
-    private static func verify(_ environment: Environment, into report: inout Report, progress: Progress?) throws {
+    private static func verify(
+        _ environment: Environment, directory: String, bootId: String, into report: inout Report, progress: Progress?
+    ) throws {
         // Database handles are opened once, in a transaction of their own that ends before any
         // other begins: LMDB lets only one transaction at a time open handles.
         let schema = try environment.read { txn in
             let status = try UploadMigrations.migrator.status(txn)
             guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
-            return try Schema(txn)
+            let schema = try Schema(txn)
+            guard try !UnsyncedProjectionWriters.mayBeTorn(txn, schema, bootId: bootId) else {
+                throw Failure.unusable("the machine restarted while the projections had unsynced writes; open the store for writing (serve, migrate) to rebuild them first")
+            }
+            return schema
+        }
+        guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
+            throw Failure.unusable("the store's projections have never been built; open it for writing (serve, migrate) first")
         }
         var second: BackgroundWork<(InMemoryProjectionState, SHA256.Digest)>?
         defer { second?.wait() }
         // Everything compared against (live tables, checkpoint, Merkle tree) is read from one
-        // snapshot, in this transaction, which ends before the second rebuild is waited for.
-        let (first, firstDigest, liveDigest, liveDifference, checkpoint, counter) = try environment.read { txn in
-            let size = try EventLog.tail(txn, schema)?.position ?? 0
-            let counter = ProgressCounter(total: 3 * size, progress)
-            // The second rebuild runs on another core, in a read snapshot of its own. The log is
-            // append-only, so its first `size` events are the ones this snapshot holds. It decodes
-            // every record whole, so that verify proves each one decodes; the first decodes only
-            // what projections read, and the two digests must still agree.
-            second = BackgroundWork {
-                try environment.read { txn in
-                    let tables = try rebuild(txn, schema, upTo: size, decoding: .whole, tick: counter.tick)
-                    return (tables, ProjectionDigest.of(tables))
+        // snapshot of each environment, in these transactions, which end before the second
+        // rebuild is waited for.
+        let (first, firstDigest, liveDigest, liveDifference, checkpoint, counter) = try projections.environment.read { ptxn in
+            try environment.read { txn in
+                let size = try EventLog.tail(txn, schema)?.position ?? 0
+                let counter = ProgressCounter(total: 3 * size, progress)
+                // The second rebuild runs on another core, in a read snapshot of its own. The log is
+                // append-only, so its first `size` events are the ones this snapshot holds. It decodes
+                // every record whole, so that verify proves each one decodes; the first decodes only
+                // what projections read, and the two digests must still agree.
+                second = BackgroundWork {
+                    try environment.read { txn in
+                        let tables = try rebuild(txn, schema, upTo: size, decoding: .whole, tick: counter.tick)
+                        return (tables, ProjectionDigest.of(tables))
+                    }
                 }
+                let first = try rebuild(txn, schema, upTo: size, decoding: .projected, tick: counter.tick)
+                let firstDigest = ProjectionDigest.of(first)
+                try verifyMerkleTree(txn, schema, size: size, tick: counter.tick)
+                let liveDigest = try ProjectionDigest.ofLive(ptxn, projections.schema)
+                report.events = size
+                report.merkleRoot = Hex.encode(try MerkleLog.root(txn, schema, size: size))
+                let checkpoint = try ProjectionCheckpoint.read(ptxn, projections.schema)
+                guard checkpoint.position <= size, checkpoint.version == Projector.version else {
+                    throw Failure.mismatch(
+                        "the checkpoint says position \(checkpoint.position) (layout \(checkpoint.version.map(String.init) ?? "none")) but the log ends at \(size) (layout \(Projector.version))")
+                }
+                let live = checkpoint.position == size ? first : try rebuild(txn, schema, upTo: checkpoint.position, decoding: .projected, tick: {})
+                let liveRebuildDigest = checkpoint.position == size ? firstDigest : ProjectionDigest.of(live)
+                // Named now, while the live tables can be read; reported after the rebuilds are compared.
+                let liveDifference = liveDigest == liveRebuildDigest ? nil : ProjectionDigest.firstDifference(
+                    try ProjectionDigest.liveEntries(ptxn, projections.schema), ProjectionDigest.entries(live), leftName: "live", rightName: "rebuilt")
+                    ?? "the live tables' digest differs from the rebuild's"
+                return (first, firstDigest, liveDigest, liveDifference, checkpoint, counter)
             }
-            let first = try rebuild(txn, schema, upTo: size, decoding: .projected, tick: counter.tick)
-            let firstDigest = ProjectionDigest.of(first)
-            try verifyMerkleTree(txn, schema, size: size, tick: counter.tick)
-            let liveDigest = try ProjectionDigest.ofLive(txn, schema)
-            report.events = size
-            report.merkleRoot = Hex.encode(try MerkleLog.root(txn, schema, size: size))
-            let checkpoint = try ProjectionCheckpoint.read(txn, schema)
-            // Named now, while the live tables can be read; reported after the rebuilds are compared.
-            let liveDifference = liveDigest == firstDigest ? nil : ProjectionDigest.firstDifference(
-                try ProjectionDigest.liveEntries(txn, schema), ProjectionDigest.entries(first), leftName: "live", rightName: "rebuilt")
-                ?? "the live tables' digest differs from the rebuild's"
-            return (first, firstDigest, liveDigest, liveDifference, checkpoint, counter)
         }
         let (secondTables, secondDigest) = try second!.result()
         counter.finish()
@@ -157,10 +178,6 @@ public enum Replayer {
                 "the two rebuilds differ (replay is not deterministic, or decoding only what projections read disagrees with decoding whole): \(difference ?? "in their digests")")
         }
         if let liveDifference { throw Failure.mismatch(liveDifference) }
-        guard checkpoint.position == report.events, checkpoint.version == Projector.version else {
-            throw Failure.mismatch(
-                "the checkpoint says position \(checkpoint.position) (layout \(checkpoint.version.map(String.init) ?? "none")) but the log ends at \(report.events) (layout \(Projector.version))")
-        }
     }
 
     /// Recomputes every Merkle node from the raw event bytes and compares each with the stored

@@ -1,10 +1,12 @@
 import Foundation
 import LMDBKit
 import UploadMigrations
+import Logging
 public import UploadCore
 
-/// An upload-coordinator store: the event log and its projections in one LMDB environment, with
-/// one group-committing writer.
+/// An upload-coordinator store: the event log and its Merkle tree in one LMDB environment, committed
+/// durably; the projections in a second one beside it (``ProjectionEnvironment``), committed right
+/// behind the log without a sync; and one group-committing writer.
 ///
 /// Open one `Store` per data directory per process and share it. Commands go through
 /// ``append(_:)``; reads run against one consistent snapshot in ``read(_:)``.
@@ -14,8 +16,13 @@ public final class Store: EventStore {
     public let configuration: StoreConfiguration
     let environment: Environment
     let schema: Schema
+    let projections: ProjectionEnvironment
+    /// Whether opening found the projections possibly torn by a crash of the machine, and rebuilt them.
+    public let rebuiltTornProjections: Bool
     private let writer: GroupCommitWriter
     private let notifier = CommitNotifier()
+    /// Set by the first ``close()``, which alone stops counting this store as an unsynced writer.
+    private let closing = Locked(false)
 
     /// Opens (creating if needed) the store in `configuration.directory`, applies pending
     /// migrations, and brings the projections up to the log's tail.
@@ -37,11 +44,26 @@ public final class Store: EventStore {
                 throw StoreError(.migration, error.description)
             }
         }
-        schema = try environment.read { try Schema($0) }
-        try ProjectionCatchUp.run(environment, schema)
-        let schema = self.schema
+        let schema = try environment.read { try Schema($0) }
+        self.schema = schema
+        // Registered in the log's write transaction, so that the files of projections a crash may
+        // have torn are gone before any other process of this boot can open them.
+        let projectionsDirectory = ProjectionEnvironment.directory(of: configuration.directory)
+        rebuiltTornProjections = try environment.write { txn in
+            let torn = try UnsyncedProjectionWriters.register(txn, schema, bootId: configuration.bootId)
+            if torn, FileManager.default.fileExists(atPath: projectionsDirectory) {
+                try FileManager.default.removeItem(atPath: projectionsDirectory)
+            }
+            return torn
+        }
+        if rebuiltTornProjections {
+            configuration.logger.warning("the machine restarted while the projections had unsynced writes; rebuilding them from the log")
+        }
+        projections = try ProjectionEnvironment(dataDirectory: configuration.directory, mapSize: configuration.environment.mapSize)
+        try ProjectionCatchUp.run(environment, schema, projections)
         notifier.committed(upTo: try environment.read { try EventLog.tail($0, schema)?.position ?? 0 })
-        writer = GroupCommitWriter(environment: environment, schema: schema, configuration: configuration, notifier: notifier)
+        writer = GroupCommitWriter(
+            environment: environment, schema: schema, projections: projections, configuration: configuration, notifier: notifier)
     }
 
     public var settings: DecisionSettings { configuration.settings }
@@ -53,20 +75,33 @@ public final class Store: EventStore {
         await writer.submit(submissions)
     }
 
-    /// Runs `body` against one consistent snapshot of the log and projections.
+    /// Runs `body` against one snapshot of the projections and one of the log, taken in that order:
+    /// the projections reflect the log up to their checkpoint, and the log holds at least that.
     public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
         try snapshot(body)
     }
 
     func snapshot<T>(_ body: (StoreReader) throws -> T) throws -> T {
-        try environment.read { txn in try body(StoreReader(txn: txn, schema: schema)) }
+        try projections.environment.read { ptxn in
+            try environment.read { txn in
+                try body(StoreReader(txn: txn, schema: schema, projections: ptxn, projectionSchema: projections.schema))
+            }
+        }
     }
 
-    /// Writes every queued command, then stops the writer. Later commands fail with `.closed`.
-    /// The environment itself closes when the last reference to the store goes.
+    /// Writes every queued command, then stops the writer, syncs the projections and stops
+    /// counting as their unsynced writer. Later commands fail with `.closed`. The environments
+    /// themselves close when the last reference to the store goes.
     public func close() async {
         await writer.shutdown()
         notifier.close()
+        guard closing.withLock({ closed in defer { closed = true }; return !closed }) else { return }
+        do {
+            try projections.environment.sync()
+            try environment.write { txn in try UnsyncedProjectionWriters.unregister(txn, schema, bootId: configuration.bootId) }
+        } catch {
+            configuration.logger.error("the projections could not be synced at close; they are rebuilt after the machine next restarts", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Waits until an event after `position` commits in this process, or `timeout` passes (so
@@ -106,7 +141,7 @@ public final class Store: EventStore {
     /// Holds a read transaction open until `release` returns; for testing what a process killed
     /// in the middle of a read leaves behind.
     public func holdingSnapshot<T>(_ release: () throws -> T) throws -> T {
-        try environment.read { _ in try release() }
+        try snapshot { _ in try release() }
     }
 
     /// How the writer has batched so far: transactions, commands and the largest batch.

@@ -25,6 +25,9 @@ public struct StoreConfiguration: Sendable {
     /// How far back an SDK retry is answered with its original result (``RetryWindow``).
     public var retryWindow = RetryWindow.default
     public var clock: any UploadCore.Clock = SystemClock()
+    /// This boot of the machine, which tells a restart of the process from a crash of the machine
+    /// (see ``ProjectionEnvironment``); a test gives another to stand for a reboot.
+    public var bootId = BootID.current
     public var uploadIds: any UploadIDGenerator = TimeOrderedUploadIDs()
     /// Where the writer logs each committed batch (debug level, with `event.first`/`event.last`).
     public var logger = Logger(label: "upload-store")

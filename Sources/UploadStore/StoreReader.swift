@@ -1,15 +1,18 @@
 import LMDBKit
 public import UploadCore
 
-/// One LMDB read snapshot, for ``Store/read(_:)``.
+/// A read snapshot of each environment, for ``Store/read(_:)``: the log's (`txn`) and the
+/// projections' (`projections`, begun first, so the log holds everything they reflect).
 public struct StoreReader: StoreSnapshot {
     let txn: Transaction
     let schema: Schema
-    var tables: LMDBTables { LMDBTables(txn: txn, schema: schema) }
+    let projections: Transaction
+    let projectionSchema: ProjectionSchema
+    var tables: LMDBTables { LMDBTables(txn: projections, schema: projectionSchema) }
 
     public func lastPosition() throws -> UInt64 { try EventLog.tail(txn, schema)?.position ?? 0 }
 
-    public func checkpoint() throws -> UInt64 { try ProjectionCheckpoint.read(txn, schema).position }
+    public func checkpoint() throws -> UInt64 { try ProjectionCheckpoint.read(projections, projectionSchema).position }
 
     public func events(after position: UInt64 = 0, limit: Int = .max) throws -> [EventEnvelope] {
         var events: [EventEnvelope] = []
@@ -53,7 +56,7 @@ public struct StoreReader: StoreSnapshot {
         var entries: [(name: String, value: [UInt8])] = []
         guard limit > 0 else { return entries }
         let start = prefix + Array((after ?? "").utf8)
-        try txn.scan(schema.database(table), from: start) { key, value in
+        try projections.scan(projectionSchema.database(table), from: start) { key, value in
             guard key.starts(with: prefix) else { return false }
             let name = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
             if let after, name == after { return true }
@@ -68,7 +71,7 @@ public struct StoreReader: StoreSnapshot {
     func entries(_ table: ProjectionTable, afterKey after: [UInt8]?, limit: Int) throws -> [(key: [UInt8], value: [UInt8])] {
         var entries: [(key: [UInt8], value: [UInt8])] = []
         guard limit > 0 else { return entries }
-        try txn.scan(schema.database(table), from: after) { key, value in
+        try projections.scan(projectionSchema.database(table), from: after) { key, value in
             if let after, key.elementsEqual(after) { return true }
             entries.append((Array(key), Array(value)))
             return entries.count < limit
@@ -77,5 +80,5 @@ public struct StoreReader: StoreSnapshot {
     }
 
     /// How many entries `table` holds. - Complexity: O(1).
-    func count(_ table: ProjectionTable) throws -> Int { try txn.count(schema.database(table)) }
+    func count(_ table: ProjectionTable) throws -> Int { try projections.count(projectionSchema.database(table)) }
 }

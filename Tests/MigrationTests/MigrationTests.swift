@@ -34,6 +34,7 @@ let promisedDatabases: [String: [String]] = [
     "0007-invocation-marks-by-position": ["invocation-marks"],
     "0008-indexes-that-append": ["active-uploads"],
     "0009-merkle-tree-at-the-right-edge": ["merkle-tree"],
+    "0010-projections-in-their-own-environment": ["projection-writers"],
 ]
 
 /// What a later migration deletes, by the migration that deletes it.
@@ -41,6 +42,10 @@ let retiredDatabases: [String: [String]] = [
     "0007-invocation-marks-by-position": ["invocations"],
     "0008-indexes-that-append": ["repository-uploads", "repository-initiations"],
     "0009-merkle-tree-at-the-right-edge": ["merkle-nodes"],
+    "0010-projections-in-their-own-environment": [
+        "sessions", "repositories", "active-uploads", "layers", "images", "image-tags", "initiations", "invocation-marks",
+        "projection-state",
+    ],
 ]
 
 /// Every database a migrated store has, the migration records included.

@@ -77,19 +77,14 @@ struct ShippedMigrationTests {
             for id in identifiers {
                 for name in promisedDatabases[id] ?? [] where !retired.contains(name) {
                     let entries = try #require(try contents(env, name), "\(id) creates \(name)")
-                    if name == "projection-state" {
-                        // 0002: checkpoint 0, so the projections are built from the log on the next open.
-                        #expect(entries == [Array("checkpoint".utf8): [UInt8](repeating: 0, count: 8)])
-                    } else {
-                        #expect(entries.isEmpty, "\(name) starts empty")
-                    }
+                    #expect(entries.isEmpty, "\(name) starts empty")
                 }
             }
         }
     }
 
     /// Running the migrations again applies nothing and leaves the data written since alone
-    /// (0002 re-run would reset the projection checkpoint, 0004 would rebuild the tree).
+    /// (0004 re-run would rebuild the tree, 0010 would drop what it names).
     @Test func migrate_isIdempotent() throws {
         try withEnvironment { env throws in
             #expect(try migrator.migrate(env) == identifiers)
@@ -98,8 +93,8 @@ struct ShippedMigrationTests {
                 try txn.put(try #require(try txn.openDatabase("events")), bigEndian64(1), record)
                 try txn.put(try #require(try txn.openDatabase("merkle-tree")), MerkleTree.nodeKey(level: 0, index: 0),
                             MerkleTree.leafHash(position: 1, record: record))
-                try txn.put(try #require(try txn.openDatabase("projection-state")), Array("checkpoint".utf8), bigEndian64(1))
-                try txn.put(try #require(try txn.openDatabase("sessions")), Array("upload-1".utf8), [1, 2, 3])
+                try txn.put(try #require(try txn.openDatabase("projection-writers")), Array("writers".utf8), bigEndian64(1))
+                try txn.put(try #require(try txn.openDatabase("sessions", create: true)), Array("upload-1".utf8), [1, 2, 3])
             }
             let before = try snapshot(env)
 
@@ -108,7 +103,8 @@ struct ShippedMigrationTests {
             #expect(try migrator.migrate(env, upTo: identifiers[identifiers.count - 1]) == [])
 
             #expect(try snapshot(env) == before)
-            #expect(try contents(env, "projection-state")?[Array("checkpoint".utf8)] == bigEndian64(1))
+            #expect(try contents(env, "projection-writers")?[Array("writers".utf8)] == bigEndian64(1))
+            #expect(try contents(env, "sessions")?[Array("upload-1".utf8)] == [1, 2, 3])
             #expect(try env.read { try migrator.status($0) } == .current)
         }
     }

@@ -13,8 +13,8 @@ struct DecodedRecordsTests {
         let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
         try await withTestStore(dir) { store in
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
-            let written: RepositorySummary? = try store.environment.write { txn in
-                var tables = LMDBTables(txn: txn, schema: store.schema, caching: true)
+            let written: RepositorySummary? = try store.projections.environment.write { txn in
+                var tables = LMDBTables(txn: txn, schema: store.projections.schema, caching: true)
                 var summary = try #require(try tables.repository(ref))
                 #expect(try tables.session("no-such-upload") == nil)  // absent, and kept as absent
                 summary.uploadsInitiated = 41

@@ -35,7 +35,7 @@ struct HardeningTests {
             _ = try await store.execute(try Self.create("team/poisoned"), metadata: testMetadata())
         }
         do {
-            let env = try Environment(directory: dir.path)
+            let env = try Environment(directory: dir.path + "/projections")
             try env.write { txn in
                 let repositories = try #require(try txn.openDatabase(ProjectionTable.repositories.rawValue))
                 try txn.put(repositories, Array("\(testRegistryId)/team/poisoned".utf8), [0xFF, 0xFF, 0xFF])

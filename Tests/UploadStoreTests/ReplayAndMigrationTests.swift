@@ -23,9 +23,15 @@ struct ReplayAndMigrationTests {
         }
     }
 
-    /// Opens the store's LMDB environment directly, behind the coordinator's back.
+    /// Opens the store's log environment directly, behind the coordinator's back.
     func tamper(_ dir: TemporaryDirectory, _ body: (Transaction) throws -> Void) throws {
         let env = try Environment(directory: dir.path)
+        try env.write { txn in try body(txn) }
+    }
+
+    /// Opens the store's projection environment directly, behind the coordinator's back.
+    func tamperProjections(_ dir: TemporaryDirectory, _ body: (Transaction) throws -> Void) throws {
+        let env = try Environment(directory: dir.path + "/projections")
         try env.write { txn in try body(txn) }
     }
 
@@ -106,7 +112,7 @@ struct ReplayAndMigrationTests {
         defer { dir.remove() }
         try await populate(dir)
         let key = Array("00000000-0000-4000-8000-000000000001".utf8)
-        try tamper(dir) { txn in
+        try tamperProjections(dir) { txn in
             let sessions = try txn.openDatabase("sessions")!
             var session = try UploadSession(decoding: try #require(try txn.get(sessions, key)))
             session.partSize = 1
@@ -122,11 +128,11 @@ struct ReplayAndMigrationTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try await populate(dir)
-        try tamper(dir) { txn in try txn.delete(try txn.openDatabase("repositories")!, Array("123456789012/solo".utf8)) }
+        try tamperProjections(dir) { txn in try txn.delete(try txn.openDatabase("repositories")!, Array("123456789012/solo".utf8)) }
         guard case .mismatch(let missing)? = Replayer.verify(directory: dir.path).failure else { Issue.record("deletion not caught"); return }
         #expect(missing.contains("123456789012/solo") && missing.contains("only the rebuilt state has it"))
 
-        try tamper(dir) { txn in
+        try tamperProjections(dir) { txn in
             let repos = try txn.openDatabase("repositories")!
             let solo = try #require(try txn.get(repos, Array("123456789012/team/app".utf8)))
             try txn.put(repos, Array("123456789012/solo".utf8), solo)  // put something back, but wrong
@@ -156,13 +162,86 @@ struct ReplayAndMigrationTests {
         #expect(report.failure?.exitCode == 2)
     }
 
-    @Test func replay_catchesALaggingCheckpoint() async throws {
+    /// A checkpoint that claims less than the tables hold (or more than the log holds) is caught.
+    @Test func replay_catchesACheckpointThatDisagreesWithTheTables() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try await populate(dir)
-        try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-state")!, Array("checkpoint".utf8), BigEndian.bytes(9)) }
-        guard case .mismatch(let text)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
-        #expect(text.contains("checkpoint says position 9"))
+        try tamperProjections(dir) { txn in try txn.put(try txn.openDatabase("projection-state")!, Array("checkpoint".utf8), BigEndian.bytes(9)) }
+        guard case .mismatch(let behind)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
+        #expect(behind.contains("only the rebuilt state has it"), "\(behind)")
+        try tamperProjections(dir) { txn in try txn.put(try txn.openDatabase("projection-state")!, Array("checkpoint".utf8), BigEndian.bytes(11)) }
+        guard case .mismatch(let ahead)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
+        #expect(ahead.contains("checkpoint says position 11") && ahead.contains("log ends at 10"), "\(ahead)")
+    }
+
+    /// Projections a step behind the log, as a process that died between its log's commit and its
+    /// projections' leaves them: verify compares them at their checkpoint, and the next open folds
+    /// the rest in from the log.
+    @Test func projectionsBehindTheLog_verifyAtTheirCheckpoint_andCatchUpAtOpen() async throws {
+        let dir = TemporaryDirectory(), earlier = TemporaryDirectory()
+        defer { dir.remove(); earlier.remove() }
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+        }
+        try FileManager.default.copyItem(atPath: dir.path + "/projections/data.mdb", toPath: earlier.path + "/data.mdb")
+        let uploadId = try await withTestStore(dir) { store in
+            try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+        }
+        try FileManager.default.removeItem(atPath: dir.path + "/projections/data.mdb")
+        try FileManager.default.copyItem(atPath: earlier.path + "/data.mdb", toPath: dir.path + "/projections/data.mdb")
+
+        let behind = Replayer.verify(directory: dir.path)
+        #expect(behind.passed, "\(String(describing: behind.failure))")
+        #expect(behind.events == 2 && behind.checkpoint == 1)
+        try await withTestStore(dir) { store throws in
+            #expect(try store.read { try $0.checkpoint() } == 2)
+            #expect(try store.read { try $0.session(uploadId) } != nil)
+        }
+        let caughtUp = Replayer.verify(directory: dir.path)
+        #expect(caughtUp.passed && caughtUp.checkpoint == 2)
+    }
+
+    /// After the machine restarts, projections that a store wrote unsynced and never closed may be
+    /// torn: the next open rebuilds them from the log, and verify refuses them until then. A store
+    /// that closed cleanly synced them: they are kept as they are.
+    @Test func projectionsLeftUnsyncedAcrossARestartOfTheMachine_areRebuilt_cleanlyClosedOnesKept() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir, configure: { $0.bootId = "boot-1" }) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+        }
+        // A harmless mark in the tables shows whether they were kept or rebuilt.
+        let mark = Array("123456789012/zz-mark".utf8)
+        func putMark() throws {
+            try tamperProjections(dir) { txn in
+                let repos = try txn.openDatabase("repositories")!
+                try txn.put(repos, mark, try #require(try txn.get(repos, Array("123456789012/team/app".utf8))))
+            }
+        }
+        func hasMark() throws -> Bool {
+            try Environment(directory: dir.path + "/projections", configuration: .readOnly).read { txn in
+                try txn.get(try txn.openDatabase("repositories")!, mark) != nil
+            }
+        }
+        try putMark()
+        try await withTestStore(dir, configure: { $0.bootId = "boot-2" }) { store in
+            #expect(!store.rebuiltTornProjections, "every writer of boot-1 closed cleanly")
+        }
+        #expect(try hasMark())
+
+        // A writer of boot-2 that never closed: the log still counts it.
+        try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-writers")!, Array("writers".utf8), BigEndian.bytes(1)) }
+        #expect(Replayer.verify(directory: dir.path, bootId: "boot-2").failure?.exitCode == 1, "the mark is still there, as in boot-2")
+        let refused = Replayer.verify(directory: dir.path, bootId: "boot-3")
+        guard case .unusable(let text)? = refused.failure else { Issue.record("torn projections were read: \(refused)"); return }
+        #expect(text.contains("machine restarted"))
+        try await withTestStore(dir, configure: { $0.bootId = "boot-3" }) { store throws in
+            #expect(store.rebuiltTornProjections)
+            #expect(try store.read { try $0.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) } != nil)
+        }
+        #expect(try !hasMark())
+        #expect(Replayer.verify(directory: dir.path, bootId: "boot-3").passed)
     }
 
     /// Upgrade: a store made at migration step 0001 (a log, no projections) gains its projection
@@ -266,7 +345,7 @@ struct ReplayAndMigrationTests {
         defer { dir.remove() }
         try await populate(dir)
         let live = Replayer.verify(directory: dir.path).liveDigest
-        try tamper(dir) { txn in
+        try tamperProjections(dir) { txn in
             let state = try txn.openDatabase("projection-state")!
             try txn.put(state, Array("version".utf8), [0, 0, 0, 0])
             try txn.clear(try txn.openDatabase("sessions")!)

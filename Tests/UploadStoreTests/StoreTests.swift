@@ -152,7 +152,7 @@ struct StoreTests {
     @Test func fullMap_growsWithoutTheCallerNoticing() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        try await withTestStore(dir, configure: { $0.environment.mapSize = 1 << 20 }) { store in
+        try await withTestStore(dir, configure: { $0.environment.mapSize = 1 << 19 }) { store in
             _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for caller in 0..<8 {
@@ -166,7 +166,7 @@ struct StoreTests {
             }
             let statistics = try store.statistics()
             #expect(statistics.logPosition == 3201)
-            #expect(statistics.mapSizeBytes > 1 << 20, "the map grew")
+            #expect(statistics.mapSizeBytes > 1 << 19, "the map grew")
         }
         #expect(Replayer.verify(directory: dir.path).passed)
     }

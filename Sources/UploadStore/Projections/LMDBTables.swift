@@ -1,17 +1,18 @@
 import LMDBKit
 import UploadCore
 
-/// The projection tables over one LMDB transaction: the live side of ``KeyedProjectionTables``.
+/// The projection tables over one transaction of the projection environment: the live side of
+/// ``KeyedProjectionTables``.
 struct LMDBTables: KeyedProjectionTables {
     let txn: Transaction
-    let schema: Schema
+    let schema: ProjectionSchema
     /// The records this transaction has read or written, decoded, when it writes many commands:
     /// the decider and the projector read the same few records again and again (a repository's
     /// summary three times per initiation). Writes still go through at once.
     private let decoded: DecodedRecords?
 
     /// - Parameter caching: keep decoded records for the transaction's life (a writer's batch).
-    init(txn: Transaction, schema: Schema, caching: Bool = false) {
+    init(txn: Transaction, schema: ProjectionSchema, caching: Bool = false) {
         self.txn = txn
         self.schema = schema
         decoded = caching ? DecodedRecords() : nil

@@ -1,0 +1,99 @@
+import Foundation
+import LMDBKit
+import UploadCore
+
+/// The projections' own LMDB environment, in `projections/` under the data directory.
+///
+/// Everything in it is derived from the log, so its commits are not synced: only the log's commit
+/// stands between a command and its answer, and it carries three trees instead of eleven. A process
+/// that dies loses nothing by this (LMDB has written its commits into the kernel's page cache). A
+/// machine that crashes can leave an unsynced LMDB file torn, so the log records who writes this one
+/// unsynced (``UnsyncedProjectionWriters``), and the first open after such a crash deletes it and
+/// rebuilds it from the log. See the "Write path" article.
+struct ProjectionEnvironment: Sendable {
+    static let subdirectory = "projections"
+
+    let environment: Environment
+    let schema: ProjectionSchema
+
+    static func directory(of dataDirectory: String) -> String { dataDirectory + "/" + subdirectory }
+
+    /// Opens for writing, creating the environment and its databases when missing.
+    init(dataDirectory: String, mapSize: Int) throws {
+        var configuration = Environment.Configuration()
+        configuration.durable = false
+        configuration.mapSize = mapSize
+        environment = try Environment(directory: Self.directory(of: dataDirectory), configuration: configuration)
+        schema = try environment.write { try ProjectionSchema($0, create: true) }
+    }
+
+    private init(readOnly directory: String) throws {
+        environment = try Environment(directory: directory, configuration: .readOnly)
+        schema = try environment.read { try ProjectionSchema($0, create: false) }
+    }
+
+    /// Opens read-only (a checker's view); `nil` when no store has built projections there yet.
+    static func openForReading(dataDirectory: String) throws -> ProjectionEnvironment? {
+        let directory = directory(of: dataDirectory)
+        guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else { return nil }
+        return try ProjectionEnvironment(readOnly: directory)
+    }
+}
+
+/// Who may have written the projection environment without syncing it, kept in the log's durable
+/// environment: the machine's boot id, and how many stores opened during that boot have not yet
+/// closed cleanly (closing syncs the projections first).
+///
+/// After a reboot, a count above zero means a writer did not close cleanly before the machine went
+/// down: its last commits may never have reached the disk, and the file may be torn. A process
+/// killed without a reboot leaves its count behind too, which costs one needless rebuild after the
+/// next reboot, never a torn read.
+enum UnsyncedProjectionWriters {
+    static let databaseName = "projection-writers"
+    private static let bootKey = Array("boot".utf8)
+    private static let countKey = Array("writers".utf8)
+
+    /// Counts a new writer in this boot, in the log's write transaction (which serialises every
+    /// process's registration). - Returns: whether the projections may be torn and must be rebuilt.
+    static func register(_ txn: Transaction, _ schema: Schema, bootId: String) throws -> Bool {
+        let (boot, count) = try read(txn, schema)
+        let torn = boot != nil && boot != bootId && count > 0
+        try write(txn, schema, bootId: bootId, count: (boot == bootId ? count : 0) + 1)
+        return torn
+    }
+
+    /// Stops counting a writer that synced the projections as it closed.
+    static func unregister(_ txn: Transaction, _ schema: Schema, bootId: String) throws {
+        let (boot, count) = try read(txn, schema)
+        guard boot == bootId, count > 0 else { return }
+        try write(txn, schema, bootId: bootId, count: count - 1)
+    }
+
+    /// Whether the projections may be torn by a crash of the machine, for a reader that cannot rebuild them.
+    static func mayBeTorn(_ txn: Transaction, _ schema: Schema, bootId: String) throws -> Bool {
+        let (boot, count) = try read(txn, schema)
+        return boot != nil && boot != bootId && count > 0
+    }
+
+    private static func read(_ txn: Transaction, _ schema: Schema) throws -> (boot: String?, count: UInt64) {
+        let boot = try txn.get(schema.projectionWriters, bootKey).map { String(decoding: $0, as: UTF8.self) }
+        let count = try txn.get(schema.projectionWriters, countKey).flatMap(BigEndian.uint64) ?? 0
+        return (boot, count)
+    }
+
+    private static func write(_ txn: Transaction, _ schema: Schema, bootId: String, count: UInt64) throws {
+        try txn.put(schema.projectionWriters, bootKey, Array(bootId.utf8))
+        try txn.put(schema.projectionWriters, countKey, BigEndian.bytes(count))
+    }
+}
+
+/// This boot of the machine, as Linux names it; it changes exactly when the machine restarts.
+public enum BootID {
+    public static let current: String = {
+        let text = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? ""
+        let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Without one (not Linux), a crash of the machine cannot be told from a restart of the
+        // process; the projections are then trusted as a killed process leaves them.
+        return id.isEmpty ? "unknown" : id
+    }()
+}
