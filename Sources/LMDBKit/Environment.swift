@@ -37,8 +37,9 @@ public final class Environment: @unchecked Sendable {
     let handle: OpaquePointer
     /// Shared by every transaction, exclusive while the map is resized: LMDB allows
     /// `mdb_env_set_mapsize` only when no transaction of this process is active. Writer-preferring,
-    /// so a stream of readers cannot starve a resize; that is safe only because no transaction
-    /// is ever opened inside another on the same thread (the closures make nesting pointless).
+    /// so a stream of readers cannot starve a resize; that is safe only because no transaction of
+    /// an environment is ever opened inside another of the same one, and transactions of two
+    /// environments nest in one fixed order only (the store's: projections, then log).
     private let resizeLock = WriterPreferringLock()
     public let directory: String
     public let configuration: Configuration

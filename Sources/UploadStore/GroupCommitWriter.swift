@@ -308,16 +308,38 @@ final class GroupCommitWriter: Sendable {
         do {
             try projections.environment.write { ptxn in
                 logCommitted = try environment.write { txn in try decideAndAppend(batch, isolated: isolated, txn, ptxn) }
+                try injectedProjectionFailure()
             }
         } catch {
             guard logCommitted != nil else { throw error }
-            configuration.logger.error("the projections' commit failed after the log's; the next transaction folds the batch in from the log", metadata: [
+            configuration.logger.error("the projections' commit failed after the log's; folding the batch in from the log", metadata: [
                 "error": "\(error)"])
+            catchUpProjections()
         }
         let (results, tail, now, marks) = logCommitted!
         invocations.absorb(marks)
         invocations.committed(upTo: tail, now: now)
         return (results, tail)
+    }
+
+    /// Brings the projections to the log's tail in a transaction of their own, after their commit
+    /// failed behind the log's, so that a read after the answer still sees the write. If this fails
+    /// too, the batch is still answered (the log holds it), reads lag until the next transaction
+    /// folds it in first, and `statistics()` shows the lag.
+    private func catchUpProjections() {
+        do {
+            try Store.growingMaps([projections.environment]) {
+                try injectedProjectionFailure()
+                try ProjectionCatchUp.run(environment, schema, projections)
+            }
+        } catch {
+            configuration.logger.error("the projections could not be caught up; the next transaction tries again", metadata: [
+                "error": "\(error)"])
+        }
+    }
+
+    private func injectedProjectionFailure() throws {
+        if configuration.failProjectionCommit?() == true { throw StoreError(.io, "the projections' commit failed (injected by a test)") }
     }
 
     /// The batch's work inside both transactions: the projections caught up to the log's tail,

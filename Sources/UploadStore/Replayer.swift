@@ -114,14 +114,15 @@ public enum Replayer {
     ) throws {
         // Database handles are opened once, in a transaction of their own that ends before any
         // other begins: LMDB lets only one transaction at a time open handles.
-        let schema = try environment.read { txn in
+        let (schema, writersOpen) = try environment.read { txn in
             let status = try UploadMigrations.migrator.status(txn)
             guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
             let schema = try Schema(txn)
-            guard try !UnsyncedProjectionWriters.mayBeTorn(txn, schema, bootId: bootId) else {
+            let writers = try UnsyncedProjectionWriters.state(txn, schema, bootId: bootId)
+            guard !writers.mayBeTorn else {
                 throw Failure.unusable("the machine restarted while the projections had unsynced writes; open the store for writing (serve, migrate) to rebuild them first")
             }
-            return schema
+            return (schema, writers.writersOpen)
         }
         guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
             throw Failure.unusable("the store's projections have never been built; open it for writing (serve, migrate) first")
@@ -152,6 +153,14 @@ public enum Replayer {
                 report.events = size
                 report.merkleRoot = Hex.encode(try MerkleLog.root(txn, schema, size: size))
                 let checkpoint = try ProjectionCheckpoint.read(ptxn, projections.schema)
+                guard checkpoint.version != nil else {
+                    throw Failure.unusable("the projections are being built for the first time; check again once the store has opened")
+                }
+                // Behind the log only while a store is open (between its two commits) or was killed
+                // there; a store that closed cleanly left them at the tail.
+                guard checkpoint.position == size || writersOpen else {
+                    throw Failure.mismatch("the projections are at position \(checkpoint.position) but the log ends at \(size), and no store is open to fold the rest in")
+                }
                 guard checkpoint.position <= size, checkpoint.version == Projector.version else {
                     throw Failure.mismatch(
                         "the checkpoint says position \(checkpoint.position) (layout \(checkpoint.version.map(String.init) ?? "none")) but the log ends at \(size) (layout \(Projector.version))")

@@ -8,7 +8,8 @@ public import Logging
 /// Everything a ``Store`` needs to open. Only executables read flags and environment variables;
 /// they turn them into this value.
 public struct StoreConfiguration: Sendable {
-    /// The data directory: LMDB's `data.mdb` and `lock.mdb` live here.
+    /// The data directory: the log's LMDB files (`data.mdb`, `lock.mdb`) live here, and the
+    /// projections' in `projections/`.
     public var directory: String
     public var settings: DecisionSettings
     public var environment = Environment.Configuration()
@@ -28,6 +29,9 @@ public struct StoreConfiguration: Sendable {
     /// This boot of the machine, which tells a restart of the process from a crash of the machine
     /// (see ``ProjectionEnvironment``); a test gives another to stand for a reboot.
     public var bootId = BootID.current
+    /// For tests: asked before each commit of the projections that follows a log commit; `true`
+    /// fails that commit, standing for a full disk, or for a process that died between the two.
+    public var failProjectionCommit: (@Sendable () -> Bool)?
     public var uploadIds: any UploadIDGenerator = TimeOrderedUploadIDs()
     /// Where the writer logs each committed batch (debug level, with `event.first`/`event.last`).
     public var logger = Logger(label: "upload-store")

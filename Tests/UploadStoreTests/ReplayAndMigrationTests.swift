@@ -169,7 +169,12 @@ struct ReplayAndMigrationTests {
         try await populate(dir)
         try tamperProjections(dir) { txn in try txn.put(try txn.openDatabase("projection-state")!, Array("checkpoint".utf8), BigEndian.bytes(9)) }
         guard case .mismatch(let behind)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
-        #expect(behind.contains("only the rebuilt state has it"), "\(behind)")
+        #expect(behind.contains("at position 9 but the log ends at 10, and no store is open"), "\(behind)")
+        // With a store registered (one open, or killed between its commits), a lag is allowed, but
+        // the tables must then be what the log held at the checkpoint.
+        try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-writers")!, Array("writers".utf8), BigEndian.bytes(1)) }
+        guard case .mismatch(let wrongTables)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
+        #expect(wrongTables.contains("only the rebuilt state has it"), "\(wrongTables)")
         try tamperProjections(dir) { txn in try txn.put(try txn.openDatabase("projection-state")!, Array("checkpoint".utf8), BigEndian.bytes(11)) }
         guard case .mismatch(let ahead)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
         #expect(ahead.contains("checkpoint says position 11") && ahead.contains("log ends at 10"), "\(ahead)")
@@ -190,6 +195,9 @@ struct ReplayAndMigrationTests {
         }
         try FileManager.default.removeItem(atPath: dir.path + "/projections/data.mdb")
         try FileManager.default.copyItem(atPath: earlier.path + "/data.mdb", toPath: dir.path + "/projections/data.mdb")
+        #expect(Replayer.verify(directory: dir.path).failure?.exitCode == 1, "behind the log, with no store open to catch up")
+        // The store that died between its commits is still registered.
+        try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-writers")!, Array("writers".utf8), BigEndian.bytes(1)) }
 
         let behind = Replayer.verify(directory: dir.path)
         #expect(behind.passed, "\(String(describing: behind.failure))")
@@ -200,6 +208,39 @@ struct ReplayAndMigrationTests {
         }
         let caughtUp = Replayer.verify(directory: dir.path)
         #expect(caughtUp.passed && caughtUp.checkpoint == 2)
+    }
+
+    /// A projections' commit that fails after the log's loses nothing: the command is answered (the
+    /// log holds it) and a read after the answer sees it (the writer folds it in at once); when
+    /// that fails too, the next command's transaction folds it in before deciding, and a retry of
+    /// the call is answered with its original result.
+    @Test func aProjectionsCommitFailingAfterTheLogs_losesNothing() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let failuresLeft = Locked(0)
+        let failing: @Sendable () -> Bool = { failuresLeft.withLock { left in defer { left = max(0, left - 1) }; return left > 0 } }
+        func call(_ invocation: String) -> RequestMetadata {
+            RequestMetadata(requestId: "req-\(invocation)", source: "test", userAgent: "tests/1", invocationId: invocation)
+        }
+        try await withTestStore(dir, configure: { $0.failProjectionCommit = failing }) { store throws in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            failuresLeft.withLock { $0 = 1 }  // the batch's commit fails; the catch-up after it does not
+            let first = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call("inv-1"))
+            #expect(try store.read { try $0.session(first.uploadId) } != nil, "a read after the answer sees the write")
+
+            failuresLeft.withLock { $0 = 2 }  // both fail: the projections stay behind the log
+            let second = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call("inv-2"))
+            #expect(try store.read { try $0.session(second.uploadId) } == nil)
+            #expect(try store.statistics().checkpointLag == 1)
+
+            let third = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call("inv-3"))
+            #expect(try store.statistics().checkpointLag == 0)
+            #expect(try store.read { try $0.session(second.uploadId) } != nil && store.read { try $0.session(third.uploadId) } != nil)
+            #expect(try store.read { try $0.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) }?.activeSessions == 3)
+            let retried = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call("inv-2"))
+            #expect(retried.uploadId == second.uploadId)
+        }
+        #expect(Replayer.verify(directory: dir.path).passed)
     }
 
     /// After the machine restarts, projections that a store wrote unsynced and never closed may be

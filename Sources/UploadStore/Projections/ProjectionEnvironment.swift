@@ -5,7 +5,8 @@ import UploadCore
 /// The projections' own LMDB environment, in `projections/` under the data directory.
 ///
 /// Everything in it is derived from the log, so its commits are not synced: only the log's commit
-/// stands between a command and its answer, and it carries three trees instead of eleven. A process
+/// stands between a command and its answer, and it carries three B-trees (the log, the Merkle tree
+/// and LMDB's main database) instead of nine. A process
 /// that dies loses nothing by this (LMDB has written its commits into the kernel's page cache). A
 /// machine that crashes can leave an unsynced LMDB file torn, so the log records who writes this one
 /// unsynced (``UnsyncedProjectionWriters``), and the first open after such a crash deletes it and
@@ -18,11 +19,12 @@ struct ProjectionEnvironment: Sendable {
 
     static func directory(of dataDirectory: String) -> String { dataDirectory + "/" + subdirectory }
 
-    /// Opens for writing, creating the environment and its databases when missing.
-    init(dataDirectory: String, mapSize: Int) throws {
-        var configuration = Environment.Configuration()
-        configuration.durable = false
-        configuration.mapSize = mapSize
+    /// Opens for writing, creating the environment and its databases when missing, with the log's
+    /// settings (map size, readers) but without synced commits, unless this machine cannot say
+    /// when it restarted (``BootID``): then a crash could not be told apart, so every commit syncs.
+    init(dataDirectory: String, like log: Environment.Configuration, bootId: String) throws {
+        var configuration = log
+        configuration.durable = log.durable && bootId == BootID.unknown
         environment = try Environment(directory: Self.directory(of: dataDirectory), configuration: configuration)
         schema = try environment.write { try ProjectionSchema($0, create: true) }
     }
@@ -57,9 +59,17 @@ enum UnsyncedProjectionWriters {
     /// process's registration). - Returns: whether the projections may be torn and must be rebuilt.
     static func register(_ txn: Transaction, _ schema: Schema, bootId: String) throws -> Bool {
         let (boot, count) = try read(txn, schema)
-        let torn = boot != nil && boot != bootId && count > 0
+        let torn = mayBeTorn(boot: boot, count: count, bootId: bootId)
         try write(txn, schema, bootId: bootId, count: (boot == bootId ? count : 0) + 1)
         return torn
+    }
+
+    /// Whether a writer that never closed cleanly wrote unsynced in another boot. A side that cannot
+    /// name its boot judges nothing torn: it would otherwise delete projections that the processes
+    /// of a boot it cannot see have open (and it syncs its own commits; see ``ProjectionEnvironment``).
+    private static func mayBeTorn(boot: String?, count: UInt64, bootId: String) -> Bool {
+        guard let boot, boot != BootID.unknown, bootId != BootID.unknown else { return false }
+        return boot != bootId && count > 0
     }
 
     /// Stops counting a writer that synced the projections as it closed.
@@ -69,10 +79,12 @@ enum UnsyncedProjectionWriters {
         try write(txn, schema, bootId: bootId, count: count - 1)
     }
 
-    /// Whether the projections may be torn by a crash of the machine, for a reader that cannot rebuild them.
-    static func mayBeTorn(_ txn: Transaction, _ schema: Schema, bootId: String) throws -> Bool {
+    /// What a reader that cannot rebuild the projections needs to know: whether a crash of the
+    /// machine may have torn them, and whether any store of this boot is still registered (one
+    /// open, or one killed), which is the only way the projections can lag the log.
+    static func state(_ txn: Transaction, _ schema: Schema, bootId: String) throws -> (mayBeTorn: Bool, writersOpen: Bool) {
         let (boot, count) = try read(txn, schema)
-        return boot != nil && boot != bootId && count > 0
+        return (mayBeTorn(boot: boot, count: count, bootId: bootId), count > 0)
     }
 
     private static func read(_ txn: Transaction, _ schema: Schema) throws -> (boot: String?, count: UInt64) {
@@ -89,11 +101,14 @@ enum UnsyncedProjectionWriters {
 
 /// This boot of the machine, as Linux names it; it changes exactly when the machine restarts.
 public enum BootID {
+    /// What ``current`` is where the machine gives no boot id.
+    public static let unknown = "unknown"
+
     public static let current: String = {
         let text = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? ""
         let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        // Without one (not Linux), a crash of the machine cannot be told from a restart of the
-        // process; the projections are then trusted as a killed process leaves them.
-        return id.isEmpty ? "unknown" : id
+        // Without one (not Linux, or a sandbox without /proc), a crash of the machine cannot be
+        // told from a restart of the process: the projections are then written with synced commits.
+        return id.isEmpty ? unknown : id
     }()
 }
