@@ -249,7 +249,7 @@ public enum Replayer {
     }
 
     /// How much of each record a rebuild decodes.
-    private enum RecordDecoding {
+    enum RecordDecoding {
         /// What the projections read (``ProjectedEvent``): the fast fold.
         case projected
         /// The whole record (``EventEnvelope``), metadata included: proves every record decodes.
@@ -258,7 +258,7 @@ public enum Replayer {
 
     /// Folds the log's first `size` events into fresh in-memory tables, checking that positions
     /// are dense and every record decodes as far as `decoding` reads it.
-    private static func rebuild(
+    static func rebuild(
         _ txn: Transaction, _ schema: Schema, upTo size: UInt64, decoding: RecordDecoding, tick: () -> Void
     ) throws -> InMemoryProjectionState {
         var tables = InMemoryProjectionState()

@@ -251,7 +251,9 @@ struct ReplayAndMigrationTests {
         defer { dir.remove() }
         try await withTestStore(dir, configure: { $0.bootId = "boot-1" }) { store in
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata())
         }
+        let writtenByTheWriter = try #require(Replayer.verify(directory: dir.path, bootId: "boot-1").liveDigest)
         // A harmless mark in the tables shows whether they were kept or rebuilt.
         let mark = Array("123456789012/zz-mark".utf8)
         func putMark() throws {
@@ -282,7 +284,9 @@ struct ReplayAndMigrationTests {
             #expect(try store.read { try $0.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) } != nil)
         }
         #expect(try !hasMark())
-        #expect(Replayer.verify(directory: dir.path, bootId: "boot-3").passed)
+        let rebuilt = Replayer.verify(directory: dir.path, bootId: "boot-3")
+        #expect(rebuilt.passed)
+        #expect(rebuilt.liveDigest == writtenByTheWriter, "the rebuild at open writes what the writer wrote, byte for byte")
     }
 
     /// Upgrade: a store made at migration step 0001 (a log, no projections) gains its projection
