@@ -16,7 +16,7 @@ enum ProjectionCatchUp {
         }
         guard checkpoint.version != Projector.version || checkpoint.position != tail else { return }
         if checkpoint.version != Projector.version || checkpoint.position == 0 || checkpoint.position > tail {
-            try rebuild(log, schema, projections)
+            try rebuild(log, schema, projections, from: checkpoint)
         }
         while try projections.environment.write({ ptxn in
             try log.read { txn in try step(txn, schema, ptxn, projections.schema) }
@@ -27,7 +27,11 @@ enum ProjectionCatchUp {
     /// each table written in key order with `MDB_APPEND`, in one transaction with the checkpoint.
     /// `migrate` on a million events took 22 s so, 31.5 s folding through the tables: this is the
     /// open after a crash of the machine, and after migration 0010.
-    private static func rebuild(_ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment) throws {
+    /// - Parameter seen: the checkpoint that called for the rebuild; if another process has moved it
+    ///   since (it rebuilt them, or caught them up), its work is kept and the catch-up goes on from it.
+    private static func rebuild(
+        _ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, from seen: ProjectionCheckpoint
+    ) throws {
         let (state, tail): (InMemoryProjectionState, UInt64)
         do {
             (state, tail) = try log.read { txn in
@@ -38,6 +42,7 @@ enum ProjectionCatchUp {
             throw StoreError(.corrupt, "the projections cannot be rebuilt: \(failure)")
         }
         try projections.environment.write { ptxn in
+            guard try ProjectionCheckpoint.read(ptxn, projections.schema) == seen else { return }
             for table in ProjectionTable.allCases {
                 let database = projections.schema.database(table)
                 try ptxn.clear(database)
