@@ -13,8 +13,8 @@ import Logging
 /// the store cannot write (a key LMDB refuses, a record that does not decode) fails alone: the
 /// transaction is given up and the batch written again without it. If the commit itself fails,
 /// nothing of the batch is kept and every caller in it gets the error. If the projections' commit
-/// fails after the log's, the batch stands (it is durable) and the next transaction folds it into
-/// the projections from the log.
+/// fails after the log's, the batch stands (it is durable): the writer folds it into the
+/// projections from the log at once, or, if that fails too, the next transaction does first.
 ///
 /// A thread rather than a task: a commit blocks for an fsync, and the cooperative pool has only
 /// as many threads as cores.

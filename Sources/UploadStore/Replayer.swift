@@ -101,7 +101,7 @@ public enum Replayer {
             let schema = try Schema(txn)
             let start = ContinuousClock.now
             let count = try EventLog.tail(txn, schema)?.position ?? 0
-            let tables = try rebuild(txn, schema, upTo: count, decoding: .projected, tick: {})
+            let tables = try rebuild(txn, schema, upTo: count, decoding: .projected, foldingApart: true, tick: {})
             let elapsed = ContinuousClock.now - start
             return Rebuild(
                 events: count, seconds: elapsed.seconds,
@@ -114,15 +114,10 @@ public enum Replayer {
     ) throws {
         // Database handles are opened once, in a transaction of their own that ends before any
         // other begins: LMDB lets only one transaction at a time open handles.
-        let (schema, writersOpen) = try environment.read { txn in
+        let schema = try environment.read { txn in
             let status = try UploadMigrations.migrator.status(txn)
             guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
-            let schema = try Schema(txn)
-            let writers = try UnsyncedProjectionWriters.state(txn, schema, bootId: bootId)
-            guard !writers.mayBeTorn else {
-                throw Failure.unusable("the machine restarted while the projections had unsynced writes; open the store for writing (serve, migrate) to rebuild them first")
-            }
-            return (schema, writers.writersOpen)
+            return try Schema(txn)
         }
         guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
             throw Failure.unusable("the store's projections have never been built; open it for writing (serve, migrate) first")
@@ -135,6 +130,10 @@ public enum Replayer {
         let (first, firstDigest, liveDigest, liveDifference, checkpoint, counter) = try projections.environment.read { ptxn in
             try environment.read { txn in
                 let size = try EventLog.tail(txn, schema)?.position ?? 0
+                let writers = try UnsyncedProjectionWriters.state(txn, schema, bootId: bootId)
+                guard !writers.mayBeTorn else {
+                    throw Failure.unusable("the machine restarted while the projections had unsynced writes; open the store for writing (serve, migrate) to rebuild them first")
+                }
                 let counter = ProgressCounter(total: 3 * size, progress)
                 // The second rebuild runs on another core, in a read snapshot of its own. The log is
                 // append-only, so its first `size` events are the ones this snapshot holds. It decodes
@@ -156,14 +155,14 @@ public enum Replayer {
                 guard checkpoint.version != nil else {
                     throw Failure.unusable("the projections are being built for the first time; check again once the store has opened")
                 }
-                // Behind the log only while a store is open (between its two commits) or was killed
-                // there; a store that closed cleanly left them at the tail.
-                guard checkpoint.position == size || writersOpen else {
-                    throw Failure.mismatch("the projections are at position \(checkpoint.position) but the log ends at \(size), and no store is open to fold the rest in")
-                }
                 guard checkpoint.position <= size, checkpoint.version == Projector.version else {
                     throw Failure.mismatch(
                         "the checkpoint says position \(checkpoint.position) (layout \(checkpoint.version.map(String.init) ?? "none")) but the log ends at \(size) (layout \(Projector.version))")
+                }
+                // Behind the log only while a store is open (between its two commits) or was killed
+                // there; a store that closed cleanly left them at the tail.
+                guard checkpoint.position == size || writers.writersOpen else {
+                    throw Failure.mismatch("the projections are at position \(checkpoint.position) but the log ends at \(size), and no store is open to fold the rest in")
                 }
                 let live = checkpoint.position == size ? first : try rebuild(txn, schema, upTo: checkpoint.position, decoding: .projected, tick: {})
                 let liveRebuildDigest = checkpoint.position == size ? firstDigest : ProjectionDigest.of(live)
@@ -258,40 +257,142 @@ public enum Replayer {
 
     /// Folds the log's first `size` events into fresh in-memory tables, checking that positions
     /// are dense and every record decodes as far as `decoding` reads it.
+    ///
+    /// - Parameter foldingApart: decode on this thread and fold on another, handing over chunks of
+    ///   `chunk` events (at most four waiting): decoding is about half of a rebuild, so a lone
+    ///   rebuild takes the time of the larger half on two cores. The fold is the same sequential
+    ///   fold in log order either way, so the result is identical (tested); verify, which already
+    ///   runs two rebuilds side by side, folds each on its own thread.
     static func rebuild(
-        _ txn: Transaction, _ schema: Schema, upTo size: UInt64, decoding: RecordDecoding, tick: () -> Void
+        _ txn: Transaction, _ schema: Schema, upTo size: UInt64, decoding: RecordDecoding, foldingApart: Bool = false,
+        chunk: Int = 1024, tick: () -> Void
     ) throws -> InMemoryProjectionState {
-        var tables = InMemoryProjectionState()
-        var expected: UInt64 = 1
-        try txn.scan(schema.events) { key, value in
-            guard expected <= size else { return false }
-            guard let position = BigEndian.uint64(key) else {
-                throw Failure.log("after position \(expected - 1): a key of \(key.count) bytes where an 8-byte position belongs")
-            }
-            guard position == expected else {
-                throw Failure.log("position \(expected) is missing (the next event is at \(position))")
-            }
-            let envelope: ProjectedEvent
+        guard foldingApart else {
+            var tables = InMemoryProjectionState()
+            try decode(txn, schema, upTo: size, decoding, tick: tick) { try fold($0, into: &tables) }
+            return tables
+        }
+        let handOver = ChunkQueue<ProjectedEvent>()
+        let folder = BackgroundWork { () throws -> InMemoryProjectionState in
+            var tables = InMemoryProjectionState()
             do {
-                let bytes = Array(value)[...]
-                envelope = switch decoding {
-                case .projected: try ProjectedEvent(position: position, decoding: bytes)
-                case .whole: ProjectedEvent(try EventEnvelope(position: position, decoding: bytes))
+                while let events = handOver.take() {
+                    for event in events { try fold(event, into: &tables) }
                 }
             } catch {
-                throw Failure.log("the event at position \(position) does not decode: \(error)")
+                handOver.cancel()
+                throw error
             }
-            do {
-                try Projector.apply(envelope, to: &tables)
-            } catch {
-                throw Failure.log("the \(envelope.event.type.name) at position \(position) contradicts the events before it: \(error)")
+            return tables
+        }
+        defer {
+            handOver.cancel()
+            folder.wait()
+        }
+        var events: [ProjectedEvent] = []
+        events.reserveCapacity(chunk)
+        try decode(txn, schema, upTo: size, decoding, tick: tick) { event in
+            events.append(event)
+            guard events.count == chunk else { return }
+            if !handOver.put(events) { throw Stopped() }
+            events.removeAll(keepingCapacity: true)
+        }
+        _ = handOver.put(events)
+        handOver.finish()
+        return try folder.result()
+    }
+
+    /// The folder stopped (it met an event it cannot fold): its error is the one to report.
+    private struct Stopped: Error {}
+
+    private static func fold(_ event: ProjectedEvent, into tables: inout InMemoryProjectionState) throws {
+        do {
+            try Projector.apply(event, to: &tables)
+        } catch {
+            throw Failure.log("the \(event.event.type.name) at position \(event.position) contradicts the events before it: \(error)")
+        }
+    }
+
+    /// Decodes the log's first `size` events in order, checking that positions are dense, and
+    /// hands each to `body` (a ``Stopped`` from it ends the walk quietly).
+    private static func decode(
+        _ txn: Transaction, _ schema: Schema, upTo size: UInt64, _ decoding: RecordDecoding, tick: () -> Void,
+        _ body: (ProjectedEvent) throws -> Void
+    ) throws {
+        var expected: UInt64 = 1
+        do {
+            try txn.scan(schema.events) { key, value in
+                guard expected <= size else { return false }
+                guard let position = BigEndian.uint64(key) else {
+                    throw Failure.log("after position \(expected - 1): a key of \(key.count) bytes where an 8-byte position belongs")
+                }
+                guard position == expected else {
+                    throw Failure.log("position \(expected) is missing (the next event is at \(position))")
+                }
+                let event: ProjectedEvent
+                do {
+                    let bytes = Array(value)[...]
+                    event = switch decoding {
+                    case .projected: try ProjectedEvent(position: position, decoding: bytes)
+                    case .whole: ProjectedEvent(try EventEnvelope(position: position, decoding: bytes))
+                    }
+                } catch {
+                    throw Failure.log("the event at position \(position) does not decode: \(error)")
+                }
+                try body(event)
+                expected += 1
+                tick()
+                return true
             }
-            expected += 1
-            tick()
-            return true
+        } catch is Stopped {
+            return
         }
         guard expected == size + 1 else { throw Failure.log("the log ends at position \(expected - 1), before \(size)") }
-        return tables
+    }
+}
+
+/// Chunks handed from one thread to another, at most `capacity` waiting: the decoder waits when
+/// the folder falls behind, so memory stays bounded.
+private final class ChunkQueue<Item: Sendable>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var chunks: [[Item]] = []
+    private var finished = false
+    private var cancelled = false
+    private let capacity = 4
+
+    /// - Returns: `false` once the queue was cancelled (the taker stopped).
+    func put(_ chunk: [Item]) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while chunks.count >= capacity && !cancelled { condition.wait() }
+        guard !cancelled else { return false }
+        if !chunk.isEmpty { chunks.append(chunk) }
+        condition.broadcast()
+        return true
+    }
+
+    /// The next chunk; `nil` once everything put was taken and ``finish()`` was called, or on cancel.
+    func take() -> [Item]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while chunks.isEmpty && !finished && !cancelled { condition.wait() }
+        guard !cancelled, !chunks.isEmpty else { return nil }
+        defer { condition.broadcast() }
+        return chunks.removeFirst()
+    }
+
+    func finish() {
+        condition.lock()
+        finished = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        condition.unlock()
     }
 }
 

@@ -73,15 +73,16 @@ public final class Store: EventStore {
             environment: environment, schema: schema, projections: projections, configuration: configuration, notifier: notifier)
     }
 
-    /// Runs `body`, growing the maps and running it again while one is full.
+    /// Runs `body`, growing the maps and running it again while one is full (at most 20 doublings).
     static func growingMaps<T>(_ environments: [Environment], _ body: () throws -> T) throws -> T {
-        while true {
+        for _ in 0..<20 {
             do {
                 return try body()
             } catch let error as LMDBError where error.code == .mapFull {
                 for environment in environments { try environment.growMap() }
             }
         }
+        return try body()
     }
 
     public var settings: DecisionSettings { configuration.settings }

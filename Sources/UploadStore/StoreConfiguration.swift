@@ -29,9 +29,9 @@ public struct StoreConfiguration: Sendable {
     /// This boot of the machine, which tells a restart of the process from a crash of the machine
     /// (see ``ProjectionEnvironment``); a test gives another to stand for a reboot.
     public var bootId = BootID.current
-    /// For tests: asked before each commit of the projections that follows a log commit; `true`
-    /// fails that commit, standing for a full disk, or for a process that died between the two.
-    public var failProjectionCommit: (@Sendable () -> Bool)?
+    /// For tests: asked before each commit of the projections that follows a log commit, and
+    /// before the catch-up that a failed one calls for; `true` fails it, as a full disk would.
+    package var failProjectionCommit: (@Sendable () -> Bool)?
     public var uploadIds: any UploadIDGenerator = TimeOrderedUploadIDs()
     /// Where the writer logs each committed batch (debug level, with `event.first`/`event.last`).
     public var logger = Logger(label: "upload-store")

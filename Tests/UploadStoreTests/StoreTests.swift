@@ -169,6 +169,12 @@ struct StoreTests {
             #expect(statistics.mapSizeBytes > 1 << 19, "the map grew")
         }
         #expect(Replayer.verify(directory: dir.path).passed)
+        // A rebuild at open starts from a new file at the configured size, and grows it too.
+        try FileManager.default.removeItem(atPath: dir.path + "/projections")
+        try await withTestStore(dir, configure: { $0.environment.mapSize = 1 << 19 }) { store throws in
+            #expect(try store.read { try $0.checkpoint() } == 3201)
+        }
+        #expect(Replayer.verify(directory: dir.path).passed)
     }
 
     /// Beyond the queue bound, commands are refused at once (ThrottlingException) rather than

@@ -57,10 +57,15 @@ enum UnsyncedProjectionWriters {
 
     /// Counts a new writer in this boot, in the log's write transaction (which serialises every
     /// process's registration). - Returns: whether the projections may be torn and must be rebuilt.
+    ///
+    /// A store that cannot name its boot (``BootID/unknown``) syncs its own commits: it is counted
+    /// under the boot already recorded, never replacing it, so that it cannot hide the unsynced
+    /// writers of a boot it cannot see.
     static func register(_ txn: Transaction, _ schema: Schema, bootId: String) throws -> Bool {
         let (boot, count) = try read(txn, schema)
         let torn = mayBeTorn(boot: boot, count: count, bootId: bootId)
-        try write(txn, schema, bootId: bootId, count: (boot == bootId ? count : 0) + 1)
+        let recorded = bootId == BootID.unknown ? boot ?? bootId : bootId
+        try write(txn, schema, bootId: recorded, count: (boot == recorded ? count : 0) + 1)
         return torn
     }
 
@@ -75,8 +80,8 @@ enum UnsyncedProjectionWriters {
     /// Stops counting a writer that synced the projections as it closed.
     static func unregister(_ txn: Transaction, _ schema: Schema, bootId: String) throws {
         let (boot, count) = try read(txn, schema)
-        guard boot == bootId, count > 0 else { return }
-        try write(txn, schema, bootId: bootId, count: count - 1)
+        guard let boot, boot == bootId || bootId == BootID.unknown, count > 0 else { return }
+        try write(txn, schema, bootId: boot, count: count - 1)
     }
 
     /// What a reader that cannot rebuild the projections needs to know: whether a crash of the
