@@ -71,11 +71,12 @@ struct InvocationWindow {
     }
 
     /// Folds the marks appended after ``validAt`` (by any process) up to `tail`, the projections'
-    /// checkpoint in the caller's transaction of the projection environment. Marks before the window's start are left out; the mark just
-    /// before it is read too, so that a call cut by the start is seen to begin outside the window
-    /// rather than mistaken for a shorter call inside it. (``validAt`` is always a transaction's
-    /// end, so no call spans it.) When a mark cannot be read the window is emptied (valid at
-    /// position 0, so the next catch-up fills it afresh), never left half caught up.
+    /// checkpoint in the caller's transaction of the projection environment. Marks before the
+    /// window's start are left out; the mark just before it is read too, so that a call cut by the
+    /// start is seen to begin outside the window rather than mistaken for a shorter call inside it.
+    /// (``validAt`` is always a transaction's end, so no call spans it.) When a mark cannot be read
+    /// the window is emptied (valid at position 0, so the next catch-up fills it afresh), never
+    /// left half caught up.
     mutating func catchUp(_ txn: Transaction, _ schema: ProjectionSchema, tail: UInt64) throws {
         guard tail != validAt else { return }
         if tail < validAt { forgetAll() }  // a store restored to an earlier state

@@ -6,11 +6,11 @@ import UploadCore
 ///
 /// Everything in it is derived from the log, so its commits are not synced: only the log's commit
 /// stands between a command and its answer, and it carries three B-trees (the log, the Merkle tree
-/// and LMDB's main database) instead of nine. A process
-/// that dies loses nothing by this (LMDB has written its commits into the kernel's page cache). A
-/// machine that crashes can leave an unsynced LMDB file torn, so the log records who writes this one
-/// unsynced (``UnsyncedProjectionWriters``), and the first open after such a crash deletes it and
-/// rebuilds it from the log. See the "Write path" article.
+/// and LMDB's main database) instead of nine. A process that dies loses nothing by this (LMDB has
+/// written its commits into the kernel's page cache). A machine that crashes can leave an unsynced
+/// LMDB file torn, so the log records who writes this one unsynced (``UnsyncedProjectionWriters``),
+/// and the first open after such a crash deletes it and rebuilds it from the log. See the "Write
+/// path" article.
 struct ProjectionEnvironment: Sendable {
     static let subdirectory = "projections"
 
