@@ -43,6 +43,8 @@ public struct ServiceMetrics: Sendable {
             ("upload_store_map_size_bytes", Double(s.mapSizeBytes)),
             ("upload_store_map_used_bytes", Double(s.mapUsedBytes)),
             ("upload_store_readers", Double(s.readers)),
+            ("upload_store_projections_map_size_bytes", Double(s.projectionMapSizeBytes)),
+            ("upload_store_projections_map_used_bytes", Double(s.projectionMapUsedBytes)),
         ]
         for (label, value) in gauges { Gauge(label: label, factory: factory).record(value) }
     }

@@ -21,8 +21,9 @@ public final class Store: EventStore {
     public let rebuiltTornProjections: Bool
     private let writer: GroupCommitWriter
     private let notifier = CommitNotifier()
-    /// Set by the first ``close()``, which alone stops counting this store as an unsynced writer.
-    private let closing = Locked(false)
+    /// The first ``close()``'s work, which every later call waits for: only it stops counting this
+    /// store as an unsynced writer.
+    private let closing = Locked<Task<Void, Never>?>(nil)
 
     /// Opens (creating if needed) the store in `configuration.directory`, applies pending
     /// migrations, and brings the projections up to the log's tail.
@@ -112,9 +113,16 @@ public final class Store: EventStore {
     /// counting as their unsynced writer. Later commands fail with `.closed`. The environments
     /// themselves close when the last reference to the store goes.
     public func close() async {
+        let work = closing.withLock { work in
+            if work == nil { work = Task { await self.closeOnce() } }
+            return work!
+        }
+        await work.value
+    }
+
+    private func closeOnce() async {
         await writer.shutdown()
         notifier.close()
-        guard closing.withLock({ closed in defer { closed = true }; return !closed }) else { return }
         do {
             // Left at the log's tail (a failed commit of theirs may have left them behind), so
             // that projections behind the log always mean a store still open, or killed.
@@ -147,13 +155,14 @@ public final class Store: EventStore {
 
     /// Figures for monitoring, read from one snapshot.
     public func statistics() throws -> StoreStatistics {
-        let usage = environment.usage()
+        let usage = environment.usage(), projectionUsage = projections.environment.usage()
         return try snapshot { reader in
             let position = try reader.lastPosition()
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try reader.checkpoint()),
                 activeSessions: try reader.count(.activeUploads),
-                mapSizeBytes: usage.mapSize, mapUsedBytes: usage.usedBytes, readers: usage.readers)
+                mapSizeBytes: usage.mapSize, mapUsedBytes: usage.usedBytes, readers: usage.readers,
+                projectionMapSizeBytes: projectionUsage.mapSize, projectionMapUsedBytes: projectionUsage.usedBytes)
         }
     }
 
@@ -193,7 +202,11 @@ public struct StoreStatistics: Sendable {
     public let logPosition: UInt64
     public let checkpointLag: UInt64
     public let activeSessions: Int
+    /// The log's environment.
     public let mapSizeBytes: Int
     public let mapUsedBytes: Int
     public let readers: Int
+    /// The projections' environment (each snapshot takes a reader slot in both).
+    public let projectionMapSizeBytes: Int
+    public let projectionMapUsedBytes: Int
 }

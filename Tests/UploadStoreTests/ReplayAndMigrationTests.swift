@@ -281,6 +281,30 @@ struct ReplayAndMigrationTests {
         #expect(Replayer.verify(directory: dir.path).passed)
     }
 
+    /// Closing twice at once unregisters the store once, and neither call returns before it has:
+    /// another process's registration stays.
+    @Test func closingTwiceAtOnce_unregistersOnce() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { _ in }
+        func writers(_ environment: Environment) throws -> UInt64? {
+            try environment.read { txn in
+                try txn.get(try txn.openDatabase("projection-writers")!, Array("writers".utf8)).flatMap(BigEndian.uint64)
+            }
+        }
+        #expect(try writers(Environment(directory: dir.path, configuration: .readOnly)) == 0)
+        // Another process of this boot, still open.
+        try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-writers")!, Array("writers".utf8), BigEndian.bytes(1)) }
+        let store = try Store(testConfiguration(dir))
+        #expect(try writers(store.environment) == 2)
+        let first = Task { await store.close() }
+        await store.close()
+        #expect(try writers(store.environment) == 1, "a second close returns once the first has unregistered")
+        await first.value
+        await store.close()
+        #expect(try writers(store.environment) == 1)
+    }
+
     /// After the machine restarts, projections that a store wrote unsynced and never closed may be
     /// torn: the next open rebuilds them from the log, and verify refuses them until then. A store
     /// that closed cleanly synced them: they are kept as they are.
