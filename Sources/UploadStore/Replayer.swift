@@ -117,7 +117,12 @@ public enum Replayer {
         let schema = try environment.read { txn in
             let status = try UploadMigrations.migrator.status(txn)
             guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
-            return try Schema(txn)
+            let schema = try Schema(txn)
+            // Before the projections are opened at all: a torn file is not to be read.
+            guard try !UnsyncedProjectionWriters.state(txn, schema, bootId: bootId).mayBeTorn else {
+                throw Failure.unusable("the machine restarted while the projections had unsynced writes; open the store for writing (serve, migrate) to rebuild them first")
+            }
+            return schema
         }
         guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
             throw Failure.unusable("the store's projections have never been built; open it for writing (serve, migrate) first")
@@ -130,10 +135,8 @@ public enum Replayer {
         let (first, firstDigest, liveDigest, liveDifference, checkpoint, counter) = try projections.environment.read { ptxn in
             try environment.read { txn in
                 let size = try EventLog.tail(txn, schema)?.position ?? 0
+                // Read in the snapshot the tail comes from, so that the two agree.
                 let writers = try UnsyncedProjectionWriters.state(txn, schema, bootId: bootId)
-                guard !writers.mayBeTorn else {
-                    throw Failure.unusable("the machine restarted while the projections had unsynced writes; open the store for writing (serve, migrate) to rebuild them first")
-                }
                 let counter = ProgressCounter(total: 3 * size, progress)
                 // The second rebuild runs on another core, in a read snapshot of its own. The log is
                 // append-only, so its first `size` events are the ones this snapshot holds. It decodes
@@ -291,11 +294,20 @@ public enum Replayer {
         }
         var events: [ProjectedEvent] = []
         events.reserveCapacity(chunk)
-        try decode(txn, schema, upTo: size, decoding, tick: tick) { event in
-            events.append(event)
-            guard events.count == chunk else { return }
-            if !handOver.put(events) { throw Stopped() }
-            events.removeAll(keepingCapacity: true)
+        do {
+            try decode(txn, schema, upTo: size, decoding, tick: tick) { event in
+                events.append(event)
+                guard events.count == chunk else { return }
+                if !handOver.put(events) { throw Stopped() }
+                events.removeAll(keepingCapacity: true)
+            }
+        } catch {
+            // The events decoded before the failure are folded first: an earlier event the fold
+            // refuses is the first problem, as it would be folding in line.
+            _ = handOver.put(events)
+            handOver.finish()
+            if case .failure(let foldFailure) = Result(catching: { try folder.result() }) { throw foldFailure }
+            throw error
         }
         _ = handOver.put(events)
         handOver.finish()

@@ -143,6 +143,20 @@ struct ReplayAndMigrationTests {
             return
         }
         #expect(inLine == apart && inLine.contains("position 5"), "\(inLine) / \(apart)")
+        // A later event that does not decode at all: the earlier one the fold refuses is still the
+        // first problem named, though the decoder meets the later one before the folder the earlier.
+        try tamper(dir) { txn in
+            let events = try txn.openDatabase("events")!
+            var bytes = try #require(try txn.get(events, BigEndian.bytes(9)))
+            bytes[bytes.count - 1] ^= 0xff
+            try txn.put(events, BigEndian.bytes(9), bytes)
+        }
+        let twice = try rebuilds()
+        guard case .failure(.log(let first)) = twice.inLine, case .failure(.log(let firstApart)) = twice.apart else {
+            Issue.record("not caught: \(twice)")
+            return
+        }
+        #expect(first == firstApart && first.contains("position 5"), "\(first) / \(firstApart)")
     }
 
     @Test func replay_catchesAProjectionValueAlteredBehindTheCoordinatorsBack() async throws {
@@ -279,6 +293,24 @@ struct ReplayAndMigrationTests {
             #expect(retried.uploadId == second.uploadId)
         }
         #expect(Replayer.verify(directory: dir.path).passed)
+    }
+
+    /// A store that cannot name its boot syncs its own commits: it neither hides the unsynced
+    /// writer of a known boot nor judges anything torn, and is counted apart while open.
+    @Test func aStoreWithoutABootId_leavesTheKnownBootsWritersAlone() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir, configure: { $0.bootId = "boot-1" }) { _ in }
+        // A store of boot-1 that is still open, or was killed.
+        try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-writers")!, Array("writers".utf8), BigEndian.bytes(1)) }
+        try await withTestStore(dir, configure: { $0.bootId = BootID.unknown }) { store in
+            #expect(!store.rebuiltTornProjections)
+            let writers = try store.environment.read { txn in try UnsyncedProjectionWriters.state(txn, store.schema, bootId: BootID.unknown) }
+            #expect(writers.writersOpen && !writers.mayBeTorn)
+        }
+        try await withTestStore(dir, configure: { $0.bootId = "boot-2" }) { store in
+            #expect(store.rebuiltTornProjections, "boot-1's unclosed writer is still counted")
+        }
     }
 
     /// Closing twice at once unregisters the store once, and neither call returns before it has:

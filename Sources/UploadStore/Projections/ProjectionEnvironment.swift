@@ -54,18 +54,22 @@ enum UnsyncedProjectionWriters {
     static let databaseName = "projection-writers"
     private static let bootKey = Array("boot".utf8)
     private static let countKey = Array("writers".utf8)
+    /// Stores that cannot name their boot, counted apart: they sync their own commits, so they
+    /// never make the projections suspect, and never change the boot's count. (Processes sharing a
+    /// directory are expected to see the same boot id; one that cannot is counted only so that
+    /// `upload-replay` knows a store is open.)
+    private static let unknownBootCountKey = Array("writers-of-unknown-boot".utf8)
 
     /// Counts a new writer in this boot, in the log's write transaction (which serialises every
     /// process's registration). - Returns: whether the projections may be torn and must be rebuilt.
-    ///
-    /// A store that cannot name its boot (``BootID/unknown``) syncs its own commits: it is counted
-    /// under the boot already recorded, never replacing it, so that it cannot hide the unsynced
-    /// writers of a boot it cannot see.
     static func register(_ txn: Transaction, _ schema: Schema, bootId: String) throws -> Bool {
+        guard bootId != BootID.unknown else {
+            try addUnknownBootWriters(txn, schema, 1)
+            return false
+        }
         let (boot, count) = try read(txn, schema)
         let torn = mayBeTorn(boot: boot, count: count, bootId: bootId)
-        let recorded = bootId == BootID.unknown ? boot ?? bootId : bootId
-        try write(txn, schema, bootId: recorded, count: (boot == recorded ? count : 0) + 1)
+        try write(txn, schema, bootId: bootId, count: (boot == bootId ? count : 0) + 1)
         return torn
     }
 
@@ -73,15 +77,26 @@ enum UnsyncedProjectionWriters {
     /// name its boot judges nothing torn: it would otherwise delete projections that the processes
     /// of a boot it cannot see have open (and it syncs its own commits; see ``ProjectionEnvironment``).
     private static func mayBeTorn(boot: String?, count: UInt64, bootId: String) -> Bool {
-        guard let boot, boot != BootID.unknown, bootId != BootID.unknown else { return false }
+        guard let boot, bootId != BootID.unknown else { return false }
         return boot != bootId && count > 0
     }
 
     /// Stops counting a writer that synced the projections as it closed.
     static func unregister(_ txn: Transaction, _ schema: Schema, bootId: String) throws {
+        guard bootId != BootID.unknown else { return try addUnknownBootWriters(txn, schema, -1) }
         let (boot, count) = try read(txn, schema)
-        guard let boot, boot == bootId || bootId == BootID.unknown, count > 0 else { return }
-        try write(txn, schema, bootId: boot, count: count - 1)
+        guard boot == bootId, count > 0 else { return }
+        try write(txn, schema, bootId: bootId, count: count - 1)
+    }
+
+    private static func unknownBootWriters(_ txn: Transaction, _ schema: Schema) throws -> UInt64 {
+        try txn.get(schema.projectionWriters, unknownBootCountKey).flatMap(BigEndian.uint64) ?? 0
+    }
+
+    private static func addUnknownBootWriters(_ txn: Transaction, _ schema: Schema, _ change: Int64) throws {
+        let count = try unknownBootWriters(txn, schema)
+        let changed = change < 0 ? count - min(count, UInt64(-change)) : count + UInt64(change)
+        try txn.put(schema.projectionWriters, unknownBootCountKey, BigEndian.bytes(changed))
     }
 
     /// What a reader that cannot rebuild the projections needs to know: whether a crash of the
@@ -89,7 +104,8 @@ enum UnsyncedProjectionWriters {
     /// open, or one killed), which is the only way the projections can lag the log.
     static func state(_ txn: Transaction, _ schema: Schema, bootId: String) throws -> (mayBeTorn: Bool, writersOpen: Bool) {
         let (boot, count) = try read(txn, schema)
-        return (mayBeTorn(boot: boot, count: count, bootId: bootId), count > 0)
+        let unknownBootCount = try unknownBootWriters(txn, schema)
+        return (mayBeTorn(boot: boot, count: count, bootId: bootId), count > 0 || unknownBootCount > 0)
     }
 
     private static func read(_ txn: Transaction, _ schema: Schema) throws -> (boot: String?, count: UInt64) {
