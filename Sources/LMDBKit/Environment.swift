@@ -144,6 +144,19 @@ public final class Environment: @unchecked Sendable {
         return result
     }
 
+    /// ``write(_:)``, growing the map and running `body` again (the failed transaction kept nothing)
+    /// while the map is full, up to 20 doublings. For writes that are safe to repeat.
+    public func writeGrowingTheMap<T>(_ body: (Transaction) throws -> T) throws -> T {
+        for _ in 0..<20 {
+            do {
+                return try write(body)
+            } catch let error as LMDBError where error.code == .mapFull {
+                try growMap()
+            }
+        }
+        return try write(body)
+    }
+
     /// Doubles the map, for a writer that hit `MDB_MAP_FULL`; waits for every transaction of
     /// this process to end first. The file grows only as data is written.
     public func growMap() throws {

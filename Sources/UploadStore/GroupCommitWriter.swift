@@ -328,10 +328,8 @@ final class GroupCommitWriter: Sendable {
     /// folds it in first, and `statistics()` shows the lag.
     private func catchUpProjections() {
         do {
-            try Store.growingMaps([projections.environment]) {
-                try injectedProjectionFailure()
-                try ProjectionCatchUp.run(environment, schema, projections)
-            }
+            try injectedProjectionFailure()
+            try ProjectionCatchUp.run(environment, schema, projections)
         } catch {
             configuration.logger.error("the projections could not be caught up; the next transaction tries again", metadata: [
                 "error": "\(error)"])

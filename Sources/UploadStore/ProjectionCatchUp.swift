@@ -18,7 +18,9 @@ enum ProjectionCatchUp {
         if checkpoint.version != Projector.version || checkpoint.position == 0 || checkpoint.position > tail {
             try rebuild(log, schema, projections, from: checkpoint)
         }
-        while try projections.environment.write({ ptxn in
+        // Every write grows the map when it is full: a rebuild starts from a new file at the
+        // configured size, which the projections may long have outgrown.
+        while try projections.environment.writeGrowingTheMap({ ptxn in
             try log.read { txn in try step(txn, schema, ptxn, projections.schema) }
         }) {}
     }
@@ -42,17 +44,15 @@ enum ProjectionCatchUp {
         } catch let failure as Replayer.Failure {
             throw StoreError(.corrupt, "the projections cannot be rebuilt: \(failure)")
         }
-        // Grown here, not around the whole rebuild: a full map must not fold the log again.
-        try Store.growingMaps([projections.environment]) {
-            try projections.environment.write { ptxn in
-                guard try ProjectionCheckpoint.read(ptxn, projections.schema) == seen else { return }
-                for table in ProjectionTable.allCases {
-                    let database = projections.schema.database(table)
-                    try ptxn.clear(database)
-                    for entry in state.entries(table) { try ptxn.put(database, entry.key, entry.value, options: .append) }
-                }
-                try ProjectionCheckpoint(position: tail, version: Projector.version).write(ptxn, projections.schema)
+        // Grown around the write alone: a full map must not fold the log again.
+        try projections.environment.writeGrowingTheMap { ptxn in
+            guard try ProjectionCheckpoint.read(ptxn, projections.schema) == seen else { return }
+            for table in ProjectionTable.allCases {
+                let database = projections.schema.database(table)
+                try ptxn.clear(database)
+                for entry in state.entries(table) { try ptxn.put(database, entry.key, entry.value, options: .append) }
             }
+            try ProjectionCheckpoint(position: tail, version: Projector.version).write(ptxn, projections.schema)
         }
     }
 

@@ -51,14 +51,12 @@ public final class Store: EventStore {
         // have torn are gone before any other process of this boot can open them.
         let projectionsDirectory = ProjectionEnvironment.directory(of: configuration.directory)
         let environment = self.environment
-        rebuiltTornProjections = try Self.growingMaps([environment]) {
-            try environment.write { txn in
-                let torn = try UnsyncedProjectionWriters.register(txn, schema, bootId: configuration.bootId)
-                if torn, FileManager.default.fileExists(atPath: projectionsDirectory) {
-                    try FileManager.default.removeItem(atPath: projectionsDirectory)
-                }
-                return torn
+        rebuiltTornProjections = try environment.writeGrowingTheMap { txn in
+            let torn = try UnsyncedProjectionWriters.register(txn, schema, bootId: configuration.bootId)
+            if torn, FileManager.default.fileExists(atPath: projectionsDirectory) {
+                try FileManager.default.removeItem(atPath: projectionsDirectory)
             }
+            return torn
         }
         if rebuiltTornProjections {
             configuration.logger.warning("the machine restarted while the projections had unsynced writes; rebuilding them from the log")
@@ -66,24 +64,10 @@ public final class Store: EventStore {
         let projections = try ProjectionEnvironment(
             dataDirectory: configuration.directory, like: configuration.environment, bootId: configuration.bootId)
         self.projections = projections
-        // A rebuild (after migration 0010, or a crash of the machine) starts from a new file at the
-        // configured size, which the projections may long have outgrown.
-        try Self.growingMaps([projections.environment]) { try ProjectionCatchUp.run(environment, schema, projections) }
+        try ProjectionCatchUp.run(environment, schema, projections)
         notifier.committed(upTo: try environment.read { try EventLog.tail($0, schema)?.position ?? 0 })
         writer = GroupCommitWriter(
             environment: environment, schema: schema, projections: projections, configuration: configuration, notifier: notifier)
-    }
-
-    /// Runs `body`, growing the maps and running it again while one is full (at most 20 doublings).
-    static func growingMaps<T>(_ environments: [Environment], _ body: () throws -> T) throws -> T {
-        for _ in 0..<20 {
-            do {
-                return try body()
-            } catch let error as LMDBError where error.code == .mapFull {
-                for environment in environments { try environment.growMap() }
-            }
-        }
-        return try body()
     }
 
     public var settings: DecisionSettings { configuration.settings }
@@ -126,7 +110,7 @@ public final class Store: EventStore {
         do {
             // Left at the log's tail (a failed commit of theirs may have left them behind), so
             // that projections behind the log always mean a store still open, or killed.
-            try Self.growingMaps([projections.environment]) { try ProjectionCatchUp.run(environment, schema, projections) }
+            try ProjectionCatchUp.run(environment, schema, projections)
             try projections.environment.sync()
             try environment.write { txn in try UnsyncedProjectionWriters.unregister(txn, schema, bootId: configuration.bootId) }
         } catch {
