@@ -1,5 +1,6 @@
 // swift-tools-version: 6.2
 import Foundation
+import CompilerPluginSupport
 import PackageDescription
 
 // Upcoming features every target opts into (see README "Conventions").
@@ -28,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/swiftlang/swift-syntax", from: "603.0.0"),
     ],
     targets: [
         // Debian's liblmdb-dev, found through pkg-config.
@@ -36,10 +38,22 @@ let package = Package(
         .target(name: "LMDBKit", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
         // RFC 9162 Merkle tree hashing over log bytes. Pure; shared by the store and its migrations.
         .target(name: "LogHashing", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        // `@FieldRecord`: each record's canonical encoding, decoding and JSON, from its declaration.
+        .macro(
+            name: "FieldRecordMacros",
+            dependencies: [
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+                .product(name: "SwiftDiagnostics", package: "swift-syntax"),
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxBuilder", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The domain: commands, events, decisions, projections, codecs. Pure; no I/O.
         .target(
             name: "UploadCore",
-            dependencies: ["LogHashing", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["FieldRecordMacros", "LogHashing", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         // Store migrations. Sees LMDBKit only, so a shipped migration cannot depend on domain types.
@@ -110,6 +124,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "UploadTesting", dependencies: ["UploadCore", "UploadStore", "UploadService", "LMDBKit"], path: "Tests/UploadTesting", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FieldRecordMacrosTests",
+            dependencies: [
+                "FieldRecordMacros",
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxBuilder", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: swiftSettings),
         .testTarget(name: "LogHashingTests", dependencies: ["LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "MigrationTests", dependencies: ["UploadMigrations", "LMDBKit", "LogHashing"], swiftSettings: swiftSettings),

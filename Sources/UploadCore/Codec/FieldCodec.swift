@@ -157,11 +157,11 @@ public struct CodecError: Error, CustomStringConvertible, Equatable, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
 
-    static func unknownTag(_ tag: UInt64, in record: String) -> CodecError {
+    public static func unknownTag(_ tag: UInt64, in record: String) -> CodecError {
         CodecError("\(record) has unknown field \(tag)")
     }
 
-    static func missing(_ field: String, in record: String) -> CodecError {
+    public static func missing(_ field: String, in record: String) -> CodecError {
         CodecError("\(record) lacks \(field)")
     }
 }

@@ -1,34 +1,40 @@
-/// A value type stored in canonical field form (events, projection records, request metadata),
-/// declared once: its stored properties, in tag order, and `CodingKeys` whose raw values are the
-/// tags. Its bytes, its decoding and its JSON all follow from that declaration:
+/// Generates a ``FieldRecord``'s canonical encoding, its decoding and its JSON from its stored
+/// properties and the `FieldTag` enum that numbers them:
 ///
 /// ```swift
-/// public struct TagRecord: FieldRecord {
+/// @FieldRecord
+/// public struct TagRecord {
 ///     public var imageDigest: String
 ///     public var createdAt: Timestamp
-///     enum CodingKeys: Int, CodingKey { case imageDigest = 1, createdAt }
+///     enum FieldTag: UInt64 { case imageDigest = 1, createdAt }
 /// }
 /// ```
 ///
-/// Declare the properties in tag order (the writer refuses tags out of order). A field may hold
-/// any ``FieldValue``; an optional one is left out when `nil`. See the "Adding an event" article.
-public protocol FieldRecord: Codable, Sendable, Equatable {
+/// Every stored property needs a tag, and tags increase in the enum's order; the macro refuses a
+/// record otherwise. See the "Adding an event" article.
+@attached(extension, conformances: FieldRecord, names: named(encode(into:)), named(init(decoding:)), named(json))
+public macro FieldRecord() = #externalMacro(module: "FieldRecordMacros", type: "FieldRecordMacro")
+
+/// A value type stored in canonical field form (events, projection records, request metadata),
+/// declared once with ``FieldRecord()``: its bytes, its decoding and its JSON all follow from its
+/// stored properties and their tags. A field may hold any ``FieldValue``; an optional one is left
+/// out when `nil`.
+public protocol FieldRecord: Sendable, Equatable {
     /// The record's name in decoding errors.
     static var recordName: String { get }
     /// Rules beyond the field types (a byte range that is not empty), checked after decoding.
     func validate() throws(CodecError)
+    /// Appends the record's fields to `writer`, in tag order.
+    func encode(into writer: inout FieldWriter)
+    /// Decodes a record, refusing anything not in canonical form, unknown fields and missing ones.
+    init(decoding reader: FieldReader) throws(CodecError)
+    /// The record as a JSON object with sorted members, named as its properties; `nil` fields left out.
+    var json: JSONValue { get }
 }
 
 extension FieldRecord {
     public static var recordName: String { String(describing: Self.self) }
     public func validate() throws(CodecError) {}
-
-    /// Appends the record's fields to `writer`.
-    public func encode(into writer: inout FieldWriter) {
-        let encoder = FieldEncoder(writer)
-        do { try encode(to: encoder) } catch { preconditionFailure("\(Self.self) is not a field record: \(error)") }
-        writer = encoder.writer
-    }
 
     /// The record's canonical bytes.
     public func encoded() -> [UInt8] {
@@ -37,25 +43,45 @@ extension FieldRecord {
         return writer.bytes
     }
 
-    /// Decodes a record, refusing anything not in canonical form, unknown fields and missing ones.
-    public init(decoding reader: FieldReader) throws(CodecError) {
-        let decoder = try FieldDecoder(reader, record: Self.self)
-        do { self = try Self(from: decoder) } catch let error as CodecError { throw error } catch {
-            throw CodecError("\(Self.recordName): \(error)")
-        }
-        try decoder.checkAllFieldsRead()
-        try validate()
-    }
-
     public init(decoding bytes: [UInt8]) throws(CodecError) { try self.init(decoding: FieldReader(bytes)) }
     public init(decoding bytes: ArraySlice<UInt8>) throws(CodecError) { try self.init(decoding: FieldReader(bytes)) }
+}
 
-    /// The record as a JSON object with sorted members, named as its properties; `nil` fields left out.
-    public var json: JSONValue {
-        let encoder = JSONFieldEncoder()
-        do { try encode(to: encoder) } catch { preconditionFailure("\(Self.self) is not a field record: \(error)") }
-        return .object(sorting: encoder.members)
+/// What ``FieldRecord()``'s generated code calls for each field. Each has an overload for an
+/// optional property, which the compiler picks from the property's type: an absent optional field
+/// is `nil` and is not written; an absent required one is ``FieldValue/whenAbsent`` or an error.
+public enum FieldCoding {
+    @inline(__always)
+    public static func write<Value: FieldValue>(_ tag: UInt64, _ value: Value, to writer: inout FieldWriter) {
+        value.write(tag, to: &writer)
     }
+
+    @inline(__always)
+    public static func write<Value: FieldValue>(_ tag: UInt64, _ value: Value?, to writer: inout FieldWriter) {
+        if let value { value.write(tag, to: &writer) }
+    }
+
+    @inline(__always)
+    public static func read<Value: FieldValue>(
+        _ field: FieldReader.Value?, _ name: String, in record: String
+    ) throws(CodecError) -> Value {
+        guard let field else {
+            guard let absent = Value.whenAbsent else { throw .missing(name, in: record) }
+            return absent
+        }
+        return try Value(field: field, name: name)
+    }
+
+    @inline(__always)
+    public static func read<Value: FieldValue>(
+        _ field: FieldReader.Value?, _ name: String, in record: String
+    ) throws(CodecError) -> Value? {
+        guard let field else { return nil }
+        return try Value(field: field, name: name)
+    }
+
+    public static func json<Value: FieldValue>(_ value: Value) -> JSONValue? { value.json }
+    public static func json<Value: FieldValue>(_ value: Value?) -> JSONValue? { value?.json }
 }
 
 /// What one field of a ``FieldRecord`` can hold: how it is written, read and shown as JSON.
@@ -90,19 +116,12 @@ extension Bool: FieldValue {
 }
 
 /// Milliseconds since the epoch as a varint; ISO 8601 in JSON.
-extension Timestamp: FieldValue, Codable {
+extension Timestamp: FieldValue {
     public func write(_ tag: UInt64, to writer: inout FieldWriter) { writer.timestamp(tag, self) }
     public init(field: FieldReader.Value, name: String) throws(CodecError) {
         self.init(millisecondsSinceEpoch: try field.int64(name))
     }
     public var json: JSONValue { .string(iso8601) }
-    public init(from decoder: any Decoder) throws {
-        self.init(millisecondsSinceEpoch: try decoder.singleValueContainer().decode(Int64.self))
-    }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(millisecondsSinceEpoch)
-    }
 }
 
 /// A list of strings: one nested record holding the items at tags 1…n, left out when empty.
@@ -119,7 +138,7 @@ extension Array: FieldValue where Element == String {
 }
 
 /// A closed set of names, stored as the name. Conform a `String`-backed enum to use it as a field.
-public protocol FieldEnumeration: RawRepresentable<String>, FieldValue, Codable, Sendable {}
+public protocol FieldEnumeration: RawRepresentable<String>, FieldValue, Sendable {}
 
 extension FieldEnumeration {
     public func write(_ tag: UInt64, to writer: inout FieldWriter) { writer.string(tag, rawValue) }

@@ -1,5 +1,6 @@
 /// An image manifest was stored, and tagged when `imageTag` is present. A tag that named another
 /// image of the repository moves to this one.
+@FieldRecord
 public struct ImagePushed: EventPayload, RepositoryScoped {
     public static let type = EventType.imagePushed
     public var event: Event { .imagePushed(self) }
@@ -16,7 +17,7 @@ public struct ImagePushed: EventPayload, RepositoryScoped {
     public let imageSizeInBytes: UInt64
     public let pushedAt: Timestamp
 
-    enum CodingKeys: Int, CodingKey {
+    enum FieldTag: UInt64 {
         case registryId = 1, repositoryName, imageDigest, imageTag, imageManifest, imageManifestMediaType,
              artifactMediaType, imageSizeInBytes, pushedAt
     }
@@ -24,6 +25,7 @@ public struct ImagePushed: EventPayload, RepositoryScoped {
 
 /// A tag was removed from an image (BatchDeleteImage by tag). If it was the image's last tag,
 /// an ImageDeleted follows.
+@FieldRecord
 public struct ImageUntagged: EventPayload, RepositoryScoped {
     public static let type = EventType.imageUntagged
     public var event: Event { .imageUntagged(self) }
@@ -33,10 +35,11 @@ public struct ImageUntagged: EventPayload, RepositoryScoped {
     public let imageDigest: String
     public let imageTag: String
 
-    enum CodingKeys: Int, CodingKey { case registryId = 1, repositoryName, imageDigest, imageTag }
+    enum FieldTag: UInt64 { case registryId = 1, repositoryName, imageDigest, imageTag }
 }
 
 /// An image and every tag it still had were deleted.
+@FieldRecord
 public struct ImageDeleted: EventPayload, RepositoryScoped {
     public static let type = EventType.imageDeleted
     public var event: Event { .imageDeleted(self) }
@@ -45,5 +48,5 @@ public struct ImageDeleted: EventPayload, RepositoryScoped {
     public let repositoryName: String
     public let imageDigest: String
 
-    enum CodingKeys: Int, CodingKey { case registryId = 1, repositoryName, imageDigest }
+    enum FieldTag: UInt64 { case registryId = 1, repositoryName, imageDigest }
 }

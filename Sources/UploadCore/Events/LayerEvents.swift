@@ -1,4 +1,5 @@
 /// A layer part's bytes were staged, synced, and accepted as the upload's next part.
+@FieldRecord
 public struct LayerPartUploaded: EventPayload, RepositoryScoped {
     public static let type = EventType.layerPartUploaded
     public var event: Event { .layerPartUploaded(self) }
@@ -11,7 +12,7 @@ public struct LayerPartUploaded: EventPayload, RepositoryScoped {
     /// `sha256:<hex>` of the part's bytes.
     public let partDigest: String
 
-    enum CodingKeys: Int, CodingKey { case uploadId = 1, registryId, repositoryName, partFirstByte, partLastByte, partDigest }
+    enum FieldTag: UInt64 { case uploadId = 1, registryId, repositoryName, partFirstByte, partLastByte, partDigest }
 
     public var partLength: UInt64 { partLastByte - partFirstByte + 1 }
 
@@ -22,6 +23,7 @@ public struct LayerPartUploaded: EventPayload, RepositoryScoped {
 
 /// An upload ended with a layer whose digest matched one the caller named. Its bytes are in the
 /// blob store under that digest.
+@FieldRecord
 public struct LayerUploadCompleted: EventPayload, RepositoryScoped {
     public static let type = EventType.layerUploadCompleted
     public var event: Event { .layerUploadCompleted(self) }
@@ -32,5 +34,5 @@ public struct LayerUploadCompleted: EventPayload, RepositoryScoped {
     public let layerDigest: String
     public let layerSize: UInt64
 
-    enum CodingKeys: Int, CodingKey { case uploadId = 1, registryId, repositoryName, layerDigest, layerSize }
+    enum FieldTag: UInt64 { case uploadId = 1, registryId, repositoryName, layerDigest, layerSize }
 }

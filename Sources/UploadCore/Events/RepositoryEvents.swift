@@ -1,4 +1,5 @@
 /// A repository came into being in a registry.
+@FieldRecord
 public struct RepositoryCreated: EventPayload, RepositoryScoped {
     public static let type = EventType.repositoryCreated
     public var event: Event { .repositoryCreated(self) }
@@ -7,11 +8,12 @@ public struct RepositoryCreated: EventPayload, RepositoryScoped {
     public let repositoryName: String
     public let createdAt: Timestamp
 
-    enum CodingKeys: Int, CodingKey { case registryId = 1, repositoryName, createdAt }
+    enum FieldTag: UInt64 { case registryId = 1, repositoryName, createdAt }
 }
 
 /// A repository was deleted. Uploads it still had were aborted by ``UploadAborted`` events
 /// appended just before this one, in the same transaction.
+@FieldRecord
 public struct RepositoryDeleted: EventPayload, RepositoryScoped {
     public static let type = EventType.repositoryDeleted
     public var event: Event { .repositoryDeleted(self) }
@@ -20,5 +22,5 @@ public struct RepositoryDeleted: EventPayload, RepositoryScoped {
     public let repositoryName: String
     public let force: Bool
 
-    enum CodingKeys: Int, CodingKey { case registryId = 1, repositoryName, force }
+    enum FieldTag: UInt64 { case registryId = 1, repositoryName, force }
 }

@@ -1,4 +1,5 @@
 /// A layer upload session began: the answer to InitiateLayerUpload.
+@FieldRecord
 public struct UploadInitiated: EventPayload, RepositoryScoped {
     public static let type = EventType.uploadInitiated
     public var event: Event { .uploadInitiated(self) }
@@ -9,10 +10,11 @@ public struct UploadInitiated: EventPayload, RepositoryScoped {
     public let repositoryName: String
     public let initiatedAt: Timestamp
 
-    enum CodingKeys: Int, CodingKey { case uploadId = 1, partSize, registryId, repositoryName, initiatedAt }
+    enum FieldTag: UInt64 { case uploadId = 1, partSize, registryId, repositoryName, initiatedAt }
 }
 
 /// An upload session ended without a layer.
+@FieldRecord
 public struct UploadAborted: EventPayload, RepositoryScoped {
     public enum Reason: String, FieldEnumeration, CaseIterable {
         /// Its repository was deleted with `force`.
@@ -27,11 +29,12 @@ public struct UploadAborted: EventPayload, RepositoryScoped {
     public let repositoryName: String
     public let reason: Reason
 
-    enum CodingKeys: Int, CodingKey { case uploadId = 1, registryId, repositoryName, reason }
+    enum FieldTag: UInt64 { case uploadId = 1, registryId, repositoryName, reason }
 }
 
 /// An upload session ended because nothing happened to it for too long. Decided and recorded by
 /// the sweeper when it runs; replay never decides expiry again, it only reads this event.
+@FieldRecord
 public struct UploadExpired: EventPayload, RepositoryScoped {
     public static let type = EventType.uploadExpired
     public var event: Event { .uploadExpired(self) }
@@ -42,5 +45,5 @@ public struct UploadExpired: EventPayload, RepositoryScoped {
     /// The session's last activity, which the sweeper judged too old.
     public let lastActivityAt: Timestamp
 
-    enum CodingKeys: Int, CodingKey { case uploadId = 1, registryId, repositoryName, lastActivityAt }
+    enum FieldTag: UInt64 { case uploadId = 1, registryId, repositoryName, lastActivityAt }
 }

@@ -20,6 +20,7 @@ public struct RepositoryRef: Hashable, Comparable, Sendable, CustomStringConvert
 ///
 /// `requestId` and `source` are always present; the other members are filled in by the front end
 /// that knows them (the HTTP server knows the user agent and address, SigV4 the principal).
+@FieldRecord
 public struct RequestMetadata: Hashable, Sendable {
     /// Unique per request; echoed to the caller (`x-amzn-RequestId`).
     public var requestId: String
@@ -35,6 +36,12 @@ public struct RequestMetadata: Hashable, Sendable {
     /// id so that a retry is told from another call that reuses the id.
     public var requestDigest: String?
 
+    /// Stored with every event, under these tags.
+    enum FieldTag: UInt64 {
+        case requestId = 1, source, userAgent, sourceAddress, principal, invocationId, requestDigest
+    }
+    public static var recordName: String { "metadata" }
+
     public init(
         requestId: String, source: String, userAgent: String? = nil, sourceAddress: String? = nil,
         principal: String? = nil, invocationId: String? = nil, requestDigest: String? = nil
@@ -49,12 +56,3 @@ public struct RequestMetadata: Hashable, Sendable {
     }
 }
 
-/// Stored with every event: 1 requestId · 2 source · 3 userAgent · 4 sourceAddress · 5 principal ·
-/// 6 invocationId · 7 requestDigest.
-extension RequestMetadata: FieldRecord {
-    public static var recordName: String { "metadata" }
-
-    enum CodingKeys: Int, CodingKey {
-        case requestId = 1, source, userAgent, sourceAddress, principal, invocationId, requestDigest
-    }
-}

@@ -35,11 +35,11 @@ extension InvocationMark {
     /// The mark from a metadata record's bytes, reading only the two ids (tags from
     /// ``RequestMetadata``'s one declaration); `nil` without an invocation id.
     init?(metadata bytes: ArraySlice<UInt8>, recordedAt: Timestamp) throws(CodecError) {
-        typealias Field = RequestMetadata.CodingKeys
+        typealias Field = RequestMetadata.FieldTag
         var reader = FieldReader(bytes)
         var requestId: String?, invocationId: String?
         while let (tag, value) = try reader.next() {
-            switch Int(exactly: tag).flatMap(Field.init(rawValue:)) {
+            switch Field(rawValue: tag) {
             case .requestId: requestId = try value.string("requestId")
             case .invocationId: invocationId = try value.string("invocationId")
             default: continue

@@ -1,4 +1,5 @@
 /// One upload session in the current-upload-sessions view.
+@FieldRecord
 public struct UploadSession: FieldRecord, RepositoryScoped {
     public enum State: String, FieldEnumeration, CaseIterable {
         case active
@@ -30,7 +31,7 @@ public struct UploadSession: FieldRecord, RepositoryScoped {
     /// The completed layer, once `state` is `completed`.
     public var layerDigest: String?
 
-    enum CodingKeys: Int, CodingKey {
+    enum FieldTag: UInt64 {
         case uploadId = 1, registryId, repositoryName, partSize, state, initiatedAt, initiatedPosition, lastActivityAt,
              lastPosition, bytesReceived, partCount, lastPartFirstByte, lastPartLastByte, lastPartDigest,
              hasSmallNonFinalPart, layerDigest
@@ -81,6 +82,7 @@ extension UploadSession {
 }
 
 /// One repository in the per-repository view.
+@FieldRecord
 public struct RepositorySummary: FieldRecord, RepositoryScoped {
     public var registryId: String
     public var repositoryName: String
@@ -94,7 +96,7 @@ public struct RepositorySummary: FieldRecord, RepositoryScoped {
     public var layerCount: UInt64 = 0
     public var imageCount: UInt64 = 0
 
-    enum CodingKeys: Int, CodingKey {
+    enum FieldTag: UInt64 {
         case registryId = 1, repositoryName, createdAt, createdPosition, uploadsInitiated, activeSessions, lastActivityAt,
              lastPosition, layerCount, imageCount
     }
@@ -111,17 +113,19 @@ extension RepositorySummary {
 }
 
 /// A layer available in a repository.
+@FieldRecord
 public struct LayerRecord: FieldRecord {
     public var layerDigest: String
     public var layerSize: UInt64
     public var uploadId: String
     public var completedAt: Timestamp
 
-    enum CodingKeys: Int, CodingKey { case layerDigest = 1, layerSize, uploadId, completedAt }
+    enum FieldTag: UInt64 { case layerDigest = 1, layerSize, uploadId, completedAt }
     public static var recordName: String { "layer" }
 }
 
 /// An image in a repository: its manifest, exactly as pushed, and its tags.
+@FieldRecord
 public struct ImageRecord: FieldRecord {
     public var imageDigest: String
     public var imageManifest: String
@@ -132,7 +136,7 @@ public struct ImageRecord: FieldRecord {
     /// Sorted by their bytes.
     public var tags: [String] = []
 
-    enum CodingKeys: Int, CodingKey {
+    enum FieldTag: UInt64 {
         case imageDigest = 1, imageManifest, imageManifestMediaType, artifactMediaType, imageSizeInBytes, pushedAt, tags
     }
     public static var recordName: String { "image" }
@@ -147,18 +151,20 @@ extension ImageRecord {
 }
 
 /// A tag in a repository and the image it names.
+@FieldRecord
 public struct TagRecord: FieldRecord {
     public var imageDigest: String
     /// When the tag came to name this image.
     public var createdAt: Timestamp
 
-    enum CodingKeys: Int, CodingKey { case imageDigest = 1, createdAt }
+    enum FieldTag: UInt64 { case imageDigest = 1, createdAt }
     public static var recordName: String { "tag" }
 }
 
 /// One event recorded by an SDK call that sent an `amz-sdk-invocation-id`, kept by position so
 /// that the store can find a retry's original answer. The consecutive marks of one request are
 /// that call's events.
+@FieldRecord
 public struct InvocationMark: FieldRecord {
     public var invocationId: String
     public var requestId: String
@@ -177,6 +183,6 @@ public struct InvocationMark: FieldRecord {
         self.init(invocationId: id, requestId: envelope.metadata.requestId, recordedAt: envelope.recordedAt)
     }
 
-    enum CodingKeys: Int, CodingKey { case invocationId = 1, requestId, recordedAt }
+    enum FieldTag: UInt64 { case invocationId = 1, requestId, recordedAt }
     public static var recordName: String { "invocationMark" }
 }

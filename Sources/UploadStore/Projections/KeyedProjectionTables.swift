@@ -19,6 +19,7 @@ protocol KeyedProjectionTables: MutableProjectionState {
 
 /// The value of an index entry that is keyed for appending (by time or id) rather than by
 /// repository: the repository it belongs to, `registryId/repositoryName`.
+@FieldRecord
 struct RepositoryMark: FieldRecord {
     var repository: String
 
@@ -26,7 +27,7 @@ struct RepositoryMark: FieldRecord {
 
     func belongs(to ref: RepositoryRef) -> Bool { repository.utf8.elementsEqual(ref.description.utf8) }
 
-    enum CodingKeys: Int, CodingKey { case repository = 1 }
+    enum FieldTag: UInt64 { case repository = 1 }
     static var recordName: String { "repositoryMark" }
 }
 
