@@ -30,7 +30,7 @@ public struct FieldRecordMacro: ExtensionMacro {
         let slots = fields.map { "var \($0.slot): FieldReader.Value? = nil" }
         let cases = fields.map { "case \($0.tag): \($0.slot) = value" }
         let reads = fields.map {
-            "self.\($0.name) = try FieldCoding.read(\($0.slot), \"\($0.name)\", in: Self.recordName)"
+            "self.\($0.name) = try FieldCoding.read(\($0.slot), \"\($0.name)\", in: Self.self)"
         }
         let members = fields.map { "(\"\($0.name)\", FieldCoding.json(self.\($0.name)))" }
 

@@ -69,9 +69,9 @@ import Testing
                                 throw CodecError.unknownTag(tag, in: Self.recordName)
                             }
                         }
-                        self.id = try FieldCoding.read(_idField, "id", in: Self.recordName)
-                        self.note = try FieldCoding.read(_noteField, "note", in: Self.recordName)
-                        self.count = try FieldCoding.read(_countField, "count", in: Self.recordName)
+                        self.id = try FieldCoding.read(_idField, "id", in: Self.self)
+                        self.note = try FieldCoding.read(_noteField, "note", in: Self.self)
+                        self.count = try FieldCoding.read(_countField, "count", in: Self.self)
                         try validate()
                     }
 
@@ -117,7 +117,7 @@ import Testing
                                 throw CodecError.unknownTag(tag, in: Self.recordName)
                             }
                         }
-                        self.id = try FieldCoding.read(_idField, "id", in: Self.recordName)
+                        self.id = try FieldCoding.read(_idField, "id", in: Self.self)
                         try validate()
                     }
 

@@ -50,6 +50,8 @@ extension FieldRecord {
 /// What ``FieldRecord()``'s generated code calls for each field. Each has an overload for an
 /// optional property, which the compiler picks from the property's type: an absent optional field
 /// is `nil` and is not written; an absent required one is ``FieldValue/whenAbsent`` or an error.
+/// The record's type, not its name, is passed: a default ``FieldRecord/recordName`` is made by
+/// reflection, which is for error messages only (made per field, it halved replay's speed).
 public enum FieldCoding {
     @inline(__always)
     public static func write<Value: FieldValue>(_ tag: UInt64, _ value: Value, to writer: inout FieldWriter) {
@@ -62,19 +64,19 @@ public enum FieldCoding {
     }
 
     @inline(__always)
-    public static func read<Value: FieldValue>(
-        _ field: FieldReader.Value?, _ name: String, in record: String
+    public static func read<Value: FieldValue, Record: FieldRecord>(
+        _ field: FieldReader.Value?, _ name: String, in record: Record.Type
     ) throws(CodecError) -> Value {
         guard let field else {
-            guard let absent = Value.whenAbsent else { throw .missing(name, in: record) }
+            guard let absent = Value.whenAbsent else { throw .missing(name, in: Record.recordName) }
             return absent
         }
         return try Value(field: field, name: name)
     }
 
     @inline(__always)
-    public static func read<Value: FieldValue>(
-        _ field: FieldReader.Value?, _ name: String, in record: String
+    public static func read<Value: FieldValue, Record: FieldRecord>(
+        _ field: FieldReader.Value?, _ name: String, in record: Record.Type
     ) throws(CodecError) -> Value? {
         guard let field else { return nil }
         return try Value(field: field, name: name)
