@@ -23,7 +23,8 @@ public struct FieldRecordMacro: ExtensionMacro {
             throw DiagnosticsError(diagnostics: [FieldRecordDiagnostic.notAStruct.at(node)])
         }
         let fields = try Field.tagged(in: declaration, attribute: node)
-        let access = declaration.modifiers.contains { $0.name.tokenKind == .keyword(.public) } ? "public " : ""
+        let access = declaration.modifiers.first { [.keyword(.public), .keyword(.package)].contains($0.name.tokenKind) }
+            .map { "\($0.name.text) " } ?? ""
         let conformance = protocols.isEmpty ? "" : ": FieldRecord"
 
         let writes = fields.map { "FieldCoding.write(\($0.tag), self.\($0.name), to: &writer)" }
@@ -65,8 +66,12 @@ public struct FieldRecordMacro: ExtensionMacro {
 
 /// One stored property and its tag.
 struct Field {
+    /// The property's name, without backticks.
     let name: String
     let tag: UInt64
+    /// The highest tag: protobuf's, far above any record's, and low enough that the field's key
+    /// (`tag << 3 | wire type`) cannot overflow.
+    static let highestTag: UInt64 = 536_870_911
     /// The decoder's local for the field's bytes; `_` keeps it apart from any property's name.
     var slot: String { "_\(name)Field" }
 
@@ -89,14 +94,17 @@ struct Field {
                     else { throw DiagnosticsError(diagnostics: [FieldRecordDiagnostic.tagNotLiteral.at(raw)]) }
                     tag = value
                 }
-                guard tag > 0, tags.last.map({ tag > $0.tag }) ?? true else {
+                guard tag > 0, tag <= highestTag, tags.last.map({ tag > $0.tag }) ?? true else {
                     throw DiagnosticsError(diagnostics: [FieldRecordDiagnostic.tagsMustIncrease(element.name.text).at(element)])
                 }
-                tags.append((element.name.text, tag, Syntax(element)))
+                tags.append((unquoted(element.name), tag, Syntax(element)))
                 next = tag + 1
             }
         }
-        let stored = storedProperties(members)
+        if let conditional = declaration.memberBlock.members.first(where: { $0.decl.is(IfConfigDeclSyntax.self) }) {
+            throw DiagnosticsError(diagnostics: [FieldRecordDiagnostic.conditionalMembers.at(conditional)])
+        }
+        let stored = try storedProperties(members)
         for property in stored where !tags.contains(where: { $0.name == property.name }) {
             throw DiagnosticsError(diagnostics: [FieldRecordDiagnostic.untagged(property.name).at(property.node)])
         }
@@ -109,17 +117,27 @@ struct Field {
     /// Instance properties with storage: not static, not computed. A `let` with an initial value
     /// is storage a decoder cannot set; it is reported as untagged if it has no tag, and refused
     /// by the compiler if it has one.
-    private static func storedProperties(_ members: [DeclSyntax]) -> [(name: String, node: Syntax)] {
-        members.compactMap { $0.as(VariableDeclSyntax.self) }
+    private static func storedProperties(_ members: [DeclSyntax]) throws -> [(name: String, node: Syntax)] {
+        var stored: [(name: String, node: Syntax)] = []
+        let instanceVariables = members.compactMap { $0.as(VariableDeclSyntax.self) }
             .filter { !$0.modifiers.contains { $0.name.tokenKind == .keyword(.static) || $0.name.tokenKind == .keyword(.class) } }
-            .flatMap { variable in
-                variable.bindings.compactMap { binding -> (String, Syntax)? in
-                    guard let name = binding.pattern.as(IdentifierPatternSyntax.self)?.identifier.text else { return nil }
-                    if let accessors = binding.accessorBlock, isComputed(accessors) { return nil }
-                    return (name, Syntax(binding))
+        for variable in instanceVariables {
+            for binding in variable.bindings {
+                if let accessors = binding.accessorBlock, isComputed(accessors) { continue }
+                // Storage the generated code would read or write other than as a plain value.
+                if variable.modifiers.contains(where: { $0.name.tokenKind == .keyword(.lazy) }) || !variable.attributes.isEmpty {
+                    throw DiagnosticsError(diagnostics: [FieldRecordDiagnostic.unsupportedStorage.at(variable)])
                 }
+                guard let name = binding.pattern.as(IdentifierPatternSyntax.self)?.identifier else {
+                    throw DiagnosticsError(diagnostics: [FieldRecordDiagnostic.unsupportedStorage.at(binding)])
+                }
+                stored.append((unquoted(name), Syntax(binding)))
             }
+        }
+        return stored
     }
+
+    private static func unquoted(_ token: TokenSyntax) -> String { token.text.filter { $0 != "`" } }
 
     /// A getter, or accessors other than observers, make a property computed.
     private static func isComputed(_ block: AccessorBlockSyntax) -> Bool {
@@ -138,15 +156,19 @@ enum FieldRecordDiagnostic: DiagnosticMessage {
     case tagsMustIncrease(String)
     case untagged(String)
     case noSuchProperty(String)
+    case conditionalMembers
+    case unsupportedStorage
 
     var message: String {
         switch self {
         case .notAStruct: "@FieldRecord applies to a struct"
         case .noFieldTag: "@FieldRecord needs a nested 'enum FieldTag: UInt64' numbering the stored properties"
         case .tagNotLiteral: "a field tag must be an integer literal"
-        case .tagsMustIncrease(let name): "tag of '\(name)' must be above 0 and above the tag before it"
+        case .tagsMustIncrease(let name): "tag of '\(name)' must be above 0, above the tag before it, and at most \(Field.highestTag)"
         case .untagged(let name): "stored property '\(name)' has no case in FieldTag, so it would not be stored"
         case .noSuchProperty(let name): "FieldTag case '\(name)' names no stored property"
+        case .conditionalMembers: "@FieldRecord cannot see members inside #if; declare a record's fields unconditionally"
+        case .unsupportedStorage: "@FieldRecord stores plain named properties only: no lazy, wrapped or tuple-pattern storage"
         }
     }
     var diagnosticID: MessageID { MessageID(domain: "FieldRecordMacros", id: "\(self)") }

@@ -134,9 +134,13 @@ import Testing
         ("var a: String", "", "@FieldRecord needs a nested 'enum FieldTag: UInt64' numbering the stored properties", 1, 1),
         ("var a: String\nvar b: String", "case a = 1", "stored property 'b' has no case in FieldTag, so it would not be stored", 4, 9),
         ("var a: String", "case a = 1, c", "FieldTag case 'c' names no stored property", 5, 21),
-        ("var a: String\nvar b: String", "case a = 2, b = 1", "tag of 'b' must be above 0 and above the tag before it", 6, 21),
-        ("var a: String", "case a", "tag of 'a' must be above 0 and above the tag before it", 5, 14),
+        ("var a: String\nvar b: String", "case a = 2, b = 1", "tag of 'b' must be above 0, above the tag before it, and at most 536870911", 6, 21),
+        ("var a: String", "case a", "tag of 'a' must be above 0, above the tag before it, and at most 536870911", 5, 14),
         ("var a: String", "case a = x", "a field tag must be an integer literal", 5, 16),
+        ("var a: String", "case a = 536_870_912", "tag of 'a' must be above 0, above the tag before it, and at most 536870911", 5, 14),
+        ("lazy var a: String = \"\"", "case a = 1", "@FieldRecord stores plain named properties only: no lazy, wrapped or tuple-pattern storage", 3, 5),
+        ("var (a, b) = (\"\", \"\")", "case a = 1", "@FieldRecord stores plain named properties only: no lazy, wrapped or tuple-pattern storage", 3, 9),
+        ("#if DEBUG\nvar a: String\n#endif", "case a = 1", "@FieldRecord cannot see members inside #if; declare a record's fields unconditionally", 3, 5),
     ])
     func refuses(_ properties: String, _ tags: String, _ message: String, _ line: Int, _ column: Int) {
         let indented = properties.split(separator: "\n").map { "    \($0)\n" }.joined()
