@@ -10,7 +10,7 @@ import SwiftSyntaxMacros
 /// optional or the required form from the property itself.
 ///
 /// Codable did the same through an existential `Encoder`/`Decoder` before; a container box, generic
-/// metadata look-ups and a witness call per field made it half of replay and a fifth of the writer.
+/// metadata look-ups and a witness call per field put it on top of replay's profile.
 public struct FieldRecordMacro: ExtensionMacro {
     public static func expansion(
         of node: AttributeSyntax,

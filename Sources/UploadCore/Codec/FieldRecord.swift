@@ -51,7 +51,7 @@ extension FieldRecord {
 /// optional property, which the compiler picks from the property's type: an absent optional field
 /// is `nil` and is not written; an absent required one is ``FieldValue/whenAbsent`` or an error.
 /// The record's type, not its name, is passed: a default ``FieldRecord/recordName`` is made by
-/// reflection, which is for error messages only (made per field, it halved replay's speed).
+/// reflection, which is for error messages only (made per field, it cost replay a third of its speed).
 public enum FieldCoding {
     @inline(__always)
     public static func write<Value: FieldValue>(_ tag: UInt64, _ value: Value, to writer: inout FieldWriter) {
