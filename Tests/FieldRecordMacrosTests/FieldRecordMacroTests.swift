@@ -18,10 +18,14 @@ import Testing
         }
     }
 
+    /// Expands `@FieldRecord` on `declaration`, which must stay as it is, followed by `generated`.
+    func expandRecord(_ declaration: String, generating generated: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+        expand("@FieldRecord\n" + declaration, to: declaration + "\n\n" + generated, sourceLocation: sourceLocation)
+    }
+
     @Test func generatesTheCodecFromStoredPropertiesAndTags() {
-        expand(
+        expandRecord(
             """
-            @FieldRecord
             public struct Mark {
                 public var id: String
                 public var note: String?
@@ -33,18 +37,7 @@ import Testing
                 }
             }
             """,
-            to: """
-                public struct Mark {
-                    public var id: String
-                    public var note: String?
-                    public var count: UInt64 = 0
-                    public static let kind = "mark"
-                    public var shown: String { id }
-                    enum FieldTag: UInt64 {
-                        case id = 1, note, count = 5
-                    }
-                }
-
+            generating: """
                 extension Mark: FieldRecord {
                     public func encode(into writer: inout FieldWriter) {
                         FieldCoding.write(1, self.id, to: &writer)
@@ -83,9 +76,8 @@ import Testing
     }
 
     @Test func anInternalRecordGetsInternalMembers() {
-        expand(
+        expandRecord(
             """
-            @FieldRecord
             struct Mark {
                 var id: String
                 enum FieldTag: UInt64 {
@@ -93,14 +85,7 @@ import Testing
                 }
             }
             """,
-            to: """
-                struct Mark {
-                    var id: String
-                    enum FieldTag: UInt64 {
-                        case id = 1
-                    }
-                }
-
+            generating: """
                 extension Mark: FieldRecord {
                     func encode(into writer: inout FieldWriter) {
                         FieldCoding.write(1, self.id, to: &writer)
