@@ -43,13 +43,14 @@ struct InvocationWindow {
     let limit: RetryWindow
     /// The log position the map reflects.
     private(set) var validAt: UInt64 = 0
-    private var runs: [String: Run] = [:]
+    /// Keyed by the invocation id's bytes, as the marks' table was before it (``ExactString``).
+    private var runs: [ExactString: Run] = [:]
     /// Each run's start and id, oldest first, from `head` on: the eviction order.
-    private var order: [(first: UInt64, id: String)] = []
+    private var order: [(first: UInt64, id: ExactString)] = []
     private var head = 0
     /// The newest run's invocation and request ids: the next mark may extend that run (the request
     /// id is needed for no other).
-    private var newest: (invocationId: String, requestId: String)?
+    private var newest: (invocationId: ExactString, requestId: String)?
     /// The latest transaction time the window has evicted by. A writer never decides at an
     /// earlier time, so a run it has forgotten is never one it should still answer.
     private(set) var timeFloor = Timestamp(millisecondsSinceEpoch: 0)
@@ -59,7 +60,7 @@ struct InvocationWindow {
     /// The run of `invocationId`, if it lies in the window of a log whose tail is `tail` and whose
     /// next event is recorded at `now`.
     func run(for invocationId: String, tail: UInt64, now: Timestamp) -> Run? {
-        guard let run = runs[invocationId], inWindow(run, tail: tail, now: now) else { return nil }
+        guard let run = runs[ExactString(invocationId)], inWindow(run, tail: tail, now: now) else { return nil }
         return run
     }
 
@@ -111,14 +112,15 @@ struct InvocationWindow {
 
     /// Adds one mark; the caller guarantees positions only grow.
     mutating func note(_ mark: InvocationMark, at position: UInt64) {
-        if let newest, newest == (mark.invocationId, mark.requestId), var run = runs[newest.invocationId],
+        let id = ExactString(mark.invocationId)
+        if let newest, newest.invocationId == id, newest.requestId.sameBytes(as: mark.requestId), var run = runs[id],
            run.first + run.count == position {
             run.count += 1
-            runs[newest.invocationId] = run
+            runs[id] = run
         } else {
-            runs[mark.invocationId] = Run(first: position, count: 1, recordedAt: mark.recordedAt)
-            order.append((position, mark.invocationId))
-            newest = (mark.invocationId, mark.requestId)
+            runs[id] = Run(first: position, count: 1, recordedAt: mark.recordedAt)
+            order.append((position, id))
+            newest = (id, mark.requestId)
         }
     }
 

@@ -55,10 +55,14 @@ struct CodecTests {
     }
 
     /// Text fields accept exactly the UTF-8 that `String(validating:)` accepts, a literal U+FFFD
-    /// included, and refuse every kind of malformed sequence.
+    /// included, and refuse every kind of malformed sequence. A truncated four-byte sequence is
+    /// repaired into a U+FFFD of the same length, so only comparing the bytes finds it, at either
+    /// end of a text longer than the eight bytes compared at a time.
     @Test(arguments: [
         [], Array("plain".utf8), Array("é 𝄞 \u{FFFD}".utf8), [0xEF, 0xBF, 0xBD],
         [0xFF], [0xC0, 0xAF], [0xE0, 0x80, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82], [0x61, 0x80],
+        [0xF0, 0x9F, 0x98], Array("0123456789abcdef".utf8) + [0xF0, 0x9F, 0x98], [0xF0, 0x9F, 0x98] + Array("0123456789abcdef".utf8),
+        Array("0123456789abcdef".utf8) + [0xEF, 0xBF, 0xBD],
     ] as [[UInt8]])
     func text_isValidatedAsTheStandardLibraryValidatesUTF8(bytes: [UInt8]) {
         #expect(FieldReader.Value.validUTF8(bytes[...]) == String(validating: bytes, as: UTF8.self))

@@ -30,6 +30,28 @@ struct RetryWindowTests {
         }
     }
 
+    /// Invocation ids are compared by their bytes, as every key is: two ids that differ only in
+    /// Unicode normalisation (`String`'s `==` equates them) are two calls, before a restart and after.
+    @Test func invocationIdsThatDifferOnlyInNormalisation_areTwoCalls() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let composed = "inv-\u{E9}", decomposed = "inv-e\u{301}"
+        #expect(composed == decomposed)
+        let first = try await withTestStore(dir) { store in
+            try await Self.create(store)
+            let first = try await store.execute(try Self.initiate(), metadata: Self.metadata(composed))
+            let second = try await store.execute(try Self.initiate(), metadata: Self.metadata(decomposed))
+            #expect(!second.isRetry && second.events.map(\.position) == [3])
+            return first
+        }
+        try await withTestStore(dir, configure: { $0.uploadIds = SequentialUploadIDs(start: 100) }) { store in
+            let retry = try await store.execute(try Self.initiate(), metadata: Self.metadata(composed))
+            #expect(retry.isRetry && retry.events == first.events)
+            let other = try await store.execute(try Self.initiate(), metadata: Self.metadata("inv-e\u{300}"))
+            #expect(!other.isRetry && other.events.map(\.position) == [4])
+        }
+    }
+
     @Test func aCallOlderThanTheWindowsEventCount_isTakenAsNew() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

@@ -141,7 +141,7 @@ extension FieldReader.Value {
     static func validUTF8(_ bytes: ArraySlice<UInt8>) -> String? {
         bytes.withUnsafeBufferPointer { raw in
             var text = String(decoding: raw, as: UTF8.self)
-            let unrepaired = text.withUTF8 { $0.count == raw.count && $0.elementsEqual(raw) }
+            let unrepaired = text.withUTF8 { ExactBytes.equal(UnsafeRawBufferPointer($0), UnsafeRawBufferPointer(raw)) }
             return unrepaired ? text : nil
         }
     }

@@ -166,12 +166,6 @@ public enum Projector {
     }
 }
 
-extension String {
-    /// Equality of UTF-8 bytes, as LMDB keys compare; `==` would also equate canonically
-    /// equivalent Unicode, which two keys can differ by.
-    func sameBytes(as other: String) -> Bool { utf8.elementsEqual(other.utf8) }
-}
-
 extension UploadSession {
     fileprivate mutating func touch(_ envelope: ProjectedEvent) {
         lastActivityAt = envelope.recordedAt

@@ -1,10 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#else
-import Darwin
-#endif
 import UploadCore
 
 /// The projection state held in memory, typed: replay's scratch state, and the tests' reference
@@ -121,53 +114,5 @@ struct InMemoryProjectionState: MutableProjectionState, Sendable {
 
     private static func inByteOrder(_ names: [ExactString]) -> [String] {
         names.map { Array($0.string.utf8) }.sorted(by: ProjectionKey.precedes).map { String(decoding: $0, as: UTF8.self) }
-    }
-}
-
-/// A string compared and hashed by its UTF-8 bytes, as LMDB compares keys: `String`'s own `==`
-/// also equates canonically equivalent text, which two keys can differ by.
-struct ExactString: Hashable, Sendable {
-    let string: String
-
-    init(_ string: String) { self.string = string }
-
-    static func == (a: ExactString, b: ExactString) -> Bool { a.string.sameBytes(as: b.string) }
-
-    func hash(into hasher: inout Hasher) { string.hashBytes(into: &hasher) }
-}
-
-/// A repository compared and hashed by the bytes of its two names.
-struct ExactRepository: Hashable, Sendable {
-    let ref: RepositoryRef
-
-    init(_ ref: RepositoryRef) { self.ref = ref }
-
-    static func == (a: ExactRepository, b: ExactRepository) -> Bool {
-        a.ref.registryId.sameBytes(as: b.ref.registryId) && a.ref.repositoryName.sameBytes(as: b.ref.repositoryName)
-    }
-
-    func hash(into hasher: inout Hasher) {
-        ref.registryId.hashBytes(into: &hasher)
-        ref.repositoryName.hashBytes(into: &hasher)
-    }
-}
-
-extension String {
-    /// Feeds the UTF-8 bytes and their count to `hasher` in one call where the string is contiguous.
-    fileprivate func hashBytes(into hasher: inout Hasher) {
-        hasher.combine(utf8.count)
-        if utf8.withContiguousStorageIfAvailable({ hasher.combine(bytes: UnsafeRawBufferPointer($0)) }) == nil {
-            Array(utf8).withUnsafeBytes { hasher.combine(bytes: $0) }  // the same bytes, the same hash
-        }
-    }
-
-    /// Equality of UTF-8 bytes.
-    fileprivate func sameBytes(as other: String) -> Bool {
-        let equal = utf8.withContiguousStorageIfAvailable { a in
-            other.utf8.withContiguousStorageIfAvailable { b in
-                a.count == b.count && (a.isEmpty || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
-            }
-        }
-        return (equal ?? nil) ?? utf8.elementsEqual(other.utf8)
     }
 }

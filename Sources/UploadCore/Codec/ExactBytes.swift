@@ -1,0 +1,40 @@
+/// Equality of bytes, as LMDB compares keys. Names are compared this way everywhere a key is:
+/// `String`'s own `==` also equates canonically equivalent Unicode, which two keys can differ by.
+public enum ExactBytes {
+    /// Whether two buffers hold the same bytes, compared eight at a time (UploadCore links no C
+    /// library, and a generic `elementsEqual` measured 13 % of replay's decoding).
+    public static func equal(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        var offset = 0
+        while offset + 8 <= a.count {
+            guard a.loadUnaligned(fromByteOffset: offset, as: UInt64.self) == b.loadUnaligned(fromByteOffset: offset, as: UInt64.self) else {
+                return false
+            }
+            offset += 8
+        }
+        while offset < a.count {
+            guard a[offset] == b[offset] else { return false }
+            offset += 1
+        }
+        return true
+    }
+}
+
+extension String {
+    /// Equality of UTF-8 bytes (``ExactBytes``).
+    public func sameBytes(as other: String) -> Bool {
+        let equal = utf8.withContiguousStorageIfAvailable { a in
+            other.utf8.withContiguousStorageIfAvailable { b in ExactBytes.equal(UnsafeRawBufferPointer(a), UnsafeRawBufferPointer(b)) }
+        }
+        return (equal ?? nil) ?? utf8.elementsEqual(other.utf8)
+    }
+
+    /// Feeds the UTF-8 bytes and their count to `hasher` in one call where the string is contiguous:
+    /// the hash that goes with ``sameBytes(as:)``.
+    public func hashBytes(into hasher: inout Hasher) {
+        hasher.combine(utf8.count)
+        if utf8.withContiguousStorageIfAvailable({ hasher.combine(bytes: UnsafeRawBufferPointer($0)) }) == nil {
+            Array(utf8).withUnsafeBytes { hasher.combine(bytes: $0) }  // the same bytes, the same hash
+        }
+    }
+}
