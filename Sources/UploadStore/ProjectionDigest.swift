@@ -30,7 +30,7 @@ enum ProjectionDigest {
     static func of(_ tables: InMemoryProjectionState) -> SHA256.Digest {
         var hasher = Hasher()
         for table in ProjectionTable.allCases.sorted() {
-            for entry in tables.entries(table) { hasher.add(table, entry.key, entry.value) }
+            tables.forEachEntry(table) { hasher.add(table, $0, $1) }
         }
         return hasher.sha.finalize()
     }

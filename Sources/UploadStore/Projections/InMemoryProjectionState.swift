@@ -89,26 +89,36 @@ struct InMemoryProjectionState: MutableProjectionState, Sendable {
     /// Every entry of `table` as LMDB holds it: its key (``ProjectionKey``, as
     /// ``KeyedProjectionTables`` lays it out) and encoded record, in key byte order.
     func entries(_ table: ProjectionTable) -> [(key: [UInt8], value: [UInt8])] {
-        func keyed<Name, R: FieldRecord>(_ records: [Name: R], _ key: (Name) -> [UInt8]) -> [(key: [UInt8], value: [UInt8])] {
-            records.map { (key($0.key), $0.value.encoded()) }.sorted { ProjectionKey.precedes($0.key, $1.key) }
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        forEachEntry(table) { entries.append(($0, $1)) }
+        return entries
+    }
+
+    /// Hands each entry of ``entries(_:)`` to `body` in turn, encoding each record only when its
+    /// turn comes: the digest holds no list of every encoded record (a million of them cost it
+    /// more in page faults than in hashing).
+    func forEachEntry(_ table: ProjectionTable, _ body: (_ key: [UInt8], _ value: [UInt8]) -> Void) {
+        func keyed<Name, R: FieldRecord>(_ records: [Name: R], _ key: (Name) -> [UInt8]) {
+            let sorted = records.map { (key: key($0.key), record: $0.value) }.sorted { ProjectionKey.precedes($0.key, $1.key) }
+            for entry in sorted { body(entry.key, entry.record.encoded()) }
         }
-        func scoped<R: FieldRecord>(_ records: [ExactRepository: [ExactString: R]]) -> [(key: [UInt8], value: [UInt8])] {
-            var entries: [(key: [UInt8], value: [UInt8])] = []
+        func scoped<R: FieldRecord>(_ records: [ExactRepository: [ExactString: R]]) {
+            var entries: [(key: [UInt8], record: R)] = []
             for (repository, items) in records {
                 let prefix = ProjectionKey.repositoryPrefix(repository.ref)
-                for (name, record) in items { entries.append((prefix + Array(name.string.utf8), record.encoded())) }
+                for (name, record) in items { entries.append((prefix + Array(name.string.utf8), record)) }
             }
-            return entries.sorted { ProjectionKey.precedes($0.key, $1.key) }
+            for entry in entries.sorted(by: { ProjectionKey.precedes($0.key, $1.key) }) { body(entry.key, entry.record.encoded()) }
         }
-        return switch table {
+        switch table {
         case .sessions: keyed(sessions) { ProjectionKey.session($0.string) }
         case .repositories: keyed(repositories) { ProjectionKey.repository($0.ref) }
         case .activeUploads: keyed(activeUploads.mapValues(RepositoryMark.init)) { ProjectionKey.session($0.string) }
         case .layers: scoped(layers)
         case .images: scoped(images)
         case .imageTags: scoped(tags)
-        case .initiations: initiations.encodedInOrder()
-        case .invocationMarks: invocationMarks.encodedInOrder()
+        case .initiations: initiations.forEachInOrder(body)
+        case .invocationMarks: invocationMarks.forEachInOrder(body)
         }
     }
 

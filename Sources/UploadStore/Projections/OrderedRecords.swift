@@ -34,5 +34,8 @@ struct OrderedRecords<R: FieldRecord & Sendable>: Sendable {
         }
     }
 
-    func encodedInOrder() -> [(key: [UInt8], value: [UInt8])] { entries.map { ($0.key, $0.record.encoded()) } }
+    /// Each key and encoded record in key order, encoded one at a time.
+    func forEachInOrder(_ body: (_ key: [UInt8], _ value: [UInt8]) -> Void) {
+        for entry in entries { body(entry.key, entry.record.encoded()) }
+    }
 }
