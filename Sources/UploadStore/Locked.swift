@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Not the standard library's `Mutex`: on Linux its lock is a futex inside the prebuilt
 /// Synchronization library, which ThreadSanitizer cannot see, so TSan reports every guarded access
-/// as a race and `Tools/sanitize` (and the test run's TSan step) would fail on correct code.
+/// as a race and `Tools/sanitize` would fail on correct code.
 /// `NSLock` is a pthread mutex, which TSan understands.
 public final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()

@@ -50,7 +50,7 @@ enum ProjectionCatchUp {
             for table in ProjectionTable.allCases {
                 let database = projections.schema.database(table)
                 try ptxn.clear(database)
-                for entry in state.entries(table) { try ptxn.put(database, entry.key, entry.value, options: .append) }
+                try state.forEachEntry(table) { try ptxn.put(database, $0, $1, options: .append) }
             }
             try ProjectionCheckpoint(position: tail, version: Projector.version).write(ptxn, projections.schema)
         }

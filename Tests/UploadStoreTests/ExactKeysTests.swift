@@ -13,8 +13,8 @@ struct ExactKeysTests {
         #expect(map[ExactString(composed)] == 1 && map[ExactString(decomposed)] == 2)
     }
 
-    /// Equal bytes are equal keys with equal hashes; a difference anywhere, in the words compared
-    /// eight bytes at a time or in the bytes after them, is a different key.
+    /// Equal bytes are equal keys with equal hashes; a one-byte change anywhere is a different key.
+    /// (The byte comparison behind a matching hash is ``ExactBytesTests``'s.)
     @Test(arguments: [0, 7, 8, 15, 16, 19])
     func keysDifferingAtAnyByte_areDifferent(at index: Int) {
         let base = Array("0123456789abcdefghij".utf8)

@@ -27,7 +27,7 @@ extension ECRPublicService {
                 let images = try ids.map { id in
                     let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try snapshot.tag(ref, $0)?.imageDigest }
                     guard let digest, let image = try snapshot.image(ref, digest),
-                          id.imageTag.map({ tag in image.tags.contains { $0.utf8.elementsEqual(tag.utf8) } }) ?? true else {
+                          id.imageTag.map({ tag in image.tags.contains { $0.sameBytes(as: tag) } }) ?? true else {
                         throw CommandError(.imageNotFound, "The image with imageId {imageDigest:'\(id.imageDigest ?? "null")', imageTag:'\(id.imageTag ?? "null")'} does not exist within the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
                     }
                     return image

@@ -1,8 +1,9 @@
 /// Equality of bytes, as LMDB compares keys. Names are compared this way everywhere a key is:
 /// `String`'s own `==` also equates canonically equivalent Unicode, which two keys can differ by.
 public enum ExactBytes {
-    /// Whether two buffers hold the same bytes, compared eight at a time (UploadCore links no C
-    /// library, and a generic `elementsEqual` measured 13 % of replay's decoding).
+    /// Whether two buffers hold the same bytes, compared eight at a time: a generic
+    /// `elementsEqual` here measured 13 % of replay's decoding thread (BENCHMARKS.md), and the
+    /// domain's code calls no C library.
     public static func equal(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
         guard a.count == b.count else { return false }
         var offset = 0

@@ -6,8 +6,9 @@ import UploadCore
 /// It keeps what ``MutableProjectionState`` means, not LMDB's keys: each record is a value in a
 /// dictionary keyed by what names it, so a fold builds no key bytes, boxes no record and casts
 /// nothing (keyed byte tables cost replay a third of its fold). Keys and encoded values are made
-/// only for the digest (``entries(_:)``), with the store's own key functions (``ProjectionKey``),
-/// so the bytes are LMDB's; `upload-replay verify` compares the two.
+/// only for the digest and for writing a rebuild out (``forEachEntry(_:_:)``), with the store's
+/// own key functions (``ProjectionKey``), so the bytes are LMDB's; `upload-replay verify` compares
+/// the two.
 ///
 /// Names are compared and hashed by their UTF-8 bytes, as LMDB compares keys.
 struct InMemoryProjectionState: MutableProjectionState, Sendable {
@@ -32,8 +33,9 @@ struct InMemoryProjectionState: MutableProjectionState, Sendable {
     func repository(_ ref: RepositoryRef) -> RepositorySummary? { repositories[ExactRepository(ref)] }
 
     func activeUploads(in ref: RepositoryRef) -> [String] {
-        let repository = ExactRepository(ref)
-        return Self.inByteOrder(activeUploads.compactMap { ExactRepository($0.value) == repository ? $0.key : nil })
+        Self.inByteOrder(activeUploads.compactMap {
+            $0.value.registryId.sameBytes(as: ref.registryId) && $0.value.repositoryName.sameBytes(as: ref.repositoryName) ? $0.key : nil
+        })
     }
 
     func allActiveUploads() -> [String] { Self.inByteOrder(Array(activeUploads.keys)) }
@@ -97,28 +99,28 @@ struct InMemoryProjectionState: MutableProjectionState, Sendable {
     /// Hands each entry of ``entries(_:)`` to `body` in turn, encoding each record only when its
     /// turn comes: the digest holds no list of every encoded record (a million of them cost it
     /// more in page faults than in hashing).
-    func forEachEntry(_ table: ProjectionTable, _ body: (_ key: [UInt8], _ value: [UInt8]) -> Void) {
-        func keyed<Name, R: FieldRecord>(_ records: [Name: R], _ key: (Name) -> [UInt8]) {
+    func forEachEntry(_ table: ProjectionTable, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) rethrows {
+        func keyed<Name, R: FieldRecord>(_ records: [Name: R], _ key: (Name) -> [UInt8]) throws {
             let sorted = records.map { (key: key($0.key), record: $0.value) }.sorted { ProjectionKey.precedes($0.key, $1.key) }
-            for entry in sorted { body(entry.key, entry.record.encoded()) }
+            for entry in sorted { try body(entry.key, entry.record.encoded()) }
         }
-        func scoped<R: FieldRecord>(_ records: [ExactRepository: [ExactString: R]]) {
+        func scoped<R: FieldRecord>(_ records: [ExactRepository: [ExactString: R]]) throws {
             var entries: [(key: [UInt8], record: R)] = []
             for (repository, items) in records {
                 let prefix = ProjectionKey.repositoryPrefix(repository.ref)
                 for (name, record) in items { entries.append((prefix + Array(name.string.utf8), record)) }
             }
-            for entry in entries.sorted(by: { ProjectionKey.precedes($0.key, $1.key) }) { body(entry.key, entry.record.encoded()) }
+            for entry in entries.sorted(by: { ProjectionKey.precedes($0.key, $1.key) }) { try body(entry.key, entry.record.encoded()) }
         }
         switch table {
-        case .sessions: keyed(sessions) { ProjectionKey.session($0.string) }
-        case .repositories: keyed(repositories) { ProjectionKey.repository($0.ref) }
-        case .activeUploads: keyed(activeUploads.mapValues(RepositoryMark.init)) { ProjectionKey.session($0.string) }
-        case .layers: scoped(layers)
-        case .images: scoped(images)
-        case .imageTags: scoped(tags)
-        case .initiations: initiations.forEachInOrder(body)
-        case .invocationMarks: invocationMarks.forEachInOrder(body)
+        case .sessions: try keyed(sessions) { ProjectionKey.session($0.string) }
+        case .repositories: try keyed(repositories) { ProjectionKey.repository($0.ref) }
+        case .activeUploads: try keyed(activeUploads.mapValues(RepositoryMark.init)) { ProjectionKey.session($0.string) }
+        case .layers: try scoped(layers)
+        case .images: try scoped(images)
+        case .imageTags: try scoped(tags)
+        case .initiations: try initiations.forEachInOrder(body)
+        case .invocationMarks: try invocationMarks.forEachInOrder(body)
         }
     }
 

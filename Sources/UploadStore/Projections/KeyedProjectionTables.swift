@@ -25,7 +25,7 @@ struct RepositoryMark: FieldRecord {
 
     init(_ ref: RepositoryRef) { repository = ref.description }
 
-    func belongs(to ref: RepositoryRef) -> Bool { repository.utf8.elementsEqual(ref.description.utf8) }
+    func belongs(to ref: RepositoryRef) -> Bool { repository.sameBytes(as: ref.description) }
 
     enum FieldTag: UInt64 { case repository = 1 }
     static var recordName: String { "repositoryMark" }

@@ -35,7 +35,7 @@ struct OrderedRecords<R: FieldRecord & Sendable>: Sendable {
     }
 
     /// Each key and encoded record in key order, encoded one at a time.
-    func forEachInOrder(_ body: (_ key: [UInt8], _ value: [UInt8]) -> Void) {
-        for entry in entries { body(entry.key, entry.record.encoded()) }
+    func forEachInOrder(_ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) rethrows {
+        for entry in entries { try body(entry.key, entry.record.encoded()) }
     }
 }
