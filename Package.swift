@@ -152,9 +152,19 @@ let package = Package(
     ]
 )
 
+// Tools/fuzz sets UPLOAD_COORDINATOR_FUZZ=1: this package's own code is built instrumented for
+// libFuzzer and AddressSanitizer, and the fuzzers are linked with both runtimes. Per target, not
+// with `-Xswiftc` or `--sanitize`: those reach the `@FieldRecord` macro's executable too, which
+// then gets libFuzzer's `main` (and gold fails on it under AddressSanitizer).
+let fuzzing = ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_FUZZ"] == "1"
+let fuzzedSwiftSettings: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"]), .define("FUZZING")] : []
+
 // The benchmarks and fuzzers are not part of the product: a build sees them only with
 // UPLOAD_COORDINATOR_TOOLS=1, which Tools/bench, Tools/fuzz and Tools/test set when they need them
 // (as Hummingbird keeps its benchmarks behind ENABLE_HB_BENCHMARKS).
+// A fuzzer's entry point hands control to libFuzzer's driver (see each fuzzer's source).
+let fuzzerEntrySettings: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-parse-as-library"])] : []
+let fuzzerLinkerSettings: [LinkerSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
 if ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_TOOLS"] == "1" {
     package.products.append(.executable(name: "upload-bench", targets: ["UploadBench"]))
     package.targets += [
@@ -172,7 +182,9 @@ if ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_TOOLS"] == "1" {
         ),
         // libFuzzer targets, fuzzing when Tools/fuzz builds them (with -sanitize=fuzzer). This
         // one: the request mapping, the command validators and the event decoder.
-        .executableTarget(name: "RequestFuzzer", dependencies: ["AWSJSON", "ECRRequests", "UploadCore"], path: "Tools/Fuzzers/Request", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "RequestFuzzer", dependencies: ["AWSJSON", "ECRRequests", "UploadCore"], path: "Tools/Fuzzers/Request",
+            swiftSettings: swiftSettings + fuzzerEntrySettings, linkerSettings: fuzzerLinkerSettings),
         // libFuzzer target for the HTTP layer itself: raw connections to the real server in process.
         .executableTarget(
             name: "HTTPFuzzer",
@@ -182,6 +194,13 @@ if ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_TOOLS"] == "1" {
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            path: "Tools/Fuzzers/HTTP", swiftSettings: swiftSettings)
+            path: "Tools/Fuzzers/HTTP", swiftSettings: swiftSettings + fuzzerEntrySettings, linkerSettings: fuzzerLinkerSettings)
     ]
+}
+
+// Every target of this package but the macro (a host tool, run by the compiler).
+if fuzzing {
+    for target in package.targets where target.type != .macro && target.type != .system {
+        target.swiftSettings = (target.swiftSettings ?? []) + fuzzedSwiftSettings
+    }
 }

@@ -9,7 +9,7 @@ import UploadStore
 import UploadService
 
 #if FUZZING
-// Tools/fuzz builds with -sanitize=fuzzer -parse-as-library -DFUZZING; see RequestFuzzer.swift.
+// Tools/fuzz builds with -sanitize=fuzzer,address -parse-as-library -DFUZZING; see RequestFuzzer.swift.
 @_silgen_name("LLVMFuzzerRunDriver")
 func LLVMFuzzerRunDriver(
     _ argc: UnsafeMutablePointer<Int32>,

@@ -3,7 +3,8 @@ import ECRRequests
 import UploadCore
 
 #if FUZZING
-// Tools/fuzz builds with -sanitize=fuzzer -parse-as-library -DFUZZING. SwiftPM makes the
+// Tools/fuzz builds with -sanitize=fuzzer,address -parse-as-library -DFUZZING (Package.swift,
+// UPLOAD_COORDINATOR_FUZZ). SwiftPM makes the
 // executable's entry point `RequestFuzzer_main`; it hands control to libFuzzer's driver (so
 // libFuzzer's own `main` is never linked in).
 @_silgen_name("LLVMFuzzerRunDriver")
