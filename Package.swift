@@ -48,7 +48,10 @@ let package = Package(
                 .product(name: "SwiftSyntaxBuilder", package: "swift-syntax"),
                 .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // A sanitizer build (`--sanitize`) instruments this executable too, and gold fails
+            // to link it under AddressSanitizer; the toolchain's lld does not.
+            linkerSettings: [.unsafeFlags(["-use-ld=lld"], .when(platforms: [.linux]))]
         ),
         // The domain: commands, events, decisions, projections, codecs. Pure; no I/O.
         .target(
@@ -158,13 +161,13 @@ let package = Package(
 // then gets libFuzzer's `main` (and gold fails on it under AddressSanitizer).
 let fuzzing = ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_FUZZ"] == "1"
 let fuzzedSwiftSettings: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"]), .define("FUZZING")] : []
+// A fuzzer's entry point hands control to libFuzzer's driver (see each fuzzer's source).
+let fuzzerEntrySettings: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-parse-as-library"])] : []
+let fuzzerLinkerSettings: [LinkerSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
 
 // The benchmarks and fuzzers are not part of the product: a build sees them only with
 // UPLOAD_COORDINATOR_TOOLS=1, which Tools/bench, Tools/fuzz and Tools/test set when they need them
 // (as Hummingbird keeps its benchmarks behind ENABLE_HB_BENCHMARKS).
-// A fuzzer's entry point hands control to libFuzzer's driver (see each fuzzer's source).
-let fuzzerEntrySettings: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-parse-as-library"])] : []
-let fuzzerLinkerSettings: [LinkerSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
 if ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_TOOLS"] == "1" {
     package.products.append(.executable(name: "upload-bench", targets: ["UploadBench"]))
     package.targets += [
@@ -198,7 +201,7 @@ if ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_TOOLS"] == "1" {
     ]
 }
 
-// Every target of this package but the macro (a host tool, run by the compiler).
+// Every target of this package but the macro (a host tool, run by the compiler): see `fuzzing`.
 if fuzzing {
     for target in package.targets where target.type != .macro && target.type != .system {
         target.swiftSettings = (target.swiftSettings ?? []) + fuzzedSwiftSettings
