@@ -11,8 +11,9 @@ public import UploadCore
 /// bound is what SDKs need: they retry within seconds to minutes (botocore's read timeout is 60 s).
 /// The count bounds what a writer holds and folds into memory when it starts: one entry per call in
 /// the window, about 170 bytes (the invocation id and its hash, the run, its place in the eviction
-/// order), so at most about 170 MB, and only under a sustained load of more than 280 calls a second. Under load
-/// the count is the shorter bound: at 20,000 calls a second a million events last 50 seconds.
+/// order), so at most about 170 MB, and only under a sustained load of more than 280 calls a
+/// second. Under load the count is the shorter bound: at 20,000 calls a second a million events
+/// last 50 seconds.
 public struct RetryWindow: Sendable, Equatable {
     public var events: UInt64
     public var duration: Duration

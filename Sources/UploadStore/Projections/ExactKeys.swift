@@ -1,47 +1,46 @@
 import UploadCore
 
-/// A string as a dictionary key, compared by its UTF-8 bytes (``UploadCore/ExactBytes``).
+/// A dictionary key compared by its bytes (``UploadCore/ExactBytes``), as LMDB compares keys.
 ///
 /// It carries its hash, computed once from the bytes: a lookup then compares the hashes of the
 /// keys it probes, which sit in the dictionary's own storage, and reads a key's bytes (elsewhere
 /// in memory) only for a key with the same hash. Comparing the probed keys' bytes, and hashing
 /// every key again on each resize, were a third of replay's fold.
-struct ExactString: Hashable, Sendable {
-    let string: String
+struct ExactKey<Value: ExactlyCompared>: Hashable, Sendable {
+    let value: Value
     private let fingerprint: Int
 
-    init(_ string: String) {
-        self.string = string
+    init(_ value: Value) {
+        self.value = value
         var hasher = Hasher()
-        string.hashBytes(into: &hasher)
+        value.hashBytes(into: &hasher)
         fingerprint = hasher.finalize()
     }
 
-    static func == (a: ExactString, b: ExactString) -> Bool {
-        a.fingerprint == b.fingerprint && a.string.sameBytes(as: b.string)
-    }
+    static func == (a: ExactKey, b: ExactKey) -> Bool { a.fingerprint == b.fingerprint && a.value.sameBytes(as: b.value) }
 
     func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
 }
 
-/// A repository as a dictionary key, compared by the bytes of its two names; it carries its hash
-/// as ``ExactString`` does.
-struct ExactRepository: Hashable, Sendable {
-    let ref: RepositoryRef
-    private let fingerprint: Int
+typealias ExactString = ExactKey<String>
+typealias ExactRepository = ExactKey<RepositoryRef>
 
-    init(_ ref: RepositoryRef) {
-        self.ref = ref
-        var hasher = Hasher()
-        ref.registryId.hashBytes(into: &hasher)
-        ref.repositoryName.hashBytes(into: &hasher)
-        fingerprint = hasher.finalize()
+/// A value that an ``ExactKey`` can hold: compared and hashed by its bytes.
+protocol ExactlyCompared: Sendable {
+    func sameBytes(as other: Self) -> Bool
+    func hashBytes(into hasher: inout Hasher)
+}
+
+extension String: ExactlyCompared {}
+
+extension RepositoryRef: ExactlyCompared {
+    /// Both names' bytes; each name's length goes into the hash, so "ab" + "c" is not "a" + "bc".
+    func sameBytes(as other: RepositoryRef) -> Bool {
+        registryId.sameBytes(as: other.registryId) && repositoryName.sameBytes(as: other.repositoryName)
     }
 
-    static func == (a: ExactRepository, b: ExactRepository) -> Bool {
-        a.fingerprint == b.fingerprint && a.ref.registryId.sameBytes(as: b.ref.registryId)
-            && a.ref.repositoryName.sameBytes(as: b.ref.repositoryName)
+    func hashBytes(into hasher: inout Hasher) {
+        registryId.hashBytes(into: &hasher)
+        repositoryName.hashBytes(into: &hasher)
     }
-
-    func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
 }

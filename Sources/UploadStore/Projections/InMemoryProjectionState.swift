@@ -33,9 +33,7 @@ struct InMemoryProjectionState: MutableProjectionState, Sendable {
     func repository(_ ref: RepositoryRef) -> RepositorySummary? { repositories[ExactRepository(ref)] }
 
     func activeUploads(in ref: RepositoryRef) -> [String] {
-        Self.inByteOrder(activeUploads.compactMap {
-            $0.value.registryId.sameBytes(as: ref.registryId) && $0.value.repositoryName.sameBytes(as: ref.repositoryName) ? $0.key : nil
-        })
+        Self.inByteOrder(activeUploads.compactMap { $0.value.sameBytes(as: ref) ? $0.key : nil })
     }
 
     func allActiveUploads() -> [String] { Self.inByteOrder(Array(activeUploads.keys)) }
@@ -107,15 +105,15 @@ struct InMemoryProjectionState: MutableProjectionState, Sendable {
         func scoped<R: FieldRecord>(_ records: [ExactRepository: [ExactString: R]]) throws {
             var entries: [(key: [UInt8], record: R)] = []
             for (repository, items) in records {
-                let prefix = ProjectionKey.repositoryPrefix(repository.ref)
-                for (name, record) in items { entries.append((prefix + Array(name.string.utf8), record)) }
+                let prefix = ProjectionKey.repositoryPrefix(repository.value)
+                for (name, record) in items { entries.append((prefix + Array(name.value.utf8), record)) }
             }
             for entry in entries.sorted(by: { ProjectionKey.precedes($0.key, $1.key) }) { try body(entry.key, entry.record.encoded()) }
         }
         switch table {
-        case .sessions: try keyed(sessions) { ProjectionKey.session($0.string) }
-        case .repositories: try keyed(repositories) { ProjectionKey.repository($0.ref) }
-        case .activeUploads: try keyed(activeUploads.mapValues(RepositoryMark.init)) { ProjectionKey.session($0.string) }
+        case .sessions: try keyed(sessions) { ProjectionKey.session($0.value) }
+        case .repositories: try keyed(repositories) { ProjectionKey.repository($0.value) }
+        case .activeUploads: try keyed(activeUploads.mapValues(RepositoryMark.init)) { ProjectionKey.session($0.value) }
         case .layers: try scoped(layers)
         case .images: try scoped(images)
         case .imageTags: try scoped(tags)
@@ -125,6 +123,6 @@ struct InMemoryProjectionState: MutableProjectionState, Sendable {
     }
 
     private static func inByteOrder(_ names: [ExactString]) -> [String] {
-        names.map { Array($0.string.utf8) }.sorted(by: ProjectionKey.precedes).map { String(decoding: $0, as: UTF8.self) }
+        names.map { Array($0.value.utf8) }.sorted(by: ProjectionKey.precedes).map { String(decoding: $0, as: UTF8.self) }
     }
 }
