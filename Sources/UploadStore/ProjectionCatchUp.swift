@@ -35,11 +35,11 @@ enum ProjectionCatchUp {
     private static func rebuild(
         _ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, from seen: ProjectionCheckpoint
     ) throws {
-        let (state, tail): (InMemoryProjectionState, UInt64)
+        let (state, tail): (FlatProjectionState, UInt64)
         do {
             (state, tail) = try log.read { txn in
                 let tail = try EventLog.tail(txn, schema)?.position ?? 0
-                return (try Replayer.rebuild(txn, schema, upTo: tail, decoding: .projected, foldingApart: true, tick: {}), tail)
+                return (try Replayer.rebuild(txn, schema, upTo: tail, foldingApart: true, tick: {}), tail)
             }
         } catch let failure as Replayer.Failure {
             throw StoreError(.corrupt, "the projections cannot be rebuilt: \(failure)")

@@ -11,7 +11,7 @@ import UploadCore
 enum ProjectionDigest {
     typealias Entry = (table: ProjectionTable, key: [UInt8], value: [UInt8])
 
-    static func entries(_ tables: InMemoryProjectionState) -> [Entry] {
+    static func entries(_ tables: some ProjectionEntries) -> [Entry] {
         ProjectionTable.allCases.sorted().flatMap { table in tables.entries(table).map { (table, $0.key, $0.value) } }
     }
 
@@ -27,7 +27,7 @@ enum ProjectionDigest {
     }
 
     /// The digest of rebuilt tables, hashed one table at a time (no list of every entry).
-    static func of(_ tables: InMemoryProjectionState) -> SHA256.Digest {
+    static func of(_ tables: some ProjectionEntries) -> SHA256.Digest {
         var hasher = Hasher()
         for table in ProjectionTable.allCases.sorted() {
             tables.forEachEntry(table) { hasher.add(table, $0, $1) }

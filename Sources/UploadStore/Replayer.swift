@@ -101,7 +101,7 @@ public enum Replayer {
             let schema = try Schema(txn)
             let start = ContinuousClock.now
             let count = try EventLog.tail(txn, schema)?.position ?? 0
-            let tables = try rebuild(txn, schema, upTo: count, decoding: .projected, foldingApart: true, tick: {})
+            let tables = try rebuild(txn, schema, upTo: count, foldingApart: true, tick: {})
             let elapsed = ContinuousClock.now - start
             return Rebuild(
                 events: count, seconds: elapsed.seconds,
@@ -144,11 +144,11 @@ public enum Replayer {
                 // what projections read, and the two digests must still agree.
                 second = BackgroundWork {
                     try environment.read { txn in
-                        let tables = try rebuild(txn, schema, upTo: size, decoding: .whole, tick: counter.tick)
+                        let tables = try rebuild(txn, schema, upTo: size, into: InMemoryProjectionState.self, tick: counter.tick)
                         return (tables, ProjectionDigest.of(tables))
                     }
                 }
-                let first = try rebuild(txn, schema, upTo: size, decoding: .projected, tick: counter.tick)
+                let first = try rebuild(txn, schema, upTo: size, tick: counter.tick)
                 let firstDigest = ProjectionDigest.of(first)
                 try verifyMerkleTree(txn, schema, size: size, tick: counter.tick)
                 let liveDigest = try ProjectionDigest.ofLive(ptxn, projections.schema)
@@ -167,7 +167,7 @@ public enum Replayer {
                 guard checkpoint.position == size || writers.writersOpen else {
                     throw Failure.mismatch("the projections are at position \(checkpoint.position) but the log ends at \(size), and no store is open to fold the rest in")
                 }
-                let live = checkpoint.position == size ? first : try rebuild(txn, schema, upTo: checkpoint.position, decoding: .projected, tick: {})
+                let live = checkpoint.position == size ? first : try rebuild(txn, schema, upTo: checkpoint.position, tick: {})
                 let liveRebuildDigest = checkpoint.position == size ? firstDigest : ProjectionDigest.of(live)
                 // Named now, while the live tables can be read; reported after the rebuilds are compared.
                 let liveDifference = liveDigest == liveRebuildDigest ? nil : ProjectionDigest.firstDifference(
@@ -250,56 +250,64 @@ public enum Replayer {
         if let failure { throw Failure.log(failure) }
     }
 
-    /// How much of each record a rebuild decodes.
-    enum RecordDecoding {
-        /// What the projections read (``ProjectedEvent``): the fast fold.
-        case projected
-        /// The whole record (``EventEnvelope``), metadata included: proves every record decodes.
-        case whole
-    }
-
-    /// Folds the log's first `size` events into fresh in-memory tables, checking that positions
-    /// are dense and every record decodes as far as `decoding` reads it.
+    /// Folds the log's first `size` events into a fresh `State`, checking that positions are dense
+    /// and every record decodes as far as `State` reads it (``ReplayState``).
     ///
     /// - Parameter foldingApart: decode on this thread and fold on another, handing over chunks of
     ///   `chunk` events (at most four waiting): decoding is about half of a rebuild, so a lone
     ///   rebuild takes the time of the larger half on two cores. The fold is the same sequential
     ///   fold in log order either way, so the result is identical (tested); verify, which already
     ///   runs two rebuilds side by side, folds each on its own thread.
-    static func rebuild(
-        _ txn: Transaction, _ schema: Schema, upTo size: UInt64, decoding: RecordDecoding, foldingApart: Bool = false,
-        chunk: Int = 1024, tick: () -> Void
-    ) throws -> InMemoryProjectionState {
+    static func rebuild<State: ReplayState>(
+        _ txn: Transaction, _ schema: Schema, upTo size: UInt64, into: State.Type = FlatProjectionState.self,
+        foldingApart: Bool = false, chunk: Int = 1024, tick: () -> Void
+    ) throws -> State {
+        var events = DecodedChunk<State.Event>(capacity: chunk)
         guard foldingApart else {
-            var tables = InMemoryProjectionState()
-            try decode(txn, schema, upTo: size, decoding, tick: tick) { try fold($0, into: &tables) }
-            return tables
+            var state = State()
+            do {
+                try decode(txn, schema, upTo: size, tick: tick) { position, record in
+                    events.events.append(try State.decode(position: position, record: record, into: &events.bytes))
+                    guard events.events.count == chunk else { return }
+                    do { try state.fold(events) } catch { throw Refused(failure: error) }
+                    events.removeAll()
+                }
+            } catch let refused as Refused {
+                throw refused.failure
+            } catch {
+                // As folding apart: an event decoded before the failure that the fold refuses is
+                // the first problem.
+                try state.fold(events)
+                throw error
+            }
+            try state.fold(events)
+            return state
         }
-        let handOver = ChunkQueue<ProjectedEvent>()
-        let folder = BackgroundWork { () throws -> InMemoryProjectionState in
-            var tables = InMemoryProjectionState()
+        let handOver = ChunkQueue<DecodedChunk<State.Event>>()
+        let folder = BackgroundWork { () throws -> State in
+            var state = State()
             do {
                 while let events = handOver.take() {
-                    for event in events { try fold(event, into: &tables) }
+                    try state.fold(events)
+                    handOver.recycle(events)
                 }
             } catch {
                 handOver.cancel()
                 throw error
             }
-            return tables
+            return state
         }
         defer {
             handOver.cancel()
             folder.wait()
         }
-        var events: [ProjectedEvent] = []
-        events.reserveCapacity(chunk)
         do {
-            try decode(txn, schema, upTo: size, decoding, tick: tick) { event in
-                events.append(event)
-                guard events.count == chunk else { return }
+            try decode(txn, schema, upTo: size, tick: tick) { position, record in
+                events.events.append(try State.decode(position: position, record: record, into: &events.bytes))
+                guard events.events.count == chunk else { return }
                 if !handOver.put(events) { throw Stopped() }
-                events.removeAll(keepingCapacity: true)
+                events = handOver.reusable() ?? DecodedChunk(capacity: chunk)
+                events.removeAll()
             }
         } catch {
             // The events decoded before the failure are folded first: an earlier event the fold
@@ -317,19 +325,17 @@ public enum Replayer {
     /// The folder stopped (it met an event it cannot fold): its error is the one to report.
     private struct Stopped: Error {}
 
-    private static func fold(_ event: ProjectedEvent, into tables: inout InMemoryProjectionState) throws {
-        do {
-            try Projector.apply(event, to: &tables)
-        } catch {
-            throw Failure.log("the \(event.event.type.name) at position \(event.position) contradicts the events before it: \(error)")
-        }
+    /// The fold refused an event of a chunk it was folding in line.
+    private struct Refused: Error {
+        let failure: any Error
     }
 
-    /// Decodes the log's first `size` events in order, checking that positions are dense, and
-    /// hands each to `body` (a ``Stopped`` from it ends the walk quietly).
+    /// Walks the log's first `size` records in order, checking that positions are dense, and hands
+    /// each to `body` (a ``Stopped`` from it ends the walk quietly); a record `body` cannot decode
+    /// is reported as log damage.
     private static func decode(
-        _ txn: Transaction, _ schema: Schema, upTo size: UInt64, _ decoding: RecordDecoding, tick: () -> Void,
-        _ body: (ProjectedEvent) throws -> Void
+        _ txn: Transaction, _ schema: Schema, upTo size: UInt64, tick: () -> Void,
+        _ body: (_ position: UInt64, _ record: UnsafeRawBufferPointer) throws -> Void
     ) throws {
         var expected: UInt64 = 1
         do {
@@ -341,17 +347,11 @@ public enum Replayer {
                 guard position == expected else {
                     throw Failure.log("position \(expected) is missing (the next event is at \(position))")
                 }
-                let event: ProjectedEvent
                 do {
-                    let bytes = Array(value)[...]
-                    event = switch decoding {
-                    case .projected: try ProjectedEvent(position: position, decoding: bytes)
-                    case .whole: ProjectedEvent(try EventEnvelope(position: position, decoding: bytes))
-                    }
-                } catch {
+                    try body(position, value)
+                } catch let error as CodecError {
                     throw Failure.log("the event at position \(position) does not decode: \(error)")
                 }
-                try body(event)
                 expected += 1
                 tick()
                 return true
@@ -363,34 +363,131 @@ public enum Replayer {
     }
 }
 
+/// The events of one chunk of a rebuild, and the bytes their names point into.
+struct DecodedChunk<Event: Sendable>: Sendable {
+    var events: [Event] = []
+    var bytes: [UInt8] = []
+
+    /// Room for `capacity` events of a typical size, so that filling a chunk does not grow it.
+    init(capacity: Int) {
+        events.reserveCapacity(capacity)
+        bytes.reserveCapacity(capacity * 1024)
+    }
+
+    mutating func removeAll() {
+        events.removeAll(keepingCapacity: true)
+        bytes.removeAll(keepingCapacity: true)
+    }
+}
+
+/// A state a rebuild folds the log into, and how much of each record it decodes for it.
+protocol ReplayState: ProjectionEntries {
+    associatedtype Event: Sendable
+    init()
+    /// Decodes the record at `position`; what the event points into is appended to `bytes`.
+    static func decode(position: UInt64, record: UnsafeRawBufferPointer, into bytes: inout [UInt8]) throws(CodecError) -> Event
+    /// Folds the chunk's events in order; throws ``Replayer/Failure/log(_:)`` naming the first it cannot fold.
+    mutating func fold(_ chunk: DecodedChunk<Event>) throws
+}
+
+extension Replayer.Failure {
+    static func contradiction(_ type: EventType, at position: UInt64, _ error: any Error) -> Replayer.Failure {
+        .log("the \(type.name) at position \(position) contradicts the events before it: \(error)")
+    }
+}
+
+/// The fast rebuild: what the projections read, folded flat (replay, the first rebuild of verify,
+/// a full rebuild of the projections).
+extension FlatProjectionState: ReplayState {
+    static func decode(position: UInt64, record: UnsafeRawBufferPointer, into bytes: inout [UInt8]) throws(CodecError) -> FlatEvent {
+        try FlatEvent(position: position, record: record, appendingTo: &bytes)
+    }
+
+    mutating func fold(_ chunk: DecodedChunk<FlatEvent>) throws {
+        try chunk.bytes.withUnsafeBytes { bytes in
+            for event in chunk.events {
+                switch event {
+                case .upload(let event):
+                    do {
+                        try apply(event, in: bytes)
+                    } catch {
+                        throw Replayer.Failure.contradiction(event.type, at: event.position, error)
+                    }
+                case .decoded(let event):
+                    do {
+                        try Projector.apply(event, to: &self)
+                    } catch {
+                        throw Replayer.Failure.contradiction(event.event.type, at: event.position, error)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The proving rebuild: every record decoded whole, metadata included (so that verify proves each
+/// one decodes), and folded by ``Projector`` into typed records: the second rebuild of verify,
+/// which must agree with the flat one.
+extension InMemoryProjectionState: ReplayState {
+    static func decode(position: UInt64, record: UnsafeRawBufferPointer, into bytes: inout [UInt8]) throws(CodecError) -> ProjectedEvent {
+        ProjectedEvent(try EventEnvelope(position: position, decoding: Array(record)[...]))
+    }
+
+    mutating func fold(_ chunk: DecodedChunk<ProjectedEvent>) throws {
+        for event in chunk.events {
+            do {
+                try Projector.apply(event, to: &self)
+            } catch {
+                throw Replayer.Failure.contradiction(event.event.type, at: event.position, error)
+            }
+        }
+    }
+}
+
 /// Chunks handed from one thread to another, at most `capacity` waiting: the decoder waits when
-/// the folder falls behind, so memory stays bounded.
-private final class ChunkQueue<Item: Sendable>: @unchecked Sendable {
+/// the folder falls behind, so memory stays bounded. Chunks the folder is done with come back to
+/// be filled again, so their buffers are allocated (and their pages faulted in) only once.
+private final class ChunkQueue<Chunk: Sendable>: @unchecked Sendable {
     private let condition = NSCondition()
-    private var chunks: [[Item]] = []
+    private var chunks: [Chunk] = []
+    private var done: [Chunk] = []
     private var finished = false
     private var cancelled = false
     private let capacity = 4
 
     /// - Returns: `false` once the queue was cancelled (the taker stopped).
-    func put(_ chunk: [Item]) -> Bool {
+    func put(_ chunk: Chunk) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         while chunks.count >= capacity && !cancelled { condition.wait() }
         guard !cancelled else { return false }
-        if !chunk.isEmpty { chunks.append(chunk) }
+        chunks.append(chunk)
         condition.broadcast()
         return true
     }
 
     /// The next chunk; `nil` once everything put was taken and ``finish()`` was called, or on cancel.
-    func take() -> [Item]? {
+    func take() -> Chunk? {
         condition.lock()
         defer { condition.unlock() }
         while chunks.isEmpty && !finished && !cancelled { condition.wait() }
         guard !cancelled, !chunks.isEmpty else { return nil }
         defer { condition.broadcast() }
         return chunks.removeFirst()
+    }
+
+    /// Hands back a chunk the taker has folded.
+    func recycle(_ chunk: Chunk) {
+        condition.lock()
+        defer { condition.unlock() }
+        if done.count < capacity { done.append(chunk) }
+    }
+
+    /// A chunk handed back, to fill again, if there is one.
+    func reusable() -> Chunk? {
+        condition.lock()
+        defer { condition.unlock() }
+        return done.popLast()
     }
 
     func finish() {

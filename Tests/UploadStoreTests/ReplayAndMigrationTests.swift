@@ -121,7 +121,7 @@ struct ReplayAndMigrationTests {
                 let size = try EventLog.tail(txn, schema)?.position ?? 0
                 func digest(_ apart: Bool) -> Result<[UInt8], Replayer.Failure> {
                     Result {
-                        Array(ProjectionDigest.of(try Replayer.rebuild(txn, schema, upTo: size, decoding: .projected, foldingApart: apart, chunk: chunk, tick: {})))
+                        Array(ProjectionDigest.of(try Replayer.rebuild(txn, schema, upTo: size, foldingApart: apart, chunk: chunk, tick: {})))
                     }.mapError { $0 as! Replayer.Failure }
                 }
                 return (digest(false), digest(true))

@@ -19,6 +19,21 @@ public enum ExactBytes {
         }
         return true
     }
+
+    /// Whether every byte is ASCII, checked eight at a time: ASCII is valid UTF-8, so a fast path
+    /// can take such text without the full check.
+    public static func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0, high: UInt64 = 0
+        while offset + 8 <= bytes.count {
+            high |= bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            offset += 8
+        }
+        while offset < bytes.count {
+            high |= UInt64(bytes[offset])
+            offset += 1
+        }
+        return high & 0x8080_8080_8080_8080 == 0
+    }
 }
 
 extension String {

@@ -186,7 +186,12 @@ public struct ProjectionError: Error, CustomStringConvertible, Sendable {
     public let reason: String
 
     init(_ envelope: ProjectedEvent, _ reason: String) {
-        self.position = envelope.position
+        self.init(position: envelope.position, reason)
+    }
+
+    /// For a fold of the store's own (replay's flat state), which must refuse what ``Projector`` refuses, in the same words.
+    package init(position: UInt64, _ reason: String) {
+        self.position = position
         self.reason = reason
     }
 

@@ -186,3 +186,27 @@ public struct InvocationMark: FieldRecord {
     enum FieldTag: UInt64 { case invocationId = 1, requestId, recordedAt }
     public static var recordName: String { "invocationMark" }
 }
+
+// Every field, for a store that keeps records in a layout of its own and makes them only to
+// write or hash them (replay's flat state).
+extension UploadSession {
+    package init(
+        restoring uploadId: String, registryId: String, repositoryName: String, partSize: UInt64, state: State,
+        initiatedAt: Timestamp, initiatedPosition: UInt64, lastActivityAt: Timestamp, lastPosition: UInt64,
+        bytesReceived: UInt64, partCount: UInt64, lastPartFirstByte: UInt64?, lastPartLastByte: UInt64?,
+        lastPartDigest: String?, hasSmallNonFinalPart: Bool, layerDigest: String?
+    ) {
+        self.init(
+            uploadId: uploadId, registryId: registryId, repositoryName: repositoryName, partSize: partSize, state: state,
+            initiatedAt: initiatedAt, initiatedPosition: initiatedPosition, lastActivityAt: lastActivityAt,
+            lastPosition: lastPosition, bytesReceived: bytesReceived, partCount: partCount,
+            lastPartFirstByte: lastPartFirstByte, lastPartLastByte: lastPartLastByte, lastPartDigest: lastPartDigest,
+            hasSmallNonFinalPart: hasSmallNonFinalPart, layerDigest: layerDigest)
+    }
+}
+
+extension LayerRecord {
+    package init(restoring layerDigest: String, layerSize: UInt64, uploadId: String, completedAt: Timestamp) {
+        self.init(layerDigest: layerDigest, layerSize: layerSize, uploadId: uploadId, completedAt: completedAt)
+    }
+}

@@ -11,7 +11,7 @@ import UploadCore
 /// the two.
 ///
 /// Names are compared and hashed by their UTF-8 bytes, as LMDB compares keys.
-struct InMemoryProjectionState: MutableProjectionState, Sendable {
+struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Sendable {
     private var sessions: [ExactString: UploadSession] = [:]
     private var repositories: [ExactRepository: RepositorySummary] = [:]
     private var activeUploads: [ExactString: RepositoryRef] = [:]
@@ -86,17 +86,6 @@ struct InMemoryProjectionState: MutableProjectionState, Sendable {
 
     // MARK: The digest's view
 
-    /// Every entry of `table` as LMDB holds it: its key (``ProjectionKey``, as
-    /// ``KeyedProjectionTables`` lays it out) and encoded record, in key byte order.
-    func entries(_ table: ProjectionTable) -> [(key: [UInt8], value: [UInt8])] {
-        var entries: [(key: [UInt8], value: [UInt8])] = []
-        forEachEntry(table) { entries.append(($0, $1)) }
-        return entries
-    }
-
-    /// Hands each entry of ``entries(_:)`` to `body` in turn, encoding each record only when its
-    /// turn comes: the digest holds no list of every encoded record (a million of them cost it
-    /// more in page faults than in hashing).
     func forEachEntry(_ table: ProjectionTable, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) rethrows {
         func keyed<Name, R: FieldRecord>(_ records: [Name: R], _ key: (Name) -> [UInt8]) throws {
             let sorted = records.map { (key: key($0.key), record: $0.value) }.sorted { ProjectionKey.precedes($0.key, $1.key) }
@@ -124,5 +113,24 @@ struct InMemoryProjectionState: MutableProjectionState, Sendable {
 
     private static func inByteOrder(_ names: [ExactString]) -> [String] {
         names.map { Array($0.value.utf8) }.sorted(by: ProjectionKey.precedes).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+/// A projection state that lists its entries as LMDB holds them: each table's keys
+/// (``ProjectionKey``, as ``KeyedProjectionTables`` lays them out) and encoded records, in key byte
+/// order. The digest hashes these, and a full rebuild writes them.
+protocol ProjectionEntries: Sendable {
+    /// Hands each entry of `table` to `body` in turn, encoding each record only when its turn
+    /// comes: the digest holds no list of every encoded record (a million of them cost it more in
+    /// page faults than in hashing).
+    func forEachEntry(_ table: ProjectionTable, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) rethrows
+}
+
+extension ProjectionEntries {
+    /// Every entry of `table`, as ``forEachEntry(_:_:)`` hands them over.
+    func entries(_ table: ProjectionTable) -> [(key: [UInt8], value: [UInt8])] {
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        forEachEntry(table) { entries.append(($0, $1)) }
+        return entries
     }
 }

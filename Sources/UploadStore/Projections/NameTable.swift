@@ -1,0 +1,118 @@
+import UploadCore
+
+/// Byte strings interned to dense numbers, 0, 1, 2, … in the order first seen: replay's flat state
+/// names each upload, digest and repository by its number, so its fold stores and compares
+/// integers, and the bytes of each name are kept once, in one buffer.
+///
+/// Names are compared by their bytes (``UploadCore/ExactBytes``), as LMDB compares keys. The hash
+/// is this type's own and fixed, so nothing depends on a seed; no order of the table's is ever
+/// read: the digest and a rebuild sort by the names' bytes.
+struct NameTable: Sendable {
+    /// Name `n` is `bytes[ends[n] ..< ends[n + 1]]`.
+    private var bytes: [UInt8] = []
+    private var ends: [Int] = [0]
+    private var hashes: [UInt64] = []
+    /// Open addressing with linear probing: a name's number, or -1; at most half full.
+    private var slots = [Int32](repeating: -1, count: 64)
+
+    var count: Int { hashes.count }
+
+    /// The name's number, adding it if it is new.
+    mutating func intern(_ name: UnsafeRawBufferPointer) -> Int {
+        let hash = Self.hash(name)
+        var slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
+        while slots[slot] >= 0 {
+            let n = Int(slots[slot])
+            if hashes[n] == hash, self.name(n, equals: name) { return n }
+            slot = (slot + 1) & (slots.count - 1)
+        }
+        let n = count
+        precondition(n < Int(Int32.max), "more names than a replay holds")
+        slots[slot] = Int32(n)
+        bytes.append(contentsOf: name)
+        ends.append(bytes.count)
+        hashes.append(hash)
+        if 2 * count > slots.count { grow() }
+        return n
+    }
+
+    mutating func intern(_ name: String) -> Int {
+        var name = name
+        return name.withUTF8 { intern(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The name's number, if it has one.
+    func find(_ name: UnsafeRawBufferPointer) -> Int? {
+        let hash = Self.hash(name)
+        var slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
+        while slots[slot] >= 0 {
+            let n = Int(slots[slot])
+            if hashes[n] == hash, self.name(n, equals: name) { return n }
+            slot = (slot + 1) & (slots.count - 1)
+        }
+        return nil
+    }
+
+    func find(_ name: String) -> Int? {
+        var name = name
+        return name.withUTF8 { find(UnsafeRawBufferPointer($0)) }
+    }
+
+    func string(_ n: Int) -> String { withName(n) { String(decoding: $0, as: UTF8.self) } }
+
+    func key(_ n: Int) -> [UInt8] { Array(bytes[ends[n]..<ends[n + 1]]) }
+
+    func withName<R>(_ n: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[ends[n]..<ends[n + 1]])) }
+    }
+
+    /// Whether name `a` sorts before name `b` as LMDB compares keys: unsigned bytes, a prefix first.
+    func precedes(_ a: Int, _ b: Int) -> Bool {
+        bytes.withUnsafeBytes { all in
+            let x = UnsafeRawBufferPointer(rebasing: all[ends[a]..<ends[a + 1]])
+            let y = UnsafeRawBufferPointer(rebasing: all[ends[b]..<ends[b + 1]])
+            let n = min(x.count, y.count)
+            var i = 0
+            while i < n {
+                if x[i] != y[i] { return x[i] < y[i] }
+                i += 1
+            }
+            return x.count < y.count
+        }
+    }
+
+    private func name(_ n: Int, equals other: UnsafeRawBufferPointer) -> Bool {
+        withName(n) { ExactBytes.equal($0, other) }
+    }
+
+    private mutating func grow() {
+        slots = [Int32](repeating: -1, count: slots.count * 2)
+        for (n, hash) in hashes.enumerated() {
+            var slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
+            while slots[slot] >= 0 { slot = (slot + 1) & (slots.count - 1) }
+            slots[slot] = Int32(n)
+        }
+    }
+
+    /// A multiply-and-rotate hash over eight bytes at a time, with the length mixed in.
+    private static func hash(_ name: UnsafeRawBufferPointer) -> UInt64 {
+        let k: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var h = UInt64(name.count) &* k
+        var offset = 0
+        while offset + 8 <= name.count {
+            h = ((h ^ name.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* k).rotateLeft(29)
+            offset += 8
+        }
+        var tail: UInt64 = 0
+        while offset < name.count {
+            tail = tail << 8 | UInt64(name[offset])
+            offset += 1
+        }
+        h = (h ^ tail) &* k
+        return h ^ (h >> 31)
+    }
+}
+
+extension UInt64 {
+    fileprivate func rotateLeft(_ n: UInt64) -> UInt64 { self << n | self >> (64 - n) }
+}

@@ -1,0 +1,273 @@
+import Testing
+@testable import UploadCore
+@testable import UploadStore
+import UploadTesting
+
+/// Replay's flat fold (``FlatEvent`` decoded into ``FlatProjectionState``) against the one
+/// ``Projector`` folding whole records into ``InMemoryProjectionState``: the same log must give the
+/// same entries, byte for byte, and the same refusals, in the same words.
+struct FlatReplayTests {
+    /// A valid log of every event type, made by a seeded generator that keeps its own model of
+    /// what may come next.
+    struct LogMaker {
+        private(set) var records: [[UInt8]] = []
+        private var random: UInt64
+        private var time: Int64 = 1_700_000_000_000
+        private let registry = "123456789012"
+        private var repositories = ["team/app", "team/web", "solo"]
+        private var live: Set<String> = []
+        /// Active uploads: id, repository, bytes received, parts.
+        private var uploads: [(id: String, repository: String, bytes: UInt64, parts: Int)] = []
+        private var images: [(repository: String, digest: String, tags: [String])] = []
+        private var serial = 0
+
+        init(seed: UInt64) { random = seed }
+
+        private mutating func next(_ bound: Int) -> Int {
+            random = random &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((random >> 33) % UInt64(bound))
+        }
+
+        private mutating func name(_ prefix: String) -> String {
+            serial += 1
+            // One name in seven is not ASCII: the fast path leaves those to the full decoder.
+            return next(7) == 0 ? "\(prefix)-\u{E9}\(serial)" : "\(prefix)-\(serial)"
+        }
+
+        mutating func add(_ event: Event) {
+            time += Int64(next(3))
+            let invocation: String? = switch next(4) {
+            case 0: nil
+            case 1: "inv-\u{FC}-\(records.count)"
+            default: "inv-\(records.count)"
+            }
+            let metadata = RequestMetadata(requestId: "req-\(records.count)", source: "test", userAgent: "ua \u{2603}", invocationId: invocation)
+            let envelope = EventEnvelope(position: UInt64(records.count + 1), recordedAt: Timestamp(millisecondsSinceEpoch: time), metadata: metadata, event: event)
+            records.append(envelope.encoded())
+        }
+
+        mutating func make(steps: Int) -> [[UInt8]] {
+            for repository in repositories { create(repository) }
+            for _ in 0..<steps / 2 { step() }
+            deleteAndCreate("solo")
+            for _ in 0..<steps / 2 { step() }
+            return records
+        }
+
+        /// DeleteRepository with force: its active uploads end first, and its images go before it;
+        /// then a repository of the same name is created again.
+        private mutating func deleteAndCreate(_ repository: String) {
+            for image in images where image.repository == repository {
+                add(.imageDeleted(ImageDeleted(registryId: registry, repositoryName: repository, imageDigest: image.digest)))
+            }
+            images.removeAll { $0.repository == repository }
+            for u in uploads where u.repository == repository {
+                add(.uploadAborted(UploadAborted(uploadId: u.id, registryId: registry, repositoryName: repository, reason: .repositoryDeleted)))
+            }
+            uploads.removeAll { $0.repository == repository }
+            add(.repositoryDeleted(RepositoryDeleted(registryId: registry, repositoryName: repository, force: true)))
+            live.remove(repository)
+            create(repository)
+        }
+
+        private mutating func create(_ repository: String) {
+            live.insert(repository)
+            add(.repositoryCreated(RepositoryCreated(registryId: registry, repositoryName: repository, createdAt: Timestamp(millisecondsSinceEpoch: time))))
+        }
+
+        private mutating func step() {
+            let repository = repositories[next(repositories.count)]
+            switch next(10) {
+            case 0...2 where live.contains(repository):
+                let id = name("upload")
+                uploads.append((id, repository, 0, 0))
+                add(.uploadInitiated(UploadInitiated(uploadId: id, partSize: 5_242_880, registryId: registry, repositoryName: repository, initiatedAt: Timestamp(millisecondsSinceEpoch: time))))
+            case 3...5 where !uploads.isEmpty:
+                let i = next(uploads.count)
+                let length: UInt64 = next(2) == 0 ? 1024 : 5_242_880
+                let u = uploads[i]
+                add(.layerPartUploaded(LayerPartUploaded(uploadId: u.id, registryId: registry, repositoryName: u.repository, partFirstByte: u.bytes, partLastByte: u.bytes + length - 1, partDigest: name("sha256:part"))))
+                uploads[i].bytes += length
+                uploads[i].parts += 1
+            case 6 where uploads.contains { $0.parts > 0 }:
+                let i = uploads.firstIndex { $0.parts > 0 }!
+                let u = uploads.remove(at: i)
+                add(.layerUploadCompleted(LayerUploadCompleted(uploadId: u.id, registryId: registry, repositoryName: u.repository, layerDigest: name("sha256:layer"), layerSize: u.bytes)))
+            case 7 where !uploads.isEmpty:
+                let u = uploads.remove(at: next(uploads.count))
+                add(.uploadExpired(UploadExpired(uploadId: u.id, registryId: registry, repositoryName: u.repository, lastActivityAt: Timestamp(millisecondsSinceEpoch: time))))
+            case 8 where live.contains(repository):
+                if let i = images.firstIndex(where: { $0.repository == repository }), next(2) == 0 {
+                    let image = images[i]
+                    if let tag = image.tags.first {
+                        images[i].tags.removeFirst()
+                        add(.imageUntagged(ImageUntagged(registryId: registry, repositoryName: repository, imageDigest: image.digest, imageTag: tag)))
+                    } else {
+                        images.remove(at: i)
+                        add(.imageDeleted(ImageDeleted(registryId: registry, repositoryName: repository, imageDigest: image.digest)))
+                    }
+                } else {
+                    let digest = name("sha256:image"), tag = name("v")
+                    images.append((repository, digest, [tag]))
+                    add(.imagePushed(ImagePushed(
+                        registryId: registry, repositoryName: repository, imageDigest: digest, imageTag: tag, imageManifest: "{}",
+                        imageManifestMediaType: "application/vnd.oci.image.manifest.v1+json", artifactMediaType: nil,
+                        imageSizeInBytes: 2, pushedAt: Timestamp(millisecondsSinceEpoch: time))))
+                }
+            case 9 where repository == "solo" && next(4) == 0:
+                deleteAndCreate(repository)
+            default:
+                break
+            }
+        }
+    }
+
+    /// Both folds over `records`, chunked as replay chunks them.
+    static func folds(_ records: [[UInt8]], chunk: Int = 5) -> (flat: Result<FlatProjectionState, Replayer.Failure>, whole: Result<InMemoryProjectionState, Replayer.Failure>) {
+        func fold<State: ReplayState>(_: State.Type) -> Result<State, Replayer.Failure> {
+            Result {
+                var state = State()
+                var events = DecodedChunk<State.Event>(capacity: chunk)
+                for (i, record) in records.enumerated() {
+                    events.events.append(try record.withUnsafeBytes { try State.decode(position: UInt64(i + 1), record: $0, into: &events.bytes) })
+                    if events.events.count == chunk {
+                        try state.fold(events)
+                        events.removeAll()
+                    }
+                }
+                try state.fold(events)
+                return state
+            }.mapError { $0 as! Replayer.Failure }
+        }
+        return (fold(FlatProjectionState.self), fold(InMemoryProjectionState.self))
+    }
+
+    @Test(arguments: [1, 2, 3]) func theFlatFold_givesTheEntriesProjectorGives(seed: UInt64) throws {
+        var maker = LogMaker(seed: seed)
+        let records = maker.make(steps: 1500)
+        let (flat, whole) = Self.folds(records)
+        let f = try flat.get(), w = try whole.get()
+        let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(f), ProjectionDigest.entries(w), leftName: "flat", rightName: "whole")
+        #expect(difference == nil, "\(difference ?? "")")
+        #expect(ProjectionDigest.of(f) == ProjectionDigest.of(w))
+        // What the decider reads from a state, when Projector folds a rare event into the flat one.
+        #expect(f.allActiveUploads() == w.allActiveUploads())
+        for repository in ["team/app", "team/web", "solo"] {
+            let ref = RepositoryRef(registryId: "123456789012", repositoryName: repository)
+            #expect(f.activeUploads(in: ref) == w.activeUploads(in: ref))
+            #expect(f.repository(ref) == w.repository(ref))
+        }
+        for id in w.allActiveUploads() { #expect(f.session(id) == w.session(id)) }
+        // The log exercised what it is for: every type, and both the fast path and the full decoder's.
+        let kinds = records.indices.map { i in
+            records[i].withUnsafeBytes { raw -> String in
+                var bytes: [UInt8] = []
+                switch try! FlatEvent(position: UInt64(i + 1), record: raw, appendingTo: &bytes) {
+                case .upload(let e): return "fast \(e.type.name)"
+                case .decoded(let e): return "decoded \(e.event.type.name)"
+                }
+            }
+        }
+        for kind in ["fast UploadInitiated", "fast LayerPartUploaded", "fast LayerUploadCompleted", "decoded UploadInitiated",
+                     "decoded LayerPartUploaded", "decoded LayerUploadCompleted", "decoded UploadExpired", "decoded UploadAborted",
+                     "decoded RepositoryDeleted", "decoded ImagePushed", "decoded ImageUntagged", "decoded ImageDeleted"] {
+            #expect(kinds.contains(kind), "the log has no \(kind); it has \(Set(kinds).sorted())")
+        }
+    }
+
+    /// Events that contradict the state before them are refused by both folds at the same
+    /// position, in the same words.
+    @Test func contradictions_areRefusedAsProjectorRefusesThem() throws {
+        var maker = LogMaker(seed: 7)
+        let base = maker.make(steps: 60)
+        let (flat, _) = Self.folds(base)
+        let state = try flat.get()
+        let registry = "123456789012"
+        let active = try #require(state.allActiveUploads().first)
+        let session = try #require(state.session(active))
+        let repository = session.repositoryName
+        let completed = try #require(state.sessions.indices.first(where: { state.sessions[$0]?.state == .completed }))
+        let done = state.uploadIds.string(completed)
+        let layer = try #require(state.session(done)?.layerDigest)
+        let layerRepository = try #require(state.session(done)?.repositoryName)
+        let contradictions: [Event] = [
+            .uploadInitiated(UploadInitiated(uploadId: active, partSize: 1, registryId: registry, repositoryName: repository, initiatedAt: .init(millisecondsSinceEpoch: 1))),
+            .uploadInitiated(UploadInitiated(uploadId: "new", partSize: 1, registryId: registry, repositoryName: "nowhere", initiatedAt: .init(millisecondsSinceEpoch: 1))),
+            .layerPartUploaded(LayerPartUploaded(uploadId: active, registryId: registry, repositoryName: repository, partFirstByte: session.bytesReceived + 1, partLastByte: session.bytesReceived + 9, partDigest: "sha256:x")),
+            .layerPartUploaded(LayerPartUploaded(uploadId: done, registryId: registry, repositoryName: layerRepository, partFirstByte: 0, partLastByte: 9, partDigest: "sha256:x")),
+            .layerPartUploaded(LayerPartUploaded(uploadId: active, registryId: registry, repositoryName: "nowhere", partFirstByte: 0, partLastByte: 9, partDigest: "sha256:x")),
+            .layerUploadCompleted(LayerUploadCompleted(uploadId: active, registryId: registry, repositoryName: layerRepository, layerDigest: layer, layerSize: 1)),
+            .layerUploadCompleted(LayerUploadCompleted(uploadId: done, registryId: registry, repositoryName: layerRepository, layerDigest: "sha256:new", layerSize: 1)),
+            .layerUploadCompleted(LayerUploadCompleted(uploadId: "missing", registryId: registry, repositoryName: "nowhere", layerDigest: "sha256:new", layerSize: 1)),
+        ]
+        for event in contradictions {
+            let envelope = EventEnvelope(position: UInt64(base.count + 1), recordedAt: .init(millisecondsSinceEpoch: 1_800_000_000_000), metadata: testMetadata(), event: event)
+            let (flat, whole) = Self.folds(base + [envelope.encoded()])
+            guard case .failure(let f) = flat, case .failure(let w) = whole else {
+                Issue.record("\(event.type.name) was folded: flat \(flat), whole \(whole)")
+                continue
+            }
+            #expect(f == w)
+        }
+    }
+
+    /// The fast path takes only what the full decoder takes, and reads the same values: every
+    /// byte of each kind of record changed, both decoders agree (the same event, or the same error).
+    @Test func theFastPath_readsEveryChangedRecordAsTheFullDecoderDoes() throws {
+        let metadata = RequestMetadata(requestId: "req-1", source: "test", userAgent: "ua", invocationId: "inv-1")
+        let events: [Event] = [
+            .uploadInitiated(UploadInitiated(uploadId: "u1", partSize: 300, registryId: "123456789012", repositoryName: "a/b", initiatedAt: .init(millisecondsSinceEpoch: 5))),
+            .layerPartUploaded(LayerPartUploaded(uploadId: "u1", registryId: "123456789012", repositoryName: "a/b", partFirstByte: 100, partLastByte: 120, partDigest: "sha256:p")),
+            .layerUploadCompleted(LayerUploadCompleted(uploadId: "u1", registryId: "123456789012", repositoryName: "a/b", layerDigest: "sha256:l", layerSize: 121)),
+        ]
+        for event in events {
+            let record = EventEnvelope(position: 1, recordedAt: .init(millisecondsSinceEpoch: 9), metadata: metadata, event: event).encoded()
+            var taken = 0
+            for index in record.indices {
+                for change in [UInt8(0x00), 0x01, 0x7F, 0x80, 0xC3, 0xFF, record[index] ^ 0x08] where change != record[index] {
+                    var changed = record
+                    changed[index] = change
+                    let full = Result { try ProjectedEvent(position: 1, decoding: changed[...]) }
+                    var bytes: [UInt8] = []
+                    let fast = Result { try changed.withUnsafeBytes { try FlatEvent(position: 1, record: $0, appendingTo: &bytes) } }
+                    switch (full, fast) {
+                    case (.failure(let a), .failure(let b)):
+                        #expect("\(a)" == "\(b)", "byte \(index) set to \(change)")
+                    case (.success(let expected), .success(.decoded(let got))):
+                        #expect(got == expected, "byte \(index) set to \(change)")
+                    case (.success(let expected), .success(.upload(let got))):
+                        taken += 1
+                        #expect(Self.projected(got, bytes) == expected, "byte \(index) set to \(change)")
+                    default:
+                        Issue.record("byte \(index) set to \(change): the full decoder gave \(full), the fast path \(fast)")
+                    }
+                }
+            }
+            // The unchanged record takes the fast path.
+            var bytes: [UInt8] = []
+            guard case .upload(let unchanged) = try record.withUnsafeBytes({ try FlatEvent(position: 1, record: $0, appendingTo: &bytes) }) else {
+                Issue.record("\(event.type.name) did not take the fast path")
+                continue
+            }
+            #expect(Self.projected(unchanged, bytes) == ProjectedEvent(try EventEnvelope(position: 1, decoding: record)))
+            #expect(taken > 0)
+        }
+    }
+
+    /// The event the fast path read, as the full decoder makes it.
+    static func projected(_ e: FlatUploadEvent, _ bytes: [UInt8]) -> ProjectedEvent {
+        func text(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
+        let (uploadId, registryId, repositoryName) = (text(e.uploadId), text(e.registryId), text(e.repositoryName))
+        let event: Event = switch e.body {
+        case .initiated(let partSize, let initiatedAt):
+            .uploadInitiated(UploadInitiated(uploadId: uploadId, partSize: partSize, registryId: registryId, repositoryName: repositoryName, initiatedAt: initiatedAt))
+        case .partUploaded(let first, let last, let digest):
+            .layerPartUploaded(LayerPartUploaded(uploadId: uploadId, registryId: registryId, repositoryName: repositoryName, partFirstByte: first, partLastByte: last, partDigest: text(digest)))
+        case .completed(let digest, let size):
+            .layerUploadCompleted(LayerUploadCompleted(uploadId: uploadId, registryId: registryId, repositoryName: repositoryName, layerDigest: text(digest), layerSize: size))
+        }
+        let metadata = RequestMetadata(
+            requestId: e.invocation.map { text($0.requestId) } ?? "-", source: "-", invocationId: e.invocation.map { text($0.invocationId) })
+        return ProjectedEvent(EventEnvelope(position: e.position, recordedAt: e.recordedAt, metadata: metadata, event: event))
+    }
+}
