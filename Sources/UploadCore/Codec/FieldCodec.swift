@@ -59,43 +59,91 @@ public struct FieldReader {
     }
 
     private let buffer: ArraySlice<UInt8>
-    private var index: Int
-    private var lastTag: UInt64 = 0
+    private var cursor: FieldCursor
 
     public init(_ bytes: ArraySlice<UInt8>) {
         self.buffer = bytes
-        self.index = bytes.startIndex
+        self.cursor = FieldCursor(from: bytes.startIndex, to: bytes.endIndex)
     }
 
     public init(_ bytes: [UInt8]) { self.init(bytes[...]) }
 
     /// The next field, or `nil` at the end of the record.
     public mutating func next() throws(CodecError) -> (tag: UInt64, value: Value)? {
-        guard index < buffer.endIndex else { return nil }
-        let key = try readVarint()
+        var cursor = self.cursor
+        defer { self.cursor = cursor }
+        guard let (tag, value) = try cursor.next({ buffer[$0] }) else { return nil }
+        switch value {
+        case .varint(let n): return (tag, .varint(n))
+        case .bytes(let range): return (tag, .bytes(buffer[range]))
+        }
+    }
+}
+
+/// A record's fields read straight from memory, each bytes field as a range of offsets into it: no
+/// slice, so no reference count, per field. Replay's flat decoder reads the log's records this way.
+public struct RawFieldReader {
+    private let bytes: UnsafeRawBufferPointer
+    private var cursor: FieldCursor
+
+    /// Reads `range` of `bytes`, which must stay valid while this reader is used.
+    public init(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) {
+        self.bytes = bytes
+        self.cursor = FieldCursor(from: range.lowerBound, to: range.upperBound)
+    }
+
+    /// The next field, or `nil` at the end of the record.
+    public mutating func next() throws(CodecError) -> (tag: UInt64, value: FieldCursor.Value)? {
+        try cursor.next { bytes[$0] }
+    }
+}
+
+/// The wire format's rules, in one place, over bytes at integer positions: ``FieldReader`` and
+/// ``RawFieldReader`` both read through it.
+public struct FieldCursor {
+    public enum Value {
+        case varint(UInt64)
+        case bytes(Range<Int>)
+    }
+
+    private var index: Int
+    private let end: Int
+    private var lastTag: UInt64 = 0
+
+    init(from start: Int, to end: Int) {
+        self.index = start
+        self.end = end
+    }
+
+    /// The next field, reading each byte through `byte`; `nil` at the end of the record.
+    @inline(__always)
+    mutating func next(_ byte: (Int) -> UInt8) throws(CodecError) -> (tag: UInt64, value: Value)? {
+        guard index < end else { return nil }
+        let key = try readVarint(byte)
         let tag = key >> 3
         guard tag > lastTag else { throw CodecError("field \(tag) out of order") }
         lastTag = tag
         switch key & 7 {
         case 0:
-            return (tag, .varint(try readVarint()))
+            return (tag, .varint(try readVarint(byte)))
         case 2:
-            let length = try readVarint()
-            guard length <= UInt64(buffer.endIndex - index) else { throw CodecError("field \(tag) overruns the record") }
+            let length = try readVarint(byte)
+            guard length <= UInt64(end - index) else { throw CodecError("field \(tag) overruns the record") }
             let start = index
             index += Int(length)
-            return (tag, .bytes(buffer[start..<index]))
+            return (tag, .bytes(start..<index))
         default:
             throw CodecError("field \(tag) has unknown wire type \(key & 7)")
         }
     }
 
-    private mutating func readVarint() throws(CodecError) -> UInt64 {
+    @inline(__always)
+    private mutating func readVarint(_ read: (Int) -> UInt8) throws(CodecError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
-            guard index < buffer.endIndex else { throw CodecError("truncated varint") }
-            let byte = buffer[index]
+            guard index < end else { throw CodecError("truncated varint") }
+            let byte = read(index)
             index += 1
             guard shift < 64, shift < 63 || byte <= 1 else { throw CodecError("varint overflows 64 bits") }
             result |= UInt64(byte & 0x7f) << shift

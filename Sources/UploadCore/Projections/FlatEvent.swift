@@ -10,11 +10,11 @@ package enum FlatEvent: Sendable {
     case upload(FlatUploadEvent)
     case decoded(ProjectedEvent)
 
-    /// Copies `record` to the end of `buffer` and decodes it there.
+    /// Copies `record` to the end of `buffer`, where the event's ranges point.
     package init(position: UInt64, record: UnsafeRawBufferPointer, appendingTo buffer: inout [UInt8]) throws(CodecError) {
         let start = buffer.count
         buffer.append(contentsOf: record)
-        if let event = FlatUploadEvent(position: position, record: buffer[start...]) {
+        if let event = FlatUploadEvent(position: position, record: record, at: start) {
             self = .upload(event)
         } else {
             self = .decoded(try ProjectedEvent(position: position, decoding: buffer[start...]))
@@ -50,18 +50,23 @@ package struct FlatUploadEvent: Sendable {
     }
 
     /// `nil` for anything but a canonical record of the three types, with ASCII text, that
-    /// ``ProjectedEvent`` would decode to the same values.
-    init?(position: UInt64, record: ArraySlice<UInt8>) {
-        guard let record = try? LogRecord(record), record.version == 1, let metadata = Metadata(record.metadata) else { return nil }
+    /// ``ProjectedEvent`` would decode to the same values. Ranges are offsets into `record` plus `offset`.
+    init?(position: UInt64, record: UnsafeRawBufferPointer, at offset: Int) {
+        // The framing's fields are all required, so a canonical record holds tags 1...5 in order
+        // (``EventEnvelope/encoded()``); so does each payload of the three.
+        var framing = FieldsInOrder(record, 0..<record.count, offset)
+        guard let code = framing.number(Framing.type), let type = UInt32(exactly: code).flatMap(EventType.init(rawValue:)),
+              framing.number(Framing.version) == 1, let recordedAt = framing.time(Framing.recordedAt),
+              let metadataRange = framing.bytes(Framing.metadata), let payloadRange = framing.bytes(Framing.payload), framing.atEnd,
+              let metadata = Metadata(record, metadataRange, offset) else { return nil }
         self.position = position
-        recordedAt = record.recordedAt
+        self.recordedAt = recordedAt
         invocation = metadata.invocation
-        // Every field of the three payloads is required, so a canonical one holds tags 1...n in order.
-        var fields = FieldsInOrder(FieldReader(record.payload))
+        var fields = FieldsInOrder(record, payloadRange, offset)
         typealias Initiated = UploadInitiated.FieldTag
         typealias Part = LayerPartUploaded.FieldTag
         typealias Completed = LayerUploadCompleted.FieldTag
-        switch record.type {
+        switch type {
         case .uploadInitiated:
             guard let uploadId = fields.text(Initiated.uploadId), let partSize = fields.number(Initiated.partSize),
                   let registryId = fields.text(Initiated.registryId), let repositoryName = fields.text(Initiated.repositoryName),
@@ -86,20 +91,23 @@ package struct FlatUploadEvent: Sendable {
         }
     }
 
+    /// The tags of a log record's framing (``EventEnvelope/encoded()``).
+    private enum Framing: UInt64 { case type = 1, version, recordedAt, metadata, payload }
+
     /// The metadata's two ids, read as ``InvocationMark/init(metadata:recordedAt:)`` reads them
     /// (the other fields only framed, as there); `nil` for what the fast path does not take.
     private struct Metadata {
         var invocation: (invocationId: Bytes, requestId: Bytes)?
 
-        init?(_ bytes: ArraySlice<UInt8>) {
+        init?(_ record: UnsafeRawBufferPointer, _ range: Range<Int>, _ offset: Int) {
             typealias Field = RequestMetadata.FieldTag
-            var reader = FieldReader(bytes)
+            var reader = RawFieldReader(record, range)
             var requestId: Bytes?, invocationId: Bytes?
             do {
                 while let (tag, value) = try reader.next() {
                     switch Field(rawValue: tag) {
-                    case .requestId: guard let text = FieldsInOrder.ascii(value) else { return nil }; requestId = text
-                    case .invocationId: guard let text = FieldsInOrder.ascii(value) else { return nil }; invocationId = text
+                    case .requestId: guard let text = FieldsInOrder.ascii(value, record, offset) else { return nil }; requestId = text
+                    case .invocationId: guard let text = FieldsInOrder.ascii(value, record, offset) else { return nil }; invocationId = text
                     default: continue
                     }
                 }
@@ -113,17 +121,32 @@ package struct FlatUploadEvent: Sendable {
     }
 }
 
-/// A payload's fields read one after another, each expected at its tag.
+/// A record's fields read one after another, each expected at its tag; ranges come out shifted by `offset`.
 private struct FieldsInOrder {
-    private var reader: FieldReader
-    init(_ reader: FieldReader) { self.reader = reader }
+    private let record: UnsafeRawBufferPointer
+    private var reader: RawFieldReader
+    private let offset: Int
 
-    private mutating func next<Tag: RawRepresentable<UInt64>>(_ tag: Tag) -> FieldReader.Value? {
+    init(_ record: UnsafeRawBufferPointer, _ range: Range<Int>, _ offset: Int) {
+        self.record = record
+        self.reader = RawFieldReader(record, range)
+        self.offset = offset
+    }
+
+    private mutating func next<Tag: RawRepresentable<UInt64>>(_ tag: Tag) -> FieldCursor.Value? {
         guard let field = try? reader.next(), field.tag == tag.rawValue else { return nil }
         return field.value
     }
 
-    mutating func text<Tag: RawRepresentable<UInt64>>(_ tag: Tag) -> Range<Int>? { next(tag).flatMap(Self.ascii) }
+    mutating func text<Tag: RawRepresentable<UInt64>>(_ tag: Tag) -> Range<Int>? {
+        next(tag).flatMap { Self.ascii($0, record, offset) }
+    }
+
+    /// Bytes that are not text (a nested record), range in `record` itself, not shifted.
+    mutating func bytes<Tag: RawRepresentable<UInt64>>(_ tag: Tag) -> Range<Int>? {
+        guard case .bytes(let range)? = next(tag) else { return nil }
+        return range
+    }
 
     mutating func number<Tag: RawRepresentable<UInt64>>(_ tag: Tag) -> UInt64? {
         guard case .varint(let n)? = next(tag) else { return nil }
@@ -143,8 +166,8 @@ private struct FieldsInOrder {
         }
     }
 
-    static func ascii(_ value: FieldReader.Value) -> Range<Int>? {
-        guard case .bytes(let bytes) = value, bytes.withUnsafeBytes(ExactBytes.isASCII) else { return nil }
-        return bytes.startIndex..<bytes.endIndex
+    static func ascii(_ value: FieldCursor.Value, _ record: UnsafeRawBufferPointer, _ offset: Int) -> Range<Int>? {
+        guard case .bytes(let range) = value, ExactBytes.isASCII(UnsafeRawBufferPointer(rebasing: record[range])) else { return nil }
+        return (range.lowerBound + offset)..<(range.upperBound + offset)
     }
 }

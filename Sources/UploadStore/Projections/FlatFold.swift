@@ -17,14 +17,13 @@ extension FlatProjectionState {
         let repository = repositoryNumber(registryId: slice(event.registryId), repositoryName: slice(event.repositoryName))
         switch event.body {
         case .initiated(let partSize, let initiatedAt):
-            guard uploadIds.find(slice(event.uploadId)).flatMap({ sessions[$0] }) == nil else {
-                throw refused("upload \(text(event.uploadId)) already exists")
-            }
+            // Interned at once (a refused event ends the rebuild, so a name left without a session is never read).
+            let upload = makeRoomForUpload(uploadIds.intern(slice(event.uploadId)))
+            guard sessions[upload] == nil else { throw refused("upload \(text(event.uploadId)) already exists") }
             guard let repository, repositories[repository] != nil else { throw refused("repository \(ref()) does not exist") }
             repositories[repository]!.uploadsInitiated += 1
             repositories[repository]!.activeSessions += 1
             touchRepository(repository, event)
-            let upload = makeRoomForUpload(uploadIds.intern(slice(event.uploadId)))
             sessions[upload] = FlatSession(
                 repository: Int32(repository), state: .active, partSize: partSize, initiatedAt: initiatedAt,
                 initiatedPosition: event.position, lastActivityAt: event.recordedAt, lastPosition: event.position,

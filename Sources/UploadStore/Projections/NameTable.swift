@@ -11,27 +11,27 @@ struct NameTable: Sendable {
     /// Name `n` is `bytes[ends[n] ..< ends[n + 1]]`.
     private var bytes: [UInt8] = []
     private var ends: [Int] = [0]
-    private var hashes: [UInt64] = []
-    /// Open addressing with linear probing: a name's number, or -1; at most half full.
-    private var slots = [Int32](repeating: -1, count: 64)
+    /// Open addressing with linear probing, at most half full: each slot holds a name's number
+    /// plus one (0 is empty) in its low half and 32 bits of the name's hash in its high half, so
+    /// a probe reads one word and touches a name's bytes only when the hashes agree.
+    private var slots = [UInt64](repeating: 0, count: 64)
 
-    var count: Int { hashes.count }
+    private(set) var count = 0
 
     /// The name's number, adding it if it is new.
     mutating func intern(_ name: UnsafeRawBufferPointer) -> Int {
         let hash = Self.hash(name)
-        var slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
-        while slots[slot] >= 0 {
-            let n = Int(slots[slot])
-            if hashes[n] == hash, self.name(n, equals: name) { return n }
+        var slot = Int(hash) & (slots.count - 1)
+        while slots[slot] != 0 {
+            if let n = match(slots[slot], hash, name) { return n }
             slot = (slot + 1) & (slots.count - 1)
         }
         let n = count
-        precondition(n < Int(Int32.max), "more names than a replay holds")
-        slots[slot] = Int32(n)
+        precondition(n < Int(UInt32.max - 1), "more names than a replay holds")
+        slots[slot] = UInt64(hash) << 32 | UInt64(n + 1)
         bytes.append(contentsOf: name)
         ends.append(bytes.count)
-        hashes.append(hash)
+        count += 1
         if 2 * count > slots.count { grow() }
         return n
     }
@@ -44,10 +44,9 @@ struct NameTable: Sendable {
     /// The name's number, if it has one.
     func find(_ name: UnsafeRawBufferPointer) -> Int? {
         let hash = Self.hash(name)
-        var slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
-        while slots[slot] >= 0 {
-            let n = Int(slots[slot])
-            if hashes[n] == hash, self.name(n, equals: name) { return n }
+        var slot = Int(hash) & (slots.count - 1)
+        while slots[slot] != 0 {
+            if let n = match(slots[slot], hash, name) { return n }
             slot = (slot + 1) & (slots.count - 1)
         }
         return nil
@@ -56,6 +55,14 @@ struct NameTable: Sendable {
     func find(_ name: String) -> Int? {
         var name = name
         return name.withUTF8 { find(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The number in `slot` if it names `name`.
+    @inline(__always)
+    private func match(_ slot: UInt64, _ hash: UInt32, _ name: UnsafeRawBufferPointer) -> Int? {
+        guard UInt32(truncatingIfNeeded: slot >> 32) == hash else { return nil }
+        let n = Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 1
+        return withName(n) { ExactBytes.equal($0, name) } ? n : nil
     }
 
     func string(_ n: Int) -> String { withName(n) { String(decoding: $0, as: UTF8.self) } }
@@ -81,21 +88,18 @@ struct NameTable: Sendable {
         }
     }
 
-    private func name(_ n: Int, equals other: UnsafeRawBufferPointer) -> Bool {
-        withName(n) { ExactBytes.equal($0, other) }
-    }
-
     private mutating func grow() {
-        slots = [Int32](repeating: -1, count: slots.count * 2)
-        for (n, hash) in hashes.enumerated() {
-            var slot = Int(truncatingIfNeeded: hash) & (slots.count - 1)
-            while slots[slot] >= 0 { slot = (slot + 1) & (slots.count - 1) }
-            slots[slot] = Int32(n)
+        let old = slots
+        slots = [UInt64](repeating: 0, count: old.count * 2)
+        for entry in old where entry != 0 {
+            var slot = Int(entry >> 32) & (slots.count - 1)
+            while slots[slot] != 0 { slot = (slot + 1) & (slots.count - 1) }
+            slots[slot] = entry
         }
     }
 
-    /// A multiply-and-rotate hash over eight bytes at a time, with the length mixed in.
-    private static func hash(_ name: UnsafeRawBufferPointer) -> UInt64 {
+    /// A multiply-and-rotate hash over eight bytes at a time, with the length mixed in; 32 bits of it.
+    private static func hash(_ name: UnsafeRawBufferPointer) -> UInt32 {
         let k: UInt64 = 0x9E37_79B9_7F4A_7C15
         var h = UInt64(name.count) &* k
         var offset = 0
@@ -109,7 +113,7 @@ struct NameTable: Sendable {
             offset += 1
         }
         h = (h ^ tail) &* k
-        return h ^ (h >> 31)
+        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
     }
 }
 
