@@ -83,14 +83,19 @@ public struct Transaction {
     }
 
     public func put(_ db: Database, _ key: [UInt8], _ value: [UInt8], options: PutOptions = []) throws(LMDBError) {
-        let rc = key.withUnsafeBytes { k in
-            value.withUnsafeBytes { v in
-                var keyVal = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
-                var valueVal = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
-                return mdb_put(txn, db.dbi, &keyVal, &valueVal, options.rawValue)
-            }
-        }
+        let rc = key.withUnsafeBytes { k in value.withUnsafeBytes { v in rawPut(db, k, v, options) } }
         try check(rc, "mdb_put(\(db.name))")
+    }
+
+    /// As ``put(_:_:_:options:)``, from memory the caller holds (no array per entry).
+    public func put(_ db: Database, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, options: PutOptions = []) throws(LMDBError) {
+        try check(rawPut(db, key, value, options), "mdb_put(\(db.name))")
+    }
+
+    private func rawPut(_ db: Database, _ k: UnsafeRawBufferPointer, _ v: UnsafeRawBufferPointer, _ options: PutOptions) -> Int32 {
+        var keyVal = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+        var valueVal = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
+        return mdb_put(txn, db.dbi, &keyVal, &valueVal, options.rawValue)
     }
 
     /// Deletes `key`. - Returns: whether it was there.

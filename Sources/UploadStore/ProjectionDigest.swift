@@ -32,7 +32,7 @@ enum ProjectionDigest {
         for table in ProjectionTable.allCases.sorted() {
             tables.forEachEntry(table) { hasher.add(table, $0, $1) }
         }
-        return hasher.sha.finalize()
+        return hasher.finalize()
     }
 
     /// The digest of the live tables, hashed straight from the map (no copies).
@@ -44,29 +44,46 @@ enum ProjectionDigest {
                 return true
             }
         }
-        return hasher.sha.finalize()
+        return hasher.finalize()
     }
 
-    /// One entry at a time: the table's name bytes are made once per table, not once per entry.
+    /// One entry at a time, gathered into a buffer that goes to SHA-256 64 KiB at a time (a call
+    /// per field of a million entries cost more than the hashing itself); the table's name bytes
+    /// are made once per table.
     private struct Hasher {
-        var sha = SHA256()
+        private var sha = SHA256()
         private var table: ProjectionTable?
         private var name: [UInt8] = []
+        private var pending: [UInt8] = []
+        private static let batch = 65_536
+
+        init() { pending.reserveCapacity(Self.batch + 4096) }
 
         mutating func add(_ table: ProjectionTable, _ key: some ContiguousBytes, _ value: some ContiguousBytes) {
             if table != self.table {
                 self.table = table
                 name = Array(table.rawValue.utf8) + [0]
             }
-            sha.update(data: name)
+            pending += name
             key.withUnsafeBytes { key in
-                withUnsafeBytes(of: UInt64(key.count).bigEndian) { sha.update(bufferPointer: $0) }
-                sha.update(bufferPointer: key)
+                withUnsafeBytes(of: UInt64(key.count).bigEndian) { pending.append(contentsOf: $0) }
+                pending.append(contentsOf: key)
             }
             value.withUnsafeBytes { value in
-                withUnsafeBytes(of: UInt64(value.count).bigEndian) { sha.update(bufferPointer: $0) }
-                sha.update(bufferPointer: value)
+                withUnsafeBytes(of: UInt64(value.count).bigEndian) { pending.append(contentsOf: $0) }
+                pending.append(contentsOf: value)
             }
+            if pending.count >= Self.batch { flush() }
+        }
+
+        private mutating func flush() {
+            sha.update(data: pending)
+            pending.removeAll(keepingCapacity: true)
+        }
+
+        consuming func finalize() -> SHA256.Digest {
+            flush()
+            return sha.finalize()
         }
     }
 

@@ -97,6 +97,43 @@ struct ReplayAndMigrationTests {
         #expect(one.rebuildDigests == many.rebuildDigests)
     }
 
+    /// Verify proves every record decodes whole, metadata included, though neither rebuild's fold
+    /// reads the user agent: a user agent that is not UTF-8 is log damage, named by position.
+    @Test func verify_refusesMetadataThatDoesNotDecode_evenWhereNoProjectionReadsIt() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        try tamper(dir) { txn in
+            let events = try txn.openDatabase("events")!
+            var bytes = try #require(try txn.get(events, BigEndian.bytes(6)))
+            let agent = Array("tests/1".utf8)
+            let at = try #require(bytes.indices.first { bytes[$0...].starts(with: agent) })
+            bytes[at] = 0xFF
+            try txn.put(events, BigEndian.bytes(6), bytes)
+        }
+        // The Merkle tree names the changed record first.
+        let report = Replayer.verify(directory: dir.path)
+        guard case .log(let reason)? = report.failure else {
+            Issue.record("not caught: \(String(describing: report.failure))")
+            return
+        }
+        #expect(reason.contains("position 6"), "\(reason)")
+        // Verify's second rebuild, which also decodes each record whole, names it as undecodable;
+        // a replay, which reads only what projections read, folds it.
+        let env = try Environment(directory: dir.path, configuration: .readOnly)
+        let schema = try env.read { try Schema($0) }
+        try env.read { txn in
+            let size = try EventLog.tail(txn, schema)?.position ?? 0
+            do {
+                _ = try Replayer.rebuild(txn, schema, upTo: size, chunk: 1, decodingWhole: true, tick: {})
+                Issue.record("a record that does not decode whole was folded")
+            } catch let failure as Replayer.Failure {
+                #expect(failure.description.contains("the event at position 6 does not decode"), "\(failure)")
+            }
+            _ = try Replayer.rebuild(txn, schema, upTo: size, tick: {})
+        }
+    }
+
     @Test func replay_neverWritesToTheStore() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

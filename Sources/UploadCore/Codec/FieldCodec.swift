@@ -14,6 +14,12 @@ public struct FieldWriter: Sendable {
 
     private var lastTag: UInt64 = 0
 
+    /// Empties the writer for another record, keeping its buffer (one writer for many records).
+    public mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        lastTag = 0
+    }
+
     private mutating func key(_ tag: UInt64, _ wireType: UInt64) {
         precondition(tag > lastTag, "field tags must be written in increasing order")
         lastTag = tag

@@ -210,3 +210,15 @@ extension LayerRecord {
         self.init(layerDigest: layerDigest, layerSize: layerSize, uploadId: uploadId, completedAt: completedAt)
     }
 }
+
+extension InvocationMark {
+    /// The record's bytes from its ids' bytes, as ``encode(into:)`` writes them, for a store that
+    /// keeps the ids as bytes (replay's flat state) and need not make them strings to hash them.
+    package static func encode(
+        invocationId: UnsafeRawBufferPointer, requestId: UnsafeRawBufferPointer, recordedAt: Timestamp, into writer: inout FieldWriter
+    ) {
+        writer.bytes(FieldTag.invocationId.rawValue, invocationId)
+        writer.bytes(FieldTag.requestId.rawValue, requestId)
+        writer.timestamp(FieldTag.recordedAt.rawValue, recordedAt)
+    }
+}

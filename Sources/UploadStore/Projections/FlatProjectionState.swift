@@ -216,42 +216,67 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
 
     // MARK: The digest's view
 
-    func forEachEntry(_ table: ProjectionTable, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) rethrows {
-        func mark(_ repository: Int32) -> [UInt8] { RepositoryMark(repositoryRefs[Int(repository)]).encoded() }
+    /// Each entry is made in one reused key buffer and one reused writer: the digest and a rebuild's
+    /// write allocate nothing per entry but the strings a record needs (none for the invocation
+    /// marks, a million of them in a million-event log).
+    func forEachEntry(_ table: ProjectionTable, _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Void) rethrows {
+        var key: [UInt8] = [], writer = FieldWriter()
+        func emit(key makeKey: (inout [UInt8]) -> Void, value: (inout FieldWriter) -> Void) throws {
+            key.removeAll(keepingCapacity: true)
+            makeKey(&key)
+            writer.removeAll()
+            value(&writer)
+            try key.withUnsafeBytes { key in try writer.bytes.withUnsafeBytes { try body(key, $0) } }
+        }
+        func mark(_ repository: Int32) -> (inout FieldWriter) -> Void { { RepositoryMark(repositoryRefs[Int(repository)]).encode(into: &$0) } }
+        func name(_ table: NameTable, _ n: Int) -> (inout [UInt8]) -> Void { { key in table.withName(n) { key.append(contentsOf: $0) } } }
         switch table {
         case .sessions:
             for upload in sessions.indices.filter({ sessions[$0] != nil }).sorted(by: uploadIds.precedes) {
-                try body(uploadIds.key(upload), session(number: upload)!.encoded())
+                try emit(key: name(uploadIds, upload)) { session(number: upload)!.encode(into: &$0) }
             }
         case .repositories:
             for repository in repositories.indices.filter({ repositories[$0] != nil }).sorted(by: repositoryKeys.precedes) {
-                try body(repositoryKeys.key(repository), repositories[repository]!.encoded())
+                try emit(key: name(repositoryKeys, repository)) { repositories[repository]!.encode(into: &$0) }
             }
         case .activeUploads:
-            for upload in activeUploadNumbers({ _ in true }) { try body(uploadIds.key(upload), mark(activeIn[upload])) }
+            for upload in activeUploadNumbers({ _ in true }) { try emit(key: name(uploadIds, upload), value: mark(activeIn[upload])) }
         case .layers:
-            var prefixes: [Int32: [UInt8]] = [:]
-            var keyed: [(key: [UInt8], layer: FlatLayer)] = []
-            for case let layer? in layers {
-                let prefix = prefixes[layer.repository] ?? ProjectionKey.repositoryPrefix(repositoryRefs[Int(layer.repository)])
-                prefixes[layer.repository] = prefix
-                keyed.append((prefix + digests.key(Int(layer.digest)), layer))
+            // A scoped key is the repository's prefix, then the digest. Prefixes end in 0x00, which no
+            // name holds, so none is a prefix of another: key order is prefix order, then digest order.
+            let prefixes = repositoryRefs.map(ProjectionKey.repositoryPrefix)
+            var rank = [Int](repeating: 0, count: prefixes.count)
+            for (position, repository) in prefixes.indices.sorted(by: { ProjectionKey.precedes(prefixes[$0], prefixes[$1]) }).enumerated() {
+                rank[repository] = position
             }
-            for entry in keyed.sorted(by: { ProjectionKey.precedes($0.key, $1.key) }) { try body(entry.key, layerRecord(entry.layer).encoded()) }
+            let ordered = layers.indices.filter { layers[$0] != nil }.sorted { a, b in
+                let x = layers[a]!, y = layers[b]!
+                if x.repository != y.repository { return rank[Int(x.repository)] < rank[Int(y.repository)] }
+                return digests.precedes(Int(x.digest), Int(y.digest))
+            }
+            for slot in ordered {
+                let layer = layers[slot]!
+                try emit(key: { key in key += prefixes[Int(layer.repository)]; digests.withName(Int(layer.digest)) { key.append(contentsOf: $0) } }) {
+                    layerRecord(layer).encode(into: &$0)
+                }
+            }
         case .images, .imageTags:
             try catalogue.forEachEntry(table, body)
         case .initiations:
             for i in initiations {
-                try body(ProjectionKey.timeAndPosition(Timestamp(millisecondsSinceEpoch: i.time), i.position), mark(i.repository))
+                try emit(key: { $0 += ProjectionKey.timeAndPosition(Timestamp(millisecondsSinceEpoch: i.time), i.position) }, value: mark(i.repository))
             }
         case .invocationMarks:
-            for m in marks {
-                let text = { (range: Range<Int>) in String(decoding: markBytes[range], as: UTF8.self) }
-                let invocationEnd = m.start + m.invocationIdCount
-                let record = InvocationMark(
-                    invocationId: text(m.start..<invocationEnd), requestId: text(invocationEnd..<invocationEnd + m.requestIdCount),
-                    recordedAt: m.recordedAt)
-                try body(BigEndian.bytes(m.position), record.encoded())
+            try markBytes.withUnsafeBytes { bytes in
+                for m in marks {
+                    let invocationEnd = m.start + m.invocationIdCount
+                    try emit(key: { key in withUnsafeBytes(of: m.position.bigEndian) { key.append(contentsOf: $0) } }) {
+                        InvocationMark.encode(
+                            invocationId: UnsafeRawBufferPointer(rebasing: bytes[m.start..<invocationEnd]),
+                            requestId: UnsafeRawBufferPointer(rebasing: bytes[invocationEnd..<invocationEnd + m.requestIdCount]),
+                            recordedAt: m.recordedAt, into: &$0)
+                    }
+                }
             }
         }
     }

@@ -86,10 +86,13 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
 
     // MARK: The digest's view
 
-    func forEachEntry(_ table: ProjectionTable, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) rethrows {
+    func forEachEntry(_ table: ProjectionTable, _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Void) rethrows {
+        func emit(_ key: [UInt8], _ value: [UInt8]) throws {
+            try key.withUnsafeBytes { key in try value.withUnsafeBytes { try body(key, $0) } }
+        }
         func keyed<Name, R: FieldRecord>(_ records: [Name: R], _ key: (Name) -> [UInt8]) throws {
             let sorted = records.map { (key: key($0.key), record: $0.value) }.sorted { ProjectionKey.precedes($0.key, $1.key) }
-            for entry in sorted { try body(entry.key, entry.record.encoded()) }
+            for entry in sorted { try emit(entry.key, entry.record.encoded()) }
         }
         func scoped<R: FieldRecord>(_ records: [ExactRepository: [ExactString: R]]) throws {
             var entries: [(key: [UInt8], record: R)] = []
@@ -97,7 +100,7 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
                 let prefix = ProjectionKey.repositoryPrefix(repository.value)
                 for (name, record) in items { entries.append((prefix + Array(name.value.utf8), record)) }
             }
-            for entry in entries.sorted(by: { ProjectionKey.precedes($0.key, $1.key) }) { try body(entry.key, entry.record.encoded()) }
+            for entry in entries.sorted(by: { ProjectionKey.precedes($0.key, $1.key) }) { try emit(entry.key, entry.record.encoded()) }
         }
         switch table {
         case .sessions: try keyed(sessions) { ProjectionKey.session($0.value) }
@@ -106,8 +109,8 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
         case .layers: try scoped(layers)
         case .images: try scoped(images)
         case .imageTags: try scoped(tags)
-        case .initiations: try initiations.forEachInOrder(body)
-        case .invocationMarks: try invocationMarks.forEachInOrder(body)
+        case .initiations: try initiations.forEachInOrder(emit)
+        case .invocationMarks: try invocationMarks.forEachInOrder(emit)
         }
     }
 
@@ -123,14 +126,14 @@ protocol ProjectionEntries: Sendable {
     /// Hands each entry of `table` to `body` in turn, encoding each record only when its turn
     /// comes: the digest holds no list of every encoded record (a million of them cost it more in
     /// page faults than in hashing).
-    func forEachEntry(_ table: ProjectionTable, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) rethrows
+    func forEachEntry(_ table: ProjectionTable, _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Void) rethrows
 }
 
 extension ProjectionEntries {
     /// Every entry of `table`, as ``forEachEntry(_:_:)`` hands them over.
     func entries(_ table: ProjectionTable) -> [(key: [UInt8], value: [UInt8])] {
         var entries: [(key: [UInt8], value: [UInt8])] = []
-        forEachEntry(table) { entries.append(($0, $1)) }
+        forEachEntry(table) { entries.append((Array($0), Array($1))) }
         return entries
     }
 }
