@@ -1,3 +1,4 @@
+import Foundation
 import UploadCore
 
 /// Byte strings interned to dense numbers, 0, 1, 2, … in the order first seen: replay's flat state
@@ -76,15 +77,11 @@ struct NameTable: Sendable {
     /// Whether name `a` sorts before name `b` as LMDB compares keys: unsigned bytes, a prefix first.
     func precedes(_ a: Int, _ b: Int) -> Bool {
         bytes.withUnsafeBytes { all in
-            let x = UnsafeRawBufferPointer(rebasing: all[ends[a]..<ends[a + 1]])
-            let y = UnsafeRawBufferPointer(rebasing: all[ends[b]..<ends[b + 1]])
-            let n = min(x.count, y.count)
-            var i = 0
-            while i < n {
-                if x[i] != y[i] { return x[i] < y[i] }
-                i += 1
-            }
-            return x.count < y.count
+            let (x, y) = (ends[a], ends[b])
+            let (xCount, yCount) = (ends[a + 1] - x, ends[b + 1] - y)
+            guard let base = all.baseAddress else { return false }  // every name is empty
+            let order = memcmp(base + x, base + y, min(xCount, yCount))
+            return order != 0 ? order < 0 : xCount < yCount
         }
     }
 
