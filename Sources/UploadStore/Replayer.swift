@@ -429,25 +429,6 @@ extension FlatProjectionState: ReplayState {
     }
 }
 
-/// The proving rebuild: every record decoded whole, metadata included (so that verify proves each
-/// one decodes), and folded by ``Projector`` into typed records: the second rebuild of verify,
-/// which must agree with the flat one.
-extension InMemoryProjectionState: ReplayState {
-    static func decode(position: UInt64, record: UnsafeRawBufferPointer, into bytes: inout [UInt8]) throws(CodecError) -> ProjectedEvent {
-        ProjectedEvent(try EventEnvelope(position: position, decoding: Array(record)[...]))
-    }
-
-    mutating func fold(_ chunk: DecodedChunk<ProjectedEvent>) throws {
-        for event in chunk.events {
-            do {
-                try Projector.apply(event, to: &self)
-            } catch {
-                throw Replayer.Failure.contradiction(event.event.type, at: event.position, error)
-            }
-        }
-    }
-}
-
 /// Chunks handed from one thread to another, at most `capacity` waiting: the decoder waits when
 /// the folder falls behind, so memory stays bounded. Chunks the folder is done with come back to
 /// be filled again, so their buffers are allocated (and their pages faulted in) only once.

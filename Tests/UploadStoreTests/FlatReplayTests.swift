@@ -271,3 +271,21 @@ struct FlatReplayTests {
         return ProjectedEvent(EventEnvelope(position: e.position, recordedAt: e.recordedAt, metadata: metadata, event: event))
     }
 }
+
+/// The reference fold: every record decoded whole and folded by ``Projector`` into typed records,
+/// which the flat fold must agree with.
+extension InMemoryProjectionState: ReplayState {
+    public static func decode(position: UInt64, record: UnsafeRawBufferPointer, into bytes: inout [UInt8]) throws(CodecError) -> ProjectedEvent {
+        ProjectedEvent(try EventEnvelope(position: position, decoding: Array(record)[...]))
+    }
+
+    public mutating func fold(_ chunk: DecodedChunk<ProjectedEvent>) throws {
+        for event in chunk.events {
+            do {
+                try Projector.apply(event, to: &self)
+            } catch {
+                throw Replayer.Failure.contradiction(event.event.type, at: event.position, error)
+            }
+        }
+    }
+}

@@ -1,14 +1,13 @@
 import UploadCore
 
-/// The projection state held in memory, typed: replay's scratch state, and the tests' reference
-/// model for the decider.
+/// The projection state held in memory, typed: the tests' reference model for the decider and for
+/// replay's flat fold, and where replay's flat state keeps images and tags (few events touch them).
 ///
 /// It keeps what ``MutableProjectionState`` means, not LMDB's keys: each record is a value in a
 /// dictionary keyed by what names it, so a fold builds no key bytes, boxes no record and casts
-/// nothing (keyed byte tables cost replay a third of its fold). Keys and encoded values are made
-/// only for the digest and for writing a rebuild out (``forEachEntry(_:_:)``), with the store's
-/// own key functions (``ProjectionKey``), so the bytes are LMDB's; `upload-replay verify` compares
-/// the two.
+/// nothing. Keys and encoded values are made only for the digest and for writing a rebuild out
+/// (``forEachEntry(_:_:)``), with the store's own key functions (``ProjectionKey``), so the bytes
+/// are LMDB's.
 ///
 /// Names are compared and hashed by their UTF-8 bytes, as LMDB compares keys.
 struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Sendable {
