@@ -35,11 +35,13 @@ enum ProjectionCatchUp {
     private static func rebuild(
         _ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, from seen: ProjectionCheckpoint
     ) throws {
-        let (state, tail): (FlatProjectionState, UInt64)
+        let (state, tail): (InMemoryProjectionState, UInt64)
         do {
             (state, tail) = try log.read { txn in
                 let tail = try EventLog.tail(txn, schema)?.position ?? 0
-                return (try Replayer.rebuild(txn, schema, upTo: tail, foldingApart: true, tick: {}), tail)
+                // Through Projector, as every live write is: the live tables are what verify's flat
+                // rebuilds are checked against, so they are never written by the flat fold.
+                return (try Replayer.rebuild(txn, schema, upTo: tail, into: InMemoryProjectionState.self, foldingApart: true, tick: {}), tail)
             }
         } catch let failure as Replayer.Failure {
             throw StoreError(.corrupt, "the projections cannot be rebuilt: \(failure)")

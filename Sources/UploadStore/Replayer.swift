@@ -429,6 +429,25 @@ extension FlatProjectionState: ReplayState {
     }
 }
 
+/// The rebuild that writes live tables (a full rebuild of the projections at open), and the
+/// tests' reference for the flat fold: every record decoded whole and folded by ``Projector`` into
+/// typed records.
+extension InMemoryProjectionState: ReplayState {
+    static func decode(position: UInt64, record: UnsafeRawBufferPointer, into bytes: inout [UInt8]) throws(CodecError) -> ProjectedEvent {
+        ProjectedEvent(try EventEnvelope(position: position, decoding: Array(record)[...]))
+    }
+
+    mutating func fold(_ chunk: DecodedChunk<ProjectedEvent>) throws {
+        for event in chunk.events {
+            do {
+                try Projector.apply(event, to: &self)
+            } catch {
+                throw Replayer.Failure.contradiction(event.event.type, at: event.position, error)
+            }
+        }
+    }
+}
+
 /// Chunks handed from one thread to another, at most `capacity` waiting: the decoder waits when
 /// the folder falls behind, so memory stays bounded. Chunks the folder is done with come back to
 /// be filled again, so their buffers are allocated (and their pages faulted in) only once.

@@ -9,9 +9,9 @@ import UploadCore
 /// It is a ``MutableProjectionState``, so ``Projector`` folds every event into it; the three events
 /// of an upload's way (nearly all of a log) also have a fold of their own over their bytes
 /// (``apply(_:in:)``, in `FlatFold.swift`), which must change the state exactly as ``Projector``
-/// does. `upload-replay verify` checks that on every run: its second rebuild decodes each record
-/// whole and folds it with ``Projector`` into ``InMemoryProjectionState``, and the two digests must
-/// be equal.
+/// does. It is read-only work's state (replay, `upload-replay verify`): live tables are only ever
+/// written through ``Projector``, so verify's comparison of this state with them checks the two
+/// folds against each other on every run.
 struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable {
     /// An upload's number indexes `sessions` and `activeIn`.
     var uploadIds = NameTable()

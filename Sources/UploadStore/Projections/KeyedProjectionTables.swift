@@ -2,8 +2,9 @@ import UploadCore
 
 /// The projection state as keyed tables of encoded records: how this store lays out what
 /// ``MutableProjectionState`` means. LMDB (``LMDBTables``) implements the primitives; the
-/// meaning is mapped onto keys here, with the key functions of ``ProjectionKey``. Replay's memory
-/// (``InMemoryProjectionState``) keeps typed records and makes the same keys for its digest.
+/// meaning is mapped onto keys here, with the key functions of ``ProjectionKey``. The states held in
+/// memory (``InMemoryProjectionState``, replay's ``FlatProjectionState``) keep their own layouts and
+/// make the same keys for the digest and for a rebuild's write.
 ///
 /// Keys compare as unsigned bytes, as LMDB compares them.
 protocol KeyedProjectionTables: MutableProjectionState {
