@@ -400,8 +400,7 @@ extension Replayer.Failure {
     }
 }
 
-/// The fast rebuild: what the projections read, folded flat (replay, the first rebuild of verify,
-/// a full rebuild of the projections).
+/// The fast rebuild: what the projections read, folded flat (replay, and both rebuilds of verify).
 extension FlatProjectionState: ReplayState {
     static func decode(position: UInt64, record: UnsafeRawBufferPointer, into bytes: inout [UInt8]) throws(CodecError) -> FlatEvent {
         try FlatEvent(position: position, record: record, appendingTo: &bytes)
@@ -430,11 +429,11 @@ extension FlatProjectionState: ReplayState {
 }
 
 /// The rebuild that writes live tables (a full rebuild of the projections at open), and the
-/// tests' reference for the flat fold: every record decoded whole and folded by ``Projector`` into
-/// typed records.
+/// tests' reference for the flat fold: each record decoded as far as projections read it (the one
+/// real decoder, ``ProjectedEvent``) and folded by ``Projector`` into typed records.
 extension InMemoryProjectionState: ReplayState {
     static func decode(position: UInt64, record: UnsafeRawBufferPointer, into bytes: inout [UInt8]) throws(CodecError) -> ProjectedEvent {
-        ProjectedEvent(try EventEnvelope(position: position, decoding: Array(record)[...]))
+        try ProjectedEvent(position: position, decoding: Array(record)[...])
     }
 
     mutating func fold(_ chunk: DecodedChunk<ProjectedEvent>) throws {
