@@ -4,8 +4,9 @@
 /// three are decoded without making a `String` or any other object: their names are byte ranges
 /// into the buffer the record was copied to, and the fold interns them. Every other event, and any
 /// record the fast path does not take (text that is not ASCII, a field it does not expect, a
-/// version other than 1), is decoded whole by the one real decoder (``ProjectedEvent``). So the fast
-/// path never accepts what that decoder refuses, and a refused record is described by its error.
+/// version other than 1), is decoded by the one real decoder, as far as projections read it
+/// (``ProjectedEvent``). So the fast path never accepts what that decoder refuses, and a refused
+/// record is described by its error.
 package enum FlatEvent: Sendable {
     case upload(FlatUploadEvent)
     case decoded(ProjectedEvent)
