@@ -127,128 +127,89 @@ public enum Replayer {
         guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
             throw Failure.unusable("the store's projections have never been built; open it for writing (serve, migrate) first")
         }
-        var second: BackgroundWork<(FlatProjectionState, SHA256.Digest)>?
-        defer { second?.wait() }
-        // Everything compared against (live tables, checkpoint, Merkle tree) is read from one
-        // snapshot of each environment, in these transactions, which end before the second
-        // rebuild is waited for.
-        let (first, firstDigest, liveDigest, liveDifference, checkpoint, counter) = try projections.environment.read { ptxn in
+        var background: BackgroundWork<Result<FlatProjectionState, any Error>>?
+        defer { background?.wait() }
+        // Everything compared against (live tables, checkpoint, the tree's extent) is read from one
+        // snapshot of each environment, in these transactions, which end before the second core's
+        // work is waited for. Failures are reported in the order the checks mean: the first
+        // rebuild's refusals, then the log's Merkle tree, then the live tables, then the second
+        // rebuild's refusals (whole decoding), then the comparisons.
+        let (first, firstDigest, liveCheck, merkleRoot, counter) = try projections.environment.read { ptxn in
             try environment.read { txn in
                 let size = try EventLog.tail(txn, schema)?.position ?? 0
-                // Read in the snapshot the tail comes from, so that the two agree.
-                let writers = try UnsyncedProjectionWriters.state(txn, schema, bootId: bootId)
+                report.events = size
                 let counter = ProgressCounter(total: 3 * size, progress)
-                // The second rebuild runs on another core, in a read snapshot of its own. The log is
-                // append-only, so its first `size` events are the ones this snapshot holds. It folds
-                // one event at a time where the first folds chunks of 1,024, so the two digests show
-                // the fold does not depend on how it is batched; and it also decodes every record
-                // whole, so that verify proves each one decodes.
-                second = BackgroundWork {
+                let merkle = MerkleVerification(size: size)
+                // The second core checks the Merkle tree, then rebuilds a second time, in a read
+                // snapshot of its own. The log and the tree are append-only, so their first `size`
+                // events and the nodes over them are the ones this snapshot holds. The second
+                // rebuild folds one event at a time where the first folds chunks of 1,024, so
+                // comparing the two shows the fold does not depend on how it is batched; and it
+                // also decodes every record whole, so that verify proves each one decodes.
+                background = BackgroundWork {
                     try environment.read { txn in
-                        let tables = try rebuild(txn, schema, upTo: size, chunk: 1, decodingWhole: true, tick: counter.tick)
-                        return (tables, ProjectionDigest.of(tables))
+                        try merkle.check(txn, schema, tick: counter.tick)
+                        return Result { try rebuild(txn, schema, upTo: size, chunk: 1, decodingWhole: true, tick: counter.tick) }
                     }
                 }
+                let nodesPast = Result { try merkle.checkNothingStoredPast(txn, schema) }
                 let first = try rebuild(txn, schema, upTo: size, tick: counter.tick)
                 let firstDigest = ProjectionDigest.of(first)
-                try verifyMerkleTree(txn, schema, size: size, tick: counter.tick)
-                let liveDigest = try ProjectionDigest.ofLive(ptxn, projections.schema)
-                report.events = size
-                report.merkleRoot = Hex.encode(try MerkleLog.root(txn, schema, size: size))
-                let checkpoint = try ProjectionCheckpoint.read(ptxn, projections.schema)
-                guard checkpoint.version != nil else {
-                    throw Failure.unusable("the projections are being built for the first time; check again once the store has opened")
+                let root = Result { try MerkleLog.root(txn, schema, size: size) }
+                let liveCheck = Result {
+                    try compareLive(txn, ptxn, schema, projections.schema, size: size, bootId: bootId, rebuilt: first, rebuiltDigest: firstDigest)
                 }
-                guard checkpoint.position <= size, checkpoint.version == Projector.version else {
-                    throw Failure.mismatch(
-                        "the checkpoint says position \(checkpoint.position) (layout \(checkpoint.version.map(String.init) ?? "none")) but the log ends at \(size) (layout \(Projector.version))")
-                }
-                // Behind the log only while a store is open (between its two commits) or was killed
-                // there; a store that closed cleanly left them at the tail.
-                guard checkpoint.position == size || writers.writersOpen else {
-                    throw Failure.mismatch("the projections are at position \(checkpoint.position) but the log ends at \(size), and no store is open to fold the rest in")
-                }
-                let live = checkpoint.position == size ? first : try rebuild(txn, schema, upTo: checkpoint.position, tick: {})
-                let liveRebuildDigest = checkpoint.position == size ? firstDigest : ProjectionDigest.of(live)
-                // Named now, while the live tables can be read; reported after the rebuilds are compared.
-                let liveDifference = liveDigest == liveRebuildDigest ? nil : ProjectionDigest.firstDifference(
-                    try ProjectionDigest.liveEntries(ptxn, projections.schema), ProjectionDigest.entries(live), leftName: "live", rightName: "rebuilt")
-                    ?? "the live tables' digest differs from the rebuild's"
-                return (first, firstDigest, liveDigest, liveDifference, checkpoint, counter)
+                return (first, firstDigest, liveCheck, nodesPast.flatMap { root }, counter)
             }
         }
-        let (secondTables, secondDigest) = try second!.result()
+        let secondRebuild = try background!.result()
+        report.merkleRoot = Hex.encode(try merkleRoot.get())
+        let (liveDigest, liveDifference, checkpoint) = try liveCheck.get()
+        let second = try secondRebuild.get()
         counter.finish()
 
         report.eventsScanned = 2 * report.events
+        // Two states equal record for record have one digest: the second is hashed only when they differ.
+        let secondDigest = first.holdsSameState(as: second) ? firstDigest : ProjectionDigest.of(second)
         report.rebuildDigests = [Hex.encode(firstDigest), Hex.encode(secondDigest)]
         report.liveDigest = Hex.encode(liveDigest)
         report.checkpoint = checkpoint.position
         if firstDigest != secondDigest {
-            let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(first), ProjectionDigest.entries(secondTables))
+            let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(first), ProjectionDigest.entries(second))
             throw Failure.mismatch(
                 "the two rebuilds differ (the fold depends on how it is batched, so replay is not deterministic): \(difference ?? "in their digests")")
         }
         if let liveDifference { throw Failure.mismatch(liveDifference) }
     }
 
-    /// Recomputes every Merkle node from the raw event bytes and compares each with the stored
-    /// one: a changed, removed, reordered or inserted byte changes a leaf, and the first
-    /// differing node names the positions it covers.
-    ///
-    /// Stored nodes are keyed by their last leaf's position, then level
-    /// (``MerkleTree/nodeKey(level:index:)``): the order in which appending the leaves completes
-    /// them. So one pass over the stored nodes meets them in the order computed, and the first
-    /// one out of place is the first difference.
-    private static func verifyMerkleTree(_ txn: Transaction, _ schema: Schema, size: UInt64, tick: () -> Void) throws {
-        var levels: [[MerkleTree.Hash]] = []
-        try txn.scan(schema.events) { key, value in
-            guard let position = BigEndian.uint64(key), position <= size else { return false }
-            let leaf = MerkleTree.leafHash(position: position, record: value)
-            for n in MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf, node: { levels[Int($0)][Int($1)] }) {
-                if levels.count <= Int(n.level) { levels.append([]) }
-                levels[Int(n.level)].append(n.hash)
-            }
-            tick()
-            return true
+    /// The live tables against a rebuild of the log's first `size` events, in the snapshots `size`
+    /// was read from. - Returns: the live digest, their first difference (named now, while the live
+    /// tables can be read; reported after the two rebuilds are compared) and the checkpoint.
+    private static func compareLive(
+        _ txn: Transaction, _ ptxn: Transaction, _ schema: Schema, _ projectionSchema: ProjectionSchema, size: UInt64, bootId: String,
+        rebuilt: FlatProjectionState, rebuiltDigest: SHA256.Digest
+    ) throws -> (SHA256.Digest, String?, ProjectionCheckpoint) {
+        let liveDigest = try ProjectionDigest.ofLive(ptxn, projectionSchema)
+        let checkpoint = try ProjectionCheckpoint.read(ptxn, projectionSchema)
+        guard checkpoint.version != nil else {
+            throw Failure.unusable("the projections are being built for the first time; check again once the store has opened")
         }
-        func place(_ level: Int, _ index: UInt64) -> String {
-            let first = (index << UInt64(level)) + 1, last = (index + 1) << UInt64(level)
-            return level == 0 ? "position \(first)" : "positions \(first)...\(last)"
+        guard checkpoint.position <= size, checkpoint.version == Projector.version else {
+            throw Failure.mismatch(
+                "the checkpoint says position \(checkpoint.position) (layout \(checkpoint.version.map(String.init) ?? "none")) but the log ends at \(size) (layout \(Projector.version))")
         }
-        /// The next node the stored tree should hold, in key order: (last leaf, level).
-        var expected: (lastLeaf: UInt64, level: Int)? = size > 0 ? (1, 0) : nil
-        func advance(_ node: (lastLeaf: UInt64, level: Int)) -> (lastLeaf: UInt64, level: Int)? {
-            if node.lastLeaf.trailingZeroBitCount > node.level { return (node.lastLeaf, node.level + 1) }  // its parent ends here too
-            return node.lastLeaf < size ? (node.lastLeaf + 1, 0) : nil
+        // Behind the log only while a store is open (between its two commits) or was killed
+        // there; a store that closed cleanly left them at the tail. Read in the snapshot the tail
+        // comes from, so that the two agree.
+        guard try checkpoint.position == size || UnsyncedProjectionWriters.state(txn, schema, bootId: bootId).writersOpen else {
+            throw Failure.mismatch("the projections are at position \(checkpoint.position) but the log ends at \(size), and no store is open to fold the rest in")
         }
-        func missing(_ node: (lastLeaf: UInt64, level: Int)) -> String {
-            "Merkle tree: the node over \(place(node.level, (node.lastLeaf >> UInt64(node.level)) - 1)) is missing from the stored tree"
-        }
-        var failure: String?
-        try txn.scan(schema.merkleNodes) { key, value in
-            guard let (level, index) = MerkleTree.node(forKey: key) else {
-                failure = "Merkle tree: a stored node has the key \(Hex.encode(key)), which names no node; no event supports it"
-                return false
-            }
-            let stored = (lastLeaf: (index + 1) << UInt64(level), level: Int(level))
-            if let next = expected, next.lastLeaf < stored.lastLeaf || (next.lastLeaf == stored.lastLeaf && next.level < stored.level) {
-                failure = missing(next)
-                return false
-            }
-            guard let next = expected, next == stored, Int(level) < levels.count, index < UInt64(levels[Int(level)].count) else {
-                failure = "Merkle tree: the node over \(place(Int(level), index)) is stored but no event supports it"
-                return false
-            }
-            guard levels[Int(level)][Int(index)].elementsEqual(value) else {
-                failure = "Merkle tree: the node over \(place(Int(level), index)) does not match the events"
-                return false
-            }
-            expected = advance(next)
-            return true
-        }
-        if failure == nil, let next = expected { failure = missing(next) }
-        if let failure { throw Failure.log(failure) }
+        let live = checkpoint.position == size ? rebuilt : try rebuild(txn, schema, upTo: checkpoint.position, tick: {})
+        let liveRebuildDigest = checkpoint.position == size ? rebuiltDigest : ProjectionDigest.of(live)
+        let difference = liveDigest == liveRebuildDigest ? nil : ProjectionDigest.firstDifference(
+            try ProjectionDigest.liveEntries(ptxn, projectionSchema), ProjectionDigest.entries(live), leftName: "live", rightName: "rebuilt")
+            ?? "the live tables' digest differs from the rebuild's"
+        return (liveDigest, difference, checkpoint)
     }
 
     /// Folds the log's first `size` events into a fresh `State`, checking that positions are dense
@@ -582,3 +543,4 @@ private final class BackgroundWork<T: Sendable>: @unchecked Sendable {
         return try outcome!.get()
     }
 }
+

@@ -96,6 +96,32 @@ struct CommandLineTests {
         #expect(try Executables.run("upload-replay", ["--data-dir", dir.path]).status == 0)
     }
 
+    /// `upload-replay` passes while other processes append: it reads the log's size, the tree's
+    /// extent and the live tables in one snapshot, and rebuilds and checks the tree in later ones
+    /// (bounded to that size; `AuditTests` checks the bound itself, without a race).
+    @Test func replayTool_passesWhileOtherProcessesAppend() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/app").status == 0)
+        let outputs = try await withThrowingTaskGroup(of: [String].self) { group in
+            group.addTask {
+                for _ in 0..<40 {
+                    let out = try Executables.run("upload-coordinator", ["initiate-layer-upload", "--data-dir", dir.path, "--repository-name", "team/app"])
+                    guard out.status == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: ["stderr": out.stderr]) }
+                }
+                return []
+            }
+            group.addTask {
+                try (0..<8).map { _ in try Executables.run("upload-replay", ["--data-dir", dir.path, "--json"]).stdout }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        let reports = try outputs.map(json)
+        for report in reports { #expect(report["ok"] as? Bool == true, "\(report)") }
+        let sizes = Set(reports.compactMap { $0["events"] as? Int })
+        #expect(sizes.count > 1, "the log grew between checks: \(sizes)")
+    }
+
     @Test func replayTool_passesAnIntactStore_andNamesTheKeyOfATamperedProjection() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

@@ -125,6 +125,26 @@ struct AuditTests {
         #expect(cut.contains("position 8"))
     }
 
+    /// Verify checks the tree over the first `size` events in a snapshot later than the one `size`
+    /// came from, so the nodes past `size` that a writer adds meanwhile must not count; in the
+    /// snapshot `size` came from, any node past it is one no event supports, and the first is named.
+    @Test(arguments: [1, 3, 4, 7])
+    func theTreeOverAPrefix_checksInASnapshotThatHoldsMore(size: UInt64) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        _ = try await populate(dir)
+        let env = try Environment(directory: dir.path, configuration: .readOnly)
+        let schema = try env.read { try Schema($0) }
+        try env.read { txn in
+            #expect(try EventLog.tail(txn, schema)?.position == 8)
+            let prefix = MerkleVerification(size: size)
+            try prefix.check(txn, schema, tick: {})
+            let failure = #expect(throws: Replayer.Failure.self) { try prefix.checkNothingStoredPast(txn, schema) }
+            #expect(failure == .log("Merkle tree: the node over position \(size + 1) is stored but no event supports it"))
+            try MerkleVerification(size: 8).checkNothingStoredPast(txn, schema)
+        }
+    }
+
     /// The ordered comparison must still catch what the tree should not hold: a removed node
     /// (reported at its place), and an invented one, even under a malformed key.
     @Test func replay_catchesARemovedAndAnInventedTreeNode() async throws {

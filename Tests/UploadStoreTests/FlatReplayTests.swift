@@ -184,6 +184,64 @@ struct FlatReplayTests {
         }
     }
 
+    /// Verify compares its two rebuilds with `holdsSameState(as:)` and hashes the second only when
+    /// that fails, so it must hold for two folds of one log however they are batched, and agree with
+    /// the digest for two logs that differ by one event, at every length.
+    @Test func holdingTheSameState_agreesWithTheDigest_forEveryPrefixOfALog() throws {
+        var maker = LogMaker(seed: 4)
+        let records = maker.make(steps: 300)
+        let inChunks = try Self.folds(records, chunk: 1024).flat.get(), oneByOne = try Self.folds(records, chunk: 1).flat.get()
+        let sameAcrossBatching = inChunks.holdsSameState(as: oneByOne)
+        #expect(sameAcrossBatching)
+        var previous = try Self.folds([]).flat.get()
+        var differed = 0
+        for length in 1...records.count {
+            let state = try Self.folds(Array(records.prefix(length))).flat.get()
+            let sameDigest = ProjectionDigest.of(state) == ProjectionDigest.of(previous)
+            let same = state.holdsSameState(as: previous), sameTheOtherWay = previous.holdsSameState(as: state)
+            #expect(same == sameDigest, "after \(length) events")
+            #expect(sameTheOtherWay == sameDigest, "after \(length) events, compared the other way")
+            if !sameDigest { differed += 1 }
+            previous = state
+        }
+        #expect(differed == records.count, "every event of this log changes some table")
+    }
+
+    /// A change to any one table alone is seen, so no table's comparison can be left out unnoticed
+    /// (above, every event also adds an invocation mark, which would hide it).
+    @Test func aChangeToAnyOneTable_meansAnotherState() throws {
+        var maker = LogMaker(seed: 5)
+        let state = try Self.folds(maker.make(steps: 400)).flat.get()
+        let session = try #require(state.allActiveUploads().first.flatMap(state.session))
+        let ref = session.repository
+        let repository = try #require(state.repository(ref))
+        let flatLayer = try #require(state.layers.lazy.compactMap { $0 }.first)
+        let layer = state.layerRecord(flatLayer), layerRef = state.repositoryRefs[Int(flatLayer.repository)]
+        let (imageRef, image) = try #require(state.repositoryRefs.lazy.flatMap { ref in
+            state.imageDigests(in: ref).compactMap { state.image(ref, $0) }.map { (ref, $0) } }.first { !$0.1.tags.isEmpty })
+        let tagName = try #require(image.tags.first)
+        let tag = try #require(state.tag(imageRef, tagName))
+        let changes: [(String, (inout FlatProjectionState) -> Void)] = [
+            ("a session", { var s = session; s.bytesReceived += 1; $0.put(s) }),
+            ("an active upload", { $0.setUpload(session.uploadId, in: ref, active: false) }),
+            ("a repository", { var r = repository; r.layerCount += 1; $0.put(r) }),
+            ("a layer", { var l = layer; l.layerSize += 1; $0.put(l, in: layerRef) }),
+            ("an initiation", { $0.recordInitiation(in: ref, at: Timestamp(millisecondsSinceEpoch: 1), position: 1) }),
+            ("an invocation mark", { $0.put(InvocationMark(invocationId: "i", requestId: "r", recordedAt: Timestamp(millisecondsSinceEpoch: 1)), at: 1) }),
+            // Its bytes unchanged: a new mark above adds bytes too.
+            ("an invocation mark's time", { $0.marks[0].recordedAt = Timestamp(millisecondsSinceEpoch: 1) }),
+            ("an image", { var i = image; i.imageSizeInBytes += 1; $0.put(i, in: imageRef) }),
+            ("a tag", { var t = tag; t.createdAt = Timestamp(millisecondsSinceEpoch: 1); $0.put(t, named: tagName, in: imageRef) }),
+        ]
+        for (name, change) in changes {
+            var changed = state
+            change(&changed)
+            #expect(ProjectionDigest.of(changed) != ProjectionDigest.of(state), "\(name): the change reached no table")
+            let same = changed.holdsSameState(as: state)
+            #expect(!same, "\(name)")
+        }
+    }
+
     /// Events that contradict the state before them are refused by both folds at the same
     /// position, in the same words.
     @Test func contradictions_areRefusedAsProjectorRefusesThem() throws {

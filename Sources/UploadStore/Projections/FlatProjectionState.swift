@@ -161,13 +161,13 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
 
     mutating func recordInitiation(_ initiation: FlatInitiation) {
         // The writer never records a time before the log's last, so this nearly always appends.
-        guard let last = initiations.last, !(last < initiation) else { return initiations.append(initiation) }
+        guard let last = initiations.last, !last.precedes(initiation) else { return initiations.append(initiation) }
         var low = 0, high = initiations.count
         while low < high {
             let mid = (low + high) / 2
-            if initiations[mid] < initiation { low = mid + 1 } else { high = mid }
+            if initiations[mid].precedes(initiation) { low = mid + 1 } else { high = mid }
         }
-        if low < initiations.count, !(initiation < initiations[low]) {
+        if low < initiations.count, !initiation.precedes(initiations[low]) {
             initiations[low] = initiation
         } else {
             initiations.insert(initiation, at: low)
@@ -212,6 +212,21 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
     /// The uploads whose active repository passes `include`, in their ids' byte order.
     private func activeUploadNumbers(_ include: (Int) -> Bool) -> [Int] {
         activeIn.indices.filter { activeIn[$0] >= 0 && include(Int(activeIn[$0])) }.sorted(by: uploadIds.precedes)
+    }
+
+    /// Whether `other` holds exactly this state, compared directly: what verify asks of its two
+    /// rebuilds instead of hashing both. The names' tables compare by their bytes and the order they
+    /// were interned in, which the log fixes, so two folds of one log agree here whenever they
+    /// agree at all; the few records that hold their names as strings (repositories, images and
+    /// tags) compare by their entries' bytes, as the digest would.
+    func holdsSameState(as other: FlatProjectionState) -> Bool {
+        func sameEntries(_ table: ProjectionTable) -> Bool {
+            entries(table).elementsEqual(other.entries(table)) { $0.key == $1.key && $0.value == $1.value }
+        }
+        return uploadIds == other.uploadIds && digests == other.digests && repositoryKeys == other.repositoryKeys
+            && sessions == other.sessions && activeIn == other.activeIn && layerIndex == other.layerIndex && layers == other.layers
+            && initiations == other.initiations && marks == other.marks && markBytes == other.markBytes
+            && [.repositories, .images, .imageTags].allSatisfy(sameEntries)
     }
 
     // MARK: The digest's view
@@ -283,7 +298,7 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
 }
 
 /// An ``UploadSession`` with its names as numbers.
-struct FlatSession: Sendable {
+struct FlatSession: Sendable, Equatable {
     var repository: Int32
     var state: UploadSession.State
     var partSize: UInt64
@@ -301,7 +316,7 @@ struct FlatSession: Sendable {
 }
 
 /// A ``LayerRecord`` with its names as numbers.
-struct FlatLayer: Sendable {
+struct FlatLayer: Sendable, Equatable {
     var repository: Int32
     var digest: Int32
     var upload: Int32
@@ -310,21 +325,19 @@ struct FlatLayer: Sendable {
 }
 
 /// An entry of the initiations index, ordered as its key is: time, then position.
-struct FlatInitiation: Sendable, Comparable {
+struct FlatInitiation: Sendable, Equatable {
     var time: Int64
     var position: UInt64
     var repository: Int32
 
     /// By the key's bytes: the time's bit pattern as an unsigned number (as ``ProjectionKey`` writes it), then the position.
-    static func < (a: FlatInitiation, b: FlatInitiation) -> Bool {
-        (UInt64(bitPattern: a.time), a.position) < (UInt64(bitPattern: b.time), b.position)
+    func precedes(_ other: FlatInitiation) -> Bool {
+        (UInt64(bitPattern: time), position) < (UInt64(bitPattern: other.time), other.position)
     }
-
-    static func == (a: FlatInitiation, b: FlatInitiation) -> Bool { a.time == b.time && a.position == b.position }
 }
 
 /// An ``InvocationMark`` whose two ids sit one after the other in the state's `markBytes`.
-struct FlatMark: Sendable {
+struct FlatMark: Sendable, Equatable {
     var position: UInt64
     var recordedAt: Timestamp
     var start: Int

@@ -8,7 +8,7 @@ import UploadCore
 /// Names are compared by their bytes (``UploadCore/ExactBytes``), as LMDB compares keys. The hash
 /// is this type's own and fixed, so nothing depends on a seed; no order of the table's is ever
 /// read: the digest and a rebuild sort by the names' bytes.
-struct NameTable: Sendable {
+struct NameTable: Sendable, Equatable {
     /// Name `n` is `bytes[ends[n] ..< ends[n + 1]]`.
     private var bytes: [UInt8] = []
     private var ends: [Int] = [0]
