@@ -127,29 +127,33 @@ public enum Replayer {
         guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
             throw Failure.unusable("the store's projections have never been built; open it for writing (serve, migrate) first")
         }
-        var background: BackgroundWork<Result<FlatProjectionState, any Error>>?
+        var background: BackgroundWork<(merkle: Result<Void, any Error>?, rebuilt: Result<FlatProjectionState, any Error>)>?
         defer { background?.wait() }
         // Everything compared against (live tables, checkpoint, the tree's extent) is read from one
         // snapshot of each environment, in these transactions, which end before the second core's
         // work is waited for. Failures are reported in the order the checks mean: the first
         // rebuild's refusals, then the log's Merkle tree, then the live tables, then the second
         // rebuild's refusals (whole decoding), then the comparisons.
-        let (first, firstDigest, liveCheck, merkleRoot, counter) = try projections.environment.read { ptxn in
+        let (first, firstDigest, liveCheck, merkleHere, merkleRoot, counter) = try projections.environment.read { ptxn in
             try environment.read { txn in
                 let size = try EventLog.tail(txn, schema)?.position ?? 0
                 report.events = size
                 let counter = ProgressCounter(total: 3 * size, progress)
                 let merkle = MerkleVerification(size: size)
-                // The second core checks the Merkle tree, then rebuilds a second time, in a read
-                // snapshot of its own. The log and the tree are append-only, so their first `size`
-                // events and the nodes over them are the ones this snapshot holds. The second
-                // rebuild folds one event at a time where the first folds chunks of 1,024, so
-                // comparing the two shows the fold does not depend on how it is batched; and it
-                // also decodes every record whole, so that verify proves each one decodes.
+                // The Merkle tree is checked by whichever thread is free first: which of the two
+                // is lighter depends on the log and on the machine.
+                let merkleTurn = Locked(false)
+                @Sendable func claimMerkle() -> Bool { merkleTurn.withLock { taken in defer { taken = true }; return !taken } }
+                // The second core rebuilds a second time, in a read snapshot of its own. The log and
+                // the tree are append-only, so their first `size` events and the nodes over them are
+                // the ones this snapshot holds. The second rebuild folds one event at a time where the
+                // first folds chunks of 1,024, so comparing the two shows the fold does not depend on
+                // how it is batched; and it also decodes every record whole, so that verify proves
+                // each one decodes.
                 background = BackgroundWork {
                     try environment.read { txn in
-                        try merkle.check(txn, schema, tick: counter.tick)
-                        return Result { try rebuild(txn, schema, upTo: size, chunk: 1, decodingWhole: true, tick: counter.tick) }
+                        let rebuilt = Result { try rebuild(txn, schema, upTo: size, chunk: 1, decodingWhole: true, tick: counter.tick) }
+                        return (claimMerkle() ? Result { try merkle.check(txn, schema, tick: counter.tick) } : nil, rebuilt)
                     }
                 }
                 let nodesPast = Result { try merkle.checkNothingStoredPast(txn, schema) }
@@ -159,10 +163,12 @@ public enum Replayer {
                 let liveCheck = Result {
                     try compareLive(txn, ptxn, schema, projections.schema, size: size, bootId: bootId, rebuilt: first, rebuiltDigest: firstDigest)
                 }
-                return (first, firstDigest, liveCheck, nodesPast.flatMap { root }, counter)
+                let merkleHere = claimMerkle() ? Result { try merkle.check(txn, schema, tick: counter.tick) } : nil
+                return (first, firstDigest, liveCheck, merkleHere, nodesPast.flatMap { root }, counter)
             }
         }
-        let secondRebuild = try background!.result()
+        let (merkleThere, secondRebuild) = try background!.result()
+        try (merkleHere ?? merkleThere!).get()
         report.merkleRoot = Hex.encode(try merkleRoot.get())
         let (liveDigest, liveDifference, checkpoint) = try liveCheck.get()
         let second = try secondRebuild.get()
@@ -302,6 +308,8 @@ public enum Replayer {
         _ body: (_ position: UInt64, _ record: UnsafeRawBufferPointer) throws -> Void
     ) throws {
         var expected: UInt64 = 1
+        // Whole decoding reads from an array: one reused, not one made per record.
+        var whole: [UInt8] = []
         do {
             try txn.scan(schema.events) { key, value in
                 guard expected <= size else { return false }
@@ -312,7 +320,11 @@ public enum Replayer {
                     throw Failure.log("position \(expected) is missing (the next event is at \(position))")
                 }
                 do {
-                    if decodingWhole { _ = try EventEnvelope(position: position, decoding: Array(value)) }
+                    if decodingWhole {
+                        whole.removeAll(keepingCapacity: true)
+                        whole.append(contentsOf: value)
+                        _ = try EventEnvelope(position: position, decoding: whole)
+                    }
                     try body(position, value)
                 } catch let error as CodecError {
                     throw Failure.log("the event at position \(position) does not decode: \(error)")
