@@ -25,6 +25,7 @@ public enum MerkleTree {
 
     /// The leaf's hash written into `hash` (32 bytes), allocating nothing: verify hashes a million.
     public static func leafHash(position: UInt64, record: UnsafeRawBufferPointer, into hash: UnsafeMutableRawBufferPointer) {
+        precondition(hash.count == hashSize)
         var hasher = SHA256()
         hasher.update(data: leafPrefix)
         withUnsafeBytes(of: position.bigEndian) { hasher.update(bufferPointer: $0) }
@@ -34,6 +35,7 @@ public enum MerkleTree {
 
     /// The node's hash over two 32-byte hashes, written into `hash`, allocating nothing.
     public static func nodeHash(_ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointer, into hash: UnsafeMutableRawBufferPointer) {
+        precondition(hash.count == hashSize)
         var hasher = SHA256()
         hasher.update(data: nodePrefix)
         hasher.update(bufferPointer: left)

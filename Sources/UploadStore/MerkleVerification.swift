@@ -3,10 +3,10 @@ import LogHashing
 import UploadCore
 
 /// Verify's check of the stored Merkle tree against the events, in two parts that may run in two
-/// snapshots: ``checkNothingStoredPast(_:_:_:)`` in the snapshot the log's size was read from,
-/// and ``check(_:_:size:tick:)`` in any later one (the log and the tree only ever grow at their
-/// ends, so their first `size` events and the nodes over them are the same in every later
-/// snapshot). So verify can run the long part on its second core, beside the first rebuild.
+/// snapshots: ``checkNothingStoredPast(_:_:)`` in the snapshot the log's size was read from, and
+/// ``check(_:_:tick:)`` in any later one (the log and the tree only ever grow at their ends, so
+/// their first `size` events and the nodes over them are the same in every later snapshot). So
+/// verify can run the long part on whichever of its two threads is free first.
 struct MerkleVerification {
     let size: UInt64
     /// The largest key a node over the first `size` events may have: `size`, then level 0xFF.
@@ -53,8 +53,15 @@ struct MerkleVerification {
                 func slot(_ buffer: UnsafeMutableRawBufferPointer, _ n: Int) -> UnsafeMutableRawBufferPointer {
                     UnsafeMutableRawBufferPointer(rebasing: buffer[n * hashSize..<(n + 1) * hashSize])
                 }
+                var expected: UInt64 = 1
                 try txn.scan(schema.events) { key, value in
-                    guard let position = BigEndian.uint64(key), position <= size else { return false }
+                    guard expected <= size else { return false }
+                    // Verify checks the tree only over a log a rebuild found dense; this keeps the
+                    // buffer's bounds whatever the log holds.
+                    guard let position = BigEndian.uint64(key), position == expected else {
+                        throw Replayer.Failure.log("Merkle tree: position \(expected) is not where the log's next event is")
+                    }
+                    expected += 1
                     MerkleTree.leafHash(position: position, record: value, into: slot(computed, count))
                     var level = 0, index = position - 1
                     while index & 1 == 1 {

@@ -1,18 +1,20 @@
 import Crypto
 import Foundation
-public import LMDBKit
+import LMDBKit
 import LogHashing
 import UploadCore
 import UploadMigrations
 
-/// Proves the projections: rebuilds them from the log into scratch memory twice, and compares
-/// canonical SHA-256 digests of both rebuilds with each other and with the live tables.
+/// Proves the projections: rebuilds them from the log into scratch memory twice, compares the two
+/// rebuilds with each other (record by record, hashing the second only if they differ), and the
+/// canonical SHA-256 digest of the first with the live tables'.
 ///
 /// Opens the store read-only (`MDB_RDONLY`): it never writes to the store it checks. Everything it
-/// compares against (live tables, checkpoint, Merkle tree) comes from one read snapshot of each
-/// environment, the projections' taken first; the second rebuild reads another snapshot of the log
-/// on another core, bounded by the first one's tail (the log is append-only), so a writer running
-/// at the same time cannot make it lie. Projections a step behind the log (a writer between its two
+/// compares against (live tables, checkpoint, the log's size and the Merkle tree's extent) comes
+/// from one read snapshot of each environment, the projections' taken first; the second rebuild,
+/// and the Merkle check when the second core takes it, read another snapshot of the log, bounded
+/// by the first one's size (the log and the tree are append-only), so a writer running at the same
+/// time cannot make it lie. Projections a step behind the log (a writer between its two
 /// commits, or one that died there) are compared with a rebuild at their checkpoint.
 public enum Replayer {
     public struct Report: Sendable {
@@ -20,6 +22,8 @@ public enum Replayer {
         public var events: UInt64 = 0
         public var eventsScanned: UInt64 = 0
         public var seconds: Double = 0
+        /// The two rebuilds' digests, hex. When the two are equal record for record, the second
+        /// is not hashed again: one state has one digest.
         public var rebuildDigests: [String] = []
         public var liveDigest: String?
         public var checkpoint: UInt64?
@@ -153,7 +157,11 @@ public enum Replayer {
                 background = BackgroundWork {
                     try environment.read { txn in
                         let rebuilt = Result { try rebuild(txn, schema, upTo: size, chunk: 1, decodingWhole: true, tick: counter.tick) }
-                        return (claimMerkle() ? Result { try merkle.check(txn, schema, tick: counter.tick) } : nil, rebuilt)
+                        // Only over a log a rebuild found whole and dense: then `size` is its true
+                        // length, and the check sizes its buffer by it. (The first rebuild's failure
+                        // is reported first anyway, and the main thread takes the check otherwise.)
+                        guard case .success = rebuilt, claimMerkle() else { return (nil, rebuilt) }
+                        return (Result { try merkle.check(txn, schema, tick: counter.tick) }, rebuilt)
                     }
                 }
                 let nodesPast = Result { try merkle.checkNothingStoredPast(txn, schema) }
@@ -167,11 +175,13 @@ public enum Replayer {
                 return (first, firstDigest, liveCheck, merkleHere, nodesPast.flatMap { root }, counter)
             }
         }
-        let (merkleThere, secondRebuild) = try background!.result()
-        try (merkleHere ?? merkleThere!).get()
+        // A background that could not begin its snapshot fails in the second rebuild's place; it
+        // then never took the Merkle check, so the main thread did.
+        let secondCore = Result { try background!.result() }
+        try (merkleHere ?? secondCore.get().merkle!).get()
         report.merkleRoot = Hex.encode(try merkleRoot.get())
         let (liveDigest, liveDifference, checkpoint) = try liveCheck.get()
-        let second = try secondRebuild.get()
+        let second = try secondCore.get().rebuilt.get()
         counter.finish()
 
         report.eventsScanned = 2 * report.events
@@ -189,8 +199,10 @@ public enum Replayer {
     }
 
     /// The live tables against a rebuild of the log's first `size` events, in the snapshots `size`
-    /// was read from. - Returns: the live digest, their first difference (named now, while the live
-    /// tables can be read; reported after the two rebuilds are compared) and the checkpoint.
+    /// was read from.
+    ///
+    /// - Returns: the live digest, their first difference (named now, while the live tables can be
+    ///   read; reported after the two rebuilds are compared) and the checkpoint.
     private static func compareLive(
         _ txn: Transaction, _ ptxn: Transaction, _ schema: Schema, _ projectionSchema: ProjectionSchema, size: UInt64, bootId: String,
         rebuilt: FlatProjectionState, rebuiltDigest: SHA256.Digest

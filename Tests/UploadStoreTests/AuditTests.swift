@@ -128,7 +128,7 @@ struct AuditTests {
     /// Verify checks the tree over the first `size` events in a snapshot later than the one `size`
     /// came from, so the nodes past `size` that a writer adds meanwhile must not count; in the
     /// snapshot `size` came from, any node past it is one no event supports, and the first is named.
-    @Test(arguments: [1, 3, 4, 7])
+    @Test(arguments: [0, 1, 3, 4, 7])
     func theTreeOverAPrefix_checksInASnapshotThatHoldsMore(size: UInt64) async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -142,6 +142,33 @@ struct AuditTests {
             let failure = #expect(throws: Replayer.Failure.self) { try prefix.checkNothingStoredPast(txn, schema) }
             #expect(failure == .log("Merkle tree: the node over position \(size + 1) is stored but no event supports it"))
             try MerkleVerification(size: 8).checkNothingStoredPast(txn, schema)
+        }
+    }
+
+    /// Keys beside the bound between the nodes over the first `size` events and the rest: the
+    /// bound itself (level 0xFF, no node) is checked with the first and refused; one past it is
+    /// left to the snapshot's own check, which names the first key past the bound.
+    @Test func keysBesideTheBound_fallOnTheRightSide() async throws {
+        for (extra, inside) in [(BigEndian.bytes(4) + [0xFF], true), (BigEndian.bytes(4) + [0xFF, 0], false), (BigEndian.bytes(5), false)] {
+            let dir = TemporaryDirectory()
+            defer { dir.remove() }
+            _ = try await populate(dir)
+            try tamper(dir) { txn in try txn.put(try txn.openDatabase("merkle-tree")!, extra, Array(repeating: 1, count: 32)) }
+            let env = try Environment(directory: dir.path, configuration: .readOnly)
+            let schema = try env.read { try Schema($0) }
+            try env.read { txn in
+                let prefix = MerkleVerification(size: 4)
+                let inCheck = Result { try prefix.check(txn, schema, tick: {}) }
+                let past = #expect(throws: Replayer.Failure.self, "\(extra)") { try prefix.checkNothingStoredPast(txn, schema) }
+                if inside {
+                    guard case .failure(Replayer.Failure.log(let text)) = inCheck else { Issue.record("\(extra) passed the check"); return }
+                    #expect(text.contains("key \(Hex.encode(extra)), which names no node"), "\(text)")
+                    #expect(past == .log("Merkle tree: the node over position 5 is stored but no event supports it"))
+                } else {
+                    #expect(throws: Never.self, "\(extra)") { try inCheck.get() }
+                    #expect(past == .log("Merkle tree: a stored node has the key \(Hex.encode(extra)), which names no node; no event supports it"))
+                }
+            }
         }
     }
 

@@ -259,6 +259,23 @@ struct ReplayAndMigrationTests {
         #expect(report.failure?.exitCode == 2)
     }
 
+    /// Keys where no position belongs are named as log damage, not trusted: the log's size comes from
+    /// its last key, and the Merkle check (which sizes a buffer by it) runs only over a log a rebuild
+    /// found dense. A key of position 0, and one far past the tail, each in a log of their own.
+    @Test(arguments: [UInt64(0), 1 << 40])
+    func verify_namesAStrayPositionKey_andChecksNothingPastIt(position: UInt64) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        try tamper(dir) { txn in
+            let events = try txn.openDatabase("events")!
+            try txn.put(events, BigEndian.bytes(position), try #require(try txn.get(events, BigEndian.bytes(1))))
+        }
+        let report = Replayer.verify(directory: dir.path)
+        guard case .log(let text)? = report.failure else { Issue.record("not caught: \(String(describing: report.failure))"); return }
+        #expect(text.contains(position == 0 ? "position 1 is missing (the next event is at 0)" : "is at \(position)"), "\(text)")
+    }
+
     /// A checkpoint that claims less than the tables hold (or more than the log holds) is caught.
     @Test func replay_catchesACheckpointThatDisagreesWithTheTables() async throws {
         let dir = TemporaryDirectory()

@@ -217,8 +217,8 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
     /// Whether `other` holds exactly this state, compared directly: what verify asks of its two
     /// rebuilds instead of hashing both. The names' tables compare by their bytes and the order they
     /// were interned in, which the log fixes, so two folds of one log agree here whenever they
-    /// agree at all; the few records that hold their names as strings (repositories, images and
-    /// tags) compare by their entries' bytes, as the digest would.
+    /// agree at all; what holds names as strings (the repositories' refs, and the repository,
+    /// image and tag records) compares by bytes too, as the digest would.
     func holdsSameState(as other: FlatProjectionState) -> Bool {
         func sameEntries(_ table: ProjectionTable) -> Bool {
             entries(table).elementsEqual(other.entries(table)) { $0.key == $1.key && $0.value == $1.value }
@@ -226,6 +226,10 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
         return uploadIds == other.uploadIds && digests == other.digests && repositoryKeys == other.repositoryKeys
             && sessions == other.sessions && activeIn == other.activeIn && layerIndex == other.layerIndex && layers == other.layers
             && initiations == other.initiations && marks == other.marks && markBytes == other.markBytes
+            // A key names its ref only if no registry id holds a `/`, which a log's record may.
+            && repositoryRefs.elementsEqual(other.repositoryRefs) { a, b in
+                a.registryId.utf8.elementsEqual(b.registryId.utf8) && a.repositoryName.utf8.elementsEqual(b.repositoryName.utf8)
+            }
             && [.repositories, .images, .imageTags].allSatisfy(sameEntries)
     }
 
