@@ -567,4 +567,3 @@ private final class BackgroundWork<T: Sendable>: @unchecked Sendable {
         return try outcome!.get()
     }
 }
-

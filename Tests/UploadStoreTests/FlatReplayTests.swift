@@ -208,7 +208,7 @@ struct FlatReplayTests {
     }
 
     /// A change to any one table alone is seen, so no table's comparison can be left out unnoticed
-    /// (above, every event also adds an invocation mark, which would hide it).
+    /// (above, most events also add an invocation mark, which would hide a missing comparison).
     @Test func aChangeToAnyOneTable_meansAnotherState() throws {
         var maker = LogMaker(seed: 5)
         let state = try Self.folds(maker.make(steps: 400)).flat.get()
