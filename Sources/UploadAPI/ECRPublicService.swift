@@ -53,6 +53,9 @@ public final class ECRPublicService: Sendable {
     /// Where bodies of requests not yet authenticated go past ``SpooledBody/memoryLimit``.
     let spoolDirectory: String
     let spoolBudget: SpoolBudget
+    /// The registry front end (the OCI distribution API) on the same address, and the authority
+    /// behind GetAuthorizationToken's passwords.
+    public let registry: RegistryFrontEnd
 
     /// How requests prove who sent them.
     public enum Authentication: Sendable {
@@ -67,8 +70,14 @@ public final class ECRPublicService: Sendable {
 
     public init(
         service: UploadService, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
-        authentication: Authentication = .anonymous, spoolBudget: SpoolBudget = SpoolBudget(limit: SpoolBudget.defaultSpoolBytes)
+        authentication: Authentication = .anonymous, spoolBudget: SpoolBudget = SpoolBudget(limit: SpoolBudget.defaultSpoolBytes),
+        registry: RegistryFrontEnd? = nil
     ) {
+        self.registry = registry ?? RegistryFrontEnd(
+            service: service, authority: RegistryAuthority(
+                authentication: authentication, key: SymmetricKey(size: .bits256), clock: service.store.clock,
+                registryId: service.settings.defaultRegistryId),
+            logger: logger)
         self.service = service
         self.logger = logger
         self.metrics = metrics
@@ -111,6 +120,7 @@ public final class ECRPublicService: Sendable {
     /// ``APIRequestContext/principal``). `noopRoute` adds `POST /noop` for `upload-bench`.
     public func router(noopRoute: Bool = false, addMiddleware: (Router<APIRequestContext>) -> Void = { _ in }) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
+        router.add(middleware: RegistryFrontEnd.Dispatch(registry))
         addMiddleware(router)
         addFeedRoutes(to: router)
         if noopRoute { router.post("/noop") { request, context in try await self.noop(request, context) } }

@@ -26,8 +26,12 @@ struct ServeCommand: AsyncParsableCommand {
     var partSize: UInt64?
     @Option(help: "A credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID]` per line. [env: UPLOAD_COORDINATOR_CREDENTIALS]")
     var credentials: String?
-    @Flag(help: "Accept unsigned requests (loopback addresses only). Without it, requests must be SigV4-signed.")
+    @Flag(help: "Accept unsigned requests (loopback addresses only). Without it, requests must be SigV4-signed, and registry pushes need credentials.")
     var allowAnonymous = false
+    @Flag(help: "Registry pulls need credentials too (without it, anyone may pull, as from ECR Public).")
+    var privatePulls = false
+    @Flag(help: "A registry push to a repository that does not exist creates it (without it: NAME_UNKNOWN, as in ECR).")
+    var createRepositoriesOnPush = false
     @Option(help: "trace, debug, info, notice, warning, error or critical; debug logs every request and batch.") var logLevel = "info"
     @Option(help: "The most uploads in progress one repository may have (LimitExceededException beyond).") var maxActiveUploads: UInt64 = 10_000
     @Option(help: "The most commands queued for the writer (ThrottlingException beyond).") var maxQueuedCommands = 20_000
@@ -117,9 +121,21 @@ struct ServeCommand: AsyncParsableCommand {
             throw error
         }
         let service = UploadService(store: store, blobs: blobs, logger: logger)
+        let registryFrontEnd: RegistryFrontEnd
+        do {
+            // Signs the passwords GetAuthorizationToken hands out and the registry's bearer tokens.
+            let key = try RegistryAuthority.loadKey(at: dataDir + "/registry-token.key")
+            let authority = RegistryAuthority(
+                authentication: authentication, key: key, clock: configuration.clock, registryId: settings.defaultRegistryId,
+                privatePulls: privatePulls)
+            registryFrontEnd = RegistryFrontEnd(service: service, authority: authority, logger: logger, createsRepositoriesOnPush: createRepositoriesOnPush)
+        } catch {
+            await store.close()
+            throw error
+        }
         let api = ECRPublicService(
             service: service, logger: logger, metrics: metrics, authentication: authentication,
-            spoolBudget: SpoolBudget(limit: maxSpooledBytes))
+            spoolBudget: SpoolBudget(limit: maxSpooledBytes), registry: registryFrontEnd)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
         FileDescriptorLimit.raise(toHold: maxConnections, logger: logger)

@@ -6,7 +6,8 @@ import UploadStore
 
 /// Layer bytes on disk, beside the LMDB environment and never in the log:
 /// - `staging/<uploadId>`: the parts of an upload in progress, written at their offsets;
-/// - `blobs/sha256/<hex>`: completed layers, content-addressed and immutable.
+/// - `blobs/<algorithm>/<hex>`: completed layers, content-addressed and immutable (`sha256`; a
+///   registry client may also name `sha512`).
 ///
 /// The write path's ordering is what makes a crash safe: bytes are synced before the event that
 /// records them commits, and files the log no longer needs are removed only after it commits.
@@ -14,23 +15,32 @@ import UploadStore
 public struct BlobStore: Sendable {
     public let directory: String
     private var staging: String { directory + "/staging" }
+    /// Where hashed copies wait to be committed (the same file system as every blob directory).
     private var blobs: String { directory + "/blobs/sha256" }
 
     public init(directory: String) throws {
         self.directory = directory
-        for dir in [directory + "/staging", directory + "/blobs/sha256"] {
+        for dir in [directory + "/staging"] + DigestAlgorithm.allCases.map({ directory + "/blobs/" + $0.rawValue }) {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
     }
 
     public func stagingPath(_ uploadId: String) -> String { staging + "/" + uploadId }
 
-    /// The file of a blob, for a `sha256:<hex>` digest.
+    /// The file of a blob, for an `<algorithm>:<hex>` digest.
     public func blobPath(_ digest: String) -> String {
-        blobs + "/" + digest.dropFirst("sha256:".count)
+        let algorithm = digest.prefix { $0 != ":" }
+        return directory + "/blobs/" + algorithm + "/" + digest.dropFirst(algorithm.count + 1)
     }
 
     public func hasBlob(_ digest: String) -> Bool { FileManager.default.fileExists(atPath: blobPath(digest)) }
+
+    /// The size of a blob on disk, or `nil` when the store does not hold it.
+    public func blobSize(_ digest: String) -> UInt64? {
+        var info = stat()
+        guard stat(blobPath(digest), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return UInt64(info.st_size)
+    }
 
     /// Writes a part at its offset a chunk at a time, hashing it as it goes, cuts off anything
     /// after it (bytes of a part that never committed), and syncs the file, and the directory when
@@ -73,22 +83,33 @@ public struct BlobStore: Sendable {
     }
 
     /// Hashes the first `length` staged bytes of an upload and copies them, in the same pass,
-    /// to a synced temporary file in the blob directory.
+    /// to a synced temporary file in the blob directory. An empty upload (a registry client's
+    /// empty blob) has no staging file.
     /// - Returns: the digest, and the temporary file to ``commitBlob(_:digest:)`` or ``discard(temporary:)``.
-    public func hashAndCopyStaged(uploadId: String, length: UInt64) throws -> (digest: String, temporary: String) {
+    public func hashAndCopyStaged(uploadId: String, length: UInt64, algorithm: DigestAlgorithm = .sha256) throws -> (digest: String, temporary: String) {
+        switch algorithm {
+        case .sha256: try hashAndCopyStaged(uploadId: uploadId, length: length, hasher: SHA256(), algorithm)
+        case .sha512: try hashAndCopyStaged(uploadId: uploadId, length: length, hasher: SHA512(), algorithm)
+        }
+    }
+
+    private func hashAndCopyStaged(
+        uploadId: String, length: UInt64, hasher: some HashFunction, _ algorithm: DigestAlgorithm
+    ) throws -> (digest: String, temporary: String) {
+        var hasher = hasher
         let source = stagingPath(uploadId)
-        guard let input = FileHandle(forReadingAtPath: source) else {
+        let input = length == 0 ? nil : FileHandle(forReadingAtPath: source)
+        guard input != nil || length == 0 else {
             throw StoreError(.io, "the staged bytes of upload \(uploadId) are missing")
         }
-        defer { try? input.close() }
+        defer { try? input?.close() }
         let temporary = blobs + "/.tmp-" + uploadId
         guard FileManager.default.createFile(atPath: temporary, contents: nil), let output = FileHandle(forWritingAtPath: temporary) else {
             throw Self.posixError("create \(temporary)")
         }
         defer { try? output.close() }
-        var hasher = SHA256()
         var remaining = length
-        while remaining > 0 {
+        while remaining > 0, let input {
             let chunk = try input.read(upToCount: Int(min(remaining, 1 << 20))) ?? Data()
             guard !chunk.isEmpty else { throw StoreError(.io, "upload \(uploadId) has fewer staged bytes than its \(length)") }
             hasher.update(data: chunk)
@@ -96,7 +117,7 @@ public struct BlobStore: Sendable {
             remaining -= UInt64(chunk.count)
         }
         try output.synchronize()
-        return ("sha256:" + Hex.encode(hasher.finalize()), temporary)
+        return (algorithm.rawValue + ":" + Hex.encode(hasher.finalize()), temporary)
     }
 
     /// Moves a hashed temporary file to its content address (keeping an existing blob, which holds
@@ -108,7 +129,7 @@ public struct BlobStore: Sendable {
         } else {
             guard rename(temporary, destination) == 0 else { throw Self.posixError("rename \(temporary)") }
         }
-        try Self.syncDirectory(blobs)
+        try Self.syncDirectory((destination as NSString).deletingLastPathComponent)
     }
 
     public func discard(temporary: String) { unlink(temporary) }
@@ -122,7 +143,7 @@ public struct BlobStore: Sendable {
         _ = truncate(stagingPath(uploadId), off_t(length))
     }
 
-    private static func syncDirectory(_ path: String) throws {
+    static func syncDirectory(_ path: String) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw posixError("open \(path)") }
         defer { close(fd) }
@@ -193,5 +214,76 @@ extension BlobStore {
             after = last.cursor
         }
         return missing
+    }
+}
+
+/// The digest algorithms blobs are stored under (the OCI image spec's registered ones).
+public enum DigestAlgorithm: String, Sendable, CaseIterable {
+    case sha256, sha512
+
+    /// The algorithm of an `<algorithm>:<hex>` digest, when it is one of these.
+    public init?(of digest: String) {
+        self.init(rawValue: String(digest.prefix { $0 != ":" }))
+    }
+}
+
+extension BlobStore {
+    /// Writes a chunk whose length is known only at its end into an upload's staging file, from
+    /// `offset`, hashing as it goes (``UploadService/appendChunk(_:claimedOffset:body:_:)``).
+    /// Used by one task at a time (the upload's lock), each call on NIO's thread pool.
+    public final class StagingWriter: @unchecked Sendable {
+        let fd: Int32
+        let path: String
+        let isNew: Bool
+        let directory: String
+        var position: off_t
+        let start: off_t
+        var hasher = SHA256()
+        var isOpen = true
+
+        init(path: String, directory: String, offset: UInt64) throws {
+            self.path = path
+            self.directory = directory
+            isNew = !FileManager.default.fileExists(atPath: path)
+            fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw BlobStore.posixError("open \(path)") }
+            position = off_t(offset)
+            start = position
+        }
+
+        public func write(_ bytes: [UInt8]) throws {
+            try bytes.withUnsafeBytes { chunk in
+                hasher.update(bufferPointer: chunk)
+                var written = 0
+                while written < chunk.count {
+                    let n = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, position + off_t(written))
+                    guard n > 0 else { throw BlobStore.posixError("write \(path)") }
+                    written += n
+                }
+                position += off_t(chunk.count)
+            }
+        }
+
+        /// Cuts off anything past the chunk, syncs the file (and the directory when the file is
+        /// new) and closes it. - Returns: the chunk's length and `sha256:<hex>`.
+        public func finish() throws -> (length: UInt64, digest: String) {
+            defer { abandon() }
+            let length = UInt64(position - start)
+            guard length > 0 else { return (0, "") }
+            guard ftruncate(fd, position) == 0 else { throw BlobStore.posixError("truncate \(path)") }
+            guard fsync(fd) == 0 else { throw BlobStore.posixError("fsync \(path)") }
+            if isNew { try BlobStore.syncDirectory(directory) }
+            return (length, "sha256:" + Hex.encode(hasher.finalize()))
+        }
+
+        /// Closes the file without syncing; the caller cuts staging back.
+        public func abandon() {
+            if isOpen { close(fd) }
+            isOpen = false
+        }
+    }
+
+    public func stagingWriter(uploadId: String, offset: UInt64) throws -> StagingWriter {
+        try StagingWriter(path: stagingPath(uploadId), directory: staging, offset: offset)
     }
 }

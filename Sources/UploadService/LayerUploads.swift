@@ -57,18 +57,24 @@ extension UploadService {
             var command = command
             var temporary: String?
             defer { if let temporary { self.blobs.discard(temporary: temporary) } }
-            if let session = try self.read({ try $0.session(command.uploadId) }), session.isReadyToComplete(in: ref) {
+            if let session = try self.read({ try $0.session(command.uploadId) }), session.isReadyToComplete(in: ref, rules: command.rules) {
                 let uploadId = command.uploadId, size = session.bytesReceived
-                let (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size) }
+                // ECR's CompleteLayerUpload names sha256 digests; a registry client names one digest, in its algorithm.
+                let algorithm = command.rules == .registry ? DigestAlgorithm(of: command.layerDigests[0]) ?? .sha256 : .sha256
+                let (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) }
                 temporary = copy
                 command.staged = .init(digest: digest, size: size)
                 // A layer the caller did not name is refused without entering the blob store.
                 if command.names(digest) { try await Self.blocking { try self.blobs.commitBlob(copy, digest: digest) } }
             }
             let events = try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events
-            let completed = try events.first(LayerUploadCompleted.self, recordedBy: "CompleteLayerUpload")
             if command.staged != nil { self.blobs.removeStaging(command.uploadId) }
-            return completed.layerDigest
+            // A registry client's push of a layer the repository holds ends its upload without one.
+            if command.rules == .registry, let staged = command.staged,
+               events.contains(where: { ($0.event.payload as? UploadAborted)?.reason == .layerAlreadyExists }) {
+                return staged.digest
+            }
+            return try events.first(LayerUploadCompleted.self, recordedBy: "CompleteLayerUpload").layerDigest
         }
         return LayerCompleted(repository: ref, uploadId: command.uploadId, layerDigest: digest)
     }

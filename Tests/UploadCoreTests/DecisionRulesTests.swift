@@ -80,12 +80,12 @@ struct DecisionRulesTests {
         var w = try Harness()
         let id = try w.start()
         #expect(try w.refusal(.complete(id, [a], staged: .init(digest: a, size: 0))).code == .emptyUpload)
-        #expect(try !w.session(id).isReadyToComplete(in: w.ref))
+        #expect(try !w.session(id).isReadyToComplete(in: w.ref, rules: .ecrPublic))
         let first = Int64(firstLength)
         try w.run(.part(id, 0, first - 1))
-        #expect(try w.session(id).isReadyToComplete(in: w.ref), "one part, however small, is the last part")
+        #expect(try w.session(id).isReadyToComplete(in: w.ref, rules: .ecrPublic), "one part, however small, is the last part")
         try w.run(.part(id, first, first + 9))
-        #expect(try w.session(id).isReadyToComplete(in: w.ref) == !tooSmall)
+        #expect(try w.session(id).isReadyToComplete(in: w.ref, rules: .ecrPublic) == !tooSmall)
         let complete = try Command.complete(id, [a], staged: .init(digest: a, size: firstLength + 10))
         if tooSmall {
             #expect(try w.refusal(complete).code == .layerPartTooSmall)
@@ -148,15 +148,15 @@ struct DecisionRulesTests {
         guard case .uploadLayerPart(let next) = try Command.part(id, 100, 199) else { return }
         let other = RepositoryRef(registryId: testRegistryId, repositoryName: "team/other")
         var session = try w.session(id)
-        #expect(session.expects(next, in: w.ref, settings: w.settings) && session.isReadyToComplete(in: w.ref))
-        #expect(!session.expects(next, in: other, settings: w.settings) && !session.isReadyToComplete(in: other))
+        #expect(session.expects(next, in: w.ref, settings: w.settings) && session.isReadyToComplete(in: w.ref, rules: .ecrPublic))
+        #expect(!session.expects(next, in: other, settings: w.settings) && !session.isReadyToComplete(in: other, rules: .ecrPublic))
         #expect(try w.refusal(.part(id, 100, 199, repository: "team/other")).code == .uploadNotFound)
         var limited = w.settings
         limited.maximumParts = 1
         #expect(!session.expects(next, in: w.ref, settings: limited))
         try w.run(.complete(id, [a], staged: .init(digest: a, size: 100)))
         session = try w.session(id)
-        #expect(!session.expects(next, in: w.ref, settings: w.settings) && !session.isReadyToComplete(in: w.ref))
+        #expect(!session.expects(next, in: w.ref, settings: w.settings) && !session.isReadyToComplete(in: w.ref, rules: .ecrPublic))
     }
 
     // MARK: ExpireIdleUploads

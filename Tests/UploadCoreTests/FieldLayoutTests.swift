@@ -42,6 +42,14 @@ struct FieldLayoutTests {
          fields { $0.string(1, registry); $0.string(2, name); $0.string(3, digest); $0.string(4, "v1") }),
         (.imageDeleted(ImageDeleted(registryId: registry, repositoryName: name, imageDigest: digest)),
          fields { $0.string(1, registry); $0.string(2, name); $0.string(3, digest) }),
+        (.layerMounted(LayerMounted(registryId: registry, repositoryName: name, layerDigest: digest, layerSize: 10, fromRepositoryName: "team/base")),
+         fields { $0.string(1, registry); $0.string(2, name); $0.string(3, digest); $0.uint(4, 10); $0.string(5, "team/base") }),
+        (.layerMounted(LayerMounted(registryId: registry, repositoryName: name, layerDigest: digest, layerSize: 10, fromRepositoryName: nil)),
+         fields { $0.string(1, registry); $0.string(2, name); $0.string(3, digest); $0.uint(4, 10) }),
+        (.uploadAborted(UploadAborted(uploadId: upload, registryId: registry, repositoryName: name, reason: .cancelled)),
+         fields { $0.string(1, upload); $0.string(2, registry); $0.string(3, name); $0.string(4, "cancelled") }),
+        (.uploadAborted(UploadAborted(uploadId: upload, registryId: registry, repositoryName: name, reason: .layerAlreadyExists)),
+         fields { $0.string(1, upload); $0.string(2, registry); $0.string(3, name); $0.string(4, "layerAlreadyExists") }),
     ]
 
     @Test func everyEventType_hasALockedLayout() throws {

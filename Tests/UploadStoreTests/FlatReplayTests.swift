@@ -19,6 +19,7 @@ struct FlatReplayTests {
         /// Active uploads: id, repository, bytes received, parts.
         private var uploads: [(id: String, repository: String, bytes: UInt64, parts: Int)] = []
         private var images: [(repository: String, digest: String, tags: [String])] = []
+        private var layers: [(repository: String, digest: String, size: UInt64)] = []
         private var serial = 0
 
         /// One name in `nonASCIIEvery` is not ASCII (`nil`: none).
@@ -74,6 +75,7 @@ struct FlatReplayTests {
                 add(.uploadAborted(UploadAborted(uploadId: u.id, registryId: registry, repositoryName: repository, reason: .repositoryDeleted)))
             }
             uploads.removeAll { $0.repository == repository }
+            layers.removeAll { $0.repository == repository }
             add(.repositoryDeleted(RepositoryDeleted(registryId: registry, repositoryName: repository, force: true)))
             live.remove(repository)
             create(repository)
@@ -86,7 +88,7 @@ struct FlatReplayTests {
 
         private mutating func step() {
             let repository = repositories[next(repositories.count)]
-            switch next(10) {
+            switch next(11) {
             case 0...2 where live.contains(repository):
                 let id = name("upload")
                 uploads.append((id, repository, 0, 0))
@@ -101,10 +103,24 @@ struct FlatReplayTests {
             case 6 where uploads.contains { $0.parts > 0 }:
                 let i = uploads.firstIndex { $0.parts > 0 }!
                 let u = uploads.remove(at: i)
-                add(.layerUploadCompleted(LayerUploadCompleted(uploadId: u.id, registryId: registry, repositoryName: u.repository, layerDigest: name("sha256:layer"), layerSize: u.bytes)))
+                let digest = name("sha256:layer")
+                layers.append((u.repository, digest, u.bytes))
+                add(.layerUploadCompleted(LayerUploadCompleted(uploadId: u.id, registryId: registry, repositoryName: u.repository, layerDigest: digest, layerSize: u.bytes)))
             case 7 where !uploads.isEmpty:
                 let u = uploads.remove(at: next(uploads.count))
-                add(.uploadExpired(UploadExpired(uploadId: u.id, registryId: registry, repositoryName: u.repository, lastActivityAt: Timestamp(millisecondsSinceEpoch: time))))
+                switch next(3) {
+                case 0: add(.uploadExpired(UploadExpired(uploadId: u.id, registryId: registry, repositoryName: u.repository, lastActivityAt: Timestamp(millisecondsSinceEpoch: time))))
+                case 1: add(.uploadAborted(UploadAborted(uploadId: u.id, registryId: registry, repositoryName: u.repository, reason: .cancelled)))
+                default: add(.uploadAborted(UploadAborted(uploadId: u.id, registryId: registry, repositoryName: u.repository, reason: .layerAlreadyExists)))
+                }
+            case 10 where live.contains(repository) && !layers.isEmpty:
+                // A mount, from another repository or (no `from`) from the blob store.
+                let source = layers[next(layers.count)]
+                guard !layers.contains(where: { $0.repository == repository && $0.digest == source.digest }) else { break }
+                layers.append((repository, source.digest, source.size))
+                add(.layerMounted(LayerMounted(
+                    registryId: registry, repositoryName: repository, layerDigest: source.digest, layerSize: source.size,
+                    fromRepositoryName: next(2) == 0 ? source.repository : nil)))
             case 8 where live.contains(repository):
                 if let i = images.firstIndex(where: { $0.repository == repository }), next(2) == 0 {
                     let image = images[i]
@@ -179,7 +195,8 @@ struct FlatReplayTests {
         }
         for kind in ["fast UploadInitiated", "fast LayerPartUploaded", "fast LayerUploadCompleted", "decoded UploadInitiated",
                      "decoded LayerPartUploaded", "decoded LayerUploadCompleted", "decoded UploadExpired", "decoded UploadAborted",
-                     "decoded RepositoryDeleted", "decoded ImagePushed", "decoded ImageUntagged", "decoded ImageDeleted"] {
+                     "decoded RepositoryDeleted", "decoded ImagePushed", "decoded ImageUntagged", "decoded ImageDeleted",
+                     "decoded LayerMounted"] {
             #expect(kinds.contains(kind), "the log has no \(kind); it has \(Set(kinds).sorted())")
         }
     }

@@ -53,8 +53,8 @@ extension ECRPublicService {
     /// `AWS:<password>` with exactly one colon, valid 12 hours. Registry-side login is not served
     /// by this coordinator; the token lets the CLI flow complete.
     func getAuthorizationToken(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        let password = (0..<4).map { _ in UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "") }.joined()
-        let expiresAt = Timestamp(millisecondsSinceEpoch: service.store.clock.now().millisecondsSinceEpoch + 12 * 3_600_000)
+        // The password docker, podman and skopeo log in with (`AWS:<password>`), for the key that signed this call.
+        let (password, expiresAt) = registry.authority.password(for: metadata.principal ?? "anonymous")
         return .object([("authorizationData", .object([
             ("authorizationToken", .string(Data("AWS:\(password)".utf8).base64EncodedString())),
             ("expiresAt", .epochSeconds(expiresAt)),

@@ -11,6 +11,8 @@ public enum Command: Sendable, Equatable {
     case putImage(PutImage)
     case batchDeleteImage(BatchDeleteImage)
     case expireIdleUploads(ExpireIdleUploads)
+    case cancelLayerUpload(CancelLayerUpload)
+    case mountLayer(MountLayer)
 
     /// Whether this command can record an event of `type`: how a retry (same invocation id) is
     /// told from another call that reused the id.
@@ -20,10 +22,12 @@ public enum Command: Sendable, Equatable {
         case .deleteRepository: [.imageDeleted, .uploadAborted, .repositoryDeleted].contains(type)
         case .initiateLayerUpload: type == .uploadInitiated
         case .uploadLayerPart: type == .layerPartUploaded
-        case .completeLayerUpload: type == .layerUploadCompleted
+        case .completeLayerUpload: [.layerUploadCompleted, .uploadAborted].contains(type)
         case .putImage: type == .imagePushed
         case .batchDeleteImage: [.imageUntagged, .imageDeleted].contains(type)
         case .expireIdleUploads: type == .uploadExpired
+        case .cancelLayerUpload: type == .uploadAborted
+        case .mountLayer: type == .layerMounted
         }
     }
 
@@ -38,6 +42,8 @@ public enum Command: Sendable, Equatable {
         case .putImage: "PutImage"
         case .batchDeleteImage: "BatchDeleteImage"
         case .expireIdleUploads: "ExpireIdleUploads"
+        case .cancelLayerUpload: "CancelLayerUpload"
+        case .mountLayer: "MountLayer"
         }
     }
 }

@@ -158,6 +158,9 @@ public struct BatchDeleteImage: Sendable, Equatable {
     public let registryId: String?
     public let repositoryName: String
     public let imageIds: [ImageIdentifier]
+    /// Whether an image whose last tag is removed stays, untagged (a registry client's `DELETE` of
+    /// a tag); ECR's BatchDeleteImage deletes it.
+    public var keepsUntaggedImages = false
 
     public init(registryId: String? = nil, repositoryName: String?, imageIds: [ImageIdentifier]?) throws(CommandError) {
         self.registryId = try Validation.registryId(registryId)

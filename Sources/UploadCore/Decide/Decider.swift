@@ -125,6 +125,10 @@ public enum Decider {
             return try ImageDecisions.batchDelete(c, state: state, settings: settings)
         case .expireIdleUploads(let c):
             return try LayerDecisions.expire(c, state: state, now: context.now)
+        case .cancelLayerUpload(let c):
+            return try LayerDecisions.cancel(c, state: state, settings: settings)
+        case .mountLayer(let c):
+            return try LayerDecisions.mount(c, state: state, settings: settings)
         }
     }
 

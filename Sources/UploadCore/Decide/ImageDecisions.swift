@@ -82,7 +82,7 @@ enum ImageDecisions {
                 tagsLeft[target] = remaining
                 decision.imageIds.append(ImageIdentifier(imageDigest: target, imageTag: tag))
                 decision.events.append(.imageUntagged(ImageUntagged(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: target, imageTag: tag)))
-                if remaining.isEmpty {
+                if remaining.isEmpty && !c.keepsUntaggedImages {
                     deleted.insert(target)
                     decision.events.append(.imageDeleted(ImageDeleted(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: target)))
                 }

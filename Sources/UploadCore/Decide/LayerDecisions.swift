@@ -21,10 +21,10 @@ enum LayerDecisions {
         guard c.partLength == rangeLength else {
             throw refuse("layerPartBlob holds \(c.partLength) bytes but the range \(c.partFirstByte)-\(c.partLastByte) covers \(rangeLength)")
         }
-        guard c.partLength <= UploadLayerPart.maximumPartBytes else {
+        guard c.rules == .registry || c.partLength <= UploadLayerPart.maximumPartBytes else {
             throw refuse("The part holds \(c.partLength) bytes; a part may hold at most \(UploadLayerPart.maximumPartBytes)")
         }
-        guard session.partCount < settings.maximumParts else {
+        guard c.rules == .registry || session.partCount < settings.maximumParts else {
             throw CommandError(.limitExceeded, "The upload with id '\(c.uploadId)' already has \(session.partCount) parts, the most one upload may have")
         }
         guard c.staged else { throw changed(c.uploadId) }
@@ -35,22 +35,59 @@ enum LayerDecisions {
 
     static func complete(_ c: CompleteLayerUpload, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
         let (ref, session) = try activeSession(c.registryId, c.repositoryName, c.uploadId, state: state, settings: settings)
-        guard session.partCount > 0 else {
-            throw CommandError(.emptyUpload, "The upload with id '\(c.uploadId)' doesn't contain any layer parts")
-        }
-        guard !session.hasSmallNonFinalPart else {
-            throw CommandError(.layerPartTooSmall, "All layer parts except the last part should be at least 5MB (\(UploadSession.minimumPartBytes) bytes)")
+        if c.rules == .ecrPublic {
+            guard session.partCount > 0 else {
+                throw CommandError(.emptyUpload, "The upload with id '\(c.uploadId)' doesn't contain any layer parts")
+            }
+            guard !session.hasSmallNonFinalPart else {
+                throw CommandError(.layerPartTooSmall, "All layer parts except the last part should be at least 5MB (\(UploadSession.minimumPartBytes) bytes)")
+            }
         }
         guard let staged = c.staged, staged.size == session.bytesReceived else { throw changed(c.uploadId) }
         guard c.names(staged.digest) else {
             throw CommandError(.invalidLayer, "None of the provided layer digests match the calculated layer digest \(staged.digest)")
         }
         guard try state.layer(ref, staged.digest) == nil else {
+            // A registry client pushes a blob the repository holds as if it were new; its upload
+            // ends as it asked, and the layer stays as it was.
+            if c.rules == .registry {
+                return Decision([.uploadAborted(UploadAborted(
+                    uploadId: c.uploadId, registryId: ref.registryId, repositoryName: ref.repositoryName, reason: .layerAlreadyExists))])
+            }
             throw CommandError(.layerAlreadyExists, "The layer with digest '\(staged.digest)' already exists in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
         }
         return Decision([.layerUploadCompleted(LayerUploadCompleted(
             uploadId: c.uploadId, registryId: ref.registryId, repositoryName: ref.repositoryName,
             layerDigest: staged.digest, layerSize: staged.size))])
+    }
+
+    static func cancel(_ c: CancelLayerUpload, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
+        let ref = c.upload.repository
+        _ = try activeSession(ref.registryId, ref.repositoryName, c.upload.uploadId, state: state, settings: settings)
+        return Decision([.uploadAborted(UploadAborted(
+            uploadId: c.upload.uploadId, registryId: ref.registryId, repositoryName: ref.repositoryName, reason: .cancelled))])
+    }
+
+    /// A mount records nothing when the repository already holds the layer, and is refused
+    /// (`LayersNotFoundException`) when its source does not hold it: the client then uploads it.
+    static func mount(_ c: MountLayer, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
+        let ref = try Decider.existingRepository(c.repository.registryId, c.repository.repositoryName, state: state, settings: settings)
+        if try state.layer(ref, c.layerDigest) != nil { return Decision([]) }
+        let size: UInt64
+        var from: String?
+        switch c.source {
+        case .repository(let name):
+            let source = RepositoryRef(registryId: ref.registryId, repositoryName: name)
+            guard try state.repository(source) != nil, let layer = try state.layer(source, c.layerDigest) else {
+                throw CommandError(.layersNotFound, "The layer \(c.layerDigest) is not in the repository with name '\(name)'")
+            }
+            (size, from) = (layer.layerSize, name)
+        case .blobStore(let blobSize):
+            size = blobSize
+        }
+        return Decision([.layerMounted(LayerMounted(
+            registryId: ref.registryId, repositoryName: ref.repositoryName, layerDigest: c.layerDigest, layerSize: size,
+            fromRepositoryName: from))])
     }
 
     /// Every active upload idle for at least `idleMilliseconds` at `now`, in the state's order.
@@ -95,13 +132,13 @@ extension UploadSession {
     /// The same, before the part's bytes are read: its placement and decoded length.
     public func expects(_ part: UploadLayerPart.Placement, length: UInt64, in ref: RepositoryRef, settings: DecisionSettings) -> Bool {
         state == .active && repository == ref && part.partFirstByte == bytesReceived && part.partLastByte >= part.partFirstByte
-            && length == part.partLastByte - part.partFirstByte + 1 && length <= UploadLayerPart.maximumPartBytes
-            && partCount < settings.maximumParts
+            && length == part.partLastByte - part.partFirstByte + 1
+            && (part.rules == .registry || (length <= UploadLayerPart.maximumPartBytes && partCount < settings.maximumParts))
     }
 
     /// Whether the session's staged bytes are worth hashing into a layer: it is active, in `ref`,
-    /// has parts, and every part but the last is large enough.
-    public func isReadyToComplete(in ref: RepositoryRef) -> Bool {
-        state == .active && repository == ref && partCount > 0 && !hasSmallNonFinalPart
+    /// and, under ECR Public's rules, has parts, every one but the last large enough.
+    public func isReadyToComplete(in ref: RepositoryRef, rules: PartRules) -> Bool {
+        state == .active && repository == ref && (rules == .registry || (partCount > 0 && !hasSmallNonFinalPart))
     }
 }

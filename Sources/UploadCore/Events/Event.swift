@@ -11,6 +11,7 @@ public enum EventType: UInt32, Sendable, CaseIterable {
     case imageUntagged = 8
     case imageDeleted = 9
     case uploadExpired = 10
+    case layerMounted = 11
 
     /// The one table from type codes to payload types, which the log decodes by.
     public var payloadType: any EventPayload.Type {
@@ -25,6 +26,7 @@ public enum EventType: UInt32, Sendable, CaseIterable {
         case .imageUntagged: ImageUntagged.self
         case .imageDeleted: ImageDeleted.self
         case .uploadExpired: UploadExpired.self
+        case .layerMounted: LayerMounted.self
         }
     }
 
@@ -72,6 +74,7 @@ public enum Event: Sendable, Equatable {
     case imageUntagged(ImageUntagged)
     case imageDeleted(ImageDeleted)
     case uploadExpired(UploadExpired)
+    case layerMounted(LayerMounted)
 
     public var payload: any EventPayload {
         switch self {
@@ -85,6 +88,7 @@ public enum Event: Sendable, Equatable {
         case .imageUntagged(let e): e
         case .imageDeleted(let e): e
         case .uploadExpired(let e): e
+        case .layerMounted(let e): e
         }
     }
 

@@ -36,3 +36,20 @@ public struct LayerUploadCompleted: EventPayload, RepositoryScoped {
 
     enum FieldTag: UInt64 { case uploadId = 1, registryId, repositoryName, layerDigest, layerSize }
 }
+
+/// A layer that another repository holds, or that the blob store holds, was made available in this
+/// repository without its bytes moving (a registry client's cross-repository mount).
+@FieldRecord
+public struct LayerMounted: EventPayload, RepositoryScoped {
+    public static let type = EventType.layerMounted
+    public var event: Event { .layerMounted(self) }
+
+    public let registryId: String
+    public let repositoryName: String
+    public let layerDigest: String
+    public let layerSize: UInt64
+    /// The repository it was mounted from; `nil` when the client named none and the blob store held it.
+    public let fromRepositoryName: String?
+
+    enum FieldTag: UInt64 { case registryId = 1, repositoryName, layerDigest, layerSize, fromRepositoryName }
+}

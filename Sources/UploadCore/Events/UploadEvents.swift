@@ -19,6 +19,11 @@ public struct UploadAborted: EventPayload, RepositoryScoped {
     public enum Reason: String, FieldEnumeration, CaseIterable {
         /// Its repository was deleted with `force`.
         case repositoryDeleted
+        /// Its client ended it (a registry client's `DELETE` of the upload session).
+        case cancelled
+        /// Its bytes were a layer the repository already held (a registry client pushing a blob
+        /// again): the session ends as the client asked, and the layer stays as it was.
+        case layerAlreadyExists
     }
 
     public static let type = EventType.uploadAborted

@@ -82,6 +82,17 @@ public enum Projector {
             let layer = LayerRecord(layerDigest: e.layerDigest, layerSize: e.layerSize, uploadId: e.uploadId, completedAt: envelope.recordedAt)
             try tables.put(layer, in: e.repository)
 
+        case .layerMounted(let e):
+            var repository = try existingRepository(e.repository, envelope, tables)
+            guard try tables.layer(e.repository, e.layerDigest) == nil else {
+                throw ProjectionError(envelope, "layer \(e.layerDigest) already exists in \(e.repository)")
+            }
+            repository.layerCount += 1
+            repository.touch(envelope)
+            try tables.put(repository)
+            // A mounted layer came from no upload of its own.
+            try tables.put(LayerRecord(layerDigest: e.layerDigest, layerSize: e.layerSize, uploadId: "", completedAt: envelope.recordedAt), in: e.repository)
+
         case .imagePushed(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
             var image = try tables.image(e.repository, e.imageDigest) ?? {

@@ -1,0 +1,97 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import UploadCore
+
+/// Authentication on the registry endpoints and the token endpoint (see ``RegistryAuthority``).
+extension RegistryFrontEnd {
+    /// The principal of a call allowed `access` (`nil` access: the ping, which any valid
+    /// credentials pass), or `nil` when it is anonymous and allowed; `UNAUTHORIZED` with a Bearer
+    /// challenge otherwise. Runs before anything else about the request is looked at.
+    func authenticate(_ call: Call, for access: (name: String, action: RegistryAction)?) throws -> String? {
+        guard let header = call.request.headers[.authorization] else {
+            if authority.opensEverything { return nil }
+            if let access, access.action == .pull, !authority.privatePulls { return nil }
+            throw challenge(call, access, "Authentication is required")
+        }
+        if let credentials = Self.credentials(header, scheme: "basic") {
+            if let principal = basicPrincipal(credentials) { return principal }
+            if authority.opensEverything { return nil }
+            throw challenge(call, access, "The credentials are not valid: the user must be AWS and the password one GetAuthorizationToken gave within 12 hours")
+        }
+        if let token = Self.credentials(header, scheme: "bearer") {
+            guard let claims = authority.claims(ofBearer: String(token)) else {
+                if authority.opensEverything { return nil }
+                throw challenge(call, access, "The token is not valid or has expired")
+            }
+            guard let access else { return claims.principal }
+            if authority.opensEverything || claims.grants.contains(where: { $0.allows(access.action, on: access.name) })
+                || (access.action == .pull && !authority.privatePulls) {
+                return claims.principal
+            }
+            throw challenge(call, access, "The token does not grant \(access.action.rawValue) on \(access.name)", insufficientScope: true)
+        }
+        if authority.opensEverything { return nil }
+        throw challenge(call, access, "The Authorization header must be Basic or Bearer")
+    }
+
+    /// `/token`: a bearer token for the scopes asked for, as far as the caller may have them.
+    /// Credentials, when sent, must be valid (this is how `docker login` and `skopeo login` check them).
+    func token(_ call: Call) throws -> Response {
+        guard [.get, .head].contains(call.request.method) else { throw Self.methodNotAllowed }
+        var principal: String?
+        if let header = call.request.headers[.authorization] {
+            guard let credentials = Self.credentials(header, scheme: "basic") else {
+                throw RegistryError(.unauthorized, "The token endpoint takes Basic credentials")
+            }
+            principal = basicPrincipal(credentials)
+            if principal == nil && !authority.opensEverything {
+                var error = RegistryError(.unauthorized, "The credentials are not valid: the user must be AWS and the password one GetAuthorizationToken gave within 12 hours")
+                error.headers[.wwwAuthenticate] = "Basic realm=\"\(Self.authority(of: call.request))\""
+                throw error
+            }
+        }
+        let requested = (call.query["scope"] ?? []).flatMap { $0.split(separator: " ") }.compactMap { RegistryAuthority.Grant(scope: String($0)) }
+        let token = authority.bearerToken(principal: principal, grants: authority.grant(requested, to: principal))
+        let issuedAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(authority.clock.now().millisecondsSinceEpoch) / 1000))
+        return Self.response(.ok, .object([
+            ("token", .string(token)), ("access_token", .string(token)),
+            ("expires_in", .int(RegistryAuthority.tokenLifetimeSeconds)), ("issued_at", .string(issuedAt)),
+        ]), call.request)
+    }
+
+    /// The principal of `AWS:<password>`, when the password is valid.
+    private func basicPrincipal(_ credentials: Substring) -> String? {
+        guard let decoded = Data(base64Encoded: String(credentials)), let text = String(data: decoded, encoding: .utf8),
+              let colon = text.firstIndex(of: ":"), text[..<colon] == "AWS" else { return nil }
+        return authority.principal(ofPassword: String(text[text.index(after: colon)...]))
+    }
+
+    /// The credentials of an `Authorization` header in `scheme` (case-insensitive).
+    private static func credentials(_ header: String, scheme: String) -> Substring? {
+        guard header.count > scheme.count + 1, header.prefix(scheme.count).lowercased() == scheme,
+              header[header.index(header.startIndex, offsetBy: scheme.count)] == " " else { return nil }
+        return header.dropFirst(scheme.count + 1).drop { $0 == " " }
+    }
+
+    /// 401 `UNAUTHORIZED` with the Bearer challenge that sends a client to `/token` for `access`.
+    private func challenge(_ call: Call, _ access: (name: String, action: RegistryAction)?, _ message: String, insufficientScope: Bool = false) -> RegistryError {
+        let host = Self.authority(of: call.request)
+        var challenge = "Bearer realm=\"http://\(host)/token\",service=\"\(host)\""
+        if let access, (try? Validation.repositoryName(access.name)) != nil {
+            let actions = access.action == .pull ? "pull" : "pull,\(access.action.rawValue)"
+            challenge += ",scope=\"repository:\(access.name):\(actions)\""
+        }
+        if insufficientScope { challenge += ",error=\"insufficient_scope\"" }
+        var error = RegistryError(.unauthorized, message)
+        error.headers[.wwwAuthenticate] = challenge
+        return error
+    }
+
+    /// The host and port the client reached, for the challenge's realm; quotes and control
+    /// characters are dropped, so that a header cannot be forged through it.
+    static func authority(of request: Request) -> String {
+        let host = request.head.authority ?? "localhost"
+        return String(host.unicodeScalars.filter { $0.value > 0x20 && $0.value < 0x7F && $0 != "\"" && $0 != "\\" }.prefix(255).map(Character.init))
+    }
+}

@@ -1,0 +1,184 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import LogHashing
+import UploadCore
+
+/// Who may do what on the registry front end, the way ECR Public and the distribution token flow
+/// decide it:
+/// - **Passwords.** GetAuthorizationToken hands its caller a password (`AWS:<password>` in
+///   base64), which `docker login -u AWS` and `skopeo login` present as Basic credentials. It names
+///   the access key that asked for it and the registry, expires after 12 hours, and is an HMAC under
+///   a key kept in the data folder, so the server checks it without storing it. A password whose
+///   access key is no longer configured is revoked.
+/// - **Bearer tokens.** `/token` trades credentials (or none, for pulls) for a short-lived token
+///   scoped to the repository actions asked for: the registry endpoints' usual proof.
+///
+/// Every comparison of a signature is in constant time.
+public struct RegistryAuthority: Sendable {
+    /// How long a password from GetAuthorizationToken is good for (ECR's 12 hours).
+    public static let passwordLifetimeMilliseconds: Int64 = 12 * 3_600_000
+    /// How long a bearer token from `/token` is good for.
+    public static let tokenLifetimeSeconds: Int64 = 300
+
+    let key: SymmetricKey
+    let clock: any UploadCore.Clock
+    let registryId: String
+    /// The access keys passwords may name; `nil` when anyone is let in (`--allow-anonymous`).
+    let accessKeys: Set<String>?
+    /// Whether pulls need credentials too (`--private-pulls`).
+    public let privatePulls: Bool
+
+    public var opensEverything: Bool { accessKeys == nil }
+
+    public init(key: SymmetricKey, clock: any UploadCore.Clock, registryId: String, accessKeys: Set<String>?, privatePulls: Bool = false) {
+        self.key = key
+        self.clock = clock
+        self.registryId = registryId
+        self.accessKeys = accessKeys
+        self.privatePulls = privatePulls
+    }
+
+    /// The authority for an API authenticated as `authentication`: the configured access keys may
+    /// hold passwords; when it is anonymous, anyone may do anything.
+    /// A key bound to another registry holds no password for this one.
+    public init(
+        authentication: ECRPublicService.Authentication, key: SymmetricKey, clock: any UploadCore.Clock, registryId: String, privatePulls: Bool = false
+    ) {
+        let keys: Set<String>? = switch authentication {
+        case .anonymous: nil
+        case .sigV4(let verifier): Set(verifier.keys.values.filter { $0.registryId == nil || $0.registryId == registryId }.map(\.accessKeyId))
+        }
+        self.init(key: key, clock: clock, registryId: registryId, accessKeys: keys, privatePulls: privatePulls)
+    }
+
+    /// The signing key in `path`: 32 random bytes, created exclusively with mode 0600 on first use.
+    public static func loadKey(at path: String) throws -> SymmetricKey {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            defer { close(fd) }
+            let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+            guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
+                unlink(path)
+                throw ValidationFailure("cannot write the registry token key \(path): \(String(cString: strerror(errno)))")
+            }
+            return SymmetricKey(data: bytes)
+        }
+        guard errno == EEXIST, let data = FileManager.default.contents(atPath: path), data.count == 32 else {
+            throw ValidationFailure("cannot read the registry token key \(path): it must hold 32 bytes")
+        }
+        return SymmetricKey(data: data)
+    }
+
+    // MARK: Passwords
+
+    /// A password for `principal`, and when it expires.
+    public func password(for principal: String) -> (password: String, expiresAt: Timestamp) {
+        let expires = clock.now().millisecondsSinceEpoch + Self.passwordLifetimeMilliseconds
+        let body = "\(Self.passwordPrefix).\(Self.base64URL(Array(principal.utf8))).\(registryId).\(expires)"
+        return (body + "." + signature(of: body), Timestamp(millisecondsSinceEpoch: expires))
+    }
+
+    /// The principal a password names, when it is this server's, unexpired, for this registry, and
+    /// its access key is still configured.
+    func principal(ofPassword password: String) -> String? {
+        let fields = password.split(separator: ".", omittingEmptySubsequences: false)
+        guard fields.count == 5, fields[0] == Self.passwordPrefix, fields[2] == registryId,
+              let expires = Int64(fields[3]), let principalBytes = Self.decodeBase64URL(fields[1]),
+              let principal = String(validating: principalBytes, as: UTF8.self),
+              verify(String(password.dropLast(fields[4].count + 1)), signature: fields[4]),
+              expires > clock.now().millisecondsSinceEpoch else { return nil }
+        if let accessKeys, !accessKeys.contains(principal) { return nil }
+        return principal
+    }
+
+    // MARK: Bearer tokens
+
+    /// A token granting `grants` to `principal` (`nil`: anonymous).
+    func bearerToken(principal: String?, grants: [Grant]) -> String {
+        let expires = clock.now().millisecondsSinceEpoch + Self.tokenLifetimeSeconds * 1000
+        let claims = ([principal ?? "", String(expires)] + grants.map(\.scope)).joined(separator: "\n")
+        let body = "\(Self.tokenPrefix).\(Self.base64URL(Array(claims.utf8)))"
+        return body + "." + signature(of: body)
+    }
+
+    /// What a token grants, when it is this server's and unexpired.
+    func claims(ofBearer token: String) -> (principal: String?, grants: [Grant])? {
+        let fields = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard fields.count == 3, fields[0] == Self.tokenPrefix, verify("\(fields[0]).\(fields[1])", signature: fields[2]),
+              let bytes = Self.decodeBase64URL(fields[1]), let text = String(validating: bytes, as: UTF8.self) else { return nil }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard lines.count >= 2, let expires = Int64(lines[1]), expires > clock.now().millisecondsSinceEpoch else { return nil }
+        return (lines[0].isEmpty ? nil : lines[0], lines.dropFirst(2).compactMap(Grant.init(scope:)))
+    }
+
+    /// One repository's actions, as a token scope spells them: `repository:<name>:pull,push`.
+    struct Grant: Equatable {
+        var repository: String
+        var actions: [String]
+
+        init(repository: String, actions: [String]) {
+            self.repository = repository
+            self.actions = actions
+        }
+
+        /// Parses `repository:<name>:<action>[,<action>…]`; other resource types are not granted.
+        init?(scope: String) {
+            let prefix = "repository:"
+            guard scope.hasPrefix(prefix), let colon = scope.lastIndex(of: ":") else { return nil }
+            let nameStart = scope.index(scope.startIndex, offsetBy: prefix.count)
+            guard colon > nameStart else { return nil }
+            repository = String(scope[nameStart..<colon])
+            actions = scope[scope.index(after: colon)...].split(separator: ",").map(String.init)
+        }
+
+        var scope: String { "repository:\(repository):\(actions.joined(separator: ","))" }
+
+        func allows(_ action: RegistryAction, on name: String) -> Bool {
+            repository == name && (actions.contains("*") || actions.contains(action.rawValue))
+        }
+    }
+
+    /// What `principal` may have of what it asked: everything when authenticated (or when anyone
+    /// is let in), and pulls only when anonymous (nothing under `--private-pulls`).
+    func grant(_ requested: [Grant], to principal: String?) -> [Grant] {
+        requested.compactMap { grant in
+            let allowed = grant.actions.filter { action in
+                principal != nil || opensEverything || (action == RegistryAction.pull.rawValue && !privatePulls)
+            }
+            return allowed.isEmpty ? nil : Grant(repository: grant.repository, actions: allowed)
+        }
+    }
+
+    // MARK: Signing
+
+    private static let passwordPrefix = "ucp1"
+    private static let tokenPrefix = "uct1"
+
+    private func signature(of body: String) -> String {
+        Self.base64URL(Array(HMAC<SHA256>.authenticationCode(for: Array(body.utf8), using: key)))
+    }
+
+    /// Constant time: HMAC's own comparison.
+    private func verify(_ body: String, signature: Substring) -> Bool {
+        guard let mac = Self.decodeBase64URL(signature) else { return false }
+        return HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Array(body.utf8), using: key)
+    }
+
+    static func base64URL(_ bytes: [UInt8]) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decodeBase64URL(_ text: Substring) -> [UInt8]? {
+        guard text.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        return Data(base64Encoded: base64).map(Array.init)
+    }
+}
+
+/// The actions of the distribution token flow's repository scopes.
+enum RegistryAction: String {
+    case pull, push, delete
+}

@@ -1,0 +1,191 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import NIOCore
+import NIOPosix
+import UploadCore
+import UploadService
+
+/// Blob uploads and blobs: `/v2/<name>/blobs/uploads/[<id>]` and `/v2/<name>/blobs/<digest>`.
+extension RegistryFrontEnd {
+    /// `POST …/blobs/uploads/`: a mount (`?mount=`, with or without `from`), a monolithic upload
+    /// (`?digest=` with the body), or a new session.
+    func startUpload(_ call: Call, _ ref: RepositoryRef) async throws -> Response {
+        let request = call.request
+        if let mount = call.first("mount") {
+            guard Validation.isRegistryDigest(mount) else { throw RegistryError(.digestInvalid, "'\(mount)' is not a sha256 or sha512 digest") }
+            if try await mountLayer(call, ref, digest: mount) {
+                return Self.empty(.created, request, headers: [.location: "/v2/\(ref.repositoryName)/blobs/\(mount)", Self.contentDigestHeader: mount])
+            }
+            // Not mountable: the client uploads it in the session answered below.
+        }
+        let digest = call.first("digest")
+        if let digest, !Validation.isRegistryDigest(digest) {
+            throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest")
+        }
+        try await createIfAllowed(ref, call)
+        let started = try await service.initiateLayerUpload(InitiateLayerUpload(repositoryName: ref.repositoryName), call.metadata())
+        let upload = RepositoryUpload(ref, uploadId: started.uploadId)
+        if let digest {
+            return try await finish(call, upload, digest: digest)
+        }
+        return Self.empty(.accepted, request, headers: [
+            .location: Self.uploadLocation(upload), Self.uploadUUIDHeader: upload.uploadId, .range: Self.rangeHeader(0),
+        ])
+    }
+
+    /// Whether the layer could be mounted (or the repository already holds it).
+    private func mountLayer(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Bool {
+        let source: MountLayer.Source
+        if let from = call.first("from") {
+            guard (try? Validation.repositoryName(from)) != nil, (try? authenticate(call, for: (from, .pull))) != nil else { return false }
+            source = .repository(from)
+        } else if let size = service.blobs.blobSize(digest) {
+            source = .blobStore(size: size)
+        } else {
+            return false
+        }
+        try await createIfAllowed(ref, call)
+        do {
+            try await service.mountLayer(MountLayer(into: ref, layerDigest: digest, from: source), call.metadata())
+            return true
+        } catch let refusal as CommandError where refusal.code == .layersNotFound {
+            return false
+        }
+    }
+
+    /// `PATCH`, `PUT`, `GET` and `DELETE` on an upload session.
+    func upload(_ call: Call, _ upload: RepositoryUpload) async throws -> Response {
+        let request = call.request
+        switch request.method {
+        case .get:
+            let received = try service.bytesReceived(upload)
+            return Self.empty(.noContent, request, headers: [
+                .location: Self.uploadLocation(upload), Self.uploadUUIDHeader: upload.uploadId, .range: Self.rangeHeader(received),
+            ])
+        case .patch:
+            let received = try await appendChunk(call, upload)
+            return Self.empty(.accepted, request, headers: [
+                .location: Self.uploadLocation(upload), Self.uploadUUIDHeader: upload.uploadId, .range: Self.rangeHeader(received),
+            ])
+        case .put:
+            guard let digest = call.first("digest"), Validation.isRegistryDigest(digest) else {
+                throw RegistryError(.digestInvalid, "PUT completes an upload and needs ?digest= with a sha256 or sha512 digest")
+            }
+            return try await finish(call, upload, digest: digest)
+        case .delete:
+            try await service.cancelUpload(upload, call.metadata())
+            return Self.empty(.noContent, request, headers: [:])
+        default:
+            throw Self.methodNotAllowed
+        }
+    }
+
+    /// Stages the request's body as the upload's next chunk, where `Content-Range` (when sent)
+    /// says it starts. - Returns: the bytes the upload holds afterwards.
+    private func appendChunk(_ call: Call, _ upload: RepositoryUpload) async throws -> UInt64 {
+        var claimedOffset: UInt64?
+        if let range = call.request.headers[.contentRange] {
+            guard let (first, last) = Self.chunkRange(range) else {
+                throw RegistryError(.blobUploadInvalid, "Content-Range must be <first>-<last>, inclusive byte offsets", status: .rangeNotSatisfiable)
+            }
+            if let length = call.request.headers[.contentLength].flatMap(UInt64.init), length != last - first + 1 {
+                throw RegistryError(.sizeInvalid, "Content-Range \(range) covers \(last - first + 1) bytes but Content-Length is \(length)")
+            }
+            claimedOffset = first
+        }
+        return try await service.appendChunk(upload, claimedOffset: claimedOffset, body: call.request.body, call.metadata())
+    }
+
+    /// The final `PUT` (or a monolithic `POST`): its body, if any, is the last chunk; then the
+    /// upload completes as the layer `digest` names.
+    private func finish(_ call: Call, _ upload: RepositoryUpload, digest: String) async throws -> Response {
+        _ = try await appendChunk(call, upload)
+        let completed = try await service.completeLayerUpload(CompleteLayerUpload(registryUpload: upload, digest: digest), call.metadata())
+        return Self.empty(.created, call.request, headers: [
+            .location: "/v2/\(upload.repository.repositoryName)/blobs/\(completed.layerDigest)", Self.contentDigestHeader: completed.layerDigest,
+        ])
+    }
+
+    /// `HEAD` and `GET` (whole, or one `Range`) of a blob the repository holds; `DELETE` is not
+    /// offered (405, as the spec allows).
+    func blob(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Response {
+        let request = call.request
+        guard [.get, .head].contains(request.method) else {
+            throw RegistryError(.unsupported, "Blobs are not deleted through this API; delete the manifests that name them")
+        }
+        guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
+        let layer = try service.read { snapshot in
+            _ = try Decider.existingRepository(nil, ref.repositoryName, state: snapshot, settings: service.settings)
+            return try snapshot.layer(ref, digest)
+        }
+        guard let layer else { throw RegistryError(.blobUnknown, "The repository holds no blob \(digest)") }
+        var headers: HTTPFields = [Self.contentDigestHeader: digest, .contentType: "application/octet-stream", .acceptRanges: "bytes"]
+        var range = layer.layerSize == 0 ? nil : 0...(layer.layerSize - 1)
+        var status = HTTPResponse.Status.ok
+        if let asked = request.headers[.range], layer.layerSize > 0 {
+            guard let byteRange = Self.byteRange(asked, size: layer.layerSize) else {
+                var error = RegistryError(.blobUnknown, "The range \(asked) is not within the blob's \(layer.layerSize) bytes", status: .rangeNotSatisfiable)
+                error.headers[.contentRange] = "bytes */\(layer.layerSize)"
+                throw error
+            }
+            range = byteRange
+            status = .partialContent
+            headers[.contentRange] = "bytes \(byteRange.lowerBound)-\(byteRange.upperBound)/\(layer.layerSize)"
+        }
+        headers[.contentLength] = String(range.map { $0.upperBound - $0.lowerBound + 1 } ?? 0)
+        guard request.method == .get, let range else { return Self.response(status, ByteBuffer(), request, headers: headers) }
+        headers[Self.apiVersionHeader] = "registry/2.0"
+        return Response(status: status, headers: headers, body: Self.fileBody(service.blobs.blobPath(digest), range: range))
+    }
+
+    /// The bytes of `range` of a file, read on NIO's thread pool a piece at a time as the
+    /// connection takes them: memory per download is one piece.
+    static func fileBody(_ path: String, range: ClosedRange<UInt64>) -> ResponseBody {
+        ResponseBody(contentLength: Int(range.upperBound - range.lowerBound + 1)) { writer in
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw RegistryError(.unknown, "The blob's file cannot be opened") }
+            defer { close(fd) }
+            var offset = range.lowerBound
+            while offset <= range.upperBound {
+                let count = Int(min(UInt64(filePieceBytes), range.upperBound - offset + 1)), at = off_t(offset)
+                let piece = try await NIOThreadPool.singleton.runIfActive { () throws -> ByteBuffer in
+                    var buffer = ByteBufferAllocator().buffer(capacity: count)
+                    let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { max(0, pread(fd, $0.baseAddress, count, at)) }
+                    guard read == count else { throw RegistryError(.unknown, "The blob's file is shorter than its record") }
+                    return buffer
+                }
+                try await writer.write(piece)
+                offset += UInt64(count)
+            }
+            try await writer.finish(nil)
+        }
+    }
+
+    static let filePieceBytes = 64 * 1024
+
+    /// `Content-Range: <first>-<last>` of a chunk (the spec's form; `bytes=` and `bytes ` are taken too).
+    static func chunkRange(_ value: String) -> (UInt64, UInt64)? {
+        var text = Substring(value)
+        for prefix in ["bytes=", "bytes "] where text.hasPrefix(prefix) { text = text.dropFirst(prefix.count) }
+        if let slash = text.firstIndex(of: "/") { text = text[..<slash] }
+        let bounds = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2, let first = UInt64(bounds[0]), let last = UInt64(bounds[1]), last >= first else { return nil }
+        return (first, last)
+    }
+
+    /// One `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` within `size` bytes.
+    static func byteRange(_ value: String, size: UInt64) -> ClosedRange<UInt64>? {
+        guard value.hasPrefix("bytes="), !value.contains(",") else { return nil }
+        let bounds = value.dropFirst("bytes=".count).split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2 else { return nil }
+        if bounds[0].isEmpty {
+            guard let suffix = UInt64(bounds[1]), suffix > 0 else { return nil }
+            return (size - min(suffix, size))...(size - 1)
+        }
+        guard let first = UInt64(bounds[0]), first < size else { return nil }
+        let last = bounds[1].isEmpty ? size - 1 : UInt64(bounds[1]).map { min($0, size - 1) }
+        guard let last, last >= first else { return nil }
+        return first...last
+    }
+}

@@ -1,0 +1,93 @@
+import Hummingbird
+import HTTPTypes
+import UploadCore
+import UploadService
+import UploadStore
+
+/// An error as the OCI distribution spec reports it: a status, and a body of
+/// `{"errors": [{"code", "message", "detail"}]}` with one of the spec's codes.
+struct RegistryError: Error {
+    enum Code: String {
+        case blobUnknown = "BLOB_UNKNOWN"
+        case blobUploadInvalid = "BLOB_UPLOAD_INVALID"
+        case blobUploadUnknown = "BLOB_UPLOAD_UNKNOWN"
+        case digestInvalid = "DIGEST_INVALID"
+        case manifestBlobUnknown = "MANIFEST_BLOB_UNKNOWN"
+        case manifestInvalid = "MANIFEST_INVALID"
+        case manifestUnknown = "MANIFEST_UNKNOWN"
+        case nameInvalid = "NAME_INVALID"
+        case nameUnknown = "NAME_UNKNOWN"
+        case sizeInvalid = "SIZE_INVALID"
+        case unauthorized = "UNAUTHORIZED"
+        case denied = "DENIED"
+        case unsupported = "UNSUPPORTED"
+        case tooManyRequests = "TOO_MANY_REQUESTS"
+        /// Not one of the spec's codes: a failure of this server, never of the request.
+        case unknown = "UNKNOWN"
+    }
+
+    let code: Code
+    let message: String
+    let status: HTTPResponse.Status
+    /// Headers the answer must carry (`Range` on a 416, `WWW-Authenticate` on a 401).
+    var headers = HTTPFields()
+
+    init(_ code: Code, _ message: String, status: HTTPResponse.Status? = nil) {
+        self.code = code
+        self.message = message
+        self.status = status ?? Self.status(of: code)
+    }
+
+    private static func status(of code: Code) -> HTTPResponse.Status {
+        switch code {
+        case .blobUnknown, .blobUploadUnknown, .manifestUnknown, .nameUnknown: .notFound
+        case .blobUploadInvalid, .digestInvalid, .manifestBlobUnknown, .manifestInvalid, .nameInvalid, .sizeInvalid: .badRequest
+        case .unauthorized: .unauthorized
+        case .denied: .forbidden
+        case .unsupported: .methodNotAllowed
+        case .tooManyRequests: .tooManyRequests
+        case .unknown: .internalServerError
+        }
+    }
+
+    /// Where an error arose, so that a domain refusal gets the code that names the right thing.
+    enum Context { case blob, upload, manifest, tags }
+
+    /// Maps any error to its registry shape.
+    static func from(_ error: any Error, in context: Context) -> RegistryError {
+        switch error {
+        case let registry as RegistryError:
+            return registry
+        case let refusal as CommandError:
+            switch refusal.code {
+            case .repositoryNotFound, .registryNotFound: return RegistryError(.nameUnknown, refusal.message)
+            case .uploadNotFound: return RegistryError(.blobUploadUnknown, refusal.message)
+            case .invalidLayer, .imageDigestDoesNotMatch: return RegistryError(.digestInvalid, refusal.message)
+            case .layersNotFound, .referencedImagesNotFound:
+                return RegistryError(context == .manifest ? .manifestBlobUnknown : .blobUnknown, refusal.message)
+            case .imageNotFound: return RegistryError(.manifestUnknown, refusal.message)
+            case .invalidLayerPart, .layerPartTooSmall, .emptyUpload: return RegistryError(.blobUploadInvalid, refusal.message)
+            case .invalidParameter:
+                return RegistryError(context == .manifest ? .manifestInvalid : context == .upload ? .blobUploadInvalid : .nameInvalid, refusal.message)
+            case .limitExceeded: return RegistryError(.tooManyRequests, refusal.message)
+            case .repositoryAlreadyExists, .repositoryNotEmpty, .layerAlreadyExists, .imageAlreadyExists, .idempotentParameterMismatch:
+                return RegistryError(.denied, refusal.message)
+            case .server: return RegistryError(.unknown, refusal.message)
+            }
+        case let outOfOrder as ChunkOutOfOrder:
+            var error = RegistryError(.blobUploadInvalid, "The chunk must start at byte \(outOfOrder.bytesReceived), where the upload has reached", status: .rangeNotSatisfiable)
+            error.headers[.range] = RegistryFrontEnd.rangeHeader(outOfOrder.bytesReceived)
+            return error
+        case let failure as StoreError where failure.code == .overloaded:
+            return RegistryError(.tooManyRequests, failure.message)
+        case let http as any HTTPResponseError where http.status == .contentTooLarge:
+            return RegistryError(context == .manifest ? .manifestInvalid : .sizeInvalid, "The request body is too large", status: .contentTooLarge)
+        default:
+            return RegistryError(.unknown, "The request could not be completed")
+        }
+    }
+
+    var body: JSONValue {
+        .object([("errors", .array([.object([("code", .string(code.rawValue)), ("message", .string(message)), ("detail", .object([]))])]))])
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+public import Hummingbird
+import HTTPTypes
+import Logging
+import NIOCore
+import UploadCore
+public import UploadService
+import UploadStore
+
+/// The OCI Distribution API (v1.1) under `/v2/`, and the token endpoint `/token`, on the same
+/// address as the AWS JSON API. Each client action is the command its ECR counterpart sends,
+/// through the same application layer (``UploadService``), recorded with `source: oci`:
+/// a blob upload is InitiateLayerUpload, its chunks parts, its final `PUT` CompleteLayerUpload,
+/// a manifest `PUT` is PutImage; cancels, mounts and deletes are commands too.
+///
+/// Installed as the router's first middleware (``RegistryFrontEnd/Dispatch``), so that its paths
+/// never reach the AWS API's `POST /` catch-all.
+public final class RegistryFrontEnd: Sendable {
+    static let apiVersionHeader = HTTPField.Name("Docker-Distribution-API-Version")!
+    static let uploadUUIDHeader = HTTPField.Name("Docker-Upload-UUID")!
+    static let contentDigestHeader = HTTPField.Name("Docker-Content-Digest")!
+    static let subjectHeader = HTTPField.Name("OCI-Subject")!
+    static let filtersAppliedHeader = HTTPField.Name("OCI-Filters-Applied")!
+
+    let service: UploadService
+    let authority: RegistryAuthority
+    let logger: Logger
+    /// Whether a push to a repository that does not exist creates it (`--create-repositories-on-push`).
+    let createsRepositoriesOnPush: Bool
+
+    public init(service: UploadService, authority: RegistryAuthority, logger: Logger, createsRepositoriesOnPush: Bool = false) {
+        self.service = service
+        self.authority = authority
+        self.logger = logger
+        self.createsRepositoriesOnPush = createsRepositoriesOnPush
+    }
+
+    var registryId: String { service.settings.defaultRegistryId }
+
+    /// Sends `/v2` and `/token` requests to the front end; everything else goes on.
+    public struct Dispatch<Context: RequestContext & RemoteAddressRequestContext>: RouterMiddleware {
+        let frontEnd: RegistryFrontEnd
+        public init(_ frontEnd: RegistryFrontEnd) { self.frontEnd = frontEnd }
+
+        public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+            let path = request.uri.path
+            guard path == "/v2" || path.hasPrefix("/v2/") || path == "/token" else { return try await next(request, context) }
+            return await frontEnd.respond(to: request, remoteAddress: context.remoteAddress)
+        }
+    }
+
+    /// One request's route, parsed from its path.
+    enum Route {
+        case ping
+        case token
+        case startUpload(name: String)
+        case upload(name: String, uploadId: String)
+        case blob(name: String, digest: String)
+        case manifest(name: String, reference: String)
+        case tags(name: String)
+        case referrers(name: String, digest: String)
+
+        /// Parses from the right, since a repository name may itself hold `blobs` or `manifests`.
+        init?(path: String) {
+            if path == "/token" { self = .token; return }
+            guard path == "/v2" || path.hasPrefix("/v2/") else { return nil }
+            var parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst(2).map(String.init)
+            if path.hasSuffix("/") { parts.removeLast() }  // `/v2/<name>/blobs/uploads/`
+            if parts.isEmpty || parts == [""] { self = .ping; return }
+            func name(dropping count: Int) -> String? {
+                guard parts.count > count else { return nil }
+                return parts.dropLast(count).joined(separator: "/")
+            }
+            let n = parts.count
+            if n >= 3, parts[n - 2] == "tags", parts[n - 1] == "list", let name = name(dropping: 2) {
+                self = .tags(name: name)
+            } else if n >= 3, parts[n - 2] == "blobs", parts[n - 1] == "uploads", let name = name(dropping: 2) {
+                self = .startUpload(name: name)
+            } else if n >= 4, parts[n - 3] == "blobs", parts[n - 2] == "uploads", let name = name(dropping: 3) {
+                self = .upload(name: name, uploadId: parts[n - 1])
+            } else if n >= 3, let name = name(dropping: 2) {
+                switch parts[n - 2] {
+                case "blobs": self = .blob(name: name, digest: parts[n - 1])
+                case "manifests": self = .manifest(name: name, reference: parts[n - 1])
+                case "referrers": self = .referrers(name: name, digest: parts[n - 1])
+                default: return nil
+                }
+            } else {
+                return nil
+            }
+        }
+
+        var context: RegistryError.Context {
+            switch self {
+            case .ping, .token, .tags: .tags
+            case .startUpload, .upload: .upload
+            case .blob: .blob
+            case .manifest, .referrers: .manifest
+            }
+        }
+    }
+
+    /// What a handler knows of its request.
+    struct Call {
+        let request: Request
+        let remoteAddress: SocketAddress?
+        let requestId: String
+        var principal: String?
+
+        var query: [String: [String]] {
+            var query: [String: [String]] = [:]
+            for (key, value) in request.uri.queryParameters { query[String(key), default: []].append(String(value)) }
+            return query
+        }
+
+        func first(_ name: String) -> String? { query[name]?.first }
+
+        func metadata() -> RequestMetadata {
+            RequestMetadata(
+                requestId: requestId, source: "oci", userAgent: request.headers[.userAgent],
+                sourceAddress: remoteAddress.flatMap { address in address.ipAddress.map { "\($0):\(address.port ?? 0)" } },
+                principal: principal)
+        }
+    }
+
+    /// Answers one request. Never throws: every failure becomes a spec-shaped error.
+    func respond(to request: Request, remoteAddress: SocketAddress?) async -> Response {
+        var call = Call(request: request, remoteAddress: remoteAddress, requestId: RandomUUIDs.next())
+        guard let route = Route(path: request.uri.path) else {
+            return Self.errorResponse(RegistryError(.unsupported, "No registry endpoint has this path", status: .notFound), request)
+        }
+        do {
+            switch route {
+            case .token:
+                return try token(call)
+            case .ping:
+                guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
+                call.principal = try authenticate(call, for: nil)
+                return Self.response(.ok, .object([]), request)
+            case .startUpload(let name):
+                call.principal = try authenticate(call, for: (name, .push))
+                let ref = try repository(name)
+                guard request.method == .post else { throw Self.methodNotAllowed }
+                return try await startUpload(call, ref)
+            case .upload(let name, let uploadId):
+                call.principal = try authenticate(call, for: (name, .push))
+                let ref = try repository(name)
+                guard let id = try? Validation.uploadId(uploadId) else {
+                    throw RegistryError(.blobUploadUnknown, "There is no upload session '\(uploadId)'")
+                }
+                return try await upload(call, RepositoryUpload(ref, uploadId: id))
+            case .blob(let name, let digest):
+                call.principal = try authenticate(call, for: (name, request.method == .delete ? .delete : .pull))
+                let ref = try repository(name)
+                return try await blob(call, ref, digest: digest)
+            case .manifest(let name, let reference):
+                let action: RegistryAction = switch request.method { case .put: .push; case .delete: .delete; default: .pull }
+                call.principal = try authenticate(call, for: (name, action))
+                let ref = try repository(name)
+                return try await manifest(call, ref, reference: reference)
+            case .tags(let name):
+                call.principal = try authenticate(call, for: (name, .pull))
+                let ref = try repository(name)
+                guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
+                return try tags(call, ref)
+            case .referrers(let name, let digest):
+                call.principal = try authenticate(call, for: (name, .pull))
+                let ref = try repository(name)
+                guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
+                return try referrers(call, ref, digest: digest)
+            }
+        } catch {
+            let registryError = RegistryError.from(error, in: route.context)
+            if registryError.code == .unknown {
+                logger.error("registry request failed", metadata: ["request.id": "\(call.requestId)", "error": "\(error)"])
+            }
+            return Self.errorResponse(registryError, request)
+        }
+    }
+
+    static let methodNotAllowed = RegistryError(.unsupported, "This endpoint does not take that method")
+
+    /// The repository a path names, in the default registry; `NAME_INVALID` when it is not a name.
+    func repository(_ name: String) throws -> RepositoryRef {
+        guard let name = try? Validation.repositoryName(name) else {
+            throw RegistryError(.nameInvalid, "'\(name)' is not a repository name: 2 to 205 characters of [a-z0-9] parts joined by '.', '_', '-' and '/'")
+        }
+        return RepositoryRef(registryId: registryId, repositoryName: name)
+    }
+
+    /// A push to a repository that does not exist creates it, under `--create-repositories-on-push`.
+    func createIfAllowed(_ ref: RepositoryRef, _ call: Call) async throws {
+        guard createsRepositoriesOnPush, try service.read({ try $0.repository(ref) }) == nil else { return }
+        do {
+            _ = try await service.createRepository(CreateRepository(repositoryName: ref.repositoryName), call.metadata())
+        } catch let refusal as CommandError where refusal.code == .repositoryAlreadyExists {
+            // Another push created it first.
+        }
+    }
+
+    // MARK: Answers
+
+    static func response(_ status: HTTPResponse.Status, _ body: JSONValue, _ request: Request, headers: HTTPFields = [:], contentType: String = "application/json") -> Response {
+        var headers = headers
+        headers[.contentType] = contentType
+        return response(status, ByteBuffer(string: body.text), request, headers: headers)
+    }
+
+    static func response(_ status: HTTPResponse.Status, _ body: ByteBuffer, _ request: Request, headers: HTTPFields) -> Response {
+        var headers = headers
+        headers[apiVersionHeader] = "registry/2.0"
+        if request.method == .head {
+            if headers[.contentLength] == nil { headers[.contentLength] = String(body.readableBytes) }
+            return Response(status: status, headers: headers, body: ResponseBody())
+        }
+        return Response(status: status, headers: headers, body: ECRPublicService.piecewise(body))
+    }
+
+    /// An answer with no body (`202`, `201`, `204`).
+    static func empty(_ status: HTTPResponse.Status, _ request: Request, headers: HTTPFields) -> Response {
+        var headers = headers
+        headers[.contentLength] = "0"
+        return response(status, ByteBuffer(), request, headers: headers)
+    }
+
+    static func errorResponse(_ error: RegistryError, _ request: Request) -> Response {
+        response(error.status, error.body, request, headers: error.headers)
+    }
+
+    /// `Range` as the spec writes an upload's progress: `0-<last byte>` (`0-0` when it holds none).
+    static func rangeHeader(_ bytesReceived: UInt64) -> String { "0-\(bytesReceived == 0 ? 0 : bytesReceived - 1)" }
+
+    static func uploadLocation(_ upload: RepositoryUpload) -> String { "/v2/\(upload.repository.repositoryName)/blobs/uploads/\(upload.uploadId)" }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import NIOCore
+import UploadCore
+import UploadService
+import UploadStore
+
+/// Manifests, tags and referrers: `/v2/<name>/manifests/<reference>`, `/v2/<name>/tags/list`,
+/// `/v2/<name>/referrers/<digest>`.
+extension RegistryFrontEnd {
+    /// `PUT`, `GET`, `HEAD` and `DELETE` of a manifest by tag or digest.
+    func manifest(_ call: Call, _ ref: RepositoryRef, reference: String) async throws -> Response {
+        let request = call.request
+        let isDigest = reference.contains(":")
+        if isDigest {
+            guard Validation.isRegistryDigest(reference) else { throw RegistryError(.digestInvalid, "'\(reference)' is not a sha256 or sha512 digest") }
+        } else {
+            guard Validation.isImageTag(reference), reference.utf8.count <= 128 else {
+                throw RegistryError(.manifestInvalid, "'\(reference)' is not a tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+            }
+        }
+        switch request.method {
+        case .put:
+            return try await putManifest(call, ref, tag: isDigest ? nil : reference, digest: isDigest ? reference : nil)
+        case .get, .head:
+            let image = try service.read { snapshot -> ImageRecord? in
+                _ = try Decider.existingRepository(nil, ref.repositoryName, state: snapshot, settings: service.settings)
+                let digest = isDigest ? reference : try snapshot.tag(ref, reference)?.imageDigest
+                return try digest.flatMap { try snapshot.image(ref, $0) }
+            }
+            guard let image else { throw RegistryError(.manifestUnknown, "The repository holds no manifest '\(reference)'") }
+            return Self.response(.ok, ByteBuffer(string: image.imageManifest), request, headers: [
+                .contentType: image.imageManifestMediaType, Self.contentDigestHeader: image.imageDigest,
+            ])
+        case .delete:
+            var command = try BatchDeleteImage(
+                repositoryName: ref.repositoryName,
+                imageIds: [isDigest ? ImageIdentifier(imageDigest: reference) : ImageIdentifier(imageTag: reference)])
+            command.keepsUntaggedImages = true
+            let outcome = try await service.batchDeleteImage(command, call.metadata())
+            if let failure = outcome.failures.first { throw RegistryError(.manifestUnknown, "\(reference): \(failure.failureReason)") }
+            return Self.empty(.accepted, request, headers: [:])
+        default:
+            throw Self.methodNotAllowed
+        }
+    }
+
+    /// PutImage with the body exactly as sent; a manifest the repository already holds (under
+    /// this tag, when one is given) is answered as stored.
+    private func putManifest(_ call: Call, _ ref: RepositoryRef, tag: String?, digest: String?) async throws -> Response {
+        let body = try await call.request.body.collect(upTo: PutImage.maximumManifestBytes)
+        guard let text = String(validating: body.readableBytesView, as: UTF8.self) else {
+            throw RegistryError(.manifestInvalid, "The manifest is not UTF-8 JSON")
+        }
+        let contentType = call.request.headers[.contentType].map { String($0.prefix { $0 != ";" }).trimmingCharacters(in: .whitespaces) }
+        let command = try PutImage(
+            repositoryName: ref.repositoryName, imageManifest: text,
+            imageManifestMediaType: contentType?.isEmpty == false ? contentType : nil, imageTag: tag, imageDigest: digest)
+        try await createIfAllowed(ref, call)
+        do {
+            _ = try await service.putImage(command, call.metadata())
+        } catch let refusal as CommandError where refusal.code == .imageAlreadyExists {
+            // Pushed before: nothing to record.
+        }
+        var headers: HTTPFields = [.location: "/v2/\(ref.repositoryName)/manifests/\(command.imageDigest)", Self.contentDigestHeader: command.imageDigest]
+        if let subject = ManifestFacts(text)?.subject { headers[Self.subjectHeader] = subject }
+        return Self.empty(.created, call.request, headers: headers)
+    }
+
+    /// `GET …/tags/list[?n=&last=]`: the repository's tags in lexical order, a page at a time,
+    /// with a `Link` to the next page.
+    func tags(_ call: Call, _ ref: RepositoryRef) throws -> Response {
+        var limit = Self.tagPageLimit
+        if let n = call.first("n") {
+            guard let value = Int(n), value >= 0 else { throw RegistryError(.sizeInvalid, "n must be a whole number of tags", status: .badRequest) }
+            limit = min(value, Self.tagPageLimit)
+        }
+        let last = call.first("last")
+        let names = try service.read { snapshot in
+            _ = try Decider.existingRepository(nil, ref.repositoryName, state: snapshot, settings: service.settings)
+            return limit == 0 ? [] : try snapshot.tags(in: ref, after: last, limit: limit + 1).map(\.name)
+        }
+        var headers: HTTPFields = [:]
+        let page = Array(names.prefix(limit))
+        if names.count > limit, let final = page.last {
+            headers[Self.linkHeader] = "</v2/\(ref.repositoryName)/tags/list?n=\(limit)&last=\(final)>; rel=\"next\""
+        }
+        return Self.response(.ok, .object([("name", .string(ref.repositoryName)), ("tags", .array(page.map(JSONValue.string)))]), call.request, headers: headers)
+    }
+
+    /// The most tags one page lists.
+    static let tagPageLimit = 1000
+
+    /// `GET …/referrers/<digest>[?artifactType=]`: an image index of the manifests whose
+    /// `subject` is `digest` (empty when there are none).
+    func referrers(_ call: Call, _ ref: RepositoryRef, digest: String) throws -> Response {
+        guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
+        let filter = call.first("artifactType")
+        let descriptors = try service.read { snapshot -> [JSONValue] in
+            _ = try Decider.existingRepository(nil, ref.repositoryName, state: snapshot, settings: service.settings)
+            var found: [JSONValue] = []
+            var after: String?
+            // Every image of the repository, a page at a time: referrers are not indexed yet.
+            while true {
+                let page = try snapshot.images(in: ref, after: after, limit: 256)
+                for image in page {
+                    guard let facts = ManifestFacts(image.imageManifest), facts.subject == digest else { continue }
+                    let artifactType = facts.artifactType ?? facts.configMediaType
+                    if let filter, artifactType != filter { continue }
+                    found.append(.object(sorting: [
+                        ("mediaType", .string(image.imageManifestMediaType)), ("digest", .string(image.imageDigest)),
+                        ("size", .uint(UInt64(image.imageManifest.utf8.count))), ("artifactType", artifactType.map(JSONValue.string)),
+                        ("annotations", facts.annotations.isEmpty ? nil : .object(facts.annotations.map { ($0.key, JSONValue.string($0.value)) })),
+                    ]))
+                }
+                guard page.count == 256, let last = page.last else { return found }
+                after = last.imageDigest
+            }
+        }
+        var headers: HTTPFields = [:]
+        if filter != nil { headers[Self.filtersAppliedHeader] = "artifactType" }
+        let index: JSONValue = .object([
+            ("schemaVersion", .int(2)), ("mediaType", .string(Self.imageIndexType)), ("manifests", .array(descriptors)),
+        ])
+        return Self.response(.ok, index, call.request, headers: headers, contentType: Self.imageIndexType)
+    }
+
+    static let imageIndexType = "application/vnd.oci.image.index.v1+json"
+    static let linkHeader = HTTPField.Name("Link")!
+}
+
+/// What the registry reads of a stored manifest beyond what PutImage keeps: its `subject`,
+/// `artifactType`, config media type and annotations (sorted by key).
+struct ManifestFacts {
+    var subject: String?
+    var artifactType: String?
+    var configMediaType: String?
+    var annotations: [(key: String, value: String)] = []
+
+    init?(_ manifest: String) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(manifest.utf8)) as? [String: Any] else { return nil }
+        subject = (object["subject"] as? [String: Any])?["digest"] as? String
+        artifactType = object["artifactType"] as? String
+        configMediaType = (object["config"] as? [String: Any])?["mediaType"] as? String
+        if let map = object["annotations"] as? [String: Any] {
+            annotations = map.compactMap { key, value in (value as? String).map { (key, $0) } }
+                .sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        }
+    }
+}
