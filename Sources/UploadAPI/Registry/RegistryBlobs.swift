@@ -38,7 +38,12 @@ extension RegistryFrontEnd {
     private func mountLayer(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Bool {
         let source: MountLayer.Source
         if let from = call.first("from") {
-            guard (try? Validation.repositoryName(from)) != nil, (try? authenticate(call, for: (from, .pull))) != nil else { return false }
+            guard (try? Validation.repositoryName(from)) != nil else { return false }
+            do {
+                _ = try authenticate(call, for: (from, .pull))
+            } catch {
+                return false  // not allowed to read the source: the client uploads the blob instead
+            }
             source = .repository(from)
         } else if let size = service.blobs.blobSize(digest) {
             source = .blobStore(size: size)

@@ -42,7 +42,9 @@ public struct PutImage: Sendable, Equatable {
         self.imageManifest = imageManifest
         self.imageTag = try Validation.imageTag(imageTag)
         self.claimedDigest = imageDigest
-        self.imageDigest = Hex.sha256Digest(bytes)
+        // SHA-256 unless the caller named its manifest by a SHA-512 digest (a registry client may).
+        self.imageDigest = imageDigest?.lowercased().hasPrefix("sha512:") == true
+            ? "sha512:" + Hex.encode(SHA512.hash(data: bytes)) : Hex.sha256Digest(bytes)
 
         let manifest = try Manifest(parsing: bytes, given: imageManifestMediaType)
         self.imageManifestMediaType = manifest.mediaType ?? ""
@@ -91,7 +93,8 @@ struct Manifest {
             guard object["manifests"] == nil else { throw Self.invalid("is an image manifest, which has no 'manifests'") }
             guard let config = object["config"] as? [String: Any] else { throw Self.invalid("must have a 'config' descriptor") }
             (configMediaType, self.config) = try Self.descriptor(config, in: "config")
-            layers = try Self.descriptors(object, "layers").map(\.digest)
+            // Non-distributable layers live elsewhere (their `urls`); a registry never holds them.
+            layers = try Self.descriptors(object, "layers").filter { !Self.isNondistributable($0.mediaType) }.map(\.digest)
         } else if Self.indexTypes.contains(mediaType) {
             guard object["config"] == nil, object["layers"] == nil else { throw Self.invalid("is an index, which has no 'config' or 'layers'") }
             images = try Self.descriptors(object, "manifests").map(\.digest)
@@ -99,6 +102,12 @@ struct Manifest {
             let served = (Self.imageTypes.union(Self.indexTypes)).sorted().joined(separator: ", ")
             throw CommandError(.invalidParameter, "The manifest media type '\(Validation.quoted(mediaType))' is not one this registry stores: \(served).")
         }
+    }
+
+    /// The OCI image spec's non-distributable layer types, and Docker's foreign layers.
+    static func isNondistributable(_ mediaType: String) -> Bool {
+        mediaType.hasPrefix("application/vnd.oci.image.layer.nondistributable.")
+            || mediaType == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
     }
 
     /// The array `member` of descriptors (required; it may be empty).
