@@ -45,9 +45,35 @@ struct HTTPBenchmark {
         return (initiates.sorted { $0.rps < $1.rps }[runs / 2], noops.sorted { $0.rps < $1.rps }[runs / 2])
     }
 
-    /// Starts distribution (`docker-registry`) on loopback with filesystem storage in a temporary
-    /// folder, configured as the peer's benchmark configures it, and measures its upload initiation.
+    /// Measures distribution's upload initiation (see ``withDistribution(registry:workDirectory:_:)``).
     func measureDistribution(registry: String, workDirectory: String) throws -> Run {
+        try Self.withDistribution(registry: registry, workDirectory: workDirectory) { port in
+            try measure(port: port, path: "/v2/demo/app/blobs/uploads/", script: "initiate-oci.lua")
+        }
+    }
+
+    /// Small-blob push flows per second (`push-flow.py`: POST, PUT with the digest and the bytes,
+    /// HEAD) with `concurrency` connections. - Returns: the median of `runs` runs.
+    func measurePushFlows(port: Int, repository: String, concurrency: Int) throws -> Run {
+        var results: [Run] = []
+        for _ in 0..<runs {
+            let output = try Processes.run("/usr/bin/env", [
+                "python3", "\(scripts)/push-flow.py", "--hostport", "127.0.0.1:\(port)", "--repo", repository,
+                "--seconds", duration.replacingOccurrences(of: "s", with: ""), "--concurrency", "\(concurrency)",
+            ])
+            guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("FLOWRESULT") }) else {
+                throw BenchError("push-flow.py printed no result: \(output)")
+            }
+            let f = Processes.fields(line)
+            guard f["failed"] == "0" else { throw BenchError("push flows failed on port \(port): \(output)") }
+            results.append(Run(rps: Double(f["flows_per_s"] ?? "") ?? 0, p50Milliseconds: Double(f["p50_ms"] ?? "") ?? 0, p99Milliseconds: Double(f["p99_ms"] ?? "") ?? 0))
+        }
+        return results.sorted { $0.rps < $1.rps }[results.count / 2]
+    }
+
+    /// Runs `body` with distribution (`docker-registry`) serving on a loopback port, with
+    /// filesystem storage in a temporary folder, configured as the peer's benchmark configures it.
+    static func withDistribution<T>(registry: String, workDirectory: String, _ body: (Int) throws -> T) throws -> T {
         let dir = workDirectory + "/distribution-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir + "/storage", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -84,7 +110,7 @@ struct HTTPBenchmark {
             if !up { Thread.sleep(forTimeInterval: 0.1) }
         }
         guard up else { throw BenchError("docker-registry did not come up on port \(port)") }
-        return try measure(port: port, path: "/v2/demo/app/blobs/uploads/", script: "initiate-oci.lua")
+        return try body(port)
     }
 
 }

@@ -14,7 +14,8 @@ struct UploadBench: AsyncParsableCommand {
     @Option(help: "The built upload-coordinator, for the figures that run `serve`.") var server: String
     @Option(help: "The folder with the wrk scripts.") var scripts = "Tools/Benchmarks/reference"
     @Option(help: "Where stores and files are made (a real disk: fsync is part of what is measured).") var workDir: String?
-    @Option(help: "Comma-separated figures to run: append, replay, verify, open, http, parts.") var only = "append,replay,verify,open,http,parts"
+    @Option(help: "Comma-separated figures to run: append, replay, verify, open, http, parts, registry.")
+    var only = "append,replay,verify,open,http,parts,registry"
     @Option(help: ArgumentHelp("Keep the replay/open log here and reuse it on later runs (for profiling).", visibility: .hidden)) var logDir: String?
     @Flag(help: "Small sizes and short runs: checks that every benchmark works, measures nothing worth quoting.") var quick = false
 
@@ -29,7 +30,7 @@ struct UploadBench: AsyncParsableCommand {
 
         if selected.contains("append") { try await appendFigures(report, lmdb, work) }
         if !selected.isDisjoint(with: ["replay", "verify", "open"]) { try await replayAndOpenFigures(report, lmdb, work, selected) }
-        if selected.contains("http") || selected.contains("parts") { try httpAndPartsFigures(report, work, selected) }
+        if !selected.isDisjoint(with: ["http", "parts", "registry"]) { try httpAndPartsFigures(report, work, selected) }
         print("")
         report.printTable()
         if report.figures.contains(where: { $0.met == false }) {
@@ -105,6 +106,22 @@ struct UploadBench: AsyncParsableCommand {
             report.add(Figure(name: "http-vs-distribution", value: ours.rps, reference: peer.rps, unit: "req/s",
                               referenceName: "distribution POST /v2/<name>/blobs/uploads/", target: .ratioAtLeast(20)))
             report.note("distribution initiation p50 \(peer.p50Milliseconds) ms, p99 \(peer.p99Milliseconds) ms")
+        }
+        if selected.contains("registry") {
+            guard let registry = Processes.which("docker-registry") else { throw BenchError("docker-registry is not installed (Tools/bench installs it)") }
+            // The same client, flow and connections against both, alternating runs.
+            let flows = HTTPBenchmark(wrk: "", scripts: scripts, duration: quick ? "1s" : "10s", runs: 1)
+            var ours: [HTTPBenchmark.Run] = [], peer: [HTTPBenchmark.Run] = []
+            try HTTPBenchmark.withDistribution(registry: registry, workDirectory: work) { peerPort in
+                for _ in 0..<(quick ? 1 : 3) {
+                    ours.append(try flows.measurePushFlows(port: serve.port, repository: "bench/app", concurrency: 4))
+                    peer.append(try flows.measurePushFlows(port: peerPort, repository: "demo/app", concurrency: 4))
+                }
+            }
+            let (o, p) = (ours.sorted { $0.rps < $1.rps }[ours.count / 2], peer.sorted { $0.rps < $1.rps }[peer.count / 2])
+            report.add(Figure(name: "registry-push-vs-distribution", value: o.rps, reference: p.rps, unit: "flows/s",
+                              referenceName: "distribution, same flow (POST, PUT ?digest=, HEAD; 4 KiB; 4 connections)", target: .ratioAtLeast(10)))
+            report.note("registry push flow p50 \(o.p50Milliseconds) ms, p99 \(o.p99Milliseconds) ms; distribution p50 \(p.p50Milliseconds) ms, p99 \(p.p99Milliseconds) ms")
         }
         if selected.contains("parts") {
             let parts = PartsBenchmark(workDirectory: work, parts: quick ? 2 : 10)

@@ -1,0 +1,166 @@
+"""The registry clients people push with, against a real `serve`: skopeo (Debian's) and oras (PyPI's
+SDK), logged in the ECR way (`aws ecr-public get-login-password | … login -u AWS --password-stdin`).
+
+Each round trip must be byte-exact, every push must be an audited event that the AWS API sees, and
+`upload-replay` must pass afterwards (the `server` fixture checks that when the session ends).
+"""
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+
+import oras.oci
+import oras.provider
+import pytest
+import requests
+
+from conftest import CREDENTIALS
+
+
+def run(*args, stdin=None, env=None):
+    return subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=300, env=env)
+
+
+def login_password(server):
+    """The password awscli's get-login-password prints (GetAuthorizationToken's token, decoded)."""
+    out = run("aws", "ecr-public", "get-login-password", "--endpoint-url", server.endpoint, env={**os.environ, **CREDENTIALS})
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def skopeo(server, tmp_path):
+    """skopeo with its own auth file, logged in to the server with the password from awscli."""
+    env = {**os.environ, "REGISTRY_AUTH_FILE": str(tmp_path / "auth.json")}
+    host = f"127.0.0.1:{server.port}"
+    out = run("skopeo", "login", "--tls-verify=false", "-u", "AWS", "--password-stdin", host, stdin=login_password(server), env=env)
+    assert out.returncode == 0 and "Login Succeeded" in out.stdout, out.stdout + out.stderr
+
+    def skopeo(*args):
+        result = run("skopeo", *args, env=env)
+        assert result.returncode == 0, result.stderr
+        return result
+    skopeo.host = host
+    return skopeo
+
+
+def sha256(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def write_oci_layout(directory, tag, layer_bytes):
+    """An OCI image layout holding one image: a config and one layer of `layer_bytes`."""
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data):
+        (blobs / sha256(data).split(":")[1]).write_bytes(data)
+        return {"digest": sha256(data), "size": len(data)}
+    layer = put(layer_bytes)
+    config = put(json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}).encode())
+    # Unusual spacing and key order: only a byte-exact registry gives the same digest back.
+    manifest_bytes = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer}],
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+    }, indent=3).encode()
+    manifest = put(manifest_bytes)
+    (directory / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
+    return manifest["digest"], [layer["digest"], config["digest"], manifest["digest"]]
+
+
+def test_skopeo_copies_an_image_with_a_layer_over_20_mib_in_and_out_byte_for_byte(server, ecr, repo, skopeo, tmp_path):
+    source, back = tmp_path / "source", tmp_path / "back"
+    manifest_digest, digests = write_oci_layout(source, "v1", os.urandom(21 * 1024 * 1024 + 17))
+    image = f"docker://{skopeo.host}/{repo}:v1"
+    skopeo("copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{source}:v1", image)
+    skopeo("copy", "--preserve-digests", "--src-tls-verify=false", image, f"oci:{back}:v1")
+    for digest in digests:
+        name = digest.split(":")[1]
+        assert (back / "blobs" / "sha256" / name).read_bytes() == (source / "blobs" / "sha256" / name).read_bytes(), digest
+    # One state: the AWS API shows what skopeo pushed.
+    details = ecr.describe_images(repositoryName=repo)["imageDetails"]
+    assert [(d["imageDigest"], d["imageTags"]) for d in details] == [(manifest_digest, ["v1"])]
+    # Audited: every upload initiation, with the registry as its source and the key that logged in.
+    initiations = [e for e in server.events() if e["type"] == "UploadInitiated" and e["data"]["repositoryName"] == repo]
+    assert len(initiations) == 2 and all(e["metadata"]["source"] == "oci" and e["metadata"]["principal"] == "test" for e in initiations)
+    audit = server.tool("upload-coordinator", "audit", "initiations", "--data-dir", server.data_dir, "--repository", repo, "--json")
+    assert audit.returncode == 0, audit.stderr
+    assert sorted(json.loads(line)["metadata"]["source"] for line in audit.stdout.splitlines()) == ["oci", "oci"]
+
+
+def test_an_image_pushed_through_the_aws_api_is_pulled_by_skopeo(ecr, repo, skopeo, tmp_path):
+    layer = os.urandom(4096)
+    config = json.dumps({"architecture": "arm64", "os": "linux"}).encode()
+    for blob in (layer, config):
+        upload = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+        ecr.upload_layer_part(repositoryName=repo, uploadId=upload, partFirstByte=0, partLastByte=len(blob) - 1, layerPartBlob=blob)
+        ecr.complete_layer_upload(repositoryName=repo, uploadId=upload, layerDigests=[sha256(blob)])
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha256(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": sha256(layer), "size": len(layer)}]})
+    ecr.put_image(repositoryName=repo, imageManifest=manifest, imageTag="from-aws")
+    skopeo("copy", "--preserve-digests", "--src-tls-verify=false", f"docker://{skopeo.host}/{repo}:from-aws", f"dir:{tmp_path / 'out'}")
+    assert (tmp_path / "out" / "manifest.json").read_bytes() == manifest.encode()
+    assert (tmp_path / "out" / sha256(layer).split(":")[1]).read_bytes() == layer
+
+
+def test_login_refuses_a_forged_password_and_push_without_login_is_unauthorized(server, repo, tmp_path):
+    env = {**os.environ, "REGISTRY_AUTH_FILE": str(tmp_path / "auth.json")}
+    host = f"127.0.0.1:{server.port}"
+    password = login_password(server)
+    forged = password[:-2] + ("AA" if not password.endswith("AA") else "BB")
+    out = run("skopeo", "login", "--tls-verify=false", "-u", "AWS", "--password-stdin", host, stdin=forged, env=env)
+    assert out.returncode != 0 and "invalid username/password" in out.stderr, out.stdout + out.stderr
+    source = tmp_path / "source"
+    write_oci_layout(source, "v1", b"layer bytes")
+    out = run("skopeo", "copy", "--dest-tls-verify=false", f"oci:{source}:v1", f"docker://{host}/{repo}:v1", env=env)
+    assert out.returncode != 0 and "unauthorized" in out.stderr.lower(), out.stderr
+
+
+class ArtifactRegistry(oras.provider.Registry):
+    """The oras SDK, with the one thing its `push` does not take yet: the manifest's artifactType."""
+    artifact_type = None
+
+    def upload_manifest(self, manifest, container):
+        if self.artifact_type:
+            manifest["artifactType"] = self.artifact_type
+        return super().upload_manifest(manifest, container)
+
+
+def test_oras_pushes_and_pulls_an_artifact_found_through_the_referrers_api(server, repo, tmp_path, monkeypatch):
+    host = f"127.0.0.1:{server.port}"
+    client = ArtifactRegistry(hostname=host, insecure=True)
+    client.login(username="AWS", password=login_password(server), hostname=host, tls_verify=False, config_path=str(tmp_path / "config.json"))
+    monkeypatch.chdir(tmp_path)  # oras pushes files named relative to the working directory
+    pathlib.Path("sbom.json").write_bytes(b'{"packages": ["a", "b"]}\n')
+    pathlib.Path("signature.bin").write_bytes(os.urandom(512))
+
+    client.artifact_type = "application/vnd.example.sbom.v1"
+    client.push(target=f"{host}/{repo}:sbom", files=["sbom.json:application/json"], quiet=True)
+    base = client.get_manifest(f"{host}/{repo}:sbom")
+    assert base["artifactType"] == "application/vnd.example.sbom.v1"
+
+    client.artifact_type = "application/vnd.example.signature.v1"
+    response = client.push(
+        target=f"{host}/{repo}:signature", files=["signature.bin"], subject=oras.oci.Subject.from_manifest(base), quiet=True)
+    assert response.headers["OCI-Subject"] == oras.oci.Subject.from_manifest(base).digest
+
+    (tmp_path / "pulled").mkdir()
+    pulled = client.pull(target=f"{host}/{repo}:sbom", outdir=str(tmp_path / "pulled"))
+    assert [pathlib.Path(p).read_bytes() for p in pulled] == [b'{"packages": ["a", "b"]}\n']
+
+    # The referrers API, anonymously (pulls are open): the signature, and only it under its type's filter.
+    subject = oras.oci.Subject.from_manifest(base).digest
+    token = requests.get(f"http://{host}/token", params={"scope": f"repository:{repo}:pull"}).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    index = requests.get(f"http://{host}/v2/{repo}/referrers/{subject}", headers=headers)
+    assert index.status_code == 200 and index.headers["Content-Type"] == "application/vnd.oci.image.index.v1+json"
+    assert [m["artifactType"] for m in index.json()["manifests"]] == ["application/vnd.example.signature.v1"]
+    filtered = requests.get(f"http://{host}/v2/{repo}/referrers/{subject}", headers=headers, params={"artifactType": "application/vnd.other"})
+    assert filtered.json()["manifests"] == [] and filtered.headers["OCI-Filters-Applied"] == "artifactType"
