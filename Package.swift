@@ -142,7 +142,7 @@ let package = Package(
         .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: swiftSettings),
         .testTarget(name: "LogHashingTests", dependencies: ["LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "MigrationTests", dependencies: ["UploadMigrations", "LMDBKit", "LogHashing"], swiftSettings: swiftSettings),
-        .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadStore", "UploadTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadStore", "UploadTesting", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadService", "UploadMigrations", "UploadTesting", "LMDBKit", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "CommandLineTests", dependencies: ["UploadTesting"], swiftSettings: swiftSettings),
         .testTarget(

@@ -1,0 +1,107 @@
+import Crypto
+import Foundation
+import Testing
+@testable import UploadAPI
+import UploadCore
+import UploadTesting
+
+/// The registry's passwords and bearer tokens (``RegistryAuthority``), and how its paths are read.
+struct RegistryAuthorityTests {
+    let clock = TestClock()
+    let key = SymmetricKey(data: Array(repeating: UInt8(7), count: 32))
+
+    func authority(keys: Set<String>? = ["AKID", "OTHER"], registry: String = "123456789012", privatePulls: Bool = false) -> RegistryAuthority {
+        RegistryAuthority(key: key, clock: clock, registryId: registry, accessKeys: keys, privatePulls: privatePulls)
+    }
+
+    @Test func aPassword_namesItsKey_untilItExpires() throws {
+        let (password, expiresAt) = authority().password(for: "AKID")
+        #expect(expiresAt.millisecondsSinceEpoch == clock.now().millisecondsSinceEpoch + 12 * 3_600_000)
+        #expect(authority().principal(ofPassword: password) == "AKID")
+        clock.advance(milliseconds: 12 * 3_600_000 - 1)
+        #expect(authority().principal(ofPassword: password) == "AKID")
+        clock.advance(milliseconds: 1)
+        #expect(authority().principal(ofPassword: password) == nil, "expired after 12 hours")
+    }
+
+    @Test func aForgedOrForeignPassword_isRefused() throws {
+        let (password, _) = authority().password(for: "AKID")
+        var bytes = Array(password.utf8)
+        for i in bytes.indices {  // any one character changed
+            let original = bytes[i]
+            bytes[i] = original == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+            #expect(authority().principal(ofPassword: String(decoding: bytes, as: UTF8.self)) == nil, "character \(i)")
+            bytes[i] = original
+        }
+        #expect(authority().principal(ofPassword: String(decoding: bytes, as: UTF8.self)) == "AKID")
+        let otherKey = RegistryAuthority(key: SymmetricKey(size: .bits256), clock: clock, registryId: "123456789012", accessKeys: ["AKID"])
+        #expect(otherKey.principal(ofPassword: password) == nil, "signed under another server's key")
+        #expect(authority(registry: "210987654321").principal(ofPassword: password) == nil, "for another registry")
+        #expect(authority(keys: ["OTHER"]).principal(ofPassword: password) == nil, "revoked: its key is no longer configured")
+        #expect(authority().principal(ofPassword: "") == nil && authority().principal(ofPassword: "....") == nil)
+    }
+
+    @Test func aBearerToken_grantsWhatWasGiven_untilItExpires() throws {
+        let grants = [RegistryAuthority.Grant(repository: "team/app", actions: ["pull", "push"])]
+        let token = authority().bearerToken(principal: "AKID", grants: grants)
+        let claims = try #require(authority().claims(ofBearer: token))
+        #expect(claims.principal == "AKID" && claims.grants == grants)
+        #expect(claims.grants[0].allows(.push, on: "team/app") && !claims.grants[0].allows(.delete, on: "team/app"))
+        #expect(!claims.grants[0].allows(.pull, on: "team/app2"))
+        let anonymous = try #require(authority().claims(ofBearer: authority().bearerToken(principal: nil, grants: [])))
+        #expect(anonymous.principal == nil && anonymous.grants.isEmpty)
+        #expect(authority().claims(ofBearer: String(token.dropLast())) == nil)
+        #expect(authority().claims(ofBearer: token.replacingOccurrences(of: "uct1.", with: "uct1.x")) == nil)
+        clock.advance(milliseconds: RegistryAuthority.tokenLifetimeSeconds * 1000)
+        #expect(authority().claims(ofBearer: token) == nil, "expired")
+    }
+
+    @Test func anonymousCallers_getPullsOnly_andUnderPrivatePullsNothing() {
+        let asked = [RegistryAuthority.Grant(repository: "team/app", actions: ["pull", "push", "delete"])]
+        #expect(authority().grant(asked, to: nil) == [.init(repository: "team/app", actions: ["pull"])])
+        #expect(authority(privatePulls: true).grant(asked, to: nil) == [])
+        #expect(authority().grant(asked, to: "AKID") == asked)
+        #expect(authority(keys: nil).grant(asked, to: nil) == asked, "--allow-anonymous opens everything")
+    }
+
+    @Test(arguments: [
+        ("repository:team/app:pull,push", "team/app", ["pull", "push"]), ("repository:a:b:pull", "a:b", ["pull"]),
+        ("repository:x:*", "x", ["*"]), ("repository:pull", nil, []), ("repository::pull", nil, []), ("registry:catalog:*", nil, []),
+    ] as [(String, String?, [String])])
+    func scopes_areReadAsTheTokenFlowWritesThem(scope: String, repository: String?, actions: [String]) {
+        let grant = RegistryAuthority.Grant(scope: scope)
+        #expect(grant?.repository == repository)
+        if let grant { #expect(grant.actions == actions && grant.scope == scope) }
+    }
+
+    @Test(arguments: [
+        ("/v2/", "ping"), ("/v2", "ping"), ("/token", "token"),
+        ("/v2/team/app/blobs/uploads/", "start team/app"), ("/v2/team/app/blobs/uploads", "start team/app"),
+        ("/v2/a/blobs/uploads/b/blobs/uploads/0f8c1a2e-0000-4000-8000-000000000001", "upload a/blobs/uploads/b 0f8c1a2e-0000-4000-8000-000000000001"),
+        ("/v2/team/manifests/blobs/sha256:ab", "blob team/manifests sha256:ab"), ("/v2/team/blobs/manifests/latest", "manifest team/blobs latest"),
+        ("/v2/t/a/tags/list", "tags t/a"), ("/v2/t/referrers/sha256:ab", "referrers t sha256:ab"), ("/v2/t", nil), ("/v2/t/other/x", nil),
+    ] as [(String, String?)])
+    func paths_areReadFromTheRight(path: String, expected: String?) {
+        let described: String? = RegistryFrontEnd.Route(path: path).map { route in
+            switch route {
+            case .ping: "ping"
+            case .token: "token"
+            case .startUpload(let name): "start \(name)"
+            case .upload(let name, let id): "upload \(name) \(id)"
+            case .blob(let name, let digest): "blob \(name) \(digest)"
+            case .manifest(let name, let reference): "manifest \(name) \(reference)"
+            case .tags(let name): "tags \(name)"
+            case .referrers(let name, let digest): "referrers \(name) \(digest)"
+            }
+        }
+        #expect(described == expected)
+    }
+
+    @Test(arguments: [
+        ("bytes=0-9", 0...9), ("bytes=5-", 5...99), ("bytes=-10", 90...99), ("bytes=90-200", 90...99),
+        ("bytes=100-", nil), ("bytes=9-5", nil), ("bytes=0-1,3-4", nil), ("items=0-1", nil), ("bytes=-0", nil),
+    ] as [(String, ClosedRange<UInt64>?)])
+    func blobRanges_areReadWithinTheBlob(header: String, expected: ClosedRange<UInt64>?) {
+        #expect(RegistryFrontEnd.byteRange(header, size: 100) == expected)
+    }
+}
