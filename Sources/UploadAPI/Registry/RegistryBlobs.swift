@@ -128,9 +128,11 @@ extension RegistryFrontEnd {
         var headers: HTTPFields = [Self.contentDigestHeader: digest, .contentType: "application/octet-stream", .acceptRanges: "bytes"]
         var range = layer.layerSize == 0 ? nil : 0...(layer.layerSize - 1)
         var status = HTTPResponse.Status.ok
-        if let asked = request.headers[.range], layer.layerSize > 0 {
-            guard let byteRange = Self.byteRange(asked, size: layer.layerSize) else {
-                var error = RegistryError(.blobUnknown, "The range \(asked) is not within the blob's \(layer.layerSize) bytes", status: .rangeNotSatisfiable)
+        // A Range this server does not serve (another unit, several ranges, a malformed one) is
+        // ignored, as RFC 9110 §14.2 requires: the whole blob is the answer.
+        if let asked = request.headers[.range], layer.layerSize > 0, let requested = Self.byteRange(asked, size: layer.layerSize) {
+            guard let byteRange = requested else {
+                var error = RegistryError(.sizeInvalid, "The range \(asked) is not within the blob's \(layer.layerSize) bytes", status: .rangeNotSatisfiable)
                 error.headers[.contentRange] = "bytes */\(layer.layerSize)"
                 throw error
             }
@@ -179,18 +181,20 @@ extension RegistryFrontEnd {
         return (first, last)
     }
 
-    /// One `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` within `size` bytes.
-    static func byteRange(_ value: String, size: UInt64) -> ClosedRange<UInt64>? {
+    /// One `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` of a blob of `size` bytes (more
+    /// than none): `nil` when it is not one this server serves (to be ignored), `.some(nil)` when it
+    /// is unsatisfiable (416).
+    static func byteRange(_ value: String, size: UInt64) -> ClosedRange<UInt64>?? {
         guard value.hasPrefix("bytes="), !value.contains(",") else { return nil }
         let bounds = value.dropFirst("bytes=".count).split(separator: "-", omittingEmptySubsequences: false)
         guard bounds.count == 2 else { return nil }
         if bounds[0].isEmpty {
-            guard let suffix = UInt64(bounds[1]), suffix > 0 else { return nil }
-            return (size - min(suffix, size))...(size - 1)
+            guard let suffix = UInt64(bounds[1]) else { return nil }
+            return .some(suffix == 0 ? nil : (size - min(suffix, size))...(size - 1))
         }
-        guard let first = UInt64(bounds[0]), first < size else { return nil }
-        let last = bounds[1].isEmpty ? size - 1 : UInt64(bounds[1]).map { min($0, size - 1) }
+        guard let first = UInt64(bounds[0]) else { return nil }
+        let last = bounds[1].isEmpty ? UInt64.max : UInt64(bounds[1])  // `<first>-`: to the end
         guard let last, last >= first else { return nil }
-        return first...last
+        return .some(first < size ? first...min(last, size - 1) : nil)
     }
 }

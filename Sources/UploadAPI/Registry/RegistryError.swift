@@ -21,7 +21,7 @@ struct RegistryError: Error {
         case unauthorized = "UNAUTHORIZED"
         case denied = "DENIED"
         case unsupported = "UNSUPPORTED"
-        case tooManyRequests = "TOO_MANY_REQUESTS"
+        case tooManyRequests = "TOOMANYREQUESTS"
         /// Not one of the spec's codes: a failure of this server, never of the request.
         case unknown = "UNKNOWN"
     }
@@ -36,6 +36,7 @@ struct RegistryError: Error {
         self.code = code
         self.message = message
         self.status = status ?? Self.status(of: code)
+        if code == .tooManyRequests { headers[.retryAfter] = "1" }
     }
 
     private static func status(of code: Code) -> HTTPResponse.Status {

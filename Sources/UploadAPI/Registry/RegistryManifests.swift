@@ -106,7 +106,8 @@ extension RegistryFrontEnd {
                 let page = try snapshot.images(in: ref, after: after, limit: 256)
                 for image in page {
                     guard let facts = ManifestFacts(image.imageManifest), facts.subject == digest else { continue }
-                    let artifactType = facts.artifactType ?? facts.configMediaType
+                    // An empty or missing artifactType is the config's media type (the spec's rule).
+                    let artifactType = facts.artifactType.flatMap { $0.isEmpty ? nil : $0 } ?? facts.configMediaType
                     if let filter, artifactType != filter { continue }
                     found.append(.object(sorting: [
                         ("mediaType", .string(image.imageManifestMediaType)), ("digest", .string(image.imageDigest)),
