@@ -50,6 +50,7 @@ public struct BlobStore: Sendable {
     @discardableResult
     public func writePart(uploadId: String, offset: UInt64, bytes: some PartBytes) throws -> String {
         let path = stagingPath(uploadId)
+        try unshareStaging(path, keeping: offset)
         let isNew = !FileManager.default.fileExists(atPath: path)
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw Self.posixError("open \(path)") }
@@ -132,6 +133,42 @@ public struct BlobStore: Sendable {
         try Self.syncDirectory((destination as NSString).deletingLastPathComponent)
     }
 
+    /// Gives a staging file that is also a blob (``linkStaged(uploadId:digest:)``, whose upload's
+    /// completion has not committed: it was refused, or the process died first) an inode of its
+    /// own, holding its first `length` bytes, before anything writes to it: a blob never changes.
+    /// Does nothing to a file with one name, or none.
+    func unshareStaging(_ path: String, keeping length: UInt64) throws {
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_nlink > 1 else { return }
+        let copy = path + ".unshared"
+        unlink(copy)
+        let input = open(path, O_RDONLY | O_CLOEXEC), output = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        defer {
+            if input >= 0 { close(input) }
+            if output >= 0 { close(output) }
+        }
+        guard input >= 0, output >= 0 else { throw Self.posixError("unshare \(path)") }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var copied: UInt64 = 0
+        while copied < length {
+            let n = buffer.withUnsafeMutableBytes { pread(input, $0.baseAddress, Int(min(UInt64($0.count), length - copied)), off_t(copied)) }
+            guard n > 0, buffer.withUnsafeBytes({ pwrite(output, $0.baseAddress, n, off_t(copied)) }) == n else { throw Self.posixError("unshare \(path)") }
+            copied += UInt64(n)
+        }
+        guard fsync(output) == 0, rename(copy, path) == 0 else { throw Self.posixError("unshare \(path)") }
+        try Self.syncDirectory(staging)
+    }
+
+    /// Makes an upload's staging file, which holds exactly the layer `digest` names, the blob of
+    /// that digest too (a hard link: no byte is copied), keeping an existing blob, and syncs the
+    /// blob directory. The staging name stays until the completion commits (``removeStaging(_:)``),
+    /// so a crash before then leaves the upload as the log records it.
+    public func linkStaged(uploadId: String, digest: String) throws {
+        let destination = blobPath(digest)
+        guard link(stagingPath(uploadId), destination) == 0 || errno == EEXIST else { throw Self.posixError("link \(destination)") }
+        try Self.syncDirectory((destination as NSString).deletingLastPathComponent)
+    }
+
     public func discard(temporary: String) { unlink(temporary) }
 
     /// Removes an upload's staged bytes, once the log no longer needs them.
@@ -140,6 +177,7 @@ public struct BlobStore: Sendable {
     /// Cuts an upload's staged bytes back to `length` (what the log records), after a part whose
     /// bytes were staged was refused. Best effort: start-up reconciliation does the same.
     public func truncateStaging(_ uploadId: String, to length: UInt64) {
+        guard (try? unshareStaging(stagingPath(uploadId), keeping: length)) != nil else { return }
         _ = truncate(stagingPath(uploadId), off_t(length))
     }
 
@@ -187,6 +225,7 @@ extension BlobStore {
             }
             let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0
             if size > recorded {
+                try unshareStaging(path, keeping: recorded)
                 guard truncate(path, off_t(recorded)) == 0 else { throw Self.posixError("truncate \(path)") }
                 result.truncatedStaging.append(name)
             } else if size < recorded {
@@ -284,6 +323,7 @@ extension BlobStore {
     }
 
     public func stagingWriter(uploadId: String, offset: UInt64) throws -> StagingWriter {
-        try StagingWriter(path: stagingPath(uploadId), directory: staging, offset: offset)
+        try unshareStaging(stagingPath(uploadId), keeping: offset)
+        return try StagingWriter(path: stagingPath(uploadId), directory: staging, offset: offset)
     }
 }

@@ -61,11 +61,18 @@ extension UploadService {
                 let uploadId = command.uploadId, size = session.bytesReceived
                 // ECR's CompleteLayerUpload names sha256 digests; a registry client names one digest, in its algorithm.
                 let algorithm = command.rules == .registry ? DigestAlgorithm(of: command.layerDigests[0]) ?? .sha256 : .sha256
-                let (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) }
-                temporary = copy
-                command.staged = .init(digest: digest, size: size)
-                // A layer the caller did not name is refused without entering the blob store.
-                if command.names(digest) { try await Self.blocking { try self.blobs.commitBlob(copy, digest: digest) } }
+                if algorithm == .sha256, session.partCount == 1, let part = session.lastPart, part.firstByte == 0, part.lastByte + 1 == size {
+                    // One part: its digest, computed as it was staged, is the layer's, and its staging
+                    // file holds exactly the layer. It is linked into the blob store, not copied.
+                    command.staged = .init(digest: part.digest, size: size)
+                    if command.names(part.digest) { try await Self.blocking { try self.blobs.linkStaged(uploadId: uploadId, digest: part.digest) } }
+                } else {
+                    let (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) }
+                    temporary = copy
+                    command.staged = .init(digest: digest, size: size)
+                    // A layer the caller did not name is refused without entering the blob store.
+                    if command.names(digest) { try await Self.blocking { try self.blobs.commitBlob(copy, digest: digest) } }
+                }
             }
             let events = try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events
             if command.staged != nil { self.blobs.removeStaging(command.uploadId) }

@@ -6,6 +6,37 @@ import UploadService
 import UploadTesting
 
 struct BlobStoreTests {
+    /// A single-part upload's staging file is linked into the blob store at completion. Until the
+    /// completion commits it is also staging, so whatever writes staging next (another part after a
+    /// refused completion, a cut back, a crash's reconciliation) must leave the blob as it was.
+    @Test func aLinkedStagingFile_isCopiedBeforeAnythingWritesIt_soTheBlobNeverChanges() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        let upload = "00000000-0000-4000-8000-000000000001", layer = Array("layer".utf8)
+        let digest = try blobs.writePart(uploadId: upload, offset: 0, bytes: layer)
+        try blobs.linkStaged(uploadId: upload, digest: digest)
+        func blob() throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: blobs.blobPath(digest)))) }
+        func staged() throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: blobs.stagingPath(upload)))) }
+        #expect(try blob() == layer)
+
+        try blobs.writePart(uploadId: upload, offset: 5, bytes: Array("+more".utf8))
+        #expect(try blob() == layer && staged() == Array("layer+more".utf8))
+        try blobs.linkStaged(uploadId: upload, digest: digest)  // the blob exists: kept, staging not linked again
+        blobs.truncateStaging(upload, to: 2)
+        #expect(try blob() == layer && staged() == Array("la".utf8))
+
+        let other = "00000000-0000-4000-8000-000000000002"
+        let second = try blobs.writePart(uploadId: other, offset: 0, bytes: Array("other".utf8))
+        try blobs.linkStaged(uploadId: other, digest: second)
+        blobs.truncateStaging(other, to: 1)
+        let writer = try blobs.stagingWriter(uploadId: other, offset: 1)
+        try writer.write(Array("X".utf8))
+        _ = try writer.finish()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: blobs.blobPath(second))) == Data("other".utf8))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: blobs.stagingPath(other))) == Data("oX".utf8))
+    }
+
     /// After a crash, staging must agree with the log: bytes the log does not record are cut or
     /// removed, and bytes it records are reported when missing.
     @Test func reconcile_afterACrash_discardsUnrecordedBytes_andReportsMissingOnes() async throws {
