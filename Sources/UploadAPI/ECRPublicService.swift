@@ -77,7 +77,7 @@ public final class ECRPublicService: Sendable {
             service: service, authority: RegistryAuthority(
                 authentication: authentication, key: SymmetricKey(size: .bits256), clock: service.store.clock,
                 registryId: service.settings.defaultRegistryId),
-            logger: logger)
+            logger: logger, metrics: metrics)
         self.service = service
         self.logger = logger
         self.metrics = metrics

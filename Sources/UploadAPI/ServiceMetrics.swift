@@ -34,6 +34,12 @@ public struct ServiceMetrics: Sendable {
         Counter(label: "upload_coordinator_requests_total", dimensions: [("operation", operation), ("outcome", outcome)], factory: factory).increment()
     }
 
+    /// Counts one registry request by endpoint (``RegistryFrontEnd/Route/name``, or `unknown`) and
+    /// outcome (`ok`, or the spec's error code): closed sets, as above.
+    func countRegistryRequest(endpoint: String, outcome: String) {
+        Counter(label: "upload_coordinator_registry_requests_total", dimensions: [("endpoint", endpoint), ("outcome", outcome)], factory: factory).increment()
+    }
+
     /// Sets the gauges read from the store at scrape time.
     func record(_ s: StoreStatistics) {
         let gauges: [(String, Double)] = [

@@ -128,7 +128,8 @@ struct ServeCommand: AsyncParsableCommand {
             let authority = RegistryAuthority(
                 authentication: authentication, key: key, clock: configuration.clock, registryId: settings.defaultRegistryId,
                 privatePulls: privatePulls)
-            registryFrontEnd = RegistryFrontEnd(service: service, authority: authority, logger: logger, createsRepositoriesOnPush: createRepositoriesOnPush)
+            registryFrontEnd = RegistryFrontEnd(
+                service: service, authority: authority, logger: logger, metrics: metrics, createsRepositoriesOnPush: createRepositoriesOnPush)
         } catch {
             await store.close()
             throw error

@@ -14,8 +14,9 @@ import UploadStore
 /// ``reconcile(with:)`` repairs whatever a crash left between those two steps.
 public struct BlobStore: Sendable {
     public let directory: String
-    private var staging: String { directory + "/staging" }
-    /// Where hashed copies wait to be committed (the same file system as every blob directory).
+    var staging: String { directory + "/staging" }
+    /// The sha256 blobs, where hashed copies also wait to be committed (`.tmp-*`, on the same file
+    /// system as every blob directory).
     private var blobs: String { directory + "/blobs/sha256" }
 
     public init(directory: String) throws {
@@ -49,31 +50,13 @@ public struct BlobStore: Sendable {
     /// - Returns: `sha256:<hex>` of the part.
     @discardableResult
     public func writePart(uploadId: String, offset: UInt64, bytes: some PartBytes) throws -> String {
-        let path = stagingPath(uploadId)
-        try unshareStaging(path, keeping: offset)
-        let isNew = !FileManager.default.fileExists(atPath: path)
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Self.posixError("open \(path)") }
-        defer { close(fd) }
-        var hasher = SHA256()
-        var position = off_t(offset)
-        try bytes.forEachChunk { chunk in
-            hasher.update(bufferPointer: chunk)
-            var written = 0
-            while written < chunk.count {
-                let n = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, position + off_t(written))
-                guard n > 0 else { throw Self.posixError("write \(path)") }
-                written += n
-            }
-            position += off_t(chunk.count)
+        let writer = stagingWriter(uploadId: uploadId, offset: offset)
+        defer { writer.abandon() }
+        try bytes.forEachChunk { try writer.write($0) }
+        guard writer.length == bytes.byteCount, bytes.byteCount > 0 else {
+            throw StoreError(.io, "the part held \(writer.length) bytes where \(bytes.byteCount) were announced")
         }
-        guard position == off_t(offset) + off_t(bytes.byteCount) else {
-            throw StoreError(.io, "the part held \(Int64(position) - Int64(offset)) bytes where \(bytes.byteCount) were announced")
-        }
-        guard ftruncate(fd, position) == 0 else { throw Self.posixError("truncate \(path)") }
-        guard fsync(fd) == 0 else { throw Self.posixError("fsync \(path)") }
-        if isNew { try Self.syncDirectory(staging) }
-        return "sha256:" + Hex.encode(hasher.finalize())
+        return try writer.finish().digest
     }
 
     /// `sha256:<hex>` of a part's bytes, read a chunk at a time (a part that will not be staged).
@@ -159,14 +142,26 @@ public struct BlobStore: Sendable {
         try Self.syncDirectory(staging)
     }
 
-    /// Makes an upload's staging file, which holds exactly the layer `digest` names, the blob of
-    /// that digest too (a hard link: no byte is copied), keeping an existing blob, and syncs the
-    /// blob directory. The staging name stays until the completion commits (``removeStaging(_:)``),
-    /// so a crash before then leaves the upload as the log records it.
-    public func linkStaged(uploadId: String, digest: String) throws {
-        let destination = blobPath(digest)
-        guard link(stagingPath(uploadId), destination) == 0 || errno == EEXIST else { throw Self.posixError("link \(destination)") }
+    /// Makes an upload's staging file, which holds exactly the layer `digest` names (`size`
+    /// bytes), the blob of that digest too (a hard link: no byte is copied), keeping an existing
+    /// blob, and syncs the blob directory. The staging name stays until the completion commits
+    /// (``removeStaging(_:)``), so a crash before then leaves the upload as the log records it.
+    /// - Returns: `false`, having done nothing, when the file does not hold exactly `size` bytes or
+    ///   cannot be linked (the blob store on another file system, or one without hard links): the
+    ///   caller copies it instead (``hashAndCopyStaged(uploadId:length:algorithm:)``).
+    public func linkStaged(uploadId: String, digest: String, size: UInt64) throws -> Bool {
+        let source = stagingPath(uploadId), destination = blobPath(digest)
+        var info = stat()
+        guard stat(source, &info) == 0, UInt64(info.st_size) == size else { return false }
+        if link(source, destination) != 0 {
+            switch errno {
+            case EEXIST: break
+            case EXDEV, EPERM, ENOTSUP, EMLINK: return false
+            default: throw Self.posixError("link \(destination)")
+            }
+        }
         try Self.syncDirectory((destination as NSString).deletingLastPathComponent)
+        return true
     }
 
     public func discard(temporary: String) { unlink(temporary) }
@@ -177,8 +172,10 @@ public struct BlobStore: Sendable {
     /// Cuts an upload's staged bytes back to `length` (what the log records), after a part whose
     /// bytes were staged was refused. Best effort: start-up reconciliation does the same.
     public func truncateStaging(_ uploadId: String, to length: UInt64) {
-        guard (try? unshareStaging(stagingPath(uploadId), keeping: length)) != nil else { return }
-        _ = truncate(stagingPath(uploadId), off_t(length))
+        let path = stagingPath(uploadId)
+        var info = stat()
+        guard stat(path, &info) == 0, UInt64(info.st_size) > length, (try? unshareStaging(path, keeping: length)) != nil else { return }
+        _ = truncate(path, off_t(length))
     }
 
     static func syncDirectory(_ path: String) throws {
@@ -267,63 +264,74 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
 }
 
 extension BlobStore {
-    /// Writes a chunk whose length is known only at its end into an upload's staging file, from
-    /// `offset`, hashing as it goes (``UploadService/appendChunk(_:claimedOffset:body:_:)``).
-    /// Used by one task at a time (the upload's lock), each call on NIO's thread pool.
+    /// Writes a part into an upload's staging file from `offset`, hashing as it goes; its length
+    /// may be known only at its end (a registry client's streamed chunk). The file is opened at the
+    /// first byte, so an empty chunk creates nothing, and a staging file that is also a blob gets an
+    /// inode of its own first (``unshareStaging(_:keeping:)``). Used by one task at a time (the
+    /// upload's lock), each call on NIO's thread pool.
     public final class StagingWriter: @unchecked Sendable {
-        let fd: Int32
-        let path: String
-        let isNew: Bool
-        let directory: String
-        var position: off_t
+        let store: BlobStore
+        let uploadId: String
         let start: off_t
-        var hasher = SHA256()
-        var isOpen = true
+        private var position: off_t
+        private var fd: Int32 = -1
+        private var isNew = false
+        private var hasher = SHA256()
 
-        init(path: String, directory: String, offset: UInt64) throws {
-            self.path = path
-            self.directory = directory
-            isNew = !FileManager.default.fileExists(atPath: path)
-            fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw BlobStore.posixError("open \(path)") }
-            position = off_t(offset)
-            start = position
+        init(store: BlobStore, uploadId: String, offset: UInt64) {
+            self.store = store
+            self.uploadId = uploadId
+            start = off_t(offset)
+            position = start
         }
 
-        public func write(_ bytes: [UInt8]) throws {
-            try bytes.withUnsafeBytes { chunk in
-                hasher.update(bufferPointer: chunk)
-                var written = 0
-                while written < chunk.count {
-                    let n = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, position + off_t(written))
-                    guard n > 0 else { throw BlobStore.posixError("write \(path)") }
-                    written += n
-                }
-                position += off_t(chunk.count)
+        deinit { abandon() }
+
+        /// The bytes written so far.
+        public var length: UInt64 { UInt64(position - start) }
+
+        public func write(_ chunk: UnsafeRawBufferPointer) throws {
+            guard chunk.count > 0 else { return }
+            let path = store.stagingPath(uploadId)
+            if fd < 0 {
+                try store.unshareStaging(path, keeping: UInt64(start))
+                isNew = !FileManager.default.fileExists(atPath: path)
+                fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw BlobStore.posixError("open \(path)") }
             }
+            hasher.update(bufferPointer: chunk)
+            var written = 0
+            while written < chunk.count {
+                let n = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, position + off_t(written))
+                guard n > 0 else { throw BlobStore.posixError("write \(path)") }
+                written += n
+            }
+            position += off_t(chunk.count)
         }
 
-        /// Cuts off anything past the chunk, syncs the file (and the directory when the file is
-        /// new) and closes it. - Returns: the chunk's length and `sha256:<hex>`.
+        public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+        /// Cuts off anything past the part (bytes of a part that never committed), syncs the file
+        /// (and the directory when the file is new) and closes it.
+        /// - Returns: the part's length and `sha256:<hex>` (`""` for an empty one, which wrote nothing).
         public func finish() throws -> (length: UInt64, digest: String) {
             defer { abandon() }
-            let length = UInt64(position - start)
             guard length > 0 else { return (0, "") }
+            let path = store.stagingPath(uploadId)
             guard ftruncate(fd, position) == 0 else { throw BlobStore.posixError("truncate \(path)") }
             guard fsync(fd) == 0 else { throw BlobStore.posixError("fsync \(path)") }
-            if isNew { try BlobStore.syncDirectory(directory) }
+            if isNew { try BlobStore.syncDirectory(store.staging) }
             return (length, "sha256:" + Hex.encode(hasher.finalize()))
         }
 
         /// Closes the file without syncing; the caller cuts staging back.
         public func abandon() {
-            if isOpen { close(fd) }
-            isOpen = false
+            if fd >= 0 { close(fd) }
+            fd = -1
         }
     }
 
-    public func stagingWriter(uploadId: String, offset: UInt64) throws -> StagingWriter {
-        try unshareStaging(stagingPath(uploadId), keeping: offset)
-        return try StagingWriter(path: stagingPath(uploadId), directory: staging, offset: offset)
+    public func stagingWriter(uploadId: String, offset: UInt64) -> StagingWriter {
+        StagingWriter(store: self, uploadId: uploadId, offset: offset)
     }
 }

@@ -39,17 +39,16 @@ extension UploadService {
             do {
                 _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
             } catch where command.staged {
-                // Refused after its bytes were staged: staging must hold only what the log records.
-                let recorded = (try? self.read { try $0.session(command.uploadId)?.bytesReceived }) ?? nil
-                self.blobs.truncateStaging(command.uploadId, to: recorded ?? command.partFirstByte)
+                self.cutBackStaging(command.uploadId, orTo: command.partFirstByte)
                 throw error
             }
         }
         return PartAccepted(repository: ref, uploadId: part.uploadId, lastByteReceived: part.partLastByte)
     }
 
-    /// Completes an upload: when it is ready, hashes its staged bytes while copying them into the
-    /// blob store, and records the layer; the staging file goes only after the event has committed.
+    /// Completes an upload: when it is ready, puts its staged bytes into the blob store (a single
+    /// part's file is linked, its digest known; more parts are hashed while copied), and records the
+    /// layer; the staging file goes only after the event has committed.
     /// When it is not, the store answers (a retry of a recorded call, or the refusal).
     public func completeLayerUpload(_ command: CompleteLayerUpload, _ metadata: RequestMetadata) async throws -> LayerCompleted {
         let ref = RepositoryRef(registryId: try settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName)
@@ -61,12 +60,16 @@ extension UploadService {
                 let uploadId = command.uploadId, size = session.bytesReceived
                 // ECR's CompleteLayerUpload names sha256 digests; a registry client names one digest, in its algorithm.
                 let algorithm = command.rules == .registry ? DigestAlgorithm(of: command.layerDigests[0]) ?? .sha256 : .sha256
+                // One part: its digest, computed as it was staged, is the layer's, and its staging
+                // file holds exactly the layer. It is linked into the blob store, not copied (a
+                // digest the caller did not name is refused without entering the blob store).
                 if algorithm == .sha256, session.partCount == 1, let part = session.lastPart, part.firstByte == 0, part.lastByte + 1 == size {
-                    // One part: its digest, computed as it was staged, is the layer's, and its staging
-                    // file holds exactly the layer. It is linked into the blob store, not copied.
-                    command.staged = .init(digest: part.digest, size: size)
-                    if command.names(part.digest) { try await Self.blocking { try self.blobs.linkStaged(uploadId: uploadId, digest: part.digest) } }
-                } else {
+                    let digest = part.digest
+                    var inPlace = !command.names(digest)
+                    if !inPlace { inPlace = try await Self.blocking { try self.blobs.linkStaged(uploadId: uploadId, digest: digest, size: size) } }
+                    if inPlace { command.staged = .init(digest: digest, size: size) }
+                }
+                if command.staged == nil {
                     let (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) }
                     temporary = copy
                     command.staged = .init(digest: digest, size: size)
@@ -97,10 +100,24 @@ extension UploadService {
             let metadata = RequestMetadata(requestId: "sweep-\(store.clock.now().millisecondsSinceEpoch)", source: "sweeper")
             let outcome = try await store.execute(.expireIdleUploads(command), metadata: metadata)
             for case .uploadExpired(let e) in outcome.events.map(\.event) {
-                try await uploadLocks.withLock(e.uploadId) { self.blobs.removeStaging(e.uploadId) }
+                blobs.removeStaging(e.uploadId)  // not under the upload's lock: see cutBackStaging
                 expired.append(e.uploadId)
             }
             if outcome.events.count < command.limit { return expired }  // less than a full sweep: none left
+        }
+    }
+
+    /// Makes staging hold what the log records for an upload after a part whose bytes were staged
+    /// was refused (or failed part way): cut back to the bytes recorded (`fallback` when they cannot
+    /// be read), or removed once the upload has ended. An upload that ends (expired, aborted,
+    /// cancelled) loses its staging file without waiting for the upload's lock, which a chunk
+    /// streaming in may hold for long; that chunk is then refused when it commits, and lands here.
+    func cutBackStaging(_ uploadId: String, orTo fallback: UInt64) {
+        let session = (try? read { try $0.session(uploadId) }) ?? nil
+        if let session, session.state != .active {
+            blobs.removeStaging(uploadId)
+        } else {
+            blobs.truncateStaging(uploadId, to: session?.bytesReceived ?? fallback)
         }
     }
 

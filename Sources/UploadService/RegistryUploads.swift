@@ -3,10 +3,12 @@ import NIOPosix
 public import UploadCore
 import UploadStore
 
-/// A registry client's chunk that does not start where its upload has reached.
-public struct ChunkOutOfOrder: Error, Sendable {
+/// A registry client's chunk that does not start where its upload has reached, or does not hold
+/// as many bytes as its `Content-Range` said. Nothing of it is recorded.
+public struct ChunkOutOfRange: Error, Sendable {
     /// The bytes the upload holds: the only offset its next chunk may start at.
     public let bytesReceived: UInt64
+    public let message: String
 }
 
 /// What the registry front end (the OCI distribution API) asks beyond ECR's operations: chunks
@@ -28,15 +30,17 @@ extension UploadService {
     /// what the connection buffers; a chunk of any size streams through. A chunk that fails part
     /// way (the client went away) or is refused leaves staging as the log records it.
     /// - Parameters:
-    ///   - claimedOffset: where the client says the chunk starts (`Content-Range`), when it says.
+    ///   - range: where the client says the chunk starts and ends (`Content-Range`), when it says.
     /// - Returns: the bytes the upload holds afterwards.
     public func appendChunk<Body: AsyncSequence & Sendable>(
-        _ upload: RepositoryUpload, claimedOffset: UInt64?, body: Body, _ metadata: RequestMetadata
+        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body, _ metadata: RequestMetadata
     ) async throws -> UInt64 where Body.Element == ByteBuffer {
         try await uploadLocks.withLock(upload.uploadId) {
             let offset = try self.bytesReceived(upload)
-            if let claimedOffset, claimedOffset != offset { throw ChunkOutOfOrder(bytesReceived: offset) }
-            let writer = try self.blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
+            if let range, range.lowerBound != offset {
+                throw ChunkOutOfRange(bytesReceived: offset, message: "The chunk must start at byte \(offset), where the upload has reached")
+            }
+            let writer = self.blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
             let staged: (length: UInt64, digest: String)
             do {
                 var pending: [UInt8] = []
@@ -44,16 +48,17 @@ extension UploadService {
                 for try await buffer in body {
                     pending.append(contentsOf: buffer.readableBytesView)
                     if pending.count >= Self.chunkBufferBytes {
-                        let full = pending
-                        try await Self.blocking { try writer.write(full) }
+                        try await Self.blocking { [pending] in try writer.write(pending) }
                         pending.removeAll(keepingCapacity: true)
                     }
                 }
-                let last = pending
-                staged = try await Self.blocking { try writer.write(last); return try writer.finish() }
+                staged = try await Self.blocking { [pending] in try writer.write(pending); return try writer.finish() }
+                if let range, staged.length != UInt64(range.count) {
+                    throw ChunkOutOfRange(bytesReceived: offset, message: "Content-Range \(range.lowerBound)-\(range.upperBound) covers \(range.count) bytes but the chunk held \(staged.length)")
+                }
             } catch {
                 writer.abandon()
-                self.blobs.truncateStaging(upload.uploadId, to: offset)
+                self.cutBackStaging(upload.uploadId, orTo: offset)
                 throw error
             }
             guard staged.length > 0 else { return offset }
@@ -63,8 +68,7 @@ extension UploadService {
             do {
                 _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
             } catch {
-                let recorded = (try? self.read { try $0.session(upload.uploadId)?.bytesReceived }) ?? nil
-                self.blobs.truncateStaging(upload.uploadId, to: recorded ?? offset)
+                self.cutBackStaging(upload.uploadId, orTo: offset)
                 throw error
             }
             return offset + staged.length
@@ -74,12 +78,11 @@ extension UploadService {
     /// How many bytes of a streamed chunk are gathered before each write to staging.
     public static let chunkBufferBytes = 1 << 20
 
-    /// Ends an upload at its client's request (UploadAborted, `cancelled`) and deletes its staged bytes.
+    /// Ends an upload at its client's request (UploadAborted, `cancelled`) and deletes its staged
+    /// bytes, without waiting for a chunk streaming in (see ``cutBackStaging(_:orTo:)``).
     public func cancelUpload(_ upload: RepositoryUpload, _ metadata: RequestMetadata) async throws {
-        try await uploadLocks.withLock(upload.uploadId) {
-            _ = try await self.store.execute(.cancelLayerUpload(CancelLayerUpload(upload)), metadata: metadata)
-            self.blobs.removeStaging(upload.uploadId)
-        }
+        _ = try await store.execute(.cancelLayerUpload(CancelLayerUpload(upload)), metadata: metadata)
+        blobs.removeStaging(upload.uploadId)
     }
 
     /// Mounts a layer into a repository (LayerMounted; nothing when it is already there). Refused

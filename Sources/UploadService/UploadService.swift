@@ -45,7 +45,7 @@ public final class UploadService: Sendable {
         let deleted = try events.first(RepositoryDeleted.self, recordedBy: "DeleteRepository")
         var aborted: [String] = []
         for case .uploadAborted(let abort) in events.map(\.event) {
-            try await uploadLocks.withLock(abort.uploadId) { self.blobs.removeStaging(abort.uploadId) }
+            blobs.removeStaging(abort.uploadId)  // not under the upload's lock: see cutBackStaging
             aborted.append(abort.uploadId)
         }
         return RepositoryRemoved(repository: deleted.repository, createdAt: createdAt ?? nil, abortedUploads: aborted)

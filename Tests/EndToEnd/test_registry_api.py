@@ -1048,3 +1048,45 @@ def test_error_bodies_have_the_spec_shape(server, reg, repo):
     ]:
         assert_error(answer, status)
         assert answer.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+
+
+def test_registry_requests_are_counted_by_endpoint_and_outcome(server, reg, repo):
+    """`/metrics` counts registry requests under closed label sets: the endpoint and `ok` or the spec's code."""
+    def count(endpoint, outcome):
+        text = requests.get(server.endpoint + "/metrics").text
+        line = f'upload_coordinator_registry_requests_total{{endpoint="{endpoint}",outcome="{outcome}"}}'
+        return next((float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)), 0.0)
+    ok, unknown = count("blob", "ok"), count("blob", "BLOB_UNKNOWN")
+    digest = push_blob(reg, repo, b"counted")
+    assert reg("HEAD", f"/v2/{repo}/blobs/{digest}").status_code == 200
+    assert reg("HEAD", f"/v2/{repo}/blobs/{sha256(b'absent')}").status_code == 404
+    assert count("blob", "ok") == ok + 1 and count("blob", "BLOB_UNKNOWN") == unknown + 1
+
+
+def test_a_scope_with_a_line_break_grants_no_push(server, reg, repo):
+    """The review's attack: an anonymous token whose scope smuggles a second grant past the pull-only rule."""
+    token = bearer(server, f"repository:{repo}:push\nrepository:{repo}x:pull")
+    smuggled = Registry(server, token)
+    config = push_config(reg, repo)
+    body = image_manifest(config, [])
+    assert_error(smuggled("PUT", f"/v2/{repo}/manifests/smuggled", data=body, headers={"Content-Type": OCI_MANIFEST}), 401, "UNAUTHORIZED")
+    assert_error(smuggled("POST", f"/v2/{repo}/blobs/uploads/"), 401, "UNAUTHORIZED")
+    assert reg("GET", f"/v2/{repo}/manifests/smuggled").status_code == 404
+
+
+def test_a_chunk_shorter_than_its_content_range_is_416_and_records_nothing(reg, repo):
+    location = start_upload(reg, repo)
+    # Chunked transfer (a generator body): no Content-Length to check the range against up front.
+    answer = reg("PATCH", location, data=iter([b"0123456789"]), headers={"Content-Range": "0-19"})
+    assert_error(answer, 416, "BLOB_UPLOAD_INVALID")
+    assert answer.headers["Range"] == "0-0"
+    status = reg("GET", location)
+    assert status.status_code == 204 and status.headers["Range"] == "0-0"
+    assert patch(reg, location, b"0123456789", first=0).status_code == 202
+
+
+def test_a_failed_monolithic_push_leaves_no_session_behind(server, reg, repo):
+    answer = reg("POST", f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(b"other bytes")}, data=b"these bytes")
+    assert_error(answer, 400, "DIGEST_INVALID")
+    ended = [e for e in server.events() if e["data"].get("repositoryName") == repo and e["type"] == "UploadAborted"]
+    assert [e["data"]["reason"] for e in ended] == ["cancelled"]

@@ -56,6 +56,17 @@ struct RegistryAuthorityTests {
         #expect(authority().claims(ofBearer: token) == nil, "expired")
     }
 
+    /// The attack the review found: an anonymous caller asked for a scope whose name held a line
+    /// break, was granted "pull" on it, and the token read back as a push grant on another repository.
+    @Test func aScopeWithALineBreak_grantsNothing_andATokenNeverReadsBackMoreThanItWasGiven() throws {
+        let smuggled = "repository:victim:push\nrepository:xy:pull"
+        #expect(RegistryAuthority.Grant(scope: smuggled) == nil)
+        let granted = authority().grant([RegistryAuthority.Grant(scope: "repository:xy:pull")!], to: nil)
+        let claims = try #require(authority().claims(ofBearer: authority().bearerToken(principal: nil, grants: granted)))
+        #expect(claims.grants == granted)
+        #expect(!claims.grants.contains { $0.allows(.push, on: "victim") })
+    }
+
     @Test func anonymousCallers_getPullsOnly_andUnderPrivatePullsNothing() {
         let asked = [RegistryAuthority.Grant(repository: "team/app", actions: ["pull", "push", "delete"])]
         #expect(authority().grant(asked, to: nil) == [.init(repository: "team/app", actions: ["pull"])])
@@ -65,8 +76,11 @@ struct RegistryAuthorityTests {
     }
 
     @Test(arguments: [
-        ("repository:team/app:pull,push", "team/app", ["pull", "push"]), ("repository:a:b:pull", "a:b", ["pull"]),
-        ("repository:x:*", "x", ["*"]), ("repository:pull", nil, []), ("repository::pull", nil, []), ("registry:catalog:*", nil, []),
+        ("repository:team/app:pull,push", "team/app", ["pull", "push"]), ("repository:xy:*", "xy", ["*"]),
+        ("repository:a:b:pull", nil, []), ("repository:pull", nil, []), ("repository::pull", nil, []), ("registry:catalog:*", nil, []),
+        ("repository:team/app:pull,", nil, []), ("repository:team/app:own", nil, []), ("repository:Team/App:pull", nil, []),
+        // A line break smuggled into the name (Hummingbird decodes %0A) must not become a second grant.
+        ("repository:victim:push\nrepository:xy:pull", nil, []),
     ] as [(String, String?, [String])])
     func scopes_areReadAsTheTokenFlowWritesThem(scope: String, repository: String?, actions: [String]) {
         let grant = RegistryAuthority.Grant(scope: scope)

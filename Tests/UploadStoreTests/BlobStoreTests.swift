@@ -15,20 +15,22 @@ struct BlobStoreTests {
         let blobs = try BlobStore(directory: dir.path)
         let upload = "00000000-0000-4000-8000-000000000001", layer = Array("layer".utf8)
         let digest = try blobs.writePart(uploadId: upload, offset: 0, bytes: layer)
-        try blobs.linkStaged(uploadId: upload, digest: digest)
+        #expect(try !blobs.linkStaged(uploadId: upload, digest: digest, size: 4), "a file of another size is not the layer")
+        #expect(!blobs.hasBlob(digest))
+        #expect(try blobs.linkStaged(uploadId: upload, digest: digest, size: 5))
         func blob() throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: blobs.blobPath(digest)))) }
         func staged() throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: blobs.stagingPath(upload)))) }
         #expect(try blob() == layer)
 
         try blobs.writePart(uploadId: upload, offset: 5, bytes: Array("+more".utf8))
         #expect(try blob() == layer && staged() == Array("layer+more".utf8))
-        try blobs.linkStaged(uploadId: upload, digest: digest)  // the blob exists: kept, staging not linked again
+        #expect(try !blobs.linkStaged(uploadId: upload, digest: digest, size: 5), "staging no longer holds the layer")
         blobs.truncateStaging(upload, to: 2)
         #expect(try blob() == layer && staged() == Array("la".utf8))
 
         let other = "00000000-0000-4000-8000-000000000002"
         let second = try blobs.writePart(uploadId: other, offset: 0, bytes: Array("other".utf8))
-        try blobs.linkStaged(uploadId: other, digest: second)
+        #expect(try blobs.linkStaged(uploadId: other, digest: second, size: 5))
         blobs.truncateStaging(other, to: 1)
         let writer = try blobs.stagingWriter(uploadId: other, offset: 1)
         try writer.write(Array("X".utf8))

@@ -50,8 +50,8 @@ extension ECRPublicService {
     }
 
     /// A token for `docker login` (`aws ecr-public get-login-password`): base64 of
-    /// `AWS:<password>` with exactly one colon, valid 12 hours. Registry-side login is not served
-    /// by this coordinator; the token lets the CLI flow complete.
+    /// `AWS:<password>` with exactly one colon, valid 12 hours; the registry front end takes the
+    /// password as Basic credentials (``RegistryAuthority``).
     func getAuthorizationToken(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         // The password docker, podman and skopeo log in with (`AWS:<password>`), for the key that signed this call.
         let (password, expiresAt) = registry.authority.password(for: metadata.principal ?? "anonymous")

@@ -47,7 +47,7 @@ extension RegistryFrontEnd {
             principal = basicPrincipal(credentials)
             if principal == nil && !authority.opensEverything {
                 var error = RegistryError(.unauthorized, "The credentials are not valid: the user must be AWS and the password one GetAuthorizationToken gave within 12 hours")
-                error.headers[.wwwAuthenticate] = "Basic realm=\"\(Self.authority(of: call.request))\""
+                error.headers[.wwwAuthenticate] = "Basic realm=\"\(Self.host(of: call.request))\""
                 throw error
             }
         }
@@ -76,7 +76,7 @@ extension RegistryFrontEnd {
 
     /// 401 `UNAUTHORIZED` with the Bearer challenge that sends a client to `/token` for `access`.
     private func challenge(_ call: Call, _ access: (name: String, action: RegistryAction)?, _ message: String, insufficientScope: Bool = false) -> RegistryError {
-        let host = Self.authority(of: call.request)
+        let host = Self.host(of: call.request)
         var challenge = "Bearer realm=\"http://\(host)/token\",service=\"\(host)\""
         if let access, (try? Validation.repositoryName(access.name)) != nil {
             let actions = access.action == .pull ? "pull" : "pull,\(access.action.rawValue)"
@@ -90,7 +90,7 @@ extension RegistryFrontEnd {
 
     /// The host and port the client reached, for the challenge's realm; quotes and control
     /// characters are dropped, so that a header cannot be forged through it.
-    static func authority(of request: Request) -> String {
+    static func host(of request: Request) -> String {
         let host = request.head.authority ?? "localhost"
         return String(host.unicodeScalars.filter { $0.value > 0x20 && $0.value < 0x7F && $0 != "\"" && $0 != "\\" }.prefix(255).map(Character.init))
     }

@@ -52,20 +52,30 @@ public struct RegistryAuthority: Sendable {
         self.init(key: key, clock: clock, registryId: registryId, accessKeys: keys, privatePulls: privatePulls)
     }
 
-    /// The signing key in `path`: 32 random bytes, created exclusively with mode 0600 on first use.
+    /// The signing key in `path`: 32 random bytes, created on first use with mode 0600. It is
+    /// written and synced under another name, then linked into place (which never replaces a key
+    /// another process made first) and its directory synced: a crash leaves the key whole or absent.
     public static func loadKey(at path: String) throws -> SymmetricKey {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        if fd >= 0 {
-            defer { close(fd) }
+        if !FileManager.default.fileExists(atPath: path) {
+            let temporary = path + ".new-\(getpid())"
+            unlink(temporary)
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw ValidationFailure("cannot create \(temporary): \(String(cString: strerror(errno)))") }
             let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
-            guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
-                unlink(path)
+            let written = write(fd, bytes, bytes.count) == bytes.count && fsync(fd) == 0
+            close(fd)
+            defer { unlink(temporary) }
+            guard written, link(temporary, path) == 0 || errno == EEXIST else {
                 throw ValidationFailure("cannot write the registry token key \(path): \(String(cString: strerror(errno)))")
             }
-            return SymmetricKey(data: bytes)
+            let directory = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if directory >= 0 {
+                fsync(directory)
+                close(directory)
+            }
         }
-        guard errno == EEXIST, let data = FileManager.default.contents(atPath: path), data.count == 32 else {
-            throw ValidationFailure("cannot read the registry token key \(path): it must hold 32 bytes")
+        guard let data = FileManager.default.contents(atPath: path), data.count == 32 else {
+            throw ValidationFailure("cannot read the registry token key \(path): it must hold 32 bytes (delete it to make a new one, which revokes every password)")
         }
         return SymmetricKey(data: data)
     }
@@ -102,7 +112,8 @@ public struct RegistryAuthority: Sendable {
         return body + "." + signature(of: body)
     }
 
-    /// What a token grants, when it is this server's and unexpired.
+    /// What a token grants, when it is this server's and unexpired. Each grant is one line, and
+    /// ``Grant/init(scope:)`` admits no line break, so a claim cannot be split into two.
     func claims(ofBearer token: String) -> (principal: String?, grants: [Grant])? {
         let fields = token.split(separator: ".", omittingEmptySubsequences: false)
         guard fields.count == 3, fields[0] == Self.tokenPrefix, verify("\(fields[0]).\(fields[1])", signature: fields[2]),
@@ -122,15 +133,22 @@ public struct RegistryAuthority: Sendable {
             self.actions = actions
         }
 
-        /// Parses `repository:<name>:<action>[,<action>…]`; other resource types are not granted.
+        /// Parses `repository:<name>:<action>[,<action>…]`, where the name is a repository name and
+        /// each action one of ``knownActions``; anything else (another resource type, a name that
+        /// is not one, control characters) is not granted. So a grant's ``scope`` is always one
+        /// line that reads back as itself.
         init?(scope: String) {
             let prefix = "repository:"
             guard scope.hasPrefix(prefix), let colon = scope.lastIndex(of: ":") else { return nil }
             let nameStart = scope.index(scope.startIndex, offsetBy: prefix.count)
-            guard colon > nameStart else { return nil }
-            repository = String(scope[nameStart..<colon])
-            actions = scope[scope.index(after: colon)...].split(separator: ",").map(String.init)
+            guard colon > nameStart, let name = try? Validation.repositoryName(String(scope[nameStart..<colon])) else { return nil }
+            let actions = scope[scope.index(after: colon)...].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard !actions.isEmpty, actions.allSatisfy(Self.knownActions.contains) else { return nil }
+            repository = name
+            self.actions = actions
         }
+
+        static let knownActions: Set<String> = ["pull", "push", "delete", "*"]
 
         var scope: String { "repository:\(repository):\(actions.joined(separator: ","))" }
 

@@ -27,7 +27,13 @@ extension RegistryFrontEnd {
         let started = try await service.initiateLayerUpload(InitiateLayerUpload(repositoryName: ref.repositoryName), call.metadata())
         let upload = RepositoryUpload(ref, uploadId: started.uploadId)
         if let digest {
-            return try await finish(call, upload, digest: digest)
+            do {
+                return try await finish(call, upload, digest: digest)
+            } catch {
+                // The client never learns this session's id, so nothing else could end it.
+                try? await service.cancelUpload(upload, call.metadata())
+                throw error
+            }
         }
         return Self.empty(.accepted, request, headers: [
             .location: Self.uploadLocation(upload), Self.uploadUUIDHeader: upload.uploadId, .range: Self.rangeHeader(0),
@@ -89,17 +95,14 @@ extension RegistryFrontEnd {
     /// Stages the request's body as the upload's next chunk, where `Content-Range` (when sent)
     /// says it starts. - Returns: the bytes the upload holds afterwards.
     private func appendChunk(_ call: Call, _ upload: RepositoryUpload) async throws -> UInt64 {
-        var claimedOffset: UInt64?
-        if let range = call.request.headers[.contentRange] {
-            guard let (first, last) = Self.chunkRange(range) else {
+        var range: ClosedRange<UInt64>?
+        if let header = call.request.headers[.contentRange] {
+            guard let (first, last) = Self.chunkRange(header) else {
                 throw RegistryError(.blobUploadInvalid, "Content-Range must be <first>-<last>, inclusive byte offsets", status: .rangeNotSatisfiable)
             }
-            if let length = call.request.headers[.contentLength].flatMap(UInt64.init), length != last - first + 1 {
-                throw RegistryError(.sizeInvalid, "Content-Range \(range) covers \(last - first + 1) bytes but Content-Length is \(length)")
-            }
-            claimedOffset = first
+            range = first...last
         }
-        return try await service.appendChunk(upload, claimedOffset: claimedOffset, body: call.request.body, call.metadata())
+        return try await service.appendChunk(upload, range: range, body: call.request.body, call.metadata())
     }
 
     /// The final `PUT` (or a monolithic `POST`): its body, if any, is the last chunk; then the
@@ -121,7 +124,7 @@ extension RegistryFrontEnd {
         }
         guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
         let layer = try service.read { snapshot in
-            _ = try Decider.existingRepository(nil, ref.repositoryName, state: snapshot, settings: service.settings)
+            _ = try Decider.existingRepository(ref.registryId, ref.repositoryName, state: snapshot, settings: service.settings)
             return try snapshot.layer(ref, digest)
         }
         guard let layer else { throw RegistryError(.blobUnknown, "The repository holds no blob \(digest)") }

@@ -75,9 +75,9 @@ struct RegistryError: Error {
                 return RegistryError(.denied, refusal.message)
             case .server: return RegistryError(.unknown, refusal.message)
             }
-        case let outOfOrder as ChunkOutOfOrder:
-            var error = RegistryError(.blobUploadInvalid, "The chunk must start at byte \(outOfOrder.bytesReceived), where the upload has reached", status: .rangeNotSatisfiable)
-            error.headers[.range] = RegistryFrontEnd.rangeHeader(outOfOrder.bytesReceived)
+        case let outOfRange as ChunkOutOfRange:
+            var error = RegistryError(.blobUploadInvalid, outOfRange.message, status: .rangeNotSatisfiable)
+            error.headers[.range] = RegistryFrontEnd.rangeHeader(outOfRange.bytesReceived)
             return error
         case let failure as StoreError where failure.code == .overloaded:
             return RegistryError(.tooManyRequests, failure.message)

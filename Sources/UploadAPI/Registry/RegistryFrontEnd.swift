@@ -25,13 +25,18 @@ public final class RegistryFrontEnd: Sendable {
     let service: UploadService
     let authority: RegistryAuthority
     let logger: Logger
+    let metrics: ServiceMetrics
     /// Whether a push to a repository that does not exist creates it (`--create-repositories-on-push`).
     let createsRepositoriesOnPush: Bool
 
-    public init(service: UploadService, authority: RegistryAuthority, logger: Logger, createsRepositoriesOnPush: Bool = false) {
+    public init(
+        service: UploadService, authority: RegistryAuthority, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
+        createsRepositoriesOnPush: Bool = false
+    ) {
         self.service = service
         self.authority = authority
         self.logger = logger
+        self.metrics = metrics
         self.createsRepositoriesOnPush = createsRepositoriesOnPush
     }
 
@@ -90,6 +95,20 @@ public final class RegistryFrontEnd: Sendable {
             }
         }
 
+        /// The endpoint's name in metrics.
+        var name: String {
+            switch self {
+            case .ping: "ping"
+            case .token: "token"
+            case .startUpload: "start_upload"
+            case .upload: "upload"
+            case .blob: "blob"
+            case .manifest: "manifest"
+            case .tags: "tags"
+            case .referrers: "referrers"
+            }
+        }
+
         var context: RegistryError.Context {
             switch self {
             case .ping, .token, .tags: .tags
@@ -125,56 +144,65 @@ public final class RegistryFrontEnd: Sendable {
 
     /// Answers one request. Never throws: every failure becomes a spec-shaped error.
     func respond(to request: Request, remoteAddress: SocketAddress?) async -> Response {
-        var call = Call(request: request, remoteAddress: remoteAddress, requestId: RandomUUIDs.next())
         guard let route = Route(path: request.uri.path) else {
+            metrics.countRegistryRequest(endpoint: "unknown", outcome: RegistryError.Code.unsupported.rawValue)
             return Self.errorResponse(RegistryError(.unsupported, "No registry endpoint has this path", status: .notFound), request)
         }
         do {
-            switch route {
-            case .token:
-                return try token(call)
-            case .ping:
-                guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
-                call.principal = try authenticate(call, for: nil)
-                return Self.response(.ok, .object([]), request)
-            case .startUpload(let name):
-                call.principal = try authenticate(call, for: (name, .push))
-                let ref = try repository(name)
-                guard request.method == .post else { throw Self.methodNotAllowed }
-                return try await startUpload(call, ref)
-            case .upload(let name, let uploadId):
-                call.principal = try authenticate(call, for: (name, .push))
-                let ref = try repository(name)
-                guard let id = try? Validation.uploadId(uploadId) else {
-                    throw RegistryError(.blobUploadUnknown, "There is no upload session '\(uploadId)'")
-                }
-                return try await upload(call, RepositoryUpload(ref, uploadId: id))
-            case .blob(let name, let digest):
-                call.principal = try authenticate(call, for: (name, request.method == .delete ? .delete : .pull))
-                let ref = try repository(name)
-                return try await blob(call, ref, digest: digest)
-            case .manifest(let name, let reference):
-                let action: RegistryAction = switch request.method { case .put: .push; case .delete: .delete; default: .pull }
-                call.principal = try authenticate(call, for: (name, action))
-                let ref = try repository(name)
-                return try await manifest(call, ref, reference: reference)
-            case .tags(let name):
-                call.principal = try authenticate(call, for: (name, .pull))
-                let ref = try repository(name)
-                guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
-                return try tags(call, ref)
-            case .referrers(let name, let digest):
-                call.principal = try authenticate(call, for: (name, .pull))
-                let ref = try repository(name)
-                guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
-                return try referrers(call, ref, digest: digest)
-            }
+            let response = try await answer(request, route, remoteAddress: remoteAddress)
+            metrics.countRegistryRequest(endpoint: route.name, outcome: "ok")
+            return response
         } catch {
             let registryError = RegistryError.from(error, in: route.context)
             if registryError.code == .unknown {
-                logger.error("registry request failed", metadata: ["request.id": "\(call.requestId)", "error": "\(error)"])
+                logger.error("registry request failed", metadata: ["request.endpoint": "\(route.name)", "error": "\(error)"])
             }
+            metrics.countRegistryRequest(endpoint: route.name, outcome: registryError.code.rawValue)
             return Self.errorResponse(registryError, request)
+        }
+    }
+
+    /// The answer to a request on `route`, or the failure that becomes its error.
+    private func answer(_ request: Request, _ route: Route, remoteAddress: SocketAddress?) async throws -> Response {
+        var call = Call(request: request, remoteAddress: remoteAddress, requestId: RandomUUIDs.next())
+        switch route {
+        case .token:
+            return try token(call)
+        case .ping:
+            guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
+            call.principal = try authenticate(call, for: nil)
+            return Self.response(.ok, .object([]), request)
+        case .startUpload(let name):
+            call.principal = try authenticate(call, for: (name, .push))
+            let ref = try repository(name)
+            guard request.method == .post else { throw Self.methodNotAllowed }
+            return try await startUpload(call, ref)
+        case .upload(let name, let uploadId):
+            call.principal = try authenticate(call, for: (name, .push))
+            let ref = try repository(name)
+            guard let id = try? Validation.uploadId(uploadId) else {
+                throw RegistryError(.blobUploadUnknown, "There is no upload session '\(uploadId)'")
+            }
+            return try await upload(call, RepositoryUpload(ref, uploadId: id))
+        case .blob(let name, let digest):
+            call.principal = try authenticate(call, for: (name, request.method == .delete ? .delete : .pull))
+            let ref = try repository(name)
+            return try await blob(call, ref, digest: digest)
+        case .manifest(let name, let reference):
+            let action: RegistryAction = switch request.method { case .put: .push; case .delete: .delete; default: .pull }
+            call.principal = try authenticate(call, for: (name, action))
+            let ref = try repository(name)
+            return try await manifest(call, ref, reference: reference)
+        case .tags(let name):
+            call.principal = try authenticate(call, for: (name, .pull))
+            let ref = try repository(name)
+            guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
+            return try tags(call, ref)
+        case .referrers(let name, let digest):
+            call.principal = try authenticate(call, for: (name, .pull))
+            let ref = try repository(name)
+            guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
+            return try await referrers(call, ref, digest: digest)
         }
     }
 

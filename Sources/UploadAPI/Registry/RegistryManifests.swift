@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HTTPTypes
 import NIOCore
+import NIOPosix
 import UploadCore
 import UploadService
 import UploadStore
@@ -25,7 +26,7 @@ extension RegistryFrontEnd {
             return try await putManifest(call, ref, tag: isDigest ? nil : reference, digest: isDigest ? reference : nil)
         case .get, .head:
             let image = try service.read { snapshot -> ImageRecord? in
-                _ = try Decider.existingRepository(nil, ref.repositoryName, state: snapshot, settings: service.settings)
+                _ = try Decider.existingRepository(ref.registryId, ref.repositoryName, state: snapshot, settings: service.settings)
                 let digest = isDigest ? reference : try snapshot.tag(ref, reference)?.imageDigest
                 return try digest.flatMap { try snapshot.image(ref, $0) }
             }
@@ -78,7 +79,7 @@ extension RegistryFrontEnd {
         }
         let last = call.first("last")
         let names = try service.read { snapshot in
-            _ = try Decider.existingRepository(nil, ref.repositoryName, state: snapshot, settings: service.settings)
+            _ = try Decider.existingRepository(ref.registryId, ref.repositoryName, state: snapshot, settings: service.settings)
             return limit == 0 ? [] : try snapshot.tags(in: ref, after: last, limit: limit + 1).map(\.name)
         }
         var headers: HTTPFields = [:]
@@ -94,16 +95,19 @@ extension RegistryFrontEnd {
 
     /// `GET …/referrers/<digest>[?artifactType=]`: an image index of the manifests whose
     /// `subject` is `digest` (empty when there are none).
-    func referrers(_ call: Call, _ ref: RepositoryRef, digest: String) throws -> Response {
+    func referrers(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Response {
         guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
         let filter = call.first("artifactType")
-        let descriptors = try service.read { snapshot -> [JSONValue] in
-            _ = try Decider.existingRepository(nil, ref.repositoryName, state: snapshot, settings: service.settings)
+        let service = self.service
+        _ = try service.read { try Decider.existingRepository(ref.registryId, ref.repositoryName, state: $0, settings: service.settings) }
+        // Every image of the repository, a page per read snapshot (no long read transaction), on
+        // NIO's thread pool (parsing manifests must not hold the cooperative pool's two threads):
+        // referrers are not indexed yet.
+        let descriptors = try await NIOThreadPool.singleton.runIfActive { () throws -> [JSONValue] in
             var found: [JSONValue] = []
             var after: String?
-            // Every image of the repository, a page at a time: referrers are not indexed yet.
             while true {
-                let page = try snapshot.images(in: ref, after: after, limit: 256)
+                let page = try service.read { try $0.images(in: ref, after: after, limit: 256) }
                 for image in page {
                     guard let facts = ManifestFacts(image.imageManifest), facts.subject == digest else { continue }
                     // An empty or missing artifactType is the config's media type (the spec's rule).

@@ -22,7 +22,8 @@ public enum Command: Sendable, Equatable {
         case .deleteRepository: [.imageDeleted, .uploadAborted, .repositoryDeleted].contains(type)
         case .initiateLayerUpload: type == .uploadInitiated
         case .uploadLayerPart: type == .layerPartUploaded
-        case .completeLayerUpload: [.layerUploadCompleted, .uploadAborted].contains(type)
+        // Under the registry's rules a completion may end its upload without a layer (UploadAborted).
+        case .completeLayerUpload(let c): type == .layerUploadCompleted || (c.rules == .registry && type == .uploadAborted)
         case .putImage: type == .imagePushed
         case .batchDeleteImage: [.imageUntagged, .imageDeleted].contains(type)
         case .expireIdleUploads: type == .uploadExpired

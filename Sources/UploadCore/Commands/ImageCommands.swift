@@ -5,8 +5,9 @@ import LogHashing
 /// Stores an image manifest under its digest, optionally tagging it.
 ///
 /// The initialiser parses the manifest (to learn the blobs and images it references and its media
-/// type) and computes its digest, `sha256:` + hex(SHA-256 of the manifest's UTF-8 bytes): pure
-/// computation on the request, so it belongs to validation.
+/// type) and computes its digest, `sha256:` + hex(SHA-256 of the manifest's UTF-8 bytes), or
+/// SHA-512 when the caller named it by a `sha512:` digest: pure computation on the request, so it
+/// belongs to validation.
 public struct PutImage: Sendable, Equatable {
     public static let maximumManifestBytes = 4_194_304
 

@@ -116,7 +116,7 @@ extension Array: PartBytes where Element == UInt8 {
 /// `staged`; without it the command can only be answered as a retry or refused.
 public struct CompleteLayerUpload: Sendable, Equatable {
     public struct StagedLayer: Sendable, Equatable {
-        /// `sha256:<hex>` of all staged bytes.
+        /// `<algorithm>:<hex>` of all staged bytes: sha256, or the registry client's named algorithm.
         public let digest: String
         public let size: UInt64
         public init(digest: String, size: UInt64) {

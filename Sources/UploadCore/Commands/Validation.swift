@@ -49,7 +49,6 @@ public enum Validation {
         return UInt64(value)
     }
 
-    /// A LayerDigest: `[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+`.
     /// A digest a registry client may name, in the OCI distribution spec's registered algorithms
     /// and canonical (lowercase) form: `sha256:` and 64 hex digits, or `sha512:` and 128.
     public static func isRegistryDigest(_ value: String) -> Bool {
@@ -59,6 +58,7 @@ public enum Validation {
         return bytes.count == 7 + hexCount && bytes[7...].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
+    /// A LayerDigest: `[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+`.
     public static func isLayerDigest(_ value: String) -> Bool {
         guard let colon = value.firstIndex(of: ":") else { return false }
         let algorithm = value[..<colon], hex = value[value.index(after: colon)...]
