@@ -1,4 +1,5 @@
 """A real `upload-coordinator serve` process on a free loopback port, for boto3 and awscli."""
+import contextlib
 import os
 import pathlib
 import signal
@@ -55,15 +56,24 @@ class Server:
         return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-@pytest.fixture(scope="session")
-def server():
+@contextlib.contextmanager
+def serving(*flags):
+    """A server on a data directory of its own; it must exit 0 on SIGTERM and its data replay cleanly."""
     with tempfile.TemporaryDirectory() as data_dir:
-        server = Server(data_dir)
-        yield server
-        status = server.stop()
+        server = Server(data_dir, *flags)
+        try:
+            yield server
+        finally:
+            status = server.stop()
         assert status == 0, "serve must exit cleanly on SIGTERM"
         replay = server.tool("upload-replay", "--data-dir", data_dir)
         assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+@pytest.fixture(scope="session")
+def server():
+    with serving() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,11 @@ password from ecr-public GetAuthorizationToken, as `docker login` would send the
 created first through the AWS API, as in ECR. Tests that need other flags start a server of their own.
 """
 import base64
-import contextlib
 import hashlib
 import json
 import os
 import re
 import socket
-import tempfile
 import time
 import uuid
 from urllib.parse import urljoin
@@ -23,7 +21,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from conftest import Server
+from conftest import serving
 
 MIB = 1024 * 1024
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -112,20 +110,6 @@ def ecr_client(server):
     return boto3.client("ecr-public", endpoint_url=server.endpoint, region_name="us-east-1",
                         aws_access_key_id="test", aws_secret_access_key="test",
                         config=Config(retries={"max_attempts": 1}))
-
-
-@contextlib.contextmanager
-def serving(*flags):
-    """A server of the test's own; it must exit 0 on SIGTERM and its data replay cleanly."""
-    with tempfile.TemporaryDirectory() as data_dir:
-        server = Server(data_dir, *flags)
-        try:
-            yield server
-        finally:
-            status = server.stop()
-        assert status == 0, "serve must exit cleanly on SIGTERM"
-        replay = server.tool("upload-replay", "--data-dir", data_dir)
-        assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
 @pytest.fixture(scope="module")
