@@ -1,0 +1,76 @@
+import Crypto
+import Foundation
+import LogHashing
+
+extension BlobStore {
+    /// Writes a part into an upload's staging file from `offset`, hashing as it goes; its length
+    /// may be known only at its end (a registry client's streamed chunk). The file is opened at the
+    /// first byte, so an empty chunk creates nothing, and a staging file that is also a blob gets an
+    /// inode of its own first (``unshareStaging(_:keeping:)``). Used by one task at a time (the
+    /// upload's lock), each call on NIO's thread pool.
+    public final class StagingWriter: @unchecked Sendable {
+        let store: BlobStore
+        let uploadId: String
+        let start: off_t
+        private var position: off_t
+        private var fd: Int32 = -1
+        private var isNew = false
+        private var hasher = SHA256()
+
+        init(store: BlobStore, uploadId: String, offset: UInt64) {
+            self.store = store
+            self.uploadId = uploadId
+            start = off_t(offset)
+            position = start
+        }
+
+        deinit { abandon() }
+
+        /// The bytes written so far.
+        public var length: UInt64 { UInt64(position - start) }
+
+        public func write(_ chunk: UnsafeRawBufferPointer) throws {
+            guard chunk.count > 0 else { return }
+            let path = store.stagingPath(uploadId)
+            if fd < 0 {
+                try store.unshareStaging(path, keeping: UInt64(start))
+                isNew = !FileManager.default.fileExists(atPath: path)
+                fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw BlobStore.posixError("open \(path)") }
+            }
+            hasher.update(bufferPointer: chunk)
+            var written = 0
+            while written < chunk.count {
+                let n = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, position + off_t(written))
+                guard n > 0 else { throw BlobStore.posixError("write \(path)") }
+                written += n
+            }
+            position += off_t(chunk.count)
+        }
+
+        public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+        /// Cuts off anything past the part (bytes of a part that never committed), syncs the file
+        /// (and the directory when the file is new) and closes it.
+        /// - Returns: the part's length and `sha256:<hex>` (`""` for an empty one, which wrote nothing).
+        public func finish() throws -> (length: UInt64, digest: String) {
+            defer { abandon() }
+            guard length > 0 else { return (0, "") }
+            let path = store.stagingPath(uploadId)
+            guard ftruncate(fd, position) == 0 else { throw BlobStore.posixError("truncate \(path)") }
+            guard fsync(fd) == 0 else { throw BlobStore.posixError("fsync \(path)") }
+            if isNew { try BlobStore.syncDirectory(store.staging) }
+            return (length, "sha256:" + Hex.encode(hasher.finalize()))
+        }
+
+        /// Closes the file without syncing; the caller cuts staging back.
+        public func abandon() {
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
+    }
+
+    public func stagingWriter(uploadId: String, offset: UInt64) -> StagingWriter {
+        StagingWriter(store: self, uploadId: uploadId, offset: offset)
+    }
+}
