@@ -32,6 +32,8 @@ struct ServeCommand: AsyncParsableCommand {
     var privatePulls = false
     @Flag(help: "A registry push to a repository that does not exist creates it (without it: NAME_UNKNOWN, as in ECR).")
     var createRepositoriesOnPush = false
+    @Option(help: "The URL registry clients reach this server by, e.g. https://registry.example.com behind a TLS proxy: its token realm. [default: http:// and the Host a client used]")
+    var publicUrl: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical; debug logs every request and batch.") var logLevel = "info"
     @Option(help: "The most uploads in progress one repository may have (LimitExceededException beyond).") var maxActiveUploads: UInt64 = 10_000
     @Option(help: "The most commands queued for the writer (ThrottlingException beyond).") var maxQueuedCommands = 20_000
@@ -68,6 +70,12 @@ struct ServeCommand: AsyncParsableCommand {
         guard maxActiveUploads >= 1 else { throw ValidationError("--max-active-uploads must be at least 1.") }
         guard !region.isEmpty, region.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) }) else {
             throw ValidationError("--region must be a region name such as us-east-1; got '\(region)'.")
+        }
+        if let publicUrl {
+            let rest = publicUrl.hasPrefix("https://") ? publicUrl.dropFirst(8) : publicUrl.hasPrefix("http://") ? publicUrl.dropFirst(7) : ""
+            guard !rest.isEmpty, !rest.contains("/"), rest.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F && $0 != "\"" && $0 != "\\" }) else {
+                throw ValidationError("--public-url must be http:// or https:// and a host (with an optional port), nothing after it; got '\(publicUrl)'.")
+            }
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.") }
     }
@@ -129,7 +137,8 @@ struct ServeCommand: AsyncParsableCommand {
                 authentication: authentication, key: key, clock: configuration.clock, registryId: settings.defaultRegistryId,
                 privatePulls: privatePulls)
             registryFrontEnd = RegistryFrontEnd(
-                service: service, authority: authority, logger: logger, metrics: metrics, createsRepositoriesOnPush: createRepositoriesOnPush)
+                service: service, authority: authority, logger: logger, metrics: metrics, createsRepositoriesOnPush: createRepositoriesOnPush,
+                publicURL: publicUrl)
         } catch {
             await store.close()
             throw error

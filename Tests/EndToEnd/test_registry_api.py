@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import time
 import uuid
 from urllib.parse import urljoin
@@ -21,7 +22,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from conftest import serving
+from conftest import BIN, serving
 
 MIB = 1024 * 1024
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -1074,3 +1075,18 @@ def test_a_failed_monolithic_push_leaves_no_session_behind(server, reg, repo):
     assert_error(answer, 400, "DIGEST_INVALID")
     ended = [e for e in server.events() if e["data"].get("repositoryName") == repo and e["type"] == "UploadAborted"]
     assert [e["data"]["reason"] for e in ended] == ["cancelled"]
+
+
+def test_the_token_realm_is_the_public_url_when_one_is_given():
+    """Behind a TLS proxy, clients must be sent to the proxy's https:// realm, never to plain http://."""
+    with serving("--public-url", "https://registry.example.com:8443") as proxied:
+        params = challenge(Registry(proxied)("GET", "/v2/"))
+        assert params["realm"] == "https://registry.example.com:8443/token"
+        assert params["service"] == "registry.example.com:8443"
+
+
+@pytest.mark.parametrize("url", ["ftp://host", "https://", "https://host/path", 'https://ho"st'])
+def test_serve_refuses_a_public_url_that_is_not_a_scheme_and_host(tmp_path, url):
+    out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", str(tmp_path), "--public-url", url],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "--public-url" in out.stderr, out.stderr

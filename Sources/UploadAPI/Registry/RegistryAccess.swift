@@ -76,8 +76,9 @@ extension RegistryFrontEnd {
 
     /// 401 `UNAUTHORIZED` with the Bearer challenge that sends a client to `/token` for `access`.
     private func challenge(_ call: Call, _ access: (name: String, action: RegistryAction)?, _ message: String, insufficientScope: Bool = false) -> RegistryError {
-        let host = Self.host(of: call.request)
-        var challenge = "Bearer realm=\"http://\(host)/token\",service=\"\(host)\""
+        let base = publicURL ?? "http://" + Self.host(of: call.request)
+        let service = base.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? base
+        var challenge = "Bearer realm=\"\(base)/token\",service=\"\(service)\""
         if let access, (try? Validation.repositoryName(access.name)) != nil {
             let actions = access.action == .pull ? "pull" : "pull,\(access.action.rawValue)"
             challenge += ",scope=\"repository:\(access.name):\(actions)\""

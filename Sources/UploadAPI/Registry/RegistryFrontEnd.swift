@@ -28,11 +28,15 @@ public final class RegistryFrontEnd: Sendable {
     let metrics: ServiceMetrics
     /// Whether a push to a repository that does not exist creates it (`--create-repositories-on-push`).
     let createsRepositoriesOnPush: Bool
+    /// The scheme and host clients reach this server by (`--public-url`, e.g. behind a TLS proxy),
+    /// for the token realm of its challenges; `nil`: `http://` and the Host the client used.
+    let publicURL: String?
 
     public init(
         service: UploadService, authority: RegistryAuthority, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
-        createsRepositoriesOnPush: Bool = false
+        createsRepositoriesOnPush: Bool = false, publicURL: String? = nil
     ) {
+        self.publicURL = publicURL
         self.service = service
         self.authority = authority
         self.logger = logger
