@@ -20,3 +20,8 @@ public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
     /// about 28 MB once base64-encoded in JSON.
     public var maxUploadSize: Int { 30_000_000 }
 }
+
+extension SocketAddress {
+    /// The peer as events record it (`sourceAddress`): `<ip>:<port>`.
+    var recordedForm: String? { ipAddress.map { "\($0):\(port ?? 0)" } }
+}

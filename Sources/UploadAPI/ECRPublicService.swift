@@ -152,7 +152,7 @@ public final class ECRPublicService: Sendable {
             let body = try AWSJSONBody(bytes)
             let metadata = RequestMetadata(
                 requestId: requestId, source: "http", userAgent: request.headers[.userAgent],
-                sourceAddress: context.remoteAddress.flatMap { address in address.ipAddress.map { "\($0):\(address.port ?? 0)" } },
+                sourceAddress: context.remoteAddress?.recordedForm,
                 principal: principal, invocationId: invocationId,
                 requestDigest: invocationId.map { _ in Self.requestDigest(operation: name, body: bytes) })
             let result = try await operation(self, body, metadata)

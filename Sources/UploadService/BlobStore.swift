@@ -252,13 +252,3 @@ extension BlobStore {
         return missing
     }
 }
-
-/// The digest algorithms blobs are stored under (the OCI image spec's registered ones).
-public enum DigestAlgorithm: String, Sendable, CaseIterable {
-    case sha256, sha512
-
-    /// The algorithm of an `<algorithm>:<hex>` digest, when it is one of these.
-    public init?(of digest: String) {
-        self.init(rawValue: String(digest.prefix { $0 != ":" }))
-    }
-}

@@ -51,7 +51,7 @@ extension RegistryFrontEnd {
                 throw error
             }
         }
-        let requested = (call.query["scope"] ?? []).flatMap { $0.split(separator: " ") }.compactMap { RegistryAuthority.Grant(scope: String($0)) }
+        let requested = call.request.uri.queryParameters.getAll("scope").flatMap { $0.split(separator: " ") }.compactMap { RegistryAuthority.Grant(scope: String($0)) }
         let token = authority.bearerToken(principal: principal, grants: authority.grant(requested, to: principal))
         let issuedAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(authority.clock.now().millisecondsSinceEpoch) / 1000))
         return Self.response(.ok, .object([

@@ -130,18 +130,13 @@ public final class RegistryFrontEnd: Sendable {
         let requestId: String
         var principal: String?
 
-        var query: [String: [String]] {
-            var query: [String: [String]] = [:]
-            for (key, value) in request.uri.queryParameters { query[String(key), default: []].append(String(value)) }
-            return query
-        }
-
-        func first(_ name: String) -> String? { query[name]?.first }
+        /// The first value of query parameter `name`.
+        func first(_ name: String) -> String? { request.uri.queryParameters.get(name) }
 
         func metadata() -> RequestMetadata {
             RequestMetadata(
                 requestId: requestId, source: "oci", userAgent: request.headers[.userAgent],
-                sourceAddress: remoteAddress.flatMap { address in address.ipAddress.map { "\($0):\(address.port ?? 0)" } },
+                sourceAddress: remoteAddress?.recordedForm,
                 principal: principal)
         }
     }

@@ -44,7 +44,7 @@ public struct PutImage: Sendable, Equatable {
         self.imageTag = try Validation.imageTag(imageTag)
         self.claimedDigest = imageDigest
         // SHA-256 unless the caller named its manifest by a SHA-512 digest (a registry client may).
-        self.imageDigest = imageDigest?.lowercased().hasPrefix("sha512:") == true
+        self.imageDigest = imageDigest.flatMap { DigestAlgorithm(of: $0.lowercased()) } == .sha512
             ? "sha512:" + Hex.encode(SHA512.hash(data: bytes)) : Hex.sha256Digest(bytes)
 
         let manifest = try Manifest(parsing: bytes, given: imageManifestMediaType)

@@ -52,10 +52,9 @@ public enum Validation {
     /// A digest a registry client may name, in the OCI distribution spec's registered algorithms
     /// and canonical (lowercase) form: `sha256:` and 64 hex digits, or `sha512:` and 128.
     public static func isRegistryDigest(_ value: String) -> Bool {
-        let bytes = Array(value.utf8)
-        let hexCount: Int
-        if value.hasPrefix("sha256:") { hexCount = 64 } else if value.hasPrefix("sha512:") { hexCount = 128 } else { return false }
-        return bytes.count == 7 + hexCount && bytes[7...].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+        guard let algorithm = DigestAlgorithm(of: value) else { return false }
+        let hex = value.utf8.dropFirst(algorithm.rawValue.utf8.count + 1)
+        return hex.count == algorithm.hexCount && hex.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     /// A LayerDigest: `[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+`.
