@@ -111,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "UploadCoordinator",
             dependencies: [
-                "UploadCore", "UploadStore", "UploadService", "UploadAPI",
+                "LogHashing", "UploadCore", "UploadStore", "UploadService", "UploadAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -121,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "UploadReplay",
             dependencies: [
-                "UploadCore", "UploadStore",
+                "LogHashing", "UploadCore", "UploadStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/Replay",

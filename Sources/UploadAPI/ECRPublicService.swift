@@ -56,6 +56,8 @@ public final class ECRPublicService: Sendable {
     /// The registry front end (the OCI distribution API) on the same address, and the authority
     /// behind GetAuthorizationToken's passwords.
     public let registry: RegistryFrontEnd
+    /// Signs the checkpoints `/log/checkpoint` serves; without one, none is served.
+    let checkpoints: CheckpointSigner?
 
     /// How requests prove who sent them.
     public enum Authentication: Sendable {
@@ -71,7 +73,7 @@ public final class ECRPublicService: Sendable {
     public init(
         service: UploadService, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
         authentication: Authentication = .anonymous, spoolBudget: SpoolBudget = SpoolBudget(limit: SpoolBudget.defaultSpoolBytes),
-        registry: RegistryFrontEnd? = nil
+        registry: RegistryFrontEnd? = nil, checkpoints: CheckpointSigner? = nil
     ) {
         self.registry = registry ?? RegistryFrontEnd(
             service: service, authority: RegistryAuthority(
@@ -83,6 +85,7 @@ public final class ECRPublicService: Sendable {
         self.metrics = metrics
         self.authentication = authentication
         self.spoolBudget = spoolBudget
+        self.checkpoints = checkpoints
         spoolDirectory = service.blobs.directory + "/spool"
         try? FileManager.default.createDirectory(atPath: spoolDirectory, withIntermediateDirectories: true)
         SpooledBody.removeLeftovers(in: spoolDirectory)
@@ -123,6 +126,7 @@ public final class ECRPublicService: Sendable {
         router.add(middleware: RegistryFrontEnd.Dispatch(registry))
         addMiddleware(router)
         addFeedRoutes(to: router)
+        addTransparencyLogRoutes(to: router)
         if noopRoute { router.post("/noop") { request, context in try await self.noop(request, context) } }
         router.post("/") { request, context in await self.respond(to: request, context: context) }
         router.post("**") { request, context in await self.respond(to: request, context: context) }

@@ -6,8 +6,11 @@ import UploadStore
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit",
-        abstract: "Audit the log: list upload initiations, print the Merkle root, prove and verify inclusion.",
-        subcommands: [AuditInitiations.self, AuditRoot.self, AuditProof.self, AuditVerifyProof.self])
+        abstract: "Audit the log: list upload initiations, print the Merkle root and signed checkpoints, prove and verify inclusion and consistency.",
+        subcommands: [
+            AuditInitiations.self, AuditRoot.self, AuditProof.self, AuditVerifyProof.self,
+            AuditCheckpoint.self, AuditPublicKey.self, AuditConsistency.self, AuditVerifyConsistency.self,
+        ])
 }
 
 struct AuditInitiations: AsyncParsableCommand {

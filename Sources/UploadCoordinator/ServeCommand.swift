@@ -34,6 +34,9 @@ struct ServeCommand: AsyncParsableCommand {
     var createRepositoriesOnPush = false
     @Option(help: "The URL registry clients reach this server by, e.g. https://registry.example.com behind a TLS proxy: its token realm. [default: http:// and the Host a client used]")
     var publicUrl: String?
+    @OptionGroup var logKey: LogKeyOptions
+    @Option(help: "Sign a checkpoint at most this often, in seconds, while the log grows: the most GET /log/checkpoint lags the log (1 to 86400).")
+    var checkpointInterval: Int64 = 1
     @Option(help: "trace, debug, info, notice, warning, error or critical; debug logs every request and batch.") var logLevel = "info"
     @Option(help: "The most uploads in progress one repository may have (LimitExceededException beyond).") var maxActiveUploads: UInt64 = 10_000
     @Option(help: "The most commands queued for the writer (ThrottlingException beyond).") var maxQueuedCommands = 20_000
@@ -61,6 +64,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         for (flag, value) in [("--upload-expiry", uploadExpiry), ("--sweep-interval", sweepInterval), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
             guard (1...Self.longestSeconds).contains(value) else { throw ValidationError("\(flag) must be 1 to \(Self.longestSeconds) seconds; got \(value).") }
+        }
+        guard CheckpointSigner.intervals.contains(checkpointInterval) else {
+            throw ValidationError("--checkpoint-interval must be \(CheckpointSigner.intervals.lowerBound) to \(CheckpointSigner.intervals.upperBound) seconds; got \(checkpointInterval).")
         }
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0 to 65535; got \(port).") }
         guard (0...(1 << 30)).contains(minBodyRate) else { throw ValidationError("--min-body-rate must be 0 to 1073741824 bytes per second; got \(minBodyRate).") }
@@ -130,7 +136,10 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let service = UploadService(store: store, blobs: blobs, logger: logger)
         let registryFrontEnd: RegistryFrontEnd
+        let checkpoints: CheckpointSigner
         do {
+            let (signer, origin) = try logKey.signer(dataDirectory: dataDir, registryId: settings.defaultRegistryId)
+            checkpoints = CheckpointSigner(store: store, signer: signer, origin: origin, interval: .seconds(checkpointInterval))
             // Signs the passwords GetAuthorizationToken hands out and the registry's bearer tokens.
             let key = try RegistryAuthority.loadKey(at: dataDir + "/registry-token.key")
             let authority = RegistryAuthority(
@@ -145,7 +154,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let api = ECRPublicService(
             service: service, logger: logger, metrics: metrics, authentication: authentication,
-            spoolBudget: SpoolBudget(limit: maxSpooledBytes), registry: registryFrontEnd)
+            spoolBudget: SpoolBudget(limit: maxSpooledBytes), registry: registryFrontEnd, checkpoints: checkpoints)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
         FileDescriptorLimit.raise(toHold: maxConnections, logger: logger)
@@ -167,6 +176,7 @@ struct ServeCommand: AsyncParsableCommand {
                 .init(service: StoreService(store)),
                 .init(service: BlobCheck(service), successTerminationBehavior: .ignore),
                 .init(service: ExpirySweeper(service, idleMilliseconds: uploadExpiry * 1000, interval: .seconds(sweepInterval))),
+                .init(service: CheckpointSigning(checkpoints, logger: logger)),
                 .init(service: app),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -67,34 +67,36 @@ public struct InclusionProof: Sendable, Equatable {
     }
 }
 
-extension Store {
+extension EventStore {
     /// The tree size (events in the log) and the Merkle root over them, hex.
     public func merkleRoot() throws -> (treeSize: UInt64, rootHash: String) {
-        try environment.read { txn in
-            let size = try EventLog.tail(txn, schema)?.position ?? 0
-            return (size, Hex.encode(try MerkleLog.root(txn, schema, size: size)))
+        try read { snapshot in
+            let size = try snapshot.lastPosition()
+            return (size, Hex.encode(try snapshot.rootHash(size: size)))
         }
     }
 
     /// The inclusion proof of the event at `position` against the current root.
     public func inclusionProof(position: UInt64) throws -> InclusionProof {
-        try environment.read { txn in
-            let size = try EventLog.tail(txn, schema)?.position ?? 0
+        try read { snapshot in
+            let size = try snapshot.lastPosition()
             guard size > 0, (1...size).contains(position) else {
                 throw CommandError(.invalidParameter, "There is no event at position \(position); the log has \(size)")
             }
-            guard let record = try txn.get(schema.events, BigEndian.bytes(position)) else {
+            guard let record = try snapshot.eventRecords(from: position, count: 1).first else {
                 throw StoreError(.corrupt, "the log ends at \(size) but lacks position \(position)")
             }
             return InclusionProof(
                 position: position, treeSize: size,
-                rootHash: Hex.encode(try MerkleLog.root(txn, schema, size: size)),
+                rootHash: Hex.encode(try snapshot.rootHash(size: size)),
                 leafHash: Hex.encode(MerkleTree.leafHash(position: position, record: record)),
-                path: try MerkleLog.inclusionPath(txn, schema, position: position, size: size).map(Hex.encode),
+                path: try snapshot.inclusionPath(leafIndex: position - 1, size: size).map(Hex.encode),
                 record: Data(record).base64EncodedString())
         }
     }
+}
 
+extension Store {
     /// Every UploadInitiated recorded in `since ..< until` (either bound optional), optionally in
     /// one repository, in time order, read through the time index rather than a scan of the log.
     /// - Complexity: O(log n + k) for the k initiations of every repository in the range (one

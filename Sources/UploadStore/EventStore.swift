@@ -29,6 +29,10 @@ public protocol EventStore: Sendable {
     /// Figures for monitoring, read from one snapshot.
     func statistics() throws -> StoreStatistics
 
+    /// Keeps a checkpoint the log signed, unless one of its tree size is already kept.
+    /// - Returns: the checkpoint kept for that size: the first one given.
+    func keep(_ checkpoint: SignedCheckpoint) throws -> SignedCheckpoint
+
     /// Writes every command already submitted, then stops taking more.
     func close() async
 }
@@ -68,6 +72,13 @@ public protocol StoreSnapshot: ProjectionState {
     func checkpoint() throws -> UInt64
     /// Up to `limit` events after `position`, in order.
     func events(after position: UInt64, limit: Int) throws -> [EventEnvelope]
+    /// The records of up to `count` events from `position` on, byte for byte as the log holds them.
+    func eventRecords(from position: UInt64, count: Int) throws -> [[UInt8]]
+    /// The hash of the Merkle tree's complete subtree (`level`, `index`) (``MerkleTree``): every
+    /// one over the log's events is kept.
+    func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8]
+    /// The newest checkpoint the log signed (``EventStore/keep(_:)``), if any.
+    func latestSignedCheckpoint() throws -> SignedCheckpoint?
     /// Up to `limit` repositories of the registry whose names sort after `name`, in name order.
     func repositories(in registryId: String, after name: String?, limit: Int) throws -> [RepositorySummary]
     /// Up to `limit` images of the repository whose digests sort after `digest`, in digest order.

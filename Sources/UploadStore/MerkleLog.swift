@@ -33,8 +33,4 @@ enum MerkleLog {
         guard size > 0 else { return MerkleTree.emptyRoot }
         return try MerkleTree.rootHash(0, size) { try node(txn, schema, $0, $1) }
     }
-
-    static func inclusionPath(_ txn: Transaction, _ schema: Schema, position: UInt64, size: UInt64) throws -> [MerkleTree.Hash] {
-        try MerkleTree.inclusionPath(leaf: position - 1, size: size) { try node(txn, schema, $0, $1) }
-    }
 }

@@ -29,6 +29,8 @@ public enum Replayer {
         public var checkpoint: UInt64?
         /// The Merkle root over every event, hex; an auditor records it to detect later rewrites.
         public var merkleRoot: String?
+        /// How many checkpoints the log had signed; each holds against the tree.
+        public var signedCheckpoints: Int?
         /// What failed, if anything: the first problem found, naming a position or a key.
         public var failure: Failure?
 
@@ -67,7 +69,11 @@ public enum Replayer {
     public typealias Progress = (_ done: UInt64, _ total: UInt64) -> Void
 
     /// - Parameter bootId: this boot of the machine (``BootID``); a test gives another to stand for a reboot.
-    public static func verify(directory: String, bootId: String = BootID.current, progress: Progress? = nil) -> Report {
+    /// - Parameter checkpointKey: the log's verifier key: when given, every kept checkpoint's
+    ///   signature is checked too (its root against the tree is checked either way).
+    public static func verify(
+        directory: String, bootId: String = BootID.current, checkpointKey: NoteVerifier? = nil, progress: Progress? = nil
+    ) -> Report {
         var report = Report()
         let environment: Environment
         do {
@@ -78,7 +84,7 @@ public enum Replayer {
         }
         let start = ContinuousClock.now
         do {
-            try verify(environment, directory: directory, bootId: bootId, into: &report, progress: progress)
+            try verify(environment, directory: directory, bootId: bootId, checkpointKey: checkpointKey, into: &report, progress: progress)
         } catch let failure as Failure {
             report.failure = failure
         } catch {
@@ -114,7 +120,8 @@ public enum Replayer {
     }
 
     private static func verify(
-        _ environment: Environment, directory: String, bootId: String, into report: inout Report, progress: Progress?
+        _ environment: Environment, directory: String, bootId: String, checkpointKey: NoteVerifier?, into report: inout Report,
+        progress: Progress?
     ) throws {
         // Database handles are opened once, in a transaction of their own that ends before any
         // other begins: LMDB lets only one transaction at a time open handles.
@@ -138,7 +145,7 @@ public enum Replayer {
         // work is waited for. Failures are reported in the order the checks mean: the first
         // rebuild's refusals, then the log's Merkle tree, then the live tables, then the second
         // rebuild's refusals (whole decoding), then the comparisons.
-        let (first, firstDigest, liveCheck, merkleHere, merkleRoot, counter) = try projections.environment.read { ptxn in
+        let (first, firstDigest, liveCheck, merkleHere, merkleRoot, keptCheckpoints, counter) = try projections.environment.read { ptxn in
             try environment.read { txn in
                 let size = try EventLog.tail(txn, schema)?.position ?? 0
                 report.events = size
@@ -172,7 +179,8 @@ public enum Replayer {
                     try compareLive(txn, ptxn, schema, projections.schema, size: size, bootId: bootId, rebuilt: first, rebuiltDigest: firstDigest)
                 }
                 let merkleHere = claimMerkle() ? Result { try merkle.check(txn, schema, tick: counter.tick) } : nil
-                return (first, firstDigest, liveCheck, merkleHere, nodesPast.flatMap { root }, counter)
+                let keptCheckpoints = Result { try checkKeptCheckpoints(txn, schema, size: size, key: checkpointKey) }
+                return (first, firstDigest, liveCheck, merkleHere, nodesPast.flatMap { root }, keptCheckpoints, counter)
             }
         }
         // A background that could not begin its snapshot fails in the second rebuild's place; it
@@ -180,6 +188,7 @@ public enum Replayer {
         let secondCore = Result { try background!.result() }
         try (merkleHere ?? secondCore.get().merkle!).get()
         report.merkleRoot = Hex.encode(try merkleRoot.get())
+        report.signedCheckpoints = try keptCheckpoints.get()
         let (liveDigest, liveDifference, checkpoint) = try liveCheck.get()
         let second = try secondCore.get().rebuilt.get()
         counter.finish()
@@ -196,6 +205,34 @@ public enum Replayer {
                 "the two rebuilds differ (the fold depends on how it is batched, so replay is not deterministic): \(difference ?? "in their digests")")
         }
         if let liveDifference { throw Failure.mismatch(liveDifference) }
+    }
+
+    /// Every checkpoint the log signed must still hold: its tree no larger than the log, and its
+    /// root the root of the tree (whose nodes the Merkle check proves from the events) at its size.
+    /// A tree rebuilt from edited events, or a log cut short, fails here even when it is
+    /// consistent in itself. With the log's key, each signature is checked too.
+    /// - Returns: how many checkpoints were checked.
+    private static func checkKeptCheckpoints(_ txn: Transaction, _ schema: Schema, size: UInt64, key: NoteVerifier?) throws -> Int {
+        let kept = try SignedCheckpoint.all(txn, schema)
+        for signed in kept {
+            let checkpoint: Checkpoint
+            do {
+                checkpoint = try key.map { try Checkpoint(note: signed.note, verifiedBy: $0) } ?? signed.checkpoint()
+            } catch {
+                throw Failure.log("the checkpoint kept for tree size \(signed.size): \(error)")
+            }
+            guard checkpoint.size == signed.size else {
+                throw Failure.log("the checkpoint kept for tree size \(signed.size) names size \(checkpoint.size)")
+            }
+            guard checkpoint.size <= size else {
+                throw Failure.log("the log signed a checkpoint of \(checkpoint.size) events but holds only \(size): events were removed")
+            }
+            let root = try MerkleLog.root(txn, schema, size: checkpoint.size)
+            guard root == checkpoint.rootHash else {
+                throw Failure.log("the tree of the first \(checkpoint.size) events no longer has the root the log signed for it (\(Hex.encode(checkpoint.rootHash))): the history was rewritten")
+            }
+        }
+        return kept.count
     }
 
     /// The live tables against a rebuild of the log's first `size` events, in the snapshots `size`

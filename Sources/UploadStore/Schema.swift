@@ -2,7 +2,7 @@ import LMDBKit
 import UploadCore
 
 /// The log environment's databases (`data.mdb` in the data directory): the event log, its Merkle
-/// tree, and the record of who writes the projections without syncing them. Everything here is
+/// tree, the checkpoints signed over it, and the record of who writes the projections without syncing them. Everything here is
 /// committed durably before a command is answered. Opened once and valid for the environment's life.
 struct Schema: Sendable {
     static let eventsName = "events"
@@ -10,6 +10,7 @@ struct Schema: Sendable {
     let events: Database
     let merkleNodes: Database
     let projectionWriters: Database
+    let signedCheckpoints: Database
 
     /// Opens every database. Fails when one is missing, which means migrations have not run.
     init(_ txn: Transaction) throws {
@@ -22,6 +23,7 @@ struct Schema: Sendable {
         events = try open(Self.eventsName)
         merkleNodes = try open(MerkleLog.databaseName)
         projectionWriters = try open(UnsyncedProjectionWriters.databaseName)
+        signedCheckpoints = try open(SignedCheckpoint.databaseName)
     }
 }
 

@@ -150,6 +150,10 @@ public final class Store: EventStore {
         }
     }
 
+    public func keep(_ checkpoint: SignedCheckpoint) throws -> SignedCheckpoint {
+        try environment.writeGrowingTheMap { txn in try SignedCheckpoint.keep(checkpoint, txn, schema) }
+    }
+
     /// Reader slots left by killed processes that opening this store released (`mdb_reader_check`).
     public var staleReadersCleared: Int { environment.staleReadersCleared }
 

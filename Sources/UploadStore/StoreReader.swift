@@ -24,6 +24,21 @@ public struct StoreReader: StoreSnapshot {
         return events
     }
 
+    public func eventRecords(from position: UInt64, count: Int) throws -> [[UInt8]] {
+        var records: [[UInt8]] = []
+        guard count > 0 else { return records }
+        try txn.scan(schema.events, from: BigEndian.bytes(position)) { key, value in
+            guard BigEndian.uint64(key) == position + UInt64(records.count) else { return false }
+            records.append(Array(value))
+            return records.count < count
+        }
+        return records
+    }
+
+    public func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8] { try MerkleLog.node(txn, schema, level, index) }
+
+    public func latestSignedCheckpoint() throws -> SignedCheckpoint? { try SignedCheckpoint.latest(txn, schema) }
+
     // The projection state, as the decider reads it.
     public func session(_ uploadId: String) throws -> UploadSession? { try tables.session(uploadId) }
     public func repository(_ ref: RepositoryRef) throws -> RepositorySummary? { try tables.repository(ref) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LogHashing
 import UploadCore
 import UploadStore
 
@@ -28,6 +29,9 @@ struct Verify: ParsableCommand {
     @Option(help: "The data directory of the store to check.")
     var dataDir: String
 
+    @Option(help: "The log's verifier key, or a file holding it, to check the signature of every checkpoint the log signed. [default: the key of DATA/transparency-log.key, when there]")
+    var publicKey: String?
+
     @Flag(help: "Print the report as one JSON object.")
     var json = false
 
@@ -35,7 +39,14 @@ struct Verify: ParsableCommand {
         // Progress goes to a terminal only: never into a pipe, a file, or --json output.
         let showProgress = !json && isatty(STDERR_FILENO) == 1
         let meter = ProgressMeter()
-        let report = Replayer.verify(directory: dataDir, progress: showProgress ? meter.update : nil)
+        let key: NoteVerifier?
+        do {
+            key = try publicKey.map { try NoteVerifier(FileManager.default.fileExists(atPath: $0) ? String(contentsOfFile: $0, encoding: .utf8) : $0) }
+                ?? LogSigningKey.verifier(path: nil, dataDirectory: dataDir)
+        } catch {
+            throw ValidationError("cannot read the log's key: \(error)")
+        }
+        let report = Replayer.verify(directory: dataDir, checkpointKey: key, progress: showProgress ? meter.update : nil)
         if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         if json {
             print(reportJSON(report))
@@ -52,6 +63,7 @@ struct Verify: ParsableCommand {
         if let live = r.liveDigest { print("live digest:      \(live)") }
         if let checkpoint = r.checkpoint { print("checkpoint:       \(checkpoint)") }
         if let root = r.merkleRoot { print("merkle root:      \(root) (tree size \(r.events))") }
+        if let kept = r.signedCheckpoints { print("signed checkpoints: \(kept), each consistent with the tree") }
         if let failure = r.failure {
             FileHandle.standardError.write(Data("FAILED: \(failure)\n".utf8))
         } else {
@@ -70,6 +82,7 @@ struct Verify: ParsableCommand {
             ("liveDigest", r.liveDigest.map(JSONValue.string)),
             ("checkpoint", r.checkpoint.map(JSONValue.uint)),
             ("merkleRoot", r.merkleRoot.map(JSONValue.string)),
+            ("signedCheckpoints", r.signedCheckpoints.map { .uint(UInt64($0)) }),
             ("failure", r.failure.map { .string("\($0)") }),
         ]).text
     }

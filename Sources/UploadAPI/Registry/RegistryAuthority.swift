@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import LogHashing
 import UploadCore
+import UploadStore
 
 /// Who may do what on the registry front end, the way ECR Public and the distribution token flow
 /// decide it:
@@ -52,29 +53,10 @@ public struct RegistryAuthority: Sendable {
         self.init(key: key, clock: clock, registryId: registryId, accessKeys: keys, privatePulls: privatePulls)
     }
 
-    /// The signing key in `path`: 32 random bytes, created on first use with mode 0600. It is
-    /// written and synced under another name, then linked into place (which never replaces a key
-    /// another process made first) and its directory synced: a crash leaves the key whole or absent.
+    /// The signing key in `path`: 32 random bytes, created on first use (``SecretFile``).
     public static func loadKey(at path: String) throws -> SymmetricKey {
-        if !FileManager.default.fileExists(atPath: path) {
-            let temporary = path + ".new-\(getpid())"
-            unlink(temporary)
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw ValidationFailure("cannot create \(temporary): \(String(cString: strerror(errno)))") }
-            let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
-            let written = write(fd, bytes, bytes.count) == bytes.count && fsync(fd) == 0
-            close(fd)
-            defer { unlink(temporary) }
-            guard written, link(temporary, path) == 0 || errno == EEXIST else {
-                throw ValidationFailure("cannot write the registry token key \(path): \(String(cString: strerror(errno)))")
-            }
-            let directory = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if directory >= 0 {
-                fsync(directory)
-                close(directory)
-            }
-        }
-        guard let data = FileManager.default.contents(atPath: path), data.count == 32 else {
+        let data = try SecretFile.contents(at: path) { SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) } }
+        guard data.count == 32 else {
             throw ValidationFailure("cannot read the registry token key \(path): it must hold 32 bytes (delete it to make a new one, which revokes every password)")
         }
         return SymmetricKey(data: data)

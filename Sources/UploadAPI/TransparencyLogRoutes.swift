@@ -1,0 +1,97 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import LogHashing
+import Logging
+import NIOCore
+import NIOPosix
+import UploadCore
+import UploadService
+import UploadStore
+
+/// The log as a transparency log over plain HTTP, under `/log/`: the signed checkpoint, inclusion
+/// and consistency proofs in Certificate Transparency's JSON shapes, and the tree as C2SP tiles.
+/// Checkpoints, proofs and hash tiles are hashes only and open to anyone, as transparency logs
+/// are; entry bundles are the events themselves (with request metadata), so they are read with
+/// the credentials the `/events` feed needs.
+extension ECRPublicService {
+    func addTransparencyLogRoutes(to router: Router<APIRequestContext>) {
+        router.get("/log/checkpoint") { _, _ in await self.logAnswer { try await self.checkpointResponse() } }
+        router.get("/log/proof/consistency") { request, _ in
+            await self.logAnswer {
+                let (first, second) = (try Self.required(request, "first"), try Self.required(request, "second"))
+                let proof = try self.store.read { try $0.consistencyProof(first: first, second: second) }
+                return Self.json(.object([("consistency", .array(proof.map(Self.base64)))]))
+            }
+        }
+        router.get("/log/proof/inclusion") { request, _ in
+            await self.logAnswer {
+                let (index, size) = (try Self.required(request, "index"), try Self.required(request, "size"))
+                let path = try self.store.read { try $0.inclusionPath(leafIndex: index, size: size) }
+                return Self.json(.object([("leaf_index", .uint(index)), ("audit_path", .array(path.map(Self.base64)))]))
+            }
+        }
+        router.get("/log/tile/**") { request, context in
+            let path = context.parameters.getCatchAll().joined(separator: "/")
+            guard let address = TileAddress(path: path) else { return Self.tileNotFound("no tile has the path tile/\(path)") }
+            if case .hashes = address.kind { return await self.logAnswer { try await self.tileResponse(address) } }
+            return await self.authenticated(request, context) { try await self.tileResponse(address) }
+        }
+    }
+
+    /// `GET /log/checkpoint`: the newest signed checkpoint, at most the signing interval behind the log.
+    private func checkpointResponse() async throws -> Response {
+        guard let checkpoints else { return Self.tileNotFound("this server signs no checkpoints") }
+        let checkpoint = try await checkpoints.current()
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; charset=utf-8"
+        // It changes as the log grows: C2SP asks that it not be cached beyond a few seconds.
+        headers[.cacheControl] = "no-cache"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: checkpoint.note)))
+    }
+
+    /// A tile or entry bundle, read on the feeds' thread (a bundle may be large), and cached for
+    /// good: a path names the same bytes forever.
+    private func tileResponse(_ address: TileAddress) async throws -> Response {
+        let store = self.store
+        let (bytes, logSize) = try await Self.feedPool.runIfActive {
+            try store.read { snapshot in (try snapshot.tile(address), try snapshot.lastPosition()) }
+        }
+        guard let bytes else {
+            // A bundle the log holds but cannot encode: one of its entries is longer than 64 KiB.
+            if address.kind == .entries, let leaves = address.leaves, leaves.upperBound <= logSize {
+                let wide = TileAddress(kind: .wideEntries, index: address.index, width: address.width)
+                return Self.tileNotFound("an entry of this bundle is longer than a 16-bit length allows; tile/\(wide.path) serves it, each entry after a 32-bit length")
+            }
+            return Self.tileNotFound("the log is not yet large enough to hold tile/\(address.path)")
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/octet-stream"
+        headers[.cacheControl] = "public, max-age=31536000, immutable"
+        return Response(status: .ok, headers: headers, body: Self.piecewise(ByteBuffer(bytes: bytes)))
+    }
+
+    /// Runs a public log endpoint: bad parameters get 400 with `{"error": …}`, as CT's API does.
+    private func logAnswer(_ answer: () async throws -> Response) async -> Response {
+        do {
+            return try await answer()
+        } catch {
+            let api = APIError.from(error)
+            let status: HTTPResponse.Status = api.status == .internalServerError ? .internalServerError : .badRequest
+            if status == .internalServerError { logger.error("a transparency log request failed", metadata: ["error": "\(error)"]) }
+            return Self.json(.object([("error", .string(api.message))]), status: status)
+        }
+    }
+
+    private static func required(_ request: Request, _ name: String) throws -> UInt64 {
+        guard let value = try query(request, name) else { throw APIError.invalidParameter("The query parameter '\(name)' is required") }
+        return value
+    }
+
+    private static func base64(_ hash: MerkleTree.Hash) -> JSONValue { .string(Data(hash).base64EncodedString()) }
+
+    private static func tileNotFound(_ message: String) -> Response {
+        Response(status: .notFound, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
+                 body: ResponseBody(byteBuffer: ByteBuffer(string: message + "\n")))
+    }
+}

@@ -1,0 +1,137 @@
+import ArgumentParser
+import Foundation
+import LogHashing
+import UploadCore
+import UploadService
+import UploadStore
+
+/// The log's signing key and origin, shared by `serve` and the audit commands that sign.
+struct LogKeyOptions: ParsableArguments {
+    @Option(help: "The log's Ed25519 signing key, in the signed-note form `PRIVATE+KEY+<name>+<id>+<key>` (Go's note.GenerateKey writes it). [default: DATA/transparency-log.key, made on first use]")
+    var logKey: String?
+
+    @Option(help: "The origin line of the log's checkpoints. [default: the key's name; a key made here is named upload-coordinator/<registry id>]")
+    var logOrigin: String?
+
+    func validate() throws {
+        if let logOrigin, !Checkpoint.isValidOrigin(logOrigin) {
+            throw ValidationError("--log-origin must be printable, without spaces; got '\(logOrigin)'.")
+        }
+    }
+
+    /// The signer and the origin it signs as.
+    func signer(dataDirectory: String, registryId: String) throws -> (signer: NoteSigner, origin: String) {
+        let signer = try LogSigningKey.load(
+            path: logKey, dataDirectory: dataDirectory, newKeyName: logOrigin ?? "upload-coordinator/\(registryId)")
+        return (signer, logOrigin ?? signer.name)
+    }
+}
+
+struct AuditCheckpoint: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkpoint",
+        abstract: "Print the log's latest signed checkpoint (C2SP tlog-checkpoint, as a signed note), signing one now if the log grew.")
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var key: LogKeyOptions
+
+    func run() async throws {
+        try await withStore(store) { store in
+            let (signer, origin) = try key.signer(dataDirectory: self.store.dataDir, registryId: store.settings.defaultRegistryId)
+            print(try CheckpointSigner.sign(store, signer, origin: origin).note, terminator: "")
+        }
+    }
+}
+
+struct AuditPublicKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "public-key", abstract: "Print the log's verifier key (`<name>+<id>+<key>`): what an auditor keeps to check checkpoints.")
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var key: LogKeyOptions
+
+    func run() async throws {
+        let settings = try store.settings()
+        do {
+            print(try key.signer(dataDirectory: store.dataDir, registryId: settings.defaultRegistryId).signer.verifier.text)
+        } catch {
+            fail(error)
+        }
+    }
+}
+
+struct AuditConsistency: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "consistency",
+        abstract: "Print the RFC 9162 consistency proof that the log's tree of --to events extends its tree of --from events.")
+
+    @OptionGroup var store: StoreOptions
+    @Option(help: "The older tree size (an auditor's saved checkpoint).") var from: UInt64
+    @Option(help: "The newer tree size. [default: the latest signed checkpoint's]") var to: UInt64?
+    @Flag(help: "Print {\"consistency\": [base64 hashes]}, the shape of GET /log/proof/consistency, instead of one hash per line.")
+    var json = false
+
+    func run() async throws {
+        try await withStore(store) { store in
+            let proof = try store.read { snapshot in
+                let to = try to ?? snapshot.latestSignedCheckpoint()?.size ?? snapshot.lastPosition()
+                return try snapshot.consistencyProof(first: from, second: to)
+            }.map { Data($0).base64EncodedString() }
+            if json {
+                printLine(.object([("consistency", .array(proof.map(JSONValue.string)))]))
+            } else {
+                proof.forEach { print($0) }
+            }
+        }
+    }
+}
+
+struct AuditVerifyConsistency: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify-consistency",
+        abstract: "Check offline that the --new checkpoint extends the --old one: both signatures and the proof must hold; exit 0 only then.")
+
+    @Option(help: "The checkpoint you saved earlier (a signed note).") var old: String
+    @Option(help: "The newer checkpoint (a signed note).") var new: String
+    @Option(help: "The proof: {\"consistency\": [...]} as `audit consistency --json` and GET /log/proof/consistency give it.")
+    var proof: String
+    @Option(help: "The log's verifier key, or a file holding it (`audit public-key` prints it).") var publicKey: String
+
+    func run() throws {
+        do {
+            let keyText = FileManager.default.fileExists(atPath: publicKey) ? try Self.read(publicKey) : publicKey
+            let verifier = try NoteVerifier(keyText)
+            let older = try Self.checkpoint(old, "--old", verifier)
+            let newer = try Self.checkpoint(new, "--new", verifier)
+            guard older.origin == newer.origin else { throw NoteError("the checkpoints are of two logs: '\(older.origin)' and '\(newer.origin)'") }
+            let hashes = try Self.proofHashes(try Self.read(proof))
+            guard MerkleTree.verifyConsistency(first: older.size, second: newer.size, firstRoot: older.rootHash, secondRoot: newer.rootHash, proof: hashes) else {
+                throw NoteError("the proof does not show that the tree of \(newer.size) events extends the tree of \(older.size): the history was rewritten, or the proof is for other sizes")
+            }
+            print("OK: the log '\(newer.origin)' of \(newer.size) events extends the one of \(older.size) events you saved; both checkpoints are signed by \(verifier.name)")
+        } catch {
+            FileHandle.standardError.write(Data("FAILED: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    static func read(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { throw NoteError("cannot read \(path)") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func checkpoint(_ path: String, _ flag: String, _ verifier: NoteVerifier) throws -> Checkpoint {
+        do { return try Checkpoint(note: try read(path), verifiedBy: verifier) } catch { throw NoteError("\(flag) \(path): \(error)") }
+    }
+
+    static func proofHashes(_ text: String) throws -> [MerkleTree.Hash] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let hashes = object["consistency"] as? [String] else {
+            throw NoteError("the proof must be {\"consistency\": [base64 hashes]}")
+        }
+        return try hashes.map { hash in
+            guard let bytes = Data(base64Encoded: hash), bytes.count == MerkleTree.hashSize else { throw NoteError("a proof hash is not base64 of 32 bytes: '\(hash.prefix(60))'") }
+            return Array(bytes)
+        }
+    }
+}

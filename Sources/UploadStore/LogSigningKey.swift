@@ -1,0 +1,32 @@
+import Foundation
+public import LogHashing
+
+/// The log's Ed25519 signing key, in the signed-note signer form (``NoteSigner``), so that a key
+/// made with Go's `note.GenerateKey` works as well as one this server made.
+public enum LogSigningKey {
+    /// Where the key lives unless `--log-key` names another file.
+    public static func defaultPath(dataDirectory: String) -> String { dataDirectory + "/transparency-log.key" }
+
+    /// The key in `path`, or, with no `path`, the data directory's, generated on first use
+    /// (0600, created exclusively) and named `newKeyName`. A key given by path must exist.
+    public static func load(path: String?, dataDirectory: String, newKeyName: String) throws -> NoteSigner {
+        let file = path ?? defaultPath(dataDirectory: dataDirectory)
+        if path != nil, !FileManager.default.fileExists(atPath: file) {
+            throw StoreError(.io, "the log key \(file) does not exist")
+        }
+        let data = try SecretFile.contents(at: file) { Array((try NoteSigner.generate(name: newKeyName).text + "\n").utf8) }
+        do {
+            return try NoteSigner(String(decoding: data, as: UTF8.self))
+        } catch {
+            throw StoreError(.io, "the log key \(file) is not a note signer key: \(error)")
+        }
+    }
+
+    /// The verifier of the key the log signs with, when that key is in `path` or in the data
+    /// directory; `nil` when there is none (nothing was ever signed there).
+    public static func verifier(path: String?, dataDirectory: String) throws -> NoteVerifier? {
+        let file = path ?? defaultPath(dataDirectory: dataDirectory)
+        guard path != nil || FileManager.default.fileExists(atPath: file) else { return nil }
+        return try load(path: file, dataDirectory: dataDirectory, newKeyName: "unused").verifier
+    }
+}

@@ -1,0 +1,33 @@
+import Foundation
+
+/// A secret kept in the data directory (a signing key), created once and never changed: 0600,
+/// written and synced under another name, then linked into place, so that two processes starting
+/// together agree on one, and a crash never leaves a half-written one.
+public enum SecretFile {
+    /// The file's contents, after creating it with `make()` when it does not exist yet.
+    public static func contents(at path: String, creatingWith make: () throws -> [UInt8]) throws -> Data {
+        if !FileManager.default.fileExists(atPath: path) {
+            let temporary = path + ".new-\(getpid())"
+            unlink(temporary)
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw StoreError(.io, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
+            defer { unlink(temporary) }
+            let bytes = try make()
+            let written = write(fd, bytes, bytes.count) == bytes.count && fsync(fd) == 0
+            close(fd)
+            // link() fails when another process linked its file first: theirs is kept and read below.
+            guard written, link(temporary, path) == 0 || errno == EEXIST else {
+                throw StoreError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
+            }
+            let directory = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if directory >= 0 {
+                fsync(directory)
+                close(directory)
+            }
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw StoreError(.io, "cannot read \(path)")
+        }
+        return data
+    }
+}
