@@ -138,7 +138,7 @@ struct ServeCommand: AsyncParsableCommand {
         let registryFrontEnd: RegistryFrontEnd
         let checkpoints: CheckpointSigner
         do {
-            let (signer, origin) = try logKey.signer(dataDirectory: dataDir, registryId: settings.defaultRegistryId)
+            let (signer, origin) = try logKey.signer(dataDirectory: dataDir, registryId: settings.defaultRegistryId, store: store)
             checkpoints = CheckpointSigner(store: store, signer: signer, origin: origin, interval: .seconds(checkpointInterval))
             // Signs the passwords GetAuthorizationToken hands out and the registry's bearer tokens.
             let key = try RegistryAuthority.loadKey(at: dataDir + "/registry-token.key")

@@ -19,10 +19,17 @@ struct LogKeyOptions: ParsableArguments {
         }
     }
 
-    /// The signer and the origin it signs as.
-    func signer(dataDirectory: String, registryId: String) throws -> (signer: NoteSigner, origin: String) {
+    /// The signer and the origin it signs as, checked against the checkpoints `store` kept. The
+    /// data directory's key is made on first use only: with a `store` that has signed nothing yet.
+    /// Otherwise the log's key is kept elsewhere, and a new one would give the log a second identity.
+    func signer(dataDirectory: String, registryId: String, store: (any EventStore)?) throws -> (signer: NoteSigner, origin: String) {
+        let signedBefore = try store?.read { try $0.latestSignedCheckpoint() } != nil
+        if logKey == nil, store == nil || signedBefore, !FileManager.default.fileExists(atPath: LogSigningKey.defaultPath(dataDirectory: dataDirectory)) {
+            throw ValidationError("The data directory holds no log key (serve makes one on first start); give the log's key with --log-key.")
+        }
         let signer = try LogSigningKey.load(
             path: logKey, dataDirectory: dataDirectory, newKeyName: logOrigin ?? "upload-coordinator/\(registryId)")
+        if let store { try CheckpointSigner.checkKey(store, signer) }
         return (signer, logOrigin ?? signer.name)
     }
 }
@@ -37,7 +44,7 @@ struct AuditCheckpoint: AsyncParsableCommand {
 
     func run() async throws {
         try await withStore(store) { store in
-            let (signer, origin) = try key.signer(dataDirectory: self.store.dataDir, registryId: store.settings.defaultRegistryId)
+            let (signer, origin) = try key.signer(dataDirectory: self.store.dataDir, registryId: store.settings.defaultRegistryId, store: store)
             print(try CheckpointSigner.sign(store, signer, origin: origin).note, terminator: "")
         }
     }
@@ -53,7 +60,9 @@ struct AuditPublicKey: AsyncParsableCommand {
     func run() async throws {
         let settings = try store.settings()
         do {
-            print(try key.signer(dataDirectory: store.dataDir, registryId: settings.defaultRegistryId).signer.verifier.text)
+            print(try key.signer(dataDirectory: store.dataDir, registryId: settings.defaultRegistryId, store: nil).signer.verifier.text)
+        } catch let error as ValidationError {
+            throw error
         } catch {
             fail(error)
         }
@@ -116,8 +125,10 @@ struct AuditVerifyConsistency: ParsableCommand {
     }
 
     static func read(_ path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else { throw NoteError("cannot read \(path)") }
-        return String(decoding: data, as: UTF8.self)
+        // Read through a handle, so that a pipe (`<(curl …)`) works as well as a file.
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw NoteError("cannot read \(path)") }
+        defer { try? handle.close() }
+        return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
     }
 
     static func checkpoint(_ path: String, _ flag: String, _ verifier: NoteVerifier) throws -> Checkpoint {

@@ -61,6 +61,7 @@ public actor CheckpointSigner {
             return (size, try snapshot.rootHash(size: size), last, lastRootNow)
         }
         if let last {
+            try checkSignedByKey(last, signer)
             guard let lastRootNow, lastRootNow == (try last.checkpoint()).rootHash else {
                 throw StoreError(.corrupt, "the log's tree no longer extends the checkpoint it signed for \(last.size) events; nothing more is signed until `upload-replay` names what changed")
             }
@@ -68,6 +69,22 @@ public actor CheckpointSigner {
         }
         let note = try SignedNote.sign(Checkpoint(origin: origin, size: size, rootHash: root).text, with: signer)
         return try store.keep(SignedCheckpoint(size: size, note: note))
+    }
+}
+
+extension CheckpointSigner {
+    /// Checks that the log's checkpoints so far were signed by `signer`'s key: a log that signs
+    /// with a second key has two identities, and its auditors would trust neither.
+    public static func checkKey(_ store: any EventStore, _ signer: NoteSigner) throws {
+        if let last = try store.read({ try $0.latestSignedCheckpoint() }) { try checkSignedByKey(last, signer) }
+    }
+
+    static func checkSignedByKey(_ checkpoint: SignedCheckpoint, _ signer: NoteSigner) throws {
+        do {
+            _ = try SignedNote.open(checkpoint.note, verifiedBy: signer.verifier)
+        } catch {
+            throw NoteError("the log's checkpoints are signed by another key than \(signer.verifier.text); give the log's own key with --log-key")
+        }
     }
 }
 

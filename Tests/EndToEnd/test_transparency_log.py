@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import os
+import pathlib
 import random
 import shutil
 import stat
@@ -380,6 +381,7 @@ class KnownLog:
     server: Server
     log: Log
     signer: tv.Signer
+    key_file: pathlib.Path
     note: bytes
     events: list
     entries: list
@@ -403,7 +405,7 @@ def known(tmp_path_factory):
         log = Log(server)
         note = log.wait_for_checkpoint(len(events))
         entries = log.entries(len(events))
-        yield KnownLog(server, log, signer, note, events, entries, tv.MerkleTree(tv.leaf_hash(e) for e in entries))
+        yield KnownLog(server, log, signer, key_file, note, events, entries, tv.MerkleTree(tv.leaf_hash(e) for e in entries))
 
 
 def test_checkpoint_is_signed_by_the_configured_key_over_the_events(known):
@@ -417,8 +419,14 @@ def test_checkpoint_is_signed_by_the_configured_key_over_the_events(known):
     for i, e in enumerate(known.entries):
         assert e[:8] == (i + 1).to_bytes(8, "big"), f"leaf {i} is the event at position {i + 1}"
     assert checkpoint.root == known.tree.root(), "the root of the entries we read is the signed one"
-    assert audit(known.server.data_dir, "public-key").strip() == str(known.signer.verifier)
-    assert audit(known.server.data_dir, "checkpoint").encode() == known.note, "same size, same bytes"
+    key = ("--log-key", str(known.key_file), "--log-origin", KNOWN_ORIGIN)
+    assert audit(known.server.data_dir, "public-key", *key).strip() == str(known.signer.verifier)
+    assert audit(known.server.data_dir, "checkpoint", *key).encode() == known.note, "same size, same bytes"
+    # Without the log's key, the audit commands refuse rather than make a key of their own.
+    for command in ("public-key", "checkpoint"):
+        out = tool("upload-coordinator", "audit", command, "--data-dir", str(known.server.data_dir))
+        assert out.returncode != 0 and "--log-key" in out.stderr, out.stdout + out.stderr
+    assert not (pathlib.Path(known.server.data_dir) / "transparency-log.key").exists()
 
 
 def test_entry_bundles_hash_to_the_level_0_tiles(known):
@@ -702,7 +710,7 @@ def test_an_entry_over_64_kib_is_served_only_with_32_bit_lengths():
 # A history rewritten on disk, by someone holding the store and the log's key
 
 
-STORE_DATABASES = [b"events", b"merkle-tree", b"checkpoints"]
+STORE_DATABASES = [b"events", b"merkle-tree", b"signed-checkpoints"]
 
 
 def open_store(data_dir):

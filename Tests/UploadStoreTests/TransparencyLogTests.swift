@@ -1,0 +1,134 @@
+import Foundation
+import LMDBKit
+import LogHashing
+import Testing
+@testable import UploadCore
+@testable import UploadStore
+import UploadService
+import UploadTesting
+
+/// The log as a transparency log: kept checkpoints, proofs between them, tiles over the stored
+/// tree, and a rewritten history caught by the signer and by verify.
+struct TransparencyLogTests {
+    let signer = try! NoteSigner.generate(name: "test.example/log")
+
+    /// A store of 2 repositories and `uploads` initiations: `uploads + 2` events.
+    func populate(_ dir: TemporaryDirectory, uploads: Int) async throws {
+        _ = try await AuditTests().populate(dir, uploads: uploads)
+    }
+
+    /// Changes one byte of the event at `position` (it still decodes) and rebuilds the whole tree
+    /// over the edited log, as someone rewriting history would, so that the tree is consistent in itself.
+    func rewriteHistory(_ dir: TemporaryDirectory, position: UInt64, keepingCheckpoints: Bool) throws {
+        let env = try Environment(directory: dir.path)
+        try env.write { txn in
+            let events = try txn.openDatabase("events")!, tree = try txn.openDatabase("merkle-tree")!
+            var bytes = try #require(try txn.get(events, BigEndian.bytes(position)))
+            let at = try #require(bytes.firstIndex(of: UInt8(ascii: "r")))  // the requestId "r…"
+            bytes[at] = UInt8(ascii: "s")
+            try txn.put(events, BigEndian.bytes(position), bytes)
+            try txn.clear(tree)
+            var nodes: [[UInt8]: MerkleTree.Hash] = [:]
+            try txn.scan(events) { key, value in
+                let p = BigEndian.uint64(key)!
+                for n in MerkleTree.nodesCompleted(byLeaf: p - 1, hash: MerkleTree.leafHash(position: p, record: value), node: { nodes[MerkleTree.nodeKey(level: $0, index: $1)]! }) {
+                    nodes[MerkleTree.nodeKey(level: n.level, index: n.index)] = n.hash
+                }
+                return true
+            }
+            for (key, hash) in nodes { try txn.put(tree, key, hash) }
+            if !keepingCheckpoints { try txn.clear(try txn.openDatabase("signed-checkpoints")!) }
+        }
+    }
+
+    @Test func checkpoints_areKeptOncePerSize_andProveTheLogGrewByAppendsOnly() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir, uploads: 20)
+        try await withTestStore(dir, configure: { $0.uploadIds = SequentialUploadIDs(start: 1000) }) { store in
+            let first = try CheckpointSigner.sign(store, signer, origin: "test.example/log")
+            #expect(first.size == 22)
+            #expect(try CheckpointSigner.sign(store, signer, origin: "test.example/log") == first, "the log did not grow: nothing new is signed")
+            for i in 0..<280 { _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("more\(i)")) }
+            let second = try CheckpointSigner.sign(store, signer, origin: "test.example/log")
+            #expect(second.size == 302)
+            #expect(try store.read { try $0.latestSignedCheckpoint() } == second)
+
+            let old = try Checkpoint(note: first.note, verifiedBy: signer.verifier)
+            let new = try Checkpoint(note: second.note, verifiedBy: signer.verifier)
+            let proof = try store.read { try $0.consistencyProof(first: old.size, second: new.size) }
+            #expect(MerkleTree.verifyConsistency(first: old.size, second: new.size, firstRoot: old.rootHash, secondRoot: new.rootHash, proof: proof))
+            #expect(throws: CommandError.self) { try store.read { try $0.consistencyProof(first: 5, second: 303) } }
+            #expect(throws: CommandError.self) { try store.read { try $0.consistencyProof(first: 6, second: 5) } }
+            #expect(throws: CommandError.self) { try store.read { try $0.inclusionPath(leafIndex: 302, size: 302) } }
+        }
+        let report = Replayer.verify(directory: dir.path, checkpointKey: signer.verifier)
+        #expect(report.passed, "\(String(describing: report.failure))")
+        #expect(report.signedCheckpoints == 2)
+        let otherKey = try NoteSigner.generate(name: "test.example/log").verifier
+        guard case .log(let text)? = Replayer.verify(directory: dir.path, checkpointKey: otherKey).failure else {
+            Issue.record("a checkpoint not signed by the given key passed"); return
+        }
+        #expect(text.contains("checkpoint kept for tree size 22"))
+    }
+
+    /// Tiles are the stored nodes at every eighth level; entry bundles hash to the level-0 tile.
+    @Test func tiles_holdTheTreesNodes_andEntriesHashToTheirLeaves() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir, uploads: 298)  // 300 events: one full level-0 tile and a partial of 44
+        try await withTestStore(dir) { store in
+            try store.read { snapshot in
+                let records = try snapshot.eventRecords(from: 1, count: 300)
+                #expect(records.count == 300)
+                let leaves = records.enumerated().map { MerkleTree.leafHash(position: UInt64($0.offset + 1), record: $0.element) }
+                #expect(try snapshot.tile(TileAddress(kind: .hashes(level: 0), index: 0)) == Array(leaves[0..<256].joined()))
+                #expect(try snapshot.tile(TileAddress(kind: .hashes(level: 0), index: 1, width: 44)) == Array(leaves[256..<300].joined()))
+                #expect(try snapshot.tile(TileAddress(kind: .hashes(level: 0), index: 1, width: 45)) == nil, "not yet in the tree")
+                #expect(try snapshot.tile(TileAddress(kind: .hashes(level: 0), index: 1)) == nil)
+                #expect(try snapshot.tile(TileAddress(kind: .hashes(level: 1), index: 0, width: 1)) == snapshot.rootHash(size: 256))
+                let bundle = try #require(try snapshot.tile(TileAddress(kind: .entries, index: 1, width: 44)))
+                var rest = bundle[...], hashes: [MerkleTree.Hash] = []
+                while !rest.isEmpty {
+                    let length = Int(rest[rest.startIndex]) << 8 | Int(rest[rest.startIndex + 1])
+                    let entry = Array(rest.dropFirst(2).prefix(length))
+                    hashes.append(MerkleTree.leafHash(position: BigEndian.uint64(entry.prefix(8))!, record: entry.dropFirst(8)))
+                    rest = rest.dropFirst(2 + length)
+                }
+                #expect(hashes == Array(leaves[256..<300]))
+            }
+        }
+    }
+
+    /// Someone rewrites an old event and rebuilds the tree so that it is consistent in itself: the
+    /// signer refuses to sign over it, and verify names the checkpoint the tree no longer extends.
+    @Test func aRewrittenHistory_isRefusedBySigning_andCaughtByVerify() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir, uploads: 10)
+        let signed = try await withTestStore(dir) { try CheckpointSigner.sign($0, signer, origin: "test.example/log") }
+        try rewriteHistory(dir, position: 5, keepingCheckpoints: true)
+        try await withTestStore(dir, configure: { $0.uploadIds = SequentialUploadIDs(start: 1000) }) { store in
+            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("after"))
+            #expect(throws: StoreError.self) { try CheckpointSigner.sign(store, signer, origin: "test.example/log") }
+            // The proof the rewritten log can give does not join the checkpoint an auditor kept.
+            let old = try Checkpoint(note: signed.note, verifiedBy: signer.verifier)
+            let (root, proof) = try store.read { (try $0.rootHash(size: 13), try $0.consistencyProof(first: 12, second: 13)) }
+            #expect(!MerkleTree.verifyConsistency(first: old.size, second: 13, firstRoot: old.rootHash, secondRoot: root, proof: proof))
+        }
+        guard case .log(let text)? = Replayer.verify(directory: dir.path).failure else { Issue.record("the rewrite was not caught"); return }
+        #expect(text.contains("first 12 events") && text.contains("rewritten"), "\(text)")
+    }
+
+    @Test func aCheckpointPastTheLogsEnd_meansEventsWereRemoved() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir, uploads: 2)
+        try await withTestStore(dir) { store in
+            _ = try store.keep(SignedCheckpoint(size: 9, note: try SignedNote.sign(Checkpoint(origin: "o", size: 9, rootHash: MerkleTree.emptyRoot).text, with: signer)))
+            #expect(throws: StoreError.self) { try CheckpointSigner.sign(store, signer, origin: "o") }
+        }
+        guard case .log(let text)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
+        #expect(text.contains("checkpoint of 9 events but holds only 4"), "\(text)")
+    }
+}
