@@ -156,9 +156,19 @@ class Log:
         return hashes(body["audit_path"])
 
     def entries(self, size, kind="entries", prefix=2):
-        """Every entry of a tree of `size`, read from its bundles (not yet checked against anything)."""
-        return [entry for bundle in tv.bundles_for_size(size)
-                for entry in tv.parse_entry_bundle(self.fetch(tv.bundle_path(bundle.index, bundle.width, kind)), prefix)]
+        """Every entry of a tree of `size`, read from its bundles (not yet checked against anything).
+        As a monitor reads them: a spec bundle that holds an entry over 64 KiB is a 404 naming its
+        `entries32` path, which is read instead."""
+        entries = []
+        for bundle in tv.bundles_for_size(size):
+            path = tv.bundle_path(bundle.index, bundle.width, kind)
+            try:
+                entries += tv.parse_entry_bundle(self.fetch(path), prefix)
+            except tv.TileError as error:
+                if kind != "entries" or "entries32" not in str(error):
+                    raise
+                entries += tv.parse_entry_bundle(self.fetch(tv.bundle_path(bundle.index, bundle.width, "entries32")), 4)
+        return entries
 
 
 def rejected(size, fetch, root):
