@@ -19,9 +19,10 @@ public struct Checkpoint: Sendable, Equatable {
     /// Parses a checkpoint's text. Extension lines after the root are allowed and not kept.
     public init(text: String) throws(NoteError) {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        guard text.hasSuffix("\n"), lines.count >= 4, !lines[0].isEmpty,
-              let size = UInt64(lines[1]), lines[1].allSatisfy(\.isASCII), lines[1] == "0" || !lines[1].hasPrefix("0"),
-              let root = Data(base64Encoded: String(lines[2])), root.count == MerkleTree.hashSize else {
+        guard text.hasSuffix("\n"), lines.count >= 4, Self.isValidOrigin(String(lines[0])),
+              lines[1].utf8.allSatisfy({ (0x30...0x39).contains($0) }), lines[1] == "0" || !lines[1].hasPrefix("0"), let size = UInt64(lines[1]),
+              let root = Data(base64Encoded: String(lines[2])), root.count == MerkleTree.hashSize,
+              root.base64EncodedString() == lines[2] else {
             throw NoteError("not a checkpoint: want an origin line, a decimal tree size and a base64 SHA-256 root hash")
         }
         self.init(origin: String(lines[0]), size: size, rootHash: Array(root))
@@ -32,8 +33,7 @@ public struct Checkpoint: Sendable, Equatable {
         try self.init(text: SignedNote.open(note, verifiedBy: verifier))
     }
 
-    /// The origin a log is named by when none is configured; C2SP asks for its URL without the scheme.
-    public static func isValidOrigin(_ origin: String) -> Bool {
-        !origin.isEmpty && origin.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F }
-    }
+    /// Whether `origin` can name a log: C2SP asks for its URL without the scheme, and a key made for
+    /// the log is named after it, so it must also be a key name (no spaces, no '+').
+    public static func isValidOrigin(_ origin: String) -> Bool { NoteKeys.isValidName(origin) }
 }

@@ -22,12 +22,14 @@ public enum SignedNote {
         let (text, signatures) = try split(note)
         let lines = signatures.dropLast().split(separator: "\n", omittingEmptySubsequences: false)
         guard !lines.isEmpty else { throw NoteError("the note has no signatures") }
+        guard lines.count <= maxSignatures else { throw NoteError("the note has more than \(maxSignatures) signatures") }
         var verified = false
         for line in lines {
             guard line.hasPrefix("— ") else { throw NoteError("a signature line must start with an em dash and a space") }
             let fields = line.dropFirst(2).split(separator: " ", omittingEmptySubsequences: false)
-            guard fields.count == 2, let bytes = Data(base64Encoded: String(fields[1])).map(Array.init), bytes.count > 4 else {
-                throw NoteError("a signature line must be `— <name> <base64>`")
+            guard fields.count == 2, NoteKeys.isValidName(fields[0]),
+                  let bytes = Data(base64Encoded: String(fields[1])).map(Array.init), bytes.count > 4 else {
+                throw NoteError("a signature line must be `— <key name> <base64>`")
             }
             guard fields[0] == verifier.name, BigEndian32.read(bytes) == verifier.keyId else { continue }
             guard bytes.count == 68, verifier.publicKey.isValidSignature(bytes[4...], for: Array(text.utf8)) else {
@@ -38,6 +40,9 @@ public enum SignedNote {
         guard verified else { throw NoteError("the note has no signature by \(verifier.name)+\(NoteKeys.hex(verifier.keyId))") }
         return text
     }
+
+    /// The most signature lines a note may carry, as Go's `note.Open` allows.
+    static let maxSignatures = 100
 
     /// The text of `note`, its signatures unchecked: for notes this log kept itself.
     public static func unverifiedText(_ note: String) throws(NoteError) -> String { try split(note).text }

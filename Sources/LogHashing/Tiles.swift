@@ -66,10 +66,11 @@ public struct TileAddress: Sendable, Equatable {
         for (i, part) in parts.enumerated() {
             let isLast = i == parts.count - 1
             let digits = isLast ? part[...] : part.dropFirst()
-            guard isLast || part.first == "x", digits.count == 3, digits.allSatisfy({ ("0"..."9").contains($0) }),
-                  i > 0 || isLast || digits != "000" else { return nil }
+            guard isLast || part.first == "x", digits.utf8.count == 3, let group = Self.decimalDigits(digits),
+                  i > 0 || isLast || group != 0 else { return nil }
             let (scaled, overflow) = index.multipliedReportingOverflow(by: 1000)
-            guard !overflow, let sum = Optional(scaled.addingReportingOverflow(UInt64(digits)!)), !sum.overflow else { return nil }
+            let sum = scaled.addingReportingOverflow(group)
+            guard !overflow, !sum.overflow else { return nil }
             index = sum.partialValue
         }
         self.index = index
@@ -77,7 +78,14 @@ public struct TileAddress: Sendable, Equatable {
 
     /// A decimal without leading zeros.
     private static func decimal(_ text: Substring) -> UInt64? {
-        guard text == "0" || (text.first != "0" && !text.isEmpty), text.allSatisfy({ ("0"..."9").contains($0) }) else { return nil }
+        guard text == "0" || text.first != "0" else { return nil }
+        return decimalDigits(text)
+    }
+
+    /// ASCII digits only (bytes, not characters: a digit with a combining mark is not one), as a
+    /// number; `nil` when empty or too large.
+    private static func decimalDigits(_ text: Substring) -> UInt64? {
+        guard !text.isEmpty, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
         return UInt64(text)
     }
 
@@ -96,9 +104,10 @@ public struct TileAddress: Sendable, Equatable {
         return start..<end
     }
 
-    /// The nodes (tree level, index) whose hashes the tile holds, in order.
+    /// The nodes (tree level, index) whose hashes the tile holds, in order; none for a tile past
+    /// any possible tree (``leaves`` is `nil`).
     public var nodes: [(level: UInt8, index: UInt64)] {
-        guard case .hashes(let level) = kind else { return [] }
+        guard case .hashes(let level) = kind, leaves != nil else { return [] }
         let first = index * UInt64(Self.width)
         return (0..<UInt64(width)).map { (8 * level, first + $0) }
     }

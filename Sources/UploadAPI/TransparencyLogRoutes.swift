@@ -32,8 +32,11 @@ extension ECRPublicService {
             }
         }
         router.get("/log/tile/**") { request, context in
-            let path = context.parameters.getCatchAll().joined(separator: "/")
-            guard let address = TileAddress(path: path) else { return Self.tileNotFound("no tile has the path tile/\(path)") }
+            // The path as sent, not the router's segments (which drop empty ones): each tile has one URL.
+            let path = String(request.uri.path.dropFirst(Self.tilePrefix.count))
+            guard request.uri.path.hasPrefix(Self.tilePrefix), let address = TileAddress(path: path) else {
+                return Self.tileNotFound("no tile has the path \(Validation.quoted(String(request.uri.path.prefix(200))))")
+            }
             if case .hashes = address.kind { return await self.logAnswer { try await self.tileResponse(address) } }
             return await self.authenticated(request, context) { try await self.tileResponse(address) }
         }
@@ -50,13 +53,15 @@ extension ECRPublicService {
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: checkpoint.note)))
     }
 
-    /// A tile or entry bundle, read on the feeds' thread (a bundle may be large), and cached for
-    /// good: a path names the same bytes forever.
+    static let tilePrefix = "/log/tile/"
+
+    /// A tile or an entry bundle, cached for good: a path names the same bytes forever. A hash tile
+    /// (256 lookups) is read here; a bundle, which may be large, on the feeds' thread, so that
+    /// anonymous tile requests never queue behind the feeds, nor bundles ahead of API requests.
     private func tileResponse(_ address: TileAddress) async throws -> Response {
         let store = self.store
-        let (bytes, logSize) = try await Self.feedPool.runIfActive {
-            try store.read { snapshot in (try snapshot.tile(address), try snapshot.lastPosition()) }
-        }
+        let read: @Sendable () throws -> ([UInt8]?, UInt64) = { try store.read { snapshot in (try snapshot.tile(address), try snapshot.lastPosition()) } }
+        let (bytes, logSize) = if case .hashes = address.kind { try read() } else { try await Self.feedPool.runIfActive(read) }
         guard let bytes else {
             // A bundle the log holds but cannot encode: one of its entries is longer than 64 KiB.
             if address.kind == .entries, let leaves = address.leaves, leaves.upperBound <= logSize {

@@ -138,8 +138,9 @@ struct ServeCommand: AsyncParsableCommand {
         let registryFrontEnd: RegistryFrontEnd
         let checkpoints: CheckpointSigner
         do {
-            let (signer, origin) = try logKey.signer(dataDirectory: dataDir, registryId: settings.defaultRegistryId, store: store)
-            checkpoints = CheckpointSigner(store: store, signer: signer, origin: origin, interval: .seconds(checkpointInterval))
+            let (signer, identity) = try logKey.signer(
+                dataDirectory: dataDir, registryId: settings.defaultRegistryId, store: store, mayCreateKey: true)
+            checkpoints = CheckpointSigner(store: store, signer: signer, origin: identity.origin, interval: .seconds(checkpointInterval))
             // Signs the passwords GetAuthorizationToken hands out and the registry's bearer tokens.
             let key = try RegistryAuthority.loadKey(at: dataDir + "/registry-token.key")
             let authority = RegistryAuthority(

@@ -15,22 +15,26 @@ struct LogKeyOptions: ParsableArguments {
 
     func validate() throws {
         if let logOrigin, !Checkpoint.isValidOrigin(logOrigin) {
-            throw ValidationError("--log-origin must be printable, without spaces; got '\(logOrigin)'.")
+            throw ValidationError("--log-origin must be printable, without spaces or '+' (the log's key is named after it); got '\(logOrigin)'.")
         }
     }
 
-    /// The signer and the origin it signs as, checked against the checkpoints `store` kept. The
-    /// data directory's key is made on first use only: with a `store` that has signed nothing yet.
-    /// Otherwise the log's key is kept elsewhere, and a new one would give the log a second identity.
-    func signer(dataDirectory: String, registryId: String, store: (any EventStore)?) throws -> (signer: NoteSigner, origin: String) {
-        let signedBefore = try store?.read { try $0.latestSignedCheckpoint() } != nil
-        if logKey == nil, store == nil || signedBefore, !FileManager.default.fileExists(atPath: LogSigningKey.defaultPath(dataDirectory: dataDirectory)) {
-            throw ValidationError("The data directory holds no log key (serve makes one on first start); give the log's key with --log-key.")
+    /// The signer and the log's identity, checked against the checkpoints `store` kept. Without
+    /// `--log-origin`, the origin is the one the log already signs, else the key's name.
+    ///
+    /// - Parameter mayCreateKey: make the data directory's key when it is missing and `store` has
+    ///   signed nothing yet (only `serve` does: otherwise a command run before `serve --log-key`
+    ///   would give the log a second key).
+    func signer(dataDirectory: String, registryId: String, store: (any EventStore)?, mayCreateKey: Bool = false) throws -> (signer: NoteSigner, identity: LogIdentity) {
+        let kept = try store?.read { try $0.latestSignedCheckpoint() }
+        if logKey == nil, !mayCreateKey || kept != nil, !FileManager.default.fileExists(atPath: LogSigningKey.defaultPath(dataDirectory: dataDirectory)) {
+            throw ValidationError("The data directory holds no log key (serve makes one on its first start); give the log's key with --log-key.")
         }
         let signer = try LogSigningKey.load(
             path: logKey, dataDirectory: dataDirectory, newKeyName: logOrigin ?? "upload-coordinator/\(registryId)")
-        if let store { try CheckpointSigner.checkKey(store, signer) }
-        return (signer, logOrigin ?? signer.name)
+        let identity = LogIdentity(verifier: signer.verifier, origin: try logOrigin ?? kept.map { try $0.checkpoint().origin } ?? signer.name)
+        if let store { try CheckpointSigner.checkIdentity(store, identity) }
+        return (signer, identity)
     }
 }
 
@@ -44,8 +48,8 @@ struct AuditCheckpoint: AsyncParsableCommand {
 
     func run() async throws {
         try await withStore(store) { store in
-            let (signer, origin) = try key.signer(dataDirectory: self.store.dataDir, registryId: store.settings.defaultRegistryId, store: store)
-            print(try CheckpointSigner.sign(store, signer, origin: origin).note, terminator: "")
+            let (signer, identity) = try key.signer(dataDirectory: self.store.dataDir, registryId: store.settings.defaultRegistryId, store: store)
+            print(try CheckpointSigner.sign(store, signer, as: identity).note, terminator: "")
         }
     }
 }
@@ -60,7 +64,7 @@ struct AuditPublicKey: AsyncParsableCommand {
     func run() async throws {
         let settings = try store.settings()
         do {
-            print(try key.signer(dataDirectory: store.dataDir, registryId: settings.defaultRegistryId, store: nil).signer.verifier.text)
+            print(try key.signer(dataDirectory: store.dataDir, registryId: settings.defaultRegistryId, store: nil).identity.verifier.text)
         } catch let error as ValidationError {
             throw error
         } catch {

@@ -10,8 +10,7 @@ public import UploadStore
 /// in the store: at most one per `interval`, only when the log has grown, and never one whose tree
 /// does not extend the last checkpoint kept (a log that signed both would be caught equivocating).
 public actor CheckpointSigner {
-    public nonisolated let origin: String
-    public nonisolated let verifier: NoteVerifier
+    public nonisolated let identity: LogIdentity
     /// The longest a served checkpoint may lag the log: also the shortest time between two signings.
     public nonisolated let interval: Duration
     private let store: any EventStore
@@ -25,35 +24,44 @@ public actor CheckpointSigner {
     public init(store: any EventStore, signer: NoteSigner, origin: String, interval: Duration = .seconds(1)) {
         self.store = store
         self.signer = signer
-        self.origin = origin
-        self.verifier = signer.verifier
+        identity = LogIdentity(verifier: signer.verifier, origin: origin)
         self.interval = interval
     }
 
-    /// The newest checkpoint, signed now when the one at hand was read from the log more than
-    /// `interval` ago. Callers arriving while one is signed wait for it.
+    /// The newest checkpoint, signed now when the one at hand was read from the log `interval` ago
+    /// or more. Callers arriving while one is signed wait for it, and sign again if even that one
+    /// is too old for them by then: what a caller gets lags the log by less than the interval, or
+    /// by the time of the one signing it waited for.
     public func current() async throws -> SignedCheckpoint {
         if let latest, ContinuousClock.now - latest.readAt < interval { return latest.checkpoint }
-        if let signing { return try await signing.value.0 }
-        let (store, signer, origin) = (self.store, self.signer, self.origin)
+        if let signing {
+            let (checkpoint, readAt) = try await signing.value
+            if ContinuousClock.now - readAt < interval { return checkpoint }
+        }
+        return try await signNow()
+    }
+
+    private func signNow() async throws -> SignedCheckpoint {
+        let (store, signer, identity) = (self.store, self.signer, self.identity)
         let task = Task {
             try await NIOThreadPool.singleton.runIfActive {
-                // The log is read at this instant: the checkpoint is at most this old.
+                // The log is read after this instant: the checkpoint is at most this old.
                 let readAt = ContinuousClock.now
-                return (try Self.sign(store, signer, origin: origin), readAt)
+                return (try Self.sign(store, signer, as: identity), readAt)
             }
         }
         signing = task
-        defer { signing = nil }
+        defer { if signing == task { signing = nil } }
         let (checkpoint, readAt) = try await task.value
-        latest = (checkpoint, readAt)
+        if latest.map({ $0.readAt < readAt }) ?? true { latest = (checkpoint, readAt) }
         return checkpoint
     }
 
     /// Signs the tree as the log holds it now and keeps the checkpoint, unless the one kept last
     /// already covers it. Synchronous: run it off the cooperative pool.
-    /// - Throws: ``StoreError`` `.corrupt` when the tree no longer extends the last checkpoint kept.
-    public static func sign(_ store: any EventStore, _ signer: NoteSigner, origin: String) throws -> SignedCheckpoint {
+    /// - Throws: ``StoreError`` `.corrupt` when the last checkpoint kept is another key's or
+    ///   origin's, or the tree no longer extends it.
+    public static func sign(_ store: any EventStore, _ signer: NoteSigner, as identity: LogIdentity) throws -> SignedCheckpoint {
         let (size, root, last, lastRootNow) = try store.read { snapshot in
             let size = try snapshot.lastPosition()
             let last = try snapshot.latestSignedCheckpoint()
@@ -61,30 +69,19 @@ public actor CheckpointSigner {
             return (size, try snapshot.rootHash(size: size), last, lastRootNow)
         }
         if let last {
-            try checkSignedByKey(last, signer)
+            try identity.check(last)
             guard let lastRootNow, lastRootNow == (try last.checkpoint()).rootHash else {
                 throw StoreError(.corrupt, "the log's tree no longer extends the checkpoint it signed for \(last.size) events; nothing more is signed until `upload-replay` names what changed")
             }
             if last.size == size { return last }
         }
-        let note = try SignedNote.sign(Checkpoint(origin: origin, size: size, rootHash: root).text, with: signer)
-        return try store.keep(SignedCheckpoint(size: size, note: note))
-    }
-}
-
-extension CheckpointSigner {
-    /// Checks that the log's checkpoints so far were signed by `signer`'s key: a log that signs
-    /// with a second key has two identities, and its auditors would trust neither.
-    public static func checkKey(_ store: any EventStore, _ signer: NoteSigner) throws {
-        if let last = try store.read({ try $0.latestSignedCheckpoint() }) { try checkSignedByKey(last, signer) }
+        let note = try SignedNote.sign(Checkpoint(origin: identity.origin, size: size, rootHash: root).text, with: signer)
+        return try store.keep(SignedCheckpoint(size: size, note: note), signedAs: identity)
     }
 
-    static func checkSignedByKey(_ checkpoint: SignedCheckpoint, _ signer: NoteSigner) throws {
-        do {
-            _ = try SignedNote.open(checkpoint.note, verifiedBy: signer.verifier)
-        } catch {
-            throw NoteError("the log's checkpoints are signed by another key than \(signer.verifier.text); give the log's own key with --log-key")
-        }
+    /// Checks that the log's checkpoints so far are `identity`'s (``LogIdentity``).
+    public static func checkIdentity(_ store: any EventStore, _ identity: LogIdentity) throws {
+        if let last = try store.read({ try $0.latestSignedCheckpoint() }) { try identity.check(last) }
     }
 }
 

@@ -29,9 +29,10 @@ public protocol EventStore: Sendable {
     /// Figures for monitoring, read from one snapshot.
     func statistics() throws -> StoreStatistics
 
-    /// Keeps a checkpoint the log signed, unless one of its tree size is already kept.
+    /// Keeps a checkpoint the log signed, unless one of its tree size is already kept; in the same
+    /// transaction, checks that the last one kept is `identity`'s (``LogIdentity/check(_:)``).
     /// - Returns: the checkpoint kept for that size: the first one given.
-    func keep(_ checkpoint: SignedCheckpoint) throws -> SignedCheckpoint
+    func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint
 
     /// Writes every command already submitted, then stops taking more.
     func close() async

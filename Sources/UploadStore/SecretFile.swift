@@ -12,7 +12,11 @@ public enum SecretFile {
             let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw StoreError(.io, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
             defer { unlink(temporary) }
-            let bytes = try make()
+            let bytes: [UInt8]
+            do { bytes = try make() } catch {
+                close(fd)
+                throw error
+            }
             let written = write(fd, bytes, bytes.count) == bytes.count && fsync(fd) == 0
             close(fd)
             // link() fails when another process linked its file first: theirs is kept and read below.

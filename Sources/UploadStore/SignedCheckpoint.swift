@@ -24,7 +24,10 @@ public struct SignedCheckpoint: Sendable, Equatable {
 
     static let databaseName = "signed-checkpoints"
 
-    static func keep(_ checkpoint: SignedCheckpoint, _ txn: Transaction, _ schema: Schema) throws -> SignedCheckpoint {
+    /// Keeps `checkpoint` unless one of its size is kept, after checking, in the same transaction,
+    /// that the log's last kept checkpoint is `identity`'s: two processes with two keys cannot both keep.
+    static func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity, _ txn: Transaction, _ schema: Schema) throws -> SignedCheckpoint {
+        if let last = try latest(txn, schema) { try identity.check(last) }
         let key = BigEndian.bytes(checkpoint.size)
         if let kept = try txn.get(schema.signedCheckpoints, key) { return SignedCheckpoint(size: checkpoint.size, note: String(decoding: kept, as: UTF8.self)) }
         try txn.put(schema.signedCheckpoints, key, Array(checkpoint.note.utf8))
@@ -49,5 +52,30 @@ public struct SignedCheckpoint: Sendable, Equatable {
     private static func decode(_ key: [UInt8], _ value: [UInt8]) throws -> SignedCheckpoint {
         guard let size = BigEndian.uint64(key) else { throw StoreError(.corrupt, "a signed checkpoint has a key of \(key.count) bytes; sizes are 8") }
         return SignedCheckpoint(size: size, note: String(decoding: value, as: UTF8.self))
+    }
+}
+
+/// Who signs a log: its key and its origin. A log keeps one for its life: checkpoints under a
+/// second key or origin would be a second log, which no auditor of the first would accept.
+public struct LogIdentity: Sendable {
+    public let verifier: NoteVerifier
+    public let origin: String
+
+    public init(verifier: NoteVerifier, origin: String) {
+        self.verifier = verifier
+        self.origin = origin
+    }
+
+    /// - Throws: ``StoreError`` `.corrupt` unless `checkpoint` is signed by this key for this origin.
+    public func check(_ checkpoint: SignedCheckpoint) throws {
+        let signed: Checkpoint
+        do {
+            signed = try Checkpoint(note: checkpoint.note, verifiedBy: verifier)
+        } catch {
+            throw StoreError(.corrupt, "the log's checkpoints are not signed by \(verifier.text) (\(error)); give the log's own key with --log-key")
+        }
+        guard signed.origin == origin else {
+            throw StoreError(.corrupt, "the log's checkpoints name the origin '\(signed.origin)', not '\(origin)'; a log keeps its origin for its life")
+        }
     }
 }

@@ -150,8 +150,8 @@ public final class Store: EventStore {
         }
     }
 
-    public func keep(_ checkpoint: SignedCheckpoint) throws -> SignedCheckpoint {
-        try environment.writeGrowingTheMap { txn in try SignedCheckpoint.keep(checkpoint, txn, schema) }
+    public func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint {
+        try environment.writeGrowingTheMap { txn in try SignedCheckpoint.keep(checkpoint, signedAs: identity, txn, schema) }
     }
 
     /// Reader slots left by killed processes that opening this store released (`mdb_reader_check`).

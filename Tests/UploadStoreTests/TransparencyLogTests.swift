@@ -11,6 +11,7 @@ import UploadTesting
 /// tree, and a rewritten history caught by the signer and by verify.
 struct TransparencyLogTests {
     let signer = try! NoteSigner.generate(name: "test.example/log")
+    var identity: LogIdentity { LogIdentity(verifier: signer.verifier, origin: "test.example/log") }
 
     /// A store of 2 repositories and `uploads` initiations: `uploads + 2` events.
     func populate(_ dir: TemporaryDirectory, uploads: Int) async throws {
@@ -46,11 +47,11 @@ struct TransparencyLogTests {
         defer { dir.remove() }
         try await populate(dir, uploads: 20)
         try await withTestStore(dir, configure: { $0.uploadIds = SequentialUploadIDs(start: 1000) }) { store in
-            let first = try CheckpointSigner.sign(store, signer, origin: "test.example/log")
+            let first = try CheckpointSigner.sign(store, signer, as: identity)
             #expect(first.size == 22)
-            #expect(try CheckpointSigner.sign(store, signer, origin: "test.example/log") == first, "the log did not grow: nothing new is signed")
+            #expect(try CheckpointSigner.sign(store, signer, as: identity) == first, "the log did not grow: nothing new is signed")
             for i in 0..<280 { _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("more\(i)")) }
-            let second = try CheckpointSigner.sign(store, signer, origin: "test.example/log")
+            let second = try CheckpointSigner.sign(store, signer, as: identity)
             #expect(second.size == 302)
             #expect(try store.read { try $0.latestSignedCheckpoint() } == second)
 
@@ -106,11 +107,11 @@ struct TransparencyLogTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try await populate(dir, uploads: 10)
-        let signed = try await withTestStore(dir) { try CheckpointSigner.sign($0, signer, origin: "test.example/log") }
+        let signed = try await withTestStore(dir) { try CheckpointSigner.sign($0, signer, as: identity) }
         try rewriteHistory(dir, position: 5, keepingCheckpoints: true)
         try await withTestStore(dir, configure: { $0.uploadIds = SequentialUploadIDs(start: 1000) }) { store in
             _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("after"))
-            #expect(throws: StoreError.self) { try CheckpointSigner.sign(store, signer, origin: "test.example/log") }
+            #expect(throws: StoreError.self) { try CheckpointSigner.sign(store, signer, as: identity) }
             // The proof the rewritten log can give does not join the checkpoint an auditor kept.
             let old = try Checkpoint(note: signed.note, verifiedBy: signer.verifier)
             let (root, proof) = try store.read { (try $0.rootHash(size: 13), try $0.consistencyProof(first: 12, second: 13)) }
@@ -125,10 +126,55 @@ struct TransparencyLogTests {
         defer { dir.remove() }
         try await populate(dir, uploads: 2)
         try await withTestStore(dir) { store in
-            _ = try store.keep(SignedCheckpoint(size: 9, note: try SignedNote.sign(Checkpoint(origin: "o", size: 9, rootHash: MerkleTree.emptyRoot).text, with: signer)))
-            #expect(throws: StoreError.self) { try CheckpointSigner.sign(store, signer, origin: "o") }
+            let o = LogIdentity(verifier: signer.verifier, origin: "o")
+            _ = try store.keep(SignedCheckpoint(size: 9, note: try SignedNote.sign(Checkpoint(origin: "o", size: 9, rootHash: MerkleTree.emptyRoot).text, with: signer)), signedAs: o)
+            #expect(throws: StoreError.self) { try CheckpointSigner.sign(store, signer, as: o) }
         }
         guard case .log(let text)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
         #expect(text.contains("checkpoint of 9 events but holds only 4"), "\(text)")
+    }
+
+    /// A log has one key and one origin: once it has signed, another key or origin is refused, by
+    /// the signer and by the store's own transaction.
+    @Test func aSecondKeyOrOrigin_isRefused() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir, uploads: 1)
+        try await withTestStore(dir, configure: { $0.uploadIds = SequentialUploadIDs(start: 1000) }) { store in
+            _ = try CheckpointSigner.sign(store, signer, as: identity)
+            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("next"))
+            let otherKey = try NoteSigner.generate(name: "test.example/log")
+            #expect(throws: StoreError.self) { try CheckpointSigner.sign(store, otherKey, as: LogIdentity(verifier: otherKey.verifier, origin: "test.example/log")) }
+            #expect(throws: StoreError.self) { try CheckpointSigner.sign(store, signer, as: LogIdentity(verifier: signer.verifier, origin: "elsewhere")) }
+            let forged = SignedCheckpoint(size: 4, note: try SignedNote.sign(Checkpoint(origin: "test.example/log", size: 4, rootHash: MerkleTree.emptyRoot).text, with: otherKey))
+            #expect(throws: StoreError.self) { try store.keep(forged, signedAs: LogIdentity(verifier: otherKey.verifier, origin: "test.example/log")) }
+            #expect(try store.read { try $0.latestSignedCheckpoint()?.size } == 3)
+            #expect(try CheckpointSigner.sign(store, signer, as: identity).size == 4)
+        }
+    }
+
+    /// The signer answers from the checkpoint at hand while it is younger than the interval, signs
+    /// again after, and callers that arrive together share one signing.
+    @Test func current_lagsTheLogByLessThanTheInterval_andCallersShareOneSigning() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir, uploads: 1)
+        try await withTestStore(dir, configure: { $0.uploadIds = SequentialUploadIDs(start: 1000) }) { store in
+            let slow = CheckpointSigner(store: store, signer: signer, origin: "test.example/log", interval: .seconds(3600))
+            #expect(try await slow.current().size == 3)
+            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("a"))
+            #expect(try await slow.current().size == 3, "within the interval, the checkpoint at hand")
+
+            let fast = CheckpointSigner(store: store, signer: signer, origin: "test.example/log", interval: .milliseconds(200))
+            let together = try await withThrowingTaskGroup(of: SignedCheckpoint.self) { group in
+                for _ in 0..<20 { group.addTask { try await fast.current() } }
+                return try await group.reduce(into: [SignedCheckpoint]()) { $0.append($1) }
+            }
+            #expect(Set(together.map(\.size)) == [4] && Set(together.map(\.note)).count == 1)
+            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("b"))
+            try await Task.sleep(for: .milliseconds(250))
+            #expect(try await fast.current().size == 5, "past the interval, the log as it is now")
+            #expect(try store.read { try $0.latestSignedCheckpoint()?.size } == 5)
+        }
     }
 }

@@ -39,12 +39,18 @@ struct Verify: ParsableCommand {
         // Progress goes to a terminal only: never into a pipe, a file, or --json output.
         let showProgress = !json && isatty(STDERR_FILENO) == 1
         let meter = ProgressMeter()
-        let key: NoteVerifier?
-        do {
-            key = try publicKey.map { try NoteVerifier(FileManager.default.fileExists(atPath: $0) ? String(contentsOfFile: $0, encoding: .utf8) : $0) }
-                ?? LogSigningKey.verifier(path: nil, dataDirectory: dataDir)
-        } catch {
-            throw ValidationError("cannot read the log's key: \(error)")
+        var key: NoteVerifier?
+        if let publicKey {
+            do {
+                key = try NoteVerifier(FileManager.default.fileExists(atPath: publicKey) ? String(contentsOfFile: publicKey, encoding: .utf8) : publicKey)
+            } catch {
+                throw ValidationError("--public-key: \(error)")
+            }
+        } else {
+            // The data directory's own key, when this user may read it; the roots are checked either way.
+            do { key = try LogSigningKey.verifier(path: nil, dataDirectory: dataDir) } catch {
+                FileHandle.standardError.write(Data("note: checkpoint signatures not checked (\(error)); give --public-key to check them\n".utf8))
+            }
         }
         let report = Replayer.verify(directory: dataDir, checkpointKey: key, progress: showProgress ? meter.update : nil)
         if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
