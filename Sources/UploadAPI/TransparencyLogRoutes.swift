@@ -42,7 +42,7 @@ extension ECRPublicService {
         }
     }
 
-    /// `GET /log/checkpoint`: the newest signed checkpoint, at most the signing interval behind the log.
+    /// `GET /log/checkpoint`: the newest signed checkpoint, less than the signing interval behind the log.
     private func checkpointResponse() async throws -> Response {
         guard let checkpoints else { return Self.tileNotFound("this server signs no checkpoints") }
         let checkpoint = try await checkpoints.current()

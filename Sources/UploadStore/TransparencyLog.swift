@@ -1,5 +1,5 @@
 public import LogHashing
-public import UploadCore
+import UploadCore
 
 /// The log as a transparency log (RFC 9162, C2SP tlog-tiles), read from any store's snapshot: roots
 /// of any size, inclusion and consistency proofs, tiles and entry bundles. Everything is computed
