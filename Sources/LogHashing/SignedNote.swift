@@ -12,7 +12,7 @@ public enum SignedNote {
     /// The note of `text` signed by `signer`.
     public static func sign(_ text: String, with signer: NoteSigner) throws(NoteError) -> String {
         guard isValidText(text) else { throw NoteError("a note's text must be UTF-8 without control characters, end in a newline and hold no blank line") }
-        let signature = try! signer.privateKey.signature(for: Array(text.utf8))
+        guard let signature = try? signer.privateKey.signature(for: Array(text.utf8)) else { throw NoteError("Ed25519 could not sign the note") }
         return text + "\n" + signatureLine(name: signer.name, keyId: signer.keyId, signature: Array(signature))
     }
 

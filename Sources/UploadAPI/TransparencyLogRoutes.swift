@@ -35,7 +35,7 @@ extension ECRPublicService {
             // The path as sent, not the router's segments (which drop empty ones): each tile has one URL.
             let path = String(request.uri.path.dropFirst(Self.tilePrefix.count))
             guard request.uri.path.hasPrefix(Self.tilePrefix), let address = TileAddress(path: path) else {
-                return Self.tileNotFound("no tile has the path \(Validation.quoted(String(request.uri.path.prefix(200))))")
+                return Self.logNotFound("no tile has the path \(Validation.quoted(String(request.uri.path.prefix(200))))")
             }
             if case .hashes = address.kind { return await self.logAnswer { try await self.tileResponse(address) } }
             return await self.authenticated(request, context) { try await self.tileResponse(address) }
@@ -44,7 +44,7 @@ extension ECRPublicService {
 
     /// `GET /log/checkpoint`: the newest signed checkpoint, less than the signing interval behind the log.
     private func checkpointResponse() async throws -> Response {
-        guard let checkpoints else { return Self.tileNotFound("this server signs no checkpoints") }
+        guard let checkpoints else { return Self.logNotFound("this server signs no checkpoints") }
         let checkpoint = try await checkpoints.current()
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; charset=utf-8"
@@ -66,9 +66,9 @@ extension ECRPublicService {
             // A bundle the log holds but cannot encode: one of its entries is longer than 64 KiB.
             if address.kind == .entries, let leaves = address.leaves, leaves.upperBound <= logSize {
                 let wide = TileAddress(kind: .wideEntries, index: address.index, width: address.width)
-                return Self.tileNotFound("an entry of this bundle is longer than a 16-bit length allows; tile/\(wide.path) serves it, each entry after a 32-bit length")
+                return Self.logNotFound("an entry of this bundle is longer than a 16-bit length allows; tile/\(wide.path) serves it, each entry after a 32-bit length")
             }
-            return Self.tileNotFound("the log is not yet large enough to hold tile/\(address.path)")
+            return Self.logNotFound("the log is not yet large enough to hold tile/\(address.path)")
         }
         var headers = HTTPFields()
         headers[.contentType] = "application/octet-stream"
@@ -95,7 +95,7 @@ extension ECRPublicService {
 
     private static func base64(_ hash: MerkleTree.Hash) -> JSONValue { .string(Data(hash).base64EncodedString()) }
 
-    private static func tileNotFound(_ message: String) -> Response {
+    private static func logNotFound(_ message: String) -> Response {
         Response(status: .notFound, headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
                  body: ResponseBody(byteBuffer: ByteBuffer(string: message + "\n")))
     }

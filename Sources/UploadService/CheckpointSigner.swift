@@ -69,8 +69,7 @@ public actor CheckpointSigner {
             return (size, try snapshot.rootHash(size: size), last, lastRootNow)
         }
         if let last {
-            try identity.check(last)
-            guard let lastRootNow, lastRootNow == (try last.checkpoint()).rootHash else {
+            guard let lastRootNow, lastRootNow == (try identity.check(last)).rootHash else {
                 throw StoreError(.corrupt, "the log's tree no longer extends the checkpoint it signed for \(last.size) events; nothing more is signed until `upload-replay` names what changed")
             }
             if last.size == size { return last }

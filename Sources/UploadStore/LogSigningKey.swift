@@ -14,12 +14,7 @@ public enum LogSigningKey {
         if path != nil, !FileManager.default.fileExists(atPath: file) {
             throw StoreError(.io, "the log key \(file) does not exist")
         }
-        let data = try SecretFile.contents(at: file) { Array((try NoteSigner.generate(name: newKeyName).text + "\n").utf8) }
-        do {
-            return try NoteSigner(String(decoding: data, as: UTF8.self))
-        } catch {
-            throw StoreError(.io, "the log key \(file) is not a note signer key: \(error)")
-        }
+        return try signer(in: file, SecretFile.contents(at: file) { Array((try NoteSigner.generate(name: newKeyName).text + "\n").utf8) })
     }
 
     /// The verifier of the key the log signs with, when that key is in `path` or in the data
@@ -27,6 +22,15 @@ public enum LogSigningKey {
     public static func verifier(path: String?, dataDirectory: String) throws -> NoteVerifier? {
         let file = path ?? defaultPath(dataDirectory: dataDirectory)
         guard path != nil || FileManager.default.fileExists(atPath: file) else { return nil }
-        return try load(path: file, dataDirectory: dataDirectory, newKeyName: "unused").verifier
+        guard let data = FileManager.default.contents(atPath: file) else { throw StoreError(.io, "cannot read the log key \(file)") }
+        return try signer(in: file, data).verifier
+    }
+
+    private static func signer(in file: String, _ data: Data) throws -> NoteSigner {
+        do {
+            return try NoteSigner(String(decoding: data, as: UTF8.self))
+        } catch {
+            throw StoreError(.io, "the log key \(file) is not a note signer key: \(error)")
+        }
     }
 }

@@ -66,8 +66,10 @@ public struct LogIdentity: Sendable {
         self.origin = origin
     }
 
+    /// - Returns: the checkpoint, once its signature and origin are this identity's.
     /// - Throws: ``StoreError`` `.corrupt` unless `checkpoint` is signed by this key for this origin.
-    public func check(_ checkpoint: SignedCheckpoint) throws {
+    @discardableResult
+    public func check(_ checkpoint: SignedCheckpoint) throws -> Checkpoint {
         let signed: Checkpoint
         do {
             signed = try Checkpoint(note: checkpoint.note, verifiedBy: verifier)
@@ -77,5 +79,6 @@ public struct LogIdentity: Sendable {
         guard signed.origin == origin else {
             throw StoreError(.corrupt, "the log's checkpoints name the origin '\(signed.origin)', not '\(origin)'; a log keeps its origin for its life")
         }
+        return signed
     }
 }
