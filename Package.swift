@@ -36,6 +36,10 @@ let package = Package(
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         // A thin LMDB wrapper: bytes only, no domain.
         .target(name: "LMDBKit", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
+        // Debian's libpq-dev, found through pkg-config.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // A thin libpq wrapper for the PostgreSQL backend: blocking, like LMDB's; bytes only, no domain.
+        .target(name: "PostgresKit", dependencies: ["CLibPQ"], swiftSettings: swiftSettings),
         // RFC 9162 Merkle tree hashing over log bytes. Pure; shared by the store and its migrations.
         .target(name: "LogHashing", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         // `@FieldRecord`: each record's canonical encoding, decoding and JSON, from its declaration.
@@ -60,12 +64,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Store migrations. Sees LMDBKit only, so a shipped migration cannot depend on domain types.
-        .target(name: "UploadMigrations", dependencies: ["LMDBKit", "LogHashing"], path: "Migrations", swiftSettings: swiftSettings),
+        .target(name: "UploadMigrations", dependencies: ["LMDBKit", "LogHashing", "PostgresKit"], path: "Migrations", swiftSettings: swiftSettings),
         // The event log, the projection tables, the single group-committing writer, replay.
         .target(
             name: "UploadStore",
             dependencies: [
-                "LMDBKit", "LogHashing", "UploadCore", "UploadMigrations",
+                "LMDBKit", "LogHashing", "PostgresKit", "UploadCore", "UploadMigrations",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),

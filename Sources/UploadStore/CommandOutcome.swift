@@ -1,4 +1,3 @@
-import LMDBKit
 public import UploadCore
 
 /// What a committed command recorded.
@@ -23,14 +22,11 @@ public struct CommandOutcome: Sendable {
     /// - Throws: `IdempotentParameterMismatchException` when another call used the id: the
     ///   caller's command must write nothing, and must not be answered with the other call's result.
     static func recorded(
-        _ command: Command, _ metadata: RequestMetadata, run: InvocationWindow.Run?, _ txn: Transaction, _ schema: Schema
+        _ command: Command, _ metadata: RequestMetadata, run: InvocationWindow.Run?,
+        events read: (_ first: UInt64, _ count: UInt64) throws -> [EventEnvelope]
     ) throws -> CommandOutcome? {
         guard let invocationId = metadata.invocationId, let run else { return nil }
-        var events: [EventEnvelope] = []
-        try EventLog.scan(txn, schema, after: run.first - 1) { envelope in
-            events.append(envelope)
-            return UInt64(events.count) < run.count
-        }
+        let events = try read(run.first, run.count)
         let sameCall = events.allSatisfy { recorded in
             command.records(recorded.event.type) && recorded.metadata.principal == metadata.principal
                 // Events from before request digests were recorded can only be matched by kind.

@@ -57,4 +57,18 @@ final class CommitNotifier: Sendable {
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// ``EventStore/waitForEvents(after:timeout:)`` for a store that publishes its commits here:
+    /// waits until an event after `position` commits, or `timeout` passes (so that a follower also
+    /// sees what no notification announced; it reads the log again then).
+    /// - Returns: `false` when followers were stopped or the task was cancelled: stop following.
+    func wait(after position: UInt64, timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.wait(after: position) }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
+        return !isClosed && !Task.isCancelled
+    }
 }

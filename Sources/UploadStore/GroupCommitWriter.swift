@@ -4,21 +4,20 @@ import UploadCore
 import CoreMetrics
 import Logging
 
-/// The one writer of a store: a dedicated thread that takes every queued command, decides, appends
-/// and projects them all in one write transaction of each environment, commits the log's (durably,
-/// by default) and then the projections' (unsynced), and only then answers each caller.
+/// The one writer of a store: a dedicated thread that takes every queued command, hands them all
+/// to its backend's ``BatchCommitter`` (which decides, appends and projects them in one write
+/// transaction and commits it durably), and only then answers each caller.
 ///
 /// Commands of one batch are decided in queue order, each against the state the ones before it
 /// left. A refused command writes nothing and does not disturb the rest of its batch. A command
 /// the store cannot write (a key LMDB refuses, a record that does not decode) fails alone: the
 /// transaction is given up and the batch written again without it. If the commit itself fails,
-/// nothing of the batch is kept and every caller in it gets the error. If the projections' commit
-/// fails after the log's, the batch stands (it is durable): the writer folds it into the
-/// projections from the log at once, or, if that fails too, the next transaction does first.
+/// nothing of the batch is kept and every caller in it gets the error.
 ///
 /// A thread rather than a task: a commit blocks for an fsync, and the cooperative pool has only
 /// as many threads as cores.
 final class GroupCommitWriter: Sendable {
+    /// One command waiting for the writer, with where its answer goes.
     struct Pending {
         let command: Command
         let metadata: RequestMetadata
@@ -66,9 +65,7 @@ final class GroupCommitWriter: Sendable {
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    private let environment: Environment
-    private let schema: Schema
-    private let projections: ProjectionEnvironment
+    private let committer: any BatchCommitter
     private let configuration: StoreConfiguration
     private let notifier: CommitNotifier
     private let commitLatency: CoreMetrics.Timer
@@ -77,19 +74,11 @@ final class GroupCommitWriter: Sendable {
     private let condition = NSCondition()
     nonisolated(unsafe) private var queue = Queue()
     private let statistics = Locked(Statistics())
-    /// What answers retries; read and changed only on the writer's thread.
-    nonisolated(unsafe) private var invocations: InvocationWindow
 
-    init(
-        environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration,
-        notifier: CommitNotifier
-    ) {
-        self.environment = environment
-        self.schema = schema
-        self.projections = projections
+    init(committer: any BatchCommitter, configuration: StoreConfiguration, notifier: CommitNotifier) {
+        self.committer = committer
         self.configuration = configuration
         self.notifier = notifier
-        invocations = InvocationWindow(limit: configuration.retryWindow)
         commitLatency = CoreMetrics.Timer(label: "upload_store_commit_seconds", factory: configuration.metricsFactory)
         batchSize = Recorder(label: "upload_store_batch_commands", factory: configuration.metricsFactory)
         let thread = Thread { [weak self] in
@@ -150,7 +139,7 @@ final class GroupCommitWriter: Sendable {
 
     /// The thread's body. - Returns: the shutdown callers to resume once the writer is released.
     private func runUntilStopped() -> [CheckedContinuation<Void, Never>] {
-        fillRetryWindow()
+        committer.start()
         var expected = 0
         var lastBatch = Duration.zero
         while let batch = nextBatch(expecting: expected, for: min(lastBatch, configuration.maxGatherWait)) {
@@ -183,19 +172,6 @@ final class GroupCommitWriter: Sendable {
         let waiters = queue.stopWaiters
         queue.stopWaiters = []
         return waiters
-    }
-
-    /// Fills the retry window from a read snapshot when the writer starts, so that the first write
-    /// transaction (holding LMDB's write lock, which other processes wait for) only tops it up.
-    /// Commands queue meanwhile. A failure here is left to the first transaction to meet again.
-    private func fillRetryWindow() {
-        do {
-            try projections.environment.read { ptxn in
-                try invocations.catchUp(ptxn, projections.schema, tail: try ProjectionCheckpoint.read(ptxn, projections.schema).position)
-            }
-        } catch {
-            configuration.logger.error("the retry window could not be filled at start", metadata: ["error": "\(error)"])
-        }
     }
 
     /// Waits for work; `nil` once stopping and drained.
@@ -236,13 +212,6 @@ final class GroupCommitWriter: Sendable {
         return batch
     }
 
-    /// A failure while writing the command at `index`: the transaction is given up and written
-    /// again without it, so that one command the store cannot write fails alone.
-    private struct CommandFailure: Error {
-        let index: Int
-        let error: any Error
-    }
-
     /// How many commands of one batch may fail alone. Past that the failures are the store's
     /// (a failing disk, say), not the commands', and the rest of the batch fails with them: each
     /// isolation costs a rewrite of the batch.
@@ -253,7 +222,8 @@ final class GroupCommitWriter: Sendable {
         var isolated: [Int: any Error] = [:]
         while true {
             do {
-                return try writeGrowingTheMap(batch, isolated: isolated)
+                let (results, tail) = try committer.commit(batch, isolating: isolated)
+                return (results, tail)
             } catch let failure as CommandFailure where isolated.count < Self.maximumIsolatedFailures {
                 configuration.logger.error("a command could not be written; the rest of its batch is written without it", metadata: [
                     "command": "\(batch[failure.index].command.operationName)", "request.id": "\(batch[failure.index].metadata.requestId)",
@@ -270,149 +240,5 @@ final class GroupCommitWriter: Sendable {
         StoreError(
             error is ProjectionError || error is CodecError || (error as? StoreError)?.code == .corrupt ? .corrupt : .io,
             "the write failed and nothing of it was kept: \(error)")
-    }
-
-    /// Writes the batch; when the map is full, grows it and writes the whole batch again (the
-    /// failed transaction kept nothing), so callers never notice.
-    private func writeGrowingTheMap(
-        _ batch: [Pending], isolated: [Int: any Error]
-    ) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
-        while true {
-            do {
-                return try writeOnce(batch, isolated: isolated)
-            } catch let failure as CommandFailure {
-                guard let full = failure.error as? LMDBError, full.code == .mapFull else { throw failure }
-                try growMap()
-            } catch let error as LMDBError where error.code == .mapFull {
-                try growMap()
-            }
-        }
-    }
-
-    /// Grows both maps: the error does not say whose was full, and a map costs only address space.
-    private func growMap() throws {
-        try environment.growMap()
-        try projections.environment.growMap()
-        configuration.logger.notice("grew the LMDB maps", metadata: [
-            "map.bytes": "\(environment.usage().mapSize)", "projections.map.bytes": "\(projections.environment.usage().mapSize)"])
-    }
-
-    /// One transaction of each environment for the batch, less the `isolated` commands, which get
-    /// their failures. The projections' transaction begins first and commits last, in every process,
-    /// so two writers never wait for each other's locks in opposite orders; while it is open, the
-    /// projections are caught up to the log's tail and decided from.
-    private func writeOnce(
-        _ batch: [Pending], isolated: [Int: any Error]
-    ) throws -> ([Result<CommandOutcome, any Error>], UInt64?) {
-        var logCommitted: (results: [Result<CommandOutcome, any Error>], tail: UInt64, now: Timestamp, marks: InvocationWindow)?
-        do {
-            try projections.environment.write { ptxn in
-                logCommitted = try environment.write { txn in try decideAndAppend(batch, isolated: isolated, txn, ptxn) }
-                try injectedProjectionFailure()
-            }
-        } catch {
-            guard logCommitted != nil else { throw error }
-            configuration.logger.error("the projections' commit failed after the log's; folding the batch in from the log", metadata: [
-                "error": "\(error)"])
-            catchUpProjections()
-        }
-        let (results, tail, now, marks) = logCommitted!
-        invocations.absorb(marks)
-        invocations.committed(upTo: tail, now: now)
-        return (results, tail)
-    }
-
-    /// Brings the projections to the log's tail in a transaction of their own, after their commit
-    /// failed behind the log's, so that a read after the answer still sees the write. If this fails
-    /// too, the batch is still answered (the log holds it), reads lag until the next transaction
-    /// folds it in first, and `statistics()` shows the lag.
-    private func catchUpProjections() {
-        do {
-            try injectedProjectionFailure()
-            try ProjectionCatchUp.run(environment, schema, projections)
-        } catch {
-            configuration.logger.error("the projections could not be caught up; the next transaction tries again", metadata: [
-                "error": "\(error)"])
-        }
-    }
-
-    private func injectedProjectionFailure() throws {
-        if configuration.failProjectionCommit?() == true { throw StoreError(.io, "the projections' commit failed (injected by a test)") }
-    }
-
-    /// The batch's work inside both transactions: the projections caught up to the log's tail,
-    /// each command decided from them and its events appended and projected, the checkpoint moved.
-    private func decideAndAppend(
-        _ batch: [Pending], isolated: [Int: any Error], _ txn: Transaction, _ ptxn: Transaction
-    ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64, now: Timestamp, marks: InvocationWindow) {
-        var tables = LMDBTables(txn: ptxn, schema: projections.schema, caching: true)
-        let tail = try EventLog.tail(txn, schema)
-        var position = tail?.position ?? 0
-        // Another process may have appended since this writer's last commit, or died between its
-        // log's commit and its projections'.
-        var checkpoint = try ProjectionCheckpoint.read(ptxn, projections.schema)
-        guard checkpoint.version == Projector.version, checkpoint.position <= position else {
-            throw StoreError(.corrupt, "the projections (layout \(checkpoint.version.map(String.init) ?? "none"), at position \(checkpoint.position)) do not follow this log (at \(position)); reopen the store to rebuild them")
-        }
-        if checkpoint.position < position {
-            checkpoint.position = try ProjectionCatchUp.apply(txn, schema, after: checkpoint.position, to: &tables)
-        }
-        // Recorded times never go backwards, even if the wall clock does (nor behind a time
-        // this writer has already decided at, which the retry window evicted by).
-        let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
-        try invocations.catchUp(ptxn, projections.schema, tail: position)
-        // This batch's calls, kept apart until the commit holds them.
-        var marks = InvocationWindow(limit: configuration.retryWindow)
-        var results: [Result<CommandOutcome, any Error>] = []
-        results.reserveCapacity(batch.count)
-        for (index, pending) in batch.enumerated() {
-            if let failure = isolated[index] {
-                results.append(.failure(failure))
-                continue
-            }
-            do {
-                results.append(try write(pending, at: &position, now: now, txn, &tables, marks: &marks))
-            } catch {
-                throw CommandFailure(index: index, error: error)
-            }
-        }
-        checkpoint.position = position
-        try checkpoint.write(ptxn, projections.schema)
-        return (results, position, now, marks)
-    }
-
-    /// Decides one command and appends its events after `position`.
-    /// - Returns: its outcome, or its refusal (which writes nothing).
-    /// - Throws: when the store cannot write it.
-    private func write(
-        _ pending: Pending, at position: inout UInt64, now: Timestamp, _ txn: Transaction, _ tables: inout LMDBTables,
-        marks: inout InvocationWindow
-    ) throws -> Result<CommandOutcome, any Error> {
-        let decision: Decision
-        do {
-            // A retry of an SDK call recorded within the window is answered with what it recorded.
-            if let id = pending.metadata.invocationId {
-                let run = marks.run(for: id, tail: position, now: now) ?? invocations.run(for: id, tail: position, now: now)
-                if let recorded = try CommandOutcome.recorded(pending.command, pending.metadata, run: run, txn, schema) {
-                    return .success(recorded)
-                }
-            }
-            decision = try Decider.decide(
-                pending.command, state: tables, settings: configuration.settings,
-                context: DecisionContext(now: now, newUploadId: pending.uploadId))
-        } catch let refusal as CommandError {
-            return .failure(refusal)
-        }
-        var envelopes: [EventEnvelope] = []
-        for event in decision.events {
-            position += 1
-            let envelope = EventEnvelope(position: position, recordedAt: now, metadata: pending.metadata, event: event)
-            try EventLog.append(txn, schema, envelope)
-            let projected = ProjectedEvent(envelope)
-            try Projector.apply(projected, to: &tables)
-            if let mark = projected.invocation { marks.note(mark, at: position) }
-            envelopes.append(envelope)
-        }
-        return .success(CommandOutcome(events: envelopes, decision: decision))
     }
 }

@@ -80,18 +80,30 @@ struct InvocationWindow {
     /// the window is emptied (valid at position 0, so the next catch-up fills it afresh), never
     /// left half caught up.
     mutating func catchUp(_ txn: Transaction, _ schema: ProjectionSchema, tail: UInt64) throws {
+        try catchUp(tail: tail) { from, visit in
+            try txn.scan(schema.database(.invocationMarks), from: BigEndian.bytes(from)) { key, value in
+                guard let position = BigEndian.uint64(key) else {
+                    throw StoreError(.corrupt, "invocation-marks has a key of \(key.count) bytes; positions are 8 bytes")
+                }
+                return try visit(position, Array(value))
+            }
+        }
+    }
+
+    /// The same, over any backend's marks: `scan(from, visit)` visits each mark's position and
+    /// record from position `from` on, in order, until `visit` returns false.
+    mutating func catchUp(
+        tail: UInt64, marks scan: (_ from: UInt64, _ visit: (UInt64, [UInt8]) throws -> Bool) throws -> Void
+    ) throws {
         guard tail != validAt else { return }
         if tail < validAt { forgetAll() }  // a store restored to an earlier state
         let windowStart = tail - min(tail, limit.events) + 1
         let from = validAt + 1 >= windowStart ? validAt + 1 : windowStart - 1
         do {
-            try txn.scan(schema.database(.invocationMarks), from: BigEndian.bytes(from)) { key, value in
-                guard let position = BigEndian.uint64(key) else {
-                    throw StoreError(.corrupt, "invocation-marks has a key of \(key.count) bytes; positions are 8 bytes")
-                }
+            try scan(from) { position, record in
                 guard position <= tail else { return false }
                 do {
-                    note(try InvocationMark(decoding: Array(value)), at: position)
+                    note(try InvocationMark(decoding: record), at: position)
                 } catch {
                     throw StoreError(.corrupt, "the invocation mark at position \(position) does not decode: \(error)")
                 }

@@ -67,7 +67,8 @@ public final class Store: EventStore {
         try ProjectionCatchUp.run(environment, schema, projections)
         notifier.committed(upTo: try environment.read { try EventLog.tail($0, schema)?.position ?? 0 })
         writer = GroupCommitWriter(
-            environment: environment, schema: schema, projections: projections, configuration: configuration, notifier: notifier)
+            committer: LMDBCommitter(environment: environment, schema: schema, projections: projections, configuration: configuration),
+            configuration: configuration, notifier: notifier)
     }
 
     public var settings: DecisionSettings { configuration.settings }
@@ -122,13 +123,7 @@ public final class Store: EventStore {
     /// that a follower also sees what another process appended; it reads the log again then).
     /// - Returns: `false` when followers were stopped or the task was cancelled: stop following.
     public func waitForEvents(after position: UInt64, timeout: Duration) async -> Bool {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.notifier.wait(after: position) }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
-        }
-        return !notifier.isClosed && !Task.isCancelled
+        await notifier.wait(after: position, timeout: timeout)
     }
 
     /// Whether ``stopFollowers()`` was called (or the store closed): live feeds end.

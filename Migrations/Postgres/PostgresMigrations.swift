@@ -1,0 +1,66 @@
+public import LMDBKit
+public import PostgresKit
+
+/// Every migration of a PostgreSQL store, in the order they apply; ids are permanent, and the
+/// rules are the LMDB ones (``UploadMigrations``): never edit, rename or reorder a shipped one.
+/// Each runs in its own transaction with the row that records it, under a session advisory lock
+/// (``lockKey``), so nodes starting together apply each exactly once and never see half of one.
+public enum PostgresMigrations {
+    public static let migrations: [(identifier: String, sql: String)] = [
+        ("0001-create-event-log", createEventLog),
+        ("0002-create-projections", createProjections),
+    ]
+
+    /// The id of the newest migration this binary knows.
+    public static var latest: String { migrations.last!.identifier }
+
+    /// The advisory lock migrations hold (`pg_advisory_lock`): "upld" and 1.
+    public static let lockKey: Int64 = 0x7570_6C64_0000_0001
+
+    /// The ids recorded in the database, in the order applied; empty for a database never migrated.
+    public static func applied(_ connection: PostgresConnection) throws -> [String] {
+        let exists = try connection.query("SELECT to_regclass('upload_coordinator_migrations') IS NOT NULL")
+        guard exists.bytes(0, 0) == [1] else { return [] }
+        let rows = try connection.query("SELECT identifier FROM upload_coordinator_migrations ORDER BY applied_order")
+        return (0..<rows.count).map { rows.text($0, 0) }
+    }
+
+    /// What `applied` means to this binary.
+    public static func status(_ connection: PostgresConnection) throws -> MigrationStatus {
+        let applied = try applied(connection)
+        let known = Set(migrations.map(\.identifier))
+        let unknown = applied.filter { !known.contains($0) }
+        if !unknown.isEmpty { return .superseded(unknown: unknown) }
+        let pending = migrations.map(\.identifier).filter { !applied.contains($0) }
+        return pending.isEmpty ? .current : .pending(pending)
+    }
+
+    /// Applies every pending migration, under the advisory lock. - Returns: the ids it applied.
+    /// - Throws: ``MigrationError/superseded(_:)`` when a newer binary has migrated the database.
+    @discardableResult
+    public static func migrate(_ connection: PostgresConnection) throws -> [String] {
+        try connection.query("SELECT pg_advisory_lock($1)", [.int64(lockKey)])
+        defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [.int64(lockKey)]) }
+        try connection.execute("""
+            CREATE TABLE IF NOT EXISTS upload_coordinator_migrations (
+                identifier text PRIMARY KEY,
+                applied_order integer NOT NULL UNIQUE,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )
+            """)
+        switch try status(connection) {
+        case .current: return []
+        case .superseded(let unknown): throw MigrationError.superseded(unknown)
+        case .pending(let pending):
+            for (order, migration) in migrations.enumerated() where pending.contains(migration.identifier) {
+                try connection.transaction {
+                    try connection.execute(migration.sql)
+                    try connection.query(
+                        "INSERT INTO upload_coordinator_migrations (identifier, applied_order) VALUES ($1, $2)",
+                        [.text(migration.identifier), .int32(Int32(order + 1))])
+                }
+            }
+            return pending
+        }
+    }
+}

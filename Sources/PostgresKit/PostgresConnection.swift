@@ -1,0 +1,154 @@
+internal import CLibPQ
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One connection to PostgreSQL through libpq, Debian's `libpq-dev`: blocking calls, as LMDB's
+/// are, so that a store keeps its transactions inside one synchronous closure on one thread and
+/// never across an `await`. Bytes only: statements with binary parameters, binary results.
+///
+/// Not thread-safe: one thread uses a connection at a time (``PostgresPool`` hands them out).
+public final class PostgresConnection: @unchecked Sendable {
+    private let handle: OpaquePointer
+    /// The connection string, without its password, for messages.
+    public let displayName: String
+
+    /// Connects to `url` (`postgres://USER[:PASS]@HOST:PORT/DB`, or any libpq connection string).
+    public init(url: String) throws(PostgresError) {
+        displayName = PostgresConnection.withoutPassword(url)
+        guard let handle = PQconnectdb(url) else {
+            throw PostgresError(sqlState: nil, message: "out of memory", operation: "connect to \(displayName)")
+        }
+        guard PQstatus(handle) == CONNECTION_OK else {
+            let message = String(cString: PQerrorMessage(handle))
+            PQfinish(handle)
+            throw PostgresError(sqlState: nil, message: message, operation: "connect to \(displayName)")
+        }
+        self.handle = handle
+        // Notices (e.g. "relation already exists, skipping") are not errors; libpq would print them.
+        PQsetNoticeProcessor(handle, { _, _ in }, nil)
+    }
+
+    deinit { PQfinish(handle) }
+
+    /// Whether the connection still works as far as libpq knows (it learns of a lost server only
+    /// when a call fails).
+    public var isUsable: Bool { PQstatus(handle) == CONNECTION_OK }
+
+    /// Runs one statement with `parameters` ($1, $2, …), sent in binary with their types.
+    /// - Returns: its rows, in binary format (empty for a statement that returns none).
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [PostgresValue] = []) throws(PostgresError) -> PostgresRows {
+        var storage: [UInt8] = []
+        var offsets: [Int] = [], lengths: [Int32] = [], formats: [Int32] = []
+        for parameter in parameters {
+            offsets.append(storage.count)
+            let bytes = parameter.encoded
+            storage += bytes ?? []
+            lengths.append(Int32(bytes?.count ?? 0))
+            formats.append(1)
+        }
+        storage.append(0)  // so that the base address exists even when every value is empty
+        let types = parameters.map(\.typeOID)
+        let result: OpaquePointer? = storage.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
+            let values: [UnsafePointer<CChar>?] = parameters.indices.map { parameters[$0] == .null ? nil : base + offsets[$0] }
+            return PQexecParams(handle, sql, Int32(parameters.count), types, values, lengths, formats, 1)
+        }
+        return try rows(of: result, sql)
+    }
+
+    /// Runs `script`, which may hold several statements and no parameters (a migration's DDL).
+    public func execute(_ script: String) throws(PostgresError) {
+        _ = try rows(of: PQexec(handle, script), script)
+    }
+
+    /// Runs `body` in a transaction, `BEGIN` with `options` (e.g. `ISOLATION LEVEL REPEATABLE READ
+    /// READ ONLY`): committed when it returns, rolled back when it throws. A commit is durable when
+    /// it returns, under PostgreSQL's default `synchronous_commit`.
+    public func transaction<T>(_ options: String = "", _ body: () throws -> T) throws -> T {
+        try execute(options.isEmpty ? "BEGIN" : "BEGIN \(options)")
+        let value: T
+        do {
+            value = try body()
+        } catch {
+            // A lost connection has rolled back by itself; the caller's error is the one to report.
+            _ = try? execute("ROLLBACK")
+            throw error
+        }
+        try execute("COMMIT")
+        return value
+    }
+
+    /// A `NOTIFY` this connection received after `LISTEN`.
+    public struct Notification: Sendable {
+        public let channel: String
+        public let payload: String
+    }
+
+    /// Waits up to `timeout` for notifications on the channels this connection listens to.
+    /// - Returns: those received, oldest first (empty when `timeout` passed).
+    public func notifications(waitingUpTo timeout: Duration) throws(PostgresError) -> [Notification] {
+        var received = takeNotifications()
+        guard received.isEmpty else { return received }
+        var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        _ = poll(&descriptor, 1, milliseconds)
+        guard PQconsumeInput(handle) == 1 else {
+            throw PostgresError(sqlState: nil, message: String(cString: PQerrorMessage(handle)), operation: "wait for notifications")
+        }
+        received = takeNotifications()
+        return received
+    }
+
+    private func takeNotifications() -> [Notification] {
+        var received: [Notification] = []
+        while let notify = PQnotifies(handle) {
+            received.append(Notification(channel: String(cString: notify.pointee.relname), payload: String(cString: notify.pointee.extra)))
+            PQfreemem(notify)
+        }
+        return received
+    }
+
+    private func rows(of result: OpaquePointer?, _ sql: String) throws(PostgresError) -> PostgresRows {
+        guard let result else {
+            throw PostgresError(sqlState: nil, message: String(cString: PQerrorMessage(handle)), operation: Self.summary(sql))
+        }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            return PostgresRows(rows: [])
+        case PGRES_TUPLES_OK:
+            let count = Int(PQntuples(result)), columns = Int(PQnfields(result))
+            var rows: [[[UInt8]?]] = []
+            rows.reserveCapacity(count)
+            for row in 0..<Int32(count) {
+                rows.append((0..<Int32(columns)).map { column in
+                    guard PQgetisnull(result, row, column) == 0 else { return nil }
+                    let length = Int(PQgetlength(result, row, column))
+                    guard length > 0, let value = PQgetvalue(result, row, column) else { return [] }
+                    return Array(UnsafeRawBufferPointer(start: value, count: length))
+                })
+            }
+            return PostgresRows(rows: rows)
+        default:
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            throw PostgresError(sqlState: state, message: String(cString: PQresultErrorMessage(result)), operation: Self.summary(sql))
+        }
+    }
+
+    /// The start of a statement, for an error's operation.
+    private static func summary(_ sql: String) -> String {
+        let words = sql.split(whereSeparator: \.isWhitespace).prefix(6).joined(separator: " ")
+        return words.count < 60 ? words : String(words.prefix(60)) + "…"
+    }
+
+    /// `url` with any password replaced by `***`.
+    public static func withoutPassword(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
+        let credentials = url[scheme.upperBound..<at]
+        guard let colon = credentials.firstIndex(of: ":") else { return url }
+        return String(url[..<colon]) + ":***" + String(url[at...])
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+
+/// A failed PostgreSQL call: the server's SQLSTATE when it answered, and its message.
+public struct PostgresError: Error, CustomStringConvertible, Sendable {
+    /// The five-character SQLSTATE, `nil` when no server answered (the connection is gone).
+    public let sqlState: String?
+    public let message: String
+    /// What the wrapper was doing, e.g. `connect` or the first words of a statement.
+    public let operation: String
+
+    public init(sqlState: String?, message: String, operation: String) {
+        self.sqlState = sqlState
+        self.message = message
+        self.operation = operation
+    }
+
+    /// Whether the statement never reached a working server, or the server went away under it
+    /// (class 08, a shutdown's 57P01..57P03, or no SQLSTATE at all): the caller may retry on a new
+    /// connection, and nothing of an uncommitted transaction was kept.
+    public var isConnectionFailure: Bool {
+        guard let sqlState else { return true }
+        return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState)
+    }
+
+    /// A unique or primary key was violated (23505).
+    public var isUniqueViolation: Bool { sqlState == "23505" }
+
+    public var description: String {
+        "\(operation): \(message.trimmingCharacters(in: .whitespacesAndNewlines))\(sqlState.map { " (SQLSTATE \($0))" } ?? "")"
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+
+/// At most `size` connections to one database, handed to one caller at a time. A caller past the
+/// limit waits for one to be returned. A connection that failed is closed instead of returned,
+/// and the next caller opens a new one: so after the server restarts, the pool reconnects by itself.
+public final class PostgresPool: @unchecked Sendable {
+    public let url: String
+    public let size: Int
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var idle: [PostgresConnection] = []
+    private var open = 0
+
+    public init(url: String, size: Int) {
+        precondition(size > 0, "a pool holds at least one connection")
+        self.url = url
+        self.size = size
+    }
+
+    /// Runs `body` with a connection of the pool; blocks while all `size` are in use.
+    public func withConnection<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        let connection = try take()
+        do {
+            let value = try body(connection)
+            give(back: connection, failed: false)
+            return value
+        } catch {
+            give(back: connection, failed: (error as? PostgresError)?.isConnectionFailure ?? false)
+            throw error
+        }
+    }
+
+    private func take() throws -> PostgresConnection {
+        condition.lock()
+        while idle.isEmpty && open >= size { condition.wait() }
+        if let connection = idle.popLast() {
+            condition.unlock()
+            return connection
+        }
+        open += 1
+        condition.unlock()
+        do {
+            return try PostgresConnection(url: url)
+        } catch {
+            condition.lock()
+            open -= 1
+            condition.signal()
+            condition.unlock()
+            throw error
+        }
+    }
+
+    private func give(back connection: PostgresConnection, failed: Bool) {
+        condition.lock()
+        if failed || !connection.isUsable { open -= 1 } else { idle.append(connection) }
+        condition.signal()
+        condition.unlock()
+    }
+}

@@ -1,0 +1,151 @@
+import LMDBKit
+import UploadCore
+import Logging
+
+/// The LMDB backend's batches (``BatchCommitter``): one write transaction of each environment,
+/// the log's committed durably, then the projections' (unsynced). If the projections' commit fails
+/// after the log's, the batch stands (it is durable): the committer folds it into the projections
+/// from the log at once, or, if that fails too, the next transaction does first.
+final class LMDBCommitter: BatchCommitter {
+    private let environment: Environment
+    private let schema: Schema
+    private let projections: ProjectionEnvironment
+    private let configuration: StoreConfiguration
+    /// What answers retries; read and changed only on the writer's thread.
+    nonisolated(unsafe) private var invocations: InvocationWindow
+
+    init(environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration) {
+        self.environment = environment
+        self.schema = schema
+        self.projections = projections
+        self.configuration = configuration
+        invocations = InvocationWindow(limit: configuration.retryWindow)
+    }
+
+    /// Fills the retry window from a read snapshot when the writer starts, so that the first write
+    /// transaction (holding LMDB's write lock, which other processes wait for) only tops it up.
+    /// Commands queue meanwhile. A failure here is left to the first transaction to meet again.
+    func start() {
+        do {
+            try projections.environment.read { ptxn in
+                try invocations.catchUp(ptxn, projections.schema, tail: try ProjectionCheckpoint.read(ptxn, projections.schema).position)
+            }
+        } catch {
+            configuration.logger.error("the retry window could not be filled at start", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Writes the batch; when the map is full, grows it and writes the whole batch again (the
+    /// failed transaction kept nothing), so callers never notice.
+    func commit(
+        _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error]
+    ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64) {
+        while true {
+            do {
+                return try writeOnce(batch, isolated: isolated)
+            } catch let failure as CommandFailure {
+                guard let full = failure.error as? LMDBError, full.code == .mapFull else { throw failure }
+                try growMap()
+            } catch let error as LMDBError where error.code == .mapFull {
+                try growMap()
+            }
+        }
+    }
+
+    /// Grows both maps: the error does not say whose was full, and a map costs only address space.
+    private func growMap() throws {
+        try environment.growMap()
+        try projections.environment.growMap()
+        configuration.logger.notice("grew the LMDB maps", metadata: [
+            "map.bytes": "\(environment.usage().mapSize)", "projections.map.bytes": "\(projections.environment.usage().mapSize)"])
+    }
+
+    /// One transaction of each environment for the batch, less the `isolated` commands, which get
+    /// their failures. The projections' transaction begins first and commits last, in every process,
+    /// so two writers never wait for each other's locks in opposite orders; while it is open, the
+    /// projections are caught up to the log's tail and decided from.
+    private func writeOnce(
+        _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error]
+    ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64) {
+        var logCommitted: (results: [Result<CommandOutcome, any Error>], path: WritePath)?
+        do {
+            try projections.environment.write { ptxn in
+                logCommitted = try environment.write { txn in try decideAndAppend(batch, isolated: isolated, txn, ptxn) }
+                try injectedProjectionFailure()
+            }
+        } catch {
+            guard logCommitted != nil else { throw error }
+            configuration.logger.error("the projections' commit failed after the log's; folding the batch in from the log", metadata: [
+                "error": "\(error)"])
+            catchUpProjections()
+        }
+        let (results, path) = logCommitted!
+        invocations.absorb(path.marks)
+        invocations.committed(upTo: path.position, now: path.now)
+        return (results, path.position)
+    }
+
+    /// Brings the projections to the log's tail in a transaction of their own, after their commit
+    /// failed behind the log's, so that a read after the answer still sees the write. If this fails
+    /// too, the batch is still answered (the log holds it), reads lag until the next transaction
+    /// folds it in first, and `statistics()` shows the lag.
+    private func catchUpProjections() {
+        do {
+            try injectedProjectionFailure()
+            try ProjectionCatchUp.run(environment, schema, projections)
+        } catch {
+            configuration.logger.error("the projections could not be caught up; the next transaction tries again", metadata: [
+                "error": "\(error)"])
+        }
+    }
+
+    private func injectedProjectionFailure() throws {
+        if configuration.failProjectionCommit?() == true { throw StoreError(.io, "the projections' commit failed (injected by a test)") }
+    }
+
+    /// The batch's work inside both transactions: the projections caught up to the log's tail,
+    /// each command decided from them and its events appended and projected, the checkpoint moved.
+    private func decideAndAppend(
+        _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ txn: Transaction, _ ptxn: Transaction
+    ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
+        var write = LMDBWriteTransaction(txn: txn, schema: schema, tables: LMDBTables(txn: ptxn, schema: projections.schema, caching: true))
+        let tail = try EventLog.tail(txn, schema)
+        let position = tail?.position ?? 0
+        // Another process may have appended since this writer's last commit, or died between its
+        // log's commit and its projections'.
+        var checkpoint = try ProjectionCheckpoint.read(ptxn, projections.schema)
+        guard checkpoint.version == Projector.version, checkpoint.position <= position else {
+            throw StoreError(.corrupt, "the projections (layout \(checkpoint.version.map(String.init) ?? "none"), at position \(checkpoint.position)) do not follow this log (at \(position)); reopen the store to rebuild them")
+        }
+        if checkpoint.position < position {
+            checkpoint.position = try ProjectionCatchUp.apply(txn, schema, after: checkpoint.position, to: &write.tables)
+        }
+        // Recorded times never go backwards, even if the wall clock does (nor behind a time
+        // this writer has already decided at, which the retry window evicted by).
+        let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
+        try invocations.catchUp(ptxn, projections.schema, tail: position)
+        var path = WritePath(settings: configuration.settings, invocations: invocations, tail: position, now: now)
+        let results = try path.write(batch, isolating: isolated, in: &write)
+        checkpoint.position = path.position
+        try checkpoint.write(ptxn, projections.schema)
+        return (results, path)
+    }
+}
+
+/// A write transaction of the log's environment and one of the projections', for ``WritePath``.
+struct LMDBWriteTransaction: WriteTransaction {
+    let txn: Transaction
+    let schema: Schema
+    var tables: LMDBTables
+
+    func append(_ envelope: EventEnvelope) throws { try EventLog.append(txn, schema, envelope) }
+
+    func events(from first: UInt64, count: UInt64) throws -> [EventEnvelope] {
+        var events: [EventEnvelope] = []
+        try EventLog.scan(txn, schema, after: first - 1) { envelope in
+            events.append(envelope)
+            return UInt64(events.count) < count
+        }
+        return events
+    }
+}

@@ -1,0 +1,186 @@
+import LogHashing
+import Logging
+import PostgresKit
+import UploadCore
+
+/// The PostgreSQL backend's batches (``BatchCommitter``): one transaction per batch on the writer's
+/// own connection, holding the append lock (``PostgresLog/appendLockKey``) that every node takes,
+/// so each batch continues from the true tail whichever node wrote last. The log, the Merkle tree
+/// and the projections commit together, durably (`synchronous_commit`), and the commit notifies
+/// every node's live feeds.
+final class PostgresCommitter: BatchCommitter {
+    private let url: String
+    private let configuration: StoreConfiguration
+    /// The writer's connection, opened again after it fails; used only on the writer's thread.
+    nonisolated(unsafe) private var connection: PostgresConnection?
+    /// The retry window: the decision cache valid at a log position, brought to the tail inside
+    /// each transaction from the marks every node wrote. Used only on the writer's thread.
+    nonisolated(unsafe) private var invocations: InvocationWindow
+
+    init(url: String, configuration: StoreConfiguration) {
+        self.url = url
+        self.configuration = configuration
+        invocations = InvocationWindow(limit: configuration.retryWindow)
+    }
+
+    func start() {
+        do {
+            let connection = try writerConnection()
+            try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+                try invocations.catchUp(tail: try PostgresLog.tail(connection)?.position ?? 0, marks: Self.marks(connection))
+            }
+        } catch {
+            configuration.logger.error("the retry window could not be filled at start", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func commit(
+        _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error]
+    ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64) {
+        let connection = try writerConnection()
+        do {
+            let (results, path) = try connection.transaction { try decideAndAppend(batch, isolated: isolated, connection) }
+            invocations.absorb(path.marks)
+            invocations.committed(upTo: path.position, now: path.now)
+            return (results, path.position)
+        } catch {
+            if !connection.isUsable || (error as? PostgresError)?.isConnectionFailure == true { self.connection = nil }
+            throw error
+        }
+    }
+
+    private func writerConnection() throws -> PostgresConnection {
+        if let connection, connection.isUsable { return connection }
+        connection = nil
+        let opened = try PostgresConnection(url: url)
+        connection = opened
+        return opened
+    }
+
+    private func decideAndAppend(
+        _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ connection: PostgresConnection
+    ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
+        try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(PostgresLog.appendLockKey)])
+        let tail = try PostgresLog.tail(connection)
+        let position = tail?.position ?? 0
+        let projected = try PostgresProjectionState.read(connection)
+        guard projected.version == Projector.version, projected.position == position else {
+            throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
+        }
+        let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
+        // Other nodes' calls since this node's last batch: a retry sent to another node is found.
+        try invocations.catchUp(tail: position, marks: Self.marks(connection))
+        var write = PostgresWriteTransaction(connection: connection, tail: position)
+        var path = WritePath(settings: configuration.settings, invocations: invocations, tail: position, now: now)
+        let results = try path.write(batch, isolating: isolated, in: &write)
+        guard path.position > position else { return (results, path) }
+        try write.flush()
+        try PostgresProjectionState(position: path.position, version: Projector.version).write(connection)
+        try connection.query("SELECT pg_notify($1, $2)", [.text(PostgresLog.channel), .text(String(path.position))])
+        return (results, path)
+    }
+
+    /// Visits the invocation marks from a position on, in pages, for ``InvocationWindow``.
+    static func marks(_ connection: PostgresConnection) -> (UInt64, (UInt64, [UInt8]) throws -> Bool) throws -> Void {
+        { from, visit in
+            var next = from
+            while true {
+                let rows = try connection.query(
+                    "SELECT key, value FROM projection_entries WHERE tbl = $1 AND key >= $2 ORDER BY key LIMIT 10000",
+                    [.text(ProjectionTable.invocationMarks.rawValue), .bytes(BigEndian.bytes(next))])
+                for row in 0..<rows.count {
+                    guard let position = BigEndian.uint64(rows.bytes(row, 0)) else {
+                        throw StoreError(.corrupt, "invocation-marks has a key of \(rows.bytes(row, 0).count) bytes; positions are 8 bytes")
+                    }
+                    guard try visit(position, rows.bytes(row, 1)) else { return }
+                    next = position + 1
+                }
+                guard rows.count == 10_000 else { return }
+            }
+        }
+    }
+}
+
+/// One batch's transaction, for ``WritePath``: events and Merkle nodes held until ``flush()``
+/// inserts them in a few statements, and read back from memory meanwhile.
+struct PostgresWriteTransaction: WriteTransaction {
+    let connection: PostgresConnection
+    var tables: PostgresTables
+    /// The log's tail when the batch began: later positions are this batch's.
+    private let tail: UInt64
+    private var records: [[UInt8]] = []
+    private var nodes: [(level: UInt8, index: UInt64, hash: MerkleTree.Hash)] = []
+    private var nodeIndex: [NodeAddress: MerkleTree.Hash] = [:]
+
+    init(connection: PostgresConnection, tail: UInt64) {
+        self.connection = connection
+        self.tail = tail
+        tables = PostgresTables(connection: connection)
+    }
+
+    mutating func append(_ envelope: EventEnvelope) throws {
+        precondition(envelope.position == tail + UInt64(records.count) + 1, "events are appended in order")
+        let record = envelope.encoded()
+        records.append(record)
+        let leaf = MerkleTree.leafHash(position: envelope.position, record: record)
+        let pending = nodeIndex
+        let completed = try MerkleTree.nodesCompleted(byLeaf: envelope.position - 1, hash: leaf) { level, index in
+            if let hash = pending[NodeAddress(level: level, index: index)] { return hash }
+            return try PostgresLog.merkleNode(connection, level: level, index: index)
+        }
+        for node in completed {
+            nodes.append(node)
+            nodeIndex[NodeAddress(level: node.level, index: node.index)] = node.hash
+        }
+    }
+
+    func events(from first: UInt64, count: UInt64) throws -> [EventEnvelope] {
+        var events = first <= tail ? try PostgresLog.events(connection, after: first - 1, limit: Int(min(count, tail - first + 1))) : []
+        var position = first + UInt64(events.count)
+        while UInt64(events.count) < count, position > tail, position - tail <= UInt64(records.count) {
+            events.append(try EventLog.decode(position: position, records[Int(position - tail - 1)][...]))
+            position += 1
+        }
+        return events
+    }
+
+    /// Inserts the batch's events, nodes and projection changes.
+    func flush() throws {
+        try PostgresLog.insert(
+            connection, into: "events", columns: ["position", "record"],
+            rows: records.enumerated().map { [.position(tail + UInt64($0.offset) + 1), .bytes($0.element)] })
+        try PostgresLog.insert(
+            connection, into: "merkle_nodes", columns: ["level", "index", "hash"],
+            rows: nodes.map { [.int32(Int32($0.level)), .position($0.index), .bytes($0.hash)] })
+        try tables.flush()
+    }
+
+    private struct NodeAddress: Hashable {
+        let level: UInt8
+        let index: UInt64
+    }
+}
+
+/// How far the projection tables have applied the log, and with which layout (`projection_state`).
+struct PostgresProjectionState: Equatable {
+    var position: UInt64
+    var version: UInt32?
+
+    static func read(_ connection: PostgresConnection) throws -> PostgresProjectionState {
+        let rows = try connection.query("SELECT name, value FROM projection_state WHERE name IN ('position', 'version')")
+        var state = PostgresProjectionState(position: 0, version: nil)
+        for row in 0..<rows.count {
+            let value = try rows.int64(row, 1)
+            if rows.text(row, 0) == "position" { state.position = UInt64(max(0, value)) } else { state.version = UInt32(clamping: value) }
+        }
+        return state
+    }
+
+    func write(_ connection: PostgresConnection) throws {
+        var rows: [[PostgresValue]] = [[.text("position"), .position(position)]]
+        if let version { rows.append([.text("version"), .int64(Int64(version))]) }
+        try PostgresLog.insert(
+            connection, into: "projection_state", columns: ["name", "value"], rows: rows,
+            onConflict: "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+import Logging
+import PostgresKit
+
+/// A thread that `LISTEN`s on the log's channel and hands each position another node's commit
+/// notified to the ``CommitNotifier``, so live feeds on every node wake for every node's events.
+/// It reconnects by itself after the server goes away; the feeds' own timeout reads the log again
+/// meanwhile, so nothing is missed, only later.
+final class PostgresListener: Sendable {
+    private let stopped = Locked(false)
+
+    init(url: String, notifier: CommitNotifier, logger: Logger) {
+        let stopped = self.stopped
+        let thread = Thread {
+            var connection: PostgresConnection?
+            while !stopped.withLock({ $0 }) {
+                do {
+                    if connection == nil {
+                        let opened = try PostgresConnection(url: url)
+                        try opened.execute("LISTEN \(PostgresLog.channel)")
+                        connection = opened
+                    }
+                    let received = try connection!.notifications(waitingUpTo: .milliseconds(200))
+                    if let tail = received.compactMap({ UInt64($0.payload) }).max() { notifier.committed(upTo: tail) }
+                } catch {
+                    if connection != nil { logger.warning("lost the connection that listens for commits; reconnecting", metadata: ["error": "\(error)"]) }
+                    connection = nil
+                    Thread.sleep(forTimeInterval: 0.5)
+                }
+            }
+        }
+        thread.name = "upload-store-listener"
+        thread.start()
+    }
+
+    /// Ends the thread within its next wait.
+    func stop() { stopped.withLock { $0 = true } }
+}

@@ -1,0 +1,93 @@
+import LogHashing
+import PostgresKit
+import UploadCore
+
+/// The log, its Merkle tree and the signed checkpoints in PostgreSQL (migration
+/// `0001-create-event-log`): the same records, positions, nodes and notes as LMDB's.
+enum PostgresLog {
+    /// The advisory lock every append holds for its transaction (`pg_advisory_xact_lock`), in every
+    /// node: appends are serialised, so positions stay dense and each batch decides from the tail.
+    static let appendLockKey: Int64 = 0x7570_6C64_0000_0002
+    /// The channel each commit notifies with its tail, for every node's live feeds.
+    static let channel = "upload_coordinator_log"
+
+    /// The last event's position and time.
+    static func tail(_ connection: PostgresConnection) throws -> (position: UInt64, recordedAt: Timestamp)? {
+        let rows = try connection.query("SELECT position, record FROM events ORDER BY position DESC LIMIT 1")
+        guard !rows.isEmpty else { return nil }
+        let position = try rows.position(0, 0)
+        return (position, try EventLog.decode(position: position, rows.bytes(0, 1)[...]).recordedAt)
+    }
+
+    /// Up to `count` records from `position` on, dense: stops at the first gap.
+    static func records(_ connection: PostgresConnection, from position: UInt64, count: Int) throws -> [[UInt8]] {
+        guard count > 0, position > 0, position <= UInt64(Int64.max) else { return [] }
+        let rows = try connection.query(
+            "SELECT position, record FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
+            [.position(position), .int64(Int64(count))])
+        var records: [[UInt8]] = []
+        for row in 0..<rows.count {
+            guard try rows.position(row, 0) == position + UInt64(records.count) else { break }
+            records.append(rows.bytes(row, 1))
+        }
+        return records
+    }
+
+    /// Up to `limit` events after `position`, in order. - Throws: `.corrupt` at a gap.
+    static func events(_ connection: PostgresConnection, after position: UInt64, limit: Int) throws -> [EventEnvelope] {
+        guard limit > 0, position < UInt64(Int64.max) else { return [] }
+        var events: [EventEnvelope] = []
+        var expected = position + 1
+        // In pages, so that a reader of the whole log never holds it all as rows at once.
+        while events.count < limit {
+            let page = min(limit - events.count, 10_000)
+            let rows = try connection.query(
+                "SELECT position, record FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
+                [.position(expected), .int64(Int64(page))])
+            for row in 0..<rows.count {
+                let found = try rows.position(row, 0)
+                guard found == expected else { throw StoreError(.corrupt, "the event log jumps from position \(expected - 1) to \(found)") }
+                events.append(try EventLog.decode(position: found, rows.bytes(row, 1)[...]))
+                expected += 1
+            }
+            if rows.count < page { break }
+        }
+        return events
+    }
+
+    static func merkleNode(_ connection: PostgresConnection, level: UInt8, index: UInt64) throws -> MerkleTree.Hash {
+        let rows = try connection.query(
+            "SELECT hash FROM merkle_nodes WHERE level = $1 AND index = $2", [.int32(Int32(level)), .position(index)])
+        guard rows.count == 1, rows.bytes(0, 0).count == 32 else {
+            throw StoreError(.corrupt, "the Merkle tree lacks node (level \(level), index \(index)), covering positions \((index << UInt64(level)) + 1)...\((index + 1) << UInt64(level))")
+        }
+        return rows.bytes(0, 0)
+    }
+
+    static func latestSignedCheckpoint(_ connection: PostgresConnection) throws -> SignedCheckpoint? {
+        let rows = try connection.query("SELECT size, note FROM signed_checkpoints ORDER BY size DESC LIMIT 1")
+        return rows.isEmpty ? nil : SignedCheckpoint(size: try rows.position(0, 0), note: rows.text(0, 1))
+    }
+
+    /// Every kept checkpoint, smallest tree first.
+    static func signedCheckpoints(_ connection: PostgresConnection) throws -> [SignedCheckpoint] {
+        let rows = try connection.query("SELECT size, note FROM signed_checkpoints ORDER BY size")
+        return try (0..<rows.count).map { SignedCheckpoint(size: try rows.position($0, 0), note: rows.text($0, 1)) }
+    }
+
+    /// Inserts rows of `columns` values each, as few statements as PostgreSQL's 65,535 parameters allow.
+    static func insert(_ connection: PostgresConnection, into table: String, columns: [String], rows: [[PostgresValue]], onConflict: String = "") throws {
+        let perStatement = max(1, 60_000 / columns.count)
+        var start = 0
+        while start < rows.count {
+            let chunk = rows[start..<min(rows.count, start + perStatement)]
+            var sql = "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES "
+            var parameter = 0
+            sql += chunk.map { row in
+                "(" + row.map { _ in parameter += 1; return "$\(parameter)" }.joined(separator: ", ") + ")"
+            }.joined(separator: ", ")
+            try connection.query(sql + (onConflict.isEmpty ? "" : " " + onConflict), Array(chunk.joined()))
+            start += perStatement
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import Logging
+import PostgresKit
+import UploadCore
+
+/// Rebuilds the projection tables of a PostgreSQL store from its log when their layout version is
+/// not this binary's (``Projector/version``) or they do not reflect the whole log: the fold replay
+/// runs, in memory, then every table written afresh, in one transaction under the append lock, so
+/// no node decides from half-built tables.
+enum PostgresProjectionRebuild {
+    static func runIfNeeded(_ connection: PostgresConnection, logger: Logger) throws {
+        try connection.transaction {
+            try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(PostgresLog.appendLockKey)])
+            let tail = try PostgresLog.tail(connection)?.position ?? 0
+            let state = try PostgresProjectionState.read(connection)
+            guard state.version != Projector.version || state.position != tail else { return }
+            if tail > 0 { logger.notice("rebuilding the projections from the log", metadata: ["event.last": "\(tail)"]) }
+            var projections = InMemoryProjectionState()
+            var position: UInt64 = 0
+            while position < tail {
+                let page = try PostgresLog.events(connection, after: position, limit: 10_000)
+                guard let last = page.last else { break }
+                for envelope in page { try Projector.apply(envelope, to: &projections) }
+                position = last.position
+            }
+            try connection.query("DELETE FROM projection_entries")
+            for table in ProjectionTable.allCases {
+                var rows: [[PostgresValue]] = []
+                try projections.forEachEntry(table) { key, value in
+                    rows.append([.text(table.rawValue), .bytes(Array(key)), .bytes(Array(value))])
+                }
+                try PostgresLog.insert(connection, into: "projection_entries", columns: ["tbl", "key", "value"], rows: rows)
+            }
+            try PostgresProjectionState(position: position, version: Projector.version).write(connection)
+        }
+    }
+}

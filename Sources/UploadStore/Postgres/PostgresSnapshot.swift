@@ -1,0 +1,52 @@
+import PostgresKit
+public import UploadCore
+
+/// One snapshot of a PostgreSQL store, for ``PostgresStore/read(_:)``: a `REPEATABLE READ READ
+/// ONLY` transaction, in which the log and the projections were committed together.
+struct PostgresSnapshot: StoreSnapshot {
+    let connection: PostgresConnection
+    private var tables: PostgresTables { PostgresTables(connection: connection) }
+
+    func lastPosition() throws -> UInt64 { try PostgresLog.tail(connection)?.position ?? 0 }
+    func checkpoint() throws -> UInt64 { try PostgresProjectionState.read(connection).position }
+    func events(after position: UInt64, limit: Int) throws -> [EventEnvelope] { try PostgresLog.events(connection, after: position, limit: limit) }
+    func eventRecords(from position: UInt64, count: Int) throws -> [[UInt8]] { try PostgresLog.records(connection, from: position, count: count) }
+    func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8] { try PostgresLog.merkleNode(connection, level: level, index: index) }
+    func latestSignedCheckpoint() throws -> SignedCheckpoint? { try PostgresLog.latestSignedCheckpoint(connection) }
+
+    func session(_ uploadId: String) throws -> UploadSession? { try tables.session(uploadId) }
+    func repository(_ ref: RepositoryRef) throws -> RepositorySummary? { try tables.repository(ref) }
+    func activeUploads(in ref: RepositoryRef) throws -> [String] { try tables.activeUploads(in: ref) }
+    func allActiveUploads() throws -> [String] { try tables.allActiveUploads() }
+    func layer(_ ref: RepositoryRef, _ digest: String) throws -> LayerRecord? { try tables.layer(ref, digest) }
+    func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables.image(ref, digest) }
+    func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables.imageDigests(in: ref) }
+    func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables.tag(ref, tag) }
+
+    func repositories(in registryId: String, after name: String?, limit: Int) throws -> [RepositorySummary] {
+        try page(.repositories, prefix: Array("\(registryId)/".utf8), after: name, limit: limit).map { try RepositorySummary(decoding: $0.value) }
+    }
+
+    func images(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord] {
+        try page(.images, prefix: ProjectionKey.repositoryPrefix(ref), after: digest, limit: limit).map { try ImageRecord(decoding: $0.value) }
+    }
+
+    func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)] {
+        let prefix = ProjectionKey.repositoryPrefix(ref)
+        return try page(.imageTags, prefix: prefix, after: tag, limit: limit).map {
+            (String(decoding: $0.key.dropFirst(prefix.count), as: UTF8.self), try TagRecord(decoding: $0.value))
+        }
+    }
+
+    func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)] {
+        guard limit > 0 else { return [] }
+        return try PostgresTables.stored(connection, .layers, prefix: [], after: cursor?.key, limit: limit)
+            .map { (StoreCursor(key: $0.key), try LayerRecord(decoding: $0.value)) }
+    }
+
+    /// Up to `limit` entries under `prefix` after the key `prefix + after`, in key order.
+    private func page(_ table: ProjectionTable, prefix: [UInt8], after: String?, limit: Int) throws -> [(key: [UInt8], value: [UInt8])] {
+        guard limit > 0 else { return [] }
+        return try PostgresTables.stored(connection, table, prefix: prefix, after: after.map { prefix + Array($0.utf8) }, limit: limit)
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import LMDBKit
+import Logging
+public import PostgresKit
+import UploadMigrations
+public import UploadCore
+
+/// A store in PostgreSQL: the same log, Merkle tree, signed checkpoints and projections as
+/// ``Store`` keeps in LMDB, for deployments of several `serve` nodes on one database.
+///
+/// Each node runs one ``GroupCommitWriter`` (its callers still share each commit) whose batches take
+/// a transaction-scoped advisory lock: appends from every node are serialised, positions stay dense,
+/// and each batch decides from the tail whichever node wrote it. Reads take a pooled connection and
+/// one `REPEATABLE READ` snapshot, so they see every committed write of every node. Live feeds are
+/// woken by `LISTEN`/`NOTIFY` from every node's commits.
+public final class PostgresStore: EventStore {
+    public let configuration: StoreConfiguration
+    public let url: String
+    private let pool: PostgresPool
+    private let writer: GroupCommitWriter
+    private let notifier = CommitNotifier()
+    private let listener: PostgresListener
+    private let closing = Locked<Task<Void, Never>?>(nil)
+
+    /// Opens the store at `url`: applies pending migrations under their advisory lock (unless
+    /// `configuration.migrateOnOpen` is off), rebuilds the projections if their layout changed,
+    /// and starts the writer and the listener.
+    /// - Parameter poolSize: the most connections this node's readers hold at once (the writer and
+    ///   the listener have one each besides).
+    public init(url: String, configuration: StoreConfiguration, poolSize: Int = 8) throws {
+        self.url = url
+        self.configuration = configuration
+        pool = PostgresPool(url: url, size: poolSize)
+        let notifier = self.notifier
+        try pool.withConnection { connection in
+            switch try PostgresMigrations.status(connection) {
+            case .current: break
+            case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
+            case .pending(let pending):
+                guard configuration.migrateOnOpen else { throw StoreError(.migration, MigrationError.pending(pending).description) }
+                do { try PostgresMigrations.migrate(connection) } catch let error as MigrationError {
+                    throw StoreError(.migration, error.description)
+                }
+            }
+            try PostgresProjectionRebuild.runIfNeeded(connection, logger: configuration.logger)
+            notifier.committed(upTo: try PostgresLog.tail(connection)?.position ?? 0)
+        }
+        listener = PostgresListener(url: url, notifier: notifier, logger: configuration.logger)
+        writer = GroupCommitWriter(committer: PostgresCommitter(url: url, configuration: configuration), configuration: configuration, notifier: notifier)
+    }
+
+    public var settings: DecisionSettings { configuration.settings }
+    public var clock: any Clock { configuration.clock }
+
+    public func append(_ submissions: [CommandSubmission]) async -> [Result<CommandOutcome, any Error>] {
+        await writer.submit(submissions)
+    }
+
+    public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
+        try pool.withConnection { connection in
+            try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") { try body(PostgresSnapshot(connection: connection)) }
+        }
+    }
+
+    public func waitForEvents(after position: UInt64, timeout: Duration) async -> Bool {
+        await notifier.wait(after: position, timeout: timeout)
+    }
+
+    public var followersStopped: Bool { notifier.isClosed }
+    public func stopFollowers() { notifier.close() }
+
+    public func statistics() throws -> StoreStatistics {
+        try read { snapshot in
+            let position = try snapshot.lastPosition()
+            let sessions = try (snapshot as! PostgresSnapshot).connection.query(
+                "SELECT count(*) FROM projection_entries WHERE tbl = $1", [.text(ProjectionTable.activeUploads.rawValue)])
+            return StoreStatistics(
+                logPosition: position, checkpointLag: position - min(position, try snapshot.checkpoint()),
+                activeSessions: Int(try sessions.int64(0, 0)), mapSizeBytes: 0, mapUsedBytes: 0, readers: 0,
+                projectionMapSizeBytes: 0, projectionMapUsedBytes: 0)
+        }
+    }
+
+    public func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint {
+        try pool.withConnection { connection in
+            try connection.transaction {
+                // Under the append lock: the identity check and the insert are one step for every node.
+                try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(PostgresLog.appendLockKey)])
+                if let last = try PostgresLog.latestSignedCheckpoint(connection) { try identity.check(last) }
+                let kept = try connection.query("SELECT note FROM signed_checkpoints WHERE size = $1", [.position(checkpoint.size)])
+                if !kept.isEmpty { return SignedCheckpoint(size: checkpoint.size, note: kept.text(0, 0)) }
+                try connection.query(
+                    "INSERT INTO signed_checkpoints (size, note) VALUES ($1, $2)", [.position(checkpoint.size), .text(checkpoint.note)])
+                return checkpoint
+            }
+        }
+    }
+
+    public func close() async {
+        let work = closing.withLock { work in
+            if work == nil { work = Task { await self.closeOnce() } }
+            return work!
+        }
+        await work.value
+    }
+
+    private func closeOnce() async {
+        await writer.shutdown()
+        notifier.close()
+        listener.stop()
+    }
+
+    /// The migrations recorded in the database at `url`, in the order applied, read without migrating.
+    public static func appliedMigrations(url: String) throws -> [String] {
+        try PostgresMigrations.applied(try PostgresConnection(url: url))
+    }
+}

@@ -1,0 +1,135 @@
+import PostgresKit
+import UploadCore
+
+/// The projection tables in PostgreSQL's `projection_entries`, over one transaction: the
+/// PostgreSQL side of ``KeyedProjectionTables``, with the keys and records LMDB keeps.
+///
+/// A writer's changes are held in ``Changes`` until ``flush()`` sends them in a few statements at
+/// the end of the batch; every read looks at them first, so the batch sees its own writes.
+struct PostgresTables: KeyedProjectionTables {
+    let connection: PostgresConnection
+    /// The changes of this batch not yet sent, per table: a record, or `nil` for a deletion.
+    final class Changes {
+        var byTable: [ProjectionTable: [[UInt8]: [UInt8]?]] = [:]
+        var isEmpty: Bool { byTable.values.allSatisfy(\.isEmpty) }
+    }
+    private let changes = Changes()
+    /// Decoded records read or written in this transaction (as ``LMDBTables`` keeps them).
+    private let decoded = DecodedRecords()
+
+    init(connection: PostgresConnection) { self.connection = connection }
+
+    func record<R: FieldRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R? {
+        let cacheKey = DecodedRecords.Key(table, key)
+        if let known = decoded.records[cacheKey] {
+            guard let record = known else { return nil }
+            guard let typed = record as? R else { throw CodecError("table \(table.rawValue) holds a \(Swift.type(of: record)), not a \(R.self)") }
+            return typed
+        }
+        let bytes: [UInt8]?
+        if let changed = changes.byTable[table]?[key] {
+            bytes = changed
+        } else {
+            let rows = try connection.query(
+                "SELECT value FROM projection_entries WHERE tbl = $1 AND key = $2", [.text(table.rawValue), .bytes(key)])
+            bytes = rows.isEmpty ? nil : rows.bytes(0, 0)
+        }
+        let record = try bytes.map { try R(decoding: $0) }
+        decoded.records[cacheKey] = .some(record)
+        return record
+    }
+
+    func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some FieldRecord) throws {
+        try record.validate()
+        changes.byTable[table, default: [:]][key] = .some(record.encoded())
+        decoded.update(DecodedRecords.Key(table, key), to: record)
+    }
+
+    func delete(_ table: ProjectionTable, _ key: [UInt8]) throws {
+        changes.byTable[table, default: [:]][key] = .some(nil)
+        decoded.update(DecodedRecords.Key(table, key), to: nil)
+    }
+
+    func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]] {
+        try rawEntries(in: table, withPrefix: prefix).map(\.key)
+    }
+
+    func entries<R: FieldRecord>(in table: ProjectionTable, withPrefix prefix: [UInt8], as type: R.Type) throws -> [(key: [UInt8], value: R)] {
+        try rawEntries(in: table, withPrefix: prefix).map { ($0.key, try R(decoding: $0.value)) }
+    }
+
+    /// The stored entries under `prefix` with this batch's changes laid over them, in key order.
+    private func rawEntries(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [(key: [UInt8], value: [UInt8])] {
+        var entries = try Self.stored(connection, table, prefix: prefix, after: nil, limit: .max)
+        guard let changed = changes.byTable[table], !changed.isEmpty else { return entries }
+        var merged: [[UInt8]: [UInt8]] = [:]
+        for entry in entries { merged[entry.key] = entry.value }
+        for (key, value) in changed where key.starts(with: prefix) { merged[key] = value }
+        entries = merged.map { ($0.key, $0.value) }
+        entries.sort { ProjectionKey.precedes($0.key, $1.key) }
+        return entries
+    }
+
+    /// Up to `limit` stored entries of `table` under `prefix` whose keys sort after `after` (from
+    /// the prefix's first when `nil`), in key order.
+    static func stored(
+        _ connection: PostgresConnection, _ table: ProjectionTable, prefix: [UInt8], after: [UInt8]?, limit: Int
+    ) throws -> [(key: [UInt8], value: [UInt8])] {
+        var sql = "SELECT key, value FROM projection_entries WHERE tbl = $1 AND key >= $2"
+        var parameters: [PostgresValue] = [.text(table.rawValue), .bytes(prefix)]
+        if let after {
+            parameters.append(.bytes(after))
+            sql += " AND key > $\(parameters.count)"
+        }
+        if let end = prefixEnd(prefix) {
+            parameters.append(.bytes(end))
+            sql += " AND key < $\(parameters.count)"
+        }
+        sql += " ORDER BY key"
+        if limit < Int(Int64.max) {
+            parameters.append(.int64(Int64(limit)))
+            sql += " LIMIT $\(parameters.count)"
+        }
+        let rows = try connection.query(sql, parameters)
+        return (0..<rows.count).map { (rows.bytes($0, 0), rows.bytes($0, 1)) }
+    }
+
+    /// The first key past every key that starts with `prefix`; `nil` when there is none (an empty
+    /// prefix, or one of 0xFF bytes only).
+    static func prefixEnd(_ prefix: [UInt8]) -> [UInt8]? {
+        var end = prefix
+        while let last = end.last {
+            if last < 0xFF {
+                end[end.count - 1] = last + 1
+                return end
+            }
+            end.removeLast()
+        }
+        return nil
+    }
+
+    /// Sends this batch's changes: upserts, then deletions, a few statements each.
+    func flush() throws {
+        for table in ProjectionTable.allCases {
+            guard let changed = changes.byTable[table], !changed.isEmpty else { continue }
+            let name = PostgresValue.text(table.rawValue)
+            var upserts: [[PostgresValue]] = [], deletions: [[UInt8]] = []
+            for (key, value) in changed {
+                if let value { upserts.append([name, .bytes(key), .bytes(value)]) } else { deletions.append(key) }
+            }
+            if !upserts.isEmpty {
+                try PostgresLog.insert(
+                    connection, into: "projection_entries", columns: ["tbl", "key", "value"], rows: upserts,
+                    onConflict: "ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value")
+            }
+            var start = 0
+            while start < deletions.count {
+                let chunk = deletions[start..<min(deletions.count, start + 10_000)]
+                let placeholders = chunk.indices.map { "$\($0 - start + 2)" }.joined(separator: ", ")
+                try connection.query("DELETE FROM projection_entries WHERE tbl = $1 AND key IN (\(placeholders))", [name] + chunk.map { .bytes($0) })
+                start += 10_000
+            }
+        }
+        changes.byTable = [:]
+    }
+}
