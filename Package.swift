@@ -131,7 +131,7 @@ let package = Package(
             path: "Tools/Replay",
             swiftSettings: swiftSettings
         ),
-        .target(name: "UploadTesting", dependencies: ["UploadCore", "UploadStore", "UploadService", "LMDBKit"], path: "Tests/UploadTesting", swiftSettings: swiftSettings),
+        .target(name: "UploadTesting", dependencies: ["UploadCore", "UploadStore", "UploadService", "LMDBKit", "PostgresKit"], path: "Tests/UploadTesting", swiftSettings: swiftSettings),
         .testTarget(
             name: "FieldRecordMacrosTests",
             dependencies: [
@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(name: "LogHashingTests", dependencies: ["LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "MigrationTests", dependencies: ["UploadMigrations", "LMDBKit", "LogHashing"], swiftSettings: swiftSettings),
         .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadStore", "UploadTesting", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
-        .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadService", "UploadMigrations", "UploadTesting", "LMDBKit", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadService", "UploadMigrations", "UploadTesting", "LMDBKit", "LogHashing", "PostgresKit", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "CommandLineTests", dependencies: ["UploadTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "UploadAPITests",

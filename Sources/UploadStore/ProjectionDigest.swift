@@ -50,7 +50,7 @@ enum ProjectionDigest {
     /// One entry at a time, gathered into a buffer that goes to SHA-256 64 KiB at a time (a call
     /// per field of a million entries cost more than the hashing itself); the table's name bytes
     /// are made once per table.
-    private struct Hasher {
+    struct Hasher {
         private var sha = SHA256()
         private var table: ProjectionTable?
         private var name: [UInt8] = []

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import LMDBKit
 import UploadMigrations
@@ -166,6 +167,11 @@ public final class Store: EventStore {
 }
 
 extension Store {
+    /// The digest of the live projection tables, read in one snapshot.
+    package func liveProjectionDigest() throws -> SHA256.Digest {
+        try snapshot { try ProjectionDigest.ofLive($0.projections, $0.projectionSchema) }
+    }
+
     /// The migrations recorded in this store, in the order applied.
     public func appliedMigrations() throws -> [String] {
         try environment.read { try UploadMigrations.migrator.appliedIdentifiers($0) }

@@ -1,3 +1,4 @@
+import Crypto
 import PostgresKit
 import UploadCore
 
@@ -131,5 +132,30 @@ struct PostgresTables: KeyedProjectionTables {
             }
         }
         changes.byTable = [:]
+    }
+}
+
+extension ProjectionDigest {
+    /// The digest of a PostgreSQL store's live tables, as ``ofLive(_:_:)`` hashes LMDB's: every
+    /// table in name order, each in key byte order, read a page at a time.
+    static func ofLive(_ connection: PostgresConnection) throws -> SHA256.Digest {
+        var hasher = Hasher()
+        for table in ProjectionTable.allCases.sorted() {
+            var after: [UInt8]? = nil
+            while true {
+                let page = try PostgresTables.stored(connection, table, prefix: [], after: after, limit: 10_000)
+                for entry in page { hasher.add(table, entry.key, entry.value) }
+                guard page.count == 10_000 else { break }
+                after = page.last!.key
+            }
+        }
+        return hasher.finalize()
+    }
+}
+
+extension PostgresStore {
+    /// The digest of the live projection tables, read in one snapshot.
+    package func liveProjectionDigest() throws -> SHA256.Digest {
+        try read { try ProjectionDigest.ofLive(($0 as! PostgresSnapshot).connection) }
     }
 }

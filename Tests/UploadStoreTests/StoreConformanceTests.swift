@@ -1,0 +1,176 @@
+import Crypto
+import Foundation
+import LogHashing
+import Testing
+@testable import UploadCore
+@testable import UploadStore
+import UploadTesting
+
+/// The store's behaviour, whichever backend keeps it: every test here runs against LMDB and
+/// against PostgreSQL, and the first proves that the same commands give the same bytes on both.
+struct StoreConformanceTests {
+    /// A run of calls that records every kind of event: repositories, uploads with parts,
+    /// completions, a forced delete, a refusal, and an SDK retry.
+    static func workload(_ store: any EventStore) async throws {
+        func submit(_ commands: [Command]) async throws -> [CommandOutcome] {
+            try await store.append(commands.map { CommandSubmission($0, metadata: testMetadata()) }).map { try $0.get() }
+        }
+        let names = ["team/app", "team/web", "solo"]
+        _ = try await submit(try names.map { .createRepository(try CreateRepository(repositoryName: $0)) })
+        let started = try await submit(try (names + names).map { .initiateLayerUpload(try InitiateLayerUpload(repositoryName: $0)) })
+        let uploads = started.compactMap { outcome -> (String, String)? in
+            guard case .uploadInitiated(let e)? = outcome.events.first?.event else { return nil }
+            return (e.repositoryName, e.uploadId)
+        }
+        let digest = "sha256:" + String(repeating: "ab", count: 32)
+        _ = try await submit(try uploads.prefix(3).map { name, id in
+            var part = try UploadLayerPart(repositoryName: name, uploadId: id, partFirstByte: 0, partLastByte: 1023, partLength: 1024, partDigest: digest)
+            part.staged = true
+            return .uploadLayerPart(part)
+        })
+        _ = try await submit(try uploads.prefix(2).enumerated().map { n, upload in
+            let layer = "sha256:" + String(repeating: "0\(n)", count: 32)
+            var complete = try CompleteLayerUpload(repositoryName: upload.0, uploadId: upload.1, layerDigests: [layer])
+            complete.staged = .init(digest: layer, size: 1024)
+            return .completeLayerUpload(complete)
+        })
+        let retried = RequestMetadata(requestId: "r-1", source: "test", principal: "AKIA1", invocationId: "inv-1", requestDigest: "d-1")
+        for _ in 0..<2 {
+            _ = try await store.execute(.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "solo")), metadata: retried)
+        }
+        await #expect(throws: CommandError.self) {
+            try await store.execute(.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "missing")), metadata: testMetadata())
+        }
+        _ = try await submit([.deleteRepository(try DeleteRepository(repositoryName: "team/web", force: true))])
+    }
+
+    /// What a store holds, byte for byte: every record, the Merkle root, the live tables' digest,
+    /// and the digest of the tables folded again from the log.
+    struct Contents: Equatable {
+        let records: [[UInt8]]
+        let root: String
+        let liveDigest: String
+        let foldedDigest: String
+    }
+
+    static func contents(_ store: any EventStore) throws -> Contents {
+        let (records, events) = try store.read { snapshot in
+            let last = try snapshot.lastPosition()
+            return (try snapshot.eventRecords(from: 1, count: Int(last)), try snapshot.events())
+        }
+        var folded = InMemoryProjectionState()
+        for envelope in events { try Projector.apply(envelope, to: &folded) }
+        let live: SHA256.Digest =
+            if let store = store as? Store { try store.liveProjectionDigest() } else { try (store as! PostgresStore).liveProjectionDigest() }
+        return Contents(
+            records: records, root: try store.merkleRoot().rootHash, liveDigest: Hex.encode(Array(live)),
+            foldedDigest: Hex.encode(Array(ProjectionDigest.of(folded))))
+    }
+
+    @Test func theSameCommands_giveTheSameBytesRootAndProjections_onBothBackends() async throws {
+        var results: [StoreBackend: Contents] = [:]
+        for backend in StoreBackend.allCases {
+            let location = try TestStoreLocation(backend)
+            defer { location.remove() }
+            results[backend] = try await location.withStore { store in
+                try await Self.workload(store)
+                return try Self.contents(store)
+            }
+            // And again after reopening: nothing is rebuilt differently.
+            let reopened = try await location.withStore(configure: { $0.uploadIds = SequentialUploadIDs(start: 1000) }) { try Self.contents($0) }
+            #expect(reopened == results[backend], "\(backend): reopening changed the store")
+        }
+        let lmdb = try #require(results[.lmdb]), postgres = try #require(results[.postgres])
+        #expect(lmdb.records.count > 15, "the workload ran")
+        #expect(lmdb.records == postgres.records, "the same event bytes at the same positions")
+        #expect(lmdb.root == postgres.root, "the same Merkle root")
+        #expect(lmdb.liveDigest == postgres.liveDigest, "the same live projections")
+        for contents in [lmdb, postgres] { #expect(contents.liveDigest == contents.foldedDigest, "the live tables are the fold of the log") }
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func aRefusedCommand_writesNothing(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        try await location.withStore { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let error = await #expect(throws: CommandError.self) {
+                try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            }
+            #expect(error?.code == .repositoryAlreadyExists)
+            #expect(try store.read { try $0.lastPosition() } == 1)
+        }
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func aRetry_isAnsweredWithTheOriginalResult_andAnotherCallsId_isRefused(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        try await location.withStore { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let call = RequestMetadata(requestId: "r-1", source: "test", principal: "AKIA1", invocationId: "inv-1", requestDigest: "d-1")
+            let first = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call)
+            let retry = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call)
+            #expect(retry.uploadId == first.uploadId)
+            #expect(try store.read { try $0.lastPosition() } == 2, "the retry wrote nothing")
+            let other = RequestMetadata(requestId: "r-2", source: "test", principal: "AKIA1", invocationId: "inv-1", requestDigest: "d-2")
+            let error = await #expect(throws: CommandError.self) {
+                try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: other)
+            }
+            #expect(error?.code == .idempotentParameterMismatch)
+        }
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func manyConcurrentCallers_getDensePositions_andEveryAnsweredUploadOnce(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        try await location.withStore { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let ids = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<200 {
+                    group.addTask { try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            let events = try store.read { try $0.events() }
+            #expect(events.map(\.position) == Array(1...201))
+            #expect(Set(ids).count == 200)
+            #expect(Set(events.compactMap { if case .uploadInitiated(let e) = $0.event { e.uploadId } else { nil } }) == Set(ids))
+        }
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func aFollower_isWokenByTheNextCommit(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        try await location.withStore { store in
+            async let woken = store.waitForEvents(after: 0, timeout: .seconds(30))
+            try await Task.sleep(for: .milliseconds(100))
+            let started = ContinuousClock.now
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            #expect(await woken)
+            #expect(ContinuousClock.now - started < .seconds(10), "woken by the commit, not the timeout")
+        }
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func keptCheckpoints_keepOneIdentity(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        try await location.withStore { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let signer = try NoteSigner.generate(name: "example.com/log")
+            let identity = LogIdentity(verifier: signer.verifier, origin: "example.com/log")
+            let root = try store.merkleRoot()
+            let body = Checkpoint(origin: "example.com/log", size: root.treeSize, rootHash: try #require(Hex.decode(root.rootHash))).text
+            let checkpoint = SignedCheckpoint(size: root.treeSize, note: try SignedNote.sign(body, with: signer))
+            #expect(try store.keep(checkpoint, signedAs: identity) == checkpoint)
+            #expect(try store.read { try $0.latestSignedCheckpoint() } == checkpoint)
+            let stranger = try NoteSigner.generate(name: "example.com/log")
+            #expect(throws: StoreError.self) {
+                try store.keep(checkpoint, signedAs: LogIdentity(verifier: stranger.verifier, origin: "example.com/log"))
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import PostgresKit
+import UploadCore
+import UploadStore
+
+/// The store backends every conformance test runs against.
+public enum StoreBackend: String, CaseIterable, Sendable, CustomStringConvertible {
+    case lmdb, postgres
+    public var description: String { rawValue }
+}
+
+/// The PostgreSQL server the tests use: `UPLOAD_COORDINATOR_TEST_DATABASE_URL`, which `Tools/test`
+/// sets after starting one (`Tools/postgres`). Tests of the PostgreSQL backend fail without it:
+/// a backend left untested must not look like a backend that passed.
+public func testDatabaseServerURL() throws -> String {
+    guard let url = ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_TEST_DATABASE_URL"], !url.isEmpty else {
+        throw StoreError(.io, "UPLOAD_COORDINATOR_TEST_DATABASE_URL is not set: start a server with Tools/postgres, or run Tools/test")
+    }
+    return url
+}
+
+/// A new, empty database on the test server, dropped by ``remove()``.
+public struct TemporaryDatabase: Sendable {
+    public let url: String
+    private let serverURL: String
+    private let name: String
+
+    public init() throws {
+        serverURL = try testDatabaseServerURL()
+        name = "uc_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
+        try PostgresConnection(url: serverURL).execute("CREATE DATABASE \(name)")
+        guard let slash = serverURL.lastIndex(of: "/") else { throw StoreError(.io, "the test database URL names no database") }
+        url = serverURL[..<slash] + "/" + name
+    }
+
+    public func remove() {
+        _ = try? PostgresConnection(url: serverURL).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+}
+
+/// Where one test's store lives, on either backend: a data directory, and for PostgreSQL a
+/// database of its own. Open as many stores on it as the test needs (the nodes of a deployment).
+public struct TestStoreLocation: Sendable {
+    public let backend: StoreBackend
+    public let directory: TemporaryDirectory
+    public let database: TemporaryDatabase?
+
+    public init(_ backend: StoreBackend) throws {
+        self.backend = backend
+        directory = TemporaryDirectory()
+        database = backend == .postgres ? try TemporaryDatabase() : nil
+    }
+
+    /// Opens a store here. The caller closes it.
+    public func open(configure: (inout StoreConfiguration) -> Void = { _ in }) throws -> any EventStore {
+        var config = testConfiguration(directory)
+        configure(&config)
+        switch backend {
+        case .lmdb: return try Store(config)
+        case .postgres: return try PostgresStore(url: database!.url, configuration: config)
+        }
+    }
+
+    /// Opens a store, runs `body`, and closes it.
+    public func withStore<T>(
+        configure: (inout StoreConfiguration) -> Void = { _ in }, _ body: (any EventStore) async throws -> T
+    ) async throws -> T {
+        let store = try open(configure: configure)
+        do {
+            let result = try await body(store)
+            await store.close()
+            return result
+        } catch {
+            await store.close()
+            throw error
+        }
+    }
+
+    public func remove() {
+        directory.remove()
+        database?.remove()
+    }
+}
