@@ -1,6 +1,8 @@
 extension PostgresMigrations {
     /// The log, its Merkle tree and the checkpoints signed over it: the same bytes as LMDB's
-    /// `events`, `merkle-tree` and `signed-checkpoints`. The log refuses UPDATE, DELETE and
+    /// `events`, `merkle-tree` and `signed-checkpoints`. A node is keyed, as in LMDB, by the
+    /// position of its last leaf and its level, so every append lands at the index's right edge
+    /// and a walk in key order visits the nodes in the order appends complete them. The log refuses UPDATE, DELETE and
     /// TRUNCATE: it is append-only, and only a superuser who drops the trigger can say otherwise.
     static let createEventLog = """
         CREATE TABLE events (
@@ -8,10 +10,10 @@ extension PostgresMigrations {
             record bytea NOT NULL
         );
         CREATE TABLE merkle_nodes (
+            last_leaf bigint NOT NULL CHECK (last_leaf > 0),
             level smallint NOT NULL CHECK (level BETWEEN 0 AND 63),
-            index bigint NOT NULL CHECK (index >= 0),
             hash bytea NOT NULL CHECK (length(hash) = 32),
-            PRIMARY KEY (level, index)
+            PRIMARY KEY (last_leaf, level)
         );
         CREATE TABLE signed_checkpoints (
             size bigint PRIMARY KEY CHECK (size > 0),

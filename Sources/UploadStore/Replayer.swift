@@ -179,7 +179,9 @@ public enum Replayer {
                     try compareLive(txn, ptxn, schema, projections.schema, size: size, bootId: bootId, rebuilt: first, rebuiltDigest: firstDigest)
                 }
                 let merkleHere = claimMerkle() ? Result { try merkle.check(txn, schema, tick: counter.tick) } : nil
-                let keptCheckpoints = Result { try checkKeptCheckpoints(txn, schema, size: size, key: checkpointKey) }
+                let keptCheckpoints = Result {
+                    try checkKeptCheckpoints(SignedCheckpoint.all(txn, schema), size: size, key: checkpointKey) { try MerkleLog.root(txn, schema, size: $0) }
+                }
                 return (first, firstDigest, liveCheck, merkleHere, nodesPast.flatMap { root }, keptCheckpoints, counter)
             }
         }
@@ -212,8 +214,9 @@ public enum Replayer {
     /// A tree rebuilt from edited events, or a log cut short, fails here even when it is
     /// consistent in itself. With the log's key, each signature is checked too.
     /// - Returns: how many checkpoints were checked.
-    private static func checkKeptCheckpoints(_ txn: Transaction, _ schema: Schema, size: UInt64, key: NoteVerifier?) throws -> Int {
-        let kept = try SignedCheckpoint.all(txn, schema)
+    static func checkKeptCheckpoints(
+        _ kept: [SignedCheckpoint], size: UInt64, key: NoteVerifier?, root: (_ size: UInt64) throws -> MerkleTree.Hash
+    ) throws -> Int {
         for signed in kept {
             let checkpoint: Checkpoint
             do {
@@ -227,8 +230,7 @@ public enum Replayer {
             guard checkpoint.size <= size else {
                 throw Failure.log("the log signed a checkpoint of \(checkpoint.size) events but holds only \(size): events were removed")
             }
-            let root = try MerkleLog.root(txn, schema, size: checkpoint.size)
-            guard root == checkpoint.rootHash else {
+            guard try root(checkpoint.size) == checkpoint.rootHash else {
                 throw Failure.log("the tree of the first \(checkpoint.size) events no longer has the root the log signed for it (\(Hex.encode(checkpoint.rootHash))): the history was rewritten")
             }
         }
@@ -532,7 +534,7 @@ private final class ChunkQueue<Chunk: Sendable>: @unchecked Sendable {
 
 /// Counts events processed by any thread and reports every 65,536th, and the end. Reports are
 /// made under the counter's lock, so the caller's callback never runs on two threads at once.
-private final class ProgressCounter: @unchecked Sendable {
+final class ProgressCounter: @unchecked Sendable {
     private let done = Locked<UInt64>(0)
     private let total: UInt64
     private let progress: Replayer.Progress?

@@ -67,8 +67,17 @@ struct StoreConformanceTests {
             foldedDigest: Hex.encode(Array(ProjectionDigest.of(folded))))
     }
 
+    /// `upload-replay`'s verify, on whichever backend `location` names.
+    static func verify(_ location: TestStoreLocation) -> Replayer.Report {
+        switch location.backend {
+        case .lmdb: Replayer.verify(directory: location.directory.path)
+        case .postgres: Replayer.verify(databaseURL: location.database!.url)
+        }
+    }
+
     @Test func theSameCommands_giveTheSameBytesRootAndProjections_onBothBackends() async throws {
         var results: [StoreBackend: Contents] = [:]
+        var reports: [StoreBackend: Replayer.Report] = [:]
         for backend in StoreBackend.allCases {
             let location = try TestStoreLocation(backend)
             defer { location.remove() }
@@ -79,6 +88,7 @@ struct StoreConformanceTests {
             // And again after reopening: nothing is rebuilt differently.
             let reopened = try await location.withStore(configure: { $0.uploadIds = SequentialUploadIDs(start: 1000) }) { try Self.contents($0) }
             #expect(reopened == results[backend], "\(backend): reopening changed the store")
+            reports[backend] = Self.verify(location)
         }
         let lmdb = try #require(results[.lmdb]), postgres = try #require(results[.postgres])
         #expect(lmdb.records.count > 15, "the workload ran")
@@ -86,6 +96,15 @@ struct StoreConformanceTests {
         #expect(lmdb.root == postgres.root, "the same Merkle root")
         #expect(lmdb.liveDigest == postgres.liveDigest, "the same live projections")
         for contents in [lmdb, postgres] { #expect(contents.liveDigest == contents.foldedDigest, "the live tables are the fold of the log") }
+        // upload-replay's verify passes on both, with the same root and digests.
+        let lmdbReport = try #require(reports[.lmdb]), postgresReport = try #require(reports[.postgres])
+        for report in [lmdbReport, postgresReport] {
+            #expect(report.passed, "\(String(describing: report.failure))")
+            #expect(report.events == UInt64(lmdb.records.count))
+        }
+        #expect(lmdbReport.merkleRoot == postgresReport.merkleRoot && lmdbReport.merkleRoot == lmdb.root)
+        #expect(lmdbReport.rebuildDigests == postgresReport.rebuildDigests)
+        #expect(lmdbReport.liveDigest == postgresReport.liveDigest && lmdbReport.liveDigest == lmdb.liveDigest)
     }
 
     @Test(arguments: StoreBackend.allCases)

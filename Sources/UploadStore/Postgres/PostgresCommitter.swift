@@ -150,8 +150,8 @@ struct PostgresWriteTransaction: WriteTransaction {
             connection, into: "events", columns: ["position", "record"],
             rows: records.enumerated().map { [.position(tail + UInt64($0.offset) + 1), .bytes($0.element)] })
         try PostgresLog.insert(
-            connection, into: "merkle_nodes", columns: ["level", "index", "hash"],
-            rows: nodes.map { [.int32(Int32($0.level)), .position($0.index), .bytes($0.hash)] })
+            connection, into: "merkle_nodes", columns: ["last_leaf", "level", "hash"],
+            rows: nodes.map { [.position(PostgresLog.lastLeaf($0.level, $0.index)), .int32(Int32($0.level)), .bytes($0.hash)] })
         try tables.flush()
     }
 

@@ -57,12 +57,15 @@ enum PostgresLog {
 
     static func merkleNode(_ connection: PostgresConnection, level: UInt8, index: UInt64) throws -> MerkleTree.Hash {
         let rows = try connection.query(
-            "SELECT hash FROM merkle_nodes WHERE level = $1 AND index = $2", [.int32(Int32(level)), .position(index)])
+            "SELECT hash FROM merkle_nodes WHERE last_leaf = $1 AND level = $2", [.position(lastLeaf(level, index)), .int32(Int32(level))])
         guard rows.count == 1, rows.bytes(0, 0).count == 32 else {
             throw StoreError(.corrupt, "the Merkle tree lacks node (level \(level), index \(index)), covering positions \((index << UInt64(level)) + 1)...\((index + 1) << UInt64(level))")
         }
         return rows.bytes(0, 0)
     }
+
+    /// The position of the last leaf under node (`level`, `index`): its key with its level.
+    static func lastLeaf(_ level: UInt8, _ index: UInt64) -> UInt64 { (index + 1) << UInt64(level) }
 
     static func latestSignedCheckpoint(_ connection: PostgresConnection) throws -> SignedCheckpoint? {
         let rows = try connection.query("SELECT size, note FROM signed_checkpoints ORDER BY size DESC LIMIT 1")

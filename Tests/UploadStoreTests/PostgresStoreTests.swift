@@ -1,0 +1,134 @@
+import Foundation
+import LogHashing
+import PostgresKit
+import UploadMigrations
+import Testing
+@testable import UploadCore
+@testable import UploadStore
+import UploadTesting
+
+/// What only the PostgreSQL backend does: several nodes on one database, and a log the database
+/// itself keeps append-only.
+struct PostgresStoreTests {
+    static func create(_ name: String) throws -> Command { .createRepository(try CreateRepository(repositoryName: name)) }
+
+    /// Opens `count` stores on one database: the nodes of a deployment, each with its own writer.
+    static func withNodes<T>(_ count: Int, _ location: TestStoreLocation, _ body: ([any EventStore]) async throws -> T) async throws -> T {
+        var nodes: [any EventStore] = []
+        for n in 0..<count { nodes.append(try location.open { $0.uploadIds = SequentialUploadIDs(start: UInt64(n + 1) << 32) }) }
+        do {
+            let result = try await body(nodes)
+            for node in nodes { await node.close() }
+            return result
+        } catch {
+            for node in nodes { await node.close() }
+            throw error
+        }
+    }
+
+    @Test func twoNodes_appendingAtOnce_keepOneDenseLogAndOneTree() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await Self.withNodes(2, location) { nodes in
+            _ = try await nodes[0].execute(try Self.create("team/app"), metadata: testMetadata())
+            let ids = try await withThrowingTaskGroup(of: String.self) { group in
+                for n in 0..<300 {
+                    let node = nodes[n % 2]
+                    group.addTask { try await node.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(Set(ids).count == 300)
+            for node in nodes {
+                let events = try node.read { try $0.events() }
+                #expect(events.map(\.position) == Array(1...301), "every node reads the one dense log")
+                #expect(try node.read { try $0.activeUploads(in: RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) }.count == 300)
+            }
+            #expect(try nodes[0].merkleRoot().rootHash == nodes[1].merkleRoot().rootHash)
+        }
+        let report = Replayer.verify(databaseURL: location.database!.url)
+        #expect(report.passed, "\(String(describing: report.failure))")
+        #expect(report.events == 301)
+    }
+
+    @Test func anUpload_startedOnOneNode_takesAPartOnAnother_andCompletesOnAThird() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await Self.withNodes(3, location) { nodes in
+            _ = try await nodes[0].execute(try Self.create("team/app"), metadata: testMetadata())
+            let id = try await nodes[0].initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            var part = try UploadLayerPart(
+                repositoryName: "team/app", uploadId: id, partFirstByte: 0, partLastByte: 9, partLength: 10, partDigest: "sha256:" + String(repeating: "ab", count: 32))
+            part.staged = true
+            _ = try await nodes[1].execute(.uploadLayerPart(part), metadata: testMetadata())
+            let layer = "sha256:" + String(repeating: "cd", count: 32)
+            var complete = try CompleteLayerUpload(repositoryName: "team/app", uploadId: id, layerDigests: [layer])
+            complete.staged = .init(digest: layer, size: 10)
+            _ = try await nodes[2].execute(.completeLayerUpload(complete), metadata: testMetadata())
+            let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+            #expect(try nodes[0].read { try $0.layer(ref, layer) } != nil, "the first node reads the third's write at once")
+            #expect(try nodes[1].read { try $0.session(id) }?.state == .completed)
+        }
+    }
+
+    @Test func aRetry_sentToAnotherNode_isAnsweredWithTheOriginalResult() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await Self.withNodes(2, location) { nodes in
+            _ = try await nodes[0].execute(try Self.create("team/app"), metadata: testMetadata())
+            let call = RequestMetadata(requestId: "r-1", source: "test", principal: "AKIA1", invocationId: "inv-1", requestDigest: "d-1")
+            let first = try await nodes[0].initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call)
+            let retry = try await nodes[1].initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call)
+            #expect(retry.uploadId == first.uploadId)
+            #expect(try nodes[1].read { try $0.lastPosition() } == 2, "the retry wrote nothing")
+        }
+    }
+
+    @Test func aFollowerOnOneNode_isWokenByAnotherNodesCommit() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await Self.withNodes(2, location) { nodes in
+            // Let the second node's listener connect before the commit it must hear of.
+            try await Task.sleep(for: .milliseconds(500))
+            let started = ContinuousClock.now
+            async let woken = nodes[1].waitForEvents(after: 0, timeout: .seconds(30))
+            _ = try await nodes[0].execute(try Self.create("team/app"), metadata: testMetadata())
+            #expect(await woken)
+            #expect(ContinuousClock.now - started < .seconds(10), "woken by NOTIFY, not by the timeout")
+        }
+    }
+
+    @Test func theLog_refusesUpdateAndDelete_andVerifyCatchesARewrittenRecord() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await location.withStore { store in
+            for name in ["a", "b", "c"] { _ = try await store.execute(try Self.create("team/\(name)"), metadata: testMetadata()) }
+        }
+        let connection = try PostgresConnection(url: location.database!.url)
+        for statement in ["UPDATE events SET record = record WHERE position = 2", "DELETE FROM events WHERE position = 3", "DELETE FROM merkle_nodes"] {
+            #expect(throws: PostgresError.self, "\(statement)") { try connection.execute(statement) }
+        }
+        // A superuser can drop the guard; verify still names the damage.
+        try connection.execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
+        try connection.execute("UPDATE events SET record = set_byte(record, length(record) - 1, get_byte(record, length(record) - 1) # 1) WHERE position = 2")
+        let report = Replayer.verify(databaseURL: location.database!.url)
+        guard case .log(let message)? = report.failure else {
+            Issue.record("expected log damage, got \(String(describing: report.failure))")
+            return
+        }
+        #expect(message.contains("position 2") || message.contains("node"), "\(message)")
+    }
+
+    @Test func migrations_applyOnce_underTheLock_whenNodesStartTogether() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        let url = location.database!.url
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask { _ = try PostgresMigrations.migrate(try PostgresConnection(url: url)) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try PostgresStore.appliedMigrations(url: url) == PostgresMigrations.migrations.map(\.identifier))
+    }
+}
