@@ -95,7 +95,7 @@ struct MigrateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let before: [String]
-        do { before = try Store.appliedMigrations(directory: store.dataDir) } catch { fail(error) }
+        do { before = try StoreBackends.appliedMigrations(directory: store.dataDir, databaseURL: store.database()) } catch { fail(error) }
         try await withStore(store) { store in
             let after = try store.appliedMigrations()
             let new = after.filter { !before.contains($0) }

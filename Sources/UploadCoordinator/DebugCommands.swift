@@ -17,7 +17,7 @@ struct HoldReadTransaction: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() async throws {
-        let store = try store.openStore()
+        guard let store = try store.openStore() as? Store else { throw ValidationError("hold-read-transaction holds an LMDB reader slot; it has no PostgreSQL form.") }
         try store.holdingSnapshot {
             FileHandle.standardOutput.write(Data("holding a read transaction\n".utf8))
             while true { sleep(60) }

@@ -14,7 +14,11 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Serve ECR Public's API (AWS JSON 1.1) for aws ecr-public and boto3, until SIGINT or SIGTERM.")
 
-    @Option(help: "The data directory (created if missing).") var dataDir: String
+    @Option(help: "The data directory (created if missing): the store's LMDB files, or with --database-url its blobs and staging, which every node shares.") var dataDir: String
+    @Option(help: ArgumentHelp("Keep the log, the Merkle tree and the projections in this PostgreSQL database, which several serve nodes may share: postgres://USER[:PASS]@HOST:PORT/DB. [env: \(StoreBackends.databaseURLVariable)]"))
+    var databaseUrl: String?
+    @Option(help: "With --database-url: the most connections this node's readers hold at once (the writer, the commit listener and the leader election have one each besides).")
+    var databasePoolSize = 8
     @Option(help: "The address to listen on.") var host = "127.0.0.1"
     @Option(help: "The port to listen on; 0 picks a free one (the ready line names it).") var port = 5080
     @Option(help: ArgumentHelp("The 12-digit id of the registry served. [env: \(StoreOptions.Environment.registryId)] [default: \(StoreConfiguration.fallbackRegistryId)]"))
@@ -62,6 +66,8 @@ struct ServeCommand: AsyncParsableCommand {
         if registryId != nil && defaultRegistryId != nil {
             throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
         }
+        _ = try StoreOptions.database(flag: databaseUrl)
+        guard (1...1000).contains(databasePoolSize) else { throw ValidationError("--database-pool-size must be 1 to 1000; got \(databasePoolSize).") }
         for (flag, value) in [("--upload-expiry", uploadExpiry), ("--sweep-interval", sweepInterval), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
             guard (1...Self.longestSeconds).contains(value) else { throw ValidationError("\(flag) must be 1 to \(Self.longestSeconds) seconds; got \(value).") }
         }
@@ -106,15 +112,15 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.metricsFactory = metrics.factory
         configuration.maxQueuedCommands = maxQueuedCommands
         configuration.logger = logger
-        let store: Store
+        let store: any EventStore
         let blobs: BlobStore
         do {
-            store = try Store(configuration)
-            if store.staleReadersCleared > 0 {
-                logger.notice("cleared stale reader slots", metadata: ["readers.cleared": "\(store.staleReadersCleared)"])
+            store = try StoreBackends.open(configuration, databaseURL: try StoreOptions.database(flag: databaseUrl), poolSize: databasePoolSize)
+            if let lmdb = store as? Store, lmdb.staleReadersCleared > 0 {
+                logger.notice("cleared stale reader slots", metadata: ["readers.cleared": "\(lmdb.staleReadersCleared)"])
             }
             blobs = try BlobStore(directory: dataDir)
-            let repaired = try blobs.reconcile(with: store)
+            let repaired = try blobs.reconcile(with: store, shared: !(store is Store))
             if !repaired.removedStaging.isEmpty || !repaired.truncatedStaging.isEmpty {
                 logger.notice("staging reconciled with the log", metadata: [
                     "removed": "\(repaired.removedStaging.count)", "truncated": "\(repaired.truncatedStaging.count)"])

@@ -11,7 +11,7 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "upload-coordinator",
-        abstract: "Coordinates container-image layer uploads the way Amazon ECR Public does, on an event log in LMDB.",
+        abstract: "Coordinates container-image layer uploads the way Amazon ECR Public does, on an event log in LMDB or PostgreSQL.",
         discussion: """
             Commands act on a data directory directly. A refused command prints \
             `<ErrorName>: <message>` on standard error and exits 1.
@@ -26,8 +26,12 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
 
 /// Options every data command shares. Flags win over environment variables, which win over defaults.
 struct StoreOptions: ParsableArguments {
-    @Option(help: "The data directory (created if missing).")
+    @Option(help: "The data directory (created if missing): the store's LMDB files, or with --database-url its blobs and staging.")
     var dataDir: String
+
+    @Option(help: ArgumentHelp(
+        "Keep the log, the Merkle tree and the projections in this PostgreSQL database instead of LMDB: postgres://USER[:PASS]@HOST:PORT/DB. [env: \(StoreBackends.databaseURLVariable)]"))
+    var databaseUrl: String?
 
     @Option(help: ArgumentHelp(
         "The 12-digit id of the registry acted on. [env: \(Environment.registryId)] [default: \(StoreConfiguration.fallbackRegistryId)]"))
@@ -50,6 +54,14 @@ struct StoreOptions: ParsableArguments {
         if registryId != nil && defaultRegistryId != nil {
             throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
         }
+        _ = try database()
+    }
+
+    /// The PostgreSQL database named by the flag or the environment; `nil` for LMDB.
+    func database() throws -> String? { try Self.database(flag: databaseUrl) }
+
+    static func database(flag: String?) throws -> String? {
+        do { return try StoreBackends.databaseURL(flag: flag) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
     }
 
     func settings() throws -> DecisionSettings {
@@ -76,14 +88,14 @@ struct StoreOptions: ParsableArguments {
         return DecisionSettings(defaultRegistryId: registryId, partSize: partSize)
     }
 
-    func openStore() throws -> Store {
-        try Store(StoreConfiguration(directory: dataDir, settings: settings()))
+    func openStore() throws -> any EventStore {
+        try StoreBackends.open(StoreConfiguration(directory: dataDir, settings: settings()), databaseURL: database(), poolSize: 2)
     }
 }
 
 /// Runs `body` against an open store, closes it, and turns failures into `<ErrorName>: <message>`.
-func withStore(_ options: StoreOptions, _ body: (Store) async throws -> Void) async throws {
-    let store: Store
+func withStore(_ options: StoreOptions, _ body: (any EventStore) async throws -> Void) async throws {
+    let store: any EventStore
     do { store = try options.openStore() } catch let error as ValidationError { throw error } catch { fail(error) }
     do {
         try await body(store)

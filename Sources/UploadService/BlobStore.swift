@@ -205,10 +205,19 @@ extension BlobStore {
     /// record are discarded, and bytes the log records but the disk lacks are reported. Reads only
     /// the active uploads (through the active-uploads index), so it costs nothing at start-up
     /// however long the history; ``missingBlobs(in:)`` checks the completed layers.
-    public func reconcile(with store: any EventStore) throws -> Reconciliation {
+    ///
+    /// - Parameter shared: other nodes use this folder now (a PostgreSQL deployment). Then a part
+    ///   another node has staged but not yet recorded is not cut, and a blob copy is removed only
+    ///   when no node can still be making it (an hour old): a node's start must not break another
+    ///   node's request in flight. Staged bytes past the recorded length are harmless anyway: a
+    ///   part is written at the recorded offset, and completion reads the recorded length only.
+    public func reconcile(with store: any EventStore, shared: Bool = false) throws -> Reconciliation {
         var result = Reconciliation()
         for name in (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
-            unlink(blobs + "/" + name)
+            let path = blobs + "/" + name
+            if shared, let modified = try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date,
+               modified.timeIntervalSinceNow > -3600 { continue }
+            unlink(path)
         }
         let sessions = try store.read { reader in try reader.allActiveUploads().compactMap { try reader.session($0) } }
         var active: [String: UInt64] = [:]
@@ -222,6 +231,7 @@ extension BlobStore {
             }
             let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0
             if size > recorded {
+                guard !shared else { continue }
                 try unshareStaging(path, keeping: recorded)
                 guard truncate(path, off_t(recorded)) == 0 else { throw Self.posixError("truncate \(path)") }
                 result.truncatedStaging.append(name)

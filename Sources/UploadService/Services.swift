@@ -33,7 +33,10 @@ public struct ExpirySweeper: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    let expired = try await service.expireIdleUploads(idleMilliseconds: idleMilliseconds)
+                    // One node sweeps where several share a store; the others look again next time.
+                    let store = service.store
+                    let leads = try await UploadService.blocking { store.leads(.expirySweep) }
+                    let expired = leads ? try await service.expireIdleUploads(idleMilliseconds: idleMilliseconds) : []
                     if !expired.isEmpty { service.logger.info("expired idle uploads", metadata: ["count": "\(expired.count)"]) }
                 } catch is CancellationError {
                     return

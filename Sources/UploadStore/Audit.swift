@@ -96,31 +96,37 @@ extension EventStore {
     }
 }
 
-extension Store {
+extension EventStore {
     /// Every UploadInitiated recorded in `since ..< until` (either bound optional), optionally in
     /// one repository, in time order, read through the time index rather than a scan of the log.
     /// - Complexity: O(log n + k) for the k initiations of every repository in the range (one
     ///   repository's are filtered from them: the index is keyed for appending, not by repository).
     public func initiations(repository: RepositoryRef? = nil, since: Timestamp? = nil, until: Timestamp? = nil) throws -> [EventEnvelope] {
-        try snapshot { reader in
-            let (txn, schema) = (reader.txn, reader.schema)
-            let start = since.map { ProjectionKey.timeAndPosition($0, 0) } ?? []
-            var positions: [UInt64] = []
-            try reader.projections.scan(reader.projectionSchema.database(.initiations), from: start) { key, value in
-                guard key.count == 16 else { return false }
-                let time = Int64(bitPattern: BigEndian.uint64(key.prefix(8)) ?? 0)
-                if let until, time >= until.millisecondsSinceEpoch { return false }
-                if let repository, try !RepositoryMark(decoding: Array(value)).belongs(to: repository) { return true }
-                positions.append(BigEndian.uint64(key.suffix(8)) ?? 0)
-                return true
-            }
-            return try positions.map { position in
-                guard let record = try txn.get(schema.events, BigEndian.bytes(position)) else {
-                    throw StoreError(.corrupt, "the initiation index names position \(position), which the log lacks")
+        try read { snapshot in
+            let wanted = repository?.description
+            return try snapshot.initiationMarks(since: since, until: until).filter { wanted == nil || $0.repository.sameBytes(as: wanted!) }.map { mark in
+                guard let record = try snapshot.eventRecords(from: mark.position, count: 1).first else {
+                    throw StoreError(.corrupt, "the initiation index names position \(mark.position), which the log lacks")
                 }
-                return try EventLog.decode(position: position, record[...])
+                return try EventLog.decode(position: mark.position, record[...])
             }
         }
+    }
+}
+
+extension StoreSnapshot {
+    /// Decodes the initiations index's entries (time · position → repository) in key order, up to `until`.
+    static func initiationMarks(
+        _ entries: [(key: [UInt8], value: [UInt8])], until: Timestamp?
+    ) throws -> [(position: UInt64, repository: String)] {
+        var marks: [(position: UInt64, repository: String)] = []
+        for (key, value) in entries {
+            guard key.count == 16 else { break }
+            let time = Int64(bitPattern: BigEndian.uint64(key.prefix(8)) ?? 0)
+            if let until, time >= until.millisecondsSinceEpoch { break }
+            marks.append((BigEndian.uint64(key.suffix(8)) ?? 0, try RepositoryMark(decoding: value).repository))
+        }
+        return marks
     }
 }
 

@@ -34,8 +34,22 @@ public protocol EventStore: Sendable {
     /// - Returns: the checkpoint kept for that size: the first one given.
     func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint
 
+    /// The migrations recorded in the store, in the order applied.
+    func appliedMigrations() throws -> [String]
+
+    /// Whether this process should do the store-wide `duty` now: true in one process at a time
+    /// where several share the store (PostgreSQL nodes elect one by advisory lock). A duty's work
+    /// must still be safe to repeat: the lead can move between one call and the next.
+    func leads(_ duty: StoreDuty) -> Bool
+
     /// Writes every command already submitted, then stops taking more.
     func close() async
+}
+
+/// Work one process of a deployment does for all of them.
+public enum StoreDuty: String, Sendable, CaseIterable {
+    /// Ending uploads left idle too long: the expiry sweeper of `serve`.
+    case expirySweep = "expiry-sweep"
 }
 
 /// One command for ``EventStore/append(_:)``, with who asked for it.
@@ -86,6 +100,9 @@ public protocol StoreSnapshot: ProjectionState {
     func images(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord]
     /// Up to `limit` tags of the repository that sort after `tag`, in tag order.
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)]
+    /// The position of every UploadInitiated recorded in `since ..< until` (either bound
+    /// optional), in time order, with its repository (`registryId/name`): the auditors' index.
+    func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)]
     /// Up to `limit` completed layers of every repository, after `cursor` (from the first when
     /// `nil`), with the cursor of each for the next page.
     func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)]

@@ -61,6 +61,17 @@ public struct StoreReader: StoreSnapshot {
         try page(.imageTags, prefix: ProjectionKey.repositoryPrefix(ref), after: tag, limit: limit).map { ($0.name, try TagRecord(decoding: $0.value)) }
     }
 
+    public func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)] {
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        let start = since.map { ProjectionKey.timeAndPosition($0, 0) } ?? []
+        try projections.scan(projectionSchema.database(.initiations), from: start) { key, value in
+            if let until, key.count == 16, Int64(bitPattern: BigEndian.uint64(key.prefix(8)) ?? 0) >= until.millisecondsSinceEpoch { return false }
+            entries.append((Array(key), Array(value)))
+            return true
+        }
+        return try Self.initiationMarks(entries, until: until)
+    }
+
     public func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)] {
         try entries(.layers, afterKey: cursor?.key, limit: limit).map { (StoreCursor(key: $0.key), try LayerRecord(decoding: $0.value)) }
     }

@@ -26,9 +26,26 @@ def signed_headers(method, url, body=b"", headers=None, key=("test", "test")):
     return dict(request.headers.items())
 
 
+@contextlib.contextmanager
+def database():
+    """A new, empty database on the run's PostgreSQL server (Tools/test starts one), dropped afterwards."""
+    import uuid
+    server = os.environ.get("UPLOAD_COORDINATOR_TEST_DATABASE_URL")
+    assert server, "UPLOAD_COORDINATOR_TEST_DATABASE_URL is not set: start a server with Tools/postgres, or run Tools/test"
+    name = "uc_e2e_" + uuid.uuid4().hex[:16]
+    subprocess.run(["psql", server, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    try:
+        yield server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        subprocess.run(["psql", server, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
+
+
 class Server:
-    def __init__(self, data_dir, *extra):
+    def __init__(self, data_dir, *extra, database_url=None):
         self.data_dir = data_dir
+        self.database_url = database_url
+        if database_url:
+            extra = ("--database-url", database_url, *extra)
         credentials = os.path.join(data_dir, "operator-credentials")
         with open(credentials, "w") as f:
             f.write("test test\nAKIDOTHER othersecret\n")
@@ -47,7 +64,9 @@ class Server:
         return self.process.wait(timeout=30)
 
     def tool(self, *args):
-        return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=120)
+        """Runs one of the built executables on this server's store (its database, if it has one)."""
+        env = dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=self.database_url or "")
+        return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, env=env)
 
     def events(self):
         import json

@@ -47,8 +47,8 @@ TARGET = "SpencerFrontendService."
 class Served(Server):
     """conftest's Server, with its output drained (so that no log can fill a pipe and stall it)."""
 
-    def __init__(self, data_dir, *extra):
-        super().__init__(data_dir, *extra)
+    def __init__(self, data_dir, *extra, **options):
+        super().__init__(data_dir, *extra, **options)
         self.log = []
         for stream in (self.process.stdout, self.process.stderr):
             threading.Thread(target=self._drain, args=(stream,), daemon=True).start()

@@ -13,9 +13,10 @@ import threading
 import time
 
 import boto3
+import pytest
 from botocore.config import Config
 
-from conftest import BIN, Server
+from conftest import BIN, Server, database
 
 ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "50"))
 REPO = "crash/app"
@@ -61,15 +62,19 @@ def work(endpoint, ledger, stop, seed):
             time.sleep(0.01)
 
 
-def events(data_dir):
+def tool_env(database_url):
+    return dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=database_url or "")
+
+
+def events(data_dir, database_url=None):
     out = subprocess.run([str(BIN / "upload-coordinator"), "events", "--data-dir", data_dir],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, env=tool_env(database_url))
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-def check(data_dir, ledger):
-    log = events(data_dir)
+def check(data_dir, ledger, database_url=None):
+    log = events(data_dir, database_url)
     assert [e["position"] for e in log] == list(range(1, len(log) + 1)), "positions dense"
     initiated = [e["data"]["uploadId"] for e in log if e["type"] == "UploadInitiated"]
     parts = [(e["data"]["uploadId"], e["data"]["partFirstByte"], e["data"]["partLastByte"]) for e in log if e["type"] == "LayerPartUploaded"]
@@ -92,29 +97,39 @@ def check(data_dir, ledger):
             continue
         with open(os.path.join(data_dir, "staging", upload_id), "rb") as f:
             assert f.read()[first:last + 1] == ledger.parts[(upload_id, first, last)]
-    replay = subprocess.run([str(BIN / "upload-replay"), "--data-dir", data_dir], capture_output=True, text=True, timeout=300)
+    replay = subprocess.run([str(BIN / "upload-replay"), "--data-dir", data_dir], capture_output=True, text=True, timeout=300,
+                            env=tool_env(database_url))
     assert replay.returncode == 0, replay.stdout + replay.stderr
     return len(log)
 
 
-def test_sigkill_at_random_moments_loses_nothing_acknowledged():
+@pytest.mark.parametrize("backend", ["lmdb", "postgres"])
+def test_sigkill_at_random_moments_loses_nothing_acknowledged(backend):
+    with tempfile.TemporaryDirectory() as data_dir:
+        if backend == "postgres":
+            with database() as url:
+                sigkill_under_load(data_dir, url)
+        else:
+            sigkill_under_load(data_dir, None)
+
+
+def sigkill_under_load(data_dir, database_url):
     rng = random.Random(20261129)
     ledger = Ledger()
-    with tempfile.TemporaryDirectory() as data_dir:
-        for iteration in range(ITERATIONS):
-            server = Server(data_dir)
-            if iteration == 0:
-                client(server.endpoint).create_repository(repositoryName=REPO)
-            stop = threading.Event()
-            workers = [threading.Thread(target=work, args=(server.endpoint, ledger, stop, rng.random())) for _ in range(4)]
-            for w in workers:
-                w.start()
-            time.sleep(rng.uniform(0.05, 0.5))
-            server.process.send_signal(signal.SIGKILL)
-            server.process.wait(timeout=30)
-            stop.set()
-            for w in workers:
-                w.join(timeout=30)
-            check(data_dir, ledger)
-        final = check(data_dir, ledger)
+    for iteration in range(ITERATIONS):
+        server = Server(data_dir, database_url=database_url)
+        if iteration == 0:
+            client(server.endpoint).create_repository(repositoryName=REPO)
+        stop = threading.Event()
+        workers = [threading.Thread(target=work, args=(server.endpoint, ledger, stop, rng.random())) for _ in range(4)]
+        for w in workers:
+            w.start()
+        time.sleep(rng.uniform(0.05, 0.5))
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=30)
+        stop.set()
+        for w in workers:
+            w.join(timeout=30)
+        check(data_dir, ledger, database_url)
+    final = check(data_dir, ledger, database_url)
     assert len(ledger.uploads) > ITERATIONS, f"the harness made too little progress ({len(ledger.uploads)} uploads, {final} events)"

@@ -26,8 +26,11 @@ struct Verify: ParsableCommand {
             """
     )
 
-    @Option(help: "The data directory of the store to check.")
+    @Option(help: "The data directory of the store to check (with --database-url, where its signing key is kept).")
     var dataDir: String
+
+    @Option(help: ArgumentHelp("Check the store in this PostgreSQL database instead: postgres://USER[:PASS]@HOST:PORT/DB. [env: \(StoreBackends.databaseURLVariable)]"))
+    var databaseUrl: String?
 
     @Option(help: "The log's verifier key, or a file holding it, to check the signature of every checkpoint the log signed. [default: the key of DATA/transparency-log.key, when there]")
     var publicKey: String?
@@ -52,7 +55,11 @@ struct Verify: ParsableCommand {
                 FileHandle.standardError.write(Data("note: checkpoint signatures not checked (\(error)); give --public-key to check them\n".utf8))
             }
         }
-        let report = Replayer.verify(directory: dataDir, checkpointKey: key, progress: showProgress ? meter.update : nil)
+        let database: String?
+        do { database = try StoreBackends.databaseURL(flag: databaseUrl) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
+        let progress = showProgress ? meter.update : nil
+        let report = database.map { Replayer.verify(databaseURL: $0, checkpointKey: key, progress: progress) }
+            ?? Replayer.verify(directory: dataDir, checkpointKey: key, progress: progress)
         if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         if json {
             print(reportJSON(report))

@@ -49,8 +49,19 @@ final class PostgresCommitter: BatchCommitter {
         }
     }
 
+    /// When the writer's connection was last used; one idle longer than a second is checked
+    /// before a batch is sent on it. Used only on the writer's thread.
+    nonisolated(unsafe) private var lastUsed = ContinuousClock.now
+
+    /// The writer's connection, checked when it has been idle: a server that restarted meanwhile
+    /// has closed it, and a batch sent on it would fail although nothing of it reached the server.
+    /// (A batch that fails after it began is never sent again: its commit may have happened.)
     private func writerConnection() throws -> PostgresConnection {
-        if let connection, connection.isUsable { return connection }
+        defer { lastUsed = ContinuousClock.now }
+        if let connection, connection.isUsable {
+            guard ContinuousClock.now - lastUsed > .seconds(1) else { return connection }
+            if (try? connection.query("SELECT 1")) != nil { return connection }
+        }
         connection = nil
         let opened = try PostgresConnection(url: url)
         connection = opened

@@ -38,6 +38,19 @@ struct PostgresSnapshot: StoreSnapshot {
         }
     }
 
+    func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)] {
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        var after = since.map { ProjectionKey.timeAndPosition($0, 0) }
+        while true {
+            let page = try PostgresTables.stored(connection, .initiations, prefix: [], after: after, limit: 10_000)
+            entries += page
+            let pastUntil = until.map { until in page.last.map { Int64(bitPattern: BigEndian.uint64($0.key.prefix(8)) ?? 0) >= until.millisecondsSinceEpoch } ?? false } ?? false
+            guard page.count == 10_000, !pastUntil else { break }
+            after = page.last!.key
+        }
+        return try Self.initiationMarks(entries, until: until)
+    }
+
     func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)] {
         guard limit > 0 else { return [] }
         return try PostgresTables.stored(connection, .layers, prefix: [], after: cursor?.key, limit: limit)

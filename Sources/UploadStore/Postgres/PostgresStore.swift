@@ -20,6 +20,7 @@ public final class PostgresStore: EventStore {
     private let writer: GroupCommitWriter
     private let notifier = CommitNotifier()
     private let listener: PostgresListener
+    private let leadership: PostgresLeadership
     private let closing = Locked<Task<Void, Never>?>(nil)
 
     /// Opens the store at `url`: applies pending migrations under their advisory lock (unless
@@ -46,6 +47,7 @@ public final class PostgresStore: EventStore {
             notifier.committed(upTo: try PostgresLog.tail(connection)?.position ?? 0)
         }
         listener = PostgresListener(url: url, notifier: notifier, logger: configuration.logger)
+        leadership = PostgresLeadership(url: url)
         writer = GroupCommitWriter(committer: PostgresCommitter(url: url, configuration: configuration), configuration: configuration, notifier: notifier)
     }
 
@@ -56,9 +58,19 @@ public final class PostgresStore: EventStore {
         await writer.submit(submissions)
     }
 
+    /// Runs `body` in one `REPEATABLE READ READ ONLY` snapshot on a pooled connection. A read
+    /// that meets a lost connection (a pooled one the server closed when it restarted) runs once
+    /// more on a new one: it wrote nothing, so running it again is safe.
     public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
-        try pool.withConnection { connection in
-            try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") { try body(PostgresSnapshot(connection: connection)) }
+        func attempt() throws -> T {
+            try pool.withConnection { connection in
+                try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") { try body(PostgresSnapshot(connection: connection)) }
+            }
+        }
+        do {
+            return try attempt()
+        } catch let error as PostgresError where error.isConnectionFailure {
+            return try attempt()
         }
     }
 
@@ -96,6 +108,12 @@ public final class PostgresStore: EventStore {
         }
     }
 
+    public func appliedMigrations() throws -> [String] {
+        try pool.withConnection { try PostgresMigrations.applied($0) }
+    }
+
+    public func leads(_ duty: StoreDuty) -> Bool { leadership.leads(duty) }
+
     public func close() async {
         let work = closing.withLock { work in
             if work == nil { work = Task { await self.closeOnce() } }
@@ -108,6 +126,7 @@ public final class PostgresStore: EventStore {
         await writer.shutdown()
         notifier.close()
         listener.stop()
+        leadership.resign()
     }
 
     /// The migrations recorded in the database at `url`, in the order applied, read without migrating.

@@ -1,0 +1,33 @@
+import Foundation
+import PostgresKit
+
+/// Which backend a deployment's store lives in: LMDB in the data directory (the default), or the
+/// PostgreSQL database `--database-url` names. Every executable opens stores through here.
+public enum StoreBackends {
+    /// The environment variable that stands for `--database-url`.
+    public static let databaseURLVariable = "UPLOAD_COORDINATOR_DATABASE_URL"
+
+    /// The database URL from the flag, else the environment variable; `nil` for LMDB.
+    /// - Throws: ``StoreError`` `.io` naming the problem when the URL is not a PostgreSQL one.
+    public static func databaseURL(flag: String?) throws -> String? {
+        let given = flag ?? ProcessInfo.processInfo.environment[databaseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
+        guard let url = given else { return nil }
+        guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+            throw StoreError(.io, "the database URL must be postgres://USER[:PASS]@HOST:PORT/DB; got '\(PostgresConnection.withoutPassword(url))'")
+        }
+        return url
+    }
+
+    /// Opens the store: in PostgreSQL when `databaseURL` is given (`poolSize` connections for
+    /// readers), else in LMDB in `configuration.directory`.
+    public static func open(_ configuration: StoreConfiguration, databaseURL: String?, poolSize: Int = 8) throws -> any EventStore {
+        guard let databaseURL else { return try Store(configuration) }
+        return try PostgresStore(url: databaseURL, configuration: configuration, poolSize: poolSize)
+    }
+
+    /// The migrations recorded in the store, read without migrating; empty when there is none yet.
+    public static func appliedMigrations(directory: String, databaseURL: String?) throws -> [String] {
+        guard let databaseURL else { return try Store.appliedMigrations(directory: directory) }
+        return try PostgresStore.appliedMigrations(url: databaseURL)
+    }
+}

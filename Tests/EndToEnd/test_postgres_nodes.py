@@ -1,0 +1,164 @@
+"""Several `serve` nodes on one PostgreSQL database and one shared data folder, as a deployment
+past one machine runs them: flows hop between nodes, a feed on one node delivers every node's
+events, a retry is answered by whichever node gets it, a node SIGKILLed under load loses nothing
+it acknowledged while the others keep serving, and PostgreSQL restarting gives errors, never
+wrong answers, after which the nodes reconnect by themselves."""
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+from conftest import ROOT, database
+from test_attacks import TARGET, Served, post
+from test_crash import Ledger, check, client, work
+from test_feeds import Follower
+from test_layer_flow import manifest, sha
+
+
+@contextlib.contextmanager
+def nodes(count, *flags):
+    """`count` serve nodes on one new database and one data folder; each must exit 0 on SIGTERM
+    (unless the test killed it), and the store must replay cleanly afterwards."""
+    with tempfile.TemporaryDirectory() as data_dir, database() as url:
+        servers = [Served(data_dir, *flags, database_url=url) for _ in range(count)]
+        try:
+            yield servers
+        finally:
+            statuses = [server.stop() for server in servers if server.process.poll() is None]
+        assert all(status == 0 for status in statuses), statuses
+        replay = servers[0].tool("upload-replay", "--data-dir", data_dir)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def aws(server, *args):
+    """The real awscli, against one node."""
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    out = subprocess.run(["aws", "ecr-public", *args, "--endpoint-url", server.endpoint, "--output", "json"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout) if out.stdout.strip() else None
+
+
+def test_a_push_hops_across_three_nodes_and_every_node_reads_it():
+    with nodes(3) as (a, b, c):
+        aws(a, "create-repository", "--repository-name", "hop/app")
+        layer, config = os.urandom(3 * 1024 * 1024), b'{"architecture":"amd64","os":"linux"}'
+        for data in (layer, config):
+            upload_id = client(b.endpoint).initiate_layer_upload(repositoryName="hop/app")["uploadId"]
+            client(c.endpoint).upload_layer_part(repositoryName="hop/app", uploadId=upload_id, partFirstByte=0,
+                                                 partLastByte=len(data) - 1, layerPartBlob=data)
+            done = aws(a, "complete-layer-upload", "--repository-name", "hop/app", "--upload-id", upload_id,
+                       "--layer-digests", sha(data))
+            assert done["layerDigest"] == sha(data)
+        body = manifest((sha(config), len(config)), [(sha(layer), len(layer))])
+        image = client(b.endpoint).put_image(repositoryName="hop/app", imageManifest=body, imageTag="v1")["image"]
+        assert image["imageId"]["imageDigest"] == sha(body.encode())
+        for node in (a, b, c):
+            details = client(node.endpoint).describe_images(repositoryName="hop/app")["imageDetails"]
+            assert [d["imageTags"] for d in details] == [["v1"]]
+            checked = client(node.endpoint).batch_check_layer_availability(repositoryName="hop/app", layerDigests=[sha(layer)])
+            assert checked["layers"][0]["layerAvailability"] == "AVAILABLE"
+        log = a.events()
+        assert [e["position"] for e in log] == list(range(1, len(log) + 1))
+        # Every node's store is the same store.
+        roots = {node.tool("upload-coordinator", "audit", "root", "--data-dir", node.data_dir).stdout for node in (a, b, c)}
+        assert len(roots) == 1
+
+
+def test_a_feed_on_one_node_delivers_another_nodes_events_as_they_commit():
+    with nodes(2) as (a, b):
+        follower = Follower(b, 0)
+        try:
+            started = time.monotonic()
+            client(a.endpoint).create_repository(repositoryName="feed/app")
+            event = follower.next()
+            assert event["type"] == "RepositoryCreated" and event["data"]["repositoryName"] == "feed/app"
+            assert time.monotonic() - started < 5
+        finally:
+            follower.close()
+
+
+def test_a_retry_sent_to_another_node_gets_the_original_answer():
+    with nodes(2) as (a, b):
+        status, _, _ = post(a, TARGET + "CreateRepository", json.dumps({"repositoryName": "retry/app"}).encode())
+        assert status == 200
+        invocation = {"amz-sdk-invocation-id": "0b6f3c1e-2a4d-4f8b-9e7c-5d1a2b3c4d5e"}
+        body = json.dumps({"repositoryName": "retry/app"}).encode()
+        status, _, first = post(a, TARGET + "InitiateLayerUpload", body, invocation)
+        assert status == 200, first
+        status, _, again = post(b, TARGET + "InitiateLayerUpload", body, invocation)
+        assert status == 200 and again == first, (again, first)
+        assert [e["data"]["uploadId"] for e in b.events() if e["type"] == "UploadInitiated"] == [first["uploadId"]]
+
+
+def test_a_node_killed_under_load_loses_nothing_it_acknowledged_and_the_other_keeps_serving():
+    with nodes(2) as (a, b):
+        client(a.endpoint).create_repository(repositoryName="crash/app")
+        ledger, stop, rng = Ledger(), threading.Event(), random.Random(20261201)
+        workers = [threading.Thread(target=work, args=(node.endpoint, ledger, stop, rng.random())) for node in (a, a, b, b)]
+        for worker in workers:
+            worker.start()
+        time.sleep(1.5)
+        a.process.send_signal(signal.SIGKILL)
+        a.process.wait(timeout=30)
+        time.sleep(1.5)
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=30)
+        assert client(b.endpoint).initiate_layer_upload(repositoryName="crash/app")["uploadId"]
+        check(b.data_dir, ledger, b.database_url)
+        assert len(ledger.uploads) > 20, f"too little progress: {len(ledger.uploads)} uploads"
+
+
+def test_postgres_restarting_gives_errors_never_wrong_answers_and_the_nodes_reconnect():
+    folder = os.environ.get("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER")
+    if not folder:
+        pytest.fail("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER is not set: Tools/test sets it with the server it starts")
+    with nodes(2) as (a, b):
+        client(a.endpoint).create_repository(repositoryName="restart/app")
+        answered, refused, stop = [], [], threading.Event()
+
+        def load(node):
+            ecr = client(node.endpoint)
+            while not stop.is_set():
+                try:
+                    answered.append(ecr.initiate_layer_upload(repositoryName="restart/app")["uploadId"])
+                except ClientError as error:
+                    refused.append((error.response["Error"]["Code"], error.response["ResponseMetadata"]["HTTPStatusCode"]))
+                    time.sleep(0.05)
+                except (EndpointConnectionError, ReadTimeoutError) as error:
+                    refused.append((type(error).__name__, 0))
+
+        workers = [threading.Thread(target=load, args=(node,)) for node in (a, b)]
+        for worker in workers:
+            worker.start()
+        time.sleep(0.5)
+        subprocess.run([str(ROOT / "Tools" / "postgres"), "restart", folder, "2"], check=True, timeout=120)
+        # Back up: both nodes serve again without being restarted.
+        deadline = time.monotonic() + 30
+        recovered = set()
+        while time.monotonic() < deadline and len(recovered) < 2:
+            for node in (a, b):
+                try:
+                    client(node.endpoint).initiate_layer_upload(repositoryName="restart/app")
+                    recovered.add(node.port)
+                except ClientError:
+                    time.sleep(0.2)
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=30)
+        assert len(recovered) == 2, "both nodes reconnected by themselves"
+        assert refused, "the restart was seen by the load"
+        assert {code for code, _ in refused} <= {"ServerException", "ThrottlingException"}, set(refused)
+        assert all(status in (500, 400) for _, status in refused), set(refused)
+        # Every answered upload is in the log, once.
+        initiated = [e["data"]["uploadId"] for e in a.events() if e["type"] == "UploadInitiated"]
+        assert len(initiated) == len(set(initiated)) and set(answered) <= set(initiated)
