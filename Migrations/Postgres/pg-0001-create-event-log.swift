@@ -16,7 +16,7 @@ extension PostgresMigrations {
             PRIMARY KEY (last_leaf, level)
         );
         CREATE TABLE signed_checkpoints (
-            size bigint PRIMARY KEY CHECK (size > 0),
+            size bigint PRIMARY KEY CHECK (size >= 0),
             note text NOT NULL
         );
         CREATE FUNCTION upload_coordinator_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import UploadCore
 import UploadService
@@ -101,5 +102,56 @@ struct MigrateCommand: AsyncParsableCommand {
             let new = after.filter { !before.contains($0) }
             print(new.isEmpty ? "up to date at \(after.last ?? "no migration")" : new.map { "applied \($0)" }.joined(separator: "\n"))
         }
+    }
+}
+
+struct CopyStoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "copy-store",
+        abstract: "Copy a store into a new, empty one, between LMDB and PostgreSQL: every event at its position, byte for byte, and every signed checkpoint; the Merkle root is checked equal.",
+        discussion: """
+            Give one source (--from-data-dir, or --from-database-url with --from-data-dir naming its \
+            blobs' folder) and one destination (--to-data-dir, or --to-database-url). The blobs and \
+            staging stay in their folder: serve the copy with the same --data-dir, or copy the folder \
+            too. Stop serving the source first: events appended after the copy starts are not copied.
+            """)
+
+    @Option(help: "The source's data directory (its LMDB store, or with --from-database-url its blobs).") var fromDataDir: String?
+    @Option(help: "The source's PostgreSQL database.") var fromDatabaseUrl: String?
+    @Option(help: "The destination's data directory (a new LMDB store).") var toDataDir: String?
+    @Option(help: "The destination's PostgreSQL database, holding no events yet.") var toDatabaseUrl: String?
+
+    func validate() throws {
+        guard fromDataDir != nil || fromDatabaseUrl != nil else { throw ValidationError("Give the source: --from-data-dir or --from-database-url.") }
+        guard (toDataDir == nil) != (toDatabaseUrl == nil) else { throw ValidationError("Give one destination: --to-data-dir or --to-database-url.") }
+        for url in [fromDatabaseUrl, toDatabaseUrl].compactMap({ $0 }) { _ = try StoreOptions.database(flag: url) }
+        if fromDatabaseUrl == nil, toDataDir != nil, fromDataDir == toDataDir { throw ValidationError("The source and the destination are the same store.") }
+        if let url = fromDatabaseUrl, url == toDatabaseUrl { throw ValidationError("The source and the destination are the same store.") }
+    }
+
+    func run() async throws {
+        let settings = try StoreOptions.settings(registryId: nil, partSize: nil)
+        let sourceDirectory = fromDataDir ?? FileManager.default.temporaryDirectory.path
+        let source: any EventStore, destination: any EventStore
+        do {
+            source = try StoreBackends.open(StoreConfiguration(directory: sourceDirectory, settings: settings), databaseURL: fromDatabaseUrl, poolSize: 2)
+        } catch { fail(error) }
+        do {
+            destination = try StoreBackends.open(
+                StoreConfiguration(directory: toDataDir ?? sourceDirectory, settings: settings), databaseURL: toDatabaseUrl, poolSize: 2)
+        } catch {
+            await source.close()
+            fail(error)
+        }
+        let result = Result { try StoreCopy.copy(from: source, to: destination) }
+        await source.close()
+        await destination.close()
+        do {
+            let report = try result.get()
+            printLine(.object([
+                ("events", .number(String(report.events))), ("signedCheckpoints", .number(String(report.signedCheckpoints))),
+                ("rootHash", .string(report.merkleRoot)),
+            ]))
+        } catch { fail(error) }
     }
 }

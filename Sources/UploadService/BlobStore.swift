@@ -12,7 +12,7 @@ import UploadStore
 /// The write path's ordering is what makes a crash safe: bytes are synced before the event that
 /// records them commits, and files the log no longer needs are removed only after it commits.
 /// ``reconcile(with:)`` repairs whatever a crash left between those two steps.
-public struct BlobStore: Sendable {
+public struct BlobStore: BlobStorage {
     public let directory: String
     var staging: String { directory + "/staging" }
     /// The sha256 blobs, where hashed copies also wait to be committed (`.tmp-*`, on the same file
@@ -33,8 +33,6 @@ public struct BlobStore: Sendable {
         let algorithm = digest.prefix { $0 != ":" }
         return directory + "/blobs/" + algorithm + "/" + digest.dropFirst(algorithm.count + 1)
     }
-
-    public func hasBlob(_ digest: String) -> Bool { FileManager.default.fileExists(atPath: blobPath(digest)) }
 
     /// The size of a blob on disk, or `nil` when the store does not hold it.
     public func blobSize(_ digest: String) -> UInt64? {
@@ -150,7 +148,11 @@ public struct BlobStore: Sendable {
     ///   cannot be linked (the blob store on another file system, or one without hard links): the
     ///   caller copies it instead (``hashAndCopyStaged(uploadId:length:algorithm:)``).
     public func linkStaged(uploadId: String, digest: String, size: UInt64) throws -> Bool {
-        let source = stagingPath(uploadId), destination = blobPath(digest)
+        try adoptStaged(stagingPath(uploadId), digest: digest, size: size)
+    }
+
+    public func adoptStaged(_ source: String, digest: String, size: UInt64) throws -> Bool {
+        let destination = blobPath(digest)
         var info = stat()
         guard stat(source, &info) == 0, UInt64(info.st_size) == size else { return false }
         if link(source, destination) != 0 {
@@ -165,6 +167,8 @@ public struct BlobStore: Sendable {
     }
 
     public func discard(temporary: String) { unlink(temporary) }
+
+    public func openBlob(_ digest: String) throws -> any BlobReader { try BlobFile(path: blobPath(digest)) }
 
     /// Removes an upload's staged bytes, once the log no longer needs them.
     public func removeStaging(_ uploadId: String) { unlink(stagingPath(uploadId)) }
@@ -245,20 +249,5 @@ extension BlobStore {
             }
         }
         return result
-    }
-
-    /// The completed layers whose blob is not on disk (should be none). Visits every layer, a page
-    /// of them per read snapshot, so `serve` runs it after it is ready; it stops early, with what
-    /// it found so far, when the task running it is cancelled.
-    public func missingBlobs(in store: any EventStore) throws -> [String] {
-        var missing: [String] = []
-        var after: StoreCursor?
-        while !Task.isCancelled {
-            let page = try store.read { try $0.layers(after: after, limit: 1024) }
-            missing += page.filter { !hasBlob($0.layer.layerDigest) }.map { "layer \($0.layer.layerDigest): recorded, no blob" }
-            guard page.count == 1024, let last = page.last else { break }
-            after = last.cursor
-        }
-        return missing
     }
 }

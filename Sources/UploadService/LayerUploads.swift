@@ -66,7 +66,7 @@ extension UploadService {
                 if algorithm == .sha256, session.partCount == 1, let part = session.lastPart, part.firstByte == 0, part.lastByte + 1 == size {
                     let digest = part.digest
                     var inPlace = !command.names(digest)
-                    if !inPlace { inPlace = try await Self.blocking { try self.blobs.linkStaged(uploadId: uploadId, digest: digest, size: size) } }
+                    if !inPlace { inPlace = try await Self.blocking { try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: digest, size: size) } }
                     if inPlace { command.staged = .init(digest: digest, size: size) }
                 }
                 if command.staged == nil {
@@ -74,7 +74,7 @@ extension UploadService {
                     temporary = copy
                     command.staged = .init(digest: digest, size: size)
                     // A layer the caller did not name is refused without entering the blob store.
-                    if command.names(digest) { try await Self.blocking { try self.blobs.commitBlob(copy, digest: digest) } }
+                    if command.names(digest) { try await Self.blocking { try self.storage.commitBlob(copy, digest: digest) } }
                 }
             }
             let events = try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events

@@ -57,7 +57,7 @@ public struct BlobCheck: Service {
     public init(_ service: UploadService) { self.service = service }
 
     public func run() async throws {
-        let (blobs, store, logger) = (service.blobs, service.store, service.logger)
+        let (blobs, store, logger) = (service.storage, service.store, service.logger)
         await cancelWhenGracefulShutdown {
             let check = Task.detached { try blobs.missingBlobs(in: store) }
             do {

@@ -12,14 +12,18 @@ public import UploadStore
 /// call is recognised there too. The checks here only decide whether I/O is worth doing.
 public final class UploadService: Sendable {
     public let store: any EventStore
+    /// The folder of staging (each upload's parts in progress), and by default of the blobs too.
     public let blobs: BlobStore
+    /// Where completed layers are kept: ``blobs``' folder unless another ``BlobStorage`` is given.
+    public let storage: any BlobStorage
     let logger: Logger
     /// Serialises the parts, completion and clean-up of one upload (its staging file).
     let uploadLocks = KeyedLock()
 
-    public init(store: any EventStore, blobs: BlobStore, logger: Logger) {
+    public init(store: any EventStore, blobs: BlobStore, storage: (any BlobStorage)? = nil, logger: Logger) {
         self.store = store
         self.blobs = blobs
+        self.storage = storage ?? blobs
         self.logger = logger
     }
 

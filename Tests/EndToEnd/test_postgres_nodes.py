@@ -162,3 +162,42 @@ def test_postgres_restarting_gives_errors_never_wrong_answers_and_the_nodes_reco
         # Every answered upload is in the log, once.
         initiated = [e["data"]["uploadId"] for e in a.events() if e["type"] == "UploadInitiated"]
         assert len(initiated) == len(set(initiated)) and set(answered) <= set(initiated)
+
+
+def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
+    with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as back_dir, database() as url:
+        lmdb = Served(data_dir)
+        try:
+            ecr = client(lmdb.endpoint)
+            ecr.create_repository(repositoryName="copy/app")
+            layer = os.urandom(100_000)
+            upload_id = ecr.initiate_layer_upload(repositoryName="copy/app")["uploadId"]
+            ecr.upload_layer_part(repositoryName="copy/app", uploadId=upload_id, partFirstByte=0, partLastByte=len(layer) - 1, layerPartBlob=layer)
+            ecr.complete_layer_upload(repositoryName="copy/app", uploadId=upload_id, layerDigests=[sha(layer)])
+        finally:
+            assert lmdb.stop() == 0
+        before = lmdb.tool("upload-coordinator", "audit", "root", "--data-dir", data_dir).stdout
+
+        copied = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", url)
+        assert copied.returncode == 0, copied.stderr
+        assert json.loads(copied.stdout)["events"] == 4
+        again = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", url)
+        assert again.returncode == 1 and "already holds events" in again.stderr
+        in_postgres = lmdb.tool("upload-coordinator", "audit", "root", "--data-dir", data_dir, "--database-url", url).stdout
+        assert in_postgres == before
+
+        # Served from PostgreSQL with the same folder of blobs: the layer is there.
+        node = Served(data_dir, database_url=url)
+        try:
+            checked = client(node.endpoint).batch_check_layer_availability(repositoryName="copy/app", layerDigests=[sha(layer)])
+            assert checked["layers"][0]["layerAvailability"] == "AVAILABLE"
+        finally:
+            assert node.stop() == 0
+        after = node.tool("upload-coordinator", "audit", "root", "--data-dir", data_dir).stdout  # env names the database
+
+        back = lmdb.tool("upload-coordinator", "copy-store", "--from-database-url", url, "--to-data-dir", back_dir)
+        assert back.returncode == 0, back.stderr
+        assert lmdb.tool("upload-coordinator", "audit", "root", "--data-dir", back_dir).stdout == after
+        for args in (["--data-dir", back_dir], ["--data-dir", data_dir, "--database-url", url]):
+            replay = lmdb.tool("upload-replay", *args)
+            assert replay.returncode == 0, replay.stdout + replay.stderr

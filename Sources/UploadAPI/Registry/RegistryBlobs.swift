@@ -51,7 +51,7 @@ extension RegistryFrontEnd {
                 return false  // not allowed to read the source: the client uploads the blob instead
             }
             source = .repository(from)
-        } else if let size = service.blobs.blobSize(digest) {
+        } else if let size = service.storage.blobSize(digest) {
             source = .blobStore(size: size)
         } else {
             return false
@@ -146,22 +146,21 @@ extension RegistryFrontEnd {
         headers[.contentLength] = String(range.map { $0.upperBound - $0.lowerBound + 1 } ?? 0)
         guard request.method == .get, let range else { return Self.response(status, ByteBuffer(), request, headers: headers) }
         headers[Self.apiVersionHeader] = "registry/2.0"
-        return Response(status: status, headers: headers, body: Self.fileBody(service.blobs.blobPath(digest), range: range))
+        return Response(status: status, headers: headers, body: Self.blobBody(try service.storage.openBlob(digest), range: range))
     }
 
-    /// The bytes of `range` of a file, read on NIO's thread pool a piece at a time as the
+    /// The bytes of `range` of a blob, read on NIO's thread pool a piece at a time as the
     /// connection takes them: memory per download is one piece.
-    static func fileBody(_ path: String, range: ClosedRange<UInt64>) -> ResponseBody {
+    static func blobBody(_ blob: any BlobReader, range: ClosedRange<UInt64>) -> ResponseBody {
         ResponseBody(contentLength: Int(range.upperBound - range.lowerBound + 1)) { writer in
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw RegistryError(.unknown, "The blob's file cannot be opened") }
-            defer { close(fd) }
             var offset = range.lowerBound
             while offset <= range.upperBound {
-                let count = Int(min(UInt64(filePieceBytes), range.upperBound - offset + 1)), at = off_t(offset)
+                let count = Int(min(UInt64(filePieceBytes), range.upperBound - offset + 1)), at = offset
                 let piece = try await NIOThreadPool.singleton.runIfActive { () throws -> ByteBuffer in
                     var buffer = ByteBufferAllocator().buffer(capacity: count)
-                    let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { max(0, pread(fd, $0.baseAddress, count, at)) }
+                    let read = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) {
+                        try blob.read(at: at, into: UnsafeMutableRawBufferPointer(rebasing: $0.prefix(count)))
+                    }
                     guard read == count else { throw RegistryError(.unknown, "The blob's file is shorter than its record") }
                     return buffer
                 }

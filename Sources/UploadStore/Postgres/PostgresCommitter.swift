@@ -130,12 +130,16 @@ struct PostgresWriteTransaction: WriteTransaction {
     }
 
     mutating func append(_ envelope: EventEnvelope) throws {
-        precondition(envelope.position == tail + UInt64(records.count) + 1, "events are appended in order")
-        let record = envelope.encoded()
+        try append(record: envelope.encoded(), at: envelope.position)
+    }
+
+    /// Appends a record as it is (``StoreCopy``), binding it into the Merkle tree.
+    mutating func append(record: [UInt8], at position: UInt64) throws {
+        precondition(position == tail + UInt64(records.count) + 1, "events are appended in order")
         records.append(record)
-        let leaf = MerkleTree.leafHash(position: envelope.position, record: record)
+        let leaf = MerkleTree.leafHash(position: position, record: record)
         let pending = nodeIndex
-        let completed = try MerkleTree.nodesCompleted(byLeaf: envelope.position - 1, hash: leaf) { level, index in
+        let completed = try MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf) { level, index in
             if let hash = pending[NodeAddress(level: level, index: index)] { return hash }
             return try PostgresLog.merkleNode(connection, level: level, index: index)
         }

@@ -74,6 +74,10 @@ public final class PostgresStore: EventStore {
         }
     }
 
+    /// Runs `body` on a pooled connection, outside any snapshot: for the store's own writes
+    /// that are not commands (a copy's records, a rebuild).
+    func withConnection<T>(_ body: (PostgresConnection) throws -> T) throws -> T { try pool.withConnection(body) }
+
     public func waitForEvents(after position: UInt64, timeout: Duration) async -> Bool {
         await notifier.wait(after: position, timeout: timeout)
     }

@@ -1,0 +1,65 @@
+import Foundation
+import UploadCore
+public import UploadStore
+
+/// Completed layers' bytes, by digest: the part of the blob store every node of a deployment
+/// shares. ``BlobStore`` keeps them in its folder, which PostgreSQL nodes share over a shared
+/// filesystem; object storage can come later as another implementation of these few operations.
+/// (Staging, an upload's parts in progress, stays in the folder of ``BlobStore``.)
+public protocol BlobStorage: Sendable {
+    /// The size of the blob `digest` names, `nil` when none is kept.
+    func blobSize(_ digest: String) -> UInt64?
+    /// Keeps `temporary` (a synced file of exactly the blob's bytes, from
+    /// ``BlobStore/hashAndCopyStaged(uploadId:length:algorithm:)``) as the blob `digest`, and
+    /// consumes it; a blob already kept is kept as it is (it holds the same bytes).
+    func commitBlob(_ temporary: String, digest: String) throws
+    /// Takes the staged file at `path`, which holds exactly the blob (`size` bytes), as the blob
+    /// `digest` without copying it, where the storage can (a hard link in the same folder).
+    /// - Returns: `false`, having done nothing, when it cannot: the caller copies it instead.
+    func adoptStaged(_ path: String, digest: String, size: UInt64) throws -> Bool
+    /// Opens the blob for reading at offsets (downloads, and ranges of them).
+    func openBlob(_ digest: String) throws -> any BlobReader
+}
+
+/// An open blob.
+public protocol BlobReader: Sendable {
+    /// Reads into `buffer` from `offset`. - Returns: the bytes read; fewer than asked only at the end.
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+}
+
+extension BlobStorage {
+    public func hasBlob(_ digest: String) -> Bool { blobSize(digest) != nil }
+
+    /// The completed layers whose blob is not kept (should be none). Visits every layer, a page
+    /// of them per read snapshot, so `serve` runs it after it is ready; it stops early, with what
+    /// it found so far, when the task running it is cancelled.
+    public func missingBlobs(in store: any EventStore) throws -> [String] {
+        var missing: [String] = []
+        var after: StoreCursor?
+        while !Task.isCancelled {
+            let page = try store.read { try $0.layers(after: after, limit: 1024) }
+            missing += page.filter { !hasBlob($0.layer.layerDigest) }.map { "layer \($0.layer.layerDigest): recorded, no blob" }
+            guard page.count == 1024, let last = page.last else { break }
+            after = last.cursor
+        }
+        return missing
+    }
+}
+
+/// A blob file of the folder, open for `pread`, closed when the last reference goes.
+final class BlobFile: BlobReader {
+    private let descriptor: Int32
+
+    init(path: String) throws {
+        descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StoreError(.io, "the blob's file \(path) cannot be opened: \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { close(descriptor) }
+
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let count = pread(descriptor, buffer.baseAddress, buffer.count, off_t(offset))
+        guard count >= 0 else { throw StoreError(.io, "reading a blob failed: \(String(cString: strerror(errno)))") }
+        return count
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import LMDBKit
+import LogHashing
+import PostgresKit
+import UploadCore
+
+/// Copies one store into another, empty one, whichever backends they are (`copy-store`): every
+/// event record byte for byte at its position, and the checkpoints the log signed. The destination
+/// extends its own Merkle tree over each record, as an append does, and builds its projections
+/// from the log, so the copy's root is the source's root (checked before it returns) and its
+/// projections equal a replay.
+public enum StoreCopy {
+    public struct Report: Sendable, Equatable {
+        public let events: UInt64
+        public let signedCheckpoints: Int
+        /// The Merkle root, hex, of both stores.
+        public let merkleRoot: String
+    }
+
+    /// Events per read snapshot of the source and per transaction of the destination.
+    static let batch = 5_000
+
+    /// - Throws: ``StoreError`` `.io` when the destination already holds events, or when the
+    ///   copy's root differs from the source's (the destination keeps what it wrote: remove it).
+    public static func copy(from source: any EventStore, to destination: any EventStore, progress: ((UInt64, UInt64) -> Void)? = nil) throws -> Report {
+        guard let importer = destination as? any RecordImporting else { throw StoreError(.io, "this store cannot take a copy") }
+        guard try destination.read({ try $0.lastPosition() }) == 0 else {
+            throw StoreError(.io, "the destination already holds events; copy into a new store")
+        }
+        // Everything up to the source's tail as of now: a snapshot's worth, read in batches (the
+        // log is append-only, so later batches hold the same records for these positions).
+        let (size, checkpoints) = try source.read { (try $0.lastPosition(), try $0.signedCheckpoints()) }
+        var position: UInt64 = 0
+        while position < size {
+            let records = try source.read { try $0.eventRecords(from: position + 1, count: Int(min(UInt64(batch), size - position))) }
+            guard !records.isEmpty else { throw StoreError(.corrupt, "the source's log ends at position \(position), before \(size)") }
+            for (offset, record) in records.enumerated() {
+                do { _ = try EventEnvelope(position: position + UInt64(offset) + 1, decoding: record) } catch {
+                    throw StoreError(.corrupt, "the source's event at position \(position + UInt64(offset) + 1) does not decode: \(error)")
+                }
+            }
+            try importer.importRecords(records, after: position)
+            position += UInt64(records.count)
+            progress?(position, size)
+        }
+        try importer.importCheckpoints(checkpoints)
+        try importer.buildProjections()
+        let sourceRoot = try source.read { try $0.rootHash(size: size) }
+        let copiedRoot = try destination.read { try $0.rootHash(size: size) }
+        guard sourceRoot == copiedRoot, try destination.read({ try $0.lastPosition() }) == size else {
+            throw StoreError(.corrupt, "the copy's Merkle root differs from the source's; remove the copy and look at the source with upload-replay")
+        }
+        return Report(events: size, signedCheckpoints: checkpoints.count, merkleRoot: Hex.encode(sourceRoot))
+    }
+}
+
+/// What a store offers ``StoreCopy`` as a destination: records appended as they are, not decided.
+protocol RecordImporting: EventStore {
+    /// Appends `records` at the positions after `tail`, extending the Merkle tree, in one durable
+    /// transaction. - Throws: when the log's tail is not `tail`.
+    func importRecords(_ records: [[UInt8]], after tail: UInt64) throws
+    /// Keeps checkpoints another store of this log signed.
+    func importCheckpoints(_ checkpoints: [SignedCheckpoint]) throws
+    /// Brings the projections to the log's tail.
+    func buildProjections() throws
+}
+
+extension StoreSnapshot {
+    /// Every checkpoint the log signed, smallest tree first.
+    func signedCheckpoints() throws -> [SignedCheckpoint] {
+        if let reader = self as? StoreReader { return try SignedCheckpoint.all(reader.txn, reader.schema) }
+        if let snapshot = self as? PostgresSnapshot { return try PostgresLog.signedCheckpoints(snapshot.connection) }
+        throw StoreError(.io, "this store cannot list its signed checkpoints")
+    }
+}
+
+extension Store: RecordImporting {
+    func importRecords(_ records: [[UInt8]], after tail: UInt64) throws {
+        try environment.writeGrowingTheMap { txn in
+            guard (try EventLog.tail(txn, schema)?.position ?? 0) == tail else { throw StoreError(.io, "the log moved while being copied into") }
+            for (offset, record) in records.enumerated() {
+                let position = tail + UInt64(offset) + 1
+                try txn.put(schema.events, BigEndian.bytes(position), record, options: .append)
+                try MerkleLog.append(txn, schema, position: position, record: record)
+            }
+        }
+    }
+
+    func importCheckpoints(_ checkpoints: [SignedCheckpoint]) throws {
+        try environment.writeGrowingTheMap { txn in
+            for checkpoint in checkpoints { try txn.put(schema.signedCheckpoints, BigEndian.bytes(checkpoint.size), Array(checkpoint.note.utf8)) }
+        }
+    }
+
+    func buildProjections() throws { try ProjectionCatchUp.run(environment, schema, projections) }
+}
+
+extension PostgresStore: RecordImporting {
+    func importRecords(_ records: [[UInt8]], after tail: UInt64) throws {
+        try withConnection { connection in
+            try connection.transaction {
+                try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(PostgresLog.appendLockKey)])
+                guard (try PostgresLog.tail(connection)?.position ?? 0) == tail else { throw StoreError(.io, "the log moved while being copied into") }
+                var write = PostgresWriteTransaction(connection: connection, tail: tail)
+                for (offset, record) in records.enumerated() { try write.append(record: record, at: tail + UInt64(offset) + 1) }
+                try write.flush()
+            }
+        }
+    }
+
+    func importCheckpoints(_ checkpoints: [SignedCheckpoint]) throws {
+        try withConnection { connection in
+            try PostgresLog.insert(
+                connection, into: "signed_checkpoints", columns: ["size", "note"],
+                rows: checkpoints.map { [.position($0.size), .text($0.note)] }, onConflict: "ON CONFLICT (size) DO NOTHING")
+        }
+    }
+
+    func buildProjections() throws {
+        try withConnection { try PostgresProjectionRebuild.runIfNeeded($0, logger: configuration.logger) }
+    }
+}
