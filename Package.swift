@@ -180,7 +180,7 @@ if ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_TOOLS"] == "1" {
         .executableTarget(
             name: "UploadBench",
             dependencies: [
-                "LMDBKit", "UploadCore", "UploadStore",
+                "LMDBKit", "PostgresKit", "UploadCore", "UploadStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -16,6 +16,14 @@ final class PostgresCommitter: BatchCommitter {
     /// The retry window: the decision cache valid at a log position, brought to the tail inside
     /// each transaction from the marks every node wrote. Used only on the writer's thread.
     nonisolated(unsafe) private var invocations: InvocationWindow
+    /// The decision cache: the projection records this node's batches read or wrote, valid at the
+    /// log position ``cacheValidAt``. A batch that finds the tail elsewhere (another node appended)
+    /// starts it afresh; so does any failure (it may hold the writes of a batch rolled back).
+    /// Used only on the writer's thread.
+    nonisolated(unsafe) private var cache = DecodedRecords()
+    nonisolated(unsafe) private var cacheValidAt: UInt64?
+    /// The most records the cache holds before it starts afresh.
+    static let cacheLimit = 100_000
 
     init(url: String, configuration: StoreConfiguration) {
         self.url = url
@@ -42,8 +50,10 @@ final class PostgresCommitter: BatchCommitter {
             let (results, path) = try connection.transaction { try decideAndAppend(batch, isolated: isolated, connection) }
             invocations.absorb(path.marks)
             invocations.committed(upTo: path.position, now: path.now)
+            cacheValidAt = path.position
             return (results, path.position)
         } catch {
+            cacheValidAt = nil
             if !connection.isUsable || (error as? PostgresError)?.isConnectionFailure == true { self.connection = nil }
             throw error
         }
@@ -81,7 +91,8 @@ final class PostgresCommitter: BatchCommitter {
         let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
         // Other nodes' calls since this node's last batch: a retry sent to another node is found.
         try invocations.catchUp(tail: position, marks: Self.marks(connection))
-        var write = PostgresWriteTransaction(connection: connection, tail: position)
+        if cacheValidAt != position || cache.records.count > Self.cacheLimit { cache = DecodedRecords() }
+        var write = PostgresWriteTransaction(connection: connection, tail: position, decoded: cache)
         var path = WritePath(settings: configuration.settings, invocations: invocations, tail: position, now: now)
         let results = try path.write(batch, isolating: isolated, in: &write)
         guard path.position > position else { return (results, path) }
@@ -123,10 +134,10 @@ struct PostgresWriteTransaction: WriteTransaction {
     private var nodes: [(level: UInt8, index: UInt64, hash: MerkleTree.Hash)] = []
     private var nodeIndex: [NodeAddress: MerkleTree.Hash] = [:]
 
-    init(connection: PostgresConnection, tail: UInt64) {
+    init(connection: PostgresConnection, tail: UInt64, decoded: DecodedRecords = DecodedRecords()) {
         self.connection = connection
         self.tail = tail
-        tables = PostgresTables(connection: connection)
+        tables = PostgresTables(connection: connection, decoded: decoded)
     }
 
     mutating func append(_ envelope: EventEnvelope) throws {

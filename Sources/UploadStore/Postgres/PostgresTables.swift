@@ -15,10 +15,14 @@ struct PostgresTables: KeyedProjectionTables {
         var isEmpty: Bool { byTable.values.allSatisfy(\.isEmpty) }
     }
     private let changes = Changes()
-    /// Decoded records read or written in this transaction (as ``LMDBTables`` keeps them).
-    private let decoded = DecodedRecords()
+    /// Decoded records read or written (as ``LMDBTables`` keeps them): this transaction's, or the
+    /// writer's ``PostgresCommitter`` decision cache, which outlives a batch.
+    private let decoded: DecodedRecords
 
-    init(connection: PostgresConnection) { self.connection = connection }
+    init(connection: PostgresConnection, decoded: DecodedRecords = DecodedRecords()) {
+        self.connection = connection
+        self.decoded = decoded
+    }
 
     func record<R: FieldRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R? {
         let cacheKey = DecodedRecords.Key(table, key)

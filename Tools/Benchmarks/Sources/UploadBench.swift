@@ -14,8 +14,9 @@ struct UploadBench: AsyncParsableCommand {
     @Option(help: "The built upload-coordinator, for the figures that run `serve`.") var server: String
     @Option(help: "The folder with the wrk scripts.") var scripts = "Tools/Benchmarks/reference"
     @Option(help: "Where stores and files are made (a real disk: fsync is part of what is measured).") var workDir: String?
-    @Option(help: "Comma-separated figures to run: append, replay, verify, open, http, parts, registry.")
-    var only = "append,replay,verify,open,http,parts,registry"
+    @Option(help: "Comma-separated figures to run: append, replay, verify, open, http, parts, registry, postgres.")
+    var only = "append,replay,verify,open,http,parts,registry,postgres"
+    @Option(help: "The PostgreSQL server for the postgres figures (Tools/bench starts one).") var databaseUrl: String?
     @Option(help: ArgumentHelp("Keep the replay/open log here and reuse it on later runs (for profiling).", visibility: .hidden)) var logDir: String?
     @Flag(help: "Small sizes and short runs: checks that every benchmark works, measures nothing worth quoting.") var quick = false
 
@@ -31,6 +32,7 @@ struct UploadBench: AsyncParsableCommand {
         if selected.contains("append") { try await appendFigures(report, lmdb, work) }
         if !selected.isDisjoint(with: ["replay", "verify", "open"]) { try await replayAndOpenFigures(report, lmdb, work, selected) }
         if !selected.isDisjoint(with: ["http", "parts", "registry"]) { try httpAndPartsFigures(report, work, selected) }
+        if selected.contains("postgres") { try await postgresFigures(report, work) }
         print("")
         report.printTable()
         if report.figures.contains(where: { $0.met == false }) {
@@ -130,6 +132,19 @@ struct UploadBench: AsyncParsableCommand {
             report.add(Figure(name: "parts-10mib", value: ours, reference: floor, unit: "MB/s",
                               referenceName: "hash + write + fsync loop", target: .ratioAtLeast(0.7)))
         }
+    }
+
+    private func postgresFigures(_ report: Report, _ work: String) async throws {
+        guard let databaseUrl else { throw BenchError("the postgres figures need --database-url (Tools/bench starts a server)") }
+        let bench = PostgresBenchmark(serverURL: databaseUrl, workDirectory: work)
+        let commands = quick ? 64 * 16 : 64 * 500
+        let one = try await bench.append(nodes: 1, callers: 64, commands: commands)
+        let floor = try await bench.plainInserts(records: commands, recordBytes: one.meanRecordBytes, batch: 64)
+        report.add(Figure(name: "append-pg-c64", value: one.perSecond, reference: floor, unit: "events/s",
+                          referenceName: "batched INSERT of \(one.meanRecordBytes) B rows, 64 a transaction, synchronous commit", target: .ratioAtLeast(0.5)))
+        let two = try await bench.append(nodes: 2, callers: 64, commands: commands)
+        report.add(Figure(name: "append-pg-two-nodes", value: two.perSecond, reference: one.perSecond, unit: "events/s",
+                          referenceName: "one node, the same 64 callers", target: nil))
     }
 
     private func loadAverage() -> String {
