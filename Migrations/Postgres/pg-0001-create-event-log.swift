@@ -3,7 +3,8 @@ extension PostgresMigrations {
     /// `events`, `merkle-tree` and `signed-checkpoints`. A node is keyed, as in LMDB, by the
     /// position of its last leaf and its level, so every append lands at the index's right edge
     /// and a walk in key order visits the nodes in the order appends complete them. The log refuses UPDATE, DELETE and
-    /// TRUNCATE: it is append-only, and only a superuser who drops the trigger can say otherwise.
+    /// TRUNCATE: it is append-only, and only the table's owner or a superuser, by disabling the trigger,
+    /// can say otherwise (give `serve` a role that does not own the tables to rule that out too).
     static let createEventLog = """
         CREATE TABLE events (
             position bigint PRIMARY KEY CHECK (position > 0),

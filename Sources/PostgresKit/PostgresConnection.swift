@@ -14,10 +14,26 @@ public final class PostgresConnection: @unchecked Sendable {
     /// The connection string, without its password, for messages.
     public let displayName: String
 
-    /// Connects to `url` (`postgres://USER[:PASS]@HOST:PORT/DB`, or any libpq connection string).
+    /// What a connection uses unless the URL says otherwise: a server that does not answer is
+    /// given up after 5 s, and a connection whose peer vanished (a machine gone, a network cut)
+    /// after about 20 s, rather than TCP's hours, so no node waits that long on a lock it holds.
+    static let defaults: [(String, String)] = [
+        ("connect_timeout", "5"), ("keepalives", "1"), ("keepalives_idle", "10"), ("keepalives_interval", "5"),
+        ("keepalives_count", "3"), ("tcp_user_timeout", "20000"),
+    ]
+
+    /// Connects to `url` (`postgres://USER[:PASS]@HOST:PORT/DB`, or any libpq connection string),
+    /// with ``defaults`` for what it does not set.
     public init(url: String) throws(PostgresError) {
         displayName = PostgresConnection.withoutPassword(url)
-        guard let handle = PQconnectdb(url) else {
+        // Keywords before `dbname` are overridden by what the expanded URL sets.
+        let pairs = Self.defaults + [("dbname", url)]
+        let keywords = pairs.map { strdup($0.0) } + [nil], values = pairs.map { strdup($0.1) } + [nil]
+        defer { (keywords + values).forEach { free($0) } }
+        let connected = keywords.map { UnsafePointer($0) }.withUnsafeBufferPointer { k in
+            values.map { UnsafePointer($0) }.withUnsafeBufferPointer { v in PQconnectdbParams(k.baseAddress, v.baseAddress, 1) }
+        }
+        guard let handle = connected else {
             throw PostgresError(sqlState: nil, message: "out of memory", operation: "connect to \(displayName)")
         }
         guard PQstatus(handle) == CONNECTION_OK else {
@@ -67,8 +83,10 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs `body` in a transaction, `BEGIN` with `options` (e.g. `ISOLATION LEVEL REPEATABLE READ
     /// READ ONLY`): committed when it returns, rolled back when it throws. A commit is durable when
     /// it returns, under PostgreSQL's default `synchronous_commit`.
-    public func transaction<T>(_ options: String = "", _ body: () throws -> T) throws -> T {
-        try execute(options.isEmpty ? "BEGIN" : "BEGIN \(options)")
+    /// - Parameter first: a statement without parameters sent with `BEGIN` in the same round trip
+    ///   (taking a lock, say).
+    public func transaction<T>(_ options: String = "", first: String? = nil, _ body: () throws -> T) throws -> T {
+        try execute((options.isEmpty ? "BEGIN" : "BEGIN \(options)") + (first.map { "; " + $0 } ?? ""))
         let value: T
         do {
             value = try body()

@@ -22,6 +22,10 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
         return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState)
     }
 
+    /// The SQLSTATE this wrapper gives a result it cannot read as asked (invalid_binary_representation):
+    /// the server answered, so the connection is fine.
+    public static let unexpectedResult = "22P03"
+
     /// A unique or primary key was violated (23505).
     public var isUniqueViolation: Bool { sqlState == "23505" }
 

@@ -52,7 +52,7 @@ public struct PostgresRows: Sendable {
     /// Column `column` of row `row` as an integer: int8, int4 or int2, big-endian.
     public func int64(_ row: Int, _ column: Int) throws -> Int64 {
         guard let bytes = rows[row][column], [2, 4, 8].contains(bytes.count) else {
-            throw PostgresError(sqlState: nil, message: "column \(column) is not an integer", operation: "read row \(row)")
+            throw PostgresError(sqlState: PostgresError.unexpectedResult, message: "column \(column) is not an integer", operation: "read row \(row)")
         }
         let unsigned = bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let shift = UInt64(64 - 8 * bytes.count)
@@ -63,7 +63,7 @@ public struct PostgresRows: Sendable {
     public func position(_ row: Int, _ column: Int) throws -> UInt64 {
         let value = try int64(row, column)
         guard value >= 0 else {
-            throw PostgresError(sqlState: nil, message: "column \(column) holds \(value), not a position", operation: "read row \(row)")
+            throw PostgresError(sqlState: PostgresError.unexpectedResult, message: "column \(column) holds \(value), not a position", operation: "read row \(row)")
         }
         return UInt64(value)
     }

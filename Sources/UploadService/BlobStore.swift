@@ -189,6 +189,12 @@ public struct BlobStore: BlobStorage {
         guard fsync(fd) == 0 else { throw posixError("fsync \(path)") }
     }
 
+    /// Whether the file changed within the last hour: another node may still be writing it.
+    static func isRecent(_ path: String) -> Bool {
+        guard let modified = try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date else { return false }
+        return modified.timeIntervalSinceNow > -3600
+    }
+
     static func posixError(_ operation: String) -> StoreError {
         StoreError(.io, "\(operation): \(String(cString: strerror(errno)))")
     }
@@ -211,16 +217,15 @@ extension BlobStore {
     /// however long the history; ``missingBlobs(in:)`` checks the completed layers.
     ///
     /// - Parameter shared: other nodes use this folder now (a PostgreSQL deployment). Then a part
-    ///   another node has staged but not yet recorded is not cut, and a blob copy is removed only
-    ///   when no node can still be making it (an hour old): a node's start must not break another
-    ///   node's request in flight. Staged bytes past the recorded length are harmless anyway: a
+    ///   another node has staged but not yet recorded is not cut, and a staging file or blob copy
+    ///   the log does not know is removed only when no node can still be making it (an hour old):
+    ///   a node's start must not break another node's request in flight. Staged bytes past the recorded length are harmless anyway: a
     ///   part is written at the recorded offset, and completion reads the recorded length only.
     public func reconcile(with store: any EventStore, shared: Bool = false) throws -> Reconciliation {
         var result = Reconciliation()
         for name in (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
             let path = blobs + "/" + name
-            if shared, let modified = try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date,
-               modified.timeIntervalSinceNow > -3600 { continue }
+            if shared, Self.isRecent(path) { continue }
             unlink(path)
         }
         let sessions = try store.read { reader in try reader.allActiveUploads().compactMap { try reader.session($0) } }
@@ -229,6 +234,8 @@ extension BlobStore {
         for name in (try FileManager.default.contentsOfDirectory(atPath: staging)).sorted() {
             let path = stagingPath(name)
             guard let recorded = active[name] else {
+                // Another node may have just started this upload and staged its first part.
+                if shared, Self.isRecent(path) { continue }
                 unlink(path)
                 result.removedStaging.append(name)
                 continue

@@ -113,7 +113,11 @@ extension UploadService {
     /// cancelled) loses its staging file without waiting for the upload's lock, which a chunk
     /// streaming in may hold for long; that chunk is then refused when it commits, and lands here.
     func cutBackStaging(_ uploadId: String, orTo fallback: UInt64) {
-        let session = (try? read { try $0.session(uploadId) }) ?? nil
+        // Unread (the store is failing): the write's outcome is unknown, so staging is left as it
+        // is. Bytes past the recorded length are harmless: the next part is written at the
+        // recorded offset, and completion reads the recorded length only.
+        let session: UploadSession?
+        do { session = try read { try $0.session(uploadId) } } catch { return }
         if let session, session.state != .active {
             blobs.removeStaging(uploadId)
         } else {

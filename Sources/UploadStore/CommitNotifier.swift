@@ -58,6 +58,9 @@ final class CommitNotifier: Sendable {
 
     var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// The newest position announced so far.
+    var tail: UInt64 { state.withLock { $0.tail } }
+
     /// ``EventStore/waitForEvents(after:timeout:)`` for a store that publishes its commits here:
     /// waits until an event after `position` commits, or `timeout` passes (so that a follower also
     /// sees what no notification announced; it reads the log again then).

@@ -124,8 +124,8 @@ final class LMDBCommitter: BatchCommitter {
         // this writer has already decided at, which the retry window evicted by).
         let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
         try invocations.catchUp(ptxn, projections.schema, tail: position)
-        var path = WritePath(settings: configuration.settings, invocations: invocations, tail: position, now: now)
-        let results = try path.write(batch, isolating: isolated, in: &write)
+        var path = WritePath(settings: configuration.settings, retryWindow: configuration.retryWindow, tail: position, now: now)
+        let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)
         checkpoint.position = path.position
         try checkpoint.write(ptxn, projections.schema)
         return (results, path)

@@ -24,8 +24,8 @@ public enum StoreCopy {
     ///   copy's root differs from the source's (the destination keeps what it wrote: remove it).
     public static func copy(from source: any EventStore, to destination: any EventStore, progress: ((UInt64, UInt64) -> Void)? = nil) throws -> Report {
         guard let importer = destination as? any RecordImporting else { throw StoreError(.io, "this store cannot take a copy") }
-        guard try destination.read({ try $0.lastPosition() }) == 0 else {
-            throw StoreError(.io, "the destination already holds events; copy into a new store")
+        guard try destination.read({ try $0.lastPosition() == 0 && $0.latestSignedCheckpoint() == nil }) else {
+            throw StoreError(.io, "the destination already holds events or signed checkpoints; copy into a new store")
         }
         // Everything up to the source's tail as of now: a snapshot's worth, read in batches (the
         // log is append-only, so later batches hold the same records for these positions).
@@ -103,7 +103,7 @@ extension PostgresStore: RecordImporting {
                 guard (try PostgresLog.tail(connection)?.position ?? 0) == tail else { throw StoreError(.io, "the log moved while being copied into") }
                 var write = PostgresWriteTransaction(connection: connection, tail: tail)
                 for (offset, record) in records.enumerated() { try write.append(record: record, at: tail + UInt64(offset) + 1) }
-                try write.flush()
+                try write.flush(projectionsAt: nil)
             }
         }
     }

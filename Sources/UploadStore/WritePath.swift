@@ -37,8 +37,6 @@ protocol WriteTransaction {
 /// recorded in order, from the state at the log's tail.
 struct WritePath {
     let settings: DecisionSettings
-    /// The retry window, valid at the log's tail in this transaction.
-    let invocations: InvocationWindow
     /// This batch's calls, kept apart until the commit holds them.
     var marks: InvocationWindow
     /// The position of the last event written so far.
@@ -46,18 +44,21 @@ struct WritePath {
     /// The time every event of the transaction is recorded at.
     let now: Timestamp
 
-    init(settings: DecisionSettings, invocations: InvocationWindow, tail: UInt64, now: Timestamp) {
+    init(settings: DecisionSettings, retryWindow: RetryWindow, tail: UInt64, now: Timestamp) {
         self.settings = settings
-        self.invocations = invocations
-        marks = InvocationWindow(limit: invocations.limit)
+        marks = InvocationWindow(limit: retryWindow)
         position = tail
         self.now = now
     }
 
     /// Decides and records every command of `batch` but the `isolated` ones.
+    /// - Parameter invocations: the retry window, valid at the log's tail in this transaction.
+    ///   Passed, never kept: a copy alive when the committer next changes its window would make
+    ///   that change copy the whole window.
     /// - Throws: ``CommandFailure`` naming the command the store could not write.
     mutating func write(
-        _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error], in txn: inout some WriteTransaction
+        _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error], in txn: inout some WriteTransaction,
+        invocations: InvocationWindow
     ) throws -> [Result<CommandOutcome, any Error>] {
         var results: [Result<CommandOutcome, any Error>] = []
         results.reserveCapacity(batch.count)
@@ -67,7 +68,7 @@ struct WritePath {
                 continue
             }
             do {
-                results.append(try write(pending, in: &txn))
+                results.append(try write(pending, in: &txn, invocations: invocations))
             } catch {
                 throw CommandFailure(index: index, error: error)
             }
@@ -79,7 +80,7 @@ struct WritePath {
     /// - Returns: its outcome, or its refusal (which writes nothing).
     /// - Throws: when the store cannot write it.
     private mutating func write(
-        _ pending: GroupCommitWriter.Pending, in txn: inout some WriteTransaction
+        _ pending: GroupCommitWriter.Pending, in txn: inout some WriteTransaction, invocations: InvocationWindow
     ) throws -> Result<CommandOutcome, any Error> {
         let decision: Decision
         do {

@@ -25,11 +25,25 @@ final class PostgresCommitter: BatchCommitter {
     /// The most records the cache holds before it starts afresh.
     static let cacheLimit = 100_000
 
-    init(url: String, configuration: StoreConfiguration) {
+    private let notifier: CommitNotifier
+
+    init(url: String, configuration: StoreConfiguration, notifier: CommitNotifier) {
         self.url = url
         self.configuration = configuration
+        self.notifier = notifier
         invocations = InvocationWindow(limit: configuration.retryWindow)
     }
+
+    /// What the writer's session insists on, whatever the server's or the role's settings:
+    /// - commits are durable when they return (answers follow them);
+    /// - a batch waits at most 30 s for the append lock (then its callers get ServerException);
+    /// - a writer that stops in the middle of a transaction (a node frozen or cut off) has it
+    ///   ended by the server after 10 s, which releases the append lock for the other nodes.
+    static let sessionSettings = "SET synchronous_commit = on; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = '10s'"
+
+    /// The retry window is brought to the tail inside the append lock; when it is this far behind
+    /// (other nodes wrote much since this node's last batch), most of that is done first, outside.
+    static let catchUpOutsideTheLock: UInt64 = 10_000
 
     func start() {
         do {
@@ -47,7 +61,15 @@ final class PostgresCommitter: BatchCommitter {
     ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64) {
         let connection = try writerConnection()
         do {
-            let (results, path) = try connection.transaction { try decideAndAppend(batch, isolated: isolated, connection) }
+            if notifier.tail > invocations.validAt + Self.catchUpOutsideTheLock {
+                try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+                    try invocations.catchUp(tail: try PostgresLog.tail(connection)?.position ?? 0, marks: Self.marks(connection))
+                }
+            }
+            // The append lock is taken in the round trip that begins the transaction.
+            let (results, path) = try connection.transaction(first: "SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))") {
+                try decideAndAppend(batch, isolated: isolated, connection)
+            }
             invocations.absorb(path.marks)
             invocations.committed(upTo: path.position, now: path.now)
             cacheValidAt = path.position
@@ -55,7 +77,11 @@ final class PostgresCommitter: BatchCommitter {
         } catch {
             cacheValidAt = nil
             if !connection.isUsable || (error as? PostgresError)?.isConnectionFailure == true { self.connection = nil }
-            throw error
+            // A database error is the batch's, not one command's (the write path blames the
+            // command it was writing), and its detail (host, role, SQL) is for the log only.
+            guard let failure = (error as? PostgresError) ?? ((error as? CommandFailure)?.error as? PostgresError) else { throw error }
+            configuration.logger.error("a batch failed in PostgreSQL", metadata: ["error": "\(failure)", "batch.commands": "\(batch.count)"])
+            throw StoreError(.io, "the database failed during the write (the server's log has the detail); it may or may not have been kept: a retry with the same amz-sdk-invocation-id gets its answer")
         }
     }
 
@@ -74,6 +100,7 @@ final class PostgresCommitter: BatchCommitter {
         }
         connection = nil
         let opened = try PostgresConnection(url: url)
+        try opened.execute(Self.sessionSettings)
         connection = opened
         return opened
     }
@@ -81,10 +108,8 @@ final class PostgresCommitter: BatchCommitter {
     private func decideAndAppend(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ connection: PostgresConnection
     ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
-        try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(PostgresLog.appendLockKey)])
-        let tail = try PostgresLog.tail(connection)
+        let (tail, projected) = try PostgresLog.tailAndProjections(connection)
         let position = tail?.position ?? 0
-        let projected = try PostgresProjectionState.read(connection)
         guard projected.version == Projector.version, projected.position == position else {
             throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
         }
@@ -93,12 +118,12 @@ final class PostgresCommitter: BatchCommitter {
         try invocations.catchUp(tail: position, marks: Self.marks(connection))
         if cacheValidAt != position || cache.records.count > Self.cacheLimit { cache = DecodedRecords() }
         var write = PostgresWriteTransaction(connection: connection, tail: position, decoded: cache)
-        var path = WritePath(settings: configuration.settings, invocations: invocations, tail: position, now: now)
-        let results = try path.write(batch, isolating: isolated, in: &write)
+        // Each new upload id is checked unused before it is given out: one query for the batch.
+        try write.tables.prefetch(.sessions, keys: batch.compactMap { $0.uploadId.map(ProjectionKey.session) })
+        var path = WritePath(settings: configuration.settings, retryWindow: configuration.retryWindow, tail: position, now: now)
+        let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)
         guard path.position > position else { return (results, path) }
-        try write.flush()
-        try PostgresProjectionState(position: path.position, version: Projector.version).write(connection)
-        try connection.query("SELECT pg_notify($1, $2)", [.text(PostgresLog.channel), .text(String(path.position))])
+        try write.flush(projectionsAt: path.position)
         return (results, path)
     }
 
@@ -170,15 +195,20 @@ struct PostgresWriteTransaction: WriteTransaction {
         return events
     }
 
-    /// Inserts the batch's events, nodes and projection changes.
-    func flush() throws {
-        try PostgresLog.insert(
-            connection, into: "events", columns: ["position", "record"],
-            rows: records.enumerated().map { [.position(tail + UInt64($0.offset) + 1), .bytes($0.element)] })
-        try PostgresLog.insert(
-            connection, into: "merkle_nodes", columns: ["last_leaf", "level", "hash"],
-            rows: nodes.map { [.position(PostgresLog.lastLeaf($0.level, $0.index)), .int32(Int32($0.level)), .bytes($0.hash)] })
-        try tables.flush()
+    /// Writes the batch in one statement, one round trip: its events, Merkle nodes and projection
+    /// changes, the projections' position (the new tail; `nil` for records a copy imports, whose
+    /// projections are built afterwards), and the notification every node's feeds wake on (sent
+    /// by the server when the transaction commits).
+    func flush(projectionsAt projected: UInt64?) throws {
+        let tail = self.tail + UInt64(records.count)
+        var statement = PostgresStatement(connection)
+        try statement.insert(into: "events", columns: ["position", "record"],
+                             rows: records.enumerated().map { [.position(self.tail + UInt64($0.offset) + 1), .bytes($0.element)] })
+        try statement.insert(into: "merkle_nodes", columns: ["last_leaf", "level", "hash"],
+                             rows: nodes.map { [.position(PostgresLog.lastLeaf($0.level, $0.index)), .int32(Int32($0.level)), .bytes($0.hash)] })
+        try tables.add(to: &statement)
+        if let projected { try PostgresProjectionState(position: projected, version: Projector.version).add(to: &statement) }
+        try statement.run { "SELECT pg_notify(\($0.parameter(.text(PostgresLog.channel))), \($0.parameter(.text(String(tail)))))" }
     }
 
     private struct NodeAddress: Hashable {
@@ -197,16 +227,24 @@ struct PostgresProjectionState: Equatable {
         var state = PostgresProjectionState(position: 0, version: nil)
         for row in 0..<rows.count {
             let value = try rows.int64(row, 1)
-            if rows.text(row, 0) == "position" { state.position = UInt64(max(0, value)) } else { state.version = UInt32(clamping: value) }
+            guard value >= 0, value <= Int64(UInt32.max) || rows.text(row, 0) == "position" else {
+                throw StoreError(.corrupt, "projection_state holds \(value) for '\(rows.text(row, 0))'")
+            }
+            if rows.text(row, 0) == "position" { state.position = UInt64(value) } else { state.version = UInt32(value) }
         }
         return state
     }
 
     func write(_ connection: PostgresConnection) throws {
+        var statement = PostgresStatement(connection)
+        try add(to: &statement)
+        try statement.run { _ in "SELECT 1" }
+    }
+
+    func add(to statement: inout PostgresStatement) throws {
         var rows: [[PostgresValue]] = [[.text("position"), .position(position)]]
         if let version { rows.append([.text("version"), .int64(Int64(version))]) }
-        try PostgresLog.insert(
-            connection, into: "projection_state", columns: ["name", "value"], rows: rows,
-            onConflict: "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
+        try statement.insert(into: "projection_state", columns: ["name", "value"], rows: rows,
+                             onConflict: "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
     }
 }

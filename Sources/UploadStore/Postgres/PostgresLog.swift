@@ -19,6 +19,24 @@ enum PostgresLog {
         return (position, try EventLog.decode(position: position, rows.bytes(0, 1)[...]).recordedAt)
     }
 
+    /// The tail and the projections' state in one round trip (a batch's first read).
+    static func tailAndProjections(_ connection: PostgresConnection) throws -> ((position: UInt64, recordedAt: Timestamp)?, PostgresProjectionState) {
+        let rows = try connection.query("""
+            SELECT e.position, e.record,
+                   (SELECT value FROM projection_state WHERE name = 'position'), (SELECT value FROM projection_state WHERE name = 'version')
+            FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT position, record FROM events ORDER BY position DESC LIMIT 1) AS e ON true
+            """)
+        var tail: (position: UInt64, recordedAt: Timestamp)?
+        if !rows.isNull(0, 0) {
+            let position = try rows.position(0, 0)
+            tail = (position, try EventLog.decode(position: position, rows.bytes(0, 1)[...]).recordedAt)
+        }
+        let version = rows.isNull(0, 3) ? nil : try rows.int64(0, 3)
+        guard let version else { return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: nil)) }
+        guard (0...Int64(UInt32.max)).contains(version) else { throw StoreError(.corrupt, "projection_state holds version \(version)") }
+        return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: UInt32(version)))
+    }
+
     /// Up to `count` records from `position` on, dense: stops at the first gap.
     static func records(_ connection: PostgresConnection, from position: UInt64, count: Int) throws -> [[UInt8]] {
         guard count > 0, position > 0, position <= UInt64(Int64.max) else { return [] }

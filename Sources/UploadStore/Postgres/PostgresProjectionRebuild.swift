@@ -8,6 +8,12 @@ import UploadCore
 /// no node decides from half-built tables.
 enum PostgresProjectionRebuild {
     static func runIfNeeded(_ connection: PostgresConnection, logger: Logger) throws {
+        // The common case, checked without the append lock (which every node's writes wait for):
+        // the tables are current.
+        let current = try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+            try PostgresProjectionState.read(connection) == PostgresProjectionState(position: try PostgresLog.tail(connection)?.position ?? 0, version: Projector.version)
+        }
+        guard !current else { return }
         try connection.transaction {
             try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(PostgresLog.appendLockKey)])
             let tail = try PostgresLog.tail(connection)?.position ?? 0

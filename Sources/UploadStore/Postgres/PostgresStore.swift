@@ -1,7 +1,7 @@
 import Foundation
 import LMDBKit
 import Logging
-public import PostgresKit
+import PostgresKit
 import UploadMigrations
 public import UploadCore
 
@@ -48,7 +48,8 @@ public final class PostgresStore: EventStore {
         }
         listener = PostgresListener(url: url, notifier: notifier, logger: configuration.logger)
         leadership = PostgresLeadership(url: url)
-        writer = GroupCommitWriter(committer: PostgresCommitter(url: url, configuration: configuration), configuration: configuration, notifier: notifier)
+        writer = GroupCommitWriter(
+            committer: PostgresCommitter(url: url, configuration: configuration, notifier: notifier), configuration: configuration, notifier: notifier)
     }
 
     public var settings: DecisionSettings { configuration.settings }
@@ -68,9 +69,15 @@ public final class PostgresStore: EventStore {
             }
         }
         do {
-            return try attempt()
-        } catch let error as PostgresError where error.isConnectionFailure {
-            return try attempt()
+            do {
+                return try attempt()
+            } catch let error as PostgresError where error.isConnectionFailure {
+                return try attempt()
+            }
+        } catch let failure as PostgresError {
+            // Its detail (host, role, SQL) is for the log, not for a client.
+            configuration.logger.error("a read failed in PostgreSQL", metadata: ["error": "\(failure)"])
+            throw StoreError(.io, "the database could not be read (the server's log has the detail); try again")
         }
     }
 

@@ -113,8 +113,9 @@ struct PostgresTables: KeyedProjectionTables {
         return nil
     }
 
-    /// Sends this batch's changes: upserts, then deletions, a few statements each.
-    func flush() throws {
+    /// Adds this batch's changes to `statement`: per table, an upsert of the records written and a
+    /// deletion of the keys removed (each key is one or the other: ``Changes`` holds its last state).
+    func add(to statement: inout PostgresStatement) throws {
         for table in ProjectionTable.allCases {
             guard let changed = changes.byTable[table], !changed.isEmpty else { continue }
             let name = PostgresValue.text(table.rawValue)
@@ -122,20 +123,32 @@ struct PostgresTables: KeyedProjectionTables {
             for (key, value) in changed {
                 if let value { upserts.append([name, .bytes(key), .bytes(value)]) } else { deletions.append(key) }
             }
-            if !upserts.isEmpty {
-                try PostgresLog.insert(
-                    connection, into: "projection_entries", columns: ["tbl", "key", "value"], rows: upserts,
-                    onConflict: "ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value")
-            }
+            try statement.insert(
+                into: "projection_entries", columns: ["tbl", "key", "value"], rows: upserts,
+                onConflict: "ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value")
             var start = 0
             while start < deletions.count {
                 let chunk = deletions[start..<min(deletions.count, start + 10_000)]
-                let placeholders = chunk.indices.map { "$\($0 - start + 2)" }.joined(separator: ", ")
-                try connection.query("DELETE FROM projection_entries WHERE tbl = $1 AND key IN (\(placeholders))", [name] + chunk.map { .bytes($0) })
-                start += 10_000
+                try statement.add({ s in
+                    "DELETE FROM projection_entries WHERE tbl = \(s.parameter(name)) AND key IN (\(chunk.map { s.parameter(.bytes($0)) }.joined(separator: ", ")))"
+                }, parameters: chunk.count + 1)
+                start += chunk.count
             }
         }
         changes.byTable = [:]
+    }
+
+    /// Reads the records of `keys` in `table` that this transaction has not read, in one query,
+    /// and notes the absent ones as absent: what a batch will ask of each, asked at once.
+    func prefetch(_ table: ProjectionTable, keys: [[UInt8]]) throws {
+        let unknown = keys.filter { decoded.records[DecodedRecords.Key(table, $0)] == nil && changes.byTable[table]?[$0] == nil }
+        guard !unknown.isEmpty else { return }
+        var parameters: [PostgresValue] = [.text(table.rawValue)]
+        parameters += unknown.map { .bytes($0) }
+        let placeholders = (2...parameters.count).map { "$\($0)" }.joined(separator: ", ")
+        let rows = try connection.query("SELECT key FROM projection_entries WHERE tbl = $1 AND key IN (\(placeholders))", parameters)
+        let present = Set((0..<rows.count).map { rows.bytes($0, 0) })
+        for key in unknown where !present.contains(key) { decoded.records[DecodedRecords.Key(table, key)] = .some(nil) }
     }
 }
 
