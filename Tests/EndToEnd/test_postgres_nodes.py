@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from conftest import ROOT, database
 from test_attacks import TARGET, Served, post
 from test_crash import Ledger, check, client, work
-from test_feeds import Follower
+from test_feeds import Follower, get_json_lines
 from test_layer_flow import manifest, sha
 
 
@@ -68,9 +68,9 @@ def test_a_push_hops_across_three_nodes_and_every_node_reads_it():
             assert checked["layers"][0]["layerAvailability"] == "AVAILABLE"
         log = a.events()
         assert [e["position"] for e in log] == list(range(1, len(log) + 1))
-        # Every node's store is the same store.
-        roots = {node.tool("upload-coordinator", "audit", "root", "--data-dir", node.data_dir).stdout for node in (a, b, c)}
-        assert len(roots) == 1
+        # Every node serves the one log, through its own feed.
+        for node in (a, b, c):
+            assert [e["position"] for e in get_json_lines(node, "/events?after=0")] == [e["position"] for e in log]
 
 
 def test_a_feed_on_one_node_delivers_another_nodes_events_as_they_commit():
@@ -81,7 +81,8 @@ def test_a_feed_on_one_node_delivers_another_nodes_events_as_they_commit():
             client(a.endpoint).create_repository(repositoryName="feed/app")
             event = follower.next()
             assert event["type"] == "RepositoryCreated" and event["data"]["repositoryName"] == "feed/app"
-            assert time.monotonic() - started < 5
+            # Under the feed's own fallback (it reads the log again each second): woken by NOTIFY.
+            assert time.monotonic() - started < 0.8
         finally:
             follower.close()
 
@@ -176,15 +177,19 @@ def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
             ecr.complete_layer_upload(repositoryName="copy/app", uploadId=upload_id, layerDigests=[sha(layer)])
         finally:
             assert lmdb.stop() == 0
-        before = lmdb.tool("upload-coordinator", "audit", "root", "--data-dir", data_dir).stdout
+        def root(*args):
+            out = lmdb.tool("upload-coordinator", "audit", "root", *args)
+            assert out.returncode == 0 and '"rootHash"' in out.stdout, out.stderr
+            return out.stdout
+
+        before = root("--data-dir", data_dir)
 
         copied = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", url)
         assert copied.returncode == 0, copied.stderr
         assert json.loads(copied.stdout)["events"] == 4
         again = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", url)
         assert again.returncode == 1 and "already holds events" in again.stderr
-        in_postgres = lmdb.tool("upload-coordinator", "audit", "root", "--data-dir", data_dir, "--database-url", url).stdout
-        assert in_postgres == before
+        assert root("--data-dir", data_dir, "--database-url", url) == before
 
         # Served from PostgreSQL with the same folder of blobs: the layer is there.
         node = Served(data_dir, database_url=url)
@@ -193,11 +198,12 @@ def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
             assert checked["layers"][0]["layerAvailability"] == "AVAILABLE"
         finally:
             assert node.stop() == 0
-        after = node.tool("upload-coordinator", "audit", "root", "--data-dir", data_dir).stdout  # env names the database
+        after = root("--data-dir", data_dir, "--database-url", url)
+        assert after == before
 
         back = lmdb.tool("upload-coordinator", "copy-store", "--from-database-url", url, "--to-data-dir", back_dir)
         assert back.returncode == 0, back.stderr
-        assert lmdb.tool("upload-coordinator", "audit", "root", "--data-dir", back_dir).stdout == after
+        assert root("--data-dir", back_dir) == after
         for args in (["--data-dir", back_dir], ["--data-dir", data_dir, "--database-url", url]):
             replay = lmdb.tool("upload-replay", *args)
             assert replay.returncode == 0, replay.stdout + replay.stderr

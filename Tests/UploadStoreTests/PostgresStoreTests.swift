@@ -132,3 +132,19 @@ struct PostgresStoreTests {
         #expect(try PostgresStore.appliedMigrations(url: url) == PostgresMigrations.migrations.map(\.identifier))
     }
 }
+
+extension PostgresStoreTests {
+    /// The expiry sweeper's duty: one node leads at a time, and the lead moves when it closes.
+    @Test func oneNodeLeadsADuty_andTheLeadMovesWhenItsHolderGoes() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        let first = try location.open(), second = try location.open()
+        let leads = [first.leads(.expirySweep), second.leads(.expirySweep)]
+        #expect(leads.filter { $0 }.count == 1, "exactly one leads: \(leads)")
+        #expect(first.leads(.expirySweep) == leads[0] && second.leads(.expirySweep) == leads[1], "the lead stays where it is")
+        let (holder, other) = leads[0] ? (first, second) : (second, first)
+        await holder.close()
+        #expect(other.leads(.expirySweep), "the other node takes the lead once its holder closed")
+        await other.close()
+    }
+}
