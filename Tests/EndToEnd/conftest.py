@@ -25,17 +25,30 @@ POSTGRES = os.environ.get("UPLOAD_COORDINATOR_E2E_BACKEND") == "postgres"
 
 
 def pytest_collection_modifyitems(config, items):
-    """In the PostgreSQL pass, tests of LMDB's own files (marked `lmdb_only`) are left out, by name."""
+    """In the PostgreSQL pass, the tests that read one process's own counters (marked
+    `one_process`) are left out, by name: behind the proxy, a test's requests reach two nodes."""
     if not POSTGRES:
         return
-    skip = pytest.mark.skip(reason="reads or rewrites LMDB's files directly; the LMDB pass runs it")
+    skip = pytest.mark.skip(reason="reads one process's own counters; the proxy spreads the requests over two nodes")
     for item in items:
-        if item.get_closest_marker("lmdb_only"):
+        if item.get_closest_marker("one_process"):
             item.add_marker(skip)
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "lmdb_only: works on LMDB's files directly (left out of the PostgreSQL pass)")
+    config.addinivalue_line("markers", "one_process: reads one serve process's own counters (left out of the PostgreSQL pass)")
+
+
+# The database of each data directory a server of this run uses, for the tools run on it.
+DATABASES = {}
+
+
+def tool(*args):
+    """Runs one of the built executables; on a data directory whose server keeps its store in
+    PostgreSQL, on that database too."""
+    data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else None
+    env = dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=DATABASES.get(str(data_dir), ""))
+    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, env=env)
 
 
 def signed_headers(method, url, body=b"", headers=None, key=("test", "test")):
@@ -68,12 +81,14 @@ class Server:
         self.database_url = database_url
         if database_url:
             extra = ("--database-url", database_url, *extra)
+            DATABASES[str(data_dir)] = database_url
         credentials = os.path.join(data_dir, "operator-credentials")
         with open(credentials, "w") as f:
             f.write("test test\nAKIDOTHER othersecret\n")
         self.process = subprocess.Popen(
             [str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0", "--credentials", credentials, *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=database_url or ""))
         line = self.process.stdout.readline()  # the ready line, once listening
         if "listening on http://" not in line:
             self.process.kill()
@@ -185,13 +200,10 @@ def server():
         return
     with tempfile.TemporaryDirectory() as data_dir, database() as url:
         deployment = Deployment(data_dir, url)
-        # The suite's own `tool` helpers name no database: in this pass they reach the deployment's.
-        os.environ["UPLOAD_COORDINATOR_DATABASE_URL"] = url
         try:
             yield deployment
         finally:
             status = deployment.stop()
-            del os.environ["UPLOAD_COORDINATOR_DATABASE_URL"]
         assert status == 0, "serve must exit cleanly on SIGTERM"
         replay = deployment.tool("upload-replay", "--data-dir", data_dir)
         assert replay.returncode == 0, replay.stdout + replay.stderr

@@ -5,6 +5,8 @@ import threading
 import urllib.parse
 import urllib.request
 
+import pytest
+
 from conftest import signed_headers
 from test_protocol import post
 
@@ -95,6 +97,7 @@ def test_events_page_and_projection_endpoints(server, ecr, repo):
         assert e.code == 404
 
 
+@pytest.mark.one_process
 def test_metrics_in_prometheus_format(server, ecr, repo):
     ecr.initiate_layer_upload(repositoryName=repo)
     with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as r:  # unsigned: open to scrapers

@@ -1035,6 +1035,7 @@ def test_error_bodies_have_the_spec_shape(server, reg, repo):
         assert answer.headers["Docker-Distribution-API-Version"] == "registry/2.0"
 
 
+@pytest.mark.one_process
 def test_registry_requests_are_counted_by_endpoint_and_outcome(server, reg, repo):
     """`/metrics` counts registry requests under closed label sets: the endpoint and `ok` or the spec's code."""
     def count(endpoint, outcome):

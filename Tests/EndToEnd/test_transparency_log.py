@@ -48,8 +48,7 @@ def hashes(values):
     return [base64.b64decode(v, validate=True) for v in values]
 
 
-def tool(*args):
-    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=120)
+from conftest import tool  # noqa: E402  (on a PostgreSQL server's data directory, on its database too)
 
 
 def audit(data_dir, *args):
