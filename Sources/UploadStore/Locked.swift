@@ -18,3 +18,17 @@ public final class Locked<Value: Sendable>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+/// Work done once however many callers ask, each of whom waits for it: a store's close.
+final class Once: Sendable {
+    private let work = Locked<Task<Void, Never>?>(nil)
+
+    /// Starts `body` on the first call; every call returns once it has finished.
+    func run(_ body: @escaping @Sendable () async -> Void) async {
+        let task = work.withLock { work in
+            if work == nil { work = Task { await body() } }
+            return work!
+        }
+        await task.value
+    }
+}

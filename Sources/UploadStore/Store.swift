@@ -24,7 +24,7 @@ public final class Store: EventStore {
     private let notifier = CommitNotifier()
     /// The first ``close()``'s work, which every later call waits for: only it stops counting this
     /// store as an unsynced writer.
-    private let closing = Locked<Task<Void, Never>?>(nil)
+    private let closing = Once()
 
     /// Opens (creating if needed) the store in `configuration.directory`, applies pending
     /// migrations, and brings the projections up to the log's tail.
@@ -102,13 +102,7 @@ public final class Store: EventStore {
     /// Writes every queued command, then stops the writer, syncs the projections and stops
     /// counting as their unsynced writer. Later commands fail with `.closed`. The environments
     /// themselves close when the last reference to the store goes.
-    public func close() async {
-        let work = closing.withLock { work in
-            if work == nil { work = Task { await self.closeOnce() } }
-            return work!
-        }
-        await work.value
-    }
+    public func close() async { await closing.run { await self.closeOnce() } }
 
     private func closeOnce() async {
         await writer.shutdown()

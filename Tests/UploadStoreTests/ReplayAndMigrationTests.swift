@@ -58,31 +58,7 @@ struct ReplayAndMigrationTests {
                 $0.clock = TestClock()
                 $0.uploadIds = SequentialUploadIDs()
             }) { store in
-                func submit(_ commands: [Command]) async throws -> [CommandOutcome] {
-                    try await store.append(commands.map { CommandSubmission($0, metadata: testMetadata()) }).map { try $0.get() }
-                }
-                let names = ["team/app", "team/web", "solo"]
-                _ = try await submit(try names.map { .createRepository(try CreateRepository(repositoryName: $0)) })
-                let started = try await submit(try (names + names).map { .initiateLayerUpload(try InitiateLayerUpload(repositoryName: $0)) })
-                let uploads = started.compactMap { outcome -> (String, String)? in
-                    guard case .uploadInitiated(let e)? = outcome.events.first?.event else { return nil }
-                    return (e.repositoryName, e.uploadId)
-                }
-                #expect(uploads.count == 6)
-                let digest = "sha256:" + String(repeating: "ab", count: 32)
-                _ = try await submit(try uploads.prefix(3).map { name, id in
-                    var part = try UploadLayerPart(
-                        repositoryName: name, uploadId: id, partFirstByte: 0, partLastByte: 1023, partLength: 1024, partDigest: digest)
-                    part.staged = true
-                    return .uploadLayerPart(part)
-                })
-                _ = try await submit(try uploads.prefix(2).enumerated().map { n, upload in
-                    let layer = "sha256:" + String(repeating: "0\(n)", count: 32)
-                    var complete = try CompleteLayerUpload(repositoryName: upload.0, uploadId: upload.1, layerDigests: [layer])
-                    complete.staged = .init(digest: layer, size: 1024)
-                    return .completeLayerUpload(complete)
-                })
-                _ = try await submit([.deleteRepository(try DeleteRepository(repositoryName: "team/web", force: true))])
+                try await StoreConformanceTests.workload(store)
                 return store.writerStatistics.transactions
             }
             return (Replayer.verify(directory: dir.path), transactions)

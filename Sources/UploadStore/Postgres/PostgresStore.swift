@@ -21,7 +21,7 @@ public final class PostgresStore: EventStore {
     private let notifier = CommitNotifier()
     private let listener: PostgresListener
     private let leadership: PostgresLeadership
-    private let closing = Locked<Task<Void, Never>?>(nil)
+    private let closing = Once()
 
     /// Opens the store at `url`: applies pending migrations under their advisory lock (unless
     /// `configuration.migrateOnOpen` is off), rebuilds the projections if their layout changed,
@@ -125,13 +125,8 @@ public final class PostgresStore: EventStore {
 
     public func leads(_ duty: StoreDuty) -> Bool { leadership.leads(duty) }
 
-    public func close() async {
-        let work = closing.withLock { work in
-            if work == nil { work = Task { await self.closeOnce() } }
-            return work!
-        }
-        await work.value
-    }
+    /// Writes every command already submitted, then stops the writer, the listener and any lead.
+    public func close() async { await closing.run { await self.closeOnce() } }
 
     private func closeOnce() async {
         await writer.shutdown()
