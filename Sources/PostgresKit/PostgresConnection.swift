@@ -52,6 +52,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// when a call fails).
     public var isUsable: Bool { PQstatus(handle) == CONNECTION_OK }
 
+    /// Whether the connection is outside any transaction, as a connection handed on must be.
+    public var isIdle: Bool { PQtransactionStatus(handle) == PQTRANS_IDLE }
+
     /// Runs one statement with `parameters` ($1, $2, …), sent in binary with their types.
     /// - Returns: its rows, in binary format (empty for a statement that returns none).
     @discardableResult
@@ -86,9 +89,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// - Parameter first: a statement without parameters sent with `BEGIN` in the same round trip
     ///   (taking a lock, say).
     public func transaction<T>(_ options: String = "", first: String? = nil, _ body: () throws -> T) throws -> T {
-        try execute((options.isEmpty ? "BEGIN" : "BEGIN \(options)") + (first.map { "; " + $0 } ?? ""))
         let value: T
         do {
+            try execute((options.isEmpty ? "BEGIN" : "BEGIN \(options)") + (first.map { "; " + $0 } ?? ""))
             value = try body()
         } catch {
             // A lost connection has rolled back by itself; the caller's error is the one to report.

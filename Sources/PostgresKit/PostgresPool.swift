@@ -52,7 +52,7 @@ public final class PostgresPool: @unchecked Sendable {
 
     private func give(back connection: PostgresConnection, failed: Bool) {
         condition.lock()
-        if failed || !connection.isUsable { open -= 1 } else { idle.append(connection) }
+        if failed || !connection.isUsable || !connection.isIdle { open -= 1 } else { idle.append(connection) }
         condition.signal()
         condition.unlock()
     }

@@ -108,8 +108,9 @@ extension UploadService {
     }
 
     /// Makes staging hold what the log records for an upload after a part whose bytes were staged
-    /// was refused (or failed part way): cut back to the bytes recorded (`fallback` when they cannot
-    /// be read), or removed once the upload has ended. An upload that ends (expired, aborted,
+    /// was refused (or failed part way): cut back to the bytes recorded (`fallback` for an upload the
+    /// log does not know), or removed once the upload has ended; left as it is when the store
+    /// cannot be read. An upload that ends (expired, aborted,
     /// cancelled) loses its staging file without waiting for the upload's lock, which a chunk
     /// streaming in may hold for long; that chunk is then refused when it commits, and lands here.
     func cutBackStaging(_ uploadId: String, orTo fallback: UInt64) {

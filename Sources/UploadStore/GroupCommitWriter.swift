@@ -237,7 +237,9 @@ final class GroupCommitWriter: Sendable {
     }
 
     private static func storeError(_ error: any Error) -> StoreError {
-        StoreError(
+        // The committer's own account (PostgreSQL's says whether the write may have been kept).
+        if let error = error as? StoreError, error.code == .io { return error }
+        return StoreError(
             error is ProjectionError || error is CodecError || (error as? StoreError)?.code == .corrupt ? .corrupt : .io,
             "the write failed and nothing of it was kept: \(error)")
     }

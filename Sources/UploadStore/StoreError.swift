@@ -8,7 +8,9 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         case corrupt
         /// The store needs migrations, or was written by a newer binary.
         case migration
-        /// LMDB or the file system failed; nothing of the failed batch was committed.
+        /// LMDB, PostgreSQL or the file system failed. With LMDB nothing of the failed batch was
+        /// committed; with PostgreSQL a batch whose commit's answer was lost may have been (the
+        /// message says so), and an SDK retry with the same invocation id gets its answer.
         case io
         /// Too many commands are queued for the writer; try again shortly.
         case overloaded

@@ -150,24 +150,38 @@ class RoundRobinProxy:
             except OSError:
                 client.close()
                 continue
+            done = threading.Semaphore(0)
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(a, b, done), daemon=True).start()
+            threading.Thread(target=self._close_when_done, args=(client, upstream, done), daemon=True).start()
 
     @staticmethod
-    def _pipe(source, destination):
+    def _pipe(source, destination, done):
+        """Copies one direction; at its end, half-closes the other side, as the client did."""
         try:
             while data := source.recv(65536):
                 destination.sendall(data)
         except OSError:
             pass
         finally:
-            for s in (source, destination):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            try:
+                destination.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            done.release()
+
+    @staticmethod
+    def _close_when_done(client, upstream, done):
+        done.acquire()
+        done.acquire()
+        client.close()
+        upstream.close()
 
     def close(self):
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept
+        except OSError:
+            pass
         self.listener.close()
 
 
@@ -188,7 +202,13 @@ class Deployment(Server):
 
     def stop(self):
         self.proxy.close()
-        statuses = [node.stop() for node in self.nodes]
+        statuses = []
+        for node in self.nodes:  # every node, even when one does not stop in time
+            try:
+                statuses.append(node.stop())
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+                statuses.append(-9)
         return max(statuses, key=abs)
 
 

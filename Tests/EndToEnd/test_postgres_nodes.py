@@ -75,10 +75,11 @@ def test_a_push_hops_across_three_nodes_and_every_node_reads_it():
 
 def test_a_feed_on_one_node_delivers_another_nodes_events_as_they_commit():
     with nodes(2) as (a, b):
+        ecr = client(a.endpoint)  # made before the clock starts: a boto3 client takes a while to build
         follower = Follower(b, 0)
         try:
             started = time.monotonic()
-            client(a.endpoint).create_repository(repositoryName="feed/app")
+            ecr.create_repository(repositoryName="feed/app")
             event = follower.next()
             assert event["type"] == "RepositoryCreated" and event["data"]["repositoryName"] == "feed/app"
             # Under the feed's own fallback (it reads the log again each second): woken by NOTIFY.

@@ -59,8 +59,10 @@ final class PostgresCommitter: BatchCommitter {
     func commit(
         _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error]
     ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64) {
-        let connection = try writerConnection()
+        var opened: PostgresConnection?
         do {
+            let connection = try writerConnection()
+            opened = connection
             if notifier.tail > invocations.validAt + Self.catchUpOutsideTheLock {
                 try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
                     try invocations.catchUp(tail: try PostgresLog.tail(connection)?.position ?? 0, marks: Self.marks(connection))
@@ -76,7 +78,8 @@ final class PostgresCommitter: BatchCommitter {
             return (results, path.position)
         } catch {
             cacheValidAt = nil
-            if !connection.isUsable || (error as? PostgresError)?.isConnectionFailure == true { self.connection = nil }
+            // A connection left in a transaction (a failed rollback) would fail every later batch.
+            if let opened, !opened.isUsable || !opened.isIdle || (error as? PostgresError)?.isConnectionFailure == true { self.connection = nil }
             // A database error is the batch's, not one command's (the write path blames the
             // command it was writing), and its detail (host, role, SQL) is for the log only.
             guard let failure = (error as? PostgresError) ?? ((error as? CommandFailure)?.error as? PostgresError) else { throw error }
