@@ -88,13 +88,15 @@ struct PostgresStoreTests {
         let location = try TestStoreLocation(.postgres)
         defer { location.remove() }
         try await Self.withNodes(2, location) { nodes in
-            // Let the second node's listener connect before the commit it must hear of.
-            try await Task.sleep(for: .milliseconds(500))
-            let started = ContinuousClock.now
-            async let woken = nodes[1].waitForEvents(after: 0, timeout: .seconds(30))
+            // The second node's listener connected before the commit it must hear of.
+            let listener = try #require(nodes[1] as? PostgresStore)
+            for _ in 0..<100 where !listener.hearsOtherNodes { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(listener.hearsOtherNodes)
+            async let woken = nodes[1].waitForEvents(after: 0, timeout: .seconds(60))
             _ = try await nodes[0].execute(try Self.create("team/app"), metadata: testMetadata())
+            let committed = ContinuousClock.now
             #expect(await woken)
-            #expect(ContinuousClock.now - started < .seconds(10), "woken by NOTIFY, not by the timeout")
+            #expect(ContinuousClock.now - committed < .seconds(20), "woken by NOTIFY, not by the 60 s timeout")
         }
     }
 

@@ -164,12 +164,13 @@ struct StoreConformanceTests {
         let location = try TestStoreLocation(backend)
         defer { location.remove() }
         try await location.withStore { store in
-            async let woken = store.waitForEvents(after: 0, timeout: .seconds(30))
+            async let woken = store.waitForEvents(after: 0, timeout: .seconds(60))
             try await Task.sleep(for: .milliseconds(100))
-            let started = ContinuousClock.now
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            // Measured from the answer: on a loaded machine a first commit can take seconds.
+            let committed = ContinuousClock.now
             #expect(await woken)
-            #expect(ContinuousClock.now - started < .seconds(10), "woken by the commit, not the timeout")
+            #expect(ContinuousClock.now - committed < .seconds(20), "woken by the commit, not the 60 s timeout")
         }
     }
 

@@ -65,15 +65,7 @@ public struct TestStoreLocation: Sendable {
     public func withStore<T>(
         configure: (inout StoreConfiguration) -> Void = { _ in }, _ body: (any EventStore) async throws -> T
     ) async throws -> T {
-        let store = try open(configure: configure)
-        do {
-            let result = try await body(store)
-            await store.close()
-            return result
-        } catch {
-            await store.close()
-            throw error
-        }
+        try await closing(try open(configure: configure), body)
     }
 
     public func remove() {

@@ -67,7 +67,11 @@ public func withTestStore<T>(
 ) async throws -> T {
     var config = testConfiguration(directory)
     configure(&config)
-    let store = try Store(config)
+    return try await closing(try Store(config), body)
+}
+
+/// Runs `body` with `store`, then closes the store, whether `body` returned or threw.
+public func closing<S: EventStore, T>(_ store: S, _ body: (S) async throws -> T) async throws -> T {
     do {
         let result = try await body(store)
         await store.close()

@@ -151,8 +151,8 @@ final class PostgresCommitter: BatchCommitter {
     }
 }
 
-/// One batch's transaction, for ``WritePath``: events and Merkle nodes held until ``flush()``
-/// inserts them in a few statements, and read back from memory meanwhile.
+/// One batch's transaction, for ``WritePath``: events and Merkle nodes held until
+/// ``flush(projectionsAt:)`` writes them in one statement, and read back from memory meanwhile.
 struct PostgresWriteTransaction: WriteTransaction {
     let connection: PostgresConnection
     var tables: PostgresTables
@@ -177,9 +177,9 @@ struct PostgresWriteTransaction: WriteTransaction {
         precondition(position == tail + UInt64(records.count) + 1, "events are appended in order")
         records.append(record)
         let leaf = MerkleTree.leafHash(position: position, record: record)
-        let pending = nodeIndex
+        // Read in place, not through a copy, which the writes below would then copy whole.
         let completed = try MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf) { level, index in
-            if let hash = pending[NodeAddress(level: level, index: index)] { return hash }
+            if let hash = nodeIndex[NodeAddress(level: level, index: index)] { return hash }
             return try PostgresLog.merkleNode(connection, level: level, index: index)
         }
         for node in completed {

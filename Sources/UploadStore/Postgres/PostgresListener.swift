@@ -8,9 +8,12 @@ import PostgresKit
 /// meanwhile, so nothing is missed, only later.
 final class PostgresListener: Sendable {
     private let stopped = Locked(false)
+    /// Whether the thread is connected and listening now.
+    private let listening = Locked(false)
+    var isListening: Bool { listening.withLock { $0 } }
 
     init(url: String, notifier: CommitNotifier, logger: Logger) {
-        let stopped = self.stopped
+        let (stopped, listening) = (self.stopped, self.listening)
         let thread = Thread {
             var connection: PostgresConnection?
             while !stopped.withLock({ $0 }) {
@@ -19,12 +22,14 @@ final class PostgresListener: Sendable {
                         let opened = try PostgresConnection(url: url)
                         try opened.execute("LISTEN \(PostgresLog.channel)")
                         connection = opened
+                        listening.withLock { $0 = true }
                     }
                     let received = try connection!.notifications(waitingUpTo: .milliseconds(200))
                     if let tail = received.compactMap({ UInt64($0.payload) }).max() { notifier.committed(upTo: tail) }
                 } catch {
                     if connection != nil { logger.warning("lost the connection that listens for commits; reconnecting", metadata: ["error": "\(error)"]) }
                     connection = nil
+                    listening.withLock { $0 = false }
                     Thread.sleep(forTimeInterval: 0.5)
                 }
             }

@@ -90,6 +90,8 @@ public final class PostgresStore: EventStore {
     }
 
     public var followersStopped: Bool { notifier.isClosed }
+    /// Whether this node hears other nodes' commits now (its listener is connected).
+    package var hearsOtherNodes: Bool { listener.isListening }
     public func stopFollowers() { notifier.close() }
 
     public func statistics() throws -> StoreStatistics {
