@@ -94,6 +94,8 @@ public protocol StoreSnapshot: ProjectionState {
     func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8]
     /// The newest checkpoint the log signed (``EventStore/keep(_:)``), if any.
     func latestSignedCheckpoint() throws -> SignedCheckpoint?
+    /// Every checkpoint the log signed, smallest tree first.
+    func signedCheckpoints() throws -> [SignedCheckpoint]
     /// Up to `limit` repositories of the registry whose names sort after `name`, in name order.
     func repositories(in registryId: String, after name: String?, limit: Int) throws -> [RepositorySummary]
     /// Up to `limit` images of the repository whose digests sort after `digest`, in digest order.

@@ -65,15 +65,6 @@ protocol RecordImporting: EventStore {
     func buildProjections() throws
 }
 
-extension StoreSnapshot {
-    /// Every checkpoint the log signed, smallest tree first.
-    func signedCheckpoints() throws -> [SignedCheckpoint] {
-        if let reader = self as? StoreReader { return try SignedCheckpoint.all(reader.txn, reader.schema) }
-        if let snapshot = self as? PostgresSnapshot { return try PostgresLog.signedCheckpoints(snapshot.connection) }
-        throw StoreError(.io, "this store cannot list its signed checkpoints")
-    }
-}
-
 extension Store: RecordImporting {
     func importRecords(_ records: [[UInt8]], after tail: UInt64) throws {
         try environment.writeGrowingTheMap { txn in

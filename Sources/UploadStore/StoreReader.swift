@@ -38,6 +38,7 @@ public struct StoreReader: StoreSnapshot {
     public func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8] { try MerkleLog.node(txn, schema, level, index) }
 
     public func latestSignedCheckpoint() throws -> SignedCheckpoint? { try SignedCheckpoint.latest(txn, schema) }
+    public func signedCheckpoints() throws -> [SignedCheckpoint] { try SignedCheckpoint.all(txn, schema) }
 
     // The projection state, as the decider reads it.
     public func session(_ uploadId: String) throws -> UploadSession? { try tables.session(uploadId) }

@@ -13,6 +13,7 @@ struct PostgresSnapshot: StoreSnapshot {
     func eventRecords(from position: UInt64, count: Int) throws -> [[UInt8]] { try PostgresLog.records(connection, from: position, count: count) }
     func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8] { try PostgresLog.merkleNode(connection, level: level, index: index) }
     func latestSignedCheckpoint() throws -> SignedCheckpoint? { try PostgresLog.latestSignedCheckpoint(connection) }
+    func signedCheckpoints() throws -> [SignedCheckpoint] { try PostgresLog.signedCheckpoints(connection) }
 
     func session(_ uploadId: String) throws -> UploadSession? { try tables.session(uploadId) }
     func repository(_ ref: RepositoryRef) throws -> RepositorySummary? { try tables.repository(ref) }
