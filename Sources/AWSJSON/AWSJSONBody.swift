@@ -46,6 +46,26 @@ public struct AWSJSONBody {
         return try string(key).map { Array($0.utf8)[...] }
     }
 
+    private init(structure: [String: Any]) {
+        object = structure
+        bytes = []
+        longStrings = [:]
+    }
+
+    /// A structure member, read with the same accessors.
+    public func structure(_ key: String) throws -> AWSJSONBody? {
+        guard let v = value(key) else { return nil }
+        guard let structure = v as? [String: Any] else { throw SerializationError("'\(key)' must be an object") }
+        return AWSJSONBody(structure: structure)
+    }
+
+    /// A blob member: its standard base64 decoded.
+    public func blob(_ key: String) throws -> [UInt8]? {
+        guard let text = try string(key) else { return nil }
+        guard let data = Data(base64Encoded: text) else { throw SerializationError("'\(key)' must be base64") }
+        return Array(data)
+    }
+
     private func value(_ key: String) -> Any? {
         guard let v = object[key], !(v is NSNull) else { return nil }
         return v

@@ -9,8 +9,43 @@ public import UploadCore
 /// Each throws `SerializationError` for a member of the wrong JSON type and ``CommandError``
 /// (`InvalidParameterException`) for a value the API does not allow.
 public enum ECRRequests {
-    public static func createRepository(_ body: AWSJSONBody) throws -> CreateRepository {
-        try CreateRepository(repositoryName: body.string("repositoryName"))
+    /// The command, and the logo's bytes when its catalog data has one (the service keeps them
+    /// as a blob before the command is decided).
+    public static func createRepository(_ body: AWSJSONBody) throws -> (command: CreateRepository, logo: [UInt8]?) {
+        let catalog = try body.structure("catalogData").map(catalogData)
+        return (try CreateRepository(repositoryName: body.string("repositoryName"), catalog: catalog?.input, tags: ResourceTags(tags(body))), catalog?.logo)
+    }
+
+    public static func putRepositoryCatalogData(_ body: AWSJSONBody) throws -> (command: PutRepositoryCatalogData, logo: [UInt8]?) {
+        let catalog = try body.structure("catalogData").map(catalogData)
+        return (try PutRepositoryCatalogData(registryId: body.string("registryId"), repositoryName: body.string("repositoryName"), catalog: catalog?.input), catalog?.logo)
+    }
+
+    /// RepositoryCatalogDataInput.
+    static func catalogData(_ body: AWSJSONBody) throws -> (input: RepositoryCatalogInput, logo: [UInt8]?) {
+        let logo = try body.blob("logoImageBlob")
+        let input = try RepositoryCatalogInput(
+            description: body.string("description"), architectures: body.strings("architectures"),
+            operatingSystems: body.strings("operatingSystems"), logoImage: logo, aboutText: body.string("aboutText"),
+            usageText: body.string("usageText"))
+        return (input, logo.flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    public static func tagResource(_ body: AWSJSONBody) throws -> TagResource {
+        try TagResource(resourceArn: body.string("resourceArn"), tags: tags(body))
+    }
+
+    public static func untagResource(_ body: AWSJSONBody) throws -> UntagResource {
+        try UntagResource(resourceArn: body.string("resourceArn"), tagKeys: body.strings("tagKeys"))
+    }
+
+    public static func putRegistryCatalogData(_ body: AWSJSONBody) throws -> PutRegistryCatalogData {
+        try PutRegistryCatalogData(displayName: body.string("displayName"))
+    }
+
+    /// `tags`: a list of `{Key, Value}`.
+    static func tags(_ body: AWSJSONBody) throws -> [(key: String?, value: String?)]? {
+        try body.objects("tags", stringMembers: ["Key", "Value"])?.map { (key: $0["Key"], value: $0["Value"]) }
     }
 
     public static func deleteRepository(_ body: AWSJSONBody) throws -> DeleteRepository {

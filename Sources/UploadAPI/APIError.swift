@@ -65,7 +65,7 @@ struct APIError: Error {
         case .invalidParameter, .registryNotFound, .repositoryNotFound, .repositoryAlreadyExists, .repositoryNotEmpty,
              .uploadNotFound, .invalidLayerPart, .layerPartTooSmall, .invalidLayer, .emptyUpload, .layerAlreadyExists,
              .layersNotFound, .referencedImagesNotFound, .imageAlreadyExists, .imageDigestDoesNotMatch, .imageNotFound,
-             .limitExceeded, .idempotentParameterMismatch:
+             .limitExceeded, .idempotentParameterMismatch, .invalidTagParameter, .tooManyTags:
             .badRequest
         }
     }

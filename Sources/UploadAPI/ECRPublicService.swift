@@ -37,14 +37,17 @@ public final class ECRPublicService: Sendable {
         "DescribeImages": { try await $0.describeImages($1, $2) },
         "DescribeImageTags": { try await $0.describeImageTags($1, $2) },
         "BatchDeleteImage": { try await $0.batchDeleteImage($1, $2) },
+        "GetRepositoryCatalogData": { try await $0.getRepositoryCatalogData($1, $2) },
+        "PutRepositoryCatalogData": { try await $0.putRepositoryCatalogData($1, $2) },
+        "GetRegistryCatalogData": { try await $0.getRegistryCatalogData($1, $2) },
+        "PutRegistryCatalogData": { try await $0.putRegistryCatalogData($1, $2) },
+        "TagResource": { try await $0.tagResource($1, $2) },
+        "UntagResource": { try await $0.untagResource($1, $2) },
+        "ListTagsForResource": { try await $0.listTagsForResource($1, $2) },
     ]
 
     /// The rest of ECR Public's operations: known, but not served by this coordinator.
-    static let unsupported: Set<String> = [
-        "DeleteRepositoryPolicy", "GetRegistryCatalogData", "PutRegistryCatalogData",
-        "GetRepositoryCatalogData", "PutRepositoryCatalogData", "GetRepositoryPolicy", "SetRepositoryPolicy",
-        "ListTagsForResource", "TagResource", "UntagResource",
-    ]
+    static let unsupported: Set<String> = ["DeleteRepositoryPolicy", "GetRepositoryPolicy", "SetRepositoryPolicy"]
 
     let service: UploadService
     let logger: Logger
@@ -58,6 +61,8 @@ public final class ECRPublicService: Sendable {
     public let registry: RegistryFrontEnd
     /// Signs the checkpoints `/log/checkpoint` serves; without one, none is served.
     let checkpoints: CheckpointSigner?
+    /// The address each `repositoryUri` and `logoUrl` names.
+    let endpoint: PublicEndpoint
 
     /// How requests prove who sent them.
     public enum Authentication: Sendable {
@@ -73,8 +78,9 @@ public final class ECRPublicService: Sendable {
     public init(
         service: UploadService, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
         authentication: Authentication = .anonymous, spoolBudget: SpoolBudget = SpoolBudget(limit: SpoolBudget.defaultSpoolBytes),
-        registry: RegistryFrontEnd? = nil, checkpoints: CheckpointSigner? = nil
+        registry: RegistryFrontEnd? = nil, checkpoints: CheckpointSigner? = nil, endpoint: PublicEndpoint = PublicEndpoint()
     ) {
+        self.endpoint = endpoint
         self.registry = registry ?? RegistryFrontEnd(
             service: service, authority: RegistryAuthority(
                 authentication: authentication, key: SymmetricKey(size: .bits256), clock: service.store.clock,
@@ -127,6 +133,7 @@ public final class ECRPublicService: Sendable {
         addMiddleware(router)
         addFeedRoutes(to: router)
         addTransparencyLogRoutes(to: router)
+        addLogoRoute(to: router)
         if noopRoute { router.post("/noop") { request, context in try await self.noop(request, context) } }
         router.post("/") { request, context in await self.respond(to: request, context: context) }
         router.post("**") { request, context in await self.respond(to: request, context: context) }

@@ -4,7 +4,9 @@ import UploadCore
 /// Opaque `nextToken`s: the base64 of the last item's name. Stateless, and since names are unique
 /// and pages follow key order, a token is never repeated.
 enum Pagination {
-    static let defaultLimit = 1000
+    /// A page's length when `maxResults` is not given: 100, as ECR documents for every Describe
+    /// operation.
+    static let defaultLimit = 100
 
     static func after(_ token: String?) throws -> String? {
         guard let token else { return nil }

@@ -25,7 +25,10 @@ struct ServeCommand: AsyncParsableCommand {
     var registryId: String?
     /// The data commands' old name for the flag, taken here too so that one name works everywhere.
     @Option(name: .customLong("default-registry-id"), help: .hidden) var defaultRegistryId: String?
-    @Option(help: "Another name the registry answers to as registryId. [default: r<registry id>]") var registryAlias: String?
+    @Option(help: "Another name the registry answers to as registryId: 2 to 50 characters of [a-z][a-z0-9]+(?:[._-][a-z0-9]+)*. [default: r<registry id>]")
+    var registryAlias: String?
+    @Option(help: "The HOST[:PORT] clients push to and pull from, named in each repositoryUri and logoUrl. [default: the address listened on]")
+    var publicEndpoint: String?
     @Option(help: ArgumentHelp("The partSize handed out by InitiateLayerUpload. [env: \(StoreOptions.Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))
     var partSize: UInt64?
     @Option(help: "A credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID]` per line. [env: UPLOAD_COORDINATOR_CREDENTIALS]")
@@ -82,6 +85,12 @@ struct ServeCommand: AsyncParsableCommand {
         guard maxActiveUploads >= 1 else { throw ValidationError("--max-active-uploads must be at least 1.") }
         guard !region.isEmpty, region.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) }) else {
             throw ValidationError("--region must be a region name such as us-east-1; got '\(region)'.")
+        }
+        if let registryAlias, !Validation.isRegistryAlias(registryAlias) {
+            throw ValidationError("--registry-alias must be 2 to 50 characters matching [a-z][a-z0-9]+(?:[._-][a-z0-9]+)*; got '\(registryAlias)'.")
+        }
+        if let publicEndpoint, PublicEndpoint.isHostAndPort(publicEndpoint) == false {
+            throw ValidationError("--public-endpoint must be a HOST or HOST:PORT, nothing before or after it; got '\(publicEndpoint)'.")
         }
         if let publicUrl {
             let rest = publicUrl.hasPrefix("https://") ? publicUrl.dropFirst(8) : publicUrl.hasPrefix("http://") ? publicUrl.dropFirst(7) : ""
@@ -159,9 +168,12 @@ struct ServeCommand: AsyncParsableCommand {
             await store.close()
             throw error
         }
+        let endpoint = PublicEndpoint(publicEndpoint)
+        let listenHost = host
         let api = ECRPublicService(
             service: service, logger: logger, metrics: metrics, authentication: authentication,
-            spoolBudget: SpoolBudget(limit: maxSpooledBytes), registry: registryFrontEnd, checkpoints: checkpoints)
+            spoolBudget: SpoolBudget(limit: maxSpooledBytes), registry: registryFrontEnd, checkpoints: checkpoints,
+            endpoint: endpoint)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
         FileDescriptorLimit.raise(toHold: maxConnections, logger: logger)
@@ -171,6 +183,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
+                endpoint.bound(host: listenHost, port: port)
                 let line = "upload-coordinator listening on http://\(channel.localAddress?.ipAddress ?? "?"):\(port) (registry \(registry), data \(dataDir))\n"
                 FileHandle.standardOutput.write(Data(line.utf8))
             },

@@ -102,6 +102,24 @@ public struct BlobStore: BlobStorage {
         return (algorithm.rawValue + ":" + Hex.encode(hasher.finalize()), temporary)
     }
 
+    /// Writes `bytes` (a blob small enough to hold, such as a repository's logo) to a synced
+    /// temporary file in the blob directory, for ``commitBlob(_:digest:)``.
+    public func writeTemporary(_ bytes: [UInt8]) throws -> String {
+        let temporary = blobs + "/.tmp-" + UUID().uuidString.lowercased()
+        guard FileManager.default.createFile(atPath: temporary, contents: nil), let output = FileHandle(forWritingAtPath: temporary) else {
+            throw Self.posixError("create \(temporary)")
+        }
+        defer { try? output.close() }
+        do {
+            try output.write(contentsOf: bytes)
+            try output.synchronize()
+        } catch {
+            discard(temporary: temporary)
+            throw error
+        }
+        return temporary
+    }
+
     /// Moves a hashed temporary file to its content address (keeping an existing blob, which holds
     /// the same bytes) and syncs the directory.
     public func commitBlob(_ temporary: String, digest: String) throws {

@@ -37,8 +37,28 @@ public final class UploadService: Sendable {
         try read { try Decider.existingRepository(registryId, name, state: $0, settings: settings) }
     }
 
-    public func createRepository(_ command: CreateRepository, _ metadata: RequestMetadata) async throws -> RepositoryCreated {
-        try await store.execute(.createRepository(command), metadata: metadata).events.first(RepositoryCreated.self, recordedBy: "CreateRepository")
+    /// Creates the repository, its logo kept as a blob first (a logo left by a refusal is
+    /// harmless: blobs are content-addressed, and none is ever changed).
+    public func createRepository(_ command: CreateRepository, logo: [UInt8]? = nil, _ metadata: RequestMetadata) async throws -> RepositoryCreated {
+        try keepLogo(logo, as: command.catalog?.logoImageDigest)
+        return try await store.execute(.createRepository(command), metadata: metadata).events.first(RepositoryCreated.self, recordedBy: "CreateRepository")
+    }
+
+    public func putRepositoryCatalogData(_ command: PutRepositoryCatalogData, logo: [UInt8]?, _ metadata: RequestMetadata) async throws -> RepositoryCatalogDataPut {
+        try keepLogo(logo, as: command.catalog.logoImageDigest)
+        return try await store.execute(.putRepositoryCatalogData(command), metadata: metadata).events
+            .first(RepositoryCatalogDataPut.self, recordedBy: "PutRepositoryCatalogData")
+    }
+
+    /// Runs a command whose answer the caller reads back from the state (tags, registry catalog
+    /// data): it may record nothing, when it changes nothing.
+    public func execute(_ command: Command, _ metadata: RequestMetadata) async throws {
+        _ = try await store.execute(command, metadata: metadata)
+    }
+
+    private func keepLogo(_ logo: [UInt8]?, as digest: String?) throws {
+        guard let logo, let digest, !storage.hasBlob(digest) else { return }
+        try storage.commitBlob(blobs.writeTemporary(logo), digest: digest)
     }
 
     /// Deletes the repository, then the staged bytes of the uploads it aborted (no longer needed

@@ -49,6 +49,8 @@ public struct StoreReader: StoreSnapshot {
     public func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables.image(ref, digest) }
     public func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables.imageDigests(in: ref) }
     public func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables.tag(ref, tag) }
+    public func details(_ ref: RepositoryRef) throws -> RepositoryDetails? { try tables.details(ref) }
+    public func registryCatalog(_ registryId: String) throws -> RegistryCatalog? { try tables.registryCatalog(registryId) }
 
     public func repositories(in registryId: String, after name: String?, limit: Int) throws -> [RepositorySummary] {
         try page(.repositories, prefix: Array("\(registryId)/".utf8), after: name, limit: limit).map { try RepositorySummary(decoding: $0.value) }

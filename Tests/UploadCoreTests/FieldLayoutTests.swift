@@ -50,6 +50,19 @@ struct FieldLayoutTests {
          fields { $0.string(1, upload); $0.string(2, registry); $0.string(3, name); $0.string(4, "cancelled") }),
         (.uploadAborted(UploadAborted(uploadId: upload, registryId: registry, repositoryName: name, reason: .layerAlreadyExists)),
          fields { $0.string(1, upload); $0.string(2, registry); $0.string(3, name); $0.string(4, "layerAlreadyExists") }),
+        (.repositoryCatalogDataPut(RepositoryCatalogDataPut(
+            registryId: registry, repositoryName: name, description: "d", architectures: ["ARM 64", "x86-64"], operatingSystems: [],
+            logoImageDigest: digest, aboutText: nil, usageText: "u")),
+         fields {
+             $0.string(1, registry); $0.string(2, name); $0.string(3, "d"); $0.strings(4, ["ARM 64", "x86-64"])
+             $0.string(6, digest); $0.string(8, "u")
+         }),
+        (.repositoryTagged(RepositoryTagged(registryId: registry, repositoryName: name, tagKeys: ["env", "team"], tagValues: ["prod", ""])),
+         fields { $0.string(1, registry); $0.string(2, name); $0.strings(3, ["env", "team"]); $0.strings(4, ["prod", ""]) }),
+        (.repositoryUntagged(RepositoryUntagged(registryId: registry, repositoryName: name, tagKeys: ["env"])),
+         fields { $0.string(1, registry); $0.string(2, name); $0.strings(3, ["env"]) }),
+        (.registryCatalogDataPut(RegistryCatalogDataPut(registryId: registry, displayName: "My registry")),
+         fields { $0.string(1, registry); $0.string(2, "My registry") }),
     ]
 
     @Test func everyEventType_hasALockedLayout() throws {
@@ -88,6 +101,14 @@ struct FieldLayoutTests {
         #expect(LayerRecord(layerDigest: Self.digest, layerSize: 10, uploadId: Self.upload, completedAt: Self.at).encoded() == Self.fields {
             $0.string(1, Self.digest); $0.uint(2, 10); $0.string(3, Self.upload); $0.timestamp(4, Self.at)
         })
+        #expect(LayerRecord(layerDigest: Self.digest, layerSize: 10, uploadId: Self.upload, completedAt: Self.at, mediaType: "m").encoded() == Self.fields {
+            $0.string(1, Self.digest); $0.uint(2, 10); $0.string(3, Self.upload); $0.timestamp(4, Self.at); $0.string(5, "m")
+        })
+        var details = RepositoryDetails()
+        details.description = "d"
+        details.put(tags: [("team", "x"), ("env", "")])
+        #expect(details.encoded() == Self.fields { $0.string(1, "d"); $0.strings(7, ["env", "team"]); $0.strings(8, ["", "x"]) })
+        #expect(RegistryCatalog(displayName: "n").encoded() == Self.fields { $0.string(1, "n") })
         let image = ImageRecord(
             imageDigest: Self.digest, imageManifest: "{}", imageManifestMediaType: "m", artifactMediaType: "a",
             imageSizeInBytes: 3, pushedAt: Self.at, tags: ["v1", "v2"])
@@ -95,6 +116,9 @@ struct FieldLayoutTests {
             $0.string(1, Self.digest); $0.string(2, "{}"); $0.string(3, "m"); $0.string(4, "a"); $0.uint(5, 3)
             $0.timestamp(6, Self.at); $0.strings(7, ["v1", "v2"])
         })
+        var listed = image
+        listed.referencedBy = ["sha256:cd"]
+        #expect(listed.encoded() == image.encoded() + Self.fields { $0.strings(8, ["sha256:cd"]) })
         var untagged = image
         untagged.tags = []
         untagged.artifactMediaType = nil

@@ -39,14 +39,23 @@ struct ValidationTests {
         #expect(error.message == "1 validation error detected: Value 'a' at 'repositoryName' failed to satisfy constraint: Member must have length greater than or equal to 2")
     }
 
-    @Test(arguments: [(0, false), (1, true), (2, true), (205, true), (256, true), (257, false)])
-    func registryId_whenValidated_hasLength1To256(length: Int, valid: Bool) {
+    @Test(arguments: [(0, false), (1, false), (2, true), (12, true), (50, true), (51, false), (256, false)])
+    func registryId_whenValidated_hasLength2To50(length: Int, valid: Bool) {
         let id = String(repeating: "7", count: length)
         let result = Result { () throws(CommandError) in try InitiateLayerUpload(registryId: id, repositoryName: "team/app") }
         switch result {
         case .success(let command): #expect(valid && command.registryId == id)
         case .failure(let error): #expect(!valid && error.code == .invalidParameter && error.message.contains("registryId"))
         }
+    }
+
+    @Test(arguments: [
+        ("ab", true), ("r000000000000", true), ("my-team.registry_1", true), ("a1-b2", true),
+        ("a", false), ("1abc", false), ("Abc", false), ("a-b", false), ("ab-", false), ("ab--cd", false), ("ab_.cd", false),
+        ("ab cd", false), (String(repeating: "a", count: 50), true), (String(repeating: "a", count: 51), false),
+    ])
+    func registryAlias_matchesTheModelsPattern(alias: String, valid: Bool) {
+        #expect(Validation.isRegistryAlias(alias) == valid)
     }
 
     @Test func invalidValue_withControlCharacters_isEscapedInTheMessage() throws {

@@ -24,6 +24,9 @@ extension ECRPublicService {
             let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
             if let ids {
                 guard (1...100).contains(ids.count) else { throw APIError.invalidParameter("'imageIds' must have between 1 and 100 items") }
+                guard token == nil, limit == nil else {
+                    throw APIError.invalidParameter("nextToken and maxResults cannot be used together with imageIds")
+                }
                 let images = try ids.map { id in
                     let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try snapshot.tag(ref, $0)?.imageDigest }
                     guard let digest, let image = try snapshot.image(ref, digest),

@@ -44,7 +44,10 @@ extension ECRPublicService {
                 } else if digest.count > 1000 || !Validation.isLayerDigest(digest) {
                     failures.append(.object(sorting: [("layerDigest", .string(digest)), ("failureCode", .string("InvalidLayerDigest")), ("failureReason", .string("The layer digest is not of the form algorithm:hex"))]))
                 } else if let layer = try snapshot.layer(ref, digest.lowercased()) {
-                    layers.append(.object(sorting: [("layerDigest", .string(digest)), ("layerAvailability", .string("AVAILABLE")), ("layerSize", .uint(layer.layerSize))]))
+                    layers.append(.object(sorting: [
+                        ("layerDigest", .string(digest)), ("layerAvailability", .string("AVAILABLE")), ("layerSize", .uint(layer.layerSize)),
+                        ("mediaType", layer.mediaType.map(JSONValue.string)),
+                    ]))
                 } else {
                     layers.append(.object(sorting: [("layerDigest", .string(digest)), ("layerAvailability", .string("UNAVAILABLE"))]))
                 }

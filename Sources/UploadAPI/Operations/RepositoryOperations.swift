@@ -7,8 +7,10 @@ import UploadStore
 
 extension ECRPublicService {
     func createRepository(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        let created = try await service.createRepository(ECRRequests.createRepository(body), metadata)
-        return .object([("catalogData", .object([])), ("repository", repositoryJSON(created.repository, createdAt: created.createdAt))])
+        let request = try ECRRequests.createRepository(body)
+        let created = try await service.createRepository(request.command, logo: request.logo, metadata)
+        let details = try service.read { try $0.details(created.repository) }
+        return .object([("catalogData", catalogJSON(details, of: created.repository)), ("repository", repositoryJSON(created.repository, createdAt: created.createdAt))])
     }
 
     func describeRepositories(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
@@ -68,7 +70,7 @@ extension ECRPublicService {
         let registry = JSONValue.object(sorting: [
             ("registryId", .string(id)),
             ("registryArn", .string("arn:aws:ecr-public::\(id):registry/\(id)")),
-            ("registryUri", .string("public.ecr.aws/\(settings.alias)")),
+            ("registryUri", .string(endpoint.hostAndPort)),
             ("verified", .bool(false)),
             ("aliases", .array([.object(sorting: [
                 ("name", .string(settings.alias)), ("status", .string("ACTIVE")),
@@ -83,7 +85,8 @@ extension ECRPublicService {
             ("repositoryArn", .string("arn:aws:ecr-public::\(ref.registryId):repository/\(ref.repositoryName)")),
             ("registryId", .string(ref.registryId)),
             ("repositoryName", .string(ref.repositoryName)),
-            ("repositoryUri", .string("public.ecr.aws/\(settings.alias)/\(ref.repositoryName)")),
+            // Where a registry client pushes to: this server's registry front end.
+            ("repositoryUri", .string("\(endpoint.hostAndPort)/\(ref.repositoryName)")),
             ("createdAt", createdAt.map(JSONValue.epochSeconds)),
         ])
     }

@@ -68,7 +68,7 @@ struct RegistryError: Error {
                 return RegistryError(context == .manifest ? .manifestBlobUnknown : .blobUnknown, refusal.message)
             case .imageNotFound: return RegistryError(.manifestUnknown, refusal.message)
             case .invalidLayerPart, .layerPartTooSmall, .emptyUpload: return RegistryError(.blobUploadInvalid, refusal.message)
-            case .invalidParameter:
+            case .invalidParameter, .invalidTagParameter, .tooManyTags:
                 return RegistryError(context == .manifest ? .manifestInvalid : context == .upload ? .blobUploadInvalid : .nameInvalid, refusal.message)
             case .limitExceeded: return RegistryError(.tooManyRequests, refusal.message)
             case .repositoryAlreadyExists, .repositoryNotEmpty, .layerAlreadyExists, .imageAlreadyExists, .idempotentParameterMismatch:

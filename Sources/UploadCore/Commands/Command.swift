@@ -13,12 +13,16 @@ public enum Command: Sendable, Equatable {
     case expireIdleUploads(ExpireIdleUploads)
     case cancelLayerUpload(CancelLayerUpload)
     case mountLayer(MountLayer)
+    case putRepositoryCatalogData(PutRepositoryCatalogData)
+    case tagResource(TagResource)
+    case untagResource(UntagResource)
+    case putRegistryCatalogData(PutRegistryCatalogData)
 
     /// Whether this command can record an event of `type`: how a retry (same invocation id) is
     /// told from another call that reused the id.
     public func records(_ type: EventType) -> Bool {
         switch self {
-        case .createRepository: type == .repositoryCreated
+        case .createRepository: [.repositoryCreated, .repositoryCatalogDataPut, .repositoryTagged].contains(type)
         case .deleteRepository: [.imageDeleted, .uploadAborted, .repositoryDeleted].contains(type)
         case .initiateLayerUpload: type == .uploadInitiated
         case .uploadLayerPart: type == .layerPartUploaded
@@ -29,6 +33,10 @@ public enum Command: Sendable, Equatable {
         case .expireIdleUploads: type == .uploadExpired
         case .cancelLayerUpload: type == .uploadAborted
         case .mountLayer: type == .layerMounted
+        case .putRepositoryCatalogData: type == .repositoryCatalogDataPut
+        case .tagResource: type == .repositoryTagged
+        case .untagResource: type == .repositoryUntagged
+        case .putRegistryCatalogData: type == .registryCatalogDataPut
         }
     }
 
@@ -45,6 +53,10 @@ public enum Command: Sendable, Equatable {
         case .expireIdleUploads: "ExpireIdleUploads"
         case .cancelLayerUpload: "CancelLayerUpload"
         case .mountLayer: "MountLayer"
+        case .putRepositoryCatalogData: "PutRepositoryCatalogData"
+        case .tagResource: "TagResource"
+        case .untagResource: "UntagResource"
+        case .putRegistryCatalogData: "PutRegistryCatalogData"
         }
     }
 }
@@ -53,10 +65,17 @@ public struct CreateRepository: Sendable, Equatable {
     /// `nil` means the default registry.
     public let registryId: String?
     public let repositoryName: String
+    /// Catalog data to keep from the start; `nil` when none was given.
+    public let catalog: RepositoryCatalogInput?
+    public let tags: ResourceTags
 
-    public init(registryId: String? = nil, repositoryName: String?) throws(CommandError) {
+    public init(
+        registryId: String? = nil, repositoryName: String?, catalog: RepositoryCatalogInput? = nil, tags: ResourceTags? = nil
+    ) throws(CommandError) {
         self.registryId = try Validation.registryId(registryId)
         self.repositoryName = try Validation.repositoryName(repositoryName)
+        self.catalog = catalog
+        if let tags { self.tags = tags } else { self.tags = try ResourceTags(nil) }
     }
 }
 

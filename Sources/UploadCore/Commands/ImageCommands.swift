@@ -51,14 +51,16 @@ public struct PutImage: Sendable, Equatable {
         self.imageManifestMediaType = manifest.mediaType ?? ""
         self.artifactMediaType = manifest.configMediaType
         self.configDigest = manifest.config
-        self.layerDigests = manifest.layers
+        self.layerDigests = manifest.layers.map(\.digest)
         self.referencedImages = manifest.images
     }
 }
 
 /// What PutImage needs from a manifest: its media type and the digests it references, after
-/// checking its structure against the media type (OCI image-spec v1.1; Docker's schema 2).
-struct Manifest {
+/// checking its structure against the media type (OCI image-spec v1.1; Docker's schema 2). The
+/// projector reads a stored manifest again with it (which layers' media types it names, which
+/// images an index lists): parsing is pure, so replay gets the same answer.
+public struct Manifest: Sendable {
     /// The manifest types this coordinator stores: images and indexes, OCI's and Docker's schema 2.
     /// (Docker's schema 1 is refused: it names layers in a form no longer pushed, `fsLayers`.)
     static let imageTypes: Set<String> = [
@@ -68,14 +70,27 @@ struct Manifest {
         "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
     ]
 
-    var mediaType: String?
+    /// A blob a manifest names, with the media type it gives the blob.
+    public struct Descriptor: Sendable, Equatable {
+        public var mediaType: String
+        public var digest: String
+    }
+
+    public private(set) var mediaType: String?
     var configMediaType: String?
     var config: String?
-    var layers: [String] = []
-    var images: [String] = []
+    /// An image manifest's distributable layers, in manifest order.
+    public private(set) var layers: [Descriptor] = []
+    /// The images an index lists, in manifest order.
+    public private(set) var images: [String] = []
+
+    /// The config and the layers an image manifest names (none for an index).
+    public var blobs: [Descriptor] {
+        (config.map { [Descriptor(mediaType: configMediaType ?? "", digest: $0)] } ?? []) + layers
+    }
 
     /// - Parameter given: `imageManifestMediaType`, when the caller sent one.
-    init(parsing bytes: [UInt8], given: String?) throws(CommandError) {
+    public init(parsing bytes: [UInt8], given: String?) throws(CommandError) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
             throw Self.invalid("is not a JSON object")
         }
@@ -95,7 +110,8 @@ struct Manifest {
             guard let config = object["config"] as? [String: Any] else { throw Self.invalid("must have a 'config' descriptor") }
             (configMediaType, self.config) = try Self.descriptor(config, in: "config")
             // Non-distributable layers live elsewhere (their `urls`); a registry never holds them.
-            layers = try Self.descriptors(object, "layers").filter { !Self.isNondistributable($0.mediaType) }.map(\.digest)
+            layers = try Self.descriptors(object, "layers").filter { !Self.isNondistributable($0.mediaType) }
+                .map { Descriptor(mediaType: $0.mediaType, digest: $0.digest) }
         } else if Self.indexTypes.contains(mediaType) {
             guard object["config"] == nil, object["layers"] == nil else { throw Self.invalid("is an index, which has no 'config' or 'layers'") }
             images = try Self.descriptors(object, "manifests").map(\.digest)

@@ -15,11 +15,31 @@ public enum Validation {
         return value
     }
 
-    /// `registryId` (RegistryIdOrAlias): optional, 1 to 256 characters.
+    /// `registryId` (RegistryIdOrAlias): optional, 2 to 50 characters, a 12-digit id or an alias.
     public static func registryId(_ value: String?, member: String = "registryId") throws(CommandError) -> String? {
         guard let value else { return nil }
-        try length(value, member: member, min: 1, max: 256)
+        try length(value, member: member, min: 2, max: 50)
         return value
+    }
+
+    /// A registry alias (RegistryAliasName): 2 to 50 characters matching `[a-z][a-z0-9]+(?:[._-][a-z0-9]+)*`.
+    public static func isRegistryAlias(_ alias: String) -> Bool {
+        let bytes = Array(alias.utf8)
+        guard (2...50).contains(bytes.count), (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(bytes[0]) else { return false }
+        var previous = bytes[0]
+        for (index, byte) in bytes.enumerated().dropFirst() {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                break
+            // A separator may not come second (`[a-z][a-z0-9]+` is at least two characters), end, or follow another.
+            case UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                guard index >= 2, isAlphanumeric(previous) else { return false }
+            default:
+                return false
+            }
+            previous = byte
+        }
+        return isAlphanumeric(previous)
     }
 
     /// `registryId` where the model says RegistryId: optional, exactly 12 digits.

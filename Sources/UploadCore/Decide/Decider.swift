@@ -71,6 +71,7 @@ public struct ImageFailure: Sendable, Equatable {
         case imageTagDoesNotMatchDigest = "ImageTagDoesNotMatchDigest"
         case imageNotFound = "ImageNotFound"
         case missingDigestAndTag = "MissingDigestAndTag"
+        case imageReferencedByManifestList = "ImageReferencedByManifestList"
     }
 
     public let imageId: ImageIdentifier
@@ -94,8 +95,9 @@ public enum Decider {
                     .repositoryAlreadyExists,
                     "The repository with name '\(ref.repositoryName)' already exists in the registry with id '\(ref.registryId)'")
             }
-            return Decision([.repositoryCreated(RepositoryCreated(
-                registryId: ref.registryId, repositoryName: ref.repositoryName, createdAt: context.now))])
+            return try Decision([.repositoryCreated(RepositoryCreated(
+                registryId: ref.registryId, repositoryName: ref.repositoryName, createdAt: context.now))]
+                + CatalogDecisions.initialDetails(of: ref, catalog: c.catalog, tags: c.tags))
 
         case .deleteRepository(let c):
             return try deleteRepository(c, state: state, settings: settings)
@@ -129,6 +131,14 @@ public enum Decider {
             return try LayerDecisions.cancel(c, state: state, settings: settings)
         case .mountLayer(let c):
             return try LayerDecisions.mount(c, state: state, settings: settings)
+        case .putRepositoryCatalogData(let c):
+            return try CatalogDecisions.putCatalog(c, state: state, settings: settings)
+        case .tagResource(let c):
+            return try CatalogDecisions.tag(c, state: state, settings: settings)
+        case .untagResource(let c):
+            return try CatalogDecisions.untag(c, state: state, settings: settings)
+        case .putRegistryCatalogData(let c):
+            return CatalogDecisions.putRegistryCatalog(c, settings: settings)
         }
     }
 

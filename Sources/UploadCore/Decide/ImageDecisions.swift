@@ -17,7 +17,8 @@ enum ImageDecisions {
         guard missing.isEmpty else {
             throw CommandError(.layersNotFound, "The manifest references layers that are not available in the repository with name '\(ref.repositoryName)': \(missing.joined(separator: ", "))")
         }
-        let missingImages = try c.referencedImages.filter { try state.image(ref, $0) == nil }
+        let referenced = try c.referencedImages.map { (digest: $0, image: try state.image(ref, $0)) }
+        let missingImages = referenced.filter { $0.image == nil }.map(\.digest)
         guard missingImages.isEmpty else {
             throw CommandError(.referencedImagesNotFound, "The manifest list references images that are not in the repository with name '\(ref.repositoryName)': \(missingImages.joined(separator: ", "))")
         }
@@ -27,7 +28,10 @@ enum ImageDecisions {
         return Decision([.imagePushed(ImagePushed(
             registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: c.imageDigest, imageTag: c.imageTag,
             imageManifest: c.imageManifest, imageManifestMediaType: c.imageManifestMediaType,
-            artifactMediaType: c.artifactMediaType, imageSizeInBytes: layerSizes, pushedAt: now))])
+            artifactMediaType: c.artifactMediaType,
+            // A manifest list's size is its largest image's, as the model defines it.
+            imageSizeInBytes: c.referencedImages.isEmpty ? layerSizes : referenced.compactMap { $0.image?.imageSizeInBytes }.max() ?? 0,
+            pushedAt: now))])
     }
 
     /// Each image id is decided against the state the ones before it in the request left.
@@ -42,6 +46,13 @@ enum ImageDecisions {
         }
         func image(_ digest: String) throws -> ImageRecord? {
             deleted.contains(digest) ? nil : try state.image(ref, digest)
+        }
+        /// The manifest lists that still name `record` once this request's deletions so far are made.
+        func listsReferencing(_ record: ImageRecord) -> [String] {
+            record.referencedBy.filter { !deleted.contains($0) }
+        }
+        func referencedReason(_ lists: [String]) -> String {
+            "The image is referenced by the manifest list(s) \(lists.joined(separator: ", ")); delete them first"
         }
 
         for id in c.imageIds {
@@ -60,8 +71,13 @@ enum ImageDecisions {
                 fail(id, .missingDigestAndTag, "Invalid request parameters: both tag and digest cannot be null")
 
             case (let digest?, nil):
-                guard try image(digest) != nil else {
+                guard let record = try image(digest) else {
                     fail(id, .imageNotFound, "Requested image not found")
+                    continue
+                }
+                let lists = listsReferencing(record)
+                guard lists.isEmpty else {
+                    fail(id, .imageReferencedByManifestList, referencedReason(lists))
                     continue
                 }
                 deleted.insert(digest)
@@ -79,6 +95,11 @@ enum ImageDecisions {
                     continue
                 }
                 let remaining = (tagsLeft[target] ?? record.tags).filter { !$0.sameBytes(as: tag) }
+                let lists = listsReferencing(record)
+                if remaining.isEmpty && !c.keepsUntaggedImages && !lists.isEmpty {
+                    fail(id, .imageReferencedByManifestList, referencedReason(lists))
+                    continue
+                }
                 tagsLeft[target] = remaining
                 decision.imageIds.append(ImageIdentifier(imageDigest: target, imageTag: tag))
                 decision.events.append(.imageUntagged(ImageUntagged(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: target, imageTag: tag)))

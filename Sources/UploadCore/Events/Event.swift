@@ -12,6 +12,10 @@ public enum EventType: UInt32, Sendable, CaseIterable {
     case imageDeleted = 9
     case uploadExpired = 10
     case layerMounted = 11
+    case repositoryCatalogDataPut = 12
+    case repositoryTagged = 13
+    case repositoryUntagged = 14
+    case registryCatalogDataPut = 15
 
     /// The one table from type codes to payload types, which the log decodes by.
     public var payloadType: any EventPayload.Type {
@@ -27,6 +31,10 @@ public enum EventType: UInt32, Sendable, CaseIterable {
         case .imageDeleted: ImageDeleted.self
         case .uploadExpired: UploadExpired.self
         case .layerMounted: LayerMounted.self
+        case .repositoryCatalogDataPut: RepositoryCatalogDataPut.self
+        case .repositoryTagged: RepositoryTagged.self
+        case .repositoryUntagged: RepositoryUntagged.self
+        case .registryCatalogDataPut: RegistryCatalogDataPut.self
         }
     }
 
@@ -75,6 +83,10 @@ public enum Event: Sendable, Equatable {
     case imageDeleted(ImageDeleted)
     case uploadExpired(UploadExpired)
     case layerMounted(LayerMounted)
+    case repositoryCatalogDataPut(RepositoryCatalogDataPut)
+    case repositoryTagged(RepositoryTagged)
+    case repositoryUntagged(RepositoryUntagged)
+    case registryCatalogDataPut(RegistryCatalogDataPut)
 
     public var payload: any EventPayload {
         switch self {
@@ -89,6 +101,10 @@ public enum Event: Sendable, Equatable {
         case .imageDeleted(let e): e
         case .uploadExpired(let e): e
         case .layerMounted(let e): e
+        case .repositoryCatalogDataPut(let e): e
+        case .repositoryTagged(let e): e
+        case .repositoryUntagged(let e): e
+        case .registryCatalogDataPut(let e): e
         }
     }
 

@@ -23,6 +23,8 @@ public struct CommandError: Error, Equatable, Sendable, CustomStringConvertible 
         case imageDigestDoesNotMatch = "ImageDigestDoesNotMatchException"
         case imageNotFound = "ImageNotFoundException"
         case limitExceeded = "LimitExceededException"
+        case invalidTagParameter = "InvalidTagParameterException"
+        case tooManyTags = "TooManyTagsException"
         /// An `amz-sdk-invocation-id` already used by a different call (operation, principal or body).
         case idempotentParameterMismatch = "IdempotentParameterMismatchException"
         case server = "ServerException"

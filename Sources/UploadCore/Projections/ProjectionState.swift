@@ -16,6 +16,9 @@ public protocol ProjectionState {
     /// The digests of the repository's images, in the store's fixed order.
     func imageDigests(in ref: RepositoryRef) throws -> [String]
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord?
+    /// The repository's catalog data and tags; `nil` when it never had any.
+    func details(_ ref: RepositoryRef) throws -> RepositoryDetails?
+    func registryCatalog(_ registryId: String) throws -> RegistryCatalog?
 }
 
 /// The projection state the ``Projector`` writes to.
@@ -36,4 +39,7 @@ public protocol MutableProjectionState: ProjectionState {
     /// Notes that the event at `position` came from an SDK call with an invocation id. Positions
     /// only grow, so the store can append these at the end of a table.
     mutating func put(_ mark: InvocationMark, at position: UInt64) throws
+    mutating func put(_ details: RepositoryDetails, of ref: RepositoryRef) throws
+    mutating func removeDetails(of ref: RepositoryRef) throws
+    mutating func put(_ catalog: RegistryCatalog, of registryId: String) throws
 }

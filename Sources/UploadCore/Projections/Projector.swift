@@ -4,7 +4,7 @@ public enum Projector {
     /// The version of the projection tables. Bump it when a record, what the projector puts in the
     /// state, or the store's key layout (`UploadStore/Projections/`) changes; a store whose tables
     /// carry another version rebuilds them from the log on open.
-    public static let version: UInt32 = 7
+    public static let version: UInt32 = 8
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.
@@ -33,6 +33,7 @@ public enum Projector {
             }
             try tables.removeRepository(e.repository)
             try tables.removeLayers(in: e.repository)
+            try tables.removeDetails(of: e.repository)
 
         case .uploadInitiated(let e):
             guard try tables.session(e.uploadId) == nil else {
@@ -95,6 +96,7 @@ public enum Projector {
 
         case .imagePushed(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
+            let isNew = try tables.image(e.repository, e.imageDigest) == nil
             var image = try tables.image(e.repository, e.imageDigest) ?? {
                 repository.imageCount += 1
                 return ImageRecord(pushed: e)
@@ -113,6 +115,7 @@ public enum Projector {
             repository.touch(envelope)
             try tables.put(repository)
             try tables.put(image, in: e.repository)
+            if isNew { try noteReferences(of: e, in: &tables) }
 
         case .imageUntagged(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
@@ -131,10 +134,76 @@ public enum Projector {
                 throw ProjectionError(envelope, "image \(e.imageDigest) does not exist in \(e.repository)")
             }
             for tag in image.tags { try tables.removeTag(tag, in: e.repository) }
+            try dropReferences(of: image, in: e.repository, &tables)
             repository.imageCount -= 1
             repository.touch(envelope)
             try tables.put(repository)
             try tables.removeImage(e.imageDigest, in: e.repository)
+
+        case .repositoryCatalogDataPut, .repositoryTagged, .repositoryUntagged, .registryCatalogDataPut:
+            try applyCatalog(envelope, to: &tables)
+        }
+    }
+
+    /// Catalog data, tags and the registry's catalog: records of their own, which no upload touches.
+    private static func applyCatalog(_ envelope: ProjectedEvent, to tables: inout some MutableProjectionState) throws {
+        switch envelope.event {
+        case .repositoryCatalogDataPut(let e):
+            var details = try existingDetails(e.repository, envelope, tables)
+            details.setCatalog(e)
+            try tables.put(details, of: e.repository)
+        case .repositoryTagged(let e):
+            var details = try existingDetails(e.repository, envelope, tables)
+            details.put(tags: Array(zip(e.tagKeys, e.tagValues)))
+            try tables.put(details, of: e.repository)
+        case .repositoryUntagged(let e):
+            var details = try existingDetails(e.repository, envelope, tables)
+            for key in e.tagKeys where details.tag(key) == nil {
+                throw ProjectionError(envelope, "repository \(e.repository) has no tag \(key)")
+            }
+            details.remove(tagKeys: e.tagKeys)
+            try tables.put(details, of: e.repository)
+        case .registryCatalogDataPut(let e):
+            try tables.put(RegistryCatalog(displayName: e.displayName), of: e.registryId)
+        default:
+            preconditionFailure("not a catalog event: \(envelope.event.type.name)")
+        }
+    }
+
+    /// The details of a repository that exists (empty when it has none yet).
+    private static func existingDetails(_ ref: RepositoryRef, _ envelope: ProjectedEvent, _ tables: some ProjectionState) throws -> RepositoryDetails {
+        _ = try existingRepository(ref, envelope, tables)
+        return try tables.details(ref) ?? RepositoryDetails()
+    }
+
+    /// What a new manifest names: each blob it names takes the media type the manifest gives it
+    /// (BatchCheckLayerAvailability's `mediaType`), and each image an index lists notes the index.
+    /// A manifest that does not parse (none the decider accepts) names nothing.
+    private static func noteReferences(of e: ImagePushed, in tables: inout some MutableProjectionState) throws {
+        guard let manifest = try? Manifest(parsing: Array(e.imageManifest.utf8), given: e.imageManifestMediaType) else { return }
+        for blob in manifest.blobs {
+            guard var layer = try tables.layer(e.repository, blob.digest),
+                  !(layer.mediaType.map { $0.sameBytes(as: blob.mediaType) } ?? false) else { continue }
+            layer.mediaType = blob.mediaType
+            try tables.put(layer, in: e.repository)
+        }
+        for child in manifest.images {
+            guard var image = try tables.image(e.repository, child),
+                  !image.referencedBy.contains(where: { $0.sameBytes(as: e.imageDigest) }) else { continue }
+            image.referencedBy = (image.referencedBy + [e.imageDigest]).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            try tables.put(image, in: e.repository)
+        }
+    }
+
+    /// A deleted manifest list no longer holds the images it lists. (Logs from before the refusal
+    /// of ImageReferencedByManifestList may have deleted some of them first.)
+    private static func dropReferences(of list: ImageRecord, in ref: RepositoryRef, _ tables: inout some MutableProjectionState) throws {
+        guard Manifest.indexTypes.contains(list.imageManifestMediaType),
+              let manifest = try? Manifest(parsing: Array(list.imageManifest.utf8), given: list.imageManifestMediaType) else { return }
+        for child in manifest.images {
+            guard var image = try tables.image(ref, child), image.referencedBy.contains(where: { $0.sameBytes(as: list.imageDigest) }) else { continue }
+            image.referencedBy.removeAll { $0.sameBytes(as: list.imageDigest) }
+            try tables.put(image, in: ref)
         }
     }
 

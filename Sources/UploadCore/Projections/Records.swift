@@ -119,8 +119,10 @@ public struct LayerRecord: FieldRecord {
     public var layerSize: UInt64
     public var uploadId: String
     public var completedAt: Timestamp
+    /// The media type the last manifest pushed that names this blob gives it; `nil` until one does.
+    public var mediaType: String?
 
-    enum FieldTag: UInt64 { case layerDigest = 1, layerSize, uploadId, completedAt }
+    enum FieldTag: UInt64 { case layerDigest = 1, layerSize, uploadId, completedAt, mediaType }
     public static var recordName: String { "layer" }
 }
 
@@ -135,9 +137,13 @@ public struct ImageRecord: FieldRecord {
     public var pushedAt: Timestamp
     /// Sorted by their bytes.
     public var tags: [String] = []
+    /// The digests of the repository's manifest lists (indexes) that name this image, sorted by
+    /// their bytes: while any does, BatchDeleteImage refuses to delete it.
+    public var referencedBy: [String] = []
 
     enum FieldTag: UInt64 {
-        case imageDigest = 1, imageManifest, imageManifestMediaType, artifactMediaType, imageSizeInBytes, pushedAt, tags
+        case imageDigest = 1, imageManifest, imageManifestMediaType, artifactMediaType, imageSizeInBytes, pushedAt, tags,
+             referencedBy
     }
     public static var recordName: String { "image" }
 }
@@ -206,8 +212,8 @@ extension UploadSession {
 }
 
 extension LayerRecord {
-    package init(restoring layerDigest: String, layerSize: UInt64, uploadId: String, completedAt: Timestamp) {
-        self.init(layerDigest: layerDigest, layerSize: layerSize, uploadId: uploadId, completedAt: completedAt)
+    package init(restoring layerDigest: String, layerSize: UInt64, uploadId: String, completedAt: Timestamp, mediaType: String?) {
+        self.init(layerDigest: layerDigest, layerSize: layerSize, uploadId: uploadId, completedAt: completedAt, mediaType: mediaType)
     }
 }
 

@@ -23,6 +23,8 @@ struct PostgresSnapshot: StoreSnapshot {
     func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables.image(ref, digest) }
     func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables.imageDigests(in: ref) }
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables.tag(ref, tag) }
+    func details(_ ref: RepositoryRef) throws -> RepositoryDetails? { try tables.details(ref) }
+    func registryCatalog(_ registryId: String) throws -> RegistryCatalog? { try tables.registryCatalog(registryId) }
 
     func repositories(in registryId: String, after name: String?, limit: Int) throws -> [RepositorySummary] {
         try page(.repositories, prefix: Array("\(registryId)/".utf8), after: name, limit: limit).map { try RepositorySummary(decoding: $0.value) }

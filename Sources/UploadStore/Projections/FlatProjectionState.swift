@@ -27,6 +27,8 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
     /// (repository << 32 | digest) → index in `layers`. Read by key only, never iterated into a result.
     var layerIndex: [UInt64: Int] = [:]
     var layers: [FlatLayer?] = []
+    /// The layers' media types (few, and repeated), by number.
+    var mediaTypes = NameTable()
     /// In key order: time, then position.
     var initiations: [FlatInitiation] = []
     /// In position order.
@@ -61,6 +63,10 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
 
     func tag(_ ref: RepositoryRef, _ tag: String) -> TagRecord? { catalogue.tag(ref, tag) }
 
+    func details(_ ref: RepositoryRef) -> RepositoryDetails? { catalogue.details(ref) }
+
+    func registryCatalog(_ registryId: String) -> RegistryCatalog? { catalogue.registryCatalog(registryId) }
+
     // MARK: MutableProjectionState
 
     mutating func put(_ session: UploadSession) {
@@ -94,7 +100,7 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
         let repository = internRepository(ref), digest = digests.intern(layer.layerDigest)
         let record = FlatLayer(
             repository: Int32(repository), digest: Int32(digest), upload: Int32(internUpload(layer.uploadId)),
-            layerSize: layer.layerSize, completedAt: layer.completedAt)
+            layerSize: layer.layerSize, completedAt: layer.completedAt, mediaType: layer.mediaType.map { Int32(mediaTypes.intern($0)) } ?? -1)
         if let slot = layerSlot(repository, digest) {
             layers[slot] = record
         } else {
@@ -119,6 +125,12 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
     mutating func put(_ tag: TagRecord, named name: String, in ref: RepositoryRef) { catalogue.put(tag, named: name, in: ref) }
 
     mutating func removeTag(_ name: String, in ref: RepositoryRef) { catalogue.removeTag(name, in: ref) }
+
+    mutating func put(_ details: RepositoryDetails, of ref: RepositoryRef) { catalogue.put(details, of: ref) }
+
+    mutating func removeDetails(of ref: RepositoryRef) { catalogue.removeDetails(of: ref) }
+
+    mutating func put(_ catalog: RegistryCatalog, of registryId: String) { catalogue.put(catalog, of: registryId) }
 
     mutating func put(_ mark: InvocationMark, at position: UInt64) {
         var invocationId = mark.invocationId, requestId = mark.requestId
@@ -206,7 +218,7 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
     func layerRecord(_ layer: FlatLayer) -> LayerRecord {
         LayerRecord(
             restoring: digests.string(Int(layer.digest)), layerSize: layer.layerSize, uploadId: uploadIds.string(Int(layer.upload)),
-            completedAt: layer.completedAt)
+            completedAt: layer.completedAt, mediaType: layer.mediaType >= 0 ? mediaTypes.string(Int(layer.mediaType)) : nil)
     }
 
     /// The uploads whose active repository passes `include`, in their ids' byte order.
@@ -279,7 +291,7 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
                     layerRecord(layer).encode(into: &$0)
                 }
             }
-        case .images, .imageTags:
+        case .images, .imageTags, .repositoryDetails, .registries:
             try catalogue.forEachEntry(table, body)
         case .initiations:
             for i in initiations {
@@ -326,6 +338,8 @@ struct FlatLayer: Sendable, Equatable {
     var upload: Int32
     var layerSize: UInt64
     var completedAt: Timestamp
+    /// A number of `mediaTypes`, or -1 for none.
+    var mediaType: Int32 = -1
 }
 
 /// An entry of the initiations index, ordered as its key is: time, then position.

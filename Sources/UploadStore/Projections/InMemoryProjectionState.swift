@@ -22,6 +22,8 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
     private var initiations = OrderedRecords<RepositoryMark>()
     /// In key order (position): a put appends.
     private var invocationMarks = OrderedRecords<InvocationMark>()
+    private var details: [ExactRepository: RepositoryDetails] = [:]
+    private var registries: [ExactString: RegistryCatalog] = [:]
 
     init() {}
 
@@ -44,6 +46,10 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
     func imageDigests(in ref: RepositoryRef) -> [String] { Self.inByteOrder(Array(images[ExactRepository(ref), default: [:]].keys)) }
 
     func tag(_ ref: RepositoryRef, _ tag: String) -> TagRecord? { tags[ExactRepository(ref)]?[ExactString(tag)] }
+
+    func details(_ ref: RepositoryRef) -> RepositoryDetails? { details[ExactRepository(ref)] }
+
+    func registryCatalog(_ registryId: String) -> RegistryCatalog? { registries[ExactString(registryId)] }
 
     // MARK: MutableProjectionState
 
@@ -83,6 +89,12 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
 
     mutating func put(_ mark: InvocationMark, at position: UInt64) { invocationMarks[BigEndian.bytes(position)] = mark }
 
+    mutating func put(_ details: RepositoryDetails, of ref: RepositoryRef) { self.details[ExactRepository(ref)] = details }
+
+    mutating func removeDetails(of ref: RepositoryRef) { details[ExactRepository(ref)] = nil }
+
+    mutating func put(_ catalog: RegistryCatalog, of registryId: String) { registries[ExactString(registryId)] = catalog }
+
     // MARK: The digest's view
 
     func forEachEntry(_ table: ProjectionTable, _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Void) rethrows {
@@ -110,6 +122,8 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
         case .imageTags: try scoped(tags)
         case .initiations: try initiations.forEachInOrder(emit)
         case .invocationMarks: try invocationMarks.forEachInOrder(emit)
+        case .repositoryDetails: try keyed(details) { ProjectionKey.repository($0.value) }
+        case .registries: try keyed(registries) { Array($0.value.utf8) }
         }
     }
 

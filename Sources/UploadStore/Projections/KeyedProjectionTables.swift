@@ -69,6 +69,26 @@ extension KeyedProjectionTables {
         try record(.imageTags, ProjectionKey.scoped(ref, tag), as: TagRecord.self)
     }
 
+    func details(_ ref: RepositoryRef) throws -> RepositoryDetails? {
+        try record(.repositoryDetails, ProjectionKey.repository(ref), as: RepositoryDetails.self)
+    }
+
+    func registryCatalog(_ registryId: String) throws -> RegistryCatalog? {
+        try record(.registries, Array(registryId.utf8), as: RegistryCatalog.self)
+    }
+
+    mutating func put(_ details: RepositoryDetails, of ref: RepositoryRef) throws {
+        try put(.repositoryDetails, ProjectionKey.repository(ref), details)
+    }
+
+    mutating func removeDetails(of ref: RepositoryRef) throws {
+        try delete(.repositoryDetails, ProjectionKey.repository(ref))
+    }
+
+    mutating func put(_ catalog: RegistryCatalog, of registryId: String) throws {
+        try put(.registries, Array(registryId.utf8), catalog)
+    }
+
     mutating func put(_ session: UploadSession) throws {
         try put(.sessions, ProjectionKey.session(session.uploadId), session)
     }

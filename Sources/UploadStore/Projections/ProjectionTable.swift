@@ -26,6 +26,10 @@ enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
     /// invocation id. Keyed by position so that every insert lands at the tree's right edge; the
     /// writer folds the log's recent stretch of it into ``InvocationWindow``.
     case invocationMarks = "invocation-marks"
+    /// `registryId/repositoryName` → ``RepositoryDetails``: catalog data and tags.
+    case repositoryDetails = "repository-details"
+    /// registryId → ``RegistryCatalog``.
+    case registries = "registries"
 
     /// Whether each new key sorts after every key in the table (log positions), so that LMDB can
     /// write it with `MDB_APPEND`: full pages instead of half-full ones after each split.
