@@ -15,6 +15,11 @@ struct APIError: Error {
         APIError(type: "SerializationException", message: message, status: .badRequest)
     }
 
+    /// A ServerException for an answer the store should not have given (a bug, never the caller's doing).
+    static func server(_ message: String) -> APIError {
+        APIError(type: CommandError.Code.server.rawValue, message: message, status: .internalServerError)
+    }
+
     static func invalidParameter(_ message: String) -> APIError {
         APIError(type: CommandError.Code.invalidParameter.rawValue, message: message, status: .badRequest)
     }
@@ -34,6 +39,8 @@ struct APIError: Error {
             return api
         case let bad as SerializationError:
             return .serialization(bad.description)
+        case let denied as AccessDenied:
+            return APIError(type: "AccessDeniedException", message: denied.message, status: .forbidden)
         case let refusal as CommandError:
             var api = APIError(type: refusal.name, message: refusal.message, status: status(of: refusal.code))
             if let part = refusal.layerPart {
@@ -65,7 +72,7 @@ struct APIError: Error {
         case .invalidParameter, .registryNotFound, .repositoryNotFound, .repositoryAlreadyExists, .repositoryNotEmpty,
              .uploadNotFound, .invalidLayerPart, .layerPartTooSmall, .invalidLayer, .emptyUpload, .layerAlreadyExists,
              .layersNotFound, .referencedImagesNotFound, .imageAlreadyExists, .imageDigestDoesNotMatch, .imageNotFound,
-             .limitExceeded, .idempotentParameterMismatch, .invalidTagParameter, .tooManyTags:
+             .limitExceeded, .idempotentParameterMismatch, .invalidTagParameter, .tooManyTags, .repositoryPolicyNotFound:
             .badRequest
         }
     }

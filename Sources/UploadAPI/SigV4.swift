@@ -5,29 +5,41 @@ import HTTPTypes
 import Hummingbird
 import UploadCore
 
-/// One access key the operator allows, optionally bound to a registry.
+/// One access key the operator allows: the user `arn:aws:iam::<registryId>:user/<name>`.
 public struct AccessKey: Sendable, Equatable {
     public let accessKeyId: String
     public let secretAccessKey: String
-    /// When set, the key may act only on this registry.
+    /// The registry (account) the key belongs to; `nil` is the one served. A key of another
+    /// registry may act only where a repository's policy allows it (``AccessPolicy``).
     public let registryId: String?
+    /// The user's name in its ARN; `nil` is the access key id.
+    public let name: String?
 
-    public init(accessKeyId: String, secretAccessKey: String, registryId: String? = nil) {
+    public init(accessKeyId: String, secretAccessKey: String, registryId: String? = nil, name: String? = nil) {
         self.accessKeyId = accessKeyId
         self.secretAccessKey = secretAccessKey
         self.registryId = registryId
+        self.name = name
     }
 
-    /// Parses a credentials file: one key per line, `ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID]`;
+    /// Parses a credentials file: one key per line, `ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID [NAME]]`;
     /// blank lines and lines starting with `#` are skipped.
     public static func parse(_ text: String) throws -> [AccessKey] {
         try text.split(separator: "\n").enumerated().compactMap { number, line in
             let fields = line.split(whereSeparator: \.isWhitespace).map(String.init)
             if fields.isEmpty || fields[0].hasPrefix("#") { return nil }
-            guard (2...3).contains(fields.count) else {
-                throw ValidationFailure("credentials line \(number + 1): expected ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID]")
+            guard (2...4).contains(fields.count) else {
+                throw ValidationFailure("credentials line \(number + 1): expected ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID [NAME]]")
             }
-            return AccessKey(accessKeyId: fields[0], secretAccessKey: fields[1], registryId: fields.count == 3 ? fields[2] : nil)
+            if fields.count >= 3, (try? Validation.accountRegistryId(fields[2])) == nil {
+                throw ValidationFailure("credentials line \(number + 1): the registry id must be 12 digits")
+            }
+            if fields.count == 4, !fields[3].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+=,.@_-".contains($0)) }) || fields[3].count > 64 {
+                throw ValidationFailure("credentials line \(number + 1): a user name is 1 to 64 of letters, digits and +=,.@_-")
+            }
+            return AccessKey(
+                accessKeyId: fields[0], secretAccessKey: fields[1], registryId: fields.count >= 3 ? fields[2] : nil,
+                name: fields.count == 4 ? fields[3] : nil)
         }
     }
 }
@@ -145,9 +157,6 @@ public struct SigV4Verifier: Sendable {
         let expected = Hex.encode(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: signingKey))
         guard Self.constantTimeEqual(expected, auth.signature.lowercased()) else {
             throw Self.invalid("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.", status: .forbidden)
-        }
-        if let bound = key.registryId, bound != servedRegistryId {
-            throw APIError(type: "AccessDeniedException", message: "The access key \(key.accessKeyId) may act only on registry \(bound)", status: .forbidden)
         }
         return key.accessKeyId
     }

@@ -31,7 +31,7 @@ struct ServeCommand: AsyncParsableCommand {
     var publicEndpoint: String?
     @Option(help: ArgumentHelp("The partSize handed out by InitiateLayerUpload. [env: \(StoreOptions.Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))
     var partSize: UInt64?
-    @Option(help: "A credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID]` per line. [env: UPLOAD_COORDINATOR_CREDENTIALS]")
+    @Option(help: "A credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID [NAME]]` per line, the user arn:aws:iam::REGISTRY_ID:user/NAME. [env: UPLOAD_COORDINATOR_CREDENTIALS]")
     var credentials: String?
     @Flag(help: "Accept unsigned requests (loopback addresses only). Without it, requests must be SigV4-signed, and registry pushes need credentials.")
     var allowAnonymous = false

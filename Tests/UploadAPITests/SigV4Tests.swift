@@ -87,15 +87,31 @@ struct SigV4Tests {
         #expect(throws: Never.self) { try Self.verifier().precheck(method: "POST", headers: Self.headers()) }
     }
 
-    @Test func aKeyBoundToAnotherRegistry_isDenied() {
-        let bound = Self.verifier(keys: [AccessKey(accessKeyId: "test", secretAccessKey: "test", registryId: "999999999999")])
-        #expect(failure { try verify(bound) }?.type == "AccessDeniedException")
+    /// A key of another registry is who it says it is; what it may do is ``AccessPolicy``'s to say:
+    /// nothing of the registry's own, and on a repository only what its policy allows.
+    @Test func aKeyOfAnotherRegistry_isAuthenticated_andNeedsAPolicyThatAllowsIt() throws {
+        let other = Self.verifier(keys: [AccessKey(accessKeyId: "test", secretAccessKey: "test", registryId: "999999999999", name: "carol")])
+        #expect(try verify(other) == "test")
+        let access = AccessPolicy(authentication: .sigV4(other), registryId: testRegistryId)
+        #expect(access.principal("test")?.arn == "arn:aws:iam::999999999999:user/carol")
+        #expect(throws: AccessDenied.self) { try access.checkRegistryWide("test", action: "CreateRepository") }
+        let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+        #expect(throws: AccessDenied.self) { try access.check("test", action: "PutImage", on: ref, policyText: nil) }
+        let allowed = #"{"Statement":{"Effect":"Allow","Principal":{"AWS":"999999999999"},"Action":"ecr-public:PutImage"}}"#
+        #expect(throws: Never.self) { try access.check("test", action: "PutImage", on: ref, policyText: allowed) }
+        #expect(throws: AccessDenied.self) { try access.check("test", action: "BatchDeleteImage", on: ref, policyText: allowed) }
+        #expect(throws: Never.self) { try access.check(nil, action: "PutImage", on: ref, policyText: nil) }
     }
 
     @Test func credentialsFiles_parse_andRefuseMalformedLines() throws {
-        let keys = try AccessKey.parse("# operators\nAKID1 secret1\n\nAKID2 secret2 123456789012\n")
-        #expect(keys == [AccessKey(accessKeyId: "AKID1", secretAccessKey: "secret1"), AccessKey(accessKeyId: "AKID2", secretAccessKey: "secret2", registryId: "123456789012")])
-        #expect(throws: ValidationFailure.self) { try AccessKey.parse("lonely\n") }
+        let keys = try AccessKey.parse("# operators\nAKID1 secret1\n\nAKID2 secret2 123456789012\nAKID3 secret3 123456789012 bob\n")
+        #expect(keys == [
+            AccessKey(accessKeyId: "AKID1", secretAccessKey: "secret1"), AccessKey(accessKeyId: "AKID2", secretAccessKey: "secret2", registryId: "123456789012"),
+            AccessKey(accessKeyId: "AKID3", secretAccessKey: "secret3", registryId: "123456789012", name: "bob"),
+        ])
+        for malformed in ["lonely\n", "AKID secret 1234\n", "AKID secret 123456789012 bad/name\n", "AKID secret 123456789012 bob extra\n"] {
+            #expect(throws: ValidationFailure.self, "\(malformed)") { try AccessKey.parse(malformed) }
+        }
     }
 
     /// The credential scope names a region; only the one served is accepted (`serve --region`).

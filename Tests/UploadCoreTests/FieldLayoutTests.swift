@@ -63,6 +63,10 @@ struct FieldLayoutTests {
          fields { $0.string(1, registry); $0.string(2, name); $0.strings(3, ["env"]) }),
         (.registryCatalogDataPut(RegistryCatalogDataPut(registryId: registry, displayName: "My registry")),
          fields { $0.string(1, registry); $0.string(2, "My registry") }),
+        (.repositoryPolicySet(RepositoryPolicySet(registryId: registry, repositoryName: name, policyText: "{}")),
+         fields { $0.string(1, registry); $0.string(2, name); $0.string(3, "{}") }),
+        (.repositoryPolicyDeleted(RepositoryPolicyDeleted(registryId: registry, repositoryName: name, policyText: "{}")),
+         fields { $0.string(1, registry); $0.string(2, name); $0.string(3, "{}") }),
     ]
 
     @Test func everyEventType_hasALockedLayout() throws {
@@ -107,7 +111,8 @@ struct FieldLayoutTests {
         var details = RepositoryDetails()
         details.description = "d"
         details.put(tags: [("team", "x"), ("env", "")])
-        #expect(details.encoded() == Self.fields { $0.string(1, "d"); $0.strings(7, ["env", "team"]); $0.strings(8, ["", "x"]) })
+        details.policyText = "{}"
+        #expect(details.encoded() == Self.fields { $0.string(1, "d"); $0.strings(7, ["env", "team"]); $0.strings(8, ["", "x"]); $0.string(9, "{}") })
         #expect(RegistryCatalog(displayName: "n").encoded() == Self.fields { $0.string(1, "n") })
         let image = ImageRecord(
             imageDigest: Self.digest, imageManifest: "{}", imageManifestMediaType: "m", artifactMediaType: "a",

@@ -10,7 +10,8 @@ import UploadTesting
 /// against PostgreSQL, and the first proves that the same commands give the same bytes on both.
 struct StoreConformanceTests {
     /// A run of calls that records every kind of event: repositories, uploads with parts,
-    /// completions, a forced delete, a refusal, and an SDK retry.
+    /// completions, a forced delete, a refusal, an SDK retry, an image and a list of it, catalog
+    /// data, tags and policies.
     static func workload(_ store: any EventStore) async throws {
         func submit(_ commands: [Command]) async throws -> [CommandOutcome] {
             try await store.append(commands.map { CommandSubmission($0, metadata: testMetadata()) }).map { try $0.get() }
@@ -42,6 +43,29 @@ struct StoreConformanceTests {
             try await store.execute(.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "missing")), metadata: testMetadata())
         }
         _ = try await submit([.deleteRepository(try DeleteRepository(repositoryName: "team/web", force: true))])
+
+        // An image and a list of it (a layer's media type, a reference that refuses a delete),
+        // catalog data, tags and the registry's catalog data.
+        let layer = "sha256:" + String(repeating: "00", count: 32)
+        let image = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\#(layer)","size":1024},"layers":[]}"#
+        let pushed = try PutImage(repositoryName: "team/app", imageManifest: image, imageTag: "v1")
+        let list = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(pushed.imageDigest)","size":1}]}"#
+        _ = try await submit([.putImage(pushed), .putImage(try PutImage(repositoryName: "team/app", imageManifest: list, imageTag: "all"))])
+        let refused = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageDigest: pushed.imageDigest)]))])
+        #expect(refused.first?.decision.imageFailures.first?.failureCode == .imageReferencedByManifestList)
+        let arn = "arn:aws:ecr-public::\(testRegistryId):repository/solo"
+        _ = try await submit([
+            .createRepository(try CreateRepository(
+                repositoryName: "cat/alog", catalog: .init(description: "d", architectures: ["ARM 64"], logoImage: [1]),
+                tags: ResourceTags([("team", "x")]))),
+            .tagResource(try TagResource(resourceArn: arn, tags: [("a", "1"), ("b", "2")])),
+            .untagResource(try UntagResource(resourceArn: arn, tagKeys: ["a"])),
+            .putRepositoryCatalogData(try PutRepositoryCatalogData(repositoryName: "solo", catalog: .init(usageText: "u"))),
+            .putRegistryCatalogData(try PutRegistryCatalogData(displayName: "Registry")),
+            .setRepositoryPolicy(try SetRepositoryPolicy(repositoryName: "solo", policyText: #"{"Statement":{"Effect":"Deny","Principal":"*","Action":"ecr-public:PutImage"}}"#)),
+            .setRepositoryPolicy(try SetRepositoryPolicy(repositoryName: "team/app", policyText: #"{"Statement":{"Effect":"Allow","Principal":"*","Action":"ecr-public:*"}}"#)),
+            .deleteRepositoryPolicy(try DeleteRepositoryPolicy(repositoryName: "team/app")),
+        ])
     }
 
     /// What a store holds, byte for byte: every record, the Merkle root, the live tables' digest,

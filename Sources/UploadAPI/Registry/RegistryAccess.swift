@@ -35,6 +35,13 @@ extension RegistryFrontEnd {
         throw challenge(call, access, "The Authorization header must be Basic or Bearer")
     }
 
+    /// The repository's policy on `action` (an ECR operation's name) for this call's caller
+    /// (``AccessPolicy``). Registry pulls are judged as BatchGetImage (manifests, referrers) and
+    /// GetDownloadUrlForLayer (blobs), as ECR names them; pushes as the ECR operations they record.
+    func authorize(_ call: Call, _ ref: RepositoryRef, _ action: String) throws {
+        try authority.access.check(call.principal, action: action, on: ref, in: service)
+    }
+
     /// `/token`: a bearer token for the scopes asked for, as far as the caller may have them.
     /// Credentials, when sent, must be valid (this is how `docker login` and `skopeo login` check them).
     func token(_ call: Call) throws -> Response {

@@ -29,10 +29,16 @@ public struct RegistryAuthority: Sendable {
     let accessKeys: Set<String>?
     /// Whether pulls need credentials too (`--private-pulls`).
     public let privatePulls: Bool
+    /// What each caller may do once known: the AWS API and the registry front end judge by it alike.
+    public let access: AccessPolicy
 
     public var opensEverything: Bool { accessKeys == nil }
 
-    public init(key: SymmetricKey, clock: any UploadCore.Clock, registryId: String, accessKeys: Set<String>?, privatePulls: Bool = false) {
+    public init(
+        key: SymmetricKey, clock: any UploadCore.Clock, registryId: String, accessKeys: Set<String>?, privatePulls: Bool = false,
+        access: AccessPolicy? = nil
+    ) {
+        self.access = access ?? AccessPolicy(authentication: .anonymous, registryId: registryId)
         self.key = key
         self.clock = clock
         self.registryId = registryId
@@ -41,16 +47,18 @@ public struct RegistryAuthority: Sendable {
     }
 
     /// The authority for an API authenticated as `authentication`: the configured access keys may
-    /// hold passwords; when it is anonymous, anyone may do anything.
-    /// A key bound to another registry holds no password for this one.
+    /// hold passwords; when it is anonymous, anyone may do anything. (A key of another registry
+    /// holds one too: what it may do with it is its policies' to say, ``AccessPolicy``.)
     public init(
         authentication: ECRPublicService.Authentication, key: SymmetricKey, clock: any UploadCore.Clock, registryId: String, privatePulls: Bool = false
     ) {
         let keys: Set<String>? = switch authentication {
         case .anonymous: nil
-        case .sigV4(let verifier): Set(verifier.keys.values.filter { $0.registryId == nil || $0.registryId == registryId }.map(\.accessKeyId))
+        case .sigV4(let verifier): Set(verifier.keys.keys)
         }
-        self.init(key: key, clock: clock, registryId: registryId, accessKeys: keys, privatePulls: privatePulls)
+        self.init(
+            key: key, clock: clock, registryId: registryId, accessKeys: keys, privatePulls: privatePulls,
+            access: AccessPolicy(authentication: authentication, registryId: registryId))
     }
 
     /// The signing key in `path`: 32 random bytes, created on first use (``SecretFile``).

@@ -47,6 +47,7 @@ extension RegistryFrontEnd {
             guard (try? Validation.repositoryName(from)) != nil else { return false }
             do {
                 _ = try authenticate(call, for: (from, .pull))
+                try authorize(call, RepositoryRef(registryId: ref.registryId, repositoryName: from), "GetDownloadUrlForLayer")
             } catch {
                 return false  // not allowed to read the source: the client uploads the blob instead
             }

@@ -59,6 +59,8 @@ struct RegistryError: Error {
         switch error {
         case let registry as RegistryError:
             return registry
+        case let denied as AccessDenied:
+            return RegistryError(.denied, denied.message)
         case let refusal as CommandError:
             switch refusal.code {
             case .repositoryNotFound, .registryNotFound: return RegistryError(.nameUnknown, refusal.message)
@@ -71,7 +73,8 @@ struct RegistryError: Error {
             case .invalidParameter, .invalidTagParameter, .tooManyTags:
                 return RegistryError(context == .manifest ? .manifestInvalid : context == .upload ? .blobUploadInvalid : .nameInvalid, refusal.message)
             case .limitExceeded: return RegistryError(.tooManyRequests, refusal.message)
-            case .repositoryAlreadyExists, .repositoryNotEmpty, .layerAlreadyExists, .imageAlreadyExists, .idempotentParameterMismatch:
+            case .repositoryAlreadyExists, .repositoryNotEmpty, .layerAlreadyExists, .imageAlreadyExists, .idempotentParameterMismatch,
+                 .repositoryPolicyNotFound:
                 return RegistryError(.denied, refusal.message)
             case .server: return RegistryError(.unknown, refusal.message)
             }

@@ -177,3 +177,33 @@ public struct PutRegistryCatalogData: Sendable, Equatable {
         self.displayName = displayName
     }
 }
+
+/// Sets a repository's policy, checked as ``RepositoryPolicy`` reads it.
+public struct SetRepositoryPolicy: Sendable, Equatable {
+    public let registryId: String?
+    public let repositoryName: String
+    /// Exactly as sent.
+    public let policyText: String
+    public let policy: RepositoryPolicy
+    /// Set it even when it would deny its caller SetRepositoryPolicy (a lockout).
+    public let force: Bool
+
+    public init(registryId: String? = nil, repositoryName: String?, policyText: String?, force: Bool = false) throws(CommandError) {
+        self.registryId = try Validation.accountRegistryId(registryId)
+        self.repositoryName = try Validation.repositoryName(repositoryName)
+        guard let policyText else { throw Validation.missing("policyText") }
+        self.policyText = policyText
+        policy = try RepositoryPolicy(policyText)
+        self.force = force
+    }
+}
+
+public struct DeleteRepositoryPolicy: Sendable, Equatable {
+    public let registryId: String?
+    public let repositoryName: String
+
+    public init(registryId: String? = nil, repositoryName: String?) throws(CommandError) {
+        self.registryId = try Validation.accountRegistryId(registryId)
+        self.repositoryName = try Validation.repositoryName(repositoryName)
+    }
+}

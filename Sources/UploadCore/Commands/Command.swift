@@ -17,6 +17,8 @@ public enum Command: Sendable, Equatable {
     case tagResource(TagResource)
     case untagResource(UntagResource)
     case putRegistryCatalogData(PutRegistryCatalogData)
+    case setRepositoryPolicy(SetRepositoryPolicy)
+    case deleteRepositoryPolicy(DeleteRepositoryPolicy)
 
     /// Whether this command can record an event of `type`: how a retry (same invocation id) is
     /// told from another call that reused the id.
@@ -37,6 +39,8 @@ public enum Command: Sendable, Equatable {
         case .tagResource: type == .repositoryTagged
         case .untagResource: type == .repositoryUntagged
         case .putRegistryCatalogData: type == .registryCatalogDataPut
+        case .setRepositoryPolicy: type == .repositoryPolicySet
+        case .deleteRepositoryPolicy: type == .repositoryPolicyDeleted
         }
     }
 
@@ -57,6 +61,8 @@ public enum Command: Sendable, Equatable {
         case .tagResource: "TagResource"
         case .untagResource: "UntagResource"
         case .putRegistryCatalogData: "PutRegistryCatalogData"
+        case .setRepositoryPolicy: "SetRepositoryPolicy"
+        case .deleteRepositoryPolicy: "DeleteRepositoryPolicy"
         }
     }
 }

@@ -1,4 +1,9 @@
 extension Decider {
+    /// RepositoryPolicyNotFoundException, as GetRepositoryPolicy and DeleteRepositoryPolicy answer it.
+    public static func policyNotFound(_ ref: RepositoryRef) -> CommandError {
+        CommandError(.repositoryPolicyNotFound, "Repository policy does not exist for the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
+    }
+
     /// The repository an ARN names, which must be of this registry and exist
     /// (ListTagsForResource reads by it as TagResource and UntagResource decide by it).
     public static func repository(_ arn: RepositoryARN, state: some ProjectionState, settings: DecisionSettings) throws -> RepositoryRef {
@@ -38,6 +43,17 @@ enum CatalogDecisions {
         guard !present.isEmpty else { return Decision([]) }
         return Decision([.repositoryUntagged(RepositoryUntagged(
             registryId: ref.registryId, repositoryName: ref.repositoryName, tagKeys: present))])
+    }
+
+    static func setPolicy(_ c: SetRepositoryPolicy, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
+        let ref = try Decider.existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
+        return Decision([.repositoryPolicySet(RepositoryPolicySet(registryId: ref.registryId, repositoryName: ref.repositoryName, policyText: c.policyText))])
+    }
+
+    static func deletePolicy(_ c: DeleteRepositoryPolicy, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
+        let ref = try Decider.existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
+        guard let text = try state.details(ref)?.policyText else { throw Decider.policyNotFound(ref) }
+        return Decision([.repositoryPolicyDeleted(RepositoryPolicyDeleted(registryId: ref.registryId, repositoryName: ref.repositoryName, policyText: text))])
     }
 
     static func putRegistryCatalog(_ c: PutRegistryCatalogData, settings: DecisionSettings) -> Decision {

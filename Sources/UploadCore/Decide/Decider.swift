@@ -139,6 +139,10 @@ public enum Decider {
             return try CatalogDecisions.untag(c, state: state, settings: settings)
         case .putRegistryCatalogData(let c):
             return CatalogDecisions.putRegistryCatalog(c, settings: settings)
+        case .setRepositoryPolicy(let c):
+            return try CatalogDecisions.setPolicy(c, state: state, settings: settings)
+        case .deleteRepositoryPolicy(let c):
+            return try CatalogDecisions.deletePolicy(c, state: state, settings: settings)
         }
     }
 

@@ -66,3 +66,30 @@ public struct RegistryCatalogDataPut: EventPayload {
 
     enum FieldTag: UInt64 { case registryId = 1, displayName }
 }
+
+/// A repository's policy was set, replacing any it had (SetRepositoryPolicy). The text is kept
+/// exactly as sent; every request on the repository is judged by it from then on.
+@FieldRecord
+public struct RepositoryPolicySet: EventPayload, RepositoryScoped {
+    public static let type = EventType.repositoryPolicySet
+    public var event: Event { .repositoryPolicySet(self) }
+
+    public let registryId: String
+    public let repositoryName: String
+    public let policyText: String
+
+    enum FieldTag: UInt64 { case registryId = 1, repositoryName, policyText }
+}
+
+/// A repository's policy was deleted (DeleteRepositoryPolicy): `policyText` is the one it had.
+@FieldRecord
+public struct RepositoryPolicyDeleted: EventPayload, RepositoryScoped {
+    public static let type = EventType.repositoryPolicyDeleted
+    public var event: Event { .repositoryPolicyDeleted(self) }
+
+    public let registryId: String
+    public let repositoryName: String
+    public let policyText: String
+
+    enum FieldTag: UInt64 { case registryId = 1, repositoryName, policyText }
+}

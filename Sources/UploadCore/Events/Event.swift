@@ -16,6 +16,8 @@ public enum EventType: UInt32, Sendable, CaseIterable {
     case repositoryTagged = 13
     case repositoryUntagged = 14
     case registryCatalogDataPut = 15
+    case repositoryPolicySet = 16
+    case repositoryPolicyDeleted = 17
 
     /// The one table from type codes to payload types, which the log decodes by.
     public var payloadType: any EventPayload.Type {
@@ -35,6 +37,8 @@ public enum EventType: UInt32, Sendable, CaseIterable {
         case .repositoryTagged: RepositoryTagged.self
         case .repositoryUntagged: RepositoryUntagged.self
         case .registryCatalogDataPut: RegistryCatalogDataPut.self
+        case .repositoryPolicySet: RepositoryPolicySet.self
+        case .repositoryPolicyDeleted: RepositoryPolicyDeleted.self
         }
     }
 
@@ -87,6 +91,8 @@ public enum Event: Sendable, Equatable {
     case repositoryTagged(RepositoryTagged)
     case repositoryUntagged(RepositoryUntagged)
     case registryCatalogDataPut(RegistryCatalogDataPut)
+    case repositoryPolicySet(RepositoryPolicySet)
+    case repositoryPolicyDeleted(RepositoryPolicyDeleted)
 
     public var payload: any EventPayload {
         switch self {
@@ -105,6 +111,8 @@ public enum Event: Sendable, Equatable {
         case .repositoryTagged(let e): e
         case .repositoryUntagged(let e): e
         case .registryCatalogDataPut(let e): e
+        case .repositoryPolicySet(let e): e
+        case .repositoryPolicyDeleted(let e): e
         }
     }
 

@@ -25,6 +25,7 @@ public struct CommandError: Error, Equatable, Sendable, CustomStringConvertible 
         case limitExceeded = "LimitExceededException"
         case invalidTagParameter = "InvalidTagParameterException"
         case tooManyTags = "TooManyTagsException"
+        case repositoryPolicyNotFound = "RepositoryPolicyNotFoundException"
         /// An `amz-sdk-invocation-id` already used by a different call (operation, principal or body).
         case idempotentParameterMismatch = "IdempotentParameterMismatchException"
         case server = "ServerException"

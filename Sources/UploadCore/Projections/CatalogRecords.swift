@@ -1,5 +1,5 @@
-/// What a repository carries besides its images and uploads: its catalog data and its tags
-/// (the `repository-details` view). Few events change it, so it is kept apart from
+/// What a repository carries besides its images and uploads: its catalog data, its tags and its
+/// policy (the `repository-details` view). Few events change it, so it is kept apart from
 /// ``RepositorySummary``, which every upload rewrites.
 @FieldRecord
 public struct RepositoryDetails: FieldRecord {
@@ -12,9 +12,11 @@ public struct RepositoryDetails: FieldRecord {
     /// Sorted by their bytes, without repeats; `tagValues` holds each one's value at its index.
     public var tagKeys: [String] = []
     public var tagValues: [String] = []
+    /// The repository policy, exactly as set.
+    public var policyText: String?
 
     enum FieldTag: UInt64 {
-        case description = 1, architectures, operatingSystems, logoImageDigest, aboutText, usageText, tagKeys, tagValues
+        case description = 1, architectures, operatingSystems, logoImageDigest, aboutText, usageText, tagKeys, tagValues, policyText
     }
 
     public static var recordName: String { "repository details" }

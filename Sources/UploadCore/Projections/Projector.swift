@@ -140,12 +140,13 @@ public enum Projector {
             try tables.put(repository)
             try tables.removeImage(e.imageDigest, in: e.repository)
 
-        case .repositoryCatalogDataPut, .repositoryTagged, .repositoryUntagged, .registryCatalogDataPut:
+        case .repositoryCatalogDataPut, .repositoryTagged, .repositoryUntagged, .registryCatalogDataPut, .repositoryPolicySet,
+             .repositoryPolicyDeleted:
             try applyCatalog(envelope, to: &tables)
         }
     }
 
-    /// Catalog data, tags and the registry's catalog: records of their own, which no upload touches.
+    /// Catalog data, tags, policies and the registry's catalog: records of their own, which no upload touches.
     private static func applyCatalog(_ envelope: ProjectedEvent, to tables: inout some MutableProjectionState) throws {
         switch envelope.event {
         case .repositoryCatalogDataPut(let e):
@@ -165,6 +166,15 @@ public enum Projector {
             try tables.put(details, of: e.repository)
         case .registryCatalogDataPut(let e):
             try tables.put(RegistryCatalog(displayName: e.displayName), of: e.registryId)
+        case .repositoryPolicySet(let e):
+            var details = try existingDetails(e.repository, envelope, tables)
+            details.policyText = e.policyText
+            try tables.put(details, of: e.repository)
+        case .repositoryPolicyDeleted(let e):
+            var details = try existingDetails(e.repository, envelope, tables)
+            guard details.policyText != nil else { throw ProjectionError(envelope, "repository \(e.repository) has no policy") }
+            details.policyText = nil
+            try tables.put(details, of: e.repository)
         default:
             preconditionFailure("not a catalog event: \(envelope.event.type.name)")
         }

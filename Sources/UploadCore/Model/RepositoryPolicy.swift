@@ -1,0 +1,168 @@
+import Foundation
+
+/// A repository policy (an IAM resource policy document) read into what this coordinator
+/// enforces: statements of `Effect`, `Principal`, `Action` and optional `Resource`. Anything it
+/// could not enforce (`Condition`, `NotAction`, `NotPrincipal`, `NotResource`, actions of another
+/// service) is refused when the policy is set, so that no stored policy says more than is enforced.
+///
+/// Evaluation is IAM's for a resource policy: an explicit Deny that matches wins; otherwise a
+/// caller of the repository's own registry is allowed (its identity policies are not modelled:
+/// every key is as an administrator of its registry), and a caller of another registry needs an
+/// Allow that names it.
+public struct RepositoryPolicy: Sendable, Equatable {
+    public static let largestText = 10_240
+
+    public enum Effect: String, Sendable { case allow = "Allow", deny = "Deny" }
+
+    public struct Statement: Sendable, Equatable {
+        public var effect: Effect
+        /// `nil` is `*`: everyone, anonymous callers included.
+        public var principals: [String]?
+        /// Patterns with `*` and `?`, lowercased: `ecr-public:putimage`, `ecr-public:*`, `*`.
+        public var actions: [String]
+        /// Patterns over the repository's ARN; `nil` (no `Resource`) is the repository itself.
+        public var resources: [String]?
+    }
+
+    public let statements: [Statement]
+
+    /// Parses and checks `text`; `InvalidParameterException` names what is wrong.
+    public init(_ text: String) throws(CommandError) {
+        try Validation.length(text, member: "policyText", min: 0, max: Self.largestText)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+            throw Self.invalid("is not a JSON object")
+        }
+        for key in object.keys where !["Version", "Id", "Statement"].contains(key) { throw Self.invalid("has the member '\(key)', which a policy does not have") }
+        if let version = object["Version"] {
+            guard let version = version as? String, ["2012-10-17", "2008-10-17"].contains(version) else {
+                throw Self.invalid("has a Version other than 2012-10-17 or 2008-10-17")
+            }
+        }
+        let list: [Any]
+        switch object["Statement"] {
+        case let one as [String: Any]: list = [one]
+        case let many as [Any] where !many.isEmpty: list = many
+        default: throw Self.invalid("needs a Statement: an object or a non-empty list of them")
+        }
+        var statements: [Statement] = []
+        for (index, item) in list.enumerated() {
+            guard let statement = item as? [String: Any] else { throw Self.invalid("has a Statement[\(index)] that is not an object") }
+            statements.append(try Self.statement(statement, index))
+        }
+        self.statements = statements
+    }
+
+    private static func statement(_ s: [String: Any], _ index: Int) throws(CommandError) -> Statement {
+        let place = "Statement[\(index)]"
+        for key in s.keys where !["Sid", "Effect", "Principal", "Action", "Resource"].contains(key) {
+            let why = ["Condition", "NotAction", "NotPrincipal", "NotResource"].contains(key) ? "which this coordinator does not enforce" : "which a statement does not have"
+            throw invalid("has '\(key)' in \(place), \(why)")
+        }
+        if let sid = s["Sid"], !(sid is String) { throw invalid("has a Sid in \(place) that is not a string") }
+        guard let effectName = s["Effect"] as? String, let effect = Effect(rawValue: effectName) else {
+            throw invalid("needs Effect Allow or Deny in \(place)")
+        }
+        let principals: [String]?
+        switch s["Principal"] {
+        case let star as String where star == "*": principals = nil
+        case let map as [String: Any]:
+            guard map.count == 1, let aws = map["AWS"] else { throw invalid("has a Principal in \(place) other than \"*\" or {\"AWS\": …}") }
+            let names = try strings(aws, "Principal.AWS", place)
+            guard !names.contains("*") else { principals = nil; break }
+            for name in names where PolicyPrincipal.pattern(name) == nil {
+                throw invalid("has the principal '\(Validation.quoted(name))' in \(place): give \"*\", a 12-digit account, arn:aws:iam::ACCOUNT:root or arn:aws:iam::ACCOUNT:user/NAME")
+            }
+            principals = names
+        default: throw invalid("needs a Principal in \(place)")
+        }
+        let actions = try strings(s["Action"] as Any, "Action", place).map { $0.lowercased() }
+        for action in actions where action != "*" && !action.hasPrefix("ecr-public:") {
+            throw invalid("has the action '\(Validation.quoted(action))' in \(place): a repository policy names ecr-public: actions")
+        }
+        let resources = try s["Resource"].map { value throws(CommandError) in try strings(value, "Resource", place) }
+        return Statement(effect: effect, principals: principals, actions: actions, resources: resources)
+    }
+
+    /// A string or a non-empty list of strings.
+    private static func strings(_ value: Any, _ member: String, _ place: String) throws(CommandError) -> [String] {
+        if let one = value as? String { return [one] }
+        guard let many = value as? [Any], !many.isEmpty, let names = many as? [String] else {
+            throw invalid("needs \(member) in \(place) as a string or a non-empty list of strings")
+        }
+        return names
+    }
+
+    private static func invalid(_ why: String) -> CommandError {
+        CommandError(.invalidParameter, "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided': the policy \(why)")
+    }
+
+    /// Whether `caller` may take `action` (`ecr-public:PutImage`) on the repository `resource`
+    /// (its ARN) of registry `owner`.
+    public func allows(_ caller: PolicyPrincipal?, action: String, resource: String, owner: String) -> Bool {
+        let matching = statements.filter { statement in
+            statement.actions.contains { Self.matches(action.lowercased(), pattern: $0) }
+                && (statement.resources ?? [resource]).contains { Self.matches(resource, pattern: $0) }
+                && (statement.principals.map { names in caller.map { caller in names.contains { caller.isNamed(by: $0) } } ?? false } ?? true)
+        }
+        if matching.contains(where: { $0.effect == .deny }) { return false }
+        return caller?.registryId ?? owner == owner || matching.contains { $0.effect == .allow }
+    }
+
+    /// IAM's wildcards: `*` any run of characters, `?` any one.
+    static func matches(_ text: String, pattern: String) -> Bool {
+        let text = Array(text.unicodeScalars), pattern = Array(pattern.unicodeScalars)
+        var t = 0, p = 0, star = -1, mark = 0
+        while t < text.count {
+            if p < pattern.count, pattern[p] == "?" || pattern[p] == text[t] {
+                t += 1; p += 1
+            } else if p < pattern.count, pattern[p] == "*" {
+                star = p; mark = t; p += 1
+            } else if star >= 0 {
+                p = star + 1; mark += 1; t = mark
+            } else {
+                return false
+            }
+        }
+        while p < pattern.count, pattern[p] == "*" { p += 1 }
+        return p == pattern.count
+    }
+}
+
+/// Who a policy judges: a key's user ARN, `arn:aws:iam::<registry>:user/<name>`, and the
+/// registry (account) it belongs to.
+public struct PolicyPrincipal: Sendable, Equatable {
+    public let registryId: String
+    public let name: String
+
+    public init(registryId: String, name: String) {
+        self.registryId = registryId
+        self.name = name
+    }
+
+    public var arn: String { "arn:aws:iam::\(registryId):user/\(name)" }
+
+    /// Whether a policy's principal names this one: its user ARN, or its whole account (the
+    /// 12-digit id, or `arn:aws:iam::<id>:root`).
+    func isNamed(by principal: String) -> Bool {
+        switch Self.pattern(principal) {
+        case .account(let id): id == registryId
+        case .user(let arn): arn == self.arn
+        case nil: false
+        }
+    }
+
+    enum Pattern { case account(String), user(String) }
+
+    static func pattern(_ principal: String) -> Pattern? {
+        func isAccount(_ id: Substring) -> Bool { id.count == 12 && id.allSatisfy { $0.isASCII && $0.isNumber } }
+        if isAccount(principal[...]) { return .account(principal) }
+        let prefix = "arn:aws:iam::"
+        guard principal.hasPrefix(prefix) else { return nil }
+        let rest = principal.dropFirst(prefix.count)
+        guard let colon = rest.firstIndex(of: ":"), isAccount(rest[..<colon]) else { return nil }
+        let resource = rest[rest.index(after: colon)...]
+        if resource == "root" { return .account(String(rest[..<colon])) }
+        guard resource.hasPrefix("user/"), resource.count > 5 else { return nil }
+        return .user(principal)
+    }
+}
