@@ -12,43 +12,71 @@ import UploadStore
 /// Each access key is the user `arn:aws:iam::<registry>:user/<name>` of its credentials line;
 /// anonymous callers (`--allow-anonymous`, public pulls) are of this registry, and only `*` names them.
 public struct AccessPolicy: Sendable {
+    /// By access key id.
     let principals: [String: PolicyPrincipal]
     let registryId: String
+    /// `--allow-anonymous`: no key is known, and every caller counts as anonymous.
+    let opensEverything: Bool
+
+    /// The registry front end's pulls, which anyone may make unless a policy denies them (without
+    /// `--private-pulls`), as on ECR Public.
+    public static let pullActions: Set<String> = ["BatchGetImage", "GetDownloadUrlForLayer", "DescribeImageTags"]
 
     public init(authentication: ECRPublicService.Authentication, registryId: String) {
-        self.registryId = registryId
         var principals: [String: PolicyPrincipal] = [:]
         if case .sigV4(let verifier) = authentication {
             for key in verifier.keys.values {
                 principals[key.accessKeyId] = PolicyPrincipal(registryId: key.registryId ?? registryId, name: key.name ?? key.accessKeyId)
             }
         }
-        self.principals = principals
+        self.init(principals: principals, registryId: registryId, opensEverything: { if case .anonymous = authentication { true } else { false } }())
     }
 
-    /// The principal of an access key id; `nil` for an anonymous caller.
-    func principal(_ accessKeyId: String?) -> PolicyPrincipal? { accessKeyId.flatMap { principals[$0] } }
+    init(principals: [String: PolicyPrincipal], registryId: String, opensEverything: Bool) {
+        self.principals = principals
+        self.registryId = registryId
+        self.opensEverything = opensEverything
+    }
+
+    /// Who an access key id is: `nil` for an anonymous caller (no key, or any under
+    /// `--allow-anonymous`); a key this server does not know (a token outliving its key) is refused.
+    func caller(_ accessKeyId: String?) throws(AccessDenied) -> PolicyPrincipal? {
+        guard let accessKeyId, !opensEverything else { return nil }
+        guard let principal = principals[accessKeyId] else { throw AccessDenied("The access key \(accessKeyId) is no longer configured") }
+        return principal
+    }
+
+    /// The principal of an access key id, when known.
+    func principal(_ accessKeyId: String?) -> PolicyPrincipal? { try? caller(accessKeyId) }
 
     /// An operation of the registry itself: keys of another registry are refused.
     func checkRegistryWide(_ accessKeyId: String?, action: String) throws(AccessDenied) {
-        guard let caller = principal(accessKeyId), caller.registryId != registryId else { return }
+        guard let caller = try caller(accessKeyId), caller.registryId != registryId else { return }
         throw AccessDenied("User: \(caller.arn) is not authorized to perform: ecr-public:\(action) on resource: arn:aws:ecr-public::\(registryId):registry/\(registryId)")
     }
 
     /// `action` (an ECR operation's name, `PutImage`) on `ref`, judged by its policy.
-    func check(_ accessKeyId: String?, action: String, on ref: RepositoryRef, policyText: String?) throws(AccessDenied) {
-        let caller = principal(accessKeyId)
+    /// - Parameter publicRead: anyone may do it unless the policy denies them (a public pull).
+    func check(_ accessKeyId: String?, action: String, on ref: RepositoryRef, policyText: String?, publicRead: Bool = false) throws(AccessDenied) {
+        let caller = try caller(accessKeyId)
         let resource = "arn:aws:ecr-public::\(ref.registryId):repository/\(ref.repositoryName)"
-        // A stored policy parsed when it was set; one that no longer does (a newer binary's rules) allows no one else.
-        let policy = policyText.flatMap { try? RepositoryPolicy($0) }
-        let allowed = policy.map { $0.allows(caller, action: "ecr-public:" + action, resource: resource, owner: ref.registryId) }
-            ?? ((caller?.registryId ?? ref.registryId) == ref.registryId)
+        let isOwn = (caller?.registryId ?? ref.registryId) == ref.registryId
+        let allowed: Bool
+        switch policyText.map({ text in Result { () throws(CommandError) in try RepositoryPolicy(text) } }) {
+        case nil:
+            allowed = isOwn || publicRead
+        case .success(let policy)?:
+            allowed = policy.allows(caller, action: "ecr-public:" + action, resource: resource, owner: ref.registryId, byDefault: isOwn || publicRead)
+        case .failure?:
+            // A stored policy this binary cannot read (it was read when set, by other rules) denies
+            // everything but replacing or deleting it, by the registry's own keys: it never fails open.
+            allowed = isOwn && ["SetRepositoryPolicy", "DeleteRepositoryPolicy", "GetRepositoryPolicy"].contains(action)
+        }
         guard !allowed else { return }
-        let who = caller?.arn ?? "anonymous"
-        throw AccessDenied("User: \(who) is not authorized to perform: ecr-public:\(action) on resource: \(resource)\(policy == nil ? "" : " because of the repository's policy")")
+        throw AccessDenied("User: \(caller?.arn ?? "anonymous") is not authorized to perform: ecr-public:\(action) on resource: \(resource)\(policyText == nil ? "" : " because of the repository's policy")")
     }
 
-    /// ``check(_:action:on:policyText:)`` against the repository's policy as `service` reads it now.
+    /// ``check(_:action:on:policyText:publicRead:)`` against the repository's policy as `service` reads it now.
     func check(_ accessKeyId: String?, action: String, on ref: RepositoryRef, in service: UploadService) throws {
         let policyText = try service.read { try $0.details(ref)?.policyText }
         try check(accessKeyId, action: action, on: ref, policyText: policyText)

@@ -227,10 +227,11 @@ public final class ECRPublicService: Sendable {
         return metadata
     }
 
-    /// Answers a feed request (a GET) once it is authenticated; failures become AWS-shaped errors.
+    /// Answers a feed request (a GET) once it is authenticated, for keys of this registry only
+    /// (a feed shows every repository); failures become AWS-shaped errors.
     func authenticated(_ request: Request, _ context: APIRequestContext, _ answer: () async throws -> Response) async -> Response {
         do {
-            _ = try principal(of: request, context: context)
+            try registry.authority.access.checkRegistryWide(try principal(of: request, context: context), action: "ReadFeeds")
             return try await answer()
         } catch {
             let api = APIError.from(error)

@@ -169,6 +169,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw error
         }
         let endpoint = PublicEndpoint(publicEndpoint)
+        if publicEndpoint == nil, ["0.0.0.0", "::", "[::]"].contains(host) {
+            logger.warning("listening on every address without --public-endpoint: each repositoryUri names \(host), which clients cannot push to")
+        }
         let listenHost = host
         let api = ECRPublicService(
             service: service, logger: logger, metrics: metrics, authentication: authentication,

@@ -21,7 +21,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import serving
+from conftest import serving, signed_headers
 from test_protocol import post
 from test_registry_clients import write_oci_layout
 
@@ -558,3 +558,61 @@ def test_registry_pushes_by_a_key_of_another_registry_need_an_allow(keyed, alice
     alice.set_repository_policy(repositoryName=name, policyText=policy(allow({"AWS": CAROL}, "ecr-public:*")))
     answer = registry(keyed, "POST", f"/v2/{name}/blobs/uploads/", carol_password, **start)
     assert answer.status_code == 202, answer.text
+
+
+def test_a_key_of_another_registry_reads_no_feed(keyed, carol):
+    """Feeds and projections show every repository: keys of another registry get none of them."""
+    for path in ("/events?limit=1", "/projections/sessions/00000000-0000-4000-8000-000000000000"):
+        key_id, secret = KEYS["carol"][:2]
+        response = requests.get(keyed.endpoint + path, headers=signed_headers("GET", keyed.endpoint + path, key=(key_id, secret)), timeout=30)
+        assert response.status_code == 403 and response.json()["__type"] == DENIED, (path, response.text)
+    alice_id, alice_secret = KEYS["alice"][:2]
+    mine = requests.get(keyed.endpoint + "/events?limit=1", headers=signed_headers("GET", keyed.endpoint + "/events?limit=1", key=(alice_id, alice_secret)), timeout=30)
+    assert mine.status_code == 200, mine.text
+
+
+def test_a_monolithic_registry_upload_is_judged_as_every_operation_it_records(keyed, alice, bob):
+    name = new_repo(alice)
+    alice.set_repository_policy(repositoryName=name, policyText=policy(deny({"AWS": BOB}, "ecr-public:CompleteLayerUpload")))
+    blob = os.urandom(300)
+    before = len(keyed.events())
+    assert_registry_denied(registry(keyed, "POST", f"/v2/{name}/blobs/uploads/?digest={sha256(blob)}", password(bob), data=blob,
+                                    headers={"Content-Type": "application/octet-stream"}))
+    assert len(keyed.events()) == before, "a denied monolithic upload writes nothing"
+    mine = registry(keyed, "POST", f"/v2/{name}/blobs/uploads/?digest={sha256(blob)}", password(alice), data=blob,
+                    headers={"Content-Type": "application/octet-stream"})
+    assert mine.status_code == 201, mine.text
+
+
+def test_a_mount_without_from_reaches_no_blob_the_caller_may_not_pull(keyed, alice, bob):
+    """Without `from`, a mount takes the blob store's copy only when the caller may pull it from a
+    repository holding it; otherwise the client is sent to upload the bytes (202)."""
+    held, target = new_repo(alice), new_repo(alice)
+    digest = upload(alice, held, os.urandom(400))
+    alice.set_repository_policy(repositoryName=held, policyText=policy(deny({"AWS": BOB}, "ecr-public:GetDownloadUrlForLayer")))
+    refused = registry(keyed, "POST", f"/v2/{target}/blobs/uploads/?mount={digest}", password(bob), headers={"Content-Length": "0"})
+    assert refused.status_code == 202, refused.text
+    assert alice.batch_check_layer_availability(repositoryName=target, layerDigests=[digest])["layers"][0]["layerAvailability"] == "UNAVAILABLE"
+    mounted = registry(keyed, "POST", f"/v2/{target}/blobs/uploads/?mount={digest}", password(alice), headers={"Content-Length": "0"})
+    assert mounted.status_code == 201, mounted.text
+    assert alice.batch_check_layer_availability(repositoryName=target, layerDigests=[digest])["layers"][0]["layerAvailability"] == "AVAILABLE"
+
+
+def test_a_registry_delete_of_a_manifest_a_list_names_is_denied_not_unknown(keyed, alice):
+    name = new_repo(alice)
+    child = push_image(alice, name, "child")
+    child_digest = sha256(child.encode())
+    alice.put_image(repositoryName=name, imageManifest=json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": child_digest, "size": len(child)}]}), imageTag="all")
+    assert_registry_denied(registry(keyed, "DELETE", f"/v2/{name}/manifests/{child_digest}", password(alice)))
+    assert alice.describe_images(repositoryName=name, imageIds=[{"imageDigest": child_digest}])["imageDetails"]
+
+
+def test_an_action_no_repository_takes_is_refused_in_a_policy(keyed, alice):
+    """A policy naming DescribeRepositories (the registry's, never a repository's) would be stored and never applied."""
+    name = new_repo(alice)
+    for action in ("ecr-public:DescribeRepositories", "ecr-public:CreateRepository", "ecr-public:Nothing*"):
+        assert error_code(lambda: alice.set_repository_policy(repositoryName=name, policyText=policy(deny("*", action)))) == "InvalidParameterException", action
+    assert error_code(lambda: alice.set_repository_policy(repositoryName=name, policyText=policy(
+        deny({"AWS": user("*")}, "ecr-public:PutImage")))) == "InvalidParameterException", "no wildcard in a principal"

@@ -18,6 +18,15 @@ struct RepositoryPolicyTests {
         policy.allows(caller, action: "ecr-public:" + action, resource: resource, owner: owner)
     }
 
+    /// An unreadable default: a public pull is allowed to anyone a Deny does not name.
+    @Test func byDefault_isTheAnswerWhenNoStatementNamesTheCall() throws {
+        let policy = try Self.policy(#"{"Effect":"Deny","Principal":{"AWS":"111111111111"},"Action":"ecr-public:BatchGetImage"}"#)
+        let other = PolicyPrincipal(registryId: "222222222222", name: "dan")
+        #expect(policy.allows(other, action: "ecr-public:BatchGetImage", resource: Self.resource, owner: Self.owner, byDefault: true))
+        #expect(!policy.allows(Self.carol, action: "ecr-public:BatchGetImage", resource: Self.resource, owner: Self.owner, byDefault: true))
+        #expect(!Self.allows(policy, other, "BatchGetImage"))
+    }
+
     @Test func ownKeys_areAllowed_untilADenyNamesThem_andADenyWins() throws {
         let policy = try Self.policy(#"[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/bob"},"Action":["ecr-public:Put*","ecr-public:InitiateLayerUpload"]}]"#)
         #expect(!Self.allows(policy, Self.bob, "PutImage"))
@@ -51,6 +60,8 @@ struct RepositoryPolicyTests {
         #"{"Statement":{"Effect":"Allow","Principal":{"AWS":"not-an-arn"},"Action":"ecr-public:*"}}"#,
         #"{"Statement":{"Effect":"Allow","Principal":{"Service":"ecs.amazonaws.com"},"Action":"ecr-public:*"}}"#,
         #"{"Version":"2020-01-01","Statement":{"Effect":"Allow","Principal":"*","Action":"ecr-public:*"}}"#,
+        #"{"Statement":{"Effect":"Deny","Principal":"*","Action":"ecr-public:DescribeRepositories"}}"#,
+        #"{"Statement":{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/*"},"Action":"ecr-public:*"}}"#,
     ])
     func aPolicyThisCoordinatorCannotEnforce_isRefused(text: String) {
         let error = #expect(throws: CommandError.self) { try RepositoryPolicy(text) }

@@ -65,6 +65,14 @@ struct StoreConformanceTests {
             .setRepositoryPolicy(try SetRepositoryPolicy(repositoryName: "solo", policyText: #"{"Statement":{"Effect":"Deny","Principal":"*","Action":"ecr-public:PutImage"}}"#)),
             .setRepositoryPolicy(try SetRepositoryPolicy(repositoryName: "team/app", policyText: #"{"Statement":{"Effect":"Allow","Principal":"*","Action":"ecr-public:*"}}"#)),
             .deleteRepositoryPolicy(try DeleteRepositoryPolicy(repositoryName: "team/app")),
+            .setRepositoryPolicy(try SetRepositoryPolicy(repositoryName: "team/app", policyText: #"{"Statement":{"Effect":"Allow","Principal":"*","Action":"ecr-public:*"}}"#)),
+        ])
+        // The list deleted (its image freed), pushed again, and the repository deleted with both.
+        let listDigest = try PutImage(repositoryName: "team/app", imageManifest: list).imageDigest
+        _ = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageDigest: listDigest)]))])
+        _ = try await submit([
+            .putImage(try PutImage(repositoryName: "team/app", imageManifest: list)),
+            .deleteRepository(try DeleteRepository(repositoryName: "team/app", force: true)),
         ])
     }
 

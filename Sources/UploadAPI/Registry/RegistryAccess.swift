@@ -2,6 +2,8 @@ import Foundation
 import Hummingbird
 import HTTPTypes
 import UploadCore
+import UploadService
+import UploadStore
 
 /// Authentication on the registry endpoints and the token endpoint (see ``RegistryAuthority``).
 extension RegistryFrontEnd {
@@ -35,11 +37,40 @@ extension RegistryFrontEnd {
         throw challenge(call, access, "The Authorization header must be Basic or Bearer")
     }
 
-    /// The repository's policy on `action` (an ECR operation's name) for this call's caller
+    /// The repository's policy on each of `actions` (ECR operations' names) for this call's caller
     /// (``AccessPolicy``). Registry pulls are judged as BatchGetImage (manifests, referrers) and
-    /// GetDownloadUrlForLayer (blobs), as ECR names them; pushes as the ECR operations they record.
-    func authorize(_ call: Call, _ ref: RepositoryRef, _ action: String) throws {
-        try authority.access.check(call.principal, action: action, on: ref, in: service)
+    /// GetDownloadUrlForLayer (blobs), as ECR names them, and pushes as every ECR operation they
+    /// record. Without `--private-pulls`, anyone may pull unless a policy denies them, as on ECR Public.
+    func authorize(_ call: Call, _ ref: RepositoryRef, _ actions: [String]) throws {
+        let policyText = try service.read { try $0.details(ref)?.policyText }
+        for action in actions {
+            try authority.access.check(
+                call.principal, action: action, on: ref, policyText: policyText,
+                publicRead: !authority.privatePulls && AccessPolicy.pullActions.contains(action))
+        }
+    }
+
+    /// Whether the caller may read the blob `digest` from some repository of this registry that
+    /// holds it: what a mount without `from` asks, so that it reaches no blob the caller could not
+    /// pull. Looks at up to 10,000 repositories; past that the client uploads the blob instead.
+    func mayRead(_ digest: String, _ call: Call) throws -> Bool {
+        var after: String?
+        for _ in 0..<10 {
+            let page = try service.read { snapshot in
+                try snapshot.repositories(in: authority.registryId, after: after, limit: 1000).map { summary in
+                    (summary.repositoryName, try snapshot.layer(summary.repository, digest) != nil, try snapshot.details(summary.repository)?.policyText)
+                }
+            }
+            for (name, holds, policyText) in page where holds {
+                let ref = RepositoryRef(registryId: authority.registryId, repositoryName: name)
+                if (try? authority.access.check(call.principal, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicRead: !authority.privatePulls)) != nil {
+                    return true
+                }
+            }
+            guard page.count == 1000, let last = page.last else { return false }
+            after = last.0
+        }
+        return false
     }
 
     /// `/token`: a bearer token for the scopes asked for, as far as the caller may have them.

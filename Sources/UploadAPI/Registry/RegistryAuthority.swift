@@ -38,7 +38,10 @@ public struct RegistryAuthority: Sendable {
         key: SymmetricKey, clock: any UploadCore.Clock, registryId: String, accessKeys: Set<String>?, privatePulls: Bool = false,
         access: AccessPolicy? = nil
     ) {
-        self.access = access ?? AccessPolicy(authentication: .anonymous, registryId: registryId)
+        // Without one, every key given is a user of this registry named by its id.
+        self.access = access ?? AccessPolicy(
+            principals: Dictionary(uniqueKeysWithValues: (accessKeys ?? []).map { ($0, PolicyPrincipal(registryId: registryId, name: $0)) }),
+            registryId: registryId, opensEverything: accessKeys == nil)
         self.key = key
         self.clock = clock
         self.registryId = registryId

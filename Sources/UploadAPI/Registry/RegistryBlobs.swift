@@ -47,12 +47,12 @@ extension RegistryFrontEnd {
             guard (try? Validation.repositoryName(from)) != nil else { return false }
             do {
                 _ = try authenticate(call, for: (from, .pull))
-                try authorize(call, RepositoryRef(registryId: ref.registryId, repositoryName: from), "GetDownloadUrlForLayer")
+                try authorize(call, RepositoryRef(registryId: ref.registryId, repositoryName: from), ["GetDownloadUrlForLayer"])
             } catch {
                 return false  // not allowed to read the source: the client uploads the blob instead
             }
             source = .repository(from)
-        } else if let size = service.storage.blobSize(digest) {
+        } else if let size = service.storage.blobSize(digest), try mayRead(digest, call) {
             source = .blobStore(size: size)
         } else {
             return false

@@ -175,12 +175,15 @@ public final class RegistryFrontEnd: Sendable {
             call.principal = try authenticate(call, for: (name, .push))
             let ref = try repository(name)
             guard request.method == .post else { throw Self.methodNotAllowed }
-            try authorize(call, ref, "InitiateLayerUpload")
+            // A monolithic upload or a mount records the part and the completion too.
+            let completes = call.first("digest") != nil || call.first("mount") != nil
+            try authorize(call, ref, completes ? ["InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload"] : ["InitiateLayerUpload"])
             return try await startUpload(call, ref)
         case .upload(let name, let uploadId):
             call.principal = try authenticate(call, for: (name, .push))
             let ref = try repository(name)
-            try authorize(call, ref, request.method == .put ? "CompleteLayerUpload" : "UploadLayerPart")
+            // A PUT may carry the last chunk.
+            try authorize(call, ref, request.method == .put ? ["UploadLayerPart", "CompleteLayerUpload"] : ["UploadLayerPart"])
             guard let id = try? Validation.uploadId(uploadId) else {
                 throw RegistryError(.blobUploadUnknown, "There is no upload session '\(uploadId)'")
             }
@@ -188,25 +191,25 @@ public final class RegistryFrontEnd: Sendable {
         case .blob(let name, let digest):
             call.principal = try authenticate(call, for: (name, request.method == .delete ? .delete : .pull))
             let ref = try repository(name)
-            try authorize(call, ref, request.method == .delete ? "BatchDeleteImage" : "GetDownloadUrlForLayer")
+            try authorize(call, ref, [request.method == .delete ? "BatchDeleteImage" : "GetDownloadUrlForLayer"])
             return try await blob(call, ref, digest: digest)
         case .manifest(let name, let reference):
             let action: RegistryAction = switch request.method { case .put: .push; case .delete: .delete; default: .pull }
             call.principal = try authenticate(call, for: (name, action))
             let ref = try repository(name)
-            try authorize(call, ref, action == .push ? "PutImage" : action == .delete ? "BatchDeleteImage" : "BatchGetImage")
+            try authorize(call, ref, [action == .push ? "PutImage" : action == .delete ? "BatchDeleteImage" : "BatchGetImage"])
             return try await manifest(call, ref, reference: reference)
         case .tags(let name):
             call.principal = try authenticate(call, for: (name, .pull))
             let ref = try repository(name)
             guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
-            try authorize(call, ref, "DescribeImageTags")
+            try authorize(call, ref, ["DescribeImageTags"])
             return try tags(call, ref)
         case .referrers(let name, let digest):
             call.principal = try authenticate(call, for: (name, .pull))
             let ref = try repository(name)
             guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
-            try authorize(call, ref, "BatchGetImage")
+            try authorize(call, ref, ["BatchGetImage"])
             return try await referrers(call, ref, digest: digest)
         }
     }

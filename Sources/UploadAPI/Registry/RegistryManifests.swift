@@ -40,7 +40,12 @@ extension RegistryFrontEnd {
                 imageIds: [isDigest ? ImageIdentifier(imageDigest: reference) : ImageIdentifier(imageTag: reference)])
             command.keepsUntaggedImages = true
             let outcome = try await service.batchDeleteImage(command, call.metadata())
-            if let failure = outcome.failures.first { throw RegistryError(.manifestUnknown, "\(reference): \(failure.failureReason)") }
+            if let failure = outcome.failures.first {
+                // A manifest a list still names exists: deleting it is refused, not unknown.
+                throw failure.failureCode == .imageReferencedByManifestList
+                    ? RegistryError(.denied, "\(reference): \(failure.failureReason)")
+                    : RegistryError(.manifestUnknown, "\(reference): \(failure.failureReason)")
+            }
             return Self.empty(.accepted, request, headers: [:])
         default:
             throw Self.methodNotAllowed

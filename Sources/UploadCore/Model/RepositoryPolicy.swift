@@ -76,8 +76,8 @@ public struct RepositoryPolicy: Sendable, Equatable {
         default: throw invalid("needs a Principal in \(place)")
         }
         let actions = try strings(s["Action"] as Any, "Action", place).map { $0.lowercased() }
-        for action in actions where action != "*" && !action.hasPrefix("ecr-public:") {
-            throw invalid("has the action '\(Validation.quoted(action))' in \(place): a repository policy names ecr-public: actions")
+        for action in actions where !enforcedActions.contains(where: { matches($0, pattern: action) }) {
+            throw invalid("has the action '\(Validation.quoted(action))' in \(place), which names no ecr-public: action on a repository")
         }
         let resources = try s["Resource"].map { value throws(CommandError) in try strings(value, "Resource", place) }
         return Statement(effect: effect, principals: principals, actions: actions, resources: resources)
@@ -97,26 +97,38 @@ public struct RepositoryPolicy: Sendable, Equatable {
     }
 
     /// Whether `caller` may take `action` (`ecr-public:PutImage`) on the repository `resource`
-    /// (its ARN) of registry `owner`.
-    public func allows(_ caller: PolicyPrincipal?, action: String, resource: String, owner: String) -> Bool {
+    /// (its ARN) of registry `owner`. `byDefault` is the answer when no statement names the call:
+    /// by default, a caller of the owner's registry is allowed.
+    public func allows(_ caller: PolicyPrincipal?, action: String, resource: String, owner: String, byDefault: Bool? = nil) -> Bool {
         let matching = statements.filter { statement in
             statement.actions.contains { Self.matches(action.lowercased(), pattern: $0) }
                 && (statement.resources ?? [resource]).contains { Self.matches(resource, pattern: $0) }
                 && (statement.principals.map { names in caller.map { caller in names.contains { caller.isNamed(by: $0) } } ?? false } ?? true)
         }
         if matching.contains(where: { $0.effect == .deny }) { return false }
-        return caller?.registryId ?? owner == owner || matching.contains { $0.effect == .allow }
+        return byDefault ?? ((caller?.registryId ?? owner) == owner) || matching.contains { $0.effect == .allow }
     }
+
+    /// The actions a repository policy is enforced on, as `ecr-public:` and the lowercased name:
+    /// every AWS operation on one repository, and the registry front end's pulls (named as ECR
+    /// names them). An action or wildcard that names none of them is refused when the policy is
+    /// set, as it would be stored and never applied.
+    public static let enforcedActions: [String] = [
+        "BatchCheckLayerAvailability", "BatchDeleteImage", "CompleteLayerUpload", "DeleteRepository", "DeleteRepositoryPolicy",
+        "DescribeImageTags", "DescribeImages", "GetRepositoryCatalogData", "GetRepositoryPolicy", "InitiateLayerUpload",
+        "ListTagsForResource", "PutImage", "PutRepositoryCatalogData", "SetRepositoryPolicy", "TagResource", "UntagResource",
+        "UploadLayerPart", "BatchGetImage", "GetDownloadUrlForLayer",
+    ].map { "ecr-public:" + $0.lowercased() }
 
     /// IAM's wildcards: `*` any run of characters, `?` any one.
     static func matches(_ text: String, pattern: String) -> Bool {
         let text = Array(text.unicodeScalars), pattern = Array(pattern.unicodeScalars)
         var t = 0, p = 0, star = -1, mark = 0
         while t < text.count {
-            if p < pattern.count, pattern[p] == "?" || pattern[p] == text[t] {
-                t += 1; p += 1
-            } else if p < pattern.count, pattern[p] == "*" {
+            if p < pattern.count, pattern[p] == "*" {
                 star = p; mark = t; p += 1
+            } else if p < pattern.count, pattern[p] == "?" || pattern[p] == text[t] {
+                t += 1; p += 1
             } else if star >= 0 {
                 p = star + 1; mark += 1; t = mark
             } else {
@@ -162,7 +174,8 @@ public struct PolicyPrincipal: Sendable, Equatable {
         guard let colon = rest.firstIndex(of: ":"), isAccount(rest[..<colon]) else { return nil }
         let resource = rest[rest.index(after: colon)...]
         if resource == "root" { return .account(String(rest[..<colon])) }
-        guard resource.hasPrefix("user/"), resource.count > 5 else { return nil }
+        // IAM takes no wildcard in a principal: `user/*` would be stored and match no one.
+        guard resource.hasPrefix("user/"), resource.count > 5, !resource.contains("*"), !resource.contains("?") else { return nil }
         return .user(principal)
     }
 }
