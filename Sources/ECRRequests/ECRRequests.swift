@@ -28,7 +28,7 @@ public enum ECRRequests {
             description: body.string("description"), architectures: body.strings("architectures"),
             operatingSystems: body.strings("operatingSystems"), logoImage: logo, aboutText: body.string("aboutText"),
             usageText: body.string("usageText"))
-        return (input, logo.flatMap { $0.isEmpty ? nil : $0 })
+        return (input, logo)
     }
 
     public static func tagResource(_ body: AWSJSONBody) throws -> TagResource {

@@ -52,14 +52,15 @@ public struct AccessPolicy: Sendable {
     /// An operation of the registry itself: keys of another registry are refused.
     func checkRegistryWide(_ accessKeyId: String?, action: String) throws(AccessDenied) {
         guard let caller = try caller(accessKeyId), caller.registryId != registryId else { return }
-        throw AccessDenied("User: \(caller.arn) is not authorized to perform: ecr-public:\(action) on resource: arn:aws:ecr-public::\(registryId):registry/\(registryId)")
+        throw AccessDenied("User: \(caller.arn) is not authorized to perform: ecr-public:\(action) on resource: \(RepositoryRef.registryARN(registryId))")
     }
 
     /// `action` (an ECR operation's name, `PutImage`) on `ref`, judged by its policy.
-    /// - Parameter publicRead: anyone may do it unless the policy denies them (a public pull).
-    func check(_ accessKeyId: String?, action: String, on ref: RepositoryRef, policyText: String?, publicRead: Bool = false) throws(AccessDenied) {
+    /// - Parameter publicPulls: pulls (``pullActions``) are anyone's unless the policy denies them.
+    func check(_ accessKeyId: String?, action: String, on ref: RepositoryRef, policyText: String?, publicPulls: Bool = false) throws(AccessDenied) {
         let caller = try caller(accessKeyId)
-        let resource = "arn:aws:ecr-public::\(ref.registryId):repository/\(ref.repositoryName)"
+        let resource = ref.arn
+        let publicRead = publicPulls && Self.pullActions.contains(action)
         let isOwn = (caller?.registryId ?? ref.registryId) == ref.registryId
         let allowed: Bool
         switch policyText.map({ text in Result { () throws(CommandError) in try RepositoryPolicy(text) } }) {
@@ -76,10 +77,10 @@ public struct AccessPolicy: Sendable {
         throw AccessDenied("User: \(caller?.arn ?? "anonymous") is not authorized to perform: ecr-public:\(action) on resource: \(resource)\(policyText == nil ? "" : " because of the repository's policy")")
     }
 
-    /// ``check(_:action:on:policyText:publicRead:)`` against the repository's policy as `service` reads it now.
-    func check(_ accessKeyId: String?, action: String, on ref: RepositoryRef, in service: UploadService) throws {
+    /// Each of `actions` against the repository's policy as `service` reads it now (one read).
+    func check(_ accessKeyId: String?, actions: [String], on ref: RepositoryRef, in service: UploadService, publicPulls: Bool = false) throws {
         let policyText = try service.read { try $0.details(ref)?.policyText }
-        try check(accessKeyId, action: action, on: ref, policyText: policyText)
+        for action in actions { try check(accessKeyId, action: action, on: ref, policyText: policyText, publicPulls: publicPulls) }
     }
 }
 

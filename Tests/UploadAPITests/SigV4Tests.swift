@@ -102,7 +102,7 @@ struct SigV4Tests {
         #expect(throws: AccessDenied.self) { try access.check("test", action: "BatchDeleteImage", on: ref, policyText: allowed) }
         #expect(throws: Never.self) { try access.check(nil, action: "PutImage", on: ref, policyText: nil) }
         #expect(throws: AccessDenied.self, "a key no longer configured") { try access.check("ghost", action: "PutImage", on: ref, policyText: nil) }
-        #expect(throws: Never.self, "a public pull") { try access.check("test", action: "BatchGetImage", on: ref, policyText: nil, publicRead: true) }
+        #expect(throws: Never.self, "a public pull") { try access.check("test", action: "BatchGetImage", on: ref, policyText: nil, publicPulls: true) }
 
         // A stored policy this binary cannot read fails closed, but can still be replaced by the registry's own keys.
         let own = AccessPolicy(authentication: .sigV4(Self.verifier()), registryId: testRegistryId)

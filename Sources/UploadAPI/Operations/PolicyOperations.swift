@@ -17,11 +17,11 @@ extension ECRPublicService {
             try access.checkRegistryWide(principal, action: operation)
         case "TagResource", "UntagResource", "ListTagsForResource":
             guard let arn = try? RepositoryARN(body.string("resourceArn")), arn.registryId == settings.defaultRegistryId else { return }
-            try access.check(principal, action: operation, on: RepositoryRef(registryId: arn.registryId, repositoryName: arn.repositoryName), in: service)
+            try access.check(principal, actions: [operation], on: RepositoryRef(registryId: arn.registryId, repositoryName: arn.repositoryName), in: service)
         default:
             guard let name = try? Validation.repositoryName(body.string("repositoryName")),
                   let registryId = try? settings.resolveRegistry(Validation.registryId(body.string("registryId"))) else { return }
-            try access.check(principal, action: operation, on: RepositoryRef(registryId: registryId, repositoryName: name), in: service)
+            try access.check(principal, actions: [operation], on: RepositoryRef(registryId: registryId, repositoryName: name), in: service)
         }
     }
 
@@ -32,10 +32,13 @@ extension ECRPublicService {
             registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
             policyText: body.string("policyText"), force: body.bool("force") ?? false)
         let ref = RepositoryRef(registryId: try settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName)
-        let caller = registry.authority.access.principal(metadata.principal)
-        let resource = "arn:aws:ecr-public::\(ref.registryId):repository/\(ref.repositoryName)"
-        guard command.force || command.policy.allows(caller, action: "ecr-public:SetRepositoryPolicy", resource: resource, owner: ref.registryId) else {
-            throw APIError.invalidParameter("The policy would deny \(caller?.arn ?? "you") ecr-public:SetRepositoryPolicy on this repository, so that it could not be changed again; set force to set it anyway")
+        if !command.force {
+            // Judged as the next SetRepositoryPolicy would be, under the new policy.
+            do {
+                try registry.authority.access.check(metadata.principal, action: "SetRepositoryPolicy", on: ref, policyText: command.policyText)
+            } catch {
+                throw APIError.invalidParameter("The policy would deny you ecr-public:SetRepositoryPolicy on this repository, so that it could not be changed again; set force to set it anyway")
+            }
         }
         let outcome = try await store.execute(.setRepositoryPolicy(command), metadata: metadata)
         guard case .repositoryPolicySet(let set)? = outcome.events.first?.event else { throw APIError.server("SetRepositoryPolicy recorded no policy") }

@@ -69,7 +69,7 @@ extension ECRPublicService {
         let id = settings.defaultRegistryId
         let registry = JSONValue.object(sorting: [
             ("registryId", .string(id)),
-            ("registryArn", .string("arn:aws:ecr-public::\(id):registry/\(id)")),
+            ("registryArn", .string(RepositoryRef.registryARN(id))),
             ("registryUri", .string(endpoint.hostAndPort)),
             ("verified", .bool(false)),
             ("aliases", .array([.object(sorting: [
@@ -82,7 +82,7 @@ extension ECRPublicService {
 
     func repositoryJSON(_ ref: RepositoryRef, createdAt: Timestamp?) -> JSONValue {
         .object(sorting: [
-            ("repositoryArn", .string("arn:aws:ecr-public::\(ref.registryId):repository/\(ref.repositoryName)")),
+            ("repositoryArn", .string(ref.arn)),
             ("registryId", .string(ref.registryId)),
             ("repositoryName", .string(ref.repositoryName)),
             // Where a registry client pushes to: this server's registry front end.

@@ -42,12 +42,7 @@ extension RegistryFrontEnd {
     /// GetDownloadUrlForLayer (blobs), as ECR names them, and pushes as every ECR operation they
     /// record. Without `--private-pulls`, anyone may pull unless a policy denies them, as on ECR Public.
     func authorize(_ call: Call, _ ref: RepositoryRef, _ actions: [String]) throws {
-        let policyText = try service.read { try $0.details(ref)?.policyText }
-        for action in actions {
-            try authority.access.check(
-                call.principal, action: action, on: ref, policyText: policyText,
-                publicRead: !authority.privatePulls && AccessPolicy.pullActions.contains(action))
-        }
+        try authority.access.check(call.principal, actions: actions, on: ref, in: service, publicPulls: !authority.privatePulls)
     }
 
     /// Whether the caller may read the blob `digest` from some repository of this registry that
@@ -63,7 +58,7 @@ extension RegistryFrontEnd {
             }
             for (name, holds, policyText) in page where holds {
                 let ref = RepositoryRef(registryId: authority.registryId, repositoryName: name)
-                if (try? authority.access.check(call.principal, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicRead: !authority.privatePulls)) != nil {
+                if (try? authority.access.check(call.principal, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicPulls: !authority.privatePulls)) != nil {
                     return true
                 }
             }

@@ -45,6 +45,9 @@ extension String {
         return (equal ?? nil) ?? utf8.elementsEqual(other.utf8)
     }
 
+    /// Order by UTF-8 bytes, as the store orders keys: how every sorted list in a record is sorted.
+    public func precedesByBytes(_ other: String) -> Bool { utf8.lexicographicallyPrecedes(other.utf8) }
+
     /// Feeds the UTF-8 bytes and their count to `hasher` in one call where the string is contiguous:
     /// the hash that goes with ``sameBytes(as:)``.
     public func hashBytes(into hasher: inout Hasher) {
@@ -52,5 +55,14 @@ extension String {
         if utf8.withContiguousStorageIfAvailable({ hasher.combine(bytes: UnsafeRawBufferPointer($0)) }) == nil {
             Array(utf8).withUnsafeBytes { hasher.combine(bytes: $0) }  // the same bytes, the same hash
         }
+    }
+}
+
+extension Array where Element == String {
+    /// Adds `name` to a list kept in byte order without repeats (an image's tags, the lists that
+    /// name an image), unless it is there.
+    public mutating func insertInByteOrder(_ name: String) {
+        guard !contains(where: { $0.sameBytes(as: name) }) else { return }
+        insert(name, at: firstIndex { name.precedesByBytes($0) } ?? endIndex)
     }
 }

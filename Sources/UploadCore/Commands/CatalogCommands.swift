@@ -71,7 +71,7 @@ public struct ResourceTags: Sendable, Equatable {
             guard !pairs.contains(where: { $0.key.sameBytes(as: key) }) else { throw Self.invalid("The tag key '\(Validation.quoted(key))' is given twice") }
             pairs.append((key, value))
         }
-        pairs.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        pairs.sort { $0.key.precedesByBytes($1.key) }
         keys = pairs.map(\.key)
         values = pairs.map(\.value)
     }
@@ -162,8 +162,8 @@ public struct UntagResource: Sendable, Equatable {
             throw CommandError(.invalidParameter, "1 validation error detected: 'tagKeys' must have at most 200 items; it has \(tagKeys.count).")
         }
         var keys: [String] = []
-        for key in tagKeys where !keys.contains(where: { $0.sameBytes(as: key) }) { keys.append(try ResourceTags.key(key)) }
-        self.tagKeys = keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        for key in tagKeys { keys.insertInByteOrder(try ResourceTags.key(key)) }
+        self.tagKeys = keys
     }
 }
 
@@ -182,9 +182,8 @@ public struct PutRegistryCatalogData: Sendable, Equatable {
 public struct SetRepositoryPolicy: Sendable, Equatable {
     public let registryId: String?
     public let repositoryName: String
-    /// Exactly as sent.
+    /// Exactly as sent, once it reads as a ``RepositoryPolicy``.
     public let policyText: String
-    public let policy: RepositoryPolicy
     /// Set it even when it would deny its caller SetRepositoryPolicy (a lockout).
     public let force: Bool
 
@@ -192,8 +191,8 @@ public struct SetRepositoryPolicy: Sendable, Equatable {
         self.registryId = try Validation.accountRegistryId(registryId)
         self.repositoryName = try Validation.repositoryName(repositoryName)
         guard let policyText else { throw Validation.missing("policyText") }
+        _ = try RepositoryPolicy(policyText)
         self.policyText = policyText
-        policy = try RepositoryPolicy(policyText)
         self.force = force
     }
 }

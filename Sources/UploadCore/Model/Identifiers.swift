@@ -8,6 +8,12 @@ public struct RepositoryRef: Hashable, Comparable, Sendable, CustomStringConvert
         self.repositoryName = repositoryName
     }
 
+    /// The repository's ARN, as ECR Public spells it (an empty region); ``RepositoryARN`` reads it back.
+    public var arn: String { "arn:aws:ecr-public::\(registryId):repository/\(repositoryName)" }
+
+    /// A registry's ARN.
+    public static func registryARN(_ registryId: String) -> String { "arn:aws:ecr-public::\(registryId):registry/\(registryId)" }
+
     public static func < (a: RepositoryRef, b: RepositoryRef) -> Bool {
         (a.registryId, a.repositoryName) < (b.registryId, b.repositoryName)
     }

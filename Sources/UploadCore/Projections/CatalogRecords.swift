@@ -35,7 +35,7 @@ public struct RepositoryDetails: FieldRecord {
     /// Puts each tag, replacing the value of a key already there; keys stay in byte order.
     public mutating func put(tags: [(key: String, value: String)]) {
         var merged = self.tags.filter { old in !tags.contains { $0.key.sameBytes(as: old.key) } } + tags
-        merged.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        merged.sort { $0.key.precedesByBytes($1.key) }
         tagKeys = merged.map(\.key)
         tagValues = merged.map(\.value)
     }

@@ -108,7 +108,7 @@ public enum Projector {
                     try tables.put(other, in: e.repository)
                 }
                 if !image.tags.contains(where: { $0.sameBytes(as: tag) }) {
-                    image.tags = (image.tags + [tag]).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+                    image.tags.insertInByteOrder(tag)
                     try tables.put(TagRecord(imageDigest: e.imageDigest, createdAt: e.pushedAt), named: tag, in: e.repository)
                 }
             }
@@ -200,7 +200,7 @@ public enum Projector {
         for child in manifest.images {
             guard var image = try tables.image(e.repository, child),
                   !image.referencedBy.contains(where: { $0.sameBytes(as: e.imageDigest) }) else { continue }
-            image.referencedBy = (image.referencedBy + [e.imageDigest]).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            image.referencedBy.insertInByteOrder(e.imageDigest)
             try tables.put(image, in: e.repository)
         }
     }
