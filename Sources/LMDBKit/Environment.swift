@@ -170,6 +170,20 @@ public final class Environment: @unchecked Sendable {
         try check(mdb_env_set_mapsize(handle, size), "mdb_env_set_mapsize(\(size))")
     }
 
+    /// Writes a copy of the environment, as one read snapshot sees it, to `directory/data.mdb`
+    /// (`mdb_env_copy2`), while other transactions go on; `compacting` leaves out free pages
+    /// (`MDB_CP_COMPACT`). The directory must exist and hold no `data.mdb`; the copy is synced
+    /// before this returns.
+    public func copy(to directory: String, compacting: Bool) throws {
+        resizeLock.lockShared()
+        defer { resizeLock.unlock() }
+        try check(mdb_env_copy2(handle, directory, compacting ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2(\(directory))")
+        let file = open(directory + "/data.mdb", O_RDONLY | O_CLOEXEC)
+        guard file >= 0 else { throw LMDBError(code: errno, operation: "open \(directory)/data.mdb") }
+        defer { close(file) }
+        guard fsync(file) == 0 else { throw LMDBError(code: errno, operation: "fsync \(directory)/data.mdb") }
+    }
+
     /// Flushes every commit to disk (`mdb_env_sync` forced): for an environment opened without
     /// durable commits, before it is trusted across a crash of the machine.
     public func sync() throws {

@@ -19,7 +19,7 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
         version: version,
         subcommands: [
             ServeCommand.self, CreateRepositoryCommand.self, DeleteRepositoryCommand.self, InitiateLayerUploadCommand.self,
-            EventsCommand.self, AuditCommand.self, MigrateCommand.self, CopyStoreCommand.self, DebugCommand.self,
+            EventsCommand.self, AuditCommand.self, MigrateCommand.self, CopyStoreCommand.self, BackupCommand.self, StatsCommand.self, DebugCommand.self,
         ]
     )
 }

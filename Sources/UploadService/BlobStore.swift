@@ -141,21 +141,32 @@ public struct BlobStore: BlobStorage {
         guard stat(path, &info) == 0, info.st_nlink > 1 else { return }
         let copy = path + ".unshared"
         unlink(copy)
-        let input = open(path, O_RDONLY | O_CLOEXEC), output = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        defer {
-            if input >= 0 { close(input) }
-            if output >= 0 { close(output) }
-        }
-        guard input >= 0, output >= 0 else { throw Self.posixError("unshare \(path)") }
+        try Self.copyFile(path, length: length, to: copy)
+        guard rename(copy, path) == 0 else { throw Self.posixError("unshare \(path)") }
+        try Self.syncDirectory(staging)
+    }
+
+    /// Copies the first `length` bytes of `source` (all of it when `nil`) to a new file, synced,
+    /// with the source's permissions (so that a key copied stays private).
+    static func copyFile(_ source: String, length: UInt64?, to destination: String) throws {
+        var info = stat()
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw posixError("open \(source)") }
+        defer { close(input) }
+        guard fstat(input, &info) == 0 else { throw posixError("stat \(source)") }
+        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, info.st_mode & 0o777)
+        guard output >= 0 else { throw posixError("create \(destination)") }
+        defer { close(output) }
+        let total = length ?? UInt64(info.st_size)
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var copied: UInt64 = 0
-        while copied < length {
-            let n = buffer.withUnsafeMutableBytes { pread(input, $0.baseAddress, Int(min(UInt64($0.count), length - copied)), off_t(copied)) }
-            guard n > 0, buffer.withUnsafeBytes({ pwrite(output, $0.baseAddress, n, off_t(copied)) }) == n else { throw Self.posixError("unshare \(path)") }
+        while copied < total {
+            let n = buffer.withUnsafeMutableBytes { pread(input, $0.baseAddress, Int(min(UInt64($0.count), total - copied)), off_t(copied)) }
+            guard n > 0 else { throw StoreError(.io, "\(source) holds \(copied) bytes, not \(total)") }
+            guard buffer.withUnsafeBytes({ pwrite(output, $0.baseAddress, n, off_t(copied)) }) == n else { throw posixError("write \(destination)") }
             copied += UInt64(n)
         }
-        guard fsync(output) == 0, rename(copy, path) == 0 else { throw Self.posixError("unshare \(path)") }
-        try Self.syncDirectory(staging)
+        guard fsync(output) == 0 else { throw posixError("fsync \(destination)") }
     }
 
     /// Makes an upload's staging file, which holds exactly the layer `digest` names (`size`

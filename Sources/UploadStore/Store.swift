@@ -139,7 +139,9 @@ public final class Store: EventStore {
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try reader.checkpoint()),
                 activeSessions: try reader.count(.activeUploads),
+                repositories: try reader.count(.repositories), images: try reader.count(.images),
                 mapSizeBytes: usage.mapSize, mapUsedBytes: usage.usedBytes, readers: usage.readers,
+                maxReaders: Int(configuration.environment.maxReaders),
                 projectionMapSizeBytes: projectionUsage.mapSize, projectionMapUsedBytes: projectionUsage.usedBytes)
         }
     }
@@ -189,10 +191,16 @@ public struct StoreStatistics: Sendable {
     public let logPosition: UInt64
     public let checkpointLag: UInt64
     public let activeSessions: Int
-    /// The log's environment.
+    public let repositories: Int
+    /// Images of every repository (an image with several tags counts once).
+    public let images: Int
+    /// The log's environment (zero on PostgreSQL, which has no map).
     public let mapSizeBytes: Int
     public let mapUsedBytes: Int
+    /// Reader slots used in the log's environment, by every process that has had it open (LMDB's
+    /// high-water mark; slots of dead processes are released when a store opens).
     public let readers: Int
+    public var maxReaders: Int = 0
     /// The projections' environment (each snapshot takes a reader slot in both).
     public let projectionMapSizeBytes: Int
     public let projectionMapUsedBytes: Int

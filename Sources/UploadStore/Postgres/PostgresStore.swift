@@ -97,12 +97,14 @@ public final class PostgresStore: EventStore {
     public func statistics() throws -> StoreStatistics {
         try read { snapshot in
             let position = try snapshot.lastPosition()
-            let sessions = try (snapshot as! PostgresSnapshot).connection.query(
-                "SELECT count(*) FROM projection_entries WHERE tbl = $1", [.text(ProjectionTable.activeUploads.rawValue)])
+            let tables: [ProjectionTable] = [.activeUploads, .repositories, .images]
+            let counts = try (snapshot as! PostgresSnapshot).connection.query(
+                "SELECT count(*) FILTER (WHERE tbl = $1), count(*) FILTER (WHERE tbl = $2), count(*) FILTER (WHERE tbl = $3) FROM projection_entries WHERE tbl IN ($1, $2, $3)",
+                tables.map { .text($0.rawValue) })
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try snapshot.checkpoint()),
-                activeSessions: Int(try sessions.int64(0, 0)), mapSizeBytes: 0, mapUsedBytes: 0, readers: 0,
-                projectionMapSizeBytes: 0, projectionMapUsedBytes: 0)
+                activeSessions: Int(try counts.int64(0, 0)), repositories: Int(try counts.int64(0, 1)), images: Int(try counts.int64(0, 2)),
+                mapSizeBytes: 0, mapUsedBytes: 0, readers: 0, projectionMapSizeBytes: 0, projectionMapUsedBytes: 0)
         }
     }
 

@@ -89,6 +89,12 @@ enum UnsyncedProjectionWriters {
         try write(txn, schema, bootId: bootId, count: count - 1)
     }
 
+    /// Counts no writer at all: for a copy of the store whose projections were copied whole from
+    /// one committed snapshot (a backup), which no process of any boot has written unsynced.
+    static func forgetAll(_ txn: Transaction, _ schema: Schema) throws {
+        try txn.clear(schema.projectionWriters)
+    }
+
     private static func unknownBootWriters(_ txn: Transaction, _ schema: Schema) throws -> UInt64 {
         try txn.get(schema.projectionWriters, unknownBootCountKey).flatMap(BigEndian.uint64) ?? 0
     }

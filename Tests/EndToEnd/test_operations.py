@@ -1,0 +1,211 @@
+"""Operating it: `backup` while `serve` takes writes (wrk driving InitiateLayerUpload), restored and
+served, replayed and audited against the root it printed; refusals and interruptions that leave no
+folder that looks complete; and `stats`, checked against a store whose contents the test knows.
+Backups copy an LMDB folder, so these servers are LMDB in both passes of the suite."""
+import base64
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from conftest import BIN, Server, tool
+
+ROOT = Path(__file__).resolve().parents[2]
+WRK_SCRIPT = ROOT / "Tools" / "Benchmarks" / "reference" / "initiate-ecr.lua"
+CONFIG = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+
+
+def client(server):
+    return boto3.client(
+        "ecr-public", endpoint_url=server.endpoint, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+
+
+def push_layer(ecr, repo, content):
+    upload = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+    ecr.upload_layer_part(repositoryName=repo, uploadId=upload, partFirstByte=0, partLastByte=len(content) - 1, layerPartBlob=content)
+    digest = "sha256:" + hashlib.sha256(content).hexdigest()
+    ecr.complete_layer_upload(repositoryName=repo, uploadId=upload, layerDigests=[digest])
+    return digest
+
+
+def push_image(ecr, repo, layer, tag):
+    config = push_layer(ecr, repo, CONFIG)
+    digest = push_layer(ecr, repo, layer)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": len(CONFIG)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": len(layer)}]})
+    ecr.put_image(repositoryName=repo, imageManifest=manifest, imageTag=tag)
+    return config, digest
+
+
+def stage_part(ecr, repo, content):
+    """An upload left in progress with one part: its bytes live in staging."""
+    upload = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
+    ecr.upload_layer_part(repositoryName=repo, uploadId=upload, partFirstByte=0, partLastByte=len(content) - 1, layerPartBlob=content)
+    return upload
+
+
+def json_of(result):
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def events_of(data_dir):
+    out = tool("upload-coordinator", "events", "--data-dir", str(data_dir))
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+@pytest.fixture
+def live(tmp_path):
+    """A store with an image, a second repository, and an upload in progress."""
+    data = tmp_path / "live"
+    data.mkdir()
+    server = Server(str(data), "--allow-anonymous")
+    ecr = client(server)
+    for name in ("ops/app", "bench/app"):
+        ecr.create_repository(repositoryName=name)
+    layer = os.urandom(300_000)
+    config, digest = push_image(ecr, "ops/app", layer, "v1")
+    staged = os.urandom(6_000_000)
+    upload = stage_part(ecr, "ops/app", staged)
+    try:
+        yield dict(server=server, ecr=ecr, data=data, layer=layer, digest=digest, config=config, staged=staged, upload=upload)
+    finally:
+        if server.process.poll() is None:
+            assert server.stop() == 0
+
+
+def test_a_backup_taken_under_wrk_replays_serves_and_has_the_root_it_printed(live, tmp_path):
+    server, data, backup = live["server"], live["data"], tmp_path / "backup"
+    wrk = subprocess.Popen(
+        ["wrk", "-t1", "-c8", "-d6s", "--timeout", "5s", "-s", str(WRK_SCRIPT), server.endpoint + "/"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    report = json_of(tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(backup), "--json"))
+    out, _ = wrk.communicate(timeout=60)
+    result = dict(re.findall(r"(\w+)=([\d.]+)", out.splitlines()[-1]))
+    assert int(result["status200"]) > 0 and int(result["other_status"]) == 0, out
+    assert report["stagedUploads"] == 1 and report["stagedBytes"] == len(live["staged"])
+    assert report["blobs"] == 2 and report["copiedBlobs"] == 0 and report["missingBlobs"] == []
+    assert server.stop() == 0
+
+    # Writes went on while the backup ran, and the backup is the live log's prefix at its position.
+    live_events, backup_events = events_of(data), events_of(backup)
+    assert len(live_events) > report["position"] == len(backup_events) > 10
+    assert backup_events == live_events[:report["position"]]
+
+    root = json_of(tool("upload-coordinator", "audit", "root", "--data-dir", str(backup)))
+    assert (root["treeSize"], root["rootHash"]) == (report["treeSize"], report["rootHash"])
+    replay = tool("upload-replay", "--data-dir", str(backup), "--json")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert json.loads(replay.stdout)["merkleRoot"] == report["rootHash"]
+    assert not list(tmp_path.glob(".backup.partial-*")), "no partial folder is left behind"
+
+    # The backup serves as it is: the image, its blobs, the upload in progress with its bytes,
+    # and the log's signing identity, which it keeps.
+    restored = Server(str(backup))
+    try:
+        ecr = client(restored)
+        images = ecr.describe_images(repositoryName="ops/app")["imageDetails"]
+        assert [i.get("imageTags") for i in images] == [["v1"]]
+        layers = ecr.batch_check_layer_availability(repositoryName="ops/app", layerDigests=[live["digest"], live["config"]])["layers"]
+        assert {l["layerAvailability"] for l in layers} == {"AVAILABLE"}
+        more = os.urandom(1000)
+        ecr.upload_layer_part(repositoryName="ops/app", uploadId=live["upload"], partFirstByte=len(live["staged"]),
+                              partLastByte=len(live["staged"]) + len(more) - 1, layerPartBlob=more)
+        whole = hashlib.sha256(live["staged"] + more).hexdigest()
+        done = ecr.complete_layer_upload(repositoryName="ops/app", uploadId=live["upload"], layerDigests=["sha256:" + whole])
+        assert done["layerDigest"] == "sha256:" + whole
+        with open(backup / "blobs" / "sha256" / whole, "rb") as f:
+            assert f.read() == live["staged"] + more
+        assert open(backup / "transparency-log.key", "rb").read() == open(data / "transparency-log.key", "rb").read()
+        assert os.stat(backup / "transparency-log.key").st_mode & 0o077 == 0, "the key stays private"
+    finally:
+        assert restored.stop() == 0
+    assert tool("upload-replay", "--data-dir", str(backup)).returncode == 0
+
+
+def test_a_backup_into_a_folder_that_is_not_empty_is_refused_and_writes_nothing(live, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "precious").write_text("keep me")
+    out = tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(taken))
+    assert out.returncode != 0 and "not an empty folder" in out.stderr
+    assert sorted(p.name for p in taken.iterdir()) == ["precious"] and (taken / "precious").read_text() == "keep me"
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    assert tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(file)).returncode != 0
+    missing = tool("upload-coordinator", "backup", "--data-dir", str(tmp_path / "nothing"), "--to", str(tmp_path / "b"))
+    assert missing.returncode != 0 and "holds no store" in missing.stderr
+    assert not (tmp_path / "nothing").exists() and not (tmp_path / "b").exists()
+    # An empty folder is a fine destination.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = json_of(tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(empty), "--json"))
+    assert json_of(tool("upload-coordinator", "audit", "root", "--data-dir", str(empty)))["rootHash"] == report["rootHash"]
+
+
+def test_an_interrupted_backup_leaves_no_folder_that_looks_complete(live, tmp_path):
+    interrupted = 0
+    for i, delay in enumerate([0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8]):
+        destination = tmp_path / f"b{i}"
+        process = subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if destination.exists():
+            replay = tool("upload-replay", "--data-dir", str(destination))
+            assert replay.returncode == 0, f"a backup folder under its own name is complete: {replay.stdout}{replay.stderr}"
+        else:
+            interrupted += 1
+            leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".b{i}.")]
+            assert all(name.startswith(f".b{i}.partial-") for name in leftovers), leftovers
+    assert interrupted > 0, "at least the immediate kill interrupts a backup"
+
+
+def test_a_backup_that_fails_part_way_cleans_up(live, tmp_path):
+    # Staged bytes the log records but the disk lacks: the backup must fail, not copy a hole.
+    staging = live["data"] / "staging" / live["upload"]
+    os.truncate(staging, 10)
+    out = tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(tmp_path / "b"))
+    assert out.returncode == 1 and f"upload {live['upload']}" in out.stderr, out.stderr
+    assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.partial-*"))
+
+
+def test_stats_reports_what_the_store_holds(live):
+    server, data, ecr = live["server"], live["data"], live["ecr"]
+    stats = json_of(tool("upload-coordinator", "stats", "--data-dir", str(data), "--json"))
+    events = events_of(data)
+    assert stats["events"] == stats["logPosition"] == len(events) == json.loads(events[-1])["position"]
+    assert (stats["repositories"], stats["images"], stats["activeUploads"]) == (2, 1, 1)
+    assert (stats["blobs"], stats["blobBytes"]) == (2, len(live["layer"]) + len(CONFIG))
+    assert (stats["stagedUploads"], stats["stagingBytes"]) == (1, len(live["staged"]))
+    assert 0 < stats["mapUsedBytes"] <= stats["mapSizeBytes"] and 0 < stats["projectionsMapUsedBytes"]
+    assert 1 <= stats["readerSlots"] <= stats["maxReaderSlots"] == 256
+    assert 0 < stats["diskFreeBytes"] <= stats["diskBytes"]
+    # The figures follow the store: one more repository, one more upload.
+    ecr.create_repository(repositoryName="ops/more")
+    ecr.initiate_layer_upload(repositoryName="ops/more")
+    after = json_of(tool("upload-coordinator", "stats", "--data-dir", str(data), "--json"))
+    assert (after["events"], after["repositories"], after["activeUploads"]) == (stats["events"] + 2, 3, 2)
+    text = tool("upload-coordinator", "stats", "--data-dir", str(data))
+    assert text.returncode == 0 and re.search(r"^repositories:\s+3$", text.stdout, re.M), text.stdout
+    assert re.search(r"^reader slots:\s+\d+ of 256 used$", text.stdout, re.M), text.stdout
+
+
+def test_stats_on_the_shared_server_matches_its_log(server):
+    stats = json_of(server.tool("upload-coordinator", "stats", "--data-dir", server.data_dir, "--json"))
+    assert stats["events"] == len(server.events())
