@@ -172,16 +172,26 @@ public final class Environment: @unchecked Sendable {
 
     /// Writes a copy of the environment, as one read snapshot sees it, to `directory/data.mdb`
     /// (`mdb_env_copy2`), while other transactions go on; `compacting` leaves out free pages
-    /// (`MDB_CP_COMPACT`). The directory must exist and hold no `data.mdb`; the copy is synced
-    /// before this returns.
+    /// (`MDB_CP_COMPACT`). The directory must exist and hold no `data.mdb`. The copy is private to
+    /// its owner, as the environment's own file is, and synced before this returns.
     public func copy(to directory: String, compacting: Bool) throws {
+        let file = directory + "/data.mdb"
         resizeLock.lockShared()
-        defer { resizeLock.unlock() }
-        try check(mdb_env_copy2(handle, directory, compacting ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2(\(directory))")
-        let file = open(directory + "/data.mdb", O_RDONLY | O_CLOEXEC)
-        guard file >= 0 else { throw LMDBError(code: errno, operation: "open \(directory)/data.mdb") }
-        defer { close(file) }
-        guard fsync(file) == 0 else { throw LMDBError(code: errno, operation: "fsync \(directory)/data.mdb") }
+        var rc = mdb_env_copy2(handle, directory, compacting ? UInt32(MDB_CP_COMPACT) : 0)
+        resizeLock.unlock()
+        if rc == MDB_MAP_RESIZED {
+            // Another process grew the map while the copy ran: adopt its size, then copy again.
+            unlink(file)
+            try resize(to: 0)
+            resizeLock.lockShared()
+            rc = mdb_env_copy2(handle, directory, compacting ? UInt32(MDB_CP_COMPACT) : 0)
+            resizeLock.unlock()
+        }
+        try check(rc, "mdb_env_copy2(\(directory))")
+        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw LMDBError(code: errno, operation: "open \(file)") }
+        defer { close(descriptor) }
+        guard fchmod(descriptor, 0o600) == 0, fsync(descriptor) == 0 else { throw LMDBError(code: errno, operation: "sync \(file)") }
     }
 
     /// Flushes every commit to disk (`mdb_env_sync` forced): for an environment opened without
@@ -190,13 +200,29 @@ public final class Environment: @unchecked Sendable {
         try check(mdb_env_sync(handle, 1), "mdb_env_sync")
     }
 
-    /// The environment's map size, how much of it is in use, and the reader slots taken.
-    public func usage() -> (mapSize: Int, usedBytes: Int, readers: Int) {
+    /// The environment's map size (as this process maps it), how much of it is in use, the reader
+    /// slots held now by live transactions of every process, and how many slots there are.
+    public func usage() -> (mapSize: Int, usedBytes: Int, readers: Int, maxReaders: Int) {
         var info = MDB_envinfo()
         var stat = MDB_stat()
+        var maxReaders: UInt32 = 0
         mdb_env_info(handle, &info)
         mdb_env_stat(handle, &stat)
-        return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize), Int(info.me_numreaders))
+        mdb_env_get_maxreaders(handle, &maxReaders)
+        return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize), readersHeld(), Int(maxReaders))
+    }
+
+    /// Slots held by a transaction now. (`me_numreaders` is only the most ever used at once.)
+    /// `mdb_reader_list` prints a header line, then one line per held slot.
+    private func readersHeld() -> Int {
+        var lines = 0
+        _ = mdb_reader_list(handle, { message, context in
+            if let message, !String(cString: message).hasPrefix("(no active readers)") {
+                context!.assumingMemoryBound(to: Int.self).pointee += 1
+            }
+            return 0
+        }, &lines)
+        return max(0, lines - 1)
     }
 }
 

@@ -20,43 +20,53 @@ struct BackupCommand: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @Option(help: "The backup's data folder: a new one, or an empty folder.") var to: String
+    @Flag(help: "Back up a store whose folder lacks blobs it names (reported), instead of refusing.") var allowMissingBlobs = false
     @Flag(help: "Print the report as one JSON object.") var json = false
+
+    /// For tests: a file the backup writes once its snapshot is taken, then waits for it to be removed.
+    static let pauseVariable = "UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE"
 
     func validate() throws {
         if try store.database() != nil {
             throw ValidationError("""
                 backup copies an LMDB data folder. On PostgreSQL back the database up with its own tools \
                 (pg_basebackup, or pg_dump --serializable-deferrable), then copy the --data-dir folder \
-                (its blobs) after the database; see the README's "Operating it".
+                after the database; see the README's "Operating it".
                 """)
         }
         guard FileManager.default.fileExists(atPath: store.dataDir + "/data.mdb") else {
             throw ValidationError("--data-dir \(store.dataDir) holds no store.")
         }
-        guard StoreBackup.mayWrite(to: to) else {
-            throw ValidationError("--to \(to) exists and is not an empty folder: a backup goes into a new one.")
-        }
+        if let refusal = StoreBackup.refusal(destination: to, dataDirectory: store.dataDir) { throw ValidationError("--to: \(refusal).") }
     }
 
     func run() async throws {
-        try await withStore(store) { opened in
-            let report = try await StoreBackup.run(
-                opened as! Store, dataDirectory: store.dataDir, to: to, logger: Logger(label: "upload-coordinator"))
-            if json {
-                printLine(.object([
-                    ("destination", .string(to)), ("position", .uint(report.position)),
-                    ("treeSize", .uint(report.position)), ("rootHash", .string(report.rootHash)),
-                    ("blobs", .uint(UInt64(report.blobs))), ("copiedBlobs", .uint(UInt64(report.copiedBlobs))),
-                    ("stagedUploads", .uint(UInt64(report.stagedUploads))), ("stagedBytes", .uint(report.stagedBytes)),
-                    ("missingBlobs", .array(report.missingBlobs.map(JSONValue.string))),
-                ]))
-            } else {
-                print("backed up \(store.dataDir) to \(to) at position \(report.position)")
-                print("merkle root: \(report.rootHash) (tree size \(report.position))")
-                print("blobs: \(report.blobs) (\(report.copiedBlobs) copied, the rest hard-linked); staged uploads: \(report.stagedUploads) (\(report.stagedBytes) bytes)")
-                for digest in report.missingBlobs { print("warning: blob \(digest) is named by the store but missing from its folder") }
-            }
+        let report: StoreBackup.Report
+        do {
+            report = try await StoreBackup.run(
+                dataDirectory: store.dataDir, to: to, settings: try store.settings(), allowMissingBlobs: allowMissingBlobs,
+                afterSnapshot: Self.pauseForTests, logger: Logger(label: "upload-coordinator"))
+        } catch let error as ValidationError { throw error } catch { fail(error) }
+        if json {
+            printLine(.object([
+                ("destination", .string(to)), ("position", .uint(report.position)),
+                ("treeSize", .uint(report.position)), ("rootHash", .string(report.rootHash)),
+                ("blobs", .uint(UInt64(report.blobs))), ("copiedBlobs", .uint(UInt64(report.copiedBlobs))),
+                ("stagedUploads", .uint(UInt64(report.stagedUploads))), ("stagedBytes", .uint(report.stagedBytes)),
+                ("missingBlobs", .array(report.missingBlobs.map(JSONValue.string))),
+            ]))
+        } else {
+            print("backed up \(store.dataDir) to \(to) at position \(report.position)")
+            print("merkle root: \(report.rootHash) (tree size \(report.position))")
+            print("blobs: \(report.blobs) (\(report.copiedBlobs) copied, the rest hard-linked); staged uploads: \(report.stagedUploads) (\(report.stagedBytes) bytes)")
+            for digest in report.missingBlobs { print("warning: blob \(digest) is named by the store but missing from its folder") }
         }
+    }
+
+    private static func pauseForTests() async {
+        guard let file = ProcessInfo.processInfo.environment[pauseVariable] else { return }
+        FileManager.default.createFile(atPath: file, contents: Data("paused\n".utf8))
+        while FileManager.default.fileExists(atPath: file) { try? await Task.sleep(for: .milliseconds(20)) }
     }
 }
 
@@ -69,9 +79,15 @@ struct StatsCommand: AsyncParsableCommand {
     @Flag(help: "Print the figures as one JSON object.") var json = false
 
     func run() async throws {
-        guard FileManager.default.fileExists(atPath: store.dataDir) else { throw ValidationError("--data-dir \(store.dataDir) does not exist.") }
-        try await withStore(store) { opened in
-            let s = try opened.statistics()
+        var figures: StoreStatistics?
+        if try store.database() == nil {
+            // Read-only: stats never migrates the store, counts as its writer, or waits for its write lock.
+            do { figures = try StoreFiles(directory: store.dataDir).statistics() } catch { fail(error) }
+        } else {
+            try await withStore(store) { figures = try $0.statistics() }
+        }
+        let s = figures!
+        do {
             let blobs = FolderUsage(DigestAlgorithm.allCases.map { store.dataDir + "/blobs/" + $0.rawValue })
             let staging = FolderUsage([store.dataDir + "/staging"])
             var disk = statvfs()

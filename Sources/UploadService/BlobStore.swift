@@ -154,15 +154,19 @@ public struct BlobStore: BlobStorage {
         guard input >= 0 else { throw posixError("open \(source)") }
         defer { close(input) }
         guard fstat(input, &info) == 0 else { throw posixError("stat \(source)") }
-        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, info.st_mode & 0o777)
+        try copyFile(from: input, named: source, length: length ?? UInt64(info.st_size), to: destination, mode: info.st_mode & 0o777)
+    }
+
+    /// Copies the first `length` bytes read from `input` (the file `name`) to a new file, synced.
+    static func copyFile(from input: Int32, named name: String, length: UInt64, to destination: String, mode: mode_t) throws {
+        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard output >= 0 else { throw posixError("create \(destination)") }
         defer { close(output) }
-        let total = length ?? UInt64(info.st_size)
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var copied: UInt64 = 0
-        while copied < total {
-            let n = buffer.withUnsafeMutableBytes { pread(input, $0.baseAddress, Int(min(UInt64($0.count), total - copied)), off_t(copied)) }
-            guard n > 0 else { throw StoreError(.io, "\(source) holds \(copied) bytes, not \(total)") }
+        while copied < length {
+            let n = buffer.withUnsafeMutableBytes { pread(input, $0.baseAddress, Int(min(UInt64($0.count), length - copied)), off_t(copied)) }
+            guard n > 0 else { throw StoreError(.io, "\(name) holds \(copied) bytes, not \(length)") }
             guard buffer.withUnsafeBytes({ pwrite(output, $0.baseAddress, n, off_t(copied)) }) == n else { throw posixError("write \(destination)") }
             copied += UInt64(n)
         }

@@ -6,27 +6,29 @@ import UploadStore
 /// An online backup of an LMDB data folder: a new data folder, consistent at one log position,
 /// that `serve` and `upload-replay` open as they are. See the "Operating it" section of the README.
 ///
-/// 1. The store's environments are copied, compacted, from read snapshots while the writer goes
-///    on (``Store/copyEnvironments(to:)``): the log's tail then is the backup's position.
-/// 2. The copy is opened once, as a store, so that its projections catch up to that position;
-///    it names the active uploads (with the bytes the log records for each) and the blobs it serves.
-/// 3. Blobs are immutable, so each is hard-linked (copied when the folder is on another file
-///    system). Staging files are not: the live server keeps writing and cutting them, and a link
-///    would let a restore's start-up cut the live file. The first recorded bytes of each are
-///    copied; an upload that completed since the position is read from its blob instead (its
-///    staging file became that blob), and one aborted since makes the backup start over.
-/// 4. Everything is synced and the folder renamed into place last, so an interrupted backup
-///    leaves only a hidden `.NAME.partial-…` folder, never one that looks complete.
+/// 1. Every staging file is opened first. Parts are written at or past the recorded length and a
+///    failed part is cut back only to it, so each file's first recorded bytes never change while
+///    the upload lasts, and an open descriptor still reads them after the upload completes (its
+///    staging became its blob), is aborted, or expires (the name is removed, not the bytes).
+/// 2. The store's environments are copied, compacted, from read snapshots while writers go on
+///    (``StoreFiles/copy(to:)``): the log's tail then is the backup's position.
+/// 3. The copy is opened once, as a store, so that its projections catch up to that position; it
+///    names the active uploads (with the bytes the log records for each) and the blobs it serves.
+/// 4. Blobs are immutable, so each is hard-linked (copied when the backup is on another file
+///    system). Staging files change, and a link would let the restored server's start-up cut the
+///    live file, so the recorded bytes of each are copied through the descriptor of step 1.
+/// 5. Everything is synced and the folder renamed into place last, so an interrupted backup
+///    leaves only a hidden `.NAME.partial-…` folder beside it, never one that looks complete.
 public enum StoreBackup {
     public struct Report: Sendable {
         public var position: UInt64 = 0
         public var rootHash = ""
         public var blobs = 0
-        /// Blobs copied instead of linked (the destination on another file system).
+        /// Blobs copied instead of linked (the backup on another file system).
         public var copiedBlobs = 0
         public var stagedUploads = 0
         public var stagedBytes: UInt64 = 0
-        /// Blobs the store names that its folder lacks (should be none): recorded, not copied.
+        /// Blobs the store names that its folder lacks: only with `allowMissingBlobs`.
         public var missingBlobs: [String] = []
     }
 
@@ -34,21 +36,30 @@ public enum StoreBackup {
     /// key (its identity), the registry token key, and generated credentials.
     static let keptFiles = ["transparency-log.key", "registry-token.key", "credentials"]
 
-    /// Backs `live` (open on `dataDirectory`) up into `destination`, which must not exist or be
-    /// an empty folder. Tries up to `attempts` times when uploads end while it copies.
+    /// Backs the store at `dataDirectory` up into `destination`, which ``refusal(destination:dataDirectory:)``
+    /// must accept. Tries again, up to `attempts` times, in the rare case that an upload starts and
+    /// ends between step 1 and its copy.
+    /// - Parameter afterSnapshot: called once the environments are copied (tests hold the backup
+    ///   there, to end uploads in the middle of it).
     public static func run(
-        _ live: Store, dataDirectory: String, to destination: String, attempts: Int = 5, logger: Logger
+        dataDirectory: String, to destination: String, settings: DecisionSettings, allowMissingBlobs: Bool = false,
+        attempts: Int = 3, afterSnapshot: () async -> Void = {}, logger: Logger
     ) async throws -> Report {
-        try checkDestination(destination)
         let parent = (destination as NSString).deletingLastPathComponent
         let name = (destination as NSString).lastPathComponent
+        let live = try StoreFiles(directory: dataDirectory)
         let source = try BlobStore(directory: dataDirectory)
         for attempt in 1...attempts {
             let partial = (parent.isEmpty ? "." : parent) + "/." + name + ".partial-" + RandomUUIDs.next()
             do {
                 try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: false)
-                let report = try await backUp(live, source, into: partial)
-                try publish(partial, as: destination)
+                logger.info("backing up", metadata: ["partial": "\(partial)"])
+                var report = try await backUp(live, source, into: partial, settings: settings, afterSnapshot: afterSnapshot)
+                if !report.missingBlobs.isEmpty, !allowMissingBlobs {
+                    throw StoreError(.io, "the store names blobs its folder lacks: \(report.missingBlobs.joined(separator: ", "))")
+                }
+                report.missingBlobs.sort()
+                try publish(partial, as: destination, dataDirectory: dataDirectory)
                 return report
             } catch let retry as UploadEndedDuringBackup where attempt < attempts {
                 try? FileManager.default.removeItem(atPath: partial)
@@ -61,23 +72,37 @@ public enum StoreBackup {
         preconditionFailure("the last attempt returns or throws")
     }
 
-    /// Whether a backup may go to `destination`: nothing there, or an empty folder.
-    public static func mayWrite(to destination: String) -> Bool {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory) else { return true }
-        return isDirectory.boolValue && (try? FileManager.default.contentsOfDirectory(atPath: destination).isEmpty) == true
-    }
-
-    static func checkDestination(_ destination: String) throws {
-        guard mayWrite(to: destination) else {
-            throw StoreError(.io, "\(destination) exists and is not an empty folder: a backup goes into a new one")
+    /// Why a backup may not go to `destination`, or `nil` when it may: it must be new, or an empty
+    /// folder (not a link to one) on the file system of its parent (where the backup is built
+    /// before it is renamed into place), outside the data folder.
+    public static func refusal(destination: String, dataDirectory: String) -> String? {
+        var info = stat(), parentInfo = stat()
+        let parent = (destination as NSString).deletingLastPathComponent
+        if let real = realpath(parent.isEmpty ? "." : parent, nil), let data = realpath(dataDirectory, nil) {
+            defer { free(real); free(data) }
+            let (inside, folder) = (String(cString: real) + "/", String(cString: data) + "/")
+            if inside.hasPrefix(folder) { return "\(destination) is inside the data folder" }
         }
+        guard lstat(destination, &info) == 0 else { return nil }
+        guard (info.st_mode & S_IFMT) == S_IFDIR,
+              (try? FileManager.default.contentsOfDirectory(atPath: destination).isEmpty) == true else {
+            return "\(destination) exists and is not an empty folder: a backup goes into a new one"
+        }
+        guard stat(parent.isEmpty ? "." : parent, &parentInfo) == 0, parentInfo.st_dev == info.st_dev else {
+            return "\(destination) is a mount point: give a new folder inside it"
+        }
+        return nil
     }
 
-    private static func backUp(_ live: Store, _ source: BlobStore, into partial: String) async throws -> Report {
+    private static func backUp(
+        _ live: StoreFiles, _ source: BlobStore, into partial: String, settings: DecisionSettings, afterSnapshot: () async -> Void
+    ) async throws -> Report {
         var report = Report()
-        _ = try live.copyEnvironments(to: partial)
-        let copy = try Store(StoreConfiguration(directory: partial, settings: live.settings))
+        let staged = StagingDescriptors(source.staging)
+        defer { staged.close() }
+        _ = try live.copy(to: partial)
+        await afterSnapshot()
+        let copy = try Store(StoreConfiguration(directory: partial, settings: settings))
         let opened = Result {
             let (position, root) = try copy.merkleRoot()
             let sessions = try copy.read { reader in try reader.allActiveUploads().compactMap { try reader.session($0) } }
@@ -98,27 +123,26 @@ public enum StoreBackup {
         }
         for session in sessions where session.state == .active && session.bytesReceived > 0 {
             let length = session.bytesReceived
-            let from = try stagedBytes(of: session.uploadId, length: length, in: source, live: live, after: position)
-            try BlobStore.copyFile(from, length: length, to: target.stagingPath(session.uploadId))
+            let descriptor = try staged.descriptor(session.uploadId)
+                ?? staged.hold(session.uploadId, try blobOfCompletion(session.uploadId, live, source, after: position))
+            try BlobStore.copyFile(from: descriptor.descriptor, named: "the staging of upload \(session.uploadId)", length: length,
+                                   to: target.stagingPath(session.uploadId), mode: 0o600)
             report.stagedUploads += 1
             report.stagedBytes += length
         }
         for name in keptFiles where FileManager.default.fileExists(atPath: source.directory + "/" + name) {
             try BlobStore.copyFile(source.directory + "/" + name, length: nil, to: partial + "/" + name)
         }
-        for directory in [partial + "/staging"] + DigestAlgorithm.allCases.map({ partial + "/blobs/" + $0.rawValue }) + [partial] {
+        let folders = [partial + "/staging", partial + "/blobs", partial + "/projections", partial]
+        for directory in DigestAlgorithm.allCases.map({ partial + "/blobs/" + $0.rawValue }) + folders {
             try BlobStore.syncDirectory(directory)
         }
         return report
     }
 
-    /// The file holding the first `length` staged bytes of an upload the backup's log has active:
-    /// its staging file, or the blob its completion made of it since.
-    private static func stagedBytes(of uploadId: String, length: UInt64, in source: BlobStore, live: Store, after position: UInt64) throws -> String {
-        let staging = source.stagingPath(uploadId)
-        if let size = try? FileManager.default.attributesOfItem(atPath: staging)[.size] as? UInt64, size >= length {
-            return staging
-        }
+    /// For an upload whose staging file appeared after step 1 and is gone now: the blob its
+    /// completion made of it. One aborted or expired since cannot be read any more: start over.
+    private static func blobOfCompletion(_ uploadId: String, _ live: StoreFiles, _ source: BlobStore, after position: UInt64) throws -> String {
         var cursor = position
         while true {
             let page = try live.read { try $0.events(after: cursor, limit: 1024) }
@@ -126,35 +150,84 @@ public enum StoreBackup {
                 switch envelope.event {
                 case .layerUploadCompleted(let completed) where completed.uploadId == uploadId:
                     return source.blobPath(completed.layerDigest)
-                case .uploadAborted(let aborted) where aborted.uploadId == uploadId:
+                case .uploadAborted(let ended) where ended.uploadId == uploadId:
                     throw UploadEndedDuringBackup(description: "upload \(uploadId) was aborted while the backup copied it")
+                case .uploadExpired(let ended) where ended.uploadId == uploadId:
+                    throw UploadEndedDuringBackup(description: "upload \(uploadId) expired while the backup copied it")
                 default: continue
                 }
             }
             guard let last = page.last else { break }
             cursor = last.position
         }
-        throw StoreError(.io, "upload \(uploadId): \(length) bytes recorded, fewer staged")
+        throw StoreError(.io, "upload \(uploadId): bytes recorded, none staged")
     }
 
     struct UploadEndedDuringBackup: Error, CustomStringConvertible {
         let description: String
     }
 
-    /// Hard-links `source` to `destination`, or copies it where the two folders cannot share a
-    /// file. - Returns: whether it linked.
+    /// Hard-links `source` to `destination`, or copies it where the two cannot share a file.
+    /// - Returns: whether it linked.
     private static func linkOrCopy(_ source: String, to destination: String) throws -> Bool {
         if link(source, destination) == 0 { return true }
-        guard [EXDEV, EPERM, ENOTSUP, EMLINK].contains(errno) else { throw BlobStore.posixError("link \(destination)") }
+        let failure = errno
+        guard [EXDEV, EPERM, ENOTSUP, EMLINK].contains(failure) else {
+            throw StoreError(.io, "link \(destination): \(String(cString: strerror(failure)))")
+        }
         try BlobStore.copyFile(source, length: nil, to: destination)
         return false
     }
 
     /// Renames the finished folder into place (over an empty one), and syncs its parent.
-    private static func publish(_ partial: String, as destination: String) throws {
-        try checkDestination(destination)
+    private static func publish(_ partial: String, as destination: String, dataDirectory: String) throws {
+        if let refusal = refusal(destination: destination, dataDirectory: dataDirectory) { throw StoreError(.io, refusal) }
         guard rename(partial, destination) == 0 else { throw BlobStore.posixError("rename \(partial) to \(destination)") }
         let parent = (destination as NSString).deletingLastPathComponent
         try BlobStore.syncDirectory(parent.isEmpty ? "." : parent)
+    }
+}
+
+/// Read descriptors of every staging file there is, taken before the snapshot (step 1).
+final class StagingDescriptors {
+    /// One open descriptor, closed by its owner.
+    struct Held {
+        let descriptor: Int32
+        init?(path: String) {
+            descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return nil }
+        }
+    }
+
+    private let folder: String
+    private var held: [String: Held] = [:]
+
+    init(_ folder: String) {
+        self.folder = folder
+        // A descriptor that cannot be had now (the limit reached) is tried again by name later.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] {
+            if let file = Held(path: folder + "/" + name) { held[name] = file }
+        }
+    }
+
+    /// The upload's descriptor from before the snapshot, or one opened now; `nil` when the file
+    /// was not there then and is gone now.
+    func descriptor(_ uploadId: String) -> Held? {
+        if let file = held[uploadId] { return file }
+        guard let file = Held(path: folder + "/" + uploadId) else { return nil }
+        held[uploadId] = file
+        return file
+    }
+
+    /// Opens `path` (a blob, standing for the upload's staging) and holds it as the upload's.
+    func hold(_ uploadId: String, _ path: String) throws -> Held {
+        guard let file = Held(path: path) else { throw BlobStore.posixError("open \(path)") }
+        held[uploadId] = file
+        return file
+    }
+
+    func close() {
+        for file in held.values { _ = Glibc.close(file.descriptor) }
+        held = [:]
     }
 }

@@ -88,6 +88,12 @@ public final class Store: EventStore {
     }
 
     func snapshot<T>(_ body: (StoreReader) throws -> T) throws -> T {
+        try Self.snapshot(log: environment, schema, projections, body)
+    }
+
+    static func snapshot<T>(
+        log environment: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, _ body: (StoreReader) throws -> T
+    ) throws -> T {
         try projections.environment.read { ptxn in
             try environment.read { txn in
                 try body(StoreReader(txn: txn, schema: schema, projections: ptxn, projectionSchema: projections.schema))
@@ -133,15 +139,19 @@ public final class Store: EventStore {
 
     /// Figures for monitoring, read from one snapshot.
     public func statistics() throws -> StoreStatistics {
-        let usage = environment.usage(), projectionUsage = projections.environment.usage()
-        return try snapshot { reader in
+        try Self.statistics(log: environment, schema, projections)
+    }
+
+    static func statistics(log environment: Environment, _ schema: Schema, _ projections: ProjectionEnvironment) throws -> StoreStatistics {
+        try snapshot(log: environment, schema, projections) { reader in
+            // Inside the snapshot: the reader slots held now include this read's own.
+            let usage = environment.usage(), projectionUsage = projections.environment.usage()
             let position = try reader.lastPosition()
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try reader.checkpoint()),
                 activeSessions: try reader.count(.activeUploads),
                 repositories: try reader.count(.repositories), images: try reader.count(.images),
-                mapSizeBytes: usage.mapSize, mapUsedBytes: usage.usedBytes, readers: usage.readers,
-                maxReaders: Int(configuration.environment.maxReaders),
+                mapSizeBytes: usage.mapSize, mapUsedBytes: usage.usedBytes, readers: usage.readers, maxReaders: usage.maxReaders,
                 projectionMapSizeBytes: projectionUsage.mapSize, projectionMapUsedBytes: projectionUsage.usedBytes)
         }
     }
@@ -197,9 +207,9 @@ public struct StoreStatistics: Sendable {
     /// The log's environment (zero on PostgreSQL, which has no map).
     public let mapSizeBytes: Int
     public let mapUsedBytes: Int
-    /// Reader slots used in the log's environment, by every process that has had it open (LMDB's
-    /// high-water mark; slots of dead processes are released when a store opens).
+    /// Reader slots of the log's environment held now by a transaction, of any process.
     public let readers: Int
+    /// Reader slots there are (zero on PostgreSQL).
     public var maxReaders: Int = 0
     /// The projections' environment (each snapshot takes a reader slot in both).
     public let projectionMapSizeBytes: Int

@@ -137,6 +137,84 @@ def test_a_backup_taken_under_wrk_replays_serves_and_has_the_root_it_printed(liv
     assert tool("upload-replay", "--data-dir", str(backup)).returncode == 0
 
 
+def test_uploads_that_end_or_grow_while_a_backup_copies_keep_the_bytes_its_position_records(live, tmp_path):
+    """The backup holds still right after its snapshot while one upload completes, one is aborted
+    (its repository deleted), one takes another part, and one starts: each must be in the backup
+    exactly as the log recorded it at the backup's position, in files of the backup's own."""
+    ecr, data = live["ecr"], live["data"]
+    ecr.create_repository(repositoryName="ops/doomed")
+    first = {name: os.urandom(5_300_000) for name in ("completes", "aborted", "grows")}
+    uploads = {name: stage_part(ecr, "ops/doomed" if name == "aborted" else "ops/app", content) for name, content in first.items()}
+    pause = tmp_path / "paused"
+    backup = tmp_path / "backup"
+    process = subprocess.Popen(
+        [str(BIN / "upload-coordinator"), "backup", "--data-dir", str(data), "--to", str(backup), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
+    deadline = time.time() + 60
+    while not pause.exists():
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.02)
+    whole = first["completes"]
+    ecr.complete_layer_upload(repositoryName="ops/app", uploadId=uploads["completes"], layerDigests=["sha256:" + hashlib.sha256(whole).hexdigest()])
+    ecr.delete_repository(repositoryName="ops/doomed", force=True)
+    more = os.urandom(1000)
+    ecr.upload_layer_part(repositoryName="ops/app", uploadId=uploads["grows"], partFirstByte=len(first["grows"]),
+                          partLastByte=len(first["grows"]) + len(more) - 1, layerPartBlob=more)
+    later = stage_part(ecr, "ops/app", b"after the snapshot")
+    for name in uploads:
+        assert not (data / "staging" / uploads[name]).exists() or name == "grows"
+    pause.unlink()
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    report = json.loads(out)
+    assert report["stagedUploads"] == 4, "the three, and the one from before"
+    for name, content in first.items():
+        staged = backup / "staging" / uploads[name]
+        assert staged.read_bytes() == content, name
+        assert os.stat(staged).st_ino != os.stat(data / "blobs" / "sha256" / hashlib.sha256(whole).hexdigest()).st_ino
+    assert not (backup / "staging" / later).exists()
+    assert (data / "staging" / uploads["grows"]).read_bytes() == first["grows"] + more, "the live upload is untouched"
+    assert oct(os.stat(backup / "data.mdb").st_mode & 0o777) == "0o600"
+    assert oct(os.stat(backup / "projections" / "data.mdb").st_mode & 0o777) == "0o600"
+
+    # Served, the backup is the store at its position: the aborted repository is back with its
+    # upload, which completes from the backup's bytes; the live store's files are untouched.
+    restored = Server(str(backup))
+    try:
+        again = client(restored)
+        digest = "sha256:" + hashlib.sha256(first["aborted"]).hexdigest()
+        done = again.complete_layer_upload(repositoryName="ops/doomed", uploadId=uploads["aborted"], layerDigests=[digest])
+        assert done["layerDigest"] == digest
+        again.upload_layer_part(repositoryName="ops/app", uploadId=uploads["grows"], partFirstByte=len(first["grows"]),
+                                partLastByte=len(first["grows"]) + 9, layerPartBlob=b"0123456789")
+    finally:
+        assert restored.stop() == 0
+    assert (data / "staging" / uploads["grows"]).read_bytes() == first["grows"] + more
+    assert tool("upload-replay", "--data-dir", str(backup)).returncode == 0
+
+
+def test_stats_and_backup_only_read_the_live_store(live, tmp_path):
+    data = live["data"]
+    assert live["server"].stop() == 0  # nothing else writes now
+    before = {p: p.stat().st_mtime_ns for p in (data / "data.mdb", data / "projections" / "data.mdb")}
+    assert json_of(tool("upload-coordinator", "stats", "--data-dir", str(data), "--json"))["events"] > 0
+    json_of(tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(tmp_path / "b"), "--json"))
+    assert {p: p.stat().st_mtime_ns for p in before} == before, "neither wrote to the live store"
+    empty = tmp_path / "empty-folder"
+    empty.mkdir()
+    out = tool("upload-coordinator", "stats", "--data-dir", str(empty))
+    assert out.returncode == 1 and "holds no store" in out.stderr and list(empty.iterdir()) == []
+    inside = tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(data / "staging" / "b"))
+    assert inside.returncode != 0 and "inside the data folder" in inside.stderr
+    link = tmp_path / "link"
+    (tmp_path / "target").mkdir()
+    link.symlink_to(tmp_path / "target")
+    assert tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(link)).returncode != 0
+    pg = tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(tmp_path / "c"), "--database-url", "postgres://u@127.0.0.1:1/db")
+    assert pg.returncode != 0 and "pg_basebackup" in pg.stderr
+
+
 def test_a_backup_into_a_folder_that_is_not_empty_is_refused_and_writes_nothing(live, tmp_path):
     taken = tmp_path / "taken"
     taken.mkdir()
@@ -194,7 +272,8 @@ def test_stats_reports_what_the_store_holds(live):
     assert (stats["blobs"], stats["blobBytes"]) == (2, len(live["layer"]) + len(CONFIG))
     assert (stats["stagedUploads"], stats["stagingBytes"]) == (1, len(live["staged"]))
     assert 0 < stats["mapUsedBytes"] <= stats["mapSizeBytes"] and 0 < stats["projectionsMapUsedBytes"]
-    assert 1 <= stats["readerSlots"] <= stats["maxReaderSlots"] == 256
+    assert 1 <= stats["readerSlots"] <= stats["maxReaderSlots"] == 256, "the server's and stats' own"
+    assert stats["checkpointLag"] == 0
     assert 0 < stats["diskFreeBytes"] <= stats["diskBytes"]
     # The figures follow the store: one more repository, one more upload.
     ecr.create_repository(repositoryName="ops/more")

@@ -1,0 +1,95 @@
+import Foundation
+import LMDBKit
+import UploadCore
+import UploadMigrations
+
+/// A data folder's store opened read-only: what operators' tools (`stats`, `backup`) use on a
+/// folder that `serve` may be writing. Opening one never migrates the store, never counts as a
+/// writer of its projections, and never waits for the write lock.
+public struct StoreFiles: Sendable {
+    let environment: Environment
+    let schema: Schema
+    let projections: ProjectionEnvironment
+
+    /// - Throws: ``StoreError`` when there is no store at `directory`, or it needs migrating, or
+    ///   its projections were never built or may be torn (open it for writing first).
+    public init(directory: String) throws {
+        guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else {
+            throw StoreError(.io, "\(directory) holds no store")
+        }
+        let environment = try Environment(directory: directory, configuration: .readOnly)
+        schema = try environment.read { txn in
+            let status = try UploadMigrations.migrator.status(txn)
+            guard status == .current else {
+                throw StoreError(.migration, "the store's migration status is \(status): run `upload-coordinator migrate` (or serve it) first")
+            }
+            let schema = try Schema(txn)
+            guard try !UnsyncedProjectionWriters.state(txn, schema, bootId: BootID.current).mayBeTorn else {
+                throw StoreError(.corrupt, "the machine restarted while the projections had unsynced writes: open the store for writing (serve, migrate) to rebuild them first")
+            }
+            return schema
+        }
+        guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
+            throw StoreError(.migration, "the store's projections have never been built: open it for writing (serve, migrate) first")
+        }
+        self.environment = environment
+        self.projections = projections
+    }
+
+    /// Runs `body` against one snapshot of the projections and one of the log, in that order.
+    public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
+        try Store.snapshot(log: environment, schema, projections) { try body($0) }
+    }
+
+    public func statistics() throws -> StoreStatistics {
+        try Store.statistics(log: environment, schema, projections)
+    }
+
+    /// Copies the two environments into `directory` (which must exist and hold neither),
+    /// compacted, while writers go on: the projections first, then the log, each from one read
+    /// snapshot of its own. The projections commit right behind the log, so their checkpoint can
+    /// never be past the copied log's tail, and the copy opens as a store whose projections catch
+    /// up from the log, as after any restart.
+    ///
+    /// The copy counts no unsynced projection writer: its projections came whole from one
+    /// committed snapshot, so opening it after a reboot need not rebuild them.
+    /// - Returns: the tail of the copied log.
+    public func copy(to directory: String) throws -> UInt64 {
+        let projectionsCopy = ProjectionEnvironment.directory(of: directory)
+        try FileManager.default.createDirectory(atPath: projectionsCopy, withIntermediateDirectories: false)
+        try projections.environment.copy(to: projectionsCopy, compacting: true)
+        try environment.copy(to: directory, compacting: true)
+        let copy = try Environment(directory: directory, configuration: .init())
+        // The copy holds no free page: a store larger than the default map needs it grown.
+        return try copy.writeGrowingTheMap { txn in
+            let schema = try Schema(txn)
+            try UnsyncedProjectionWriters.forgetAll(txn, schema)
+            return try EventLog.tail(txn, schema)?.position ?? 0
+        }
+    }
+}
+
+extension Store {
+    /// The digests of every blob the store's projections name: each repository's completed layers
+    /// and its logo, in byte order, without repeats. What a backup copies beside the log.
+    public func referencedBlobDigests() throws -> [String] {
+        var digests = Set<String>()
+        var after: StoreCursor?
+        while true {
+            let page = try read { try $0.layers(after: after, limit: 1024) }
+            for entry in page { digests.insert(entry.layer.layerDigest) }
+            guard page.count == 1024, let last = page.last else { break }
+            after = last.cursor
+        }
+        var key: [UInt8]?
+        while true {
+            let page = try snapshot { try $0.entries(.repositoryDetails, afterKey: key, limit: 1024) }
+            for entry in page {
+                if let logo = try RepositoryDetails(decoding: entry.value).logoImageDigest { digests.insert(logo) }
+            }
+            guard page.count == 1024, let last = page.last else { break }
+            key = last.key
+        }
+        return digests.sorted { $0.precedesByBytes($1) }
+    }
+}
