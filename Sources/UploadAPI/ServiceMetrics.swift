@@ -46,8 +46,6 @@ public struct ServiceMetrics: Sendable {
             ("upload_store_log_position", Double(s.logPosition)),
             ("upload_store_checkpoint_lag", Double(s.checkpointLag)),
             ("upload_store_active_sessions", Double(s.activeSessions)),
-            ("upload_store_repositories", Double(s.repositories)),
-            ("upload_store_images", Double(s.images)),
             ("upload_store_map_size_bytes", Double(s.mapSizeBytes)),
             ("upload_store_map_used_bytes", Double(s.mapUsedBytes)),
             ("upload_store_readers", Double(s.readers)),

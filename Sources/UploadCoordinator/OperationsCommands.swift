@@ -82,46 +82,45 @@ struct StatsCommand: AsyncParsableCommand {
         var figures: StoreStatistics?
         if try store.database() == nil {
             // Read-only: stats never migrates the store, counts as its writer, or waits for its write lock.
-            do { figures = try StoreFiles(directory: store.dataDir).statistics() } catch { fail(error) }
+            do { figures = try ReadOnlyStore(directory: store.dataDir).statistics() } catch { fail(error) }
         } else {
-            try await withStore(store) { figures = try $0.statistics() }
+            // Never migrates a database that older nodes may still be serving.
+            try await withStore(store, migrating: false) { figures = try $0.statistics() }
         }
         let s = figures!
-        do {
-            let blobs = FolderUsage(DigestAlgorithm.allCases.map { store.dataDir + "/blobs/" + $0.rawValue })
-            let staging = FolderUsage([store.dataDir + "/staging"])
-            var disk = statvfs()
-            let free = statvfs(store.dataDir, &disk) == 0 ? UInt64(disk.f_bavail) * UInt64(disk.f_frsize) : 0
-            let total = UInt64(disk.f_blocks) * UInt64(disk.f_frsize)
-            if json {
-                printLine(.object([
-                    ("events", .uint(s.logPosition)), ("logPosition", .uint(s.logPosition)), ("checkpointLag", .uint(s.checkpointLag)),
-                    ("activeUploads", .uint(UInt64(s.activeSessions))), ("repositories", .uint(UInt64(s.repositories))),
-                    ("images", .uint(UInt64(s.images))),
-                    ("mapSizeBytes", .uint(UInt64(s.mapSizeBytes))), ("mapUsedBytes", .uint(UInt64(s.mapUsedBytes))),
-                    ("projectionsMapSizeBytes", .uint(UInt64(s.projectionMapSizeBytes))),
-                    ("projectionsMapUsedBytes", .uint(UInt64(s.projectionMapUsedBytes))),
-                    ("readerSlots", .uint(UInt64(s.readers))), ("maxReaderSlots", .uint(UInt64(s.maxReaders))),
-                    ("blobs", .uint(blobs.files)), ("blobBytes", .uint(blobs.bytes)),
-                    ("stagedUploads", .uint(staging.files)), ("stagingBytes", .uint(staging.bytes)),
-                    ("diskFreeBytes", .uint(free)), ("diskBytes", .uint(total)),
-                ]))
-                return
-            }
-            let rows: [(String, String)] = [
-                ("events", "\(s.logPosition) (the log's position; checkpoint lag \(s.checkpointLag))"),
-                ("active uploads", "\(s.activeSessions)"),
-                ("repositories", "\(s.repositories)"),
-                ("images", "\(s.images)"),
-                ("log map", Self.usage(s.mapUsedBytes, of: s.mapSizeBytes)),
-                ("projections map", Self.usage(s.projectionMapUsedBytes, of: s.projectionMapSizeBytes)),
-                ("reader slots", s.maxReaders > 0 ? "\(s.readers) of \(s.maxReaders) used" : "n/a"),
-                ("blobs", "\(blobs.files) files, \(Self.bytes(blobs.bytes))"),
-                ("staging", "\(staging.files) files, \(Self.bytes(staging.bytes))"),
-                ("disk", "\(Self.bytes(free)) free of \(Self.bytes(total))"),
-            ]
-            for (name, value) in rows { print((name + ":").padding(toLength: 18, withPad: " ", startingAt: 0) + value) }
+        let blobs = FolderUsage(DigestAlgorithm.allCases.map { store.dataDir + "/blobs/" + $0.rawValue })
+        let staging = FolderUsage([store.dataDir + "/staging"])
+        var disk = statvfs()
+        let free = statvfs(store.dataDir, &disk) == 0 ? UInt64(disk.f_bavail) * UInt64(disk.f_frsize) : 0
+        let total = UInt64(disk.f_blocks) * UInt64(disk.f_frsize)
+        if json {
+            printLine(.object([
+                ("events", .uint(s.logPosition)), ("logPosition", .uint(s.logPosition)), ("checkpointLag", .uint(s.checkpointLag)),
+                ("activeUploads", .uint(UInt64(s.activeSessions))), ("repositories", .uint(UInt64(s.repositories))),
+                ("images", .uint(UInt64(s.images))),
+                ("mapSizeBytes", .uint(UInt64(s.mapSizeBytes))), ("mapUsedBytes", .uint(UInt64(s.mapUsedBytes))),
+                ("projectionsMapSizeBytes", .uint(UInt64(s.projectionMapSizeBytes))),
+                ("projectionsMapUsedBytes", .uint(UInt64(s.projectionMapUsedBytes))),
+                ("readerSlots", .uint(UInt64(s.readers))), ("maxReaderSlots", .uint(UInt64(s.maxReaders))),
+                ("blobs", .uint(blobs.files)), ("blobBytes", .uint(blobs.bytes)),
+                ("stagedUploads", .uint(staging.files)), ("stagingBytes", .uint(staging.bytes)),
+                ("diskFreeBytes", .uint(free)), ("diskBytes", .uint(total)),
+            ]))
+            return
         }
+        let rows: [(String, String)] = [
+            ("events", "\(s.logPosition) (the log's position; checkpoint lag \(s.checkpointLag))"),
+            ("active uploads", "\(s.activeSessions)"),
+            ("repositories", "\(s.repositories)"),
+            ("images", "\(s.images)"),
+            ("log map", Self.usage(s.mapUsedBytes, of: s.mapSizeBytes)),
+            ("projections map", Self.usage(s.projectionMapUsedBytes, of: s.projectionMapSizeBytes)),
+            ("reader slots", s.maxReaders > 0 ? "\(s.readers) of \(s.maxReaders) held (this read's among them)" : "n/a"),
+            ("blobs", "\(blobs.files) files, \(Self.bytes(blobs.bytes))"),
+            ("staging", "\(staging.files) files, \(Self.bytes(staging.bytes))"),
+            ("disk", "\(Self.bytes(free)) free of \(Self.bytes(total))"),
+        ]
+        for (name, value) in rows { print((name + ":").padding(toLength: 18, withPad: " ", startingAt: 0) + value) }
     }
 
     static func usage(_ used: Int, of size: Int) -> String {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UploadAPI
 import UploadCore
+import UploadService
 import UploadStore
 
 /// Where `serve` gets its access keys, so that it never runs open by accident:
@@ -30,7 +31,7 @@ enum ServeAuthentication {
             keys = [AccessKey(accessKeyId: id, secretAccessKey: secret)]
             source = "UPLOAD_COORDINATOR_ACCESS_KEY_ID"
         } else {
-            let path = dataDir + "/credentials"
+            let path = dataDir + "/" + DataFolder.generatedCredentials
             if !FileManager.default.fileExists(atPath: path) { try generate(at: path) }
             keys = try AccessKey.parse(try String(contentsOfFile: path, encoding: .utf8))
             source = path

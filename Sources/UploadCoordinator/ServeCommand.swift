@@ -157,7 +157,7 @@ struct ServeCommand: AsyncParsableCommand {
                 dataDirectory: dataDir, registryId: settings.defaultRegistryId, store: store, mayCreateKey: true)
             checkpoints = CheckpointSigner(store: store, signer: signer, origin: identity.origin, interval: .seconds(checkpointInterval))
             // Signs the passwords GetAuthorizationToken hands out and the registry's bearer tokens.
-            let key = try RegistryAuthority.loadKey(at: dataDir + "/registry-token.key")
+            let key = try RegistryAuthority.loadKey(at: dataDir + "/" + DataFolder.registryTokenKey)
             let authority = RegistryAuthority(
                 authentication: authentication, key: key, clock: configuration.clock, registryId: settings.defaultRegistryId,
                 privatePulls: privatePulls)

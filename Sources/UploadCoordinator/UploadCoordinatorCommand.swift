@@ -88,15 +88,18 @@ struct StoreOptions: ParsableArguments {
         return DecisionSettings(defaultRegistryId: registryId, partSize: partSize)
     }
 
-    func openStore() throws -> any EventStore {
-        try StoreBackends.open(StoreConfiguration(directory: dataDir, settings: settings()), databaseURL: database(), poolSize: 2)
+    /// - Parameter migrating: apply pending migrations; when false, a store that needs them is refused.
+    func openStore(migrating: Bool = true) throws -> any EventStore {
+        var configuration = StoreConfiguration(directory: dataDir, settings: try settings())
+        configuration.migrateOnOpen = migrating
+        return try StoreBackends.open(configuration, databaseURL: database(), poolSize: 2)
     }
 }
 
 /// Runs `body` against an open store, closes it, and turns failures into `<ErrorName>: <message>`.
-func withStore(_ options: StoreOptions, _ body: (any EventStore) async throws -> Void) async throws {
+func withStore(_ options: StoreOptions, migrating: Bool = true, _ body: (any EventStore) async throws -> Void) async throws {
     let store: any EventStore
-    do { store = try options.openStore() } catch let error as ValidationError { throw error } catch { fail(error) }
+    do { store = try options.openStore(migrating: migrating) } catch let error as ValidationError { throw error } catch { fail(error) }
     do {
         try await body(store)
     } catch {

@@ -19,8 +19,11 @@ public struct BlobStore: BlobStorage {
     /// system as every blob directory).
     private var blobs: String { directory + "/blobs/sha256" }
 
+    /// The folder's layout, creating nothing (for readers of another process's folder).
+    public init(existing directory: String) { self.directory = directory }
+
     public init(directory: String) throws {
-        self.directory = directory
+        self = BlobStore(existing: directory)
         for dir in [directory + "/staging"] + DigestAlgorithm.allCases.map({ directory + "/blobs/" + $0.rawValue }) {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }

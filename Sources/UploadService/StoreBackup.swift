@@ -11,7 +11,7 @@ import UploadStore
 ///    the upload lasts, and an open descriptor still reads them after the upload completes (its
 ///    staging became its blob), is aborted, or expires (the name is removed, not the bytes).
 /// 2. The store's environments are copied, compacted, from read snapshots while writers go on
-///    (``StoreFiles/copy(to:)``): the log's tail then is the backup's position.
+///    (``ReadOnlyStore/copy(to:)``): the log's tail then is the backup's position.
 /// 3. The copy is opened once, as a store, so that its projections catch up to that position; it
 ///    names the active uploads (with the bytes the log records for each) and the blobs it serves.
 /// 4. Blobs are immutable, so each is hard-linked (copied when the backup is on another file
@@ -34,7 +34,7 @@ public enum StoreBackup {
 
     /// Files of the data folder that belong to the deployment beside the store: the log's signing
     /// key (its identity), the registry token key, and generated credentials.
-    static let keptFiles = ["transparency-log.key", "registry-token.key", "credentials"]
+    static let keptFiles = [LogSigningKey.defaultFileName, DataFolder.registryTokenKey, DataFolder.generatedCredentials]
 
     /// Backs the store at `dataDirectory` up into `destination`, which ``refusal(destination:dataDirectory:)``
     /// must accept. Tries again, up to `attempts` times, in the rare case that an upload starts and
@@ -47,12 +47,14 @@ public enum StoreBackup {
     ) async throws -> Report {
         let parent = (destination as NSString).deletingLastPathComponent
         let name = (destination as NSString).lastPathComponent
-        let live = try StoreFiles(directory: dataDirectory)
-        let source = try BlobStore(directory: dataDirectory)
-        for attempt in 1...attempts {
+        let live = try ReadOnlyStore(directory: dataDirectory)
+        let source = BlobStore(existing: dataDirectory)
+        for attempt in 1...max(1, attempts) {
             let partial = (parent.isEmpty ? "." : parent) + "/." + name + ".partial-" + RandomUUIDs.next()
             do {
-                try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: false)
+                // Private from the start: the files it receives keep the modes they have (blobs are
+                // world-readable in the data folder, which is itself kept private).
+                try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
                 logger.info("backing up", metadata: ["partial": "\(partial)"])
                 var report = try await backUp(live, source, into: partial, settings: settings, afterSnapshot: afterSnapshot)
                 if !report.missingBlobs.isEmpty, !allowMissingBlobs {
@@ -95,12 +97,12 @@ public enum StoreBackup {
     }
 
     private static func backUp(
-        _ live: StoreFiles, _ source: BlobStore, into partial: String, settings: DecisionSettings, afterSnapshot: () async -> Void
+        _ live: ReadOnlyStore, _ source: BlobStore, into partial: String, settings: DecisionSettings, afterSnapshot: () async -> Void
     ) async throws -> Report {
         var report = Report()
         let staged = StagingDescriptors(source.staging)
         defer { staged.close() }
-        _ = try live.copy(to: partial)
+        let tail = try live.copy(to: partial)
         await afterSnapshot()
         let copy = try Store(StoreConfiguration(directory: partial, settings: settings))
         let opened = Result {
@@ -110,6 +112,7 @@ public enum StoreBackup {
         }
         await copy.close()
         let (position, root, sessions, digests) = try opened.get()
+        guard position == tail else { throw StoreError(.corrupt, "the copy's log ends at \(position), its snapshot at \(tail)") }
         report.position = position
         report.rootHash = root
         let target = try BlobStore(directory: partial)
@@ -123,9 +126,9 @@ public enum StoreBackup {
         }
         for session in sessions where session.state == .active && session.bytesReceived > 0 {
             let length = session.bytesReceived
-            let descriptor = try staged.descriptor(session.uploadId)
+            let file = try staged.file(session.uploadId, holding: length)
                 ?? staged.hold(session.uploadId, try blobOfCompletion(session.uploadId, live, source, after: position))
-            try BlobStore.copyFile(from: descriptor.descriptor, named: "the staging of upload \(session.uploadId)", length: length,
+            try BlobStore.copyFile(from: file.descriptor, named: "the staging of upload \(session.uploadId)", length: length,
                                    to: target.stagingPath(session.uploadId), mode: 0o600)
             report.stagedUploads += 1
             report.stagedBytes += length
@@ -142,7 +145,7 @@ public enum StoreBackup {
 
     /// For an upload whose staging file appeared after step 1 and is gone now: the blob its
     /// completion made of it. One aborted or expired since cannot be read any more: start over.
-    private static func blobOfCompletion(_ uploadId: String, _ live: StoreFiles, _ source: BlobStore, after position: UInt64) throws -> String {
+    private static func blobOfCompletion(_ uploadId: String, _ live: ReadOnlyStore, _ source: BlobStore, after position: UInt64) throws -> String {
         var cursor = position
         while true {
             let page = try live.read { try $0.events(after: cursor, limit: 1024) }
@@ -160,7 +163,7 @@ public enum StoreBackup {
             guard let last = page.last else { break }
             cursor = last.position
         }
-        throw StoreError(.io, "upload \(uploadId): bytes recorded, none staged")
+        throw StoreError(.io, "upload \(uploadId): the bytes the log records are not staged")
     }
 
     struct UploadEndedDuringBackup: Error, CustomStringConvertible {
@@ -197,32 +200,48 @@ final class StagingDescriptors {
             descriptor = open(path, O_RDONLY | O_CLOEXEC)
             guard descriptor >= 0 else { return nil }
         }
+
+        var size: UInt64 {
+            var info = stat()
+            return fstat(descriptor, &info) == 0 ? UInt64(info.st_size) : 0
+        }
     }
+
+    /// Descriptors left free for the copy itself (LMDB, the copy opened as a store, blobs, keys).
+    static let spare = 128
 
     private let folder: String
     private var held: [String: Held] = [:]
 
     init(_ folder: String) {
         self.folder = folder
-        // A descriptor that cannot be had now (the limit reached) is tried again by name later.
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] {
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        // Past the limit (less the spare), the rest are opened by name when copied, as later ones are.
+        let most = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 ? max(0, Int(min(limit.rlim_cur, 1 << 20)) - Self.spare) : 0
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).prefix(most) {
             if let file = Held(path: folder + "/" + name) { held[name] = file }
         }
     }
 
-    /// The upload's descriptor from before the snapshot, or one opened now; `nil` when the file
-    /// was not there then and is gone now.
-    func descriptor(_ uploadId: String) -> Held? {
-        if let file = held[uploadId] { return file }
+    /// A descriptor of the upload's staged bytes holding at least `length` of them: the one from
+    /// before the snapshot, or else the file under the name now (a staging file replaced since,
+    /// when a refused completion unshared it from its blob, or one that appeared after step 1);
+    /// `nil` when neither holds them.
+    func file(_ uploadId: String, holding length: UInt64) -> Held? {
+        if let file = held[uploadId], file.size >= length { return file }
         guard let file = Held(path: folder + "/" + uploadId) else { return nil }
-        held[uploadId] = file
-        return file
+        if let previous = held.updateValue(file, forKey: uploadId) { _ = Glibc.close(previous.descriptor) }
+        return file.size >= length ? file : nil
     }
 
     /// Opens `path` (a blob, standing for the upload's staging) and holds it as the upload's.
     func hold(_ uploadId: String, _ path: String) throws -> Held {
         guard let file = Held(path: path) else { throw BlobStore.posixError("open \(path)") }
-        held[uploadId] = file
+        if let previous = held.updateValue(file, forKey: uploadId) { _ = Glibc.close(previous.descriptor) }
         return file
     }
 

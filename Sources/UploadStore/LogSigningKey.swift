@@ -5,7 +5,8 @@ public import LogHashing
 /// made with Go's `note.GenerateKey` works as well as one this server made.
 public enum LogSigningKey {
     /// Where the key lives unless `--log-key` names another file.
-    public static func defaultPath(dataDirectory: String) -> String { dataDirectory + "/transparency-log.key" }
+    public static let defaultFileName = "transparency-log.key"
+    public static func defaultPath(dataDirectory: String) -> String { dataDirectory + "/" + defaultFileName }
 
     /// The key in `path`, or, with no `path`, the data directory's, generated on first use
     /// (0600, created exclusively) and named `newKeyName`. A key given by path must exist.

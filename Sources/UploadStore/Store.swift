@@ -207,10 +207,11 @@ public struct StoreStatistics: Sendable {
     /// The log's environment (zero on PostgreSQL, which has no map).
     public let mapSizeBytes: Int
     public let mapUsedBytes: Int
-    /// Reader slots of the log's environment held now by a transaction, of any process.
+    /// Reader slots of the log's environment held now by a transaction, of any process (the read
+    /// that takes these figures among them).
     public let readers: Int
     /// Reader slots there are (zero on PostgreSQL).
-    public var maxReaders: Int = 0
+    public let maxReaders: Int
     /// The projections' environment (each snapshot takes a reader slot in both).
     public let projectionMapSizeBytes: Int
     public let projectionMapUsedBytes: Int

@@ -254,6 +254,37 @@ def test_an_interrupted_backup_leaves_no_folder_that_looks_complete(live, tmp_pa
     assert interrupted > 0, "at least the immediate kill interrupts a backup"
 
 
+def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder(live, tmp_path):
+    pause, destination = tmp_path / "paused", tmp_path / "b"
+    process = subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
+    deadline = time.time() + 60
+    while not pause.exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = list(tmp_path.glob(".b.partial-*"))
+    assert not destination.exists() and len(partial) == 1
+    assert (partial[0] / "data.mdb").exists(), "killed after the snapshot: the log was copied, under no name a store goes by"
+    assert os.stat(partial[0]).st_mode & 0o077 == 0, "the partial folder is private"
+
+
+def test_blobs_the_store_names_come_with_it_and_missing_ones_are_refused(live, tmp_path):
+    ecr, data = live["ecr"], live["data"]
+    logo = b"\x89PNG\r\n\x1a\n" + os.urandom(500)
+    ecr.put_repository_catalog_data(repositoryName="ops/app", catalogData={"logoImageBlob": logo})
+    report = json_of(tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(tmp_path / "with-logo"), "--json"))
+    assert report["blobs"] == 3, "the config, the layer and the logo"
+    assert (tmp_path / "with-logo" / "blobs" / "sha256" / hashlib.sha256(logo).hexdigest()).read_bytes() == logo
+    (data / "blobs" / "sha256" / live["digest"].split(":")[1]).unlink()
+    refused = tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(tmp_path / "b"))
+    assert refused.returncode == 1 and live["digest"] in refused.stderr and not (tmp_path / "b").exists()
+    allowed = json_of(tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(tmp_path / "c"), "--json", "--allow-missing-blobs"))
+    assert allowed["missingBlobs"] == [live["digest"]] and allowed["blobs"] == 2
+
+
 def test_a_backup_that_fails_part_way_cleans_up(live, tmp_path):
     # Staged bytes the log records but the disk lacks: the backup must fail, not copy a hole.
     staging = live["data"] / "staging" / live["upload"]
@@ -282,7 +313,7 @@ def test_stats_reports_what_the_store_holds(live):
     assert (after["events"], after["repositories"], after["activeUploads"]) == (stats["events"] + 2, 3, 2)
     text = tool("upload-coordinator", "stats", "--data-dir", str(data))
     assert text.returncode == 0 and re.search(r"^repositories:\s+3$", text.stdout, re.M), text.stdout
-    assert re.search(r"^reader slots:\s+\d+ of 256 used$", text.stdout, re.M), text.stdout
+    assert re.search(r"^reader slots:\s+\d+ of 256 held \(this read.s among them\)$", text.stdout, re.M), text.stdout
 
 
 def test_stats_on_the_shared_server_matches_its_log(server):

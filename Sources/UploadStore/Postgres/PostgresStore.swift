@@ -104,7 +104,7 @@ public final class PostgresStore: EventStore {
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try snapshot.checkpoint()),
                 activeSessions: Int(try counts.int64(0, 0)), repositories: Int(try counts.int64(0, 1)), images: Int(try counts.int64(0, 2)),
-                mapSizeBytes: 0, mapUsedBytes: 0, readers: 0, projectionMapSizeBytes: 0, projectionMapUsedBytes: 0)
+                mapSizeBytes: 0, mapUsedBytes: 0, readers: 0, maxReaders: 0, projectionMapSizeBytes: 0, projectionMapUsedBytes: 0)
         }
     }
 

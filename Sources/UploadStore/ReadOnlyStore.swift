@@ -6,7 +6,7 @@ import UploadMigrations
 /// A data folder's store opened read-only: what operators' tools (`stats`, `backup`) use on a
 /// folder that `serve` may be writing. Opening one never migrates the store, never counts as a
 /// writer of its projections, and never waits for the write lock.
-public struct StoreFiles: Sendable {
+public struct ReadOnlyStore: Sendable {
     let environment: Environment
     let schema: Schema
     let projections: ProjectionEnvironment
