@@ -35,12 +35,9 @@ extension BlobStorage {
     /// it found so far, when the task running it is cancelled.
     public func missingBlobs(in store: any EventStore) throws -> [String] {
         var missing: [String] = []
-        var after: StoreCursor?
-        while !Task.isCancelled {
-            let page = try store.read { try $0.layers(after: after, limit: 1024) }
-            missing += page.filter { !hasBlob($0.layer.layerDigest) }.map { "layer \($0.layer.layerDigest): recorded, no blob" }
-            guard page.count == 1024, let last = page.last else { break }
-            after = last.cursor
+        try store.forEachLayer { layer in
+            if !hasBlob(layer.layerDigest) { missing.append("layer \(layer.layerDigest): recorded, no blob") }
+            return !Task.isCancelled
         }
         return missing
     }

@@ -115,6 +115,20 @@ extension StoreSnapshot {
     public func events(after position: UInt64 = 0) throws -> [EventEnvelope] { try events(after: position, limit: .max) }
 }
 
+extension EventStore {
+    /// Visits every completed layer of every repository, a page per read snapshot (so a long walk
+    /// holds no snapshot for long), until `visit` returns `false`.
+    public func forEachLayer(_ visit: (LayerRecord) -> Bool) throws {
+        var after: StoreCursor?
+        while true {
+            let page = try read { try $0.layers(after: after, limit: 1024) }
+            for entry in page where !visit(entry.layer) { return }
+            guard page.count == 1024, let last = page.last else { return }
+            after = last.cursor
+        }
+    }
+}
+
 /// A place in a store's walk of a whole view; opaque to callers.
 public struct StoreCursor: Sendable, Equatable {
     let key: [UInt8]

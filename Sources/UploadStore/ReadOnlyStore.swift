@@ -74,12 +74,9 @@ extension Store {
     /// and its logo, in byte order, without repeats. What a backup copies beside the log.
     public func referencedBlobDigests() throws -> [String] {
         var digests = Set<String>()
-        var after: StoreCursor?
-        while true {
-            let page = try read { try $0.layers(after: after, limit: 1024) }
-            for entry in page { digests.insert(entry.layer.layerDigest) }
-            guard page.count == 1024, let last = page.last else { break }
-            after = last.cursor
+        try forEachLayer { layer in
+            digests.insert(layer.layerDigest)
+            return true
         }
         var key: [UInt8]?
         while true {
