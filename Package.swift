@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/swiftlang/swift-syntax", from: "603.0.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.0.0"),
     ],
     targets: [
         // Debian's liblmdb-dev, found through pkg-config.
@@ -94,7 +95,7 @@ let package = Package(
         .target(name: "AWSJSON", swiftSettings: swiftSettings),
         // ECR Public request bodies → validated commands: the one mapping, for the API and the fuzzer.
         .target(name: "ECRRequests", dependencies: ["AWSJSON", "LogHashing", "UploadCore"], swiftSettings: swiftSettings),
-        // ECR Public's AWS JSON 1.1 protocol over Hummingbird: dispatch, wire shapes, errors.
+        // ECR Public's AWS JSON 1.1 protocol, the registry front end and the pages, over Hummingbird.
         .target(
             name: "UploadAPI",
             dependencies: [
@@ -109,6 +110,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Mustache", package: "swift-mustache"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -67,6 +67,8 @@ public final class ECRPublicService: Sendable {
     let checkpoints: CheckpointSigner?
     /// The address each `repositoryUri` and `logoUrl` names.
     let endpoint: PublicEndpoint
+    /// The pages' sign-in (``PageSession``), under a key derived from the registry's.
+    let pageSession: PageSession
 
     /// How requests prove who sent them.
     public enum Authentication: Sendable {
@@ -96,6 +98,7 @@ public final class ECRPublicService: Sendable {
         self.authentication = authentication
         self.spoolBudget = spoolBudget
         self.checkpoints = checkpoints
+        pageSession = PageSession(registryTokenKey: self.registry.authority.key, clock: service.store.clock, authentication: authentication)
         spoolDirectory = service.blobs.directory + "/spool"
         try? FileManager.default.createDirectory(atPath: spoolDirectory, withIntermediateDirectories: true)
         SpooledBody.removeLeftovers(in: spoolDirectory)
@@ -138,6 +141,7 @@ public final class ECRPublicService: Sendable {
         addFeedRoutes(to: router)
         addTransparencyLogRoutes(to: router)
         addLogoRoute(to: router)
+        addPageRoutes(to: router)
         if noopRoute { router.post("/noop") { request, context in try await self.noop(request, context) } }
         router.post("/") { request, context in await self.respond(to: request, context: context) }
         router.post("**") { request, context in await self.respond(to: request, context: context) }

@@ -76,17 +76,17 @@ def database():
 
 
 class Server:
-    def __init__(self, data_dir, *extra, database_url=None):
+    def __init__(self, data_dir, *extra, database_url=None, credentials="test test\nAKIDOTHER othersecret\n"):
         self.data_dir = data_dir
         self.database_url = database_url
         if database_url:
             extra = ("--database-url", database_url, *extra)
             DATABASES[str(data_dir)] = database_url
-        credentials = os.path.join(data_dir, "operator-credentials")
-        with open(credentials, "w") as f:
-            f.write("test test\nAKIDOTHER othersecret\n")
+        credentials_file = os.path.join(data_dir, "operator-credentials")
+        with open(credentials_file, "w") as f:
+            f.write(credentials)
         self.process = subprocess.Popen(
-            [str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0", "--credentials", credentials, *extra],
+            [str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0", "--credentials", credentials_file, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=database_url or ""))
         line = self.process.stdout.readline()  # the ready line, once listening
@@ -113,11 +113,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(*flags):
+def serving(*flags, **options):
     """A server on a data directory of its own (and in the PostgreSQL pass a database of its own);
-    it must exit 0 on SIGTERM and its data replay cleanly."""
+    it must exit 0 on SIGTERM and its data replay cleanly. `options` go to ``Server`` (its credentials)."""
     with tempfile.TemporaryDirectory() as data_dir, (database() if POSTGRES else contextlib.nullcontext()) as url:
-        server = Server(data_dir, *flags, database_url=url)
+        server = Server(data_dir, *flags, database_url=url, **options)
         try:
             yield server
         finally:

@@ -1,0 +1,244 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import LogHashing
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import UploadCore
+import UploadService
+import UploadStore
+
+/// The audit page: upload initiations by time with filters, the log's size and root, each
+/// initiation's inclusion proof checked on the server, and a live view over Server-Sent Events.
+extension ECRPublicService {
+    /// Rows on the audit page.
+    static let auditRowsShown = 100
+    /// The most initiations one audit page decodes to fill itself with matches for its filters.
+    static let auditScanLimit = 5_000
+    /// The windows the audit page offers, in hours (0: the whole log).
+    static let auditWindows: [(hours: Int64, label: String)] = [(1, "the last hour"), (24, "the last day"), (168, "the last week"), (720, "the last 30 days"), (0, "all time")]
+
+    /// The filters of an audit page or stream, from its query.
+    struct AuditFilter {
+        var repository = ""
+        var principal = ""
+        var source = AuditSource.any
+        var hours: Int64 = 24
+
+        init(_ request: Request) {
+            let query = request.uri.queryParameters
+            repository = String((query["repository"] ?? "").prefix(256)).trimmingCharacters(in: .whitespaces)
+            principal = String((query["principal"] ?? "").prefix(256)).trimmingCharacters(in: .whitespaces)
+            source = query["source"].flatMap { AuditSource(rawValue: String($0)) } ?? .any
+            if let raw = query["hours"], let value = Int64(raw), ECRPublicService.auditWindows.contains(where: { $0.hours == value }) { hours = value }
+        }
+
+        /// The mark's repository (`registryId/name`) is the one asked for (by name, or registry/name).
+        func matches(repository marked: String, registryId: String) -> Bool {
+            repository.isEmpty || marked == repository || marked == registryId + "/" + repository
+        }
+
+        func matches(_ metadata: RequestMetadata) -> Bool {
+            (principal.isEmpty || metadata.principal == principal) && (source == .any || AuditSource(metadata) == source)
+        }
+
+        var query: String {
+            "repository=\(ECRPublicService.percentEncoded(repository))&principal=\(ECRPublicService.percentEncoded(principal))&source=\(source.rawValue)&hours=\(hours)"
+        }
+    }
+
+    /// `GET /gallery/audit`.
+    func auditTrail(_ request: Request, _ viewer: String) async throws -> Response {
+        let signed = try await checkpoints?.current()
+        let filter = AuditFilter(request)
+        let registryId = settings.defaultRegistryId
+        let now = store.clock.now().millisecondsSinceEpoch
+        let since = filter.hours == 0 ? nil : Timestamp(millisecondsSinceEpoch: now - filter.hours * 3_600_000)
+        var rows: [[String: Any]] = []
+        var decoded = 0
+        let (size, root): (UInt64, String) = try service.read { snapshot in
+            let marks = try snapshot.initiationMarks(since: since, until: nil)
+            for mark in marks.reversed() where filter.matches(repository: mark.repository, registryId: registryId) {
+                guard rows.count < Self.auditRowsShown, decoded < Self.auditScanLimit else { break }
+                decoded += 1
+                guard let envelope = try snapshot.events(after: mark.position - 1, limit: 1).first, filter.matches(envelope.metadata) else { continue }
+                rows.append(Self.auditRow(envelope))
+            }
+            let size = try snapshot.lastPosition()
+            return (size, Hex.encode(try snapshot.rootHash(size: size)))
+        }
+        let scanNote = decoded == Self.auditScanLimit && rows.count < Self.auditRowsShown
+            ? "Looked at the newest \(decoded) initiations of the window; narrow it to see older ones." : nil
+        return render("audit", title: "Audit trail", viewer: viewer, script: "live.js", [
+            "treeSize": size, "rootHash": root,
+            "checkpoint": signed.map { ["size": $0.size, "origin": self.checkpoints?.identity.origin ?? ""] as [String: Any] } as Any,
+            "repository": filter.repository, "principal": filter.principal,
+            "sources": AuditSource.allCases.map { ["value": $0.rawValue, "label": $0.label, "selected": $0 == filter.source] as [String: Any] },
+            "windows": Self.auditWindows.map { ["value": $0.hours, "label": $0.label, "selected": $0.hours == filter.hours] as [String: Any] },
+            "initiations": rows, "scanNote": scanNote as Any,
+            "streamPath": "/gallery/audit/stream?after=\(size)&" + filter.query,
+        ])
+    }
+
+    /// One initiation as the page and the stream show it.
+    static func auditRow(_ envelope: EventEnvelope) -> [String: Any] {
+        var repository = "", uploadId = ""
+        if case .uploadInitiated(let initiated) = envelope.event {
+            repository = initiated.repositoryName
+            uploadId = initiated.uploadId
+        }
+        return [
+            "position": envelope.position, "recordedAt": Self.shown(envelope.recordedAt), "repository": repository,
+            "principal": envelope.metadata.principal ?? "anonymous", "source": AuditSource.describe(envelope.metadata), "uploadId": uploadId,
+        ]
+    }
+
+    /// `GET /gallery/audit/proofs/<position>`: the event's inclusion proof, checked here, step by step.
+    func proofPage(_ positionText: String?, _ viewer: String) async throws -> Response {
+        guard let positionText, let position = UInt64(positionText), position >= 1 else {
+            throw PageNotFound(message: "A proof is of an event's position in the log: a whole number from 1.")
+        }
+        let size = try store.merkleRoot().treeSize
+        guard position <= size else { throw PageNotFound(message: "The log holds \(size) events; there is no event at position \(position).") }
+        let proof = try store.inclusionProof(position: position)
+        var checks: [(Bool, String)] = []
+        var envelope: EventEnvelope?
+        do {
+            envelope = try proof.verify()
+            checks.append((true, "The log's record at position \(position) decodes as an event of type \(envelope!.event.type.name)."))
+            checks.append((true, "The record hashes (RFC 9162, with its position) to the leaf hash \(proof.leafHash)."))
+            checks.append((true, "Folding that leaf hash with the \(proof.path.count) hashes of its audit path gives \(proof.rootHash), the root of the tree over the log's first \(proof.treeSize) events, which is the log's root now."))
+        } catch {
+            checks.append((false, "\(error)"))
+        }
+        if envelope != nil { checks.append(try await signedCheckpointCheck(position)) }
+        let verified = checks.allSatisfy(\.0)
+        let metadata = envelope?.metadata
+        var repository = "–"
+        if let scoped = envelope?.event.payload as? any RepositoryScoped { repository = scoped.repositoryName }
+        var uploadId: String?
+        if case .uploadInitiated(let initiated)? = envelope?.event { uploadId = initiated.uploadId }
+        return render("proof", title: "Proof of event \(position)", viewer: viewer, [
+            "position": position, "leafIndex": position - 1, "treeSize": proof.treeSize, "rootHash": proof.rootHash, "leafHash": proof.leafHash,
+            "path": proof.path, "verdictClass": verified ? "ok" : "bad",
+            "verdict": verified
+                ? "Verified: event \(position) is in the log, under the root \(proof.rootHash) of \(proof.treeSize) events."
+                : "Not verified: a check below failed. The log does not prove that it holds this event.",
+            "checks": checks.map { ["outcome": $0.0 ? "passed" : "failed", "text": ($0.0 ? "Passed: " : "Failed: ") + $0.1] },
+            "eventType": envelope?.event.type.name ?? "–", "recordedAt": envelope.map { Self.shown($0.recordedAt) } ?? "–", "repository": repository,
+            "principal": metadata?.principal ?? "anonymous", "source": metadata.map(AuditSource.describe) ?? "–", "uploadId": uploadId as Any,
+        ])
+    }
+
+    /// The event against the newest signed checkpoint (signed now if the log grew since, at most
+    /// once per signing interval, as `/log/checkpoint` serves it): its signature is the log's key's,
+    /// and the event's path at the checkpoint's size leads to the root it signed.
+    private func signedCheckpointCheck(_ position: UInt64) async throws -> (Bool, String) {
+        guard let checkpoints else { return (true, "This server signs no checkpoints, so no signed root was compared.") }
+        let signed = try await checkpoints.current()
+        guard signed.size >= position else {
+            return (true, "The newest signed checkpoint (\(signed.size) events) is older than this event, signed less than the signing interval ago; the next one covers it.")
+        }
+        let checkpoint: Checkpoint
+        do { checkpoint = try checkpoints.identity.check(signed) } catch { return (false, "The newest signed checkpoint does not verify: \(error)") }
+        let (leaf, path) = try store.read { snapshot -> ([UInt8]?, [MerkleTree.Hash]) in
+            let record = try snapshot.eventRecords(from: position, count: 1).first
+            return (record.map { Array(MerkleTree.leafHash(position: position, record: $0)) }, try snapshot.inclusionPath(leafIndex: position - 1, size: signed.size))
+        }
+        guard let leaf, MerkleTree.verifyInclusion(leafHash: leaf, index: position - 1, size: signed.size, path: path, root: checkpoint.rootHash) else {
+            return (false, "The event's path at \(signed.size) events does not lead to the root the newest signed checkpoint signed.")
+        }
+        return (true, "The newest signed checkpoint, \(signed.size) events signed by \(checkpoint.origin) (signature checked against the log's key \(checkpoints.identity.verifier.text)), includes this event: its path at that size leads to the signed root \(Hex.encode(checkpoint.rootHash)).")
+    }
+
+    /// `GET /gallery/audit/stream?after=POS&…filters`: Server-Sent Events from the log after POS:
+    /// `initiation` for each UploadInitiated that matches the filters, and `log` (size and root)
+    /// after each slice, until the client goes or the server stops. Read a slice at a time on the
+    /// feeds' thread, as `/events/stream` is; each message waits for the connection to take it.
+    /// Each message's id is a position, so a browser reconnecting (`Last-Event-ID`) resumes after
+    /// what it was sent rather than again from POS.
+    func auditStream(_ request: Request) throws -> Response {
+        let filter = AuditFilter(request)
+        let resumed = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { UInt64($0) }
+        let after = max(try Self.query(request, "after") ?? 0, resumed ?? 0)
+        let store = self.store
+        let registryId = settings.defaultRegistryId
+        var headers = Self.pageHeaders
+        headers[.contentType] = "text/event-stream"
+        let body = ResponseBody { writer in
+            try await withGracefulShutdownHandler {
+                // At once, so that the browser knows the stream is open before the log next grows.
+                try await writer.write(ByteBuffer(string: "retry: 2000\n: following the log after position \(after)\n\n"))
+                var position = after
+                while !store.followersStopped {
+                    let from = position
+                    let (events, size, root) = try await Self.feedPool.runIfActive {
+                        try store.read { snapshot in
+                            let events = try snapshot.events(after: from, limit: Self.sliceEvents)
+                            let size = events.last?.position ?? from
+                            return (events, size, events.isEmpty ? nil : Hex.encode(try snapshot.rootHash(size: size)))
+                        }
+                    }
+                    guard let root else {
+                        if await !store.waitForEvents(after: position) { break }
+                        continue
+                    }
+                    var buffer = ByteBuffer()
+                    for envelope in events {
+                        guard case .uploadInitiated(let initiated) = envelope.event, filter.matches(envelope.metadata),
+                              filter.matches(repository: initiated.repository.description, registryId: registryId) else { continue }
+                        buffer.writeString("event: initiation\nid: \(envelope.position)\ndata: \(Self.auditRowJSON(envelope).text)\n\n")
+                    }
+                    buffer.writeString("event: log\nid: \(size)\ndata: \(JSONValue.object([("treeSize", .uint(size)), ("rootHash", .string(root))]).text)\n\n")
+                    try await writer.write(buffer)
+                    position = size
+                }
+            } onGracefulShutdown: {
+                store.stopFollowers()
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    private static func auditRowJSON(_ envelope: EventEnvelope) -> JSONValue {
+        let row = auditRow(envelope)
+        return .object([
+            ("position", .uint(envelope.position)), ("recordedAt", .string(row["recordedAt"] as? String ?? "")),
+            ("repository", .string(row["repository"] as? String ?? "")), ("principal", .string(row["principal"] as? String ?? "")),
+            ("source", .string(row["source"] as? String ?? "")), ("uploadId", .string(row["uploadId"] as? String ?? "")),
+        ])
+    }
+}
+
+/// Which client recorded an event, from its request metadata: the AWS CLI, boto3, a registry
+/// client (docker, podman, skopeo, oras: the registry front end's `source: oci`), or another.
+enum AuditSource: String, CaseIterable {
+    case any, awscli, boto3, registry, other
+
+    init(_ metadata: RequestMetadata) {
+        let agent = metadata.userAgent ?? ""
+        if metadata.source == "oci" { self = .registry }
+        else if agent.hasPrefix("aws-cli/") { self = .awscli }
+        else if agent.contains("Boto3/") { self = .boto3 }
+        else { self = .other }
+    }
+
+    var label: String {
+        switch self {
+        case .any: "any source"
+        case .awscli: "awscli"
+        case .boto3: "boto3"
+        case .registry: "registry client"
+        case .other: "other"
+        }
+    }
+
+    /// The source's label, with the client's first product token for registry clients and others.
+    static func describe(_ metadata: RequestMetadata) -> String {
+        let source = AuditSource(metadata)
+        guard source == .registry || source == .other, let agent = metadata.userAgent?.split(separator: " ").first else { return source.label }
+        return "\(source.label) (\(agent.prefix(48)))"
+    }
+}

@@ -1,0 +1,223 @@
+import Foundation
+import Hummingbird
+import HTTPTypes
+import Logging
+import Mustache
+import NIOCore
+import UploadCore
+import UploadService
+import UploadStore
+
+/// The pages people look at: the registry's gallery (`/gallery/`, and `/` for a browser), each
+/// repository's page, and the audit trail with its inclusion proofs checked on the server and a
+/// live view. Rendered here from the store, with the templates of ``PageTemplates``; no script
+/// but the audit page's own small one, nothing from another origin (``contentSecurityPolicy``).
+///
+/// Who sees what:
+/// - The gallery and repository pages follow the registry's pull rules: anyone's, unless
+///   `--private-pulls` (then signed in), and a repository whose policy denies the viewer pulls is
+///   neither listed nor shown.
+/// - The audit page is for this registry's keys, signed in (``PageSession``).
+extension ECRPublicService {
+    static let contentSecurityPolicy =
+        "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+    func addPageRoutes(to router: Router<APIRequestContext>) {
+        router.get("/") { request, _ in
+            // A browser asking for the server's root gets the gallery; API clients never GET it.
+            guard request.headers[.accept]?.contains("text/html") == true else { return Response(status: .notFound) }
+            return Self.redirect(to: "/gallery/")
+        }
+        router.get("/gallery") { request, _ in await self.page(request) { viewer in try self.registryPage(request, viewer) } }
+        router.get("/gallery/repositories/**") { request, context in
+            let name = context.parameters.getCatchAll().joined(separator: "/")
+            return await self.page(request) { viewer in try self.repositoryPage(name, viewer) }
+        }
+        router.get("/gallery/audit") { request, _ in await self.auditPage(request) { viewer in try await self.auditTrail(request, viewer) } }
+        router.get("/gallery/audit/proofs/:position") { request, context in
+            let position = context.parameters.get("position")
+            return await self.auditPage(request) { viewer in try await self.proofPage(position, viewer) }
+        }
+        router.get("/gallery/audit/stream") { request, _ in await self.auditPage(request) { _ in try self.auditStream(request) } }
+        router.get("/gallery/sign-in") { request, _ in self.signInPage(next: request.uri.queryParameters["next"].map(String.init), error: nil) }
+        router.post("/gallery/sign-in") { request, context in await self.signIn(request, context) }
+        router.post("/gallery/sign-out") { request, _ in
+            guard Self.isSameOrigin(request) else { return self.messagePage(.forbidden, "Refused", "A form of another site cannot sign you out.", viewer: nil) }
+            var response = Self.redirect(to: "/gallery/")
+            response.headers[.setCookie] = PageSession.clearCookie
+            return response
+        }
+        router.get("/gallery/assets/style.css") { _, _ in Self.asset(PageTemplates.styleSheet, type: "text/css; charset=utf-8") }
+        router.get("/gallery/assets/live.js") { _, _ in Self.asset(PageTemplates.liveScript, type: "text/javascript; charset=utf-8") }
+    }
+
+    /// The access key a request's session cookie names, if any.
+    func viewer(_ request: Request) -> String? { pageSession.accessKeyId(fromCookieHeader: request.headers[.cookie]) }
+
+    /// A gallery page: public unless `--private-pulls`, when it needs a session.
+    private func page(_ request: Request, _ render: (String?) throws -> Response) async -> Response {
+        let viewer = viewer(request)
+        if registry.authority.privatePulls, viewer == nil, !registry.authority.opensEverything {
+            return Self.redirect(to: "/gallery/sign-in?next=" + Self.percentEncoded(request.uri.path))
+        }
+        return answer(viewer, { try render(viewer) })
+    }
+
+    /// An audit page: a session of this registry's keys, always.
+    private func auditPage(_ request: Request, _ render: (String) async throws -> Response) async -> Response {
+        guard let viewer = viewer(request) else {
+            return Self.redirect(to: "/gallery/sign-in?next=" + Self.percentEncoded(request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")))
+        }
+        do {
+            try registry.authority.access.checkRegistryWide(viewer, action: "ReadAuditTrail")
+            return try await render(viewer)
+        } catch {
+            return failurePage(error, viewer: viewer)
+        }
+    }
+
+    private func answer(_ viewer: String?, _ render: () throws -> Response) -> Response {
+        do { return try render() } catch { return failurePage(error, viewer: viewer) }
+    }
+
+    /// A failure as a page: a refusal, a missing thing, bad input, or (logged) a fault.
+    private func failurePage(_ error: any Error, viewer: String?) -> Response {
+        if let denied = error as? AccessDenied { return messagePage(.forbidden, "Not allowed", denied.message, viewer: viewer) }
+        if let missing = error as? PageNotFound { return messagePage(.notFound, "Not found", missing.message, viewer: viewer) }
+        let api = APIError.from(error)
+        if api.status == .internalServerError {
+            logger.error("a page failed", metadata: ["error": "\(error)"])
+            return messagePage(.internalServerError, "Something went wrong", "The server could not read this page; it has logged why.", viewer: viewer)
+        }
+        return messagePage(.badRequest, "Not understood", api.message, viewer: viewer)
+    }
+
+    // MARK: Sign-in
+
+    func signInPage(next: String?, error: String?, status: HTTPResponse.Status = .ok) -> Response {
+        render("signIn", title: "Sign in", status: status, viewer: nil, [
+            "purpose": "The audit trail shows every upload in every repository, so it is for this registry's keys. Sign in with an access key of the server's credentials.",
+            "error": error as Any, "next": Self.localPath(next) ?? "/gallery/audit", "acceptsKeys": pageSession.acceptsKeys,
+            "hours": PageSession.lifetimeMilliseconds / 3_600_000,
+        ])
+    }
+
+    private func signIn(_ request: Request, _ context: APIRequestContext) async -> Response {
+        guard Self.isSameOrigin(request) else {
+            return messagePage(.forbidden, "Refused", "A form of another site cannot sign you in.", viewer: nil)
+        }
+        guard let body = try? await request.body.collect(upTo: 4096) else {
+            return signInPage(next: nil, error: "The form is larger than a sign-in needs.", status: .badRequest)
+        }
+        let form = Self.formFields(String(buffer: body))
+        let next = form["next"]
+        guard let accessKeyId = pageSession.signIn(accessKeyId: form["accessKeyId"] ?? "", secret: form["secretAccessKey"] ?? "") else {
+            return signInPage(next: next, error: "That access key and secret do not match a key of this server.", status: .unauthorized)
+        }
+        var response = Self.redirect(to: Self.localPath(next) ?? "/gallery/audit")
+        response.headers[.setCookie] = pageSession.setCookie(for: accessKeyId)
+        return response
+    }
+
+    /// A POST from a page of this server: its `Origin`, when sent (browsers send it on every
+    /// form POST), names the host the request reached. The cookie's `SameSite=Strict` covers the rest.
+    static func isSameOrigin(_ request: Request) -> Bool {
+        guard let origin = request.headers[.origin] else { return true }
+        guard let host = request.head.authority else { return false }
+        return origin == "http://" + host || origin == "https://" + host
+    }
+
+    /// `next` when it is a path of the gallery, so a sign-in can send nobody to another site.
+    static func localPath(_ next: String?) -> String? {
+        guard let next, next.hasPrefix("/gallery/"), !next.hasPrefix("//"), !next.contains("\\"),
+              next.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else { return nil }
+        return next
+    }
+
+    /// The fields of an `application/x-www-form-urlencoded` body.
+    static func formFields(_ body: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for pair in body.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = parts.first.flatMap({ String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding }) else { continue }
+            let value = parts.count == 2 ? String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding : ""
+            if let value, fields[name] == nil { fields[name] = value }
+        }
+        return fields
+    }
+
+    // MARK: Rendering
+
+    /// `template` with `values`, inside the layout, with the pages' headers.
+    func render(
+        _ template: String, title: String, status: HTTPResponse.Status = .ok, viewer: String?, script: String? = nil, _ values: [String: Any]
+    ) -> Response {
+        let position = (try? store.read { try $0.checkpoint() }) ?? 0
+        let displayName = (try? service.read { try $0.registryCatalog(settings.defaultRegistryId)?.displayName }) ?? nil
+        let registryName = displayName.flatMap { $0.isEmpty ? nil : $0 } ?? "Registry \(settings.defaultRegistryId)"
+        var values = values
+        values["registryName"] = registryName
+        let body = PageTemplates.library.render(Self.withoutNils(values), withTemplate: template) ?? ""
+        let page = PageTemplates.library.render(Self.withoutNils([
+            "title": title, "body": body, "signedInAs": viewer as Any, "script": script as Any, "position": position,
+            "registryId": settings.defaultRegistryId, "registryName": registryName,
+        ]), withTemplate: "layout") ?? ""
+        var headers = Self.pageHeaders
+        headers[.contentType] = "text/html; charset=utf-8"
+        return Response(status: status, headers: headers, body: Self.piecewise(ByteBuffer(string: page)))
+    }
+
+    /// `value` with every absent optional left out, at any depth: Mustache would render a `nil`
+    /// held in an `Any` as the text "nil", and treat it as present.
+    static func withoutNils(_ value: Any) -> Any? {
+        let mirror = Mirror(reflecting: value)
+        if mirror.displayStyle == .optional {
+            guard let wrapped = mirror.children.first?.value else { return nil }
+            return withoutNils(wrapped)
+        }
+        if let dictionary = value as? [String: Any] { return dictionary.compactMapValues(withoutNils) }
+        if let array = value as? [Any] { return array.compactMap(withoutNils) }
+        return value
+    }
+
+    func messagePage(_ status: HTTPResponse.Status, _ heading: String, _ text: String, viewer: String?) -> Response {
+        render("message", title: heading, status: status, viewer: viewer, ["heading": heading, "text": text])
+    }
+
+    /// Every page's: nothing runs or loads from elsewhere, nothing is sniffed, framed or kept, and
+    /// no address of it leaks to another site (`same-origin`, not `no-referrer`: under that, a
+    /// browser sends `Origin: null` with the page's own forms, which ``isSameOrigin(_:)`` refuses).
+    static let pageHeaders: HTTPFields = [
+        .contentSecurityPolicy: contentSecurityPolicy, HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        HTTPField.Name("Referrer-Policy")!: "same-origin", HTTPField.Name("X-Frame-Options")!: "DENY", .cacheControl: "no-store",
+    ]
+
+    static func redirect(to location: String) -> Response {
+        var headers = pageHeaders
+        headers[.location] = location
+        return Response(status: .seeOther, headers: headers)
+    }
+
+    private static func asset(_ text: String, type: String) -> Response {
+        var headers = pageHeaders
+        headers[.contentType] = type
+        headers[.cacheControl] = "no-cache"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    private static let unreservedInPaths = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/-._~")
+
+    /// A time as the pages show it: `2026-12-02 10:01:05 UTC` (the log keeps milliseconds).
+    static func shown(_ time: Timestamp) -> String {
+        String(time.iso8601.prefix(19)).replacingOccurrences(of: "T", with: " ") + " UTC"
+    }
+
+    static func percentEncoded(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: unreservedInPaths) ?? ""
+    }
+}
+
+/// A page asked for something the store does not hold.
+struct PageNotFound: Error {
+    let message: String
+}

@@ -1,0 +1,164 @@
+import Foundation
+
+/// A safe subset of Markdown for catalog text (aboutText, usageText), rendered to HTML.
+///
+/// Every character of the input is escaped before any markup is made, and markup is made only
+/// from this list, so no raw HTML passes through:
+/// - `#`…`######` headings (rendered one level down, `h3`…`h6`, under the page's own);
+/// - paragraphs, and `-`/`*` or `1.` lists;
+/// - fenced code blocks (```` ``` ````) and `inline code`;
+/// - `**strong**` and `*emphasis*`;
+/// - `[text](url)` links, only to `http:` and `https:` URLs, which open with `rel="nofollow noopener
+///   noreferrer"`; any other link (`javascript:`, `data:`, relative) is shown as its text.
+///
+/// Pure and deterministic: the same text always renders to the same bytes.
+public enum SafeMarkdown {
+    public static func html(_ markdown: String) -> String {
+        var output = ""
+        var paragraph: [String] = []
+        var list: (ordered: Bool, items: [String])?
+        var code: [String]?
+
+        func flushParagraph() {
+            guard !paragraph.isEmpty else { return }
+            output += "<p>" + paragraph.map(inline).joined(separator: "\n") + "</p>\n"
+            paragraph = []
+        }
+        func flushList() {
+            guard let current = list else { return }
+            let tag = current.ordered ? "ol" : "ul"
+            output += "<\(tag)>" + current.items.map { "<li>\(inline($0))</li>" }.joined() + "</\(tag)>\n"
+            list = nil
+        }
+
+        for rawLine in markdown.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = rawLine.hasSuffix("\r") ? String(rawLine.dropLast()) : String(rawLine)
+            if code != nil {
+                if line.trimmingLeadingSpaces.hasPrefix("```") {
+                    output += "<pre><code>" + code!.map(escape).joined(separator: "\n") + "</code></pre>\n"
+                    code = nil
+                } else {
+                    code!.append(line)
+                }
+                continue
+            }
+            let trimmed = line.trimmingLeadingSpaces
+            if trimmed.hasPrefix("```") {
+                flushParagraph(); flushList()
+                code = []
+            } else if trimmed.isEmpty {
+                flushParagraph(); flushList()
+            } else if let (level, text) = heading(trimmed) {
+                flushParagraph(); flushList()
+                let tag = "h\(min(level + 2, 6))"
+                output += "<\(tag)>\(inline(text))</\(tag)>\n"
+            } else if let (ordered, text) = listItem(trimmed) {
+                flushParagraph()
+                if let current = list, current.ordered != ordered { flushList() }
+                list = (ordered, (list?.items ?? []) + [text])
+            } else {
+                flushList()
+                paragraph.append(trimmed)
+            }
+        }
+        if let code { output += "<pre><code>" + code.map(escape).joined(separator: "\n") + "</code></pre>\n" }
+        flushParagraph()
+        flushList()
+        return output
+    }
+
+    /// Escapes text for HTML content and for double- or single-quoted attribute values.
+    public static func escape(_ text: String) -> String {
+        var escaped = ""
+        escaped.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": escaped += "&amp;"
+            case "<": escaped += "&lt;"
+            case ">": escaped += "&gt;"
+            case "\"": escaped += "&quot;"
+            case "'": escaped += "&#39;"
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped
+    }
+
+    private static func heading(_ line: String) -> (Int, String)? {
+        let hashes = line.prefix { $0 == "#" }.count
+        guard (1...6).contains(hashes), line.dropFirst(hashes).first == " " else { return nil }
+        return (hashes, String(line.dropFirst(hashes + 1)))
+    }
+
+    private static func listItem(_ line: String) -> (ordered: Bool, text: String)? {
+        if line.hasPrefix("- ") || line.hasPrefix("* ") { return (false, String(line.dropFirst(2))) }
+        let digits = line.prefix { $0.isASCII && $0.isNumber }
+        if !digits.isEmpty, digits.count <= 9, line.dropFirst(digits.count).hasPrefix(". ") {
+            return (true, String(line.dropFirst(digits.count + 2)))
+        }
+        return nil
+    }
+
+    /// One line's inline markup: code spans first (their text is literal), then links, strong and
+    /// emphasis over escaped text.
+    static func inline(_ text: String) -> String {
+        var output = ""
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "`") {
+            let after = rest.index(after: open)
+            guard let close = rest[after...].firstIndex(of: "`") else { break }
+            output += spans(rest[..<open]) + "<code>" + escape(String(rest[after..<close])) + "</code>"
+            rest = rest[rest.index(after: close)...]
+        }
+        return output + spans(rest)
+    }
+
+    /// Links, strong and emphasis in text without code spans.
+    private static func spans(_ text: Substring) -> String {
+        var output = ""
+        var rest = text
+        while let open = rest.firstIndex(of: "[") {
+            guard let close = rest[open...].firstIndex(of: "]"), rest.index(after: close) < rest.endIndex,
+                  rest[rest.index(after: close)] == "(",
+                  let end = rest[close...].firstIndex(of: ")") else { break }
+            let label = rest[rest.index(after: open)..<close]
+            let target = rest[rest.index(close, offsetBy: 2)..<end].trimmingCharacters(in: .whitespaces)
+            output += emphasis(rest[..<open])
+            if isSafeLink(target) {
+                output += "<a href=\"\(escape(target))\" rel=\"nofollow noopener noreferrer\">\(emphasis(label))</a>"
+            } else {
+                output += emphasis(label)
+            }
+            rest = rest[rest.index(after: end)...]
+        }
+        return output + emphasis(rest)
+    }
+
+    /// `http:` or `https:` and a host, with nothing a browser would read as another scheme, a
+    /// line break or a quote.
+    static func isSafeLink(_ target: String) -> Bool {
+        let lower = target.lowercased()
+        guard lower.hasPrefix("https://") || lower.hasPrefix("http://"), target.count <= 2048 else { return false }
+        return target.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F && $0 != "\"" && $0 != "'" && $0 != "<" && $0 != ">" && $0 != "\\" }
+    }
+
+    /// `**strong**` and `*emphasis*` over escaped text.
+    private static func emphasis(_ text: Substring) -> String {
+        var output = escape(String(text))
+        for (marker, tag) in [("**", "strong"), ("*", "em")] {
+            let parts = output.components(separatedBy: marker)
+            guard parts.count >= 3 else { continue }
+            // Markers pair up in order; an odd one out stays as it was written.
+            let paired = parts.count % 2 == 1 ? parts.count : parts.count - 1
+            var rebuilt = parts[0]
+            for index in 1..<paired { rebuilt += (index % 2 == 1 ? "<\(tag)>" : "</\(tag)>") + parts[index] }
+            if paired < parts.count { rebuilt += marker + parts[paired] }
+            output = rebuilt
+        }
+        return output
+    }
+}
+
+extension String {
+    fileprivate var trimmingLeadingSpaces: String { String(drop { $0 == " " || $0 == "\t" }) }
+}

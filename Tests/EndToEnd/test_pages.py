@@ -1,0 +1,319 @@
+"""The pages, in a real browser: Debian's chromium, driven by selenium through chromium-driver,
+against a real `serve` with nothing else running. A person finds a repository, reads how to pull
+it, signs in to the audit page, checks an initiation's proof and watches a push arrive live.
+
+Each page's screenshot is kept as a test artefact (UPLOAD_COORDINATOR_ARTEFACTS, by default
+.build/test-artefacts/pages/); the README shows them.
+"""
+import base64
+import os
+import pathlib
+import struct
+import subprocess
+import time
+import zlib
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import CREDENTIALS, ROOT, serving
+from test_registry_clients import login_password, write_oci_layout
+
+ARTEFACTS = pathlib.Path(os.environ.get("UPLOAD_COORDINATOR_ARTEFACTS", ROOT / ".build" / "test-artefacts")) / "pages"
+REGISTRY_ID = "000000000000"
+
+
+def png(width=8, height=8, rgb=(11, 99, 206)):
+    """A small, valid PNG of one colour: the logo."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1100", "--disable-gpu"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot(driver, name):
+    """The whole page, as tall as it is (up to 3,000 pixels)."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    width, height = driver.get_window_size()["width"], driver.get_window_size()["height"]
+    driver.set_window_size(width, min(3000, driver.execute_script("return document.documentElement.scrollHeight") + 140))
+    driver.save_screenshot(str(ARTEFACTS / f"{name}.png"))
+    driver.set_window_size(width, height)
+
+
+def client(server):
+    return boto3.client("ecr-public", endpoint_url=server.endpoint, region_name="us-east-1",
+                        aws_access_key_id="test", aws_secret_access_key="test",
+                        config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+
+
+def skopeo_push(server, tmp_path, repository, tag, layer):
+    """Pushes a one-layer image with skopeo, logged in the ECR way: a registry client's push."""
+    env = {**os.environ, "REGISTRY_AUTH_FILE": str(tmp_path / "auth.json")}
+    host = f"127.0.0.1:{server.port}"
+    login = subprocess.run(["skopeo", "login", "--tls-verify=false", "-u", "AWS", "--password-stdin", host],
+                           input=login_password(server), capture_output=True, text=True, timeout=120, env=env)
+    assert login.returncode == 0, login.stderr
+    source = tmp_path / f"layout-{tag}"
+    digest, _ = write_oci_layout(source, tag, layer)
+    copy = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{source}:{tag}", f"docker://{host}/{repository}:{tag}"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert copy.returncode == 0, copy.stderr
+    return digest
+
+
+def sign_in(driver, key="test", secret="test"):
+    driver.find_element(By.ID, "access-key-id").send_keys(key)
+    driver.find_element(By.ID, "secret-access-key").send_keys(secret)
+    driver.find_element(By.ID, "sign-in").click()
+
+
+def rows(driver, table):
+    return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in driver.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr")]
+
+
+ABOUT = "# Web app\nA **small** web server, with `code` and a [home page](https://example.com/web-app).\n\n- fast\n- tiny"
+
+
+def test_a_person_finds_a_repository_pulls_it_and_sees_its_audit_trail_verified_and_live(browser, tmp_path):
+    with serving() as server:
+        ecr = client(server)
+        ecr.put_registry_catalog_data(displayName="Acme Public Registry")
+        ecr.create_repository(repositoryName="acme/web-app", catalogData={
+            "description": "The Acme web app", "architectures": ["x86-64", "ARM 64"], "operatingSystems": ["Linux"],
+            "logoImageBlob": png(), "aboutText": ABOUT, "usageText": "Run it:\n```\ndocker run acme/web-app\n```"})
+        ecr.create_repository(repositoryName="other/tool")
+        skopeo_push(server, tmp_path, "acme/web-app", "v1", os.urandom(4096))
+        # An initiation from each API client, for the audit page's sources.
+        aws = subprocess.run(["aws", "ecr-public", "initiate-layer-upload", "--endpoint-url", server.endpoint, "--repository-name", "acme/web-app"],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, **CREDENTIALS})
+        assert aws.returncode == 0, aws.stderr
+        boto3_upload = ecr.initiate_layer_upload(repositoryName="acme/web-app")["uploadId"]
+        base = f"http://127.0.0.1:{server.port}"
+
+        # The gallery, from the server's root, as a browser asks for it.
+        browser.get(base + "/")
+        assert browser.current_url == base + "/gallery/"
+        assert browser.find_element(By.CSS_SELECTOR, "h1").text == "Acme Public Registry"
+        names = [link.text for link in browser.find_elements(By.CSS_SELECTOR, "a.repository-link")]
+        assert names == ["acme/web-app", "other/tool"]
+        card = browser.find_element(By.CSS_SELECTOR, "#repositories li")
+        assert "The Acme web app" in card.text and "x86-64, ARM 64" in card.text and "Linux" in card.text and "v1" in card.text
+        logo = card.find_element(By.CSS_SELECTOR, "img.logo")
+        assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", logo) == 8
+        screenshot(browser, "gallery")
+
+        # Found by search.
+        search = browser.find_element(By.ID, "q")
+        search.send_keys("WEB")
+        search.submit()
+        WebDriverWait(browser, 10).until(expected_conditions.url_contains("q=WEB"))
+        assert [link.text for link in browser.find_elements(By.CSS_SELECTOR, "a.repository-link")] == ["acme/web-app"]
+        browser.find_element(By.LINK_TEXT, "acme/web-app").click()
+
+        # Its page: the pull command for this server, its tags, its text, its uploads.
+        WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "repository-name")))
+        assert browser.find_element(By.ID, "pull-command").text == f"docker pull 127.0.0.1:{server.port}/acme/web-app:v1"
+        tags = rows(browser, "tags")
+        assert [row[0] for row in tags] == ["v1"]
+        image = ecr.describe_images(repositoryName="acme/web-app")["imageDetails"][0]
+        assert tags[0][1] == image["imageDigest"]
+        about = browser.find_element(By.ID, "about")
+        assert about.find_element(By.TAG_NAME, "strong").text == "small"
+        assert about.find_element(By.LINK_TEXT, "home page").get_attribute("href") == "https://example.com/web-app"
+        assert [item.text for item in about.find_elements(By.CSS_SELECTOR, "ul li")] == ["fast", "tiny"]
+        assert browser.find_element(By.CSS_SELECTOR, "#usage pre").text == "docker run acme/web-app"
+        # skopeo uploaded two blobs (the layer and the config), then awscli and boto3 one each.
+        uploads = rows(browser, "uploads")
+        assert len(uploads) == 4 and [row[2] for row in uploads] == ["active", "active", "completed", "completed"]
+        assert uploads[0][1] == boto3_upload  # newest first
+        screenshot(browser, "repository")
+
+        # The audit page needs a key: the sign-in page first, then back to the page asked for.
+        browser.get(base + "/gallery/audit")
+        assert "/gallery/sign-in" in browser.current_url
+        sign_in(browser, "test", "wrong")
+        error = WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "sign-in-error")))
+        assert "do not match" in error.text
+        sign_in(browser)
+        WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "initiations")))
+        initiations = rows(browser, "initiations")
+        assert len(initiations) == 4
+        sources = [row[4] for row in initiations]
+        assert sources[:2] == ["boto3", "awscli"] and all(source.startswith("registry client (") for source in sources[2:]), sources
+        assert {row[3] for row in initiations} == {"test"} and {row[2] for row in initiations} == {"acme/web-app"}
+        size = int(browser.find_element(By.ID, "log-size").text)
+        root = subprocess.run([str(ROOT / ".build" / "debug" / "upload-coordinator"), "audit", "root", "--data-dir", server.data_dir],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, "UPLOAD_COORDINATOR_DATABASE_URL": server.database_url or ""})
+        assert root.returncode == 0, root.stderr
+        assert browser.find_element(By.ID, "log-root").text in root.stdout and str(size) in root.stdout
+        screenshot(browser, "audit")
+
+        # Filtered by source.
+        browser.get(base + "/gallery/audit?source=awscli&hours=24")
+        assert [row[4] for row in rows(browser, "initiations")] == ["awscli"]
+
+        # The registry client's initiation, proven on the server.
+        browser.get(base + "/gallery/audit?source=registry")
+        registry_row = rows(browser, "initiations")[0]
+        assert len(rows(browser, "initiations")) == 2
+        browser.find_element(By.CSS_SELECTOR, "a.proof-link").click()
+        WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "verdict")))
+        assert browser.find_element(By.ID, "verdict").text.startswith(f"Verified: event {registry_row[0]} is in the log")
+        checks = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#checks li")]
+        assert len(checks) == 4 and all(check.startswith("Passed") for check in checks), checks
+        assert "UploadInitiated" in checks[0]
+        assert "signature checked" in checks[3] and "includes this event" in checks[3], checks[3]
+        assert int(browser.find_element(By.ID, "tree-size").text) >= size
+        screenshot(browser, "proof")
+
+        # Live: a new push appears without reloading.
+        browser.get(base + "/gallery/audit")
+        WebDriverWait(browser, 10).until(lambda driver: driver.find_element(By.ID, "live-status").text == "live")
+        before = len(rows(browser, "initiations"))
+        browser.execute_script("document.body.setAttribute('data-not-reloaded', 'yes')")
+        skopeo_push(server, tmp_path, "acme/web-app", "v2", os.urandom(2048))
+        WebDriverWait(browser, 20).until(lambda driver: len(rows(driver, "initiations")) > before)
+        newest = rows(browser, "initiations")[0]
+        assert newest[2] == "acme/web-app" and newest[4].startswith("registry client (")
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-not-reloaded") == "yes"
+        WebDriverWait(browser, 10).until(lambda driver: int(driver.find_element(By.ID, "log-size").text) > size)
+        screenshot(browser, "audit-live")
+
+
+HOSTILE = {
+    "description": "<script>window.pwned = 'description'</script>",
+    "aboutText": "<img src=x onerror=\"window.pwned='about'\"> [click me](javascript:window.pwned='link') "
+                 "[data](data:text/html,<script>alert(1)</script>) <iframe src=\"https://example.com\"></iframe>",
+    "usageText": "**<b onmouseover=\"window.pwned='usage'\">bold</b>** `<script>window.pwned='code'</script>` "
+                 "[x](https://example.com/\"onmouseover=\"window.pwned='quote')",
+}
+
+
+def test_hostile_catalog_text_neither_runs_nor_renders_as_markup(browser):
+    with serving() as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="hostile/repo", catalogData=HOSTILE)
+        base = f"http://127.0.0.1:{server.port}"
+        for path in ("/gallery/", "/gallery/?q=hostile", "/gallery/repositories/hostile/repo"):
+            browser.get(base + path)
+            main = browser.find_element(By.TAG_NAME, "main")
+            # Nothing ran, and no element came from the text: no script, image, frame or handler.
+            assert browser.execute_script("return window.pwned") is None
+            assert main.find_elements(By.CSS_SELECTOR, "script, img, iframe, b, [onerror], [onmouseover]") == []
+            assert all(link.get_attribute("href").startswith(("http://127.0.0.1", "https://example.com"))
+                       for link in main.find_elements(By.TAG_NAME, "a"))
+            # The text shows as text.
+            assert "<script>window.pwned = 'description'</script>" in main.text
+        about = browser.find_element(By.ID, "about").text
+        assert "<img src=x onerror=" in about and "<iframe" in about and "click me" in about
+        assert browser.find_element(By.ID, "about").find_elements(By.TAG_NAME, "a") == []
+        usage = browser.find_element(By.ID, "usage")
+        assert "<b onmouseover=" in usage.text and usage.find_element(By.TAG_NAME, "code").text == "<script>window.pwned='code'</script>"
+        screenshot(browser, "hostile")
+
+
+def test_access_cookies_headers_and_private_pulls(tmp_path):
+    with serving("--private-pulls") as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="private/app", catalogData={"description": "secret plans"})
+        base = f"http://127.0.0.1:{server.port}"
+        session = requests.Session()
+
+        # With --private-pulls, the gallery needs a sign-in too; nothing of it shows before.
+        for path in ("/gallery/", "/gallery/repositories/private/app"):
+            answer = session.get(base + path, allow_redirects=False)
+            assert answer.status_code == 303 and answer.headers["Location"].startswith("/gallery/sign-in?next="), path
+            assert "secret plans" not in answer.text
+        # An API client's GET / is not redirected to pages.
+        assert session.get(base + "/", allow_redirects=False).status_code == 404
+
+        # A sign-in from another site's form is refused; a wrong secret is 401 and sets nothing.
+        form = {"accessKeyId": "test", "secretAccessKey": "test", "next": "/gallery/audit"}
+        assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": "http://evil.example"}, allow_redirects=False).status_code == 403
+        wrong = session.post(base + "/gallery/sign-in", data={**form, "secretAccessKey": "nope"}, allow_redirects=False)
+        assert wrong.status_code == 401 and "Set-Cookie" not in wrong.headers
+        # `next` may only be a gallery path.
+        elsewhere = session.post(base + "/gallery/sign-in", data={**form, "next": "//evil.example/x"}, allow_redirects=False)
+        assert elsewhere.status_code == 303 and elsewhere.headers["Location"] == "/gallery/audit"
+        signed = session.post(base + "/gallery/sign-in", data=form, allow_redirects=False)
+        assert signed.status_code == 303 and signed.headers["Location"] == "/gallery/audit"
+        cookie = signed.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=28800" in cookie and "Path=/" in cookie
+
+        page = session.get(base + "/gallery/repositories/private/app")
+        assert page.status_code == 200 and "secret plans" in page.text
+        for path in ("/gallery/", "/gallery/audit", "/gallery/repositories/private/app", "/gallery/sign-in"):
+            answer = session.get(base + path)
+            assert answer.status_code == 200, path
+            policy = answer.headers["Content-Security-Policy"]
+            assert "default-src 'none'" in policy and "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, path
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+        # A tampered or foreign cookie is no session.
+        value = session.cookies.get("uc_session")
+        fields = value.split(".")
+        for forged in (".".join(fields[:2] + [str(int(fields[2]) + 1)] + fields[3:]),
+                       ".".join([fields[0], "4f54484552", *fields[2:]]), "v1.74657374.99999999999999.00"):
+            answer = requests.get(base + "/gallery/audit", cookies={"uc_session": forged}, allow_redirects=False)
+            assert answer.status_code == 303 and "/gallery/sign-in" in answer.headers["Location"], forged
+
+        # The live stream needs the session too, and speaks Server-Sent Events.
+        assert requests.get(base + "/gallery/audit/stream?after=0", allow_redirects=False).status_code == 303
+        with session.get(base + "/gallery/audit/stream?after=0", stream=True, timeout=10) as stream:
+            assert stream.headers["Content-Type"] == "text/event-stream"
+            lines = []
+            for line in stream.iter_lines(decode_unicode=True):
+                lines.append(line)
+                if line.startswith("event: log"):
+                    break
+            assert "event: log" in lines
+
+        # Signing out clears the cookie.
+        out = session.post(base + "/gallery/sign-out", allow_redirects=False)
+        assert out.status_code == 303 and "Max-Age=0" in out.headers["Set-Cookie"]
+        assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 303
+
+
+def test_a_key_of_another_registry_may_not_read_the_audit_trail_and_a_denied_repository_is_not_shown(tmp_path):
+    # A server whose second key belongs to another registry.
+    with serving(credentials="test test\nAKIDFOREIGN foreign 111122223333 someone\n") as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="open/app")
+        ecr.create_repository(repositoryName="closed/app")
+        ecr.set_repository_policy(repositoryName="closed/app", policyText=_deny_anonymous_pulls("closed/app"))
+        base = f"http://127.0.0.1:{server.port}"
+        names = requests.get(base + "/gallery/").text
+        assert "open/app" in names and "closed/app" not in names
+        assert requests.get(base + "/gallery/repositories/closed/app").status_code == 404
+        other = requests.Session()
+        signed = other.post(base + "/gallery/sign-in", data={"accessKeyId": "AKIDFOREIGN", "secretAccessKey": "foreign"}, allow_redirects=False)
+        assert signed.status_code == 303
+        assert other.get(base + "/gallery/audit").status_code == 403
+
+
+def _deny_anonymous_pulls(name):
+    import json
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "NoAnonymousPulls", "Effect": "Deny", "Principal": "*", "Action": ["ecr-public:BatchGetImage"]}]})

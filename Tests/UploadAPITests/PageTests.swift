@@ -1,0 +1,119 @@
+import Crypto
+import Foundation
+import Testing
+@testable import UploadAPI
+import UploadCore
+import UploadTesting
+
+/// The pages' Markdown subset (nothing of the text becomes markup it did not name) and their
+/// signed sessions. The browser's view of both is in Tests/EndToEnd/test_pages.py.
+struct SafeMarkdownTests {
+    @Test(arguments: [
+        ("<script>alert(1)</script>", "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>\n"),
+        ("<img src=x onerror=\"alert(1)\">", "<p>&lt;img src=x onerror=&quot;alert(1)&quot;&gt;</p>\n"),
+        ("[a](javascript:alert(1))", "<p>a)</p>\n"),
+        ("[a](JavaScript:alert(1))", "<p>a)</p>\n"),
+        ("[a](data:text/html;base64,PHNjcmlwdD4=)", "<p>a</p>\n"),
+        ("[a](/relative)", "<p>a</p>\n"),
+        ("[a](https://x.example/\"onmouseover=\"alert(1))", "<p>a)</p>\n"),
+        ("[<b>x</b>](https://x.example/)", "<p><a href=\"https://x.example/\" rel=\"nofollow noopener noreferrer\">&lt;b&gt;x&lt;/b&gt;</a></p>\n"),
+        ("`<script>` and **<i>x</i>**", "<p><code>&lt;script&gt;</code> and <strong>&lt;i&gt;x&lt;/i&gt;</strong></p>\n"),
+        ("```\n<script>alert('x')</script>\n```", "<pre><code>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</code></pre>\n"),
+        ("# <h1>", "<h3>&lt;h1&gt;</h3>\n"),
+    ])
+    func hostileText_isEscaped_andOnlyTheSubsetBecomesMarkup(_ markdown: String, _ html: String) {
+        #expect(SafeMarkdown.html(markdown) == html)
+    }
+
+    @Test func theSubset_rendersAsDocumented() {
+        let markdown = "## Use\nRun *it* with **care**:\n\n- one\n- two\n\n1. first\n2. second\n\n```\ndocker run x\n```\nSee [the docs](https://docs.example/a?b=1&c=2)."
+        #expect(SafeMarkdown.html(markdown) == """
+            <h4>Use</h4>
+            <p>Run <em>it</em> with <strong>care</strong>:</p>
+            <ul><li>one</li><li>two</li></ul>
+            <ol><li>first</li><li>second</li></ol>
+            <pre><code>docker run x</code></pre>
+            <p>See <a href="https://docs.example/a?b=1&amp;c=2" rel="nofollow noopener noreferrer">the docs</a>.</p>
+
+            """)
+    }
+
+    @Test func anUnpairedMarker_staysAsWritten() {
+        #expect(SafeMarkdown.html("2 * 3 = 6, *a* and *b") == "<p>2 <em> 3 = 6, </em>a<em> and </em>b</p>\n")
+        #expect(SafeMarkdown.html("a **b") == "<p>a <em></em>b</p>\n")
+        #expect(SafeMarkdown.html("a `b") == "<p>a `b</p>\n")
+    }
+
+    @Test func anUnclosedCodeBlock_endsWithTheText_escaped() {
+        #expect(SafeMarkdown.html("```\n<a>") == "<pre><code>&lt;a&gt;</code></pre>\n")
+    }
+}
+
+struct PageSessionTests {
+    let clock = TestClock()
+    let key = SymmetricKey(data: Array(repeating: UInt8(9), count: 32))
+
+    func session(keys: [AccessKey] = [AccessKey(accessKeyId: "AKID", secretAccessKey: "secret")], registryKey: SymmetricKey? = nil) -> PageSession {
+        PageSession(
+            registryTokenKey: registryKey ?? key, clock: clock,
+            authentication: .sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: "123456789012")))
+    }
+
+    @Test func signIn_needsTheKeysSecret() {
+        let session = session()
+        #expect(session.signIn(accessKeyId: "AKID", secret: "secret") == "AKID")
+        #expect(session.signIn(accessKeyId: "AKID", secret: "secreT") == nil)
+        #expect(session.signIn(accessKeyId: "AKID", secret: "") == nil)
+        #expect(session.signIn(accessKeyId: "NOPE", secret: "") == nil)
+        #expect(session.signIn(accessKeyId: "", secret: "") == nil)
+    }
+
+    @Test func aCookie_namesItsKey_untilItExpires() {
+        let session = session()
+        let header = session.setCookie(for: "AKID")
+        #expect(header.contains("HttpOnly") && header.contains("SameSite=Strict") && header.contains("Max-Age=28800"))
+        let value = session.cookieValue(for: "AKID")
+        #expect(session.accessKeyId(fromCookieHeader: "a=b; uc_session=\(value); c=d") == "AKID")
+        clock.advance(milliseconds: PageSession.lifetimeMilliseconds - 1)
+        #expect(session.accessKeyId(fromCookie: value) == "AKID")
+        clock.advance(milliseconds: 1)
+        #expect(session.accessKeyId(fromCookie: value) == nil, "expired")
+    }
+
+    @Test func aForgedOrForeignCookie_isNoSession() {
+        let session = session(keys: [AccessKey(accessKeyId: "AKID", secretAccessKey: "s"), AccessKey(accessKeyId: "OTHER", secretAccessKey: "t")])
+        let value = session.cookieValue(for: "AKID")
+        var fields = value.split(separator: ".").map(String.init)
+        fields[1] = Array("OTHER".utf8).map { String(format: "%02x", $0) }.joined()
+        #expect(session.accessKeyId(fromCookie: fields.joined(separator: ".")) == nil, "another key's name under this signature")
+        fields = value.split(separator: ".").map(String.init)
+        fields[2] = String(Int64(fields[2])! + 1)
+        #expect(session.accessKeyId(fromCookie: fields.joined(separator: ".")) == nil, "a later expiry")
+        let otherServer = self.session(registryKey: SymmetricKey(size: .bits256))
+        #expect(otherServer.accessKeyId(fromCookie: value) == nil, "another server's key")
+        #expect(session.accessKeyId(fromCookie: "") == nil)
+        #expect(session.accessKeyId(fromCookie: "v1...") == nil)
+    }
+
+    @Test func aKeyNoLongerConfigured_revokesItsCookies() {
+        let value = session().cookieValue(for: "AKID")
+        #expect(session(keys: [AccessKey(accessKeyId: "NEW", secretAccessKey: "s")]).accessKeyId(fromCookie: value) == nil)
+    }
+
+    @Test func anonymousServers_takeNoSignIn() {
+        let open = PageSession(registryTokenKey: key, clock: clock, authentication: .anonymous)
+        #expect(!open.acceptsKeys)
+        #expect(open.signIn(accessKeyId: "", secret: "") == nil)
+    }
+
+    @Test func aSignInMay_onlyReturnToAGalleryPath() {
+        #expect(ECRPublicService.localPath("/gallery/audit?x=1") == "/gallery/audit?x=1")
+        for next in ["//evil.example/gallery/", "https://evil.example/", "/gallery/\\evil", "/other", "/gallery/\nx", nil] {
+            #expect(ECRPublicService.localPath(next) == nil)
+        }
+    }
+
+    @Test func aFormBody_isDecoded() {
+        #expect(ECRPublicService.formFields("a=1&b=x+y%2Bz&a=2&c") == ["a": "1", "b": "x y+z", "c": ""])
+    }
+}
