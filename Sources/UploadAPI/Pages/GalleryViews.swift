@@ -111,7 +111,7 @@ extension ECRPublicService {
             values["hasTags"] = !tags.isEmpty
             values["images"] = images.prefix(50).map { image -> [String: Any] in
                 ["digest": image.imageDigest, "tags": image.tags.joined(separator: ", "), "size": Self.byteCount(image.imageSizeInBytes),
-                 "pushedAt": Self.shown(image.pushedAt), "mediaType": image.artifactMediaType ?? image.imageManifestMediaType]
+                 "pushedAt": Self.shown(image.pushedAt), "mediaType": image.imageManifestMediaType]
             }
             values["hasImages"] = !images.isEmpty
             if images.count > 50 {
