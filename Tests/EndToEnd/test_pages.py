@@ -317,3 +317,52 @@ def _deny_anonymous_pulls(name):
     import json
     return json.dumps({"Version": "2012-10-17", "Statement": [{
         "Sid": "NoAnonymousPulls", "Effect": "Deny", "Principal": "*", "Action": ["ecr-public:BatchGetImage"]}]})
+
+
+def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
+    import re
+    with serving("--upload-expiry", "1", "--sweep-interval", "1") as server:
+        ecr = client(server)
+        for number in range(30):
+            ecr.create_repository(repositoryName=f"page/r{number:02}")
+        other = boto3.client("ecr-public", endpoint_url=server.endpoint, region_name="us-east-1",
+                             aws_access_key_id="AKIDOTHER", aws_secret_access_key="othersecret",
+                             config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+        mine = ecr.initiate_layer_upload(repositoryName="page/r00")["uploadId"]
+        theirs = other.initiate_layer_upload(repositoryName="page/r01")["uploadId"]
+        base = f"http://127.0.0.1:{server.port}"
+
+        def names(html):
+            return re.findall(r'class="repository-link" href="/gallery/repositories/[^"]+">([^<]+)</a>', html)
+
+        # 24 a page, in name order, and the next page after the last one shown.
+        first = requests.get(base + "/gallery/").text
+        assert names(first) == [f"page/r{n:02}" for n in range(24)]
+        next_path = re.search(r'id="next-page" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+        second = requests.get(base + next_path).text
+        assert names(second) == [f"page/r{n:02}" for n in range(24, 30)] and 'id="next-page"' not in second
+        # A search keeps to names that contain it, in any case.
+        assert names(requests.get(base + "/gallery/", params={"q": "R2"}).text) == [f"page/r{n}" for n in range(20, 30)]
+        assert 'id="no-repositories"' in requests.get(base + "/gallery/", params={"q": "nothing-like-this"}).text
+
+        # The idle upload expires, and its repository's page says so.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            page = requests.get(base + "/gallery/repositories/page/r00").text
+            if 'class="state expired"' in page:
+                break
+            time.sleep(0.5)
+        assert f"<code>{mine}</code>" in page and 'class="state expired">expired<' in page
+
+        # The audit trail's filters: by principal, by repository (by name, or registry/name).
+        session = requests.Session()
+        assert session.post(base + "/gallery/sign-in", data={"accessKeyId": "test", "secretAccessKey": "test"}, allow_redirects=False).status_code == 303
+
+        def uploads(**filters):
+            return re.findall(r"<td><code>([0-9a-f-]{36})</code></td>", session.get(base + "/gallery/audit", params=filters).text)
+        assert uploads() == [theirs, mine]
+        assert uploads(principal="AKIDOTHER") == [theirs]
+        assert uploads(repository="page/r00") == [mine]
+        assert uploads(repository=f"{REGISTRY_ID}/page/r01") == [theirs]
+        assert uploads(source="boto3", principal="test") == [mine]
+        assert uploads(source="registry") == []

@@ -16,6 +16,8 @@ extension ECRPublicService {
     static let auditRowsShown = 100
     /// The most initiations one audit page decodes to fill itself with matches for its filters.
     static let auditScanLimit = 5_000
+    /// The longest the audit stream stays silent: well inside `serve --idle-timeout`'s default.
+    static let streamHeartbeat = Duration.seconds(15)
     /// The windows the audit page offers, in hours (0: the whole log).
     static let auditWindows: [(hours: Int64, label: String)] = [(1, "the last hour"), (24, "the last day"), (168, "the last week"), (720, "the last 30 days"), (0, "all time")]
 
@@ -171,6 +173,7 @@ extension ECRPublicService {
                 // At once, so that the browser knows the stream is open before the log next grows.
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: following the log after position \(after)\n\n"))
                 var position = after
+                var lastWrite = ContinuousClock.now
                 while !store.followersStopped {
                     let from = position
                     let (events, size, root) = try await Self.feedPool.runIfActive {
@@ -181,6 +184,11 @@ extension ECRPublicService {
                         }
                     }
                     guard let root else {
+                        // A comment now and then, so that a quiet log is not an idle connection.
+                        if ContinuousClock.now - lastWrite > Self.streamHeartbeat {
+                            try await writer.write(ByteBuffer(string: ": waiting after position \(position)\n\n"))
+                            lastWrite = .now
+                        }
                         if await !store.waitForEvents(after: position) { break }
                         continue
                     }
@@ -192,6 +200,7 @@ extension ECRPublicService {
                     }
                     buffer.writeString("event: log\nid: \(size)\ndata: \(JSONValue.object([("treeSize", .uint(size)), ("rootHash", .string(root))]).text)\n\n")
                     try await writer.write(buffer)
+                    lastWrite = .now
                     position = size
                 }
             } onGracefulShutdown: {
