@@ -156,6 +156,7 @@ let package = Package(
             dependencies: [
                 "AWSJSON", "ECRRequests", "UploadAPI", "UploadService", "UploadTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
             ],
             swiftSettings: swiftSettings
         ),

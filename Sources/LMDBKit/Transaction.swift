@@ -174,6 +174,40 @@ public struct Transaction {
         if rc != MDB_NOTFOUND { throw LMDBError(code: rc, operation: "mdb_cursor_get(\(db.name))") }
     }
 
+    /// Visits entries in descending key order, starting at the last key < `end` (or the last key),
+    /// until `body` returns `false`. The buffers are valid only during each call of `body`.
+    /// - Complexity: O(log n) to start, then O(1) amortised per entry.
+    public func scanBackward(
+        _ db: Database, before end: [UInt8]? = nil,
+        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        let cursor = try openCursor(db)
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val(), value = MDB_val()
+        var rc: Int32
+        if let end, !end.isEmpty {
+            // The first key ≥ the end's storable prefix, then one step back unless that key is the
+            // prefix itself of a longer end (then it sorts before the end, so it is the start).
+            let bounded = Array(end.prefix(Self.maximumKeySize))
+            rc = bounded.withUnsafeBytes { s in
+                key = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
+                return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+            }
+            if rc == MDB_NOTFOUND {
+                rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
+            } else if rc == 0, !(bounded.count < end.count && Self.buffer(key).elementsEqual(bounded)) {
+                rc = mdb_cursor_get(cursor, &key, &value, MDB_PREV)
+            }
+        } else {
+            rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
+        }
+        while rc == 0 {
+            guard try body(Self.buffer(key), Self.buffer(value)) else { return }
+            rc = mdb_cursor_get(cursor, &key, &value, MDB_PREV)
+        }
+        if rc != MDB_NOTFOUND { throw LMDBError(code: rc, operation: "mdb_cursor_get(\(db.name))") }
+    }
+
     private func openCursor(_ db: Database) throws(LMDBError) -> OpaquePointer {
         var cursor: OpaquePointer?
         try check(mdb_cursor_open(txn, db.dbi, &cursor), "mdb_cursor_open(\(db.name))")

@@ -98,7 +98,9 @@ public final class ECRPublicService: Sendable {
         self.authentication = authentication
         self.spoolBudget = spoolBudget
         self.checkpoints = checkpoints
-        pageSession = PageSession(registryTokenKey: self.registry.authority.key, clock: service.store.clock, authentication: authentication)
+        pageSession = PageSession(
+            registryTokenKey: self.registry.authority.key, clock: service.store.clock, authentication: authentication,
+            secure: self.registry.publicURL?.hasPrefix("https://") == true)
         spoolDirectory = service.blobs.directory + "/spool"
         try? FileManager.default.createDirectory(atPath: spoolDirectory, withIntermediateDirectories: true)
         SpooledBody.removeLeftovers(in: spoolDirectory)

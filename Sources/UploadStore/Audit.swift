@@ -105,16 +105,21 @@ extension EventStore {
         try read { snapshot in
             let wanted = repository?.description
             return try snapshot.initiationMarks(since: since, until: until).filter { wanted == nil || $0.repository.sameBytes(as: wanted!) }.map { mark in
-                guard let record = try snapshot.eventRecords(from: mark.position, count: 1).first else {
-                    throw StoreError(.corrupt, "the initiation index names position \(mark.position), which the log lacks")
-                }
-                return try EventLog.decode(position: mark.position, record[...])
+                try snapshot.indexedEvent(at: mark.position)
             }
         }
     }
 }
 
 extension StoreSnapshot {
+    /// The event an index names at `position`: the log must hold it, and it must decode.
+    public func indexedEvent(at position: UInt64) throws -> EventEnvelope {
+        guard position >= 1, let record = try eventRecords(from: position, count: 1).first else {
+            throw StoreError(.corrupt, "an index names position \(position), which the log lacks")
+        }
+        return try EventLog.decode(position: position, record[...])
+    }
+
     /// Decodes the initiations index's entries (time · position → repository) in key order, up to `until`.
     static func initiationMarks(
         _ entries: [(key: [UInt8], value: [UInt8])], until: Timestamp?
@@ -127,6 +132,24 @@ extension StoreSnapshot {
             marks.append((BigEndian.uint64(key.suffix(8)) ?? 0, try RepositoryMark(decoding: value).repository))
         }
         return marks
+    }
+}
+
+/// One entry of the auditors' index of initiations, with its place in the index for the next page.
+public struct InitiationMark: Sendable {
+    public let cursor: StoreCursor
+    public let recordedAt: Timestamp
+    public let position: UInt64
+    /// `registryId/name`.
+    public let repository: String
+
+    /// The entry of a key (time · position) and its value; `nil` for a key of another shape.
+    init?(_ entry: (key: [UInt8], value: [UInt8])) throws {
+        guard entry.key.count == 16, let time = BigEndian.uint64(entry.key.prefix(8)), let position = BigEndian.uint64(entry.key.suffix(8)) else { return nil }
+        cursor = StoreCursor(key: entry.key)
+        recordedAt = Timestamp(millisecondsSinceEpoch: Int64(bitPattern: time))
+        self.position = position
+        repository = try RepositoryMark(decoding: entry.value).repository
     }
 }
 

@@ -1,3 +1,4 @@
+import LogHashing
 public import UploadCore
 
 /// What the application layer needs of a store, whatever keeps it: LMDB (``Store``) now, and
@@ -105,6 +106,9 @@ public protocol StoreSnapshot: ProjectionState {
     /// The position of every UploadInitiated recorded in `since ..< until` (either bound
     /// optional), in time order, with its repository (`registryId/name`): the auditors' index.
     func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)]
+    /// Up to `limit` entries of the same index, newest first, from before `cursor` (from the newest
+    /// when `nil`): for pages that show the latest initiations without reading a whole window.
+    func newestInitiationMarks(before cursor: StoreCursor?, limit: Int) throws -> [InitiationMark]
     /// Up to `limit` completed layers of every repository, after `cursor` (from the first when
     /// `nil`), with the cursor of each for the next page.
     func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)]
@@ -132,4 +136,15 @@ extension EventStore {
 /// A place in a store's walk of a whole view; opaque to callers.
 public struct StoreCursor: Sendable, Equatable {
     let key: [UInt8]
+
+    init(key: [UInt8]) { self.key = key }
+
+    /// The cursor as text, for a link to the next page.
+    public var text: String { Hex.encode(key) }
+
+    /// A cursor from its ``text``; `nil` for text that is not one.
+    public init?(text: String) {
+        guard text.utf8.count <= 1024, let key = Hex.decode(text), !key.isEmpty else { return nil }
+        self.key = key
+    }
 }

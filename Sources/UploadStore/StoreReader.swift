@@ -75,6 +75,16 @@ public struct StoreReader: StoreSnapshot {
         return try Self.initiationMarks(entries, until: until)
     }
 
+    public func newestInitiationMarks(before cursor: StoreCursor?, limit: Int) throws -> [InitiationMark] {
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        guard limit > 0 else { return [] }
+        try projections.scanBackward(projectionSchema.database(.initiations), before: cursor?.key) { key, value in
+            entries.append((Array(key), Array(value)))
+            return entries.count < limit
+        }
+        return try entries.compactMap(InitiationMark.init)
+    }
+
     public func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)] {
         try entries(.layers, afterKey: cursor?.key, limit: limit).map { (StoreCursor(key: $0.key), try LayerRecord(decoding: $0.value)) }
     }

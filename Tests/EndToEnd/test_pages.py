@@ -24,6 +24,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import CREDENTIALS, ROOT, serving
+from test_catalog_and_tags import push_image
 from test_registry_clients import login_password, write_oci_layout
 
 ARTEFACTS = pathlib.Path(os.environ.get("UPLOAD_COORDINATOR_ARTEFACTS", ROOT / ".build" / "test-artefacts")) / "pages"
@@ -203,7 +204,8 @@ def test_a_person_finds_a_repository_pulls_it_and_sees_its_audit_trail_verified_
 
 
 HOSTILE = {
-    "description": "<script>window.pwned = 'description'</script>",
+    # U+0600 joins the `<` after it into one Character, which Character-wise escaping misses.
+    "description": "<script>window.pwned = 'description'</script> \u0600<b id=\"joined\">x</b>",
     "aboutText": "<img src=x onerror=\"window.pwned='about'\"> [click me](javascript:window.pwned='link') "
                  "[data](data:text/html,<script>alert(1)</script>) <iframe src=\"https://example.com\"></iframe>",
     "usageText": "**<b onmouseover=\"window.pwned='usage'\">bold</b>** `<script>window.pwned='code'</script>` "
@@ -225,7 +227,12 @@ def test_hostile_catalog_text_neither_runs_nor_renders_as_markup(browser):
             assert all(link.get_attribute("href").startswith(("http://127.0.0.1", "https://example.com"))
                        for link in main.find_elements(By.TAG_NAME, "a"))
             # The text shows as text.
-            assert "<script>window.pwned = 'description'</script>" in main.text
+            assert "<script>window.pwned = 'description'</script>" in main.text and "<b id=\"joined\">" in main.text
+        # A search's own text, reflected into the page and its search box, stays text too.
+        browser.get(base + "/gallery/?q=" + requests.utils.quote("\u0600<b id=reflected>x</b>\"\u0301 autofocus onfocus=\"window.pwned='q'"))
+        assert browser.find_elements(By.ID, "reflected") == [] and browser.execute_script("return window.pwned") is None
+        assert browser.find_element(By.ID, "q").get_attribute("value").endswith("autofocus onfocus=\"window.pwned='q'")
+        browser.get(base + "/gallery/repositories/hostile/repo")
         about = browser.find_element(By.ID, "about").text
         assert "<img src=x onerror=" in about and "<iframe" in about and "click me" in about
         assert browser.find_element(By.ID, "about").find_elements(By.TAG_NAME, "a") == []
@@ -245,7 +252,6 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
         for path in ("/gallery/", "/gallery/repositories/private/app"):
             answer = session.get(base + path, allow_redirects=False)
             assert answer.status_code == 303 and answer.headers["Location"].startswith("/gallery/sign-in?next="), path
-            assert "secret plans" not in answer.text
         # An API client's GET / is not redirected to pages.
         assert session.get(base + "/", allow_redirects=False).status_code == 404
 
@@ -296,27 +302,68 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
         assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 303
 
 
-def test_a_key_of_another_registry_may_not_read_the_audit_trail_and_a_denied_repository_is_not_shown(tmp_path):
-    # A server whose second key belongs to another registry.
+def test_a_key_of_another_registry_may_not_read_the_audit_trail_and_denied_repositories_and_tags_are_not_shown(tmp_path):
     with serving(credentials="test test\nAKIDFOREIGN foreign 111122223333 someone\n") as server:
         ecr = client(server)
-        ecr.create_repository(repositoryName="open/app")
-        ecr.create_repository(repositoryName="closed/app")
-        ecr.set_repository_policy(repositoryName="closed/app", policyText=_deny_anonymous_pulls("closed/app"))
+        for name in ("open/app", "closed/app", "closed/for-test", "quiet/app"):
+            ecr.create_repository(repositoryName=name)
+        ecr.set_repository_policy(repositoryName="closed/app", policyText=_deny("*", "BatchGetImage"))
+        ecr.set_repository_policy(repositoryName="closed/for-test", policyText=_deny("arn:aws:iam::000000000000:user/test", "BatchGetImage"))
+        push_image(ecr, "quiet/app", [b"quiet layer"], tag="hidden-tag")
+        ecr.set_repository_policy(repositoryName="quiet/app", policyText=_deny("*", "DescribeImageTags"))
         base = f"http://127.0.0.1:{server.port}"
-        names = requests.get(base + "/gallery/").text
-        assert "open/app" in names and "closed/app" not in names
+        signed_in = requests.Session()
+        assert signed_in.post(base + "/gallery/sign-in", data={"accessKeyId": "test", "secretAccessKey": "test"}, allow_redirects=False).status_code == 303
+
+        # Anonymous viewers: the repository denied to everyone is neither listed, found nor shown.
+        listed = requests.get(base + "/gallery/").text
+        assert "open/app" in listed and "closed/for-test" in listed and "closed/app" not in listed
+        assert 'id="no-repositories"' in requests.get(base + "/gallery/", params={"q": "closed/app"}).text
         assert requests.get(base + "/gallery/repositories/closed/app").status_code == 404
+        # A key named in a Deny does not see what anonymous viewers see.
+        mine = signed_in.get(base + "/gallery/").text
+        assert "open/app" in mine and "closed/for-test" not in mine
+        assert signed_in.get(base + "/gallery/repositories/closed/for-test").status_code == 404
+        assert requests.get(base + "/gallery/repositories/closed/for-test").status_code == 200
+        # DescribeImageTags denied: the repository shows, its tags do not.
+        quiet = requests.get(base + "/gallery/repositories/quiet/app")
+        assert quiet.status_code == 200 and "hidden-tag" not in quiet.text and "does not let you list its tags" in quiet.text
+        assert "hidden-tag" not in listed and "hidden-tag" not in signed_in.get(base + "/gallery/repositories/quiet/app").text
+
+        # A key of another registry may sign in, but the audit trail is this registry's keys'.
         other = requests.Session()
         signed = other.post(base + "/gallery/sign-in", data={"accessKeyId": "AKIDFOREIGN", "secretAccessKey": "foreign"}, allow_redirects=False)
         assert signed.status_code == 303
         assert other.get(base + "/gallery/audit").status_code == 403
 
 
-def _deny_anonymous_pulls(name):
+def test_a_search_stopped_by_its_bound_links_on_without_naming_a_hidden_repository():
+    import re
+    with serving() as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="aaa/hidden-secret")
+        ecr.set_repository_policy(repositoryName="aaa/hidden-secret", policyText=_deny("*", "BatchGetImage"))
+        base = f"http://127.0.0.1:{server.port}"
+        # One page of 24 exactly: no link to an empty next page.
+        for number in range(23):
+            ecr.create_repository(repositoryName=f"bbb/r{number:02}")
+        ecr.create_repository(repositoryName="ccc/last")
+        page = requests.get(base + "/gallery/").text
+        assert len(re.findall('class="repository-link"', page)) == 24 and 'id="next-page"' not in page
+        # A next link carries a sealed cursor: no repository's name, and only this server's opens.
+        ecr.create_repository(repositoryName="ddd/more")
+        page = requests.get(base + "/gallery/").text
+        link = re.search(r'id="next-page" href="([^"]+)"', page).group(1).replace("&amp;", "&")
+        assert "ccc" not in link and "secret" not in link
+        assert re.findall(r'repository-link" href="[^"]+">([^<]+)<', requests.get(base + link).text) == ["ddd/more"]
+        forged = requests.get(base + "/gallery/?after=" + "A" * 40)
+        assert forged.status_code == 400
+
+
+def _deny(principal, action):
     import json
     return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Sid": "NoAnonymousPulls", "Effect": "Deny", "Principal": "*", "Action": ["ecr-public:BatchGetImage"]}]})
+        "Sid": "Deny", "Effect": "Deny", "Principal": principal if principal == "*" else {"AWS": principal}, "Action": [f"ecr-public:{action}"]}]})
 
 
 def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
@@ -366,3 +413,15 @@ def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
         assert uploads(repository=f"{REGISTRY_ID}/page/r01") == [theirs]
         assert uploads(source="boto3", principal="test") == [mine]
         assert uploads(source="registry") == []
+
+        # The live stream resumes after the last event a browser was sent (Last-Event-ID), not again from `after`.
+        positions = [event["position"] for event in server.events() if event["type"] == "UploadInitiated"]
+        assert len(positions) == 2
+        with session.get(base + "/gallery/audit/stream?after=0", headers={"Last-Event-ID": str(positions[0])}, stream=True, timeout=10) as stream:
+            ids = []
+            for line in stream.iter_lines(decode_unicode=True):
+                if line.startswith("id: "):
+                    ids.append(int(line[4:]))
+                if line.startswith("event: log"):
+                    break
+        assert ids[0] == positions[1], ids

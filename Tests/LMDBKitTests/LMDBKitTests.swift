@@ -76,6 +76,33 @@ struct LMDBKitTests {
         }
     }
 
+    @Test func scanBackward_visitsKeysInDescendingOrderFromBeforeAnEndKey() throws {
+        try withEnvironment { env in
+            try env.write { txn in
+                let db = try txn.openDatabase("t", create: true)!
+                for k: [UInt8] in [[5], [1], [3], [9], [3, 0]] { try txn.put(db, k, [1]) }
+            }
+            func backward(before end: [UInt8]?, while keep: @escaping ([UInt8]) -> Bool = { _ in true }) throws -> [[UInt8]] {
+                var seen: [[UInt8]] = []
+                try env.read { txn in
+                    try txn.scanBackward(try txn.openDatabase("t")!, before: end) { key, _ in
+                        seen.append(Array(key))
+                        return keep(Array(key))
+                    }
+                }
+                return seen
+            }
+            #expect(try backward(before: nil) == [[9], [5], [3, 0], [3], [1]])
+            #expect(try backward(before: [5]) == [[3, 0], [3], [1]], "an end that is a key: strictly before it")
+            #expect(try backward(before: [4]) == [[3, 0], [3], [1]], "an end between keys")
+            #expect(try backward(before: [3, 0]) == [[3], [1]])
+            #expect(try backward(before: [10]) == [[9], [5], [3, 0], [3], [1]], "an end past every key")
+            #expect(try backward(before: [1]) == [], "an end at the first key")
+            #expect(try backward(before: [0]) == [], "an end before every key")
+            #expect(try backward(before: nil, while: { $0 != [5] }) == [[9], [5]], "stops when asked")
+        }
+    }
+
     @Test func sameDirectory_openedTwiceInOneProcess_isRefused() throws {
         try withEnvironment { env in
             #expect(throws: EnvironmentError.self) { _ = try Environment(directory: env.directory) }

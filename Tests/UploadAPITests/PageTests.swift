@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Mustache
 import Testing
 @testable import UploadAPI
 import UploadCore
@@ -39,13 +40,37 @@ struct SafeMarkdownTests {
     }
 
     @Test func anUnpairedMarker_staysAsWritten() {
-        #expect(SafeMarkdown.html("2 * 3 = 6, *a* and *b") == "<p>2 <em> 3 = 6, </em>a<em> and </em>b</p>\n")
-        #expect(SafeMarkdown.html("a **b") == "<p>a <em></em>b</p>\n")
+        #expect(SafeMarkdown.html("2 * 3 = 6, *a* and *b") == "<p>2 * 3 = 6, <em>a</em> and *b</p>\n")
+        #expect(SafeMarkdown.html("a **b") == "<p>a **b</p>\n")
+        #expect(SafeMarkdown.html("a ** b **") == "<p>a ** b **</p>\n")
         #expect(SafeMarkdown.html("a `b") == "<p>a `b</p>\n")
+    }
+
+    @Test func aBracketThatStartsNoLink_isText_andLaterLinksStillWork() {
+        #expect(SafeMarkdown.html("See [RFC 9162] and [docs](https://x.example/)")
+            == "<p>See [RFC 9162] and <a href=\"https://x.example/\" rel=\"nofollow noopener noreferrer\">docs</a></p>\n")
+    }
+
+    @Test func windowsLineEndings_splitLinesToo() {
+        #expect(SafeMarkdown.html("# Title\r\n- a\r\n- b\r\n\r\ntext") == "<h3>Title</h3>\n<ul><li>a</li><li>b</li></ul>\n<p>text</p>\n")
     }
 
     @Test func anUnclosedCodeBlock_endsWithTheText_escaped() {
         #expect(SafeMarkdown.html("```\n<a>") == "<pre><code>&lt;a&gt;</code></pre>\n")
+    }
+}
+
+/// The templates escape every value one Unicode scalar at a time: swift-mustache's own HTML
+/// escaping looks at whole Characters, and a `<` or `"` that shares one with a neighbouring
+/// scalar (a prepended U+0600, a combining U+0301) would pass it unescaped.
+struct PageTemplateTests {
+    @Test(arguments: ["\u{0600}<meta http-equiv=refresh content=0>", "\"\u{0301} autofocus onfocus=x \"", "<b>&'"])
+    func everyValue_isEscapedScalarByScalar(_ hostile: String) throws {
+        let page = try #require(PageTemplates.library.render(["query": hostile, "hasQuery": true], withTemplate: "registry"))
+        let expected = SafeMarkdown.escape(hostile)
+        #expect(page.contains("value=\"\(expected)\""), "in an attribute")
+        #expect(page.contains("contains “\(expected)”"), "in text")
+        #expect(page.range(of: hostile, options: .literal) == nil, "the raw text is nowhere in the page")
     }
 }
 
@@ -73,11 +98,11 @@ struct PageSessionTests {
         let header = session.setCookie(for: "AKID")
         #expect(header.contains("HttpOnly") && header.contains("SameSite=Strict") && header.contains("Max-Age=28800"))
         let value = session.cookieValue(for: "AKID")
-        #expect(session.accessKeyId(fromCookieHeader: "a=b; uc_session=\(value); c=d") == "AKID")
+        #expect(session.viewer(fromCookieHeader: "a=b; uc_session=\(value); c=d")?.accessKeyId == "AKID")
         clock.advance(milliseconds: PageSession.lifetimeMilliseconds - 1)
-        #expect(session.accessKeyId(fromCookie: value) == "AKID")
+        #expect(session.viewer(fromCookie: value)?.accessKeyId == "AKID")
         clock.advance(milliseconds: 1)
-        #expect(session.accessKeyId(fromCookie: value) == nil, "expired")
+        #expect(session.viewer(fromCookie: value) == nil, "expired")
     }
 
     @Test func aForgedOrForeignCookie_isNoSession() {
@@ -85,19 +110,30 @@ struct PageSessionTests {
         let value = session.cookieValue(for: "AKID")
         var fields = value.split(separator: ".").map(String.init)
         fields[1] = Array("OTHER".utf8).map { String(format: "%02x", $0) }.joined()
-        #expect(session.accessKeyId(fromCookie: fields.joined(separator: ".")) == nil, "another key's name under this signature")
+        #expect(session.viewer(fromCookie: fields.joined(separator: ".")) == nil, "another key's name under this signature")
         fields = value.split(separator: ".").map(String.init)
         fields[2] = String(Int64(fields[2])! + 1)
-        #expect(session.accessKeyId(fromCookie: fields.joined(separator: ".")) == nil, "a later expiry")
+        #expect(session.viewer(fromCookie: fields.joined(separator: ".")) == nil, "a later expiry")
         let otherServer = self.session(registryKey: SymmetricKey(size: .bits256))
-        #expect(otherServer.accessKeyId(fromCookie: value) == nil, "another server's key")
-        #expect(session.accessKeyId(fromCookie: "") == nil)
-        #expect(session.accessKeyId(fromCookie: "v1...") == nil)
+        #expect(otherServer.viewer(fromCookie: value) == nil, "another server's key")
+        #expect(session.viewer(fromCookie: "") == nil)
+        #expect(session.viewer(fromCookie: "v1...") == nil)
     }
 
-    @Test func aKeyNoLongerConfigured_revokesItsCookies() {
+    @Test func aKeyNoLongerConfigured_orGivenANewSecret_revokesItsCookies() {
         let value = session().cookieValue(for: "AKID")
-        #expect(session(keys: [AccessKey(accessKeyId: "NEW", secretAccessKey: "s")]).accessKeyId(fromCookie: value) == nil)
+        #expect(session().viewer(fromCookie: value)?.accessKeyId == "AKID")
+        #expect(session(keys: [AccessKey(accessKeyId: "NEW", secretAccessKey: "s")]).viewer(fromCookie: value) == nil)
+        #expect(session(keys: [AccessKey(accessKeyId: "AKID", secretAccessKey: "rotated")]).viewer(fromCookie: value) == nil)
+    }
+
+    @Test func aSealedCursor_opensOnlyOnThisServer_andShowsNoName() {
+        let sealed = session().sealed("team/secret-repository")
+        #expect(!sealed.contains("secret") && sealed.unicodeScalars.allSatisfy { $0.isASCII && $0 != "+" && $0 != "/" && $0 != "&" })
+        #expect(session().opened(sealed) == "team/secret-repository")
+        #expect(session(registryKey: SymmetricKey(size: .bits256)).opened(sealed) == nil)
+        #expect(session().opened(String(sealed.dropLast(2)) + "AA") == nil)
+        #expect(session().opened("team/secret-repository") == nil)
     }
 
     @Test func anonymousServers_takeNoSignIn() {

@@ -192,6 +192,39 @@ struct StoreConformanceTests {
     }
 
     @Test(arguments: StoreBackend.allCases)
+    func theNewestInitiations_pageBackward_throughTheWholeIndex(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        try await location.withStore { store in
+            for name in ["team/a", "team/b"] {
+                _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: name)), metadata: testMetadata())
+            }
+            for index in 0..<7 {
+                _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: index % 3 == 0 ? "team/a" : "team/b"), metadata: testMetadata())
+            }
+            let ascending = try store.read { try $0.initiationMarks(since: nil, until: nil) }
+            #expect(ascending.count == 7)
+            var pages: [[InitiationMark]] = []
+            var cursor: StoreCursor?
+            repeat {
+                pages.append(try store.read { try $0.newestInitiationMarks(before: cursor, limit: 3) })
+                cursor = pages.last?.last?.cursor
+            } while pages.last?.count == 3
+            #expect(pages.map(\.count) == [3, 3, 1])
+            let newestFirst = pages.flatMap { $0 }
+            #expect(newestFirst.map(\.position) == ascending.reversed().map(\.position))
+            #expect(newestFirst.map(\.repository) == ascending.reversed().map(\.repository))
+            #expect(newestFirst.map(\.recordedAt) == newestFirst.map(\.recordedAt).sorted(by: >))
+            for mark in newestFirst {
+                let envelope = try store.read { try $0.indexedEvent(at: mark.position) }
+                guard case .uploadInitiated(let initiated) = envelope.event else { Issue.record("not an initiation at \(mark.position)"); continue }
+                #expect(initiated.repository.description == mark.repository && envelope.recordedAt == mark.recordedAt)
+            }
+            #expect(throws: StoreError.self) { try store.read { try $0.indexedEvent(at: 100) } }
+        }
+    }
+
+    @Test(arguments: StoreBackend.allCases)
     func aFollower_isWokenByTheNextCommit(_ backend: StoreBackend) async throws {
         let location = try TestStoreLocation(backend)
         defer { location.remove() }

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HTTPTypes
 import LogHashing
+import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -14,7 +15,9 @@ import UploadStore
 extension ECRPublicService {
     /// Rows on the audit page.
     static let auditRowsShown = 100
-    /// The most initiations one audit page decodes to fill itself with matches for its filters.
+    /// The most entries of the initiations index one audit page reads (small: a time, a position and
+    /// a repository), and the most initiations it decodes, to fill itself with matches for its filters.
+    static let auditMarksScanLimit = 50_000
     static let auditScanLimit = 5_000
     /// The longest the audit stream stays silent: well inside `serve --idle-timeout`'s default.
     static let streamHeartbeat = Duration.seconds(15)
@@ -50,36 +53,55 @@ extension ECRPublicService {
         }
     }
 
-    /// `GET /gallery/audit`.
-    func auditTrail(_ request: Request, _ viewer: String) async throws -> Response {
-        let signed = try await checkpoints?.current()
+    /// `GET /gallery/audit?…filters&before=CURSOR`: the newest initiations that match, from before
+    /// the cursor (an "Older" link's) when given, read newest first from the initiations index.
+    /// Runs on the feeds' thread; `signed` is the newest signed checkpoint, fetched before.
+    func auditTrail(_ request: Request, _ viewer: PageSession.Viewer, signed: SignedCheckpoint?) throws -> Response {
         let filter = AuditFilter(request)
+        var cursor: StoreCursor?
+        if let before = request.uri.queryParameters["before"] {
+            guard let opened = StoreCursor(text: String(before)) else { throw APIError.invalidParameter("The 'before' of an Older link is not one this server made.") }
+            cursor = opened
+        }
+        let following = cursor == nil
         let registryId = settings.defaultRegistryId
         let now = store.clock.now().millisecondsSinceEpoch
         let since = filter.hours == 0 ? nil : Timestamp(millisecondsSinceEpoch: now - filter.hours * 3_600_000)
         var rows: [[String: Any]] = []
-        var decoded = 0
-        let (size, root): (UInt64, String) = try service.read { snapshot in
-            let marks = try snapshot.initiationMarks(since: since, until: nil)
-            for mark in marks.reversed() where filter.matches(repository: mark.repository, registryId: registryId) {
-                guard rows.count < Self.auditRowsShown, decoded < Self.auditScanLimit else { break }
-                decoded += 1
-                guard let envelope = try snapshot.events(after: mark.position - 1, limit: 1).first, filter.matches(envelope.metadata) else { continue }
-                rows.append(Self.auditRow(envelope))
+        var marksRead = 0, decoded = 0
+        var exhausted = false
+        let (size, root, reflected): (UInt64, String, UInt64) = try service.read { snapshot in
+            reading: while marksRead < Self.auditMarksScanLimit {
+                let marks = try snapshot.newestInitiationMarks(before: cursor, limit: 1000)
+                for mark in marks {
+                    if let since, mark.recordedAt < since { exhausted = true; break reading }
+                    marksRead += 1
+                    cursor = mark.cursor
+                    guard filter.matches(repository: mark.repository, registryId: registryId) else { continue }
+                    decoded += 1
+                    let envelope = try snapshot.indexedEvent(at: mark.position)
+                    if filter.matches(envelope.metadata) { rows.append(Self.auditRow(envelope)) }
+                    if rows.count == Self.auditRowsShown || decoded == Self.auditScanLimit { break reading }
+                }
+                if marks.count < 1000 { exhausted = true; break }
             }
             let size = try snapshot.lastPosition()
-            return (size, Hex.encode(try snapshot.rootHash(size: size)))
+            return (size, Hex.encode(try snapshot.rootHash(size: size)), try snapshot.checkpoint())
         }
-        let scanNote = decoded == Self.auditScanLimit && rows.count < Self.auditRowsShown
-            ? "Looked at the newest \(decoded) initiations of the window; narrow it to see older ones." : nil
-        return render("audit", title: "Audit trail", viewer: viewer, script: "live.js", [
+        let olderPath = exhausted ? nil : cursor.map { "/gallery/audit?\(filter.query)&before=\($0.text)" }
+        let scanNote = !exhausted && rows.count < Self.auditRowsShown
+            ? "This page looked at \(marksRead) initiations (and read \(decoded)) for ones that match; Older initiations looks further." : nil
+        return render("audit", title: "Audit trail", viewer: viewer.accessKeyId, script: "live.js", [
             "treeSize": size, "rootHash": root,
             "checkpoint": signed.map { ["size": $0.size, "origin": self.checkpoints?.identity.origin ?? ""] as [String: Any] } as Any,
+            "checkpointProblem": (checkpoints != nil && signed == nil ? "could not be signed or read just now; see the server's log" : String?.none) as Any,
             "repository": filter.repository, "principal": filter.principal,
             "sources": AuditSource.allCases.map { ["value": $0.rawValue, "label": $0.label, "selected": $0 == filter.source] as [String: Any] },
             "windows": Self.auditWindows.map { ["value": $0.hours, "label": $0.label, "selected": $0.hours == filter.hours] as [String: Any] },
-            "initiations": rows, "scanNote": scanNote as Any,
-            "streamPath": "/gallery/audit/stream?after=\(size)&" + filter.query,
+            "initiations": rows, "scanNote": scanNote as Any, "olderPath": olderPath as Any,
+            // The page's rows are the projections' (at `reflected`), so the stream starts there:
+            // an initiation committed to the log but not yet to them comes through the stream.
+            "streamPath": (following ? "/gallery/audit/stream?after=\(reflected)&" + filter.query : String?.none) as Any,
         ])
     }
 
@@ -96,38 +118,54 @@ extension ECRPublicService {
         ]
     }
 
+    /// One step of a proof page's check.
+    enum CheckOutcome: String {
+        case passed, failed, skipped
+
+        var label: String {
+            switch self {
+            case .passed: "Passed: "
+            case .failed: "Failed: "
+            case .skipped: "Not checked: "
+            }
+        }
+    }
+
     /// `GET /gallery/audit/proofs/<position>`: the event's inclusion proof, checked here, step by step.
-    func proofPage(_ positionText: String?, _ viewer: String) async throws -> Response {
+    func proofPage(_ positionText: String?, _ viewer: PageSession.Viewer) async throws -> Response {
         guard let positionText, let position = UInt64(positionText), position >= 1 else {
             throw PageNotFound(message: "A proof is of an event's position in the log: a whole number from 1.")
         }
-        let size = try store.merkleRoot().treeSize
+        let size = try store.read { try $0.lastPosition() }
         guard position <= size else { throw PageNotFound(message: "The log holds \(size) events; there is no event at position \(position).") }
         let proof = try store.inclusionProof(position: position)
-        var checks: [(Bool, String)] = []
+        var checks: [(CheckOutcome, String)] = []
         var envelope: EventEnvelope?
         do {
-            envelope = try proof.verify()
-            checks.append((true, "The log's record at position \(position) decodes as an event of type \(envelope!.event.type.name)."))
-            checks.append((true, "The record hashes (RFC 9162, with its position) to the leaf hash \(proof.leafHash)."))
-            checks.append((true, "Folding that leaf hash with the \(proof.path.count) hashes of its audit path gives \(proof.rootHash), the root of the tree over the log's first \(proof.treeSize) events, which is the log's root now."))
+            let proven = try proof.verify()
+            envelope = proven
+            checks.append((.passed, "The log's record at position \(position) decodes as an event of type \(proven.event.type.name)."))
+            checks.append((.passed, "The record hashes (RFC 9162, with its position) to the leaf hash \(proof.leafHash)."))
+            checks.append((.passed, "Folding that leaf hash with the \(proof.path.count) hashes of its audit path gives \(proof.rootHash), the root of the tree over the log's first \(proof.treeSize) events, which is the log's root now."))
+            checks.append(await signedCheckpointCheck(position))
         } catch {
-            checks.append((false, "\(error)"))
+            checks.append((.failed, "\(error)"))
         }
-        if envelope != nil { checks.append(try await signedCheckpointCheck(position)) }
-        let verified = checks.allSatisfy(\.0)
+        let verified = !checks.contains { $0.0 == .failed }
+        let signedToo = checks.last?.0 == .passed && envelope != nil
         let metadata = envelope?.metadata
         var repository = "–"
         if let scoped = envelope?.event.payload as? any RepositoryScoped { repository = scoped.repositoryName }
         var uploadId: String?
         if case .uploadInitiated(let initiated)? = envelope?.event { uploadId = initiated.uploadId }
-        return render("proof", title: "Proof of event \(position)", viewer: viewer, [
+        return render("proof", title: "Proof of event \(position)", viewer: viewer.accessKeyId, [
             "position": position, "leafIndex": position - 1, "treeSize": proof.treeSize, "rootHash": proof.rootHash, "leafHash": proof.leafHash,
             "path": proof.path, "verdictClass": verified ? "ok" : "bad",
             "verdict": verified
-                ? "Verified: event \(position) is in the log, under the root \(proof.rootHash) of \(proof.treeSize) events."
+                ? "Verified: event \(position) is in the log, under the root \(proof.rootHash) of \(proof.treeSize) events"
+                    + (signedToo ? ", and under the newest signed checkpoint." : ". No signed checkpoint covers it yet.")
                 : "Not verified: a check below failed. The log does not prove that it holds this event.",
-            "checks": checks.map { ["outcome": $0.0 ? "passed" : "failed", "text": ($0.0 ? "Passed: " : "Failed: ") + $0.1] },
+            "checks": checks.map { ["outcome": $0.0.rawValue, "text": $0.0.label + $0.1] },
             "eventType": envelope?.event.type.name ?? "–", "recordedAt": envelope.map { Self.shown($0.recordedAt) } ?? "–", "repository": repository,
             "principal": metadata?.principal ?? "anonymous", "source": metadata.map(AuditSource.describe) ?? "–", "uploadId": uploadId as Any,
         ])
@@ -136,22 +174,27 @@ extension ECRPublicService {
     /// The event against the newest signed checkpoint (signed now if the log grew since, at most
     /// once per signing interval, as `/log/checkpoint` serves it): its signature is the log's key's,
     /// and the event's path at the checkpoint's size leads to the root it signed.
-    private func signedCheckpointCheck(_ position: UInt64) async throws -> (Bool, String) {
-        guard let checkpoints else { return (true, "This server signs no checkpoints, so no signed root was compared.") }
-        let signed = try await checkpoints.current()
-        guard signed.size >= position else {
-            return (true, "The newest signed checkpoint (\(signed.size) events) is older than this event, signed less than the signing interval ago; the next one covers it.")
+    private func signedCheckpointCheck(_ position: UInt64) async -> (CheckOutcome, String) {
+        guard let checkpoints else { return (.skipped, "this server signs no checkpoints, so no signed root was compared.") }
+        do {
+            let signed = try await checkpoints.current()
+            guard signed.size >= position else {
+                return (.skipped, "the newest signed checkpoint (\(signed.size) events) is older than this event, signed less than the signing interval ago; the next one covers it.")
+            }
+            let checkpoint: Checkpoint
+            do { checkpoint = try checkpoints.identity.check(signed) } catch { return (.failed, "the newest signed checkpoint does not verify: \(error)") }
+            let (leaf, path) = try store.read { snapshot -> ([UInt8]?, [MerkleTree.Hash]) in
+                let record = try snapshot.eventRecords(from: position, count: 1).first
+                return (record.map { Array(MerkleTree.leafHash(position: position, record: $0)) }, try snapshot.inclusionPath(leafIndex: position - 1, size: signed.size))
+            }
+            guard let leaf, MerkleTree.verifyInclusion(leafHash: leaf, index: position - 1, size: signed.size, path: path, root: checkpoint.rootHash) else {
+                return (.failed, "the event's path at \(signed.size) events does not lead to the root the newest signed checkpoint signed.")
+            }
+            return (.passed, "the newest signed checkpoint, \(signed.size) events signed by \(checkpoint.origin) (signature checked against the log's key \(checkpoints.identity.verifier.text)), includes this event: its path at that size leads to the signed root \(Hex.encode(checkpoint.rootHash)).")
+        } catch {
+            logger.error("a proof page could not read the signed checkpoint", metadata: ["error": "\(error)"])
+            return (.failed, "the newest signed checkpoint could not be signed or read just now; see the server's log.")
         }
-        let checkpoint: Checkpoint
-        do { checkpoint = try checkpoints.identity.check(signed) } catch { return (false, "The newest signed checkpoint does not verify: \(error)") }
-        let (leaf, path) = try store.read { snapshot -> ([UInt8]?, [MerkleTree.Hash]) in
-            let record = try snapshot.eventRecords(from: position, count: 1).first
-            return (record.map { Array(MerkleTree.leafHash(position: position, record: $0)) }, try snapshot.inclusionPath(leafIndex: position - 1, size: signed.size))
-        }
-        guard let leaf, MerkleTree.verifyInclusion(leafHash: leaf, index: position - 1, size: signed.size, path: path, root: checkpoint.rootHash) else {
-            return (false, "The event's path at \(signed.size) events does not lead to the root the newest signed checkpoint signed.")
-        }
-        return (true, "The newest signed checkpoint, \(signed.size) events signed by \(checkpoint.origin) (signature checked against the log's key \(checkpoints.identity.verifier.text)), includes this event: its path at that size leads to the signed root \(Hex.encode(checkpoint.rootHash)).")
     }
 
     /// `GET /gallery/audit/stream?after=POS&…filters`: Server-Sent Events from the log after POS:
@@ -160,7 +203,9 @@ extension ECRPublicService {
     /// feeds' thread, as `/events/stream` is; each message waits for the connection to take it.
     /// Each message's id is a position, so a browser reconnecting (`Last-Event-ID`) resumes after
     /// what it was sent rather than again from POS.
-    func auditStream(_ request: Request) throws -> Response {
+    /// The stream ends when the session that opened it expires (`until`); the browser's reconnect
+    /// then needs a fresh sign-in.
+    func auditStream(_ request: Request, until expiry: Timestamp) throws -> Response {
         let filter = AuditFilter(request)
         let resumed = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { UInt64($0) }
         let after = max(try Self.query(request, "after") ?? 0, resumed ?? 0)
@@ -174,7 +219,7 @@ extension ECRPublicService {
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: following the log after position \(after)\n\n"))
                 var position = after
                 var lastWrite = ContinuousClock.now
-                while !store.followersStopped {
+                while !store.followersStopped, store.clock.now() < expiry {
                     let from = position
                     let (events, size, root) = try await Self.feedPool.runIfActive {
                         try store.read { snapshot in

@@ -10,34 +10,49 @@ extension ECRPublicService {
     /// Repositories on a page of the gallery.
     static let galleryPageSize = 24
     /// The most repositories one gallery page looks at to fill itself with matches for a search.
-    static let galleryScanLimit = 5_000
-    /// The most images of one repository a page reads to find its newest push.
+    static let galleryScanLimit = 1_000
+    /// The most tags of one repository a page reads to find its newest (small records: a digest
+    /// and a time), and the most a repository page shows.
+    static let tagsReadPerRepository = 1_000
+    static let tagsShown = 100
+    /// The most images a repository page reads (each with its manifest), and shows.
     static let imagesReadPerRepository = 1_000
-    /// How far back a repository page looks for its recent uploads, and how many it shows.
+    static let imagesShown = 50
+    /// How far back a repository page looks for its recent uploads, how many it shows, and the
+    /// most entries of the (registry-wide) initiations index it reads to find them.
     static let recentUploadsWindowMilliseconds: Int64 = 7 * 86_400_000
     static let recentUploadsShown = 20
+    static let recentUploadsScanLimit = 5_000
 
-    /// `GET /gallery/?q=&after=`: a page of repositories whose names contain `q` (any case).
+    /// `GET /gallery/?q=&after=`: a page of repositories whose names contain `q` (any case). `after`
+    /// is sealed (``PageSession/sealed(_:)``): the last repository a page looked at may be one
+    /// this viewer may not see.
     func registryPage(_ request: Request, _ viewer: String?) throws -> Response {
         let query = String((request.uri.queryParameters["q"] ?? "").prefix(256)).trimmingCharacters(in: .whitespaces)
-        let after = request.uri.queryParameters["after"].map(String.init)
+        var cursor: String?
+        if let token = request.uri.queryParameters["after"] {
+            guard let opened = pageSession.opened(String(token)) else { throw APIError.invalidParameter("This page link is not one of this server's; start again from the first page.") }
+            cursor = opened
+        }
         let needle = query.lowercased()
         let registryId = settings.defaultRegistryId
         var cards: [[String: Any]] = []
-        var cursor = after
         var scanned = 0
         var more = true
         try service.read { snapshot in
-            scanning: while cards.count < Self.galleryPageSize, scanned < Self.galleryScanLimit {
+            scanning: while scanned < Self.galleryScanLimit {
                 let page = try snapshot.repositories(in: registryId, after: cursor, limit: 500)
-                for summary in page {
+                for (index, summary) in page.enumerated() {
                     scanned += 1
                     cursor = summary.repositoryName
                     guard needle.isEmpty || summary.repositoryName.lowercased().contains(needle) else { continue }
                     let details = try snapshot.details(summary.repository)
                     guard mayView(summary.repository, details, viewer) else { continue }
-                    cards.append(try card(summary, details, snapshot))
-                    if cards.count == Self.galleryPageSize { break scanning }
+                    cards.append(try card(summary, details, viewer, snapshot))
+                    if cards.count == Self.galleryPageSize {
+                        more = index < page.count - 1 || page.count == 500
+                        break scanning
+                    }
                 }
                 if page.count < 500 { more = false; break }
             }
@@ -45,7 +60,7 @@ extension ECRPublicService {
         // A full page, or a search stopped by its scan bound, may have more after it.
         var nextPath: String?
         if more, let cursor {
-            nextPath = "/gallery/?" + (query.isEmpty ? "" : "q=\(Self.percentEncoded(query))&") + "after=\(Self.percentEncoded(cursor))"
+            nextPath = "/gallery/?" + (query.isEmpty ? "" : "q=\(Self.percentEncoded(query))&") + "after=\(pageSession.sealed(cursor))"
         }
         let scanNote = more && cards.count < Self.galleryPageSize
             ? "This page looked through \(scanned) repositories for names containing “\(query)”; the next page looks further." : nil
@@ -56,16 +71,28 @@ extension ECRPublicService {
 
     /// Whether the viewer may see a repository: whoever may pull from it (``AccessPolicy``).
     func mayView(_ ref: RepositoryRef, _ details: RepositoryDetails?, _ viewer: String?) -> Bool {
-        (try? registry.authority.access.check(
-            viewer, action: "BatchGetImage", on: ref, policyText: details?.policyText, publicPulls: !registry.authority.privatePulls)) != nil
+        may("BatchGetImage", ref, details, viewer)
     }
 
-    private func card(_ summary: RepositorySummary, _ details: RepositoryDetails?, _ snapshot: any StoreSnapshot) throws -> [String: Any] {
-        let newest = try newestImage(summary.repository, snapshot)
+    /// Whether the viewer may see a repository's tags, as DescribeImageTags and `tags/list` judge it.
+    func mayListTags(_ ref: RepositoryRef, _ details: RepositoryDetails?, _ viewer: String?) -> Bool {
+        may("DescribeImageTags", ref, details, viewer)
+    }
+
+    private func may(_ action: String, _ ref: RepositoryRef, _ details: RepositoryDetails?, _ viewer: String?) -> Bool {
+        (try? registry.authority.access.check(
+            viewer, action: action, on: ref, policyText: details?.policyText, publicPulls: !registry.authority.privatePulls)) != nil
+    }
+
+    private func card(_ summary: RepositorySummary, _ details: RepositoryDetails?, _ viewer: String?, _ snapshot: any StoreSnapshot) throws -> [String: Any] {
         var card = catalogValues(summary.repository, details)
         card["path"] = "/gallery/repositories/" + summary.repositoryName
-        card["latestTag"] = newest?.tags.first as Any
-        card["lastPush"] = newest.map { Self.shown($0.pushedAt) } as Any
+        guard mayListTags(summary.repository, details, viewer) else { return card }
+        let newest = try newestTag(summary.repository, snapshot)
+        card["latestTag"] = newest?.name as Any
+        // Without a tag, its images were pushed by digest only: their times would take a read of each.
+        card["lastPush"] = newest.map { Self.shown($0.record.createdAt) } ?? (summary.imageCount > 0 ? "untagged pushes only" : nil) as Any
+        card["showsPushes"] = true
         return card
     }
 
@@ -74,15 +101,15 @@ extension ECRPublicService {
         [
             "name": ref.repositoryName,
             "description": details?.description as Any,
-            "architectures": details.flatMap { $0.architectures.isEmpty ? nil : $0.architectures.joined(separator: ", ") } as Any,
-            "operatingSystems": details.flatMap { $0.operatingSystems.isEmpty ? nil : $0.operatingSystems.joined(separator: ", ") } as Any,
+            "architectures": details?.architectures.joined(separator: ", ") as Any,
+            "operatingSystems": details?.operatingSystems.joined(separator: ", ") as Any,
             "logoPath": details?.logoImageDigest.map { "/logos/\(ref.registryId)/\($0)/\(ref.repositoryName)" } as Any,
         ]
     }
 
-    /// The repository's most recently pushed image, among the first ``imagesReadPerRepository``.
-    private func newestImage(_ ref: RepositoryRef, _ snapshot: any StoreSnapshot) throws -> ImageRecord? {
-        try snapshot.images(in: ref, after: nil, limit: Self.imagesReadPerRepository).max { ($0.pushedAt, $0.imageDigest) < ($1.pushedAt, $1.imageDigest) }
+    /// The tag the latest push set (a tag's time is its push's), among the first ``tagsReadPerRepository``.
+    private func newestTag(_ ref: RepositoryRef, _ snapshot: any StoreSnapshot) throws -> (name: String, record: TagRecord)? {
+        try snapshot.tags(in: ref, after: nil, limit: Self.tagsReadPerRepository).max { ($0.record.createdAt, $0.name) < ($1.record.createdAt, $1.name) }
     }
 
     /// `GET /gallery/repositories/<name>`.
@@ -96,27 +123,34 @@ extension ECRPublicService {
                 throw PageNotFound(message: "There is no repository named “\(name.prefix(256))” that you may see.")
             }
             var values = catalogValues(ref, details)
-            let allImages = try snapshot.images(in: ref, after: nil, limit: Self.imagesReadPerRepository)
-            let images = allImages.sorted { ($0.pushedAt, $0.imageDigest) > ($1.pushedAt, $1.imageDigest) }
-            let tags = try snapshot.tags(in: ref, after: nil, limit: 100).map { tag -> [String: Any] in
-                let image = try snapshot.image(ref, tag.record.imageDigest)
-                return ["name": tag.name, "digest": tag.record.imageDigest, "size": Self.byteCount(image?.imageSizeInBytes),
-                        "pushedAt": Self.shown(image?.pushedAt ?? tag.record.createdAt)]
-            }
-            let pullReference = images.first(where: { !$0.tags.isEmpty }).map { ":" + $0.tags[0] } ?? images.first.map { "@" + $0.imageDigest } ?? ":latest"
+            let images = try snapshot.images(in: ref, after: nil, limit: Self.imagesReadPerRepository)
+                .sorted { ($0.pushedAt, $0.imageDigest) > ($1.pushedAt, $1.imageDigest) }
+            let listsTags = mayListTags(ref, details, viewer)
+            let newest = listsTags ? try newestTag(ref, snapshot) : nil
+            let pullReference = newest.map { ":" + $0.name } ?? images.first.map { "@" + $0.imageDigest } ?? ":latest"
             values["pullCommand"] = "docker pull \(endpoint.hostAndPort)/\(name)\(pullReference)"
             values["about"] = details?.aboutText.map { ["html": SafeMarkdown.html($0)] } as Any
             values["usage"] = details?.usageText.map { ["html": SafeMarkdown.html($0)] } as Any
-            values["tags"] = tags
-            values["hasTags"] = !tags.isEmpty
-            values["images"] = images.prefix(50).map { image -> [String: Any] in
-                ["digest": image.imageDigest, "tags": image.tags.joined(separator: ", "), "size": Self.byteCount(image.imageSizeInBytes),
+            if listsTags {
+                let tags = try snapshot.tags(in: ref, after: nil, limit: Self.tagsShown + 1)
+                values["tags"] = try tags.prefix(Self.tagsShown).map { tag -> [String: Any] in
+                    let image = try snapshot.image(ref, tag.record.imageDigest)
+                    return ["name": tag.name, "digest": tag.record.imageDigest, "size": Self.byteCount(image?.imageSizeInBytes),
+                            "pushedAt": Self.shown(tag.record.createdAt)]
+                }
+                values["hasTags"] = !tags.isEmpty
+                if tags.count > Self.tagsShown { values["tagsNote"] = "The first \(Self.tagsShown) tags, in name order." }
+            } else {
+                values["tagsNote"] = "This repository's policy does not let you list its tags."
+            }
+            values["images"] = images.prefix(Self.imagesShown).map { image -> [String: Any] in
+                ["digest": image.imageDigest, "tags": listsTags ? image.tags.joined(separator: ", ") : "", "size": Self.byteCount(image.imageSizeInBytes),
                  "pushedAt": Self.shown(image.pushedAt), "mediaType": image.imageManifestMediaType]
             }
             values["hasImages"] = !images.isEmpty
-            if images.count > 50 {
-                let count = images.count == Self.imagesReadPerRepository ? "at least \(images.count)" : String(images.count)
-                values["imagesNote"] = "The 50 newest of \(count) images."
+            if images.count > Self.imagesShown {
+                let count = images.count == Self.imagesReadPerRepository ? "the first \(images.count) by digest of more" : String(images.count)
+                values["imagesNote"] = "The \(Self.imagesShown) newest of \(count) images."
             }
             let uploads = try recentUploads(ref, since: since, snapshot)
             values["uploads"] = uploads
@@ -127,21 +161,33 @@ extension ECRPublicService {
         return render("repository", title: name, viewer: viewer, values)
     }
 
-    /// The repository's newest initiations in the window, each with its session's state now.
-    /// - Complexity: reads the auditors' time index over the window (every repository's marks).
+    /// The repository's newest initiations in the window, each with its session's state now:
+    /// read newest first from the initiations index, at most ``recentUploadsScanLimit`` entries.
     private func recentUploads(_ ref: RepositoryRef, since: Timestamp, _ snapshot: any StoreSnapshot) throws -> [[String: Any]] {
         let wanted = ref.description
-        let marks = try snapshot.initiationMarks(since: since, until: nil).filter { $0.repository == wanted }.suffix(Self.recentUploadsShown)
-        return try marks.reversed().compactMap { mark -> [String: Any]? in
-            guard let envelope = try snapshot.events(after: mark.position - 1, limit: 1).first,
-                  case .uploadInitiated(let initiated) = envelope.event else { return nil }
-            let session = try snapshot.session(initiated.uploadId)
-            return [
-                "initiatedAt": Self.shown(envelope.recordedAt), "uploadId": initiated.uploadId,
-                "state": session.map { "\($0.state)" } ?? "unknown", "parts": session?.partCount ?? 0,
-                "bytes": Self.byteCount(session?.bytesReceived), "layerDigest": session?.layerDigest as Any,
-            ]
+        var rows: [[String: Any]] = []
+        var cursor: StoreCursor?
+        var scanned = 0
+        reading: while scanned < Self.recentUploadsScanLimit {
+            let marks = try snapshot.newestInitiationMarks(before: cursor, limit: 500)
+            for mark in marks {
+                scanned += 1
+                guard mark.recordedAt >= since else { break reading }
+                guard mark.repository == wanted else { continue }
+                let envelope = try snapshot.indexedEvent(at: mark.position)
+                guard case .uploadInitiated(let initiated) = envelope.event else { continue }
+                let session = try snapshot.session(initiated.uploadId)
+                rows.append([
+                    "initiatedAt": Self.shown(envelope.recordedAt), "uploadId": initiated.uploadId,
+                    "state": session.map { "\($0.state)" } ?? "unknown", "parts": session?.partCount ?? 0,
+                    "bytes": Self.byteCount(session?.bytesReceived), "layerDigest": session?.layerDigest as Any,
+                ])
+                if rows.count == Self.recentUploadsShown { break reading }
+            }
+            guard marks.count == 500, let last = marks.last else { break }
+            cursor = last.cursor
         }
+        return rows
     }
 
     /// A size as people read it: 1.5 MiB.

@@ -3,26 +3,45 @@ import Foundation
 import LogHashing
 import UploadCore
 
-/// The pages' sign-in: an access key and its secret, entered once on the sign-in page, become a
-/// cookie the server signs (HMAC-SHA256 under a key derived from the registry token key in the
-/// data folder), `HttpOnly` and `SameSite=Strict`, that names the access key and expires after
-/// ``lifetimeMilliseconds``. Nothing is stored on the server: the cookie is checked on each
-/// request, in constant time, and a key no longer configured revokes every cookie naming it.
+/// The pages' secrets: sign-in sessions, and the sealed cursors of the gallery's pages.
+///
+/// **Sessions.** An access key and its secret, entered once on the sign-in page, become a cookie
+/// the server signs (HMAC-SHA256 under a key derived from the registry token key in the data
+/// folder), `HttpOnly`, `SameSite=Strict` (and `Secure` behind an `https` public URL), that names
+/// the access key and expires after ``lifetimeMilliseconds``. Nothing is stored on the server: the
+/// cookie is checked on each request, in constant time. The signature also covers a digest of the
+/// key's secret, so removing the key from the credentials, or giving it a new secret, revokes
+/// every cookie made with the old one.
+///
+/// **Cursors.** A gallery page's "next" link carries the last repository it looked at, which may
+/// be one the viewer may not see; it is sealed (ChaCha20-Poly1305), so the link shows no name.
 struct PageSession: Sendable {
     static let cookieName = "uc_session"
     static let lifetimeMilliseconds: Int64 = 8 * 3_600_000
     private static let version = "v1"
 
-    private let key: SymmetricKey
+    /// A signed-in viewer.
+    struct Viewer: Sendable {
+        let accessKeyId: String
+        let expiresAt: Timestamp
+    }
+
+    private let signingKey: SymmetricKey
+    private let sealingKey: SymmetricKey
     private let clock: any UploadCore.Clock
     /// Each configured key's secret, by access key id; empty when the server takes no keys.
     private let secrets: [String: String]
+    /// Whether cookies are marked `Secure`: the pages are reached over `https`.
+    private let secure: Bool
 
-    init(registryTokenKey: SymmetricKey, clock: any UploadCore.Clock, authentication: ECRPublicService.Authentication) {
-        // A key of its own, so that a cookie can never pass as a registry token or password.
-        key = HKDF<SHA256>.deriveKey(
+    init(registryTokenKey: SymmetricKey, clock: any UploadCore.Clock, authentication: ECRPublicService.Authentication, secure: Bool = false) {
+        // Keys of their own, so that a cookie can never pass as a registry token or password.
+        signingKey = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: registryTokenKey, info: Array("upload-coordinator pages session v1".utf8), outputByteCount: 32)
+        sealingKey = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: registryTokenKey, info: Array("upload-coordinator pages cursor v1".utf8), outputByteCount: 32)
         self.clock = clock
+        self.secure = secure
         if case .sigV4(let verifier) = authentication {
             secrets = verifier.keys.mapValues(\.secretAccessKey)
         } else {
@@ -41,45 +60,69 @@ struct PageSession: Sendable {
         return matches && secrets[accessKeyId] != nil ? accessKeyId : nil
     }
 
-    /// The cookie's value for `accessKeyId`, and when it expires.
+    /// The cookie's value for `accessKeyId`.
     func cookieValue(for accessKeyId: String) -> String {
         let expires = clock.now().millisecondsSinceEpoch + Self.lifetimeMilliseconds
         let body = "\(Self.version).\(Hex.encode(Array(accessKeyId.utf8))).\(expires)"
-        return body + "." + signature(body)
+        return body + "." + Hex.encode(signature(body, secret: secrets[accessKeyId] ?? ""))
     }
 
     /// The `Set-Cookie` header that signs `accessKeyId` in.
     func setCookie(for accessKeyId: String) -> String {
         "\(Self.cookieName)=\(cookieValue(for: accessKeyId)); Path=/; Max-Age=\(Self.lifetimeMilliseconds / 1000); HttpOnly; SameSite=Strict"
+            + (secure ? "; Secure" : "")
     }
 
     /// The `Set-Cookie` header that signs out.
-    static let clearCookie = "\(cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+    var clearCookie: String { "\(Self.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "") }
 
-    /// The access key a `Cookie` header's session names, when it is this server's, unexpired, and
-    /// the key is still configured.
-    func accessKeyId(fromCookieHeader header: String?) -> String? {
+    /// The viewer a `Cookie` header's session names, when it is this server's, unexpired, and
+    /// its key is still configured with the same secret.
+    func viewer(fromCookieHeader header: String?) -> Viewer? {
         guard let header else { return nil }
         for pair in header.split(separator: ";") {
             let trimmed = pair.drop { $0 == " " }
             guard trimmed.hasPrefix(Self.cookieName + "=") else { continue }
-            if let accessKeyId = accessKeyId(fromCookie: String(trimmed.dropFirst(Self.cookieName.count + 1))) { return accessKeyId }
+            if let viewer = viewer(fromCookie: String(trimmed.dropFirst(Self.cookieName.count + 1))) { return viewer }
         }
         return nil
     }
 
-    func accessKeyId(fromCookie value: String) -> String? {
+    func viewer(fromCookie value: String) -> Viewer? {
         let fields = value.split(separator: ".", omittingEmptySubsequences: false)
         guard fields.count == 4, fields[0] == Self.version, let expires = Int64(fields[2]),
               let signature = Hex.decode(String(fields[3])), signature.count == 32,
-              HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: Array(fields[0..<3].joined(separator: ".").utf8), using: key),
-              expires > clock.now().millisecondsSinceEpoch,
               let bytes = Hex.decode(String(fields[1])), let accessKeyId = String(validating: bytes, as: UTF8.self),
-              secrets[accessKeyId] != nil else { return nil }
-        return accessKeyId
+              let secret = secrets[accessKeyId],
+              HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signed(fields[0..<3].joined(separator: "."), secret: secret), using: signingKey),
+              expires > clock.now().millisecondsSinceEpoch else { return nil }
+        return Viewer(accessKeyId: accessKeyId, expiresAt: Timestamp(millisecondsSinceEpoch: expires))
     }
 
-    private func signature(_ body: String) -> String {
-        Hex.encode(Array(HMAC<SHA256>.authenticationCode(for: Array(body.utf8), using: key)))
+    /// What a cookie's signature covers: its text, and a digest of the key's secret.
+    private func signed(_ body: String, secret: String) -> [UInt8] {
+        Array(body.utf8) + [0x0A] + Array(SHA256.hash(data: Array(secret.utf8)))
+    }
+
+    private func signature(_ body: String, secret: String) -> [UInt8] {
+        Array(HMAC<SHA256>.authenticationCode(for: signed(body, secret: secret), using: signingKey))
+    }
+
+    // MARK: Cursors
+
+    /// `text` sealed: base64url, opaque, and only this server can open it.
+    func sealed(_ text: String) -> String {
+        // Sealing with a fresh nonce cannot fail for a valid key.
+        let box = try! ChaChaPoly.seal(Array(text.utf8), using: sealingKey)
+        return Data(box.combined).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+
+    /// The text a ``sealed(_:)`` token holds; `nil` for anything else.
+    func opened(_ token: String) -> String? {
+        guard token.count <= 2048,
+              let data = Data(base64Encoded: token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")),
+              let box = try? ChaChaPoly.SealedBox(combined: data),
+              let text = try? ChaChaPoly.open(box, using: sealingKey) else { return nil }
+        return String(validating: Array(text), as: UTF8.self)
     }
 }

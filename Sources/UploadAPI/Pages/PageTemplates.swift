@@ -1,15 +1,27 @@
 import Mustache
 
 /// The pages' Mustache templates, style sheet and one script, compiled into the binary so that
-/// `serve` needs no files beside it. `{{name}}` escapes (swift-mustache escapes `& < > " '`);
-/// the only unescaped value, `{{{body}}}` and `{{{html}}}`, is markup this server made itself
+/// `serve` needs no files beside it.
+///
+/// Every `{{name}}` is escaped by ``SafeMarkdown/escape(_:)``, one Unicode scalar at a time, under
+/// the content type ``escapingContentType`` that each template names first. Not by swift-mustache's
+/// own HTML type: that one looks characters up as Swift `Character`s, and a `<` or `"` joined to
+/// a neighbouring scalar in one grapheme (U+0600 before it, U+0301 after it) passes unescaped.
+/// The only unescaped values, `{{{body}}}` and `{{{html}}}`, are markup this server made itself
 /// (a page, or ``SafeMarkdown``'s output).
 enum PageTemplates {
+    static let escapingContentType = "UPLOAD_COORDINATOR_HTML"
+
+    struct ScalarEscapedHTML: MustacheContentType {
+        func escapeText(_ text: String) -> String { SafeMarkdown.escape(text) }
+    }
+
     static let library: MustacheLibrary = {
+        MustacheContentTypes.register(ScalarEscapedHTML(), named: escapingContentType)
         var library = MustacheLibrary()
         for (name, text) in templates {
             // The templates are constants of this file: one that does not parse is a programming error.
-            try! library.register(text, named: name)
+            try! library.register("{{% CONTENT_TYPE: \(escapingContentType) }}" + text, named: name)
         }
         return library
     }()
@@ -61,8 +73,10 @@ enum PageTemplates {
         <dl>
         {{#architectures}}<dt>Architectures</dt><dd>{{architectures}}</dd>{{/architectures}}
         {{#operatingSystems}}<dt>Operating systems</dt><dd>{{operatingSystems}}</dd>{{/operatingSystems}}
+        {{#showsPushes}}
         <dt>Latest tag</dt><dd>{{#latestTag}}<code>{{latestTag}}</code>{{/latestTag}}{{^latestTag}}none{{/latestTag}}</dd>
         <dt>Last push</dt><dd>{{#lastPush}}<time>{{lastPush}}</time>{{/lastPush}}{{^lastPush}}never{{/lastPush}}</dd>
+        {{/showsPushes}}
         </dl>
         </li>
         {{/repositories}}
@@ -90,10 +104,11 @@ enum PageTemplates {
         {{#usage}}<section class="markdown" id="usage"><h2>Usage</h2>{{{html}}}</section>{{/usage}}
         <section>
         <h2>Tags</h2>
-        {{^tags}}<p class="empty">No tags.</p>{{/tags}}
+        {{^tags}}{{^tagsNote}}<p class="empty">No tags.</p>{{/tagsNote}}{{/tags}}
         {{#hasTags}}<table id="tags"><thead><tr><th>Tag</th><th>Digest</th><th>Size</th><th>Pushed</th></tr></thead><tbody>
         {{#tags}}<tr><td class="tag"><code>{{name}}</code></td><td><code class="digest">{{digest}}</code></td><td>{{size}}</td><td><time>{{pushedAt}}</time></td></tr>{{/tags}}
         </tbody></table>{{/hasTags}}
+        {{#tagsNote}}<p class="note">{{tagsNote}}</p>{{/tagsNote}}
         </section>
         <section>
         <h2>Images</h2>
@@ -119,6 +134,7 @@ enum PageTemplates {
         <dt>Events in the log</dt><dd id="log-size">{{treeSize}}</dd>
         <dt>Merkle root</dt><dd><code id="log-root">{{rootHash}}</code></dd>
         {{#checkpoint}}<dt>Latest signed checkpoint</dt><dd>size {{size}}, signed by <code>{{origin}}</code></dd>{{/checkpoint}}
+        {{#checkpointProblem}}<dt>Latest signed checkpoint</dt><dd class="error">{{checkpointProblem}}</dd>{{/checkpointProblem}}
         </dl>
         </section>
         <form class="filters" method="get" action="/gallery/audit">
@@ -133,6 +149,7 @@ enum PageTemplates {
         {{#initiations}}<tr><td>{{position}}</td><td><time>{{recordedAt}}</time></td><td>{{repository}}</td><td>{{principal}}</td><td>{{source}}</td><td><code>{{uploadId}}</code></td><td><a class="proof-link" href="/gallery/audit/proofs/{{position}}">check</a></td></tr>{{/initiations}}
         </tbody></table>
         {{^initiations}}<p class="empty" id="no-initiations">No initiations match.</p>{{/initiations}}
+        {{#olderPath}}<p><a id="older" href="{{olderPath}}">Older initiations</a></p>{{/olderPath}}
         {{#scanNote}}<p class="note">{{scanNote}}</p>{{/scanNote}}
         """
 
@@ -158,7 +175,7 @@ enum PageTemplates {
         <dt>Leaf hash</dt><dd><code id="leaf-hash">{{leafHash}}</code></dd>
         <dt>Audit path</dt><dd><ol class="path">{{#path}}<li><code>{{.}}</code></li>{{/path}}</ol></dd>
         </dl>
-        <p class="note">To check it yourself: <code>upload-coordinator audit proof --upload-id {{uploadId}}</code> prints this proof with its record, and <code>audit verify-proof</code> checks it offline; <code>GET /log/proof/inclusion?index={{leafIndex}}&amp;size={{treeSize}}</code> serves the path to any client.</p>
+        <p class="note">To check it yourself: {{#uploadId}}<code>upload-coordinator audit proof --upload-id {{uploadId}}</code> prints this proof with its record, and <code>audit verify-proof</code> checks it offline against a root you trust; {{/uploadId}}<code>GET /log/proof/inclusion?index={{leafIndex}}&amp;size={{treeSize}}</code> serves the path to any client.</p>
         """
 
     static let signIn = """
@@ -226,6 +243,7 @@ enum PageTemplates {
         .verdict.bad { background: #fdecea; color: var(--bad); }
         #checks li.passed::marker { color: var(--ok); }
         #checks li.failed { color: var(--bad); }
+        #checks li.skipped { color: var(--muted); }
         .state.completed { color: var(--ok); }
         .state.expired, .state.aborted { color: var(--bad); }
         .live { font-size: .8rem; font-weight: 400; color: var(--muted); margin-left: .5rem; }
@@ -241,7 +259,7 @@ enum PageTemplates {
         (function () {
           var status = document.getElementById("live-status");
           var table = document.querySelector("#initiations tbody");
-          if (!status || !table || !window.EventSource) { return; }
+          if (!status || !table || !window.EventSource || !status.getAttribute("data-stream")) { return; }
           var source = new EventSource(status.getAttribute("data-stream"));
           function cell(row, text, code) {
             var td = document.createElement("td");

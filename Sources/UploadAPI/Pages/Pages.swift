@@ -4,6 +4,7 @@ import HTTPTypes
 import Logging
 import Mustache
 import NIOCore
+import NIOPosix
 import UploadCore
 import UploadService
 import UploadStore
@@ -33,51 +34,60 @@ extension ECRPublicService {
             let name = context.parameters.getCatchAll().joined(separator: "/")
             return await self.page(request) { viewer in try self.repositoryPage(name, viewer) }
         }
-        router.get("/gallery/audit") { request, _ in await self.auditPage(request) { viewer in try await self.auditTrail(request, viewer) } }
+        router.get("/gallery/audit") { request, _ in
+            await self.auditPage(request) { viewer in
+                // Signed for the page if the log grew (at most once per interval); without it, the page says so.
+                let signed = try? await self.checkpoints?.current()
+                return try await Self.feedPool.runIfActive { try self.auditTrail(request, viewer, signed: signed) }
+            }
+        }
         router.get("/gallery/audit/proofs/:position") { request, context in
             let position = context.parameters.get("position")
             return await self.auditPage(request) { viewer in try await self.proofPage(position, viewer) }
         }
-        router.get("/gallery/audit/stream") { request, _ in await self.auditPage(request) { _ in try self.auditStream(request) } }
+        router.get("/gallery/audit/stream") { request, _ in await self.auditPage(request) { viewer in try self.auditStream(request, until: viewer.expiresAt) } }
         router.get("/gallery/sign-in") { request, _ in self.signInPage(next: request.uri.queryParameters["next"].map(String.init), error: nil) }
         router.post("/gallery/sign-in") { request, context in await self.signIn(request, context) }
         router.post("/gallery/sign-out") { request, _ in
-            guard Self.isSameOrigin(request) else { return self.messagePage(.forbidden, "Refused", "A form of another site cannot sign you out.", viewer: nil) }
+            guard self.isSameOrigin(request) else { return self.messagePage(.forbidden, "Refused", "A form of another site cannot sign you out.", viewer: nil) }
             var response = Self.redirect(to: "/gallery/")
-            response.headers[.setCookie] = PageSession.clearCookie
+            response.headers[.setCookie] = self.pageSession.clearCookie
             return response
         }
         router.get("/gallery/assets/style.css") { _, _ in Self.asset(PageTemplates.styleSheet, type: "text/css; charset=utf-8") }
         router.get("/gallery/assets/live.js") { _, _ in Self.asset(PageTemplates.liveScript, type: "text/javascript; charset=utf-8") }
     }
 
-    /// The access key a request's session cookie names, if any.
-    func viewer(_ request: Request) -> String? { pageSession.accessKeyId(fromCookieHeader: request.headers[.cookie]) }
+    /// The viewer a request's session cookie names, if any.
+    func viewer(_ request: Request) -> PageSession.Viewer? { pageSession.viewer(fromCookieHeader: request.headers[.cookie]) }
 
-    /// A gallery page: public unless `--private-pulls`, when it needs a session.
-    private func page(_ request: Request, _ render: (String?) throws -> Response) async -> Response {
-        let viewer = viewer(request)
-        if registry.authority.privatePulls, viewer == nil, !registry.authority.opensEverything {
-            return Self.redirect(to: "/gallery/sign-in?next=" + Self.percentEncoded(request.uri.path))
-        }
-        return answer(viewer, { try render(viewer) })
+    /// Where a sign-in sends the browser back to: the page asked for, query and all.
+    private static func signInRedirect(_ request: Request) -> Response {
+        redirect(to: "/gallery/sign-in?next=" + percentEncoded(request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")))
     }
 
-    /// An audit page: a session of this registry's keys, always.
-    private func auditPage(_ request: Request, _ render: (String) async throws -> Response) async -> Response {
-        guard let viewer = viewer(request) else {
-            return Self.redirect(to: "/gallery/sign-in?next=" + Self.percentEncoded(request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")))
-        }
+    /// A gallery page: public unless `--private-pulls`, when it needs a session. Rendered on the
+    /// feeds' thread (``feedPool``), so that no number of page views can take the threads API
+    /// requests run on.
+    private func page(_ request: Request, _ render: @escaping @Sendable (String?) throws -> Response) async -> Response {
+        let viewer = viewer(request)?.accessKeyId
+        if registry.authority.privatePulls, viewer == nil, !registry.authority.opensEverything { return Self.signInRedirect(request) }
         do {
-            try registry.authority.access.checkRegistryWide(viewer, action: "ReadAuditTrail")
-            return try await render(viewer)
+            return try await Self.feedPool.runIfActive { try render(viewer) }
         } catch {
             return failurePage(error, viewer: viewer)
         }
     }
 
-    private func answer(_ viewer: String?, _ render: () throws -> Response) -> Response {
-        do { return try render() } catch { return failurePage(error, viewer: viewer) }
+    /// An audit page: a session of this registry's keys, always.
+    private func auditPage(_ request: Request, _ render: (PageSession.Viewer) async throws -> Response) async -> Response {
+        guard let viewer = viewer(request) else { return Self.signInRedirect(request) }
+        do {
+            try registry.authority.access.checkRegistryWide(viewer.accessKeyId, action: "ReadAuditTrail")
+            return try await render(viewer)
+        } catch {
+            return failurePage(error, viewer: viewer.accessKeyId)
+        }
     }
 
     /// A failure as a page: a refusal, a missing thing, bad input, or (logged) a fault.
@@ -103,7 +113,7 @@ extension ECRPublicService {
     }
 
     private func signIn(_ request: Request, _ context: APIRequestContext) async -> Response {
-        guard Self.isSameOrigin(request) else {
+        guard isSameOrigin(request) else {
             return messagePage(.forbidden, "Refused", "A form of another site cannot sign you in.", viewer: nil)
         }
         guard let body = try? await request.body.collect(upTo: 4096) else {
@@ -120,16 +130,18 @@ extension ECRPublicService {
     }
 
     /// A POST from a page of this server: its `Origin`, when sent (browsers send it on every
-    /// form POST), names the host the request reached. The cookie's `SameSite=Strict` covers the rest.
-    static func isSameOrigin(_ request: Request) -> Bool {
+    /// form POST), names the host the request reached, or the public URL (`serve --public-url`)
+    /// a proxy in front of it answers at. The cookie's `SameSite=Strict` covers the rest.
+    func isSameOrigin(_ request: Request) -> Bool {
         guard let origin = request.headers[.origin] else { return true }
+        if let publicURL = registry.publicURL, origin == publicURL { return true }
         guard let host = request.head.authority else { return false }
         return origin == "http://" + host || origin == "https://" + host
     }
 
     /// `next` when it is a path of the gallery, so a sign-in can send nobody to another site.
     static func localPath(_ next: String?) -> String? {
-        guard let next, next.hasPrefix("/gallery/"), !next.hasPrefix("//"), !next.contains("\\"),
+        guard let next, next == "/gallery" || next.hasPrefix("/gallery/") || next.hasPrefix("/gallery?"), !next.contains("\\"),
               next.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else { return nil }
         return next
     }
@@ -157,26 +169,28 @@ extension ECRPublicService {
         let registryName = displayName.flatMap { $0.isEmpty ? nil : $0 } ?? "Registry \(settings.defaultRegistryId)"
         var values = values
         values["registryName"] = registryName
-        let body = PageTemplates.library.render(Self.withoutNils(values), withTemplate: template) ?? ""
-        let page = PageTemplates.library.render(Self.withoutNils([
+        let body = PageTemplates.library.render(Self.renderable(values) as Any, withTemplate: template) ?? ""
+        let page = PageTemplates.library.render(Self.renderable([
             "title": title, "body": body, "signedInAs": viewer as Any, "script": script as Any, "position": position,
             "registryId": settings.defaultRegistryId, "registryName": registryName,
-        ]), withTemplate: "layout") ?? ""
+        ]) as Any, withTemplate: "layout") ?? ""
         var headers = Self.pageHeaders
         headers[.contentType] = "text/html; charset=utf-8"
         return Response(status: status, headers: headers, body: Self.piecewise(ByteBuffer(string: page)))
     }
 
-    /// `value` with every absent optional left out, at any depth: Mustache would render a `nil`
-    /// held in an `Any` as the text "nil", and treat it as present.
-    static func withoutNils(_ value: Any) -> Any? {
+    /// `value` as the templates read it: every absent optional and empty text left out, at any
+    /// depth. Mustache would render a `nil` held in an `Any` as the text "nil", and would take it,
+    /// or an empty text, as present in a section (`{{#description}}`).
+    static func renderable(_ value: Any) -> Any? {
         let mirror = Mirror(reflecting: value)
         if mirror.displayStyle == .optional {
             guard let wrapped = mirror.children.first?.value else { return nil }
-            return withoutNils(wrapped)
+            return renderable(wrapped)
         }
-        if let dictionary = value as? [String: Any] { return dictionary.compactMapValues(withoutNils) }
-        if let array = value as? [Any] { return array.compactMap(withoutNils) }
+        if let text = value as? String { return text.isEmpty ? nil : text }
+        if let dictionary = value as? [String: Any] { return dictionary.compactMapValues(renderable) }
+        if let array = value as? [Any] { return array.compactMap(renderable) }
         return value
     }
 

@@ -31,8 +31,9 @@ public enum SafeMarkdown {
             list = nil
         }
 
-        for rawLine in markdown.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = rawLine.hasSuffix("\r") ? String(rawLine.dropLast()) : String(rawLine)
+        // By `isNewline`: "\r\n" is one Character in Swift, which a split on "\n" would not see.
+        for rawLine in markdown.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+            let line = String(rawLine)
             if code != nil {
                 if line.trimmingLeadingSpaces.hasPrefix("```") {
                     output += "<pre><code>" + code!.map(escape).joined(separator: "\n") + "</code></pre>\n"
@@ -113,25 +114,33 @@ public enum SafeMarkdown {
         return output + spans(rest)
     }
 
-    /// Links, strong and emphasis in text without code spans.
+    /// Links, strong and emphasis in text without code spans. A `[` that starts no link is text.
     private static func spans(_ text: Substring) -> String {
         var output = ""
-        var rest = text
-        while let open = rest.firstIndex(of: "[") {
-            guard let close = rest[open...].firstIndex(of: "]"), rest.index(after: close) < rest.endIndex,
-                  rest[rest.index(after: close)] == "(",
-                  let end = rest[close...].firstIndex(of: ")") else { break }
-            let label = rest[rest.index(after: open)..<close]
-            let target = rest[rest.index(close, offsetBy: 2)..<end].trimmingCharacters(in: .whitespaces)
-            output += emphasis(rest[..<open])
-            if isSafeLink(target) {
-                output += "<a href=\"\(escape(target))\" rel=\"nofollow noopener noreferrer\">\(emphasis(label))</a>"
-            } else {
-                output += emphasis(label)
+        var plain = text.startIndex
+        var search = text.startIndex
+        while let open = text[search...].firstIndex(of: "[") {
+            guard let (html, end) = link(in: text, at: open) else {
+                search = text.index(after: open)
+                continue
             }
-            rest = rest[rest.index(after: end)...]
+            output += emphasis(text[plain..<open]) + html
+            plain = end
+            search = end
         }
-        return output + emphasis(rest)
+        return output + emphasis(text[plain...])
+    }
+
+    /// The link `[label](target)` at `open`, and where it ends: an anchor for a safe target, the
+    /// label alone for any other. `nil` when no link starts there. The target ends at the first `)`.
+    private static func link(in text: Substring, at open: Substring.Index) -> (html: String, end: Substring.Index)? {
+        guard let close = text[open...].firstIndex(of: "]"), text.index(after: close) < text.endIndex,
+              text[text.index(after: close)] == "(",
+              let end = text[close...].firstIndex(of: ")") else { return nil }
+        let label = emphasis(text[text.index(after: open)..<close])
+        let target = text[text.index(close, offsetBy: 2)..<end].trimmingCharacters(in: .whitespaces)
+        let html = isSafeLink(target) ? "<a href=\"\(escape(target))\" rel=\"nofollow noopener noreferrer\">\(label)</a>" : label
+        return (html, text.index(after: end))
     }
 
     /// `http:` or `https:` and a host, with nothing a browser would read as another scheme, a
@@ -144,18 +153,36 @@ public enum SafeMarkdown {
 
     /// `**strong**` and `*emphasis*` over escaped text.
     private static func emphasis(_ text: Substring) -> String {
-        var output = escape(String(text))
-        for (marker, tag) in [("**", "strong"), ("*", "em")] {
-            let parts = output.components(separatedBy: marker)
-            guard parts.count >= 3 else { continue }
-            // Markers pair up in order; an odd one out stays as it was written.
-            let paired = parts.count % 2 == 1 ? parts.count : parts.count - 1
-            var rebuilt = parts[0]
-            for index in 1..<paired { rebuilt += (index % 2 == 1 ? "<\(tag)>" : "</\(tag)>") + parts[index] }
-            if paired < parts.count { rebuilt += marker + parts[paired] }
-            output = rebuilt
+        wrap(wrap(escape(String(text)), marker: "**", in: "strong"), marker: "*", in: "em")
+    }
+
+    /// Each pair of `marker` around text that neither starts nor ends with a space (as CommonMark
+    /// flanks them) wrapped in `tag`; any other marker stays as written.
+    private static func wrap(_ text: String, marker: String, in tag: String) -> String {
+        var output = ""
+        var rest = Substring(text)
+        while let open = rest.range(of: marker) {
+            let inner = rest[open.upperBound...]
+            guard let first = inner.first, first != " ", first != "*",
+                  let close = closing(marker, in: inner) else {
+                output += rest[..<open.upperBound]
+                rest = inner
+                continue
+            }
+            output += rest[..<open.lowerBound] + "<\(tag)>" + inner[..<close.lowerBound] + "</\(tag)>"
+            rest = inner[close.upperBound...]
         }
-        return output
+        return output + rest
+    }
+
+    /// The first `marker` in `text` after its first character, with no space before it.
+    private static func closing(_ marker: String, in text: Substring) -> Range<Substring.Index>? {
+        var search = text.index(after: text.startIndex)
+        while search < text.endIndex, let found = text[search...].range(of: marker) {
+            if text[text.index(before: found.lowerBound)] != " " { return found }
+            search = found.upperBound
+        }
+        return nil
     }
 }
 

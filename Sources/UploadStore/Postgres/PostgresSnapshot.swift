@@ -54,6 +54,11 @@ struct PostgresSnapshot: StoreSnapshot {
         return try Self.initiationMarks(entries, until: until)
     }
 
+    func newestInitiationMarks(before cursor: StoreCursor?, limit: Int) throws -> [InitiationMark] {
+        guard limit > 0 else { return [] }
+        return try PostgresTables.storedNewestFirst(connection, .initiations, before: cursor?.key, limit: limit).compactMap(InitiationMark.init)
+    }
+
     func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)] {
         guard limit > 0 else { return [] }
         return try PostgresTables.stored(connection, .layers, prefix: [], after: cursor?.key, limit: limit)

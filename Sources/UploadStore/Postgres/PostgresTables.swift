@@ -99,6 +99,22 @@ struct PostgresTables: KeyedProjectionTables {
         return (0..<rows.count).map { (rows.bytes($0, 0), rows.bytes($0, 1)) }
     }
 
+    /// Up to `limit` entries of `table` with keys before `before` (every key when `nil`), greatest first.
+    static func storedNewestFirst(
+        _ connection: PostgresConnection, _ table: ProjectionTable, before: [UInt8]?, limit: Int
+    ) throws -> [(key: [UInt8], value: [UInt8])] {
+        var sql = "SELECT key, value FROM projection_entries WHERE tbl = $1"
+        var parameters: [PostgresValue] = [.text(table.rawValue)]
+        if let before {
+            parameters.append(.bytes(before))
+            sql += " AND key < $\(parameters.count)"
+        }
+        parameters.append(.int64(Int64(limit)))
+        sql += " ORDER BY key DESC LIMIT $\(parameters.count)"
+        let rows = try connection.query(sql, parameters)
+        return (0..<rows.count).map { (rows.bytes($0, 0), rows.bytes($0, 1)) }
+    }
+
     /// The first key past every key that starts with `prefix`; `nil` when there is none (an empty
     /// prefix, or one of 0xFF bytes only).
     static func prefixEnd(_ prefix: [UInt8]) -> [UInt8]? {
