@@ -143,9 +143,11 @@ public struct InitiationMark: Sendable {
     /// `registryId/name`.
     public let repository: String
 
-    /// The entry of a key (time · position) and its value; `nil` for a key of another shape.
-    init?(_ entry: (key: [UInt8], value: [UInt8])) throws {
-        guard entry.key.count == 16, let time = BigEndian.uint64(entry.key.prefix(8)), let position = BigEndian.uint64(entry.key.suffix(8)) else { return nil }
+    /// The entry of a key (time · position) and its value.
+    init(_ entry: (key: [UInt8], value: [UInt8])) throws {
+        guard entry.key.count == 16, let time = BigEndian.uint64(entry.key.prefix(8)), let position = BigEndian.uint64(entry.key.suffix(8)) else {
+            throw StoreError(.corrupt, "the initiations index holds a key of \(entry.key.count) bytes, not a time and a position")
+        }
         cursor = StoreCursor(key: entry.key)
         recordedAt = Timestamp(millisecondsSinceEpoch: Int64(bitPattern: time))
         self.position = position

@@ -82,7 +82,7 @@ public struct StoreReader: StoreSnapshot {
             entries.append((Array(key), Array(value)))
             return entries.count < limit
         }
-        return try entries.compactMap(InitiationMark.init)
+        return try entries.map(InitiationMark.init)
     }
 
     public func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)] {

@@ -5,9 +5,10 @@ it, signs in to the audit page, checks an initiation's proof and watches a push 
 Each page's screenshot is kept as a test artefact (UPLOAD_COORDINATOR_ARTEFACTS, by default
 .build/test-artefacts/pages/); the README shows them.
 """
-import base64
+import json
 import os
 import pathlib
+import re
 import struct
 import subprocess
 import time
@@ -338,7 +339,6 @@ def test_a_key_of_another_registry_may_not_read_the_audit_trail_and_denied_repos
 
 
 def test_a_search_stopped_by_its_bound_links_on_without_naming_a_hidden_repository():
-    import re
     with serving() as server:
         ecr = client(server)
         ecr.create_repository(repositoryName="aaa/hidden-secret")
@@ -361,13 +361,11 @@ def test_a_search_stopped_by_its_bound_links_on_without_naming_a_hidden_reposito
 
 
 def _deny(principal, action):
-    import json
     return json.dumps({"Version": "2012-10-17", "Statement": [{
         "Sid": "Deny", "Effect": "Deny", "Principal": principal if principal == "*" else {"AWS": principal}, "Action": [f"ecr-public:{action}"]}]})
 
 
 def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
-    import re
     with serving("--upload-expiry", "1", "--sweep-interval", "1") as server:
         ecr = client(server)
         for number in range(30):
@@ -414,9 +412,17 @@ def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
         assert uploads(source="boto3", principal="test") == [mine]
         assert uploads(source="registry") == []
 
+        # More than a page: "Older initiations" goes on from the last row shown, none skipped or repeated.
+        more = [ecr.initiate_layer_upload(repositoryName="page/r02")["uploadId"] for _ in range(101)]
+        first_page = session.get(base + "/gallery/audit").text
+        older = re.search(r'id="older" href="([^"]+)"', first_page).group(1).replace("&amp;", "&")
+        shown = re.findall(r"<td><code>([0-9a-f-]{36})</code></td>", first_page) + re.findall(r"<td><code>([0-9a-f-]{36})</code></td>", session.get(base + older).text)
+        assert shown == list(reversed(more)) + [theirs, mine]
+        assert session.get(base + "/gallery/audit", params={"before": "not hex"}).status_code == 400
+
         # The live stream resumes after the last event a browser was sent (Last-Event-ID), not again from `after`.
         positions = [event["position"] for event in server.events() if event["type"] == "UploadInitiated"]
-        assert len(positions) == 2
+        assert len(positions) == 103
         with session.get(base + "/gallery/audit/stream?after=0", headers={"Last-Event-ID": str(positions[0])}, stream=True, timeout=10) as stream:
             ids = []
             for line in stream.iter_lines(decode_unicode=True):
@@ -425,3 +431,13 @@ def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
                 if line.startswith("event: log"):
                     break
         assert ids[0] == positions[1], ids
+
+
+def test_behind_a_proxy_the_public_url_is_the_origin_and_cookies_are_secure():
+    with serving("--public-url", "https://Registry.Example.com") as server:
+        base = f"http://127.0.0.1:{server.port}"
+        form = {"accessKeyId": "test", "secretAccessKey": "test"}
+        # A proxy that rewrites Host: the browser's Origin is the public URL's, as browsers write it.
+        signed = requests.post(base + "/gallery/sign-in", data=form, headers={"Origin": "https://registry.example.com"}, allow_redirects=False)
+        assert signed.status_code == 303 and signed.headers["Set-Cookie"].endswith("; Secure")
+        assert requests.post(base + "/gallery/sign-in", data=form, headers={"Origin": "https://other.example.com"}, allow_redirects=False).status_code == 403

@@ -103,6 +103,32 @@ struct LMDBKitTests {
         }
     }
 
+    @Test func scanBackward_withAnEndLongerThanAnyKey_andOnAnEmptyDatabase() throws {
+        try withEnvironment { env in
+            let longest = Transaction.maximumKeySize
+            let prefix = [UInt8](repeating: 7, count: longest)
+            try env.write { txn in
+                _ = try txn.openDatabase("empty", create: true)
+                let db = try txn.openDatabase("t", create: true)!
+                for k: [UInt8] in [prefix, [7], [8]] { try txn.put(db, k, [1]) }
+            }
+            func backward(_ name: String, before end: [UInt8]?) throws -> [Int] {
+                var seen: [Int] = []
+                try env.read { txn in
+                    try txn.scanBackward(try txn.openDatabase(name)!, before: end) { key, _ in
+                        seen.append(key.count == longest ? -1 : Int(key[0]))
+                        return true
+                    }
+                }
+                return seen
+            }
+            #expect(try backward("t", before: prefix + [0]) == [-1, 7], "the longest key is a prefix of the end, so before it")
+            #expect(try backward("t", before: prefix) == [7])
+            #expect(try backward("empty", before: nil) == [])
+            #expect(try backward("empty", before: [1]) == [])
+        }
+    }
+
     @Test func sameDirectory_openedTwiceInOneProcess_isRefused() throws {
         try withEnvironment { env in
             #expect(throws: EnvironmentError.self) { _ = try Environment(directory: env.directory) }

@@ -51,6 +51,23 @@ struct SafeMarkdownTests {
             == "<p>See [RFC 9162] and <a href=\"https://x.example/\" rel=\"nofollow noopener noreferrer\">docs</a></p>\n")
     }
 
+    /// Catalog text is rendered on the feeds' one thread, so its cost must stay linear. Each input
+    /// at 25,600 characters (aboutText's most) against the same at a tenth: a quadratic renderer
+    /// takes about 100 times as long, a linear one about 10; the bound, 40, is relative to this run.
+    @Test(arguments: ["[", "[](", "*a ", "** ", "[a]", "`"])
+    func pathologicalText_rendersInLinearTime(_ unit: String) {
+        func seconds(_ count: Int) -> Double {
+            let text = String(repeating: unit, count: count / unit.count)
+            let start = ContinuousClock.now
+            for _ in 0..<3 { _ = SafeMarkdown.html(text) }
+            let elapsed = ContinuousClock.now - start
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
+        _ = seconds(2_560)  // warm up
+        let small = max(seconds(2_560), 1e-4), large = seconds(25_600)
+        #expect(large / small < 40, "\(unit): \(large) s for 25,600 characters against \(small) s for 2,560")
+    }
+
     @Test func windowsLineEndings_splitLinesToo() {
         #expect(SafeMarkdown.html("# Title\r\n- a\r\n- b\r\n\r\ntext") == "<h3>Title</h3>\n<ul><li>a</li><li>b</li></ul>\n<p>text</p>\n")
     }
@@ -71,6 +88,20 @@ struct PageTemplateTests {
         #expect(page.contains("value=\"\(expected)\""), "in an attribute")
         #expect(page.contains("contains “\(expected)”"), "in text")
         #expect(page.range(of: hostile, options: .literal) == nil, "the raw text is nowhere in the page")
+    }
+}
+
+extension PageTemplateTests {
+    /// A row's absent value must not be looked up in the page around it: an image without tags
+    /// once showed the repository's whole tag list.
+    @Test func anUntaggedImage_showsNoTagsOfThePage() throws {
+        let page = try #require(PageTemplates.library.render(ECRPublicService.renderable([
+            "name": "team/app", "pullCommand": "docker pull x", "hasTags": true, "hasImages": true,
+            "tags": [["name": "v1", "digest": "sha256:aa", "size": "1 B", "pushedAt": "t"]],
+            "images": [["digest": "sha256:bb", "imageTags": "–", "size": "1 B", "pushedAt": "t", "mediaType": "m"]],
+        ] as [String: Any]) as Any, withTemplate: "repository"))
+        #expect(!page.contains("[[") && !page.contains("sha256:aa\"]"), "no Swift description of the page's values")
+        #expect(page.contains("<td>–</td>"))
     }
 }
 
@@ -125,6 +156,19 @@ struct PageSessionTests {
         #expect(session().viewer(fromCookie: value)?.accessKeyId == "AKID")
         #expect(session(keys: [AccessKey(accessKeyId: "NEW", secretAccessKey: "s")]).viewer(fromCookie: value) == nil)
         #expect(session(keys: [AccessKey(accessKeyId: "AKID", secretAccessKey: "rotated")]).viewer(fromCookie: value) == nil)
+    }
+
+    @Test func cookies_areSecure_behindHTTPS() {
+        let secure = PageSession(registryTokenKey: key, clock: clock, authentication: .sigV4(SigV4Verifier(
+            keys: [AccessKey(accessKeyId: "AKID", secretAccessKey: "s")], clock: clock, servedRegistryId: "123456789012")), secure: true)
+        #expect(secure.setCookie(for: "AKID").hasSuffix("; Secure") && secure.clearCookie.hasSuffix("; Secure"))
+        #expect(!session().setCookie(for: "AKID").contains("Secure"))
+    }
+
+    @Test func origins_compareAsBrowsersSendThem() {
+        #expect(ECRPublicService.normalizedOrigin("HTTPS://Registry.Example.com:443") == "https://registry.example.com")
+        #expect(ECRPublicService.normalizedOrigin("http://127.0.0.1:80") == "http://127.0.0.1")
+        #expect(ECRPublicService.normalizedOrigin("http://127.0.0.1:5080") == "http://127.0.0.1:5080")
     }
 
     @Test func aSealedCursor_opensOnlyOnThisServer_andShowsNoName() {

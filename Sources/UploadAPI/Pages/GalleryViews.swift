@@ -144,7 +144,9 @@ extension ECRPublicService {
                 values["tagsNote"] = "This repository's policy does not let you list its tags."
             }
             values["images"] = images.prefix(Self.imagesShown).map { image -> [String: Any] in
-                ["digest": image.imageDigest, "tags": listsTags ? image.tags.joined(separator: ", ") : "", "size": Self.byteCount(image.imageSizeInBytes),
+                // Never empty: an absent key would make Mustache look up the page's own `tags`.
+                ["digest": image.imageDigest, "imageTags": listsTags && !image.tags.isEmpty ? image.tags.joined(separator: ", ") : "–",
+                 "size": Self.byteCount(image.imageSizeInBytes),
                  "pushedAt": Self.shown(image.pushedAt), "mediaType": image.imageManifestMediaType]
             }
             values["hasImages"] = !images.isEmpty

@@ -92,10 +92,11 @@ struct PageSession: Sendable {
         let fields = value.split(separator: ".", omittingEmptySubsequences: false)
         guard fields.count == 4, fields[0] == Self.version, let expires = Int64(fields[2]),
               let signature = Hex.decode(String(fields[3])), signature.count == 32,
-              let bytes = Hex.decode(String(fields[1])), let accessKeyId = String(validating: bytes, as: UTF8.self),
-              let secret = secrets[accessKeyId],
-              HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signed(fields[0..<3].joined(separator: "."), secret: secret), using: signingKey),
-              expires > clock.now().millisecondsSinceEpoch else { return nil }
+              let bytes = Hex.decode(String(fields[1])), let accessKeyId = String(validating: bytes, as: UTF8.self) else { return nil }
+        // The MAC is computed for an unknown key too, so that the time taken tells nothing of which keys exist.
+        let secret = secrets[accessKeyId]
+        let valid = HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signed(fields[0..<3].joined(separator: "."), secret: secret ?? ""), using: signingKey)
+        guard valid, secret != nil, expires > clock.now().millisecondsSinceEpoch else { return nil }
         return Viewer(accessKeyId: accessKeyId, expiresAt: Timestamp(millisecondsSinceEpoch: expires))
     }
 

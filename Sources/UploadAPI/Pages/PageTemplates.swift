@@ -114,7 +114,7 @@ enum PageTemplates {
         <h2>Images</h2>
         {{^images}}<p class="empty">No images.</p>{{/images}}
         {{#hasImages}}<table id="images"><thead><tr><th>Digest</th><th>Tags</th><th>Type</th><th>Size</th><th>Pushed</th></tr></thead><tbody>
-        {{#images}}<tr><td><code class="digest">{{digest}}</code></td><td>{{tags}}</td><td>{{mediaType}}</td><td>{{size}}</td><td><time>{{pushedAt}}</time></td></tr>{{/images}}
+        {{#images}}<tr><td><code class="digest">{{digest}}</code></td><td>{{imageTags}}</td><td>{{mediaType}}</td><td>{{size}}</td><td><time>{{pushedAt}}</time></td></tr>{{/images}}
         </tbody></table>{{/hasImages}}
         {{#imagesNote}}<p class="note">{{imagesNote}}</p>{{/imagesNote}}
         </section>
@@ -268,7 +268,11 @@ enum PageTemplates {
             return td;
           }
           source.onopen = function () { status.textContent = "live"; status.className = "live on"; };
-          source.onerror = function () { status.textContent = "reconnecting…"; status.className = "live"; };
+          source.onerror = function () {
+            // Closed for good when the answer is no stream: the session expired, so sign in again.
+            status.textContent = source.readyState === EventSource.CLOSED ? "stopped: reload the page to sign in again" : "reconnecting…";
+            status.className = "live";
+          };
           source.addEventListener("initiation", function (message) {
             var entry = JSON.parse(message.data);
             var row = document.createElement("tr");

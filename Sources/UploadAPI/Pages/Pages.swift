@@ -37,8 +37,12 @@ extension ECRPublicService {
         router.get("/gallery/audit") { request, _ in
             await self.auditPage(request) { viewer in
                 // Signed for the page if the log grew (at most once per interval); without it, the page says so.
-                let signed = try? await self.checkpoints?.current()
-                return try await Self.feedPool.runIfActive { try self.auditTrail(request, viewer, signed: signed) }
+                var signed: SignedCheckpoint?
+                do { signed = try await self.checkpoints?.current() } catch {
+                    self.logger.error("the audit page could not read the signed checkpoint", metadata: ["error": "\(error)"])
+                }
+                let checkpoint = signed
+                return try await self.rendering { try self.auditTrail(request, viewer, signed: checkpoint) }
             }
         }
         router.get("/gallery/audit/proofs/:position") { request, context in
@@ -73,10 +77,27 @@ extension ECRPublicService {
         let viewer = viewer(request)?.accessKeyId
         if registry.authority.privatePulls, viewer == nil, !registry.authority.opensEverything { return Self.signInRedirect(request) }
         do {
-            return try await Self.feedPool.runIfActive { try render(viewer) }
+            return try await rendering { try render(viewer) }
         } catch {
             return failurePage(error, viewer: viewer)
         }
+    }
+
+    /// Pages waiting for, or being rendered on, the feeds' thread; past ``pagesInFlightLimit`` a
+    /// page is refused at once (503), so that a burst of views delays the feeds by a bounded time.
+    static let pagesInFlight = Locked(0)
+    static let pagesInFlightLimit = 16
+
+    /// `render` on the feeds' thread, if fewer than ``pagesInFlightLimit`` pages are there.
+    func rendering(_ render: @escaping @Sendable () throws -> Response) async throws -> Response {
+        let admitted = Self.pagesInFlight.withLock { count in
+            guard count < Self.pagesInFlightLimit else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else { throw PagesBusy() }
+        defer { Self.pagesInFlight.withLock { $0 -= 1 } }
+        return try await Self.feedPool.runIfActive(render)
     }
 
     /// An audit page: a session of this registry's keys, always.
@@ -94,6 +115,11 @@ extension ECRPublicService {
     private func failurePage(_ error: any Error, viewer: String?) -> Response {
         if let denied = error as? AccessDenied { return messagePage(.forbidden, "Not allowed", denied.message, viewer: viewer) }
         if let missing = error as? PageNotFound { return messagePage(.notFound, "Not found", missing.message, viewer: viewer) }
+        if error is PagesBusy {
+            var response = messagePage(.serviceUnavailable, "Busy", "The server is rendering as many pages as it will at once; try again in a moment.", viewer: viewer)
+            response.headers[.retryAfter] = "1"
+            return response
+        }
         let api = APIError.from(error)
         if api.status == .internalServerError {
             logger.error("a page failed", metadata: ["error": "\(error)"])
@@ -133,10 +159,18 @@ extension ECRPublicService {
     /// form POST), names the host the request reached, or the public URL (`serve --public-url`)
     /// a proxy in front of it answers at. The cookie's `SameSite=Strict` covers the rest.
     func isSameOrigin(_ request: Request) -> Bool {
-        guard let origin = request.headers[.origin] else { return true }
-        if let publicURL = registry.publicURL, origin == publicURL { return true }
+        guard let origin = request.headers[.origin].map(Self.normalizedOrigin) else { return true }
+        if let publicURL = registry.publicURL, origin == Self.normalizedOrigin(publicURL) { return true }
         guard let host = request.head.authority else { return false }
-        return origin == "http://" + host || origin == "https://" + host
+        return origin == Self.normalizedOrigin("http://" + host) || origin == Self.normalizedOrigin("https://" + host)
+    }
+
+    /// An origin as browsers send it: lower case, without its scheme's default port.
+    static func normalizedOrigin(_ origin: String) -> String {
+        let lower = origin.lowercased()
+        if lower.hasPrefix("http://"), lower.hasSuffix(":80") { return String(lower.dropLast(3)) }
+        if lower.hasPrefix("https://"), lower.hasSuffix(":443") { return String(lower.dropLast(4)) }
+        return lower
     }
 
     /// `next` when it is a path of the gallery, so a sign-in can send nobody to another site.
@@ -235,3 +269,6 @@ extension ECRPublicService {
 struct PageNotFound: Error {
     let message: String
 }
+
+/// Too many pages are being rendered already (``ECRPublicService/pagesInFlightLimit``).
+struct PagesBusy: Error {}

@@ -115,32 +115,29 @@ public enum SafeMarkdown {
     }
 
     /// Links, strong and emphasis in text without code spans. A `[` that starts no link is text.
+    /// Linear in the text: each `]` and `)` is looked for once, whatever stands before it.
     private static func spans(_ text: Substring) -> String {
         var output = ""
         var plain = text.startIndex
         var search = text.startIndex
-        while let open = text[search...].firstIndex(of: "[") {
-            guard let (html, end) = link(in: text, at: open) else {
-                search = text.index(after: open)
+        while let first = text[search...].firstIndex(of: "[") {
+            // Every `[` before this `]` finds the same `]` first; the label opens at the last of them.
+            guard let close = text[first...].firstIndex(of: "]") else { break }
+            let afterClose = text.index(after: close)
+            guard afterClose < text.endIndex, text[afterClose] == "(" else {
+                search = afterClose
                 continue
             }
-            output += emphasis(text[plain..<open]) + html
-            plain = end
-            search = end
+            guard let end = text[afterClose...].firstIndex(of: ")") else { break }
+            let open = text[first..<close].lastIndex(of: "[")!
+            let label = emphasis(text[text.index(after: open)..<close])
+            let target = text[text.index(after: afterClose)..<end].trimmingCharacters(in: .whitespaces)
+            output += emphasis(text[plain..<open])
+            output += isSafeLink(target) ? "<a href=\"\(escape(target))\" rel=\"nofollow noopener noreferrer\">\(label)</a>" : label
+            plain = text.index(after: end)
+            search = plain
         }
         return output + emphasis(text[plain...])
-    }
-
-    /// The link `[label](target)` at `open`, and where it ends: an anchor for a safe target, the
-    /// label alone for any other. `nil` when no link starts there. The target ends at the first `)`.
-    private static func link(in text: Substring, at open: Substring.Index) -> (html: String, end: Substring.Index)? {
-        guard let close = text[open...].firstIndex(of: "]"), text.index(after: close) < text.endIndex,
-              text[text.index(after: close)] == "(",
-              let end = text[close...].firstIndex(of: ")") else { return nil }
-        let label = emphasis(text[text.index(after: open)..<close])
-        let target = text[text.index(close, offsetBy: 2)..<end].trimmingCharacters(in: .whitespaces)
-        let html = isSafeLink(target) ? "<a href=\"\(escape(target))\" rel=\"nofollow noopener noreferrer\">\(label)</a>" : label
-        return (html, text.index(after: end))
     }
 
     /// `http:` or `https:` and a host, with nothing a browser would read as another scheme, a
@@ -157,18 +154,19 @@ public enum SafeMarkdown {
     }
 
     /// Each pair of `marker` around text that neither starts nor ends with a space (as CommonMark
-    /// flanks them) wrapped in `tag`; any other marker stays as written.
+    /// flanks them) wrapped in `tag`; any other marker stays as written. Linear: once an opener
+    /// finds no closer, no later one can (its candidates are a subset), so the rest is text.
     private static func wrap(_ text: String, marker: String, in tag: String) -> String {
         var output = ""
         var rest = Substring(text)
         while let open = rest.range(of: marker) {
             let inner = rest[open.upperBound...]
-            guard let first = inner.first, first != " ", first != "*",
-                  let close = closing(marker, in: inner) else {
+            guard let first = inner.first, first != " ", first != "*" else {
                 output += rest[..<open.upperBound]
                 rest = inner
                 continue
             }
+            guard let close = closing(marker, in: inner) else { break }
             output += rest[..<open.lowerBound] + "<\(tag)>" + inner[..<close.lowerBound] + "</\(tag)>"
             rest = inner[close.upperBound...]
         }

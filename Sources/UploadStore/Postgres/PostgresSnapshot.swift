@@ -56,7 +56,7 @@ struct PostgresSnapshot: StoreSnapshot {
 
     func newestInitiationMarks(before cursor: StoreCursor?, limit: Int) throws -> [InitiationMark] {
         guard limit > 0 else { return [] }
-        return try PostgresTables.storedNewestFirst(connection, .initiations, before: cursor?.key, limit: limit).compactMap(InitiationMark.init)
+        return try PostgresTables.storedNewestFirst(connection, .initiations, before: cursor?.key, limit: limit).map(InitiationMark.init)
     }
 
     func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)] {
