@@ -51,7 +51,7 @@ enum PageTemplates {
         <main>
         {{{body}}}
         </main>
-        <footer>upload-coordinator · registry {{registryId}} · every page is rendered from the log at position {{position}}</footer>
+        <footer>upload-coordinator · registry {{registryId}} · this page shows the log up to position {{position}}</footer>
         </body>
         </html>
         """
