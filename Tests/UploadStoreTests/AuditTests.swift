@@ -8,6 +8,16 @@ import UploadTesting
 
 /// Tamper evidence and the audit query.
 struct AuditTests {
+    /// The pages read the initiations index newest first; a key that is not a time and a
+    /// position is corruption, not an entry to skip (skipping would end a page early, silently).
+    @Test func anInitiationsIndexKeyOfAnotherShape_isCorruption() throws {
+        #expect(throws: StoreError.self) { try InitiationMark((key: [1, 2, 3], value: [])) }
+        let key = BigEndian.bytes(UInt64(1_700_000_000_000)) + BigEndian.bytes(UInt64(7))
+        let value = RepositoryMark(RepositoryRef(registryId: "123456789012", repositoryName: "team/app")).encoded()
+        let mark = try InitiationMark((key: key, value: value))
+        #expect(mark.position == 7 && mark.recordedAt.millisecondsSinceEpoch == 1_700_000_000_000 && mark.repository == "123456789012/team/app")
+    }
+
     /// The stored-node algorithms against RFC 9162's definition, computed naively from the leaves.
     @Test(arguments: [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33])
     func merkleTree_rootAndEveryInclusionProof_matchRFC9162(size: Int) throws {

@@ -98,7 +98,7 @@ extension ECRPublicService {
             "repository": filter.repository, "principal": filter.principal,
             "sources": AuditSource.allCases.map { ["value": $0.rawValue, "label": $0.label, "selected": $0 == filter.source] as [String: Any] },
             "windows": Self.auditWindows.map { ["value": $0.hours, "label": $0.label, "selected": $0.hours == filter.hours] as [String: Any] },
-            "initiations": rows, "scanNote": scanNote as Any, "olderPath": olderPath as Any,
+            "initiations": rows, "scanNote": scanNote as Any, "olderPath": olderPath as Any, "position": reflected,
             // The page's rows are the projections' (at `reflected`), so the stream starts there:
             // an initiation committed to the log but not yet to them comes through the stream.
             "streamPath": (following ? "/gallery/audit/stream?after=\(reflected)&" + filter.query : String?.none) as Any,

@@ -39,6 +39,7 @@ extension ECRPublicService {
         var cards: [[String: Any]] = []
         var scanned = 0
         var more = true
+        var position: UInt64 = 0
         try service.read { snapshot in
             scanning: while scanned < Self.galleryScanLimit {
                 let page = try snapshot.repositories(in: registryId, after: cursor, limit: 500)
@@ -56,6 +57,7 @@ extension ECRPublicService {
                 }
                 if page.count < 500 { more = false; break }
             }
+            position = try snapshot.checkpoint()
         }
         // A full page, or a search stopped by its scan bound, may have more after it.
         var nextPath: String?
@@ -66,6 +68,7 @@ extension ECRPublicService {
             ? "This page looked through \(scanned) repositories for names containing “\(query)”; the next page looks further." : nil
         return render("registry", title: "Repositories", viewer: viewer, [
             "query": query, "hasQuery": !query.isEmpty, "repositories": cards, "nextPath": nextPath as Any, "scanNote": scanNote as Any,
+            "position": position,
         ])
     }
 
@@ -154,10 +157,14 @@ extension ECRPublicService {
                 let count = images.count == Self.imagesReadPerRepository ? "the first \(images.count) by digest of more" : String(images.count)
                 values["imagesNote"] = "The \(Self.imagesShown) newest of \(count) images."
             }
-            let uploads = try recentUploads(ref, since: since, snapshot)
+            let (uploads, complete) = try recentUploads(ref, since: since, snapshot)
             values["uploads"] = uploads
             values["hasUploads"] = !uploads.isEmpty
             values["uploadWindow"] = "7 days"
+            if !complete {
+                values["uploadsNote"] = "Only the registry's newest \(Self.recentUploadsScanLimit) initiations were looked at; this repository's older uploads are on the audit page."
+            }
+            values["position"] = try snapshot.checkpoint()
             return values
         }
         return render("repository", title: name, viewer: viewer, values)
@@ -165,16 +172,17 @@ extension ECRPublicService {
 
     /// The repository's newest initiations in the window, each with its session's state now:
     /// read newest first from the initiations index, at most ``recentUploadsScanLimit`` entries.
-    private func recentUploads(_ ref: RepositoryRef, since: Timestamp, _ snapshot: any StoreSnapshot) throws -> [[String: Any]] {
+    /// - Returns: the rows, and whether the window was read to its end (or the rows filled).
+    private func recentUploads(_ ref: RepositoryRef, since: Timestamp, _ snapshot: any StoreSnapshot) throws -> (rows: [[String: Any]], complete: Bool) {
         let wanted = ref.description
         var rows: [[String: Any]] = []
         var cursor: StoreCursor?
         var scanned = 0
-        reading: while scanned < Self.recentUploadsScanLimit {
+        while scanned < Self.recentUploadsScanLimit {
             let marks = try snapshot.newestInitiationMarks(before: cursor, limit: 500)
             for mark in marks {
                 scanned += 1
-                guard mark.recordedAt >= since else { break reading }
+                guard mark.recordedAt >= since else { return (rows, true) }
                 guard mark.repository == wanted else { continue }
                 let envelope = try snapshot.indexedEvent(at: mark.position)
                 guard case .uploadInitiated(let initiated) = envelope.event else { continue }
@@ -184,12 +192,12 @@ extension ECRPublicService {
                     "state": session.map { "\($0.state)" } ?? "unknown", "parts": session?.partCount ?? 0,
                     "bytes": Self.byteCount(session?.bytesReceived), "layerDigest": session?.layerDigest as Any,
                 ])
-                if rows.count == Self.recentUploadsShown { break reading }
+                if rows.count == Self.recentUploadsShown { return (rows, true) }
             }
-            guard marks.count == 500, let last = marks.last else { break }
+            guard marks.count == 500, let last = marks.last else { return (rows, true) }
             cursor = last.cursor
         }
-        return rows
+        return (rows, false)
     }
 
     /// A size as people read it: 1.5 MiB.

@@ -124,6 +124,7 @@ enum PageTemplates {
         {{#hasUploads}}<table id="uploads"><thead><tr><th>Initiated</th><th>Upload</th><th>State</th><th>Parts</th><th>Bytes</th><th>Layer</th></tr></thead><tbody>
         {{#uploads}}<tr><td><time>{{initiatedAt}}</time></td><td><code>{{uploadId}}</code></td><td class="state {{state}}">{{state}}</td><td>{{parts}}</td><td>{{bytes}}</td><td>{{#layerDigest}}<code class="digest">{{layerDigest}}</code>{{/layerDigest}}</td></tr>{{/uploads}}
         </tbody></table>{{/hasUploads}}
+        {{#uploadsNote}}<p class="note">{{uploadsNote}}</p>{{/uploadsNote}}
         </section>
         """
 

@@ -42,7 +42,7 @@ extension ECRPublicService {
                     self.logger.error("the audit page could not read the signed checkpoint", metadata: ["error": "\(error)"])
                 }
                 let checkpoint = signed
-                return try await self.rendering { try self.auditTrail(request, viewer, signed: checkpoint) }
+                return try await Self.rendering { try self.auditTrail(request, viewer, signed: checkpoint) }
             }
         }
         router.get("/gallery/audit/proofs/:position") { request, context in
@@ -77,7 +77,7 @@ extension ECRPublicService {
         let viewer = viewer(request)?.accessKeyId
         if registry.authority.privatePulls, viewer == nil, !registry.authority.opensEverything { return Self.signInRedirect(request) }
         do {
-            return try await rendering { try render(viewer) }
+            return try await Self.rendering { try render(viewer) }
         } catch {
             return failurePage(error, viewer: viewer)
         }
@@ -89,7 +89,7 @@ extension ECRPublicService {
     static let pagesInFlightLimit = 16
 
     /// `render` on the feeds' thread, if fewer than ``pagesInFlightLimit`` pages are there.
-    func rendering(_ render: @escaping @Sendable () throws -> Response) async throws -> Response {
+    static func rendering(_ render: @escaping @Sendable () throws -> Response) async throws -> Response {
         let admitted = Self.pagesInFlight.withLock { count in
             guard count < Self.pagesInFlightLimit else { return false }
             count += 1
@@ -115,11 +115,7 @@ extension ECRPublicService {
     private func failurePage(_ error: any Error, viewer: String?) -> Response {
         if let denied = error as? AccessDenied { return messagePage(.forbidden, "Not allowed", denied.message, viewer: viewer) }
         if let missing = error as? PageNotFound { return messagePage(.notFound, "Not found", missing.message, viewer: viewer) }
-        if error is PagesBusy {
-            var response = messagePage(.serviceUnavailable, "Busy", "The server is rendering as many pages as it will at once; try again in a moment.", viewer: viewer)
-            response.headers[.retryAfter] = "1"
-            return response
-        }
+        if error is PagesBusy { return Self.busy }
         let api = APIError.from(error)
         if api.status == .internalServerError {
             logger.error("a page failed", metadata: ["error": "\(error)"])
@@ -198,7 +194,8 @@ extension ECRPublicService {
     func render(
         _ template: String, title: String, status: HTTPResponse.Status = .ok, viewer: String?, script: String? = nil, _ values: [String: Any]
     ) -> Response {
-        let position = (try? store.read { try $0.checkpoint() }) ?? 0
+        // The position the page's own read reflected, when it says (`values["position"]`).
+        let position = values["position"] as? UInt64 ?? (try? store.read { try $0.checkpoint() }) ?? 0
         let displayName = (try? service.read { try $0.registryCatalog(settings.defaultRegistryId)?.displayName }) ?? nil
         let registryName = displayName.flatMap { $0.isEmpty ? nil : $0 } ?? "Registry \(settings.defaultRegistryId)"
         var values = values
@@ -272,3 +269,14 @@ struct PageNotFound: Error {
 
 /// Too many pages are being rendered already (``ECRPublicService/pagesInFlightLimit``).
 struct PagesBusy: Error {}
+
+extension ECRPublicService {
+    /// The answer while ``pagesInFlightLimit`` pages are being rendered: made without a read.
+    static var busy: Response {
+        var headers = pageHeaders
+        headers[.contentType] = "text/html; charset=utf-8"
+        headers[.retryAfter] = "1"
+        let page = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Busy</title></head><body><h1>Busy</h1><p>The server is rendering as many pages as it will at once; try again in a moment.</p></body></html>"
+        return Response(status: .serviceUnavailable, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: page)))
+    }
+}

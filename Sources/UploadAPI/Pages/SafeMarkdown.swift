@@ -140,11 +140,12 @@ public enum SafeMarkdown {
         return output + emphasis(text[plain...])
     }
 
-    /// `http:` or `https:` and a host, with nothing a browser would read as another scheme, a
-    /// line break or a quote.
+    /// `http:` or `https:` and something after it, with nothing a browser would read as another
+    /// scheme, a line break or a quote.
     static func isSafeLink(_ target: String) -> Bool {
         let lower = target.lowercased()
-        guard lower.hasPrefix("https://") || lower.hasPrefix("http://"), target.count <= 2048 else { return false }
+        let scheme = lower.hasPrefix("https://") ? 8 : lower.hasPrefix("http://") ? 7 : 0
+        guard scheme > 0, target.count > scheme, target.count <= 2048 else { return false }
         return target.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F && $0 != "\"" && $0 != "'" && $0 != "<" && $0 != ">" && $0 != "\\" }
     }
 
@@ -159,7 +160,7 @@ public enum SafeMarkdown {
     private static func wrap(_ text: String, marker: String, in tag: String) -> String {
         var output = ""
         var rest = Substring(text)
-        while let open = rest.range(of: marker) {
+        while let open = rest.firstRange(of: marker) {
             let inner = rest[open.upperBound...]
             guard let first = inner.first, first != " ", first != "*" else {
                 output += rest[..<open.upperBound]
@@ -176,7 +177,7 @@ public enum SafeMarkdown {
     /// The first `marker` in `text` after its first character, with no space before it.
     private static func closing(_ marker: String, in text: Substring) -> Range<Substring.Index>? {
         var search = text.index(after: text.startIndex)
-        while search < text.endIndex, let found = text[search...].range(of: marker) {
+        while search < text.endIndex, let found = text[search...].firstRange(of: marker) {
             if text[text.index(before: found.lowerBound)] != " " { return found }
             search = found.upperBound
         }
