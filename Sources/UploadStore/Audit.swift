@@ -125,13 +125,28 @@ extension StoreSnapshot {
         _ entries: [(key: [UInt8], value: [UInt8])], until: Timestamp?
     ) throws -> [(position: UInt64, repository: String)] {
         var marks: [(position: UInt64, repository: String)] = []
-        for (key, value) in entries {
-            guard key.count == 16 else { break }
-            let time = Int64(bitPattern: BigEndian.uint64(key.prefix(8)) ?? 0)
-            if let until, time >= until.millisecondsSinceEpoch { break }
-            marks.append((BigEndian.uint64(key.suffix(8)) ?? 0, try RepositoryMark(decoding: value).repository))
+        for entry in entries {
+            let mark = try InitiationMark(entry)
+            if let until, mark.recordedAt >= until { break }
+            marks.append((mark.position, mark.repository))
         }
         return marks
+    }
+
+    /// Hands `visit` the initiations index's entries newest first, from before `cursor` (from the
+    /// newest when `nil`), a batch per read, until it returns `false`.
+    /// - Returns: whether the index ran out before `visit` stopped.
+    @discardableResult
+    public func forEachInitiationMark(newestFirstBefore cursor: StoreCursor?, _ visit: (InitiationMark) throws -> Bool) throws -> Bool {
+        var cursor = cursor
+        while true {
+            let marks = try newestInitiationMarks(before: cursor, limit: 500)
+            for mark in marks {
+                guard try visit(mark) else { return false }
+            }
+            guard marks.count == 500, let last = marks.last else { return true }
+            cursor = last.cursor
+        }
     }
 }
 

@@ -71,20 +71,18 @@ extension ECRPublicService {
         var marksRead = 0, decoded = 0
         var exhausted = false
         let (size, root, reflected): (UInt64, String, UInt64) = try service.read { snapshot in
-            reading: while marksRead < Self.auditMarksScanLimit {
-                let marks = try snapshot.newestInitiationMarks(before: cursor, limit: 1000)
-                for mark in marks {
-                    if let since, mark.recordedAt < since { exhausted = true; break reading }
-                    marksRead += 1
-                    cursor = mark.cursor
-                    guard filter.matches(repository: mark.repository, registryId: registryId) else { continue }
-                    decoded += 1
-                    let envelope = try snapshot.indexedEvent(at: mark.position)
-                    if filter.matches(envelope.metadata) { rows.append(Self.auditRow(envelope)) }
-                    if rows.count == Self.auditRowsShown || decoded == Self.auditScanLimit { break reading }
-                }
-                if marks.count < 1000 { exhausted = true; break }
+            let ranOut = try snapshot.forEachInitiationMark(newestFirstBefore: cursor) { mark in
+                guard marksRead < Self.auditMarksScanLimit else { return false }
+                if let since, mark.recordedAt < since { exhausted = true; return false }
+                marksRead += 1
+                cursor = mark.cursor
+                guard filter.matches(repository: mark.repository, registryId: registryId) else { return true }
+                decoded += 1
+                let envelope = try snapshot.indexedEvent(at: mark.position)
+                if filter.matches(envelope.metadata) { rows.append(Self.auditRow(envelope)) }
+                return rows.count < Self.auditRowsShown && decoded < Self.auditScanLimit
             }
+            exhausted = exhausted || ranOut
             let size = try snapshot.lastPosition()
             return (size, Hex.encode(try snapshot.rootHash(size: size)), try snapshot.checkpoint())
         }

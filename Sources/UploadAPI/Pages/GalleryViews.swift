@@ -176,28 +176,24 @@ extension ECRPublicService {
     private func recentUploads(_ ref: RepositoryRef, since: Timestamp, _ snapshot: any StoreSnapshot) throws -> (rows: [[String: Any]], complete: Bool) {
         let wanted = ref.description
         var rows: [[String: Any]] = []
-        var cursor: StoreCursor?
         var scanned = 0
-        while scanned < Self.recentUploadsScanLimit {
-            let marks = try snapshot.newestInitiationMarks(before: cursor, limit: 500)
-            for mark in marks {
-                scanned += 1
-                guard mark.recordedAt >= since else { return (rows, true) }
-                guard mark.repository == wanted else { continue }
-                let envelope = try snapshot.indexedEvent(at: mark.position)
-                guard case .uploadInitiated(let initiated) = envelope.event else { continue }
-                let session = try snapshot.session(initiated.uploadId)
-                rows.append([
-                    "initiatedAt": Self.shown(envelope.recordedAt), "uploadId": initiated.uploadId,
-                    "state": session.map { "\($0.state)" } ?? "unknown", "parts": session?.partCount ?? 0,
-                    "bytes": Self.byteCount(session?.bytesReceived), "layerDigest": session?.layerDigest as Any,
-                ])
-                if rows.count == Self.recentUploadsShown { return (rows, true) }
-            }
-            guard marks.count == 500, let last = marks.last else { return (rows, true) }
-            cursor = last.cursor
+        var complete = true
+        try snapshot.forEachInitiationMark(newestFirstBefore: nil) { mark in
+            guard scanned < Self.recentUploadsScanLimit else { complete = false; return false }
+            scanned += 1
+            guard mark.recordedAt >= since else { return false }
+            guard mark.repository == wanted else { return true }
+            let envelope = try snapshot.indexedEvent(at: mark.position)
+            guard case .uploadInitiated(let initiated) = envelope.event else { return true }
+            let session = try snapshot.session(initiated.uploadId)
+            rows.append([
+                "initiatedAt": Self.shown(envelope.recordedAt), "uploadId": initiated.uploadId,
+                "state": session.map { "\($0.state)" } ?? "unknown", "parts": session?.partCount ?? 0,
+                "bytes": Self.byteCount(session?.bytesReceived), "layerDigest": session?.layerDigest as Any,
+            ])
+            return rows.count < Self.recentUploadsShown
         }
-        return (rows, false)
+        return (rows, complete)
     }
 
     /// A size as people read it: 1.5 MiB.
