@@ -157,19 +157,28 @@ public struct Transaction {
         if let start, !start.isEmpty {  // LMDB refuses an empty key
             // A start longer than any key: the first key ≥ it is the first key > its longest prefix.
             let bounded = Array(start.prefix(Self.maximumKeySize))
-            rc = Self.seek(cursor, atLeast: bounded, &key, &value)
+            rc = bounded.withUnsafeBytes { s in
+                key = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
+                return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+            }
             if rc == 0, bounded.count < start.count, Self.buffer(key).elementsEqual(bounded) {
                 rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
             }
         } else {
             rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
         }
-        try Self.walk(cursor, from: rc, by: MDB_NEXT, &key, &value, db, body)
+        while rc == 0 {
+            guard try body(Self.buffer(key), Self.buffer(value)) else { return }
+            rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+        }
+        if rc != MDB_NOTFOUND { throw LMDBError(code: rc, operation: "mdb_cursor_get(\(db.name))") }
     }
 
     /// Visits entries in descending key order, starting at the last key < `end` (or the last key),
     /// until `body` returns `false`. The buffers are valid only during each call of `body`.
     /// - Complexity: O(log n) to start, then O(1) amortised per entry.
+    /// - Note: its seek and loop mirror ``scan(_:from:_:)``'s on purpose: replay runs `scan` once per
+    ///   event, and sharing them through a helper cost replay 15 % (`Tools/bench`, BENCHMARKS.md).
     public func scanBackward(
         _ db: Database, before end: [UInt8]? = nil,
         _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
@@ -182,7 +191,10 @@ public struct Transaction {
             // The first key ≥ the end's storable prefix, then one step back unless that key is the
             // prefix itself of a longer end (then it sorts before the end, so it is the start).
             let bounded = Array(end.prefix(Self.maximumKeySize))
-            rc = Self.seek(cursor, atLeast: bounded, &key, &value)
+            rc = bounded.withUnsafeBytes { s in
+                key = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
+                return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+            }
             if rc == MDB_NOTFOUND {
                 rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
             } else if rc == 0, !(bounded.count < end.count && Self.buffer(key).elementsEqual(bounded)) {
@@ -191,27 +203,9 @@ public struct Transaction {
         } else {
             rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
         }
-        try Self.walk(cursor, from: rc, by: MDB_PREV, &key, &value, db, body)
-    }
-
-    /// Puts `cursor` at the first key ≥ `bounded` (a storable key); LMDB's return code.
-    private static func seek(_ cursor: OpaquePointer, atLeast bounded: [UInt8], _ key: inout MDB_val, _ value: inout MDB_val) -> Int32 {
-        bounded.withUnsafeBytes { s in
-            key = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
-            return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
-        }
-    }
-
-    /// Hands `body` each entry from where `rc` left the cursor, stepping by `step`, until it
-    /// returns `false` or the entries end.
-    private static func walk(
-        _ cursor: OpaquePointer, from rc: Int32, by step: MDB_cursor_op, _ key: inout MDB_val, _ value: inout MDB_val, _ db: Database,
-        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
-    ) throws {
-        var rc = rc
         while rc == 0 {
-            guard try body(buffer(key), buffer(value)) else { return }
-            rc = mdb_cursor_get(cursor, &key, &value, step)
+            guard try body(Self.buffer(key), Self.buffer(value)) else { return }
+            rc = mdb_cursor_get(cursor, &key, &value, MDB_PREV)
         }
         if rc != MDB_NOTFOUND { throw LMDBError(code: rc, operation: "mdb_cursor_get(\(db.name))") }
     }
