@@ -138,37 +138,36 @@ public enum Replayer {
         guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
             throw Failure.unusable("the store's projections have never been built; open it for writing (serve, migrate) first")
         }
-        var background: BackgroundWork<(merkle: Result<Void, any Error>?, rebuilt: Result<FlatProjectionState, any Error>)>?
+        var background: BackgroundWork<FlatProjectionState>?
         defer { background?.wait() }
         // Everything compared against (live tables, checkpoint, the tree's extent) is read from one
         // snapshot of each environment, in these transactions, which end before the second core's
         // work is waited for. Failures are reported in the order the checks mean: the first
-        // rebuild's refusals, then the log's Merkle tree, then the live tables, then the second
-        // rebuild's refusals (whole decoding), then the comparisons.
-        let (first, firstDigest, liveCheck, merkleHere, merkleRoot, keptCheckpoints, counter) = try projections.environment.read { ptxn in
+        // rebuild's refusals, then the log's Merkle tree, then the live tables, then the records
+        // that do not decode whole, then the second rebuild's refusals, then the comparisons.
+        let (first, firstDigest, liveCheck, shared, merkleRoot, keptCheckpoints, counter) = try projections.environment.read { ptxn in
             try environment.read { txn in
                 let size = try EventLog.tail(txn, schema)?.position ?? 0
                 report.events = size
                 let counter = ProgressCounter(total: 3 * size, progress)
                 let merkle = MerkleVerification(size: size)
-                // The Merkle tree is checked by whichever thread is free first: which of the two
-                // is lighter depends on the log and on the machine.
-                let merkleTurn = Locked(false)
-                @Sendable func claimMerkle() -> Bool { merkleTurn.withLock { taken in defer { taken = true }; return !taken } }
-                // The second core rebuilds a second time, in a read snapshot of its own. The log and
-                // the tree are append-only, so their first `size` events and the nodes over them are
-                // the ones this snapshot holds. The second rebuild folds one event at a time where the
-                // first folds chunks of 1,024, so comparing the two shows the fold does not depend on
-                // how it is batched; and it also decodes every record whole, so that verify proves
-                // each one decodes.
+                // The checks that are not a rebuild's: whichever thread is free takes the next,
+                // so that neither idles while the other works (which of the two is lighter depends
+                // on the log and on the machine). Each runs in the snapshot of the thread that
+                // takes it; the log and the tree are append-only, so their first `size` events and
+                // the nodes over them are the same in both.
+                let shared = SharedChecks(merkle: merkle, size: size, schema: schema, tick: { counter.tick() })
+                // The second core rebuilds a second time, in a read snapshot of its own. The second
+                // rebuild folds one event at a time where the first folds chunks of 1,024, so
+                // comparing the two shows the fold does not depend on how it is batched.
                 background = BackgroundWork {
                     try environment.read { txn in
-                        let rebuilt = Result { try rebuild(txn, schema, upTo: size, chunk: 1, decodingWhole: true, tick: counter.tick) }
+                        let rebuilt = try rebuild(txn, schema, upTo: size, chunk: 1, tick: counter.tick)
                         // Only over a log a rebuild found whole and dense: then `size` is its true
-                        // length, and the check sizes its buffer by it. (The first rebuild's failure
-                        // is reported first anyway, and the main thread takes the check otherwise.)
-                        guard case .success = rebuilt, claimMerkle() else { return (nil, rebuilt) }
-                        return (Result { try merkle.check(txn, schema, tick: counter.tick) }, rebuilt)
+                        // length, and the Merkle check sizes its buffer by it. (The first rebuild's
+                        // failure is reported first anyway, and the main thread takes every check then.)
+                        shared.help(txn)
+                        return rebuilt
                     }
                 }
                 let nodesPast = Result { try merkle.checkNothingStoredPast(txn, schema) }
@@ -178,31 +177,32 @@ public enum Replayer {
                 let liveCheck = Result {
                     try compareLive(txn, ptxn, schema, projections.schema, size: size, bootId: bootId, rebuilt: first, rebuiltDigest: firstDigest)
                 }
-                let merkleHere = claimMerkle() ? Result { try merkle.check(txn, schema, tick: counter.tick) } : nil
                 let keptCheckpoints = Result {
                     try checkKeptCheckpoints(SignedCheckpoint.all(txn, schema), size: size, key: checkpointKey) { try MerkleLog.root(txn, schema, size: $0) }
                 }
-                return (first, firstDigest, liveCheck, merkleHere, nodesPast.flatMap { root }, keptCheckpoints, counter)
+                shared.help(txn)
+                return (first, firstDigest, liveCheck, shared, nodesPast.flatMap { root }, keptCheckpoints, counter)
             }
         }
-        // A background that could not begin its snapshot fails in the second rebuild's place; it
-        // then never took the Merkle check, so the main thread did.
-        let secondCore = Result { try background!.result() }
-        try (merkleHere ?? secondCore.get().merkle!).get()
+        // A background that failed or could not begin its snapshot took no check: this thread
+        // took them all. Once it has ended, every check has its outcome.
+        let second = Result { try background!.result() }
+        try shared.merkleOutcome.get()
         report.merkleRoot = Hex.encode(try merkleRoot.get())
         report.signedCheckpoints = try keptCheckpoints.get()
         let (liveDigest, liveDifference, checkpoint) = try liveCheck.get()
-        let second = try secondCore.get().rebuilt.get()
+        try shared.wholeDecodingOutcome.get()
+        let secondState = try second.get()
         counter.finish()
 
         report.eventsScanned = 2 * report.events
         // Two states equal record for record have one digest: the second is hashed only when they differ.
-        let secondDigest = first.holdsSameState(as: second) ? firstDigest : ProjectionDigest.of(second)
+        let secondDigest = first.holdsSameState(as: secondState) ? firstDigest : ProjectionDigest.of(secondState)
         report.rebuildDigests = [Hex.encode(firstDigest), Hex.encode(secondDigest)]
         report.liveDigest = Hex.encode(liveDigest)
         report.checkpoint = checkpoint.position
         if firstDigest != secondDigest {
-            let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(first), ProjectionDigest.entries(second))
+            let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(first), ProjectionDigest.entries(secondState))
             throw Failure.mismatch(
                 "the two rebuilds differ (the fold depends on how it is batched, so replay is not deterministic): \(difference ?? "in their digests")")
         }
@@ -277,17 +277,15 @@ public enum Replayer {
     ///   rebuild takes the time of the larger half on two cores. The fold is the same sequential
     ///   fold in log order either way, so the result is identical (tested); verify, which already
     ///   runs two rebuilds side by side, folds each on its own thread.
-    /// - Parameter decodingWhole: also decode each record whole (``EventEnvelope``, metadata
-    ///   included), and refuse one that does not decode so: what proves every record decodes.
     static func rebuild<State: ReplayState>(
         _ txn: Transaction, _ schema: Schema, upTo size: UInt64, into: State.Type = FlatProjectionState.self,
-        foldingApart: Bool = false, chunk: Int = 1024, decodingWhole: Bool = false, tick: () -> Void
+        foldingApart: Bool = false, chunk: Int = 1024, tick: () -> Void
     ) throws -> State {
         var events = DecodedChunk<State.Event>(capacity: chunk)
         guard foldingApart else {
             var state = State()
             do {
-                try decode(txn, schema, upTo: size, decodingWhole: decodingWhole, tick: tick) { position, record in
+                try decode(txn, schema, upTo: size, tick: tick) { position, record in
                     events.events.append(try State.decode(position: position, record: record, into: &events.bytes))
                     guard events.events.count == chunk else { return }
                     do { try state.fold(events) } catch { throw Refused(failure: error) }
@@ -323,7 +321,7 @@ public enum Replayer {
             folder.wait()
         }
         do {
-            try decode(txn, schema, upTo: size, decodingWhole: decodingWhole, tick: tick) { position, record in
+            try decode(txn, schema, upTo: size, tick: tick) { position, record in
                 events.events.append(try State.decode(position: position, record: record, into: &events.bytes))
                 guard events.events.count == chunk else { return }
                 if !handOver.put(events) { throw Stopped() }
@@ -355,12 +353,10 @@ public enum Replayer {
     /// each to `body` (a ``Stopped`` from it ends the walk quietly); a record `body` cannot decode
     /// is reported as log damage.
     private static func decode(
-        _ txn: Transaction, _ schema: Schema, upTo size: UInt64, decodingWhole: Bool, tick: () -> Void,
+        _ txn: Transaction, _ schema: Schema, upTo size: UInt64, tick: () -> Void,
         _ body: (_ position: UInt64, _ record: UnsafeRawBufferPointer) throws -> Void
     ) throws {
         var expected: UInt64 = 1
-        // Whole decoding reads from an array: one reused, not one made per record.
-        var whole: [UInt8] = []
         do {
             try txn.scan(schema.events) { key, value in
                 guard expected <= size else { return false }
@@ -371,11 +367,6 @@ public enum Replayer {
                     throw Failure.log("position \(expected) is missing (the next event is at \(position))")
                 }
                 do {
-                    if decodingWhole {
-                        whole.removeAll(keepingCapacity: true)
-                        whole.append(contentsOf: value)
-                        _ = try EventEnvelope(position: position, decoding: whole)
-                    }
                     try body(position, value)
                 } catch let error as CodecError {
                     throw Failure.log("the event at position \(position) does not decode: \(error)")

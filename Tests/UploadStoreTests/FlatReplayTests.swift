@@ -344,6 +344,38 @@ struct FlatReplayTests {
 
     /// The fast path takes only what the full decoder takes, and reads the same values: every
     /// byte of each kind of record changed, both decoders agree (the same event, or the same error).
+    /// The digest sorts names by their ranks: the ranks must order them exactly as their bytes do,
+    /// wherever they differ: inside the eight bytes after the shared prefix, past them, in a zero
+    /// byte against the end of a shorter name, or in the shared prefix's length itself.
+    @Test(arguments: [0 as UInt64, 1, 2, 3]) func byteOrderRanks_orderNamesAsTheirBytesDo(seed: UInt64) {
+        var random = seed &+ 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            random = random &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((random >> 33) % UInt64(bound))
+        }
+        var names: Set<[UInt8]> = []
+        // Seed 0: no prefix at all is shared (one name is empty).
+        if seed == 0 { names.insert([]) }
+        let prefix = Array("sha256:".utf8).prefix(seed == 0 ? 0 : 7)
+        while names.count < 400 {
+            // Few distinct bytes (0 among them) and lengths around the eight-byte window's end.
+            let length = next(20)
+            names.insert(Array(prefix) + (0..<length).map { _ in [0, 1, 0x61, 0xFF][next(4)] })
+        }
+        var table = NameTable()
+        // Interned in a seeded order that is not the bytes' (a set's own order varies by process).
+        var order = names.sorted { $0.lexicographicallyPrecedes($1) }
+        for i in order.indices.reversed() { order.swapAt(i, next(i + 1)) }
+        for name in order { _ = name.withUnsafeBytes { table.intern($0) } }
+        let ranks = table.byteOrderRanks()
+        #expect(Set(ranks).count == table.count)
+        for a in 0..<table.count {
+            for b in 0..<table.count where a != b {
+                #expect((ranks[a] < ranks[b]) == table.precedes(a, b), "\(table.key(a)) against \(table.key(b))")
+            }
+        }
+    }
+
     @Test func theFastPath_readsEveryChangedRecordAsTheFullDecoderDoes() throws {
         let metadata = RequestMetadata(requestId: "req-1", source: "test", userAgent: "ua", invocationId: "inv-1")
         let events: [Event] = [

@@ -102,20 +102,57 @@ struct ReplayAndMigrationTests {
             return
         }
         #expect(reason.contains("the event at position 6 does not decode"), "\(reason)")
-        // Verify's second rebuild, which also decodes each record whole, names it as undecodable;
-        // a replay, which reads only what projections read, folds it.
+        // Verify's whole decoding names it as undecodable, in whichever range it falls; a replay,
+        // which reads only what projections read, folds it.
         let env = try Environment(directory: dir.path, configuration: .readOnly)
         let schema = try env.read { try Schema($0) }
         try env.read { txn in
             let size = try EventLog.tail(txn, schema)?.position ?? 0
+            try Replayer.decodeWhole(txn, schema, positions: 1...5)
+            try Replayer.decodeWhole(txn, schema, positions: 7...size)
             do {
-                _ = try Replayer.rebuild(txn, schema, upTo: size, chunk: 1, decodingWhole: true, tick: {})
+                try Replayer.decodeWhole(txn, schema, positions: 4...size)
                 Issue.record("a record that does not decode whole was folded")
             } catch let failure as Replayer.Failure {
                 #expect(failure.description.contains("the event at position 6 does not decode"), "\(failure)")
             }
             _ = try Replayer.rebuild(txn, schema, upTo: size, tick: {})
         }
+    }
+
+    /// Verify's two threads share the whole decoding in ranges; whichever order they run in, the
+    /// record named is the first in the log that does not decode, and the Merkle check runs once.
+    @Test func sharedChecks_nameTheFirstRecordThatDoesNotDecode_whicheverRangeRanFirst() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        try tamper(dir) { txn in
+            let events = try txn.openDatabase("events")!
+            for position: UInt64 in [7, 3] {
+                var bytes = try #require(try txn.get(events, BigEndian.bytes(position)))
+                let at = try #require(bytes.indices.first { bytes[$0...].starts(with: Array("tests/1".utf8)) })
+                bytes[at] = 0xFF
+                try txn.put(events, BigEndian.bytes(position), bytes)
+            }
+        }
+        let env = try Environment(directory: dir.path, configuration: .readOnly)
+        let schema = try env.read { try Schema($0) }
+        let size = try env.read { try EventLog.tail($0, schema)?.position ?? 0 }
+        #expect(size >= 8)
+        let ticks = Locked(0)
+        let shared = SharedChecks(merkle: MerkleVerification(size: size), size: size, schema: schema, minimumRange: 2) {
+            ticks.withLock { $0 += 1 }
+        }
+        // Two helpers, as verify's two threads, each in a snapshot of its own.
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<2 { group.addTask { try? env.read { shared.help($0) } } }
+        }
+        // The records changed, so the stored tree no longer matches them; it was checked once.
+        guard case .failure(let merkle) = shared.merkleOutcome else { Issue.record("the Merkle check passed over changed records"); return }
+        #expect("\(merkle)".contains("position 3"), "\(merkle)")
+        #expect(ticks.withLock { $0 } == Int(size))
+        guard case .failure(let decoding) = shared.wholeDecodingOutcome else { Issue.record("a record that does not decode passed"); return }
+        #expect("\(decoding)".contains("the event at position 3 does not decode"), "\(decoding)")
     }
 
     @Test func replay_neverWritesToTheStore() async throws {

@@ -263,7 +263,8 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
         func name(_ table: NameTable, _ n: Int) -> (inout [UInt8]) -> Void { { key in table.withName(n) { key.append(contentsOf: $0) } } }
         switch table {
         case .sessions:
-            for upload in sessions.indices.filter({ sessions[$0] != nil }).sorted(by: uploadIds.precedes) {
+            let rank = uploadIds.byteOrderRanks()
+            for upload in sessions.indices.filter({ sessions[$0] != nil }).sorted(by: { rank[$0] < rank[$1] }) {
                 try emit(key: name(uploadIds, upload)) { session(number: upload)!.encode(into: &$0) }
             }
         case .repositories:
@@ -280,11 +281,10 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
             for (position, repository) in prefixes.indices.sorted(by: { ProjectionKey.precedes(prefixes[$0], prefixes[$1]) }).enumerated() {
                 rank[repository] = position
             }
-            let ordered = layers.indices.filter { layers[$0] != nil }.sorted { a, b in
-                let x = layers[a]!, y = layers[b]!
-                if x.repository != y.repository { return rank[Int(x.repository)] < rank[Int(y.repository)] }
-                return digests.precedes(Int(x.digest), Int(y.digest))
-            }
+            let digestRank = digests.byteOrderRanks()
+            let ordered = layers.indices.compactMap { slot in
+                layers[slot].map { (order: UInt64(rank[Int($0.repository)]) << 32 | UInt64(digestRank[Int($0.digest)]), slot: slot) }
+            }.sorted { $0.order < $1.order }.map(\.slot)
             for slot in ordered {
                 let layer = layers[slot]!
                 try emit(key: { key in key += prefixes[Int(layer.repository)]; digests.withName(Int(layer.digest)) { key.append(contentsOf: $0) } }) {

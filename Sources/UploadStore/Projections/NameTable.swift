@@ -85,6 +85,47 @@ struct NameTable: Sendable, Equatable {
         }
     }
 
+    /// Each name's place in byte order (the order of ``precedes(_:_:)``), so that the digest sorts
+    /// a table's entries by integers: sorting by comparing the bytes cost more than hashing them.
+    ///
+    /// Names are ordered by the eight bytes after the prefix they all share (a digest's `sha256:`),
+    /// read as a big-endian number, and by their whole bytes only where those eight agree. Padding a
+    /// short name with zeros keeps that order exact: where a zero of padding differs from a byte of
+    /// the other name, that byte is not zero, and the short name is the prefix that sorts first.
+    func byteOrderRanks() -> [Int32] {
+        let shared = sharedPrefixLength()
+        var order = (0..<count).map { (key: window(of: $0, from: shared), name: Int32($0)) }
+        order.sort { $0.key != $1.key ? $0.key < $1.key : precedes(Int($0.name), Int($1.name)) }
+        var ranks = [Int32](repeating: 0, count: count)
+        for (rank, entry) in order.enumerated() { ranks[Int(entry.name)] = Int32(rank) }
+        return ranks
+    }
+
+    /// How many leading bytes every name has, and shares with every other.
+    private func sharedPrefixLength() -> Int {
+        guard count > 0 else { return 0 }
+        var shared = ends[1]
+        for n in 1..<count where shared > 0 {
+            shared = withName(n) { name in
+                withName(0) { first in
+                    var i = 0
+                    while i < min(shared, name.count), name[i] == first[i] { i += 1 }
+                    return i
+                }
+            }
+        }
+        return shared
+    }
+
+    /// The eight bytes of name `n` from `offset`, big-endian, zeros past its end.
+    private func window(of n: Int, from offset: Int) -> UInt64 {
+        withName(n) { name in
+            var key: UInt64 = 0
+            for i in offset..<offset + 8 { key = key << 8 | UInt64(i < name.count ? name[i] : 0) }
+            return key
+        }
+    }
+
     private mutating func grow() {
         let old = slots
         slots = [UInt64](repeating: 0, count: old.count * 2)
