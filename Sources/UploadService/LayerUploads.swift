@@ -77,16 +77,20 @@ extension UploadService {
                     if command.names(digest) { try await Self.blocking { try self.storage.commitBlob(copy, digest: digest) } }
                 }
             }
-            let events = try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events
-            if command.staged != nil { self.blobs.removeStaging(command.uploadId) }
-            // A registry client's push of a layer the repository holds ends its upload without one.
-            if command.rules == .registry, let staged = command.staged,
-               events.contains(where: { ($0.event.payload as? UploadAborted)?.reason == .layerAlreadyExists }) {
-                return staged.digest
-            }
-            return try events.first(LayerUploadCompleted.self, recordedBy: "CompleteLayerUpload").layerDigest
+            return try self.completedDigest(command, events: try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events)
         }
         return LayerCompleted(repository: ref, uploadId: command.uploadId, layerDigest: digest)
+    }
+
+    /// The layer a committed completion recorded; its staging file goes, which the log no longer needs.
+    func completedDigest(_ command: CompleteLayerUpload, events: [EventEnvelope]) throws -> String {
+        if command.staged != nil { blobs.removeStaging(command.uploadId) }
+        // A registry client's push of a layer the repository holds ends its upload without one.
+        if command.rules == .registry, let staged = command.staged,
+           events.contains(where: { ($0.event.payload as? UploadAborted)?.reason == .layerAlreadyExists }) {
+            return staged.digest
+        }
+        return try events.first(LayerUploadCompleted.self, recordedBy: "CompleteLayerUpload").layerDigest
     }
 
     /// Ends every upload idle for `idleMilliseconds` (by the store's clock) with UploadExpired,

@@ -36,42 +36,93 @@ extension UploadService {
         _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body, _ metadata: RequestMetadata
     ) async throws -> UInt64 where Body.Element == ByteBuffer {
         try await uploadLocks.withLock(upload.uploadId) {
-            let offset = try self.bytesReceived(upload)
-            if let range, range.lowerBound != offset {
-                throw ChunkOutOfRange(bytesReceived: offset, message: "The chunk must start at byte \(offset), where the upload has reached")
+            let chunk = try await self.stageChunk(upload, range: range, body: body)
+            if let part = chunk.part { try await self.record(part, metadata) }
+            return chunk.offset + (chunk.part?.partLength ?? 0)
+        }
+    }
+
+    /// The final chunk of a registry upload (the body of its `PUT`, or of a monolithic `POST`;
+    /// it may be empty) and the upload's completion as the layer `digest` names.
+    ///
+    /// When the chunk is the whole layer and its sha256 digest is the one named, its staged file is
+    /// linked into the blob store first, and the part and the completion are decided in one
+    /// transaction, one after the other, as two calls would be: one commit instead of two, the
+    /// same events. Otherwise the part commits, then the completion as
+    /// ``completeLayerUpload(_:_:)`` makes it.
+    public func finishUpload<Body: AsyncSequence & Sendable>(
+        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body, digest: String, _ metadata: RequestMetadata
+    ) async throws -> LayerCompleted where Body.Element == ByteBuffer {
+        let completion = CompleteLayerUpload(registryUpload: upload, digest: digest)
+        let completedWithThePart: String? = try await uploadLocks.withLock(upload.uploadId) {
+            let chunk = try await self.stageChunk(upload, range: range, body: body)
+            guard let part = chunk.part else { return nil }
+            let uploadId = upload.uploadId
+            // Two commands of one call with one invocation id would be one retry's two answers.
+            guard chunk.offset == 0, completion.names(part.partDigest), metadata.invocationId == nil,
+                  try await Self.blocking({ try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: part.partDigest, size: part.partLength) })
+            else {
+                try await self.record(part, metadata)
+                return nil
             }
-            let writer = self.blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
-            let staged: (length: UInt64, digest: String)
-            do {
-                var pending: [UInt8] = []
-                pending.reserveCapacity(Self.chunkBufferBytes)
-                for try await buffer in body {
-                    pending.append(contentsOf: buffer.readableBytesView)
-                    if pending.count >= Self.chunkBufferBytes {
-                        try await Self.blocking { [pending] in try writer.write(pending) }
-                        pending.removeAll(keepingCapacity: true)
-                    }
-                }
-                staged = try await Self.blocking { [pending] in try writer.write(pending); return try writer.finish() }
-                if let range, staged.length != UInt64(range.count) {
-                    throw ChunkOutOfRange(bytesReceived: offset, message: "Content-Range \(range.lowerBound)-\(range.upperBound) covers \(range.count) bytes but the chunk held \(staged.length)")
-                }
-            } catch {
-                writer.abandon()
-                self.cutBackStaging(upload.uploadId, orTo: offset)
+            var whole = completion
+            whole.staged = .init(digest: part.partDigest, size: part.partLength)
+            let results = await self.store.append([
+                CommandSubmission(.uploadLayerPart(part), metadata: metadata), CommandSubmission(.completeLayerUpload(whole), metadata: metadata),
+            ])
+            if case .failure(let error) = results[0] {
+                self.cutBackStaging(uploadId, orTo: 0)
                 throw error
             }
-            guard staged.length > 0 else { return offset }
-            var command = UploadLayerPart(
-                .init(registryChunkOf: upload, at: offset, length: staged.length), partLength: staged.length, partDigest: staged.digest)
-            command.staged = true
-            do {
-                _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
-            } catch {
-                self.cutBackStaging(upload.uploadId, orTo: offset)
-                throw error
+            return try self.completedDigest(whole, events: results[1].get().events)
+        }
+        guard let completedWithThePart else { return try await completeLayerUpload(completion, metadata) }
+        return LayerCompleted(repository: upload.repository, uploadId: upload.uploadId, layerDigest: completedWithThePart)
+    }
+
+    /// A chunk staged at the offset the upload has reached, its bytes synced, not yet recorded;
+    /// its part is `nil` when it held no bytes. Called under the upload's lock.
+    private func stageChunk<Body: AsyncSequence & Sendable>(
+        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body
+    ) async throws -> (offset: UInt64, part: UploadLayerPart?) where Body.Element == ByteBuffer {
+        let offset = try bytesReceived(upload)
+        if let range, range.lowerBound != offset {
+            throw ChunkOutOfRange(bytesReceived: offset, message: "The chunk must start at byte \(offset), where the upload has reached")
+        }
+        let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
+        let staged: (length: UInt64, digest: String)
+        do {
+            var pending: [UInt8] = []
+            pending.reserveCapacity(Self.chunkBufferBytes)
+            for try await buffer in body {
+                pending.append(contentsOf: buffer.readableBytesView)
+                if pending.count >= Self.chunkBufferBytes {
+                    try await Self.blocking { [pending] in try writer.write(pending) }
+                    pending.removeAll(keepingCapacity: true)
+                }
             }
-            return offset + staged.length
+            staged = try await Self.blocking { [pending] in try writer.write(pending); return try writer.finish() }
+            if let range, staged.length != UInt64(range.count) {
+                throw ChunkOutOfRange(bytesReceived: offset, message: "Content-Range \(range.lowerBound)-\(range.upperBound) covers \(range.count) bytes but the chunk held \(staged.length)")
+            }
+        } catch {
+            writer.abandon()
+            cutBackStaging(upload.uploadId, orTo: offset)
+            throw error
+        }
+        guard staged.length > 0 else { return (offset, nil) }
+        var part = UploadLayerPart(.init(registryChunkOf: upload, at: offset, length: staged.length), partLength: staged.length, partDigest: staged.digest)
+        part.staged = true
+        return (offset, part)
+    }
+
+    /// Records a staged chunk's part; refused, staging is cut back to what the log records.
+    private func record(_ part: UploadLayerPart, _ metadata: RequestMetadata) async throws {
+        do {
+            _ = try await store.execute(.uploadLayerPart(part), metadata: metadata)
+        } catch {
+            cutBackStaging(part.uploadId, orTo: part.partFirstByte)
+            throw error
         }
     }
 

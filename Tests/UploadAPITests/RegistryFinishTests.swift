@@ -1,0 +1,98 @@
+import Crypto
+import Foundation
+import Logging
+import LogHashing
+import NIOCore
+import Testing
+import UploadCore
+import UploadService
+import UploadStore
+import UploadTesting
+
+/// A registry client's final chunk and its completion (`PUT …?digest=` with a body): when the chunk
+/// is the whole layer, named by its digest, the part and the completion commit together, in one
+/// transaction; in every other case they commit one after the other, as before. The events are the
+/// same either way.
+struct RegistryFinishTests {
+    private func withRegistryUpload(
+        _ body: @Sendable (_ service: UploadService, _ store: Store, _ blobs: BlobStore, _ upload: RepositoryUpload) async throws -> Void
+    ) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            let blobs = try BlobStore(directory: dir.path)
+            let service = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let started = try await service.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), testMetadata())
+            try await body(service, store, blobs, RepositoryUpload(started.repository, uploadId: started.uploadId))
+        }
+    }
+
+    private static func chunk(_ bytes: [UInt8]) -> AsyncStream<ByteBuffer> {
+        AsyncStream { $0.yield(ByteBuffer(bytes: bytes)); $0.finish() }
+    }
+
+    private static func digest(_ bytes: [UInt8]) -> String { "sha256:" + Hex.encode(SHA256.hash(data: bytes)) }
+
+    private static func recorded(_ store: Store, after position: UInt64) throws -> [String] {
+        try store.read { try $0.events(after: position) }.map { "\(type(of: $0.event.payload))" }
+    }
+
+    @Test func theWholeLayerInOneChunk_commitsItsPartAndItsCompletionTogether() async throws {
+        try await withRegistryUpload { service, store, blobs, upload in
+            let bytes = [UInt8](repeating: 3, count: 70_000)
+            let (before, transactions) = (try store.read { try $0.lastPosition() }, store.writerStatistics.transactions)
+            let completed = try await service.finishUpload(upload, range: nil, body: Self.chunk(bytes), digest: Self.digest(bytes), testMetadata())
+            #expect(completed.layerDigest == Self.digest(bytes))
+            #expect(store.writerStatistics.transactions == transactions + 1, "one commit for the part and the completion")
+            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded", "LayerUploadCompleted"])
+            #expect(try Array(Data(contentsOf: URL(fileURLWithPath: blobs.blobPath(Self.digest(bytes))))) == bytes)
+            #expect(!FileManager.default.fileExists(atPath: blobs.stagingPath(upload.uploadId)), "staging goes once the layer is recorded")
+        }
+    }
+
+    @Test func aChunkAfterOthers_commitsItsPartThenTheCompletion() async throws {
+        try await withRegistryUpload { service, store, blobs, upload in
+            let first = [UInt8](repeating: 1, count: 1000), last = [UInt8](repeating: 2, count: 500)
+            _ = try await service.appendChunk(upload, range: nil, body: Self.chunk(first), testMetadata())
+            let (before, transactions) = (try store.read { try $0.lastPosition() }, store.writerStatistics.transactions)
+            let completed = try await service.finishUpload(upload, range: 1000...1499, body: Self.chunk(last), digest: Self.digest(first + last), testMetadata())
+            #expect(completed.layerDigest == Self.digest(first + last))
+            #expect(store.writerStatistics.transactions == transactions + 2)
+            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded", "LayerUploadCompleted"])
+            #expect(try Array(Data(contentsOf: URL(fileURLWithPath: blobs.blobPath(Self.digest(first + last))))) == first + last)
+        }
+    }
+
+    /// A digest that is not the chunk's: the part is recorded (the bytes came), the completion is
+    /// refused, and nothing enters the blob store under either digest.
+    @Test func aWrongDigest_recordsThePart_refusesTheCompletion_andStoresNoBlob() async throws {
+        try await withRegistryUpload { service, store, blobs, upload in
+            let bytes = [UInt8](repeating: 9, count: 4096), named = Self.digest([1])
+            let before = try store.read { try $0.lastPosition() }
+            await #expect {
+                _ = try await service.finishUpload(upload, range: nil, body: Self.chunk(bytes), digest: named, testMetadata())
+            } throws: { ($0 as? CommandError)?.code == .invalidLayer }
+            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded"])
+            #expect(try store.read { try $0.session(upload.uploadId) }?.bytesReceived == UInt64(bytes.count))
+            for digest in [named, Self.digest(bytes)] { #expect(!FileManager.default.fileExists(atPath: blobs.blobPath(digest))) }
+        }
+    }
+
+    /// A blob the repository already holds, pushed again in one chunk: the upload ends as the
+    /// client asked (UploadAborted, `layerAlreadyExists`), in the same one commit, and the answer
+    /// names the blob.
+    @Test func aBlobTheRepositoryHolds_pushedAgainWhole_endsItsUploadInOneCommit() async throws {
+        try await withRegistryUpload { service, store, _, upload in
+            let bytes = [UInt8](repeating: 5, count: 2048)
+            _ = try await service.finishUpload(upload, range: nil, body: Self.chunk(bytes), digest: Self.digest(bytes), testMetadata())
+            let again = try await service.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), testMetadata())
+            let (before, transactions) = (try store.read { try $0.lastPosition() }, store.writerStatistics.transactions)
+            let completed = try await service.finishUpload(
+                RepositoryUpload(again.repository, uploadId: again.uploadId), range: nil, body: Self.chunk(bytes), digest: Self.digest(bytes), testMetadata())
+            #expect(completed.layerDigest == Self.digest(bytes))
+            #expect(store.writerStatistics.transactions == transactions + 1)
+            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded", "UploadAborted"])
+        }
+    }
+}
