@@ -24,15 +24,21 @@ final class GroupCommitWriter: Sendable {
         let uploadId: String?
         let answer: Answers
         let index: Int
+
+        /// Whether this is its submission's last command: its caller has nothing more queued.
+        var endsSubmission: Bool { index == answer.count - 1 }
     }
 
     /// Collects the results of one submission's commands and resumes its caller with all of them
     /// (one caller, one continuation, however many commands).
     final class Answers: Sendable {
+        /// How many commands the submission holds.
+        let count: Int
         private let state: Locked<(results: [Result<CommandOutcome, any Error>?], left: Int)>
         private let continuation: CheckedContinuation<[Result<CommandOutcome, any Error>], Never>
 
         init(count: Int, _ continuation: CheckedContinuation<[Result<CommandOutcome, any Error>], Never>) {
+            self.count = count
             state = Locked((Array(repeating: nil, count: count), count))
             self.continuation = continuation
         }
@@ -55,7 +61,10 @@ final class GroupCommitWriter: Sendable {
 
     private struct Queue {
         var pending: [Pending] = []
-        /// How many queued commands wake the writer: 1 while it waits for work, the count it is
+        /// The callers with commands in `pending`: one per submission, however many commands it
+        /// holds, until its last command is taken into a batch.
+        var callers = 0
+        /// How many waiting callers wake the writer: 1 while it waits for work, the count it is
         /// gathering for while it gathers a batch, and `Int.max` while it writes (a signal then
         /// would wake nobody). So a batch costs one wake-up, not one per command.
         var wakeAt = Int.max
@@ -117,7 +126,8 @@ final class GroupCommitWriter: Sendable {
                 queue.pending.append(Pending(
                     command: submission.command, metadata: submission.metadata, uploadId: uploadIds[index], answer: answers, index: index))
             }
-            if queue.pending.count >= queue.wakeAt { condition.signal() }
+            queue.callers += 1
+            if queue.callers >= queue.wakeAt { condition.signal() }
             condition.unlock()
         }
     }
@@ -148,7 +158,7 @@ final class GroupCommitWriter: Sendable {
             let elapsed = ContinuousClock.now - started
             // Counted before anyone is answered, so an answered caller that is quick to send
             // its next command is not counted twice.
-            expected = min(condition.withLock { queue.pending.count } + batch.count, configuration.maxBatchSize)
+            expected = min(condition.withLock { queue.callers } + batch.count { $0.endsSubmission }, configuration.maxBatchSize)
             lastBatch = elapsed
             commitLatency.recordNanoseconds(elapsed.nanoseconds)
             batchSize.record(batch.count)
@@ -179,9 +189,10 @@ final class GroupCommitWriter: Sendable {
     /// The callers the last batch answered send their next commands a moment later, while the
     /// ones that queued during that batch are already waiting. Taking only those would split the
     /// callers into two groups that alternate, each paying a full fsync for half the work, so the
-    /// writer waits until `expected` commands (those waiting plus those answered) are queued, or
-    /// `gather` passes (the last batch's time, at most ``StoreConfiguration/maxGatherWait``). A
-    /// lone caller is never delayed: its one command is all the writer waits for.
+    /// writer waits until `expected` callers (those waiting plus those answered) have queued, or
+    /// `gather` passes (the last batch's time, at most ``StoreConfiguration/maxGatherWait``).
+    /// Callers, not commands: a lone caller is never delayed, even one whose last submission held
+    /// several commands (a registry client's part and completion) and whose next holds one.
     private func nextBatch(expecting expected: Int, for gather: Duration) -> [Pending]? {
         condition.lock()
         defer {
@@ -190,12 +201,12 @@ final class GroupCommitWriter: Sendable {
         }
         queue.wakeAt = 1
         while queue.pending.isEmpty && !queue.stopping { condition.wait() }
-        if queue.pending.count < expected && !queue.stopping && gather > .zero {
+        if queue.callers < expected && !queue.stopping && gather > .zero {
             queue.wakeAt = expected
             // Timed by the monotonic clock, in short slices: a wall-clock step during the wait
             // can stretch only the current slice.
             let deadline = ContinuousClock.now + gather
-            while queue.pending.count < expected && !queue.stopping {
+            while queue.callers < expected && !queue.stopping {
                 let remaining = deadline - ContinuousClock.now
                 guard remaining > .zero else { break }
                 let slice = min(remaining, .microseconds(500))
@@ -209,6 +220,7 @@ final class GroupCommitWriter: Sendable {
         let count = min(queue.pending.count, configuration.maxBatchSize)
         let batch = Array(queue.pending.prefix(count))
         queue.pending.removeFirst(count)
+        queue.callers -= batch.count { $0.endsSubmission }
         return batch
     }
 
