@@ -14,7 +14,9 @@ public protocol BlobStorage: Sendable {
     /// consumes it; a blob already kept is kept as it is (it holds the same bytes).
     func commitBlob(_ temporary: String, digest: String) throws
     /// Takes the staged file at `path`, which holds exactly the blob (`size` bytes), as the blob
-    /// `digest` without copying it, where the storage can (a hard link in the same folder).
+    /// `digest` without copying it, where the storage can (a hard link in the same folder). The
+    /// staged file keeps its name and bytes: it is removed only once the layer is recorded, and a
+    /// write to it first gives it an inode of its own (``BlobStore/StagingWriter``).
     /// - Returns: `false`, having done nothing, when it cannot: the caller copies it instead.
     func adoptStaged(_ path: String, digest: String, size: UInt64) throws -> Bool
     /// Opens the blob for reading at offsets (downloads, and ranges of them).

@@ -46,29 +46,45 @@ extension UploadService {
     /// it may be empty) and the upload's completion as the layer `digest` names.
     ///
     /// When the chunk is the whole layer and its sha256 digest is the one named, its staged file is
-    /// linked into the blob store first, and the part and the completion are decided in one
-    /// transaction, one after the other, as two calls would be: one commit instead of two, the
-    /// same events. Otherwise the part commits, then the completion as
+    /// linked into the blob store first (keeping its staging name, as
+    /// ``BlobStorage/adoptStaged(_:digest:size:)`` does), and the part and the completion are
+    /// submitted together: the writer decides them one after the other, as two calls would be, in
+    /// one transaction (``GroupCommitWriter`` does not split a submission that fits in a batch):
+    /// one commit instead of two, the same events. Otherwise (a chunk after others, another digest,
+    /// a blob store that cannot link) the part commits, then the completion as
     /// ``completeLayerUpload(_:_:)`` makes it.
+    ///
+    /// A part refused after the link (the upload cancelled or expired while the chunk streamed in),
+    /// or a crash between the link and the commit, leaves the blob in the blob store with no layer
+    /// naming it, as a completion refused after its link does: it is never served, since a blob is
+    /// read only through a layer a repository holds.
     public func finishUpload<Body: AsyncSequence & Sendable>(
         _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body, digest: String, _ metadata: RequestMetadata
     ) async throws -> LayerCompleted where Body.Element == ByteBuffer {
         let completion = CompleteLayerUpload(registryUpload: upload, digest: digest)
-        let completedWithThePart: String? = try await uploadLocks.withLock(upload.uploadId) {
+        // An invocation id names one call's one command: the part keeps it (a retry of the
+        // request finds its part), the completion goes without (else it would be taken for a
+        // retry of the part, and refused as one with other parameters).
+        var completionMetadata = metadata
+        completionMetadata.invocationId = nil
+        let completedWithThePart: String? = try await uploadLocks.withLock(upload.uploadId) { [completionMetadata] in
             let chunk = try await self.stageChunk(upload, range: range, body: body)
             guard let part = chunk.part else { return nil }
             let uploadId = upload.uploadId
-            // Two commands of one call with one invocation id would be one retry's two answers.
-            guard chunk.offset == 0, completion.names(part.partDigest), metadata.invocationId == nil,
-                  try await Self.blocking({ try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: part.partDigest, size: part.partLength) })
-            else {
+            // A link that fails is left to the ordinary path, which links again and reports it.
+            var linked = false
+            if chunk.offset == 0, completion.names(part.partDigest) {
+                linked = (try? await Self.blocking { try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: part.partDigest, size: part.partLength) }) == true
+            }
+            guard linked else {
                 try await self.record(part, metadata)
                 return nil
             }
             var whole = completion
             whole.staged = .init(digest: part.partDigest, size: part.partLength)
             let results = await self.store.append([
-                CommandSubmission(.uploadLayerPart(part), metadata: metadata), CommandSubmission(.completeLayerUpload(whole), metadata: metadata),
+                CommandSubmission(.uploadLayerPart(part), metadata: metadata),
+                CommandSubmission(.completeLayerUpload(whole), metadata: completionMetadata),
             ])
             if case .failure(let error) = results[0] {
                 self.cutBackStaging(uploadId, orTo: 0)
@@ -76,7 +92,7 @@ extension UploadService {
             }
             return try self.completedDigest(whole, events: results[1].get().events)
         }
-        guard let completedWithThePart else { return try await completeLayerUpload(completion, metadata) }
+        guard let completedWithThePart else { return try await completeLayerUpload(completion, completionMetadata) }
         return LayerCompleted(repository: upload.repository, uploadId: upload.uploadId, layerDigest: completedWithThePart)
     }
 

@@ -68,6 +68,9 @@ final class GroupCommitWriter: Sendable {
         /// gathering for while it gathers a batch, and `Int.max` while it writes (a signal then
         /// would wake nobody). So a batch costs one wake-up, not one per command.
         var wakeAt = Int.max
+
+        /// Whether as many commands wait as one batch takes: then gathering more gains nothing.
+        func hasFullBatch(_ maxBatchSize: Int) -> Bool { pending.count >= maxBatchSize }
         var stopping = false
         var stopped = false
         /// Callers of ``shutdown()`` waiting for the thread to end.
@@ -127,7 +130,7 @@ final class GroupCommitWriter: Sendable {
                     command: submission.command, metadata: submission.metadata, uploadId: uploadIds[index], answer: answers, index: index))
             }
             queue.callers += 1
-            if queue.callers >= queue.wakeAt { condition.signal() }
+            if queue.callers >= queue.wakeAt || queue.hasFullBatch(configuration.maxBatchSize) && queue.wakeAt != Int.max { condition.signal() }
             condition.unlock()
         }
     }
@@ -201,12 +204,12 @@ final class GroupCommitWriter: Sendable {
         }
         queue.wakeAt = 1
         while queue.pending.isEmpty && !queue.stopping { condition.wait() }
-        if queue.callers < expected && !queue.stopping && gather > .zero {
+        if queue.callers < expected && !queue.hasFullBatch(configuration.maxBatchSize) && !queue.stopping && gather > .zero {
             queue.wakeAt = expected
             // Timed by the monotonic clock, in short slices: a wall-clock step during the wait
             // can stretch only the current slice.
             let deadline = ContinuousClock.now + gather
-            while queue.callers < expected && !queue.stopping {
+            while queue.callers < expected && !queue.hasFullBatch(configuration.maxBatchSize) && !queue.stopping {
                 let remaining = deadline - ContinuousClock.now
                 guard remaining > .zero else { break }
                 let slice = min(remaining, .microseconds(500))
@@ -217,7 +220,11 @@ final class GroupCommitWriter: Sendable {
             queue.stopped = true
             return nil
         }
-        let count = min(queue.pending.count, configuration.maxBatchSize)
+        // A submission is not split across batches when it fits in one: its commands commit
+        // together (a registry client's part and completion). Only a first submission larger
+        // than a batch is split.
+        var count = min(queue.pending.count, configuration.maxBatchSize)
+        if count < queue.pending.count, let end = queue.pending[..<count].lastIndex(where: \.endsSubmission) { count = end + 1 }
         let batch = Array(queue.pending.prefix(count))
         queue.pending.removeFirst(count)
         queue.callers -= batch.count { $0.endsSubmission }

@@ -12,7 +12,8 @@ import UploadMigrations
 /// Opens the store read-only (`MDB_RDONLY`): it never writes to the store it checks. Everything it
 /// compares against (live tables, checkpoint, the log's size and the Merkle tree's extent) comes
 /// from one read snapshot of each environment, the projections' taken first; the second rebuild,
-/// and the Merkle check when the second core takes it, read another snapshot of the log, bounded
+/// and the checks the second core takes (the Merkle check, the whole decoding of a range of
+/// records: ``SharedChecks``), read another snapshot of the log, bounded
 /// by the first one's size (the log and the tree are append-only), so a writer running at the same
 /// time cannot make it lie. Projections a step behind the log (a writer between its two
 /// commits, or one that died there) are compared with a rebuild at their checkpoint.
@@ -149,7 +150,8 @@ public enum Replayer {
             try environment.read { txn in
                 let size = try EventLog.tail(txn, schema)?.position ?? 0
                 report.events = size
-                let counter = ProgressCounter(total: 3 * size, progress)
+                // Each rebuild, the Merkle check and the whole decoding pass over every event once.
+                let counter = ProgressCounter(total: 4 * size, progress)
                 let merkle = MerkleVerification(size: size)
                 // The checks that are not a rebuild's: whichever thread is free takes the next,
                 // so that neither idles while the other works (which of the two is lighter depends

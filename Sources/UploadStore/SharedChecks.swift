@@ -15,16 +15,24 @@ final class SharedChecks: Sendable {
     private let schema: Schema
     private let tick: @Sendable () -> Void
     private let ranges: [ClosedRange<UInt64>]
-    /// The next check no one has taken (0 is the Merkle tree; then the ranges), and each one's outcome.
-    private let state: Locked<(next: Int, outcomes: [Result<Void, any Error>?])>
+    /// The order the checks are taken in: 0 is the Merkle tree, then the ranges.
+    private let order: [Int]
+    /// How many checks have been taken, and each one's outcome.
+    private let state: Locked<(taken: Int, outcomes: [Result<Void, any Error>?])>
 
-    init(merkle: MerkleVerification, size: UInt64, schema: Schema, minimumRange: UInt64 = 10_000, tick: @escaping @Sendable () -> Void) {
+    /// - Parameter lastFirst: take the checks in reverse (tests: the outcome must not depend on
+    ///   which range ran first).
+    init(
+        merkle: MerkleVerification, size: UInt64, schema: Schema, minimumRange: UInt64 = 10_000, lastFirst: Bool = false,
+        tick: @escaping @Sendable () -> Void
+    ) {
         self.merkle = merkle
         self.schema = schema
         self.tick = tick
         let count = min(UInt64(Self.wholeDecodingRanges), max(1, size / max(minimumRange, 1)))
         let step = max((size + count - 1) / count, 1)
         ranges = size == 0 ? [] : stride(from: UInt64(1), through: size, by: Int(step)).map { $0...min($0 + step - 1, size) }
+        order = lastFirst ? Array((0...ranges.count).reversed()) : Array(0...ranges.count)
         state = Locked((0, Array(repeating: nil, count: 1 + ranges.count)))
     }
 
@@ -36,7 +44,7 @@ final class SharedChecks: Sendable {
                 if check == 0 {
                     try merkle.check(txn, schema, tick: tick)
                 } else {
-                    try Replayer.decodeWhole(txn, schema, positions: ranges[check - 1])
+                    try Replayer.decodeWhole(txn, schema, positions: ranges[check - 1], tick: tick)
                 }
             }
             state.withLock { $0.outcomes[check] = outcome }
@@ -56,9 +64,9 @@ final class SharedChecks: Sendable {
 
     private func claim() -> Int? {
         state.withLock { state in
-            guard state.next < state.outcomes.count else { return nil }
-            defer { state.next += 1 }
-            return state.next
+            guard state.taken < order.count else { return nil }
+            defer { state.taken += 1 }
+            return order[state.taken]
         }
     }
 
@@ -72,7 +80,7 @@ extension Replayer {
     /// Decodes each record at `positions` whole (``EventEnvelope``, metadata included), which a
     /// rebuild never does (it reads only what projections read): what proves every record decodes.
     /// The rebuilds check that the positions are dense; this decodes the ones there are.
-    static func decodeWhole(_ txn: Transaction, _ schema: Schema, positions: ClosedRange<UInt64>) throws {
+    static func decodeWhole(_ txn: Transaction, _ schema: Schema, positions: ClosedRange<UInt64>, tick: () -> Void = {}) throws {
         // Decoded from one reused array, not one made per record.
         var whole: [UInt8] = []
         try txn.scan(schema.events, from: BigEndian.bytes(positions.lowerBound)) { key, value in
@@ -84,6 +92,7 @@ extension Replayer {
             } catch let error as CodecError {
                 throw Failure.log("the event at position \(position) does not decode: \(error)")
             }
+            tick()
             return true
         }
     }

@@ -342,8 +342,6 @@ struct FlatReplayTests {
         }
     }
 
-    /// The fast path takes only what the full decoder takes, and reads the same values: every
-    /// byte of each kind of record changed, both decoders agree (the same event, or the same error).
     /// The digest sorts names by their ranks: the ranks must order them exactly as their bytes do,
     /// wherever they differ: inside the eight bytes after the shared prefix, past them, in a zero
     /// byte against the end of a shorter name, or in the shared prefix's length itself.
@@ -376,6 +374,8 @@ struct FlatReplayTests {
         }
     }
 
+    /// The fast path takes only what the full decoder takes, and reads the same values: every
+    /// byte of each kind of record changed, both decoders agree (the same event, or the same error).
     @Test func theFastPath_readsEveryChangedRecordAsTheFullDecoderDoes() throws {
         let metadata = RequestMetadata(requestId: "req-1", source: "test", userAgent: "ua", invocationId: "inv-1")
         let events: [Event] = [

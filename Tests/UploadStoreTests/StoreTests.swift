@@ -56,6 +56,40 @@ struct StoreTests {
     /// Upload ids key the sessions table; increasing ids append to the B-tree instead of dirtying
     /// a random page each (see TimeOrderedUploadIDs). 20,000 ids overflow the per-millisecond
     /// counter, which must still never go backwards.
+    /// The writer gathers by callers: a caller whose last submission held two commands, alone,
+    /// sends one next, and that one is written at once, not after the writer has waited out the
+    /// gather (the last commit's duration, made long here) for a second command that never comes.
+    @Test func aLoneCaller_afterASubmissionOfTwoCommands_isNotKeptWaiting() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let slowCommits = Locked(0)
+        try await withTestStore(dir, configure: { configuration in
+            configuration.maxGatherWait = .seconds(30)
+            configuration.failProjectionCommit = {
+                let slow = slowCommits.withLock { count -> Bool in
+                    guard count > 0 else { return false }
+                    count -= 1
+                    return true
+                }
+                if slow { Thread.sleep(forTimeInterval: 0.5) }
+                return false
+            }
+        }) { store in
+            _ = try await store.execute(Self.create("team/app"), metadata: testMetadata())
+            slowCommits.withLock { $0 = 1 }
+            let two = await store.append([
+                CommandSubmission(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("a")),
+                CommandSubmission(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("b")),
+            ])
+            #expect(two.allSatisfy { (try? $0.get()) != nil })
+            let started = ContinuousClock.now
+            _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("c"))
+            let waited = ContinuousClock.now - started
+            // Counting commands, the writer would wait the last commit's 0.5 s for a second one.
+            #expect(waited < .milliseconds(250), "the lone command waited \(waited)")
+        }
+    }
+
     @Test func timeOrderedUploadIds_areVersion7UUIDs_increasingInByteOrder() throws {
         let generator = TimeOrderedUploadIDs()
         let before = UInt64(Date().timeIntervalSince1970 * 1000)

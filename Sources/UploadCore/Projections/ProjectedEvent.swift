@@ -4,8 +4,8 @@
 /// Replay decodes only this from each record (``init(position:decoding:)``): of the request
 /// metadata it reads the request and invocation ids and leaves the rest (user agent, address,
 /// principal, which no projection reads) as bytes, unchecked. Decoding that metadata whole took a
-/// quarter of replay's fold. `upload-replay verify` still decodes every record whole in one of its
-/// two rebuilds, so a damaged metadata record is still found.
+/// quarter of replay's fold. `upload-replay verify` still decodes every record whole beside its two
+/// rebuilds, so a damaged metadata record is still found.
 public struct ProjectedEvent: Sendable, Equatable {
     public let position: UInt64
     public let recordedAt: Timestamp
