@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOPosix
 public import UploadCore
@@ -74,7 +75,11 @@ extension UploadService {
             // A link that fails is left to the ordinary path, which links again and reports it.
             var linked = false
             if chunk.offset == 0, completion.names(part.partDigest) {
-                linked = (try? await Self.blocking { try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: part.partDigest, size: part.partLength) }) == true
+                do {
+                    linked = try await Self.blocking { try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: part.partDigest, size: part.partLength) }
+                } catch {
+                    self.logger.debug("the whole layer could not be linked at once; completing it the ordinary way", metadata: ["error": "\(error)"])
+                }
             }
             guard linked else {
                 try await self.record(part, metadata)

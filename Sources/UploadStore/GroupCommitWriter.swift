@@ -88,6 +88,7 @@ final class GroupCommitWriter: Sendable {
     private let statistics = Locked(Statistics())
 
     init(committer: any BatchCommitter, configuration: StoreConfiguration, notifier: CommitNotifier) {
+        precondition(configuration.maxBatchSize >= 1, "a batch holds at least one command")
         self.committer = committer
         self.configuration = configuration
         self.notifier = notifier
@@ -130,7 +131,7 @@ final class GroupCommitWriter: Sendable {
                     command: submission.command, metadata: submission.metadata, uploadId: uploadIds[index], answer: answers, index: index))
             }
             queue.callers += 1
-            if queue.callers >= queue.wakeAt || queue.hasFullBatch(configuration.maxBatchSize) && queue.wakeAt != Int.max { condition.signal() }
+            if queue.callers >= queue.wakeAt || (queue.hasFullBatch(configuration.maxBatchSize) && queue.wakeAt != Int.max) { condition.signal() }
             condition.unlock()
         }
     }
@@ -220,15 +221,22 @@ final class GroupCommitWriter: Sendable {
             queue.stopped = true
             return nil
         }
-        // A submission is not split across batches when it fits in one: its commands commit
-        // together (a registry client's part and completion). Only a first submission larger
-        // than a batch is split.
-        var count = min(queue.pending.count, configuration.maxBatchSize)
-        if count < queue.pending.count, let end = queue.pending[..<count].lastIndex(where: \.endsSubmission) { count = end + 1 }
+        let count = Self.batchLength(waiting: queue.pending.count, maxBatchSize: configuration.maxBatchSize) { queue.pending[$0].endsSubmission }
         let batch = Array(queue.pending.prefix(count))
         queue.pending.removeFirst(count)
         queue.callers -= batch.count { $0.endsSubmission }
         return batch
+    }
+
+    /// How many of the `waiting` commands the next batch takes: as many as a batch holds, less
+    /// the start of a submission that would not fit whole. A submission is never split across
+    /// batches when it fits in one, so its commands commit together (a registry client's part and
+    /// completion); only a first submission larger than a batch is split.
+    /// - Parameter endsSubmission: whether the waiting command at an index is its submission's last.
+    static func batchLength(waiting: Int, maxBatchSize: Int, endsSubmission: (Int) -> Bool) -> Int {
+        let count = min(waiting, maxBatchSize)
+        guard count < waiting, let end = (0..<count).last(where: endsSubmission) else { return count }
+        return end + 1
     }
 
     /// How many commands of one batch may fail alone. Past that the failures are the store's

@@ -14,13 +14,14 @@ import UploadTesting
 /// either way.
 struct RegistryFinishTests {
     private func withRegistryUpload(
+        storage: (@Sendable (BlobStore) -> any BlobStorage)? = nil,
         _ body: @Sendable (_ service: UploadService, _ store: Store, _ blobs: BlobStore, _ upload: RepositoryUpload) async throws -> Void
     ) async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try await withTestStore(dir) { store in
             let blobs = try BlobStore(directory: dir.path)
-            let service = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
+            let service = UploadService(store: store, blobs: blobs, storage: storage?(blobs), logger: Logger(label: "test"))
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
             let started = try await service.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), testMetadata())
             try await body(service, store, blobs, RepositoryUpload(started.repository, uploadId: started.uploadId))
@@ -94,4 +95,61 @@ struct RegistryFinishTests {
             #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded", "UploadAborted"])
         }
     }
+
+    /// A call that carries an SDK's invocation id: the part keeps it, the completion goes without
+    /// (two commands of one call under one id would be taken for a retry, and the second refused).
+    @Test func anInvocationId_staysWithThePart_andTheCompletionIsNotTakenForItsRetry() async throws {
+        try await withRegistryUpload { service, store, _, upload in
+            let bytes = [UInt8](repeating: 4, count: 3000)
+            var metadata = testMetadata()
+            metadata.invocationId = "8f1c3c1e-0000-4000-8000-000000000001"
+            let before = try store.read { try $0.lastPosition() }
+            let completed = try await service.finishUpload(upload, range: nil, body: Self.chunk(bytes), digest: Self.digest(bytes), metadata)
+            #expect(completed.layerDigest == Self.digest(bytes))
+            let events = try store.read { try $0.events(after: before) }
+            #expect(events.map(\.metadata.invocationId) == [metadata.invocationId, nil])
+        }
+    }
+
+    /// A blob store that cannot link (another file system): the ordinary path, the part then the
+    /// completion, which copies the staged bytes.
+    @Test func aBlobStoreThatCannotLink_completesTheOrdinaryWay() async throws {
+        try await withRegistryUpload(storage: { Unlinkable(blobs: $0, failing: false) }) { service, store, blobs, upload in
+            let bytes = [UInt8](repeating: 6, count: 5000)
+            let (before, transactions) = (try store.read { try $0.lastPosition() }, store.writerStatistics.transactions)
+            let completed = try await service.finishUpload(upload, range: nil, body: Self.chunk(bytes), digest: Self.digest(bytes), testMetadata())
+            #expect(completed.layerDigest == Self.digest(bytes))
+            #expect(store.writerStatistics.transactions == transactions + 2)
+            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded", "LayerUploadCompleted"])
+            #expect(try Array(Data(contentsOf: URL(fileURLWithPath: blobs.blobPath(Self.digest(bytes))))) == bytes)
+        }
+    }
+
+    /// A link that fails (an I/O error): the part is recorded once, the completion reports the
+    /// error, and staging holds what the log records.
+    @Test func aLinkThatFails_recordsThePartOnce_andReportsTheError() async throws {
+        try await withRegistryUpload(storage: { Unlinkable(blobs: $0, failing: true) }) { service, store, blobs, upload in
+            let bytes = [UInt8](repeating: 8, count: 5000)
+            let before = try store.read { try $0.lastPosition() }
+            await #expect(throws: Unlinkable.Failure.self) {
+                _ = try await service.finishUpload(upload, range: nil, body: Self.chunk(bytes), digest: Self.digest(bytes), testMetadata())
+            }
+            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded"])
+            #expect(try Array(Data(contentsOf: URL(fileURLWithPath: blobs.stagingPath(upload.uploadId)))) == bytes)
+        }
+    }
+}
+
+/// The blob store, but one whose links fail: it cannot link (`false`), or its link fails (throws).
+private struct Unlinkable: BlobStorage {
+    struct Failure: Error {}
+    let blobs: BlobStore
+    let failing: Bool
+    func blobSize(_ digest: String) -> UInt64? { blobs.blobSize(digest) }
+    func commitBlob(_ temporary: String, digest: String) throws { try blobs.commitBlob(temporary, digest: digest) }
+    func adoptStaged(_ path: String, digest: String, size: UInt64) throws -> Bool {
+        if failing { throw Failure() }
+        return false
+    }
+    func openBlob(_ digest: String) throws -> any BlobReader { try blobs.openBlob(digest) }
 }

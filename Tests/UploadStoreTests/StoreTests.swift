@@ -53,9 +53,6 @@ struct StoreTests {
         #expect(Replayer.verify(directory: dir.path).passed)
     }
 
-    /// Upload ids key the sessions table; increasing ids append to the B-tree instead of dirtying
-    /// a random page each (see TimeOrderedUploadIDs). 20,000 ids overflow the per-millisecond
-    /// counter, which must still never go backwards.
     /// The writer gathers by callers: a caller whose last submission held two commands, alone,
     /// sends one next, and that one is written at once, not after the writer has waited out the
     /// gather (the last commit's duration, made long here) for a second command that never comes.
@@ -71,7 +68,7 @@ struct StoreTests {
                     count -= 1
                     return true
                 }
-                if slow { Thread.sleep(forTimeInterval: 0.5) }
+                if slow { Thread.sleep(forTimeInterval: 2) }
                 return false
             }
         }) { store in
@@ -85,11 +82,30 @@ struct StoreTests {
             let started = ContinuousClock.now
             _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("c"))
             let waited = ContinuousClock.now - started
-            // Counting commands, the writer would wait the last commit's 0.5 s for a second one.
-            #expect(waited < .milliseconds(250), "the lone command waited \(waited)")
+            // Counting commands, the writer would wait the last commit's 2 s for a second one.
+            #expect(waited < .seconds(1), "the lone command waited \(waited)")
         }
     }
 
+    /// A batch takes whole submissions: one that would not fit is left for the next batch, so its
+    /// commands commit together; only a first submission larger than a batch is split, and its
+    /// tail is then taken through its end.
+    @Test func aBatch_takesWholeSubmissions_andSplitsOnlyOneLargerThanABatch() {
+        // Each waiting command: whether it ends its submission.
+        func length(_ ends: [Bool], max: Int) -> Int { GroupCommitWriter.batchLength(waiting: ends.count, maxBatchSize: max) { ends[$0] } }
+        #expect(length([true, false, true], max: 2) == 1, "A, then B's two commands together")
+        #expect(length([false, true], max: 2) == 2)
+        #expect(length([true, true, true], max: 2) == 2)
+        #expect(length([false, false, false, true, true], max: 2) == 2, "a first submission of four is split")
+        #expect(length([false, true, true], max: 2) == 2, "a split submission's tail, through its end")
+        #expect(length([false, true, false, true], max: 3) == 2)
+        #expect(length([false, true], max: 1) == 1, "a batch of one splits everything")
+        #expect(length([true, false, true], max: 8) == 3, "all that waits fits")
+    }
+
+    /// Upload ids key the sessions table; increasing ids append to the B-tree instead of dirtying
+    /// a random page each (see TimeOrderedUploadIDs). 20,000 ids overflow the per-millisecond
+    /// counter, which must still never go backwards.
     @Test func timeOrderedUploadIds_areVersion7UUIDs_increasingInByteOrder() throws {
         let generator = TimeOrderedUploadIDs()
         let before = UInt64(Date().timeIntervalSince1970 * 1000)

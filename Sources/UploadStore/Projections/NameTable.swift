@@ -92,12 +92,12 @@ struct NameTable: Sendable, Equatable {
     /// read as a big-endian number, and by their whole bytes only where those eight agree. Padding a
     /// short name with zeros keeps that order exact: where a zero of padding differs from a byte of
     /// the other name, that byte is not zero, and the short name is the prefix that sorts first.
-    func byteOrderRanks() -> [Int32] {
+    func byteOrderRanks() -> [UInt32] {
         let shared = sharedPrefixLength()
-        var order = (0..<count).map { (key: window(of: $0, from: shared), name: Int32($0)) }
+        var order = (0..<count).map { (key: window(of: $0, from: shared), name: UInt32($0)) }
         order.sort { $0.key != $1.key ? $0.key < $1.key : precedes(Int($0.name), Int($1.name)) }
-        var ranks = [Int32](repeating: 0, count: count)
-        for (rank, entry) in order.enumerated() { ranks[Int(entry.name)] = Int32(rank) }
+        var ranks = [UInt32](repeating: 0, count: count)
+        for (rank, entry) in order.enumerated() { ranks[Int(entry.name)] = UInt32(rank) }
         return ranks
     }
 
