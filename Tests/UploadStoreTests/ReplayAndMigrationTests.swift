@@ -29,6 +29,16 @@ struct ReplayAndMigrationTests {
         try env.write { txn in try body(txn) }
     }
 
+    /// Makes the record at `position` one that does not decode whole: the first byte of its user
+    /// agent (`tests/1`, which no projection reads) is no longer UTF-8.
+    func breakUserAgent(_ txn: Transaction, at position: UInt64) throws {
+        let events = try #require(try txn.openDatabase("events"))
+        var bytes = try #require(try txn.get(events, BigEndian.bytes(position)))
+        let at = try #require(bytes.indices.first { bytes[$0...].starts(with: Array("tests/1".utf8)) })
+        bytes[at] = 0xFF
+        try txn.put(events, BigEndian.bytes(position), bytes)
+    }
+
     /// Opens the store's projection environment directly, behind the coordinator's back.
     func tamperProjections(_ dir: TemporaryDirectory, _ body: (Transaction) throws -> Void) throws {
         let env = try Environment(directory: dir.path + "/projections")
@@ -81,11 +91,7 @@ struct ReplayAndMigrationTests {
         try await populate(dir)
         try tamper(dir) { txn in
             let events = try txn.openDatabase("events")!
-            var bytes = try #require(try txn.get(events, BigEndian.bytes(6)))
-            let agent = Array("tests/1".utf8)
-            let at = try #require(bytes.indices.first { bytes[$0...].starts(with: agent) })
-            bytes[at] = 0xFF
-            try txn.put(events, BigEndian.bytes(6), bytes)
+            try breakUserAgent(txn, at: 6)
             // The Merkle tree made again over the changed record, as one rewriting history would:
             // what is left to catch it is decoding every record whole.
             let schema = try Schema(txn)
@@ -127,13 +133,7 @@ struct ReplayAndMigrationTests {
         defer { dir.remove() }
         try await populate(dir)
         try tamper(dir) { txn in
-            let events = try txn.openDatabase("events")!
-            for position: UInt64 in [7, 3] {
-                var bytes = try #require(try txn.get(events, BigEndian.bytes(position)))
-                let at = try #require(bytes.indices.first { bytes[$0...].starts(with: Array("tests/1".utf8)) })
-                bytes[at] = 0xFF
-                try txn.put(events, BigEndian.bytes(position), bytes)
-            }
+            for position: UInt64 in [7, 3] { try breakUserAgent(txn, at: position) }
         }
         let env = try Environment(directory: dir.path, configuration: .readOnly)
         let schema = try env.read { try Schema($0) }
