@@ -50,7 +50,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Whether the connection still works as far as libpq knows (it learns of a lost server only
     /// when a call fails).
-    public var isUsable: Bool { PQstatus(handle) == CONNECTION_OK }
+    public var isUsable: Bool { PQstatus(handle) == CONNECTION_OK && !brokenPipeline }
 
     /// Whether the connection is outside any transaction, as a connection handed on must be.
     public var isIdle: Bool { PQtransactionStatus(handle) == PQTRANS_IDLE }
@@ -59,6 +59,80 @@ public final class PostgresConnection: @unchecked Sendable {
     /// - Returns: its rows, in binary format (empty for a statement that returns none).
     @discardableResult
     public func query(_ sql: String, _ parameters: [PostgresValue] = []) throws(PostgresError) -> PostgresRows {
+        let result = Self.withBound(parameters) { count, types, values, lengths, formats in
+            PQexecParams(handle, sql, count, types, values, lengths, formats, 1)
+        }
+        return try rows(of: result, sql)
+    }
+
+    /// One statement of a ``pipeline(_:)``.
+    public struct Query: Sendable {
+        public let sql: String
+        public let parameters: [PostgresValue]
+        public init(_ sql: String, _ parameters: [PostgresValue] = []) {
+            self.sql = sql
+            self.parameters = parameters
+        }
+    }
+
+    /// Runs `queries` in order in one round trip (libpq's pipeline mode): all are sent, then every
+    /// result is read. They run as if sent one by one, except that they do not wait for each other:
+    /// a query that fails skips those after it, and its error is thrown once every result is in.
+    /// Inside a transaction (`BEGIN` among them or before them) that failure leaves the transaction
+    /// failed, for the caller to roll back, as a failed ``query(_:_:)`` does.
+    /// - Returns: each query's rows, in order.
+    @discardableResult
+    public func pipeline(_ queries: [Query]) throws(PostgresError) -> [PostgresRows] {
+        guard PQenterPipelineMode(handle) == 1 else { throw failure("enter pipeline mode") }
+        var sent = 0
+        for query in queries {
+            let accepted = Self.withBound(query.parameters) { count, types, values, lengths, formats in
+                PQsendQueryParams(handle, query.sql, count, types, values, lengths, formats, 1)
+            }
+            guard accepted == 1 else { break }
+            sent += 1
+        }
+        // Even after a failed send, what was sent is synced and read, so the connection is left
+        // out of pipeline mode (or, if the server is gone, unusable).
+        let synced = PQpipelineSync(handle) == 1
+        var results: [PostgresRows] = []
+        var firstError: PostgresError? = sent < queries.count ? failure(Self.summary(queries[sent].sql)) : nil
+        for index in 0..<(synced ? sent : 0) {
+            // No result where one is due: the connection failed; what follows would not come either.
+            guard let result = PQgetResult(handle) else {
+                if firstError == nil { firstError = failure(Self.summary(queries[index].sql)) }
+                break
+            }
+            // Each query's results end with a null one.
+            while let extra = PQgetResult(handle) { PQclear(extra) }
+            if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+                PQclear(result)  // skipped after the failure already recorded
+                continue
+            }
+            do { results.append(try rows(of: result, queries[index].sql)) } catch { if firstError == nil { firstError = error } }
+        }
+        // The sync's own result ends the pipeline.
+        if synced, let sync = PQgetResult(handle) { PQclear(sync) }
+        if PQexitPipelineMode(handle) != 1 {
+            brokenPipeline = true
+            if firstError == nil { firstError = failure("leave pipeline mode") }
+        }
+        if let firstError { throw firstError }
+        return results
+    }
+
+    /// Set when a pipeline could not be ended: the connection's state is unknown, so it is not used again.
+    private var brokenPipeline = false
+
+    private func failure(_ operation: String) -> PostgresError {
+        PostgresError(sqlState: nil, message: String(cString: PQerrorMessage(handle)), operation: operation)
+    }
+
+    /// Calls `body` with `parameters` laid out as libpq takes them: binary, with their types.
+    private static func withBound<R>(
+        _ parameters: [PostgresValue],
+        _ body: (Int32, [UInt32], [UnsafePointer<CChar>?], [Int32], [Int32]) -> R
+    ) -> R {
         var storage: [UInt8] = []
         var offsets: [Int] = [], lengths: [Int32] = [], formats: [Int32] = []
         for parameter in parameters {
@@ -70,12 +144,11 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         storage.append(0)  // so that the base address exists even when every value is empty
         let types = parameters.map(\.typeOID)
-        let result: OpaquePointer? = storage.withUnsafeBufferPointer { buffer in
+        return storage.withUnsafeBufferPointer { buffer in
             let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
             let values: [UnsafePointer<CChar>?] = parameters.indices.map { parameters[$0] == .null ? nil : base + offsets[$0] }
-            return PQexecParams(handle, sql, Int32(parameters.count), types, values, lengths, formats, 1)
+            return body(Int32(parameters.count), types, values, lengths, formats)
         }
-        return try rows(of: result, sql)
     }
 
     /// Runs `script`, which may hold several statements and no parameters (a migration's DDL).

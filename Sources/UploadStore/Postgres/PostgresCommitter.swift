@@ -22,6 +22,10 @@ final class PostgresCommitter: BatchCommitter {
     /// Used only on the writer's thread.
     nonisolated(unsafe) private var cache = DecodedRecords()
     nonisolated(unsafe) private var cacheValidAt: UInt64?
+    /// The Merkle tree's right edge after this node's last batch (the last node completed at each
+    /// level: every node a later leaf can need), valid with the cache at ``cacheValidAt``. Used
+    /// only on the writer's thread.
+    nonisolated(unsafe) private var rightEdge: [MerkleNodeAddress: MerkleTree.Hash] = [:]
     /// The most records the cache holds before it starts afresh.
     static let cacheLimit = 100_000
 
@@ -68,10 +72,7 @@ final class PostgresCommitter: BatchCommitter {
                     try invocations.catchUp(tail: try PostgresLog.tail(connection)?.position ?? 0, marks: Self.marks(connection))
                 }
             }
-            // The append lock is taken in the round trip that begins the transaction.
-            let (results, path) = try connection.transaction(first: "SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))") {
-                try decideAndAppend(batch, isolated: isolated, connection)
-            }
+            let (results, path) = try appendBatch(batch, isolated: isolated, connection)
             invocations.absorb(path.marks)
             invocations.committed(upTo: path.position, now: path.now)
             cacheValidAt = path.position
@@ -108,36 +109,68 @@ final class PostgresCommitter: BatchCommitter {
         return opened
     }
 
-    private func decideAndAppend(
+    /// The batch's transaction, in two round trips: the first begins it, takes the append lock and
+    /// reads what deciding needs (the tail, the projections' position, the marks since the retry
+    /// window's, whether the new upload ids are taken); the second writes everything and commits.
+    /// Anything else the decider asks for that the cache lacks is read on the way, one query each.
+    private func appendBatch(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ connection: PostgresConnection
     ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
-        let (tail, projected) = try PostgresLog.tailAndProjections(connection)
-        let position = tail?.position ?? 0
-        guard projected.version == Projector.version, projected.position == position else {
-            throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
+        let newSessions = batch.compactMap { $0.uploadId.map(ProjectionKey.session) }
+        let marksFrom = invocations.validAt + 1
+        do {
+            let opening = try connection.pipeline([
+                .init("BEGIN"), .init("SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))"),
+                PostgresLog.tailAndProjectionsQuery, Self.marksQuery(from: marksFrom),
+            ] + [PostgresTables.presenceQuery(.sessions, keys: newSessions)].compactMap { $0 })
+            let (tail, projected) = try PostgresLog.tailAndProjections(opening[2])
+            let position = tail?.position ?? 0
+            guard projected.version == Projector.version, projected.position == position else {
+                throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
+            }
+            let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
+            // Other nodes' calls since this node's last batch: a retry sent to another node is found.
+            try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: (marksFrom, opening[3])))
+            if cacheValidAt != position || cache.records.count > Self.cacheLimit {
+                cache = DecodedRecords()
+                rightEdge = [:]
+            }
+            var write = PostgresWriteTransaction(connection: connection, tail: position, decoded: cache, rightEdge: rightEdge)
+            if opening.count > 4 { write.tables.notePresence(.sessions, keys: newSessions, found: opening[4]) }
+            var path = WritePath(settings: configuration.settings, retryWindow: configuration.retryWindow, tail: position, now: now)
+            let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)
+            if path.position > position {
+                try write.flush(projectionsAt: path.position, then: ["COMMIT"])
+                rightEdge = write.rightEdge()
+            } else {
+                try connection.execute("COMMIT")
+            }
+            return (results, path)
+        } catch {
+            // A lost connection has rolled back by itself; the error is the one to report.
+            _ = try? connection.execute("ROLLBACK")
+            throw error
         }
-        let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
-        // Other nodes' calls since this node's last batch: a retry sent to another node is found.
-        try invocations.catchUp(tail: position, marks: Self.marks(connection))
-        if cacheValidAt != position || cache.records.count > Self.cacheLimit { cache = DecodedRecords() }
-        var write = PostgresWriteTransaction(connection: connection, tail: position, decoded: cache)
-        // Each new upload id is checked unused before it is given out: one query for the batch.
-        try write.tables.prefetch(.sessions, keys: batch.compactMap { $0.uploadId.map(ProjectionKey.session) })
-        var path = WritePath(settings: configuration.settings, retryWindow: configuration.retryWindow, tail: position, now: now)
-        let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)
-        guard path.position > position else { return (results, path) }
-        try write.flush(projectionsAt: path.position)
-        return (results, path)
     }
 
-    /// Visits the invocation marks from a position on, in pages, for ``InvocationWindow``.
-    static func marks(_ connection: PostgresConnection) -> (UInt64, (UInt64, [UInt8]) throws -> Bool) throws -> Void {
+    /// A page of the invocation marks from position `from` on.
+    static func marksQuery(from: UInt64) -> PostgresConnection.Query {
+        PostgresConnection.Query(
+            "SELECT key, value FROM projection_entries WHERE tbl = $1 AND key >= $2 ORDER BY key LIMIT \(marksPage)",
+            [.text(ProjectionTable.invocationMarks.rawValue), .bytes(BigEndian.bytes(from))])
+    }
+    static let marksPage = 10_000
+
+    /// Visits the invocation marks from a position on, in pages, for ``InvocationWindow``; a page
+    /// already read (`firstPage`, the rows of ``marksQuery(from:)``) is visited without asking again.
+    static func marks(
+        _ connection: PostgresConnection, firstPage: (from: UInt64, rows: PostgresRows)? = nil
+    ) -> (UInt64, (UInt64, [UInt8]) throws -> Bool) throws -> Void {
         { from, visit in
             var next = from
             while true {
-                let rows = try connection.query(
-                    "SELECT key, value FROM projection_entries WHERE tbl = $1 AND key >= $2 ORDER BY key LIMIT 10000",
-                    [.text(ProjectionTable.invocationMarks.rawValue), .bytes(BigEndian.bytes(next))])
+                let page = marksQuery(from: next)
+                let rows = if let firstPage, firstPage.from == next, next == from { firstPage.rows } else { try connection.query(page.sql, page.parameters) }
                 for row in 0..<rows.count {
                     guard let position = BigEndian.uint64(rows.bytes(row, 0)) else {
                         throw StoreError(.corrupt, "invocation-marks has a key of \(rows.bytes(row, 0).count) bytes; positions are 8 bytes")
@@ -145,7 +178,7 @@ final class PostgresCommitter: BatchCommitter {
                     guard try visit(position, rows.bytes(row, 1)) else { return }
                     next = position + 1
                 }
-                guard rows.count == 10_000 else { return }
+                guard rows.count == marksPage else { return }
             }
         }
     }
@@ -160,12 +193,30 @@ struct PostgresWriteTransaction: WriteTransaction {
     private let tail: UInt64
     private var records: [[UInt8]] = []
     private var nodes: [(level: UInt8, index: UInt64, hash: MerkleTree.Hash)] = []
-    private var nodeIndex: [NodeAddress: MerkleTree.Hash] = [:]
+    /// The nodes this batch completed, and the tree's right edge it began from: what its later
+    /// leaves read instead of asking the database.
+    private var nodeIndex: [MerkleNodeAddress: MerkleTree.Hash]
 
-    init(connection: PostgresConnection, tail: UInt64, decoded: DecodedRecords = DecodedRecords()) {
+    /// - Parameter rightEdge: the tree's right edge at `tail`, if known (``rightEdge()`` of the
+    ///   batch that ended there); nodes missing from it are read from the database.
+    init(
+        connection: PostgresConnection, tail: UInt64, decoded: DecodedRecords = DecodedRecords(),
+        rightEdge: [MerkleNodeAddress: MerkleTree.Hash] = [:]
+    ) {
         self.connection = connection
         self.tail = tail
         tables = PostgresTables(connection: connection, decoded: decoded)
+        nodeIndex = rightEdge
+    }
+
+    /// The last node completed at each level, as of this batch's last record: every stored node a
+    /// later leaf can need (a leaf only ever pairs with the newest node of each level to its left).
+    func rightEdge() -> [MerkleNodeAddress: MerkleTree.Hash] {
+        var newest: [UInt8: MerkleNodeAddress] = [:]
+        for address in nodeIndex.keys where address.index >= newest[address.level]?.index ?? 0 { newest[address.level] = address }
+        var edge: [MerkleNodeAddress: MerkleTree.Hash] = [:]
+        for address in newest.values { edge[address] = nodeIndex[address] }
+        return edge
     }
 
     mutating func append(_ envelope: EventEnvelope) throws {
@@ -179,12 +230,12 @@ struct PostgresWriteTransaction: WriteTransaction {
         let leaf = MerkleTree.leafHash(position: position, record: record)
         // Read in place, not through a copy, which the writes below would then copy whole.
         let completed = try MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf) { level, index in
-            if let hash = nodeIndex[NodeAddress(level: level, index: index)] { return hash }
+            if let hash = nodeIndex[MerkleNodeAddress(level: level, index: index)] { return hash }
             return try PostgresLog.merkleNode(connection, level: level, index: index)
         }
         for node in completed {
             nodes.append(node)
-            nodeIndex[NodeAddress(level: node.level, index: node.index)] = node.hash
+            nodeIndex[MerkleNodeAddress(level: node.level, index: node.index)] = node.hash
         }
     }
 
@@ -198,26 +249,27 @@ struct PostgresWriteTransaction: WriteTransaction {
         return events
     }
 
-    /// Writes the batch in one statement, one round trip: its events, Merkle nodes and projection
-    /// changes, the projections' position (the new tail; `nil` for records a copy imports, whose
-    /// projections are built afterwards), and the notification every node's feeds wake on (sent
-    /// by the server when the transaction commits).
-    func flush(projectionsAt projected: UInt64?) throws {
+    /// Writes the batch in one statement, in one round trip with `then` (`COMMIT`, say): its
+    /// events, Merkle nodes and projection changes, the projections' position (the new tail; `nil`
+    /// for records a copy imports, whose projections are built afterwards), and the notification
+    /// every node's feeds wake on (sent by the server when the transaction commits).
+    func flush(projectionsAt projected: UInt64?, then: [String] = []) throws {
         let tail = self.tail + UInt64(records.count)
         var statement = PostgresStatement(connection)
-        try statement.insert(into: "events", columns: ["position", "record"],
-                             rows: records.enumerated().map { [.position(self.tail + UInt64($0.offset) + 1), .bytes($0.element)] })
-        try statement.insert(into: "merkle_nodes", columns: ["last_leaf", "level", "hash"],
-                             rows: nodes.map { [.position(PostgresLog.lastLeaf($0.level, $0.index)), .int32(Int32($0.level)), .bytes($0.hash)] })
-        try tables.add(to: &statement)
-        if let projected { try PostgresProjectionState(position: projected, version: Projector.version).add(to: &statement) }
-        try statement.run { "SELECT pg_notify(\($0.parameter(.text(PostgresLog.channel))), \($0.parameter(.text(String(tail)))))" }
+        statement.insert(into: "events", columns: ["position", "record"],
+                         rows: records.enumerated().map { [.position(self.tail + UInt64($0.offset) + 1), .bytes($0.element)] })
+        statement.insert(into: "merkle_nodes", columns: ["last_leaf", "level", "hash"],
+                         rows: nodes.map { [.position(PostgresLog.lastLeaf($0.level, $0.index)), .int32(Int32($0.level)), .bytes($0.hash)] })
+        tables.add(to: &statement)
+        if let projected { PostgresProjectionState(position: projected, version: Projector.version).add(to: &statement) }
+        try statement.run(finally: { "SELECT pg_notify(\($0.parameter(.text(PostgresLog.channel))), \($0.parameter(.text(String(tail)))))" }, then: then)
     }
+}
 
-    private struct NodeAddress: Hashable {
-        let level: UInt8
-        let index: UInt64
-    }
+/// A node of the Merkle tree: its level (0 for leaves) and its index at that level.
+struct MerkleNodeAddress: Hashable {
+    let level: UInt8
+    let index: UInt64
 }
 
 /// How far the projection tables have applied the log, and with which layout (`projection_state`).
@@ -240,14 +292,14 @@ struct PostgresProjectionState: Equatable {
 
     func write(_ connection: PostgresConnection) throws {
         var statement = PostgresStatement(connection)
-        try add(to: &statement)
+        add(to: &statement)
         try statement.run { _ in "SELECT 1" }
     }
 
-    func add(to statement: inout PostgresStatement) throws {
+    func add(to statement: inout PostgresStatement) {
         var rows: [[PostgresValue]] = [[.text("position"), .position(position)]]
         if let version { rows.append([.text("version"), .int64(Int64(version))]) }
-        try statement.insert(into: "projection_state", columns: ["name", "value"], rows: rows,
+        statement.insert(into: "projection_state", columns: ["name", "value"], rows: rows,
                              onConflict: "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
     }
 }

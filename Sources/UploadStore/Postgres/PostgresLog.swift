@@ -19,13 +19,16 @@ enum PostgresLog {
         return (position, try EventLog.decode(position: position, rows.bytes(0, 1)[...]).recordedAt)
     }
 
-    /// The tail and the projections' state in one round trip (a batch's first read).
-    static func tailAndProjections(_ connection: PostgresConnection) throws -> ((position: UInt64, recordedAt: Timestamp)?, PostgresProjectionState) {
-        let rows = try connection.query("""
-            SELECT e.position, e.record,
-                   (SELECT value FROM projection_state WHERE name = 'position'), (SELECT value FROM projection_state WHERE name = 'version')
-            FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT position, record FROM events ORDER BY position DESC LIMIT 1) AS e ON true
-            """)
+    /// The tail and the projections' state in one query: a batch's first read, sent in the
+    /// round trip that begins its transaction.
+    static let tailAndProjectionsQuery = PostgresConnection.Query("""
+        SELECT e.position, e.record,
+               (SELECT value FROM projection_state WHERE name = 'position'), (SELECT value FROM projection_state WHERE name = 'version')
+        FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT position, record FROM events ORDER BY position DESC LIMIT 1) AS e ON true
+        """)
+
+    /// The tail and the projections' state from the rows of ``tailAndProjectionsQuery``.
+    static func tailAndProjections(_ rows: PostgresRows) throws -> ((position: UInt64, recordedAt: Timestamp)?, PostgresProjectionState) {
         var tail: (position: UInt64, recordedAt: Timestamp)?
         if !rows.isNull(0, 0) {
             let position = try rows.position(0, 0)

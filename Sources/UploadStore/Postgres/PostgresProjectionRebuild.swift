@@ -31,7 +31,7 @@ enum PostgresProjectionRebuild {
             try connection.query("DELETE FROM projection_entries")
             for table in ProjectionTable.allCases {
                 var rows: [[PostgresValue]] = []
-                try projections.forEachEntry(table) { key, value in
+                projections.forEachEntry(table) { key, value in
                     rows.append([.text(table.rawValue), .bytes(Array(key)), .bytes(Array(value))])
                 }
                 try PostgresLog.insert(connection, into: "projection_entries", columns: ["tbl", "key", "value"], rows: rows)

@@ -131,7 +131,7 @@ struct PostgresTables: KeyedProjectionTables {
 
     /// Adds this batch's changes to `statement`: per table, an upsert of the records written and a
     /// deletion of the keys removed (each key is one or the other: ``Changes`` holds its last state).
-    func add(to statement: inout PostgresStatement) throws {
+    func add(to statement: inout PostgresStatement) {
         for table in ProjectionTable.allCases {
             guard let changed = changes.byTable[table], !changed.isEmpty else { continue }
             let name = PostgresValue.text(table.rawValue)
@@ -139,13 +139,13 @@ struct PostgresTables: KeyedProjectionTables {
             for (key, value) in changed {
                 if let value { upserts.append([name, .bytes(key), .bytes(value)]) } else { deletions.append(key) }
             }
-            try statement.insert(
+            statement.insert(
                 into: "projection_entries", columns: ["tbl", "key", "value"], rows: upserts,
                 onConflict: "ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value")
             var start = 0
             while start < deletions.count {
                 let chunk = deletions[start..<min(deletions.count, start + 10_000)]
-                try statement.add({ s in
+                statement.add({ s in
                     "DELETE FROM projection_entries WHERE tbl = \(s.parameter(name)) AND key IN (\(chunk.map { s.parameter(.bytes($0)) }.joined(separator: ", ")))"
                 }, parameters: chunk.count + 1)
                 start += chunk.count
@@ -154,17 +154,24 @@ struct PostgresTables: KeyedProjectionTables {
         changes.byTable = [:]
     }
 
-    /// Reads the records of `keys` in `table` that this transaction has not read, in one query,
-    /// and notes the absent ones as absent: what a batch will ask of each, asked at once.
-    func prefetch(_ table: ProjectionTable, keys: [[UInt8]]) throws {
-        let unknown = keys.filter { decoded.records[DecodedRecords.Key(table, $0)] == nil && changes.byTable[table]?[$0] == nil }
-        guard !unknown.isEmpty else { return }
-        var parameters: [PostgresValue] = [.text(table.rawValue)]
-        parameters += unknown.map { .bytes($0) }
-        let placeholders = (2...parameters.count).map { "$\($0)" }.joined(separator: ", ")
-        let rows = try connection.query("SELECT key FROM projection_entries WHERE tbl = $1 AND key IN (\(placeholders))", parameters)
+    /// Which of `keys` `table` holds, in one query: what a batch will ask of each new upload id,
+    /// asked at once, in the round trip that begins its transaction (``notePresence(_:keys:found:)``
+    /// reads the answer). `nil` when there are no keys.
+    static func presenceQuery(_ table: ProjectionTable, keys: [[UInt8]]) -> PostgresConnection.Query? {
+        guard !keys.isEmpty else { return nil }
+        let placeholders = (2...(keys.count + 1)).map { "$\($0)" }.joined(separator: ", ")
+        return PostgresConnection.Query(
+            "SELECT key FROM projection_entries WHERE tbl = $1 AND key IN (\(placeholders))", [.text(table.rawValue)] + keys.map { .bytes($0) })
+    }
+
+    /// Notes the keys of a ``presenceQuery(_:keys:)`` that `table` does not hold as absent, unless
+    /// this transaction already knows them; those it holds are read when asked for.
+    func notePresence(_ table: ProjectionTable, keys: [[UInt8]], found rows: PostgresRows) {
         let present = Set((0..<rows.count).map { rows.bytes($0, 0) })
-        for key in unknown where !present.contains(key) { decoded.records[DecodedRecords.Key(table, key)] = .some(nil) }
+        for key in keys where !present.contains(key) {
+            let cacheKey = DecodedRecords.Key(table, key)
+            if decoded.records[cacheKey] == nil && changes.byTable[table]?[key] == nil { decoded.records[cacheKey] = .some(nil) }
+        }
     }
 }
 
