@@ -76,11 +76,11 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Runs `queries` in order in one round trip (libpq's pipeline mode): all are sent, then every
-    /// result is read. They run as if sent one by one, except that they do not wait for each other:
-    /// a query that fails skips those after it, and its error is thrown once every result is in.
-    /// Inside a transaction (`BEGIN` among them or before them) that failure leaves the transaction
-    /// failed, for the caller to roll back, as a failed ``query(_:_:)`` does.
-    /// - Returns: each query's rows, in order.
+    /// result is read. A query that fails skips those after it, and its error is thrown once every
+    /// result is in. Meant for statements inside an explicit transaction (`BEGIN` among them or
+    /// before them): there they run as if sent one by one, and a failure leaves the transaction
+    /// failed, for the caller to roll back, as a failed ``query(_:_:)`` does. Without one, all of
+    /// them form one implicit transaction, kept only if every one succeeds.
     @discardableResult
     public func pipeline(_ queries: [Query]) throws(PostgresError) -> [PostgresRows] {
         guard PQenterPipelineMode(handle) == 1 else { throw failure("enter pipeline mode") }
@@ -103,7 +103,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 if firstError == nil { firstError = failure(Self.summary(queries[index].sql)) }
                 break
             }
-            // Each query's results end with a null one.
+            // Each query's results end with a null one (none of ours returns more than one).
             while let extra = PQgetResult(handle) { PQclear(extra) }
             if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
                 PQclear(result)  // skipped after the failure already recorded
@@ -112,10 +112,14 @@ public final class PostgresConnection: @unchecked Sendable {
             do { results.append(try rows(of: result, queries[index].sql)) } catch { if firstError == nil { firstError = error } }
         }
         // The sync's own result ends the pipeline.
-        if synced, let sync = PQgetResult(handle) { PQclear(sync) }
-        if PQexitPipelineMode(handle) != 1 {
+        if synced, let sync = PQgetResult(handle) {
+            if PQresultStatus(sync) != PGRES_PIPELINE_SYNC { brokenPipeline = true }
+            PQclear(sync)
+        }
+        if PQexitPipelineMode(handle) != 1 { brokenPipeline = true }
+        if firstError == nil, brokenPipeline || results.count != queries.count {
             brokenPipeline = true
-            if firstError == nil { firstError = failure("leave pipeline mode") }
+            firstError = failure("end a pipeline of \(queries.count) statements with \(results.count) results")
         }
         if let firstError { throw firstError }
         return results
@@ -159,12 +163,10 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs `body` in a transaction, `BEGIN` with `options` (e.g. `ISOLATION LEVEL REPEATABLE READ
     /// READ ONLY`): committed when it returns, rolled back when it throws. A commit is durable when
     /// it returns, under PostgreSQL's default `synchronous_commit`.
-    /// - Parameter first: a statement without parameters sent with `BEGIN` in the same round trip
-    ///   (taking a lock, say).
-    public func transaction<T>(_ options: String = "", first: String? = nil, _ body: () throws -> T) throws -> T {
+    public func transaction<T>(_ options: String = "", _ body: () throws -> T) throws -> T {
         let value: T
         do {
-            try execute((options.isEmpty ? "BEGIN" : "BEGIN \(options)") + (first.map { "; " + $0 } ?? ""))
+            try execute(options.isEmpty ? "BEGIN" : "BEGIN \(options)")
             value = try body()
         } catch {
             // A lost connection has rolled back by itself; the caller's error is the one to report.

@@ -9,7 +9,7 @@ public struct PostgresStatement {
     private var parameters: [PostgresValue] = []
     /// The statements closed so far, sent with the last.
     private var closed: [PostgresConnection.Query] = []
-    /// Sent early past this many parameters, below the protocol's limit.
+    /// A statement is closed past this many parameters, below the protocol's limit.
     static let parameterLimit = 60_000
 
     public init(_ connection: PostgresConnection) { self.connection = connection }

@@ -110,19 +110,23 @@ final class PostgresCommitter: BatchCommitter {
     }
 
     /// The batch's transaction, in two round trips: the first begins it, takes the append lock and
-    /// reads what deciding needs (the tail, the projections' position, the marks since the retry
-    /// window's, whether the new upload ids are taken); the second writes everything and commits.
+    /// reads what deciding needs (the tail, the projections' position, whether the new upload ids
+    /// are taken, and the marks since the retry window's if another node appended); the second
+    /// writes everything and commits.
     /// Anything else the decider asks for that the cache lacks is read on the way, one query each.
     private func appendBatch(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ connection: PostgresConnection
     ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
         let newSessions = batch.compactMap { $0.uploadId.map(ProjectionKey.session) }
-        let marksFrom = invocations.validAt + 1
+        // The marks are asked for when another node is known to have appended (its commit's
+        // notification came); one whose notification has not come yet is found by the tail, and
+        // its marks are then read in a round trip of their own.
+        let marksFrom = notifier.tail > invocations.validAt ? invocations.validAt + 1 : nil
+        let presence = PostgresTables.presenceQuery(.sessions, keys: newSessions)
         do {
             let opening = try connection.pipeline([
-                .init("BEGIN"), .init("SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))"),
-                PostgresLog.tailAndProjectionsQuery, Self.marksQuery(from: marksFrom),
-            ] + [PostgresTables.presenceQuery(.sessions, keys: newSessions)].compactMap { $0 })
+                .init("BEGIN"), .init("SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))"), PostgresLog.tailAndProjectionsQuery,
+            ] + [marksFrom.map(Self.marksQuery(from:)), presence].compactMap { $0 })
             let (tail, projected) = try PostgresLog.tailAndProjections(opening[2])
             let position = tail?.position ?? 0
             guard projected.version == Projector.version, projected.position == position else {
@@ -130,13 +134,13 @@ final class PostgresCommitter: BatchCommitter {
             }
             let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
-            try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: (marksFrom, opening[3])))
+            try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[3]) }))
             if cacheValidAt != position || cache.records.count > Self.cacheLimit {
                 cache = DecodedRecords()
                 rightEdge = [:]
             }
             var write = PostgresWriteTransaction(connection: connection, tail: position, decoded: cache, rightEdge: rightEdge)
-            if opening.count > 4 { write.tables.notePresence(.sessions, keys: newSessions, found: opening[4]) }
+            if presence != nil { write.tables.notePresence(.sessions, keys: newSessions, found: opening[opening.count - 1]) }
             var path = WritePath(settings: configuration.settings, retryWindow: configuration.retryWindow, tail: position, now: now)
             let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)
             if path.position > position {
@@ -185,7 +189,7 @@ final class PostgresCommitter: BatchCommitter {
 }
 
 /// One batch's transaction, for ``WritePath``: events and Merkle nodes held until
-/// ``flush(projectionsAt:)`` writes them in one statement, and read back from memory meanwhile.
+/// ``flush(projectionsAt:then:)`` writes them in one statement, and read back from memory meanwhile.
 struct PostgresWriteTransaction: WriteTransaction {
     let connection: PostgresConnection
     var tables: PostgresTables

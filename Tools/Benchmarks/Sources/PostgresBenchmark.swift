@@ -44,7 +44,8 @@ struct PostgresBenchmark {
     }
 
     /// The floor: `records` rows of `recordBytes` bytes inserted into a two-column table, `batch`
-    /// to a transaction (one multi-row INSERT), committed durably, on one connection.
+    /// to a transaction (one multi-row INSERT), committed durably, on one connection; a batch of
+    /// one is a lone INSERT in a transaction of its own, without `BEGIN` and `COMMIT`.
     func plainInserts(records: Int, recordBytes: Int, batch: Int) async throws -> Double {
         try await withDatabase { url in
             let connection = try PostgresConnection(url: url)
@@ -61,7 +62,8 @@ struct PostgresBenchmark {
                     position += 1
                     parameters += [.int64(position), .bytes(record)]
                 }
-                try connection.transaction { try connection.query(sql, parameters) }
+                // One row alone is committed by its own statement: one round trip, the floor.
+                if batch == 1 { try connection.query(sql, parameters) } else { _ = try connection.transaction { try connection.query(sql, parameters) } }
             }
             return Double(records / batch * batch) / (ContinuousClock.now - started).seconds
         }

@@ -141,7 +141,7 @@ struct UploadBench: AsyncParsableCommand {
         let lone = try await bench.append(nodes: 1, callers: 1, commands: quick ? 64 : 1_000)
         let loneFloor = try await bench.plainInserts(records: quick ? 64 : 1_000, recordBytes: lone.meanRecordBytes, batch: 1)
         report.add(Figure(name: "append-pg-c1", value: lone.perSecond, reference: loneFloor, unit: "events/s",
-                          referenceName: "one-row INSERT of \(lone.meanRecordBytes) B a transaction, synchronous commit", target: nil))
+                          referenceName: "one-row INSERT of \(lone.meanRecordBytes) B, autocommit, synchronous commit", target: nil))
         let commands = quick ? 64 * 16 : 64 * 500
         let one = try await bench.append(nodes: 1, callers: 64, commands: commands)
         let floor = try await bench.plainInserts(records: commands, recordBytes: one.meanRecordBytes, batch: 64)
