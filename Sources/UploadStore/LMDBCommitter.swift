@@ -13,6 +13,9 @@ final class LMDBCommitter: BatchCommitter {
     private let configuration: StoreConfiguration
     /// What answers retries; read and changed only on the writer's thread.
     nonisolated(unsafe) private var invocations: InvocationWindow
+    /// Each batch's decoded records, emptied as the batch begins: one dictionary's storage for every
+    /// batch, rather than one grown and freed per batch. Used only on the writer's thread.
+    nonisolated(unsafe) private let decodedRecords = DecodedRecords()
 
     init(environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration) {
         self.environment = environment
@@ -108,7 +111,7 @@ final class LMDBCommitter: BatchCommitter {
     private func decideAndAppend(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ txn: Transaction, _ ptxn: Transaction
     ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
-        var write = LMDBWriteTransaction(txn: txn, schema: schema, tables: LMDBTables(txn: ptxn, schema: projections.schema, caching: true))
+        var write = LMDBWriteTransaction(txn: txn, schema: schema, tables: LMDBTables(txn: ptxn, schema: projections.schema, cache: decodedRecords))
         let tail = try EventLog.tail(txn, schema)
         let position = tail?.position ?? 0
         // Another process may have appended since this writer's last commit, or died between its

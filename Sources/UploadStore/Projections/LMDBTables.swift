@@ -13,9 +13,16 @@ struct LMDBTables: KeyedProjectionTables {
 
     /// - Parameter caching: keep decoded records for the transaction's life (a writer's batch).
     init(txn: Transaction, schema: ProjectionSchema, caching: Bool = false) {
+        self.init(txn: txn, schema: schema, cache: caching ? DecodedRecords() : nil)
+    }
+
+    /// - Parameter cache: where to keep decoded records for the transaction's life; it is emptied
+    ///   first (a writer hands the same one to each batch, so its storage is allocated once).
+    init(txn: Transaction, schema: ProjectionSchema, cache: DecodedRecords?) {
         self.txn = txn
         self.schema = schema
-        decoded = caching ? DecodedRecords() : nil
+        cache?.records.removeAll(keepingCapacity: true)
+        decoded = cache
     }
 
     func record<R: FieldRecord>(_ table: ProjectionTable, _ key: [UInt8], as type: R.Type) throws -> R? {
@@ -91,7 +98,7 @@ final class DecodedRecords {
     /// Keeps a write in step with what was read; keys never read (the write-only indexes) are not
     /// kept at all.
     func update(_ key: Key, to record: (any FieldRecord)?) {
-        guard records[key] != nil else { return }
-        records[key] = .some(record)
+        guard let index = records.index(forKey: key) else { return }
+        records.values[index] = record
     }
 }
