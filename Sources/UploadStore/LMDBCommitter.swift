@@ -14,8 +14,11 @@ final class LMDBCommitter: BatchCommitter {
     /// What answers retries; read and changed only on the writer's thread.
     nonisolated(unsafe) private var invocations: InvocationWindow
     /// Each batch's decoded records, emptied as the batch begins: one dictionary's storage for every
-    /// batch, rather than one grown and freed per batch. Used only on the writer's thread.
-    nonisolated(unsafe) private let decodedRecords = DecodedRecords()
+    /// batch, rather than one grown and freed per batch; replaced when a batch grew it past
+    /// ``decodedRecordsKept`` (a catch-up of another process's many events, say). Used only on the
+    /// writer's thread.
+    nonisolated(unsafe) private var decodedRecords = DecodedRecords()
+    static let decodedRecordsKept = 65_536
 
     init(environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration) {
         self.environment = environment
@@ -111,6 +114,7 @@ final class LMDBCommitter: BatchCommitter {
     private func decideAndAppend(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ txn: Transaction, _ ptxn: Transaction
     ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
+        if decodedRecords.records.capacity > Self.decodedRecordsKept { decodedRecords = DecodedRecords() }
         var write = LMDBWriteTransaction(txn: txn, schema: schema, tables: LMDBTables(txn: ptxn, schema: projections.schema, cache: decodedRecords))
         let tail = try EventLog.tail(txn, schema)
         let position = tail?.position ?? 0

@@ -27,3 +27,22 @@ def test_a_retry_sent_to_another_process_on_the_same_store_gets_the_original_ans
         finally:
             statuses = (a.stop(), b.stop())
             assert statuses == (0, 0), statuses
+
+
+def test_a_process_decides_from_what_another_process_wrote_since_its_own_last_batch():
+    with tempfile.TemporaryDirectory() as data_dir:
+        a, b = Served(data_dir), Served(data_dir)
+        try:
+            initiate = json.dumps({"repositoryName": "late/app"}).encode()
+            # a's writer reads the repository as absent, and refuses.
+            status, headers, body = post(a, TARGET + "InitiateLayerUpload", initiate)
+            error_of(status, headers, body, 400, "RepositoryNotFoundException")
+            # b creates it, projections and all, in its own transactions.
+            status, _, _ = post(b, TARGET + "CreateRepository", json.dumps({"repositoryName": "late/app"}).encode())
+            assert status == 200
+            # a's next batch must not decide from what its last one read.
+            status, _, started = post(a, TARGET + "InitiateLayerUpload", initiate)
+            assert status == 200, started
+        finally:
+            statuses = (a.stop(), b.stop())
+            assert statuses == (0, 0), statuses

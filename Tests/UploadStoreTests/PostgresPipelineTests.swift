@@ -71,7 +71,7 @@ struct PostgresPipelineTests {
         try await PostgresStoreTests.withNodes(2, location) { nodes in
             _ = try await nodes[0].execute(try PostgresStoreTests.create("team/app"), metadata: testMetadata())
             // One command a batch, across many power-of-two boundaries; every ninth from the other
-            // node, so that the first node's kept edge is stale and must be dropped.
+            // node, so that batches begin both from a kept edge and from a tail another node moved.
             for n in 1...150 {
                 let node = nodes[n % 9 == 0 ? 1 : 0]
                 _ = try await node.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata())

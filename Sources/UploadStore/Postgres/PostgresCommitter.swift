@@ -26,6 +26,9 @@ final class PostgresCommitter: BatchCommitter {
     /// level: every node a later leaf can need), valid with the cache at ``cacheValidAt``. Used
     /// only on the writer's thread.
     nonisolated(unsafe) private var rightEdge: [MerkleNodeAddress: MerkleTree.Hash] = [:]
+    /// Whether the last batch found the tail moved by another node since this node's batch before:
+    /// then the next one asks for the marks up front. Used only on the writer's thread.
+    nonisolated(unsafe) private var othersAppendedBeforeLastBatch = false
     /// The most records the cache holds before it starts afresh.
     static let cacheLimit = 100_000
 
@@ -119,9 +122,10 @@ final class PostgresCommitter: BatchCommitter {
     ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
         let newSessions = batch.compactMap { $0.uploadId.map(ProjectionKey.session) }
         // The marks are asked for when another node is known to have appended (its commit's
-        // notification came); one whose notification has not come yet is found by the tail, and
-        // its marks are then read in a round trip of their own.
-        let marksFrom = notifier.tail > invocations.validAt ? invocations.validAt + 1 : nil
+        // notification came), or appended before this node's last batch (nodes taking turns at
+        // the lock, whose commits land while this batch waits for it); one not foreseen shows in
+        // the tail, and its marks are then read in a round trip of their own.
+        let marksFrom = notifier.tail > invocations.validAt || othersAppendedBeforeLastBatch ? invocations.validAt + 1 : nil
         let presence = PostgresTables.presenceQuery(.sessions, keys: newSessions)
         do {
             let opening = try connection.pipeline([
@@ -135,6 +139,7 @@ final class PostgresCommitter: BatchCommitter {
             let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
             try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[3]) }))
+            othersAppendedBeforeLastBatch = cacheValidAt != position
             if cacheValidAt != position || cache.records.count > Self.cacheLimit {
                 cache = DecodedRecords()
                 rightEdge = [:]

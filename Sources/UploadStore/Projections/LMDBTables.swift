@@ -73,11 +73,13 @@ struct LMDBTables: KeyedProjectionTables {
     }
 }
 
-/// Decoded records by table and key, for one write transaction (``LMDBTables``), discarded with it
-/// (a transaction given up and written again starts with none). It holds only while nothing writes
-/// a projection table in that transaction except through the same ``LMDBTables``: a `txn.put`
-/// beside it would be read back stale. A record known to be absent is
-/// kept too: an initiation asks whether its new upload id is taken, then writes it.
+/// Decoded records by table and key. For LMDB, one write transaction's (``LMDBTables``): emptied
+/// as each transaction begins, so a transaction given up and written again starts with none (the
+/// writer keeps one instance for its storage). It holds only while nothing writes a projection
+/// table in that transaction except through the same ``LMDBTables``: a `txn.put` beside it would
+/// be read back stale. For PostgreSQL, the writer's decision cache, kept across batches while the
+/// log's tail stays where its last batch left it (``PostgresCommitter``). A record known to be
+/// absent is kept too: an initiation asks whether its new upload id is taken, then writes it.
 final class DecodedRecords {
     struct Key: Hashable {
         let table: ProjectionTable
