@@ -83,3 +83,33 @@ struct PostgresPipelineTests {
         #expect(report.events == 151)
     }
 }
+
+struct BatchReadsTests {
+    /// An upload begun in an earlier batch, which this batch's parts name.
+    static let earlier = "0b6f3c1e-2a4d-4f8b-9e7c-5d1a2b3c4d5e"
+
+    @Test func aBatch_readsItsNewIds_theRepositoriesItInitiatesIn_andTheUploadsItsPartsName_eachOnce() throws {
+        let settings = DecisionSettings(defaultRegistryId: testRegistryId)
+        let initiate = Command.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"))
+        let elsewhere = Command.initiateLayerUpload(try InitiateLayerUpload(registryId: "999999999999", repositoryName: "team/app"))
+        var part = try UploadLayerPart(
+            repositoryName: "team/app", uploadId: Self.earlier, partFirstByte: 0, partLastByte: 9, partLength: 10, partDigest: "sha256:" + String(repeating: "ab", count: 32))
+        part.staged = true
+        let reads = BatchReads(commands: [
+            (initiate, "u-1"), (initiate, "u-2"), (elsewhere, "u-3"), (.uploadLayerPart(part), nil), (.uploadLayerPart(part), nil),
+            (.createRepository(try CreateRepository(repositoryName: "other/app")), nil),
+        ], settings: settings)
+        #expect(reads.sessions == ["u-1", "u-2", "u-3", Self.earlier].map { Array($0.utf8) })
+        let repository = ProjectionKey.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app"))
+        #expect(reads.repositories == [repository], "a registry id the settings refuse names nothing to read")
+        #expect(reads.queries.count == 2)
+
+        let cache = DecodedRecords()
+        cache.records[DecodedRecords.Key(.repositories, repository)] = .some(nil)
+        cache.records[DecodedRecords.Key(.sessions, Array(Self.earlier.utf8))] = .some(nil)
+        let lacking = reads.lacking(in: cache)
+        #expect(lacking.sessions == ["u-1", "u-2", "u-3"].map { Array($0.utf8) })
+        #expect(lacking.repositories.isEmpty && lacking.queries.count == 1)
+        #expect(reads.lacking(in: nil).sessions.count == 4, "with no cache to keep, everything is read")
+    }
+}

@@ -113,24 +113,27 @@ final class PostgresCommitter: BatchCommitter {
     }
 
     /// The batch's transaction, in two round trips: the first begins it, takes the append lock and
-    /// reads what deciding needs (the tail, the projections' position, whether the new upload ids
-    /// are taken, and the marks since the retry window's if another node appended); the second
-    /// writes everything and commits.
-    /// Anything else the decider asks for that the cache lacks is read on the way, one query each.
+    /// reads what deciding needs (the tail, the projections' position, the records its commands
+    /// will read, ``BatchReads``, and the marks since the retry window's if another node
+    /// appended); the second writes everything and commits. Anything else the decider asks for
+    /// that the cache lacks is read on the way, one query each.
     private func appendBatch(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ connection: PostgresConnection
     ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
-        let newSessions = batch.compactMap { $0.uploadId.map(ProjectionKey.session) }
         // The marks are asked for when another node is known to have appended (its commit's
         // notification came), or appended before this node's last batch (nodes taking turns at
         // the lock, whose commits land while this batch waits for it); one not foreseen shows in
         // the tail, and its marks are then read in a round trip of their own.
-        let marksFrom = notifier.tail > invocations.validAt || othersAppendedBeforeLastBatch ? invocations.validAt + 1 : nil
-        let presence = PostgresTables.presenceQuery(.sessions, keys: newSessions)
+        let othersExpected = notifier.tail > invocations.validAt || othersAppendedBeforeLastBatch
+        let marksFrom = othersExpected ? invocations.validAt + 1 : nil
+        // The records the batch will read, asked for up front: all of them when the cache is
+        // expected to start afresh, else those it lacks. Any other is read when asked for.
+        let reads = BatchReads(batch, settings: configuration.settings).lacking(in: othersExpected || cacheValidAt == nil ? nil : cache)
+        let readQueries = reads.queries
         do {
             let opening = try connection.pipeline([
                 .init("BEGIN"), .init("SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))"), PostgresLog.tailAndProjectionsQuery,
-            ] + [marksFrom.map(Self.marksQuery(from:)), presence].compactMap { $0 })
+            ] + [marksFrom.map(Self.marksQuery(from:))].compactMap { $0 } + readQueries)
             let (tail, projected) = try PostgresLog.tailAndProjections(opening[2])
             let position = tail?.position ?? 0
             guard projected.version == Projector.version, projected.position == position else {
@@ -145,7 +148,7 @@ final class PostgresCommitter: BatchCommitter {
                 rightEdge = [:]
             }
             var write = PostgresWriteTransaction(connection: connection, tail: position, decoded: cache, rightEdge: rightEdge)
-            if presence != nil { write.tables.notePresence(.sessions, keys: newSessions, found: opening[opening.count - 1]) }
+            reads.note(opening.suffix(readQueries.count), in: write.tables)
             var path = WritePath(settings: configuration.settings, retryWindow: configuration.retryWindow, tail: position, now: now)
             let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)
             if path.position > position {

@@ -154,23 +154,31 @@ struct PostgresTables: KeyedProjectionTables {
         changes.byTable = [:]
     }
 
-    /// Which of `keys` `table` holds, in one query: what a batch will ask of each new upload id,
-    /// asked at once, in the round trip that begins its transaction (``notePresence(_:keys:found:)``
-    /// reads the answer). `nil` when there are no keys.
-    static func presenceQuery(_ table: ProjectionTable, keys: [[UInt8]]) -> PostgresConnection.Query? {
+    /// The records of `keys` in `table`, in one query: what a batch will ask of each (new upload
+    /// ids, the repositories and uploads its commands name), asked at once in the round trip that
+    /// begins its transaction (``noteRecords(_:keys:found:as:)`` reads the answer). `nil` when
+    /// there are no keys.
+    static func recordsQuery(_ table: ProjectionTable, keys: [[UInt8]]) -> PostgresConnection.Query? {
         guard !keys.isEmpty else { return nil }
         let placeholders = (2...(keys.count + 1)).map { "$\($0)" }.joined(separator: ", ")
         return PostgresConnection.Query(
-            "SELECT key FROM projection_entries WHERE tbl = $1 AND key IN (\(placeholders))", [.text(table.rawValue)] + keys.map { .bytes($0) })
+            "SELECT key, value FROM projection_entries WHERE tbl = $1 AND key IN (\(placeholders))", [.text(table.rawValue)] + keys.map { .bytes($0) })
     }
 
-    /// Notes the keys of a ``presenceQuery(_:keys:)`` that `table` does not hold as absent, unless
-    /// this transaction already knows them; those it holds are read when asked for.
-    func notePresence(_ table: ProjectionTable, keys: [[UInt8]], found rows: PostgresRows) {
-        let present = Set((0..<rows.count).map { rows.bytes($0, 0) })
-        for key in keys where !present.contains(key) {
+    /// Keeps the answer to a ``recordsQuery(_:keys:)`` as this transaction's reads of `keys`: each
+    /// record found, decoded as `R`, and the others as absent; keys it already knows stay as known.
+    /// A record that does not decode is left unread, for the command that reads it to fail alone.
+    func noteRecords<R: FieldRecord>(_ table: ProjectionTable, keys: [[UInt8]], found rows: PostgresRows, as type: R.Type) {
+        var found: [[UInt8]: [UInt8]] = [:]
+        for row in 0..<rows.count { found[rows.bytes(row, 0)] = rows.bytes(row, 1) }
+        for key in keys {
             let cacheKey = DecodedRecords.Key(table, key)
-            if decoded.records[cacheKey] == nil && changes.byTable[table]?[key] == nil { decoded.records[cacheKey] = .some(nil) }
+            guard decoded.records[cacheKey] == nil && changes.byTable[table]?[key] == nil else { continue }
+            guard let bytes = found[key] else {
+                decoded.records[cacheKey] = .some(nil)
+                continue
+            }
+            if let record = try? R(decoding: bytes) { decoded.records[cacheKey] = .some(record) }
         }
     }
 }

@@ -1,0 +1,59 @@
+import PostgresKit
+import UploadCore
+
+/// The projection records a batch's commands will read, known before they are decided: each new
+/// upload id's session (checked unused), the repository each initiation names, the upload each
+/// part and completion names. ``PostgresCommitter`` asks for them in the round trip that begins
+/// the batch's transaction, so that deciding seldom waits for a read of its own (two nodes taking
+/// turns start their caches afresh on almost every batch).
+struct BatchReads {
+    private(set) var sessions: [[UInt8]] = []
+    private(set) var repositories: [[UInt8]] = []
+
+    init(_ batch: [GroupCommitWriter.Pending], settings: DecisionSettings) {
+        self.init(commands: batch.map { ($0.command, $0.uploadId) }, settings: settings)
+    }
+
+    /// - Parameter commands: each command, with the new upload id the writer gave it, if any.
+    init(commands: [(command: Command, newUploadId: String?)], settings: DecisionSettings) {
+        var seen = Set<[UInt8]>()
+        func add(_ key: [UInt8], to keys: inout [[UInt8]]) { if seen.insert(key).inserted { keys.append(key) } }
+        for (command, newUploadId) in commands {
+            if let id = newUploadId { add(ProjectionKey.session(id), to: &sessions) }
+            switch command {
+            case .initiateLayerUpload(let c):
+                // A registry id the command may not name is refused by the decider; nothing to read.
+                guard let registryId = try? settings.resolveRegistry(c.registryId) else { continue }
+                add(ProjectionKey.repository(RepositoryRef(registryId: registryId, repositoryName: c.repositoryName)), to: &repositories)
+            case .uploadLayerPart(let c): add(ProjectionKey.session(c.uploadId), to: &sessions)
+            case .completeLayerUpload(let c): add(ProjectionKey.session(c.uploadId), to: &sessions)
+            default: continue
+            }
+        }
+    }
+
+    private init(sessions: [[UInt8]], repositories: [[UInt8]]) {
+        self.sessions = sessions
+        self.repositories = repositories
+    }
+
+    /// Only the keys `cache` does not know; all of them when there is no cache to keep.
+    func lacking(in cache: DecodedRecords?) -> BatchReads {
+        guard let cache else { return self }
+        return BatchReads(
+            sessions: sessions.filter { cache.records[DecodedRecords.Key(.sessions, $0)] == nil },
+            repositories: repositories.filter { cache.records[DecodedRecords.Key(.repositories, $0)] == nil })
+    }
+
+    /// One query per table with keys to read: sessions, then repositories.
+    var queries: [PostgresConnection.Query] {
+        [PostgresTables.recordsQuery(.sessions, keys: sessions), PostgresTables.recordsQuery(.repositories, keys: repositories)].compactMap { $0 }
+    }
+
+    /// Keeps the answers to ``queries`` (in their order) as the reads of `tables`' transaction.
+    func note(_ answers: some Collection<PostgresRows>, in tables: PostgresTables) {
+        var answer = answers.makeIterator()
+        if !sessions.isEmpty, let rows = answer.next() { tables.noteRecords(.sessions, keys: sessions, found: rows, as: UploadSession.self) }
+        if !repositories.isEmpty, let rows = answer.next() { tables.noteRecords(.repositories, keys: repositories, found: rows, as: RepositorySummary.self) }
+    }
+}
