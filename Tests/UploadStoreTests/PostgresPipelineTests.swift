@@ -113,3 +113,39 @@ struct BatchReadsTests {
         #expect(reads.lacking(in: nil).sessions.count == 4, "with no cache to keep, everything is read")
     }
 }
+
+extension BatchReadsTests {
+    @Test func theAnswer_isKeptAsTheTransactionsReads_foundAbsentOrLeftForTheCommandToFail() throws {
+        let database = try TemporaryDatabase()
+        defer { database.remove() }
+        let connection = try PostgresConnection(url: database.url)
+        try connection.execute("CREATE TABLE projection_entries (tbl text NOT NULL, key bytea NOT NULL, value bytea NOT NULL, PRIMARY KEY (tbl, key))")
+        let at = Timestamp(millisecondsSinceEpoch: 1_700_000_000_000)
+        func summary(_ name: String, active: UInt64) -> RepositorySummary {
+            RepositorySummary(
+                registryId: testRegistryId, repositoryName: name, createdAt: at, createdPosition: 1, uploadsInitiated: active,
+                activeSessions: active, lastActivityAt: at, lastPosition: 1, layerCount: 0, imageCount: 0)
+        }
+        let stored = Array("stored".utf8), absent = Array("absent".utf8), broken = Array("broken".utf8), known = Array("known".utf8)
+        var insert = PostgresStatement(connection)
+        insert.insert(into: "projection_entries", columns: ["tbl", "key", "value"], rows: [
+            [.text(ProjectionTable.repositories.rawValue), .bytes(stored), .bytes(summary("stored", active: 3).encoded())],
+            [.text(ProjectionTable.repositories.rawValue), .bytes(broken), .bytes([0xFF, 0xFF, 0xFF])],
+            [.text(ProjectionTable.repositories.rawValue), .bytes(known), .bytes(summary("known", active: 9).encoded())],
+        ])
+        try insert.run { _ in "SELECT 1" }
+
+        let cache = DecodedRecords()
+        cache.records[DecodedRecords.Key(.repositories, known)] = .some(summary("known", active: 1))
+        let tables = PostgresTables(connection: connection, decoded: cache)
+        let keys = [stored, absent, broken, known]
+        let query = try #require(PostgresTables.recordsQuery(.repositories, keys: keys))
+        tables.noteRecords(.repositories, keys: keys, found: try connection.query(query.sql, query.parameters), as: RepositorySummary.self)
+
+        #expect(cache.records[DecodedRecords.Key(.repositories, stored)].flatMap { $0 as? RepositorySummary }?.activeSessions == 3)
+        #expect(cache.records[DecodedRecords.Key(.repositories, absent)].map { $0 == nil } == true, "known absent")
+        #expect(cache.records[DecodedRecords.Key(.repositories, broken)] == nil, "left unread, for the command that reads it to fail alone")
+        #expect(cache.records[DecodedRecords.Key(.repositories, known)].flatMap { $0 as? RepositorySummary }?.activeSessions == 1, "what the transaction knew stays")
+        #expect(throws: CodecError.self) { try tables.record(.repositories, broken, as: RepositorySummary.self) }
+    }
+}

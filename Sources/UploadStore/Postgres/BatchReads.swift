@@ -2,10 +2,11 @@ import PostgresKit
 import UploadCore
 
 /// The projection records a batch's commands will read, known before they are decided: each new
-/// upload id's session (checked unused), the repository each initiation names, the upload each
-/// part and completion names. ``PostgresCommitter`` asks for them in the round trip that begins
-/// the batch's transaction, so that deciding seldom waits for a read of its own (two nodes taking
-/// turns start their caches afresh on almost every batch).
+/// upload id's session (checked unused), the repository each initiation, part, completion and
+/// cancel names, and the upload each of the last three names. ``PostgresCommitter`` asks for them
+/// in the round trip that begins the batch's transaction, so that deciding waits for fewer reads
+/// of its own (two nodes taking turns start their caches afresh on almost every batch). Others (a
+/// completion's layer, say) are still read when asked for.
 struct BatchReads {
     private(set) var sessions: [[UInt8]] = []
     private(set) var repositories: [[UInt8]] = []
@@ -16,17 +17,30 @@ struct BatchReads {
 
     /// - Parameter commands: each command, with the new upload id the writer gave it, if any.
     init(commands: [(command: Command, newUploadId: String?)], settings: DecisionSettings) {
-        var seen = Set<[UInt8]>()
-        func add(_ key: [UInt8], to keys: inout [[UInt8]]) { if seen.insert(key).inserted { keys.append(key) } }
+        var seenSessions = Set<[UInt8]>(), seenRepositories = Set<[UInt8]>()
+        func session(_ id: String) {
+            let key = ProjectionKey.session(id)
+            if seenSessions.insert(key).inserted { sessions.append(key) }
+        }
+        func repository(_ registryId: String?, _ name: String) {
+            // A registry id the command may not name is refused by the decider; nothing to read.
+            guard let registryId = try? settings.resolveRegistry(registryId) else { return }
+            let key = ProjectionKey.repository(RepositoryRef(registryId: registryId, repositoryName: name))
+            if seenRepositories.insert(key).inserted { repositories.append(key) }
+        }
         for (command, newUploadId) in commands {
-            if let id = newUploadId { add(ProjectionKey.session(id), to: &sessions) }
+            if let id = newUploadId { session(id) }
             switch command {
-            case .initiateLayerUpload(let c):
-                // A registry id the command may not name is refused by the decider; nothing to read.
-                guard let registryId = try? settings.resolveRegistry(c.registryId) else { continue }
-                add(ProjectionKey.repository(RepositoryRef(registryId: registryId, repositoryName: c.repositoryName)), to: &repositories)
-            case .uploadLayerPart(let c): add(ProjectionKey.session(c.uploadId), to: &sessions)
-            case .completeLayerUpload(let c): add(ProjectionKey.session(c.uploadId), to: &sessions)
+            case .initiateLayerUpload(let c): repository(c.registryId, c.repositoryName)
+            case .uploadLayerPart(let c):
+                repository(c.registryId, c.repositoryName)
+                session(c.uploadId)
+            case .completeLayerUpload(let c):
+                repository(c.registryId, c.repositoryName)
+                session(c.uploadId)
+            case .cancelLayerUpload(let c):
+                repository(c.upload.repository.registryId, c.upload.repository.repositoryName)
+                session(c.upload.uploadId)
             default: continue
             }
         }

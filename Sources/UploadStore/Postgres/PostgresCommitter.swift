@@ -127,12 +127,17 @@ final class PostgresCommitter: BatchCommitter {
         let othersExpected = notifier.tail > invocations.validAt || othersAppendedBeforeLastBatch
         let marksFrom = othersExpected ? invocations.validAt + 1 : nil
         // The records the batch will read, asked for up front: all of them when the cache is
-        // expected to start afresh, else those it lacks. Any other is read when asked for.
-        let reads = BatchReads(batch, settings: configuration.settings).lacking(in: othersExpected || cacheValidAt == nil ? nil : cache)
+        // expected to start afresh (another node appended, the cache was lost or is full), else
+        // those it lacks. Any other is read when asked for.
+        let cacheKept = !othersExpected && cacheValidAt != nil && cache.records.count <= Self.cacheLimit
+        let reads = BatchReads(batch, settings: configuration.settings).lacking(in: cacheKept ? cache : nil)
         let readQueries = reads.queries
         do {
             let opening = try connection.pipeline([
-                .init("BEGIN"), .init("SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))"), PostgresLog.tailAndProjectionsQuery,
+                // READ COMMITTED whatever the role's default: each read after the lock sees every
+                // append before it (a snapshot taken at BEGIN would not).
+                .init("BEGIN ISOLATION LEVEL READ COMMITTED"), .init("SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))"),
+                PostgresLog.tailAndProjectionsQuery,
             ] + [marksFrom.map(Self.marksQuery(from:))].compactMap { $0 } + readQueries)
             let (tail, projected) = try PostgresLog.tailAndProjections(opening[2])
             let position = tail?.position ?? 0
