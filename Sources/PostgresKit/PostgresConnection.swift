@@ -69,11 +69,32 @@ public final class PostgresConnection: @unchecked Sendable {
     public struct Query: Sendable {
         public let sql: String
         public let parameters: [PostgresValue]
+        /// Whether the connection keeps the statement prepared, parsed and planned once, for every
+        /// later run of the same text: for statements a writer sends on every batch.
+        public let isPrepared: Bool
+
         public init(_ sql: String, _ parameters: [PostgresValue] = []) {
+            self.init(sql, parameters, prepared: false)
+        }
+
+        private init(_ sql: String, _ parameters: [PostgresValue], prepared: Bool) {
             self.sql = sql
             self.parameters = parameters
+            isPrepared = prepared
+        }
+
+        /// A statement prepared on its first run on a connection; its parameters' types must be
+        /// the same on every run. Only for statements whose plan does not depend on what the
+        /// tables hold (inserts): after a few runs the server keeps one generic plan, made from
+        /// the statistics of that moment, and a read's could be a scan that grows with its table.
+        public static func prepared(_ sql: String, _ parameters: [PostgresValue] = []) -> Query {
+            Query(sql, parameters, prepared: true)
         }
     }
+
+    /// The statements this connection has prepared, by their text, and the name each has.
+    private var preparedNames: [String: String] = [:]
+    private var preparedCount = 0
 
     /// Runs `queries` in order in one round trip (libpq's pipeline mode): all are sent, then every
     /// result is read. A query that fails skips those after it, and its error is thrown once every
@@ -84,20 +105,39 @@ public final class PostgresConnection: @unchecked Sendable {
     @discardableResult
     public func pipeline(_ queries: [Query]) throws(PostgresError) -> [PostgresRows] {
         guard PQenterPipelineMode(handle) == 1 else { throw failure("enter pipeline mode") }
-        var sent = 0
-        for query in queries {
+        // What was sent, in order: each query's run, after its preparation when it needs one.
+        enum Sent { case prepare(name: String, query: Int), run(query: Int) }
+        var sent: [Sent] = [], runs = 0
+        var preparing: [String: String] = [:]
+        sending: for (index, query) in queries.enumerated() {
+            var name: String?
+            if query.isPrepared {
+                name = preparedNames[query.sql] ?? preparing[query.sql]
+                if name == nil {
+                    let fresh = "upload_coordinator_\(preparedCount)"
+                    preparedCount += 1
+                    let types = query.parameters.map(\.typeOID)
+                    guard PQsendPrepare(handle, fresh, query.sql, Int32(types.count), types) == 1 else { break sending }
+                    sent.append(.prepare(name: fresh, query: index))
+                    preparing[query.sql] = fresh
+                    name = fresh
+                }
+            }
             let accepted = Self.withBound(query.parameters) { count, types, values, lengths, formats in
-                PQsendQueryParams(handle, query.sql, count, types, values, lengths, formats, 1)
+                if let name { PQsendQueryPrepared(handle, name, count, values, lengths, formats, 1) }
+                else { PQsendQueryParams(handle, query.sql, count, types, values, lengths, formats, 1) }
             }
             guard accepted == 1 else { break }
-            sent += 1
+            sent.append(.run(query: index))
+            runs += 1
         }
         // Even after a failed send, what was sent is synced and read, so the connection is left
         // out of pipeline mode (or, if the server is gone, unusable).
         let synced = PQpipelineSync(handle) == 1
         var results: [PostgresRows] = []
-        var firstError: PostgresError? = sent < queries.count ? failure(Self.summary(queries[sent].sql)) : nil
-        for index in 0..<(synced ? sent : 0) {
+        var firstError: PostgresError? = runs < queries.count ? failure(Self.summary(queries[runs].sql)) : nil
+        for item in synced ? sent : [] {
+            let index = switch item { case .prepare(_, let query), .run(let query): query }
             // No result where one is due: the connection failed; what follows would not come either.
             guard let result = PQgetResult(handle) else {
                 if firstError == nil { firstError = failure(Self.summary(queries[index].sql)) }
@@ -109,7 +149,13 @@ public final class PostgresConnection: @unchecked Sendable {
                 PQclear(result)  // skipped after the failure already recorded
                 continue
             }
-            do { results.append(try rows(of: result, queries[index].sql)) } catch { if firstError == nil { firstError = error } }
+            do {
+                let rows = try rows(of: result, queries[index].sql)
+                switch item {
+                case .prepare(let name, _): preparedNames[queries[index].sql] = name
+                case .run: results.append(rows)
+                }
+            } catch { if firstError == nil { firstError = error } }
         }
         // The sync's own result ends the pipeline.
         if synced, let sync = PQgetResult(handle) {

@@ -101,9 +101,9 @@ extension PostgresStore: RecordImporting {
 
     func importCheckpoints(_ checkpoints: [SignedCheckpoint]) throws {
         try withConnection { connection in
-            try PostgresLog.insert(
-                connection, into: "signed_checkpoints", columns: ["size", "note"],
-                rows: checkpoints.map { [.position($0.size), .text($0.note)] }, onConflict: "ON CONFLICT (size) DO NOTHING")
+            var rows = PostgresRowBatch(into: "signed_checkpoints", columns: [("size", .int8), ("note", .text)], onConflict: "ON CONFLICT (size) DO NOTHING")
+            for checkpoint in checkpoints { rows.append(.position(checkpoint.size), .text(checkpoint.note)) }
+            try rows.run(on: connection)
         }
     }
 

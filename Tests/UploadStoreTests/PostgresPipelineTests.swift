@@ -127,13 +127,11 @@ extension BatchReadsTests {
                 activeSessions: active, lastActivityAt: at, lastPosition: 1, layerCount: 0, imageCount: 0)
         }
         let stored = Array("stored".utf8), absent = Array("absent".utf8), broken = Array("broken".utf8), known = Array("known".utf8)
-        var insert = PostgresStatement(connection)
-        insert.insert(into: "projection_entries", columns: ["tbl", "key", "value"], rows: [
-            [.text(ProjectionTable.repositories.rawValue), .bytes(stored), .bytes(summary("stored", active: 3).encoded())],
-            [.text(ProjectionTable.repositories.rawValue), .bytes(broken), .bytes([0xFF, 0xFF, 0xFF])],
-            [.text(ProjectionTable.repositories.rawValue), .bytes(known), .bytes(summary("known", active: 9).encoded())],
-        ])
-        try insert.run { _ in "SELECT 1" }
+        var insert = PostgresTables.entryRows()
+        insert.append(.text(ProjectionTable.repositories.rawValue), .bytes(stored), .bytes(summary("stored", active: 3).encoded()))
+        insert.append(.text(ProjectionTable.repositories.rawValue), .bytes(broken), .bytes([0xFF, 0xFF, 0xFF]))
+        insert.append(.text(ProjectionTable.repositories.rawValue), .bytes(known), .bytes(summary("known", active: 9).encoded()))
+        try insert.run(on: connection)
 
         let cache = DecodedRecords()
         cache.records[DecodedRecords.Key(.repositories, known)] = .some(summary("known", active: 1))

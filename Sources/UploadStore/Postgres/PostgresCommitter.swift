@@ -219,16 +219,12 @@ struct PostgresProjectionState: Equatable {
         return state
     }
 
-    func write(_ connection: PostgresConnection) throws {
-        var statement = PostgresStatement(connection)
-        add(to: &statement)
-        try statement.run { _ in "SELECT 1" }
-    }
-
-    func add(to statement: inout PostgresStatement) {
-        var rows: [[PostgresValue]] = [[.text("position"), .position(position)]]
-        if let version { rows.append([.text("version"), .int64(Int64(version))]) }
-        statement.insert(into: "projection_state", columns: ["name", "value"], rows: rows,
-                             onConflict: "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
+    /// The rows that record this state.
+    var rows: PostgresRowBatch {
+        var rows = PostgresRowBatch(
+            into: "projection_state", columns: [("name", .text), ("value", .int8)], onConflict: "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
+        rows.append(.text("position"), .position(position))
+        if let version { rows.append(.text("version"), .int64(Int64(version))) }
+        return rows
     }
 }

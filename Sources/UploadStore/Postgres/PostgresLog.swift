@@ -98,20 +98,4 @@ enum PostgresLog {
         let rows = try connection.query("SELECT size, note FROM signed_checkpoints ORDER BY size")
         return try (0..<rows.count).map { SignedCheckpoint(size: try rows.position($0, 0), note: rows.text($0, 1)) }
     }
-
-    /// Inserts rows of `columns` values each, as few statements as PostgreSQL's 65,535 parameters allow.
-    static func insert(_ connection: PostgresConnection, into table: String, columns: [String], rows: [[PostgresValue]], onConflict: String = "") throws {
-        let perStatement = max(1, 60_000 / columns.count)
-        var start = 0
-        while start < rows.count {
-            let chunk = rows[start..<min(rows.count, start + perStatement)]
-            var sql = "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES "
-            var parameter = 0
-            sql += chunk.map { row in
-                "(" + row.map { _ in parameter += 1; return "$\(parameter)" }.joined(separator: ", ") + ")"
-            }.joined(separator: ", ")
-            try connection.query(sql + (onConflict.isEmpty ? "" : " " + onConflict), Array(chunk.joined()))
-            start += perStatement
-        }
-    }
 }

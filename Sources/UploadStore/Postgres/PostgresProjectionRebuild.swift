@@ -29,14 +29,12 @@ enum PostgresProjectionRebuild {
                 position = last.position
             }
             try connection.query("DELETE FROM projection_entries")
+            var entries = PostgresTables.entryRows()
             for table in ProjectionTable.allCases {
-                var rows: [[PostgresValue]] = []
-                projections.forEachEntry(table) { key, value in
-                    rows.append([.text(table.rawValue), .bytes(Array(key)), .bytes(Array(value))])
-                }
-                try PostgresLog.insert(connection, into: "projection_entries", columns: ["tbl", "key", "value"], rows: rows)
+                projections.forEachEntry(table) { key, value in entries.append(.text(table.rawValue), .bytes(Array(key)), .bytes(Array(value))) }
             }
-            try PostgresProjectionState(position: position, version: Projector.version).write(connection)
+            try entries.run(on: connection)
+            try PostgresProjectionState(position: position, version: Projector.version).rows.run(on: connection)
         }
     }
 }

@@ -129,29 +129,29 @@ struct PostgresTables: KeyedProjectionTables {
         return nil
     }
 
-    /// Adds this batch's changes to `statement`: per table, an upsert of the records written and a
-    /// deletion of the keys removed (each key is one or the other: ``Changes`` holds its last state).
-    func add(to statement: inout PostgresStatement) {
+    /// Rows for `projection_entries`, to be inserted as they are or (with `onConflict`) upserted.
+    static func entryRows(onConflict: String = "") -> PostgresRowBatch {
+        PostgresRowBatch(into: "projection_entries", columns: [("tbl", .text), ("key", .bytea), ("value", .bytea)], onConflict: onConflict)
+    }
+
+    /// The statements that write this batch's changes, which it then forgets: one upsert of every
+    /// record written, and per table a deletion of the keys removed (each key is one or the
+    /// other: ``Changes`` holds its last state).
+    func takeChanges() -> [PostgresConnection.Query] {
+        var upserts = Self.entryRows(onConflict: "ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value")
+        var deletions: [PostgresConnection.Query] = []
         for table in ProjectionTable.allCases {
             guard let changed = changes.byTable[table], !changed.isEmpty else { continue }
-            let name = PostgresValue.text(table.rawValue)
-            var upserts: [[PostgresValue]] = [], deletions: [[UInt8]] = []
+            var removed = PostgresArray(of: .bytea)
             for (key, value) in changed {
-                if let value { upserts.append([name, .bytes(key), .bytes(value)]) } else { deletions.append(key) }
+                if let value { upserts.append(.text(table.rawValue), .bytes(key), .bytes(value)) } else { removed.append(.bytes(key)) }
             }
-            statement.insert(
-                into: "projection_entries", columns: ["tbl", "key", "value"], rows: upserts,
-                onConflict: "ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value")
-            var start = 0
-            while start < deletions.count {
-                let chunk = deletions[start..<min(deletions.count, start + 10_000)]
-                statement.add({ s in
-                    "DELETE FROM projection_entries WHERE tbl = \(s.parameter(name)) AND key IN (\(chunk.map { s.parameter(.bytes($0)) }.joined(separator: ", ")))"
-                }, parameters: chunk.count + 1)
-                start += chunk.count
+            if removed.count > 0 {
+                deletions.append(PostgresConnection.Query("DELETE FROM projection_entries WHERE tbl = $1 AND key = ANY($2::bytea[])", [.text(table.rawValue), .array(removed)]))
             }
         }
         changes.byTable = [:]
+        return upserts.queries + deletions
     }
 
     /// The records of `keys` in `table`, in one query: what a batch will ask of each (new upload
@@ -160,9 +160,9 @@ struct PostgresTables: KeyedProjectionTables {
     /// there are no keys.
     static func recordsQuery(_ table: ProjectionTable, keys: [[UInt8]]) -> PostgresConnection.Query? {
         guard !keys.isEmpty else { return nil }
-        let placeholders = (2...(keys.count + 1)).map { "$\($0)" }.joined(separator: ", ")
         return PostgresConnection.Query(
-            "SELECT key, value FROM projection_entries WHERE tbl = $1 AND key IN (\(placeholders))", [.text(table.rawValue)] + keys.map { .bytes($0) })
+            "SELECT key, value FROM projection_entries WHERE tbl = $1 AND key = ANY($2::bytea[])",
+            [.text(table.rawValue), .array(PostgresArray(of: .bytea, keys.lazy.map { .bytes($0) }))])
     }
 
     /// Keeps the answer to a ``recordsQuery(_:keys:)`` as this transaction's reads of `keys`: each

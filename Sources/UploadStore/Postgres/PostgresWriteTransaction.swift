@@ -67,20 +67,21 @@ struct PostgresWriteTransaction: WriteTransaction {
         return events
     }
 
-    /// Writes the batch in one statement, in one round trip with `then` (`COMMIT`, say): its
-    /// events, Merkle nodes and projection changes, the projections' position (the new tail; `nil`
-    /// for records a copy imports, whose projections are built afterwards), and the notification
-    /// every node's feeds wake on (sent by the server when the transaction commits).
+    /// Writes the batch in one round trip with `then` (`COMMIT`, say), in prepared statements
+    /// whose text does not vary with the batch: its events, Merkle nodes and projection changes,
+    /// the projections' position (the new tail; `nil` for records a copy imports, whose
+    /// projections are built afterwards), and the notification every node's feeds wake on (sent
+    /// by the server when the transaction commits).
     func flush(projectionsAt projected: UInt64?, then: [String] = []) throws {
         let tail = self.tail + UInt64(records.count)
-        var statement = PostgresStatement(connection)
-        statement.insert(into: "events", columns: ["position", "record"],
-                         rows: records.enumerated().map { [.position(self.tail + UInt64($0.offset) + 1), .bytes($0.element)] })
-        statement.insert(into: "merkle_nodes", columns: ["last_leaf", "level", "hash"],
-                         rows: nodes.map { [.position(PostgresLog.lastLeaf($0.level, $0.index)), .int32(Int32($0.level)), .bytes($0.hash)] })
-        tables.add(to: &statement)
-        if let projected { PostgresProjectionState(position: projected, version: Projector.version).add(to: &statement) }
-        try statement.run(finally: { "SELECT pg_notify(\($0.parameter(.text(PostgresLog.channel))), \($0.parameter(.text(String(tail)))))" }, then: then)
+        var events = PostgresRowBatch(into: "events", columns: [("position", .int8), ("record", .bytea)])
+        for (offset, record) in records.enumerated() { events.append(.position(self.tail + UInt64(offset) + 1), .bytes(record)) }
+        var merkleNodes = PostgresRowBatch(into: "merkle_nodes", columns: [("last_leaf", .int8), ("level", .int2), ("hash", .bytea)])
+        for node in nodes { merkleNodes.append(.position(PostgresLog.lastLeaf(node.level, node.index)), .int16(Int16(node.level)), .bytes(node.hash)) }
+        var queries = events.queries + merkleNodes.queries + tables.takeChanges()
+        if let projected { queries += PostgresProjectionState(position: projected, version: Projector.version).rows.queries }
+        queries.append(.prepared("SELECT pg_notify($1, $2)", [.text(PostgresLog.channel), .text(String(tail))]))
+        try connection.pipeline(queries + then.map { PostgresConnection.Query($0) })
     }
 }
 
