@@ -92,8 +92,9 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// The statements this connection has prepared, by their text, and the name each has.
-    private var preparedNames: [String: String] = [:]
+    /// The statements this connection has prepared, by their text: the name and the parameter
+    /// types each was prepared with.
+    private var preparedNames: [String: (name: String, types: [UInt32])] = [:]
     private var preparedCount = 0
 
     /// Runs `queries` in order in one round trip (libpq's pipeline mode): all are sent, then every
@@ -108,18 +109,20 @@ public final class PostgresConnection: @unchecked Sendable {
         // What was sent, in order: each query's run, after its preparation when it needs one.
         enum Sent { case prepare(name: String, query: Int), run(query: Int) }
         var sent: [Sent] = [], runs = 0
-        var preparing: [String: String] = [:]
+        var preparing: [String: (name: String, types: [UInt32])] = [:]
         sending: for (index, query) in queries.enumerated() {
             var name: String?
             if query.isPrepared {
-                name = preparedNames[query.sql] ?? preparing[query.sql]
-                if name == nil {
+                let types = query.parameters.map(\.typeOID)
+                if let known = preparedNames[query.sql] ?? preparing[query.sql] {
+                    precondition(known.types == types, "a prepared statement is run with the parameter types it was prepared with")
+                    name = known.name
+                } else {
                     let fresh = "upload_coordinator_\(preparedCount)"
                     preparedCount += 1
-                    let types = query.parameters.map(\.typeOID)
                     guard PQsendPrepare(handle, fresh, query.sql, Int32(types.count), types) == 1 else { break sending }
                     sent.append(.prepare(name: fresh, query: index))
-                    preparing[query.sql] = fresh
+                    preparing[query.sql] = (fresh, types)
                     name = fresh
                 }
             }
@@ -152,7 +155,7 @@ public final class PostgresConnection: @unchecked Sendable {
             do {
                 let rows = try rows(of: result, queries[index].sql)
                 switch item {
-                case .prepare(let name, _): preparedNames[queries[index].sql] = name
+                case .prepare(let name, _): preparedNames[queries[index].sql] = (name, queries[index].parameters.map(\.typeOID))
                 case .run: results.append(rows)
                 }
             } catch { if firstError == nil { firstError = error } }

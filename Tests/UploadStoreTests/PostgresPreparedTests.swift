@@ -15,19 +15,24 @@ struct PostgresPreparedTests {
                 + "(SELECT string_agg(encode(x, 'hex'), ',' ORDER BY o) FROM unnest($2::bytea[]) WITH ORDINALITY AS u(x, o)), "
                 + "(SELECT string_agg(x, ',' ORDER BY o) FROM unnest($3::text[]) WITH ORDINALITY AS u(x, o)), "
                 + "(SELECT array_agg(x ORDER BY o) FROM unnest($4::int2[]) WITH ORDINALITY AS u(x, o))::text, "
-                + "cardinality($5::bytea[])",
+                + "cardinality($5::bytea[]), array_lower($1::int8[], 1), $6::int4[]::text, $7::bool[]::text",
             [
                 .array(PostgresArray(of: .int8, integers.map { .int64($0) })),
                 .array(PostgresArray(of: .bytea, [.bytes([0xDE, 0xAD]), .bytes([]), .bytes([0x00])])),
                 .array(PostgresArray(of: .text, [.text("é"), .text("b")])),
                 .array(PostgresArray(of: .int2, [.int16(63), .int16(-2)])),
                 .array(PostgresArray(of: .bytea)),
+                .array(PostgresArray(of: .int4, [.int32(-5), .int32(.max)])),
+                .array(PostgresArray(of: .bool, [.bool(true), .bool(false)])),
             ])
         #expect(rows.text(0, 0) == "{0,-1,7,9223372036854775807,-9223372036854775808}")
         #expect(rows.text(0, 1) == "dead,,00", "an empty element is kept, not taken for NULL")
         #expect(rows.text(0, 2) == "é,b")
         #expect(rows.text(0, 3) == "{63,-2}")
         #expect(try rows.int64(0, 4) == 0)
+        #expect(try rows.int64(0, 5) == 1, "arrays count from 1, as PostgreSQL's own do")
+        #expect(rows.text(0, 6) == "{-5,2147483647}")
+        #expect(rows.text(0, 7) == "{t,f}")
     }
 
     @Test func aPreparedStatement_isPreparedOnceAConnection() throws {
@@ -51,6 +56,31 @@ struct PostgresPreparedTests {
         try connection.execute("ROLLBACK")
         // Taken as prepared, it would be run by a name the server never heard of.
         #expect(try connection.pipeline([prepared])[0].int64(0, 0) == 2)
+    }
+
+    @Test func aStatementPreparedInATransactionRolledBack_staysPrepared() throws {
+        let database = try TemporaryDatabase()
+        defer { database.remove() }
+        let connection = try PostgresConnection(url: database.url)
+        let prepared = PostgresConnection.Query.prepared("SELECT $1::int8 * 3", [.int64(2)])
+        #expect(throws: PostgresError.self) { try connection.pipeline([.init("BEGIN"), prepared, .init("SELECT 1 / 0"), .init("COMMIT")]) }
+        try connection.execute("ROLLBACK")
+        #expect(try connection.pipeline([prepared])[0].int64(0, 0) == 6)
+        #expect(try connection.query("SELECT count(*) FROM pg_prepared_statements").int64(0, 0) == 1, "not prepared a second time")
+    }
+
+    @Test func aStatementThatFailsToPrepare_failsAgainWithItsOwnError_notAMissingName() throws {
+        let database = try TemporaryDatabase()
+        defer { database.remove() }
+        let connection = try PostgresConnection(url: database.url)
+        let broken = PostgresConnection.Query.prepared("SELECT * FROM no_such_table WHERE k = $1", [.int64(1)])
+        for _ in 0..<2 {
+            var thrown: PostgresError?
+            do { try connection.pipeline([broken]) } catch { thrown = error }
+            #expect(thrown?.sqlState == "42P01", "the table's absence, each time")
+        }
+        try connection.execute("CREATE TABLE no_such_table (k bigint)")
+        #expect(try connection.pipeline([broken])[0].isEmpty)
     }
 
     @Test func aRowBatch_insertsEveryRow_acrossStatementsPastItsLimit() throws {

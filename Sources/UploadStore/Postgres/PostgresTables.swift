@@ -5,8 +5,9 @@ import UploadCore
 /// The projection tables in PostgreSQL's `projection_entries`, over one transaction: the
 /// PostgreSQL side of ``KeyedProjectionTables``, with the keys and records LMDB keeps.
 ///
-/// A writer's changes are held in ``Changes`` until ``flush()`` sends them in a few statements at
-/// the end of the batch; every read looks at them first, so the batch sees its own writes.
+/// A writer's changes are held in ``Changes`` until ``takeChanges()`` turns them into the
+/// statements the batch's last round trip sends; every read looks at them first, so the batch
+/// sees its own writes.
 struct PostgresTables: KeyedProjectionTables {
     let connection: PostgresConnection
     /// The changes of this batch not yet sent, per table: a record, or `nil` for a deletion.
@@ -134,9 +135,9 @@ struct PostgresTables: KeyedProjectionTables {
         PostgresRowBatch(into: "projection_entries", columns: [("tbl", .text), ("key", .bytea), ("value", .bytea)], onConflict: onConflict)
     }
 
-    /// The statements that write this batch's changes, which it then forgets: one upsert of every
-    /// record written, and per table a deletion of the keys removed (each key is one or the
-    /// other: ``Changes`` holds its last state).
+    /// The statements that write this batch's changes, which it then forgets: an upsert of the
+    /// records written (one statement per 10,000), and per table a deletion of the keys removed
+    /// (each key is one or the other: ``Changes`` holds its last state).
     func takeChanges() -> [PostgresConnection.Query] {
         var upserts = Self.entryRows(onConflict: "ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value")
         var deletions: [PostgresConnection.Query] = []

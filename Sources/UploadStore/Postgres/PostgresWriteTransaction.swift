@@ -3,7 +3,7 @@ import PostgresKit
 import UploadCore
 
 /// One batch's transaction, for ``WritePath``: events and Merkle nodes held until
-/// ``flush(projectionsAt:then:)`` writes them in one statement, and read back from memory meanwhile.
+/// ``flush(projectionsAt:then:)`` writes them in one round trip, and read back from memory meanwhile.
 struct PostgresWriteTransaction: WriteTransaction {
     let connection: PostgresConnection
     var tables: PostgresTables
