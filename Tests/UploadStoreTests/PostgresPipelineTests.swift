@@ -147,3 +147,52 @@ extension BatchReadsTests {
         #expect(throws: CodecError.self) { try tables.record(.repositories, broken, as: RepositorySummary.self) }
     }
 }
+
+/// Another node's invocation marks reach a writer in one of two ways: asked for up front, when its
+/// commit has been notified (or the last batch met another node's events), or read in a round trip
+/// of their own when only the tail shows them. Each is taken here by design, not by a listener's
+/// timing: the writer under test has a notifier no listener feeds.
+struct PostgresRetryWindowPathTests {
+    /// A writer of its own on `location`'s database, with `notifier` telling it of other commits.
+    static func writer(_ location: TestStoreLocation, _ notifier: CommitNotifier) -> GroupCommitWriter {
+        var configuration = testConfiguration(location.directory)
+        configuration.uploadIds = SequentialUploadIDs(start: 9 << 32)
+        return GroupCommitWriter(
+            committer: PostgresCommitter(url: location.database!.url, configuration: configuration, notifier: notifier),
+            configuration: configuration, notifier: notifier)
+    }
+
+    @Test(arguments: [false, true])
+    func aRetryOfAnotherNodesCall_isAnsweredWithItsResult_whetherItsCommitWasNotifiedOrNot(notified: Bool) async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        let other = try location.open()
+        let notifier = CommitNotifier()
+        let writer = Self.writer(location, notifier)
+        do {
+            _ = try await other.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let initiate = Command.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"))
+            // Two batches of the writer's own: after the second, it expects no one else's events
+            // (the first found the other node's, so the second asked for the marks up front).
+            for _ in 0..<2 {
+                let own = await writer.submit([CommandSubmission(initiate, metadata: testMetadata())])
+                #expect(try own[0].get().events.count == 1)
+            }
+            let call = RequestMetadata(requestId: "r-1", source: "test", principal: "AKIA1", invocationId: "inv-other", requestDigest: "d-1")
+            let first = try await other.execute(initiate, metadata: call)
+            let tail = try other.read { try $0.lastPosition() }
+            if notified { notifier.committed(upTo: tail) }
+
+            let retry = try await writer.submit([CommandSubmission(initiate, metadata: call)])[0].get()
+            #expect(retry.isRetry)
+            #expect(retry.decision == first.decision, "the original answer, the same upload id")
+            #expect(try other.read { try $0.lastPosition() } == tail, "the retry wrote nothing")
+        } catch {
+            await writer.shutdown()
+            await other.close()
+            throw error
+        }
+        await writer.shutdown()
+        await other.close()
+    }
+}
