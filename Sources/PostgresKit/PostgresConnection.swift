@@ -108,7 +108,10 @@ public final class PostgresConnection: @unchecked Sendable {
         guard PQenterPipelineMode(handle) == 1 else { throw failure("enter pipeline mode") }
         // What was sent, in order: each query's run, after its preparation when it needs one.
         enum Sent { case prepare(name: String, query: Int), run(query: Int) }
-        var sent: [Sent] = [], runs = 0
+        var sent: [Sent] = []
+        // A send that fails is reported with libpq's message of that moment (the sync after it
+        // may replace the message).
+        var sendFailure: PostgresError?
         var preparing: [String: (name: String, types: [UInt32])] = [:]
         sending: for (index, query) in queries.enumerated() {
             var name: String?
@@ -120,7 +123,10 @@ public final class PostgresConnection: @unchecked Sendable {
                 } else {
                     let fresh = "upload_coordinator_\(preparedCount)"
                     preparedCount += 1
-                    guard PQsendPrepare(handle, fresh, query.sql, Int32(types.count), types) == 1 else { break sending }
+                    guard PQsendPrepare(handle, fresh, query.sql, Int32(types.count), types) == 1 else {
+                        sendFailure = failure(Self.summary(query.sql))
+                        break sending
+                    }
                     sent.append(.prepare(name: fresh, query: index))
                     preparing[query.sql] = (fresh, types)
                     name = fresh
@@ -130,15 +136,17 @@ public final class PostgresConnection: @unchecked Sendable {
                 if let name { PQsendQueryPrepared(handle, name, count, values, lengths, formats, 1) }
                 else { PQsendQueryParams(handle, query.sql, count, types, values, lengths, formats, 1) }
             }
-            guard accepted == 1 else { break }
+            guard accepted == 1 else {
+                sendFailure = failure(Self.summary(query.sql))
+                break
+            }
             sent.append(.run(query: index))
-            runs += 1
         }
         // Even after a failed send, what was sent is synced and read, so the connection is left
         // out of pipeline mode (or, if the server is gone, unusable).
         let synced = PQpipelineSync(handle) == 1
         var results: [PostgresRows] = []
-        var firstError: PostgresError? = runs < queries.count ? failure(Self.summary(queries[runs].sql)) : nil
+        var firstError = sendFailure
         for item in synced ? sent : [] {
             let index = switch item { case .prepare(_, let query), .run(let query): query }
             // No result where one is due: the connection failed; what follows would not come either.
