@@ -12,7 +12,7 @@ public struct PostgresRowBatch {
     private var closed: [[PostgresArray]] = []
     private var filling: [PostgresArray]
     /// A statement is closed at this many rows, so that no parameter grows without bound.
-    static let rowsPerStatement = 10_000
+    public static let rowsPerStatement = 10_000
 
     public init(into table: String, columns: [(name: String, type: PostgresType)], onConflict: String = "") {
         self.table = table
@@ -20,8 +20,6 @@ public struct PostgresRowBatch {
         self.onConflict = onConflict
         filling = columns.map { PostgresArray(of: $0.type) }
     }
-
-    public var isEmpty: Bool { closed.isEmpty && filling[0].count == 0 }
 
     /// Appends a row: one value per column, of the column's type.
     public mutating func append(_ row: PostgresValue...) {

@@ -101,9 +101,7 @@ extension PostgresStore: RecordImporting {
 
     func importCheckpoints(_ checkpoints: [SignedCheckpoint]) throws {
         try withConnection { connection in
-            var rows = PostgresRowBatch(into: "signed_checkpoints", columns: [("size", .int8), ("note", .text)], onConflict: "ON CONFLICT (size) DO NOTHING")
-            for checkpoint in checkpoints { rows.append(.position(checkpoint.size), .text(checkpoint.note)) }
-            try rows.run(on: connection)
+            try PostgresLog.checkpointRows(checkpoints).run(on: connection)
         }
     }
 

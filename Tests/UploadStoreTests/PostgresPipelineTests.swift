@@ -154,12 +154,11 @@ extension BatchReadsTests {
 /// timing: the writer under test has a notifier no listener feeds.
 struct PostgresRetryWindowPathTests {
     /// A writer of its own on `location`'s database, with `notifier` telling it of other commits.
-    static func writer(_ location: TestStoreLocation, _ notifier: CommitNotifier) -> GroupCommitWriter {
+    static func writer(_ location: TestStoreLocation, _ notifier: CommitNotifier) -> (GroupCommitWriter, PostgresCommitter) {
         var configuration = testConfiguration(location.directory)
         configuration.uploadIds = SequentialUploadIDs(start: 9 << 32)
-        return GroupCommitWriter(
-            committer: PostgresCommitter(url: location.database!.url, configuration: configuration, notifier: notifier),
-            configuration: configuration, notifier: notifier)
+        let committer = PostgresCommitter(url: location.database!.url, configuration: configuration, notifier: notifier)
+        return (GroupCommitWriter(committer: committer, configuration: configuration, notifier: notifier), committer)
     }
 
     @Test(arguments: [false, true])
@@ -168,12 +167,12 @@ struct PostgresRetryWindowPathTests {
         defer { location.remove() }
         let other = try location.open()
         let notifier = CommitNotifier()
-        let writer = Self.writer(location, notifier)
+        let (writer, committer) = Self.writer(location, notifier)
         do {
             _ = try await other.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
             let initiate = Command.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"))
             // Two batches of the writer's own: after the second, it expects no one else's events
-            // (the first found the other node's, so the second asked for the marks up front).
+            // (the first began with no cache, so the second asked for the marks up front).
             for _ in 0..<2 {
                 let own = await writer.submit([CommandSubmission(initiate, metadata: testMetadata())])
                 #expect(try own[0].get().events.count == 1)
@@ -182,11 +181,13 @@ struct PostgresRetryWindowPathTests {
             let first = try await other.execute(initiate, metadata: call)
             let tail = try other.read { try $0.lastPosition() }
             if notified { notifier.committed(upTo: tail) }
+            let readAloneBefore = committer.marksReadAlone
 
             let retry = try await writer.submit([CommandSubmission(initiate, metadata: call)])[0].get()
             #expect(retry.isRetry)
             #expect(retry.decision == first.decision, "the original answer, the same upload id")
             #expect(try other.read { try $0.lastPosition() } == tail, "the retry wrote nothing")
+            #expect(committer.marksReadAlone - readAloneBefore == (notified ? 0 : 1), "the marks came by the path under test")
         } catch {
             await writer.shutdown()
             await other.close()

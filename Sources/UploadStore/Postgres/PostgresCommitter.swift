@@ -29,6 +29,9 @@ final class PostgresCommitter: BatchCommitter {
     /// Whether the last batch found the tail moved by another node since this node's batch before:
     /// then the next one asks for the marks up front. Used only on the writer's thread.
     nonisolated(unsafe) private var othersAppendedBeforeLastBatch = false
+    /// How many batches found other nodes' marks they had not asked for up front, and read them in
+    /// a round trip of their own, inside the lock. Used only on the writer's thread; read by tests.
+    nonisolated(unsafe) private(set) var marksReadAlone = 0
     /// The most records the cache holds before it starts afresh.
     static let cacheLimit = 100_000
 
@@ -146,6 +149,7 @@ final class PostgresCommitter: BatchCommitter {
             }
             let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
+            if marksFrom == nil && position != invocations.validAt { marksReadAlone += 1 }
             try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[3]) }))
             othersAppendedBeforeLastBatch = cacheValidAt != position
             if cacheValidAt != position || cache.records.count > Self.cacheLimit {

@@ -78,7 +78,7 @@ enum PostgresLog {
 
     static func merkleNode(_ connection: PostgresConnection, level: UInt8, index: UInt64) throws -> MerkleTree.Hash {
         let rows = try connection.query(
-            "SELECT hash FROM merkle_nodes WHERE last_leaf = $1 AND level = $2", [.position(lastLeaf(level, index)), .int32(Int32(level))])
+            "SELECT hash FROM merkle_nodes WHERE last_leaf = $1 AND level = $2", [.position(lastLeaf(level, index)), .int16(Int16(level))])
         guard rows.count == 1, rows.bytes(0, 0).count == 32 else {
             throw StoreError(.corrupt, "the Merkle tree lacks node (level \(level), index \(index)), covering positions \((index << UInt64(level)) + 1)...\((index + 1) << UInt64(level))")
         }
@@ -87,6 +87,13 @@ enum PostgresLog {
 
     /// The position of the last leaf under node (`level`, `index`): its key with its level.
     static func lastLeaf(_ level: UInt8, _ index: UInt64) -> UInt64 { (index + 1) << UInt64(level) }
+
+    /// `checkpoints` as rows of `signed_checkpoints`; a size already kept keeps its note.
+    static func checkpointRows(_ checkpoints: [SignedCheckpoint]) -> PostgresRowBatch {
+        var rows = PostgresRowBatch(into: "signed_checkpoints", columns: [("size", .int8), ("note", .text)], onConflict: "ON CONFLICT (size) DO NOTHING")
+        for checkpoint in checkpoints { rows.append(.position(checkpoint.size), .text(checkpoint.note)) }
+        return rows
+    }
 
     static func latestSignedCheckpoint(_ connection: PostgresConnection) throws -> SignedCheckpoint? {
         let rows = try connection.query("SELECT size, note FROM signed_checkpoints ORDER BY size DESC LIMIT 1")

@@ -116,8 +116,7 @@ public final class PostgresStore: EventStore {
                 if let last = try PostgresLog.latestSignedCheckpoint(connection) { try identity.check(last) }
                 let kept = try connection.query("SELECT note FROM signed_checkpoints WHERE size = $1", [.position(checkpoint.size)])
                 if !kept.isEmpty { return SignedCheckpoint(size: checkpoint.size, note: kept.text(0, 0)) }
-                try connection.query(
-                    "INSERT INTO signed_checkpoints (size, note) VALUES ($1, $2)", [.position(checkpoint.size), .text(checkpoint.note)])
+                try PostgresLog.checkpointRows([checkpoint]).run(on: connection)
                 return checkpoint
             }
         }

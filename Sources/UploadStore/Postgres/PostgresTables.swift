@@ -136,7 +136,7 @@ struct PostgresTables: KeyedProjectionTables {
     }
 
     /// The statements that write this batch's changes, which it then forgets: an upsert of the
-    /// records written (one statement per 10,000), and per table a deletion of the keys removed
+    /// records written (one statement per ``PostgresRowBatch/rowsPerStatement``), and per table a deletion of the keys removed
     /// (each key is one or the other: ``Changes`` holds its last state).
     func takeChanges() -> [PostgresConnection.Query] {
         var upserts = Self.entryRows(onConflict: "ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value")
@@ -147,6 +147,8 @@ struct PostgresTables: KeyedProjectionTables {
             for (key, value) in changed {
                 if let value { upserts.append(.text(table.rawValue), .bytes(key), .bytes(value)) } else { removed.append(.bytes(key)) }
             }
+            // Not prepared, as no read is: a generic plan made while the table was small could
+            // scan it for every key (``PostgresConnection/Query/prepared(_:_:)``).
             if removed.count > 0 {
                 deletions.append(PostgresConnection.Query("DELETE FROM projection_entries WHERE tbl = $1 AND key = ANY($2::bytea[])", [.text(table.rawValue), .array(removed)]))
             }
@@ -161,6 +163,7 @@ struct PostgresTables: KeyedProjectionTables {
     /// there are no keys.
     static func recordsQuery(_ table: ProjectionTable, keys: [[UInt8]]) -> PostgresConnection.Query? {
         guard !keys.isEmpty else { return nil }
+        // Not prepared: planned for these keys each time, an index look-up per key.
         return PostgresConnection.Query(
             "SELECT key, value FROM projection_entries WHERE tbl = $1 AND key = ANY($2::bytea[])",
             [.text(table.rawValue), .array(PostgresArray(of: .bytea, keys.lazy.map { .bytes($0) }))])

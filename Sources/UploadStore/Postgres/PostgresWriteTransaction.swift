@@ -67,8 +67,9 @@ struct PostgresWriteTransaction: WriteTransaction {
         return events
     }
 
-    /// Writes the batch in one round trip with `then` (`COMMIT`, say), in prepared statements
-    /// whose text does not vary with the batch: its events, Merkle nodes and projection changes,
+    /// Writes the batch in one round trip with `then` (`COMMIT`, say), its rows in statements
+    /// whose text does not vary with the batch (``PostgresRowBatch``, prepared once per
+    /// connection; deletions are not prepared): its events, Merkle nodes and projection changes,
     /// the projections' position (the new tail; `nil` for records a copy imports, whose
     /// projections are built afterwards), and the notification every node's feeds wake on (sent
     /// by the server when the transaction commits).
