@@ -179,16 +179,16 @@ public final class ECRPublicService: Sendable {
                 requestDigest: invocationId.map { _ in Self.requestDigest(operation: name, body: bytes) })
             let result = try await operation(self, body, metadata)
             metrics.countRequest(operation: name, outcome: "ok")
-            logger.debug("answered", metadata: Self.logMetadata(requestId, name, "ok", uploadId: (try? body.string("uploadId")) ?? nil))
+            context.logger.debug("answered", metadata: Self.logMetadata(requestId, name, "ok", uploadId: (try? body.string("uploadId")) ?? nil))
             return Self.response(.ok, result, requestId: requestId)
         } catch {
             let api = APIError.from(error)
             metrics.countRequest(operation: operationLabel, outcome: api.type)
             let operation = operationLabel
             if api.status == .internalServerError {
-                logger.error("request failed", metadata: Self.logMetadata(requestId, operation, api.type, error: "\(error)"))
+                context.logger.error("request failed", metadata: Self.logMetadata(requestId, operation, api.type, error: "\(error)"))
             } else {
-                logger.debug("refused", metadata: Self.logMetadata(requestId, operation, api.type))
+                context.logger.debug("refused", metadata: Self.logMetadata(requestId, operation, api.type))
             }
             var response = Self.response(api.status, api.body, requestId: requestId)
             response.headers[Self.errorTypeHeader] = api.type
@@ -251,7 +251,7 @@ public final class ECRPublicService: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "application/x-amz-json-1.1"
         headers[requestIdHeader] = requestId
-        return Response(status: status, headers: headers, body: piecewise(ByteBuffer(string: body.text)))
+        return Response(status: status, headers: headers, body: piecewise(ByteBuffer(bytes: body.utf8)))
     }
 
     /// The most bytes written at once. A write's completion is how the connection guard sees that

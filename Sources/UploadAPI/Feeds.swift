@@ -129,7 +129,7 @@ extension ECRPublicService {
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: piecewise(ByteBuffer(string: value.text)))
+        Response(status: status, headers: [.contentType: "application/json"], body: piecewise(ByteBuffer(bytes: value.utf8)))
     }
 
     static func notFound(_ message: String) -> Response {

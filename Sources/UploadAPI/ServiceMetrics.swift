@@ -9,19 +9,18 @@ import UploadStore
 public struct ServiceMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     /// Commit latency in buckets fine enough for fsyncs of a few hundred microseconds, and batch
-    /// sizes up to the writer's largest batch.
-    public var factory: any MetricsFactory {
+    /// sizes up to the writer's largest batch. Made once: every request counts through it.
+    public let factory: any MetricsFactory
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets["upload_store_commit_seconds"] = [
             .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
             .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1),
         ]
         factory.valueHistogramBuckets["upload_store_batch_commands"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
-        return factory
-    }
-
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
-        self.registry = registry
+        self.factory = factory
     }
 
     /// The operation label of a request not authenticated, or naming no operation ECR Public has.

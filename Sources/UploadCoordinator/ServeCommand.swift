@@ -111,7 +111,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var logger = Logger(label: "upload-coordinator")
+        var logger = Logger(label: "upload-coordinator", factory: DeferredMetadataLogHandler.init)
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         var settings = try StoreOptions.settings(registryId: registryId ?? defaultRegistryId, partSize: partSize)
         settings.registryAlias = registryAlias

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import LogHashing
 public import LMDBKit
@@ -80,7 +81,7 @@ public final class TimeOrderedUploadIDs: UploadIDGenerator {
             }
             return last
         }
-        var random = SystemRandomNumberGenerator()
+        var random = BufferedRandom()
         let high = milliseconds << 16 | 0x7000 | counter  // unix_ts_ms · ver · rand_a (the counter)
         let low = (random.next() as UInt64) & 0x3fff_ffff_ffff_ffff | 0x8000_0000_0000_0000  // var · rand_b
         return Hex.uuid(high: high, low: low)
@@ -88,13 +89,40 @@ public final class TimeOrderedUploadIDs: UploadIDGenerator {
 }
 
 /// Random UUIDs (version 4), lowercase: request ids. Foundation's `UUID()` opens, reads and closes
-/// `/dev/urandom` on every call on Linux; the standard library's generator makes one `getrandom`
-/// call per 64 bits, with no file.
+/// `/dev/urandom` on every call on Linux; these take their bits from ``BufferedRandom``.
 public enum RandomUUIDs {
     public static func next() -> String {
-        var random = SystemRandomNumberGenerator()
+        var random = BufferedRandom()
         let high = (random.next() as UInt64) & ~0xf000 | 0x4000  // version 4
         let low = (random.next() as UInt64) & 0x3fff_ffff_ffff_ffff | 0x8000_0000_0000_0000  // variant
         return Hex.uuid(high: high, low: low)
+    }
+}
+
+/// Cryptographic random bits, made 4 KiB at a time: the standard library's generator makes a
+/// `getrandom` call for every 64 bits, three of them for each request's ids. Each bit is handed
+/// out once; only the calls are fewer.
+public struct BufferedRandom: RandomNumberGenerator {
+    private static let pool = Locked<(words: [UInt64], next: Int)>(([], 0))
+    private static let wordsPerFill = 512
+
+    public init() {}
+
+    public mutating func next() -> UInt64 {
+        Self.pool.withLock { pool in
+            if pool.next == pool.words.count {
+                if pool.words.isEmpty { pool.words = [UInt64](repeating: 0, count: Self.wordsPerFill) }
+                pool.words.withUnsafeMutableBytes(Self.fill)
+                pool.next = 0
+            }
+            defer { pool.next += 1 }
+            return pool.words[pool.next]
+        }
+    }
+
+    /// BoringSSL's generator (through swift-crypto's key generation), which the kernel seeds and
+    /// reseeds, and which is safe across `fork`.
+    private static func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        SymmetricKey(size: SymmetricKeySize(bitCount: buffer.count * 8)).withUnsafeBytes { buffer.copyMemory(from: $0) }
     }
 }

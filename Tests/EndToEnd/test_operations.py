@@ -321,3 +321,23 @@ def test_stats_reports_what_the_store_holds(live):
 def test_stats_on_the_shared_server_matches_its_log(server):
     stats = json_of(server.tool("upload-coordinator", "stats", "--data-dir", server.data_dir, "--json"))
     assert stats["events"] == len(server.events())
+
+
+def test_a_debug_log_line_carries_the_request_loggers_metadata_and_its_own(tmp_path):
+    """`serve --log-level debug` logs each answer with its request's metadata: what Hummingbird
+    sets on the request's logger (`hb.request.id`) and what the line adds (`request.id`, the
+    `x-amzn-RequestId` the client got). The handler formats metadata only when a line is written,
+    so both must still reach the line."""
+    server = Server(str(tmp_path), "--log-level", "debug")
+    try:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="logged/app")
+        answer = ecr.initiate_layer_upload(repositoryName="logged/app")
+        request_id = answer["ResponseMetadata"]["RequestId"]
+    finally:
+        assert server.stop() == 0
+    lines = [line for line in server.process.stderr.read().splitlines() if "answered" in line and request_id in line]
+    assert len(lines) == 1, lines
+    assert re.search(r"\bhb\.request\.id=\S+", lines[0]), lines[0]
+    assert f"request.id={request_id}" in lines[0] and "request.operation=InitiateLayerUpload" in lines[0], lines[0]
+    assert lines[0].split()[1] == "debug", lines[0]

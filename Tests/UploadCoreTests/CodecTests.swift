@@ -145,6 +145,21 @@ struct CodecTests {
         let value = JSONValue.object(sorting: [("b", .string("q\"\\/\n\u{1}")), ("a", .uint(1)), ("c", nil)])
         #expect(value.text == #"{"a":1,"b":"q\"\\/\n\u0001"}"#)
     }
+
+    /// Strings that need no escape are copied whole; one byte that needs it sends the string the
+    /// scalar-by-scalar way, which must still escape exactly DEL, U+2028 and U+2029 beyond JSON's
+    /// own, and keep every other scalar (those whose UTF-8 also starts with 0xE2 included) as it is.
+    @Test(arguments: [
+        ("plain-ascii/name_1.2", #""plain-ascii/name_1.2""#),
+        ("caf\u{E9} \u{20AC}\u{2027}\u{202A}", "\"caf\u{E9} \u{20AC}\u{2027}\u{202A}\""),
+        ("a\u{2028}b\u{2029}c\u{7F}d\re\tf", #""a\u2028b\u2029c\u007fd\re\tf""#),
+        ("\u{20AC}\"", #""€\"""#),
+        ("", #""""#),
+    ])
+    func json_escapesOnlyWhatItMust(string: String, text: String) {
+        #expect(JSONValue.string(string).text == text)
+        #expect(JSONValue.string(string).utf8 == Array(text.utf8))
+    }
 }
 
 /// Replay's in-memory state keeps records as values keyed by their names, and hands the digest

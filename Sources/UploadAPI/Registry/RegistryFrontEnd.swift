@@ -239,7 +239,7 @@ public final class RegistryFrontEnd: Sendable {
     static func response(_ status: HTTPResponse.Status, _ body: JSONValue, _ request: Request, headers: HTTPFields = [:], contentType: String = "application/json") -> Response {
         var headers = headers
         headers[.contentType] = contentType
-        return response(status, ByteBuffer(string: body.text), request, headers: headers)
+        return response(status, ByteBuffer(bytes: body.utf8), request, headers: headers)
     }
 
     static func response(_ status: HTTPResponse.Status, _ body: ByteBuffer, _ request: Request, headers: HTTPFields) -> Response {
