@@ -33,7 +33,7 @@ extension ECRPublicService {
             let events = try store.read { try $0.events(after: position, limit: limit) }
             var buffer = ByteBuffer()
             for envelope in events {
-                buffer.writeString(envelope.json.text)
+                buffer.writeBytes(envelope.json.utf8)
                 buffer.writeInteger(UInt8(ascii: "\n"))
             }
             return (buffer, events.last?.position ?? position)

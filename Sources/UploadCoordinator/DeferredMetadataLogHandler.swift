@@ -4,22 +4,23 @@ import Logging
 ///
 /// `StreamLogHandler` formats its whole metadata each time an entry is set. Hummingbird sets one
 /// (`hb.request.id`) on every request's logger, so a server logging at `info` formatted a string
-/// per request that no line ever printed. This handler keeps the metadata as it is and hands it
-/// to the stream handler with each line, which prints it as the stream handler's own would be.
+/// per request that no line ever printed. This handler keeps the metadata as it is and hands it to
+/// the stream handler with each line, merged as the stream handler merges its own (the logger's,
+/// then the metadata provider's, then the line's), so the line prints the same.
 struct DeferredMetadataLogHandler: LogHandler {
     private var stream: StreamLogHandler
     var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
 
-    init(label: String) { stream = StreamLogHandler.standardError(label: label) }
+    init(label: String) {
+        stream = StreamLogHandler.standardError(label: label)
+        metadataProvider = stream.metadataProvider
+        stream.metadataProvider = nil
+    }
 
     var logLevel: Logger.Level {
         get { stream.logLevel }
         set { stream.logLevel = newValue }
-    }
-
-    var metadataProvider: Logger.MetadataProvider? {
-        get { stream.metadataProvider }
-        set { stream.metadataProvider = newValue }
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -27,11 +28,12 @@ struct DeferredMetadataLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-        source: String, file: String, function: String, line: UInt
-    ) {
-        let merged = explicit.map { metadata.merging($0) { _, new in new } } ?? metadata
-        stream.log(level: level, message: message, metadata: merged.isEmpty ? nil : merged, source: source, file: file, function: function, line: line)
+    func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { _, provided in provided } }
+        if let explicit = event.metadata { merged.merge(explicit) { _, explicit in explicit } }
+        var event = event
+        event.metadata = merged.isEmpty ? nil : merged
+        stream.log(event: event)
     }
 }

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import LogHashing
 public import LMDBKit
@@ -99,19 +98,20 @@ public enum RandomUUIDs {
     }
 }
 
-/// Cryptographic random bits, made 4 KiB at a time: the standard library's generator makes a
-/// `getrandom` call for every 64 bits, three of them for each request's ids. Each bit is handed
-/// out once; only the calls are fewer.
+/// The kernel's random bits, fetched 256 bytes at a time: the standard library's generator makes a
+/// `getrandom` call for every 64 bits, three of them for each request's ids; this makes one call
+/// for 32 words. Each word is handed out once.
 public struct BufferedRandom: RandomNumberGenerator {
+    /// The most `getentropy(3)` gives in one call.
+    private static let bytesPerFill = 256
     private static let pool = Locked<(words: [UInt64], next: Int)>(([], 0))
-    private static let wordsPerFill = 512
 
     public init() {}
 
     public mutating func next() -> UInt64 {
         Self.pool.withLock { pool in
             if pool.next == pool.words.count {
-                if pool.words.isEmpty { pool.words = [UInt64](repeating: 0, count: Self.wordsPerFill) }
+                if pool.words.isEmpty { pool.words = [UInt64](repeating: 0, count: Self.bytesPerFill / 8) }
                 pool.words.withUnsafeMutableBytes(Self.fill)
                 pool.next = 0
             }
@@ -120,9 +120,11 @@ public struct BufferedRandom: RandomNumberGenerator {
         }
     }
 
-    /// BoringSSL's generator (through swift-crypto's key generation), which the kernel seeds and
-    /// reseeds, and which is safe across `fork`.
+    /// One `getentropy` call (a `getrandom` system call); should it ever fail, the standard
+    /// library's generator fills the buffer a word at a time.
     private static func fill(_ buffer: UnsafeMutableRawBufferPointer) {
-        SymmetricKey(size: SymmetricKeySize(bitCount: buffer.count * 8)).withUnsafeBytes { buffer.copyMemory(from: $0) }
+        guard getentropy(buffer.baseAddress!, buffer.count) != 0 else { return }
+        var system = SystemRandomNumberGenerator()
+        for offset in stride(from: 0, to: buffer.count, by: 8) { buffer.storeBytes(of: system.next(), toByteOffset: offset, as: UInt64.self) }
     }
 }

@@ -155,6 +155,9 @@ struct CodecTests {
         ("a\u{2028}b\u{2029}c\u{7F}d\re\tf", #""a\u2028b\u2029c\u007fd\re\tf""#),
         ("\u{20AC}\"", #""€\"""#),
         ("", #""""#),
+        // One byte that needs an escape each, so that each part of the whole-copy test is held.
+        ("a\u{2028}", #""a\u2028""#), ("\u{2029}b", #""\u2029b""#), ("x\u{7F}", #""x\u007f""#),
+        ("x\"", #""x\"""#), ("x\\", #""x\\""#), ("x\u{1F}", #""x\u001f""#), ("\u{0}", #""\u0000""#),
     ])
     func json_escapesOnlyWhatItMust(string: String, text: String) {
         #expect(JSONValue.string(string).text == text)

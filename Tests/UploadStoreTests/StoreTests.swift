@@ -133,6 +133,22 @@ struct StoreTests {
         }
     }
 
+    /// The ids' random words come from one pool refilled 32 words at a time: callers on several
+    /// threads at once, across many refills, never get a word twice.
+    @Test func bufferedRandom_handsEachWordOutOnce_acrossThreadsAndRefills() async {
+        let words = await withTaskGroup(of: [UInt64].self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    var random = BufferedRandom()
+                    return (0..<1_000).map { _ in random.next() }
+                }
+            }
+            return await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(words.count == 8_000)
+        #expect(Set(words).count == words.count)
+    }
+
     @Test func refusedCommand_writesNothing() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
