@@ -104,14 +104,14 @@ public enum RandomUUIDs {
 public struct BufferedRandom: RandomNumberGenerator {
     /// The most `getentropy(3)` gives in one call.
     private static let bytesPerFill = 256
-    private static let pool = Locked<(words: [UInt64], next: Int)>(([], 0))
+    /// Starts spent, so the first call fills it.
+    private static let pool = Locked<(words: [UInt64], next: Int)>(([UInt64](repeating: 0, count: bytesPerFill / 8), bytesPerFill / 8))
 
     public init() {}
 
     public mutating func next() -> UInt64 {
         Self.pool.withLock { pool in
             if pool.next == pool.words.count {
-                if pool.words.isEmpty { pool.words = [UInt64](repeating: 0, count: Self.bytesPerFill / 8) }
                 pool.words.withUnsafeMutableBytes(Self.fill)
                 pool.next = 0
             }
