@@ -17,13 +17,23 @@ import Logging
 /// A thread rather than a task: a commit blocks for an fsync, and the cooperative pool has only
 /// as many threads as cores.
 final class GroupCommitWriter: Sendable {
-    /// One command waiting for the writer, with where its answer goes.
-    struct Pending {
+    /// One command waiting for the writer, with where its answer goes. A class: a batch is handed
+    /// and walked several times on the writer's thread, and copying a reference costs one retain
+    /// where copying the command and its metadata cost one per string.
+    final class Pending: Sendable {
         let command: Command
         let metadata: RequestMetadata
         let uploadId: String?
         let answer: Answers
         let index: Int
+
+        init(command: Command, metadata: RequestMetadata, uploadId: String?, answer: Answers, index: Int) {
+            self.command = command
+            self.metadata = metadata
+            self.uploadId = uploadId
+            self.answer = answer
+            self.index = index
+        }
 
         /// Whether this is its submission's last command: its caller has nothing more queued.
         var endsSubmission: Bool { index == answer.count - 1 }
@@ -34,16 +44,20 @@ final class GroupCommitWriter: Sendable {
     final class Answers: Sendable {
         /// How many commands the submission holds.
         let count: Int
-        private let state: Locked<(results: [Result<CommandOutcome, any Error>?], left: Int)>
+        /// The results so far; `nil` for a submission of one command (most are), whose only result
+        /// resumes its caller at once.
+        private let state: Locked<(results: [Result<CommandOutcome, any Error>?], left: Int)>?
         private let continuation: CheckedContinuation<[Result<CommandOutcome, any Error>], Never>
 
         init(count: Int, _ continuation: CheckedContinuation<[Result<CommandOutcome, any Error>], Never>) {
             self.count = count
-            state = Locked((Array(repeating: nil, count: count), count))
+            state = count == 1 ? nil : Locked((Array(repeating: nil, count: count), count))
             self.continuation = continuation
         }
 
+        /// Records the result of the command at `index`; each index is set exactly once.
         func set(_ index: Int, _ result: Result<CommandOutcome, any Error>) {
+            guard let state else { return continuation.resume(returning: [result]) }
             let done: [Result<CommandOutcome, any Error>]? = state.withLock { state in
                 state.results[index] = result
                 state.left -= 1

@@ -34,4 +34,12 @@ struct ExactKeysTests {
         // The names' boundary is part of the key: "ab" + "c" is not "a" + "bc".
         #expect(ExactRepository(RepositoryRef(registryId: "ab", repositoryName: "c")) != ExactRepository(RepositoryRef(registryId: "a", repositoryName: "bc")))
     }
+
+    /// The tables' repository key is the reference's description, byte for byte (it is built
+    /// without the string, and the store's layout depends on it).
+    @Test(arguments: [("123456789012", "team/app"), ("", ""), ("1", "a/b_c-d.e"), ("123456789012", "caf\u{E9}/x"), ("123456789012", "cafe\u{301}/x")])
+    func repositoryKey_isTheDescriptionsBytes(registryId: String, name: String) {
+        let ref = RepositoryRef(registryId: registryId, repositoryName: name)
+        #expect(ProjectionKey.repository(ref) == Array(ref.description.utf8))
+    }
 }

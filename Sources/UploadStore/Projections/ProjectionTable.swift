@@ -48,7 +48,16 @@ enum ProjectionKey {
     static let longestPlainRepositoryKey = 160
 
     static func session(_ uploadId: String) -> [UInt8] { Array(uploadId.utf8) }
-    static func repository(_ ref: RepositoryRef) -> [UInt8] { Array(ref.description.utf8) }
+    /// `registryId/name`, the bytes of ``RepositoryRef/description``, built without the string
+    /// (every command on a repository makes this key several times).
+    static func repository(_ ref: RepositoryRef) -> [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(ref.registryId.utf8.count + 1 + ref.repositoryName.utf8.count)
+        key.append(contentsOf: ref.registryId.utf8)
+        key.append(UInt8(ascii: "/"))
+        key.append(contentsOf: ref.repositoryName.utf8)
+        return key
+    }
 
     /// The start of every key scoped to a repository: `registryId/name` and a 0x00 separator, or,
     /// when that is longer than ``longestPlainRepositoryKey``, 0xFF, the SHA-256 of it, and 0x00
