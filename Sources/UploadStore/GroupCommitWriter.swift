@@ -71,6 +71,9 @@ final class GroupCommitWriter: Sendable {
         var transactions = 0
         var commands = 0
         var largestBatch = 0
+        /// Time spent writing batches, commits included: against the time passed, how busy the
+        /// writer is, and so whether it or its callers bound the rate.
+        var writing = Duration.zero
     }
 
     private struct Queue {
@@ -100,6 +103,7 @@ final class GroupCommitWriter: Sendable {
     private let condition = NSCondition()
     nonisolated(unsafe) private var queue = Queue()
     private let statistics = Locked(Statistics())
+    private let answerer = BatchAnswerer()
 
     init(committer: any BatchCommitter, configuration: StoreConfiguration, notifier: CommitNotifier) {
         precondition(configuration.maxBatchSize >= 1, "a batch holds at least one command")
@@ -176,7 +180,9 @@ final class GroupCommitWriter: Sendable {
             let elapsed = ContinuousClock.now - started
             // Counted before anyone is answered, so an answered caller that is quick to send
             // its next command is not counted twice.
-            expected = min(condition.withLock { queue.callers } + batch.count { $0.endsSubmission }, configuration.maxBatchSize)
+            let waiting = condition.withLock { queue.callers }
+            let handOff = waiting > 0 || answerer.isBusy
+            expected = min(waiting + (handOff ? 0 : batch.count { $0.endsSubmission }), configuration.maxBatchSize)
             lastBatch = elapsed
             commitLatency.recordNanoseconds(elapsed.nanoseconds)
             batchSize.record(batch.count)
@@ -190,11 +196,17 @@ final class GroupCommitWriter: Sendable {
                 $0.transactions += 1
                 $0.commands += batch.count
                 $0.largestBatch = max($0.largestBatch, batch.count)
+                $0.writing += elapsed
             }
-            for (pending, result) in zip(batch, results) {
-                pending.answer.set(pending.index, result)
+            // Handed over when callers already wait for the next batch (or batches handed over
+            // are still being answered, which this one must not overtake).
+            if handOff {
+                answerer.answer(batch, results)
+            } else {
+                BatchAnswerer.answer(batch, results)
             }
         }
+        answerer.finish()
         condition.lock()
         defer { condition.unlock() }
         let waiters = queue.stopWaiters

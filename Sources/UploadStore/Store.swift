@@ -169,10 +169,11 @@ public final class Store: EventStore {
         try snapshot { _ in try release() }
     }
 
-    /// How the writer has batched so far: transactions, commands and the largest batch.
-    public var writerStatistics: (transactions: Int, commands: Int, largestBatch: Int) {
+    /// How the writer has batched so far: transactions, commands, the largest batch, and the time
+    /// spent writing them (commits included).
+    public var writerStatistics: (transactions: Int, commands: Int, largestBatch: Int, writing: Duration) {
         let s = writer.currentStatistics
-        return (s.transactions, s.commands, s.largestBatch)
+        return (s.transactions, s.commands, s.largestBatch, s.writing)
     }
 }
 

@@ -16,6 +16,7 @@ struct StoreTests {
         defer { dir.remove() }
         let callers = 64, perCaller = 25
         try await withTestStore(dir) { store in
+            let opened = ContinuousClock.now
             _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
             let answered = try await withThrowingTaskGroup(of: [String].self) { group in
                 for caller in 0..<callers {
@@ -48,6 +49,7 @@ struct StoreTests {
             let stats = store.writerStatistics
             #expect(stats.commands == 1 + callers * perCaller)
             #expect(stats.transactions < stats.commands, "commands were batched (\(stats.transactions) transactions)")
+            #expect(stats.writing > .zero && stats.writing < ContinuousClock.now - opened, "writing took \(stats.writing)")
             #expect(try store.read { try $0.repository(ref)?.uploadsInitiated } == UInt64(answered.count))
         }
         #expect(Replayer.verify(directory: dir.path).passed)
@@ -84,6 +86,44 @@ struct StoreTests {
             let waited = ContinuousClock.now - started
             // Counting commands, the writer would wait the last commit's 2 s for a second one.
             #expect(waited < .seconds(1), "the lone command waited \(waited)")
+        }
+    }
+
+    /// A caller that queued while a commit ran is written as soon as that commit ends: the writer
+    /// hands the committed batch's answers to another thread and does not wait for those callers
+    /// to send again (here the one caller never does; gathering for it would hold the waiting
+    /// caller for as long as the last commit took, 3 s).
+    @Test func aCallerQueuedDuringACommit_isWrittenAtOnce_notAfterAGatherForTheCommitsCallers() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let slowCommits = Locked(0)
+        let inSlowCommit = Locked(false)
+        try await withTestStore(dir, configure: { configuration in
+            configuration.maxGatherWait = .seconds(30)
+            configuration.failProjectionCommit = {
+                let slow = slowCommits.withLock { count -> Bool in
+                    guard count > 0 else { return false }
+                    count -= 1
+                    return true
+                }
+                if slow {
+                    inSlowCommit.withLock { $0 = true }
+                    Thread.sleep(forTimeInterval: 3)
+                }
+                return false
+            }
+        }) { store in
+            _ = try await store.execute(Self.create("team/app"), metadata: testMetadata())
+            slowCommits.withLock { $0 = 1 }
+            let first = Task {
+                _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("a"))
+                return ContinuousClock.now
+            }
+            while !inSlowCommit.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+            _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("b"))
+            let gap = ContinuousClock.now - (try await first.value)
+            #expect(gap < .milliseconds(1500), "the waiting caller was answered \(gap) after the slow batch's caller")
+            #expect(try store.read { try $0.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) }?.uploadsInitiated == 2)
         }
     }
 

@@ -16,6 +16,10 @@ struct AppendBenchmark {
         let transactions: Int
         /// Bytes the process wrote to the disk per command (the kernel's count, `ru_oublock`).
         let diskBytesPerCommand: Double
+        /// The share of the run the writer spent writing batches (commits included), and the
+        /// mean time of one: the rest of the run it waited for callers.
+        let writerBusy: Double
+        let meanWriteMs: Double
     }
 
     let workDirectory: String
@@ -25,7 +29,7 @@ struct AppendBenchmark {
         defer { fixture.remove() }
         let store = fixture.store
         let perCaller = commands / callers
-        let before = store.writerStatistics.transactions
+        let before = store.writerStatistics
         let blocksBefore = DiskWrites.ownBlocks()
         let started = ContinuousClock.now
         let latencies = try await withThrowingTaskGroup(of: Latencies.self) { group in
@@ -48,10 +52,13 @@ struct AppendBenchmark {
         }
         let elapsed = (ContinuousClock.now - started).seconds
         let diskBytes = Double(DiskWrites.ownBlocks() - blocksBefore) * 512 / Double(perCaller * callers)
-        let transactions = store.writerStatistics.transactions - before
+        let after = store.writerStatistics
+        let transactions = after.transactions - before.transactions
+        let writing = (after.writing - before.writing).seconds
         let meanBytes = try fixture.meanRecordBytes()
         await fixture.close()
-        return Result(perSecond: Double(perCaller * callers) / elapsed, latencies: latencies, meanRecordBytes: meanBytes, transactions: transactions, diskBytesPerCommand: diskBytes)
+        return Result(perSecond: Double(perCaller * callers) / elapsed, latencies: latencies, meanRecordBytes: meanBytes, transactions: transactions,
+                      diskBytesPerCommand: diskBytes, writerBusy: writing / elapsed, meanWriteMs: 1000 * writing / Double(max(transactions, 1)))
     }
 }
 

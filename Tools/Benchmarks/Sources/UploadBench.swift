@@ -55,7 +55,7 @@ struct UploadBench: AsyncParsableCommand {
                 report.add(Figure(name: "append-c\(shape.callers)-p\(Int(p))-ms", value: 1000 * ours.latencies.percentile(p), reference: floorCommitMs,
                                   unit: "ms", referenceName: "baseline ms per transaction", target: shape.callers == 64 && p == 99 ? .valueAtMost(5) : nil))
             }
-            report.note("append c=\(shape.callers): \(shape.commands) commands in \(ours.transactions) transactions (mean batch \(String(format: "%.1f", Double(shape.commands) / Double(max(ours.transactions, 1))))); disk bytes written per event: ours \(Int(ours.diskBytesPerCommand)), baseline \(Int(floor.diskBytesPerRecord))")
+            report.note("append c=\(shape.callers): \(shape.commands) commands in \(ours.transactions) transactions (mean batch \(String(format: "%.1f", Double(shape.commands) / Double(max(ours.transactions, 1))))); disk bytes written per event: ours \(Int(ours.diskBytesPerCommand)), baseline \(Int(floor.diskBytesPerRecord)); writer busy \(Int((100 * ours.writerBusy).rounded())) % of the run, \(String(format: "%.2f", ours.meanWriteMs)) ms a batch")
         }
     }
 
