@@ -6,9 +6,12 @@ import UploadCore
 /// costs a few microseconds; with hundreds of callers in a batch that was a fifth of the writer's
 /// time, spent while other callers waited (measured in Tools/Benchmarks/BENCHMARKS.md).
 ///
-/// The writer hands a batch over only when that frees it for work already waiting; otherwise it
-/// answers the batch itself, which costs a lone caller no hand-off. Either way a caller is answered
-/// only after its batch is durable: a batch reaches this thread after its commit.
+/// The writer hands a batch over when callers already wait for it, or when batches handed over
+/// earlier are still being answered (which a batch answered by the writer would overtake);
+/// otherwise it answers the batch itself, which costs a lone caller no hand-off. Either way a
+/// caller is answered only after its batch is durable: a batch reaches this thread after its
+/// commit. Only the writer's thread calls ``answer(_:_:)`` and ``finish()``, and the writer
+/// makes one for each run of its loop, which always ends by finishing it.
 final class BatchAnswerer: Sendable {
     typealias Answer = (batch: [GroupCommitWriter.Pending], results: [Result<CommandOutcome, any Error>])
 
@@ -41,8 +44,9 @@ final class BatchAnswerer: Sendable {
     /// Queues a committed batch's results for its callers.
     func answer(_ batch: [GroupCommitWriter.Pending], _ results: [Result<CommandOutcome, any Error>]) {
         condition.lock()
+        precondition(!state.finishing, "a batch handed over after finish() would never be answered")
         state.waiting.append((batch, results))
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
     }
 

@@ -104,7 +104,6 @@ final class GroupCommitWriter: Sendable {
     private let condition = NSCondition()
     nonisolated(unsafe) private var queue = Queue()
     private let statistics = Locked(Statistics())
-    private let answerer = BatchAnswerer()
 
     init(committer: any BatchCommitter, configuration: StoreConfiguration, notifier: CommitNotifier) {
         precondition(configuration.maxBatchSize >= 1, "a batch holds at least one command")
@@ -173,6 +172,8 @@ final class GroupCommitWriter: Sendable {
     /// The thread's body. - Returns: the shutdown callers to resume once the writer is released.
     private func runUntilStopped() -> [CheckedContinuation<Void, Never>] {
         committer.start()
+        // Made here, so that it lives exactly as long as this loop, which always finishes it.
+        let answerer = BatchAnswerer()
         var expected = 0
         var lastBatch = Duration.zero
         while let batch = nextBatch(expecting: expected, for: min(lastBatch, configuration.maxGatherWait)) {
@@ -182,8 +183,9 @@ final class GroupCommitWriter: Sendable {
             // Counted before anyone is answered, so an answered caller that is quick to send
             // its next command is not counted twice.
             let waiting = condition.withLock { queue.callers }
-            let handOff = waiting > 0 || answerer.isBusy
-            expected = min(waiting + (handOff ? 0 : batch.count { $0.endsSubmission }), configuration.maxBatchSize)
+            // With callers waiting, the writer starts on them at once rather than gather for the
+            // ones this batch answers (see ConcurrencyRules, "Answering while callers wait").
+            expected = min(waiting + (waiting > 0 ? 0 : batch.count { $0.endsSubmission }), configuration.maxBatchSize)
             lastBatch = elapsed
             commitLatency.recordNanoseconds(elapsed.nanoseconds)
             batchSize.record(batch.count)
@@ -199,9 +201,9 @@ final class GroupCommitWriter: Sendable {
                 $0.largestBatch = max($0.largestBatch, batch.count)
                 $0.writing += elapsed
             }
-            // Handed over when callers already wait for the next batch (or batches handed over
-            // are still being answered, which this one must not overtake).
-            if handOff {
+            // Handed over when callers already wait for the next batch, or batches handed over
+            // are still being answered (which this one must not overtake).
+            if waiting > 0 || answerer.isBusy {
                 answerer.answer(batch, results)
             } else {
                 BatchAnswerer.answer(batch, results)
@@ -210,6 +212,8 @@ final class GroupCommitWriter: Sendable {
         answerer.finish()
         condition.lock()
         defer { condition.unlock() }
+        // Only now, with every caller answered, does a later shutdown() return at once.
+        queue.stopped = true
         let waiters = queue.stopWaiters
         queue.stopWaiters = []
         return waiters
@@ -217,11 +221,12 @@ final class GroupCommitWriter: Sendable {
 
     /// Waits for work; `nil` once stopping and drained.
     ///
-    /// The callers the last batch answered send their next commands a moment later, while the
-    /// ones that queued during that batch are already waiting. Taking only those would split the
-    /// callers into two groups that alternate, each paying a full fsync for half the work, so the
-    /// writer waits until `expected` callers (those waiting plus those answered) have queued, or
-    /// `gather` passes (the last batch's time, at most ``StoreConfiguration/maxGatherWait``).
+    /// After a batch that nobody queued behind, its callers send their next commands a moment
+    /// later; taking the first alone would split the callers into groups that alternate, each
+    /// paying a full fsync for part of the work, so the writer waits until `expected` callers (as
+    /// many as it answered) have queued, or `gather` passes (the last batch's time, at most
+    /// ``StoreConfiguration/maxGatherWait``). After a batch that callers queued behind, `expected`
+    /// is only those: the writer is then the bottleneck, and starts on them at once.
     /// Callers, not commands: a lone caller is never delayed, even one whose last submission held
     /// several commands (a registry client's part and completion) and whose next holds one.
     private func nextBatch(expecting expected: Int, for gather: Duration) -> [Pending]? {
@@ -244,10 +249,7 @@ final class GroupCommitWriter: Sendable {
                 _ = condition.wait(until: Date(timeIntervalSinceNow: slice.seconds))
             }
         }
-        if queue.pending.isEmpty {
-            queue.stopped = true
-            return nil
-        }
+        if queue.pending.isEmpty { return nil }
         let count = Self.batchLength(waiting: queue.pending.count, maxBatchSize: configuration.maxBatchSize) { queue.pending[$0].endsSubmission }
         let batch = Array(queue.pending.prefix(count))
         queue.pending.removeFirst(count)

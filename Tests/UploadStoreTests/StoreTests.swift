@@ -231,6 +231,57 @@ struct StoreTests {
         #expect(error?.code == .closed)
     }
 
+    /// Closing while callers wait behind a slow commit: the commit's caller (whose answer the
+    /// writer hands to its answering thread, since others wait) and every queued caller are
+    /// answered, written or refused as closed, and the log holds exactly the written ones.
+    @Test(.timeLimit(.minutes(1)))
+    func closingWhileCallersWaitBehindACommit_answersEveryCaller() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let slowCommits = Locked(0)
+        let inSlowCommit = Locked(false)
+        var configuration = testConfiguration(dir)
+        configuration.failProjectionCommit = {
+            let slow = slowCommits.withLock { count -> Bool in
+                guard count > 0 else { return false }
+                count -= 1
+                return true
+            }
+            if slow {
+                inSlowCommit.withLock { $0 = true }
+                Thread.sleep(forTimeInterval: 1)
+            }
+            return false
+        }
+        // The store is closed and released inside, so that the directory can be opened again.
+        func closeWhileCallersWait() async throws -> Int {
+            let store = try Store(configuration)
+            _ = try await store.execute(Self.create("team/app"), metadata: testMetadata())
+            slowCommits.withLock { $0 = 1 }
+            let first = Task { try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("first")) }
+            while !inSlowCommit.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+            let queued = (0..<8).map { i in
+                Task { try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("queued-\(i)")) }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            await store.close()
+            _ = try await first.value
+            var written = 1
+            for task in queued {
+                switch await task.result {
+                case .success: written += 1
+                case .failure(let error): #expect((error as? StoreError)?.code == .closed, "\(error)")
+                }
+            }
+            return written
+        }
+        let written = try await closeWhileCallersWait()
+        try await withTestStore(dir) { reopened in
+            let initiations = try reopened.read { try $0.events() }.filter { if case .uploadInitiated = $0.event { true } else { false } }
+            #expect(initiations.count == written)
+        }
+    }
+
     @Test func recordedTime_neverGoesBackwards_whenTheClockDoes() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
