@@ -3,8 +3,8 @@ import UploadCore
 
 /// Resumes the callers of committed batches on a thread of its own, in commit order, so that the
 /// writer can begin the next batch while the last one's callers are answered. Resuming a caller
-/// costs a few microseconds; with hundreds of callers in a batch that was a fifth of the writer's
-/// time, spent while other callers waited (measured in Tools/Benchmarks/BENCHMARKS.md).
+/// costs a few microseconds; with hundreds of callers in a batch, milliseconds of the writer's
+/// time while other callers waited (Tools/Benchmarks/BENCHMARKS.md, twelfth session).
 ///
 /// The writer hands a batch over when callers already wait for it, or when batches handed over
 /// earlier are still being answered (which a batch answered by the writer would overtake);
@@ -13,10 +13,10 @@ import UploadCore
 /// commit. Only the writer's thread calls ``answer(_:_:)`` and ``finish()``, and the writer
 /// makes one for each run of its loop, which always ends by finishing it.
 final class BatchAnswerer: Sendable {
-    typealias Answer = (batch: [GroupCommitWriter.Pending], results: [Result<CommandOutcome, any Error>])
+    typealias Results = [Result<CommandOutcome, any Error>]
 
     private struct State {
-        var waiting: [Answer] = []
+        var waiting: [(batch: [GroupCommitWriter.Pending], results: Results)] = []
         /// Whether the thread is answering a batch it has taken.
         var answering = false
         var finishing = false
@@ -42,7 +42,7 @@ final class BatchAnswerer: Sendable {
     }
 
     /// Queues a committed batch's results for its callers.
-    func answer(_ batch: [GroupCommitWriter.Pending], _ results: [Result<CommandOutcome, any Error>]) {
+    func answer(_ batch: [GroupCommitWriter.Pending], _ results: Results) {
         condition.lock()
         precondition(!state.finishing, "a batch handed over after finish() would never be answered")
         state.waiting.append((batch, results))
@@ -59,7 +59,8 @@ final class BatchAnswerer: Sendable {
         condition.unlock()
     }
 
-    static func answer(_ batch: [GroupCommitWriter.Pending], _ results: [Result<CommandOutcome, any Error>]) {
+    /// Resumes each caller of `batch` with its result, on the calling thread.
+    static func resume(_ batch: [GroupCommitWriter.Pending], _ results: Results) {
         for (pending, result) in zip(batch, results) {
             pending.answer.set(pending.index, result)
         }
@@ -74,7 +75,7 @@ final class BatchAnswerer: Sendable {
             state.waiting = []
             state.answering = true
             condition.unlock()
-            for (batch, results) in taken { Self.answer(batch, results) }
+            for (batch, results) in taken { Self.resume(batch, results) }
             condition.lock()
             state.answering = false
         }

@@ -6,8 +6,8 @@ import Logging
 
 /// The one writer of a store: a dedicated thread that takes every queued command, hands them all
 /// to its backend's ``BatchCommitter`` (which decides, appends and projects them in one write
-/// transaction and commits it durably), and only then answers each caller (itself, or through a
-/// ``BatchAnswerer`` when other callers already wait for it).
+/// transaction and commits it durably), and only then answers each caller: itself, or through a
+/// ``BatchAnswerer`` when other callers already wait for it or that thread is still answering.
 ///
 /// Commands of one batch are decided in queue order, each against the state the ones before it
 /// left. A refused command writes nothing and does not disturb the rest of its batch. A command
@@ -206,7 +206,7 @@ final class GroupCommitWriter: Sendable {
             if waiting > 0 || answerer.isBusy {
                 answerer.answer(batch, results)
             } else {
-                BatchAnswerer.answer(batch, results)
+                BatchAnswerer.resume(batch, results)
             }
         }
         answerer.finish()

@@ -61,21 +61,13 @@ struct StoreTests {
     @Test func aLoneCaller_afterASubmissionOfTwoCommands_isNotKeptWaiting() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let slowCommits = Locked(0)
+        let slowCommit = SlowCommit(seconds: 2)
         try await withTestStore(dir, configure: { configuration in
             configuration.maxGatherWait = .seconds(30)
-            configuration.failProjectionCommit = {
-                let slow = slowCommits.withLock { count -> Bool in
-                    guard count > 0 else { return false }
-                    count -= 1
-                    return true
-                }
-                if slow { Thread.sleep(forTimeInterval: 2) }
-                return false
-            }
+            configuration.failProjectionCommit = slowCommit.hook
         }) { store in
             _ = try await store.execute(Self.create("team/app"), metadata: testMetadata())
-            slowCommits.withLock { $0 = 1 }
+            slowCommit.holdNextCommit()
             let two = await store.append([
                 CommandSubmission(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("a")),
                 CommandSubmission(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("b")),
@@ -93,36 +85,30 @@ struct StoreTests {
     /// hands the committed batch's answers to another thread and does not wait for those callers
     /// to send again (here the one caller never does; gathering for it would hold the waiting
     /// caller for as long as the last commit took, 3 s).
-    @Test func aCallerQueuedDuringACommit_isWrittenAtOnce_notAfterAGatherForTheCommitsCallers() async throws {
+    @Test(.timeLimit(.minutes(1)))
+    func aCallerQueuedDuringACommit_isWrittenAtOnce_notAfterAGatherForTheCommitsCallers() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let slowCommits = Locked(0)
-        let inSlowCommit = Locked(false)
+        let slowCommit = SlowCommit(seconds: 3)
         try await withTestStore(dir, configure: { configuration in
             configuration.maxGatherWait = .seconds(30)
-            configuration.failProjectionCommit = {
-                let slow = slowCommits.withLock { count -> Bool in
-                    guard count > 0 else { return false }
-                    count -= 1
-                    return true
-                }
-                if slow {
-                    inSlowCommit.withLock { $0 = true }
-                    Thread.sleep(forTimeInterval: 3)
-                }
-                return false
-            }
+            configuration.failProjectionCommit = slowCommit.hook
         }) { store in
             _ = try await store.execute(Self.create("team/app"), metadata: testMetadata())
-            slowCommits.withLock { $0 = 1 }
+            slowCommit.holdNextCommit()
             let first = Task {
                 _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("a"))
                 return ContinuousClock.now
             }
-            while !inSlowCommit.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+            try await slowCommit.held()
             _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("b"))
-            let gap = ContinuousClock.now - (try await first.value)
-            #expect(gap < .milliseconds(1500), "the waiting caller was answered \(gap) after the slow batch's caller")
+            let secondAnswered = ContinuousClock.now
+            let firstAnswered = try await first.value
+            let released = try #require(slowCommit.released.withLock { $0 })
+            // Both within a moment of the slow commit's end: the first through the answering thread,
+            // the second in the batch written at once after it.
+            #expect(firstAnswered - released < .milliseconds(1500), "the slow batch's caller was answered \(firstAnswered - released) after its commit")
+            #expect(secondAnswered - released < .milliseconds(1500), "the waiting caller was answered \(secondAnswered - released) after the slow commit")
             #expect(try store.read { try $0.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) }?.uploadsInitiated == 2)
         }
     }
@@ -238,28 +224,16 @@ struct StoreTests {
     func closingWhileCallersWaitBehindACommit_answersEveryCaller() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let slowCommits = Locked(0)
-        let inSlowCommit = Locked(false)
+        let slowCommit = SlowCommit(seconds: 1)
         var configuration = testConfiguration(dir)
-        configuration.failProjectionCommit = {
-            let slow = slowCommits.withLock { count -> Bool in
-                guard count > 0 else { return false }
-                count -= 1
-                return true
-            }
-            if slow {
-                inSlowCommit.withLock { $0 = true }
-                Thread.sleep(forTimeInterval: 1)
-            }
-            return false
-        }
+        configuration.failProjectionCommit = slowCommit.hook
         // The store is closed and released inside, so that the directory can be opened again.
         func closeWhileCallersWait() async throws -> Int {
             let store = try Store(configuration)
             _ = try await store.execute(Self.create("team/app"), metadata: testMetadata())
-            slowCommits.withLock { $0 = 1 }
+            slowCommit.holdNextCommit()
             let first = Task { try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("first")) }
-            while !inSlowCommit.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+            try await slowCommit.held()
             let queued = (0..<8).map { i in
                 Task { try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("queued-\(i)")) }
             }
@@ -361,5 +335,40 @@ struct StoreTests {
             let written = try store.read { try $0.lastPosition() } - 1
             #expect(Int(written) == outcomes.filter { $0 == nil }.count, "exactly the accepted commands were written")
         }
+    }
+}
+
+/// Holds the writer's next commit for a while, through the projections' commit hook (which runs
+/// after the log's commit, inside the writer's transaction): ``holdNextCommit()`` arms it, and
+/// ``held()`` returns once that commit is being held.
+final class SlowCommit: Sendable {
+    private let seconds: Double
+    private let armed = Locked(false)
+    private let holding = Locked(false)
+    /// When the held commit was let go.
+    let released = Locked<ContinuousClock.Instant?>(nil)
+
+    init(seconds: Double) { self.seconds = seconds }
+
+    /// The hook for `StoreConfiguration.failProjectionCommit`; it never fails the commit.
+    var hook: @Sendable () -> Bool {
+        { [self] in
+            let hold = armed.withLock { armed in
+                defer { armed = false }
+                return armed
+            }
+            if hold {
+                holding.withLock { $0 = true }
+                Thread.sleep(forTimeInterval: seconds)
+                released.withLock { $0 = ContinuousClock.now }
+            }
+            return false
+        }
+    }
+
+    func holdNextCommit() { armed.withLock { $0 = true } }
+
+    func held() async throws {
+        while !holding.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
     }
 }
