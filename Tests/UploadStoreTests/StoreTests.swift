@@ -11,6 +11,22 @@ struct StoreTests {
     static func create(_ name: String) throws -> Command { .createRepository(try CreateRepository(repositoryName: name)) }
     static func initiate(_ name: String) throws -> InitiateLayerUpload { try InitiateLayerUpload(repositoryName: name) }
 
+    /// A store whose writer would gather for up to 30 s, with team/app created and the next commit
+    /// held for `seconds`.
+    static func withNextCommitHeld<T>(
+        _ dir: TemporaryDirectory, seconds: Double, _ body: (Store, SlowCommit) async throws -> T
+    ) async throws -> T {
+        let slowCommit = SlowCommit(seconds: seconds)
+        return try await withTestStore(dir, configure: { configuration in
+            configuration.maxGatherWait = .seconds(30)
+            configuration.failProjectionCommit = slowCommit.hook
+        }) { store in
+            _ = try await store.execute(create("team/app"), metadata: testMetadata())
+            slowCommit.holdNextCommit()
+            return try await body(store, slowCommit)
+        }
+    }
+
     @Test func groupCommit_underManyConcurrentCallers_logsEveryAnsweredUploadExactlyOnce() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -61,13 +77,7 @@ struct StoreTests {
     @Test func aLoneCaller_afterASubmissionOfTwoCommands_isNotKeptWaiting() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let slowCommit = SlowCommit(seconds: 2)
-        try await withTestStore(dir, configure: { configuration in
-            configuration.maxGatherWait = .seconds(30)
-            configuration.failProjectionCommit = slowCommit.hook
-        }) { store in
-            _ = try await store.execute(Self.create("team/app"), metadata: testMetadata())
-            slowCommit.holdNextCommit()
+        try await Self.withNextCommitHeld(dir, seconds: 2) { store, _ in
             let two = await store.append([
                 CommandSubmission(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("a")),
                 CommandSubmission(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("b")),
@@ -89,13 +99,7 @@ struct StoreTests {
     func aCallerQueuedDuringACommit_isWrittenAtOnce_notAfterAGatherForTheCommitsCallers() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let slowCommit = SlowCommit(seconds: 3)
-        try await withTestStore(dir, configure: { configuration in
-            configuration.maxGatherWait = .seconds(30)
-            configuration.failProjectionCommit = slowCommit.hook
-        }) { store in
-            _ = try await store.execute(Self.create("team/app"), metadata: testMetadata())
-            slowCommit.holdNextCommit()
+        try await Self.withNextCommitHeld(dir, seconds: 3) { store, slowCommit in
             let first = Task {
                 _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("a"))
                 return ContinuousClock.now
