@@ -2,8 +2,8 @@ import Foundation
 import LMDBKit
 import UploadCore
 
-/// The rebuild every replay and verify runs: the log folded into a fresh state, decoded on one
-/// thread and folded on another, or both in line.
+/// The rebuild that replay, LMDB's verify and the projections' full rebuild at open run: the log
+/// folded into a fresh state, decoded on one thread and folded on another, or both in line.
 extension Replayer {
     /// Folds the log's first `size` events into a fresh `State`, checking that positions are dense
     /// and every record decodes as far as `State` reads it (``ReplayState``).
