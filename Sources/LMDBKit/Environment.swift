@@ -123,7 +123,7 @@ public final class Environment: @unchecked Sendable {
         let txn: Transaction
         do {
             txn = try Transaction(environment: self, readOnly: readOnly)
-        } catch let error as LMDBError where error.code == .mapResized {
+        } catch where error.code == .mapResized {
             // Another process grew the map: adopt its size, then begin again.
             resizeLock.unlock()
             try resize(to: 0)

@@ -1,4 +1,4 @@
-public import UploadStore
+import UploadStore
 
 /// The `HOST:PORT` clients reach this server by: what each `repositoryUri` names, so that a push
 /// to it lands here, and where a repository's `logoUrl` points. `serve --public-endpoint` names it;

@@ -65,7 +65,7 @@ struct BackupCommand: AsyncParsableCommand {
 
     private static func pauseForTests() async {
         guard let file = ProcessInfo.processInfo.environment[pauseVariable] else { return }
-        FileManager.default.createFile(atPath: file, contents: Data("paused\n".utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data("paused\n".utf8))
         while FileManager.default.fileExists(atPath: file) { try? await Task.sleep(for: .milliseconds(20)) }
     }
 }

@@ -1,5 +1,5 @@
 import LMDBKit
-public import UploadCore
+import UploadCore
 
 /// How far back a retry is answered with its original result: the SDK calls among the log's last
 /// `events` events that were recorded within `duration` of the retry. Whichever bound is shorter

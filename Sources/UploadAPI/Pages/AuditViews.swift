@@ -89,6 +89,9 @@ extension ECRPublicService {
         let olderPath = exhausted ? nil : cursor.map { "/gallery/audit?\(filter.query)&before=\($0.text)" }
         let scanNote = !exhausted && rows.count < Self.auditRowsShown
             ? "This page looked at \(marksRead) initiations (and read \(decoded)) for ones that match; Older initiations looks further." : nil
+        // The page's rows are the projections' (at `reflected`), so the stream starts there:
+        // an initiation committed to the log but not yet to them comes through the stream.
+        let streamPath: String? = following ? "/gallery/audit/stream?after=\(reflected)&" + filter.query : nil
         return render("audit", title: "Audit trail", viewer: viewer.accessKeyId, script: "live.js", [
             "treeSize": size, "rootHash": root,
             "checkpoint": signed.map { ["size": $0.size, "origin": self.checkpoints?.identity.origin ?? ""] as [String: Any] } as Any,
@@ -97,9 +100,7 @@ extension ECRPublicService {
             "sources": AuditSource.allCases.map { ["value": $0.rawValue, "label": $0.label, "selected": $0 == filter.source] as [String: Any] },
             "windows": Self.auditWindows.map { ["value": $0.hours, "label": $0.label, "selected": $0.hours == filter.hours] as [String: Any] },
             "initiations": rows, "scanNote": scanNote as Any, "olderPath": olderPath as Any, "position": reflected,
-            // The page's rows are the projections' (at `reflected`), so the stream starts there:
-            // an initiation committed to the log but not yet to them comes through the stream.
-            "streamPath": (following ? "/gallery/audit/stream?after=\(reflected)&" + filter.query : String?.none) as Any,
+            "streamPath": streamPath as Any,
         ])
     }
 

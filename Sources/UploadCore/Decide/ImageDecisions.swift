@@ -22,7 +22,7 @@ enum ImageDecisions {
         guard missingImages.isEmpty else {
             throw CommandError(.referencedImagesNotFound, "The manifest list references images that are not in the repository with name '\(ref.repositoryName)': \(missingImages.joined(separator: ", "))")
         }
-        if let existing = try state.image(ref, c.imageDigest), c.imageTag.map { tag in existing.tags.contains { $0.sameBytes(as: tag) } } ?? true {
+        if let existing = try state.image(ref, c.imageDigest), c.imageTag.map({ tag in existing.tags.contains { $0.sameBytes(as: tag) } }) ?? true {
             throw CommandError(.imageAlreadyExists, "Image with digest '\(c.imageDigest)'\(c.imageTag.map { " and tag '\($0)'" } ?? "") already exists in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
         }
         return Decision([.imagePushed(ImagePushed(

@@ -1,5 +1,5 @@
 import PostgresKit
-public import UploadCore
+import UploadCore
 
 /// One snapshot of a PostgreSQL store, for ``PostgresStore/read(_:)``: a `REPEATABLE READ READ
 /// ONLY` transaction, in which the log and the projections were committed together.
