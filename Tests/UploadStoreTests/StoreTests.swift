@@ -94,7 +94,8 @@ struct StoreTests {
     /// A caller that queued while a commit ran is written as soon as that commit ends: the writer
     /// hands the committed batch's answers to another thread and does not wait for those callers
     /// to send again (here the one caller never does; gathering for it would hold the waiting
-    /// caller for as long as the last commit took, 6 s; the bound, half that, leaves room for a loaded machine).
+    /// caller for as long as the last commit took, 6 s; the bound, half that, leaves room for a
+    /// loaded machine).
     @Test(.timeLimit(.minutes(1)))
     func aCallerQueuedDuringACommit_isWrittenAtOnce_notAfterAGatherForTheCommitsCallers() async throws {
         let dir = TemporaryDirectory()
