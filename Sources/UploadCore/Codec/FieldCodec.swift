@@ -233,6 +233,15 @@ public enum BigEndian {
         (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
     }
 
+    /// Inlinable, as every log scan reads a key with it: called across modules unspecialized, it
+    /// was 9 % of a verify's CPU.
+    @inlinable
+    public static func uint64(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+        guard bytes.count == 8 else { return nil }
+        return UInt64(bigEndian: bytes.loadUnaligned(as: UInt64.self))
+    }
+
+    @inlinable
     public static func uint64(_ bytes: some Collection<UInt8>) -> UInt64? {
         guard bytes.count == 8 else { return nil }
         return bytes.reduce(0) { $0 << 8 | UInt64($1) }
