@@ -13,10 +13,8 @@ import UploadCore
 /// commit. Only the writer's thread calls ``answer(_:_:)`` and ``finish()``, and the writer
 /// makes one for each run of its loop, which always ends by finishing it.
 final class BatchAnswerer: Sendable {
-    typealias Results = [Result<CommandOutcome, any Error>]
-
     private struct State {
-        var waiting: [(batch: [GroupCommitWriter.Pending], results: Results)] = []
+        var waiting: [(batch: [GroupCommitWriter.Pending], results: GroupCommitWriter.Results)] = []
         /// Whether the thread is answering a batch it has taken.
         var answering = false
         var finishing = false
@@ -42,7 +40,7 @@ final class BatchAnswerer: Sendable {
     }
 
     /// Queues a committed batch's results for its callers.
-    func answer(_ batch: [GroupCommitWriter.Pending], _ results: Results) {
+    func answer(_ batch: [GroupCommitWriter.Pending], _ results: GroupCommitWriter.Results) {
         condition.lock()
         precondition(!state.finishing, "a batch handed over after finish() would never be answered")
         state.waiting.append((batch, results))
@@ -60,7 +58,7 @@ final class BatchAnswerer: Sendable {
     }
 
     /// Resumes each caller of `batch` with its result, on the calling thread.
-    static func resume(_ batch: [GroupCommitWriter.Pending], _ results: Results) {
+    static func resume(_ batch: [GroupCommitWriter.Pending], _ results: GroupCommitWriter.Results) {
         for (pending, result) in zip(batch, results) {
             pending.answer.set(pending.index, result)
         }

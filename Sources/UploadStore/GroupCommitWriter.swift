@@ -18,6 +18,9 @@ import Logging
 /// A thread rather than a task: a commit blocks for an fsync, and the cooperative pool has only
 /// as many threads as cores.
 final class GroupCommitWriter: Sendable {
+    /// Each command's result, in the order the commands were submitted.
+    typealias Results = [Result<CommandOutcome, any Error>]
+
     /// One command waiting for the writer, with where its answer goes. A class: a batch is handed
     /// and walked several times on the writer's thread, and copying a reference costs one retain
     /// where copying the command and its metadata cost one per string.
@@ -48,9 +51,9 @@ final class GroupCommitWriter: Sendable {
         /// The results so far; `nil` for a submission of one command (most are), whose only result
         /// resumes its caller at once.
         private let state: Locked<(results: [Result<CommandOutcome, any Error>?], left: Int)>?
-        private let continuation: CheckedContinuation<[Result<CommandOutcome, any Error>], Never>
+        private let continuation: CheckedContinuation<Results, Never>
 
-        init(count: Int, _ continuation: CheckedContinuation<[Result<CommandOutcome, any Error>], Never>) {
+        init(count: Int, _ continuation: CheckedContinuation<Results, Never>) {
             self.count = count
             state = count == 1 ? nil : Locked((Array(repeating: nil, count: count), count))
             self.continuation = continuation
@@ -59,7 +62,7 @@ final class GroupCommitWriter: Sendable {
         /// Records the result of the command at `index`; each index is set exactly once.
         func set(_ index: Int, _ result: Result<CommandOutcome, any Error>) {
             guard let state else { return continuation.resume(returning: [result]) }
-            let done: [Result<CommandOutcome, any Error>]? = state.withLock { state in
+            let done: Results? = state.withLock { state in
                 state.results[index] = result
                 state.left -= 1
                 return state.left == 0 ? state.results.map { $0! } : nil
@@ -126,7 +129,7 @@ final class GroupCommitWriter: Sendable {
 
     /// Queues the submissions, in order and all at once, and returns each one's result once the
     /// transaction holding it is durable.
-    func submit(_ submissions: [CommandSubmission]) async -> [Result<CommandOutcome, any Error>] {
+    func submit(_ submissions: [CommandSubmission]) async -> Results {
         guard !submissions.isEmpty else { return [] }
         let uploadIds = submissions.map { $0.command.startsUpload ? configuration.uploadIds.next() : nil }
         return await withCheckedContinuation { continuation in
@@ -274,7 +277,7 @@ final class GroupCommitWriter: Sendable {
     static let maximumIsolatedFailures = 16
 
     /// - Returns: each command's result, and the log's tail after the commit (`nil` if it failed).
-    private func write(_ batch: [Pending]) -> ([Result<CommandOutcome, any Error>], UInt64?) {
+    private func write(_ batch: [Pending]) -> (Results, UInt64?) {
         var isolated: [Int: any Error] = [:]
         while true {
             do {

@@ -261,6 +261,38 @@ struct StoreTests {
         }
     }
 
+    /// Two closes at once (a signal while the server's own shutdown runs, say): each returns only
+    /// once the command being committed is written and projected, its caller is answered, and
+    /// later commands are refused as closed.
+    @Test(.timeLimit(.minutes(1)))
+    func closingTwiceAtOnce_eachReturnsOnceTheHeldCommitIsDone() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let slowCommit = SlowCommit(seconds: 1)
+        var configuration = testConfiguration(dir)
+        configuration.failProjectionCommit = slowCommit.hook
+        configuration.uploadIds = SequentialUploadIDs(start: 7)
+        let heldUploadId = SequentialUploadIDs(start: 7).next()
+        let store = try Store(configuration)
+        _ = try await store.execute(Self.create("team/app"), metadata: testMetadata())
+        slowCommit.holdNextCommit()
+        let held = Task { try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("held")) }
+        try await slowCommit.held()
+        // What each close saw of the held upload the moment it returned.
+        let closes = (0..<2).map { _ in
+            Task {
+                await store.close()
+                return try store.read { try $0.session(heldUploadId) }?.state
+            }
+        }
+        for close in closes { #expect(try await close.value == .active) }
+        #expect(try await held.value.events.count == 1)
+        let refused = await #expect(throws: StoreError.self) {
+            _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("late"))
+        }
+        #expect(refused?.code == .closed)
+    }
+
     @Test func recordedTime_neverGoesBackwards_whenTheClockDoes() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
