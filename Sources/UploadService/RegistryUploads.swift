@@ -110,22 +110,30 @@ extension UploadService {
         if let range, range.lowerBound != offset {
             throw ChunkOutOfRange(bytesReceived: offset, message: "The chunk must start at byte \(offset), where the upload has reached")
         }
+        // The bytes `Content-Range` says the chunk holds, less one (`last - first` cannot overflow,
+        // where their count can: `0-18446744073709551615`).
+        let declaredSpan = range.map { $0.upperBound - $0.lowerBound }
+        func heldOtherThanDeclared(_ held: UInt64) -> ChunkOutOfRange {
+            ChunkOutOfRange(bytesReceived: offset, message: "Content-Range \(range!.lowerBound)-\(range!.upperBound) does not cover the \(held) bytes the chunk held")
+        }
         let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
         let staged: (length: UInt64, digest: String)
         do {
             var pending: [UInt8] = []
             pending.reserveCapacity(Self.chunkBufferBytes)
+            var received: UInt64 = 0
             for try await buffer in body {
+                received += UInt64(buffer.readableBytes)
+                // A body longer than it said is refused as soon as it is, not once it is staged.
+                if let declaredSpan, received > 0, received - 1 > declaredSpan { throw heldOtherThanDeclared(received) }
                 pending.append(contentsOf: buffer.readableBytesView)
                 if pending.count >= Self.chunkBufferBytes {
                     try await Self.blocking { [pending] in try writer.write(pending) }
                     pending.removeAll(keepingCapacity: true)
                 }
             }
+            if let declaredSpan, received == 0 || received - 1 != declaredSpan { throw heldOtherThanDeclared(received) }
             staged = try await Self.blocking { [pending] in try writer.write(pending); return try writer.finish() }
-            if let range, staged.length != UInt64(range.count) {
-                throw ChunkOutOfRange(bytesReceived: offset, message: "Content-Range \(range.lowerBound)-\(range.upperBound) covers \(range.count) bytes but the chunk held \(staged.length)")
-            }
         } catch {
             writer.abandon()
             cutBackStaging(upload.uploadId, orTo: offset)
