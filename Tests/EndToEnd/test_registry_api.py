@@ -332,6 +332,21 @@ def test_out_of_order_final_chunk_in_put_is_416(reg, repo):
     assert_error(answer, 416)
 
 
+@pytest.mark.parametrize("content_range", ["0-9223372036854775807", "0-18446744073709551615", "0-0"],
+                         ids=["int64-max", "uint64-max", "shorter-than-the-body"])
+def test_content_range_other_than_the_body_is_416_and_stages_nothing(reg, repo, content_range):
+    location = start_upload(reg, repo)
+    answer = reg("PATCH", location, data=b"x" * 4096,
+                 headers={"Content-Range": content_range, "Content-Type": "application/octet-stream"})
+    assert_error(answer, 416)
+    assert answer.headers["Range"] == "0-0"
+    # the server is still up, and the session goes on from where it was
+    status = reg("GET", location)
+    assert status.status_code == 204 and status.headers["Range"] == "0-0"
+    assert patch(reg, location, b"0123456789", 0).status_code == 202
+    assert reg("PUT", with_digest(location, sha256(b"0123456789"))).status_code == 201
+
+
 def test_upload_resumes_after_the_client_drops_mid_chunk(server, password, reg, repo):
     data = os.urandom(3 * MIB)
     location = patch(reg, start_upload(reg, repo), data[:MIB], 0).headers["Location"]
@@ -675,6 +690,16 @@ def test_manifest_with_subject_is_201_with_oci_subject(reg, repo):
     assert answer.headers["OCI-Subject"] == sha256(subject)
 
 
+@pytest.mark.parametrize("subject", ["not-a-descriptor", {"mediaType": OCI_MANIFEST, "digest": "../../etc\r\nX: 1", "size": 1},
+                                     {"mediaType": OCI_MANIFEST, "size": 1}],
+                         ids=["string", "bad-digest", "no-digest"])
+def test_manifest_whose_subject_is_not_a_descriptor_is_manifest_invalid(reg, repo, subject):
+    push_blob(reg, repo, b"{}")
+    body = image_manifest(b"{}", [], config_type=OCI_EMPTY, subject=subject)
+    assert_error(put_manifest(reg, repo, sha256(body), body), 400, "MANIFEST_INVALID")
+    assert reg("GET", f"/v2/{repo}/manifests/{sha256(body)}").status_code == 404
+
+
 def test_manifest_whose_subject_is_absent_is_accepted(reg, repo):
     body = push_artifact(reg, repo, b"a manifest never pushed", artifactType=SBOM)
     assert reg("GET", f"/v2/{repo}/manifests/{sha256(body)}").content == body
@@ -796,6 +821,17 @@ def test_referrers_list_the_manifests_whose_subject_is_the_digest(reg, repo, oth
     }
 
 
+def test_referrer_whose_subject_digest_is_written_with_escapes_is_listed(reg, repo):
+    subject = push_image(reg, repo, "v1")
+    push_blob(reg, repo, b"{}")
+    digest = sha256(subject)
+    body = artifact(subject, artifactType=SBOM).replace(digest.encode(), digest.replace(":", "\\u003a").encode())
+    assert digest.encode() not in body
+    push_manifest(reg, repo, sha256(body), body)
+    _, found = referrers(reg, repo, digest)
+    assert list(found) == [sha256(body)]
+
+
 def test_referrers_filtered_by_artifact_type(reg, repo):
     subject = push_image(reg, repo, "v1")
     sbom = push_artifact(reg, repo, subject, artifactType=SBOM)
@@ -877,6 +913,20 @@ def test_push_creates_the_repository_under_create_repositories_on_push(open_serv
     names = [r["repositoryName"] for r in ecr_client(open_server).describe_repositories()["repositories"]]
     assert name in names
     assert reg("GET", f"/v2/{name}/manifests/v1").content == body
+
+
+@pytest.mark.parametrize("refused", ["blob-unknown", "digest-mismatch"])
+def test_a_refused_manifest_push_does_not_create_the_repository(open_server, refused):
+    reg = Registry(open_server)
+    name = f"made/refused-{uuid.uuid4().hex[:8]}"
+    body = image_manifest(b"a config never pushed", [])
+    if refused == "blob-unknown":
+        assert_error(put_manifest(reg, name, "v1", body), 400, "MANIFEST_BLOB_UNKNOWN")
+    else:
+        assert_error(put_manifest(reg, name, sha256(b"other"), image_manifest(b"{}", [], config_type=OCI_EMPTY)), 400, "DIGEST_INVALID")
+    names = [r["repositoryName"] for r in ecr_client(open_server).describe_repositories()["repositories"]]
+    assert name not in names
+    assert_error(reg("GET", f"/v2/{name}/tags/list"), 404, "NAME_UNKNOWN")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,53 @@ struct ManifestValidationTests {
         #expect(throws: CommandError.self, "\(why)") { try Self.put(manifest) }
     }
 
+    @Test(arguments: [
+        ("a string", #""\#(digest)""#),
+        ("no digest", #"{"mediaType":"\#(image)","size":1}"#),
+        ("a digest that is not one", #"{"mediaType":"\#(image)","digest":"../../etc","size":1}"#),
+        ("no size", #"{"mediaType":"\#(image)","digest":"\#(digest)"}"#),
+    ])
+    func aSubjectThatIsNotADescriptor_isInvalidParameter_butTheProjectorStillReadsIt(why: String, subject: String) throws {
+        let manifest = #"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[],"subject":\#(subject)}"#
+        let error = #expect(throws: CommandError.self, "\(why)") { try Self.put(manifest) }
+        #expect(error?.code == .invalidParameter)
+        // A manifest stored before the check is read again as it was.
+        #expect(try Manifest(parsing: Array(manifest.utf8), given: nil).pushRefusal != nil)
+        _ = try Self.put(#"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[],"subject":\#(Self.descriptor)}"#)
+    }
+
+    /// Go's decoders (docker's, containerd's) match member names without regard to case, the
+    /// later one winning: `Layers` after `layers` would show them a layer never checked here.
+    @Test(arguments: [
+        ("Layers", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],"Layers":[\#(descriptor)]}"#),
+        ("LAYERS", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],"LAYERS":[\#(descriptor)]}"#),
+        ("long s", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],"layer\#u{17F}":[\#(descriptor)]}"#),
+        ("Digest", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"x","digest":"\#(digest)","size":1,"Digest":"sha256:\#(String(repeating: "b", count: 64))"}]}"#),
+        ("Config", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"Config":\#(config),"layers":[]}"#),
+    ])
+    func aMemberSpelledAsAKnownOneInAnotherCase_isRefused_butTheProjectorStillReadsIt(why: String, manifest: String) throws {
+        let error = #expect(throws: CommandError.self, "\(why)") { try Self.put(manifest) }
+        #expect(error?.code == .invalidParameter)
+        #expect(try Manifest(parsing: Array(manifest.utf8), given: nil).pushRefusal != nil)
+    }
+
+    @Test func aByteOrderMark_isRefused() throws {
+        let manifest = #"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[]}"#
+        _ = try Self.put(manifest)
+        #expect(throws: CommandError.self) { try Self.put("\u{FEFF}" + manifest) }
+    }
+
+    @Test func anEmptyRepository_refusesWhatTheDeciderRefusesThere() throws {
+        let artifact = #"{"schemaVersion":2,"mediaType":"\#(Self.image)","config":\#(Self.config),"layers":[\#(Self.descriptor)]}"#
+        #expect(try Self.put(artifact).refusalInAnEmptyRepository?.code == .layersNotFound)
+        #expect(try Self.put(#"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[\#(Self.descriptor)]}"#)
+            .refusalInAnEmptyRepository?.code == .referencedImagesNotFound)
+        let empty = #"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[]}"#
+        #expect(try Self.put(empty).refusalInAnEmptyRepository == nil)
+        let claimed = try PutImage(repositoryName: "team/app", imageManifest: empty, imageDigest: Self.digest)
+        #expect(claimed.refusalInAnEmptyRepository?.code == .imageDigestDoesNotMatch)
+    }
+
     @Test func theGivenMediaType_mustBeServed_andAgreeWithTheManifests() throws {
         let bare = #"{"schemaVersion":2,"manifests":[]}"#
         #expect(try Self.put(bare, mediaType: Self.index).imageManifestMediaType == Self.index)

@@ -63,9 +63,16 @@ extension RegistryFrontEnd {
         let command = try PutImage(
             repositoryName: ref.repositoryName, imageManifest: text,
             imageManifestMediaType: contentType?.isEmpty == false ? contentType : nil, imageTag: tag, imageDigest: digest)
-        try await createIfAllowed(ref, call)
         do {
-            _ = try await service.putImage(command, call.metadata())
+            do {
+                _ = try await service.putImage(command, call.metadata())
+            } catch let refusal as CommandError where refusal.code == .repositoryNotFound && createsRepositoriesOnPush {
+                // A repository made on push holds nothing yet. A manifest it would refuse is refused
+                // as it would be there, without making it: a refused request writes nothing.
+                if let refusal = command.refusalInAnEmptyRepository { throw refusal }
+                try await createIfAllowed(ref, call)
+                _ = try await service.putImage(command, call.metadata())
+            }
         } catch let refusal as CommandError where refusal.code == .imageAlreadyExists {
             // Pushed before: nothing to record.
         }
@@ -106,15 +113,17 @@ extension RegistryFrontEnd {
         let service = self.service
         _ = try service.read { try Decider.existingRepository(ref.registryId, ref.repositoryName, state: $0, settings: service.settings) }
         // Every image of the repository, a page per read snapshot (no long read transaction), on
-        // NIO's thread pool (parsing manifests must not hold the cooperative pool's two threads):
-        // referrers are not indexed yet.
+        // NIO's thread pool (reading manifests must not hold the cooperative pool's two threads):
+        // referrers are not indexed yet. Pages are small, as manifests may be 4 MiB each, and only
+        // a manifest that can name `digest` is parsed.
         let descriptors = try await NIOThreadPool.singleton.runIfActive { () throws -> [JSONValue] in
             var found: [JSONValue] = []
             var after: String?
             while true {
-                let page = try service.read { try $0.images(in: ref, after: after, limit: 256) }
+                let page = try service.read { try $0.images(in: ref, after: after, limit: Self.referrersPageImages) }
                 for image in page {
-                    guard let facts = ManifestFacts(image.imageManifest), facts.subject == digest else { continue }
+                    guard Self.mayName(image.imageManifest, digest), let facts = ManifestFacts(image.imageManifest),
+                          facts.subject == digest else { continue }
                     // An empty or missing artifactType is the config's media type (the spec's rule).
                     let artifactType = facts.artifactType.flatMap { $0.isEmpty ? nil : $0 } ?? facts.configMediaType
                     if let filter, artifactType != filter { continue }
@@ -124,7 +133,7 @@ extension RegistryFrontEnd {
                         ("annotations", facts.annotations.isEmpty ? nil : .object(facts.annotations.map { ($0.key, JSONValue.string($0.value)) })),
                     ]))
                 }
-                guard page.count == 256, let last = page.last else { return found }
+                guard page.count == Self.referrersPageImages, let last = page.last else { return found }
                 after = last.imageDigest
             }
         }
@@ -134,6 +143,16 @@ extension RegistryFrontEnd {
             ("schemaVersion", .int(2)), ("mediaType", .string(Self.imageIndexType)), ("manifests", .array(descriptors)),
         ])
         return Self.response(.ok, index, call.request, headers: headers, contentType: Self.imageIndexType)
+    }
+
+    /// Images read per snapshot while looking for referrers: at 4 MiB a manifest, 64 MiB at most.
+    static let referrersPageImages = 16
+
+    /// Whether `manifest`'s JSON can hold the string `digest`: it holds it as written, or escapes
+    /// some character (`\u`), the only way JSON can spell a digest's letters otherwise. Far
+    /// cheaper than parsing every manifest of the repository.
+    static func mayName(_ manifest: String, _ digest: String) -> Bool {
+        manifest.utf8.contains(digest.utf8) || manifest.utf8.contains("\\u".utf8)
     }
 
     static let imageIndexType = "application/vnd.oci.image.index.v1+json"

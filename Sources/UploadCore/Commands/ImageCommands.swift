@@ -48,12 +48,19 @@ public struct PutImage: Sendable, Equatable {
             ? "sha512:" + Hex.encode(SHA512.hash(data: bytes)) : Hex.sha256Digest(bytes)
 
         let manifest = try Manifest(parsing: bytes, given: imageManifestMediaType)
+        if let refusal = manifest.pushRefusal { throw refusal }
         self.imageManifestMediaType = manifest.mediaType ?? ""
         self.artifactMediaType = manifest.configMediaType
         self.configDigest = manifest.config
         self.layerDigests = manifest.layers.map(\.digest)
         self.referencedImages = manifest.images
     }
+}
+
+extension PutImage {
+    /// What a repository that holds nothing yet (one a registry push would create) refuses this
+    /// manifest for, as the decider decides it there; `nil` when it would be stored.
+    public var refusalInAnEmptyRepository: CommandError? { ImageDecisions.refusalInAnEmptyRepository(self) }
 }
 
 /// What PutImage needs from a manifest: its media type and the digests it references, after
@@ -83,6 +90,12 @@ public struct Manifest: Sendable {
     public private(set) var layers: [Descriptor] = []
     /// The images an index lists, in manifest order.
     public private(set) var images: [String] = []
+    /// Why a push of this manifest is refused by a rule added after manifests were first stored:
+    /// a `subject` (the manifest it refers to) that is not a descriptor, a member spelled as a
+    /// known one in another case, or a leading byte-order mark, each of which registry clients
+    /// read otherwise than this parser does. PutImage refuses it; the projector, which reads
+    /// again manifests stored before these rules, does not.
+    public private(set) var pushRefusal: CommandError?
 
     /// The config and the layers an image manifest names (none for an index).
     public var blobs: [Descriptor] {
@@ -105,6 +118,7 @@ public struct Manifest: Sendable {
             throw CommandError(.invalidParameter, "The manifest has no mediaType; give imageManifestMediaType.")
         }
         self.mediaType = mediaType
+        pushRefusal = Self.pushRefusal(bytes, object)
         if Self.imageTypes.contains(mediaType) {
             guard object["manifests"] == nil else { throw Self.invalid("is an image manifest, which has no 'manifests'") }
             guard let config = object["config"] as? [String: Any] else { throw Self.invalid("must have a 'config' descriptor") }
@@ -119,6 +133,43 @@ public struct Manifest: Sendable {
             let served = (Self.imageTypes.union(Self.indexTypes)).sorted().joined(separator: ", ")
             throw CommandError(.invalidParameter, "The manifest media type '\(Validation.quoted(mediaType))' is not one this registry stores: \(served).")
         }
+    }
+
+    /// What ``pushRefusal`` holds for the manifest `object` parsed from `bytes`.
+    private static func pushRefusal(_ bytes: [UInt8], _ object: [String: Any]) -> CommandError? {
+        // Go's JSON decoder (docker's, containerd's) refuses a document that starts with one.
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { return invalid("starts with a byte-order mark") }
+        if let variant = caseVariant(in: object, of: manifestMembers) {
+            return invalid("has a member '\(variant)' spelled as a known member in another case")
+        }
+        var descriptors: [(place: String, value: Any)] = ["config", "subject"].compactMap { key in object[key].map { (key, $0) } }
+        for member in ["layers", "manifests"] {
+            for (i, item) in ((object[member] as? [Any]) ?? []).enumerated() { descriptors.append(("\(member)[\(i)]", item)) }
+        }
+        for (place, value) in descriptors {
+            if let descriptor = value as? [String: Any], let variant = caseVariant(in: descriptor, of: descriptorMembers) {
+                return invalid("has a member '\(variant)' in \(place) spelled as a known member in another case")
+            }
+        }
+        if let subject = object["subject"] {
+            guard let subject = subject as? [String: Any] else { return invalid("has a 'subject' that is not a descriptor") }
+            do { _ = try descriptor(subject, in: "subject") } catch { return error }
+        }
+        return nil
+    }
+
+    /// The members of a manifest and of a descriptor that registry clients decode (image-spec
+    /// v1.1's manifest, index and descriptor).
+    static let manifestMembers = ["schemaVersion", "mediaType", "artifactType", "config", "layers", "manifests", "subject", "annotations"]
+    static let descriptorMembers = ["mediaType", "digest", "size", "urls", "annotations", "data", "platform", "artifactType"]
+
+    /// A member of `object` that is not one of `known` but matches one as Go's JSON decoders
+    /// match names, without regard to case (the long s and the Kelvin sign fold to `s` and `k`):
+    /// they would read it as that member, and a later one wins, so a client could see a layer
+    /// this parser never checked.
+    static func caseVariant(in object: [String: Any], of known: [String]) -> String? {
+        func folded(_ name: String) -> String { name.lowercased().replacingOccurrences(of: "\u{17F}", with: "s") }
+        return object.keys.sorted().first { key in !known.contains(key) && known.contains { folded($0) == folded(key) } }
     }
 
     /// The OCI image spec's non-distributable layer types, and Docker's foreign layers.

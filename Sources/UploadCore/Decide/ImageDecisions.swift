@@ -2,9 +2,7 @@
 enum ImageDecisions {
     static func put(_ c: PutImage, state: some ProjectionState, settings: DecisionSettings, now: Timestamp) throws -> Decision {
         let ref = try Decider.existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
-        if let claimed = c.claimedDigest, claimed.lowercased() != c.imageDigest {
-            throw CommandError(.imageDigestDoesNotMatch, "The image digest '\(Validation.quoted(claimed))' does not match the digest of the manifest, \(c.imageDigest)")
-        }
+        if let mismatch = digestMismatch(c) { throw mismatch }
         var missing: [String] = []
         var layerSizes: UInt64 = 0
         for digest in ([c.configDigest].compactMap { $0 } + c.layerDigests) where !missing.contains(digest) {
@@ -14,14 +12,10 @@ enum ImageDecisions {
                 missing.append(digest)
             }
         }
-        guard missing.isEmpty else {
-            throw CommandError(.layersNotFound, "The manifest references layers that are not available in the repository with name '\(ref.repositoryName)': \(missing.joined(separator: ", "))")
-        }
+        guard missing.isEmpty else { throw layersMissing(ref.repositoryName, missing) }
         let referenced = try c.referencedImages.map { (digest: $0, image: try state.image(ref, $0)) }
         let missingImages = referenced.filter { $0.image == nil }.map(\.digest)
-        guard missingImages.isEmpty else {
-            throw CommandError(.referencedImagesNotFound, "The manifest list references images that are not in the repository with name '\(ref.repositoryName)': \(missingImages.joined(separator: ", "))")
-        }
+        guard missingImages.isEmpty else { throw imagesMissing(ref.repositoryName, missingImages) }
         if let existing = try state.image(ref, c.imageDigest), c.imageTag.map({ tag in existing.tags.contains { $0.sameBytes(as: tag) } }) ?? true {
             throw CommandError(.imageAlreadyExists, "Image with digest '\(c.imageDigest)'\(c.imageTag.map { " and tag '\($0)'" } ?? "") already exists in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
         }
@@ -32,6 +26,30 @@ enum ImageDecisions {
             // A manifest list's size is its largest image's, as the model defines it.
             imageSizeInBytes: c.referencedImages.isEmpty ? layerSizes : referenced.compactMap { $0.image?.imageSizeInBytes }.max() ?? 0,
             pushedAt: now))])
+    }
+
+    /// What a repository that holds nothing refuses `c` for, as ``put(_:state:settings:now:)``
+    /// decides it there: a digest that does not hold, or any blob or image it names (none can be
+    /// there); `nil` when it would be stored.
+    static func refusalInAnEmptyRepository(_ c: PutImage) -> CommandError? {
+        if let mismatch = digestMismatch(c) { return mismatch }
+        let blobs = [c.configDigest].compactMap { $0 } + c.layerDigests
+        if !blobs.isEmpty { return layersMissing(c.repositoryName, blobs.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }) }
+        if !c.referencedImages.isEmpty { return imagesMissing(c.repositoryName, c.referencedImages) }
+        return nil
+    }
+
+    private static func digestMismatch(_ c: PutImage) -> CommandError? {
+        guard let claimed = c.claimedDigest, claimed.lowercased() != c.imageDigest else { return nil }
+        return CommandError(.imageDigestDoesNotMatch, "The image digest '\(Validation.quoted(claimed))' does not match the digest of the manifest, \(c.imageDigest)")
+    }
+
+    private static func layersMissing(_ repositoryName: String, _ missing: [String]) -> CommandError {
+        CommandError(.layersNotFound, "The manifest references layers that are not available in the repository with name '\(repositoryName)': \(missing.joined(separator: ", "))")
+    }
+
+    private static func imagesMissing(_ repositoryName: String, _ missing: [String]) -> CommandError {
+        CommandError(.referencedImagesNotFound, "The manifest list references images that are not in the repository with name '\(repositoryName)': \(missing.joined(separator: ", "))")
     }
 
     /// Each image id is decided against the state the ones before it in the request left.
