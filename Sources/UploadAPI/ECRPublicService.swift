@@ -138,6 +138,10 @@ public final class ECRPublicService: Sendable {
     /// ``APIRequestContext/principal``). `noopRoute` adds `POST /noop` for `upload-bench`.
     public func router(noopRoute: Bool = false, addMiddleware: (Router<APIRequestContext>) -> Void = { _ in }) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
+        if case .anonymous = authentication {
+            let configured = [endpoint.configuredHost, registry.publicURL.flatMap { URL(string: $0)?.host }].compactMap { $0?.lowercased() }
+            router.add(middleware: LoopbackHostGuard(configuredHosts: Set(configured)))
+        }
         router.add(middleware: RegistryFrontEnd.Dispatch(registry))
         addMiddleware(router)
         addFeedRoutes(to: router)

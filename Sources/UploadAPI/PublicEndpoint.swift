@@ -15,6 +15,9 @@ public final class PublicEndpoint: Sendable {
         listening.withLock { $0 = "\(shown):\(port)" }
     }
 
+    /// The configured endpoint's host, if one was configured.
+    var configuredHost: String? { configured.flatMap { Loopback.host(ofAuthority: $0) } }
+
     /// The endpoint, or `localhost` before the server is bound (only ever seen by tests that
     /// call the service without a server).
     public var hostAndPort: String { configured ?? listening.withLock { $0 } ?? "localhost" }

@@ -16,7 +16,7 @@ enum ServeAuthentication {
         region: String
     ) throws -> (ECRPublicService.Authentication, announcement: String) {
         if allowAnonymous {
-            guard isLoopback(host) else {
+            guard Loopback.isLoopback(host) else {
                 throw ValidationError("--allow-anonymous is allowed only on a loopback address (127.0.0.1, ::1, localhost), not \(host)")
             }
             return (.anonymous, "authentication: none (--allow-anonymous, loopback only); any credentials are accepted")
@@ -45,16 +45,6 @@ enum ServeAuthentication {
         }
         guard !keys.isEmpty else { throw ValidationError("no access keys in \(source)") }
         return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)), "authentication: SigV4 with \(keys.count) key(s) from \(source) for region \(region)")
-    }
-
-    /// Whether `host` is a loopback address literal (or `localhost`); a name such as
-    /// `127.example.com` is not.
-    static func isLoopback(_ host: String) -> Bool {
-        if host == "localhost" { return true }
-        var v4 = in_addr(), v6 = in6_addr()
-        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
-        if inet_pton(AF_INET6, host, &v6) == 1 { return host == "::1" || host == "0:0:0:0:0:0:0:1" }
-        return false
     }
 
     /// A random key pair, written so that only its owner can read it.

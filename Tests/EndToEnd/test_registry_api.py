@@ -933,6 +933,21 @@ def test_a_refused_manifest_push_does_not_create_the_repository(open_server, ref
 # Authentication and authorization
 
 
+def test_unsigned_requests_must_name_a_loopback_host_under_allow_anonymous(open_server):
+    """DNS rebinding: a page on attacker.example, re-pointed at 127.0.0.1, would be same-origin to its own requests."""
+    base, port = f"http://127.0.0.1:{open_server.port}", open_server.port
+    name = f"pwned/{uuid.uuid4().hex[:8]}"
+    answer = requests.post(base + "/", data=compact({"repositoryName": name}),
+                           headers={"Host": "attacker.example", "Content-Type": "text/plain",
+                                    "X-Amz-Target": "SpencerFrontendService.CreateRepository"}, timeout=30)
+    assert answer.status_code == 403 and answer.json()["__type"] == "AccessDeniedException", answer.text
+    assert_error(requests.get(base + "/v2/", headers={"Host": f"attacker.example:{port}"}, timeout=30), 403, "DENIED")
+    for host in [f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "127.0.0.2"]:
+        assert requests.get(base + "/v2/", headers={"Host": host}, timeout=30).status_code == 200, host
+    names = [r["repositoryName"] for r in ecr_client(open_server).describe_repositories()["repositories"]]
+    assert name not in names
+
+
 def test_push_without_credentials_is_challenged_for_the_repository(server, repo):
     answer = Registry(server)("POST", f"/v2/{repo}/blobs/uploads/")
     assert_error(answer, 401, "UNAUTHORIZED")
