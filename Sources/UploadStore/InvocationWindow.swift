@@ -54,9 +54,17 @@ struct InvocationWindow {
     private var newest: (invocationId: ExactString, requestId: String)?
     /// The latest transaction time the window has evicted by. A writer never decides at an
     /// earlier time, so a run it has forgotten is never one it should still answer.
-    private(set) var timeFloor = Timestamp(millisecondsSinceEpoch: 0)
+    private var timeFloor = Timestamp(millisecondsSinceEpoch: 0)
 
     init(limit: RetryWindow) { self.limit = limit }
+
+    /// The time a transaction decides at: the wall clock's `now`, but never before the log's last
+    /// recorded time (recorded times never go backwards, even if the clock does), nor before a
+    /// time this window has evicted by (a batch that records no event still evicts: deciding
+    /// earlier would find a run forgotten that the window's rule says is still in it).
+    func decisionTime(wallClock now: Timestamp, logTail: Timestamp?) -> Timestamp {
+        max(now, logTail ?? timeFloor, timeFloor)
+    }
 
     /// The run of `invocationId`, if it lies in the window of a log whose tail is `tail` and whose
     /// next event is recorded at `now`.

@@ -127,9 +127,7 @@ final class LMDBCommitter: BatchCommitter {
         if checkpoint.position < position {
             checkpoint.position = try ProjectionCatchUp.apply(txn, schema, after: checkpoint.position, to: &write.tables)
         }
-        // Recorded times never go backwards, even if the wall clock does (nor behind a time
-        // this writer has already decided at, which the retry window evicted by).
-        let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
+        let now = invocations.decisionTime(wallClock: configuration.clock.now(), logTail: tail?.recordedAt)
         try invocations.catchUp(ptxn, projections.schema, tail: position)
         var path = WritePath(settings: configuration.settings, retryWindow: configuration.retryWindow, tail: position, now: now)
         let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)

@@ -52,6 +52,30 @@ struct RetryWindowTests {
         }
     }
 
+    /// A batch that records no event still evicts by its time. When the wall clock then steps
+    /// back, the next transaction decides at that time, not earlier: a call the window has
+    /// forgotten is outside the window by its own rule too, and the next event is recorded no
+    /// earlier than the window evicted by.
+    @Test func afterAClockStepBack_theWriterDecidesNoEarlierThanItsWindowEvicted() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let clock = TestClock()
+        try await withTestStore(dir, configure: { $0.clock = clock; $0.retryWindow = RetryWindow(events: 1_000, duration: .seconds(10)) }) { store in
+            try await Self.create(store)
+            let early = try await store.execute(try Self.initiate(), metadata: Self.metadata("inv-early"))
+            clock.advance(milliseconds: 20_000)
+            let evictedAt = clock.now()
+            // Refused, so it records nothing; its transaction evicts `inv-early`, 20 s old.
+            await #expect(throws: CommandError.self) {
+                _ = try await store.execute(.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "no/such")), metadata: testMetadata())
+            }
+            clock.advance(milliseconds: -15_000)
+            let retry = try await store.execute(try Self.initiate(), metadata: Self.metadata("inv-early"))
+            #expect(!retry.isRetry && retry.events != early.events)
+            #expect(retry.events.map(\.recordedAt) == [evictedAt])
+        }
+    }
+
     @Test func aCallOlderThanTheWindowsEventCount_isTakenAsNew() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

@@ -147,7 +147,7 @@ final class PostgresCommitter: BatchCommitter {
             guard projected.version == Projector.version, projected.position == position else {
                 throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
             }
-            let now = max(configuration.clock.now(), tail?.recordedAt ?? invocations.timeFloor)
+            let now = invocations.decisionTime(wallClock: configuration.clock.now(), logTail: tail?.recordedAt)
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
             if marksFrom == nil && position != invocations.validAt { marksReadAlone += 1 }
             try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[3]) }))
