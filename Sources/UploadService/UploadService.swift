@@ -37,15 +37,14 @@ public final class UploadService: Sendable {
         try read { try Decider.existingRepository(registryId, name, state: $0, settings: settings) }
     }
 
-    /// Creates the repository, its logo kept as a blob first (a logo left by a refusal is
-    /// harmless: blobs are content-addressed, and none is ever changed).
+    /// Creates the repository, its logo kept as a blob first (``keepLogo(_:as:for:)``).
     public func createRepository(_ command: CreateRepository, logo: [UInt8]? = nil, _ metadata: RequestMetadata) async throws -> RepositoryCreated {
-        try keepLogo(logo, as: command.catalog?.logoImageDigest)
+        try keepLogo(logo, as: command.catalog?.logoImageDigest, for: .createRepository(command))
         return try await store.execute(.createRepository(command), metadata: metadata).events.first(RepositoryCreated.self, recordedBy: "CreateRepository")
     }
 
     public func putRepositoryCatalogData(_ command: PutRepositoryCatalogData, logo: [UInt8]?, _ metadata: RequestMetadata) async throws -> RepositoryCatalogDataPut {
-        try keepLogo(logo, as: command.catalog.logoImageDigest)
+        try keepLogo(logo, as: command.catalog.logoImageDigest, for: .putRepositoryCatalogData(command))
         return try await store.execute(.putRepositoryCatalogData(command), metadata: metadata).events
             .first(RepositoryCatalogDataPut.self, recordedBy: "PutRepositoryCatalogData")
     }
@@ -56,8 +55,14 @@ public final class UploadService: Sendable {
         _ = try await store.execute(command, metadata: metadata)
     }
 
-    private func keepLogo(_ logo: [UInt8]?, as digest: String?) throws {
+    /// Keeps a logo as a blob before the command that names it is written, unless the command is
+    /// refused against the state now (decided as the writer will decide it, on a snapshot): a
+    /// refused request writes nothing, its logo included. A refusal only at the log's tail, the
+    /// state having changed in between, leaves the logo behind: harmless, as blobs are
+    /// content-addressed and never changed.
+    private func keepLogo(_ logo: [UInt8]?, as digest: String?, for command: Command) throws {
         guard let logo, let digest, !storage.hasBlob(digest) else { return }
+        _ = try read { try Decider.decide(command, state: $0, settings: settings, context: DecisionContext(now: store.clock.now())) }
         try storage.commitBlob(blobs.writeTemporary(logo), digest: digest)
     }
 

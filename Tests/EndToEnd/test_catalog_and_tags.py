@@ -185,6 +185,20 @@ def test_create_repository_keeps_catalog_data_and_serves_the_logo(server, ecr):
     assert answer.status_code == 200 and answer.content == LOGO
 
 
+def test_a_refused_request_keeps_no_logo(server, ecr):
+    def kept(logo):
+        return os.path.exists(os.path.join(server.data_dir, "blobs", "sha256", hashlib.sha256(logo).hexdigest()))
+    name = unique()
+    first, again, elsewhere = (b"\x89PNG\r\n\x1a\n" + os.urandom(2000) for _ in range(3))
+    ecr.create_repository(repositoryName=name, catalogData={"logoImageBlob": first})
+    assert kept(first)
+    with pytest.raises(ClientError, match="RepositoryAlreadyExistsException"):
+        ecr.create_repository(repositoryName=name, catalogData={"logoImageBlob": again})
+    with pytest.raises(ClientError, match="RepositoryNotFoundException"):
+        ecr.put_repository_catalog_data(repositoryName=unique(), catalogData={"logoImageBlob": elsewhere})
+    assert not kept(again) and not kept(elsewhere)
+
+
 def test_repository_without_catalog_data_has_empty_catalog_data(ecr):
     name = unique()
     ecr.create_repository(repositoryName=name)
