@@ -60,6 +60,8 @@ public final class ECRPublicService: Sendable {
     /// Where bodies of requests not yet authenticated go past ``SpooledBody/memoryLimit``.
     let spoolDirectory: String
     let spoolBudget: SpoolBudget
+    /// The longest a body not yet authenticated may take to arrive (``SpooledBody``).
+    let longestUnsignedArrival: Duration
     /// The registry front end (the OCI distribution API) on the same address, and the authority
     /// behind GetAuthorizationToken's passwords.
     public let registry: RegistryFrontEnd
@@ -84,6 +86,7 @@ public final class ECRPublicService: Sendable {
     public init(
         service: UploadService, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
         authentication: Authentication = .anonymous, spoolBudget: SpoolBudget = SpoolBudget(limit: SpoolBudget.defaultSpoolBytes),
+        longestUnsignedArrival: Duration = SpoolBudget.defaultLongestArrival,
         registry: RegistryFrontEnd? = nil, checkpoints: CheckpointSigner? = nil, endpoint: PublicEndpoint = PublicEndpoint()
     ) {
         self.endpoint = endpoint
@@ -97,6 +100,7 @@ public final class ECRPublicService: Sendable {
         self.metrics = metrics
         self.authentication = authentication
         self.spoolBudget = spoolBudget
+        self.longestUnsignedArrival = longestUnsignedArrival
         self.checkpoints = checkpoints
         pageSession = PageSession(
             registryTokenKey: self.registry.authority.key, clock: service.store.clock, authentication: authentication,
@@ -126,7 +130,7 @@ public final class ECRPublicService: Sendable {
             return (Array(buffer.readableBytesView), context.principal)
         }
         try verifier.precheck(method: request.method.rawValue, headers: request.headers)
-        let spooled = try await SpooledBody(reading: request.body, limit: context.maxUploadSize, spoolDirectory: spoolDirectory, budget: spoolBudget)
+        let spooled = try await SpooledBody(reading: request.body, limit: context.maxUploadSize, spoolDirectory: spoolDirectory, budget: spoolBudget, longestArrival: longestUnsignedArrival)
         let principal = try verifier.verify(
             method: request.method.rawValue, authority: request.head.authority, path: request.uri.path, query: request.uri.query ?? "",
             headers: request.headers, payloadHash: spooled.sha256)

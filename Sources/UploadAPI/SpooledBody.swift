@@ -25,9 +25,10 @@ struct SpooledBody: ~Copyable {
     /// Hex SHA-256 of every byte read.
     let sha256: String
 
-    /// Reads `body` whole, refusing it with 413 past `limit` bytes, and with ThrottlingException
-    /// when the spool budget is spent.
-    init(reading body: RequestBody, limit: Int, spoolDirectory: String, budget: SpoolBudget) async throws {
+    /// Reads `body` whole, refusing it with 413 past `limit` bytes, with ThrottlingException
+    /// when the spool budget is spent, and with 408 once `longestArrival` has passed.
+    init(reading body: RequestBody, limit: Int, spoolDirectory: String, budget: SpoolBudget, longestArrival: Duration) async throws {
+        let deadline = ContinuousClock.now + longestArrival
         var hasher = SHA256()
         var head: [UInt8] = []
         var pending: [UInt8] = []
@@ -50,6 +51,9 @@ struct SpooledBody: ~Copyable {
             for try await buffer in body {
                 count += buffer.readableBytes
                 guard count <= limit else { throw HTTPError(.contentTooLarge) }
+                guard ContinuousClock.now < deadline else {
+                    throw APIError(type: "RequestTimeoutException", message: "The request body took longer than \(longestArrival) to arrive", status: .requestTimeout)
+                }
                 buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
                 if file < 0, pending.isEmpty, head.count + buffer.readableBytes <= Self.memoryLimit {
                     head.append(contentsOf: buffer.readableBytesView)
@@ -133,6 +137,12 @@ public typealias SpoolBudget = CappedCount
 
 extension CappedCount {
     public static let defaultSpoolBytes = 4 << 30
+
+    /// The longest a body not yet authenticated may take to arrive, by default: a 20 MiB part at
+    /// 70 KB/s. A sender that knows only an access key id (ids are not secret: the log records
+    /// them) could otherwise hold its share of the budget for hours, trickling at the lowest rate
+    /// the connection guard allows.
+    public static let defaultLongestArrival = Duration.seconds(300)
 }
 
 struct SpoolError: Error, CustomStringConvertible {

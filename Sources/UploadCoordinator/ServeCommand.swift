@@ -60,6 +60,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The most connections open at once; more are closed as they are accepted.") var maxConnections = 1000
     @Option(help: "The most bytes of request bodies not yet authenticated spooled to DATA/spool at once (ThrottlingException beyond).")
     var maxSpooledBytes = SpoolBudget.defaultSpoolBytes
+    @Option(help: "The longest, in seconds, a request body not yet authenticated may take to arrive (408 beyond).")
+    var maxUnsignedBodySeconds: Int64 = SpoolBudget.defaultLongestArrival.components.seconds
     @Flag(help: .hidden) var benchmarkNoopRoute = false
 
     /// The longest interval any time flag takes: ten years, far past any use, and far from overflow.
@@ -82,6 +84,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard (1...1_000_000).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 1000000; got \(maxConnections).") }
         guard (1...10_000_000).contains(maxQueuedCommands) else { throw ValidationError("--max-queued-commands must be 1 to 10000000; got \(maxQueuedCommands).") }
         guard maxSpooledBytes >= 0 else { throw ValidationError("--max-spooled-bytes must not be negative.") }
+        guard (1...Self.longestSeconds).contains(maxUnsignedBodySeconds) else {
+            throw ValidationError("--max-unsigned-body-seconds must be 1 to \(Self.longestSeconds); got \(maxUnsignedBodySeconds).")
+        }
         guard maxActiveUploads >= 1 else { throw ValidationError("--max-active-uploads must be at least 1.") }
         guard !region.isEmpty, region.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) }) else {
             throw ValidationError("--region must be a region name such as us-east-1; got '\(region)'.")
@@ -175,7 +180,7 @@ struct ServeCommand: AsyncParsableCommand {
         let listenHost = host
         let api = ECRPublicService(
             service: service, logger: logger, metrics: metrics, authentication: authentication,
-            spoolBudget: SpoolBudget(limit: maxSpooledBytes), registry: registryFrontEnd, checkpoints: checkpoints,
+            spoolBudget: SpoolBudget(limit: maxSpooledBytes), longestUnsignedArrival: .seconds(maxUnsignedBodySeconds), registry: registryFrontEnd, checkpoints: checkpoints,
             endpoint: endpoint)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId

@@ -571,6 +571,22 @@ def test_an_invocation_id_reused_for_another_request_is_refused(srv):
 # 4. Connections: slow heads, idle connections, slow bodies, unread bodies
 
 
+def test_an_unsigned_body_that_takes_too_long_to_arrive_is_408():
+    """A sender that knows only a key id must not hold the spool budget for hours at the lowest body rate."""
+    with running("--max-unsigned-body-seconds", "2") as server:
+        body = json.dumps({"repositoryName": "team/app", "uploadId": "x", "partFirstByte": 0, "partLastByte": 0,
+                        "layerPartBlob": "A" * 200_000}).encode()
+        sock = connect(server)
+        sock.sendall(signed_head(server, "POST", "/", body, {"X-Amz-Target": TARGET + "UploadLayerPart"}, key=KEY_A) + body[:150_000])
+        time.sleep(2.5)
+        sock.sendall(body[150_000:152_048])
+        status, headers, answer = read_response(sock)
+        assert status == 408 and json.loads(answer)["__type"] == "RequestTimeoutException", (status, answer)
+        sock.close()
+        # the server goes on answering
+        assert client(server).describe_registries()["registries"]
+
+
 def test_slow_heads_are_closed_at_the_header_timeout_while_honest_calls_are_answered(srv):
     dribble = (b"POST / HTTP/1.1\r\nHost: " + host_header(srv).encode() + b"\r\nX-Amz-Target: " + TARGET.encode() +
                b"DescribeRegistries\r\nX-Pad: " + b"a" * 4000)
