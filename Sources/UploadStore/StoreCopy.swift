@@ -89,8 +89,7 @@ extension Store: RecordImporting {
 extension PostgresStore: RecordImporting {
     func importRecords(_ records: [[UInt8]], after tail: UInt64) throws {
         try withConnection { connection in
-            try connection.transaction {
-                try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(PostgresLog.appendLockKey)])
+            try PostgresLog.underAppendLock(connection) {
                 guard (try PostgresLog.tail(connection)?.position ?? 0) == tail else { throw StoreError(.io, "the log moved while being copied into") }
                 var write = PostgresWriteTransaction(connection: connection, tail: tail)
                 for (offset, record) in records.enumerated() { try write.append(record: record, at: tail + UInt64(offset) + 1) }

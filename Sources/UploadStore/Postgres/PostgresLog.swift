@@ -8,6 +8,18 @@ enum PostgresLog {
     /// The advisory lock every append holds for its transaction (`pg_advisory_xact_lock`), in every
     /// node: appends are serialised, so positions stay dense and each batch decides from the tail.
     static let appendLockKey: Int64 = 0x7570_6C64_0000_0002
+    /// Runs `body` in a transaction that holds the append lock, for work other than the writer's
+    /// batches (which set the same in their own pipeline): READ COMMITTED whatever the role's
+    /// default, so each read after the lock sees every append before it (a snapshot taken when the
+    /// lock was asked for would not), and a synced commit whatever the role's `synchronous_commit`.
+    static func underAppendLock<T>(_ connection: PostgresConnection, _ body: () throws -> T) throws -> T {
+        try connection.transaction("ISOLATION LEVEL READ COMMITTED") {
+            try connection.execute("SET LOCAL synchronous_commit = on")
+            try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(appendLockKey)])
+            return try body()
+        }
+    }
+
     /// The channel each commit notifies with its tail, for every node's live feeds.
     static let channel = "upload_coordinator_log"
 

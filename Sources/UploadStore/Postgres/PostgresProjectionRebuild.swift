@@ -14,8 +14,7 @@ enum PostgresProjectionRebuild {
             try PostgresProjectionState.read(connection) == PostgresProjectionState(position: try PostgresLog.tail(connection)?.position ?? 0, version: Projector.version)
         }
         guard !current else { return }
-        try connection.transaction {
-            try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(PostgresLog.appendLockKey)])
+        try PostgresLog.underAppendLock(connection) {
             let tail = try PostgresLog.tail(connection)?.position ?? 0
             let state = try PostgresProjectionState.read(connection)
             guard state.version != Projector.version || state.position != tail else { return }

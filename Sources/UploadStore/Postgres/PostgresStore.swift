@@ -110,9 +110,8 @@ public final class PostgresStore: EventStore {
 
     public func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint {
         try pool.withConnection { connection in
-            try connection.transaction {
-                // Under the append lock: the identity check and the insert are one step for every node.
-                try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(PostgresLog.appendLockKey)])
+            // Under the append lock: the identity check and the insert are one step for every node.
+            try PostgresLog.underAppendLock(connection) {
                 if let last = try PostgresLog.latestSignedCheckpoint(connection) { try identity.check(last) }
                 let kept = try connection.query("SELECT note FROM signed_checkpoints WHERE size = $1", [.position(checkpoint.size)])
                 if !kept.isEmpty { return SignedCheckpoint(size: checkpoint.size, note: kept.text(0, 0)) }
