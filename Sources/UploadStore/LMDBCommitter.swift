@@ -42,11 +42,12 @@ final class LMDBCommitter: BatchCommitter {
     }
 
     /// Writes the batch; when the map is full, grows it and writes the whole batch again (the
-    /// failed transaction kept nothing), so callers never notice.
+    /// failed transaction kept nothing), so callers never notice. Up to 20 doublings, as
+    /// ``LMDBKit/Environment/writeGrowingTheMap(_:)``; a batch that still does not fit fails.
     func commit(
         _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error]
-    ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64) {
-        while true {
+    ) throws -> (results: GroupCommitWriter.Results, tail: UInt64) {
+        for _ in 0..<20 {
             do {
                 return try writeOnce(batch, isolated: isolated)
             } catch let failure as CommandFailure {
@@ -56,6 +57,7 @@ final class LMDBCommitter: BatchCommitter {
                 try growMap()
             }
         }
+        return try writeOnce(batch, isolated: isolated)
     }
 
     /// Grows both maps: the error does not say whose was full, and a map costs only address space.
@@ -72,8 +74,8 @@ final class LMDBCommitter: BatchCommitter {
     /// projections are caught up to the log's tail and decided from.
     private func writeOnce(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error]
-    ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64) {
-        var logCommitted: (results: [Result<CommandOutcome, any Error>], path: WritePath)?
+    ) throws -> (results: GroupCommitWriter.Results, tail: UInt64) {
+        var logCommitted: (results: GroupCommitWriter.Results, path: WritePath)?
         do {
             try projections.environment.write { ptxn in
                 logCommitted = try environment.write { txn in try decideAndAppend(batch, isolated: isolated, txn, ptxn) }
@@ -113,7 +115,7 @@ final class LMDBCommitter: BatchCommitter {
     /// each command decided from them and its events appended and projected, the checkpoint moved.
     private func decideAndAppend(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ txn: Transaction, _ ptxn: Transaction
-    ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
+    ) throws -> (results: GroupCommitWriter.Results, path: WritePath) {
         if decodedRecords.records.capacity > Self.decodedRecordsKept { decodedRecords = DecodedRecords() }
         var write = LMDBWriteTransaction(txn: txn, schema: schema, tables: LMDBTables(txn: ptxn, schema: projections.schema, cache: decodedRecords))
         let tail = try EventLog.tail(txn, schema)

@@ -12,7 +12,7 @@ protocol BatchCommitter: AnyObject, Sendable {
     ///   calls again), or any error that fails the whole batch; either way nothing was kept.
     func commit(
         _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error]
-    ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64)
+    ) throws -> (results: GroupCommitWriter.Results, tail: UInt64)
 }
 
 /// A failure while writing the command at `index`: the transaction is given up and written
@@ -59,8 +59,8 @@ struct WritePath {
     mutating func write(
         _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error], in txn: inout some WriteTransaction,
         invocations: InvocationWindow
-    ) throws -> [Result<CommandOutcome, any Error>] {
-        var results: [Result<CommandOutcome, any Error>] = []
+    ) throws -> GroupCommitWriter.Results {
+        var results: GroupCommitWriter.Results = []
         results.reserveCapacity(batch.count)
         for (index, pending) in batch.enumerated() {
             if let failure = isolated[index] {

@@ -68,7 +68,7 @@ final class PostgresCommitter: BatchCommitter {
 
     func commit(
         _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error]
-    ) throws -> (results: [Result<CommandOutcome, any Error>], tail: UInt64) {
+    ) throws -> (results: GroupCommitWriter.Results, tail: UInt64) {
         var opened: PostgresConnection?
         do {
             let connection = try writerConnection()
@@ -122,7 +122,7 @@ final class PostgresCommitter: BatchCommitter {
     /// that the cache lacks is read on the way, one query each.
     private func appendBatch(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ connection: PostgresConnection
-    ) throws -> (results: [Result<CommandOutcome, any Error>], path: WritePath) {
+    ) throws -> (results: GroupCommitWriter.Results, path: WritePath) {
         // The marks are asked for when another node is known to have appended (its commit's
         // notification came), or appended before this node's last batch (nodes taking turns at
         // the lock, whose commits land while this batch waits for it); one not foreseen shows in
