@@ -28,6 +28,12 @@ public struct AWSJSONBody {
             longStrings = [:]
             return
         }
+        // UTF-8 only, as the protocol sends it (RFC 8259: no byte-order mark). Foundation's parser
+        // would take UTF-16 and UTF-32 too, which it tells by their zero bytes: JSON text in UTF-8
+        // holds none (a NUL in a string must be escaped).
+        guard !bytes.starts(with: [0xEF, 0xBB, 0xBF]), !bytes.contains(0) else {
+            throw SerializationError("The request body must be JSON in UTF-8, without a byte-order mark")
+        }
         let lifted = LargeStringMembers.lift(bytes)
         guard let parsed = try? JSONSerialization.jsonObject(with: Data(lifted?.document ?? bytes), options: [.fragmentsAllowed]) else {
             throw SerializationError("The request body is not valid JSON")

@@ -27,6 +27,16 @@ struct AWSJSONBodyTests {
         }
     }
 
+    /// The protocol's bodies are UTF-8; Foundation alone would read UTF-16 and a byte-order mark too.
+    @Test func bodiesInAnyEncodingButUTF8_areRefused() throws {
+        let text = #"{"repositoryName":"team/app"}"#
+        #expect(try AWSJSONBody(Array(text.utf8)).string("repositoryName") == "team/app")
+        let utf16 = Array(text.data(using: .utf16LittleEndian)!)
+        #expect(Self.general(utf16, "repositoryName") != nil, "Foundation reads it")
+        #expect(throws: (any Error).self) { try AWSJSONBody(utf16) }
+        #expect(throws: (any Error).self) { try AWSJSONBody([0xEF, 0xBB, 0xBF] + Array(text.utf8)) }
+    }
+
     @Test(arguments: [
         (#"{"layerPartBlob":"BLOB\/x"}"#, "an escape in the long string"),
         (#"{"layerPartBlob":"BLOB","layerPartBlob":"BLOB"}"#, "a repeated member name"),
