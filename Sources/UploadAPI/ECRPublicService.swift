@@ -130,7 +130,9 @@ public final class ECRPublicService: Sendable {
             return (Array(buffer.readableBytesView), context.principal)
         }
         try verifier.precheck(method: request.method.rawValue, headers: request.headers)
-        let spooled = try await SpooledBody(reading: request.body, limit: context.maxUploadSize, spoolDirectory: spoolDirectory, budget: spoolBudget, longestArrival: longestUnsignedArrival)
+        let spooled = try await SpooledBody(
+            reading: request.body, limit: context.maxUploadSize, spoolDirectory: spoolDirectory, budget: spoolBudget,
+            longestArrival: longestUnsignedArrival)
         let principal = try verifier.verify(
             method: request.method.rawValue, authority: request.head.authority, path: request.uri.path, query: request.uri.query ?? "",
             headers: request.headers, payloadHash: spooled.sha256)
@@ -143,8 +145,9 @@ public final class ECRPublicService: Sendable {
     public func router(noopRoute: Bool = false, addMiddleware: (Router<APIRequestContext>) -> Void = { _ in }) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
         if case .anonymous = authentication {
-            let configured = [endpoint.configuredHost, registry.publicURL.flatMap { URL(string: $0)?.host }].compactMap { $0?.lowercased() }
-            router.add(middleware: LoopbackHostGuard(configuredHosts: Set(configured)))
+            let publicURLHost = registry.publicURL.flatMap { URL(string: $0)?.host.map(LoopbackHostGuard<APIRequestContext>.withoutBrackets) }
+            let configured = [endpoint.configuredHost, publicURLHost].compactMap { $0?.lowercased() }
+            router.add(middleware: LoopbackHostGuard<APIRequestContext>(configuredHosts: Set(configured)))
         }
         router.add(middleware: RegistryFrontEnd.Dispatch(registry))
         addMiddleware(router)

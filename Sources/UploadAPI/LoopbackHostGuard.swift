@@ -4,28 +4,49 @@ import Hummingbird
 import UploadStore
 
 /// Under `--allow-anonymous` (loopback only), every request must name this server by a loopback
-/// host, or by the public endpoint or URL the operator configured. Otherwise a web page whose name
-/// an attacker points at 127.0.0.1 (DNS rebinding) could drive the whole API from a browser on this
-/// machine: to the browser its requests are same-origin. Signed requests need no such guard.
-/// A request without a `Host` (HTTP/1.0) comes from no browser and is let through.
+/// host, or by the public endpoint or URL the operator configured, and come from no other origin.
+/// Otherwise a web page in a browser on this machine could drive the API: one whose name an
+/// attacker points at 127.0.0.1 (DNS rebinding; to the browser its requests are same-origin), or
+/// any page, by a cross-site POST a browser sends without asking first (a form's). Signed requests
+/// need no such guard. A request without `Host` (HTTP/1.0) or `Origin` comes from no browser page.
 struct LoopbackHostGuard<Context: RequestContext>: RouterMiddleware {
     /// Hosts named by configuration, lowercased.
     let configuredHosts: Set<String>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let authority = request.head.authority else { return try await next(request, context) }
-        if let host = Loopback.host(ofAuthority: authority), Loopback.isLoopback(host) || configuredHosts.contains(host.lowercased()) {
+        guard let refusal = refusal(authority: request.head.authority, origin: request.headers[.origin]) else {
             return try await next(request, context)
         }
-        let message = "This server accepts unsigned requests only for a loopback host; '\(authority)' is not one"
         let path = request.uri.path
         if path == "/v2" || path.hasPrefix("/v2/") || path == "/token" {
-            return RegistryFrontEnd.errorResponse(RegistryError(.denied, message), request)
+            return RegistryFrontEnd.errorResponse(RegistryError(.denied, refusal), request)
         }
-        let error = APIError(type: "AccessDeniedException", message: message, status: .forbidden)
+        let error = APIError(type: "AccessDeniedException", message: refusal, status: .forbidden)
         var response = ECRPublicService.response(error.status, error.body, requestId: RandomUUIDs.next())
         response.headers[ECRPublicService.errorTypeHeader] = error.type
         return response
+    }
+
+    /// Why a request naming `authority` and sent from `origin` is refused; `nil` when it is not.
+    func refusal(authority: String?, origin: String?) -> String? {
+        if let authority, !allows(Loopback.host(ofAuthority: authority)) {
+            return "This server accepts unsigned requests only for a loopback host; '\(authority)' is not one"
+        }
+        // `Origin: null` (a sandboxed page, a redirect) is no page of this server's either.
+        if let origin, !allows(URL(string: origin)?.host.map(Self.withoutBrackets)) {
+            return "This server accepts unsigned requests only from its own pages; '\(origin)' is another origin"
+        }
+        return nil
+    }
+
+    private func allows(_ host: String?) -> Bool {
+        guard let host else { return false }
+        return Loopback.isLoopback(host) || configuredHosts.contains(host.lowercased())
+    }
+
+    /// An IPv6 host as `URL` may give it, `[::1]`, without its brackets.
+    static func withoutBrackets(_ host: String) -> String {
+        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
     }
 }
 
@@ -35,12 +56,11 @@ public enum Loopback {
     /// machine's loopback; a name such as `127.example.com` is not.
     public static func isLoopback(_ host: String) -> Bool {
         if host.lowercased() == "localhost" { return true }
-        var v4 = in_addr(), v6 = in6_addr()
-        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
-        if inet_pton(AF_INET6, host, &v6) == 1 {
-            let loopback = in6addr_loopback
-            return withUnsafeBytes(of: v6) { address in withUnsafeBytes(of: loopback) { address.elementsEqual($0) } }
-        }
+        // The address's bytes in network order, as `inet_pton` writes them (no C struct's members:
+        // several modules declare `in_addr`).
+        var address = [UInt8](repeating: 0, count: 16)
+        if inet_pton(AF_INET, host, &address) == 1 { return address[0] == 127 }
+        if inet_pton(AF_INET6, host, &address) == 1 { return address == [UInt8](repeating: 0, count: 15) + [1] }
         return false
     }
 

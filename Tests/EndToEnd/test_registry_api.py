@@ -934,7 +934,8 @@ def test_a_refused_manifest_push_does_not_create_the_repository(open_server, ref
 
 
 def test_unsigned_requests_must_name_a_loopback_host_under_allow_anonymous(open_server):
-    """DNS rebinding: a page on attacker.example, re-pointed at 127.0.0.1, would be same-origin to its own requests."""
+    """A browser page must not drive the API: by DNS rebinding (attacker.example re-pointed at 127.0.0.1 is
+    same-origin to its own requests), or by a cross-site form's POST, which a browser sends without asking."""
     base, port = f"http://127.0.0.1:{open_server.port}", open_server.port
     name = f"pwned/{uuid.uuid4().hex[:8]}"
     answer = requests.post(base + "/", data=compact({"repositoryName": name}),
@@ -944,8 +945,25 @@ def test_unsigned_requests_must_name_a_loopback_host_under_allow_anonymous(open_
     assert_error(requests.get(base + "/v2/", headers={"Host": f"attacker.example:{port}"}, timeout=30), 403, "DENIED")
     for host in [f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "127.0.0.2"]:
         assert requests.get(base + "/v2/", headers={"Host": host}, timeout=30).status_code == 200, host
+    # a cross-site form's POST names the right host, but another origin
+    answer = requests.post(base + f"/v2/{name}/blobs/uploads/", data=b"x",
+                           headers={"Origin": "https://attacker.example", "Content-Type": "text/plain"}, timeout=30)
+    assert_error(answer, 403, "DENIED")
+    assert requests.post(base + f"/v2/{name}/blobs/uploads/", headers={"Origin": f"http://localhost:{port}"},
+                         timeout=30).status_code == 202
     names = [r["repositoryName"] for r in ecr_client(open_server).describe_repositories()["repositories"]]
-    assert name not in names
+    assert name in names, "only the same-origin push created it"
+
+
+def test_a_chunk_longer_than_its_content_range_is_refused_before_the_rest_arrives(open_server):
+    reg = Registry(open_server)
+    location = start_upload(reg, f"made/early-{uuid.uuid4().hex[:8]}")
+    with socket.create_connection(("127.0.0.1", open_server.port), timeout=20) as sock:
+        sock.sendall(f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1:{open_server.port}\r\nContent-Type: application/octet-stream\r\n"
+                     f"Content-Range: 0-9\r\nContent-Length: {64 * MIB}\r\n\r\n".encode() + b"x" * (256 * 1024))
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 416"), answer[:200]
+    assert reg("GET", location).headers["Range"] == "0-0"
 
 
 def test_push_without_credentials_is_challenged_for_the_repository(server, repo):
