@@ -37,15 +37,14 @@ public final class UploadService: Sendable {
         try read { try Decider.existingRepository(registryId, name, state: $0, settings: settings) }
     }
 
-    /// Creates the repository, its logo kept as a blob first (``keepLogo(_:as:for:)``).
+    /// Creates the repository, its logo kept as a blob first (``execute(_:keepingLogo:as:_:)``).
     public func createRepository(_ command: CreateRepository, logo: [UInt8]? = nil, _ metadata: RequestMetadata) async throws -> RepositoryCreated {
-        try keepLogo(logo, as: command.catalog?.logoImageDigest, for: .createRepository(command))
-        return try await store.execute(.createRepository(command), metadata: metadata).events.first(RepositoryCreated.self, recordedBy: "CreateRepository")
+        try await execute(.createRepository(command), keepingLogo: logo, as: command.catalog?.logoImageDigest, metadata).events
+            .first(RepositoryCreated.self, recordedBy: "CreateRepository")
     }
 
     public func putRepositoryCatalogData(_ command: PutRepositoryCatalogData, logo: [UInt8]?, _ metadata: RequestMetadata) async throws -> RepositoryCatalogDataPut {
-        try keepLogo(logo, as: command.catalog.logoImageDigest, for: .putRepositoryCatalogData(command))
-        return try await store.execute(.putRepositoryCatalogData(command), metadata: metadata).events
+        try await execute(.putRepositoryCatalogData(command), keepingLogo: logo, as: command.catalog.logoImageDigest, metadata).events
             .first(RepositoryCatalogDataPut.self, recordedBy: "PutRepositoryCatalogData")
     }
 
@@ -55,15 +54,23 @@ public final class UploadService: Sendable {
         _ = try await store.execute(command, metadata: metadata)
     }
 
-    /// Keeps a logo as a blob before the command that names it is written, unless the command is
-    /// refused against the state now (decided as the writer will decide it, on a snapshot): a
-    /// refused request writes nothing, its logo included. A refusal only at the log's tail, the
-    /// state having changed in between, leaves the logo behind: harmless, as blobs are
-    /// content-addressed and never changed.
-    private func keepLogo(_ logo: [UInt8]?, as digest: String?, for command: Command) throws {
-        guard let logo, let digest, !storage.hasBlob(digest) else { return }
-        _ = try read { try Decider.decide(command, state: $0, settings: settings, context: DecisionContext(now: store.clock.now())) }
-        try storage.commitBlob(blobs.writeTemporary(logo), digest: digest)
+    /// Runs `command`, whose events name `logo` by `digest`, so that no event is answered while
+    /// naming a logo the store lacks: the logo is kept as a blob first. A command the state
+    /// refuses now (decided as the writer will decide it, on a snapshot) keeps no logo: a refused
+    /// request writes nothing. It still goes to the writer when it carries an SDK invocation id,
+    /// which the writer may answer from the retry window (the original result, or
+    /// IdempotentParameterMismatchException); if the writer takes it after all, the logo is kept
+    /// before the answer. A refusal only at the log's tail leaves a logo behind: harmless, as
+    /// blobs are content-addressed and never changed.
+    private func execute(_ command: Command, keepingLogo logo: [UInt8]?, as digest: String?, _ metadata: RequestMetadata) async throws -> CommandOutcome {
+        guard let logo, let digest, !storage.hasBlob(digest) else { return try await store.execute(command, metadata: metadata) }
+        let keep = { try self.storage.commitBlob(self.blobs.writeTemporary(logo), digest: digest) }
+        let decidedNow = Result { try read { try Decider.decide(command, state: $0, settings: settings, context: DecisionContext(now: store.clock.now())) } }
+        if case .failure(let refusal) = decidedNow, metadata.invocationId == nil { throw refusal }
+        if case .success = decidedNow { try keep() }
+        let outcome = try await store.execute(command, metadata: metadata)
+        if !storage.hasBlob(digest) { try keep() }
+        return outcome
     }
 
     /// Deletes the repository, then the staged bytes of the uploads it aborted (no longer needed

@@ -197,6 +197,17 @@ def test_a_refused_request_keeps_no_logo(server, ecr):
     with pytest.raises(ClientError, match="RepositoryNotFoundException"):
         ecr.put_repository_catalog_data(repositoryName=unique(), catalogData={"logoImageBlob": elsewhere})
     assert not kept(again) and not kept(elsewhere)
+    # The same, sent as an SDK sends it (with an invocation id): the retry window still answers
+    # first, so reusing the first call's id with another logo is a mismatch, and keeps no logo.
+    invocation = str(uuid.uuid4())
+    target = "SpencerFrontendService.CreateRepository"
+    def create(logo):
+        body = json.dumps({"repositoryName": name + "-sdk", "catalogData": {"logoImageBlob": base64.b64encode(logo).decode()}}).encode()
+        return post(server, target, body, {"amz-sdk-invocation-id": invocation})
+    assert create(first)[0] == 200
+    status, _, answer = create(again)
+    assert status == 400 and answer["__type"] == "IdempotentParameterMismatchException", answer
+    assert not kept(again)
 
 
 def test_repository_without_catalog_data_has_empty_catalog_data(ecr):
