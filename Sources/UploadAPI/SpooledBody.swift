@@ -52,7 +52,9 @@ struct SpooledBody: ~Copyable {
                 count += buffer.readableBytes
                 guard count <= limit else { throw HTTPError(.contentTooLarge) }
                 guard ContinuousClock.now < deadline else {
-                    throw APIError(type: "RequestTimeoutException", message: "The request body took longer than \(longestArrival) to arrive", status: .requestTimeout)
+                    throw APIError(
+                        type: "RequestTimeoutException", message: "The request body took longer than \(longestArrival) to arrive",
+                        status: .requestTimeout)
                 }
                 buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
                 if file < 0, pending.isEmpty, head.count + buffer.readableBytes <= Self.memoryLimit {
@@ -138,11 +140,11 @@ public typealias SpoolBudget = CappedCount
 extension CappedCount {
     public static let defaultSpoolBytes = 4 << 30
 
-    /// The longest a body not yet authenticated may take to arrive, by default: a 20 MiB part at
-    /// 70 KB/s. A sender that knows only an access key id (ids are not secret: the log records
-    /// them) could otherwise hold its share of the budget for hours, trickling at the lowest rate
-    /// the connection guard allows.
-    public static let defaultLongestArrival = Duration.seconds(300)
+    /// The longest a body not yet authenticated may take to arrive, by default: the largest body
+    /// (30 MB, a 20 MiB part in base64) at 50 KB/s. A sender that knows only an access key id (ids
+    /// are not secret: the log records them) could otherwise hold its share of the budget for
+    /// hours, trickling at the lowest rate the connection guard allows.
+    public static let defaultLongestArrival = Duration.seconds(600)
 }
 
 struct SpoolError: Error, CustomStringConvertible {

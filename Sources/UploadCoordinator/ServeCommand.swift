@@ -180,8 +180,8 @@ struct ServeCommand: AsyncParsableCommand {
         let listenHost = host
         let api = ECRPublicService(
             service: service, logger: logger, metrics: metrics, authentication: authentication,
-            spoolBudget: SpoolBudget(limit: maxSpooledBytes), longestUnsignedArrival: .seconds(maxUnsignedBodySeconds), registry: registryFrontEnd, checkpoints: checkpoints,
-            endpoint: endpoint)
+            spoolBudget: SpoolBudget(limit: maxSpooledBytes), longestUnsignedArrival: .seconds(maxUnsignedBodySeconds),
+            registry: registryFrontEnd, checkpoints: checkpoints, endpoint: endpoint)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
         FileDescriptorLimit.raise(toHold: maxConnections, logger: logger)

@@ -113,8 +113,10 @@ extension UploadService {
         // The bytes `Content-Range` says the chunk holds, less one (`last - first` cannot overflow,
         // where their count can: `0-18446744073709551615`).
         let declaredSpan = range.map { $0.upperBound - $0.lowerBound }
-        func heldOtherThanDeclared(_ held: UInt64) -> ChunkOutOfRange {
-            ChunkOutOfRange(bytesReceived: offset, message: "Content-Range \(range!.lowerBound)-\(range!.upperBound) does not cover the \(held) bytes the chunk held")
+        func heldOtherThanDeclared(_ held: UInt64, soFar: Bool = false) -> ChunkOutOfRange {
+            let bytes = soFar ? "at least \(held) bytes" : "the \(held) bytes"
+            return ChunkOutOfRange(
+                bytesReceived: offset, message: "Content-Range \(range!.lowerBound)-\(range!.upperBound) does not cover \(bytes) the chunk held")
         }
         let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
         let staged: (length: UInt64, digest: String)
@@ -125,7 +127,7 @@ extension UploadService {
             for try await buffer in body {
                 received += UInt64(buffer.readableBytes)
                 // A body longer than it said is refused as soon as it is, not once it is staged.
-                if let declaredSpan, received > 0, received - 1 > declaredSpan { throw heldOtherThanDeclared(received) }
+                if let declaredSpan, received > 0, received - 1 > declaredSpan { throw heldOtherThanDeclared(received, soFar: true) }
                 pending.append(contentsOf: buffer.readableBytesView)
                 if pending.count >= Self.chunkBufferBytes {
                     try await Self.blocking { [pending] in try writer.write(pending) }

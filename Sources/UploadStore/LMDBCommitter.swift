@@ -43,7 +43,8 @@ final class LMDBCommitter: BatchCommitter {
 
     /// Writes the batch; when the map is full, grows it and writes the whole batch again (the
     /// failed transaction kept nothing), so callers never notice. Up to 20 doublings, as
-    /// ``LMDBKit/Environment/writeGrowingTheMap(_:)``; a batch that still does not fit fails.
+    /// ``LMDBKit/Environment/writeGrowingTheMap(_:)``; past that the full map is an error like any
+    /// other (the batch's, or one command's when the writer isolates it).
     func commit(
         _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error]
     ) throws -> (results: GroupCommitWriter.Results, tail: UInt64) {

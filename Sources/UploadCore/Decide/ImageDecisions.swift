@@ -41,15 +41,20 @@ enum ImageDecisions {
 
     private static func digestMismatch(_ c: PutImage) -> CommandError? {
         guard let claimed = c.claimedDigest, claimed.lowercased() != c.imageDigest else { return nil }
-        return CommandError(.imageDigestDoesNotMatch, "The image digest '\(Validation.quoted(claimed))' does not match the digest of the manifest, \(c.imageDigest)")
+        return CommandError(
+            .imageDigestDoesNotMatch, "The image digest '\(Validation.quoted(claimed))' does not match the digest of the manifest, \(c.imageDigest)")
     }
 
     private static func layersMissing(_ repositoryName: String, _ missing: [String]) -> CommandError {
-        CommandError(.layersNotFound, "The manifest references layers that are not available in the repository with name '\(repositoryName)': \(missing.joined(separator: ", "))")
+        CommandError(
+            .layersNotFound,
+            "The manifest references layers that are not available in the repository with name '\(repositoryName)': \(missing.joined(separator: ", "))")
     }
 
     private static func imagesMissing(_ repositoryName: String, _ missing: [String]) -> CommandError {
-        CommandError(.referencedImagesNotFound, "The manifest list references images that are not in the repository with name '\(repositoryName)': \(missing.joined(separator: ", "))")
+        CommandError(
+            .referencedImagesNotFound,
+            "The manifest list references images that are not in the repository with name '\(repositoryName)': \(missing.joined(separator: ", "))")
     }
 
     /// Each image id is decided against the state the ones before it in the request left.
