@@ -62,10 +62,13 @@ public final class UploadService: Sendable {
     /// IdempotentParameterMismatchException); if the writer takes it after all, the logo is kept
     /// before the answer. A refusal only at the log's tail leaves a logo behind: harmless, as
     /// blobs are content-addressed and never changed.
-    private func execute(_ command: Command, keepingLogo logo: [UInt8]?, as digest: String?, _ metadata: RequestMetadata) async throws -> CommandOutcome {
+    private func execute(
+        _ command: Command, keepingLogo logo: [UInt8]?, as digest: String?, _ metadata: RequestMetadata
+    ) async throws -> CommandOutcome {
         guard let logo, let digest, !storage.hasBlob(digest) else { return try await store.execute(command, metadata: metadata) }
         let keep = { try self.storage.commitBlob(self.blobs.writeTemporary(logo), digest: digest) }
-        let decidedNow = Result { try read { try Decider.decide(command, state: $0, settings: settings, context: DecisionContext(now: store.clock.now())) } }
+        let now = DecisionContext(now: store.clock.now())
+        let decidedNow = Result { try read { try Decider.decide(command, state: $0, settings: settings, context: now) } }
         if case .failure(let refusal) = decidedNow, metadata.invocationId == nil { throw refusal }
         if case .success = decidedNow { try keep() }
         let outcome = try await store.execute(command, metadata: metadata)
