@@ -17,8 +17,7 @@ struct LoopbackHostGuard<Context: RequestContext>: RouterMiddleware {
         guard let refusal = refusal(authority: request.head.authority, origin: request.headers[.origin]) else {
             return try await next(request, context)
         }
-        let path = request.uri.path
-        if path == "/v2" || path.hasPrefix("/v2/") || path == "/token" {
+        if RegistryFrontEnd.serves(path: request.uri.path) {
             return RegistryFrontEnd.errorResponse(RegistryError(.denied, refusal), request)
         }
         let error = APIError(type: "AccessDeniedException", message: refusal, status: .forbidden)

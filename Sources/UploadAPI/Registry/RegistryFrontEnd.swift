@@ -52,11 +52,13 @@ public final class RegistryFrontEnd: Sendable {
         public init(_ frontEnd: RegistryFrontEnd) { self.frontEnd = frontEnd }
 
         public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-            let path = request.uri.path
-            guard path == "/v2" || path.hasPrefix("/v2/") || path == "/token" else { return try await next(request, context) }
+            guard RegistryFrontEnd.serves(path: request.uri.path) else { return try await next(request, context) }
             return await frontEnd.respond(to: request, remoteAddress: context.remoteAddress)
         }
     }
+
+    /// Whether `path` is the registry's (the API under `/v2/` and its token endpoint), not the AWS API's.
+    static func serves(path: String) -> Bool { path == "/v2" || path.hasPrefix("/v2/") || path == "/token" }
 
     /// One request's route, parsed from its path.
     enum Route {
