@@ -252,11 +252,12 @@ extension BlobStore {
     /// the active uploads (through the active-uploads index), so it costs nothing at start-up
     /// however long the history; ``missingBlobs(in:)`` checks the completed layers.
     ///
-    /// - Parameter shared: other nodes use this folder now (a PostgreSQL deployment). Then a part
-    ///   another node has staged but not yet recorded is not cut, and a staging file or blob copy
-    ///   the log does not know is removed only when no node can still be making it (an hour old):
-    ///   a node's start must not break another node's request in flight. Staged bytes past the recorded length are harmless anyway: a
-    ///   part is written at the recorded offset, and completion reads the recorded length only.
+    /// Each staging file is judged under its upload's ``StagingLock``, against the log as it is
+    /// then, and one whose lock another process or node holds is left alone: its holder is staging
+    /// a part now, and leaves the file as the log records it.
+    ///
+    /// - Parameter shared: other nodes use this folder now (a PostgreSQL deployment). Then a blob
+    ///   copy the log does not know is removed only when no node can still be making it (an hour old).
     public func reconcile(with store: any EventStore, shared: Bool = false) throws -> Reconciliation {
         var result = Reconciliation()
         for name in (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
@@ -264,28 +265,27 @@ extension BlobStore {
             if shared, Self.isRecent(path) { continue }
             unlink(path)
         }
-        let sessions = try store.read { reader in try reader.allActiveUploads().compactMap { try reader.session($0) } }
-        var active: [String: UInt64] = [:]
-        for session in sessions where session.state == .active { active[session.uploadId] = session.bytesReceived }
-        for name in (try FileManager.default.contentsOfDirectory(atPath: staging)).sorted() {
-            let path = stagingPath(name)
-            guard let recorded = active[name] else {
-                // Another node may have just started this upload and staged its first part.
-                if shared, Self.isRecent(path) { continue }
+        for name in (try FileManager.default.contentsOfDirectory(atPath: staging)).sorted() where !name.hasPrefix(".") {
+            // `<uploadId>.unshared` is made under its upload's lock (unshareStaging).
+            let uploadId = name.hasSuffix(".unshared") ? String(name.dropLast(".unshared".count)) : name
+            guard let held = try tryLockStaging(uploadId) else { continue }
+            defer { held.release() }
+            let path = staging + "/" + name
+            guard name == uploadId, let session = try store.read({ try $0.session(uploadId) }), session.state == .active else {
                 unlink(path)
                 result.removedStaging.append(name)
                 continue
             }
             let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0
-            if size > recorded {
-                guard !shared else { continue }
-                try unshareStaging(path, keeping: recorded)
-                guard truncate(path, off_t(recorded)) == 0 else { throw Self.posixError("truncate \(path)") }
+            if size > session.bytesReceived {
+                try unshareStaging(path, keeping: session.bytesReceived)
+                guard truncate(path, off_t(session.bytesReceived)) == 0 else { throw Self.posixError("truncate \(path)") }
                 result.truncatedStaging.append(name)
-            } else if size < recorded {
-                result.missing.append("upload \(name): \(recorded) bytes recorded, \(size) staged")
+            } else if size < session.bytesReceived {
+                result.missing.append("upload \(name): \(session.bytesReceived) bytes recorded, \(size) staged")
             }
         }
+        let sessions = try store.read { reader in try reader.allActiveUploads().compactMap { try reader.session($0) } }
         for session in sessions where session.state == .active && session.bytesReceived > 0 {
             if !FileManager.default.fileExists(atPath: stagingPath(session.uploadId)) {
                 result.missing.append("upload \(session.uploadId): \(session.bytesReceived) bytes recorded, none staged")

@@ -34,3 +34,33 @@ public actor KeyedLock {
         }
     }
 }
+
+/// Serialises the parts, completion and clean-up of one upload: within this process (a queue per
+/// upload, ``KeyedLock``), and across every process and node that shares its staging folder
+/// (``BlobStore/StagingLock``). So two requests never write one staging file at once, wherever
+/// they are sent.
+final class UploadLocks: Sendable {
+    private let local = KeyedLock()
+    private let blobs: BlobStore
+
+    init(_ blobs: BlobStore) { self.blobs = blobs }
+
+    func withLock<T: Sendable>(_ uploadId: String, _ body: @Sendable () async throws -> T) async throws -> T {
+        try await local.withLock(uploadId) {
+            let held = try await self.stagingLock(uploadId)
+            defer { held.release() }
+            return try await body()
+        }
+    }
+
+    /// Waits for the upload's staging lock by looking again, at most every 50 ms: another node's
+    /// holder may keep it for minutes (a chunk streaming in), and a timer costs no thread.
+    private func stagingLock(_ uploadId: String) async throws -> BlobStore.StagingLock {
+        var pause = Duration.milliseconds(1)
+        while true {
+            if let held = try blobs.tryLockStaging(uploadId) { return held }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(50))
+        }
+    }
+}

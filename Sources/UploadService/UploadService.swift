@@ -17,14 +17,15 @@ public final class UploadService: Sendable {
     /// Where completed layers are kept: ``blobs``' folder unless another ``BlobStorage`` is given.
     public let storage: any BlobStorage
     let logger: Logger
-    /// Serialises the parts, completion and clean-up of one upload (its staging file).
-    let uploadLocks = KeyedLock()
+    /// Serialises the parts, completion and clean-up of one upload (its staging file), across nodes too.
+    let uploadLocks: UploadLocks
 
     public init(store: any EventStore, blobs: BlobStore, storage: (any BlobStorage)? = nil, logger: Logger) {
         self.store = store
         self.blobs = blobs
         self.storage = storage ?? blobs
         self.logger = logger
+        uploadLocks = UploadLocks(blobs)
     }
 
     public var settings: DecisionSettings { store.settings }

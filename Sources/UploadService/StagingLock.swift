@@ -1,0 +1,60 @@
+import Foundation
+import UploadStore
+
+extension BlobStore {
+    /// One upload's lock on its staging file, shared by every process and node that uses the
+    /// staging folder: two `serve` processes on one LMDB folder, or PostgreSQL nodes on a shared
+    /// filesystem. Without it, two requests for one part sent to two nodes would write one staging
+    /// file at one offset at once, and the bytes left there need not be the ones the log records.
+    ///
+    /// It is a Linux open-file-description lock on one byte of `staging/.upload-locks`, at an
+    /// offset hashed from the upload id. The kernel, or the shared filesystem's lock manager,
+    /// releases it when its holder closes it or dies, so a crash never leaves an upload locked.
+    /// Two upload ids that hash alike only wait for each other.
+    ///
+    /// Released by ``release()``, once, by the task that took it (hence `@unchecked`).
+    public final class StagingLock: @unchecked Sendable {
+        private var descriptor: Int32
+
+        fileprivate init(descriptor: Int32) { self.descriptor = descriptor }
+
+        deinit { release() }
+
+        /// Gives the lock up (closing the file gives up its locks).
+        public func release() {
+            if descriptor >= 0 { close(descriptor) }
+            descriptor = -1
+        }
+    }
+
+    /// Takes the staging lock of `uploadId` when no other holder has it; `nil` when one does. Never waits.
+    /// - Throws: when the staging folder's filesystem cannot lock (no record locks): the store will
+    ///   not write staging it cannot keep to one writer.
+    public func tryLockStaging(_ uploadId: String) throws -> StagingLock? {
+        let path = staging + "/.upload-locks"
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw Self.posixError("open \(path)") }
+        let lock = StagingLock(descriptor: descriptor)
+        var range = flock()
+        range.l_type = Int16(F_WRLCK)
+        range.l_whence = Int16(SEEK_SET)
+        range.l_start = Self.lockOffset(uploadId)
+        range.l_len = 1
+        guard fcntl(descriptor, Self.setOpenFileDescriptionLock, &range) == 0 else {
+            if errno == EAGAIN || errno == EACCES { return nil }
+            throw StoreError(.io, "the staging folder \(staging) cannot be locked (it needs a filesystem with record locks): \(String(cString: strerror(errno)))")
+        }
+        return lock
+    }
+
+    /// `F_OFD_SETLK`, which Glibc's Swift module leaves out (it is behind `_GNU_SOURCE`); 37 on every Linux.
+    private static let setOpenFileDescriptionLock: Int32 = 37
+
+    /// Where an upload's byte lies: FNV-1a of its id (the same in every process, unlike `Hasher`),
+    /// kept below 2^62 so that any `off_t` holds it. The file stays empty: a lock may lie past its end.
+    static func lockOffset(_ uploadId: String) -> off_t {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in uploadId.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0100_0000_01b3 }
+        return off_t(hash >> 2)
+    }
+}
