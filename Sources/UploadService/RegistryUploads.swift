@@ -10,6 +10,11 @@ public struct ChunkOutOfRange: Error, Sendable {
     /// The bytes the upload holds: the only offset its next chunk may start at.
     public let bytesReceived: UInt64
     public let message: String
+
+    public init(bytesReceived: UInt64, message: String) {
+        self.bytesReceived = bytesReceived
+        self.message = message
+    }
 }
 
 /// What the registry front end (the OCI distribution API) asks beyond ECR's operations: chunks

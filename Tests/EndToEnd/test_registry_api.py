@@ -332,8 +332,8 @@ def test_out_of_order_final_chunk_in_put_is_416(reg, repo):
     assert_error(answer, 416)
 
 
-@pytest.mark.parametrize("content_range", ["0-9223372036854775807", "0-18446744073709551615", "0-0"],
-                         ids=["int64-max", "uint64-max", "shorter-than-the-body"])
+@pytest.mark.parametrize("content_range", ["0-9223372036854775807", "0-18446744073709551615", "0-0", "9-0", "bytes=x-y", "-4095"],
+                         ids=["int64-max", "uint64-max", "shorter-than-the-body", "backwards", "not-numbers", "no-first"])
 def test_content_range_other_than_the_body_is_416_and_stages_nothing(reg, repo, content_range):
     location = start_upload(reg, repo)
     answer = reg("PATCH", location, data=b"x" * 4096,
