@@ -827,6 +827,33 @@ def test_stalled_bodies_are_closed_at_the_idle_timeout_and_cost_no_memory():
         assert_honest(server)
 
 
+def test_a_signed_body_of_millions_of_values_is_refused_without_parsing_them():
+    """Foundation's parser boxes every value: 24 MB of numbers cost some 720 MB parsed. Such a body
+    is refused (SerializationException) before it is parsed, and costs little more than its bytes."""
+    with running() as server:
+        rss_before = server.status("VmRSS")
+        peak, sampling = [rss_before], threading.Event()
+
+        def sample():
+            while not sampling.is_set():
+                with contextlib.suppress(Exception):
+                    peak.append(server.status("VmRSS"))
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            body = b'{"repositoryName":"team/app","extra":[' + b",".join([b"1"] * 12_000_000) + b"]}"
+            status, _, answer = post(server, TARGET + "InitiateLayerUpload", body)
+        finally:
+            sampling.set()
+            sampler.join(timeout=10)
+        assert status == 400 and answer["__type"] == "SerializationException", (status, answer)
+        assert "more than 10000 JSON values" in answer["message"]
+        grown = (max(peak) - rss_before) / 1024
+        assert grown < 250, f"RSS grew by {grown:.0f} MB for a {len(body) // MIB} MB body"
+
+
 def test_connections_beyond_the_maximum_are_closed_at_once():
     cap = 10
     with running("--max-connections", str(cap), "--header-timeout", "30", "--idle-timeout", "30") as server:

@@ -27,6 +27,22 @@ struct AWSJSONBodyTests {
         }
     }
 
+    /// A body of very many values (an unknown member of numbers, say) is refused before the
+    /// general parser boxes each one; ECR's largest lists, and commas and brackets in strings, pass.
+    @Test func aBodyOfMoreValuesThanAnyRequestHolds_isRefusedUnparsed() throws {
+        func body(_ count: Int, _ item: String) -> [UInt8] {
+            Array((#"{"repositoryName":"team/app","extra":["# + Array(repeating: item, count: count).joined(separator: ",") + "]}").utf8)
+        }
+        #expect(try AWSJSONBody(body(AWSJSONBody.maximumValues - 10, "1")).string("repositoryName") == "team/app")
+        #expect(throws: SerializationError("The request body holds more than 10000 JSON values")) {
+            try AWSJSONBody(body(AWSJSONBody.maximumValues, "1"))
+        }
+        let tags = (0..<200).map { #"{"Key":"k\#($0)","Value":"a,[{\"b"}"# }
+        #expect(try AWSJSONBody(Array((#"{"tags":["# + tags.joined(separator: ",") + "]}").utf8)).objects("tags", stringMembers: ["Key"])?.count == 200)
+        let commasInAString = #"{"policyText":""# + String(repeating: ",[{", count: 20_000) + #""}"#
+        #expect(try AWSJSONBody(Array(commasInAString.utf8)).string("policyText")?.count == 60_000)
+    }
+
     /// The protocol's bodies are UTF-8; Foundation alone would read UTF-16 and a byte-order mark too.
     @Test func bodiesInAnyEncodingButUTF8_areRefused() throws {
         let text = #"{"repositoryName":"team/app"}"#
