@@ -62,6 +62,8 @@ struct ServeCommand: AsyncParsableCommand {
     var maxSpooledBytes = SpoolBudget.defaultSpoolBytes
     @Option(help: "The longest, in seconds, a request body not yet authenticated may take to arrive (408 beyond).")
     var maxUnsignedBodySeconds: Int64 = SpoolBudget.defaultLongestArrival.components.seconds
+    @Option(help: "Free disk space, in bytes, that layer bytes never take, so that the log can still grow when pushers have filled the rest (LimitExceededException, or the registry's TOOMANYREQUESTS, beyond); 0 keeps none.")
+    var reservedDiskBytes: UInt64 = 1 << 30
     @Flag(help: .hidden) var benchmarkNoopRoute = false
 
     /// The longest interval any time flag takes: ten years, far past any use, and far from overflow.
@@ -133,7 +135,9 @@ struct ServeCommand: AsyncParsableCommand {
             if let lmdb = store as? Store, lmdb.staleReadersCleared > 0 {
                 logger.notice("cleared stale reader slots", metadata: ["readers.cleared": "\(lmdb.staleReadersCleared)"])
             }
-            blobs = try BlobStore(directory: dataDir)
+            var folder = try BlobStore(directory: dataDir)
+            folder.reservedDiskBytes = reservedDiskBytes
+            blobs = folder
             let repaired = try blobs.reconcile(with: store, shared: !(store is Store))
             if !repaired.removedStaging.isEmpty || !repaired.truncatedStaging.isEmpty {
                 logger.notice("staging reconciled with the log", metadata: [

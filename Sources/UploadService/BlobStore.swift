@@ -14,6 +14,9 @@ import UploadStore
 /// ``reconcile(with:)`` repairs whatever a crash left between those two steps.
 public struct BlobStore: BlobStorage {
     public let directory: String
+    /// Free disk space that layer bytes never take: the log, on the same disk by default, still
+    /// needs room to grow when pushers have filled the rest. 0 checks nothing. (``ensureRoom(for:)``)
+    public var reservedDiskBytes: UInt64 = 0
     var staging: String { directory + "/staging" }
     /// The sha256 blobs, where hashed copies also wait to be committed (`.tmp-*`, on the same file
     /// system as every blob directory).
@@ -30,6 +33,19 @@ public struct BlobStore: BlobStorage {
     }
 
     public func stagingPath(_ uploadId: String) -> String { staging + "/" + uploadId }
+
+    /// Refuses (`LimitExceededException`; the registry's `TOOMANYREQUESTS`) to write `bytes` more
+    /// layer bytes when that would leave less free space than ``reservedDiskBytes``. Writers check
+    /// before each mebibyte, so concurrent ones may take a little of the reserve, never all of it.
+    public func ensureRoom(for bytes: UInt64) throws {
+        guard reservedDiskBytes > 0 else { return }
+        var disk = statvfs()
+        guard statvfs(directory, &disk) == 0 else { throw Self.posixError("statvfs \(directory)") }
+        let free = UInt64(disk.f_bavail).multipliedReportingOverflow(by: UInt64(disk.f_frsize))
+        guard !free.overflow, free.partialValue >= reservedDiskBytes, free.partialValue - reservedDiskBytes >= bytes else {
+            throw CommandError(.limitExceeded, "The server's disk is nearly full; no more layer bytes are taken until space is freed")
+        }
+    }
 
     /// The file of a blob, for an `<algorithm>:<hex>` digest.
     public func blobPath(_ digest: String) -> String {
@@ -88,6 +104,7 @@ public struct BlobStore: BlobStorage {
             throw StoreError(.io, "the staged bytes of upload \(uploadId) are missing")
         }
         defer { try? input?.close() }
+        try ensureRoom(for: length)
         let temporary = blobs + "/.tmp-" + uploadId
         guard FileManager.default.createFile(atPath: temporary, contents: nil), let output = FileHandle(forWritingAtPath: temporary) else {
             throw Self.posixError("create \(temporary)")

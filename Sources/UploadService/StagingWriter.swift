@@ -16,6 +16,8 @@ extension BlobStore {
         private var fd: Int32 = -1
         private var isNew = false
         private var hasher = SHA256()
+        /// Bytes written since the disk's free space was last checked (``BlobStore/ensureRoom(for:)``).
+        private var writtenSinceRoomChecked = 0
 
         init(store: BlobStore, uploadId: String, offset: UInt64) {
             self.store = store
@@ -31,6 +33,11 @@ extension BlobStore {
 
         public func write(_ chunk: UnsafeRawBufferPointer) throws {
             guard chunk.count > 0 else { return }
+            if fd < 0 || writtenSinceRoomChecked >= 1 << 20 {
+                try store.ensureRoom(for: UInt64(max(chunk.count, 1 << 20)))
+                writtenSinceRoomChecked = 0
+            }
+            writtenSinceRoomChecked += chunk.count
             let path = store.stagingPath(uploadId)
             if fd < 0 {
                 try store.unshareStaging(path, keeping: UInt64(start))

@@ -854,6 +854,25 @@ def test_a_signed_body_of_millions_of_values_is_refused_without_parsing_them():
         assert grown < 250, f"RSS grew by {grown:.0f} MB for a {len(body) // MIB} MB body"
 
 
+def test_layer_bytes_stop_at_the_disks_reserve_and_every_other_call_goes_on():
+    """A pusher cannot fill the disk the log grows on: past `--reserved-disk-bytes` a part is
+    LimitExceededException and a registry chunk TOOMANYREQUESTS, neither writing a byte, while
+    calls that stage nothing go on."""
+    from test_registry_api import Registry, assert_error, login_password, patch, start_upload
+    with running("--reserved-disk-bytes", str(1 << 62)) as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="team/full")
+        upload_id = ecr.initiate_layer_upload(repositoryName="team/full")["uploadId"]
+        with pytest.raises(ecr.exceptions.LimitExceededException, match="disk is nearly full"):
+            ecr.upload_layer_part(repositoryName="team/full", uploadId=upload_id, partFirstByte=0, partLastByte=9,
+                                  layerPartBlob=b"0123456789")
+        reg = Registry(server, auth=("AWS", login_password(ecr)))
+        assert_error(patch(reg, start_upload(reg, "team/full"), os.urandom(MIB), 0), 429, "TOOMANYREQUESTS")
+        assert os.listdir(os.path.join(server.data_dir, "staging")) in ([], [".upload-locks"])
+        kinds = [event["type"] for event in server.events()]
+        assert "LayerPartUploaded" not in kinds and kinds.count("UploadInitiated") == 2, kinds
+
+
 def test_connections_beyond_the_maximum_are_closed_at_once():
     cap = 10
     with running("--max-connections", str(cap), "--header-timeout", "30", "--idle-timeout", "30") as server:

@@ -1,6 +1,7 @@
 import ECRRequests
 import Foundation
 import Logging
+import NIOCore
 import Testing
 import UploadCore
 import UploadService
@@ -38,6 +39,41 @@ struct PartStagingTests {
             #expect(accepted.lastByteReceived == UInt64(bytes.count - 1))
             #expect(try store.read { try $0.session(uploadId) }?.bytesReceived == UInt64(bytes.count))
             #expect(try Array(Data(contentsOf: URL(fileURLWithPath: blobs.stagingPath(uploadId)))) == bytes)
+        }
+    }
+    /// Layer bytes stop short of the disk's reserve, even part way through a chunk of any size: it
+    /// is refused (LimitExceededException), staging is cut back, nothing is recorded, and once
+    /// there is room the same chunk is taken.
+    @Test func aChunkThatWouldTakeTheDisksReserve_isRefusedPartWay_andWritesNothing() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            var disk = statvfs()
+            #expect(statvfs(dir.path, &disk) == 0)
+            var blobs = try BlobStore(directory: dir.path)
+            blobs.reservedDiskBytes = UInt64(disk.f_bavail) * UInt64(disk.f_frsize) - 3 << 20  // room for about 3 MiB
+            let full = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let started = try await full.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), testMetadata())
+            let upload = RepositoryUpload(started.repository, uploadId: started.uploadId)
+            let mebibyte = [UInt8](repeating: 5, count: 1 << 20)
+            let chunk = AsyncStream<ByteBuffer> { sender in
+                for _ in 0..<64 { sender.yield(ByteBuffer(bytes: mebibyte)) }
+                sender.finish()
+            }
+            let before = try store.read { try $0.lastPosition() }
+
+            await #expect {
+                _ = try await full.appendChunk(upload, range: nil, body: chunk, testMetadata())
+            } throws: { ($0 as? CommandError)?.code == .limitExceeded }
+            let staged = (try? FileManager.default.attributesOfItem(atPath: blobs.stagingPath(upload.uploadId))[.size] as? Int) ?? 0
+            #expect(staged == 0, "what was written before the reserve was reached is cut back")
+            #expect(try store.read { try $0.lastPosition() } == before, "nothing recorded")
+
+            blobs.reservedDiskBytes = 0
+            let roomy = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
+            let small = AsyncStream<ByteBuffer> { $0.yield(ByteBuffer(bytes: mebibyte)); $0.finish() }
+            #expect(try await roomy.appendChunk(upload, range: nil, body: small, testMetadata()) == 1 << 20)
         }
     }
 }
