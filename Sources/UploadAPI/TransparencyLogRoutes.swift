@@ -72,7 +72,9 @@ extension ECRPublicService {
         }
         var headers = HTTPFields()
         headers[.contentType] = "application/octet-stream"
-        headers[.cacheControl] = "public, max-age=31536000, immutable"
+        // A bundle is read with credentials: a shared cache (a CDN, a proxy) must not keep it for others.
+        let shared = if case .hashes = address.kind { "public" } else { "private" }
+        headers[.cacheControl] = shared + ", max-age=31536000, immutable"
         return Response(status: .ok, headers: headers, body: Self.piecewise(ByteBuffer(bytes: bytes)))
     }
 

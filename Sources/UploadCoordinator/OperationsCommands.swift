@@ -136,13 +136,14 @@ struct StatsCommand: AsyncParsableCommand {
 }
 
 /// Files and bytes of regular files directly in some folders (a missing folder counts nothing).
+/// Dot-files are the store's bookkeeping, not blobs or uploads: the upload locks, copies in progress.
 struct FolderUsage {
     var files: UInt64 = 0
     var bytes: UInt64 = 0
 
     init(_ folders: [String]) {
         for folder in folders {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where !name.hasPrefix(".") {
                 var info = stat()
                 guard stat(folder + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
                 files += 1

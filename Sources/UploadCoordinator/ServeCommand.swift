@@ -138,7 +138,7 @@ struct ServeCommand: AsyncParsableCommand {
             var folder = try BlobStore(directory: dataDir)
             folder.reservedDiskBytes = reservedDiskBytes
             blobs = folder
-            let repaired = try blobs.reconcile(with: store, shared: !(store is Store))
+            let repaired = try blobs.reconcile(with: store)
             if !repaired.removedStaging.isEmpty || !repaired.truncatedStaging.isEmpty {
                 logger.notice("staging reconciled with the log", metadata: [
                     "removed": "\(repaired.removedStaging.count)", "truncated": "\(repaired.truncatedStaging.count)"])

@@ -157,8 +157,14 @@ public struct BlobStore: BlobStorage {
     /// own, holding its first `length` bytes, before anything writes to it: a blob never changes.
     /// Does nothing to a file with one name, or none.
     func unshareStaging(_ path: String, keeping length: UInt64) throws {
+        // Opened, not merely stat'ed: on NFS an open revalidates the attributes another node's
+        // link changed, where a stat may answer from the cache.
+        let file = open(path, O_RDONLY | O_CLOEXEC)
+        guard file >= 0 else { return }
         var info = stat()
-        guard stat(path, &info) == 0, info.st_nlink > 1 else { return }
+        let linked = fstat(file, &info) == 0 && info.st_nlink > 1
+        close(file)
+        guard linked else { return }
         let copy = path + ".unshared"
         unlink(copy)
         try Self.copyFile(path, length: length, to: copy)
@@ -273,13 +279,13 @@ extension BlobStore {
     /// then, and one whose lock another process or node holds is left alone: its holder is staging
     /// a part now, and leaves the file as the log records it.
     ///
-    /// - Parameter shared: other nodes use this folder now (a PostgreSQL deployment). Then a blob
-    ///   copy the log does not know is removed only when no node can still be making it (an hour old).
-    public func reconcile(with store: any EventStore, shared: Bool = false) throws -> Reconciliation {
+    /// A blob copy in progress (`.tmp-*`) is removed only when no process can still be making it
+    /// (an hour old): another process or node may share the folder.
+    public func reconcile(with store: any EventStore) throws -> Reconciliation {
         var result = Reconciliation()
         for name in (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
             let path = blobs + "/" + name
-            if shared, Self.isRecent(path) { continue }
+            if Self.isRecent(path) { continue }
             unlink(path)
         }
         for name in (try FileManager.default.contentsOfDirectory(atPath: staging)).sorted() where !name.hasPrefix(".") {
@@ -293,10 +299,13 @@ extension BlobStore {
                 result.removedStaging.append(name)
                 continue
             }
-            let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0
+            // A cancel, expiry or deleted repository removes staging without the lock: gone meanwhile is fine.
+            var info = stat()
+            guard stat(path, &info) == 0 else { continue }
+            let size = UInt64(info.st_size)
             if size > session.bytesReceived {
                 try unshareStaging(path, keeping: session.bytesReceived)
-                guard truncate(path, off_t(session.bytesReceived)) == 0 else { throw Self.posixError("truncate \(path)") }
+                guard truncate(path, off_t(session.bytesReceived)) == 0 || errno == ENOENT else { throw Self.posixError("truncate \(path)") }
                 result.truncatedStaging.append(name)
             } else if size < session.bytesReceived {
                 result.missing.append("upload \(name): \(session.bytesReceived) bytes recorded, \(size) staged")

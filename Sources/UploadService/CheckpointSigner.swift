@@ -53,7 +53,10 @@ public actor CheckpointSigner {
         signing = task
         defer { if signing == task { signing = nil } }
         let (checkpoint, readAt) = try await task.value
-        if latest.map({ $0.readAt < readAt }) ?? true { latest = (checkpoint, readAt) }
+        // Two signings may overlap (a caller found the one it waited for too old) and end in
+        // either order: a tree smaller than one already served is never served after it.
+        if let latest, latest.checkpoint.size > checkpoint.size { return latest.checkpoint }
+        latest = (checkpoint, max(readAt, latest?.readAt ?? readAt))
         return checkpoint
     }
 

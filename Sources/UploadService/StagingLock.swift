@@ -40,18 +40,23 @@ extension BlobStore {
         range.l_whence = Int16(SEEK_SET)
         range.l_start = Self.lockOffset(uploadId)
         range.l_len = 1
-        guard fcntl(descriptor, Self.setOpenFileDescriptionLock, &range) == 0 else {
-            if errno == EAGAIN || errno == EACCES { return nil }
-            throw StoreError(.io, "the staging folder \(staging) cannot be locked (it needs a filesystem with record locks): \(String(cString: strerror(errno)))")
+        while true {
+            if fcntl(descriptor, Self.setOpenFileDescriptionLock, &range) == 0 { return lock }
+            let failure = errno
+            switch failure {
+            case EINTR: continue  // a lock manager's round trip (NFS) interrupted
+            case EAGAIN, EACCES: return nil
+            default:
+                throw StoreError(.io, "the staging folder \(staging) cannot be locked (it needs a filesystem with record locks): \(String(cString: strerror(failure)))")
+            }
         }
-        return lock
     }
 
     /// `F_OFD_SETLK`, which Glibc's Swift module leaves out (it is behind `_GNU_SOURCE`); 37 on every Linux.
     private static let setOpenFileDescriptionLock: Int32 = 37
 
     /// Where an upload's byte lies: FNV-1a of its id (the same in every process, unlike `Hasher`),
-    /// kept below 2^62 so that any `off_t` holds it. The file stays empty: a lock may lie past its end.
+    /// kept below 2^62 so that a 64-bit `off_t` holds it. The file stays empty: a lock may lie past its end.
     static func lockOffset(_ uploadId: String) -> off_t {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in uploadId.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0100_0000_01b3 }

@@ -604,7 +604,8 @@ def test_checkpoint_and_tiles_are_public_but_entry_bundles_need_the_feeds_creden
     size = tv.read_checkpoint(settled_checkpoint(server)).size
     bundle = tv.bundles_for_size(size)[0]
     assert log.get("checkpoint").status_code == 200
-    assert log.get(tv.tile_path(0, 0, bundle.width)).status_code == 200
+    tile = log.get(tv.tile_path(0, 0, bundle.width))
+    assert tile.status_code == 200 and tile.headers["Cache-Control"].startswith("public,"), tile.headers
     assert log.get(f"proof/consistency?first=1&second={size}").status_code == 200
     assert log.get(f"proof/inclusion?index=0&size={size}").status_code == 200
     for kind in ["entries", "entries32"]:
@@ -612,6 +613,8 @@ def test_checkpoint_and_tiles_are_public_but_entry_bundles_need_the_feeds_creden
         assert unsigned.status_code in (401, 403), (kind, unsigned.status_code, unsigned.text)
         signed = log.get(tv.bundle_path(0, bundle.width, kind), signed=True)
         assert signed.status_code == 200, (kind, signed.status_code, signed.text)
+        # read with credentials: no shared cache may keep it for others (RFC 9111, 3.5)
+        assert signed.headers["Cache-Control"].startswith("private,"), signed.headers
         entries = tv.parse_entry_bundle(signed.content, prefix=2 if kind == "entries" else 4)
         tv.verify_entry_bundle(entries, tv.split_hashes(log.fetch(tv.tile_path(0, 0, bundle.width)), bundle.width))
 

@@ -44,7 +44,9 @@ struct SharedStagingTests {
             let (streamA, senderA) = AsyncStream<ByteBuffer>.makeStream()
             senderA.yield(ByteBuffer(bytes: bytesA[..<UploadService.chunkBufferBytes]))
             let chunkA = Task { try await nodeA.appendChunk(upload, range: nil, body: streamA, testMetadata()) }
+            let deadline = ContinuousClock.now + .seconds(30)
             while Self.stagedBytes(nodeA.blobs, upload.uploadId) < UInt64(UploadService.chunkBufferBytes) {
+                try #require(ContinuousClock.now < deadline, "node A never staged its first bytes")
                 try await Task.sleep(for: .milliseconds(5))
             }
 
@@ -102,6 +104,21 @@ struct SharedStagingTests {
             held.release()
             #expect(try blobs.reconcile(with: store).truncatedStaging == [id])
             #expect(Self.stagedBytes(blobs, id) == 0)
+        }
+    }
+    /// A blob copy in progress (`.tmp-*`) may be another process's, which no lock covers: a
+    /// start removes it only once it is an hour old, whether the store is LMDB or PostgreSQL.
+    @Test func reconcile_removesABlobCopyOnlyOnceNoProcessCanStillBeMakingIt() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            let blobs = try BlobStore(directory: dir.path)
+            let (fresh, stale) = try (blobs.writeTemporary([1]), blobs.writeTemporary([2]))
+            var hoursAgo = [timeval(tv_sec: time(nil) - 7200, tv_usec: 0), timeval(tv_sec: time(nil) - 7200, tv_usec: 0)]
+            #expect(utimes(stale, &hoursAgo) == 0)
+            _ = try blobs.reconcile(with: store)
+            #expect(FileManager.default.fileExists(atPath: fresh), "another process may still be making it")
+            #expect(!FileManager.default.fileExists(atPath: stale))
         }
     }
 }
