@@ -132,26 +132,53 @@ struct CopyStoreCommand: AsyncParsableCommand {
     func run() async throws {
         let settings = try StoreOptions.settings(registryId: nil, partSize: nil)
         let sourceDirectory = fromDataDir ?? FileManager.default.temporaryDirectory.path
-        let source: any EventStore, destination: any EventStore
+        // The source is only read: an LMDB folder opened read-only, a database never migrated.
+        let source: any SnapshotReading
+        var sourceStore: (any EventStore)?
         do {
-            source = try StoreBackends.open(StoreConfiguration(directory: sourceDirectory, settings: settings), databaseURL: fromDatabaseUrl, poolSize: 2)
+            if let fromDatabaseUrl {
+                var configuration = StoreConfiguration(directory: sourceDirectory, settings: settings)
+                configuration.migrateOnOpen = false
+                sourceStore = try StoreBackends.open(configuration, databaseURL: fromDatabaseUrl, poolSize: 2)
+                source = sourceStore!
+            } else {
+                source = try ReadOnlyStore(directory: sourceDirectory)
+            }
         } catch { fail(error) }
+        // The destination is checked before anything is written to it, or migrated. An LMDB copy
+        // is built beside its place and renamed into it once whole; a database is marked as an
+        // unfinished copy until then (StoreCopy).
+        let destination: any EventStore
+        var partial: PartialFolder?
         do {
-            destination = try StoreBackends.open(
-                StoreConfiguration(directory: toDataDir ?? sourceDirectory, settings: settings), databaseURL: toDatabaseUrl, poolSize: 2)
+            if let toDatabaseUrl {
+                guard try !PostgresStore.holdsALog(url: toDatabaseUrl) else {
+                    throw StoreError(.io, "the destination database already holds events or signed checkpoints; copy into a new, empty one")
+                }
+                destination = try StoreBackends.open(StoreConfiguration(directory: sourceDirectory, settings: settings), databaseURL: toDatabaseUrl, poolSize: 2)
+            } else {
+                let target = toDataDir!
+                if let refusal = StoreBackup.refusal(destination: target, dataDirectory: fromDatabaseUrl == nil ? sourceDirectory : nil) { throw StoreError(.io, refusal) }
+                partial = try PartialFolder(beside: target)
+                destination = try Store(StoreConfiguration(directory: partial!.path, settings: settings))
+            }
         } catch {
-            await source.close()
+            await sourceStore?.close()
             fail(error)
         }
         let result = Result { try StoreCopy.copy(from: source, to: destination) }
-        await source.close()
+        await sourceStore?.close()
         await destination.close()
         do {
             let report = try result.get()
+            try partial?.publish()
             printLine(.object([
                 ("events", .number(String(report.events))), ("signedCheckpoints", .number(String(report.signedCheckpoints))),
                 ("rootHash", .string(report.merkleRoot)),
             ]))
-        } catch { fail(error) }
+        } catch {
+            partial?.discard()
+            fail(error)
+        }
     }
 }

@@ -45,42 +45,40 @@ public enum StoreBackup {
         dataDirectory: String, to destination: String, settings: DecisionSettings, allowMissingBlobs: Bool = false,
         attempts: Int = 3, afterSnapshot: () async -> Void = {}, logger: Logger
     ) async throws -> Report {
-        let parent = (destination as NSString).deletingLastPathComponent
-        let name = (destination as NSString).lastPathComponent
         let live = try ReadOnlyStore(directory: dataDirectory)
         let source = BlobStore(existing: dataDirectory)
         for attempt in 1...max(1, attempts) {
-            let partial = (parent.isEmpty ? "." : parent) + "/." + name + ".partial-" + RandomUUIDs.next()
+            // Private from the start: the files it receives keep the modes they have (blobs are
+            // world-readable in the data folder, which is itself kept private).
+            let partial = try PartialFolder(beside: destination)
             do {
-                // Private from the start: the files it receives keep the modes they have (blobs are
-                // world-readable in the data folder, which is itself kept private).
-                try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-                logger.info("backing up", metadata: ["partial": "\(partial)"])
-                var report = try await backUp(live, source, into: partial, settings: settings, afterSnapshot: afterSnapshot)
+                logger.info("backing up", metadata: ["partial": "\(partial.path)"])
+                var report = try await backUp(live, source, into: partial.path, settings: settings, afterSnapshot: afterSnapshot)
                 if !report.missingBlobs.isEmpty, !allowMissingBlobs {
                     throw StoreError(.io, "the store names blobs its folder lacks: \(report.missingBlobs.joined(separator: ", "))")
                 }
                 report.missingBlobs.sort()
-                try publish(partial, as: destination, dataDirectory: dataDirectory)
+                if let refusal = refusal(destination: destination, dataDirectory: dataDirectory) { throw StoreError(.io, refusal) }
+                try partial.publish()
                 return report
             } catch let retry as UploadEndedDuringBackup where attempt < attempts {
-                try? FileManager.default.removeItem(atPath: partial)
+                partial.discard()
                 logger.notice("starting the backup over", metadata: ["reason": "\(retry.description)"])
             } catch {
-                try? FileManager.default.removeItem(atPath: partial)
+                partial.discard()
                 throw error
             }
         }
         preconditionFailure("the last attempt returns or throws")
     }
 
-    /// Why a backup may not go to `destination`, or `nil` when it may: it must be new, or an empty
-    /// folder (not a link to one) on the file system of its parent (where the backup is built
-    /// before it is renamed into place), outside the data folder.
-    public static func refusal(destination: String, dataDirectory: String) -> String? {
+    /// Why a backup (or an LMDB copy) may not go to `destination`, or `nil` when it may: it must be
+    /// new, or an empty folder (not a link to one) on the file system of its parent (where it is
+    /// built before it is renamed into place, ``PartialFolder``), outside the data folder.
+    public static func refusal(destination: String, dataDirectory: String?) -> String? {
         var info = stat(), parentInfo = stat()
         let parent = (destination as NSString).deletingLastPathComponent
-        if let real = realpath(parent.isEmpty ? "." : parent, nil), let data = realpath(dataDirectory, nil) {
+        if let dataDirectory, let real = realpath(parent.isEmpty ? "." : parent, nil), let data = realpath(dataDirectory, nil) {
             defer { free(real); free(data) }
             let (inside, folder) = (String(cString: real) + "/", String(cString: data) + "/")
             if inside.hasPrefix(folder) { return "\(destination) is inside the data folder" }
@@ -88,7 +86,7 @@ public enum StoreBackup {
         guard lstat(destination, &info) == 0 else { return nil }
         guard (info.st_mode & S_IFMT) == S_IFDIR,
               (try? FileManager.default.contentsOfDirectory(atPath: destination).isEmpty) == true else {
-            return "\(destination) exists and is not an empty folder: a backup goes into a new one"
+            return "\(destination) exists and is not an empty folder: give a new one"
         }
         guard stat(parent.isEmpty ? "." : parent, &parentInfo) == 0, parentInfo.st_dev == info.st_dev else {
             return "\(destination) is a mount point: give a new folder inside it"
@@ -180,14 +178,6 @@ public enum StoreBackup {
         }
         try BlobStore.copyFile(source, length: nil, to: destination)
         return false
-    }
-
-    /// Renames the finished folder into place (over an empty one), and syncs its parent.
-    private static func publish(_ partial: String, as destination: String, dataDirectory: String) throws {
-        if let refusal = refusal(destination: destination, dataDirectory: dataDirectory) { throw StoreError(.io, refusal) }
-        guard rename(partial, destination) == 0 else { throw BlobStore.posixError("rename \(partial) to \(destination)") }
-        let parent = (destination as NSString).deletingLastPathComponent
-        try BlobStore.syncDirectory(parent.isEmpty ? "." : parent)
     }
 }
 

@@ -1,10 +1,18 @@
 import LogHashing
 public import UploadCore
 
-/// What the application layer needs of a store, whatever keeps it: LMDB (``Store``) now, and
-/// PostgreSQL later. The store owns the storage layout; callers speak commands, events and the
-/// typed projection state.
-public protocol EventStore: Sendable {
+/// What reads a store's snapshots: an open store, or one opened read-only (``ReadOnlyStore``).
+public protocol SnapshotReading: Sendable {
+    /// Runs `body` against one consistent snapshot of the log and the projections.
+    func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T
+}
+
+extension ReadOnlyStore: SnapshotReading {}
+
+/// What the application layer needs of a store, whatever keeps it: LMDB (``Store``) or
+/// PostgreSQL (``PostgresStore``). The store owns the storage layout; callers speak commands,
+/// events and the typed projection state.
+public protocol EventStore: SnapshotReading {
     /// The settings the store decides commands with.
     var settings: DecisionSettings { get }
     /// The store's clock, for what callers stamp themselves (a token's expiry, a sweep's id).
@@ -15,9 +23,6 @@ public protocol EventStore: Sendable {
     /// projections and commits. Each result is answered once its commit is durable: the command's
     /// outcome, its refusal (``CommandError``, nothing written), or the store's failure.
     func append(_ submissions: [CommandSubmission]) async -> [Result<CommandOutcome, any Error>]
-
-    /// Runs `body` against one consistent snapshot of the log and the projections.
-    func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T
 
     /// Waits until an event after `position` commits, or `timeout` passes (the caller then reads
     /// again, to see what another process appended). - Returns: `false` once followers were

@@ -20,9 +20,13 @@ public enum StoreCopy {
     /// Events per read snapshot of the source and per transaction of the destination.
     static let batch = 5_000
 
+    /// A copy is whole only once this returns. Until then a PostgreSQL destination is marked as an
+    /// unfinished copy, which no store opens (a crash part way must not leave a log that looks
+    /// whole but stops short, then grows from there); an LMDB one is built beside its place by
+    /// the command, and renamed into it once finished.
     /// - Throws: ``StoreError`` `.io` when the destination already holds events, or when the
     ///   copy's root differs from the source's (the destination keeps what it wrote: remove it).
-    public static func copy(from source: any EventStore, to destination: any EventStore, progress: ((UInt64, UInt64) -> Void)? = nil) throws -> Report {
+    public static func copy(from source: any SnapshotReading, to destination: any EventStore, progress: ((UInt64, UInt64) -> Void)? = nil) throws -> Report {
         guard let importer = destination as? any RecordImporting else { throw StoreError(.io, "this store cannot take a copy") }
         guard try destination.read({ try $0.lastPosition() == 0 && $0.latestSignedCheckpoint() == nil }) else {
             throw StoreError(.io, "the destination already holds events or signed checkpoints; copy into a new store")
@@ -50,6 +54,7 @@ public enum StoreCopy {
         guard sourceRoot == copiedRoot, try destination.read({ try $0.lastPosition() }) == size else {
             throw StoreError(.corrupt, "the copy's Merkle root differs from the source's; remove the copy and look at the source with upload-replay")
         }
+        try importer.finishImport()
         return Report(events: size, signedCheckpoints: checkpoints.count, merkleRoot: Hex.encode(sourceRoot))
     }
 }
@@ -57,12 +62,15 @@ public enum StoreCopy {
 /// What a store offers ``StoreCopy`` as a destination: records appended as they are, not decided.
 protocol RecordImporting: EventStore {
     /// Appends `records` at the positions after `tail`, extending the Merkle tree, in one durable
-    /// transaction. - Throws: when the log's tail is not `tail`.
+    /// transaction; the first batch (after 0) marks the store as an unfinished copy, where that is
+    /// how a copy is kept from opening (PostgreSQL). - Throws: when the log's tail is not `tail`.
     func importRecords(_ records: [[UInt8]], after tail: UInt64) throws
     /// Keeps checkpoints another store of this log signed.
     func importCheckpoints(_ checkpoints: [SignedCheckpoint]) throws
     /// Brings the projections to the log's tail.
     func buildProjections() throws
+    /// Takes away the unfinished copy's mark: the copy is whole, and opens.
+    func finishImport() throws
 }
 
 extension Store: RecordImporting {
@@ -84,6 +92,9 @@ extension Store: RecordImporting {
     }
 
     func buildProjections() throws { try ProjectionCatchUp.run(environment, schema, projections) }
+
+    /// Nothing: an LMDB copy is built beside its place and renamed into it once whole.
+    func finishImport() throws {}
 }
 
 extension PostgresStore: RecordImporting {
@@ -91,6 +102,7 @@ extension PostgresStore: RecordImporting {
         try withConnection { connection in
             try PostgresLog.underAppendLock(connection) {
                 guard (try PostgresLog.tail(connection)?.position ?? 0) == tail else { throw StoreError(.io, "the log moved while being copied into") }
+                if tail == 0 { try PostgresLog.markUnfinishedCopy(connection) }
                 var write = PostgresWriteTransaction(connection: connection, tail: tail)
                 for (offset, record) in records.enumerated() { try write.append(record: record, at: tail + UInt64(offset) + 1) }
                 try write.flush(projectionsAt: nil)
@@ -106,5 +118,9 @@ extension PostgresStore: RecordImporting {
 
     func buildProjections() throws {
         try withConnection { try PostgresProjectionRebuild.runIfNeeded($0, logger: configuration.logger) }
+    }
+
+    func finishImport() throws {
+        try withConnection { try PostgresLog.clearUnfinishedCopy($0) }
     }
 }

@@ -16,7 +16,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from conftest import ROOT, database
+from conftest import BIN, ROOT, database
 from test_attacks import TARGET, Served, post
 from test_crash import Ledger, check, client, work
 from test_feeds import Follower, get_json_lines
@@ -208,3 +208,55 @@ def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
         for args in (["--data-dir", back_dir], ["--data-dir", data_dir, "--database-url", url]):
             replay = lmdb.tool("upload-replay", *args)
             assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_copy_store_refuses_a_wrong_source_or_destination_before_writing_anything():
+    with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as other, database() as url:
+        lmdb = Served(data_dir)
+        try:
+            client(lmdb.endpoint).create_repository(repositoryName="copy/app")
+        finally:
+            assert lmdb.stop() == 0
+
+        def copy_store(*args):
+            return lmdb.tool("upload-coordinator", "copy-store", *args)
+
+        missing = os.path.join(other, "misspelled")
+        out = copy_store("--from-data-dir", missing, "--to-database-url", url)
+        assert out.returncode != 0 and "holds no store" in out.stderr, out.stderr
+        assert not os.path.exists(missing), "a source is only read: nothing is made where it was named"
+        tables = subprocess.run(["psql", url, "-tAc", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"],
+                                capture_output=True, text=True, check=True)
+        assert tables.stdout.strip() == "0", "the destination was neither migrated nor written"
+
+        taken = os.path.join(other, "taken")
+        os.mkdir(taken)
+        with open(os.path.join(taken, "keep"), "w") as f:
+            f.write("an operator's file")
+        out = copy_store("--from-data-dir", data_dir, "--to-data-dir", taken)
+        assert out.returncode != 0 and "not an empty folder" in out.stderr, out.stderr
+        assert os.listdir(taken) == ["keep"] and sorted(os.listdir(other)) == ["taken"], os.listdir(other)
+
+
+def test_a_database_holding_an_unfinished_copy_is_opened_by_nothing():
+    """copy-store marks a PostgreSQL destination until the copy is whole (its log could stop short
+    of the source's, then grow from there): serve and upload-replay refuse it while it is marked."""
+    with tempfile.TemporaryDirectory() as data_dir, database() as url:
+        lmdb = Served(data_dir)
+        try:
+            client(lmdb.endpoint).create_repository(repositoryName="copy/app")
+        finally:
+            assert lmdb.stop() == 0
+        copied = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", url)
+        assert copied.returncode == 0, copied.stderr
+        marks = ["psql", url, "-tAc", "SELECT count(*) FROM projection_state WHERE name = 'copy_store_unfinished'"]
+        assert subprocess.run(marks, capture_output=True, text=True, check=True).stdout.strip() == "0", "a whole copy is unmarked"
+
+        # as a copy that died part way leaves it
+        subprocess.run(["psql", url, "-qc", "INSERT INTO projection_state VALUES ('copy_store_unfinished', 1)"], check=True)
+        serve = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--database-url", url, "--port", "0",
+                                "--allow-anonymous"], capture_output=True, text=True, timeout=60)
+        assert serve.returncode != 0 and "did not finish" in serve.stderr, serve.stderr
+        replay = lmdb.tool("upload-replay", "--data-dir", data_dir, "--database-url", url)
+        assert replay.returncode == 3 and "did not finish" in replay.stdout + replay.stderr, replay.stdout + replay.stderr
+

@@ -97,6 +97,25 @@ enum PostgresLog {
         return rows.bytes(0, 0)
     }
 
+    /// `copy-store` writing into this database has not finished (`projection_state`'s
+    /// `copy_store_unfinished`): its log may stop short of the source's, so no store opens it.
+    static let unfinishedCopyMark = "copy_store_unfinished"
+
+    static func markUnfinishedCopy(_ connection: PostgresConnection) throws {
+        _ = try connection.query("INSERT INTO projection_state (name, value) VALUES ($1, 1) ON CONFLICT (name) DO NOTHING", [.text(unfinishedCopyMark)])
+    }
+
+    static func clearUnfinishedCopy(_ connection: PostgresConnection) throws {
+        _ = try connection.query("DELETE FROM projection_state WHERE name = $1", [.text(unfinishedCopyMark)])
+    }
+
+    /// - Throws: ``StoreError`` `.corrupt` when the database holds an unfinished copy.
+    static func refuseUnfinishedCopy(_ connection: PostgresConnection) throws {
+        guard try connection.query("SELECT 1 FROM projection_state WHERE name = $1", [.text(unfinishedCopyMark)]).count == 0 else {
+            throw StoreError(.corrupt, "this database holds a copy-store that did not finish (its log may stop short of its source's): drop it, and copy again")
+        }
+    }
+
     /// The position of the last leaf under node (`level`, `index`): its key with its level.
     static func lastLeaf(_ level: UInt8, _ index: UInt64) -> UInt64 { (index + 1) << UInt64(level) }
 

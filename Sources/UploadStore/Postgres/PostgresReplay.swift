@@ -21,6 +21,7 @@ extension Replayer {
             let status = try PostgresMigrations.status(connection)
             guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate --database-url …`") }
             try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+                do { try PostgresLog.refuseUnfinishedCopy(connection) } catch { throw Failure.unusable("\(error)") }
                 try verify(connection, checkpointKey: checkpointKey, into: &report, progress: progress)
             }
         } catch let failure as Failure {

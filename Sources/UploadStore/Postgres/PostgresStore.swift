@@ -43,6 +43,7 @@ public final class PostgresStore: EventStore {
                     throw StoreError(.migration, error.description)
                 }
             }
+            try PostgresLog.refuseUnfinishedCopy(connection)
             try PostgresProjectionRebuild.runIfNeeded(connection, logger: configuration.logger)
             notifier.committed(upTo: try PostgresLog.tail(connection)?.position ?? 0)
         }
@@ -140,5 +141,16 @@ public final class PostgresStore: EventStore {
     /// The migrations recorded in the database at `url`, in the order applied, read without migrating.
     public static func appliedMigrations(url: String) throws -> [String] {
         try PostgresMigrations.applied(try PostgresConnection(url: url))
+    }
+
+    /// Whether the database holds events or signed checkpoints, read without migrating it (a
+    /// database named by mistake may be a store an older binary still serves).
+    public static func holdsALog(url: String) throws -> Bool {
+        let connection = try PostgresConnection(url: url)
+        for table in ["events", "signed_checkpoints"] {
+            let exists = try connection.query("SELECT to_regclass($1) IS NOT NULL", [.text(table)]).text(0, 0) == "t"
+            if exists, try connection.query("SELECT 1 FROM \(table) LIMIT 1").count > 0 { return true }
+        }
+        return false
     }
 }
