@@ -52,7 +52,9 @@ public struct StoreMigrator: Sendable {
         if let last { precondition(identifiers.contains(last), "unknown migration \(last)") }
         var appliedNow: [String] = []
         for (index, identifier) in identifiers.enumerated() {
-            let applied: Bool = try environment.write { txn in
+            // A migration that copies a table may need more map than a store opened at its size
+            // has (a store past the initial map reopens with it exactly full): grow, and again.
+            let applied: Bool = try environment.writeGrowingTheMap { txn in
                 let status = try status(txn)
                 if case .superseded(let unknown) = status { throw MigrationError.superseded(unknown) }
                 guard try !appliedIdentifiers(txn).contains(identifier) else { return false }

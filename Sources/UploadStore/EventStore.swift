@@ -98,6 +98,9 @@ public protocol StoreSnapshot: ProjectionState {
     /// The hash of the Merkle tree's complete subtree (`level`, `index`) (``MerkleTree``): every
     /// one over the log's events is kept.
     func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8]
+    /// The hashes of the consecutive complete subtrees (`level`, i) for each i in `indices` (a
+    /// hash tile's): one read where a backend pays per round trip.
+    func merkleNodes(level: UInt8, indices: Range<UInt64>) throws -> [[UInt8]]
     /// The newest checkpoint the log signed (``EventStore/keep(_:)``), if any.
     func latestSignedCheckpoint() throws -> SignedCheckpoint?
     /// Every checkpoint the log signed, smallest tree first.
@@ -151,5 +154,11 @@ public struct StoreCursor: Sendable, Equatable {
     public init?(text: String) {
         guard text.utf8.count <= 1024, let key = Hex.decode(text), !key.isEmpty else { return nil }
         self.key = key
+    }
+}
+
+extension StoreSnapshot {
+    public func merkleNodes(level: UInt8, indices: Range<UInt64>) throws -> [[UInt8]] {
+        try indices.map { try merkleNode(level: level, index: $0) }
     }
 }

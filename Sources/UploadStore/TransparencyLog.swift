@@ -40,7 +40,9 @@ extension StoreSnapshot {
         guard let leaves = address.leaves, leaves.upperBound <= (try lastPosition()) else { return nil }
         switch address.kind {
         case .hashes:
-            return try address.nodes.flatMap { try merkleNode(level: $0.level, index: $0.index) }
+            let nodes = address.nodes
+            guard let first = nodes.first else { return [] }
+            return try merkleNodes(level: first.level, indices: first.index..<first.index + UInt64(nodes.count)).flatMap { $0 }
         case .entries, .wideEntries:
             let first = leaves.lowerBound + 1
             let records = try eventRecords(from: first, count: address.width)

@@ -116,6 +116,17 @@ enum PostgresLog {
         }
     }
 
+    /// A hash tile's nodes in one round trip (256 point reads of the primary key, not 256 queries).
+    static func merkleNodes(_ connection: PostgresConnection, level: UInt8, indices: Range<UInt64>) throws -> [MerkleTree.Hash] {
+        let lastLeaves = PostgresArray(of: .int8, indices.lazy.map { .position(lastLeaf(level, $0)) })
+        let rows = try connection.query(
+            "SELECT hash FROM merkle_nodes WHERE level = $1 AND last_leaf = ANY($2) ORDER BY last_leaf", [.int16(Int16(level)), .array(lastLeaves)])
+        guard rows.count == indices.count, (0..<rows.count).allSatisfy({ rows.bytes($0, 0).count == 32 }) else {
+            throw StoreError(.corrupt, "the Merkle tree lacks a node of level \(level) with an index in \(indices.lowerBound)..<\(indices.upperBound)")
+        }
+        return (0..<rows.count).map { rows.bytes($0, 0) }
+    }
+
     /// The position of the last leaf under node (`level`, `index`): its key with its level.
     static func lastLeaf(_ level: UInt8, _ index: UInt64) -> UInt64 { (index + 1) << UInt64(level) }
 

@@ -12,6 +12,7 @@ struct PostgresSnapshot: StoreSnapshot {
     func events(after position: UInt64, limit: Int) throws -> [EventEnvelope] { try PostgresLog.events(connection, after: position, limit: limit) }
     func eventRecords(from position: UInt64, count: Int) throws -> [[UInt8]] { try PostgresLog.records(connection, from: position, count: count) }
     func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8] { try PostgresLog.merkleNode(connection, level: level, index: index) }
+    func merkleNodes(level: UInt8, indices: Range<UInt64>) throws -> [[UInt8]] { try PostgresLog.merkleNodes(connection, level: level, indices: indices) }
     func latestSignedCheckpoint() throws -> SignedCheckpoint? { try PostgresLog.latestSignedCheckpoint(connection) }
     func signedCheckpoints() throws -> [SignedCheckpoint] { try PostgresLog.signedCheckpoints(connection) }
 
