@@ -16,7 +16,10 @@ import UploadStore
 ///    names the active uploads (with the bytes the log records for each) and the blobs it serves.
 /// 4. Blobs are immutable, so each is hard-linked (copied when the backup is on another file
 ///    system). Staging files change, and a link would let the restored server's start-up cut the
-///    live file, so the recorded bytes of each are copied through the descriptor of step 1.
+///    live file, so the recorded bytes of each are copied: from the file under its name now (which
+///    may have replaced the one of step 1, when a refused completion unshared it from its blob),
+///    or, removed since, through the descriptor of step 1 or from its completion's blob
+///    (``StagingDescriptors/file(_:holding:)``).
 /// 5. Everything is synced and the folder renamed into place last, so an interrupted backup
 ///    leaves only a hidden `.NAME.partial-…` folder beside it, never one that looks complete.
 public enum StoreBackup {
@@ -195,6 +198,12 @@ final class StagingDescriptors {
             var info = stat()
             return fstat(descriptor, &info) == 0 ? UInt64(info.st_size) : 0
         }
+
+        /// The names the file has now (0 once removed).
+        var links: UInt64 {
+            var info = stat()
+            return fstat(descriptor, &info) == 0 ? UInt64(info.st_nlink) : 1
+        }
     }
 
     /// Descriptors left free for the copy itself (LMDB, the copy opened as a store, blobs, keys).
@@ -217,15 +226,21 @@ final class StagingDescriptors {
         }
     }
 
-    /// A descriptor of the upload's staged bytes holding at least `length` of them: the one from
-    /// before the snapshot, or else the file under the name now (a staging file replaced since,
-    /// when a refused completion unshared it from its blob, or one that appeared after step 1);
-    /// `nil` when neither holds them.
+    /// A descriptor of the upload's staged bytes holding at least `length` of them (the length the
+    /// snapshot records); `nil` when none can be trusted to, and the caller looks for the blob its
+    /// completion made.
+    /// - The file under the name now, first: nothing writes below an upload's recorded length, so
+    ///   its first `length` bytes are the recorded ones, even when it replaced the file of step 1
+    ///   (a refused completion unshares a staging file that is also a blob).
+    /// - Else, removed since, the one from step 1 if it has no name left: it was the staging file
+    ///   until it was removed. One that still has a name was replaced, and is a blob now.
     func file(_ uploadId: String, holding length: UInt64) -> Held? {
-        if let file = held[uploadId], file.size >= length { return file }
-        guard let file = Held(path: folder + "/" + uploadId) else { return nil }
-        if let previous = held.updateValue(file, forKey: uploadId) { _ = Glibc.close(previous.descriptor) }
-        return file.size >= length ? file : nil
+        if let current = Held(path: folder + "/" + uploadId) {
+            if let previous = held.updateValue(current, forKey: uploadId) { _ = Glibc.close(previous.descriptor) }
+            return current.size >= length ? current : nil
+        }
+        if let file = held[uploadId], file.size >= length, file.links == 0 { return file }
+        return nil
     }
 
     /// Opens `path` (a blob, standing for the upload's staging) and holds it as the upload's.
