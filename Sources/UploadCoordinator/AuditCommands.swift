@@ -90,7 +90,7 @@ struct AuditVerifyProof: ParsableCommand {
         commandName: "verify-proof", abstract: "Check an inclusion proof offline (no store needed); exit 0 only when it holds.")
 
     @Option(help: "The proof, as printed by `audit proof` (- for standard input).") var file: String
-    @Option(help: "A root you recorded earlier for the same tree size; the proof must lead to it.") var trustedRoot: String?
+    @Option(help: "A root you recorded earlier for the same tree size (or a signed checkpoint's); the proof must lead to it. Without it, only the proof's own consistency is checked.") var trustedRoot: String?
 
     func run() throws {
         let text: String
@@ -103,7 +103,13 @@ struct AuditVerifyProof: ParsableCommand {
         do {
             let proof = try InclusionProof(json: text)
             let event = try proof.verify(trustedRoot: trustedRoot)
-            print("OK: the \(event.event.type.name) at position \(proof.position) is in the log of \(proof.treeSize) events with root \(proof.rootHash)")
+            if trustedRoot != nil {
+                print("OK: the \(event.event.type.name) at position \(proof.position) is in the log of \(proof.treeSize) events with root \(proof.rootHash)")
+            } else {
+                // Anyone can make a proof that leads to a root of their own: only a root known
+                // otherwise ties it to this log.
+                print("OK: the \(event.event.type.name) at position \(proof.position) is in the tree of \(proof.treeSize) events with root \(proof.rootHash), the root the proof itself names: it proves the event is in the log only once that root is one you trust (--trusted-root, or a signed checkpoint's of that size)")
+            }
             printLine(event.json)
         } catch {
             FileHandle.standardError.write(Data("FAILED: \(error)\n".utf8))

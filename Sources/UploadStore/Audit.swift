@@ -31,14 +31,17 @@ public struct InclusionProof: Sendable, Equatable {
         self.record = record
     }
 
+    /// The members as `audit proof` prints them. Decoded strictly: a position of `-1`, `1.9` or
+    /// `true` is no position (a lenient number reader would take them as others).
+    private struct Wire: Decodable {
+        let position: UInt64, treeSize: UInt64, rootHash: String, leafHash: String, path: [String], record: String
+    }
+
     public init(json text: String) throws {
-        guard let o = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-              let position = (o["position"] as? NSNumber)?.uint64Value, let treeSize = (o["treeSize"] as? NSNumber)?.uint64Value,
-              let rootHash = o["rootHash"] as? String, let leafHash = o["leafHash"] as? String,
-              let path = o["path"] as? [String], let record = o["record"] as? String else {
-            throw ProofRejected("not an inclusion proof: it needs position, treeSize, rootHash, leafHash, path and record")
+        guard let o = try? JSONDecoder().decode(Wire.self, from: Data(text.utf8)) else {
+            throw ProofRejected("not an inclusion proof: it needs position and treeSize (whole numbers), rootHash, leafHash, path and record")
         }
-        self.init(position: position, treeSize: treeSize, rootHash: rootHash, leafHash: leafHash, path: path, record: record)
+        self.init(position: o.position, treeSize: o.treeSize, rootHash: o.rootHash, leafHash: o.leafHash, path: o.path, record: o.record)
     }
 
     /// Checks the proof without the store: the record decodes as an event, hashes to the leaf,
@@ -50,7 +53,7 @@ public struct InclusionProof: Sendable, Equatable {
         guard let bytes = Data(base64Encoded: record).map(Array.init) else { throw fail("the record is not base64") }
         let envelope: EventEnvelope
         do { envelope = try EventEnvelope(position: position, decoding: bytes) } catch { throw fail("the record does not decode: \(error)") }
-        guard Hex.encode(MerkleTree.leafHash(position: position, record: bytes)) == leafHash else {
+        guard Hex.encode(MerkleTree.leafHash(position: position, record: bytes)) == leafHash.lowercased() else {
             throw fail("the record does not hash to the leaf hash")
         }
         guard let leaf = Hex.decode(leafHash), let root = Hex.decode(rootHash),
@@ -60,7 +63,7 @@ public struct InclusionProof: Sendable, Equatable {
         guard position >= 1, MerkleTree.verifyInclusion(leafHash: leaf, index: position - 1, size: treeSize, path: steps, root: root) else {
             throw fail("the path does not lead from the leaf to the root")
         }
-        if let trustedRoot, trustedRoot.lowercased() != rootHash {
+        if let trustedRoot, trustedRoot.lowercased() != rootHash.lowercased() {
             throw fail("the root \(rootHash) is not the trusted root \(trustedRoot)")
         }
         return envelope

@@ -201,6 +201,20 @@ struct CommandLineTests {
         let verified = try coordinator("audit", "verify-proof", "--file", proofFile, "--trusted-root", root["rootHash"] as! String)
         #expect(verified.status == 0 && verified.lines[0].hasPrefix("OK: the UploadInitiated at position 4"), "\(verified.stderr)")
 
+        let untrusted = try coordinator("audit", "verify-proof", "--file", proofFile)
+        #expect(untrusted.status == 0 && untrusted.lines[0].contains("the root the proof itself names"), "without a trusted root, it says what it did not prove")
+        var shouted = try json(proof.lines[0])
+        shouted["rootHash"] = (shouted["rootHash"] as! String).uppercased()
+        try JSONSerialization.data(withJSONObject: shouted).write(to: URL(fileURLWithPath: proofFile))
+        #expect(try coordinator("audit", "verify-proof", "--file", proofFile, "--trusted-root", root["rootHash"] as! String).status == 0, "hex in either case")
+        for lenient: Any in [-1, 4.5, true] {
+            var bent = try json(proof.lines[0])
+            bent["position"] = lenient
+            try JSONSerialization.data(withJSONObject: bent).write(to: URL(fileURLWithPath: proofFile))
+            let read = try coordinator("audit", "verify-proof", "--file", proofFile)
+            #expect(read.status == 1 && read.stderr.contains("not an inclusion proof"), "position \(lenient)")
+        }
+
         var forged = try json(proof.lines[0])
         forged["position"] = 3
         try JSONSerialization.data(withJSONObject: forged).write(to: URL(fileURLWithPath: proofFile))
