@@ -173,14 +173,14 @@ public struct BlobStore: BlobStorage {
     }
 
     /// Copies the first `length` bytes of `source` (all of it when `nil`) to a new file, synced,
-    /// with the source's permissions (so that a key copied stays private).
-    static func copyFile(_ source: String, length: UInt64?, to destination: String) throws {
+    /// with `mode`, or the source's permissions when `nil`.
+    static func copyFile(_ source: String, length: UInt64?, to destination: String, mode: mode_t? = nil) throws {
         var info = stat()
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw posixError("open \(source)") }
         defer { close(input) }
         guard fstat(input, &info) == 0 else { throw posixError("stat \(source)") }
-        try copyFile(from: input, named: source, length: length ?? UInt64(info.st_size), to: destination, mode: info.st_mode & 0o777)
+        try copyFile(from: input, named: source, length: length ?? UInt64(info.st_size), to: destination, mode: mode ?? info.st_mode & 0o777)
     }
 
     /// Copies the first `length` bytes read from `input` (the file `name`) to a new file, synced.

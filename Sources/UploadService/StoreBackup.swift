@@ -135,7 +135,8 @@ public enum StoreBackup {
             report.stagedBytes += length
         }
         for name in keptFiles where FileManager.default.fileExists(atPath: source.directory + "/" + name) {
-            try BlobStore.copyFile(source.directory + "/" + name, length: nil, to: partial + "/" + name)
+            // Secrets: private in the backup, whatever the source file's mode had become.
+            try BlobStore.copyFile(source.directory + "/" + name, length: nil, to: partial + "/" + name, mode: 0o600)
         }
         let folders = [partial + "/staging", partial + "/blobs", partial + "/projections", partial]
         for directory in DigestAlgorithm.allCases.map({ partial + "/blobs/" + $0.rawValue }) + folders {
