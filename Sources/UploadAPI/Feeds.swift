@@ -11,8 +11,11 @@ import UploadStore
 /// projections, each with the position it reflects.
 extension ECRPublicService {
     static let pageLimit = 10_000
-    /// Events read and encoded per slice of a feed.
+    /// Events read and encoded per slice of a feed, at most.
     static let sliceEvents = 256
+    /// A slice ends early once its events' records hold this many bytes: a run of large events
+    /// (manifests of up to 4 MiB) costs each reader a few of them at a time, not 256.
+    static let sliceBytes = 1 << 20
 
     /// Where feeds read and encode the log: one thread of its own at a lower priority, so that no
     /// number of readers catching up takes the cooperative pool or the event loops from API
@@ -30,7 +33,7 @@ extension ECRPublicService {
     func feedSlice(after position: UInt64, limit: Int) async throws -> (ByteBuffer, last: UInt64) {
         let store = self.store
         return try await Self.feedPool.runIfActive {
-            let events = try store.read { try $0.events(after: position, limit: limit) }
+            let events = try store.read { try $0.events(after: position, limit: limit, byteBudget: Self.sliceBytes) }
             var buffer = ByteBuffer()
             for envelope in events {
                 buffer.writeBytes(envelope.json.utf8)

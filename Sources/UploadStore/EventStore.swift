@@ -161,4 +161,25 @@ extension StoreSnapshot {
     public func merkleNodes(level: UInt8, indices: Range<UInt64>) throws -> [[UInt8]] {
         try indices.map { try merkleNode(level: level, index: $0) }
     }
+
+    /// Up to `limit` events after `position`, ending early (after at least one) once their records
+    /// hold `byteBudget` bytes: an `ImagePushed` carries a manifest of up to 4 MiB, so a reader of
+    /// a run of them holds a few at a time, not `limit`. Records are read 16 at a time.
+    public func events(after position: UInt64, limit: Int, byteBudget: Int) throws -> [EventEnvelope] {
+        var events: [EventEnvelope] = [], bytes = 0
+        guard position < UInt64.max else { return events }
+        var next = position + 1
+        while events.count < limit, bytes < byteBudget {
+            let asked = min(16, limit - events.count)
+            let records = try eventRecords(from: next, count: asked)
+            for record in records {
+                guard bytes < byteBudget else { break }
+                events.append(try EventLog.decode(position: next, record[...]))
+                bytes += record.count
+                next += 1
+            }
+            if records.count < asked { break }  // the log's tail
+        }
+        return events
+    }
 }

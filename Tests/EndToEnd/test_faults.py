@@ -47,7 +47,8 @@ def fill(path):
 
 
 def test_full_disk_answers_server_exception_corrupts_nothing_and_recovers(small_disk):
-    server = Server(small_disk)
+    # No reserve (--reserved-disk-bytes, tested on its own): the disk itself must fill here.
+    server = Server(small_disk, "--reserved-disk-bytes", "0")
     try:
         ecr = client(server)
         ecr.create_repository(repositoryName="disk/app")
@@ -101,3 +102,24 @@ def test_reader_slots_of_killed_processes_are_cleared_at_open():
         holders[3].wait()
         assert status == 0
         assert "readers.cleared=3" in log, log
+
+
+def test_the_disk_reserve_stops_a_chunk_part_way_on_a_real_small_disk(small_disk):
+    """With 16 MiB of the 24 MiB disk reserved, a 12 MiB chunk is refused part way (429
+    TOOMANYREQUESTS), its bytes cut back and nothing recorded; a chunk that fits is taken."""
+    from test_registry_api import Registry, assert_error, login_password, patch, start_upload
+    server = Server(small_disk, "--reserved-disk-bytes", str(16 * MIB))
+    try:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="disk/app")
+        reg = Registry(server, auth=("AWS", login_password(ecr)))
+        location = start_upload(reg, "disk/app")
+        before = len(server.events())
+        assert_error(patch(reg, location, os.urandom(12 * MIB), 0), 429, "TOOMANYREQUESTS")
+        assert len(server.events()) == before, "nothing recorded"
+        staging = os.path.join(small_disk, "staging")
+        assert all(os.path.getsize(os.path.join(staging, name)) == 0 for name in os.listdir(staging) if not name.startswith(".")), \
+            "what was staged before the reserve was reached is cut back"
+        assert patch(reg, location, os.urandom(MIB), 0).status_code == 202
+    finally:
+        assert server.stop() == 0

@@ -223,7 +223,7 @@ extension ECRPublicService {
                     let from = position
                     let (events, size, root) = try await Self.feedPool.runIfActive {
                         try store.read { snapshot in
-                            let events = try snapshot.events(after: from, limit: Self.sliceEvents)
+                            let events = try snapshot.events(after: from, limit: Self.sliceEvents, byteBudget: Self.sliceBytes)
                             let size = events.last?.position ?? from
                             return (events, size, events.isEmpty ? nil : Hex.encode(try snapshot.rootHash(size: size)))
                         }

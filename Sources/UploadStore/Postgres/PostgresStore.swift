@@ -2,6 +2,7 @@ import Foundation
 import LMDBKit
 import Logging
 import PostgresKit
+import Synchronization
 import UploadMigrations
 public import UploadCore
 
@@ -22,6 +23,11 @@ public final class PostgresStore: EventStore {
     private let listener: PostgresListener
     private let leadership: PostgresLeadership
     private let closing = Once()
+    /// The projections' row counts and when they were read: `/metrics` is open to anyone, and a
+    /// count is a scan of `projection_entries`, so scrapes in a loop read it at most once per
+    /// ``countsInterval`` (the log's position and lag are always read fresh).
+    private let counts = Mutex<(read: ContinuousClock.Instant, activeSessions: Int, repositories: Int, images: Int)?>(nil)
+    static let countsInterval = Duration.seconds(5)
 
     /// Opens the store at `url`: applies pending migrations under their advisory lock (unless
     /// `configuration.migrateOnOpen` is off), rebuilds the projections if their layout changed,
@@ -98,13 +104,19 @@ public final class PostgresStore: EventStore {
     public func statistics() throws -> StoreStatistics {
         try read { snapshot in
             let position = try snapshot.lastPosition()
-            let tables: [ProjectionTable] = [.activeUploads, .repositories, .images]
-            let counts = try (snapshot as! PostgresSnapshot).connection.query(
-                "SELECT count(*) FILTER (WHERE tbl = $1), count(*) FILTER (WHERE tbl = $2), count(*) FILTER (WHERE tbl = $3) FROM projection_entries WHERE tbl IN ($1, $2, $3)",
-                tables.map { .text($0.rawValue) })
+            let cached = counts.withLock { $0 }.flatMap { ContinuousClock.now - $0.read < Self.countsInterval ? $0 : nil }
+            let counted = try cached ?? {
+                let tables: [ProjectionTable] = [.activeUploads, .repositories, .images]
+                let rows = try (snapshot as! PostgresSnapshot).connection.query(
+                    "SELECT count(*) FILTER (WHERE tbl = $1), count(*) FILTER (WHERE tbl = $2), count(*) FILTER (WHERE tbl = $3) FROM projection_entries WHERE tbl IN ($1, $2, $3)",
+                    tables.map { .text($0.rawValue) })
+                let fresh = (read: ContinuousClock.now, activeSessions: Int(try rows.int64(0, 0)), repositories: Int(try rows.int64(0, 1)), images: Int(try rows.int64(0, 2)))
+                counts.withLock { $0 = fresh }
+                return fresh
+            }()
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try snapshot.checkpoint()),
-                activeSessions: Int(try counts.int64(0, 0)), repositories: Int(try counts.int64(0, 1)), images: Int(try counts.int64(0, 2)),
+                activeSessions: counted.activeSessions, repositories: counted.repositories, images: counted.images,
                 mapSizeBytes: 0, mapUsedBytes: 0, readers: 0, maxReaders: 0, projectionMapSizeBytes: 0, projectionMapUsedBytes: 0)
         }
     }

@@ -1,0 +1,30 @@
+import Testing
+@testable import UploadCore
+@testable import UploadStore
+import UploadTesting
+
+/// A feed's slice of the log ends at its count or once its records hold a byte budget, whichever
+/// comes first, always with at least one event, and never skips or repeats one.
+struct EventSliceTests {
+    @Test func aSlice_endsAtItsCountOrItsByteBudget_andReadsEveryEventOnce() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            for _ in 0..<40 { _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()) }
+            try store.read { snapshot in
+                let records = try snapshot.eventRecords(from: 1, count: 41)
+                #expect(records.count == 41)
+                #expect(try snapshot.events(after: 0, limit: 41, byteBudget: 1).map(\.position) == [1], "one event, however small the budget")
+                let firstThree = records[0..<3].reduce(0) { $0 + $1.count }
+                #expect(try snapshot.events(after: 0, limit: 41, byteBudget: firstThree).map(\.position) == [1, 2, 3])
+                #expect(try snapshot.events(after: 0, limit: 41, byteBudget: firstThree + 1).map(\.position) == [1, 2, 3, 4])
+                #expect(try snapshot.events(after: 5, limit: 20, byteBudget: .max).map(\.position) == Array(6...25), "the count, across reads of 16")
+                #expect(try snapshot.events(after: 30, limit: 100, byteBudget: .max).map(\.position) == Array(31...41), "up to the tail")
+                #expect(try snapshot.events(after: 30, limit: 100, byteBudget: .max) == snapshot.events(after: 30, limit: 100))
+                #expect(try snapshot.events(after: 41, limit: 10, byteBudget: .max).isEmpty)
+                #expect(try snapshot.events(after: .max, limit: 10, byteBudget: .max).isEmpty)
+            }
+        }
+    }
+}
