@@ -251,11 +251,16 @@ public final class ECRPublicService: Sendable {
             try registry.authority.access.checkRegistryWide(try principal(of: request, context: context), action: "ReadFeeds")
             return try await answer()
         } catch {
-            let api = APIError.from(error)
-            var response = Self.response(api.status, api.body, requestId: RandomUUIDs.next())
-            response.headers[Self.errorTypeHeader] = api.type
-            return response
+            return Self.errorResponse(error)
         }
+    }
+
+    /// `error` as an AWS-shaped answer to a GET.
+    static func errorResponse(_ error: any Error) -> Response {
+        let api = APIError.from(error)
+        var response = response(api.status, api.body, requestId: RandomUUIDs.next())
+        response.headers[errorTypeHeader] = api.type
+        return response
     }
 
     static func response(_ status: HTTPResponse.Status, _ body: JSONValue, requestId: String) -> Response {

@@ -28,6 +28,11 @@ enum ServeAuthentication {
             keys = try AccessKey.parse(try String(contentsOfFile: path, encoding: .utf8))
             source = path
         } else if let id = env["UPLOAD_COORDINATOR_ACCESS_KEY_ID"], let secret = env["UPLOAD_COORDINATOR_SECRET_ACCESS_KEY"] {
+            // An unset variable often arrives empty (compose, systemd): an empty secret would let
+            // anyone who knows the key id (the log records it) sign.
+            guard !id.isEmpty, !secret.isEmpty else {
+                throw ValidationError("UPLOAD_COORDINATOR_ACCESS_KEY_ID and UPLOAD_COORDINATOR_SECRET_ACCESS_KEY must not be empty")
+            }
             keys = [AccessKey(accessKeyId: id, secretAccessKey: secret)]
             source = "UPLOAD_COORDINATOR_ACCESS_KEY_ID"
         } else {

@@ -110,3 +110,18 @@ def test_serve_never_runs_open_by_accident():
             process.terminate()
             _, err = process.communicate(timeout=30)
         assert f"AWS_ACCESS_KEY_ID={key_id}" in err, "serve prints how to use the generated key"
+
+
+def test_an_empty_access_key_from_the_environment_is_refused_at_start():
+    """An unset variable often arrives empty (compose, systemd); an empty secret would let anyone
+    who knows the key id sign."""
+    import subprocess
+    import tempfile
+    from conftest import BIN
+    with tempfile.TemporaryDirectory() as data:
+        for key_id, secret in [("AKIDENV", ""), ("", "secret")]:
+            env = {k: v for k, v in os.environ.items() if k != "UPLOAD_COORDINATOR_CREDENTIALS"}
+            env.update(UPLOAD_COORDINATOR_ACCESS_KEY_ID=key_id, UPLOAD_COORDINATOR_SECRET_ACCESS_KEY=secret)
+            out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
+                                 env=env, capture_output=True, text=True, timeout=60)
+            assert out.returncode != 0 and "must not be empty" in out.stderr, (key_id, secret, out.stderr)

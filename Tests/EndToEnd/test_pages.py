@@ -244,9 +244,12 @@ def test_hostile_catalog_text_neither_runs_nor_renders_as_markup(browser):
 def test_access_cookies_headers_and_private_pulls(tmp_path):
     with serving("--private-pulls") as server:
         ecr = client(server)
-        ecr.create_repository(repositoryName="private/app", catalogData={"description": "secret plans"})
+        created = ecr.create_repository(repositoryName="private/app", catalogData={"description": "secret plans", "logoImageBlob": png()})
+        logo = created["catalogData"]["logoUrl"]
         base = f"http://127.0.0.1:{server.port}"
         session = requests.Session()
+        # The logo too: not without a session or a signature, as the gallery's pages.
+        assert session.get(logo).status_code in (401, 403), "a private registry's logo is not open"
 
         # With --private-pulls, the gallery needs a sign-in too; nothing of it shows before.
         for path in ("/gallery/", "/gallery/repositories/private/app"):
@@ -270,6 +273,9 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
 
         page = session.get(base + "/gallery/repositories/private/app")
         assert page.status_code == 200 and "secret plans" in page.text
+        shown = session.get(logo)
+        assert shown.status_code == 200 and shown.content == png(), shown.status_code
+        assert shown.headers["Cache-Control"].startswith("private,"), "no shared cache keeps it for others"
         for path in ("/gallery/", "/gallery/audit", "/gallery/repositories/private/app", "/gallery/sign-in"):
             answer = session.get(base + path)
             assert answer.status_code == 200, path

@@ -80,16 +80,23 @@ extension ECRPublicService {
     }
 
     func addLogoRoute(to router: Router<APIRequestContext>) {
-        router.get("/logos/:registryId/:digest/**") { _, context in
-            try self.logo(
+        router.get("/logos/:registryId/:digest/**") { request, context in
+            // Under --private-pulls, as the gallery's pages: a page session, or a signed request;
+            // and then no shared cache may keep it for others.
+            let authority = self.registry.authority
+            let gated = authority.privatePulls && !authority.opensEverything
+            if gated, self.viewer(request) == nil {
+                do { _ = try self.principal(of: request, context: context) } catch { return Self.errorResponse(error) }
+            }
+            return try self.logo(
                 RepositoryRef(registryId: context.parameters.require("registryId"), repositoryName: context.parameters.getCatchAll().joined(separator: "/")),
-                digest: context.parameters.require("digest"))
+                digest: context.parameters.require("digest"), cachedBy: gated ? "private" : "public")
         }
     }
 
     /// The logo's bytes, with the image type its first bytes name; never sniffed or run by a
     /// browser as anything else.
-    private func logo(_ ref: RepositoryRef, digest: String) throws -> Response {
+    private func logo(_ ref: RepositoryRef, digest: String, cachedBy caches: String) throws -> Response {
         guard Validation.isRegistryDigest(digest), try service.read({ try $0.details(ref)?.logoImageDigest }) == digest,
               let size = service.storage.blobSize(digest), size <= RepositoryCatalogInput.largestLogoBytes else {
             return Response(status: .notFound, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "no such logo\n")))
@@ -100,7 +107,7 @@ extension ECRPublicService {
         return Response(
             status: .ok,
             headers: [
-                .contentType: Self.imageType(of: bytes), .cacheControl: "public, max-age=31536000, immutable",
+                .contentType: Self.imageType(of: bytes), .cacheControl: caches + ", max-age=31536000, immutable",
                 HTTPField.Name("X-Content-Type-Options")!: "nosniff", .contentSecurityPolicy: "default-src 'none'; sandbox",
             ],
             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
