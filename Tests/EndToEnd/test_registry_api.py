@@ -1063,6 +1063,23 @@ def test_private_pulls_refuse_anonymous_pulls():
         assert Registry(server, auth=("AWS", password))("GET", path).content == b"secret"
 
 
+def test_a_mount_without_from_reaches_only_repositories_the_token_may_pull():
+    """Under --private-pulls, a Bearer token scoped to one repository mounts no blob of another
+    without `from`, though its principal could read it: the client is sent to upload it (202)."""
+    with serving("--private-pulls") as server:
+        ecr = ecr_client(server)
+        for name in ("private/app", "private/other"):
+            ecr.create_repository(repositoryName=name)
+        basic_auth = ("AWS", login_password(ecr))
+        digest = push_blob(Registry(server, auth=basic_auth), "private/other", b"the other's secret")
+        scoped = Registry(server, auth=bearer(server, "repository:private/app:pull,push", auth=basic_auth))
+        answer = scoped("POST", "/v2/private/app/blobs/uploads/", params={"mount": digest})
+        assert answer.status_code == 202, answer.text
+        assert_error(scoped("GET", f"/v2/private/app/blobs/{digest}"), 404, "BLOB_UNKNOWN")
+        # with the principal's own credentials, the same mount is allowed
+        assert Registry(server, auth=basic_auth)("POST", "/v2/private/app/blobs/uploads/", params={"mount": digest}).status_code == 201
+
+
 def test_registry_push_is_recorded_as_oci_with_the_principal(server, ecr, reg, repo):
     body = push_image(reg, repo, "v1")
     details = ecr.describe_images(repositoryName=repo)["imageDetails"]

@@ -44,8 +44,11 @@ extension ECRPublicService {
             repository.isEmpty || marked == repository || marked == registryId + "/" + repository
         }
 
+        /// A principal as the table shows it (and so as an auditor types it back).
+        static func shown(principal: String?) -> String { principal ?? "anonymous" }
+
         func matches(_ metadata: RequestMetadata) -> Bool {
-            (principal.isEmpty || metadata.principal == principal) && (source == .any || AuditSource(metadata) == source)
+            (principal.isEmpty || Self.shown(principal: metadata.principal) == principal) && (source == .any || AuditSource(metadata) == source)
         }
 
         var query: String {
@@ -113,7 +116,7 @@ extension ECRPublicService {
         }
         return [
             "position": envelope.position, "recordedAt": Self.shown(envelope.recordedAt), "repository": repository,
-            "principal": envelope.metadata.principal ?? "anonymous", "source": AuditSource.describe(envelope.metadata), "uploadId": uploadId,
+            "principal": AuditFilter.shown(principal: envelope.metadata.principal), "source": AuditSource.describe(envelope.metadata), "uploadId": uploadId,
         ]
     }
 
@@ -166,7 +169,7 @@ extension ECRPublicService {
                 : "Not verified: a check below failed. The log does not prove that it holds this event.",
             "checks": checks.map { ["outcome": $0.0.rawValue, "text": $0.0.label + $0.1] },
             "eventType": envelope?.event.type.name ?? "–", "recordedAt": envelope.map { Self.shown($0.recordedAt) } ?? "–", "repository": repository,
-            "principal": metadata?.principal ?? "anonymous", "source": metadata.map(AuditSource.describe) ?? "–", "uploadId": uploadId as Any,
+            "principal": AuditFilter.shown(principal: metadata?.principal), "source": metadata.map(AuditSource.describe) ?? "–", "uploadId": uploadId as Any,
         ])
     }
 

@@ -47,7 +47,9 @@ extension RegistryFrontEnd {
 
     /// Whether the caller may read the blob `digest` from some repository of this registry that
     /// holds it: what a mount without `from` asks, so that it reaches no blob the caller could not
-    /// pull. Looks at up to 10,000 repositories; past that the client uploads the blob instead.
+    /// pull, by the repository's policy and by the call's credentials (a Bearer token pulls only
+    /// what its scopes name). Looks at up to 10,000 repositories; past that the client uploads
+    /// the blob instead.
     func mayRead(_ digest: String, _ call: Call) throws -> Bool {
         var after: String?
         for _ in 0..<10 {
@@ -57,6 +59,7 @@ extension RegistryFrontEnd {
                 }
             }
             for (name, holds, policyText) in page where holds {
+                guard (try? authenticate(call, for: (name, .pull))) != nil else { continue }
                 let ref = RepositoryRef(registryId: authority.registryId, repositoryName: name)
                 if (try? authority.access.check(call.principal, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicPulls: !authority.privatePulls)) != nil {
                     return true
