@@ -17,6 +17,9 @@ public struct BlobStore: BlobStorage {
     /// Free disk space that layer bytes never take: the log, on the same disk by default, still
     /// needs room to grow when pushers have filled the rest. 0 checks nothing. (``ensureRoom(for:)``)
     public var reservedDiskBytes: UInt64 = 0
+    /// The free bytes of the file system holding a folder (`nil` when it cannot be read): the
+    /// disk's own figure, unless a test stands in for the disk.
+    public var freeDiskBytes: @Sendable (String) -> UInt64? = BlobStore.freeBytes(of:)
     var staging: String { directory + "/staging" }
     /// The sha256 blobs, where hashed copies also wait to be committed (`.tmp-*`, on the same file
     /// system as every blob directory).
@@ -39,12 +42,17 @@ public struct BlobStore: BlobStorage {
     /// before each mebibyte, so concurrent ones may take a little of the reserve, never all of it.
     public func ensureRoom(for bytes: UInt64) throws {
         guard reservedDiskBytes > 0 else { return }
-        var disk = statvfs()
-        guard statvfs(directory, &disk) == 0 else { throw Self.posixError("statvfs \(directory)") }
-        let free = UInt64(disk.f_bavail).multipliedReportingOverflow(by: UInt64(disk.f_frsize))
-        guard !free.overflow, free.partialValue >= reservedDiskBytes, free.partialValue - reservedDiskBytes >= bytes else {
+        guard let free = freeDiskBytes(directory) else { throw Self.posixError("statvfs \(directory)") }
+        guard free >= reservedDiskBytes, free - reservedDiskBytes >= bytes else {
             throw CommandError(.limitExceeded, "The server's disk is nearly full; no more layer bytes are taken until space is freed")
         }
+    }
+
+    @Sendable public static func freeBytes(of folder: String) -> UInt64? {
+        var disk = statvfs()
+        guard statvfs(folder, &disk) == 0 else { return nil }
+        let free = UInt64(disk.f_bavail).multipliedReportingOverflow(by: UInt64(disk.f_frsize))
+        return free.overflow ? .max : free.partialValue
     }
 
     /// The file of a blob, for an `<algorithm>:<hex>` digest.

@@ -1047,6 +1047,38 @@ def test_token_of_another_server_is_refused(server, open_server, repo):
     assert_error(Registry(server, auth=token)("POST", f"/v2/{repo}/blobs/uploads/"), 401, "UNAUTHORIZED")
 
 
+def test_a_new_secret_revokes_passwords_and_keys_required_revoke_anonymous_tokens():
+    """Passwords are signed over their key's secret, so a key given a new secret loses them (a
+    restart with the same one does not); tokens minted under --allow-anonymous are nothing once
+    the server, restarted on the same folder, requires keys."""
+    import tempfile
+    from conftest import Server
+    with tempfile.TemporaryDirectory() as data:
+        def run(*flags, credentials="test test\n"):
+            server = Server(data, *flags, credentials=credentials)
+            return server
+
+        server = run()
+        password = login_password(ecr_client(server))
+        assert server.stop() == 0
+        server = run()
+        assert Registry(server, auth=("AWS", password))("GET", "/v2/").status_code == 200, "a restart revokes nothing"
+        assert server.stop() == 0
+        server = run(credentials="test another-secret\n")
+        assert_error(Registry(server, auth=("AWS", password))("GET", "/v2/"), 401, "UNAUTHORIZED")
+        assert server.stop() == 0
+
+        server = run("--allow-anonymous")
+        token = requests.get(server.endpoint + "/token", params={"scope": "repository:team/app:pull,push"}, timeout=60).json()["token"]
+        assert server.stop() == 0
+        server = run()
+        try:
+            ecr_client(server).create_repository(repositoryName="team/app")
+            assert_error(Registry(server, auth=f"Bearer {token}")("POST", "/v2/team/app/blobs/uploads/"), 401, "UNAUTHORIZED")
+        finally:
+            assert server.stop() == 0
+
+
 def test_private_pulls_refuse_anonymous_pulls():
     with serving("--private-pulls") as server:
         ecr = ecr_client(server)

@@ -48,10 +48,16 @@ struct PartStagingTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try await withTestStore(dir) { store in
-            var disk = statvfs()
-            #expect(statvfs(dir.path, &disk) == 0)
             var blobs = try BlobStore(directory: dir.path)
-            blobs.reservedDiskBytes = UInt64(disk.f_bavail) * UInt64(disk.f_frsize) - 3 << 20  // room for about 3 MiB
+            // A disk of 1 GiB reserved and 3 MiB more, less what staging holds: the real one's free
+            // space moves as other tests write and delete.
+            blobs.reservedDiskBytes = 1 << 30
+            blobs.freeDiskBytes = { folder in
+                let staged = (try? FileManager.default.contentsOfDirectory(atPath: folder + "/staging"))?.reduce(UInt64(0)) { total, name in
+                    total + ((try? FileManager.default.attributesOfItem(atPath: folder + "/staging/" + name)[.size] as? UInt64) ?? 0)
+                } ?? 0
+                return (1 << 30) + (3 << 20) - min(staged, 3 << 20)
+            }
             let full = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
             let started = try await full.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), testMetadata())

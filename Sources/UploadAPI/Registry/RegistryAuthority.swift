@@ -32,21 +32,30 @@ public struct RegistryAuthority: Sendable {
     /// What each caller may do once known: the AWS API and the registry front end judge by it alike.
     public let access: AccessPolicy
 
+    /// Each configured key's secret, by access key id (none under `--allow-anonymous`): a password
+    /// is signed over a digest of its key's secret, so giving the key a new secret revokes its
+    /// passwords, as removing the key does.
+    let secrets: [String: String]
+
     public var opensEverything: Bool { accessKeys == nil }
 
     public init(
         key: SymmetricKey, clock: any UploadCore.Clock, registryId: String, accessKeys: Set<String>?, privatePulls: Bool = false,
-        access: AccessPolicy? = nil
+        access: AccessPolicy? = nil, secrets: [String: String] = [:]
     ) {
         // Without one, every key given is a user of this registry named by its id.
         self.access = access ?? AccessPolicy(
             principals: Dictionary(uniqueKeysWithValues: (accessKeys ?? []).map { ($0, PolicyPrincipal(registryId: registryId, name: $0)) }),
             registryId: registryId, opensEverything: accessKeys == nil)
-        self.key = key
+        // Under --allow-anonymous, a key of its own: a token or password minted while anyone could
+        // have one is nothing once the server is restarted to require keys.
+        self.key = accessKeys != nil ? key : HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: key, info: Array("upload-coordinator registry, anonymous access".utf8), outputByteCount: 32)
         self.clock = clock
         self.registryId = registryId
         self.accessKeys = accessKeys
         self.privatePulls = privatePulls
+        self.secrets = secrets
     }
 
     /// The authority for an API authenticated as `authentication`: the configured access keys may
@@ -55,13 +64,13 @@ public struct RegistryAuthority: Sendable {
     public init(
         authentication: ECRPublicService.Authentication, key: SymmetricKey, clock: any UploadCore.Clock, registryId: String, privatePulls: Bool = false
     ) {
-        let keys: Set<String>? = switch authentication {
+        let secrets: [String: String]? = switch authentication {
         case .anonymous: nil
-        case .sigV4(let verifier): Set(verifier.keys.keys)
+        case .sigV4(let verifier): verifier.keys.mapValues(\.secretAccessKey)
         }
         self.init(
-            key: key, clock: clock, registryId: registryId, accessKeys: keys, privatePulls: privatePulls,
-            access: AccessPolicy(authentication: authentication, registryId: registryId))
+            key: key, clock: clock, registryId: registryId, accessKeys: secrets.map { Set($0.keys) }, privatePulls: privatePulls,
+            access: AccessPolicy(authentication: authentication, registryId: registryId), secrets: secrets ?? [:])
     }
 
     /// The signing key in `path`: 32 random bytes, created on first use (``SecretFile``).
@@ -79,7 +88,13 @@ public struct RegistryAuthority: Sendable {
     public func password(for principal: String) -> (password: String, expiresAt: Timestamp) {
         let expires = clock.now().millisecondsSinceEpoch + Self.passwordLifetimeMilliseconds
         let body = "\(Self.passwordPrefix).\(Self.base64URL(Array(principal.utf8))).\(registryId).\(expires)"
-        return (body + "." + signature(of: body), Timestamp(millisecondsSinceEpoch: expires))
+        return (body + "." + signature(of: body + secretBinding(principal)), Timestamp(millisecondsSinceEpoch: expires))
+    }
+
+    /// What a password's signature covers beyond its text: a digest of its key's secret, when the
+    /// server knows it.
+    private func secretBinding(_ principal: String) -> String {
+        secrets[principal].map { "\n" + Hex.encode(SHA256.hash(data: Array($0.utf8))) } ?? ""
     }
 
     /// The principal a password names, when it is this server's, unexpired, for this registry, and
@@ -89,7 +104,7 @@ public struct RegistryAuthority: Sendable {
         guard fields.count == 5, fields[0] == Self.passwordPrefix, fields[2] == registryId,
               let expires = Int64(fields[3]), let principalBytes = Self.decodeBase64URL(fields[1]),
               let principal = String(validating: principalBytes, as: UTF8.self),
-              verify(String(password.dropLast(fields[4].count + 1)), signature: fields[4]),
+              verify(String(password.dropLast(fields[4].count + 1)) + secretBinding(principal), signature: fields[4]),
               expires > clock.now().millisecondsSinceEpoch else { return nil }
         if let accessKeys, !accessKeys.contains(principal) { return nil }
         return principal
