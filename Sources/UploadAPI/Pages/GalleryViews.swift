@@ -15,7 +15,8 @@ extension ECRPublicService {
     /// and a time), and the most a repository page shows.
     static let tagsReadPerRepository = 1_000
     static let tagsShown = 100
-    /// The most images a repository page reads (each with its manifest), and shows.
+    /// The most images a repository page reads (each with its manifest, up to 4 MiB: read a page
+    /// of ``imagesShown`` at a time, and only the newest kept, without their manifests), and shows.
     static let imagesReadPerRepository = 1_000
     static let imagesShown = 50
     /// How far back a repository page looks for its recent uploads, how many it shows, and the
@@ -115,6 +116,21 @@ extension ECRPublicService {
         try snapshot.tags(in: ref, after: nil, limit: Self.tagsReadPerRepository).max { ($0.record.createdAt, $0.name) < ($1.record.createdAt, $1.name) }
     }
 
+    /// The ``imagesShown`` newest of the first ``imagesReadPerRepository`` images (by digest),
+    /// newest first, without their manifests; and how many were read.
+    private func newestImages(_ ref: RepositoryRef, _ snapshot: any StoreSnapshot) throws -> (images: [ImageRecord], read: Int) {
+        var newest: [ImageRecord] = [], read = 0, after: String?
+        while read < Self.imagesReadPerRepository {
+            let page = try snapshot.images(in: ref, after: after, limit: min(Self.imagesShown, Self.imagesReadPerRepository - read))
+            read += page.count
+            newest = Array((newest + page.map { var image = $0; image.imageManifest = ""; return image })
+                .sorted { ($0.pushedAt, $0.imageDigest) > ($1.pushedAt, $1.imageDigest) }.prefix(Self.imagesShown))
+            guard page.count == Self.imagesShown, let last = page.last else { break }
+            after = last.imageDigest
+        }
+        return (newest, read)
+    }
+
     /// `GET /gallery/repositories/<name>`.
     func repositoryPage(_ name: String, _ viewer: String?) throws -> Response {
         let ref = RepositoryRef(registryId: settings.defaultRegistryId, repositoryName: name)
@@ -126,8 +142,7 @@ extension ECRPublicService {
                 throw PageNotFound(message: "There is no repository named “\(name.prefix(256))” that you may see.")
             }
             var values = catalogValues(ref, details)
-            let images = try snapshot.images(in: ref, after: nil, limit: Self.imagesReadPerRepository)
-                .sorted { ($0.pushedAt, $0.imageDigest) > ($1.pushedAt, $1.imageDigest) }
+            let (images, imagesRead) = try newestImages(ref, snapshot)
             let listsTags = mayListTags(ref, details, viewer)
             let newest = listsTags ? try newestTag(ref, snapshot) : nil
             let pullReference = newest.map { ":" + $0.name } ?? images.first.map { "@" + $0.imageDigest } ?? ":latest"
@@ -153,8 +168,8 @@ extension ECRPublicService {
                  "pushedAt": Self.shown(image.pushedAt), "mediaType": image.imageManifestMediaType]
             }
             values["hasImages"] = !images.isEmpty
-            if images.count > Self.imagesShown {
-                let count = images.count == Self.imagesReadPerRepository ? "the first \(images.count) by digest of more" : String(images.count)
+            if imagesRead > Self.imagesShown {
+                let count = imagesRead == Self.imagesReadPerRepository ? "the first \(imagesRead) by digest of more" : String(imagesRead)
                 values["imagesNote"] = "The \(Self.imagesShown) newest of \(count) images."
             }
             let (uploads, complete) = try recentUploads(ref, since: since, snapshot)
