@@ -201,9 +201,7 @@ public final class ECRPublicService: Sendable {
             } else {
                 context.logger.debug("refused", metadata: Self.logMetadata(requestId, operation, api.type))
             }
-            var response = Self.response(api.status, api.body, requestId: requestId)
-            response.headers[Self.errorTypeHeader] = api.type
-            return response
+            return Self.errorResponse(api, requestId: requestId)
         }
     }
 
@@ -255,10 +253,11 @@ public final class ECRPublicService: Sendable {
         }
     }
 
-    /// `error` as an AWS-shaped answer to a GET.
-    static func errorResponse(_ error: any Error) -> Response {
-        let api = APIError.from(error)
-        var response = response(api.status, api.body, requestId: RandomUUIDs.next())
+    /// `error` as an AWS-shaped answer.
+    static func errorResponse(_ error: any Error) -> Response { errorResponse(APIError.from(error), requestId: RandomUUIDs.next()) }
+
+    static func errorResponse(_ api: APIError, requestId: String) -> Response {
+        var response = response(api.status, api.body, requestId: requestId)
         response.headers[errorTypeHeader] = api.type
         return response
     }

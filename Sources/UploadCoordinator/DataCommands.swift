@@ -111,9 +111,11 @@ struct CopyStoreCommand: AsyncParsableCommand {
         abstract: "Copy a store into a new, empty one, between LMDB and PostgreSQL: every event at its position, byte for byte, and every signed checkpoint; the Merkle root is checked equal.",
         discussion: """
             Give one source (--from-data-dir, or --from-database-url with --from-data-dir naming its \
-            blobs' folder) and one destination (--to-data-dir, or --to-database-url). The blobs and \
-            staging stay in their folder: serve the copy with the same --data-dir, or copy the folder \
-            too. Stop serving the source first: events appended after the copy starts are not copied.
+            blobs' folder) and one destination (--to-data-dir, a new or empty folder, or \
+            --to-database-url). The blobs and staging stay in their folder: serve a PostgreSQL copy \
+            with the source's --data-dir; into an LMDB copy's new folder, copy the source folder's \
+            blobs, staging and keys. Stop serving the source first: events appended after the copy \
+            starts are not copied.
             """)
 
     @Option(help: "The source's data directory (its LMDB store, or with --from-database-url its blobs).") var fromDataDir: String?
@@ -132,7 +134,8 @@ struct CopyStoreCommand: AsyncParsableCommand {
     func run() async throws {
         let settings = try StoreOptions.settings(registryId: nil, partSize: nil)
         let sourceDirectory = fromDataDir ?? FileManager.default.temporaryDirectory.path
-        // The source is only read: an LMDB folder opened read-only, a database never migrated.
+        // The source is read: an LMDB folder opened read-only, a database never migrated (its
+        // projections are rebuilt if their layout is older, as any open of it does).
         let source: any SnapshotReading
         var sourceStore: (any EventStore)?
         do {
@@ -163,6 +166,7 @@ struct CopyStoreCommand: AsyncParsableCommand {
                 destination = try Store(StoreConfiguration(directory: partial!.path, settings: settings))
             }
         } catch {
+            partial?.discard()
             await sourceStore?.close()
             fail(error)
         }

@@ -36,7 +36,7 @@ public actor CheckpointSigner {
         if let latest, ContinuousClock.now - latest.readAt < interval { return latest.checkpoint }
         if let signing {
             let (checkpoint, readAt) = try await signing.value
-            if ContinuousClock.now - readAt < interval { return checkpoint }
+            if ContinuousClock.now - readAt < interval { return newer(checkpoint) }
         }
         return try await signNow()
     }
@@ -58,6 +58,12 @@ public actor CheckpointSigner {
         if let latest, latest.checkpoint.size > checkpoint.size { return latest.checkpoint }
         latest = (checkpoint, max(readAt, latest?.readAt ?? readAt))
         return checkpoint
+    }
+
+    /// `checkpoint`, unless one of a larger tree was served already.
+    private func newer(_ checkpoint: SignedCheckpoint) -> SignedCheckpoint {
+        guard let latest, latest.checkpoint.size > checkpoint.size else { return checkpoint }
+        return latest.checkpoint
     }
 
     /// Signs the tree as the log holds it now and keeps the checkpoint, unless the one kept last

@@ -488,6 +488,15 @@ def test_mount_without_from_of_a_blob_the_server_holds_is_201(reg, repo, other_r
     assert reg("GET", f"/v2/{repo}/blobs/{digest}").content == data
 
 
+def test_mount_without_from_under_allow_anonymous_is_201(open_server):
+    anonymous = Registry(open_server)
+    data = os.urandom(400)
+    digest = push_blob(anonymous, "open/source", data)
+    answer = anonymous("POST", "/v2/open/target/blobs/uploads/", params={"mount": digest})
+    assert answer.status_code == 201, answer.text
+    assert anonymous("GET", f"/v2/open/target/blobs/{digest}").content == data
+
+
 def test_mount_of_an_unknown_blob_falls_back_to_a_session(reg, repo, other_repo):
     data = os.urandom(400)
     answer = reg("POST", f"/v2/{repo}/blobs/uploads/", params={"mount": sha256(data), "from": other_repo})

@@ -19,7 +19,7 @@ struct EventSliceTests {
                 let firstThree = records[0..<3].reduce(0) { $0 + $1.count }
                 #expect(try snapshot.events(after: 0, limit: 41, byteBudget: firstThree).map(\.position) == [1, 2, 3])
                 #expect(try snapshot.events(after: 0, limit: 41, byteBudget: firstThree + 1).map(\.position) == [1, 2, 3, 4])
-                #expect(try snapshot.events(after: 5, limit: 20, byteBudget: .max).map(\.position) == Array(6...25), "the count, across reads of 16")
+                #expect(try snapshot.events(after: 5, limit: 20, byteBudget: .max).map(\.position) == Array(6...25), "the count, across several reads")
                 #expect(try snapshot.events(after: 30, limit: 100, byteBudget: .max).map(\.position) == Array(31...41), "up to the tail")
                 #expect(try snapshot.events(after: 30, limit: 100, byteBudget: .max) == snapshot.events(after: 30, limit: 100))
                 #expect(try snapshot.events(after: 41, limit: 10, byteBudget: .max).isEmpty)

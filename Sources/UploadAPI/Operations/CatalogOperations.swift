@@ -81,23 +81,25 @@ extension ECRPublicService {
 
     func addLogoRoute(to router: Router<APIRequestContext>) {
         router.get("/logos/:registryId/:digest/**") { request, context in
-            // Under --private-pulls, as the gallery's pages: a page session, or a signed request;
-            // and then no shared cache may keep it for others.
+            // Shown to whom the gallery shows its repository (``mayView``). Under --private-pulls
+            // that needs a page session or a signed request, and no shared cache may keep it.
             let authority = self.registry.authority
             let gated = authority.privatePulls && !authority.opensEverything
-            if gated, self.viewer(request) == nil {
-                do { _ = try self.principal(of: request, context: context) } catch { return Self.errorResponse(error) }
+            var viewer = self.viewer(request)?.accessKeyId
+            if gated, viewer == nil {
+                do { viewer = try self.principal(of: request, context: context) } catch { return Self.errorResponse(error) }
             }
             return try self.logo(
                 RepositoryRef(registryId: context.parameters.require("registryId"), repositoryName: context.parameters.getCatchAll().joined(separator: "/")),
-                digest: context.parameters.require("digest"), cachedBy: gated ? "private" : "public")
+                digest: context.parameters.require("digest"), viewer: viewer, cachedBy: gated ? "private" : "public")
         }
     }
 
     /// The logo's bytes, with the image type its first bytes name; never sniffed or run by a
     /// browser as anything else.
-    private func logo(_ ref: RepositoryRef, digest: String, cachedBy caches: String) throws -> Response {
-        guard Validation.isRegistryDigest(digest), try service.read({ try $0.details(ref)?.logoImageDigest }) == digest,
+    private func logo(_ ref: RepositoryRef, digest: String, viewer: String?, cachedBy caches: String) throws -> Response {
+        let details = try service.read { try $0.details(ref) }
+        guard Validation.isRegistryDigest(digest), details?.logoImageDigest == digest, mayView(ref, details, viewer),
               let size = service.storage.blobSize(digest), size <= RepositoryCatalogInput.largestLogoBytes else {
             return Response(status: .notFound, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "no such logo\n")))
         }

@@ -59,7 +59,7 @@ extension RegistryFrontEnd {
                 }
             }
             for (name, holds, policyText) in page where holds {
-                guard (try? authenticate(call, for: (name, .pull))) != nil else { continue }
+                do { _ = try authenticate(call, for: (name, .pull)) } catch { continue }  // nil is "allowed, anonymously"
                 let ref = RepositoryRef(registryId: authority.registryId, repositoryName: name)
                 if (try? authority.access.check(call.principal, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicPulls: !authority.privatePulls)) != nil {
                     return true
