@@ -764,20 +764,32 @@ def test_a_connection_answered_before_its_body_ended_is_still_timed_out(srv):
     assert_honest(srv)
 
 
+class RSSSampler:
+    """The server's resident memory (kB), sampled every 10 ms from now until `stop()`, which
+    returns the samples (the first taken before anything runs)."""
+
+    def __init__(self, server):
+        self.server, self.samples, self.stopping = server, [server.status("VmRSS")], threading.Event()
+        self.thread = threading.Thread(target=self._sample)
+        self.thread.start()
+
+    def _sample(self):
+        while not self.stopping.is_set():
+            with contextlib.suppress(Exception):
+                self.samples.append(self.server.status("VmRSS"))
+            time.sleep(0.01)
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        return self.samples
+
+
 def test_stalled_bodies_are_closed_at_the_idle_timeout_and_cost_no_memory():
     with running("--idle-timeout", str(IDLE_TIMEOUT)) as server:
         assert_honest(server)
         rss_before, fds_before = server.status("VmRSS"), server.open_fds()
-        peak, sampling = [rss_before], threading.Event()
-
-        def sample():
-            while not sampling.is_set():
-                with contextlib.suppress(Exception):
-                    peak.append(server.status("VmRSS"))
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
+        sampler = RSSSampler(server)
         chunk = os.urandom(MIB)
         stalled = [None] * 20
         failures = []
@@ -810,8 +822,7 @@ def test_stalled_bodies_are_closed_at_the_idle_timeout_and_cost_no_memory():
                     late.append(f"{closed - stopped:.1f}s")
             assert late == [], f"stalled bodies closed late: {late}"
         finally:
-            sampling.set()
-            sampler.join(timeout=10)
+            peak = sampler.stop()
             for entry in stalled:
                 if entry:
                     entry[0].close()
@@ -832,22 +843,12 @@ def test_a_signed_body_of_millions_of_values_is_refused_without_parsing_them():
     is refused (SerializationException) before it is parsed, and costs little more than its bytes."""
     with running() as server:
         rss_before = server.status("VmRSS")
-        peak, sampling = [rss_before], threading.Event()
-
-        def sample():
-            while not sampling.is_set():
-                with contextlib.suppress(Exception):
-                    peak.append(server.status("VmRSS"))
-                time.sleep(0.01)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
+        sampler = RSSSampler(server)
         try:
             body = b'{"repositoryName":"team/app","extra":[' + b",".join([b"1"] * 12_000_000) + b"]}"
             status, _, answer = post(server, TARGET + "InitiateLayerUpload", body)
         finally:
-            sampling.set()
-            sampler.join(timeout=10)
+            peak = sampler.stop()
         assert status == 400 and answer["__type"] == "SerializationException", (status, answer)
         assert "more than 10000 JSON values" in answer["message"]
         grown = (max(peak) - rss_before) / 1024
