@@ -36,7 +36,7 @@ public actor CheckpointSigner {
         if let latest, ContinuousClock.now - latest.readAt < interval { return latest.checkpoint }
         if let signing {
             let (checkpoint, readAt) = try await signing.value
-            if ContinuousClock.now - readAt < interval { return newer(checkpoint) }
+            if ContinuousClock.now - readAt < interval { return served(checkpoint, readAt: readAt) }
         }
         return try await signNow()
     }
@@ -53,17 +53,16 @@ public actor CheckpointSigner {
         signing = task
         defer { if signing == task { signing = nil } }
         let (checkpoint, readAt) = try await task.value
-        // Two signings may overlap (a caller found the one it waited for too old) and end in
-        // either order: a tree smaller than one already served is never served after it.
+        return served(checkpoint, readAt: readAt)
+    }
+
+    /// What to answer with a signing's `checkpoint`, kept as the latest. Two signings may overlap
+    /// (a caller found the one it waited for too old) and their callers resume in any order: a
+    /// tree smaller than one already served is never served after it.
+    private func served(_ checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant) -> SignedCheckpoint {
         if let latest, latest.checkpoint.size > checkpoint.size { return latest.checkpoint }
         latest = (checkpoint, max(readAt, latest?.readAt ?? readAt))
         return checkpoint
-    }
-
-    /// `checkpoint`, unless one of a larger tree was served already.
-    private func newer(_ checkpoint: SignedCheckpoint) -> SignedCheckpoint {
-        guard let latest, latest.checkpoint.size > checkpoint.size else { return checkpoint }
-        return latest.checkpoint
     }
 
     /// Signs the tree as the log holds it now and keeps the checkpoint, unless the one kept last

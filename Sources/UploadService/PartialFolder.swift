@@ -15,7 +15,6 @@ public struct PartialFolder: Sendable {
         self.parent = parent.isEmpty ? "." : parent
         self.destination = destination
         path = self.parent + "/." + (destination as NSString).lastPathComponent + ".partial-" + RandomUUIDs.next()
-        try FileManager.default.createDirectory(atPath: self.parent, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
     }
 

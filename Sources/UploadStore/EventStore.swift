@@ -165,27 +165,31 @@ extension StoreSnapshot {
     /// Up to `limit` events after `position`, ending early (after at least one) once their records
     /// hold `byteBudget` bytes: an `ImagePushed` carries a manifest of up to 4 MiB, so a reader of
     /// a run of them holds a few at a time, not `limit`. The first read takes one record; each
-    /// later one as many as the budget left holds at the mean size so far, so that large records
-    /// are not read only to be dropped, and small ones are read in few round trips.
+    /// later one at most 16, and no more than the budget left holds at the largest size so far, so
+    /// that large records are seldom read only to be dropped.
     /// - Throws: ``StoreError`` `.corrupt` when the log lacks a position before its tail.
     public func events(after position: UInt64, limit: Int, byteBudget: Int) throws -> [EventEnvelope] {
-        var events: [EventEnvelope] = [], bytes = 0
+        var events: [EventEnvelope] = [], bytes = 0, largest = 1
         guard position < UInt64.max else { return events }
         var next = position + 1, asked = 1
         while events.count < limit, bytes < byteBudget {
             asked = min(asked, limit - events.count)
             let records = try eventRecords(from: next, count: asked)
+            var used = 0
             for record in records {
                 guard bytes < byteBudget else { break }
                 events.append(try EventLog.decode(position: next, record[...]))
                 bytes += record.count
+                largest = max(largest, record.count)
                 next += 1
+                used += 1
             }
+            if used < records.count { break }  // the budget is spent
             if records.count < asked {
                 guard next > (try lastPosition()) else { throw StoreError(.corrupt, "the event log has no event at position \(next)") }
                 break  // the log's tail
             }
-            asked = max(1, (byteBudget - min(bytes, byteBudget)) / max(1, bytes / events.count))
+            asked = max(1, min(16, (byteBudget - min(bytes, byteBudget)) / largest))
         }
         return events
     }

@@ -27,4 +27,25 @@ struct EventSliceTests {
             }
         }
     }
+    /// A small event, then large ones up to the tail: the budget is spent part way through a read
+    /// that also reached the tail, which is the end of the slice, not a gap in the log.
+    @Test func aBudgetSpentPartWayThroughTheLastRead_isNoGap() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            for n in 0..<5 {
+                let catalog = try RepositoryCatalogInput(aboutText: String(repeating: "about \(n) ", count: 2_000))
+                _ = try await store.execute(
+                    .putRepositoryCatalogData(try PutRepositoryCatalogData(repositoryName: "team/app", catalog: catalog)), metadata: testMetadata())
+            }
+            try store.read { snapshot in
+                let records = try snapshot.eventRecords(from: 1, count: 6)
+                #expect(records.count == 6 && records[0].count * 4 < records[1].count, "a small event, then large ones")
+                let budget = records[0..<3].reduce(0) { $0 + $1.count } + 1
+                #expect(try snapshot.events(after: 0, limit: 100, byteBudget: budget).map(\.position) == [1, 2, 3, 4])
+                #expect(try snapshot.events(after: 0, limit: 100, byteBudget: .max).map(\.position) == Array(1...6))
+            }
+        }
+    }
 }

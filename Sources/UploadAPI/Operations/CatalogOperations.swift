@@ -81,17 +81,18 @@ extension ECRPublicService {
 
     func addLogoRoute(to router: Router<APIRequestContext>) {
         router.get("/logos/:registryId/:digest/**") { request, context in
-            // Shown to whom the gallery shows its repository (``mayView``). Under --private-pulls
-            // that needs a page session or a signed request, and no shared cache may keep it.
+            // Shown to whom the gallery shows its repository (``mayView``): a page session's key,
+            // a signed request's, or anyone's; under --private-pulls one of the first two. An
+            // answer that depended on who asked is no shared cache's to keep.
             let authority = self.registry.authority
             let gated = authority.privatePulls && !authority.opensEverything
             var viewer = self.viewer(request)?.accessKeyId
-            if gated, viewer == nil {
+            if viewer == nil, gated || request.headers[.authorization] != nil {
                 do { viewer = try self.principal(of: request, context: context) } catch { return Self.errorResponse(error) }
             }
             return try self.logo(
                 RepositoryRef(registryId: context.parameters.require("registryId"), repositoryName: context.parameters.getCatchAll().joined(separator: "/")),
-                digest: context.parameters.require("digest"), viewer: viewer, cachedBy: gated ? "private" : "public")
+                digest: context.parameters.require("digest"), viewer: viewer, cachedBy: gated || viewer != nil ? "private" : "public")
         }
     }
 
