@@ -138,8 +138,9 @@ public enum StoreBackup {
             // Secrets: private in the backup, whatever the source file's mode had become.
             try BlobStore.copyFile(source.directory + "/" + name, length: nil, to: partial + "/" + name, mode: 0o600)
         }
-        let folders = [partial + "/staging", partial + "/blobs", partial + "/projections", partial]
-        for directory in DigestAlgorithm.allCases.map({ partial + "/blobs/" + $0.rawValue }) + folders {
+        // Two levels down; the folders directly inside, and the backup's own, are synced as it is
+        // published (PartialFolder).
+        for directory in DigestAlgorithm.allCases.map({ partial + "/blobs/" + $0.rawValue }) {
             try BlobStore.syncDirectory(directory)
         }
         return report
