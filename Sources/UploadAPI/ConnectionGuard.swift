@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 public import HummingbirdCore
@@ -23,6 +24,10 @@ public struct ConnectionLimits: Sendable {
     public var bodyRateWindow: Duration = .seconds(10)
     /// The most connections open at once; more are closed as soon as they are accepted.
     public var maximumConnections = 1000
+    /// The most connections open at once from one client address (an IPv6 client's /64, which one
+    /// host is usually given whole), so that one client cannot take every connection: slow
+    /// readers of large blobs hold theirs for as long as they keep reading.
+    public var maximumConnectionsPerAddress = 128
     /// How often each connection's deadlines are checked.
     public var checkInterval: Duration = .milliseconds(500)
 
@@ -45,6 +50,43 @@ public final class CappedCount: Sendable {
     }
 
     func give(_ amount: Int) { used.wrappingSubtract(amount, ordering: .relaxed) }
+}
+
+/// Open connections counted by client address, each capped at
+/// ``ConnectionLimits/maximumConnectionsPerAddress``. Holds an entry only while it is above zero.
+final class ConnectionsByAddress: Sendable {
+    let limit: Int
+    private let counts = Mutex<[[UInt8]: Int]>([:])
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Counts one more connection from `address`. - Returns: `false`, counting nothing, at the limit.
+    func take(_ address: [UInt8]) -> Bool {
+        counts.withLock { counts in
+            let count = counts[address, default: 0]
+            guard count < limit else { return false }
+            counts[address] = count + 1
+            return true
+        }
+    }
+
+    func give(_ address: [UInt8]) {
+        counts.withLock { counts in
+            let count = counts[address, default: 0] - 1
+            counts[address] = count > 0 ? count : nil
+        }
+    }
+
+    /// The part of `address` the cap counts by: an IPv4 address whole (an IPv4-mapped IPv6 one as
+    /// IPv4), an IPv6 address's first 64 bits. `nil` for what has no IP address (a Unix socket).
+    static func key(of address: SocketAddress?) -> [UInt8]? {
+        guard let text = address?.ipAddress else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        if inet_pton(AF_INET, text, &bytes) == 1 { return Array(bytes[0..<4]) }
+        guard inet_pton(AF_INET6, text, &bytes) == 1 else { return nil }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF { return Array(bytes[12..<16]) }
+        return Array(bytes[0..<8])
+    }
 }
 
 /// Enforces ``ConnectionLimits`` on one connection: the connection cap, the header timeout, the
@@ -73,6 +115,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let limits: ConnectionLimits
     /// Open connections, capped at ``ConnectionLimits/maximumConnections``.
     private let connections: CappedCount
+    private let connectionsByAddress: ConnectionsByAddress
+    /// What this connection is counted under in `connectionsByAddress`, once admitted.
+    private var addressKey: [UInt8]?
     private let logger: Logger
     private var reading = Reading.head(since: .now(), firstByte: nil)
     /// Whether no request head has arrived yet: the header timeout then runs from accept.
@@ -90,9 +135,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     static let tcpNotSentLowWatermark: Int32 = 25
     static let unsentBytesLimit = 128 * 1024
 
-    init(limits: ConnectionLimits, connections: CappedCount, logger: Logger) {
+    init(limits: ConnectionLimits, connections: CappedCount, connectionsByAddress: ConnectionsByAddress, logger: Logger) {
         self.limits = limits
         self.connections = connections
+        self.connectionsByAddress = connectionsByAddress
         self.logger = logger
     }
 
@@ -102,6 +148,17 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
+        let key = ConnectionsByAddress.key(of: context.channel.remoteAddress)
+        if let key, !connectionsByAddress.take(key) {
+            connections.give(1)
+            logger.debug("connection refused", metadata: [
+                "connections.maximumPerAddress": "\(limits.maximumConnectionsPerAddress)",
+                "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")",
+            ])
+            context.close(promise: nil)
+            return
+        }
+        addressKey = key
         admitted = true
         // The kernel grows a socket's send buffer to megabytes, and takes writes into it whether
         // or not the client reads: a reader that stopped would look busy until that filled. Past
@@ -122,8 +179,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         check?.cancel()
         check = nil
-        if admitted { connections.give(1) }
+        if admitted {
+            connections.give(1)
+            if let addressKey { connectionsByAddress.give(addressKey) }
+        }
         admitted = false
+        addressKey = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -241,6 +302,9 @@ extension HTTPServerBuilder {
     /// HTTP/1.1 with every connection held to `limits`.
     public static func guardedHTTP1(limits: ConnectionLimits, logger: Logger) -> HTTPServerBuilder {
         let connections = CappedCount(limit: limits.maximumConnections)
-        return .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits: limits, connections: connections, logger: logger)]))
+        let byAddress = ConnectionsByAddress(limit: limits.maximumConnectionsPerAddress)
+        return .http1(configuration: .init(additionalChannelHandlers: [
+            ConnectionGuard(limits: limits, connections: connections, connectionsByAddress: byAddress, logger: logger),
+        ]))
     }
 }

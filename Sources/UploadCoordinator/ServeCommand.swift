@@ -58,6 +58,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The slowest a request body may arrive, in bytes per second, averaged over each 10-second window from its head on.")
     var minBodyRate = 1024
     @Option(help: "The most connections open at once; more are closed as they are accepted.") var maxConnections = 1000
+    @Option(help: "The most connections open at once from one client address (an IPv6 client's /64); more are closed as they are accepted. Behind a proxy, which is one address, give it --max-connections.")
+    var maxConnectionsPerAddress = 128
     @Option(help: "The most bytes of request bodies not yet authenticated spooled to DATA/spool at once (ThrottlingException beyond).")
     var maxSpooledBytes = SpoolBudget.defaultSpoolBytes
     @Option(help: "The longest, in seconds, a request body not yet authenticated may take to arrive (408 beyond).")
@@ -84,6 +86,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0 to 65535; got \(port).") }
         guard (0...(1 << 30)).contains(minBodyRate) else { throw ValidationError("--min-body-rate must be 0 to 1073741824 bytes per second; got \(minBodyRate).") }
         guard (1...1_000_000).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 1000000; got \(maxConnections).") }
+        guard (1...1_000_000).contains(maxConnectionsPerAddress) else {
+            throw ValidationError("--max-connections-per-address must be 1 to 1000000; got \(maxConnectionsPerAddress).")
+        }
         guard (1...10_000_000).contains(maxQueuedCommands) else { throw ValidationError("--max-queued-commands must be 1 to 10000000; got \(maxQueuedCommands).") }
         guard maxSpooledBytes >= 0 else { throw ValidationError("--max-spooled-bytes must not be negative.") }
         guard (1...Self.longestSeconds).contains(maxUnsignedBodySeconds) else {
@@ -114,6 +119,7 @@ struct ServeCommand: AsyncParsableCommand {
         limits.idleTimeout = .seconds(idleTimeout)
         limits.minimumBodyBytesPerSecond = minBodyRate
         limits.maximumConnections = maxConnections
+        limits.maximumConnectionsPerAddress = maxConnectionsPerAddress
         return limits
     }
 

@@ -905,6 +905,46 @@ def test_connections_beyond_the_maximum_are_closed_at_once():
             raise AssertionError(f"honest calls were not served after the connections closed: {last!r}")
 
 
+def test_one_address_cannot_take_every_connection():
+    """Past --max-connections-per-address, one client address's new connections are closed at
+    once, while another address is served; a connection that closes makes room again."""
+    per_address = 3
+
+    def connect_from(source):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.bind((source, 0))
+        sock.connect(address(server))
+        return sock
+
+    def served(sock):
+        sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        return read_response(sock)[0] == 401
+
+    with running("--max-connections", "50", "--max-connections-per-address", str(per_address),
+                 "--header-timeout", "30", "--idle-timeout", "30") as server:
+        held = [connect_from("127.0.0.1") for _ in range(per_address)]
+        time.sleep(0.5)  # all accepted and counted
+        try:
+            extra = connect_from("127.0.0.1")
+            started = time.monotonic()
+            closed = wait_closed(extra, started + 2)
+            extra.close()
+            assert closed is not None and closed - started < 1.5, "a connection past the per-address cap was not closed"
+            assert all(still_open(sock) for sock in held), "the server closed connections within the per-address cap"
+            other = connect_from("127.0.0.2")
+            assert served(other), "another address was not served"
+            other.close()
+            held.pop().close()
+            time.sleep(0.5)  # the server sees the close
+            again = connect_from("127.0.0.1")
+            held.append(again)
+            assert served(again), "a connection within the cap again was not served"
+        finally:
+            for sock in held:
+                sock.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. Feed readers that stop reading cost the API nothing, and are closed
 
