@@ -16,6 +16,9 @@ extension ECRPublicService {
     /// A slice ends early once its events' records hold this many bytes: a run of large events
     /// (manifests of up to 4 MiB) costs each reader a few of them at a time, not 256.
     static let sliceBytes = 1 << 20
+    /// How often `/events/stream` sends an empty line while the log is quiet, unless asked.
+    static let defaultHeartbeatSeconds: UInt64 = 30
+    static let longestHeartbeatSeconds: UInt64 = 3600
 
     /// Where feeds read and encode the log: one thread of its own at a lower priority, so that no
     /// number of readers catching up takes the cooperative pool or the event loops from API
@@ -87,19 +90,35 @@ extension ECRPublicService {
     /// commits, until the client goes or the server shuts down. Each line is written only when
     /// the connection takes it (backpressure); events are read from the log, never buffered for
     /// the consumer, so a slow consumer costs the writer nothing and resumes from any position.
+    ///
+    /// While the log is quiet, an empty line is sent every `heartbeat` seconds (30 unless the
+    /// query says; 0 sends none), so that proxies keep the stream open and a reader that is gone
+    /// is noticed without waiting for the next event. Consumers skip empty lines.
     func eventStream(_ request: Request) throws -> Response {
         let after = try Self.query(request, "after") ?? 0
+        let heartbeat = try Self.query(request, "heartbeat") ?? Self.defaultHeartbeatSeconds
+        guard heartbeat <= Self.longestHeartbeatSeconds else {
+            throw APIError.invalidParameter("The query parameter 'heartbeat' must be 0 to \(Self.longestHeartbeatSeconds) seconds; got \(heartbeat)")
+        }
+        let heartbeatInterval = heartbeat == 0 ? nil : Duration.seconds(Int64(heartbeat))
         let store = self.store
         let body = ResponseBody { writer in
             try await withGracefulShutdownHandler {
                 var position = after
+                var lastWritten = ContinuousClock.now
                 while !store.followersStopped {  // checked per slice, so catching up stops on shutdown too
                     let (slice, last) = try await self.feedSlice(after: position, limit: Self.sliceEvents)
                     if last == position {
+                        if let heartbeatInterval, ContinuousClock.now - lastWritten >= heartbeatInterval {
+                            try await writer.write(ByteBuffer(integer: UInt8(ascii: "\n")))
+                            lastWritten = .now
+                        }
+                        // Wakes at least once a second, to read what another process appended.
                         if await !store.waitForEvents(after: position) { break }
                         continue
                     }
                     try await Self.write(slice, to: &writer)  // waits while the client is not reading
+                    lastWritten = .now
                     position = last
                 }
             } onGracefulShutdown: {

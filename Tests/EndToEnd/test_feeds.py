@@ -2,6 +2,8 @@
 import http.client
 import json
 import threading
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -26,16 +28,20 @@ def get_json_lines(server, path):
 class Follower:
     """Follows /events/stream?after=POS on its own connection, line by line."""
 
-    def __init__(self, server, after):
+    def __init__(self, server, after, query=""):
         host = urllib.parse.urlparse(server.endpoint)
         self.connection = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
-        path = f"/events/stream?after={after}"
+        path = f"/events/stream?after={after}{query}"
         self.connection.request("GET", path, headers=signed_headers("GET", server.endpoint + path))
         self.response = self.connection.getresponse()
         assert self.response.status == 200
+        self.heartbeats = 0
 
     def next(self):
-        return json.loads(self.response.readline())
+        """The next event, skipping (and counting) the empty lines sent while the log is quiet."""
+        while (line := self.response.readline()) == b"\n":
+            self.heartbeats += 1
+        return json.loads(line)
 
     def close(self):
         self.connection.close()
@@ -70,6 +76,20 @@ def test_live_stream_delivers_an_event_as_it_commits(server, ecr, repo):
     event = follower.next()
     follower.close()
     assert event["type"] == "UploadInitiated" and event["data"]["uploadId"] == answer["uploadId"]
+
+
+def test_a_quiet_stream_sends_empty_lines_then_the_next_event(server, ecr, repo):
+    follower = Follower(server, after=tail(server), query="&heartbeat=1")
+    time.sleep(3.5)  # the log is quiet: about three heartbeats
+    answer = ecr.initiate_layer_upload(repositoryName=repo)
+    event = follower.next()
+    follower.close()
+    assert event["data"]["uploadId"] == answer["uploadId"]
+    assert 2 <= follower.heartbeats <= 5, follower.heartbeats
+    for bad in ("3601", "-1", "x"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            get(server, f"/events/stream?after=0&heartbeat={bad}")
+        assert refused.value.code == 400 and refused.value.headers["x-amzn-ErrorType"] == "InvalidParameterException"
 
 
 def test_a_stream_left_open_does_not_block_shutdown(server):
