@@ -169,7 +169,7 @@ struct ServeCommand: AsyncParsableCommand {
         let checkpoints: CheckpointSigner
         do {
             let (signer, identity) = try logKey.signer(
-                dataDirectory: dataDir, registryId: settings.defaultRegistryId, store: store, mayCreateKey: true)
+                dataDirectory: dataDir, registryId: settings.defaultRegistryId, store: store, claimsLog: true)
             checkpoints = CheckpointSigner(store: store, signer: signer, origin: identity.origin, interval: .seconds(checkpointInterval))
             // Signs the passwords GetAuthorizationToken hands out and the registry's bearer tokens.
             let key = try RegistryAuthority.loadKey(at: dataDir + "/" + DataFolder.registryTokenKey)

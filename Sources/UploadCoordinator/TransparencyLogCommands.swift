@@ -22,18 +22,33 @@ struct LogKeyOptions: ParsableArguments {
     /// The signer and the log's identity, checked against the checkpoints `store` kept. Without
     /// `--log-origin`, the origin is the one the log already signs, else the key's name.
     ///
-    /// - Parameter mayCreateKey: make the data directory's key when it is missing and `store` has
-    ///   signed nothing yet (only `serve` does: otherwise a command run before `serve --log-key`
-    ///   would give the log a second key).
-    func signer(dataDirectory: String, registryId: String, store: (any EventStore)?, mayCreateKey: Bool = false) throws -> (signer: NoteSigner, identity: LogIdentity) {
+    /// - Parameter claimsLog: make the data directory's key when it is missing and `store` has
+    ///   signed nothing yet, and sign the log's first checkpoint at once when it has signed
+    ///   nothing (only `serve` does: otherwise a command run before `serve --log-key` would give
+    ///   the log a second key). Signing at once claims the log for this key before anything is
+    ///   served: two nodes of one PostgreSQL log that each made a key in their own data folder
+    ///   would otherwise both serve, and one of them fail at its first signing. The one that
+    ///   loses the claim stops with the reason, and removes the key it just made.
+    func signer(dataDirectory: String, registryId: String, store: (any EventStore)?, claimsLog: Bool = false) throws -> (signer: NoteSigner, identity: LogIdentity) {
         let kept = try store?.read { try $0.latestSignedCheckpoint() }
-        if logKey == nil, !mayCreateKey || kept != nil, !FileManager.default.fileExists(atPath: LogSigningKey.defaultPath(dataDirectory: dataDirectory)) {
+        let defaultKey = LogSigningKey.defaultPath(dataDirectory: dataDirectory)
+        let keyMissing = logKey == nil && !FileManager.default.fileExists(atPath: defaultKey)
+        if keyMissing, !claimsLog || kept != nil {
             throw ValidationError("The data directory holds no log key (serve makes one on its first start); give the log's key with --log-key.")
         }
         let signer = try LogSigningKey.load(
             path: logKey, dataDirectory: dataDirectory, newKeyName: logOrigin ?? "upload-coordinator/\(registryId)")
         let identity = LogIdentity(verifier: signer.verifier, origin: try logOrigin ?? kept.map { try $0.checkpoint().origin } ?? signer.name)
-        if let store { try CheckpointSigner.checkIdentity(store, identity) }
+        guard let store else { return (signer, identity) }
+        try CheckpointSigner.checkIdentity(store, identity)
+        if claimsLog, kept == nil {
+            do {
+                _ = try CheckpointSigner.sign(store, signer, as: identity)
+            } catch {
+                if keyMissing { try? FileManager.default.removeItem(atPath: defaultKey) }
+                throw error
+            }
+        }
         return (signer, identity)
     }
 }

@@ -260,3 +260,22 @@ def test_a_database_holding_an_unfinished_copy_is_opened_by_nothing():
         replay = lmdb.tool("upload-replay", "--data-dir", data_dir, "--database-url", url)
         assert replay.returncode == 3 and "did not finish" in replay.stdout + replay.stderr, replay.stdout + replay.stderr
 
+
+
+def test_a_node_with_a_key_of_its_own_stops_at_start_and_keeps_no_key():
+    """Without --log-key each data folder makes its own key. The first node claims the log for its
+    key by signing at start (before, it signed at its first checkpoint, up to a minute later, and
+    a second node started meanwhile made a key of its own and served); a node with a folder of
+    its own then stops at start and asks for the log's key. Given that key, it serves."""
+    with tempfile.TemporaryDirectory() as first_dir, tempfile.TemporaryDirectory() as second_dir, database() as url:
+        first = Served(first_dir, database_url=url)
+        try:
+            serve = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", second_dir, "--database-url", url,
+                                    "--port", "0", "--allow-anonymous"], capture_output=True, text=True, timeout=60)
+            assert serve.returncode != 0 and "give the log's key with --log-key" in serve.stderr, serve.stderr
+            assert not os.path.exists(os.path.join(second_dir, "transparency-log.key"))
+            second = Served(second_dir, "--log-key", os.path.join(first_dir, "transparency-log.key"), database_url=url)
+            client(second.endpoint).create_repository(repositoryName="claim/app")
+            assert second.stop() == 0
+        finally:
+            assert first.stop() == 0
