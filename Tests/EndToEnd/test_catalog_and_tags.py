@@ -546,6 +546,17 @@ def test_describe_images_and_image_tags_pages_hold_100_by_default(ecr):
     assert len(second["imageDetails"]) == 1 and "nextToken" not in second
     assert sorted(t for d in first["imageDetails"] + second["imageDetails"] for t in d["imageTags"]) == tags
 
+    # A token is taken only by the listing that issued it: not by another operation, nor for
+    # another repository (each would start a page at a name from elsewhere).
+    other = unique()
+    ecr.create_repository(repositoryName=other)
+    tags_token = ecr.describe_image_tags(repositoryName=name)["nextToken"]
+    for call in (lambda: ecr.describe_images(repositoryName=name, nextToken=tags_token),
+                 lambda: ecr.describe_images(repositoryName=other, nextToken=first["nextToken"]),
+                 lambda: ecr.describe_repositories(nextToken=first["nextToken"])):
+        with pytest.raises(ecr.exceptions.InvalidParameterException, match="not one this service issued"):
+            call()
+
 
 def three_images_and_an_index(ecr, name):
     """Three image manifests of different sizes, the largest listed in the middle, and an index of them."""

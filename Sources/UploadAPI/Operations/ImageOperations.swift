@@ -38,8 +38,10 @@ extension ECRPublicService {
                 return .object([("imageDetails", .array(images.map { imageDetailJSON($0, ref) }))])
             }
             let pageSize = limit ?? Pagination.defaultLimit
-            let rows = try snapshot.images(in: ref, after: Pagination.after(token), limit: pageSize + 1).map { (name: $0.imageDigest, value: $0) }
-            let page = Pagination.page(rows, limit: pageSize)
+            let scope = Pagination.scope("DescribeImages", repositoryName)
+            let rows = try snapshot.images(in: ref, after: Pagination.after(token, scope: scope), limit: pageSize + 1)
+                .map { (name: $0.imageDigest, value: $0) }
+            let page = Pagination.page(rows, limit: pageSize, scope: scope)
             return .object(sorting: [
                 ("imageDetails", .array(page.items.map { imageDetailJSON($0, ref) })), ("nextToken", page.nextToken.map(JSONValue.string)),
             ])
@@ -50,11 +52,12 @@ extension ECRPublicService {
         let registryId = try Validation.accountRegistryId(body.string("registryId"))
         let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
         let pageSize = try Validation.maxResults(body.int64("maxResults")) ?? Pagination.defaultLimit
-        let after = try Pagination.after(body.string("nextToken"))
+        let scope = Pagination.scope("DescribeImageTags", repositoryName)
+        let after = try Pagination.after(body.string("nextToken"), scope: scope)
         return try service.read { snapshot in
             let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
             let rows = try snapshot.tags(in: ref, after: after, limit: pageSize + 1).map { (name: $0.name, value: (tag: $0.name, record: $0.record)) }
-            let page = Pagination.page(rows, limit: pageSize)
+            let page = Pagination.page(rows, limit: pageSize, scope: scope)
             let details: [JSONValue] = try page.items.compactMap { item in
                 guard let image = try snapshot.image(ref, item.record.imageDigest) else { return nil }
                 return .object(sorting: [

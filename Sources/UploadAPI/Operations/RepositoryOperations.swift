@@ -36,10 +36,11 @@ extension ECRPublicService {
             return .object([("repositories", .array(summaries.map { repositoryJSON($0.repository, createdAt: $0.createdAt) }))])
         }
         let pageSize = limit ?? Pagination.defaultLimit
-        let after = try Pagination.after(token)
+        let scope = Pagination.scope("DescribeRepositories")
+        let after = try Pagination.after(token, scope: scope)
         let rows = try service.read { try $0.repositories(in: registryId, after: after, limit: pageSize + 1) }
             .map { (name: $0.repositoryName, value: $0) }
-        let page = Pagination.page(rows, limit: pageSize)
+        let page = Pagination.page(rows, limit: pageSize, scope: scope)
         return .object(sorting: [
             ("repositories", .array(page.items.map { repositoryJSON($0.repository, createdAt: $0.createdAt) })),
             ("nextToken", page.nextToken.map(JSONValue.string)),
@@ -65,7 +66,7 @@ extension ECRPublicService {
 
     func describeRegistries(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         _ = try Validation.maxResults(body.int64("maxResults"))
-        if let token = try body.string("nextToken") { _ = try Pagination.after(token); throw APIError.invalidParameter("There is no page after the only registry") }
+        if let token = try body.string("nextToken") { _ = try Pagination.after(token, scope: Pagination.scope("DescribeRegistries")); throw APIError.invalidParameter("There is no page after the only registry") }
         let id = settings.defaultRegistryId
         let registry = JSONValue.object(sorting: [
             ("registryId", .string(id)),
