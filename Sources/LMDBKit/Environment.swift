@@ -12,7 +12,7 @@ import Foundation
 ///
 /// - Important: `@unchecked Sendable` because `MDB_env` is safe to share between threads once
 ///   opened (we open with `MDB_NOTLS`, so read transactions are not tied to a thread), and this
-///   class never mutates its stored properties after `init`.
+///   class mutates no stored property after `init` but `remapFailure`, under its resize lock.
 public final class Environment: @unchecked Sendable {
     public struct Configuration: Sendable {
         /// The maximum size of the memory map. The file grows only as data is written.
@@ -41,6 +41,11 @@ public final class Environment: @unchecked Sendable {
     /// an environment is ever opened inside another of the same one, and transactions of two
     /// environments nest in one fixed order only (the store's: projections, then log).
     private let resizeLock = WriterPreferringLock()
+    /// Why the environment has no map: LMDB unmaps before it maps at the new size, and leaves no
+    /// map when that fails (address space or memory exhausted), after which any transaction, and
+    /// `mdb_env_info`, would read freed memory. Every use then throws this instead, until the
+    /// environment is opened again. Written under the exclusive resize lock, read under the shared one.
+    private var remapFailure: LMDBError?
     public let directory: String
     public let configuration: Configuration
     /// Reader slots of dead processes that opening this environment released.
@@ -120,6 +125,10 @@ public final class Environment: @unchecked Sendable {
 
     private func transaction<T>(readOnly: Bool, _ body: (Transaction) throws -> T) throws -> T {
         resizeLock.lockShared()
+        if let remapFailure {
+            resizeLock.unlock()
+            throw remapFailure
+        }
         let txn: Transaction
         do {
             txn = try Transaction(environment: self, readOnly: readOnly)
@@ -164,10 +173,19 @@ public final class Environment: @unchecked Sendable {
     }
 
     /// `mdb_env_set_mapsize` under the exclusive lock; 0 adopts the size another process set.
-    private func resize(to size: Int) throws {
+    func resize(to size: Int) throws {
         resizeLock.lockExclusive()
         defer { resizeLock.unlock() }
-        try check(mdb_env_set_mapsize(handle, size), "mdb_env_set_mapsize(\(size))")
+        if let remapFailure { throw remapFailure }
+        let rc = mdb_env_set_mapsize(handle, size)
+        guard rc == 0 else {
+            // EINVAL is refused before anything is unmapped; any other failure is of the new map.
+            // Its only refusal before unmapping, a transaction of this process in progress, cannot
+            // happen under the exclusive lock: any failure is of the new map.
+            let failure = LMDBError(code: rc, operation: "mdb_env_set_mapsize(\(size)) left \(directory) without a map; open it again")
+            remapFailure = failure
+            throw failure
+        }
     }
 
     /// Writes a copy of the environment, as one read snapshot sees it, to `directory/data.mdb`
@@ -177,6 +195,10 @@ public final class Environment: @unchecked Sendable {
     public func copy(to directory: String, compacting: Bool) throws {
         let file = directory + "/data.mdb"
         resizeLock.lockShared()
+        if let remapFailure {
+            resizeLock.unlock()
+            throw remapFailure
+        }
         var rc = mdb_env_copy2(handle, directory, compacting ? UInt32(MDB_CP_COMPACT) : 0)
         resizeLock.unlock()
         if rc == MDB_MAP_RESIZED {
@@ -202,19 +224,32 @@ public final class Environment: @unchecked Sendable {
 
     /// The environment's map size (as this process maps it), how much of it is in use, the reader
     /// slots held now by live transactions of every process, and how many slots there are.
-    public func usage() -> (mapSize: Int, usedBytes: Int, readers: Int, maxReaders: Int) {
+    /// Inside a transaction of this environment, use ``Transaction/environmentUsage()``: this takes
+    /// the resize lock, which a transaction already holds.
+    public func usage() throws -> Usage {
+        resizeLock.lockShared()
+        defer { resizeLock.unlock() }
+        if let remapFailure { throw remapFailure }
+        return Self.usage(of: handle)
+    }
+
+    public typealias Usage = (mapSize: Int, usedBytes: Int, readers: Int, maxReaders: Int)
+
+    /// What ``usage()`` reports, read while the map cannot be resized (`mdb_env_info` and
+    /// `mdb_env_stat` read the meta pages, inside the map).
+    static func usage(of handle: OpaquePointer) -> Usage {
         var info = MDB_envinfo()
         var stat = MDB_stat()
         var maxReaders: UInt32 = 0
         mdb_env_info(handle, &info)
         mdb_env_stat(handle, &stat)
         mdb_env_get_maxreaders(handle, &maxReaders)
-        return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize), readersHeld(), Int(maxReaders))
+        return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize), readersHeld(handle), Int(maxReaders))
     }
 
     /// Slots held by a transaction now. (`me_numreaders` is only the most ever used at once.)
     /// `mdb_reader_list` prints a header line, then one line per held slot.
-    private func readersHeld() -> Int {
+    private static func readersHeld(_ handle: OpaquePointer) -> Int {
         var lines = 0
         _ = mdb_reader_list(handle, { message, context in
             if let message, !String(cString: message).hasPrefix("(no active readers)") {

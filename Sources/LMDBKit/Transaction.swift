@@ -33,6 +33,12 @@ public struct Transaction {
         self.isReadOnly = readOnly
     }
 
+    /// ``Environment/usage()`` of this transaction's environment, whose map cannot be resized
+    /// while the transaction is open.
+    public func environmentUsage() -> Environment.Usage {
+        Environment.usage(of: mdb_txn_env(txn))
+    }
+
     func commit() throws(LMDBError) {
         try check(mdb_txn_commit(txn), "mdb_txn_commit")
     }

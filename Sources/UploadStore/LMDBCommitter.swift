@@ -65,8 +65,8 @@ final class LMDBCommitter: BatchCommitter {
     private func growMap() throws {
         try environment.growMap()
         try projections.environment.growMap()
-        configuration.logger.notice("grew the LMDB maps", metadata: [
-            "map.bytes": "\(environment.usage().mapSize)", "projections.map.bytes": "\(projections.environment.usage().mapSize)"])
+        let (logMap, projectionsMap) = (try environment.usage().mapSize, try projections.environment.usage().mapSize)
+        configuration.logger.notice("grew the LMDB maps", metadata: ["map.bytes": "\(logMap)", "projections.map.bytes": "\(projectionsMap)"])
     }
 
     /// One transaction of each environment for the batch, less the `isolated` commands, which get

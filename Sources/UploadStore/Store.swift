@@ -145,7 +145,7 @@ public final class Store: EventStore {
     static func statistics(log environment: Environment, _ schema: Schema, _ projections: ProjectionEnvironment) throws -> StoreStatistics {
         try snapshot(log: environment, schema, projections) { reader in
             // Inside the snapshot: the reader slots held now include this read's own.
-            let usage = environment.usage(), projectionUsage = projections.environment.usage()
+            let usage = reader.txn.environmentUsage(), projectionUsage = reader.projections.environmentUsage()
             let position = try reader.lastPosition()
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try reader.checkpoint()),

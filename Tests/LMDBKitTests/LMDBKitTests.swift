@@ -1,5 +1,5 @@
 import Foundation
-import LMDBKit
+@testable import LMDBKit
 import Testing
 
 struct LMDBKitTests {
@@ -7,6 +7,22 @@ struct LMDBKitTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lmdbkit-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try body(Environment(directory: dir))
+    }
+
+    /// LMDB unmaps before it maps at a new size and leaves no map when that fails; a transaction
+    /// or `mdb_env_info` after it would read freed memory (a crash). Every use must throw instead.
+    @Test func aMapThatCouldNotBeMappedAgain_refusesEveryUseAfter() throws {
+        try withEnvironment { env in
+            try env.write { txn in _ = try txn.openDatabase("t", create: true) }
+            #expect(try env.usage().mapSize > 0)
+            #expect(throws: LMDBError.self) { try env.resize(to: 1 << 60) }  // no address space holds an exbibyte
+            #expect(throws: LMDBError.self) { try env.read { _ in } }
+            #expect(throws: LMDBError.self) { try env.write { _ in } }
+            #expect(throws: LMDBError.self) { try env.usage() }
+            #expect(throws: LMDBError.self) { try env.growMap() }
+            let error = try #require(throws: LMDBError.self) { try env.read { _ in } }
+            #expect(error.operation.contains("without a map"))
+        }
     }
 
     /// SwiftLMDB once had wrong flag values; MDB_APPEND must really refuse a key out of order.
