@@ -48,28 +48,26 @@ extension RegistryFrontEnd {
     /// Whether the caller may read the blob `digest` from some repository of this registry that
     /// holds it: what a mount without `from` asks, so that it reaches no blob the caller could not
     /// pull, by the repository's policy and by the call's credentials (a Bearer token pulls only
-    /// what its scopes name). Looks at up to 10,000 repositories; past that the client uploads
-    /// the blob instead.
+    /// what its scopes name). Looks at the first ``mountSearchRepositories`` repositories only:
+    /// any pusher may ask, and each look is a read; past them the client uploads the blob instead,
+    /// which a mount without `from` always allows.
     func mayRead(_ digest: String, _ call: Call) throws -> Bool {
-        var after: String?
-        for _ in 0..<10 {
-            let page = try service.read { snapshot in
-                try snapshot.repositories(in: authority.registryId, after: after, limit: 1000).map { summary in
-                    (summary.repositoryName, try snapshot.layer(summary.repository, digest) != nil, try snapshot.details(summary.repository)?.policyText)
-                }
+        let holders = try service.read { snapshot in
+            try snapshot.repositories(in: authority.registryId, after: nil, limit: Self.mountSearchRepositories).compactMap { summary in
+                try snapshot.layer(summary.repository, digest) == nil
+                    ? nil : (summary.repository, try snapshot.details(summary.repository)?.policyText)
             }
-            for (name, holds, policyText) in page where holds {
-                do { _ = try authenticate(call, for: (name, .pull)) } catch { continue }  // nil is "allowed, anonymously"
-                let ref = RepositoryRef(registryId: authority.registryId, repositoryName: name)
-                if (try? authority.access.check(call.principal, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicPulls: !authority.privatePulls)) != nil {
-                    return true
-                }
+        }
+        for (ref, policyText) in holders {
+            do { _ = try authenticate(call, for: (ref.repositoryName, .pull)) } catch { continue }  // nil is "allowed, anonymously"
+            if (try? authority.access.check(call.principal, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicPulls: !authority.privatePulls)) != nil {
+                return true
             }
-            guard page.count == 1000, let last = page.last else { return false }
-            after = last.0
         }
         return false
     }
+
+    static let mountSearchRepositories = 1000
 
     /// `/token`: a bearer token for the scopes asked for, as far as the caller may have them.
     /// Credentials, when sent, must be valid (this is how `docker login` and `skopeo login` check them).
