@@ -23,13 +23,16 @@ extension ECRPublicService {
     /// Where feeds read and encode the log: one thread of its own at a lower priority, so that no
     /// number of readers catching up takes the cooperative pool or the event loops from API
     /// requests. Readers share it a slice at a time, in turn.
-    static let feedPool: NIOThreadPool = {
+    static let feedPool = lowPriorityThread()
+
+    /// One thread of its own, at a lower priority than the threads API requests run on.
+    static func lowPriorityThread() -> NIOThreadPool {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         // Its only thread. On Linux a nice value belongs to a thread, and `who == 0` is the caller.
         pool.submit { _ in _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10) }
         return pool
-    }()
+    }
 
     /// Up to `limit` events after `position` as NDJSON, read and encoded on ``feedPool``.
     /// - Returns: the bytes, and the position of the last event in them (`position` when none).

@@ -58,7 +58,7 @@ extension ECRPublicService {
 
     /// `GET /gallery/audit?…filters&before=CURSOR`: the newest initiations that match, from before
     /// the cursor (an "Older" link's) when given, read newest first from the initiations index.
-    /// Runs on the feeds' thread; `signed` is the newest signed checkpoint, fetched before.
+    /// Runs on the pages' thread; `signed` is the newest signed checkpoint, fetched before.
     func auditTrail(_ request: Request, _ viewer: PageSession.Viewer, signed: SignedCheckpoint?) throws -> Response {
         let filter = AuditFilter(request)
         var cursor: StoreCursor?

@@ -70,9 +70,9 @@ extension ECRPublicService {
         redirect(to: "/gallery/sign-in?next=" + percentEncoded(request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")))
     }
 
-    /// A gallery page: public unless `--private-pulls`, when it needs a session. Rendered on the
-    /// feeds' thread (``feedPool``), so that no number of page views can take the threads API
-    /// requests run on.
+    /// A gallery page: public unless `--private-pulls`, when it needs a session. Rendered on a
+    /// thread of the pages' own (``pagePool``), so that no number of page views can take the
+    /// threads API requests run on, nor keep feed readers waiting.
     private func page(_ request: Request, _ render: @escaping @Sendable (String?) throws -> Response) async -> Response {
         let viewer = viewer(request)?.accessKeyId
         if registry.authority.privatePulls, viewer == nil, !registry.authority.opensEverything { return Self.signInRedirect(request) }
@@ -83,12 +83,15 @@ extension ECRPublicService {
         }
     }
 
-    /// Pages waiting for, or being rendered on, the feeds' thread; past ``pagesInFlightLimit`` a
-    /// page is refused at once (503), so that a burst of views delays the feeds by a bounded time.
+    /// Where pages are rendered: one thread, at the feeds' lower priority.
+    static let pagePool = lowPriorityThread()
+
+    /// Pages waiting for, or being rendered on, ``pagePool``; past ``pagesInFlightLimit`` a page
+    /// is refused at once (503), so that a burst of views waits a bounded time.
     static let pagesInFlight = Locked(0)
     static let pagesInFlightLimit = 16
 
-    /// `render` on the feeds' thread, if fewer than ``pagesInFlightLimit`` pages are there.
+    /// `render` on ``pagePool``, if fewer than ``pagesInFlightLimit`` pages are there.
     static func rendering(_ render: @escaping @Sendable () throws -> Response) async throws -> Response {
         let admitted = Self.pagesInFlight.withLock { count in
             guard count < Self.pagesInFlightLimit else { return false }
@@ -97,7 +100,7 @@ extension ECRPublicService {
         }
         guard admitted else { throw PagesBusy() }
         defer { Self.pagesInFlight.withLock { $0 -= 1 } }
-        return try await Self.feedPool.runIfActive(render)
+        return try await Self.pagePool.runIfActive(render)
     }
 
     /// An audit page: a session of this registry's keys, always.
