@@ -213,6 +213,7 @@ final class GroupCommitWriter: Sendable {
             }
         }
         answerer.finish()
+        committer.stop()
         condition.lock()
         defer { condition.unlock() }
         // Only now, with every caller answered, does a later shutdown() return at once.

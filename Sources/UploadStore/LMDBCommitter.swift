@@ -41,6 +41,19 @@ final class LMDBCommitter: BatchCommitter {
         }
     }
 
+    /// Leaves the projections at the log's tail (a failed commit of theirs may have left them
+    /// behind), so that projections behind the log always mean a store still open, or killed;
+    /// syncs them, and stops counting as their unsynced writer.
+    func stop() {
+        do {
+            try ProjectionCatchUp.run(environment, schema, projections)
+            try projections.environment.sync()
+            try environment.write { txn in try UnsyncedProjectionWriters.unregister(txn, schema, bootId: configuration.bootId) }
+        } catch {
+            configuration.logger.error("the projections could not be synced at close; they are rebuilt after the machine next restarts", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Writes the batch; when the map is full, grows it and writes the whole batch again (the
     /// failed transaction kept nothing), so callers never notice. Up to 20 doublings, as
     /// ``LMDBKit/Environment/writeGrowingTheMap(_:)``; past that the full map is an error like any

@@ -110,18 +110,10 @@ public final class Store: EventStore {
     /// themselves close when the last reference to the store goes.
     public func close() async { await closing.run { await self.closeOnce() } }
 
+    /// The projections are synced on the writer's thread as it stops (``LMDBCommitter/stop()``).
     private func closeOnce() async {
         await writer.shutdown()
         notifier.close()
-        do {
-            // Left at the log's tail (a failed commit of theirs may have left them behind), so
-            // that projections behind the log always mean a store still open, or killed.
-            try ProjectionCatchUp.run(environment, schema, projections)
-            try projections.environment.sync()
-            try environment.write { txn in try UnsyncedProjectionWriters.unregister(txn, schema, bootId: configuration.bootId) }
-        } catch {
-            configuration.logger.error("the projections could not be synced at close; they are rebuilt after the machine next restarts", metadata: ["error": "\(error)"])
-        }
     }
 
     /// Waits until an event after `position` commits in this process, or `timeout` passes (so

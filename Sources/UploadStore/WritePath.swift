@@ -6,6 +6,9 @@ import UploadCore
 protocol BatchCommitter: AnyObject, Sendable {
     /// Called once on the writer's thread before the first batch (to warm what it keeps in memory).
     func start()
+    /// Called once on the writer's thread after the last batch, before the store's `close()`
+    /// returns: closing work that blocks (syncing), kept off the callers' threads.
+    func stop()
     /// Writes `batch` but the `isolated` commands, which are answered with their failures.
     /// - Returns: each command's result, and the log's tail after the commit.
     /// - Throws: ``CommandFailure`` when one command cannot be written (the writer isolates it and
@@ -13,6 +16,10 @@ protocol BatchCommitter: AnyObject, Sendable {
     func commit(
         _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error]
     ) throws -> (results: GroupCommitWriter.Results, tail: UInt64)
+}
+
+extension BatchCommitter {
+    func stop() {}
 }
 
 /// A failure while writing the command at `index`: the transaction is given up and written
