@@ -54,6 +54,19 @@ public enum Replayer {
             }
         }
 
+        /// What verify reports for an error a check threw: a store's own finding that it
+        /// contradicts itself (``StoreError/Code/corrupt``: a malformed key, a record that does
+        /// not decode) is damage to the log; anything else means the store could not be checked.
+        init(_ error: any Error) {
+            if let failure = error as? Failure {
+                self = failure
+            } else if let error = error as? StoreError, error.code == .corrupt {
+                self = .log(error.message)
+            } else {
+                self = .unusable("\(error)")
+            }
+        }
+
         /// The process exit status for this failure: 1 mismatch, 2 log damage, 3 unusable store.
         public var exitCode: Int32 {
             switch self {
@@ -85,10 +98,8 @@ public enum Replayer {
         let start = ContinuousClock.now
         do {
             try verify(environment, directory: directory, bootId: bootId, checkpointKey: checkpointKey, into: &report, progress: progress)
-        } catch let failure as Failure {
-            report.failure = failure
         } catch {
-            report.failure = .unusable("\(error)")
+            report.failure = Failure(error)
         }
         let elapsed = ContinuousClock.now - start
         report.seconds = elapsed.seconds
@@ -135,7 +146,8 @@ public enum Replayer {
             }
             return schema
         }
-        guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
+        let opened = Result { try ProjectionEnvironment.openForReading(dataDirectory: directory) }
+        guard let projections = try opened.mapError({ Failure.unusable("\($0)") }).get() else {
             throw Failure.unusable("the store's projections have never been built; open it for writing (serve, migrate) first")
         }
         var background: BackgroundWork<FlatProjectionState>?
@@ -147,7 +159,7 @@ public enum Replayer {
         // that do not decode whole, then the second rebuild's refusals, then the comparisons.
         let (first, firstDigest, liveCheck, shared, merkleRoot, keptCheckpoints, counter) = try projections.environment.read { ptxn in
             try environment.read { txn in
-                let size = try EventLog.tail(txn, schema)?.position ?? 0
+                let (size, dense) = try logSize(txn, schema)
                 report.events = size
                 // Each rebuild, the Merkle check and the whole decoding pass over every event once.
                 let counter = ProgressCounter(total: 4 * size, progress)
@@ -173,6 +185,7 @@ public enum Replayer {
                 }
                 let nodesPast = Result { try merkle.checkNothingStoredPast(txn, schema) }
                 let first = try rebuild(txn, schema, upTo: size, tick: counter.tick)
+                guard dense else { throw Failure.log("the log holds \(size) events but its last position is another: positions are out of place") }
                 let firstDigest = ProjectionDigest.of(first)
                 let root = Result { try MerkleLog.root(txn, schema, size: size) }
                 let liveCheck = Result {
@@ -208,6 +221,18 @@ public enum Replayer {
                 "the two rebuilds differ (the fold depends on how it is batched, so replay is not deterministic): \(difference ?? "in their digests")")
         }
         if let liveDifference { throw Failure.mismatch(liveDifference) }
+    }
+
+    /// The log's size: its count of events, which is its last position when positions are dense
+    /// from 1. Verify's work is sized by the count, never by the last position, which damage can
+    /// put anywhere (a record inserted at 2^62 made verify count past UInt64 and trap). When the two
+    /// differ, one of positions 1...count is missing, and the rebuilds, which read up to the
+    /// count, name the first; `dense` says so for the checks after them.
+    static func logSize(_ txn: Transaction, _ schema: Schema) throws -> (size: UInt64, dense: Bool) {
+        guard let (key, _) = try txn.last(schema.events) else { return (0, true) }
+        guard let last = BigEndian.uint64(key) else { throw Failure.log("the event log has a key of \(key.count) bytes; positions are 8 bytes") }
+        let count = UInt64(try txn.count(schema.events))
+        return (count, last == count)
     }
 
     /// Every checkpoint the log signed must still hold: its tree no larger than the log, and its

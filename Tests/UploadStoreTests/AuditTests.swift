@@ -135,6 +135,29 @@ struct AuditTests {
         #expect(cut.contains("position 8"))
     }
 
+    /// The last position sizes verify's work: one far past the log (a decodable record inserted
+    /// at 2^62) made it count past UInt64 and trap. And a last record that does not decode is
+    /// damage to the log (exit 2), not a store that cannot be checked (exit 3).
+    @Test func replay_reportsAPositionFarPastTheLog_andALastRecordThatDoesNotDecode_asDamage() async throws {
+        let far = TemporaryDirectory()
+        defer { far.remove() }
+        _ = try await populate(far)
+        try tamper(far) { txn in
+            let events = try txn.openDatabase("events")!
+            try txn.put(events, BigEndian.bytes(1 << 62), try #require(try txn.get(events, BigEndian.bytes(5))))
+        }
+        let farReport = Replayer.verify(directory: far.path)
+        #expect(farReport.failure == .log("position 9 is missing (the next event is at \(UInt64(1) << 62))"))
+
+        let undecodable = TemporaryDirectory()
+        defer { undecodable.remove() }
+        _ = try await populate(undecodable)
+        try tamper(undecodable) { txn in try txn.put(try txn.openDatabase("events")!, BigEndian.bytes(8), [0xFF, 0x00]) }
+        let report = Replayer.verify(directory: undecodable.path)
+        guard case .log(let text)? = report.failure else { Issue.record("not reported as damage: \(String(describing: report.failure))"); return }
+        #expect(text.contains("position 8") && report.failure?.exitCode == 2)
+    }
+
     /// Verify checks the tree over the first `size` events in a snapshot later than the one `size`
     /// came from, so the nodes past `size` that a writer adds meanwhile must not count; in the
     /// snapshot `size` came from, any node past it is one no event supports, and the first is named.
