@@ -207,14 +207,14 @@ struct ServeCommand: AsyncParsableCommand {
             },
             logger: logger)
         // One group, shut down in reverse order on SIGINT or SIGTERM: the server stops accepting and
-        // finishes the requests in flight (live feeds end), the sweeper and blob check stop, and
-        // the store, listed first, writes what was submitted and closes last.
+        // finishes the requests in flight (live feeds end), the sweeper and blob check stop, the
+        // signer signs the log as it then stands, and the store, listed first, closes last.
         let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: StoreService(store)),
+                .init(service: CheckpointSigning(checkpoints, logger: logger)),
                 .init(service: BlobCheck(service), successTerminationBehavior: .ignore),
                 .init(service: ExpirySweeper(service, idleMilliseconds: uploadExpiry * 1000, interval: .seconds(sweepInterval))),
-                .init(service: CheckpointSigning(checkpoints, logger: logger)),
                 .init(service: app),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -41,6 +41,10 @@ public actor CheckpointSigner {
         return try await signNow()
     }
 
+    /// Signs the log as it stands now, whatever the interval: at shutdown, so that a log stopped
+    /// cleanly has every event under a signature (edits made while it is down are then caught).
+    public func signLast() async throws -> SignedCheckpoint { try await signNow() }
+
     private func signNow() async throws -> SignedCheckpoint {
         let (store, signer, identity) = (self.store, self.signer, self.identity)
         let task = Task {
@@ -128,6 +132,12 @@ public struct CheckpointSigning: Service {
                 }
                 try? await Task.sleep(for: interval)
             }
+        }
+        // After the services that append (listed after this one) have stopped.
+        do {
+            _ = try await signer.signLast()
+        } catch {
+            logger.error("cannot sign the last checkpoint at shutdown", metadata: ["error": "\(error)"])
         }
     }
 }

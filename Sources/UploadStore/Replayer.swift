@@ -29,13 +29,23 @@ public enum Replayer {
         public var checkpoint: UInt64?
         /// The Merkle root over every event, hex; an auditor records it to detect later rewrites.
         public var merkleRoot: String?
-        /// How many checkpoints the log had signed; each holds against the tree.
-        public var signedCheckpoints: Int?
+        /// The checkpoints the log had signed; each holds against the tree.
+        public var kept: KeptCheckpoints?
         /// What failed, if anything: the first problem found, naming a position or a key.
         public var failure: Failure?
 
         public var eventsPerSecond: Double { seconds > 0 ? Double(eventsScanned) / seconds : 0 }
         public var passed: Bool { failure == nil }
+    }
+
+    /// What verify found of the checkpoints the log signed, each of which held.
+    public struct KeptCheckpoints: Sendable {
+        public var count: Int
+        /// The largest tree one signs: the events after it are held by no signature, only by
+        /// the tree, which whoever edits them can compute again.
+        public var signedUpTo: UInt64?
+        /// Whether each one's signature was checked with the log's key, not only its root.
+        public var signaturesChecked: Bool
     }
 
     public enum Failure: Error, Sendable, Equatable, CustomStringConvertible {
@@ -203,7 +213,7 @@ public enum Replayer {
         let second = Result { try background!.result() }
         try shared.merkleOutcome.get()
         report.merkleRoot = Hex.encode(try merkleRoot.get())
-        report.signedCheckpoints = try keptCheckpoints.get()
+        report.kept = try keptCheckpoints.get()
         let (liveDigest, liveDifference, checkpoint) = try liveCheck.get()
         try shared.wholeDecodingOutcome.get()
         let secondState = try second.get()
@@ -239,10 +249,9 @@ public enum Replayer {
     /// root the root of the tree (whose nodes the Merkle check proves from the events) at its size.
     /// A tree rebuilt from edited events, or a log cut short, fails here even when it is
     /// consistent in itself. With the log's key, each signature is checked too.
-    /// - Returns: how many checkpoints were checked.
     static func checkKeptCheckpoints(
         _ kept: [SignedCheckpoint], size: UInt64, key: NoteVerifier?, root: (_ size: UInt64) throws -> MerkleTree.Hash
-    ) throws -> Int {
+    ) throws -> KeptCheckpoints {
         for signed in kept {
             let checkpoint: Checkpoint
             do {
@@ -260,7 +269,7 @@ public enum Replayer {
                 throw Failure.log("the tree of the first \(checkpoint.size) events no longer has the root the log signed for it (\(Hex.encode(checkpoint.rootHash))): the history was rewritten")
             }
         }
-        return kept.count
+        return KeptCheckpoints(count: kept.count, signedUpTo: kept.map(\.size).max(), signaturesChecked: key != nil)
     }
 
     /// The live tables against a rebuild of the log's first `size` events, in the snapshots `size`

@@ -856,3 +856,27 @@ def test_a_rewritten_history_is_caught(tmp_path):
     assert verify_consistency_cli(tmp_path, note_a, note_c, response.content, str(verifier)) == 0
     intact = tool("upload-replay", "--data-dir", str(original))
     assert intact.returncode == 0, intact.stdout + intact.stderr
+
+
+def test_a_clean_stop_signs_the_log_to_its_end_and_verify_says_how_far_signatures_reach(tmp_path):
+    """serve signs once a minute while the log grows, and once more as it stops cleanly: every event
+    of a log stopped cleanly is under a signature. upload-replay says how far the signatures reach,
+    and says so when it could not check them (the key file gone), rather than passing quietly."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with running(data) as server:
+        post(server.endpoint, "CreateRepository", {"repositoryName": "tlog/stop"})
+        for _ in range(5):
+            post(server.endpoint, "InitiateLayerUpload", {"repositoryName": "tlog/stop"})
+    checked = tool("upload-replay", "--data-dir", str(data), "--json")
+    report = json.loads(checked.stdout)
+    assert report["ok"] and report["events"] == 6, checked.stdout + checked.stderr
+    assert report["signedUpTo"] == 6 and report["signaturesChecked"] is True, report
+
+    (data / "transparency-log.key").unlink()
+    unchecked = tool("upload-replay", "--data-dir", str(data), "--json")
+    report = json.loads(unchecked.stdout)
+    assert report["ok"] and report["signaturesChecked"] is False, report
+    assert "signatures not checked" in unchecked.stderr, unchecked.stderr
+    text = tool("upload-replay", "--data-dir", str(data))
+    assert "signatures NOT checked" in text.stdout and "signed up to:     6 of 6 events" in text.stdout, text.stdout

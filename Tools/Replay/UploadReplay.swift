@@ -50,8 +50,13 @@ struct Verify: ParsableCommand {
                 throw ValidationError("--public-key: \(error)")
             }
         } else {
-            // The data directory's own key, when this user may read it; the roots are checked either way.
-            do { key = try LogSigningKey.verifier(path: nil, dataDirectory: dataDir) } catch {
+            // The data directory's own key, when this user may read it; the roots are checked
+            // either way. Whoever can write the directory can replace that key too: an auditor
+            // gives the key it keeps (--public-key).
+            do {
+                key = try LogSigningKey.verifier(path: nil, dataDirectory: dataDir)
+                if key == nil { throw StoreError(.io, "the data directory holds no log key") }
+            } catch {
                 FileHandle.standardError.write(Data("note: checkpoint signatures not checked (\(error)); give --public-key to check them\n".utf8))
             }
         }
@@ -76,7 +81,12 @@ struct Verify: ParsableCommand {
         if let live = r.liveDigest { print("live digest:      \(live)") }
         if let checkpoint = r.checkpoint { print("checkpoint:       \(checkpoint)") }
         if let root = r.merkleRoot { print("merkle root:      \(root) (tree size \(r.events))") }
-        if let kept = r.signedCheckpoints { print("signed checkpoints: \(kept), each consistent with the tree") }
+        if let kept = r.kept {
+            let signatures = kept.signaturesChecked ? "signatures checked" : "signatures NOT checked: give --public-key"
+            print("signed checkpoints: \(kept.count), each consistent with the tree (\(signatures))")
+            let unsigned = r.events - min(r.events, kept.signedUpTo ?? 0)
+            print("signed up to:     \(kept.signedUpTo ?? 0) of \(r.events) events" + (unsigned == 0 ? "" : "; the last \(unsigned) are held by no signature yet"))
+        }
         if let failure = r.failure {
             FileHandle.standardError.write(Data("FAILED: \(failure)\n".utf8))
         } else {
@@ -95,7 +105,9 @@ struct Verify: ParsableCommand {
             ("liveDigest", r.liveDigest.map(JSONValue.string)),
             ("checkpoint", r.checkpoint.map(JSONValue.uint)),
             ("merkleRoot", r.merkleRoot.map(JSONValue.string)),
-            ("signedCheckpoints", r.signedCheckpoints.map { .uint(UInt64($0)) }),
+            ("signedCheckpoints", r.kept.map { .uint(UInt64($0.count)) }),
+            ("signedUpTo", r.kept.map { .uint($0.signedUpTo ?? 0) }),
+            ("signaturesChecked", r.kept.map { .bool($0.signaturesChecked) }),
             ("failure", r.failure.map { .string("\($0)") }),
         ]).text
     }

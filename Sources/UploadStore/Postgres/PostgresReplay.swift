@@ -78,7 +78,7 @@ extension Replayer {
         try tree.finish(size: size)
         let snapshot = PostgresSnapshot(connection: connection)
         report.merkleRoot = Hex.encode(try snapshot.rootHash(size: size))
-        report.signedCheckpoints = try checkKeptCheckpoints(PostgresLog.signedCheckpoints(connection), size: size, key: checkpointKey) {
+        report.kept = try checkKeptCheckpoints(PostgresLog.signedCheckpoints(connection), size: size, key: checkpointKey) {
             try snapshot.rootHash(size: $0)
         }
         counter.finish()
