@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LogHashing
 import UploadCore
 import UploadStore
 
@@ -90,7 +91,21 @@ struct AuditVerifyProof: ParsableCommand {
         commandName: "verify-proof", abstract: "Check an inclusion proof offline (no store needed); exit 0 only when it holds.")
 
     @Option(help: "The proof, as printed by `audit proof` (- for standard input).") var file: String
-    @Option(help: "A root you recorded earlier for the same tree size (or a signed checkpoint's); the proof must lead to it. Without it, only the proof's own consistency is checked.") var trustedRoot: String?
+    @Option(help: "A checkpoint you saved (a signed note, as GET /log/checkpoint gives it), with --public-key: the proof must be for its tree size and lead to its root.")
+    var trustedCheckpoint: String?
+    @Option(help: "The log's verifier key, or a file holding it, to check --trusted-checkpoint's signature.") var publicKey: String?
+    @Option(help: "A root you recorded earlier (hex); the proof must lead to it. Without --trusted-checkpoint or this, only the proof's own consistency is checked.")
+    var trustedRoot: String?
+    @Option(help: "The tree size --trusted-root was recorded for: a path leads to one root for several sizes, so the size is proven only when given.")
+    var trustedSize: UInt64?
+
+    func validate() throws {
+        if trustedCheckpoint != nil, publicKey == nil { throw ValidationError("--trusted-checkpoint needs --public-key, to check its signature.") }
+        if trustedCheckpoint != nil, trustedRoot != nil || trustedSize != nil {
+            throw ValidationError("give --trusted-checkpoint or --trusted-root (with --trusted-size), not both.")
+        }
+        if trustedSize != nil, trustedRoot == nil { throw ValidationError("--trusted-size goes with --trusted-root.") }
+    }
 
     func run() throws {
         let text: String
@@ -101,14 +116,23 @@ struct AuditVerifyProof: ParsableCommand {
             text = String(decoding: data, as: UTF8.self)
         }
         do {
+            var (root, size) = (trustedRoot, trustedSize)
+            if let trustedCheckpoint, let publicKey {
+                let keyText = FileManager.default.fileExists(atPath: publicKey) ? try AuditVerifyConsistency.read(publicKey) : publicKey
+                let checkpoint = try AuditVerifyConsistency.checkpoint(trustedCheckpoint, "--trusted-checkpoint", try NoteVerifier(keyText))
+                (root, size) = (Hex.encode(checkpoint.rootHash), checkpoint.size)
+            }
             let proof = try InclusionProof(json: text)
-            let event = try proof.verify(trustedRoot: trustedRoot)
-            if trustedRoot != nil {
-                print("OK: the \(event.event.type.name) at position \(proof.position) is in the log of \(proof.treeSize) events with root \(proof.rootHash)")
+            let event = try proof.verify(trustedRoot: root, trustedSize: size)
+            let proven = "the \(event.event.type.name) at position \(proof.position)"
+            if size != nil {
+                print("OK: \(proven) is in the log of \(proof.treeSize) events with root \(proof.rootHash)")
+            } else if root != nil {
+                print("OK: \(proven) is in the tree with root \(proof.rootHash), the trusted root; the tree's size (\(proof.treeSize), as the proof names it) is not proven: give --trusted-size, or --trusted-checkpoint")
             } else {
                 // Anyone can make a proof that leads to a root of their own: only a root known
                 // otherwise ties it to this log.
-                print("OK: the \(event.event.type.name) at position \(proof.position) is in the tree of \(proof.treeSize) events with root \(proof.rootHash), the root the proof itself names: it proves the event is in the log only once that root is one you trust (--trusted-root, or a signed checkpoint's of that size)")
+                print("OK: \(proven) is in the tree of \(proof.treeSize) events with root \(proof.rootHash), the root the proof itself names: it proves the event is in the log only once that root is one you trust (--trusted-checkpoint, or --trusted-root with --trusted-size)")
             }
             printLine(event.json)
         } catch {

@@ -46,9 +46,10 @@ public struct InclusionProof: Sendable, Equatable {
 
     /// Checks the proof without the store: the record decodes as an event, hashes to the leaf,
     /// and the path leads from that leaf to the root (and to `trustedRoot`, when given: a root the
-    /// auditor recorded earlier for this tree size).
+    /// auditor recorded earlier; and the tree is of `trustedSize` events, when given: a path
+    /// leads to a root for several sizes, so only a size known otherwise is proven).
     /// - Returns: the proven event.
-    public func verify(trustedRoot: String? = nil) throws -> EventEnvelope {
+    public func verify(trustedRoot: String? = nil, trustedSize: UInt64? = nil) throws -> EventEnvelope {
         func fail(_ why: String) -> ProofRejected { ProofRejected("the proof does not hold: \(why)") }
         guard let bytes = Data(base64Encoded: record).map(Array.init) else { throw fail("the record is not base64") }
         let envelope: EventEnvelope
@@ -65,6 +66,9 @@ public struct InclusionProof: Sendable, Equatable {
         }
         if let trustedRoot, trustedRoot.lowercased() != rootHash.lowercased() {
             throw fail("the root \(rootHash) is not the trusted root \(trustedRoot)")
+        }
+        if let trustedSize, trustedSize != treeSize {
+            throw fail("the proof is for a tree of \(treeSize) events, not the trusted \(trustedSize)")
         }
         return envelope
     }

@@ -203,6 +203,35 @@ struct CommandLineTests {
 
         let untrusted = try coordinator("audit", "verify-proof", "--file", proofFile)
         #expect(untrusted.status == 0 && untrusted.lines[0].contains("the root the proof itself names"), "without a trusted root, it says what it did not prove")
+
+        // A path leads to one root for several tree sizes (index 3 of 5 has the path of index 3
+        // of 6, 7 or 8), so a trusted root alone proves no size: only a size known otherwise does.
+        var resized = try json(proof.lines[0])
+        resized["treeSize"] = 8
+        let resizedFile = dir.path + "/resized.json"
+        try JSONSerialization.data(withJSONObject: resized).write(to: URL(fileURLWithPath: resizedFile))
+        let rootOnly = try coordinator("audit", "verify-proof", "--file", resizedFile, "--trusted-root", root["rootHash"] as! String)
+        #expect(rootOnly.status == 0 && rootOnly.lines[0].contains("is not proven") && !rootOnly.lines[0].contains("log of 8"), "\(rootOnly.stdout)")
+        let wrongSize = try coordinator("audit", "verify-proof", "--file", resizedFile, "--trusted-root", root["rootHash"] as! String, "--trusted-size", "5")
+        #expect(wrongSize.status == 1 && wrongSize.stderr.contains("not the trusted 5"))
+        let sized = try coordinator("audit", "verify-proof", "--file", proofFile, "--trusted-root", root["rootHash"] as! String, "--trusted-size", "5")
+        #expect(sized.status == 0 && sized.lines[0].hasPrefix("OK: the UploadInitiated at position 4 is in the log of 5 events"))
+
+        // Or a checkpoint the auditor saved, under the log's key: its size and root both.
+        let keyFile = dir.path + "/log.key"
+        try "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz\n".write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let signed = try coordinator("audit", "checkpoint", "--data-dir", dir.path, "--log-key", keyFile)
+        #expect(signed.status == 0, "\(signed.stderr)")
+        let checkpointFile = dir.path + "/checkpoint"
+        try signed.stdout.write(toFile: checkpointFile, atomically: true, encoding: .utf8)
+        let verifier = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+        let byCheckpoint = try coordinator("audit", "verify-proof", "--file", proofFile, "--trusted-checkpoint", checkpointFile, "--public-key", verifier)
+        #expect(byCheckpoint.status == 0 && byCheckpoint.lines[0].contains("in the log of 5 events"), "\(byCheckpoint.stderr)")
+        let resizedByCheckpoint = try coordinator("audit", "verify-proof", "--file", resizedFile, "--trusted-checkpoint", checkpointFile, "--public-key", verifier)
+        #expect(resizedByCheckpoint.status == 1)
+        let otherKey = try coordinator("audit", "verify-proof", "--file", proofFile, "--trusted-checkpoint", checkpointFile,
+                                       "--public-key", "PeterNeumann+c74f20a3+AZpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
+        #expect(otherKey.status == 1, "a checkpoint under another key is no trusted checkpoint")
         var shouted = try json(proof.lines[0])
         shouted["rootHash"] = (shouted["rootHash"] as! String).uppercased()
         try JSONSerialization.data(withJSONObject: shouted).write(to: URL(fileURLWithPath: proofFile))
