@@ -2,7 +2,9 @@ import Foundation
 
 /// At most `size` connections to one database, handed to one caller at a time. A caller past the
 /// limit waits for one to be returned. A connection that failed is closed instead of returned,
-/// and the next caller opens a new one: so after the server restarts, the pool reconnects by itself.
+/// and so are the idle ones, which a server that went away closed too: the next caller opens a
+/// new one, so after the server restarts, the pool reconnects by itself, and a read that ran
+/// again after a lost connection does not meet another one.
 public final class PostgresPool: @unchecked Sendable {
     public let url: String
     public let size: Int
@@ -52,8 +54,15 @@ public final class PostgresPool: @unchecked Sendable {
 
     private func give(back connection: PostgresConnection, failed: Bool) {
         condition.lock()
-        if failed || !connection.isUsable || !connection.isIdle { open -= 1 } else { idle.append(connection) }
-        condition.signal()
+        if failed {
+            open -= 1 + idle.count
+            idle.removeAll()  // closed as they go
+        } else if !connection.isUsable || !connection.isIdle {
+            open -= 1
+        } else {
+            idle.append(connection)
+        }
+        condition.broadcast()
         condition.unlock()
     }
 }

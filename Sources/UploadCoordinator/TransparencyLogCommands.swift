@@ -44,8 +44,11 @@ struct LogKeyOptions: ParsableArguments {
         if claimsLog, kept == nil {
             do {
                 _ = try CheckpointSigner.sign(store, signer, as: identity)
-            } catch {
-                if keyMissing { try? FileManager.default.removeItem(atPath: defaultKey) }
+            } catch let error as StoreError where error.code == .corrupt && keyMissing {
+                // Another node claimed the log first, with a key of its own folder's: the one made
+                // here signs nothing. (Any other failure keeps it: nodes sharing this folder share
+                // the key, and one of them may have claimed the log with it.)
+                try? FileManager.default.removeItem(atPath: defaultKey)
                 throw error
             }
         }

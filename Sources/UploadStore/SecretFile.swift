@@ -7,8 +7,9 @@ public enum SecretFile {
     /// The file's contents, after creating it with `make()` when it does not exist yet.
     public static func contents(at path: String, creatingWith make: () throws -> [UInt8]) throws -> Data {
         if !FileManager.default.fileExists(atPath: path) {
-            let temporary = path + ".new-\(getpid())"
-            unlink(temporary)
+            // Random, not the process id: nodes in containers share a folder and are all pid 1,
+            // and one unlinking another's half-written file would link an empty secret into place.
+            let temporary = path + ".new-\(UInt64.random(in: 0...UInt64.max))"
             let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw StoreError(.io, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
             defer { unlink(temporary) }

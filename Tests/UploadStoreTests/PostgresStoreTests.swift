@@ -100,6 +100,42 @@ struct PostgresStoreTests {
         }
     }
 
+    /// A read that meets a connection the server closed runs again on a newly opened one, not on
+    /// another pooled connection the server closed too (as a restart closes them all).
+    @Test func aReadAfterThePoolsConnectionsWereClosed_isAnswered() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await location.withStore { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            // Three reads, each inside the one before: the pool holds three connections after.
+            try store.read { _ in try store.read { _ in try store.read { _ in } } }
+            let admin = try PostgresConnection(url: location.database!.url)
+            let ended = try admin.query("""
+                SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = '' AND state = 'idle') AS t
+                """)
+            #expect(try ended.int64(0, 0) >= 3)
+            #expect(try store.read { try $0.lastPosition() } == 1)
+        }
+    }
+
+    /// Any role that can connect may NOTIFY the log's channel: a made-up tail must not stand as
+    /// the node's tail (2^64 − 1 woke every feed at once, for ever); the log's own tail does.
+    @Test func aNotificationOfAMadeUpTail_wakesNoFollower() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await location.withStore { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            let listener = try #require(store as? PostgresStore)
+            for _ in 0..<100 where !listener.hearsOtherNodes { try await Task.sleep(for: .milliseconds(100)) }
+            try PostgresConnection(url: location.database!.url).execute("NOTIFY \(PostgresLog.channel), '\(UInt64.max)'")
+            try await Task.sleep(for: .milliseconds(600))  // the listener has heard it
+            let started = ContinuousClock.now
+            _ = await store.waitForEvents(after: 1, timeout: .seconds(2))
+            #expect(ContinuousClock.now - started > .seconds(1.5), "woken by a position no event has")
+        }
+    }
+
     @Test func theLog_refusesUpdateAndDelete_andVerifyCatchesARewrittenRecord() async throws {
         let location = try TestStoreLocation(.postgres)
         defer { location.remove() }

@@ -44,12 +44,17 @@ final class PostgresCommitter: BatchCommitter {
         invocations = InvocationWindow(limit: configuration.retryWindow)
     }
 
-    /// What the writer's session insists on, whatever the server's or the role's settings:
+    /// What each batch's transaction insists on, whatever the server's, the role's or the
+    /// session's settings (set in the transaction itself, so that a pooler that hands the session
+    /// to others between transactions cannot lose them):
     /// - commits are durable when they return (answers follow them);
     /// - a batch waits at most 30 s for the append lock (then its callers get ServerException);
     /// - a writer that stops in the middle of a transaction (a node frozen or cut off) has it
     ///   ended by the server after 10 s, which releases the append lock for the other nodes.
-    static let sessionSettings = "SET synchronous_commit = on; SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = '10s'"
+    static let batchSettings = PostgresConnection.Query("""
+        SELECT set_config('synchronous_commit', 'on', true), set_config('lock_timeout', '30s', true),
+               set_config('idle_in_transaction_session_timeout', '10s', true)
+        """)
 
     /// The retry window is brought to the tail inside the append lock; when it is this far behind
     /// (other nodes wrote much since this node's last batch), most of that is done first, outside.
@@ -110,7 +115,6 @@ final class PostgresCommitter: BatchCommitter {
         }
         connection = nil
         let opened = try PostgresConnection(url: url)
-        try opened.execute(Self.sessionSettings)
         connection = opened
         return opened
     }
@@ -139,10 +143,10 @@ final class PostgresCommitter: BatchCommitter {
             let opening = try connection.pipeline([
                 // READ COMMITTED whatever the role's default: each read after the lock sees every
                 // append before it (a snapshot taken at BEGIN would not).
-                .init("BEGIN ISOLATION LEVEL READ COMMITTED"), .init("SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))"),
-                PostgresLog.tailAndProjectionsQuery,
+                .init("BEGIN ISOLATION LEVEL READ COMMITTED"), Self.batchSettings,
+                .init("SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))"), PostgresLog.tailAndProjectionsQuery,
             ] + [marksFrom.map(Self.marksQuery(from:))].compactMap { $0 } + readQueries)
-            let (tail, projected) = try PostgresLog.tailAndProjections(opening[2])
+            let (tail, projected) = try PostgresLog.tailAndProjections(opening[3])
             let position = tail?.position ?? 0
             guard projected.version == Projector.version, projected.position == position else {
                 throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
@@ -150,7 +154,7 @@ final class PostgresCommitter: BatchCommitter {
             let now = invocations.decisionTime(wallClock: configuration.clock.now(), logTail: tail?.recordedAt)
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
             if marksFrom == nil && position != invocations.validAt { marksReadAlone += 1 }
-            try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[3]) }))
+            try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[4]) }))
             othersAppendedBeforeLastBatch = cacheValidAt != position
             if cacheValidAt != position || cache.records.count > Self.cacheLimit {
                 cache = DecodedRecords()

@@ -1,8 +1,9 @@
 import PostgresKit
 
 /// Which node of a PostgreSQL deployment does each ``StoreDuty``: the one holding the duty's session
-/// advisory lock, on a connection kept for it. The lock goes with the connection, so a node that
-/// dies or loses the server gives the lead up at once, and another takes it at its next ask.
+/// advisory lock, on a connection kept for it. The lock goes with the connection: a node that dies
+/// gives the lead up at once, and one whose machine or network is gone as soon as the server sees
+/// its connection dead (``serverSideKeepalives``, about 20 s); another takes it at its next ask.
 final class PostgresLeadership: Sendable {
     private let url: String
     private let state = Locked<(connection: PostgresConnection?, held: Set<StoreDuty>)>((nil, []))
@@ -16,7 +17,9 @@ final class PostgresLeadership: Sendable {
         state.withLock { state in
             do {
                 if state.connection?.isUsable != true {
-                    state = (try PostgresConnection(url: url), [])
+                    let connection = try PostgresConnection(url: url)
+                    try connection.query(Self.serverSideKeepalives)
+                    state = (connection, [])
                 }
                 let connection = state.connection!
                 if state.held.contains(duty) {
@@ -33,6 +36,14 @@ final class PostgresLeadership: Sendable {
             }
         }
     }
+
+    /// The server's side of the connection gives up on a peer that stopped answering after about
+    /// 20 s, as the client's side does (``PostgresKit/PostgresConnection``): the server's own
+    /// defaults wait two hours, and the session's lock with them, while this connection sits idle.
+    static let serverSideKeepalives = """
+        SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false),
+               set_config('tcp_keepalives_count', '3', false), set_config('tcp_user_timeout', '20000', false)
+        """
 
     /// Gives every lead up (closing the connection releases its locks).
     func resign() { state.withLock { $0 = (nil, []) } }

@@ -2,10 +2,13 @@ import Foundation
 import Logging
 import PostgresKit
 
-/// A thread that `LISTEN`s on the log's channel and hands each position another node's commit
-/// notified to the ``CommitNotifier``, so live feeds on every node wake for every node's events.
-/// It reconnects by itself after the server goes away; the feeds' own timeout reads the log again
-/// meanwhile, so nothing is missed, only later.
+/// A thread that `LISTEN`s on the log's channel and, when another node's commit is notified, hands
+/// the log's tail to the ``CommitNotifier``, so live feeds on every node wake for every node's
+/// events. The tail is read from the log, not taken from the notification: any role that can
+/// connect may `NOTIFY` the channel, and a made-up position (2^64 − 1) would otherwise stand as
+/// every node's tail until restart, waking every feed at once, for ever. It reconnects by itself
+/// after the server goes away; the feeds' own timeout reads the log again meanwhile, so nothing is
+/// missed, only later.
 final class PostgresListener: Sendable {
     private let stopped = Locked(false)
     /// Whether the thread is connected and listening now.
@@ -25,7 +28,7 @@ final class PostgresListener: Sendable {
                         listening.withLock { $0 = true }
                     }
                     let received = try connection!.notifications(waitingUpTo: .milliseconds(200))
-                    if let tail = received.compactMap({ UInt64($0.payload) }).max() { notifier.committed(upTo: tail) }
+                    if !received.isEmpty, let tail = try PostgresLog.lastPosition(connection!) { notifier.committed(upTo: tail) }
                 } catch {
                     if connection != nil { logger.warning("lost the connection that listens for commits; reconnecting", metadata: ["error": "\(error)"]) }
                     connection = nil

@@ -35,8 +35,7 @@ extension Replayer {
         // The last position, not the last record: a record that does not decode is found in
         // order, as damage. Not trusted as a count either: a position past a gap is found below,
         // and nothing is sized by it.
-        let last = try connection.query("SELECT position FROM events ORDER BY position DESC LIMIT 1")
-        let size = last.isEmpty ? 0 : try last.position(0, 0)
+        let size = try PostgresLog.lastPosition(connection) ?? 0
         report.events = size
         let counter = ProgressCounter(total: size > UInt64.max / 3 ? .max : 3 * size, progress)
         let tick = counter.tick
