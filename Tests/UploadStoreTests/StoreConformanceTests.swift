@@ -139,6 +139,29 @@ struct StoreConformanceTests {
         #expect(lmdbReport.liveDigest == postgresReport.liveDigest && lmdbReport.liveDigest == lmdb.liveDigest)
     }
 
+    /// The sweep reads every active upload's session (on PostgreSQL in one query, not one each
+    /// while the append lock is held) and ends exactly the idle ones.
+    @Test(arguments: StoreBackend.allCases)
+    func theSweep_endsExactlyTheIdleUploads(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        let clock = TestClock()
+        try await location.withStore(configure: { $0.clock = clock }) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            var idle: [String] = []
+            for _ in 0..<3 {
+                idle.append(try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId)
+            }
+            clock.advance(milliseconds: 60_000)
+            let busy = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            clock.advance(milliseconds: 30_000)
+            let outcome = try await store.execute(.expireIdleUploads(ExpireIdleUploads(idleMilliseconds: 60_000)), metadata: testMetadata())
+            let expired = outcome.events.compactMap { if case .uploadExpired(let e) = $0.event { e.uploadId } else { nil } }
+            #expect(expired == idle)
+            #expect(try store.read { try $0.allActiveUploads() } == [busy])
+        }
+    }
+
     @Test(arguments: StoreBackend.allCases)
     func aRefusedCommand_writesNothing(_ backend: StoreBackend) async throws {
         let location = try TestStoreLocation(backend)

@@ -10,6 +10,10 @@ import UploadCore
 struct BatchReads {
     private(set) var sessions: [[UInt8]] = []
     private(set) var repositories: [[UInt8]] = []
+    /// Whether the batch sweeps idle uploads, which reads the session of every active upload:
+    /// read in one query, not one round trip each while the append lock is held (24,000 active
+    /// uploads held it for about 4.5 s, and every other node's writes with it).
+    private(set) var everyActiveSession = false
 
     init(_ batch: [GroupCommitWriter.Pending], settings: DecisionSettings) {
         self.init(commands: batch.map { ($0.command, $0.uploadId) }, settings: settings)
@@ -41,14 +45,16 @@ struct BatchReads {
             case .cancelLayerUpload(let c):
                 repository(c.upload.repository.registryId, c.upload.repository.repositoryName)
                 session(c.upload.uploadId)
+            case .expireIdleUploads: everyActiveSession = true
             default: continue
             }
         }
     }
 
-    private init(sessions: [[UInt8]], repositories: [[UInt8]]) {
+    private init(sessions: [[UInt8]], repositories: [[UInt8]], everyActiveSession: Bool) {
         self.sessions = sessions
         self.repositories = repositories
+        self.everyActiveSession = everyActiveSession
     }
 
     /// Only the keys `cache` does not know; all of them when there is no cache to keep.
@@ -56,18 +62,31 @@ struct BatchReads {
         guard let cache else { return self }
         return BatchReads(
             sessions: sessions.filter { cache.records[DecodedRecords.Key(.sessions, $0)] == nil },
-            repositories: repositories.filter { cache.records[DecodedRecords.Key(.repositories, $0)] == nil })
+            repositories: repositories.filter { cache.records[DecodedRecords.Key(.repositories, $0)] == nil },
+            everyActiveSession: everyActiveSession)
     }
 
-    /// One query per table with keys to read: sessions, then repositories.
+    /// One query per table with keys to read: sessions, then repositories; then, for a sweep, the
+    /// sessions of every active upload (a session is keyed by its upload id, as its active mark is).
     var queries: [PostgresConnection.Query] {
-        [PostgresTables.recordsQuery(.sessions, keys: sessions), PostgresTables.recordsQuery(.repositories, keys: repositories)].compactMap { $0 }
+        [
+            PostgresTables.recordsQuery(.sessions, keys: sessions), PostgresTables.recordsQuery(.repositories, keys: repositories),
+            everyActiveSession ? Self.everyActiveSessionQuery : nil,
+        ].compactMap { $0 }
     }
+
+    static let everyActiveSessionQuery = PostgresConnection.Query("""
+        SELECT s.key, s.value FROM projection_entries a JOIN projection_entries s ON s.tbl = '\(ProjectionTable.sessions.rawValue)' AND s.key = a.key
+        WHERE a.tbl = '\(ProjectionTable.activeUploads.rawValue)'
+        """)
 
     /// Keeps the answers to ``queries`` (in their order) as the reads of `tables`' transaction.
     func note(_ answers: some Collection<PostgresRows>, in tables: PostgresTables) {
         var answer = answers.makeIterator()
         if !sessions.isEmpty, let rows = answer.next() { tables.noteRecords(.sessions, keys: sessions, found: rows, as: UploadSession.self) }
         if !repositories.isEmpty, let rows = answer.next() { tables.noteRecords(.repositories, keys: repositories, found: rows, as: RepositorySummary.self) }
+        if everyActiveSession, let rows = answer.next() {
+            tables.noteRecords(.sessions, keys: (0..<rows.count).map { rows.bytes($0, 0) }, found: rows, as: UploadSession.self)
+        }
     }
 }
