@@ -56,8 +56,17 @@ struct PostgresTables: KeyedProjectionTables {
         decoded.update(DecodedRecords.Key(table, key), to: nil)
     }
 
+    /// The keys alone: a forced DeleteRepository asks for a repository's image digests, whose
+    /// records hold manifests of up to 4 MiB each.
     func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]] {
-        try rawEntries(in: table, withPrefix: prefix).map(\.key)
+        let rows = try Self.rows(connection, "key", table, prefix: prefix, after: nil, limit: .max)
+        let stored = (0..<rows.count).map { rows.bytes($0, 0) }
+        guard let changed = changes.byTable[table], !changed.isEmpty else { return stored }
+        var present = Set(stored)
+        for (key, value) in changed where key.starts(with: prefix) {
+            if value == nil { present.remove(key) } else { present.insert(key) }
+        }
+        return present.sorted { ProjectionKey.precedes($0, $1) }
     }
 
     func entries<R: FieldRecord>(in table: ProjectionTable, withPrefix prefix: [UInt8], as type: R.Type) throws -> [(key: [UInt8], value: R)] {
@@ -81,7 +90,15 @@ struct PostgresTables: KeyedProjectionTables {
     static func stored(
         _ connection: PostgresConnection, _ table: ProjectionTable, prefix: [UInt8], after: [UInt8]?, limit: Int
     ) throws -> [(key: [UInt8], value: [UInt8])] {
-        var sql = "SELECT key, value FROM projection_entries WHERE tbl = $1 AND key >= $2"
+        let rows = try rows(connection, "key, value", table, prefix: prefix, after: after, limit: limit)
+        return (0..<rows.count).map { (rows.bytes($0, 0), rows.bytes($0, 1)) }
+    }
+
+    /// `columns` of the entries ``stored(_:_:prefix:after:limit:)`` names.
+    private static func rows(
+        _ connection: PostgresConnection, _ columns: String, _ table: ProjectionTable, prefix: [UInt8], after: [UInt8]?, limit: Int
+    ) throws -> PostgresRows {
+        var sql = "SELECT \(columns) FROM projection_entries WHERE tbl = $1 AND key >= $2"
         var parameters: [PostgresValue] = [.text(table.rawValue), .bytes(prefix)]
         if let after {
             parameters.append(.bytes(after))
@@ -96,8 +113,7 @@ struct PostgresTables: KeyedProjectionTables {
             parameters.append(.int64(Int64(limit)))
             sql += " LIMIT $\(parameters.count)"
         }
-        let rows = try connection.query(sql, parameters)
-        return (0..<rows.count).map { (rows.bytes($0, 0), rows.bytes($0, 1)) }
+        return try connection.query(sql, parameters)
     }
 
     /// Up to `limit` entries of `table` with keys before `before` (every key when `nil`), greatest first.
