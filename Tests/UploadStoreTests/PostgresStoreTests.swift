@@ -136,6 +136,21 @@ struct PostgresStoreTests {
         }
     }
 
+    /// A node of an older binary among newer ones must not rebuild the tables down to its layout
+    /// (the newer nodes would then refuse every batch, and rebuild them up, in turn).
+    @Test func aNodeOfAnOlderLayout_refusesToStart_andLeavesTheTables() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await location.withStore { store in _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata()) }
+        let newer = Int64(Projector.version) + 1
+        let admin = try PostgresConnection(url: location.database!.url)
+        try admin.query("UPDATE projection_state SET value = $1 WHERE name = 'version'", [.int64(newer)])
+        let error = #expect(throws: StoreError.self) { _ = try location.open() }
+        #expect(error?.code == .migration && error?.message.contains("newer than this binary's") == true)
+        #expect(try admin.query("SELECT value FROM projection_state WHERE name = 'version'").int64(0, 0) == newer)
+        #expect(try admin.query("SELECT count(*) FROM projection_entries").int64(0, 0) > 0, "the tables are left as they were")
+    }
+
     @Test func theLog_refusesUpdateAndDelete_andVerifyCatchesARewrittenRecord() async throws {
         let location = try TestStoreLocation(.postgres)
         defer { location.remove() }

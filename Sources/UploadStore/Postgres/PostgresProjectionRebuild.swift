@@ -18,6 +18,12 @@ enum PostgresProjectionRebuild {
             let tail = try PostgresLog.tail(connection)?.position ?? 0
             let state = try PostgresProjectionState.read(connection)
             guard state.version != Projector.version || state.position != tail else { return }
+            // A node of an older binary, started among newer ones (a rolling upgrade, or a
+            // rollback), must not rebuild the tables down to its layout: the newer nodes would
+            // refuse every batch until one of them rebuilt them up again, and so on in turn.
+            if let version = state.version, version > Projector.version {
+                throw StoreError(.migration, "the projections are of layout \(version), newer than this binary's \(Projector.version): run the newer binary on every node (a layout change needs every node of one version)")
+            }
             if tail > 0 { logger.notice("rebuilding the projections from the log", metadata: ["event.last": "\(tail)"]) }
             var projections = InMemoryProjectionState()
             var position: UInt64 = 0
