@@ -254,20 +254,33 @@ final class GroupCommitWriter: Sendable {
             }
         }
         if queue.pending.isEmpty { return nil }
-        let count = Self.batchLength(waiting: queue.pending.count, maxBatchSize: configuration.maxBatchSize) { queue.pending[$0].endsSubmission }
+        let count = Self.batchLength(
+            waiting: queue.pending.count, maxBatchSize: configuration.maxBatchSize, maxManifestBytes: configuration.maxBatchManifestBytes,
+            manifestBytes: { queue.pending[$0].command.manifestBytes }, endsSubmission: { queue.pending[$0].endsSubmission })
         let batch = Array(queue.pending.prefix(count))
         queue.pending.removeFirst(count)
         queue.callers -= batch.count { $0.endsSubmission }
         return batch
     }
 
-    /// How many of the `waiting` commands the next batch takes: as many as a batch holds, less
-    /// the start of a submission that would not fit whole. A submission is never split across
-    /// batches when it fits in one, so its commands commit together (a registry client's part and
-    /// completion); only a first submission larger than a batch is split.
+    /// How many of the `waiting` commands the next batch takes: as many as a batch holds (in
+    /// commands, and in manifest bytes past its first command), less the start of a submission
+    /// that would not fit whole. A submission is never split across batches when it fits in one,
+    /// so its commands commit together (a registry client's part and completion); only a first
+    /// submission larger than a batch is split.
+    /// - Parameter manifestBytes: the manifest bytes of the waiting command at an index.
     /// - Parameter endsSubmission: whether the waiting command at an index is its submission's last.
-    static func batchLength(waiting: Int, maxBatchSize: Int, endsSubmission: (Int) -> Bool) -> Int {
-        let count = min(waiting, maxBatchSize)
+    static func batchLength(
+        waiting: Int, maxBatchSize: Int, maxManifestBytes: Int = .max, manifestBytes: (Int) -> Int = { _ in 0 },
+        endsSubmission: (Int) -> Bool
+    ) -> Int {
+        var count = 0, bytes = 0
+        while count < min(waiting, maxBatchSize) {
+            let next = manifestBytes(count)
+            if count > 0 && next > maxManifestBytes - bytes { break }
+            bytes += next
+            count += 1
+        }
         guard count < waiting, let end = (0..<count).last(where: endsSubmission) else { return count }
         return end + 1
     }

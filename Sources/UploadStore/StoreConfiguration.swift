@@ -17,6 +17,10 @@ public struct StoreConfiguration: Sendable {
     public var migrateOnOpen = true
     /// The most commands one write transaction takes.
     public var maxBatchSize = 4096
+    /// The most manifest bytes one write transaction takes (``UploadCore/Command/manifestBytes``),
+    /// past its first command: PostgreSQL refuses a message over 1 GB, and a batch's rows go in
+    /// one, so 256 pushes of 4 MiB manifests written together failed every command with them.
+    public var maxBatchManifestBytes = 64 << 20
     /// The most commands waiting for the writer; beyond it, commands fail at once with
     /// `.overloaded` (ThrottlingException) instead of growing memory without bound.
     public var maxQueuedCommands = 20_000

@@ -134,6 +134,19 @@ struct StoreTests {
         #expect(length([true, false, true], max: 8) == 3, "all that waits fits")
     }
 
+    /// A batch also stops at its manifest bytes (PostgreSQL refuses a message over 1 GB), past its
+    /// first command, which is always taken.
+    @Test func aBatch_stopsAtItsManifestBytes() {
+        func length(_ bytes: [Int], budget: Int) -> Int {
+            GroupCommitWriter.batchLength(waiting: bytes.count, maxBatchSize: 100, maxManifestBytes: budget, manifestBytes: { bytes[$0] }) { _ in true }
+        }
+        #expect(length([4, 4, 4, 4], budget: 8) == 2)
+        #expect(length([4, 4, 0, 0], budget: 8) == 4, "commands without a manifest weigh nothing")
+        #expect(length([12, 4], budget: 8) == 1, "a first command larger than the budget goes alone")
+        #expect(length([4, 5], budget: 8) == 1)
+        #expect(length([4, 4, 1], budget: 8) == 2)
+    }
+
     /// Upload ids key the sessions table; increasing ids append to the B-tree instead of dirtying
     /// a random page each (see TimeOrderedUploadIDs). 20,000 ids overflow the per-millisecond
     /// counter, which must still never go backwards.

@@ -44,6 +44,12 @@ public enum Command: Sendable, Equatable {
         }
     }
 
+    /// The bytes of a manifest the command carries (PutImage's, up to 4 MiB; 0 for the rest):
+    /// its event and the image's record both repeat them, so the writer bounds a batch by them.
+    public var manifestBytes: Int {
+        if case .putImage(let c) = self { c.imageManifest.utf8.count } else { 0 }
+    }
+
     /// The API operation's name, for logs and metrics.
     public var operationName: String {
         switch self {
