@@ -109,8 +109,9 @@ def finish(server):
 @pytest.fixture(scope="module")
 def srv():
     """The shared server, with limits small enough for timeouts to fire within seconds."""
+    # Every client here is one address (loopback): the per-address cap is the whole cap.
     with running("--header-timeout", str(HEADER_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT),
-                 "--max-connections", str(MAX_CONNECTIONS)) as server:
+                 "--max-connections", str(MAX_CONNECTIONS), "--max-connections-per-address", str(MAX_CONNECTIONS)) as server:
         yield server
 
 
