@@ -194,20 +194,18 @@ public final class Environment: @unchecked Sendable {
     /// its owner, as the environment's own file is, and synced before this returns.
     public func copy(to directory: String, compacting: Bool) throws {
         let file = directory + "/data.mdb"
-        resizeLock.lockShared()
-        if let remapFailure {
-            resizeLock.unlock()
-            throw remapFailure
+        func copyOnce() throws -> Int32 {
+            resizeLock.lockShared()
+            defer { resizeLock.unlock() }
+            if let remapFailure { throw remapFailure }
+            return mdb_env_copy2(handle, directory, compacting ? UInt32(MDB_CP_COMPACT) : 0)
         }
-        var rc = mdb_env_copy2(handle, directory, compacting ? UInt32(MDB_CP_COMPACT) : 0)
-        resizeLock.unlock()
+        var rc = try copyOnce()
         if rc == MDB_MAP_RESIZED {
             // Another process grew the map while the copy ran: adopt its size, then copy again.
             unlink(file)
             try resize(to: 0)
-            resizeLock.lockShared()
-            rc = mdb_env_copy2(handle, directory, compacting ? UInt32(MDB_CP_COMPACT) : 0)
-            resizeLock.unlock()
+            rc = try copyOnce()
         }
         try check(rc, "mdb_env_copy2(\(directory))")
         let descriptor = open(file, O_RDONLY | O_CLOEXEC)

@@ -100,7 +100,9 @@ struct AuditVerifyProof: ParsableCommand {
     var trustedSize: UInt64?
 
     func validate() throws {
-        if trustedCheckpoint != nil, publicKey == nil { throw ValidationError("--trusted-checkpoint needs --public-key, to check its signature.") }
+        if (trustedCheckpoint == nil) != (publicKey == nil) {
+            throw ValidationError("--trusted-checkpoint and --public-key go together: the key checks the checkpoint's signature.")
+        }
         if trustedCheckpoint != nil, trustedRoot != nil || trustedSize != nil {
             throw ValidationError("give --trusted-checkpoint or --trusted-root (with --trusted-size), not both.")
         }
@@ -116,17 +118,17 @@ struct AuditVerifyProof: ParsableCommand {
             text = String(decoding: data, as: UTF8.self)
         }
         do {
-            var (root, size) = (trustedRoot, trustedSize)
+            var (root, size, log) = (trustedRoot, trustedSize, "the log")
             if let trustedCheckpoint, let publicKey {
                 let keyText = FileManager.default.fileExists(atPath: publicKey) ? try AuditVerifyConsistency.read(publicKey) : publicKey
                 let checkpoint = try AuditVerifyConsistency.checkpoint(trustedCheckpoint, "--trusted-checkpoint", try NoteVerifier(keyText))
-                (root, size) = (Hex.encode(checkpoint.rootHash), checkpoint.size)
+                (root, size, log) = (Hex.encode(checkpoint.rootHash), checkpoint.size, "the log '\(checkpoint.origin)'")
             }
             let proof = try InclusionProof(json: text)
             let event = try proof.verify(trustedRoot: root, trustedSize: size)
             let proven = "the \(event.event.type.name) at position \(proof.position)"
             if size != nil {
-                print("OK: \(proven) is in the log of \(proof.treeSize) events with root \(proof.rootHash)")
+                print("OK: \(proven) is in \(log) of \(proof.treeSize) events with root \(proof.rootHash)")
             } else if root != nil {
                 print("OK: \(proven) is in the tree with root \(proof.rootHash), the trusted root; the tree's size (\(proof.treeSize), as the proof names it) is not proven: give --trusted-size, or --trusted-checkpoint")
             } else {

@@ -40,17 +40,19 @@ struct LogKeyOptions: ParsableArguments {
             path: logKey, dataDirectory: dataDirectory, newKeyName: logOrigin ?? "upload-coordinator/\(registryId)")
         let identity = LogIdentity(verifier: signer.verifier, origin: try logOrigin ?? kept.map { try $0.checkpoint().origin } ?? signer.name)
         guard let store else { return (signer, identity) }
-        try CheckpointSigner.checkIdentity(store, identity)
-        if claimsLog, kept == nil {
-            do {
-                _ = try CheckpointSigner.sign(store, signer, as: identity)
-            } catch let error as StoreError where error.code == .corrupt && keyMissing {
-                // Another node claimed the log first, with a key of its own folder's: the one made
-                // here signs nothing. (Any other failure keeps it: nodes sharing this folder share
-                // the key, and one of them may have claimed the log with it.)
+        do {
+            try CheckpointSigner.checkIdentity(store, identity)
+            if claimsLog, kept == nil { _ = try CheckpointSigner.sign(store, signer, as: identity) }
+        } catch let error as StoreError where error.code == .corrupt && keyMissing {
+            // Another node claimed the log first. Unless under this very key (nodes sharing this
+            // folder share it, and one may have claimed the log with it under another origin),
+            // the key made here has signed nothing kept: it goes, and the node asks for the log's.
+            let claimed = try? store.read { try $0.latestSignedCheckpoint() }
+            if let claimed, (try? Checkpoint(note: claimed.note, verifiedBy: signer.verifier)) == nil {
                 try? FileManager.default.removeItem(atPath: defaultKey)
-                throw error
+                throw ValidationError("Another node claimed the log first, with another key (its checkpoints are not signed by \(signer.verifier.text)); give the log's key with --log-key.")
             }
+            throw error
         }
         return (signer, identity)
     }

@@ -199,7 +199,11 @@ public enum Replayer {
                 let firstDigest = ProjectionDigest.of(first)
                 let root = Result { try MerkleLog.root(txn, schema, size: size) }
                 let liveCheck = Result {
-                    try compareLive(txn, ptxn, schema, projections.schema, size: size, bootId: bootId, rebuilt: first, rebuiltDigest: firstDigest)
+                    do {
+                        return try compareLive(txn, ptxn, schema, projections.schema, size: size, bootId: bootId, rebuilt: first, rebuiltDigest: firstDigest)
+                    } catch let error as StoreError where error.code == .corrupt {
+                        throw Failure.mismatch("the live projections: \(error.message)")  // not the log's damage
+                    }
                 }
                 let keptCheckpoints = Result {
                     try checkKeptCheckpoints(SignedCheckpoint.all(txn, schema), size: size, key: checkpointKey) { try MerkleLog.root(txn, schema, size: $0) }

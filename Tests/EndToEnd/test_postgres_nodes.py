@@ -262,20 +262,43 @@ def test_a_database_holding_an_unfinished_copy_is_opened_by_nothing():
 
 
 
-def test_a_node_with_a_key_of_its_own_stops_at_start_and_keeps_no_key():
-    """Without --log-key each data folder makes its own key. The first node claims the log for its
-    key by signing at start (before, it signed at its first checkpoint, up to a minute later, and
-    a second node started meanwhile made a key of its own and served); a node with a folder of
-    its own then stops at start and asks for the log's key. Given that key, it serves."""
+def test_two_nodes_with_keys_of_their_own_started_at_once_leave_one_serving():
+    """Without --log-key each data folder makes its own key. Two nodes started at once on an empty
+    database could both find no checkpoint, each make a key and both serve, the second one's
+    signing failing from then on. Now each signs the log's first checkpoint before it serves,
+    which claims the log for its key: one serves, the other stops at start, asks for the log's
+    key and keeps none of its own. Given the log's key, it serves."""
     with tempfile.TemporaryDirectory() as first_dir, tempfile.TemporaryDirectory() as second_dir, database() as url:
-        first = Served(first_dir, database_url=url)
+        def start(folder):
+            return subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", folder, "--database-url", url,
+                                     "--port", "0", "--allow-anonymous"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        processes = {folder: start(folder) for folder in (first_dir, second_dir)}
+        listening = {}
+
+        def watch(folder, process):
+            for line in process.stdout:
+                if "listening on" in line:
+                    listening[folder] = True
+                    return
+        watchers = [threading.Thread(target=watch, args=item, daemon=True) for item in processes.items()]
+        for watcher in watchers:
+            watcher.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(listening) + sum(p.poll() is not None for p in processes.values()) < 2:
+            time.sleep(0.1)
         try:
-            serve = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", second_dir, "--database-url", url,
-                                    "--port", "0", "--allow-anonymous"], capture_output=True, text=True, timeout=60)
-            assert serve.returncode != 0 and "give the log's key with --log-key" in serve.stderr, serve.stderr
-            assert not os.path.exists(os.path.join(second_dir, "transparency-log.key"))
-            second = Served(second_dir, "--log-key", os.path.join(first_dir, "transparency-log.key"), database_url=url)
+            serving = [folder for folder in listening if processes[folder].poll() is None]
+            stopped = [folder for folder, process in processes.items() if process.poll() is not None]
+            assert len(serving) == 1 and len(stopped) == 1, (listening, {f: p.poll() for f, p in processes.items()})
+            loser = processes[stopped[0]]
+            assert loser.returncode != 0 and "--log-key" in loser.stderr.read()
+            assert not os.path.exists(os.path.join(stopped[0], "transparency-log.key"))
+            second = Served(stopped[0], "--log-key", os.path.join(serving[0], "transparency-log.key"), database_url=url)
             client(second.endpoint).create_repository(repositoryName="claim/app")
             assert second.stop() == 0
         finally:
-            assert first.stop() == 0
+            for process in processes.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                    assert process.wait(timeout=60) == 0

@@ -19,6 +19,7 @@ final class PostgresLeadership: Sendable {
                 if state.connection?.isUsable != true {
                     let connection = try PostgresConnection(url: url)
                     try connection.query(Self.serverSideKeepalives)
+                    _ = try? connection.query(Self.serverSideUserTimeout)  // PostgreSQL 12 on
                     state = (connection, [])
                 }
                 let connection = state.connection!
@@ -42,8 +43,9 @@ final class PostgresLeadership: Sendable {
     /// defaults wait two hours, and the session's lock with them, while this connection sits idle.
     static let serverSideKeepalives = """
         SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false),
-               set_config('tcp_keepalives_count', '3', false), set_config('tcp_user_timeout', '20000', false)
+               set_config('tcp_keepalives_count', '3', false)
         """
+    static let serverSideUserTimeout = "SELECT set_config('tcp_user_timeout', '20000', false)"
 
     /// Gives every lead up (closing the connection releases its locks).
     func resign() { state.withLock { $0 = (nil, []) } }

@@ -23,13 +23,13 @@ enum PostgresLog {
     /// The channel each commit notifies with its tail, for every node's live feeds.
     static let channel = "upload_coordinator_log"
 
-    /// The last event's position and time.
     /// The last event's position, its record unread.
     static func lastPosition(_ connection: PostgresConnection) throws -> UInt64? {
         let rows = try connection.query("SELECT position FROM events ORDER BY position DESC LIMIT 1")
         return rows.isEmpty ? nil : try rows.position(0, 0)
     }
 
+    /// The last event's position and time.
     static func tail(_ connection: PostgresConnection) throws -> (position: UInt64, recordedAt: Timestamp)? {
         let rows = try connection.query("SELECT position, record FROM events ORDER BY position DESC LIMIT 1")
         guard !rows.isEmpty else { return nil }

@@ -87,7 +87,10 @@ extension Replayer {
         report.rebuildDigests = [Hex.encode(firstDigest), Hex.encode(secondDigest)]
         let liveDigest = try ProjectionDigest.ofLive(connection)
         report.liveDigest = Hex.encode(liveDigest)
-        let state = try PostgresProjectionState.read(connection)
+        let state: PostgresProjectionState
+        do { state = try PostgresProjectionState.read(connection) } catch let error as StoreError where error.code == .corrupt {
+            throw Failure.mismatch("the live projections: \(error.message)")  // not the log's damage
+        }
         report.checkpoint = state.position
         if firstDigest != secondDigest {
             let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(first), ProjectionDigest.entries(second))
