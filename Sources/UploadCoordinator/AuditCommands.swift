@@ -28,9 +28,10 @@ struct AuditInitiations: AsyncParsableCommand {
     func run() async throws {
         let since = try since.map { try parseTime($0, "--since") }
         let until = try until.map { try parseTime($0, "--until") }
-        let registryId = try store.settings().defaultRegistryId
-        try await withReadingStore(store) { store in
-            let ref = try repository.map { RepositoryRef(registryId: registryId, repositoryName: try Validation.repositoryName($0)) }
+        try await withStore(store) { store in
+            let ref = try repository.map {
+                RepositoryRef(registryId: store.settings.defaultRegistryId, repositoryName: try Validation.repositoryName($0))
+            }
             let events = try store.initiations(repository: ref, since: since, until: until)
             if !json {
                 print(["POSITION", "TIME", "REGISTRY", "REPOSITORY", "UPLOAD ID", "PART SIZE", "REQUEST ID", "SOURCE", "ADDRESS", "USER AGENT", "PRINCIPAL"].joined(separator: "\t"))
@@ -60,7 +61,7 @@ struct AuditRoot: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() async throws {
-        try await withReadingStore(store) { store in
+        try await withStore(store) { store in
             let (size, root) = try store.merkleRoot()
             printLine(.object([("treeSize", .uint(size)), ("rootHash", .string(root))]))
         }
@@ -75,7 +76,7 @@ struct AuditProof: AsyncParsableCommand {
     @Option(help: "The upload whose initiation to prove.") var uploadId: String
 
     func run() async throws {
-        try await withReadingStore(store) { store in
+        try await withStore(store) { store in
             let id = try Validation.uploadId(uploadId)
             guard let session = try store.read({ try $0.session(id) }) else {
                 throw CommandError(.uploadNotFound, "No upload with id '\(id)' was ever initiated in this store")

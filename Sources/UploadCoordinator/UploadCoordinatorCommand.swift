@@ -109,16 +109,6 @@ func withStore(_ options: StoreOptions, migrating: Bool = true, _ body: (any Eve
     await store.close()
 }
 
-/// Runs `body` against a store opened only to read, as an auditor's commands open it: an LMDB
-/// folder read-only (it is never migrated, never counted as a writer of its projections, and no
-/// write lock is waited for), a PostgreSQL database without migrating it.
-func withReadingStore(_ options: StoreOptions, _ body: (any SnapshotReading) async throws -> Void) async throws {
-    guard try options.database() == nil else { return try await withStore(options, migrating: false) { try await body($0) } }
-    let store: ReadOnlyStore
-    do { store = try ReadOnlyStore(directory: options.dataDir) } catch { fail(error) }
-    do { try await body(store) } catch { fail(error) }
-}
-
 /// Runs `body` against the application layer over an open store, as ``withStore(_:_:)`` does.
 func withService(_ options: StoreOptions, _ body: (UploadService) async throws -> Void) async throws {
     try await withStore(options) { store in

@@ -74,7 +74,7 @@ public struct InclusionProof: Sendable, Equatable {
     }
 }
 
-extension SnapshotReading {
+extension EventStore {
     /// The tree size (events in the log) and the Merkle root over them, hex.
     public func merkleRoot() throws -> (treeSize: UInt64, rootHash: String) {
         try read { snapshot in
@@ -103,7 +103,7 @@ extension SnapshotReading {
     }
 }
 
-extension SnapshotReading {
+extension EventStore {
     /// Every UploadInitiated recorded in `since ..< until` (either bound optional), optionally in
     /// one repository, in time order, read through the time index rather than a scan of the log.
     /// - Complexity: O(log n + k) for the k initiations of every repository in the range (one
