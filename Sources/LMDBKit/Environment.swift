@@ -201,12 +201,13 @@ public final class Environment: @unchecked Sendable {
             return mdb_env_copy2(handle, directory, compacting ? UInt32(MDB_CP_COMPACT) : 0)
         }
         var rc = try copyOnce()
-        if rc == MDB_MAP_RESIZED {
+        for _ in 0..<20 where rc == MDB_MAP_RESIZED {
             // Another process grew the map while the copy ran: adopt its size, then copy again.
             unlink(file)
             try resize(to: 0)
             rc = try copyOnce()
         }
+        if rc != 0 { unlink(file) }  // no half copy left for a rerun to trip on
         try check(rc, "mdb_env_copy2(\(directory))")
         let descriptor = open(file, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw LMDBError(code: errno, operation: "open \(file)") }

@@ -256,7 +256,6 @@ public enum Replayer {
     static func checkKeptCheckpoints(
         _ kept: [SignedCheckpoint], size: UInt64, key: NoteVerifier?, root: (_ size: UInt64) throws -> MerkleTree.Hash
     ) throws -> KeptCheckpoints {
-        var origin: String?
         for signed in kept {
             let checkpoint: Checkpoint
             do {
@@ -267,11 +266,6 @@ public enum Replayer {
             guard checkpoint.size == signed.size else {
                 throw Failure.log("the checkpoint kept for tree size \(signed.size) names size \(checkpoint.size)")
             }
-            // A log keeps one origin for its life: checkpoints of two are two logs' (one key may sign several).
-            guard checkpoint.origin == (origin ?? checkpoint.origin) else {
-                throw Failure.log("the checkpoint kept for tree size \(signed.size) names the origin '\(checkpoint.origin)', not '\(origin ?? "")' as those before it")
-            }
-            origin = checkpoint.origin
             guard checkpoint.size <= size else {
                 throw Failure.log("the log signed a checkpoint of \(checkpoint.size) events but holds only \(size): events were removed")
             }

@@ -69,6 +69,15 @@ struct AuditTests {
         try env.write { try body($0) }
     }
 
+    /// Verify's report on a populated store after `edit`, written behind the store's back.
+    func verifyAfter(_ edit: (Transaction) throws -> Void) async throws -> Replayer.Report {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        _ = try await populate(dir)
+        try tamper(dir, edit)
+        return Replayer.verify(directory: dir.path)
+    }
+
     @Test func proof_ofAnInitiation_verifiesOffline_andAForgedOneFails() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -97,10 +106,7 @@ struct AuditTests {
     }
 
     @Test func replay_namesThePositionOfAChangedByteThatStillDecodes() async throws {
-        let dir = TemporaryDirectory()
-        defer { dir.remove() }
-        _ = try await populate(dir)
-        try tamper(dir) { txn in
+        let report = try await verifyAfter { txn in
             let events = try txn.openDatabase("events")!
             var bytes = try #require(try txn.get(events, BigEndian.bytes(5)))
             let at = try #require(bytes.firstIndex(of: UInt8(ascii: "r")))  // the requestId "r…"
@@ -108,30 +114,23 @@ struct AuditTests {
             #expect((try? EventEnvelope(position: 5, decoding: bytes)) != nil, "the change still decodes")
             try txn.put(events, BigEndian.bytes(5), bytes)
         }
-        let report = Replayer.verify(directory: dir.path)
         guard case .log(let text)? = report.failure else { Issue.record("not caught: \(String(describing: report.failure))"); return }
         #expect(text.contains("position 5"))
     }
 
     @Test func replay_catchesAChangedTreeNode_andATruncatedLog() async throws {
-        let dir = TemporaryDirectory()
-        defer { dir.remove() }
-        _ = try await populate(dir)
-        try tamper(dir) { txn in
+        let changedNode = try await verifyAfter { txn in
             let nodes = try txn.openDatabase("merkle-tree")!
             let key = MerkleTree.nodeKey(level: 1, index: 1)
             var hash = try #require(try txn.get(nodes, key))
             hash[0] ^= 0xff
             try txn.put(nodes, key, hash)
         }
-        guard case .log(let node)? = Replayer.verify(directory: dir.path).failure else { Issue.record("node change not caught"); return }
+        guard case .log(let node)? = changedNode.failure else { Issue.record("node change not caught"); return }
         #expect(node.contains("positions 3...4"))
 
-        let dir2 = TemporaryDirectory()
-        defer { dir2.remove() }
-        _ = try await populate(dir2)
-        try tamper(dir2) { txn in try txn.delete(try txn.openDatabase("events")!, BigEndian.bytes(8)) }  // the last event
-        guard case .log(let cut)? = Replayer.verify(directory: dir2.path).failure else { Issue.record("truncation not caught"); return }
+        let cutShort = try await verifyAfter { txn in try txn.delete(try txn.openDatabase("events")!, BigEndian.bytes(8)) }  // the last event
+        guard case .log(let cut)? = cutShort.failure else { Issue.record("truncation not caught"); return }
         #expect(cut.contains("position 8"))
     }
 
@@ -139,21 +138,13 @@ struct AuditTests {
     /// at 2^62) made it count past UInt64 and trap. And a last record that does not decode is
     /// damage to the log (exit 2), not a store that cannot be checked (exit 3).
     @Test func replay_reportsAPositionFarPastTheLog_andALastRecordThatDoesNotDecode_asDamage() async throws {
-        let far = TemporaryDirectory()
-        defer { far.remove() }
-        _ = try await populate(far)
-        try tamper(far) { txn in
+        let farReport = try await verifyAfter { txn in
             let events = try txn.openDatabase("events")!
             try txn.put(events, BigEndian.bytes(1 << 62), try #require(try txn.get(events, BigEndian.bytes(5))))
         }
-        let farReport = Replayer.verify(directory: far.path)
         #expect(farReport.failure == .log("position 9 is missing (the next event is at \(UInt64(1) << 62))"))
 
-        let undecodable = TemporaryDirectory()
-        defer { undecodable.remove() }
-        _ = try await populate(undecodable)
-        try tamper(undecodable) { txn in try txn.put(try txn.openDatabase("events")!, BigEndian.bytes(8), [0xFF, 0x00]) }
-        let report = Replayer.verify(directory: undecodable.path)
+        let report = try await verifyAfter { txn in try txn.put(try txn.openDatabase("events")!, BigEndian.bytes(8), [0xFF, 0x00]) }
         guard case .log(let text)? = report.failure else { Issue.record("not reported as damage: \(String(describing: report.failure))"); return }
         #expect(text.contains("position 8") && report.failure?.exitCode == 2)
     }

@@ -42,22 +42,6 @@ struct TransparencyLogTests {
         }
     }
 
-    /// A log keeps one origin for its life: kept checkpoints naming two (one key may sign several
-    /// logs) are two logs' checkpoints mixed, which verify reports, even when each holds.
-    @Test func keptCheckpointsOfTwoOrigins_areReportedByVerify() throws {
-        func kept(_ origin: String, size: UInt64) throws -> SignedCheckpoint {
-            let text = Checkpoint(origin: origin, size: size, rootHash: MerkleTree.emptyRoot).text
-            return SignedCheckpoint(size: size, note: try SignedNote.sign(text, with: signer))
-        }
-        let one = try Replayer.checkKeptCheckpoints(
-            [try kept("test.example/log", size: 1), try kept("test.example/log", size: 2)], size: 2, key: signer.verifier) { _ in MerkleTree.emptyRoot }
-        #expect(one.count == 2 && one.signedUpTo == 2 && one.signaturesChecked)
-        #expect(throws: Replayer.Failure.self) {
-            try Replayer.checkKeptCheckpoints(
-                [try kept("test.example/log", size: 1), try kept("test.example/other", size: 2)], size: 2, key: signer.verifier) { _ in MerkleTree.emptyRoot }
-        }
-    }
-
     @Test func checkpoints_areKeptOncePerSize_andProveTheLogGrewByAppendsOnly() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
