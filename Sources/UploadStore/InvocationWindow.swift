@@ -124,8 +124,8 @@ struct InvocationWindow {
         validAt = tail
     }
 
-    /// Empties the window, keeping only its time floor.
-    private mutating func forgetAll() {
+    /// Empties the window, keeping only its time floor: the next catch-up fills it afresh.
+    mutating func forgetAll() {
         let floor = timeFloor
         self = InvocationWindow(limit: limit)
         timeFloor = floor

@@ -100,6 +100,47 @@ struct PostgresStoreTests {
         }
     }
 
+    /// A failover to a standby that had not received the last commits puts other events at
+    /// positions a node has seen. The node must decide from the log as it now stands, not from
+    /// what it cached of the lost history: an upload the log no longer holds is unknown, and a
+    /// retry of a lost call is decided anew.
+    @Test func afterAFailoverThatLostCommits_aNodeDecidesFromTheLogAsItNowStands() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        let primary = try #require(location.database)
+        try await location.withStore { _ = try await $0.execute(try Self.create("team/app"), metadata: testMetadata()) }
+        let standby = try TemporaryDatabase(copying: primary)  // it never receives what follows
+        defer { standby.remove() }
+        let node = try location.open { $0.uploadIds = SequentialUploadIDs(start: 1 << 32) }
+        do {
+            let call = RequestMetadata(requestId: "r-lost", source: "test", principal: "AKIA1", invocationId: "inv-lost", requestDigest: "d-lost")
+            let lost = try await node.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call).uploadId
+            try primary.exchange(with: standby)
+            // Another node, after the failover, puts its own event at the position the lost one had.
+            try await location.withStore(configure: { $0.uploadIds = SequentialUploadIDs(start: 2 << 32) }) {
+                _ = try await $0.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("r-other"))
+            }
+            try await Task.sleep(for: .seconds(1.2))  // the writer checks a connection idle for 1 s before it sends a batch
+            var part = try UploadLayerPart(
+                repositoryName: "team/app", uploadId: lost, partFirstByte: 0, partLastByte: 9, partLength: 10, partDigest: "sha256:" + String(repeating: "ab", count: 32))
+            part.staged = true
+            await #expect { _ = try await node.execute(.uploadLayerPart(part), metadata: testMetadata("r-part")) } throws: {
+                ($0 as? CommandError)?.code == .uploadNotFound
+            }
+            let retry = try await node.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call).uploadId
+            #expect(retry != lost, "decided anew: the log holds no upload \(lost)")
+            #expect(try node.read { try $0.session(retry) } != nil)
+            #expect(try node.read { try $0.lastPosition() } == 3)
+            await node.close()
+        } catch {
+            await node.close()
+            throw error
+        }
+        let report = Replayer.verify(databaseURL: primary.url)
+        #expect(report.passed, "\(String(describing: report.failure))")
+        #expect(report.events == 3)
+    }
+
     /// A read that meets a connection the server closed runs again on a newly opened one, not on
     /// another pooled connection the server closed too (as a restart closes them all).
     @Test func aReadAfterThePoolsConnectionsWereClosed_isAnswered() async throws {

@@ -25,12 +25,27 @@ public struct TemporaryDatabase: Sendable {
     private let serverURL: String
     private let name: String
 
-    public init() throws {
+    /// - Parameter template: a database to copy (no one may be connected to it), else an empty one.
+    public init(copying template: TemporaryDatabase? = nil) throws {
         serverURL = try testDatabaseServerURL()
         name = "uc_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
-        try PostgresConnection(url: serverURL).execute("CREATE DATABASE \(name)")
+        try PostgresConnection(url: serverURL).execute("CREATE DATABASE \(name)" + (template.map { " TEMPLATE \($0.name)" } ?? ""))
         guard let slash = serverURL.lastIndex(of: "/") else { throw StoreError(.io, "the test database URL names no database") }
         url = serverURL[..<slash] + "/" + name
+    }
+
+    /// Exchanges the databases behind this name and `other`'s, as a failover puts another server
+    /// behind one address: every connection to either is ended, and the next ones reach the other.
+    public func exchange(with other: TemporaryDatabase) throws {
+        let admin = try PostgresConnection(url: serverURL)
+        let parked = name + "_x"
+        for database in [name, other.name] { try admin.execute("ALTER DATABASE \(database) WITH ALLOW_CONNECTIONS false") }
+        for (from, to) in [(name, parked), (other.name, name), (parked, other.name)] {
+            // Ended sessions take a moment to go; a rename waits up to 5 s for them.
+            _ = try admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ('\(name)', '\(other.name)', '\(parked)')")
+            try admin.execute("ALTER DATABASE \(from) RENAME TO \(to)")
+        }
+        for database in [name, other.name] { try admin.execute("ALTER DATABASE \(database) WITH ALLOW_CONNECTIONS true") }
     }
 
     public func remove() {

@@ -26,6 +26,16 @@ final class PostgresCommitter: BatchCommitter {
     /// level: every node a later leaf can need), valid with the cache at ``cacheValidAt``. Used
     /// only on the writer's thread.
     nonisolated(unsafe) private var rightEdge: [MerkleNodeAddress: MerkleTree.Hash] = [:]
+    /// What the caches (the retry window, the decision cache, the right edge) last saw of the log:
+    /// the Merkle leaf hash of the event at the retry window's position. Each batch and each
+    /// catch-up first checks that the log still holds that event there. A failover to a standby
+    /// that had not received the last commits, or a database restored from a backup, puts other
+    /// events at positions this node has seen, which positions alone cannot tell: the caches would
+    /// answer retries of calls the log no longer holds, and decide from records it no longer has.
+    /// Then every cache starts afresh from the log as it now stands. (A record holds its request's
+    /// own id and time: another history does not put the same record at the same position.) Used
+    /// only on the writer's thread.
+    nonisolated(unsafe) private var witness: (position: UInt64, leaf: MerkleTree.Hash)?
     /// Whether the last batch found the tail moved by another node since this node's batch before:
     /// then the next one asks for the marks up front. Used only on the writer's thread.
     nonisolated(unsafe) private var othersAppendedBeforeLastBatch = false
@@ -62,10 +72,7 @@ final class PostgresCommitter: BatchCommitter {
 
     func start() {
         do {
-            let connection = try writerConnection()
-            try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
-                try invocations.catchUp(tail: try PostgresLog.tail(connection)?.position ?? 0, marks: Self.marks(connection))
-            }
+            try catchUpOutsideTheLock(try writerConnection())
         } catch {
             configuration.logger.error("the retry window could not be filled at start", metadata: ["error": "\(error)"])
         }
@@ -79,9 +86,7 @@ final class PostgresCommitter: BatchCommitter {
             let connection = try writerConnection()
             opened = connection
             if notifier.tail > invocations.validAt + Self.catchUpOutsideTheLock {
-                try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
-                    try invocations.catchUp(tail: try PostgresLog.tail(connection)?.position ?? 0, marks: Self.marks(connection))
-                }
+                try catchUpOutsideTheLock(connection)
             }
             let (results, path) = try appendBatch(batch, isolated: isolated, connection)
             invocations.absorb(path.marks)
@@ -98,6 +103,36 @@ final class PostgresCommitter: BatchCommitter {
             configuration.logger.error("a batch failed in PostgreSQL", metadata: ["error": "\(failure)", "batch.commands": "\(batch.count)"])
             throw StoreError(.io, "the database failed during the write (the server's log has the detail); it may or may not have been kept: a retry with the same amz-sdk-invocation-id gets its answer")
         }
+    }
+
+    /// Brings the retry window to the tail in a read-only transaction of its own, outside the
+    /// append lock: at start, and when other nodes wrote much since this node's last batch.
+    private func catchUpOutsideTheLock(_ connection: PostgresConnection) throws {
+        try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+            if let witness { try forgetIfTheLogChanged(leaf: Self.leaf(connection, at: witness.position)) }
+            let tail = try PostgresLog.tail(connection)?.position ?? 0
+            try invocations.catchUp(tail: tail, marks: Self.marks(connection))
+            witness = try Self.leaf(connection, at: tail).map { (tail, $0) }
+        }
+    }
+
+    private static func leaf(_ connection: PostgresConnection, at position: UInt64) throws -> MerkleTree.Hash? {
+        let query = PostgresLog.leafQuery(at: position)
+        return PostgresLog.leaf(try connection.query(query.sql, query.parameters))
+    }
+
+    /// Starts every cache afresh when the log no longer holds the ``witness``'s event: `leaf` is
+    /// the log's leaf hash at the witness's position, read in the caller's transaction.
+    private func forgetIfTheLogChanged(leaf: MerkleTree.Hash?) {
+        guard let witness, leaf != witness.leaf else { return }
+        configuration.logger.error(
+            "the log no longer holds the event this node saw at its position (a failover that lost commits, or a restore from a backup): the retry window, the decision cache and the tree's right edge start afresh from the log as it is now",
+            metadata: ["log.position": "\(witness.position)"])
+        invocations.forgetAll()
+        cache = DecodedRecords()
+        cacheValidAt = nil
+        rightEdge = [:]
+        self.witness = nil
     }
 
     /// When the writer's connection was last used; one idle longer than a second is checked
@@ -145,16 +180,19 @@ final class PostgresCommitter: BatchCommitter {
                 // append before it (a snapshot taken at BEGIN would not).
                 .init("BEGIN ISOLATION LEVEL READ COMMITTED"), Self.batchSettings,
                 .init("SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))"), PostgresLog.tailAndProjectionsQuery,
+                PostgresLog.leafQuery(at: witness?.position ?? 0),
             ] + [marksFrom.map(Self.marksQuery(from:))].compactMap { $0 } + readQueries)
             let (tail, projected) = try PostgresLog.tailAndProjections(opening[3])
             let position = tail?.position ?? 0
             guard projected.version == Projector.version, projected.position == position else {
                 throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
             }
+            forgetIfTheLogChanged(leaf: PostgresLog.leaf(opening[4]))
             let now = invocations.decisionTime(wallClock: configuration.clock.now(), logTail: tail?.recordedAt)
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
             if marksFrom == nil && position != invocations.validAt { marksReadAlone += 1 }
-            try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[4]) }))
+            try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[5]) }))
+            witness = tail.map { ($0.position, $0.leaf) }
             othersAppendedBeforeLastBatch = cacheValidAt != position
             if cacheValidAt != position || cache.records.count > Self.cacheLimit {
                 cache = DecodedRecords()
@@ -167,6 +205,8 @@ final class PostgresCommitter: BatchCommitter {
             if path.position > position {
                 try write.flush(projectionsAt: path.position, then: ["COMMIT"])
                 rightEdge = write.rightEdge()
+                // The batch's last leaf: the right edge's node of level 0.
+                witness = rightEdge[MerkleNodeAddress(level: 0, index: path.position - 1)].map { (path.position, $0) }
             } else {
                 try connection.execute("COMMIT")
             }

@@ -45,12 +45,16 @@ enum PostgresLog {
         FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT position, record FROM events ORDER BY position DESC LIMIT 1) AS e ON true
         """)
 
-    /// The tail and the projections' state from the rows of ``tailAndProjectionsQuery``.
-    static func tailAndProjections(_ rows: PostgresRows) throws -> ((position: UInt64, recordedAt: Timestamp)?, PostgresProjectionState) {
-        var tail: (position: UInt64, recordedAt: Timestamp)?
+    /// The tail (with its record's Merkle leaf hash) and the projections' state from the rows of
+    /// ``tailAndProjectionsQuery``.
+    static func tailAndProjections(
+        _ rows: PostgresRows
+    ) throws -> ((position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash)?, PostgresProjectionState) {
+        var tail: (position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash)?
         if !rows.isNull(0, 0) {
             let position = try rows.position(0, 0)
-            tail = (position, try EventLog.decode(position: position, rows.bytes(0, 1)[...]).recordedAt)
+            let record = rows.bytes(0, 1)
+            tail = (position, try EventLog.decode(position: position, record[...]).recordedAt, MerkleTree.leafHash(position: position, record: record))
         }
         let version = rows.isNull(0, 3) ? nil : try rows.int64(0, 3)
         guard let version else { return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: nil)) }
@@ -93,6 +97,15 @@ enum PostgresLog {
         }
         return events
     }
+
+    /// The Merkle leaf hash of the event at `position` (no row when the log has none there).
+    static func leafQuery(at position: UInt64) -> PostgresConnection.Query {
+        PostgresConnection.Query(
+            "SELECT hash FROM merkle_nodes WHERE last_leaf = $1 AND level = 0", [.position(position)])
+    }
+
+    /// The leaf hash from the rows of ``leafQuery(at:)``.
+    static func leaf(_ rows: PostgresRows) -> MerkleTree.Hash? { rows.count == 1 ? rows.bytes(0, 0) : nil }
 
     static func merkleNode(_ connection: PostgresConnection, level: UInt8, index: UInt64) throws -> MerkleTree.Hash {
         let rows = try connection.query(
