@@ -11,8 +11,11 @@ public struct PostgresRowBatch {
     /// The arrays of the statements closed so far, and of the one being filled.
     private var closed: [[PostgresArray]] = []
     private var filling: [PostgresArray]
-    /// A statement is closed at this many rows, so that no parameter grows without bound.
+    /// A statement is closed at this many rows, or once its values hold this many bytes, so that
+    /// no parameter grows without bound: a message to the server must stay under 1 GB, and rows
+    /// of large values (4 MiB manifests) reach that long before 10,000 of them.
     public static let rowsPerStatement = 10_000
+    public static let bytesPerStatement = 64 << 20
 
     public init(into table: String, columns: [(name: String, type: PostgresType)], onConflict: String = "") {
         self.table = table
@@ -24,7 +27,7 @@ public struct PostgresRowBatch {
     /// Appends a row: one value per column, of the column's type.
     public mutating func append(_ row: PostgresValue...) {
         precondition(row.count == columns.count, "a row of \(table) has \(columns.count) values")
-        if Int(filling[0].count) == Self.rowsPerStatement {
+        if Int(filling[0].count) == Self.rowsPerStatement || filling.reduce(0, { $0 + $1.byteCount }) >= Self.bytesPerStatement {
             closed.append(filling)
             filling = columns.map { PostgresArray(of: $0.type) }
         }

@@ -82,6 +82,9 @@ public struct PostgresArray: Sendable, Equatable {
 
     public init(of elementType: PostgresType) { self.elementType = elementType }
 
+    /// The bytes of its elements as sent (each one's length and its bytes).
+    public var byteCount: Int { elements.count }
+
     public init(of elementType: PostgresType, _ values: some Sequence<PostgresValue>) {
         self.init(of: elementType)
         for value in values { append(value) }

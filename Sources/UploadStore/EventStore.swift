@@ -93,8 +93,10 @@ public protocol StoreSnapshot: ProjectionState {
     func checkpoint() throws -> UInt64
     /// Up to `limit` events after `position`, in order.
     func events(after position: UInt64, limit: Int) throws -> [EventEnvelope]
-    /// The records of up to `count` events from `position` on, byte for byte as the log holds them.
-    func eventRecords(from position: UInt64, count: Int) throws -> [[UInt8]]
+    /// The records of up to `count` events from `position` on, byte for byte as the log holds them,
+    /// ending early (after at least one) once they hold `byteBudget` bytes. Fewer than `count` within
+    /// the budget means the log ends (or has a gap) there.
+    func eventRecords(from position: UInt64, count: Int, byteBudget: Int) throws -> [[UInt8]]
     /// The hash of the Merkle tree's complete subtree (`level`, `index`) (``MerkleTree``): every
     /// one over the log's events is kept.
     func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8]
@@ -158,6 +160,11 @@ public struct StoreCursor: Sendable, Equatable {
 }
 
 extension StoreSnapshot {
+    /// The records of up to `count` events from `position` on, whatever their size.
+    public func eventRecords(from position: UInt64, count: Int) throws -> [[UInt8]] {
+        try eventRecords(from: position, count: count, byteBudget: .max)
+    }
+
     public func merkleNodes(level: UInt8, indices: Range<UInt64>) throws -> [[UInt8]] {
         try indices.map { try merkleNode(level: level, index: $0) }
     }

@@ -17,8 +17,10 @@ public enum StoreCopy {
         public let merkleRoot: String
     }
 
-    /// Events per read snapshot of the source and per transaction of the destination.
+    /// Events per read snapshot of the source and per transaction of the destination, and the
+    /// most bytes of records one holds (after its first): large manifests make fewer a batch.
     static let batch = 5_000
+    static let batchBytes = 64 << 20
 
     /// A copy is whole only once this returns. Until then a PostgreSQL destination is marked as an
     /// unfinished copy, which no store opens (a crash part way must not leave a log that looks
@@ -36,7 +38,7 @@ public enum StoreCopy {
         let (size, checkpoints) = try source.read { (try $0.lastPosition(), try $0.signedCheckpoints()) }
         var position: UInt64 = 0
         while position < size {
-            let records = try source.read { try $0.eventRecords(from: position + 1, count: Int(min(UInt64(batch), size - position))) }
+            let records = try source.read { try $0.eventRecords(from: position + 1, count: Int(min(UInt64(batch), size - position)), byteBudget: batchBytes) }
             guard !records.isEmpty else { throw StoreError(.corrupt, "the source's log ends at position \(position), before \(size)") }
             for (offset, record) in records.enumerated() {
                 do { _ = try EventEnvelope(position: position + UInt64(offset) + 1, decoding: record) } catch {

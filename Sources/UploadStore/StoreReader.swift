@@ -24,13 +24,14 @@ public struct StoreReader: StoreSnapshot {
         return events
     }
 
-    public func eventRecords(from position: UInt64, count: Int) throws -> [[UInt8]] {
-        var records: [[UInt8]] = []
+    public func eventRecords(from position: UInt64, count: Int, byteBudget: Int) throws -> [[UInt8]] {
+        var records: [[UInt8]] = [], bytes = 0
         guard count > 0 else { return records }
         try txn.scan(schema.events, from: BigEndian.bytes(position)) { key, value in
             guard BigEndian.uint64(key) == position + UInt64(records.count) else { return false }
             records.append(Array(value))
-            return records.count < count
+            bytes += value.count
+            return records.count < count && bytes < byteBudget
         }
         return records
     }

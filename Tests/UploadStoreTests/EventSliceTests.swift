@@ -27,6 +27,33 @@ struct EventSliceTests {
             }
         }
     }
+    /// A page of records ends at its count or once it holds its byte budget (after at least one),
+    /// on both backends: copy-store and PostgreSQL's rebuild and verify page the log so, and large
+    /// manifests then make shorter pages, not one past PostgreSQL's 1 GB message.
+    @Test(arguments: StoreBackend.allCases)
+    func recordPages_endAtTheirCountOrTheirByteBudget(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        try await location.withStore { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            for n in 0..<5 {
+                let catalog = try RepositoryCatalogInput(aboutText: String(repeating: "about \(n) ", count: 2_000))
+                _ = try await store.execute(
+                    .putRepositoryCatalogData(try PutRepositoryCatalogData(repositoryName: "team/app", catalog: catalog)), metadata: testMetadata())
+            }
+            try store.read { snapshot in
+                let all = try snapshot.eventRecords(from: 1, count: 6)
+                #expect(all.count == 6)
+                let firstTwo = all[0].count + all[1].count
+                #expect(try snapshot.eventRecords(from: 1, count: 6, byteBudget: 1) == [all[0]], "one record, however small the budget")
+                #expect(try snapshot.eventRecords(from: 1, count: 6, byteBudget: firstTwo) == Array(all[0..<2]))
+                #expect(try snapshot.eventRecords(from: 1, count: 6, byteBudget: firstTwo + 1) == Array(all[0..<3]))
+                #expect(try snapshot.eventRecords(from: 2, count: 2, byteBudget: .max) == Array(all[1..<3]), "the count")
+                #expect(try snapshot.eventRecords(from: 5, count: 10, byteBudget: .max) == Array(all[4..<6]), "up to the tail")
+            }
+        }
+    }
+
     /// A small event, then large ones up to the tail: the budget is spent part way through a read
     /// that also reached the tail, which is the end of the slice, not a gap in the log.
     @Test func aBudgetSpentPartWayThroughTheLastRead_isNoGap() async throws {

@@ -62,12 +62,29 @@ enum PostgresLog {
         return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: UInt32(version)))
     }
 
-    /// Up to `count` records from `position` on, dense: stops at the first gap.
-    static func records(_ connection: PostgresConnection, from position: UInt64, count: Int) throws -> [[UInt8]] {
+    /// The most bytes of records one page of the log holds, after its first record, where a reader
+    /// pages through it: an `ImagePushed` carries a manifest of up to 4 MiB, and 10,000 of them
+    /// would be 40 GB, which libpq holds whole and past PostgreSQL's 1 GB message.
+    static let pageBytes = 64 << 20
+
+    /// Up to `rows` events from `position` through `last`, ending after the record that brings
+    /// their bytes to `bytes` (always at least one). `octet_length` of a stored record reads its
+    /// size, not its bytes, and the rows past the bound are never sent.
+    static func pageQuery(from position: UInt64, through last: UInt64 = UInt64(Int64.max), rows: Int, bytes: Int = pageBytes) -> PostgresConnection.Query {
+        PostgresConnection.Query("""
+            SELECT position, record FROM (
+                SELECT position, record, sum(octet_length(record)) OVER (ORDER BY position ROWS UNBOUNDED PRECEDING) - octet_length(record) AS bytes_before
+                FROM events WHERE position >= $1 AND position <= $2 ORDER BY position LIMIT $3) AS page
+            WHERE bytes_before < $4 ORDER BY position
+            """, [.position(position), .position(last), .int64(Int64(rows)), .int64(Int64(min(bytes, Int(Int64.max))))])
+    }
+
+    /// Up to `count` records from `position` on, dense (stops at the first gap), ending early
+    /// (after at least one) once they hold `byteBudget` bytes.
+    static func records(_ connection: PostgresConnection, from position: UInt64, count: Int, byteBudget: Int = .max) throws -> [[UInt8]] {
         guard count > 0, position > 0, position <= UInt64(Int64.max) else { return [] }
-        let rows = try connection.query(
-            "SELECT position, record FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
-            [.position(position), .int64(Int64(count))])
+        let page = pageQuery(from: position, rows: count, bytes: byteBudget)
+        let rows = try connection.query(page.sql, page.parameters)
         var records: [[UInt8]] = []
         for row in 0..<rows.count {
             guard try rows.position(row, 0) == position + UInt64(records.count) else { break }
@@ -83,17 +100,19 @@ enum PostgresLog {
         var expected = position + 1
         // In pages, so that a reader of the whole log never holds it all as rows at once.
         while events.count < limit {
-            let page = min(limit - events.count, 10_000)
-            let rows = try connection.query(
-                "SELECT position, record FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
-                [.position(expected), .int64(Int64(page))])
+            let asked = min(limit - events.count, 10_000)
+            let page = pageQuery(from: expected, rows: asked)
+            let rows = try connection.query(page.sql, page.parameters)
+            var bytes = 0
             for row in 0..<rows.count {
                 let found = try rows.position(row, 0)
                 guard found == expected else { throw StoreError(.corrupt, "the event log jumps from position \(expected - 1) to \(found)") }
-                events.append(try EventLog.decode(position: found, rows.bytes(row, 1)[...]))
+                let record = rows.bytes(row, 1)
+                events.append(try EventLog.decode(position: found, record[...]))
+                bytes += record.count
                 expected += 1
             }
-            if rows.count < page { break }
+            if rows.count < asked && bytes < pageBytes { break }  // the tail, not the page's bytes
         }
         return events
     }

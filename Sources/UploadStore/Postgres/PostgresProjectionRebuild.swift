@@ -28,11 +28,14 @@ enum PostgresProjectionRebuild {
             var projections = InMemoryProjectionState()
             var position: UInt64 = 0
             while position < tail {
-                let page = try PostgresLog.events(connection, after: position, limit: 10_000)
-                guard let last = page.last else { break }
-                for envelope in page { try Projector.apply(envelope, to: &projections) }
-                position = last.position
+                let page = try PostgresLog.records(connection, from: position + 1, count: 10_000, byteBudget: PostgresLog.pageBytes)
+                guard !page.isEmpty else { break }
+                for record in page {
+                    position += 1
+                    try Projector.apply(try EventLog.decode(position: position, record[...]), to: &projections)
+                }
             }
+            guard position == tail else { throw StoreError(.corrupt, "the event log has no event at position \(position + 1), before its tail at \(tail)") }
             try connection.query("DELETE FROM projection_entries")
             var entries = PostgresTables.entryRows()
             for table in ProjectionTable.allCases {

@@ -44,9 +44,8 @@ extension Replayer {
         var tree = MerkleRecomputation(connection: connection)
         var expected: UInt64 = 1
         while expected <= size {
-            let rows = try connection.query(
-                "SELECT position, record FROM events WHERE position >= $1 AND position <= $2 ORDER BY position LIMIT 10000",
-                [.position(expected), .position(size)])
+            let page = PostgresLog.pageQuery(from: expected, through: size, rows: 10_000)
+            let rows = try connection.query(page.sql, page.parameters)
             guard !rows.isEmpty else { break }
             for row in 0..<rows.count {
                 let position = try rows.position(row, 0)

@@ -10,7 +10,9 @@ struct PostgresSnapshot: StoreSnapshot {
     func lastPosition() throws -> UInt64 { try PostgresLog.tail(connection)?.position ?? 0 }
     func checkpoint() throws -> UInt64 { try PostgresProjectionState.read(connection).position }
     func events(after position: UInt64, limit: Int) throws -> [EventEnvelope] { try PostgresLog.events(connection, after: position, limit: limit) }
-    func eventRecords(from position: UInt64, count: Int) throws -> [[UInt8]] { try PostgresLog.records(connection, from: position, count: count) }
+    func eventRecords(from position: UInt64, count: Int, byteBudget: Int) throws -> [[UInt8]] {
+        try PostgresLog.records(connection, from: position, count: count, byteBudget: byteBudget)
+    }
     func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8] { try PostgresLog.merkleNode(connection, level: level, index: index) }
     func merkleNodes(level: UInt8, indices: Range<UInt64>) throws -> [[UInt8]] { try PostgresLog.merkleNodes(connection, level: level, indices: indices) }
     func latestSignedCheckpoint() throws -> SignedCheckpoint? { try PostgresLog.latestSignedCheckpoint(connection) }
