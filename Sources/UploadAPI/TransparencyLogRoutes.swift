@@ -60,6 +60,7 @@ extension ECRPublicService {
     /// anonymous tile requests never queue behind the feeds, nor bundles ahead of API requests.
     private func tileResponse(_ address: TileAddress) async throws -> Response {
         let store = self.store
+        if case .wideEntries = address.kind { return try await wideBundleResponse(address) }
         let read: @Sendable () throws -> ([UInt8]?, UInt64) = { try store.read { snapshot in (try snapshot.tile(address), try snapshot.lastPosition()) } }
         let (bytes, logSize) = if case .hashes = address.kind { try read() } else { try await Self.feedPool.runIfActive(read) }
         guard let bytes else {
@@ -76,6 +77,32 @@ extension ECRPublicService {
         let shared = if case .hashes = address.kind { "public" } else { "private" }
         headers[.cacheControl] = shared + ", max-age=31536000, immutable"
         return Response(status: .ok, headers: headers, body: Self.piecewise(ByteBuffer(bytes: bytes)))
+    }
+
+    /// A wide entry bundle, streamed: each slice is read on the feeds' thread and written when the
+    /// connection takes it, so a bundle of 256 entries of 4 MiB manifests (1 GiB) holds one
+    /// slice (`EntryBundle.sliceBytes`) of each reader's in memory, not the whole.
+    private func wideBundleResponse(_ address: TileAddress) async throws -> Response {
+        let store = self.store
+        let logSize = try await Self.feedPool.runIfActive { try store.read { try $0.lastPosition() } }
+        guard let leaves = address.leaves, leaves.upperBound <= logSize else {
+            return Self.logNotFound("the log is not yet large enough to hold tile/\(address.path)")
+        }
+        let body = ResponseBody { writer in
+            var next = leaves.lowerBound + 1
+            while next <= leaves.upperBound {
+                let from = next
+                let slice = try await Self.feedPool.runIfActive {
+                    try store.read { try $0.entryBundleSlice(address, from: from, byteBudget: EntryBundle.sliceBytes) }
+                }
+                guard let slice else { throw StoreError(.corrupt, "an entry is longer than a 32-bit length allows") }
+                try await Self.write(ByteBuffer(bytes: slice.bytes), to: &writer)
+                next = slice.next
+            }
+            try await writer.finish(nil)
+        }
+        // A bundle is read with credentials: a shared cache (a CDN, a proxy) must not keep it for others.
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .cacheControl: "private, max-age=31536000, immutable"], body: body)
     }
 
     /// Runs a public log endpoint: bad parameters get 400 with `{"error": …}`, as CT's API does.

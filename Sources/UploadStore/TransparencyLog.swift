@@ -1,6 +1,13 @@
 public import LogHashing
 import UploadCore
 
+extension EntryBundle {
+    /// The most bytes of records an entry bundle reads at once (after its first): a bundle of 256
+    /// entries of 4 MiB manifests (the wide form) is 1 GiB, read and served a slice at a time; a
+    /// narrow bundle is refused at its first entry too long for it, without reading the rest.
+    public static let sliceBytes = 4 << 20
+}
+
 /// The log as a transparency log (RFC 9162, C2SP tlog-tiles), read from any store's snapshot: roots
 /// of any size, inclusion and consistency proofs, tiles and entry bundles. Everything is computed
 /// from the kept complete-subtree hashes (``StoreSnapshot/merkleNode(level:index:)``), so nothing
@@ -44,13 +51,29 @@ extension StoreSnapshot {
             guard let first = nodes.first else { return [] }
             return try merkleNodes(level: first.level, indices: first.index..<first.index + UInt64(nodes.count)).flatMap { $0 }
         case .entries, .wideEntries:
-            let first = leaves.lowerBound + 1
-            let records = try eventRecords(from: first, count: address.width)
-            guard records.count == address.width else {
-                throw StoreError(.corrupt, "the log lacks an event between positions \(first) and \(leaves.upperBound)")
+            var bundle: [UInt8] = [], next = leaves.lowerBound + 1
+            while next <= leaves.upperBound {
+                guard let slice = try entryBundleSlice(address, from: next, byteBudget: EntryBundle.sliceBytes) else { return nil }
+                bundle += slice.bytes
+                next = slice.next
             }
-            let entries = records.enumerated().map { EntryBundle.entry(position: first + UInt64($0.offset), record: $0.element) }
-            return EntryBundle.encode(entries, lengthBytes: address.kind == .entries ? 2 : 4)
+            return bundle
         }
+    }
+
+    /// Part of the entry bundle at `address`: its entries from position `first` on, up to the
+    /// bundle's last, ending once they hold about `byteBudget` bytes (at least one entry), encoded
+    /// as in the bundle (the slices of a bundle, in order, are the bundle), and the position after
+    /// them. `nil` when an entry is too long for the bundle's lengths.
+    /// - Throws: ``StoreError`` `.corrupt` when the log lacks an event the bundle covers.
+    public func entryBundleSlice(_ address: TileAddress, from first: UInt64, byteBudget: Int) throws -> (bytes: [UInt8], next: UInt64)? {
+        guard let leaves = address.leaves, first > leaves.lowerBound, first <= leaves.upperBound else { return ([], first) }
+        let records = try eventRecords(from: first, count: Int(leaves.upperBound - first + 1), byteBudget: byteBudget)
+        guard !records.isEmpty, records.count == Int(leaves.upperBound - first + 1) || records.reduce(0, { $0 + $1.count }) >= byteBudget else {
+            throw StoreError(.corrupt, "the log lacks an event between positions \(first) and \(leaves.upperBound)")
+        }
+        let entries = records.enumerated().map { EntryBundle.entry(position: first + UInt64($0.offset), record: $0.element) }
+        guard let bytes = EntryBundle.encode(entries, lengthBytes: address.kind == .entries ? 2 : 4) else { return nil }
+        return (bytes, first + UInt64(records.count))
     }
 }

@@ -719,6 +719,11 @@ def test_an_entry_over_64_kib_is_served_only_with_32_bit_lengths():
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": len(layer)}],
             "annotations": {"padding": "x" * 70000}}, separators=(",", ":"))
         ecr.put_image(repositoryName=repo, imageManifest=manifest, imageTag="big")
+        # Three manifests of 2 MB: the wide bundle is more than one slice of the log's records
+        # (4 MiB), which the server reads and sends one after the other.
+        for n in range(3):
+            large = manifest.replace('"padding":"', f'"padding":"{n}' + "y" * 2_000_000, 1)
+            ecr.put_image(repositoryName=repo, imageManifest=large, imageTag=f"large-{n}")
         note = settled_checkpoint(server)
         checkpoint = tv.verify_checkpoint(note, tv.Verifier.parse(audit(server.data_dir, "public-key")))
         log = Log(server)
@@ -729,6 +734,7 @@ def test_an_entry_over_64_kib_is_served_only_with_32_bit_lengths():
             entries = tv.parse_entry_bundle(log.fetch(path32), prefix=4)
             tv.verify_entry_bundle(entries, tv.split_hashes(log.fetch(tv.tile_path(0, bundle.index, bundle.width)), bundle.width))
             assert max(len(e) for e in entries) > 65535
+            assert sum(len(e) for e in entries) > 3 * 2_000_000
         entries = log.entries(checkpoint.size, kind="entries32", prefix=4)
         assert tv.mth([tv.leaf_hash(e) for e in entries]) == checkpoint.root
         assert tv.root_from_tiles(checkpoint.size, log.fetch) == checkpoint.root

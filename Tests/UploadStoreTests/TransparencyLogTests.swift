@@ -101,6 +101,49 @@ struct TransparencyLogTests {
         }
     }
 
+    /// A bundle is read and served a slice at a time (a wide one of 4 MiB manifests is 1 GiB): its
+    /// slices, in order, are the bundle, whatever the budget; a narrow bundle whose entry is too
+    /// long for a 16-bit length is refused, not read whole.
+    @Test func entryBundleSlices_makeTheBundle_whateverTheirBudget() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            for n in 0..<3 { _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("r-\(n)")) }
+            let about = try RepositoryCatalogInput(aboutText: String(repeating: "a", count: 10_000))
+            let catalog = Command.putRepositoryCatalogData(try PutRepositoryCatalogData(repositoryName: "team/app", catalog: about))
+            for n in 0..<4 { _ = try await store.execute(catalog, metadata: testMetadata("c-\(n)")) }
+            try store.read { snapshot in
+                for kind in [TileAddress.Kind.entries, .wideEntries] {
+                    let address = TileAddress(kind: kind, index: 0, width: 8)
+                    let whole = try #require(try snapshot.tile(address))
+                    for budget in [1, 500, 12_000, 25_000, .max] {
+                        var sliced: [UInt8] = [], next: UInt64 = 1, slices = 0
+                        while next <= 8 {
+                            let slice = try #require(try snapshot.entryBundleSlice(address, from: next, byteBudget: budget))
+                            #expect(slice.next > next)
+                            sliced += slice.bytes
+                            next = slice.next
+                            slices += 1
+                        }
+                        #expect(sliced == whole, "\(kind), a budget of \(budget)")
+                        #expect(budget > 1 || slices == 8, "one entry a slice, however small the budget")
+                    }
+                }
+                #expect(try snapshot.tile(TileAddress(kind: .entries, index: 0, width: 9)) == nil, "past the log")
+            }
+            let large = try RepositoryCatalogInput(aboutText: String(repeating: "€", count: 25_000))  // 75,000 bytes
+            _ = try await store.execute(.putRepositoryCatalogData(try PutRepositoryCatalogData(repositoryName: "team/app", catalog: large)), metadata: testMetadata("c-large"))
+            try store.read { snapshot in
+                let record = try #require(try snapshot.eventRecords(from: 9, count: 1).first)
+                #expect(record.count > 65_535 - 8, "an entry too long for a 16-bit length")
+                #expect(try snapshot.entryBundleSlice(TileAddress(kind: .entries, index: 0, width: 9), from: 1, byteBudget: .max) == nil)
+                #expect(try snapshot.tile(TileAddress(kind: .entries, index: 0, width: 9)) == nil)
+                #expect(try snapshot.tile(TileAddress(kind: .wideEntries, index: 0, width: 9)) != nil)
+            }
+        }
+    }
+
     /// Someone rewrites an old event and rebuilds the tree so that it is consistent in itself: the
     /// signer refuses to sign over it, and verify names the checkpoint the tree no longer extends.
     @Test func aRewrittenHistory_isRefusedBySigning_andCaughtByVerify() async throws {
