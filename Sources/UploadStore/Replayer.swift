@@ -146,19 +146,24 @@ public enum Replayer {
     ) throws {
         // Database handles are opened once, in a transaction of their own that ends before any
         // other begins: LMDB lets only one transaction at a time open handles.
-        let schema = try environment.read { txn in
+        let (schema, mayBeTorn) = try environment.read { txn in
             let status = try UploadMigrations.migrator.status(txn)
             guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate`") }
             let schema = try Schema(txn)
-            // Before the projections are opened at all: a torn file is not to be read.
-            guard try !UnsyncedProjectionWriters.state(txn, schema, bootId: bootId).mayBeTorn else {
-                throw Failure.unusable("the machine restarted while the projections had unsynced writes; open the store for writing (serve, migrate) to rebuild them first")
-            }
-            return schema
+            return (schema, try UnsyncedProjectionWriters.state(txn, schema, bootId: bootId).mayBeTorn)
         }
-        let opened = Result { try ProjectionEnvironment.openForReading(dataDirectory: directory) }
-        guard let projections = try opened.mapError({ Failure.unusable("\($0)") }).get() else {
-            throw Failure.unusable("the store's projections have never been built; open it for writing (serve, migrate) first")
+        // Projections that cannot be read are not compared, but the log is checked all the same
+        // (what an operator wants first after a crash); their reason is the failure only if the
+        // log's checks pass. A torn file is not opened at all.
+        let projections: ProjectionEnvironment?, uncompared: Failure?
+        if mayBeTorn {
+            (projections, uncompared) = (nil, .unusable("the log's checks passed, but the projections were not compared: the machine restarted while they had unsynced writes; open the store for writing (serve, migrate) to rebuild them, then verify again"))
+        } else {
+            switch Result(catching: { try ProjectionEnvironment.openForReading(dataDirectory: directory) }) {
+            case .success(let opened?): (projections, uncompared) = (opened, nil)
+            case .success(nil): (projections, uncompared) = (nil, .unusable("the log's checks passed, but the projections were not compared: they have never been built; open the store for writing (serve, migrate) first, then verify again"))
+            case .failure(let error): (projections, uncompared) = (nil, .unusable("the log's checks passed, but the projections were not compared: they cannot be opened (\(error))"))
+            }
         }
         var background: BackgroundWork<FlatProjectionState>?
         defer { background?.wait() }
@@ -166,11 +171,14 @@ public enum Replayer {
         // snapshot of each environment, in these transactions, which end before the second core's
         // work is waited for. Failures are reported in the order the checks mean: the first
         // rebuild's refusals, then the log's Merkle tree, then the live tables, then the records
-        // that do not decode whole, then the second rebuild's refusals, then the comparisons.
-        let (first, firstDigest, liveCheck, shared, merkleRoot, keptCheckpoints, counter) = try projections.environment.read { ptxn in
+        // that do not decode whole, then the second rebuild's refusals, then the comparisons (and
+        // projections that could not be read, after every check of the log).
+        var logSize: UInt64 = 0
+        defer { report.events = logSize }
+        let checks = { (ptxn: Transaction?) in
             try environment.read { txn in
-                let (size, dense) = try logSize(txn, schema)
-                report.events = size
+                let (size, dense) = try Self.logSize(txn, schema)
+                logSize = size
                 // Each rebuild, the Merkle check and the whole decoding pass over every event once.
                 let counter = ProgressCounter(total: 4 * size, progress)
                 let merkle = MerkleVerification(size: size)
@@ -198,11 +206,13 @@ public enum Replayer {
                 guard dense else { throw Failure.log("the log holds \(size) events but its last position is another: positions are out of place") }
                 let firstDigest = ProjectionDigest.of(first)
                 let root = Result { try MerkleLog.root(txn, schema, size: size) }
-                let liveCheck = Result {
-                    do {
-                        return try compareLive(txn, ptxn, schema, projections.schema, size: size, bootId: bootId, rebuilt: first, rebuiltDigest: firstDigest)
-                    } catch let error as StoreError where error.code == .corrupt {
-                        throw Failure.mismatch("the live projections: \(error.message)")  // not the log's damage
+                let liveCheck = ptxn.map { ptxn in
+                    Result {
+                        do {
+                            return try compareLive(txn, ptxn, schema, projections!.schema, size: size, bootId: bootId, rebuilt: first, rebuiltDigest: firstDigest)
+                        } catch let error as StoreError where error.code == .corrupt {
+                            throw Failure.mismatch("the live projections: \(error.message)")  // not the log's damage
+                        }
                     }
                 }
                 let keptCheckpoints = Result {
@@ -212,29 +222,31 @@ public enum Replayer {
                 return (first, firstDigest, liveCheck, shared, nodesPast.flatMap { root }, keptCheckpoints, counter)
             }
         }
+        let (first, firstDigest, liveCheck, shared, merkleRoot, keptCheckpoints, counter) = try projections.map { try $0.environment.read(checks) } ?? checks(nil)
         // A background that failed or could not begin its snapshot took no check: this thread
         // took them all. Once it has ended, every check has its outcome.
         let second = Result { try background!.result() }
         try shared.merkleOutcome.get()
         report.merkleRoot = Hex.encode(try merkleRoot.get())
         report.kept = try keptCheckpoints.get()
-        let (liveDigest, liveDifference, checkpoint) = try liveCheck.get()
+        let live = try liveCheck?.get()
         try shared.wholeDecodingOutcome.get()
         let secondState = try second.get()
         counter.finish()
 
-        report.eventsScanned = 2 * report.events
+        report.eventsScanned = 2 * logSize
         // Two states equal record for record have one digest: the second is hashed only when they differ.
         let secondDigest = first.holdsSameState(as: secondState) ? firstDigest : ProjectionDigest.of(secondState)
         report.rebuildDigests = [Hex.encode(firstDigest), Hex.encode(secondDigest)]
-        report.liveDigest = Hex.encode(liveDigest)
-        report.checkpoint = checkpoint.position
+        report.liveDigest = live.map { Hex.encode($0.0) }
+        report.checkpoint = live?.2.position
         if firstDigest != secondDigest {
             let difference = ProjectionDigest.firstDifference(ProjectionDigest.entries(first), ProjectionDigest.entries(secondState))
             throw Failure.mismatch(
                 "the two rebuilds differ (the fold depends on how it is batched, so replay is not deterministic): \(difference ?? "in their digests")")
         }
-        if let liveDifference { throw Failure.mismatch(liveDifference) }
+        if let uncompared { throw uncompared }  // the log holds; only the projections went unchecked
+        if let liveDifference = live?.1 { throw Failure.mismatch(liveDifference) }
     }
 
     /// The log's size: its count of events, which is its last position when positions are dense

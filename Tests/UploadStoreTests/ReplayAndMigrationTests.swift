@@ -464,6 +464,35 @@ struct ReplayAndMigrationTests {
         #expect(rebuilt.liveDigest == writtenByTheWriter, "the rebuild at open writes what the writer wrote, byte for byte")
     }
 
+    /// Projections that cannot be read (torn by a restart of the machine, or never built) are not
+    /// compared, but the log is checked all the same, as an operator wants first after a crash:
+    /// its damage is reported as such (exit 2), and a sound log's report holds its root and both
+    /// rebuilds, failing only for the projections (exit 3).
+    @Test func projectionsThatCannotBeRead_leaveTheLogsChecksToRun() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir, configure: { $0.bootId = "boot-1" }) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata())
+        }
+        let sound = Replayer.verify(directory: dir.path, bootId: "boot-1")
+        #expect(sound.passed && sound.merkleRoot != nil)
+        // A writer of boot-1 that never closed, and the machine restarted since.
+        try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-writers")!, Array("writers".utf8), BigEndian.bytes(1)) }
+        let torn = Replayer.verify(directory: dir.path, bootId: "boot-2")
+        guard case .unusable(let text)? = torn.failure else { Issue.record("torn projections: \(torn)"); return }
+        #expect(text.contains("machine restarted"))
+        #expect(torn.events == 2 && torn.merkleRoot == sound.merkleRoot && torn.rebuildDigests == sound.rebuildDigests, "the log was checked")
+        #expect(torn.liveDigest == nil && torn.checkpoint == nil, "the projections were not read")
+        try FileManager.default.removeItem(atPath: dir.path + "/projections")
+        let neverBuilt = Replayer.verify(directory: dir.path, bootId: "boot-1")
+        #expect(neverBuilt.failure?.exitCode == 3 && neverBuilt.merkleRoot == sound.merkleRoot)
+        // Damage to the log is reported as such, projections or not.
+        try tamper(dir) { txn in try txn.put(try txn.openDatabase("events")!, BigEndian.bytes(UInt64(1) << 62), [0]) }
+        let damaged = Replayer.verify(directory: dir.path, bootId: "boot-2")
+        guard case .log? = damaged.failure else { Issue.record("damage to the log went unreported: \(damaged)"); return }
+    }
+
     /// Upgrade: a store made at migration step 0001 (a log, no projections) gains its projection
     /// tables on open, built from the events it already has.
     @Test func open_aStoreFromAnEarlierMigrationStep_upgradesAndBuildsProjections() async throws {

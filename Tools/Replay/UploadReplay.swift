@@ -22,7 +22,8 @@ struct Verify: ParsableCommand {
         discussion: """
             Also checks the log: positions dense from 1 and every record decodes. Exits 0 when \
             everything matches; 1 when projections differ (naming the first differing key); 2 when \
-            the log is damaged (naming the position); 3 when the store cannot be opened or checked.
+            the log is damaged (naming the position); 3 when the store cannot be opened or checked \
+            (projections that cannot be read are not compared, but the log is still checked).
             """
     )
 
