@@ -22,6 +22,20 @@ final class CommitNotifier: Sendable {
         for continuation in ready { continuation.resume() }
     }
 
+    /// The log's tail as just read from it, which may be below what was announced: a failover
+    /// to a standby that had not received the last commits loses them, and a tail left above the
+    /// log would wake its followers at once, again and again (each finding nothing to read) until
+    /// the log grew past it.
+    func observed(tail position: UInt64) {
+        let ready = state.withLock { state in
+            state.tail = position
+            let ready = state.waiters.filter { $0.value.after < position }
+            for id in ready.keys { state.waiters[id] = nil }
+            return ready.values.map(\.continuation)
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
     /// Wakes every waiter for good: the store is closing.
     func close() {
         let all = state.withLock { state in

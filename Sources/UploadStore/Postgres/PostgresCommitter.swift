@@ -184,6 +184,8 @@ final class PostgresCommitter: BatchCommitter {
             ] + [marksFrom.map(Self.marksQuery(from:))].compactMap { $0 } + readQueries)
             let (tail, projected) = try PostgresLog.tailAndProjections(opening[3])
             let position = tail?.position ?? 0
+            // Read under the append lock, the true tail: one announced above it was lost.
+            if notifier.tail > position { notifier.observed(tail: position) }
             guard projected.version == Projector.version, projected.position == position else {
                 throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
             }

@@ -2,9 +2,9 @@ import Foundation
 import Logging
 import PostgresKit
 
-/// A thread that `LISTEN`s on the log's channel and, when another node's commit is notified, hands
-/// the log's tail to the ``CommitNotifier``, so live feeds on every node wake for every node's
-/// events. The tail is read from the log, not taken from the notification: any role that can
+/// A thread that `LISTEN`s on the log's channel and, when another node's commit is notified (and
+/// once a second), hands the log's tail to the ``CommitNotifier``, so live feeds on every node
+/// wake for every node's events. The tail is read from the log, not taken from the notification: any role that can
 /// connect may `NOTIFY` the channel, and a made-up position (2^64 − 1) would otherwise stand as
 /// every node's tail until restart, waking every feed at once, for ever. It reconnects by itself
 /// after the server goes away; the feeds' own timeout reads the log again meanwhile, so nothing is
@@ -19,6 +19,7 @@ final class PostgresListener: Sendable {
         let (stopped, listening) = (self.stopped, self.listening)
         let thread = Thread {
             var connection: PostgresConnection?
+            var lastRead = ContinuousClock.now
             while !stopped.withLock({ $0 }) {
                 do {
                     if connection == nil {
@@ -28,7 +29,12 @@ final class PostgresListener: Sendable {
                         listening.withLock { $0 = true }
                     }
                     let received = try connection!.notifications(waitingUpTo: .milliseconds(200))
-                    if !received.isEmpty, let tail = try PostgresLog.lastPosition(connection!) { notifier.committed(upTo: tail) }
+                    // Every second too, so that a log that lost commits (a failover) lowers the
+                    // tail even while no node appends (``CommitNotifier/observed(tail:)``).
+                    if !received.isEmpty || ContinuousClock.now - lastRead > .seconds(1) {
+                        lastRead = ContinuousClock.now
+                        notifier.observed(tail: try PostgresLog.lastPosition(connection!) ?? 0)
+                    }
                 } catch {
                     if connection != nil { logger.warning("lost the connection that listens for commits; reconnecting", metadata: ["error": "\(error)"]) }
                     connection = nil
