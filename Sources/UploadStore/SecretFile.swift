@@ -33,6 +33,26 @@ public enum SecretFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw StoreError(.io, "cannot read \(path)")
         }
+        removeAbandonedCopies(of: path)
         return data
+    }
+
+    /// How old a temporary copy must be before it counts as abandoned: another process starting
+    /// now may be writing its own.
+    static let abandonedAfter: TimeInterval = 60
+
+    /// Removes the temporary copies of `path` that a process killed while writing one left behind
+    /// (a secret, or part of one, under a name nothing reads).
+    static func removeAbandonedCopies(of path: String, now: Date = Date()) {
+        let url = URL(fileURLWithPath: path)
+        let prefix = url.lastPathComponent + ".new-"
+        let directory = url.deletingLastPathComponent()
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            let copy = directory.appendingPathComponent(name).path
+            guard let modified = (try? FileManager.default.attributesOfItem(atPath: copy))?[.modificationDate] as? Date,
+                  now.timeIntervalSince(modified) > abandonedAfter else { continue }
+            unlink(copy)
+        }
     }
 }
