@@ -34,6 +34,34 @@ extension ECRPublicService {
         return pool
     }
 
+    /// One low-priority thread for a kind of request that reads much of the store for one answer
+    /// (gallery pages, referrers), admitting at most `limit` of them at once, waiting or running:
+    /// past it a request is refused at once (``Busy``), so that a burst waits a bounded time and
+    /// never takes the threads other requests and file work run on.
+    final class AdmittingThread: Sendable {
+        struct Busy: Error {}
+        let limit: Int
+        private let pool = lowPriorityThread()
+        private let admitted = Locked(0)
+
+        init(limit: Int) { self.limit = limit }
+
+        /// How many requests are admitted now.
+        var inFlight: Int { admitted.withLock { $0 } }
+
+        /// `work` on the thread, if fewer than ``limit`` requests are admitted. - Throws: ``Busy`` otherwise.
+        func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+            let entered = admitted.withLock { count in
+                guard count < limit else { return false }
+                count += 1
+                return true
+            }
+            guard entered else { throw Busy() }
+            defer { admitted.withLock { $0 -= 1 } }
+            return try await pool.runIfActive(work)
+        }
+    }
+
     /// Up to `limit` events after `position` as NDJSON, read and encoded on ``feedPool``.
     /// - Returns: the bytes, and the position of the last event in them (`position` when none).
     func feedSlice(after position: UInt64, limit: Int) async throws -> (ByteBuffer, last: UInt64) {

@@ -171,21 +171,21 @@ struct PageSessionTests {
         #expect(session(keys: [AccessKey(accessKeyId: "AKID", secretAccessKey: "rotated")]).viewer(fromCookie: value) == nil)
     }
 
-    /// At most ``ECRPublicService/pagesInFlightLimit`` pages wait for or use the feeds' thread;
-    /// one more is refused at once, and the slots come back as pages finish.
+    /// At most ``ECRPublicService/pageThread``'s limit of pages wait for or use its thread; one
+    /// more is refused at once, and the slots come back as pages finish.
     @Test func pagesPastTheLimit_areRefusedAtOnce_andSlotsComeBack() async throws {
         let release = DispatchSemaphore(value: 0)
-        let limit = ECRPublicService.pagesInFlightLimit
+        let limit = ECRPublicService.pageThread.limit
         try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
             for _ in 0..<limit {
                 group.addTask { try await ECRPublicService.rendering { release.wait(); return Response(status: .ok) }.status }
             }
-            while ECRPublicService.pagesInFlight.withLock({ $0 }) < limit { try await Task.sleep(for: .milliseconds(5)) }
-            await #expect(throws: PagesBusy.self) { _ = try await ECRPublicService.rendering { Response(status: .ok) } }
+            while ECRPublicService.pageThread.inFlight < limit { try await Task.sleep(for: .milliseconds(5)) }
+            await #expect(throws: ECRPublicService.AdmittingThread.Busy.self) { _ = try await ECRPublicService.rendering { Response(status: .ok) } }
             for _ in 0..<limit { release.signal() }
             for try await status in group { #expect(status == .ok) }
         }
-        #expect(ECRPublicService.pagesInFlight.withLock { $0 } == 0)
+        #expect(ECRPublicService.pageThread.inFlight == 0)
         #expect(try await ECRPublicService.rendering { Response(status: .accepted) }.status == .accepted)
     }
 

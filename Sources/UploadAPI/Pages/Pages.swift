@@ -71,7 +71,7 @@ extension ECRPublicService {
     }
 
     /// A gallery page: public unless `--private-pulls`, when it needs a session. Rendered on a
-    /// thread of the pages' own (``pagePool``), so that no number of page views can take the
+    /// thread of the pages' own (``pageThread``), so that no number of page views can take the
     /// threads API requests run on, nor keep feed readers waiting.
     private func page(_ request: Request, _ render: @escaping @Sendable (String?) throws -> Response) async -> Response {
         let viewer = viewer(request)?.accessKeyId
@@ -83,24 +83,13 @@ extension ECRPublicService {
         }
     }
 
-    /// Where pages are rendered: one thread, at the feeds' lower priority.
-    static let pagePool = lowPriorityThread()
+    /// Where pages are rendered: one thread, at the feeds' lower priority; past 16 pages waiting
+    /// or rendering, a page is refused at once (503), so that a burst of views waits a bounded time.
+    static let pageThread = AdmittingThread(limit: 16)
 
-    /// Pages waiting for, or being rendered on, ``pagePool``; past ``pagesInFlightLimit`` a page
-    /// is refused at once (503), so that a burst of views waits a bounded time.
-    static let pagesInFlight = Locked(0)
-    static let pagesInFlightLimit = 16
-
-    /// `render` on ``pagePool``, if fewer than ``pagesInFlightLimit`` pages are there.
+    /// `render` on ``pageThread``. - Throws: ``AdmittingThread/Busy`` when it admits no more.
     static func rendering(_ render: @escaping @Sendable () throws -> Response) async throws -> Response {
-        let admitted = Self.pagesInFlight.withLock { count in
-            guard count < Self.pagesInFlightLimit else { return false }
-            count += 1
-            return true
-        }
-        guard admitted else { throw PagesBusy() }
-        defer { Self.pagesInFlight.withLock { $0 -= 1 } }
-        return try await Self.pagePool.runIfActive(render)
+        try await pageThread.run(render)
     }
 
     /// An audit page: a session of this registry's keys, always.
@@ -118,7 +107,7 @@ extension ECRPublicService {
     private func failurePage(_ error: any Error, viewer: String?) -> Response {
         if let denied = error as? AccessDenied { return messagePage(.forbidden, "Not allowed", denied.message, viewer: viewer) }
         if let missing = error as? PageNotFound { return messagePage(.notFound, "Not found", missing.message, viewer: viewer) }
-        if error is PagesBusy { return Self.busy }
+        if error is AdmittingThread.Busy { return Self.busy }
         let api = APIError.from(error)
         if api.status == .internalServerError {
             logger.error("a page failed", metadata: ["error": "\(error)"])
@@ -270,11 +259,8 @@ struct PageNotFound: Error {
     let message: String
 }
 
-/// Too many pages are being rendered already (``ECRPublicService/pagesInFlightLimit``).
-struct PagesBusy: Error {}
-
 extension ECRPublicService {
-    /// The answer while ``pagesInFlightLimit`` pages are being rendered: made without a read.
+    /// The answer while ``pageThread`` admits no more pages: made without a read.
     static var busy: Response {
         var headers = pageHeaders
         headers[.contentType] = "text/html; charset=utf-8"

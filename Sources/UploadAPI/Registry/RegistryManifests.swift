@@ -112,11 +112,13 @@ extension RegistryFrontEnd {
         let filter = call.first("artifactType")
         let service = self.service
         _ = try service.read { try Decider.existingRepository(ref.registryId, ref.repositoryName, state: $0, settings: service.settings) }
-        // Every image of the repository, a page per read snapshot (no long read transaction), on
-        // NIO's thread pool (reading manifests must not hold the cooperative pool's two threads):
+        // Every image of the repository, a page per read snapshot (no long read transaction):
         // referrers are not indexed yet. Pages are small, as manifests may be 4 MiB each, and only
-        // a manifest that can name `digest` is parsed.
-        let descriptors = try await NIOThreadPool.singleton.runIfActive { () throws -> [JSONValue] in
+        // a manifest that can name `digest` is parsed. On a thread of their own that admits a few
+        // at a time (a burst is refused with TOOMANYREQUESTS), so that anonymous pulls of a large
+        // repository's referrers take neither the cooperative pool nor NIO's thread pool, which
+        // every blob's file work runs on.
+        let scan = { @Sendable () throws -> [JSONValue] in
             var found: [JSONValue] = []
             var after: String?
             while true {
@@ -137,6 +139,10 @@ extension RegistryFrontEnd {
                 after = last.imageDigest
             }
         }
+        let descriptors: [JSONValue]
+        do { descriptors = try await Self.referrersThread.run(scan) } catch is ECRPublicService.AdmittingThread.Busy {
+            throw RegistryError(.tooManyRequests, "too many referrers lists are being read at once; try again in a moment")
+        }
         var headers: HTTPFields = [:]
         if filter != nil { headers[Self.filtersAppliedHeader] = "artifactType" }
         let index: JSONValue = .object([
@@ -147,6 +153,9 @@ extension RegistryFrontEnd {
 
     /// Images read per snapshot while looking for referrers: at 4 MiB a manifest, 64 MiB at most.
     static let referrersPageImages = 16
+
+    /// Where referrers are looked for; past 16 lists waiting or being read, one is refused.
+    static let referrersThread = ECRPublicService.AdmittingThread(limit: 16)
 
     /// Whether `manifest`'s JSON can hold the string `digest`: it holds it as written, or escapes
     /// some character (`\u`), the only way JSON can spell a digest's letters otherwise. Far
