@@ -88,16 +88,23 @@ extension ECRPublicService {
         guard let leaves = address.leaves, leaves.upperBound <= logSize else {
             return Self.logNotFound("the log is not yet large enough to hold tile/\(address.path)")
         }
+        let slice = { @Sendable (from: UInt64) async throws -> (bytes: [UInt8], next: UInt64) in
+            let read = try await Self.feedPool.runIfActive {
+                try store.read { try $0.entryBundleSlice(address, from: from, byteBudget: EntryBundle.sliceBytes) }
+            }
+            guard let read else { throw StoreError(.corrupt, "an entry is longer than a 32-bit length allows") }
+            return read
+        }
+        // The first slice is read before the answer, so that a failure to read is a 500 rather than
+        // a bundle cut short under a 200.
+        let first = try await slice(leaves.lowerBound + 1)
         let body = ResponseBody { writer in
-            var next = leaves.lowerBound + 1
+            try await Self.write(ByteBuffer(bytes: first.bytes), to: &writer)
+            var next = first.next
             while next <= leaves.upperBound {
-                let from = next
-                let slice = try await Self.feedPool.runIfActive {
-                    try store.read { try $0.entryBundleSlice(address, from: from, byteBudget: EntryBundle.sliceBytes) }
-                }
-                guard let slice else { throw StoreError(.corrupt, "an entry is longer than a 32-bit length allows") }
-                try await Self.write(ByteBuffer(bytes: slice.bytes), to: &writer)
-                next = slice.next
+                let read = try await slice(next)
+                try await Self.write(ByteBuffer(bytes: read.bytes), to: &writer)
+                next = read.next
             }
             try await writer.finish(nil)
         }

@@ -4,6 +4,8 @@
 final class CommitNotifier: Sendable {
     private struct State {
         var tail: UInt64 = 0
+        /// How many commits were announced: a read of the tail taken before the last of them may be stale.
+        var commits: UInt64 = 0
         var closed = false
         var nextId = 0
         var waiters: [Int: (after: UInt64, continuation: CheckedContinuation<Void, Never>)] = [:]
@@ -15,6 +17,7 @@ final class CommitNotifier: Sendable {
     func committed(upTo position: UInt64) {
         let ready = state.withLock { state in
             state.tail = max(state.tail, position)
+            state.commits += 1
             let ready = state.waiters.filter { $0.value.after < position }
             for id in ready.keys { state.waiters[id] = nil }
             return ready.values.map(\.continuation)
@@ -26,9 +29,12 @@ final class CommitNotifier: Sendable {
     /// to a standby that had not received the last commits loses them, and a tail left above the
     /// log would wake its followers at once, again and again (each finding nothing to read) until
     /// the log grew past it.
-    func observed(tail position: UInt64) {
+    /// - Parameter commitsBefore: ``commits`` before the tail was read: when a commit was announced
+    ///   since, the read may predate it, and lowers nothing.
+    func observed(tail position: UInt64, commitsBefore: UInt64? = nil) {
         let ready = state.withLock { state in
-            state.tail = position
+            let current = commitsBefore.map { $0 == state.commits } ?? true
+            state.tail = current ? position : max(state.tail, position)
             let ready = state.waiters.filter { $0.value.after < position }
             for id in ready.keys { state.waiters[id] = nil }
             return ready.values.map(\.continuation)
@@ -71,6 +77,9 @@ final class CommitNotifier: Sendable {
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// How many commits were announced so far.
+    var commits: UInt64 { state.withLock { $0.commits } }
 
     /// The newest position announced so far.
     var tail: UInt64 { state.withLock { $0.tail } }

@@ -67,7 +67,9 @@ extension StoreSnapshot {
     /// them. `nil` when an entry is too long for the bundle's lengths.
     /// - Throws: ``StoreError`` `.corrupt` when the log lacks an event the bundle covers.
     public func entryBundleSlice(_ address: TileAddress, from first: UInt64, byteBudget: Int) throws -> (bytes: [UInt8], next: UInt64)? {
-        guard let leaves = address.leaves, first > leaves.lowerBound, first <= leaves.upperBound else { return ([], first) }
+        guard let leaves = address.leaves, first > leaves.lowerBound, first <= leaves.upperBound else {
+            throw CommandError(.invalidParameter, "position \(first) is not in the entry bundle \(address.path)")
+        }
         let records = try eventRecords(from: first, count: Int(leaves.upperBound - first + 1), byteBudget: byteBudget)
         guard !records.isEmpty, records.count == Int(leaves.upperBound - first + 1) || records.reduce(0, { $0 + $1.count }) >= byteBudget else {
             throw StoreError(.corrupt, "the log lacks an event between positions \(first) and \(leaves.upperBound)")

@@ -108,11 +108,18 @@ final class PostgresCommitter: BatchCommitter {
     /// Brings the retry window to the tail in a read-only transaction of its own, outside the
     /// append lock: at start, and when other nodes wrote much since this node's last batch.
     private func catchUpOutsideTheLock(_ connection: PostgresConnection) throws {
-        try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
-            if let witness { try forgetIfTheLogChanged(leaf: Self.leaf(connection, at: witness.position)) }
-            let tail = try PostgresLog.tail(connection)?.position ?? 0
-            try invocations.catchUp(tail: tail, marks: Self.marks(connection))
-            witness = try Self.leaf(connection, at: tail).map { (tail, $0) }
+        do {
+            try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+                if let witness { try forgetIfTheLogChanged(leaf: Self.leaf(connection, at: witness.position)) }
+                let tail = try PostgresLog.tail(connection)?.position ?? 0
+                let leaf = try Self.leaf(connection, at: tail)
+                try invocations.catchUp(tail: tail, marks: Self.marks(connection))
+                witness = leaf.map { (tail, $0) }
+            }
+        } catch {
+            // The window may have moved past the witness: neither is trusted after a failure.
+            forgetTheCaches()
+            throw error
         }
     }
 
@@ -128,6 +135,10 @@ final class PostgresCommitter: BatchCommitter {
         configuration.logger.error(
             "the log no longer holds the event this node saw at its position (a failover that lost commits, or a restore from a backup): the retry window, the decision cache and the tree's right edge start afresh from the log as it is now",
             metadata: ["log.position": "\(witness.position)"])
+        forgetTheCaches()
+    }
+
+    private func forgetTheCaches() {
         invocations.forgetAll()
         cache = DecodedRecords()
         cacheValidAt = nil
@@ -194,7 +205,7 @@ final class PostgresCommitter: BatchCommitter {
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
             if marksFrom == nil && position != invocations.validAt { marksReadAlone += 1 }
             try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[5]) }))
-            witness = tail.map { ($0.position, $0.leaf) }
+            witness = tail.flatMap { tail in tail.leaf.map { (tail.position, $0) } }
             othersAppendedBeforeLastBatch = cacheValidAt != position
             if cacheValidAt != position || cache.records.count > Self.cacheLimit {
                 cache = DecodedRecords()

@@ -33,7 +33,8 @@ final class PostgresListener: Sendable {
                     // tail even while no node appends (``CommitNotifier/observed(tail:)``).
                     if !received.isEmpty || ContinuousClock.now - lastRead > .seconds(1) {
                         lastRead = ContinuousClock.now
-                        notifier.observed(tail: try PostgresLog.lastPosition(connection!) ?? 0)
+                        let commits = notifier.commits
+                        notifier.observed(tail: try PostgresLog.lastPosition(connection!) ?? 0, commitsBefore: commits)
                     }
                 } catch {
                     if connection != nil { logger.warning("lost the connection that listens for commits; reconnecting", metadata: ["error": "\(error)"]) }

@@ -37,24 +37,24 @@ enum PostgresLog {
         return (position, try EventLog.decode(position: position, rows.bytes(0, 1)[...]).recordedAt)
     }
 
-    /// The tail and the projections' state in one query: a batch's first read, sent in the
-    /// round trip that begins its transaction.
+    /// The tail (with its stored Merkle leaf) and the projections' state in one query: a batch's
+    /// first read, sent in the round trip that begins its transaction.
     static let tailAndProjectionsQuery = PostgresConnection.Query("""
         SELECT e.position, e.record,
-               (SELECT value FROM projection_state WHERE name = 'position'), (SELECT value FROM projection_state WHERE name = 'version')
+               (SELECT value FROM projection_state WHERE name = 'position'), (SELECT value FROM projection_state WHERE name = 'version'), m.hash
         FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT position, record FROM events ORDER BY position DESC LIMIT 1) AS e ON true
+        LEFT JOIN merkle_nodes AS m ON m.last_leaf = e.position AND m.level = 0
         """)
 
-    /// The tail (with its record's Merkle leaf hash) and the projections' state from the rows of
-    /// ``tailAndProjectionsQuery``.
+    /// The tail (with the tree's leaf for it, `nil` if the tree lacks it) and the projections'
+    /// state from the rows of ``tailAndProjectionsQuery``.
     static func tailAndProjections(
         _ rows: PostgresRows
-    ) throws -> ((position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash)?, PostgresProjectionState) {
-        var tail: (position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash)?
+    ) throws -> ((position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash?)?, PostgresProjectionState) {
+        var tail: (position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash?)?
         if !rows.isNull(0, 0) {
             let position = try rows.position(0, 0)
-            let record = rows.bytes(0, 1)
-            tail = (position, try EventLog.decode(position: position, record[...]).recordedAt, MerkleTree.leafHash(position: position, record: record))
+            tail = (position, try EventLog.decode(position: position, rows.bytes(0, 1)[...]).recordedAt, rows.isNull(0, 4) ? nil : rows.bytes(0, 4))
         }
         let version = rows.isNull(0, 3) ? nil : try rows.int64(0, 3)
         guard let version else { return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: nil)) }
@@ -76,7 +76,7 @@ enum PostgresLog {
                 SELECT position, record, sum(octet_length(record)) OVER (ORDER BY position ROWS UNBOUNDED PRECEDING) - octet_length(record) AS bytes_before
                 FROM events WHERE position >= $1 AND position <= $2 ORDER BY position LIMIT $3) AS page
             WHERE bytes_before < $4 ORDER BY position
-            """, [.position(position), .position(last), .int64(Int64(rows)), .int64(Int64(min(bytes, Int(Int64.max))))])
+            """, [.position(position), .position(last), .int64(Int64(rows)), .int64(Int64(min(max(bytes, 1), Int(Int64.max))))])
     }
 
     /// Up to `count` records from `position` on, dense (stops at the first gap), ending early
