@@ -27,6 +27,17 @@ struct EventSliceTests {
             }
         }
     }
+
+    /// A repository (a small event), then five catalog data events of about 16 KB each.
+    static func appendASmallEventThenLargeOnes(_ store: any EventStore) async throws {
+        _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+        for n in 0..<5 {
+            let catalog = try RepositoryCatalogInput(aboutText: String(repeating: "about \(n) ", count: 2_000))
+            _ = try await store.execute(
+                .putRepositoryCatalogData(try PutRepositoryCatalogData(repositoryName: "team/app", catalog: catalog)), metadata: testMetadata())
+        }
+    }
+
     /// A page of records ends at its count or once it holds its byte budget (after at least one),
     /// on both backends: copy-store and PostgreSQL's rebuild and verify page the log so, and large
     /// manifests then make shorter pages, not one past PostgreSQL's 1 GB message.
@@ -35,12 +46,7 @@ struct EventSliceTests {
         let location = try TestStoreLocation(backend)
         defer { location.remove() }
         try await location.withStore { store in
-            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
-            for n in 0..<5 {
-                let catalog = try RepositoryCatalogInput(aboutText: String(repeating: "about \(n) ", count: 2_000))
-                _ = try await store.execute(
-                    .putRepositoryCatalogData(try PutRepositoryCatalogData(repositoryName: "team/app", catalog: catalog)), metadata: testMetadata())
-            }
+            try await Self.appendASmallEventThenLargeOnes(store)
             try store.read { snapshot in
                 let all = try snapshot.eventRecords(from: 1, count: 6)
                 #expect(all.count == 6)
@@ -60,12 +66,7 @@ struct EventSliceTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try await withTestStore(dir) { store in
-            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
-            for n in 0..<5 {
-                let catalog = try RepositoryCatalogInput(aboutText: String(repeating: "about \(n) ", count: 2_000))
-                _ = try await store.execute(
-                    .putRepositoryCatalogData(try PutRepositoryCatalogData(repositoryName: "team/app", catalog: catalog)), metadata: testMetadata())
-            }
+            try await Self.appendASmallEventThenLargeOnes(store)
             try store.read { snapshot in
                 let records = try snapshot.eventRecords(from: 1, count: 6)
                 #expect(records.count == 6 && records[0].count * 4 < records[1].count, "a small event, then large ones")

@@ -416,16 +416,21 @@ struct ReplayAndMigrationTests {
         #expect(try writers(store.environment) == 1)
     }
 
+    /// A repository and an upload, written by a store of the boot "boot-1" that then closed.
+    static func writeAnUploadInBoot1(_ dir: TemporaryDirectory) async throws {
+        try await withTestStore(dir, configure: { $0.bootId = "boot-1" }) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata())
+        }
+    }
+
     /// After the machine restarts, projections that a store wrote unsynced and never closed may be
     /// torn: the next open rebuilds them from the log, and verify refuses them until then. A store
     /// that closed cleanly synced them: they are kept as they are.
     @Test func projectionsLeftUnsyncedAcrossARestartOfTheMachine_areRebuilt_cleanlyClosedOnesKept() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        try await withTestStore(dir, configure: { $0.bootId = "boot-1" }) { store in
-            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
-            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata())
-        }
+        try await Self.writeAnUploadInBoot1(dir)
         let before = Replayer.verify(directory: dir.path, bootId: "boot-1")
         #expect(before.passed)
         let writtenByTheWriter = try #require(before.liveDigest)
@@ -471,10 +476,7 @@ struct ReplayAndMigrationTests {
     @Test func projectionsThatCannotBeRead_leaveTheLogsChecksToRun() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        try await withTestStore(dir, configure: { $0.bootId = "boot-1" }) { store in
-            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
-            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata())
-        }
+        try await Self.writeAnUploadInBoot1(dir)
         let sound = Replayer.verify(directory: dir.path, bootId: "boot-1")
         #expect(sound.passed && sound.merkleRoot != nil)
         // A writer of boot-1 that never closed, and the machine restarted since.
