@@ -133,6 +133,12 @@ extension ECRPublicService {
         }
         let heartbeatInterval = heartbeat == 0 ? nil : Duration.seconds(Int64(heartbeat))
         let store = self.store
+        // A position past the log's end names events this log does not hold (read from a log that
+        // a failover or a restore took back): the consumer must read again from one it holds.
+        let tail = try store.read { try $0.lastPosition() }
+        guard after <= tail else {
+            throw APIError.invalidParameter("The query parameter 'after' is \(after), past the log's last position \(tail): this log does not hold the events read up to it (it was restored, or failed over); read again from a position it holds")
+        }
         let body = ResponseBody { writer in
             try await withGracefulShutdownHandler {
                 var position = after
@@ -140,6 +146,9 @@ extension ECRPublicService {
                 while !store.followersStopped {  // checked per slice, so catching up stops on shutdown too
                     let (slice, last) = try await self.feedSlice(after: position, limit: Self.sliceEvents)
                     if last == position {
+                        // The log was taken back below what this consumer read (a failover that
+                        // lost commits): the stream ends, and its reconnection is refused above.
+                        if try await Self.feedPool.runIfActive({ try store.read { try $0.lastPosition() } }) < position { break }
                         if let heartbeatInterval, ContinuousClock.now - lastWritten >= heartbeatInterval {
                             try await writer.write(ByteBuffer(integer: UInt8(ascii: "\n")))
                             lastWritten = .now

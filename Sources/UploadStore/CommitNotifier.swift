@@ -4,7 +4,8 @@
 final class CommitNotifier: Sendable {
     private struct State {
         var tail: UInt64 = 0
-        /// How many commits were announced: a read of the tail taken before the last of them may be stale.
+        /// How many commits (and tails read under the append lock) were announced: a read of the
+        /// tail taken before the last of them may be stale.
         var commits: UInt64 = 0
         var closed = false
         var nextId = 0
@@ -35,6 +36,8 @@ final class CommitNotifier: Sendable {
         let ready = state.withLock { state in
             let current = commitsBefore.map { $0 == state.commits } ?? true
             state.tail = current ? position : max(state.tail, position)
+            // A tail read under the append lock also outdates any read begun before it.
+            if commitsBefore == nil { state.commits += 1 }
             let ready = state.waiters.filter { $0.value.after < position }
             for id in ready.keys { state.waiters[id] = nil }
             return ready.values.map(\.continuation)

@@ -20,8 +20,9 @@ public enum SecretFile {
             }
             let written = write(fd, bytes, bytes.count) == bytes.count && fsync(fd) == 0
             close(fd)
-            // link() fails when another process linked its file first: theirs is kept and read below.
-            guard written, link(temporary, path) == 0 || errno == EEXIST else {
+            // link() fails when another process linked its file first: theirs is kept and read below
+            // (so too if another process took this copy for abandoned, and linked its own).
+            guard written, link(temporary, path) == 0 || errno == EEXIST || FileManager.default.fileExists(atPath: path) else {
                 throw StoreError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
             }
             let directory = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -65,7 +65,8 @@ extension StoreSnapshot {
     /// bundle's last, ending once they hold about `byteBudget` bytes (at least one entry), encoded
     /// as in the bundle (the slices of a bundle, in order, are the bundle), and the position after
     /// them. `nil` when an entry is too long for the bundle's lengths.
-    /// - Throws: ``StoreError`` `.corrupt` when the log lacks an event the bundle covers.
+    /// - Throws: ``StoreError`` `.corrupt` when the log lacks an event the bundle covers;
+    ///   ``CommandError`` `.invalidParameter` when `first` is not one of the bundle's positions.
     public func entryBundleSlice(_ address: TileAddress, from first: UInt64, byteBudget: Int) throws -> (bytes: [UInt8], next: UInt64)? {
         guard let leaves = address.leaves, first > leaves.lowerBound, first <= leaves.upperBound else {
             throw CommandError(.invalidParameter, "position \(first) is not in the entry bundle \(address.path)")

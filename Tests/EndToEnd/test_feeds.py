@@ -92,6 +92,21 @@ def test_a_quiet_stream_sends_empty_lines_then_the_next_event(server, ecr, repo)
         assert refused.value.code == 400 and refused.value.headers["x-amzn-ErrorType"] == "InvalidParameterException"
 
 
+def test_a_stream_from_past_the_logs_end_is_refused(server, ecr, repo):
+    """A consumer that read events this log does not hold (it was restored, or failed over
+    losing commits) is told so, rather than left waiting for positions other events will take."""
+    ecr.initiate_layer_upload(repositoryName=repo)
+    end = tail(server)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get(server, f"/events/stream?after={end + 5}")
+    assert refused.value.code == 400 and refused.value.headers["x-amzn-ErrorType"] == "InvalidParameterException"
+    assert f"past the log's last position {end}" in json.loads(refused.value.read())["message"]
+    follower = Follower(server, after=end)  # from the end itself: waits for the next event
+    answer = ecr.initiate_layer_upload(repositoryName=repo)
+    assert follower.next()["data"]["uploadId"] == answer["uploadId"]
+    follower.close()
+
+
 def test_a_stream_left_open_does_not_block_shutdown(server):
     # The session fixture stops the server with SIGTERM at the end and requires exit 0: this
     # follower is still connected then, waiting for events that never come.

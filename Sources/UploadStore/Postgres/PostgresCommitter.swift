@@ -86,7 +86,10 @@ final class PostgresCommitter: BatchCommitter {
             let connection = try writerConnection()
             opened = connection
             if notifier.tail > invocations.validAt + Self.catchUpOutsideTheLock {
-                try catchUpOutsideTheLock(connection)
+                // Only a head start: the batch catches up inside the lock whatever happens here.
+                do { try catchUpOutsideTheLock(connection) } catch {
+                    configuration.logger.warning("the retry window could not be caught up outside the append lock", metadata: ["error": "\(error)"])
+                }
             }
             let (results, path) = try appendBatch(batch, isolated: isolated, connection)
             invocations.absorb(path.marks)
@@ -205,7 +208,7 @@ final class PostgresCommitter: BatchCommitter {
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
             if marksFrom == nil && position != invocations.validAt { marksReadAlone += 1 }
             try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[5]) }))
-            witness = tail.flatMap { tail in tail.leaf.map { (tail.position, $0) } }
+            witness = tail.map { ($0.position, $0.leaf) }
             othersAppendedBeforeLastBatch = cacheValidAt != position
             if cacheValidAt != position || cache.records.count > Self.cacheLimit {
                 cache = DecodedRecords()

@@ -30,7 +30,7 @@ final class PostgresListener: Sendable {
                     }
                     let received = try connection!.notifications(waitingUpTo: .milliseconds(200))
                     // Every second too, so that a log that lost commits (a failover) lowers the
-                    // tail even while no node appends (``CommitNotifier/observed(tail:)``).
+                    // tail even while no node appends (``CommitNotifier/observed(tail:commitsBefore:)``).
                     if !received.isEmpty || ContinuousClock.now - lastRead > .seconds(1) {
                         lastRead = ContinuousClock.now
                         let commits = notifier.commits

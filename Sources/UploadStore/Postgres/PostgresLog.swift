@@ -46,15 +46,17 @@ enum PostgresLog {
         LEFT JOIN merkle_nodes AS m ON m.last_leaf = e.position AND m.level = 0
         """)
 
-    /// The tail (with the tree's leaf for it, `nil` if the tree lacks it) and the projections'
-    /// state from the rows of ``tailAndProjectionsQuery``.
+    /// The tail (with its leaf: the tree's, or hashed from the record if the tree lacks it) and
+    /// the projections' state from the rows of ``tailAndProjectionsQuery``.
     static func tailAndProjections(
         _ rows: PostgresRows
-    ) throws -> ((position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash?)?, PostgresProjectionState) {
-        var tail: (position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash?)?
+    ) throws -> ((position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash)?, PostgresProjectionState) {
+        var tail: (position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash)?
         if !rows.isNull(0, 0) {
             let position = try rows.position(0, 0)
-            tail = (position, try EventLog.decode(position: position, rows.bytes(0, 1)[...]).recordedAt, rows.isNull(0, 4) ? nil : rows.bytes(0, 4))
+            let record = rows.bytes(0, 1)
+            let leaf = rows.isNull(0, 4) ? MerkleTree.leafHash(position: position, record: record) : rows.bytes(0, 4)
+            tail = (position, try EventLog.decode(position: position, record[...]).recordedAt, leaf)
         }
         let version = rows.isNull(0, 3) ? nil : try rows.int64(0, 3)
         guard let version else { return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: nil)) }
