@@ -53,7 +53,8 @@ extension UploadService {
     ///
     /// When the chunk is the whole layer and its sha256 digest is the one named, its staged file is
     /// linked into the blob store first (keeping its staging name, as
-    /// ``BlobStorage/adoptStaged(_:digest:size:)`` does), and the part and the completion are
+    /// ``BlobStorage/adoptStaged(_:digest:size:)`` does, though that name is not synced: the
+    /// completion ends the staging, and a crash before it leaves none to keep), and the part and the completion are
     /// submitted together: the writer decides them one after the other, as two calls would be, in
     /// one transaction (``GroupCommitWriter`` does not split a submission that fits in a batch):
     /// one commit instead of two, the same events. Otherwise (a chunk after others, another digest,
@@ -74,19 +75,10 @@ extension UploadService {
         var completionMetadata = metadata
         completionMetadata.invocationId = nil
         let completedWithThePart: String? = try await uploadLocks.withLock(upload.uploadId) { [completionMetadata] in
-            let chunk = try await self.stageChunk(upload, range: range, body: body)
+            let chunk = try await self.stageChunk(upload, range: range, body: body, adoptingAs: completion)
             guard let part = chunk.part else { return nil }
             let uploadId = upload.uploadId
-            // A link that fails is left to the ordinary path, which links again and reports it.
-            var linked = false
-            if chunk.offset == 0, completion.names(part.partDigest) {
-                do {
-                    linked = try await Self.blocking { try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: part.partDigest, size: part.partLength) }
-                } catch {
-                    self.logger.debug("the whole layer could not be linked at once; completing it the ordinary way", metadata: ["error": "\(error)"])
-                }
-            }
-            guard linked else {
+            guard chunk.adopted else {
                 try await self.record(part, metadata)
                 return nil
             }
@@ -100,6 +92,11 @@ extension UploadService {
                 self.cutBackStaging(uploadId, orTo: 0)
                 throw error
             }
+            if case .failure = results[1] {
+                // The log now names the staged part (a completion decided right after its own part
+                // is refused only by a failing store), so its name must survive a crash too.
+                try? BlobStore.syncDirectory(self.blobs.staging)
+            }
             return try self.completedDigest(whole, events: results[1].get().events)
         }
         guard let completedWithThePart else { return try await completeLayerUpload(completion, completionMetadata) }
@@ -108,10 +105,15 @@ extension UploadService {
 
     /// A chunk staged at the offset the upload has reached, its bytes synced, not yet recorded;
     /// its part is `nil` when it held no bytes. Called under the upload's lock.
+    /// - Parameter completion: the completion that follows the chunk, if one does. When the chunk
+    ///   is the whole layer it names, its staged file is made that blob in the same trip to the
+    ///   thread pool (``BlobStorage/adoptStaged(_:digest:size:)``), and `adopted` is true. A link
+    ///   that fails is left to the ordinary path, which links again and reports it.
     private func stageChunk<Body: AsyncSequence & Sendable>(
-        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body
-    ) async throws -> (offset: UInt64, part: UploadLayerPart?) where Body.Element == ByteBuffer {
+        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body, adoptingAs completion: CompleteLayerUpload? = nil
+    ) async throws -> (offset: UInt64, part: UploadLayerPart?, adopted: Bool) where Body.Element == ByteBuffer {
         let offset = try bytesReceived(upload)
+        let adoptable = offset == 0 ? completion : nil
         if let range, range.lowerBound != offset {
             throw ChunkOutOfRange(bytesReceived: offset, message: "The chunk must start at byte \(offset), where the upload has reached")
         }
@@ -124,7 +126,7 @@ extension UploadService {
                 bytesReceived: offset, message: "Content-Range \(range!.lowerBound)-\(range!.upperBound) does not cover \(bytes) the chunk held")
         }
         let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
-        let staged: (length: UInt64, digest: String)
+        let staged: (length: UInt64, digest: String, adopted: Bool)
         do {
             var pending: [UInt8] = []
             pending.reserveCapacity(Self.chunkBufferBytes)
@@ -140,16 +142,36 @@ extension UploadService {
                 }
             }
             if let declaredSpan, received == 0 || received - 1 != declaredSpan { throw heldOtherThanDeclared(received) }
-            staged = try await Self.blocking { [pending] in try writer.write(pending); return try writer.finish() }
+            staged = try await Self.blocking { [pending] in
+                try writer.write(pending)
+                // The staging name needs syncing only if the log is to name it: an adopted file
+                // has a synced name in the blob store, and the completion ends its staging.
+                let (length, digest) = try writer.finish(syncingItsName: adoptable == nil)
+                let adopted = length > 0 && adoptable.map { self.adopt(upload.uploadId, as: $0, digest: digest, length: length) } == true
+                if !adopted { try writer.syncName() }
+                return (length, digest, adopted)
+            }
         } catch {
             writer.abandon()
             cutBackStaging(upload.uploadId, orTo: offset)
             throw error
         }
-        guard staged.length > 0 else { return (offset, nil) }
+        guard staged.length > 0 else { return (offset, nil, false) }
         var part = UploadLayerPart(.init(registryChunkOf: upload, at: offset, length: staged.length), partLength: staged.length, partDigest: staged.digest)
         part.staged = true
-        return (offset, part)
+        return (offset, part, staged.adopted)
+    }
+
+    /// Makes a staged file holding a whole layer the blob `completion` names; false when it is not
+    /// that layer or cannot be linked. On NIO's thread pool.
+    private func adopt(_ uploadId: String, as completion: CompleteLayerUpload, digest: String, length: UInt64) -> Bool {
+        guard completion.names(digest) else { return false }
+        do {
+            return try storage.adoptStaged(blobs.stagingPath(uploadId), digest: digest, size: length)
+        } catch {
+            logger.debug("the whole layer could not be linked at once; completing it the ordinary way", metadata: ["error": "\(error)"])
+            return false
+        }
     }
 
     /// Records a staged chunk's part; refused, staging is cut back to what the log records.

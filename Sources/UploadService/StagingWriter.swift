@@ -58,16 +58,24 @@ extension BlobStore {
         public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
 
         /// Cuts off anything past the part (bytes of a part that never committed), syncs the file
-        /// (and the directory when the file is new) and closes it.
+        /// (and, unless `syncingItsName` is false, the directory when the file is new) and closes it.
+        /// - Parameter syncingItsName: false when the caller gives the file another synced name
+        ///   before the log names it, and calls ``syncName()`` if it does not.
         /// - Returns: the part's length and `sha256:<hex>` (`""` for an empty one, which wrote nothing).
-        public func finish() throws -> (length: UInt64, digest: String) {
+        public func finish(syncingItsName: Bool = true) throws -> (length: UInt64, digest: String) {
             defer { abandon() }
             guard length > 0 else { return (0, "") }
             let path = store.stagingPath(uploadId)
             guard ftruncate(fd, position) == 0 else { throw BlobStore.posixError("truncate \(path)") }
             guard fsync(fd) == 0 else { throw BlobStore.posixError("fsync \(path)") }
-            if isNew { try BlobStore.syncDirectory(store.staging) }
+            if syncingItsName { try syncName() }
             return (length, "sha256:" + Hex.encode(hasher.finalize()))
+        }
+
+        /// Syncs the staging directory when this writer created the file, so that its name
+        /// survives a crash of the machine.
+        public func syncName() throws {
+            if isNew { try BlobStore.syncDirectory(store.staging) }
         }
 
         /// Closes the file without syncing; the caller cuts staging back.
