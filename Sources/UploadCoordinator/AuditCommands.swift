@@ -28,10 +28,9 @@ struct AuditInitiations: AsyncParsableCommand {
     func run() async throws {
         let since = try since.map { try parseTime($0, "--since") }
         let until = try until.map { try parseTime($0, "--until") }
-        try await withStore(store) { store in
-            let ref = try repository.map {
-                RepositoryRef(registryId: store.settings.defaultRegistryId, repositoryName: try Validation.repositoryName($0))
-            }
+        let registryId = try self.store.settings().defaultRegistryId
+        try withReader(store) { store in
+            let ref = try repository.map { RepositoryRef(registryId: registryId, repositoryName: try Validation.repositoryName($0)) }
             let events = try store.initiations(repository: ref, since: since, until: until)
             if !json {
                 print(["POSITION", "TIME", "REGISTRY", "REPOSITORY", "UPLOAD ID", "PART SIZE", "REQUEST ID", "SOURCE", "ADDRESS", "USER AGENT", "PRINCIPAL"].joined(separator: "\t"))
@@ -61,7 +60,7 @@ struct AuditRoot: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() async throws {
-        try await withStore(store) { store in
+        try withReader(store) { store in
             let (size, root) = try store.merkleRoot()
             printLine(.object([("treeSize", .uint(size)), ("rootHash", .string(root))]))
         }
@@ -76,12 +75,12 @@ struct AuditProof: AsyncParsableCommand {
     @Option(help: "The upload whose initiation to prove.") var uploadId: String
 
     func run() async throws {
-        try await withStore(store) { store in
+        try withReader(store) { store in
             let id = try Validation.uploadId(uploadId)
-            guard let session = try store.read({ try $0.session(id) }) else {
+            guard let position = try store.initiationPosition(of: id) else {
                 throw CommandError(.uploadNotFound, "No upload with id '\(id)' was ever initiated in this store")
             }
-            printLine(try store.inclusionProof(position: session.initiatedPosition).json)
+            printLine(try store.inclusionProof(position: position).json)
         }
     }
 }

@@ -73,7 +73,7 @@ struct EventsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await withStore(store) { store in
+        try withReader(store) { store in
             // Pages, so that a long log streams in bounded memory from short read transactions.
             var position = after
             var remaining = limit ?? .max

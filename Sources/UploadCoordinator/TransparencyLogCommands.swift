@@ -105,7 +105,7 @@ struct AuditConsistency: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        try await withStore(store) { store in
+        try withReader(store) { store in
             let proof = try store.read { snapshot in
                 let to = try to ?? snapshot.latestSignedCheckpoint()?.size ?? snapshot.lastPosition()
                 return try snapshot.consistencyProof(first: from, second: to)

@@ -109,6 +109,15 @@ func withStore(_ options: StoreOptions, migrating: Bool = true, _ body: (any Eve
     await store.close()
 }
 
+/// Runs `body` against the store opened for reading only (``StoreBackends/openForReading(directory:databaseURL:)``):
+/// what the auditors' commands use, so that auditing never migrates, writes or waits for a writer.
+func withReader(_ options: StoreOptions, _ body: (any SnapshotReading) throws -> Void) throws {
+    _ = try options.settings()  // a flag given wrong is refused, even where the reads need none
+    let reader: any SnapshotReading
+    do { reader = try StoreBackends.openForReading(directory: options.dataDir, databaseURL: options.database()) } catch let error as ValidationError { throw error } catch { fail(error) }
+    do { try body(reader) } catch { fail(error) }
+}
+
 /// Runs `body` against the application layer over an open store, as ``withStore(_:_:)`` does.
 func withService(_ options: StoreOptions, _ body: (UploadService) async throws -> Void) async throws {
     try await withStore(options) { store in

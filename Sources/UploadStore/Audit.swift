@@ -74,7 +74,7 @@ public struct InclusionProof: Sendable, Equatable {
     }
 }
 
-extension EventStore {
+extension SnapshotReading {
     /// The tree size (events in the log) and the Merkle root over them, hex.
     public func merkleRoot() throws -> (treeSize: UInt64, rootHash: String) {
         try read { snapshot in
@@ -103,22 +103,50 @@ extension EventStore {
     }
 }
 
-extension EventStore {
+extension SnapshotReading {
     /// Every UploadInitiated recorded in `since ..< until` (either bound optional), optionally in
-    /// one repository, in time order, read through the time index rather than a scan of the log.
+    /// one repository, in time order, read through the time index rather than a scan of the log,
+    /// then from the log past the projections' checkpoint (``StoreSnapshot/unprojectedEvents()``):
+    /// an auditor sees every initiation the log holds, even one a writer killed between its two
+    /// commits left unprojected.
     /// - Complexity: O(log n + k) for the k initiations of every repository in the range (one
     ///   repository's are filtered from them: the index is keyed for appending, not by repository).
     public func initiations(repository: RepositoryRef? = nil, since: Timestamp? = nil, until: Timestamp? = nil) throws -> [EventEnvelope] {
         try read { snapshot in
             let wanted = repository?.description
-            return try snapshot.initiationMarks(since: since, until: until).filter { wanted == nil || $0.repository.sameBytes(as: wanted!) }.map { mark in
+            var found = try snapshot.initiationMarks(since: since, until: until).filter { wanted == nil || $0.repository.sameBytes(as: wanted!) }.map { mark in
                 try snapshot.indexedEvent(at: mark.position)
             }
+            // Decision times never go back along the log, so these come after the index's in time too.
+            for envelope in try snapshot.unprojectedEvents() {
+                guard case .uploadInitiated(let e) = envelope.event, since.map({ envelope.recordedAt >= $0 }) ?? true,
+                      until.map({ envelope.recordedAt < $0 }) ?? true,
+                      repository.map({ $0 == RepositoryRef(registryId: e.registryId, repositoryName: e.repositoryName) }) ?? true
+                else { continue }
+                found.append(envelope)
+            }
+            return found
+        }
+    }
+
+    /// The position of the UploadInitiated of `uploadId`; `nil` when the log holds none.
+    public func initiationPosition(of uploadId: String) throws -> UInt64? {
+        try read { snapshot in
+            if let session = try snapshot.session(uploadId) { return session.initiatedPosition }
+            return try snapshot.unprojectedEvents().first { envelope in
+                if case .uploadInitiated(let e) = envelope.event { return e.uploadId == uploadId }
+                return false
+            }?.position
         }
     }
 }
 
 extension StoreSnapshot {
+    /// The events the log holds past the projections' checkpoint: none, but for a writer between
+    /// its log's commit and its projections', or killed there (the next writer to open folds them
+    /// in; a reader that opens the store read-only sees them only here).
+    public func unprojectedEvents() throws -> [EventEnvelope] { try events(after: try checkpoint()) }
+
     /// The event an index names at `position`: the log must hold it, and it must decode.
     public func indexedEvent(at position: UInt64) throws -> EventEnvelope {
         guard position >= 1, let record = try eventRecords(from: position, count: 1).first else {

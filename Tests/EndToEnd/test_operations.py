@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -346,3 +347,34 @@ def test_a_debug_log_line_carries_the_request_loggers_metadata_and_its_own(tmp_p
     assert re.search(r"\bhb\.request\.id=\S+", lines[0]), lines[0]
     assert f"request.id={request_id}" in lines[0] and "request.operation=InitiateLayerUpload" in lines[0], lines[0]
     assert lines[0].split()[1] == "debug", lines[0]
+
+
+def test_the_audit_commands_only_read_the_store(live, tmp_path):
+    """An auditor's commands open the store read-only: they never migrate one an older binary may
+    still serve (its files stay byte for byte as they were), and they read a live store without
+    counting as its writer."""
+    old = tmp_path / "old"
+    shutil.copytree(ROOT / "Tests" / "Fixtures" / "stores" / "layout-0008", old)
+    def files():  # LMDB's lock file holds the readers' table, which readers write by design
+        return {p.name: p.read_bytes() for p in old.iterdir() if p.is_file() and p.name != "lock.mdb"}
+
+    before = files()
+    for command in (["audit", "root"], ["audit", "initiations"], ["audit", "consistency", "--from", "1", "--to", "2"], ["events"]):
+        out = tool("upload-coordinator", *command, "--data-dir", str(old))
+        assert out.returncode == 1 and "migrat" in out.stderr, (command, out.stdout, out.stderr)
+    assert files() == before and "data.mdb" in before, "the old store was left as it was"
+
+    # On the live store, while `serve` writes: what the server's own log says.
+    data = str(live["data"])
+
+    def lines_of(*command):
+        out = tool("upload-coordinator", *command, "--data-dir", data)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    initiations = lines_of("audit", "initiations", "--json")
+    events = lines_of("events")
+    assert [i["position"] for i in initiations] == [e["position"] for e in events if e["type"] == "UploadInitiated"] != []
+    assert json_of(tool("upload-coordinator", "audit", "root", "--data-dir", data))["treeSize"] >= events[-1]["position"]
+    proof = json_of(tool("upload-coordinator", "audit", "proof", "--upload-id", initiations[0]["uploadId"], "--data-dir", data))
+    assert proof["position"] == initiations[0]["position"]

@@ -204,6 +204,35 @@ struct PostgresStoreTests {
         #expect(try admin.query("SELECT count(*) FROM projection_entries").int64(0, 0) > 0, "the tables are left as they were")
     }
 
+    /// An auditor's reader needs nothing but SELECT: it opens with a role that may only read, sees
+    /// what the nodes wrote, and refuses a database whose projections are of another layout.
+    @Test func aReader_needsNoMoreThanSelect() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await location.withStore { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata())
+        }
+        let url = location.database!.url
+        let role = "auditor_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
+        let admin = try PostgresConnection(url: url)
+        try admin.execute("CREATE ROLE \(role) LOGIN")
+        defer {
+            _ = try? admin.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM \(role)")
+            _ = try? admin.execute("DROP ROLE IF EXISTS \(role)")
+        }
+        try admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO \(role)")
+        let asAuditor = url.replacingOccurrences(of: "://postgres@", with: "://\(role)@")
+        #expect(asAuditor != url)
+        let reader = try PostgresReader(url: asAuditor)
+        #expect(try reader.initiations().map(\.position) == [2])
+        #expect(try reader.merkleRoot().treeSize == 2)
+        #expect(throws: (any Error).self, "the role may only read") { try PostgresConnection(url: asAuditor).execute("DELETE FROM projection_state") }
+        try admin.query("UPDATE projection_state SET value = value + 1 WHERE name = 'version'")
+        let error = #expect(throws: StoreError.self) { _ = try PostgresReader(url: asAuditor) }
+        #expect(error?.code == .migration && error?.message.contains("layout") == true)
+    }
+
     @Test func theLog_refusesUpdateAndDelete_andVerifyCatchesARewrittenRecord() async throws {
         let location = try TestStoreLocation(.postgres)
         defer { location.remove() }

@@ -363,6 +363,12 @@ struct ReplayAndMigrationTests {
             let second = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call("inv-2"))
             #expect(try store.read { try $0.session(second.uploadId) } == nil)
             #expect(try store.statistics().checkpointLag == 1)
+            // An auditor still sees the initiation, read from the log past the projections.
+            let tail = try store.read { try $0.lastPosition() }
+            #expect(try store.initiations().map(\.position).suffix(2) == [tail - 1, tail])
+            #expect(try store.initiationPosition(of: second.uploadId) == tail)
+            #expect(try store.initiations(repository: RepositoryRef(registryId: testRegistryId, repositoryName: "team/other")).isEmpty)
+            #expect(try store.initiations(until: Timestamp(millisecondsSinceEpoch: 0)).isEmpty)
 
             let third = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call("inv-3"))
             #expect(try store.statistics().checkpointLag == 0)

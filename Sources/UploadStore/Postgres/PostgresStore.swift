@@ -18,6 +18,7 @@ public final class PostgresStore: EventStore {
     public let configuration: StoreConfiguration
     public let url: String
     private let pool: PostgresPool
+    private let reader: PostgresReader
     private let writer: GroupCommitWriter
     private let notifier = CommitNotifier()
     private let listener: PostgresListener
@@ -38,6 +39,7 @@ public final class PostgresStore: EventStore {
         self.url = url
         self.configuration = configuration
         pool = PostgresPool(url: url, size: poolSize)
+        reader = PostgresReader(pool: pool, logger: configuration.logger)
         let notifier = self.notifier
         try pool.withConnection { connection in
             switch try PostgresMigrations.status(connection) {
@@ -66,27 +68,8 @@ public final class PostgresStore: EventStore {
         await writer.submit(submissions)
     }
 
-    /// Runs `body` in one `REPEATABLE READ READ ONLY` snapshot on a pooled connection. A read
-    /// that meets a lost connection (a pooled one the server closed when it restarted) runs once
-    /// more on a new one: it wrote nothing, so running it again is safe.
-    public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
-        func attempt() throws -> T {
-            try pool.withConnection { connection in
-                try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") { try body(PostgresSnapshot(connection: connection)) }
-            }
-        }
-        do {
-            do {
-                return try attempt()
-            } catch let error as PostgresError where error.isConnectionFailure {
-                return try attempt()
-            }
-        } catch let failure as PostgresError {
-            // Its detail (host, role, SQL) is for the log, not for a client.
-            configuration.logger.error("a read failed in PostgreSQL", metadata: ["error": "\(failure)"])
-            throw StoreError(.io, "the database could not be read (the server's log has the detail); try again")
-        }
-    }
+    /// Runs `body` in one `REPEATABLE READ READ ONLY` snapshot on a pooled connection (``PostgresReader``).
+    public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T { try reader.read(body) }
 
     /// Runs `body` on a pooled connection, outside any snapshot: for the store's own writes
     /// that are not commands (a copy's records, a rebuild).

@@ -25,6 +25,14 @@ public enum StoreBackends {
         return try PostgresStore(url: databaseURL, configuration: configuration, poolSize: poolSize)
     }
 
+    /// Opens the store for reading only: never migrating it, rebuilding its projections, counting
+    /// as its writer or waiting for its write lock, so it is safe on a store others serve, and
+    /// with credentials that may only read. What the audit commands and `events` use.
+    public static func openForReading(directory: String, databaseURL: String?) throws -> any SnapshotReading {
+        guard let databaseURL else { return try ReadOnlyStore(directory: directory) }
+        return try PostgresReader(url: databaseURL)
+    }
+
     /// The migrations recorded in the store, read without migrating; empty when there is none yet.
     public static func appliedMigrations(directory: String, databaseURL: String?) throws -> [String] {
         guard let databaseURL else { return try Store.appliedMigrations(directory: directory) }
