@@ -10,8 +10,8 @@ import UploadTesting
 /// against PostgreSQL, and the first proves that the same commands give the same bytes on both.
 struct StoreConformanceTests {
     /// A run of calls that records every kind of event: repositories, uploads with parts,
-    /// completions, a forced delete, a refusal, an SDK retry, an image and a list of it, catalog
-    /// data, tags and policies.
+    /// completions, a forced delete, a refusal, an SDK retry, an image and a list of it, a mount,
+    /// referrers, catalog data, tags and policies.
     static func workload(_ store: any EventStore) async throws {
         func submit(_ commands: [Command]) async throws -> [CommandOutcome] {
             try await store.append(commands.map { CommandSubmission($0, metadata: testMetadata()) }).map { try $0.get() }
@@ -53,6 +53,19 @@ struct StoreConformanceTests {
         _ = try await submit([.putImage(pushed), .putImage(try PutImage(repositoryName: "team/app", imageManifest: list, imageTag: "all"))])
         let refused = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageDigest: pushed.imageDigest)]))])
         #expect(refused.first?.decision.imageFailures.first?.failureCode == .imageReferencedByManifestList)
+        // Referrers of that image in another repository, which does not hold it (as the distribution
+        // spec allows): two pushed, one deleted; the other stays listed to the end.
+        let solo = RepositoryRef(registryId: testRegistryId, repositoryName: "solo")
+        _ = try await submit([.mountLayer(MountLayer(into: solo, layerDigest: layer, from: .repository("team/app")))])
+        let referrers = try ["sbom", "signature"].map { kind in
+            let artifact = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.example.\#(kind)","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"\#(layer)","size":1024},"layers":[],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(pushed.imageDigest)","size":1}}"#
+            return try PutImage(repositoryName: "solo", imageManifest: artifact)
+        }
+        _ = try await submit(referrers.map { .putImage($0) })
+        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: solo) } == referrers.map(\.imageDigest).sorted())
+        _ = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "solo", imageIds: [ImageIdentifier(imageDigest: referrers[1].imageDigest)]))])
+        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: solo) } == [referrers[0].imageDigest])
+        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) } == [])
         let arn = "arn:aws:ecr-public::\(testRegistryId):repository/solo"
         _ = try await submit([
             .createRepository(try CreateRepository(

@@ -112,20 +112,20 @@ extension RegistryFrontEnd {
         let filter = call.first("artifactType")
         let service = self.service
         _ = try service.read { try Decider.existingRepository(ref.registryId, ref.repositoryName, state: $0, settings: service.settings) }
-        // Every image of the repository, a page per read snapshot (no long read transaction):
-        // referrers are not indexed yet. Pages are small, as manifests may be 4 MiB each, and only
-        // a manifest that can name `digest` is parsed. On a thread of their own that admits a few
-        // at a time (a burst is refused with TOOMANYREQUESTS), so that anonymous pulls of a large
-        // repository's referrers take neither the cooperative pool nor NIO's thread pool, which
+        // The referrers index names them; their manifests are read a page per read snapshot (no
+        // long read transaction), as each may hold 4 MiB. On a thread of their own that admits a
+        // few lists at a time (a burst is refused with TOOMANYREQUESTS), so that anonymous pulls of
+        // a much-referred subject take neither the cooperative pool nor NIO's thread pool, which
         // every blob's file work runs on.
         let scan = { @Sendable () throws -> [JSONValue] in
+            let referrers = try service.read { try $0.referrers(of: digest, in: ref) }
             var found: [JSONValue] = []
-            var after: String?
-            while true {
-                let page = try service.read { try $0.images(in: ref, after: after, limit: Self.referrersPageImages) }
+            for start in stride(from: 0, to: referrers.count, by: Self.referrersPageImages) {
+                let names = referrers[start..<min(start + Self.referrersPageImages, referrers.count)]
+                // One deleted since the list was read is left out.
+                let page = try service.read { snapshot in try names.compactMap { try snapshot.image(ref, $0) } }
                 for image in page {
-                    guard Self.mayName(image.imageManifest, digest), let facts = ManifestFacts(image.imageManifest),
-                          facts.subject == digest else { continue }
+                    guard let facts = ManifestFacts(image.imageManifest) else { continue }
                     // An empty or missing artifactType is the config's media type (the spec's rule).
                     let artifactType = facts.artifactType.flatMap { $0.isEmpty ? nil : $0 } ?? facts.configMediaType
                     if let filter, artifactType != filter { continue }
@@ -135,9 +135,8 @@ extension RegistryFrontEnd {
                         ("annotations", facts.annotations.isEmpty ? nil : .object(facts.annotations.map { ($0.key, JSONValue.string($0.value)) })),
                     ]))
                 }
-                guard page.count == Self.referrersPageImages, let last = page.last else { return found }
-                after = last.imageDigest
             }
+            return found
         }
         let descriptors: [JSONValue]
         do { descriptors = try await Self.referrersThread.run(scan) } catch is ECRPublicService.AdmittingThread.Busy {
@@ -151,18 +150,11 @@ extension RegistryFrontEnd {
         return Self.response(.ok, index, call.request, headers: headers, contentType: Self.imageIndexType)
     }
 
-    /// Images read per snapshot while looking for referrers: at 4 MiB a manifest, 64 MiB at most.
+    /// Referrers' manifests read per snapshot: at 4 MiB a manifest, 64 MiB at most.
     static let referrersPageImages = 16
 
     /// Where referrers are looked for; past 16 lists waiting or being read, one is refused.
     static let referrersThread = ECRPublicService.AdmittingThread(limit: 16)
-
-    /// Whether `manifest`'s JSON can hold the string `digest`: it holds it as written, or escapes
-    /// some character (`\u`), the only way JSON can spell a digest's letters otherwise. Far
-    /// cheaper than parsing every manifest of the repository.
-    static func mayName(_ manifest: String, _ digest: String) -> Bool {
-        manifest.utf8.contains(digest.utf8) || manifest.utf8.contains("\\u".utf8)
-    }
 
     static let imageIndexType = "application/vnd.oci.image.index.v1+json"
     static let linkHeader = HTTPField.Name("Link")!

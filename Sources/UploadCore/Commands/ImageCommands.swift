@@ -90,6 +90,9 @@ public struct Manifest: Sendable {
     public private(set) var layers: [Descriptor] = []
     /// The images an index lists, in manifest order.
     public private(set) var images: [String] = []
+    /// The manifest this one refers to (its `subject`'s digest), when that is a digest: what the
+    /// referrers API lists it under.
+    public private(set) var subject: String?
     /// Why a push of this manifest is refused by a rule added after manifests were first stored:
     /// a `subject` (the manifest it refers to) that is not a descriptor, a member spelled as a
     /// known one in another case, or a leading byte-order mark, each of which registry clients
@@ -119,6 +122,7 @@ public struct Manifest: Sendable {
         }
         self.mediaType = mediaType
         pushRefusal = Self.pushRefusal(bytes, object)
+        subject = ((object["subject"] as? [String: Any])?["digest"] as? String).flatMap { Validation.isRegistryDigest($0) ? $0 : nil }
         if Self.imageTypes.contains(mediaType) {
             guard object["manifests"] == nil else { throw Self.invalid("is an image manifest, which has no 'manifests'") }
             guard let config = object["config"] as? [String: Any] else { throw Self.invalid("must have a 'config' descriptor") }

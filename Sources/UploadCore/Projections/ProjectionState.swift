@@ -16,6 +16,9 @@ public protocol ProjectionState {
     /// The digests of the repository's images, in the store's fixed order.
     func imageDigests(in ref: RepositoryRef) throws -> [String]
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord?
+    /// The digests of the repository's images whose manifest names `subject` as its subject
+    /// (``Manifest/subject``), in byte order: the referrers API's list.
+    func referrers(of subject: String, in ref: RepositoryRef) throws -> [String]
     /// The repository's catalog data and tags; `nil` when it never had any.
     func details(_ ref: RepositoryRef) throws -> RepositoryDetails?
     func registryCatalog(_ registryId: String) throws -> RegistryCatalog?
@@ -36,6 +39,8 @@ public protocol MutableProjectionState: ProjectionState {
     mutating func removeImage(_ digest: String, in ref: RepositoryRef) throws
     mutating func put(_ tag: TagRecord, named name: String, in ref: RepositoryRef) throws
     mutating func removeTag(_ name: String, in ref: RepositoryRef) throws
+    /// Adds the image `referrer` to, or removes it from, the referrers of `subject`.
+    mutating func setReferrer(_ referrer: String, of subject: String, in ref: RepositoryRef, present: Bool) throws
     /// Notes that the event at `position` came from an SDK call with an invocation id. Positions
     /// only grow, so the store can append these at the end of a table.
     mutating func put(_ mark: InvocationMark, at position: UInt64) throws

@@ -4,7 +4,7 @@ public enum Projector {
     /// The version of the projection tables. Bump it when a record, what the projector puts in the
     /// state, or the store's key layout (`UploadStore/Projections/`) changes; a store whose tables
     /// carry another version rebuilds them from the log on open.
-    public static let version: UInt32 = 8
+    public static let version: UInt32 = 9
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.
@@ -187,10 +187,12 @@ public enum Projector {
     }
 
     /// What a new manifest names: each blob it names takes the media type the manifest gives it
-    /// (BatchCheckLayerAvailability's `mediaType`), and each image an index lists notes the index.
-    /// A manifest that does not parse (none the decider accepts) names nothing.
+    /// (BatchCheckLayerAvailability's `mediaType`), each image an index lists notes the index, and
+    /// its subject (whether the repository holds it or not, as the distribution spec allows) lists
+    /// it among its referrers. A manifest that does not parse (none the decider accepts) names nothing.
     private static func noteReferences(of e: ImagePushed, in tables: inout some MutableProjectionState) throws {
         guard let manifest = try? Manifest(parsing: Array(e.imageManifest.utf8), given: e.imageManifestMediaType) else { return }
+        if let subject = manifest.subject { try tables.setReferrer(e.imageDigest, of: subject, in: e.repository, present: true) }
         for blob in manifest.blobs {
             guard var layer = try tables.layer(e.repository, blob.digest),
                   !(layer.mediaType.map { $0.sameBytes(as: blob.mediaType) } ?? false) else { continue }
@@ -205,14 +207,15 @@ public enum Projector {
         }
     }
 
-    /// A deleted manifest list no longer holds the images it lists. (Logs from before the refusal
-    /// of ImageReferencedByManifestList may have deleted some of them first.)
-    private static func dropReferences(of list: ImageRecord, in ref: RepositoryRef, _ tables: inout some MutableProjectionState) throws {
-        guard Manifest.indexTypes.contains(list.imageManifestMediaType),
-              let manifest = try? Manifest(parsing: Array(list.imageManifest.utf8), given: list.imageManifestMediaType) else { return }
+    /// A deleted manifest is no longer a referrer of its subject, and a deleted manifest list no
+    /// longer holds the images it lists. (Logs from before the refusal of
+    /// ImageReferencedByManifestList may have deleted some of them first.)
+    private static func dropReferences(of deleted: ImageRecord, in ref: RepositoryRef, _ tables: inout some MutableProjectionState) throws {
+        guard let manifest = try? Manifest(parsing: Array(deleted.imageManifest.utf8), given: deleted.imageManifestMediaType) else { return }
+        if let subject = manifest.subject { try tables.setReferrer(deleted.imageDigest, of: subject, in: ref, present: false) }
         for child in manifest.images {
-            guard var image = try tables.image(ref, child), image.referencedBy.contains(where: { $0.sameBytes(as: list.imageDigest) }) else { continue }
-            image.referencedBy.removeAll { $0.sameBytes(as: list.imageDigest) }
+            guard var image = try tables.image(ref, child), image.referencedBy.contains(where: { $0.sameBytes(as: deleted.imageDigest) }) else { continue }
+            image.referencedBy.removeAll { $0.sameBytes(as: deleted.imageDigest) }
             try tables.put(image, in: ref)
         }
     }

@@ -34,7 +34,7 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
     /// In position order.
     var marks: [FlatMark] = []
     var markBytes: [UInt8] = []
-    /// Images and tags, which few events touch, kept as the typed in-memory state keeps them.
+    /// Images, tags and referrers, which few events touch, kept as the typed in-memory state keeps them.
     var catalogue = InMemoryProjectionState()
 
     init() {}
@@ -62,6 +62,8 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
     func imageDigests(in ref: RepositoryRef) -> [String] { catalogue.imageDigests(in: ref) }
 
     func tag(_ ref: RepositoryRef, _ tag: String) -> TagRecord? { catalogue.tag(ref, tag) }
+
+    func referrers(of subject: String, in ref: RepositoryRef) -> [String] { catalogue.referrers(of: subject, in: ref) }
 
     func details(_ ref: RepositoryRef) -> RepositoryDetails? { catalogue.details(ref) }
 
@@ -125,6 +127,10 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
     mutating func put(_ tag: TagRecord, named name: String, in ref: RepositoryRef) { catalogue.put(tag, named: name, in: ref) }
 
     mutating func removeTag(_ name: String, in ref: RepositoryRef) { catalogue.removeTag(name, in: ref) }
+
+    mutating func setReferrer(_ referrer: String, of subject: String, in ref: RepositoryRef, present: Bool) {
+        catalogue.setReferrer(referrer, of: subject, in: ref, present: present)
+    }
 
     mutating func put(_ details: RepositoryDetails, of ref: RepositoryRef) { catalogue.put(details, of: ref) }
 
@@ -242,7 +248,7 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
             && repositoryRefs.elementsEqual(other.repositoryRefs) { a, b in
                 a.registryId.utf8.elementsEqual(b.registryId.utf8) && a.repositoryName.utf8.elementsEqual(b.repositoryName.utf8)
             }
-            && [.repositories, .images, .imageTags].allSatisfy(sameEntries)
+            && [.repositories, .images, .imageTags, .referrers].allSatisfy(sameEntries)
     }
 
     // MARK: The digest's view
@@ -291,7 +297,7 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
                     layerRecord(layer).encode(into: &$0)
                 }
             }
-        case .images, .imageTags, .repositoryDetails, .registries:
+        case .images, .imageTags, .referrers, .repositoryDetails, .registries:
             try catalogue.forEachEntry(table, body)
         case .initiations:
             for i in initiations {

@@ -17,6 +17,8 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
     private var layers: [ExactRepository: [ExactString: LayerRecord]] = [:]
     private var images: [ExactRepository: [ExactString: ImageRecord]] = [:]
     private var tags: [ExactRepository: [ExactString: TagRecord]] = [:]
+    /// By ``ProjectionKey/referrerItem(_:_:)``: subject, 0x00, referrer.
+    private var referrers: [ExactRepository: [ExactString: ReferrerMark]] = [:]
     /// In key order (time, then position). The writer never records a time before the log's last,
     /// so a put normally appends; one out of order is still placed by its key.
     private var initiations = OrderedRecords<RepositoryMark>()
@@ -46,6 +48,12 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
     func imageDigests(in ref: RepositoryRef) -> [String] { Self.inByteOrder(Array(images[ExactRepository(ref), default: [:]].keys)) }
 
     func tag(_ ref: RepositoryRef, _ tag: String) -> TagRecord? { tags[ExactRepository(ref)]?[ExactString(tag)] }
+
+    func referrers(of subject: String, in ref: RepositoryRef) -> [String] {
+        let prefix = Array(ProjectionKey.referrerItem(subject, "").utf8)
+        let items = referrers[ExactRepository(ref), default: [:]].keys.filter { $0.value.utf8.starts(with: prefix) }
+        return Self.inByteOrder(Array(items)).map { String(decoding: $0.utf8.dropFirst(prefix.count), as: UTF8.self) }
+    }
 
     func details(_ ref: RepositoryRef) -> RepositoryDetails? { details[ExactRepository(ref)] }
 
@@ -87,6 +95,10 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
 
     mutating func removeTag(_ name: String, in ref: RepositoryRef) { tags[ExactRepository(ref)]?[ExactString(name)] = nil }
 
+    mutating func setReferrer(_ referrer: String, of subject: String, in ref: RepositoryRef, present: Bool) {
+        referrers[ExactRepository(ref), default: [:]][ExactString(ProjectionKey.referrerItem(subject, referrer))] = present ? ReferrerMark(referrer) : nil
+    }
+
     mutating func put(_ mark: InvocationMark, at position: UInt64) { invocationMarks[BigEndian.bytes(position)] = mark }
 
     mutating func put(_ details: RepositoryDetails, of ref: RepositoryRef) { self.details[ExactRepository(ref)] = details }
@@ -120,6 +132,7 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
         case .layers: try scoped(layers)
         case .images: try scoped(images)
         case .imageTags: try scoped(tags)
+        case .referrers: try scoped(referrers)
         case .initiations: try initiations.forEachInOrder(emit)
         case .invocationMarks: try invocationMarks.forEachInOrder(emit)
         case .repositoryDetails: try keyed(details) { ProjectionKey.repository($0.value) }

@@ -32,6 +32,18 @@ struct RepositoryMark: FieldRecord {
     static var recordName: String { "repositoryMark" }
 }
 
+/// The value of a referrers entry: the referrer's digest, the last part of its key, so that a list
+/// of referrers reads no key apart.
+@FieldRecord
+struct ReferrerMark: FieldRecord {
+    var referrer: String
+
+    init(_ referrer: String) { self.referrer = referrer }
+
+    enum FieldTag: UInt64 { case referrer = 1 }
+    static var recordName: String { "referrerMark" }
+}
+
 extension KeyedProjectionTables {
     func session(_ uploadId: String) throws -> UploadSession? {
         try record(.sessions, ProjectionKey.session(uploadId), as: UploadSession.self)
@@ -67,6 +79,12 @@ extension KeyedProjectionTables {
 
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? {
         try record(.imageTags, ProjectionKey.scoped(ref, tag), as: TagRecord.self)
+    }
+
+    /// In key order: by the referrer's digest.
+    func referrers(of subject: String, in ref: RepositoryRef) throws -> [String] {
+        try entries(in: .referrers, withPrefix: ProjectionKey.scoped(ref, ProjectionKey.referrerItem(subject, "")), as: ReferrerMark.self)
+            .map(\.value.referrer)
     }
 
     func details(_ ref: RepositoryRef) throws -> RepositoryDetails? {
@@ -132,6 +150,11 @@ extension KeyedProjectionTables {
 
     mutating func removeTag(_ name: String, in ref: RepositoryRef) throws {
         try delete(.imageTags, ProjectionKey.scoped(ref, name))
+    }
+
+    mutating func setReferrer(_ referrer: String, of subject: String, in ref: RepositoryRef, present: Bool) throws {
+        let key = ProjectionKey.scoped(ref, ProjectionKey.referrerItem(subject, referrer))
+        if present { try put(.referrers, key, ReferrerMark(referrer)) } else { try delete(.referrers, key) }
     }
 
     mutating func put(_ mark: InvocationMark, at position: UInt64) throws {

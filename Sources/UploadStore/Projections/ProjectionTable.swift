@@ -30,6 +30,10 @@ enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
     case repositoryDetails = "repository-details"
     /// registryId → ``RegistryCatalog``.
     case registries = "registries"
+    /// `registryId/repositoryName` 0x00 subjectDigest 0x00 referrerDigest → ``ReferrerMark``: the
+    /// images whose manifest names that subject, so that the referrers API reads one range of keys
+    /// rather than every manifest of the repository.
+    case referrers = "referrers"
 
     /// Whether each new key sorts after every key in the table (log positions), so that LMDB can
     /// write it with `MDB_APPEND`: full pages instead of half-full ones after each split.
@@ -73,6 +77,10 @@ enum ProjectionKey {
     static func scoped(_ ref: RepositoryRef, _ item: String) -> [UInt8] {
         repositoryPrefix(ref) + Array(item.utf8)
     }
+
+    /// The item part of a referrers key: the subject's digest, 0x00 (which no digest holds, so one
+    /// subject's referrers are one range), the referrer's digest.
+    static func referrerItem(_ subject: String, _ referrer: String) -> String { subject + "\u{0}" + referrer }
 
     /// recordedAt and position, 16 bytes that sort by time, then position.
     static func timeAndPosition(_ at: Timestamp, _ position: UInt64) -> [UInt8] {
