@@ -1,6 +1,7 @@
 import Hummingbird
 import HTTPTypes
 import Foundation
+import LogHashing
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -62,18 +63,59 @@ extension ECRPublicService {
         }
     }
 
-    /// Up to `limit` events after `position` as NDJSON, read and encoded on ``feedPool``.
-    /// - Returns: the bytes, and the position of the last event in them (`position` when none).
-    func feedSlice(after position: UInt64, limit: Int) async throws -> (ByteBuffer, last: UInt64) {
+    /// Up to `limit` events after `position` as NDJSON, read and encoded on ``feedPool``. Each
+    /// line carries the event's `leafHash` (hex), its leaf in the transparency log: what a consumer
+    /// gives back with its position (``checkCursor(after:leafHash:in:)``) to learn that the log no
+    /// longer holds what it read.
+    /// - Parameter sent: the leaf of the event at `position`, when this feed sent it: a slice that
+    ///   finds another event there is not read (``FeedTakenBack``).
+    /// - Returns: the bytes, and the position and leaf of the last event in them (`position` and
+    ///   `sent` when none).
+    func feedSlice(after position: UInt64, sent: [UInt8]? = nil, limit: Int) async throws -> (ByteBuffer, last: UInt64, leaf: [UInt8]?) {
         let store = self.store
-        return try await Self.feedPool.runIfActive {
-            let events = try store.read { try $0.events(after: position, limit: limit, byteBudget: Self.sliceBytes) }
+        return try await Self.feedPool.runIfActive { () throws -> (ByteBuffer, last: UInt64, leaf: [UInt8]?) in
+            let (events, leaves) = try store.read { snapshot throws -> ([EventEnvelope], [[UInt8]]) in
+                let events = try snapshot.events(after: position, limit: limit, byteBudget: Self.sliceBytes)
+                guard !events.isEmpty else { return (events, []) }
+                // The leaf at `position` too, when this feed sent it, read in the same snapshot:
+                // between two slices a failover may have taken the log back and other events have
+                // filled it past this feed's position.
+                let checked = sent != nil && position > 0
+                var leaves = try snapshot.merkleNodes(level: 0, indices: (checked ? position - 1 : position)..<position + UInt64(events.count))
+                if checked, leaves.removeFirst() != sent { throw FeedTakenBack() }
+                return (events, leaves)
+            }
             var buffer = ByteBuffer()
-            for envelope in events {
-                buffer.writeBytes(envelope.json.utf8)
+            for (envelope, leaf) in zip(events, leaves) {
+                buffer.writeBytes(envelope.json(adding: [("leafHash", .string(Hex.encode(leaf)))]).utf8)
                 buffer.writeInteger(UInt8(ascii: "\n"))
             }
-            return (buffer, events.last?.position ?? position)
+            return (buffer, events.last?.position ?? position, leaves.last ?? sent)
+        }
+    }
+
+    /// The log no longer holds the last event a feed sent: a failover or a restore took it back.
+    /// The feed ends; the consumer's reconnection with its cursor is refused (``checkCursor(after:leafHash:in:)``).
+    struct FeedTakenBack: Error {}
+
+    /// Checks a consumer's cursor: `after` must be a position the log holds, and, when the
+    /// consumer gives the `leafHash` its feed carried at `after`, the event there must be the one
+    /// it read. Either fails for a log restored from a backup, or failed over losing commits, after
+    /// the consumer read past what it now holds; it must then read again from a position it holds.
+    /// - Throws: `InvalidParameterException` naming what differs.
+    static func checkCursor(after: UInt64, leafHash: String?, in snapshot: any StoreSnapshot) throws {
+        let tail = try snapshot.lastPosition()
+        guard after <= tail else {
+            throw APIError.invalidParameter("The query parameter 'after' is \(after), past the log's last position \(tail): this log does not hold the events read up to it (it was restored, or failed over); read again from a position it holds")
+        }
+        guard let leafHash else { return }
+        guard let given = Hex.decode(leafHash), given.count == 32 else {
+            throw APIError.invalidParameter("The query parameter 'leafHash' must be 64 hexadecimal digits: the leafHash of the event at 'after', as the feed gave it")
+        }
+        guard after > 0 else { throw APIError.invalidParameter("The query parameter 'leafHash' names the event at 'after', and there is none at position 0") }
+        let held = try snapshot.merkleNode(level: 0, index: after - 1)
+        guard held == given else {
+            throw APIError.invalidParameter("The event at position \(after) has leaf hash \(Hex.encode(held)), not the \(Hex.encode(given)) given: this log no longer holds the event read there (it was restored, or failed over); read again from a position it holds")
         }
     }
 
@@ -97,20 +139,24 @@ extension ECRPublicService {
     func eventsPage(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let limit = Int(min(try Self.query(request, "limit") ?? 1000, UInt64(Self.pageLimit)))
+        if let leafHash = Self.text(request, "leafHash") {
+            try store.read { try Self.checkCursor(after: after, leafHash: leafHash, in: $0) }
+        }
         // The first slice is read before the answer starts, so that a store failure is still an
         // AWS-shaped error rather than a cut-off body.
-        let (first, firstLast) = try await feedSlice(after: after, limit: min(limit, Self.sliceEvents))
+        let (first, firstLast, firstLeaf) = try await feedSlice(after: after, limit: min(limit, Self.sliceEvents))
         let body = ResponseBody { writer in
             try await Self.write(first, to: &writer)
-            var position = firstLast
+            var (position, leaf) = (firstLast, firstLeaf)
             var remaining = limit - Int(firstLast - after)
             // An empty first slice is the end of the log; a short one may just be its end so far.
             while remaining > 0, firstLast != after {
-                let (slice, last) = try await self.feedSlice(after: position, limit: min(remaining, Self.sliceEvents))
-                guard last != position else { break }
-                try await Self.write(slice, to: &writer)
-                remaining -= Int(last - position)
-                position = last
+                let next: (slice: ByteBuffer, last: UInt64, leaf: [UInt8]?)
+                do { next = try await self.feedSlice(after: position, sent: leaf, limit: min(remaining, Self.sliceEvents)) } catch is FeedTakenBack { break }
+                guard next.last != position else { break }
+                try await Self.write(next.slice, to: &writer)
+                remaining -= Int(next.last - position)
+                (position, leaf) = (next.last, next.leaf)
             }
             try await writer.finish(nil)
         }
@@ -133,18 +179,19 @@ extension ECRPublicService {
         }
         let heartbeatInterval = heartbeat == 0 ? nil : Duration.seconds(Int64(heartbeat))
         let store = self.store
-        // A position past the log's end names events this log does not hold (read from a log that
-        // a failover or a restore took back): the consumer must read again from one it holds.
-        let tail = try store.read { try $0.lastPosition() }
-        guard after <= tail else {
-            throw APIError.invalidParameter("The query parameter 'after' is \(after), past the log's last position \(tail): this log does not hold the events read up to it (it was restored, or failed over); read again from a position it holds")
-        }
+        // A position past the log's end, or an event other than the one the consumer read there,
+        // means the log was taken back (a failover, a restore): it must read again from one it holds.
+        let given = Self.text(request, "leafHash")
+        try store.read { try Self.checkCursor(after: after, leafHash: given, in: $0) }
         let body = ResponseBody { writer in
             try await withGracefulShutdownHandler {
-                var position = after
+                var (position, leaf) = (after, given.flatMap(Hex.decode))
                 var lastWritten = ContinuousClock.now
                 while !store.followersStopped {  // checked per slice, so catching up stops on shutdown too
-                    let (slice, last) = try await self.feedSlice(after: position, limit: Self.sliceEvents)
+                    let slice: ByteBuffer, last: UInt64, lastLeaf: [UInt8]?
+                    // The log no longer holds what this stream sent: it ends, and the consumer's
+                    // reconnection with its cursor is refused.
+                    do { (slice, last, lastLeaf) = try await self.feedSlice(after: position, sent: leaf, limit: Self.sliceEvents) } catch is FeedTakenBack { break }
                     if last == position {
                         // The log was taken back below what this consumer read (a failover that
                         // lost commits): the stream ends, and its reconnection is refused above.
@@ -159,7 +206,7 @@ extension ECRPublicService {
                     }
                     try await Self.write(slice, to: &writer)  // waits while the client is not reading
                     lastWritten = .now
-                    position = last
+                    (position, leaf) = (last, lastLeaf)
                 }
             } onGracefulShutdown: {
                 store.stopFollowers()
@@ -188,6 +235,10 @@ extension ECRPublicService {
             throw APIError.invalidParameter("The query parameter '\(name)' must be a whole number from 0 to \(UInt64.max); got '\(Validation.quoted(String(raw.prefix(64))))'")
         }
         return value
+    }
+
+    static func text(_ request: Request, _ name: String) -> String? {
+        request.uri.queryParameters[name[...]].map(String.init)
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {

@@ -98,11 +98,18 @@ extension ECRPublicService {
         // The first slice is read before the answer, so that a failure to read is a 500 rather than
         // a bundle cut short under a 200.
         let first = try await slice(leaves.lowerBound + 1)
+        let logger = self.logger
         let body = ResponseBody { writer in
             try await Self.write(ByteBuffer(bytes: first.bytes), to: &writer)
             var next = first.next
             while next <= leaves.upperBound {
-                let read = try await slice(next)
+                let read: (bytes: [UInt8], next: UInt64)
+                do { read = try await slice(next) } catch {
+                    // Past the 200 the client sees only a cut connection: the log says why.
+                    logger.error("an entry bundle could not be read past its first slice; its answer was cut short", metadata: [
+                        "tile": "\(address.path)", "entry": "\(next)", "error": "\(error)"])
+                    throw error
+                }
                 try await Self.write(ByteBuffer(bytes: read.bytes), to: &writer)
                 next = read.next
             }

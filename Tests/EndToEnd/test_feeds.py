@@ -107,6 +107,38 @@ def test_a_stream_from_past_the_logs_end_is_refused(server, ecr, repo):
     follower.close()
 
 
+def test_each_line_carries_its_leaf_and_a_cursor_whose_event_the_log_no_longer_holds_is_refused(server, ecr, repo):
+    """A line's leafHash is its event's leaf in the transparency log. A consumer gives it back with
+    its position: the page and the stream resume when the log still holds that event there, and
+    are refused (as after a restore, or a failover that lost commits) when it holds another."""
+    answer = ecr.initiate_layer_upload(repositoryName=repo)
+    end = tail(server)
+    line = get_json_lines(server, f"/events?after={end - 1}&limit=1")[0]
+    assert line["position"] == end and line["data"]["uploadId"] == answer["uploadId"]
+    proof = server.tool("upload-coordinator", "audit", "proof", "--upload-id", answer["uploadId"], "--data-dir", server.data_dir)
+    assert proof.returncode == 0, proof.stderr
+    assert json.loads(proof.stdout)["leafHash"] == line["leafHash"]
+
+    assert get_json_lines(server, f"/events?after={end}&leafHash={line['leafHash']}") == []
+    follower = Follower(server, after=end, query=f"&leafHash={line['leafHash'].upper()}")
+    later = ecr.initiate_layer_upload(repositoryName=repo)
+    assert follower.next()["data"]["uploadId"] == later["uploadId"]
+    follower.close()
+
+    def refused(path):
+        with pytest.raises(urllib.error.HTTPError) as error:
+            get(server, path)
+        assert error.value.code == 400 and error.value.headers["x-amzn-ErrorType"] == "InvalidParameterException"
+        return json.loads(error.value.read())["message"]
+
+    other = "0" * 64
+    for feed in ("/events", "/events/stream"):
+        assert "no longer holds the event read there" in refused(f"{feed}?after={end}&leafHash={other}")
+        for bad in ("xyz", "ab" * 31, "ab" * 33, "g" * 64):
+            assert "64 hexadecimal digits" in refused(f"{feed}?after={end}&leafHash={bad}")
+        assert "none at position 0" in refused(f"{feed}?after=0&leafHash={line['leafHash']}")
+
+
 def test_a_stream_left_open_does_not_block_shutdown(server):
     # The session fixture stops the server with SIGTERM at the end and requires exit 0: this
     # follower is still connected then, waiting for events that never come.

@@ -44,7 +44,10 @@ public struct EventEnvelope: Sendable, Equatable {
     }
 
     /// One line of the `events` feed: position, type, version, recordedAt, metadata, data.
-    public var json: JSONValue {
+    public var json: JSONValue { json(adding: []) }
+
+    /// ``json`` with `members` beside the envelope's own (what a feed adds of the log around it).
+    public func json(adding members: [(String, JSONValue)]) -> JSONValue {
         .object(sorting: [
             ("position", .uint(position)),
             ("type", .string(event.type.name)),
@@ -52,7 +55,7 @@ public struct EventEnvelope: Sendable, Equatable {
             ("recordedAt", .string(recordedAt.iso8601)),
             ("metadata", metadata.json),
             ("data", event.payload.json),
-        ])
+        ] + members)
     }
 }
 
