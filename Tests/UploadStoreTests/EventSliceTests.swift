@@ -51,7 +51,9 @@ struct EventSliceTests {
                 let all = try snapshot.eventRecords(from: 1, count: 6)
                 #expect(all.count == 6)
                 let firstTwo = all[0].count + all[1].count
-                #expect(try snapshot.eventRecords(from: 1, count: 6, byteBudget: 1) == [all[0]], "one record, however small the budget")
+                for budget in [1, 0, -1, Int.min] {
+                    #expect(try snapshot.eventRecords(from: 1, count: 6, byteBudget: budget) == [all[0]], "one record, however small the budget (\(budget))")
+                }
                 #expect(try snapshot.eventRecords(from: 1, count: 6, byteBudget: firstTwo) == Array(all[0..<2]))
                 #expect(try snapshot.eventRecords(from: 1, count: 6, byteBudget: firstTwo + 1) == Array(all[0..<3]))
                 #expect(try snapshot.eventRecords(from: 2, count: 2, byteBudget: .max) == Array(all[1..<3]), "the count")
