@@ -134,19 +134,12 @@ struct CopyStoreCommand: AsyncParsableCommand {
     func run() async throws {
         let settings = try StoreOptions.settings(registryId: nil, partSize: nil)
         let sourceDirectory = fromDataDir ?? FileManager.default.temporaryDirectory.path
-        // The source is read: an LMDB folder opened read-only, a database never migrated (its
-        // projections are rebuilt if their layout is older, as any open of it does).
+        // The source is only read (an LMDB folder opened read-only, a database through one
+        // read-only connection), never migrated, and its projections never rebuilt: the copy
+        // takes its log and signed checkpoints, and its projections are built from them.
         let source: any SnapshotReading
-        var sourceStore: (any EventStore)?
         do {
-            if let fromDatabaseUrl {
-                var configuration = StoreConfiguration(directory: sourceDirectory, settings: settings)
-                configuration.migrateOnOpen = false
-                sourceStore = try StoreBackends.open(configuration, databaseURL: fromDatabaseUrl, poolSize: 2)
-                source = sourceStore!
-            } else {
-                source = try ReadOnlyStore(directory: sourceDirectory)
-            }
+            source = try StoreBackends.openForReading(directory: sourceDirectory, databaseURL: fromDatabaseUrl, unreadableProjections: .readAsEmpty)
         } catch { fail(error) }
         // The destination is checked before anything is written to it, or migrated. An LMDB copy
         // is built beside its place and renamed into it once whole; a database is marked as an
@@ -167,11 +160,9 @@ struct CopyStoreCommand: AsyncParsableCommand {
             }
         } catch {
             partial?.discard()
-            await sourceStore?.close()
             fail(error)
         }
         let result = Result { try StoreCopy.copy(from: source, to: destination) }
-        await sourceStore?.close()
         await destination.close()
         do {
             let report = try result.get()

@@ -79,15 +79,12 @@ struct StatsCommand: AsyncParsableCommand {
     @Flag(help: "Print the figures as one JSON object.") var json = false
 
     func run() async throws {
-        var figures: StoreStatistics?
-        if try store.database() == nil {
-            // Read-only: stats never migrates the store, counts as its writer, or waits for its write lock.
-            do { figures = try ReadOnlyStore(directory: store.dataDir).statistics() } catch { fail(error) }
-        } else {
-            // Never migrates a database that older nodes may still be serving.
-            try await withStore(store, migrating: false) { figures = try $0.statistics() }
-        }
-        let s = figures!
+        // Read-only: stats never migrates the store, rebuilds its projections, counts as its writer,
+        // or waits for its write lock (older nodes may still be serving a database).
+        let s: StoreStatistics
+        do {
+            if let url = try store.database() { s = try PostgresReader(url: url).statistics() } else { s = try ReadOnlyStore(directory: store.dataDir).statistics() }
+        } catch let error as ValidationError { throw error } catch { fail(error) }
         let blobs = FolderUsage(DigestAlgorithm.allCases.map { store.dataDir + "/blobs/" + $0.rawValue })
         let staging = FolderUsage([store.dataDir + "/staging"])
         var disk = statvfs()

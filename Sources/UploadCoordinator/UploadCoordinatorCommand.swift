@@ -109,12 +109,16 @@ func withStore(_ options: StoreOptions, migrating: Bool = true, _ body: (any Eve
     await store.close()
 }
 
-/// Runs `body` against the store opened for reading only (``StoreBackends/openForReading(directory:databaseURL:)``):
+/// Runs `body` against the store opened for reading only (``StoreBackends/openForReading(directory:databaseURL:unreadableProjections:)``):
 /// what the auditors' commands use, so that auditing never migrates, writes or waits for a writer.
+/// Projections it cannot read (never built, torn by a crash of the machine, of another binary's
+/// layout) are read as empty: the commands then read the whole log, which is their evidence.
 func withReader(_ options: StoreOptions, _ body: (any SnapshotReading) throws -> Void) throws {
     _ = try options.settings()  // a flag given wrong is refused, even where the reads need none
     let reader: any SnapshotReading
-    do { reader = try StoreBackends.openForReading(directory: options.dataDir, databaseURL: options.database()) } catch let error as ValidationError { throw error } catch { fail(error) }
+    do {
+        reader = try StoreBackends.openForReading(directory: options.dataDir, databaseURL: options.database(), unreadableProjections: .readAsEmpty)
+    } catch let error as ValidationError { throw error } catch { fail(error) }
     do { try body(reader) } catch { fail(error) }
 }
 

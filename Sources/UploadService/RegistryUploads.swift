@@ -53,8 +53,8 @@ extension UploadService {
     ///
     /// When the chunk is the whole layer and its sha256 digest is the one named, its staged file is
     /// linked into the blob store first (keeping its staging name, as
-    /// ``BlobStorage/adoptStaged(_:digest:size:)`` does, though that name is not synced: the
-    /// completion ends the staging, and a crash before it leaves none to keep), and the part and the completion are
+    /// ``BlobStorage/adoptStaged(_:digest:size:)`` does; in the same trip to the thread pool as the
+    /// chunk's last write and sync), and the part and the completion are
     /// submitted together: the writer decides them one after the other, as two calls would be, in
     /// one transaction (``GroupCommitWriter`` does not split a submission that fits in a batch):
     /// one commit instead of two, the same events. Otherwise (a chunk after others, another digest,
@@ -91,11 +91,6 @@ extension UploadService {
             if case .failure(let error) = results[0] {
                 self.cutBackStaging(uploadId, orTo: 0)
                 throw error
-            }
-            if case .failure = results[1] {
-                // The log now names the staged part (a completion decided right after its own part
-                // is refused only by a failing store), so its name must survive a crash too.
-                try? BlobStore.syncDirectory(self.blobs.staging)
             }
             return try self.completedDigest(whole, events: results[1].get().events)
         }
@@ -144,11 +139,8 @@ extension UploadService {
             if let declaredSpan, received == 0 || received - 1 != declaredSpan { throw heldOtherThanDeclared(received) }
             staged = try await Self.blocking { [pending] in
                 try writer.write(pending)
-                // The staging name needs syncing only if the log is to name it: an adopted file
-                // has a synced name in the blob store, and the completion ends its staging.
-                let (length, digest) = try writer.finish(syncingItsName: adoptable == nil)
+                let (length, digest) = try writer.finish()
                 let adopted = length > 0 && adoptable.map { self.adopt(upload.uploadId, as: $0, digest: digest, length: length) } == true
-                if !adopted { try writer.syncName() }
                 return (length, digest, adopted)
             }
         } catch {

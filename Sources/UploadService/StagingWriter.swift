@@ -58,24 +58,18 @@ extension BlobStore {
         public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
 
         /// Cuts off anything past the part (bytes of a part that never committed), syncs the file
-        /// (and, unless `syncingItsName` is false, the directory when the file is new) and closes it.
-        /// - Parameter syncingItsName: false when the caller gives the file another synced name
-        ///   before the log names it, and calls ``syncName()`` if it does not.
+        /// (and the directory when the part starts the file: the log is about to name it) and closes it.
         /// - Returns: the part's length and `sha256:<hex>` (`""` for an empty one, which wrote nothing).
-        public func finish(syncingItsName: Bool = true) throws -> (length: UInt64, digest: String) {
+        public func finish() throws -> (length: UInt64, digest: String) {
             defer { abandon() }
             guard length > 0 else { return (0, "") }
             let path = store.stagingPath(uploadId)
             guard ftruncate(fd, position) == 0 else { throw BlobStore.posixError("truncate \(path)") }
             guard fsync(fd) == 0 else { throw BlobStore.posixError("fsync \(path)") }
-            if syncingItsName { try syncName() }
+            // Not only when this writer created it: a first chunk that failed leaves the file cut
+            // back to nothing, its name maybe never synced, for the next one to find.
+            if isNew || start == 0 { try BlobStore.syncDirectory(store.staging) }
             return (length, "sha256:" + Hex.encode(hasher.finalize()))
-        }
-
-        /// Syncs the staging directory when this writer created the file, so that its name
-        /// survives a crash of the machine.
-        public func syncName() throws {
-            if isNew { try BlobStore.syncDirectory(store.staging) }
         }
 
         /// Closes the file without syncing; the caller cuts staging back.

@@ -106,11 +106,12 @@ extension SnapshotReading {
 extension SnapshotReading {
     /// Every UploadInitiated recorded in `since ..< until` (either bound optional), optionally in
     /// one repository, in time order, read through the time index rather than a scan of the log,
-    /// then from the log past the projections' checkpoint (``StoreSnapshot/unprojectedEvents()``):
+    /// then from the log past the projections' checkpoint (``StoreSnapshot/forEachUnprojectedEvent(_:)``):
     /// an auditor sees every initiation the log holds, even one a writer killed between its two
     /// commits left unprojected.
-    /// - Complexity: O(log n + k) for the k initiations of every repository in the range (one
-    ///   repository's are filtered from them: the index is keyed for appending, not by repository).
+    /// - Complexity: O(log n + k + u) for the k initiations of every repository in the range (one
+    ///   repository's are filtered from them: the index is keyed for appending, not by repository)
+    ///   and the u events past the checkpoint (none, or a batch, but for a writer killed there).
     public func initiations(repository: RepositoryRef? = nil, since: Timestamp? = nil, until: Timestamp? = nil) throws -> [EventEnvelope] {
         try read { snapshot in
             let wanted = repository?.description
@@ -118,12 +119,13 @@ extension SnapshotReading {
                 try snapshot.indexedEvent(at: mark.position)
             }
             // Decision times never go back along the log, so these come after the index's in time too.
-            for envelope in try snapshot.unprojectedEvents() {
-                guard case .uploadInitiated(let e) = envelope.event, since.map({ envelope.recordedAt >= $0 }) ?? true,
-                      until.map({ envelope.recordedAt < $0 }) ?? true,
-                      repository.map({ $0 == RepositoryRef(registryId: e.registryId, repositoryName: e.repositoryName) }) ?? true
-                else { continue }
-                found.append(envelope)
+            try snapshot.forEachUnprojectedEvent { envelope in
+                if case .uploadInitiated(let e) = envelope.event, since.map({ envelope.recordedAt >= $0 }) ?? true,
+                   until.map({ envelope.recordedAt < $0 }) ?? true,
+                   repository.map({ $0 == RepositoryRef(registryId: e.registryId, repositoryName: e.repositoryName) }) ?? true {
+                    found.append(envelope)
+                }
+                return true
             }
             return found
         }
@@ -133,19 +135,30 @@ extension SnapshotReading {
     public func initiationPosition(of uploadId: String) throws -> UInt64? {
         try read { snapshot in
             if let session = try snapshot.session(uploadId) { return session.initiatedPosition }
-            return try snapshot.unprojectedEvents().first { envelope in
-                if case .uploadInitiated(let e) = envelope.event { return e.uploadId == uploadId }
-                return false
-            }?.position
+            var found: UInt64?
+            try snapshot.forEachUnprojectedEvent { envelope in
+                if case .uploadInitiated(let e) = envelope.event, e.uploadId == uploadId { found = envelope.position }
+                return found == nil
+            }
+            return found
         }
     }
 }
 
 extension StoreSnapshot {
-    /// The events the log holds past the projections' checkpoint: none, but for a writer between
-    /// its log's commit and its projections', or killed there (the next writer to open folds them
-    /// in; a reader that opens the store read-only sees them only here).
-    public func unprojectedEvents() throws -> [EventEnvelope] { try events(after: try checkpoint()) }
+    /// Hands `visit` each event the log holds past the projections' checkpoint, in order, a page
+    /// at a time (bounded memory, however far behind), until it returns false. There are none but
+    /// for a writer between its log's commit and its projections', or killed there: the next
+    /// writer to open folds them in, and a reader that opens the store read-only sees them only here.
+    public func forEachUnprojectedEvent(_ visit: (EventEnvelope) throws -> Bool) throws {
+        var position = try checkpoint()
+        while true {
+            let page = try events(after: position, limit: 256, byteBudget: 1 << 20)
+            for envelope in page { guard try visit(envelope) else { return } }
+            guard let last = page.last else { return }
+            position = last.position
+        }
+    }
 
     /// The event an index names at `position`: the log must hold it, and it must decode.
     public func indexedEvent(at position: UInt64) throws -> EventEnvelope {

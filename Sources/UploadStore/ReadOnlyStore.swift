@@ -3,37 +3,58 @@ import LMDBKit
 import UploadCore
 import UploadMigrations
 
-/// A data folder's store opened read-only: what operators' tools (`stats`, `backup`) use on a
-/// folder that `serve` may be writing. Opening one never migrates the store, never counts as a
-/// writer of its projections, and never waits for the write lock.
+/// What a reader does with a store whose projections cannot be read as this binary lays them out:
+/// never built, maybe torn by a machine's crash, or of another layout (a store another binary serves).
+public enum UnreadableProjections: Sendable {
+    /// Refuse to open: the reader needs them (`stats`, `backup`, `copy-store`).
+    case refuse
+    /// Read them as empty at position 0, so that every event counts as not yet projected: what a
+    /// reader of the log alone wants (`events`, the audit commands, which read the log past the
+    /// projections' checkpoint).
+    case readAsEmpty
+}
+
+/// A data folder's store opened read-only: what operators' and auditors' tools use on a folder
+/// that `serve` may be writing. Opening one never migrates the store, never counts as a writer of
+/// its projections, and never waits for the write lock.
 public struct ReadOnlyStore: Sendable {
     let environment: Environment
     let schema: Schema
     let projections: ProjectionEnvironment
 
     /// - Throws: ``StoreError`` when there is no store at `directory`, or it needs migrating, or
-    ///   its projections were never built or may be torn (open it for writing first).
-    public init(directory: String) throws {
+    ///   (unless `unreadable` is `.readAsEmpty`) its projections cannot be read (open it for writing first).
+    public init(directory: String, unreadableProjections unreadable: UnreadableProjections = .refuse) throws {
         guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else {
             throw StoreError(.io, "\(directory) holds no store")
         }
         let environment = try Environment(directory: directory, configuration: .readOnly)
-        schema = try environment.read { txn in
+        let (schema, torn) = try environment.read { txn in
             let status = try UploadMigrations.migrator.status(txn)
             guard status == .current else {
                 throw StoreError(.migration, "the store's migration status is \(status): run `upload-coordinator migrate` (or serve it) first")
             }
             let schema = try Schema(txn)
-            guard try !UnsyncedProjectionWriters.state(txn, schema, bootId: BootID.current).mayBeTorn else {
+            return (schema, try UnsyncedProjectionWriters.state(txn, schema, bootId: BootID.current).mayBeTorn)
+        }
+        do {
+            guard !torn else {
                 throw StoreError(.corrupt, "the machine restarted while the projections had unsynced writes: open the store for writing (serve, migrate) to rebuild them first")
             }
-            return schema
-        }
-        guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
-            throw StoreError(.migration, "the store's projections have never been built: open it for writing (serve, migrate) first")
+            guard let projections = try ProjectionEnvironment.openForReading(dataDirectory: directory) else {
+                throw StoreError(.migration, "the store's projections have never been built: open it for writing (serve, migrate) first")
+            }
+            let version = try projections.environment.read { try ProjectionCheckpoint.read($0, projections.schema).version }
+            guard version == Projector.version else {
+                throw StoreError(.migration, "the projections are of layout \(version.map(String.init) ?? "none"), not this binary's \(Projector.version): open the store for writing with this binary (migrate, serve) to rebuild them, or read it with the binary that serves it")
+            }
+            self.projections = projections
+        } catch {
+            guard unreadable == .readAsEmpty else { throw error }
+            projections = try ProjectionEnvironment.empty()
         }
         self.environment = environment
-        self.projections = projections
+        self.schema = schema
     }
 
     /// Runs `body` against one snapshot of the projections and one of the log, in that order.

@@ -353,16 +353,44 @@ def test_the_audit_commands_only_read_the_store(live, tmp_path):
     """An auditor's commands open the store read-only: they never migrate one an older binary may
     still serve (its files stay byte for byte as they were), and they read a live store without
     counting as its writer."""
-    old = tmp_path / "old"
-    shutil.copytree(ROOT / "Tests" / "Fixtures" / "stores" / "layout-0008", old)
-    def files():  # LMDB's lock file holds the readers' table, which readers write by design
-        return {p.name: p.read_bytes() for p in old.iterdir() if p.is_file() and p.name != "lock.mdb"}
+    def files(folder):  # LMDB's lock files hold the readers' table, which readers write by design
+        return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != "lock.mdb"}
 
-    before = files()
-    for command in (["audit", "root"], ["audit", "initiations"], ["audit", "consistency", "--from", "1", "--to", "2"], ["events"]):
+    commands = (["audit", "root"], ["audit", "initiations"], ["audit", "consistency", "--from", "1", "--to", "2"], ["events"])
+    fixtures = ROOT / "Tests" / "Fixtures" / "stores"
+    old = tmp_path / "old"
+    shutil.copytree(fixtures / "layout-0008", old)
+    before = files(old)
+    for command in commands:
         out = tool("upload-coordinator", *command, "--data-dir", str(old))
         assert out.returncode == 1 and "migrat" in out.stderr, (command, out.stdout, out.stderr)
-    assert files() == before and "data.mdb" in before, "the old store was left as it was"
+    assert files(old) == before and "data.mdb" in before, "the old store was left as it was"
+
+    # A store of the current layout is read, and left byte for byte as it was: opening it for
+    # writing would have counted a writer in its data.mdb.
+    current = tmp_path / "current"
+    shutil.copytree(fixtures / "layout-0011-p9", current)
+    before = files(current)
+    for command in commands:
+        out = tool("upload-coordinator", *command, "--data-dir", str(current))
+        assert out.returncode == 0, (command, out.stdout, out.stderr)
+    assert files(current) == before and "projections/data.mdb" in before
+
+    # Projections of the layout before this binary's, as during an upgrade before the store is
+    # next served: the audit commands read the log alone, and leave the store as it was.
+    upgraded = tmp_path / "upgraded"
+    shutil.copytree(fixtures / "layout-0011-p8", upgraded)
+    before = files(upgraded)
+    listed = tool("upload-coordinator", "audit", "initiations", "--json", "--data-dir", str(upgraded))
+    assert listed.returncode == 0, listed.stderr
+    events = tool("upload-coordinator", "events", "--data-dir", str(upgraded))
+    initiated = [json.loads(line) for line in events.stdout.splitlines() if json.loads(line)["type"] == "UploadInitiated"]
+    assert [json.loads(line)["position"] for line in listed.stdout.splitlines()] == [e["position"] for e in initiated] != []
+    proof = tool("upload-coordinator", "audit", "proof", "--upload-id", initiated[-1]["data"]["uploadId"], "--data-dir", str(upgraded))
+    assert proof.returncode == 0 and json.loads(proof.stdout)["position"] == initiated[-1]["position"], proof.stderr
+    assert files(upgraded) == before
+    refused = tool("upload-coordinator", "stats", "--data-dir", str(upgraded))
+    assert refused.returncode == 1 and "referrers" in refused.stderr, refused.stderr
 
     # On the live store, while `serve` writes: what the server's own log says.
     data = str(live["data"])

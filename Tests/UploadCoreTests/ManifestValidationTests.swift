@@ -54,6 +54,9 @@ struct ManifestValidationTests {
         ("no digest", #"{"mediaType":"\#(image)","size":1}"#),
         ("a digest that is not one", #"{"mediaType":"\#(image)","digest":"../../etc","size":1}"#),
         ("no size", #"{"mediaType":"\#(image)","digest":"\#(digest)"}"#),
+        // A digest the referrers API could not list it under: clients ask for lowercase sha256 or sha512.
+        ("an uppercase digest", #"{"mediaType":"\#(image)","digest":"sha256:\#(String(repeating: "A", count: 64))","size":1}"#),
+        ("another algorithm", #"{"mediaType":"\#(image)","digest":"sha384:\#(String(repeating: "ab", count: 48))","size":1}"#),
     ])
     func aSubjectThatIsNotADescriptor_isInvalidParameter_butTheProjectorStillReadsIt(why: String, subject: String) throws {
         let manifest = #"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[],"subject":\#(subject)}"#

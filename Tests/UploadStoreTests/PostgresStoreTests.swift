@@ -227,10 +227,16 @@ struct PostgresStoreTests {
         let reader = try PostgresReader(url: asAuditor)
         #expect(try reader.initiations().map(\.position) == [2])
         #expect(try reader.merkleRoot().treeSize == 2)
+        let figures = try reader.statistics()
+        #expect(figures.logPosition == 2 && figures.checkpointLag == 0 && figures.repositories == 1 && figures.activeSessions == 1)
         #expect(throws: (any Error).self, "the role may only read") { try PostgresConnection(url: asAuditor).execute("DELETE FROM projection_state") }
         try admin.query("UPDATE projection_state SET value = value + 1 WHERE name = 'version'")
         let error = #expect(throws: StoreError.self) { _ = try PostgresReader(url: asAuditor) }
         #expect(error?.code == .migration && error?.message.contains("layout") == true)
+        // A reader of the log alone reads them as empty, and finds the initiation in the log.
+        let logReader = try PostgresReader(url: asAuditor, unreadableProjections: .readAsEmpty)
+        #expect(try logReader.initiations().map(\.position) == [2])
+        #expect(try logReader.read { try $0.checkpoint() } == 0 && logReader.read { try $0.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) } == nil)
     }
 
     @Test func theLog_refusesUpdateAndDelete_andVerifyCatchesARewrittenRecord() async throws {

@@ -65,7 +65,6 @@ struct StoreConformanceTests {
         #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: solo) } == referrers.map(\.imageDigest).sorted())
         _ = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "solo", imageIds: [ImageIdentifier(imageDigest: referrers[1].imageDigest)]))])
         #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: solo) } == [referrers[0].imageDigest])
-        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) } == [])
         let arn = "arn:aws:ecr-public::\(testRegistryId):repository/solo"
         _ = try await submit([
             .createRepository(try CreateRepository(
@@ -83,10 +82,15 @@ struct StoreConformanceTests {
         // The list deleted (its image freed), pushed again, and the repository deleted with both.
         let listDigest = try PutImage(repositoryName: "team/app", imageManifest: list).imageDigest
         _ = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageDigest: listDigest)]))])
+        // A referrer in team/app too, which its forced delete takes with the rest.
+        let app = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+        _ = try await submit([.putImage(try PutImage(repositoryName: "team/app", imageManifest: try #require(referrers.first).imageManifest))])
+        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: app) } == [referrers[0].imageDigest])
         _ = try await submit([
             .putImage(try PutImage(repositoryName: "team/app", imageManifest: list)),
             .deleteRepository(try DeleteRepository(repositoryName: "team/app", force: true)),
         ])
+        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: app) } == [])
     }
 
     /// What a store holds, byte for byte: every record, the Merkle root, the live tables' digest,

@@ -170,7 +170,8 @@ struct ManifestFacts {
 
     init?(_ manifest: String) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(manifest.utf8)) as? [String: Any] else { return nil }
-        subject = (object["subject"] as? [String: Any])?["digest"] as? String
+        // As the projector reads it (``Manifest/subject``): `OCI-Subject` names only what the referrers API lists.
+        subject = ((object["subject"] as? [String: Any])?["digest"] as? String).flatMap { Validation.isRegistryDigest($0) ? $0 : nil }
         artifactType = object["artifactType"] as? String
         configMediaType = (object["config"] as? [String: Any])?["mediaType"] as? String
         if let map = object["annotations"] as? [String: Any] {

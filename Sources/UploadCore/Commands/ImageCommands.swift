@@ -158,6 +158,10 @@ public struct Manifest: Sendable {
         if let subject = object["subject"] {
             guard let subject = subject as? [String: Any] else { return invalid("has a 'subject' that is not a descriptor") }
             do { _ = try descriptor(subject, in: "subject") } catch { return error }
+            // The referrers API lists a manifest under its subject's digest as clients write it.
+            guard let digest = subject["digest"] as? String, Validation.isRegistryDigest(digest) else {
+                return invalid("has a 'subject' whose digest is not sha256 or sha512 in lowercase hex, as the referrers API names manifests")
+            }
         }
         return nil
     }

@@ -211,7 +211,11 @@ public enum Projector {
     /// longer holds the images it lists. (Logs from before the refusal of
     /// ImageReferencedByManifestList may have deleted some of them first.)
     private static func dropReferences(of deleted: ImageRecord, in ref: RepositoryRef, _ tables: inout some MutableProjectionState) throws {
-        guard let manifest = try? Manifest(parsing: Array(deleted.imageManifest.utf8), given: deleted.imageManifestMediaType) else { return }
+        // Only a list, or a manifest whose text can name a subject (as written, or escaped with
+        // `\u`), is parsed: a forced delete of a large repository parses few of its manifests.
+        let text = deleted.imageManifest.utf8
+        guard Manifest.indexTypes.contains(deleted.imageManifestMediaType) || text.contains("subject".utf8) || text.contains("\\u".utf8),
+              let manifest = try? Manifest(parsing: Array(text), given: deleted.imageManifestMediaType) else { return }
         if let subject = manifest.subject { try tables.setReferrer(deleted.imageDigest, of: subject, in: ref, present: false) }
         for child in manifest.images {
             guard var image = try tables.image(ref, child), image.referencedBy.contains(where: { $0.sameBytes(as: deleted.imageDigest) }) else { continue }

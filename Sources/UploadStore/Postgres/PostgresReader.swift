@@ -11,19 +11,23 @@ import UploadMigrations
 public final class PostgresReader: SnapshotReading {
     private let pool: PostgresPool
     private let logger: Logger
+    private let projectionsReadAsEmpty: Bool
 
     /// A reader for a store a writer opens (and migrates) itself.
     init(pool: PostgresPool, logger: Logger) {
         self.pool = pool
         self.logger = logger
+        projectionsReadAsEmpty = false
     }
 
-    /// Opens a reader of the store at `url`, one connection at most.
-    /// - Throws: ``StoreError`` `.migration` when the database needs migrating, or its projections
-    ///   are of another layout than this binary's (open it for writing first: `migrate`, `serve`).
-    public convenience init(url: String, logger: Logger = Logger(label: "upload-coordinator")) throws {
-        self.init(pool: PostgresPool(url: url, size: 1), logger: logger)
-        try pool.withConnection { connection in
+    /// Opens a reader of the store at `url`. It holds one connection: a read inside another read
+    /// would wait for it forever.
+    /// - Throws: ``StoreError`` `.migration` when the database needs migrating, or (unless
+    ///   `unreadable` is `.readAsEmpty`) its projections are of another layout than this binary's.
+    public init(url: String, unreadableProjections unreadable: UnreadableProjections = .refuse, logger: Logger = Logger(label: "upload-coordinator")) throws {
+        pool = PostgresPool(url: url, size: 1)
+        self.logger = logger
+        projectionsReadAsEmpty = try pool.withConnection { connection in
             switch try PostgresMigrations.status(connection) {
             case .current: break
             case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
@@ -31,8 +35,40 @@ public final class PostgresReader: SnapshotReading {
             }
             let version = try PostgresProjectionState.read(connection).version
             guard version == Projector.version else {
-                throw StoreError(.migration, "the projections are of layout \(version.map(String.init) ?? "none"), not this binary's \(Projector.version): open the store for writing (migrate, serve) first")
+                guard unreadable == .readAsEmpty else {
+                    throw StoreError(.migration, "the projections are of layout \(version.map(String.init) ?? "none"), not this binary's \(Projector.version): open the store for writing with this binary (migrate, serve) to rebuild them, or read it with the binary that serves it")
+                }
+                return true
             }
+            return false
+        }
+    }
+
+    /// The projections' row counts that `stats` and `/metrics` show.
+    typealias ProjectionCounts = (activeSessions: Int, repositories: Int, images: Int)
+
+    /// The store's figures, from one snapshot.
+    public func statistics() throws -> StoreStatistics { try statistics(counted: nil) }
+
+    /// The store's figures from one snapshot: the log's position and the projections' lag read
+    /// fresh, their row counts `counted` if given, else counted now (a scan of
+    /// `projection_entries`) and handed to `fresh`.
+    func statistics(counted: ProjectionCounts?, fresh: (ProjectionCounts) -> Void = { _ in }) throws -> StoreStatistics {
+        try read { snapshot in
+            let position = try snapshot.lastPosition()
+            let counts = try counted ?? {
+                let tables: [ProjectionTable] = [.activeUploads, .repositories, .images]
+                let rows = try (snapshot as! PostgresSnapshot).connection.query(
+                    "SELECT count(*) FILTER (WHERE tbl = $1), count(*) FILTER (WHERE tbl = $2), count(*) FILTER (WHERE tbl = $3) FROM projection_entries WHERE tbl IN ($1, $2, $3)",
+                    tables.map { .text($0.rawValue) })
+                let counted = (activeSessions: Int(try rows.int64(0, 0)), repositories: Int(try rows.int64(0, 1)), images: Int(try rows.int64(0, 2)))
+                fresh(counted)
+                return counted
+            }()
+            return StoreStatistics(
+                logPosition: position, checkpointLag: position - min(position, try snapshot.checkpoint()),
+                activeSessions: counts.activeSessions, repositories: counts.repositories, images: counts.images,
+                mapSizeBytes: 0, mapUsedBytes: 0, readers: 0, maxReaders: 0, projectionMapSizeBytes: 0, projectionMapUsedBytes: 0)
         }
     }
 
@@ -42,7 +78,9 @@ public final class PostgresReader: SnapshotReading {
     public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
         func attempt() throws -> T {
             try pool.withConnection { connection in
-                try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") { try body(PostgresSnapshot(connection: connection)) }
+                try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+                    try body(PostgresSnapshot(connection: connection, projectionsReadAsEmpty: projectionsReadAsEmpty))
+                }
             }
         }
         do {

@@ -5,10 +5,13 @@ import UploadCore
 /// ONLY` transaction, in which the log and the projections were committed together.
 struct PostgresSnapshot: StoreSnapshot {
     let connection: PostgresConnection
-    private var tables: PostgresTables { PostgresTables(connection: connection) }
+    /// Whether the projections are read as empty at position 0 (``UnreadableProjections/readAsEmpty``:
+    /// a reader of the log alone, whose projections are of another layout than this binary's).
+    var projectionsReadAsEmpty = false
+    private var tables: PostgresTables? { projectionsReadAsEmpty ? nil : PostgresTables(connection: connection) }
 
     func lastPosition() throws -> UInt64 { try PostgresLog.tail(connection)?.position ?? 0 }
-    func checkpoint() throws -> UInt64 { try PostgresProjectionState.read(connection).position }
+    func checkpoint() throws -> UInt64 { projectionsReadAsEmpty ? 0 : try PostgresProjectionState.read(connection).position }
     func events(after position: UInt64, limit: Int) throws -> [EventEnvelope] { try PostgresLog.events(connection, after: position, limit: limit) }
     func eventRecords(from position: UInt64, count: Int, byteBudget: Int) throws -> [[UInt8]] {
         try PostgresLog.records(connection, from: position, count: count, byteBudget: byteBudget)
@@ -18,17 +21,17 @@ struct PostgresSnapshot: StoreSnapshot {
     func latestSignedCheckpoint() throws -> SignedCheckpoint? { try PostgresLog.latestSignedCheckpoint(connection) }
     func signedCheckpoints() throws -> [SignedCheckpoint] { try PostgresLog.signedCheckpoints(connection) }
 
-    func session(_ uploadId: String) throws -> UploadSession? { try tables.session(uploadId) }
-    func repository(_ ref: RepositoryRef) throws -> RepositorySummary? { try tables.repository(ref) }
-    func activeUploads(in ref: RepositoryRef) throws -> [String] { try tables.activeUploads(in: ref) }
-    func allActiveUploads() throws -> [String] { try tables.allActiveUploads() }
-    func layer(_ ref: RepositoryRef, _ digest: String) throws -> LayerRecord? { try tables.layer(ref, digest) }
-    func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables.image(ref, digest) }
-    func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables.imageDigests(in: ref) }
-    func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables.tag(ref, tag) }
-    func referrers(of subject: String, in ref: RepositoryRef) throws -> [String] { try tables.referrers(of: subject, in: ref) }
-    func details(_ ref: RepositoryRef) throws -> RepositoryDetails? { try tables.details(ref) }
-    func registryCatalog(_ registryId: String) throws -> RegistryCatalog? { try tables.registryCatalog(registryId) }
+    func session(_ uploadId: String) throws -> UploadSession? { try tables?.session(uploadId) }
+    func repository(_ ref: RepositoryRef) throws -> RepositorySummary? { try tables?.repository(ref) }
+    func activeUploads(in ref: RepositoryRef) throws -> [String] { try tables?.activeUploads(in: ref) ?? [] }
+    func allActiveUploads() throws -> [String] { try tables?.allActiveUploads() ?? [] }
+    func layer(_ ref: RepositoryRef, _ digest: String) throws -> LayerRecord? { try tables?.layer(ref, digest) }
+    func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables?.image(ref, digest) }
+    func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables?.imageDigests(in: ref) ?? [] }
+    func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables?.tag(ref, tag) }
+    func referrers(of subject: String, in ref: RepositoryRef) throws -> [String] { try tables?.referrers(of: subject, in: ref) ?? [] }
+    func details(_ ref: RepositoryRef) throws -> RepositoryDetails? { try tables?.details(ref) }
+    func registryCatalog(_ registryId: String) throws -> RegistryCatalog? { try tables?.registryCatalog(registryId) }
 
     func repositories(in registryId: String, after name: String?, limit: Int) throws -> [RepositorySummary] {
         try page(.repositories, prefix: Array("\(registryId)/".utf8), after: name, limit: limit).map { try RepositorySummary(decoding: $0.value) }
@@ -46,6 +49,7 @@ struct PostgresSnapshot: StoreSnapshot {
     }
 
     func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)] {
+        guard !projectionsReadAsEmpty else { return [] }
         var entries: [(key: [UInt8], value: [UInt8])] = []
         var after = since.map { ProjectionKey.timeAndPosition($0, 0) }
         while true {
@@ -59,19 +63,19 @@ struct PostgresSnapshot: StoreSnapshot {
     }
 
     func newestInitiationMarks(before cursor: StoreCursor?, limit: Int) throws -> [InitiationMark] {
-        guard limit > 0 else { return [] }
+        guard limit > 0, !projectionsReadAsEmpty else { return [] }
         return try PostgresTables.storedNewestFirst(connection, .initiations, before: cursor?.key, limit: limit).map(InitiationMark.init)
     }
 
     func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)] {
-        guard limit > 0 else { return [] }
+        guard limit > 0, !projectionsReadAsEmpty else { return [] }
         return try PostgresTables.stored(connection, .layers, prefix: [], after: cursor?.key, limit: limit)
             .map { (StoreCursor(key: $0.key), try LayerRecord(decoding: $0.value)) }
     }
 
     /// Up to `limit` entries under `prefix` after the key `prefix + after`, in key order.
     private func page(_ table: ProjectionTable, prefix: [UInt8], after: String?, limit: Int) throws -> [(key: [UInt8], value: [UInt8])] {
-        guard limit > 0 else { return [] }
+        guard limit > 0, !projectionsReadAsEmpty else { return [] }
         return try PostgresTables.stored(connection, table, prefix: prefix, after: after.map { prefix + Array($0.utf8) }, limit: limit)
     }
 }

@@ -27,7 +27,7 @@ public final class PostgresStore: EventStore {
     /// The projections' row counts and when they were read: `/metrics` is open to anyone, and a
     /// count is a scan of `projection_entries`, so scrapes in a loop read it at most once per
     /// ``countsInterval`` (the log's position and lag are always read fresh).
-    private let counts = Mutex<(read: ContinuousClock.Instant, activeSessions: Int, repositories: Int, images: Int)?>(nil)
+    private let counts = Mutex<(read: ContinuousClock.Instant, counted: PostgresReader.ProjectionCounts)?>(nil)
     static let countsInterval = Duration.seconds(5)
 
     /// Opens the store at `url`: applies pending migrations under their advisory lock (unless
@@ -85,23 +85,8 @@ public final class PostgresStore: EventStore {
     public func stopFollowers() { notifier.close() }
 
     public func statistics() throws -> StoreStatistics {
-        try read { snapshot in
-            let position = try snapshot.lastPosition()
-            let cached = counts.withLock { $0 }.flatMap { ContinuousClock.now - $0.read < Self.countsInterval ? $0 : nil }
-            let counted = try cached ?? {
-                let tables: [ProjectionTable] = [.activeUploads, .repositories, .images]
-                let rows = try (snapshot as! PostgresSnapshot).connection.query(
-                    "SELECT count(*) FILTER (WHERE tbl = $1), count(*) FILTER (WHERE tbl = $2), count(*) FILTER (WHERE tbl = $3) FROM projection_entries WHERE tbl IN ($1, $2, $3)",
-                    tables.map { .text($0.rawValue) })
-                let fresh = (read: ContinuousClock.now, activeSessions: Int(try rows.int64(0, 0)), repositories: Int(try rows.int64(0, 1)), images: Int(try rows.int64(0, 2)))
-                counts.withLock { $0 = fresh }
-                return fresh
-            }()
-            return StoreStatistics(
-                logPosition: position, checkpointLag: position - min(position, try snapshot.checkpoint()),
-                activeSessions: counted.activeSessions, repositories: counted.repositories, images: counted.images,
-                mapSizeBytes: 0, mapUsedBytes: 0, readers: 0, maxReaders: 0, projectionMapSizeBytes: 0, projectionMapUsedBytes: 0)
-        }
+        let cached = counts.withLock { $0 }.flatMap { ContinuousClock.now - $0.read < Self.countsInterval ? $0.counted : nil }
+        return try reader.statistics(counted: cached) { fresh in counts.withLock { $0 = (ContinuousClock.now, fresh) } }
     }
 
     public func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint {

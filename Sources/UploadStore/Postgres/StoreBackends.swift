@@ -28,9 +28,11 @@ public enum StoreBackends {
     /// Opens the store for reading only: never migrating it, rebuilding its projections, counting
     /// as its writer or waiting for its write lock, so it is safe on a store others serve, and
     /// with credentials that may only read. What the audit commands and `events` use.
-    public static func openForReading(directory: String, databaseURL: String?) throws -> any SnapshotReading {
-        guard let databaseURL else { return try ReadOnlyStore(directory: directory) }
-        return try PostgresReader(url: databaseURL)
+    public static func openForReading(
+        directory: String, databaseURL: String?, unreadableProjections unreadable: UnreadableProjections = .refuse
+    ) throws -> any SnapshotReading {
+        guard let databaseURL else { return try ReadOnlyStore(directory: directory, unreadableProjections: unreadable) }
+        return try PostgresReader(url: databaseURL, unreadableProjections: unreadable)
     }
 
     /// The migrations recorded in the store, read without migrating; empty when there is none yet.

@@ -25,13 +25,29 @@ struct ProjectionEnvironment: Sendable {
     init(dataDirectory: String, like log: Environment.Configuration, bootId: String) throws {
         var configuration = log
         configuration.durable = log.durable && bootId == BootID.unknown
-        environment = try Environment(directory: Self.directory(of: dataDirectory), configuration: configuration)
-        schema = try environment.write { try ProjectionSchema($0, create: true) }
+        try self.init(directory: Self.directory(of: dataDirectory), configuration: configuration)
     }
 
     private init(readOnly directory: String) throws {
         environment = try Environment(directory: directory, configuration: .readOnly)
         schema = try environment.read { try ProjectionSchema($0, create: false) }
+    }
+
+    /// Projections that hold nothing, at position 0, in a scratch environment whose files are
+    /// gone as soon as it is open (it lives on in its open descriptors and its mapping): what a
+    /// reader of the log alone reads in place of a store's own that it cannot read.
+    static func empty() throws -> ProjectionEnvironment {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upload-coordinator-empty-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = Environment.Configuration()
+        configuration.durable = false
+        return try ProjectionEnvironment(directory: directory, configuration: configuration)
+    }
+
+    private init(directory: String, configuration: Environment.Configuration) throws {
+        environment = try Environment(directory: directory, configuration: configuration)
+        schema = try environment.write { try ProjectionSchema($0, create: true) }
     }
 
     /// Opens read-only (a checker's view); `nil` when no store has built projections there yet.
