@@ -76,12 +76,15 @@ extension ECRPublicService {
         return try await Self.feedPool.runIfActive { () throws -> (ByteBuffer, last: UInt64, leaf: [UInt8]?) in
             let (events, leaves) = try store.read { snapshot throws -> ([EventEnvelope], [[UInt8]]) in
                 let events = try snapshot.events(after: position, limit: limit, byteBudget: Self.sliceBytes)
-                guard !events.isEmpty else { return (events, []) }
                 // The leaf at `position` too, when this feed sent it, read in the same snapshot:
                 // between two slices a failover may have taken the log back and other events have
-                // filled it past this feed's position.
-                let checked = sent != nil && position > 0
+                // filled it up to or past this feed's position. (A log below it holds no leaf there;
+                // the caller sees the tail below its position.)
+                let checked = try sent != nil && position > 0 && (!events.isEmpty || snapshot.lastPosition() >= position)
                 var leaves = try snapshot.merkleNodes(level: 0, indices: (checked ? position - 1 : position)..<position + UInt64(events.count))
+                guard leaves.count == events.count + (checked ? 1 : 0) else {
+                    throw StoreError(.corrupt, "the Merkle tree holds \(leaves.count) leaves for the events after \(position), not \(events.count)")
+                }
                 if checked, leaves.removeFirst() != sent { throw FeedTakenBack() }
                 return (events, leaves)
             }
@@ -113,10 +116,11 @@ extension ECRPublicService {
             throw APIError.invalidParameter("The query parameter 'leafHash' must be 64 hexadecimal digits: the leafHash of the event at 'after', as the feed gave it")
         }
         guard after > 0 else { throw APIError.invalidParameter("The query parameter 'leafHash' names the event at 'after', and there is none at position 0") }
-        let held = try snapshot.merkleNode(level: 0, index: after - 1)
-        guard held == given else {
-            throw APIError.invalidParameter("The event at position \(after) has leaf hash \(Hex.encode(held)), not the \(Hex.encode(given)) given: this log no longer holds the event read there (it was restored, or failed over); read again from a position it holds")
-        }
+        guard try snapshot.merkleNode(level: 0, index: after - 1) == given else { throw takenBack(after) }
+    }
+
+    static func takenBack(_ after: UInt64) -> APIError {
+        APIError.invalidParameter("The event at position \(after) is not the one whose leafHash was given: this log no longer holds the event read there (it was restored, or failed over); read again from a position it holds")
     }
 
     func addFeedRoutes(to router: Router<APIRequestContext>) {
@@ -139,14 +143,20 @@ extension ECRPublicService {
     func eventsPage(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let limit = Int(min(try Self.query(request, "limit") ?? 1000, UInt64(Self.pageLimit)))
-        if let leafHash = Self.text(request, "leafHash") {
-            try store.read { try Self.checkCursor(after: after, leafHash: leafHash, in: $0) }
-        }
+        let given = Self.text(request, "leafHash")
+        if let given { try store.read { try Self.checkCursor(after: after, leafHash: given, in: $0) } }
         // The first slice is read before the answer starts, so that a store failure is still an
-        // AWS-shaped error rather than a cut-off body.
-        let (first, firstLast, firstLeaf) = try await feedSlice(after: after, limit: min(limit, Self.sliceEvents))
+        // AWS-shaped error rather than a cut-off body; it checks the consumer's leaf again in its
+        // own snapshot, so that a failover between the two reads is refused too.
+        let first: (slice: ByteBuffer, last: UInt64, leaf: [UInt8]?)
+        do {
+            first = try await feedSlice(after: after, sent: given.flatMap(Hex.decode), limit: min(limit, Self.sliceEvents))
+        } catch is FeedTakenBack {
+            throw Self.takenBack(after)
+        }
+        let (firstLast, firstLeaf) = (first.last, first.leaf)
         let body = ResponseBody { writer in
-            try await Self.write(first, to: &writer)
+            try await Self.write(first.slice, to: &writer)
             var (position, leaf) = (firstLast, firstLeaf)
             var remaining = limit - Int(firstLast - after)
             // An empty first slice is the end of the log; a short one may just be its end so far.
@@ -237,8 +247,9 @@ extension ECRPublicService {
         return value
     }
 
+    /// A query parameter's text; `nil` when it is absent or empty (as a client that always sends it may).
     static func text(_ request: Request, _ name: String) -> String? {
-        request.uri.queryParameters[name[...]].map(String.init)
+        request.uri.queryParameters[name[...]].flatMap { $0.isEmpty ? nil : String($0) }
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {

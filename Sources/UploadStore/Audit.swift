@@ -106,60 +106,64 @@ extension SnapshotReading {
 extension SnapshotReading {
     /// Every UploadInitiated recorded in `since ..< until` (either bound optional), optionally in
     /// one repository, in time order, read through the time index rather than a scan of the log,
-    /// then from the log past the projections' checkpoint (``StoreSnapshot/forEachUnprojectedEvent(_:)``):
-    /// an auditor sees every initiation the log holds, even one a writer killed between its two
-    /// commits left unprojected.
+    /// then from the log past the projections' checkpoint (``forEachEvent(after:through:_:)``): an
+    /// auditor sees every initiation the log holds, even one a writer killed between its two
+    /// commits left unprojected, and all of them from the log when the projections are read as
+    /// empty (``UnreadableProjections/readAsEmpty``).
     /// - Complexity: O(log n + k + u) for the k initiations of every repository in the range (one
     ///   repository's are filtered from them: the index is keyed for appending, not by repository)
     ///   and the u events past the checkpoint (none, or a batch, but for a writer killed there).
     public func initiations(repository: RepositoryRef? = nil, since: Timestamp? = nil, until: Timestamp? = nil) throws -> [EventEnvelope] {
-        try read { snapshot in
-            let wanted = repository?.description
-            var found = try snapshot.initiationMarks(since: since, until: until).filter { wanted == nil || $0.repository.sameBytes(as: wanted!) }.map { mark in
+        let wanted = repository?.description
+        let (indexed, checkpoint, tail) = try read { snapshot in
+            let indexed = try snapshot.initiationMarks(since: since, until: until).filter { wanted == nil || $0.repository.sameBytes(as: wanted!) }.map { mark in
                 try snapshot.indexedEvent(at: mark.position)
             }
-            // Decision times never go back along the log, so these come after the index's in time too.
-            try snapshot.forEachUnprojectedEvent { envelope in
-                if case .uploadInitiated(let e) = envelope.event, since.map({ envelope.recordedAt >= $0 }) ?? true,
-                   until.map({ envelope.recordedAt < $0 }) ?? true,
-                   repository.map({ $0 == RepositoryRef(registryId: e.registryId, repositoryName: e.repositoryName) }) ?? true {
-                    found.append(envelope)
-                }
-                return true
-            }
-            return found
+            return (indexed, try snapshot.checkpoint(), try snapshot.lastPosition())
         }
+        var found = indexed
+        // Decision times never go back along the log, so these come after the index's in time too.
+        try forEachEvent(after: checkpoint, through: tail) { envelope in
+            if case .uploadInitiated(let e) = envelope.event, since.map({ envelope.recordedAt >= $0 }) ?? true,
+               until.map({ envelope.recordedAt < $0 }) ?? true,
+               repository.map({ $0 == RepositoryRef(registryId: e.registryId, repositoryName: e.repositoryName) }) ?? true {
+                found.append(envelope)
+            }
+            return true
+        }
+        return found
     }
 
     /// The position of the UploadInitiated of `uploadId`; `nil` when the log holds none.
     public func initiationPosition(of uploadId: String) throws -> UInt64? {
-        try read { snapshot in
-            if let session = try snapshot.session(uploadId) { return session.initiatedPosition }
-            var found: UInt64?
-            try snapshot.forEachUnprojectedEvent { envelope in
-                if case .uploadInitiated(let e) = envelope.event, e.uploadId == uploadId { found = envelope.position }
-                return found == nil
-            }
-            return found
+        let (projected, checkpoint, tail) = try read { snapshot in
+            (try snapshot.session(uploadId)?.initiatedPosition, try snapshot.checkpoint(), try snapshot.lastPosition())
+        }
+        if let projected { return projected }
+        var found: UInt64?
+        try forEachEvent(after: checkpoint, through: tail) { envelope in
+            if case .uploadInitiated(let e) = envelope.event, e.uploadId == uploadId { found = envelope.position }
+            return found == nil
+        }
+        return found
+    }
+
+    /// Hands `visit` each event after `from` up to `last`, in order, until it returns false: a
+    /// page per read snapshot, so that a long stretch (the whole log, for projections read as
+    /// empty) holds neither one read transaction open nor every event in memory. Events up to a
+    /// tail once read do not change, so the pages make one stretch of the log.
+    func forEachEvent(after from: UInt64, through last: UInt64, _ visit: (EventEnvelope) throws -> Bool) throws {
+        var position = from
+        while position < last {
+            let page = try read { try $0.events(after: position, limit: Int(min(256, last - position)), byteBudget: 1 << 20) }
+            guard let end = page.last else { return }
+            for envelope in page { guard try visit(envelope) else { return } }
+            position = end.position
         }
     }
 }
 
 extension StoreSnapshot {
-    /// Hands `visit` each event the log holds past the projections' checkpoint, in order, a page
-    /// at a time (bounded memory, however far behind), until it returns false. There are none but
-    /// for a writer between its log's commit and its projections', or killed there: the next
-    /// writer to open folds them in, and a reader that opens the store read-only sees them only here.
-    public func forEachUnprojectedEvent(_ visit: (EventEnvelope) throws -> Bool) throws {
-        var position = try checkpoint()
-        while true {
-            let page = try events(after: position, limit: 256, byteBudget: 1 << 20)
-            for envelope in page { guard try visit(envelope) else { return } }
-            guard let last = page.last else { return }
-            position = last.position
-        }
-    }
-
     /// The event an index names at `position`: the log must hold it, and it must decode.
     public func indexedEvent(at position: UInt64) throws -> EventEnvelope {
         guard position >= 1, let record = try eventRecords(from: position, count: 1).first else {

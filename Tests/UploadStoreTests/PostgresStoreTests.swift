@@ -229,6 +229,11 @@ struct PostgresStoreTests {
         #expect(try reader.merkleRoot().treeSize == 2)
         let figures = try reader.statistics()
         #expect(figures.logPosition == 2 && figures.checkpointLag == 0 && figures.repositories == 1 && figures.activeSessions == 1)
+        // A copy-store that did not finish is read by nothing: its log may stop short.
+        try admin.query("INSERT INTO projection_state (name, value) VALUES ('copy_store_unfinished', 1)")
+        let unfinished = #expect(throws: StoreError.self) { _ = try PostgresReader(url: asAuditor, unreadableProjections: .readAsEmpty) }
+        #expect(unfinished?.message.contains("did not finish") == true)
+        try admin.query("DELETE FROM projection_state WHERE name = 'copy_store_unfinished'")
         #expect(throws: (any Error).self, "the role may only read") { try PostgresConnection(url: asAuditor).execute("DELETE FROM projection_state") }
         try admin.query("UPDATE projection_state SET value = value + 1 WHERE name = 'version'")
         let error = #expect(throws: StoreError.self) { _ = try PostgresReader(url: asAuditor) }
@@ -237,6 +242,8 @@ struct PostgresStoreTests {
         let logReader = try PostgresReader(url: asAuditor, unreadableProjections: .readAsEmpty)
         #expect(try logReader.initiations().map(\.position) == [2])
         #expect(try logReader.read { try $0.checkpoint() } == 0 && logReader.read { try $0.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) } == nil)
+        let figures2 = try logReader.statistics()
+        #expect(figures2.checkpointLag == 2 && figures2.repositories == 0, "nothing of the other layout is counted")
     }
 
     @Test func theLog_refusesUpdateAndDelete_andVerifyCatchesARewrittenRecord() async throws {

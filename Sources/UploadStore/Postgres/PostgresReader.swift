@@ -33,6 +33,8 @@ public final class PostgresReader: SnapshotReading {
             case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
             case .pending(let pending): throw StoreError(.migration, MigrationError.pending(pending).description)
             }
+            // A copy that died part way may stop short of its source: nothing reads it as a store.
+            try PostgresLog.refuseUnfinishedCopy(connection)
             let version = try PostgresProjectionState.read(connection).version
             guard version == Projector.version else {
                 guard unreadable == .readAsEmpty else {
@@ -56,7 +58,8 @@ public final class PostgresReader: SnapshotReading {
     func statistics(counted: ProjectionCounts?, fresh: (ProjectionCounts) -> Void = { _ in }) throws -> StoreStatistics {
         try read { snapshot in
             let position = try snapshot.lastPosition()
-            let counts = try counted ?? {
+            // Projections read as empty hold nothing, whatever rows another layout left.
+            let counts = try counted ?? (projectionsReadAsEmpty ? (0, 0, 0) : {
                 let tables: [ProjectionTable] = [.activeUploads, .repositories, .images]
                 let rows = try (snapshot as! PostgresSnapshot).connection.query(
                     "SELECT count(*) FILTER (WHERE tbl = $1), count(*) FILTER (WHERE tbl = $2), count(*) FILTER (WHERE tbl = $3) FROM projection_entries WHERE tbl IN ($1, $2, $3)",
@@ -64,7 +67,7 @@ public final class PostgresReader: SnapshotReading {
                 let counted = (activeSessions: Int(try rows.int64(0, 0)), repositories: Int(try rows.int64(0, 1)), images: Int(try rows.int64(0, 2)))
                 fresh(counted)
                 return counted
-            }()
+            }())
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try snapshot.checkpoint()),
                 activeSessions: counts.activeSessions, repositories: counts.repositories, images: counts.images,

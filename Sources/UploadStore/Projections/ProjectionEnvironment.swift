@@ -42,6 +42,7 @@ struct ProjectionEnvironment: Sendable {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var configuration = Environment.Configuration()
         configuration.durable = false
+        configuration.mapSize = 1 << 20  // it never grows: no need to reserve the default's address space
         return try ProjectionEnvironment(directory: directory, configuration: configuration)
     }
 
