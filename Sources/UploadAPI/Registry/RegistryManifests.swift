@@ -106,10 +106,13 @@ extension RegistryFrontEnd {
     static let tagPageLimit = 1000
 
     /// `GET …/referrers/<digest>[?artifactType=]`: an image index of the manifests whose
-    /// `subject` is `digest` (empty when there are none).
+    /// `subject` is `digest` (empty when there are none), ``referrersPageLimit`` of them at a time
+    /// in digest order, with a `Link` to the next page (`last=`, the page's last digest).
     func referrers(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Response {
         guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
         let filter = call.first("artifactType")
+        let last = call.first("last")
+        if let last, !Validation.isRegistryDigest(last) { throw RegistryError(.digestInvalid, "last: '\(last)' is not a sha256 or sha512 digest") }
         let service = self.service
         _ = try service.read { try Decider.existingRepository(ref.registryId, ref.repositoryName, state: $0, settings: service.settings) }
         // The referrers index names them; their manifests are read a page per read snapshot (no
@@ -117,8 +120,9 @@ extension RegistryFrontEnd {
         // few lists at a time (a burst is refused with TOOMANYREQUESTS), so that anonymous pulls of
         // a much-referred subject take neither the cooperative pool nor NIO's thread pool, which
         // every blob's file work runs on.
-        let scan = { @Sendable () throws -> [JSONValue] in
-            let referrers = try service.read { try $0.referrers(of: digest, in: ref) }
+        let scan = { @Sendable () throws -> (found: [JSONValue], more: String?) in
+            let after = try service.read { try $0.referrers(of: digest, in: ref) }.filter { last == nil || last!.utf8.lexicographicallyPrecedes($0.utf8) }
+            let referrers = Array(after.prefix(Self.referrersPageLimit))
             var found: [JSONValue] = []
             for start in stride(from: 0, to: referrers.count, by: Self.referrersPageImages) {
                 let names = referrers[start..<min(start + Self.referrersPageImages, referrers.count)]
@@ -136,14 +140,19 @@ extension RegistryFrontEnd {
                     ]))
                 }
             }
-            return found
+            return (found, after.count > referrers.count ? referrers.last : nil)
         }
-        let descriptors: [JSONValue]
-        do { descriptors = try await Self.referrersThread.run(scan) } catch is ECRPublicService.AdmittingThread.Busy {
+        let (descriptors, more): ([JSONValue], String?)
+        do { (descriptors, more) = try await Self.referrersThread.run(scan) } catch is ECRPublicService.AdmittingThread.Busy {
             throw RegistryError(.tooManyRequests, "too many referrers lists are being read at once; try again in a moment")
         }
         var headers: HTTPFields = [:]
         if filter != nil { headers[Self.filtersAppliedHeader] = "artifactType" }
+        if let more {
+            // The filter goes on in the next page's query, its '+' and '/' escaped (a '+' would read as a space).
+            let type = filter.flatMap { $0.addingPercentEncoding(withAllowedCharacters: Self.queryValueCharacters) }.map { "&artifactType=\($0)" } ?? ""
+            headers[Self.linkHeader] = "</v2/\(ref.repositoryName)/referrers/\(digest)?last=\(more)\(type)>; rel=\"next\""
+        }
         let index: JSONValue = .object([
             ("schemaVersion", .int(2)), ("mediaType", .string(Self.imageIndexType)), ("manifests", .array(descriptors)),
         ])
@@ -152,6 +161,10 @@ extension RegistryFrontEnd {
 
     /// Referrers' manifests read per snapshot: at 4 MiB a manifest, 64 MiB at most.
     static let referrersPageImages = 16
+    /// The most referrers one answer lists, so that one request reads a bounded number of manifests.
+    static let referrersPageLimit = 1000
+    /// What a query value keeps unescaped: RFC 3986's unreserved characters.
+    static let queryValueCharacters = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
     /// Where referrers are looked for; past 16 lists waiting or being read, one is refused.
     static let referrersThread = ECRPublicService.AdmittingThread(limit: 16)
