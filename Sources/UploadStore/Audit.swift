@@ -106,24 +106,25 @@ extension SnapshotReading {
 extension SnapshotReading {
     /// Every UploadInitiated recorded in `since ..< until` (either bound optional), optionally in
     /// one repository, in time order, read through the time index rather than a scan of the log,
-    /// then from the log past the projections' checkpoint (``forEachEvent(after:through:_:)``): an
+    /// then from the log past the projections' checkpoint, a page per snapshot: an
     /// auditor sees every initiation the log holds, even one a writer killed between its two
     /// commits left unprojected, and all of them from the log when the projections are read as
     /// empty (``UnreadableProjections/readAsEmpty``).
     /// - Complexity: O(log n + k + u) for the k initiations of every repository in the range (one
     ///   repository's are filtered from them: the index is keyed for appending, not by repository)
-    ///   and the u events past the checkpoint (none, or a batch, but for a writer killed there).
+    ///   and the u events past the checkpoint: none, or a batch, but for a writer killed there; the
+    ///   whole log for projections read as empty.
     public func initiations(repository: RepositoryRef? = nil, since: Timestamp? = nil, until: Timestamp? = nil) throws -> [EventEnvelope] {
         let wanted = repository?.description
-        let (indexed, checkpoint, tail) = try read { snapshot in
+        let (indexed, stretch) = try read { snapshot in
             let indexed = try snapshot.initiationMarks(since: since, until: until).filter { wanted == nil || $0.repository.sameBytes(as: wanted!) }.map { mark in
                 try snapshot.indexedEvent(at: mark.position)
             }
-            return (indexed, try snapshot.checkpoint(), try snapshot.lastPosition())
+            return (indexed, try LogStretch(pastTheProjectionsOf: snapshot))
         }
         var found = indexed
         // Decision times never go back along the log, so these come after the index's in time too.
-        try forEachEvent(after: checkpoint, through: tail) { envelope in
+        try forEachEvent(in: stretch) { envelope in
             if case .uploadInitiated(let e) = envelope.event, since.map({ envelope.recordedAt >= $0 }) ?? true,
                until.map({ envelope.recordedAt < $0 }) ?? true,
                repository.map({ $0 == RepositoryRef(registryId: e.registryId, repositoryName: e.repositoryName) }) ?? true {
@@ -136,31 +137,55 @@ extension SnapshotReading {
 
     /// The position of the UploadInitiated of `uploadId`; `nil` when the log holds none.
     public func initiationPosition(of uploadId: String) throws -> UInt64? {
-        let (projected, checkpoint, tail) = try read { snapshot in
-            (try snapshot.session(uploadId)?.initiatedPosition, try snapshot.checkpoint(), try snapshot.lastPosition())
-        }
+        let (projected, stretch) = try read { snapshot in (try snapshot.session(uploadId)?.initiatedPosition, try LogStretch(pastTheProjectionsOf: snapshot)) }
         if let projected { return projected }
         var found: UInt64?
-        try forEachEvent(after: checkpoint, through: tail) { envelope in
+        try forEachEvent(in: stretch) { envelope in
             if case .uploadInitiated(let e) = envelope.event, e.uploadId == uploadId { found = envelope.position }
             return found == nil
         }
         return found
     }
 
-    /// Hands `visit` each event after `from` up to `last`, in order, until it returns false: a
-    /// page per read snapshot, so that a long stretch (the whole log, for projections read as
-    /// empty) holds neither one read transaction open nor every event in memory. Events up to a
-    /// tail once read do not change, so the pages make one stretch of the log.
-    func forEachEvent(after from: UInt64, through last: UInt64, _ visit: (EventEnvelope) throws -> Bool) throws {
-        var position = from
-        while position < last {
-            let page = try read { try $0.events(after: position, limit: Int(min(256, last - position)), byteBudget: 1 << 20) }
-            guard let end = page.last else { return }
+    /// Hands `visit` each event of `stretch`, in order, until it returns false: a page per read
+    /// snapshot, so that a long stretch (the whole log, for projections read as empty) holds
+    /// neither one read transaction open nor every event in memory. Each page's snapshot must
+    /// still hold the stretch's last event: a log taken back meanwhile (a PostgreSQL failover that
+    /// lost commits) would otherwise cut the stretch short, or mix two histories.
+    /// - Throws: ``StoreError`` `.io` when the log changed under the read (read again).
+    func forEachEvent(in stretch: LogStretch, _ visit: (EventEnvelope) throws -> Bool) throws {
+        var position = stretch.after
+        while position < stretch.last {
+            let page = try read { snapshot in
+                try stretch.check(snapshot)
+                return try snapshot.events(after: position, limit: Int(min(256, stretch.last - position)), byteBudget: 1 << 20)
+            }
+            guard let end = page.last else { throw LogStretch.changed }
             for envelope in page { guard try visit(envelope) else { return } }
             position = end.position
         }
     }
+}
+
+/// The events a read found past the projections' checkpoint, up to the log's tail then, with the
+/// leaf of that tail: what later snapshots check they still hold.
+struct LogStretch {
+    let after: UInt64
+    let last: UInt64
+    let lastLeaf: [UInt8]?
+
+    init(pastTheProjectionsOf snapshot: any StoreSnapshot) throws {
+        after = try snapshot.checkpoint()
+        last = try snapshot.lastPosition()
+        lastLeaf = last > after ? try snapshot.merkleNode(level: 0, index: last - 1) : nil
+    }
+
+    func check(_ snapshot: any StoreSnapshot) throws {
+        guard let lastLeaf else { return }
+        guard try snapshot.lastPosition() >= last, try snapshot.merkleNode(level: 0, index: last - 1) == lastLeaf else { throw Self.changed }
+    }
+
+    static let changed = StoreError(.io, "the log changed while it was read (a failover that lost commits, or a restore): read again")
 }
 
 extension StoreSnapshot {

@@ -145,15 +145,18 @@ class RoundRobinProxy:
                 return
             port = self.ports[self.next % len(self.ports)]
             self.next += 1
+            upstream = None
             try:
                 upstream = socket.create_connection(("127.0.0.1", port))
+                # Each chunk goes on at once, as a load balancer forwards it: with Nagle's algorithm
+                # a request's body would wait for the ACK of its headers, which the node delays 40 ms.
+                for sock in (client, upstream):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
-                client.close()
+                for sock in (client, upstream):
+                    if sock is not None:
+                        sock.close()
                 continue
-            # Each chunk goes on at once, as a load balancer forwards it: with Nagle's algorithm a
-            # request's body would wait for the ACK of its headers, which the node delays 40 ms.
-            for sock in (client, upstream):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             done = threading.Semaphore(0)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b, done), daemon=True).start()

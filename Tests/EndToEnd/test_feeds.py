@@ -120,6 +120,7 @@ def test_each_line_carries_its_leaf_and_a_cursor_whose_event_the_log_no_longer_h
     assert json.loads(proof.stdout)["leafHash"] == line["leafHash"]
 
     assert get_json_lines(server, f"/events?after={end}&leafHash={line['leafHash']}") == []
+    assert get_json_lines(server, f"/events?after={end - 1}&leafHash=") == [line], "an empty leafHash is none"
     follower = Follower(server, after=end, query=f"&leafHash={line['leafHash'].upper()}")
     later = ecr.initiate_layer_upload(repositoryName=repo)
     assert follower.next()["data"]["uploadId"] == later["uploadId"]
