@@ -3,6 +3,13 @@ import LMDBKit
 import UploadCore
 import UploadMigrations
 
+extension StoreError {
+    /// A reader's refusal of projections whose layout (`nil`: none yet) is not this binary's.
+    static func projections(ofLayout version: UInt32?) -> StoreError {
+        StoreError(.migration, "the projections are of layout \(version.map(String.init) ?? "none"), not this binary's \(Projector.version): open the store for writing with this binary (migrate, serve) to rebuild them, or read it with the binary that serves it")
+    }
+}
+
 /// What a reader does with a store whose projections cannot be read as this binary lays them out:
 /// never built, maybe torn by a machine's crash, or of another layout (a store another binary serves).
 public enum UnreadableProjections: Sendable {
@@ -10,7 +17,7 @@ public enum UnreadableProjections: Sendable {
     case refuse
     /// Read them as empty at position 0, so that every event counts as not yet projected: what a
     /// reader of the log alone wants (`events`, the audit commands, which read the log past the
-    /// projections' checkpoint).
+    /// projections' checkpoint, and `copy-store`'s source).
     case readAsEmpty
 }
 
@@ -45,9 +52,7 @@ public struct ReadOnlyStore: Sendable {
                 throw StoreError(.migration, "the store's projections have never been built: open it for writing (serve, migrate) first")
             }
             let version = try projections.environment.read { try ProjectionCheckpoint.read($0, projections.schema).version }
-            guard version == Projector.version else {
-                throw StoreError(.migration, "the projections are of layout \(version.map(String.init) ?? "none"), not this binary's \(Projector.version): open the store for writing with this binary (migrate, serve) to rebuild them, or read it with the binary that serves it")
-            }
+            guard version == Projector.version else { throw StoreError.projections(ofLayout: version) }
             self.projections = projections
         } catch {
             guard unreadable == .readAsEmpty else { throw error }

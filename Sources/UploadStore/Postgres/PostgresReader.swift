@@ -5,7 +5,7 @@ import UploadCore
 import UploadMigrations
 
 /// Read snapshots of a PostgreSQL store, and nothing else: what ``PostgresStore`` reads through,
-/// and what auditors' and operators' tools open on their own (``StoreBackends/openForReading(directory:databaseURL:)``),
+/// and what auditors' and operators' tools open on their own (``StoreBackends/openForReading(directory:databaseURL:unreadableProjections:)``),
 /// with no writer, no listener, no migration and no rebuild. Each read takes a pooled connection
 /// and one `REPEATABLE READ READ ONLY` snapshot, so it sees every committed write of every node.
 public final class PostgresReader: SnapshotReading {
@@ -37,9 +37,7 @@ public final class PostgresReader: SnapshotReading {
             try PostgresLog.refuseUnfinishedCopy(connection)
             let version = try PostgresProjectionState.read(connection).version
             guard version == Projector.version else {
-                guard unreadable == .readAsEmpty else {
-                    throw StoreError(.migration, "the projections are of layout \(version.map(String.init) ?? "none"), not this binary's \(Projector.version): open the store for writing with this binary (migrate, serve) to rebuild them, or read it with the binary that serves it")
-                }
+                guard unreadable == .readAsEmpty else { throw StoreError.projections(ofLayout: version) }
                 return true
             }
             return false

@@ -27,7 +27,8 @@ public enum StoreBackends {
 
     /// Opens the store for reading only: never migrating it, rebuilding its projections, counting
     /// as its writer or waiting for its write lock, so it is safe on a store others serve, and
-    /// with credentials that may only read. What the audit commands and `events` use.
+    /// with credentials that may only read. What the audit commands, `events` and `copy-store`'s
+    /// source use.
     public static func openForReading(
         directory: String, databaseURL: String?, unreadableProjections unreadable: UnreadableProjections = .refuse
     ) throws -> any SnapshotReading {
