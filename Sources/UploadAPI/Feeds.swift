@@ -71,9 +71,9 @@ extension ECRPublicService {
     ///   finds another event there is not read (``FeedTakenBack``).
     /// - Returns: the bytes, and the position and leaf of the last event in them (`position` and
     ///   `sent` when none).
-    func feedSlice(after position: UInt64, sent: [UInt8]? = nil, limit: Int) async throws -> (ByteBuffer, last: UInt64, leaf: [UInt8]?) {
+    func feedSlice(after position: UInt64, sent: [UInt8]? = nil, limit: Int) async throws -> FeedSlice {
         let store = self.store
-        return try await Self.feedPool.runIfActive { () throws -> (ByteBuffer, last: UInt64, leaf: [UInt8]?) in
+        return try await Self.feedPool.runIfActive { () throws -> FeedSlice in
             let (events, leaves) = try store.read { snapshot throws -> ([EventEnvelope], [[UInt8]]) in
                 let events = try snapshot.events(after: position, limit: limit, byteBudget: Self.sliceBytes)
                 // The leaf at `position` too, when this feed sent it, read in the same snapshot:
@@ -93,7 +93,28 @@ extension ECRPublicService {
                 buffer.writeBytes(envelope.json(adding: [("leafHash", .string(Hex.encode(leaf)))]).utf8)
                 buffer.writeInteger(UInt8(ascii: "\n"))
             }
-            return (buffer, events.last?.position ?? position, leaves.last ?? sent)
+            return FeedSlice(lines: buffer, last: events.last?.position ?? position, leaf: leaves.last ?? sent)
+        }
+    }
+
+    /// A slice of a feed: its lines, and the position and leaf of its last event (the position it
+    /// was read after, and the leaf sent there, when it holds none).
+    struct FeedSlice: Sendable {
+        var lines: ByteBuffer
+        var last: UInt64
+        var leaf: [UInt8]?
+    }
+
+    /// A feed's first slice, read before its answer starts, so that a cursor the log does not hold
+    /// and a store failure are AWS-shaped errors rather than an empty or cut-off body. The cursor is
+    /// checked (``checkCursor(after:leafHash:in:)``), then its leaf again in the slice's own
+    /// snapshot, so that a failover between the two reads is refused too.
+    func openingSlice(after: UInt64, leafHash: String?, limit: Int) async throws -> FeedSlice {
+        try store.read { try Self.checkCursor(after: after, leafHash: leafHash, in: $0) }
+        do {
+            return try await feedSlice(after: after, sent: leafHash.flatMap(Hex.decode), limit: limit)
+        } catch is FeedTakenBack {
+            throw Self.takenBack(after)
         }
     }
 
@@ -125,7 +146,7 @@ extension ECRPublicService {
 
     func addFeedRoutes(to router: Router<APIRequestContext>) {
         router.get("/events") { request, context in await self.authenticated(request, context) { try await self.eventsPage(request) } }
-        router.get("/events/stream") { request, context in await self.authenticated(request, context) { try self.eventStream(request) } }
+        router.get("/events/stream") { request, context in await self.authenticated(request, context) { try await self.eventStream(request) } }
         router.get("/projections/sessions/:uploadId") { request, context in
             await self.authenticated(request, context) { try self.sessionProjection(context.parameters.require("uploadId")) }
         }
@@ -143,28 +164,17 @@ extension ECRPublicService {
     func eventsPage(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let limit = Int(min(try Self.query(request, "limit") ?? 1000, UInt64(Self.pageLimit)))
-        let given = Self.text(request, "leafHash")
-        if let given { try store.read { try Self.checkCursor(after: after, leafHash: given, in: $0) } }
-        // The first slice is read before the answer starts, so that a store failure is still an
-        // AWS-shaped error rather than a cut-off body; it checks the consumer's leaf again in its
-        // own snapshot, so that a failover between the two reads is refused too.
-        let first: (slice: ByteBuffer, last: UInt64, leaf: [UInt8]?)
-        do {
-            first = try await feedSlice(after: after, sent: given.flatMap(Hex.decode), limit: min(limit, Self.sliceEvents))
-        } catch is FeedTakenBack {
-            throw Self.takenBack(after)
-        }
-        let (firstLast, firstLeaf) = (first.last, first.leaf)
+        let first = try await openingSlice(after: after, leafHash: Self.text(request, "leafHash"), limit: min(limit, Self.sliceEvents))
         let body = ResponseBody { writer in
-            try await Self.write(first.slice, to: &writer)
-            var (position, leaf) = (firstLast, firstLeaf)
-            var remaining = limit - Int(firstLast - after)
+            try await Self.write(first.lines, to: &writer)
+            var (position, leaf) = (first.last, first.leaf)
+            var remaining = limit - Int(first.last - after)
             // An empty first slice is the end of the log; a short one may just be its end so far.
-            while remaining > 0, firstLast != after {
-                let next: (slice: ByteBuffer, last: UInt64, leaf: [UInt8]?)
+            while remaining > 0, first.last != after {
+                let next: FeedSlice
                 do { next = try await self.feedSlice(after: position, sent: leaf, limit: min(remaining, Self.sliceEvents)) } catch is FeedTakenBack { break }
                 guard next.last != position else { break }
-                try await Self.write(next.slice, to: &writer)
+                try await Self.write(next.lines, to: &writer)
                 remaining -= Int(next.last - position)
                 (position, leaf) = (next.last, next.leaf)
             }
@@ -181,7 +191,7 @@ extension ECRPublicService {
     /// While the log is quiet, an empty line is sent every `heartbeat` seconds (30 unless the
     /// query says; 0 sends none), so that proxies keep the stream open and a reader that is gone
     /// is noticed without waiting for the next event. Consumers skip empty lines.
-    func eventStream(_ request: Request) throws -> Response {
+    func eventStream(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let heartbeat = try Self.query(request, "heartbeat") ?? Self.defaultHeartbeatSeconds
         guard heartbeat <= Self.longestHeartbeatSeconds else {
@@ -191,18 +201,18 @@ extension ECRPublicService {
         let store = self.store
         // A position past the log's end, or an event other than the one the consumer read there,
         // means the log was taken back (a failover, a restore): it must read again from one it holds.
-        let given = Self.text(request, "leafHash")
-        try store.read { try Self.checkCursor(after: after, leafHash: given, in: $0) }
+        let first = try await openingSlice(after: after, leafHash: Self.text(request, "leafHash"), limit: Self.sliceEvents)
         let body = ResponseBody { writer in
             try await withGracefulShutdownHandler {
-                var (position, leaf) = (after, given.flatMap(Hex.decode))
+                try await Self.write(first.lines, to: &writer)
+                var (position, leaf) = (first.last, first.leaf)
                 var lastWritten = ContinuousClock.now
                 while !store.followersStopped {  // checked per slice, so catching up stops on shutdown too
-                    let slice: ByteBuffer, last: UInt64, lastLeaf: [UInt8]?
+                    let slice: FeedSlice
                     // The log no longer holds what this stream sent: it ends, and the consumer's
                     // reconnection with its cursor is refused.
-                    do { (slice, last, lastLeaf) = try await self.feedSlice(after: position, sent: leaf, limit: Self.sliceEvents) } catch is FeedTakenBack { break }
-                    if last == position {
+                    do { slice = try await self.feedSlice(after: position, sent: leaf, limit: Self.sliceEvents) } catch is FeedTakenBack { break }
+                    if slice.last == position {
                         // The log was taken back below what this consumer read (a failover that
                         // lost commits): the stream ends, and its reconnection is refused above.
                         if try await Self.feedPool.runIfActive({ try store.read { try $0.lastPosition() } }) < position { break }
@@ -214,9 +224,9 @@ extension ECRPublicService {
                         if await !store.waitForEvents(after: position) { break }
                         continue
                     }
-                    try await Self.write(slice, to: &writer)  // waits while the client is not reading
+                    try await Self.write(slice.lines, to: &writer)  // waits while the client is not reading
                     lastWritten = .now
-                    (position, leaf) = (last, lastLeaf)
+                    (position, leaf) = (slice.last, slice.leaf)
                 }
             } onGracefulShutdown: {
                 store.stopFollowers()

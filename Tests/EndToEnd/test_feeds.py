@@ -97,10 +97,11 @@ def test_a_stream_from_past_the_logs_end_is_refused(server, ecr, repo):
     losing commits) is told so, rather than left waiting for positions other events will take."""
     ecr.initiate_layer_upload(repositoryName=repo)
     end = tail(server)
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        get(server, f"/events/stream?after={end + 5}")
-    assert refused.value.code == 400 and refused.value.headers["x-amzn-ErrorType"] == "InvalidParameterException"
-    assert f"past the log's last position {end}" in json.loads(refused.value.read())["message"]
+    for feed in ("/events", "/events/stream"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            get(server, f"{feed}?after={end + 5}")
+        assert refused.value.code == 400 and refused.value.headers["x-amzn-ErrorType"] == "InvalidParameterException"
+        assert f"past the log's last position {end}" in json.loads(refused.value.read())["message"]
     follower = Follower(server, after=end)  # from the end itself: waits for the next event
     answer = ecr.initiate_layer_upload(repositoryName=repo)
     assert follower.next()["data"]["uploadId"] == answer["uploadId"]

@@ -84,21 +84,43 @@ struct HardeningDispatchTests {
         }
     }
 
-    @Test func feedQueries_outOfRange_areA400_andTheLargestPositionIsEmpty() async throws {
+    @Test func feedQueries_outOfRangeOrPastTheTail_areA400_andTheTailIsEmpty() async throws {
         try await withAPI { client, _, _ in
             _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
-            for path in ["/events?after=18446744073709551615", "/events?after=18446744073709551614&limit=5"] {
-                try await client.execute(uri: path, method: .get) { response in
-                    #expect(response.status == .ok, "\(path)")
-                    #expect(response.body.readableBytes == 0)
-                }
+            try await client.execute(uri: "/events?after=1&limit=5", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.body.readableBytes == 0)
             }
-            for path in ["/events?after=-1", "/events?after=abc", "/events?limit=18446744073709551616", "/events/stream?after=-1"] {
+            // Past the tail: the log does not hold what such a consumer read (a restore, a failover
+            // that lost commits), with or without its leaf, and the largest position does not overflow.
+            for path in ["/events?after=2", "/events?after=18446744073709551615", "/events?after=18446744073709551614&limit=5",
+                         "/events?after=-1", "/events?after=abc", "/events?limit=18446744073709551616", "/events/stream?after=-1"] {
                 try await client.execute(uri: path, method: .get) { response in
                     #expect(response.status == .badRequest, "\(path)")
                     #expect(response.headers[DispatchTests.errorType] == "InvalidParameterException", "\(path)")
                 }
             }
+        }
+    }
+
+    /// Between two slices of a page or a stream, a failover may take the log back and other events
+    /// fill it past the feed's position: the next slice finds another leaf where the feed's last
+    /// event was, and the feed ends rather than go on over the other history.
+    @Test func aFeedSlice_whoseLastSentEventTheLogNoLongerHolds_isTakenBack() async throws {
+        try await withAPI { client, store, service in
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/other"}"#)
+            let first = try await service.feedSlice(after: 0, limit: 1)
+            #expect(first.last == 1)
+            let sent = try #require(first.leaf)
+            #expect(sent == (try store.read { try $0.merkleNode(level: 0, index: 0) }))
+            #expect(try await service.feedSlice(after: 1, sent: sent, limit: 5).last == 2)
+            var other = sent
+            other[0] ^= 1
+            await #expect(throws: ECRPublicService.FeedTakenBack.self) { try await service.feedSlice(after: 1, sent: other, limit: 5) }
+            // At the tail too, where the slice holds no event.
+            await #expect(throws: ECRPublicService.FeedTakenBack.self) { try await service.feedSlice(after: 2, sent: other, limit: 5) }
+            #expect(try await service.feedSlice(after: 2, limit: 5).last == 2)
         }
     }
 
