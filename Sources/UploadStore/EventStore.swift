@@ -113,6 +113,9 @@ public protocol StoreSnapshot: ProjectionState {
     func images(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord]
     /// Up to `limit` tags of the repository that sort after `tag`, in tag order.
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)]
+    /// Up to `limit` of the repository's images whose manifests name `subject`, with digests that
+    /// sort after `referrer`, in digest order: the referrers index a page at a time.
+    func referrers(of subject: String, in ref: RepositoryRef, after referrer: String?, limit: Int) throws -> [String]
     /// The position of every UploadInitiated recorded in `since ..< until` (either bound
     /// optional), in time order, with its repository (`registryId/name`): the auditors' index.
     func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)]

@@ -66,6 +66,10 @@ public struct StoreReader: StoreSnapshot {
         try page(.imageTags, prefix: ProjectionKey.repositoryPrefix(ref), after: tag, limit: limit).map { ($0.name, try TagRecord(decoding: $0.value)) }
     }
 
+    public func referrers(of subject: String, in ref: RepositoryRef, after referrer: String?, limit: Int) throws -> [String] {
+        try page(.referrers, prefix: ProjectionKey.scoped(ref, ProjectionKey.referrerItem(subject, "")), after: referrer, limit: limit).map(\.name)
+    }
+
     public func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)] {
         var entries: [(key: [UInt8], value: [UInt8])] = []
         let start = since.map { ProjectionKey.timeAndPosition($0, 0) } ?? []

@@ -62,7 +62,13 @@ struct StoreConformanceTests {
             return try PutImage(repositoryName: "solo", imageManifest: artifact)
         }
         _ = try await submit(referrers.map { .putImage($0) })
-        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: solo) } == referrers.map(\.imageDigest).sorted())
+        let both = referrers.map(\.imageDigest).sorted()
+        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: solo) } == both)
+        // A page at a time: after a digest, up to a limit, none of another subject's.
+        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: solo, after: nil, limit: 1) } == [both[0]])
+        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: solo, after: both[0], limit: 5) } == [both[1]])
+        #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: solo, after: both[1], limit: 5) } == [])
+        #expect(try store.read { try $0.referrers(of: layer, in: solo, after: nil, limit: 5) } == [])
         _ = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "solo", imageIds: [ImageIdentifier(imageDigest: referrers[1].imageDigest)]))])
         #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: solo) } == [referrers[0].imageDigest])
         let arn = "arn:aws:ecr-public::\(testRegistryId):repository/solo"

@@ -121,8 +121,8 @@ extension RegistryFrontEnd {
         // a much-referred subject take neither the cooperative pool nor NIO's thread pool, which
         // every blob's file work runs on.
         let scan = { @Sendable () throws -> (found: [JSONValue], more: String?) in
-            let after = try service.read { try $0.referrers(of: digest, in: ref) }.filter { last == nil || last!.utf8.lexicographicallyPrecedes($0.utf8) }
-            let referrers = Array(after.prefix(Self.referrersPageLimit))
+            let listed = try service.read { try $0.referrers(of: digest, in: ref, after: last, limit: Self.referrersPageLimit + 1) }
+            let referrers = Array(listed.prefix(Self.referrersPageLimit))
             var found: [JSONValue] = []
             for start in stride(from: 0, to: referrers.count, by: Self.referrersPageImages) {
                 let names = referrers[start..<min(start + Self.referrersPageImages, referrers.count)]
@@ -140,7 +140,7 @@ extension RegistryFrontEnd {
                     ]))
                 }
             }
-            return (found, after.count > referrers.count ? referrers.last : nil)
+            return (found, listed.count > referrers.count ? referrers.last : nil)
         }
         let (descriptors, more): ([JSONValue], String?)
         do { (descriptors, more) = try await Self.referrersThread.run(scan) } catch is ECRPublicService.AdmittingThread.Busy {

@@ -48,6 +48,11 @@ struct PostgresSnapshot: StoreSnapshot {
         }
     }
 
+    func referrers(of subject: String, in ref: RepositoryRef, after referrer: String?, limit: Int) throws -> [String] {
+        let prefix = ProjectionKey.scoped(ref, ProjectionKey.referrerItem(subject, ""))
+        return try page(.referrers, prefix: prefix, after: referrer, limit: limit).map { String(decoding: $0.key.dropFirst(prefix.count), as: UTF8.self) }
+    }
+
     func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)] {
         guard !projectionsReadAsEmpty else { return [] }
         var entries: [(key: [UInt8], value: [UInt8])] = []
