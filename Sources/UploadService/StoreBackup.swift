@@ -12,8 +12,8 @@ import UploadStore
 ///    staging became its blob), is aborted, or expires (the name is removed, not the bytes).
 /// 2. The store's environments are copied, compacted, from read snapshots while writers go on
 ///    (``ReadOnlyStore/copy(to:)``): the log's tail then is the backup's position.
-/// 3. The copy is opened once, as a store, so that its projections catch up to that position; it
-///    names the active uploads (with the bytes the log records for each) and the blobs it serves.
+/// 3. The copy is opened once, as a store, so that its projections catch up to that position (or
+///    are rebuilt from the log, when the live ones could not be read); it names the active uploads (with the bytes the log records for each) and the blobs it serves.
 /// 4. Blobs are immutable, so each is hard-linked (copied when the backup is on another file
 ///    system). Staging files change, and a link would let the restored server's start-up cut the
 ///    live file, so the recorded bytes of each are copied: from the file under its name now (which
@@ -48,7 +48,10 @@ public enum StoreBackup {
         dataDirectory: String, to destination: String, settings: DecisionSettings, allowMissingBlobs: Bool = false,
         attempts: Int = 3, afterSnapshot: () async -> Void = {}, logger: Logger
     ) async throws -> Report {
-        let live = try ReadOnlyStore(directory: dataDirectory)
+        // Projections it cannot read (another layout during an upgrade, torn by a crash) are
+        // copied as none: opening the copy rebuilds them from the log (step 3), and the live
+        // store is left as it is.
+        let live = try ReadOnlyStore(directory: dataDirectory, unreadableProjections: .readAsEmpty)
         let source = BlobStore(existing: dataDirectory)
         for attempt in 1...max(1, attempts) {
             // Private from the start: the files it receives keep the modes they have (blobs are

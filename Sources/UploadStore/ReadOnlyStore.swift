@@ -13,11 +13,11 @@ extension StoreError {
 /// What a reader does with a store whose projections cannot be read as this binary lays them out:
 /// never built, maybe torn by a machine's crash, or of another layout (a store another binary serves).
 public enum UnreadableProjections: Sendable {
-    /// Refuse to open: the reader needs them (`stats`, `backup`).
+    /// Refuse to open: the reader needs them (`stats`).
     case refuse
     /// Read them as empty at position 0, so that every event counts as not yet projected: what a
     /// reader of the log alone wants (`events`, the audit commands, which read the log past the
-    /// projections' checkpoint, and `copy-store`'s source).
+    /// projections' checkpoint, and `copy-store`'s source), and `backup`, whose copy rebuilds them.
     case readAsEmpty
 }
 
