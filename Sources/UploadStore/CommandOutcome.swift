@@ -21,9 +21,12 @@ public struct CommandOutcome: Sendable {
     /// not used within the window.
     /// - Throws: `IdempotentParameterMismatchException` when another call used the id: the
     ///   caller's command must write nothing, and must not be answered with the other call's result.
+    /// - Parameter state: the projections at the log's tail, which answer again what the events do not
+    ///   hold (``Decider/answeredAgain(_:recorded:state:settings:)``).
     static func recorded(
         _ command: Command, _ metadata: RequestMetadata, run: InvocationWindow.Run?,
-        events read: (_ first: UInt64, _ count: UInt64) throws -> [EventEnvelope]
+        events read: (_ first: UInt64, _ count: UInt64) throws -> [EventEnvelope],
+        state: some ProjectionState, settings: DecisionSettings
     ) throws -> CommandOutcome? {
         guard let invocationId = metadata.invocationId, let run else { return nil }
         let events = try read(run.first, run.count)
@@ -37,6 +40,7 @@ public struct CommandOutcome: Sendable {
                 .idempotentParameterMismatch,
                 "The amz-sdk-invocation-id '\(invocationId)' was already used by a different request; a retry must repeat the same operation and body with the same credentials")
         }
-        return CommandOutcome(events: events, decision: Decision(events.map(\.event)), isRetry: true)
+        let decision = Decider.answeredAgain(command, recorded: events.map(\.event), state: state, settings: settings)
+        return CommandOutcome(events: events, decision: decision, isRetry: true)
     }
 }

@@ -94,7 +94,8 @@ struct WritePath {
             // A retry of an SDK call recorded within the window is answered with what it recorded.
             if let id = pending.metadata.invocationId {
                 let run = marks.run(for: id, tail: position, now: now) ?? invocations.run(for: id, tail: position, now: now)
-                if let recorded = try CommandOutcome.recorded(pending.command, pending.metadata, run: run, events: txn.events) {
+                if let recorded = try CommandOutcome.recorded(
+                    pending.command, pending.metadata, run: run, events: txn.events, state: txn.tables, settings: settings) {
                     return .success(recorded)
                 }
             }

@@ -70,6 +70,33 @@ struct HardeningDispatchTests {
         }
     }
 
+    /// A BatchDeleteImage's ids and refusals are not events: its retry is answered with what the
+    /// first attempt deleted, read back from the events, and its refusals decided again.
+    @Test func anExactRetryOfBatchDeleteImage_isAnsweredWithTheFirstAttemptsIdsAndFailures() async throws {
+        try await withAPI { client, store, _ in
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            var digests: [String] = []
+            for (tag, note) in [("a", "1"), ("b", "2"), ("b2", "2")] {
+                let index = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[],\"annotations\":{\"n\":\"\#(note)\"}}"#
+                let pushed = try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(index)", "imageTag": "\#(tag)"}"#)
+                let image = try #require(pushed.body["image"] as? [String: Any])
+                digests.append(try #require((image["imageId"] as? [String: Any])?["imageDigest"] as? String))
+            }
+            let delete = #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "a"}, {"imageTag": "missing"}, {"imageDigest": "\#(digests[1])"}, {"imageTag": "b2", "imageDigest": "\#(digests[0])"}]}"#
+            let id: HTTPFields = [Self.invocation: "0f9e8d7c-batch-delete"]
+            let first = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", delete, headers: id)
+            let written = try store.read { try $0.lastPosition() }
+            let ids = try #require(first.body["imageIds"] as? [[String: Any]])
+            let failures = try #require(first.body["failures"] as? [[String: Any]])
+            #expect(ids.map { $0["imageDigest"] as? String } == [digests[0], digests[1]])
+            #expect(failures.map { $0["failureCode"] as? String } == ["ImageNotFound", "ImageNotFound"])
+            let retry = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", delete, headers: id)
+            #expect(retry.status == .ok)
+            #expect(NSDictionary(dictionary: retry.body).isEqual(to: first.body), "\(retry.body) against \(first.body)")
+            #expect(try store.read { try $0.lastPosition() } == written, "the retry wrote nothing")
+        }
+    }
+
     @Test func metrics_labelsComeFromAClosedSet_whateverTargetsAreSent() async throws {
         try await withAPI { client, _, _ in
             for i in 0..<200 {

@@ -168,6 +168,16 @@ public enum Decider {
             registryId: ref.registryId, repositoryName: ref.repositoryName, force: c.force))])
     }
 
+    /// What an exact retry of `command` answers, whose first attempt recorded `recorded`: the
+    /// events' decision, and for BatchDeleteImage its ids and refusals too
+    /// (``ImageDecisions/batchDeleteAnsweredAgain(_:recorded:state:settings:)``).
+    public static func answeredAgain(
+        _ command: Command, recorded: [Event], state: some ProjectionState, settings: DecisionSettings
+    ) -> Decision {
+        guard case .batchDeleteImage(let c) = command else { return Decision(recorded) }
+        return ImageDecisions.batchDeleteAnsweredAgain(c, recorded: recorded, state: state, settings: settings)
+    }
+
     /// The repository a command names, which must exist: `RegistryNotFoundException` or
     /// `RepositoryNotFoundException` otherwise. Read-only operations use it too.
     public static func existingRepository(

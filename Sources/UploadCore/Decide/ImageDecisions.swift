@@ -134,4 +134,51 @@ enum ImageDecisions {
         }
         return decision
     }
+
+    /// The answer to an exact retry of `c`, whose first attempt recorded `recorded` (its events,
+    /// in order): what it deleted and untagged is read back from them, in request order; the ids it
+    /// refused, whose refusals no event records, are decided again at `state` (the log's tail),
+    /// which refuses them as the first attempt did unless the repository changed since. An id that
+    /// `state` would now accept is answered ImageNotFound: it was refused then, and nothing of it
+    /// was recorded.
+    ///
+    /// One request is read back ambiguously: an untag whose image the request also deletes by
+    /// digest right after it, when that image kept other tags, reads as the untag deleting it and
+    /// the digest refused (the events of the two readings are the same).
+    static func batchDeleteAnsweredAgain(_ c: BatchDeleteImage, recorded: [Event], state: some ProjectionState, settings: DecisionSettings) -> Decision {
+        var answer = Decision(recorded)
+        var next = recorded.startIndex
+        var refused: [ImageIdentifier] = []
+        func deletes(_ digest: String) -> Bool {
+            guard next < recorded.endIndex, case .imageDeleted(let deleted) = recorded[next], deleted.imageDigest == digest else { return false }
+            next += 1
+            return true
+        }
+        for id in c.imageIds {
+            let digest = id.imageDigest?.lowercased()
+            if let tag = id.imageTag {
+                guard next < recorded.endIndex, case .imageUntagged(let untagged) = recorded[next], untagged.imageTag.sameBytes(as: tag),
+                      digest == nil || digest == untagged.imageDigest else {
+                    refused.append(id)
+                    continue
+                }
+                next += 1
+                answer.imageIds.append(ImageIdentifier(imageDigest: untagged.imageDigest, imageTag: tag))
+                _ = deletes(untagged.imageDigest)  // with its last tag
+            } else if let digest, deletes(digest) {
+                answer.imageIds.append(ImageIdentifier(imageDigest: digest))
+            } else {
+                refused.append(id)
+            }
+        }
+        guard !refused.isEmpty else { return answer }
+        var again = try? BatchDeleteImage(registryId: c.registryId, repositoryName: c.repositoryName, imageIds: refused)
+        again?.keepsUntaggedImages = c.keepsUntaggedImages
+        let decided = again.flatMap { try? batchDelete($0, state: state, settings: settings) }
+        for id in refused {
+            answer.imageFailures.append(
+                decided?.imageFailures.first { $0.imageId == id } ?? ImageFailure(imageId: id, failureCode: .imageNotFound, failureReason: "Requested image not found"))
+        }
+        return answer
+    }
 }
