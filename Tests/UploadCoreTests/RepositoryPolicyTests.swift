@@ -68,6 +68,21 @@ struct RepositoryPolicyTests {
         #expect(error?.code == .invalidParameter)
     }
 
+    /// A refusal names the first member it refuses in byte order, not in the dictionary's order
+    /// (seeded per process): the same text is refused the same way by every process.
+    @Test func aPolicyWithSeveralUnknownMembers_isRefusedNamingTheFirstInByteOrder() throws {
+        let members = (0..<20).map { "X\(Character(UnicodeScalar(UInt8(ascii: "t") - UInt8($0))))" }
+        let top = members.map { "\"\($0)\":1" }.joined(separator: ",")
+        let statement = members.map { "\"\($0)\":1" }.joined(separator: ",")
+        for (text, refused) in [
+            (#"{\#(top),"Statement":{"Effect":"Allow","Principal":"*","Action":"ecr-public:*"}}"#, "the member 'Xa'"),
+            (#"{"Statement":{\#(statement),"Effect":"Allow","Principal":"*","Action":"ecr-public:*"}}"#, "has 'Xa' in Statement[0]"),
+        ] {
+            let error = #expect(throws: CommandError.self) { try RepositoryPolicy(text) }
+            #expect(error?.message.contains(refused) == true, "\(error?.message ?? "")")
+        }
+    }
+
     @Test func theLongestPolicy_is10240Characters() throws {
         let base = #"{"Statement":{"Sid":"","Effect":"Allow","Principal":"*","Action":"ecr-public:*"}}"#
         let padded = base.replacingOccurrences(of: #""Sid":"""#, with: #""Sid":""# + String(repeating: "s", count: 10_240 - base.count) + #"""#)

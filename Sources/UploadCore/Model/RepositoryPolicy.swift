@@ -32,7 +32,8 @@ public struct RepositoryPolicy: Sendable, Equatable {
         guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
             throw Self.invalid("is not a JSON object")
         }
-        for key in object.keys where !["Version", "Id", "Statement"].contains(key) { throw Self.invalid("has the member '\(key)', which a policy does not have") }
+        // In byte order, not the dictionary's (seeded per process): the same text, the same refusal.
+        for key in object.keys.sorted(by: { $0.precedesByBytes($1) }) where !["Version", "Id", "Statement"].contains(key) { throw Self.invalid("has the member '\(key)', which a policy does not have") }
         if let version = object["Version"] {
             guard let version = version as? String, ["2012-10-17", "2008-10-17"].contains(version) else {
                 throw Self.invalid("has a Version other than 2012-10-17 or 2008-10-17")
@@ -54,7 +55,7 @@ public struct RepositoryPolicy: Sendable, Equatable {
 
     private static func statement(_ s: [String: Any], _ index: Int) throws(CommandError) -> Statement {
         let place = "Statement[\(index)]"
-        for key in s.keys where !["Sid", "Effect", "Principal", "Action", "Resource"].contains(key) {
+        for key in s.keys.sorted(by: { $0.precedesByBytes($1) }) where !["Sid", "Effect", "Principal", "Action", "Resource"].contains(key) {
             let why = ["Condition", "NotAction", "NotPrincipal", "NotResource"].contains(key) ? "which this coordinator does not enforce" : "which a statement does not have"
             throw invalid("has '\(key)' in \(place), \(why)")
         }
