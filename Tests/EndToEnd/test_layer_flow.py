@@ -179,6 +179,14 @@ def test_batch_check_failures(ecr, repo):
     with pytest.raises(ClientError) as e:
         ecr.batch_check_layer_availability(repositoryName="team/none", layerDigests=["sha256:abc"])
     assert code(e) == "RepositoryNotFoundException"
+    # Past the model's 1,000 characters (code points: combining marks count one each), the whole
+    # call is refused, as every length bound refuses it; at 1,000 the digest is only malformed.
+    at_bound = "sha256:" + "a" * 993
+    assert ecr.batch_check_layer_availability(repositoryName=repo, layerDigests=[at_bound])["layers"][0]["layerAvailability"] == "UNAVAILABLE"
+    for long in ("sha256:" + "a" * 994, "a" + "\u0301" * 1000):
+        with pytest.raises(ClientError) as e:
+            ecr.batch_check_layer_availability(repositoryName=repo, layerDigests=["sha256:abc", long])
+        assert code(e) == "InvalidParameterException" and "layerDigests.2.member" in str(e.value)
 
 
 def test_images_and_their_errors(ecr, repo):

@@ -27,7 +27,8 @@ extension ECRPublicService {
     }
 
     /// One answer per digest: AVAILABLE with its size, UNAVAILABLE, or a failure for an empty or
-    /// malformed digest. The digests have no pattern in the model, so none fails the whole call.
+    /// malformed digest. The digests have no pattern in the model, so only one past its length
+    /// bound (1,000) fails the whole call.
     func batchCheckLayerAvailability(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let registryId = try Validation.registryId(body.string("registryId"))
         let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
@@ -35,13 +36,18 @@ extension ECRPublicService {
         guard (1...100).contains(digests.count) else {
             throw APIError.invalidParameter("'layerDigests' must have between 1 and 100 items; it has \(digests.count).")
         }
+        // The model's length bound (code points, as Smithy counts) refuses the call, as every
+        // bound does; only the form of a digest within it is a failure of its own.
+        for (index, digest) in digests.enumerated() {
+            try Validation.length(digest, member: "layerDigests.\(index + 1).member", min: 0, max: 1000)
+        }
         var layers: [JSONValue] = [], failures: [JSONValue] = []
         try service.read { snapshot in
             let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
             for digest in digests {
                 if digest.isEmpty {
                     failures.append(.object(sorting: [("layerDigest", .string(digest)), ("failureCode", .string("MissingLayerDigest")), ("failureReason", .string("The layer digest is empty"))]))
-                } else if digest.count > 1000 || !Validation.isLayerDigest(digest) {
+                } else if !Validation.isLayerDigest(digest) {
                     failures.append(.object(sorting: [("layerDigest", .string(digest)), ("failureCode", .string("InvalidLayerDigest")), ("failureReason", .string("The layer digest is not of the form algorithm:hex"))]))
                 } else if let layer = try snapshot.layer(ref, digest.lowercased()) {
                     layers.append(.object(sorting: [
