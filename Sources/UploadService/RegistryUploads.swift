@@ -61,6 +61,9 @@ extension UploadService {
     /// a blob store that cannot link) the part commits, then the completion as
     /// ``completeLayerUpload(_:_:)`` makes it.
     ///
+    /// A completion refused after its chunk committed on its own cancels the upload (a retry of the
+    /// `PUT` would otherwise record the chunk twice); one refused with no chunk leaves it open.
+    ///
     /// A part refused after the link (the upload cancelled or expired while the chunk streamed in),
     /// or a crash between the link and the commit, leaves the blob in the blob store with no layer
     /// naming it, as a completion refused after its link does: it is never served, since a blob is
@@ -74,13 +77,13 @@ extension UploadService {
         // retry of the part, and refused as one with other parameters).
         var completionMetadata = metadata
         completionMetadata.invocationId = nil
-        let completedWithThePart: String? = try await uploadLocks.withLock(upload.uploadId) { [completionMetadata] in
+        let (completedWithThePart, recordedTheChunk): (String?, Bool) = try await uploadLocks.withLock(upload.uploadId) { [completionMetadata] in
             let chunk = try await self.stageChunk(upload, range: range, body: body, adoptingAs: completion)
-            guard let part = chunk.part else { return nil }
+            guard let part = chunk.part else { return (nil, false) }
             let uploadId = upload.uploadId
             guard chunk.adopted else {
                 try await self.record(part, metadata)
-                return nil
+                return (nil, true)
             }
             var whole = completion
             whole.staged = .init(digest: part.partDigest, size: part.partLength)
@@ -92,9 +95,19 @@ extension UploadService {
                 self.cutBackStaging(uploadId, orTo: 0)
                 throw error
             }
-            return try self.completedDigest(whole, events: results[1].get().events)
+            return (try self.completedDigest(whole, events: results[1].get().events), true)
         }
-        guard let completedWithThePart else { return try await completeLayerUpload(completion, completionMetadata) }
+        guard let completedWithThePart else {
+            do {
+                return try await completeLayerUpload(completion, completionMetadata)
+            } catch {
+                // The chunk is recorded: the same PUT again (after a 429's Retry-After, say) would
+                // add it a second time. So the upload ends, as distribution ends one whose final PUT
+                // fails, and the client starts again.
+                if recordedTheChunk { try? await cancelUpload(upload, completionMetadata) }
+                throw error
+            }
+        }
         return LayerCompleted(repository: upload.repository, uploadId: upload.uploadId, layerDigest: completedWithThePart)
     }
 

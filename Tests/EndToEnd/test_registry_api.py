@@ -452,6 +452,22 @@ def test_wrong_digest_is_400_digest_invalid(reg, repo):
     assert_error(answer, 400, "DIGEST_INVALID")
 
 
+def test_a_final_put_whose_chunk_is_recorded_but_refused_ends_the_upload(reg, repo):
+    """Its chunk committed before the completion was refused: the same PUT again would add it a
+    second time, so the upload ends (as distribution's does) and the client starts again. A refused
+    PUT with no chunk leaves the upload open for the right digest."""
+    location = start_upload(reg, repo)
+    answer = reg("PATCH", location, data=b"abc", headers={"Content-Range": "0-2", "Content-Type": "application/octet-stream"})
+    assert answer.status_code == 202, answer.text
+    location = answer.headers["Location"]
+    wrong = "sha512:" + hashlib.sha512(b"other").hexdigest()
+    assert_error(reg("PUT", with_digest(location, wrong)), 400, "DIGEST_INVALID")
+    assert reg("GET", location).headers["Range"] == "0-2", "no chunk: the upload is as it was"
+    assert_error(reg("PUT", with_digest(location, wrong), data=b"def"), 400, "DIGEST_INVALID")
+    assert_error(reg("GET", location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(reg("PUT", with_digest(location, wrong), data=b"def"), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
 @pytest.mark.parametrize("digest", ["sha256:xyz", "sha256:" + "A" * 64, "sha256:" + "a" * 63, "md5:" + "a" * 32, "nodigest"])
 def test_malformed_digest_is_400_digest_invalid(reg, repo, digest):
     assert_error(reg("PUT", with_digest(start_upload(reg, repo), digest), data=b"bytes"), 400, "DIGEST_INVALID")
