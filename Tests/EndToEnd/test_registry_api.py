@@ -899,6 +899,28 @@ def test_referrers_past_a_thousand_come_in_pages_linked_to_the_next(reg, repo):
     assert_error(reg("GET", f"/v2/{repo}/referrers/{sha256(subject)}", params={"last": "sha256:xyz"}), 400, "DIGEST_INVALID")
 
 
+def test_referrers_whose_manifests_are_large_come_in_pages_of_a_few_mebibytes(reg, repo):
+    """Descriptors carry their manifests' annotations: a page ends before its manifests pass
+    4 MiB (but for its first), linked to the next, so that no answer grows to gigabytes."""
+    subject = push_image(reg, repo, "v1")
+    push_blob(reg, repo, b"{}")
+    made = set()
+    for n in range(7):
+        body = artifact(subject, artifactType=SBOM, annotations={"n": str(n), "pad": "x" * (1 << 20)})
+        made.add(push_manifest(reg, repo, sha256(body), body))
+    pages, path = [], f"/v2/{repo}/referrers/{sha256(subject)}"
+    while path:
+        answer = reg("GET", path)
+        assert answer.status_code == 200, answer.text
+        entries = answer.json()["manifests"]
+        assert entries and sum(e["size"] for e in entries) <= 4 << 20, [e["size"] for e in entries]
+        assert all(e["annotations"]["pad"] == "x" * (1 << 20) for e in entries)
+        pages.append([e["digest"] for e in entries])
+        link = re.fullmatch(r'<(/v2/[^>]+)>; rel="next"', answer.headers.get("Link", ""))
+        path = link and link.group(1)
+    assert len(pages) == 3 and sum(pages, []) == sorted(made), pages
+
+
 def test_deleted_referrer_is_no_longer_listed(reg, repo):
     subject = push_image(reg, repo, "v1")
     kept, deleted = push_artifact(reg, repo, subject, artifactType=SBOM), push_artifact(reg, repo, subject, artifactType=SIGNATURE)

@@ -107,7 +107,8 @@ extension RegistryFrontEnd {
 
     /// `GET …/referrers/<digest>[?artifactType=]`: an image index of the manifests whose
     /// `subject` is `digest` (empty when there are none), ``referrersPageLimit`` of them at a time
-    /// in digest order, with a `Link` to the next page (`last=`, the page's last digest).
+    /// (fewer when their manifests pass ``referrersPageBytes``) in digest order, with a `Link` to
+    /// the next page (`last=`, the digest the page read to).
     func referrers(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Response {
         guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
         let filter = call.first("artifactType")
@@ -124,20 +125,29 @@ extension RegistryFrontEnd {
             let listed = try service.read { try $0.referrers(of: digest, in: ref, after: last, limit: Self.referrersPageLimit + 1) }
             let referrers = Array(listed.prefix(Self.referrersPageLimit))
             var found: [JSONValue] = []
+            var bytes = 0  // the listed manifests' sizes: a bound on their descriptors'
+            var examined: String?
             for start in stride(from: 0, to: referrers.count, by: Self.referrersPageImages) {
                 let names = referrers[start..<min(start + Self.referrersPageImages, referrers.count)]
                 // One deleted since the list was read is left out.
-                let page = try service.read { snapshot in try names.compactMap { try snapshot.image(ref, $0) } }
-                for image in page {
-                    guard let facts = ManifestFacts(image.imageManifest) else { continue }
-                    // An empty or missing artifactType is the config's media type (the spec's rule).
-                    let artifactType = facts.artifactType.flatMap { $0.isEmpty ? nil : $0 } ?? facts.configMediaType
-                    if let filter, artifactType != filter { continue }
-                    found.append(.object(sorting: [
-                        ("mediaType", .string(image.imageManifestMediaType)), ("digest", .string(image.imageDigest)),
-                        ("size", .uint(UInt64(image.imageManifest.utf8.count))), ("artifactType", artifactType.map(JSONValue.string)),
-                        ("annotations", facts.annotations.isEmpty ? nil : .object(facts.annotations.map { ($0.key, JSONValue.string($0.value)) })),
-                    ]))
+                let page = try service.read { snapshot in try names.map { ($0, try snapshot.image(ref, $0)) } }
+                for (name, image) in page {
+                    if let image, let facts = ManifestFacts(image.imageManifest) {
+                        // An empty or missing artifactType is the config's media type (the spec's rule).
+                        let artifactType = facts.artifactType.flatMap { $0.isEmpty ? nil : $0 } ?? facts.configMediaType
+                        if filter == nil || artifactType == filter {
+                            let size = image.imageManifest.utf8.count
+                            // The page ends before the answer passes its budget; the next starts here.
+                            if !found.isEmpty, bytes + size > Self.referrersPageBytes { return (found, examined) }
+                            bytes += size
+                            found.append(.object(sorting: [
+                                ("mediaType", .string(image.imageManifestMediaType)), ("digest", .string(image.imageDigest)),
+                                ("size", .uint(UInt64(size))), ("artifactType", artifactType.map(JSONValue.string)),
+                                ("annotations", facts.annotations.isEmpty ? nil : .object(facts.annotations.map { ($0.key, JSONValue.string($0.value)) })),
+                            ]))
+                        }
+                    }
+                    examined = name
                 }
             }
             return (found, listed.count > referrers.count ? referrers.last : nil)
@@ -163,6 +173,10 @@ extension RegistryFrontEnd {
     static let referrersPageImages = 16
     /// The most referrers one answer lists, so that one request reads a bounded number of manifests.
     static let referrersPageLimit = 1000
+    /// The most manifest bytes one answer lists (its descriptors' annotations come from them), but
+    /// for its first, which may hold 4 MiB: past it the page ends, linked to the next, so that a
+    /// subject's many large referrers never make one answer of gigabytes.
+    static let referrersPageBytes = 4 << 20
     /// What a query value keeps unescaped: RFC 3986's unreserved characters.
     static let queryValueCharacters = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
