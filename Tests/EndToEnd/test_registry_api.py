@@ -1235,6 +1235,16 @@ def test_error_bodies_have_the_spec_shape(server, reg, repo):
     ]:
         assert_error(answer, status)
         assert answer.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+        # RFC 9110: a 405 lists the methods the endpoint takes, a 401 carries a challenge.
+        if status == 405:
+            assert answer.headers["Allow"] in ("GET, HEAD", "POST"), answer.headers
+        if status == 401:
+            assert answer.headers["WWW-Authenticate"].split()[0] in ("Bearer", "Basic"), answer.headers
+    allowed = {"Allow": "GET, HEAD"}
+    for method, path in [("POST", f"/v2/{repo}/tags/list"), ("DELETE", f"/v2/{repo}/blobs/{sha256(b'x')}"), ("PUT", "/token")]:
+        assert {k: reg(method, path).headers.get(k) for k in allowed} == allowed, (method, path)
+    assert reg("GET", f"/v2/{repo}/blobs/uploads/", headers={"Content-Length": "0"}).headers.get("Allow") == "POST"
+    assert reg("POST", f"/v2/{repo}/manifests/v1").headers.get("Allow") == "GET, HEAD, PUT, DELETE"
 
 
 @pytest.mark.one_process

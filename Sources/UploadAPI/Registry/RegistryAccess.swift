@@ -72,11 +72,13 @@ extension RegistryFrontEnd {
     /// `/token`: a bearer token for the scopes asked for, as far as the caller may have them.
     /// Credentials, when sent, must be valid (this is how `docker login` and `skopeo login` check them).
     func token(_ call: Call) throws -> Response {
-        guard [.get, .head].contains(call.request.method) else { throw Self.methodNotAllowed }
+        guard Self.readsOnly.contains(call.request.method) else { throw Self.methodNotAllowed(allowing: Self.readsOnly) }
         var principal: String?
         if let header = call.request.headers[.authorization] {
             guard let credentials = Self.credentials(header, scheme: "basic") else {
-                throw RegistryError(.unauthorized, "The token endpoint takes Basic credentials")
+                var error = RegistryError(.unauthorized, "The token endpoint takes Basic credentials")
+                error.headers[.wwwAuthenticate] = "Basic realm=\"\(Self.host(of: call.request))\""
+                throw error
             }
             principal = basicPrincipal(credentials)
             if principal == nil && !authority.opensEverything {

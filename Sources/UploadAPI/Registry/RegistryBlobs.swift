@@ -89,7 +89,7 @@ extension RegistryFrontEnd {
             try await service.cancelUpload(upload, call.metadata())
             return Self.empty(.noContent, request, headers: [:])
         default:
-            throw Self.methodNotAllowed
+            throw Self.methodNotAllowed(allowing: [.get, .head, .patch, .put, .delete])
         }
     }
 
@@ -122,8 +122,8 @@ extension RegistryFrontEnd {
     /// offered (405, as the spec allows).
     func blob(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Response {
         let request = call.request
-        guard [.get, .head].contains(request.method) else {
-            throw RegistryError(.unsupported, "Blobs are not deleted through this API; delete the manifests that name them")
+        guard Self.readsOnly.contains(request.method) else {
+            throw Self.methodNotAllowed(allowing: Self.readsOnly, "Blobs are not deleted through this API; delete the manifests that name them")
         }
         guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
         let layer = try service.read { snapshot in

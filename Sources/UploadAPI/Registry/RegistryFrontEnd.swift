@@ -170,13 +170,13 @@ public final class RegistryFrontEnd: Sendable {
         case .token:
             return try token(call)
         case .ping:
-            guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
+            guard Self.readsOnly.contains(request.method) else { throw Self.methodNotAllowed(allowing: Self.readsOnly) }
             call.principal = try authenticate(call, for: nil)
             return Self.response(.ok, .object([]), request)
         case .startUpload(let name):
             call.principal = try authenticate(call, for: (name, .push))
             let ref = try repository(name)
-            guard request.method == .post else { throw Self.methodNotAllowed }
+            guard request.method == .post else { throw Self.methodNotAllowed(allowing: [.post]) }
             // A monolithic upload or a mount records the part and the completion too.
             let completes = call.first("digest") != nil || call.first("mount") != nil
             try authorize(call, ref, completes ? ["InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload"] : ["InitiateLayerUpload"])
@@ -204,19 +204,26 @@ public final class RegistryFrontEnd: Sendable {
         case .tags(let name):
             call.principal = try authenticate(call, for: (name, .pull))
             let ref = try repository(name)
-            guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
+            guard Self.readsOnly.contains(request.method) else { throw Self.methodNotAllowed(allowing: Self.readsOnly) }
             try authorize(call, ref, ["DescribeImageTags"])
             return try tags(call, ref)
         case .referrers(let name, let digest):
             call.principal = try authenticate(call, for: (name, .pull))
             let ref = try repository(name)
-            guard [.get, .head].contains(request.method) else { throw Self.methodNotAllowed }
+            guard Self.readsOnly.contains(request.method) else { throw Self.methodNotAllowed(allowing: Self.readsOnly) }
             try authorize(call, ref, ["BatchGetImage"])
             return try await referrers(call, ref, digest: digest)
         }
     }
 
-    static let methodNotAllowed = RegistryError(.unsupported, "This endpoint does not take that method")
+    /// 405, with the methods the endpoint takes (RFC 9110 §15.5.6: a 405 must list them).
+    static func methodNotAllowed(allowing methods: [HTTPRequest.Method], _ message: String = "This endpoint does not take that method") -> RegistryError {
+        var error = RegistryError(.unsupported, message)
+        error.headers[.allow] = methods.map(\.rawValue).joined(separator: ", ")
+        return error
+    }
+
+    static let readsOnly: [HTTPRequest.Method] = [.get, .head]
 
     /// The repository a path names, in the default registry; `NAME_INVALID` when it is not a name.
     func repository(_ name: String) throws -> RepositoryRef {

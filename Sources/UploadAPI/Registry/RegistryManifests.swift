@@ -48,7 +48,7 @@ extension RegistryFrontEnd {
             }
             return Self.empty(.accepted, request, headers: [:])
         default:
-            throw Self.methodNotAllowed
+            throw Self.methodNotAllowed(allowing: [.get, .head, .put, .delete])
         }
     }
 
