@@ -752,6 +752,20 @@ def test_delete_by_tag_is_202_and_the_manifest_stays_by_digest(reg, repo):
     assert reg("GET", f"/v2/{repo}/tags/list").json()["tags"] == []
 
 
+def test_a_tag_longer_than_a_registry_pushes_that_ecr_stored_is_read_and_deleted(ecr, reg, repo):
+    """ECR's PutImage stores tags of up to 300 characters, the registry pushes 128 at most: what
+    the tags list shows, a client can pull and delete."""
+    body = push_image(reg, repo, "v1")
+    long = "t" * 200
+    ecr.put_image(repositoryName=repo, imageManifest=body.decode(), imageTag=long)
+    assert long in reg("GET", f"/v2/{repo}/tags/list").json()["tags"]
+    assert reg("GET", f"/v2/{repo}/manifests/{long}").content == body
+    assert reg("HEAD", f"/v2/{repo}/manifests/{long}").status_code == 200
+    assert reg("DELETE", f"/v2/{repo}/manifests/{long}").status_code == 202
+    assert reg("GET", f"/v2/{repo}/tags/list").json()["tags"] == ["v1"]
+    assert_error(reg("PUT", f"/v2/{repo}/manifests/{long}", data=body, headers={"Content-Type": OCI_MANIFEST}), 400, "MANIFEST_INVALID")
+
+
 def test_delete_by_digest_is_202_then_manifest_unknown(reg, repo):
     body = push_image(reg, repo, "v1")
     answer = reg("DELETE", f"/v2/{repo}/manifests/{sha256(body)}")

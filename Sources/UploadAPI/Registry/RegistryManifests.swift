@@ -17,7 +17,9 @@ extension RegistryFrontEnd {
         if isDigest {
             guard Validation.isRegistryDigest(reference) else { throw RegistryError(.digestInvalid, "'\(reference)' is not a sha256 or sha512 digest") }
         } else {
-            guard Validation.isImageTag(reference), reference.utf8.count <= 128 else {
+            // A push takes the spec's tags; a read or a delete any tag ECR's PutImage may have
+            // stored (up to 300 characters), which the tags list shows.
+            guard Validation.isImageTag(reference), request.method != .put || reference.utf8.count <= 128 else {
                 throw RegistryError(.manifestInvalid, "'\(reference)' is not a tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
             }
         }
