@@ -184,7 +184,7 @@ public final class ECRPublicService: Sendable {
             let body = try AWSJSONBody(bytes)
             try authorize(name, body, principal: principal)
             let metadata = RequestMetadata(
-                requestId: requestId, source: "http", userAgent: request.headers[.userAgent],
+                requestId: requestId, source: "http", userAgent: RequestMetadata.recorded(userAgent: request.headers[.userAgent]),
                 sourceAddress: context.remoteAddress?.recordedForm,
                 principal: principal, invocationId: invocationId,
                 requestDigest: invocationId.map { _ in Self.requestDigest(operation: name, body: bytes) })

@@ -97,6 +97,19 @@ struct HardeningDispatchTests {
         }
     }
 
+    /// Every event of a call repeats its User-Agent: it is recorded cut to 512 bytes, with its
+    /// control characters (a tab would shift the audit's columns) replaced.
+    @Test func aLongUserAgentWithControlCharacters_isRecordedCutAndShown() async throws {
+        try await withAPI { client, store, _ in
+            let agent = "aws-cli/2\tx" + String(repeating: "é", count: 30_000)
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#, headers: [.userAgent: agent])
+            let recorded = try #require(try store.read { try $0.events() }.last?.metadata.userAgent)
+            #expect(recorded.hasPrefix("aws-cli/2\u{FFFD}xé"))
+            #expect(recorded.utf8.count == 511, "13 bytes, then 249 two-byte characters: cut at a character")
+            #expect(!recorded.unicodeScalars.contains { $0.properties.generalCategory == .control })
+        }
+    }
+
     @Test func metrics_labelsComeFromAClosedSet_whateverTargetsAreSent() async throws {
         try await withAPI { client, _, _ in
             for i in 0..<200 {

@@ -137,7 +137,7 @@ public final class RegistryFrontEnd: Sendable {
 
         func metadata() -> RequestMetadata {
             RequestMetadata(
-                requestId: requestId, source: "oci", userAgent: request.headers[.userAgent],
+                requestId: requestId, source: "oci", userAgent: RequestMetadata.recorded(userAgent: request.headers[.userAgent]),
                 sourceAddress: remoteAddress?.recordedForm,
                 principal: principal)
         }

@@ -48,6 +48,24 @@ public struct RequestMetadata: Hashable, Sendable {
     }
     public static var recordName: String { "metadata" }
 
+    /// The most bytes of a `User-Agent` an event records: every event of a call repeats it.
+    public static let longestUserAgent = 512
+
+    /// A `User-Agent` header as events record it: its first ``longestUserAgent`` bytes (cut at a
+    /// character's boundary), each control character (a tab would shift the audit's columns) as U+FFFD.
+    public static func recorded(userAgent header: String?) -> String? {
+        guard let header else { return nil }
+        var kept = String.UnicodeScalarView()
+        var bytes = 0
+        for scalar in header.unicodeScalars {
+            let shown: Unicode.Scalar = scalar.properties.generalCategory == .control ? "\u{FFFD}" : scalar
+            bytes += UTF8.width(shown)
+            guard bytes <= longestUserAgent else { break }
+            kept.append(shown)
+        }
+        return String(kept)
+    }
+
     public init(
         requestId: String, source: String, userAgent: String? = nil, sourceAddress: String? = nil,
         principal: String? = nil, invocationId: String? = nil, requestDigest: String? = nil
