@@ -65,16 +65,19 @@ struct RegistryFinishTests {
     }
 
     /// A digest that is not the chunk's: the part is recorded (the bytes came), the completion is
-    /// refused, and nothing enters the blob store under either digest.
-    @Test func aWrongDigest_recordsThePart_refusesTheCompletion_andStoresNoBlob() async throws {
+    /// refused, and nothing enters the blob store under either digest. The upload ends: the same
+    /// `PUT` again would record its chunk a second time.
+    @Test func aWrongDigest_recordsThePart_refusesTheCompletion_storesNoBlob_andEndsTheUpload() async throws {
         try await withRegistryUpload { service, store, blobs, upload in
             let bytes = [UInt8](repeating: 9, count: 4096), named = Self.digest([1])
             let before = try store.read { try $0.lastPosition() }
             await #expect {
                 _ = try await service.finishUpload(upload, range: nil, body: Self.chunk(bytes), digest: named, testMetadata())
             } throws: { ($0 as? CommandError)?.code == .invalidLayer }
-            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded"])
+            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded", "UploadAborted"])
             #expect(try store.read { try $0.session(upload.uploadId) }?.bytesReceived == UInt64(bytes.count))
+            #expect(try store.read { try $0.session(upload.uploadId) }?.state == .aborted)
+            #expect(!FileManager.default.fileExists(atPath: blobs.stagingPath(upload.uploadId)))
             for digest in [named, Self.digest(bytes)] { #expect(!FileManager.default.fileExists(atPath: blobs.blobPath(digest))) }
         }
     }
@@ -126,16 +129,16 @@ struct RegistryFinishTests {
     }
 
     /// A link that fails (an I/O error): the part is recorded once, the completion reports the
-    /// error, and staging holds what the log records.
-    @Test func aLinkThatFails_recordsThePartOnce_andReportsTheError() async throws {
+    /// error, and the upload ends with its staged bytes (a retry would record the chunk again).
+    @Test func aLinkThatFails_recordsThePartOnce_reportsTheError_andEndsTheUpload() async throws {
         try await withRegistryUpload(storage: { Unlinkable(blobs: $0, failing: true) }) { service, store, blobs, upload in
             let bytes = [UInt8](repeating: 8, count: 5000)
             let before = try store.read { try $0.lastPosition() }
             await #expect(throws: Unlinkable.Failure.self) {
                 _ = try await service.finishUpload(upload, range: nil, body: Self.chunk(bytes), digest: Self.digest(bytes), testMetadata())
             }
-            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded"])
-            #expect(try Array(Data(contentsOf: URL(fileURLWithPath: blobs.stagingPath(upload.uploadId)))) == bytes)
+            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded", "UploadAborted"])
+            #expect(!FileManager.default.fileExists(atPath: blobs.stagingPath(upload.uploadId)))
         }
     }
 }
