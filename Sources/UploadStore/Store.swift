@@ -62,10 +62,28 @@ public final class Store: EventStore {
         if rebuiltTornProjections {
             configuration.logger.warning("the machine restarted while the projections had unsynced writes; rebuilding them from the log")
         }
-        let projections = try ProjectionEnvironment(
-            dataDirectory: configuration.directory, like: configuration.environment, bootId: configuration.bootId)
+        let projections: ProjectionEnvironment
+        var unsynced = false  // whether this open may have written the projections without a sync
+        do {
+            // Opening writes nothing it does not commit last: a failure leaves nothing written.
+            projections = try ProjectionEnvironment(
+                dataDirectory: configuration.directory, like: configuration.environment, bootId: configuration.bootId)
+            do {
+                try ProjectionCatchUp.run(environment, schema, projections)
+            } catch {
+                unsynced = (try? projections.environment.sync()) == nil
+                throw error
+            }
+        } catch {
+            // No writer will close this store, so it stops counting as one here, unless what it
+            // wrote could not be synced: then the count stays, and the projections are rebuilt
+            // after the next reboot, as for a writer killed.
+            if !unsynced {
+                try? environment.write { txn in try UnsyncedProjectionWriters.unregister(txn, schema, bootId: configuration.bootId) }
+            }
+            throw error
+        }
         self.projections = projections
-        try ProjectionCatchUp.run(environment, schema, projections)
         notifier.committed(upTo: try environment.read { try EventLog.tail($0, schema)?.position ?? 0 })
         writer = GroupCommitWriter(
             committer: LMDBCommitter(environment: environment, schema: schema, projections: projections, configuration: configuration),

@@ -475,6 +475,26 @@ struct ReplayAndMigrationTests {
         #expect(rebuilt.liveDigest == writtenByTheWriter, "the rebuild at open writes what the writer wrote, byte for byte")
     }
 
+    /// An open that fails after it counted itself as a writer (here its projections cannot be
+    /// opened) stops counting: no writer will close it, and the next boot must not take the
+    /// projections for torn.
+    @Test func anOpenThatFails_doesNotStayCountedAsAnUnsyncedWriter() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await Self.writeAnUploadInBoot1(dir)
+        let projections = dir.path + "/projections", aside = dir.path + "/projections-aside"
+        try FileManager.default.moveItem(atPath: projections, toPath: aside)
+        FileManager.default.createFile(atPath: projections, contents: Data("not a folder".utf8))
+        var configuration = testConfiguration(dir)
+        configuration.bootId = "boot-1"
+        #expect(throws: (any Error).self) { _ = try Store(configuration) }
+        try FileManager.default.removeItem(atPath: projections)
+        try FileManager.default.moveItem(atPath: aside, toPath: projections)
+        try await withTestStore(dir, configure: { $0.bootId = "boot-2" }) { store in
+            #expect(!store.rebuiltTornProjections, "no writer of boot-1 is left counted")
+        }
+    }
+
     /// Projections that cannot be read (torn by a restart of the machine, or never built) are not
     /// compared, but the log is checked all the same, as an operator wants first after a crash:
     /// its damage is reported as such (exit 2), and a sound log's report holds its root and both
