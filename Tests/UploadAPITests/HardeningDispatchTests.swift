@@ -107,6 +107,10 @@ struct HardeningDispatchTests {
             #expect(recorded.hasPrefix("aws-cli/2\u{FFFD}xé"))
             #expect(recorded.utf8.count == 511, "13 bytes, then 249 two-byte characters: cut at a character")
             #expect(!recorded.unicodeScalars.contains { $0.properties.generalCategory == .control })
+            for (sent, kept) in [("aws-cli/2.31 md/arch#x86_64", "aws-cli/2.31 md/arch#x86_64"), ("a\u{85}b\tc é", "a\u{FFFD}b\u{FFFD}c é")] {
+                _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/\#(sent.count)"}"#, headers: [.userAgent: sent])
+                #expect(try store.read { try $0.events() }.last?.metadata.userAgent == kept)
+            }
         }
     }
 
