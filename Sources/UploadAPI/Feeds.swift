@@ -67,14 +67,19 @@ extension ECRPublicService {
     /// line carries the event's `leafHash` (hex), its leaf in the transparency log: what a consumer
     /// gives back with its position (``checkCursor(after:leafHash:in:)``) to learn that the log no
     /// longer holds what it read.
-    /// - Parameter sent: the leaf of the event at `position`, when this feed sent it: a slice that
-    ///   finds another event there is not read (``FeedTakenBack``).
+    /// - Parameters:
+    ///   - sent: the leaf of the event at `position`, when this feed sent it: a slice that finds
+    ///     another event there is not read (``FeedTakenBack``).
+    ///   - check: run first in the slice's snapshot (a consumer's cursor, ``openingSlice(after:leafHash:limit:)``).
     /// - Returns: the bytes, and the position and leaf of the last event in them (`position` and
     ///   `sent` when none).
-    func feedSlice(after position: UInt64, sent: [UInt8]? = nil, limit: Int) async throws -> FeedSlice {
+    func feedSlice(
+        after position: UInt64, sent: [UInt8]? = nil, limit: Int, check: (@Sendable (any StoreSnapshot) throws -> Void)? = nil
+    ) async throws -> FeedSlice {
         let store = self.store
         return try await Self.feedPool.runIfActive { () throws -> FeedSlice in
             let (events, leaves) = try store.read { snapshot throws -> ([EventEnvelope], [[UInt8]]) in
+                try check?(snapshot)
                 let events = try snapshot.events(after: position, limit: limit, byteBudget: Self.sliceBytes)
                 // The leaf at `position` too, when this feed sent it, read in the same snapshot:
                 // between two slices a failover may have taken the log back and other events have
@@ -107,15 +112,10 @@ extension ECRPublicService {
 
     /// A feed's first slice, read before its answer starts, so that a cursor the log does not hold
     /// and a store failure are AWS-shaped errors rather than an empty or cut-off body. The cursor is
-    /// checked (``checkCursor(after:leafHash:in:)``), then its leaf again in the slice's own
-    /// snapshot, so that a failover between the two reads is refused too.
+    /// checked (``checkCursor(after:leafHash:in:)``) in the slice's own snapshot, so that no
+    /// failover can come between the check and the events read.
     func openingSlice(after: UInt64, leafHash: String?, limit: Int) async throws -> FeedSlice {
-        try store.read { try Self.checkCursor(after: after, leafHash: leafHash, in: $0) }
-        do {
-            return try await feedSlice(after: after, sent: leafHash.flatMap(Hex.decode), limit: limit)
-        } catch is FeedTakenBack {
-            throw Self.takenBack(after)
-        }
+        try await feedSlice(after: after, limit: limit) { try Self.checkCursor(after: after, leafHash: leafHash, in: $0) }
     }
 
     /// The log no longer holds the last event a feed sent: a failover or a restore took it back.

@@ -95,7 +95,12 @@ extension UploadService {
                 self.cutBackStaging(uploadId, orTo: 0)
                 throw error
             }
-            return (try self.completedDigest(whole, events: results[1].get().events), true)
+            do {
+                return (try self.completedDigest(whole, events: results[1].get().events), true)
+            } catch {
+                try? await self.cancelUpload(upload, completionMetadata)  // as below
+                throw error
+            }
         }
         guard let completedWithThePart else {
             do {
@@ -103,7 +108,8 @@ extension UploadService {
             } catch {
                 // The chunk is recorded: the same PUT again (after a 429's Retry-After, say) would
                 // add it a second time. So the upload ends, as distribution ends one whose final PUT
-                // fails, and the client starts again.
+                // fails, and the client starts again. At best: a cancel refused too (a writer queue
+                // still full) leaves it open, and the chunk sent again fails the digest's check.
                 if recordedTheChunk { try? await cancelUpload(upload, completionMetadata) }
                 throw error
             }

@@ -40,7 +40,7 @@ public struct CommandOutcome: Sendable {
                 .idempotentParameterMismatch,
                 "The amz-sdk-invocation-id '\(invocationId)' was already used by a different request; a retry must repeat the same operation and body with the same credentials")
         }
-        let decision = Decider.answeredAgain(command, recorded: events.map(\.event), state: state, settings: settings)
+        let decision = try Decider.answeredAgain(command, recorded: events.map(\.event), state: state, settings: settings)
         return CommandOutcome(events: events, decision: decision, isRetry: true)
     }
 }

@@ -94,6 +94,20 @@ struct HardeningDispatchTests {
             #expect(retry.status == .ok)
             #expect(NSDictionary(dictionary: retry.body).isEqual(to: first.body), "\(retry.body) against \(first.body)")
             #expect(try store.read { try $0.lastPosition() } == written, "the retry wrote nothing")
+
+            // A multi-arch clean-up naming an image before its list: the image is refused for the
+            // list, which goes after it; at the retry no list names it, and it is refused as before.
+            let child = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}"#
+            let childDigest = try #require(((try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(child)", "imageTag": "c"}"#)).body["image"] as? [String: Any]).flatMap { ($0["imageId"] as? [String: Any])?["imageDigest"] as? String })
+            let list = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"digest\":\"\#(childDigest)\",\"size\":1}]}"#
+            let listDigest = try #require(((try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(list)", "imageTag": "all"}"#)).body["image"] as? [String: Any]).flatMap { ($0["imageId"] as? [String: Any])?["imageDigest"] as? String })
+            let cleanUp = #"{"repositoryName": "team/app", "imageIds": [{"imageDigest": "\#(childDigest)"}, {"imageDigest": "\#(listDigest)"}]}"#
+            let cleanUpId: HTTPFields = [Self.invocation: "0f9e8d7c-clean-up"]
+            let cleaned = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", cleanUp, headers: cleanUpId)
+            #expect((cleaned.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["ImageReferencedByManifestList"])
+            let cleanedAgain = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", cleanUp, headers: cleanUpId)
+            #expect((cleanedAgain.body["imageIds"] as? [[String: Any]])?.map { $0["imageDigest"] as? String } == [listDigest])
+            #expect((cleanedAgain.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["ImageReferencedByManifestList"])
         }
     }
 

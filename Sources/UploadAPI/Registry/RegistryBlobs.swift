@@ -89,7 +89,7 @@ extension RegistryFrontEnd {
             try await service.cancelUpload(upload, call.metadata())
             return Self.empty(.noContent, request, headers: [:])
         default:
-            throw Self.methodNotAllowed(allowing: [.get, .head, .patch, .put, .delete])
+            throw Self.methodNotAllowed(allowing: [.get, .patch, .put, .delete])
         }
     }
 

@@ -20,7 +20,7 @@ extension RegistryFrontEnd {
             // A push takes the spec's tags; a read or a delete any tag ECR's PutImage may have
             // stored (up to 300 characters), which the tags list shows.
             guard Validation.isImageTag(reference), request.method != .put || reference.utf8.count <= 128 else {
-                throw RegistryError(.manifestInvalid, "'\(reference)' is not a tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+                throw RegistryError(.manifestInvalid, "'\(reference)' is not a tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} (a pull or delete takes up to 300 characters, as ECR stores)")
             }
         }
         switch request.method {

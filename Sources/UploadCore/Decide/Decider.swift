@@ -173,9 +173,9 @@ public enum Decider {
     /// (``ImageDecisions/batchDeleteAnsweredAgain(_:recorded:state:settings:)``).
     public static func answeredAgain(
         _ command: Command, recorded: [Event], state: some ProjectionState, settings: DecisionSettings
-    ) -> Decision {
+    ) throws -> Decision {
         guard case .batchDeleteImage(let c) = command else { return Decision(recorded) }
-        return ImageDecisions.batchDeleteAnsweredAgain(c, recorded: recorded, state: state, settings: settings)
+        return try ImageDecisions.batchDeleteAnsweredAgain(c, recorded: recorded, state: state, settings: settings)
     }
 
     /// The repository a command names, which must exist: `RegistryNotFoundException` or

@@ -139,13 +139,15 @@ enum ImageDecisions {
     /// in order): what it deleted and untagged is read back from them, in request order; the ids it
     /// refused, whose refusals no event records, are decided again at `state` (the log's tail),
     /// which refuses them as the first attempt did unless the repository changed since. An id that
-    /// `state` would now accept is answered ImageNotFound: it was refused then, and nothing of it
-    /// was recorded.
+    /// `state` would now accept names an image that is there: it was refused then, most likely for
+    /// a manifest list the same request deleted after it (a multi-arch clean-up that names the
+    /// images before their list), and is answered ImageReferencedByManifestList.
     ///
     /// One request is read back ambiguously: an untag whose image the request also deletes by
     /// digest right after it, when that image kept other tags, reads as the untag deleting it and
     /// the digest refused (the events of the two readings are the same).
-    static func batchDeleteAnsweredAgain(_ c: BatchDeleteImage, recorded: [Event], state: some ProjectionState, settings: DecisionSettings) -> Decision {
+    /// - Throws: when the store cannot be read.
+    static func batchDeleteAnsweredAgain(_ c: BatchDeleteImage, recorded: [Event], state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
         var answer = Decision(recorded)
         var next = recorded.startIndex
         var refused: [ImageIdentifier] = []
@@ -172,12 +174,16 @@ enum ImageDecisions {
             }
         }
         guard !refused.isEmpty else { return answer }
-        var again = try? BatchDeleteImage(registryId: c.registryId, repositoryName: c.repositoryName, imageIds: refused)
-        again?.keepsUntaggedImages = c.keepsUntaggedImages
-        let decided = again.flatMap { try? batchDelete($0, state: state, settings: settings) }
+        var again = try BatchDeleteImage(registryId: c.registryId, repositoryName: c.repositoryName, imageIds: refused)
+        again.keepsUntaggedImages = c.keepsUntaggedImages
+        let decided: Decision?
+        do { decided = try batchDelete(again, state: state, settings: settings) } catch is CommandError { decided = nil }  // the repository is gone
         for id in refused {
-            answer.imageFailures.append(
-                decided?.imageFailures.first { $0.imageId == id } ?? ImageFailure(imageId: id, failureCode: .imageNotFound, failureReason: "Requested image not found"))
+            let failure = decided?.imageFailures.first { $0.imageId == id }
+                ?? (decided == nil
+                    ? ImageFailure(imageId: id, failureCode: .imageNotFound, failureReason: "Requested image not found")
+                    : ImageFailure(imageId: id, failureCode: .imageReferencedByManifestList, failureReason: "The image was referenced by a manifest list when the request was decided; delete the lists first"))
+            answer.imageFailures.append(failure)
         }
         return answer
     }
