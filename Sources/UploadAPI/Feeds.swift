@@ -115,7 +115,10 @@ extension ECRPublicService {
     /// checked (``checkCursor(after:leafHash:in:)``) in the slice's own snapshot, so that no
     /// failover can come between the check and the events read.
     func openingSlice(after: UInt64, leafHash: String?, limit: Int) async throws -> FeedSlice {
-        try await feedSlice(after: after, limit: limit) { try Self.checkCursor(after: after, leafHash: leafHash, in: $0) }
+        // The consumer's leaf stands as the last sent: an empty slice carries it on to the next.
+        try await feedSlice(after: after, sent: leafHash.flatMap(Hex.decode), limit: limit) {
+            try Self.checkCursor(after: after, leafHash: leafHash, in: $0)
+        }
     }
 
     /// The log no longer holds the last event a feed sent: a failover or a restore took it back.

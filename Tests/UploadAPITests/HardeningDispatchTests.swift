@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import LogHashing
 import NIOCore
 import Testing
 @testable import UploadAPI
@@ -108,6 +109,23 @@ struct HardeningDispatchTests {
             let cleanedAgain = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", cleanUp, headers: cleanUpId)
             #expect((cleanedAgain.body["imageIds"] as? [[String: Any]])?.map { $0["imageDigest"] as? String } == [listDigest])
             #expect((cleanedAgain.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["ImageReferencedByManifestList"])
+
+            // An image not there when the request was decided, pushed before its retry: still not found.
+            func push(_ note: String, tag: String) async throws -> String {
+                let index = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[],\"annotations\":{\"n\":\"\#(note)\"}}"#
+                let pushed = try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(index)", "imageTag": "\#(tag)"}"#)
+                return try #require((pushed.body["image"] as? [String: Any]).flatMap { ($0["imageId"] as? [String: Any])?["imageDigest"] as? String })
+            }
+            let late = try await push("4", tag: "late")
+            _ = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", #"{"repositoryName": "team/app", "imageIds": [{"imageDigest": "\#(late)"}]}"#)
+            _ = try await push("3", tag: "a3")
+            let mixed = #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "a3"}, {"imageDigest": "\#(late)"}]}"#
+            let mixedId: HTTPFields = [Self.invocation: "0f9e8d7c-mixed"]
+            let decided = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", mixed, headers: mixedId)
+            _ = try await push("4", tag: "late")
+            let decidedAgain = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", mixed, headers: mixedId)
+            #expect((decided.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["ImageNotFound"])
+            #expect(NSDictionary(dictionary: decidedAgain.body).isEqual(to: decided.body), "\(decidedAgain.body) against \(decided.body)")
         }
     }
 
@@ -179,6 +197,10 @@ struct HardeningDispatchTests {
             // At the tail too, where the slice holds no event.
             await #expect(throws: ECRPublicService.FeedTakenBack.self) { try await service.feedSlice(after: 2, sent: other, limit: 5) }
             #expect(try await service.feedSlice(after: 2, limit: 5).last == 2)
+            // A consumer resumed at the tail: its leaf stands as the last sent, for the next slice to check.
+            let tail = try #require(try await service.feedSlice(after: 1, sent: sent, limit: 5).leaf)
+            let resumed = try await service.openingSlice(after: 2, leafHash: Hex.encode(tail), limit: 5)
+            #expect(resumed.last == 2 && resumed.leaf == tail)
         }
     }
 

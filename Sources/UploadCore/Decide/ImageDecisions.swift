@@ -139,9 +139,9 @@ enum ImageDecisions {
     /// in order): what it deleted and untagged is read back from them, in request order; the ids it
     /// refused, whose refusals no event records, are decided again at `state` (the log's tail),
     /// which refuses them as the first attempt did unless the repository changed since. An id that
-    /// `state` would now accept names an image that is there: it was refused then, most likely for
-    /// a manifest list the same request deleted after it (a multi-arch clean-up that names the
-    /// images before their list), and is answered ImageReferencedByManifestList.
+    /// `state` would now accept was refused then: for a manifest list, when the request deleted an
+    /// image after it (a multi-arch clean-up that names the images before their list), and is
+    /// answered ImageReferencedByManifestList; else it was not there (ImageNotFound).
     ///
     /// One request is read back ambiguously: an untag whose image the request also deletes by
     /// digest right after it, when that image kept other tags, reads as the untag deleting it and
@@ -150,7 +150,7 @@ enum ImageDecisions {
     static func batchDeleteAnsweredAgain(_ c: BatchDeleteImage, recorded: [Event], state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
         var answer = Decision(recorded)
         var next = recorded.startIndex
-        var refused: [ImageIdentifier] = []
+        var refused: [(id: ImageIdentifier, next: Int)] = []  // with the events recorded after its place
         func deletes(_ digest: String) -> Bool {
             guard next < recorded.endIndex, case .imageDeleted(let deleted) = recorded[next], deleted.imageDigest == digest else { return false }
             next += 1
@@ -161,7 +161,7 @@ enum ImageDecisions {
             if let tag = id.imageTag {
                 guard next < recorded.endIndex, case .imageUntagged(let untagged) = recorded[next], untagged.imageTag.sameBytes(as: tag),
                       digest == nil || digest == untagged.imageDigest else {
-                    refused.append(id)
+                    refused.append((id, next))
                     continue
                 }
                 next += 1
@@ -170,19 +170,20 @@ enum ImageDecisions {
             } else if let digest, deletes(digest) {
                 answer.imageIds.append(ImageIdentifier(imageDigest: digest))
             } else {
-                refused.append(id)
+                refused.append((id, next))
             }
         }
         guard !refused.isEmpty else { return answer }
-        var again = try BatchDeleteImage(registryId: c.registryId, repositoryName: c.repositoryName, imageIds: refused)
+        var again = try BatchDeleteImage(registryId: c.registryId, repositoryName: c.repositoryName, imageIds: refused.map(\.id))
         again.keepsUntaggedImages = c.keepsUntaggedImages
         let decided: Decision?
         do { decided = try batchDelete(again, state: state, settings: settings) } catch is CommandError { decided = nil }  // the repository is gone
-        for id in refused {
+        for (id, next) in refused {
+            let deletedAfter = recorded[next...].contains { if case .imageDeleted = $0 { true } else { false } }
             let failure = decided?.imageFailures.first { $0.imageId == id }
-                ?? (decided == nil
-                    ? ImageFailure(imageId: id, failureCode: .imageNotFound, failureReason: "Requested image not found")
-                    : ImageFailure(imageId: id, failureCode: .imageReferencedByManifestList, failureReason: "The image was referenced by a manifest list when the request was decided; delete the lists first"))
+                ?? (decided != nil && deletedAfter
+                    ? ImageFailure(imageId: id, failureCode: .imageReferencedByManifestList, failureReason: "The image was referenced by a manifest list when the request was decided; delete the lists first")
+                    : ImageFailure(imageId: id, failureCode: .imageNotFound, failureReason: "Requested image not found"))
             answer.imageFailures.append(failure)
         }
         return answer
