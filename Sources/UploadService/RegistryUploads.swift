@@ -61,8 +61,8 @@ extension UploadService {
     /// a blob store that cannot link) the part commits, then the completion as
     /// ``completeLayerUpload(_:_:)`` makes it.
     ///
-    /// A completion refused after its chunk committed on its own cancels the upload (a retry of the
-    /// `PUT` would otherwise record the chunk twice); one refused with no chunk leaves it open.
+    /// A completion that fails after its chunk committed cancels the upload (the same `PUT` again
+    /// would record the chunk twice); one refused with no chunk leaves it open.
     ///
     /// A part refused after the link (the upload cancelled or expired while the chunk streamed in),
     /// or a crash between the link and the commit, leaves the blob in the blob store with no layer
