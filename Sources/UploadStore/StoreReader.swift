@@ -50,7 +50,6 @@ public struct StoreReader: StoreSnapshot {
     public func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables.image(ref, digest) }
     public func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables.imageDigests(in: ref) }
     public func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables.tag(ref, tag) }
-    public func referrers(of subject: String, in ref: RepositoryRef) throws -> [String] { try tables.referrers(of: subject, in: ref) }
     public func details(_ ref: RepositoryRef) throws -> RepositoryDetails? { try tables.details(ref) }
     public func registryCatalog(_ registryId: String) throws -> RegistryCatalog? { try tables.registryCatalog(registryId) }
 

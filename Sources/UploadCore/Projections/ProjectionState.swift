@@ -16,9 +16,6 @@ public protocol ProjectionState {
     /// The digests of the repository's images, in the store's fixed order.
     func imageDigests(in ref: RepositoryRef) throws -> [String]
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord?
-    /// The digests of the repository's images whose manifest names `subject` as its subject
-    /// (``Manifest/subject``), in byte order: the referrers API's list.
-    func referrers(of subject: String, in ref: RepositoryRef) throws -> [String]
     /// The repository's catalog data and tags; `nil` when it never had any.
     func details(_ ref: RepositoryRef) throws -> RepositoryDetails?
     func registryCatalog(_ registryId: String) throws -> RegistryCatalog?

@@ -29,7 +29,6 @@ struct PostgresSnapshot: StoreSnapshot {
     func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables?.image(ref, digest) }
     func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables?.imageDigests(in: ref) ?? [] }
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables?.tag(ref, tag) }
-    func referrers(of subject: String, in ref: RepositoryRef) throws -> [String] { try tables?.referrers(of: subject, in: ref) ?? [] }
     func details(_ ref: RepositoryRef) throws -> RepositoryDetails? { try tables?.details(ref) }
     func registryCatalog(_ registryId: String) throws -> RegistryCatalog? { try tables?.registryCatalog(registryId) }
 

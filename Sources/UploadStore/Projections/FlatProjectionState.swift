@@ -63,7 +63,6 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
 
     func tag(_ ref: RepositoryRef, _ tag: String) -> TagRecord? { catalogue.tag(ref, tag) }
 
-    func referrers(of subject: String, in ref: RepositoryRef) -> [String] { catalogue.referrers(of: subject, in: ref) }
 
     func details(_ ref: RepositoryRef) -> RepositoryDetails? { catalogue.details(ref) }
 

@@ -49,12 +49,6 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
 
     func tag(_ ref: RepositoryRef, _ tag: String) -> TagRecord? { tags[ExactRepository(ref)]?[ExactString(tag)] }
 
-    func referrers(of subject: String, in ref: RepositoryRef) -> [String] {
-        let prefix = Array(ProjectionKey.referrerItem(subject, "").utf8)
-        let items = referrers[ExactRepository(ref), default: [:]].keys.filter { $0.value.utf8.starts(with: prefix) }
-        return Self.inByteOrder(Array(items)).map { String(decoding: $0.utf8.dropFirst(prefix.count), as: UTF8.self) }
-    }
-
     func details(_ ref: RepositoryRef) -> RepositoryDetails? { details[ExactRepository(ref)] }
 
     func registryCatalog(_ registryId: String) -> RegistryCatalog? { registries[ExactString(registryId)] }

@@ -32,8 +32,8 @@ struct RepositoryMark: FieldRecord {
     static var recordName: String { "repositoryMark" }
 }
 
-/// The value of a referrers entry: the referrer's digest, the last part of its key, so that a list
-/// of referrers reads no key apart.
+/// The value of a referrers entry: the referrer's digest, the last part of its key (the referrers
+/// pages read it from the key; the value is kept as projection layout 9 lays it out).
 @FieldRecord
 struct ReferrerMark: FieldRecord {
     var referrer: String
@@ -79,12 +79,6 @@ extension KeyedProjectionTables {
 
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? {
         try record(.imageTags, ProjectionKey.scoped(ref, tag), as: TagRecord.self)
-    }
-
-    /// In key order: by the referrer's digest.
-    func referrers(of subject: String, in ref: RepositoryRef) throws -> [String] {
-        try entries(in: .referrers, withPrefix: ProjectionKey.scoped(ref, ProjectionKey.referrerItem(subject, "")), as: ReferrerMark.self)
-            .map(\.value.referrer)
     }
 
     func details(_ ref: RepositoryRef) throws -> RepositoryDetails? {
