@@ -125,6 +125,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Requests whose head was read and whose response has not ended.
     private var unanswered = 0
     private var lastRead = NIODeadline.now()
+    /// Whether the server has asked the socket for more bytes since it last read some. `false`
+    /// while the server holds a body back (its handler waits before reading it, for instance for
+    /// its upload's lock): the client cannot send then, so the body's clocks do not run.
+    private var readDemanded = false
     private var pendingWrites = 0
     /// When the oldest pending write last made progress (was issued, or a write completed).
     private var writeProgress = NIODeadline.now()
@@ -228,6 +232,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         if case .head(let since, nil) = reading { reading = .head(since: since, firstByte: now) }
     }
 
+    fileprivate func readRequested() { readDemanded = true }
+
+    fileprivate func readCompleted() { readDemanded = false }
+
     fileprivate func writeStarted(at now: NIODeadline) {
         if pendingWrites == 0 { writeProgress = now }
         pendingWrites += 1
@@ -253,6 +261,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .body(let windowStart, let windowBytes):
             // A pipelined body waits while the server answers the requests before it.
             guard unanswered <= 1 else { return nil }
+            guard readDemanded else {
+                // The server holds the body back: judge it from when the server reads again.
+                reading = .body(windowStart: now, windowBytes: 0)
+                lastRead = now
+                return nil
+            }
             if now - lastRead > idle { return "no body byte for the idle timeout" }
             let window = now - windowStart
             if window >= TimeAmount(limits.bodyRateWindow) {
@@ -272,7 +286,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
-    /// The byte-level twin: reports reads and completed writes to its guard.
+    /// The byte-level twin: reports reads, the pipeline's demand for them, and completed writes to
+    /// its guard.
     final class RawTraffic: ChannelDuplexHandler, RemovableChannelHandler {
         typealias InboundIn = ByteBuffer
         typealias InboundOut = ByteBuffer
@@ -286,6 +301,18 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guardian.bytesRead(at: .now())
             context.fireChannelRead(data)
+        }
+
+        // The socket's reads: asked for by the pipeline (with `autoRead`, again at once after
+        // each read completes, in the same event-loop tick; not while a handler holds them back).
+        func read(context: ChannelHandlerContext) {
+            guardian.readRequested()
+            context.read()
+        }
+
+        func channelReadComplete(context: ChannelHandlerContext) {
+            guardian.readCompleted()
+            context.fireChannelReadComplete()
         }
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

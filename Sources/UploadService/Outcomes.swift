@@ -26,7 +26,8 @@ public struct LayerCompleted: Sendable, Equatable {
 /// DeleteRepository's answer.
 public struct RepositoryRemoved: Sendable, Equatable {
     public let repository: RepositoryRef
-    /// When the repository was created; `nil` when this answers a retry and it is gone.
+    /// When the repository was created; `nil` when this answers a retry of a delete recorded
+    /// before ``RepositoryDeleted`` kept it.
     public let createdAt: Timestamp?
     /// The uploads in progress the delete aborted.
     public let abortedUploads: [String]

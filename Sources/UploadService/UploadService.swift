@@ -80,7 +80,6 @@ public final class UploadService: Sendable {
     /// Deletes the repository, then the staged bytes of the uploads it aborted (no longer needed
     /// once the abort has committed).
     public func deleteRepository(_ command: DeleteRepository, _ metadata: RequestMetadata) async throws -> RepositoryRemoved {
-        let createdAt = try? read { try $0.repository(RepositoryRef(registryId: settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName))?.createdAt }
         let events = try await store.execute(.deleteRepository(command), metadata: metadata).events
         let deleted = try events.first(RepositoryDeleted.self, recordedBy: "DeleteRepository")
         var aborted: [String] = []
@@ -88,7 +87,7 @@ public final class UploadService: Sendable {
             blobs.removeStaging(abort.uploadId)  // not under the upload's lock: see cutBackStaging
             aborted.append(abort.uploadId)
         }
-        return RepositoryRemoved(repository: deleted.repository, createdAt: createdAt ?? nil, abortedUploads: aborted)
+        return RepositoryRemoved(repository: deleted.repository, createdAt: deleted.createdAt, abortedUploads: aborted)
     }
 
     public func putImage(_ command: PutImage, _ metadata: RequestMetadata) async throws -> ImagePushed {

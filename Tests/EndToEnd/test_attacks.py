@@ -710,6 +710,63 @@ def test_a_body_slower_than_the_minimum_rate_is_closed_and_a_slow_enough_one_is_
     assert_honest(srv)
 
 
+def test_a_chunk_held_back_behind_another_on_its_upload_is_not_taken_for_a_slow_client(srv):
+    """A second PATCH to an upload waits for the first's lock before the server reads its body:
+    its bytes stop arriving for longer than the idle timeout, through no fault of the client's.
+    The guard judges a body only while the server asks for it, so the chunk is taken afterwards."""
+    ecr = client(srv)
+    ecr.create_repository(repositoryName="attack/held-back")
+    token = ecr.get_authorization_token()["authorizationData"]["authorizationToken"]
+    authorization = "Basic " + token  # base64 of `AWS:<password>`, as docker login sends it
+
+    def request(method, path, length, extra=()):
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header(srv)}", f"Authorization: {authorization}",
+                 f"Content-Length: {length}", "Content-Type: application/octet-stream", *extra]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    sock = connect(srv)
+    sock.sendall(request("POST", "/v2/attack/held-back/blobs/uploads/", 0))
+    status, headers, _ = read_response(sock)
+    sock.close()
+    assert status == 202, status
+    location = urllib.parse.urlsplit(headers["location"])
+    session = location.path + ("?" + location.query if location.query else "")
+
+    first_length, held_length = 96 * 1024, 32 * MIB  # the held chunk outgrows every buffer between
+    results = {}
+
+    def first():  # 16 KiB a second for 6 s: above the minimum rate, and twice the idle timeout long
+        sock = connect(srv, timeout=30)
+        sock.sendall(request("PATCH", session, first_length, ["Content-Range: 0-%d" % (first_length - 1)]))
+        for _ in range(0, first_length, 4096):
+            sock.sendall(b"a" * 4096)
+            time.sleep(0.25)
+        results["first"] = read_response(sock, timeout=30)
+        sock.close()
+
+    def held():
+        sock = connect(srv, timeout=60)
+        try:
+            sock.sendall(request("PATCH", session, held_length) + b"b" * held_length)
+            results["held"] = read_response(sock, timeout=60)
+        except OSError as error:
+            results["held"] = repr(error)
+        sock.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=held)]
+    threads[0].start()
+    time.sleep(0.5)  # the first chunk holds the upload's lock
+    threads[1].start()
+    for t in threads:
+        t.join(timeout=90)
+    assert results["first"][0] == 202, results["first"]
+    assert not isinstance(results["held"], str), f"the held-back chunk was cut off: {results['held']}"
+    status, headers, body = results["held"]
+    assert status == 202, (status, body)
+    assert headers["range"] == f"0-{first_length + held_length - 1}", headers
+    assert_honest(srv)
+
+
 def test_a_huge_declared_body_from_an_unknown_or_missing_key_is_refused_without_waiting_for_it(srv):
     for key, expected in [(("AKIDNOBODY", "secret"), "UnrecognizedClientException"), (None, "MissingAuthenticationTokenException")]:
         sock = connect(srv)

@@ -20,12 +20,12 @@ struct HardeningDispatchTests {
     static let invocation = HTTPField.Name("amz-sdk-invocation-id")!
 
     func withAPI(
-        authentication: ECRPublicService.Authentication = .anonymous,
+        authentication: ECRPublicService.Authentication = .anonymous, clock: TestClock = TestClock(),
         _ body: @escaping @Sendable (any TestClientProtocol, Store, ECRPublicService) async throws -> Void
     ) async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let store = try Store(testConfiguration(dir))
+        let store = try Store(testConfiguration(dir, clock: clock))
         let service = ECRPublicService(service: UploadService(store: store, blobs: try BlobStore(directory: dir.path), logger: Logger(label: "test")), logger: Logger(label: "test"), authentication: authentication)
         let app = Application(router: service.router())
         do {
@@ -126,6 +126,26 @@ struct HardeningDispatchTests {
             let decidedAgain = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", mixed, headers: mixedId)
             #expect((decided.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["ImageNotFound"])
             #expect(NSDictionary(dictionary: decidedAgain.body).isEqual(to: decided.body), "\(decidedAgain.body) against \(decided.body)")
+        }
+    }
+
+    /// A retried DeleteRepository answers the deleted repository's creation time from its event,
+    /// not the state at the retry (where it is gone, or created again later).
+    @Test func anExactRetryOfDeleteRepository_answersTheDeletedRepositorysCreationTime() async throws {
+        let clock = TestClock()
+        try await withAPI(clock: clock) { client, _, _ in
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            let id: HTTPFields = [Self.invocation: "5a4b3c2d-delete"]
+            clock.advance(milliseconds: 60_000)
+            let deleted = try await Self.call(client, "SpencerFrontendService.DeleteRepository", #"{"repositoryName": "team/app"}"#, headers: id)
+            let createdAt = try #require((deleted.body["repository"] as? [String: Any])?["createdAt"] as? Double)
+            #expect(createdAt == 1_796_083_200)
+            let retried = try await Self.call(client, "SpencerFrontendService.DeleteRepository", #"{"repositoryName": "team/app"}"#, headers: id)
+            #expect(NSDictionary(dictionary: retried.body).isEqual(to: deleted.body), "the repository is gone: \(retried.body)")
+            clock.advance(milliseconds: 60_000)
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            let afterRecreate = try await Self.call(client, "SpencerFrontendService.DeleteRepository", #"{"repositoryName": "team/app"}"#, headers: id)
+            #expect(NSDictionary(dictionary: afterRecreate.body).isEqual(to: deleted.body), "created again since: \(afterRecreate.body)")
         }
     }
 

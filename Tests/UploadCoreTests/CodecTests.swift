@@ -9,7 +9,7 @@ struct CodecTests {
         .repositoryCreated(RepositoryCreated(registryId: "123456789012", repositoryName: "team/app", createdAt: at)),
         .uploadInitiated(UploadInitiated(uploadId: "0f8c1a2e-0000-4000-8000-000000000001", partSize: 10_485_760, registryId: "123456789012", repositoryName: "team/app", initiatedAt: at)),
         .uploadAborted(UploadAborted(uploadId: "0f8c1a2e-0000-4000-8000-000000000001", registryId: "123456789012", repositoryName: "team/app", reason: .repositoryDeleted)),
-        .repositoryDeleted(RepositoryDeleted(registryId: "123456789012", repositoryName: "team/app", force: true)),
+        .repositoryDeleted(RepositoryDeleted(registryId: "123456789012", repositoryName: "team/app", force: true, createdAt: Timestamp(millisecondsSinceEpoch: 1_796_083_200_000))),
     ]
 
     @Test(arguments: events)

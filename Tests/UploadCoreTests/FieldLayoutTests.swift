@@ -19,8 +19,10 @@ struct FieldLayoutTests {
     static let events: [(Event, [UInt8])] = [
         (.repositoryCreated(RepositoryCreated(registryId: registry, repositoryName: name, createdAt: at)),
          fields { $0.string(1, registry); $0.string(2, name); $0.timestamp(3, at) }),
-        (.repositoryDeleted(RepositoryDeleted(registryId: registry, repositoryName: name, force: false)),
+        (.repositoryDeleted(RepositoryDeleted(registryId: registry, repositoryName: name, force: false, createdAt: nil)),
          fields { $0.string(1, registry); $0.string(2, name); $0.bool(3, false) }),
+        (.repositoryDeleted(RepositoryDeleted(registryId: registry, repositoryName: name, force: true, createdAt: at)),
+         fields { $0.string(1, registry); $0.string(2, name); $0.bool(3, true); $0.timestamp(4, at) }),
         (.uploadInitiated(UploadInitiated(uploadId: upload, partSize: 7, registryId: registry, repositoryName: name, initiatedAt: at)),
          fields { $0.string(1, upload); $0.uint(2, 7); $0.string(3, registry); $0.string(4, name); $0.timestamp(5, at) }),
         (.uploadAborted(UploadAborted(uploadId: upload, registryId: registry, repositoryName: name, reason: .repositoryDeleted)),

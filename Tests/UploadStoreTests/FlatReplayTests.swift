@@ -76,7 +76,7 @@ struct FlatReplayTests {
             }
             uploads.removeAll { $0.repository == repository }
             layers.removeAll { $0.repository == repository }
-            add(.repositoryDeleted(RepositoryDeleted(registryId: registry, repositoryName: repository, force: true)))
+            add(.repositoryDeleted(RepositoryDeleted(registryId: registry, repositoryName: repository, force: true, createdAt: nil)))
             live.remove(repository)
             create(repository)
         }

@@ -147,7 +147,8 @@ public enum Decider {
     }
 
     private static func deleteRepository(_ c: DeleteRepository, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
-        let ref = try existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
+        let ref = RepositoryRef(registryId: try settings.resolveRegistry(c.registryId), repositoryName: c.repositoryName)
+        guard let repository = try state.repository(ref) else { throw repositoryNotFound(ref) }
         let images = try state.imageDigests(in: ref)
         let uploads = try state.activeUploads(in: ref)
         guard c.force || images.isEmpty else {
@@ -165,7 +166,7 @@ public enum Decider {
                 uploadId: $0, registryId: ref.registryId, repositoryName: ref.repositoryName, reason: .repositoryDeleted))
         }
         return Decision(deletedImages + aborted + [.repositoryDeleted(RepositoryDeleted(
-            registryId: ref.registryId, repositoryName: ref.repositoryName, force: c.force))])
+            registryId: ref.registryId, repositoryName: ref.repositoryName, force: c.force, createdAt: repository.createdAt))])
     }
 
     /// What an exact retry of `command` answers, whose first attempt recorded `recorded`: the
@@ -184,12 +185,14 @@ public enum Decider {
         _ registryId: String?, _ name: String, state: some ProjectionState, settings: DecisionSettings
     ) throws -> RepositoryRef {
         let ref = RepositoryRef(registryId: try settings.resolveRegistry(registryId), repositoryName: name)
-        guard try state.repository(ref) != nil else {
-            throw CommandError(
-                .repositoryNotFound,
-                "The repository with name '\(name)' does not exist in the registry with id '\(ref.registryId)'")
-        }
+        guard try state.repository(ref) != nil else { throw repositoryNotFound(ref) }
         return ref
+    }
+
+    static func repositoryNotFound(_ ref: RepositoryRef) -> CommandError {
+        CommandError(
+            .repositoryNotFound,
+            "The repository with name '\(ref.repositoryName)' does not exist in the registry with id '\(ref.registryId)'")
     }
 }
 

@@ -21,6 +21,9 @@ public struct RepositoryDeleted: EventPayload, RepositoryScoped {
     public let registryId: String
     public let repositoryName: String
     public let force: Bool
+    /// When the deleted repository was created, so that a retried DeleteRepository answers it
+    /// from the log; absent in events recorded before it was kept.
+    public let createdAt: Timestamp?
 
-    enum FieldTag: UInt64 { case registryId = 1, repositoryName, force }
+    enum FieldTag: UInt64 { case registryId = 1, repositoryName, force, createdAt }
 }
