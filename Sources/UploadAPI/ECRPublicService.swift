@@ -49,6 +49,17 @@ public final class ECRPublicService: Sendable {
         "DeleteRepositoryPolicy": { try await $0.deleteRepositoryPolicy($1, $2) },
     ]
 
+    /// The operations whose first attempt can change what authorised it (the repository and its
+    /// policy gone, another policy set), with the refusal their caller now meets: a denied call of
+    /// one, carrying an invocation id, still goes to the writer, which answers it only as the exact
+    /// retry of a call it holds (``CommandSubmission/refusalUnlessRetry``), so that an SDK's retry
+    /// after a lost answer is not denied. Each sends its command before it reads or writes anything.
+    static let answeredAsRetriesWhenDenied: [String: @Sendable (ECRPublicService, AWSJSONBody, RequestMetadata, AccessDenied) async throws -> JSONValue] = [
+        "DeleteRepository": { try await $0.deleteRepository($1, $2, refusalUnlessRetry: $3) },
+        "SetRepositoryPolicy": { try await $0.setRepositoryPolicy($1, $2, refusalUnlessRetry: $3) },
+        "DeleteRepositoryPolicy": { try await $0.deleteRepositoryPolicy($1, $2, refusalUnlessRetry: $3) },
+    ]
+
     /// ECR Public's operations this coordinator does not serve: none since all 23 of the model
     /// are, but a name added here is answered UnsupportedCommandException, as the model says.
     static let unsupported: Set<String> = []
@@ -172,7 +183,7 @@ public final class ECRPublicService: Sendable {
             let target = request.headers[Self.targetHeader]
             guard let target, target.hasPrefix(Self.targetPrefix) else { throw APIError.unknownOperation(target) }
             let name = String(target.dropFirst(Self.targetPrefix.count))
-            guard let operation = Self.operations[name] else {
+            guard var operation = Self.operations[name] else {
                 if Self.unsupported.contains(name) {
                     operationLabel = name
                     throw APIError(type: "UnsupportedCommandException", message: "The action \(name) isn't supported by this coordinator.", status: .badRequest)
@@ -182,7 +193,12 @@ public final class ECRPublicService: Sendable {
             operationLabel = name
             let invocationId = try Self.invocationId(request.headers)
             let body = try AWSJSONBody(bytes)
-            try authorize(name, body, principal: principal)
+            do {
+                try authorize(name, body, principal: principal)
+            } catch let denied as AccessDenied {
+                guard invocationId != nil, let retryOnly = Self.answeredAsRetriesWhenDenied[name] else { throw denied }
+                operation = { try await retryOnly($0, $1, $2, denied) }
+            }
             let metadata = RequestMetadata(
                 requestId: requestId, source: "http", userAgent: RequestMetadata.recorded(userAgent: request.headers[.userAgent]),
                 sourceAddress: context.remoteAddress?.recordedForm,

@@ -13,7 +13,7 @@ struct CreateRepositoryCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await withService(store) { service in
-            let created = try await service.createRepository(CreateRepository(repositoryName: repositoryName), cliMetadata())
+            let created = try await service.createRepository(CreateRepository(repositoryName: repositoryName), cliMetadata()).created
             printLine(.object([
                 ("registryId", .string(created.registryId)),
                 ("repositoryName", .string(created.repositoryName)),

@@ -39,9 +39,14 @@ public final class UploadService: Sendable {
     }
 
     /// Creates the repository, its logo kept as a blob first (``execute(_:keepingLogo:as:_:)``).
-    public func createRepository(_ command: CreateRepository, logo: [UInt8]? = nil, _ metadata: RequestMetadata) async throws -> RepositoryCreated {
-        try await execute(.createRepository(command), keepingLogo: logo, as: command.catalog?.logoImageDigest, metadata).events
-            .first(RepositoryCreated.self, recordedBy: "CreateRepository")
+    /// The repository's creation, and its catalog data when the call gave some: both from the
+    /// recorded events, so that a retry is answered as the first attempt was.
+    public func createRepository(
+        _ command: CreateRepository, logo: [UInt8]? = nil, _ metadata: RequestMetadata
+    ) async throws -> (created: RepositoryCreated, catalog: RepositoryCatalogDataPut?) {
+        let events = try await execute(.createRepository(command), keepingLogo: logo, as: command.catalog?.logoImageDigest, metadata).events
+        let catalog = events.lazy.compactMap { $0.event.payload as? RepositoryCatalogDataPut }.first
+        return (try events.first(RepositoryCreated.self, recordedBy: "CreateRepository"), catalog)
     }
 
     public func putRepositoryCatalogData(_ command: PutRepositoryCatalogData, logo: [UInt8]?, _ metadata: RequestMetadata) async throws -> RepositoryCatalogDataPut {
@@ -49,10 +54,11 @@ public final class UploadService: Sendable {
             .first(RepositoryCatalogDataPut.self, recordedBy: "PutRepositoryCatalogData")
     }
 
-    /// Runs a command whose answer the caller reads back from the state (tags, registry catalog
-    /// data): it may record nothing, when it changes nothing.
-    public func execute(_ command: Command, _ metadata: RequestMetadata) async throws {
-        _ = try await store.execute(command, metadata: metadata)
+    /// Runs a command that may record nothing, when it changes nothing (tags, registry catalog
+    /// data); its answer comes from the events it recorded, or the state when there are none.
+    @discardableResult
+    public func execute(_ command: Command, _ metadata: RequestMetadata) async throws -> CommandOutcome {
+        try await store.execute(command, metadata: metadata)
     }
 
     /// Runs `command`, whose events name `logo` by `digest`, so that no event is answered while
@@ -78,9 +84,11 @@ public final class UploadService: Sendable {
     }
 
     /// Deletes the repository, then the staged bytes of the uploads it aborted (no longer needed
-    /// once the abort has committed).
-    public func deleteRepository(_ command: DeleteRepository, _ metadata: RequestMetadata) async throws -> RepositoryRemoved {
-        let events = try await store.execute(.deleteRepository(command), metadata: metadata).events
+    /// once the abort has committed). `refusalUnlessRetry`: ``CommandSubmission/refusalUnlessRetry``.
+    public func deleteRepository(
+        _ command: DeleteRepository, _ metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil
+    ) async throws -> RepositoryRemoved {
+        let events = try await store.execute(.deleteRepository(command), metadata: metadata, refusalUnlessRetry: refusalUnlessRetry).events
         let deleted = try events.first(RepositoryDeleted.self, recordedBy: "DeleteRepository")
         var aborted: [String] = []
         for case .uploadAborted(let abort) in events.map(\.event) {

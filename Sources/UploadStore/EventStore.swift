@@ -62,10 +62,16 @@ public enum StoreDuty: String, Sendable, CaseIterable {
 public struct CommandSubmission: Sendable {
     public let command: Command
     public let metadata: RequestMetadata
+    /// Set for a call its caller may no longer make (its first attempt changed what authorised
+    /// it: a deleted repository's policy, a policy set or deleted): the writer answers it only as
+    /// the exact retry of a call its retry window holds, and otherwise refuses it with this,
+    /// writing nothing.
+    public let refusalUnlessRetry: (any Error & Sendable)?
 
-    public init(_ command: Command, metadata: RequestMetadata) {
+    public init(_ command: Command, metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil) {
         self.command = command
         self.metadata = metadata
+        self.refusalUnlessRetry = refusalUnlessRetry
     }
 }
 
@@ -75,9 +81,13 @@ extension EventStore {
         await waitForEvents(after: position, timeout: .seconds(1))
     }
 
-    /// Appends one command. - Throws: its refusal (``CommandError``) or the store's failure.
-    public func execute(_ command: Command, metadata: RequestMetadata) async throws -> CommandOutcome {
-        guard let result = await append([CommandSubmission(command, metadata: metadata)]).first else {
+    /// Appends one command. - Throws: its refusal (``CommandError``, or `refusalUnlessRetry`: see
+    /// ``CommandSubmission/refusalUnlessRetry``) or the store's failure.
+    public func execute(
+        _ command: Command, metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil
+    ) async throws -> CommandOutcome {
+        let submission = CommandSubmission(command, metadata: metadata, refusalUnlessRetry: refusalUnlessRetry)
+        guard let result = await append([submission]).first else {
             throw StoreError(.closed, "the store answered nothing")
         }
         return try result.get()

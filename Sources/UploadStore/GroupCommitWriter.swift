@@ -28,12 +28,14 @@ final class GroupCommitWriter: Sendable {
         let command: Command
         let metadata: RequestMetadata
         let uploadId: String?
+        let refusalUnlessRetry: (any Error & Sendable)?
         let answer: Answers
         let index: Int
 
-        init(command: Command, metadata: RequestMetadata, uploadId: String?, answer: Answers, index: Int) {
-            self.command = command
-            self.metadata = metadata
+        init(_ submission: CommandSubmission, uploadId: String?, answer: Answers, index: Int) {
+            self.command = submission.command
+            self.metadata = submission.metadata
+            self.refusalUnlessRetry = submission.refusalUnlessRetry
             self.uploadId = uploadId
             self.answer = answer
             self.index = index
@@ -148,8 +150,7 @@ final class GroupCommitWriter: Sendable {
                 return
             }
             for (index, submission) in submissions.enumerated() {
-                queue.pending.append(Pending(
-                    command: submission.command, metadata: submission.metadata, uploadId: uploadIds[index], answer: answers, index: index))
+                queue.pending.append(Pending(submission, uploadId: uploadIds[index], answer: answers, index: index))
             }
             queue.callers += 1
             if queue.callers >= queue.wakeAt || (queue.hasFullBatch(configuration.maxBatchSize) && queue.wakeAt != Int.max) { condition.signal() }

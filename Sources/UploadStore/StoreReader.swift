@@ -103,7 +103,7 @@ public struct StoreReader: StoreSnapshot {
         try projections.scan(projectionSchema.database(table), from: start) { key, value in
             guard key.starts(with: prefix) else { return false }
             let name = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
-            if let after, name == after { return true }
+            if let after, name.sameBytes(as: after) { return true }  // not `==`, which equates canonically equivalent text
             entries.append((name, Array(value)))
             return entries.count < limit
         }

@@ -94,11 +94,16 @@ struct WritePath {
             // A retry of an SDK call recorded within the window is answered with what it recorded.
             if let id = pending.metadata.invocationId {
                 let run = marks.run(for: id, tail: position, now: now) ?? invocations.run(for: id, tail: position, now: now)
-                if let recorded = try CommandOutcome.recorded(
-                    pending.command, pending.metadata, run: run, events: txn.events, state: txn.tables, settings: settings) {
-                    return .success(recorded)
+                do {
+                    if let recorded = try CommandOutcome.recorded(
+                        pending.command, pending.metadata, run: run, events: txn.events, state: txn.tables, settings: settings) {
+                        return .success(recorded)
+                    }
+                } catch let mismatch as CommandError where pending.refusalUnlessRetry != nil && mismatch.code == .idempotentParameterMismatch {
+                    // Not its retry: refused as its caller may not make it (below), telling nothing of the other call.
                 }
             }
+            if let refusal = pending.refusalUnlessRetry { return .failure(refusal) }
             decision = try Decider.decide(
                 pending.command, state: txn.tables, settings: settings,
                 context: DecisionContext(now: now, newUploadId: pending.uploadId))

@@ -616,3 +616,54 @@ def test_an_action_no_repository_takes_is_refused_in_a_policy(keyed, alice):
         assert error_code(lambda: alice.set_repository_policy(repositoryName=name, policyText=policy(deny("*", action)))) == "InvalidParameterException", action
     assert error_code(lambda: alice.set_repository_policy(repositoryName=name, policyText=policy(
         deny({"AWS": user("*")}, "ecr-public:PutImage")))) == "InvalidParameterException", "no wildcard in a principal"
+
+
+# ---------------------------------------------------------------------------------------------
+# Retries of calls that took away what allowed them
+
+
+def post_as(server, who, operation, body, invocation):
+    """A raw signed call by KEYS[who] carrying the SDK invocation id `invocation`: (status, body)."""
+    import urllib.error
+    import urllib.request
+    data = json.dumps(body).encode()
+    headers = signed_headers("POST", server.endpoint + "/", data, {
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService." + operation,
+    }, key=KEYS[who][:2])
+    headers["amz-sdk-invocation-id"] = invocation
+    request = urllib.request.Request(server.endpoint + "/", data=data, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_retry_is_answered_as_its_first_attempt_though_that_attempt_took_away_what_allowed_it(keyed, alice):
+    """An SDK sends a call again, with the same invocation id, when its answer was lost. A
+    DeleteRepository allowed only by the repository's policy took that policy with it, and a
+    SetRepositoryPolicy may deny its own caller: their retries are still answered as the first
+    attempts were, and nothing else is let through."""
+    name = new_repo(alice)
+    alice.set_repository_policy(repositoryName=name, policyText=policy(allow({"AWS": CAROL}, "ecr-public:DeleteRepository")))
+    invocation = str(uuid.uuid4())
+    first = post_as(keyed, "carol", "DeleteRepository", {"repositoryName": name}, invocation)
+    assert first[0] == 200, first
+    assert first[1]["repository"]["repositoryName"] == name and "createdAt" in first[1]["repository"], first
+    assert post_as(keyed, "carol", "DeleteRepository", {"repositoryName": name}, invocation) == first
+    # Not its retry: another body with the id, or the same body with a new id, is denied as before.
+    other = post_as(keyed, "carol", "DeleteRepository", {"repositoryName": name + "-other"}, invocation)
+    assert other[0] == 403 and other[1]["__type"] == DENIED, other
+    again = post_as(keyed, "carol", "DeleteRepository", {"repositoryName": name}, str(uuid.uuid4()))
+    assert again[0] == 403 and again[1]["__type"] == DENIED, again
+
+    name = new_repo(alice)
+    locked = policy(deny({"AWS": ALICE}, "ecr-public:SetRepositoryPolicy"))
+    invocation = str(uuid.uuid4())
+    body = {"repositoryName": name, "policyText": locked, "force": True}
+    first = post_as(keyed, "alice", "SetRepositoryPolicy", body, invocation)
+    assert first[0] == 200 and first[1]["policyText"] == locked, first
+    assert post_as(keyed, "alice", "SetRepositoryPolicy", body, invocation) == first
+    unlocked = post_as(keyed, "alice", "SetRepositoryPolicy", {**body, "policyText": policy(allow({"AWS": BOB}, "ecr-public:*"))}, str(uuid.uuid4()))
+    assert unlocked[0] == 403 and unlocked[1]["__type"] == DENIED, unlocked
+    assert alice.get_repository_policy(repositoryName=name)["policyText"] == locked

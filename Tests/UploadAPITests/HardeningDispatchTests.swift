@@ -149,6 +149,45 @@ struct HardeningDispatchTests {
         }
     }
 
+    /// Catalog data is answered from what the call recorded, so that a retry after another call
+    /// changed it is answered as the first attempt was.
+    @Test func retriesOfCatalogWrites_answerWhatTheyRecorded_notTheStateSince() async throws {
+        try await withAPI { client, _, _ in
+            let createId: HTTPFields = [Self.invocation: "6b5a4c3d-create"]
+            let create = #"{"repositoryName": "team/app", "catalogData": {"description": "first"}}"#
+            let created = try await Self.call(client, Self.create, create, headers: createId)
+            #expect((created.body["catalogData"] as? [String: Any])?["description"] as? String == "first")
+            _ = try await Self.call(client, "SpencerFrontendService.PutRepositoryCatalogData", #"{"repositoryName": "team/app", "catalogData": {"description": "later"}}"#)
+            let createdAgain = try await Self.call(client, Self.create, create, headers: createId)
+            #expect(NSDictionary(dictionary: createdAgain.body).isEqual(to: created.body), "\(createdAgain.body)")
+            let plain = try await Self.call(client, Self.create, #"{"repositoryName": "team/plain"}"#)
+            #expect((plain.body["catalogData"] as? [String: Any])?.isEmpty == true)
+
+            let nameId: HTTPFields = [Self.invocation: "6b5a4c3d-registry"]
+            let named = try await Self.call(client, "SpencerFrontendService.PutRegistryCatalogData", #"{"displayName": "first"}"#, headers: nameId)
+            _ = try await Self.call(client, "SpencerFrontendService.PutRegistryCatalogData", #"{"displayName": "later"}"#)
+            let namedAgain = try await Self.call(client, "SpencerFrontendService.PutRegistryCatalogData", #"{"displayName": "first"}"#, headers: nameId)
+            #expect((named.body["registryCatalogData"] as? [String: Any])?["displayName"] as? String == "first")
+            #expect(NSDictionary(dictionary: namedAgain.body).isEqual(to: named.body), "\(namedAgain.body)")
+            let unnamed = try await Self.call(client, "SpencerFrontendService.PutRegistryCatalogData", "{}")
+            #expect((unnamed.body["registryCatalogData"] as? [String: Any])?["displayName"] as? String == "later", "nothing recorded: the state")
+        }
+    }
+
+    /// DescribeImages holds the ids it is given to the model's bound on a tag, as every length.
+    @Test func describeImages_refusesATagOutsideTheModelsLength() async throws {
+        try await withAPI { client, _, _ in
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            for tag in ["", String(repeating: "t", count: 301)] {
+                let r = try await Self.call(client, "SpencerFrontendService.DescribeImages", #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "ok"}, {"imageTag": "\#(tag)"}]}"#)
+                #expect(r.body["__type"] as? String == "InvalidParameterException", "\(tag.count)")
+                #expect((r.body["message"] as? String)?.contains("imageIds.2.member.imageTag") == true, "\(r.body)")
+            }
+            let missing = try await Self.call(client, "SpencerFrontendService.DescribeImages", #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "\#(String(repeating: "t", count: 300))"}]}"#)
+            #expect(missing.body["__type"] as? String == "ImageNotFoundException")
+        }
+    }
+
     /// Every event of a call repeats its User-Agent: it is recorded cut to 512 bytes, with its
     /// control characters (a tab would shift the audit's columns) replaced.
     @Test func aLongUserAgentWithControlCharacters_isRecordedCutAndShown() async throws {

@@ -22,9 +22,7 @@ extension ECRPublicService {
     func putRepositoryCatalogData(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let request = try ECRRequests.putRepositoryCatalogData(body)
         let put = try await service.putRepositoryCatalogData(request.command, logo: request.logo, metadata)
-        var details = RepositoryDetails()
-        details.setCatalog(put)
-        return .object([("catalogData", catalogJSON(details, of: put.repository))])
+        return .object([("catalogData", catalogJSON(RepositoryDetails(catalog: put), of: put.repository))])
     }
 
     func getRegistryCatalogData(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
@@ -32,7 +30,11 @@ extension ECRPublicService {
     }
 
     func putRegistryCatalogData(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        try await service.execute(.putRegistryCatalogData(ECRRequests.putRegistryCatalogData(body)), metadata)
+        let outcome = try await service.execute(.putRegistryCatalogData(ECRRequests.putRegistryCatalogData(body)), metadata)
+        // The name it recorded (a retry's too), not whatever a later call has set since.
+        if let put = outcome.events.lazy.compactMap({ $0.event.payload as? RegistryCatalogDataPut }).first {
+            return .object([("registryCatalogData", .object([("displayName", .string(put.displayName))]))])
+        }
         return .object([("registryCatalogData", try registryCatalogJSON())])
     }
 

@@ -27,6 +27,10 @@ extension ECRPublicService {
                 guard token == nil, limit == nil else {
                     throw APIError.invalidParameter("nextToken and maxResults cannot be used together with imageIds")
                 }
+                for (index, id) in ids.enumerated() {
+                    // The model's bound on a tag; any tag within it is looked up (as BatchDeleteImage does).
+                    if let tag = id.imageTag { try Validation.length(tag, member: "imageIds.\(index + 1).member.imageTag", min: 1, max: 300) }
+                }
                 let images = try ids.map { id in
                     let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try snapshot.tag(ref, $0)?.imageDigest }
                     guard let digest, let image = try snapshot.image(ref, digest),

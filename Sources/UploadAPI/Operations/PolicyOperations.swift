@@ -27,7 +27,7 @@ extension ECRPublicService {
 
     /// Without `force`, a policy that would deny its own caller SetRepositoryPolicy is refused:
     /// setting it would lock them out of changing it again.
-    func setRepositoryPolicy(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func setRepositoryPolicy(_ body: AWSJSONBody, _ metadata: RequestMetadata, refusalUnlessRetry: AccessDenied? = nil) async throws -> JSONValue {
         let command = try SetRepositoryPolicy(
             registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
             policyText: body.string("policyText"), force: body.bool("force") ?? false)
@@ -40,7 +40,7 @@ extension ECRPublicService {
                 throw APIError.invalidParameter("The policy would deny you ecr-public:SetRepositoryPolicy on this repository, so that it could not be changed again; set force to set it anyway")
             }
         }
-        let outcome = try await store.execute(.setRepositoryPolicy(command), metadata: metadata)
+        let outcome = try await store.execute(.setRepositoryPolicy(command), metadata: metadata, refusalUnlessRetry: refusalUnlessRetry)
         guard case .repositoryPolicySet(let set)? = outcome.events.first?.event else { throw APIError.server("SetRepositoryPolicy recorded no policy") }
         return policyJSON(set.repository, set.policyText)
     }
@@ -55,9 +55,9 @@ extension ECRPublicService {
         }
     }
 
-    func deleteRepositoryPolicy(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
+    func deleteRepositoryPolicy(_ body: AWSJSONBody, _ metadata: RequestMetadata, refusalUnlessRetry: AccessDenied? = nil) async throws -> JSONValue {
         let command = try DeleteRepositoryPolicy(registryId: body.string("registryId"), repositoryName: body.string("repositoryName"))
-        let outcome = try await store.execute(.deleteRepositoryPolicy(command), metadata: metadata)
+        let outcome = try await store.execute(.deleteRepositoryPolicy(command), metadata: metadata, refusalUnlessRetry: refusalUnlessRetry)
         guard case .repositoryPolicyDeleted(let deleted)? = outcome.events.first?.event else { throw APIError.server("DeleteRepositoryPolicy recorded no deletion") }
         return policyJSON(deleted.repository, deleted.policyText)
     }

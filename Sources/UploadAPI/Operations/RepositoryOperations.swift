@@ -8,9 +8,8 @@ import UploadStore
 extension ECRPublicService {
     func createRepository(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let request = try ECRRequests.createRepository(body)
-        let created = try await service.createRepository(request.command, logo: request.logo, metadata)
-        let details = try service.read { try $0.details(created.repository) }
-        return .object([("catalogData", catalogJSON(details, of: created.repository)), ("repository", repositoryJSON(created.repository, createdAt: created.createdAt))])
+        let (created, catalog) = try await service.createRepository(request.command, logo: request.logo, metadata)
+        return .object([("catalogData", catalogJSON(catalog.map(RepositoryDetails.init(catalog:)), of: created.repository)), ("repository", repositoryJSON(created.repository, createdAt: created.createdAt))])
     }
 
     func describeRepositories(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
@@ -47,8 +46,8 @@ extension ECRPublicService {
         ])
     }
 
-    func deleteRepository(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        let removed = try await service.deleteRepository(ECRRequests.deleteRepository(body), metadata)
+    func deleteRepository(_ body: AWSJSONBody, _ metadata: RequestMetadata, refusalUnlessRetry: AccessDenied? = nil) async throws -> JSONValue {
+        let removed = try await service.deleteRepository(ECRRequests.deleteRepository(body), metadata, refusalUnlessRetry: refusalUnlessRetry)
         return .object([("repository", repositoryJSON(removed.repository, createdAt: removed.createdAt))])
     }
 

@@ -37,6 +37,8 @@ public struct PutImage: Sendable, Equatable {
         self.repositoryName = try Validation.repositoryName(repositoryName)
         guard let imageManifest else { throw Validation.missing("imageManifest") }
         let bytes = Array(imageManifest.utf8)
+        // Bytes, where the model counts characters: one bound for both APIs (distribution's 4 MiB
+        // manifests), on what is hashed, stored and sent.
         guard (1...Self.maximumManifestBytes).contains(bytes.count) else {
             throw CommandError(.invalidParameter, "1 validation error detected: 'imageManifest' must be 1 to \(Self.maximumManifestBytes) bytes; it is \(bytes.count).")
         }

@@ -61,6 +61,14 @@ public struct RepositoryDetails: FieldRecord {
     }
 }
 
+extension RepositoryDetails {
+    /// Details holding just the catalog data `e` sets: what the call that recorded it answers.
+    public init(catalog e: RepositoryCatalogDataPut) {
+        self.init()
+        setCatalog(e)
+    }
+}
+
 /// A registry's catalog data (the `registries` view).
 @FieldRecord
 public struct RegistryCatalog: FieldRecord {
