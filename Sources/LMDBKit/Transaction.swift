@@ -149,6 +149,17 @@ public struct Transaction {
         return (Array(Self.buffer(key)), Array(Self.buffer(value)))
     }
 
+    /// The last key, its value not copied (a log's last record may be megabytes).
+    public func lastKey(_ db: Database) throws(LMDBError) -> [UInt8]? {
+        let cursor = try openCursor(db)
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val(), value = MDB_val()
+        let rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, "mdb_cursor_get(\(db.name), last)")
+        return Array(Self.buffer(key))
+    }
+
     /// Visits entries in key order, starting at the first key ≥ `start` (or the first key), until
     /// `body` returns `false`. The buffers are valid only during each call of `body`.
     /// - Complexity: O(log n) to start, then O(1) amortised per entry.

@@ -297,11 +297,25 @@ public final class PostgresConnection: @unchecked Sendable {
         return words.count < 60 ? words : String(words.prefix(60)) + "…"
     }
 
-    /// `url` with any password replaced by `***`.
+    /// `url` with any password replaced by `***`: a URL's `user:password@`, and a `password=`
+    /// parameter, of a URL's query (`?password=…&…`) or of a `key=value` connection string.
     public static func withoutPassword(_ url: String) -> String {
-        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
-        let credentials = url[scheme.upperBound..<at]
-        guard let colon = credentials.firstIndex(of: ":") else { return url }
-        return String(url[..<colon]) + ":***" + String(url[at...])
+        var shown = url
+        if let scheme = shown.range(of: "://"), let at = shown[scheme.upperBound...].firstIndex(of: "@"),
+           let colon = shown[scheme.upperBound..<at].firstIndex(of: ":") {
+            shown = String(shown[..<colon]) + ":***" + String(shown[at...])
+        }
+        var result = ""
+        var rest = Substring(shown)
+        while let found = rest.range(of: "password=", options: .caseInsensitive) {
+            // Only a parameter's name: at the start, or after `?`, `&` or white space.
+            let previous = found.lowerBound == rest.startIndex ? result.last : rest[rest.index(before: found.lowerBound)]
+            let isParameter = previous.map { "?& \t".contains($0) } ?? true
+            let valueEnd = rest[found.upperBound...].firstIndex { "& \t".contains($0) } ?? rest.endIndex
+            result += rest[..<found.upperBound]
+            result += isParameter ? "***" : rest[found.upperBound..<valueEnd]
+            rest = rest[valueEnd...]
+        }
+        return result + rest
     }
 }

@@ -16,7 +16,7 @@ extension ECRPublicService {
     static let sliceEvents = 256
     /// A slice ends early once its events' records hold this many bytes: a run of large events
     /// (manifests of up to 4 MiB) costs each reader a few of them at a time, not 256.
-    static let sliceBytes = 1 << 20
+    static let sliceBytes = EventEnvelope.pageBytes
     /// How often `/events/stream` sends an empty line while the log is quiet, unless asked.
     static let defaultHeartbeatSeconds: UInt64 = 30
     static let longestHeartbeatSeconds: UInt64 = 3600

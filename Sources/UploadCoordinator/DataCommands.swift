@@ -74,11 +74,12 @@ struct EventsCommand: AsyncParsableCommand {
 
     func run() async throws {
         try withReader(store) { store in
-            // Pages, so that a long log streams in bounded memory from short read transactions.
+            // Pages, bounded in count and bytes, so that a long log streams in bounded memory from
+            // short read transactions.
             var position = after
             var remaining = limit ?? .max
             while remaining > 0 {
-                let page = try store.read { try $0.events(after: position, limit: min(remaining, 1000)) }
+                let page = try store.read { try $0.events(after: position, limit: min(remaining, 1000), byteBudget: EventEnvelope.pageBytes) }
                 for envelope in page { printLine(envelope.json) }
                 guard let last = page.last else { break }
                 position = last.position

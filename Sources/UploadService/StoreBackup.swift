@@ -154,7 +154,7 @@ public enum StoreBackup {
     private static func blobOfCompletion(_ uploadId: String, _ live: ReadOnlyStore, _ source: BlobStore, after position: UInt64) throws -> String {
         var cursor = position
         while true {
-            let page = try live.read { try $0.events(after: cursor, limit: 1024) }
+            let page = try live.read { try $0.events(after: cursor, limit: 1024, byteBudget: EventEnvelope.pageBytes) }
             for envelope in page {
                 switch envelope.event {
                 case .layerUploadCompleted(let completed) where completed.uploadId == uploadId:

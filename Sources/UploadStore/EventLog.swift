@@ -15,6 +15,16 @@ enum EventLog {
         return (position, envelope.recordedAt)
     }
 
+    /// The last event's position (0 for an empty log), its record unread: for readers, which
+    /// ask often (feeds, tiles, metrics), of a record that may hold a 4 MiB manifest.
+    static func lastPosition(_ txn: Transaction, _ schema: Schema) throws -> UInt64 {
+        guard let key = try txn.lastKey(schema.events) else { return 0 }
+        guard let position = BigEndian.uint64(key) else {
+            throw StoreError(.corrupt, "the event log has a key of \(key.count) bytes; positions are 8 bytes")
+        }
+        return position
+    }
+
     /// Appends the event and binds it into the Merkle tree, in the caller's transaction.
     static func append(_ txn: Transaction, _ schema: Schema, _ envelope: EventEnvelope) throws {
         let record = envelope.encoded()

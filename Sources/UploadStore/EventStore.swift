@@ -214,3 +214,9 @@ extension StoreSnapshot {
         return events
     }
 }
+
+extension EventEnvelope {
+    /// What a reader that walks the log page by page holds of it at once, in records' bytes
+    /// (``StoreSnapshot/events(after:limit:byteBudget:)``): the feeds, `events`, a backup's look-ups.
+    public static let pageBytes = 1 << 20
+}

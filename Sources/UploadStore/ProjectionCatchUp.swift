@@ -12,7 +12,7 @@ enum ProjectionCatchUp {
 
     static func run(_ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment) throws {
         let (checkpoint, tail) = try projections.environment.read { ptxn in
-            (try ProjectionCheckpoint.read(ptxn, projections.schema), try log.read { try EventLog.tail($0, schema)?.position ?? 0 })
+            (try ProjectionCheckpoint.read(ptxn, projections.schema), try log.read { try EventLog.lastPosition($0, schema) })
         }
         guard checkpoint.version != Projector.version || checkpoint.position != tail else { return }
         if checkpoint.version != Projector.version || checkpoint.position == 0 || checkpoint.position > tail {
@@ -38,7 +38,7 @@ enum ProjectionCatchUp {
         let (state, tail): (InMemoryProjectionState, UInt64)
         do {
             (state, tail) = try log.read { txn in
-                let tail = try EventLog.tail(txn, schema)?.position ?? 0
+                let tail = try EventLog.lastPosition(txn, schema)
                 // Through Projector, as every live write is: the live tables are what verify's flat
                 // rebuilds are checked against, so they are never written by the flat fold.
                 return (try Replayer.rebuild(txn, schema, upTo: tail, into: InMemoryProjectionState.self, foldingApart: true, tick: {}), tail)
@@ -61,7 +61,7 @@ enum ProjectionCatchUp {
     /// Applies up to ``batchSize`` events. - Returns: whether more remain.
     private static func step(_ txn: Transaction, _ schema: Schema, _ ptxn: Transaction, _ pschema: ProjectionSchema) throws -> Bool {
         var checkpoint = try ProjectionCheckpoint.read(ptxn, pschema)
-        let tail = try EventLog.tail(txn, schema)?.position ?? 0
+        let tail = try EventLog.lastPosition(txn, schema)
         guard checkpoint.version == Projector.version, checkpoint.position <= tail else {
             throw StoreError(.corrupt, "the projections changed layout or position while being caught up; reopen the store")
         }

@@ -90,7 +90,7 @@ public struct ReadOnlyStore: Sendable {
         return try copy.writeGrowingTheMap { txn in
             let schema = try Schema(txn)
             try UnsyncedProjectionWriters.forgetAll(txn, schema)
-            return try EventLog.tail(txn, schema)?.position ?? 0
+            return try EventLog.lastPosition(txn, schema)
         }
     }
 }

@@ -131,7 +131,7 @@ public enum Replayer {
         return try environment.read { txn in
             let schema = try Schema(txn)
             let start = ContinuousClock.now
-            let count = try EventLog.tail(txn, schema)?.position ?? 0
+            let count = try EventLog.lastPosition(txn, schema)
             let tables = try rebuild(txn, schema, upTo: count, foldingApart: true, tick: {})
             let elapsed = ContinuousClock.now - start
             return Rebuild(

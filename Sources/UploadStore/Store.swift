@@ -84,7 +84,7 @@ public final class Store: EventStore {
             throw error
         }
         self.projections = projections
-        notifier.committed(upTo: try environment.read { try EventLog.tail($0, schema)?.position ?? 0 })
+        notifier.committed(upTo: try environment.read { try EventLog.lastPosition($0, schema) })
         writer = GroupCommitWriter(
             committer: LMDBCommitter(environment: environment, schema: schema, projections: projections, configuration: configuration),
             configuration: configuration, notifier: notifier)

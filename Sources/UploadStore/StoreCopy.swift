@@ -78,7 +78,7 @@ protocol RecordImporting: EventStore {
 extension Store: RecordImporting {
     func importRecords(_ records: [[UInt8]], after tail: UInt64) throws {
         try environment.writeGrowingTheMap { txn in
-            guard (try EventLog.tail(txn, schema)?.position ?? 0) == tail else { throw StoreError(.io, "the log moved while being copied into") }
+            guard (try EventLog.lastPosition(txn, schema)) == tail else { throw StoreError(.io, "the log moved while being copied into") }
             for (offset, record) in records.enumerated() {
                 let position = tail + UInt64(offset) + 1
                 try txn.put(schema.events, BigEndian.bytes(position), record, options: .append)
@@ -103,7 +103,7 @@ extension PostgresStore: RecordImporting {
     func importRecords(_ records: [[UInt8]], after tail: UInt64) throws {
         try withConnection { connection in
             try PostgresLog.underAppendLock(connection) {
-                guard (try PostgresLog.tail(connection)?.position ?? 0) == tail else { throw StoreError(.io, "the log moved while being copied into") }
+                guard (try PostgresLog.lastPosition(connection) ?? 0) == tail else { throw StoreError(.io, "the log moved while being copied into") }
                 if tail == 0 { try PostgresLog.markUnfinishedCopy(connection) }
                 var write = PostgresWriteTransaction(connection: connection, tail: tail)
                 for (offset, record) in records.enumerated() { try write.append(record: record, at: tail + UInt64(offset) + 1) }

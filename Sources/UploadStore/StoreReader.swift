@@ -10,7 +10,7 @@ public struct StoreReader: StoreSnapshot {
     let projectionSchema: ProjectionSchema
     var tables: LMDBTables { LMDBTables(txn: projections, schema: projectionSchema) }
 
-    public func lastPosition() throws -> UInt64 { try EventLog.tail(txn, schema)?.position ?? 0 }
+    public func lastPosition() throws -> UInt64 { try EventLog.lastPosition(txn, schema) }
 
     public func checkpoint() throws -> UInt64 { try ProjectionCheckpoint.read(projections, projectionSchema).position }
 
@@ -71,7 +71,7 @@ public struct StoreReader: StoreSnapshot {
 
     public func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)] {
         var entries: [(key: [UInt8], value: [UInt8])] = []
-        let start = since.map { ProjectionKey.timeAndPosition($0, 0) } ?? []
+        let start = since.map(ProjectionKey.timesFrom) ?? []
         try projections.scan(projectionSchema.database(.initiations), from: start) { key, value in
             if let until, key.count == 16, Int64(bitPattern: BigEndian.uint64(key.prefix(8)) ?? 0) >= until.millisecondsSinceEpoch { return false }
             entries.append((Array(key), Array(value)))

@@ -247,6 +247,11 @@ struct AuditTests {
                 since: Timestamp(millisecondsSinceEpoch: start.millisecondsSinceEpoch + 2 * 60_000),
                 until: Timestamp(millisecondsSinceEpoch: start.millisecondsSinceEpoch + 4 * 60_000))
             #expect(window.map(\.metadata.requestId) == ["r1", "r2"])
+            // Times before 1970: from one, everything; until one, nothing (no key is negative).
+            let epoch = Timestamp(millisecondsSinceEpoch: 0)
+            #expect(try store.initiations(since: Timestamp(millisecondsSinceEpoch: -86_400_000)).count == all.count)
+            #expect(try store.initiations(until: Timestamp(millisecondsSinceEpoch: -86_400_000)).isEmpty)
+            #expect(try store.initiations(since: epoch).count == all.count)
         }
     }
 

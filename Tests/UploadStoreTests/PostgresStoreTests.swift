@@ -26,6 +26,32 @@ struct PostgresStoreTests {
         }
     }
 
+    /// What logs and errors show of a database's address: never its password, however given.
+    @Test func addressesAreShownWithoutTheirPasswords() {
+        let shown = [
+            "postgres://ops:s3cret@db:5432/uc": "postgres://ops:***@db:5432/uc",
+            "postgres://ops@db/uc?sslmode=require&password=s3cret": "postgres://ops@db/uc?sslmode=require&password=***",
+            "postgres://ops@db/uc?PASSWORD=s3cret&sslmode=require": "postgres://ops@db/uc?PASSWORD=***&sslmode=require",
+            "host=db user=ops password=s3cret dbname=uc": "host=db user=ops password=*** dbname=uc",
+            "password=s3cret": "password=***",
+            "postgres://ops@db/uc?application_name=nopassword=x": "postgres://ops@db/uc?application_name=nopassword=x",
+        ]
+        for (address, expected) in shown { #expect(PostgresConnection.withoutPassword(address) == expected) }
+    }
+
+    /// copy-store's guard, read without migrating: a database a store has written holds a log.
+    @Test func holdsALog_isTrueOnlyOnceAStoreHasWrittenEvents() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        let url = try #require(location.database?.url)
+        #expect(try PostgresStore.holdsALog(url: url) == false, "an empty database")
+        try await Self.withNodes(1, location) { nodes in
+            #expect(try PostgresStore.holdsALog(url: url) == false, "tables, but no event")
+            _ = try await nodes[0].execute(try Self.create("team/app"), metadata: testMetadata())
+        }
+        #expect(try PostgresStore.holdsALog(url: url) == true)
+    }
+
     @Test func twoNodes_appendingAtOnce_keepOneDenseLogAndOneTree() async throws {
         let location = try TestStoreLocation(.postgres)
         defer { location.remove() }

@@ -114,7 +114,7 @@ final class PostgresCommitter: BatchCommitter {
         do {
             try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
                 if let witness { try forgetIfTheLogChanged(leaf: Self.leaf(connection, at: witness.position)) }
-                let tail = try PostgresLog.tail(connection)?.position ?? 0
+                let tail = try PostgresLog.lastPosition(connection) ?? 0
                 let leaf = try Self.leaf(connection, at: tail)
                 try invocations.catchUp(tail: tail, marks: Self.marks(connection))
                 witness = leaf.map { (tail, $0) }

@@ -29,14 +29,6 @@ enum PostgresLog {
         return rows.isEmpty ? nil : try rows.position(0, 0)
     }
 
-    /// The last event's position and time.
-    static func tail(_ connection: PostgresConnection) throws -> (position: UInt64, recordedAt: Timestamp)? {
-        let rows = try connection.query("SELECT position, record FROM events ORDER BY position DESC LIMIT 1")
-        guard !rows.isEmpty else { return nil }
-        let position = try rows.position(0, 0)
-        return (position, try EventLog.decode(position: position, rows.bytes(0, 1)[...]).recordedAt)
-    }
-
     /// The tail (with its stored Merkle leaf) and the projections' state in one query: a batch's
     /// first read, sent in the round trip that begins its transaction.
     static let tailAndProjectionsQuery = PostgresConnection.Query("""

@@ -11,11 +11,11 @@ enum PostgresProjectionRebuild {
         // The common case, checked without the append lock (which every node's writes wait for):
         // the tables are current.
         let current = try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
-            try PostgresProjectionState.read(connection) == PostgresProjectionState(position: try PostgresLog.tail(connection)?.position ?? 0, version: Projector.version)
+            try PostgresProjectionState.read(connection) == PostgresProjectionState(position: try PostgresLog.lastPosition(connection) ?? 0, version: Projector.version)
         }
         guard !current else { return }
         try PostgresLog.underAppendLock(connection) {
-            let tail = try PostgresLog.tail(connection)?.position ?? 0
+            let tail = try PostgresLog.lastPosition(connection) ?? 0
             let state = try PostgresProjectionState.read(connection)
             guard state.version != Projector.version || state.position != tail else { return }
             // A node of an older binary, started among newer ones (a rolling upgrade, or a

@@ -73,21 +73,24 @@ public final class PostgresReader: SnapshotReading {
         }
     }
 
-    /// Runs `body` in one read-only snapshot. A read that meets a lost connection (a pooled one the
-    /// server closed when it restarted) runs once more on a new one: it wrote nothing, so running
-    /// it again is safe.
+    /// Runs `body` in one read-only snapshot. A read that meets a lost connection before `body`
+    /// begins (a pooled one the server closed when it restarted) runs once more on a new one. One
+    /// lost while `body` runs is not run again: `body` may have changed its caller's state (a
+    /// page's cursor), and a second run would mix two snapshots.
     public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
+        var began = false
         func attempt() throws -> T {
             try pool.withConnection { connection in
                 try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
-                    try body(PostgresSnapshot(connection: connection, projectionsReadAsEmpty: projectionsReadAsEmpty))
+                    began = true
+                    return try body(PostgresSnapshot(connection: connection, projectionsReadAsEmpty: projectionsReadAsEmpty))
                 }
             }
         }
         do {
             do {
                 return try attempt()
-            } catch let error as PostgresError where error.isConnectionFailure {
+            } catch let error as PostgresError where error.isConnectionFailure && !began {
                 return try attempt()
             }
         } catch let failure as PostgresError {

@@ -10,7 +10,7 @@ struct PostgresSnapshot: StoreSnapshot {
     var projectionsReadAsEmpty = false
     private var tables: PostgresTables? { projectionsReadAsEmpty ? nil : PostgresTables(connection: connection) }
 
-    func lastPosition() throws -> UInt64 { try PostgresLog.tail(connection)?.position ?? 0 }
+    func lastPosition() throws -> UInt64 { try PostgresLog.lastPosition(connection) ?? 0 }
     func checkpoint() throws -> UInt64 { projectionsReadAsEmpty ? 0 : try PostgresProjectionState.read(connection).position }
     func events(after position: UInt64, limit: Int) throws -> [EventEnvelope] { try PostgresLog.events(connection, after: position, limit: limit) }
     func eventRecords(from position: UInt64, count: Int, byteBudget: Int) throws -> [[UInt8]] {
@@ -55,7 +55,7 @@ struct PostgresSnapshot: StoreSnapshot {
     func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)] {
         guard !projectionsReadAsEmpty else { return [] }
         var entries: [(key: [UInt8], value: [UInt8])] = []
-        var after = since.map { ProjectionKey.timeAndPosition($0, 0) }
+        var after = since.map(ProjectionKey.timesFrom)
         while true {
             let page = try PostgresTables.stored(connection, .initiations, prefix: [], after: after, limit: 10_000)
             entries += page

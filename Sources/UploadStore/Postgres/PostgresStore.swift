@@ -53,7 +53,7 @@ public final class PostgresStore: EventStore {
             }
             try PostgresLog.refuseUnfinishedCopy(connection)
             try PostgresProjectionRebuild.runIfNeeded(connection, logger: configuration.logger)
-            notifier.committed(upTo: try PostgresLog.tail(connection)?.position ?? 0)
+            notifier.committed(upTo: try PostgresLog.lastPosition(connection) ?? 0)
         }
         listener = PostgresListener(url: url, notifier: notifier, logger: configuration.logger)
         leadership = PostgresLeadership(url: url)
@@ -90,15 +90,21 @@ public final class PostgresStore: EventStore {
     }
 
     public func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint {
-        try pool.withConnection { connection in
-            // Under the append lock: the identity check and the insert are one step for every node.
-            try PostgresLog.underAppendLock(connection) {
-                if let last = try PostgresLog.latestSignedCheckpoint(connection) { try identity.check(last) }
-                let kept = try connection.query("SELECT note FROM signed_checkpoints WHERE size = $1", [.position(checkpoint.size)])
-                if !kept.isEmpty { return SignedCheckpoint(size: checkpoint.size, note: kept.text(0, 0)) }
-                try PostgresLog.checkpointRows([checkpoint]).run(on: connection)
-                return checkpoint
+        do {
+            return try pool.withConnection { connection in
+                // Under the append lock: the identity check and the insert are one step for every node.
+                try PostgresLog.underAppendLock(connection) {
+                    if let last = try PostgresLog.latestSignedCheckpoint(connection) { try identity.check(last) }
+                    let kept = try connection.query("SELECT note FROM signed_checkpoints WHERE size = $1", [.position(checkpoint.size)])
+                    if !kept.isEmpty { return SignedCheckpoint(size: checkpoint.size, note: kept.text(0, 0)) }
+                    try PostgresLog.checkpointRows([checkpoint]).run(on: connection)
+                    return checkpoint
+                }
             }
+        } catch let failure as PostgresError {
+            // Its detail (host, role, SQL) is for the log, not for the client of `/log/checkpoint`.
+            configuration.logger.error("a signed checkpoint could not be kept in PostgreSQL", metadata: ["error": "\(failure)"])
+            throw StoreError(.io, "the checkpoint could not be kept (the server's log has the detail); try again")
         }
     }
 
@@ -128,7 +134,7 @@ public final class PostgresStore: EventStore {
     public static func holdsALog(url: String) throws -> Bool {
         let connection = try PostgresConnection(url: url)
         for table in ["events", "signed_checkpoints"] {
-            let exists = try connection.query("SELECT to_regclass($1) IS NOT NULL", [.text(table)]).text(0, 0) == "t"
+            let exists = try connection.query("SELECT to_regclass($1) IS NOT NULL", [.text(table)]).bytes(0, 0) == [1]  // results come binary: a bool is one byte
             if exists, try connection.query("SELECT 1 FROM \(table) LIMIT 1").count > 0 { return true }
         }
         return false

@@ -87,6 +87,12 @@ enum ProjectionKey {
         BigEndian.bytes(UInt64(bitPattern: at.millisecondsSinceEpoch)) + BigEndian.bytes(position)
     }
 
+    /// Where a scan of times from `since` on starts. Recorded times are never before 1970, so an
+    /// earlier `since` starts at the first key (its bit pattern would sort after every key).
+    static func timesFrom(_ since: Timestamp) -> [UInt8] {
+        timeAndPosition(Timestamp(millisecondsSinceEpoch: max(0, since.millisecondsSinceEpoch)), 0)
+    }
+
     /// Whether `a` sorts before `b` as LMDB compares keys: unsigned bytes, a prefix first.
     /// (The standard `lexicographicallyPrecedes` walks generic iterators: sorting a replay's
     /// digest entries with it took a quarter of `upload-replay verify` on a million events.)
