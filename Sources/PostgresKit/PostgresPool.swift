@@ -13,13 +13,26 @@ public final class PostgresPool: @unchecked Sendable {
     private var idle: [PostgresConnection] = []
     private var open = 0
 
-    public init(url: String, size: Int) {
+    /// The longest a caller waits for a connection while all `size` are in use.
+    public let longestWait: Duration
+
+    /// Every connection of the pool stayed in use for ``longestWait``: the database is slow or
+    /// gone, or the pool too small for the load. Nothing was sent; the caller may try again.
+    public struct Exhausted: Error, CustomStringConvertible {
+        public let size: Int
+        public let waited: Duration
+        public var description: String { "all \(size) connections to the database stayed in use for \(waited)" }
+    }
+
+    public init(url: String, size: Int, longestWait: Duration = .seconds(30)) {
         precondition(size > 0, "a pool holds at least one connection")
         self.url = url
         self.size = size
+        self.longestWait = longestWait
     }
 
-    /// Runs `body` with a connection of the pool; blocks while all `size` are in use.
+    /// Runs `body` with a connection of the pool; blocks while all `size` are in use, at most
+    /// ``longestWait`` (then ``Exhausted``).
     public func withConnection<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
         let connection = try take()
         do {
@@ -34,7 +47,13 @@ public final class PostgresPool: @unchecked Sendable {
 
     private func take() throws -> PostgresConnection {
         condition.lock()
-        while idle.isEmpty && open >= size { condition.wait() }
+        let deadline = Date(timeIntervalSinceNow: Double(longestWait.components.seconds) + Double(longestWait.components.attoseconds) / 1e18)
+        while idle.isEmpty && open >= size {
+            guard condition.wait(until: deadline) || !(idle.isEmpty && open >= size) else {
+                condition.unlock()
+                throw Exhausted(size: size, waited: longestWait)
+            }
+        }
         if let connection = idle.popLast() {
             condition.unlock()
             return connection

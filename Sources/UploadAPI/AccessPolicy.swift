@@ -78,8 +78,8 @@ public struct AccessPolicy: Sendable {
     }
 
     /// Each of `actions` against the repository's policy as `service` reads it now (one read).
-    func check(_ accessKeyId: String?, actions: [String], on ref: RepositoryRef, in service: UploadService, publicPulls: Bool = false) throws {
-        let policyText = try service.read { try $0.details(ref)?.policyText }
+    func check(_ accessKeyId: String?, actions: [String], on ref: RepositoryRef, in service: UploadService, publicPulls: Bool = false) async throws {
+        let policyText = try await service.reading { try $0.details(ref)?.policyText }
         for action in actions { try check(accessKeyId, action: action, on: ref, policyText: policyText, publicPulls: publicPulls) }
     }
 }

@@ -194,7 +194,7 @@ public final class ECRPublicService: Sendable {
             let invocationId = try Self.invocationId(request.headers)
             let body = try AWSJSONBody(bytes)
             do {
-                try authorize(name, body, principal: principal)
+                try await authorize(name, body, principal: principal)
             } catch let denied as AccessDenied {
                 guard invocationId != nil, let retryOnly = Self.answeredAsRetriesWhenDenied[name] else { throw denied }
                 operation = { try await retryOnly($0, $1, $2, denied) }

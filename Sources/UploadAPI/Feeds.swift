@@ -7,6 +7,7 @@ import NIOPosix
 import ServiceLifecycle
 import UploadCore
 import UploadStore
+import UploadService
 
 /// Read-only HTTP feeds for other services: the log (a page, or followed live) and the
 /// projections, each with the position it reflects.
@@ -151,11 +152,11 @@ extension ECRPublicService {
         router.get("/events") { request, context in await self.authenticated(request, context) { try await self.eventsPage(request) } }
         router.get("/events/stream") { request, context in await self.authenticated(request, context) { try await self.eventStream(request) } }
         router.get("/projections/sessions/:uploadId") { request, context in
-            await self.authenticated(request, context) { try self.sessionProjection(context.parameters.require("uploadId")) }
+            await self.authenticated(request, context) { try await self.sessionProjection(context.parameters.require("uploadId")) }
         }
         router.get("/projections/repositories/:registryId/**") { request, context in
             await self.authenticated(request, context) {
-                try self.repositoryProjection(context.parameters.require("registryId"), context.parameters.getCatchAll().joined(separator: "/"))
+                try await self.repositoryProjection(context.parameters.require("registryId"), context.parameters.getCatchAll().joined(separator: "/"))
             }
         }
         // Open, as Prometheus scrapes unsigned: counts and sizes only, no audit data.
@@ -239,15 +240,15 @@ extension ECRPublicService {
         return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: body)
     }
 
-    func sessionProjection(_ uploadId: String) throws -> Response {
-        let (position, session) = try store.read { (try $0.checkpoint(), try $0.session(uploadId.lowercased())) }
+    func sessionProjection(_ uploadId: String) async throws -> Response {
+        let (position, session) = try await service.reading { (try $0.checkpoint(), try $0.session(uploadId.lowercased())) }
         guard let session else { return Self.notFound("No upload session with id '\(uploadId)'") }
         return Self.json(.object([("position", .uint(position)), ("session", session.json)]))
     }
 
-    func repositoryProjection(_ registryId: String, _ name: String) throws -> Response {
+    func repositoryProjection(_ registryId: String, _ name: String) async throws -> Response {
         let ref = RepositoryRef(registryId: registryId, repositoryName: name)
-        let (position, repository) = try store.read { (try $0.checkpoint(), try $0.repository(ref)) }
+        let (position, repository) = try await service.reading { (try $0.checkpoint(), try $0.repository(ref)) }
         guard let repository else { return Self.notFound("No repository '\(name)' in registry '\(registryId)'") }
         return Self.json(.object([("position", .uint(position)), ("repository", repository.json)]))
     }

@@ -69,10 +69,12 @@ struct AuditRoot: AsyncParsableCommand {
 
 struct AuditProof: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "proof", abstract: "Print an inclusion proof of an upload's UploadInitiated event against the current root.")
+        commandName: "proof", abstract: "Print an inclusion proof of an upload's UploadInitiated event against the current root, or an earlier one.")
 
     @OptionGroup var store: StoreOptions
     @Option(help: "The upload whose initiation to prove.") var uploadId: String
+    @Option(help: "Prove against the root of the log's first N events (a checkpoint you saved, for verify-proof --trusted-checkpoint), not the current root.")
+    var treeSize: UInt64?
 
     func run() async throws {
         try withReader(store) { store in
@@ -80,7 +82,7 @@ struct AuditProof: AsyncParsableCommand {
             guard let position = try store.initiationPosition(of: id) else {
                 throw CommandError(.uploadNotFound, "No upload with id '\(id)' was ever initiated in this store")
             }
-            printLine(try store.inclusionProof(position: position).json)
+            printLine(try store.inclusionProof(position: position, treeSize: treeSize).json)
         }
     }
 }

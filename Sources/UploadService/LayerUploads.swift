@@ -19,7 +19,7 @@ extension UploadService {
     public func uploadLayerPart(_ part: UploadLayerPart.Placement, bytes: some PartBytes, _ metadata: RequestMetadata) async throws -> PartAccepted {
         let ref = RepositoryRef(registryId: try settings.resolveRegistry(part.registryId), repositoryName: part.repositoryName)
         try await uploadLocks.withLock(part.uploadId) {
-            let session = try self.read { try $0.session(part.uploadId) }
+            let session = try await self.reading { try $0.session(part.uploadId) }
             var command: UploadLayerPart
             if let session, session.expects(part, length: bytes.byteCount, in: ref, settings: self.settings) {
                 let (uploadId, offset) = (part.uploadId, part.partFirstByte)
@@ -56,7 +56,8 @@ extension UploadService {
             var command = command
             var temporary: String?
             defer { if let temporary { self.blobs.discard(temporary: temporary) } }
-            if let session = try self.read({ try $0.session(command.uploadId) }), session.isReadyToComplete(in: ref, rules: command.rules) {
+            let uploadId = command.uploadId
+            if let session = try await self.reading({ try $0.session(uploadId) }), session.isReadyToComplete(in: ref, rules: command.rules) {
                 let uploadId = command.uploadId, size = session.bytesReceived
                 // ECR's CompleteLayerUpload names sha256 digests; a registry client names one digest, in its algorithm.
                 let algorithm = command.rules == .registry ? DigestAlgorithm(of: command.layerDigests[0]) ?? .sha256 : .sha256

@@ -22,8 +22,8 @@ public struct ChunkOutOfRange: Error, Sendable {
 /// as its ECR counterpart, under the registry's part rules (``PartRules/registry``).
 extension UploadService {
     /// The bytes an active upload of `upload.repository` holds so far; `UploadNotFoundException` otherwise.
-    public func bytesReceived(_ upload: RepositoryUpload) throws -> UInt64 {
-        try read { snapshot in
+    public func bytesReceived(_ upload: RepositoryUpload) async throws -> UInt64 {
+        try await reading { snapshot in
             guard let session = try snapshot.session(upload.uploadId), session.state == .active, session.repository == upload.repository else {
                 throw Self.uploadNotFound(upload)
             }
@@ -126,7 +126,7 @@ extension UploadService {
     private func stageChunk<Body: AsyncSequence & Sendable>(
         _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body, adoptingAs completion: CompleteLayerUpload? = nil
     ) async throws -> (offset: UInt64, part: UploadLayerPart?, adopted: Bool) where Body.Element == ByteBuffer {
-        let offset = try bytesReceived(upload)
+        let offset = try await bytesReceived(upload)
         let adoptable = offset == 0 ? completion : nil
         if let range, range.lowerBound != offset {
             throw ChunkOutOfRange(bytesReceived: offset, message: "The chunk must start at byte \(offset), where the upload has reached")

@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 public import Logging
 public import UploadCore
 public import UploadStore
@@ -30,13 +31,27 @@ public final class UploadService: Sendable {
 
     public var settings: DecisionSettings { store.settings }
 
-    /// Runs `body` against one consistent snapshot of the store.
+    /// Runs `body` against one consistent snapshot of the store, where it is called: for callers
+    /// on threads of their own. Async callers use ``reading(_:)``.
     public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T { try store.read(body) }
 
-    /// The repository a request names, which must exist (`RepositoryNotFoundException`).
-    public func existingRepository(_ registryId: String?, _ name: String) throws -> RepositoryRef {
-        try read { try Decider.existingRepository(registryId, name, state: $0, settings: settings) }
+    /// Runs `body` against one consistent snapshot of the store without blocking the cooperative
+    /// pool: a store whose reads wait on the network (``SnapshotReading/readsWaitOnTheNetwork``)
+    /// is read on ``networkReadThreads``; LMDB, read from memory, where it is asked.
+    public func reading<T: Sendable>(_ body: @escaping @Sendable (any StoreSnapshot) throws -> T) async throws -> T {
+        guard store.readsWaitOnTheNetwork else { return try store.read(body) }
+        let store = self.store
+        return try await Self.networkReadThreads.runIfActive { try store.read(body) }
     }
+
+    /// The threads reads that wait on the network run on: enough for a pool of connections and
+    /// callers waiting for one (at most its wait bound), never on the cooperative pool, which has
+    /// only as many threads as cores. Process-wide and never stopped, as the feeds' thread.
+    static let networkReadThreads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 16)
+        pool.start()
+        return pool
+    }()
 
     /// Creates the repository, its logo kept as a blob first (``execute(_:keepingLogo:as:_:)``).
     /// The repository's creation, and its catalog data when the call gave some: both from the
@@ -75,7 +90,9 @@ public final class UploadService: Sendable {
         guard let logo, let digest, !storage.hasBlob(digest) else { return try await store.execute(command, metadata: metadata) }
         let keep = { try self.storage.commitBlob(self.blobs.writeTemporary(logo), digest: digest) }
         let now = DecisionContext(now: store.clock.now())
-        let decidedNow = Result { try read { try Decider.decide(command, state: $0, settings: settings, context: now) } }
+        let settings = self.settings
+        let decidedNow: Result<Decision, any Error>
+        do { decidedNow = .success(try await reading { try Decider.decide(command, state: $0, settings: settings, context: now) }) } catch { decidedNow = .failure(error) }
         if case .failure(let refusal) = decidedNow, metadata.invocationId == nil { throw refusal }
         if case .success = decidedNow { try keep() }
         let outcome = try await store.execute(command, metadata: metadata)

@@ -83,23 +83,35 @@ extension SnapshotReading {
         }
     }
 
-    /// The inclusion proof of the event at `position` against the current root.
-    public func inclusionProof(position: UInt64) throws -> InclusionProof {
-        try read { snapshot in
-            let size = try snapshot.lastPosition()
-            guard size > 0, (1...size).contains(position) else {
-                throw CommandError(.invalidParameter, "There is no event at position \(position); the log has \(size)")
-            }
-            guard let record = try snapshot.eventRecords(from: position, count: 1).first else {
-                throw StoreError(.corrupt, "the log ends at \(size) but lacks position \(position)")
-            }
-            return InclusionProof(
-                position: position, treeSize: size,
-                rootHash: Hex.encode(try snapshot.rootHash(size: size)),
-                leafHash: Hex.encode(MerkleTree.leafHash(position: position, record: record)),
-                path: try snapshot.inclusionPath(leafIndex: position - 1, size: size).map(Hex.encode),
-                record: Data(record).base64EncodedString())
+    /// The inclusion proof of the event at `position` against the root of the log's first
+    /// `treeSize` events (the current root when `nil`): ``StoreSnapshot/inclusionProof(position:treeSize:)``.
+    public func inclusionProof(position: UInt64, treeSize: UInt64? = nil) throws -> InclusionProof {
+        try read { try $0.inclusionProof(position: position, treeSize: treeSize) }
+    }
+}
+
+extension StoreSnapshot {
+    /// The inclusion proof of the event at `position` against the root of the log's first
+    /// `treeSize` events, the current root when `nil`: an auditor proves an event against a
+    /// checkpoint they saved, of a size the log has since grown past.
+    public func inclusionProof(position: UInt64, treeSize: UInt64? = nil) throws -> InclusionProof {
+        let tail = try lastPosition()
+        let size = treeSize ?? tail
+        guard size <= tail else {
+            throw CommandError(.invalidParameter, "The log holds \(tail) events; there is no tree of \(size)")
         }
+        guard size > 0, (1...size).contains(position) else {
+            throw CommandError(.invalidParameter, "There is no event at position \(position) in a tree of \(size) events")
+        }
+        guard let record = try eventRecords(from: position, count: 1).first else {
+            throw StoreError(.corrupt, "the log ends at \(tail) but lacks position \(position)")
+        }
+        return InclusionProof(
+            position: position, treeSize: size,
+            rootHash: Hex.encode(try rootHash(size: size)),
+            leafHash: Hex.encode(MerkleTree.leafHash(position: position, record: record)),
+            path: try inclusionPath(leafIndex: position - 1, size: size).map(Hex.encode),
+            record: Data(record).base64EncodedString())
     }
 }
 

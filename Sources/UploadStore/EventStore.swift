@@ -5,6 +5,14 @@ public import UploadCore
 public protocol SnapshotReading: Sendable {
     /// Runs `body` against one consistent snapshot of the log and the projections.
     func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T
+    /// Whether a read waits on the network (PostgreSQL's round trips, and its pool of
+    /// connections), so that async callers must run it on a thread of its own rather than on the
+    /// cooperative pool. LMDB's reads come from memory in microseconds: `false`.
+    var readsWaitOnTheNetwork: Bool { get }
+}
+
+extension SnapshotReading {
+    public var readsWaitOnTheNetwork: Bool { false }
 }
 
 extension ReadOnlyStore: SnapshotReading {}

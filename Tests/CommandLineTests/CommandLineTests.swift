@@ -232,6 +232,21 @@ struct CommandLineTests {
         let otherKey = try coordinator("audit", "verify-proof", "--file", proofFile, "--trusted-checkpoint", checkpointFile,
                                        "--public-key", "PeterNeumann+c74f20a3+AZpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
         #expect(otherKey.status == 1, "a checkpoint under another key is no trusted checkpoint")
+
+        // Once the log has grown, a proof against the saved checkpoint's size still verifies by it.
+        #expect(try coordinator("initiate-layer-upload", "--data-dir", dir.path, "--repository-name", "team/web").status == 0)
+        let grownFile = dir.path + "/grown.json"
+        try coordinator("audit", "proof", "--data-dir", dir.path, "--upload-id", ids[1]).stdout.write(toFile: grownFile, atomically: true, encoding: .utf8)
+        #expect(try coordinator("audit", "verify-proof", "--file", grownFile, "--trusted-checkpoint", checkpointFile, "--public-key", verifier).status == 1, "a proof of 6 events")
+        let atCheckpoint = try coordinator("audit", "proof", "--data-dir", dir.path, "--upload-id", ids[1], "--tree-size", "5")
+        #expect(atCheckpoint.status == 0, "\(atCheckpoint.stderr)")
+        #expect(try json(atCheckpoint.lines[0])["treeSize"] as? Int == 5)
+        try atCheckpoint.stdout.write(toFile: grownFile, atomically: true, encoding: .utf8)
+        let stillVerified = try coordinator("audit", "verify-proof", "--file", grownFile, "--trusted-checkpoint", checkpointFile, "--public-key", verifier)
+        #expect(stillVerified.status == 0 && stillVerified.lines[0].contains("of 5 events"), "\(stillVerified.stderr)")
+        for size in ["3", "7"] {  // before the event, past the log
+            #expect(try coordinator("audit", "proof", "--data-dir", dir.path, "--upload-id", ids[1], "--tree-size", size).status != 0, "--tree-size \(size)")
+        }
         var shouted = try json(proof.lines[0])
         shouted["rootHash"] = (shouted["rootHash"] as! String).uppercased()
         try JSONSerialization.data(withJSONObject: shouted).write(to: URL(fileURLWithPath: proofFile))

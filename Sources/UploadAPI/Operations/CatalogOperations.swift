@@ -13,7 +13,7 @@ extension ECRPublicService {
     func getRepositoryCatalogData(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let registryId = try Validation.accountRegistryId(body.string("registryId"))
         let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
-        return try service.read { snapshot in
+        return try await service.reading { [self] snapshot in
             let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
             return .object([("catalogData", catalogJSON(try snapshot.details(ref), of: ref))])
         }
@@ -26,7 +26,7 @@ extension ECRPublicService {
     }
 
     func getRegistryCatalogData(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
-        .object([("registryCatalogData", try registryCatalogJSON())])
+        .object([("registryCatalogData", try await registryCatalogJSON())])
     }
 
     func putRegistryCatalogData(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
@@ -35,7 +35,7 @@ extension ECRPublicService {
         if let put = outcome.events.lazy.compactMap({ $0.event.payload as? RegistryCatalogDataPut }).first {
             return .object([("registryCatalogData", .object([("displayName", .string(put.displayName))]))])
         }
-        return .object([("registryCatalogData", try registryCatalogJSON())])
+        return .object([("registryCatalogData", try await registryCatalogJSON())])
     }
 
     func tagResource(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
@@ -50,7 +50,7 @@ extension ECRPublicService {
 
     func listTagsForResource(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let arn = try RepositoryARN(body.string("resourceArn"))
-        return try service.read { snapshot in
+        return try await service.reading { [self] snapshot in
             let ref = try Decider.repository(arn, state: snapshot, settings: settings)
             let tags = try snapshot.details(ref)?.tags ?? []
             return .object([("tags", .array(tags.map { .object([("Key", .string($0.key)), ("Value", .string($0.value))]) }))])
@@ -70,8 +70,9 @@ extension ECRPublicService {
         ])
     }
 
-    private func registryCatalogJSON() throws -> JSONValue {
-        let catalog = try service.read { try $0.registryCatalog(settings.defaultRegistryId) }
+    private func registryCatalogJSON() async throws -> JSONValue {
+        let registryId = settings.defaultRegistryId
+        let catalog = try await service.reading { try $0.registryCatalog(registryId) }
         return .object(sorting: [("displayName", catalog.map { .string($0.displayName) })])
     }
 
@@ -92,7 +93,7 @@ extension ECRPublicService {
             if viewer == nil, gated || request.headers[.authorization] != nil {
                 do { viewer = try self.principal(of: request, context: context) } catch { return Self.errorResponse(error) }
             }
-            return try self.logo(
+            return try await self.logo(
                 RepositoryRef(registryId: context.parameters.require("registryId"), repositoryName: context.parameters.getCatchAll().joined(separator: "/")),
                 digest: context.parameters.require("digest"), viewer: viewer, cachedBy: gated || viewer != nil ? "private" : "public")
         }
@@ -100,8 +101,8 @@ extension ECRPublicService {
 
     /// The logo's bytes, with the image type its first bytes name; never sniffed or run by a
     /// browser as anything else.
-    private func logo(_ ref: RepositoryRef, digest: String, viewer: String?, cachedBy caches: String) throws -> Response {
-        let details = try service.read { try $0.details(ref) }
+    private func logo(_ ref: RepositoryRef, digest: String, viewer: String?, cachedBy caches: String) async throws -> Response {
+        let details = try await service.reading { try $0.details(ref) }
         guard Validation.isRegistryDigest(digest), details?.logoImageDigest == digest, mayView(ref, details, viewer),
               let size = service.storage.blobSize(digest), size <= RepositoryCatalogInput.largestLogoBytes else {
             return Response(status: .notFound, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "no such logo\n")))

@@ -20,7 +20,7 @@ extension ECRPublicService {
         let limit = try Validation.maxResults(body.int64("maxResults"))
         let token = try body.string("nextToken")
         let ids = try ECRRequests.imageIds(body)
-        return try service.read { snapshot in
+        return try await service.reading { [self] snapshot in
             let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
             if let ids {
                 guard (1...100).contains(ids.count) else { throw APIError.invalidParameter("'imageIds' must have between 1 and 100 items") }
@@ -58,7 +58,7 @@ extension ECRPublicService {
         let pageSize = try Validation.maxResults(body.int64("maxResults")) ?? Pagination.defaultLimit
         let scope = Pagination.scope("DescribeImageTags", repositoryName)
         let after = try Pagination.after(body.string("nextToken"), scope: scope)
-        return try service.read { snapshot in
+        return try await service.reading { [self] snapshot in
             let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
             let rows = try snapshot.tags(in: ref, after: after, limit: pageSize + 1).map { (name: $0.name, value: (tag: $0.name, record: $0.record)) }
             let page = Pagination.page(rows, limit: pageSize, scope: scope)

@@ -41,9 +41,9 @@ extension ECRPublicService {
         for (index, digest) in digests.enumerated() {
             try Validation.length(digest, member: "layerDigests.\(index + 1).member", min: 0, max: 1000)
         }
-        var layers: [JSONValue] = [], failures: [JSONValue] = []
-        try service.read { snapshot in
+        let (layers, failures) = try await service.reading { [self] snapshot in
             let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
+            var layers: [JSONValue] = [], failures: [JSONValue] = []
             for digest in digests {
                 if digest.isEmpty {
                     failures.append(.object(sorting: [("layerDigest", .string(digest)), ("failureCode", .string("MissingLayerDigest")), ("failureReason", .string("The layer digest is empty"))]))
@@ -58,6 +58,7 @@ extension ECRPublicService {
                     layers.append(.object(sorting: [("layerDigest", .string(digest)), ("layerAvailability", .string("UNAVAILABLE"))]))
                 }
             }
+            return (layers, failures)
         }
         return .object([("failures", .array(failures)), ("layers", .array(layers))])
     }

@@ -8,7 +8,7 @@ extension ECRPublicService {
     /// Judges a call before it runs: an operation on a repository by the repository's policy, the
     /// registry's own operations by the caller's registry. A request that names its repository
     /// badly is left to its operation, which refuses it.
-    func authorize(_ operation: String, _ body: AWSJSONBody, principal: String?) throws {
+    func authorize(_ operation: String, _ body: AWSJSONBody, principal: String?) async throws {
         let access = registry.authority.access
         switch operation {
         case "GetAuthorizationToken":
@@ -17,11 +17,11 @@ extension ECRPublicService {
             try access.checkRegistryWide(principal, action: operation)
         case "TagResource", "UntagResource", "ListTagsForResource":
             guard let arn = try? RepositoryARN(body.string("resourceArn")), arn.registryId == settings.defaultRegistryId else { return }
-            try access.check(principal, actions: [operation], on: RepositoryRef(registryId: arn.registryId, repositoryName: arn.repositoryName), in: service)
+            try await access.check(principal, actions: [operation], on: RepositoryRef(registryId: arn.registryId, repositoryName: arn.repositoryName), in: service)
         default:
             guard let name = try? Validation.repositoryName(body.string("repositoryName")),
                   let registryId = try? settings.resolveRegistry(Validation.registryId(body.string("registryId"))) else { return }
-            try access.check(principal, actions: [operation], on: RepositoryRef(registryId: registryId, repositoryName: name), in: service)
+            try await access.check(principal, actions: [operation], on: RepositoryRef(registryId: registryId, repositoryName: name), in: service)
         }
     }
 
@@ -48,7 +48,7 @@ extension ECRPublicService {
     func getRepositoryPolicy(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let registryId = try Validation.accountRegistryId(body.string("registryId"))
         let repositoryName = try Validation.repositoryName(body.string("repositoryName"))
-        return try service.read { snapshot in
+        return try await service.reading { [self] snapshot in
             let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
             guard let text = try snapshot.details(ref)?.policyText else { throw Decider.policyNotFound(ref) }
             return policyJSON(ref, text)

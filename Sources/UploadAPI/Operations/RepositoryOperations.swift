@@ -24,7 +24,7 @@ extension ECRPublicService {
                 throw APIError.invalidParameter("nextToken and maxResults cannot be used together with repositoryNames")
             }
             let refs = try names.map { RepositoryRef(registryId: registryId, repositoryName: try Validation.repositoryName($0, member: "repositoryNames")) }
-            let summaries = try service.read { reader in
+            let summaries = try await service.reading { [self] reader in
                 try refs.map { ref in
                     guard let summary = try reader.repository(ref) else {
                         throw CommandError(.repositoryNotFound, "The repository with name '\(ref.repositoryName)' does not exist in the registry with id '\(ref.registryId)'")
@@ -37,7 +37,7 @@ extension ECRPublicService {
         let pageSize = limit ?? Pagination.defaultLimit
         let scope = Pagination.scope("DescribeRepositories")
         let after = try Pagination.after(token, scope: scope)
-        let rows = try service.read { try $0.repositories(in: registryId, after: after, limit: pageSize + 1) }
+        let rows = try await service.reading { try $0.repositories(in: registryId, after: after, limit: pageSize + 1) }
             .map { (name: $0.repositoryName, value: $0) }
         let page = Pagination.page(rows, limit: pageSize, scope: scope)
         return .object(sorting: [

@@ -138,9 +138,9 @@ extension ECRPublicService {
         guard let positionText, let position = UInt64(positionText), position >= 1 else {
             throw PageNotFound(message: "A proof is of an event's position in the log: a whole number from 1.")
         }
-        let size = try store.read { try $0.lastPosition() }
+        let size = try await service.reading { try $0.lastPosition() }
         guard position <= size else { throw PageNotFound(message: "The log holds \(size) events; there is no event at position \(position).") }
-        let proof = try store.inclusionProof(position: position)
+        let proof = try await service.reading { try $0.inclusionProof(position: position) }
         var checks: [(CheckOutcome, String)] = []
         var envelope: EventEnvelope?
         do {
@@ -185,7 +185,7 @@ extension ECRPublicService {
             }
             let checkpoint: Checkpoint
             do { checkpoint = try checkpoints.identity.check(signed) } catch { return (.failed, "the newest signed checkpoint does not verify: \(error)") }
-            let (leaf, path) = try store.read { snapshot -> ([UInt8]?, [MerkleTree.Hash]) in
+            let (leaf, path) = try await service.reading { snapshot -> ([UInt8]?, [MerkleTree.Hash]) in
                 let record = try snapshot.eventRecords(from: position, count: 1).first
                 return (record.map { Array(MerkleTree.leafHash(position: position, record: $0)) }, try snapshot.inclusionPath(leafIndex: position - 1, size: signed.size))
             }

@@ -41,8 +41,8 @@ extension RegistryFrontEnd {
     /// (``AccessPolicy``). Registry pulls are judged as BatchGetImage (manifests, referrers) and
     /// GetDownloadUrlForLayer (blobs), as ECR names them, and pushes as every ECR operation they
     /// record. Without `--private-pulls`, anyone may pull unless a policy denies them, as on ECR Public.
-    func authorize(_ call: Call, _ ref: RepositoryRef, _ actions: [String]) throws {
-        try authority.access.check(call.principal, actions: actions, on: ref, in: service, publicPulls: !authority.privatePulls)
+    func authorize(_ call: Call, _ ref: RepositoryRef, _ actions: [String]) async throws {
+        try await authority.access.check(call.principal, actions: actions, on: ref, in: service, publicPulls: !authority.privatePulls)
     }
 
     /// Whether the caller may read the blob `digest` from some repository of this registry that
@@ -51,9 +51,10 @@ extension RegistryFrontEnd {
     /// what its scopes name). Looks at the first ``mountSearchRepositories`` repositories only:
     /// any pusher may ask, and each look is a read; past them the client uploads the blob instead,
     /// which a mount without `from` always allows.
-    func mayRead(_ digest: String, _ call: Call) throws -> Bool {
-        let holders = try service.read { snapshot in
-            try snapshot.repositories(in: authority.registryId, after: nil, limit: Self.mountSearchRepositories).compactMap { summary in
+    func mayRead(_ digest: String, _ call: Call) async throws -> Bool {
+        let registryId = authority.registryId
+        let holders = try await service.reading { snapshot in
+            try snapshot.repositories(in: registryId, after: nil, limit: Self.mountSearchRepositories).compactMap { summary in
                 try snapshot.layer(summary.repository, digest) == nil
                     ? nil : (summary.repository, try snapshot.details(summary.repository)?.policyText)
             }

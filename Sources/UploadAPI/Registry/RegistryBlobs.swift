@@ -47,12 +47,12 @@ extension RegistryFrontEnd {
             guard (try? Validation.repositoryName(from)) != nil else { return false }
             do {
                 _ = try authenticate(call, for: (from, .pull))
-                try authorize(call, RepositoryRef(registryId: ref.registryId, repositoryName: from), ["GetDownloadUrlForLayer"])
+                try await authorize(call, RepositoryRef(registryId: ref.registryId, repositoryName: from), ["GetDownloadUrlForLayer"])
             } catch {
                 return false  // not allowed to read the source: the client uploads the blob instead
             }
             source = .repository(from)
-        } else if let size = service.storage.blobSize(digest), try mayRead(digest, call) {
+        } else if let size = service.storage.blobSize(digest), try await mayRead(digest, call) {
             source = .blobStore(size: size)
         } else {
             return false
@@ -71,7 +71,7 @@ extension RegistryFrontEnd {
         let request = call.request
         switch request.method {
         case .get:
-            let received = try service.bytesReceived(upload)
+            let received = try await service.bytesReceived(upload)
             return Self.empty(.noContent, request, headers: [
                 .location: Self.uploadLocation(upload), Self.uploadUUIDHeader: upload.uploadId, .range: Self.rangeHeader(received),
             ])
@@ -96,15 +96,15 @@ extension RegistryFrontEnd {
     /// Stages the request's body as the upload's next chunk, where `Content-Range` (when sent)
     /// says it starts. - Returns: the bytes the upload holds afterwards.
     private func appendChunk(_ call: Call, _ upload: RepositoryUpload) async throws -> UInt64 {
-        try await service.appendChunk(upload, range: try chunkRange(call, upload), body: call.request.body, call.metadata())
+        try await service.appendChunk(upload, range: try await chunkRange(call, upload), body: call.request.body, call.metadata())
     }
 
     /// Where the request's chunk says it starts and ends (`Content-Range`), when it says. One
     /// that is not a range is 416 with the upload's `Range`, as one that starts elsewhere is.
-    private func chunkRange(_ call: Call, _ upload: RepositoryUpload) throws -> ClosedRange<UInt64>? {
+    private func chunkRange(_ call: Call, _ upload: RepositoryUpload) async throws -> ClosedRange<UInt64>? {
         guard let header = call.request.headers[.contentRange] else { return nil }
         guard let (first, last) = Self.chunkRange(header) else {
-            throw ChunkOutOfRange(bytesReceived: try service.bytesReceived(upload), message: "Content-Range must be <first>-<last>, inclusive byte offsets")
+            throw ChunkOutOfRange(bytesReceived: try await service.bytesReceived(upload), message: "Content-Range must be <first>-<last>, inclusive byte offsets")
         }
         return first...last
     }
@@ -112,7 +112,7 @@ extension RegistryFrontEnd {
     /// The final `PUT` (or a monolithic `POST`): its body, if any, is the last chunk; then the
     /// upload completes as the layer `digest` names.
     private func finish(_ call: Call, _ upload: RepositoryUpload, digest: String) async throws -> Response {
-        let completed = try await service.finishUpload(upload, range: try chunkRange(call, upload), body: call.request.body, digest: digest, call.metadata())
+        let completed = try await service.finishUpload(upload, range: try await chunkRange(call, upload), body: call.request.body, digest: digest, call.metadata())
         return Self.empty(.created, call.request, headers: [
             .location: "/v2/\(upload.repository.repositoryName)/blobs/\(completed.layerDigest)", Self.contentDigestHeader: completed.layerDigest,
         ])
@@ -126,7 +126,7 @@ extension RegistryFrontEnd {
             throw Self.methodNotAllowed(allowing: Self.readsOnly, "Blobs are not deleted through this API; delete the manifests that name them")
         }
         guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
-        let layer = try service.read { snapshot in
+        let layer = try await service.reading { [service] snapshot in
             _ = try Decider.existingRepository(ref.registryId, ref.repositoryName, state: snapshot, settings: service.settings)
             return try snapshot.layer(ref, digest)
         }

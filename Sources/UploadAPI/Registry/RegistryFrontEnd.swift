@@ -179,13 +179,13 @@ public final class RegistryFrontEnd: Sendable {
             guard request.method == .post else { throw Self.methodNotAllowed(allowing: [.post]) }
             // A monolithic upload or a mount records the part and the completion too.
             let completes = call.first("digest") != nil || call.first("mount") != nil
-            try authorize(call, ref, completes ? ["InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload"] : ["InitiateLayerUpload"])
+            try await authorize(call, ref, completes ? ["InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload"] : ["InitiateLayerUpload"])
             return try await startUpload(call, ref)
         case .upload(let name, let uploadId):
             call.principal = try authenticate(call, for: (name, .push))
             let ref = try repository(name)
             // A PUT may carry the last chunk.
-            try authorize(call, ref, request.method == .put ? ["UploadLayerPart", "CompleteLayerUpload"] : ["UploadLayerPart"])
+            try await authorize(call, ref, request.method == .put ? ["UploadLayerPart", "CompleteLayerUpload"] : ["UploadLayerPart"])
             guard let id = try? Validation.uploadId(uploadId) else {
                 throw RegistryError(.blobUploadUnknown, "There is no upload session '\(uploadId)'")
             }
@@ -193,25 +193,25 @@ public final class RegistryFrontEnd: Sendable {
         case .blob(let name, let digest):
             call.principal = try authenticate(call, for: (name, request.method == .delete ? .delete : .pull))
             let ref = try repository(name)
-            try authorize(call, ref, [request.method == .delete ? "BatchDeleteImage" : "GetDownloadUrlForLayer"])
+            try await authorize(call, ref, [request.method == .delete ? "BatchDeleteImage" : "GetDownloadUrlForLayer"])
             return try await blob(call, ref, digest: digest)
         case .manifest(let name, let reference):
             let action: RegistryAction = switch request.method { case .put: .push; case .delete: .delete; default: .pull }
             call.principal = try authenticate(call, for: (name, action))
             let ref = try repository(name)
-            try authorize(call, ref, [action == .push ? "PutImage" : action == .delete ? "BatchDeleteImage" : "BatchGetImage"])
+            try await authorize(call, ref, [action == .push ? "PutImage" : action == .delete ? "BatchDeleteImage" : "BatchGetImage"])
             return try await manifest(call, ref, reference: reference)
         case .tags(let name):
             call.principal = try authenticate(call, for: (name, .pull))
             let ref = try repository(name)
             guard Self.readsOnly.contains(request.method) else { throw Self.methodNotAllowed(allowing: Self.readsOnly) }
-            try authorize(call, ref, ["DescribeImageTags"])
-            return try tags(call, ref)
+            try await authorize(call, ref, ["DescribeImageTags"])
+            return try await tags(call, ref)
         case .referrers(let name, let digest):
             call.principal = try authenticate(call, for: (name, .pull))
             let ref = try repository(name)
             guard Self.readsOnly.contains(request.method) else { throw Self.methodNotAllowed(allowing: Self.readsOnly) }
-            try authorize(call, ref, ["BatchGetImage"])
+            try await authorize(call, ref, ["BatchGetImage"])
             return try await referrers(call, ref, digest: digest)
         }
     }
@@ -235,7 +235,7 @@ public final class RegistryFrontEnd: Sendable {
 
     /// A push to a repository that does not exist creates it, under `--create-repositories-on-push`.
     func createIfAllowed(_ ref: RepositoryRef, _ call: Call) async throws {
-        guard createsRepositoriesOnPush, try service.read({ try $0.repository(ref) }) == nil else { return }
+        guard createsRepositoriesOnPush, try await service.reading({ try $0.repository(ref) }) == nil else { return }
         do {
             _ = try await service.createRepository(CreateRepository(repositoryName: ref.repositoryName), call.metadata())
         } catch let refusal as CommandError where refusal.code == .repositoryAlreadyExists {

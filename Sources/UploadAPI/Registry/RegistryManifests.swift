@@ -27,7 +27,7 @@ extension RegistryFrontEnd {
         case .put:
             return try await putManifest(call, ref, tag: isDigest ? nil : reference, digest: isDigest ? reference : nil)
         case .get, .head:
-            let image = try service.read { snapshot -> ImageRecord? in
+            let image = try await service.reading { [service] snapshot -> ImageRecord? in
                 _ = try Decider.existingRepository(ref.registryId, ref.repositoryName, state: snapshot, settings: service.settings)
                 let digest = isDigest ? reference : try snapshot.tag(ref, reference)?.imageDigest
                 return try digest.flatMap { try snapshot.image(ref, $0) }
@@ -85,14 +85,14 @@ extension RegistryFrontEnd {
 
     /// `GET …/tags/list[?n=&last=]`: the repository's tags in lexical order, a page at a time,
     /// with a `Link` to the next page.
-    func tags(_ call: Call, _ ref: RepositoryRef) throws -> Response {
-        var limit = Self.tagPageLimit
+    func tags(_ call: Call, _ ref: RepositoryRef) async throws -> Response {
+        var wanted = Self.tagPageLimit
         if let n = call.first("n") {
             guard let value = Int(n), value >= 0 else { throw RegistryError(.sizeInvalid, "n must be a whole number of tags", status: .badRequest) }
-            limit = min(value, Self.tagPageLimit)
+            wanted = min(value, Self.tagPageLimit)
         }
-        let last = call.first("last")
-        let names = try service.read { snapshot in
+        let limit = wanted, last = call.first("last")
+        let names = try await service.reading { [service] snapshot in
             _ = try Decider.existingRepository(ref.registryId, ref.repositoryName, state: snapshot, settings: service.settings)
             return limit == 0 ? [] : try snapshot.tags(in: ref, after: last, limit: limit + 1).map(\.name)
         }
@@ -117,7 +117,7 @@ extension RegistryFrontEnd {
         let last = call.first("last")
         if let last, !Validation.isRegistryDigest(last) { throw RegistryError(.digestInvalid, "last: '\(last)' is not a sha256 or sha512 digest") }
         let service = self.service
-        _ = try service.read { try Decider.existingRepository(ref.registryId, ref.repositoryName, state: $0, settings: service.settings) }
+        _ = try await service.reading { try Decider.existingRepository(ref.registryId, ref.repositoryName, state: $0, settings: service.settings) }
         // The referrers index names them; their manifests are read a page per read snapshot (no
         // long read transaction), as each may hold 4 MiB. On a thread of their own that admits a
         // few lists at a time (a burst is refused with TOOMANYREQUESTS), so that anonymous pulls of

@@ -93,6 +93,8 @@ public final class PostgresReader: SnapshotReading {
             } catch let error as PostgresError where error.isConnectionFailure && !began {
                 return try attempt()
             }
+        } catch let exhausted as PostgresPool.Exhausted {
+            throw StoreError(.overloaded, "\(exhausted); try again")
         } catch let failure as PostgresError {
             // Its detail (host, role, SQL) is for the log, not for a client.
             logger.error("a read failed in PostgreSQL", metadata: ["error": "\(failure)"])
