@@ -33,7 +33,14 @@ public actor CheckpointSigner {
     /// is too old for them by then: what a caller gets lags the log by less than the interval, or
     /// by the time of the one signing it waited for.
     public func current() async throws -> SignedCheckpoint {
-        if let latest, ContinuousClock.now - latest.readAt < interval { return latest.checkpoint }
+        if let latest, ContinuousClock.now - latest.readAt < interval {
+            // Another process or node on this log may have kept a newer one since: a client sent
+            // to each in turn must never see the tree shrink.
+            guard let kept = try await store.reading({ try $0.latestSignedCheckpoint() }), kept.size > latest.checkpoint.size else {
+                return latest.checkpoint
+            }
+            return served(kept, readAt: latest.readAt)
+        }
         if let signing {
             let (checkpoint, readAt) = try await signing.value
             if ContinuousClock.now - readAt < interval { return served(checkpoint, readAt: readAt) }

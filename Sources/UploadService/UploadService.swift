@@ -1,5 +1,4 @@
 import Foundation
-import NIOPosix
 public import Logging
 public import UploadCore
 public import UploadStore
@@ -36,22 +35,10 @@ public final class UploadService: Sendable {
     public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T { try store.read(body) }
 
     /// Runs `body` against one consistent snapshot of the store without blocking the cooperative
-    /// pool: a store whose reads wait on the network (``SnapshotReading/readsWaitOnTheNetwork``)
-    /// is read on ``networkReadThreads``; LMDB, read from memory, where it is asked.
+    /// pool (``UploadStore/SnapshotReading/reading(_:)``).
     public func reading<T: Sendable>(_ body: @escaping @Sendable (any StoreSnapshot) throws -> T) async throws -> T {
-        guard store.readsWaitOnTheNetwork else { return try store.read(body) }
-        let store = self.store
-        return try await Self.networkReadThreads.runIfActive { try store.read(body) }
+        try await store.reading(body)
     }
-
-    /// The threads reads that wait on the network run on: enough for a pool of connections and
-    /// callers waiting for one (at most its wait bound), never on the cooperative pool, which has
-    /// only as many threads as cores. Process-wide and never stopped, as the feeds' thread.
-    static let networkReadThreads: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: 16)
-        pool.start()
-        return pool
-    }()
 
     /// Creates the repository, its logo kept as a blob first (``execute(_:keepingLogo:as:_:)``).
     /// The repository's creation, and its catalog data when the call gave some: both from the
