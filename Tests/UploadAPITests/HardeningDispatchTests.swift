@@ -188,6 +188,34 @@ struct HardeningDispatchTests {
         }
     }
 
+    /// DescribeImages reads its page a few records at a time: every image is listed once, in
+    /// digest order, across pages whose size is no multiple of that, and at the default size.
+    @Test func describeImages_pagesListEveryImageOnce_acrossTheRecordsReadAtOnce() async throws {
+        try await withAPI { client, _, _ in
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            var pushed: [String] = []
+            for n in 0..<(2 * ECRPublicService.imagesDecodedAtOnce + 5) {
+                let index = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[],\"annotations\":{\"n\":\"\#(n)\"}}"#
+                let r = try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(index)"}"#)
+                pushed.append(try #require(((r.body["image"] as? [String: Any])?["imageId"] as? [String: Any])?["imageDigest"] as? String))
+            }
+            for pageSize in [7, ECRPublicService.imagesDecodedAtOnce, ECRPublicService.imagesDecodedAtOnce + 1, 1000] {
+                var listed: [String] = [], token: String?
+                repeat {
+                    let tokenMember = token.map { #", "nextToken": "\#($0)""# } ?? ""
+                    let r = try await Self.call(client, "SpencerFrontendService.DescribeImages", #"{"repositoryName": "team/app", "maxResults": \#(pageSize)\#(tokenMember)}"#)
+                    let details = try #require(r.body["imageDetails"] as? [[String: Any]], "\(r.body)")
+                    #expect(details.count <= pageSize)
+                    listed += details.compactMap { $0["imageDigest"] as? String }
+                    token = r.body["nextToken"] as? String
+                } while token != nil
+                #expect(listed == pushed.sorted(), "pages of \(pageSize)")
+            }
+            let all = try await Self.call(client, "SpencerFrontendService.DescribeImages", #"{"repositoryName": "team/app"}"#)
+            #expect((all.body["imageDetails"] as? [[String: Any]])?.count == pushed.count && all.body["nextToken"] == nil)
+        }
+    }
+
     /// Every event of a call repeats its User-Agent: it is recorded cut to 512 bytes, with its
     /// control characters (a tab would shift the audit's columns) replaced.
     @Test func aLongUserAgentWithControlCharacters_isRecordedCutAndShown() async throws {

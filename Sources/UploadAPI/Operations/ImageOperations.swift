@@ -31,26 +31,38 @@ extension ECRPublicService {
                     // The model's bound on a tag; any tag within it is looked up (as BatchDeleteImage does).
                     if let tag = id.imageTag { try Validation.length(tag, member: "imageIds.\(index + 1).member.imageTag", min: 1, max: 300) }
                 }
-                let images = try ids.map { id in
+                // Each record (its manifest up to 4 MiB) becomes its few hundred bytes of answer
+                // before the next is read.
+                let details = try ids.map { id in
                     let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try snapshot.tag(ref, $0)?.imageDigest }
                     guard let digest, let image = try snapshot.image(ref, digest),
                           id.imageTag.map({ tag in image.tags.contains { $0.sameBytes(as: tag) } }) ?? true else {
                         throw CommandError(.imageNotFound, "The image with imageId {imageDigest:'\(id.imageDigest ?? "null")', imageTag:'\(id.imageTag ?? "null")'} does not exist within the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
                     }
-                    return image
+                    return imageDetailJSON(image, ref)
                 }
-                return .object([("imageDetails", .array(images.map { imageDetailJSON($0, ref) }))])
+                return .object([("imageDetails", .array(details))])
             }
             let pageSize = limit ?? Pagination.defaultLimit
             let scope = Pagination.scope("DescribeImages", repositoryName)
-            let rows = try snapshot.images(in: ref, after: Pagination.after(token, scope: scope), limit: pageSize + 1)
-                .map { (name: $0.imageDigest, value: $0) }
+            // Read a few records at a time in this snapshot, each made its answer at once: a page
+            // of 1,000 images whose manifests are 4 MiB each holds 16 of them, not gigabytes.
+            var rows: [(name: String, value: JSONValue)] = []
+            var cursor = try Pagination.after(token, scope: scope)
+            while rows.count <= pageSize {
+                let wanted = min(Self.imagesDecodedAtOnce, pageSize + 1 - rows.count)
+                let images = try snapshot.images(in: ref, after: cursor, limit: wanted)
+                rows += images.map { (name: $0.imageDigest, value: imageDetailJSON($0, ref)) }
+                guard images.count == wanted, let last = images.last else { break }
+                cursor = last.imageDigest
+            }
             let page = Pagination.page(rows, limit: pageSize, scope: scope)
-            return .object(sorting: [
-                ("imageDetails", .array(page.items.map { imageDetailJSON($0, ref) })), ("nextToken", page.nextToken.map(JSONValue.string)),
-            ])
+            return .object(sorting: [("imageDetails", .array(page.items)), ("nextToken", page.nextToken.map(JSONValue.string))])
         }
     }
+
+    /// The most image records DescribeImages holds decoded at once.
+    static let imagesDecodedAtOnce = 16
 
     func describeImageTags(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
         let registryId = try Validation.accountRegistryId(body.string("registryId"))
