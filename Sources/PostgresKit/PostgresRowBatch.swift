@@ -52,4 +52,13 @@ public struct PostgresRowBatch {
         let queries = self.queries
         if !queries.isEmpty { try connection.pipeline(queries) }
     }
+
+    /// Inserts the rows of the statements closed so far and forgets them, keeping the one being
+    /// filled: for a writer of more rows than it should hold at once (a rebuild of every table),
+    /// which then holds at most a statement's worth. ``run(on:)`` sends the rest.
+    public mutating func runClosed(on connection: PostgresConnection) throws(PostgresError) {
+        guard !closed.isEmpty else { return }
+        try connection.pipeline(closed.map { .prepared(sql, $0.map { .array($0) }) })
+        closed.removeAll()
+    }
 }

@@ -37,9 +37,14 @@ enum PostgresProjectionRebuild {
             }
             guard position == tail else { throw StoreError(.corrupt, "the event log has no event at position \(position + 1), before its tail at \(tail)") }
             try connection.query("DELETE FROM projection_entries")
+            // Sent a statement at a time as they fill, so that the rows are not held whole beside
+            // the state they come from.
             var entries = PostgresTables.entryRows()
             for table in ProjectionTable.allCases {
-                projections.forEachEntry(table) { key, value in entries.append(.text(table.rawValue), .bytes(Array(key)), .bytes(Array(value))) }
+                try projections.forEachEntry(table) { key, value in
+                    entries.append(.text(table.rawValue), .bytes(Array(key)), .bytes(Array(value)))
+                    try entries.runClosed(on: connection)
+                }
             }
             try entries.run(on: connection)
             try PostgresProjectionState(position: position, version: Projector.version).rows.run(on: connection)
