@@ -297,25 +297,24 @@ public final class PostgresConnection: @unchecked Sendable {
         return words.count < 60 ? words : String(words.prefix(60)) + "…"
     }
 
-    /// `url` with any password replaced by `***`: a URL's `user:password@`, and a `password=`
-    /// parameter, of a URL's query (`?password=…&…`) or of a `key=value` connection string.
+    /// `url` as libpq reads it (a URI or `key=value` pairs), for logs and errors: each setting it
+    /// gives, as `key=value`, those libpq marks secret (`password`, `sslpassword`) as `***`.
     public static func withoutPassword(_ url: String) -> String {
-        var shown = url
-        if let scheme = shown.range(of: "://"), let at = shown[scheme.upperBound...].firstIndex(of: "@"),
-           let colon = shown[scheme.upperBound..<at].firstIndex(of: ":") {
-            shown = String(shown[..<colon]) + ":***" + String(shown[at...])
+        var error: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(url, &error) else {
+            if let error { PQfreemem(error) }
+            return "(a connection string libpq cannot read)"
         }
-        var result = ""
-        var rest = Substring(shown)
-        while let found = rest.range(of: "password=", options: .caseInsensitive) {
-            // Only a parameter's name: at the start, or after `?`, `&` or white space.
-            let previous = found.lowerBound == rest.startIndex ? result.last : rest[rest.index(before: found.lowerBound)]
-            let isParameter = previous.map { "?& \t".contains($0) } ?? true
-            let valueEnd = rest[found.upperBound...].firstIndex { "& \t".contains($0) } ?? rest.endIndex
-            result += rest[..<found.upperBound]
-            result += isParameter ? "***" : rest[found.upperBound..<valueEnd]
-            rest = rest[valueEnd...]
+        defer { PQconninfoFree(options) }
+        var shown: [String] = []
+        var option = options
+        while let keyword = option.pointee.keyword {
+            if let value = option.pointee.val {
+                let secret = option.pointee.dispchar.map { String(cString: $0) == "*" } ?? false
+                shown.append(String(cString: keyword) + "=" + (secret ? "***" : String(cString: value)))
+            }
+            option += 1
         }
-        return result + rest
+        return shown.joined(separator: " ")
     }
 }

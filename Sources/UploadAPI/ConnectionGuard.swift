@@ -125,10 +125,16 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Requests whose head was read and whose response has not ended.
     private var unanswered = 0
     private var lastRead = NIODeadline.now()
-    /// Whether the server has asked the socket for more bytes since it last read some. `false`
+    /// Whether the server has asked the socket for more bytes since it last read some (as NIO's
+    /// own `readPending`: set by a read request, cleared as bytes are read). `false`
     /// while the server holds a body back (its handler waits before reading it, for instance for
     /// its upload's lock): the client cannot send then, so the body's clocks do not run.
     private var readDemanded = false
+    /// Since when the server has held the current body back, as the checks saw it: at most twice
+    /// the idle timeout (long enough for a retried chunk to outwait the connection its first
+    /// attempt left behind), so that a body parked behind another (a second chunk to one upload,
+    /// waiting for its lock) holds its connection, and what the kernel buffers for it, no longer.
+    private var heldBackSince: NIODeadline?
     private var pendingWrites = 0
     /// When the oldest pending write last made progress (was issued, or a write completed).
     private var writeProgress = NIODeadline.now()
@@ -198,6 +204,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             isFirstRequest = false
             unanswered += 1
             reading = .body(windowStart: now, windowBytes: 0)
+            heldBackSince = nil
         case .body(let buffer):
             if case .body(let start, let bytes) = reading { reading = .body(windowStart: start, windowBytes: bytes + buffer.readableBytes) }
         case .end:
@@ -229,12 +236,11 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     // Called by RawTraffic.
     fileprivate func bytesRead(at now: NIODeadline) {
         lastRead = now
+        readDemanded = false  // that request is spent; the next comes before this event-loop tick ends
         if case .head(let since, nil) = reading { reading = .head(since: since, firstByte: now) }
     }
 
     fileprivate func readRequested() { readDemanded = true }
-
-    fileprivate func readCompleted() { readDemanded = false }
 
     fileprivate func writeStarted(at now: NIODeadline) {
         if pendingWrites == 0 { writeProgress = now }
@@ -263,10 +269,14 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             guard unanswered <= 1 else { return nil }
             guard readDemanded else {
                 // The server holds the body back: judge it from when the server reads again.
+                let since = heldBackSince ?? now
+                heldBackSince = since
+                if now - since > idle * 2 { return "the server held the body back for twice the idle timeout" }
                 reading = .body(windowStart: now, windowBytes: 0)
                 lastRead = now
                 return nil
             }
+            heldBackSince = nil
             if now - lastRead > idle { return "no body byte for the idle timeout" }
             let window = now - windowStart
             if window >= TimeAmount(limits.bodyRateWindow) {
@@ -308,11 +318,6 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         func read(context: ChannelHandlerContext) {
             guardian.readRequested()
             context.read()
-        }
-
-        func channelReadComplete(context: ChannelHandlerContext) {
-            guardian.readCompleted()
-            context.fireChannelReadComplete()
         }
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

@@ -56,13 +56,14 @@ extension ECRPublicService {
     static let tilePrefix = "/log/tile/"
 
     /// A tile or an entry bundle, cached for good: a path names the same bytes forever. A hash tile
-    /// (256 lookups) is read here; a bundle, which may be large, on the feeds' thread, so that
-    /// anonymous tile requests never queue behind the feeds, nor bundles ahead of API requests.
+    /// (256 lookups) is read as API requests read (``UploadStore/SnapshotReading/reading(_:)``); a
+    /// bundle, which may be large, on the feeds' thread, so that anonymous tile requests never
+    /// queue behind the feeds, nor bundles ahead of API requests.
     private func tileResponse(_ address: TileAddress) async throws -> Response {
         let store = self.store
         if case .wideEntries = address.kind { return try await wideBundleResponse(address) }
-        let read: @Sendable () throws -> ([UInt8]?, UInt64) = { try store.read { snapshot in (try snapshot.tile(address), try snapshot.lastPosition()) } }
-        let (bytes, logSize) = if case .hashes = address.kind { try read() } else { try await Self.feedPool.runIfActive(read) }
+        let read = { @Sendable (snapshot: any StoreSnapshot) throws -> ([UInt8]?, UInt64) in (try snapshot.tile(address), try snapshot.lastPosition()) }
+        let (bytes, logSize) = if case .hashes = address.kind { try await store.reading(read) } else { try await Self.feedPool.runIfActive { try store.read(read) } }
         guard let bytes else {
             // A bundle the log holds but cannot encode: one of its entries is longer than 64 KiB.
             if address.kind == .entries, let leaves = address.leaves, leaves.upperBound <= logSize {

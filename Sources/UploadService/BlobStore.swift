@@ -33,6 +33,8 @@ public struct BlobStore: BlobStorage {
         for dir in [directory + "/staging"] + DigestAlgorithm.allCases.map({ directory + "/blobs/" + $0.rawValue }) {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
+        // The new folders' names, before the log names anything in them.
+        for dir in [directory, directory + "/blobs"] { try Self.syncDirectory(dir) }
     }
 
     public func stagingPath(_ uploadId: String) -> String { staging + "/" + uploadId }
@@ -118,15 +120,21 @@ public struct BlobStore: BlobStorage {
             throw Self.posixError("create \(temporary)")
         }
         defer { try? output.close() }
-        var remaining = length
-        while remaining > 0, let input {
-            let chunk = try input.read(upToCount: Int(min(remaining, 1 << 20))) ?? Data()
-            guard !chunk.isEmpty else { throw StoreError(.io, "upload \(uploadId) has fewer staged bytes than its \(length)") }
-            hasher.update(data: chunk)
-            try output.write(contentsOf: chunk)
-            remaining -= UInt64(chunk.count)
+        do {
+            var remaining = length
+            while remaining > 0, let input {
+                let chunk = try input.read(upToCount: Int(min(remaining, 1 << 20))) ?? Data()
+                guard !chunk.isEmpty else { throw StoreError(.io, "upload \(uploadId) has fewer staged bytes than its \(length)") }
+                hasher.update(data: chunk)
+                try output.write(contentsOf: chunk)
+                remaining -= UInt64(chunk.count)
+            }
+            try output.synchronize()
+        } catch {
+            // The caller learns no temporary to discard: a partial copy (a layer's bytes) goes now.
+            unlink(temporary)
+            throw error
         }
-        try output.synchronize()
         return (algorithm.rawValue + ":" + Hex.encode(hasher.finalize()), temporary)
     }
 
@@ -175,6 +183,7 @@ public struct BlobStore: BlobStorage {
         guard linked else { return }
         let copy = path + ".unshared"
         unlink(copy)
+        try ensureRoom(for: length)
         try Self.copyFile(path, length: length, to: copy)
         guard rename(copy, path) == 0 else { throw Self.posixError("unshare \(path)") }
         try Self.syncDirectory(staging)

@@ -33,13 +33,13 @@ public actor CheckpointSigner {
     /// is too old for them by then: what a caller gets lags the log by less than the interval, or
     /// by the time of the one signing it waited for.
     public func current() async throws -> SignedCheckpoint {
-        if let latest, ContinuousClock.now - latest.readAt < interval {
+        if let cached = latest, ContinuousClock.now - cached.readAt < interval {
             // Another process or node on this log may have kept a newer one since: a client sent
-            // to each in turn must never see the tree shrink.
-            guard let kept = try await store.reading({ try $0.latestSignedCheckpoint() }), kept.size > latest.checkpoint.size else {
-                return latest.checkpoint
+            // to each in turn must never see the tree shrink. (Unread, the one at hand stands.)
+            if let kept = try? await store.reading({ try $0.latestSignedCheckpoint() }), (try? identity.check(kept)) != nil {
+                return served(kept, readAt: cached.readAt)
             }
-            return served(kept, readAt: latest.readAt)
+            return served(cached.checkpoint, readAt: cached.readAt)
         }
         if let signing {
             let (checkpoint, readAt) = try await signing.value

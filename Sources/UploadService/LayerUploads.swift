@@ -83,9 +83,13 @@ extension UploadService {
         return LayerCompleted(repository: ref, uploadId: command.uploadId, layerDigest: digest)
     }
 
-    /// The layer a committed completion recorded; its staging file goes, which the log no longer needs.
+    /// The layer a committed completion recorded; its staging file goes, which the log no longer
+    /// needs: also on a retry answered from the log (whose first attempt's outcome was unknown,
+    /// and which never reached this).
     func completedDigest(_ command: CompleteLayerUpload, events: [EventEnvelope]) throws -> String {
-        if command.staged != nil { blobs.removeStaging(command.uploadId) }
+        if command.staged != nil || events.contains(where: { [.layerUploadCompleted, .uploadAborted].contains($0.event.type) }) {
+            blobs.removeStaging(command.uploadId)
+        }
         // A registry client's push of a layer the repository holds ends its upload without one.
         if command.rules == .registry, let staged = command.staged,
            events.contains(where: { ($0.event.payload as? UploadAborted)?.reason == .layerAlreadyExists }) {
@@ -96,10 +100,22 @@ extension UploadService {
 
     /// Ends every upload idle for `idleMilliseconds` (by the store's clock) with UploadExpired,
     /// then deletes the expired uploads' staged bytes, which the log no longer needs once the
-    /// events have committed. - Returns: the expired upload ids.
+    /// events have committed. Spares an upload whose staging lock is held, here or by another
+    /// process or node: a chunk is streaming into it (a layer in one `PATCH` may take longer than
+    /// the expiry), which records its activity when it ends. - Returns: the expired upload ids.
     @discardableResult
     public func expireIdleUploads(idleMilliseconds: Int64) async throws -> [String] {
-        let command = ExpireIdleUploads(idleMilliseconds: idleMilliseconds)
+        let now = store.clock.now().millisecondsSinceEpoch
+        let idle = try await reading { snapshot in
+            try snapshot.allActiveUploads().filter { uploadId in
+                try snapshot.session(uploadId).map { now - $0.lastActivityAt.millisecondsSinceEpoch >= idleMilliseconds } ?? false
+            }
+        }
+        var busy = Set<String>()
+        for uploadId in idle {
+            if let held = try blobs.tryLockStaging(uploadId) { held.release() } else { busy.insert(uploadId) }
+        }
+        let command = ExpireIdleUploads(idleMilliseconds: idleMilliseconds, sparing: busy)
         var expired: [String] = []
         while true {
             let metadata = RequestMetadata(requestId: "sweep-\(store.clock.now().millisecondsSinceEpoch)", source: "sweeper")

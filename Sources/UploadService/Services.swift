@@ -17,7 +17,9 @@ public struct StoreService: Service {
 }
 
 /// Ends idle uploads every `interval` (``UploadService/expireIdleUploads(idleMilliseconds:)``)
-/// until the group shuts down.
+/// until the group shuts down, then removes what staging holds for uploads that have ended
+/// (``BlobStore/reconcile(with:)``, which leaves alone any file a writer holds): a completion or a
+/// sweep whose commit's outcome was unknown, whose caller never came back, leaves its file behind.
 public struct ExpirySweeper: Service {
     let service: UploadService
     let idleMilliseconds: Int64
@@ -38,6 +40,15 @@ public struct ExpirySweeper: Service {
                     let leads = try await UploadService.blocking { store.leads(.expirySweep) }
                     let expired = leads ? try await service.expireIdleUploads(idleMilliseconds: idleMilliseconds) : []
                     if !expired.isEmpty { service.logger.info("expired idle uploads", metadata: ["count": "\(expired.count)"]) }
+                    if leads {
+                        let blobs = service.blobs
+                        let tidied = try await UploadService.blocking { try blobs.reconcile(with: store) }
+                        if !tidied.removedStaging.isEmpty || !tidied.truncatedStaging.isEmpty {
+                            service.logger.info("staging tidied", metadata: [
+                                "removed": "\(tidied.removedStaging.count)", "truncated": "\(tidied.truncatedStaging.count)",
+                            ])
+                        }
+                    }
                 } catch is CancellationError {
                     return
                 } catch {

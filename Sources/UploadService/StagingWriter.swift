@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import UploadStore
 import LogHashing
 
 extension BlobStore {
@@ -42,8 +43,13 @@ extension BlobStore {
             if fd < 0 {
                 try store.unshareStaging(path, keeping: UInt64(start))
                 isNew = !FileManager.default.fileExists(atPath: path)
-                fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { throw BlobStore.posixError("open \(path)") }
+                // Only a part at the start makes the file: one past it whose file is gone (lost,
+                // never restored) would leave zeros below it, and an upload that never completes.
+                fd = open(path, O_WRONLY | O_CLOEXEC | (start == 0 ? O_CREAT : 0), 0o600)
+                guard fd >= 0 else {
+                    if errno == ENOENT { throw StoreError(.io, "the staged bytes of upload \(uploadId) are missing; start the upload again") }
+                    throw BlobStore.posixError("open \(path)")
+                }
             }
             hasher.update(bufferPointer: chunk)
             var written = 0

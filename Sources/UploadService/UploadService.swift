@@ -78,10 +78,19 @@ public final class UploadService: Sendable {
         let keep = { try self.storage.commitBlob(self.blobs.writeTemporary(logo), digest: digest) }
         let now = DecisionContext(now: store.clock.now())
         let settings = self.settings
-        let decidedNow: Result<Decision, any Error>
-        do { decidedNow = .success(try await reading { try Decider.decide(command, state: $0, settings: settings, context: now) }) } catch { decidedNow = .failure(error) }
-        if case .failure(let refusal) = decidedNow, metadata.invocationId == nil { throw refusal }
-        if case .success = decidedNow { try keep() }
+        // Only the decider's refusal spares the logo; a read that failed (the database busy)
+        // decides nothing, and the writer may well take the command: the logo is kept first.
+        let refusedNow: CommandError?
+        do {
+            _ = try await reading { try Decider.decide(command, state: $0, settings: settings, context: now) }
+            refusedNow = nil
+        } catch let refusal as CommandError {
+            refusedNow = refusal
+        } catch {
+            refusedNow = nil
+        }
+        if let refusedNow, metadata.invocationId == nil { throw refusedNow }
+        if refusedNow == nil { try keep() }
         let outcome = try await store.execute(command, metadata: metadata)
         if !storage.hasBlob(digest) { try keep() }
         return outcome

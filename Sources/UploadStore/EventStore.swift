@@ -43,9 +43,12 @@ public protocol EventStore: SnapshotReading {
     /// Figures for monitoring, read from one snapshot.
     func statistics() throws -> StoreStatistics
 
-    /// Keeps a checkpoint the log signed, unless one of its tree size is already kept; in the same
-    /// transaction, checks that the last one kept is `identity`'s (``LogIdentity/check(_:)``).
-    /// - Returns: the checkpoint kept for that size: the first one given.
+    /// Keeps a checkpoint the log signed, unless one of its tree size, or of a larger one, is
+    /// already kept; in the same transaction, checks that the last one kept is `identity`'s
+    /// (``LogIdentity/check(_:)``).
+    /// - Returns: the checkpoint to serve: the one kept for that size (the first one given), or
+    ///   the larger one another process or node kept meanwhile, so that no client sent to each in
+    ///   turn sees the tree shrink.
     func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint
 
     /// The migrations recorded in the store, in the order applied.

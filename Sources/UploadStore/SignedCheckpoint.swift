@@ -27,7 +27,9 @@ public struct SignedCheckpoint: Sendable, Equatable {
     /// Keeps `checkpoint` unless one of its size is kept, after checking, in the same transaction,
     /// that the log's last kept checkpoint is `identity`'s: two processes with two keys cannot both keep.
     static func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity, _ txn: Transaction, _ schema: Schema) throws -> SignedCheckpoint {
-        if let last = try latest(txn, schema) { try identity.check(last) }
+        let last = try latest(txn, schema)
+        if let last { try identity.check(last) }
+        if let last, last.size > checkpoint.size { return last }  // another process's, kept meanwhile: never a smaller tree
         let key = BigEndian.bytes(checkpoint.size)
         if let kept = try txn.get(schema.signedCheckpoints, key) { return SignedCheckpoint(size: checkpoint.size, note: String(decoding: kept, as: UTF8.self)) }
         try txn.put(schema.signedCheckpoints, key, Array(checkpoint.note.utf8))

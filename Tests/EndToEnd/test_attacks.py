@@ -710,12 +710,12 @@ def test_a_body_slower_than_the_minimum_rate_is_closed_and_a_slow_enough_one_is_
     assert_honest(srv)
 
 
-def test_a_chunk_held_back_behind_another_on_its_upload_is_not_taken_for_a_slow_client(srv):
-    """A second PATCH to an upload waits for the first's lock before the server reads its body:
-    its bytes stop arriving for longer than the idle timeout, through no fault of the client's.
-    The guard judges a body only while the server asks for it, so the chunk is taken afterwards."""
+def held_back_chunk(srv, repository, first_seconds):
+    """A first PATCH to an upload sent at 16 KiB a second for `first_seconds`, and a second of
+    32 MiB (more than every buffer between holds) sent while the first holds the upload's lock:
+    (the first's answer, the second's answer or the error that cut it off)."""
     ecr = client(srv)
-    ecr.create_repository(repositoryName="attack/held-back")
+    ecr.create_repository(repositoryName=repository)
     token = ecr.get_authorization_token()["authorizationData"]["authorizationToken"]
     authorization = "Basic " + token  # base64 of `AWS:<password>`, as docker login sends it
 
@@ -725,17 +725,17 @@ def test_a_chunk_held_back_behind_another_on_its_upload_is_not_taken_for_a_slow_
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
     sock = connect(srv)
-    sock.sendall(request("POST", "/v2/attack/held-back/blobs/uploads/", 0))
+    sock.sendall(request("POST", f"/v2/{repository}/blobs/uploads/", 0))
     status, headers, _ = read_response(sock)
     sock.close()
     assert status == 202, status
     location = urllib.parse.urlsplit(headers["location"])
     session = location.path + ("?" + location.query if location.query else "")
 
-    first_length, held_length = 96 * 1024, 32 * MIB  # the held chunk outgrows every buffer between
+    first_length, held_length = int(first_seconds * 4) * 4096, 32 * MIB
     results = {}
 
-    def first():  # 16 KiB a second for 6 s: above the minimum rate, and twice the idle timeout long
+    def first():
         sock = connect(srv, timeout=30)
         sock.sendall(request("PATCH", session, first_length, ["Content-Range: 0-%d" % (first_length - 1)]))
         for _ in range(0, first_length, 4096):
@@ -760,10 +760,27 @@ def test_a_chunk_held_back_behind_another_on_its_upload_is_not_taken_for_a_slow_
     for t in threads:
         t.join(timeout=90)
     assert results["first"][0] == 202, results["first"]
-    assert not isinstance(results["held"], str), f"the held-back chunk was cut off: {results['held']}"
-    status, headers, body = results["held"]
+    return first_length, held_length, results["held"]
+
+
+def test_a_chunk_held_back_behind_another_on_its_upload_is_not_taken_for_a_slow_client(srv):
+    """A second PATCH to an upload waits for the first's lock before the server reads its body:
+    its bytes stop arriving for longer than the idle timeout, through no fault of the client's.
+    The guard judges a body only while the server asks for it, so the chunk is taken afterwards."""
+    first_length, held_length, held = held_back_chunk(srv, "attack/held-back", first_seconds=5)
+    assert not isinstance(held, str), f"the held-back chunk was cut off: {held}"
+    status, headers, body = held
     assert status == 202, (status, body)
     assert headers["range"] == f"0-{first_length + held_length - 1}", headers
+    assert_honest(srv)
+
+
+def test_a_chunk_held_back_for_twice_the_idle_timeout_is_closed(srv):
+    """Held back, a body is not the client's fault, but it holds a connection and what the kernel
+    buffers for it: past twice the idle timeout, the connection is closed."""
+    started = time.monotonic()
+    _, _, held = held_back_chunk(srv, "attack/held-too-long", first_seconds=2 * IDLE_TIMEOUT + 4)
+    assert isinstance(held, str), f"a body held back for {time.monotonic() - started:.0f} s was answered: {held}"
     assert_honest(srv)
 
 

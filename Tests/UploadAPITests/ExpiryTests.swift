@@ -35,4 +35,26 @@ struct ExpiryTests {
         }
         #expect(Replayer.verify(directory: dir.path).passed)
     }
+
+    /// A chunk streaming into an upload holds its staging lock, here or on another node: the
+    /// upload is not idle, however long ago the log last heard of it, and is spared until the lock goes.
+    @Test func sweeper_sparesAnUploadAChunkIsStreamingInto() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let clock = TestClock()
+        try await withTestStore(dir, configure: { $0.clock = clock }) { store in
+            let blobs = try BlobStore(directory: dir.path)
+            let service = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let streaming = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            let abandoned = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            clock.advance(milliseconds: 25 * 3_600_000)
+            let chunk = try #require(try blobs.tryLockStaging(streaming), "the chunk's writer holds the upload's lock")
+            #expect(try await service.expireIdleUploads(idleMilliseconds: 24 * 3_600_000) == [abandoned])
+            #expect(try store.read { try $0.session(streaming) }?.state == .active)
+            chunk.release()
+            #expect(try await service.expireIdleUploads(idleMilliseconds: 24 * 3_600_000) == [streaming])
+        }
+        #expect(Replayer.verify(directory: dir.path).passed)
+    }
 }

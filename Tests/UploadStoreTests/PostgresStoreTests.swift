@@ -28,15 +28,20 @@ struct PostgresStoreTests {
 
     /// What logs and errors show of a database's address: never its password, however given.
     @Test func addressesAreShownWithoutTheirPasswords() {
-        let shown = [
-            "postgres://ops:s3cret@db:5432/uc": "postgres://ops:***@db:5432/uc",
-            "postgres://ops@db/uc?sslmode=require&password=s3cret": "postgres://ops@db/uc?sslmode=require&password=***",
-            "postgres://ops@db/uc?PASSWORD=s3cret&sslmode=require": "postgres://ops@db/uc?PASSWORD=***&sslmode=require",
-            "host=db user=ops password=s3cret dbname=uc": "host=db user=ops password=*** dbname=uc",
-            "password=s3cret": "password=***",
-            "postgres://ops@db/uc?application_name=nopassword=x": "postgres://ops@db/uc?application_name=nopassword=x",
+        let addresses = [
+            "postgres://ops:s3cret@db:5432/uc",
+            "postgres://ops@db/uc?sslmode=require&password=s3cret",
+            "host=db user=ops password=s3cret dbname=uc",
+            "host=db user=ops password = 's3cret and more' dbname=uc",
+            "host=db\nuser=ops\npassword=s3cret",
+            "host=db sslpassword=s3cret",
         ]
-        for (address, expected) in shown { #expect(PostgresConnection.withoutPassword(address) == expected) }
+        for address in addresses {
+            let shown = PostgresConnection.withoutPassword(address)
+            #expect(!shown.contains("s3cret") && !shown.contains("more") && shown.contains("password=***") && shown.contains("host=db"), "\(shown)")
+        }
+        #expect(PostgresConnection.withoutPassword("postgres://ops@db:5432/uc").split(separator: " ").sorted() == ["dbname=uc", "host=db", "port=5432", "user=ops"])
+        #expect(!PostgresConnection.withoutPassword("postgres://ops:s3cret@db:bad-port/uc").contains("s3cret"))
     }
 
     /// copy-store's guard, read without migrating: a database a store has written holds a log.

@@ -160,7 +160,7 @@ extension ECRPublicService {
         if let scoped = envelope?.event.payload as? any RepositoryScoped { repository = scoped.repositoryName }
         var uploadId: String?
         if case .uploadInitiated(let initiated)? = envelope?.event { uploadId = initiated.uploadId }
-        return render("proof", title: "Proof of event \(position)", viewer: viewer.accessKeyId, [
+        return render("proof", title: "Proof of event \(position)", viewer: viewer.accessKeyId, heading: await headingReadAside(position: position), [
             "position": position, "leafIndex": position - 1, "treeSize": proof.treeSize, "rootHash": proof.rootHash, "leafHash": proof.leafHash,
             "path": proof.path, "verdictClass": verified ? "ok" : "bad",
             "verdict": verified

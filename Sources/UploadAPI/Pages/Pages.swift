@@ -50,10 +50,10 @@ extension ECRPublicService {
             return await self.auditPage(request) { viewer in try await self.proofPage(position, viewer) }
         }
         router.get("/gallery/audit/stream") { request, _ in await self.auditPage(request) { viewer in try self.auditStream(request, until: viewer.expiresAt) } }
-        router.get("/gallery/sign-in") { request, _ in self.signInPage(next: request.uri.queryParameters["next"].map(String.init), error: nil) }
+        router.get("/gallery/sign-in") { request, _ in await self.signInPage(next: request.uri.queryParameters["next"].map(String.init), error: nil) }
         router.post("/gallery/sign-in") { request, context in await self.signIn(request, context) }
         router.post("/gallery/sign-out") { request, _ in
-            guard self.isSameOrigin(request) else { return self.messagePage(.forbidden, "Refused", "A form of another site cannot sign you out.", viewer: nil) }
+            guard self.isSameOrigin(request) else { return await self.messagePage(.forbidden, "Refused", "A form of another site cannot sign you out.", viewer: nil) }
             var response = Self.redirect(to: "/gallery/")
             response.headers[.setCookie] = self.pageSession.clearCookie
             return response
@@ -79,7 +79,7 @@ extension ECRPublicService {
         do {
             return try await Self.rendering { try render(viewer) }
         } catch {
-            return failurePage(error, viewer: viewer)
+            return await failurePage(error, viewer: viewer)
         }
     }
 
@@ -99,27 +99,27 @@ extension ECRPublicService {
             try registry.authority.access.checkRegistryWide(viewer.accessKeyId, action: "ReadAuditTrail")
             return try await render(viewer)
         } catch {
-            return failurePage(error, viewer: viewer.accessKeyId)
+            return await failurePage(error, viewer: viewer.accessKeyId)
         }
     }
 
     /// A failure as a page: a refusal, a missing thing, bad input, or (logged) a fault.
-    private func failurePage(_ error: any Error, viewer: String?) -> Response {
-        if let denied = error as? AccessDenied { return messagePage(.forbidden, "Not allowed", denied.message, viewer: viewer) }
-        if let missing = error as? PageNotFound { return messagePage(.notFound, "Not found", missing.message, viewer: viewer) }
+    private func failurePage(_ error: any Error, viewer: String?) async -> Response {
+        if let denied = error as? AccessDenied { return await messagePage(.forbidden, "Not allowed", denied.message, viewer: viewer) }
+        if let missing = error as? PageNotFound { return await messagePage(.notFound, "Not found", missing.message, viewer: viewer) }
         if error is AdmittingThread.Busy { return Self.busy }
         let api = APIError.from(error)
         if api.status == .internalServerError {
             logger.error("a page failed", metadata: ["error": "\(error)"])
-            return messagePage(.internalServerError, "Something went wrong", "The server could not read this page; it has logged why.", viewer: viewer)
+            return await messagePage(.internalServerError, "Something went wrong", "The server could not read this page; it has logged why.", viewer: viewer)
         }
-        return messagePage(.badRequest, "Not understood", api.message, viewer: viewer)
+        return await messagePage(.badRequest, "Not understood", api.message, viewer: viewer)
     }
 
     // MARK: Sign-in
 
-    func signInPage(next: String?, error: String?, status: HTTPResponse.Status = .ok) -> Response {
-        render("signIn", title: "Sign in", status: status, viewer: nil, [
+    func signInPage(next: String?, error: String?, status: HTTPResponse.Status = .ok) async -> Response {
+        render("signIn", title: "Sign in", status: status, viewer: nil, heading: await headingReadAside(position: nil), [
             "purpose": "The audit trail shows every upload in every repository, so it is for this registry's keys. Sign in with an access key of the server's credentials.",
             "error": error as Any, "next": Self.localPath(next) ?? "/gallery/audit", "acceptsKeys": pageSession.acceptsKeys,
             "hours": PageSession.lifetimeMilliseconds / 3_600_000,
@@ -128,15 +128,15 @@ extension ECRPublicService {
 
     private func signIn(_ request: Request, _ context: APIRequestContext) async -> Response {
         guard isSameOrigin(request) else {
-            return messagePage(.forbidden, "Refused", "A form of another site cannot sign you in.", viewer: nil)
+            return await messagePage(.forbidden, "Refused", "A form of another site cannot sign you in.", viewer: nil)
         }
         guard let body = try? await request.body.collect(upTo: 4096) else {
-            return signInPage(next: nil, error: "The form is larger than a sign-in needs.", status: .badRequest)
+            return await signInPage(next: nil, error: "The form is larger than a sign-in needs.", status: .badRequest)
         }
         let form = Self.formFields(String(buffer: body))
         let next = form["next"]
         guard let accessKeyId = pageSession.signIn(accessKeyId: form["accessKeyId"] ?? "", secret: form["secretAccessKey"] ?? "") else {
-            return signInPage(next: next, error: "That access key and secret do not match a key of this server.", status: .unauthorized)
+            return await signInPage(next: next, error: "That access key and secret do not match a key of this server.", status: .unauthorized)
         }
         var response = Self.redirect(to: Self.localPath(next) ?? "/gallery/audit")
         response.headers[.setCookie] = pageSession.setCookie(for: accessKeyId)
@@ -182,14 +182,45 @@ extension ECRPublicService {
 
     // MARK: Rendering
 
-    /// `template` with `values`, inside the layout, with the pages' headers.
+    /// What the layout shows on every page besides its own values: the log position the page
+    /// reflects, and the registry's name.
+    struct PageHeading: Sendable {
+        var position: UInt64
+        var registryName: String
+    }
+
+    /// The heading, read where the caller runs: for pages rendered on ``pageThread``.
+    /// - Parameter position: the position the page's own read reflected, when it made one.
+    func heading(position: UInt64?) -> PageHeading {
+        let registryId = settings.defaultRegistryId
+        let read = { @Sendable (snapshot: any StoreSnapshot) throws -> (UInt64, String?) in
+            (try position ?? snapshot.checkpoint(), try snapshot.registryCatalog(registryId)?.displayName)
+        }
+        return Self.heading((try? store.read(read)) ?? (position ?? 0, nil), registryId: registryId)
+    }
+
+    /// The heading, read off the cooperative pool (``UploadStore/SnapshotReading/reading(_:)``):
+    /// for pages rendered where they are asked (sign-in, messages, proofs).
+    func headingReadAside(position: UInt64?) async -> PageHeading {
+        let registryId = settings.defaultRegistryId
+        let read = { @Sendable (snapshot: any StoreSnapshot) throws -> (UInt64, String?) in
+            (try position ?? snapshot.checkpoint(), try snapshot.registryCatalog(registryId)?.displayName)
+        }
+        return Self.heading((try? await service.reading(read)) ?? (position ?? 0, nil), registryId: registryId)
+    }
+
+    private static func heading(_ read: (position: UInt64, displayName: String?), registryId: String) -> PageHeading {
+        PageHeading(position: read.position, registryName: read.displayName.flatMap { $0.isEmpty ? nil : $0 } ?? "Registry \(registryId)")
+    }
+
+    /// `template` with `values`, inside the layout, with the pages' headers; `heading` read here
+    /// when not given (``heading(position:)``, with `values["position"]`).
     func render(
-        _ template: String, title: String, status: HTTPResponse.Status = .ok, viewer: String?, script: String? = nil, _ values: [String: Any]
+        _ template: String, title: String, status: HTTPResponse.Status = .ok, viewer: String?, script: String? = nil,
+        heading given: PageHeading? = nil, _ values: [String: Any]
     ) -> Response {
-        // The position the page's own read reflected, when it says (`values["position"]`).
-        let position = values["position"] as? UInt64 ?? (try? store.read { try $0.checkpoint() }) ?? 0
-        let displayName = (try? service.read { try $0.registryCatalog(settings.defaultRegistryId)?.displayName }) ?? nil
-        let registryName = displayName.flatMap { $0.isEmpty ? nil : $0 } ?? "Registry \(settings.defaultRegistryId)"
+        let heading = given ?? heading(position: values["position"] as? UInt64)
+        let (position, registryName) = (heading.position, heading.registryName)
         var values = values
         values["registryName"] = registryName
         let body = PageTemplates.library.render(Self.renderable(values) as Any, withTemplate: template) ?? ""
@@ -217,8 +248,8 @@ extension ECRPublicService {
         return value
     }
 
-    func messagePage(_ status: HTTPResponse.Status, _ heading: String, _ text: String, viewer: String?) -> Response {
-        render("message", title: heading, status: status, viewer: viewer, ["heading": heading, "text": text])
+    func messagePage(_ status: HTTPResponse.Status, _ heading: String, _ text: String, viewer: String?) async -> Response {
+        render("message", title: heading, status: status, viewer: viewer, heading: await headingReadAside(position: nil), ["heading": heading, "text": text])
     }
 
     /// Every page's: nothing runs or loads from elsewhere, nothing is sniffed, framed or kept, and

@@ -116,14 +116,18 @@ public struct InitiateLayerUpload: Sendable, Equatable {
 }
 
 /// The sweeper's command: end every active upload with no activity for `idleMilliseconds`,
-/// judged against the writer's clock, at most `limit` of them per command.
+/// judged against the writer's clock, at most `limit` of them per command, but those in `sparing`:
+/// uploads a chunk is streaming into (its bytes are activity the log has not recorded yet).
 public struct ExpireIdleUploads: Sendable, Equatable {
     public let idleMilliseconds: Int64
     public let limit: Int
+    /// Looked up, never iterated: the decision does not depend on its order.
+    public let sparing: Set<String>
 
-    public init(idleMilliseconds: Int64, limit: Int = 1000) {
+    public init(idleMilliseconds: Int64, limit: Int = 1000, sparing: Set<String> = []) {
         precondition(idleMilliseconds > 0 && limit > 0)
         self.idleMilliseconds = idleMilliseconds
         self.limit = limit
+        self.sparing = sparing
     }
 }

@@ -93,7 +93,7 @@ enum LayerDecisions {
     /// Every active upload idle for at least `idleMilliseconds` at `now`, in the state's order.
     static func expire(_ c: ExpireIdleUploads, state: some ProjectionState, now: Timestamp) throws -> Decision {
         var events: [Event] = []
-        for uploadId in try state.allActiveUploads() {
+        for uploadId in try state.allActiveUploads() where !c.sparing.contains(uploadId) {
             guard let session = try state.session(uploadId), session.state == .active,
                   now.millisecondsSinceEpoch - session.lastActivityAt.millisecondsSinceEpoch >= c.idleMilliseconds else { continue }
             events.append(.uploadExpired(UploadExpired(

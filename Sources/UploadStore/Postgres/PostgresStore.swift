@@ -95,13 +95,17 @@ public final class PostgresStore: EventStore {
             return try pool.withConnection { connection in
                 // Under the append lock: the identity check and the insert are one step for every node.
                 try PostgresLog.underAppendLock(connection) {
-                    if let last = try PostgresLog.latestSignedCheckpoint(connection) { try identity.check(last) }
+                    let last = try PostgresLog.latestSignedCheckpoint(connection)
+                    if let last { try identity.check(last) }
+                    if let last, last.size > checkpoint.size { return last }  // another node's, kept meanwhile: never a smaller tree
                     let kept = try connection.query("SELECT note FROM signed_checkpoints WHERE size = $1", [.position(checkpoint.size)])
                     if !kept.isEmpty { return SignedCheckpoint(size: checkpoint.size, note: kept.text(0, 0)) }
                     try PostgresLog.checkpointRows([checkpoint]).run(on: connection)
                     return checkpoint
                 }
             }
+        } catch let exhausted as PostgresPool.Exhausted {
+            throw StoreError(.overloaded, "\(exhausted); try again")
         } catch let failure as PostgresError {
             // Its detail (host, role, SQL) is for the log, not for the client of `/log/checkpoint`.
             configuration.logger.error("a signed checkpoint could not be kept in PostgreSQL", metadata: ["error": "\(failure)"])
