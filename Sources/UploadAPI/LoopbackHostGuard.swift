@@ -32,10 +32,21 @@ struct LoopbackHostGuard<Context: RequestContext>: RouterMiddleware {
             return "This server accepts unsigned requests only for a loopback host; '\(authority)' is not one"
         }
         // `Origin: null` (a sandboxed page, a redirect) is no page of this server's either.
-        if let origin, !allows(URL(string: origin)?.host.map(Self.withoutBrackets)) {
+        if let origin, !allowsOrigin(origin, authority: authority) {
             return "This server accepts unsigned requests only from its own pages; '\(origin)' is another origin"
         }
         return nil
+    }
+
+    /// A page of this server's: a configured host (behind a proxy, whose port may differ), or a
+    /// loopback host on the port the request was sent to. A page of another server on this
+    /// machine (a development server on another port) is another origin.
+    private func allowsOrigin(_ origin: String, authority: String?) -> Bool {
+        guard let url = URL(string: origin), let host = url.host.map(Self.withoutBrackets), allows(host) else { return false }
+        if configuredHosts.contains(host.lowercased()) { return true }
+        guard let authority else { return true }  // HTTP/1.0 names no port to compare
+        let originPort = url.port ?? (url.scheme?.lowercased() == "https" ? 443 : 80)
+        return originPort == Loopback.port(ofAuthority: authority) ?? 80
     }
 
     private func allows(_ host: String?) -> Bool {
@@ -61,6 +72,12 @@ public enum Loopback {
         if inet_pton(AF_INET, host, &address) == 1 { return address[0] == 127 }
         if inet_pton(AF_INET6, host, &address) == 1 { return address == [UInt8](repeating: 0, count: 15) + [1] }
         return false
+    }
+
+    /// The port of a `Host` header's value, when it names one.
+    static func port(ofAuthority authority: String) -> Int? {
+        guard let colon = authority.lastIndex(of: ":"), !authority[colon...].contains("]") else { return nil }
+        return Int(authority[authority.index(after: colon)...])
     }
 
     /// The host of a `Host` header's value (`name`, `name:port`, `[v6]` or `[v6]:port`); `nil` when

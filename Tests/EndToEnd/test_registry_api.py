@@ -1033,6 +1033,10 @@ def test_unsigned_requests_must_name_a_loopback_host_under_allow_anonymous(open_
     answer = requests.post(base + f"/v2/{name}/blobs/uploads/", data=b"x",
                            headers={"Origin": "https://attacker.example", "Content-Type": "text/plain"}, timeout=30)
     assert_error(answer, 403, "DENIED")
+    # a page of another server on this machine (another port) is another origin too
+    answer = requests.post(base + f"/v2/{name}/blobs/uploads/", data=b"x",
+                           headers={"Origin": f"http://localhost:{port + 1}", "Content-Type": "text/plain"}, timeout=30)
+    assert_error(answer, 403, "DENIED")
     assert requests.post(base + f"/v2/{name}/blobs/uploads/", headers={"Origin": f"http://localhost:{port}"},
                          timeout=30).status_code == 202
     names = [r["repositoryName"] for r in ecr_client(open_server).describe_repositories()["repositories"]]

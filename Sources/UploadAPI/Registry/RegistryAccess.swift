@@ -27,10 +27,12 @@ extension RegistryFrontEnd {
                 throw challenge(call, access, "The token is not valid or has expired")
             }
             guard let access else { return claims.principal }
-            if authority.opensEverything || claims.grants.contains(where: { $0.allows(access.action, on: access.name) })
-                || (access.action == .pull && !authority.privatePulls) {
+            if authority.opensEverything || claims.grants.contains(where: { $0.allows(access.action, on: access.name) }) {
                 return claims.principal
             }
+            // A public pull its token does not name goes as anyone's would: anonymously, so that
+            // a token pulls as its principal only what its scopes name.
+            if access.action == .pull && !authority.privatePulls { return nil }
             throw challenge(call, access, "The token does not grant \(access.action.rawValue) on \(access.name)", insufficientScope: true)
         }
         if authority.opensEverything { return nil }
