@@ -140,24 +140,23 @@ public struct Transaction {
     /// The entry with the greatest key, copied out of the map.
     /// - Complexity: O(log n).
     public func last(_ db: Database) throws(LMDBError) -> (key: [UInt8], value: [UInt8])? {
-        let cursor = try openCursor(db)
-        defer { mdb_cursor_close(cursor) }
-        var key = MDB_val(), value = MDB_val()
-        let rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
-        if rc == MDB_NOTFOUND { return nil }
-        try check(rc, "mdb_cursor_get(\(db.name), last)")
-        return (Array(Self.buffer(key)), Array(Self.buffer(value)))
+        try lastEntry(db) { key, value in (Array(key), Array(value)) }
     }
 
     /// The last key, its value not copied (a log's last record may be megabytes).
     public func lastKey(_ db: Database) throws(LMDBError) -> [UInt8]? {
+        try lastEntry(db) { key, _ in Array(key) }
+    }
+
+    /// What `copy` makes of the entry with the greatest key, whose buffers it must not keep.
+    private func lastEntry<T>(_ db: Database, _ copy: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> T) throws(LMDBError) -> T? {
         let cursor = try openCursor(db)
         defer { mdb_cursor_close(cursor) }
         var key = MDB_val(), value = MDB_val()
         let rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
         if rc == MDB_NOTFOUND { return nil }
         try check(rc, "mdb_cursor_get(\(db.name), last)")
-        return Array(Self.buffer(key))
+        return copy(Self.buffer(key), Self.buffer(value))
     }
 
     /// Visits entries in key order, starting at the first key ≥ `start` (or the first key), until
