@@ -310,8 +310,10 @@ public final class PostgresConnection: @unchecked Sendable {
         var option = options
         while let keyword = option.pointee.keyword {
             if let value = option.pointee.val {
-                let secret = option.pointee.dispchar.map { String(cString: $0) == "*" } ?? false
-                shown.append(String(cString: keyword) + "=" + (secret ? "***" : String(cString: value)))
+                let name = String(cString: keyword)
+                // libpq marks its secrets `*`; by name too, and when unmarked, so that it fails closed.
+                let secret = option.pointee.dispchar.map { String(cString: $0) == "*" } ?? true || name.hasSuffix("password")
+                shown.append(name + "=" + (secret ? "***" : String(cString: value)))
             }
             option += 1
         }

@@ -237,6 +237,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     fileprivate func bytesRead(at now: NIODeadline) {
         lastRead = now
         readDemanded = false  // that request is spent; the next comes before this event-loop tick ends
+        heldBackSince = nil  // bytes flow: whatever the ticks saw, the body is not parked
         if case .head(let since, nil) = reading { reading = .head(since: since, firstByte: now) }
     }
 

@@ -120,10 +120,15 @@ extension ECRPublicService {
         return Response(status: .ok, headers: [.contentType: "application/octet-stream", .cacheControl: "private, max-age=31536000, immutable"], body: body)
     }
 
-    /// Runs a public log endpoint: bad parameters get 400 with `{"error": …}`, as CT's API does.
+    /// Runs a public log endpoint: bad parameters get 400 with `{"error": …}`, as CT's API does;
+    /// a store too busy to answer, 503 with `Retry-After` (a log client takes a 400 as final).
     private func logAnswer(_ answer: () async throws -> Response) async -> Response {
         do {
             return try await answer()
+        } catch let busy as StoreError where busy.code == .overloaded {
+            var response = Self.json(.object([("error", .string(busy.message))]), status: .serviceUnavailable)
+            response.headers[.retryAfter] = "1"
+            return response
         } catch {
             let api = APIError.from(error)
             let status: HTTPResponse.Status = api.status == .internalServerError ? .internalServerError : .badRequest

@@ -298,9 +298,13 @@ extension BlobStore {
     ///
     /// A blob copy in progress (`.tmp-*`) is removed only when no process can still be making it
     /// (an hour old): another process or node may share the folder.
-    public func reconcile(with store: any EventStore) throws -> Reconciliation {
+    ///
+    /// - Parameter tidyingOnly: staging only, for a live server's periodic tidying: no listing of
+    ///   the blob folder (millions of names) for copies a crash left, which start-up removes, and no
+    ///   report of what is missing, which start-up makes.
+    public func reconcile(with store: any EventStore, tidyingOnly: Bool = false) throws -> Reconciliation {
         var result = Reconciliation()
-        for name in (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
+        for name in tidyingOnly ? [] : (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
             let path = blobs + "/" + name
             if Self.isRecent(path) { continue }
             unlink(path)
@@ -328,6 +332,7 @@ extension BlobStore {
                 result.missing.append("upload \(name): \(session.bytesReceived) bytes recorded, \(size) staged")
             }
         }
+        guard !tidyingOnly else { return result }
         let sessions = try store.read { reader in try reader.allActiveUploads().compactMap { try reader.session($0) } }
         for session in sessions where session.state == .active && session.bytesReceived > 0 {
             if !FileManager.default.fileExists(atPath: stagingPath(session.uploadId)) {

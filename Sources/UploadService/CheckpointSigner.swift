@@ -36,7 +36,8 @@ public actor CheckpointSigner {
         if let cached = latest, ContinuousClock.now - cached.readAt < interval {
             // Another process or node on this log may have kept a newer one since: a client sent
             // to each in turn must never see the tree shrink. (Unread, the one at hand stands.)
-            if let kept = try? await store.reading({ try $0.latestSignedCheckpoint() }), (try? identity.check(kept)) != nil {
+            if let kept = try? await store.reading({ try $0.latestSignedCheckpoint() }), kept.size > cached.checkpoint.size,
+               (try? identity.check(kept)) != nil {
                 return served(kept, readAt: cached.readAt)
             }
             return served(cached.checkpoint, readAt: cached.readAt)

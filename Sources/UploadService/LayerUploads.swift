@@ -87,7 +87,14 @@ extension UploadService {
     /// needs: also on a retry answered from the log (whose first attempt's outcome was unknown,
     /// and which never reached this).
     func completedDigest(_ command: CompleteLayerUpload, events: [EventEnvelope]) throws -> String {
-        if command.staged != nil || events.contains(where: { [.layerUploadCompleted, .uploadAborted].contains($0.event.type) }) {
+        let ended = events.contains { envelope in
+            switch envelope.event {
+            case .layerUploadCompleted(let e): e.uploadId == command.uploadId
+            case .uploadAborted(let e): e.uploadId == command.uploadId
+            default: false
+            }
+        }
+        if command.staged != nil || ended {
             blobs.removeStaging(command.uploadId)
         }
         // A registry client's push of a layer the repository holds ends its upload without one.
@@ -105,19 +112,9 @@ extension UploadService {
     /// the expiry), which records its activity when it ends. - Returns: the expired upload ids.
     @discardableResult
     public func expireIdleUploads(idleMilliseconds: Int64) async throws -> [String] {
-        let now = store.clock.now().millisecondsSinceEpoch
-        let idle = try await reading { snapshot in
-            try snapshot.allActiveUploads().filter { uploadId in
-                try snapshot.session(uploadId).map { now - $0.lastActivityAt.millisecondsSinceEpoch >= idleMilliseconds } ?? false
-            }
-        }
-        var busy = Set<String>()
-        for uploadId in idle {
-            if let held = try blobs.tryLockStaging(uploadId) { held.release() } else { busy.insert(uploadId) }
-        }
-        let command = ExpireIdleUploads(idleMilliseconds: idleMilliseconds, sparing: busy)
         var expired: [String] = []
         while true {
+            let command = ExpireIdleUploads(idleMilliseconds: idleMilliseconds, sparing: try await streamedInto(idleFor: idleMilliseconds))
             let metadata = RequestMetadata(requestId: "sweep-\(store.clock.now().millisecondsSinceEpoch)", source: "sweeper")
             let outcome = try await store.execute(.expireIdleUploads(command), metadata: metadata)
             for case .uploadExpired(let e) in outcome.events.map(\.event) {
@@ -125,6 +122,25 @@ extension UploadService {
                 expired.append(e.uploadId)
             }
             if outcome.events.count < command.limit { return expired }  // less than a full sweep: none left
+        }
+    }
+
+    /// The active uploads idle for nearly `idleMilliseconds` (a minute's margin: the writer decides
+    /// a moment later, by its own clock) whose staging lock a writer holds: a chunk is streaming in.
+    private func streamedInto(idleFor idleMilliseconds: Int64) async throws -> Set<String> {
+        let since = store.clock.now().millisecondsSinceEpoch - max(0, idleMilliseconds - 60_000)
+        let idle = try await reading { snapshot in
+            try snapshot.allActiveUploads().filter { uploadId in
+                try snapshot.session(uploadId).map { $0.lastActivityAt.millisecondsSinceEpoch <= since } ?? false
+            }
+        }
+        // A probe is a lock request: a round trip to the lock manager on NFS.
+        return try await Self.blocking { [blobs] in
+            var busy = Set<String>()
+            for uploadId in idle {
+                if let held = try blobs.tryLockStaging(uploadId) { held.release() } else { busy.insert(uploadId) }
+            }
+            return busy
         }
     }
 

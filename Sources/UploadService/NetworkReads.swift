@@ -20,9 +20,9 @@ extension SnapshotReading {
 }
 
 enum NetworkReads {
-    /// The threads reads that wait on the network run on, never on the cooperative pool, which has
-    /// only as many threads as cores: at most this many of the pool's connections serve reads at
-    /// once (the writer has its own). Process-wide and never stopped, as the feeds' thread.
+    /// The threads async callers' reads that wait on the network run on, never on the cooperative
+    /// pool, which has only as many threads as cores. Process-wide and never stopped, as the
+    /// feeds' thread.
     static let threads: NIOThreadPool = {
         let pool = NIOThreadPool(numberOfThreads: 16)
         pool.start()

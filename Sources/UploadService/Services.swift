@@ -17,9 +17,10 @@ public struct StoreService: Service {
 }
 
 /// Ends idle uploads every `interval` (``UploadService/expireIdleUploads(idleMilliseconds:)``)
-/// until the group shuts down, then removes what staging holds for uploads that have ended
-/// (``BlobStore/reconcile(with:)``, which leaves alone any file a writer holds): a completion or a
-/// sweep whose commit's outcome was unknown, whose caller never came back, leaves its file behind.
+/// until the group shuts down; at most every ``tidyingInterval`` it also removes what staging
+/// holds for uploads that have ended (``BlobStore/reconcile(with:tidyingOnly:)``, which leaves
+/// alone any file a writer holds): a completion or a sweep whose commit's outcome was unknown,
+/// whose caller never came back, leaves its file behind.
 public struct ExpirySweeper: Service {
     let service: UploadService
     let idleMilliseconds: Int64
@@ -31,8 +32,13 @@ public struct ExpirySweeper: Service {
         self.interval = interval
     }
 
+    /// The least time between two tidyings of staging: each reads the session of every upload
+    /// with a staging file, a round trip each on PostgreSQL.
+    public static let tidyingInterval = Duration.seconds(600)
+
     public func run() async throws {
         await cancelWhenGracefulShutdown {
+            var tidied: ContinuousClock.Instant?
             while !Task.isCancelled {
                 do {
                     // One node sweeps where several share a store; the others look again next time.
@@ -40,12 +46,13 @@ public struct ExpirySweeper: Service {
                     let leads = try await UploadService.blocking { store.leads(.expirySweep) }
                     let expired = leads ? try await service.expireIdleUploads(idleMilliseconds: idleMilliseconds) : []
                     if !expired.isEmpty { service.logger.info("expired idle uploads", metadata: ["count": "\(expired.count)"]) }
-                    if leads {
+                    if leads, tidied.map({ ContinuousClock.now - $0 >= Self.tidyingInterval }) ?? true {
+                        tidied = ContinuousClock.now
                         let blobs = service.blobs
-                        let tidied = try await UploadService.blocking { try blobs.reconcile(with: store) }
-                        if !tidied.removedStaging.isEmpty || !tidied.truncatedStaging.isEmpty {
+                        let result = try await UploadService.blocking { try blobs.reconcile(with: store, tidyingOnly: true) }
+                        if !result.removedStaging.isEmpty || !result.truncatedStaging.isEmpty {
                             service.logger.info("staging tidied", metadata: [
-                                "removed": "\(tidied.removedStaging.count)", "truncated": "\(tidied.truncatedStaging.count)",
+                                "removed": "\(result.removedStaging.count)", "truncated": "\(result.truncatedStaging.count)",
                             ])
                         }
                     }

@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-import UploadStore
+import UploadCore
 import LogHashing
 
 extension BlobStore {
@@ -47,7 +47,11 @@ extension BlobStore {
                 // never restored) would leave zeros below it, and an upload that never completes.
                 fd = open(path, O_WRONLY | O_CLOEXEC | (start == 0 ? O_CREAT : 0), 0o600)
                 guard fd >= 0 else {
-                    if errno == ENOENT { throw StoreError(.io, "the staged bytes of upload \(uploadId) are missing; start the upload again") }
+                    // The upload ended meanwhile (expiry and cancel remove staging without its
+                    // lock), or its bytes were lost: either way, not an upload that can go on.
+                    if errno == ENOENT {
+                        throw CommandError(.uploadNotFound, "The upload with id '\(uploadId)' has no staged bytes any more: it has ended, or they were lost; start the upload again")
+                    }
                     throw BlobStore.posixError("open \(path)")
                 }
             }

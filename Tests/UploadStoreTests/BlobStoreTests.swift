@@ -62,6 +62,12 @@ struct BlobStoreTests {
             // an upload the log never heard of
             try blobs.writePart(uploadId: "00000000-0000-4000-8000-00000000ffff", offset: 0, bytes: [1])
 
+            // A live server's tidying does the same to staging, but reports nothing missing.
+            let tidied = try blobs.reconcile(with: store, tidyingOnly: true)
+            #expect(tidied.truncatedStaging == [a] && tidied.removedStaging == ["00000000-0000-4000-8000-00000000ffff"] && tidied.missing.isEmpty)
+            try blobs.writePart(uploadId: a, offset: 4, bytes: Array("efgh".utf8))
+            try blobs.writePart(uploadId: "00000000-0000-4000-8000-00000000ffff", offset: 0, bytes: [1])
+
             let result = try blobs.reconcile(with: store)
             #expect(result.truncatedStaging == [a])
             #expect(result.removedStaging == ["00000000-0000-4000-8000-00000000ffff"])

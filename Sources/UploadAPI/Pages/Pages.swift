@@ -108,6 +108,7 @@ extension ECRPublicService {
         if let denied = error as? AccessDenied { return await messagePage(.forbidden, "Not allowed", denied.message, viewer: viewer) }
         if let missing = error as? PageNotFound { return await messagePage(.notFound, "Not found", missing.message, viewer: viewer) }
         if error is AdmittingThread.Busy { return Self.busy }
+        if let store = error as? StoreError, store.code == .overloaded { return Self.busy }
         let api = APIError.from(error)
         if api.status == .internalServerError {
             logger.error("a page failed", metadata: ["error": "\(error)"])

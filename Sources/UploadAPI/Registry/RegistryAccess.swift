@@ -62,8 +62,10 @@ extension RegistryFrontEnd {
             }
         }
         for (ref, policyText) in holders {
-            do { _ = try authenticate(call, for: (ref.repositoryName, .pull)) } catch { continue }  // nil is "allowed, anonymously"
-            if (try? authority.access.check(call.principal, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicPulls: !authority.privatePulls)) != nil {
+            // As the principal the credentials pull that repository as (nil: anonymously).
+            let puller: String?
+            do { puller = try authenticate(call, for: (ref.repositoryName, .pull)) } catch { continue }
+            if (try? authority.access.check(puller, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicPulls: !authority.privatePulls)) != nil {
                 return true
             }
         }

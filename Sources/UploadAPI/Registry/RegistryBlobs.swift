@@ -46,8 +46,11 @@ extension RegistryFrontEnd {
         if let from = call.first("from") {
             guard (try? Validation.repositoryName(from)) != nil else { return false }
             do {
-                _ = try authenticate(call, for: (from, .pull))
-                try await authorize(call, RepositoryRef(registryId: ref.registryId, repositoryName: from), ["GetDownloadUrlForLayer"])
+                // Judged as its pull would be: as the principal the credentials pull `from` as.
+                let puller = try authenticate(call, for: (from, .pull))
+                try await authority.access.check(
+                    puller, actions: ["GetDownloadUrlForLayer"], on: RepositoryRef(registryId: ref.registryId, repositoryName: from),
+                    in: service, publicPulls: !authority.privatePulls)
             } catch {
                 return false  // not allowed to read the source: the client uploads the blob instead
             }
