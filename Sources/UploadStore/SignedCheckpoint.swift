@@ -24,8 +24,9 @@ public struct SignedCheckpoint: Sendable, Equatable {
 
     static let databaseName = "signed-checkpoints"
 
-    /// Keeps `checkpoint` unless one of its size is kept, after checking, in the same transaction,
-    /// that the log's last kept checkpoint is `identity`'s: two processes with two keys cannot both keep.
+    /// Keeps `checkpoint` unless one of its size, or a larger one, is kept (which is returned
+    /// instead), after checking, in the same transaction, that the log's last kept checkpoint is
+    /// `identity`'s: two processes with two keys cannot both keep.
     static func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity, _ txn: Transaction, _ schema: Schema) throws -> SignedCheckpoint {
         let last = try latest(txn, schema)
         if let last { try identity.check(last) }
