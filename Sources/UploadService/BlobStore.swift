@@ -39,6 +39,17 @@ public struct BlobStore: BlobStorage {
 
     public func stagingPath(_ uploadId: String) -> String { staging + "/" + uploadId }
 
+    /// The uploads with a staging file whose lock another holder has now, here or in another
+    /// process or node: a chunk is streaming into each. One look at the folder and a lock request
+    /// per file, no read of the store (a chunk stages its bytes from the first).
+    func uploadsBeingWritten() throws -> Set<String> {
+        var busy = Set<String>()
+        for name in try FileManager.default.contentsOfDirectory(atPath: staging) where !name.hasPrefix(".") && !name.hasSuffix(".unshared") {
+            if let held = try tryLockStaging(name) { held.release() } else { busy.insert(name) }
+        }
+        return busy
+    }
+
     /// Refuses (`LimitExceededException`; the registry's `TOOMANYREQUESTS`) to write `bytes` more
     /// layer bytes when that would leave less free space than ``reservedDiskBytes``. Writers check
     /// before each mebibyte, so concurrent ones may take a little of the reserve, never all of it.

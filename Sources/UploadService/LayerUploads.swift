@@ -114,7 +114,8 @@ extension UploadService {
     public func expireIdleUploads(idleMilliseconds: Int64) async throws -> [String] {
         var expired: [String] = []
         while true {
-            let command = ExpireIdleUploads(idleMilliseconds: idleMilliseconds, sparing: try await streamedInto(idleFor: idleMilliseconds))
+            // A probe is a lock request (a round trip to the lock manager on NFS): off the pool.
+            let command = ExpireIdleUploads(idleMilliseconds: idleMilliseconds, sparing: try await Self.blocking { [blobs] in try blobs.uploadsBeingWritten() })
             let metadata = RequestMetadata(requestId: "sweep-\(store.clock.now().millisecondsSinceEpoch)", source: "sweeper")
             let outcome = try await store.execute(.expireIdleUploads(command), metadata: metadata)
             for case .uploadExpired(let e) in outcome.events.map(\.event) {
@@ -122,25 +123,6 @@ extension UploadService {
                 expired.append(e.uploadId)
             }
             if outcome.events.count < command.limit { return expired }  // less than a full sweep: none left
-        }
-    }
-
-    /// The active uploads idle for nearly `idleMilliseconds` (a minute's margin: the writer decides
-    /// a moment later, by its own clock) whose staging lock a writer holds: a chunk is streaming in.
-    private func streamedInto(idleFor idleMilliseconds: Int64) async throws -> Set<String> {
-        let since = store.clock.now().millisecondsSinceEpoch - max(0, idleMilliseconds - 60_000)
-        let idle = try await reading { snapshot in
-            try snapshot.allActiveUploads().filter { uploadId in
-                try snapshot.session(uploadId).map { $0.lastActivityAt.millisecondsSinceEpoch <= since } ?? false
-            }
-        }
-        // A probe is a lock request: a round trip to the lock manager on NFS.
-        return try await Self.blocking { [blobs] in
-            var busy = Set<String>()
-            for uploadId in idle {
-                if let held = try blobs.tryLockStaging(uploadId) { held.release() } else { busy.insert(uploadId) }
-            }
-            return busy
         }
     }
 

@@ -52,6 +52,7 @@ struct ExpiryTests {
             let abandoned = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
             clock.advance(milliseconds: 25 * 3_600_000)
             let chunk = try #require(try blobs.tryLockStaging(streaming), "the chunk's writer holds the upload's lock")
+            try blobs.writePart(uploadId: streaming, offset: 0, bytes: [1, 2, 3])  // its first bytes, not yet recorded
             #expect(try await service.expireIdleUploads(idleMilliseconds: 24 * 3_600_000) == [abandoned])
             #expect(try store.read { try $0.session(streaming) }?.state == .active)
             chunk.release()
