@@ -193,25 +193,24 @@ extension ECRPublicService {
     /// The heading, read where the caller runs: for pages rendered on ``pageThread``.
     /// - Parameter position: the position the page's own read reflected, when it made one.
     func heading(position: UInt64?) -> PageHeading {
-        let registryId = settings.defaultRegistryId
-        let read = { @Sendable (snapshot: any StoreSnapshot) throws -> (UInt64, String?) in
-            (try position ?? snapshot.checkpoint(), try snapshot.registryCatalog(registryId)?.displayName)
-        }
-        return Self.heading((try? store.read(read)) ?? (position ?? 0, nil), registryId: registryId)
+        let read = headingRead(position: position)
+        return heading((try? store.read(read)) ?? (position ?? 0, nil))
     }
 
     /// The heading, read off the cooperative pool (``UploadStore/SnapshotReading/reading(_:)``):
     /// for pages rendered where they are asked (sign-in, messages, proofs).
     func headingReadAside(position: UInt64?) async -> PageHeading {
-        let registryId = settings.defaultRegistryId
-        let read = { @Sendable (snapshot: any StoreSnapshot) throws -> (UInt64, String?) in
-            (try position ?? snapshot.checkpoint(), try snapshot.registryCatalog(registryId)?.displayName)
-        }
-        return Self.heading((try? await service.reading(read)) ?? (position ?? 0, nil), registryId: registryId)
+        heading((try? await service.reading(headingRead(position: position))) ?? (position ?? 0, nil))
     }
 
-    private static func heading(_ read: (position: UInt64, displayName: String?), registryId: String) -> PageHeading {
-        PageHeading(position: read.position, registryName: read.displayName.flatMap { $0.isEmpty ? nil : $0 } ?? "Registry \(registryId)")
+    /// The heading's read: `position`, or the projections', and the registry's display name.
+    private func headingRead(position: UInt64?) -> @Sendable (any StoreSnapshot) throws -> (position: UInt64, displayName: String?) {
+        let registryId = settings.defaultRegistryId
+        return { snapshot in (try position ?? snapshot.checkpoint(), try snapshot.registryCatalog(registryId)?.displayName) }
+    }
+
+    private func heading(_ read: (position: UInt64, displayName: String?)) -> PageHeading {
+        PageHeading(position: read.position, registryName: read.displayName.flatMap { $0.isEmpty ? nil : $0 } ?? "Registry \(settings.defaultRegistryId)")
     }
 
     /// `template` with `values`, inside the layout, with the pages' headers; `heading` read here
