@@ -105,6 +105,40 @@ struct CodecTests {
         #expect(throws: CodecError.self) { try EventEnvelope(position: 1, decoding: Array(good.prefix(2)) + [0x10, 0x02] + good.dropFirst(4)) }
     }
 
+    /// A list has one encoding: items at tags 1…n, and no record at all when it is empty.
+    @Test func lists_decodeOnlyTheWritersOneEncoding() throws {
+        let tagged = RepositoryTagged(registryId: "123456789012", repositoryName: "a", tagKeys: ["k1", "k2"], tagValues: ["v1", "v2"])
+        let bytes = tagged.encoded()
+        #expect(try RepositoryTagged(decoding: bytes) == tagged)
+        // The keys' list record: field 3, 10 bytes; its items at tags 1 and 2 (0x0A, 0x12).
+        guard let start = bytes.firstIndex(of: 0x1A), bytes[start + 1] == 8, bytes[start + 2] == 0x0A, bytes[start + 6] == 0x12 else {
+            Issue.record("unexpected layout: \(bytes)")
+            return
+        }
+        var gap = bytes
+        gap[start + 6] = 0x1A  // the second item at tag 3
+        #expect(throws: CodecError.self) { try RepositoryTagged(decoding: gap) }
+        // An empty list record where the writer leaves the field out (architectures, field 4,
+        // after the description, the last field written).
+        let catalog = RepositoryCatalogDataPut(registryId: "123456789012", repositoryName: "a", description: "d", architectures: [], operatingSystems: [], logoImageDigest: nil, aboutText: nil, usageText: nil)
+        let encoded = catalog.encoded() + [0x22, 0x00]
+        #expect(try RepositoryCatalogDataPut(decoding: catalog.encoded()) == catalog)
+        #expect(throws: CodecError.self) { try RepositoryCatalogDataPut(decoding: encoded) }
+    }
+
+    /// Tag keys are kept in byte order without repeats: a record that breaks that does not decode.
+    @Test(arguments: [["b", "a"], ["a", "a"]])
+    func tagKeys_outOfOrderOrRepeated_doNotDecode(keys: [String]) throws {
+        let tagged = RepositoryTagged(registryId: "123456789012", repositoryName: "a", tagKeys: keys, tagValues: keys.map { _ in "v" })
+        #expect(throws: CodecError.self) { try RepositoryTagged(decoding: tagged.encoded()) }
+        let untagged = RepositoryUntagged(registryId: "123456789012", repositoryName: "a", tagKeys: keys)
+        #expect(throws: CodecError.self) { try RepositoryUntagged(decoding: untagged.encoded()) }
+        var details = RepositoryDetails()
+        details.tagKeys = keys
+        details.tagValues = keys
+        #expect(throws: CodecError.self) { try RepositoryDetails(decoding: details.encoded()) }
+    }
+
     @Test func projectionRecords_roundTrip() throws {
         var tables = InMemoryProjectionState()
         for (i, event) in Self.events.prefix(2).enumerated() {

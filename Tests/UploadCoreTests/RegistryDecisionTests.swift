@@ -109,7 +109,7 @@ struct RegistryDecisionTests {
     }
 
     @Test func mount_ofALayerItsSourceLacks_isLayersNotFound() throws {
-        var w = try Harness(repositories: ["team/app", "team/base"])
+        let w = try Harness(repositories: ["team/app", "team/base"])
         let fromBase = Command.mountLayer(MountLayer(into: w.ref, layerDigest: a, from: .repository("team/base")))
         #expect(try w.refusal(fromBase).code == .layersNotFound)
         let fromNowhere = Command.mountLayer(MountLayer(into: w.ref, layerDigest: a, from: .repository("team/none")))

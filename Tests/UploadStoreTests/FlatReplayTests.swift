@@ -414,6 +414,23 @@ struct FlatReplayTests {
         }
     }
 
+    /// A part ending past the greatest offset the API takes would overflow the folds' byte counts
+    /// (`lastByte + 1`): both decoders refuse it, as a damaged record, and take the greatest.
+    @Test(arguments: [(UInt64(Int64.max), true), (UInt64(Int64.max) + 1, false), (UInt64.max, false)])
+    func aPartEndingPastTheGreatestOffset_isRefusedByBothDecoders(lastByte: UInt64, decodes: Bool) throws {
+        let metadata = RequestMetadata(requestId: "req-1", source: "test", userAgent: "ua", invocationId: "inv-1")
+        let part = LayerPartUploaded(uploadId: "u1", registryId: "123456789012", repositoryName: "a/b", partFirstByte: 0, partLastByte: lastByte, partDigest: "sha256:p")
+        let record = EventEnvelope(position: 1, recordedAt: .init(millisecondsSinceEpoch: 9), metadata: metadata, event: .layerPartUploaded(part)).encoded()
+        let full = Result { try ProjectedEvent(position: 1, decoding: record[...]) }
+        var bytes: [UInt8] = []
+        let fast = Result { try record.withUnsafeBytes { try FlatEvent(position: 1, record: $0, appendingTo: &bytes) } }
+        switch (full, fast) {
+        case (.success, .success(.upload)): #expect(decodes)
+        case (.failure(let a), .failure(let b)): #expect(!decodes); #expect("\(a)" == "\(b)")
+        default: Issue.record("the full decoder gave \(full), the fast path \(fast)")
+        }
+    }
+
     /// The event the fast path read, as the full decoder makes it.
     static func projected(_ e: FlatUploadEvent, _ bytes: [UInt8]) -> ProjectedEvent {
         func text(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }

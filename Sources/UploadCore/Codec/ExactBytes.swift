@@ -59,6 +59,9 @@ extension String {
 }
 
 extension Array where Element == String {
+    /// Whether the list is in byte order without repeats, as a record's sorted lists are kept.
+    public var isInByteOrderWithoutRepeats: Bool { zip(self, dropFirst()).allSatisfy { $0.precedesByBytes($1) } }
+
     /// Adds `name` to a list kept in byte order without repeats (an image's tags, the lists that
     /// name an image), unless it is there.
     public mutating func insertInByteOrder(_ name: String) {

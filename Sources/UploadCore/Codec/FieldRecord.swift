@@ -132,7 +132,12 @@ extension Array: FieldValue where Element == String {
     public init(field: FieldReader.Value, name: String) throws(CodecError) {
         var reader = FieldReader(try field.bytes(name))
         var items: [String] = []
-        while let (_, item) = try reader.next() { items.append(try item.string(name)) }
+        // Only the writer's one encoding: items at tags 1…n, and no list record for an empty list.
+        while let (tag, item) = try reader.next() {
+            guard tag == UInt64(items.count + 1) else { throw CodecError("\(name) has an item at tag \(tag), not \(items.count + 1)") }
+            items.append(try item.string(name))
+        }
+        guard !items.isEmpty else { throw CodecError("\(name) is an empty list, which is left out") }
         self = items
     }
     public var json: JSONValue { .array(map(JSONValue.string)) }

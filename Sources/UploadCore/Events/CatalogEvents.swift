@@ -38,6 +38,9 @@ public struct RepositoryTagged: EventPayload, RepositoryScoped {
         guard tagKeys.count == tagValues.count else {
             throw CodecError("\(Self.recordName) has \(tagKeys.count) keys but \(tagValues.count) values")
         }
+        guard !tagKeys.isEmpty, tagKeys.isInByteOrderWithoutRepeats else {
+            throw CodecError("\(Self.recordName)'s keys are not one or more in byte order without repeats")
+        }
     }
 }
 
@@ -53,6 +56,12 @@ public struct RepositoryUntagged: EventPayload, RepositoryScoped {
     public let tagKeys: [String]
 
     enum FieldTag: UInt64 { case registryId = 1, repositoryName, tagKeys }
+
+    public func validate() throws(CodecError) {
+        guard !tagKeys.isEmpty, tagKeys.isInByteOrderWithoutRepeats else {
+            throw CodecError("\(Self.recordName)'s keys are not one or more in byte order without repeats")
+        }
+    }
 }
 
 /// The registry's catalog data was set (PutRegistryCatalogData).

@@ -16,8 +16,13 @@ public struct LayerPartUploaded: EventPayload, RepositoryScoped {
 
     public var partLength: UInt64 { partLastByte - partFirstByte + 1 }
 
+    /// The largest byte offset a part may end at: the API's offsets are `Long`s, and a range
+    /// ending higher would overflow the byte counts folded from it.
+    public static let greatestLastByte = UInt64(Int64.max)
+
     public func validate() throws(CodecError) {
         guard partLastByte >= partFirstByte else { throw CodecError("\(Self.recordName) has an empty byte range") }
+        guard partLastByte <= Self.greatestLastByte else { throw CodecError("\(Self.recordName) ends past byte \(Self.greatestLastByte)") }
     }
 }
 

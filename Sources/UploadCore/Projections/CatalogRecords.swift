@@ -27,6 +27,7 @@ public struct RepositoryDetails: FieldRecord {
         guard tagKeys.count == tagValues.count else {
             throw CodecError("\(Self.recordName) has \(tagKeys.count) tag keys but \(tagValues.count) values")
         }
+        guard tagKeys.isInByteOrderWithoutRepeats else { throw CodecError("\(Self.recordName)'s tag keys are not in byte order without repeats") }
     }
 
     /// The tags as (key, value) pairs, in key order.

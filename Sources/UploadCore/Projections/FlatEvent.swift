@@ -77,7 +77,7 @@ package struct FlatUploadEvent: Sendable {
         case .layerPartUploaded:
             guard let uploadId = fields.text(Part.uploadId), let registryId = fields.text(Part.registryId),
                   let repositoryName = fields.text(Part.repositoryName), let firstByte = fields.number(Part.partFirstByte),
-                  let lastByte = fields.number(Part.partLastByte), lastByte >= firstByte,  // LayerPartUploaded.validate()
+                  let lastByte = fields.number(Part.partLastByte), lastByte >= firstByte, lastByte <= LayerPartUploaded.greatestLastByte,  // LayerPartUploaded.validate()
                   let digest = fields.text(Part.partDigest), fields.atEnd else { return nil }
             (self.uploadId, self.registryId, self.repositoryName) = (uploadId, registryId, repositoryName)
             body = .partUploaded(firstByte: firstByte, lastByte: lastByte, digest: digest)
