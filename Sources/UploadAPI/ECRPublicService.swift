@@ -19,6 +19,8 @@ public final class ECRPublicService: Sendable {
     static let requestIdHeader = HTTPField.Name("x-amzn-RequestId")!
     static let errorTypeHeader = HTTPField.Name("x-amzn-ErrorType")!
     static let invocationIdHeader = HTTPField.Name("amz-sdk-invocation-id")!
+    /// `X-Content-Type-Options`, always `nosniff` here: every answer says its type.
+    static let contentTypeOptionsHeader = HTTPField.Name("X-Content-Type-Options")!
 
     typealias Operation = @Sendable (ECRPublicService, AWSJSONBody, RequestMetadata) async throws -> JSONValue
 

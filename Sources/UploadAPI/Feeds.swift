@@ -160,7 +160,7 @@ extension ECRPublicService {
             }
         }
         // Open, as Prometheus scrapes unsigned: counts and sizes only, no audit data.
-        router.get("/metrics") { _, _ in try self.metricsResponse() }
+        router.get("/metrics") { _, _ in await self.openAnswer { try await self.metricsResponse() } }
     }
 
     /// `GET /events?after=POS&limit=N`: up to N events (at most 10,000) after POS, as NDJSON,
@@ -184,7 +184,7 @@ extension ECRPublicService {
             }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: body)
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson", Self.contentTypeOptionsHeader: "nosniff"], body: body)
     }
 
     /// `GET /events/stream?after=POS`: every event after POS as NDJSON, then each new one as it
@@ -237,7 +237,7 @@ extension ECRPublicService {
             }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: body)
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson", Self.contentTypeOptionsHeader: "nosniff"], body: body)
     }
 
     func sessionProjection(_ uploadId: String) async throws -> Response {
@@ -267,7 +267,7 @@ extension ECRPublicService {
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: piecewise(ByteBuffer(bytes: value.utf8)))
+        Response(status: status, headers: [.contentType: "application/json", Self.contentTypeOptionsHeader: "nosniff"], body: piecewise(ByteBuffer(bytes: value.utf8)))
     }
 
     static func notFound(_ message: String) -> Response {

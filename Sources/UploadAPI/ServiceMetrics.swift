@@ -2,6 +2,7 @@ import CoreMetrics
 import Hummingbird
 import NIOCore
 import Prometheus
+import UploadService
 import UploadStore
 
 /// The coordinator's metrics in Prometheus form, through swift-metrics with a Prometheus factory
@@ -56,9 +57,11 @@ public struct ServiceMetrics: Sendable {
 }
 
 extension ECRPublicService {
-    /// `GET /metrics`: the Prometheus text format.
-    func metricsResponse() throws -> Response {
-        metrics.record(try store.statistics())
+    /// `GET /metrics`: the Prometheus text format. Open to anyone, so its read leaves the
+    /// cooperative pool as every other read does (on PostgreSQL it waits on the network).
+    func metricsResponse() async throws -> Response {
+        let store = self.store
+        metrics.record(try await store.offTheCooperativePool { try store.statistics() })
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))

@@ -16,16 +16,16 @@ import UploadStore
 /// the credentials the `/events` feed needs.
 extension ECRPublicService {
     func addTransparencyLogRoutes(to router: Router<APIRequestContext>) {
-        router.get("/log/checkpoint") { _, _ in await self.logAnswer { try await self.checkpointResponse() } }
+        router.get("/log/checkpoint") { _, _ in await self.openAnswer { try await self.checkpointResponse() } }
         router.get("/log/proof/consistency") { request, _ in
-            await self.logAnswer {
+            await self.openAnswer {
                 let (first, second) = (try Self.required(request, "first"), try Self.required(request, "second"))
                 let proof = try await self.service.reading { try $0.consistencyProof(first: first, second: second) }
                 return Self.json(.object([("consistency", .array(proof.map(Self.base64)))]))
             }
         }
         router.get("/log/proof/inclusion") { request, _ in
-            await self.logAnswer {
+            await self.openAnswer {
                 let (index, size) = (try Self.required(request, "index"), try Self.required(request, "size"))
                 let path = try await self.service.reading { try $0.inclusionPath(leafIndex: index, size: size) }
                 return Self.json(.object([("leaf_index", .uint(index)), ("audit_path", .array(path.map(Self.base64)))]))
@@ -37,7 +37,7 @@ extension ECRPublicService {
             guard request.uri.path.hasPrefix(Self.tilePrefix), let address = TileAddress(path: path) else {
                 return Self.logNotFound("no tile has the path \(Validation.quoted(String(request.uri.path.prefix(200))))")
             }
-            if case .hashes = address.kind { return await self.logAnswer { try await self.tileResponse(address) } }
+            if case .hashes = address.kind { return await self.openAnswer { try await self.tileResponse(address) } }
             return await self.authenticated(request, context) { try await self.tileResponse(address) }
         }
     }
@@ -120,9 +120,10 @@ extension ECRPublicService {
         return Response(status: .ok, headers: [.contentType: "application/octet-stream", .cacheControl: "private, max-age=31536000, immutable"], body: body)
     }
 
-    /// Runs a public log endpoint: bad parameters get 400 with `{"error": …}`, as CT's API does;
-    /// a store too busy to answer, 503 with `Retry-After` (a log client takes a 400 as final).
-    private func logAnswer(_ answer: () async throws -> Response) async -> Response {
+    /// Runs an endpoint open to anyone (the log's, `/metrics`): bad parameters get 400 with
+    /// `{"error": …}`, as CT's API does; a store too busy to answer, 503 with `Retry-After` (a log
+    /// client takes a 400 as final).
+    func openAnswer(_ answer: () async throws -> Response) async -> Response {
         do {
             return try await answer()
         } catch let busy as StoreError where busy.code == .overloaded {

@@ -9,13 +9,20 @@ extension SnapshotReading {
     /// - Throws: ``StoreError`` `.overloaded` (ThrottlingException) when ``NetworkReads/mostWaiting``
     ///   reads already wait or run: a slow or restarting database makes callers retry, not queue.
     public func reading<T: Sendable>(_ body: @escaping @Sendable (any StoreSnapshot) throws -> T) async throws -> T {
-        guard readsWaitOnTheNetwork else { return try read(body) }
+        try await offTheCooperativePool { try self.read(body) }
+    }
+
+    /// Runs `work`, a blocking call that reads this store (its statistics, say), as ``reading(_:)``
+    /// runs a read: on ``NetworkReads/threads`` when reads wait on the network, else where asked.
+    /// - Throws: ``StoreError`` `.overloaded` as ``reading(_:)`` does.
+    public func offTheCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        guard readsWaitOnTheNetwork else { return try work() }
         guard NetworkReads.admitted.wrappingAdd(1, ordering: .relaxed).newValue <= NetworkReads.mostWaiting else {
             NetworkReads.admitted.wrappingSubtract(1, ordering: .relaxed)
             throw StoreError(.overloaded, "\(NetworkReads.mostWaiting) reads of the database are already waiting; try again")
         }
         defer { NetworkReads.admitted.wrappingSubtract(1, ordering: .relaxed) }
-        return try await NetworkReads.threads.runIfActive { try self.read(body) }
+        return try await NetworkReads.threads.runIfActive(work)
     }
 }
 

@@ -258,11 +258,12 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
         # An API client's GET / is not redirected to pages.
         assert session.get(base + "/", allow_redirects=False).status_code == 404
 
-        # A sign-in from another site's form is refused; a wrong secret is 401 and sets nothing.
+        # A sign-in from another site's form is refused; a wrong secret is 403 (a 401 would need a
+        # WWW-Authenticate challenge, which a form has none of) and sets nothing.
         form = {"accessKeyId": "test", "secretAccessKey": "test", "next": "/gallery/audit"}
         assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": "http://evil.example"}, allow_redirects=False).status_code == 403
         wrong = session.post(base + "/gallery/sign-in", data={**form, "secretAccessKey": "nope"}, allow_redirects=False)
-        assert wrong.status_code == 401 and "Set-Cookie" not in wrong.headers
+        assert wrong.status_code == 403 and "Set-Cookie" not in wrong.headers
         # `next` may only be a gallery path.
         elsewhere = session.post(base + "/gallery/sign-in", data={**form, "next": "//evil.example/x"}, allow_redirects=False)
         assert elsewhere.status_code == 303 and elsewhere.headers["Location"] == "/gallery/audit"

@@ -24,7 +24,7 @@ extension ECRPublicService {
                 throw APIError.invalidParameter("nextToken and maxResults cannot be used together with repositoryNames")
             }
             let refs = try names.map { RepositoryRef(registryId: registryId, repositoryName: try Validation.repositoryName($0, member: "repositoryNames")) }
-            let summaries = try await service.reading { [self] reader in
+            let summaries = try await service.reading { reader in
                 try refs.map { ref in
                     guard let summary = try reader.repository(ref) else {
                         throw CommandError(.repositoryNotFound, "The repository with name '\(ref.repositoryName)' does not exist in the registry with id '\(ref.registryId)'")

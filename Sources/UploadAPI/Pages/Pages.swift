@@ -137,7 +137,7 @@ extension ECRPublicService {
         let form = Self.formFields(String(buffer: body))
         let next = form["next"]
         guard let accessKeyId = pageSession.signIn(accessKeyId: form["accessKeyId"] ?? "", secret: form["secretAccessKey"] ?? "") else {
-            return await signInPage(next: next, error: "That access key and secret do not match a key of this server.", status: .unauthorized)
+            return await signInPage(next: next, error: "That access key and secret do not match a key of this server.", status: .forbidden)
         }
         var response = Self.redirect(to: Self.localPath(next) ?? "/gallery/audit")
         response.headers[.setCookie] = pageSession.setCookie(for: accessKeyId)
@@ -256,7 +256,7 @@ extension ECRPublicService {
     /// no address of it leaks to another site (`same-origin`, not `no-referrer`: under that, a
     /// browser sends `Origin: null` with the page's own forms, which ``isSameOrigin(_:)`` refuses).
     static let pageHeaders: HTTPFields = [
-        .contentSecurityPolicy: contentSecurityPolicy, HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        .contentSecurityPolicy: contentSecurityPolicy, ECRPublicService.contentTypeOptionsHeader: "nosniff",
         HTTPField.Name("Referrer-Policy")!: "same-origin", HTTPField.Name("X-Frame-Options")!: "DENY", .cacheControl: "no-store",
     ]
 

@@ -56,7 +56,8 @@ public enum SafeMarkdown {
             } else if let (ordered, text) = listItem(trimmed) {
                 flushParagraph()
                 if let current = list, current.ordered != ordered { flushList() }
-                list = (ordered, (list?.items ?? []) + [text])
+                if list == nil { list = (ordered, []) }
+                list!.items.append(text)  // in place: a text of thousands of items stays linear
             } else {
                 flushList()
                 paragraph.append(trimmed)

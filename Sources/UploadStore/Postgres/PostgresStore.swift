@@ -26,7 +26,7 @@ public final class PostgresStore: EventStore {
     private let closing = Once()
     /// The projections' row counts and when they were read: `/metrics` is open to anyone, and a
     /// count is a scan of `projection_entries`, so scrapes in a loop read it at most once per
-    /// ``countsInterval`` (the log's position and lag are always read fresh).
+    /// ``countsInterval``, one scrape at a time (the log's position and lag are always read fresh).
     private let counts = Mutex<(read: ContinuousClock.Instant, counted: PostgresReader.ProjectionCounts)?>(nil)
     static let countsInterval = Duration.seconds(5)
 
@@ -86,7 +86,14 @@ public final class PostgresStore: EventStore {
     public func stopFollowers() { notifier.close() }
 
     public func statistics() throws -> StoreStatistics {
-        let cached = counts.withLock { $0 }.flatMap { ContinuousClock.now - $0.read < Self.countsInterval ? $0.counted : nil }
+        let cached = counts.withLock { kept -> PostgresReader.ProjectionCounts? in
+            guard let last = kept else { return nil }
+            let now = ContinuousClock.now
+            if now - last.read < Self.countsInterval { return last.counted }
+            // This scrape counts again; those meanwhile take the last counts rather than count too.
+            kept = (now, last.counted)
+            return nil
+        }
         return try reader.statistics(counted: cached) { fresh in counts.withLock { $0 = (ContinuousClock.now, fresh) } }
     }
 
