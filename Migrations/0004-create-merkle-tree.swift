@@ -9,6 +9,8 @@ extension UploadMigrations {
         guard let events = try txn.openDatabase("events") else { return }
         try txn.scan(events) { key, value in
             let position = key.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            // Positions are 8-byte keys from 1: a damaged key is refused, not trapped on below.
+            guard key.count == 8, position > 0 else { throw MigrationError.corruptRecord("an event keyed \(Array(key)), not a position") }
             let leaf = MerkleTree.leafHash(position: position, record: value)
             let completed = try MerkleTree.nodesCompleted(byLeaf: position - 1, hash: leaf) { level, index in
                 guard let hash = try txn.get(nodes, levelFirstKey(level, index)) else {

@@ -87,9 +87,7 @@ struct StatsCommand: AsyncParsableCommand {
         } catch let error as ValidationError { throw error } catch { fail(error) }
         let blobs = FolderUsage(DigestAlgorithm.allCases.map { store.dataDir + "/blobs/" + $0.rawValue })
         let staging = FolderUsage([store.dataDir + "/staging"])
-        var disk = statvfs()
-        let free = statvfs(store.dataDir, &disk) == 0 ? UInt64(disk.f_bavail) * UInt64(disk.f_frsize) : 0
-        let total = UInt64(disk.f_blocks) * UInt64(disk.f_frsize)
+        let (free, total) = BlobStore.diskBytes(of: store.dataDir) ?? (0, 0)
         if json {
             printLine(.object([
                 ("events", .uint(s.logPosition)), ("logPosition", .uint(s.logPosition)), ("checkpointLag", .uint(s.checkpointLag)),

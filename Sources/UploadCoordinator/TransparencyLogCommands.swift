@@ -67,7 +67,12 @@ struct AuditCheckpoint: AsyncParsableCommand {
     @OptionGroup var key: LogKeyOptions
 
     func run() async throws {
-        try await withStore(store) { store in
+        // An auditor's command: it signs, but never migrates a store an older binary may still
+        // serve, nor makes one in a folder that holds none.
+        if try store.database() == nil, !FileManager.default.fileExists(atPath: store.dataDir + "/data.mdb") {
+            throw ValidationError("\(store.dataDir) holds no store")
+        }
+        try await withStore(store, migrating: false) { store in
             let (signer, identity) = try key.signer(dataDirectory: self.store.dataDir, registryId: store.settings.defaultRegistryId, store: store)
             print(try CheckpointSigner.sign(store, signer, as: identity).note, terminator: "")
         }

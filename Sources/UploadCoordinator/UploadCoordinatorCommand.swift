@@ -57,11 +57,16 @@ struct StoreOptions: ParsableArguments {
         _ = try database()
     }
 
-    /// The PostgreSQL database named by the flag or the environment; `nil` for LMDB.
-    func database() throws -> String? { try Self.database(flag: databaseUrl) }
+    /// The PostgreSQL database named by the flag or the environment; `nil` for LMDB (the data
+    /// directory's store, which the environment alone never overrides).
+    func database() throws -> String? { try Self.database(flag: databaseUrl, dataDirectory: dataDir) }
 
-    static func database(flag: String?) throws -> String? {
-        do { return try StoreBackends.databaseURL(flag: flag) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
+    static func database(flag: String?, dataDirectory: String? = nil) throws -> String? {
+        do {
+            return try StoreBackends.databaseURL(flag: flag, dataDirectory: dataDirectory)
+        } catch let error as StoreError {
+            throw ValidationError("--database-url: \(error.message)")
+        }
     }
 
     func settings() throws -> DecisionSettings {

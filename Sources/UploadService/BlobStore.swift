@@ -61,11 +61,19 @@ public struct BlobStore: BlobStorage {
         }
     }
 
-    @Sendable public static func freeBytes(of folder: String) -> UInt64? {
+    @Sendable public static func freeBytes(of folder: String) -> UInt64? { diskBytes(of: folder)?.free }
+
+    /// The bytes free (to unprivileged users) and in all on the file system that holds `folder`;
+    /// `nil` when it cannot be asked. A file system that reports more than 64 bits' worth (some
+    /// network and FUSE ones) is taken at the largest value, never trapped on.
+    public static func diskBytes(of folder: String) -> (free: UInt64, total: UInt64)? {
         var disk = statvfs()
         guard statvfs(folder, &disk) == 0 else { return nil }
-        let free = UInt64(disk.f_bavail).multipliedReportingOverflow(by: UInt64(disk.f_frsize))
-        return free.overflow ? .max : free.partialValue
+        func bytes(_ blocks: UInt64) -> UInt64 {
+            let product = blocks.multipliedReportingOverflow(by: UInt64(disk.f_frsize))
+            return product.overflow ? .max : product.partialValue
+        }
+        return (bytes(UInt64(disk.f_bavail)), bytes(UInt64(disk.f_blocks)))
     }
 
     /// The file of a blob, for an `<algorithm>:<hex>` digest.

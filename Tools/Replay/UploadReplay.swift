@@ -62,20 +62,27 @@ struct Verify: ParsableCommand {
             }
         }
         let database: String?
-        do { database = try StoreBackends.databaseURL(flag: databaseUrl) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
+        do {
+            database = try StoreBackends.databaseURL(flag: databaseUrl, dataDirectory: dataDir)
+        } catch let error as StoreError {
+            throw ValidationError("--database-url: \(error.message)")
+        }
         let progress = showProgress ? meter.update : nil
         let report = database.map { Replayer.verify(databaseURL: $0, checkpointKey: key, progress: progress) }
             ?? Replayer.verify(directory: dataDir, checkpointKey: key, progress: progress)
         if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        // Which store was checked, named in the report: a folder, or a database without its password.
+        let store = database.map { "PostgreSQL at \(StoreBackends.shown($0))" } ?? "LMDB in \(dataDir)"
         if json {
-            print(reportJSON(report))
+            print(reportJSON(report, store: store))
         } else {
-            printText(report)
+            printText(report, store: store)
         }
         if let failure = report.failure { throw ExitCode(failure.exitCode) }
     }
 
-    private func printText(_ r: Replayer.Report) {
+    private func printText(_ r: Replayer.Report, store: String) {
+        print("store:            \(store)")
         print("events in log:    \(r.events)")
         print("events scanned:   \(r.eventsScanned) in \(String(format: "%.3f", r.seconds)) s (\(Int(r.eventsPerSecond)) events/s)")
         for (i, digest) in r.rebuildDigests.enumerated() { print("rebuild \(i + 1) digest: \(digest)") }
@@ -95,9 +102,10 @@ struct Verify: ParsableCommand {
         }
     }
 
-    private func reportJSON(_ r: Replayer.Report) -> String {
+    private func reportJSON(_ r: Replayer.Report, store: String) -> String {
         JSONValue.object(sorting: [
             ("ok", .bool(r.passed)),
+            ("store", .string(store)),
             ("events", .uint(r.events)),
             ("eventsScanned", .uint(r.eventsScanned)),
             ("milliseconds", .uint(UInt64(r.seconds * 1000))),

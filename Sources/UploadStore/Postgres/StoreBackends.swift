@@ -8,15 +8,25 @@ public enum StoreBackends {
     public static let databaseURLVariable = "UPLOAD_COORDINATOR_DATABASE_URL"
 
     /// The database URL from the flag, else the environment variable; `nil` for LMDB.
+    /// - Parameter dataDirectory: the folder a tool was named, when a store in it is what the tool
+    ///   reads: a URL only in the environment beside a folder that holds an LMDB store is refused
+    ///   as ambiguous, so that checking the folder never checks (and passes) the database instead.
     /// - Throws: ``StoreError`` `.io` naming the problem when the URL is not a PostgreSQL one.
-    public static func databaseURL(flag: String?) throws -> String? {
-        let given = flag ?? ProcessInfo.processInfo.environment[databaseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
-        guard let url = given else { return nil }
+    public static func databaseURL(flag: String?, dataDirectory: String? = nil) throws -> String? {
+        let environment = ProcessInfo.processInfo.environment[databaseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
+        if flag == nil, environment != nil, let folder = dataDirectory,
+           FileManager.default.fileExists(atPath: URL(fileURLWithPath: folder).appendingPathComponent("data.mdb").path) {
+            throw StoreError(.io, "\(databaseURLVariable) names a database, and \(folder) holds an LMDB store: give --database-url to use the database, or unset the variable to use the folder's store")
+        }
+        guard let url = flag ?? environment else { return nil }
         guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
             throw StoreError(.io, "the database URL must be postgres://USER[:PASS]@HOST:PORT/DB; got '\(PostgresConnection.withoutPassword(url))'")
         }
         return url
     }
+
+    /// A database URL as reports and logs show it: every secret masked.
+    public static func shown(_ url: String) -> String { PostgresConnection.withoutPassword(url) }
 
     /// Opens the store: in PostgreSQL when `databaseURL` is given (`poolSize` connections for
     /// readers), else in LMDB in `configuration.directory`.
