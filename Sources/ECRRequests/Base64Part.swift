@@ -19,6 +19,10 @@ public struct Base64Part: PartBytes {
         let padding = text.suffix(2).reversed().prefix { $0 == UInt8(ascii: "=") }.count
         self.text = text
         byteCount = UInt64(text.count / 4 * 3 - padding)
+        // The model's bound, checked before any state is read or byte hashed, as every model bound is.
+        guard byteCount <= UploadLayerPart.maximumPartBytes else {
+            throw CommandError(.invalidParameter, "1 validation error detected: Value at 'layerPartBlob' failed to satisfy constraint: Member must have length less than or equal to \(UploadLayerPart.maximumPartBytes)")
+        }
     }
 
     public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {

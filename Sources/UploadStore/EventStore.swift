@@ -130,8 +130,12 @@ public protocol StoreSnapshot: ProjectionState {
     func signedCheckpoints() throws -> [SignedCheckpoint]
     /// Up to `limit` repositories of the registry whose names sort after `name`, in name order.
     func repositories(in registryId: String, after name: String?, limit: Int) throws -> [RepositorySummary]
-    /// Up to `limit` images of the repository whose digests sort after `digest`, in digest order.
-    func images(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord]
+    /// Up to `limit` images of the repository whose digests sort after `digest`, in digest order,
+    /// each with its manifest empty (``UploadCore/ImageRecord/withoutManifest(_:)``): listings show
+    /// everything else, and a manifest may hold 4 MiB.
+    func imagesWithoutManifests(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord]
+    /// The image, with its manifest empty, as ``imagesWithoutManifests(in:after:limit:)`` reads it.
+    func imageWithoutManifest(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord?
     /// Up to `limit` tags of the repository that sort after `tag`, in tag order.
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)]
     /// Up to `limit` of the repository's images whose manifests name `subject`, with digests that

@@ -57,8 +57,15 @@ public struct StoreReader: StoreSnapshot {
         try page(.repositories, prefix: Array("\(registryId)/".utf8), after: name, limit: limit).map { try RepositorySummary(decoding: $0.value) }
     }
 
-    public func images(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord] {
-        try page(.images, prefix: ProjectionKey.repositoryPrefix(ref), after: digest, limit: limit).map { try ImageRecord(decoding: $0.value) }
+    public func imagesWithoutManifests(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord] {
+        try page(.images, prefix: ProjectionKey.repositoryPrefix(ref), after: digest, limit: limit, value: ImageRecord.withoutManifest)
+            .map { try ImageRecord(decoding: $0.value) }
+    }
+
+    public func imageWithoutManifest(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? {
+        var bytes: [UInt8]?
+        try projections.withValue(projectionSchema.database(.images), ProjectionKey.scoped(ref, digest)) { bytes = ImageRecord.withoutManifest($0) }
+        return try bytes.map { try ImageRecord(decoding: $0) }
     }
 
     public func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)] {
@@ -96,7 +103,10 @@ public struct StoreReader: StoreSnapshot {
 
     /// Up to `limit` entries of `table` whose keys start with `prefix`, after the key
     /// `prefix + after` when given, in key order; each with its key's part after the prefix.
-    private func page(_ table: ProjectionTable, prefix: [UInt8], after: String?, limit: Int) throws -> [(name: String, value: [UInt8])] {
+    /// - Parameter value: what of each value to keep, read where it lies in the map (all of it unless told).
+    private func page(
+        _ table: ProjectionTable, prefix: [UInt8], after: String?, limit: Int, value keep: (UnsafeRawBufferPointer) -> [UInt8] = { Array($0) }
+    ) throws -> [(name: String, value: [UInt8])] {
         var entries: [(name: String, value: [UInt8])] = []
         guard limit > 0 else { return entries }
         let start = prefix + Array((after ?? "").utf8)
@@ -104,7 +114,7 @@ public struct StoreReader: StoreSnapshot {
             guard key.starts(with: prefix) else { return false }
             let name = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
             if let after, name.sameBytes(as: after) { return true }  // not `==`, which equates canonically equivalent text
-            entries.append((name, Array(value)))
+            entries.append((name, keep(value)))
             return entries.count < limit
         }
         return entries

@@ -35,6 +35,17 @@ struct Base64PartTests {
         #expect(throws: CommandError.self) { try Self.decode(text) }
     }
 
+    /// The model's 20,971,520-byte bound is InvalidParameterException from the text's length alone,
+    /// before any state is read or byte decoded; the bound itself is taken.
+    @Test func aPartPastTheModelsBound_isRefusedFromItsLength() throws {
+        let largest = Int(UploadLayerPart.maximumPartBytes)
+        let taken = try Base64Part(Array(Data(count: largest).base64EncodedString().utf8)[...])
+        #expect(taken.byteCount == UInt64(largest))
+        let error = try #require(throws: CommandError.self) { try Base64Part(Array(Data(count: largest + 1).base64EncodedString().utf8)[...]) }
+        #expect(error.code == .invalidParameter)
+        #expect(error.message.contains("'layerPartBlob'"), "\(error.message)")
+    }
+
     @Test func aBadCharacterDeepInALongPart_isRefused_afterEarlierChunks() throws {
         var text = Array(Data(repeating: 7, count: 200_000).base64EncodedString().utf8)
         text[150_000] = UInt8(ascii: "*")

@@ -51,6 +51,19 @@ struct StoreConformanceTests {
         let pushed = try PutImage(repositoryName: "team/app", imageManifest: image, imageTag: "v1")
         let list = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(pushed.imageDigest)","size":1}]}"#
         _ = try await submit([.putImage(pushed), .putImage(try PutImage(repositoryName: "team/app", imageManifest: list, imageTag: "all"))])
+        // Listings read images without their manifests, and nothing else differs.
+        let app = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+        try store.read { snapshot in
+            let whole = try #require(try snapshot.image(app, pushed.imageDigest))
+            #expect(whole.imageManifest == image)
+            var listed = whole
+            listed.imageManifest = ""
+            #expect(try snapshot.imageWithoutManifest(app, pushed.imageDigest) == listed)
+            #expect(try snapshot.imageWithoutManifest(app, "sha256:" + String(repeating: "cd", count: 32)) == nil)
+            let page = try snapshot.imagesWithoutManifests(in: app, after: nil, limit: 5)
+            #expect(page.count == 2 && page.allSatisfy { $0.imageManifest.isEmpty })
+            #expect(page.contains(listed))
+        }
         let refused = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageDigest: pushed.imageDigest)]))])
         #expect(refused.first?.decision.imageFailures.first?.failureCode == .imageReferencedByManifestList)
         // Referrers of that image in another repository, which does not hold it (as the distribution
@@ -89,7 +102,6 @@ struct StoreConformanceTests {
         let listDigest = try PutImage(repositoryName: "team/app", imageManifest: list).imageDigest
         _ = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageDigest: listDigest)]))])
         // A referrer in team/app too, which its forced delete takes with the rest.
-        let app = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
         _ = try await submit([.putImage(try PutImage(repositoryName: "team/app", imageManifest: try #require(referrers.first).imageManifest))])
         #expect(try store.read { try $0.referrers(of: pushed.imageDigest, in: app, after: nil, limit: 5) } == [referrers[0].imageDigest])
         _ = try await submit([

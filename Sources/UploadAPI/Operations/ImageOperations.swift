@@ -31,11 +31,10 @@ extension ECRPublicService {
                     // The model's bound on a tag; any tag within it is looked up (as BatchDeleteImage does).
                     if let tag = id.imageTag { try Validation.length(tag, member: "imageIds.\(index + 1).member.imageTag", min: 1, max: 300) }
                 }
-                // Each record (its manifest up to 4 MiB) becomes its few hundred bytes of answer
-                // before the next is read.
+                // Read without its manifest (up to 4 MiB), which the answer does not show.
                 let details = try ids.map { id in
                     let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try snapshot.tag(ref, $0)?.imageDigest }
-                    guard let digest, let image = try snapshot.image(ref, digest),
+                    guard let digest, let image = try snapshot.imageWithoutManifest(ref, digest),
                           id.imageTag.map({ tag in image.tags.contains { $0.sameBytes(as: tag) } }) ?? true else {
                         throw CommandError(.imageNotFound, "The image with imageId {imageDigest:'\(id.imageDigest ?? "null")', imageTag:'\(id.imageTag ?? "null")'} does not exist within the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
                     }
@@ -45,13 +44,14 @@ extension ECRPublicService {
             }
             let pageSize = limit ?? Pagination.defaultLimit
             let scope = Pagination.scope("DescribeImages", repositoryName)
-            // Read a few records at a time in this snapshot, each made its answer at once: a page
-            // of 1,000 images whose manifests are 4 MiB each holds 16 of them, not gigabytes.
+            // Read a few records at a time in this snapshot, without their manifests, each made its
+            // answer at once. (PostgreSQL still sends the manifests: a page of 1,000 images of 4 MiB
+            // manifests holds 16 of them at a time, not gigabytes.)
             var rows: [(name: String, value: JSONValue)] = []
             var cursor = try Pagination.after(token, scope: scope)
             while rows.count <= pageSize {
                 let wanted = min(Self.imagesDecodedAtOnce, pageSize + 1 - rows.count)
-                let images = try snapshot.images(in: ref, after: cursor, limit: wanted)
+                let images = try snapshot.imagesWithoutManifests(in: ref, after: cursor, limit: wanted)
                 rows += images.map { (name: $0.imageDigest, value: imageDetailJSON($0, ref)) }
                 guard images.count == wanted, let last = images.last else { break }
                 cursor = last.imageDigest
@@ -61,7 +61,7 @@ extension ECRPublicService {
         }
     }
 
-    /// The most image records DescribeImages holds decoded at once.
+    /// The most image records DescribeImages reads at once.
     static let imagesDecodedAtOnce = 16
 
     func describeImageTags(_ body: AWSJSONBody, _ metadata: RequestMetadata) async throws -> JSONValue {
@@ -75,7 +75,7 @@ extension ECRPublicService {
             let rows = try snapshot.tags(in: ref, after: after, limit: pageSize + 1).map { (name: $0.name, value: (tag: $0.name, record: $0.record)) }
             let page = Pagination.page(rows, limit: pageSize, scope: scope)
             let details: [JSONValue] = try page.items.compactMap { item in
-                guard let image = try snapshot.image(ref, item.record.imageDigest) else { return nil }
+                guard let image = try snapshot.imageWithoutManifest(ref, item.record.imageDigest) else { return nil }
                 return .object(sorting: [
                     ("imageTag", .string(item.tag)), ("createdAt", .epochSeconds(item.record.createdAt)),
                     ("imageDetail", .object(sorting: [

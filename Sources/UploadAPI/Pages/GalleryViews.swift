@@ -121,9 +121,9 @@ extension ECRPublicService {
     private func newestImages(_ ref: RepositoryRef, _ snapshot: any StoreSnapshot) throws -> (images: [ImageRecord], read: Int) {
         var newest: [ImageRecord] = [], read = 0, after: String?
         while read < Self.imagesReadPerRepository {
-            let page = try snapshot.images(in: ref, after: after, limit: min(Self.imagesShown, Self.imagesReadPerRepository - read))
+            let page = try snapshot.imagesWithoutManifests(in: ref, after: after, limit: min(Self.imagesShown, Self.imagesReadPerRepository - read))
             read += page.count
-            newest = Array((newest + page.map { var image = $0; image.imageManifest = ""; return image })
+            newest = Array((newest + page)
                 .sorted { ($0.pushedAt, $0.imageDigest) > ($1.pushedAt, $1.imageDigest) }.prefix(Self.imagesShown))
             guard page.count == Self.imagesShown, let last = page.last else { break }
             after = last.imageDigest
@@ -152,7 +152,7 @@ extension ECRPublicService {
             if listsTags {
                 let tags = try snapshot.tags(in: ref, after: nil, limit: Self.tagsShown + 1)
                 values["tags"] = try tags.prefix(Self.tagsShown).map { tag -> [String: Any] in
-                    let image = try snapshot.image(ref, tag.record.imageDigest)
+                    let image = try snapshot.imageWithoutManifest(ref, tag.record.imageDigest)
                     return ["name": tag.name, "digest": tag.record.imageDigest, "size": Self.byteCount(image?.imageSizeInBytes),
                             "pushedAt": Self.shown(tag.record.createdAt)]
                 }

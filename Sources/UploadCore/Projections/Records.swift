@@ -149,6 +149,22 @@ public struct ImageRecord: FieldRecord {
 }
 
 extension ImageRecord {
+    /// A stored image record's bytes with its manifest (up to 4 MiB) stored empty: what listings
+    /// (DescribeImages, the gallery) decode, since they show everything but the manifest. Reads
+    /// `record` in place, copying only the other fields, a few hundred bytes. A record not laid
+    /// out as the writer lays it out is copied whole, for the decoder to refuse.
+    public static func withoutManifest(_ record: UnsafeRawBufferPointer) -> [UInt8] {
+        var reader = RawFieldReader(record, 0..<record.count)
+        // The digest (tag 1) is always first and the manifest (tag 2) right after it.
+        guard case .some((FieldTag.imageDigest.rawValue, .bytes(let digest))) = try? reader.next(),
+              case .some((FieldTag.imageManifest.rawValue, .bytes(let manifest))) = try? reader.next() else {
+            return Array(record)
+        }
+        var writer = FieldWriter()
+        writer.string(FieldTag.imageManifest.rawValue, "")
+        return Array(record[..<digest.upperBound]) + writer.bytes + Array(record[manifest.upperBound...])
+    }
+
     init(pushed e: ImagePushed) {
         self.init(
             imageDigest: e.imageDigest, imageManifest: e.imageManifest, imageManifestMediaType: e.imageManifestMediaType,

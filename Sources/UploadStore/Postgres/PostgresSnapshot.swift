@@ -36,8 +36,19 @@ struct PostgresSnapshot: StoreSnapshot {
         try page(.repositories, prefix: Array("\(registryId)/".utf8), after: name, limit: limit).map { try RepositorySummary(decoding: $0.value) }
     }
 
-    func images(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord] {
-        try page(.images, prefix: ProjectionKey.repositoryPrefix(ref), after: digest, limit: limit).map { try ImageRecord(decoding: $0.value) }
+    // The manifests still come over the network, but are never decoded: a query cannot cut a field out.
+    func imagesWithoutManifests(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord] {
+        try page(.images, prefix: ProjectionKey.repositoryPrefix(ref), after: digest, limit: limit).map {
+            try ImageRecord(decoding: $0.value.withUnsafeBytes(ImageRecord.withoutManifest))
+        }
+    }
+
+    func imageWithoutManifest(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? {
+        guard !projectionsReadAsEmpty else { return nil }
+        let rows = try connection.query(
+            "SELECT value FROM projection_entries WHERE tbl = $1 AND key = $2", [.text(ProjectionTable.images.rawValue), .bytes(ProjectionKey.scoped(ref, digest))])
+        guard rows.count > 0 else { return nil }
+        return try ImageRecord(decoding: rows.bytes(0, 0).withUnsafeBytes(ImageRecord.withoutManifest))
     }
 
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)] {
