@@ -80,7 +80,6 @@ public final class Environment: @unchecked Sendable {
                 if configuration.readOnly { flags |= UInt32(MDB_RDONLY) }
                 if !configuration.durable { flags |= UInt32(MDB_NOSYNC) }
                 try check(mdb_env_open(env, key, flags, 0o600), "mdb_env_open(\(key))")
-                try Self.checkNotTruncated(env, directory: key)
             } catch {
                 mdb_env_close(env)
                 throw error
@@ -96,18 +95,6 @@ public final class Environment: @unchecked Sendable {
         var dead: Int32 = 0
         _ = mdb_reader_check(handle, &dead)
         self.staleReadersCleared = Int(dead)
-    }
-
-    /// Refuses a `data.mdb` shorter than the pages its meta page says are in use (a copy cut
-    /// short, a full disk): LMDB does not check, and reading a page past the file's end is SIGBUS.
-    private static func checkNotTruncated(_ env: OpaquePointer, directory: String) throws {
-        var info = MDB_envinfo()
-        var stat = MDB_stat()
-        try check(mdb_env_info(env, &info), "mdb_env_info")
-        try check(mdb_env_stat(env, &stat), "mdb_env_stat")
-        let needed = (UInt64(info.me_last_pgno) + 1) * UInt64(stat.ms_psize)
-        let size = (try? FileManager.default.attributesOfItem(atPath: directory + "/data.mdb")[.size] as? NSNumber)?.uint64Value ?? 0
-        guard size >= needed else { throw EnvironmentError.truncated(directory, size: size, needed: needed) }
     }
 
     deinit {
@@ -323,14 +310,11 @@ public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
     case alreadyOpenInProcess(String)
     case missingDirectory(String)
     case missingStore(String)
-    case truncated(String, size: UInt64, needed: UInt64)
 
     public var description: String {
         switch self {
         case .missingStore(let path):
             "no store at \(path) (it holds no data.mdb)"
-        case .truncated(let path, let size, let needed):
-            "the store at \(path) is cut short: data.mdb has \(size) bytes, and its pages in use need \(needed); restore it from a backup"
         case .alreadyOpenInProcess(let path):
             "the store at \(path) is already open in this process; share the one handle"
         case .missingDirectory(let path):

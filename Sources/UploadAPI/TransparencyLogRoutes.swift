@@ -132,9 +132,10 @@ extension ECRPublicService {
             return response
         } catch {
             let api = APIError.from(error)
-            let status: HTTPResponse.Status = api.status == .internalServerError ? .internalServerError : .badRequest
-            if status == .internalServerError { logger.error("a transparency log request failed", metadata: ["error": "\(error)"]) }
-            return Self.json(.object([("error", .string(api.message))]), status: status)
+            guard api.status == .internalServerError else { return Self.json(.object([("error", .string(api.message))]), status: .badRequest) }
+            // Anyone may ask: the store's own words stay in the log.
+            logger.error("a request to an open endpoint (the log's, /metrics) failed", metadata: ["error": "\(error)"])
+            return Self.json(.object([("error", .string("The server could not answer; its log says why."))]), status: .internalServerError)
         }
     }
 

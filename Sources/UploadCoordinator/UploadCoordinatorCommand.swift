@@ -55,18 +55,16 @@ struct StoreOptions: ParsableArguments {
             throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
         }
         _ = try database()
+        if let warning = StoreBackends.environmentOverrides(flag: databaseUrl, dataDirectory: dataDir) {
+            FileHandle.standardError.write(Data((warning + "\n").utf8))
+        }
     }
 
-    /// The PostgreSQL database named by the flag or the environment; `nil` for LMDB (the data
-    /// directory's store, which the environment alone never overrides).
-    func database() throws -> String? { try Self.database(flag: databaseUrl, dataDirectory: dataDir) }
+    /// The PostgreSQL database named by the flag or the environment; `nil` for LMDB.
+    func database() throws -> String? { try Self.database(flag: databaseUrl) }
 
-    static func database(flag: String?, dataDirectory: String? = nil) throws -> String? {
-        do {
-            return try StoreBackends.databaseURL(flag: flag, dataDirectory: dataDirectory)
-        } catch let error as StoreError {
-            throw ValidationError("--database-url: \(error.message)")
-        }
+    static func database(flag: String?) throws -> String? {
+        do { return try StoreBackends.databaseURL(flag: flag) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
     }
 
     func settings() throws -> DecisionSettings {

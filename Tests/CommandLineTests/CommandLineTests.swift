@@ -128,19 +128,23 @@ struct CommandLineTests {
         #expect(sizes.count > 1, "the log grew between checks: \(sizes)")
     }
 
-    /// A folder that holds an LMDB store is what a tool named it checks: a database URL only in
-    /// the environment is refused as ambiguous (it would otherwise check, and pass, the database).
-    @Test func aDatabaseURLOnlyInTheEnvironment_besideAnLMDBStore_isRefused() throws {
+    /// A database URL only in the environment is what a tool reads, even beside a folder that
+    /// holds an LMDB store (the folder a move to PostgreSQL left): the tool says so, and
+    /// upload-replay's report names the store it checked, so that a check of the database is
+    /// never taken for a check of the folder.
+    @Test func aDatabaseURLOnlyInTheEnvironment_besideAnLMDBStore_isNamed() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/app").status == 0)
-        let elsewhere = ["UPLOAD_COORDINATOR_DATABASE_URL": "postgres://nobody@127.0.0.1:9/none"]
+        let elsewhere = ["UPLOAD_COORDINATOR_DATABASE_URL": "postgres://nobody:secret@127.0.0.1:9/none"]
         let replay = try Executables.run("upload-replay", ["--data-dir", dir.path], environment: elsewhere)
-        #expect(replay.status != 0)
-        #expect(replay.stderr.contains("holds an LMDB store"), "\(replay.stderr)")
+        #expect(replay.status != 0, "the database cannot be reached")
+        #expect(replay.stderr.contains("so it is used, not the LMDB store in \(dir.path)"), "\(replay.stderr)")
+        #expect(replay.stdout.contains("store:            PostgreSQL at"), "\(replay.stdout)")
+        #expect(!(replay.stdout + replay.stderr).contains("secret"))
         let events = try coordinator("events", "--data-dir", dir.path, env: elsewhere)
         #expect(events.status != 0)
-        #expect(events.stderr.contains("holds an LMDB store"), "\(events.stderr)")
+        #expect(events.stderr.contains("so it is used, not the LMDB store"), "\(events.stderr)")
         // Without the variable, the folder's store is checked, and the report says which it was.
         let ok = try Executables.run("upload-replay", ["--data-dir", dir.path])
         #expect(ok.status == 0)

@@ -25,28 +25,6 @@ struct LMDBKitTests {
         }
     }
 
-    /// A `data.mdb` cut short (an interrupted copy) is refused at open, read-only or not: reading
-    /// its missing pages would be SIGBUS, not an error.
-    @Test func aFileCutShort_isRefusedAtOpen() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lmdbkit-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try {
-            let env = try Environment(directory: dir)
-            try env.write { txn in
-                let db = try txn.openDatabase("t", create: true)!
-                for i in 0..<2_000 { try txn.put(db, Array("key-\(i)".utf8), [UInt8](repeating: 7, count: 100)) }
-            }
-        }()
-        let file = try FileHandle(forUpdating: URL(fileURLWithPath: dir + "/data.mdb"))
-        let size = try file.seekToEnd()
-        try file.truncate(atOffset: size / 2)
-        try file.close()
-        for configuration in [Environment.Configuration(), .readOnly] {
-            let error = try #require(throws: EnvironmentError.self) { try Environment(directory: dir, configuration: configuration) }
-            #expect("\(error)".contains("cut short"), "\(error)")
-        }
-    }
-
     /// Opening read-only where there is no store refuses, and leaves nothing behind.
     @Test func readOnly_whereThereIsNoStore_isRefused_andWritesNothing() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lmdbkit-\(UUID().uuidString)").path

@@ -62,10 +62,9 @@ struct Verify: ParsableCommand {
             }
         }
         let database: String?
-        do {
-            database = try StoreBackends.databaseURL(flag: databaseUrl, dataDirectory: dataDir)
-        } catch let error as StoreError {
-            throw ValidationError("--database-url: \(error.message)")
+        do { database = try StoreBackends.databaseURL(flag: databaseUrl) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
+        if let warning = StoreBackends.environmentOverrides(flag: databaseUrl, dataDirectory: dataDir) {
+            FileHandle.standardError.write(Data((warning + "\n").utf8))
         }
         let progress = showProgress ? meter.update : nil
         let report = database.map { Replayer.verify(databaseURL: $0, checkpointKey: key, progress: progress) }

@@ -8,21 +8,26 @@ public enum StoreBackends {
     public static let databaseURLVariable = "UPLOAD_COORDINATOR_DATABASE_URL"
 
     /// The database URL from the flag, else the environment variable; `nil` for LMDB.
-    /// - Parameter dataDirectory: the folder a tool was named, when a store in it is what the tool
-    ///   reads: a URL only in the environment beside a folder that holds an LMDB store is refused
-    ///   as ambiguous, so that checking the folder never checks (and passes) the database instead.
     /// - Throws: ``StoreError`` `.io` naming the problem when the URL is not a PostgreSQL one.
-    public static func databaseURL(flag: String?, dataDirectory: String? = nil) throws -> String? {
-        let environment = ProcessInfo.processInfo.environment[databaseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
-        if flag == nil, environment != nil, let folder = dataDirectory,
-           FileManager.default.fileExists(atPath: URL(fileURLWithPath: folder).appendingPathComponent("data.mdb").path) {
-            throw StoreError(.io, "\(databaseURLVariable) names a database, and \(folder) holds an LMDB store: give --database-url to use the database, or unset the variable to use the folder's store")
-        }
-        guard let url = flag ?? environment else { return nil }
+    public static func databaseURL(flag: String?) throws -> String? {
+        guard let url = flag ?? urlInTheEnvironment else { return nil }
         guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
             throw StoreError(.io, "the database URL must be postgres://USER[:PASS]@HOST:PORT/DB; got '\(PostgresConnection.withoutPassword(url))'")
         }
         return url
+    }
+
+    private static var urlInTheEnvironment: String? {
+        ProcessInfo.processInfo.environment[databaseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// A warning for a tool named a folder that holds an LMDB store while the database URL comes
+    /// only from the environment: the database is what the tool then reads (as after a move with
+    /// `copy-store`, whose folder keeps its old `data.mdb`), which its operator should be told.
+    public static func environmentOverrides(flag: String?, dataDirectory: String) -> String? {
+        guard flag == nil, let url = urlInTheEnvironment,
+              FileManager.default.fileExists(atPath: URL(fileURLWithPath: dataDirectory).appendingPathComponent("data.mdb").path) else { return nil }
+        return "warning: \(databaseURLVariable) names a database (\(shown(url))), so it is used, not the LMDB store in \(dataDirectory); unset it to use the folder's store"
     }
 
     /// A database URL as reports and logs show it: every secret masked.
