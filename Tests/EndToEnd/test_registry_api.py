@@ -965,6 +965,11 @@ def test_referrers_of_a_digest_without_referrers_is_an_empty_index(reg, repo):
         answer = reg("GET", f"/v2/{repo}/referrers/{digest}")
         assert answer.status_code == 200 and answer.headers["Content-Type"] == OCI_INDEX
         assert answer.json()["manifests"] == []
+    # Nor in a repository that does not exist: a registry that serves referrers never answers
+    # them 404 (the spec; the conformance suite asks before its first push).
+    answer = reg("GET", f"/v2/{repo}-never-made/referrers/{sha256(subject)}")
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == OCI_INDEX
+    assert answer.json()["manifests"] == []
 
 
 def test_referrers_of_an_invalid_digest_is_400(reg, repo):

@@ -108,7 +108,7 @@ extension RegistryFrontEnd {
     static let tagPageLimit = 1000
 
     /// `GET …/referrers/<digest>[?artifactType=]`: an image index of the manifests whose
-    /// `subject` is `digest` (empty when there are none), ``referrersPageLimit`` of them at a time
+    /// `subject` is `digest` (empty when there are none, or no such repository), ``referrersPageLimit`` of them at a time
     /// (fewer when their manifests pass ``referrersPageBytes``) in digest order, with a `Link` to
     /// the next page (`last=`, the digest the page read to).
     func referrers(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Response {
@@ -117,7 +117,8 @@ extension RegistryFrontEnd {
         let last = call.first("last")
         if let last, !Validation.isRegistryDigest(last) { throw RegistryError(.digestInvalid, "last: '\(last)' is not a sha256 or sha512 digest") }
         let service = self.service
-        _ = try await service.reading { try Decider.existingRepository(ref.registryId, ref.repositoryName, state: $0, settings: service.settings) }
+        // No existence check: a registry that serves referrers must never answer them 404 (the
+        // spec's words), so a repository that does not exist, or exists no more, lists none.
         // The referrers index names them; their manifests are read a page per read snapshot (no
         // long read transaction), as each may hold 4 MiB. On a thread of their own that admits a
         // few lists at a time (a burst is refused with TOOMANYREQUESTS), so that anonymous pulls of
