@@ -38,6 +38,16 @@ struct RepositoryPolicyTests {
         #expect(!Self.allows(everyone, Self.alice, "PutImage") && !Self.allows(everyone, nil, "PutImage"), "actions match without case")
     }
 
+    /// A principal is named by its bytes: a user spelled with other, canonically equivalent
+    /// scalars (é as one scalar, or as e and a combining accent) is another user.
+    @Test func aPrincipal_isNamedByItsBytes_notByCanonicalEquivalence() throws {
+        let composed = PolicyPrincipal(registryId: Self.owner, name: "ren\u{e9}")
+        let decomposed = PolicyPrincipal(registryId: Self.owner, name: "rene\u{301}")
+        let policy = try Self.policy(#"{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::000000000000:user/ren\#u{e9}"},"Action":"ecr-public:PutImage"}"#)
+        #expect(!Self.allows(policy, composed, "PutImage"))
+        #expect(Self.allows(policy, decomposed, "PutImage"))
+    }
+
     @Test func otherRegistries_needAnAllow_andADenyStillWins() throws {
         #expect(!Self.allows(try Self.policy(#"[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:user/bob"},"Action":"ecr-public:*"}]"#), Self.carol, "PutImage"))
         for principal in [#""arn:aws:iam::111111111111:user/carol""#, #""111111111111""#, #""arn:aws:iam::111111111111:root""#, #"["arn:aws:iam::000000000000:user/bob","111111111111"]"#, #""*""#] {

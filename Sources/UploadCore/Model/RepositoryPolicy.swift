@@ -158,8 +158,9 @@ public struct PolicyPrincipal: Sendable, Equatable {
     /// 12-digit id, or `arn:aws:iam::<id>:root`).
     func isNamed(by principal: String) -> Bool {
         switch Self.pattern(principal) {
-        case .account(let id): id == registryId
-        case .user(let arn): arn == self.arn
+        // By bytes: `==` would take a name for another spelled with other but equivalent scalars.
+        case .account(let id): id.sameBytes(as: registryId)
+        case .user(let arn): arn.sameBytes(as: self.arn)
         case nil: false
         }
     }
