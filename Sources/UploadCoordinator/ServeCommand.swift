@@ -136,8 +136,10 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.logger = logger
         let store: any EventStore
         let blobs: BlobStore
+        var opened: (any EventStore)?  // closed if what follows the open fails: it counted as a writer
         do {
             store = try StoreBackends.open(configuration, databaseURL: try StoreOptions.database(flag: databaseUrl), poolSize: databasePoolSize)
+            opened = store
             if let lmdb = store as? Store, lmdb.staleReadersCleared > 0 {
                 logger.notice("cleared stale reader slots", metadata: ["readers.cleared": "\(lmdb.staleReadersCleared)"])
             }
@@ -151,6 +153,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             for problem in repaired.missing { logger.error("the log records bytes the disk lacks", metadata: ["problem": "\(problem)"]) }
         } catch {
+            await opened?.close()
             fail(error)
         }
         let authentication: ECRPublicService.Authentication

@@ -42,9 +42,13 @@ public actor CheckpointSigner {
             }
             return served(cached.checkpoint, readAt: cached.readAt)
         }
-        if let signing {
-            let (checkpoint, readAt) = try await signing.value
+        // Join a signing under way; one found too old once it ends makes the first caller back
+        // sign again and the others join that one, so that a crowd of callers (the endpoint is
+        // open) never starts a signing each.
+        while let pending = signing {
+            let (checkpoint, readAt) = try await pending.value
             if ContinuousClock.now - readAt < interval { return served(checkpoint, readAt: readAt) }
+            guard let now = signing, now != pending else { break }
         }
         return try await signNow()
     }

@@ -39,7 +39,7 @@ extension UploadService {
             do {
                 _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
             } catch where command.staged {
-                self.cutBackStaging(command.uploadId, orTo: command.partFirstByte)
+                await self.cutBackStaging(command.uploadId, orTo: command.partFirstByte)
                 throw error
             }
         }
@@ -132,16 +132,21 @@ extension UploadService {
     /// cannot be read. An upload that ends (expired, aborted,
     /// cancelled) loses its staging file without waiting for the upload's lock, which a chunk
     /// streaming in may hold for long; that chunk is then refused when it commits, and lands here.
-    func cutBackStaging(_ uploadId: String, orTo fallback: UInt64) {
+    /// Off the cooperative pool, as every read and file change is: it runs when the store fails,
+    /// which is when a PostgreSQL read may wait longest.
+    func cutBackStaging(_ uploadId: String, orTo fallback: UInt64) async {
         // Unread (the store is failing): the write's outcome is unknown, so staging is left as it
         // is. Bytes past the recorded length are harmless: the next part is written at the
         // recorded offset, and completion reads the recorded length only.
         let session: UploadSession?
-        do { session = try read { try $0.session(uploadId) } } catch { return }
-        if let session, session.state != .active {
-            blobs.removeStaging(uploadId)
-        } else {
-            blobs.truncateStaging(uploadId, to: session?.bytesReceived ?? fallback)
+        do { session = try await reading { try $0.session(uploadId) } } catch { return }
+        let blobs = self.blobs
+        _ = try? await Self.blocking {
+            if let session, session.state != .active {
+                blobs.removeStaging(uploadId)
+            } else {
+                blobs.truncateStaging(uploadId, to: session?.bytesReceived ?? fallback)
+            }
         }
     }
 

@@ -92,7 +92,7 @@ extension UploadService {
                 CommandSubmission(.completeLayerUpload(whole), metadata: completionMetadata),
             ])
             if case .failure(let error) = results[0] {
-                self.cutBackStaging(uploadId, orTo: 0)
+                await self.cutBackStaging(uploadId, orTo: 0)
                 throw error
             }
             do {
@@ -164,7 +164,7 @@ extension UploadService {
             }
         } catch {
             writer.abandon()
-            cutBackStaging(upload.uploadId, orTo: offset)
+            await cutBackStaging(upload.uploadId, orTo: offset)
             throw error
         }
         guard staged.length > 0 else { return (offset, nil, false) }
@@ -190,7 +190,7 @@ extension UploadService {
         do {
             _ = try await store.execute(.uploadLayerPart(part), metadata: metadata)
         } catch {
-            cutBackStaging(part.uploadId, orTo: part.partFirstByte)
+            await cutBackStaging(part.uploadId, orTo: part.partFirstByte)
             throw error
         }
     }

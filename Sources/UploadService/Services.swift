@@ -68,7 +68,8 @@ public struct ExpirySweeper: Service {
 }
 
 /// Checks once, after start-up, that every completed layer's blob is on disk, and logs the ones
-/// that are not (there should be none). Stops early when the group shuts down.
+/// that are not (there should be none). Stops early when the group shuts down, and otherwise
+/// waits for it.
 public struct BlobCheck: Service {
     let service: UploadService
 
@@ -86,5 +87,8 @@ public struct BlobCheck: Service {
                 logger.error("could not check the layers' blobs", metadata: ["error": "\(error)"])
             }
         }
+        // Done early, it still returns only at its own turn in a shutdown: a service of the group
+        // that returns while others drain makes ServiceLifecycle cancel them all.
+        try? await gracefulShutdown()
     }
 }

@@ -63,6 +63,7 @@ public final class Store: EventStore {
             configuration.logger.warning("the machine restarted while the projections had unsynced writes; rebuilding them from the log")
         }
         let projections: ProjectionEnvironment
+        let tail: UInt64
         var unsynced = false  // whether this open may have written the projections without a sync
         do {
             // Opening writes nothing it does not commit last: a failure leaves nothing written.
@@ -74,6 +75,7 @@ public final class Store: EventStore {
                 unsynced = (try? projections.environment.sync()) == nil
                 throw error
             }
+            tail = try environment.read { try EventLog.lastPosition($0, schema) }
         } catch {
             // No writer will close this store, so it stops counting as one here, unless what it
             // wrote could not be synced: then the count stays, and the projections are rebuilt
@@ -84,7 +86,7 @@ public final class Store: EventStore {
             throw error
         }
         self.projections = projections
-        notifier.committed(upTo: try environment.read { try EventLog.lastPosition($0, schema) })
+        notifier.committed(upTo: tail)
         writer = GroupCommitWriter(
             committer: LMDBCommitter(environment: environment, schema: schema, projections: projections, configuration: configuration),
             configuration: configuration, notifier: notifier)
