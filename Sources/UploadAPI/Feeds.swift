@@ -21,6 +21,11 @@ extension ECRPublicService {
     /// How often `/events/stream` sends an empty line while the log is quiet, unless asked.
     static let defaultHeartbeatSeconds: UInt64 = 30
     static let longestHeartbeatSeconds: UInt64 = 3600
+    /// How long a stream without heartbeats (`heartbeat=0`) stays open while the log is quiet:
+    /// nothing is written to it then, so a consumer that went away is never noticed, and the
+    /// stream would read the store twice a second until the next commit. It ends instead, and the
+    /// consumer reconnects with its cursor, as after any end.
+    static let quietStreamWithoutHeartbeatSeconds: Int64 = 600
 
     /// Where feeds read and encode the log: one thread of its own at a lower priority, so that no
     /// number of readers catching up takes the cooperative pool or the event loops from API
@@ -193,8 +198,9 @@ extension ECRPublicService {
     /// the consumer, so a slow consumer costs the writer nothing and resumes from any position.
     ///
     /// While the log is quiet, an empty line is sent every `heartbeat` seconds (30 unless the
-    /// query says; 0 sends none), so that proxies keep the stream open and a reader that is gone
-    /// is noticed without waiting for the next event. Consumers skip empty lines.
+    /// query says; 0 sends none, and ends the stream after ``quietStreamWithoutHeartbeatSeconds``
+    /// of quiet), so that proxies keep the stream open and a reader that is gone is noticed
+    /// without waiting for the next event. Consumers skip empty lines.
     func eventStream(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let heartbeat = try Self.query(request, "heartbeat") ?? Self.defaultHeartbeatSeconds
@@ -224,6 +230,7 @@ extension ECRPublicService {
                             try await writer.write(ByteBuffer(integer: UInt8(ascii: "\n")))
                             lastWritten = .now
                         }
+                        if heartbeatInterval == nil, ContinuousClock.now - lastWritten >= .seconds(Self.quietStreamWithoutHeartbeatSeconds) { break }
                         // Wakes at least once a second, to read what another process appended.
                         if await !store.waitForEvents(after: position) { break }
                         continue
