@@ -211,6 +211,10 @@ struct CommandLineTests {
         let app = try coordinator("audit", "initiations", "--data-dir", dir.path, "--repository", "team/app", "--json").lines.map(json)
         #expect(app.map { $0["uploadId"] as? String } == [ids[0], ids[2]])
         #expect((app[0]["metadata"] as? [String: Any])?["source"] as? String == "cli")
+        // In another registry than serve's, nothing is found, and the tool says where it looked.
+        let elsewhere = try coordinator("audit", "initiations", "--data-dir", dir.path, "--repository", "team/app", "--registry-id", "210987654321", "--json")
+        #expect(elsewhere.status == 0 && elsewhere.lines.isEmpty)
+        #expect(elsewhere.stderr.contains("no initiation in team/app of the registry 210987654321"), "\(elsewhere.stderr)")
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--since", "2999-01-01", "--json").lines.isEmpty)
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2000-01-01").lines.count == 1)
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--since", "yesterday").status != 0)

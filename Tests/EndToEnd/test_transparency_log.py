@@ -851,6 +851,17 @@ def test_a_rewritten_history_is_caught(tmp_path):
     rewrite_history(replayed, b"tlog-victim", b"tlog-Victim", keep_checkpoints=True)
     caught = tool("upload-replay", "--data-dir", str(replayed))
     assert caught.returncode == 2, caught.stdout + caught.stderr
+    # So does the audit page's proof of the edited event: its own path agrees with the recomputed
+    # tree, but the signed checkpoint, the independent witness, does not, and that check fails.
+    server = Server(str(replayed), "--log-key", str(key_file))
+    try:
+        session, base = requests.Session(), server.endpoint
+        form = {"accessKeyId": "test", "secretAccessKey": "test", "next": "/gallery/audit"}
+        assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
+        page = session.get(f"{base}/gallery/audit/proofs/{position}")
+        assert page.status_code == 200 and "Not verified" in page.text and "no longer extends the checkpoint" in page.text, page.text
+    finally:
+        server.stop()
 
     # Control: the untouched store, served again with the same key, proves consistency with A.
     with running(original, "--log-key", str(key_file)) as server:

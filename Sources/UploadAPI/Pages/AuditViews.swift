@@ -160,12 +160,12 @@ extension ECRPublicService {
         if let scoped = envelope?.event.payload as? any RepositoryScoped { repository = scoped.repositoryName }
         var uploadId: String?
         if case .uploadInitiated(let initiated)? = envelope?.event { uploadId = initiated.uploadId }
-        return render("proof", title: "Proof of event \(position)", viewer: viewer.accessKeyId, heading: await headingReadAside(position: position), [
+        return render("proof", title: "Proof of event \(position)", viewer: viewer.accessKeyId, heading: await headingReadAside(position: proof.treeSize), [
             "position": position, "leafIndex": position - 1, "treeSize": proof.treeSize, "rootHash": proof.rootHash, "leafHash": proof.leafHash,
             "path": proof.path, "verdictClass": verified ? "ok" : "bad",
             "verdict": verified
                 ? "Verified: event \(position) is in the log, under the root \(proof.rootHash) of \(proof.treeSize) events"
-                    + (signedToo ? ", and under the newest signed checkpoint." : ". No signed checkpoint covers it yet.")
+                    + (signedToo ? ", and under the newest signed checkpoint." : ". It was not compared with a signed checkpoint: the last check says why.")
                 : "Not verified: a check below failed. The log does not prove that it holds this event.",
             "checks": checks.map { ["outcome": $0.0.rawValue, "text": $0.0.label + $0.1] },
             "eventType": envelope?.event.type.name ?? "–", "recordedAt": envelope.map { Self.shown($0.recordedAt) } ?? "–", "repository": repository,
@@ -185,14 +185,25 @@ extension ECRPublicService {
             }
             let checkpoint: Checkpoint
             do { checkpoint = try checkpoints.identity.check(signed) } catch { return (.failed, "the newest signed checkpoint does not verify: \(error)") }
-            let (leaf, path) = try await service.reading { snapshot -> ([UInt8]?, [MerkleTree.Hash]) in
+            let read = try await service.reading { snapshot -> (size: UInt64, leaf: [UInt8]?, path: [MerkleTree.Hash]) in
+                let size = try snapshot.lastPosition()
+                guard size >= signed.size else { return (size, nil, []) }
                 let record = try snapshot.eventRecords(from: position, count: 1).first
-                return (record.map { Array(MerkleTree.leafHash(position: position, record: $0)) }, try snapshot.inclusionPath(leafIndex: position - 1, size: signed.size))
+                return (size, record.map { Array(MerkleTree.leafHash(position: position, record: $0)) }, try snapshot.inclusionPath(leafIndex: position - 1, size: signed.size))
             }
+            // A log shorter than what it signed was taken back (a failover that lost commits, a
+            // restore, an edit): the signature is the independent witness, and it disagrees.
+            guard read.size >= signed.size else {
+                return (.failed, "the newest signed checkpoint covers \(signed.size) events, but the log now holds \(read.size): it was taken back after it was signed.")
+            }
+            let (leaf, path) = (read.leaf, read.path)
             guard let leaf, MerkleTree.verifyInclusion(leafHash: leaf, index: position - 1, size: signed.size, path: path, root: checkpoint.rootHash) else {
                 return (.failed, "the event's path at \(signed.size) events does not lead to the root the newest signed checkpoint signed.")
             }
             return (.passed, "the newest signed checkpoint, \(signed.size) events signed by \(checkpoint.origin) (signature checked against the log's key \(checkpoints.identity.verifier.text)), includes this event: its path at that size leads to the signed root \(Hex.encode(checkpoint.rootHash)).")
+        } catch let broken as StoreError where broken.code == .corrupt {
+            // The signer found the log no longer extends the checkpoint it signed: the log was changed.
+            return (.failed, broken.message)
         } catch {
             // Not the log's answer but the server's state: the inclusion checks above still stand.
             logger.error("a proof page could not read the signed checkpoint", metadata: ["error": "\(error)"])
