@@ -448,3 +448,50 @@ def test_behind_a_proxy_the_public_url_is_the_origin_and_cookies_are_secure():
         signed = requests.post(base + "/gallery/sign-in", data=form, headers={"Origin": "https://registry.example.com"}, allow_redirects=False)
         assert signed.status_code == 303 and signed.headers["Set-Cookie"].endswith("; Secure")
         assert requests.post(base + "/gallery/sign-in", data=form, headers={"Origin": "https://other.example.com"}, allow_redirects=False).status_code == 403
+
+
+def test_the_live_audit_stream_ends_when_the_log_no_longer_holds_what_the_page_was_sent():
+    """A page's stream resumed (Last-Event-ID: a `log` message's `POS.LEAF`) against a log that no
+    longer holds that event there (a restore, a failover that lost commits: another history, or a
+    shorter log) is told `changed` and ends, rather than resume from a position in another history."""
+    def signed_in(server):
+        session, base = requests.Session(), f"http://127.0.0.1:{server.port}"
+        form = {"accessKeyId": "test", "secretAccessKey": "test", "next": "/gallery/audit"}
+        assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
+        return session, base
+
+    def first(session, base, last_event_id, wanted):
+        """The stream's lines up to the first that starts with one of `wanted`."""
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        with session.get(base + "/gallery/audit/stream?after=0", headers=headers, stream=True, timeout=10) as stream:
+            lines = []
+            for line in stream.iter_lines(decode_unicode=True):
+                lines.append(line)
+                if line.startswith(wanted):
+                    return lines
+        return lines
+
+    def log_id(lines):
+        return [line[4:] for line in lines if line.startswith("id: ") and "." in line][-1]
+
+    with serving() as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="stream/a")
+        for _ in range(3):
+            ecr.initiate_layer_upload(repositoryName="stream/a")
+        session, base = signed_in(server)
+        lines = first(session, base, None, ("id: 4.",))
+        sent = log_id(lines)
+        assert sent.startswith("4.") and len(sent) == 2 + 64, lines
+        # Control: resumed where it was, on the same log, it goes on with what comes next.
+        ecr.initiate_layer_upload(repositoryName="stream/a")
+        assert first(session, base, sent, ("event: initiation", "event: changed"))[-1] == "event: initiation"
+
+    for events in (6, 1):  # another history past position 4, and a log shorter than 4
+        with serving() as server:
+            ecr = client(server)
+            ecr.create_repository(repositoryName="stream/b")
+            for _ in range(events - 1):
+                ecr.initiate_layer_upload(repositoryName="stream/b")
+            session, base = signed_in(server)
+            assert first(session, base, sent, ("event: initiation", "event: changed"))[-1] == "event: changed", events

@@ -215,14 +215,21 @@ extension ECRPublicService {
     /// `initiation` for each UploadInitiated that matches the filters, and `log` (size and root)
     /// after each slice, until the client goes or the server stops. Read a slice at a time on the
     /// feeds' thread, as `/events/stream` is; each message waits for the connection to take it.
-    /// Each message's id is a position, so a browser reconnecting (`Last-Event-ID`) resumes after
-    /// what it was sent rather than again from POS.
+    /// Each message's id is a position (a `log` message's also the leaf hash of the event there,
+    /// `POS.HEX`), so a browser reconnecting (`Last-Event-ID`) resumes after what it was sent
+    /// rather than again from POS. When the log no longer holds what the page was sent (a restore,
+    /// a failover that lost commits: the log is shorter, or another event's leaf is there), the
+    /// stream sends `changed` and ends, and the page asks to be reloaded, rather than go on from a
+    /// position in another history.
     /// The stream ends when the session that opened it expires (`until`); the browser's reconnect
     /// then needs a fresh sign-in.
     func auditStream(_ request: Request, until expiry: Timestamp) throws -> Response {
         let filter = AuditFilter(request)
-        let resumed = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { UInt64($0) }
+        let lastEventId = request.headers[HTTPField.Name("Last-Event-ID")!]?.split(separator: ".", maxSplits: 1)
+        let resumed = lastEventId.flatMap { UInt64($0[0]) }
         let after = max(try Self.query(request, "after") ?? 0, resumed ?? 0)
+        // The leaf the page was last sent, when it says (only a `log` message's id carries it).
+        let resumedLeaf = lastEventId.flatMap { $0.count == 2 && resumed == after ? Hex.decode(String($0[1])) : nil }
         let store = self.store
         let registryId = settings.defaultRegistryId
         var headers = Self.pageHeaders
@@ -232,16 +239,29 @@ extension ECRPublicService {
                 // At once, so that the browser knows the stream is open before the log next grows.
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: following the log after position \(after)\n\n"))
                 var position = after
+                var leaf = resumedLeaf
                 var lastWrite = ContinuousClock.now
                 while !store.followersStopped, store.clock.now() < expiry {
-                    let from = position
-                    let (events, size, root) = try await Self.feedPool.runIfActive {
-                        try store.read { snapshot in
+                    let (from, sent) = (position, leaf)
+                    let read = try await Self.feedPool.runIfActive {
+                        try store.read { snapshot -> (events: [EventEnvelope], size: UInt64, root: String?, leaf: [UInt8]?)? in
+                            func leafHash(_ at: UInt64) throws -> [UInt8]? {
+                                try snapshot.eventRecords(from: at, count: 1).first.map { Array(MerkleTree.leafHash(position: at, record: $0)) }
+                            }
+                            // Taken back: shorter than what the page was sent, or another event where it read one.
+                            guard try snapshot.lastPosition() >= from else { return nil }
+                            if let sent, from > 0, try leafHash(from) != sent { return nil }
                             let events = try snapshot.events(after: from, limit: Self.sliceEvents, byteBudget: Self.sliceBytes)
                             let size = events.last?.position ?? from
-                            return (events, size, events.isEmpty ? nil : Hex.encode(try snapshot.rootHash(size: size)))
+                            guard !events.isEmpty else { return ([], size, nil, sent) }
+                            return (events, size, Hex.encode(try snapshot.rootHash(size: size)), try leafHash(size))
                         }
                     }
+                    guard let read else {
+                        try await writer.write(ByteBuffer(string: "event: changed\ndata: {}\n\n"))
+                        break
+                    }
+                    let (events, size, root, sizeLeaf) = read
                     guard let root else {
                         // A comment now and then, so that a quiet log is not an idle connection.
                         if ContinuousClock.now - lastWrite > Self.streamHeartbeat {
@@ -257,10 +277,11 @@ extension ECRPublicService {
                               filter.matches(repository: initiated.repository.description, registryId: registryId) else { continue }
                         buffer.writeString("event: initiation\nid: \(envelope.position)\ndata: \(Self.auditRowJSON(envelope).text)\n\n")
                     }
-                    buffer.writeString("event: log\nid: \(size)\ndata: \(JSONValue.object([("treeSize", .uint(size)), ("rootHash", .string(root))]).text)\n\n")
+                    let logId = sizeLeaf.map { "\(size).\(Hex.encode($0))" } ?? String(size)
+                    buffer.writeString("event: log\nid: \(logId)\ndata: \(JSONValue.object([("treeSize", .uint(size)), ("rootHash", .string(root))]).text)\n\n")
                     try await writer.write(buffer)
                     lastWrite = .now
-                    position = size
+                    (position, leaf) = (size, sizeLeaf)
                 }
             } onGracefulShutdown: {
                 store.stopFollowers()

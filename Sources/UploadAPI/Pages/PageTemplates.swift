@@ -293,6 +293,12 @@ enum PageTemplates {
             var none = document.getElementById("no-initiations");
             if (none) { none.remove(); }
           });
+          source.addEventListener("changed", function () {
+            // The log no longer holds what this page shows (a restore, a failover): not resumed.
+            source.close();
+            status.textContent = "stopped: the log changed under this page; reload it";
+            status.className = "live";
+          });
           source.addEventListener("log", function (message) {
             var log = JSON.parse(message.data);
             document.getElementById("log-size").textContent = String(log.treeSize);
