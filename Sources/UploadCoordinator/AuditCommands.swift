@@ -49,7 +49,7 @@ struct AuditInitiations: AsyncParsableCommand {
                            m.requestId, m.source, m.sourceAddress ?? "-", m.userAgent ?? "-", m.principal ?? "-"].joined(separator: "\t"))
                 }
             }
-            if let ref, events.isEmpty {
+            if let ref, events.isEmpty, since == nil, until == nil {
                 // The registry comes from this process's flags or environment, not the log's: say
                 // which was searched, so that an empty answer is not taken for an empty repository.
                 FileHandle.standardError.write(Data("note: no initiation in \(ref.repositoryName) of the registry \(ref.registryId); give --registry-id (or \(StoreOptions.Environment.registryId)) as serve has it\n".utf8))

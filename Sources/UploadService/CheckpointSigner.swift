@@ -29,9 +29,9 @@ public actor CheckpointSigner {
     }
 
     /// The newest checkpoint, signed now when the one at hand was read from the log `interval` ago
-    /// or more. Callers arriving while one is signed wait for it, and sign again if even that one
-    /// is too old for them by then: what a caller gets lags the log by less than the interval, or
-    /// by the time of the one signing it waited for.
+    /// or more. Callers arriving while one is signed wait for it; one too old for them that read
+    /// the log after they arrived is still taken (no signing could be fresher), so a caller waits
+    /// for at most two signings, and only one runs at a time however many ask.
     public func current() async throws -> SignedCheckpoint {
         if let cached = latest, ContinuousClock.now - cached.readAt < interval {
             // Another process or node on this log may have kept a newer one since: a client sent
@@ -45,9 +45,10 @@ public actor CheckpointSigner {
         // Join a signing under way; one found too old once it ends makes the first caller back
         // sign again and the others join that one, so that a crowd of callers (the endpoint is
         // open) never starts a signing each.
+        let arrived = ContinuousClock.now
         while let pending = signing {
             let (checkpoint, readAt) = try await pending.value
-            if ContinuousClock.now - readAt < interval { return served(checkpoint, readAt: readAt) }
+            if readAt >= arrived || ContinuousClock.now - readAt < interval { return served(checkpoint, readAt: readAt) }
             guard let now = signing, now != pending else { break }
         }
         return try await signNow()
@@ -73,7 +74,7 @@ public actor CheckpointSigner {
     }
 
     /// What to answer with a signing's `checkpoint`, kept as the latest. Two signings may overlap
-    /// (a caller found the one it waited for too old) and their callers resume in any order: a
+    /// (the last one, at shutdown, beside one under way) and their callers resume in any order: a
     /// tree smaller than one already served is never served after it.
     private func served(_ checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant) -> SignedCheckpoint {
         if let latest, latest.checkpoint.size > checkpoint.size { return latest.checkpoint }

@@ -28,7 +28,8 @@ extension UploadService {
                     command = UploadLayerPart(part, partLength: bytes.byteCount, partDigest: digest)
                 } catch {
                     // Malformed part way (or a failed write): staging holds only what the log records.
-                    self.blobs.truncateStaging(uploadId, to: offset)
+                    let blobs = self.blobs
+                    _ = try? await Self.blocking { blobs.truncateStaging(uploadId, to: offset) }
                     throw error
                 }
                 command.staged = true

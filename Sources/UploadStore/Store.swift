@@ -71,11 +71,11 @@ public final class Store: EventStore {
                 dataDirectory: configuration.directory, like: configuration.environment, bootId: configuration.bootId)
             do {
                 try ProjectionCatchUp.run(environment, schema, projections)
+                tail = try environment.read { try EventLog.lastPosition($0, schema) }
             } catch {
                 unsynced = (try? projections.environment.sync()) == nil
                 throw error
             }
-            tail = try environment.read { try EventLog.lastPosition($0, schema) }
         } catch {
             // No writer will close this store, so it stops counting as one here, unless what it
             // wrote could not be synced: then the count stays, and the projections are rebuilt

@@ -202,7 +202,8 @@ extension ECRPublicService {
             }
             return (.passed, "the newest signed checkpoint, \(signed.size) events signed by \(checkpoint.origin) (signature checked against the log's key \(checkpoints.identity.verifier.text)), includes this event: its path at that size leads to the signed root \(Hex.encode(checkpoint.rootHash)).")
         } catch let broken as StoreError where broken.code == .corrupt {
-            // The signer found the log no longer extends the checkpoint it signed: the log was changed.
+            // The log is damaged where the signing read it (a tree that no longer extends what was
+            // signed, a missing node, a record that does not decode): the log was changed.
             return (.failed, broken.message)
         } catch {
             // Not the log's answer but the server's state: the inclusion checks above still stand.
