@@ -495,3 +495,22 @@ def test_the_live_audit_stream_ends_when_the_log_no_longer_holds_what_the_page_w
                 ecr.initiate_layer_upload(repositoryName="stream/b")
             session, base = signed_in(server)
             assert first(session, base, sent, ("event: initiation", "event: changed"))[-1] == "event: changed", events
+
+
+def test_the_audit_trail_names_an_initiation_made_from_the_command_line():
+    """The CLI writes to the store beside serve (two processes on one store): its initiations are
+    named by the front end the log records, and filtered as such, not lumped with unknown clients."""
+    with serving() as server:
+        client(server).create_repository(repositoryName="cli/app")
+        out = server.tool("upload-coordinator", "initiate-layer-upload", "--data-dir", server.data_dir, "--repository-name", "cli/app")
+        assert out.returncode == 0, out.stderr
+        upload_id = json.loads(out.stdout)["uploadId"]
+        session, base = requests.Session(), f"http://127.0.0.1:{server.port}"
+        assert session.post(base + "/gallery/sign-in", data={"accessKeyId": "test", "secretAccessKey": "test"}, allow_redirects=False).status_code == 303
+
+        def uploads(**filters):
+            page = session.get(base + "/gallery/audit", params=filters).text
+            return re.findall(r"<td><code>([0-9a-f-]{36})</code></td>", page), page
+        listed, page = uploads(source="cli")
+        assert listed == [upload_id] and "upload-coordinator (command line)" in page
+        assert uploads(source="other")[0] == []

@@ -304,12 +304,15 @@ extension ECRPublicService {
 
 /// Which client recorded an event, from its request metadata: the AWS CLI, boto3, a registry
 /// client (docker, podman, skopeo, oras: the registry front end's `source: oci`), or another.
+/// Where an initiation came from: the front end the log records (the registry's, the command
+/// line), and for the AWS API the client its User-Agent names (as the client says).
 enum AuditSource: String, CaseIterable {
-    case any, awscli, boto3, registry, other
+    case any, awscli, boto3, registry, cli, other
 
     init(_ metadata: RequestMetadata) {
         let agent = metadata.userAgent ?? ""
         if metadata.source == "oci" { self = .registry }
+        else if metadata.source == "cli" { self = .cli }
         else if agent.hasPrefix("aws-cli/") { self = .awscli }
         else if agent.contains("Boto3/") { self = .boto3 }
         else { self = .other }
@@ -321,6 +324,7 @@ enum AuditSource: String, CaseIterable {
         case .awscli: "awscli"
         case .boto3: "boto3"
         case .registry: "registry client"
+        case .cli: "upload-coordinator (command line)"
         case .other: "other"
         }
     }
