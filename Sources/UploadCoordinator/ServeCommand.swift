@@ -76,9 +76,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
         }
         _ = try StoreOptions.database(flag: databaseUrl)
-        if let warning = StoreBackends.environmentOverrides(flag: databaseUrl, dataDirectory: dataDir) {
-            FileHandle.standardError.write(Data((warning + "\n").utf8))
-        }
+        StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
         guard (1...1000).contains(databasePoolSize) else { throw ValidationError("--database-pool-size must be 1 to 1000; got \(databasePoolSize).") }
         for (flag, value) in [("--upload-expiry", uploadExpiry), ("--sweep-interval", sweepInterval), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
             guard (1...Self.longestSeconds).contains(value) else { throw ValidationError("\(flag) must be 1 to \(Self.longestSeconds) seconds; got \(value).") }

@@ -55,9 +55,7 @@ struct StoreOptions: ParsableArguments {
             throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
         }
         _ = try database()
-        if let warning = StoreBackends.environmentOverrides(flag: databaseUrl, dataDirectory: dataDir) {
-            FileHandle.standardError.write(Data((warning + "\n").utf8))
-        }
+        StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
     }
 
     /// The PostgreSQL database named by the flag or the environment; `nil` for LMDB.

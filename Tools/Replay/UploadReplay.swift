@@ -63,9 +63,7 @@ struct Verify: ParsableCommand {
         }
         let database: String?
         do { database = try StoreBackends.databaseURL(flag: databaseUrl) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
-        if let warning = StoreBackends.environmentOverrides(flag: databaseUrl, dataDirectory: dataDir) {
-            FileHandle.standardError.write(Data((warning + "\n").utf8))
-        }
+        StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
         let progress = showProgress ? meter.update : nil
         let report = database.map { Replayer.verify(databaseURL: $0, checkpointKey: key, progress: progress) }
             ?? Replayer.verify(directory: dataDir, checkpointKey: key, progress: progress)

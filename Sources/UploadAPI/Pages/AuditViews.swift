@@ -302,10 +302,10 @@ extension ECRPublicService {
     }
 }
 
-/// Which client recorded an event, from its request metadata: the AWS CLI, boto3, a registry
-/// client (docker, podman, skopeo, oras: the registry front end's `source: oci`), or another.
-/// Where an initiation came from: the front end the log records (the registry's, the command
-/// line), and for the AWS API the client its User-Agent names (as the client says).
+/// Which client recorded an event, from its request metadata: the front end the log records (a
+/// registry client, such as docker, podman, skopeo or oras: `source: oci`; the command line:
+/// `source: cli`), and for the AWS API the client its User-Agent names (the AWS CLI, boto3, or
+/// another; as the client says).
 enum AuditSource: String, CaseIterable {
     case any, awscli, boto3, registry, cli, other
 

@@ -108,9 +108,10 @@ extension RegistryFrontEnd {
     static let tagPageLimit = 1000
 
     /// `GET …/referrers/<digest>[?artifactType=]`: an image index of the manifests whose
-    /// `subject` is `digest` (empty when there are none, or no such repository), ``referrersPageLimit`` of them at a time
-    /// (fewer when their manifests pass ``referrersPageBytes``) in digest order, with a `Link` to
-    /// the next page (`last=`, the digest the page read to).
+    /// `subject` is `digest` (empty when there are none, or no such repository),
+    /// ``referrersPageLimit`` of them at a time (fewer when their manifests pass
+    /// ``referrersPageBytes``) in digest order, with a `Link` to the next page (`last=`, the
+    /// digest the page read to).
     func referrers(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Response {
         guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
         let filter = call.first("artifactType")

@@ -44,11 +44,8 @@ struct PostgresSnapshot: StoreSnapshot {
     }
 
     func imageWithoutManifest(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? {
-        guard !projectionsReadAsEmpty else { return nil }
-        let rows = try connection.query(
-            "SELECT value FROM projection_entries WHERE tbl = $1 AND key = $2", [.text(ProjectionTable.images.rawValue), .bytes(ProjectionKey.scoped(ref, digest))])
-        guard rows.count > 0 else { return nil }
-        return try ImageRecord(decoding: rows.bytes(0, 0).withUnsafeBytes(ImageRecord.withoutManifest))
+        guard !projectionsReadAsEmpty, let value = try PostgresTables.storedValue(connection, .images, ProjectionKey.scoped(ref, digest)) else { return nil }
+        return try ImageRecord(decoding: value.withUnsafeBytes(ImageRecord.withoutManifest))
     }
 
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)] {

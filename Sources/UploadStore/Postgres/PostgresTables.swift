@@ -36,9 +36,7 @@ struct PostgresTables: KeyedProjectionTables {
         if let changed = changes.byTable[table]?[key] {
             bytes = changed
         } else {
-            let rows = try connection.query(
-                "SELECT value FROM projection_entries WHERE tbl = $1 AND key = $2", [.text(table.rawValue), .bytes(key)])
-            bytes = rows.isEmpty ? nil : rows.bytes(0, 0)
+            bytes = try Self.storedValue(connection, table, key)
         }
         let record = try bytes.map { try R(decoding: $0) }
         decoded.records[cacheKey] = .some(record)
@@ -87,6 +85,12 @@ struct PostgresTables: KeyedProjectionTables {
 
     /// Up to `limit` stored entries of `table` under `prefix` whose keys sort after `after` (from
     /// the prefix's first when `nil`), in key order.
+    /// The value stored under `key` in `table`, as committed; `nil` when there is none.
+    static func storedValue(_ connection: PostgresConnection, _ table: ProjectionTable, _ key: [UInt8]) throws -> [UInt8]? {
+        let rows = try connection.query("SELECT value FROM projection_entries WHERE tbl = $1 AND key = $2", [.text(table.rawValue), .bytes(key)])
+        return rows.isEmpty ? nil : rows.bytes(0, 0)
+    }
+
     static func stored(
         _ connection: PostgresConnection, _ table: ProjectionTable, prefix: [UInt8], after: [UInt8]?, limit: Int
     ) throws -> [(key: [UInt8], value: [UInt8])] {

@@ -21,13 +21,14 @@ public enum StoreBackends {
         ProcessInfo.processInfo.environment[databaseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// A warning for a tool named a folder that holds an LMDB store while the database URL comes
-    /// only from the environment: the database is what the tool then reads (as after a move with
-    /// `copy-store`, whose folder keeps its old `data.mdb`), which its operator should be told.
-    public static func environmentOverrides(flag: String?, dataDirectory: String) -> String? {
+    /// Warns, on standard error, a tool named a folder that holds an LMDB store while the database
+    /// URL comes only from the environment: the database is what the tool then reads (as after a
+    /// move with `copy-store`, whose folder keeps its old `data.mdb`), which its operator should know.
+    public static func warnWhenTheEnvironmentOverrides(flag: String?, dataDirectory: String) {
         guard flag == nil, let url = urlInTheEnvironment,
-              FileManager.default.fileExists(atPath: URL(fileURLWithPath: dataDirectory).appendingPathComponent("data.mdb").path) else { return nil }
-        return "warning: \(databaseURLVariable) names a database (\(shown(url))), so it is used, not the LMDB store in \(dataDirectory); unset it to use the folder's store"
+              FileManager.default.fileExists(atPath: URL(fileURLWithPath: dataDirectory).appendingPathComponent("data.mdb").path) else { return }
+        let warning = "warning: \(databaseURLVariable) names a database (\(shown(url))), so it is used, not the LMDB store in \(dataDirectory); unset it to use the folder's store\n"
+        FileHandle.standardError.write(Data(warning.utf8))
     }
 
     /// A database URL as reports and logs show it: every secret masked.
