@@ -144,13 +144,14 @@ def test_each_line_carries_its_leaf_and_a_cursor_whose_event_the_log_no_longer_h
 def test_a_stream_left_open_does_not_block_shutdown(server):
     # The session fixture stops the server with SIGTERM at the end and requires exit 0: this
     # follower is still connected then, waiting for events that never come.
-    follower = Follower(server, after=tail(server))
+    # Heartbeats well inside its socket's 30 s timeout, so that it is still reading at shutdown.
+    follower = Follower(server, after=tail(server), query="&heartbeat=5")
 
     def stay_connected():
         try:
             follower.response.read()
         except OSError:
-            pass  # its socket's timeout, between heartbeats: it only has to stay connected until then
+            pass  # the server gone at the session's end: nothing to report from a daemon thread
     threading.Thread(target=stay_connected, daemon=True).start()
 
 
