@@ -14,6 +14,35 @@ public final class PostgresConnection: @unchecked Sendable {
     /// The connection string, without its password, for messages.
     public let displayName: String
 
+    /// The longest one round trip (a statement, a pipeline, a `BEGIN` or `COMMIT`) waits for the
+    /// server before the connection is cut and the call fails as a lost connection; `nil` waits
+    /// as long as the server takes. Keepalives and `tcp_user_timeout` notice a machine gone, not a
+    /// server that keeps the connection open and never answers: one frozen, or a commit waiting
+    /// on a synchronous standby that is gone. A cut leaves a commit's outcome unknown, as a lost
+    /// connection does; cancelling instead (`statement_timeout`, `PQcancel`) would end that wait
+    /// with the commit reported as done, though not replicated.
+    public var answerLimit: Duration?
+
+    /// Runs `body` with ``answerLimit`` set to `limit`, and puts the one before back after it: for
+    /// a pooled connection, which other callers use unbounded (a migration, a copy).
+    public func answering<T>(within limit: Duration?, _ body: () throws -> T) rethrows -> T {
+        let before = answerLimit
+        answerLimit = limit
+        defer { answerLimit = before }
+        return try body()
+    }
+    /// A second descriptor of the connection's socket, which the watchdog shuts down: a cut
+    /// reaches this connection's socket even when libpq has just closed its own descriptor and
+    /// the number was given to another file.
+    private let socketToCut: Int32
+    /// Guards the three below: an `NSLock`, which ThreadSanitizer sees (see `Locked`).
+    private let watchLock = NSLock()
+    /// The round trip the watchdog may cut, while one runs.
+    private var runningRoundTrip: UInt64?
+    private var roundTrips: UInt64 = 0
+    /// Whether the watchdog cut the connection.
+    private var wasCut = false
+
     /// What a connection uses unless the URL says otherwise: a server that does not answer is
     /// given up after 5 s, and a connection whose peer vanished (a machine gone, a network cut)
     /// after about 20 s, rather than TCP's hours, so no node waits that long on a lock it holds.
@@ -42,15 +71,51 @@ public final class PostgresConnection: @unchecked Sendable {
             throw PostgresError(sqlState: nil, message: message, operation: "connect to \(displayName)")
         }
         self.handle = handle
+        socketToCut = dup(PQsocket(handle))
         // Notices (e.g. "relation already exists, skipping") are not errors; libpq would print them.
         PQsetNoticeProcessor(handle, { _, _ in }, nil)
     }
 
-    deinit { PQfinish(handle) }
+    deinit {
+        PQfinish(handle)
+        if socketToCut >= 0 { close(socketToCut) }
+    }
 
     /// Whether the connection still works as far as libpq knows (it learns of a lost server only
-    /// when a call fails).
-    public var isUsable: Bool { PQstatus(handle) == CONNECTION_OK && !brokenPipeline }
+    /// when a call fails), and was not cut for taking too long.
+    public var isUsable: Bool { PQstatus(handle) == CONNECTION_OK && !brokenPipeline && !watchLock.withLock { wasCut } }
+
+    /// Runs one round trip under ``answerLimit``: past it, the socket is shut down, which wakes
+    /// libpq's wait with the connection lost, and `body`'s failure is reported as the cut.
+    private func bounded<R>(_ operation: @autoclosure () -> String, _ body: () throws(PostgresError) -> R) throws(PostgresError) -> R {
+        guard let limit = answerLimit else { return try body() }
+        let number = watchLock.withLock {
+            roundTrips += 1
+            runningRoundTrip = roundTrips
+            return roundTrips
+        }
+        let cut = DispatchWorkItem { [weak self] in self?.cut(roundTrip: number) }
+        let nanoseconds = Int(clamping: limit.components.seconds) &* 1_000_000_000 &+ Int(limit.components.attoseconds / 1_000_000_000)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds), execute: cut)
+        defer {
+            cut.cancel()
+            watchLock.withLock { runningRoundTrip = nil }
+        }
+        do {
+            return try body()
+        } catch {
+            guard watchLock.withLock({ wasCut }) else { throw error }
+            throw PostgresError(sqlState: nil, message: "no answer within \(limit); the connection was closed", operation: operation(), wentUnanswered: true)
+        }
+    }
+
+    private func cut(roundTrip number: UInt64) {
+        watchLock.withLock {
+            guard runningRoundTrip == number, !wasCut else { return }
+            wasCut = true
+            _ = shutdown(socketToCut, Int32(SHUT_RDWR))
+        }
+    }
 
     /// Whether the connection is outside any transaction, as a connection handed on must be.
     public var isIdle: Bool { PQtransactionStatus(handle) == PQTRANS_IDLE }
@@ -59,10 +124,12 @@ public final class PostgresConnection: @unchecked Sendable {
     /// - Returns: its rows, in binary format (empty for a statement that returns none).
     @discardableResult
     public func query(_ sql: String, _ parameters: [PostgresValue] = []) throws(PostgresError) -> PostgresRows {
-        let result = Self.withBound(parameters) { count, types, values, lengths, formats in
-            PQexecParams(handle, sql, count, types, values, lengths, formats, 1)
+        try bounded(Self.summary(sql)) { () throws(PostgresError) in
+            let result = Self.withBound(parameters) { count, types, values, lengths, formats in
+                PQexecParams(handle, sql, count, types, values, lengths, formats, 1)
+            }
+            return try rows(of: result, sql)
         }
-        return try rows(of: result, sql)
     }
 
     /// One statement of a ``pipeline(_:)``.
@@ -105,6 +172,10 @@ public final class PostgresConnection: @unchecked Sendable {
     /// them form one implicit transaction, kept only if every one succeeds.
     @discardableResult
     public func pipeline(_ queries: [Query]) throws(PostgresError) -> [PostgresRows] {
+        try bounded("a pipeline of \(queries.count) statements") { () throws(PostgresError) in try runPipeline(queries) }
+    }
+
+    private func runPipeline(_ queries: [Query]) throws(PostgresError) -> [PostgresRows] {
         guard PQenterPipelineMode(handle) == 1 else { throw failure("enter pipeline mode") }
         // What was sent, in order: each query's run, after its preparation when it needs one.
         enum Sent { case prepare(name: String, query: Int), run(query: Int) }
@@ -214,7 +285,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs `script`, which may hold several statements and no parameters (a migration's DDL).
     public func execute(_ script: String) throws(PostgresError) {
-        _ = try rows(of: PQexec(handle, script), script)
+        try bounded(Self.summary(script)) { () throws(PostgresError) in _ = try rows(of: PQexec(handle, script), script) }
     }
 
     /// Runs `body` in a transaction, `BEGIN` with `options` (e.g. `ISOLATION LEVEL REPEATABLE READ

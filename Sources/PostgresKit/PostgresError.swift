@@ -7,11 +7,16 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     public let message: String
     /// What the wrapper was doing, e.g. `connect` or the first words of a statement.
     public let operation: String
+    /// The server gave no answer within the connection's ``PostgresConnection/answerLimit``, and
+    /// the connection was cut: a lost connection (``isConnectionFailure``) not worth trying again
+    /// at once, since the server is there but not answering.
+    public let wentUnanswered: Bool
 
-    public init(sqlState: String?, message: String, operation: String) {
+    public init(sqlState: String?, message: String, operation: String, wentUnanswered: Bool = false) {
         self.sqlState = sqlState
         self.message = message
         self.operation = operation
+        self.wentUnanswered = wentUnanswered
     }
 
     /// Whether the statement never reached a working server, or the server went away under it

@@ -27,6 +27,12 @@ public struct StoreConfiguration: Sendable {
     /// The longest the writer waits, after answering a batch, for its callers' next commands
     /// (see `GroupCommitWriter`); zero takes whatever is queued at once.
     public var maxGatherWait = Duration.milliseconds(2)
+    /// On PostgreSQL: the longest the writer, the API's reads, the commit listener and the leader
+    /// election wait for one answer from the server before they cut the connection
+    /// (``PostgresKit/PostgresConnection/answerLimit``); then the request fails with
+    /// ServerException, a write's outcome unknown. Longer than the append lock's 30 s wait.
+    /// `nil` waits as long as the server takes.
+    public var databaseAnswerLimit: Duration? = .seconds(60)
     /// How far back an SDK retry is answered with its original result (``RetryWindow``).
     public var retryWindow = RetryWindow.default
     public var clock: any UploadCore.Clock = SystemClock()

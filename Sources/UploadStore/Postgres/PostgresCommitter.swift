@@ -164,6 +164,7 @@ final class PostgresCommitter: BatchCommitter {
         }
         connection = nil
         let opened = try PostgresConnection(url: url)
+        opened.answerLimit = configuration.databaseAnswerLimit
         connection = opened
         return opened
     }

@@ -6,9 +6,15 @@ import PostgresKit
 /// its connection dead (``serverSideKeepalives``, about 20 s); another takes it at its next ask.
 final class PostgresLeadership: Sendable {
     private let url: String
+    /// ``StoreConfiguration/databaseAnswerLimit``: a frozen server costs the sweeper a lead, not
+    /// a thread for ever.
+    private let answerLimit: Duration?
     private let state = Locked<(connection: PostgresConnection?, held: Set<StoreDuty>)>((nil, []))
 
-    init(url: String) { self.url = url }
+    init(url: String, answerLimit: Duration?) {
+        self.url = url
+        self.answerLimit = answerLimit
+    }
 
     /// The advisory lock of `duty`: "upld", 1, and the duty's place.
     static func lockKey(_ duty: StoreDuty) -> Int64 { 0x7570_6C64_0000_0100 + Int64(StoreDuty.allCases.firstIndex(of: duty)!) }
@@ -18,6 +24,7 @@ final class PostgresLeadership: Sendable {
             do {
                 if state.connection?.isUsable != true {
                     let connection = try PostgresConnection(url: url)
+                    connection.answerLimit = answerLimit
                     try connection.query(Self.serverSideKeepalives)
                     _ = try? connection.query(Self.serverSideUserTimeout)  // PostgreSQL 12 on
                     state = (connection, [])

@@ -15,7 +15,9 @@ final class PostgresListener: Sendable {
     private let listening = Locked(false)
     var isListening: Bool { listening.withLock { $0 } }
 
-    init(url: String, notifier: CommitNotifier, logger: Logger) {
+    /// - Parameter answerLimit: ``StoreConfiguration/databaseAnswerLimit``: a frozen server costs
+    ///   a reconnection, not the thread.
+    init(url: String, answerLimit: Duration?, notifier: CommitNotifier, logger: Logger) {
         let (stopped, listening) = (self.stopped, self.listening)
         let thread = Thread {
             var connection: PostgresConnection?
@@ -24,6 +26,7 @@ final class PostgresListener: Sendable {
                 do {
                     if connection == nil {
                         let opened = try PostgresConnection(url: url)
+                        opened.answerLimit = answerLimit
                         try opened.execute("LISTEN \(PostgresLog.channel)")
                         connection = opened
                         listening.withLock { $0 = true }

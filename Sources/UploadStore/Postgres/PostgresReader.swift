@@ -12,11 +12,15 @@ public final class PostgresReader: SnapshotReading {
     private let pool: PostgresPool
     private let logger: Logger
     private let projectionsReadAsEmpty: Bool
+    /// How long each of a read's round trips may wait (``PostgresKit/PostgresConnection/answerLimit``);
+    /// `nil` for the tools' readers, whose operator is there to stop them.
+    private let answerLimit: Duration?
 
     /// A reader for a store a writer opens (and migrates) itself.
-    init(pool: PostgresPool, logger: Logger) {
+    init(pool: PostgresPool, answerLimit: Duration?, logger: Logger) {
         self.pool = pool
         self.logger = logger
+        self.answerLimit = answerLimit
         projectionsReadAsEmpty = false
     }
 
@@ -27,6 +31,7 @@ public final class PostgresReader: SnapshotReading {
     public init(url: String, unreadableProjections unreadable: UnreadableProjections = .refuse, logger: Logger = Logger(label: "upload-coordinator")) throws {
         pool = PostgresPool(url: url, size: 1)
         self.logger = logger
+        answerLimit = nil
         projectionsReadAsEmpty = try pool.withConnection { connection in
             switch try PostgresMigrations.status(connection) {
             case .current: break
@@ -81,16 +86,18 @@ public final class PostgresReader: SnapshotReading {
         var began = false
         func attempt() throws -> T {
             try pool.withConnection { connection in
-                try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
-                    began = true
-                    return try body(PostgresSnapshot(connection: connection, projectionsReadAsEmpty: projectionsReadAsEmpty))
+                try connection.answering(within: answerLimit) {
+                    try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+                        began = true
+                        return try body(PostgresSnapshot(connection: connection, projectionsReadAsEmpty: projectionsReadAsEmpty))
+                    }
                 }
             }
         }
         do {
             do {
                 return try attempt()
-            } catch let error as PostgresError where error.isConnectionFailure && !began {
+            } catch let error as PostgresError where error.isConnectionFailure && !error.wentUnanswered && !began {
                 return try attempt()
             }
         } catch let exhausted as PostgresPool.Exhausted {

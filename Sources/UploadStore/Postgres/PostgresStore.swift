@@ -39,7 +39,7 @@ public final class PostgresStore: EventStore {
         self.url = url
         self.configuration = configuration
         pool = PostgresPool(url: url, size: poolSize)
-        reader = PostgresReader(pool: pool, logger: configuration.logger)
+        reader = PostgresReader(pool: pool, answerLimit: configuration.databaseAnswerLimit, logger: configuration.logger)
         let notifier = self.notifier
         try pool.withConnection { connection in
             switch try PostgresMigrations.status(connection) {
@@ -55,8 +55,8 @@ public final class PostgresStore: EventStore {
             try PostgresProjectionRebuild.runIfNeeded(connection, logger: configuration.logger)
             notifier.committed(upTo: try PostgresLog.lastPosition(connection) ?? 0)
         }
-        listener = PostgresListener(url: url, notifier: notifier, logger: configuration.logger)
-        leadership = PostgresLeadership(url: url)
+        listener = PostgresListener(url: url, answerLimit: configuration.databaseAnswerLimit, notifier: notifier, logger: configuration.logger)
+        leadership = PostgresLeadership(url: url, answerLimit: configuration.databaseAnswerLimit)
         writer = GroupCommitWriter(
             committer: PostgresCommitter(url: url, configuration: configuration, notifier: notifier), configuration: configuration, notifier: notifier)
     }
