@@ -17,6 +17,8 @@ public actor CheckpointSigner {
     private let signer: NoteSigner
     private var latest: (checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant)?
     private var signing: Task<(SignedCheckpoint, ContinuousClock.Instant), any Error>?
+    /// How many signings this signer started: for tests of callers sharing one.
+    package private(set) var signingsStarted = 0
 
     /// The bounds of `interval`: at most one signature a second, and at least one a day.
     public static let intervals: ClosedRange<Int64> = 1...86_400
@@ -68,6 +70,7 @@ public actor CheckpointSigner {
             }
         }
         signing = task
+        signingsStarted += 1
         defer { if signing == task { signing = nil } }
         let (checkpoint, readAt) = try await task.value
         return served(checkpoint, readAt: readAt)

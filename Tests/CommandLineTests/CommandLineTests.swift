@@ -168,18 +168,36 @@ struct CommandLineTests {
         let digests = try #require(parsed["rebuildDigests"] as? [String])
         #expect(digests.count == 2 && digests[0] == digests[1] && digests[0] == parsed["liveDigest"] as? String)
 
-        // Alter a live projection through a second copy of the data file's page: flip one byte
-        // of the repository record in place, as a stray writer would.
-        let file = dir.path + "/data.mdb"
+        // Alter the live repository record, in the projections' own file, as a stray writer
+        // would: its name field becomes team/apq, its key stays.
+        try Self.rename(in: dir.path + "/projections/data.mdb")
+        let tampered = try Executables.run("upload-replay", ["--data-dir", dir.path])
+        #expect(tampered.status == 1, "a projection that differs from the log's rebuild")
+        #expect(tampered.stderr.contains("FAILED: projection mismatch: table repositories, key '000000000000/team/app'"), "\(tampered.stderr)")
+    }
+
+    /// The same byte changed in the log's file instead: the log itself is damaged, which is
+    /// another failure, naming the event's position.
+    @Test func replayTool_namesThePositionOfADamagedLogRecord() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/app").status == 0)
+        try Self.rename(in: dir.path + "/data.mdb")
+        let damaged = try Executables.run("upload-replay", ["--data-dir", dir.path])
+        #expect(damaged.status == 2, "the log is damaged: \(damaged.stdout) \(damaged.stderr)")
+        #expect(damaged.stderr.contains("position 1"), "\(damaged.stderr)")
+    }
+
+    /// Changes `team/app` to `team/apq` wherever a record holds it as a registry id's
+    /// repositoryName field (the RepositoryCreated event, the repository's projection record),
+    /// in place in `file`, as a second copy of the page would.
+    static func rename(in file: String) throws {
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: file)))
         let needle = Array("000000000000".utf8) + [0x12, 0x08] + Array("team/app".utf8)  // registryId, then repositoryName field
         let hits = (0...(bytes.count - needle.count)).filter { Array(bytes[$0..<($0 + needle.count)]) == needle }
         try #require(!hits.isEmpty)
-        for hit in hits { bytes[hit + needle.count - 1] = UInt8(ascii: "q") }  // team/app → team/apq in every record holding it
+        for hit in hits { bytes[hit + needle.count - 1] = UInt8(ascii: "q") }
         try Data(bytes).write(to: URL(fileURLWithPath: file))
-        let tampered = try Executables.run("upload-replay", ["--data-dir", dir.path])
-        #expect(tampered.status != 0)
-        #expect(tampered.stderr.contains("FAILED"), "\(tampered.stderr)")
     }
 
     @Test func migrate_appliesEveryStep_thenReportsUpToDate() throws {

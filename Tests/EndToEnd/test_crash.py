@@ -15,6 +15,7 @@ import time
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from conftest import BIN, Server, database
 
@@ -30,6 +31,19 @@ class Ledger:
         self.uploads = set()
         self.parts = {}       # (uploadId, first, last) -> bytes
         self.completed = {}   # uploadId -> digest
+        self.wrong = []       # answers no crash explains: (operation's error code, message)
+
+    def assert_progress(self, uploads):
+        """Enough of each kind acknowledged that the checks below compare something."""
+        assert len(self.uploads) > uploads, f"too little progress: {len(self.uploads)} uploads"
+        assert len(self.parts) > uploads // 2 and len(self.completed) > uploads // 4, \
+            f"too little progress: {len(self.parts)} parts, {len(self.completed)} completions"
+        assert self.wrong == [], f"answers no crash explains: {self.wrong[:5]}"
+
+
+# What a server killed or restarting may answer: failures, never a wrong answer. (Two uploads of
+# the same few random bytes are one layer.)
+EXPLAINED = {"ServerException", "ThrottlingException", "LayerAlreadyExistsException"}
 
 
 def client(endpoint):
@@ -56,7 +70,15 @@ def work(endpoint, ledger, stop, seed):
                 ecr.complete_layer_upload(repositoryName=REPO, uploadId=upload_id, layerDigests=[digest])
                 with ledger.lock:
                     ledger.completed[upload_id] = digest
-        except Exception:
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code not in EXPLAINED:
+                with ledger.lock:
+                    ledger.wrong.append((code, error.response["Error"].get("Message")))
+            if stop.is_set():
+                return
+            time.sleep(0.01)
+        except Exception:  # the connection refused, reset or timed out: the server is down
             if stop.is_set():
                 return
             time.sleep(0.01)
@@ -132,4 +154,5 @@ def sigkill_under_load(data_dir, database_url):
             w.join(timeout=30)
         check(data_dir, ledger, database_url)
     final = check(data_dir, ledger, database_url)
-    assert len(ledger.uploads) > ITERATIONS, f"the harness made too little progress ({len(ledger.uploads)} uploads, {final} events)"
+    print(f"{final} events; {len(ledger.uploads)} uploads, {len(ledger.parts)} parts, {len(ledger.completed)} completions acknowledged")
+    ledger.assert_progress(ITERATIONS)

@@ -24,7 +24,7 @@ def client(server):
 def small_disk():
     """A 24 MiB tmpfs of the test's own, so that filling it harms nothing else."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.fail("mounting a tmpfs needs root: run the end-to-end tests as root, as .ci/run does")
     mount = tempfile.mkdtemp()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mount], check=True)
     try:

@@ -566,14 +566,14 @@ def test_unsatisfiable_range_is_416(reg, repo, blob):
 
 @pytest.mark.parametrize("ranges", [
     pytest.param("items=0-5", id="unknown-unit"),  # RFC 9110 14.2: MUST ignore a unit it does not understand
-    pytest.param("bytes=0-1,3-4", id="two-ranges"),  # 206 multipart, or ignored: never 416
+    pytest.param("bytes=0-1,3-4", id="two-ranges"),  # this server sends no multipart 206: it ignores them, never 416
 ])
 def test_range_the_server_does_not_serve_is_ignored(reg, repo, blob, ranges):
     data, digest = blob
     answer = reg("GET", f"/v2/{repo}/blobs/{digest}", headers={"Range": ranges})
-    assert answer.status_code in (200, 206), (answer.status_code, answer.text)
-    if answer.status_code == 200:
-        assert answer.content == data
+    assert answer.status_code == 200, (answer.status_code, answer.text)
+    assert answer.content == data
+    assert "Content-Range" not in answer.headers
 
 
 def test_unknown_blob_is_404_blob_unknown(reg, repo, other_repo):
@@ -1262,7 +1262,7 @@ def test_error_bodies_have_the_spec_shape(server, reg, repo):
         assert answer.headers["Docker-Distribution-API-Version"] == "registry/2.0"
         # RFC 9110: a 405 lists the methods the endpoint takes, a 401 carries a challenge.
         if status == 405:
-            assert answer.headers["Allow"] in ("GET, HEAD", "POST"), answer.headers
+            assert answer.headers["Allow"] == "GET, HEAD", answer.headers
         if status == 401:
             assert answer.headers["WWW-Authenticate"].split()[0] in ("Bearer", "Basic"), answer.headers
     allowed = {"Allow": "GET, HEAD"}

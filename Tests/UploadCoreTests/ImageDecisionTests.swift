@@ -26,7 +26,7 @@ extension DecisionRulesTests {
         var w = try Harness()
         try w.withLayers()
         let manifest = Fixture.image(config: c, layers: [a, b])
-        let digest = try Fixture.imageDigest(manifest)
+        let digest = Fixture.imageDigest(manifest)
         #expect(try w.refusal(.put(manifest, tag: "v1", digest: d)).code == .imageDigestDoesNotMatch)
         let decision = try w.run(.put(manifest, tag: "v1", digest: digest.uppercased()))
         #expect(decision.events == [.imagePushed(ImagePushed(
@@ -45,7 +45,7 @@ extension DecisionRulesTests {
         try w.layer(c, size: 7)
         let manifest = Fixture.image(config: c, layers: [a])
         try w.run(.put(manifest))
-        let present = try Fixture.imageDigest(manifest)
+        let present = Fixture.imageDigest(manifest)
         let error = try w.refusal(.put(Fixture.index([present, d])))
         #expect(error.code == .referencedImagesNotFound)
         #expect(error.message.hasSuffix(": \(d)"))

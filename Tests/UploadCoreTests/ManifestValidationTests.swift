@@ -46,7 +46,8 @@ struct ManifestValidationTests {
         ("a mediaType that is a number", #"{"schemaVersion":2,"mediaType":7,"manifests":[]}"#),
     ])
     func manifestsOfTheWrongShapeOrType_areInvalidParameter(why: String, manifest: String) {
-        #expect(throws: CommandError.self, "\(why)") { try Self.put(manifest) }
+        let error = #expect(throws: CommandError.self, "\(why)") { try Self.put(manifest) }
+        #expect(error?.code == .invalidParameter, "\(why)")
     }
 
     @Test(arguments: [

@@ -212,11 +212,17 @@ struct PostgresStoreTests {
             _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
             let listener = try #require(store as? PostgresStore)
             for _ in 0..<100 where !listener.hearsOtherNodes { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(listener.hearsOtherNodes, "listening, so the notification below is heard")
             try PostgresConnection(url: location.database!.url).execute("NOTIFY \(PostgresLog.channel), '\(UInt64.max)'")
             try await Task.sleep(for: .milliseconds(600))  // the listener has heard it
             let started = ContinuousClock.now
             _ = await store.waitForEvents(after: 1, timeout: .seconds(2))
             #expect(ContinuousClock.now - started > .seconds(1.5), "woken by a position no event has")
+            // The control: another node's real commit wakes it.
+            try await location.withStore { other in _ = try await other.execute(try Self.create("team/other"), metadata: testMetadata()) }
+            let woken = ContinuousClock.now
+            _ = await store.waitForEvents(after: 1, timeout: .seconds(5))
+            #expect(ContinuousClock.now - woken < .seconds(2), "another node's commit wakes the follower")
         }
     }
 

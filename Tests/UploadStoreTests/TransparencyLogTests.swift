@@ -208,12 +208,17 @@ struct TransparencyLogTests {
             _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("a"))
             #expect(try await slow.current().size == 3, "within the interval, the checkpoint at hand")
 
-            let fast = CheckpointSigner(store: store, signer: signer, origin: "test.example/log", interval: .milliseconds(200))
+            // A crowd at a signer with nothing at hand: one signs, the rest wait for it.
+            let crowded = CheckpointSigner(store: store, signer: signer, origin: "test.example/log", interval: .seconds(3600))
             let together = try await withThrowingTaskGroup(of: SignedCheckpoint.self) { group in
-                for _ in 0..<20 { group.addTask { try await fast.current() } }
+                for _ in 0..<20 { group.addTask { try await crowded.current() } }
                 return try await group.reduce(into: [SignedCheckpoint]()) { $0.append($1) }
             }
             #expect(Set(together.map(\.size)) == [4] && Set(together.map(\.note)).count == 1)
+            #expect(await crowded.signingsStarted == 1, "twenty callers, one signing")
+
+            let fast = CheckpointSigner(store: store, signer: signer, origin: "test.example/log", interval: .milliseconds(200))
+            #expect(try await fast.current().size == 4)
             _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata("b"))
             try await Task.sleep(for: .milliseconds(250))
             #expect(try await fast.current().size == 5, "past the interval, the log as it is now")
