@@ -46,7 +46,7 @@ final class LMDBCommitter: BatchCommitter {
     /// syncs them, and stops counting as their unsynced writer.
     func stop() {
         do {
-            try ProjectionCatchUp.run(environment, schema, projections)
+            try ProjectionCatchUp.run(environment, schema, projections, changingLayout: false)
             try projections.environment.sync()
             try environment.write { txn in try UnsyncedProjectionWriters.unregister(txn, schema, bootId: configuration.bootId) }
         } catch {
@@ -114,7 +114,7 @@ final class LMDBCommitter: BatchCommitter {
     private func catchUpProjections() {
         do {
             try injectedProjectionFailure()
-            try ProjectionCatchUp.run(environment, schema, projections)
+            try ProjectionCatchUp.run(environment, schema, projections, changingLayout: false)
         } catch {
             configuration.logger.error("the projections could not be caught up; the next transaction tries again", metadata: [
                 "error": "\(error)"])

@@ -8,13 +8,36 @@ import UploadCore
 /// layout version changed, or they claim more than the log holds (a log restored from a copy older
 /// than its projections).
 enum ProjectionCatchUp {
+    /// Refuses tables of layout `version`, not this binary's, unless they may be rebuilt to it
+    /// (`changing`) and are older. A binary never rebuilds a newer one's tables down to its own
+    /// layout: the newer processes or nodes would then refuse every batch until one of them
+    /// rebuilt them up again, and so on in turn (a rolling upgrade, a rollback, a tool of another
+    /// version). One that only signs or reads never rebuilds an older one's up, which would stop
+    /// the older processes' writes.
+    static func refuseLayout(_ version: UInt32, changing: Bool) throws {
+        if version > Projector.version {
+            throw StoreError(.migration, "the projections are of layout \(version), newer than this binary's \(Projector.version): run the newer binary (every process on one store, and every node, needs one version)")
+        }
+        guard changing else {
+            throw StoreError(.migration, "the projections are of layout \(version), older than this binary's \(Projector.version): stop the older binary's processes and run `upload-coordinator migrate` with this one first")
+        }
+    }
+
     static let batchSize = 10_000
 
-    static func run(_ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment) throws {
+    /// - Parameter changingLayout: whether tables of another layout may be rebuilt to this
+    ///   binary's: at an open that may migrate, and by copy-store. Never below a newer binary's
+    ///   layout.
+    /// - Throws: ``StoreError`` `.migration` when the tables are of another layout and may not be
+    ///   rebuilt.
+    static func run(_ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, changingLayout: Bool) throws {
         let (checkpoint, tail) = try projections.environment.read { ptxn in
             (try ProjectionCheckpoint.read(ptxn, projections.schema), try log.read { try EventLog.lastPosition($0, schema) })
         }
         guard checkpoint.version != Projector.version || checkpoint.position != tail else { return }
+        if let version = checkpoint.version, version != Projector.version {
+            try ProjectionCatchUp.refuseLayout(version, changing: changingLayout)
+        }
         if checkpoint.version != Projector.version || checkpoint.position == 0 || checkpoint.position > tail {
             try rebuild(log, schema, projections, from: checkpoint)
         }

@@ -37,9 +37,10 @@ public struct ReadOnlyStore: Sendable {
         }
         let environment = try Environment(directory: directory, configuration: .readOnly)
         let (schema, torn) = try environment.read { txn in
-            let status = try UploadMigrations.migrator.status(txn)
-            guard status == .current else {
-                throw StoreError(.migration, "the store's migration status is \(status): run `upload-coordinator migrate` (or serve it) first")
+            switch try UploadMigrations.migrator.status(txn) {
+            case .current: break
+            case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
+            case .pending(let pending): throw StoreError(.migration, MigrationError.pending(pending).description)
             }
             let schema = try Schema(txn)
             return (schema, try UnsyncedProjectionWriters.state(txn, schema, bootId: BootID.current).mayBeTorn)

@@ -70,7 +70,7 @@ public final class Store: EventStore {
             projections = try ProjectionEnvironment(
                 dataDirectory: configuration.directory, like: configuration.environment, bootId: configuration.bootId)
             do {
-                try ProjectionCatchUp.run(environment, schema, projections)
+                try ProjectionCatchUp.run(environment, schema, projections, changingLayout: configuration.migrateOnOpen)
                 tail = try environment.read { try EventLog.lastPosition($0, schema) }
             } catch {
                 unsynced = (try? projections.environment.sync()) == nil

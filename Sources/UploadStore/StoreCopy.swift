@@ -93,7 +93,7 @@ extension Store: RecordImporting {
         }
     }
 
-    func buildProjections() throws { try ProjectionCatchUp.run(environment, schema, projections) }
+    func buildProjections() throws { try ProjectionCatchUp.run(environment, schema, projections, changingLayout: true) }
 
     /// Nothing: an LMDB copy is built beside its place and renamed into it once whole.
     func finishImport() throws {}
@@ -119,7 +119,7 @@ extension PostgresStore: RecordImporting {
     }
 
     func buildProjections() throws {
-        try withConnection { try PostgresProjectionRebuild.runIfNeeded($0, logger: configuration.logger) }
+        try withConnection { try PostgresProjectionRebuild.runIfNeeded($0, changingLayout: true, logger: configuration.logger) }
     }
 
     func finishImport() throws {

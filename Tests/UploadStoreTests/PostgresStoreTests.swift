@@ -268,6 +268,22 @@ struct PostgresStoreTests {
         #expect(try admin.query("SELECT count(*) FROM projection_entries").int64(0, 0) > 0, "the tables are left as they were")
     }
 
+    /// A process that may not migrate (`audit checkpoint`) does not rebuild an older binary's
+    /// tables up to its layout either: the older nodes would refuse every batch.
+    @Test func anOpenThatMayNotMigrate_leavesTablesOfAnOlderLayout() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await location.withStore { store in _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata()) }
+        let older = Int64(Projector.version) - 1
+        let admin = try PostgresConnection(url: location.database!.url)
+        try admin.query("UPDATE projection_state SET value = $1 WHERE name = 'version'", [.int64(older)])
+        let error = #expect(throws: StoreError.self) { _ = try location.open { $0.migrateOnOpen = false } }
+        #expect(error?.code == .migration && error?.message.contains("older than this binary's") == true)
+        #expect(try admin.query("SELECT value FROM projection_state WHERE name = 'version'").int64(0, 0) == older)
+        try await location.withStore { _ in }
+        #expect(try admin.query("SELECT value FROM projection_state WHERE name = 'version'").int64(0, 0) == Int64(Projector.version))
+    }
+
     /// An auditor's reader needs nothing but SELECT: it opens with a role that may only read, sees
     /// what the nodes wrote, and refuses a database whose projections are of another layout.
     @Test func aReader_needsNoMoreThanSelect() async throws {

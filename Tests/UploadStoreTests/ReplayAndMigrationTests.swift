@@ -665,4 +665,36 @@ struct ReplayAndMigrationTests {
         #expect(try logReader.initiations(repository: app, until: Timestamp(millisecondsSinceEpoch: 0)).isEmpty)
         #expect(try logReader.merkleRoot().treeSize == 2)
     }
+
+    /// A writer never rebuilds a newer binary's projections down to its own layout (the newer
+    /// process would then refuse every batch), and one that may not migrate (`audit checkpoint`)
+    /// never rebuilds an older binary's up: both refuse and leave the tables as they were. An
+    /// open that may migrate rebuilds an older layout.
+    @Test func projectionsOfANewerLayout_orOfAnOlderOneWithoutMigrating_areLeftAsTheyWere() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+        }
+        func layout(setTo version: UInt32? = nil) throws -> UInt32? {  // the handle closes as it returns: one per process
+            let projections = try ProjectionEnvironment(dataDirectory: dir.path, like: .init(), bootId: BootID.unknown)
+            return try projections.environment.write { txn in
+                var checkpoint = try ProjectionCheckpoint.read(txn, projections.schema)
+                if let version { checkpoint.version = version }
+                try checkpoint.write(txn, projections.schema)
+                return checkpoint.version
+            }
+        }
+        for (version, migrating, refusal) in [
+            (Projector.version + 1, true, "newer than this binary's"), (Projector.version - 1, false, "older than this binary's"),
+        ] {
+            _ = try layout(setTo: version)
+            let error = await #expect(throws: StoreError.self) { try await withTestStore(dir, configure: { $0.migrateOnOpen = migrating }) { _ in } }
+            #expect(error?.code == .migration && error?.message.contains(refusal) == true, "\(String(describing: error))")
+            #expect(try layout() == version, "the tables are left as they were")
+        }
+        try await withTestStore(dir) { _ in }
+        #expect(try layout() == Projector.version, "rebuilt by an open that may migrate")
+        #expect(Replayer.verify(directory: dir.path).passed)
+    }
 }

@@ -7,7 +7,8 @@ import UploadCore
 /// runs, in memory, then every table written afresh, in one transaction under the append lock, so
 /// no node decides from half-built tables.
 enum PostgresProjectionRebuild {
-    static func runIfNeeded(_ connection: PostgresConnection, logger: Logger) throws {
+    /// - Parameter changingLayout: as ``ProjectionCatchUp/run(_:_:_:changingLayout:)``'s.
+    static func runIfNeeded(_ connection: PostgresConnection, changingLayout: Bool, logger: Logger) throws {
         // The common case, checked without the append lock (which every node's writes wait for):
         // the tables are current.
         let current = try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
@@ -18,12 +19,7 @@ enum PostgresProjectionRebuild {
             let tail = try PostgresLog.lastPosition(connection) ?? 0
             let state = try PostgresProjectionState.read(connection)
             guard state.version != Projector.version || state.position != tail else { return }
-            // A node of an older binary, started among newer ones (a rolling upgrade, or a
-            // rollback), must not rebuild the tables down to its layout: the newer nodes would
-            // refuse every batch until one of them rebuilt them up again, and so on in turn.
-            if let version = state.version, version > Projector.version {
-                throw StoreError(.migration, "the projections are of layout \(version), newer than this binary's \(Projector.version): run the newer binary on every node (a layout change needs every node of one version)")
-            }
+            if let version = state.version, version != Projector.version { try ProjectionCatchUp.refuseLayout(version, changing: changingLayout) }
             if tail > 0 { logger.notice("rebuilding the projections from the log", metadata: ["event.last": "\(tail)"]) }
             var projections = InMemoryProjectionState()
             var position: UInt64 = 0

@@ -52,7 +52,7 @@ public final class PostgresStore: EventStore {
                 }
             }
             try PostgresLog.refuseUnfinishedCopy(connection)
-            try PostgresProjectionRebuild.runIfNeeded(connection, logger: configuration.logger)
+            try PostgresProjectionRebuild.runIfNeeded(connection, changingLayout: configuration.migrateOnOpen, logger: configuration.logger)
             notifier.committed(upTo: try PostgresLog.lastPosition(connection) ?? 0)
         }
         listener = PostgresListener(url: url, answerLimit: configuration.databaseAnswerLimit, notifier: notifier, logger: configuration.logger)
