@@ -20,6 +20,9 @@ struct FlatReplayTests {
         private var uploads: [(id: String, repository: String, bytes: UInt64, parts: Int)] = []
         private var images: [(repository: String, digest: String, tags: [String])] = []
         private var layers: [(repository: String, digest: String, size: UInt64)] = []
+        /// Repositories with the tag `env`, and with a policy: the projector refuses untagging or
+        /// deleting what is not there.
+        private var tagged: Set<String> = [], withPolicy: Set<String> = []
         private var serial = 0
 
         /// One name in `nonASCIIEvery` is not ASCII (`nil`: none).
@@ -76,6 +79,8 @@ struct FlatReplayTests {
             }
             uploads.removeAll { $0.repository == repository }
             layers.removeAll { $0.repository == repository }
+            tagged.remove(repository)
+            withPolicy.remove(repository)
             add(.repositoryDeleted(RepositoryDeleted(registryId: registry, repositoryName: repository, force: true, createdAt: nil)))
             live.remove(repository)
             create(repository)
@@ -88,7 +93,7 @@ struct FlatReplayTests {
 
         private mutating func step() {
             let repository = repositories[next(repositories.count)]
-            switch next(11) {
+            switch next(13) {
             case 0...2 where live.contains(repository):
                 let id = name("upload")
                 uploads.append((id, repository, 0, 0))
@@ -141,6 +146,28 @@ struct FlatReplayTests {
                 }
             case 9 where repository == "solo" && next(4) == 0:
                 deleteAndCreate(repository)
+            case 11 where live.contains(repository):
+                switch next(4) {
+                case 0:
+                    add(.repositoryCatalogDataPut(RepositoryCatalogDataPut(
+                        registryId: registry, repositoryName: repository, description: name("about"), architectures: ["ARM", "x86-64"],
+                        operatingSystems: next(2) == 0 ? [] : ["Linux"], logoImageDigest: nil, aboutText: nil, usageText: name("usage"))))
+                case 1 where !tagged.contains(repository):
+                    tagged.insert(repository)
+                    add(.repositoryTagged(RepositoryTagged(registryId: registry, repositoryName: repository, tagKeys: ["env", "team"], tagValues: [name("prod"), "x"])))
+                case 1, 2:
+                    guard tagged.remove(repository) != nil else { break }
+                    add(.repositoryUntagged(RepositoryUntagged(registryId: registry, repositoryName: repository, tagKeys: ["env"])))
+                default: add(.registryCatalogDataPut(RegistryCatalogDataPut(registryId: registry, displayName: name("registry"))))
+                }
+            case 12 where live.contains(repository):
+                let policy = #"{"Version":"2012-10-17","Statement":[]}"#
+                if withPolicy.remove(repository) != nil {
+                    add(.repositoryPolicyDeleted(RepositoryPolicyDeleted(registryId: registry, repositoryName: repository, policyText: policy)))
+                } else {
+                    withPolicy.insert(repository)
+                    add(.repositoryPolicySet(RepositoryPolicySet(registryId: registry, repositoryName: repository, policyText: policy)))
+                }
             default:
                 break
             }
@@ -196,7 +223,8 @@ struct FlatReplayTests {
         for kind in ["fast UploadInitiated", "fast LayerPartUploaded", "fast LayerUploadCompleted", "decoded UploadInitiated",
                      "decoded LayerPartUploaded", "decoded LayerUploadCompleted", "decoded UploadExpired", "decoded UploadAborted",
                      "decoded RepositoryDeleted", "decoded ImagePushed", "decoded ImageUntagged", "decoded ImageDeleted",
-                     "decoded LayerMounted"] {
+                     "decoded LayerMounted", "decoded RepositoryCatalogDataPut", "decoded RepositoryTagged", "decoded RepositoryUntagged",
+                     "decoded RegistryCatalogDataPut", "decoded RepositoryPolicySet", "decoded RepositoryPolicyDeleted"] {
             #expect(kinds.contains(kind), "the log has no \(kind); it has \(Set(kinds).sorted())")
         }
     }
@@ -249,6 +277,8 @@ struct FlatReplayTests {
             ("an invocation mark's time", { $0.marks[0].recordedAt = Timestamp(millisecondsSinceEpoch: 1) }),
             ("an image", { var i = image; i.imageSizeInBytes += 1; $0.put(i, in: imageRef) }),
             ("a tag", { var t = tag; t.createdAt = Timestamp(millisecondsSinceEpoch: 1); $0.put(t, named: tagName, in: imageRef) }),
+            ("a repository's details", { var d = $0.details(ref) ?? RepositoryDetails(); d.usageText = "changed"; $0.put(d, of: ref) }),
+            ("a registry's catalog", { $0.put(RegistryCatalog(displayName: "changed"), of: ref.registryId) }),
         ]
         for (name, change) in changes + Self.changesOutsideTheTablesAPI(state) {
             var changed = state

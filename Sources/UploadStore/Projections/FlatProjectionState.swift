@@ -247,8 +247,14 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
             && repositoryRefs.elementsEqual(other.repositoryRefs) { a, b in
                 a.registryId.utf8.elementsEqual(b.registryId.utf8) && a.repositoryName.utf8.elementsEqual(b.repositoryName.utf8)
             }
-            && [.repositories, .images, .imageTags, .referrers].allSatisfy(sameEntries)
+            && ProjectionTable.allCases.filter { !Self.tablesComparedAsArrays.contains($0) }.allSatisfy(sameEntries)
     }
+
+    /// The tables ``holdsSameState(as:)`` compares through the arrays that hold them; every other
+    /// table is compared entry by entry, so that a table added later cannot be left out (the
+    /// repository details and the registries once were, and verify then took a second rebuild
+    /// that differed in them for the first).
+    private static let tablesComparedAsArrays: Set<ProjectionTable> = [.sessions, .activeUploads, .layers, .initiations, .invocationMarks]
 
     // MARK: The digest's view
 
