@@ -124,7 +124,7 @@ public protocol StoreSnapshot: ProjectionState {
     /// The hashes of the consecutive complete subtrees (`level`, i) for each i in `indices` (a
     /// hash tile's): one read where a backend pays per round trip.
     func merkleNodes(level: UInt8, indices: Range<UInt64>) throws -> [[UInt8]]
-    /// The newest checkpoint the log signed (``EventStore/keep(_:)``), if any.
+    /// The newest checkpoint the log signed (``EventStore/keep(_:signedAs:)``), if any.
     func latestSignedCheckpoint() throws -> SignedCheckpoint?
     /// Every checkpoint the log signed, smallest tree first.
     func signedCheckpoints() throws -> [SignedCheckpoint]
