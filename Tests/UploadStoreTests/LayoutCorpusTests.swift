@@ -21,6 +21,8 @@ struct LayoutCorpusTests {
         let liveDigest: String
         let merkleRoot: String
         let treeSize: UInt64
+        /// The signed checkpoints the writing binary kept (since migration 0011).
+        let signedCheckpoints: Int?
     }
 
     static let folders: [String] = {
@@ -62,6 +64,9 @@ struct LayoutCorpusTests {
             #expect(try store.appliedMigrations() == UploadMigrations.migrator.identifiers)
             let (size, root) = try store.merkleRoot()
             #expect(size == expected.treeSize && root == expected.merkleRoot)
+            if let kept = expected.signedCheckpoints {
+                #expect(try store.read { try $0.signedCheckpoints() }.count == kept, "no signed checkpoint is lost in migrating")
+            }
         }
         let report = Replayer.verify(directory: dir.path)
         #expect(report.passed, "\(report.failure.map(String.init(describing:)) ?? "")")
