@@ -157,6 +157,7 @@ let package = Package(
                 "AWSJSON", "ECRRequests", "UploadAPI", "UploadService", "UploadTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
