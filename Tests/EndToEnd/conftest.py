@@ -4,9 +4,11 @@ With UPLOAD_COORDINATOR_E2E_BACKEND=postgres (Tools/test's second pass), every s
 keeps its store in a PostgreSQL database of its own, and the shared `server` is a deployment of two
 nodes on one database and one data folder, behind a proxy that hands each new connection to the
 next node: the same suite, on the deployment a second machine needs."""
+import collections
 import contextlib
 import os
 import pathlib
+import queue
 import signal
 import socket
 import subprocess
@@ -89,16 +91,37 @@ class Server:
             [str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0", "--credentials", credentials_file, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=database_url or ""))
-        line = self.process.stdout.readline()  # the ready line, once listening
+        # The ready line, once listening; a server that never gets there fails this test, not the run.
+        ready = queue.Queue()
+        threading.Thread(target=lambda: ready.put(self.process.stdout.readline()), daemon=True).start()
+        try:
+            line = ready.get(timeout=120)
+        except queue.Empty:
+            line = "(no ready line within 120 s)"
         if "listening on http://" not in line:
             self.process.kill()
             raise RuntimeError(f"serve did not start: {line!r} {self.process.stderr.read()}")
         self.endpoint = line.split()[3]
         self.port = int(self.endpoint.rsplit(":", 1)[1])
+        # Its log is read as it comes, so that no log can fill the pipe and stall the server.
+        self.stderr_lines = collections.deque(maxlen=5000)
+        self._stderr_reader = threading.Thread(target=self.stderr_lines.extend, args=(self.process.stderr,), daemon=True)
+        self._stderr_reader.start()
+
+    def stderr_text(self):
+        """What serve wrote to stderr (its last 5,000 lines): all of it once it has exited."""
+        if self.process.poll() is not None:
+            self._stderr_reader.join(timeout=30)
+        return "".join(self.stderr_lines)
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # never left running past its test
+            self.process.wait()
+            raise
 
     def tool(self, *args):
         """Runs one of the built executables on this server's store (its database, if it has one)."""
@@ -199,9 +222,8 @@ class Deployment(Server):
     def __init__(self, data_dir, database_url):
         self.data_dir, self.database_url = data_dir, database_url
         self.nodes = [Server(data_dir, database_url=database_url) for _ in range(2)]
-        for node in self.nodes:  # no log may fill a pipe and stall a node
-            for stream in (node.process.stdout, node.process.stderr):
-                threading.Thread(target=stream.read, daemon=True).start()
+        for node in self.nodes:  # no output may fill a pipe and stall a node (Server reads stderr)
+            threading.Thread(target=node.process.stdout.read, daemon=True).start()
         self.proxy = RoundRobinProxy([node.port for node in self.nodes])
         self.port = self.proxy.port
         self.endpoint = f"http://127.0.0.1:{self.port}"

@@ -45,18 +45,14 @@ TARGET = "SpencerFrontendService."
 
 
 class Served(Server):
-    """conftest's Server, with its output drained (so that no log can fill a pipe and stall it)."""
+    """conftest's Server, with its standard output drained too (so that nothing can fill a pipe and stall it)."""
 
     def __init__(self, data_dir, *extra, **options):
         super().__init__(data_dir, *extra, **options)
-        self.log = []
-        for stream in (self.process.stdout, self.process.stderr):
-            threading.Thread(target=self._drain, args=(stream,), daemon=True).start()
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
 
-    def _drain(self, stream):
-        for line in stream:
-            self.log.append(line)
-            del self.log[:-200]
+    def last_lines(self):
+        return "".join(list(self.stderr_lines)[-20:])
 
     @property
     def pid(self):
@@ -101,7 +97,7 @@ def running(*flags):
 
 def finish(server):
     status = server.stop()
-    assert status == 0, f"serve must exit 0 on SIGTERM; got {status}: {''.join(server.log[-20:])}"
+    assert status == 0, f"serve must exit 0 on SIGTERM; got {status}: {server.last_lines()}"
     replay = server.tool("upload-replay", "--data-dir", server.data_dir)
     assert replay.returncode == 0, replay.stdout + replay.stderr
 
@@ -128,7 +124,7 @@ def client(server, key=KEY_B, region="us-east-1"):
 
 def assert_honest(server):
     """The server is alive and answers an honest signed call."""
-    assert server.alive(), f"serve died: {''.join(server.log[-20:])}"
+    assert server.alive(), f"serve died: {server.last_lines()}"
     registries = client(server).describe_registries()["registries"]
     assert registries and registries[0]["registryId"] == "000000000000"
 

@@ -87,19 +87,22 @@ def test_reader_slots_of_killed_processes_are_cleared_at_open():
         # LMDB resets the reader table when the first process opens the environment, so a stale
         # slot only matters while some process keeps it open: the last holder here stays alive.
         holders = []
-        for _ in range(4):
-            holder = subprocess.Popen([str(BIN / "upload-coordinator"), "debug", "hold-read-transaction", "--data-dir", data],
-                                      stdout=subprocess.PIPE, text=True)
-            assert holder.stdout.readline().startswith("holding")
-            holders.append(holder)
-        for holder in holders[:3]:
-            holder.send_signal(signal.SIGKILL)
-            holder.wait()
-        server = Server(data, "--log-level", "notice")
-        status = server.stop()
-        log = server.process.stderr.read()
-        holders[3].send_signal(signal.SIGKILL)
-        holders[3].wait()
+        try:
+            for _ in range(4):
+                holder = subprocess.Popen([str(BIN / "upload-coordinator"), "debug", "hold-read-transaction", "--data-dir", data],
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                holders.append(holder)
+                assert holder.stdout.readline().startswith("holding")
+            for holder in holders[:3]:
+                holder.send_signal(signal.SIGKILL)
+                holder.wait()
+            server = Server(data, "--log-level", "notice")
+            status = server.stop()
+            log = server.stderr_text()
+        finally:
+            for holder in holders:  # never left holding past the test, whatever failed
+                holder.kill()
+                holder.wait()
         assert status == 0
         assert "readers.cleared=3" in log, log
 

@@ -342,7 +342,7 @@ def test_a_debug_log_line_carries_the_request_loggers_metadata_and_its_own(tmp_p
         request_id = answer["ResponseMetadata"]["RequestId"]
     finally:
         assert server.stop() == 0
-    lines = [line for line in server.process.stderr.read().splitlines() if "answered" in line and request_id in line]
+    lines = [line for line in server.stderr_text().splitlines() if "answered" in line and request_id in line]
     assert len(lines) == 1, lines
     assert re.search(r"\bhb\.request\.id=\S+", lines[0]), lines[0]
     assert f"request.id={request_id}" in lines[0] and "request.operation=InitiateLayerUpload" in lines[0], lines[0]
