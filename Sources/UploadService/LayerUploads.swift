@@ -71,12 +71,20 @@ extension UploadService {
                     if !inPlace { inPlace = try await Self.blocking { try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: digest, size: size) } }
                     if inPlace { command.staged = .init(digest: digest, size: size) }
                 }
+                let hashed = RefusedStagedDigests.Key(session, algorithm)
+                if command.staged == nil, let known = self.refusedDigests.digest(hashed), !command.names(known) {
+                    command.staged = .init(digest: known, size: size)  // refused again, unread
+                }
                 if command.staged == nil {
                     let (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) }
                     temporary = copy
                     command.staged = .init(digest: digest, size: size)
                     // A layer the caller did not name is refused without entering the blob store.
-                    if command.names(digest) { try await Self.blocking { try self.storage.commitBlob(copy, digest: digest) } }
+                    if command.names(digest) {
+                        try await Self.blocking { try self.storage.commitBlob(copy, digest: digest) }
+                    } else {
+                        self.refusedDigests.remember(digest, for: hashed)
+                    }
                 }
             }
             return try self.completedDigest(command, events: try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events)

@@ -19,6 +19,8 @@ public final class UploadService: Sendable {
     let logger: Logger
     /// Serialises the parts, completion and clean-up of one upload (its staging file), across nodes too.
     let uploadLocks: UploadLocks
+    /// What refused completions found staged, so that a repeat is refused without reading it again.
+    let refusedDigests = RefusedStagedDigests()
 
     public init(store: any EventStore, blobs: BlobStore, storage: (any BlobStorage)? = nil, logger: Logger) {
         self.store = store

@@ -1,5 +1,6 @@
 import ECRRequests
 import Foundation
+import LogHashing
 import Logging
 import NIOCore
 import Testing
@@ -80,6 +81,42 @@ struct PartStagingTests {
             let roomy = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
             let small = AsyncStream<ByteBuffer> { $0.yield(ByteBuffer(bytes: mebibyte)); $0.finish() }
             #expect(try await roomy.appendChunk(upload, range: nil, body: small, testMetadata()) == 1 << 20)
+        }
+    }
+}
+
+/// A completion refused for its digest leaves the upload open; a repeat of it is refused from what
+/// the first one hashed, without reading (and copying) the whole layer again.
+struct RefusedCompletionTests {
+    @Test func aRepeatedCompletionWithAnotherDigest_isRefusedWithoutReadingTheLayerAgain() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            let blobs = try BlobStore(directory: dir.path)
+            let service = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let uploadId = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            let layer = [UInt8](repeating: 1, count: 5_242_880) + [UInt8](repeating: 2, count: 100)
+            var offset = 0
+            for part in [layer[..<5_242_880], layer[5_242_880...]] {  // two parts: the layer is hashed at completion
+                let placement = try UploadLayerPart.Placement(
+                    repositoryName: "team/app", uploadId: uploadId, partFirstByte: Int64(offset), partLastByte: Int64(offset + part.count - 1))
+                _ = try await service.uploadLayerPart(placement, bytes: try Base64Part(Array(Data(part).base64EncodedString().utf8)[...]), testMetadata())
+                offset += part.count
+            }
+            func complete(_ digest: String) async throws -> String {
+                try await service.completeLayerUpload(
+                    try CompleteLayerUpload(repositoryName: "team/app", uploadId: uploadId, layerDigests: [digest]), testMetadata()).layerDigest
+            }
+            let wrong = Hex.sha256Digest(Array("another layer".utf8)), right = Hex.sha256Digest(layer)
+            await #expect { _ = try await complete(wrong) } throws: { ($0 as? CommandError)?.code == .invalidLayer }
+            // Were the layer read again, its staging, emptied here, would fail the repeat otherwise.
+            let staging = blobs.stagingPath(uploadId)
+            try Data().write(to: URL(fileURLWithPath: staging))
+            await #expect { _ = try await complete(wrong) } throws: { ($0 as? CommandError)?.code == .invalidLayer }
+            try Data(layer).write(to: URL(fileURLWithPath: staging))
+            #expect(try await complete(right) == right, "the digest it names is still hashed, and taken")
+            #expect(try store.read { try $0.session(uploadId) }?.state == .completed)
         }
     }
 }

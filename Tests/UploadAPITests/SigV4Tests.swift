@@ -75,6 +75,19 @@ struct SigV4Tests {
         #expect(failure { try verify(headers: garbled) }?.type == "IncompleteSignatureException")
     }
 
+    /// A name listed again and again made the canonical request hold its values again and again:
+    /// thousands of repeats fit in a header, and each request then cost seconds of CPU.
+    @Test func signedHeadersListedTwice_orTooMany_areRefusedBeforeAnyCanonicalRequest() {
+        for list in ["content-type;host;host;x-amz-date;x-amz-target", "content-type;content-type;host;x-amz-date;x-amz-target",
+                     (0..<65).map { String(format: "a%02d", $0) }.joined(separator: ";"), ""] {
+            var headers = Self.headers()
+            headers[.authorization] = headers[.authorization]!.replacingOccurrences(of: "content-type;host;x-amz-date;x-amz-target", with: list)
+            let refused = failure { try verify(headers: headers) }
+            #expect(refused?.type == "IncompleteSignatureException" && refused?.status == .badRequest, "\(list.prefix(40)): \(String(describing: refused))")
+        }
+        #expect(throws: Never.self) { try verify() }
+    }
+
     @Test func aPOSTMustSignItsTarget_andTheBodyIsAlwaysSigned() {
         var unsignedTarget = Self.headers()
         unsignedTarget[.authorization] = unsignedTarget[.authorization]!.replacingOccurrences(of: "content-type;host;x-amz-date;x-amz-target", with: "host;x-amz-date")

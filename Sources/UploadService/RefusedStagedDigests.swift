@@ -1,0 +1,36 @@
+import UploadCore
+import UploadStore
+
+/// The digests of staged uploads hashed for a completion that named another one. A completion
+/// refused for its digest leaves the upload open (as ECR does), and without this each repeat of
+/// it would hash and copy the whole layer again: gigabytes of disk and CPU for a few hundred bytes
+/// of request. An entry is keyed by what the log says the staging file holds (its length, and
+/// the position of the upload's last change), so it never outlives the bytes it describes.
+final class RefusedStagedDigests: Sendable {
+    struct Key: Hashable, Sendable {
+        let uploadId: String
+        let bytes: UInt64
+        let lastPosition: UInt64
+        let algorithm: DigestAlgorithm
+
+        init(_ session: UploadSession, _ algorithm: DigestAlgorithm) {
+            uploadId = session.uploadId
+            bytes = session.bytesReceived
+            lastPosition = session.lastPosition
+            self.algorithm = algorithm
+        }
+    }
+
+    /// Past this many, an entry goes to make room (any one: a forgotten entry costs a hash).
+    static let capacity = 1024
+    private let entries = Locked<[Key: String]>([:])
+
+    func digest(_ key: Key) -> String? { entries.withLock { $0[key] } }
+
+    func remember(_ digest: String, for key: Key) {
+        entries.withLock { entries in
+            if entries.count >= Self.capacity, entries[key] == nil { entries.remove(at: entries.startIndex) }
+            entries[key] = digest
+        }
+    }
+}
