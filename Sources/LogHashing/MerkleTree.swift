@@ -115,6 +115,38 @@ public enum MerkleTree {
         return nodeHash(try rootHash(start, start + k, node: node), try rootHash(start + k, end, node: node))
     }
 
+    /// A complete subtree: its level (0 for a leaf) and its index among that level's subtrees.
+    public struct NodeCoordinate: Hashable, Sendable {
+        public let level: UInt8
+        public let index: UInt64
+
+        public init(level: UInt8, index: UInt64) {
+            self.level = level
+            self.index = index
+        }
+    }
+
+    /// Runs `proof` (a root, an inclusion path, a consistency proof), which reads stored nodes
+    /// through its argument, with the nodes it needs read all at once by `read`: which nodes these
+    /// read depends on the sizes and indices only, never on the hashes, so a first run with
+    /// stand-in hashes names them. A node the second run asks for that the first did not (none
+    /// does) is read by `node`.
+    public static func withNodesRead<T>(
+        by read: ([NodeCoordinate]) throws -> [Hash], orEach node: (UInt8, UInt64) throws -> Hash,
+        _ proof: ((UInt8, UInt64) throws -> Hash) throws -> T
+    ) throws -> T {
+        var wanted: [NodeCoordinate] = []
+        _ = try proof { level, index in
+            wanted.append(NodeCoordinate(level: level, index: index))
+            return emptyRoot
+        }
+        var known: [NodeCoordinate: Hash] = [:]
+        for (coordinate, hash) in zip(wanted, try read(wanted)) { known[coordinate] = hash }
+        return try withoutActuallyEscaping(node) { node in
+            try proof { level, index in try known[NodeCoordinate(level: level, index: index)] ?? node(level, index) }
+        }
+    }
+
     /// The hash of the empty tree: SHA-256 of nothing.
     public static let emptyRoot: Hash = Array(SHA256.hash(data: [UInt8]()))
 

@@ -1,4 +1,4 @@
-import LogHashing
+public import LogHashing
 public import UploadCore
 
 /// What reads a store's snapshots: an open store, or one opened read-only (``ReadOnlyStore``).
@@ -124,6 +124,9 @@ public protocol StoreSnapshot: ProjectionState {
     /// The hashes of the consecutive complete subtrees (`level`, i) for each i in `indices` (a
     /// hash tile's): one read where a backend pays per round trip.
     func merkleNodes(level: UInt8, indices: Range<UInt64>) throws -> [[UInt8]]
+    /// The hashes of the complete subtrees at `coordinates`, in their order (a proof's, which lie
+    /// on several levels): one read where a backend pays per round trip.
+    func merkleNodes(at coordinates: [MerkleTree.NodeCoordinate]) throws -> [[UInt8]]
     /// The newest checkpoint the log signed (``EventStore/keep(_:signedAs:)``), if any.
     func latestSignedCheckpoint() throws -> SignedCheckpoint?
     /// Every checkpoint the log signed, smallest tree first.
@@ -195,6 +198,10 @@ extension StoreSnapshot {
 
     public func merkleNodes(level: UInt8, indices: Range<UInt64>) throws -> [[UInt8]] {
         try indices.map { try merkleNode(level: level, index: $0) }
+    }
+
+    public func merkleNodes(at coordinates: [MerkleTree.NodeCoordinate]) throws -> [[UInt8]] {
+        try coordinates.map { try merkleNode(level: $0.level, index: $0.index) }
     }
 
     /// Up to `limit` events after `position`, ending early (after at least one) once their records

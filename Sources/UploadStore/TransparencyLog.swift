@@ -16,7 +16,7 @@ extension StoreSnapshot {
     /// MTH of the first `size` events.
     public func rootHash(size: UInt64) throws -> MerkleTree.Hash {
         guard size > 0 else { return MerkleTree.emptyRoot }
-        return try MerkleTree.rootHash(0, size, node: merkleNode)
+        return try withNodesRead { try MerkleTree.rootHash(0, size, node: $0) }
     }
 
     /// The RFC 9162 consistency proof from the tree of `first` events to the tree of `second`.
@@ -26,7 +26,7 @@ extension StoreSnapshot {
         guard first <= second, second <= size else {
             throw CommandError(.invalidParameter, "A consistency proof needs 0 ≤ first ≤ second ≤ \(size), the log's size; got first \(first), second \(second)")
         }
-        return try MerkleTree.consistencyProof(first: first, second: second, node: merkleNode)
+        return try withNodesRead { try MerkleTree.consistencyProof(first: first, second: second, node: $0) }
     }
 
     /// The RFC 9162 inclusion path of leaf `index` (the event at position `index + 1`) in the tree
@@ -37,7 +37,13 @@ extension StoreSnapshot {
         guard index < size, size <= logSize else {
             throw CommandError(.invalidParameter, "An inclusion proof needs 0 ≤ index < size ≤ \(logSize), the log's size; got index \(index), size \(size)")
         }
-        return try MerkleTree.inclusionPath(leaf: index, size: size, node: merkleNode)
+        return try withNodesRead { try MerkleTree.inclusionPath(leaf: index, size: size, node: $0) }
+    }
+
+    /// `proof` with the stored nodes it reads read at once (``MerkleTree/withNodesRead(by:orEach:_:)``):
+    /// one query on PostgreSQL, not one per node, on endpoints open to anyone.
+    private func withNodesRead<T>(_ proof: ((UInt8, UInt64) throws -> MerkleTree.Hash) throws -> T) throws -> T {
+        try MerkleTree.withNodesRead(by: { try merkleNodes(at: $0) }, orEach: { try merkleNode(level: $0, index: $1) }, proof)
     }
 
     /// The tile's bytes, or `nil` while the tree is too small to hold all of it.

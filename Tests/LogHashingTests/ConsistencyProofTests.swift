@@ -99,3 +99,31 @@ struct ConsistencyProofTests {
         #expect(!MerkleTree.verifyConsistency(first: 5, second: 4, firstRoot: root, secondRoot: root, proof: []))
     }
 }
+
+/// Proofs and roots with their nodes read at once (what a store does where each read is a round
+/// trip): the same hashes as read one by one, from one read of exactly the nodes they use.
+struct NodesReadAtOnceTests {
+    @Test(arguments: [1, 2, 3, 5, 8, 13, 33, 70])
+    func proofsAndRoots_readTheirNodesInOneBatch_andEqualTheOnesReadOneByOne(size: Int) throws {
+        let store = try NodeStore(leaves: sampleLeaves(size))
+        let n = UInt64(size)
+        func atOnce<T>(_ proof: ((UInt8, UInt64) throws -> MerkleTree.Hash) throws -> T) throws -> T {
+            var batches = 0
+            let result = try MerkleTree.withNodesRead(by: { coordinates in
+                batches += 1
+                return try coordinates.map { try store.node($0.level, $0.index) }
+            }, orEach: { level, index in
+                Issue.record("node (\(level), \(index)) was not in the batch")
+                return try store.node(level, index)
+            }, proof)
+            #expect(batches == 1)
+            return result
+        }
+        #expect(try atOnce { try MerkleTree.rootHash(0, n, node: $0) } == MerkleTree.rootHash(0, n, node: store.node))
+        for m in 0..<n {
+            #expect(try atOnce { try MerkleTree.inclusionPath(leaf: m, size: n, node: $0) } == MerkleTree.inclusionPath(leaf: m, size: n, node: store.node))
+            #expect(try atOnce { try MerkleTree.consistencyProof(first: m + 1, second: n, node: $0) }
+                    == MerkleTree.consistencyProof(first: m + 1, second: n, node: store.node))
+        }
+    }
+}

@@ -159,6 +159,28 @@ enum PostgresLog {
         return (0..<rows.count).map { rows.bytes($0, 0) }
     }
 
+    /// The nodes at `coordinates`, on any levels, in their order: one query.
+    static func merkleNodes(_ connection: PostgresConnection, at coordinates: [MerkleTree.NodeCoordinate]) throws -> [MerkleTree.Hash] {
+        let distinct = Array(Set(coordinates))
+        guard !distinct.isEmpty else { return [] }
+        let rows = try connection.query("""
+            SELECT n.level::int8, n.last_leaf, n.hash FROM merkle_nodes n
+            JOIN unnest($1::int2[], $2::int8[]) AS wanted(level, last_leaf) ON n.level = wanted.level AND n.last_leaf = wanted.last_leaf
+            """, [.array(PostgresArray(of: .int2, distinct.lazy.map { .int16(Int16($0.level)) })),
+                  .array(PostgresArray(of: .int8, distinct.lazy.map { .position(lastLeaf($0.level, $0.index)) }))])
+        var found: [MerkleTree.NodeCoordinate: MerkleTree.Hash] = [:]
+        for row in 0..<rows.count where rows.bytes(row, 2).count == 32 {
+            let level = UInt8(clamping: try rows.int64(row, 0)), last = try rows.position(row, 1)
+            found[MerkleTree.NodeCoordinate(level: level, index: (last >> UInt64(level)) - 1)] = rows.bytes(row, 2)
+        }
+        return try coordinates.map { coordinate in
+            guard let hash = found[coordinate] else {
+                throw StoreError(.corrupt, "the Merkle tree lacks node (level \(coordinate.level), index \(coordinate.index)), covering positions \((coordinate.index << UInt64(coordinate.level)) + 1)...\((coordinate.index + 1) << UInt64(coordinate.level))")
+            }
+            return hash
+        }
+    }
+
     /// The position of the last leaf under node (`level`, `index`): its key with its level.
     static func lastLeaf(_ level: UInt8, _ index: UInt64) -> UInt64 { (index + 1) << UInt64(level) }
 

@@ -1,3 +1,4 @@
+import LogHashing
 import PostgresKit
 import UploadCore
 
@@ -18,6 +19,7 @@ struct PostgresSnapshot: StoreSnapshot {
     }
     func merkleNode(level: UInt8, index: UInt64) throws -> [UInt8] { try PostgresLog.merkleNode(connection, level: level, index: index) }
     func merkleNodes(level: UInt8, indices: Range<UInt64>) throws -> [[UInt8]] { try PostgresLog.merkleNodes(connection, level: level, indices: indices) }
+    func merkleNodes(at coordinates: [MerkleTree.NodeCoordinate]) throws -> [[UInt8]] { try PostgresLog.merkleNodes(connection, at: coordinates) }
     func latestSignedCheckpoint() throws -> SignedCheckpoint? { try PostgresLog.latestSignedCheckpoint(connection) }
     func signedCheckpoints() throws -> [SignedCheckpoint] { try PostgresLog.signedCheckpoints(connection) }
 
