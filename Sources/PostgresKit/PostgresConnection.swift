@@ -35,11 +35,14 @@ public final class PostgresConnection: @unchecked Sendable {
     /// reaches this connection's socket even when libpq has just closed its own descriptor and
     /// the number was given to another file.
     private let socketToCut: Int32
-    /// Guards the three below: an `NSLock`, which ThreadSanitizer sees (see `Locked`).
+    /// One timer per connection, armed again for each bounded round trip: a timer made per round
+    /// trip would live on, cancelled, until its deadline, hundreds of thousands at once under load.
+    private let watchdog: DispatchSourceTimer
+    /// Guards the two below: an `NSLock`, which ThreadSanitizer sees (see `Locked`).
     private let watchLock = NSLock()
-    /// The round trip the watchdog may cut, while one runs.
-    private var runningRoundTrip: UInt64?
-    private var roundTrips: UInt64 = 0
+    /// When the round trip under way must have been answered, while one runs: the timer cuts only
+    /// past it, so a firing left over from an earlier round trip cuts nothing.
+    private var answerDue: DispatchTime?
     /// Whether the watchdog cut the connection.
     private var wasCut = false
 
@@ -72,11 +75,16 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         self.handle = handle
         socketToCut = dup(PQsocket(handle))
+        watchdog = DispatchSource.makeTimerSource(queue: .global())
+        watchdog.setEventHandler { [weak self] in self?.cutIfOverdue() }
+        watchdog.schedule(deadline: .distantFuture)
+        watchdog.activate()
         // Notices (e.g. "relation already exists, skipping") are not errors; libpq would print them.
         PQsetNoticeProcessor(handle, { _, _ in }, nil)
     }
 
     deinit {
+        watchdog.cancel()
         PQfinish(handle)
         if socketToCut >= 0 { close(socketToCut) }
     }
@@ -89,18 +97,11 @@ public final class PostgresConnection: @unchecked Sendable {
     /// libpq's wait with the connection lost, and `body`'s failure is reported as the cut.
     private func bounded<R>(_ operation: @autoclosure () -> String, _ body: () throws(PostgresError) -> R) throws(PostgresError) -> R {
         guard let limit = answerLimit else { return try body() }
-        let number = watchLock.withLock {
-            roundTrips += 1
-            runningRoundTrip = roundTrips
-            return roundTrips
-        }
-        let cut = DispatchWorkItem { [weak self] in self?.cut(roundTrip: number) }
         let nanoseconds = Int(clamping: limit.components.seconds) &* 1_000_000_000 &+ Int(limit.components.attoseconds / 1_000_000_000)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds), execute: cut)
-        defer {
-            cut.cancel()
-            watchLock.withLock { runningRoundTrip = nil }
-        }
+        let due = DispatchTime.now() + .nanoseconds(nanoseconds)
+        watchLock.withLock { answerDue = due }
+        watchdog.schedule(deadline: due)
+        defer { watchLock.withLock { answerDue = nil } }
         do {
             return try body()
         } catch {
@@ -109,9 +110,9 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    private func cut(roundTrip number: UInt64) {
+    private func cutIfOverdue() {
         watchLock.withLock {
-            guard runningRoundTrip == number, !wasCut else { return }
+            guard let due = answerDue, DispatchTime.now() >= due, !wasCut else { return }
             wasCut = true
             _ = shutdown(socketToCut, Int32(SHUT_RDWR))
         }

@@ -4,19 +4,22 @@ import UploadStore
 /// The digests of staged uploads hashed for a completion that named another one. A completion
 /// refused for its digest leaves the upload open (as ECR does), and without this each repeat of
 /// it would hash and copy the whole layer again: gigabytes of disk and CPU for a few hundred bytes
-/// of request. An entry is keyed by what the log says the staging file holds (its length, and
-/// the position of the upload's last change), so it never outlives the bytes it describes.
+/// of request. An entry is keyed by what the log says the staging file holds (its length, the
+/// position of the upload's last change and its last part's digest), so it never outlives the
+/// bytes it describes, even when a failover loses commits and a part is sent again in their place.
 final class RefusedStagedDigests: Sendable {
     struct Key: Hashable, Sendable {
         let uploadId: String
         let bytes: UInt64
         let lastPosition: UInt64
+        let lastPartDigest: String?
         let algorithm: DigestAlgorithm
 
         init(_ session: UploadSession, _ algorithm: DigestAlgorithm) {
             uploadId = session.uploadId
             bytes = session.bytesReceived
             lastPosition = session.lastPosition
+            lastPartDigest = session.lastPart?.digest
             self.algorithm = algorithm
         }
     }

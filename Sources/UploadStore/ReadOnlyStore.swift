@@ -6,7 +6,10 @@ import UploadMigrations
 extension StoreError {
     /// A reader's refusal of projections whose layout (`nil`: none yet) is not this binary's.
     static func projections(ofLayout version: UInt32?) -> StoreError {
-        StoreError(.migration, "the projections are of layout \(version.map(String.init) ?? "none"), not this binary's \(Projector.version): open the store for writing with this binary (migrate, serve) to rebuild them, or read it with the binary that serves it")
+        if let version, version > Projector.version {
+            return StoreError(.migration, "the projections are of layout \(version), newer than this binary's \(Projector.version): read the store with the binary that serves it")
+        }
+        return StoreError(.migration, "the projections are of layout \(version.map(String.init) ?? "none"), not this binary's \(Projector.version): open the store for writing with this binary (migrate, serve) to rebuild them, or read it with the binary that serves it")
     }
 }
 

@@ -229,6 +229,10 @@ class Deployment(Server):
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.process = self.nodes[0].process
 
+    def stderr_text(self):
+        """Both nodes' logs, one after the other."""
+        return "".join(node.stderr_text() for node in self.nodes)
+
     def stop(self):
         self.proxy.close()
         statuses = []

@@ -24,7 +24,7 @@ def client(server):
 def small_disk():
     """A 24 MiB tmpfs of the test's own, so that filling it harms nothing else."""
     if os.geteuid() != 0:
-        pytest.fail("mounting a tmpfs needs root: run the end-to-end tests as root, as .ci/run does")
+        pytest.fail("mounting a tmpfs needs root: run the end-to-end tests as root (CI runs them as root)")
     mount = tempfile.mkdtemp()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mount], check=True)
     try:

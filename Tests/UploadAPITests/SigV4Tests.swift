@@ -79,7 +79,8 @@ struct SigV4Tests {
     /// thousands of repeats fit in a header, and each request then cost seconds of CPU.
     @Test func signedHeadersListedTwice_orTooMany_areRefusedBeforeAnyCanonicalRequest() {
         for list in ["content-type;host;host;x-amz-date;x-amz-target", "content-type;content-type;host;x-amz-date;x-amz-target",
-                     (0..<65).map { String(format: "a%02d", $0) }.joined(separator: ";"), ""] {
+                     // 65 names, the four the request needs among them: only the cap refuses it.
+                     ((0..<61).map { String(format: "a%02d", $0) } + ["content-type", "host", "x-amz-date", "x-amz-target"]).sorted().joined(separator: ";"), ""] {
             var headers = Self.headers()
             headers[.authorization] = headers[.authorization]!.replacingOccurrences(of: "content-type;host;x-amz-date;x-amz-target", with: list)
             let refused = failure { try verify(headers: headers) }

@@ -12,9 +12,10 @@ enum PostgresLog {
     /// batches (which set the same in their own pipeline): READ COMMITTED whatever the role's
     /// default, so each read after the lock sees every append before it (a snapshot taken when the
     /// lock was asked for would not), and a synced commit whatever the role's `synchronous_commit`.
+    /// It waits for the lock as long as a batch does (30 s), not for ever behind a frozen node.
     static func underAppendLock<T>(_ connection: PostgresConnection, _ body: () throws -> T) throws -> T {
         try connection.transaction("ISOLATION LEVEL READ COMMITTED") {
-            try connection.execute("SET LOCAL synchronous_commit = on")
+            try connection.execute("SET LOCAL synchronous_commit = on; SET LOCAL lock_timeout = '30s'")
             try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(appendLockKey)])
             return try body()
         }

@@ -100,8 +100,9 @@ public final class PostgresStore: EventStore {
     public func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint {
         do {
             return try pool.withConnection { connection in
-                // Under the append lock: the identity check and the insert are one step for every node.
-                try PostgresLog.underAppendLock(connection) {
+                // Under the append lock: the identity check and the insert are one step for every
+                // node. Bounded as the writer is: a shutdown signs last, and waits for this.
+                try connection.answering(within: configuration.databaseAnswerLimit) { try PostgresLog.underAppendLock(connection) {
                     let last = try PostgresLog.latestSignedCheckpoint(connection)
                     if let last { try identity.check(last) }
                     if let last, last.size > checkpoint.size { return last }  // another node's, kept meanwhile: never a smaller tree
@@ -109,7 +110,7 @@ public final class PostgresStore: EventStore {
                     if !kept.isEmpty { return SignedCheckpoint(size: checkpoint.size, note: kept.text(0, 0)) }
                     try PostgresLog.checkpointRows([checkpoint]).run(on: connection)
                     return checkpoint
-                }
+                } }
             }
         } catch let exhausted as PostgresPool.Exhausted {
             throw StoreError(.overloaded, "\(exhausted); try again")
