@@ -35,13 +35,10 @@ public final class PostgresConnection: @unchecked Sendable {
     /// reaches this connection's socket even when libpq has just closed its own descriptor and
     /// the number was given to another file.
     private let socketToCut: Int32
-    /// One timer per connection, armed again for each bounded round trip: a timer made per round
-    /// trip would live on, cancelled, until its deadline, hundreds of thousands at once under load.
-    private let watchdog: DispatchSourceTimer
     /// Guards the two below: an `NSLock`, which ThreadSanitizer sees (see `Locked`).
     private let watchLock = NSLock()
-    /// When the round trip under way must have been answered, while one runs: the timer cuts only
-    /// past it, so a firing left over from an earlier round trip cuts nothing.
+    /// When the round trip under way must have been answered, while one runs: ``Watchdog`` cuts
+    /// the connection once it is past.
     private var answerDue: DispatchTime?
     /// Whether the watchdog cut the connection.
     private var wasCut = false
@@ -75,16 +72,13 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         self.handle = handle
         socketToCut = dup(PQsocket(handle))
-        watchdog = DispatchSource.makeTimerSource(queue: .global())
-        watchdog.setEventHandler { [weak self] in self?.cutIfOverdue() }
-        watchdog.schedule(deadline: .distantFuture)
-        watchdog.activate()
+        Watchdog.shared.watch(self)
         // Notices (e.g. "relation already exists, skipping") are not errors; libpq would print them.
         PQsetNoticeProcessor(handle, { _, _ in }, nil)
     }
 
     deinit {
-        watchdog.cancel()
+        Watchdog.shared.unwatch(self)
         PQfinish(handle)
         if socketToCut >= 0 { close(socketToCut) }
     }
@@ -100,7 +94,6 @@ public final class PostgresConnection: @unchecked Sendable {
         let nanoseconds = Int(clamping: limit.components.seconds) &* 1_000_000_000 &+ Int(limit.components.attoseconds / 1_000_000_000)
         let due = DispatchTime.now() + .nanoseconds(nanoseconds)
         watchLock.withLock { answerDue = due }
-        watchdog.schedule(deadline: due)
         defer { watchLock.withLock { answerDue = nil } }
         do {
             return try body()
@@ -110,7 +103,7 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    private func cutIfOverdue() {
+    fileprivate func cutIfOverdue() {
         watchLock.withLock {
             guard let due = answerDue, DispatchTime.now() >= due, !wasCut else { return }
             wasCut = true
@@ -391,4 +384,30 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         return shown.joined(separator: " ")
     }
+}
+
+/// Cuts the connections whose round trip is past its answer limit: one timer for the process,
+/// four times a second, so that a round trip only notes when its answer is due (a lock and a
+/// clock read). Rearming a timer for each round trip cost a single caller's writes about 12 %
+/// (BENCHMARKS.md, twenty-second session). A cut comes at most a quarter of a second late.
+private final class Watchdog: @unchecked Sendable {
+    static let shared = Watchdog()
+    static let tick = DispatchTimeInterval.milliseconds(250)
+
+    private struct Watched { weak var connection: PostgresConnection? }
+    private let lock = NSLock()
+    private var watched: [ObjectIdentifier: Watched] = [:]
+    private let timer: DispatchSourceTimer
+
+    private init() {
+        timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + Self.tick, repeating: Self.tick, leeway: .milliseconds(50))
+        timer.setEventHandler { [unowned self] in
+            for connection in lock.withLock({ watched.values.compactMap(\.connection) }) { connection.cutIfOverdue() }
+        }
+        timer.activate()
+    }
+
+    func watch(_ connection: PostgresConnection) { lock.withLock { watched[ObjectIdentifier(connection)] = Watched(connection: connection) } }
+    func unwatch(_ connection: PostgresConnection) { lock.withLock { _ = watched.removeValue(forKey: ObjectIdentifier(connection)) } }
 }

@@ -19,6 +19,8 @@ struct ServeCommand: AsyncParsableCommand {
     var databaseUrl: String?
     @Option(help: "With --database-url: the most connections this node's readers hold at once (the writer, the commit listener and the leader election have one each besides).")
     var databasePoolSize = 8
+    @Option(help: "With --database-url: the longest, in seconds, one round trip to the database may wait for its answer before its connection is cut and the request fails with ServerException (a frozen server, a commit waiting on a lost standby). Above the append lock's 30 s wait.")
+    var databaseAnswerLimit = 60
     @Option(help: "The address to listen on.") var host = "127.0.0.1"
     @Option(help: "The port to listen on; 0 picks a free one (the ready line names it).") var port = 5080
     @Option(help: ArgumentHelp("The 12-digit id of the registry served. [env: \(StoreOptions.Environment.registryId)] [default: \(StoreConfiguration.fallbackRegistryId)]"))
@@ -78,6 +80,7 @@ struct ServeCommand: AsyncParsableCommand {
         _ = try StoreOptions.database(flag: databaseUrl)
         StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
         guard (1...1000).contains(databasePoolSize) else { throw ValidationError("--database-pool-size must be 1 to 1000; got \(databasePoolSize).") }
+        guard (1...86_400).contains(databaseAnswerLimit) else { throw ValidationError("--database-answer-limit must be 1 to 86400 seconds; got \(databaseAnswerLimit).") }
         for (flag, value) in [("--upload-expiry", uploadExpiry), ("--sweep-interval", sweepInterval), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
             guard (1...Self.longestSeconds).contains(value) else { throw ValidationError("\(flag) must be 1 to \(Self.longestSeconds) seconds; got \(value).") }
         }
@@ -134,6 +137,7 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = StoreConfiguration(directory: dataDir, settings: settings)
         configuration.metricsFactory = metrics.factory
         configuration.maxQueuedCommands = maxQueuedCommands
+        configuration.databaseAnswerLimit = .seconds(databaseAnswerLimit)
         configuration.logger = logger
         let store: any EventStore
         let blobs: BlobStore

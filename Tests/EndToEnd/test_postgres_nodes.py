@@ -13,7 +13,9 @@ import tempfile
 import threading
 import time
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from conftest import BIN, ROOT, database
@@ -118,6 +120,47 @@ def test_a_node_killed_under_load_loses_nothing_it_acknowledged_and_the_other_ke
         assert client(b.endpoint).initiate_layer_upload(repositoryName="crash/app")["uploadId"]
         check(b.data_dir, ledger, b.database_url)
         ledger.assert_progress(20)
+
+
+def test_a_database_that_stops_answering_costs_requests_the_answer_limit_not_for_ever():
+    """The server's processes of this node's connections frozen (SIGSTOP: the connections stay
+    open, so no keepalive notices): every request is answered within a few answer limits, as
+    ServerException or as done on a new connection, never left waiting; once they thaw, all is
+    as before and the log replays (`nodes`)."""
+    limit = 2
+    with nodes(1, "--database-answer-limit", str(limit)) as (node,):
+        # One attempt each (an SDK's retry would meet a new connection), and time enough to answer.
+        ecr = boto3.client("ecr-public", endpoint_url=node.endpoint, region_name="us-east-1", aws_access_key_id="test",
+                           aws_secret_access_key="test", config=Config(retries={"total_max_attempts": 1}, read_timeout=120))
+        ecr.create_repository(repositoryName="frozen/app")
+        ecr.initiate_layer_upload(repositoryName="frozen/app")
+        ecr.describe_repositories(repositoryNames=["frozen/app"])  # a pooled reader connection too
+        url = node.database_url
+        pids = subprocess.run(["psql", url, "-Atc", "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"],
+                              capture_output=True, text=True, check=True, timeout=60).stdout.split()
+        assert len(pids) >= 3, pids  # the writer's, a reader's, the listener's (and the leader's)
+        answers, frozen_at = [], time.monotonic()
+        for pid in pids:
+            os.kill(int(pid), signal.SIGSTOP)
+        try:
+            for call in (lambda: ecr.describe_repositories(repositoryNames=["frozen/app"]),
+                         lambda: ecr.initiate_layer_upload(repositoryName="frozen/app")):
+                started = time.monotonic()
+                try:
+                    call()
+                    answers.append(("answered", time.monotonic() - started))
+                except ClientError as error:
+                    answers.append((error.response["Error"]["Code"], time.monotonic() - started))
+        finally:
+            for pid in pids:
+                os.kill(int(pid), signal.SIGCONT)
+        assert all(code in ("answered", "ServerException") for code, _ in answers), answers
+        assert all(seconds < 8 * limit for _, seconds in answers), answers
+        assert any(code == "ServerException" for code, _ in answers), f"a frozen connection was met: {answers}"
+        assert time.monotonic() - frozen_at < 60
+        # Thawed: the node serves as before, on connections of its own making.
+        upload_id = ecr.initiate_layer_upload(repositoryName="frozen/app")["uploadId"]
+        assert upload_id in [e["data"]["uploadId"] for e in node.events() if e["type"] == "UploadInitiated"]
 
 
 def test_postgres_restarting_gives_errors_never_wrong_answers_and_the_nodes_reconnect():
