@@ -127,6 +127,9 @@ public protocol StoreSnapshot: ProjectionState {
     /// The hashes of the complete subtrees at `coordinates`, in their order (a proof's, which lie
     /// on several levels): one read where a backend pays per round trip.
     func merkleNodes(at coordinates: [MerkleTree.NodeCoordinate]) throws -> [[UInt8]]
+    /// The layer `digest` in each of `repositories`, in their order: one read where a backend pays
+    /// per round trip (a registry mount without `from` looks through many repositories).
+    func layers(_ digest: String, in repositories: [RepositoryRef]) throws -> [LayerRecord?]
     /// The newest checkpoint the log signed (``EventStore/keep(_:signedAs:)``), if any.
     func latestSignedCheckpoint() throws -> SignedCheckpoint?
     /// Every checkpoint the log signed, smallest tree first.
@@ -202,6 +205,10 @@ extension StoreSnapshot {
 
     public func merkleNodes(at coordinates: [MerkleTree.NodeCoordinate]) throws -> [[UInt8]] {
         try coordinates.map { try merkleNode(level: $0.level, index: $0.index) }
+    }
+
+    public func layers(_ digest: String, in repositories: [RepositoryRef]) throws -> [LayerRecord?] {
+        try repositories.map { try layer($0, digest) }
     }
 
     /// Up to `limit` events after `position`, ending early (after at least one) once their records

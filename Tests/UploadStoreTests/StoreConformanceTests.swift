@@ -70,6 +70,13 @@ struct StoreConformanceTests {
         // spec allows): two pushed, one deleted; the other stays listed to the end.
         let solo = RepositoryRef(registryId: testRegistryId, repositoryName: "solo")
         _ = try await submit([.mountLayer(MountLayer(into: solo, layerDigest: layer, from: .repository("team/app")))])
+        // One layer looked up in many repositories at once (a mount without `from`): as one by one.
+        try store.read { snapshot in
+            let refs = [app, RepositoryRef(registryId: testRegistryId, repositoryName: "team/web"), solo, app]
+            let together = try snapshot.layers(layer, in: refs)
+            #expect(together == (try refs.map { try snapshot.layer($0, layer) }))
+            #expect(together.map { $0 != nil } == [true, false, true, true])
+        }
         let referrers = try ["sbom", "signature"].map { kind in
             let artifact = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.example.\#(kind)","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"\#(layer)","size":1024},"layers":[],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(pushed.imageDigest)","size":1}}"#
             return try PutImage(repositoryName: "solo", imageManifest: artifact)

@@ -56,9 +56,9 @@ extension RegistryFrontEnd {
     func mayRead(_ digest: String, _ call: Call) async throws -> Bool {
         let registryId = authority.registryId
         let holders = try await service.reading { snapshot in
-            try snapshot.repositories(in: registryId, after: nil, limit: Self.mountSearchRepositories).compactMap { summary in
-                try snapshot.layer(summary.repository, digest) == nil
-                    ? nil : (summary.repository, try snapshot.details(summary.repository)?.policyText)
+            let repositories = try snapshot.repositories(in: registryId, after: nil, limit: Self.mountSearchRepositories).map(\.repository)
+            return try zip(repositories, try snapshot.layers(digest, in: repositories)).compactMap { ref, layer in
+                layer == nil ? nil : (ref, try snapshot.details(ref)?.policyText)
             }
         }
         for (ref, policyText) in holders {

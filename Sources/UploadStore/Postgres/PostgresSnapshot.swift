@@ -28,6 +28,12 @@ struct PostgresSnapshot: StoreSnapshot {
     func activeUploads(in ref: RepositoryRef) throws -> [String] { try tables?.activeUploads(in: ref) ?? [] }
     func allActiveUploads() throws -> [String] { try tables?.allActiveUploads() ?? [] }
     func layer(_ ref: RepositoryRef, _ digest: String) throws -> LayerRecord? { try tables?.layer(ref, digest) }
+    func layers(_ digest: String, in repositories: [RepositoryRef]) throws -> [LayerRecord?] {
+        guard tables != nil else { return repositories.map { _ in nil } }
+        let keys = repositories.map { ProjectionKey.scoped($0, digest) }
+        let stored = try PostgresTables.storedValues(connection, .layers, keys)
+        return try keys.map { key in try stored[key].map { try LayerRecord(decoding: $0) } }
+    }
     func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables?.image(ref, digest) }
     func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables?.imageDigests(in: ref) ?? [] }
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables?.tag(ref, tag) }

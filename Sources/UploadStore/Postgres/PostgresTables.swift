@@ -91,6 +91,16 @@ struct PostgresTables: KeyedProjectionTables {
         return rows.isEmpty ? nil : rows.bytes(0, 0)
     }
 
+    /// The stored values of `keys` in `table` that exist, in one query.
+    static func storedValues(_ connection: PostgresConnection, _ table: ProjectionTable, _ keys: [[UInt8]]) throws -> [[UInt8]: [UInt8]] {
+        guard !keys.isEmpty else { return [:] }
+        let rows = try connection.query(
+            "SELECT key, value FROM projection_entries WHERE tbl = $1 AND key = ANY($2)", [.text(table.rawValue), .array(PostgresArray(of: .bytea, keys.lazy.map { .bytes($0) }))])
+        var values: [[UInt8]: [UInt8]] = [:]
+        for row in 0..<rows.count { values[rows.bytes(row, 0)] = rows.bytes(row, 1) }
+        return values
+    }
+
     static func stored(
         _ connection: PostgresConnection, _ table: ProjectionTable, prefix: [UInt8], after: [UInt8]?, limit: Int
     ) throws -> [(key: [UInt8], value: [UInt8])] {
