@@ -1,5 +1,6 @@
 import CoreMetrics
 import Hummingbird
+import Logging
 import NIOCore
 import Prometheus
 import UploadService
@@ -12,6 +13,9 @@ public struct ServiceMetrics: Sendable {
     /// Commit latency in buckets fine enough for fsyncs of a few hundred microseconds, and batch
     /// sizes up to the writer's largest batch. Made once: every request counts through it.
     public let factory: any MetricsFactory
+    /// Whether the last scrape failed to read the store: only a change is logged (the endpoint is
+    /// open to anyone, and an outage must not become a line per scrape).
+    let statisticsFailing = Locked(false)
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -19,6 +23,8 @@ public struct ServiceMetrics: Sendable {
         factory.durationHistogramBuckets["upload_store_commit_seconds"] = [
             .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
             .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1),
+            // PostgreSQL's: a batch may wait 30 s for the append lock, and 60 s for an answer.
+            .seconds(5), .seconds(30), .seconds(60),
         ]
         factory.valueHistogramBuckets["upload_store_batch_commands"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
         self.factory = factory
@@ -39,6 +45,11 @@ public struct ServiceMetrics: Sendable {
     func countRegistryRequest(endpoint: String, outcome: String) {
         Counter(label: "upload_coordinator_registry_requests_total", dimensions: [("endpoint", endpoint), ("outcome", outcome)], factory: factory).increment()
     }
+
+    /// Whether the last scrape could read the store's figures (1) or not (0): the other store
+    /// gauges then keep the values last read, and the request counters are still served, which
+    /// are what shows an incident.
+    static let statisticsUp = "upload_store_statistics_up"
 
     /// Sets the gauges read from the store at scrape time.
     func record(_ s: StoreStatistics) {
@@ -61,7 +72,21 @@ extension ECRPublicService {
     /// cooperative pool as every other read does (on PostgreSQL it waits on the network).
     func metricsResponse() async throws -> Response {
         let store = self.store
-        metrics.record(try await store.offTheCooperativePool { try store.statistics() })
+        let failure: (any Error)?
+        do {
+            metrics.record(try await store.offTheCooperativePool { try store.statistics() })
+            failure = nil
+        } catch {
+            failure = error
+        }
+        Gauge(label: ServiceMetrics.statisticsUp, factory: metrics.factory).record(failure == nil ? 1 : 0)
+        if metrics.statisticsFailing.withLock({ failing in defer { failing = failure != nil }; return failing != (failure != nil) }) {
+            if let failure {
+                logger.warning("/metrics cannot read the store's figures; it serves the counters and the figures last read", metadata: ["error": "\(failure)"])
+            } else {
+                logger.notice("/metrics reads the store's figures again")
+            }
+        }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))

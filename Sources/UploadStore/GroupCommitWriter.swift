@@ -105,6 +105,8 @@ final class GroupCommitWriter: Sendable {
     private let notifier: CommitNotifier
     private let commitLatency: CoreMetrics.Timer
     private let batchSize: Recorder
+    /// Batches whose write failed as a whole (their callers got the store's error).
+    private let failedBatches: Counter
     // `condition` guards `queue`: one lock for both waiting and signalling.
     private let condition = NSCondition()
     nonisolated(unsafe) private var queue = Queue()
@@ -117,6 +119,7 @@ final class GroupCommitWriter: Sendable {
         self.notifier = notifier
         commitLatency = CoreMetrics.Timer(label: "upload_store_commit_seconds", factory: configuration.metricsFactory)
         batchSize = Recorder(label: "upload_store_batch_commands", factory: configuration.metricsFactory)
+        failedBatches = Counter(label: "upload_store_failed_batches_total", factory: configuration.metricsFactory)
         let thread = Thread { [weak self] in
             let waiters = self?.runUntilStopped() ?? []
             // Resumed only after run's reference to the writer is gone, so that closing the
@@ -191,8 +194,13 @@ final class GroupCommitWriter: Sendable {
             // ones this batch answers (see ConcurrencyRules, "Answering while callers wait").
             expected = min(waiting + (waiting > 0 ? 0 : batch.count { $0.endsSubmission }), configuration.maxBatchSize)
             lastBatch = elapsed
-            commitLatency.recordNanoseconds(elapsed.nanoseconds)
-            batchSize.record(batch.count)
+            // Commits only: a failing disk or database must not show as fast, normal commits.
+            if tail != nil {
+                commitLatency.recordNanoseconds(elapsed.nanoseconds)
+                batchSize.record(batch.count)
+            } else {
+                failedBatches.increment()
+            }
             if let tail {
                 notifier.committed(upTo: tail)
                 configuration.logger.debug("batch committed", metadata: [

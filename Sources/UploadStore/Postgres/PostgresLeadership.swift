@@ -1,3 +1,4 @@
+import Logging
 import PostgresKit
 
 /// Which node of a PostgreSQL deployment does each ``StoreDuty``: the one holding the duty's session
@@ -9,18 +10,24 @@ final class PostgresLeadership: Sendable {
     /// ``StoreConfiguration/databaseAnswerLimit``: a frozen server costs the sweeper a lead, not
     /// a thread for ever.
     private let answerLimit: Duration?
+    private let logger: Logger
     private let state = Locked<(connection: PostgresConnection?, held: Set<StoreDuty>)>((nil, []))
+    /// Whether the last ask failed for want of the database: only a change is logged, so that a
+    /// node that can never lead (no connection slot, a role refused) says so once, not never.
+    private let failing = Locked(false)
 
-    init(url: String, answerLimit: Duration?) {
+    init(url: String, answerLimit: Duration?, logger: Logger) {
         self.url = url
         self.answerLimit = answerLimit
+        self.logger = logger
     }
 
     /// The advisory lock of `duty`: "upld", 1, and the duty's place.
     static func lockKey(_ duty: StoreDuty) -> Int64 { 0x7570_6C64_0000_0100 + Int64(StoreDuty.allCases.firstIndex(of: duty)!) }
 
     func leads(_ duty: StoreDuty) -> Bool {
-        state.withLock { state in
+        var failure: (any Error)?
+        let leads = state.withLock { state in
             do {
                 if state.connection?.isUsable != true {
                     let connection = try PostgresConnection(url: url)
@@ -40,9 +47,18 @@ final class PostgresLeadership: Sendable {
                 return true
             } catch {
                 state = (nil, [])
+                failure = error
                 return false
             }
         }
+        if failing.withLock({ failing in defer { failing = failure != nil }; return failing != (failure != nil) }) {
+            if let failure {
+                logger.warning("this node cannot ask the database which node leads its duties (the expiry sweep); it leads none until it can", metadata: ["error": "\(failure)"])
+            } else {
+                logger.notice("this node asks the database which node leads its duties again")
+            }
+        }
+        return leads
     }
 
     /// The server's side of the connection gives up on a peer that stopped answering after about

@@ -56,7 +56,7 @@ public final class PostgresStore: EventStore {
             notifier.committed(upTo: try PostgresLog.lastPosition(connection) ?? 0)
         }
         listener = PostgresListener(url: url, answerLimit: configuration.databaseAnswerLimit, notifier: notifier, logger: configuration.logger)
-        leadership = PostgresLeadership(url: url, answerLimit: configuration.databaseAnswerLimit)
+        leadership = PostgresLeadership(url: url, answerLimit: configuration.databaseAnswerLimit, logger: configuration.logger)
         writer = GroupCommitWriter(
             committer: PostgresCommitter(url: url, configuration: configuration, notifier: notifier), configuration: configuration, notifier: notifier)
     }
