@@ -447,6 +447,12 @@ def test_a_key_of_another_registry_may_log_in_but_not_use_the_registry_or_unname
     assert error_code(lambda: carol.describe_repositories(repositoryNames=[existing])) == DENIED
     assert error_code(lambda: carol.initiate_layer_upload(repositoryName=existing)) == DENIED
     assert error_code(lambda: carol.describe_images(repositoryName=existing)) == DENIED
+    # The registry's own operations are its keys' alone: nothing of it is read or renamed.
+    shown = alice.get_registry_catalog_data()["registryCatalogData"]
+    assert error_code(lambda: carol.put_registry_catalog_data(displayName="taken over")) == DENIED
+    assert error_code(lambda: carol.get_registry_catalog_data()) == DENIED
+    assert error_code(lambda: carol.describe_registries()) == DENIED
+    assert alice.get_registry_catalog_data()["registryCatalogData"] == shown
     assert len(keyed.events()) == before
     assert password(carol), "GetAuthorizationToken is a login: it answers a key of another registry"
 
