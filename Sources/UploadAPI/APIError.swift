@@ -55,6 +55,8 @@ struct APIError: Error {
             return APIError(type: "ThrottlingException", message: failure.message, status: .badRequest)
         case let failure as StoreError:
             return APIError(type: CommandError.Code.server.rawValue, message: failure.message, status: .internalServerError)
+        case is RequestBodyEnded:
+            return .serialization("The request body ended before all of it arrived")
         case is SpoolError:
             // Its text names server paths: keep it in the log, not in the answer.
             return APIError(type: CommandError.Code.server.rawValue, message: "The request body could not be read", status: .internalServerError)

@@ -27,7 +27,7 @@ struct SpooledBody: ~Copyable {
 
     /// Reads `body` whole, refusing it with 413 past `limit` bytes, with ThrottlingException
     /// when the spool budget is spent, and with 408 once `longestArrival` has passed.
-    init(reading body: RequestBody, limit: Int, spoolDirectory: String, budget: SpoolBudget, longestArrival: Duration) async throws {
+    init(reading body: ClientBody, limit: Int, spoolDirectory: String, budget: SpoolBudget, longestArrival: Duration) async throws {
         let deadline = ContinuousClock.now + longestArrival
         var hasher = SHA256()
         var head: [UInt8] = []

@@ -5,6 +5,7 @@ is still answered. Most share one server started with small limits, so that time
 seconds; tests that need other flags start their own. Every server is stopped with SIGTERM, must
 exit 0, and its data directory must then replay cleanly.
 """
+import base64
 import contextlib
 import http.client
 import json
@@ -21,6 +22,7 @@ import urllib.parse
 
 import boto3
 import pytest
+import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
@@ -564,6 +566,41 @@ def test_an_unsigned_body_that_takes_too_long_to_arrive_is_408():
         sock.close()
         # the server goes on answering
         assert client(server).describe_registries()["registries"]
+
+
+def test_a_body_cut_short_by_its_client_is_the_clients_error_not_the_servers(srv):
+    """A client that ends its side of the connection part way through a body (a cancelled push,
+    or an attacker who needs only a key id): answered as a client error (400), counted as such,
+    and never as a server's failure, on both front ends; nothing of the body is kept."""
+    ecr = client(srv)
+    ecr.create_repository(repositoryName="cut/app")
+    body = json.dumps({"repositoryName": "cut/app", "uploadId": "x", "partFirstByte": 0, "partLastByte": 0,
+                       "layerPartBlob": "A" * 200_000}).encode()
+    sock = connect(srv)
+    sock.sendall(signed_head(srv, "POST", "/", body, {"X-Amz-Target": TARGET + "UploadLayerPart"}) + body[:100_000])
+    sock.shutdown(socket.SHUT_WR)
+    status, _, answer = read_response(sock)
+    sock.close()
+    assert status == 400 and json.loads(answer)["__type"] == "SerializationException", (status, answer)
+    # The registry: a chunk cut short is BLOB_UPLOAD_INVALID, and its upload holds nothing of it.
+    token = base64.b64decode(ecr.get_authorization_token()["authorizationData"]["authorizationToken"]).decode()
+    basic = "Basic " + base64.b64encode(token.encode()).decode()
+    started = requests.post(f"{srv.endpoint}/v2/cut/app/blobs/uploads/", headers={"Authorization": basic}, timeout=30)
+    assert started.status_code == 202, started.text
+    location = started.headers["Location"]
+    sock = connect(srv)
+    sock.sendall((f"PATCH {location} HTTP/1.1\r\nHost: {host_header(srv)}\r\nAuthorization: {basic}\r\n"
+                  "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n").encode() + b"x" * 1000)
+    sock.shutdown(socket.SHUT_WR)
+    status, _, answer = read_response(sock)
+    sock.close()
+    assert status == 400 and json.loads(answer)["errors"][0]["code"] == "BLOB_UPLOAD_INVALID", (status, answer)
+    session = requests.get(f"{srv.endpoint}{location}", headers={"Authorization": basic}, timeout=30)
+    assert session.status_code == 204 and session.headers.get("Range", "0-0") == "0-0", (session.status_code, dict(session.headers))
+    metrics = requests.get(f"{srv.endpoint}/metrics", timeout=30).text
+    # Counted before its signature could be checked: as no operation yet.
+    assert 'upload_coordinator_requests_total{operation="unknown",outcome="SerializationException"} 1' in metrics, metrics
+    assert 'outcome="ServerException"' not in metrics and 'outcome="UNKNOWN"' not in metrics, metrics
 
 
 def test_slow_heads_are_closed_at_the_header_timeout_while_honest_calls_are_answered(srv):

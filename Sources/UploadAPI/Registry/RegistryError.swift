@@ -86,6 +86,8 @@ struct RegistryError: Error {
             return RegistryError(.tooManyRequests, failure.message)
         case let http as any HTTPResponseError where http.status == .contentTooLarge:
             return RegistryError(context == .manifest ? .manifestInvalid : .sizeInvalid, "The request body is too large", status: .contentTooLarge)
+        case is RequestBodyEnded:
+            return RegistryError(context == .manifest ? .manifestInvalid : .blobUploadInvalid, "The request body ended before all of it arrived")
         default:
             return RegistryError(.unknown, "The request could not be completed")
         }
