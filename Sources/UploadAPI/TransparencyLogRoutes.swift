@@ -124,6 +124,7 @@ extension ECRPublicService {
     /// `{"error": …}`, as CT's API does; a store too busy to answer, 503 with `Retry-After` (a log
     /// client takes a 400 as final).
     func openAnswer(_ answer: () async throws -> Response) async -> Response {
+        // (Its failures' log lines are limited: ``openFailures``.)
         do {
             return try await answer()
         } catch let busy as StoreError where busy.code == .overloaded {
@@ -133,11 +134,16 @@ extension ECRPublicService {
         } catch {
             let api = APIError.from(error)
             guard api.status == .internalServerError else { return Self.json(.object([("error", .string(api.message))]), status: .badRequest) }
-            // Anyone may ask: the store's own words stay in the log.
-            logger.error("a request to an open endpoint (the log's, /metrics) failed", metadata: ["error": "\(error)"])
+            // Anyone may ask: the store's own words stay in the log, a line every 10 s at most.
+            if let heldBack = Self.openFailures.admit() {
+                logger.error("a request to an open endpoint (the log's, /metrics) failed", metadata: ["error": "\(error)", "lines.held.back": "\(heldBack)"])
+            }
             return Self.json(.object([("error", .string("The server could not answer; its log says why."))]), status: .internalServerError)
         }
     }
+
+    /// The open endpoints' failures, logged at most one line every 10 s.
+    static let openFailures = LogLimiter(interval: .seconds(10))
 
     private static func required(_ request: Request, _ name: String) throws -> UInt64 {
         guard let value = try query(request, name) else { throw APIError.invalidParameter("The query parameter '\(name)' is required") }

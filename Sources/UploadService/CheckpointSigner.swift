@@ -17,6 +17,9 @@ public actor CheckpointSigner {
     private let signer: NoteSigner
     private var latest: (checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant)?
     private var signing: Task<(SignedCheckpoint, ContinuousClock.Instant), any Error>?
+    /// The last signing's failure, and when: for an interval, callers get it again rather than
+    /// start another signing (the endpoint is open; during an outage each would be a write).
+    private var lastFailure: (error: any Error, at: ContinuousClock.Instant)?
     /// How many signings this signer started: for tests of callers sharing one.
     package private(set) var signingsStarted = 0
 
@@ -44,6 +47,7 @@ public actor CheckpointSigner {
             }
             return served(cached.checkpoint, readAt: cached.readAt)
         }
+        if let failure = lastFailure, ContinuousClock.now - failure.at < interval { throw failure.error }
         // Join a signing under way; one found too old once it ends makes the first caller back
         // sign again and the others join that one, so that a crowd of callers (the endpoint is
         // open) never starts a signing each.
@@ -72,8 +76,14 @@ public actor CheckpointSigner {
         signing = task
         signingsStarted += 1
         defer { if signing == task { signing = nil } }
-        let (checkpoint, readAt) = try await task.value
-        return served(checkpoint, readAt: readAt)
+        do {
+            let (checkpoint, readAt) = try await task.value
+            lastFailure = nil
+            return served(checkpoint, readAt: readAt)
+        } catch {
+            lastFailure = (error, ContinuousClock.now)
+            throw error
+        }
     }
 
     /// What to answer with a signing's `checkpoint`, kept as the latest. Two signings may overlap

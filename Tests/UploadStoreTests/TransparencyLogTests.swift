@@ -196,6 +196,28 @@ struct TransparencyLogTests {
         }
     }
 
+    /// A signing that failed (here: the log's checkpoints are another key's) is not tried again
+    /// for an interval: each caller gets its failure, and the open endpoint starts no write each.
+    @Test func aFailedSigning_isAnsweredAgain_forAnInterval_withoutSigningAgain() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir, uploads: 1)
+        try await withTestStore(dir) { store in
+            _ = try CheckpointSigner.sign(store, signer, as: LogIdentity(verifier: signer.verifier, origin: "test.example/log"))
+            let impostor = try NoteSigner.generate(name: "test.example/log")
+            let failing = CheckpointSigner(store: store, signer: impostor, origin: "test.example/log", interval: .seconds(3600))
+            for _ in 0..<5 {
+                await #expect(throws: StoreError.self) { _ = try await failing.current() }
+            }
+            #expect(await failing.signingsStarted == 1, "five callers, one signing")
+            let quick = CheckpointSigner(store: store, signer: impostor, origin: "test.example/log", interval: .milliseconds(100))
+            await #expect(throws: StoreError.self) { _ = try await quick.current() }
+            try await Task.sleep(for: .milliseconds(150))
+            await #expect(throws: StoreError.self) { _ = try await quick.current() }
+            #expect(await quick.signingsStarted == 2, "tried again once the interval passed")
+        }
+    }
+
     /// The signer answers from the checkpoint at hand while it is younger than the interval, signs
     /// again after, and callers that arrive together share one signing.
     @Test func current_lagsTheLogByLessThanTheInterval_andCallersShareOneSigning() async throws {

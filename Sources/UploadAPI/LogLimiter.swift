@@ -1,0 +1,25 @@
+import UploadStore
+
+/// Lets a log line through at most once per `interval`, and counts those held back: for lines a
+/// request open to anyone can cause, which an outage would otherwise turn into one line per
+/// request, and an attacker into a full disk.
+final class LogLimiter: Sendable {
+    let interval: Duration
+    private let state = Locked<(last: ContinuousClock.Instant?, heldBack: Int)>((nil, 0))
+
+    init(interval: Duration) { self.interval = interval }
+
+    /// How many lines were held back since the last one let through, when this one may go; `nil`
+    /// when it is held back too.
+    func admit() -> Int? {
+        state.withLock { state in
+            let now = ContinuousClock.now
+            if let last = state.last, now - last < interval {
+                state.heldBack += 1
+                return nil
+            }
+            defer { state = (now, 0) }
+            return state.heldBack
+        }
+    }
+}
