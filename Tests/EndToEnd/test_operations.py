@@ -435,3 +435,39 @@ def test_the_audit_commands_only_read_the_store(live, tmp_path):
     assert json_of(tool("upload-coordinator", "audit", "root", "--data-dir", data))["treeSize"] >= events[-1]["position"]
     proof = json_of(tool("upload-coordinator", "audit", "proof", "--upload-id", initiations[0]["uploadId"], "--data-dir", data))
     assert proof["position"] == initiations[0]["position"]
+
+
+def test_delete_repository_on_the_command_line_needs_force_for_images_and_ends_uploads_either_way(tmp_path):
+    """`upload-coordinator delete-repository`: refused (exit 1, nothing written) while images
+    remain, unless --force; with it, every upload in progress ends, then every image, then the
+    repository, in the log's order; and the store replays."""
+    server = Server(str(tmp_path))
+    try:
+        ecr = client(server)
+        for name in ("cli/full", "cli/uploads"):
+            ecr.create_repository(repositoryName=name)
+        push_image(ecr, "cli/full", b"a layer", "v1")
+        in_progress = [stage_part(ecr, name, b"staged") for name in ("cli/full", "cli/uploads")]
+    finally:
+        assert server.stop() == 0
+    before = server.events()
+
+    refused = server.tool("upload-coordinator", "delete-repository", "--data-dir", str(tmp_path), "--repository-name", "cli/full")
+    assert refused.returncode == 1 and refused.stderr.startswith("RepositoryNotEmptyException:"), (refused.returncode, refused.stderr)
+    assert server.events() == before, "a refused delete writes nothing"
+
+    # Uploads in progress never block a delete, with or without --force.
+    plain = server.tool("upload-coordinator", "delete-repository", "--data-dir", str(tmp_path), "--repository-name", "cli/uploads")
+    assert plain.returncode == 0, plain.stderr
+    forced = server.tool("upload-coordinator", "delete-repository", "--data-dir", str(tmp_path), "--repository-name", "cli/full", "--force")
+    assert forced.returncode == 0, forced.stderr
+    after = server.events()[len(before):]
+    assert [(e["type"], e["data"]["repositoryName"]) for e in after] == [
+        ("UploadAborted", "cli/uploads"), ("RepositoryDeleted", "cli/uploads"),
+        ("ImageDeleted", "cli/full"), ("UploadAborted", "cli/full"), ("RepositoryDeleted", "cli/full"),
+    ], after
+    assert {e["data"]["uploadId"] for e in after if e["type"] == "UploadAborted"} == set(in_progress)
+    assert all(e["data"]["reason"] == "repositoryDeleted" for e in after if e["type"] == "UploadAborted")
+    assert [e["data"]["force"] for e in after if e["type"] == "RepositoryDeleted"] == [False, True]
+    replay = server.tool("upload-replay", "--data-dir", str(tmp_path))
+    assert replay.returncode == 0, replay.stdout + replay.stderr

@@ -556,6 +556,32 @@ def test_registry_pulls_are_judged_by_the_policy(keyed, alice, bob):
     assert lifted.status_code == 200 and lifted.content == EMPTY_INDEX.encode(), lifted.text
 
 
+def test_registry_deletes_and_blob_pulls_are_judged_as_the_ecr_actions_they_are(keyed, alice, bob):
+    """A registry DELETE of a manifest is BatchDeleteImage, by tag or by digest; a blob GET is
+    GetDownloadUrlForLayer: a policy that denies bob those refuses him those, and nothing else."""
+    name = new_repo(alice)
+    alice.put_image(repositoryName=name, imageManifest=EMPTY_INDEX, imageTag="v1")
+    image_digest = sha256(EMPTY_INDEX.encode())
+    blob = os.urandom(512)
+    digest = upload(alice, name, blob)
+    alice.set_repository_policy(repositoryName=name, policyText=policy(
+        deny({"AWS": BOB}, "ecr-public:BatchDeleteImage", "ecr-public:GetDownloadUrlForLayer")))
+    bob_password, alice_password = password(bob), password(alice)
+    before = len(keyed.events())
+    for reference in ("v1", image_digest):
+        assert_registry_denied(registry(keyed, "DELETE", f"/v2/{name}/manifests/{reference}", bob_password))
+    assert_registry_denied(registry(keyed, "GET", f"/v2/{name}/blobs/{digest}", bob_password))
+    assert len(keyed.events()) == before, "nothing recorded for a denied delete"
+    assert [i["imageDigest"] for i in alice.describe_images(repositoryName=name)["imageDetails"]] == [image_digest]
+    # What the policy does not deny him, and what it does not deny alice, still works.
+    accept = {"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"}
+    assert registry(keyed, "GET", f"/v2/{name}/manifests/v1", bob_password, headers=accept).status_code == 200
+    mine = registry(keyed, "GET", f"/v2/{name}/blobs/{digest}", alice_password)
+    assert mine.status_code == 200 and mine.content == blob
+    assert registry(keyed, "DELETE", f"/v2/{name}/manifests/{image_digest}", alice_password).status_code == 202
+    assert alice.describe_images(repositoryName=name)["imageDetails"] == []
+
+
 def test_registry_pushes_by_a_key_of_another_registry_need_an_allow(keyed, alice, carol):
     name = new_repo(alice)
     carol_password = password(carol)
