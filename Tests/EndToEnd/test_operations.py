@@ -15,6 +15,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 
 from conftest import BIN, Server, tool
@@ -471,3 +472,45 @@ def test_delete_repository_on_the_command_line_needs_force_for_images_and_ends_u
     assert [e["data"]["force"] for e in after if e["type"] == "RepositoryDeleted"] == [False, True]
     replay = server.tool("upload-replay", "--data-dir", str(tmp_path))
     assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_a_backup_keeps_the_generated_key_and_the_token_key_so_logins_outlive_a_restore(tmp_path):
+    """A server that made its own access key (no --credentials) and its registry token key: the
+    backup holds both, private, byte for byte, so that a server restored from it takes the same
+    AWS key and the registry passwords already given."""
+    data, backup = tmp_path / "data", tmp_path / "backup"
+    data.mkdir()
+
+    def serve(folder):
+        process = subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", str(folder), "--port", "0"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = process.stdout.readline()
+        assert "listening on http://" in line, line
+        return process, line.split()[3]
+
+    process, endpoint = serve(data)
+    try:
+        key_id, secret = (data / "credentials").read_text().split()[:2]
+        ecr = boto3.client("ecr-public", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key_id,
+                           aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+        ecr.create_repository(repositoryName="kept/app")
+        token = ecr.get_authorization_token()["authorizationData"]["authorizationToken"]
+        report = json_of(tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(backup), "--json"))
+        assert report["position"] >= 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    for name in ("credentials", "registry-token.key"):
+        assert (backup / name).read_bytes() == (data / name).read_bytes(), name
+        assert (backup / name).stat().st_mode & 0o777 == 0o600, name
+
+    restored, endpoint = serve(backup)
+    try:
+        ecr = boto3.client("ecr-public", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key_id,
+                           aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+        assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["kept/app"]
+        ping = requests.get(f"{endpoint}/v2/", headers={"Authorization": "Basic " + token}, timeout=30)
+        assert ping.status_code == 200, (ping.status_code, ping.text)
+    finally:
+        restored.send_signal(signal.SIGTERM)
+        assert restored.wait(timeout=60) == 0
