@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import pathlib
 import re
 import socket
 import subprocess
@@ -1170,6 +1171,39 @@ def test_a_new_secret_revokes_passwords_and_keys_required_revoke_anonymous_token
         try:
             ecr_client(server).create_repository(repositoryName="team/app")
             assert_error(Registry(server, auth=f"Bearer {token}")("POST", "/v2/team/app/blobs/uploads/"), 401, "UNAUTHORIZED")
+        finally:
+            assert server.stop() == 0
+
+
+def test_deleting_the_token_key_revokes_every_password_token_and_page_session_at_the_next_start():
+    """The registry token key signs passwords, bearer tokens and page cookies: an operator who
+    deletes it (a leak) revokes them all by restarting, and a new private key takes its place."""
+    import tempfile
+    from conftest import Server
+    with tempfile.TemporaryDirectory() as data:
+        server = Server(data)
+        try:
+            ecr_client(server).create_repository(repositoryName="team/app")
+            password = login_password(ecr_client(server))
+            token = requests.get(server.endpoint + "/token", params={"scope": "repository:team/app:pull,push"},
+                                 auth=("AWS", password), timeout=60).json()["token"]
+            pages = requests.Session()
+            signed_in = pages.post(server.endpoint + "/gallery/sign-in", data={"accessKeyId": "test", "secretAccessKey": "test"}, allow_redirects=False)
+            assert signed_in.status_code == 303
+            assert pages.get(server.endpoint + "/gallery/audit", allow_redirects=False).status_code == 200
+            old_key = (pathlib.Path(data) / "registry-token.key").read_bytes()
+        finally:
+            assert server.stop() == 0
+        os.remove(os.path.join(data, "registry-token.key"))
+        server = Server(data)
+        try:
+            assert_error(Registry(server, auth=("AWS", password))("GET", "/v2/"), 401, "UNAUTHORIZED")
+            assert_error(Registry(server, auth=f"Bearer {token}")("POST", "/v2/team/app/blobs/uploads/"), 401, "UNAUTHORIZED")
+            audit = pages.get(server.endpoint + "/gallery/audit", allow_redirects=False)
+            assert audit.status_code == 303 and "/gallery/sign-in" in audit.headers["Location"], audit.status_code
+            new_key = pathlib.Path(data) / "registry-token.key"
+            assert new_key.read_bytes() != old_key and new_key.stat().st_mode & 0o777 == 0o600
+            assert Registry(server, auth=("AWS", login_password(ecr_client(server))))("GET", "/v2/").status_code == 200
         finally:
             assert server.stop() == 0
 
