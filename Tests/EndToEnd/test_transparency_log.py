@@ -417,6 +417,28 @@ def known(tmp_path_factory):
         yield KnownLog(server, log, signer, key_file, note, events, entries, tv.MerkleTree(tv.leaf_hash(e) for e in entries))
 
 
+def test_upload_replay_checks_the_signatures_with_the_key_an_auditor_gives(known):
+    """The log's key is kept outside its data folder here, as the README advises: `upload-replay`
+    checks every kept checkpoint's signature with the verifier an auditor gives (as text or as a
+    file), fails on another key of the same name, and says when it checked none."""
+    data = str(known.server.data_dir)
+    verifier_file = pathlib.Path(data).parent / "auditor.pub"
+    verifier_file.write_text(str(known.signer.verifier))
+
+    def replay(*flags):
+        out = tool("upload-replay", "--data-dir", data, "--json", *flags)
+        return out.returncode, (json.loads(out.stdout) if out.stdout.strip() else {}), out.stderr
+
+    for given in (str(known.signer.verifier), str(verifier_file)):
+        status, report, stderr = replay("--public-key", given)
+        assert status == 0 and report["ok"] and report["signaturesChecked"] is True, (status, report, stderr)
+    impostor = tv.Signer.generate(KNOWN_KEY_NAME).verifier
+    status, report, stderr = replay("--public-key", str(impostor))
+    assert status == 2 and not report.get("ok"), (status, report, stderr)
+    status, report, stderr = replay()
+    assert status == 0 and report["signaturesChecked"] is False and "signatures not checked" in stderr, (status, report, stderr)
+
+
 def test_checkpoint_is_signed_by_the_configured_key_over_the_events(known):
     assert known.size >= KNOWN_EVENTS
     response = known.log.get("checkpoint")
