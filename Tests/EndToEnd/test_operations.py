@@ -514,3 +514,41 @@ def test_a_backup_keeps_the_generated_key_and_the_token_key_so_logins_outlive_a_
     finally:
         restored.send_signal(signal.SIGTERM)
         assert restored.wait(timeout=60) == 0
+
+
+def test_sigterm_finishes_a_request_whose_body_is_still_arriving(tmp_path):
+    """A shutdown stops taking connections but finishes the requests in flight: a part whose body
+    is half sent when SIGTERM arrives is answered, recorded and staged, and serve exits 0."""
+    import socket
+    from conftest import signed_headers
+    server = Server(str(tmp_path))
+    ecr = client(server)
+    ecr.create_repository(repositoryName="term/app")
+    upload_id = ecr.initiate_layer_upload(repositoryName="term/app")["uploadId"]
+    data = os.urandom(6 * 1024 * 1024)
+    body = json.dumps({"repositoryName": "term/app", "uploadId": upload_id, "partFirstByte": 0, "partLastByte": len(data) - 1,
+                       "layerPartBlob": base64.b64encode(data).decode()}).encode()
+    headers = signed_headers("POST", server.endpoint + "/", body, {
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.UploadLayerPart"})
+    head = "POST / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += f"Host: 127.0.0.1:{server.port}\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    try:
+        sock.sendall(head.encode() + body[:len(body) // 2])
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        sock.sendall(body[len(body) // 2:])
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before an answer: {answer!r}"
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    finally:
+        sock.close()
+    assert server.process.wait(timeout=60) == 0
+    parts = [e for e in server.events() if e["type"] == "LayerPartUploaded"]
+    assert [(p["data"]["uploadId"], p["data"]["partLastByte"]) for p in parts] == [(upload_id, len(data) - 1)]
+    with open(tmp_path / "staging" / upload_id, "rb") as staged:
+        assert staged.read() == data
