@@ -63,12 +63,12 @@ public final class PostgresConnection: @unchecked Sendable {
             values.map { UnsafePointer($0) }.withUnsafeBufferPointer { v in PQconnectdbParams(k.baseAddress, v.baseAddress, 1) }
         }
         guard let handle = connected else {
-            throw PostgresError(sqlState: nil, message: "out of memory", operation: "connect to \(displayName)")
+            throw PostgresError(sqlState: nil, message: "out of memory", operation: "connect to \(displayName)", connecting: true)
         }
         guard PQstatus(handle) == CONNECTION_OK else {
             let message = String(cString: PQerrorMessage(handle))
             PQfinish(handle)
-            throw PostgresError(sqlState: nil, message: message, operation: "connect to \(displayName)")
+            throw PostgresError(sqlState: nil, message: message, operation: "connect to \(displayName)", connecting: true)
         }
         self.handle = handle
         socketToCut = dup(PQsocket(handle))
@@ -389,7 +389,8 @@ public final class PostgresConnection: @unchecked Sendable {
 /// Cuts the connections whose round trip is past its answer limit: one timer for the process,
 /// four times a second, so that a round trip only notes when its answer is due (a lock and a
 /// clock read). Rearming a timer for each round trip cost a single caller's writes about 12 %
-/// (BENCHMARKS.md, twenty-second session). A cut comes at most a quarter of a second late.
+/// (BENCHMARKS.md, twenty-second session). A cut comes about a quarter of a second late at most
+/// (the tick, its leeway, and the queue's own delay).
 private final class Watchdog: @unchecked Sendable {
     static let shared = Watchdog()
     static let tick = DispatchTimeInterval.milliseconds(250)
@@ -403,7 +404,11 @@ private final class Watchdog: @unchecked Sendable {
         timer = DispatchSource.makeTimerSource(queue: .global())
         timer.schedule(deadline: .now() + Self.tick, repeating: Self.tick, leeway: .milliseconds(50))
         timer.setEventHandler { [unowned self] in
-            for connection in lock.withLock({ watched.values.compactMap(\.connection) }) { connection.cutIfOverdue() }
+            let connections = lock.withLock { watched.values.compactMap(\.connection) }
+            for connection in connections { connection.cutIfOverdue() }
+            // A connection whose last reference this was is closed elsewhere: its PQfinish may
+            // block, and must not delay the next tick's cuts.
+            DispatchQueue.global().async { withExtendedLifetime(connections) {} }
         }
         timer.activate()
     }

@@ -11,12 +11,16 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     /// the connection was cut: a lost connection (``isConnectionFailure``) not worth trying again
     /// at once, since the server is there but not answering.
     public let wentUnanswered: Bool
+    /// No connection was made (refused, or no answer within `connect_timeout`): trying again at
+    /// once meets the same server.
+    public let connecting: Bool
 
-    public init(sqlState: String?, message: String, operation: String, wentUnanswered: Bool = false) {
+    public init(sqlState: String?, message: String, operation: String, wentUnanswered: Bool = false, connecting: Bool = false) {
         self.sqlState = sqlState
         self.message = message
         self.operation = operation
         self.wentUnanswered = wentUnanswered
+        self.connecting = connecting
     }
 
     /// Whether the statement never reached a working server, or the server went away under it

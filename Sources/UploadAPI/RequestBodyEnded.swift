@@ -19,7 +19,9 @@ struct ClientBody: AsyncSequence, Sendable {
         var base: RequestBody.AsyncIterator
 
         mutating func next() async throws -> ByteBuffer? {
-            do { return try await base.next() } catch { throw RequestBodyEnded(underlying: error) }
+            do { return try await base.next() } catch is CancellationError { throw CancellationError() } catch {
+                throw RequestBodyEnded(underlying: error)
+            }
         }
     }
 
@@ -27,7 +29,9 @@ struct ClientBody: AsyncSequence, Sendable {
 
     /// The whole body, at most `limit` bytes (Hummingbird's `collect(upTo:)`, its 413 included).
     func collect(upTo limit: Int) async throws -> ByteBuffer {
-        do { return try await base.collect(upTo: limit) } catch let error as any HTTPResponseError { throw error } catch {
+        do { return try await base.collect(upTo: limit) } catch let error as any HTTPResponseError { throw error } catch is CancellationError {
+            throw CancellationError()
+        } catch {
             throw RequestBodyEnded(underlying: error)
         }
     }

@@ -16,6 +16,12 @@ public struct ServiceMetrics: Sendable {
     /// Whether the last scrape failed to read the store: only a change is logged (the endpoint is
     /// open to anyone, and an outage must not become a line per scrape).
     let statisticsFailing = Locked(false)
+    /// The read of the store's figures under way, which every scrape waits on, one at a time.
+    let statisticsReads = SharedRead<StoreStatistics>()
+    /// The longest a scrape waits for the store's figures: then it serves the counters and the
+    /// figures last read (Prometheus gives a scrape 10 s by default; a frozen database would take
+    /// the answer limit).
+    static let statisticsWait = Duration.seconds(2)
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -72,15 +78,27 @@ extension ECRPublicService {
     /// cooperative pool as every other read does (on PostgreSQL it waits on the network).
     func metricsResponse() async throws -> Response {
         let store = self.store
-        let failure: (any Error)?
-        do {
-            metrics.record(try await store.offTheCooperativePool { try store.statistics() })
-            failure = nil
-        } catch {
-            failure = error
+        let read = metrics.statisticsReads.shared { try await store.offTheCooperativePool { try store.statistics() } }
+        let outcome = await withTaskGroup(of: Result<StoreStatistics, any Error>?.self) { group in
+            group.addTask { await read.result }
+            group.addTask {
+                try? await Task.sleep(for: ServiceMetrics.statisticsWait)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        var failure: (any Error)?
+        switch outcome {
+        case .success(let statistics)?: metrics.record(statistics)
+        case .failure(let error)?: failure = error
+        case nil: failure = StoreError(.io, "the store's figures were not read within \(ServiceMetrics.statisticsWait)")
         }
         Gauge(label: ServiceMetrics.statisticsUp, factory: metrics.factory).record(failure == nil ? 1 : 0)
-        if metrics.statisticsFailing.withLock({ failing in defer { failing = failure != nil }; return failing != (failure != nil) }) {
+        // A full read queue is the moment's: it sets the gauge, and is not logged.
+        let unreadable = failure.map { ($0 as? StoreError)?.code != .overloaded } ?? false
+        if metrics.statisticsFailing.withLock({ failing in defer { failing = unreadable }; return failing != unreadable }) {
             if let failure {
                 logger.warning("/metrics cannot read the store's figures; it serves the counters and the figures last read", metadata: ["error": "\(failure)"])
             } else {
@@ -90,5 +108,27 @@ extension ECRPublicService {
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+    }
+}
+
+/// One read at a time, shared by whoever asks while it runs: scrapes of `/metrics` that arrive
+/// while the store is slow wait on the read under way rather than start one each.
+final class SharedRead<Value: Sendable>: Sendable {
+    private let slot = Locked<(generation: UInt64, task: Task<Value, any Error>?)>((0, nil))
+
+    /// The read under way, or `read` started now.
+    func shared(_ read: @escaping @Sendable () async throws -> Value) -> Task<Value, any Error> {
+        slot.withLock { current in
+            if let task = current.task { return task }
+            current.generation += 1
+            let (generation, slot) = (current.generation, self.slot)
+            let task = Task {
+                // Its end frees the slot (after the lock this creation holds).
+                defer { slot.withLock { if $0.generation == generation { $0.task = nil } } }
+                return try await read()
+            }
+            current.task = task
+            return task
+        }
     }
 }

@@ -19,7 +19,7 @@ struct ServeCommand: AsyncParsableCommand {
     var databaseUrl: String?
     @Option(help: "With --database-url: the most connections this node's readers hold at once (the writer, the commit listener and the leader election have one each besides).")
     var databasePoolSize = 8
-    @Option(help: "With --database-url: the longest, in seconds, one round trip to the database may wait for its answer before its connection is cut and the request fails with ServerException (a frozen server, a commit waiting on a lost standby). Above the append lock's 30 s wait.")
+    @Option(help: "With --database-url: the longest, in seconds, one round trip to the database may wait for its answer before its connection is cut and the request fails with ServerException (a frozen server, a commit waiting on a lost standby). Keep it above the append lock's 30 s wait, which a batch spends waiting for other nodes' batches.")
     var databaseAnswerLimit = 60
     @Option(help: "The address to listen on.") var host = "127.0.0.1"
     @Option(help: "The port to listen on; 0 picks a free one (the ready line names it).") var port = 5080
@@ -138,6 +138,9 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.metricsFactory = metrics.factory
         configuration.maxQueuedCommands = maxQueuedCommands
         configuration.databaseAnswerLimit = .seconds(databaseAnswerLimit)
+        if databaseUrl != nil || ProcessInfo.processInfo.environment[StoreBackends.databaseURLVariable] != nil, databaseAnswerLimit <= 30 {
+            logger.warning("--database-answer-limit \(databaseAnswerLimit) is not above the append lock's 30 s wait: with several nodes, a batch waiting its turn is cut, and its callers get ServerException")
+        }
         configuration.logger = logger
         let store: any EventStore
         let blobs: BlobStore

@@ -17,9 +17,12 @@ public actor CheckpointSigner {
     private let signer: NoteSigner
     private var latest: (checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant)?
     private var signing: Task<(SignedCheckpoint, ContinuousClock.Instant), any Error>?
-    /// The last signing's failure, and when: for an interval, callers get it again rather than
-    /// start another signing (the endpoint is open; during an outage each would be a write).
+    /// The last signing's failure, and when: for ``failureBackoff``, callers get it again rather
+    /// than start another signing (the endpoint is open; during an outage each would be a write).
     private var lastFailure: (error: any Error, at: ContinuousClock.Instant)?
+    /// How long a failed signing is answered again: the interval, but never more than 5 s, so that
+    /// a blip does not outlive itself by an hour-long interval.
+    private var failureBackoff: Duration { min(interval, .seconds(5)) }
     /// How many signings this signer started: for tests of callers sharing one.
     package private(set) var signingsStarted = 0
 
@@ -47,7 +50,14 @@ public actor CheckpointSigner {
             }
             return served(cached.checkpoint, readAt: cached.readAt)
         }
-        if let failure = lastFailure, ContinuousClock.now - failure.at < interval { throw failure.error }
+        if let failure = lastFailure, ContinuousClock.now - failure.at < failureBackoff {
+            // Another node or process may have signed meanwhile: its checkpoint is served.
+            if let kept = try? await store.reading({ try $0.latestSignedCheckpoint() }), kept.size > (latest?.checkpoint.size ?? 0),
+               (try? identity.check(kept)) != nil {
+                return served(kept, readAt: failure.at)
+            }
+            throw failure.error
+        }
         // Join a signing under way; one found too old once it ends makes the first caller back
         // sign again and the others join that one, so that a crowd of callers (the endpoint is
         // open) never starts a signing each.
@@ -81,7 +91,8 @@ public actor CheckpointSigner {
             lastFailure = nil
             return served(checkpoint, readAt: readAt)
         } catch {
-            lastFailure = (error, ContinuousClock.now)
+            // A full queue is the moment's, not the log's: the next caller tries again.
+            if (error as? StoreError)?.code != .overloaded { lastFailure = (error, ContinuousClock.now) }
             throw error
         }
     }

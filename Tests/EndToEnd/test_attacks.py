@@ -574,6 +574,7 @@ def test_a_body_cut_short_by_its_client_is_the_clients_error_not_the_servers(srv
     and never as a server's failure, on both front ends; nothing of the body is kept."""
     ecr = client(srv)
     ecr.create_repository(repositoryName="cut/app")
+    counted_before = requests.get(f"{srv.endpoint}/metrics", timeout=30).text
     body = json.dumps({"repositoryName": "cut/app", "uploadId": "x", "partFirstByte": 0, "partLastByte": 0,
                        "layerPartBlob": "A" * 200_000}).encode()
     sock = connect(srv)
@@ -596,11 +597,17 @@ def test_a_body_cut_short_by_its_client_is_the_clients_error_not_the_servers(srv
     sock.close()
     assert status == 400 and json.loads(answer)["errors"][0]["code"] == "BLOB_UPLOAD_INVALID", (status, answer)
     session = requests.get(f"{srv.endpoint}{location}", headers={"Authorization": basic}, timeout=30)
-    assert session.status_code == 204 and session.headers.get("Range", "0-0") == "0-0", (session.status_code, dict(session.headers))
-    metrics = requests.get(f"{srv.endpoint}/metrics", timeout=30).text
+    assert session.status_code == 204 and session.headers["Range"] == "0-0", (session.status_code, dict(session.headers))
+
+    def counts(text):
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("upload_coordinator_") and "_total{" in line}
+    before, after = counts(counted_before), counts(requests.get(f"{srv.endpoint}/metrics", timeout=30).text)
+    grew = {series: after[series] - before.get(series, 0) for series in after if after[series] != before.get(series, 0)}
     # Counted before its signature could be checked: as no operation yet.
-    assert 'upload_coordinator_requests_total{operation="unknown",outcome="SerializationException"} 1' in metrics, metrics
-    assert 'outcome="ServerException"' not in metrics and 'outcome="UNKNOWN"' not in metrics, metrics
+    assert grew.get('upload_coordinator_requests_total{operation="unknown",outcome="SerializationException"}') == 1, grew
+    assert grew.get('upload_coordinator_registry_requests_total{endpoint="upload",outcome="BLOB_UPLOAD_INVALID"}') == 1, grew
+    assert not [series for series in grew if "ServerException" in series or "UNKNOWN" in series], grew
 
 
 def test_slow_heads_are_closed_at_the_header_timeout_while_honest_calls_are_answered(srv):

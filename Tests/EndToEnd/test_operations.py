@@ -440,8 +440,8 @@ def test_the_audit_commands_only_read_the_store(live, tmp_path):
 
 def test_delete_repository_on_the_command_line_needs_force_for_images_and_ends_uploads_either_way(tmp_path):
     """`upload-coordinator delete-repository`: refused (exit 1, nothing written) while images
-    remain, unless --force; with it, every upload in progress ends, then every image, then the
-    repository, in the log's order; and the store replays."""
+    remain, unless --force; with it, its images go, then every upload in progress ends, then the
+    repository, in the log's order (uploads never block a delete); and the store replays."""
     server = Server(str(tmp_path))
     try:
         ecr = client(server)

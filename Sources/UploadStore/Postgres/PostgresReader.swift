@@ -97,7 +97,7 @@ public final class PostgresReader: SnapshotReading {
         do {
             do {
                 return try attempt()
-            } catch let error as PostgresError where error.isConnectionFailure && !error.wentUnanswered && !began {
+            } catch let error as PostgresError where error.isConnectionFailure && !error.wentUnanswered && !error.connecting && !began {
                 return try attempt()
             }
         } catch let exhausted as PostgresPool.Exhausted {
