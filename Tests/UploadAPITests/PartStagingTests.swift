@@ -12,15 +12,23 @@ import UploadTesting
 /// A part's bytes are staged as they decode. When the base64 turns out malformed part way, what
 /// was already written is cut back: staging holds only what the log records, nothing is recorded,
 /// and the upload takes the part again.
+/// A store with the repository `team/app` and one upload started in it, its blob store and its
+/// service.
+func withUpload(_ body: (any EventStore, BlobStore, UploadService, String) async throws -> Void) async throws {
+    let dir = TemporaryDirectory()
+    defer { dir.remove() }
+    try await withTestStore(dir) { store in
+        let blobs = try BlobStore(directory: dir.path)
+        let service = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
+        _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+        let uploadId = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+        try await body(store, blobs, service, uploadId)
+    }
+}
+
 struct PartStagingTests {
     @Test func malformedBase64FoundPartWay_cutsStagingBack_recordsNothing_andTheUploadGoesOn() async throws {
-        let dir = TemporaryDirectory()
-        defer { dir.remove() }
-        try await withTestStore(dir) { store in
-            let blobs = try BlobStore(directory: dir.path)
-            let service = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
-            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
-            let uploadId = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+        try await withUpload { store, blobs, service, uploadId in
             let bytes = [UInt8](repeating: 7, count: 200_000)
             let placement = try UploadLayerPart.Placement(
                 repositoryName: "team/app", uploadId: uploadId, partFirstByte: 0, partLastByte: Int64(bytes.count - 1))
@@ -89,13 +97,7 @@ struct PartStagingTests {
 /// the first one hashed, without reading (and copying) the whole layer again.
 struct RefusedCompletionTests {
     @Test func aRepeatedCompletionWithAnotherDigest_isRefusedWithoutReadingTheLayerAgain() async throws {
-        let dir = TemporaryDirectory()
-        defer { dir.remove() }
-        try await withTestStore(dir) { store in
-            let blobs = try BlobStore(directory: dir.path)
-            let service = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
-            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
-            let uploadId = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+        try await withUpload { store, blobs, service, uploadId in
             let layer = [UInt8](repeating: 1, count: 5_242_880) + [UInt8](repeating: 2, count: 100)
             var offset = 0
             for part in [layer[..<5_242_880], layer[5_242_880...]] {  // two parts: the layer is hashed at completion
