@@ -50,14 +50,9 @@ public actor CheckpointSigner {
             }
             return served(cached.checkpoint, readAt: cached.readAt)
         }
-        if let failure = lastFailure, ContinuousClock.now - failure.at < failureBackoff {
-            // Another node or process may have signed meanwhile: its checkpoint is served.
-            if let kept = try? await store.reading({ try $0.latestSignedCheckpoint() }), kept.size > (latest?.checkpoint.size ?? 0),
-               (try? identity.check(kept)) != nil {
-                return served(kept, readAt: failure.at)
-            }
-            throw failure.error
-        }
+        // Not the checkpoint kept last instead: a signing that failed may have found that the log
+        // no longer extends it, and serving it would hide exactly that.
+        if let failure = lastFailure, ContinuousClock.now - failure.at < failureBackoff { throw failure.error }
         // Join a signing under way; one found too old once it ends makes the first caller back
         // sign again and the others join that one, so that a crowd of callers (the endpoint is
         // open) never starts a signing each.
