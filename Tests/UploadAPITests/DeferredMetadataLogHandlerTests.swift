@@ -48,4 +48,30 @@ struct DeferredMetadataLogHandlerTests {
         #expect(actual.lines.count == 2)
         #expect(actual.lines == expected.lines, "\(which)")
     }
+
+    struct Forged: Error, CustomStringConvertible { var description: String { "bad digest\n2026-12-05T00:00:00+0000 info upload-coordinator: [UploadAPI] forged" } }
+
+    /// A client's bytes in a message, a value or an error's text cannot start a line of their own,
+    /// nor hide what follows them behind a bidirectional override.
+    @Test func clientTextStaysOnItsLine() {
+        let captured = Captured()
+        let handler = DeferredMetadataLogHandler(label: "upload-coordinator", stream: captured)
+        let event = LogEvent(
+            level: .error, message: "refused \("name\r\ninjected")", error: Forged(),
+            metadata: [
+                "agent": "curl\u{2028}x", "convertible": .stringConvertible("a\u{202E}b\u{7F}\u{85}\tc"),
+                "nested": ["inner": ["x\ny"]], "plain": "ok é",
+            ],
+            source: "UploadAPI", file: #fileID, function: #function, line: #line)
+        handler.log(event: event)
+        let lines = captured.lines
+        #expect(lines.count == 1)
+        let line = lines.first ?? ""
+        #expect(line.contains("refused name\\u{d}\\u{a}injected"))
+        #expect(line.contains("error.message=bad digest\\u{a}2026-12-05"))
+        #expect(line.contains("agent=curl\\u{2028}x"))
+        #expect(line.contains("a\\u{202e}b\\u{7f}\\u{85}\\u{9}c"))
+        #expect(line.contains("plain=ok é"), "text that needs no escape is written as it is")
+        #expect(!line.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0.value == 0x202E })
+    }
 }
