@@ -80,6 +80,7 @@ public final class Environment: @unchecked Sendable {
                 if configuration.readOnly { flags |= UInt32(MDB_RDONLY) }
                 if !configuration.durable { flags |= UInt32(MDB_NOSYNC) }
                 try check(mdb_env_open(env, key, flags, 0o600), "mdb_env_open(\(key))")
+                try Self.refuseTruncatedFile(env, key)
             } catch {
                 mdb_env_close(env)
                 throw error
@@ -95,6 +96,22 @@ public final class Environment: @unchecked Sendable {
         var dead: Int32 = 0
         _ = mdb_reader_check(handle, &dead)
         self.staleReadersCleared = Int(dead)
+    }
+
+    /// LMDB maps `data.mdb` and reads its pages in place, so a page past the file's end (a partial
+    /// copy, a file cut short) is a SIGBUS in whichever thread touches it, not an error. The meta
+    /// page (read with `pread` at open) names the last page in use: a shorter file is refused whole.
+    private static func refuseTruncatedFile(_ env: OpaquePointer, _ directory: String) throws {
+        var descriptor: Int32 = -1
+        try check(mdb_env_get_fd(env, &descriptor), "mdb_env_get_fd")
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw LMDBError(code: errno, operation: "fstat(\(directory)/data.mdb)") }
+        var info = MDB_envinfo()
+        var pages = MDB_stat()
+        mdb_env_info(env, &info)
+        mdb_env_stat(env, &pages)
+        let inUse = (info.me_last_pgno + 1) * Int(pages.ms_psize)
+        if Int(status.st_size) < inUse { throw EnvironmentError.truncated(directory, bytes: Int(status.st_size), inUse: inUse) }
     }
 
     deinit {
@@ -310,6 +327,8 @@ public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
     case alreadyOpenInProcess(String)
     case missingDirectory(String)
     case missingStore(String)
+    /// `data.mdb` is shorter than the pages its last commit uses.
+    case truncated(String, bytes: Int, inUse: Int)
 
     public var description: String {
         switch self {
@@ -319,6 +338,10 @@ public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
             "the store at \(path) is already open in this process; share the one handle"
         case .missingDirectory(let path):
             "no store directory at \(path)"
+        case .truncated(let path, let bytes, let inUse):
+            "\(path)/data.mdb is \(bytes) bytes, shorter than the \(inUse) its last commit uses: the file was cut short "
+                + "(a partial copy, or a disk that filled while it was copied). Nothing was read or written; restore it "
+                + "from a backup. A store's projections directory can be removed instead: its next open rebuilds it from the log"
         }
     }
 }

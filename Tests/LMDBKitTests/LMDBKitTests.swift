@@ -34,6 +34,32 @@ struct LMDBKitTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
     }
 
+    /// A `data.mdb` cut short used to open, and the first read of a page past its end killed the
+    /// process with SIGBUS. It is refused at open, read-only or not, and left as it was.
+    @Test(arguments: [false, true])
+    func aFileCutShort_isRefusedAtOpen(readOnly: Bool) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lmdbkit-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let value = [UInt8](repeating: 7, count: 1_000)
+        do {
+            let env = try Environment(directory: dir)
+            try env.write { txn in
+                let db = try txn.openDatabase("t", create: true)!
+                for key in 0..<200 { try txn.put(db, [UInt8(key)], value) }
+            }
+        }
+        let file = dir + "/data.mdb"
+        let whole = try #require(FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+        #expect(whole > 16_384)
+        #expect(truncate(file, 16_384) == 0)
+        var configuration = Environment.Configuration()
+        configuration.readOnly = readOnly
+        let error = try #require(throws: EnvironmentError.self) { try Environment(directory: dir, configuration: configuration) }
+        guard case .truncated(_, let bytes, let inUse) = error else { Issue.record("\(error)"); return }
+        #expect(bytes == 16_384 && inUse > bytes)
+        #expect(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int == 16_384)
+    }
+
     /// SwiftLMDB once had wrong flag values; MDB_APPEND must really refuse a key out of order.
     @Test func put_withAppend_refusesAKeyThatDoesNotSortLast() throws {
         try withEnvironment { env in
