@@ -1,6 +1,7 @@
 import AWSJSON
 import Hummingbird
 import UploadCore
+import UploadService
 import UploadStore
 
 /// An error as AWS JSON 1.1 reports it: HTTP status, `__type` (the only field botocore reads for
@@ -55,6 +56,8 @@ struct APIError: Error {
             return APIError(type: "ThrottlingException", message: failure.message, status: .badRequest)
         case let failure as StoreError:
             return APIError(type: CommandError.Code.server.rawValue, message: failure.message, status: .internalServerError)
+        case let tooLarge as LayerTooLarge:
+            return APIError(type: CommandError.Code.limitExceeded.rawValue, message: tooLarge.description, status: .badRequest)
         case is RequestBodyEnded:
             return .serialization("The request body ended before all of it arrived")
         case is SpoolError:

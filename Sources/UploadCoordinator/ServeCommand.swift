@@ -68,6 +68,8 @@ struct ServeCommand: AsyncParsableCommand {
     var maxUnsignedBodySeconds: Int64 = SpoolBudget.defaultLongestArrival.components.seconds
     @Option(help: "Free disk space, in bytes, that layer bytes never take, so that the log can still grow when pushers have filled the rest (LimitExceededException, or the registry's TOOMANYREQUESTS, beyond); 0 keeps none.")
     var reservedDiskBytes: UInt64 = 1 << 30
+    @Option(help: "The most bytes one layer upload may hold, through either API (LimitExceededException, or the registry's 413 SIZE_INVALID, beyond). [default: 10,000 MiB, ECR Public's quota]")
+    var maxLayerBytes: UInt64 = BlobStore.standardMaximumLayerBytes
     @Flag(help: .hidden) var benchmarkNoopRoute = false
 
     /// The longest interval any time flag takes: ten years, far past any use, and far from overflow.
@@ -153,6 +155,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             var folder = try BlobStore(directory: dataDir)
             folder.reservedDiskBytes = reservedDiskBytes
+            folder.maximumLayerBytes = maxLayerBytes
             blobs = folder
             let repaired = try blobs.reconcile(with: store)
             if !repaired.removedStaging.isEmpty || !repaired.truncatedStaging.isEmpty {

@@ -17,6 +17,11 @@ public struct BlobStore: BlobStorage {
     /// Free disk space that layer bytes never take: the log, on the same disk by default, still
     /// needs room to grow when pushers have filled the rest. 0 checks nothing. (``ensureRoom(for:)``)
     public var reservedDiskBytes: UInt64 = 0
+    /// The most bytes one upload may stage: a registry client's chunks have no other bound, and
+    /// the AWS API's parts would allow 1,000 of 20 MiB. (``LayerTooLarge``)
+    public var maximumLayerBytes: UInt64 = BlobStore.standardMaximumLayerBytes
+    /// ECR Public's quota on a layer's size: 10,000 MiB.
+    public static let standardMaximumLayerBytes: UInt64 = 10_000 << 20
     /// The free bytes of the file system holding a folder (`nil` when it cannot be read): the
     /// disk's own figure, unless a test stands in for the disk.
     public var freeDiskBytes: @Sendable (String) -> UInt64? = BlobStore.freeBytes(of:)

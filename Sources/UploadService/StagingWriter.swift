@@ -34,6 +34,10 @@ extension BlobStore {
 
         public func write(_ chunk: UnsafeRawBufferPointer) throws {
             guard chunk.count > 0 else { return }
+            let limit = store.maximumLayerBytes
+            guard UInt64(position) <= limit, UInt64(chunk.count) <= limit - UInt64(position) else {
+                throw LayerTooLarge(maximumBytes: limit)
+            }
             if fd < 0 || writtenSinceRoomChecked >= 1 << 20 {
                 try store.ensureRoom(for: UInt64(max(chunk.count, 1 << 20)))
                 writtenSinceRoomChecked = 0
@@ -92,4 +96,12 @@ extension BlobStore {
     public func stagingWriter(uploadId: String, offset: UInt64) -> StagingWriter {
         StagingWriter(store: self, uploadId: uploadId, offset: offset)
     }
+}
+
+/// A part or chunk that would take its upload past ``BlobStore/maximumLayerBytes``; nothing of it
+/// is kept. The AWS API answers LimitExceededException, the registry 413 `SIZE_INVALID`: neither
+/// is worth retrying, unlike a full disk's refusal.
+public struct LayerTooLarge: Error, Sendable, CustomStringConvertible {
+    public let maximumBytes: UInt64
+    public var description: String { "A layer may hold at most \(maximumBytes) bytes; this one would hold more" }
 }

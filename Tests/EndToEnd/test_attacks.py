@@ -7,6 +7,7 @@ exit 0, and its data directory must then replay cleanly.
 """
 import base64
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -969,6 +970,43 @@ def test_layer_bytes_stop_at_the_disks_reserve_and_every_other_call_goes_on():
         assert os.listdir(os.path.join(server.data_dir, "staging")) in ([], [".upload-locks"])
         kinds = [event["type"] for event in server.events()]
         assert "LayerPartUploaded" not in kinds and kinds.count("UploadInitiated") == 2, kinds
+
+
+def test_a_layer_stops_at_its_size_limit_through_either_api_and_keeps_what_it_had():
+    """`--max-layer-bytes` bounds one upload: a registry client's streamed chunks have no other
+    bound but the disk. A part past it is LimitExceededException, a chunk 413 SIZE_INVALID (not
+    the full disk's retryable TOOMANYREQUESTS); neither keeps a byte or records an event, and the
+    upload still completes with what it had."""
+    from test_registry_api import Registry, assert_error, login_password, patch, start_upload
+    limit = 3 * MIB
+    with running("--max-layer-bytes", str(limit)) as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="team/big")
+        upload_id = ecr.initiate_layer_upload(repositoryName="team/big")["uploadId"]
+        first = os.urandom(2 * MIB)
+        ecr.upload_layer_part(repositoryName="team/big", uploadId=upload_id, partFirstByte=0,
+                              partLastByte=len(first) - 1, layerPartBlob=first)
+        with pytest.raises(ecr.exceptions.LimitExceededException, match=f"at most {limit} bytes"):
+            ecr.upload_layer_part(repositoryName="team/big", uploadId=upload_id, partFirstByte=len(first),
+                                  partLastByte=len(first) + MIB, layerPartBlob=os.urandom(MIB + 1))
+        staged = os.path.join(server.data_dir, "staging", upload_id)
+        assert os.path.getsize(staged) == len(first)
+
+        reg = Registry(server, auth=("AWS", login_password(ecr)))
+        location = start_upload(reg, "team/big")
+        accepted = patch(reg, location, os.urandom(2 * MIB), 0)
+        assert accepted.status_code == 202, accepted.text
+        location = accepted.headers["Location"]
+        assert_error(patch(reg, location, os.urandom(2 * MIB)), 413, "SIZE_INVALID")
+        assert reg("GET", location).headers["Range"] == f"0-{2 * MIB - 1}"
+        exact = patch(reg, location, os.urandom(MIB), 2 * MIB)  # up to the limit itself is taken
+        assert exact.status_code == 202, exact.text
+
+        digest = "sha256:" + hashlib.sha256(first).hexdigest()
+        assert ecr.complete_layer_upload(repositoryName="team/big", uploadId=upload_id,
+                                         layerDigests=[digest])["layerDigest"] == digest
+        kinds = [event["type"] for event in server.events()]
+        assert kinds.count("LayerPartUploaded") == 3 and kinds.count("LayerUploadCompleted") == 1, kinds
 
 
 def test_connections_beyond_the_maximum_are_closed_at_once():

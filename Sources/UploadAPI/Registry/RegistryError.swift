@@ -84,6 +84,8 @@ struct RegistryError: Error {
             return error
         case let failure as StoreError where failure.code == .overloaded:
             return RegistryError(.tooManyRequests, failure.message)
+        case let tooLarge as LayerTooLarge:
+            return RegistryError(.sizeInvalid, tooLarge.description, status: .contentTooLarge)
         case let http as any HTTPResponseError where http.status == .contentTooLarge:
             return RegistryError(context == .manifest ? .manifestInvalid : .sizeInvalid, "The request body is too large", status: .contentTooLarge)
         case is RequestBodyEnded:
