@@ -462,7 +462,7 @@ def test_the_live_audit_stream_ends_when_the_log_no_longer_holds_what_the_page_w
 
     def first(session, base, last_event_id, wanted):
         """The stream's lines up to the first that starts with one of `wanted`."""
-        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
         with session.get(base + "/gallery/audit/stream?after=0", headers=headers, stream=True, timeout=10) as stream:
             lines = []
             for line in stream.iter_lines(decode_unicode=True):
@@ -486,6 +486,11 @@ def test_the_live_audit_stream_ends_when_the_log_no_longer_holds_what_the_page_w
         # Control: resumed where it was, on the same log, it goes on with what comes next.
         ecr.initiate_layer_upload(repositoryName="stream/a")
         assert first(session, base, sent, ("event: initiation", "event: changed"))[-1] == "event: initiation"
+        # An id that does not parse is ignored (the stream starts at `after`); "." once killed the server.
+        for malformed in ("", ".", "..", "abc", "x.y"):
+            lines = first(session, base, malformed, ("event: initiation",))
+            assert lines[-1] == "event: initiation", (malformed, lines)
+        assert first(session, base, sent, ("event: initiation", "event: changed"))[-1] == "event: initiation", "still serving"
 
     for events in (6, 1):  # another history past position 4, and a log shorter than 4
         with serving() as server:

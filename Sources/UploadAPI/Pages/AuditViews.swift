@@ -226,8 +226,9 @@ extension ECRPublicService {
     /// then needs a fresh sign-in.
     func auditStream(_ request: Request, until expiry: Timestamp) throws -> Response {
         let filter = AuditFilter(request)
+        // Opaque to the stream's spec: an id that does not parse (empty, ".") is ignored, never indexed into.
         let lastEventId = request.headers[HTTPField.Name("Last-Event-ID")!]?.split(separator: ".", maxSplits: 1)
-        let resumed = lastEventId.flatMap { UInt64($0[0]) }
+        let resumed = lastEventId?.first.flatMap { UInt64($0) }
         let after = max(try Self.query(request, "after") ?? 0, resumed ?? 0)
         // The leaf the page was last sent, when it says (only a `log` message's id carries it).
         let resumedLeaf = lastEventId.flatMap { $0.count == 2 && resumed == after ? Hex.decode(String($0[1])) : nil }
