@@ -37,8 +37,7 @@ enum ServeAuthentication {
             source = "UPLOAD_COORDINATOR_ACCESS_KEY_ID"
         } else {
             let path = dataDir + "/" + DataFolder.generatedCredentials
-            if !FileManager.default.fileExists(atPath: path) { try generate(at: path) }
-            keys = try AccessKey.parse(try String(contentsOfFile: path, encoding: .utf8))
+            keys = try AccessKey.parse(String(decoding: try SecretFile.contents(at: path, creatingWith: generatedKeyPair), as: UTF8.self))
             source = path
             if let key = keys.first {
                 let verifier = SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)
@@ -52,15 +51,11 @@ enum ServeAuthentication {
         return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)), "authentication: SigV4 with \(keys.count) key(s) from \(source) for region \(region)")
     }
 
-    /// A random key pair, written so that only its owner can read it.
-    private static func generate(at path: String) throws {
+    /// A random key pair, as the credentials file's one line. ``SecretFile`` writes it whole or not
+    /// at all, 0600, and processes starting together on one folder agree on one pair.
+    private static func generatedKeyPair() -> [UInt8] {
         let id = "AKUC" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).uppercased()
         let secret = (0..<2).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined()
-        // Created 0600 from the start (O_EXCL: never over an existing file), so the secret is never readable by others.
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ValidationError("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let line = Array("\(id) \(secret)\n".utf8)
-        guard write(fd, line, line.count) == line.count, fsync(fd) == 0 else { throw ValidationError("cannot write \(path)") }
+        return Array("\(id) \(secret)\n".utf8)
     }
 }

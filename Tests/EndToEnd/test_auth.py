@@ -112,6 +112,26 @@ def test_serve_never_runs_open_by_accident():
         assert f"AWS_ACCESS_KEY_ID={key_id}" in err, "serve prints how to use the generated key"
 
 
+def test_processes_starting_together_on_a_fresh_folder_agree_on_one_generated_key():
+    """The generated key pair is written whole under another name and linked into place: servers
+    started at once on one new folder (several may share it) all start, with the same key."""
+    with tempfile.TemporaryDirectory() as data:
+        processes = [subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = []
+        try:
+            ready = [process.stdout.readline() for process in processes]
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                errors.append(process.communicate(timeout=30)[1])
+        assert all("listening on" in line for line in ready), errors
+        key_id, _ = open(os.path.join(data, "credentials")).read().split()
+        assert all(f"AWS_ACCESS_KEY_ID={key_id}" in err for err in errors), errors
+        assert sorted(os.listdir(data)).count("credentials") == 1 and not [n for n in os.listdir(data) if ".new-" in n]
+
+
 def test_an_empty_access_key_from_the_environment_is_refused_at_start():
     """An unset variable often arrives empty (compose, systemd); an empty secret would let anyone
     who knows the key id sign."""
