@@ -145,7 +145,7 @@ public final class ECRPublicService: Sendable {
         try verifier.precheck(method: request.method.rawValue, headers: request.headers)
         let spooled = try await SpooledBody(
             reading: ClientBody(base: request.body), limit: context.maxUploadSize, spoolDirectory: spoolDirectory, budget: spoolBudget,
-            longestArrival: longestUnsignedArrival)
+            longestArrival: longestUnsignedArrival, ensureRoom: { [blobs = service.blobs] in try blobs.ensureRoom(for: UInt64($0)) })
         let principal = try verifier.verify(
             method: request.method.rawValue, authority: request.head.authority, path: request.uri.path, query: request.uri.query ?? "",
             headers: request.headers, payloadHash: spooled.sha256)

@@ -27,7 +27,13 @@ struct SpooledBody: ~Copyable {
 
     /// Reads `body` whole, refusing it with 413 past `limit` bytes, with ThrottlingException
     /// when the spool budget is spent, and with 408 once `longestArrival` has passed.
-    init(reading body: ClientBody, limit: Int, spoolDirectory: String, budget: SpoolBudget, longestArrival: Duration) async throws {
+    /// - Parameter ensureRoom: throws when the disk cannot take this many bytes more; asked before
+    ///   the file's first write and before each mebibyte after it. The spool shares the disk with
+    ///   the log, and its budget alone (4 GiB by default) could take the whole reserve kept for it.
+    init(
+        reading body: ClientBody, limit: Int, spoolDirectory: String, budget: SpoolBudget, longestArrival: Duration,
+        ensureRoom: (Int) throws -> Void = { _ in }
+    ) async throws {
         let deadline = ContinuousClock.now + longestArrival
         var hasher = SHA256()
         var head: [UInt8] = []
@@ -35,8 +41,13 @@ struct SpooledBody: ~Copyable {
         var file: Int32 = -1
         var spooled = 0
         var count = 0
+        var roomCheckedUpTo = 0
         func flush() throws {
             guard !pending.isEmpty else { return }
+            if spooled + pending.count > roomCheckedUpTo {
+                try ensureRoom(max(pending.count, 1 << 20))
+                roomCheckedUpTo = spooled + max(pending.count, 1 << 20)
+            }
             guard budget.take(pending.count) else {
                 throw APIError(type: "ThrottlingException", message: "Too many request bodies are being received at once; retry shortly", status: .badRequest)
             }

@@ -1,0 +1,44 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import Testing
+@testable import UploadAPI
+import UploadTesting
+
+/// A body read before its signature holds goes to a spool file past its first 64 KiB; that file
+/// shares the disk with the log, so it asks for room as the staging of layer bytes does.
+struct SpooledBodyTests {
+    struct DiskFull: Error {}
+
+    @Test func aBodyTheDiskHasNoRoomFor_isRefused_beforeItsFirstSpooledByte_andGivesItsBudgetBack() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let budget = SpoolBudget(limit: 8 << 20)
+        let body = ClientBody(base: RequestBody(buffer: ByteBuffer(repeating: 1, count: 3 << 20)))
+        var asked: [Int] = []
+        await #expect(throws: DiskFull.self) {
+            _ = try await SpooledBody(
+                reading: body, limit: 30_000_000, spoolDirectory: dir.path, budget: budget, longestArrival: .seconds(60),
+                ensureRoom: { asked.append($0); throw DiskFull() })
+        }
+        #expect(asked.count == 1, "asked before the first write")
+        #expect(budget.take(8 << 20), "the whole budget is free again")
+    }
+
+    @Test func aBodyWithRoom_asksBeforeEachMebibyteItSpools() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let chunks = (0..<48).map { _ in ByteBuffer(repeating: 2, count: 64 << 10) }  // 3 MiB, 64 KiB at a time
+        let stream = AsyncStream<ByteBuffer> { sender in
+            for chunk in chunks { sender.yield(chunk) }
+            sender.finish()
+        }
+        var asked: [Int] = []
+        let spooled = try await SpooledBody(
+            reading: ClientBody(base: RequestBody(asyncSequence: stream)), limit: 30_000_000, spoolDirectory: dir.path,
+            budget: SpoolBudget(limit: 8 << 20), longestArrival: .seconds(60), ensureRoom: { asked.append($0) })
+        #expect(spooled.count == 3 << 20)
+        #expect(try spooled.bytes() == [UInt8](repeating: 2, count: 3 << 20))
+        #expect(asked == [1 << 20, 1 << 20, 1 << 20], "the first 64 KiB stay in memory; the rest is asked for a mebibyte at a time")
+    }
+}
