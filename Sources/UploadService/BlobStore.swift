@@ -195,7 +195,8 @@ public struct BlobStore: BlobStorage {
     /// Gives a staging file that is also a blob (``linkStaged(uploadId:digest:)``, whose upload's
     /// completion has not committed: it was refused, or the process died first) an inode of its
     /// own, holding its first `length` bytes, before anything writes to it: a blob never changes.
-    /// Does nothing to a file with one name, or none.
+    /// Does nothing to a file with one name, or none. Keeping nothing removes the name: copying
+    /// nothing needs no room, so a full disk cannot stop it.
     func unshareStaging(_ path: String, keeping length: UInt64) throws {
         // Opened, not merely stat'ed: on NFS an open revalidates the attributes another node's
         // link changed, where a stat may answer from the cache.
@@ -205,11 +206,20 @@ public struct BlobStore: BlobStorage {
         let linked = fstat(file, &info) == 0 && info.st_nlink > 1
         close(file)
         guard linked else { return }
+        guard length > 0 else {
+            guard unlink(path) == 0 || errno == ENOENT else { throw Self.posixError("unshare \(path)") }
+            return try Self.syncDirectory(staging)
+        }
         let copy = path + ".unshared"
         unlink(copy)
         try ensureRoom(for: length)
-        try Self.copyFile(path, length: length, to: copy)
-        guard rename(copy, path) == 0 else { throw Self.posixError("unshare \(path)") }
+        do {
+            try Self.copyFile(path, length: length, to: copy)
+            guard rename(copy, path) == 0 else { throw Self.posixError("unshare \(path)") }
+        } catch {
+            unlink(copy)  // a partial copy would hold its space until the next tidy, on a disk likely full
+            throw error
+        }
         try Self.syncDirectory(staging)
     }
 
@@ -253,12 +263,19 @@ public struct BlobStore: BlobStorage {
 
     public func adoptStaged(_ source: String, digest: String, size: UInt64) throws -> Bool {
         let destination = blobPath(digest)
+        // Opened, not stat'ed: on NFS an open revalidates a size another node's write changed.
+        let file = open(source, O_RDONLY | O_CLOEXEC)
+        guard file >= 0 else { return false }
         var info = stat()
-        guard stat(source, &info) == 0, UInt64(info.st_size) == size else { return false }
+        let holdsTheLayer = fstat(file, &info) == 0 && UInt64(info.st_size) == size
+        close(file)
+        guard holdsTheLayer else { return false }
         if link(source, destination) != 0 {
             switch errno {
             case EEXIST: break
-            case EXDEV, EPERM, ENOTSUP, EMLINK: return false
+            // ENOENT: the upload ended meanwhile (its staging goes without its lock); the caller
+            // goes the ordinary way, which finds it so.
+            case EXDEV, EPERM, ENOTSUP, EMLINK, ENOENT: return false
             default: throw Self.posixError("link \(destination)")
             }
         }
@@ -309,6 +326,9 @@ extension BlobStore {
         public var truncatedStaging: [String] = []
         /// Bytes or blobs the log records that are not on disk. Should always be empty.
         public var missing: [String] = []
+        /// Staging files that could not be put right now (a full disk, an I/O error), each with
+        /// why; the others were. The next tidy tries them again.
+        public var failed: [String] = []
     }
 
     /// Makes the staging files agree with the log after a crash: staged bytes the log does not
@@ -349,9 +369,13 @@ extension BlobStore {
             guard stat(path, &info) == 0 else { continue }
             let size = UInt64(info.st_size)
             if size > session.bytesReceived {
-                try unshareStaging(path, keeping: session.bytesReceived)
-                guard truncate(path, off_t(session.bytesReceived)) == 0 || errno == ENOENT else { throw Self.posixError("truncate \(path)") }
-                result.truncatedStaging.append(name)
+                do {
+                    try unshareStaging(path, keeping: session.bytesReceived)
+                    guard truncate(path, off_t(session.bytesReceived)) == 0 || errno == ENOENT else { throw Self.posixError("truncate \(path)") }
+                    result.truncatedStaging.append(name)
+                } catch {
+                    result.failed.append("upload \(name): \(error)")
+                }
             } else if size < session.bytesReceived {
                 result.missing.append("upload \(name): \(session.bytesReceived) bytes recorded, \(size) staged")
             }

@@ -76,7 +76,18 @@ extension UploadService {
                     command.staged = .init(digest: known, size: size)  // refused again, unread
                 }
                 if command.staged == nil {
-                    let (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) }
+                    let digest: String, copy: String
+                    do {
+                        (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) }
+                    } catch {
+                        // A cancel, an expiry or a deleted repository removes staging without the
+                        // upload's lock: for an upload that ended meanwhile the store answers
+                        // (UploadNotFoundException), not this failure.
+                        guard try await self.reading({ try $0.session(uploadId) })?.state == .active else {
+                            return try self.completedDigest(command, events: try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events)
+                        }
+                        throw error
+                    }
                     temporary = copy
                     command.staged = .init(digest: digest, size: size)
                     // A layer the caller did not name is refused without entering the blob store.

@@ -55,6 +55,9 @@ public struct ExpirySweeper: Service {
                                 "removed": "\(result.removedStaging.count)", "truncated": "\(result.truncatedStaging.count)",
                             ])
                         }
+                        for failure in result.failed {
+                            service.logger.error("a staging file could not be cut back to the log; the next tidy tries again", metadata: ["problem": "\(failure)"])
+                        }
                     }
                 } catch is CancellationError {
                     return

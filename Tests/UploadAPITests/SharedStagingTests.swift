@@ -106,6 +106,61 @@ struct SharedStagingTests {
             #expect(Self.stagedBytes(blobs, id) == 0)
         }
     }
+    /// A staging file linked as a blob whose completion never committed (a kill before it), on a
+    /// disk already at its reserve: the start cuts it back to the nothing the log records by
+    /// removing its name (copying nothing needs no room), and the blob stays whole. It used to ask
+    /// for room to copy nothing, and the refusal stopped `serve` from starting at all.
+    @Test func reconcile_onAFullDisk_removesALinkedStagingFileTheLogRecordsNothingOf_andKeepsTheBlob() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            var blobs = try BlobStore(directory: dir.path)
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let id = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            let layer = Array("a whole layer, never recorded".utf8)
+            try blobs.writePart(uploadId: id, offset: 0, bytes: layer)
+            #expect(try blobs.adoptStaged(blobs.stagingPath(id), digest: Self.digest(layer), size: UInt64(layer.count)))
+
+            blobs.reservedDiskBytes = 1 << 30
+            blobs.freeDiskBytes = { _ in 1 << 20 }
+            let result = try blobs.reconcile(with: store)
+            #expect(result.truncatedStaging == [id] && result.failed.isEmpty, "\(result)")
+            #expect(!FileManager.default.fileExists(atPath: blobs.stagingPath(id)))
+            #expect(try Array(Data(contentsOf: URL(fileURLWithPath: blobs.blobPath(Self.digest(layer))))) == layer)
+        }
+    }
+
+    /// One staging file that cannot be put right (here: cut back to bytes it must copy, on a full
+    /// disk) is reported, and the others are still reconciled.
+    @Test func reconcile_reportsAFileItCannotPutRight_andGoesOnWithTheOthers() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            var blobs = try BlobStore(directory: dir.path)
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let service = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
+            var ids: [String] = []
+            for _ in 0..<2 {
+                let started = try await service.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), testMetadata())
+                let upload = RepositoryUpload(started.repository, uploadId: started.uploadId)
+                _ = try await service.appendChunk(upload, range: nil, body: Self.chunk(Array("recorded".utf8)), testMetadata())
+                ids.append(started.uploadId)
+            }
+            let linked = ids.sorted()[0], plain = ids.sorted()[1]  // the failing one first, in the order reconcile visits
+            let whole = Array("recorded, and more never recorded".utf8)
+            try blobs.writePart(uploadId: linked, offset: 0, bytes: whole)
+            #expect(try blobs.adoptStaged(blobs.stagingPath(linked), digest: Self.digest(whole), size: UInt64(whole.count)))
+            try blobs.writePart(uploadId: plain, offset: 0, bytes: whole)
+
+            blobs.reservedDiskBytes = 1 << 30
+            blobs.freeDiskBytes = { _ in 1 << 20 }
+            let result = try blobs.reconcile(with: store)
+            #expect(result.failed.count == 1 && result.failed[0].contains(linked), "\(result)")
+            #expect(result.truncatedStaging == [plain])
+            #expect(Self.stagedBytes(blobs, plain) == 8 && Self.stagedBytes(blobs, linked) == UInt64(whole.count))
+        }
+    }
+
     /// A blob copy in progress (`.tmp-*`) may be another process's, which no lock covers: a
     /// start removes it only once it is an hour old, whether the store is LMDB or PostgreSQL.
     @Test func reconcile_removesABlobCopyOnlyOnceNoProcessCanStillBeMakingIt() async throws {
