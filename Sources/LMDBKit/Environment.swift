@@ -56,7 +56,8 @@ public final class Environment: @unchecked Sendable {
 
     public init(directory: String, configuration: Configuration = .init()) throws {
         if !configuration.readOnly {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            // Private, as its files are (0600): a data folder also holds private repositories' layers.
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } else if !FileManager.default.fileExists(atPath: directory + "/data.mdb") {
             // Read-only never makes a store, and LMDB would leave a `lock.mdb` behind finding none.
             throw EnvironmentError.missingStore(directory)

@@ -157,6 +157,11 @@ struct ServeCommand: AsyncParsableCommand {
             folder.reservedDiskBytes = reservedDiskBytes
             folder.maximumLayerBytes = maxLayerBytes
             blobs = folder
+            var folderStatus = stat()
+            if stat(dataDir, &folderStatus) == 0, folderStatus.st_mode & 0o077 != 0 {
+                logger.warning("other users of this machine can open the data folder, whose blobs include private repositories' layers; chmod 700 it", metadata: [
+                    "folder": "\(dataDir)", "mode": "\(String(folderStatus.st_mode & 0o777, radix: 8))"])
+            }
             let repaired = try blobs.reconcile(with: store)
             if !repaired.removedStaging.isEmpty || !repaired.truncatedStaging.isEmpty {
                 logger.notice("staging reconciled with the log", metadata: [

@@ -35,6 +35,8 @@ public struct BlobStore: BlobStorage {
 
     public init(directory: String) throws {
         self = BlobStore(existing: directory)
+        // A new data folder is private: its blobs include private repositories' layers.
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         for dir in [directory + "/staging"] + DigestAlgorithm.allCases.map({ directory + "/blobs/" + $0.rawValue }) {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }

@@ -114,8 +114,10 @@ def test_serve_never_runs_open_by_accident():
 
 def test_processes_starting_together_on_a_fresh_folder_agree_on_one_generated_key():
     """The generated key pair is written whole under another name and linked into place: servers
-    started at once on one new folder (several may share it) all start, with the same key."""
-    with tempfile.TemporaryDirectory() as data:
+    started at once on one new folder (several may share it) all start, with the same key. The
+    folder they create is private to its owner."""
+    with tempfile.TemporaryDirectory() as parent:
+        data = os.path.join(parent, "new")
         processes = [subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
         errors = []
@@ -130,6 +132,21 @@ def test_processes_starting_together_on_a_fresh_folder_agree_on_one_generated_ke
         key_id, _ = open(os.path.join(data, "credentials")).read().split()
         assert all(f"AWS_ACCESS_KEY_ID={key_id}" in err for err in errors), errors
         assert sorted(os.listdir(data)).count("credentials") == 1 and not [n for n in os.listdir(data) if ".new-" in n]
+        assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+        assert not any("chmod 700" in err for err in errors), errors
+
+
+def test_serve_warns_when_others_can_open_its_data_folder():
+    with tempfile.TemporaryDirectory() as data:
+        os.chmod(data, 0o755)
+        process = subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert "listening on" in process.stdout.readline()
+        finally:
+            process.terminate()
+            _, err = process.communicate(timeout=30)
+        assert "chmod 700" in err and "mode=755" in err, err
 
 
 def test_an_empty_access_key_from_the_environment_is_refused_at_start():
