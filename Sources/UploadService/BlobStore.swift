@@ -143,7 +143,9 @@ public struct BlobStore: BlobStorage {
         try ensureRoom(for: length)
         let temporary = blobs + "/.tmp-" + uploadId
         guard FileManager.default.createFile(atPath: temporary, contents: nil), let output = FileHandle(forWritingAtPath: temporary) else {
-            throw Self.posixError("create \(temporary)")
+            let failure = Self.posixError("create \(temporary)")
+            unlink(temporary)
+            throw failure
         }
         defer { try? output.close() }
         do {
@@ -169,7 +171,9 @@ public struct BlobStore: BlobStorage {
     public func writeTemporary(_ bytes: [UInt8]) throws -> String {
         let temporary = blobs + "/.tmp-" + UUID().uuidString.lowercased()
         guard FileManager.default.createFile(atPath: temporary, contents: nil), let output = FileHandle(forWritingAtPath: temporary) else {
-            throw Self.posixError("create \(temporary)")
+            let failure = Self.posixError("create \(temporary)")
+            unlink(temporary)
+            throw failure
         }
         defer { try? output.close() }
         do {
@@ -246,7 +250,12 @@ public struct BlobStore: BlobStorage {
         while copied < length {
             let n = buffer.withUnsafeMutableBytes { pread(input, $0.baseAddress, Int(min(UInt64($0.count), length - copied)), off_t(copied)) }
             guard n > 0 else { throw StoreError(.io, "\(name) holds \(copied) bytes, not \(length)") }
-            guard buffer.withUnsafeBytes({ pwrite(output, $0.baseAddress, n, off_t(copied)) }) == n else { throw posixError("write \(destination)") }
+            var written = 0
+            while written < n {  // a short write (a full disk) is continued, so its errno is the one reported
+                let w = buffer.withUnsafeBytes { pwrite(output, $0.baseAddress! + written, n - written, off_t(copied) + off_t(written)) }
+                guard w > 0 else { throw posixError("write \(destination)") }
+                written += w
+            }
             copied += UInt64(n)
         }
         guard fsync(output) == 0 else { throw posixError("fsync \(destination)") }
