@@ -78,19 +78,25 @@ def database():
 
 
 class Server:
-    def __init__(self, data_dir, *extra, database_url=None, credentials="test test\nAKIDOTHER othersecret\n"):
+    """`serve` on `data_dir`. `credentials` is written to a --credentials file (None: no flag, for
+    tests of where else keys come from); `env` replaces this process's environment and
+    `preexec_fn` runs in the child before serve (resource limits)."""
+    def __init__(self, data_dir, *extra, database_url=None, credentials="test test\nAKIDOTHER othersecret\n",
+                 env=None, preexec_fn=None):
         self.data_dir = data_dir
         self.database_url = database_url
         if database_url:
             extra = ("--database-url", database_url, *extra)
             DATABASES[str(data_dir)] = database_url
-        credentials_file = os.path.join(data_dir, "operator-credentials")
-        with open(credentials_file, "w") as f:
-            f.write(credentials)
+        if credentials is not None:
+            credentials_file = os.path.join(data_dir, "operator-credentials")
+            with open(credentials_file, "w") as f:
+                f.write(credentials)
+            extra = ("--credentials", credentials_file, *extra)
         self.process = subprocess.Popen(
-            [str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0", "--credentials", credentials_file, *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=database_url or ""))
+            [str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn,
+            env=dict(os.environ if env is None else env, UPLOAD_COORDINATOR_DATABASE_URL=database_url or ""))
         # The ready line, once listening; a server that never gets there fails this test, not the run.
         ready = queue.Queue()
         threading.Thread(target=lambda: ready.put(self.process.stdout.readline()), daemon=True).start()

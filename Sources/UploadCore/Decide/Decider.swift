@@ -6,7 +6,7 @@ public struct DecisionSettings: Sendable, Equatable {
     /// Another name the registry answers to (RegistryIdOrAlias); `r<registryId>` when not configured.
     public var registryAlias: String?
 
-    /// The alias the registry answers to and shows in URIs.
+    /// The alias the registry answers to (a request's registryId) and DescribeRegistries lists.
     public var alias: String { registryAlias ?? "r" + defaultRegistryId }
     /// The `partSize` handed out by InitiateLayerUpload.
     public var partSize: UInt64
