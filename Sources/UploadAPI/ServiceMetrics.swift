@@ -79,16 +79,7 @@ extension ECRPublicService {
     func metricsResponse() async throws -> Response {
         let store = self.store
         let read = metrics.statisticsReads.shared { try await store.offTheCooperativePool { try store.statistics() } }
-        let outcome = await withTaskGroup(of: Result<StoreStatistics, any Error>?.self) { group in
-            group.addTask { await read.result }
-            group.addTask {
-                try? await Task.sleep(for: ServiceMetrics.statisticsWait)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
+        let outcome = await read.result(within: ServiceMetrics.statisticsWait)
         var failure: (any Error)?
         switch outcome {
         case .success(let statistics)?: metrics.record(statistics)
@@ -108,6 +99,26 @@ extension ECRPublicService {
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+    }
+}
+
+extension Task where Failure == any Error {
+    /// The task's result, or `nil` once `wait` has passed first; the task itself goes on. (A task
+    /// group would not do: it waits for every child, and awaiting `result` ignores cancellation.)
+    func result(within wait: Duration) async -> Result<Success, any Error>? {
+        let waiter = Locked<CheckedContinuation<Result<Success, any Error>?, Never>?>(nil)
+        return await withCheckedContinuation { continuation in
+            waiter.withLock { $0 = continuation }
+            let timer = Task<Void, Never> {
+                try? await Task<Never, Never>.sleep(for: wait)
+                waiter.withLock { $0.take() }?.resume(returning: nil)
+            }
+            Task<Void, Never> {
+                let result = await self.result
+                timer.cancel()
+                waiter.withLock { $0.take() }?.resume(returning: result)
+            }
+        }
     }
 }
 

@@ -1,0 +1,30 @@
+import Testing
+@testable import UploadAPI
+
+/// `/metrics` waits a bounded time for the store's figures: a read that does not answer (a
+/// database that stopped answering) must not hold the scrape, which serves the counters without it.
+struct ResultWithinTests {
+    struct Failed: Error {}
+
+    @Test func aTaskThatDoesNotFinishInTime_givesNil_andGoesOn() async throws {
+        let slow = Task<Int, any Error> {
+            try? await Task.sleep(for: .seconds(30))
+            return 1
+        }
+        defer { slow.cancel() }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let outcome = await slow.result(within: .milliseconds(100))
+        #expect(outcome == nil)
+        #expect(clock.now - started < .seconds(10), "answered after the wait, not after the task")
+        #expect(!slow.isCancelled, "the task goes on, for the next caller to share")
+    }
+
+    @Test func aTaskThatFinishesInTime_givesItsResult() async throws {
+        let quick = Task<Int, any Error> { 7 }
+        let failing = Task<Int, any Error> { throw Failed() }
+        #expect(try #require(await quick.result(within: .seconds(30))).get() == 7)
+        guard case .failure(let error)? = await failing.result(within: .seconds(30)) else { Issue.record("no failure"); return }
+        #expect(error is Failed)
+    }
+}
