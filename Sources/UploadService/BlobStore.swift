@@ -379,7 +379,9 @@ extension BlobStore {
             var info = stat()
             guard stat(path, &info) == 0 else { continue }
             let size = UInt64(info.st_size)
-            if size > session.bytesReceived {
+            // A live tidy leaves a file written within the hour: a part whose commit's answer was
+            // lost may still commit (a PostgreSQL commit waiting on a standby), after this read.
+            if size > session.bytesReceived, !(tidyingOnly && Self.isRecent(path)) {
                 do {
                     try unshareStaging(path, keeping: session.bytesReceived)
                     guard truncate(path, off_t(session.bytesReceived)) == 0 || errno == ENOENT else { throw Self.posixError("truncate \(path)") }

@@ -40,7 +40,7 @@ extension UploadService {
             do {
                 _ = try await self.store.execute(.uploadLayerPart(command), metadata: metadata)
             } catch where command.staged {
-                await self.cutBackStaging(command.uploadId, orTo: command.partFirstByte)
+                await self.cutBackStaging(command.uploadId, orTo: command.partFirstByte, after: error)
                 throw error
             }
         }
@@ -154,7 +154,12 @@ extension UploadService {
     /// streaming in may hold for long; that chunk is then refused when it commits, and lands here.
     /// Off the cooperative pool, as every read and file change is: it runs when the store fails,
     /// which is when a PostgreSQL read may wait longest.
-    func cutBackStaging(_ uploadId: String, orTo fallback: UInt64) async {
+    /// - Parameter failure: why the part was not recorded, when it went to the store. Only a
+    ///   refusal, or a command the store never took, is known not to be in the log; after any
+    ///   other failure (a PostgreSQL commit whose answer was lost) it may commit yet, after a read
+    ///   here would find it absent, so staging is left as it is.
+    func cutBackStaging(_ uploadId: String, orTo fallback: UInt64, after failure: (any Error)? = nil) async {
+        if let failure, !Self.isKnownUnrecorded(failure) { return }
         // Unread (the store is failing): the write's outcome is unknown, so staging is left as it
         // is. Bytes past the recorded length are harmless: the next part is written at the
         // recorded offset, and completion reads the recorded length only.
@@ -168,6 +173,12 @@ extension UploadService {
                 blobs.truncateStaging(uploadId, to: session?.bytesReceived ?? fallback)
             }
         }
+    }
+
+    /// Whether a command that failed with `error` is known not to be in the log: the decider
+    /// refused it, or the writer never took it (its queue was full).
+    static func isKnownUnrecorded(_ error: any Error) -> Bool {
+        error is CommandError || (error as? StoreError)?.code == .overloaded
     }
 
     /// Runs file I/O (writes, fsyncs, hashing whole layers) on NIO's thread pool, never on the

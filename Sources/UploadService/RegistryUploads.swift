@@ -92,7 +92,7 @@ extension UploadService {
                 CommandSubmission(.completeLayerUpload(whole), metadata: completionMetadata),
             ])
             if case .failure(let error) = results[0] {
-                await self.cutBackStaging(uploadId, orTo: 0)
+                await self.cutBackStaging(uploadId, orTo: 0, after: error)
                 throw error
             }
             do {
@@ -190,7 +190,7 @@ extension UploadService {
         do {
             _ = try await store.execute(.uploadLayerPart(part), metadata: metadata)
         } catch {
-            await cutBackStaging(part.uploadId, orTo: part.partFirstByte)
+            await cutBackStaging(part.uploadId, orTo: part.partFirstByte, after: error)
             throw error
         }
     }
