@@ -155,7 +155,9 @@ extension ECRPublicService {
 
     func addFeedRoutes(to router: Router<APIRequestContext>) {
         router.get("/events") { request, context in await self.authenticated(request, context) { try await self.eventsPage(request) } }
-        router.get("/events/stream") { request, context in await self.authenticated(request, context) { try await self.eventStream(request) } }
+        router.get("/events/stream") { request, context in
+            await self.authenticated(request, context) { try await self.eventStream(request) }
+        }
         router.get("/projections/sessions/:uploadId") { request, context in
             await self.authenticated(request, context) { try await self.sessionProjection(context.parameters.require("uploadId")) }
         }
@@ -200,7 +202,10 @@ extension ECRPublicService {
     /// While the log is quiet, an empty line is sent every `heartbeat` seconds (30 unless the
     /// query says; 0 sends none, and ends the stream after ``quietStreamWithoutHeartbeatSeconds``
     /// of quiet), so that proxies keep the stream open and a reader that is gone is noticed
-    /// without waiting for the next event. Consumers skip empty lines.
+    /// without waiting for the next event. Consumers skip empty lines. A reader that is gone is
+    /// noticed within a second whatever the heartbeat, when its connection's input closes: a
+    /// client that goes does not cancel its request, and its stream would otherwise read the log
+    /// twice a second until its next line. (The connection closes after the stream.)
     func eventStream(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let heartbeat = try Self.query(request, "heartbeat") ?? Self.defaultHeartbeatSeconds
@@ -212,8 +217,12 @@ extension ECRPublicService {
         // A position past the log's end, or an event other than the one the consumer read there,
         // means the log was taken back (a failover, a restore): it must read again from one it holds.
         let first = try await openingSlice(after: after, leafHash: Self.text(request, "leafHash"), limit: Self.sliceEvents)
+        let metrics = self.metrics
         let body = ResponseBody { writer in
-            try await withGracefulShutdownHandler {
+            metrics.countEventStream(by: 1)
+            defer { metrics.countEventStream(by: -1) }
+            let readerGone = Locked(false)
+            try await request.body.consumeWithInboundCloseHandler({ _ in try await withGracefulShutdownHandler {
                 try await Self.write(first.lines, to: &writer)
                 var (position, leaf) = (first.last, first.leaf)
                 var lastWritten = ContinuousClock.now
@@ -231,6 +240,7 @@ extension ECRPublicService {
                             lastWritten = .now
                         }
                         if heartbeatInterval == nil, ContinuousClock.now - lastWritten >= .seconds(Self.quietStreamWithoutHeartbeatSeconds) { break }
+                        if readerGone.withLock({ $0 }) { break }
                         // Wakes at least once a second, to read what another process appended.
                         if await !store.waitForEvents(after: position) { break }
                         continue
@@ -241,7 +251,7 @@ extension ECRPublicService {
                 }
             } onGracefulShutdown: {
                 store.stopFollowers()
-            }
+            } }, onInboundClosed: { readerGone.withLock { $0 = true } })
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "application/x-ndjson", Self.contentTypeOptionsHeader: "nosniff"], body: body)

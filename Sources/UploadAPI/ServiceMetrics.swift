@@ -22,6 +22,9 @@ public struct ServiceMetrics: Sendable {
     /// figures last read (Prometheus gives a scrape 10 s by default; a frozen database would take
     /// the answer limit).
     static let statisticsWait = Duration.seconds(2)
+    /// Live event streams open now (`upload_feed_streams_open`): each reads the log while it is
+    /// quiet, so streams of readers that are gone would show here.
+    private let eventStreams = Locked(0)
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -50,6 +53,15 @@ public struct ServiceMetrics: Sendable {
     /// outcome (`ok`, or the spec's error code): closed sets, as above.
     func countRegistryRequest(endpoint: String, outcome: String) {
         Counter(label: "upload_coordinator_registry_requests_total", dimensions: [("endpoint", endpoint), ("outcome", outcome)], factory: factory).increment()
+    }
+
+    /// Counts a live event stream opened (`by` 1) or ended (-1).
+    func countEventStream(by change: Int) {
+        let open = eventStreams.withLock { count in
+            count += change
+            return count
+        }
+        Gauge(label: "upload_feed_streams_open", factory: factory).record(Double(open))
     }
 
     /// Whether the last scrape could read the store's figures (1) or not (0): the other store

@@ -1,6 +1,7 @@
 """Feeds for other services: the log paged and followed live, the projections, metrics, retries."""
 import http.client
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -9,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import signed_headers
+from conftest import serving, signed_headers
 from test_protocol import post
 
 
@@ -90,6 +91,30 @@ def test_a_quiet_stream_sends_empty_lines_then_the_next_event(server, ecr, repo)
         with pytest.raises(urllib.error.HTTPError) as refused:
             get(server, f"/events/stream?after=0&heartbeat={bad}")
         assert refused.value.code == 400 and refused.value.headers["x-amzn-ErrorType"] == "InvalidParameterException"
+
+
+def test_a_quiet_stream_whose_reader_is_gone_ends_within_seconds_whatever_its_heartbeat():
+    """A client that goes does not cancel its request: a quiet stream with an hour's heartbeat
+    read the log twice a second for that hour. It ends within a second or so of the connection's
+    close (`upload_feed_streams_open`)."""
+    def streams_open(server):
+        with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as response:
+            found = re.search(r"^upload_feed_streams_open (\S+)$", response.read().decode(), re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    with serving() as server:
+        followers = [Follower(server, after=0, query="&heartbeat=3600") for _ in range(3)]
+        deadline = time.monotonic() + 10
+        while streams_open(server) != 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert streams_open(server) == 3
+        for follower in followers[:2]:
+            follower.close()
+        deadline = time.monotonic() + 10
+        while streams_open(server) != 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert streams_open(server) == 1, "the streams of the readers that went are gone; the other stays"
+        followers[2].close()
 
 
 def test_a_stream_from_past_the_logs_end_is_refused(server, ecr, repo):
