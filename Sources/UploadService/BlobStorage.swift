@@ -34,12 +34,12 @@ extension BlobStorage {
 
     /// The completed layers whose blob is not kept (should be none). Visits every layer, a page
     /// of them per read snapshot, so `serve` runs it after it is ready; it stops early, with what
-    /// it found so far, when the task running it is cancelled.
-    public func missingBlobs(in store: any EventStore) throws -> [String] {
+    /// it found so far, once `stopped` says so.
+    public func missingBlobs(in store: any EventStore, stopped: () -> Bool) throws -> [String] {
         var missing: [String] = []
         try store.forEachLayer { layer in
             if !hasBlob(layer.layerDigest) { missing.append("layer \(layer.layerDigest): recorded, no blob") }
-            return !Task.isCancelled
+            return !stopped()
         }
         return missing
     }

@@ -345,7 +345,7 @@ extension BlobStore {
     /// Makes the staging files agree with the log after a crash: staged bytes the log does not
     /// record are discarded, and bytes the log records but the disk lacks are reported. Reads only
     /// the active uploads (through the active-uploads index), so it costs nothing at start-up
-    /// however long the history; ``missingBlobs(in:)`` checks the completed layers.
+    /// however long the history; ``missingBlobs(in:stopped:)`` checks the completed layers.
     ///
     /// Each staging file is judged under its upload's ``StagingLock``, against the log as it is
     /// then, and one whose lock another process or node holds is left alone: its holder is staging

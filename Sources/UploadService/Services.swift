@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 public import ServiceLifecycle
 public import UploadStore
@@ -81,9 +82,15 @@ public struct BlobCheck: Service {
     public func run() async throws {
         let (blobs, store, logger) = (service.storage, service.store, service.logger)
         await cancelWhenGracefulShutdown {
-            let check = Task.detached { try blobs.missingBlobs(in: store) }
             do {
-                let problems = try await withTaskCancellationHandler { try await check.value } onCancel: { check.cancel() }
+                // On a thread of its own: it reads the whole history (on PostgreSQL, a round trip a
+                // page), which would hold one of the cooperative pool's few threads for as long.
+                let stopped = Locked(false)
+                let problems = try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { continuation in
+                        Thread { continuation.resume(with: Result { try blobs.missingBlobs(in: store, stopped: { stopped.withLock { $0 } }) }) }.start()
+                    }
+                } onCancel: { stopped.withLock { $0 = true } }
                 for problem in problems.prefix(20) { logger.error("the log records a layer the disk lacks", metadata: ["problem": "\(problem)"]) }
                 if problems.count > 20 { logger.error("more layers lack their blobs", metadata: ["count": "\(problems.count)"]) }
             } catch {

@@ -552,3 +552,31 @@ def test_sigterm_finishes_a_request_whose_body_is_still_arriving(tmp_path):
     assert [(p["data"]["uploadId"], p["data"]["partLastByte"]) for p in parts] == [(upload_id, len(data) - 1)]
     with open(tmp_path / "staging" / upload_id, "rb") as staged:
         assert staged.read() == data
+
+
+def test_a_start_logs_a_completed_layer_whose_blob_is_gone(tmp_path):
+    """After start-up, every completed layer's blob is checked on a thread of its own (the whole
+    history, a page at a time), and one the disk lacks is logged: there should be none."""
+    data = str(tmp_path / "data")
+    os.makedirs(data)
+    server = Server(data)
+    try:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="team/gone")
+        layer = os.urandom(1000)
+        upload_id = ecr.initiate_layer_upload(repositoryName="team/gone")["uploadId"]
+        ecr.upload_layer_part(repositoryName="team/gone", uploadId=upload_id, partFirstByte=0, partLastByte=len(layer) - 1, layerPartBlob=layer)
+        digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+        ecr.complete_layer_upload(repositoryName="team/gone", uploadId=upload_id, layerDigests=[digest])
+    finally:
+        assert server.stop() == 0
+    os.unlink(os.path.join(data, "blobs", "sha256", digest.split(":")[1]))
+    server = Server(data)
+    try:
+        deadline = time.monotonic() + 30
+        while f"layer {digest}: recorded, no blob" not in server.stderr_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert f"layer {digest}: recorded, no blob" in server.stderr_text(), server.stderr_text()[-2000:]
+        assert client(server).describe_repositories(repositoryNames=["team/gone"])["repositories"], "and it serves"
+    finally:
+        assert server.stop() == 0
