@@ -140,6 +140,14 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var writeProgress = NIODeadline.now()
     private var admitted = false
     private var check: RepeatedTask?
+    /// Whether the request being read asked for the connection to close after its answer
+    /// (`Connection: close`, as Hummingbird reads it): Hummingbird then reads nothing more.
+    private var closesAfterAnswer = false
+    /// Since when the answer that ends the connection has been written while its request's body
+    /// was still arriving. What the client still sends is read and dropped, for at most the
+    /// header timeout: a client that writes its whole body before it reads (urllib, curl
+    /// without `Expect`) would otherwise block on a full socket, never reading its refusal.
+    private var drainingSince: NIODeadline?
 
     /// `TCP_NOTSENT_LOWAT` (Linux, `netinet/tcp.h`), which Glibc's Swift overlay does not name.
     static let tcpNotSentLowWatermark: Int32 = 25
@@ -199,8 +207,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let now = NIODeadline.now()
+        guard drainingSince == nil else { return }  // after the last answer: dropped
         switch unwrapInboundIn(data) {
-        case .head:
+        case .head(let head):
+            closesAfterAnswer = head.headerFields[.connection] == "close"
             isFirstRequest = false
             unanswered += 1
             reading = .body(windowStart: now, windowBytes: 0)
@@ -213,10 +223,24 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelRead(data)
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if drainingSince != nil {
+            context.read()  // nothing past this handler asks for more while it drains
+        } else {
+            context.fireChannelReadComplete()
+        }
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
             unanswered = max(0, unanswered - 1)
             let now = NIODeadline.now()
+            if closesAfterAnswer, unanswered == 0, case .body = reading {
+                drainingSince = now
+                context.write(data, promise: promise)
+                context.read()
+                return
+            }
             switch reading {
             case .head(_, let firstByte) where unanswered == 0:
                 // A client waits for an answer before its next request: the wait starts now,
@@ -256,6 +280,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Why the connection must close now, or `nil`.
     private func overdue(at now: NIODeadline) -> String? {
         let header = TimeAmount(limits.headerTimeout), idle = TimeAmount(limits.idleTimeout)
+        if let drainingSince, now - drainingSince > header { return "the client went on sending after its last answer for the header timeout" }
         if pendingWrites > 0, now - writeProgress > idle {
             return "the client read nothing of the response for the idle timeout"
         }

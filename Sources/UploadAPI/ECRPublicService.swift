@@ -139,12 +139,12 @@ public final class ECRPublicService: Sendable {
     /// - Returns: the body and who signed it (`nil` when anonymous).
     func authenticatedBody(_ request: Request, context: APIRequestContext) async throws -> (body: [UInt8], principal: String?) {
         guard case .sigV4(let verifier) = authentication, context.principal == nil else {
-            let buffer = try await ClientBody(base: request.body).collect(upTo: context.maxUploadSize)
+            let buffer = try await ClientBody(request, limit: context.maxUploadSize).collect(upTo: context.maxUploadSize)
             return (Array(buffer.readableBytesView), context.principal)
         }
         try verifier.precheck(method: request.method.rawValue, headers: request.headers)
         let spooled = try await SpooledBody(
-            reading: ClientBody(base: request.body), limit: context.maxUploadSize, spoolDirectory: spoolDirectory, budget: spoolBudget,
+            reading: ClientBody(request, limit: context.maxUploadSize), limit: context.maxUploadSize, spoolDirectory: spoolDirectory, budget: spoolBudget,
             longestArrival: longestUnsignedArrival, ensureRoom: { [blobs = service.blobs] in try blobs.ensureRoom(for: UInt64($0)) })
         let principal = try verifier.verify(
             method: request.method.rawValue, authority: request.head.authority, path: request.uri.path, query: request.uri.query ?? "",

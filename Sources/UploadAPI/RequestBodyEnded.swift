@@ -15,6 +15,17 @@ struct ClientBody: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
     let base: RequestBody
 
+    init(base: RequestBody) { self.base = base }
+
+    /// `request`'s body, of at most `limit` bytes: one whose `Content-Length` says it is longer is
+    /// refused at once (413), before a byte of it is read or spooled.
+    init(_ request: Request, limit: Int) throws {
+        if let declared = request.headers[.contentLength], (Int(declared).map { $0 > limit } ?? true) {
+            throw HTTPError(.contentTooLarge)
+        }
+        base = request.body
+    }
+
     struct AsyncIterator: AsyncIteratorProtocol {
         var base: RequestBody.AsyncIterator
 

@@ -1009,6 +1009,37 @@ def test_a_layer_stops_at_its_size_limit_through_either_api_and_keeps_what_it_ha
         assert kinds.count("LayerPartUploaded") == 3 and kinds.count("LayerUploadCompleted") == 1, kinds
 
 
+def test_a_body_declared_larger_than_the_limit_is_refused_before_a_byte_of_it_is_read():
+    """A Content-Length past the 30,000,000 bytes a request may carry (or the registry's manifest
+    limit) is answered 413 at once: the body is not read, nor spooled against the budget first
+    (it was 30 MB read, and written to the spool for a known key, before the refusal)."""
+    with running() as server:
+        for key in (KEY_A, ("AKIDUNKNOWN", "x")):
+            sock = connect(server)
+            try:
+                sock.sendall(signed_head(server, "POST", "/", body_hash_of=b"{}", key=key, content_length=10**12,
+                                         headers={"X-Amz-Target": TARGET + "UploadLayerPart"}))
+                status, _, body = read_response(sock, timeout=5)
+            finally:
+                sock.close()
+            expected = "RequestEntityTooLargeException" if key == KEY_A else "UnrecognizedClientException"
+            assert (status, json.loads(body)["__type"]) == ((413 if key == KEY_A else 403), expected), (key, status, body)
+        from test_registry_api import login_password
+        password = login_password(client(server))
+        sock = connect(server)
+        try:
+            client(server).create_repository(repositoryName="team/declared")
+            auth = base64.b64encode(f"AWS:{password}".encode()).decode()
+            sock.sendall((f"PUT /v2/team/declared/manifests/v1 HTTP/1.1\r\nHost: {host_header(server)}\r\n"
+                          f"Authorization: Basic {auth}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+                          f"Content-Length: {10**9}\r\n\r\n").encode())
+            status, _, body = read_response(sock, timeout=5)
+        finally:
+            sock.close()
+        assert status == 413 and json.loads(body)["errors"][0]["code"] == "MANIFEST_INVALID", (status, body)
+        assert_honest(server)
+
+
 def test_connections_beyond_the_maximum_are_closed_at_once():
     cap = 10
     with running("--max-connections", str(cap), "--header-timeout", "30", "--idle-timeout", "30") as server:

@@ -49,6 +49,19 @@ def test_oversized_body_is_refused_with_a_4xx(server):
     assert status == 413 and body["__type"] == "RequestEntityTooLargeException"
 
 
+def test_an_answer_before_the_body_reaches_a_client_that_sends_its_whole_body_first(server):
+    """urllib sends `Connection: close` and its whole body before it reads: a refusal answered
+    before the body was read (an unsigned request; a body declared too large) must still reach it,
+    not leave it blocked on a full socket until the idle timeout (60 s)."""
+    import time
+    for target, body, expected in (("SpencerFrontendService.UploadLayerPart", b"x" * 20_000_000, "MissingAuthenticationTokenException"),
+                                   ("SpencerFrontendService.UploadLayerPart", b"x" * 40_000_000, "RequestEntityTooLargeException")):
+        started = time.monotonic()
+        status, _, answer = post(server, target, body, sign=expected != "MissingAuthenticationTokenException")
+        assert answer["__type"] == expected and status in (403, 413), (status, answer)
+        assert time.monotonic() - started < 20, f"{expected} took {time.monotonic() - started:.1f} s"
+
+
 def test_awscli_get_login_password(server):
     env = {**os.environ, **CREDENTIALS}
     out = subprocess.run(["aws", "ecr-public", "get-login-password", "--endpoint-url", server.endpoint],

@@ -57,7 +57,7 @@ extension RegistryFrontEnd {
     /// PutImage with the body exactly as sent; a manifest the repository already holds (under
     /// this tag, when one is given) is answered as stored.
     private func putManifest(_ call: Call, _ ref: RepositoryRef, tag: String?, digest: String?) async throws -> Response {
-        let body = try await ClientBody(base: call.request.body).collect(upTo: PutImage.maximumManifestBytes)
+        let body = try await ClientBody(call.request, limit: PutImage.maximumManifestBytes).collect(upTo: PutImage.maximumManifestBytes)
         guard let text = String(validating: body.readableBytesView, as: UTF8.self) else {
             throw RegistryError(.manifestInvalid, "The manifest is not UTF-8 JSON")
         }
