@@ -1049,6 +1049,12 @@ def test_unsigned_requests_must_name_a_loopback_host_under_allow_anonymous(open_
                          timeout=30).status_code == 202
     names = [r["repositoryName"] for r in ecr_client(open_server).describe_repositories()["repositories"]]
     assert name in names, "only the same-origin push created it"
+    # A second Host line, which a proxy in front might route by, is refused whichever comes first.
+    for hosts in ([f"127.0.0.1:{port}", "attacker.example"], ["attacker.example", f"127.0.0.1:{port}"]):
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(("GET /v2/ HTTP/1.1\r\n" + "".join(f"Host: {h}\r\n" for h in hosts) + "\r\n").encode())
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 403") and b"DENIED" in answer, (hosts, answer[:300])
 
 
 def test_a_chunk_longer_than_its_content_range_is_refused_before_the_rest_arrives(open_server):
