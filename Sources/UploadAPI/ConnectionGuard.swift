@@ -215,12 +215,6 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             unanswered += 1
             reading = .body(windowStart: now, windowBytes: 0)
             heldBackSince = nil
-            // RFC 9110 §10.1.1: a client that expects 100 Continue (curl, for bodies past 1 MiB)
-            // is told at once to send its body, rather than wait a second before it does. NIO's
-            // pipelining handler passes a head only once every answer before it has ended.
-            if head.headerFields[.expect]?.lowercased() == "100-continue", unanswered == 1 {
-                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
-            }
         case .body(let buffer):
             if case .body(let start, let bytes) = reading { reading = .body(windowStart: start, windowBytes: bytes + buffer.readableBytes) }
         case .end:

@@ -62,28 +62,6 @@ def test_an_answer_before_the_body_reaches_a_client_that_sends_its_whole_body_fi
         assert time.monotonic() - started < 20, f"{expected} took {time.monotonic() - started:.1f} s"
 
 
-def test_expect_100_continue_is_answered_at_once(server):
-    """RFC 9110 §10.1.1: a client that sends `Expect: 100-continue` (curl, for bodies past 1 MiB)
-    is told at once to send its body; it waited a second for nothing, then sent it anyway."""
-    import socket
-    import urllib.parse
-    address = urllib.parse.urlparse(server.endpoint)
-    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
-        body = b'{"repositoryName": "no/such-repo"}'
-        headers = signed_headers("POST", server.endpoint + "/", body, {
-            "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.InitiateLayerUpload"})
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        sock.sendall(f"POST / HTTP/1.1\r\nHost: {address.netloc}\r\n{head}Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n".encode())
-        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
-        sock.sendall(body)
-        answer = b""
-        while b"RepositoryNotFoundException" not in answer:
-            chunk = sock.recv(4096)
-            assert chunk, answer
-            answer += chunk
-        assert answer.startswith(b"HTTP/1.1 400 "), answer
-
-
 def test_awscli_get_login_password(server):
     env = {**os.environ, **CREDENTIALS}
     out = subprocess.run(["aws", "ecr-public", "get-login-password", "--endpoint-url", server.endpoint],
