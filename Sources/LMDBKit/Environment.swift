@@ -67,6 +67,7 @@ public final class Environment: @unchecked Sendable {
         }
         let key = String(cString: real)
         free(real)
+        try Self.refuseEmptiedFile(key)
         guard Self.openDirectories.insert(key) else { throw EnvironmentError.alreadyOpenInProcess(key) }
 
         var env: OpaquePointer?
@@ -113,6 +114,17 @@ public final class Environment: @unchecked Sendable {
         mdb_env_stat(env, &pages)
         let inUse = (info.me_last_pgno + 1) * Int(pages.ms_psize)
         if Int(status.st_size) < inUse { throw EnvironmentError.truncated(directory, bytes: Int(status.st_size), inUse: inUse) }
+    }
+
+    /// LMDB takes an empty `data.mdb` (a copy onto a full disk leaves one) for a new store and
+    /// writes it a header: a store that held a log would open as an empty one, and whatever the
+    /// directory holds besides would be judged against nothing. Only a directory holding nothing
+    /// else (an open that died before its first commit) may start again from an empty file.
+    private static func refuseEmptiedFile(_ directory: String) throws {
+        var status = stat()
+        guard stat(directory + "/data.mdb", &status) == 0, status.st_size == 0 else { return }
+        let others = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { !["data.mdb", "lock.mdb"].contains($0) }
+        if !others.isEmpty { throw EnvironmentError.truncated(directory, bytes: 0, inUse: nil) }
     }
 
     deinit {
@@ -328,8 +340,9 @@ public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
     case alreadyOpenInProcess(String)
     case missingDirectory(String)
     case missingStore(String)
-    /// `data.mdb` is shorter than the pages its last commit uses.
-    case truncated(String, bytes: Int, inUse: Int)
+    /// `data.mdb` is shorter than the pages its last commit uses (`nil`: it is empty, in a
+    /// directory that holds more than a new store).
+    case truncated(String, bytes: Int, inUse: Int?)
 
     public var description: String {
         switch self {
@@ -340,7 +353,9 @@ public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
         case .missingDirectory(let path):
             "no store directory at \(path)"
         case .truncated(let path, let bytes, let inUse):
-            "\(path)/data.mdb is \(bytes) bytes, shorter than the \(inUse) its last commit uses: the file was cut short "
+            "\(path)/data.mdb is \(bytes) bytes, "
+                + (inUse.map { "shorter than the \($0) its last commit uses" } ?? "in a directory that holds more than a new store")
+                + ": the file was cut short "
                 + "(a partial copy, or a disk that filled while it was copied). Nothing was read or written; restore it "
                 + "from a backup. A store's projections directory can be removed instead: its next open rebuilds it from the log"
         }

@@ -148,6 +148,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// header timeout: a client that writes its whole body before it reads (urllib, curl
     /// without `Expect`) would otherwise block on a full socket, never reading its refusal.
     private var drainingSince: NIODeadline?
+    /// Whether the response being written says `Connection: close` (an event stream's): the
+    /// connection closes once it ends, whatever the client sent after its request.
+    private var responseCloses = false
 
     /// `TCP_NOTSENT_LOWAT` (Linux, `netinet/tcp.h`), which Glibc's Swift overlay does not name.
     static let tcpNotSentLowWatermark: Int32 = 25
@@ -232,6 +235,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .head(let response) = unwrapOutboundIn(data) { responseCloses = response.headerFields[.connection] == "close" }
+        if case .end = unwrapOutboundIn(data), responseCloses {
+            context.writeAndFlush(data, promise: promise)
+            close(context, "the response said the connection closes after it")
+            return
+        }
         if case .end = unwrapOutboundIn(data) {
             unanswered = max(0, unanswered - 1)
             let now = NIODeadline.now()

@@ -205,7 +205,8 @@ extension ECRPublicService {
     /// without waiting for the next event. Consumers skip empty lines. A reader that is gone is
     /// noticed within a second whatever the heartbeat, when its connection's input closes: a
     /// client that goes does not cancel its request, and its stream would otherwise read the log
-    /// twice a second until its next line. (The connection closes after the stream.)
+    /// twice a second until its next line. The connection closes after the stream (`Connection:
+    /// close`): the watch for its input's close reads, and drops, anything sent after the request.
     func eventStream(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let heartbeat = try Self.query(request, "heartbeat") ?? Self.defaultHeartbeatSeconds
@@ -254,7 +255,7 @@ extension ECRPublicService {
             } }, onInboundClosed: { readerGone.withLock { $0 = true } })
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson", Self.contentTypeOptionsHeader: "nosniff"], body: body)
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson", Self.contentTypeOptionsHeader: "nosniff", .connection: "close"], body: body)
     }
 
     func sessionProjection(_ uploadId: String) async throws -> Response {

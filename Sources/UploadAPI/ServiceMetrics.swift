@@ -57,11 +57,11 @@ public struct ServiceMetrics: Sendable {
 
     /// Counts a live event stream opened (`by` 1) or ended (-1).
     func countEventStream(by change: Int) {
-        let open = eventStreams.withLock { count in
+        eventStreams.withLock { count in
             count += change
-            return count
+            // Recorded under the lock: two streams ending together must not record out of order.
+            Gauge(label: "upload_feed_streams_open", factory: factory).record(Double(count))
         }
-        Gauge(label: "upload_feed_streams_open", factory: factory).record(Double(open))
     }
 
     /// Whether the last scrape could read the store's figures (1) or not (0): the other store

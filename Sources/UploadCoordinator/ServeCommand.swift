@@ -97,6 +97,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard (1...10_000_000).contains(maxQueuedCommands) else { throw ValidationError("--max-queued-commands must be 1 to 10000000; got \(maxQueuedCommands).") }
         guard maxSpooledBytes >= 0 else { throw ValidationError("--max-spooled-bytes must not be negative.") }
+        guard maxLayerBytes > 0 else { throw ValidationError("--max-layer-bytes must be at least 1: 0 would refuse every layer.") }
         guard (1...Self.longestSeconds).contains(maxUnsignedBodySeconds) else {
             throw ValidationError("--max-unsigned-body-seconds must be 1 to \(Self.longestSeconds); got \(maxUnsignedBodySeconds).")
         }

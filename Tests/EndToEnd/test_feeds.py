@@ -36,6 +36,7 @@ class Follower:
         self.connection.request("GET", path, headers=signed_headers("GET", server.endpoint + path))
         self.response = self.connection.getresponse()
         assert self.response.status == 200
+        assert self.response.headers["Connection"] == "close", "nothing is answered on a stream's connection after it"
         self.heartbeats = 0
 
     def next(self):
@@ -45,6 +46,7 @@ class Follower:
         return json.loads(line)
 
     def close(self):
+        self.response.close()  # it owns the socket: the answer said the connection closes after it
         self.connection.close()
 
 

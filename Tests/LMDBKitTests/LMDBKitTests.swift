@@ -56,8 +56,27 @@ struct LMDBKitTests {
         configuration.readOnly = readOnly
         let error = try #require(throws: EnvironmentError.self) { try Environment(directory: dir, configuration: configuration) }
         guard case .truncated(_, let bytes, let inUse) = error else { Issue.record("\(error)"); return }
-        #expect(bytes == 16_384 && inUse > bytes)
+        #expect(bytes == 16_384 && (inUse ?? 0) > bytes)
         #expect(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int == 16_384)
+    }
+
+    /// LMDB takes an empty data.mdb for a new store: cut to nothing (a copy onto a full disk) in a
+    /// directory that holds more (a data folder's blobs, staging), it would have opened as an
+    /// empty log. Alone with its lock file (an open that died before its first commit), it opens.
+    @Test func anEmptiedFile_isRefused_unlessTheDirectoryHoldsNothingElse() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lmdbkit-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let env = try Environment(directory: dir)
+            try env.write { txn in try txn.put(try txn.openDatabase("t", create: true)!, [1], [1]) }
+        }
+        #expect(truncate(dir + "/data.mdb", 0) == 0)
+        #expect(throws: Never.self) { _ = try Environment(directory: dir) }
+        #expect(truncate(dir + "/data.mdb", 0) == 0)
+        try FileManager.default.createDirectory(atPath: dir + "/staging", withIntermediateDirectories: false)
+        let error = try #require(throws: EnvironmentError.self) { try Environment(directory: dir) }
+        guard case .truncated(_, 0, nil) = error else { Issue.record("\(error)"); return }
+        #expect(try FileManager.default.attributesOfItem(atPath: dir + "/data.mdb")[.size] as? Int == 0, "left as it was")
     }
 
     /// SwiftLMDB once had wrong flag values; MDB_APPEND must really refuse a key out of order.

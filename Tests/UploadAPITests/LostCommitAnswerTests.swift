@@ -15,21 +15,26 @@ import UploadTesting
 /// other call goes to the real store underneath.
 final class AnswerLostStore: EventStore {
     let real: any EventStore
-    private let late = Mutex<[Task<Void, Never>]>([])
+    private let late = Mutex<[(commit: Task<Void, Never>, gate: AsyncStream<Void>.Continuation)]>([])
 
     init(_ real: any EventStore) { self.real = real }
 
     /// The parts whose answers were lost, committed now.
-    func commitLateParts() async { for task in late.withLock({ $0 }) { await task.value } }
+    func commitLateParts() async {
+        for (commit, gate) in late.withLock({ $0 }) {
+            gate.finish()
+            await commit.value
+        }
+    }
 
     func append(_ submissions: [CommandSubmission]) async -> [Result<CommandOutcome, any Error>] {
         guard submissions.contains(where: { if case .uploadLayerPart = $0.command { true } else { false } }) else {
             return await real.append(submissions)
         }
         let real = self.real
+        // Committed only once the caller has heard its failure, and read the store after it.
         let gate = AsyncStream<Void>.makeStream()
-        late.withLock { $0.append(Task { for await _ in gate.stream {}; _ = await real.append(submissions) }) }
-        defer { gate.continuation.finish() }  // committed only once the caller has heard its failure
+        late.withLock { $0.append((Task { for await _ in gate.stream {}; _ = await real.append(submissions) }, gate.continuation)) }
         return submissions.map { _ in .failure(StoreError(.io, "the connection was lost: it may or may not have been kept")) }
     }
 

@@ -8,7 +8,7 @@ struct ResultWithinTests {
 
     @Test func aTaskThatDoesNotFinishInTime_givesNil_andGoesOn() async throws {
         let slow = Task<Int, any Error> {
-            try? await Task.sleep(for: .seconds(30))
+            try? await Task.sleep(for: .seconds(300))
             return 1
         }
         defer { slow.cancel() }
@@ -16,7 +16,8 @@ struct ResultWithinTests {
         let started = clock.now
         let outcome = await slow.result(within: .milliseconds(100))
         #expect(outcome == nil)
-        #expect(clock.now - started < .seconds(10), "answered after the wait, not after the task")
+        // Generous: other suites running beside this one can hold the cooperative pool's threads.
+        #expect(clock.now - started < .seconds(120), "answered after the wait, not after the task")
         #expect(!slow.isCancelled, "the task goes on, for the next caller to share")
     }
 
