@@ -237,8 +237,15 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .head(let response) = unwrapOutboundIn(data) { responseCloses = response.headerFields[.connection] == "close" }
         if case .end = unwrapOutboundIn(data), responseCloses {
-            context.writeAndFlush(data, promise: promise)
-            close(context, "the response said the connection closes after it")
+            // Closed once the end is written, not while a slow reader still has it to take.
+            let written = context.eventLoop.makePromise(of: Void.self)
+            if let promise { written.futureResult.cascade(to: promise) }
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            written.futureResult.whenComplete { _ in
+                let (guardian, context) = loopBound.value
+                guardian.close(context, "the response said the connection closes after it")
+            }
+            context.writeAndFlush(data, promise: written)
             return
         }
         if case .end = unwrapOutboundIn(data) {

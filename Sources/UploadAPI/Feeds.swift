@@ -155,9 +155,7 @@ extension ECRPublicService {
 
     func addFeedRoutes(to router: Router<APIRequestContext>) {
         router.get("/events") { request, context in await self.authenticated(request, context) { try await self.eventsPage(request) } }
-        router.get("/events/stream") { request, context in
-            await self.authenticated(request, context) { try await self.eventStream(request) }
-        }
+        router.get("/events/stream") { request, context in await self.authenticated(request, context) { try await self.eventStream(request) } }
         router.get("/projections/sessions/:uploadId") { request, context in
             await self.authenticated(request, context) { try await self.sessionProjection(context.parameters.require("uploadId")) }
         }
