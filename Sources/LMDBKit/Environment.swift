@@ -117,14 +117,15 @@ public final class Environment: @unchecked Sendable {
     }
 
     /// LMDB takes an empty `data.mdb` (a copy onto a full disk leaves one) for a new store and
-    /// writes it a header: a store that held a log would open as an empty one, and whatever the
-    /// directory holds besides would be judged against nothing. Only a directory holding nothing
-    /// else (an open that died before its first commit) may start again from an empty file.
+    /// writes it a header: a store that held a log would open as an empty one, and what the data
+    /// folder holds besides (staging) would be judged against nothing. An empty file beside no
+    /// folder a store's first open makes after its first commit (an open that died before it, or
+    /// another process's open under way) may start again.
     private static func refuseEmptiedFile(_ directory: String) throws {
         var status = stat()
         guard stat(directory + "/data.mdb", &status) == 0, status.st_size == 0 else { return }
-        let others = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { !["data.mdb", "lock.mdb"].contains($0) }
-        if !others.isEmpty { throw EnvironmentError.truncated(directory, bytes: 0, inUse: nil) }
+        let storeFolders = ["projections", "blobs", "staging"].filter { FileManager.default.fileExists(atPath: directory + "/" + $0) }
+        if !storeFolders.isEmpty { throw EnvironmentError.truncated(directory, bytes: 0, inUse: nil) }
     }
 
     deinit {

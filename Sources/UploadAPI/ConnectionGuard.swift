@@ -243,7 +243,16 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             written.futureResult.whenComplete { _ in
                 let (guardian, context) = loopBound.value
-                guardian.close(context, "the response said the connection closes after it")
+                guard context.channel.isActive else { return }
+                if case .body = guardian.reading {
+                    // Its request's body is still arriving (a refusal Hummingbird wrote, of a
+                    // request it could not parse): a full close now could reset the answer away.
+                    guardian.drainingSince = .now()
+                    context.close(mode: .output, promise: nil)
+                    context.read()
+                } else {
+                    guardian.close(context, "the response said the connection closes after it")
+                }
             }
             context.writeAndFlush(data, promise: written)
             return

@@ -204,7 +204,8 @@ extension ECRPublicService {
     /// noticed within a second whatever the heartbeat, when its connection's input closes: a
     /// client that goes does not cancel its request, and its stream would otherwise read the log
     /// twice a second until its next line. The connection closes after the stream (`Connection:
-    /// close`): the watch for its input's close reads, and drops, anything sent after the request.
+    /// close`), so that nothing pipelined behind it waits unanswered; such a request also ends
+    /// the watch for the input's close, and the stream then notices a reader gone at its next write.
     func eventStream(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let heartbeat = try Self.query(request, "heartbeat") ?? Self.defaultHeartbeatSeconds
