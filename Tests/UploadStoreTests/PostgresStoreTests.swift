@@ -221,8 +221,8 @@ struct PostgresStoreTests {
             // The control: another node's real commit wakes it.
             try await location.withStore { other in _ = try await other.execute(try Self.create("team/other"), metadata: testMetadata()) }
             let woken = ContinuousClock.now
-            _ = await store.waitForEvents(after: 1, timeout: .seconds(5))
-            #expect(ContinuousClock.now - woken < .seconds(2), "another node's commit wakes the follower")
+            _ = await store.waitForEvents(after: 1, timeout: .seconds(30))
+            #expect(ContinuousClock.now - woken < .seconds(10), "another node's commit wakes the follower, long before the wait's end")
         }
     }
 
