@@ -98,6 +98,8 @@ extension UploadService {
             do {
                 return (try self.completedDigest(whole, events: results[1].get().events), true)
             } catch {
+                // The log names the staged part now: its name is made durable, as a part's is.
+                try? await Self.blocking { try BlobStore.syncDirectory(self.blobs.staging) }
                 try? await self.cancelUpload(upload, completionMetadata)  // as below
                 throw error
             }
@@ -158,8 +160,12 @@ extension UploadService {
             if let declaredSpan, received == 0 || received - 1 != declaredSpan { throw heldOtherThanDeclared(received) }
             staged = try await Self.blocking { [pending] in
                 try writer.write(pending)
-                let (length, digest) = try writer.finish()
+                // A whole layer made its blob commits with its completion, which names the blob:
+                // its staging name need not be durable (a sync of the directory saved), unless
+                // it is not made the blob, or the completion is refused (``finishUpload``).
+                let (length, digest) = try writer.finish(syncingItsName: adoptable == nil)
                 let adopted = length > 0 && adoptable.map { self.adopt(upload.uploadId, as: $0, digest: digest, length: length) } == true
+                if length > 0, adoptable != nil, !adopted { try writer.syncName() }
                 return (length, digest, adopted)
             }
         } catch {

@@ -73,8 +73,10 @@ extension BlobStore {
 
         /// Cuts off anything past the part (bytes of a part that never committed), syncs the file
         /// (and the directory when the part starts the file: the log is about to name it) and closes it.
+        /// - Parameter syncingItsName: false when the caller makes the file a blob before the log
+        ///   names it (``syncName()`` then, if it does not).
         /// - Returns: the part's length and `sha256:<hex>` (`""` for an empty one, which wrote nothing).
-        public func finish() throws -> (length: UInt64, digest: String) {
+        public func finish(syncingItsName: Bool = true) throws -> (length: UInt64, digest: String) {
             defer { abandon() }
             guard length > 0 else { return (0, "") }
             let path = store.stagingPath(uploadId)
@@ -82,9 +84,12 @@ extension BlobStore {
             guard fsync(fd) == 0 else { throw BlobStore.posixError("fsync \(path)") }
             // Not only when this writer created it: a first chunk that failed leaves the file cut
             // back to nothing, its name maybe never synced, for the next one to find.
-            if isNew || start == 0 { try BlobStore.syncDirectory(store.staging) }
+            if syncingItsName && (isNew || start == 0) { try syncName() }
             return (length, "sha256:" + Hex.encode(hasher.finalize()))
         }
+
+        /// Makes the staging file's name durable (a sync of the staging directory).
+        public func syncName() throws { try BlobStore.syncDirectory(store.staging) }
 
         /// Closes the file without syncing; the caller cuts staging back.
         public func abandon() {
