@@ -154,18 +154,18 @@ extension ECRPublicService {
     }
 
     func addFeedRoutes(to router: Router<APIRequestContext>) {
-        router.get("/events") { request, context in await self.authenticated(request, context) { try await self.eventsPage(request) } }
-        router.get("/events/stream") { request, context in await self.authenticated(request, context) { try await self.eventStream(request) } }
-        router.get("/projections/sessions/:uploadId") { request, context in
+        router.getAndHead("/events") { request, context in await self.authenticated(request, context) { try await self.eventsPage(request) } }
+        router.getAndHead("/events/stream") { request, context in await self.authenticated(request, context) { try await self.eventStream(request) } }
+        router.getAndHead("/projections/sessions/:uploadId") { request, context in
             await self.authenticated(request, context) { try await self.sessionProjection(context.parameters.require("uploadId")) }
         }
-        router.get("/projections/repositories/:registryId/**") { request, context in
+        router.getAndHead("/projections/repositories/:registryId/**") { request, context in
             await self.authenticated(request, context) {
                 try await self.repositoryProjection(context.parameters.require("registryId"), context.parameters.getCatchAll().joined(separator: "/"))
             }
         }
         // Open, as Prometheus scrapes unsigned: counts and sizes only, no audit data.
-        router.get("/metrics") { _, _ in await self.openAnswer { try await self.metricsResponse() } }
+        router.getAndHead("/metrics") { _, _ in await self.openAnswer { try await self.metricsResponse() } }
     }
 
     /// `GET /events?after=POS&limit=N`: up to N events (at most 10,000) after POS, as NDJSON,

@@ -16,22 +16,22 @@ import UploadStore
 /// the credentials the `/events` feed needs.
 extension ECRPublicService {
     func addTransparencyLogRoutes(to router: Router<APIRequestContext>) {
-        router.get("/log/checkpoint") { _, _ in await self.openAnswer { try await self.checkpointResponse() } }
-        router.get("/log/proof/consistency") { request, _ in
+        router.getAndHead("/log/checkpoint") { _, _ in await self.openAnswer { try await self.checkpointResponse() } }
+        router.getAndHead("/log/proof/consistency") { request, _ in
             await self.openAnswer {
                 let (first, second) = (try Self.required(request, "first"), try Self.required(request, "second"))
                 let proof = try await self.service.reading { try $0.consistencyProof(first: first, second: second) }
                 return Self.json(.object([("consistency", .array(proof.map(Self.base64)))]))
             }
         }
-        router.get("/log/proof/inclusion") { request, _ in
+        router.getAndHead("/log/proof/inclusion") { request, _ in
             await self.openAnswer {
                 let (index, size) = (try Self.required(request, "index"), try Self.required(request, "size"))
                 let path = try await self.service.reading { try $0.inclusionPath(leafIndex: index, size: size) }
                 return Self.json(.object([("leaf_index", .uint(index)), ("audit_path", .array(path.map(Self.base64)))]))
             }
         }
-        router.get("/log/tile/**") { request, context in
+        router.getAndHead("/log/tile/**") { request, context in
             // The path as sent, not the router's segments (which drop empty ones): each tile has one URL.
             let path = String(request.uri.path.dropFirst(Self.tilePrefix.count))
             guard request.uri.path.hasPrefix(Self.tilePrefix), let address = TileAddress(path: path) else {

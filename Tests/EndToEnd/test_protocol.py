@@ -5,7 +5,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from conftest import CREDENTIALS, signed_headers
+from conftest import CREDENTIALS, serving, signed_headers
 
 
 def post(server, target, body, headers=None, sign=True):
@@ -60,6 +60,45 @@ def test_an_answer_before_the_body_reaches_a_client_that_sends_its_whole_body_fi
         status, _, answer = post(server, target, body, sign=expected != "MissingAuthenticationTokenException")
         assert answer["__type"] == expected and status in (403, 413), (status, answer)
         assert time.monotonic() - started < 20, f"{expected} took {time.monotonic() - started:.1f} s"
+
+
+def test_the_get_routes_answer_head_with_their_headers_and_no_body():
+    """Monitors and load balancers probe with HEAD (RFC 9110 §9.3.2): each GET route answers it
+    with the GET's status and framing, and sends no body, so the next answer on the same
+    connection is read whole. They answered 404."""
+    import http.client
+    import time
+    with serving() as server:
+        status, _, _ = post(server, "SpencerFrontendService.CreateRepository", b'{"repositoryName":"head/probe"}')
+        assert status == 200  # an event for the feed to hold
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+
+        def exchange(method, path, signed):
+            headers = signed_headers(method, server.endpoint + path) if signed else {}
+            connection.request(method, path, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.getheader("Content-Type"), response.getheader("Content-Length"), response.read()
+
+        for path, signed in (("/log/checkpoint", False), ("/gallery/assets/style.css", False), ("/events?after=0", True),
+                             ("/metrics", False), ("/gallery", False)):
+            status, kind, length, body = exchange("GET", path, signed)
+            assert status == 200 and body, (path, status)
+            head = exchange("HEAD", path, signed)
+            assert head[:2] == (200, kind) and head[3] == b"", (path, head)
+            if path in ("/log/checkpoint", "/gallery/assets/style.css"):  # the same bytes twice
+                assert head[2] == length == str(len(body)), (path, head[2], length, len(body))
+            if path == "/events?after=0":  # streamed: no length, for GET or HEAD
+                assert head[2] is None and length is None, (head[2], length)
+        # Nothing of a body was left on the connection: the next answer is read as itself.
+        assert exchange("GET", "/log/checkpoint", False)[0] == 200
+        # HEAD asks no more than GET may: a feed still needs its signature.
+        assert exchange("HEAD", "/events?after=0", False)[0] == 403
+        # And leaves no answer unfinished: the server stops at once, the connection still open (a
+        # HEAD answer that never ended kept its shutdown waiting).
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 10
+        connection.close()
 
 
 def test_awscli_get_login_password(server):

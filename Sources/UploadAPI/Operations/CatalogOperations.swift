@@ -83,7 +83,7 @@ extension ECRPublicService {
     }
 
     func addLogoRoute(to router: Router<APIRequestContext>) {
-        router.get("/logos/:registryId/:digest/**") { request, context in
+        router.getAndHead("/logos/:registryId/:digest/**") { request, context in
             // Shown to whom the gallery shows its repository (``mayView``): a page session's key,
             // a signed request's, or anyone's; under --private-pulls one of the first two. An
             // answer that depended on who asked is no shared cache's to keep.

@@ -24,17 +24,17 @@ extension ECRPublicService {
         "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
     func addPageRoutes(to router: Router<APIRequestContext>) {
-        router.get("/") { request, _ in
+        router.getAndHead("/") { request, _ in
             // A browser asking for the server's root gets the gallery; API clients never GET it.
             guard request.headers[.accept]?.contains("text/html") == true else { return Response(status: .notFound) }
             return Self.redirect(to: "/gallery/")
         }
-        router.get("/gallery") { request, _ in await self.page(request) { viewer in try self.registryPage(request, viewer) } }
-        router.get("/gallery/repositories/**") { request, context in
+        router.getAndHead("/gallery") { request, _ in await self.page(request) { viewer in try self.registryPage(request, viewer) } }
+        router.getAndHead("/gallery/repositories/**") { request, context in
             let name = context.parameters.getCatchAll().joined(separator: "/")
             return await self.page(request) { viewer in try self.repositoryPage(name, viewer) }
         }
-        router.get("/gallery/audit") { request, _ in
+        router.getAndHead("/gallery/audit") { request, _ in
             await self.auditPage(request) { viewer in
                 // Signed for the page if the log grew (at most once per interval); without it, the page says so.
                 var signed: SignedCheckpoint?
@@ -45,12 +45,12 @@ extension ECRPublicService {
                 return try await Self.rendering { try self.auditTrail(request, viewer, signed: checkpoint) }
             }
         }
-        router.get("/gallery/audit/proofs/:position") { request, context in
+        router.getAndHead("/gallery/audit/proofs/:position") { request, context in
             let position = context.parameters.get("position")
             return await self.auditPage(request) { viewer in try await self.proofPage(position, viewer) }
         }
-        router.get("/gallery/audit/stream") { request, _ in await self.auditPage(request) { viewer in try self.auditStream(request, until: viewer.expiresAt) } }
-        router.get("/gallery/sign-in") { request, _ in await self.signInPage(next: request.uri.queryParameters["next"].map(String.init), error: nil) }
+        router.getAndHead("/gallery/audit/stream") { request, _ in await self.auditPage(request) { viewer in try self.auditStream(request, until: viewer.expiresAt) } }
+        router.getAndHead("/gallery/sign-in") { request, _ in await self.signInPage(next: request.uri.queryParameters["next"].map(String.init), error: nil) }
         router.post("/gallery/sign-in") { request, context in await self.signIn(request, context) }
         router.post("/gallery/sign-out") { request, _ in
             guard self.isSameOrigin(request) else { return await self.messagePage(.forbidden, "Refused", "A form of another site cannot sign you out.", viewer: nil) }
@@ -58,8 +58,8 @@ extension ECRPublicService {
             response.headers[.setCookie] = self.pageSession.clearCookie
             return response
         }
-        router.get("/gallery/assets/style.css") { _, _ in Self.asset(PageTemplates.styleSheet, type: "text/css; charset=utf-8") }
-        router.get("/gallery/assets/live.js") { _, _ in Self.asset(PageTemplates.liveScript, type: "text/javascript; charset=utf-8") }
+        router.getAndHead("/gallery/assets/style.css") { _, _ in Self.asset(PageTemplates.styleSheet, type: "text/css; charset=utf-8") }
+        router.getAndHead("/gallery/assets/live.js") { _, _ in Self.asset(PageTemplates.liveScript, type: "text/javascript; charset=utf-8") }
     }
 
     /// The viewer a request's session cookie names, if any.
