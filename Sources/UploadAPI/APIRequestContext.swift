@@ -10,10 +10,13 @@ public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
     /// otherwise the service's own SigV4 check names the principal. Every event the request
     /// records carries it in its metadata.
     public var principal: String?
+    /// The request's connection (for ``InterimContinue``).
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 
     /// Request bodies up to this size are read; larger ones are refused with 413. A 20 MiB part is

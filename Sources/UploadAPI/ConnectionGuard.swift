@@ -151,6 +151,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Whether the response being written says `Connection: close` (an event stream's): the
     /// connection closes once it ends, whatever the client sent after its request.
     private var responseCloses = false
+    /// Whether the request being read sent `Expect: 100-continue` and has had no answer yet, not
+    /// even the interim one (``InterimContinue``).
+    private var expectsContinue = false
+
+    /// The event ``InterimContinue`` sends down the pipeline when a handler first reads a body.
+    struct SendContinue {}
 
     /// `TCP_NOTSENT_LOWAT` (Linux, `netinet/tcp.h`), which Glibc's Swift overlay does not name.
     static let tcpNotSentLowWatermark: Int32 = 25
@@ -214,6 +220,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             closesAfterAnswer = head.headerFields[.connection] == "close"
+            expectsContinue = head.headerFields[.expect].map { $0.lowercased() == "100-continue" } ?? false
             isFirstRequest = false
             unanswered += 1
             reading = .body(windowStart: now, windowBytes: 0)
@@ -235,7 +242,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .head(let response) = unwrapOutboundIn(data) { responseCloses = response.headerFields[.connection] == "close" }
+        if case .head(let response) = unwrapOutboundIn(data) {
+            responseCloses = response.headerFields[.connection] == "close"
+            expectsContinue = false  // answered: a 100 after the final status would be a stray answer
+        }
         if case .end = unwrapOutboundIn(data), responseCloses {
             // Closed once the end is written, not while a slow reader still has it to take.
             let written = context.eventLoop.makePromise(of: Void.self)
@@ -280,6 +290,19 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         context.write(data, promise: promise)
+    }
+
+    /// Writes `100 Continue` for ``InterimContinue``: only for the request being answered (not one
+    /// pipelined behind it), only while its body is still to come, and once.
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard event is SendContinue else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        promise?.succeed()
+        guard expectsContinue, unanswered == 1, case .body = reading, drainingSince == nil else { return }
+        expectsContinue = false
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
     }
 
     // Called by RawTraffic.

@@ -161,6 +161,7 @@ public final class ECRPublicService: Sendable {
     /// ``APIRequestContext/principal``). `noopRoute` adds `POST /noop` for `upload-bench`.
     public func router(noopRoute: Bool = false, addMiddleware: (Router<APIRequestContext>) -> Void = { _ in }) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
+        router.add(middleware: InterimContinue.Middleware())
         if case .anonymous = authentication {
             let publicURLHost = registry.publicURL.flatMap { URL(string: $0)?.host.map(LoopbackHostGuard<APIRequestContext>.withoutBrackets) }
             let configured = [endpoint.configuredHost, publicURLHost].compactMap { $0?.lowercased() }

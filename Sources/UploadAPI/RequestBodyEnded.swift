@@ -36,10 +36,14 @@ struct ClientBody: AsyncSequence, Sendable {
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
+    func makeAsyncIterator() -> AsyncIterator {
+        InterimContinue.ofThisRequest?.send()  // the body is about to be read
+        return AsyncIterator(base: base.makeAsyncIterator())
+    }
 
     /// The whole body, at most `limit` bytes (Hummingbird's `collect(upTo:)`, its 413 included).
     func collect(upTo limit: Int) async throws -> ByteBuffer {
+        InterimContinue.ofThisRequest?.send()
         do { return try await base.collect(upTo: limit) } catch let error as any HTTPResponseError { throw error } catch is CancellationError {
             throw CancellationError()
         } catch {

@@ -53,6 +53,45 @@ def tool(*args):
     return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, env=env)
 
 
+def send_expecting_continue(port, method, target, headers, body):
+    """Sends a request with `Expect: 100-continue` as curl does, its body only once the server
+    answers `100 Continue` (waiting up to 10 s for it, where curl waits 1 s and then sends anyway).
+    - Returns: the interim statuses seen, the final status and the final body."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    with connection:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}",
+                 "Expect: 100-continue"] + [f"{name}: {value}" for name, value in headers.items()]
+        connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        received, interim, sent = b"", [], False
+        while True:
+            while b"\r\n\r\n" not in received:
+                connection.settimeout(10 if not sent else 30)
+                try:
+                    chunk = connection.recv(65536)
+                except socket.timeout:
+                    chunk = None
+                if chunk is None and not sent:  # no answer at all: send, as curl does after its wait
+                    connection.sendall(body)
+                    sent = True
+                    continue
+                assert chunk, "the server closed the connection without an answer"
+                received += chunk
+            head, received = received.split(b"\r\n\r\n", 1)
+            status = int(head.split(b" ")[1])
+            if 100 <= status < 200:
+                interim.append(status)
+                if not sent:
+                    connection.sendall(body)
+                    sent = True
+                continue
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0)
+            while len(received) < length:
+                chunk = connection.recv(65536)
+                assert chunk
+                received += chunk
+            return interim, status, received[:length]
+
+
 def signed_headers(method, url, body=b"", headers=None, key=("test", "test")):
     """Headers for a raw request, SigV4-signed by botocore itself, as awscli would sign it."""
     from botocore.auth import SigV4Auth

@@ -101,6 +101,20 @@ def test_the_get_routes_answer_head_with_their_headers_and_no_body():
         connection.close()
 
 
+def test_a_body_sent_after_expect_100_continue_is_asked_for_only_once_it_is_read(server):
+    """`100 Continue` comes when the server reads the body, not before a refusal decided unread:
+    a request signed by an unknown key is refused with its body never sent."""
+    from conftest import send_expecting_continue
+    body = json.dumps({"repositoryName": f"expect/r{os.getpid()}"}).encode()
+    base = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.CreateRepository"}
+    interim, status, answer = send_expecting_continue(server.port, "POST", "/", signed_headers("POST", server.endpoint + "/", body, base), body)
+    assert (interim, status) == ([100], 200), (interim, status, answer)
+    assert json.loads(answer)["repository"]["repositoryName"] == f"expect/r{os.getpid()}"
+    unknown = signed_headers("POST", server.endpoint + "/", body, base, key=("AKIDUNKNOWNKEY", "secret"))
+    interim, status, answer = send_expecting_continue(server.port, "POST", "/", unknown, body)
+    assert interim == [] and status == 403, (interim, status, answer)
+
+
 def test_awscli_get_login_password(server):
     env = {**os.environ, **CREDENTIALS}
     out = subprocess.run(["aws", "ecr-public", "get-login-password", "--endpoint-url", server.endpoint],

@@ -300,6 +300,29 @@ def test_chunked_upload_patch_three_chunks_then_put(reg, repo):
     assert reg("GET", answer.headers["Location"]).content == data
 
 
+def test_a_chunk_sent_after_expect_100_continue_is_asked_for_only_once_it_is_read(server, reg, repo, password):
+    """curl sends `Expect: 100-continue` before a body past 1 MiB and waits a second for
+    `100 Continue`, each chunk. It comes once the server reads the chunk, never before a refusal
+    decided unread (an upload that does not exist, no credentials), whose bytes are then never sent."""
+    from urllib.parse import urlsplit
+    data = os.urandom(3 << 20)
+    location = urlsplit(urljoin(server.endpoint, start_upload(reg, repo)))
+    target = location.path + ("?" + location.query if location.query else "")
+    auth = {"Authorization": basic(password), "Content-Type": "application/octet-stream"}
+    from conftest import send_expecting_continue
+    interim, status, answer = send_expecting_continue(server.port, "PATCH", target, auth, data)
+    assert (interim, status) == ([100], 202), (interim, status, answer)
+    missing = f"/v2/{repo}/blobs/uploads/{uuid.uuid4()}"
+    interim, status, answer = send_expecting_continue(server.port, "PATCH", missing, auth, data)
+    assert (interim, status) == ([], 404) and json.loads(answer)["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN", (interim, status, answer)
+    interim, status, _ = send_expecting_continue(server.port, "PATCH", target, {"Content-Type": "application/octet-stream"}, data)
+    assert (interim, status) == ([], 401)
+    # The chunk that was sent is the upload's, whole.
+    answer = reg("PUT", with_digest(target, sha256(data)))
+    assert answer.status_code == 201, answer.text
+    assert reg("GET", answer.headers["Location"]).content == data
+
+
 def test_streamed_patch_of_more_than_20_mib_without_content_range(reg, repo):
     pieces = [os.urandom(MIB) for _ in range(21)] + [b"the last few bytes"]
     data = b"".join(pieces)
