@@ -242,9 +242,18 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .head(let response) = unwrapOutboundIn(data) {
+        var data = data
+        if case .head(var response) = unwrapOutboundIn(data) {
+            if unanswered <= 1 {  // the answer to the request being read, not to one pipelined before it
+                if expectsContinue, case .body = reading {
+                    // Refused before its body was asked for: the client need not send it (RFC 9110
+                    // §10.1.1), so the connection cannot carry another request after this answer.
+                    response.headerFields[.connection] = "close"
+                    data = wrapOutboundOut(.head(response))
+                }
+                expectsContinue = false  // answered: a 100 after the final status would be a stray answer
+            }
             responseCloses = response.headerFields[.connection] == "close"
-            expectsContinue = false  // answered: a 100 after the final status would be a stray answer
         }
         if case .end = unwrapOutboundIn(data), responseCloses {
             // Closed once the end is written, not while a slow reader still has it to take.

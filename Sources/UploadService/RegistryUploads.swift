@@ -37,12 +37,14 @@ extension UploadService {
     /// way (the client went away) or is refused leaves staging as the log records it.
     /// - Parameters:
     ///   - range: where the client says the chunk starts and ends (`Content-Range`), when it says.
+    ///   - declaredLength: the chunk's length as its request says (`Content-Length`), when it says:
+    ///     checked before a byte of it is read.
     /// - Returns: the bytes the upload holds afterwards.
     public func appendChunk<Body: AsyncSequence & Sendable>(
-        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body, _ metadata: RequestMetadata
+        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, declaredLength: UInt64? = nil, body: Body, _ metadata: RequestMetadata
     ) async throws -> UInt64 where Body.Element == ByteBuffer {
         try await uploadLocks.withLock(upload.uploadId) {
-            let chunk = try await self.stageChunk(upload, range: range, body: body)
+            let chunk = try await self.stageChunk(upload, range: range, declaredLength: declaredLength, body: body)
             if let part = chunk.part { try await self.record(part, metadata) }
             return chunk.offset + (chunk.part?.partLength ?? 0)
         }
@@ -69,7 +71,7 @@ extension UploadService {
     /// naming it, as a completion refused after its link does: it is never served, since a blob is
     /// read only through a layer a repository holds.
     public func finishUpload<Body: AsyncSequence & Sendable>(
-        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body, digest: String, _ metadata: RequestMetadata
+        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, declaredLength: UInt64? = nil, body: Body, digest: String, _ metadata: RequestMetadata
     ) async throws -> LayerCompleted where Body.Element == ByteBuffer {
         let completion = CompleteLayerUpload(registryUpload: upload, digest: digest)
         // An invocation id names one call's one command: the part keeps it (a retry of the
@@ -78,7 +80,7 @@ extension UploadService {
         var completionMetadata = metadata
         completionMetadata.invocationId = nil
         let (completedWithThePart, recordedTheChunk): (String?, Bool) = try await uploadLocks.withLock(upload.uploadId) { [completionMetadata] in
-            let chunk = try await self.stageChunk(upload, range: range, body: body, adoptingAs: completion)
+            let chunk = try await self.stageChunk(upload, range: range, declaredLength: declaredLength, body: body, adoptingAs: completion)
             guard let part = chunk.part else { return (nil, false) }
             let uploadId = upload.uploadId
             guard chunk.adopted else {
@@ -92,13 +94,18 @@ extension UploadService {
                 CommandSubmission(.completeLayerUpload(whole), metadata: completionMetadata),
             ])
             if case .failure(let error) = results[0] {
+                // An answer lost (not a refusal) may hide a commit that names the staged file.
+                if !Self.isKnownUnrecorded(error) { try? await Self.blocking { try BlobStore.syncDirectory(self.blobs.staging) } }
                 await self.cutBackStaging(uploadId, orTo: 0, after: error)
                 throw error
             }
             do {
                 return (try self.completedDigest(whole, events: results[1].get().events), true)
             } catch {
-                // The log names the staged part now: its name is made durable, as a part's is.
+                // The log names the staged part now: its name is made durable, as a part's is
+                // (after the commit, not before it: a crash of the machine in between leaves an
+                // upload the log says holds bytes whose staging name is gone, whose client was
+                // told nothing, and whose bytes the blob keeps).
                 try? await Self.blocking { try BlobStore.syncDirectory(self.blobs.staging) }
                 try? await self.cancelUpload(upload, completionMetadata)  // as below
                 throw error
@@ -126,7 +133,7 @@ extension UploadService {
     ///   thread pool (``BlobStorage/adoptStaged(_:digest:size:)``), and `adopted` is true. A link
     ///   that fails is left to the ordinary path, which links again and reports it.
     private func stageChunk<Body: AsyncSequence & Sendable>(
-        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, body: Body, adoptingAs completion: CompleteLayerUpload? = nil
+        _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, declaredLength: UInt64?, body: Body, adoptingAs completion: CompleteLayerUpload? = nil
     ) async throws -> (offset: UInt64, part: UploadLayerPart?, adopted: Bool) where Body.Element == ByteBuffer {
         let offset = try await bytesReceived(upload)
         let adoptable = offset == 0 ? completion : nil
@@ -140,6 +147,13 @@ extension UploadService {
             let bytes = soFar ? "at least \(held) bytes" : "the \(held) bytes"
             return ChunkOutOfRange(
                 bytesReceived: offset, message: "Content-Range \(range!.lowerBound)-\(range!.upperBound) does not cover \(bytes) the chunk held")
+        }
+        // What the request's head already decides is decided before its body is read (and so
+        // before a client that sent `Expect: 100-continue` is asked for it).
+        if let declaredLength {
+            if let declaredSpan, declaredLength == 0 || declaredLength - 1 != declaredSpan { throw heldOtherThanDeclared(declaredLength) }
+            let limit = blobs.maximumLayerBytes
+            if offset > limit || declaredLength > limit - offset { throw LayerTooLarge(maximumBytes: limit) }
         }
         let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
         let staged: (length: UInt64, digest: String, adopted: Bool)

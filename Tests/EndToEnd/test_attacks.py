@@ -998,6 +998,16 @@ def test_a_layer_stops_at_its_size_limit_through_either_api_and_keeps_what_it_ha
         assert accepted.status_code == 202, accepted.text
         location = accepted.headers["Location"]
         assert_error(patch(reg, location, os.urandom(2 * MIB)), 413, "SIZE_INVALID")
+        # Its Content-Length says so before its body is read: a client that sent
+        # `Expect: 100-continue` is refused without being asked for it.
+        from urllib.parse import urljoin, urlsplit
+        from conftest import send_expecting_continue
+        from test_registry_api import basic
+        url = urlsplit(urljoin(server.endpoint, location))
+        interim, status, _, answer = send_expecting_continue(
+            server.port, "PATCH", url.path + ("?" + url.query if url.query else ""),
+            {"Authorization": basic(login_password(ecr)), "Content-Type": "application/octet-stream"}, os.urandom(2 * MIB))
+        assert (interim, status) == ([], 413) and b"SIZE_INVALID" in answer, (interim, status, answer)
         assert reg("GET", location).headers["Range"] == f"0-{2 * MIB - 1}"
         exact = patch(reg, location, os.urandom(MIB), 2 * MIB)  # up to the limit itself is taken
         assert exact.status_code == 202, exact.text

@@ -310,13 +310,18 @@ def test_a_chunk_sent_after_expect_100_continue_is_asked_for_only_once_it_is_rea
     target = location.path + ("?" + location.query if location.query else "")
     auth = {"Authorization": basic(password), "Content-Type": "application/octet-stream"}
     from conftest import send_expecting_continue
-    interim, status, answer = send_expecting_continue(server.port, "PATCH", target, auth, data)
+    interim, status, _, answer = send_expecting_continue(server.port, "PATCH", target, auth, data)
     assert (interim, status) == ([100], 202), (interim, status, answer)
+    # Refused unread: no 100, the bytes never sent, and the connection closes after the answer.
     missing = f"/v2/{repo}/blobs/uploads/{uuid.uuid4()}"
-    interim, status, answer = send_expecting_continue(server.port, "PATCH", missing, auth, data)
+    interim, status, fields, answer = send_expecting_continue(server.port, "PATCH", missing, auth, data)
     assert (interim, status) == ([], 404) and json.loads(answer)["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN", (interim, status, answer)
-    interim, status, _ = send_expecting_continue(server.port, "PATCH", target, {"Content-Type": "application/octet-stream"}, data)
-    assert (interim, status) == ([], 401)
+    assert fields.get("connection") == "close"
+    assert send_expecting_continue(server.port, "PATCH", target, {"Content-Type": "application/octet-stream"}, data)[:2] == ([], 401)
+    # What the head already says decides too: a chunk past the layer bound, or other than its range.
+    ranged = {**auth, "Content-Range": f"{len(data)}-{len(data) + 9}"}
+    interim, status, _, answer = send_expecting_continue(server.port, "PATCH", target, ranged, os.urandom(11))
+    assert (interim, status) == ([], 416), (interim, status, answer)
     # The chunk that was sent is the upload's, whole.
     answer = reg("PUT", with_digest(target, sha256(data)))
     assert answer.status_code == 201, answer.text

@@ -99,8 +99,12 @@ extension RegistryFrontEnd {
     /// Stages the request's body as the upload's next chunk, where `Content-Range` (when sent)
     /// says it starts. - Returns: the bytes the upload holds afterwards.
     private func appendChunk(_ call: Call, _ upload: RepositoryUpload) async throws -> UInt64 {
-        try await service.appendChunk(upload, range: try await chunkRange(call, upload), body: ClientBody(base: call.request.body), call.metadata())
+        try await service.appendChunk(
+            upload, range: try await chunkRange(call, upload), declaredLength: Self.declaredLength(call), body: ClientBody(base: call.request.body), call.metadata())
     }
+
+    /// The chunk's length as its `Content-Length` says (NIO refuses a malformed one), when it says.
+    private static func declaredLength(_ call: Call) -> UInt64? { call.request.headers[.contentLength].flatMap { UInt64($0) } }
 
     /// Where the request's chunk says it starts and ends (`Content-Range`), when it says. One
     /// that is not a range is 416 with the upload's `Range`, as one that starts elsewhere is.
@@ -115,7 +119,9 @@ extension RegistryFrontEnd {
     /// The final `PUT` (or a monolithic `POST`): its body, if any, is the last chunk; then the
     /// upload completes as the layer `digest` names.
     private func finish(_ call: Call, _ upload: RepositoryUpload, digest: String) async throws -> Response {
-        let completed = try await service.finishUpload(upload, range: try await chunkRange(call, upload), body: ClientBody(base: call.request.body), digest: digest, call.metadata())
+        let completed = try await service.finishUpload(
+            upload, range: try await chunkRange(call, upload), declaredLength: Self.declaredLength(call), body: ClientBody(base: call.request.body),
+            digest: digest, call.metadata())
         return Self.empty(.created, call.request, headers: [
             .location: "/v2/\(upload.repository.repositoryName)/blobs/\(completed.layerDigest)", Self.contentDigestHeader: completed.layerDigest,
         ])
