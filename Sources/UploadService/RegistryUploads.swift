@@ -143,17 +143,20 @@ extension UploadService {
         // The bytes `Content-Range` says the chunk holds, less one (`last - first` cannot overflow,
         // where their count can: `0-18446744073709551615`).
         let declaredSpan = range.map { $0.upperBound - $0.lowerBound }
-        func heldOtherThanDeclared(_ held: UInt64, soFar: Bool = false) -> ChunkOutOfRange {
-            let bytes = soFar ? "at least \(held) bytes" : "the \(held) bytes"
+        func heldOtherThanDeclared(_ held: UInt64, soFar: Bool = false, declared: Bool = false) -> ChunkOutOfRange {
+            let bytes = declared ? "the \(held) bytes its Content-Length declares" : soFar ? "at least \(held) bytes the chunk held" : "the \(held) bytes the chunk held"
             return ChunkOutOfRange(
-                bytesReceived: offset, message: "Content-Range \(range!.lowerBound)-\(range!.upperBound) does not cover \(bytes) the chunk held")
+                bytesReceived: offset, message: "Content-Range \(range!.lowerBound)-\(range!.upperBound) does not cover \(bytes)")
         }
         // What the request's head already decides is decided before its body is read (and so
         // before a client that sent `Expect: 100-continue` is asked for it).
         if let declaredLength {
-            if let declaredSpan, declaredLength == 0 || declaredLength - 1 != declaredSpan { throw heldOtherThanDeclared(declaredLength) }
+            if let declaredSpan, declaredLength == 0 || declaredLength - 1 != declaredSpan {
+                throw heldOtherThanDeclared(declaredLength, declared: true)
+            }
+            // An empty chunk (a final PUT's) adds nothing, whatever the upload holds.
             let limit = blobs.maximumLayerBytes
-            if offset > limit || declaredLength > limit - offset { throw LayerTooLarge(maximumBytes: limit) }
+            if declaredLength > 0, offset > limit || declaredLength > limit - offset { throw LayerTooLarge(maximumBytes: limit) }
         }
         let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
         let staged: (length: UInt64, digest: String, adopted: Bool)

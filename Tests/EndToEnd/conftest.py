@@ -56,7 +56,7 @@ def tool(*args):
 def send_expecting_continue(port, method, target, headers, body):
     """Sends a request with `Expect: 100-continue` as curl does, its body only once the server
     answers `100 Continue`. Where curl waits a second and then sends it anyway, this never does:
-    a server that wants the body without asking for it gets no answer here (`None`).
+    a server that wants the body without asking for it gets no answer here (`None`, after 10 s).
     - Returns: the interim statuses, the final status (or `None`), its headers (lower-cased names)
       and its body."""
     connection = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -79,6 +79,7 @@ def send_expecting_continue(port, method, target, headers, body):
             if 100 <= status < 200:
                 interim.append(status)
                 connection.sendall(body)
+                connection.settimeout(30)  # the body's answer waits for its commit: a slower machine's slack
                 continue
             fields = dict((name.strip().lower().decode(), value.strip().decode())
                           for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:]))

@@ -318,10 +318,17 @@ def test_a_chunk_sent_after_expect_100_continue_is_asked_for_only_once_it_is_rea
     assert (interim, status) == ([], 404) and json.loads(answer)["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN", (interim, status, answer)
     assert fields.get("connection") == "close"
     assert send_expecting_continue(server.port, "PATCH", target, {"Content-Type": "application/octet-stream"}, data)[:2] == ([], 401)
-    # What the head already says decides too: a chunk past the layer bound, or other than its range.
+    # What the head already says decides too: a chunk whose length is not its range's is refused
+    # unread; one whose length is, is asked for.
     ranged = {**auth, "Content-Range": f"{len(data)}-{len(data) + 9}"}
-    interim, status, _, answer = send_expecting_continue(server.port, "PATCH", target, ranged, os.urandom(11))
+    interim, status, fields, answer = send_expecting_continue(server.port, "PATCH", target, ranged, os.urandom(11))
     assert (interim, status) == ([], 416), (interim, status, answer)
+    assert json.loads(answer)["errors"][0]["code"] == "BLOB_UPLOAD_INVALID" and b"Content-Length declares" in answer
+    assert fields["range"] == f"0-{len(data) - 1}" and fields.get("connection") == "close"
+    tail = os.urandom(10)
+    interim, status, fields, answer = send_expecting_continue(server.port, "PATCH", target, ranged, tail)
+    assert (interim, status) == ([100], 202) and fields["range"] == f"0-{len(data) + 9}", (interim, status, answer)
+    data += tail
     # The chunk that was sent is the upload's, whole.
     answer = reg("PUT", with_digest(target, sha256(data)))
     assert answer.status_code == 201, answer.text

@@ -131,7 +131,7 @@ extension ECRPublicService {
         guard isSameOrigin(request) else {
             return await messagePage(.forbidden, "Refused", "A form of another site cannot sign you in.", viewer: nil)
         }
-        guard let body = try? await request.body.collect(upTo: 4096) else {
+        guard let body = try? await ClientBody(base: request.body).collect(upTo: 4096) else {
             return await signInPage(next: nil, error: "The form is larger than a sign-in needs.", status: .badRequest)
         }
         let form = Self.formFields(String(buffer: body))
