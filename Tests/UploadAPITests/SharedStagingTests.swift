@@ -111,12 +111,8 @@ struct SharedStagingTests {
     /// removing its name (copying nothing needs no room), and the blob stays whole. It used to ask
     /// for room to copy nothing, and the refusal stopped `serve` from starting at all.
     @Test func reconcile_onAFullDisk_removesALinkedStagingFileTheLogRecordsNothingOf_andKeepsTheBlob() async throws {
-        let dir = TemporaryDirectory()
-        defer { dir.remove() }
-        try await withTestStore(dir) { store in
-            var blobs = try BlobStore(directory: dir.path)
-            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
-            let id = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+        try await withUpload { store, blobs, _, id in
+            var blobs = blobs
             let layer = Array("a whole layer, never recorded".utf8)
             try blobs.writePart(uploadId: id, offset: 0, bytes: layer)
             #expect(try blobs.adoptStaged(blobs.stagingPath(id), digest: Self.digest(layer), size: UInt64(layer.count)))
