@@ -5,6 +5,7 @@ public import HummingbirdCore
 public import Logging
 import NIOCore
 import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
 import Synchronization
 
 /// What one connection may hold, and for how long, before it is closed. `serve`'s flags.
@@ -93,7 +94,9 @@ final class ConnectionsByAddress: Sendable {
 /// idle timeout and the minimum body rate. It sits after the HTTP codec, where it sees request
 /// heads and ends and response ends, and installs a ``RawTraffic`` twin at the front of the
 /// pipeline, where it sees every byte read and every write the socket completes. Both run on the
-/// connection's event loop, so they share state without locks.
+/// connection's event loop, so they share state without locks. It also installs
+/// ``HTTP1Framing`` before the conversion to HTTP types, so that the heads it sees say
+/// `connection: close` whenever the connection ends after their answer.
 ///
 /// Requests may be pipelined, and the server may answer before it has read a whole body (a
 /// refusal before reading it), so the guard counts requests whose answer has not ended rather
@@ -195,6 +198,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: Self.tcpNotSentLowWatermark)),
             value: Self.unsentBytesLimit)
         try? context.pipeline.syncOperations.addHandler(RawTraffic(self), position: .first)
+        // Where the request's HTTP version is still known: before the conversion to HTTP types.
+        if let conversion = try? context.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self) {
+            try? context.pipeline.syncOperations.addHandler(HTTP1Framing(), position: .before(conversion))
+        }
         let interval = TimeAmount(limits.checkInterval)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         check = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in

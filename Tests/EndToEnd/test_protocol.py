@@ -141,3 +141,107 @@ def test_awscli_initiate_layer_upload_as_in_the_readme(server, ecr):
                           "--endpoint-url", server.endpoint], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 255
     assert "An error occurred (RepositoryNotFoundException) when calling the InitiateLayerUpload operation" in out.stderr
+
+
+def read_until_closed(port, raw, send_after=None, timeout=10):
+    """Sends `raw` on a new connection (then `send_after`, without waiting for anything) and reads
+    until the server closes it. - Returns: what was read, or fails if the connection is still open
+    after `timeout` seconds (a client that reads to the close would hang)."""
+    import socket
+    import time
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(raw)
+        if send_after:
+            connection.sendall(send_after)
+        received, deadline = b"", time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = connection.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                return received
+            received += chunk
+        raise AssertionError(f"the connection was still open after {timeout} s: {received[:300]!r}")
+
+
+def answers(received):
+    """The answers in `received`, in order: (status line, lower-cased header fields, body); a body
+    without Content-Length runs to the end."""
+    found = []
+    while received:
+        head, _, received = received.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        fields = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+        length = int(fields["content-length"]) if "content-length" in fields else len(received)
+        found.append((lines[0], fields, received[:length]))
+        received = received[length:]
+    return found
+
+
+def test_a_connection_ends_after_the_request_that_says_so_in_any_case_and_after_http_1_0(server):
+    """`Connection: Close` is a token, compared without case (RFC 9110 §5.6.2), and an HTTP/1.0
+    request without keep-alive ends its connection (RFC 9112 §9.3): a client that reads its answer
+    to the close waited for the idle timeout (60 s). Nothing pipelined after such a request is
+    answered (§9.6)."""
+    host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
+    get = b"GET /log/checkpoint HTTP/1.1\r\n" + host
+    for closing in (b"Connection: Close\r\n", b"Connection: keep-alive, CLOSE\r\n"):
+        found = answers(read_until_closed(server.port, get + closing + b"\r\n" + get + b"\r\n"))
+        assert [line for line, _, _ in found] == ["HTTP/1.1 200 OK"], found
+        assert found[0][1]["connection"] == "close" and found[0][2].startswith(b"upload-coordinator/"), found
+    # HTTP/1.0, even with keep-alive: answered in HTTP/1.0, said to close, and closed.
+    for keep in (b"", b"Connection: keep-alive\r\n"):
+        found = answers(read_until_closed(server.port, b"GET /log/checkpoint HTTP/1.0\r\n" + host + keep + b"\r\n"))
+        assert [(line, fields["connection"]) for line, fields, _ in found] == [("HTTP/1.0 200 OK", "close")], found
+    # A streamed answer (a feed, no length) to HTTP/1.0 is framed by the close: never chunked,
+    # which an HTTP/1.0 client cannot read (RFC 9112 §7.1).
+    status, _, _ = post(server, "SpencerFrontendService.CreateRepository", json.dumps({"repositoryName": f"close/r{os.getpid()}"}).encode())
+    assert status == 200  # so that the log has an event
+    signed = "".join(f"{name}: {value}\r\n" for name, value in signed_headers("GET", server.endpoint + "/events?after=0&limit=1").items())
+    found = answers(read_until_closed(server.port, b"GET /events?after=0&limit=1 HTTP/1.0\r\n" + host + signed.encode() + b"\r\n"))
+    (line, fields, body), = found
+    assert line == "HTTP/1.0 200 OK" and "transfer-encoding" not in fields, found
+    assert [json.loads(event)["position"] for event in body.splitlines()] == [1], body[:300]
+
+
+def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(server):
+    """An HTTP/1.1 request without Host is 400 (RFC 9112 §3.2), an HTTP/1.0 one with
+    Transfer-Encoding is 400 (§6.1), and a transfer coding other than chunked alone is 501: the
+    body was read still gzip-encoded, and acted on. Each refusal closes its connection, after the
+    answers before it, and reaches a client that sends its whole body before reading."""
+    host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
+    name = f"framing/r{os.getpid()}"
+    body = json.dumps({"repositoryName": name}).encode()
+    base = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.CreateRepository"}
+    signed = "".join(f"{k}: {v}\r\n" for k, v in signed_headers("POST", server.endpoint + "/", body, base).items()).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    for version, coding, expected in ((b"1.1", b"gzip, chunked", "HTTP/1.1 501 Not Implemented"),
+                                      (b"1.1", b"gzip\r\nTransfer-Encoding: chunked", "HTTP/1.1 501 Not Implemented"),
+                                      (b"1.0", b"chunked", "HTTP/1.0 400 Bad Request")):
+        request = b"POST / HTTP/" + version + b"\r\n" + host + signed + b"Transfer-Encoding: " + coding + b"\r\n\r\n" + chunked
+        found = answers(read_until_closed(server.port, request))
+        assert [(line, fields.get("connection")) for line, fields, _ in found] == [(expected, "close")], (coding, found)
+    status, _, answer = post(server, "SpencerFrontendService.DescribeRepositories", json.dumps({"repositoryNames": [name]}).encode())
+    assert status == 400 and answer["__type"] == "RepositoryNotFoundException", "a refused request was acted on"
+    # No Host: refused after the pipelined answer before it, with the connection's end.
+    get = b"GET /log/checkpoint HTTP/1.1\r\n"
+    found = answers(read_until_closed(server.port, get + host + b"\r\n" + get + b"\r\n" + get + host + b"\r\n"))
+    assert [line for line, _, _ in found] == ["HTTP/1.1 200 OK", "HTTP/1.1 400 Bad Request"], found
+    assert found[1][1]["connection"] == "close", found
+    # A large body sent whole before the answer is read: the refusal still arrives, not a reset.
+    large = b"x" * (8 * 1024 * 1024)
+    found = answers(read_until_closed(server.port, b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(large), send_after=large, timeout=30))
+    assert [line for line, _, _ in found] == ["HTTP/1.1 400 Bad Request"], found
+
+
+def test_an_http_1_0_request_expecting_100_continue_gets_none(server):
+    """A server must ignore `Expect: 100-continue` from HTTP/1.0 (RFC 9110 §10.1.1): its client
+    does not know the status, and sends its body anyway. It got `HTTP/1.1 100 Continue` when the
+    body was read."""
+    base = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.DescribeRegistries"}
+    signed = "".join(f"{k}: {v}\r\n" for k, v in signed_headers("POST", server.endpoint + "/", b"{}", base).items()).encode()
+    head = b"POST / HTTP/1.0\r\nHost: 127.0.0.1:%d\r\n%sExpect: 100-continue\r\nContent-Length: 2\r\n\r\n" % (server.port, signed)
+    found = answers(read_until_closed(server.port, head, send_after=b"{}"))
+    assert [line for line, _, _ in found] == ["HTTP/1.0 200 OK"], found
+    assert "registries" in json.loads(found[0][2]), found

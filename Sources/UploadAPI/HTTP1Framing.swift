@@ -1,0 +1,156 @@
+import NIOCore
+import NIOHTTP1
+
+/// The rules of HTTP/1 framing and connection handling (RFC 9112) that NIO's decoder and
+/// Hummingbird leave to the server. It sits between NIO's HTTP/1 codec and the conversion to
+/// HTTP types, the last place that sees a request's version, and hands on heads that say what
+/// the rest of the server reads:
+///
+/// - A request whose connection ends after its answer (`Connection: close` in any case, or
+///   HTTP/1.0 without `keep-alive`) is handed on saying `connection: close`, the one spelling
+///   Hummingbird and ``ConnectionGuard`` look for, and its answer says it too. Nothing the client
+///   sent after it is handed on (§9.6: "MUST NOT process any further requests"). An HTTP/1.0
+///   request always ends its connection here: its answer is framed by the close, never chunked,
+///   which an HTTP/1.0 client cannot read (§7.1).
+/// - An HTTP/1.0 request's `Expect` is dropped: a server must ignore it (RFC 9110 §10.1.1), and a
+///   `100 Continue` would be a status an HTTP/1.0 client does not know.
+/// - A request the server must not act on is refused before anything past this handler sees it:
+///   an HTTP/1.1 request without `Host` (400, §3.2), an HTTP/1.0 request with `Transfer-Encoding`
+///   (400, §6.1: its framing is faulty), and a transfer coding other than `chunked` alone (501,
+///   §6.1: the body would be read still encoded). Its refusal is written once the requests before
+///   it are answered, says `Connection: close`, and ends the connection once the refused request's
+///   body has been read and dropped (or at once when it has none to come).
+final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// A request handed on whose answer has not ended, in order.
+    private struct Unanswered {
+        let version: HTTPVersion
+        let closes: Bool
+    }
+
+    /// Where the request being read stands.
+    private enum Reading {
+        /// Requests are handed on.
+        case handingOn
+        /// The request that ends the connection is handed on; nothing after its end is.
+        case handingOnTheLast
+        /// A refused request, whose parts are dropped.
+        case refusing
+        /// Past the last request: whatever arrives is dropped.
+        case done
+    }
+
+    private var reading = Reading.handingOn
+    private var unanswered: [Unanswered] = []
+    /// The refusal to write once every request before it is answered.
+    private var refusal: HTTPResponseHead?
+    private var refusalWritten = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        switch (reading, part) {
+        case (.done, _), (.refusing, .head), (.refusing, .body):
+            return
+        case (.refusing, .end):
+            reading = .done
+            if refusalWritten { context.close(promise: nil) }
+        case (.handingOnTheLast, .end):
+            reading = .done
+            context.fireChannelRead(data)
+        case (_, .head(var head)):
+            if let status = Self.refusal(of: head) {
+                reading = .refusing
+                var fields = HTTPHeaders()
+                fields.add(name: "Connection", value: "close")
+                fields.add(name: "Content-Length", value: "0")
+                refusal = HTTPResponseHead(version: Self.answerVersion(to: head.version), status: status, headers: fields)
+                if unanswered.isEmpty { writeRefusal(context) }
+                return
+            }
+            let closes = !head.isKeepAlive || Self.isHTTP10(head.version)
+            if closes {
+                head.headers.replaceOrAdd(name: "Connection", value: "close")
+                reading = .handingOnTheLast
+            }
+            if Self.isHTTP10(head.version) { head.headers.remove(name: "Expect") }
+            unanswered.append(Unanswered(version: head.version, closes: closes))
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+        default:
+            context.fireChannelRead(data)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var response) where response.status.code >= 200:
+            guard let answering = unanswered.first else { break }
+            response.version = Self.answerVersion(to: answering.version)
+            if answering.closes { response.headers.replaceOrAdd(name: "Connection", value: "close") }
+            context.write(wrapOutboundOut(.head(response)), promise: promise)
+            return
+        case .end:
+            context.write(data, promise: promise)
+            if !unanswered.isEmpty { unanswered.removeFirst() }
+            if unanswered.isEmpty, refusal != nil, !refusalWritten { writeRefusal(context) }
+            return
+        default:
+            break
+        }
+        context.write(data, promise: promise)
+    }
+
+    private func writeRefusal(_ context: ChannelHandlerContext) {
+        guard let refusal else { return }
+        refusalWritten = true
+        context.write(wrapOutboundOut(.head(refusal)), promise: nil)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { _ in
+            let (framing, context) = loopBound.value
+            guard context.channel.isActive else { return }
+            if case .done = framing.reading {
+                context.close(promise: nil)
+            } else {
+                // Its body may still be arriving: a full close now could reset the answer away
+                // before the client reads it. The client sees the end of the answer and the
+                // stream; what it still sends is dropped until its request ends (or the
+                // ConnectionGuard's header timeout passes).
+                context.close(mode: .output, promise: nil)
+            }
+        }
+    }
+
+    /// The status a request is refused with before it is handed on, or `nil` to hand it on.
+    static func refusal(of head: HTTPRequestHead) -> HTTPResponseStatus? {
+        let codings = head.headers["Transfer-Encoding"]
+        if !codings.isEmpty {
+            if isHTTP10(head.version) { return .badRequest }
+            let tokens = codings.flatMap { $0.split(separator: ",") }.map { trimmed($0).lowercased() }
+            if tokens != ["chunked"] { return .notImplemented }
+        }
+        if !isHTTP10(head.version), head.headers["Host"].isEmpty { return .badRequest }
+        return nil
+    }
+
+    /// The version an answer states: HTTP/1.1, but HTTP/1.0 to an HTTP/1.0 request, so that NIO's
+    /// encoder frames a body of unknown length by the close rather than chunked (§7.1).
+    static func answerVersion(to request: HTTPVersion) -> HTTPVersion {
+        isHTTP10(request) ? .http1_0 : .http1_1
+    }
+
+    private static func isHTTP10(_ version: HTTPVersion) -> Bool {
+        version.major < 1 || (version.major == 1 && version.minor == 0)
+    }
+
+    private static func trimmed(_ token: Substring) -> Substring {
+        var token = token
+        while token.first == " " || token.first == "\t" { token.removeFirst() }
+        while token.last == " " || token.last == "\t" { token.removeLast() }
+        return token
+    }
+}
