@@ -40,6 +40,20 @@ struct CommandLineTests {
         #expect(try json(page.lines[0])["position"] as? Int == 2)
     }
 
+    /// A mistyped `--data-dir` made a new store and recorded there, answering success.
+    @Test(arguments: ["create-repository", "delete-repository", "initiate-layer-upload"])
+    func aCommandThatRecords_refusesADataDirectoryThatDoesNotExist_andMakesNothing(command: String) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let mistyped = dir.path + "/dtaa"
+        let out = try coordinator(command, "--data-dir", mistyped, "--repository-name", "team/app")
+        #expect(out.status != 0)
+        #expect(out.stderr.contains("--data-dir \(mistyped) does not exist"), "\(out.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: mistyped))
+        // An existing folder still takes a new store, as before.
+        #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/app").status == 0)
+    }
+
     @Test(arguments: [
         (["--repository-name", "team/missing"], "RepositoryNotFoundException: The repository with name 'team/missing' does not exist in the registry with id '000000000000'"),
         (["--repository-name", "Team/App"], "InvalidParameterException: 1 validation error detected: Value 'Team/App' at 'repositoryName'"),
