@@ -394,6 +394,10 @@ def test_the_audit_commands_only_read_the_store(live, tmp_path):
     for command in commands:
         out = tool("upload-coordinator", *command, "--data-dir", str(old))
         assert out.returncode == 1 and "migrat" in out.stderr, (command, out.stdout, out.stderr)
+    # copy-store's source too: a copy of a store that needs migrating is refused, and nothing made.
+    refused = tool("upload-coordinator", "copy-store", "--from-data-dir", str(old), "--to-data-dir", str(tmp_path / "old-copy"))
+    assert refused.returncode == 1 and "migrat" in refused.stderr, (refused.stdout, refused.stderr)
+    assert not (tmp_path / "old-copy").exists()
     assert files(old) == before and "data.mdb" in before, "the old store was left as it was"
 
     # A store of the current layout is read, and left byte for byte as it was: opening it for
@@ -404,6 +408,8 @@ def test_the_audit_commands_only_read_the_store(live, tmp_path):
     for command in commands:
         out = tool("upload-coordinator", *command, "--data-dir", str(current))
         assert out.returncode == 0, (command, out.stdout, out.stderr)
+    copied = tool("upload-coordinator", "copy-store", "--from-data-dir", str(current), "--to-data-dir", str(tmp_path / "current-copy"))
+    assert copied.returncode == 0 and json.loads(copied.stdout)["events"] > 0, copied.stderr
     assert files(current) == before and "projections/data.mdb" in before
 
     # Projections of the layout before this binary's, as during an upgrade before the store is
