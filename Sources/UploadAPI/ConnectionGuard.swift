@@ -197,11 +197,18 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         try? context.channel.syncOptions?.setOption(
             ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: Self.tcpNotSentLowWatermark)),
             value: Self.unsentBytesLimit)
-        try? context.pipeline.syncOperations.addHandler(RawTraffic(self), position: .first)
-        // Where the request's HTTP version is still known: before the conversion to HTTP types.
-        if let conversion = try? context.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self) {
-            try? context.pipeline.syncOperations.addHandler(HTTP1Framing(), position: .before(conversion))
+        do {
+            // Where the request's HTTP version is still known: before the conversion to HTTP types.
+            let conversion = try context.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
+            try context.pipeline.syncOperations.addHandler(HTTP1Framing(), position: .before(conversion))
+        } catch {
+            // Without it, framing the server must refuse would be acted on: serve nothing instead.
+            logger.error("connection closed: its HTTP/1 framing rules could not be installed", metadata: ["error": "\(error)"])
+            assertionFailure("HTTP1Framing could not be installed: \(error)")
+            context.close(promise: nil)
+            return
         }
+        try? context.pipeline.syncOperations.addHandler(RawTraffic(self), position: .first)
         let interval = TimeAmount(limits.checkInterval)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         check = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in

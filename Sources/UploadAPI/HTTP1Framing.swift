@@ -18,8 +18,8 @@ import NIOHTTP1
 ///   an HTTP/1.1 request without `Host` (400, §3.2), an HTTP/1.0 request with `Transfer-Encoding`
 ///   (400, §6.1: its framing is faulty), and a transfer coding other than `chunked` alone (501,
 ///   §6.1: the body would be read still encoded). Its refusal is written once the requests before
-///   it are answered, says `Connection: close`, and ends the connection once the refused request's
-///   body has been read and dropped (or at once when it has none to come).
+///   it are answered (unless one of their answers ended the connection), says `Connection:
+///   close`, and ends the stream; whatever the client still sends is dropped.
 final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -38,32 +38,33 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
         case handingOn
         /// The request that ends the connection is handed on; nothing after its end is.
         case handingOnTheLast
-        /// A refused request, whose parts are dropped.
-        case refusing
-        /// Past the last request: whatever arrives is dropped.
+        /// Past the last request (or at a refused one): whatever arrives is dropped.
         case done
     }
 
     private var reading = Reading.handingOn
     private var unanswered: [Unanswered] = []
-    /// The refusal to write once every request before it is answered.
+    /// The refusal to write once every request before it is answered; `nil` once written.
     private var refusal: HTTPResponseHead?
-    private var refusalWritten = false
+    /// Whether an answer said the connection ends after it: no request after it is handed on, and
+    /// no refusal follows it (the connection closes once it is written).
+    private var answerEndsConnection = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         switch (reading, part) {
-        case (.done, _), (.refusing, .head), (.refusing, .body):
+        case (.done, _):
             return
-        case (.refusing, .end):
-            reading = .done
-            if refusalWritten { context.close(promise: nil) }
         case (.handingOnTheLast, .end):
             reading = .done
             context.fireChannelRead(data)
         case (_, .head(var head)):
+            if answerEndsConnection {
+                reading = .done
+                return
+            }
             if let status = Self.refusal(of: head) {
-                reading = .refusing
+                reading = .done
                 var fields = HTTPHeaders()
                 fields.add(name: "Connection", value: "close")
                 fields.add(name: "Content-Length", value: "0")
@@ -84,9 +85,20 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// A body that fails to parse after the last request, or in a refused one, is not answered
+    /// again: Hummingbird would write a second answer after the refusal.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if case .done = reading, error is HTTPParserError { return }
+        context.fireErrorCaught(error)
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var response) where response.status.code >= 200:
+            if response.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) {
+                answerEndsConnection = true
+                refusal = nil
+            }
             guard let answering = unanswered.first else { break }
             response.version = Self.answerVersion(to: answering.version)
             if answering.closes { response.headers.replaceOrAdd(name: "Connection", value: "close") }
@@ -95,7 +107,7 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
         case .end:
             context.write(data, promise: promise)
             if !unanswered.isEmpty { unanswered.removeFirst() }
-            if unanswered.isEmpty, refusal != nil, !refusalWritten { writeRefusal(context) }
+            if unanswered.isEmpty { writeRefusal(context) }
             return
         default:
             break
@@ -105,23 +117,17 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func writeRefusal(_ context: ChannelHandlerContext) {
         guard let refusal else { return }
-        refusalWritten = true
+        self.refusal = nil
         context.write(wrapOutboundOut(.head(refusal)), promise: nil)
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        written.futureResult.whenComplete { _ in
-            let (framing, context) = loopBound.value
-            guard context.channel.isActive else { return }
-            if case .done = framing.reading {
-                context.close(promise: nil)
-            } else {
-                // Its body may still be arriving: a full close now could reset the answer away
-                // before the client reads it. The client sees the end of the answer and the
-                // stream; what it still sends is dropped until its request ends (or the
-                // ConnectionGuard's header timeout passes).
-                context.close(mode: .output, promise: nil)
-            }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        written.futureResult.whenSuccess {
+            // Half-closed, not closed: a close with the client's bytes still unread would reset
+            // the connection, and the refusal with it. The client reads the refusal and the end
+            // of the stream; what it still sends is dropped until it closes (or the
+            // ConnectionGuard's header timeout passes).
+            loopBound.value.close(mode: .output, promise: nil)
         }
     }
 

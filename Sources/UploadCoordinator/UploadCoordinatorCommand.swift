@@ -26,7 +26,7 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
 
 /// Options every data command shares. Flags win over environment variables, which win over defaults.
 struct StoreOptions: ParsableArguments {
-    @Option(help: "The data directory: the store's LMDB files, or with --database-url its blobs and staging. `migrate` makes it when missing; the commands that record refuse one that does not exist.")
+    @Option(help: "The data directory: the store's LMDB files, or with --database-url its blobs and staging. The commands that record refuse an LMDB folder that does not exist; `migrate` makes one.")
     var dataDir: String
 
     @Option(help: ArgumentHelp(
@@ -124,11 +124,12 @@ func withReader(_ options: StoreOptions, _ body: (any SnapshotReading) throws ->
 }
 
 /// Runs `body` against the application layer over an open store, as ``withStore(_:_:)`` does.
-/// A data directory that does not exist is refused, not made: these commands record into a
-/// store, and a mistyped `--data-dir` would otherwise record into a new one that no `serve` reads.
-/// `serve` and `migrate` make a store in a new folder.
+/// An LMDB data directory that does not exist is refused, not made: these commands record into
+/// its store, and a mistyped `--data-dir` would otherwise record into a new one that no `serve`
+/// reads. `serve` and `migrate` make a store in a new folder. (With `--database-url` the records go
+/// to the database every node reads, and the folder, of blobs, is made as before.)
 func withService(_ options: StoreOptions, _ body: (UploadService) async throws -> Void) async throws {
-    guard FileManager.default.fileExists(atPath: options.dataDir) else {
+    guard try options.database() != nil || FileManager.default.fileExists(atPath: options.dataDir) else {
         throw ValidationError("--data-dir \(options.dataDir) does not exist. This command records into an existing store; `serve` or `migrate` makes a new one.")
     }
     try await withStore(options) { store in

@@ -222,6 +222,10 @@ def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(serve
         request = b"POST / HTTP/" + version + b"\r\n" + host + signed + b"Transfer-Encoding: " + coding + b"\r\n\r\n" + chunked
         found = answers(read_until_closed(server.port, request))
         assert [(line, fields.get("connection")) for line, fields, _ in found] == [(expected, "close")], (coding, found)
+    # A refused request whose body then fails to parse is answered once, not a second time.
+    for coding, chunks in ((b"gzip, chunked", b"zz\r\n{}\r\n0\r\n\r\n"), (b"gzip", b"{}")):
+        found = answers(read_until_closed(server.port, b"POST / HTTP/1.1\r\n" + host + b"Transfer-Encoding: " + coding + b"\r\n\r\n" + chunks))
+        assert len(found) == 1 and found[0][0] in ("HTTP/1.1 501 Not Implemented", "HTTP/1.1 400 Bad Request"), (coding, found)
     status, _, answer = post(server, "SpencerFrontendService.DescribeRepositories", json.dumps({"repositoryNames": [name]}).encode())
     assert status == 400 and answer["__type"] == "RepositoryNotFoundException", "a refused request was acted on"
     # No Host: refused after the pipelined answer before it, with the connection's end.
