@@ -154,6 +154,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Whether the response being written says `Connection: close` (an event stream's): the
     /// connection closes once it ends, whatever the client sent after its request.
     private var responseCloses = false
+    /// Whether ``HTTP1Framing`` dropped a request sent after an answer that ends the connection:
+    /// its bytes may still be arriving, so the connection is drained as for a body.
+    private var requestDropped = false
     /// Whether the request being read sent `Expect: 100-continue` and has had no answer yet, not
     /// even the interim one (``InterimContinue``).
     private var expectsContinue = false
@@ -233,7 +236,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         guard drainingSince == nil else { return }  // after the last answer: dropped
         switch unwrapInboundIn(data) {
         case .head(let head):
-            closesAfterAnswer = head.headerFields[.connection] == "close"
+            closesAfterAnswer = HTTP1Framing.saysClose(head.headerFields[values: .connection])
             expectsContinue = head.headerFields[.expect].map { $0.lowercased() == "100-continue" } ?? false
             isFirstRequest = false
             unanswered += 1
@@ -245,6 +248,17 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             reading = .head(since: now, firstByte: nil)
         }
         context.fireChannelRead(data)
+    }
+
+    private var clientMayStillSend: Bool {
+        if requestDropped { return true }
+        if case .body = reading { return true }
+        return false
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is HTTP1Framing.RequestDropped else { return context.fireUserInboundEventTriggered(event) }
+        requestDropped = true
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -267,7 +281,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 expectsContinue = false  // answered: a 100 after the final status would be a stray answer
             }
-            responseCloses = response.headerFields[.connection] == "close"
+            responseCloses = HTTP1Framing.saysClose(response.headerFields[values: .connection])
         }
         if case .end = unwrapOutboundIn(data), responseCloses {
             // Closed once the end is written, not while a slow reader still has it to take.
@@ -277,9 +291,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             written.futureResult.whenComplete { _ in
                 let (guardian, context) = loopBound.value
                 guard context.channel.isActive else { return }
-                if case .body = guardian.reading {
+                if guardian.clientMayStillSend {
                     // Its request's body is still arriving (a refusal Hummingbird wrote, of a
-                    // request it could not parse): a full close now could reset the answer away.
+                    // request it could not parse), or a request sent after it: a full close now
+                    // could reset the answer away.
                     guardian.drainingSince = .now()
                     context.close(mode: .output, promise: nil)
                     context.read()

@@ -16,8 +16,9 @@ import NIOHTTP1
 ///   `100 Continue` would be a status an HTTP/1.0 client does not know.
 /// - A request the server must not act on is refused before anything past this handler sees it:
 ///   an HTTP/1.1 request without `Host` (400, §3.2), an HTTP/1.0 request with `Transfer-Encoding`
-///   (400, §6.1: its framing is faulty), and a transfer coding other than `chunked` alone (501,
-///   §6.1: the body would be read still encoded). Its refusal is written once the requests before
+///   (400, §6.1: its framing is faulty), transfer codings that do not end with `chunked` (400,
+///   §6.3: the body's length is unknown), and any other coding before `chunked` (501, §6.1: the
+///   body would be read still encoded). Its refusal is written once the requests before
 ///   it are answered (unless one of their answers ended the connection), says `Connection:
 ///   close`, and ends the stream; whatever the client still sends is dropped.
 final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
@@ -60,7 +61,9 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireChannelRead(data)
         case (_, .head(var head)):
             if answerEndsConnection {
+                // Not acted on (RFC 9112 §9.6); the guard drains what it brings, as for a body.
                 reading = .done
+                context.fireUserInboundEventTriggered(RequestDropped())
                 return
             }
             if let status = Self.refusal(of: head) {
@@ -86,16 +89,22 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// A body that fails to parse after the last request, or in a refused one, is not answered
-    /// again: Hummingbird would write a second answer after the refusal.
+    /// again: Hummingbird would write a second answer after the refusal, or (for the bytes the
+    /// decoder refuses after its first error) close the connection outright, resetting the
+    /// refusal away while the client still sends. What still arrives is dropped.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if case .done = reading, error is HTTPParserError { return }
+        if case .done = reading, error is HTTPParserError || error is ByteToMessageDecoderError { return }
         context.fireErrorCaught(error)
     }
+
+    /// Sent to ``ConnectionGuard`` when a request after an answer that ended the connection is
+    /// dropped: its bytes may still be arriving, so the connection is drained, not closed outright.
+    struct RequestDropped {}
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var response) where response.status.code >= 200:
-            if response.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) {
+            if Self.saysClose(response.headers["Connection"]) {
                 answerEndsConnection = true
                 refusal = nil
             }
@@ -137,6 +146,9 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
         if !codings.isEmpty {
             if isHTTP10(head.version) { return .badRequest }
             let tokens = codings.flatMap { $0.split(separator: ",") }.map { trimmed($0).lowercased() }
+            // A body not chunked last has no length a server can trust (§6.3): 400. Chunked last
+            // with another coding before it is framed, but encoded in a way not served: 501.
+            if tokens.last != "chunked" { return .badRequest }
             if tokens != ["chunked"] { return .notImplemented }
         }
         if !isHTTP10(head.version), head.headers["Host"].isEmpty { return .badRequest }
@@ -151,6 +163,11 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
 
     private static func isHTTP10(_ version: HTTPVersion) -> Bool {
         version.major < 1 || (version.major == 1 && version.minor == 0)
+    }
+
+    /// Whether `Connection` field values name the `close` option: a token, in any case, in a list.
+    static func saysClose(_ values: some Sequence<some StringProtocol>) -> Bool {
+        values.contains { String($0).split(separator: ",").contains { trimmed($0).lowercased() == "close" } }
     }
 
     private static func trimmed(_ token: Substring) -> Substring {
