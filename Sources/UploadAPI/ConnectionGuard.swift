@@ -147,16 +147,14 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// (`Connection: close`, as Hummingbird reads it): Hummingbird then reads nothing more.
     private var closesAfterAnswer = false
     /// Since when the answer that ends the connection has been written while its request's body
-    /// was still arriving. What the client still sends is read and dropped, for at most the
-    /// header timeout: a client that writes its whole body before it reads (urllib, curl
-    /// without `Expect`) would otherwise block on a full socket, never reading its refusal.
+    /// was still arriving, or written saying `Connection: close`. What the client still sends is
+    /// read and dropped, for at most the header timeout: a client that writes its whole body
+    /// before it reads (urllib, curl without `Expect`) would otherwise block on a full socket,
+    /// never reading its refusal, and a close with its bytes unread would reset the answer away.
     private var drainingSince: NIODeadline?
-    /// Whether the response being written says `Connection: close` (an event stream's): the
-    /// connection closes once it ends, whatever the client sent after its request.
+    /// Whether the response being written says `Connection: close` (an event stream's, a
+    /// refusal's): the connection ends once it is written, whatever the client sent after it.
     private var responseCloses = false
-    /// Whether ``HTTP1Framing`` dropped a request sent after an answer that ends the connection:
-    /// its bytes may still be arriving, so the connection is drained as for a body.
-    private var requestDropped = false
     /// Whether the request being read sent `Expect: 100-continue` and has had no answer yet, not
     /// even the interim one (``InterimContinue``).
     private var expectsContinue = false
@@ -250,17 +248,6 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelRead(data)
     }
 
-    private var clientMayStillSend: Bool {
-        if requestDropped { return true }
-        if case .body = reading { return true }
-        return false
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard event is HTTP1Framing.RequestDropped else { return context.fireUserInboundEventTriggered(event) }
-        requestDropped = true
-    }
-
     func channelReadComplete(context: ChannelHandlerContext) {
         if drainingSince != nil {
             context.read()  // nothing past this handler asks for more while it drains
@@ -291,16 +278,13 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             written.futureResult.whenComplete { _ in
                 let (guardian, context) = loopBound.value
                 guard context.channel.isActive else { return }
-                if guardian.clientMayStillSend {
-                    // Its request's body is still arriving (a refusal Hummingbird wrote, of a
-                    // request it could not parse), or a request sent after it: a full close now
-                    // could reset the answer away.
-                    guardian.drainingSince = .now()
-                    context.close(mode: .output, promise: nil)
-                    context.read()
-                } else {
-                    guardian.close(context, "the response said the connection closes after it")
-                }
+                // Half-closed, and what still arrives read and dropped (for at most the header
+                // timeout): a body still arriving (a refusal Hummingbird wrote, of a request it
+                // could not parse), or a request the client sent before it read this answer, would
+                // otherwise meet a full close with a reset, which can take the answer with it.
+                guardian.drainingSince = .now()
+                context.close(mode: .output, promise: nil)
+                context.read()
             }
             context.writeAndFlush(data, promise: written)
             return

@@ -61,9 +61,7 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireChannelRead(data)
         case (_, .head(var head)):
             if answerEndsConnection {
-                // Not acted on (RFC 9112 §9.6); the guard drains what it brings, as for a body.
-                reading = .done
-                context.fireUserInboundEventTriggered(RequestDropped())
+                reading = .done  // not acted on (RFC 9112 §9.6)
                 return
             }
             if let status = Self.refusal(of: head) {
@@ -96,10 +94,6 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
         if case .done = reading, error is HTTPParserError || error is ByteToMessageDecoderError { return }
         context.fireErrorCaught(error)
     }
-
-    /// Sent to ``ConnectionGuard`` when a request after an answer that ended the connection is
-    /// dropped: its bytes may still be arriving, so the connection is drained, not closed outright.
-    struct RequestDropped {}
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {

@@ -208,8 +208,8 @@ def test_a_connection_ends_after_the_request_that_says_so_in_any_case_and_after_
 
 def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(server):
     """An HTTP/1.1 request without Host is 400 (RFC 9112 §3.2), an HTTP/1.0 one with
-    Transfer-Encoding is 400 (§6.1), and a transfer coding other than chunked alone is 501: the
-    body was read still gzip-encoded, and acted on. Each refusal closes its connection, after the
+    Transfer-Encoding is 400 (§6.1), codings not ending with chunked are 400 (§6.3), and another
+    coding before chunked is 501: the body was read still gzip-encoded, and acted on. Each refusal closes its connection, after the
     answers before it, and reaches a client that sends its whole body before reading."""
     host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
     name = f"framing/r{os.getpid()}"
