@@ -8,7 +8,7 @@ import NIOHTTP1
 ///
 /// - A request whose connection ends after its answer (`Connection: close` in any case, or
 ///   HTTP/1.0 without `keep-alive`) is handed on saying `connection: close`, the one spelling
-///   Hummingbird and ``ConnectionGuard`` look for, and its answer says it too. Nothing the client
+///   Hummingbird looks for, and its answer says it too. Nothing the client
 ///   sent after it is handed on (§9.6: "MUST NOT process any further requests"). An HTTP/1.0
 ///   request always ends its connection here: its answer is framed by the close, never chunked,
 ///   which an HTTP/1.0 client cannot read (§7.1).
