@@ -185,7 +185,8 @@ struct ServeCommand: AsyncParsableCommand {
             await store.close()
             throw error
         }
-        let service = UploadService(store: store, blobs: blobs, logger: logger)
+        let service = UploadService(
+            store: store, blobs: blobs, logger: logger, longestUploadWait: min(UploadLocks.standardWait, connectionLimits.idleTimeout))
         let registryFrontEnd: RegistryFrontEnd
         let checkpoints: CheckpointSigner
         do {

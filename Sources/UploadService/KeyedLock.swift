@@ -1,14 +1,31 @@
+import UploadStore
+
 /// Serialises async work per key: the parts and completion of one upload run one at a time,
 /// so two requests can never write the same staging file at once. Work for different keys runs
 /// concurrently.
 public actor KeyedLock {
     public init() {}
 
-    private var held: Set<String> = []
-    private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
+    /// Thrown when a key's lock was not had within the wait asked for; the work then never ran.
+    public struct WaitedTooLong: Error {
+        public let waited: Duration
+    }
 
-    public func withLock<T: Sendable>(_ key: String, _ body: @Sendable () async throws -> T) async throws -> T {
-        await acquire(key)
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Bool, Never>
+    }
+
+    private var held: Set<String> = []
+    private var waiting: [String: [Waiter]] = [:]
+    private var nextWaiter: UInt64 = 0
+
+    /// Runs `body` holding `key`'s lock, after the holders and waiters before it.
+    /// - Parameter longestWait: how long to wait for the lock: a waiter that outwaits it leaves
+    ///   the queue, so waiters for a key held long (a chunk streaming in slowly) cannot pile up.
+    /// - Throws: ``WaitedTooLong`` when the lock was not had in time, or what `body` throws.
+    public func withLock<T: Sendable>(_ key: String, waitingAtMost longestWait: Duration, _ body: @Sendable () async throws -> T) async throws -> T {
+        guard await acquire(key, waitingAtMost: longestWait) else { throw WaitedTooLong(waited: longestWait) }
         do {
             let result = try await body()
             release(key)
@@ -19,16 +36,32 @@ public actor KeyedLock {
         }
     }
 
-    private func acquire(_ key: String) async {
-        if held.insert(key).inserted { return }
-        await withCheckedContinuation { waiting[key, default: []].append($0) }
+    /// - Returns: whether the lock is now held for the caller; false when it waited too long.
+    private func acquire(_ key: String, waitingAtMost longestWait: Duration) async -> Bool {
+        if held.insert(key).inserted { return true }
+        let id = nextWaiter
+        nextWaiter &+= 1
+        let timer = Task {
+            try? await Task.sleep(for: longestWait)
+            if !Task.isCancelled { self.giveUp(key, id) }
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { waiting[key, default: []].append(Waiter(id: id, continuation: $0)) }
+    }
+
+    /// Takes a waiter that has waited too long out of the queue; nothing if the lock reached it first.
+    private func giveUp(_ key: String, _ id: UInt64) {
+        guard var queue = waiting[key], let index = queue.firstIndex(where: { $0.id == id }) else { return }
+        let waiter = queue.remove(at: index)
+        waiting[key] = queue.isEmpty ? nil : queue
+        waiter.continuation.resume(returning: false)
     }
 
     private func release(_ key: String) {
         if var queue = waiting[key], !queue.isEmpty {
             let next = queue.removeFirst()
             waiting[key] = queue.isEmpty ? nil : queue
-            next.resume()  // ownership passes to the next waiter; `held` keeps the key
+            next.continuation.resume(returning: true)  // ownership passes to the next waiter; `held` keeps the key
         } else {
             held.remove(key)
         }
@@ -39,28 +72,52 @@ public actor KeyedLock {
 /// upload, ``KeyedLock``), and across every process and node that shares its staging folder
 /// (``BlobStore/StagingLock``). So two requests never write one staging file at once, wherever
 /// they are sent.
-final class UploadLocks: Sendable {
+public final class UploadLocks: Sendable {
     private let local = KeyedLock()
     private let blobs: BlobStore
+    /// The longest a request waits for its upload's lock, here and then across processes. Past
+    /// it the request is refused as overloaded (ThrottlingException, TOOMANYREQUESTS), which
+    /// clients retry, instead of waiting, a task held, for as long as the holder streams.
+    let longestWait: Duration
 
-    init(_ blobs: BlobStore) { self.blobs = blobs }
+    /// Under botocore's 60 s read timeout, so that an SDK sees ThrottlingException rather than
+    /// its own timeout. `serve` takes the smaller of this and its idle timeout: a registry
+    /// chunk's body waits unread meanwhile, and the API's `ConnectionGuard` closes a connection
+    /// whose body is held back for twice that.
+    public static let standardWait = Duration.seconds(50)
+
+    init(_ blobs: BlobStore, longestWait: Duration) {
+        self.blobs = blobs
+        self.longestWait = longestWait
+    }
 
     func withLock<T: Sendable>(_ uploadId: String, _ body: @Sendable () async throws -> T) async throws -> T {
-        try await local.withLock(uploadId) {
-            let held = try await self.stagingLock(uploadId)
-            defer { held.release() }
-            return try await body()
+        let deadline = ContinuousClock.now + longestWait
+        do {
+            return try await local.withLock(uploadId, waitingAtMost: longestWait) {
+                let held = try await self.stagingLock(uploadId, until: deadline)
+                defer { held.release() }
+                return try await body()
+            }
+        } catch is KeyedLock.WaitedTooLong {
+            throw waitedTooLong(uploadId)
         }
     }
 
-    /// Waits for the upload's staging lock by looking again, at most every 50 ms: another node's
-    /// holder may keep it for minutes (a chunk streaming in), and a timer costs no thread.
-    private func stagingLock(_ uploadId: String) async throws -> BlobStore.StagingLock {
+    /// Waits for the upload's staging lock by looking again, at most every 50 ms, until
+    /// `deadline`: another node's holder may keep it for minutes (a chunk streaming in), and a
+    /// timer costs no thread.
+    private func stagingLock(_ uploadId: String, until deadline: ContinuousClock.Instant) async throws -> BlobStore.StagingLock {
         var pause = Duration.milliseconds(1)
         while true {
             if let held = try blobs.tryLockStaging(uploadId) { return held }
+            guard ContinuousClock.now < deadline else { throw waitedTooLong(uploadId) }
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(50))
         }
+    }
+
+    private func waitedTooLong(_ uploadId: String) -> StoreError {
+        StoreError(.overloaded, "Waited \(longestWait) behind another request to upload \(uploadId); try again")
     }
 }

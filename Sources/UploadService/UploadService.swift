@@ -22,12 +22,17 @@ public final class UploadService: Sendable {
     /// What refused completions found staged, so that a repeat is refused without reading it again.
     let refusedDigests = RefusedStagedDigests()
 
-    public init(store: any EventStore, blobs: BlobStore, storage: (any BlobStorage)? = nil, logger: Logger) {
+    /// - Parameter longestUploadWait: the longest a request waits behind another to the same
+    ///   upload before it is refused as overloaded (``UploadLocks/longestWait``).
+    public init(
+        store: any EventStore, blobs: BlobStore, storage: (any BlobStorage)? = nil, logger: Logger,
+        longestUploadWait: Duration = UploadLocks.standardWait
+    ) {
         self.store = store
         self.blobs = blobs
         self.storage = storage ?? blobs
         self.logger = logger
-        uploadLocks = UploadLocks(blobs)
+        uploadLocks = UploadLocks(blobs, longestWait: longestUploadWait)
     }
 
     public var settings: DecisionSettings { store.settings }

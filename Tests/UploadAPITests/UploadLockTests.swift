@@ -1,0 +1,70 @@
+import Synchronization
+import Testing
+@testable import UploadService
+import UploadStore
+import UploadTesting
+
+/// An upload's lock is waited for at most a bound: a request behind a chunk streaming in slowly
+/// waited as long as that chunk took, its task held, and such waiters piled up without limit.
+struct UploadLockTests {
+    /// The order in which work ran, from any task.
+    final class Order: Sendable {
+        private let names = Mutex<[String]>([])
+        func ran(_ name: String) { names.withLock { $0.append(name) } }
+        var all: [String] { names.withLock { $0 } }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aWaiterGivesUpAfterItsBound_andTheLockStillPassesInOrder() async throws {
+        let lock = KeyedLock()
+        let (entered, enteredSignal) = AsyncStream.makeStream(of: Void.self)
+        let (release, releaseSignal) = AsyncStream.makeStream(of: Void.self)
+        let holder = Task {
+            try await lock.withLock("upload", waitingAtMost: .seconds(30)) {
+                enteredSignal.yield()
+                for await _ in release { break }
+            }
+        }
+        for await _ in entered { break }
+        // Held: a waiter with a short bound gives up, and its work never runs.
+        await #expect(throws: KeyedLock.WaitedTooLong.self) {
+            try await lock.withLock("upload", waitingAtMost: .milliseconds(50)) { Issue.record("ran while the lock was held") }
+        }
+        try await lock.withLock("another upload", waitingAtMost: .milliseconds(50)) {}  // not held
+        // One that gives up between two others leaves the queue; the others run in their order
+        // once the holder ends.
+        let order = Order()
+        let first = Task { try await lock.withLock("upload", waitingAtMost: .seconds(30)) { order.ran("first") } }
+        try await Task.sleep(for: .milliseconds(100))
+        let impatient = Task { try await lock.withLock("upload", waitingAtMost: .milliseconds(50)) { order.ran("impatient") } }
+        try await Task.sleep(for: .milliseconds(100))
+        let last = Task { try await lock.withLock("upload", waitingAtMost: .seconds(30)) { order.ran("last") } }
+        try await Task.sleep(for: .milliseconds(100))
+        await #expect(throws: KeyedLock.WaitedTooLong.self) { try await impatient.value }
+        releaseSignal.yield()
+        try await holder.value
+        try await first.value
+        try await last.value
+        #expect(order.all == ["first", "last"])
+        try await lock.withLock("upload", waitingAtMost: .milliseconds(50)) {}  // free again
+    }
+
+    /// Another process or node holding the upload's staging lock counts against the same bound,
+    /// and the refusal is one clients retry (ThrottlingException, TOOMANYREQUESTS).
+    @Test(.timeLimit(.minutes(1))) func aStagingLockHeldElsewhere_isWaitedForAtMostTheBound_thenRefusedAsOverloaded() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let here = try BlobStore(directory: dir.path), otherNode = BlobStore(existing: dir.path)
+        let locks = UploadLocks(here, longestWait: .milliseconds(200))
+        let held = try #require(try otherNode.tryLockStaging("upload-1"))
+        let started = ContinuousClock.now
+        do {
+            _ = try await locks.withLock("upload-1") { Issue.record("ran while another node held the upload") }
+            Issue.record("not refused")
+        } catch let error as StoreError {
+            #expect(error.code == .overloaded && error.message.contains("upload-1"), "\(error)")
+        }
+        #expect(ContinuousClock.now - started >= .milliseconds(200))
+        held.release()
+        #expect(try await locks.withLock("upload-1") { "ran" } == "ran")
+    }
+}
