@@ -186,7 +186,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw error
         }
         let service = UploadService(
-            store: store, blobs: blobs, logger: logger, longestUploadWait: min(UploadLocks.standardWait, connectionLimits.idleTimeout))
+            store: store, blobs: blobs, logger: logger, longestUploadWait: UploadLocks.longestWait(idleTimeout: connectionLimits.idleTimeout))
         let registryFrontEnd: RegistryFrontEnd
         let checkpoints: CheckpointSigner
         do {

@@ -80,11 +80,18 @@ public final class UploadLocks: Sendable {
     /// clients retry, instead of waiting, a task held, for as long as the holder streams.
     let longestWait: Duration
 
-    /// Under botocore's 60 s read timeout, so that an SDK sees ThrottlingException rather than
-    /// its own timeout. `serve` takes the smaller of this and its idle timeout: a registry
-    /// chunk's body waits unread meanwhile, and the API's `ConnectionGuard` closes a connection
-    /// whose body is held back for twice that.
-    public static let standardWait = Duration.seconds(50)
+    /// Twice the idle timeout, less a second (``longestWait(idleTimeout:)``), at the default
+    /// idle timeout of 60 s.
+    public static let standardWait = longestWait(idleTimeout: .seconds(60))
+
+    /// The wait `serve` gives: longer than the idle timeout, so that a retried chunk outwaits the
+    /// first attempt its client left behind (whose connection the idle timeout closes), and
+    /// shorter than the twice the idle timeout after which the API's `ConnectionGuard` closes a
+    /// connection whose body waits unread, so that the client gets a refusal it retries rather
+    /// than a closed connection.
+    public static func longestWait(idleTimeout: Duration) -> Duration {
+        max(idleTimeout * 2 - .seconds(1), idleTimeout)
+    }
 
     init(_ blobs: BlobStore, longestWait: Duration) {
         self.blobs = blobs
