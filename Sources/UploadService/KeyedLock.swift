@@ -86,7 +86,7 @@ public final class UploadLocks: Sendable {
 
     /// The wait `serve` gives: longer than the idle timeout, so that a retried chunk outwaits the
     /// first attempt its client left behind (whose connection the idle timeout closes), and
-    /// shorter than the twice the idle timeout after which the API's `ConnectionGuard` closes a
+    /// shorter than twice the idle timeout, after which the API's `ConnectionGuard` closes a
     /// connection whose body waits unread, so that the client gets a refusal it retries rather
     /// than a closed connection.
     public static func longestWait(idleTimeout: Duration) -> Duration {
