@@ -25,7 +25,10 @@ public actor KeyedLock {
     ///   the queue, so waiters for a key held long (a chunk streaming in slowly) cannot pile up.
     /// - Throws: ``WaitedTooLong`` when the lock was not had in time, or what `body` throws.
     public func withLock<T: Sendable>(_ key: String, waitingAtMost longestWait: Duration, _ body: @Sendable () async throws -> T) async throws -> T {
-        guard await acquire(key, waitingAtMost: longestWait) else { throw WaitedTooLong(waited: longestWait) }
+        guard await acquire(key, waitingAtMost: longestWait) else {
+            if Task.isCancelled { throw CancellationError() }
+            throw WaitedTooLong(waited: longestWait)
+        }
         do {
             let result = try await body()
             release(key)
@@ -36,7 +39,8 @@ public actor KeyedLock {
         }
     }
 
-    /// - Returns: whether the lock is now held for the caller; false when it waited too long.
+    /// - Returns: whether the lock is now held for the caller; false when it waited too long, or
+    ///   its task was cancelled (a waiter whose request has gone leaves the queue at once).
     private func acquire(_ key: String, waitingAtMost longestWait: Duration) async -> Bool {
         if held.insert(key).inserted { return true }
         let id = nextWaiter
@@ -46,10 +50,20 @@ public actor KeyedLock {
             if !Task.isCancelled { self.giveUp(key, id) }
         }
         defer { timer.cancel() }
-        return await withCheckedContinuation { waiting[key, default: []].append(Waiter(id: id, continuation: $0)) }
+        // The handler's task runs on this actor after the waiter is queued: the continuation's
+        // closure runs here without a suspension in between.
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { waiting[key, default: []].append(Waiter(id: id, continuation: $0)) }
+        } onCancel: {
+            Task { await self.giveUp(key, id) }
+        }
     }
 
-    /// Takes a waiter that has waited too long out of the queue; nothing if the lock reached it first.
+    /// How many wait for `key`'s lock (not counting its holder).
+    func waiterCount(_ key: String) -> Int { waiting[key]?.count ?? 0 }
+
+    /// Takes a waiter that has waited too long, or whose task was cancelled, out of the queue;
+    /// nothing if the lock reached it first.
     private func giveUp(_ key: String, _ id: UInt64) {
         guard var queue = waiting[key], let index = queue.firstIndex(where: { $0.id == id }) else { return }
         let waiter = queue.remove(at: index)
@@ -73,7 +87,7 @@ public actor KeyedLock {
 /// (``BlobStore/StagingLock``). So two requests never write one staging file at once, wherever
 /// they are sent.
 public final class UploadLocks: Sendable {
-    private let local = KeyedLock()
+    let local = KeyedLock()
     private let blobs: BlobStore
     /// The longest a request waits for its upload's lock, here and then across processes. Past
     /// it the request is refused as overloaded (ThrottlingException, TOOMANYREQUESTS), which

@@ -54,53 +54,59 @@ extension UploadService {
     public func completeLayerUpload(_ command: CompleteLayerUpload, _ metadata: RequestMetadata) async throws -> LayerCompleted {
         let ref = RepositoryRef(registryId: try settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName)
         let digest = try await uploadLocks.withLock(command.uploadId) { [command] in
-            var command = command
-            var temporary: String?
-            defer { if let temporary { self.blobs.discard(temporary: temporary) } }
-            let uploadId = command.uploadId
-            if let session = try await self.reading({ try $0.session(uploadId) }), session.isReadyToComplete(in: ref, rules: command.rules) {
-                let uploadId = command.uploadId, size = session.bytesReceived
-                // ECR's CompleteLayerUpload names sha256 digests; a registry client names one digest, in its algorithm.
-                let algorithm = command.rules == .registry ? DigestAlgorithm(of: command.layerDigests[0]) ?? .sha256 : .sha256
-                // One part: its digest, computed as it was staged, is the layer's, and its staging
-                // file holds exactly the layer. It is linked into the blob store, not copied (a
-                // digest the caller did not name is refused without entering the blob store).
-                if algorithm == .sha256, session.partCount == 1, let part = session.lastPart, part.firstByte == 0, part.lastByte + 1 == size {
-                    let digest = part.digest
-                    var inPlace = !command.names(digest)
-                    if !inPlace { inPlace = try await Self.blocking { try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: digest, size: size) } }
-                    if inPlace { command.staged = .init(digest: digest, size: size) }
-                }
-                let hashed = RefusedStagedDigests.Key(session, algorithm)
-                if command.staged == nil, let known = self.refusedDigests.digest(hashed), !command.names(known) {
-                    command.staged = .init(digest: known, size: size)  // refused again, unread
-                }
-                if command.staged == nil {
-                    let digest: String, copy: String
-                    do {
-                        (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) }
-                    } catch {
-                        // A cancel, an expiry or a deleted repository removes staging without the
-                        // upload's lock: for an upload that ended meanwhile the store answers
-                        // (UploadNotFoundException), not this failure.
-                        guard try await self.reading({ try $0.session(uploadId) })?.state == .active else {
-                            return try self.completedDigest(command, events: try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events)
-                        }
-                        throw error
-                    }
-                    temporary = copy
-                    command.staged = .init(digest: digest, size: size)
-                    // A layer the caller did not name is refused without entering the blob store.
-                    if command.names(digest) {
-                        try await Self.blocking { try self.storage.commitBlob(copy, digest: digest) }
-                    } else {
-                        self.refusedDigests.remember(digest, for: hashed)
-                    }
-                }
-            }
-            return try self.completedDigest(command, events: try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events)
+            try await self.complete(command, in: ref, metadata)
         }
         return LayerCompleted(repository: ref, uploadId: command.uploadId, layerDigest: digest)
+    }
+
+    /// ``completeLayerUpload(_:_:)``'s work, under the upload's lock, which the caller holds.
+    /// - Returns: the layer's digest.
+    func complete(_ command: CompleteLayerUpload, in ref: RepositoryRef, _ metadata: RequestMetadata) async throws -> String {
+        var command = command
+        var temporary: String?
+        defer { if let temporary { self.blobs.discard(temporary: temporary) } }
+        let uploadId = command.uploadId
+        if let session = try await self.reading({ try $0.session(uploadId) }), session.isReadyToComplete(in: ref, rules: command.rules) {
+            let size = session.bytesReceived
+            // ECR's CompleteLayerUpload names sha256 digests; a registry client names one digest, in its algorithm.
+            let algorithm = command.rules == .registry ? DigestAlgorithm(of: command.layerDigests[0]) ?? .sha256 : .sha256
+            // One part: its digest, computed as it was staged, is the layer's, and its staging
+            // file holds exactly the layer. It is linked into the blob store, not copied (a
+            // digest the caller did not name is refused without entering the blob store).
+            if algorithm == .sha256, session.partCount == 1, let part = session.lastPart, part.firstByte == 0, part.lastByte + 1 == size {
+                let digest = part.digest
+                var inPlace = !command.names(digest)
+                if !inPlace { inPlace = try await Self.blocking { try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: digest, size: size) } }
+                if inPlace { command.staged = .init(digest: digest, size: size) }
+            }
+            let hashed = RefusedStagedDigests.Key(session, algorithm)
+            if command.staged == nil, let known = self.refusedDigests.digest(hashed), !command.names(known) {
+                command.staged = .init(digest: known, size: size)  // refused again, unread
+            }
+            if command.staged == nil {
+                let digest: String, copy: String
+                do {
+                    (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) }
+                } catch {
+                    // A cancel, an expiry or a deleted repository removes staging without the
+                    // upload's lock: for an upload that ended meanwhile the store answers
+                    // (UploadNotFoundException), not this failure.
+                    guard try await self.reading({ try $0.session(uploadId) })?.state == .active else {
+                        return try self.completedDigest(command, events: try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events)
+                    }
+                    throw error
+                }
+                temporary = copy
+                command.staged = .init(digest: digest, size: size)
+                // A layer the caller did not name is refused without entering the blob store.
+                if command.names(digest) {
+                    try await Self.blocking { try self.storage.commitBlob(copy, digest: digest) }
+                } else {
+                    self.refusedDigests.remember(digest, for: hashed)
+                }
+            }
+        }
+        return try self.completedDigest(command, events: try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events)
     }
 
     /// The layer a committed completion recorded; its staging file goes, which the log no longer

@@ -63,8 +63,10 @@ extension UploadService {
     /// a blob store that cannot link) the part commits, then the completion as
     /// ``completeLayerUpload(_:_:)`` makes it.
     ///
-    /// A completion that fails after its chunk committed cancels the upload (the same `PUT` again
-    /// would record the chunk twice); one refused with no chunk leaves it open.
+    /// The chunk and the completion run under the upload's lock, held once: no other request to the
+    /// upload comes between them. A completion that fails after its chunk committed cancels the
+    /// upload (the same `PUT` again would record the chunk twice); one refused with no chunk
+    /// leaves it open.
     ///
     /// A part refused after the link (the upload cancelled or expired while the chunk streamed in),
     /// or a crash between the link and the commit, leaves the blob in the blob store with no layer
@@ -79,13 +81,25 @@ extension UploadService {
         // retry of the part, and refused as one with other parameters).
         var completionMetadata = metadata
         completionMetadata.invocationId = nil
-        let (completedWithThePart, recordedTheChunk): (String?, Bool) = try await uploadLocks.withLock(upload.uploadId) { [completionMetadata] in
+        let layerDigest = try await uploadLocks.withLock(upload.uploadId) { [completionMetadata] in
             let chunk = try await self.stageChunk(upload, range: range, declaredLength: declaredLength, body: body, adoptingAs: completion)
-            guard let part = chunk.part else { return (nil, false) }
-            let uploadId = upload.uploadId
+            // Under the chunk's own lock: another request to the upload cannot come between the
+            // chunk and its completion, so the completion never waits (and is never refused as
+            // overloaded) behind a chunk streaming in.
+            guard let part = chunk.part else { return try await self.complete(completion, in: upload.repository, completionMetadata) }
             guard chunk.adopted else {
                 try await self.record(part, metadata)
-                return (nil, true)
+                do {
+                    return try await self.complete(completion, in: upload.repository, completionMetadata)
+                } catch {
+                    // The chunk is recorded: the same PUT again (after a 429's Retry-After, say)
+                    // would add it a second time. So the upload ends, as distribution ends one
+                    // whose final PUT fails, and the client starts again. At best: a cancel refused
+                    // too (a writer queue still full) leaves it open, and the chunk sent again
+                    // fails the digest's check.
+                    try? await self.cancelUpload(upload, completionMetadata)
+                    throw error
+                }
             }
             var whole = completion
             whole.staged = .init(digest: part.partDigest, size: part.partLength)
@@ -96,34 +110,22 @@ extension UploadService {
             if case .failure(let error) = results[0] {
                 // An answer lost (not a refusal) may hide a commit that names the staged file.
                 if !Self.isKnownUnrecorded(error) { try? await Self.blocking { try BlobStore.syncDirectory(self.blobs.staging) } }
-                await self.cutBackStaging(uploadId, orTo: 0, after: error)
+                await self.cutBackStaging(upload.uploadId, orTo: 0, after: error)
                 throw error
             }
             do {
-                return (try self.completedDigest(whole, events: results[1].get().events), true)
+                return try self.completedDigest(whole, events: results[1].get().events)
             } catch {
                 // The log names the staged part now: its name is made durable, as a part's is
                 // (after the commit, not before it: a crash of the machine in between leaves an
                 // upload the log says holds bytes whose staging name is gone, whose client was
                 // told nothing, and whose bytes the blob keeps).
                 try? await Self.blocking { try BlobStore.syncDirectory(self.blobs.staging) }
-                try? await self.cancelUpload(upload, completionMetadata)  // as below
+                try? await self.cancelUpload(upload, completionMetadata)  // as above
                 throw error
             }
         }
-        guard let completedWithThePart else {
-            do {
-                return try await completeLayerUpload(completion, completionMetadata)
-            } catch {
-                // The chunk is recorded: the same PUT again (after a 429's Retry-After, say) would
-                // add it a second time. So the upload ends, as distribution ends one whose final PUT
-                // fails, and the client starts again. At best: a cancel refused too (a writer queue
-                // still full) leaves it open, and the chunk sent again fails the digest's check.
-                if recordedTheChunk { try? await cancelUpload(upload, completionMetadata) }
-                throw error
-            }
-        }
-        return LayerCompleted(repository: upload.repository, uploadId: upload.uploadId, layerDigest: completedWithThePart)
+        return LayerCompleted(repository: upload.repository, uploadId: upload.uploadId, layerDigest: layerDigest)
     }
 
     /// A chunk staged at the offset the upload has reached, its bytes synced, not yet recorded;

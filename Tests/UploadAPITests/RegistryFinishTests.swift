@@ -4,7 +4,7 @@ import Logging
 import NIOCore
 import Testing
 import UploadCore
-import UploadService
+@testable import UploadService
 import UploadStore
 import UploadTesting
 
@@ -14,14 +14,14 @@ import UploadTesting
 /// either way.
 struct RegistryFinishTests {
     private func withRegistryUpload(
-        storage: (@Sendable (BlobStore) -> any BlobStorage)? = nil,
+        storage: (@Sendable (BlobStore) -> any BlobStorage)? = nil, longestUploadWait: Duration = UploadLocks.standardWait,
         _ body: @Sendable (_ service: UploadService, _ store: Store, _ blobs: BlobStore, _ upload: RepositoryUpload) async throws -> Void
     ) async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try await withTestStore(dir) { store in
             let blobs = try BlobStore(directory: dir.path)
-            let service = UploadService(store: store, blobs: blobs, storage: storage?(blobs), logger: Logger(label: "test"))
+            let service = UploadService(store: store, blobs: blobs, storage: storage?(blobs), logger: Logger(label: "test"), longestUploadWait: longestUploadWait)
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
             let started = try await service.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), testMetadata())
             try await body(service, store, blobs, RepositoryUpload(started.repository, uploadId: started.uploadId))
@@ -61,6 +61,34 @@ struct RegistryFinishTests {
             #expect(store.writerStatistics.transactions == transactions + 2)
             #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded", "LayerUploadCompleted"])
             #expect(try Array(Data(contentsOf: URL(fileURLWithPath: blobs.blobPath(Self.digest(first + last))))) == first + last)
+        }
+    }
+
+    /// A request to the same upload that waits while the final chunk streams in does not come
+    /// between the chunk and its completion: before, it took the lock once the part committed
+    /// and held it while its own chunk streamed in, so the completion waited past its bound and
+    /// was refused as overloaded, and the upload, its chunk recorded, was cancelled.
+    @Test(.timeLimit(.minutes(1))) func anotherRequestWaiting_doesNotComeBetweenTheFinalChunkAndItsCompletion() async throws {
+        try await withRegistryUpload(longestUploadWait: .milliseconds(500)) { service, store, blobs, upload in
+            let first = [UInt8](repeating: 1, count: 1000), last = [UInt8](repeating: 2, count: 500)
+            _ = try await service.appendChunk(upload, range: nil, body: Self.chunk(first), testMetadata())
+            let before = try store.read { try $0.lastPosition() }
+            let finalChunk = HeldChunk(last), otherChunk = HeldChunk([7])
+            let finishing = Task {
+                try await service.finishUpload(upload, range: 1000...1499, body: finalChunk, digest: Self.digest(first + last), testMetadata())
+            }
+            await finalChunk.waitUntilRead()  // the final chunk holds the upload's lock, streaming in
+            let other = Task { try await service.appendChunk(upload, range: nil, body: otherChunk, testMetadata()) }
+            while await service.uploadLocks.local.waiterCount(upload.uploadId) < 1 { try await Task.sleep(for: .milliseconds(5)) }
+            finalChunk.end()
+            #expect(try await finishing.value.layerDigest == Self.digest(first + last))
+            otherChunk.end()
+            // Behind the completion: the upload has ended by the time it is let in, or (on a
+            // loaded host) it waited past its bound.
+            await #expect { _ = try await other.value } throws: {
+                ($0 as? CommandError)?.code == .uploadNotFound || ($0 as? StoreError)?.code == .overloaded
+            }
+            #expect(try Self.recorded(store, after: before) == ["LayerPartUploaded", "LayerUploadCompleted"])
         }
     }
 
@@ -155,4 +183,36 @@ private struct Unlinkable: BlobStorage {
         return false
     }
     func openBlob(_ digest: String) throws -> any BlobReader { try blobs.openBlob(digest) }
+}
+
+/// A chunk whose bytes arrive only when the test says: it reports when it is first read (its
+/// request then holds the upload's lock) and ends on ``end()``.
+private struct HeldChunk: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let bytes: [UInt8]
+    private let read: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+    private let ended: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        read = AsyncStream.makeStream()
+        ended = AsyncStream.makeStream()
+    }
+
+    func waitUntilRead() async { for await _ in read.stream { break } }
+    func end() { ended.continuation.finish() }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let chunk: HeldChunk
+        var done = false
+        mutating func next() async throws -> ByteBuffer? {
+            guard !done else { return nil }
+            done = true
+            chunk.read.continuation.yield()
+            for await _ in chunk.ended.stream {}
+            return ByteBuffer(bytes: chunk.bytes)
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(chunk: self) }
 }

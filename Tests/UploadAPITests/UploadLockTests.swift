@@ -48,6 +48,35 @@ struct UploadLockTests {
         try await lock.withLock("upload", waitingAtMost: .milliseconds(50)) {}  // free again
     }
 
+    /// A waiter whose task is cancelled (its request has gone) leaves the queue at once, not at
+    /// its bound, and the lock still passes to the waiters behind it.
+    @Test(.timeLimit(.minutes(1))) func aCancelledWaiter_leavesTheQueueAtOnce() async throws {
+        let lock = KeyedLock()
+        let (entered, enteredSignal) = AsyncStream.makeStream(of: Void.self)
+        let (release, releaseSignal) = AsyncStream.makeStream(of: Void.self)
+        let holder = Task {
+            try await lock.withLock("upload", waitingAtMost: .seconds(30)) {
+                enteredSignal.yield()
+                for await _ in release { break }
+            }
+        }
+        for await _ in entered { break }
+        let order = Order()
+        let cancelled = Task { try await lock.withLock("upload", waitingAtMost: .seconds(30)) { order.ran("cancelled") } }
+        while await lock.waiterCount("upload") < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let behind = Task { try await lock.withLock("upload", waitingAtMost: .seconds(30)) { order.ran("behind") } }
+        while await lock.waiterCount("upload") < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        let started = ContinuousClock.now
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+        #expect(ContinuousClock.now - started < .seconds(10), "left at once, not at its 30 s bound")
+        #expect(await lock.waiterCount("upload") == 1)
+        releaseSignal.yield()
+        try await holder.value
+        try await behind.value
+        #expect(order.all == ["behind"])
+    }
+
     /// Another process or node holding the upload's staging lock counts against the same bound,
     /// and the refusal is one clients retry (ThrottlingException, TOOMANYREQUESTS).
     @Test(.timeLimit(.minutes(1))) func aStagingLockHeldElsewhere_isWaitedForAtMostTheBound_thenRefusedAsOverloaded() async throws {
