@@ -75,4 +75,24 @@ struct LayoutCorpusTests {
         #expect(report.liveDigest == expected.liveDigest)
         #expect(report.merkleRoot == expected.merkleRoot)
     }
+
+    /// The corpus's store of every event type, copied into PostgreSQL, replays there to the
+    /// digests and the root it records: both backends read every event type alike.
+    @Test func theStoreOfEveryEventType_copiedToPostgres_replaysToItsRecordedDigestsAndRoot() async throws {
+        let folder = "layout-0011-p9-every-event"
+        let expected = try Self.expected(folder)
+        let source = try LayoutFixtureTests.copy(folder), postgres = try TestStoreLocation(.postgres)
+        defer { source.remove(); postgres.remove() }
+        try await withTestStore(source) { lmdb in
+            let destination = try postgres.open()
+            let report = try StoreCopy.copy(from: lmdb, to: destination)
+            await destination.close()
+            #expect(report.events == expected.events && report.merkleRoot == expected.merkleRoot)
+            #expect(report.signedCheckpoints == expected.signedCheckpoints)
+        }
+        let replayed = Replayer.verify(databaseURL: postgres.database!.url)
+        #expect(replayed.passed, "\(replayed.failure.map(String.init(describing:)) ?? "")")
+        #expect(replayed.rebuildDigests.allSatisfy { $0 == expected.rebuildDigest } && !replayed.rebuildDigests.isEmpty)
+        #expect(replayed.liveDigest == expected.liveDigest && replayed.merkleRoot == expected.merkleRoot)
+    }
 }

@@ -85,4 +85,35 @@ struct LayoutFixtureTests {
         #expect(report.passed, "\(report.failure.map(String.init(describing:)) ?? "")")
         #expect(report.events == 15)
     }
+
+    /// The store that holds every event type the log has (`make-store.py`'s registry era: an
+    /// expiry, registry pushes, a mount, a referrer, a deleted manifest, catalog data, resource
+    /// tags, policies), so that a change that can no longer read any one of them fails here.
+    @Test func theStoreOfEveryEventType_holdsEach_andItsProjectionsReadBackWhatTheCallsMade() async throws {
+        let dir = try Self.copy("layout-0011-p9-every-event")
+        defer { dir.remove() }
+        try await withTestStore(dir, configure: { $0.settings = DecisionSettings(defaultRegistryId: Self.registry) }) { store in
+            let log = try store.read { try $0.events(after: 0) }
+            let missing = Set(EventType.allCases).subtracting(log.map(\.event.type))
+            #expect(missing.isEmpty, "a new event type needs a store of the corpus that holds it (Tests/Fixtures/stores/README.md): \(missing)")
+            #expect(log.filter { $0.metadata.source == "oci" }.count == 10, "the registry's pushes, cancel, mount and manifests")
+            let app = RepositoryRef(registryId: Self.registry, repositoryName: "fixture/app")
+            let other = RepositoryRef(registryId: Self.registry, repositoryName: "fixture/other")
+            try store.read { snapshot in
+                let v1 = try #require(try snapshot.tag(app, "v1")).imageDigest
+                #expect(try snapshot.referrers(of: v1, in: app, after: nil, limit: 10).count == 1, "the artifact whose subject is v1")
+                #expect(try snapshot.tag(app, "v2") == nil, "untagged by BatchDeleteImage")
+                #expect(try snapshot.tag(other, "scratch") == nil && snapshot.imageDigests(in: other).isEmpty, "deleted by the registry's DELETE")
+                let mounted = try #require(log.lazy.compactMap { $0.event.payload as? LayerMounted }.first)
+                #expect(try snapshot.layer(other, mounted.layerDigest)?.layerSize == mounted.layerSize)
+                let details = try #require(try snapshot.details(app))
+                #expect(details.description == "The fixture's repository" && details.tagKeys == ["keep"] && details.policyText != nil)
+                #expect(try snapshot.details(other)?.policyText == nil, "set, then deleted")
+                #expect(try snapshot.registryCatalog(Self.registry)?.displayName == "fixture-registry")
+                let expired = try #require(log.lazy.compactMap { $0.event.payload as? UploadExpired }.first)
+                #expect(try snapshot.session(expired.uploadId)?.state == .expired)
+                #expect(try snapshot.activeUploads(in: app).count == 1)
+            }
+        }
+    }
 }

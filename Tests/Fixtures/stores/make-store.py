@@ -36,10 +36,22 @@ The era is told from BIN's own help, and each era makes the calls it can, in thi
   InitiateLayerUpload and UploadLayerPart of 10 bytes, left active; CreateRepository
   fixture/gone; InitiateLayerUpload there; DeleteRepository fixture/gone with force (one call,
   UploadAborted then RepositoryDeleted). 14 events where every call can be made.
+  registry  `serve` has the registry front end (--create-repositories-on-push; 6754206 and
+            every commit since issue 13): first an upload expired by the sweeper (a `serve` of its
+            own with --upload-expiry 1: CreateRepository fixture/idle, InitiateLayerUpload there,
+            UploadExpired), then the signed era's 14 calls, then: CreateRepository fixture/other;
+            through the registry (Basic credentials from GetAuthorizationToken, `source: oci`) a
+            mount of the layer from fixture/app, a blob in two chunks, a session cancelled, an
+            artifact whose subject is v1 (a referrer), an image tagged `scratch` pushed and
+            deleted; through the API PutImage tag v2 then BatchDeleteImage of it,
+            PutRepositoryCatalogData, TagResource, UntagResource, PutRegistryCatalogData,
+            SetRepositoryPolicy and DeleteRepositoryPolicy on fixture/other, SetRepositoryPolicy
+            on fixture/app. 37 events, every type the log has.
   signed    `serve` takes --credentials (a0ac8b1 on): every call SigV4-signed by botocore with
             key `test`/`test` and sent with an `amz-sdk-invocation-id` (`inv-…`); the events
             record the principal (`test`) and the invocation id, and from 52688c9 on the request
-            digest. 14 events.
+            digest. 14 events. (The fixtures of binaries that had the registry front end before
+            the registry era existed, 4a89404 and fa5f86a, were made with these calls.)
   unsigned  `serve` with no authentication (12562b0, 2bdfe64): the same 14 events, sent
             unsigned with the same invocation ids; no principal is recorded.
   cli       no `serve` (3eda32e, 61eedcf): only the CLI's create-repository,
@@ -52,7 +64,7 @@ the root it prints right after writing is kept as rootWhenWritten. Only the LMDB
 kept: no lock files, blobs, staging, spool, credentials, nor the keys serve makes (the log's
 transparency-log.key from 0011 on, registry-token.key).
 """
-import argparse, base64, hashlib, json, os, re, shutil, signal, subprocess, sys, tempfile, urllib.error, urllib.request
+import argparse, base64, contextlib, hashlib, json, os, re, shutil, signal, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
@@ -79,7 +91,10 @@ def subcommands(binary, *path):
 def era_of(binary):
     if "serve" not in subcommands(binary):
         return "cli"
-    return "signed" if "--credentials" in run(binary, "serve", "--help").stdout else "unsigned"
+    serve_help = run(binary, "serve", "--help").stdout
+    if "--create-repositories-on-push" in serve_help:
+        return "registry"
+    return "signed" if "--credentials" in serve_help else "unsigned"
 
 
 def has_audit_root(binary):
@@ -101,10 +116,12 @@ def manifest():
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest(LAYER), "size": 330}]})
 
 
-def write_through_api(binary, data, signed):
-    """Starts `serve` on a free loopback port and makes every call through the API."""
+@contextlib.contextmanager
+def serving(binary, data, signed, *extra):
+    """Runs `serve` on a free loopback port; yields (endpoint, call), `call(op, body, inv)` making
+    one API call (SigV4-signed when `signed`) and returning its answer. Stops it with SIGTERM."""
     scratch = tempfile.mkdtemp(prefix="make-store-")
-    args = [binary, "serve", "--data-dir", data, "--port", "0"]
+    args = [binary, "serve", "--data-dir", data, "--port", "0", *extra]
     if signed:
         sys.path.insert(0, os.path.join(HERE, "..", "..", "EndToEnd"))
         from conftest import signed_headers
@@ -138,6 +155,34 @@ def write_through_api(binary, data, signed):
             except urllib.error.HTTPError as e:
                 raise SystemExit(f"{op}: {e.code} {e.read()}")
 
+        yield endpoint, call
+    finally:
+        p.send_signal(signal.SIGTERM)
+        code = p.wait(timeout=60)
+        log.seek(0)
+        output = log.read()
+        log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    if code != 0:
+        raise SystemExit(f"serve exited {code}:\n{output}")
+
+
+def write_through_api(binary, data, era):
+    """Makes every call through the API: the expiry first where the era has the registry (its
+    own `serve`, whose sweeper ends an upload idle a second), then the 14 calls, then the
+    registry era's."""
+    signed = era != "unsigned"
+    if era == "registry":
+        with serving(binary, data, signed, "--upload-expiry", "1", "--sweep-interval", "1") as (_, call):
+            call("CreateRepository", {"repositoryName": "fixture/idle"}, "inv-create-idle")
+            call("InitiateLayerUpload", {"repositoryName": "fixture/idle"}, "inv-init-idle")
+            for _ in range(300):
+                if '"UploadExpired"' in run(binary, "events", "--data-dir", data).stdout:
+                    break
+                time.sleep(0.1)
+            else:
+                raise SystemExit("the sweeper did not expire the idle upload within 30 s")
+    with serving(binary, data, signed) as (endpoint, call):
         def blob(repo, content, tag):
             u = call("InitiateLayerUpload", {"repositoryName": repo}, f"inv-init-{tag}")["uploadId"]
             call("UploadLayerPart", {"repositoryName": repo, "uploadId": u, "partFirstByte": 0, "partLastByte": len(content) - 1,
@@ -154,15 +199,87 @@ def write_through_api(binary, data, signed):
         call("CreateRepository", {"repositoryName": "fixture/gone"}, "inv-create-gone")
         call("InitiateLayerUpload", {"repositoryName": "fixture/gone"}, "inv-init-gone")
         call("DeleteRepository", {"repositoryName": "fixture/gone", "force": True}, "inv-delete-gone")
-    finally:
-        p.send_signal(signal.SIGTERM)
-        code = p.wait(timeout=60)
-        log.seek(0)
-        output = log.read()
-        log.close()
-        shutil.rmtree(scratch, ignore_errors=True)
-    if code != 0:
-        raise SystemExit(f"serve exited {code}:\n{output}")
+        if era == "registry":
+            registry_calls(endpoint, call)
+
+
+REGISTRY_ID = "000000000000"
+CHUNKED = b"a registry blob, pushed in two chunks\n" * 8
+ARTIFACT_TYPE = "application/vnd.example.sbom.v1+json"
+
+
+def artifact():
+    """An artifact whose subject is v1's manifest: a referrer."""
+    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": ARTIFACT_TYPE,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(CONFIG), "size": len(CONFIG)},
+        "layers": [{"mediaType": ARTIFACT_TYPE, "digest": digest(LAYER), "size": len(LAYER)}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(manifest().encode()), "size": len(manifest())}})
+
+
+def scratch_image():
+    """An image of fixture/other's two blobs (the mounted layer and the chunked one), pushed then deleted."""
+    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(CHUNKED), "size": len(CHUNKED)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest(LAYER), "size": len(LAYER)}]})
+
+
+def registry_calls(endpoint, call):
+    """The registry era's calls, after the 14: every event type the log has that they do not make
+    (LayerMounted, and 12 to 17), registry pushes (their metadata says `source: oci`), a referrer."""
+    token = call("GetAuthorizationToken", {}, "inv-token")["authorizationData"]["authorizationToken"]
+    user, password = base64.b64decode(token).decode().split(":", 1)
+    auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def registry(method, path, body=None, **headers):
+        """One registry request (Basic credentials, as `docker login` keeps them); its status and headers."""
+        url = urllib.parse.urljoin(endpoint + "/", path)
+        req = urllib.request.Request(url, data=body, method=method,
+                                     headers={"Authorization": auth, "User-Agent": "fixture-registry-client", **headers})
+        try:
+            with urllib.request.urlopen(req) as r:
+                r.read()
+                return r.status, r.headers
+        except urllib.error.HTTPError as e:
+            raise SystemExit(f"{method} {path}: {e.code} {e.read()}")
+
+    def with_digest(location, content):
+        return location + ("&" if "?" in location else "?") + "digest=" + urllib.parse.quote(digest(content))
+
+    call("CreateRepository", {"repositoryName": "fixture/other"}, "inv-create-other")
+    status, _ = registry("POST", f"/v2/fixture/other/blobs/uploads/?mount={digest(LAYER)}&from=fixture/app")
+    assert status == 201, status
+    half = len(CHUNKED) // 2
+    status, headers = registry("POST", "/v2/fixture/other/blobs/uploads/")
+    assert status == 202, status
+    status, headers = registry("PATCH", headers["Location"], CHUNKED[:half], **{
+        "Content-Type": "application/octet-stream", "Content-Range": f"0-{half - 1}"})
+    assert status == 202, status
+    status, _ = registry("PUT", with_digest(headers["Location"], CHUNKED), CHUNKED[half:], **{
+        "Content-Type": "application/octet-stream", "Content-Range": f"{half}-{len(CHUNKED) - 1}"})
+    assert status == 201, status
+    status, headers = registry("POST", "/v2/fixture/other/blobs/uploads/")
+    status, _ = registry("DELETE", headers["Location"])
+    assert status == 204, status
+    oci = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    status, headers = registry("PUT", f"/v2/fixture/app/manifests/{digest(artifact().encode())}", artifact().encode(), **oci)
+    assert status == 201 and headers.get("OCI-Subject") == digest(manifest().encode()), (status, dict(headers))
+    status, _ = registry("PUT", "/v2/fixture/other/manifests/scratch", scratch_image().encode(), **oci)
+    assert status == 201, status
+    status, _ = registry("DELETE", f"/v2/fixture/other/manifests/{digest(scratch_image().encode())}")
+    assert status == 202, status
+    call("PutImage", {"repositoryName": "fixture/app", "imageManifest": manifest(), "imageTag": "v2"}, "inv-put-v2")
+    call("BatchDeleteImage", {"repositoryName": "fixture/app", "imageIds": [{"imageTag": "v2"}]}, "inv-untag-v2")
+    arn = f"arn:aws:ecr-public::{REGISTRY_ID}:repository/fixture/app"
+    call("PutRepositoryCatalogData", {"repositoryName": "fixture/app", "catalogData": {
+        "description": "The fixture's repository", "architectures": ["x86-64"], "aboutText": "# About\nA fixture."}}, "inv-catalog-app")
+    call("TagResource", {"resourceArn": arn, "tags": [{"Key": "team", "Value": "fixtures"}, {"Key": "keep", "Value": "yes"}]}, "inv-tag-app")
+    call("UntagResource", {"resourceArn": arn, "tagKeys": ["team"]}, "inv-untag-app")
+    call("PutRegistryCatalogData", {"displayName": "fixture-registry"}, "inv-registry-catalog")
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "NoBob", "Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::123456789012:user/bob"},
+                                                                   "Action": ["ecr-public:PutImage"]}]})
+    call("SetRepositoryPolicy", {"repositoryName": "fixture/other", "policyText": policy}, "inv-policy-other")
+    call("DeleteRepositoryPolicy", {"repositoryName": "fixture/other"}, "inv-unpolicy-other")
+    call("SetRepositoryPolicy", {"repositoryName": "fixture/app", "policyText": policy}, "inv-policy-app")
 
 
 def write_through_cli(binary, data):
@@ -186,7 +303,7 @@ def write_store(binary, data):
     if era == "cli":
         write_through_cli(binary, data)
     else:
-        write_through_api(binary, data, signed=(era == "signed"))
+        write_through_api(binary, data, era)
     root = json.loads(run(binary, "audit", "root", "--data-dir", data).stdout) if has_audit_root(binary) else None
     return era, root
 
