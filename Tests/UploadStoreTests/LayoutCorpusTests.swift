@@ -76,10 +76,10 @@ struct LayoutCorpusTests {
         #expect(report.merkleRoot == expected.merkleRoot)
     }
 
-    /// The corpus's store of every event type, copied into PostgreSQL, replays there to the
-    /// digests and the root it records: both backends read every event type alike.
-    @Test func theStoreOfEveryEventType_copiedToPostgres_replaysToItsRecordedDigestsAndRoot() async throws {
-        let folder = "layout-0011-p9-every-event"
+    /// The corpus's stores of every event type, copied into PostgreSQL, replay there to the
+    /// digests and the root each records: both backends read every event type alike.
+    @Test(arguments: LayoutFixtureTests.everyEventStores)
+    func theStoreOfEveryEventType_copiedToPostgres_replaysToItsRecordedDigestsAndRoot(folder: String) async throws {
         let expected = try Self.expected(folder)
         let source = try LayoutFixtureTests.copy(folder), postgres = try TestStoreLocation(.postgres)
         defer { source.remove(); postgres.remove() }

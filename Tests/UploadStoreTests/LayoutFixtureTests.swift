@@ -86,17 +86,35 @@ struct LayoutFixtureTests {
         #expect(report.events == 15)
     }
 
-    /// The store that holds every event type the log has (`make-store.py`'s registry era: an
-    /// expiry, registry pushes, a mount, a referrer, a deleted manifest, catalog data, resource
-    /// tags, policies), so that a change that can no longer read any one of them fails here.
-    @Test func theStoreOfEveryEventType_holdsEach_andItsProjectionsReadBackWhatTheCallsMade() async throws {
-        let dir = try Self.copy("layout-0011-p9-every-event")
+    /// The corpus's stores that hold every event type the log had when each was made
+    /// (`make-store.py`'s registry era on).
+    static let everyEventStores = LayoutCorpusTests.folders.filter { $0.hasSuffix("-every-event") }
+
+    static func log(of folder: String) async throws -> [EventEnvelope] {
+        let dir = try copy(folder)
+        defer { dir.remove() }
+        return try await withTestStore(dir) { store in try store.read { try $0.events(after: 0) } }
+    }
+
+    /// Every event type is in some store of the corpus, so that a change that can no longer read
+    /// one of them fails here. A new type fails this until a store holding it is added.
+    @Test func theCorpusHoldsEveryEventType() async throws {
+        var held = Set<EventType>()
+        for folder in Self.everyEventStores { held.formUnion(try await Self.log(of: folder).map(\.event.type)) }
+        let missing = Set(EventType.allCases).subtracting(held)
+        #expect(missing.isEmpty, "a new event type needs a store of the corpus that holds it (Tests/Fixtures/stores/README.md): \(missing)")
+    }
+
+    /// A store of every event type (an expiry, registry pushes, a mount, a referrer, a deleted
+    /// manifest, catalog data, resource tags, policies): its projections, rebuilt by this code,
+    /// read back what the calls made.
+    @Test(arguments: everyEventStores)
+    func theStoreOfEveryEventType_readsBackWhatItsCallsMade(folder: String) async throws {
+        let dir = try Self.copy(folder)
         defer { dir.remove() }
         try await withTestStore(dir, configure: { $0.settings = DecisionSettings(defaultRegistryId: Self.registry) }) { store in
             let log = try store.read { try $0.events(after: 0) }
-            let missing = Set(EventType.allCases).subtracting(log.map(\.event.type))
-            #expect(missing.isEmpty, "a new event type needs a store of the corpus that holds it (Tests/Fixtures/stores/README.md): \(missing)")
-            #expect(log.filter { $0.metadata.source == "oci" }.count == 10, "the registry's pushes, cancel, mount and manifests")
+            #expect(log.filter { $0.metadata.source == "oci" }.count >= 10, "the registry's pushes, cancel, mount and manifests")
             let app = RepositoryRef(registryId: Self.registry, repositoryName: "fixture/app")
             let other = RepositoryRef(registryId: Self.registry, repositoryName: "fixture/other")
             try store.read { snapshot in
