@@ -51,6 +51,9 @@ public final class CappedCount: Sendable {
     }
 
     func give(_ amount: Int) { used.wrappingSubtract(amount, ordering: .relaxed) }
+
+    /// What is counted now.
+    var current: Int { used.load(ordering: .relaxed) }
 }
 
 /// Open connections counted by client address, each capped at
@@ -107,6 +110,40 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
+    /// Why the server ended a connection itself: the `reason` label of
+    /// `upload_coordinator_connections_closed_total` (a closed set, so no client adds a series).
+    enum CloseReason: String, CaseIterable, Sendable {
+        case connectionLimit = "connection_limit"
+        case addressLimit = "address_limit"
+        case headerTimeout = "header_timeout"
+        case idleTimeout = "idle_timeout"
+        case responseUnread = "response_unread"
+        case bodyIdle = "body_idle"
+        case bodyTooSlow = "body_too_slow"
+        case bodyHeldBack = "body_held_back"
+        case sentAfterLastAnswer = "sent_after_last_answer"
+        /// Refused by ``HTTP1Framing`` (a request the server must not act on); ended once its
+        /// refusal is written.
+        case framingRefused = "framing_refused"
+        case internalError = "internal_error"
+
+        var explanation: String {
+            switch self {
+            case .connectionLimit: "more connections than --max-connections"
+            case .addressLimit: "more connections from one address than --max-connections-per-address"
+            case .headerTimeout: "the request head did not arrive whole within the header timeout"
+            case .idleTimeout: "idle between requests for the idle timeout"
+            case .responseUnread: "the client read nothing of the response for the idle timeout"
+            case .bodyIdle: "no body byte for the idle timeout"
+            case .bodyTooSlow: "the body arrived slower than the minimum rate"
+            case .bodyHeldBack: "the server held the body back for twice the idle timeout"
+            case .sentAfterLastAnswer: "the client went on sending after its last answer for the header timeout"
+            case .framingRefused: "a request whose framing the server must refuse"
+            case .internalError: "its HTTP/1 framing rules could not be installed"
+            }
+        }
+    }
+
     /// What the connection is reading.
     private enum Reading {
         /// The next request head, awaited since `since`; `firstByte` is when its first byte came.
@@ -122,6 +159,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// What this connection is counted under in `connectionsByAddress`, once admitted.
     private var addressKey: [UInt8]?
     private let logger: Logger
+    private let metrics: ServiceMetrics
     private var reading = Reading.head(since: .now(), firstByte: nil)
     /// Whether no request head has arrived yet: the header timeout then runs from accept.
     private var isFirstRequest = true
@@ -166,27 +204,23 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     static let tcpNotSentLowWatermark: Int32 = 25
     static let unsentBytesLimit = 128 * 1024
 
-    init(limits: ConnectionLimits, connections: CappedCount, connectionsByAddress: ConnectionsByAddress, logger: Logger) {
+    init(limits: ConnectionLimits, connections: CappedCount, connectionsByAddress: ConnectionsByAddress, logger: Logger, metrics: ServiceMetrics) {
         self.limits = limits
         self.connections = connections
         self.connectionsByAddress = connectionsByAddress
         self.logger = logger
+        self.metrics = metrics
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         guard connections.take(1) else {
-            logger.debug("connection refused", metadata: ["connections.maximum": "\(limits.maximumConnections)"])
-            context.close(promise: nil)
+            close(context, .connectionLimit)
             return
         }
         let key = ConnectionsByAddress.key(of: context.channel.remoteAddress)
         if let key, !connectionsByAddress.take(key) {
             connections.give(1)
-            logger.debug("connection refused", metadata: [
-                "connections.maximumPerAddress": "\(limits.maximumConnectionsPerAddress)",
-                "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")",
-            ])
-            context.close(promise: nil)
+            close(context, .addressLimit)
             return
         }
         addressKey = key
@@ -201,12 +235,14 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         do {
             // Where the request's HTTP version is still known: before the conversion to HTTP types.
             let conversion = try context.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
-            try context.pipeline.syncOperations.addHandler(HTTP1Framing(), position: .before(conversion))
+            let metrics = self.metrics
+            let framing = HTTP1Framing { metrics.countConnectionClosed(.framingRefused) }
+            try context.pipeline.syncOperations.addHandler(framing, position: .before(conversion))
         } catch {
             // Without it, framing the server must refuse would be acted on: serve nothing instead.
             logger.error("connection closed: its HTTP/1 framing rules could not be installed", metadata: ["error": "\(error)"])
             assertionFailure("HTTP1Framing could not be installed: \(error)")
-            context.close(promise: nil)
+            close(context, .internalError)
             return
         }
         try? context.pipeline.syncOperations.addHandler(RawTraffic(self), position: .first)
@@ -348,18 +384,16 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Why the connection must close now, or `nil`.
-    private func overdue(at now: NIODeadline) -> String? {
+    private func overdue(at now: NIODeadline) -> CloseReason? {
         let header = TimeAmount(limits.headerTimeout), idle = TimeAmount(limits.idleTimeout)
-        if let drainingSince, now - drainingSince > header { return "the client went on sending after its last answer for the header timeout" }
-        if pendingWrites > 0, now - writeProgress > idle {
-            return "the client read nothing of the response for the idle timeout"
-        }
+        if let drainingSince, now - drainingSince > header { return .sentAfterLastAnswer }
+        if pendingWrites > 0, now - writeProgress > idle { return .responseUnread }
         switch reading {
         case .head(let since, let firstByte):
             guard unanswered == 0 else { return nil }  // the server is answering; the client waits
-            if isFirstRequest, now - since > header { return "no request head within the header timeout" }
-            if let firstByte, now - firstByte > header { return "the request head did not complete within the header timeout" }
-            if firstByte == nil, now - since > idle { return "idle between requests for the idle timeout" }
+            if isFirstRequest, now - since > header { return .headerTimeout }
+            if let firstByte, now - firstByte > header { return .headerTimeout }
+            if firstByte == nil, now - since > idle { return .idleTimeout }
         case .body(let windowStart, let windowBytes):
             // A pipelined body waits while the server answers the requests before it.
             guard unanswered <= 1 else { return nil }
@@ -367,17 +401,17 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 // The server holds the body back: judge it from when the server reads again.
                 let since = heldBackSince ?? now
                 heldBackSince = since
-                if now - since > idle * 2 { return "the server held the body back for twice the idle timeout" }
+                if now - since > idle * 2 { return .bodyHeldBack }
                 reading = .body(windowStart: now, windowBytes: 0)
                 lastRead = now
                 return nil
             }
             heldBackSince = nil
-            if now - lastRead > idle { return "no body byte for the idle timeout" }
+            if now - lastRead > idle { return .bodyIdle }
             let window = now - windowStart
             if window >= TimeAmount(limits.bodyRateWindow) {
                 if Double(windowBytes) < Double(limits.minimumBodyBytesPerSecond) * Double(window.nanoseconds) / 1e9 {
-                    return "the body arrived slower than the minimum rate"
+                    return .bodyTooSlow
                 }
                 reading = .body(windowStart: now, windowBytes: 0)  // each window must keep the rate
             }
@@ -385,10 +419,11 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         return nil
     }
 
-    private func close(_ context: ChannelHandlerContext, _ reason: String) {
+    private func close(_ context: ChannelHandlerContext, _ reason: CloseReason) {
         check?.cancel()
         check = nil
-        logger.debug("connection closed", metadata: ["reason": "\(reason)", "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+        metrics.countConnectionClosed(reason)
+        logger.debug("connection closed", metadata: ["reason": "\(reason.explanation)", "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
         context.close(promise: nil)
     }
 
@@ -427,12 +462,14 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1.1 with every connection held to `limits`.
-    public static func guardedHTTP1(limits: ConnectionLimits, logger: Logger) -> HTTPServerBuilder {
+    /// HTTP/1.1 with every connection held to `limits`; `metrics` counts the connections open and
+    /// those the server ended itself, by reason.
+    public static func guardedHTTP1(limits: ConnectionLimits, logger: Logger, metrics: ServiceMetrics = ServiceMetrics()) -> HTTPServerBuilder {
         let connections = CappedCount(limit: limits.maximumConnections)
+        metrics.watchOpenConnections(connections)
         let byAddress = ConnectionsByAddress(limit: limits.maximumConnectionsPerAddress)
         return .http1(configuration: .init(additionalChannelHandlers: [
-            ConnectionGuard(limits: limits, connections: connections, connectionsByAddress: byAddress, logger: logger),
+            ConnectionGuard(limits: limits, connections: connections, connectionsByAddress: byAddress, logger: logger, metrics: metrics),
         ]))
     }
 }

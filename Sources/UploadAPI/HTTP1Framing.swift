@@ -43,6 +43,11 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
         case done
     }
 
+    /// Told of each refusal, for the operator's count of connections ended by their framing.
+    private let refused: @Sendable () -> Void
+
+    init(refused: @escaping @Sendable () -> Void = {}) { self.refused = refused }
+
     private var reading = Reading.handingOn
     private var unanswered: [Unanswered] = []
     /// The refusal to write once every request before it is answered; `nil` once written.
@@ -66,6 +71,7 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if let status = Self.refusal(of: head) {
                 reading = .done
+                refused()
                 var fields = HTTPHeaders()
                 fields.add(name: "Connection", value: "close")
                 fields.add(name: "Content-Length", value: "0")

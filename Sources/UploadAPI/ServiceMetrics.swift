@@ -25,6 +25,9 @@ public struct ServiceMetrics: Sendable {
     /// Live event streams open now (`upload_feed_streams_open`): each reads the log while it is
     /// quiet, so streams of readers that are gone would show here.
     private let eventStreams = Locked(0)
+    /// The connections open, counted by the connection guard (``CappedCount``): read at scrape
+    /// time into `upload_coordinator_connections_open`.
+    let openConnections = Locked<CappedCount?>(nil)
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -53,6 +56,17 @@ public struct ServiceMetrics: Sendable {
     /// outcome (`ok`, or the spec's error code): closed sets, as above.
     func countRegistryRequest(endpoint: String, outcome: String) {
         Counter(label: "upload_coordinator_registry_requests_total", dimensions: [("endpoint", endpoint), ("outcome", outcome)], factory: factory).increment()
+    }
+
+    /// Counts a connection the server ended itself (or refused on accept), by reason: a slow or
+    /// stalled client, a cap reached. Without it an operator under a slow-client attack or a
+    /// connection flood would see only debug lines.
+    func countConnectionClosed(_ reason: ConnectionGuard.CloseReason) {
+        Counter(label: "upload_coordinator_connections_closed_total", dimensions: [("reason", reason.rawValue)], factory: factory).increment()
+    }
+
+    func watchOpenConnections(_ connections: CappedCount) {
+        openConnections.withLock { $0 = connections }
     }
 
     /// Counts a live event stream opened (`by` 1) or ended (-1).
@@ -99,6 +113,9 @@ extension ECRPublicService {
         case nil: failure = StoreError(.io, "the store's figures were not read within \(ServiceMetrics.statisticsWait)")
         }
         Gauge(label: ServiceMetrics.statisticsUp, factory: metrics.factory).record(failure == nil ? 1 : 0)
+        if let connections = metrics.openConnections.withLock({ $0 }) {
+            Gauge(label: "upload_coordinator_connections_open", factory: metrics.factory).record(Double(connections.current))
+        }
         // A full read queue is the moment's: it sets the gauge, and is not logged.
         let unreadable = failure.map { ($0 as? StoreError)?.code != .overloaded } ?? false
         if metrics.statisticsFailing.withLock({ failing in defer { failing = unreadable }; return failing != unreadable }) {

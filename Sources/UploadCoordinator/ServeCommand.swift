@@ -219,7 +219,7 @@ struct ServeCommand: AsyncParsableCommand {
         FileDescriptorLimit.raise(toHold: maxConnections, logger: logger)
         let app = Application(
             router: api.router(noopRoute: benchmarkNoopRoute),
-            server: .guardedHTTP1(limits: connectionLimits, logger: logger),
+            server: .guardedHTTP1(limits: connectionLimits, logger: logger, metrics: metrics),
             configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0

@@ -248,6 +248,25 @@ def read_response(sock, timeout=10):
     return status, headers, rest[:length]
 
 
+def connection_metrics(server, sock=None):
+    """The server's connection figures from /metrics: {reason: connections it closed} and the
+    connections open (the scrape's own included). On `sock` when given (a source address of its own)."""
+    if sock is None:
+        text = requests.get(f"{server.endpoint}/metrics", timeout=30).text
+    else:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, _, body = read_response(sock)
+        assert status == 200, status
+        text = body.decode()
+    closed, open_now = {}, None
+    for line in text.splitlines():
+        if line.startswith('upload_coordinator_connections_closed_total{reason="'):
+            closed[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("upload_coordinator_connections_open "):
+            open_now = float(line.rsplit(" ", 1)[1])
+    return closed, open_now
+
+
 def wait_closed(sock, deadline):
     """Reads (and discards) until the server closes the connection; returns when, or None by `deadline`."""
     sock.setblocking(False)
@@ -633,6 +652,7 @@ def test_slow_heads_are_closed_at_the_header_timeout_while_honest_calls_are_answ
     for i in range(200):
         add(connect(srv), "silent" if i % 10 == 0 else "dribble", time.monotonic())
 
+    closed_before, _ = connection_metrics(srv)
     latencies, honest_errors, stop = [], [], threading.Event()
 
     def honest():
@@ -690,6 +710,11 @@ def test_slow_heads_are_closed_at_the_header_timeout_while_honest_calls_are_answ
         lifetimes = [state[2] - state[0] for state in sockets.values() if state[3] == kind]
         assert max(lifetimes) <= limit + SLACK, f"{kind}: closed after {max(lifetimes):.1f}s, the limit is {limit}s"
         assert min(lifetimes) >= limit - 0.6, f"{kind}: closed after {min(lifetimes):.1f}s, before its {limit}s"
+    # Each close is counted by its reason, for the operator (other tests' connections may close too).
+    closed_after, _ = connection_metrics(srv)
+    grew = {reason: closed_after[reason] - closed_before.get(reason, 0) for reason in closed_after}
+    slow_heads = sum(1 for state in sockets.values() if state[3] in ("dribble", "silent", "second-head"))
+    assert grew.get("header_timeout", 0) >= slow_heads and grew.get("idle_timeout", 0) >= 1, grew
     assert honest_errors == [], honest_errors[:5]
     assert len(latencies) >= 5 and max(latencies) < 2.0, f"honest calls took up to {max(latencies or [0]):.2f}s ({len(latencies)} calls)"
     assert_honest(srv)
@@ -1072,6 +1097,9 @@ def test_connections_beyond_the_maximum_are_closed_at_once():
         finally:
             for sock in held:
                 sock.close()
+        time.sleep(0.5)  # the server sees the closes
+        closed, open_now = connection_metrics(server)
+        assert closed.get("connection_limit") == 3 and open_now is not None, (closed, open_now)
         # once the held connections are gone, honest calls are served again
         deadline, last = time.monotonic() + 5, None
         while time.monotonic() < deadline:
@@ -1114,6 +1142,8 @@ def test_one_address_cannot_take_every_connection():
             assert all(still_open(sock) for sock in held), "the server closed connections within the per-address cap"
             other = connect_from("127.0.0.2")
             assert served(other), "another address was not served"
+            closed, open_now = connection_metrics(server, other)
+            assert closed.get("address_limit") == 1 and open_now == per_address + 1, (closed, open_now)
             other.close()
             held.pop().close()
             time.sleep(0.5)  # the server sees the close

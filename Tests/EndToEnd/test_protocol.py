@@ -217,6 +217,12 @@ def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(serve
     base = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.CreateRepository"}
     signed = "".join(f"{k}: {v}\r\n" for k, v in signed_headers("POST", server.endpoint + "/", body, base).items()).encode()
     chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+    def refusals_counted():
+        metrics = urllib.request.urlopen(server.endpoint + "/metrics", timeout=30).read().decode()
+        line = 'upload_coordinator_connections_closed_total{reason="framing_refused"} '
+        return sum(float(row[len(line):]) for row in metrics.splitlines() if row.startswith(line))
+    counted_before = refusals_counted()
     for version, coding, expected in ((b"1.1", b"gzip, chunked", "HTTP/1.1 501 Not Implemented"),
                                       (b"1.1", b"gzip\r\nTransfer-Encoding: chunked", "HTTP/1.1 501 Not Implemented"),
                                       (b"1.0", b"chunked", "HTTP/1.0 400 Bad Request")):
@@ -243,6 +249,7 @@ def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(serve
     large = b"x" * (8 * 1024 * 1024)
     found = answers(read_until_closed(server.port, b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(large), send_after=large, timeout=30))
     assert [line for line, _, _ in found] == ["HTTP/1.1 400 Bad Request"], found
+    assert refusals_counted() - counted_before == 8, "each refusal is counted for the operator"
 
 
 def test_an_http_1_0_request_expecting_100_continue_gets_none(server):
