@@ -36,7 +36,7 @@ public struct ConnectionLimits: Sendable {
 }
 
 /// A count shared by all connections that may not pass `limit`: open connections
-/// (``ConnectionLimits/maximumConnections``), bytes spooled (``SpoolBudget``).
+/// (``ConnectionLimits/maximumConnections``), and the bytes all connections have spooled (in ``SpoolBudget``).
 public final class CappedCount: Sendable {
     public let limit: Int
     private let used = Atomic<Int>(0)

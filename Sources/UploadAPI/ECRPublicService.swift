@@ -145,7 +145,7 @@ public final class ECRPublicService: Sendable {
         try verifier.precheck(method: request.method.rawValue, headers: request.headers)
         let spooled = try await SpooledBody(
             reading: ClientBody(request, limit: context.maxUploadSize), limit: context.maxUploadSize, spoolDirectory: spoolDirectory, budget: spoolBudget,
-            longestArrival: longestUnsignedArrival, ensureRoom: { [blobs = service.blobs] bytes in
+            from: ConnectionsByAddress.key(of: context.remoteAddress), longestArrival: longestUnsignedArrival, ensureRoom: { [blobs = service.blobs] bytes in
                 do { try blobs.ensureRoom(for: UInt64(bytes)) } catch let refusal as CommandError {
                     throw CommandError(refusal.code, "The server's disk is nearly full; no more request bodies are taken until space is freed")
                 }

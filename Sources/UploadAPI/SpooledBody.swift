@@ -3,6 +3,7 @@ import Foundation
 import LogHashing
 import Hummingbird
 import NIOCore
+import Synchronization
 
 /// A request body read before its signature can be checked.
 ///
@@ -19,6 +20,8 @@ struct SpooledBody: ~Copyable {
     private let head: [UInt8]
     private let file: Int32
     private let budget: SpoolBudget
+    /// The sender's address as the budget counts it (``ConnectionsByAddress/key(of:)``).
+    private let address: [UInt8]?
     /// Bytes in the file, counted against the budget until this body goes.
     private let spooled: Int
     let count: Int
@@ -26,13 +29,14 @@ struct SpooledBody: ~Copyable {
     let sha256: String
 
     /// Reads `body` whole, refusing it with 413 past `limit` bytes, with ThrottlingException
-    /// when the spool budget is spent, and with 408 once `longestArrival` has passed.
+    /// when the spool budget is spent (or the share of it of the sender's `address`), and with 408
+    /// once `longestArrival` has passed.
     /// - Parameter ensureRoom: throws when the disk cannot take this many bytes more; asked before
     ///   the file's first write and before each mebibyte after it. The spool shares the disk with
     ///   the log, and its budget alone (4 GiB by default) could take the whole reserve kept for it.
     init(
-        reading body: ClientBody, limit: Int, spoolDirectory: String, budget: SpoolBudget, longestArrival: Duration,
-        ensureRoom: (Int) throws -> Void = { _ in }
+        reading body: ClientBody, limit: Int, spoolDirectory: String, budget: SpoolBudget, from address: [UInt8]? = nil,
+        longestArrival: Duration, ensureRoom: (Int) throws -> Void = { _ in }
     ) async throws {
         let deadline = ContinuousClock.now + longestArrival
         var hasher = SHA256()
@@ -48,7 +52,7 @@ struct SpooledBody: ~Copyable {
                 try ensureRoom(max(pending.count, 1 << 20))
                 roomCheckedUpTo = spooled + max(pending.count, 1 << 20)
             }
-            guard budget.take(pending.count) else {
+            guard budget.take(pending.count, from: address) else {
                 throw APIError(type: "ThrottlingException", message: "Too many request bodies are being received at once; retry shortly", status: .badRequest)
             }
             spooled += pending.count
@@ -78,12 +82,13 @@ struct SpooledBody: ~Copyable {
             try flush()
         } catch {
             if file >= 0 { close(file) }
-            budget.give(spooled)
+            budget.give(spooled, from: address)
             throw error
         }
         self.head = head
         self.file = file
         self.budget = budget
+        self.address = address
         self.spooled = spooled
         self.count = count
         self.sha256 = Hex.encode(hasher.finalize())
@@ -91,7 +96,7 @@ struct SpooledBody: ~Copyable {
 
     deinit {
         if file >= 0 { close(file) }
-        budget.give(spooled)
+        budget.give(spooled, from: address)
     }
 
     /// Every byte of the body, for a request whose signature held.
@@ -145,10 +150,56 @@ struct SpooledBody: ~Copyable {
     }
 }
 
-/// The bytes all connections may have spooled at once (``SpooledBody``): disk is finite too.
-public typealias SpoolBudget = CappedCount
+/// The bytes of request bodies spooled at once (``SpooledBody``): disk is finite too. Counted for
+/// all connections together, and for those of each client address (``ConnectionsByAddress/key(of:)``:
+/// an IPv6 client's /64), so that one client, holding many connections' bodies unfinished, cannot
+/// spend the budget every other client's large calls need.
+public final class SpoolBudget: Sendable {
+    public let limit: Int
+    /// The most one client address may have spooled at once.
+    public let limitPerAddress: Int
+    private let total: CappedCount
+    private let byAddress = Mutex<[[UInt8]: Int]>([:])
 
-extension CappedCount {
+    /// - Parameter limitPerAddress: at most `limit`; by default ``defaultShare(of:)``.
+    public init(limit: Int, limitPerAddress: Int? = nil) {
+        self.limit = limit
+        self.limitPerAddress = min(limitPerAddress ?? Self.defaultShare(of: limit), limit)
+        total = CappedCount(limit: limit)
+    }
+
+    /// An eighth of the budget: eight clients spooling as much as they may are needed to spend it.
+    public static func defaultShare(of limit: Int) -> Int { limit / 8 }
+
+    /// Counts `amount` more spooled for a client at `address` (`nil`: not from an IP address).
+    /// - Returns: `false`, counting nothing, when that would pass its share or the whole budget.
+    func take(_ amount: Int, from address: [UInt8]? = nil) -> Bool {
+        if let address {
+            let granted = byAddress.withLock { held in
+                let now = held[address, default: 0]
+                guard now + amount <= limitPerAddress else { return false }
+                held[address] = now + amount
+                return true
+            }
+            guard granted else { return false }
+        }
+        if total.take(amount) { return true }
+        if let address { giveBack(amount, from: address) }
+        return false
+    }
+
+    func give(_ amount: Int, from address: [UInt8]? = nil) {
+        total.give(amount)
+        if let address { giveBack(amount, from: address) }
+    }
+
+    private func giveBack(_ amount: Int, from address: [UInt8]) {
+        byAddress.withLock { held in
+            let now = held[address, default: 0] - amount
+            held[address] = now > 0 ? now : nil
+        }
+    }
+
     public static let defaultSpoolBytes = 4 << 30
 
     /// The longest a body not yet authenticated may take to arrive, by default: the largest body

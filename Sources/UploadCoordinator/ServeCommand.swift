@@ -64,6 +64,8 @@ struct ServeCommand: AsyncParsableCommand {
     var maxConnectionsPerAddress = 128
     @Option(help: "The most bytes of request bodies not yet authenticated spooled to DATA/spool at once (ThrottlingException beyond).")
     var maxSpooledBytes = SpoolBudget.defaultSpoolBytes
+    @Option(help: "The most bytes of those bodies one client address (an IPv6 client's /64) may have spooled at once (ThrottlingException beyond); by default an eighth of --max-spooled-bytes. Behind a proxy, which is one address, give it --max-spooled-bytes.")
+    var maxSpooledBytesPerAddress: Int?
     @Option(help: "The longest, in seconds, a request body not yet authenticated may take to arrive (408 beyond).")
     var maxUnsignedBodySeconds: Int64 = SpoolBudget.defaultLongestArrival.components.seconds
     @Option(help: "Free disk space, in bytes, that layer bytes never take, so that the log can still grow when pushers have filled the rest (LimitExceededException, or the registry's TOOMANYREQUESTS, beyond); 0 keeps none.")
@@ -97,6 +99,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard (1...10_000_000).contains(maxQueuedCommands) else { throw ValidationError("--max-queued-commands must be 1 to 10000000; got \(maxQueuedCommands).") }
         guard maxSpooledBytes >= 0 else { throw ValidationError("--max-spooled-bytes must not be negative.") }
+        if let maxSpooledBytesPerAddress, !(0...maxSpooledBytes).contains(maxSpooledBytesPerAddress) {
+            throw ValidationError("--max-spooled-bytes-per-address must be 0 to --max-spooled-bytes (\(maxSpooledBytes)); got \(maxSpooledBytesPerAddress).")
+        }
         guard maxLayerBytes > 0 else { throw ValidationError("--max-layer-bytes must be at least 1: 0 would refuse every layer.") }
         guard (1...Self.longestSeconds).contains(maxUnsignedBodySeconds) else {
             throw ValidationError("--max-unsigned-body-seconds must be 1 to \(Self.longestSeconds); got \(maxUnsignedBodySeconds).")
@@ -212,7 +217,7 @@ struct ServeCommand: AsyncParsableCommand {
         let listenHost = host
         let api = ECRPublicService(
             service: service, logger: logger, metrics: metrics, authentication: authentication,
-            spoolBudget: SpoolBudget(limit: maxSpooledBytes), longestUnsignedArrival: .seconds(maxUnsignedBodySeconds),
+            spoolBudget: SpoolBudget(limit: maxSpooledBytes, limitPerAddress: maxSpooledBytesPerAddress), longestUnsignedArrival: .seconds(maxUnsignedBodySeconds),
             registry: registryFrontEnd, checkpoints: checkpoints, endpoint: endpoint)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId

@@ -10,7 +10,8 @@
   and warns when the hard limit is lower ("What a client can hold", connections).
 - The spool budget: `--max-spooled-bytes` bounds the request bodies all connections together hold
   before their signatures are checked (ThrottlingException beyond); honest calls go on ("What a
-  client can hold", memory per connection before the signature holds).
+  client can hold", memory per connection before the signature holds). One client address may
+  hold only `--max-spooled-bytes-per-address` of it, so others' large calls still fit.
 
 Servers the tests start with flags of their own come from conftest's `serving()`, so that they are
 stopped with SIGTERM, must exit 0 and replay cleanly. The two claims about how the process itself
@@ -18,6 +19,7 @@ is started (its environment without `--credentials`, its resource limits) start 
 `Server` without its credentials flag, with an environment and limits of their own (`launched`),
 on LMDB, and check them the same way.
 """
+import base64
 import concurrent.futures
 import contextlib
 import hashlib
@@ -26,6 +28,7 @@ import os
 import random
 import re
 import resource
+import socket
 import string
 import tempfile
 import threading
@@ -39,7 +42,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conftest import Server, serving
-from test_attacks import KEY_A, connect, signed_head
+from test_attacks import KEY_A, TARGET, address, connect, read_response, signed_head
 from test_registry_api import Registry, image_manifest, login_password, push_blob, push_config, push_manifest
 
 TARGET = "SpencerFrontendService."
@@ -440,7 +443,8 @@ def test_spooled_bodies_share_max_spooled_bytes_and_past_it_are_throttled():
     holder goes the same large call succeeds."""
     # --min-body-rate 0: the holder below stalls on purpose, and must not be cut by the rate guard
     # (1,024 B/s over each 10 s window by default) while the test runs on a busy machine.
-    with serving("--max-spooled-bytes", str(SPOOL_BUDGET), "--min-body-rate", "0") as server:
+    with serving("--max-spooled-bytes", str(SPOOL_BUDGET), "--max-spooled-bytes-per-address", str(SPOOL_BUDGET),
+                 "--min-body-rate", "0") as server:
         ecr = ecr_client(server)
         name = unique("spool")
         ecr.create_repository(repositoryName=name)
@@ -498,3 +502,45 @@ def test_spooled_bodies_share_max_spooled_bytes_and_past_it_are_throttled():
         assert spool_files(server.process.pid) == [], "spool files outlived their requests"
         parts = [e for e in server.events() if e["type"] == "LayerPartUploaded" and e["data"]["uploadId"] == upload_id]
         assert len(parts) == 1, parts
+
+
+def test_one_address_spools_at_most_its_share_and_another_address_still_fits():
+    """`--max-spooled-bytes-per-address`: a sender of a known key id holding most of its address's
+    share with a body it never finishes leaves room only for its own address's bodies to be
+    throttled: the same large call, signed properly, is refused from that address and answered
+    from another, while the budget as a whole has room for both."""
+    with serving("--max-spooled-bytes", str(8 * SPOOL_BUDGET), "--max-spooled-bytes-per-address", str(SPOOL_BUDGET),
+                 "--min-body-rate", "0") as server:
+        ecr = ecr_client(server)
+        name = unique("spool-share")
+        ecr.create_repository(repositoryName=name)
+        upload_id = ecr.initiate_layer_upload(repositoryName=name)["uploadId"]
+        part = os.urandom(375_000)  # 500,000 bytes of base64: more than 370,000 of it spooled
+
+        def from_address(source):
+            """The part, sent signed from `source`: its status and answer."""
+            body = json.dumps({"repositoryName": name, "uploadId": upload_id, "partFirstByte": 0, "partLastByte": len(part) - 1,
+                               "layerPartBlob": base64.b64encode(part).decode()}).encode()
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(30)
+                sock.bind((source, 0))
+                sock.connect(address(server))
+                sock.sendall(signed_head(server, "POST", "/", body, {"X-Amz-Target": TARGET + "UploadLayerPart"}) + body)
+                status, _, answer = read_response(sock, timeout=30)
+                return status, json.loads(answer or b"{}")
+            finally:
+                sock.close()
+
+        holder = connect(server, timeout=30)  # from 127.0.0.1
+        sent = 1_000_000
+        holder.sendall(signed_head(server, "POST", "/", b"", {"X-Amz-Target": TARGET + "UploadLayerPart"},
+                                   key=KEY_A, content_length=3_000_000) + b"A" * sent)
+        settled_spool(server.process.pid, sent - 2 * MEMORY_HEAD)
+        try:
+            status, answer = from_address("127.0.0.1")
+            assert (status, answer.get("__type")) == (400, "ThrottlingException"), (status, answer)
+            status, answer = from_address("127.0.0.2")
+            assert status == 200 and answer["lastByteReceived"] == len(part) - 1, (status, answer)
+        finally:
+            holder.close()

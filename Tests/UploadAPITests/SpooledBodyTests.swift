@@ -41,4 +41,29 @@ struct SpooledBodyTests {
         #expect(try spooled.bytes() == [UInt8](repeating: 2, count: 3 << 20))
         #expect(asked == [1 << 20, 1 << 20, 1 << 20], "the first 64 KiB stay in memory; the rest is asked for a mebibyte at a time")
     }
+
+    /// One client address may spool only its share of the budget: another address's bodies still
+    /// fit while it holds its share, and what it gives back is its own again.
+    @Test func oneAddress_spoolsAtMostItsShare_andAnotherAddressStillFits() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let budget = SpoolBudget(limit: 8 << 20, limitPerAddress: 2 << 20)
+        let first: [UInt8] = [127, 0, 0, 1], second: [UInt8] = [127, 0, 0, 2]
+        func spool(_ bytes: Int, from address: [UInt8]) async throws -> SpooledBody {
+            try await SpooledBody(
+                reading: ClientBody(base: RequestBody(buffer: ByteBuffer(repeating: 3, count: bytes))), limit: 30_000_000,
+                spoolDirectory: dir.path, budget: budget, from: address, longestArrival: .seconds(60))
+        }
+        let held = try await spool(3 << 19, from: first)  // 1.5 MiB, most of it spooled
+        await #expect {
+            _ = try await spool(1 << 20, from: first)
+        } throws: { ($0 as? APIError)?.type == "ThrottlingException" }
+        let other = try await spool(1 << 20, from: second)
+        #expect(other.count == 1 << 20, "another address is not held to the first one's share")
+        _ = consume held
+        let again = try await spool(1 << 20, from: first)
+        #expect(again.count == 1 << 20, "the share given back is the address's own again")
+        #expect(SpoolBudget(limit: 4 << 30).limitPerAddress == 512 << 20, "an eighth of the budget by default")
+        #expect(SpoolBudget(limit: 1 << 20, limitPerAddress: 2 << 20).limitPerAddress == 1 << 20, "never more than the budget")
+    }
 }
