@@ -1,3 +1,4 @@
+import Synchronization
 import UploadCore
 import UploadService
 import UploadStore
@@ -17,6 +18,7 @@ public struct AccessPolicy: Sendable {
     let registryId: String
     /// `--allow-anonymous`: no key is known, and every caller counts as anonymous.
     let opensEverything: Bool
+    private let policies = ParsedPolicies()
 
     /// The registry front end's pulls, which anyone may make unless a policy denies them (without
     /// `--private-pulls`), as on ECR Public.
@@ -63,7 +65,7 @@ public struct AccessPolicy: Sendable {
         let publicRead = publicPulls && Self.pullActions.contains(action)
         let isOwn = (caller?.registryId ?? ref.registryId) == ref.registryId
         let allowed: Bool
-        switch policyText.map({ text in Result { () throws(CommandError) in try RepositoryPolicy(text) } }) {
+        switch policyText.map(policies.policy) {
         case nil:
             allowed = isOwn || publicRead
         case .success(let policy)?:
@@ -82,6 +84,28 @@ public struct AccessPolicy: Sendable {
         let policyText = try await service.reading { try $0.details(ref)?.policyText }
         for action in actions { try check(accessKeyId, action: action, on: ref, policyText: policyText, publicPulls: publicPulls) }
     }
+}
+
+/// Repository policies as read, by their text: each is parsed once, not at every check (a gallery
+/// page checks every repository it shows, and a policy may be 10 KB of JSON). Past ``capacity``
+/// texts the cache starts again, so it holds at most that many, whatever policies are set.
+final class ParsedPolicies: Sendable {
+    static let capacity = 1024
+    private let parsed = Mutex<[String: Result<RepositoryPolicy, CommandError>]>([:])
+
+    /// The policy `text` holds, or why it holds none.
+    func policy(_ text: String) -> Result<RepositoryPolicy, CommandError> {
+        if let known = parsed.withLock({ $0[text] }) { return known }
+        let result = Result { () throws(CommandError) in try RepositoryPolicy(text) }  // outside the lock
+        parsed.withLock { cache in
+            if cache.count >= Self.capacity { cache.removeAll(keepingCapacity: true) }
+            cache[text] = result
+        }
+        return result
+    }
+
+    /// How many texts are held.
+    var count: Int { parsed.withLock { $0.count } }
 }
 
 /// A caller refused by ``AccessPolicy``: AccessDeniedException on the AWS API, `DENIED` on the registry's.

@@ -124,6 +124,28 @@ struct SigV4Tests {
         #expect(throws: Never.self) { try own.check("test", action: "SetRepositoryPolicy", on: ref, policyText: "{not a policy") }
     }
 
+    /// Policies are parsed once per text and held in a bounded cache: a check against a text seen
+    /// before decides as parsing it anew would, an unreadable one still fails closed, and however
+    /// many texts are checked, at most ``ParsedPolicies/capacity`` are held.
+    @Test func policies_areParsedOncePerText_decideAlike_andTheCacheIsBounded() throws {
+        let access = AccessPolicy(authentication: .sigV4(Self.verifier()), registryId: testRegistryId)
+        let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+        let denies = #"{"Statement":{"Effect":"Deny","Principal":"*","Action":"ecr-public:PutImage"}}"#
+        for _ in 0..<3 {
+            #expect(throws: AccessDenied.self) { try access.check("test", action: "PutImage", on: ref, policyText: denies) }
+            #expect(throws: Never.self) { try access.check("test", action: "BatchGetImage", on: ref, policyText: denies) }
+            #expect(throws: AccessDenied.self) { try access.check("test", action: "PutImage", on: ref, policyText: "{not a policy") }
+        }
+        let cache = ParsedPolicies()
+        #expect(try cache.policy(denies).get() == RepositoryPolicy(denies))
+        #expect((try? cache.policy("{not a policy").get()) == nil)
+        for i in 0..<(ParsedPolicies.capacity + 10) {
+            _ = cache.policy(#"{"Statement":{"Sid":"S\#(i)","Effect":"Deny","Principal":"*","Action":"ecr-public:PutImage"}}"#)
+            #expect(cache.count <= ParsedPolicies.capacity)
+        }
+        #expect(try cache.policy(denies).get() == RepositoryPolicy(denies), "decided alike after the cache started again")
+    }
+
     @Test func credentialsFiles_parse_andRefuseMalformedLines() throws {
         let keys = try AccessKey.parse("# operators\nAKID1 secret1\n\nAKID2 secret2 123456789012\nAKID3 secret3 123456789012 bob\n")
         #expect(keys == [
