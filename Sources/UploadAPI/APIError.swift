@@ -60,6 +60,10 @@ struct APIError: Error {
             return APIError(type: CommandError.Code.limitExceeded.rawValue, message: tooLarge.description, status: .badRequest)
         case is RequestBodyEnded:
             return .serialization("The request body ended before all of it arrived")
+        case is CancellationError:
+            // The request's task was cancelled, as every one is when the server stops: a retry
+            // (to another node, or once it is back) is what the client should do.
+            return APIError(type: "ThrottlingException", message: "The request was cancelled: the server is stopping; try again", status: .badRequest)
         case is SpoolError:
             // Its text names server paths: keep it in the log, not in the answer.
             return APIError(type: CommandError.Code.server.rawValue, message: "The request body could not be read", status: .internalServerError)

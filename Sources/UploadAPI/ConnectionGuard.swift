@@ -121,9 +121,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case bodyIdle = "body_idle"
         case bodyTooSlow = "body_too_slow"
         case bodyHeldBack = "body_held_back"
-        case sentAfterLastAnswer = "sent_after_last_answer"
-        /// Refused by ``HTTP1Framing`` (a request the server must not act on); ended once its
-        /// refusal is written.
+        case notClosedAfterLastAnswer = "not_closed_after_last_answer"
+        /// Refused by ``HTTP1Framing`` (a request the server must not act on): its refusal,
+        /// written, ends the connection.
         case framingRefused = "framing_refused"
         case internalError = "internal_error"
 
@@ -137,7 +137,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             case .bodyIdle: "no body byte for the idle timeout"
             case .bodyTooSlow: "the body arrived slower than the minimum rate"
             case .bodyHeldBack: "the server held the body back for twice the idle timeout"
-            case .sentAfterLastAnswer: "the client went on sending after its last answer for the header timeout"
+            case .notClosedAfterLastAnswer: "the client did not close for the header timeout after the answer that ended the connection"
             case .framingRefused: "a request whose framing the server must refuse"
             case .internalError: "its HTTP/1 framing rules could not be installed"
             }
@@ -160,6 +160,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var addressKey: [UInt8]?
     private let logger: Logger
     private let metrics: ServiceMetrics
+    /// Whether why the server ends this connection has been counted (``ends(_:)``).
+    private var endCounted = false
     private var reading = Reading.head(since: .now(), firstByte: nil)
     /// Whether no request head has arrived yet: the header timeout then runs from accept.
     private var isFirstRequest = true
@@ -235,8 +237,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         do {
             // Where the request's HTTP version is still known: before the conversion to HTTP types.
             let conversion = try context.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
-            let metrics = self.metrics
-            let framing = HTTP1Framing { metrics.countConnectionClosed(.framingRefused) }
+            let framing = HTTP1Framing { [weak self] in self?.ends(.framingRefused) }
             try context.pipeline.syncOperations.addHandler(framing, position: .before(conversion))
         } catch {
             // Without it, framing the server must refuse would be acted on: serve nothing instead.
@@ -386,7 +387,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Why the connection must close now, or `nil`.
     private func overdue(at now: NIODeadline) -> CloseReason? {
         let header = TimeAmount(limits.headerTimeout), idle = TimeAmount(limits.idleTimeout)
-        if let drainingSince, now - drainingSince > header { return .sentAfterLastAnswer }
+        if let drainingSince, now - drainingSince > header { return .notClosedAfterLastAnswer }
         if pendingWrites > 0, now - writeProgress > idle { return .responseUnread }
         switch reading {
         case .head(let since, let firstByte):
@@ -419,10 +420,18 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         return nil
     }
 
+    /// Counts why the server ends this connection, once: a connection whose refusal has ended it
+    /// (`framing_refused`), and which the checks then close after its drain, is counted as refused.
+    private func ends(_ reason: CloseReason) {
+        guard !endCounted else { return }
+        endCounted = true
+        metrics.countConnectionClosed(reason)
+    }
+
     private func close(_ context: ChannelHandlerContext, _ reason: CloseReason) {
         check?.cancel()
         check = nil
-        metrics.countConnectionClosed(reason)
+        ends(reason)
         logger.debug("connection closed", metadata: ["reason": "\(reason.explanation)", "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
         context.close(promise: nil)
     }

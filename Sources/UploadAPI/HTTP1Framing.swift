@@ -43,10 +43,11 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
         case done
     }
 
-    /// Told of each refusal, for the operator's count of connections ended by their framing.
-    private let refused: @Sendable () -> Void
+    /// Told when a refusal is written, which ends the connection: for the operator's count of
+    /// connections ended by their framing. On the channel's event loop.
+    private let refused: () -> Void
 
-    init(refused: @escaping @Sendable () -> Void = {}) { self.refused = refused }
+    init(refused: @escaping () -> Void = {}) { self.refused = refused }
 
     private var reading = Reading.handingOn
     private var unanswered: [Unanswered] = []
@@ -71,7 +72,6 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if let status = Self.refusal(of: head) {
                 reading = .done
-                refused()
                 var fields = HTTPHeaders()
                 fields.add(name: "Connection", value: "close")
                 fields.add(name: "Content-Length", value: "0")
@@ -127,6 +127,7 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     private func writeRefusal(_ context: ChannelHandlerContext) {
         guard let refusal else { return }
         self.refusal = nil
+        refused()
         context.write(wrapOutboundOut(.head(refusal)), promise: nil)
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)

@@ -65,8 +65,14 @@ public struct ServiceMetrics: Sendable {
         Counter(label: "upload_coordinator_connections_closed_total", dimensions: [("reason", reason.rawValue)], factory: factory).increment()
     }
 
+    /// Serves `connections`' count as `upload_coordinator_connections_open` (it may read a little
+    /// above `--max-connections` for the moment a connection past it is refused), and starts every
+    /// reason's close count at 0, so that a series exists before its first close.
     func watchOpenConnections(_ connections: CappedCount) {
         openConnections.withLock { $0 = connections }
+        for reason in ConnectionGuard.CloseReason.allCases {
+            Counter(label: "upload_coordinator_connections_closed_total", dimensions: [("reason", reason.rawValue)], factory: factory).increment(by: 0)
+        }
     }
 
     /// Counts a live event stream opened (`by` 1) or ended (-1).

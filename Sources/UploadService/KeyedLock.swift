@@ -23,7 +23,8 @@ public actor KeyedLock {
     /// Runs `body` holding `key`'s lock, after the holders and waiters before it.
     /// - Parameter longestWait: how long to wait for the lock: a waiter that outwaits it leaves
     ///   the queue, so waiters for a key held long (a chunk streaming in slowly) cannot pile up.
-    /// - Throws: ``WaitedTooLong`` when the lock was not had in time, or what `body` throws.
+    /// - Throws: ``WaitedTooLong`` when the lock was not had in time, `CancellationError` when the
+    ///   task was cancelled while it waited, or what `body` throws.
     public func withLock<T: Sendable>(_ key: String, waitingAtMost longestWait: Duration, _ body: @Sendable () async throws -> T) async throws -> T {
         guard await acquire(key, waitingAtMost: longestWait) else {
             if Task.isCancelled { throw CancellationError() }
@@ -40,7 +41,8 @@ public actor KeyedLock {
     }
 
     /// - Returns: whether the lock is now held for the caller; false when it waited too long, or
-    ///   its task was cancelled (a waiter whose request has gone leaves the queue at once).
+    ///   its task was cancelled (at shutdown, say: Hummingbird cancels a request's task then, not
+    ///   when its client leaves), which leaves the queue at once.
     private func acquire(_ key: String, waitingAtMost longestWait: Duration) async -> Bool {
         if held.insert(key).inserted { return true }
         let id = nextWaiter

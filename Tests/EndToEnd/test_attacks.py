@@ -641,6 +641,7 @@ def test_slow_heads_are_closed_at_the_header_timeout_while_honest_calls_are_answ
         sockets[sock] = [start, 0, None, kind]
         selector.register(sock, selectors.EVENT_READ)
 
+    closed_before, _ = connection_metrics(srv)
     # A connection that completed a request, then dribbles its next head, and one that just waits.
     for kind in ("second-head", "idle"):
         sock = connect(srv)
@@ -652,7 +653,6 @@ def test_slow_heads_are_closed_at_the_header_timeout_while_honest_calls_are_answ
     for i in range(200):
         add(connect(srv), "silent" if i % 10 == 0 else "dribble", time.monotonic())
 
-    closed_before, _ = connection_metrics(srv)
     latencies, honest_errors, stop = [], [], threading.Event()
 
     def honest():
@@ -1097,8 +1097,13 @@ def test_connections_beyond_the_maximum_are_closed_at_once():
         finally:
             for sock in held:
                 sock.close()
-        time.sleep(0.5)  # the server sees the closes
-        closed, open_now = connection_metrics(server)
+        deadline, closed, open_now = time.monotonic() + 10, {}, None
+        while time.monotonic() < deadline:  # once the server has seen the held connections close
+            try:
+                closed, open_now = connection_metrics(server)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
         assert closed.get("connection_limit") == 3 and open_now is not None, (closed, open_now)
         # once the held connections are gone, honest calls are served again
         deadline, last = time.monotonic() + 5, None

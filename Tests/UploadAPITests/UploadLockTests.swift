@@ -48,8 +48,8 @@ struct UploadLockTests {
         try await lock.withLock("upload", waitingAtMost: .milliseconds(50)) {}  // free again
     }
 
-    /// A waiter whose task is cancelled (its request has gone) leaves the queue at once, not at
-    /// its bound, and the lock still passes to the waiters behind it.
+    /// A waiter whose task is cancelled (as a request's is when the server stops) leaves the queue
+    /// at once, not at its bound, and the lock still passes to the waiters behind it.
     @Test(.timeLimit(.minutes(1))) func aCancelledWaiter_leavesTheQueueAtOnce() async throws {
         let lock = KeyedLock()
         let (entered, enteredSignal) = AsyncStream.makeStream(of: Void.self)

@@ -84,6 +84,8 @@ struct RegistryError: Error {
             return error
         case let failure as StoreError where failure.code == .overloaded:
             return RegistryError(.tooManyRequests, failure.message)
+        case is CancellationError:  // the server is stopping (as APIError's)
+            return RegistryError(.tooManyRequests, "The request was cancelled: the server is stopping; try again")
         case let tooLarge as LayerTooLarge:
             return RegistryError(.sizeInvalid, tooLarge.description, status: .contentTooLarge)
         case let http as any HTTPResponseError where http.status == .contentTooLarge:

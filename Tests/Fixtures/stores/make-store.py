@@ -30,14 +30,17 @@ of the current upload-coordinator and upload-replay used for expected.json (defa
 Needs `mdb_copy` and `mdb_dump` (Debian's lmdb-utils) and, for the signed era, what
 Tests/EndToEnd/conftest.py imports (boto3, pytest): its `signed_headers` signs the calls.
 
-The era is told from BIN's own help, and each era makes the calls it can, in this order:
+The era is told from BIN's own help (or given with --era), and each era makes the calls it can,
+in this order:
   CreateRepository fixture/app; for the config and for a layer: InitiateLayerUpload,
   UploadLayerPart (one part), CompleteLayerUpload; PutImage tag v1 (an OCI manifest of both);
   InitiateLayerUpload and UploadLayerPart of 10 bytes, left active; CreateRepository
   fixture/gone; InitiateLayerUpload there; DeleteRepository fixture/gone with force (one call,
   UploadAborted then RepositoryDeleted). 14 events where every call can be made.
-  registry  `serve` has the registry front end (--create-repositories-on-push; 6754206 and
-            every commit since issue 13): first an upload expired by the sweeper (a `serve` of its
+  registry  `serve` has the registry front end (--create-repositories-on-push, 5abe106 on;
+            the era was added at 6754206, and the fixtures made before it by binaries that
+            already had the front end were made with the signed era's calls: `--era signed`
+            makes those again): first an upload expired by the sweeper (a `serve` of its
             own with --upload-expiry 1: CreateRepository fixture/idle, InitiateLayerUpload there,
             UploadExpired), then the signed era's 14 calls, then: CreateRepository fixture/other;
             through the registry (Basic credentials from GetAuthorizationToken, `source: oci`) a
@@ -50,8 +53,8 @@ The era is told from BIN's own help, and each era makes the calls it can, in thi
   signed    `serve` takes --credentials (a0ac8b1 on): every call SigV4-signed by botocore with
             key `test`/`test` and sent with an `amz-sdk-invocation-id` (`inv-…`); the events
             record the principal (`test`) and the invocation id, and from 52688c9 on the request
-            digest. 14 events. (The fixtures of binaries that had the registry front end before
-            the registry era existed, 4a89404 and fa5f86a, were made with these calls.)
+            digest. 14 events. (Also the calls of cd07e83, 4a89404 and fa5f86a, made before the
+            registry era existed: give them `--era signed`.)
   unsigned  `serve` with no authentication (12562b0, 2bdfe64): the same 14 events, sent
             unsigned with the same invocation ids; no principal is recorded.
   cli       no `serve` (3eda32e, 61eedcf): only the CLI's create-repository,
@@ -224,8 +227,9 @@ def scratch_image():
 
 
 def registry_calls(endpoint, call):
-    """The registry era's calls, after the 14: every event type the log has that they do not make
-    (LayerMounted, and 12 to 17), registry pushes (their metadata says `source: oci`), a referrer."""
+    """The registry era's calls, after the 14: registry pushes (their metadata says `source: oci`),
+    a mount, a referrer, a manifest deleted, a tag untagged, and the catalog, tag and policy events:
+    with the expiry before the 14, every event type the log has."""
     token = call("GetAuthorizationToken", {}, "inv-token")["authorizationData"]["authorizationToken"]
     user, password = base64.b64decode(token).decode().split(":", 1)
     auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -294,12 +298,16 @@ def write_through_cli(binary, data):
     cli("delete-repository", "--repository-name", "fixture/gone", "--force")
 
 
-def write_store(binary, data):
-    """Writes the store into `data`; returns (era, the root BIN prints for it, or None)."""
+ERAS = ("cli", "unsigned", "signed", "registry")
+
+
+def write_store(binary, data, era=None):
+    """Writes the store into `data` with the calls of `era` (by default BIN's own, `era_of`);
+    returns (era, the root BIN prints for it, or None)."""
     os.makedirs(data, exist_ok=True)
     if os.listdir(data):
         raise SystemExit(f"{data} is not empty")
-    era = era_of(binary)
+    era = era or era_of(binary)
     if era == "cli":
         write_through_cli(binary, data)
     else:
@@ -418,6 +426,7 @@ def main():
     a.add_argument("--binary", default=os.path.join(DEFAULT_BIN_DIR, "upload-coordinator"))
     a.add_argument("--current", default=DEFAULT_BIN_DIR, help="folder of the current upload-coordinator and upload-replay")
     a.add_argument("--made-by", help="the commit BIN was built from")
+    a.add_argument("--era", choices=ERAS, help="the calls to make, when not BIN's own era (see above)")
     g = a.add_mutually_exclusive_group(required=True)
     g.add_argument("--fixture", metavar="NAME", help="make NAME/ beside this script")
     g.add_argument("--expected", metavar="NAME", help="(re)compute NAME/expected.json")
@@ -425,7 +434,7 @@ def main():
     o = a.parse_args()
     binary = os.path.abspath(o.binary)
     if o.dir:
-        era, root = write_store(binary, o.dir)
+        era, root = write_store(binary, o.dir, o.era)
         print(json.dumps({"era": era, "root": root}))
     elif o.expected:
         print(json.dumps(expected(o.expected, o.current, o.made_by), indent=2, sort_keys=True))
@@ -437,7 +446,7 @@ def main():
             raise SystemExit(f"{dest} exists: fixtures are never regenerated")
         raw = tempfile.mkdtemp(prefix="store-")
         try:
-            era, root = write_store(binary, os.path.join(raw, "data"))
+            era, root = write_store(binary, os.path.join(raw, "data"), o.era)
             compact(os.path.join(raw, "data"), dest)
         finally:
             shutil.rmtree(raw)
