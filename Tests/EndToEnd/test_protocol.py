@@ -219,9 +219,13 @@ def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(serve
     chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
 
     def refusals_counted():
-        metrics = urllib.request.urlopen(server.endpoint + "/metrics", timeout=30).read().decode()
+        """Summed over every node (the PostgreSQL pass spreads connections over two, each counting its own)."""
         line = 'upload_coordinator_connections_closed_total{reason="framing_refused"} '
-        return sum(float(row[len(line):]) for row in metrics.splitlines() if row.startswith(line))
+        total = 0.0
+        for node in getattr(server, "nodes", [server]):
+            metrics = urllib.request.urlopen(node.endpoint + "/metrics", timeout=30).read().decode()
+            total += sum(float(row[len(line):]) for row in metrics.splitlines() if row.startswith(line))
+        return total
     counted_before = refusals_counted()
     for version, coding, expected in ((b"1.1", b"gzip, chunked", "HTTP/1.1 501 Not Implemented"),
                                       (b"1.1", b"gzip\r\nTransfer-Encoding: chunked", "HTTP/1.1 501 Not Implemented"),
