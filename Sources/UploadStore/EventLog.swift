@@ -77,10 +77,22 @@ struct ProjectionCheckpoint: Equatable {
         guard let position = BigEndian.uint64(bytes) else {
             throw StoreError(.corrupt, "the projection checkpoint is malformed")
         }
-        let version = try txn.get(schema.projectionState, versionKey).flatMap { bytes in
-            bytes.count == 4 ? bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } : nil
-        }
+        let version = try txn.get(schema.projectionState, versionKey).flatMap(Self.version)
         return ProjectionCheckpoint(position: position, version: version)
+    }
+
+    /// Refuses a read of projections another binary wrote in its layout (a newer one, rebuilt by a
+    /// process of that binary while this one still has the store open): this binary would misread
+    /// them. Tables never built (no version) hold nothing to misread.
+    static func refuseOtherLayout(_ txn: Transaction, _ schema: ProjectionSchema) throws {
+        guard let bytes = try txn.get(schema.projectionState, versionKey) else { return }
+        let version = Self.version(bytes)
+        guard version == Projector.version else { throw StoreError.projections(ofLayout: version) }
+    }
+
+    /// A stored version's four bytes, big-endian; `nil` when malformed.
+    private static func version(_ bytes: some Collection<UInt8>) -> UInt32? {
+        bytes.count == 4 ? bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } : nil
     }
 
     func write(_ txn: Transaction, _ schema: ProjectionSchema) throws {

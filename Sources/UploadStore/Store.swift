@@ -115,7 +115,8 @@ public final class Store: EventStore {
         log environment: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, _ body: (StoreReader) throws -> T
     ) throws -> T {
         try projections.environment.read { ptxn in
-            try environment.read { txn in
+            try ProjectionCheckpoint.refuseOtherLayout(ptxn, projections.schema)
+            return try environment.read { txn in
                 try body(StoreReader(txn: txn, schema: schema, projections: ptxn, projectionSchema: projections.schema))
             }
         }

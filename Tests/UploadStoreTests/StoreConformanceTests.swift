@@ -1,6 +1,8 @@
 import Crypto
 import Foundation
+import LMDBKit
 import LogHashing
+import PostgresKit
 import Testing
 @testable import UploadCore
 @testable import UploadStore
@@ -201,6 +203,42 @@ struct StoreConformanceTests {
             let expired = outcome.events.compactMap { if case .uploadExpired(let e) = $0.event { e.uploadId } else { nil } }
             #expect(expired == idle)
             #expect(try store.read { try $0.allActiveUploads() } == [busy])
+        }
+    }
+
+    /// Projections another binary rebuilt in its own layout while this one has the store open (a
+    /// rolling upgrade, or a second process on one folder) are refused to reads, which would
+    /// misread them, as they are to writes; they are read again once the layout is this binary's.
+    @Test(arguments: StoreBackend.allCases)
+    func projectionsOfAnotherLayout_areRefusedToReads(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        try await location.withStore { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let app = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+            #expect(try store.read { try $0.repository(app) } != nil)
+            try Self.setProjectionLayout(Projector.version + 1, location, store)
+            #expect { try store.read { try $0.repository(app) } } throws: {
+                ($0 as? StoreError)?.code == .migration && "\($0)".contains("layout \(Projector.version + 1)")
+            }
+            try Self.setProjectionLayout(Projector.version, location, store)
+            #expect(try store.read { try $0.repository(app) } != nil, "read again once the layout is this binary's")
+        }
+    }
+
+    /// Writes `version` as the projections' layout, as a binary of that layout rebuilding them would.
+    static func setProjectionLayout(_ version: UInt32, _ location: TestStoreLocation, _ store: any EventStore) throws {
+        switch location.backend {
+        case .lmdb:
+            let projections = try #require(store as? Store).projections
+            try projections.environment.write { txn in
+                var checkpoint = try ProjectionCheckpoint.read(txn, projections.schema)
+                checkpoint.version = version
+                try checkpoint.write(txn, projections.schema)
+            }
+        case .postgres:
+            let connection = try PostgresConnection(url: try #require(location.database).url)
+            try connection.query("UPDATE projection_state SET value = $1 WHERE name = 'version'", [.int64(Int64(version))])
         }
     }
 

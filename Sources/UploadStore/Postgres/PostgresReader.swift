@@ -78,6 +78,30 @@ public final class PostgresReader: SnapshotReading {
         }
     }
 
+    /// Runs `body` in one `REPEATABLE READ READ ONLY` transaction, begun in the same round trip as a
+    /// read of the projections' layout in its snapshot: a node of an older binary, still serving
+    /// while one of a newer binary has rebuilt the tables in its layout (a rolling upgrade, which
+    /// the writes already refuse), reads none of them rather than misread them.
+    static func inSnapshot<T>(_ connection: PostgresConnection, checkingLayout: Bool, _ body: () throws -> T) throws -> T {
+        let value: T
+        do {
+            let begun = try connection.pipeline([
+                .init("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"), .init("SELECT value FROM projection_state WHERE name = 'version'"),
+            ])
+            if checkingLayout, begun[1].count > 0 {
+                let version = try begun[1].int64(0, 0)
+                guard version == Int64(Projector.version) else { throw StoreError.projections(ofLayout: UInt32(exactly: version)) }
+            }
+            value = try body()
+        } catch {
+            // A lost connection has rolled back by itself; the caller's error is the one to report.
+            _ = try? connection.execute("ROLLBACK")
+            throw error
+        }
+        try connection.execute("COMMIT")
+        return value
+    }
+
     /// Runs `body` in one read-only snapshot. A read that meets a lost connection before `body`
     /// begins (a pooled one the server closed when it restarted) runs once more on a new one. One
     /// lost while `body` runs is not run again: `body` may have changed its caller's state (a
@@ -87,7 +111,7 @@ public final class PostgresReader: SnapshotReading {
         func attempt() throws -> T {
             try pool.withConnection { connection in
                 try connection.answering(within: answerLimit) {
-                    try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
+                    try Self.inSnapshot(connection, checkingLayout: !projectionsReadAsEmpty) {
                         began = true
                         return try body(PostgresSnapshot(connection: connection, projectionsReadAsEmpty: projectionsReadAsEmpty))
                     }
