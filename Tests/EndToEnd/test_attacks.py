@@ -630,6 +630,38 @@ def test_a_body_cut_short_by_its_client_is_the_clients_error_not_the_servers(srv
     assert not [series for series in grew if "ServerException" in series or "UNKNOWN" in series], grew
 
 
+def test_a_client_sending_on_after_an_answer_that_ends_its_connection_is_drained_then_closed(srv):
+    """An answer that ends the connection (`Connection: close`) is followed by a half-close, and
+    what the client still sends is read and dropped, so that its answer is never reset away; a
+    client that neither stops nor closes is closed at the header timeout, and counted so."""
+    closed_before, _ = connection_metrics(srv)
+    sock = connect(srv)
+    sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: " + host_header(srv).encode() + b"\r\nConnection: close\r\n\r\n")
+    status, headers, _ = read_response(sock)
+    assert status == 401 and headers.get("connection") == "close", (status, headers)
+    assert sock.recv(1) == b"", "the answer is followed by the end of the server's stream"
+    answered = time.monotonic()
+    sock.setblocking(False)
+    refused_at = None
+    while time.monotonic() < answered + HEADER_TIMEOUT + SLACK + 2:
+        try:
+            sock.send(b"x" * 512)  # drained while the server reads on; refused once it has closed
+        except BlockingIOError:
+            pass
+        except OSError:
+            refused_at = time.monotonic()
+            break
+        time.sleep(0.1)
+    sock.close()
+    assert refused_at is not None, "the server never closed a connection whose client sent on"
+    assert HEADER_TIMEOUT - 0.6 <= refused_at - answered <= HEADER_TIMEOUT + SLACK + 1, refused_at - answered
+    closed_after, _ = connection_metrics(srv)
+    grew = {reason: closed_after[reason] - closed_before.get(reason, 0) for reason in closed_after}
+    # What it sent on is no request the server reads: closed as a head that never completed.
+    ending = grew.get("not_closed_after_last_answer", 0) + grew.get("header_timeout", 0)
+    assert ending >= 1, {reason: n for reason, n in grew.items() if n}
+
+
 def test_slow_heads_are_closed_at_the_header_timeout_while_honest_calls_are_answered(srv):
     dribble = (b"POST / HTTP/1.1\r\nHost: " + host_header(srv).encode() + b"\r\nX-Amz-Target: " + TARGET.encode() +
                b"DescribeRegistries\r\nX-Pad: " + b"a" * 4000)
