@@ -81,13 +81,14 @@ struct ProjectionCheckpoint: Equatable {
         return ProjectionCheckpoint(position: position, version: version)
     }
 
-    /// Refuses a read of projections another binary wrote in its layout (a newer one, rebuilt by a
-    /// process of that binary while this one still has the store open): this binary would misread
-    /// them. Tables never built (no version) hold nothing to misread.
-    static func refuseOtherLayout(_ txn: Transaction, _ schema: ProjectionSchema) throws {
-        guard let bytes = try txn.get(schema.projectionState, versionKey) else { return }
-        let version = Self.version(bytes)
-        guard version == Projector.version else { throw StoreError.projections(ofLayout: version) }
+    /// The refusal of a read of projections another binary wrote in its layout (a newer one,
+    /// rebuilt by a process of that binary while this one still has the store open), which this
+    /// binary would misread; `nil` when they are this binary's, or were never built (and so hold
+    /// nothing to misread).
+    static func otherLayout(_ txn: Transaction, _ schema: ProjectionSchema) throws -> StoreError? {
+        guard let bytes = try txn.get(schema.projectionState, versionKey) else { return nil }
+        guard let version = Self.version(bytes) else { throw StoreError(.corrupt, "the projections' layout version is malformed") }
+        return version == Projector.version ? nil : StoreError.projections(ofLayout: version)
     }
 
     /// A stored version's four bytes, big-endian; `nil` when malformed.

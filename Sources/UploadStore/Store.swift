@@ -115,9 +115,8 @@ public final class Store: EventStore {
         log environment: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, _ body: (StoreReader) throws -> T
     ) throws -> T {
         try projections.environment.read { ptxn in
-            try ProjectionCheckpoint.refuseOtherLayout(ptxn, projections.schema)
-            return try environment.read { txn in
-                try body(StoreReader(txn: txn, schema: schema, projections: ptxn, projectionSchema: projections.schema))
+            try environment.read { txn in
+                try body(try StoreReader(txn: txn, schema: schema, projections: ptxn, projectionSchema: projections.schema))
             }
         }
     }
@@ -158,7 +157,7 @@ public final class Store: EventStore {
     static func statistics(log environment: Environment, _ schema: Schema, _ projections: ProjectionEnvironment) throws -> StoreStatistics {
         try snapshot(log: environment, schema, projections) { reader in
             // Inside the snapshot: the reader slots held now include this read's own.
-            let usage = reader.txn.environmentUsage(), projectionUsage = reader.projections.environmentUsage()
+            let usage = reader.txn.environmentUsage(), projectionUsage = try reader.projections.environmentUsage()
             let position = try reader.lastPosition()
             return StoreStatistics(
                 logPosition: position, checkpointLag: position - min(position, try reader.checkpoint()),

@@ -6,9 +6,30 @@ public import UploadCore
 public struct StoreReader: StoreSnapshot {
     let txn: Transaction
     let schema: Schema
-    let projections: Transaction
+    private let projectionSnapshot: Transaction
     let projectionSchema: ProjectionSchema
-    var tables: LMDBTables { LMDBTables(txn: projections, schema: projectionSchema) }
+    /// Why the projections may not be read in this snapshot: another binary rebuilt them in its
+    /// layout while this one has the store open (``ProjectionCheckpoint/otherLayout(_:_:)``).
+    private let projectionsRefused: StoreError?
+
+    init(txn: Transaction, schema: Schema, projections: Transaction, projectionSchema: ProjectionSchema) throws {
+        self.txn = txn
+        self.schema = schema
+        projectionSnapshot = projections
+        self.projectionSchema = projectionSchema
+        projectionsRefused = try ProjectionCheckpoint.otherLayout(projections, projectionSchema)
+    }
+
+    /// The projections' snapshot, refused when they are of another binary's layout, which this one
+    /// would misread; the log is still read.
+    var projections: Transaction {
+        get throws {
+            if let projectionsRefused { throw projectionsRefused }
+            return projectionSnapshot
+        }
+    }
+
+    var tables: LMDBTables { get throws { LMDBTables(txn: try projections, schema: projectionSchema) } }
 
     public func lastPosition() throws -> UInt64 { try EventLog.lastPosition(txn, schema) }
 

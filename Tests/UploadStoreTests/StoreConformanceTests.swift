@@ -208,7 +208,8 @@ struct StoreConformanceTests {
 
     /// Projections another binary rebuilt in its own layout while this one has the store open (a
     /// rolling upgrade, or a second process on one folder) are refused to reads, which would
-    /// misread them, as they are to writes; they are read again once the layout is this binary's.
+    /// misread them, as they are to writes, while the log is still read; they are read again once
+    /// the layout is this binary's.
     @Test(arguments: StoreBackend.allCases)
     func projectionsOfAnotherLayout_areRefusedToReads(_ backend: StoreBackend) async throws {
         let location = try TestStoreLocation(backend)
@@ -221,6 +222,8 @@ struct StoreConformanceTests {
             #expect { try store.read { try $0.repository(app) } } throws: {
                 ($0 as? StoreError)?.code == .migration && "\($0)".contains("layout \(Projector.version + 1)")
             }
+            #expect { try store.read { try $0.checkpoint() } } throws: { ($0 as? StoreError)?.code == .migration }
+            #expect(try store.read { try $0.events(after: 0) }.count == 1, "the log is still read: a feed or an audit has nothing to misread")
             try Self.setProjectionLayout(Projector.version, location, store)
             #expect(try store.read { try $0.repository(app) } != nil, "read again once the layout is this binary's")
         }

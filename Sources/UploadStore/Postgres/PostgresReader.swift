@@ -79,20 +79,24 @@ public final class PostgresReader: SnapshotReading {
     }
 
     /// Runs `body` in one `REPEATABLE READ READ ONLY` transaction, begun in the same round trip as a
-    /// read of the projections' layout in its snapshot: a node of an older binary, still serving
-    /// while one of a newer binary has rebuilt the tables in its layout (a rolling upgrade, which
-    /// the writes already refuse), reads none of them rather than misread them.
-    static func inSnapshot<T>(_ connection: PostgresConnection, checkingLayout: Bool, _ body: () throws -> T) throws -> T {
+    /// read of the projections' layout in its snapshot, and hands it the refusal of the projections
+    /// when they are of another layout (`nil` when they are this binary's, or were never built): a
+    /// node of an older binary, still serving while one of a newer binary has rebuilt the tables
+    /// in its layout (a rolling upgrade, whose writes the batches already refuse), reads none of
+    /// them rather than misread them, and still reads the log.
+    static func inSnapshot<T>(_ connection: PostgresConnection, _ body: (_ otherLayout: StoreError?) throws -> T) throws -> T {
         let value: T
         do {
             let begun = try connection.pipeline([
                 .init("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"), .init("SELECT value FROM projection_state WHERE name = 'version'"),
             ])
-            if checkingLayout, begun[1].count > 0 {
+            var otherLayout: StoreError?
+            if begun[1].count > 0 {
                 let version = try begun[1].int64(0, 0)
-                guard version == Int64(Projector.version) else { throw StoreError.projections(ofLayout: UInt32(exactly: version)) }
+                guard let layout = UInt32(exactly: version) else { throw StoreError(.corrupt, "projection_state holds \(version) for 'version'") }
+                if layout != Projector.version { otherLayout = StoreError.projections(ofLayout: layout) }
             }
-            value = try body()
+            value = try body(otherLayout)
         } catch {
             // A lost connection has rolled back by itself; the caller's error is the one to report.
             _ = try? connection.execute("ROLLBACK")
@@ -111,9 +115,11 @@ public final class PostgresReader: SnapshotReading {
         func attempt() throws -> T {
             try pool.withConnection { connection in
                 try connection.answering(within: answerLimit) {
-                    try Self.inSnapshot(connection, checkingLayout: !projectionsReadAsEmpty) {
+                    try Self.inSnapshot(connection) { otherLayout in
                         began = true
-                        return try body(PostgresSnapshot(connection: connection, projectionsReadAsEmpty: projectionsReadAsEmpty))
+                        var snapshot = PostgresSnapshot(connection: connection, projectionsReadAsEmpty: projectionsReadAsEmpty)
+                        if !projectionsReadAsEmpty { snapshot.projectionsRefused = otherLayout }
+                        return try body(snapshot)
                     }
                 }
             }

@@ -9,10 +9,19 @@ struct PostgresSnapshot: StoreSnapshot {
     /// Whether the projections are read as empty at position 0 (``UnreadableProjections/readAsEmpty``:
     /// a reader of the log alone, whose projections are of another layout than this binary's).
     var projectionsReadAsEmpty = false
-    private var tables: PostgresTables? { projectionsReadAsEmpty ? nil : PostgresTables(connection: connection) }
+    /// Why the projections may not be read in this snapshot: another binary rebuilt them in its
+    /// layout (``PostgresReader/inSnapshot(_:checkingLayout:_:)``). The log is still read.
+    var projectionsRefused: StoreError?
+    private var tables: PostgresTables? { get throws { try readsNoProjections() ? nil : PostgresTables(connection: connection) } }
+
+    /// Whether the projections are read as empty; throws when they are refused.
+    private func readsNoProjections() throws -> Bool {
+        if let projectionsRefused { throw projectionsRefused }
+        return projectionsReadAsEmpty
+    }
 
     func lastPosition() throws -> UInt64 { try PostgresLog.lastPosition(connection) ?? 0 }
-    func checkpoint() throws -> UInt64 { projectionsReadAsEmpty ? 0 : try PostgresProjectionState.read(connection).position }
+    func checkpoint() throws -> UInt64 { try readsNoProjections() ? 0 : try PostgresProjectionState.read(connection).position }
     func events(after position: UInt64, limit: Int) throws -> [EventEnvelope] { try PostgresLog.events(connection, after: position, limit: limit) }
     func eventRecords(from position: UInt64, count: Int, byteBudget: Int) throws -> [[UInt8]] {
         try PostgresLog.records(connection, from: position, count: count, byteBudget: byteBudget)
@@ -29,7 +38,7 @@ struct PostgresSnapshot: StoreSnapshot {
     func allActiveUploads() throws -> [String] { try tables?.allActiveUploads() ?? [] }
     func layer(_ ref: RepositoryRef, _ digest: String) throws -> LayerRecord? { try tables?.layer(ref, digest) }
     func layers(_ digest: String, in repositories: [RepositoryRef]) throws -> [LayerRecord?] {
-        guard tables != nil else { return repositories.map { _ in nil } }
+        guard try tables != nil else { return repositories.map { _ in nil } }
         let keys = repositories.map { ProjectionKey.scoped($0, digest) }
         let stored = try PostgresTables.storedValues(connection, .layers, keys)
         return try keys.map { key in try stored[key].map { try LayerRecord(decoding: $0) } }
@@ -52,7 +61,7 @@ struct PostgresSnapshot: StoreSnapshot {
     }
 
     func imageWithoutManifest(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? {
-        guard !projectionsReadAsEmpty, let value = try PostgresTables.storedValue(connection, .images, ProjectionKey.scoped(ref, digest)) else { return nil }
+        guard try !readsNoProjections(), let value = try PostgresTables.storedValue(connection, .images, ProjectionKey.scoped(ref, digest)) else { return nil }
         return try ImageRecord(decoding: value.withUnsafeBytes(ImageRecord.withoutManifest))
     }
 
@@ -69,7 +78,7 @@ struct PostgresSnapshot: StoreSnapshot {
     }
 
     func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)] {
-        guard !projectionsReadAsEmpty else { return [] }
+        guard try !readsNoProjections() else { return [] }
         var entries: [(key: [UInt8], value: [UInt8])] = []
         var after = since.map(ProjectionKey.timesFrom)
         while true {
@@ -83,19 +92,19 @@ struct PostgresSnapshot: StoreSnapshot {
     }
 
     func newestInitiationMarks(before cursor: StoreCursor?, limit: Int) throws -> [InitiationMark] {
-        guard limit > 0, !projectionsReadAsEmpty else { return [] }
+        guard limit > 0, try !readsNoProjections() else { return [] }
         return try PostgresTables.storedNewestFirst(connection, .initiations, before: cursor?.key, limit: limit).map(InitiationMark.init)
     }
 
     func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)] {
-        guard limit > 0, !projectionsReadAsEmpty else { return [] }
+        guard limit > 0, try !readsNoProjections() else { return [] }
         return try PostgresTables.stored(connection, .layers, prefix: [], after: cursor?.key, limit: limit)
             .map { (StoreCursor(key: $0.key), try LayerRecord(decoding: $0.value)) }
     }
 
     /// Up to `limit` entries under `prefix` after the key `prefix + after`, in key order.
     private func page(_ table: ProjectionTable, prefix: [UInt8], after: String?, limit: Int) throws -> [(key: [UInt8], value: [UInt8])] {
-        guard limit > 0, !projectionsReadAsEmpty else { return [] }
+        guard limit > 0, try !readsNoProjections() else { return [] }
         return try PostgresTables.stored(connection, table, prefix: prefix, after: after.map { prefix + Array($0.utf8) }, limit: limit)
     }
 }
