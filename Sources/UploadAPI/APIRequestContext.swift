@@ -21,7 +21,10 @@ public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
 
     /// Request bodies up to this size are read; larger ones are refused with 413. A 20 MiB part is
     /// about 28 MB once base64-encoded in JSON.
-    public var maxUploadSize: Int { 30_000_000 }
+    public var maxUploadSize: Int { Self.largestBody }
+
+    /// The largest request body the API reads (413 beyond): a 20 MiB part in base64, and its JSON.
+    public static let largestBody = 30_000_000
 }
 
 extension SocketAddress {

@@ -86,20 +86,23 @@ public struct AccessPolicy: Sendable {
     }
 }
 
-/// Repository policies as read, by their text: each is parsed once, not at every check (a gallery
-/// page checks every repository it shows, and a policy may be 10 KB of JSON). Past ``capacity``
-/// texts the cache starts again, so it holds at most that many, whatever policies are set.
+/// Repository policies as read, by their text's bytes: each is parsed once, not at every check (a
+/// gallery page checks every repository it shows, and a policy may be 10 KB of JSON). Keyed by the
+/// bytes, not the `String`: two texts Swift holds equal (a Kelvin sign and a `K`, an accent
+/// composed or not) may name different principals, which policies compare byte for byte. Past
+/// ``capacity`` texts the cache starts again, so it holds at most that many, whatever is set.
 final class ParsedPolicies: Sendable {
     static let capacity = 1024
-    private let parsed = Mutex<[String: Result<RepositoryPolicy, CommandError>]>([:])
+    private let parsed = Mutex<[[UInt8]: Result<RepositoryPolicy, CommandError>]>([:])
 
     /// The policy `text` holds, or why it holds none.
     func policy(_ text: String) -> Result<RepositoryPolicy, CommandError> {
-        if let known = parsed.withLock({ $0[text] }) { return known }
+        let key = Array(text.utf8)
+        if let known = parsed.withLock({ $0[key] }) { return known }
         let result = Result { () throws(CommandError) in try RepositoryPolicy(text) }  // outside the lock
         parsed.withLock { cache in
             if cache.count >= Self.capacity { cache.removeAll(keepingCapacity: true) }
-            cache[text] = result
+            cache[key] = result
         }
         return result
     }

@@ -168,8 +168,10 @@ public final class SpoolBudget: Sendable {
         total = CappedCount(limit: limit)
     }
 
-    /// An eighth of the budget: eight clients spooling as much as they may are needed to spend it.
-    public static func defaultShare(of limit: Int) -> Int { limit / 8 }
+    /// An eighth of the budget (eight clients spooling as much as they may are needed to spend
+    /// it), and never less than one largest body (30 MB, a 20 MiB part in base64), which a smaller
+    /// share would refuse from every address, on an idle server too; at most the budget.
+    public static func defaultShare(of limit: Int) -> Int { min(limit, max(limit / 8, APIRequestContext.largestBody)) }
 
     /// Counts `amount` more spooled for a client at `address` (`nil`: not from an IP address).
     /// - Returns: `false`, counting nothing, when that would pass its share or the whole budget.

@@ -64,7 +64,7 @@ struct ServeCommand: AsyncParsableCommand {
     var maxConnectionsPerAddress = 128
     @Option(help: "The most bytes of request bodies not yet authenticated spooled to DATA/spool at once (ThrottlingException beyond).")
     var maxSpooledBytes = SpoolBudget.defaultSpoolBytes
-    @Option(help: "The most bytes of those bodies one client address (an IPv6 client's /64) may have spooled at once (ThrottlingException beyond); by default an eighth of --max-spooled-bytes. Behind a proxy, which is one address, give it --max-spooled-bytes.")
+    @Option(help: "The most bytes of those bodies one client address (an IPv6 client's /64) may have spooled at once (ThrottlingException beyond); by default an eighth of --max-spooled-bytes, and at least the largest body (30000000), at most the whole. Behind a proxy, which is one address, give it --max-spooled-bytes.")
     var maxSpooledBytesPerAddress: Int?
     @Option(help: "The longest, in seconds, a request body not yet authenticated may take to arrive (408 beyond).")
     var maxUnsignedBodySeconds: Int64 = SpoolBudget.defaultLongestArrival.components.seconds

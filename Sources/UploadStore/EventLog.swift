@@ -83,11 +83,11 @@ struct ProjectionCheckpoint: Equatable {
 
     /// The refusal of a read of projections another binary wrote in its layout (a newer one,
     /// rebuilt by a process of that binary while this one still has the store open), which this
-    /// binary would misread; `nil` when they are this binary's, or were never built (and so hold
-    /// nothing to misread).
+    /// binary would misread, or whose layout is malformed; `nil` when they are this binary's, or
+    /// were never built (and so hold nothing to misread).
     static func otherLayout(_ txn: Transaction, _ schema: ProjectionSchema) throws -> StoreError? {
         guard let bytes = try txn.get(schema.projectionState, versionKey) else { return nil }
-        guard let version = Self.version(bytes) else { throw StoreError(.corrupt, "the projections' layout version is malformed") }
+        guard let version = Self.version(bytes) else { return StoreError(.corrupt, "the projections' layout version is malformed") }
         return version == Projector.version ? nil : StoreError.projections(ofLayout: version)
     }
 

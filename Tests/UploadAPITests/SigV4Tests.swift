@@ -144,6 +144,15 @@ struct SigV4Tests {
             #expect(cache.count <= ParsedPolicies.capacity)
         }
         #expect(try cache.policy(denies).get() == RepositoryPolicy(denies), "decided alike after the cache started again")
+        // Equal as Swift strings, different bytes (a Kelvin sign, U+212A, for a K): two policies.
+        let kelvin = #"{"Statement":{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::123456789012:user/\#u{212A}evin"},"Action":"ecr-public:PutImage"}}"#
+        let plain = #"{"Statement":{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::123456789012:user/Kevin"},"Action":"ecr-public:PutImage"}}"#
+        #expect(kelvin == plain, "Swift holds them equal")
+        let kevinsKey = AccessPolicy(principals: ["kevin": PolicyPrincipal(registryId: testRegistryId, name: "Kevin")], registryId: testRegistryId, opensEverything: false)
+        #expect(throws: Never.self) { try kevinsKey.check("kevin", action: "PutImage", on: ref, policyText: kelvin) }
+        #expect(throws: AccessDenied.self, "the plain text's Deny names Kevin, whatever was parsed first") {
+            try kevinsKey.check("kevin", action: "PutImage", on: ref, policyText: plain)
+        }
     }
 
     @Test func credentialsFiles_parse_andRefuseMalformedLines() throws {

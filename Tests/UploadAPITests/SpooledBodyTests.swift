@@ -64,6 +64,29 @@ struct SpooledBodyTests {
         let again = try await spool(1 << 20, from: first)
         #expect(again.count == 1 << 20, "the share given back is the address's own again")
         #expect(SpoolBudget(limit: 4 << 30).limitPerAddress == 512 << 20, "an eighth of the budget by default")
+        #expect(SpoolBudget(limit: 64 << 20).limitPerAddress == APIRequestContext.largestBody, "never less than the largest body")
+        #expect(SpoolBudget(limit: 1 << 20).limitPerAddress == 1 << 20, "nor more than the budget")
         #expect(SpoolBudget(limit: 1 << 20, limitPerAddress: 2 << 20).limitPerAddress == 1 << 20, "never more than the budget")
+    }
+
+    /// A body refused because the whole budget is spent, though its address's share is not, gives
+    /// its share back: once the budget has room, the address may spool its whole share again.
+    @Test func aBodyTheWholeBudgetRefuses_givesItsAddressShareBack() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let budget = SpoolBudget(limit: 2 << 20, limitPerAddress: 2 << 20)
+        func spool(_ bytes: Int, from address: [UInt8]) async throws -> SpooledBody {
+            try await SpooledBody(
+                reading: ClientBody(base: RequestBody(buffer: ByteBuffer(repeating: 4, count: bytes))), limit: 30_000_000,
+                spoolDirectory: dir.path, budget: budget, from: address, longestArrival: .seconds(60))
+        }
+        let first: [UInt8] = [10, 0, 0, 1], second: [UInt8] = [10, 0, 0, 2]
+        let held = try await spool(3 << 19, from: second)
+        await #expect {
+            _ = try await spool(1 << 20, from: first)
+        } throws: { ($0 as? APIError)?.type == "ThrottlingException" }
+        _ = consume held
+        let whole = try await spool((2 << 20) - (64 << 10), from: first)  // its whole share, less the head kept in memory
+        #expect(whole.count == (2 << 20) - (64 << 10))
     }
 }

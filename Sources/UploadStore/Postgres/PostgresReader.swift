@@ -61,6 +61,8 @@ public final class PostgresReader: SnapshotReading {
     func statistics(counted: ProjectionCounts?, fresh: (ProjectionCounts) -> Void = { _ in }) throws -> StoreStatistics {
         try read { snapshot in
             let position = try snapshot.lastPosition()
+            // First, as it refuses projections of another layout: their rows are not counted.
+            let checkpoint = try snapshot.checkpoint()
             // Projections read as empty hold nothing, whatever rows another layout left.
             let counts = try counted ?? (projectionsReadAsEmpty ? (0, 0, 0) : {
                 let tables: [ProjectionTable] = [.activeUploads, .repositories, .images]
@@ -72,7 +74,7 @@ public final class PostgresReader: SnapshotReading {
                 return counted
             }())
             return StoreStatistics(
-                logPosition: position, checkpointLag: position - min(position, try snapshot.checkpoint()),
+                logPosition: position, checkpointLag: position - min(position, checkpoint),
                 activeSessions: counts.activeSessions, repositories: counts.repositories, images: counts.images,
                 mapSizeBytes: 0, mapUsedBytes: 0, readers: 0, maxReaders: 0, projectionMapSizeBytes: 0, projectionMapUsedBytes: 0)
         }
@@ -93,8 +95,11 @@ public final class PostgresReader: SnapshotReading {
             var otherLayout: StoreError?
             if begun[1].count > 0 {
                 let version = try begun[1].int64(0, 0)
-                guard let layout = UInt32(exactly: version) else { throw StoreError(.corrupt, "projection_state holds \(version) for 'version'") }
-                if layout != Projector.version { otherLayout = StoreError.projections(ofLayout: layout) }
+                if let layout = UInt32(exactly: version) {
+                    if layout != Projector.version { otherLayout = StoreError.projections(ofLayout: layout) }
+                } else {
+                    otherLayout = StoreError(.corrupt, "projection_state holds \(version) for 'version'")
+                }
             }
             value = try body(otherLayout)
         } catch {

@@ -10,7 +10,7 @@ struct PostgresSnapshot: StoreSnapshot {
     /// a reader of the log alone, whose projections are of another layout than this binary's).
     var projectionsReadAsEmpty = false
     /// Why the projections may not be read in this snapshot: another binary rebuilt them in its
-    /// layout (``PostgresReader/inSnapshot(_:checkingLayout:_:)``). The log is still read.
+    /// layout (``PostgresReader/inSnapshot(_:_:)``). The log is still read.
     var projectionsRefused: StoreError?
     private var tables: PostgresTables? { get throws { try readsNoProjections() ? nil : PostgresTables(connection: connection) } }
 
