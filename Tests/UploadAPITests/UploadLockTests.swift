@@ -14,17 +14,24 @@ struct UploadLockTests {
         var all: [String] { names.withLock { $0 } }
     }
 
-    @Test(.timeLimit(.minutes(1))) func aWaiterGivesUpAfterItsBound_andTheLockStillPassesInOrder() async throws {
-        let lock = KeyedLock()
+    /// A task that holds `key` of `lock` until the continuation it returns is yielded to; returned
+    /// once it holds it.
+    static func hold(_ key: String, of lock: KeyedLock) async -> (holder: Task<Void, any Error>, release: AsyncStream<Void>.Continuation) {
         let (entered, enteredSignal) = AsyncStream.makeStream(of: Void.self)
         let (release, releaseSignal) = AsyncStream.makeStream(of: Void.self)
         let holder = Task {
-            try await lock.withLock("upload", waitingAtMost: .seconds(30)) {
+            try await lock.withLock(key, waitingAtMost: .seconds(30)) {
                 enteredSignal.yield()
                 for await _ in release { break }
             }
         }
         for await _ in entered { break }
+        return (holder, releaseSignal)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aWaiterGivesUpAfterItsBound_andTheLockStillPassesInOrder() async throws {
+        let lock = KeyedLock()
+        let (holder, releaseSignal) = await Self.hold("upload", of: lock)
         // Held: a waiter with a short bound gives up, and its work never runs.
         await #expect(throws: KeyedLock.WaitedTooLong.self) {
             try await lock.withLock("upload", waitingAtMost: .milliseconds(50)) { Issue.record("ran while the lock was held") }
@@ -52,15 +59,7 @@ struct UploadLockTests {
     /// at once, not at its bound, and the lock still passes to the waiters behind it.
     @Test(.timeLimit(.minutes(1))) func aCancelledWaiter_leavesTheQueueAtOnce() async throws {
         let lock = KeyedLock()
-        let (entered, enteredSignal) = AsyncStream.makeStream(of: Void.self)
-        let (release, releaseSignal) = AsyncStream.makeStream(of: Void.self)
-        let holder = Task {
-            try await lock.withLock("upload", waitingAtMost: .seconds(30)) {
-                enteredSignal.yield()
-                for await _ in release { break }
-            }
-        }
-        for await _ in entered { break }
+        let (holder, releaseSignal) = await Self.hold("upload", of: lock)
         let order = Order()
         let cancelled = Task { try await lock.withLock("upload", waitingAtMost: .seconds(30)) { order.ran("cancelled") } }
         while await lock.waiterCount("upload") < 1 { try await Task.sleep(for: .milliseconds(5)) }
