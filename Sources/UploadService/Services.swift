@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import UploadStore
 public import ServiceLifecycle
 public import UploadStore
 
@@ -88,7 +89,7 @@ public struct BlobCheck: Service {
                 let stopped = Locked(false)
                 let problems = try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { continuation in
-                        Thread { continuation.resume(with: Result { try blobs.missingBlobs(in: store, stopped: { stopped.withLock { $0 } }) }) }.start()
+                        NamedThread.start("uc-blob-check") { continuation.resume(with: Result { try blobs.missingBlobs(in: store, stopped: { stopped.withLock { $0 } }) }) }
                     }
                 } onCancel: { stopped.withLock { $0 = true } }
                 for problem in problems.prefix(20) { logger.error("the log records a layer the disk lacks", metadata: ["problem": "\(problem)"]) }

@@ -26,9 +26,7 @@ final class BatchAnswerer: Sendable {
     nonisolated(unsafe) private var state = State()
 
     init() {
-        let thread = Thread { [self] in run() }
-        thread.name = "upload-store-answerer"
-        thread.start()
+        NamedThread.start("uc-answerer") { [self] in run() }
     }
 
     /// Whether batches handed over are still being answered: a batch answered by the writer

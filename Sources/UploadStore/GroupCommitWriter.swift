@@ -120,14 +120,12 @@ final class GroupCommitWriter: Sendable {
         commitLatency = CoreMetrics.Timer(label: "upload_store_commit_seconds", factory: configuration.metricsFactory)
         batchSize = Recorder(label: "upload_store_batch_commands", factory: configuration.metricsFactory)
         failedBatches = Counter(label: "upload_store_failed_batches_total", factory: configuration.metricsFactory)
-        let thread = Thread { [weak self] in
+        NamedThread.start("uc-writer") { [weak self] in
             let waiters = self?.runUntilStopped() ?? []
             // Resumed only after run's reference to the writer is gone, so that closing the
             // store releases the environment at once, not whenever this thread unwinds.
             for waiter in waiters { waiter.resume() }
         }
-        thread.name = "upload-store-writer"
-        thread.start()
     }
 
     var currentStatistics: Statistics { statistics.withLock { $0 } }

@@ -53,12 +53,11 @@ final class BackgroundWork<T: Sendable>: @unchecked Sendable {
         self.work = work
         // The thread holds only this object; the work (and what it captured, such as an open
         // environment) is released before the waiter wakes.
-        let thread = Thread { [self] in
+        NamedThread.start("uc-background") { [self] in
             outcome = Result(catching: self.work!)
             self.work = nil
             finished.signal()
         }
-        thread.start()
     }
 
     /// Waits for the work to end (at once if it already has). Only the starting thread calls it.

@@ -27,6 +27,19 @@ struct StoreTests {
         }
     }
 
+    /// The kernel knows the writer's threads by name (profiles and `top -H` showed the writer as
+    /// the cooperative pool's thread before).
+    @Test func theWritersThreads_areNamedForTheKernel() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
+            let names = Set(tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }.map { $0.trimmingCharacters(in: .newlines) })
+            #expect(names.isSuperset(of: ["uc-writer", "uc-answerer"]), "threads: \(names.sorted())")
+        }
+    }
+
     @Test func groupCommit_underManyConcurrentCallers_logsEveryAnsweredUploadExactlyOnce() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

@@ -19,7 +19,7 @@ final class PostgresListener: Sendable {
     ///   a reconnection, not the thread.
     init(url: String, answerLimit: Duration?, notifier: CommitNotifier, logger: Logger) {
         let (stopped, listening) = (self.stopped, self.listening)
-        let thread = Thread {
+        NamedThread.start("uc-pg-listener") {
             var connection: PostgresConnection?
             var lastRead = ContinuousClock.now
             while !stopped.withLock({ $0 }) {
@@ -47,8 +47,6 @@ final class PostgresListener: Sendable {
                 }
             }
         }
-        thread.name = "upload-store-listener"
-        thread.start()
     }
 
     /// Ends the thread within its next wait.

@@ -1,0 +1,29 @@
+import Foundation
+
+/// The store's own threads, each named so that `top -H`, `perf` and `/proc/<pid>/task/*/comm`
+/// say what it is. Without a name of its own a thread keeps its creator's: the writer showed as
+/// the cooperative pool's `oot.default-qos`, which hid it in every profile.
+public enum NamedThread {
+    /// Linux's limit on a thread's name (16 bytes with its terminating zero); a longer one is
+    /// refused outright.
+    public static let longestName = 15
+
+    /// Starts `body` on a new thread called `name`.
+    public static func start(_ name: String, _ body: @escaping @Sendable () -> Void) {
+        precondition(name.utf8.count <= longestName, "a thread's name is at most \(longestName) bytes on Linux: \(name)")
+        Thread {
+            nameThisThread(name)
+            body()
+        }.start()
+    }
+
+    /// Names the calling thread through `/proc`: Foundation's `Thread.name` does not reach the
+    /// kernel on Linux, and Swift does not import `pthread_setname_np` (a GNU extension). A
+    /// failure leaves only the name as it was.
+    private static func nameThisThread(_ name: String) {
+        let file = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard file >= 0 else { return }
+        defer { close(file) }
+        _ = Array(name.utf8).withUnsafeBytes { write(file, $0.baseAddress, $0.count) }
+    }
+}
