@@ -186,14 +186,15 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Whether the request being read asked for the connection to close after its answer
     /// (`Connection: close`, as Hummingbird reads it): Hummingbird then reads nothing more.
     private var closesAfterAnswer = false
-    /// Since when the answer that ends the connection has been written while its request's body
-    /// was still arriving, or written saying `Connection: close`. What the client still sends is
+    /// Since when the answer that ends the connection (``responseCloses``) has been written, its
+    /// request's body perhaps still arriving. What the client still sends is
     /// read and dropped, for at most the header timeout: a client that writes its whole body
     /// before it reads (urllib, curl without `Expect`) would otherwise block on a full socket,
     /// never reading its refusal, and a close with its bytes unread would reset the answer away.
     private var drainingSince: NIODeadline?
-    /// Whether the response being written says `Connection: close` (an event stream's, a
-    /// refusal's): the connection ends once it is written, whatever the client sent after it.
+    /// Whether the response being written ends the connection: it says `Connection: close` (an
+    /// event stream's, a refusal's), or answers a request that asked to close. The connection
+    /// ends once it is written, whatever the client sent after it.
     private var responseCloses = false
     /// Whether the request being read sent `Expect: 100-continue` and has had no answer yet, not
     /// even the interim one (``InterimContinue``).
@@ -305,7 +306,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 expectsContinue = false  // answered: a 100 after the final status would be a stray answer
             }
-            responseCloses = HTTP1Framing.saysClose(response.headerFields[values: .connection])
+            // A request that asked to close (HTTP/1.0 without keep-alive too: HTTP1Framing hands
+            // it on as asking) is answered `Connection: close` by HTTP1Framing, past this handler.
+            responseCloses = HTTP1Framing.saysClose(response.headerFields[values: .connection]) || (closesAfterAnswer && unanswered <= 1)
         }
         if case .end = unwrapOutboundIn(data), responseCloses {
             // Closed once the end is written, not while a slow reader still has it to take.
@@ -329,12 +332,6 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         if case .end = unwrapOutboundIn(data) {
             unanswered = max(0, unanswered - 1)
             let now = NIODeadline.now()
-            if closesAfterAnswer, unanswered == 0, case .body = reading {
-                drainingSince = now
-                context.write(data, promise: promise)
-                context.read()
-                return
-            }
             switch reading {
             case .head(_, let firstByte) where unanswered == 0:
                 // A client waits for an answer before its next request: the wait starts now,
