@@ -61,7 +61,7 @@ let package = Package(
         // The domain: commands, events, decisions, projections, codecs. Pure; no I/O.
         .target(
             name: "UploadCore",
-            dependencies: ["FieldRecordMacros", "LogHashing", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["FieldRecordMacros", "JSONGrammar", "LogHashing", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         // Store migrations. Sees LMDBKit only, so a shipped migration cannot depend on domain types.
@@ -91,8 +91,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // RFC 8259's grammar, checked before Foundation parses: what manifests and request bodies must be.
+        .target(name: "JSONGrammar", swiftSettings: swiftSettings),
         // AWS JSON 1.1 request bodies: typed member access over Foundation's parser. Knows no operation.
-        .target(name: "AWSJSON", swiftSettings: swiftSettings),
+        .target(name: "AWSJSON", dependencies: ["JSONGrammar"], swiftSettings: swiftSettings),
         // ECR Public request bodies → validated commands: the one mapping, for the API and the fuzzer.
         .target(name: "ECRRequests", dependencies: ["AWSJSON", "LogHashing", "UploadCore"], swiftSettings: swiftSettings),
         // ECR Public's AWS JSON 1.1 protocol, the registry front end and the pages, over Hummingbird.
@@ -150,7 +152,7 @@ let package = Package(
         .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: swiftSettings),
         .testTarget(name: "LogHashingTests", dependencies: ["LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "MigrationTests", dependencies: ["UploadMigrations", "LMDBKit", "LogHashing"], swiftSettings: swiftSettings),
-        .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "UploadStore", "UploadTesting", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
+        .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "JSONGrammar", "UploadStore", "UploadTesting", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadService", "UploadMigrations", "UploadTesting", "LMDBKit", "LogHashing", "PostgresKit", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "CommandLineTests", dependencies: ["UploadTesting"], swiftSettings: swiftSettings),
         .testTarget(

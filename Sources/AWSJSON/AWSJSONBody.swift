@@ -1,4 +1,5 @@
 import Foundation
+import JSONGrammar
 
 /// A body the AWS JSON 1.1 protocol cannot read: AWS answers these with `SerializationException`.
 public struct SerializationError: Error, Equatable, CustomStringConvertible {
@@ -37,6 +38,11 @@ public struct AWSJSONBody {
         let lifted = LargeStringMembers.lift(bytes)
         guard !Self.holdsMoreValues(than: Self.maximumValues, lifted?.document ?? bytes) else {
             throw SerializationError("The request body holds more than \(Self.maximumValues) JSON values")
+        }
+        do {
+            try JSONGrammar.check(lifted?.document ?? bytes)
+        } catch {
+            throw SerializationError("The request body is not valid JSON: \(error)")
         }
         guard let parsed = try? JSONSerialization.jsonObject(with: Data(lifted?.document ?? bytes), options: [.fragmentsAllowed]) else {
             throw SerializationError("The request body is not valid JSON")

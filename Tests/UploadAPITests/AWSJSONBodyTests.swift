@@ -27,6 +27,12 @@ struct AWSJSONBodyTests {
         }
     }
 
+    /// Foundation's parser takes trailing commas; AWS JSON is RFC 8259's, so they are refused.
+    @Test(arguments: [#"{"repositoryName":"team/app",}"#, #"{"repositoryName":"team/app","maxResults":[1,]}"#, #"{"a":1} x"#])
+    func aBodyOutsideJSONsGrammar_isASerializationError(body: String) {
+        #expect(throws: SerializationError.self) { try AWSJSONBody(Array(body.utf8)) }
+    }
+
     /// A body of very many values (an unknown member of numbers, say) is refused before the
     /// general parser boxes each one; ECR's largest lists, and commas and brackets in strings, pass.
     @Test func aBodyOfMoreValuesThanAnyRequestHolds_isRefusedUnparsed() throws {

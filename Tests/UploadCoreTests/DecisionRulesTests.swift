@@ -291,8 +291,8 @@ extension Command {
         complete.staged = staged
         return .completeLayerUpload(complete)
     }
-    static func put(_ manifest: String, tag: String? = nil, digest: String? = nil) throws -> Command {
-        .putImage(try PutImage(repositoryName: "team/app", imageManifest: manifest, imageTag: tag, imageDigest: digest))
+    static func put(_ manifest: String, tag: String? = nil, digest: String? = nil, throughTheRegistry: Bool = false) throws -> Command {
+        .putImage(try PutImage(repositoryName: "team/app", imageManifest: manifest, imageTag: tag, imageDigest: digest, sha512Allowed: throughTheRegistry))
     }
     static func delete(_ ids: [ImageIdentifier]) throws -> Command {
         .batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: ids))

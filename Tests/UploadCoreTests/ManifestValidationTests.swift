@@ -83,6 +83,24 @@ struct ManifestValidationTests {
         #expect(try Manifest(parsing: Array(manifest.utf8), given: nil).pushRefusal != nil)
     }
 
+    /// Foundation's parser takes a trailing comma, which every registry client's decoder refuses
+    /// (the image could be pushed, never pulled); a name given twice is read as the first by some
+    /// clients and the last by others; a digest with capitals names no blob that can be fetched.
+    @Test(arguments: [
+        ("a trailing comma", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],}"#),
+        ("a trailing comma in a list", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[\#(descriptor),]}"#),
+        ("layers given twice", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[\#(descriptor)],"layers":[]}"#),
+        ("a digest given twice", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"x","digest":"\#(other)","size":1,"digest":"\#(digest)"}]}"#),
+        ("a layer's digest in capitals", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"x","digest":"sha256:\#(String(repeating: "A", count: 64))","size":1}]}"#),
+        ("a config's algorithm in capitals", #"{"schemaVersion":2,"mediaType":"\#(image)","config":{"mediaType":"x","digest":"SHA256:\#(String(repeating: "a", count: 64))","size":1},"layers":[]}"#),
+        ("a listed manifest's digest in capitals", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"x","digest":"sha256:\#(String(repeating: "B", count: 64))","size":1}]}"#),
+    ])
+    func aManifestClientsWouldReadOtherwise_isRefused_butTheProjectorStillReadsIt(why: String, manifest: String) throws {
+        let error = #expect(throws: CommandError.self, "\(why)") { try Self.put(manifest) }
+        #expect(error?.code == .invalidParameter, "\(why)")
+        #expect(try Manifest(parsing: Array(manifest.utf8), given: nil).pushRefusal != nil, "\(why)")
+    }
+
     @Test func aByteOrderMark_isRefused_butTheProjectorStillReadsIt() throws {
         let manifest = #"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[]}"#
         _ = try Self.put(manifest)

@@ -133,15 +133,17 @@ struct RegistryDecisionTests {
         #expect(try w.tables.image(w.ref, x)?.tags == [])
     }
 
-    @Test func aManifestNamedBySHA512_isStoredUnderThatDigest() throws {
+    @Test func aManifestNamedBySHA512_isStoredUnderThatDigest_throughTheRegistryOnly() throws {
         var w = try Harness()
         try w.withLayers()
         let manifest = Fixture.image(config: Fixture.digest("c"), layers: [a])
         let sha512 = "sha512:" + Hex.encode(SHA512.hash(data: Array(manifest.utf8)))
-        try w.run(try .put(manifest, digest: sha512))
+        // ECR's PutImage names every image by SHA-256: the same manifest is not stored twice.
+        #expect(try w.refusal(try .put(manifest, digest: sha512)).code == .imageDigestDoesNotMatch)
+        try w.run(try .put(manifest, digest: sha512, throughTheRegistry: true))
         #expect(try w.tables.image(w.ref, sha512) != nil)
         let wrong = "sha512:" + String(repeating: "0", count: 128)
-        #expect(try w.refusal(try .put(manifest, tag: "v9", digest: wrong)).code == .imageDigestDoesNotMatch)
+        #expect(try w.refusal(try .put(manifest, tag: "v9", digest: wrong, throughTheRegistry: true)).code == .imageDigestDoesNotMatch)
     }
 
     @Test func nonDistributableLayers_needNotBeInTheRepository() throws {

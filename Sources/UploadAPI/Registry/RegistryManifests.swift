@@ -64,7 +64,7 @@ extension RegistryFrontEnd {
         let contentType = call.request.headers[.contentType].map { String($0.prefix { $0 != ";" }).trimmingCharacters(in: .whitespaces) }
         let command = try PutImage(
             repositoryName: ref.repositoryName, imageManifest: text,
-            imageManifestMediaType: contentType?.isEmpty == false ? contentType : nil, imageTag: tag, imageDigest: digest)
+            imageManifestMediaType: contentType?.isEmpty == false ? contentType : nil, imageTag: tag, imageDigest: digest, sha512Allowed: true)
         do {
             do {
                 _ = try await service.putImage(command, call.metadata())

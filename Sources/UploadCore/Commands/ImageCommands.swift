@@ -1,13 +1,14 @@
 import Crypto
 import Foundation
+import JSONGrammar
 import LogHashing
 
 /// Stores an image manifest under its digest, optionally tagging it.
 ///
 /// The initialiser parses the manifest (to learn the blobs and images it references and its media
 /// type) and computes its digest, `sha256:` + hex(SHA-256 of the manifest's UTF-8 bytes), or
-/// SHA-512 when the caller named it by a `sha512:` digest: pure computation on the request, so it
-/// belongs to validation.
+/// SHA-512 when a registry client named it by a `sha512:` digest: pure computation on the
+/// request, so it belongs to validation.
 public struct PutImage: Sendable, Equatable {
     public static let maximumManifestBytes = 4_194_304
 
@@ -29,9 +30,12 @@ public struct PutImage: Sendable, Equatable {
     /// Images a manifest list or index references.
     public let referencedImages: [String]
 
+    /// - Parameter sha512Allowed: whether the caller may name the manifest by a SHA-512 digest, as
+    ///   a registry client may. ECR's PutImage names every image by SHA-256, so there a `sha512:`
+    ///   digest does not match (else the same manifest could be stored under two digests).
     public init(
         registryId: String? = nil, repositoryName: String?, imageManifest: String?, imageManifestMediaType: String? = nil,
-        imageTag: String? = nil, imageDigest: String? = nil
+        imageTag: String? = nil, imageDigest: String? = nil, sha512Allowed: Bool = false
     ) throws(CommandError) {
         self.registryId = try Validation.registryId(registryId)
         self.repositoryName = try Validation.repositoryName(repositoryName)
@@ -45,8 +49,8 @@ public struct PutImage: Sendable, Equatable {
         self.imageManifest = imageManifest
         self.imageTag = try Validation.imageTag(imageTag)
         self.claimedDigest = imageDigest
-        // SHA-256 unless the caller named its manifest by a SHA-512 digest (a registry client may).
-        self.imageDigest = imageDigest.flatMap { DigestAlgorithm(of: $0.lowercased()) } == .sha512
+        // SHA-256 unless a registry client named its manifest by a SHA-512 digest.
+        self.imageDigest = sha512Allowed && imageDigest.flatMap { DigestAlgorithm(of: $0.lowercased()) } == .sha512
             ? "sha512:" + Hex.encode(SHA512.hash(data: bytes)) : Hex.sha256Digest(bytes)
 
         let manifest = try Manifest(parsing: bytes, given: imageManifestMediaType)
@@ -145,6 +149,9 @@ public struct Manifest: Sendable {
     private static func pushRefusal(_ bytes: [UInt8], _ object: [String: Any]) -> CommandError? {
         // Go's JSON decoder (docker's, containerd's) refuses a document that starts with one.
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { return invalid("starts with a byte-order mark") }
+        // Foundation's parser takes texts those decoders refuse (trailing commas), and a name
+        // given twice is read as the first by some and the last by others.
+        do { try JSONGrammar.check(bytes, refusingDuplicateNames: true) } catch { return invalid("is not JSON as registry clients read it (RFC 8259): \(error)") }
         if let variant = caseVariant(in: object, of: manifestMembers) {
             return invalid("has a member '\(variant)' spelled as a known member in another case")
         }
@@ -153,8 +160,14 @@ public struct Manifest: Sendable {
             for (i, item) in ((object[member] as? [Any]) ?? []).enumerated() { descriptors.append(("\(member)[\(i)]", item)) }
         }
         for (place, value) in descriptors {
-            if let descriptor = value as? [String: Any], let variant = caseVariant(in: descriptor, of: descriptorMembers) {
+            guard let descriptor = value as? [String: Any] else { continue }
+            if let variant = caseVariant(in: descriptor, of: descriptorMembers) {
                 return invalid("has a member '\(variant)' in \(place) spelled as a known member in another case")
+            }
+            // Blobs and manifests are named by lowercase digests: one named otherwise could be
+            // stored, but never fetched by what the manifest says.
+            if let digest = descriptor["digest"] as? String, digest != digest.lowercased() {
+                return invalid("has a digest in \(place) with capital letters; digests are lowercase")
             }
         }
         if let subject = object["subject"] {
