@@ -139,26 +139,12 @@ extension UploadService {
     ) async throws -> (offset: UInt64, part: UploadLayerPart?, adopted: Bool) where Body.Element == ByteBuffer {
         let offset = try await bytesReceived(upload)
         let adoptable = offset == 0 ? completion : nil
-        if let range, range.lowerBound != offset {
-            throw ChunkOutOfRange(bytesReceived: offset, message: "The chunk must start at byte \(offset), where the upload has reached")
-        }
+        if let refusal = chunkHeadRefusal(at: offset, range: range, declaredLength: declaredLength) { throw refusal }
         // The bytes `Content-Range` says the chunk holds, less one (`last - first` cannot overflow,
         // where their count can: `0-18446744073709551615`).
         let declaredSpan = range.map { $0.upperBound - $0.lowerBound }
-        func heldOtherThanDeclared(_ held: UInt64, soFar: Bool = false, declared: Bool = false) -> ChunkOutOfRange {
-            let bytes = declared ? "the \(held) bytes its Content-Length declares" : soFar ? "at least \(held) bytes the chunk held" : "the \(held) bytes the chunk held"
-            return ChunkOutOfRange(
-                bytesReceived: offset, message: "Content-Range \(range!.lowerBound)-\(range!.upperBound) does not cover \(bytes)")
-        }
-        // What the request's head already decides is decided before its body is read (and so
-        // before a client that sent `Expect: 100-continue` is asked for it).
-        if let declaredLength {
-            if let declaredSpan, declaredLength == 0 || declaredLength - 1 != declaredSpan {
-                throw heldOtherThanDeclared(declaredLength, declared: true)
-            }
-            // An empty chunk (a final PUT's) adds nothing, whatever the upload holds.
-            let limit = blobs.maximumLayerBytes
-            if declaredLength > 0, offset > limit || declaredLength > limit - offset { throw LayerTooLarge(maximumBytes: limit) }
+        func heldOtherThanDeclared(_ held: UInt64, soFar: Bool = false) -> ChunkOutOfRange {
+            Self.heldOtherThanDeclared(at: offset, range!, held: soFar ? "at least \(held) bytes the chunk held" : "the \(held) bytes the chunk held")
         }
         let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
         let staged: (length: UInt64, digest: String, adopted: Bool)
@@ -196,6 +182,28 @@ extension UploadService {
         var part = UploadLayerPart(.init(registryChunkOf: upload, at: offset, length: staged.length), partLength: staged.length, partDigest: staged.digest)
         part.staged = true
         return (offset, part, staged.adopted)
+    }
+
+    /// What a chunk's head alone refuses, at `offset`, the bytes its upload holds: decided before
+    /// its body is read (and so before a client that sent `Expect: 100-continue` is asked for it),
+    /// and, for a monolithic `POST`, before its repository or session is made. `nil` when the
+    /// body may be read.
+    public func chunkHeadRefusal(at offset: UInt64, range: ClosedRange<UInt64>?, declaredLength: UInt64?) -> (any Error)? {
+        if let range, range.lowerBound != offset {
+            return ChunkOutOfRange(bytesReceived: offset, message: "The chunk must start at byte \(offset), where the upload has reached")
+        }
+        guard let declaredLength else { return nil }
+        if let range, declaredLength == 0 || declaredLength - 1 != range.upperBound - range.lowerBound {
+            return Self.heldOtherThanDeclared(at: offset, range, held: "the \(declaredLength) bytes its Content-Length declares")
+        }
+        // An empty chunk (a final PUT's) adds nothing, whatever the upload holds.
+        let limit = blobs.maximumLayerBytes
+        if declaredLength > 0, offset > limit || declaredLength > limit - offset { return LayerTooLarge(maximumBytes: limit) }
+        return nil
+    }
+
+    private static func heldOtherThanDeclared(at offset: UInt64, _ range: ClosedRange<UInt64>, held: String) -> ChunkOutOfRange {
+        ChunkOutOfRange(bytesReceived: offset, message: "Content-Range \(range.lowerBound)-\(range.upperBound) does not cover \(held)")
     }
 
     /// Makes a staged file holding a whole layer the blob `completion` names; false when it is not

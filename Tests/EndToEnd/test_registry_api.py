@@ -867,6 +867,12 @@ def test_tags_with_n_zero_is_an_empty_list_without_link(reg, tagged):
     assert answer.status_code == 200 and answer.json()["tags"] == [] and "Link" not in answer.headers
 
 
+def test_tags_with_an_n_past_any_integer_is_one_page(reg, tagged):
+    every = reg("GET", f"/v2/{tagged}/tags/list").json()["tags"]
+    answer = reg("GET", f"/v2/{tagged}/tags/list", params={"n": "9" * 30})
+    assert answer.status_code == 200 and answer.json()["tags"] == every
+
+
 # ---------------------------------------------------------------------------------------------
 # Referrers
 
@@ -1051,6 +1057,33 @@ def test_a_refused_manifest_push_does_not_create_the_repository(open_server, ref
         assert_error(put_manifest(reg, name, "v1", body), 400, "MANIFEST_BLOB_UNKNOWN")
     else:
         assert_error(put_manifest(reg, name, sha256(b"other"), image_manifest(b"{}", [], config_type=OCI_EMPTY)), 400, "DIGEST_INVALID")
+    names = [r["repositoryName"] for r in ecr_client(open_server).describe_repositories()["repositories"]]
+    assert name not in names
+    assert_error(reg("GET", f"/v2/{name}/tags/list"), 404, "NAME_UNKNOWN")
+
+
+@pytest.mark.parametrize("refused", ["declared-too-large", "range-not-the-body", "mount-with-a-bad-digest"])
+def test_a_refused_blob_push_does_not_create_the_repository(open_server, refused):
+    """What the request alone refuses is refused before the repository, a mount or a session is made."""
+    reg = Registry(open_server)
+    name = f"made/refused-blob-{uuid.uuid4().hex[:8]}"
+    source = f"made/source-{uuid.uuid4().hex[:8]}"
+    push_blob(reg, source, b"mountable", sha256(b"mountable"))
+    path = f"/v2/{name}/blobs/uploads/"
+    if refused == "declared-too-large":
+        # Its head alone: the body is never sent (Expect: 100-continue).
+        with socket.create_connection(("127.0.0.1", open_server.port), timeout=30) as sock:
+            sock.sendall((f"POST {path}?digest={sha256(b'x')} HTTP/1.1\r\nHost: 127.0.0.1:{open_server.port}\r\n"
+                          "Content-Length: 99999999999999\r\nExpect: 100-continue\r\n\r\n").encode())
+            head = sock.recv(65536).decode("latin-1")
+        assert head.startswith("HTTP/1.1 413"), head
+    elif refused == "range-not-the-body":
+        answer = reg("POST", path, params={"digest": sha256(b"abc")}, data=b"abc",
+                     headers={"Content-Range": "0-9", "Content-Type": "application/octet-stream"})
+        assert_error(answer, 416)
+    else:
+        answer = reg("POST", path, params={"mount": sha256(b"never pushed"), "from": source, "digest": "sha256:BAD"})
+        assert_error(answer, 400, "DIGEST_INVALID")
     names = [r["repositoryName"] for r in ecr_client(open_server).describe_repositories()["repositories"]]
     assert name not in names
     assert_error(reg("GET", f"/v2/{name}/tags/list"), 404, "NAME_UNKNOWN")

@@ -12,16 +12,20 @@ extension RegistryFrontEnd {
     /// (`?digest=` with the body), or a new session.
     func startUpload(_ call: Call, _ ref: RepositoryRef) async throws -> Response {
         let request = call.request
+        // What the request alone refuses is refused before a mount, a repository or a session is
+        // made: a refused request writes nothing.
+        let digest = call.first("digest")
+        if let digest {
+            guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
+            let range = try await chunkRange(call) { 0 }
+            if let refusal = service.chunkHeadRefusal(at: 0, range: range, declaredLength: Self.declaredLength(call)) { throw refusal }
+        }
         if let mount = call.first("mount") {
             guard Validation.isRegistryDigest(mount) else { throw RegistryError(.digestInvalid, "'\(mount)' is not a sha256 or sha512 digest") }
             if try await mountLayer(call, ref, digest: mount) {
                 return Self.empty(.created, request, headers: [.location: "/v2/\(ref.repositoryName)/blobs/\(mount)", Self.contentDigestHeader: mount])
             }
             // Not mountable: the client uploads it in the session answered below.
-        }
-        let digest = call.first("digest")
-        if let digest, !Validation.isRegistryDigest(digest) {
-            throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest")
         }
         try await createIfAllowed(ref, call)
         let started = try await service.initiateLayerUpload(InitiateLayerUpload(repositoryName: ref.repositoryName), call.metadata())
@@ -109,9 +113,14 @@ extension RegistryFrontEnd {
     /// Where the request's chunk says it starts and ends (`Content-Range`), when it says. One
     /// that is not a range is 416 with the upload's `Range`, as one that starts elsewhere is.
     private func chunkRange(_ call: Call, _ upload: RepositoryUpload) async throws -> ClosedRange<UInt64>? {
+        try await chunkRange(call) { try await service.bytesReceived(upload) }
+    }
+
+    /// - Parameter bytesReceived: what the upload holds, for the refusal's `Range`.
+    private func chunkRange(_ call: Call, bytesReceived: () async throws -> UInt64) async throws -> ClosedRange<UInt64>? {
         guard let header = call.request.headers[.contentRange] else { return nil }
         guard let (first, last) = Self.chunkRange(header) else {
-            throw ChunkOutOfRange(bytesReceived: try await service.bytesReceived(upload), message: "Content-Range must be <first>-<last>, inclusive byte offsets")
+            throw ChunkOutOfRange(bytesReceived: try await bytesReceived(), message: "Content-Range must be <first>-<last>, inclusive byte offsets")
         }
         return first...last
     }

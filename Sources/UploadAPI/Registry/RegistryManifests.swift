@@ -88,8 +88,11 @@ extension RegistryFrontEnd {
     func tags(_ call: Call, _ ref: RepositoryRef) async throws -> Response {
         var wanted = Self.tagPageLimit
         if let n = call.first("n") {
-            guard let value = Int(n), value >= 0 else { throw RegistryError(.sizeInvalid, "n must be a whole number of tags", status: .badRequest) }
-            wanted = min(value, Self.tagPageLimit)
+            guard !n.isEmpty, n.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {
+                throw RegistryError(.sizeInvalid, "n must be a whole number of tags", status: .badRequest)
+            }
+            // More than a page asks for a page, however many digits it takes to ask.
+            wanted = min(Int(n) ?? Int.max, Self.tagPageLimit)
         }
         let limit = wanted, last = call.first("last")
         let names = try await service.reading { [service] snapshot in
