@@ -379,9 +379,10 @@ extension BlobStore {
             var info = stat()
             guard stat(path, &info) == 0 else { continue }
             let size = UInt64(info.st_size)
-            // A live tidy leaves a file written within the hour: a part whose commit's answer was
-            // lost may still commit (a PostgreSQL commit waiting on a standby), after this read.
-            if size > session.bytesReceived, !(tidyingOnly && Self.isRecent(path)) {
+            // A live tidy leaves a file written within the hour, and so does a start-up on a store
+            // whose commits may land late: a part whose commit's answer was lost (by this node
+            // before it restarted, or by another) may still commit after this read.
+            if size > session.bytesReceived, !((tidyingOnly || store.commitsMayLandLate) && Self.isRecent(path)) {
                 do {
                     try unshareStaging(path, keeping: session.bytesReceived)
                     guard truncate(path, off_t(session.bytesReceived)) == 0 || errno == ENOENT else { throw Self.posixError("truncate \(path)") }

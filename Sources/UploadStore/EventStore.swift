@@ -23,6 +23,11 @@ extension ReadOnlyStore: SnapshotReading {}
 public protocol EventStore: SnapshotReading {
     /// The settings the store decides commands with.
     var settings: DecisionSettings { get }
+    /// Whether a commit whose answer was lost may still land later: PostgreSQL's, waiting on a
+    /// synchronous standby after its connection was cut. Then a staging file written lately may
+    /// hold bytes the log is about to record, and no start-up may cut it back to what the log
+    /// says now. An LMDB commit ends with its process.
+    var commitsMayLandLate: Bool { get }
     /// The store's clock, for what callers stamp themselves (a token's expiry, a sweep's id).
     var clock: any Clock { get }
 

@@ -93,6 +93,7 @@ public final class Store: EventStore {
     }
 
     public var settings: DecisionSettings { configuration.settings }
+    public var commitsMayLandLate: Bool { false }
     public var clock: any Clock { configuration.clock }
 
     /// Queues the commands for the writer, which decides, appends and projects them in its next

@@ -39,6 +39,7 @@ final class AnswerLostStore: EventStore {
     }
 
     var settings: DecisionSettings { real.settings }
+    var commitsMayLandLate: Bool { real.commitsMayLandLate }
     var clock: any Clock { real.clock }
     func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T { try real.read(body) }
     func waitForEvents(after position: UInt64, timeout: Duration) async -> Bool { await real.waitForEvents(after: position, timeout: timeout) }

@@ -83,6 +83,31 @@ struct BlobStoreTests {
         }
     }
 
+    /// On PostgreSQL a part whose commit's answer was lost (its connection cut while the commit
+    /// waited on a standby) may still commit after a node restarts: start-up leaves a staging file
+    /// written within the hour as the live tidy does, and cuts back an older one. LMDB's commits
+    /// end with their process, so its start-up cuts back at once.
+    @Test(arguments: StoreBackend.allCases)
+    func startUp_leavesLatelyWrittenStaging_whereCommitsMayLandLate(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await location.withStore { store in
+            let blobs = try BlobStore(directory: dir.path)
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let a = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            try blobs.writePart(uploadId: a, offset: 0, bytes: Array("staged, its commit not yet seen".utf8))
+            let atStart = try blobs.reconcile(with: store)
+            #expect(atStart.truncatedStaging == (store.commitsMayLandLate ? [] : [a]), "\(backend)")
+            #expect(store.commitsMayLandLate == (backend == .postgres))
+            try blobs.writePart(uploadId: a, offset: 0, bytes: Array("staged an hour ago".utf8))
+            var hoursAgo = [timeval(tv_sec: time(nil) - 7200, tv_usec: 0), timeval(tv_sec: time(nil) - 7200, tv_usec: 0)]
+            #expect(utimes(blobs.stagingPath(a), &hoursAgo) == 0)
+            #expect(try blobs.reconcile(with: store).truncatedStaging == [a], "\(backend)")
+        }
+    }
+
     /// Completed layers are checked after start-up, not by reconcile (which reads only active
     /// uploads); a layer the log records without its blob is reported there.
     @Test func missingBlobs_reportsACompletedLayerWhoseBlobIsGone() async throws {

@@ -71,6 +71,7 @@ public final class PostgresStore: EventStore {
     /// Runs `body` in one `REPEATABLE READ READ ONLY` snapshot on a pooled connection (``PostgresReader``).
     public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T { try reader.read(body) }
     public var readsWaitOnTheNetwork: Bool { true }
+    public var commitsMayLandLate: Bool { true }
 
     /// Runs `body` on a pooled connection, outside any snapshot: for the store's own writes
     /// that are not commands (a copy's records, a rebuild).
