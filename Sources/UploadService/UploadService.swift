@@ -70,14 +70,15 @@ public final class UploadService: Sendable {
         try await store.execute(command, metadata: metadata)
     }
 
-    /// Runs `command`, whose events name `logo` by `digest`, so that no event is answered while
-    /// naming a logo the store lacks: the logo is kept as a blob first. A command the state
-    /// refuses now (decided as the writer will decide it, on a snapshot) keeps no logo: a refused
-    /// request writes nothing. It still goes to the writer when it carries an SDK invocation id,
-    /// which the writer may answer from the retry window (the original result, or
-    /// IdempotentParameterMismatchException); if the writer takes it after all, the logo is kept
-    /// before the answer. A refusal only at the log's tail leaves a logo behind: harmless, as
-    /// blobs are content-addressed and never changed.
+    /// Runs `command`, whose events name `logo` by `digest`, so that no event ever names a logo
+    /// the store lacks: the logo is kept as a blob before the command reaches the writer. A
+    /// command the state refuses now (decided as the writer will decide it, on a snapshot) keeps
+    /// no logo: a refused request writes nothing. It still goes to the writer when it carries an
+    /// SDK invocation id, but only to be answered from the retry window (the original result, or
+    /// IdempotentParameterMismatchException); the writer refuses anything else as the snapshot
+    /// did (``UploadStore/CommandSubmission/refusalUnlessRetry``), even if the state changed
+    /// since, so it never records a logo not kept. A refusal only at the log's tail leaves a
+    /// logo behind: harmless, as blobs are content-addressed and never changed.
     private func execute(
         _ command: Command, keepingLogo logo: [UInt8]?, as digest: String?, _ metadata: RequestMetadata
     ) async throws -> CommandOutcome {
@@ -96,11 +97,12 @@ public final class UploadService: Sendable {
         } catch {
             refusedNow = nil
         }
-        if let refusedNow, metadata.invocationId == nil { throw refusedNow }
-        if refusedNow == nil { try keep() }
-        let outcome = try await store.execute(command, metadata: metadata)
-        if !storage.hasBlob(digest) { try keep() }
-        return outcome
+        if let refusedNow {
+            guard metadata.invocationId != nil else { throw refusedNow }
+            return try await store.execute(command, metadata: metadata, refusalUnlessRetry: refusedNow, answersMismatch: true)
+        }
+        try keep()
+        return try await store.execute(command, metadata: metadata)
     }
 
     /// Deletes the repository, then the staged bytes of the uploads it aborted (no longer needed

@@ -83,11 +83,17 @@ public struct CommandSubmission: Sendable {
     /// the exact retry of a call its retry window holds, and otherwise refuses it with this,
     /// writing nothing.
     public let refusalUnlessRetry: (any Error & Sendable)?
+    /// Whether a call with `refusalUnlessRetry` that reuses another call's invocation id is
+    /// answered IdempotentParameterMismatchException, as any call is: set for a caller refused by
+    /// the state it may change (a logo's command, refused on a snapshot), not by its authority,
+    /// which is told nothing of the other call.
+    public let answersMismatch: Bool
 
-    public init(_ command: Command, metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil) {
+    public init(_ command: Command, metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil, answersMismatch: Bool = false) {
         self.command = command
         self.metadata = metadata
         self.refusalUnlessRetry = refusalUnlessRetry
+        self.answersMismatch = answersMismatch
     }
 }
 
@@ -100,9 +106,9 @@ extension EventStore {
     /// Appends one command. - Throws: its refusal (``CommandError``, or `refusalUnlessRetry`: see
     /// ``CommandSubmission/refusalUnlessRetry``) or the store's failure.
     public func execute(
-        _ command: Command, metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil
+        _ command: Command, metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil, answersMismatch: Bool = false
     ) async throws -> CommandOutcome {
-        let submission = CommandSubmission(command, metadata: metadata, refusalUnlessRetry: refusalUnlessRetry)
+        let submission = CommandSubmission(command, metadata: metadata, refusalUnlessRetry: refusalUnlessRetry, answersMismatch: answersMismatch)
         guard let result = await append([submission]).first else {
             throw StoreError(.closed, "the store answered nothing")
         }

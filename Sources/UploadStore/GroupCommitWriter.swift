@@ -29,6 +29,7 @@ final class GroupCommitWriter: Sendable {
         let metadata: RequestMetadata
         let uploadId: String?
         let refusalUnlessRetry: (any Error & Sendable)?
+        let answersMismatch: Bool
         let answer: Answers
         let index: Int
 
@@ -36,6 +37,7 @@ final class GroupCommitWriter: Sendable {
             self.command = submission.command
             self.metadata = submission.metadata
             self.refusalUnlessRetry = submission.refusalUnlessRetry
+            self.answersMismatch = submission.answersMismatch
             self.uploadId = uploadId
             self.answer = answer
             self.index = index

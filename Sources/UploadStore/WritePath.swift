@@ -99,7 +99,8 @@ struct WritePath {
                         pending.command, pending.metadata, run: run, events: txn.events, state: txn.tables, settings: settings) {
                         return .success(recorded)
                     }
-                } catch let mismatch as CommandError where pending.refusalUnlessRetry != nil && mismatch.code == .idempotentParameterMismatch {
+                } catch let mismatch as CommandError
+                    where pending.refusalUnlessRetry != nil && !pending.answersMismatch && mismatch.code == .idempotentParameterMismatch {
                     // Not its retry: refused as its caller may not make it (below), telling nothing of the other call.
                 }
             }

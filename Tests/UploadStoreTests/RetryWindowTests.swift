@@ -30,6 +30,35 @@ struct RetryWindowTests {
         }
     }
 
+    /// A call the writer takes only as a retry (``CommandSubmission/refusalUnlessRetry``) is
+    /// answered as recorded when it is one, and refused otherwise, writing nothing. Reusing another
+    /// call's id is a mismatch only for a caller refused by the state (``answersMismatch``); one
+    /// refused its authority is told nothing of the other call.
+    @Test func aCallTakenOnlyAsARetry_isAnsweredAsRecorded_orRefused() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            try await Self.create(store)
+            let first = try await store.execute(try Self.initiate(), metadata: Self.metadata("inv-once"))
+            let refusal = CommandError(.repositoryNotFound, "refused as the snapshot decided")
+            let retry = try await store.execute(try Self.initiate(), metadata: Self.metadata("inv-once"), refusalUnlessRetry: refusal)
+            #expect(retry.isRetry && retry.events == first.events)
+            var reused = Self.metadata("inv-once")
+            reused.requestDigest = "another body"
+            for answersMismatch in [false, true] {
+                let error = await #expect(throws: CommandError.self) {
+                    try await store.execute(try Self.initiate(), metadata: reused, refusalUnlessRetry: refusal, answersMismatch: answersMismatch)
+                }
+                #expect(error?.code == (answersMismatch ? .idempotentParameterMismatch : .repositoryNotFound))
+            }
+            let fresh = await #expect(throws: CommandError.self) {
+                try await store.execute(try Self.initiate(), metadata: Self.metadata("inv-new"), refusalUnlessRetry: refusal, answersMismatch: true)
+            }
+            #expect(fresh?.code == .repositoryNotFound, "not a retry: refused as asked, though the state would take it")
+            #expect(try store.read { try $0.lastPosition() } == 2)
+        }
+    }
+
     /// Invocation ids are compared by their bytes, as every key is: two ids that differ only in
     /// Unicode normalisation (`String`'s `==` equates them) are two calls, before a restart and after.
     @Test func invocationIdsThatDifferOnlyInNormalisation_areTwoCalls() async throws {
