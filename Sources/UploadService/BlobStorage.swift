@@ -9,6 +9,10 @@ public import UploadStore
 public protocol BlobStorage: Sendable {
     /// The size of the blob `digest` names, `nil` when none is kept.
     func blobSize(_ digest: String) -> UInt64?
+    /// The size of the blob `digest` names once its name is durable, `nil` when none is kept. A
+    /// blob another request is keeping can be seen before its name is synced: an event that
+    /// names a blob it found so (a mount from the blob store, a logo kept before) asks this first.
+    func durableBlobSize(_ digest: String) throws -> UInt64?
     /// Keeps `temporary` (a synced file of exactly the blob's bytes, from
     /// ``BlobStore/hashAndCopyStaged(uploadId:length:algorithm:)``) as the blob `digest`, and
     /// consumes it; a blob already kept is kept as it is (it holds the same bytes).

@@ -96,6 +96,12 @@ public struct BlobStore: BlobStorage {
         return UInt64(info.st_size)
     }
 
+    public func durableBlobSize(_ digest: String) throws -> UInt64? {
+        guard let size = blobSize(digest) else { return nil }
+        try Self.syncDirectory((blobPath(digest) as NSString).deletingLastPathComponent)
+        return size
+    }
+
     /// Writes a part at its offset a chunk at a time, hashing it as it goes, cuts off anything
     /// after it (bytes of a part that never committed), and syncs the file, and the directory when
     /// the file is new. Fails without truncating when the bytes turn out malformed part way; the

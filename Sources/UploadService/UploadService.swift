@@ -70,6 +70,11 @@ public final class UploadService: Sendable {
         try await store.execute(command, metadata: metadata)
     }
 
+    /// ``BlobStorage/durableBlobSize(_:)``, on NIO's thread pool (it may sync a directory).
+    public func durableBlobSize(_ digest: String) async throws -> UInt64? {
+        try await Self.blocking { [storage] in try storage.durableBlobSize(digest) }
+    }
+
     /// Runs `command`, whose events name `logo` by `digest`, so that no event ever names a logo
     /// the store lacks: the logo is kept as a blob before the command reaches the writer. A
     /// command the state refuses now (decided as the writer will decide it, on a snapshot) keeps
@@ -82,7 +87,11 @@ public final class UploadService: Sendable {
     private func execute(
         _ command: Command, keepingLogo logo: [UInt8]?, as digest: String?, _ metadata: RequestMetadata
     ) async throws -> CommandOutcome {
-        guard let logo, let digest, !storage.hasBlob(digest) else { return try await store.execute(command, metadata: metadata) }
+        guard let logo, let digest else { return try await store.execute(command, metadata: metadata) }
+        // Kept before (by another request, which may not have synced its name yet): made durable.
+        if try await durableBlobSize(digest) != nil {
+            return try await store.execute(command, metadata: metadata)
+        }
         let keep = { try self.storage.commitBlob(self.blobs.writeTemporary(logo), digest: digest) }
         let now = DecisionContext(now: store.clock.now())
         let settings = self.settings

@@ -59,7 +59,7 @@ extension RegistryFrontEnd {
                 return false  // not allowed to read the source: the client uploads the blob instead
             }
             source = .repository(from)
-        } else if let size = service.storage.blobSize(digest), try await mayRead(digest, call) {
+        } else if service.storage.hasBlob(digest), try await mayRead(digest, call), let size = try await service.durableBlobSize(digest) {
             source = .blobStore(size: size)
         } else {
             return false
