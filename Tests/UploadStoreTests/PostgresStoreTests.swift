@@ -184,6 +184,29 @@ struct PostgresStoreTests {
         #expect(report.events == 4)
     }
 
+    /// A checkpoint is signed from a snapshot read before the append lock: a failover that lost
+    /// commits may take its tree back before it is kept. Kept, it would stop every later signing
+    /// for good; so it is kept only of the tree the log holds under that lock.
+    @Test func aCheckpointOfATreeTheLogNoLongerHolds_isNotKept() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await location.withStore { store in
+            _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata())
+            _ = try await store.execute(try Self.create("team/other"), metadata: testMetadata())
+            let signer = try NoteSigner.generate(name: "example.com/log")
+            let identity = LogIdentity(verifier: signer.verifier, origin: "example.com/log")
+            func signed(_ size: UInt64, _ root: MerkleTree.Hash) throws -> SignedCheckpoint {
+                SignedCheckpoint(size: size, note: try SignedNote.sign(Checkpoint(origin: "example.com/log", size: size, rootHash: root).text, with: signer))
+            }
+            let root = try #require(Hex.decode(try store.merkleRoot().rootHash))
+            #expect(throws: StoreError.self, "past the log's end") { try store.keep(try signed(3, root), signedAs: identity) }
+            #expect(throws: StoreError.self, "another tree of that size") { try store.keep(try signed(2, MerkleTree.emptyRoot), signedAs: identity) }
+            #expect(try store.read { try $0.latestSignedCheckpoint() } == nil)
+            let held = try signed(2, root)
+            #expect(try store.keep(held, signedAs: identity) == held)
+        }
+    }
+
     /// A read that meets a connection the server closed runs again on a newly opened one, not on
     /// another pooled connection the server closed too (as a restart closes them all).
     @Test func aReadAfterThePoolsConnectionsWereClosed_isAnswered() async throws {

@@ -1,5 +1,6 @@
 import Foundation
 import LMDBKit
+import LogHashing
 import Logging
 import PostgresKit
 import Synchronization
@@ -109,6 +110,7 @@ public final class PostgresStore: EventStore {
                     if let last, last.size > checkpoint.size { return last }  // another node's, kept meanwhile: never a smaller tree
                     let kept = try connection.query("SELECT note FROM signed_checkpoints WHERE size = $1", [.position(checkpoint.size)])
                     if !kept.isEmpty { return SignedCheckpoint(size: checkpoint.size, note: kept.text(0, 0)) }
+                    try Self.checkTheLogHolds(checkpoint, connection)
                     try PostgresLog.checkpointRows([checkpoint]).run(on: connection)
                     return checkpoint
                 } }
@@ -119,6 +121,20 @@ public final class PostgresStore: EventStore {
             // Its detail (host, role, SQL) is for the log, not for the client of `/log/checkpoint`.
             configuration.logger.error("a signed checkpoint could not be kept in PostgreSQL", metadata: ["error": "\(failure)"])
             throw StoreError(.io, "the checkpoint could not be kept (the server's log has the detail); try again")
+        }
+    }
+
+    /// Refuses `checkpoint` unless the log holds its tree now. It was signed from a snapshot read
+    /// before the append lock was taken: a failover that lost commits may have taken that tree
+    /// back since, and a checkpoint kept of it would stop every later signing for good.
+    private static func checkTheLogHolds(_ checkpoint: SignedCheckpoint, _ connection: PostgresConnection) throws {
+        let size = checkpoint.size
+        guard size > 0 else { return }
+        let holds = try (PostgresLog.lastPosition(connection) ?? 0) >= size && MerkleTree.withNodesRead(
+            by: { try PostgresLog.merkleNodes(connection, at: $0) }, orEach: { try PostgresLog.merkleNode(connection, level: $0, index: $1) }
+        ) { node in try MerkleTree.rootHash(0, size, node: node) } == checkpoint.checkpoint().rootHash
+        guard holds else {
+            throw StoreError(.io, "the log no longer holds the tree of \(size) events the checkpoint was signed for (a failover that lost commits): the next signing signs the tree as it is")
         }
     }
 
