@@ -23,11 +23,16 @@ public struct ChunkOutOfRange: Error, Sendable {
 extension UploadService {
     /// The bytes an active upload of `upload.repository` holds so far; `UploadNotFoundException` otherwise.
     public func bytesReceived(_ upload: RepositoryUpload) async throws -> UInt64 {
+        try await activeSession(upload).bytesReceived
+    }
+
+    /// The session of an active upload of `upload.repository`; `UploadNotFoundException` otherwise.
+    private func activeSession(_ upload: RepositoryUpload) async throws -> UploadSession {
         try await reading { snapshot in
             guard let session = try snapshot.session(upload.uploadId), session.state == .active, session.repository == upload.repository else {
                 throw Self.uploadNotFound(upload)
             }
-            return session.bytesReceived
+            return session
         }
     }
 
@@ -137,8 +142,12 @@ extension UploadService {
     private func stageChunk<Body: AsyncSequence & Sendable>(
         _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, declaredLength: UInt64?, body: Body, adoptingAs completion: CompleteLayerUpload? = nil
     ) async throws -> (offset: UInt64, part: UploadLayerPart?, adopted: Bool) where Body.Element == ByteBuffer {
-        let offset = try await bytesReceived(upload)
+        let session = try await activeSession(upload)
+        let offset = session.bytesReceived
         let adoptable = offset == 0 ? completion : nil
+        // Refused before its bytes are read, as the decider would refuse its part (an empty final
+        // chunk adds no part: the upload still completes).
+        if declaredLength != 0, let why = settings.refusesAnotherChunk(after: session.partCount) { throw CommandError(.invalidLayerPart, why) }
         if let refusal = chunkHeadRefusal(at: offset, range: range, declaredLength: declaredLength) { throw refusal }
         // The bytes `Content-Range` says the chunk holds, less one (`last - first` cannot overflow,
         // where their count can: `0-18446744073709551615`).

@@ -48,7 +48,7 @@ final class LMDBCommitter: BatchCommitter {
         do {
             try ProjectionCatchUp.run(environment, schema, projections, changingLayout: false)
             try projections.environment.sync()
-            try environment.write { txn in try UnsyncedProjectionWriters.unregister(txn, schema, bootId: configuration.bootId) }
+            try environment.writeGrowingTheMap { txn in try UnsyncedProjectionWriters.unregister(txn, schema, bootId: configuration.bootId) }
         } catch {
             configuration.logger.error("the projections could not be synced at close; they are rebuilt after the machine next restarts", metadata: ["error": "\(error)"])
         }

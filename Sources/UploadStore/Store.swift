@@ -81,7 +81,7 @@ public final class Store: EventStore {
             // wrote could not be synced: then the count stays, and the projections are rebuilt
             // after the next reboot, as for a writer killed.
             if !unsynced {
-                try? environment.write { txn in try UnsyncedProjectionWriters.unregister(txn, schema, bootId: configuration.bootId) }
+                try? environment.writeGrowingTheMap { txn in try UnsyncedProjectionWriters.unregister(txn, schema, bootId: configuration.bootId) }
             }
             throw error
         }

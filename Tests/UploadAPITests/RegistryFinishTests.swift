@@ -51,6 +51,27 @@ struct RegistryFinishTests {
         }
     }
 
+    /// A chunk past the registry's cap on chunks is refused before a byte of it is read, and the
+    /// upload still completes with an empty final chunk.
+    @Test func aChunkPastTheCap_isRefusedUnread_andTheUploadStillCompletes() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir, configure: { $0.settings.maximumRegistryChunks = 1 }) { store in
+            let blobs = try BlobStore(directory: dir.path)
+            let service = UploadService(store: store, blobs: blobs, logger: Logger(label: "test"))
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            let started = try await service.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), testMetadata())
+            let upload = RepositoryUpload(started.repository, uploadId: started.uploadId), first: [UInt8] = [1, 2, 3]
+            _ = try await service.appendChunk(upload, range: nil, body: Self.chunk(first), testMetadata())
+            let refusal = await #expect(throws: CommandError.self) {
+                try await service.appendChunk(upload, range: nil, declaredLength: 1, body: BodyNeverRead(), testMetadata())
+            }
+            #expect(refusal?.code == .invalidLayerPart)
+            let completed = try await service.finishUpload(upload, range: nil, declaredLength: 0, body: Self.chunk([]), digest: Self.digest(first), testMetadata())
+            #expect(completed.layerDigest == Self.digest(first))
+        }
+    }
+
     @Test func aChunkAfterOthers_commitsItsPartThenTheCompletion() async throws {
         try await withRegistryUpload { service, store, blobs, upload in
             let first = [UInt8](repeating: 1, count: 1000), last = [UInt8](repeating: 2, count: 500)
@@ -188,6 +209,18 @@ private struct Unlinkable: BlobStorage {
         return false
     }
     func openBlob(_ digest: String) throws -> any BlobReader { try blobs.openBlob(digest) }
+}
+
+/// A body the test expects never to be read.
+private struct BodyNeverRead: AsyncSequence, Sendable {
+    struct AsyncIterator: AsyncIteratorProtocol {
+        mutating func next() async throws -> ByteBuffer? {
+            Issue.record("the body was read")
+            return nil
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator() }
 }
 
 /// A chunk whose bytes arrive only when the test says: it reports when it is first read (its

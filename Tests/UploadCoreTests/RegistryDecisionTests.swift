@@ -45,6 +45,22 @@ struct RegistryDecisionTests {
         #expect(try w.tables.layer(w.ref, a)?.layerSize == big + 2)
     }
 
+    /// Each chunk is an event: a client may not fill the log by sending a layer a byte at a time.
+    /// The upload still completes at the cap, and `expects` (checked before any bytes are staged)
+    /// agrees with the decider.
+    @Test func registryChunks_stopAtTheirCap_andTheUploadStillCompletes() throws {
+        var w = try Harness()
+        w.settings.maximumRegistryChunks = 2
+        let id = try w.start()
+        try w.run(chunk(id, at: 0, length: 1))
+        try w.run(chunk(id, at: 1, length: 1))
+        let session = try #require(try w.tables.session(id))
+        #expect(!session.expects(UploadLayerPart.Placement(registryChunkOf: upload(id), at: 2, length: 1), length: 1, in: w.ref, settings: w.settings))
+        #expect(try w.refusal(chunk(id, at: 2, length: 1)).code == .invalidLayerPart)
+        let done = try w.run(completion(id, a, size: 2))
+        #expect(done.events.map(\.type) == [.layerUploadCompleted])
+    }
+
     @Test func anEmptyBlob_completesUnderTheRegistryRules_only() throws {
         var w = try Harness()
         let id = try w.start()

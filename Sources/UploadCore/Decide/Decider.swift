@@ -12,6 +12,10 @@ public struct DecisionSettings: Sendable, Equatable {
     public var partSize: UInt64
     /// The most parts one upload may have (ECR Public's quota).
     public var maximumParts: UInt64 = 1000
+    /// The most chunks one registry upload may have: each is an event, and a client that sent a
+    /// layer a byte at a time would otherwise fill the log. Far past any client's (docker, skopeo
+    /// and containerd send a layer in one; 10 GiB in 5 MiB chunks is 2,048).
+    public var maximumRegistryChunks: UInt64 = 10_000
     /// The most uploads in progress one repository may have; more is `LimitExceededException`.
     public var maximumActiveUploadsPerRepository: UInt64 = 10_000
 
@@ -24,6 +28,11 @@ public struct DecisionSettings: Sendable, Equatable {
         self.defaultRegistryId = defaultRegistryId
         self.registryAlias = registryAlias
         self.partSize = partSize
+    }
+
+    /// Why a registry upload that holds `chunks` chunks takes no more, or `nil` while it may.
+    public func refusesAnotherChunk(after chunks: UInt64) -> String? {
+        chunks < maximumRegistryChunks ? nil : "The upload already holds \(chunks) chunks, the most one upload may have; push the blob again in larger chunks"
     }
 
     /// The canonical id of the registry a command names, or `RegistryNotFoundException`.

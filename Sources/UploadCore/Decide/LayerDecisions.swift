@@ -27,6 +27,7 @@ enum LayerDecisions {
         guard c.rules == .registry || session.partCount < settings.maximumParts else {
             throw CommandError(.limitExceeded, "The upload with id '\(c.uploadId)' already has \(session.partCount) parts, the most one upload may have")
         }
+        if c.rules == .registry, let why = settings.refusesAnotherChunk(after: session.partCount) { throw refuse(why) }
         guard c.staged else { throw changed(c.uploadId) }
         return Decision([.layerPartUploaded(LayerPartUploaded(
             uploadId: c.uploadId, registryId: ref.registryId, repositoryName: ref.repositoryName,
@@ -133,7 +134,9 @@ extension UploadSession {
     public func expects(_ part: UploadLayerPart.Placement, length: UInt64, in ref: RepositoryRef, settings: DecisionSettings) -> Bool {
         state == .active && repository == ref && part.partFirstByte == bytesReceived && part.partLastByte >= part.partFirstByte
             && length == part.partLastByte - part.partFirstByte + 1
-            && (part.rules == .registry || (length <= UploadLayerPart.maximumPartBytes && partCount < settings.maximumParts))
+            && (part.rules == .registry
+                ? settings.refusesAnotherChunk(after: partCount) == nil
+                : length <= UploadLayerPart.maximumPartBytes && partCount < settings.maximumParts)
     }
 
     /// Whether the session's staged bytes are worth hashing into a layer: it is active, in `ref`,
