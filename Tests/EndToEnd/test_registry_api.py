@@ -532,6 +532,13 @@ def test_mount_from_another_repository_is_201(reg, repo, other_repo):
     assert reg("GET", f"/v2/{repo}/blobs/{digest}").content == data
 
 
+@pytest.mark.parametrize("mount", ["sha256:XYZ", "md5:abc", ""])
+def test_a_mount_of_a_digest_that_is_none_is_answered_with_a_session(reg, repo, other_repo, mount):
+    """As any blob the registry cannot mount (the spec: it SHOULD answer 202 with a session)."""
+    answer = reg("POST", f"/v2/{repo}/blobs/uploads/", params={"mount": mount, "from": other_repo})
+    assert answer.status_code == 202 and "Location" in answer.headers, answer.text
+
+
 def test_mount_without_from_of_a_blob_the_server_holds_is_201(reg, repo, other_repo):
     data = os.urandom(400)
     digest = push_blob(reg, other_repo, data)
@@ -865,6 +872,15 @@ def test_tags_after_last(reg, tagged):
 def test_tags_with_n_zero_is_an_empty_list_without_link(reg, tagged):
     answer = reg("GET", f"/v2/{tagged}/tags/list", params={"n": 0})
     assert answer.status_code == 200 and answer.json()["tags"] == [] and "Link" not in answer.headers
+
+
+def test_a_path_with_escaped_segments_names_the_same_endpoint(reg, tagged):
+    """As distribution decodes a path: `%2F` in a name, `%3A` in a digest (Python's quote() escapes both)."""
+    escaped = tagged.replace("/", "%2F")
+    assert reg("GET", f"/v2/{escaped}/tags/list").json()["tags"] == reg("GET", f"/v2/{tagged}/tags/list").json()["tags"]
+    digest = reg("GET", f"/v2/{tagged}/manifests/{TAGS[0]}", headers={"Accept": OCI_MANIFEST}).headers["Docker-Content-Digest"]
+    assert reg("HEAD", f"/v2/{tagged}/manifests/{digest.replace(':', '%3A')}", headers={"Accept": OCI_MANIFEST}).status_code == 200
+    assert_error(reg("GET", f"/v2/{tagged}/tags/list%"), 404)
 
 
 def test_tags_with_an_n_past_any_integer_is_one_page(reg, tagged):

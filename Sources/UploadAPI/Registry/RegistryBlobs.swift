@@ -20,12 +20,10 @@ extension RegistryFrontEnd {
             let range = try await chunkRange(call) { 0 }
             if let refusal = service.chunkHeadRefusal(at: 0, range: range, declaredLength: Self.declaredLength(call)) { throw refusal }
         }
-        if let mount = call.first("mount") {
-            guard Validation.isRegistryDigest(mount) else { throw RegistryError(.digestInvalid, "'\(mount)' is not a sha256 or sha512 digest") }
-            if try await mountLayer(call, ref, digest: mount) {
-                return Self.empty(.created, request, headers: [.location: "/v2/\(ref.repositoryName)/blobs/\(mount)", Self.contentDigestHeader: mount])
-            }
-            // Not mountable: the client uploads it in the session answered below.
+        // A blob it cannot mount (a digest that is none among them, as the spec's earlier version
+        // said) is answered with a session, in which the client uploads it (202).
+        if let mount = call.first("mount"), Validation.isRegistryDigest(mount), try await mountLayer(call, ref, digest: mount) {
+            return Self.empty(.created, request, headers: [.location: "/v2/\(ref.repositoryName)/blobs/\(mount)", Self.contentDigestHeader: mount])
         }
         try await createIfAllowed(ref, call)
         let started = try await service.initiateLayerUpload(InitiateLayerUpload(repositoryName: ref.repositoryName), call.metadata())

@@ -145,7 +145,9 @@ public final class RegistryFrontEnd: Sendable {
 
     /// Answers one request. Never throws: every failure becomes a spec-shaped error.
     func respond(to request: Request, remoteAddress: SocketAddress?) async -> Response {
-        guard let route = Route(path: request.uri.path) else {
+        // Decoded, as distribution reads a path: a client that escapes its segments (`%3A` in a
+        // digest, `%2F` in a name) names the same endpoint. A malformed escape names none.
+        guard let route = request.uri.path.removingPercentEncoding.flatMap(Route.init(path:)) else {
             metrics.countRegistryRequest(endpoint: "unknown", outcome: RegistryError.Code.unsupported.rawValue)
             return Self.errorResponse(RegistryError(.unsupported, "No registry endpoint has this path", status: .notFound), request)
         }
