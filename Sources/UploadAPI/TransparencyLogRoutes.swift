@@ -55,15 +55,20 @@ extension ECRPublicService {
 
     static let tilePrefix = "/log/tile/"
 
-    /// A tile or an entry bundle, cached for good: a path names the same bytes forever. A hash tile
+    /// A tile or an entry bundle, cached for good once a signed checkpoint covers it: a path then
+    /// names the same bytes forever. (Past the last checkpoint a failover that lost commits may
+    /// take the tail back and the log grow again with other events: such a tile is not cached.)
+    /// A hash tile
     /// (256 lookups) is read as API requests read (``UploadStore/SnapshotReading/reading(_:)``); a
     /// bundle, which may be large, on the feeds' thread, so that anonymous tile requests never
     /// queue behind the feeds, nor bundles ahead of API requests.
     private func tileResponse(_ address: TileAddress) async throws -> Response {
         let store = self.store
         if case .wideEntries = address.kind { return try await wideBundleResponse(address) }
-        let read = { @Sendable (snapshot: any StoreSnapshot) throws -> ([UInt8]?, UInt64) in (try snapshot.tile(address), try snapshot.lastPosition()) }
-        let (bytes, logSize) = if case .hashes = address.kind { try await store.reading(read) } else { try await Self.feedPool.runIfActive { try store.read(read) } }
+        let read = { @Sendable (snapshot: any StoreSnapshot) throws -> ([UInt8]?, UInt64, UInt64) in
+            (try snapshot.tile(address), try snapshot.lastPosition(), try snapshot.latestSignedCheckpoint()?.size ?? 0)
+        }
+        let (bytes, logSize, signedSize) = if case .hashes = address.kind { try await store.reading(read) } else { try await Self.feedPool.runIfActive { try store.read(read) } }
         guard let bytes else {
             // A bundle the log holds but cannot encode: one of its entries is longer than 64 KiB.
             if address.kind == .entries, let leaves = address.leaves, leaves.upperBound <= logSize {
@@ -76,7 +81,7 @@ extension ECRPublicService {
         headers[.contentType] = "application/octet-stream"
         // A bundle is read with credentials: a shared cache (a CDN, a proxy) must not keep it for others.
         let shared = if case .hashes = address.kind { "public" } else { "private" }
-        headers[.cacheControl] = shared + ", max-age=31536000, immutable"
+        headers[.cacheControl] = Self.tileCaching(shared, address, signedSize: signedSize)
         return Response(status: .ok, headers: headers, body: Self.piecewise(ByteBuffer(bytes: bytes)))
     }
 
@@ -85,7 +90,9 @@ extension ECRPublicService {
     /// slice (`EntryBundle.sliceBytes`) of each reader's in memory, not the whole.
     private func wideBundleResponse(_ address: TileAddress) async throws -> Response {
         let store = self.store
-        let logSize = try await Self.feedPool.runIfActive { try store.read { try $0.lastPosition() } }
+        let (logSize, signedSize) = try await Self.feedPool.runIfActive {
+            try store.read { (try $0.lastPosition(), try $0.latestSignedCheckpoint()?.size ?? 0) }
+        }
         guard let leaves = address.leaves, leaves.upperBound <= logSize else {
             return Self.logNotFound("the log is not yet large enough to hold tile/\(address.path)")
         }
@@ -117,7 +124,14 @@ extension ECRPublicService {
             try await writer.finish(nil)
         }
         // A bundle is read with credentials: a shared cache (a CDN, a proxy) must not keep it for others.
-        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .cacheControl: "private, max-age=31536000, immutable"], body: body)
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .cacheControl: Self.tileCaching("private", address, signedSize: signedSize)], body: body)
+    }
+
+    /// `Cache-Control` of a tile or bundle: for good once a checkpoint of `signedSize` events covers
+    /// it, else revalidated on every use.
+    static func tileCaching(_ shared: String, _ address: TileAddress, signedSize: UInt64) -> String {
+        guard let leaves = address.leaves, leaves.upperBound <= signedSize else { return shared + ", no-cache" }
+        return shared + ", max-age=31536000, immutable"
     }
 
     /// Runs an endpoint open to anyone (the log's, `/metrics`): bad parameters get 400 with

@@ -92,13 +92,23 @@ public actor CheckpointSigner {
         }
     }
 
-    /// What to answer with a signing's `checkpoint`, kept as the latest. Two signings may overlap
-    /// (the last one, at shutdown, beside one under way) and their callers resume in any order: a
-    /// tree smaller than one already served is never served after it.
+    /// What to answer with a signing's `checkpoint`, kept as the latest.
     private func served(_ checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant) -> SignedCheckpoint {
-        if let latest, latest.checkpoint.size > checkpoint.size { return latest.checkpoint }
-        latest = (checkpoint, max(readAt, latest?.readAt ?? readAt))
-        return checkpoint
+        latest = Self.latest(after: latest, signed: checkpoint, readAt: readAt)
+        return latest!.checkpoint
+    }
+
+    /// The checkpoint to serve after a signing of `checkpoint` from the log as read at `readAt`.
+    /// Two signings may overlap (the last one, at shutdown, beside one under way) and their callers
+    /// resume in any order: one that read the log before the one at hand never replaces it with a
+    /// smaller tree. One that read it later saw the log as it is, even taken back (a failover that
+    /// lost commits), and stands: the larger tree can no longer be proven, and a checkpoint kept
+    /// as fresh though it is not would have every caller sign again.
+    static func latest(
+        after latest: (checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant)?, signed checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant
+    ) -> (checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant) {
+        if let latest, readAt < latest.readAt, latest.checkpoint.size > checkpoint.size { return latest }
+        return (checkpoint, max(readAt, latest?.readAt ?? readAt))
     }
 
     /// Signs the tree as the log holds it now and keeps the checkpoint, unless the one kept last

@@ -491,8 +491,19 @@ def test_the_root_is_rebuilt_from_tiles_alone(known):
     for tile in tv.tiles_for_size(checkpoint.size):
         response = log.get(tv.tile_path(tile.level, tile.index, tile.width))
         assert response.headers["Content-Type"] == "application/octet-stream"
-        if tile.width == 256:
-            assert "immutable" in response.headers.get("Cache-Control", ""), tile
+        # a kept checkpoint covers it (partial ones too): the path names these bytes for good
+        assert "immutable" in response.headers.get("Cache-Control", ""), tile
+
+
+def test_a_tile_past_the_last_signed_checkpoint_is_not_cached():
+    """A failover that lost commits may take an unsigned tail back, and the log grow again with other
+    events: until a checkpoint covers a tile, the same path may come to name other bytes."""
+    with serving("--allow-anonymous", "--checkpoint-interval", "3600") as server:
+        post(server.endpoint, "CreateRepository", {"repositoryName": "tlog/unsigned"})
+        log = Log(server)
+        assert tv.read_checkpoint(log.checkpoint()).size == 0, "the start's checkpoint stands for the interval"
+        tile = log.get(tv.tile_path(0, 0, 1))
+        assert tile.status_code == 200 and tile.headers["Cache-Control"] == "public, no-cache", tile.headers
 
 
 def test_truncated_swapped_and_altered_tiles_are_rejected(known):

@@ -4,7 +4,7 @@ import LogHashing
 import Testing
 @testable import UploadCore
 @testable import UploadStore
-import UploadService
+@testable import UploadService
 import UploadTesting
 
 /// The log as a transparency log: kept checkpoints, proofs between them, tiles over the stored
@@ -162,6 +162,20 @@ struct TransparencyLogTests {
         }
         guard case .log(let text)? = Replayer.verify(directory: dir.path).failure else { Issue.record("the rewrite was not caught"); return }
         #expect(text.contains("first 12 events") && text.contains("rewritten"), "\(text)")
+    }
+
+    /// Of two signings, one that read the log earlier never replaces a larger tree served since;
+    /// one that read it later stands even when smaller (a failover took the tail back), and is
+    /// fresh from its own read, so callers do not each sign again.
+    @Test func theCheckpointServed_isTheOneThatReadTheLogLast() {
+        let earlier = ContinuousClock.now, later = earlier + .seconds(1)
+        let small = SignedCheckpoint(size: 600, note: "small"), large = SignedCheckpoint(size: 700, note: "large")
+        let overlapping = CheckpointSigner.latest(after: (large, later), signed: small, readAt: earlier)
+        #expect(overlapping.checkpoint == large && overlapping.readAt == later)
+        let takenBack = CheckpointSigner.latest(after: (large, earlier), signed: small, readAt: later)
+        #expect(takenBack.checkpoint == small && takenBack.readAt == later)
+        let grown = CheckpointSigner.latest(after: (small, later), signed: large, readAt: earlier)
+        #expect(grown.checkpoint == large && grown.readAt == later)
     }
 
     @Test func aCheckpointPastTheLogsEnd_meansEventsWereRemoved() async throws {
