@@ -45,7 +45,12 @@ extension ECRPublicService {
     /// `GET /log/checkpoint`: the newest signed checkpoint, less than the signing interval behind the log.
     private func checkpointResponse() async throws -> Response {
         guard let checkpoints else { return Self.logNotFound("this server signs no checkpoints") }
-        let checkpoint = try await checkpoints.current()
+        let checkpoint: SignedCheckpoint
+        do { checkpoint = try await checkpoints.current() } catch let broken as StoreError where broken.code == .corrupt {
+            // The log no longer holds what it signed: said as such to the witness or monitor asking,
+            // not as an outage (the message names sizes and what to run, nothing of the server's).
+            return Self.json(.object([("error", .string(broken.message))]), status: .internalServerError)
+        }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; charset=utf-8"
         // It changes as the log grows: C2SP asks that it not be cached beyond a few seconds.

@@ -112,8 +112,12 @@ struct AuditConsistency: AsyncParsableCommand {
     func run() async throws {
         try withReader(store) { store in
             let proof = try store.read { snapshot in
-                let to = try to ?? snapshot.latestSignedCheckpoint()?.size ?? snapshot.lastPosition()
-                return try snapshot.consistencyProof(first: from, second: to)
+                let size = try snapshot.lastPosition(), signed = try snapshot.latestSignedCheckpoint()?.size
+                // The log's own signed size past its end is no bad input of the auditor's: the log was cut.
+                if to == nil, let signed, signed > size {
+                    throw StoreError(.corrupt, "the log holds \(size) events but signed a checkpoint of \(signed): it was taken back after it was signed; `upload-replay` names what changed")
+                }
+                return try snapshot.consistencyProof(first: from, second: to ?? signed ?? size)
             }.map { Data($0).base64EncodedString() }
             if json {
                 printLine(.object([("consistency", .array(proof.map(JSONValue.string)))]))

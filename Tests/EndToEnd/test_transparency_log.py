@@ -893,6 +893,11 @@ def test_a_rewritten_history_is_caught(tmp_path):
         assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
         page = session.get(f"{base}/gallery/audit/proofs/{position}")
         assert page.status_code == 200 and "Not verified" in page.text and "no longer extends the checkpoint" in page.text, page.text
+        # The trail and the checkpoint's endpoint say so too: a failed check, not a passing outage.
+        trail = session.get(f"{base}/gallery/audit")
+        assert trail.status_code == 200 and "Failed: the log&#39;s tree no longer extends" in trail.text.replace("&#x27;", "&#39;"), trail.text
+        served = requests.get(f"{base}/log/checkpoint", timeout=30)
+        assert served.status_code == 500 and "no longer extends the checkpoint" in served.json()["error"], served.text
     finally:
         server.stop()
 

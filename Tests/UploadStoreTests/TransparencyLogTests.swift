@@ -189,6 +189,9 @@ struct TransparencyLogTests {
         }
         guard case .log(let text)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
         #expect(text.contains("checkpoint of 9 events but holds only 4"), "\(text)")
+        // `audit consistency` to the log's own signed size says the log was cut, not that the auditor asked amiss.
+        let proof = try Executables.run("upload-coordinator", ["audit", "consistency", "--data-dir", dir.path, "--from", "2"])
+        #expect(proof.status != 0 && proof.stderr.contains("holds 4 events but signed a checkpoint of 9"), "\(proof.stderr)")
     }
 
     /// A log has one key and one origin: once it has signed, another key or origin is refused, by

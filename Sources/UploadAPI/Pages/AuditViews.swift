@@ -59,7 +59,10 @@ extension ECRPublicService {
     /// `GET /gallery/audit?…filters&before=CURSOR`: the newest initiations that match, from before
     /// the cursor (an "Older" link's) when given, read newest first from the initiations index.
     /// Runs on the pages' thread; `signed` is the newest signed checkpoint, fetched before.
-    func auditTrail(_ request: Request, _ viewer: PageSession.Viewer, signed: SignedCheckpoint?) throws -> Response {
+    /// - Parameter signed: the newest signed checkpoint, or why there is none (`nil` when this
+    ///   server signs none).
+    func auditTrail(_ request: Request, _ viewer: PageSession.Viewer, signed result: Result<SignedCheckpoint, StoreError>?) throws -> Response {
+        let signed = try? result?.get()
         let filter = AuditFilter(request)
         var cursor: StoreCursor?
         if let before = request.uri.queryParameters["before"] {
@@ -98,13 +101,20 @@ extension ECRPublicService {
         return render("audit", title: "Audit trail", viewer: viewer.accessKeyId, script: "live.js", [
             "treeSize": size, "rootHash": root,
             "checkpoint": signed.map { ["size": $0.size, "origin": self.checkpoints?.identity.origin ?? ""] as [String: Any] } as Any,
-            "checkpointProblem": (checkpoints != nil && signed == nil ? "could not be signed or read just now; see the server's log" : String?.none) as Any,
+            "checkpointProblem": Self.checkpointProblem(result) as Any,
             "repository": filter.repository, "principal": filter.principal,
             "sources": AuditSource.allCases.map { ["value": $0.rawValue, "label": $0.label, "selected": $0 == filter.source] as [String: Any] },
             "windows": Self.auditWindows.map { ["value": $0.hours, "label": $0.label, "selected": $0.hours == filter.hours] as [String: Any] },
             "initiations": rows, "scanNote": scanNote as Any, "olderPath": olderPath as Any, "position": reflected,
             "streamPath": streamPath as Any,
         ])
+    }
+
+    /// What the page says in place of the signed checkpoint: a log that no longer holds what it
+    /// signed as the failed check it is, anything else as the moment's.
+    static func checkpointProblem(_ result: Result<SignedCheckpoint, StoreError>?) -> String? {
+        guard case .failure(let problem) = result else { return nil }
+        return problem.code == .corrupt ? "Failed: " + problem.message : problem.message
     }
 
     /// One initiation as the page and the stream show it.

@@ -36,10 +36,15 @@ extension ECRPublicService {
         }
         router.getAndHead("/gallery/audit") { request, _ in
             await self.auditPage(request) { viewer in
-                // Signed for the page if the log grew (at most once per interval); without it, the page says so.
-                var signed: SignedCheckpoint?
-                do { signed = try await self.checkpoints?.current() } catch {
+                // Signed for the page if the log grew (at most once per interval); without it, the page says why.
+                var signed: Result<SignedCheckpoint, StoreError>?
+                do {
+                    if let checkpoints = self.checkpoints { signed = .success(try await checkpoints.current()) }
+                } catch let broken as StoreError where broken.code == .corrupt {
+                    signed = .failure(broken)  // the log no longer holds what it signed: the page shows it as the failed check it is
+                } catch {
                     self.logger.error("the audit page could not read the signed checkpoint", metadata: ["error": "\(error)"])
+                    signed = .failure(StoreError(.io, "could not be signed or read just now; see the server's log"))
                 }
                 let checkpoint = signed
                 return try await Self.rendering { try self.auditTrail(request, viewer, signed: checkpoint) }
