@@ -5,6 +5,7 @@ it, signs in to the audit page, checks an initiation's proof and watches a push 
 Each page's screenshot is kept as a test artefact (UPLOAD_COORDINATOR_ARTEFACTS, by default
 .build/test-artefacts/pages/); the README shows them.
 """
+import hashlib
 import json
 import os
 import pathlib
@@ -342,6 +343,33 @@ def test_a_key_of_another_registry_may_not_read_the_audit_trail_and_denied_repos
         signed = other.post(base + "/gallery/sign-in", data={"accessKeyId": "AKIDFOREIGN", "secretAccessKey": "foreign"}, allow_redirects=False)
         assert signed.status_code == 303
         assert other.get(base + "/gallery/audit").status_code == 403
+
+
+def test_a_page_shows_no_images_uploads_or_catalog_data_the_policy_denies():
+    """What DescribeImages and GetRepositoryCatalogData deny to every signed caller, a page does not show
+    anyone either: images, recent uploads, the texts and the logo."""
+    logo = b"\x89PNG\r\n\x1a\n" + os.urandom(500)
+    with serving() as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="veiled/app", catalogData={
+            "description": "a secret description", "aboutText": "secret about", "logoImageBlob": logo})
+        push_image(ecr, "veiled/app", [b"veiled layer"], tag="v1")
+        upload = ecr.initiate_layer_upload(repositoryName="veiled/app")["uploadId"]
+        base = f"http://127.0.0.1:{server.port}"
+        logo_path = f"/logos/000000000000/sha256:{hashlib.sha256(logo).hexdigest()}/veiled/app"
+        shown = requests.get(base + "/gallery/repositories/veiled/app").text
+        assert "a secret description" in shown and upload in shown and "sha256:" in shown, "control: all shown before the policy"
+        assert requests.get(base + logo_path).status_code == 200
+        ecr.set_repository_policy(repositoryName="veiled/app", policyText=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Sid": "Deny", "Effect": "Deny", "Principal": "*",
+            "Action": ["ecr-public:DescribeImages", "ecr-public:GetRepositoryCatalogData"]}]}))
+        for page in [requests.get(base + "/gallery/repositories/veiled/app"), requests.get(base + "/gallery/")]:
+            assert page.status_code == 200 and "veiled/app" in page.text
+            assert "secret" not in page.text and upload not in page.text and logo_path not in page.text, page.text
+        veiled = requests.get(base + "/gallery/repositories/veiled/app").text
+        assert "does not let you see its images" in veiled and "does not let you see its uploads" in veiled
+        assert "v1" in veiled, "its tags are still DescribeImageTags'"
+        assert requests.get(base + logo_path).status_code == 404
 
 
 def test_a_full_page_links_to_no_empty_page_and_a_search_stopped_by_its_bound_goes_on_without_naming_what_it_hid():

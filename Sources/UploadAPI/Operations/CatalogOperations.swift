@@ -103,7 +103,7 @@ extension ECRPublicService {
     /// browser as anything else.
     private func logo(_ ref: RepositoryRef, digest: String, viewer: String?, cachedBy caches: String) async throws -> Response {
         let details = try await service.reading { try $0.details(ref) }
-        guard Validation.isRegistryDigest(digest), details?.logoImageDigest == digest, mayView(ref, details, viewer),
+        guard Validation.isRegistryDigest(digest), details?.logoImageDigest == digest, mayView(ref, details, viewer), mayReadCatalog(ref, details, viewer),
               let size = service.storage.blobSize(digest), size <= RepositoryCatalogInput.largestLogoBytes else {
             return Response(status: .notFound, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "no such logo\n")))
         }

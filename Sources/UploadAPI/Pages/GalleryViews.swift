@@ -83,13 +83,24 @@ extension ECRPublicService {
         may("DescribeImageTags", ref, details, viewer)
     }
 
+    /// Whether the viewer may see a repository's images and uploads, as DescribeImages judges it.
+    func mayDescribeImages(_ ref: RepositoryRef, _ details: RepositoryDetails?, _ viewer: String?) -> Bool {
+        may("DescribeImages", ref, details, viewer)
+    }
+
+    /// Whether the viewer may see a repository's catalog data (its texts and logo), as
+    /// GetRepositoryCatalogData judges it.
+    func mayReadCatalog(_ ref: RepositoryRef, _ details: RepositoryDetails?, _ viewer: String?) -> Bool {
+        may("GetRepositoryCatalogData", ref, details, viewer)
+    }
+
     private func may(_ action: String, _ ref: RepositoryRef, _ details: RepositoryDetails?, _ viewer: String?) -> Bool {
         (try? registry.authority.access.check(
             viewer, action: action, on: ref, policyText: details?.policyText, publicPulls: !registry.authority.privatePulls)) != nil
     }
 
     private func card(_ summary: RepositorySummary, _ details: RepositoryDetails?, _ viewer: String?, _ snapshot: any StoreSnapshot) throws -> [String: Any] {
-        var card = catalogValues(summary.repository, details)
+        var card = catalogValues(summary.repository, details, viewer)
         card["path"] = "/gallery/repositories/" + summary.repositoryName
         guard mayListTags(summary.repository, details, viewer) else { return card }
         let newest = try newestTag(summary.repository, snapshot)
@@ -100,9 +111,11 @@ extension ECRPublicService {
         return card
     }
 
-    /// What a card and a repository page show of the catalog data.
-    private func catalogValues(_ ref: RepositoryRef, _ details: RepositoryDetails?) -> [String: Any] {
-        [
+    /// What a card and a repository page show of the catalog data: its name alone to a viewer the
+    /// repository's policy does not let read it.
+    private func catalogValues(_ ref: RepositoryRef, _ details: RepositoryDetails?, _ viewer: String?) -> [String: Any] {
+        guard mayReadCatalog(ref, details, viewer) else { return ["name": ref.repositoryName] }
+        return [
             "name": ref.repositoryName,
             "description": details?.description as Any,
             "architectures": details?.architectures.joined(separator: ", ") as Any,
@@ -141,14 +154,17 @@ extension ECRPublicService {
                 // A repository the viewer may not see is reported as missing, as the registry does.
                 throw PageNotFound(message: "There is no repository named “\(name.prefix(256))” that you may see.")
             }
-            var values = catalogValues(ref, details)
-            let (images, imagesRead) = try newestImages(ref, snapshot)
+            var values = catalogValues(ref, details, viewer)
+            let readsCatalog = mayReadCatalog(ref, details, viewer), describesImages = mayDescribeImages(ref, details, viewer)
+            let (images, imagesRead) = describesImages ? try newestImages(ref, snapshot) : ([], 0)
             let listsTags = mayListTags(ref, details, viewer)
             let newest = listsTags ? try newestTag(ref, snapshot) : nil
             let pullReference = newest.map { ":" + $0.name } ?? images.first.map { "@" + $0.imageDigest } ?? ":latest"
             values["pullCommand"] = "docker pull \(endpoint.hostAndPort)/\(name)\(pullReference)"
-            values["about"] = details?.aboutText.map { ["html": SafeMarkdown.html($0)] } as Any
-            values["usage"] = details?.usageText.map { ["html": SafeMarkdown.html($0)] } as Any
+            if readsCatalog {
+                values["about"] = details?.aboutText.map { ["html": SafeMarkdown.html($0)] } as Any
+                values["usage"] = details?.usageText.map { ["html": SafeMarkdown.html($0)] } as Any
+            }
             if listsTags {
                 let tags = try snapshot.tags(in: ref, after: nil, limit: Self.tagsShown + 1)
                 values["tags"] = try tags.prefix(Self.tagsShown).map { tag -> [String: Any] in
@@ -172,7 +188,8 @@ extension ECRPublicService {
                 let count = imagesRead == Self.imagesReadPerRepository ? "the first \(imagesRead) by digest of more" : String(imagesRead)
                 values["imagesNote"] = "The \(Self.imagesShown) newest of \(count) images."
             }
-            let (uploads, complete) = try recentUploads(ref, since: since, snapshot)
+            values["imagesHidden"] = !describesImages
+            let (uploads, complete) = describesImages ? try recentUploads(ref, since: since, snapshot) : ([], true)
             values["uploads"] = uploads
             values["hasUploads"] = !uploads.isEmpty
             values["uploadWindow"] = "7 days"

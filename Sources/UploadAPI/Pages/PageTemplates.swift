@@ -112,7 +112,8 @@ enum PageTemplates {
         </section>
         <section>
         <h2>Images</h2>
-        {{^images}}<p class="empty">No images.</p>{{/images}}
+        {{#imagesHidden}}<p class="note">This repository's policy does not let you see its images.</p>{{/imagesHidden}}
+        {{^imagesHidden}}{{^images}}<p class="empty">No images.</p>{{/images}}{{/imagesHidden}}
         {{#hasImages}}<table id="images"><thead><tr><th>Digest</th><th>Tags</th><th>Type</th><th>Size</th><th>Pushed</th></tr></thead><tbody>
         {{#images}}<tr><td><code class="digest">{{digest}}</code></td><td>{{imageTags}}</td><td>{{mediaType}}</td><td>{{size}}</td><td><time>{{pushedAt}}</time></td></tr>{{/images}}
         </tbody></table>{{/hasImages}}
@@ -120,7 +121,8 @@ enum PageTemplates {
         </section>
         <section>
         <h2>Recent uploads</h2>
-        {{^uploads}}<p class="empty">No uploads in the last {{uploadWindow}}.</p>{{/uploads}}
+        {{#imagesHidden}}<p class="note">This repository's policy does not let you see its uploads.</p>{{/imagesHidden}}
+        {{^imagesHidden}}{{^uploads}}<p class="empty">No uploads in the last {{uploadWindow}}.</p>{{/uploads}}{{/imagesHidden}}
         {{#hasUploads}}<table id="uploads"><thead><tr><th>Initiated</th><th>Upload</th><th>State</th><th>Parts</th><th>Bytes</th><th>Layer</th></tr></thead><tbody>
         {{#uploads}}<tr><td><time>{{initiatedAt}}</time></td><td><code>{{uploadId}}</code></td><td class="state {{state}}">{{state}}</td><td>{{parts}}</td><td>{{bytes}}</td><td>{{#layerDigest}}<code class="digest">{{layerDigest}}</code>{{/layerDigest}}</td></tr>{{/uploads}}
         </tbody></table>{{/hasUploads}}
