@@ -19,7 +19,7 @@ public final class ECRPublicService: Sendable {
     static let requestIdHeader = HTTPField.Name("x-amzn-RequestId")!
     static let errorTypeHeader = HTTPField.Name("x-amzn-ErrorType")!
     static let invocationIdHeader = HTTPField.Name("amz-sdk-invocation-id")!
-    /// `X-Content-Type-Options`, always `nosniff` here: every answer says its type.
+    /// `X-Content-Type-Options`, `nosniff` on every answer (``NoSniff``).
     static let contentTypeOptionsHeader = HTTPField.Name("X-Content-Type-Options")!
 
     typealias Operation = @Sendable (ECRPublicService, AWSJSONBody, RequestMetadata) async throws -> JSONValue
@@ -161,6 +161,7 @@ public final class ECRPublicService: Sendable {
     /// ``APIRequestContext/principal``). `noopRoute` adds `POST /noop` for `upload-bench`.
     public func router(noopRoute: Bool = false, addMiddleware: (Router<APIRequestContext>) -> Void = { _ in }) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
+        router.add(middleware: NoSniff())
         router.add(middleware: InterimContinue.Middleware())
         if case .anonymous = authentication {
             let publicURLHost = registry.publicURL.flatMap { URL(string: $0)?.host.map(LoopbackHostGuard<APIRequestContext>.withoutBrackets) }

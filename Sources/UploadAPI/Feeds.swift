@@ -189,7 +189,7 @@ extension ECRPublicService {
             }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson", Self.contentTypeOptionsHeader: "nosniff"], body: body)
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: body)
     }
 
     /// `GET /events/stream?after=POS`: every event after POS as NDJSON, then each new one as it
@@ -254,7 +254,7 @@ extension ECRPublicService {
             } }, onInboundClosed: { readerGone.withLock { $0 = true } })
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson", Self.contentTypeOptionsHeader: "nosniff", .connection: "close"], body: body)
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson", .connection: "close"], body: body)
     }
 
     func sessionProjection(_ uploadId: String) async throws -> Response {
@@ -284,7 +284,7 @@ extension ECRPublicService {
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json", Self.contentTypeOptionsHeader: "nosniff"], body: piecewise(ByteBuffer(bytes: value.utf8)))
+        Response(status: status, headers: [.contentType: "application/json"], body: piecewise(ByteBuffer(bytes: value.utf8)))
     }
 
     static func notFound(_ message: String) -> Response {

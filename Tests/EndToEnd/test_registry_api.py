@@ -883,6 +883,17 @@ def test_a_path_with_escaped_segments_names_the_same_endpoint(reg, tagged):
     assert_error(reg("GET", f"/v2/{tagged}/tags/list%"), 404)
 
 
+def test_every_answer_says_nosniff(reg, repo, server):
+    """A blob of HTML, an error that names its path, an API answer: none is for a browser to guess at."""
+    html = b"<html><script>alert(1)</script></html>"
+    digest = push_blob(reg, repo, html)
+    answers = [reg("GET", f"/v2/{repo}/blobs/{digest}"), reg("GET", f"/v2/{repo}/blobs/sha256:<b>x</b>"),
+               requests.get(f"http://127.0.0.1:{server.port}/log/tile/<b>", timeout=30),
+               requests.post(server.endpoint, data=b"{}", headers={"X-Amz-Target": "SpencerFrontendService.Nope"}, timeout=30)]
+    for answer in answers:
+        assert answer.headers.get("X-Content-Type-Options") == "nosniff", (answer.url, answer.status_code, answer.headers)
+
+
 def test_tags_with_an_n_past_any_integer_is_one_page(reg, tagged):
     every = reg("GET", f"/v2/{tagged}/tags/list").json()["tags"]
     answer = reg("GET", f"/v2/{tagged}/tags/list", params={"n": "9" * 30})

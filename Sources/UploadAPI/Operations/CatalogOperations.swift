@@ -114,7 +114,7 @@ extension ECRPublicService {
             status: .ok,
             headers: [
                 .contentType: Self.imageType(of: bytes), .cacheControl: caches + ", max-age=31536000, immutable",
-                Self.contentTypeOptionsHeader: "nosniff", .contentSecurityPolicy: "default-src 'none'; sandbox",
+                .contentSecurityPolicy: "default-src 'none'; sandbox",
             ],
             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }

@@ -257,11 +257,12 @@ extension ECRPublicService {
         render("message", title: heading, status: status, viewer: viewer, heading: await headingReadAside(position: nil), ["heading": heading, "text": text])
     }
 
-    /// Every page's: nothing runs or loads from elsewhere, nothing is sniffed, framed or kept, and
+    /// Every page's: nothing runs or loads from elsewhere, nothing is framed or kept (nor sniffed:
+    /// ``NoSniff`` says so for every answer), and
     /// no address of it leaks to another site (`same-origin`, not `no-referrer`: under that, a
     /// browser sends `Origin: null` with the page's own forms, which ``isSameOrigin(_:)`` refuses).
     static let pageHeaders: HTTPFields = [
-        .contentSecurityPolicy: contentSecurityPolicy, ECRPublicService.contentTypeOptionsHeader: "nosniff",
+        .contentSecurityPolicy: contentSecurityPolicy,
         HTTPField.Name("Referrer-Policy")!: "same-origin", HTTPField.Name("X-Frame-Options")!: "DENY", .cacheControl: "no-store",
     ]
 
