@@ -76,7 +76,20 @@ public struct AccessPolicy: Sendable {
             allowed = isOwn && ["SetRepositoryPolicy", "DeleteRepositoryPolicy", "GetRepositoryPolicy"].contains(action)
         }
         guard !allowed else { return }
-        throw AccessDenied("User: \(caller?.arn ?? "anonymous") is not authorized to perform: ecr-public:\(action) on resource: \(resource)\(policyText == nil ? "" : " because of the repository's policy")")
+        // Only the registry's own keys learn that a policy denied it: to anyone else that would
+        // tell a repository with a policy from one that does not exist.
+        let because = policyText != nil && isStranger(caller, to: ref) == false ? " because of the repository's policy" : ""
+        throw AccessDenied("User: \(caller?.arn ?? "anonymous") is not authorized to perform: ecr-public:\(action) on resource: \(resource)\(because)")
+    }
+
+    /// Whether the caller of `accessKeyId` is no key of `ref`'s registry (anonymous, or another
+    /// registry's): to them a repository they may not read does not exist.
+    func isStranger(_ accessKeyId: String?, to ref: RepositoryRef) -> Bool {
+        isStranger(principal(accessKeyId), to: ref)
+    }
+
+    private func isStranger(_ caller: PolicyPrincipal?, to ref: RepositoryRef) -> Bool {
+        caller.map { $0.registryId != ref.registryId } ?? true
     }
 
     /// Each of `actions` against the repository's policy as `service` reads it now (one read).

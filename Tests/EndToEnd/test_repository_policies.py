@@ -457,6 +457,27 @@ def test_a_key_of_another_registry_may_log_in_but_not_use_the_registry_or_unname
     assert password(carol), "GetAuthorizationToken is a login: it answers a key of another registry"
 
 
+def test_a_stranger_cannot_tell_a_repository_it_may_not_read_from_a_missing_one(keyed, alice, carol):
+    """Anonymous pullers and keys of another registry: a repository whose policy denies them reads as one
+    that does not exist, on the registry and in the API's words; the registry's own keys are told why."""
+    hidden, missing = new_repo(alice), unique()
+    pulls = ["ecr-public:BatchGetImage", "ecr-public:GetDownloadUrlForLayer", "ecr-public:DescribeImageTags", "ecr-public:DescribeImages"]
+    alice.set_repository_policy(repositoryName=hidden, policyText=policy(deny("*", *pulls)))
+    for name in (hidden, missing):
+        answer = registry(keyed, "GET", f"/v2/{name}/tags/list")
+        assert answer.status_code == 404 and answer.json()["errors"][0]["code"] == "NAME_UNKNOWN", answer.text
+    shapes = {name: registry(keyed, "GET", f"/v2/{name}/manifests/latest").json()["errors"][0]["message"].replace(name, "NAME")
+              for name in (hidden, missing)}
+    assert shapes[hidden] == shapes[missing], shapes
+    assert_registry_denied(registry(keyed, "GET", f"/v2/{hidden}/tags/list", pw=password(alice)))
+    def denial(ecr, name):
+        with pytest.raises(ClientError) as caught:
+            ecr.describe_images(repositoryName=name)
+        return caught.value.response["Error"]["Message"].replace(name, "NAME")
+    assert denial(carol, hidden) == denial(carol, missing) and "policy" not in denial(carol, hidden)
+    assert "because of the repository's policy" in denial(alice, hidden)
+
+
 ALLOWS_FOR_CAROL = {
     "her user ARN": {"AWS": CAROL},
     "her account id": {"AWS": OTHER_REGISTRY},

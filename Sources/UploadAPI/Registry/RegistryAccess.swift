@@ -44,7 +44,13 @@ extension RegistryFrontEnd {
     /// GetDownloadUrlForLayer (blobs), as ECR names them, and pushes as every ECR operation they
     /// record. Without `--private-pulls`, anyone may pull unless a policy denies them, as on ECR Public.
     func authorize(_ call: Call, _ ref: RepositoryRef, _ actions: [String]) async throws {
-        try await authority.access.check(call.principal, actions: actions, on: ref, in: service, publicPulls: !authority.privatePulls)
+        do {
+            try await authority.access.check(call.principal, actions: actions, on: ref, in: service, publicPulls: !authority.privatePulls)
+        } catch is AccessDenied where Set(actions).isSubset(of: AccessPolicy.pullActions) && authority.access.isStranger(call.principal, to: ref) {
+            // A repository a stranger may not pull from is, to them, one that does not exist, as
+            // the pages show it: a 403 would tell hidden repositories from missing ones.
+            throw Decider.repositoryNotFound(ref)
+        }
     }
 
     /// Whether the caller may read the blob `digest` from some repository of this registry that

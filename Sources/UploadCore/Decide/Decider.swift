@@ -198,7 +198,7 @@ public enum Decider {
         return ref
     }
 
-    static func repositoryNotFound(_ ref: RepositoryRef) -> CommandError {
+    public static func repositoryNotFound(_ ref: RepositoryRef) -> CommandError {
         CommandError(
             .repositoryNotFound,
             "The repository with name '\(ref.repositoryName)' does not exist in the registry with id '\(ref.registryId)'")
