@@ -56,10 +56,11 @@ extension ECRPublicService {
         /// How many requests are admitted now.
         var inFlight: Int { admitted.withLock { $0 } }
 
-        /// `work` on the thread, if fewer than ``limit`` requests are admitted. - Throws: ``Busy`` otherwise.
-        func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        /// `work` on the thread, if fewer than ``limit`` requests, less `keepingFree`, are admitted.
+        /// - Throws: ``Busy`` otherwise.
+        func run<T: Sendable>(keepingFree reserved: Int = 0, _ work: @escaping @Sendable () throws -> T) async throws -> T {
             let entered = admitted.withLock { count in
-                guard count < limit else { return false }
+                guard count < limit - reserved else { return false }
                 count += 1
                 return true
             }

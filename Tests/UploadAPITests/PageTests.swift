@@ -175,21 +175,28 @@ struct PageSessionTests {
     }
 
     /// At most ``ECRPublicService/pageThread``'s limit of pages wait for or use its thread; one
-    /// more is refused at once, and the slots come back as pages finish.
+    /// more is refused at once, and the slots come back as pages finish. Anonymous views take all
+    /// but the places kept for signed-in viewers, who still get theirs.
     @Test func pagesPastTheLimit_areRefusedAtOnce_andSlotsComeBack() async throws {
         let release = DispatchSemaphore(value: 0)
-        let limit = ECRPublicService.pageThread.limit
+        let limit = ECRPublicService.pageThread.limit, anonymous = limit - ECRPublicService.placesForSignedInViewers
         try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
-            for _ in 0..<limit {
-                group.addTask { try await ECRPublicService.rendering { release.wait(); return Response(status: .ok) }.status }
+            for n in 0..<limit {
+                if n == anonymous {
+                    while ECRPublicService.pageThread.inFlight < anonymous { try await Task.sleep(for: .milliseconds(5)) }
+                    await #expect(throws: ECRPublicService.AdmittingThread.Busy.self, "no anonymous view past its share") {
+                        _ = try await ECRPublicService.rendering(signedIn: false) { Response(status: .ok) }
+                    }
+                }
+                group.addTask { try await ECRPublicService.rendering(signedIn: n >= anonymous) { release.wait(); return Response(status: .ok) }.status }
             }
             while ECRPublicService.pageThread.inFlight < limit { try await Task.sleep(for: .milliseconds(5)) }
-            await #expect(throws: ECRPublicService.AdmittingThread.Busy.self) { _ = try await ECRPublicService.rendering { Response(status: .ok) } }
+            await #expect(throws: ECRPublicService.AdmittingThread.Busy.self) { _ = try await ECRPublicService.rendering(signedIn: true) { Response(status: .ok) } }
             for _ in 0..<limit { release.signal() }
             for try await status in group { #expect(status == .ok) }
         }
         #expect(ECRPublicService.pageThread.inFlight == 0)
-        #expect(try await ECRPublicService.rendering { Response(status: .accepted) }.status == .accepted)
+        #expect(try await ECRPublicService.rendering(signedIn: false) { Response(status: .accepted) }.status == .accepted)
     }
 
     @Test func cookies_areSecure_behindHTTPS() {

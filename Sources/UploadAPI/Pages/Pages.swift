@@ -47,7 +47,7 @@ extension ECRPublicService {
                     signed = .failure(StoreError(.io, "could not be signed or read just now; see the server's log"))
                 }
                 let checkpoint = signed
-                return try await Self.rendering { try self.auditTrail(request, viewer, signed: checkpoint) }
+                return try await Self.rendering(signedIn: true) { try self.auditTrail(request, viewer, signed: checkpoint) }
             }
         }
         router.getAndHead("/gallery/audit/proofs/:position") { request, context in
@@ -82,7 +82,7 @@ extension ECRPublicService {
         let viewer = viewer(request)?.accessKeyId
         if registry.authority.privatePulls, viewer == nil, !registry.authority.opensEverything { return Self.signInRedirect(request) }
         do {
-            return try await Self.rendering { try render(viewer) }
+            return try await Self.rendering(signedIn: viewer != nil) { try render(viewer) }
         } catch {
             return await failurePage(error, viewer: viewer)
         }
@@ -91,10 +91,13 @@ extension ECRPublicService {
     /// Where pages are rendered: one thread, at the feeds' lower priority; past 16 pages waiting
     /// or rendering, a page is refused at once (503), so that a burst of views waits a bounded time.
     static let pageThread = AdmittingThread(limit: 16)
+    /// The places on ``pageThread`` only signed-in viewers take: anonymous views, which anyone
+    /// can send in any number, never keep the registry's own keys (auditors) from their pages.
+    static let placesForSignedInViewers = 4
 
     /// `render` on ``pageThread``. - Throws: ``AdmittingThread/Busy`` when it admits no more.
-    static func rendering(_ render: @escaping @Sendable () throws -> Response) async throws -> Response {
-        try await pageThread.run(render)
+    static func rendering(signedIn: Bool, _ render: @escaping @Sendable () throws -> Response) async throws -> Response {
+        try await pageThread.run(keepingFree: signedIn ? 0 : placesForSignedInViewers, render)
     }
 
     /// An audit page: a session of this registry's keys, always.
