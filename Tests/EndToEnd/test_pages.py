@@ -462,7 +462,7 @@ def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
             ids = []
             for line in stream.iter_lines(decode_unicode=True):
                 if line.startswith("id: "):
-                    ids.append(int(line[4:]))
+                    ids.append(int(line[4:].split(".")[0]))
                 if line.startswith("event: log"):
                     break
         assert ids[0] == positions[1], ids
@@ -508,9 +508,12 @@ def test_the_live_audit_stream_ends_when_the_log_no_longer_holds_what_the_page_w
         for _ in range(3):
             ecr.initiate_layer_upload(repositoryName="stream/a")
         session, base = signed_in(server)
-        lines = first(session, base, None, ("id: 4.",))
+        lines = first(session, base, None, ('data: {"treeSize"',))
         sent = log_id(lines)
         assert sent.startswith("4.") and len(sent) == 2 + 64, lines
+        # Every message's id carries its event's leaf: the initiation at 4 has the log message's id.
+        ids = [line[4:] for line in lines if line.startswith("id: ")]
+        assert all(re.fullmatch(r"\d+\.[0-9a-f]{64}", i) for i in ids) and ids.count(sent) == 2, lines
         # Control: resumed where it was, on the same log, it goes on with what comes next.
         ecr.initiate_layer_upload(repositoryName="stream/a")
         assert first(session, base, sent, ("event: initiation", "event: changed"))[-1] == "event: initiation"

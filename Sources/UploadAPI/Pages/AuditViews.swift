@@ -226,9 +226,9 @@ extension ECRPublicService {
     /// `initiation` for each UploadInitiated that matches the filters, and `log` (size and root)
     /// after each slice, until the client goes or the server stops. Read a slice at a time on the
     /// feeds' thread, as `/events/stream` is; each message waits for the connection to take it.
-    /// Each message's id is a position (a `log` message's also the leaf hash of the event there,
-    /// `POS.HEX`), so a browser reconnecting (`Last-Event-ID`) resumes after what it was sent
-    /// rather than again from POS. When the log no longer holds what the page was sent (a restore,
+    /// Each message's id is a position and the leaf hash of the event there (`POS.HEX`), so a
+    /// browser reconnecting (`Last-Event-ID`) resumes after what it was sent rather than again
+    /// from POS, and only in the history it was sent. When the log no longer holds what the page was sent (a restore,
     /// a failover that lost commits: the log is shorter, or another event's leaf is there), the
     /// stream sends `changed` and ends, and the page asks to be reloaded, rather than go on from a
     /// position in another history.
@@ -240,7 +240,7 @@ extension ECRPublicService {
         let lastEventId = request.headers[HTTPField.Name("Last-Event-ID")!]?.split(separator: ".", maxSplits: 1)
         let resumed = lastEventId?.first.flatMap { UInt64($0) }
         let after = max(try Self.query(request, "after") ?? 0, resumed ?? 0)
-        // The leaf the page was last sent, when it says (only a `log` message's id carries it).
+        // The leaf the page was last sent, when it says.
         let resumedLeaf = lastEventId.flatMap { $0.count == 2 && resumed == after ? Hex.decode(String($0[1])) : nil }
         let store = self.store
         let registryId = settings.defaultRegistryId
@@ -256,7 +256,7 @@ extension ECRPublicService {
                 while !store.followersStopped, store.clock.now() < expiry {
                     let (from, sent) = (position, leaf)
                     let read = try await Self.feedPool.runIfActive {
-                        try store.read { snapshot -> (events: [EventEnvelope], size: UInt64, root: String?, leaf: [UInt8]?)? in
+                        try store.read { snapshot -> (events: [EventEnvelope], leaves: [[UInt8]], size: UInt64, root: String?)? in
                             func leafHash(_ at: UInt64) throws -> [UInt8]? {
                                 try snapshot.eventRecords(from: at, count: 1).first.map { Array(MerkleTree.leafHash(position: at, record: $0)) }
                             }
@@ -265,15 +265,19 @@ extension ECRPublicService {
                             if let sent, from > 0, try leafHash(from) != sent { return nil }
                             let events = try snapshot.events(after: from, limit: Self.sliceEvents, byteBudget: Self.sliceBytes)
                             let size = events.last?.position ?? from
-                            guard !events.isEmpty else { return ([], size, nil, sent) }
-                            return (events, size, Hex.encode(try snapshot.rootHash(size: size)), try leafHash(size))
+                            guard !events.isEmpty else { return ([], [], size, nil) }
+                            // Each event's leaf, for its message's id: one read of their records.
+                            let records = try snapshot.eventRecords(from: from + 1, count: events.count)
+                            guard records.count == events.count else { throw StoreError(.corrupt, "the log's records after \(from) are fewer than its events") }
+                            let leaves = zip(events, records).map { Array(MerkleTree.leafHash(position: $0.position, record: $1)) }
+                            return (events, leaves, size, Hex.encode(try snapshot.rootHash(size: size)))
                         }
                     }
                     guard let read else {
                         try await writer.write(ByteBuffer(string: "event: changed\ndata: {}\n\n"))
                         break
                     }
-                    let (events, size, root, sizeLeaf) = read
+                    let (events, leaves, size, root) = read
                     guard let root else {
                         // A comment now and then, so that a quiet log is not an idle connection.
                         if ContinuousClock.now - lastWrite > Self.streamHeartbeat {
@@ -284,16 +288,15 @@ extension ECRPublicService {
                         continue
                     }
                     var buffer = ByteBuffer()
-                    for envelope in events {
+                    for (envelope, leaf) in zip(events, leaves) {
                         guard case .uploadInitiated(let initiated) = envelope.event, filter.matches(envelope.metadata),
                               filter.matches(repository: initiated.repository.description, registryId: registryId) else { continue }
-                        buffer.writeString("event: initiation\nid: \(envelope.position)\ndata: \(Self.auditRowJSON(envelope).text)\n\n")
+                        buffer.writeString("event: initiation\nid: \(envelope.position).\(Hex.encode(leaf))\ndata: \(Self.auditRowJSON(envelope).text)\n\n")
                     }
-                    let logId = sizeLeaf.map { "\(size).\(Hex.encode($0))" } ?? String(size)
-                    buffer.writeString("event: log\nid: \(logId)\ndata: \(JSONValue.object([("treeSize", .uint(size)), ("rootHash", .string(root))]).text)\n\n")
+                    buffer.writeString("event: log\nid: \(size).\(Hex.encode(leaves.last!))\ndata: \(JSONValue.object([("treeSize", .uint(size)), ("rootHash", .string(root))]).text)\n\n")
                     try await writer.write(buffer)
                     lastWrite = .now
-                    (position, leaf) = (size, sizeLeaf)
+                    (position, leaf) = (size, leaves.last)
                 }
             } onGracefulShutdown: {
                 store.stopFollowers()
