@@ -231,7 +231,12 @@ public enum JSONGrammar {
 
         /// RFC 8259's whitespace: space, tab, line feed, carriage return.
         mutating func skipWhitespace() {
-            while at < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[at]) { at += 1 }
+            while at < bytes.count {
+                switch bytes[at] {
+                case 0x20, 0x09, 0x0A, 0x0D: at += 1
+                default: return
+                }
+            }
         }
 
         func violation(_ problem: String) -> Violation { Violation(offset: at, problem: problem) }
