@@ -15,7 +15,7 @@ public actor CheckpointSigner {
     public nonisolated let interval: Duration
     private let store: any EventStore
     private let signer: NoteSigner
-    private var latest: (checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant)?
+    private var latest: Served?
     private var signing: Task<(SignedCheckpoint, ContinuousClock.Instant), any Error>?
     /// The last signing's failure, and when: for ``failureBackoff``, callers get it again rather
     /// than start another signing (the endpoint is open; during an outage each would be a write).
@@ -44,11 +44,12 @@ public actor CheckpointSigner {
         if let cached = latest, ContinuousClock.now - cached.readAt < interval {
             // Another process or node on this log may have kept a newer one since: a client sent
             // to each in turn must never see the tree shrink. (Unread, the one at hand stands.)
+            let seenAt = ContinuousClock.now
             if let kept = try? await store.reading({ try $0.latestSignedCheckpoint() }), kept.size > cached.checkpoint.size,
                (try? identity.check(kept)) != nil {
-                return served(kept, readAt: cached.readAt)
+                return served(kept, readAt: cached.readAt, seenAt: seenAt)
             }
-            return served(cached.checkpoint, readAt: cached.readAt)
+            return latest?.checkpoint ?? cached.checkpoint  // another caller's signing may have ended meanwhile
         }
         // Not the checkpoint kept last instead: a signing that failed may have found that the log
         // no longer extends it, and serving it would hide exactly that.
@@ -59,7 +60,7 @@ public actor CheckpointSigner {
         let arrived = ContinuousClock.now
         while let pending = signing {
             let (checkpoint, readAt) = try await pending.value
-            if readAt >= arrived || ContinuousClock.now - readAt < interval { return served(checkpoint, readAt: readAt) }
+            if readAt >= arrived || ContinuousClock.now - readAt < interval { return served(checkpoint, readAt: readAt, seenAt: readAt) }
             guard let now = signing, now != pending else { break }
         }
         return try await signNow()
@@ -84,7 +85,7 @@ public actor CheckpointSigner {
         do {
             let (checkpoint, readAt) = try await task.value
             lastFailure = nil
-            return served(checkpoint, readAt: readAt)
+            return served(checkpoint, readAt: readAt, seenAt: readAt)
         } catch {
             // A full queue is the moment's, not the log's: the next caller tries again.
             if (error as? StoreError)?.code != .overloaded { lastFailure = (error, ContinuousClock.now) }
@@ -92,23 +93,31 @@ public actor CheckpointSigner {
         }
     }
 
-    /// What to answer with a signing's `checkpoint`, kept as the latest.
-    private func served(_ checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant) -> SignedCheckpoint {
-        latest = Self.latest(after: latest, signed: checkpoint, readAt: readAt)
+    /// The checkpoint served, with when the log it reflects was read (how fresh it is: a
+    /// checkpoint another node kept counts as old as the one it replaced) and when this signer
+    /// learned of it (which of two is the later word on the log).
+    struct Served: Equatable {
+        var checkpoint: SignedCheckpoint
+        var readAt: ContinuousClock.Instant
+        var seenAt: ContinuousClock.Instant
+    }
+
+    /// What to answer with `checkpoint`, kept as the latest.
+    private func served(_ checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant, seenAt: ContinuousClock.Instant) -> SignedCheckpoint {
+        latest = Self.latest(after: latest, Served(checkpoint: checkpoint, readAt: readAt, seenAt: seenAt))
         return latest!.checkpoint
     }
 
-    /// The checkpoint to serve after a signing of `checkpoint` from the log as read at `readAt`.
-    /// Two signings may overlap (the last one, at shutdown, beside one under way) and their callers
-    /// resume in any order: one that read the log before the one at hand never replaces it with a
-    /// smaller tree. One that read it later saw the log as it is, even taken back (a failover that
-    /// lost commits), and stands: the larger tree can no longer be proven, and a checkpoint kept
-    /// as fresh though it is not would have every caller sign again.
-    static func latest(
-        after latest: (checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant)?, signed checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant
-    ) -> (checkpoint: SignedCheckpoint, readAt: ContinuousClock.Instant) {
-        if let latest, readAt < latest.readAt, latest.checkpoint.size > checkpoint.size { return latest }
-        return (checkpoint, max(readAt, latest?.readAt ?? readAt))
+    /// The checkpoint to serve after learning of `next`: the later word on the log stands. Two
+    /// signings may overlap (the last one, at shutdown, beside one under way), and a read of
+    /// another node's checkpoint may come between, their callers resuming in any order: one
+    /// learned of earlier never replaces the one at hand, so the tree served never shrinks while
+    /// the log grows. One learned of later saw the log as it is, even taken back (a failover that
+    /// lost commits), and stands though smaller: the larger tree can no longer be proven.
+    static func latest(after latest: Served?, _ next: Served) -> Served {
+        guard let latest else { return next }
+        if next.seenAt < latest.seenAt || (next.seenAt == latest.seenAt && next.checkpoint.size < latest.checkpoint.size) { return latest }
+        return next
     }
 
     /// Signs the tree as the log holds it now and keeps the checkpoint, unless the one kept last

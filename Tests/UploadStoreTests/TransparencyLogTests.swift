@@ -164,18 +164,20 @@ struct TransparencyLogTests {
         #expect(text.contains("first 12 events") && text.contains("rewritten"), "\(text)")
     }
 
-    /// Of two signings, one that read the log earlier never replaces a larger tree served since;
-    /// one that read it later stands even when smaller (a failover took the tail back), and is
-    /// fresh from its own read, so callers do not each sign again.
-    @Test func theCheckpointServed_isTheOneThatReadTheLogLast() {
-        let earlier = ContinuousClock.now, later = earlier + .seconds(1)
+    /// The checkpoint served is the later word on the log: one learned of earlier (a signing that
+    /// read the log before another node's checkpoint was read) never replaces it, so the tree
+    /// served never shrinks while the log grows; one learned of later stands even when smaller (a
+    /// failover took the tail back), fresh from its own read, so callers do not each sign again.
+    @Test func theCheckpointServed_isTheLaterWordOnTheLog() {
+        let t0 = ContinuousClock.now, t1 = t0 + .seconds(1), t2 = t0 + .seconds(2)
         let small = SignedCheckpoint(size: 600, note: "small"), large = SignedCheckpoint(size: 700, note: "large")
-        let overlapping = CheckpointSigner.latest(after: (large, later), signed: small, readAt: earlier)
-        #expect(overlapping.checkpoint == large && overlapping.readAt == later)
-        let takenBack = CheckpointSigner.latest(after: (large, earlier), signed: small, readAt: later)
-        #expect(takenBack.checkpoint == small && takenBack.readAt == later)
-        let grown = CheckpointSigner.latest(after: (small, later), signed: large, readAt: earlier)
-        #expect(grown.checkpoint == large && grown.readAt == later)
+        typealias Served = CheckpointSigner.Served
+        // Another node's larger checkpoint, read at t2, then a signing that read the log at t1 ends.
+        let keptElsewhere = Served(checkpoint: large, readAt: t0, seenAt: t2)
+        #expect(CheckpointSigner.latest(after: keptElsewhere, Served(checkpoint: small, readAt: t1, seenAt: t1)) == keptElsewhere)
+        let takenBack = CheckpointSigner.latest(after: Served(checkpoint: large, readAt: t0, seenAt: t0), Served(checkpoint: small, readAt: t1, seenAt: t1))
+        #expect(takenBack.checkpoint == small && takenBack.readAt == t1)
+        #expect(CheckpointSigner.latest(after: nil, keptElsewhere) == keptElsewhere)
     }
 
     @Test func aCheckpointPastTheLogsEnd_meansEventsWereRemoved() async throws {
