@@ -83,9 +83,12 @@ public struct AccessPolicy: Sendable {
     }
 
     /// Whether the caller of `accessKeyId` is no key of `ref`'s registry (anonymous, or another
-    /// registry's): to them a repository they may not read does not exist.
+    /// registry's): to them a repository they may not read does not exist. A key no longer
+    /// configured is none: it is told so, not that the repository is missing.
     func isStranger(_ accessKeyId: String?, to ref: RepositoryRef) -> Bool {
-        isStranger(principal(accessKeyId), to: ref)
+        guard let accessKeyId else { return true }
+        guard let principal = principal(accessKeyId) else { return opensEverything }
+        return isStranger(principal, to: ref)
     }
 
     private func isStranger(_ caller: PolicyPrincipal?, to ref: RepositoryRef) -> Bool {

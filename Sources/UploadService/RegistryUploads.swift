@@ -145,9 +145,11 @@ extension UploadService {
         let session = try await activeSession(upload)
         let offset = session.bytesReceived
         let adoptable = offset == 0 ? completion : nil
-        // Refused before its bytes are read, as the decider would refuse its part (an empty final
-        // chunk adds no part: the upload still completes).
-        if declaredLength != 0, let why = settings.refusesAnotherChunk(after: session.partCount) { throw CommandError(.invalidLayerPart, why) }
+        // Refused before its bytes are read when it says it has some, as the decider would refuse
+        // its part (an empty final chunk adds no part: the upload still completes).
+        if let declaredLength, declaredLength > 0, let why = settings.refusesAnotherChunk(after: session.partCount) {
+            throw CommandError(.invalidLayerPart, why)
+        }
         if let refusal = chunkHeadRefusal(at: offset, range: range, declaredLength: declaredLength) { throw refusal }
         // The bytes `Content-Range` says the chunk holds, less one (`last - first` cannot overflow,
         // where their count can: `0-18446744073709551615`).

@@ -343,6 +343,9 @@ def test_a_key_of_another_registry_may_not_read_the_audit_trail_and_denied_repos
         signed = other.post(base + "/gallery/sign-in", data={"accessKeyId": "AKIDFOREIGN", "secretAccessKey": "foreign"}, allow_redirects=False)
         assert signed.status_code == 303
         assert other.get(base + "/gallery/audit").status_code == 403
+        # Signed in, a stranger sees what it would see signed out: no less, and no policy blamed.
+        opened = other.get(base + "/gallery/repositories/open/app").text
+        assert "does not let you" not in opened and "does not let you" not in requests.get(base + "/gallery/repositories/open/app").text
 
 
 def test_a_page_shows_no_images_uploads_or_catalog_data_the_policy_denies():

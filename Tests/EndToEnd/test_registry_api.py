@@ -889,6 +889,7 @@ def test_every_answer_says_nosniff(reg, repo, server):
     digest = push_blob(reg, repo, html)
     answers = [reg("GET", f"/v2/{repo}/blobs/{digest}"), reg("GET", f"/v2/{repo}/blobs/sha256:<b>x</b>"),
                requests.get(f"http://127.0.0.1:{server.port}/log/tile/<b>", timeout=30),
+               requests.get(f"http://127.0.0.1:{server.port}/no/route/<b>", timeout=30),
                requests.post(server.endpoint, data=b"{}", headers={"X-Amz-Target": "SpencerFrontendService.Nope"}, timeout=30)]
     for answer in answers:
         assert answer.headers.get("X-Content-Type-Options") == "nosniff", (answer.url, answer.status_code, answer.headers)

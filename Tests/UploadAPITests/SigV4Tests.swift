@@ -117,9 +117,15 @@ struct SigV4Tests {
         #expect(throws: Never.self) { try access.check(nil, action: "PutImage", on: ref, policyText: nil) }
         #expect(throws: AccessDenied.self, "a key no longer configured") { try access.check("ghost", action: "PutImage", on: ref, policyText: nil) }
         #expect(throws: Never.self, "a public pull") { try access.check("test", action: "BatchGetImage", on: ref, policyText: nil, publicPulls: true) }
+        // Strangers (anonymous, another registry's key) are not told a policy denied them; a key no
+        // longer configured is no stranger (it is told the key is gone, not that nothing is there).
+        #expect(access.isStranger(nil, to: ref) && access.isStranger("test", to: ref) && !access.isStranger("ghost", to: ref))
+        let denied = #expect(throws: AccessDenied.self) { try access.check("test", action: "PutImage", on: ref, policyText: allowed.replacingOccurrences(of: "Allow", with: "Deny")) }
+        #expect(denied?.message.contains("policy") == false, "\(denied?.message ?? "")")
 
         // A stored policy this binary cannot read fails closed, but can still be replaced by the registry's own keys.
         let own = AccessPolicy(authentication: .sigV4(Self.verifier()), registryId: testRegistryId)
+        #expect(!own.isStranger("test", to: ref))
         #expect(throws: AccessDenied.self) { try own.check("test", action: "PutImage", on: ref, policyText: "{not a policy") }
         #expect(throws: Never.self) { try own.check("test", action: "SetRepositoryPolicy", on: ref, policyText: "{not a policy") }
     }

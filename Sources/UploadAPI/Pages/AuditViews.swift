@@ -266,10 +266,8 @@ extension ECRPublicService {
                             let events = try snapshot.events(after: from, limit: Self.sliceEvents, byteBudget: Self.sliceBytes)
                             let size = events.last?.position ?? from
                             guard !events.isEmpty else { return ([], [], size, nil) }
-                            // Each event's leaf, for its message's id: one read of their records.
-                            let records = try snapshot.eventRecords(from: from + 1, count: events.count)
-                            guard records.count == events.count else { throw StoreError(.corrupt, "the log's records after \(from) are fewer than its events") }
-                            let leaves = zip(events, records).map { Array(MerkleTree.leafHash(position: $0.position, record: $1)) }
+                            // Each event's leaf, for its message's id: the tree's level 0, stored, in one read.
+                            let leaves = try snapshot.merkleNodes(level: 0, indices: from..<(from + UInt64(events.count)))
                             return (events, leaves, size, Hex.encode(try snapshot.rootHash(size: size)))
                         }
                     }

@@ -94,9 +94,15 @@ extension ECRPublicService {
         may("GetRepositoryCatalogData", ref, details, viewer)
     }
 
+    /// Whether the viewer may take `action` on `ref`: as themselves, or, for a key of another
+    /// registry, as an anonymous viewer would (signing in never shows a stranger less than signing
+    /// out would).
     private func may(_ action: String, _ ref: RepositoryRef, _ details: RepositoryDetails?, _ viewer: String?) -> Bool {
-        (try? registry.authority.access.check(
-            viewer, action: action, on: ref, policyText: details?.policyText, publicPulls: !registry.authority.privatePulls)) != nil
+        let access = registry.authority.access
+        func may(as viewer: String?) -> Bool {
+            (try? access.check(viewer, action: action, on: ref, policyText: details?.policyText, publicPulls: !registry.authority.privatePulls)) != nil
+        }
+        return may(as: viewer) || (viewer != nil && access.isStranger(viewer, to: ref) && may(as: nil))
     }
 
     private func card(_ summary: RepositorySummary, _ details: RepositoryDetails?, _ viewer: String?, _ snapshot: any StoreSnapshot) throws -> [String: Any] {

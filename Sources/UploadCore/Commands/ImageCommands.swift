@@ -53,7 +53,7 @@ public struct PutImage: Sendable, Equatable {
         self.imageDigest = sha512Allowed && imageDigest.flatMap { DigestAlgorithm(of: $0.lowercased()) } == .sha512
             ? "sha512:" + Hex.encode(SHA512.hash(data: bytes)) : Hex.sha256Digest(bytes)
 
-        let manifest = try Manifest(parsing: bytes, given: imageManifestMediaType)
+        let manifest = try Manifest(parsing: bytes, given: imageManifestMediaType, checkingPush: true)
         if let refusal = manifest.pushRefusal { throw refusal }
         self.imageManifestMediaType = manifest.mediaType ?? ""
         self.artifactMediaType = manifest.configMediaType
@@ -103,7 +103,8 @@ public struct Manifest: Sendable {
     /// a `subject` (the manifest it refers to) that is not a descriptor, a member spelled as a
     /// known one in another case, or a leading byte-order mark, each of which registry clients
     /// read otherwise than this parser does. PutImage refuses it; the projector, which reads
-    /// again manifests stored before these rules, does not.
+    /// again manifests stored before these rules, does not (nor spends the time to judge it).
+    /// `nil` unless asked for (`checkingPush`).
     public private(set) var pushRefusal: CommandError?
 
     /// The config and the layers an image manifest names (none for an index).
@@ -111,8 +112,10 @@ public struct Manifest: Sendable {
         (config.map { [Descriptor(mediaType: configMediaType ?? "", digest: $0)] } ?? []) + layers
     }
 
-    /// - Parameter given: `imageManifestMediaType`, when the caller sent one.
-    public init(parsing bytes: [UInt8], given: String?) throws(CommandError) {
+    /// - Parameters:
+    ///   - given: `imageManifestMediaType`, when the caller sent one.
+    ///   - checkingPush: whether to judge ``pushRefusal``: for a push, not a replay.
+    public init(parsing bytes: [UInt8], given: String?, checkingPush: Bool = false) throws(CommandError) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
             throw Self.invalid("is not a JSON object")
         }
@@ -127,7 +130,7 @@ public struct Manifest: Sendable {
             throw CommandError(.invalidParameter, "The manifest has no mediaType; give imageManifestMediaType.")
         }
         self.mediaType = mediaType
-        pushRefusal = Self.pushRefusal(bytes, object)
+        if checkingPush { pushRefusal = Self.pushRefusal(bytes, object) }
         subject = ((object["subject"] as? [String: Any])?["digest"] as? String).flatMap { Validation.isRegistryDigest($0) ? $0 : nil }
         if Self.imageTypes.contains(mediaType) {
             guard object["manifests"] == nil else { throw Self.invalid("is an image manifest, which has no 'manifests'") }
