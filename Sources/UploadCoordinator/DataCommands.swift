@@ -168,6 +168,9 @@ struct CopyStoreCommand: AsyncParsableCommand {
         do {
             let report = try result.get()
             try partial?.publish()
+            if let toDatabaseUrl, fromDatabaseUrl == nil, let fromDataDir {
+                try StoreBackends.MovedToPostgreSQL.leave(in: fromDataDir, databaseURL: toDatabaseUrl)
+            }
             printLine(.object([
                 ("events", .number(String(report.events))), ("signedCheckpoints", .number(String(report.signedCheckpoints))),
                 ("rootHash", .string(report.merkleRoot)),

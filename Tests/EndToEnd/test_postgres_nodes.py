@@ -250,6 +250,11 @@ def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
         again = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", url)
         assert again.returncode == 1 and "already holds events" in again.stderr
         assert root("--data-dir", data_dir, "--database-url", url) == before
+        # The folder's old LMDB store is not written again (a node missing its database URL would
+        # serve the old log, and cut the database's staged parts back to it); it is still read.
+        stale = lmdb.tool("upload-coordinator", "create-repository", "--data-dir", data_dir, "--repository-name", "copy/stale")
+        assert stale.returncode != 0 and "moved to PostgreSQL" in stale.stderr, stale.stderr
+        assert root("--data-dir", data_dir) == before
 
         # Served from PostgreSQL with the same folder of blobs: the layer is there.
         node = Served(data_dir, database_url=url)

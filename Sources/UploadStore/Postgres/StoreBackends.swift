@@ -35,10 +35,38 @@ public enum StoreBackends {
     public static func shown(_ url: String) -> String { PostgresConnection.withoutPassword(url) }
 
     /// Opens the store: in PostgreSQL when `databaseURL` is given (`poolSize` connections for
-    /// readers), else in LMDB in `configuration.directory`.
+    /// readers), else in LMDB in `configuration.directory`, unless that store was moved to
+    /// PostgreSQL (``MovedToPostgreSQL``).
     public static func open(_ configuration: StoreConfiguration, databaseURL: String?, poolSize: Int = 8) throws -> any EventStore {
-        guard let databaseURL else { return try Store(configuration) }
+        guard let databaseURL else {
+            if let moved = MovedToPostgreSQL.refusal(directory: configuration.directory) { throw moved }
+            return try Store(configuration)
+        }
         return try PostgresStore(url: databaseURL, configuration: configuration, poolSize: poolSize)
+    }
+
+    /// A folder whose LMDB store `copy-store` copied into PostgreSQL keeps its `data.mdb` (its
+    /// blobs and staging are the database's now): a node started on it without the database URL
+    /// (its environment variable missing) would serve the old log beside the new one, and its
+    /// start-up would cut staging back to that log, losing parts the database records. So the copy
+    /// leaves this note in the folder, and the folder's LMDB store is opened to write only once it
+    /// is removed. (Reading it, to audit the old copy, stays open.)
+    public enum MovedToPostgreSQL {
+        public static let fileName = "moved-to-postgresql"
+
+        /// Leaves the note: where the store went (its URL without secrets) and when.
+        public static func leave(in directory: String, databaseURL: String, at time: Date = Date()) throws {
+            let note = "This folder's LMDB store was copied to PostgreSQL at \(shown(databaseURL)) on \(ISO8601DateFormatter().string(from: time)).\n"
+                + "Serve it with --database-url (or \(databaseURLVariable)); to serve this LMDB copy instead, remove this file.\n"
+            try Data(note.utf8).write(to: URL(fileURLWithPath: directory).appendingPathComponent(fileName))
+        }
+
+        /// Why the LMDB store in `directory` may not be opened to write, or `nil`.
+        public static func refusal(directory: String) -> StoreError? {
+            let path = URL(fileURLWithPath: directory).appendingPathComponent(fileName).path
+            guard FileManager.default.fileExists(atPath: path) else { return nil }
+            return StoreError(.io, "the LMDB store in \(directory) was moved to PostgreSQL by copy-store (\(path) says where): serve it with --database-url, or remove that file to serve this old copy")
+        }
     }
 
     /// Opens the store for reading only: never migrating it, rebuilding its projections, counting
