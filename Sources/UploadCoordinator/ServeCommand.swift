@@ -51,6 +51,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The most commands queued for the writer (ThrottlingException beyond).") var maxQueuedCommands = 20_000
     @Option(help: "End uploads with no activity for this many seconds (UploadExpired).") var uploadExpiry: Int64 = 86_400
     @Option(help: "How often, in seconds, to look for idle uploads.") var sweepInterval: Int64 = 60
+    @Option(help: "On SIGTERM or SIGINT, the longest, in seconds, requests in flight may take to finish; past it they are cancelled (a client sending or reading slowly is cut off) and the store closes as it always does, every accepted command committed.")
+    var shutdownTimeout: Int64 = 30
     @Option(help: "The region a request's SigV4 credential scope must name (InvalidSignatureException otherwise).")
     var region = SigV4Verifier.defaultRegion
     @Option(help: "Seconds a request head may take: from accept for a connection's first request, from its first byte after.")
@@ -85,7 +87,8 @@ struct ServeCommand: AsyncParsableCommand {
         StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
         guard (1...1000).contains(databasePoolSize) else { throw ValidationError("--database-pool-size must be 1 to 1000; got \(databasePoolSize).") }
         guard (1...86_400).contains(databaseAnswerLimit) else { throw ValidationError("--database-answer-limit must be 1 to 86400 seconds; got \(databaseAnswerLimit).") }
-        for (flag, value) in [("--upload-expiry", uploadExpiry), ("--sweep-interval", sweepInterval), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout)] {
+        for (flag, value) in [("--upload-expiry", uploadExpiry), ("--sweep-interval", sweepInterval), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout),
+                              ("--shutdown-timeout", shutdownTimeout)] {
             guard (1...Self.longestSeconds).contains(value) else { throw ValidationError("\(flag) must be 1 to \(Self.longestSeconds) seconds; got \(value).") }
         }
         guard CheckpointSigner.intervals.contains(checkpointInterval) else {
@@ -236,7 +239,10 @@ struct ServeCommand: AsyncParsableCommand {
         // One group, shut down in reverse order on SIGINT or SIGTERM: the server stops accepting and
         // finishes the requests in flight (live feeds end), the sweeper and blob check stop, the
         // signer signs the log as it then stands, and the store, listed first, closes last.
-        let group = ServiceGroup(configuration: .init(
+        // A request that never ends (a body or a download dribbled by a slow client) would hold the
+        // shutdown for as long: past --shutdown-timeout the group is cancelled, and the store
+        // service still closes the store (the writer writes what it has queued).
+        var groupConfiguration = ServiceGroupConfiguration(
             services: [
                 .init(service: StoreService(store)),
                 .init(service: CheckpointSigning(checkpoints, logger: logger)),
@@ -245,7 +251,9 @@ struct ServeCommand: AsyncParsableCommand {
                 .init(service: app),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+            logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(shutdownTimeout)
+        let group = ServiceGroup(configuration: groupConfiguration)
         do {
             try await group.run()
         } catch {

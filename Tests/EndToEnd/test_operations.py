@@ -9,7 +9,9 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -586,3 +588,35 @@ def test_a_start_logs_a_completed_layer_whose_blob_is_gone(tmp_path):
         assert client(server).describe_repositories(repositoryNames=["team/gone"])["repositories"], "and it serves"
     finally:
         assert server.stop() == 0
+
+
+def test_a_request_that_never_ends_holds_the_shutdown_no_longer_than_its_timeout():
+    """A chunk dribbled by a slow client would hold SIGTERM's graceful stop for as long as it lasts:
+    past --shutdown-timeout the request is cancelled, the store closes as always, and serve exits 0."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = Server(data_dir, "--allow-anonymous", "--shutdown-timeout", "2", "--idle-timeout", "600", "--min-body-rate", "0",
+                        credentials=None)
+        base = f"http://127.0.0.1:{server.port}"
+        created = requests.post(base + "/", data=b'{"repositoryName":"slow/app"}', timeout=30, headers={
+            "X-Amz-Target": "SpencerFrontendService.CreateRepository", "Content-Type": "application/x-amz-json-1.1"})
+        assert created.status_code == 200, created.text
+        location = requests.post(base + "/v2/slow/app/blobs/uploads/", timeout=30).headers["Location"]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"PATCH %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 1000000\r\n"
+                         b"Content-Type: application/octet-stream\r\n\r\n" % (location.encode(), server.port))
+            for _ in range(5):  # a chunk under way, arriving slowly
+                sock.sendall(b"x" * 100)
+                time.sleep(0.1)
+            asked = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            while server.process.poll() is None and time.monotonic() - asked < 25:
+                try:
+                    sock.sendall(b"x" * 100)  # still dribbling while the server stops
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            took = time.monotonic() - asked
+        status = server.stop()
+        assert status == 0 and 1.5 < took < 2 + 15, (status, took, server.stderr_text()[-2000:])
+        replay = server.tool("upload-replay", "--data-dir", data_dir)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
