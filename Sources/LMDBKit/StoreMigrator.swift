@@ -88,7 +88,7 @@ public enum MigrationError: Error, CustomStringConvertible, Sendable {
         case .superseded(let ids):
             "this store was written by a newer upload-coordinator (it has migration \(ids.joined(separator: ", ")) that this binary does not know); use that version or newer"
         case .pending(let ids):
-            "this store needs migrations \(ids.joined(separator: ", ")); run `upload-coordinator migrate --data-dir DIR`"
+            "this store needs migrations \(ids.joined(separator: ", ")); run `upload-coordinator migrate` on it (with its --data-dir, or its --database-url), once every process still serving it has stopped"
         case .corruptRecord(let id):
             "the migration record for \(id) is corrupt"
         }

@@ -83,6 +83,12 @@ struct StatsCommand: AsyncParsableCommand {
         // or waits for its write lock (older nodes may still be serving a database).
         let s: StoreStatistics
         do {
+            // With a database the folder holds only blobs and staging: a folder missing (a typo, an
+            // unmounted share) would be counted as an empty blob store.
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: store.dataDir, isDirectory: &isFolder), isFolder.boolValue else {
+                throw StoreError(.io, "there is no folder \(store.dataDir): give the --data-dir that holds the store's blobs and staging")
+            }
             if let url = try store.database() { s = try PostgresReader(url: url).statistics() } else { s = try ReadOnlyStore(directory: store.dataDir).statistics() }
         } catch let error as ValidationError { throw error } catch { fail(error) }
         let blobs = FolderUsage(DigestAlgorithm.allCases.map { store.dataDir + "/blobs/" + $0.rawValue })

@@ -216,6 +216,9 @@ def test_stats_and_backup_only_read_the_live_store(live, tmp_path):
     empty.mkdir()
     out = tool("upload-coordinator", "stats", "--data-dir", str(empty))
     assert out.returncode == 1 and "holds no store" in out.stderr and list(empty.iterdir()) == []
+    # With a database the folder holds the blobs alone: a missing one is no empty blob store.
+    missing = tool("upload-coordinator", "stats", "--data-dir", str(tmp_path / "typo"), "--database-url", "postgres://u@127.0.0.1:1/db")
+    assert missing.returncode == 1 and "there is no folder" in missing.stderr, missing.stderr
     inside = tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(data / "staging" / "b"))
     assert inside.returncode != 0 and "inside the data folder" in inside.stderr
     link = tmp_path / "link"
