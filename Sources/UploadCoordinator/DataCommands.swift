@@ -137,7 +137,8 @@ struct CopyStoreCommand: AsyncParsableCommand {
         let sourceDirectory = fromDataDir ?? FileManager.default.temporaryDirectory.path
         // The source is only read (an LMDB folder opened read-only, a database through one
         // read-only connection), never migrated, and its projections never rebuilt: the copy
-        // takes its log and signed checkpoints, and its projections are built from them.
+        // takes its log and signed checkpoints, and its projections are built from them. (An LMDB
+        // source copied into PostgreSQL is then given a note that it moved: MovedToPostgreSQL.)
         let source: any SnapshotReading
         do {
             source = try StoreBackends.openForReading(directory: sourceDirectory, databaseURL: fromDatabaseUrl, unreadableProjections: .readAsEmpty)
@@ -169,7 +170,11 @@ struct CopyStoreCommand: AsyncParsableCommand {
             let report = try result.get()
             try partial?.publish()
             if let toDatabaseUrl, fromDatabaseUrl == nil, let fromDataDir {
-                try StoreBackends.MovedToPostgreSQL.leave(in: fromDataDir, databaseURL: toDatabaseUrl)
+                // The copy is whole either way: a folder that cannot be written only goes unmarked.
+                do { try StoreBackends.MovedToPostgreSQL.leave(in: fromDataDir, databaseURL: toDatabaseUrl) } catch {
+                    let warning = "warning: the copy is whole, but \(fromDataDir)/\(StoreBackends.MovedToPostgreSQL.fileName) could not be written (\(error)): nothing stops a node from serving the folder's old LMDB store\n"
+                    FileHandle.standardError.write(Data(warning.utf8))
+                }
             }
             printLine(.object([
                 ("events", .number(String(report.events))), ("signedCheckpoints", .number(String(report.signedCheckpoints))),

@@ -37,6 +37,9 @@ struct BackupCommand: AsyncParsableCommand {
         guard FileManager.default.fileExists(atPath: store.dataDir + "/data.mdb") else {
             throw ValidationError("--data-dir \(store.dataDir) holds no store.")
         }
+        // Its LMDB store is the old copy of one now in PostgreSQL: a backup of it would be a
+        // servable folder of stale data.
+        if let moved = StoreBackends.MovedToPostgreSQL.refusal(directory: store.dataDir) { throw ValidationError(moved.message) }
         if let refusal = StoreBackup.refusal(destination: to, dataDirectory: store.dataDir) { throw ValidationError("--to: \(refusal).") }
     }
 

@@ -51,7 +51,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The most commands queued for the writer (ThrottlingException beyond).") var maxQueuedCommands = 20_000
     @Option(help: "End uploads with no activity for this many seconds (UploadExpired).") var uploadExpiry: Int64 = 86_400
     @Option(help: "How often, in seconds, to look for idle uploads.") var sweepInterval: Int64 = 60
-    @Option(help: "On SIGTERM or SIGINT, the longest, in seconds, requests in flight may take to finish; past it they are cancelled (a client sending or reading slowly is cut off) and the store closes as it always does, every accepted command committed.")
+    @Option(help: "On SIGTERM or SIGINT, the longest, in seconds, requests in flight may take to finish; past it they are cut off (a client sending or reading slowly), and the rest stops as always: the log signed last, the store closed with every accepted command committed.")
     var shutdownTimeout: Int64 = 30
     @Option(help: "The region a request's SigV4 credential scope must name (InvalidSignatureException otherwise).")
     var region = SigV4Verifier.defaultRegion
@@ -240,20 +240,18 @@ struct ServeCommand: AsyncParsableCommand {
         // finishes the requests in flight (live feeds end), the sweeper and blob check stop, the
         // signer signs the log as it then stands, and the store, listed first, closes last.
         // A request that never ends (a body or a download dribbled by a slow client) would hold the
-        // shutdown for as long: past --shutdown-timeout the group is cancelled, and the store
-        // service still closes the store (the writer writes what it has queued).
-        var groupConfiguration = ServiceGroupConfiguration(
+        // shutdown for as long: past --shutdown-timeout the server's requests are cut off, and the
+        // rest stops in order as always.
+        let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: StoreService(store)),
                 .init(service: CheckpointSigning(checkpoints, logger: logger)),
                 .init(service: BlobCheck(service), successTerminationBehavior: .ignore),
                 .init(service: ExpirySweeper(service, idleMilliseconds: uploadExpiry * 1000, interval: .seconds(sweepInterval))),
-                .init(service: app),
+                .init(service: BoundedShutdown(app, limit: .seconds(shutdownTimeout), logger: logger)),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = .seconds(shutdownTimeout)
-        let group = ServiceGroup(configuration: groupConfiguration)
+            logger: logger))
         do {
             try await group.run()
         } catch {

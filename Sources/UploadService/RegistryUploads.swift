@@ -145,11 +145,11 @@ extension UploadService {
         let session = try await activeSession(upload)
         let offset = session.bytesReceived
         let adoptable = offset == 0 ? completion : nil
-        // Refused before its bytes are read when it says it has some, as the decider would refuse
-        // its part (an empty final chunk adds no part: the upload still completes).
-        if let declaredLength, declaredLength > 0, let why = settings.refusesAnotherChunk(after: session.partCount) {
-            throw CommandError(.invalidLayerPart, why)
-        }
+        // Past the cap a chunk is refused before its bytes are read when it says it has some, else
+        // at its first byte, as the decider would refuse its part (an empty final chunk adds no
+        // part: the upload still completes).
+        let pastTheCap = settings.refusesAnotherChunk(after: session.partCount).map { CommandError(.invalidLayerPart, $0) }
+        if let pastTheCap, let declaredLength, declaredLength > 0 { throw pastTheCap }
         if let refusal = chunkHeadRefusal(at: offset, range: range, declaredLength: declaredLength) { throw refusal }
         // The bytes `Content-Range` says the chunk holds, less one (`last - first` cannot overflow,
         // where their count can: `0-18446744073709551615`).
@@ -164,6 +164,7 @@ extension UploadService {
             pending.reserveCapacity(Self.chunkBufferBytes)
             var received: UInt64 = 0
             for try await buffer in body {
+                if let pastTheCap, buffer.readableBytes > 0 { throw pastTheCap }
                 received += UInt64(buffer.readableBytes)
                 // A body longer than it said is refused as soon as it is, not once it is staged.
                 if let declaredSpan, received > 0, received - 1 > declaredSpan { throw heldOtherThanDeclared(received, soFar: true) }

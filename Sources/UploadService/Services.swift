@@ -1,8 +1,40 @@
 import Foundation
-import Logging
-import UploadStore
+public import Logging
 public import ServiceLifecycle
 public import UploadStore
+
+/// `service` (the HTTP server) given at most `limit`, once the group's graceful shutdown reaches
+/// it, to finish what it is doing: past that its task is cancelled (requests still running, a
+/// chunk or a download a slow client dribbles, are cut off), and the group's other services then
+/// shut down in their order as always. A bound on the whole group would cancel them all at once,
+/// the store's close beside the log's last signature.
+public struct BoundedShutdown<S: Service>: Service {
+    let service: S
+    let limit: Duration
+    let logger: Logger
+
+    public init(_ service: S, limit: Duration, logger: Logger) {
+        self.service = service
+        self.limit = limit
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await service.run() }
+            group.addTask {
+                // Task-local, so the child sees the group's shutdown begin; cancelled (the service
+                // ended first), it just ends.
+                guard (try? await gracefulShutdown()) != nil else { return }
+                try await Task.sleep(for: limit)
+                logger.warning("requests still running when the shutdown's bound passed are cut off", metadata: ["bound.seconds": "\(limit.components.seconds)"])
+            }
+            // The service's end (or the bound's) ends both: what is left is cancelled.
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}
 
 /// The store's lifecycle as a service: it runs until the group shuts down, then writes every
 /// command already submitted and closes the store. List it first in its `ServiceGroup`, so that it

@@ -623,3 +623,6 @@ def test_a_request_that_never_ends_holds_the_shutdown_no_longer_than_its_timeout
         assert status == 0 and 1.5 < took < 2 + 15, (status, took, server.stderr_text()[-2000:])
         replay = server.tool("upload-replay", "--data-dir", data_dir)
         assert replay.returncode == 0, replay.stdout + replay.stderr
+        # The rest stopped in its order: the last checkpoint signed covers every event.
+        note = server.tool("upload-coordinator", "audit", "checkpoint", "--data-dir", data_dir)
+        assert note.returncode == 0 and int(note.stdout.splitlines()[1]) == len(server.events()), note.stdout + note.stderr

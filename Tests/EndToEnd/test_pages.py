@@ -242,6 +242,21 @@ def test_hostile_catalog_text_neither_runs_nor_renders_as_markup(browser):
         screenshot(browser, "hostile")
 
 
+def test_under_private_pulls_a_key_of_another_registry_sees_no_repository_it_is_not_allowed():
+    """Anonymous viewers see no page of a private registry: a stranger's key signed in is judged as
+    itself only, never as an anonymous viewer would be."""
+    with serving("--private-pulls", credentials="test test\nAKIDFOREIGN foreign 111122223333 someone\n") as server:
+        client(server).create_repository(repositoryName="private/app", catalogData={"description": "secret plans"})
+        base = f"http://127.0.0.1:{server.port}"
+        stranger = requests.Session()
+        signed = stranger.post(base + "/gallery/sign-in", data={"accessKeyId": "AKIDFOREIGN", "secretAccessKey": "foreign"},
+                               headers={"Origin": base}, allow_redirects=False)
+        assert signed.status_code == 303
+        assert "private/app" not in stranger.get(base + "/gallery/").text
+        page = stranger.get(base + "/gallery/repositories/private/app")
+        assert page.status_code == 404 and "secret plans" not in page.text
+
+
 def test_access_cookies_headers_and_private_pulls(tmp_path):
     with serving("--private-pulls") as server:
         ecr = client(server)

@@ -254,6 +254,8 @@ def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
         # serve the old log, and cut the database's staged parts back to it); it is still read.
         stale = lmdb.tool("upload-coordinator", "create-repository", "--data-dir", data_dir, "--repository-name", "copy/stale")
         assert stale.returncode != 0 and "moved to PostgreSQL" in stale.stderr, stale.stderr
+        backup = lmdb.tool("upload-coordinator", "backup", "--data-dir", data_dir, "--to", os.path.join(back_dir, "stale-backup"))
+        assert backup.returncode != 0 and "moved to PostgreSQL" in backup.stderr, backup.stderr
         assert root("--data-dir", data_dir) == before
 
         # Served from PostgreSQL with the same folder of blobs: the layer is there.

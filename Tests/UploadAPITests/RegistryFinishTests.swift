@@ -67,7 +67,11 @@ struct RegistryFinishTests {
                 try await service.appendChunk(upload, range: nil, declaredLength: 1, body: BodyNeverRead(), testMetadata())
             }
             #expect(refusal?.code == .invalidLayerPart)
-            let completed = try await service.finishUpload(upload, range: nil, declaredLength: 0, body: Self.chunk([]), digest: Self.digest(first), testMetadata())
+            // Of no declared length (chunked), it is refused at its first byte, nothing of it staged.
+            let unsaid = await #expect(throws: CommandError.self) { try await service.appendChunk(upload, range: nil, body: Self.chunk([4, 5, 6]), testMetadata()) }
+            #expect(unsaid?.code == .invalidLayerPart)
+            #expect(try FileManager.default.attributesOfItem(atPath: blobs.stagingPath(upload.uploadId))[.size] as? Int == first.count)
+            let completed = try await service.finishUpload(upload, range: nil, body: Self.chunk([]), digest: Self.digest(first), testMetadata())
             #expect(completed.layerDigest == Self.digest(first))
         }
     }

@@ -95,14 +95,16 @@ extension ECRPublicService {
     }
 
     /// Whether the viewer may take `action` on `ref`: as themselves, or, for a key of another
-    /// registry, as an anonymous viewer would (signing in never shows a stranger less than signing
-    /// out would).
+    /// registry, an action other than a pull, as an anonymous viewer would, where anonymous
+    /// viewers see pages (signing in never shows a stranger less than signing out would; a pull
+    /// is a stranger's own to make or be denied, as on the registry).
     private func may(_ action: String, _ ref: RepositoryRef, _ details: RepositoryDetails?, _ viewer: String?) -> Bool {
-        let access = registry.authority.access
+        let access = registry.authority.access, anonymousSeePages = !registry.authority.privatePulls
         func may(as viewer: String?) -> Bool {
-            (try? access.check(viewer, action: action, on: ref, policyText: details?.policyText, publicPulls: !registry.authority.privatePulls)) != nil
+            (try? access.check(viewer, action: action, on: ref, policyText: details?.policyText, publicPulls: anonymousSeePages)) != nil
         }
-        return may(as: viewer) || (viewer != nil && access.isStranger(viewer, to: ref) && may(as: nil))
+        if may(as: viewer) { return true }
+        return viewer != nil && anonymousSeePages && !AccessPolicy.pullActions.contains(action) && access.isStranger(viewer, to: ref) && may(as: nil)
     }
 
     private func card(_ summary: RepositorySummary, _ details: RepositoryDetails?, _ viewer: String?, _ snapshot: any StoreSnapshot) throws -> [String: Any] {
