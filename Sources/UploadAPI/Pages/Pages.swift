@@ -91,8 +91,9 @@ extension ECRPublicService {
     /// Where pages are rendered: one thread, at the feeds' lower priority; past 16 pages waiting
     /// or rendering, a page is refused at once (503), so that a burst of views waits a bounded time.
     static let pageThread = AdmittingThread(limit: 16)
-    /// The places on ``pageThread`` only signed-in viewers take: anonymous views, which anyone
-    /// can send in any number, never keep the registry's own keys (auditors) from their pages.
+    /// The places on ``pageThread`` (and on the registry's referrers thread) only callers with a
+    /// key take: anonymous ones, which anyone can send in any number, never keep the registry's
+    /// own keys (auditors, pushers) from theirs.
     static let placesForSignedInViewers = 4
 
     /// `render` on ``pageThread``. - Throws: ``AdmittingThread/Busy`` when it admits no more.

@@ -160,7 +160,11 @@ extension RegistryFrontEnd {
             return (found, listed.count > referrers.count ? referrers.last : nil)
         }
         let (descriptors, more): ([JSONValue], String?)
-        do { (descriptors, more) = try await Self.referrersThread.run(scan) } catch is ECRPublicService.AdmittingThread.Busy {
+        // Anonymous lists take all but the places kept for callers with a key: anyone can send
+        // them in any number, and would otherwise keep the registry's own pushers (cosign, oras
+        // attaching signatures) from theirs.
+        let reserved = call.principal == nil ? ECRPublicService.placesForSignedInViewers : 0
+        do { (descriptors, more) = try await Self.referrersThread.run(keepingFree: reserved, scan) } catch is ECRPublicService.AdmittingThread.Busy {
             throw RegistryError(.tooManyRequests, "too many referrers lists are being read at once; try again in a moment")
         }
         var headers: HTTPFields = [:]
@@ -187,7 +191,7 @@ extension RegistryFrontEnd {
     /// What a query value keeps unescaped: RFC 3986's unreserved characters.
     static let queryValueCharacters = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
-    /// Where referrers are looked for; past 16 lists waiting or being read, one is refused.
+    /// Where referrers are looked for; past 16 lists waiting or being read (12 anonymous ones), one is refused.
     static let referrersThread = ECRPublicService.AdmittingThread(limit: 16)
 
     static let imageIndexType = "application/vnd.oci.image.index.v1+json"
