@@ -21,6 +21,34 @@ extension DecisionRulesTests {
         #expect(try w.tables.image(w.ref, e.imageDigest)?.tags == ["v1", "v2"])
     }
 
+    /// A manifest stored before a push rule refused it (here a trailing comma, stored as replay
+    /// stores it) can still be tagged by pushing its bytes again, where it is stored; anywhere
+    /// else it is refused, and before its missing blobs are named.
+    @Test func put_aManifestStoredBeforeARule_canBeTaggedWhereItIs_butIsRefusedAnywhereElse() throws {
+        var w = try Harness(repositories: ["team/app", "team/other"])
+        try w.withLayers()
+        let manifest = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],}"#
+        let digest = Fixture.imageDigest(manifest)
+        let put = try PutImage(repositoryName: "team/app", imageManifest: manifest, imageTag: "v1")
+        #expect(put.refusalUnlessStored?.code == .invalidParameter)
+        #expect(try w.refusal(.putImage(put)) == put.refusalUnlessStored)
+        w.position += 1
+        try Projector.apply(EventEnvelope(position: w.position, recordedAt: w.now, metadata: testMetadata(), event: .imagePushed(ImagePushed(
+            registryId: testRegistryId, repositoryName: "team/app", imageDigest: digest, imageTag: "v1", imageManifest: manifest,
+            imageManifestMediaType: "application/vnd.oci.image.index.v1+json", artifactMediaType: nil, imageSizeInBytes: 0, pushedAt: w.now))),
+            to: &w.tables)
+
+        #expect(try w.refusal(.put(manifest, tag: "v1")).code == .imageAlreadyExists)
+        try w.run(.put(manifest, tag: "v2"))
+        #expect(try w.tables.image(w.ref, digest)?.tags == ["v1", "v2"])
+        let elsewhere = try PutImage(repositoryName: "team/other", imageManifest: manifest, imageTag: "v1")
+        #expect(try w.refusal(.putImage(elsewhere)).code == .invalidParameter)
+        #expect(elsewhere.refusalInAnEmptyRepository?.code == .invalidParameter)
+        // Before the blobs it names are looked for: a new push is refused for its text first.
+        let naming = String(Fixture.image(config: d, layers: [d]).dropLast(2)) + "],}"
+        #expect(try w.refusal(.put(naming)).code == .invalidParameter)
+    }
+
     /// A claimed digest must be the manifest's (in any case); the size is the layers' without the config.
     @Test func put_checksTheClaimedDigest_andRecordsTheSumOfLayerSizes() throws {
         var w = try Harness()

@@ -16,6 +16,14 @@ struct ManifestValidationTests {
         try PutImage(repositoryName: "team/app", imageManifest: manifest, imageManifestMediaType: mediaType)
     }
 
+    /// What the decider answers the first push of `manifest` to a repository (one that does not
+    /// hold it): a push rule's refusal, which the command carries (``PutImage/refusalUnlessStored``).
+    static func refusalOfAFirstPush(_ manifest: String, _ why: String = "") throws -> CommandError {
+        let put = try Self.put(manifest)
+        #expect(put.refusalUnlessStored != nil, "\(why)")
+        return try Harness().refusal(.putImage(put))
+    }
+
     @Test(arguments: [
         #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[\#(descriptor)]}"#,
         #"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":\#(config),"layers":[]}"#,
@@ -61,8 +69,7 @@ struct ManifestValidationTests {
     ])
     func aSubjectThatIsNotADescriptor_isInvalidParameter_butTheProjectorStillReadsIt(why: String, subject: String) throws {
         let manifest = #"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[],"subject":\#(subject)}"#
-        let error = #expect(throws: CommandError.self, "\(why)") { try Self.put(manifest) }
-        #expect(error?.code == .invalidParameter)
+        #expect(try Self.refusalOfAFirstPush(manifest, why).code == .invalidParameter, "\(why)")
         // A manifest stored before the check is read again as it was.
         #expect(try Manifest(parsing: Array(manifest.utf8), given: nil, checkingPush: true).pushRefusal != nil)
         _ = try Self.put(#"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[],"subject":\#(Self.descriptor)}"#)
@@ -78,8 +85,7 @@ struct ManifestValidationTests {
         ("Config", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"Config":\#(config),"layers":[]}"#),
     ])
     func aMemberSpelledAsAKnownOneInAnotherCase_isRefused_butTheProjectorStillReadsIt(why: String, manifest: String) throws {
-        let error = #expect(throws: CommandError.self, "\(why)") { try Self.put(manifest) }
-        #expect(error?.code == .invalidParameter)
+        #expect(try Self.refusalOfAFirstPush(manifest, why).code == .invalidParameter, "\(why)")
         #expect(try Manifest(parsing: Array(manifest.utf8), given: nil, checkingPush: true).pushRefusal != nil)
     }
 
@@ -96,17 +102,15 @@ struct ManifestValidationTests {
         ("a listed manifest's digest in capitals", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"x","digest":"sha256:\#(String(repeating: "B", count: 64))","size":1}]}"#),
     ])
     func aManifestClientsWouldReadOtherwise_isRefused_butTheProjectorStillReadsIt(why: String, manifest: String) throws {
-        let error = #expect(throws: CommandError.self, "\(why)") { try Self.put(manifest) }
-        #expect(error?.code == .invalidParameter, "\(why)")
+        #expect(try Self.refusalOfAFirstPush(manifest, why).code == .invalidParameter, "\(why)")
         #expect(try Manifest(parsing: Array(manifest.utf8), given: nil, checkingPush: true).pushRefusal != nil, "\(why)")
         #expect(try Manifest(parsing: Array(manifest.utf8), given: nil).pushRefusal == nil, "replay spends no time judging it")
     }
 
     @Test func aByteOrderMark_isRefused_butTheProjectorStillReadsIt() throws {
         let manifest = #"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[]}"#
-        _ = try Self.put(manifest)
-        let error = #expect(throws: CommandError.self) { try Self.put("\u{FEFF}" + manifest) }
-        #expect(error?.code == .invalidParameter)
+        #expect(try Self.put(manifest).refusalUnlessStored == nil)
+        #expect(try Self.refusalOfAFirstPush("\u{FEFF}" + manifest).code == .invalidParameter)
         #expect(try Manifest(parsing: Array(("\u{FEFF}" + manifest).utf8), given: nil, checkingPush: true).pushRefusal != nil)
     }
 
@@ -119,6 +123,7 @@ struct ManifestValidationTests {
         #expect(try Self.put(empty).refusalInAnEmptyRepository == nil)
         let claimed = try PutImage(repositoryName: "team/app", imageManifest: empty, imageDigest: Self.digest)
         #expect(claimed.refusalInAnEmptyRepository?.code == .imageDigestDoesNotMatch)
+        #expect(try Self.put(#"{"schemaVersion":2,"mediaType":"\#(Self.index)","manifests":[],}"#).refusalInAnEmptyRepository?.code == .invalidParameter)
     }
 
     @Test func theGivenMediaType_mustBeServed_andAgreeWithTheManifests() throws {

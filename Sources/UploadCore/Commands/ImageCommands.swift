@@ -29,6 +29,10 @@ public struct PutImage: Sendable, Equatable {
     public let layerDigests: [String]
     /// Images a manifest list or index references.
     public let referencedImages: [String]
+    /// Why the manifest may not be stored anew (``Manifest/pushRefusal``): a rule added after
+    /// manifests were first stored. The decider refuses it only where the repository does not
+    /// already hold this manifest, so that an image stored before the rule can still be tagged.
+    public let refusalUnlessStored: CommandError?
 
     /// - Parameter sha512Allowed: whether the caller may name the manifest by a SHA-512 digest, as
     ///   a registry client may. ECR's PutImage names every image by SHA-256, so there a `sha512:`
@@ -54,7 +58,7 @@ public struct PutImage: Sendable, Equatable {
             ? "sha512:" + Hex.encode(SHA512.hash(data: bytes)) : Hex.sha256Digest(bytes)
 
         let manifest = try Manifest(parsing: bytes, given: imageManifestMediaType, checkingPush: true)
-        if let refusal = manifest.pushRefusal { throw refusal }
+        self.refusalUnlessStored = manifest.pushRefusal
         self.imageManifestMediaType = manifest.mediaType ?? ""
         self.artifactMediaType = manifest.configMediaType
         self.configDigest = manifest.config
@@ -102,8 +106,9 @@ public struct Manifest: Sendable {
     /// Why a push of this manifest is refused by a rule added after manifests were first stored:
     /// a `subject` (the manifest it refers to) that is not a descriptor, a member spelled as a
     /// known one in another case, or a leading byte-order mark, each of which registry clients
-    /// read otherwise than this parser does. PutImage refuses it; the projector, which reads
-    /// again manifests stored before these rules, does not (nor spends the time to judge it).
+    /// read otherwise than this parser does. PutImage refuses it where the repository does not
+    /// hold it already; the projector, which reads again manifests stored before these rules,
+    /// does not (nor spends the time to judge it).
     /// `nil` unless asked for (`checkingPush`).
     public private(set) var pushRefusal: CommandError?
 

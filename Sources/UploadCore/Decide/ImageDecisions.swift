@@ -3,6 +3,8 @@ enum ImageDecisions {
     static func put(_ c: PutImage, state: some ProjectionState, settings: DecisionSettings, now: Timestamp) throws -> Decision {
         let ref = try Decider.existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
         if let mismatch = digestMismatch(c) { throw mismatch }
+        let existing = try state.image(ref, c.imageDigest)
+        if existing == nil, let refusal = c.refusalUnlessStored { throw refusal }
         var missing: [String] = []
         var layerSizes: UInt64 = 0
         for digest in ([c.configDigest].compactMap { $0 } + c.layerDigests) where !missing.contains(digest) {
@@ -16,7 +18,7 @@ enum ImageDecisions {
         let referenced = try c.referencedImages.map { (digest: $0, image: try state.image(ref, $0)) }
         let missingImages = referenced.filter { $0.image == nil }.map(\.digest)
         guard missingImages.isEmpty else { throw imagesMissing(ref.repositoryName, missingImages) }
-        if let existing = try state.image(ref, c.imageDigest), c.imageTag.map({ tag in existing.tags.contains { $0.sameBytes(as: tag) } }) ?? true {
+        if let existing, c.imageTag.map({ tag in existing.tags.contains { $0.sameBytes(as: tag) } }) ?? true {
             throw CommandError(.imageAlreadyExists, "Image with digest '\(c.imageDigest)'\(c.imageTag.map { " and tag '\($0)'" } ?? "") already exists in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
         }
         return Decision([.imagePushed(ImagePushed(
@@ -29,10 +31,11 @@ enum ImageDecisions {
     }
 
     /// What a repository that holds nothing refuses `c` for, as ``put(_:state:settings:now:)``
-    /// decides it there: a digest that does not hold, or any blob or image it names (none can be
-    /// there); `nil` when it would be stored.
+    /// decides it there: a digest that does not hold, a manifest no longer stored anew, or any
+    /// blob or image it names (none can be there); `nil` when it would be stored.
     static func refusalInAnEmptyRepository(_ c: PutImage) -> CommandError? {
         if let mismatch = digestMismatch(c) { return mismatch }
+        if let refusal = c.refusalUnlessStored { return refusal }
         let blobs = [c.configDigest].compactMap { $0 } + c.layerDigests
         if !blobs.isEmpty { return layersMissing(c.repositoryName, blobs.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }) }
         if !c.referencedImages.isEmpty { return imagesMissing(c.repositoryName, c.referencedImages) }
