@@ -35,6 +35,9 @@ public struct StoreConfiguration: Sendable {
     public var databaseAnswerLimit: Duration? = .seconds(60)
     /// How far back an SDK retry is answered with its original result (``RetryWindow``).
     public var retryWindow = RetryWindow.default
+    /// The clock decisions and recorded times read. On PostgreSQL, ``SystemClock`` stands for the
+    /// database's clock, read under the append lock, so that all nodes keep one; another clock (a
+    /// test's) is read as given.
     public var clock: any UploadCore.Clock = SystemClock()
     /// This boot of the machine, which tells a restart of the process from a crash of the machine
     /// (see ``ProjectionEnvironment``); a test gives another to stand for a reboot.

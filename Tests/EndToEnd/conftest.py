@@ -117,10 +117,11 @@ def database():
 
 class Server:
     """`serve` on `data_dir`. `credentials` is written to a --credentials file (None: no flag, for
-    tests of where else keys come from); `env` replaces this process's environment and
-    `preexec_fn` runs in the child before serve (resource limits)."""
+    tests of where else keys come from); `env` replaces this process's environment,
+    `preexec_fn` runs in the child before serve (resource limits) and `wrapper` is a command that
+    runs serve (a preload that runs its clock ahead)."""
     def __init__(self, data_dir, *extra, database_url=None, credentials="test test\nAKIDOTHER othersecret\n",
-                 env=None, preexec_fn=None):
+                 env=None, preexec_fn=None, wrapper=()):
         self.data_dir = data_dir
         self.database_url = database_url
         if database_url:
@@ -132,7 +133,7 @@ class Server:
                 f.write(credentials)
             extra = ("--credentials", credentials_file, *extra)
         self.process = subprocess.Popen(
-            [str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0", *extra],
+            [*wrapper, str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn,
             env=dict(os.environ if env is None else env, UPLOAD_COORDINATOR_DATABASE_URL=database_url or ""))
         # The ready line, once listening; a server that never gets there fails this test, not the run.

@@ -4,6 +4,7 @@ events, a retry is answered by whichever node gets it, a node SIGKILLed under lo
 it acknowledged while the others keep serving, and PostgreSQL restarting gives errors, never
 wrong answers, after which the nodes reconnect by themselves."""
 import contextlib
+import datetime
 import json
 import os
 import random
@@ -27,11 +28,12 @@ from test_layer_flow import manifest, sha
 
 
 @contextlib.contextmanager
-def nodes(count, *flags):
-    """`count` serve nodes on one new database and one data folder; each must exit 0 on SIGTERM
-    (unless the test killed it), and the store must replay cleanly afterwards."""
+def nodes(count, *flags, wrappers=()):
+    """`count` serve nodes on one new database and one data folder, started in turn (the i-th
+    run by the command `wrappers[i]`, when given); each must exit 0 on SIGTERM (unless the test
+    killed it), and the store must replay cleanly afterwards."""
     with tempfile.TemporaryDirectory() as data_dir, database() as url:
-        servers = [Served(data_dir, *flags, database_url=url) for _ in range(count)]
+        servers = [Served(data_dir, *flags, database_url=url, wrapper=wrappers[i] if i < len(wrappers) else ()) for i in range(count)]
         try:
             yield servers
         finally:
@@ -74,6 +76,52 @@ def test_a_push_hops_across_three_nodes_and_every_node_reads_it():
         # Every node serves the one log, through its own feed.
         for node in (a, b, c):
             assert [e["position"] for e in get_json_lines(node, "/events?after=0")] == [e["position"] for e in log]
+
+
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def test_a_node_whose_clock_runs_two_days_ahead_expires_nothing_and_records_the_databases_time():
+    """Every node decides and records at the database's clock. A node whose own clock ran two days
+    ahead, leading the sweeper, expired every upload the other nodes held (idle two days by its
+    clock) and recorded times all later decisions then followed."""
+    if not os.path.exists(LIBFAKETIME):
+        pytest.skip("libfaketime is not installed (Tools/ensure-dependencies --tests installs it)")
+    # Its wall clock only. `timeout` runs serve from a process under the same preload, and passes
+    # SIGTERM on; `faketime` does not, and serve exec'd straight from a process without the preload
+    # is given no arguments. Under it a task's sleep never ends, so the node ahead sweeps once, as
+    # it starts: it starts after the upload, and after the node that started it stopped, so that it
+    # takes the sweeper's lead. Requests to it go unsigned (its clock would refuse their time).
+    ahead = ("env", f"LD_PRELOAD={LIBFAKETIME}", "FAKETIME=+2d", "FAKETIME_DONT_FAKE_MONOTONIC=1", "timeout", "1h")
+    flags = ("--sweep-interval", "1", "--upload-expiry", "3600", "--allow-anonymous")
+    with tempfile.TemporaryDirectory() as data_dir, database() as url:
+        first = Served(data_dir, *flags, database_url=url)
+        aws(first, "create-repository", "--repository-name", "clock/app")
+        upload_id = client(first.endpoint).initiate_layer_upload(repositoryName="clock/app")["uploadId"]
+        assert first.stop() == 0
+        skewed = Served(data_dir, *flags, database_url=url, wrapper=ahead)
+        time.sleep(2)  # its sweep
+        node = Served(data_dir, *flags, database_url=url)
+        try:
+            data = os.urandom(1024)
+            client(node.endpoint).upload_layer_part(repositoryName="clock/app", uploadId=upload_id, partFirstByte=0,
+                                                    partLastByte=len(data) - 1, layerPartBlob=data)
+            # The node ahead's own decisions are recorded at the database's time too.
+            pushed = requests.post(f"{skewed.endpoint}/v2/clock/app/blobs/uploads/?digest={sha(data)}", data=data, timeout=10)
+            assert pushed.status_code == 201, pushed.text
+            log = node.events()
+            assert [e["type"] for e in log][:3] == ["RepositoryCreated", "UploadInitiated", "LayerPartUploaded"], log
+            assert "UploadExpired" not in [e["type"] for e in log] and len(log) > 4, log
+            now = time.time()
+            for event in log:
+                recorded = datetime.datetime.fromisoformat(event["recordedAt"].replace("Z", "+00:00")).timestamp()
+                assert abs(recorded - now) < 600, event
+            assert any("clock is off the database's" in line for line in skewed.stderr_lines), skewed.last_lines()
+        finally:
+            statuses = [server.stop() for server in (skewed, node)]
+        assert statuses == [0, 0]
+        replay = node.tool("upload-replay", "--data-dir", data_dir)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
 def test_a_feed_on_one_node_delivers_another_nodes_events_as_they_commit():

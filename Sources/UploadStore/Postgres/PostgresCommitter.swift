@@ -36,6 +36,8 @@ final class PostgresCommitter: BatchCommitter {
     /// own id and time: another history does not put the same record at the same position.) Used
     /// only on the writer's thread.
     nonisolated(unsafe) private var witness: (position: UInt64, leaf: MerkleTree.Hash)?
+    /// When this node last reported its clock off the database's (``wallClock(database:)``).
+    nonisolated(unsafe) private var skewReportedAt: ContinuousClock.Instant?
     /// Whether the last batch found the tail moved by another node since this node's batch before:
     /// then the next one asks for the marks up front. Used only on the writer's thread.
     nonisolated(unsafe) private var othersAppendedBeforeLastBatch = false
@@ -197,7 +199,7 @@ final class PostgresCommitter: BatchCommitter {
                 .init("SELECT pg_advisory_xact_lock(\(PostgresLog.appendLockKey))"), PostgresLog.tailAndProjectionsQuery,
                 PostgresLog.leafQuery(at: witness?.position ?? 0),
             ] + [marksFrom.map(Self.marksQuery(from:))].compactMap { $0 } + readQueries)
-            let (tail, projected) = try PostgresLog.tailAndProjections(opening[3])
+            let (tail, projected, databaseTime) = try PostgresLog.tailAndProjections(opening[3])
             let position = tail?.position ?? 0
             // Read under the append lock, the true tail: one announced above it was lost.
             if notifier.tail > position { notifier.observed(tail: position) }
@@ -205,7 +207,7 @@ final class PostgresCommitter: BatchCommitter {
                 throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
             }
             forgetIfTheLogChanged(leaf: PostgresLog.leaf(opening[4]))
-            let now = invocations.decisionTime(wallClock: configuration.clock.now(), logTail: tail?.recordedAt)
+            let now = invocations.decisionTime(wallClock: wallClock(database: databaseTime), logTail: tail?.recordedAt)
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
             if marksFrom == nil && position != invocations.validAt { marksReadAlone += 1 }
             try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[5]) }))
@@ -234,6 +236,26 @@ final class PostgresCommitter: BatchCommitter {
             throw error
         }
     }
+
+    /// The wall clock a batch decides and records at: the database's, read under the append lock,
+    /// so that every node keeps one clock. A node whose own clock ran ahead would otherwise expire
+    /// the uploads every other node holds (its sweeper leading), and record times the others must
+    /// then follow. A clock a test gives stands for the wall clock and is kept.
+    private func wallClock(database: Timestamp) -> Timestamp {
+        guard configuration.clock is SystemClock else { return configuration.clock.now() }
+        let skew = configuration.clock.now().millisecondsSinceEpoch.subtractingReportingOverflow(database.millisecondsSinceEpoch).partialValue
+        // What still reads this node's own clock (request signatures, registry tokens) is told.
+        if skew.magnitude > Self.skewToReport, skewReportedAt.map({ ContinuousClock.now - $0 > .seconds(60) }) ?? true {
+            skewReportedAt = ContinuousClock.now
+            configuration.logger.warning(
+                "this node's clock is off the database's; events are recorded at the database's, but signatures and tokens are checked at this node's",
+                metadata: ["clock.skew_ms": "\(skew)"])
+        }
+        return database
+    }
+
+    /// How far this node's clock may be off the database's before it is reported, in milliseconds.
+    static let skewToReport: UInt64 = 10_000
 
     /// A page of the invocation marks from position `from` on.
     static func marksQuery(from: UInt64) -> PostgresConnection.Query {

@@ -34,16 +34,18 @@ enum PostgresLog {
     /// first read, sent in the round trip that begins its transaction.
     static let tailAndProjectionsQuery = PostgresConnection.Query("""
         SELECT e.position, e.record,
-               (SELECT value FROM projection_state WHERE name = 'position'), (SELECT value FROM projection_state WHERE name = 'version'), m.hash
+               (SELECT value FROM projection_state WHERE name = 'position'), (SELECT value FROM projection_state WHERE name = 'version'), m.hash,
+               floor(extract(epoch FROM clock_timestamp()) * 1000)::int8
         FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT position, record FROM events ORDER BY position DESC LIMIT 1) AS e ON true
         LEFT JOIN merkle_nodes AS m ON m.last_leaf = e.position AND m.level = 0
         """)
 
-    /// The tail (with its leaf: the tree's, or hashed from the record if the tree lacks it) and
-    /// the projections' state from the rows of ``tailAndProjectionsQuery``.
+    /// The tail (with its leaf: the tree's, or hashed from the record if the tree lacks it), the
+    /// projections' state and the database's clock, read under the append lock, from the rows of
+    /// ``tailAndProjectionsQuery``.
     static func tailAndProjections(
         _ rows: PostgresRows
-    ) throws -> ((position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash)?, PostgresProjectionState) {
+    ) throws -> ((position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash)?, PostgresProjectionState, databaseTime: Timestamp) {
         var tail: (position: UInt64, recordedAt: Timestamp, leaf: MerkleTree.Hash)?
         if !rows.isNull(0, 0) {
             let position = try rows.position(0, 0)
@@ -51,10 +53,11 @@ enum PostgresLog {
             let leaf = rows.isNull(0, 4) ? MerkleTree.leafHash(position: position, record: record) : rows.bytes(0, 4)
             tail = (position, try EventLog.decode(position: position, record[...]).recordedAt, leaf)
         }
+        let databaseTime = Timestamp(millisecondsSinceEpoch: try rows.int64(0, 5))
         let version = rows.isNull(0, 3) ? nil : try rows.int64(0, 3)
-        guard let version else { return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: nil)) }
+        guard let version else { return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: nil), databaseTime) }
         guard (0...Int64(UInt32.max)).contains(version) else { throw StoreError(.corrupt, "projection_state holds version \(version)") }
-        return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: UInt32(version)))
+        return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: UInt32(version)), databaseTime)
     }
 
     /// The most bytes of records one page of the log holds, after its first record, where a reader
