@@ -186,7 +186,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             let (resolved, announcement) = try ServeAuthentication.resolve(
                 credentialsFile: credentials, allowAnonymous: allowAnonymous, host: host, dataDir: dataDir,
-                clock: configuration.clock, registryId: settings.defaultRegistryId, region: region)
+                clock: store.clock, registryId: settings.defaultRegistryId, region: region)
             authentication = resolved
             FileHandle.standardError.write(Data((announcement + "\n").utf8))
         } catch {
@@ -204,7 +204,7 @@ struct ServeCommand: AsyncParsableCommand {
             // Signs the passwords GetAuthorizationToken hands out and the registry's bearer tokens.
             let key = try RegistryAuthority.loadKey(at: dataDir + "/" + DataFolder.registryTokenKey)
             let authority = RegistryAuthority(
-                authentication: authentication, key: key, clock: configuration.clock, registryId: settings.defaultRegistryId,
+                authentication: authentication, key: key, clock: store.clock, registryId: settings.defaultRegistryId,
                 privatePulls: privatePulls)
             registryFrontEnd = RegistryFrontEnd(
                 service: service, authority: authority, logger: logger, metrics: metrics, createsRepositoriesOnPush: createRepositoriesOnPush,

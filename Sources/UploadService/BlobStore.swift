@@ -323,10 +323,23 @@ public struct BlobStore: BlobStorage {
         guard fsync(fd) == 0 else { throw posixError("fsync \(path)") }
     }
 
-    /// Whether the file changed within the last hour: another node may still be writing it.
-    static func isRecent(_ path: String) -> Bool {
+    /// Whether the file changed within the hour before `now`: another node may still be writing it.
+    static func isRecent(_ path: String, now: Date) -> Bool {
         guard let modified = try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date else { return false }
-        return modified.timeIntervalSinceNow > -3600
+        return now.timeIntervalSince(modified) < 3600
+    }
+
+    /// The time of the folder's file system: the modification time of a probe file just written.
+    /// A write is stamped as every node's writes are (on NFS by the server, whose clock `fstat`
+    /// reads back after flushing it), so a node whose own clock is off judges no other node's file
+    /// by it. This node's clock when the probe cannot be written.
+    static func fileSystemNow(in folder: String) -> Date {
+        let fd = open(folder + "/.clock-probe", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return Date() }
+        defer { close(fd) }
+        var info = stat(), byte: UInt8 = 0
+        guard pwrite(fd, &byte, 1, 0) == 1, fstat(fd, &info) == 0 else { return Date() }
+        return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1_000_000_000)
     }
 
     static func posixError(_ operation: String) -> StoreError {
@@ -365,9 +378,10 @@ extension BlobStore {
     ///   report of what is missing, which start-up makes.
     public func reconcile(with store: any EventStore, tidyingOnly: Bool = false) throws -> Reconciliation {
         var result = Reconciliation()
+        let now = Self.fileSystemNow(in: staging)
         for name in tidyingOnly ? [] : (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
             let path = blobs + "/" + name
-            if Self.isRecent(path) { continue }
+            if Self.isRecent(path, now: now) { continue }
             unlink(path)
         }
         for name in (try FileManager.default.contentsOfDirectory(atPath: staging)).sorted() where !name.hasPrefix(".") {
@@ -388,7 +402,7 @@ extension BlobStore {
             // A live tidy leaves a file written within the hour, and so does a start-up on a store
             // whose commits may land late: a part whose commit's answer was lost (by this node
             // before it restarted, or by another) may still commit after this read.
-            if size > session.bytesReceived, !((tidyingOnly || store.commitsMayLandLate) && Self.isRecent(path)) {
+            if size > session.bytesReceived, !((tidyingOnly || store.commitsMayLandLate) && Self.isRecent(path, now: now)) {
                 do {
                     try unshareStaging(path, keeping: session.bytesReceived)
                     guard truncate(path, off_t(session.bytesReceived)) == 0 || errno == ENOENT else { throw Self.posixError("truncate \(path)") }

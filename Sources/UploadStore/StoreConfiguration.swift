@@ -36,7 +36,8 @@ public struct StoreConfiguration: Sendable {
     /// How far back an SDK retry is answered with its original result (``RetryWindow``).
     public var retryWindow = RetryWindow.default
     /// The clock decisions and recorded times read. On PostgreSQL, ``SystemClock`` stands for the
-    /// database's clock, read under the append lock, so that all nodes keep one; another clock (a
+    /// database's clock, so that all nodes keep one: decisions read it under the append lock, and
+    /// the store's `clock` (tokens, signatures, pages) is this node's set to it. Another clock (a
     /// test's) is read as given.
     public var clock: any UploadCore.Clock = SystemClock()
     /// This boot of the machine, which tells a restart of the process from a crash of the machine

@@ -81,33 +81,48 @@ def test_a_push_hops_across_three_nodes_and_every_node_reads_it():
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
-def test_a_node_whose_clock_runs_two_days_ahead_expires_nothing_and_records_the_databases_time():
-    """Every node decides and records at the database's clock. A node whose own clock ran two days
+def test_a_node_whose_clock_runs_two_days_ahead_keeps_the_databases_time():
+    """Every node decides and records at the database's clock, checks signatures and tokens at it,
+    and judges the shared folder's files by the file system's. A node whose own clock ran two days
     ahead, leading the sweeper, expired every upload the other nodes held (idle two days by its
-    clock) and recorded times all later decisions then followed."""
+    clock), recorded times all later decisions then followed, refused every signed call and every
+    registry token the others handed out, and cut back bytes staged a moment before."""
     if not os.path.exists(LIBFAKETIME):
         pytest.skip("libfaketime is not installed (Tools/ensure-dependencies --tests installs it)")
     # Its wall clock only. `timeout` runs serve from a process under the same preload, and passes
     # SIGTERM on; `faketime` does not, and serve exec'd straight from a process without the preload
     # is given no arguments. Under it a task's sleep never ends, so the node ahead sweeps once, as
     # it starts: it starts after the upload, and after the node that started it stopped, so that it
-    # takes the sweeper's lead. Requests to it go unsigned (its clock would refuse their time).
+    # takes the sweeper's lead.
     ahead = ("env", f"LD_PRELOAD={LIBFAKETIME}", "FAKETIME=+2d", "FAKETIME_DONT_FAKE_MONOTONIC=1", "timeout", "1h")
-    flags = ("--sweep-interval", "1", "--upload-expiry", "3600", "--allow-anonymous")
+    flags = ("--sweep-interval", "1", "--upload-expiry", "3600")
     with tempfile.TemporaryDirectory() as data_dir, database() as url:
         first = Served(data_dir, *flags, database_url=url)
         aws(first, "create-repository", "--repository-name", "clock/app")
         upload_id = client(first.endpoint).initiate_layer_upload(repositoryName="clock/app")["uploadId"]
         assert first.stop() == 0
+        # Bytes staged past what the log records, as by a part whose commit's answer was lost: a
+        # node starting on PostgreSQL leaves them a while (the commit may still land), by the file
+        # system's clock, not its own (by which they were written two days ago).
+        staged = os.path.join(data_dir, "staging", upload_id)
+        with open(staged, "wb") as f:
+            f.write(b"x" * 100)
         skewed = Served(data_dir, *flags, database_url=url, wrapper=ahead)
+        assert os.path.getsize(staged) == 100
         time.sleep(2)  # its sweep
         node = Served(data_dir, *flags, database_url=url)
         try:
             data = os.urandom(1024)
-            client(node.endpoint).upload_layer_part(repositoryName="clock/app", uploadId=upload_id, partFirstByte=0,
-                                                    partLastByte=len(data) - 1, layerPartBlob=data)
-            # The node ahead's own decisions are recorded at the database's time too.
-            pushed = requests.post(f"{skewed.endpoint}/v2/clock/app/blobs/uploads/?digest={sha(data)}", data=data, timeout=10)
+            # A signed call to the node ahead is on time.
+            client(skewed.endpoint).upload_layer_part(repositoryName="clock/app", uploadId=upload_id, partFirstByte=0,
+                                                      partLastByte=len(data) - 1, layerPartBlob=data)
+            # A password one node hands out, and a token the other gives for it, hold on both.
+            authorization = client(skewed.endpoint).get_authorization_token()["authorizationData"]["authorizationToken"]
+            scope = {"scope": "repository:clock/app:pull,push", "service": "upload-coordinator"}
+            token = requests.get(f"{node.endpoint}/token", params=scope, headers={"Authorization": f"Basic {authorization}"}, timeout=10)
+            assert token.status_code == 200, token.text
+            pushed = requests.post(f"{skewed.endpoint}/v2/clock/app/blobs/uploads/?digest={sha(data)}", data=data, timeout=10,
+                                   headers={"Authorization": f"Bearer {token.json()['token']}"})
             assert pushed.status_code == 201, pushed.text
             log = node.events()
             assert [e["type"] for e in log][:3] == ["RepositoryCreated", "UploadInitiated", "LayerPartUploaded"], log

@@ -36,7 +36,7 @@ final class PostgresCommitter: BatchCommitter {
     /// own id and time: another history does not put the same record at the same position.) Used
     /// only on the writer's thread.
     nonisolated(unsafe) private var witness: (position: UInt64, leaf: MerkleTree.Hash)?
-    /// When this node last reported its clock off the database's (``wallClock(database:)``).
+    /// When this node last reported its clock off the database's (``measureClock(database:sent:)``).
     nonisolated(unsafe) private var skewReportedAt: ContinuousClock.Instant?
     /// Whether the last batch found the tail moved by another node since this node's batch before:
     /// then the next one asks for the marks up front. Used only on the writer's thread.
@@ -49,10 +49,14 @@ final class PostgresCommitter: BatchCommitter {
 
     private let notifier: CommitNotifier
 
-    init(url: String, configuration: StoreConfiguration, notifier: CommitNotifier) {
+    /// This node's clock set to the database's, which each batch's first round trip measures.
+    private let databaseClock: DatabaseClock
+
+    init(url: String, configuration: StoreConfiguration, notifier: CommitNotifier, databaseClock: DatabaseClock = DatabaseClock()) {
         self.url = url
         self.configuration = configuration
         self.notifier = notifier
+        self.databaseClock = databaseClock
         invocations = InvocationWindow(limit: configuration.retryWindow)
     }
 
@@ -192,6 +196,7 @@ final class PostgresCommitter: BatchCommitter {
         let reads = BatchReads(batch, settings: configuration.settings).lacking(in: cacheKept ? cache : nil)
         let readQueries = reads.queries
         do {
+            let sent = SystemClock().now()
             let opening = try connection.pipeline([
                 // READ COMMITTED whatever the role's default: each read after the lock sees every
                 // append before it (a snapshot taken at BEGIN would not).
@@ -200,6 +205,7 @@ final class PostgresCommitter: BatchCommitter {
                 PostgresLog.leafQuery(at: witness?.position ?? 0),
             ] + [marksFrom.map(Self.marksQuery(from:))].compactMap { $0 } + readQueries)
             let (tail, projected, databaseTime) = try PostgresLog.tailAndProjections(opening[3])
+            measureClock(database: databaseTime, sent: sent)
             let position = tail?.position ?? 0
             // Read under the append lock, the true tail: one announced above it was lost.
             if notifier.tail > position { notifier.observed(tail: position) }
@@ -242,16 +248,20 @@ final class PostgresCommitter: BatchCommitter {
     /// the uploads every other node holds (its sweeper leading), and record times the others must
     /// then follow. A clock a test gives stands for the wall clock and is kept.
     private func wallClock(database: Timestamp) -> Timestamp {
-        guard configuration.clock is SystemClock else { return configuration.clock.now() }
-        let skew = configuration.clock.now().millisecondsSinceEpoch.subtractingReportingOverflow(database.millisecondsSinceEpoch).partialValue
-        // What still reads this node's own clock (request signatures, registry tokens) is told.
-        if skew.magnitude > Self.skewToReport, skewReportedAt.map({ ContinuousClock.now - $0 > .seconds(60) }) ?? true {
-            skewReportedAt = ContinuousClock.now
-            configuration.logger.warning(
-                "this node's clock is off the database's; events are recorded at the database's, but signatures and tokens are checked at this node's",
-                metadata: ["clock.skew_ms": "\(skew)"])
-        }
-        return database
+        configuration.clock is SystemClock ? database : configuration.clock.now()
+    }
+
+    /// Measures this node's clock against `database`, read in the round trip sent at `sent`, for
+    /// ``DatabaseClock``; a node more than ``skewToReport`` off is told, at most once a minute:
+    /// request signatures are checked at the database's time, which its clients' clocks must keep.
+    private func measureClock(database: Timestamp, sent: Timestamp) {
+        guard let offset = databaseClock.measure(database: database, before: sent, after: SystemClock().now()),
+              offset.magnitude > Self.skewToReport,
+              skewReportedAt.map({ ContinuousClock.now - $0 > .seconds(60) }) ?? true else { return }
+        skewReportedAt = ContinuousClock.now
+        configuration.logger.warning(
+            "this node's clock is off the database's; it keeps the database's time, but keep its clock set (NTP)",
+            metadata: ["clock.offset_ms": "\(offset)"])
     }
 
     /// How far this node's clock may be off the database's before it is reported, in milliseconds.

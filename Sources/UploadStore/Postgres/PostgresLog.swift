@@ -35,7 +35,7 @@ enum PostgresLog {
     static let tailAndProjectionsQuery = PostgresConnection.Query("""
         SELECT e.position, e.record,
                (SELECT value FROM projection_state WHERE name = 'position'), (SELECT value FROM projection_state WHERE name = 'version'), m.hash,
-               floor(extract(epoch FROM clock_timestamp()) * 1000)::int8
+               \(DatabaseClock.expression)
         FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT position, record FROM events ORDER BY position DESC LIMIT 1) AS e ON true
         LEFT JOIN merkle_nodes AS m ON m.last_leaf = e.position AND m.level = 0
         """)

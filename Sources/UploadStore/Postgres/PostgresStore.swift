@@ -25,6 +25,8 @@ public final class PostgresStore: EventStore {
     private let listener: PostgresListener
     private let leadership: PostgresLeadership
     private let closing = Once()
+    /// This node's clock set to the database's (``clock``).
+    private let databaseClock: DatabaseClock
     /// The projections' row counts and when they were read: `/metrics` is open to anyone, and a
     /// count is a scan of `projection_entries`, so scrapes in a loop read it at most once per
     /// ``countsInterval``, one scrape at a time (the log's position and lag are always read fresh).
@@ -42,6 +44,8 @@ public final class PostgresStore: EventStore {
         pool = PostgresPool(url: url, size: poolSize)
         reader = PostgresReader(pool: pool, answerLimit: configuration.databaseAnswerLimit, logger: configuration.logger)
         let notifier = self.notifier
+        let databaseClock = DatabaseClock()
+        self.databaseClock = databaseClock
         try pool.withConnection { connection in
             switch try PostgresMigrations.status(connection) {
             case .current: break
@@ -55,15 +59,28 @@ public final class PostgresStore: EventStore {
             try PostgresLog.refuseUnfinishedCopy(connection)
             try PostgresProjectionRebuild.runIfNeeded(connection, changingLayout: configuration.migrateOnOpen, logger: configuration.logger)
             notifier.committed(upTo: try PostgresLog.lastPosition(connection) ?? 0)
+            try Self.measure(databaseClock, on: connection)
         }
         listener = PostgresListener(url: url, answerLimit: configuration.databaseAnswerLimit, notifier: notifier, logger: configuration.logger)
         leadership = PostgresLeadership(url: url, answerLimit: configuration.databaseAnswerLimit, logger: configuration.logger)
         writer = GroupCommitWriter(
-            committer: PostgresCommitter(url: url, configuration: configuration, notifier: notifier), configuration: configuration, notifier: notifier)
+            committer: PostgresCommitter(url: url, configuration: configuration, notifier: notifier, databaseClock: databaseClock),
+            configuration: configuration, notifier: notifier)
     }
 
     public var settings: DecisionSettings { configuration.settings }
-    public var clock: any Clock { configuration.clock }
+    /// The database's clock (``DatabaseClock``), unless the configuration gives a clock of its own
+    /// (a test's), as decisions read it.
+    public var clock: any Clock { configuration.clock is SystemClock ? databaseClock : configuration.clock }
+
+    /// Measures `clock` against the database's in a few round trips, until one is short enough.
+    private static func measure(_ clock: DatabaseClock, on connection: PostgresConnection) throws {
+        for _ in 0..<3 {
+            let before = SystemClock().now()
+            let rows = try connection.query("SELECT " + DatabaseClock.expression)
+            if clock.measure(database: Timestamp(millisecondsSinceEpoch: try rows.int64(0, 0)), before: before, after: SystemClock().now()) != nil { return }
+        }
+    }
 
     public func append(_ submissions: [CommandSubmission]) async -> [Result<CommandOutcome, any Error>] {
         await writer.submit(submissions)
