@@ -332,11 +332,16 @@ public struct BlobStore: BlobStorage {
     /// The time of the folder's file system: the modification time of a probe file just written.
     /// A write is stamped as every node's writes are (on NFS by the server, whose clock `fstat`
     /// reads back after flushing it), so a node whose own clock is off judges no other node's file
-    /// by it. This node's clock when the probe cannot be written.
+    /// by it. This node's clock when the probe cannot be written. The probe's name is its own (a
+    /// node's may not remove another's while it is open), and it is removed once closed.
     static func fileSystemNow(in folder: String) -> Date {
-        let fd = open(folder + "/.clock-probe", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        let probe = folder + "/.clock-probe-" + UUID().uuidString
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return Date() }
-        defer { close(fd) }
+        defer {
+            close(fd)
+            unlink(probe)
+        }
         var info = stat(), byte: UInt8 = 0
         guard pwrite(fd, &byte, 1, 0) == 1, fstat(fd, &info) == 0 else { return Date() }
         return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1_000_000_000)
