@@ -4,8 +4,8 @@ import NIOPosix
 public import UploadCore
 import UploadStore
 
-/// A registry client's chunk that does not start where its upload has reached, or does not hold
-/// as many bytes as its `Content-Range` said. Nothing of it is recorded.
+/// A registry client's chunk that does not start where its upload has reached (or whose
+/// `Content-Range` is no range). Nothing of it is recorded; the client resumes at `bytesReceived`.
 public struct ChunkOutOfRange: Error, Sendable {
     /// The bytes the upload holds: the only offset its next chunk may start at.
     public let bytesReceived: UInt64
@@ -15,6 +15,15 @@ public struct ChunkOutOfRange: Error, Sendable {
         self.bytesReceived = bytesReceived
         self.message = message
     }
+}
+
+/// A registry client's chunk that starts where its upload has reached, but does not hold as many
+/// bytes as its `Content-Range` says. Nothing of it is recorded; sent again, it is refused again,
+/// so it is no out-of-order chunk to resume (the spec's 416) but a malformed one.
+public struct ChunkLengthMismatch: Error, Sendable {
+    /// The bytes the upload holds.
+    public let bytesReceived: UInt64
+    public let message: String
 }
 
 /// What the registry front end (the OCI distribution API) asks beyond ECR's operations: chunks
@@ -154,7 +163,7 @@ extension UploadService {
         // The bytes `Content-Range` says the chunk holds, less one (`last - first` cannot overflow,
         // where their count can: `0-18446744073709551615`).
         let declaredSpan = range.map { $0.upperBound - $0.lowerBound }
-        func heldOtherThanDeclared(_ held: UInt64, soFar: Bool = false) -> ChunkOutOfRange {
+        func heldOtherThanDeclared(_ held: UInt64, soFar: Bool = false) -> ChunkLengthMismatch {
             Self.heldOtherThanDeclared(at: offset, range!, held: soFar ? "at least \(held) bytes the chunk held" : "the \(held) bytes the chunk held")
         }
         let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
@@ -214,8 +223,8 @@ extension UploadService {
         return nil
     }
 
-    private static func heldOtherThanDeclared(at offset: UInt64, _ range: ClosedRange<UInt64>, held: String) -> ChunkOutOfRange {
-        ChunkOutOfRange(bytesReceived: offset, message: "Content-Range \(range.lowerBound)-\(range.upperBound) does not cover \(held)")
+    private static func heldOtherThanDeclared(at offset: UInt64, _ range: ClosedRange<UInt64>, held: String) -> ChunkLengthMismatch {
+        ChunkLengthMismatch(bytesReceived: offset, message: "Content-Range \(range.lowerBound)-\(range.upperBound) does not cover \(held)")
     }
 
     /// Makes a staged file holding a whole layer the blob `completion` names; false when it is not

@@ -82,6 +82,10 @@ struct RegistryError: Error {
             var error = RegistryError(.blobUploadInvalid, outOfRange.message, status: .rangeNotSatisfiable)
             error.headers[.range] = RegistryFrontEnd.rangeHeader(outOfRange.bytesReceived)
             return error
+        case let mismatch as ChunkLengthMismatch:
+            var error = RegistryError(.sizeInvalid, mismatch.message)
+            error.headers[.range] = RegistryFrontEnd.rangeHeader(mismatch.bytesReceived)
+            return error
         case let failure as StoreError where failure.code == .overloaded:
             return RegistryError(.tooManyRequests, failure.message)
         case is CancellationError:  // the server is stopping (as APIError's)
