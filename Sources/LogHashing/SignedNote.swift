@@ -149,7 +149,9 @@ enum NoteKeys {
     static let ed25519: UInt8 = 0x01
 
     static func isValidName(_ name: some StringProtocol) -> Bool {
-        !name.isEmpty && !name.contains("+") && !name.unicodeScalars.contains { $0.properties.isWhitespace || $0.value < 0x20 }
+        // No control character (DEL too): a name is a checkpoint's origin line, which the note's
+        // text check refuses them in.
+        !name.isEmpty && !name.contains("+") && !name.unicodeScalars.contains { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }
     }
 
     static func keyId(name: String, publicKey: [UInt8]) -> UInt32 {

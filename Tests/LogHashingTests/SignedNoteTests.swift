@@ -48,6 +48,9 @@ struct SignedNoteTests {
         }
         #expect(throws: NoteError.self) { try NoteSigner("PRIVATE+KEY+PeterNeumann+c74f20a4+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz") }
         #expect(throws: NoteError.self) { try NoteSigner.generate(name: "a+b") }
+        // A name is an origin line, whose text may hold no control character: DEL neither.
+        #expect(throws: NoteError.self) { try NoteSigner.generate(name: "ex\u{7F}ample.com/log") }
+        #expect(!Checkpoint.isValidOrigin("ex\u{7F}ample.com/log"))
     }
 
     @Test func checkpoint_isTheC2SPBody_andParsesBack() throws {
