@@ -147,11 +147,9 @@ def test_a_person_finds_a_repository_pulls_it_and_sees_its_audit_trail_verified_
         assert about.find_element(By.LINK_TEXT, "home page").get_attribute("href") == "https://example.com/web-app"
         assert [item.text for item in about.find_elements(By.CSS_SELECTOR, "ul li")] == ["fast", "tiny"]
         assert browser.find_element(By.CSS_SELECTOR, "#usage pre").text == "docker run acme/web-app"
-        # skopeo uploaded two blobs (the layer and the config), then awscli and boto3 one each.
-        uploads = rows(browser, "uploads")
-        assert len(uploads) == 4 and [row[2] for row in uploads] == ["active", "active", "completed", "completed"]
-        assert uploads[0][1] == boto3_upload  # newest first
-        screenshot(browser, "repository")
+        # Its uploads (in progress, or of layers no image names yet) are for this registry's keys.
+        assert not browser.find_elements(By.ID, "uploads") and boto3_upload not in browser.page_source
+        assert "Uploads are shown to this registry's keys, signed in." in browser.page_source
 
         # The audit page needs a key: the sign-in page first, then back to the page asked for.
         browser.get(base + "/gallery/audit")
@@ -171,6 +169,14 @@ def test_a_person_finds_a_repository_pulls_it_and_sees_its_audit_trail_verified_
         assert root.returncode == 0, root.stderr
         assert json.loads(root.stdout) == {"treeSize": size, "rootHash": browser.find_element(By.ID, "log-root").text}
         screenshot(browser, "audit")
+
+        # Signed in, the repository's page shows its uploads: skopeo uploaded two blobs (the layer
+        # and the config), then awscli and boto3 one each.
+        browser.get(base + "/gallery/repositories/acme/web-app")
+        uploads = rows(browser, "uploads")
+        assert len(uploads) == 4 and [row[2] for row in uploads] == ["active", "active", "completed", "completed"]
+        assert uploads[0][1] == boto3_upload  # newest first
+        screenshot(browser, "repository")
 
         # Filtered by source.
         browser.get(base + "/gallery/audit?source=awscli&hours=24")
@@ -375,16 +381,23 @@ def test_a_page_shows_no_images_uploads_or_catalog_data_the_policy_denies():
         upload = ecr.initiate_layer_upload(repositoryName="veiled/app")["uploadId"]
         base = f"http://127.0.0.1:{server.port}"
         logo_path = f"/logos/000000000000/sha256:{hashlib.sha256(logo).hexdigest()}/veiled/app"
-        shown = requests.get(base + "/gallery/repositories/veiled/app").text
+        signed = requests.Session()
+        assert signed.post(base + "/gallery/sign-in", data={"accessKeyId": "test", "secretAccessKey": "test"}, allow_redirects=False).status_code == 303
+        shown = signed.get(base + "/gallery/repositories/veiled/app").text
         assert "a secret description" in shown and upload in shown and "sha256:" in shown, "control: all shown before the policy"
-        assert requests.get(base + logo_path).status_code == 200
+        anonymous = requests.get(base + "/gallery/repositories/veiled/app").text
+        assert "a secret description" in anonymous and upload not in anonymous, "uploads are for the registry's keys"
+        served = requests.get(base + logo_path)
+        # Cached for an hour, not for ever: who may see it can change.
+        assert served.status_code == 200 and served.headers["Cache-Control"] == "public, max-age=3600"
         ecr.set_repository_policy(repositoryName="veiled/app", policyText=json.dumps({"Version": "2012-10-17", "Statement": [{
             "Sid": "Deny", "Effect": "Deny", "Principal": "*",
             "Action": ["ecr-public:DescribeImages", "ecr-public:GetRepositoryCatalogData"]}]}))
-        for page in [requests.get(base + "/gallery/repositories/veiled/app"), requests.get(base + "/gallery/")]:
-            assert page.status_code == 200 and "veiled/app" in page.text
-            assert "secret" not in page.text and upload not in page.text and logo_path not in page.text, page.text
-        veiled = requests.get(base + "/gallery/repositories/veiled/app").text
+        for viewer in (requests, signed):
+            for page in [viewer.get(base + "/gallery/repositories/veiled/app"), viewer.get(base + "/gallery/")]:
+                assert page.status_code == 200 and "veiled/app" in page.text
+                assert "secret" not in page.text and upload not in page.text and logo_path not in page.text, page.text
+        veiled = signed.get(base + "/gallery/repositories/veiled/app").text
         assert "does not let you see its images" in veiled and "does not let you see its uploads" in veiled
         assert "v1" in veiled, "its tags are still DescribeImageTags'"
         assert requests.get(base + logo_path).status_code == 404
@@ -411,6 +424,24 @@ def test_a_full_page_links_to_no_empty_page_and_a_search_stopped_by_its_bound_go
         assert "r0999" not in link and "bbb" not in link
         assert re.findall(r'repository-link" href="[^"]+">([^<]+)<', requests.get(base + link).text) == ["bbb/r1000"]
         assert requests.get(base + "/gallery/?after=" + "A" * 40).status_code == 400
+
+
+def test_a_full_page_followed_only_by_hidden_repositories_links_to_no_next_page():
+    """A next page is linked only when a repository the viewer may see follows: a link to an empty
+    page told a stranger that repositories hidden from them exist."""
+    with serving() as server:
+        ecr = client(server)
+        for number in range(24):
+            ecr.create_repository(repositoryName=f"shown/r{number:02}")
+        ecr.create_repository(repositoryName="zz/hidden")
+        ecr.set_repository_policy(repositoryName="zz/hidden", policyText=_deny("*", "BatchGetImage"))
+        base = f"http://127.0.0.1:{server.port}"
+        first = requests.get(base + "/gallery/").text
+        assert first.count('class="repository-link"') == 24 and 'id="next-page"' not in first
+        ecr.create_repository(repositoryName="zz/shown")
+        first = requests.get(base + "/gallery/").text
+        link = re.search(r'id="next-page" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+        assert re.findall(r'repository-link" href="[^"]+">([^<]+)<', requests.get(base + link).text) == ["zz/shown"]
 
 
 def _deny(principal, action):
@@ -443,18 +474,18 @@ def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
         assert names(requests.get(base + "/gallery/", params={"q": "R2"}).text) == [f"page/r{n}" for n in range(20, 30)]
         assert 'id="no-repositories"' in requests.get(base + "/gallery/", params={"q": "nothing-like-this"}).text
 
-        # The idle upload expires, and its repository's page says so.
+        # The idle upload expires, and its repository's page says so to this registry's keys.
+        session = requests.Session()
+        assert session.post(base + "/gallery/sign-in", data={"accessKeyId": "test", "secretAccessKey": "test"}, allow_redirects=False).status_code == 303
         deadline = time.time() + 30
         while time.time() < deadline:
-            page = requests.get(base + "/gallery/repositories/page/r00").text
+            page = session.get(base + "/gallery/repositories/page/r00").text
             if 'class="state expired"' in page:
                 break
             time.sleep(0.5)
         assert f"<code>{mine}</code>" in page and 'class="state expired">expired<' in page
 
         # The audit trail's filters: by principal, by repository (by name, or registry/name).
-        session = requests.Session()
-        assert session.post(base + "/gallery/sign-in", data={"accessKeyId": "test", "secretAccessKey": "test"}, allow_redirects=False).status_code == 303
 
         def uploads(**filters):
             return re.findall(r"<td><code>([0-9a-f-]{36})</code></td>", session.get(base + "/gallery/audit", params=filters).text)

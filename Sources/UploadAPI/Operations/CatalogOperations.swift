@@ -99,6 +99,10 @@ extension ECRPublicService {
         }
     }
 
+    /// How long a logo may be cached. Its bytes never change under its digest, but who may see
+    /// them does: a repository made private, or deleted, is no longer shown from caches after it.
+    static let logoCacheSeconds = 3600
+
     /// The logo's bytes, with the image type its first bytes name; never sniffed or run by a
     /// browser as anything else.
     private func logo(_ ref: RepositoryRef, digest: String, viewer: String?, cachedBy caches: String) async throws -> Response {
@@ -113,7 +117,7 @@ extension ECRPublicService {
         return Response(
             status: .ok,
             headers: [
-                .contentType: Self.imageType(of: bytes), .cacheControl: caches + ", max-age=31536000, immutable",
+                .contentType: Self.imageType(of: bytes), .cacheControl: caches + ", max-age=\(Self.logoCacheSeconds)",
                 .contentSecurityPolicy: "default-src 'none'; sandbox",
             ],
             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))

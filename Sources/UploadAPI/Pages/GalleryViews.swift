@@ -44,17 +44,16 @@ extension ECRPublicService {
         try service.read { snapshot in
             scanning: while scanned < Self.galleryScanLimit {
                 let page = try snapshot.repositories(in: registryId, after: cursor, limit: 500)
-                for (index, summary) in page.enumerated() {
+                for summary in page {
                     scanned += 1
-                    cursor = summary.repositoryName
-                    guard needle.isEmpty || summary.repositoryName.lowercased().contains(needle) else { continue }
+                    guard needle.isEmpty || summary.repositoryName.lowercased().contains(needle) else { cursor = summary.repositoryName; continue }
                     let details = try snapshot.details(summary.repository)
-                    guard mayView(summary.repository, details, viewer) else { continue }
+                    guard mayView(summary.repository, details, viewer) else { cursor = summary.repositoryName; continue }
+                    // A next page only when one more the viewer may see follows a full one: a
+                    // link to an empty page would tell that repositories hidden from them exist.
+                    if cards.count == Self.galleryPageSize { break scanning }
+                    cursor = summary.repositoryName
                     cards.append(try card(summary, details, viewer, snapshot))
-                    if cards.count == Self.galleryPageSize {
-                        more = index < page.count - 1 || page.count == 500
-                        break scanning
-                    }
                 }
                 if page.count < 500 { more = false; break }
             }
@@ -197,7 +196,11 @@ extension ECRPublicService {
                 values["imagesNote"] = "The \(Self.imagesShown) newest of \(count) images."
             }
             values["imagesHidden"] = !describesImages
-            let (uploads, complete) = describesImages ? try recentUploads(ref, since: since, snapshot) : ([], true)
+            // Uploads in progress, and layers no image names yet, are for this registry's keys, as
+            // the API's upload sessions and the audit page are: not for anyone who may pull.
+            let showsUploads = describesImages && viewer != nil && !registry.authority.access.isStranger(viewer, to: ref)
+            values["uploadsHidden"] = describesImages && !showsUploads
+            let (uploads, complete) = showsUploads ? try recentUploads(ref, since: since, snapshot) : ([], true)
             values["uploads"] = uploads
             values["hasUploads"] = !uploads.isEmpty
             values["uploadWindow"] = "7 days"
