@@ -286,6 +286,12 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
         assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": "http://evil.example"}, allow_redirects=False).status_code == 403
         wrong = session.post(base + "/gallery/sign-in", data={**form, "secretAccessKey": "nope"}, allow_redirects=False)
         assert wrong.status_code == 403 and "Set-Cookie" not in wrong.headers
+        # A guess shows in the log, with the key it tried and where it came from.
+        deadline = time.time() + 10
+        while time.time() < deadline and not any("a sign-in to the pages was refused" in line for line in server.stderr_lines):
+            time.sleep(0.1)
+        refused = [line for line in server.stderr_lines if "a sign-in to the pages was refused" in line]
+        assert refused and "access_key_id=test" in refused[0] and "127.0.0.1" in refused[0], server.stderr_text()[-2000:]
         # `next` may only be a gallery path.
         elsewhere = session.post(base + "/gallery/sign-in", data={**form, "next": "//evil.example/x"}, allow_redirects=False)
         assert elsewhere.status_code == 303 and elsewhere.headers["Location"] == "/gallery/audit"

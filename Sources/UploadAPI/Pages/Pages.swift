@@ -146,12 +146,22 @@ extension ECRPublicService {
         let form = Self.formFields(String(buffer: body))
         let next = form["next"]
         guard let accessKeyId = pageSession.signIn(accessKeyId: form["accessKeyId"] ?? "", secret: form["secretAccessKey"] ?? "") else {
+            // Guesses at a secret show in the log, a line at most every 10 s (anyone may send them).
+            if let heldBack = Self.failedSignIns.admit() {
+                logger.warning("a sign-in to the pages was refused", metadata: [
+                    "access_key_id": "\((form["accessKeyId"] ?? "").prefix(128))", "source": "\(context.remoteAddress?.recordedForm ?? "unknown")",
+                    "refused_since_last_line": "\(heldBack)"])
+            }
             return await signInPage(next: next, error: "That access key and secret do not match a key of this server.", status: .forbidden)
         }
+        logger.notice("signed in to the pages", metadata: ["access_key_id": "\(accessKeyId)", "source": "\(context.remoteAddress?.recordedForm ?? "unknown")"])
         var response = Self.redirect(to: Self.localPath(next) ?? "/gallery/audit")
         response.headers[.setCookie] = pageSession.setCookie(for: accessKeyId)
         return response
     }
+
+    /// Refused sign-ins' log lines: at most one every 10 s, counting those held back.
+    static let failedSignIns = LogLimiter(interval: .seconds(10))
 
     /// A POST from a page of this server: its `Origin`, when sent (browsers send it on every
     /// form POST), names the host the request reached, or the public URL (`serve --public-url`)
