@@ -98,7 +98,7 @@ public struct BlobStore: BlobStorage {
 
     public func durableBlobSize(_ digest: String) throws -> UInt64? {
         guard let size = blobSize(digest) else { return nil }
-        try Self.syncDirectory((blobPath(digest) as NSString).deletingLastPathComponent)
+        try Self.syncDirectory(PathNames.folder(of: blobPath(digest)))
         return size
     }
 
@@ -201,7 +201,7 @@ public struct BlobStore: BlobStorage {
         } else {
             guard rename(temporary, destination) == 0 else { throw Self.posixError("rename \(temporary)") }
         }
-        try Self.syncDirectory((destination as NSString).deletingLastPathComponent)
+        try Self.syncDirectory(PathNames.folder(of: destination))
     }
 
     /// Gives a staging file that is also a blob (``linkStaged(uploadId:digest:)``, whose upload's
@@ -296,7 +296,7 @@ public struct BlobStore: BlobStorage {
             default: throw Self.posixError("link \(destination)")
             }
         }
-        try Self.syncDirectory((destination as NSString).deletingLastPathComponent)
+        try Self.syncDirectory(PathNames.folder(of: destination))
         return true
     }
 

@@ -11,8 +11,7 @@ public struct PartialFolder: Sendable {
 
     /// Makes the folder. The destination must be new or an empty folder (``StoreBackup/refusal(destination:dataDirectory:)``).
     public init(beside destination: String) throws {
-        let parent = (destination as NSString).deletingLastPathComponent
-        self.parent = parent.isEmpty ? "." : parent
+        parent = PathNames.folder(of: destination)
         self.destination = destination
         path = self.parent + "/." + (destination as NSString).lastPathComponent + ".partial-" + RandomUUIDs.next()
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])

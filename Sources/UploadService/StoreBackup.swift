@@ -83,8 +83,8 @@ public enum StoreBackup {
     /// built before it is renamed into place, ``PartialFolder``), outside the data folder.
     public static func refusal(destination: String, dataDirectory: String?) -> String? {
         var info = stat(), parentInfo = stat()
-        let parent = (destination as NSString).deletingLastPathComponent
-        if let dataDirectory, let real = realpath(parent.isEmpty ? "." : parent, nil), let data = realpath(dataDirectory, nil) {
+        let parent = PathNames.folder(of: destination)
+        if let dataDirectory, let real = realpath(parent, nil), let data = realpath(dataDirectory, nil) {
             defer { free(real); free(data) }
             let (inside, folder) = (String(cString: real) + "/", String(cString: data) + "/")
             if inside.hasPrefix(folder) { return "\(destination) is inside the data folder" }
@@ -94,7 +94,7 @@ public enum StoreBackup {
               (try? FileManager.default.contentsOfDirectory(atPath: destination).isEmpty) == true else {
             return "\(destination) exists and is not an empty folder: give a new one"
         }
-        guard stat(parent.isEmpty ? "." : parent, &parentInfo) == 0, parentInfo.st_dev == info.st_dev else {
+        guard stat(parent, &parentInfo) == 0, parentInfo.st_dev == info.st_dev else {
             return "\(destination) is a mount point: give a new folder inside it"
         }
         return nil

@@ -25,7 +25,7 @@ public enum SecretFile {
             guard written, link(temporary, path) == 0 || errno == EEXIST || FileManager.default.fileExists(atPath: path) else {
                 throw StoreError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
             }
-            let directory = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            let directory = open(PathNames.folder(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if directory >= 0 {
                 fsync(directory)
                 close(directory)

@@ -45,12 +45,12 @@ def pytest_configure(config):
 DATABASES = {}
 
 
-def tool(*args):
-    """Runs one of the built executables; on a data directory whose server keeps its store in
-    PostgreSQL, on that database too."""
+def tool(*args, cwd=None):
+    """Runs one of the built executables (in `cwd`, when given); on a data directory whose server
+    keeps its store in PostgreSQL, on that database too."""
     data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else None
     env = dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=DATABASES.get(str(data_dir), ""))
-    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
 
 
 def send_expecting_continue(port, method, target, headers, body):

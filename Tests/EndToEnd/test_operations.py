@@ -247,6 +247,10 @@ def test_a_backup_into_a_folder_that_is_not_empty_is_refused_and_writes_nothing(
     empty.mkdir()
     report = json_of(tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(empty), "--json"))
     assert json_of(tool("upload-coordinator", "audit", "root", "--data-dir", str(empty)))["rootHash"] == report["rootHash"]
+    # So is a one-character name where the command runs (Foundation's path parsing crashed on it).
+    for name in ("X", "Z/"):
+        short = json_of(tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", name, "--json", cwd=tmp_path))
+        assert json_of(tool("upload-coordinator", "audit", "root", "--data-dir", str(tmp_path / name.rstrip("/"))))["treeSize"] == short["treeSize"]
 
 
 def test_an_interrupted_backup_leaves_no_folder_that_looks_complete(live, tmp_path):
