@@ -30,6 +30,10 @@ public protocol EventStore: SnapshotReading {
     var commitsMayLandLate: Bool { get }
     /// The store's clock, for what callers stamp themselves (a token's expiry, a sweep's id).
     var clock: any Clock { get }
+    /// Whether the projections are known to miss writes already answered: their commit failed
+    /// after the log's, and folding the batch in from the log failed too (a full disk), until a
+    /// later transaction folds them in. Only LMDB keeps them in a commit of their own.
+    var projectionsKnownBehind: Bool { get }
 
     /// Decides each command inside the store's write transaction, from the state at the log's
     /// tail (each against the state the ones before it left), appends its events, updates the
@@ -66,6 +70,21 @@ public protocol EventStore: SnapshotReading {
 
     /// Writes every command already submitted, then stops taking more.
     func close() async
+}
+
+extension EventStore {
+    public var projectionsKnownBehind: Bool { false }
+
+    /// Refuses `snapshot` for answering a request when its projections miss a write already
+    /// answered (``projectionsKnownBehind``): a caller would be told a repository it created, or
+    /// an upload it began, does not exist. Reads of the log alone (feeds, tiles) need no check.
+    /// - Throws: ``StoreError`` `.io` (ServerException), which says why.
+    public func refuseWhenBehindAnAnswer(_ snapshot: any StoreSnapshot) throws {
+        guard projectionsKnownBehind else { return }
+        let (checkpoint, tail) = (try snapshot.checkpoint(), try snapshot.lastPosition())
+        guard checkpoint < tail else { return }
+        throw StoreError(.io, "The store's views are at position \(checkpoint) of the log's \(tail): their commit failed after the log's (is the disk full?). Every write answered is in the log; reads resume once the views catch up.")
+    }
 }
 
 /// Work one process of a deployment does for all of them.

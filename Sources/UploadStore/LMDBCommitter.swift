@@ -20,11 +20,16 @@ final class LMDBCommitter: BatchCommitter {
     nonisolated(unsafe) private var decodedRecords = DecodedRecords()
     static let decodedRecordsKept = 65_536
 
-    init(environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration) {
+    /// Whether the projections miss answered writes: set when a batch's commit of them and the
+    /// fold after it both failed, cleared by the next batch whose projections commit.
+    private let behind: Locked<Bool>
+
+    init(environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration, behind: Locked<Bool>) {
         self.environment = environment
         self.schema = schema
         self.projections = projections
         self.configuration = configuration
+        self.behind = behind
         invocations = InvocationWindow(limit: configuration.retryWindow)
     }
 
@@ -95,11 +100,14 @@ final class LMDBCommitter: BatchCommitter {
                 logCommitted = try environment.write { txn in try decideAndAppend(batch, isolated: isolated, txn, ptxn) }
                 try injectedProjectionFailure()
             }
+            // Caught up to the tail first, then this batch: nothing answered is missing.
+            behind.withLock { $0 = false }
         } catch {
             guard logCommitted != nil else { throw error }
             configuration.logger.error("the projections' commit failed after the log's; folding the batch in from the log", metadata: [
                 "error": "\(error)"])
-            catchUpProjections()
+            let caughtUp = catchUpProjections()
+            behind.withLock { $0 = !caughtUp }
         }
         let (results, path) = logCommitted!
         invocations.absorb(path.marks)
@@ -109,15 +117,19 @@ final class LMDBCommitter: BatchCommitter {
 
     /// Brings the projections to the log's tail in a transaction of their own, after their commit
     /// failed behind the log's, so that a read after the answer still sees the write. If this fails
-    /// too, the batch is still answered (the log holds it), reads lag until the next transaction
-    /// folds it in first, and `statistics()` shows the lag.
-    private func catchUpProjections() {
+    /// too, the batch is still answered (the log holds it), the API's reads are refused
+    /// (``EventStore/refuseWhenBehindAnAnswer(_:)``) until the next transaction folds it in first,
+    /// and `statistics()` shows the lag.
+    /// - Returns: whether the projections reached the log's tail.
+    private func catchUpProjections() -> Bool {
         do {
             try injectedProjectionFailure()
             try ProjectionCatchUp.run(environment, schema, projections, changingLayout: false)
+            return true
         } catch {
-            configuration.logger.error("the projections could not be caught up; the next transaction tries again", metadata: [
+            configuration.logger.error("the projections could not be caught up; reads that answer requests fail until the next transaction folds them in", metadata: [
                 "error": "\(error)"])
+            return false
         }
     }
 

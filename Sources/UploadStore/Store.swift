@@ -22,6 +22,8 @@ public final class Store: EventStore {
     public let rebuiltTornProjections: Bool
     private let writer: GroupCommitWriter
     private let notifier = CommitNotifier()
+    /// Set by the writer while the projections miss answered writes (``projectionsKnownBehind``).
+    private let projectionsBehind = Locked(false)
     /// The first ``close()``'s work, which every later call waits for: only it stops counting this
     /// store as an unsynced writer.
     private let closing = Once()
@@ -88,12 +90,14 @@ public final class Store: EventStore {
         self.projections = projections
         notifier.committed(upTo: tail)
         writer = GroupCommitWriter(
-            committer: LMDBCommitter(environment: environment, schema: schema, projections: projections, configuration: configuration),
+            committer: LMDBCommitter(
+                environment: environment, schema: schema, projections: projections, configuration: configuration, behind: projectionsBehind),
             configuration: configuration, notifier: notifier)
     }
 
     public var settings: DecisionSettings { configuration.settings }
     public var commitsMayLandLate: Bool { false }
+    public var projectionsKnownBehind: Bool { projectionsBehind.withLock { $0 } }
     public var clock: any Clock { configuration.clock }
 
     /// Queues the commands for the writer, which decides, appends and projects them in its next

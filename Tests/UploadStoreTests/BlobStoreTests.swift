@@ -39,6 +39,29 @@ struct BlobStoreTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: blobs.stagingPath(other))) == Data("oX".utf8))
     }
 
+    /// Views that miss an answered write (their commit and the fold after it failed: a full disk)
+    /// would show an answered upload as none, and tidying would remove its staged bytes: it is
+    /// refused until the views catch up, and the bytes stay.
+    @Test func reconcile_whileTheViewsMissAnAnsweredWrite_isRefused_andRemovesNothing() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let failuresLeft = Locked(0)
+        let failing: @Sendable () -> Bool = { failuresLeft.withLock { left in defer { left = max(0, left - 1) }; return left > 0 } }
+        try await withTestStore(dir, configure: { $0.failProjectionCommit = failing }) { store in
+            let blobs = try BlobStore(directory: dir.path)
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            failuresLeft.withLock { $0 = 2 }  // the commit of the views and the fold after it
+            let upload = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            try blobs.writePart(uploadId: upload, offset: 0, bytes: Array("abcd".utf8))
+            #expect(throws: StoreError.self) { try blobs.reconcile(with: store, tidyingOnly: true) }
+            #expect(FileManager.default.fileExists(atPath: blobs.stagingPath(upload)))
+            // The next transaction folds the views in; then the upload is known, and kept.
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/other")), metadata: testMetadata())
+            #expect(try blobs.reconcile(with: store, tidyingOnly: true).removedStaging.isEmpty)
+            #expect(FileManager.default.fileExists(atPath: blobs.stagingPath(upload)))
+        }
+    }
+
     /// After a crash, staging must agree with the log: bytes the log does not record are cut or
     /// removed, and bytes it records are reported when missing.
     @Test func reconcile_afterACrash_discardsUnrecordedBytes_andReportsMissingOnes() async throws {

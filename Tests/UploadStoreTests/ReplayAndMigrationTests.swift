@@ -343,8 +343,8 @@ struct ReplayAndMigrationTests {
 
     /// A projections' commit that fails after the log's loses nothing: the command is answered (the
     /// log holds it) and a read after the answer sees it (the writer folds it in at once); when
-    /// that fails too, the next command's transaction folds it in before deciding, and a retry of
-    /// the call is answered with its original result.
+    /// that fails too, reads that answer requests are refused until the next command's transaction
+    /// folds it in before deciding, and a retry of the call is answered with its original result.
     @Test func aProjectionsCommitFailingAfterTheLogs_losesNothing() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -358,11 +358,16 @@ struct ReplayAndMigrationTests {
             failuresLeft.withLock { $0 = 1 }  // the batch's commit fails; the catch-up after it does not
             let first = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call("inv-1"))
             #expect(try store.read { try $0.session(first.uploadId) } != nil, "a read after the answer sees the write")
+            #expect(!store.projectionsKnownBehind)
 
             failuresLeft.withLock { $0 = 2 }  // both fail: the projections stay behind the log
             let second = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call("inv-2"))
             #expect(try store.read { try $0.session(second.uploadId) } == nil)
             #expect(try store.statistics().checkpointLag == 1)
+            // So a read that answers a request is refused, not answered without the write.
+            #expect(store.projectionsKnownBehind)
+            let refused = #expect(throws: StoreError.self) { try store.read { try store.refuseWhenBehindAnAnswer($0) } }
+            #expect(refused?.code == .io && refused?.message.contains("is the disk full?") == true)
             // An auditor still sees the initiation, read from the log past the projections.
             let tail = try store.read { try $0.lastPosition() }
             #expect(try store.initiations().map(\.position).suffix(2) == [tail - 1, tail])
@@ -372,6 +377,8 @@ struct ReplayAndMigrationTests {
 
             let third = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call("inv-3"))
             #expect(try store.statistics().checkpointLag == 0)
+            #expect(!store.projectionsKnownBehind)
+            try store.read { try store.refuseWhenBehindAnAnswer($0) }
             #expect(try store.read { try $0.session(second.uploadId) } != nil && store.read { try $0.session(third.uploadId) } != nil)
             #expect(try store.read { try $0.repository(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")) }?.activeSessions == 3)
             let retried = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: call("inv-2"))
