@@ -121,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "UploadCoordinator",
             dependencies: [
-                "LogHashing", "UploadCore", "UploadStore", "UploadService", "UploadAPI",
+                "LMDBKit", "LogHashing", "UploadCore", "UploadStore", "UploadService", "UploadAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -54,13 +54,25 @@ public final class Environment: @unchecked Sendable {
 
     private static let openDirectories = OpenDirectories()
 
+    /// Why `directory` holds no store this process may open (no `data.mdb`, or one this user may
+    /// not read: `fileExists` tells the two apart from neither), or `nil` when it has one.
+    public static func noStore(in directory: String) -> EnvironmentError? {
+        let path = directory + "/data.mdb"
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            return errno == ENOENT || errno == ENOTDIR ? .missingStore(directory) : .unreadable(path, String(cString: strerror(errno)))
+        }
+        guard access(path, R_OK) == 0 else { return .unreadable(path, String(cString: strerror(errno))) }
+        return nil
+    }
+
     public init(directory: String, configuration: Configuration = .init()) throws {
         if !configuration.readOnly {
             // Private, as its files are (0600): a data folder also holds private repositories' layers.
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } else if !FileManager.default.fileExists(atPath: directory + "/data.mdb") {
+        } else if let reason = Self.noStore(in: directory) {
             // Read-only never makes a store, and LMDB would leave a `lock.mdb` behind finding none.
-            throw EnvironmentError.missingStore(directory)
+            throw reason
         }
         guard let real = realpath(directory, nil) else {
             throw EnvironmentError.missingDirectory(directory)
@@ -341,14 +353,21 @@ public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
     case alreadyOpenInProcess(String)
     case missingDirectory(String)
     case missingStore(String)
+    /// A store's file this user may not read (or reach), with why.
+    case unreadable(String, String)
     /// `data.mdb` is shorter than the pages its last commit uses (`nil`: it is empty, in a
     /// directory that holds more than a new store).
     case truncated(String, bytes: Int, inUse: Int?)
+
+    /// Whether it says no store is there (rather than one that cannot be read).
+    public var isMissing: Bool { if case .missingStore = self { true } else { false } }
 
     public var description: String {
         switch self {
         case .missingStore(let path):
             "no store at \(path) (it holds no data.mdb)"
+        case .unreadable(let path, let why):
+            "cannot read \(path): \(why) (run as the user that owns the data folder)"
         case .alreadyOpenInProcess(let path):
             "the store at \(path) is already open in this process; share the one handle"
         case .missingDirectory(let path):

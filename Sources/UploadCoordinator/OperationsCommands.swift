@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LMDBKit
 import Logging
 import UploadCore
 import UploadService
@@ -34,8 +35,8 @@ struct BackupCommand: AsyncParsableCommand {
                 after the database; see the README's "Operating it".
                 """)
         }
-        guard FileManager.default.fileExists(atPath: store.dataDir + "/data.mdb") else {
-            throw ValidationError("--data-dir \(store.dataDir) holds no store.")
+        if let reason = Environment.noStore(in: store.dataDir) {
+            throw ValidationError(reason.isMissing ? "--data-dir \(store.dataDir) holds no store." : reason.description)
         }
         // Its LMDB store is the old copy of one now in PostgreSQL: a backup of it would be a
         // servable folder of stale data.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LMDBKit
 import LogHashing
 import UploadCore
 import UploadService
@@ -69,8 +70,8 @@ struct AuditCheckpoint: AsyncParsableCommand {
     func run() async throws {
         // An auditor's command: it signs, but never migrates a store an older binary may still
         // serve, nor makes one in a folder that holds none.
-        if try store.database() == nil, !FileManager.default.fileExists(atPath: store.dataDir + "/data.mdb") {
-            throw ValidationError("\(store.dataDir) holds no store")
+        if try store.database() == nil, let reason = Environment.noStore(in: store.dataDir) {
+            throw ValidationError(reason.isMissing ? "\(store.dataDir) holds no store" : reason.description)
         }
         try await withStore(store, migrating: false) { store in
             let (signer, identity) = try key.signer(dataDirectory: self.store.dataDir, registryId: store.settings.defaultRegistryId, store: store)

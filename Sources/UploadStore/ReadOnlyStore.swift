@@ -35,8 +35,10 @@ public struct ReadOnlyStore: Sendable {
     /// - Throws: ``StoreError`` when there is no store at `directory`, or it needs migrating, or
     ///   (unless `unreadable` is `.readAsEmpty`) its projections cannot be read (open it for writing first).
     public init(directory: String, unreadableProjections unreadable: UnreadableProjections = .refuse) throws {
-        guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else {
-            throw StoreError(.io, "\(directory) holds no store")
+        switch Environment.noStore(in: directory) {
+        case nil: break
+        case .missingStore?: throw StoreError(.io, "\(directory) holds no store")
+        case let reason?: throw StoreError(.io, reason.description)
         }
         let environment = try Environment(directory: directory, configuration: .readOnly)
         let (schema, torn) = try environment.read { txn in
