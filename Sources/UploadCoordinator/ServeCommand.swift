@@ -166,6 +166,11 @@ struct ServeCommand: AsyncParsableCommand {
             folder.reservedDiskBytes = reservedDiskBytes
             folder.maximumLayerBytes = maxLayerBytes
             blobs = folder
+            // Said once at start: every layer byte is refused until space is freed, while reads go on.
+            if reservedDiskBytes > 0, let disk = BlobStore.diskBytes(of: dataDir), disk.free < reservedDiskBytes {
+                logger.warning("the data folder's disk has less free space than --reserved-disk-bytes keeps; no layer bytes are taken until space is freed", metadata: [
+                    "disk.free_bytes": "\(disk.free)", "disk.total_bytes": "\(disk.total)", "reserved_bytes": "\(reservedDiskBytes)"])
+            }
             var folderStatus = stat()
             if stat(dataDir, &folderStatus) == 0, folderStatus.st_mode & 0o077 != 0 {
                 logger.warning("other users of this machine can open the data folder, whose blobs include private repositories' layers; chmod 700 it", metadata: [

@@ -1038,6 +1038,8 @@ def test_layer_bytes_stop_at_the_disks_reserve_and_every_other_call_goes_on():
         assert os.listdir(os.path.join(server.data_dir, "staging")) in ([], [".upload-locks"])
         kinds = [event["type"] for event in server.events()]
         assert "LayerPartUploaded" not in kinds and kinds.count("UploadInitiated") == 2, kinds
+        # The operator was told at start that nothing would be taken.
+        assert any("less free space than --reserved-disk-bytes" in line for line in server.stderr_lines), server.last_lines()
 
 
 def test_a_layer_stops_at_its_size_limit_through_either_api_and_keeps_what_it_had():
