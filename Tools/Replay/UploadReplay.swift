@@ -84,7 +84,13 @@ struct Verify: ParsableCommand {
         print("events scanned:   \(r.eventsScanned) in \(String(format: "%.3f", r.seconds)) s (\(Int(r.eventsPerSecond)) events/s)")
         for (i, digest) in r.rebuildDigests.enumerated() { print("rebuild \(i + 1) digest: \(digest)") }
         if let live = r.liveDigest { print("live digest:      \(live)") }
-        if let checkpoint = r.checkpoint { print("checkpoint:       \(checkpoint)") }
+        if let checkpoint = r.checkpoint {
+            print("checkpoint:       \(checkpoint)")
+            if checkpoint < r.events {
+                // Compared with a rebuild at the checkpoint, not with the rebuilds' digests above.
+                print("projections:      \(r.events - checkpoint) events behind the log (a store open, or killed, between its two commits): the live digest is a rebuild's at \(checkpoint)")
+            }
+        }
         if let root = r.merkleRoot { print("merkle root:      \(root) (tree size \(r.events))") }
         if let kept = r.kept {
             let signatures = kept.signaturesChecked ? "signatures checked" : "signatures NOT checked: give --public-key"
@@ -95,7 +101,8 @@ struct Verify: ParsableCommand {
         if let failure = r.failure {
             FileHandle.standardError.write(Data("FAILED: \(failure)\n".utf8))
         } else {
-            print("OK: the log is intact and the live projections equal a deterministic rebuild")
+            let at = r.checkpoint.map { $0 < r.events ? " at their checkpoint (\($0) of \(r.events))" : "" } ?? ""
+            print("OK: the log is intact and the live projections equal a deterministic rebuild" + at)
         }
     }
 
@@ -110,6 +117,7 @@ struct Verify: ParsableCommand {
             ("rebuildDigests", .array(r.rebuildDigests.map(JSONValue.string))),
             ("liveDigest", r.liveDigest.map(JSONValue.string)),
             ("checkpoint", r.checkpoint.map(JSONValue.uint)),
+            ("projectionsBehind", r.checkpoint.map { .uint(r.events - min(r.events, $0)) }),
             ("merkleRoot", r.merkleRoot.map(JSONValue.string)),
             ("signedCheckpoints", r.kept.map { .uint(UInt64($0.count)) }),
             ("signedUpTo", r.kept.map { .uint($0.signedUpTo ?? 0) }),
