@@ -68,8 +68,17 @@ public final class Environment: @unchecked Sendable {
 
     public init(directory: String, configuration: Configuration = .init()) throws {
         if !configuration.readOnly {
+            var info = stat()
+            if stat(directory, &info) == 0, (info.st_mode & S_IFMT) != S_IFDIR { throw EnvironmentError.notAFolder(directory) }
             // Private, as its files are (0600): a data folder also holds private repositories' layers.
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch {
+                let underlying = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? any Error).map { $0 as NSError }
+                throw EnvironmentError.uncreatable(
+                    directory, underlying.map { $0.domain == NSPOSIXErrorDomain ? String(cString: strerror(Int32($0.code))) : $0.localizedDescription }
+                        ?? error.localizedDescription)
+            }
         } else if let reason = Self.noStore(in: directory) {
             // Read-only never makes a store, and LMDB would leave a `lock.mdb` behind finding none.
             throw reason
@@ -355,6 +364,10 @@ public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
     case missingStore(String)
     /// A store's file this user may not read (or reach), with why.
     case unreadable(String, String)
+    /// A data folder named by a path that is something else (a file).
+    case notAFolder(String)
+    /// A data folder that could not be made, with why.
+    case uncreatable(String, String)
     /// `data.mdb` is shorter than the pages its last commit uses (`nil`: it is empty, in a
     /// directory that holds more than a new store).
     case truncated(String, bytes: Int, inUse: Int?)
@@ -368,6 +381,10 @@ public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
             "no store at \(path) (it holds no data.mdb)"
         case .unreadable(let path, let why):
             "cannot read \(path): \(why) (run as the user that owns the data folder)"
+        case .notAFolder(let path):
+            "\(path) is not a folder: give a data folder (it is made if it does not exist)"
+        case .uncreatable(let path, let why):
+            "cannot make the data folder \(path): \(why)"
         case .alreadyOpenInProcess(let path):
             "the store at \(path) is already open in this process; share the one handle"
         case .missingDirectory(let path):

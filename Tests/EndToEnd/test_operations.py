@@ -241,6 +241,11 @@ def test_a_backup_into_a_folder_that_is_not_empty_is_refused_and_writes_nothing(
     assert tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(file)).returncode != 0
     missing = tool("upload-coordinator", "backup", "--data-dir", str(tmp_path / "nothing"), "--to", str(tmp_path / "b"))
     assert missing.returncode != 0 and "holds no store" in missing.stderr
+    # A data folder named by a file, or under one, is said to be that (not Foundation's error code).
+    for data_dir in (file, file / "sub"):
+        served = tool("upload-coordinator", "serve", "--data-dir", str(data_dir), "--port", "0")
+        why = "is not a folder" if data_dir == file else "Not a directory"
+        assert served.returncode != 0 and why in served.stderr and "NSCocoaErrorDomain" not in served.stderr, served.stderr
     assert not (tmp_path / "nothing").exists() and not (tmp_path / "b").exists()
     # An empty folder is a fine destination.
     empty = tmp_path / "empty"
