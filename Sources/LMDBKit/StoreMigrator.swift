@@ -36,8 +36,14 @@ public struct StoreMigrator: Sendable {
     }
 
     /// Where the store stands against this migrator.
+    /// - Throws: ``MigrationError/foreign(_:)`` for an environment another program made: one
+    ///   that records no migration but holds a database (a store's first migration and its record
+    ///   commit together), so that none of it is taken for a store to migrate.
     public func status(_ txn: Transaction) throws -> MigrationStatus {
         let applied = try appliedIdentifiers(txn)
+        if applied.isEmpty, let name = try txn.firstKey(txn.mainDatabase()) {
+            throw MigrationError.foreign(String(decoding: name, as: UTF8.self))
+        }
         let unknown = applied.filter { !identifiers.contains($0) }
         if !unknown.isEmpty { return .superseded(unknown: unknown) }
         let pending = identifiers.filter { !applied.contains($0) }
@@ -82,6 +88,8 @@ public enum MigrationError: Error, CustomStringConvertible, Sendable {
     case superseded([String])
     case pending([String])
     case corruptRecord(String)
+    /// An LMDB environment of another program, holding the database (or key) named.
+    case foreign(String)
 
     public var description: String {
         switch self {
@@ -91,6 +99,8 @@ public enum MigrationError: Error, CustomStringConvertible, Sendable {
             "this store needs migrations \(ids.joined(separator: ", ")); run `upload-coordinator migrate` on it (with its --data-dir, or its --database-url), once every process still serving it has stopped"
         case .corruptRecord(let id):
             "the migration record for \(id) is corrupt"
+        case .foreign(let name):
+            "this folder's data.mdb is an LMDB store of another program (it holds '\(name)' and no upload-coordinator migration); give an empty or new folder"
         }
     }
 }

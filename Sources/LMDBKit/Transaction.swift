@@ -57,6 +57,13 @@ public struct Transaction {
         return Database(dbi: dbi, name: name)
     }
 
+    /// LMDB's main (unnamed) database, which names every named one.
+    public func mainDatabase() throws(LMDBError) -> Database {
+        var dbi: MDB_dbi = 0
+        try check(mdb_dbi_open(txn, nil, 0, &dbi), "mdb_dbi_open(main)")
+        return Database(dbi: dbi, name: "(main)")
+    }
+
     /// The value stored under `key`, copied out of the map.
     public func get(_ db: Database, _ key: [UInt8]) throws -> [UInt8]? {
         var result: [UInt8]?
@@ -141,6 +148,17 @@ public struct Transaction {
     /// - Complexity: O(log n).
     public func last(_ db: Database) throws(LMDBError) -> (key: [UInt8], value: [UInt8])? {
         try lastEntry(db) { key, value in (Array(key), Array(value)) }
+    }
+
+    /// The first key, its value not copied.
+    public func firstKey(_ db: Database) throws(LMDBError) -> [UInt8]? {
+        let cursor = try openCursor(db)
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val(), value = MDB_val()
+        let rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, "mdb_cursor_get(\(db.name), first)")
+        return Array(Self.buffer(key))
     }
 
     /// The last key, its value not copied (a log's last record may be megabytes).

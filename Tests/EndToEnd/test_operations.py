@@ -241,6 +241,20 @@ def test_a_backup_into_a_folder_that_is_not_empty_is_refused_and_writes_nothing(
     assert tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(file)).returncode != 0
     missing = tool("upload-coordinator", "backup", "--data-dir", str(tmp_path / "nothing"), "--to", str(tmp_path / "b"))
     assert missing.returncode != 0 and "holds no store" in missing.stderr
+    # Another program's LMDB store is none to migrate or serve: nothing is added to it.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    import lmdb
+    with lmdb.open(str(foreign), max_dbs=4) as env:
+        with env.begin(write=True, db=env.open_db(b"mine")) as txn:
+            txn.put(b"k", b"v")
+    size = os.path.getsize(foreign / "data.mdb")
+    for command in (("serve", "--port", "0"), ("migrate",), ("stats",)):
+        refused = tool("upload-coordinator", command[0], "--data-dir", str(foreign), *command[1:])
+        assert refused.returncode != 0 and "another program" in refused.stderr, (command, refused.stderr)
+    with lmdb.open(str(foreign), max_dbs=4, readonly=True) as env, env.begin() as txn:
+        assert [key for key, _ in txn.cursor()] == [b"mine"]
+    assert os.path.getsize(foreign / "data.mdb") == size and sorted(p.name for p in foreign.iterdir()) == ["data.mdb", "lock.mdb"]
     # A data folder named by a file, or under one, is said to be that (not Foundation's error code).
     for data_dir in (file, file / "sub"):
         served = tool("upload-coordinator", "serve", "--data-dir", str(data_dir), "--port", "0")
