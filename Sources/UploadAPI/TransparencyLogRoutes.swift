@@ -20,14 +20,14 @@ extension ECRPublicService {
         router.getAndHead("/log/proof/consistency") { request, _ in
             await self.openAnswer {
                 let (first, second) = (try Self.required(request, "first"), try Self.required(request, "second"))
-                let proof = try await self.service.reading { try $0.consistencyProof(first: first, second: second) }
+                let proof = try await self.store.reading { try $0.consistencyProof(first: first, second: second) }
                 return Self.json(.object([("consistency", .array(proof.map(Self.base64)))]))
             }
         }
         router.getAndHead("/log/proof/inclusion") { request, _ in
             await self.openAnswer {
                 let (index, size) = (try Self.required(request, "index"), try Self.required(request, "size"))
-                let path = try await self.service.reading { try $0.inclusionPath(leafIndex: index, size: size) }
+                let path = try await self.store.reading { try $0.inclusionPath(leafIndex: index, size: size) }
                 return Self.json(.object([("leaf_index", .uint(index)), ("audit_path", .array(path.map(Self.base64)))]))
             }
         }

@@ -396,10 +396,7 @@ extension BlobStore {
             defer { held.release() }
             let path = staging + "/" + name
             // Views that miss an answered write would have an answered part's bytes cut: refused.
-            let session = try store.read { snapshot in
-                try store.refuseWhenBehindAnAnswer(snapshot)
-                return try snapshot.session(uploadId)
-            }
+            let session = try store.readAnswering { try $0.session(uploadId) }
             guard name == uploadId, let session, session.state == .active else {
                 unlink(path)
                 result.removedStaging.append(name)
@@ -425,10 +422,7 @@ extension BlobStore {
             }
         }
         guard !tidyingOnly else { return result }
-        let sessions = try store.read { reader in
-            try store.refuseWhenBehindAnAnswer(reader)
-            return try reader.allActiveUploads().compactMap { try reader.session($0) }
-        }
+        let sessions = try store.readAnswering { reader in try reader.allActiveUploads().compactMap { try reader.session($0) } }
         for session in sessions where session.state == .active && session.bytesReceived > 0 {
             if !FileManager.default.fileExists(atPath: stagingPath(session.uploadId)) {
                 result.missing.append("upload \(session.uploadId): \(session.bytesReceived) bytes recorded, none staged")

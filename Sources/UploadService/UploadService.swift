@@ -39,21 +39,13 @@ public final class UploadService: Sendable {
 
     /// Runs `body` against one consistent snapshot of the store, where it is called: for callers
     /// on threads of their own. Async callers use ``reading(_:)``. A snapshot that misses a write
-    /// already answered is refused (``UploadStore/EventStore/refuseWhenBehindAnAnswer(_:)``).
-    public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
-        try store.read { snapshot in
-            try store.refuseWhenBehindAnAnswer(snapshot)
-            return try body(snapshot)
-        }
-    }
+    /// already answered is refused (``UploadStore/EventStore/readAnswering(_:)``).
+    public func read<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T { try store.readAnswering(body) }
 
     /// Runs `body` against one consistent snapshot of the store without blocking the cooperative
-    /// pool (``UploadStore/SnapshotReading/reading(_:)``), refused as ``read(_:)``'s is.
+    /// pool (``UploadStore/SnapshotReading/offTheCooperativePool(_:)``), refused as ``read(_:)``'s is.
     public func reading<T: Sendable>(_ body: @escaping @Sendable (any StoreSnapshot) throws -> T) async throws -> T {
-        try await store.reading { [store] snapshot in
-            try store.refuseWhenBehindAnAnswer(snapshot)
-            return try body(snapshot)
-        }
+        try await store.offTheCooperativePool { [store] in try store.readAnswering(body) }
     }
 
     /// Creates the repository, its logo kept as a blob first (``execute(_:keepingLogo:as:_:)``).

@@ -118,7 +118,7 @@ final class LMDBCommitter: BatchCommitter {
     /// Brings the projections to the log's tail in a transaction of their own, after their commit
     /// failed behind the log's, so that a read after the answer still sees the write. If this fails
     /// too, the batch is still answered (the log holds it), the API's reads are refused
-    /// (``EventStore/refuseWhenBehindAnAnswer(_:)``) until the next transaction folds it in first,
+    /// (``EventStore/readAnswering(_:)``) until the next transaction folds it in first,
     /// and `statistics()` shows the lag.
     /// - Returns: whether the projections reached the log's tail.
     private func catchUpProjections() -> Bool {

@@ -24,6 +24,8 @@ public final class Store: EventStore {
     private let notifier = CommitNotifier()
     /// Set by the writer while the projections miss answered writes (``projectionsKnownBehind``).
     private let projectionsBehind = Locked(false)
+    /// When ``catchUpProjectionsSoon()`` last asked the writer.
+    private let catchUpAsked = Locked<ContinuousClock.Instant?>(nil)
     /// The first ``close()``'s work, which every later call waits for: only it stops counting this
     /// store as an unsynced writer.
     private let closing = Once()
@@ -98,6 +100,24 @@ public final class Store: EventStore {
     public var settings: DecisionSettings { configuration.settings }
     public var commitsMayLandLate: Bool { false }
     public var projectionsKnownBehind: Bool { projectionsBehind.withLock { $0 } }
+
+    /// Sends the writer, at most once a second, a command that records nothing: its transaction
+    /// folds the projections in first, as every transaction does, and clears the flag once they
+    /// commit.
+    public func catchUpProjectionsSoon() {
+        let now = ContinuousClock.now
+        let asks = catchUpAsked.withLock { last in
+            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard asks else { return }
+        // Uploads idle for ever: none, so nothing is recorded.
+        let nothing = CommandSubmission(
+            .expireIdleUploads(ExpireIdleUploads(idleMilliseconds: .max, limit: 1)),
+            metadata: RequestMetadata(requestId: "views-catch-up", source: "store"))
+        Task { [writer] in _ = await writer.submit([nothing]) }
+    }
     public var clock: any Clock { configuration.clock }
 
     /// Queues the commands for the writer, which decides, appends and projects them in its next

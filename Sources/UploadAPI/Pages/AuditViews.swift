@@ -76,7 +76,7 @@ extension ECRPublicService {
         var rows: [[String: Any]] = []
         var marksRead = 0, decoded = 0
         var exhausted = false
-        let (size, root, reflected): (UInt64, String, UInt64) = try service.read { snapshot in
+        let (size, root, reflected): (UInt64, String, UInt64) = try store.read { snapshot in
             let ranOut = try snapshot.forEachInitiationMark(newestFirstBefore: cursor) { mark in
                 guard marksRead < Self.auditMarksScanLimit else { return false }
                 if let since, mark.recordedAt < since { exhausted = true; return false }
@@ -148,9 +148,9 @@ extension ECRPublicService {
         guard let positionText, let position = UInt64(positionText), position >= 1 else {
             throw PageNotFound(message: "A proof is of an event's position in the log: a whole number from 1.")
         }
-        let size = try await service.reading { try $0.lastPosition() }
+        let size = try await store.reading { try $0.lastPosition() }
         guard position <= size else { throw PageNotFound(message: "The log holds \(size) events; there is no event at position \(position).") }
-        let proof = try await service.reading { try $0.inclusionProof(position: position) }
+        let proof = try await store.reading { try $0.inclusionProof(position: position) }
         var checks: [(CheckOutcome, String)] = []
         var envelope: EventEnvelope?
         do {
@@ -195,7 +195,7 @@ extension ECRPublicService {
             }
             let checkpoint: Checkpoint
             do { checkpoint = try checkpoints.identity.check(signed) } catch { return (.failed, "the newest signed checkpoint does not verify: \(error)") }
-            let read = try await service.reading { snapshot -> (size: UInt64, leaf: [UInt8]?, path: [MerkleTree.Hash]) in
+            let read = try await store.reading { snapshot -> (size: UInt64, leaf: [UInt8]?, path: [MerkleTree.Hash]) in
                 let size = try snapshot.lastPosition()
                 guard size >= signed.size else { return (size, nil, []) }
                 let record = try snapshot.eventRecords(from: position, count: 1).first
