@@ -329,13 +329,16 @@ public struct BlobStore: BlobStorage {
         return now.timeIntervalSince(modified) < 3600
     }
 
+    /// How the probes of ``fileSystemNow(in:)`` are named, before their own part.
+    static let clockProbePrefix = ".clock-probe-"
+
     /// The time of the folder's file system: the modification time of a probe file just written.
     /// A write is stamped as every node's writes are (on NFS by the server, whose clock `fstat`
     /// reads back after flushing it), so a node whose own clock is off judges no other node's file
     /// by it. This node's clock when the probe cannot be written. The probe's name is its own (a
     /// node's may not remove another's while it is open), and it is removed once closed.
     static func fileSystemNow(in folder: String) -> Date {
-        let probe = folder + "/.clock-probe-" + UUID().uuidString
+        let probe = folder + "/" + clockProbePrefix + UUID().uuidString
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return Date() }
         defer {
@@ -389,7 +392,12 @@ extension BlobStore {
             if Self.isRecent(path, now: now) { continue }
             unlink(path)
         }
-        for name in (try FileManager.default.contentsOfDirectory(atPath: staging)).sorted() where !name.hasPrefix(".") {
+        let stagingNames = try FileManager.default.contentsOfDirectory(atPath: staging).sorted()
+        // A probe left by a process killed between writing and removing it (``fileSystemNow(in:)``).
+        for name in stagingNames where name.hasPrefix(Self.clockProbePrefix) && !Self.isRecent(staging + "/" + name, now: now) {
+            unlink(staging + "/" + name)
+        }
+        for name in stagingNames where !name.hasPrefix(".") {
             // `<uploadId>.unshared` is made under its upload's lock (unshareStaging).
             let uploadId = name.hasSuffix(".unshared") ? String(name.dropLast(".unshared".count)) : name
             guard let held = try tryLockStaging(uploadId) else { continue }

@@ -132,10 +132,12 @@ class Server:
             with open(credentials_file, "w") as f:
                 f.write(credentials)
             extra = ("--credentials", credentials_file, *extra)
+        # A wrapper's serve is its child: both lead a process group of their own, killed whole.
         self.process = subprocess.Popen(
             [*wrapper, str(BIN / "upload-coordinator"), "serve", "--data-dir", data_dir, "--port", "0", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn, start_new_session=bool(wrapper),
             env=dict(os.environ if env is None else env, UPLOAD_COORDINATOR_DATABASE_URL=database_url or ""))
+        self._wrapped = bool(wrapper)
         # The ready line, once listening; a server that never gets there fails this test, not the run.
         ready = queue.Queue()
         threading.Thread(target=lambda: ready.put(self.process.stdout.readline()), daemon=True).start()
@@ -144,7 +146,7 @@ class Server:
         except queue.Empty:
             line = "(no ready line within 120 s)"
         if "listening on http://" not in line:
-            self.process.kill()
+            self.kill()
             raise RuntimeError(f"serve did not start: {line!r} {self.process.stderr.read()}")
         self.endpoint = line.split()[3]
         self.port = int(self.endpoint.rsplit(":", 1)[1])
@@ -164,9 +166,17 @@ class Server:
         try:
             return self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.process.kill()  # never left running past its test
+            self.kill()  # never left running past its test
             self.process.wait()
             raise
+
+    def kill(self):
+        """SIGKILL to serve (and to a wrapper with it)."""
+        if self._wrapped:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            self.process.kill()
 
     def tool(self, *args):
         """Runs one of the built executables on this server's store (its database, if it has one)."""

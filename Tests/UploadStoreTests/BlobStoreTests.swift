@@ -62,6 +62,23 @@ struct BlobStoreTests {
         }
     }
 
+    /// The file system's clock is read from a probe written and removed in each pass; one a killed
+    /// process left behind goes once an hour old, and none is left by a pass itself.
+    @Test func reconcile_removesAClockProbeLeftBehind_andLeavesNoneOfItsOwn() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            let blobs = try BlobStore(directory: dir.path)
+            let staging = dir.path + "/staging"
+            let old = staging + "/.clock-probe-left", recent = staging + "/.clock-probe-recent"
+            for path in [old, recent] { #expect(FileManager.default.createFile(atPath: path, contents: Data([0]))) }
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -7200)], ofItemAtPath: old)
+            _ = try blobs.reconcile(with: store, tidyingOnly: true)
+            let probes = try FileManager.default.contentsOfDirectory(atPath: staging).filter { $0.hasPrefix(".clock-probe-") }
+            #expect(probes == [".clock-probe-recent"])
+        }
+    }
+
     /// After a crash, staging must agree with the log: bytes the log does not record are cut or
     /// removed, and bytes it records are reported when missing.
     @Test func reconcile_afterACrash_discardsUnrecordedBytes_andReportsMissingOnes() async throws {

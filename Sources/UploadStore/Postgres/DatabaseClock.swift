@@ -9,6 +9,8 @@ public import UploadCore
 /// (``PostgresCommitter``).
 final class DatabaseClock: Clock {
     private let offsetMilliseconds = Atomic<Int64>(0)
+    /// The shortest round trip that measured the offset so far.
+    private let shortestSpan = Atomic<Int64>(.max)
 
     func now() -> Timestamp {
         Timestamp(millisecondsSinceEpoch: SystemClock().now().millisecondsSinceEpoch &+ offsetMilliseconds.load(ordering: .relaxed))
@@ -19,18 +21,22 @@ final class DatabaseClock: Clock {
 
     /// Takes the offset from `database`, read between this node's system-clock readings `before`
     /// and `after`, when that round trip was short enough to place the reading: the offset is then
-    /// known within half of it. A round trip that waited (for the append lock) measures nothing.
+    /// known within half of it. Short enough is ``longestMeasuringRoundTrip``, or twice the
+    /// shortest so far (a database far away); a round trip that waited (for the append lock) is
+    /// longer, and measures nothing.
     /// - Returns: the offset, when measured.
     @discardableResult
     func measure(database: Timestamp, before: Timestamp, after: Timestamp) -> Int64? {
         let span = after.millisecondsSinceEpoch &- before.millisecondsSinceEpoch
-        guard (0...Self.longestMeasuringRoundTrip).contains(span) else { return nil }
+        let shortest = min(shortestSpan.load(ordering: .relaxed), span)
+        guard span >= 0, span <= max(Self.longestMeasuringRoundTrip, shortest.multipliedReportingOverflow(by: 2).partialValue) else { return nil }
+        shortestSpan.store(shortest, ordering: .relaxed)
         let offset = database.millisecondsSinceEpoch &- (before.millisecondsSinceEpoch &+ span / 2)
         offsetMilliseconds.store(offset, ordering: .relaxed)
         return offset
     }
 
-    /// The longest round trip that measures the offset, in milliseconds.
+    /// A round trip this short always measures the offset, in milliseconds.
     static let longestMeasuringRoundTrip: Int64 = 50
 
     /// The database's time in milliseconds, as SQL (each batch reads it in `tailAndProjectionsQuery`).
