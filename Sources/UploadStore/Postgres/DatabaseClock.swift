@@ -9,7 +9,9 @@ public import UploadCore
 /// (``PostgresCommitter``).
 final class DatabaseClock: Clock {
     private let offsetMilliseconds = Atomic<Int64>(0)
-    /// The shortest round trip that measured the offset so far.
+    /// The shortest round trip that measured the offset lately, in milliseconds: it creeps up a
+    /// millisecond for each round trip it turns away, so that one freak sample (or a move to a
+    /// database farther away) stops no measurement for long.
     private let shortestSpan = Atomic<Int64>(.max)
 
     func now() -> Timestamp {
@@ -19,19 +21,23 @@ final class DatabaseClock: Clock {
     /// The database's time less this node's, when it was measured.
     var offset: Int64 { offsetMilliseconds.load(ordering: .relaxed) }
 
-    /// Takes the offset from `database`, read between this node's system-clock readings `before`
-    /// and `after`, when that round trip was short enough to place the reading: the offset is then
-    /// known within half of it. Short enough is ``longestMeasuringRoundTrip``, or twice the
-    /// shortest so far (a database far away); a round trip that waited (for the append lock) is
-    /// longer, and measures nothing.
+    /// Takes the offset from `database`, read in a round trip sent at this node's wall-clock time
+    /// `sent` that took `roundTrip` (timed by the monotonic clock, which no clock step moves), when
+    /// that round trip was short enough to place the reading: the offset is then known within
+    /// half of it. Short enough is ``longestMeasuringRoundTrip``, or twice the shortest lately (a
+    /// database far away); a round trip that waited (for the append lock) is longer, and measures
+    /// nothing.
     /// - Returns: the offset, when measured.
     @discardableResult
-    func measure(database: Timestamp, before: Timestamp, after: Timestamp) -> Int64? {
-        let span = after.millisecondsSinceEpoch &- before.millisecondsSinceEpoch
+    func measure(database: Timestamp, sent: Timestamp, roundTrip: Duration) -> Int64? {
+        let span = roundTrip.components.seconds &* 1000 &+ roundTrip.components.attoseconds / 1_000_000_000_000_000
         let shortest = min(shortestSpan.load(ordering: .relaxed), span)
-        guard span >= 0, span <= max(Self.longestMeasuringRoundTrip, shortest.multipliedReportingOverflow(by: 2).partialValue) else { return nil }
+        guard span >= 0, span <= max(Self.longestMeasuringRoundTrip, shortest.multipliedReportingOverflow(by: 2).partialValue) else {
+            shortestSpan.store(shortest &+ 1, ordering: .relaxed)
+            return nil
+        }
         shortestSpan.store(shortest, ordering: .relaxed)
-        let offset = database.millisecondsSinceEpoch &- (before.millisecondsSinceEpoch &+ span / 2)
+        let offset = database.millisecondsSinceEpoch &- (sent.millisecondsSinceEpoch &+ span / 2)
         offsetMilliseconds.store(offset, ordering: .relaxed)
         return offset
     }

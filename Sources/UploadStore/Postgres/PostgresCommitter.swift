@@ -196,7 +196,7 @@ final class PostgresCommitter: BatchCommitter {
         let reads = BatchReads(batch, settings: configuration.settings).lacking(in: cacheKept ? cache : nil)
         let readQueries = reads.queries
         do {
-            let sent = SystemClock().now()
+            let sent = (wall: SystemClock().now(), at: ContinuousClock.now)
             let opening = try connection.pipeline([
                 // READ COMMITTED whatever the role's default: each read after the lock sees every
                 // append before it (a snapshot taken at BEGIN would not).
@@ -254,8 +254,8 @@ final class PostgresCommitter: BatchCommitter {
     /// Measures this node's clock against `database`, read in the round trip sent at `sent`, for
     /// ``DatabaseClock``; a node more than ``skewToReport`` off is told, at most once a minute:
     /// request signatures are checked at the database's time, which its clients' clocks must keep.
-    private func measureClock(database: Timestamp, sent: Timestamp) {
-        guard let offset = databaseClock.measure(database: database, before: sent, after: SystemClock().now()),
+    private func measureClock(database: Timestamp, sent: (wall: Timestamp, at: ContinuousClock.Instant)) {
+        guard let offset = databaseClock.measure(database: database, sent: sent.wall, roundTrip: ContinuousClock.now - sent.at),
               offset.magnitude > Self.skewToReport,
               skewReportedAt.map({ ContinuousClock.now - $0 > .seconds(60) }) ?? true else { return }
         skewReportedAt = ContinuousClock.now
