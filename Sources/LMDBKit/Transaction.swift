@@ -147,33 +147,30 @@ public struct Transaction {
     /// The entry with the greatest key, copied out of the map.
     /// - Complexity: O(log n).
     public func last(_ db: Database) throws(LMDBError) -> (key: [UInt8], value: [UInt8])? {
-        try lastEntry(db) { key, value in (Array(key), Array(value)) }
+        try edgeEntry(db, MDB_LAST) { key, value in (Array(key), Array(value)) }
     }
 
     /// The first key, its value not copied.
     public func firstKey(_ db: Database) throws(LMDBError) -> [UInt8]? {
-        let cursor = try openCursor(db)
-        defer { mdb_cursor_close(cursor) }
-        var key = MDB_val(), value = MDB_val()
-        let rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST)
-        if rc == MDB_NOTFOUND { return nil }
-        try check(rc, "mdb_cursor_get(\(db.name), first)")
-        return Array(Self.buffer(key))
+        try edgeEntry(db, MDB_FIRST) { key, _ in Array(key) }
     }
 
     /// The last key, its value not copied (a log's last record may be megabytes).
     public func lastKey(_ db: Database) throws(LMDBError) -> [UInt8]? {
-        try lastEntry(db) { key, _ in Array(key) }
+        try edgeEntry(db, MDB_LAST) { key, _ in Array(key) }
     }
 
-    /// What `copy` makes of the entry with the greatest key, whose buffers it must not keep.
-    private func lastEntry<T>(_ db: Database, _ copy: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> T) throws(LMDBError) -> T? {
+    /// What `copy` makes of the entry with the least (`MDB_FIRST`) or greatest (`MDB_LAST`) key,
+    /// whose buffers it must not keep.
+    private func edgeEntry<T>(
+        _ db: Database, _ edge: MDB_cursor_op, _ copy: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> T
+    ) throws(LMDBError) -> T? {
         let cursor = try openCursor(db)
         defer { mdb_cursor_close(cursor) }
         var key = MDB_val(), value = MDB_val()
-        let rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
+        let rc = mdb_cursor_get(cursor, &key, &value, edge)
         if rc == MDB_NOTFOUND { return nil }
-        try check(rc, "mdb_cursor_get(\(db.name), last)")
+        try check(rc, "mdb_cursor_get(\(db.name), \(edge == MDB_FIRST ? "first" : "last"))")
         return copy(Self.buffer(key), Self.buffer(value))
     }
 

@@ -99,6 +99,7 @@ public final class Store: EventStore {
 
     public var settings: DecisionSettings { configuration.settings }
     public var commitsMayLandLate: Bool { false }
+    public var clock: any Clock { configuration.clock }
     public var projectionsKnownBehind: Bool { projectionsBehind.withLock { $0 } }
 
     /// Sends the writer, at most once a second, a command that records nothing: its transaction
@@ -118,7 +119,6 @@ public final class Store: EventStore {
             metadata: RequestMetadata(requestId: "views-catch-up", source: "store"))
         Task { [writer] in _ = await writer.submit([nothing]) }
     }
-    public var clock: any Clock { configuration.clock }
 
     /// Queues the commands for the writer, which decides, appends and projects them in its next
     /// transaction and answers each once that transaction is durable.
