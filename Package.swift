@@ -154,7 +154,7 @@ let package = Package(
         .testTarget(name: "MigrationTests", dependencies: ["UploadMigrations", "LMDBKit", "LogHashing"], swiftSettings: swiftSettings),
         .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "JSONGrammar", "UploadStore", "UploadTesting", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "UploadStoreTests", dependencies: ["UploadStore", "UploadService", "UploadMigrations", "UploadTesting", "LMDBKit", "LogHashing", "PostgresKit", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
-        .testTarget(name: "CommandLineTests", dependencies: ["UploadTesting"], swiftSettings: swiftSettings),
+        .testTarget(name: "CommandLineTests", dependencies: ["UploadTesting", "LMDBKit"], swiftSettings: swiftSettings),
         .testTarget(
             name: "UploadAPITests",
             dependencies: [

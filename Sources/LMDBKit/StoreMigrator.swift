@@ -82,6 +82,15 @@ public enum MigrationStatus: Equatable, Sendable {
     case pending([String])
     /// The store has migrations this binary does not know: a newer binary wrote it.
     case superseded(unknown: [String])
+
+    /// Why a binary that needs the store current cannot use it; `nil` when it is current.
+    public var refusal: MigrationError? {
+        switch self {
+        case .current: nil
+        case .pending(let ids): .pending(ids)
+        case .superseded(let unknown): .superseded(unknown)
+        }
+    }
 }
 
 public enum MigrationError: Error, CustomStringConvertible, Sendable {

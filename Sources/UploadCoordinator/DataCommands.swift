@@ -78,8 +78,15 @@ struct EventsCommand: AsyncParsableCommand {
             // short read transactions.
             var position = after
             var remaining = limit ?? .max
+            var pageSize = 1000
             while remaining > 0 {
-                let page = try store.read { try $0.events(after: position, limit: min(remaining, 1000), byteBudget: EventEnvelope.pageBytes) }
+                let page: [EventEnvelope]
+                do {
+                    page = try store.read { try $0.events(after: position, limit: min(remaining, pageSize), byteBudget: EventEnvelope.pageBytes) }
+                } catch let error as StoreError where error.code == .corrupt && pageSize > 1 {
+                    pageSize = 1  // a record that does not decode: the events before it, one at a time, then its error
+                    continue
+                }
                 for envelope in page { printLine(envelope.json) }
                 guard let last = page.last else { break }
                 position = last.position

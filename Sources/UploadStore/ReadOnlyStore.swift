@@ -42,11 +42,7 @@ public struct ReadOnlyStore: Sendable {
         }
         let environment = try Environment(directory: directory, configuration: .readOnly)
         let (schema, torn) = try environment.read { txn in
-            switch try UploadMigrations.migrator.status(txn) {
-            case .current: break
-            case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
-            case .pending(let pending): throw StoreError(.migration, MigrationError.pending(pending).description)
-            }
+            if let refusal = try UploadMigrations.migrator.status(txn).refusal { throw StoreError(.migration, refusal.description) }
             let schema = try Schema(txn)
             return (schema, try UnsyncedProjectionWriters.state(txn, schema, bootId: BootID.current).mayBeTorn)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import LMDBKit
 import Testing
 import UploadTesting
 
@@ -203,6 +204,20 @@ struct CommandLineTests {
         #expect(damaged.stderr.contains("position 1"), "\(damaged.stderr)")
     }
 
+    /// A folder without a store, and an LMDB store no migration has made, are refused with their
+    /// reasons, and with no count of events: there is no log to count.
+    @Test func replayTool_refusesAFolderWithoutAStore_andAnUnmigratedStore_withTheirReasons() throws {
+        let empty = TemporaryDirectory(), unmigrated = TemporaryDirectory()
+        defer { empty.remove(); unmigrated.remove() }
+        _ = try Environment(directory: unmigrated.path)  // its data.mdb, holding nothing
+        for (dir, reason) in [(empty, "no store at \(empty.path)"), (unmigrated, "this store needs migrations 0001-create-event-log")] {
+            let report = try Executables.run("upload-replay", ["--data-dir", dir.path])
+            #expect(report.status == 3, "\(report.stdout) \(report.stderr)")
+            #expect(report.stderr.contains("FAILED: cannot check the store: \(reason)"), "\(report.stderr)")
+            #expect(!report.stdout.contains("events in log"), "\(report.stdout)")
+        }
+    }
+
     /// Changes `team/app` to `team/apq` wherever a record holds it as a registry id's
     /// repositoryName field (the RepositoryCreated event, the repository's projection record),
     /// in place in `file`, as a second copy of the page would.
@@ -213,6 +228,30 @@ struct CommandLineTests {
         try #require(!hits.isEmpty)
         for hit in hits { bytes[hit + needle.count - 1] = UInt8(ascii: "q") }
         try Data(bytes).write(to: URL(fileURLWithPath: file))
+    }
+
+    /// A record that does not decode stops `events` at it, not at the page that holds it: the
+    /// events before it are printed, then the error names its position.
+    @Test func events_printsTheEventsBeforeARecordThatDoesNotDecode_thenNamesIt() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        for name in ["team/one", "team/two", "team/three"] {
+            #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", name).status == 0)
+        }
+        let second = try json(try coordinator("events", "--data-dir", dir.path).lines[1])
+        let requestId = try #require((second["metadata"] as? [String: Any])?["requestId"] as? String)
+        // Its request id's first byte made one that is not UTF-8, in place in the log's file.
+        let file = URL(fileURLWithPath: dir.path + "/data.mdb")
+        var bytes = try [UInt8](Data(contentsOf: file))
+        let needle = Array(requestId.utf8)
+        let at = try #require((0...(bytes.count - needle.count)).first { bytes[$0..<($0 + needle.count)].elementsEqual(needle) })
+        bytes[at] = 0xFF
+        try Data(bytes).write(to: file)
+
+        let events = try coordinator("events", "--data-dir", dir.path)
+        #expect(events.status == 1)
+        #expect(try events.lines.map { try json($0)["position"] as? Int } == [1])
+        #expect(events.stderr.contains("the event at position 2 does not decode"), "\(events.stderr)")
     }
 
     @Test func migrate_appliesEveryStep_thenReportsUpToDate() throws {

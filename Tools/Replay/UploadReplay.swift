@@ -80,6 +80,10 @@ struct Verify: ParsableCommand {
 
     private func printText(_ r: Replayer.Report, store: String) {
         print("store:            \(store)")
+        if let failure = r.failure, case .unusable = failure, r.events == 0 {  // no store, or one not migrated: no count to give
+            FileHandle.standardError.write(Data("FAILED: \(failure)\n".utf8))
+            return
+        }
         print("events in log:    \(r.events)")
         print("events scanned:   \(r.eventsScanned) in \(String(format: "%.3f", r.seconds)) s (\(Int(r.eventsPerSecond)) events/s)")
         for (i, digest) in r.rebuildDigests.enumerated() { print("rebuild \(i + 1) digest: \(digest)") }

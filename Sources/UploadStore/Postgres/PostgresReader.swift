@@ -33,11 +33,7 @@ public final class PostgresReader: SnapshotReading {
         self.logger = logger
         answerLimit = nil
         projectionsReadAsEmpty = try pool.withConnection { connection in
-            switch try PostgresMigrations.status(connection) {
-            case .current: break
-            case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
-            case .pending(let pending): throw StoreError(.migration, MigrationError.pending(pending).description)
-            }
+            if let refusal = try PostgresMigrations.status(connection).refusal { throw StoreError(.migration, refusal.description) }
             // A copy that died part way may stop short of its source: nothing reads it as a store.
             try PostgresLog.refuseUnfinishedCopy(connection)
             let version = try PostgresProjectionState.read(connection).version

@@ -18,8 +18,7 @@ extension Replayer {
         let start = ContinuousClock.now
         do {
             let connection = try PostgresConnection(url: databaseURL)
-            let status = try PostgresMigrations.status(connection)
-            guard status == .current else { throw Failure.unusable("migration status \(status); run `upload-coordinator migrate --database-url …`") }
+            if let refusal = try PostgresMigrations.status(connection).refusal { throw Failure.unusable(refusal.description) }
             try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
                 do { try PostgresLog.refuseUnfinishedCopy(connection) } catch { throw Failure.unusable("\(error)") }
                 try verify(connection, checkpointKey: checkpointKey, into: &report, progress: progress)
