@@ -17,7 +17,7 @@ public struct ServiceMetrics: Sendable {
     /// open to anyone, and an outage must not become a line per scrape).
     let statisticsFailing = Locked(false)
     /// The read of the store's figures under way, which every scrape waits on, one at a time.
-    let statisticsReads = SharedRead<StoreStatistics>()
+    let statisticsReads = SharedRead<ScrapeReading>()
     /// The longest a scrape waits for the store's figures: then it serves the counters and the
     /// figures last read (Prometheus gives a scrape 10 s by default; a frozen database would take
     /// the answer limit).
@@ -103,18 +103,46 @@ public struct ServiceMetrics: Sendable {
         ]
         for (label, value) in gauges { Gauge(label: label, factory: factory).record(value) }
     }
+
+    /// Sets the gauges of the disk that holds the data folder: what a full disk is seen coming by
+    /// (the log grows on it, and layer bytes stop at `--reserved-disk-bytes`).
+    func record(disk: (free: UInt64, total: UInt64), reserved: UInt64) {
+        let gauges: [(String, UInt64)] = [
+            ("upload_coordinator_disk_free_bytes", disk.free),
+            ("upload_coordinator_disk_total_bytes", disk.total),
+            ("upload_coordinator_disk_reserved_bytes", reserved),
+        ]
+        for (label, value) in gauges { Gauge(label: label, factory: factory).record(Double(value)) }
+    }
+}
+
+/// What a scrape reads off the cooperative pool: the store's figures (or why not), and the disk
+/// that holds the data folder (`nil` when it cannot be asked), read whether or not the store
+/// answers, since a full disk is one reason it would not.
+struct ScrapeReading: Sendable {
+    var store: Result<StoreStatistics, any Error>
+    var disk: (free: UInt64, total: UInt64)?
 }
 
 extension ECRPublicService {
     /// `GET /metrics`: the Prometheus text format. Open to anyone, so its read leaves the
     /// cooperative pool as every other read does (on PostgreSQL it waits on the network).
     func metricsResponse() async throws -> Response {
-        let store = self.store
-        let read = metrics.statisticsReads.shared { try await store.offTheCooperativePool { try store.statistics() } }
+        let (store, blobs) = (self.store, service.blobs)
+        let read = metrics.statisticsReads.shared {
+            try await store.offTheCooperativePool {
+                ScrapeReading(store: Result { try store.statistics() }, disk: BlobStore.diskBytes(of: blobs.directory))
+            }
+        }
         let outcome = await read.result(within: ServiceMetrics.statisticsWait)
         var failure: (any Error)?
         switch outcome {
-        case .success(let statistics)?: metrics.record(statistics)
+        case .success(let reading)?:
+            if let disk = reading.disk { metrics.record(disk: disk, reserved: blobs.reservedDiskBytes) }
+            switch reading.store {
+            case .success(let statistics): metrics.record(statistics)
+            case .failure(let error): failure = error
+            }
         case .failure(let error)?: failure = error
         case nil: failure = StoreError(.io, "the store's figures were not read within \(ServiceMetrics.statisticsWait)")
         }

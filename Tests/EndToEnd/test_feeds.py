@@ -207,8 +207,12 @@ def test_metrics_in_prometheus_format(server, ecr, repo):
         text = r.read().decode()
     for name in ["upload_coordinator_requests_total", "upload_store_commit_seconds_bucket", "upload_store_batch_commands_bucket",
                  "upload_store_log_position", "upload_store_checkpoint_lag", "upload_store_active_sessions",
-                 "upload_store_map_used_bytes", "upload_store_readers", "upload_store_projections_map_used_bytes"]:
+                 "upload_store_map_used_bytes", "upload_store_readers", "upload_store_projections_map_used_bytes",
+                 "upload_coordinator_disk_free_bytes", "upload_coordinator_disk_total_bytes", "upload_coordinator_disk_reserved_bytes"]:
         assert name in text, name
+    free, total = (next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"upload_coordinator_disk_{kind}_bytes"))
+                   for kind in ("free", "total"))
+    assert 0 < free <= total, (free, total)
     used = [line.split()[-1] for line in text.splitlines() if line.startswith("upload_store_projections_map_used_bytes")]
     assert used and float(used[0]) > 0, used
     assert 'operation="InitiateLayerUpload",outcome="ok"' in text.replace(" ", "") or \
