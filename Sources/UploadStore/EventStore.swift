@@ -30,13 +30,14 @@ public protocol EventStore: SnapshotReading {
     var commitsMayLandLate: Bool { get }
     /// The store's clock, for what callers stamp themselves (a token's expiry, a sweep's id).
     var clock: any Clock { get }
-    /// Whether the projections are known to miss writes already answered: their commit failed
-    /// after the log's, and folding the batch in from the log failed too (a full disk), until a
-    /// later transaction folds them in. Only LMDB keeps them in a commit of their own.
-    var projectionsKnownBehind: Bool { get }
-    /// Has the writer fold the projections in soon, without waiting for the next write (reads
-    /// refused meanwhile, the policy check of every request among them, keep writes from coming).
-    func catchUpProjectionsSoon()
+    /// Runs `body` against one snapshot for answering a request, whose projections miss no write
+    /// already answered: a caller must not be told that a repository it created, or an upload it
+    /// began, does not exist. Reads of the log alone (feeds, tiles, proofs, the audit trail) use
+    /// ``SnapshotReading/read(_:)``. Only LMDB keeps the projections in a commit of their own,
+    /// which can fail after the log's (a full disk); elsewhere this is ``SnapshotReading/read(_:)``.
+    /// - Throws: ``StoreError`` `.io` (ServerException), which says why, when they miss one and
+    ///   cannot be caught up.
+    func readAnswering<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T
 
     /// Decides each command inside the store's write transaction, from the state at the log's
     /// tail (each against the state the ones before it left), appends its events, updates the
@@ -76,29 +77,7 @@ public protocol EventStore: SnapshotReading {
 }
 
 extension EventStore {
-    public var projectionsKnownBehind: Bool { false }
-    public func catchUpProjectionsSoon() {}
-
-    /// Runs `body` against one snapshot for answering a request: refused when its projections
-    /// miss a write already answered (``projectionsKnownBehind``), since a caller would be told a
-    /// repository it created, or an upload it began, does not exist. The flag is read before the
-    /// snapshot opens: a fold that clears it while the snapshot is open leaves the snapshot as
-    /// stale as it was. Reads of the log alone (feeds, tiles, proofs, the audit trail) use
-    /// ``SnapshotReading/read(_:)``, and go on.
-    /// - Throws: ``StoreError`` `.io` (ServerException), which says why.
-    public func readAnswering<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
-        let behind = projectionsKnownBehind
-        return try read { snapshot in
-            if behind {
-                let (checkpoint, tail) = (try snapshot.checkpoint(), try snapshot.lastPosition())
-                if checkpoint < tail {
-                    catchUpProjectionsSoon()
-                    throw StoreError(.io, "The store's views are at position \(checkpoint) of the log's \(tail): their commit failed after the log's (is the disk full?). Every write answered is in the log; reads resume once the views catch up.")
-                }
-            }
-            return try body(snapshot)
-        }
-    }
+    public func readAnswering<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T { try read(body) }
 }
 
 /// Work one process of a deployment does for all of them.

@@ -20,16 +20,11 @@ final class LMDBCommitter: BatchCommitter {
     nonisolated(unsafe) private var decodedRecords = DecodedRecords()
     static let decodedRecordsKept = 65_536
 
-    /// Whether the projections miss answered writes: set when a batch's commit of them and the
-    /// fold after it both failed, cleared by the next batch whose projections commit.
-    private let behind: Locked<Bool>
-
-    init(environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration, behind: Locked<Bool>) {
+    init(environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration) {
         self.environment = environment
         self.schema = schema
         self.projections = projections
         self.configuration = configuration
-        self.behind = behind
         invocations = InvocationWindow(limit: configuration.retryWindow)
     }
 
@@ -100,14 +95,11 @@ final class LMDBCommitter: BatchCommitter {
                 logCommitted = try environment.write { txn in try decideAndAppend(batch, isolated: isolated, txn, ptxn) }
                 try injectedProjectionFailure()
             }
-            // Caught up to the tail first, then this batch: nothing answered is missing.
-            behind.withLock { $0 = false }
         } catch {
             guard logCommitted != nil else { throw error }
             configuration.logger.error("the projections' commit failed after the log's; folding the batch in from the log", metadata: [
                 "error": "\(error)"])
-            let caughtUp = catchUpProjections()
-            behind.withLock { $0 = !caughtUp }
+            catchUpProjections()
         }
         let (results, path) = logCommitted!
         invocations.absorb(path.marks)
@@ -117,19 +109,17 @@ final class LMDBCommitter: BatchCommitter {
 
     /// Brings the projections to the log's tail in a transaction of their own, after their commit
     /// failed behind the log's, so that a read after the answer still sees the write. If this fails
-    /// too, the batch is still answered (the log holds it), the API's reads are refused
-    /// (``EventStore/readAnswering(_:)``) until the next transaction folds it in first,
-    /// and `statistics()` shows the lag.
-    /// - Returns: whether the projections reached the log's tail.
-    private func catchUpProjections() -> Bool {
+    /// too, the batch is still answered (the log holds it); a read that answers a request and
+    /// finds the projections behind folds them in itself, or is refused
+    /// (``Store/readAnswering(_:)``), until it or the next transaction does; `statistics()` shows
+    /// the lag.
+    private func catchUpProjections() {
         do {
             try injectedProjectionFailure()
             try ProjectionCatchUp.run(environment, schema, projections, changingLayout: false)
-            return true
         } catch {
-            configuration.logger.error("the projections could not be caught up; reads that answer requests fail until the next transaction folds them in", metadata: [
+            configuration.logger.error("the projections could not be caught up; reads that answer requests fold them in first, or are refused", metadata: [
                 "error": "\(error)"])
-            return false
         }
     }
 

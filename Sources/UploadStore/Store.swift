@@ -22,10 +22,9 @@ public final class Store: EventStore {
     public let rebuiltTornProjections: Bool
     private let writer: GroupCommitWriter
     private let notifier = CommitNotifier()
-    /// Set by the writer while the projections miss answered writes (``projectionsKnownBehind``).
-    private let projectionsBehind = Locked(false)
-    /// When ``catchUpProjectionsSoon()`` last asked the writer.
-    private let catchUpAsked = Locked<ContinuousClock.Instant?>(nil)
+    /// When a read's fold of the projections last failed: for a second after, reads that find
+    /// them behind are refused without trying again (each try waits for the writers' lock).
+    private let readersFoldFailed = Locked<ContinuousClock.Instant?>(nil)
     /// The first ``close()``'s work, which every later call waits for: only it stops counting this
     /// store as an unsynced writer.
     private let closing = Once()
@@ -93,31 +92,55 @@ public final class Store: EventStore {
         notifier.committed(upTo: tail)
         writer = GroupCommitWriter(
             committer: LMDBCommitter(
-                environment: environment, schema: schema, projections: projections, configuration: configuration, behind: projectionsBehind),
+                environment: environment, schema: schema, projections: projections, configuration: configuration),
             configuration: configuration, notifier: notifier)
     }
 
     public var settings: DecisionSettings { configuration.settings }
     public var commitsMayLandLate: Bool { false }
     public var clock: any Clock { configuration.clock }
-    public var projectionsKnownBehind: Bool { projectionsBehind.withLock { $0 } }
 
-    /// Sends the writer, at most once a second, a command that records nothing: its transaction
-    /// folds the projections in first, as every transaction does, and clears the flag once they
-    /// commit.
-    public func catchUpProjectionsSoon() {
-        let now = ContinuousClock.now
-        let asks = catchUpAsked.withLock { last in
-            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
-            last = now
-            return true
+    /// A snapshot whose projections are behind its log has either caught a writer between its two
+    /// commits (nothing answered is missed: that writer answers after its second), or shows what a
+    /// failed commit left, in this process or another one on the folder (writes answered are
+    /// missed). Under the projections' write lock, which every writer takes first and releases
+    /// last, the first has ended: what is still behind is folded in there, and the read taken
+    /// again. Nothing but the two stores' own state says which, so it holds across processes.
+    public func readAnswering<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
+        var behind = (checkpoint: UInt64(0), tail: UInt64(0))
+        for _ in 0..<3 {
+            let attempt: Result<T, StoreError> = try snapshot { reader in
+                behind = (try reader.checkpoint(), try reader.lastPosition())
+                return behind.checkpoint < behind.tail ? .failure(Self.projectionsBehindRefusal(behind)) : .success(try body(reader))
+            }
+            if case .success(let answer) = attempt { return answer }
+            try foldProjectionsForAReader(behind)
         }
-        guard asks else { return }
-        // Uploads idle for ever: none, so nothing is recorded.
-        let nothing = CommandSubmission(
-            .expireIdleUploads(ExpireIdleUploads(idleMilliseconds: .max, limit: 1)),
-            metadata: RequestMetadata(requestId: "views-catch-up", source: "store"))
-        Task { [writer] in _ = await writer.submit([nothing]) }
+        throw Self.projectionsBehindRefusal(behind)
+    }
+
+    static func projectionsBehindRefusal(_ behind: (checkpoint: UInt64, tail: UInt64)) -> StoreError {
+        StoreError(.io, "The store's views are at position \(behind.checkpoint) of the log's \(behind.tail): their commit failed after the log's (is the disk full?). Every write answered is in the log; reads resume once the views catch up.")
+    }
+
+    /// Folds into the projections what they miss of the log, for a read that found them behind;
+    /// refused at once for a second after such a fold failed.
+    private func foldProjectionsForAReader(_ behind: (checkpoint: UInt64, tail: UInt64)) throws {
+        let now = ContinuousClock.now
+        if let failed = readersFoldFailed.withLock({ $0 }), now - failed < .seconds(1) { throw Self.projectionsBehindRefusal(behind) }
+        do {
+            if configuration.failProjectionCommit?() == true { throw StoreError(.io, "the projections' commit failed (injected by a test)") }
+            let folded = try ProjectionCatchUp.foldUnderTheWritersLock(environment, schema, projections)
+            if folded > 0 {
+                configuration.logger.warning("folded events the projections missed into them for a read (their commit had failed after the log's, in this process or another)", metadata: [
+                    "events": "\(folded)"])
+            }
+        } catch {
+            readersFoldFailed.withLock { $0 = now }
+            configuration.logger.error("the projections miss answered writes and could not be caught up; reads that answer requests are refused", metadata: [
+                "error": "\(error)"])
+            throw Self.projectionsBehindRefusal(behind)
+        }
     }
 
     /// Queues the commands for the writer, which decides, appends and projects them in its next
