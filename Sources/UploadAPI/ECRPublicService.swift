@@ -119,7 +119,7 @@ public final class ECRPublicService: Sendable {
             registryTokenKey: self.registry.authority.key, clock: service.store.clock, authentication: authentication,
             secure: self.registry.publicURL?.hasPrefix("https://") == true)
         spoolDirectory = service.blobs.directory + "/spool"
-        try? FileManager.default.createDirectory(atPath: spoolDirectory, withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(atPath: spoolDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         SpooledBody.removeLeftovers(in: spoolDirectory)
     }
 

@@ -40,6 +40,7 @@ public struct ServiceMetrics: Sendable {
         ]
         factory.valueHistogramBuckets["upload_store_batch_commands"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
         self.factory = factory
+        Gauge(label: "upload_feed_streams_open", factory: factory).record(0)  // a series before the first stream
     }
 
     /// The operation label of a request not authenticated, or naming no operation ECR Public has.

@@ -8,10 +8,10 @@ import UploadStore
 
 /// The log's signing key and origin, shared by `serve` and the audit commands that sign.
 struct LogKeyOptions: ParsableArguments {
-    @Option(help: "The log's Ed25519 signing key, in the signed-note form `PRIVATE+KEY+<name>+<id>+<key>` (Go's note.GenerateKey writes it). [default: DATA/transparency-log.key, made on first use]")
+    @Option(help: "The log's Ed25519 signing key, in the signed-note form `PRIVATE+KEY+<name>+<id>+<key>` (Go's note.GenerateKey writes it). [default: DATA/transparency-log.key, which serve makes on its first start]")
     var logKey: String?
 
-    @Option(help: "The origin line of the log's checkpoints. [default: the key's name; a key made here is named upload-coordinator/<registry id>]")
+    @Option(help: "The origin line of the log's checkpoints. [default: the origin the log already signs, else the key's name; the key serve makes is named upload-coordinator/<registry id>]")
     var logOrigin: String?
 
     func validate() throws {
@@ -106,7 +106,7 @@ struct AuditConsistency: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @Option(help: "The older tree size (an auditor's saved checkpoint).") var from: UInt64
-    @Option(help: "The newer tree size. [default: the latest signed checkpoint's]") var to: UInt64?
+    @Option(help: "The newer tree size. [default: the latest signed checkpoint's, else the log's]") var to: UInt64?
     @Flag(help: "Print {\"consistency\": [base64 hashes]}, the shape of GET /log/proof/consistency, instead of one hash per line.")
     var json = false
 

@@ -14,7 +14,9 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
         abstract: "Coordinates container-image layer uploads the way Amazon ECR Public does, on an event log in LMDB or PostgreSQL.",
         discussion: """
             Commands act on a data directory directly. A refused command prints \
-            `<ErrorName>: <message>` on standard error and exits 1.
+            `<ErrorName>: <message>` on standard error and exits 1; a flag missing or given wrong \
+            prints `Error: <message>` and the usage, and exits 64. The audit commands that check \
+            (`audit verify-*`) print `OK: …` or `FAILED: …`.
             """,
         version: version,
         subcommands: [
@@ -42,7 +44,7 @@ struct StoreOptions: ParsableArguments {
     var defaultRegistryId: String?
 
     @Option(help: ArgumentHelp(
-        "The partSize handed out by InitiateLayerUpload, in bytes. [env: \(Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))
+        "The partSize InitiateLayerUpload hands out, in bytes (serve, initiate-layer-upload; other commands only check it). [env: \(Environment.partSize)] [default: \(DecisionSettings.standardPartSize)]"))
     var partSize: UInt64?
 
     enum Environment {
@@ -105,6 +107,7 @@ func withStore(_ options: StoreOptions, migrating: Bool = true, _ body: (any Eve
         try await body(store)
     } catch {
         await store.close()
+        if let usage = error as? ValidationError { throw usage }  // a flag to give: usage, exit 64
         fail(error)
     }
     await store.close()

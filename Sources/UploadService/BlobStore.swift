@@ -38,7 +38,7 @@ public struct BlobStore: BlobStorage {
         // A new data folder is private: its blobs include private repositories' layers.
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         for dir in [directory + "/staging"] + DigestAlgorithm.allCases.map({ directory + "/blobs/" + $0.rawValue }) {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
         // The new folders' names, before the log names anything in them.
         for dir in [directory, directory + "/blobs"] { try Self.syncDirectory(dir) }

@@ -84,7 +84,7 @@ public struct ReadOnlyStore: Sendable {
     /// - Returns: the tail of the copied log.
     public func copy(to directory: String) throws -> UInt64 {
         let projectionsCopy = ProjectionEnvironment.directory(of: directory)
-        try FileManager.default.createDirectory(atPath: projectionsCopy, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: projectionsCopy, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         try projections.environment.copy(to: projectionsCopy, compacting: true)
         try environment.copy(to: directory, compacting: true)
         let copy = try Environment(directory: directory, configuration: .init())

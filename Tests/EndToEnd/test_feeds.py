@@ -208,7 +208,7 @@ def test_metrics_in_prometheus_format(server, ecr, repo):
     for name in ["upload_coordinator_requests_total", "upload_store_commit_seconds_bucket", "upload_store_batch_commands_bucket",
                  "upload_store_log_position", "upload_store_checkpoint_lag", "upload_store_active_sessions",
                  "upload_store_map_used_bytes", "upload_store_readers", "upload_store_projections_map_used_bytes",
-                 "upload_coordinator_disk_free_bytes", "upload_coordinator_disk_total_bytes", "upload_coordinator_disk_reserved_bytes"]:
+                 "upload_feed_streams_open", "upload_coordinator_disk_free_bytes", "upload_coordinator_disk_total_bytes", "upload_coordinator_disk_reserved_bytes"]:
         assert name in text, name
     free, total = (next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"upload_coordinator_disk_{kind}_bytes"))
                    for kind in ("free", "total"))

@@ -188,6 +188,8 @@ def test_uploads_that_end_or_grow_while_a_backup_copies_keep_the_bytes_its_posit
     assert (data / "staging" / uploads["grows"]).read_bytes() == first["grows"] + more, "the live upload is untouched"
     assert oct(os.stat(backup / "data.mdb").st_mode & 0o777) == "0o600"
     assert oct(os.stat(backup / "projections" / "data.mdb").st_mode & 0o777) == "0o600"
+    for folder in [backup / "projections", backup / "staging", backup / "blobs" / "sha256", data / "blobs", data / "spool"]:
+        assert oct(os.stat(folder).st_mode & 0o777) == "0o700", folder
 
     # Served, the backup is the store at its position: the aborted repository is back with its
     # upload, which completes from the backup's bytes; the live store's files are untouched.

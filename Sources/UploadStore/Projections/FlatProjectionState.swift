@@ -242,6 +242,7 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
         }
         return uploadIds == other.uploadIds && digests == other.digests && repositoryKeys == other.repositoryKeys
             && sessions == other.sessions && activeIn == other.activeIn && layerIndex == other.layerIndex && layers == other.layers
+            && mediaTypes == other.mediaTypes  // what the layers' media-type numbers name
             && initiations == other.initiations && marks == other.marks && markBytes == other.markBytes
             // A key names its ref only if no registry id holds a `/`, which a log's record may.
             && repositoryRefs.elementsEqual(other.repositoryRefs) { a, b in

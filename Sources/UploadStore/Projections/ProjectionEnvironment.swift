@@ -38,7 +38,7 @@ struct ProjectionEnvironment: Sendable {
     /// reader of the log alone reads in place of a store's own that it cannot read.
     static func empty() throws -> ProjectionEnvironment {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upload-coordinator-empty-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var configuration = Environment.Configuration()
         configuration.durable = false

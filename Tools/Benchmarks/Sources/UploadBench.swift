@@ -8,7 +8,7 @@ import Foundation
 struct UploadBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upload-bench",
-        abstract: "Measure append, replay, open, http and parts against their references, in one run.")
+        abstract: "Measure append, replay, verify, open, http, parts, the registry flow and PostgreSQL against their references, in one run.")
 
     @Option(help: "The built lmdb-baseline (Tools/Benchmarks/reference/lmdb-baseline.c).") var baseline: String
     @Option(help: "The built upload-coordinator, for the figures that run `serve`.") var server: String
