@@ -29,7 +29,7 @@ public enum JSONGrammar {
         }
     }
 
-    private struct Checker {
+    struct Checker {
         let bytes: UnsafeBufferPointer<UInt8>
         let namesKept: Bool
         var at = 0

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LogHashing
+import UploadTesting
 
 // MARK: - An independent reference, written straight from RFC 9162 §2.1
 
@@ -51,19 +52,6 @@ enum Reference {
         let middle = leaves.startIndex + k
         if m < k { return path(m, leaves[..<middle]) + [root(leaves[middle...])] }
         return path(m - k, leaves[middle...]) + [root(leaves[..<middle])]
-    }
-}
-
-/// Deterministic bytes for test records (SplitMix64).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

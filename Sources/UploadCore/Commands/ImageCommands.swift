@@ -121,10 +121,12 @@ public struct Manifest: Sendable {
     ///   - given: `imageManifestMediaType`, when the caller sent one.
     ///   - checkingPush: whether to judge ``pushRefusal``: for a push, not a replay.
     public init(parsing bytes: [UInt8], given: String?, checkingPush: Bool = false) throws(CommandError) {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+        // Parsed as Foundation parsed manifests when some were stored, so that a replay reads
+        // those alike on any toolchain; a push is held to RFC 8259 besides (``pushRefusal``).
+        guard let object = try? ParsedJSON(parsing: bytes, grammar: .foundationsLegacy), object.isObject else {
             throw Self.invalid("is not a JSON object")
         }
-        guard Self.integer(object["schemaVersion"]) == 2 else {
+        guard object[member: "schemaVersion"]?.integer == 2 else {
             throw Self.invalid("must have schemaVersion 2")
         }
         let declared = try Self.optionalString(object, "mediaType", in: "the manifest")
@@ -136,16 +138,16 @@ public struct Manifest: Sendable {
         }
         self.mediaType = mediaType
         if checkingPush { pushRefusal = Self.pushRefusal(bytes, object) }
-        subject = ((object["subject"] as? [String: Any])?["digest"] as? String).flatMap { Validation.isRegistryDigest($0) ? $0 : nil }
+        subject = object[member: "subject"]?[member: "digest"]?.string.flatMap { Validation.isRegistryDigest($0) ? $0 : nil }
         if Self.imageTypes.contains(mediaType) {
-            guard object["manifests"] == nil else { throw Self.invalid("is an image manifest, which has no 'manifests'") }
-            guard let config = object["config"] as? [String: Any] else { throw Self.invalid("must have a 'config' descriptor") }
+            guard object[member: "manifests"] == nil else { throw Self.invalid("is an image manifest, which has no 'manifests'") }
+            guard let config = object[member: "config"], config.isObject else { throw Self.invalid("must have a 'config' descriptor") }
             (configMediaType, self.config) = try Self.descriptor(config, in: "config")
             // Non-distributable layers live elsewhere (their `urls`); a registry never holds them.
             layers = try Self.descriptors(object, "layers").filter { !Self.isNondistributable($0.mediaType) }
                 .map { Descriptor(mediaType: $0.mediaType, digest: $0.digest) }
         } else if Self.indexTypes.contains(mediaType) {
-            guard object["config"] == nil, object["layers"] == nil else { throw Self.invalid("is an index, which has no 'config' or 'layers'") }
+            guard object[member: "config"] == nil, object[member: "layers"] == nil else { throw Self.invalid("is an index, which has no 'config' or 'layers'") }
             images = try Self.descriptors(object, "manifests").map(\.digest)
         } else {
             let served = (Self.imageTypes.union(Self.indexTypes)).sorted().joined(separator: ", ")
@@ -154,35 +156,34 @@ public struct Manifest: Sendable {
     }
 
     /// What ``pushRefusal`` holds for the manifest `object` parsed from `bytes`.
-    private static func pushRefusal(_ bytes: [UInt8], _ object: [String: Any]) -> CommandError? {
+    private static func pushRefusal(_ bytes: [UInt8], _ object: ParsedJSON) -> CommandError? {
         // Go's JSON decoder (docker's, containerd's) refuses a document that starts with one.
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { return invalid("starts with a byte-order mark") }
-        // Foundation's parser takes texts those decoders refuse (trailing commas), and a name
+        // The legacy grammar takes texts those decoders refuse (trailing commas), and a name
         // given twice is read as the first by some and the last by others.
         do { try JSONGrammar.check(bytes, refusingDuplicateNames: true) } catch { return invalid("is not JSON as registry clients read it (RFC 8259): \(error)") }
         if let variant = caseVariant(in: object, of: manifestMembers) {
             return invalid("has a member '\(variant)' spelled as a known member in another case")
         }
-        var descriptors: [(place: String, value: Any)] = ["config", "subject"].compactMap { key in object[key].map { (key, $0) } }
+        var descriptors: [(place: String, value: ParsedJSON)] = ["config", "subject"].compactMap { key in object[member: key].map { (key, $0) } }
         for member in ["layers", "manifests"] {
-            for (i, item) in ((object[member] as? [Any]) ?? []).enumerated() { descriptors.append(("\(member)[\(i)]", item)) }
+            for (i, item) in (object[member: member]?.array ?? []).enumerated() { descriptors.append(("\(member)[\(i)]", item)) }
         }
-        for (place, value) in descriptors {
-            guard let descriptor = value as? [String: Any] else { continue }
+        for (place, descriptor) in descriptors where descriptor.isObject {
             if let variant = caseVariant(in: descriptor, of: descriptorMembers) {
                 return invalid("has a member '\(variant)' in \(place) spelled as a known member in another case")
             }
             // Blobs and manifests are named by lowercase digests: one named otherwise could be
             // stored, but never fetched by what the manifest says.
-            if let digest = descriptor["digest"] as? String, digest != digest.lowercased() {
+            if let digest = descriptor[member: "digest"]?.string, digest != digest.lowercased() {
                 return invalid("has a digest in \(place) with capital letters; digests are lowercase")
             }
         }
-        if let subject = object["subject"] {
-            guard let subject = subject as? [String: Any] else { return invalid("has a 'subject' that is not a descriptor") }
+        if let subject = object[member: "subject"] {
+            guard subject.isObject else { return invalid("has a 'subject' that is not a descriptor") }
             do { _ = try descriptor(subject, in: "subject") } catch { return error }
             // The referrers API lists a manifest under its subject's digest as clients write it.
-            guard let digest = subject["digest"] as? String, Validation.isRegistryDigest(digest) else {
+            guard let digest = subject[member: "digest"]?.string, Validation.isRegistryDigest(digest) else {
                 return invalid("has a 'subject' whose digest is not sha256 or sha512 in lowercase hex, as the referrers API names manifests")
             }
         }
@@ -198,9 +199,9 @@ public struct Manifest: Sendable {
     /// match names, without regard to case (the long s and the Kelvin sign fold to `s` and `k`):
     /// they would read it as that member, and a later one wins, so a client could see a layer
     /// this parser never checked.
-    static func caseVariant(in object: [String: Any], of known: [String]) -> String? {
+    static func caseVariant(in object: ParsedJSON, of known: [String]) -> String? {
         func folded(_ name: String) -> String { name.lowercased().replacingOccurrences(of: "\u{17F}", with: "s") }
-        return object.keys.sorted().first { key in !known.contains(key) && known.contains { folded($0) == folded(key) } }
+        return object.memberNames.sorted().first { key in !known.contains(key) && known.contains { folded($0) == folded(key) } }
     }
 
     /// The OCI image spec's non-distributable layer types, and Docker's foreign layers.
@@ -210,39 +211,30 @@ public struct Manifest: Sendable {
     }
 
     /// The array `member` of descriptors (required; it may be empty).
-    private static func descriptors(_ object: [String: Any], _ member: String) throws(CommandError) -> [(mediaType: String, digest: String)] {
-        guard let list = object[member] as? [Any] else { throw invalid("must have a '\(member)' array") }
+    private static func descriptors(_ object: ParsedJSON, _ member: String) throws(CommandError) -> [(mediaType: String, digest: String)] {
+        guard let list = object[member: member]?.array else { throw invalid("must have a '\(member)' array") }
         var result: [(mediaType: String, digest: String)] = []
         for (i, item) in list.enumerated() {
-            guard let descriptor = item as? [String: Any] else { throw invalid("has a \(member)[\(i)] that is not an object") }
-            result.append(try Self.descriptor(descriptor, in: "\(member)[\(i)]"))
+            guard item.isObject else { throw invalid("has a \(member)[\(i)] that is not an object") }
+            result.append(try Self.descriptor(item, in: "\(member)[\(i)]"))
         }
         return result
     }
 
     /// A content descriptor: mediaType, a valid digest (returned lowercased, as digests are
     /// stored), and a non-negative whole size.
-    private static func descriptor(_ descriptor: [String: Any], in place: String) throws(CommandError) -> (mediaType: String, digest: String) {
-        guard let mediaType = descriptor["mediaType"] as? String, !mediaType.isEmpty else { throw invalid("has no mediaType in \(place)") }
-        guard let digest = descriptor["digest"] as? String, Validation.isLayerDigest(digest) else { throw invalid("has no valid digest in \(place)") }
-        guard let size = integer(descriptor["size"]), size >= 0 else {
+    private static func descriptor(_ descriptor: ParsedJSON, in place: String) throws(CommandError) -> (mediaType: String, digest: String) {
+        guard let mediaType = descriptor[member: "mediaType"]?.string, !mediaType.isEmpty else { throw invalid("has no mediaType in \(place)") }
+        guard let digest = descriptor[member: "digest"]?.string, Validation.isLayerDigest(digest) else { throw invalid("has no valid digest in \(place)") }
+        guard let size = descriptor[member: "size"]?.integer, size >= 0 else {
             throw invalid("has no non-negative whole size in \(place)")
         }
         return (mediaType, digest.lowercased())
     }
 
-    /// A JSON integer as Foundation parsed it: not a boolean (`c`), nor a number written with a
-    /// fraction or exponent (`d`), which registry clients would not read as an integer either.
-    private static func integer(_ value: Any?) -> Int64? {
-        guard let number = value as? NSNumber else { return nil }
-        let type = String(cString: number.objCType)
-        guard type != "c", type != "d" else { return nil }
-        return Int64(number.stringValue)
-    }
-
-    private static func optionalString(_ object: [String: Any], _ member: String, in place: String) throws(CommandError) -> String? {
-        guard let value = object[member] else { return nil }
-        guard let text = value as? String else { throw invalid("has a '\(member)' that is not a string") }
+    private static func optionalString(_ object: ParsedJSON, _ member: String, in place: String) throws(CommandError) -> String? {
+        guard let value = object[member: member] else { return nil }
+        guard let text = value.string else { throw invalid("has a '\(member)' that is not a string") }
         return text
     }
 

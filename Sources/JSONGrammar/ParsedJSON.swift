@@ -1,0 +1,158 @@
+/// A JSON text parsed without Foundation, so that what the projector reads of a stored manifest
+/// does not depend on the toolchain or the platform that replays the log.
+///
+/// Foundation's `JSONSerialization` (which read manifests before) takes, on Linux, texts that
+/// RFC 8259 refuses, and manifests stored before pushes were checked against the grammar may be
+/// such texts. With `.foundationsLegacy`, this parser takes the same ones and reads them as it
+/// did: a comma before an object's or an array's end, one byte-order mark before the text, and a
+/// member named twice (the last one counts). Everything Foundation refuses that the grammar
+/// allows (a string that is not UTF-8, or holds a lone surrogate) is refused here too, so that
+/// every text Foundation took is read alike (`ParsedJSONTests` compares the two).
+public indirect enum ParsedJSON: Sendable, Equatable {
+    /// The members in text order, names repeated as the text repeats them.
+    case object([Member])
+    case array([ParsedJSON])
+    case string(String)
+    /// The number as written: JSON's numbers have no one binary form.
+    case number(String)
+    case bool(Bool)
+    case null
+
+    public struct Member: Sendable, Equatable {
+        public let name: String
+        public let value: ParsedJSON
+    }
+
+    public enum Grammar: Sendable {
+        /// RFC 8259 exactly.
+        case strict
+        /// What Foundation took on Linux besides, as above: for texts stored before the check.
+        case foundationsLegacy
+    }
+
+    /// Parses `text`, UTF-8, as one JSON value.
+    public init(parsing text: [UInt8], grammar: Grammar) throws(JSONGrammar.Violation) {
+        self = try text.withUnsafeBufferPointer { bytes throws(JSONGrammar.Violation) in
+            var parser = JSONGrammar.Checker(bytes: bytes, namesKept: false)
+            if grammar == .foundationsLegacy, bytes.starts(with: [0xEF, 0xBB, 0xBF]) { parser.at = 3 }
+            parser.skipWhitespace()
+            let value = try parser.value(depth: 0, trailingCommas: grammar == .foundationsLegacy)
+            parser.skipWhitespace()
+            guard parser.at == bytes.count else { throw parser.violation("the text goes on after its value") }
+            return value
+        }
+    }
+
+    /// The value of the object's member `name` (compared as Swift compares strings, as a
+    /// Foundation dictionary's keys were), its last when named twice; `nil` when this is no
+    /// object or has none.
+    public subscript(member name: String) -> ParsedJSON? {
+        guard case .object(let members) = self else { return nil }
+        return members.last { $0.name == name }?.value
+    }
+
+    /// The object's member names, each once.
+    public var memberNames: [String] {
+        guard case .object(let members) = self else { return [] }
+        var seen: Set<String> = []
+        return members.map(\.name).filter { seen.insert($0).inserted }
+    }
+
+    public var string: String? {
+        if case .string(let text) = self { text } else { nil }
+    }
+
+    public var array: [ParsedJSON]? {
+        if case .array(let items) = self { items } else { nil }
+    }
+
+    public var isObject: Bool {
+        if case .object = self { true } else { false }
+    }
+
+    /// A number written as a whole number (no fraction or exponent) that fits in 64 bits.
+    public var integer: Int64? {
+        guard case .number(let literal) = self, !literal.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) else { return nil }
+        return Int64(literal)
+    }
+}
+
+extension JSONGrammar.Checker {
+    /// The value that begins here, and the whitespace before what follows it.
+    mutating func value(depth: Int, trailingCommas: Bool) throws(JSONGrammar.Violation) -> ParsedJSON {
+        guard at < bytes.count else { throw violation("the text ends where a value must begin") }
+        switch bytes[at] {
+        case UInt8(ascii: "{"):
+            guard depth < JSONGrammar.maximumDepth else { throw violation("arrays and objects nest deeper than \(JSONGrammar.maximumDepth)") }
+            at += 1
+            var members: [ParsedJSON.Member] = []
+            while true {
+                skipWhitespace()
+                if peek(UInt8(ascii: "}")), members.isEmpty || trailingCommas {
+                    at += 1
+                    return .object(members)
+                }
+                guard peek(UInt8(ascii: "\"")) else { throw violation("a member's name must follow, in quotes") }
+                let name = try text()
+                skipWhitespace()
+                guard peek(UInt8(ascii: ":")) else { throw violation("a colon must follow a member's name") }
+                at += 1
+                skipWhitespace()
+                members.append(ParsedJSON.Member(name: name, value: try value(depth: depth + 1, trailingCommas: trailingCommas)))
+                skipWhitespace()
+                if peek(UInt8(ascii: ",")) {
+                    at += 1
+                    continue
+                }
+                guard peek(UInt8(ascii: "}")) else { throw violation("a comma or the object's end must follow a value") }
+                at += 1
+                return .object(members)
+            }
+        case UInt8(ascii: "["):
+            guard depth < JSONGrammar.maximumDepth else { throw violation("arrays and objects nest deeper than \(JSONGrammar.maximumDepth)") }
+            at += 1
+            var items: [ParsedJSON] = []
+            while true {
+                skipWhitespace()
+                if peek(UInt8(ascii: "]")), items.isEmpty || trailingCommas {
+                    at += 1
+                    return .array(items)
+                }
+                items.append(try value(depth: depth + 1, trailingCommas: trailingCommas))
+                skipWhitespace()
+                if peek(UInt8(ascii: ",")) {
+                    at += 1
+                    continue
+                }
+                guard peek(UInt8(ascii: "]")) else { throw violation("a comma or the array's end must follow a value") }
+                at += 1
+                return .array(items)
+            }
+        case UInt8(ascii: "\""): return .string(try text())
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let start = at
+            try number()
+            return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<at]), as: UTF8.self))
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
+        default: throw violation("no JSON value begins with this byte")
+        }
+    }
+
+    /// A string, from its opening quote, with its escapes read: refused unless it is UTF-8 with
+    /// no lone surrogate, as Foundation refused it.
+    mutating func text() throws(JSONGrammar.Violation) -> String {
+        let start = at
+        guard let bytes = try string(keeping: true), let text = String(validating: bytes, as: UTF8.self) else {
+            throw JSONGrammar.Violation(offset: start, problem: "a string must be UTF-8, with no lone surrogate")
+        }
+        return text
+    }
+}
