@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "UploadAPI",
             dependencies: [
-                "AWSJSON", "ECRRequests", "LogHashing", "UploadCore", "UploadService", "UploadStore",
+                "AWSJSON", "ECRRequests", "JSONGrammar", "LogHashing", "UploadCore", "UploadService", "UploadStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

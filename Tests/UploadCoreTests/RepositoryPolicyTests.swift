@@ -78,6 +78,27 @@ struct RepositoryPolicyTests {
         #expect(error?.code == .invalidParameter)
     }
 
+    @Test(arguments: [
+        #"{"Statement":{"Sid":1,"Effect":"Allow","Principal":"*","Action":"ecr-public:*"}}"#,
+        #"{"Statement":{"Effect":"Allow","Principal":"*","Action":["ecr-public:*",1]}}"#,
+        #"{"Statement":{"Effect":"Allow","Principal":"*","Action":[]}}"#,
+        #"{"Statement":{"Effect":"Allow","Principal":{"AWS":"*","Other":"*"},"Action":"ecr-public:*"}}"#,
+        #"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr-public:*"},"x"]}"#,
+        #"{"Statement":"x"}"#, #"["Statement"]"#,
+    ])
+    func aPolicyOfTheWrongShape_isRefused(text: String) {
+        let error = #expect(throws: CommandError.self) { try RepositoryPolicy(text) }
+        #expect(error?.code == .invalidParameter)
+    }
+
+    /// A policy stored before texts were read without Foundation is read as Foundation read it:
+    /// a trailing comma taken, and of a member given twice, the last.
+    @Test func aStoredPolicyInFoundationsGrammar_isReadAsFoundationReadIt() throws {
+        let policy = try RepositoryPolicy(#"{"Statement":{"Effect":"Allow","Effect":"Deny","Principal":{"AWS":"*","AWS":"*"},"Action":["ecr-public:PutImage",],},}"#)
+        #expect(policy.statements.map(\.effect) == [.deny])
+        #expect(!Self.allows(policy, Self.carol, "PutImage"))
+    }
+
     /// A refusal names the first member it refuses in byte order, not in the dictionary's order
     /// (seeded per process): the same text is refused the same way by every process.
     @Test func aPolicyWithSeveralUnknownMembers_isRefusedNamingTheFirstInByteOrder() throws {

@@ -1,6 +1,7 @@
 import Foundation
-import Hummingbird
 import HTTPTypes
+import Hummingbird
+import JSONGrammar
 import NIOCore
 import NIOPosix
 import UploadCore
@@ -207,13 +208,13 @@ struct ManifestFacts {
     var annotations: [(key: String, value: String)] = []
 
     init?(_ manifest: String) {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(manifest.utf8)) as? [String: Any] else { return nil }
-        // As the projector reads it (``Manifest/subject``): `OCI-Subject` names only what the referrers API lists.
-        subject = ((object["subject"] as? [String: Any])?["digest"] as? String).flatMap { Validation.isRegistryDigest($0) ? $0 : nil }
-        artifactType = object["artifactType"] as? String
-        configMediaType = (object["config"] as? [String: Any])?["mediaType"] as? String
-        if let map = object["annotations"] as? [String: Any] {
-            annotations = map.compactMap { key, value in (value as? String).map { (key, $0) } }
+        // As the projector reads it (``Manifest``), so that `OCI-Subject` names only what the referrers API lists.
+        guard let object = try? ParsedJSON(parsing: Array(manifest.utf8), grammar: .foundationsLegacy), object.isObject else { return nil }
+        subject = object[member: "subject"]?[member: "digest"]?.string.flatMap { Validation.isRegistryDigest($0) ? $0 : nil }
+        artifactType = object[member: "artifactType"]?.string
+        configMediaType = object[member: "config"]?[member: "mediaType"]?.string
+        if let map = object[member: "annotations"] {
+            annotations = map.memberNames.compactMap { key in map[member: key]?.string.map { (key, $0) } }
                 .sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import JSONGrammar
 
 /// A repository policy (an IAM resource policy document) read into what this coordinator
 /// enforces: statements of `Effect`, `Principal`, `Action` and optional `Resource`. Anything it
@@ -29,45 +30,47 @@ public struct RepositoryPolicy: Sendable, Equatable {
     /// Parses and checks `text`; `InvalidParameterException` names what is wrong.
     public init(_ text: String) throws(CommandError) {
         try Validation.length(text, member: "policyText", min: 0, max: Self.largestText)
-        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+        // Read as manifests are (``ParsedJSON``, Foundation's grammar of when policies were first
+        // stored): every node reads a stored policy alike, whatever its toolchain.
+        guard let object = try? ParsedJSON(parsing: Array(text.utf8), grammar: .foundationsLegacy), object.isObject else {
             throw Self.invalid("is not a JSON object")
         }
-        // In byte order, not the dictionary's (seeded per process): the same text, the same refusal.
-        for key in object.keys.sorted(by: { $0.precedesByBytes($1) }) where !["Version", "Id", "Statement"].contains(key) { throw Self.invalid("has the member '\(key)', which a policy does not have") }
-        if let version = object["Version"] {
-            guard let version = version as? String, ["2012-10-17", "2008-10-17"].contains(version) else {
+        // In byte order: the same text, the same refusal.
+        for key in object.memberNames.sorted(by: { $0.precedesByBytes($1) }) where !["Version", "Id", "Statement"].contains(key) { throw Self.invalid("has the member '\(key)', which a policy does not have") }
+        if let version = object[member: "Version"] {
+            guard let version = version.string, ["2012-10-17", "2008-10-17"].contains(version) else {
                 throw Self.invalid("has a Version other than 2012-10-17 or 2008-10-17")
             }
         }
-        let list: [Any]
-        switch object["Statement"] {
-        case let one as [String: Any]: list = [one]
-        case let many as [Any] where !many.isEmpty: list = many
+        let list: [ParsedJSON]
+        switch object[member: "Statement"] {
+        case let one? where one.isObject: list = [one]
+        case .array(let many)? where !many.isEmpty: list = many
         default: throw Self.invalid("needs a Statement: an object or a non-empty list of them")
         }
         var statements: [Statement] = []
-        for (index, item) in list.enumerated() {
-            guard let statement = item as? [String: Any] else { throw Self.invalid("has a Statement[\(index)] that is not an object") }
+        for (index, statement) in list.enumerated() {
+            guard statement.isObject else { throw Self.invalid("has a Statement[\(index)] that is not an object") }
             statements.append(try Self.statement(statement, index))
         }
         self.statements = statements
     }
 
-    private static func statement(_ s: [String: Any], _ index: Int) throws(CommandError) -> Statement {
+    private static func statement(_ s: ParsedJSON, _ index: Int) throws(CommandError) -> Statement {
         let place = "Statement[\(index)]"
-        for key in s.keys.sorted(by: { $0.precedesByBytes($1) }) where !["Sid", "Effect", "Principal", "Action", "Resource"].contains(key) {
+        for key in s.memberNames.sorted(by: { $0.precedesByBytes($1) }) where !["Sid", "Effect", "Principal", "Action", "Resource"].contains(key) {
             let why = ["Condition", "NotAction", "NotPrincipal", "NotResource"].contains(key) ? "which this coordinator does not enforce" : "which a statement does not have"
             throw invalid("has '\(key)' in \(place), \(why)")
         }
-        if let sid = s["Sid"], !(sid is String) { throw invalid("has a Sid in \(place) that is not a string") }
-        guard let effectName = s["Effect"] as? String, let effect = Effect(rawValue: effectName) else {
+        if let sid = s[member: "Sid"], sid.string == nil { throw invalid("has a Sid in \(place) that is not a string") }
+        guard let effectName = s[member: "Effect"]?.string, let effect = Effect(rawValue: effectName) else {
             throw invalid("needs Effect Allow or Deny in \(place)")
         }
         let principals: [String]?
-        switch s["Principal"] {
-        case let star as String where star == "*": principals = nil
-        case let map as [String: Any]:
-            guard map.count == 1, let aws = map["AWS"] else { throw invalid("has a Principal in \(place) other than \"*\" or {\"AWS\": …}") }
+        switch s[member: "Principal"] {
+        case .string("*")?: principals = nil
+        case let map? where map.isObject:
+            guard map.memberNames.count == 1, let aws = map[member: "AWS"] else { throw invalid("has a Principal in \(place) other than \"*\" or {\"AWS\": …}") }
             let names = try strings(aws, "Principal.AWS", place)
             guard !names.contains("*") else { principals = nil; break }
             for name in names where PolicyPrincipal.pattern(name) == nil {
@@ -76,18 +79,19 @@ public struct RepositoryPolicy: Sendable, Equatable {
             principals = names
         default: throw invalid("needs a Principal in \(place)")
         }
-        let actions = try strings(s["Action"] as Any, "Action", place).map { $0.lowercased() }
+        let actions = try strings(s[member: "Action"], "Action", place).map { $0.lowercased() }
         for action in actions where !enforcedActions.contains(where: { matches($0, pattern: action) }) {
             throw invalid("has the action '\(Validation.quoted(action))' in \(place), which names no ecr-public: action on a repository")
         }
-        let resources = try s["Resource"].map { value throws(CommandError) in try strings(value, "Resource", place) }
+        let resources = try s[member: "Resource"].map { value throws(CommandError) in try strings(value, "Resource", place) }
         return Statement(effect: effect, principals: principals, actions: actions, resources: resources)
     }
 
     /// A string or a non-empty list of strings.
-    private static func strings(_ value: Any, _ member: String, _ place: String) throws(CommandError) -> [String] {
-        if let one = value as? String { return [one] }
-        guard let many = value as? [Any], !many.isEmpty, let names = many as? [String] else {
+    private static func strings(_ value: ParsedJSON?, _ member: String, _ place: String) throws(CommandError) -> [String] {
+        if let one = value?.string { return [one] }
+        let names = value?.array?.compactMap(\.string) ?? []
+        guard !names.isEmpty, names.count == value?.array?.count else {
             throw invalid("needs \(member) in \(place) as a string or a non-empty list of strings")
         }
         return names
