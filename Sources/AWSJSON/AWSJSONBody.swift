@@ -11,10 +11,12 @@ public struct SerializationError: Error, Equatable, CustomStringConvertible {
 /// and throw ``SerializationError`` for a wrong one, as AWS JSON services do; constraints on
 /// values are the commands' to check (`InvalidParameterException`).
 ///
-/// Its own target (Foundation only): it knows the protocol, not the operations, which
-/// `ECRRequests` maps onto commands.
+/// Its own target: it knows the protocol, not the operations, which `ECRRequests` maps onto
+/// commands. Bodies are read by ``JSONGrammar/ParsedJSON`` (RFC 8259 exactly, in one pass),
+/// not by Foundation, whose grammar and numbers differ between toolchains.
 public struct AWSJSONBody {
-    private let object: [String: Any]
+    /// The body's members, or a structure member's.
+    private let object: ParsedJSON
     /// The body itself, for the long string members read straight from it.
     private let bytes: [UInt8]
     /// Where each long string member's text lies in `bytes` (see ``LargeStringMembers``); the
@@ -25,13 +27,12 @@ public struct AWSJSONBody {
     public init(_ bytes: [UInt8]) throws {
         self.bytes = bytes
         guard !bytes.isEmpty else {
-            object = [:]
+            object = .object([])
             longStrings = [:]
             return
         }
-        // UTF-8 only, as the protocol sends it (RFC 8259: no byte-order mark). Foundation's parser
-        // would take UTF-16 and UTF-32 too, which it tells by their zero bytes: JSON text in UTF-8
-        // holds none (a NUL in a string must be escaped).
+        // UTF-8 only, as the protocol sends it (RFC 8259: no byte-order mark, and a NUL in a
+        // string must be escaped).
         guard !bytes.starts(with: [0xEF, 0xBB, 0xBF]), !bytes.contains(0) else {
             throw SerializationError("The request body must be JSON in UTF-8, without a byte-order mark")
         }
@@ -39,24 +40,22 @@ public struct AWSJSONBody {
         guard !Self.holdsMoreValues(than: Self.maximumValues, lifted?.document ?? bytes) else {
             throw SerializationError("The request body holds more than \(Self.maximumValues) JSON values")
         }
+        let parsed: ParsedJSON
         do {
-            try JSONGrammar.check(lifted?.document ?? bytes)
+            parsed = try ParsedJSON(parsing: lifted?.document ?? bytes, grammar: .strict)
         } catch {
             throw SerializationError("The request body is not valid JSON: \(error)")
         }
-        guard let parsed = try? JSONSerialization.jsonObject(with: Data(lifted?.document ?? bytes), options: [.fragmentsAllowed]) else {
-            throw SerializationError("The request body is not valid JSON")
-        }
-        guard let object = parsed as? [String: Any] else {
+        guard parsed.isObject else {
             throw SerializationError("The request body must be a JSON object")
         }
-        self.object = object
+        object = parsed
         longStrings = lifted?.members ?? [:]
     }
 
     /// The most values a body may hold. ECR's largest requests hold a few hundred (200 tags, 100
-    /// image ids of two members). Foundation's parser boxes every value, about 60 bytes each, so a
-    /// 30 MB body of small numbers would cost some 850 MB to parse; counted first, it costs nothing.
+    /// image ids of two members). A parsed value takes tens of bytes, so a 30 MB body of small
+    /// numbers would cost hundreds of megabytes to parse; counted first, it costs nothing.
     public static let maximumValues = 10_000
 
     /// Whether `document` holds more than `limit` values, counted as the separators and openings
@@ -88,7 +87,7 @@ public struct AWSJSONBody {
         return try string(key).map { Array($0.utf8)[...] }
     }
 
-    private init(structure: [String: Any]) {
+    private init(structure: ParsedJSON) {
         object = structure
         bytes = []
         longStrings = [:]
@@ -97,8 +96,8 @@ public struct AWSJSONBody {
     /// A structure member, read with the same accessors.
     public func structure(_ key: String) throws -> AWSJSONBody? {
         guard let v = value(key) else { return nil }
-        guard let structure = v as? [String: Any] else { throw SerializationError("'\(key)' must be an object") }
-        return AWSJSONBody(structure: structure)
+        guard v.isObject else { throw SerializationError("'\(key)' must be an object") }
+        return AWSJSONBody(structure: v)
     }
 
     /// A blob member: its standard base64 decoded.
@@ -108,56 +107,52 @@ public struct AWSJSONBody {
         return Array(data)
     }
 
-    private func value(_ key: String) -> Any? {
-        guard let v = object[key], !(v is NSNull) else { return nil }
+    /// The member `key`; `nil` when absent or null, as AWS JSON reads a null member.
+    private func value(_ key: String) -> ParsedJSON? {
+        guard let v = object[member: key], v != .null else { return nil }
         return v
     }
 
     public func string(_ key: String) throws -> String? {
         if let range = longStrings[key] { return String(decoding: bytes[range], as: UTF8.self) }
         guard let v = value(key) else { return nil }
-        guard let s = v as? String else { throw SerializationError("'\(key)' must be a string") }
+        guard let s = v.string else { throw SerializationError("'\(key)' must be a string") }
         return s
     }
 
     public func bool(_ key: String) throws -> Bool? {
         guard let v = value(key) else { return nil }
-        guard let n = v as? NSNumber, Self.isBoolean(n) else { throw SerializationError("'\(key)' must be a boolean") }
-        return n.boolValue
+        guard case .bool(let flag) = v else { throw SerializationError("'\(key)' must be a boolean") }
+        return flag
     }
 
     /// A JSON integer that fits in 64 bits.
     public func int64(_ key: String) throws -> Int64? {
         guard let v = value(key) else { return nil }
-        guard let n = v as? NSNumber, !Self.isBoolean(n) else { throw SerializationError("'\(key)' must be a number") }
-        // Integers parse as integer NSNumbers; 5.0, 1e3 and out-of-range values do not.
-        guard String(cString: n.objCType) != "d", let exact = Int64(n.stringValue) else {
-            throw SerializationError("'\(key)' must be a whole number within 64 bits")
-        }
+        guard case .number = v else { throw SerializationError("'\(key)' must be a number") }
+        // Written as a whole number: 5.0, 1e3 and out-of-range values are not.
+        guard let exact = v.integer else { throw SerializationError("'\(key)' must be a whole number within 64 bits") }
         return exact
     }
 
-    /// JSONSerialization gives `true`/`false` as NSNumbers of ObjC type `c`.
-    private static func isBoolean(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
-
     public func strings(_ key: String) throws -> [String]? {
         guard let v = value(key) else { return nil }
-        guard let list = v as? [Any], let strings = list as? [String] else {
-            throw SerializationError("'\(key)' must be a list of strings")
-        }
+        guard let list = v.array else { throw SerializationError("'\(key)' must be a list of strings") }
+        let strings = list.compactMap(\.string)
+        guard strings.count == list.count else { throw SerializationError("'\(key)' must be a list of strings") }
         return strings
     }
 
     /// A list of objects, each read for the string members `members` (others are ignored).
     public func objects(_ key: String, stringMembers members: [String]) throws -> [[String: String]]? {
         guard let v = value(key) else { return nil }
-        guard let list = v as? [Any] else { throw SerializationError("'\(key)' must be a list of objects") }
+        guard let list = v.array else { throw SerializationError("'\(key)' must be a list of objects") }
         return try list.map { item in
-            guard let object = item as? [String: Any] else { throw SerializationError("each of '\(key)' must be an object") }
+            guard item.isObject else { throw SerializationError("each of '\(key)' must be an object") }
             var strings: [String: String] = [:]
             for member in members {
-                guard let value = object[member], !(value is NSNull) else { continue }
-                guard let string = value as? String else { throw SerializationError("'\(member)' in '\(key)' must be a string") }
+                guard let value = item[member: member], value != .null else { continue }
+                guard let string = value.string else { throw SerializationError("'\(member)' in '\(key)' must be a string") }
                 strings[member] = string
             }
             return strings
