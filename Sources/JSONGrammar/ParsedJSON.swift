@@ -4,8 +4,9 @@
 /// Foundation's `JSONSerialization` (which read manifests before) takes, on Linux, texts that
 /// RFC 8259 refuses, and manifests stored before pushes were checked against the grammar may be
 /// such texts. With `.foundationsLegacy`, this parser takes the same ones and reads them as it
-/// did: a comma before an object's or an array's end, one byte-order mark before the text, and a
-/// member named twice (the last one counts). Everything Foundation refuses that the grammar
+/// did: a comma before an object's or an array's end, one byte-order mark before the text, a
+/// member named twice (the last one counts), and text in UTF-16 or UTF-32, which Foundation told
+/// by where zero bytes fall in its first four. Everything Foundation refuses that the grammar
 /// allows (a string that is not UTF-8, or holds a lone surrogate) is refused here too, so that
 /// every text Foundation took is read alike (`ParsedJSONTests` compares the two).
 public indirect enum ParsedJSON: Sendable, Equatable {
@@ -32,6 +33,8 @@ public indirect enum ParsedJSON: Sendable, Equatable {
 
     /// Parses `text`, UTF-8, as one JSON value.
     public init(parsing text: [UInt8], grammar: Grammar) throws(JSONGrammar.Violation) {
+        var text = text
+        if grammar == .foundationsLegacy, let (wide, mark) = Self.wideEncoding(of: text) { text = try Self.utf8(Array(text.dropFirst(mark)), from: wide) }
         self = try text.withUnsafeBufferPointer { bytes throws(JSONGrammar.Violation) in
             var parser = JSONGrammar.Checker(bytes: bytes, namesKept: false)
             if grammar == .foundationsLegacy, bytes.starts(with: [0xEF, 0xBB, 0xBF]) { parser.at = 3 }
@@ -41,6 +44,52 @@ public indirect enum ParsedJSON: Sendable, Equatable {
             guard parser.at == bytes.count else { throw parser.violation("the text goes on after its value") }
             return value
         }
+    }
+
+    enum WideEncoding { case utf16(bigEndian: Bool), utf32(bigEndian: Bool) }
+
+    /// The encoding Foundation took a text to be in when not UTF-8, and the length of the
+    /// byte-order mark that said so: by that mark, else by where zero bytes fall in its first four
+    /// (two, in a shorter text). `nil` for UTF-8, which holds no zero byte outside a string, and
+    /// none inside one unescaped. (A text stored as a `String` holds no mark of these, whose bytes
+    /// are not UTF-8, but may be UTF-16 or UTF-32 without one.)
+    static func wideEncoding(of text: [UInt8]) -> (WideEncoding, mark: Int)? {
+        for (mark, encoding) in [([0xFF, 0xFE, 0, 0], WideEncoding.utf32(bigEndian: false)), ([0, 0, 0xFE, 0xFF], .utf32(bigEndian: true)),
+                                 ([0xFE, 0xFF], .utf16(bigEndian: true)), ([0xFF, 0xFE], .utf16(bigEndian: false))] as [([UInt8], WideEncoding)]
+        where text.starts(with: mark) {
+            return (encoding, mark.count)
+        }
+        let zero = text.prefix(4).map { $0 == 0 }
+        if zero.count == 4 {
+            switch (zero[0], zero[1], zero[2], zero[3]) {
+            case (true, true, true, _): return (.utf32(bigEndian: true), 0)
+            case (_, true, true, true): return (.utf32(bigEndian: false), 0)
+            case (true, _, true, _): return (.utf16(bigEndian: true), 0)
+            case (_, true, _, true): return (.utf16(bigEndian: false), 0)
+            default: return nil
+            }
+        }
+        guard zero.count >= 2 else { return nil }
+        return zero[0] ? (.utf16(bigEndian: true), 0) : zero[1] ? (.utf16(bigEndian: false), 0) : nil
+    }
+
+    /// `text` in UTF-8, from `encoding`; refused when it is not that encoding whole.
+    static func utf8(_ text: [UInt8], from encoding: WideEncoding) throws(JSONGrammar.Violation) -> [UInt8] {
+        let width: Int, bigEndian: Bool
+        switch encoding {
+        case .utf16(let big): (width, bigEndian) = (2, big)
+        case .utf32(let big): (width, bigEndian) = (4, big)
+        }
+        guard text.count % width == 0 else { throw JSONGrammar.Violation(offset: text.count, problem: "the text ends inside a UTF-\(width * 8) code unit") }
+        let units = stride(from: 0, to: text.count, by: width).map { start in
+            (0..<width).reduce(UInt32(0)) { unit, i in unit << 8 | UInt32(text[start + (bigEndian ? i : width - 1 - i)]) }
+        }
+        var utf8: [UInt8] = []
+        let failed = width == 2
+            ? transcode(units.lazy.map { UInt16($0) }.makeIterator(), from: UTF16.self, to: UTF8.self, stoppingOnError: true) { utf8.append($0) }
+            : transcode(units.makeIterator(), from: UTF32.self, to: UTF8.self, stoppingOnError: true) { utf8.append($0) }
+        guard !failed else { throw JSONGrammar.Violation(offset: 0, problem: "the text is not UTF-\(width * 8)") }
+        return utf8
     }
 
     /// The value of the object's member `name` (compared as Swift compares strings, as a

@@ -17,7 +17,10 @@ public struct ServiceMetrics: Sendable {
     /// open to anyone, and an outage must not become a line per scrape).
     let statisticsFailing = Locked(false)
     /// The read of the store's figures under way, which every scrape waits on, one at a time.
-    let statisticsReads = SharedRead<ScrapeReading>()
+    let statisticsReads = SharedRead<StoreStatistics>()
+    /// The read of the data folder's disk under way, apart from the store's: a full disk is one
+    /// reason the store would not answer (and a shared folder's file system may itself hang).
+    let diskReads = SharedRead<DiskBytes?>()
     /// The longest a scrape waits for the store's figures: then it serves the counters and the
     /// figures last read (Prometheus gives a scrape 10 s by default; a frozen database would take
     /// the answer limit).
@@ -107,7 +110,7 @@ public struct ServiceMetrics: Sendable {
 
     /// Sets the gauges of the disk that holds the data folder: what a full disk is seen coming by
     /// (the log grows on it, and layer bytes stop at `--reserved-disk-bytes`).
-    func record(disk: (free: UInt64, total: UInt64), reserved: UInt64) {
+    func record(disk: DiskBytes, reserved: UInt64) {
         let gauges: [(String, UInt64)] = [
             ("upload_coordinator_disk_free_bytes", disk.free),
             ("upload_coordinator_disk_total_bytes", disk.total),
@@ -117,33 +120,24 @@ public struct ServiceMetrics: Sendable {
     }
 }
 
-/// What a scrape reads off the cooperative pool: the store's figures (or why not), and the disk
-/// that holds the data folder (`nil` when it cannot be asked), read whether or not the store
-/// answers, since a full disk is one reason it would not.
-struct ScrapeReading: Sendable {
-    var store: Result<StoreStatistics, any Error>
-    var disk: (free: UInt64, total: UInt64)?
-}
+/// The bytes free and in all on the disk that holds the data folder.
+typealias DiskBytes = (free: UInt64, total: UInt64)
 
 extension ECRPublicService {
     /// `GET /metrics`: the Prometheus text format. Open to anyone, so its read leaves the
     /// cooperative pool as every other read does (on PostgreSQL it waits on the network).
     func metricsResponse() async throws -> Response {
         let (store, blobs) = (self.store, service.blobs)
-        let read = metrics.statisticsReads.shared {
-            try await store.offTheCooperativePool {
-                ScrapeReading(store: Result { try store.statistics() }, disk: BlobStore.diskBytes(of: blobs.directory))
-            }
-        }
+        let disk = metrics.diskReads.shared { BlobStore.diskBytes(of: blobs.directory) }
+        let read = metrics.statisticsReads.shared { try await store.offTheCooperativePool { try store.statistics() } }
         let outcome = await read.result(within: ServiceMetrics.statisticsWait)
+        // Asked at the same time as the store: by now a disk that answers has.
+        if case .success(let bytes?)? = await disk.result(within: .milliseconds(100)) {
+            metrics.record(disk: bytes, reserved: blobs.reservedDiskBytes)
+        }
         var failure: (any Error)?
         switch outcome {
-        case .success(let reading)?:
-            if let disk = reading.disk { metrics.record(disk: disk, reserved: blobs.reservedDiskBytes) }
-            switch reading.store {
-            case .success(let statistics): metrics.record(statistics)
-            case .failure(let error): failure = error
-            }
+        case .success(let statistics)?: metrics.record(statistics)
         case .failure(let error)?: failure = error
         case nil: failure = StoreError(.io, "the store's figures were not read within \(ServiceMetrics.statisticsWait)")
         }

@@ -22,9 +22,10 @@ public final class Store: EventStore {
     public let rebuiltTornProjections: Bool
     private let writer: GroupCommitWriter
     private let notifier = CommitNotifier()
-    /// When a read's fold of the projections last failed: for a second after, reads that find
-    /// them behind are refused without trying again (each try waits for the writers' lock).
-    private let readersFoldFailed = Locked<ContinuousClock.Instant?>(nil)
+    /// When a read's fold of the projections last failed, and the checkpoint it found: for a second
+    /// after, reads that find them no further are refused without trying again (each try waits for
+    /// the writers' lock); one that finds them further on (a write has folded them in since) tries.
+    private let readersFoldFailed = Locked<(at: ContinuousClock.Instant, checkpoint: UInt64)?>(nil)
     /// The first ``close()``'s work, which every later call waits for: only it stops counting this
     /// store as an unsynced writer.
     private let closing = Once()
@@ -108,13 +109,13 @@ public final class Store: EventStore {
     /// again. Nothing but the two stores' own state says which, so it holds across processes.
     public func readAnswering<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
         var behind = (checkpoint: UInt64(0), tail: UInt64(0))
-        for _ in 0..<3 {
-            let attempt: Result<T, StoreError> = try snapshot { reader in
+        for attempt in 1...3 {
+            let read: Result<T, StoreError> = try snapshot { reader in
                 behind = (try reader.checkpoint(), try reader.lastPosition())
                 return behind.checkpoint < behind.tail ? .failure(Self.projectionsBehindRefusal(behind)) : .success(try body(reader))
             }
-            if case .success(let answer) = attempt { return answer }
-            try foldProjectionsForAReader(behind)
+            if case .success(let answer) = read { return answer }
+            if attempt < 3 { try foldProjectionsForAReader(behind) }
         }
         throw Self.projectionsBehindRefusal(behind)
     }
@@ -124,10 +125,13 @@ public final class Store: EventStore {
     }
 
     /// Folds into the projections what they miss of the log, for a read that found them behind;
-    /// refused at once for a second after such a fold failed.
+    /// refused at once for a second after such a fold failed, unless a write has folded them on
+    /// since.
     private func foldProjectionsForAReader(_ behind: (checkpoint: UInt64, tail: UInt64)) throws {
         let now = ContinuousClock.now
-        if let failed = readersFoldFailed.withLock({ $0 }), now - failed < .seconds(1) { throw Self.projectionsBehindRefusal(behind) }
+        if let failed = readersFoldFailed.withLock({ $0 }), now - failed.at < .seconds(1), behind.checkpoint <= failed.checkpoint {
+            throw Self.projectionsBehindRefusal(behind)
+        }
         do {
             if configuration.failProjectionCommit?() == true { throw StoreError(.io, "the projections' commit failed (injected by a test)") }
             let folded = try ProjectionCatchUp.foldUnderTheWritersLock(environment, schema, projections)
@@ -136,7 +140,7 @@ public final class Store: EventStore {
                     "events": "\(folded)"])
             }
         } catch {
-            readersFoldFailed.withLock { $0 = now }
+            readersFoldFailed.withLock { $0 = (now, behind.checkpoint) }
             configuration.logger.error("the projections miss answered writes and could not be caught up; reads that answer requests are refused", metadata: [
                 "error": "\(error)"])
             throw Self.projectionsBehindRefusal(behind)

@@ -99,6 +99,8 @@ struct ManifestValidationTests {
         ("a digest given twice", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"x","digest":"\#(other)","size":1,"digest":"\#(digest)"}]}"#),
         ("a layer's digest in capitals", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"x","digest":"sha256:\#(String(repeating: "A", count: 64))","size":1}]}"#),
         ("a config's algorithm in capitals", #"{"schemaVersion":2,"mediaType":"\#(image)","config":{"mediaType":"x","digest":"SHA256:\#(String(repeating: "a", count: 64))","size":1},"layers":[]}"#),
+        // RFC 8259 allows it; Go's decoders refuse the document (and Foundation did, so none is stored).
+        ("a number beyond a double", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],"annotations":{"n":1e400}}"#),
         ("a listed manifest's digest in capitals", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"x","digest":"sha256:\#(String(repeating: "B", count: 64))","size":1}]}"#),
     ])
     func aManifestClientsWouldReadOtherwise_isRefused_butTheProjectorStillReadsIt(why: String, manifest: String) throws {

@@ -56,7 +56,9 @@ struct ParsedJSONTests {
     ].map { Array($0.utf8) } + [
         Array(#"{"a":""#.utf8) + [0xFF] + Array(#""}"#.utf8), Array(#"{"a":""#.utf8) + [0xED, 0xA0, 0x80] + Array(#""}"#.utf8),
         Array(#"{"a":""#.utf8) + [0xC0, 0x80] + Array(#""}"#.utf8),
-    ] + [511, 512].map { depth in Array(("{\"a\":" + String(repeating: "[", count: depth) + String(repeating: "]", count: depth) + "}").utf8) }
+    ] + [#"{"a":[1,2,],"b":"x"}"#, "1", "[1]"].flatMap { text in
+        [String.Encoding.utf16LittleEndian, .utf16BigEndian, .utf32LittleEndian, .utf32BigEndian].map { Array(text.data(using: $0)!) }
+    } + [[0x31, 0], [0, 0x31], [0x31, 0x32, 0], [0x7B, 0, 0x7D], [0, 0x31, 0x31, 0x31], [0, 0, 0x31, 0]] + [511, 512].map { depth in Array(("{\"a\":" + String(repeating: "[", count: depth) + String(repeating: "]", count: depth) + "}").utf8) }
 
     /// Texts made at random from the pieces manifests and those edges are made of, some then
     /// damaged a byte at a time.
@@ -85,6 +87,11 @@ struct ParsedJSONTests {
                 case 1 where at < text.count: text[at] = [0x2C, 0x5D, 0x7D, 0x22, 0x5C, 0xFF, 0x20, 0x30][random.next(8)]
                 default: text.insert([0x2C, 0x5D, 0x7D, 0x22, 0x5C, 0x2E, 0x65][random.next(7)], at: at)
                 }
+            }
+            // Some in UTF-16 or UTF-32, as Foundation also read them.
+            if random.next(10) == 0, let string = String(validating: text, as: UTF8.self) {
+                let encodings: [String.Encoding] = [.utf16LittleEndian, .utf16BigEndian, .utf32LittleEndian, .utf32BigEndian]
+                text = Array(string.data(using: encodings[random.next(4)])!)
             }
             return text
         }
