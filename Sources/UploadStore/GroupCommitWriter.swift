@@ -96,6 +96,9 @@ final class GroupCommitWriter: Sendable {
 
         /// Whether as many commands wait as one batch takes: then gathering more gains nothing.
         func hasFullBatch(_ maxBatchSize: Int) -> Bool { pending.count >= maxBatchSize }
+        /// Whether a transaction is asked for even with no command: every one folds the
+        /// projections up to the log's tail first (``requestFold()``).
+        var foldRequested = false
         var stopping = false
         var stopped = false
         /// Callers of ``shutdown()`` waiting for the thread to end.
@@ -176,6 +179,16 @@ final class GroupCommitWriter: Sendable {
         }
     }
 
+    /// Asks for a transaction soon even if no command comes: it records nothing, but folds into
+    /// the projections what they miss of the log first, as every transaction does (after their
+    /// commit failed behind the log's, in this process or another).
+    func requestFold() {
+        condition.withLock {
+            queue.foldRequested = true
+            condition.signal()
+        }
+    }
+
     /// The thread's body. - Returns: the shutdown callers to resume once the writer is released.
     private func runUntilStopped() -> [CheckedContinuation<Void, Never>] {
         committer.start()
@@ -194,11 +207,12 @@ final class GroupCommitWriter: Sendable {
             // ones this batch answers (see ConcurrencyRules, "Answering while callers wait").
             expected = min(waiting + (waiting > 0 ? 0 : batch.count { $0.endsSubmission }), configuration.maxBatchSize)
             lastBatch = elapsed
-            // Commits only: a failing disk or database must not show as fast, normal commits.
-            if tail != nil {
+            // Commits only: a failing disk or database must not show as fast, normal commits; and
+            // commands only, not a fold alone.
+            if tail != nil, !batch.isEmpty {
                 commitLatency.recordNanoseconds(elapsed.nanoseconds)
                 batchSize.record(batch.count)
-            } else {
+            } else if tail == nil {
                 failedBatches.increment()
             }
             if let tail {
@@ -249,7 +263,7 @@ final class GroupCommitWriter: Sendable {
             condition.unlock()
         }
         queue.wakeAt = 1
-        while queue.pending.isEmpty && !queue.stopping { condition.wait() }
+        while queue.pending.isEmpty && !queue.stopping && !queue.foldRequested { condition.wait() }
         if queue.callers < expected && !queue.hasFullBatch(configuration.maxBatchSize) && !queue.stopping && gather > .zero {
             queue.wakeAt = expected
             // Timed by the monotonic clock, in short slices: a wall-clock step during the wait
@@ -262,7 +276,10 @@ final class GroupCommitWriter: Sendable {
                 _ = condition.wait(until: Date(timeIntervalSinceNow: slice.seconds))
             }
         }
-        if queue.pending.isEmpty { return nil }
+        // Any transaction folds first: a batch of commands answers the request, and one alone does
+        // if none came (never while stopping: the committer's stop folds and syncs last).
+        defer { queue.foldRequested = false }
+        if queue.pending.isEmpty { return queue.foldRequested && !queue.stopping ? [] : nil }
         let count = Self.batchLength(
             waiting: queue.pending.count, maxBatchSize: configuration.maxBatchSize, maxManifestBytes: configuration.maxBatchManifestBytes,
             manifestBytes: { queue.pending[$0].command.manifestBytes }, endsSubmission: { queue.pending[$0].endsSubmission })

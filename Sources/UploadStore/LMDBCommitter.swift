@@ -109,16 +109,15 @@ final class LMDBCommitter: BatchCommitter {
 
     /// Brings the projections to the log's tail in a transaction of their own, after their commit
     /// failed behind the log's, so that a read after the answer still sees the write. If this fails
-    /// too, the batch is still answered (the log holds it); a read that answers a request and
-    /// finds the projections behind folds them in itself, or is refused
-    /// (``Store/readAnswering(_:)``), until it or the next transaction does; `statistics()` shows
-    /// the lag.
+    /// too, the batch is still answered (the log holds it); reads that answer requests and find
+    /// the projections behind are refused (``Store/readAnswering(_:)``), and ask for a transaction
+    /// that folds them in first, until one does; `statistics()` shows the lag.
     private func catchUpProjections() {
         do {
             try injectedProjectionFailure()
             try ProjectionCatchUp.run(environment, schema, projections, changingLayout: false)
         } catch {
-            configuration.logger.error("the projections could not be caught up; reads that answer requests fold them in first, or are refused", metadata: [
+            configuration.logger.error("the projections could not be caught up; reads that answer requests are refused until a transaction folds them in", metadata: [
                 "error": "\(error)"])
         }
     }

@@ -48,25 +48,6 @@ enum ProjectionCatchUp {
         }) {}
     }
 
-    /// Folds into the projections what they miss of the log's tail, under their write lock: for a
-    /// read that found them behind. Every writer takes that lock first and releases it last, so
-    /// under it none is between its log's commit and theirs, and what is still behind is what a
-    /// failed commit left. Writes nothing when nothing is behind.
-    /// - Returns: the number of events folded.
-    static func foldUnderTheWritersLock(_ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment) throws -> UInt64 {
-        var folded: UInt64 = 0
-        while try projections.environment.writeGrowingTheMap({ ptxn in
-            try log.read { txn in
-                let checkpoint = try ProjectionCheckpoint.read(ptxn, projections.schema).position
-                guard checkpoint < (try EventLog.lastPosition(txn, schema)) else { return false }
-                let more = try step(txn, schema, ptxn, projections.schema)
-                folded += try ProjectionCheckpoint.read(ptxn, projections.schema).position - checkpoint
-                return more
-            }
-        }) {}
-        return folded
-    }
-
     /// Replaces every table with a fold of the whole log: the fold replay runs, in memory, then
     /// each table written in key order with `MDB_APPEND`, in one transaction with the checkpoint.
     /// `migrate` on a million events takes 22 s this way, 31.5 s folding through the tables: this

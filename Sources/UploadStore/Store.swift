@@ -22,10 +22,8 @@ public final class Store: EventStore {
     public let rebuiltTornProjections: Bool
     private let writer: GroupCommitWriter
     private let notifier = CommitNotifier()
-    /// When a read's fold of the projections last failed, and the checkpoint it found: for a second
-    /// after, reads that find them no further are refused without trying again (each try waits for
-    /// the writers' lock); one that finds them further on (a write has folded them in since) tries.
-    private let readersFoldFailed = Locked<(at: ContinuousClock.Instant, checkpoint: UInt64)?>(nil)
+    /// When a read refused for projections behind the log last asked the writer to fold them in.
+    private let foldAsked = Locked<ContinuousClock.Instant?>(nil)
     /// The first ``close()``'s work, which every later call waits for: only it stops counting this
     /// store as an unsynced writer.
     private let closing = Once()
@@ -102,49 +100,49 @@ public final class Store: EventStore {
     public var clock: any Clock { configuration.clock }
 
     /// A snapshot whose projections are behind its log has either caught a writer between its two
-    /// commits (nothing answered is missed: that writer answers after its second), or shows what a
-    /// failed commit left, in this process or another one on the folder (writes answered are
-    /// missed). Under the projections' write lock, which every writer takes first and releases
-    /// last, the first has ended: what is still behind is folded in there, and the read taken
-    /// again. Nothing but the two stores' own state says which, so it holds across processes.
+    /// commits (nothing answered is missed: that writer answers after its second, within a
+    /// commit's time), or shows what a failed commit left, in this process or another one on the
+    /// folder (writes answered are missed). Nothing but the two stores' own state says which, so
+    /// the read looks again, for up to ``projectionsLagPatience``, and is refused if they are
+    /// still behind; the refusal asks this process's writer, at most once a second, for a
+    /// transaction, which folds them in first, as every one does. A read never waits for the
+    /// writers' lock itself: another process may hold it for long, and a read waits on one of the
+    /// few threads every request shares.
     public func readAnswering<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
-        var behind = (checkpoint: UInt64(0), tail: UInt64(0))
-        for attempt in 1...3 {
+        let deadline = ContinuousClock.now + Self.projectionsLagPatience
+        while true {
+            var behind = (checkpoint: UInt64(0), tail: UInt64(0))
             let read: Result<T, StoreError> = try snapshot { reader in
                 behind = (try reader.checkpoint(), try reader.lastPosition())
                 return behind.checkpoint < behind.tail ? .failure(Self.projectionsBehindRefusal(behind)) : .success(try body(reader))
             }
-            if case .success(let answer) = read { return answer }
-            if attempt < 3 { try foldProjectionsForAReader(behind) }
+            switch read {
+            case .success(let answer): return answer
+            case .failure(let refusal) where ContinuousClock.now >= deadline:
+                askForAFold()
+                throw refusal
+            case .failure: usleep(200)
+            }
         }
-        throw Self.projectionsBehindRefusal(behind)
     }
+
+    /// How long a read that finds the projections behind the log looks again before it is
+    /// refused: far longer than a writer takes between its two commits (the log's last sync and
+    /// an unsynced write), short enough to hold a request's thread for.
+    static let projectionsLagPatience = Duration.milliseconds(50)
 
     static func projectionsBehindRefusal(_ behind: (checkpoint: UInt64, tail: UInt64)) -> StoreError {
-        StoreError(.io, "The store's views are at position \(behind.checkpoint) of the log's \(behind.tail): their commit failed after the log's (is the disk full?). Every write answered is in the log; reads resume once the views catch up.")
+        StoreError(.io, "The store's views are at position \(behind.checkpoint) of the log's \(behind.tail): a write is between its commits, or their commit failed after the log's (is the disk full?). Every write answered is in the log; reads resume once the views catch up.")
     }
 
-    /// Folds into the projections what they miss of the log, for a read that found them behind;
-    /// refused at once for a second after such a fold failed, unless a write has folded them on
-    /// since.
-    private func foldProjectionsForAReader(_ behind: (checkpoint: UInt64, tail: UInt64)) throws {
+    private func askForAFold() {
         let now = ContinuousClock.now
-        if let failed = readersFoldFailed.withLock({ $0 }), now - failed.at < .seconds(1), behind.checkpoint <= failed.checkpoint {
-            throw Self.projectionsBehindRefusal(behind)
+        let asks = foldAsked.withLock { last in
+            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+            last = now
+            return true
         }
-        do {
-            if configuration.failProjectionCommit?() == true { throw StoreError(.io, "the projections' commit failed (injected by a test)") }
-            let folded = try ProjectionCatchUp.foldUnderTheWritersLock(environment, schema, projections)
-            if folded > 0 {
-                configuration.logger.warning("folded events the projections missed into them for a read (their commit had failed after the log's, in this process or another)", metadata: [
-                    "events": "\(folded)"])
-            }
-        } catch {
-            readersFoldFailed.withLock { $0 = (now, behind.checkpoint) }
-            configuration.logger.error("the projections miss answered writes and could not be caught up; reads that answer requests are refused", metadata: [
-                "error": "\(error)"])
-            throw Self.projectionsBehindRefusal(behind)
-        }
+        if asks { writer.requestFold() }
     }
 
     /// Queues the commands for the writer, which decides, appends and projects them in its next
