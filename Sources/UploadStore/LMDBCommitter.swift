@@ -19,12 +19,19 @@ final class LMDBCommitter: BatchCommitter {
     /// writer's thread.
     nonisolated(unsafe) private var decodedRecords = DecodedRecords()
     static let decodedRecordsKept = 65_536
+    /// The positions this writer has committed to the log and not yet to the projections: set
+    /// between its two commits, for this process's reads (``Store/readAnswering(_:)``).
+    private let betweenCommits: Locked<ClosedRange<UInt64>?>
 
-    init(environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration) {
+    init(
+        environment: Environment, schema: Schema, projections: ProjectionEnvironment, configuration: StoreConfiguration,
+        betweenCommits: Locked<ClosedRange<UInt64>?>
+    ) {
         self.environment = environment
         self.schema = schema
         self.projections = projections
         self.configuration = configuration
+        self.betweenCommits = betweenCommits
         invocations = InvocationWindow(limit: configuration.retryWindow)
     }
 
@@ -89,10 +96,16 @@ final class LMDBCommitter: BatchCommitter {
     private func writeOnce(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error]
     ) throws -> (results: GroupCommitWriter.Results, tail: UInt64) {
-        var logCommitted: (results: GroupCommitWriter.Results, path: WritePath)?
+        var logCommitted: (results: GroupCommitWriter.Results, path: WritePath, tailBefore: UInt64)?
+        // Cleared once the projections commit, or their fold after a failure ends either way.
+        defer { betweenCommits.withLock { $0 = nil } }
         do {
             try projections.environment.write { ptxn in
-                logCommitted = try environment.write { txn in try decideAndAppend(batch, isolated: isolated, txn, ptxn) }
+                let committed = try environment.write { txn in try decideAndAppend(batch, isolated: isolated, txn, ptxn) }
+                logCommitted = committed
+                if committed.path.position > committed.tailBefore {
+                    betweenCommits.withLock { $0 = (committed.tailBefore + 1)...committed.path.position }
+                }
                 try injectedProjectionFailure()
             }
         } catch {
@@ -101,7 +114,7 @@ final class LMDBCommitter: BatchCommitter {
                 "error": "\(error)"])
             catchUpProjections()
         }
-        let (results, path) = logCommitted!
+        let (results, path, _) = logCommitted!
         invocations.absorb(path.marks)
         invocations.committed(upTo: path.position, now: path.now)
         return (results, path.position)
@@ -130,7 +143,7 @@ final class LMDBCommitter: BatchCommitter {
     /// each command decided from them and its events appended and projected, the checkpoint moved.
     private func decideAndAppend(
         _ batch: [GroupCommitWriter.Pending], isolated: [Int: any Error], _ txn: Transaction, _ ptxn: Transaction
-    ) throws -> (results: GroupCommitWriter.Results, path: WritePath) {
+    ) throws -> (results: GroupCommitWriter.Results, path: WritePath, tailBefore: UInt64) {
         if decodedRecords.records.capacity > Self.decodedRecordsKept { decodedRecords = DecodedRecords() }
         var write = LMDBWriteTransaction(txn: txn, schema: schema, tables: LMDBTables(txn: ptxn, schema: projections.schema, cache: decodedRecords))
         let tail = try EventLog.tail(txn, schema)
@@ -150,7 +163,7 @@ final class LMDBCommitter: BatchCommitter {
         let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)
         checkpoint.position = path.position
         try checkpoint.write(ptxn, projections.schema)
-        return (results, path)
+        return (results, path, position)
     }
 }
 

@@ -134,6 +134,27 @@ struct StoreTests {
         }
     }
 
+    /// A read while this process's writer is between its log's commit and its projections' finds
+    /// the projections behind the log, by that batch alone, and is answered at once from them (the
+    /// batch is not answered yet), not held or refused as a lag no writer explains would be.
+    @Test(.timeLimit(.minutes(1)))
+    func aReadBetweenThisWritersTwoCommits_isAnsweredAtOnce() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await Self.withNextCommitHeld(dir, seconds: 3) { store, slowCommit in
+            let held = Task { try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("held")) }
+            try await slowCommit.held()
+            let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+            #expect(try store.read { try $0.checkpoint() < $0.lastPosition() }, "the log holds the held batch; the projections do not yet")
+            let started = ContinuousClock.now
+            let repository = try store.readAnswering { try $0.repository(ref) }
+            #expect(ContinuousClock.now - started < Store.projectionsLagPatience, "answered without waiting out the lag")
+            #expect(repository?.uploadsInitiated == 0, "as before the batch, which is not answered yet")
+            _ = try await held.value
+            #expect(try store.readAnswering { try $0.repository(ref) }?.uploadsInitiated == 1)
+        }
+    }
+
     /// A batch takes whole submissions: one that would not fit is left for the next batch, so its
     /// commands commit together; only a first submission larger than a batch is split, and its
     /// tail is then taken through its end.
