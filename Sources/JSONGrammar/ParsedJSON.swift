@@ -132,51 +132,23 @@ extension JSONGrammar.Checker {
         guard at < bytes.count else { throw violation("the text ends where a value must begin") }
         switch bytes[at] {
         case UInt8(ascii: "{"):
-            guard depth < JSONGrammar.maximumDepth else { throw violation("arrays and objects nest deeper than \(JSONGrammar.maximumDepth)") }
-            at += 1
             var members: [ParsedJSON.Member] = []
-            while true {
-                skipWhitespace()
-                if peek(UInt8(ascii: "}")), members.isEmpty || trailingCommas {
-                    at += 1
-                    return .object(members)
-                }
-                guard peek(UInt8(ascii: "\"")) else { throw violation("a member's name must follow, in quotes") }
-                let name = try text()
-                skipWhitespace()
-                guard peek(UInt8(ascii: ":")) else { throw violation("a colon must follow a member's name") }
-                at += 1
-                skipWhitespace()
-                members.append(ParsedJSON.Member(name: name, value: try value(depth: depth + 1, trailingCommas: trailingCommas)))
-                skipWhitespace()
-                if peek(UInt8(ascii: ",")) {
-                    at += 1
-                    continue
-                }
-                guard peek(UInt8(ascii: "}")) else { throw violation("a comma or the object's end must follow a value") }
-                at += 1
-                return .object(members)
+            try elements(closedBy: UInt8(ascii: "}"), of: "object", depth: depth, trailingCommas: trailingCommas) { parser throws(JSONGrammar.Violation) in
+                guard parser.peek(UInt8(ascii: "\"")) else { throw parser.violation("a member's name must follow, in quotes") }
+                let name = try parser.text()
+                parser.skipWhitespace()
+                guard parser.peek(UInt8(ascii: ":")) else { throw parser.violation("a colon must follow a member's name") }
+                parser.at += 1
+                parser.skipWhitespace()
+                members.append(ParsedJSON.Member(name: name, value: try parser.value(depth: depth + 1, trailingCommas: trailingCommas)))
             }
+            return .object(members)
         case UInt8(ascii: "["):
-            guard depth < JSONGrammar.maximumDepth else { throw violation("arrays and objects nest deeper than \(JSONGrammar.maximumDepth)") }
-            at += 1
             var items: [ParsedJSON] = []
-            while true {
-                skipWhitespace()
-                if peek(UInt8(ascii: "]")), items.isEmpty || trailingCommas {
-                    at += 1
-                    return .array(items)
-                }
-                items.append(try value(depth: depth + 1, trailingCommas: trailingCommas))
-                skipWhitespace()
-                if peek(UInt8(ascii: ",")) {
-                    at += 1
-                    continue
-                }
-                guard peek(UInt8(ascii: "]")) else { throw violation("a comma or the array's end must follow a value") }
-                at += 1
-                return .array(items)
+            try elements(closedBy: UInt8(ascii: "]"), of: "array", depth: depth, trailingCommas: trailingCommas) { parser throws(JSONGrammar.Violation) in
+                items.append(try parser.value(depth: depth + 1, trailingCommas: trailingCommas))
             }
+            return .array(items)
         case UInt8(ascii: "\""): return .string(try text())
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             let start = at
@@ -192,6 +164,34 @@ extension JSONGrammar.Checker {
             try literal("null")
             return .null
         default: throw violation("no JSON value begins with this byte")
+        }
+    }
+
+    /// An object's members or an array's items, from its opening bracket through its closing one:
+    /// `element` reads each, commas separate them, and with `trailingCommas` one may also end them.
+    mutating func elements(
+        closedBy end: UInt8, of kind: String, depth: Int, trailingCommas: Bool,
+        _ element: (inout Self) throws(JSONGrammar.Violation) -> Void
+    ) throws(JSONGrammar.Violation) {
+        guard depth < JSONGrammar.maximumDepth else { throw violation("arrays and objects nest deeper than \(JSONGrammar.maximumDepth)") }
+        at += 1
+        var count = 0
+        while true {
+            skipWhitespace()
+            if peek(end), count == 0 || trailingCommas {
+                at += 1
+                return
+            }
+            try element(&self)
+            count += 1
+            skipWhitespace()
+            if peek(UInt8(ascii: ",")) {
+                at += 1
+                continue
+            }
+            guard peek(end) else { throw violation("a comma or the \(kind)'s end must follow a value") }
+            at += 1
+            return
         }
     }
 
