@@ -221,7 +221,11 @@ public final class ECRPublicService: Sendable {
             metrics.countRequest(operation: operationLabel, outcome: api.type)
             let operation = operationLabel
             if api.status == .internalServerError {
-                context.logger.error("request failed", metadata: Self.logMetadata(requestId, operation, api.type, error: "\(error)"))
+                if let heldBack = LogLimiter.requestFailures.admit() {
+                    var metadata = Self.logMetadata(requestId, operation, api.type, error: "\(error)")
+                    metadata["lines.held.back"] = "\(heldBack)"
+                    context.logger.error("request failed", metadata: metadata)
+                }
             } else {
                 context.logger.debug("refused", metadata: Self.logMetadata(requestId, operation, api.type))
             }

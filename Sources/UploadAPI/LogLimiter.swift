@@ -4,6 +4,11 @@ import UploadStore
 /// request open to anyone can cause, which an outage would otherwise turn into one line per
 /// request, and an attacker into a full disk.
 final class LogLimiter: Sendable {
+    /// Requests that failed on the server's side (500), of the AWS API and of the registry: an
+    /// outage (a full disk, a database restarting, views behind the log) fails every request,
+    /// and `/metrics` counts each of them; the log says why, a line a second.
+    static let requestFailures = LogLimiter(interval: .seconds(1))
+
     let interval: Duration
     private let state = Locked<(last: ContinuousClock.Instant?, heldBack: Int)>((nil, 0))
 

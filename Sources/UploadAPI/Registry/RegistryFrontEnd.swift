@@ -157,8 +157,8 @@ public final class RegistryFrontEnd: Sendable {
             return response
         } catch {
             let registryError = RegistryError.from(error, in: route.context)
-            if registryError.code == .unknown {
-                logger.error("registry request failed", metadata: ["request.endpoint": "\(route.name)", "error": "\(error)"])
+            if registryError.code == .unknown, let heldBack = LogLimiter.requestFailures.admit() {
+                logger.error("registry request failed", metadata: ["request.endpoint": "\(route.name)", "error": "\(error)", "lines.held.back": "\(heldBack)"])
             }
             metrics.countRegistryRequest(endpoint: route.name, outcome: registryError.code.rawValue)
             return Self.errorResponse(registryError, request)
