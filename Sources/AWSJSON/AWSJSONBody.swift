@@ -49,6 +49,9 @@ public struct AWSJSONBody {
         guard parsed.isObject else {
             throw SerializationError("The request body must be a JSON object")
         }
+        guard !parsed.holdsANumberBeyondADouble else {
+            throw SerializationError("The request body holds a number beyond a double's range")
+        }
         object = parsed
         longStrings = lifted?.members ?? [:]
     }

@@ -119,6 +119,18 @@ public indirect enum ParsedJSON: Sendable, Equatable {
         if case .object = self { true } else { false }
     }
 
+    /// Whether this holds a number such as `1e400`, beyond a double's range: RFC 8259 allows it,
+    /// but Go's decoders (docker's, containerd's) and Foundation (which read manifests, policies
+    /// and request bodies once) refuse the whole text.
+    public var holdsANumberBeyondADouble: Bool {
+        switch self {
+        case .number(let literal): !(Double(literal)?.isFinite ?? false)
+        case .array(let items): items.contains(where: \.holdsANumberBeyondADouble)
+        case .object(let members): members.contains { $0.value.holdsANumberBeyondADouble }
+        case .string, .bool, .null: false
+        }
+    }
+
     /// A number written as a whole number (no fraction or exponent) that fits in 64 bits.
     public var integer: Int64? {
         guard case .number(let literal) = self, !literal.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) else { return nil }

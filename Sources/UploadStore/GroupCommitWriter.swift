@@ -204,9 +204,12 @@ final class GroupCommitWriter: Sendable {
             // its next command is not counted twice.
             let waiting = condition.withLock { queue.callers }
             // With callers waiting, the writer starts on them at once rather than gather for the
-            // ones this batch answers (see ConcurrencyRules, "Answering while callers wait").
-            expected = min(waiting + (waiting > 0 ? 0 : batch.count { $0.endsSubmission }), configuration.maxBatchSize)
-            lastBatch = elapsed
+            // ones this batch answers (see ConcurrencyRules, "Answering while callers wait"). A
+            // fold alone answers nobody: the callers of the batch before it are still expected.
+            if !batch.isEmpty {
+                expected = min(waiting + (waiting > 0 ? 0 : batch.count { $0.endsSubmission }), configuration.maxBatchSize)
+                lastBatch = elapsed
+            }
             // Commits only: a failing disk or database must not show as fast, normal commits; and
             // commands only, not a fold alone.
             if tail != nil, !batch.isEmpty {

@@ -24,10 +24,12 @@ public final class Store: EventStore {
     private let notifier = CommitNotifier()
     /// When a read refused for projections behind the log last asked the writer to fold them in.
     private let foldAsked = Locked<ContinuousClock.Instant?>(nil)
-    /// The lag a read last found that this process's writer does not explain, and since when:
-    /// reads that find the same one wait out only what is left of ``projectionsLagPatience``, so
-    /// that a lag that lasts holds the request threads once, not once a read.
-    private let lagSeen = Locked<(checkpoint: UInt64, tail: UInt64, since: ContinuousClock.Instant)?>(nil)
+    /// The lag a read last found that this process's writer does not explain: the projections'
+    /// checkpoint, since when, and when last. Reads that find the projections still there (the log
+    /// may have grown past them meanwhile) wait out only what is left of
+    /// ``projectionsLagPatience``, so that a lag that lasts holds the request threads once, not
+    /// once a read; a sighting after a longer quiet is a lag of its own.
+    private let lagSeen = Locked<(checkpoint: UInt64, since: ContinuousClock.Instant, last: ContinuousClock.Instant)?>(nil)
     /// The positions this process's writer has committed to the log and not yet to the
     /// projections (set by ``LMDBCommitter`` between its two commits).
     private let betweenCommits = Locked<ClosedRange<UInt64>?>(nil)
@@ -119,6 +121,8 @@ public final class Store: EventStore {
     /// writers' lock itself: another process may hold it for long, and a read waits on one of the
     /// few threads every request shares.
     public func readAnswering<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T {
+        let started = ContinuousClock.now
+        var pause = Duration.microseconds(200)
         while true {
             var behind = (checkpoint: UInt64(0), tail: UInt64(0))
             let read: Result<T, StoreError> = try snapshot { reader in
@@ -134,14 +138,19 @@ public final class Store: EventStore {
             guard case .failure(let refusal) = read else { return try read.get() }
             let now = ContinuousClock.now
             let since = lagSeen.withLock { seen in
-                if seen?.checkpoint != behind.checkpoint || seen?.tail != behind.tail { seen = (behind.checkpoint, behind.tail, now) }
+                if let lag = seen, lag.checkpoint == behind.checkpoint, now - lag.last < Self.projectionsLagPatience {
+                    seen = (lag.checkpoint, lag.since, now)
+                } else {
+                    seen = (behind.checkpoint, now, now)
+                }
                 return seen!.since
             }
-            guard now - since < Self.projectionsLagPatience else {
+            guard now - since < Self.projectionsLagPatience, now - started < Self.projectionsLagPatience else {
                 askForAFold()
                 throw refusal
             }
-            usleep(200)
+            Thread.sleep(forTimeInterval: pause.seconds)
+            pause = min(pause * 2, .milliseconds(5))  // a writer between commits is done within microseconds; a lag that lasts needs no spinning
         }
     }
 

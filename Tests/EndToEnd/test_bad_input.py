@@ -35,6 +35,9 @@ CASES = [
     ("DescribeRepositories", b'{"registryId": "abc"}', "InvalidParameterException"),
     ("DescribeRepositories", b'{"nextToken": "!!!"}', "InvalidParameterException"),
     ("BatchDeleteImage", b'{"repositoryName": "team/app", "imageIds": [1]}', "SerializationException"),
+    # A member no operation reads still makes the body one Foundation, and Go's decoders, refuse.
+    ("InitiateLayerUpload", b'{"repositoryName": "team/app", "unread": [1e400]}', "SerializationException"),
+    ("InitiateLayerUpload", b'{"repositoryName": "team/app",}', "SerializationException"),
 ]
 
 

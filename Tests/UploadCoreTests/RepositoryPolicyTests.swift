@@ -85,6 +85,7 @@ struct RepositoryPolicyTests {
         #"{"Statement":{"Effect":"Allow","Principal":{"AWS":"*","Other":"*"},"Action":"ecr-public:*"}}"#,
         #"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr-public:*"},"x"]}"#,
         #"{"Statement":"x"}"#, #"["Statement"]"#,
+        #"{"Id":1e400,"Statement":{"Effect":"Allow","Principal":"*","Action":"ecr-public:*"}}"#,
     ])
     func aPolicyOfTheWrongShape_isRefused(text: String) {
         let error = #expect(throws: CommandError.self) { try RepositoryPolicy(text) }

@@ -162,7 +162,7 @@ public struct Manifest: Sendable {
         // The legacy grammar takes texts those decoders refuse (trailing commas), and a name
         // given twice is read as the first by some and the last by others.
         do { try JSONGrammar.check(bytes, refusingDuplicateNames: true) } catch { return invalid("is not JSON as registry clients read it (RFC 8259): \(error)") }
-        if holdsANumberBeyondADouble(object) {
+        if object.holdsANumberBeyondADouble {
             return invalid("holds a number beyond a double's range, which registry clients cannot read")
         }
         if let variant = caseVariant(in: object, of: manifestMembers) {
@@ -191,17 +191,6 @@ public struct Manifest: Sendable {
             }
         }
         return nil
-    }
-
-    /// Whether `value` holds a number such as `1e400`: RFC 8259 allows it, but Go's decoders
-    /// (docker's, containerd's) refuse the document, as Foundation did when it read manifests.
-    static func holdsANumberBeyondADouble(_ value: ParsedJSON) -> Bool {
-        switch value {
-        case .number(let literal): !(Double(literal)?.isFinite ?? false)
-        case .array(let items): items.contains(where: holdsANumberBeyondADouble)
-        case .object(let members): members.contains { holdsANumberBeyondADouble($0.value) }
-        case .string, .bool, .null: false
-        }
     }
 
     /// The members of a manifest and of a descriptor that registry clients decode (image-spec

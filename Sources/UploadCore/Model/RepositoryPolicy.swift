@@ -32,7 +32,8 @@ public struct RepositoryPolicy: Sendable, Equatable {
         try Validation.length(text, member: "policyText", min: 0, max: Self.largestText)
         // Read as manifests are (``ParsedJSON``, Foundation's grammar of when policies were first
         // stored): every node reads a stored policy alike, whatever its toolchain.
-        guard let object = try? ParsedJSON(parsing: Array(text.utf8), grammar: .foundationsLegacy), object.isObject else {
+        guard let object = try? ParsedJSON(parsing: Array(text.utf8), grammar: .foundationsLegacy), object.isObject,
+              !object.holdsANumberBeyondADouble else {
             throw Self.invalid("is not a JSON object")
         }
         // In byte order: the same text, the same refusal.
