@@ -139,7 +139,7 @@ public indirect enum ParsedJSON: Sendable, Equatable {
 }
 
 extension JSONGrammar.Checker {
-    /// The value that begins here, and the whitespace before what follows it.
+    /// The value that begins here (its container's loop skips the whitespace after it).
     mutating func value(depth: Int, trailingCommas: Bool) throws(JSONGrammar.Violation) -> ParsedJSON {
         guard at < bytes.count else { throw violation("the text ends where a value must begin") }
         switch bytes[at] {

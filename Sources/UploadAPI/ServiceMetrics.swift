@@ -20,7 +20,7 @@ public struct ServiceMetrics: Sendable {
     let statisticsReads = SharedRead<StoreStatistics>()
     /// The read of the data folder's disk under way, apart from the store's: a full disk is one
     /// reason the store would not answer (and a shared folder's file system may itself hang).
-    let diskReads = SharedRead<DiskBytes?>()
+    let diskReads = SharedRead<BlobStore.DiskBytes?>()
     /// The longest a scrape waits for the store's figures: then it serves the counters and the
     /// figures last read (Prometheus gives a scrape 10 s by default; a frozen database would take
     /// the answer limit).
@@ -110,7 +110,7 @@ public struct ServiceMetrics: Sendable {
 
     /// Sets the gauges of the disk that holds the data folder: what a full disk is seen coming by
     /// (the log grows on it, and layer bytes stop at `--reserved-disk-bytes`).
-    func record(disk: DiskBytes, reserved: UInt64) {
+    func record(disk: BlobStore.DiskBytes, reserved: UInt64) {
         let gauges: [(String, UInt64)] = [
             ("upload_coordinator_disk_free_bytes", disk.free),
             ("upload_coordinator_disk_total_bytes", disk.total),
@@ -119,9 +119,6 @@ public struct ServiceMetrics: Sendable {
         for (label, value) in gauges { Gauge(label: label, factory: factory).record(Double(value)) }
     }
 }
-
-/// The bytes free and in all on the disk that holds the data folder.
-typealias DiskBytes = (free: UInt64, total: UInt64)
 
 extension ECRPublicService {
     /// `GET /metrics`: the Prometheus text format. Open to anyone, so its read leaves the
