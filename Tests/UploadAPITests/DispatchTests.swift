@@ -147,4 +147,19 @@ struct DispatchTests {
         let overloaded = APIError.from(StoreError(.overloaded, "queue full"))
         #expect(overloaded.type == "ThrottlingException" && overloaded.status == .badRequest, "400, so SDKs back off and retry")
     }
+
+    /// The registry gives the store's reason too, and tells a refusal that passes (503 with
+    /// `Retry-After`, as distribution does) from a fault that will not (500).
+    @Test func registryErrors_fromTheStore_sayWhy_andWhetherToRetry() {
+        let cases: [(StoreError.Code, RegistryError.Code, HTTPResponse.Status, String?)] = [
+            (.io, .unavailable, .serviceUnavailable, "1"), (.closed, .unavailable, .serviceUnavailable, "1"),
+            (.overloaded, .tooManyRequests, .tooManyRequests, "1"),
+            (.corrupt, .unknown, .internalServerError, nil), (.migration, .unknown, .internalServerError, nil),
+        ]
+        for (store, code, status, retryAfter) in cases {
+            let error = RegistryError.from(StoreError(store, "the views are behind (\(store))"), in: .manifest)
+            #expect(error.code == code && error.status == status && error.headers[.retryAfter] == retryAfter, "\(store)")
+            #expect(error.message == "the views are behind (\(store))", "the store's reason, not a generic line")
+        }
+    }
 }

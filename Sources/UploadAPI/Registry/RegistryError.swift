@@ -22,6 +22,10 @@ struct RegistryError: Error {
         case denied = "DENIED"
         case unsupported = "UNSUPPORTED"
         case tooManyRequests = "TOOMANYREQUESTS"
+        /// Not one of the spec's codes, but distribution's for a refusal that passes (503 with
+        /// `Retry-After`): the store cannot answer now (its views catching up with the log, the
+        /// disk failing), and a retry may succeed.
+        case unavailable = "UNAVAILABLE"
         /// Not one of the spec's codes: a failure of this server, never of the request.
         case unknown = "UNKNOWN"
     }
@@ -36,7 +40,7 @@ struct RegistryError: Error {
         self.code = code
         self.message = message
         self.status = status ?? Self.status(of: code)
-        if code == .tooManyRequests { headers[.retryAfter] = "1" }
+        if code == .tooManyRequests || code == .unavailable { headers[.retryAfter] = "1" }
     }
 
     private static func status(of code: Code) -> HTTPResponse.Status {
@@ -47,6 +51,7 @@ struct RegistryError: Error {
         case .denied: .forbidden
         case .unsupported: .methodNotAllowed
         case .tooManyRequests: .tooManyRequests
+        case .unavailable: .serviceUnavailable
         case .unknown: .internalServerError
         }
     }
@@ -86,8 +91,13 @@ struct RegistryError: Error {
             var error = RegistryError(.sizeInvalid, mismatch.message)
             error.headers[.range] = RegistryFrontEnd.rangeHeader(mismatch.bytesReceived)
             return error
-        case let failure as StoreError where failure.code == .overloaded:
-            return RegistryError(.tooManyRequests, failure.message)
+        case let failure as StoreError:
+            // The store's own words, as the AWS API gives them: what failed, and whether to retry.
+            switch failure.code {
+            case .overloaded: return RegistryError(.tooManyRequests, failure.message)
+            case .io, .closed: return RegistryError(.unavailable, failure.message)
+            case .corrupt, .migration: return RegistryError(.unknown, failure.message)
+            }
         case is CancellationError:  // the server is stopping (as APIError's)
             return RegistryError(.tooManyRequests, "The request was cancelled: the server is stopping; try again")
         case let tooLarge as LayerTooLarge:

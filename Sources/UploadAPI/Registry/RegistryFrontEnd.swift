@@ -157,7 +157,7 @@ public final class RegistryFrontEnd: Sendable {
             return response
         } catch {
             let registryError = RegistryError.from(error, in: route.context)
-            if registryError.code == .unknown, let heldBack = LogLimiter.requestFailures.admit() {
+            if registryError.status.code >= 500, let heldBack = LogLimiter.requestFailures.admit() {
                 logger.error("registry request failed", metadata: ["request.endpoint": "\(route.name)", "error": "\(error)", "lines.held.back": "\(heldBack)"])
             }
             metrics.countRegistryRequest(endpoint: route.name, outcome: registryError.code.rawValue)
