@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LMDBKit
 import Logging
 import UploadCore
 import UploadService
@@ -129,11 +130,20 @@ func withReader(_ options: StoreOptions, _ body: (any SnapshotReading) throws ->
 /// Runs `body` against the application layer over an open store, as ``withStore(_:_:)`` does.
 /// An LMDB data directory that does not exist is refused, not made: these commands record into
 /// its store, and a mistyped `--data-dir` would otherwise record into a new one that no `serve`
-/// reads. `serve` and `migrate` make a store in a new folder. (With `--database-url` the records go
-/// to the database every node reads, and the folder, of blobs, is made as before.)
+/// reads. So is a folder that holds files but no store (a home or project folder named by
+/// mistake), which it would fill with a store's files; an empty one takes a new store. `serve`
+/// and `migrate` make a store in a new folder. (With `--database-url` the records go to the
+/// database every node reads, and the folder, of blobs, is made as before.)
 func withService(_ options: StoreOptions, _ body: (UploadService) async throws -> Void) async throws {
-    guard try options.database() != nil || FileManager.default.fileExists(atPath: options.dataDir) else {
-        throw ValidationError("--data-dir \(options.dataDir) does not exist. This command records into an existing store; `serve` or `migrate` makes a new one.")
+    if try options.database() == nil {
+        let advice = "This command records into an existing store; `serve` or `migrate` makes a new one."
+        guard FileManager.default.fileExists(atPath: options.dataDir) else {
+            throw ValidationError("--data-dir \(options.dataDir) does not exist. \(advice)")
+        }
+        if case .missingStore? = Environment.noStore(in: options.dataDir),
+           let held = try? FileManager.default.contentsOfDirectory(atPath: options.dataDir), !held.isEmpty {
+            throw ValidationError("--data-dir \(options.dataDir) holds files but no store (no data.mdb). \(advice)")
+        }
     }
     try await withStore(options) { store in
         let service = UploadService(store: store, blobs: try BlobStore(directory: options.dataDir), logger: Logger(label: "upload-coordinator"))

@@ -52,8 +52,18 @@ struct CommandLineTests {
         #expect(out.status != 0)
         #expect(out.stderr.contains("--data-dir \(mistyped) does not exist"), "\(out.stderr)")
         #expect(!FileManager.default.fileExists(atPath: mistyped))
-        // An existing folder still takes a new store, as before.
-        #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/app", env: lmdb).status == 0)
+        // Nor does a folder that holds other files (a home or project folder) take a store.
+        let other = TemporaryDirectory()
+        defer { other.remove() }
+        let project = other.path
+        #expect(FileManager.default.createFile(atPath: project + "/notes.txt", contents: Data("mine".utf8)))
+        let misplaced = try coordinator(command, "--data-dir", project, "--repository-name", "team/app", env: lmdb)
+        #expect(misplaced.status == 64, "a usage error")
+        #expect(misplaced.stderr.contains("--data-dir \(project) holds files but no store (no data.mdb)"), "\(misplaced.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: project) == ["notes.txt"], "nothing made")
+        // An empty folder still takes a new store, as before, and its store takes more records.
+        #expect(try coordinator("create-repository", "--data-dir", dir.path + "/", "--repository-name", "team/app", env: lmdb).status == 0)
+        #expect(try coordinator("create-repository", "--data-dir", dir.path, "--repository-name", "team/other", env: lmdb).status == 0)
     }
 
     @Test(arguments: [
