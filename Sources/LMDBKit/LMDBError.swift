@@ -1,4 +1,5 @@
 internal import CLMDB
+import Foundation
 
 /// A failed LMDB call: the C return code, the operation that returned it, and LMDB's own text.
 ///
@@ -17,6 +18,10 @@ public struct LMDBError: Error, CustomStringConvertible, Sendable {
         public static let badValueSize = Code(rawValue: MDB_BAD_VALSIZE)
         public static let invalid = Code(rawValue: MDB_INVALID)
         public static let versionMismatch = Code(rawValue: MDB_VERSION_MISMATCH)
+        /// `EIO`: how LMDB reports, among other failures, pages it could not write to a full disk.
+        public static let ioError = Code(rawValue: EIO)
+        /// `ENOSPC`: no room left on the disk.
+        public static let noSpace = Code(rawValue: ENOSPC)
     }
 
     public let code: Code

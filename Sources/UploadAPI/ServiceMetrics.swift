@@ -20,7 +20,7 @@ public struct ServiceMetrics: Sendable {
     let statisticsReads = SharedRead<StoreStatistics>()
     /// The read of the data folder's disk under way, apart from the store's: a full disk is one
     /// reason the store would not answer (and a shared folder's file system may itself hang).
-    let diskReads = SharedRead<BlobStore.DiskBytes?>()
+    let diskReads = SharedRead<Disk.Bytes?>()
     /// The longest a scrape waits for the store's figures: then it serves the counters and the
     /// figures last read (Prometheus gives a scrape 10 s by default; a frozen database would take
     /// the answer limit).
@@ -110,7 +110,7 @@ public struct ServiceMetrics: Sendable {
 
     /// Sets the gauges of the disk that holds the data folder: what a full disk is seen coming by
     /// (the log grows on it, and layer bytes stop at `--reserved-disk-bytes`).
-    func record(disk: BlobStore.DiskBytes, reserved: UInt64) {
+    func record(disk: Disk.Bytes, reserved: UInt64) {
         let gauges: [(String, UInt64)] = [
             ("upload_coordinator_disk_free_bytes", disk.free),
             ("upload_coordinator_disk_total_bytes", disk.total),
@@ -125,7 +125,7 @@ extension ECRPublicService {
     /// cooperative pool as every other read does (on PostgreSQL it waits on the network).
     func metricsResponse() async throws -> Response {
         let (store, blobs) = (self.store, service.blobs)
-        let disk = metrics.diskReads.shared { BlobStore.diskBytes(of: blobs.directory) }
+        let disk = metrics.diskReads.shared { Disk.bytes(of: blobs.directory) }
         let read = metrics.statisticsReads.shared { try await store.offTheCooperativePool { try store.statistics() } }
         let outcome = await read.result(within: ServiceMetrics.statisticsWait)
         // Asked at the same time as the store: by now a disk that answers has.

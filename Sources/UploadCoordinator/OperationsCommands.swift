@@ -97,7 +97,7 @@ struct StatsCommand: AsyncParsableCommand {
         } catch let error as ValidationError { throw error } catch { fail(error) }
         let blobs = FolderUsage(DigestAlgorithm.allCases.map { store.dataDir + "/blobs/" + $0.rawValue })
         let staging = FolderUsage([store.dataDir + "/staging"])
-        let (free, total) = BlobStore.diskBytes(of: store.dataDir) ?? (0, 0)
+        let (free, total) = Disk.bytes(of: store.dataDir) ?? (0, 0)
         if json {
             printLine(.object([
                 ("events", .uint(s.logPosition)), ("logPosition", .uint(s.logPosition)), ("checkpointLag", .uint(s.checkpointLag)),

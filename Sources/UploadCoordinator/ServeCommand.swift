@@ -167,7 +167,7 @@ struct ServeCommand: AsyncParsableCommand {
             folder.maximumLayerBytes = maxLayerBytes
             blobs = folder
             // Said once at start: every layer byte is refused until space is freed, while reads go on.
-            if reservedDiskBytes > 0, let disk = BlobStore.diskBytes(of: dataDir), disk.free < reservedDiskBytes {
+            if reservedDiskBytes > 0, let disk = Disk.bytes(of: dataDir), disk.free < reservedDiskBytes {
                 logger.warning("the data folder's disk has less free space than --reserved-disk-bytes keeps; no layer bytes are taken until space is freed", metadata: [
                     "disk.free_bytes": "\(disk.free)", "disk.total_bytes": "\(disk.total)", "reserved_bytes": "\(reservedDiskBytes)"])
             }

@@ -68,23 +68,7 @@ public struct BlobStore: BlobStorage {
         }
     }
 
-    @Sendable public static func freeBytes(of folder: String) -> UInt64? { diskBytes(of: folder)?.free }
-
-    /// The bytes free (to unprivileged users) and in all on a file system.
-    public typealias DiskBytes = (free: UInt64, total: UInt64)
-
-    /// The bytes free (to unprivileged users) and in all on the file system that holds `folder`;
-    /// `nil` when it cannot be asked. A file system that reports more than 64 bits' worth (some
-    /// network and FUSE ones) is taken at the largest value, never trapped on.
-    public static func diskBytes(of folder: String) -> DiskBytes? {
-        var disk = statvfs()
-        guard statvfs(folder, &disk) == 0 else { return nil }
-        func bytes(_ blocks: UInt64) -> UInt64 {
-            let product = blocks.multipliedReportingOverflow(by: UInt64(disk.f_frsize))
-            return product.overflow ? .max : product.partialValue
-        }
-        return (bytes(UInt64(disk.f_bavail)), bytes(UInt64(disk.f_blocks)))
-    }
+    @Sendable public static func freeBytes(of folder: String) -> UInt64? { Disk.bytes(of: folder)?.free }
 
     /// The file of a blob, for an `<algorithm>:<hex>` digest.
     public func blobPath(_ digest: String) -> String {

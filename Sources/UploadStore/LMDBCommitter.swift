@@ -68,6 +68,18 @@ final class LMDBCommitter: BatchCommitter {
     func commit(
         _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error]
     ) throws -> (results: GroupCommitWriter.Results, tail: UInt64) {
+        do {
+            return try commitGrowingTheMap(batch, isolating: isolated)
+        } catch let failure as CommandFailure {
+            throw CommandFailure(index: failure.index, error: explainingTheDisk(failure.error))
+        } catch {
+            throw explainingTheDisk(error)
+        }
+    }
+
+    private func commitGrowingTheMap(
+        _ batch: [GroupCommitWriter.Pending], isolating isolated: [Int: any Error]
+    ) throws -> (results: GroupCommitWriter.Results, tail: UInt64) {
         for _ in 0..<20 {
             do {
                 return try writeOnce(batch, isolated: isolated)
@@ -79,6 +91,16 @@ final class LMDBCommitter: BatchCommitter {
             }
         }
         return try writeOnce(batch, isolated: isolated)
+    }
+
+    /// LMDB reports a disk that filled as it wrote the batch's pages as an I/O error (`EIO`, as
+    /// the kernel reports a failed write-back) or `ENOSPC`: the failure then says how full the
+    /// data folder's disk is, so that an operator reading "Input/output error" looks there first.
+    /// (The folder itself is not named: the message is the client's answer too.)
+    private func explainingTheDisk(_ error: any Error) -> any Error {
+        guard let failure = error as? LMDBError, failure.code == .ioError || failure.code == .noSpace else { return error }
+        guard let disk = Disk.bytes(of: environment.directory) else { return error }
+        return StoreError(.io, "the write failed and nothing of it was kept: \(failure); the data folder's disk has \(disk.free) of \(disk.total) bytes free")
     }
 
     /// Grows both maps: the error does not say whose was full, and a map costs only address space.

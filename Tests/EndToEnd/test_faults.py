@@ -61,11 +61,15 @@ def test_full_disk_answers_server_exception_corrupts_nothing_and_recovers(small_
         assert e.value.response["Error"]["Code"] == "ServerException"
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
         # initiations keep being answered, with success or ServerException, never anything else
+        refusals = []
         for _ in range(50):
             try:
                 ecr.initiate_layer_upload(repositoryName="disk/app")
             except ClientError as error:
                 assert error.response["Error"]["Code"] == "ServerException"
+                refusals.append(error.response["Error"]["Message"])
+        # A full disk is named as one (LMDB's ENOSPC or EIO alone sends an operator elsewhere).
+        assert refusals and all("the data folder's disk has" in message and "bytes free" in message for message in refusals), refusals
         os.remove(filler)  # space returns
         ecr.upload_layer_part(repositoryName="disk/app", uploadId=upload_id, partFirstByte=0, partLastByte=MIB - 1, layerPartBlob=part)
         import hashlib

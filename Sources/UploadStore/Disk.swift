@@ -1,0 +1,21 @@
+import Foundation
+
+/// The file system that holds a folder, as `statvfs` reports it: what layer bytes may take
+/// (``BlobStore``'s reserve), what `/metrics` and `stats` show, and what a failed write reports.
+public enum Disk {
+    /// The bytes free (to unprivileged users) and in all on a file system.
+    public typealias Bytes = (free: UInt64, total: UInt64)
+
+    /// The bytes free and in all on the file system that holds `folder`; `nil` when it cannot be
+    /// asked. A file system that reports more than 64 bits' worth (some network and FUSE ones) is
+    /// taken at the largest value, never trapped on.
+    public static func bytes(of folder: String) -> Bytes? {
+        var disk = statvfs()
+        guard statvfs(folder, &disk) == 0 else { return nil }
+        func bytes(_ blocks: UInt64) -> UInt64 {
+            let product = blocks.multipliedReportingOverflow(by: UInt64(disk.f_frsize))
+            return product.overflow ? .max : product.partialValue
+        }
+        return (bytes(UInt64(disk.f_bavail)), bytes(UInt64(disk.f_blocks)))
+    }
+}
