@@ -1226,6 +1226,19 @@ def test_token_for_one_repository_does_not_allow_push_to_another(server, passwor
     assert_error(Registry(server, auth=token)("POST", f"/v2/{other_repo}/blobs/uploads/"), 401, "UNAUTHORIZED")
 
 
+def test_several_scopes_in_one_parameter_are_read_as_a_form_encodes_them(server, password, repo, other_repo):
+    """OAuth2's space-separated scopes, with the space sent as %20 or as a form's `+` (Python's
+    requests and Go's url.Values send that): a `+` read as part of a name granted nothing."""
+    for separator in ("%20", "+"):
+        query = f"scope=repository:{repo}:pull,push{separator}repository:{other_repo}:pull,push"
+        answer = requests.get(f"{server.endpoint}/token?{query}", auth=("AWS", password), timeout=60)
+        assert answer.status_code == 200, answer.text
+        token = f"Bearer {answer.json()['token']}"
+        for name in (repo, other_repo):
+            started = Registry(server, auth=token)("POST", f"/v2/{name}/blobs/uploads/")
+            assert started.status_code == 202, (separator, name, started.status_code, started.text)
+
+
 def test_basic_credentials_work_on_registry_endpoints(server, password, repo):
     direct = Registry(server, auth=basic(password))
     assert direct("GET", "/v2/").status_code == 200
@@ -1249,8 +1262,8 @@ def test_token_of_another_server_is_refused(server, open_server, repo):
 
 
 def test_a_new_secret_revokes_passwords_and_keys_required_revoke_anonymous_tokens():
-    """Passwords are signed over their key's secret, so a key given a new secret loses them (a
-    restart with the same one does not); tokens minted under --allow-anonymous are nothing once
+    """Passwords and tokens are signed over their key's secret, so a key given a new secret loses
+    them (a restart with the same one does not); tokens minted under --allow-anonymous are nothing once
     the server, restarted on the same folder, requires keys."""
     import tempfile
     from conftest import Server
@@ -1260,13 +1273,21 @@ def test_a_new_secret_revokes_passwords_and_keys_required_revoke_anonymous_token
             return server
 
         server = run()
+        ecr_client(server).create_repository(repositoryName="team/rotated")
         password = login_password(ecr_client(server))
+        # A token minted with a leaked password just before the key is given a new secret.
+        pushing = requests.get(server.endpoint + "/token", params={"scope": "repository:team/rotated:pull,push"},
+                               auth=("AWS", password), timeout=60).json()["token"]
         assert server.stop() == 0
         server = run()
         assert Registry(server, auth=("AWS", password))("GET", "/v2/").status_code == 200, "a restart revokes nothing"
+        assert Registry(server, auth=f"Bearer {pushing}")("GET", "/v2/").status_code == 200
         assert server.stop() == 0
         server = run(credentials="test another-secret\n")
         assert_error(Registry(server, auth=("AWS", password))("GET", "/v2/"), 401, "UNAUTHORIZED")
+        before = len(server.events())
+        assert_error(Registry(server, auth=f"Bearer {pushing}")("POST", "/v2/team/rotated/blobs/uploads/"), 401, "UNAUTHORIZED")
+        assert len(server.events()) == before, "nothing recorded"
         assert server.stop() == 0
 
         server = run("--allow-anonymous")

@@ -174,6 +174,13 @@ struct PageSessionTests {
         #expect(session(keys: [AccessKey(accessKeyId: "AKID", secretAccessKey: "rotated")]).viewer(fromCookie: value) == nil)
     }
 
+    /// A secret typed into the access key field of a refused sign-in never reaches the log.
+    @Test func aRefusedSignIn_logsOnlyAnAccessKeyIdOfThisServer() {
+        #expect(session().signIn(accessKeyId: "AKID", secret: "wrong") == nil)
+        #expect(session().loggedAccessKeyId("AKID") == "AKID", "a wrong secret for a key of this server")
+        #expect(session().loggedAccessKeyId("wJalrXUtnFEMI/K7MDENG") == "(not a key of this server)")
+    }
+
     /// At most ``ECRPublicService/pageThread``'s limit of pages wait for or use its thread; one
     /// more is refused at once, and the slots come back as pages finish. Anonymous views take all
     /// but the places kept for signed-in viewers, who still get theirs.

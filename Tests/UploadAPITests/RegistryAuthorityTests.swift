@@ -56,6 +56,24 @@ struct RegistryAuthorityTests {
         #expect(authority().claims(ofBearer: token) == nil, "expired")
     }
 
+    /// A leaked password could mint a token just before its key was given a new secret, and push
+    /// with it after: tokens are signed over their key's secret, as passwords are.
+    @Test func aNewSecret_revokesTheKeysTokens_asItsPasswords() throws {
+        func authority(secret: String) -> RegistryAuthority {
+            RegistryAuthority(key: key, clock: clock, registryId: "123456789012", accessKeys: ["AKID", "OTHER"],
+                              secrets: ["AKID": secret, "OTHER": "unchanged"])
+        }
+        let grants = [RegistryAuthority.Grant(repository: "team/app", actions: ["pull", "push"])]
+        let before = authority(secret: "leaked")
+        let (token, other) = (before.bearerToken(principal: "AKID", grants: grants), before.bearerToken(principal: "OTHER", grants: grants))
+        let (password, _) = before.password(for: "AKID")
+        #expect(authority(secret: "leaked").claims(ofBearer: token)?.principal == "AKID", "a restart revokes nothing")
+        let after = authority(secret: "rotated")
+        #expect(after.claims(ofBearer: token) == nil && after.principal(ofPassword: password) == nil)
+        #expect(after.claims(ofBearer: other)?.principal == "OTHER", "another key's tokens stand")
+        #expect(after.claims(ofBearer: after.bearerToken(principal: nil, grants: grants))?.principal == nil, "anonymous tokens bind no secret")
+    }
+
     /// The attack the review found: an anonymous caller asked for a scope whose name held a line
     /// break, was granted "pull" on it, and the token read back as a push grant on another repository.
     @Test func aScopeWithALineBreak_grantsNothing_andATokenNeverReadsBackMoreThanItWasGiven() throws {

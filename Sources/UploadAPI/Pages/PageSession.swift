@@ -60,6 +60,14 @@ struct PageSession: Sendable {
         return matches && secrets[accessKeyId] != nil ? accessKeyId : nil
     }
 
+    /// How a refused sign-in's access key id is logged: as given when it is a key of this server
+    /// (a wrong secret for it), and not at all otherwise, since what was typed there may be a
+    /// secret typed into the wrong field (as AWS hides an unknown user name on a failed console
+    /// sign-in).
+    func loggedAccessKeyId(_ accessKeyId: String) -> String {
+        secrets[accessKeyId] != nil ? accessKeyId : "(not a key of this server)"
+    }
+
     /// The cookie's value for `accessKeyId`.
     func cookieValue(for accessKeyId: String) -> String {
         let expires = clock.now().millisecondsSinceEpoch + Self.lifetimeMilliseconds

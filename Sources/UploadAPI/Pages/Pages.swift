@@ -149,7 +149,7 @@ extension ECRPublicService {
             // Guesses at a secret show in the log, a line at most every 10 s (anyone may send them).
             if let heldBack = Self.failedSignIns.admit() {
                 logger.warning("a sign-in to the pages was refused", metadata: [
-                    "access_key_id": "\((form["accessKeyId"] ?? "").prefix(128))", "source": "\(context.remoteAddress?.recordedForm ?? "unknown")",
+                    "access_key_id": "\(pageSession.loggedAccessKeyId(form["accessKeyId"] ?? ""))", "source": "\(context.remoteAddress?.recordedForm ?? "unknown")",
                     "refused_since_last_line": "\(heldBack)"])
             }
             return await signInPage(next: next, error: "That access key and secret do not match a key of this server.", status: .forbidden)

@@ -98,7 +98,10 @@ extension RegistryFrontEnd {
                 throw error
             }
         }
-        let requested = call.request.uri.queryParameters.getAll("scope").flatMap { $0.split(separator: " ") }.compactMap { RegistryAuthority.Grant(scope: String($0)) }
+        // Several scopes in one parameter are space-separated (OAuth2), the space sent as `%20` or,
+        // form-encoded, as `+`, which no scope holds otherwise.
+        let requested = call.request.uri.queryParameters.getAll("scope")
+            .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "+" }) }.compactMap { RegistryAuthority.Grant(scope: String($0)) }
         let token = authority.bearerToken(principal: principal, grants: authority.grant(requested, to: principal))
         let issuedAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(authority.clock.now().millisecondsSinceEpoch) / 1000))
         return Self.response(.ok, .object([

@@ -33,8 +33,8 @@ public struct RegistryAuthority: Sendable {
     public let access: AccessPolicy
 
     /// Each configured key's secret, by access key id (none under `--allow-anonymous`): a password
-    /// is signed over a digest of its key's secret, so giving the key a new secret revokes its
-    /// passwords, as removing the key does.
+    /// and a token are signed over a digest of their key's secret, so giving the key a new secret
+    /// revokes them, as removing the key does.
     let secrets: [String: String]
 
     public var opensEverything: Bool { accessKeys == nil }
@@ -91,8 +91,8 @@ public struct RegistryAuthority: Sendable {
         return (body + "." + signature(of: body + secretBinding(principal)), Timestamp(millisecondsSinceEpoch: expires))
     }
 
-    /// What a password's signature covers beyond its text: a digest of its key's secret, when the
-    /// server knows it.
+    /// What a password's or a token's signature covers beyond its text: a digest of its key's
+    /// secret, when the server knows it.
     private func secretBinding(_ principal: String) -> String {
         secrets[principal].map { "\n" + Hex.encode(SHA256.hash(data: Array($0.utf8))) } ?? ""
     }
@@ -112,22 +112,25 @@ public struct RegistryAuthority: Sendable {
 
     // MARK: Bearer tokens
 
-    /// A token granting `grants` to `principal` (`nil`: anonymous).
+    /// A token granting `grants` to `principal` (`nil`: anonymous), signed over its key's secret as
+    /// a password is: a key given a new secret (after a leak) loses the tokens minted with the old.
     func bearerToken(principal: String?, grants: [Grant]) -> String {
         let expires = clock.now().millisecondsSinceEpoch + Self.tokenLifetimeSeconds * 1000
         let claims = ([principal ?? "", String(expires)] + grants.map(\.scope)).joined(separator: "\n")
         let body = "\(Self.tokenPrefix).\(Self.base64URL(Array(claims.utf8)))"
-        return body + "." + signature(of: body)
+        return body + "." + signature(of: body + secretBinding(principal ?? ""))
     }
 
-    /// What a token grants, when it is this server's and unexpired. Each grant is one line, and
-    /// ``Grant/init(scope:)`` admits no line break, so a claim cannot be split into two.
+    /// What a token grants, when it is this server's, unexpired, and signed over its key's current
+    /// secret. Each grant is one line, and ``Grant/init(scope:)`` admits no line break, so a claim
+    /// cannot be split into two.
     func claims(ofBearer token: String) -> (principal: String?, grants: [Grant])? {
         let fields = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard fields.count == 3, fields[0] == Self.tokenPrefix, verify("\(fields[0]).\(fields[1])", signature: fields[2]),
+        guard fields.count == 3, fields[0] == Self.tokenPrefix,
               let bytes = Self.decodeBase64URL(fields[1]), let text = String(validating: bytes, as: UTF8.self) else { return nil }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        guard lines.count >= 2, let expires = Int64(lines[1]), expires > clock.now().millisecondsSinceEpoch else { return nil }
+        guard lines.count >= 2, verify("\(fields[0]).\(fields[1])" + secretBinding(lines[0]), signature: fields[2]),
+              let expires = Int64(lines[1]), expires > clock.now().millisecondsSinceEpoch else { return nil }
         return (lines[0].isEmpty ? nil : lines[0], lines.dropFirst(2).compactMap(Grant.init(scope:)))
     }
 
