@@ -524,6 +524,25 @@ def test_describe_images_refuses_image_ids_with_max_results_or_next_token(ecr):
         assert code(e) == "InvalidParameterException", extra
 
 
+def test_image_calls_refuse_wrong_input_as_such_whether_or_not_the_repository_exists(server, ecr):
+    """Inputs are judged before the repository is looked up (DescribeImages looked first, and
+    answered RepositoryNotFoundException); a tag past the model's 300 characters refuses the
+    whole BatchDeleteImage (it was a failure in a 200 answer)."""
+    name = unique()
+    ecr.create_repository(repositoryName=name)
+    long_tag = "t" * 301
+    wrong = [
+        ("DescribeImages", {"imageIds": []}), ("DescribeImages", {"imageIds": [{"imageTag": "a"}] * 101}),
+        ("DescribeImages", {"imageIds": [{"imageTag": ""}]}), ("DescribeImages", {"imageIds": [{"imageTag": long_tag}]}),
+        ("DescribeImages", {"imageIds": [{"imageTag": "a"}], "maxResults": 5}), ("DescribeImages", {"nextToken": "garbage"}),
+        ("BatchDeleteImage", {"imageIds": [{"imageTag": long_tag}]}), ("BatchDeleteImage", {"imageIds": [{"imageTag": ""}]}),
+    ]
+    for repository in (name, name + "-missing"):
+        for operation, body in wrong:
+            status, _, answer = call(server, operation, repositoryName=repository, **body)
+            assert status == 400 and answer["__type"] == "InvalidParameterException", (repository, operation, body, answer)
+
+
 def test_describe_images_and_image_tags_pages_hold_100_by_default(ecr):
     name = unique()
     ecr.create_repository(repositoryName=name)

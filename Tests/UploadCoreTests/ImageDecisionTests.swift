@@ -107,7 +107,7 @@ extension DecisionRulesTests {
     /// Refusals of one id are failures in the answer, not errors; "y" stands for the untagged image's digest.
     @Test(arguments: [
         ("y", "v1", .imageTagDoesNotMatchDigest), ("sha256:" + String(repeating: "d", count: 64), nil, .imageNotFound),
-        (nil, "v9", .imageNotFound), ("sha256:xyz", nil, .invalidImageDigest), ("y", "", .invalidImageTag),
+        (nil, "v9", .imageNotFound), ("sha256:xyz", nil, .invalidImageDigest),
         (nil, nil, .missingDigestAndTag),
     ] as [(String?, String?, ImageFailure.Code)])
     func delete_refusedIds_areFailures(digest: String?, tag: String?, code: ImageFailure.Code) throws {

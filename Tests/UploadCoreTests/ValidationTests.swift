@@ -64,6 +64,18 @@ struct ValidationTests {
         #expect(!error.message.contains("\u{1b}"))
     }
 
+    /// A tag outside the model's 1 to 300 characters refuses the whole BatchDeleteImage (it was a
+    /// failure in a 200 answer); any tag within them is looked up.
+    @Test(arguments: [(0, false), (1, true), (300, true), (301, false)])
+    func batchDeleteImage_refusesATagOutsideTheModelsBounds(length: Int, accepted: Bool) throws {
+        let ids = [ImageIdentifier(imageTag: "v1"), ImageIdentifier(imageTag: String(repeating: "t", count: length))]
+        let result = Result { () throws(CommandError) in try BatchDeleteImage(repositoryName: "team/app", imageIds: ids) }
+        #expect(((try? result.get()) != nil) == accepted)
+        if case .failure(let error) = result {
+            #expect(error.code == .invalidParameter && error.message.contains("'imageIds.2.member.imageTag'"), "\(error)")
+        }
+    }
+
     @Test func registryId_isValidatedBeforeRepositoryName() throws {
         let error = try #require(throws: CommandError.self) { try DeleteRepository(registryId: "", repositoryName: "A") }
         #expect(error.message.contains("registryId"))

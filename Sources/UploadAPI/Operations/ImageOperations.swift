@@ -20,17 +20,23 @@ extension ECRPublicService {
         let limit = try Validation.maxResults(body.int64("maxResults"))
         let token = try body.string("nextToken")
         let ids = try ECRRequests.imageIds(body)
+        // Every input is judged before the repository is looked up, as in every other operation:
+        // a request that is wrong is refused as such, whether or not the repository exists.
+        if let ids {
+            guard (1...100).contains(ids.count) else { throw APIError.invalidParameter("'imageIds' must have between 1 and 100 items") }
+            guard token == nil, limit == nil else {
+                throw APIError.invalidParameter("nextToken and maxResults cannot be used together with imageIds")
+            }
+            for (index, id) in ids.enumerated() {
+                // The model's bound on a tag; any tag within it is looked up (as BatchDeleteImage does).
+                if let tag = id.imageTag { try Validation.length(tag, member: "imageIds.\(index + 1).member.imageTag", min: 1, max: 300) }
+            }
+        }
+        let scope = Pagination.scope("DescribeImages", repositoryName)
+        let firstCursor = ids == nil ? try Pagination.after(token, scope: scope) : nil
         return try await service.reading { [self] snapshot in
             let ref = try Decider.existingRepository(registryId, repositoryName, state: snapshot, settings: settings)
             if let ids {
-                guard (1...100).contains(ids.count) else { throw APIError.invalidParameter("'imageIds' must have between 1 and 100 items") }
-                guard token == nil, limit == nil else {
-                    throw APIError.invalidParameter("nextToken and maxResults cannot be used together with imageIds")
-                }
-                for (index, id) in ids.enumerated() {
-                    // The model's bound on a tag; any tag within it is looked up (as BatchDeleteImage does).
-                    if let tag = id.imageTag { try Validation.length(tag, member: "imageIds.\(index + 1).member.imageTag", min: 1, max: 300) }
-                }
                 // Read without its manifest (up to 4 MiB), which the answer does not show.
                 let details = try ids.map { id in
                     let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try snapshot.tag(ref, $0)?.imageDigest }
@@ -43,12 +49,11 @@ extension ECRPublicService {
                 return .object([("imageDetails", .array(details))])
             }
             let pageSize = limit ?? Pagination.defaultLimit
-            let scope = Pagination.scope("DescribeImages", repositoryName)
             // Read a few records at a time in this snapshot, without their manifests, each made its
             // answer at once. (PostgreSQL still sends the manifests: a page of 1,000 images of 4 MiB
             // manifests holds 16 of them at a time, not gigabytes.)
             var rows: [(name: String, value: JSONValue)] = []
-            var cursor = try Pagination.after(token, scope: scope)
+            var cursor = firstCursor
             while rows.count <= pageSize {
                 let wanted = min(Self.imagesDecodedAtOnce, pageSize + 1 - rows.count)
                 let images = try snapshot.imagesWithoutManifests(in: ref, after: cursor, limit: wanted)

@@ -272,6 +272,12 @@ public struct BatchDeleteImage: Sendable, Equatable {
         guard (1...100).contains(imageIds.count) else {
             throw CommandError(.invalidParameter, "1 validation error detected: 'imageIds' must have between 1 and 100 items; it has \(imageIds.count).")
         }
+        // The model's bound on a tag refuses the call, as AWS refuses any member out of its model's
+        // bounds; within it, any tag is looked up (images tagged before PutImage's pattern stay
+        // deletable), and one that is not there is a failure of its own in the answer.
+        for (index, id) in imageIds.enumerated() {
+            if let tag = id.imageTag { try Validation.length(tag, member: "imageIds.\(index + 1).member.imageTag", min: 1, max: 300) }
+        }
         self.imageIds = imageIds
     }
 }

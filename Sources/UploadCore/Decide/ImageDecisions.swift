@@ -86,12 +86,6 @@ enum ImageDecisions {
                 fail(id, .invalidImageDigest, "Invalid image digest '\(Validation.quoted(digest))'")
                 continue
             }
-            // Any tag of the model's length is looked up (not only the pattern PutImage now
-            // requires): images tagged before the pattern was enforced stay deletable by tag.
-            if let tag = id.imageTag, !(1...300).contains(tag.unicodeScalars.count) {
-                fail(id, .invalidImageTag, "Invalid image tag: a tag has 1 to 300 characters")
-                continue
-            }
             switch (id.imageDigest?.lowercased(), id.imageTag) {
             case (nil, nil):
                 fail(id, .missingDigestAndTag, "Invalid request parameters: both tag and digest cannot be null")
