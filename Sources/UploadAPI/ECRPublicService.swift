@@ -143,13 +143,19 @@ public final class ECRPublicService: Sendable {
             return (Array(buffer.readableBytesView), context.principal)
         }
         try verifier.precheck(method: request.method.rawValue, headers: request.headers)
+        let ensureRoom = { [blobs = service.blobs] (bytes: Int) throws in
+            do { try blobs.ensureRoom(for: UInt64(bytes)) } catch let refusal as CommandError {
+                throw CommandError(refusal.code, "The server's disk is nearly full; no more request bodies are taken until space is freed")
+            }
+        }
+        // A body that says it will be spooled is refused now when the disk cannot take its first
+        // mebibyte, before a client that sent `Expect: 100-continue` is asked for it.
+        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > SpooledBody.memoryLimit {
+            try ensureRoom(min(declared, 1 << 20))
+        }
         let spooled = try await SpooledBody(
             reading: ClientBody(request, limit: context.maxUploadSize), limit: context.maxUploadSize, spoolDirectory: spoolDirectory, budget: spoolBudget,
-            from: ConnectionsByAddress.key(of: context.remoteAddress), longestArrival: longestUnsignedArrival, ensureRoom: { [blobs = service.blobs] bytes in
-                do { try blobs.ensureRoom(for: UInt64(bytes)) } catch let refusal as CommandError {
-                    throw CommandError(refusal.code, "The server's disk is nearly full; no more request bodies are taken until space is freed")
-                }
-            })
+            from: ConnectionsByAddress.key(of: context.remoteAddress), longestArrival: longestUnsignedArrival, ensureRoom: ensureRoom)
         let principal = try verifier.verify(
             method: request.method.rawValue, authority: request.head.authority, path: request.uri.path, query: request.uri.query ?? "",
             headers: request.headers, payloadHash: spooled.sha256)

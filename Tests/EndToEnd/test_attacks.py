@@ -1034,7 +1034,24 @@ def test_layer_bytes_stop_at_the_disks_reserve_and_every_other_call_goes_on():
             ecr.upload_layer_part(repositoryName="team/full", uploadId=upload_id, partFirstByte=0, partLastByte=9,
                                   layerPartBlob=b"0123456789")
         reg = Registry(server, auth=("AWS", login_password(ecr)))
-        assert_error(patch(reg, start_upload(reg, "team/full"), os.urandom(MIB), 0), 429, "TOOMANYREQUESTS")
+        location = start_upload(reg, "team/full")
+        assert_error(patch(reg, location, os.urandom(MIB), 0), 429, "TOOMANYREQUESTS")
+        # Refused before the body is asked for, through either API, when the client waits to be.
+        from urllib.parse import urljoin, urlsplit
+        from conftest import send_expecting_continue, signed_headers
+        from test_registry_api import basic
+        url = urlsplit(urljoin(server.endpoint, location))
+        interim, status, _, answer = send_expecting_continue(
+            server.port, "PATCH", url.path + ("?" + url.query if url.query else ""),
+            {"Authorization": basic(login_password(ecr)), "Content-Type": "application/octet-stream"}, os.urandom(2 * MIB))
+        assert (interim, status) == ([], 429) and b"TOOMANYREQUESTS" in answer, (interim, status, answer)
+        part = json.dumps({"repositoryName": "team/full", "uploadId": upload_id, "partFirstByte": 0, "partLastByte": 2 * MIB - 1,
+                           "layerPartBlob": base64.b64encode(os.urandom(2 * MIB)).decode()}).encode()
+        headers = signed_headers("POST", server.endpoint + "/", part, {
+            "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.UploadLayerPart"})
+        interim, status, _, answer = send_expecting_continue(
+            server.port, "POST", "/", {name: value for name, value in headers.items() if name.lower() not in ("host", "content-length")}, part)
+        assert (interim, status) == ([], 400) and b"LimitExceededException" in answer, (interim, status, answer)
         assert os.listdir(os.path.join(server.data_dir, "staging")) in ([], [".upload-locks"])
         kinds = [event["type"] for event in server.events()]
         assert "LayerPartUploaded" not in kinds and kinds.count("UploadInitiated") == 2, kinds
