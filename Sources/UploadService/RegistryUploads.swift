@@ -213,17 +213,17 @@ extension UploadService {
         if let range, range.lowerBound != offset {
             return ChunkOutOfRange(bytesReceived: offset, message: "The chunk must start at byte \(offset), where the upload has reached")
         }
-        if let declaredLength {
-            if let range, declaredLength == 0 || declaredLength - 1 != range.upperBound - range.lowerBound {
-                return Self.heldOtherThanDeclared(at: offset, range, held: "the \(declaredLength) bytes its Content-Length declares")
-            }
-            // An empty chunk (a final PUT's) adds nothing, whatever the upload holds.
-            guard declaredLength > 0 else { return nil }
-            let limit = blobs.maximumLayerBytes
-            if offset > limit || declaredLength > limit - offset { return LayerTooLarge(maximumBytes: limit) }
+        guard let declaredLength else { return nil }
+        if let range, declaredLength == 0 || declaredLength - 1 != range.upperBound - range.lowerBound {
+            return Self.heldOtherThanDeclared(at: offset, range, held: "the \(declaredLength) bytes its Content-Length declares")
         }
-        // A disk past its reserve refuses the chunk's first mebibyte now, not once it is sent.
-        do { try blobs.ensureRoom(for: min(declaredLength ?? 1 << 20, 1 << 20)) } catch { return error }
+        // An empty chunk (a final PUT's) adds nothing, whatever the upload holds.
+        guard declaredLength > 0 else { return nil }
+        let limit = blobs.maximumLayerBytes
+        if offset > limit || declaredLength > limit - offset { return LayerTooLarge(maximumBytes: limit) }
+        // A disk past its reserve refuses the chunk's first mebibyte now, not once it is sent (a
+        // streamed chunk, its length unsaid, at its first byte).
+        do { try blobs.ensureRoom(for: min(declaredLength, 1 << 20)) } catch { return error }
         return nil
     }
 
