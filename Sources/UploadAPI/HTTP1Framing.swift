@@ -85,6 +85,11 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
                 reading = .handingOnTheLast
             }
             if Self.isHTTP10(head.version) { head.headers.remove(name: "Expect") }
+            // An absolute-form target (`GET http://host/path`, as sent to a proxy) names the host
+            // a server must take, not `Host` (RFC 9112 §3.2.2); NIO's conversion keeps `Host` and
+            // drops the target's, so every check after this one (the loopback guard under
+            // `--allow-anonymous`, the token realm) would judge a host the request did not name.
+            if let authority = Self.authority(ofAbsoluteTarget: head.uri) { head.headers.replaceOrAdd(name: "Host", value: authority) }
             unanswered.append(Unanswered(version: head.version, closes: closes))
             context.fireChannelRead(wrapInboundOut(.head(head)))
         default:
@@ -154,6 +159,13 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if !isHTTP10(head.version), head.headers["Host"].isEmpty { return .badRequest }
         return nil
+    }
+
+    /// The authority of an absolute-form request target (`http://host:port/path`); `nil` for the
+    /// origin form (`/path`) clients send to a server.
+    static func authority(ofAbsoluteTarget target: String) -> String? {
+        guard !target.hasPrefix("/"), let scheme = target.firstRange(of: "://") else { return nil }
+        return String(target[scheme.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" })
     }
 
     /// The version an answer states: HTTP/1.1, but HTTP/1.0 to an HTTP/1.0 request, so that NIO's

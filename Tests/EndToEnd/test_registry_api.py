@@ -1154,6 +1154,14 @@ def test_unsigned_requests_must_name_a_loopback_host_under_allow_anonymous(open_
             sock.sendall(("GET /v2/ HTTP/1.1\r\n" + "".join(f"Host: {h}\r\n" for h in hosts) + "\r\n").encode())
             answer = sock.recv(65536)
         assert answer.startswith(b"HTTP/1.1 403") and b"DENIED" in answer, (hosts, answer[:300])
+    # An absolute-form target names the host the server must take, whatever Host says (RFC 9112 §3.2.2).
+    for target, allowed in ((f"http://attacker.example:{port}/v2/", False), (f"HTTP://attacker.example/v2/", False),
+                            (f"http://127.0.0.1:{port}/v2/", True), ("/v2/", True)):
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            answer = sock.recv(65536)
+        expected = b"HTTP/1.1 200" if allowed else b"HTTP/1.1 403"
+        assert answer.startswith(expected), (target, answer[:300])
 
 
 def test_a_chunk_longer_than_its_content_range_is_refused_before_the_rest_arrives(open_server):
