@@ -14,6 +14,8 @@ import UploadStore
 ///    (``ReadOnlyStore/copy(to:)``): the log's tail then is the backup's position.
 /// 3. The copy is opened once, as a store, so that its projections catch up to that position (or
 ///    are rebuilt from the log, when the live ones could not be read); it names the active uploads (with the bytes the log records for each) and the blobs it serves.
+///    Its Merkle tree is computed again from its events (``UploadStore/Store/verifiedMerkleRoot()``):
+///    LMDB keeps no checksums, and a damaged page of the log would otherwise be copied as it is.
 /// 4. Blobs are immutable, so each is hard-linked (copied when the backup is on another file
 ///    system). Staging files change, and a link would let the restored server's start-up cut the
 ///    live file, so the recorded bytes of each are copied: from the file under its name now (which
@@ -110,7 +112,7 @@ public enum StoreBackup {
         await afterSnapshot()
         let copy = try Store(StoreConfiguration(directory: partial, settings: settings))
         let opened = Result {
-            let (position, root) = try copy.merkleRoot()
+            let (position, root) = try copy.verifiedMerkleRoot()
             let sessions = try copy.read { reader in try reader.allActiveUploads().compactMap { try reader.session($0) } }
             return (position, root, sessions, try copy.referencedBlobDigests())
         }

@@ -133,3 +133,24 @@ struct MerkleVerification {
         return level == 0 ? "position \(first)" : "positions \(first)...\(last)"
     }
 }
+
+extension Store {
+    /// The tree size and the Merkle root, as ``SnapshotReading/merkleRoot()`` gives them, once every
+    /// stored node has been computed again from the events' bytes (``MerkleVerification``): what a
+    /// backup prints, so that a damaged page of the log it copied fails the backup, rather than
+    /// being kept in it beside a root it no longer proves.
+    /// - Throws: ``StoreError`` `.corrupt`, naming the first events that do not hash to the tree.
+    public func verifiedMerkleRoot() throws -> (treeSize: UInt64, rootHash: String) {
+        try snapshot { reader in
+            let size = try reader.lastPosition()
+            let verification = MerkleVerification(size: size)
+            do {
+                try verification.checkNothingStoredPast(reader.txn, schema)
+                try verification.check(reader.txn, schema, tick: {})
+            } catch let failure as Replayer.Failure {
+                throw StoreError(.corrupt, "the log does not hash to its Merkle tree: \(failure)")
+            }
+            return (size, Hex.encode(try reader.rootHash(size: size)))
+        }
+    }
+}

@@ -333,6 +333,28 @@ def test_a_backup_that_fails_part_way_cleans_up(live, tmp_path):
     assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.partial-*"))
 
 
+def test_a_backup_of_a_log_with_a_damaged_record_fails_and_names_it(tmp_path):
+    """LMDB keeps no checksums: a byte changed in a log page on disk (a failing disk, a stray
+    write) was copied into the backup beside a root it no longer proves. The backup computes its
+    Merkle tree again from the events, refuses, and leaves nothing that looks like a backup."""
+    data = tmp_path / "data"
+    data.mkdir()
+    server = Server(str(data))
+    try:
+        client(server).create_repository(repositoryName="ops/damaged-zq7")
+        client(server).create_repository(repositoryName="ops/intact")
+    finally:
+        assert server.stop() == 0
+    log = data / "data.mdb"
+    pages = log.read_bytes()
+    assert pages.count(b"ops/damaged-zq7") >= 1, "the name is in a log record"
+    log.write_bytes(pages.replace(b"ops/damaged-zq7", b"ops/damaged-zq8"))
+    out = tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(tmp_path / "b"))
+    assert out.returncode == 1 and "the log does not hash to its Merkle tree" in out.stderr, out.stderr
+    assert "position 1" in out.stderr or "positions 1" in out.stderr, out.stderr
+    assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.partial-*"))
+
+
 def test_stats_reports_what_the_store_holds(live):
     server, data, ecr = live["server"], live["data"], live["ecr"]
     stats = json_of(tool("upload-coordinator", "stats", "--data-dir", str(data), "--json"))
