@@ -63,7 +63,10 @@ public enum StoreBackup {
                 logger.info("backing up", metadata: ["partial": "\(partial.path)"])
                 var report = try await backUp(live, source, into: partial.path, settings: settings, afterSnapshot: afterSnapshot)
                 if !report.missingBlobs.isEmpty, !allowMissingBlobs {
-                    throw StoreError(.io, "the store names blobs its folder lacks: \(report.missingBlobs.joined(separator: ", "))")
+                    // A count and the first few: a store can lack hundreds of thousands.
+                    let missing = report.missingBlobs.sorted()
+                    let named = missing.prefix(5).joined(separator: ", ") + (missing.count > 5 ? ", …" : "")
+                    throw StoreError(.io, "the store's folder lacks \(missing.count) of the blobs it names (\(named)); `--allow-missing-blobs` backs it up without them")
                 }
                 report.missingBlobs.sort()
                 if let refusal = refusal(destination: destination, dataDirectory: dataDirectory) { throw StoreError(.io, refusal) }

@@ -320,6 +320,7 @@ def test_blobs_the_store_names_come_with_it_and_missing_ones_are_refused(live, t
     (data / "blobs" / "sha256" / live["digest"].split(":")[1]).unlink()
     refused = tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(tmp_path / "b"))
     assert refused.returncode == 1 and live["digest"] in refused.stderr and not (tmp_path / "b").exists()
+    assert "lacks 1 of the blobs it names" in refused.stderr, refused.stderr
     allowed = json_of(tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(tmp_path / "c"), "--json", "--allow-missing-blobs"))
     assert allowed["missingBlobs"] == [live["digest"]] and allowed["blobs"] == 2
 
