@@ -150,15 +150,24 @@ struct AuditVerifyProof: ParsableCommand {
     }
 }
 
-/// ISO 8601 in UTC: a date (`2026-11-29`) or a time (`2026-11-29T16:00:00Z`, fractions allowed).
+/// ISO 8601: a date, midnight UTC (`2026-11-29`), or a time with its zone (`2026-11-29T16:00:00Z`,
+/// `…+02:00`, fractions allowed). Nothing else is taken: the formatter that reads a date reads the
+/// date at the start of any text, so a time without a zone (`2026-11-29T16:00:00`) or text after
+/// the date would quietly move the window an auditor asked for to midnight.
 func parseTime(_ text: String, _ flag: String) throws -> Timestamp {
     let full = ISO8601DateFormatter()
     let fractional = ISO8601DateFormatter()
     fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     let day = ISO8601DateFormatter()
     day.formatOptions = [.withFullDate]
-    guard let date = full.date(from: text) ?? fractional.date(from: text) ?? day.date(from: text) else {
-        throw ValidationError("\(flag) must be an ISO 8601 date or time, e.g. 2026-11-29 or 2026-11-29T16:00:00Z; got '\(text)'")
+    let isADate = text.utf8.count == 10 && text.utf8.enumerated().allSatisfy { index, byte in
+        index == 4 || index == 7 ? byte == UInt8(ascii: "-") : (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+    }
+    guard let date = full.date(from: text) ?? fractional.date(from: text) ?? (isADate ? day.date(from: text) : nil) else {
+        let zoneless = text.contains("T") && !text.hasSuffix("Z") && !text.dropFirst(11).contains(where: { $0 == "+" || $0 == "-" })
+        throw ValidationError(
+            "\(flag) must be an ISO 8601 date (midnight UTC) or a time with its zone, e.g. 2026-11-29 or 2026-11-29T16:00:00Z; got '\(text)'"
+                + (zoneless ? ", a time without a zone (add Z for UTC)" : ""))
     }
     return Timestamp(millisecondsSinceEpoch: Int64((date.timeIntervalSince1970 * 1000).rounded()))
 }

@@ -76,6 +76,12 @@ struct EventsCommand: AsyncParsableCommand {
         try withReader(store) { store in
             // Pages, bounded in count and bytes, so that a long log streams in bounded memory from
             // short read transactions.
+            // A position past the tail is refused, as the feeds refuse it: the log does not hold
+            // what was read up to it (a restore, a failover), which printing nothing would hide.
+            let tail = try store.read { try $0.lastPosition() }
+            guard after <= tail else {
+                throw CommandError(.invalidParameter, "--after \(after) is past the log's last position \(tail): this log does not hold the events read up to it (it was restored, or failed over); read again from a position it holds")
+            }
             var position = after
             var remaining = limit ?? .max
             var pageSize = 1000

@@ -39,6 +39,11 @@ struct CommandLineTests {
         let page = try coordinator("events", "--data-dir", dir.path, "--after", "1", "--limit", "1")
         #expect(page.lines.count == 1)
         #expect(try json(page.lines[0])["position"] as? Int == 2)
+        // At the tail there is nothing more; past it, the log does not hold what was read (as the feeds say).
+        #expect(try coordinator("events", "--data-dir", dir.path, "--after", "2").lines.isEmpty)
+        let past = try coordinator("events", "--data-dir", dir.path, "--after", "3")
+        #expect(past.status == 1 && past.lines.isEmpty)
+        #expect(past.stderr.contains("InvalidParameterException: --after 3 is past the log's last position 2"), "\(past.stderr)")
     }
 
     /// A mistyped `--data-dir` made a new store and recorded there, answering success.
@@ -300,6 +305,16 @@ struct CommandLineTests {
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--since", "2999-01-01", "--json").lines.isEmpty)
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2000-01-01").lines.count == 1)
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--since", "yesterday").status != 0)
+        // A window is never moved quietly: a time without its zone, or text after a date, was read
+        // as that date's midnight.
+        for moved in ["2999-01-01T00:00:00", "2000-01-01garbage", "2000-01-01T23:59:59 "] {
+            let refused = try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", moved, "--json")
+            #expect(refused.status == 64 && refused.lines.isEmpty, "\(moved)")
+            #expect(refused.stderr.contains("--until must be an ISO 8601 date (midnight UTC) or a time with its zone"), "\(refused.stderr)")
+        }
+        #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2999-01-01T00:00:00").stderr.contains("a time without a zone"))
+        #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2999-01-01T00:00:00Z", "--json").lines.count == 3)
+        #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2999-01-01T02:00:00.5+02:00", "--json").lines.count == 3)
 
         let root = try json(try coordinator("audit", "root", "--data-dir", dir.path).lines[0])
         #expect(root["treeSize"] as? Int == 5)
