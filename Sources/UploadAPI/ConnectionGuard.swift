@@ -179,6 +179,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// waiting for its lock) holds its connection, and what the kernel buffers for it, no longer.
     private var heldBackSince: NIODeadline?
     private var pendingWrites = 0
+    /// Whether the guard is closing the connection itself (a limit or a timeout it enforces): a
+    /// close that must not wait for the answer's bytes, unlike others (``RawTraffic``).
+    private var closingItself = false
     /// When the oldest pending write last made progress (was issued, or a write completed).
     private var writeProgress = NIODeadline.now()
     private var admitted = false
@@ -430,6 +433,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         check = nil
         ends(reason)
         logger.debug("connection closed", metadata: ["reason": "\(reason.explanation)", "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+        closingItself = true
         context.close(promise: nil)
     }
 
@@ -460,9 +464,39 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             let completion = promise ?? context.eventLoop.makePromise()
             guardian.writeStarted(at: .now())
-            let guardian = NIOLoopBound(self.guardian, eventLoop: context.eventLoop)
-            completion.futureResult.whenComplete { _ in guardian.value.writeEnded(at: .now()) }
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            completion.futureResult.whenComplete { _ in
+                let (traffic, context) = loopBound.value
+                traffic.guardian.writeEnded(at: .now())
+                if traffic.guardian.pendingWrites == 0, let held = traffic.closeWhenWritten {
+                    traffic.closeWhenWritten = nil
+                    context.close(mode: held.mode, promise: held.promise)
+                }
+            }
             context.write(data, promise: completion)
+        }
+
+        /// A close asked for while bytes written to the connection still wait for the socket.
+        private var closeWhenWritten: (mode: CloseMode, promise: EventLoopPromise<Void>?)?
+
+        /// Holds a close until what was written before it has gone to the socket: NIO fails the
+        /// writes still queued when a channel closes, and Hummingbird closes a connection as soon
+        /// as it has queued the answer that ends it (on shutdown, to a live feed's reader that is
+        /// behind; to an HTTP/1.0 client), cutting the answer mid-line, its end never sent. The
+        /// guard's own closes (a reader that takes nothing, `responseUnread`) are not held, and
+        /// they, with `--shutdown-timeout`, bound how long a held one waits.
+        func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+            guard mode == .all, guardian.pendingWrites > 0, !guardian.closingItself else {
+                context.close(mode: mode, promise: promise)
+                return
+            }
+            // A second close held as well completes the first's promise with its own.
+            var promise = promise
+            if let earlier = closeWhenWritten?.promise {
+                if let promise { promise.futureResult.cascade(to: earlier) } else { promise = earlier }
+            }
+            closeWhenWritten = (mode, promise)
+            context.flush()
         }
     }
 }

@@ -366,7 +366,7 @@ def test_event_positions_at_the_edge_of_uint64_answer_and_never_kill_the_server(
     assert srv.alive()
 
     out = srv.tool("upload-coordinator", "events", "--data-dir", srv.data_dir, "--after", str(U64_MAX))
-    assert out.returncode == 0 and out.stdout == "", (out.returncode, out.stdout[:200], out.stderr[-500:])
+    assert out.returncode == 1 and out.stdout == "" and "past the log's last position" in out.stderr, (out.returncode, out.stdout[:200], out.stderr[-500:])
     out = srv.tool("upload-coordinator", "events", "--data-dir", srv.data_dir, "--after", "-1")
     assert out.returncode > 0, "a negative position is a usage error, not a crash"
     assert_honest(srv)

@@ -1,6 +1,7 @@
 """Feeds for other services: the log paged and followed live, the projections, metrics, retries."""
 import http.client
 import json
+import os
 import re
 import threading
 import time
@@ -180,6 +181,52 @@ def test_a_stream_left_open_does_not_block_shutdown(server):
         except OSError:
             pass  # the server gone at the session's end: nothing to report from a daemon thread
     threading.Thread(target=stay_connected, daemon=True).start()
+
+
+def test_a_stream_whose_reader_is_behind_at_shutdown_still_ends_whole(tmp_path):
+    """On shutdown a stream stops after the slice it is writing, and its end is sent once the
+    reader has taken what came before: a reader that was behind (a full socket) got its
+    connection closed with that slice still queued, cut mid-line, without the chunked end."""
+    import base64
+    import signal
+    import socket
+    from conftest import Server
+    from test_catalog_and_tags import client
+    server = Server(str(tmp_path))
+    try:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="feeds/behind")
+        for i in range(40):  # about 2 MB of events, far more than the sockets hold
+            text = f"{i} " + base64.b64encode(os.urandom(18_000)).decode()
+            ecr.put_repository_catalog_data(repositoryName="feeds/behind", catalogData={"aboutText": text, "usageText": text})
+        path = "/events/stream?after=0&heartbeat=0"
+        reader = socket.socket()
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.connect(("127.0.0.1", server.port))
+        headers = {"Host": f"127.0.0.1:{server.port}", **signed_headers("GET", server.endpoint + path)}
+        reader.sendall((f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode())
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += reader.recv(4096)
+        time.sleep(1.5)  # the server writes until the sockets are full, and waits
+        server.process.send_signal(signal.SIGINT)
+        reader.settimeout(30)
+        while chunk := reader.recv(4096):  # still behind: what the server queued waits for it
+            received += chunk
+            time.sleep(0.005)
+        reader.close()
+    finally:
+        assert server.stop() == 0
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body.endswith(b"\r\n0\r\n\r\n"), (head[:100], body[-200:])
+    text, at = b"", 0
+    while (size := int(body[at:body.index(b"\r\n", at)], 16)) > 0:
+        start = body.index(b"\r\n", at) + 2
+        text += body[start:start + size]
+        at = start + size + 2
+    assert text.endswith(b"\n"), "no line cut"
+    positions = [json.loads(line)["position"] for line in text.splitlines() if line]
+    assert positions == list(range(1, len(positions) + 1)) and len(positions) >= 2, positions[-3:]
 
 
 def test_events_page_and_projection_endpoints(server, ecr, repo):
