@@ -161,7 +161,7 @@ public final class Store: EventStore {
     static let projectionsLagPatience = Duration.milliseconds(200)
 
     static func projectionsBehindRefusal(_ behind: (checkpoint: UInt64, tail: UInt64)) -> StoreError {
-        StoreError(.io, "The store's views are at position \(behind.checkpoint) of the log's \(behind.tail): a write is between its commits, or their commit failed after the log's (is the disk full?). Every write answered is in the log; reads resume once the views catch up.")
+        StoreError(.viewsBehind, "The store's views are at position \(behind.checkpoint) of the log's \(behind.tail): a write is between its commits, or their commit failed after the log's (is the disk full?). Every write answered is in the log; reads resume once the views catch up.")
     }
 
     private func askForAFold() {

@@ -14,6 +14,10 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         case io
         /// Too many commands are queued for the writer; try again shortly.
         case overloaded
+        /// The views a read answers from are behind the log (a write between its two commits, or
+        /// their commit failed after the log's): the read is refused until they catch up, which
+        /// the store asks for itself. A server fault, passing: retry (``Store/readAnswering(_:)``).
+        case viewsBehind
     }
 
     public let code: Code

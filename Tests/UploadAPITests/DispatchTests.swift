@@ -148,18 +148,20 @@ struct DispatchTests {
         #expect(overloaded.type == "ThrottlingException" && overloaded.status == .badRequest, "400, so SDKs back off and retry")
     }
 
-    /// The registry gives the store's reason too, and tells a refusal that passes (503 with
-    /// `Retry-After`, as distribution does) from a fault that will not (500).
-    @Test func registryErrors_fromTheStore_sayWhy_andWhetherToRetry() {
-        let cases: [(StoreError.Code, RegistryError.Code, HTTPResponse.Status, String?)] = [
-            (.io, .unavailable, .serviceUnavailable, "1"), (.closed, .unavailable, .serviceUnavailable, "1"),
-            (.overloaded, .tooManyRequests, .tooManyRequests, "1"),
-            (.corrupt, .unknown, .internalServerError, nil), (.migration, .unknown, .internalServerError, nil),
+    /// The registry tells a refusal that passes (503 with `Retry-After`, as distribution does),
+    /// saying why, from a fault that will not (500), whose words (which may name the server's
+    /// files) it keeps to its log.
+    @Test func registryErrors_fromTheStore_sayWhetherToRetry_andNameNoFile() {
+        let cases: [(StoreError.Code, RegistryError.Code, HTTPResponse.Status, String?, Bool)] = [
+            (.viewsBehind, .unavailable, .serviceUnavailable, "1", true), (.overloaded, .tooManyRequests, .tooManyRequests, "1", true),
+            (.closed, .unavailable, .serviceUnavailable, "1", false),
+            (.io, .unknown, .internalServerError, nil, false), (.corrupt, .unknown, .internalServerError, nil, false),
+            (.migration, .unknown, .internalServerError, nil, false),
         ]
-        for (store, code, status, retryAfter) in cases {
-            let error = RegistryError.from(StoreError(store, "the views are behind (\(store))"), in: .manifest)
+        for (store, code, status, retryAfter, saysWhy) in cases {
+            let error = RegistryError.from(StoreError(store, "the store at /srv/data says (\(store))"), in: .manifest)
             #expect(error.code == code && error.status == status && error.headers[.retryAfter] == retryAfter, "\(store)")
-            #expect(error.message == "the views are behind (\(store))", "the store's reason, not a generic line")
+            #expect(error.message.contains("/srv/data") == saysWhy, "\(store): \(error.message)")
         }
     }
 }

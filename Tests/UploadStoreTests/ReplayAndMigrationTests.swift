@@ -370,7 +370,7 @@ struct ReplayAndMigrationTests {
             // transaction its refusal asks for fails too here (its commit and the fold after it).
             failuresLeft.withLock { $0 = 2 }
             let refused = #expect(throws: StoreError.self) { try store.readAnswering { try $0.session(second.uploadId) } }
-            #expect(refused?.code == .io && refused?.message.contains("is the disk full?") == true)
+            #expect(refused?.code == .viewsBehind && refused?.message.contains("is the disk full?") == true)
             let asked = ContinuousClock.now + .seconds(10)
             while failuresLeft.withLock({ $0 }) > 0, ContinuousClock.now < asked { try await Task.sleep(for: .milliseconds(5)) }
             #expect(failuresLeft.withLock { $0 } == 0, "the writer tried")

@@ -24,7 +24,7 @@ struct RegistryError: Error {
         case tooManyRequests = "TOOMANYREQUESTS"
         /// Not one of the spec's codes, but distribution's for a refusal that passes (503 with
         /// `Retry-After`): the store cannot answer now (its views catching up with the log, the
-        /// disk failing), and a retry may succeed.
+        /// server stopping), and a retry soon should succeed.
         case unavailable = "UNAVAILABLE"
         /// Not one of the spec's codes: a failure of this server, never of the request.
         case unknown = "UNKNOWN"
@@ -92,11 +92,14 @@ struct RegistryError: Error {
             error.headers[.range] = RegistryFrontEnd.rangeHeader(mismatch.bytesReceived)
             return error
         case let failure as StoreError:
-            // The store's own words, as the AWS API gives them: what failed, and whether to retry.
+            // Refusals that pass say why (their words name no file); a fault that retrying will
+            // not mend is logged, and answered without the store's words, which may name its
+            // files, to callers who need no credentials to pull.
             switch failure.code {
             case .overloaded: return RegistryError(.tooManyRequests, failure.message)
-            case .io, .closed: return RegistryError(.unavailable, failure.message)
-            case .corrupt, .migration: return RegistryError(.unknown, failure.message)
+            case .viewsBehind: return RegistryError(.unavailable, failure.message)
+            case .closed: return RegistryError(.unavailable, "The server is stopping; try again")
+            case .io, .corrupt, .migration: return RegistryError(.unknown, "The request could not be completed")
             }
         case is CancellationError:  // the server is stopping (as APIError's)
             return RegistryError(.tooManyRequests, "The request was cancelled: the server is stopping; try again")
