@@ -481,8 +481,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
         /// Holds a close until what was written before it has gone to the socket: NIO fails the
         /// writes still queued when a channel closes, and Hummingbird closes a connection as soon
-        /// as it has queued the answer that ends it (on shutdown, to a live feed's reader that is
-        /// behind; to an HTTP/1.0 client), cutting the answer mid-line, its end never sent. The
+        /// as it has queued the answer that ends it when the server is stopping, so a live feed's
+        /// reader that was behind got its last slice cut mid-line, its end never sent. The
         /// guard's own closes (a reader that takes nothing, `responseUnread`) are not held, and
         /// they, with `--shutdown-timeout`, bound how long a held one waits.
         func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {

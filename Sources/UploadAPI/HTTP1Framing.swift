@@ -86,9 +86,10 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if Self.isHTTP10(head.version) { head.headers.remove(name: "Expect") }
             // An absolute-form target (`GET http://host/path`, as sent to a proxy) names the host
-            // a server must take, not `Host` (RFC 9112 §3.2.2); NIO's conversion keeps `Host` and
-            // drops the target's, so every check after this one (the loopback guard under
-            // `--allow-anonymous`, the token realm) would judge a host the request did not name.
+            // a server must take, not `Host` (RFC 9112 §3.2.2; one at most, refused above); NIO's
+            // conversion keeps `Host` and drops the target's, so every check after this one (the
+            // loopback guard under `--allow-anonymous`, the token realm) would judge a host the
+            // request did not name.
             if let authority = Self.authority(ofAbsoluteTarget: head.uri) { head.headers.replaceOrAdd(name: "Host", value: authority) }
             unanswered.append(Unanswered(version: head.version, closes: closes))
             context.fireChannelRead(wrapInboundOut(.head(head)))
@@ -158,6 +159,9 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             if tokens != ["chunked"] { return .notImplemented }
         }
         if !isHTTP10(head.version), head.headers["Host"].isEmpty { return .badRequest }
+        // Two `Host` lines (RFC 9112 §3.2): a proxy in front that routes by the second would send
+        // this server what it judged by the first (the loopback guard, a signature).
+        if head.headers["Host"].count > 1 { return .badRequest }
         return nil
     }
 

@@ -14,12 +14,8 @@ struct LoopbackHostGuard<Context: RequestContext>: RouterMiddleware {
     let configuredHosts: Set<String>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        // A second `Host` line stays among the fields (the first is the authority checked here):
-        // a proxy in front that routes by the second would send this server what it refused.
-        let refusal = request.headers[HTTPField.Name("Host")!] != nil
-            ? "A request names its host once; this one names it more than once"
-            : refusal(authority: request.head.authority, origin: request.headers[.origin])
-        guard let refusal else {
+        // A second `Host` line never reaches this far (``HTTP1Framing`` refuses it with 400).
+        guard let refusal = refusal(authority: request.head.authority, origin: request.headers[.origin]) else {
             return try await next(request, context)
         }
         if RegistryFrontEnd.serves(path: request.uri.path) {

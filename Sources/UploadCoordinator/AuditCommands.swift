@@ -151,23 +151,26 @@ struct AuditVerifyProof: ParsableCommand {
 }
 
 /// ISO 8601: a date, midnight UTC (`2026-11-29`), or a time with its zone (`2026-11-29T16:00:00Z`,
-/// `…+02:00`, fractions allowed). Nothing else is taken: the formatter that reads a date reads the
-/// date at the start of any text, so a time without a zone (`2026-11-29T16:00:00`) or text after
-/// the date would quietly move the window an auditor asked for to midnight.
+/// `…+02:00`, fractions allowed), and nothing else: Foundation's formatters read a date or a time
+/// at the start of any text and roll impossible days over, so a time without a zone, text after
+/// it, or the 31st of November would quietly move the window an auditor asked for.
 func parseTime(_ text: String, _ flag: String) throws -> Timestamp {
+    let refusal = "\(flag) must be an ISO 8601 date (midnight UTC) or a time with its zone, e.g. 2026-11-29 or 2026-11-29T16:00:00Z; got '\(text)'"
+    guard let parts = text.wholeMatch(of: /(\d{4}-\d{2}-\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(Z|[+-]\d{2}:\d{2}))?/) else {
+        let zoneless = text.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?/) != nil
+        throw ValidationError(refusal + (zoneless ? ", a time without a zone (add Z for UTC)" : ""))
+    }
+    let day = ISO8601DateFormatter()
+    day.formatOptions = [.withFullDate]
+    // A day that exists reads back as itself; the hour, minute and second are within their ranges.
+    guard let midnight = day.date(from: String(parts.1)), day.string(from: midnight) == parts.1,
+          (parts.2.map { Int($0)! < 24 } ?? true), (parts.3.map { Int($0)! < 60 } ?? true), (parts.4.map { Int($0)! < 60 } ?? true) else {
+        throw ValidationError(refusal + ", a day or time that does not exist")
+    }
+    guard parts.2 != nil else { return Timestamp(millisecondsSinceEpoch: Int64((midnight.timeIntervalSince1970 * 1000).rounded())) }
     let full = ISO8601DateFormatter()
     let fractional = ISO8601DateFormatter()
     fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    let day = ISO8601DateFormatter()
-    day.formatOptions = [.withFullDate]
-    let isADate = text.utf8.count == 10 && text.utf8.enumerated().allSatisfy { index, byte in
-        index == 4 || index == 7 ? byte == UInt8(ascii: "-") : (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
-    }
-    guard let date = full.date(from: text) ?? fractional.date(from: text) ?? (isADate ? day.date(from: text) : nil) else {
-        let zoneless = text.contains("T") && !text.hasSuffix("Z") && !text.dropFirst(11).contains(where: { $0 == "+" || $0 == "-" })
-        throw ValidationError(
-            "\(flag) must be an ISO 8601 date (midnight UTC) or a time with its zone, e.g. 2026-11-29 or 2026-11-29T16:00:00Z; got '\(text)'"
-                + (zoneless ? ", a time without a zone (add Z for UTC)" : ""))
-    }
+    guard let date = full.date(from: text) ?? fractional.date(from: text) else { throw ValidationError(refusal) }
     return Timestamp(millisecondsSinceEpoch: Int64((date.timeIntervalSince1970 * 1000).rounded()))
 }

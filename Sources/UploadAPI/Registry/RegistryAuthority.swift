@@ -94,7 +94,10 @@ public struct RegistryAuthority: Sendable {
     /// What a password's or a token's signature covers beyond its text: a digest of its key's
     /// secret, when the server knows it.
     private func secretBinding(_ principal: String) -> String {
-        secrets[principal].map { "\n" + Hex.encode(SHA256.hash(data: Array($0.utf8))) } ?? ""
+        // Hashed for a name that is no key too, so that the time taken tells nothing of which are.
+        let secret = secrets[principal]
+        let digest = Hex.encode(SHA256.hash(data: Array((secret ?? "").utf8)))
+        return secret == nil ? "" : "\n" + digest
     }
 
     /// The principal a password names, when it is this server's, unexpired, for this registry, and
