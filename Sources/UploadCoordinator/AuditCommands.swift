@@ -156,8 +156,9 @@ struct AuditVerifyProof: ParsableCommand {
 /// it, or the 31st of November would quietly move the window an auditor asked for.
 func parseTime(_ text: String, _ flag: String) throws -> Timestamp {
     let refusal = "\(flag) must be an ISO 8601 date (midnight UTC) or a time with its zone, e.g. 2026-11-29 or 2026-11-29T16:00:00Z; got '\(text)'"
-    guard let parts = text.wholeMatch(of: /(\d{4}-\d{2}-\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(Z|[+-]\d{2}:\d{2}))?/) else {
-        let zoneless = text.wholeMatch(of: /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?/) != nil
+    // ASCII digits only (`\d` takes any script's, which `Int` does not read).
+    guard let parts = text.wholeMatch(of: /([0-9]{4}-[0-9]{2}-[0-9]{2})(?:T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))?/) else {
+        let zoneless = text.wholeMatch(of: /[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?/) != nil
         throw ValidationError(refusal + (zoneless ? ", a time without a zone (add Z for UTC)" : ""))
     }
     let day = ISO8601DateFormatter()
