@@ -55,6 +55,13 @@ public final class PostgresConnection: @unchecked Sendable {
     /// with ``defaults`` for what it does not set.
     public init(url: String) throws(PostgresError) {
         displayName = PostgresConnection.withoutPassword(url)
+        // libpq's own words for a string it cannot read quote the piece it stopped at, which is
+        // often the password (a bare `%` in it): never repeated.
+        guard Self.isReadable(url) else {
+            throw PostgresError(
+                sqlState: nil, message: "the database URL cannot be read as a connection string (in a URL, a password's %, @, / and : must be percent-encoded)",
+                operation: "connect to \(displayName)", connecting: true)
+        }
         // Keywords before `dbname` are overridden by what the expanded URL sets.
         let pairs = Self.defaults + [("dbname", url)]
         let keywords = pairs.map { strdup($0.0) } + [nil], values = pairs.map { strdup($0.1) } + [nil]
@@ -360,6 +367,17 @@ public final class PostgresConnection: @unchecked Sendable {
     private static func summary(_ sql: String) -> String {
         let words = sql.split(whereSeparator: \.isWhitespace).prefix(6).joined(separator: " ")
         return words.count < 60 ? words : String(words.prefix(60)) + "…"
+    }
+
+    /// Whether libpq can read `url` as a connection string.
+    static func isReadable(_ url: String) -> Bool {
+        var error: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(url, &error) else {
+            if let error { PQfreemem(error) }
+            return false
+        }
+        PQconninfoFree(options)
+        return true
     }
 
     /// `url` as libpq reads it (a URI or `key=value` pairs), for logs and errors: each setting it

@@ -42,6 +42,11 @@ struct PostgresStoreTests {
         }
         #expect(PostgresConnection.withoutPassword("postgres://ops@db:5432/uc").split(separator: " ").sorted() == ["dbname=uc", "host=db", "port=5432", "user=ops"])
         #expect(!PostgresConnection.withoutPassword("postgres://ops:s3cret@db:bad-port/uc").contains("s3cret"))
+        // libpq's words for a URL it cannot read quote where it stopped: a password's bare `%`.
+        for unreadable in ["postgres://ops:My%Secret@127.0.0.1:1/uc", "postgres://ops:pa%ss-Secret@127.0.0.1:1/uc"] {
+            let refused = #expect(throws: PostgresError.self) { try PostgresConnection(url: unreadable) }
+            #expect(refused.map { !"\($0)".contains("Secret") && "\($0)".contains("cannot be read as a connection string") } == true, "\(String(describing: refused))")
+        }
     }
 
     /// copy-store's guard, read without migrating: a database a store has written holds a log.
