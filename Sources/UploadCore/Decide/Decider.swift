@@ -76,7 +76,6 @@ public struct Decision: Sendable, Equatable {
 public struct ImageFailure: Sendable, Equatable {
     public enum Code: String, Sendable {
         case invalidImageDigest = "InvalidImageDigest"
-        case invalidImageTag = "InvalidImageTag"
         case imageTagDoesNotMatchDigest = "ImageTagDoesNotMatchDigest"
         case imageNotFound = "ImageNotFound"
         case missingDigestAndTag = "MissingDigestAndTag"
