@@ -29,6 +29,8 @@ public protocol BlobStorage: Sendable {
 
 /// An open blob.
 public protocol BlobReader: Sendable {
+    /// Its size in bytes, as the storage holds it (a reader compares it with the layer's record).
+    var size: UInt64 { get }
     /// Reads into `buffer` from `offset`. - Returns: the bytes read; fewer than asked only at the end.
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
 }
@@ -52,10 +54,19 @@ extension BlobStorage {
 /// A blob file of the folder, open for `pread`, closed when the last reference goes.
 final class BlobFile: BlobReader {
     private let descriptor: Int32
+    let size: UInt64
 
+    /// Opens the regular file at `path`: anything else there (a folder, a device put in its place
+    /// by hand) is refused, not served as bytes it does not have.
     init(path: String) throws {
         descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw StoreError(.io, "the blob's file \(path) cannot be opened: \(String(cString: strerror(errno)))") }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            close(descriptor)
+            throw StoreError(.corrupt, "the blob's file \(path) is not a regular file")
+        }
+        size = UInt64(status.st_size)
     }
 
     deinit { close(descriptor) }

@@ -635,6 +635,32 @@ def test_delete_of_a_blob_is_405_unsupported(reg, repo, blob):
     assert reg("HEAD", f"/v2/{repo}/blobs/{digest}").status_code == 200
 
 
+@pytest.mark.parametrize("damage", ["removed", "a-folder", "truncated"])
+def test_a_blob_file_lost_or_damaged_on_disk_is_500_for_head_and_get_alike(server, reg, repo, blob, damage):
+    """The record says the repository holds the blob, so its file gone, replaced or short is the
+    server's fault: HEAD must not promise what GET cannot serve (200 against 500), nor a folder in
+    the file's place be served as an empty 200."""
+    data, digest = blob
+    path = pathlib.Path(server.data_dir, "blobs", "sha256", digest.split(":", 1)[1])
+    kept = path.read_bytes()
+    path.unlink()
+    try:
+        if damage == "a-folder":
+            path.mkdir()
+        elif damage == "truncated":
+            path.write_bytes(kept[:-1])
+        for method in ("HEAD", "GET"):
+            answer = reg(method, f"/v2/{repo}/blobs/{digest}")
+            assert answer.status_code == 500, (method, answer.status_code, answer.content[:100])
+            if method == "GET":
+                assert answer.json()["errors"][0]["code"] == "UNKNOWN"
+                assert server.data_dir not in answer.text  # the store's words name its files
+    finally:
+        path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+        path.write_bytes(kept)
+    assert reg("GET", f"/v2/{repo}/blobs/{digest}").content == data
+
+
 # ---------------------------------------------------------------------------------------------
 # Manifests
 

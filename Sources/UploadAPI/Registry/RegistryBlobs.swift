@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import UploadCore
 import UploadService
+import UploadStore
 
 /// Blob uploads and blobs: `/v2/<name>/blobs/uploads/[<id>]` and `/v2/<name>/blobs/<digest>`.
 extension RegistryFrontEnd {
@@ -147,6 +148,12 @@ extension RegistryFrontEnd {
             return try snapshot.layer(ref, digest)
         }
         guard let layer else { throw RegistryError(.blobUnknown, "The repository holds no blob \(digest)") }
+        // Opened for HEAD too, so that HEAD and GET agree when the file is gone or damaged (a
+        // server fault: the record says the repository holds it).
+        let blob = try service.storage.openBlob(digest)
+        guard blob.size == layer.layerSize else {
+            throw StoreError(.corrupt, "the blob \(digest) holds \(blob.size) bytes; its layer was recorded with \(layer.layerSize)")
+        }
         var headers: HTTPFields = [Self.contentDigestHeader: digest, .contentType: "application/octet-stream", .acceptRanges: "bytes"]
         var range = layer.layerSize == 0 ? nil : 0...(layer.layerSize - 1)
         var status = HTTPResponse.Status.ok
@@ -165,7 +172,7 @@ extension RegistryFrontEnd {
         headers[.contentLength] = String(range.map { $0.upperBound - $0.lowerBound + 1 } ?? 0)
         guard request.method == .get, let range else { return Self.response(status, ByteBuffer(), request, headers: headers) }
         headers[Self.apiVersionHeader] = "registry/2.0"
-        return Response(status: status, headers: headers, body: Self.blobBody(try service.storage.openBlob(digest), range: range))
+        return Response(status: status, headers: headers, body: Self.blobBody(blob, range: range))
     }
 
     /// The bytes of `range` of a blob, read on NIO's thread pool a piece at a time as the
