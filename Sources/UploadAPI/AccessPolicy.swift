@@ -11,7 +11,8 @@ import UploadStore
 ///   this registry are otherwise allowed, and keys of another registry need an Allow that names them.
 ///
 /// Each access key is the user `arn:aws:iam::<registry>:user/<name>` of its credentials line;
-/// anonymous callers (`--allow-anonymous`, public pulls) are of this registry, and only `*` names them.
+/// anonymous callers may do what the caller says anyone may (public pulls, the gallery's reads)
+/// and what a policy allows `*`, and under `--allow-anonymous`, everything.
 public struct AccessPolicy: Sendable {
     /// By access key id.
     let principals: [String: PolicyPrincipal]
@@ -23,6 +24,10 @@ public struct AccessPolicy: Sendable {
     /// The registry front end's pulls, which anyone may make unless a policy denies them (without
     /// `--private-pulls`), as on ECR Public.
     public static let pullActions: Set<String> = ["BatchGetImage", "GetDownloadUrlForLayer", "DescribeImageTags"]
+
+    /// What the gallery shows anyone of a repository they may pull from, unless a policy denies
+    /// it: its images and catalog data, as ECR Public's gallery does.
+    static let galleryReadActions = pullActions.union(["DescribeImages", "GetRepositoryCatalogData"])
 
     public init(authentication: ECRPublicService.Authentication, registryId: String) {
         var principals: [String: PolicyPrincipal] = [:]
@@ -58,12 +63,15 @@ public struct AccessPolicy: Sendable {
     }
 
     /// `action` (an ECR operation's name, `PutImage`) on `ref`, judged by its policy.
-    /// - Parameter publicPulls: pulls (``pullActions``) are anyone's unless the policy denies them.
-    func check(_ accessKeyId: String?, action: String, on ref: RepositoryRef, policyText: String?, publicPulls: Bool = false) throws(AccessDenied) {
+    /// - Parameter publicActions: what anyone may do unless the policy denies it; anything else an
+    ///   anonymous caller may do only where the policy allows `*` (or under `--allow-anonymous`).
+    func check(_ accessKeyId: String?, action: String, on ref: RepositoryRef, policyText: String?, publicActions: Set<String> = []) throws(AccessDenied) {
         let caller = try caller(accessKeyId)
         let resource = ref.arn
-        let publicRead = publicPulls && Self.pullActions.contains(action)
-        let isOwn = (caller?.registryId ?? ref.registryId) == ref.registryId
+        let publicRead = publicActions.contains(action)
+        // An anonymous caller is nobody's own but under `--allow-anonymous`: a path that reached
+        // here without authenticating must not act as the registry's owner.
+        let isOwn = caller.map { $0.registryId == ref.registryId } ?? opensEverything
         let allowed: Bool
         switch policyText.map(policies.policy) {
         case nil:
@@ -96,9 +104,9 @@ public struct AccessPolicy: Sendable {
     }
 
     /// Each of `actions` against the repository's policy as `service` reads it now (one read).
-    func check(_ accessKeyId: String?, actions: [String], on ref: RepositoryRef, in service: UploadService, publicPulls: Bool = false) async throws {
+    func check(_ accessKeyId: String?, actions: [String], on ref: RepositoryRef, in service: UploadService, publicActions: Set<String> = []) async throws {
         let policyText = try await service.reading { try $0.details(ref)?.policyText }
-        for action in actions { try check(accessKeyId, action: action, on: ref, policyText: policyText, publicPulls: publicPulls) }
+        for action in actions { try check(accessKeyId, action: action, on: ref, policyText: policyText, publicActions: publicActions) }
     }
 }
 

@@ -101,6 +101,29 @@ struct SigV4Tests {
         #expect(throws: Never.self) { try Self.verifier().precheck(method: "POST", headers: Self.headers()) }
     }
 
+    /// An anonymous caller may do only what the caller names public, or what a policy allows `*`:
+    /// it is nobody's own (a path that skipped authentication must not act as the owner), but under
+    /// `--allow-anonymous`, where everyone is.
+    @Test func anAnonymousCaller_mayOnlyWhatIsPublicOrAllowedToEveryone() throws {
+        let access = AccessPolicy(authentication: .sigV4(Self.verifier()), registryId: testRegistryId)
+        let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+        for action in ["PutImage", "BatchDeleteImage", "SetRepositoryPolicy", "DescribeImages", "BatchGetImage"] {
+            #expect(throws: AccessDenied.self, "\(action)") { try access.check(nil, action: action, on: ref, policyText: nil) }
+        }
+        #expect(throws: AccessDenied.self) { try access.check(nil, action: "SetRepositoryPolicy", on: ref, policyText: "{not a policy") }
+        #expect(throws: Never.self) { try access.check(nil, action: "BatchGetImage", on: ref, policyText: nil, publicActions: AccessPolicy.pullActions) }
+        #expect(throws: AccessDenied.self) { try access.check(nil, action: "DescribeImages", on: ref, policyText: nil, publicActions: AccessPolicy.pullActions) }
+        #expect(throws: Never.self) { try access.check(nil, action: "DescribeImages", on: ref, policyText: nil, publicActions: AccessPolicy.galleryReadActions) }
+        let toEveryone = #"{"Statement":{"Effect":"Allow","Principal":"*","Action":"ecr-public:PutImage"}}"#
+        #expect(throws: Never.self) { try access.check(nil, action: "PutImage", on: ref, policyText: toEveryone) }
+        let deniedToEveryone = #"{"Statement":{"Effect":"Deny","Principal":"*","Action":"ecr-public:BatchGetImage"}}"#
+        #expect(throws: AccessDenied.self) { try access.check(nil, action: "BatchGetImage", on: ref, policyText: deniedToEveryone, publicActions: AccessPolicy.pullActions) }
+
+        let open = AccessPolicy(authentication: .anonymous, registryId: testRegistryId)
+        #expect(throws: Never.self) { try open.check(nil, action: "PutImage", on: ref, policyText: nil) }
+        #expect(throws: Never.self) { try open.check("anyone", action: "BatchDeleteImage", on: ref, policyText: nil) }
+    }
+
     /// A key of another registry is who it says it is; what it may do is ``AccessPolicy``'s to say:
     /// nothing of the registry's own, and on a repository only what its policy allows.
     @Test func aKeyOfAnotherRegistry_isAuthenticated_andNeedsAPolicyThatAllowsIt() throws {
@@ -114,9 +137,8 @@ struct SigV4Tests {
         let allowed = #"{"Statement":{"Effect":"Allow","Principal":{"AWS":"999999999999"},"Action":"ecr-public:PutImage"}}"#
         #expect(throws: Never.self) { try access.check("test", action: "PutImage", on: ref, policyText: allowed) }
         #expect(throws: AccessDenied.self) { try access.check("test", action: "BatchDeleteImage", on: ref, policyText: allowed) }
-        #expect(throws: Never.self) { try access.check(nil, action: "PutImage", on: ref, policyText: nil) }
         #expect(throws: AccessDenied.self, "a key no longer configured") { try access.check("ghost", action: "PutImage", on: ref, policyText: nil) }
-        #expect(throws: Never.self, "a public pull") { try access.check("test", action: "BatchGetImage", on: ref, policyText: nil, publicPulls: true) }
+        #expect(throws: Never.self, "a public pull") { try access.check("test", action: "BatchGetImage", on: ref, policyText: nil, publicActions: AccessPolicy.pullActions) }
         // Strangers (anonymous, another registry's key) are not told a policy denied them; a key no
         // longer configured is no stranger (it is told the key is gone, not that nothing is there).
         #expect(access.isStranger(nil, to: ref) && access.isStranger("test", to: ref) && !access.isStranger("ghost", to: ref))

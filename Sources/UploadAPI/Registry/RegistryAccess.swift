@@ -45,7 +45,7 @@ extension RegistryFrontEnd {
     /// record. Without `--private-pulls`, anyone may pull unless a policy denies them, as on ECR Public.
     func authorize(_ call: Call, _ ref: RepositoryRef, _ actions: [String]) async throws {
         do {
-            try await authority.access.check(call.principal, actions: actions, on: ref, in: service, publicPulls: !authority.privatePulls)
+            try await authority.access.check(call.principal, actions: actions, on: ref, in: service, publicActions: authority.publicActions)
         } catch is AccessDenied where Set(actions).isSubset(of: AccessPolicy.pullActions) && authority.access.isStranger(call.principal, to: ref) {
             // A repository a stranger may not pull from is, to them, one that does not exist, as
             // the pages show it: a 403 would tell hidden repositories from missing ones.
@@ -71,7 +71,7 @@ extension RegistryFrontEnd {
             // As the principal the credentials pull that repository as (nil: anonymously).
             let puller: String?
             do { puller = try authenticate(call, for: (ref.repositoryName, .pull)) } catch { continue }
-            if (try? authority.access.check(puller, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicPulls: !authority.privatePulls)) != nil {
+            if (try? authority.access.check(puller, action: "GetDownloadUrlForLayer", on: ref, policyText: policyText, publicActions: authority.publicActions)) != nil {
                 return true
             }
         }

@@ -29,6 +29,8 @@ public struct RegistryAuthority: Sendable {
     let accessKeys: Set<String>?
     /// Whether pulls need credentials too (`--private-pulls`).
     public let privatePulls: Bool
+    /// What anyone may do on a repository unless its policy denies it: pull, unless `--private-pulls`.
+    var publicActions: Set<String> { privatePulls ? [] : AccessPolicy.pullActions }
     /// What each caller may do once known: the AWS API and the registry front end judge by it alike.
     public let access: AccessPolicy
 

@@ -53,7 +53,7 @@ extension RegistryFrontEnd {
                 let puller = try authenticate(call, for: (from, .pull))
                 try await authority.access.check(
                     puller, actions: ["GetDownloadUrlForLayer"], on: RepositoryRef(registryId: ref.registryId, repositoryName: from),
-                    in: service, publicPulls: !authority.privatePulls)
+                    in: service, publicActions: authority.publicActions)
             } catch {
                 return false  // not allowed to read the source: the client uploads the blob instead
             }
