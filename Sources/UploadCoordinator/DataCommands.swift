@@ -109,12 +109,9 @@ struct MigrateCommand: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() async throws {
-        let before: [String]
-        do { before = try StoreBackends.appliedMigrations(directory: store.dataDir, databaseURL: store.database()) } catch { fail(error) }
         try await withStore(store) { store in
-            let after = try store.appliedMigrations()
-            let new = after.filter { !before.contains($0) }
-            print(new.isEmpty ? "up to date at \(after.last ?? "no migration")" : new.map { "applied \($0)" }.joined(separator: "\n"))
+            let new = store.migrationsAppliedAtOpen
+            print(new.isEmpty ? "up to date at \(try store.appliedMigrations().last ?? "no migration")" : new.map { "applied \($0)" }.joined(separator: "\n"))
         }
     }
 }

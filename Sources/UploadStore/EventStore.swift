@@ -67,6 +67,10 @@ public protocol EventStore: SnapshotReading {
     /// The migrations recorded in the store, in the order applied.
     func appliedMigrations() throws -> [String]
 
+    /// The migrations this process applied when it opened the store (another process may have
+    /// applied others meanwhile: they are recorded, not this one's to report).
+    var migrationsAppliedAtOpen: [String] { get }
+
     /// Whether this process should do the store-wide `duty` now: true in one process at a time
     /// where several share the store (PostgreSQL nodes elect one by advisory lock). A duty's work
     /// must still be safe to repeat: the lead can move between one call and the next.

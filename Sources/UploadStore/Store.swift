@@ -20,6 +20,7 @@ public final class Store: EventStore {
     let projections: ProjectionEnvironment
     /// Whether opening found the projections possibly torn by a crash of the machine, and rebuilt them.
     public let rebuiltTornProjections: Bool
+    public let migrationsAppliedAtOpen: [String]
     private let writer: GroupCommitWriter
     private let notifier = CommitNotifier()
     /// When a read refused for projections behind the log last asked the writer to fold them in.
@@ -47,13 +48,13 @@ public final class Store: EventStore {
         let migrator = UploadMigrations.migrator
         let status = try environment.read { try migrator.status($0) }
         switch status {
-        case .current: break
+        case .current: migrationsAppliedAtOpen = []
         case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
         case .pending(let pending):
             guard configuration.migrateOnOpen else {
                 throw StoreError(.migration, MigrationError.pending(pending).description)
             }
-            do { try migrator.migrate(environment) } catch let error as MigrationError {
+            do { migrationsAppliedAtOpen = try migrator.migrate(environment) } catch let error as MigrationError {
                 throw StoreError(.migration, error.description)
             }
         }

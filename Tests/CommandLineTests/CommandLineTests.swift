@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import LMDBKit
 import Testing
 import UploadTesting
@@ -279,6 +280,29 @@ struct CommandLineTests {
         let last = try #require(first.lines.last).dropFirst("applied ".count)
         let second = try coordinator("migrate", "--data-dir", dir.path)
         #expect(second.lines == ["up to date at \(last)"])
+    }
+
+    /// Several `migrate`s at once on one new store: each reports only what it applied itself, so
+    /// that together they name every migration once (each reported what any process had applied
+    /// since it looked, before opening).
+    @Test func concurrentMigrates_eachReportOnlyWhatTheyApplied() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let outputs = Mutex<[Executables.Output]>([])
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            let output = try? coordinator("migrate", "--data-dir", dir.path)
+            outputs.withLock { $0.append(contentsOf: output.map { [$0] } ?? []) }
+        }
+        let all = outputs.withLock { $0 }
+        #expect(all.count == 4 && all.allSatisfy { $0.status == 0 }, "\(all.map(\.stderr))")
+        let applied = all.flatMap(\.lines).filter { $0.hasPrefix("applied ") }
+        let alone = TemporaryDirectory()
+        defer { alone.remove() }
+        let every = try coordinator("migrate", "--data-dir", alone.path).lines
+        #expect(applied.sorted() == every.sorted(), "each migration reported once, by the process that applied it")
+        for output in all where !output.lines.contains(where: { $0.hasPrefix("applied ") }) {
+            #expect(output.lines.count == 1 && output.lines[0].hasPrefix("up to date at "), "\(output.lines)")
+        }
     }
 
     @Test func audit_listsInitiations_provesOne_andTheVerifierRejectsATamperedProof() throws {

@@ -48,6 +48,7 @@ final class AnswerLostStore: EventStore {
     func statistics() throws -> StoreStatistics { try real.statistics() }
     func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint { try real.keep(checkpoint, signedAs: identity) }
     func appliedMigrations() throws -> [String] { try real.appliedMigrations() }
+    var migrationsAppliedAtOpen: [String] { real.migrationsAppliedAtOpen }
     func leads(_ duty: StoreDuty) -> Bool { real.leads(duty) }
     func close() async { await real.close() }
 }

@@ -27,6 +27,7 @@ public final class PostgresStore: EventStore {
     private let closing = Once()
     /// This node's clock set to the database's (``clock``).
     private let databaseClock: DatabaseClock
+    public let migrationsAppliedAtOpen: [String]
     /// The projections' row counts and when they were read: `/metrics` is open to anyone, and a
     /// count is a scan of `projection_entries`, so scrapes in a loop read it at most once per
     /// ``countsInterval``, one scrape at a time (the log's position and lag are always read fresh).
@@ -46,13 +47,14 @@ public final class PostgresStore: EventStore {
         let notifier = self.notifier
         let databaseClock = DatabaseClock()
         self.databaseClock = databaseClock
-        try pool.withConnection { connection in
+        migrationsAppliedAtOpen = try pool.withConnection { connection in
+            var applied: [String] = []
             switch try PostgresMigrations.status(connection) {
             case .current: break
             case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
             case .pending(let pending):
                 guard configuration.migrateOnOpen else { throw StoreError(.migration, MigrationError.pending(pending).description) }
-                do { try PostgresMigrations.migrate(connection) } catch let error as MigrationError {
+                do { applied = try PostgresMigrations.migrate(connection) } catch let error as MigrationError {
                     throw StoreError(.migration, error.description)
                 }
             }
@@ -60,6 +62,7 @@ public final class PostgresStore: EventStore {
             try PostgresProjectionRebuild.runIfNeeded(connection, changingLayout: configuration.migrateOnOpen, logger: configuration.logger)
             notifier.committed(upTo: try PostgresLog.lastPosition(connection) ?? 0)
             try Self.measure(databaseClock, on: connection)
+            return applied
         }
         listener = PostgresListener(url: url, answerLimit: configuration.databaseAnswerLimit, notifier: notifier, logger: configuration.logger)
         leadership = PostgresLeadership(url: url, answerLimit: configuration.databaseAnswerLimit, logger: configuration.logger)

@@ -80,9 +80,4 @@ public enum StoreBackends {
         return try PostgresReader(url: databaseURL, unreadableProjections: unreadable)
     }
 
-    /// The migrations recorded in the store, read without migrating; empty when there is none yet.
-    public static func appliedMigrations(directory: String, databaseURL: String?) throws -> [String] {
-        guard let databaseURL else { return try Store.appliedMigrations(directory: directory) }
-        return try PostgresStore.appliedMigrations(url: databaseURL)
-    }
 }
