@@ -508,6 +508,7 @@ def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
         older = re.search(r'id="older" href="([^"]+)"', first_page).group(1).replace("&amp;", "&")
         shown = re.findall(r"<td><code>([0-9a-f-]{36})</code></td>", first_page) + re.findall(r"<td><code>([0-9a-f-]{36})</code></td>", session.get(base + older).text)
         assert shown == list(reversed(more)) + [theirs, mine]
+        assert 'id="older"' not in session.get(base + older).text  # its last page links to no empty one
         assert session.get(base + "/gallery/audit", params={"before": "not hex"}).status_code == 400
 
         # The live stream resumes after the last event a browser was sent (Last-Event-ID), not again from `after`.
@@ -521,6 +522,15 @@ def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
                 if line.startswith("event: log"):
                     break
         assert ids[0] == positions[1], ids
+
+        # Exactly a page of matches (and one more match than a page): an "Older" link only to more.
+        def page_of(repository):
+            html = session.get(base + "/gallery/audit", params={"repository": repository, "hours": 0}).text
+            return re.findall(r"<td><code>([0-9a-f-]{36})</code></td>", html), 'id="older"' in html
+        hundred = [ecr.initiate_layer_upload(repositoryName="page/r03")["uploadId"] for _ in range(100)]
+        assert page_of("page/r03") == (list(reversed(hundred)), False)
+        ecr.initiate_layer_upload(repositoryName="page/r03")
+        assert page_of("page/r03")[1]
 
 
 def test_behind_a_proxy_the_public_url_is_the_origin_and_cookies_are_secure():

@@ -77,16 +77,23 @@ extension ECRPublicService {
         var marksRead = 0, decoded = 0
         var exhausted = false
         let (size, root, reflected): (UInt64, String, UInt64) = try store.read { snapshot in
+            // Once the page is full, the scan goes on (the cursor staying at its last row) for
+            // one more match: an "Older" link is offered only when there is one, or when the scan
+            // stopped at its bound before knowing.
             let ranOut = try snapshot.forEachInitiationMark(newestFirstBefore: cursor) { mark in
                 guard marksRead < Self.auditMarksScanLimit else { return false }
                 if let since, mark.recordedAt < since { exhausted = true; return false }
                 marksRead += 1
-                cursor = mark.cursor
+                let full = rows.count == Self.auditRowsShown
+                if !full { cursor = mark.cursor }
                 guard filter.matches(repository: mark.repository, registryId: registryId) else { return true }
                 decoded += 1
                 let envelope = try snapshot.indexedEvent(at: mark.position)
-                if filter.matches(envelope.metadata) { rows.append(Self.auditRow(envelope)) }
-                return rows.count < Self.auditRowsShown && decoded < Self.auditScanLimit
+                if filter.matches(envelope.metadata) {
+                    if full { return false }
+                    rows.append(Self.auditRow(envelope))
+                }
+                return decoded < Self.auditScanLimit
             }
             exhausted = exhausted || ranOut
             let size = try snapshot.lastPosition()
