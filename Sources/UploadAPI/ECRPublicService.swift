@@ -117,7 +117,7 @@ public final class ECRPublicService: Sendable {
         self.checkpoints = checkpoints
         pageSession = PageSession(
             registryTokenKey: self.registry.authority.key, clock: service.store.clock, authentication: authentication,
-            secure: self.registry.publicURL?.hasPrefix("https://") == true)
+            secure: self.registry.publicURL?.hasPrefix("https://") == true, signOuts: PageSignOuts(folder: service.blobs.directory, logger: logger))
         spoolDirectory = service.blobs.directory + "/spool"
         try? FileManager.default.createDirectory(atPath: spoolDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         SpooledBody.removeLeftovers(in: spoolDirectory)

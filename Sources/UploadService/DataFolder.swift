@@ -5,4 +5,6 @@ public enum DataFolder {
     public static let registryTokenKey = "registry-token.key"
     /// The access key `serve` makes when given no `--credentials`.
     public static let generatedCredentials = "credentials"
+    /// When each access key last signed out of the pages (`PageSignOuts`).
+    public static let pageSignOuts = "page-sign-outs"
 }

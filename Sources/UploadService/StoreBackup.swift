@@ -38,8 +38,9 @@ public enum StoreBackup {
     }
 
     /// Files of the data folder that belong to the deployment beside the store: the log's signing
-    /// key (its identity), the registry token key, and generated credentials.
-    static let keptFiles = [LogSigningKey.defaultFileName, DataFolder.registryTokenKey, DataFolder.generatedCredentials]
+    /// key (its identity), the registry token key, generated credentials, and the pages' sign-outs
+    /// (a restored folder must not take sessions back that were ended).
+    static let keptFiles = [LogSigningKey.defaultFileName, DataFolder.registryTokenKey, DataFolder.generatedCredentials, DataFolder.pageSignOuts]
 
     /// Backs the store at `dataDirectory` up into `destination`, which ``refusal(destination:dataDirectory:)``
     /// must accept. Tries again, up to `attempts` times, in the rare case that an upload starts and

@@ -554,12 +554,18 @@ def test_a_backup_keeps_the_generated_key_and_the_token_key_so_logins_outlive_a_
                            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1, "mode": "standard"}))
         ecr.create_repository(repositoryName="kept/app")
         token = ecr.get_authorization_token()["authorizationData"]["authorizationToken"]
+        # A page session ended before the backup stays ended in the restored folder.
+        pages = requests.Session()
+        signed = pages.post(f"{endpoint}/gallery/sign-in", data={"accessKeyId": key_id, "secretAccessKey": secret}, allow_redirects=False)
+        assert signed.status_code == 303, signed.text
+        ended = dict(pages.cookies)
+        assert pages.post(f"{endpoint}/gallery/sign-out", allow_redirects=False).status_code == 303
         report = json_of(tool("upload-coordinator", "backup", "--data-dir", str(data), "--to", str(backup), "--json"))
         assert report["position"] >= 1
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
-    for name in ("credentials", "registry-token.key"):
+    for name in ("credentials", "registry-token.key", "page-sign-outs"):
         assert (backup / name).read_bytes() == (data / name).read_bytes(), name
         assert (backup / name).stat().st_mode & 0o777 == 0o600, name
 
@@ -570,6 +576,7 @@ def test_a_backup_keeps_the_generated_key_and_the_token_key_so_logins_outlive_a_
         assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["kept/app"]
         ping = requests.get(f"{endpoint}/v2/", headers={"Authorization": "Basic " + token}, timeout=30)
         assert ping.status_code == 200, (ping.status_code, ping.text)
+        assert requests.get(f"{endpoint}/gallery/audit", cookies=ended, allow_redirects=False).status_code == 303
     finally:
         restored.send_signal(signal.SIGTERM)
         assert restored.wait(timeout=60) == 0

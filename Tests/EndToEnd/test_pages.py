@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import CREDENTIALS, ROOT, serving
+from conftest import CREDENTIALS, ROOT, Server, serving
 from test_catalog_and_tags import push_image
 from test_registry_clients import login_password, write_oci_layout
 
@@ -313,11 +313,11 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
             assert answer.headers["X-Content-Type-Options"] == "nosniff"
 
         # A tampered or foreign cookie is no session.
-        value = session.cookies.get("uc_session")
+        (name, value), = [(cookie.name, cookie.value) for cookie in session.cookies if cookie.name.startswith("uc_session_")]
         fields = value.split(".")
         for forged in (".".join(fields[:2] + [str(int(fields[2]) + 1)] + fields[3:]),
                        ".".join([fields[0], "4f54484552", *fields[2:]]), "v1.74657374.99999999999999.00"):
-            answer = requests.get(base + "/gallery/audit", cookies={"uc_session": forged}, allow_redirects=False)
+            answer = requests.get(base + "/gallery/audit", cookies={name: forged}, allow_redirects=False)
             assert answer.status_code == 303 and "/gallery/sign-in" in answer.headers["Location"], forged
 
         # The live stream needs the session too, and speaks Server-Sent Events.
@@ -331,10 +331,30 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
                     break
             assert "event: log" in lines
 
-        # Signing out clears the cookie.
-        out = session.post(base + "/gallery/sign-out", allow_redirects=False)
-        assert out.status_code == 303 and "Max-Age=0" in out.headers["Set-Cookie"]
+        # Signing out clears the cookie, and ends the session on the server: a copy of the cookie
+        # (a proxy's log, another tab's) no longer signs in, and an open live stream ends.
+        copy = {name: value}
+        with session.get(base + "/gallery/audit/stream?after=0", stream=True, timeout=10) as stream:
+            lines = stream.iter_lines(decode_unicode=True)
+            assert next(lines).startswith("retry:")
+            out = session.post(base + "/gallery/sign-out", allow_redirects=False)
+            assert out.status_code == 303 and "Max-Age=0" in out.headers["Set-Cookie"]
+            started = time.monotonic()
+            for _ in lines:  # to its end: the server closes it
+                assert time.monotonic() - started < 8
         assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 303
+        assert requests.get(base + "/gallery/audit", cookies=copy, allow_redirects=False).status_code == 303
+        assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
+        assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 200, "a new sign-in holds"
+        # A restart (as another node of the data folder) keeps the sign-out.
+        assert server.stop() == 0
+        again = Server(server.data_dir, "--private-pulls", database_url=server.database_url)
+        try:
+            base = f"http://127.0.0.1:{again.port}"
+            assert requests.get(base + "/gallery/audit", cookies=copy, allow_redirects=False).status_code == 303
+            assert requests.get(base + "/gallery/audit", cookies=session.cookies, allow_redirects=False).status_code == 200
+        finally:
+            assert again.stop() == 0
 
 
 def test_a_key_of_another_registry_may_not_read_the_audit_trail_and_denied_repositories_and_tags_are_not_shown(tmp_path):

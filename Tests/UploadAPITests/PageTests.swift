@@ -2,10 +2,12 @@ import Crypto
 import Foundation
 import Hummingbird
 import HTTPTypes
+import Logging
 import Mustache
 import Testing
 @testable import UploadAPI
 import UploadCore
+import UploadService
 import UploadStore
 import UploadTesting
 
@@ -145,11 +147,47 @@ struct PageSessionTests {
         let header = session.setCookie(for: "AKID")
         #expect(header.contains("HttpOnly") && header.contains("SameSite=Strict") && header.contains("Max-Age=28800"))
         let value = session.cookieValue(for: "AKID")
-        #expect(session.viewer(fromCookieHeader: "a=b; uc_session=\(value); c=d")?.accessKeyId == "AKID")
+        #expect(session.viewer(fromCookieHeader: "a=b; \(session.cookieName)=\(value); c=d")?.accessKeyId == "AKID")
+        #expect(session.viewer(fromCookieHeader: "uc_session=\(value)") == nil, "under another name")
         clock.advance(milliseconds: PageSession.lifetimeMilliseconds - 1)
         #expect(session.viewer(fromCookie: value)?.accessKeyId == "AKID")
         clock.advance(milliseconds: 1)
         #expect(session.viewer(fromCookie: value) == nil, "expired")
+    }
+
+    /// Signing out ends every session of the key made before it, a copied cookie included, on
+    /// every server that shares the data folder (as a restart's or another node's); a sign-in
+    /// after it, even within the same millisecond, makes a session that holds.
+    @Test func signingOut_endsTheKeysSessions_onEveryServerOfTheFolder() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let keys = [AccessKey(accessKeyId: "AKID", secretAccessKey: "s"), AccessKey(accessKeyId: "OTHER", secretAccessKey: "t")]
+        func node() -> PageSession {
+            PageSession(
+                registryTokenKey: key, clock: clock, authentication: .sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: "123456789012")),
+                signOuts: PageSignOuts(folder: dir.path, logger: Logger(label: "test")))
+        }
+        let (one, two) = (node(), node())
+        let copied = one.cookieValue(for: "AKID"), others = one.cookieValue(for: "OTHER")
+        clock.advance(milliseconds: 10)
+        let viewer = try #require(two.viewer(fromCookie: copied))
+        try two.signOut(viewer)
+        #expect(one.viewer(fromCookie: copied) == nil && two.viewer(fromCookie: copied) == nil, "the copy too, on the other node")
+        #expect(!one.isCurrent(viewer), "an open stream's session ends")
+        #expect(one.viewer(fromCookie: others)?.accessKeyId == "OTHER", "another key's sessions hold")
+        let again = one.cookieValue(for: "AKID")  // the same millisecond as the sign-out
+        #expect(node().viewer(fromCookie: again)?.accessKeyId == "AKID" && node().viewer(fromCookie: copied) == nil)
+
+        // The file keeps a line a key, and drops sign-outs no session can be older than.
+        let file = dir.path + "/" + DataFolder.pageSignOuts
+        #expect(try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count == 1)
+        clock.advance(milliseconds: PageSession.lifetimeMilliseconds + 1)
+        try one.signOut(try #require(one.viewer(fromCookie: one.cookieValue(for: "OTHER"))))
+        #expect(try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ")[0] } == ["4f54484552"])
+
+        // A record that cannot be read takes no session: a sign-out it holds must not be missed.
+        try Data("not a sign-out\n".utf8).write(to: URL(fileURLWithPath: file))
+        #expect(node().viewer(fromCookie: node().cookieValue(for: "AKID")) == nil)
     }
 
     @Test func aForgedOrForeignCookie_isNoSession() {
@@ -211,6 +249,18 @@ struct PageSessionTests {
             keys: [AccessKey(accessKeyId: "AKID", secretAccessKey: "s")], clock: clock, servedRegistryId: "123456789012")), secure: true)
         #expect(secure.setCookie(for: "AKID").hasSuffix("; Secure") && secure.clearCookie.hasSuffix("; Secure"))
         #expect(!session().setCookie(for: "AKID").contains("Secure"))
+        #expect(secure.cookieName == "__Host-" + session().cookieName, "a name no other host or path can set")
+    }
+
+    /// Browsers keep cookies by host, not port: another data folder's server on the same host has
+    /// a cookie name of its own, so that signing in to one does not sign out of the other; the
+    /// nodes of one deployment, which share the key, share it.
+    @Test func theCookiesName_isTheDataFolders() {
+        let name = session().cookieName
+        #expect(name.hasPrefix("uc_session_") && name.count == "uc_session_".count + 8)
+        #expect(session().cookieName == name)
+        #expect(session(registryKey: SymmetricKey(size: .bits256)).cookieName != name)
+        #expect(session().setCookie(for: "AKID").hasPrefix(name + "=") && session().clearCookie.hasPrefix(name + "=;"))
     }
 
     @Test func origins_compareAsBrowsersSendThem() {

@@ -239,9 +239,9 @@ extension ECRPublicService {
     /// a failover that lost commits: the log is shorter, or another event's leaf is there), the
     /// stream sends `changed` and ends, and the page asks to be reloaded, rather than go on from a
     /// position in another history.
-    /// The stream ends when the session that opened it expires (`until`); the browser's reconnect
-    /// then needs a fresh sign-in.
-    func auditStream(_ request: Request, until expiry: Timestamp) throws -> Response {
+    /// The stream ends when the session that opened it expires or signs out (``PageSession/isCurrent(_:)``,
+    /// asked at least once a second); the browser's reconnect then needs a fresh sign-in.
+    func auditStream(_ request: Request, for viewer: PageSession.Viewer) throws -> Response {
         let filter = AuditFilter(request)
         // Opaque to the stream's spec: an id that does not parse (empty, ".") is ignored, never indexed into.
         let lastEventId = request.headers[HTTPField.Name("Last-Event-ID")!]?.split(separator: ".", maxSplits: 1)
@@ -249,7 +249,7 @@ extension ECRPublicService {
         let after = max(try Self.query(request, "after") ?? 0, resumed ?? 0)
         // The leaf the page was last sent, when it says.
         let resumedLeaf = lastEventId.flatMap { $0.count == 2 && resumed == after ? Hex.decode(String($0[1])) : nil }
-        let store = self.store
+        let store = self.store, pageSession = self.pageSession
         let registryId = settings.defaultRegistryId
         var headers = Self.pageHeaders
         headers[.contentType] = "text/event-stream"
@@ -260,7 +260,7 @@ extension ECRPublicService {
                 var position = after
                 var leaf = resumedLeaf
                 var lastWrite = ContinuousClock.now
-                while !store.followersStopped, store.clock.now() < expiry {
+                while !store.followersStopped, pageSession.isCurrent(viewer) {
                     let (from, sent) = (position, leaf)
                     let read = try await Self.feedPool.runIfActive {
                         try store.read { snapshot -> (events: [EventEnvelope], leaves: [[UInt8]], size: UInt64, root: String?)? in

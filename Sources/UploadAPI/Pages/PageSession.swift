@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LogHashing
+import Logging
 import UploadCore
 
 /// The pages' secrets: sign-in sessions, and the sealed cursors of the gallery's pages.
@@ -11,12 +12,15 @@ import UploadCore
 /// the access key and expires after ``lifetimeMilliseconds``. Nothing is stored on the server: the
 /// cookie is checked on each request, in constant time. The signature also covers a digest of the
 /// key's secret, so removing the key from the credentials, or giving it a new secret, revokes
-/// every cookie made with the old one.
+/// every cookie made with the old one. Signing out ends every session of the key made before it
+/// (``PageSignOuts``), a copy of the cookie included.
+///
+/// The cookie's name is the data folder's own (``cookieName``): browsers keep cookies by host,
+/// not by port, so two servers on one host would otherwise sign each other's viewers out.
 ///
 /// **Cursors.** A gallery page's "next" link carries the last repository it looked at, which may
 /// be one the viewer may not see; it is sealed (ChaCha20-Poly1305), so the link shows no name.
 struct PageSession: Sendable {
-    static let cookieName = "uc_session"
     static let lifetimeMilliseconds: Int64 = 8 * 3_600_000
     private static let version = "v1"
 
@@ -24,8 +28,14 @@ struct PageSession: Sendable {
     struct Viewer: Sendable {
         let accessKeyId: String
         let expiresAt: Timestamp
+        /// When the session was made (its expiry less ``lifetimeMilliseconds``), in milliseconds.
+        var madeAt: Int64 { expiresAt.millisecondsSinceEpoch - PageSession.lifetimeMilliseconds }
     }
 
+    /// `uc_session_` and 8 hex digits derived from the signing key: the nodes of one deployment
+    /// share it, another data folder's server on the same host has its own. Behind `https`, with
+    /// the `__Host-` prefix, which browsers keep from being set by another host or for a path.
+    let cookieName: String
     private let signingKey: SymmetricKey
     private let sealingKey: SymmetricKey
     private let clock: any UploadCore.Clock
@@ -33,8 +43,12 @@ struct PageSession: Sendable {
     private let secrets: [String: String]
     /// Whether cookies are marked `Secure`: the pages are reached over `https`.
     private let secure: Bool
+    private let signOuts: PageSignOuts
 
-    init(registryTokenKey: SymmetricKey, clock: any UploadCore.Clock, authentication: ECRPublicService.Authentication, secure: Bool = false) {
+    init(
+        registryTokenKey: SymmetricKey, clock: any UploadCore.Clock, authentication: ECRPublicService.Authentication, secure: Bool = false,
+        signOuts: PageSignOuts = PageSignOuts(folder: nil, logger: Logger(label: "pages"))
+    ) {
         // Keys of their own, so that a cookie can never pass as a registry token or password.
         signingKey = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: registryTokenKey, info: Array("upload-coordinator pages session v1".utf8), outputByteCount: 32)
@@ -42,6 +56,9 @@ struct PageSession: Sendable {
             inputKeyMaterial: registryTokenKey, info: Array("upload-coordinator pages cursor v1".utf8), outputByteCount: 32)
         self.clock = clock
         self.secure = secure
+        self.signOuts = signOuts
+        let tag = HMAC<SHA256>.authenticationCode(for: Array("cookie name".utf8), using: signingKey)
+        cookieName = (secure ? "__Host-" : "") + "uc_session_" + Hex.encode(Array(tag.prefix(4)))
         if case .sigV4(let verifier) = authentication {
             secrets = verifier.keys.mapValues(\.secretAccessKey)
         } else {
@@ -68,21 +85,23 @@ struct PageSession: Sendable {
         secrets[accessKeyId] != nil ? accessKeyId : "(not a key of this server)"
     }
 
-    /// The cookie's value for `accessKeyId`.
+    /// The cookie's value for `accessKeyId`: made after the key's last sign-out, even one a node
+    /// whose clock runs ahead recorded.
     func cookieValue(for accessKeyId: String) -> String {
-        let expires = clock.now().millisecondsSinceEpoch + Self.lifetimeMilliseconds
+        let now = clock.now().millisecondsSinceEpoch, signedOut = signOuts.lastSignOut(accessKeyId) ?? 0
+        let expires = (signedOut < now || signedOut == .max ? now : signedOut + 1) + Self.lifetimeMilliseconds
         let body = "\(Self.version).\(Hex.encode(Array(accessKeyId.utf8))).\(expires)"
         return body + "." + Hex.encode(signature(body, secret: secrets[accessKeyId] ?? ""))
     }
 
     /// The `Set-Cookie` header that signs `accessKeyId` in.
     func setCookie(for accessKeyId: String) -> String {
-        "\(Self.cookieName)=\(cookieValue(for: accessKeyId)); Path=/; Max-Age=\(Self.lifetimeMilliseconds / 1000); HttpOnly; SameSite=Strict"
+        "\(cookieName)=\(cookieValue(for: accessKeyId)); Path=/; Max-Age=\(Self.lifetimeMilliseconds / 1000); HttpOnly; SameSite=Strict"
             + (secure ? "; Secure" : "")
     }
 
     /// The `Set-Cookie` header that signs out.
-    var clearCookie: String { "\(Self.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "") }
+    var clearCookie: String { "\(cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "") }
 
     /// The viewer a `Cookie` header's session names, when it is this server's, unexpired, and
     /// its key is still configured with the same secret.
@@ -90,8 +109,8 @@ struct PageSession: Sendable {
         guard let header else { return nil }
         for pair in header.split(separator: ";") {
             let trimmed = pair.drop { $0 == " " }
-            guard trimmed.hasPrefix(Self.cookieName + "=") else { continue }
-            if let viewer = viewer(fromCookie: String(trimmed.dropFirst(Self.cookieName.count + 1))) { return viewer }
+            guard trimmed.hasPrefix(cookieName + "=") else { continue }
+            if let viewer = viewer(fromCookie: String(trimmed.dropFirst(cookieName.count + 1))) { return viewer }
         }
         return nil
     }
@@ -104,8 +123,22 @@ struct PageSession: Sendable {
         // The MAC is computed for an unknown key too, so that the time taken tells nothing of which keys exist.
         let secret = secrets[accessKeyId]
         let valid = HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signed(fields[0..<3].joined(separator: "."), secret: secret ?? ""), using: signingKey)
-        guard valid, secret != nil, expires > clock.now().millisecondsSinceEpoch else { return nil }
-        return Viewer(accessKeyId: accessKeyId, expiresAt: Timestamp(millisecondsSinceEpoch: expires))
+        guard valid, secret != nil else { return nil }
+        let viewer = Viewer(accessKeyId: accessKeyId, expiresAt: Timestamp(millisecondsSinceEpoch: expires))
+        return isCurrent(viewer) ? viewer : nil
+    }
+
+    /// Whether `viewer`'s session still holds: unexpired, and made after its key last signed out.
+    /// A live stream asks again as it goes.
+    func isCurrent(_ viewer: Viewer) -> Bool {
+        guard viewer.expiresAt.millisecondsSinceEpoch > clock.now().millisecondsSinceEpoch else { return false }
+        return signOuts.lastSignOut(viewer.accessKeyId).map { viewer.madeAt > $0 } ?? true
+    }
+
+    /// Ends every session of `viewer`'s key made until now, on every node, synced before it
+    /// returns. Blocks on a file's lock and syncs: call it off the event loops.
+    func signOut(_ viewer: Viewer) throws {
+        try signOuts.record(viewer.accessKeyId, at: clock.now().millisecondsSinceEpoch)
     }
 
     /// What a cookie's signature covers: its text, and a digest of the key's secret.

@@ -54,12 +54,22 @@ extension ECRPublicService {
             let position = context.parameters.get("position")
             return await self.auditPage(request) { viewer in try await self.proofPage(position, viewer) }
         }
-        router.getAndHead("/gallery/audit/stream") { request, _ in await self.auditPage(request) { viewer in try self.auditStream(request, until: viewer.expiresAt) } }
+        router.getAndHead("/gallery/audit/stream") { request, _ in await self.auditPage(request) { viewer in try self.auditStream(request, for: viewer) } }
         router.getAndHead("/gallery/sign-in") { request, _ in await self.signInPage(next: request.uri.queryParameters["next"].map(String.init), error: nil) }
         router.post("/gallery/sign-in") { request, context in await self.signIn(request, context) }
         router.post("/gallery/sign-out") { request, _ in
             guard self.isSameOrigin(request) else { return await self.messagePage(.forbidden, "Refused", "A form of another site cannot sign you out.", viewer: nil) }
             var response = Self.redirect(to: "/gallery/")
+            if let viewer = self.viewer(request) {
+                do {
+                    try await NIOThreadPool.singleton.runIfActive { try self.pageSession.signOut(viewer) }
+                } catch {
+                    self.logger.error("a sign-out could not be recorded", metadata: ["error": "\(error)"])
+                    response = await self.messagePage(
+                        .serviceUnavailable, "Not signed out", "Your session could not be ended on the server just now; sign out again.",
+                        viewer: viewer.accessKeyId)
+                }
+            }
             response.headers[.setCookie] = self.pageSession.clearCookie
             return response
         }

@@ -1,0 +1,134 @@
+import Foundation
+import LogHashing
+import Logging
+import Synchronization
+import UploadService
+import UploadStore
+
+/// When each access key last signed out of the pages: a session made before then is over.
+///
+/// Sessions are cookies the server signs and does not store (``PageSession``), so signing out
+/// must leave a mark a copied cookie meets: the time of the key's last sign-out. Signing out
+/// therefore ends every session of that key, in every browser, as "sign out everywhere" does.
+///
+/// Kept in the data folder (`page-sign-outs`, one `<access key id in hex> <milliseconds>` line a
+/// key), which every node of a deployment shares, so that a sign-out on one node ends the session
+/// on all, and across restarts. It is rewritten whole under a lock (`page-sign-outs.lock`, an
+/// open-file-description lock, as the staging folder's) and renamed into place once synced; a sign-out older than a
+/// session's lifetime can end no session and is dropped, so the file holds at most one line per
+/// key that signed out in the last ``PageSession/lifetimeMilliseconds``. Readers notice a new
+/// file by its inode, size and time, at one `stat` a check.
+final class PageSignOuts: Sendable {
+    /// The file, or `nil` to keep sign-outs in memory only (a server without a data folder's pages: tests).
+    private let path: String?
+    private let logger: Logger
+    private let loaded = Mutex<Loaded>(Loaded())
+
+    private struct Loaded {
+        var stamp: FileStamp?
+        var times: [String: Int64] = [:]
+    }
+
+    /// What tells one version of the file from the next: a rename gives it a new inode.
+    private struct FileStamp: Equatable {
+        let device: UInt64, inode: UInt64, size: Int64, seconds: Int, nanoseconds: Int
+        init(_ status: stat) {
+            (device, inode, size) = (UInt64(status.st_dev), UInt64(status.st_ino), Int64(status.st_size))
+            (seconds, nanoseconds) = (status.st_mtim.tv_sec, status.st_mtim.tv_nsec)
+        }
+    }
+
+    init(folder: String?, logger: Logger) {
+        path = folder.map { $0 + "/" + DataFolder.pageSignOuts }
+        self.logger = logger
+    }
+
+    /// When `accessKeyId` last signed out, in milliseconds since the epoch; `nil` when it has not
+    /// (within a session's lifetime). `Int64.max` when the file cannot be read: no session is
+    /// taken until it can (a sign-out it may hold must not be missed).
+    func lastSignOut(_ accessKeyId: String) -> Int64? {
+        guard let path else { return loaded.withLock { $0.times[accessKeyId] } }
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            if errno == ENOENT { return loaded.withLock { $0.times[accessKeyId] } }
+            return unreadable("cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        let stamp = FileStamp(status)
+        if let known = loaded.withLock({ $0.stamp == stamp ? .some($0.times[accessKeyId]) : nil }) { return known }
+        do {
+            let times = try Self.parse(path)
+            return loaded.withLock { loaded in
+                loaded.times.merge(times, uniquingKeysWith: max)
+                loaded.stamp = stamp
+                return loaded.times[accessKeyId]
+            }
+        } catch {
+            return unreadable("\(error)")
+        }
+    }
+
+    private func unreadable(_ problem: String) -> Int64 {
+        logger.error("page sessions are refused: the record of sign-outs cannot be read", metadata: ["problem": "\(problem)"])
+        return .max
+    }
+
+    /// Records that `accessKeyId` signed out at `time`, synced before it returns. Blocks on the
+    /// file's lock and its syncs: call it off the event loops.
+    func record(_ accessKeyId: String, at time: Int64) throws {
+        loaded.withLock { $0.times[accessKeyId] = max($0.times[accessKeyId] ?? time, time) }
+        guard let path else { return }
+        let lock = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw Self.failure("open \(path).lock") }
+        defer { close(lock) }  // closing it gives up its lock
+        var range = flock()
+        range.l_type = Int16(F_WRLCK)
+        range.l_whence = Int16(SEEK_SET)
+        while fcntl(lock, Self.waitForOpenFileDescriptionLock, &range) != 0 {
+            guard errno == EINTR else { throw Self.failure("lock \(path).lock") }
+        }
+        var times = FileManager.default.fileExists(atPath: path) ? try Self.parse(path) : [:]
+        times[accessKeyId] = max(times[accessKeyId] ?? time, time)
+        let horizon = time - PageSession.lifetimeMilliseconds
+        let text = times.filter { $0.value > horizon }.sorted { $0.key < $1.key }
+            .map { "\(Hex.encode(Array($0.key.utf8))) \($0.value)\n" }.joined()
+        try Self.replace(path, with: Array(text.utf8))
+    }
+
+    /// The file's sign-outs; a line that is not one is a damaged file, not one to skip.
+    private static func parse(_ path: String) throws -> [String: Int64] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw failure("read \(path)") }
+        var times: [String: Int64] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count == 2, let key = Hex.decode(String(fields[0])), let id = String(validating: key, as: UTF8.self),
+                  let time = Int64(fields[1]) else {
+                throw StoreError(.corrupt, "\(path) holds a line that is no sign-out: \(line.prefix(80))")
+            }
+            times[id] = max(times[id] ?? time, time)
+        }
+        return times
+    }
+
+    /// Writes `bytes` beside `path`, syncs them, renames them into place and syncs the folder.
+    private static func replace(_ path: String, with bytes: [UInt8]) throws {
+        let temporary = path + ".new"  // only the lock's holder writes it
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failure("create \(temporary)") }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count && fsync(fd) == 0
+        let problem = errno
+        close(fd)
+        guard written else { errno = problem; throw failure("write \(temporary)") }
+        guard rename(temporary, path) == 0 else { throw failure("rename \(temporary)") }
+        let folder = open(PathNames.folder(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard folder >= 0 else { throw failure("open the folder of \(path)") }
+        defer { close(folder) }
+        guard fsync(folder) == 0 else { throw failure("sync the folder of \(path)") }
+    }
+
+    private static func failure(_ what: String) -> StoreError {
+        StoreError(.io, "cannot \(what): \(String(cString: strerror(errno)))")
+    }
+
+    /// `F_OFD_SETLKW`, which Glibc's Swift module leaves out (it is behind `_GNU_SOURCE`); 38 on every Linux.
+    private static let waitForOpenFileDescriptionLock: Int32 = 38
+}
