@@ -603,11 +603,20 @@ def test_get_of_a_range_is_206_with_exactly_those_bytes(reg, repo, blob):
     assert answer.content == data[10:20]
 
 
-def test_unsatisfiable_range_is_416(reg, repo, blob):
+@pytest.mark.parametrize("ranges", ["bytes={size}-{beyond}", "bytes=50-0", "bytes=abc"])
+def test_unsatisfiable_or_invalid_range_is_416(reg, repo, blob, ranges):
+    """Past the end, or no range at all (RFC 9110 14.2 allows rejecting an invalid range-spec; the
+    distribution spec's conformance suite asks 416 of `bytes=500-0`)."""
     data, digest = blob
-    answer = reg("GET", f"/v2/{repo}/blobs/{digest}", headers={"Range": f"bytes={len(data)}-{len(data) + 10}"})
+    answer = reg("GET", f"/v2/{repo}/blobs/{digest}", headers={"Range": ranges.format(size=len(data), beyond=len(data) + 10)})
     assert answer.status_code == 416
     assert answer.headers["Content-Range"] == f"bytes */{len(data)}"
+
+
+def test_the_range_unit_is_case_insensitive(reg, repo, blob):
+    data, digest = blob
+    answer = reg("GET", f"/v2/{repo}/blobs/{digest}", headers={"Range": "Bytes=0-4"})
+    assert answer.status_code == 206 and answer.content == data[:5]
 
 
 @pytest.mark.parametrize("ranges", [
@@ -850,6 +859,12 @@ def test_delete_by_digest_is_202_then_manifest_unknown(reg, repo):
 def test_unknown_manifest_is_404_manifest_unknown(reg, repo):
     assert_error(reg("GET", f"/v2/{repo}/manifests/nothing"), 404, "MANIFEST_UNKNOWN")
     assert_error(reg("GET", f"/v2/{repo}/manifests/{sha256(b'nothing')}"), 404, "MANIFEST_UNKNOWN")
+    # What cannot be a tag is not found either (the conformance suite's `.INVALID_MANIFEST_NAME`);
+    # pushing it is invalid.
+    assert_error(reg("GET", f"/v2/{repo}/manifests/.INVALID_MANIFEST_NAME"), 404, "MANIFEST_UNKNOWN")
+    assert reg("HEAD", f"/v2/{repo}/manifests/.INVALID_MANIFEST_NAME").status_code == 404
+    assert_error(reg("PUT", f"/v2/{repo}/manifests/.INVALID_MANIFEST_NAME", data=b"{}", headers={"Content-Type": OCI_MANIFEST}),
+                 400, "MANIFEST_INVALID")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1450,7 +1465,8 @@ def test_error_bodies_have_the_spec_shape(server, reg, repo):
         (reg("POST", f"/v2/{repo}/tags/list"), 405),
         (reg("GET", f"/v2/{repo}/blobs/uploads/00000000-0000-4000-8000-000000000000"), 404),
         (reg("PATCH", f"/v2/{repo}/blobs/uploads/not-a-session", data=b"x"), 404),
-        (reg("GET", f"/v2/{repo}/manifests/bad%20tag"), 400),
+        (reg("GET", f"/v2/{repo}/manifests/bad%20tag"), 404),
+        (reg("PUT", f"/v2/{repo}/manifests/bad%20tag", data=b"{}"), 400),
         (reg("GET", f"/v2/{repo}/tags/list", params={"n": "many"}), 400),
         (requests.get(f"{server.endpoint}/token", headers={"Authorization": "Bearer nonsense"}, timeout=60), 401),
     ]:

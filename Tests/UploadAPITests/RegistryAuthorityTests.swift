@@ -132,8 +132,10 @@ struct RegistryAuthorityTests {
 
     @Test(arguments: [
         ("bytes=0-9", "0...9"), ("bytes=5-", "5...99"), ("bytes=-10", "90...99"), ("bytes=90-200", "90...99"), ("bytes=-200", "0...99"),
+        ("Bytes=0-9", "0...9"), ("BYTES=-10", "90...99"),
         ("bytes=100-", "unsatisfiable"), ("bytes=-0", "unsatisfiable"),
-        ("bytes=9-5", "ignored"), ("bytes=0-1,3-4", "ignored"), ("items=0-1", "ignored"), ("bytes=a-b", "ignored"),
+        ("bytes=9-5", "unsatisfiable"), ("bytes=a-b", "unsatisfiable"), ("bytes=abc", "unsatisfiable"), ("bytes=-", "unsatisfiable"),
+        ("bytes=0-1,3-4", "ignored"), ("items=0-1", "ignored"), ("byte", "ignored"), ("", "ignored"),
     ] as [(String, String)])
     func blobRanges_areServed_refused_orIgnored(header: String, expected: String) {
         let range = RegistryFrontEnd.byteRange(header, size: 100)

@@ -157,11 +157,11 @@ extension RegistryFrontEnd {
         var headers: HTTPFields = [Self.contentDigestHeader: digest, .contentType: "application/octet-stream", .acceptRanges: "bytes"]
         var range = layer.layerSize == 0 ? nil : 0...(layer.layerSize - 1)
         var status = HTTPResponse.Status.ok
-        // A Range this server does not serve (another unit, several ranges, a malformed one) is
-        // ignored, as RFC 9110 §14.2 requires: the whole blob is the answer.
+        // A Range this server does not serve (another unit, several ranges) is ignored, as RFC
+        // 9110 §14.2 allows: the whole blob is the answer. One that is no range is 416.
         if let asked = request.headers[.range], layer.layerSize > 0, let requested = Self.byteRange(asked, size: layer.layerSize) {
             guard let byteRange = requested else {
-                var error = RegistryError(.sizeInvalid, "The range \(asked) is not within the blob's \(layer.layerSize) bytes", status: .rangeNotSatisfiable)
+                var error = RegistryError(.sizeInvalid, "The range \(asked) is not a range within the blob's \(layer.layerSize) bytes", status: .rangeNotSatisfiable)
                 error.headers[.contentRange] = "bytes */\(layer.layerSize)"
                 throw error
             }
@@ -210,19 +210,23 @@ extension RegistryFrontEnd {
     }
 
     /// One `Range: bytes=<first>-[<last>]` or `bytes=-<suffix>` of a blob of `size` bytes (more
-    /// than none): `nil` when it is not one this server serves (to be ignored), `.some(nil)` when it
-    /// is unsatisfiable (416).
+    /// than none): `nil` when it is not one this server serves (another unit, which RFC 9110 §14.2
+    /// says to ignore, or several ranges, which it may), `.some(nil)` when it is unsatisfiable or
+    /// not a range at all (`bytes=5-2`, `bytes=abc`: 416, as §14.2 allows and the distribution
+    /// spec's conformance suite asks).
     static func byteRange(_ value: String, size: UInt64) -> ClosedRange<UInt64>?? {
-        guard value.hasPrefix("bytes="), !value.contains(",") else { return nil }
-        let bounds = value.dropFirst("bytes=".count).split(separator: "-", omittingEmptySubsequences: false)
-        guard bounds.count == 2 else { return nil }
+        let unit = "bytes="  // range units are case-insensitive (§14.1)
+        guard value.utf8.count >= unit.utf8.count, value.prefix(unit.count).lowercased() == unit else { return nil }
+        guard !value.contains(",") else { return nil }
+        let bounds = value.dropFirst(unit.count).split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2 else { return .some(nil) }
         if bounds[0].isEmpty {
-            guard let suffix = UInt64(bounds[1]) else { return nil }
+            guard let suffix = UInt64(bounds[1]) else { return .some(nil) }
             return .some(suffix == 0 ? nil : (size - min(suffix, size))...(size - 1))
         }
-        guard let first = UInt64(bounds[0]) else { return nil }
+        guard let first = UInt64(bounds[0]) else { return .some(nil) }
         let last = bounds[1].isEmpty ? UInt64.max : UInt64(bounds[1])  // `<first>-`: to the end
-        guard let last, last >= first else { return nil }
+        guard let last, last >= first else { return .some(nil) }
         return .some(first < size ? first...min(last, size - 1) : nil)
     }
 }

@@ -21,7 +21,10 @@ extension RegistryFrontEnd {
             // A push takes the spec's tags; a read or a delete any tag ECR's PutImage may have
             // stored (up to 300 characters), which the tags list shows.
             guard Validation.isImageTag(reference), request.method != .put || reference.utf8.count <= 128 else {
-                throw RegistryError(.manifestInvalid, "'\(reference)' is not a tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} (a pull or delete takes up to 300 characters, as ECR stores)")
+                // A read of what cannot be a tag finds nothing there (the spec's 404, which its
+                // conformance suite asks with `.INVALID_MANIFEST_NAME`); a push of it is invalid.
+                let why = "'\(reference)' is not a tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} (a pull or delete takes up to 300 characters, as ECR stores)"
+                throw Self.readsOnly.contains(request.method) ? RegistryError(.manifestUnknown, why) : RegistryError(.manifestInvalid, why)
             }
         }
         switch request.method {
