@@ -101,10 +101,24 @@ public indirect enum ParsedJSON: Sendable, Equatable {
     }
 
     /// The object's member names, each once.
-    public var memberNames: [String] {
+    public var memberNames: [String] { uniqueMembers.map(\.name) }
+
+    /// The object's members, each name once with its value as ``subscript(member:)`` reads it (the
+    /// last), in the order the names first appear. Linear in the members: a look-up per name is
+    /// quadratic, which a manifest of 300,000 annotations turns into minutes of a core.
+    public var uniqueMembers: [(name: String, value: ParsedJSON)] {
         guard case .object(let members) = self else { return [] }
-        var seen: Set<String> = []
-        return members.map(\.name).filter { seen.insert($0).inserted }
+        var index: [String: Int] = [:]
+        var unique: [(name: String, value: ParsedJSON)] = []
+        for member in members {
+            if let at = index[member.name] {
+                unique[at].value = member.value
+            } else {
+                index[member.name] = unique.count
+                unique.append((member.name, member.value))
+            }
+        }
+        return unique
     }
 
     public var string: String? {

@@ -217,7 +217,7 @@ struct ManifestFacts {
         artifactType = object[member: "artifactType"]?.string
         configMediaType = object[member: "config"]?[member: "mediaType"]?.string
         if let map = object[member: "annotations"] {
-            annotations = map.memberNames.compactMap { key in map[member: key]?.string.map { (key, $0) } }
+            annotations = map.uniqueMembers.compactMap { member in member.value.string.map { (member.name, $0) } }
                 .sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
         }
     }

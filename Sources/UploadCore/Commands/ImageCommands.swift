@@ -202,9 +202,15 @@ public struct Manifest: Sendable {
     /// match names, without regard to case (the long s and the Kelvin sign fold to `s` and `k`):
     /// they would read it as that member, and a later one wins, so a client could see a layer
     /// this parser never checked.
+    /// Folds each name once; a name more than three times as long in UTF-8 as the longest known
+    /// one cannot fold to it (the widest fold, the Kelvin sign's, takes three bytes to one) and is
+    /// not folded at all: a manifest may have hundreds of thousands of members.
     static func caseVariant(in object: ParsedJSON, of known: [String]) -> String? {
         func folded(_ name: String) -> String { name.lowercased().replacingOccurrences(of: "\u{17F}", with: "s") }
-        return object.memberNames.sorted().first { key in !known.contains(key) && known.contains { folded($0) == folded(key) } }
+        let foldedKnown = Set(known.map(folded)), longest = 3 * (known.map(\.utf8.count).max() ?? 0)
+        return object.memberNames.filter { key in
+            key.utf8.count <= longest && !known.contains(key) && foldedKnown.contains(folded(key))
+        }.min()
     }
 
     /// The OCI image spec's non-distributable layer types, and Docker's foreign layers.
