@@ -1049,6 +1049,27 @@ def test_referrers_whose_manifests_are_large_come_in_pages_of_a_few_mebibytes(re
     assert len(pages) == 3 and sum(pages, []) == sorted(made), pages
 
 
+def test_referrers_filtered_by_artifact_type_read_a_bounded_amount_per_page(reg, repo):
+    """Referrers the filter leaves out are read too: a page ends, linked to the next, once it has
+    read 16 MiB of manifests, however few it lists (an anonymous list could otherwise read a
+    thousand manifests of 4 MiB each), and following the links lists exactly the matches."""
+    subject = push_image(reg, repo, "v1")
+    push_blob(reg, repo, b"{}")
+    for n in range(7):  # 24.5 MiB: the page ends before the last of them, wherever the match falls
+        body = artifact(subject, artifactType=SBOM, annotations={"n": str(n), "pad": "x" * (7 << 19)})
+        push_manifest(reg, repo, sha256(body), body)
+    wanted = artifact(subject, artifactType=SIGNATURE)
+    push_manifest(reg, repo, sha256(wanted), wanted)
+    pages, path = [], f"/v2/{repo}/referrers/{sha256(subject)}?artifactType={SIGNATURE}"
+    while path:
+        answer = reg("GET", path)
+        assert answer.status_code == 200, answer.text
+        pages.append([e["digest"] for e in answer.json()["manifests"]])
+        link = re.fullmatch(r'<(/v2/[^>]+)>; rel="next"', answer.headers.get("Link", ""))
+        path = link and link.group(1)
+    assert len(pages) >= 2 and sum(pages, []) == [sha256(wanted)], pages
+
+
 def test_deleted_referrer_is_no_longer_listed(reg, repo):
     subject = push_image(reg, repo, "v1")
     kept, deleted = push_artifact(reg, repo, subject, artifactType=SBOM), push_artifact(reg, repo, subject, artifactType=SIGNATURE)

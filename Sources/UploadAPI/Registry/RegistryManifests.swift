@@ -137,12 +137,17 @@ extension RegistryFrontEnd {
             let referrers = Array(listed.prefix(Self.referrersPageLimit))
             var found: [JSONValue] = []
             var bytes = 0  // the listed manifests' sizes: a bound on their descriptors'
+            var read = 0  // every manifest's read, listed or filtered out
             var examined: String?
             for start in stride(from: 0, to: referrers.count, by: Self.referrersPageImages) {
                 let names = referrers[start..<min(start + Self.referrersPageImages, referrers.count)]
                 // One deleted since the list was read is left out.
                 let page = try service.read { snapshot in try names.map { ($0, try snapshot.image(ref, $0)) } }
                 for (name, image) in page {
+                    // A filter that lists few of many large referrers still reads each: the page
+                    // ends, linked to the next, once it has read its budget.
+                    if examined != nil, read >= Self.referrersReadBytes { return (found, examined) }
+                    read += image?.imageManifest.utf8.count ?? 0
                     if let image, let facts = ManifestFacts(image.imageManifest) {
                         // An empty or missing artifactType is the config's media type (the spec's rule).
                         let artifactType = facts.artifactType.flatMap { $0.isEmpty ? nil : $0 } ?? facts.configMediaType
@@ -192,6 +197,9 @@ extension RegistryFrontEnd {
     /// for its first, which may hold 4 MiB: past it the page ends, linked to the next, so that a
     /// subject's many large referrers never make one answer of gigabytes.
     static let referrersPageBytes = 4 << 20
+    /// The most manifest bytes one answer reads, listed or not (an `artifactType` filter leaves
+    /// some out): past it the page ends, linked to the next, however few it lists.
+    static let referrersReadBytes = 16 << 20
     /// What a query value keeps unescaped: RFC 3986's unreserved characters.
     static let queryValueCharacters = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
