@@ -13,8 +13,8 @@ public protocol BlobStorage: Sendable {
     /// blob another request is keeping can be seen before its name is synced: an event that
     /// names a blob it found so (a mount from the blob store, a logo kept before) asks this first.
     func durableBlobSize(_ digest: String) throws -> UInt64?
-    /// Keeps `temporary` (a synced file of exactly the blob's bytes, from
-    /// ``BlobStore/hashAndCopyStaged(uploadId:length:algorithm:)``) as the blob `digest`, and
+    /// Keeps `temporary` (a file of exactly the blob's bytes, from
+    /// ``BlobStore/hashAndCopyStaged(uploadId:length:algorithm:)``, synced by ``BlobStore/syncFile(_:)``) as the blob `digest`, and
     /// consumes it; a blob already kept is kept as it is (it holds the same bytes).
     func commitBlob(_ temporary: String, digest: String) throws
     /// Takes the staged file at `path`, which holds exactly the blob (`size` bytes), as the blob

@@ -113,9 +113,11 @@ public struct BlobStore: BlobStorage {
     }
 
     /// Hashes the first `length` staged bytes of an upload and copies them, in the same pass,
-    /// to a synced temporary file in the blob directory. An empty upload (a registry client's
+    /// to a temporary file in the blob directory, not synced: a copy whose digest is not the one
+    /// named is discarded without costing the disk a sync. An empty upload (a registry client's
     /// empty blob) has no staging file.
-    /// - Returns: the digest, and the temporary file to ``commitBlob(_:digest:)`` or ``discard(temporary:)``.
+    /// - Returns: the digest, and the temporary file to ``syncFile(_:)`` and ``commitBlob(_:digest:)``,
+    ///   or to ``discard(temporary:)``.
     public func hashAndCopyStaged(uploadId: String, length: UInt64, algorithm: DigestAlgorithm = .sha256) throws -> (digest: String, temporary: String) {
         switch algorithm {
         case .sha256: try hashAndCopyStaged(uploadId: uploadId, length: length, hasher: SHA256(), algorithm)
@@ -150,7 +152,6 @@ public struct BlobStore: BlobStorage {
                 try output.write(contentsOf: chunk)
                 remaining -= UInt64(chunk.count)
             }
-            try output.synchronize()
         } catch {
             // The caller learns no temporary to discard: a partial copy (a layer's bytes) goes now.
             unlink(temporary)
@@ -301,6 +302,15 @@ public struct BlobStore: BlobStorage {
         var info = stat()
         guard stat(path, &info) == 0, UInt64(info.st_size) > length, (try? unshareStaging(path, keeping: length)) != nil else { return }
         _ = truncate(path, off_t(length))
+    }
+
+    /// Syncs the file at `path` (a copy ``hashAndCopyStaged(uploadId:length:algorithm:)`` made,
+    /// once its digest is the one named).
+    public static func syncFile(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw posixError("open \(path)") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw posixError("fsync \(path)") }
     }
 
     static func syncDirectory(_ path: String) throws {

@@ -86,7 +86,8 @@ extension UploadService {
             if command.staged == nil {
                 let digest: String, copy: String
                 do {
-                    (digest, copy) = try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) }
+                    let hash = { try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) } }
+                    (digest, copy) = self.refusedDigests.hasRefused(uploadId) ? try await self.refusedDigests.hashingAgain(hash) : try await hash()
                 } catch {
                     // A cancel, an expiry or a deleted repository removes staging without the
                     // upload's lock: for an upload that ended meanwhile the store answers
@@ -100,7 +101,10 @@ extension UploadService {
                 command.staged = .init(digest: digest, size: size)
                 // A layer the caller did not name is refused without entering the blob store.
                 if command.names(digest) {
-                    try await Self.blocking { try self.storage.commitBlob(copy, digest: digest) }
+                    try await Self.blocking {
+                        try BlobStore.syncFile(copy)  // only now: a refused copy is dropped unsynced
+                        try self.storage.commitBlob(copy, digest: digest)
+                    }
                 } else {
                     self.refusedDigests.remember(digest, for: hashed)
                 }

@@ -27,8 +27,30 @@ final class RefusedStagedDigests: Sendable {
     /// Past this many, an entry goes to make room (any one: a forgotten entry costs a hash).
     static let capacity = 1024
     private let entries = Locked<[Key: String]>([:])
+    /// Whether a completion of an upload refused before is being hashed now.
+    private let checkingARefusedUpload = Locked(false)
 
     func digest(_ key: Key) -> String? { entries.withLock { $0[key] } }
+
+    /// Whether a completion of `uploadId` was refused for its digest (and is still remembered).
+    func hasRefused(_ uploadId: String) -> Bool { entries.withLock { $0.keys.contains { $0.uploadId == uploadId } } }
+
+    /// Runs `hashing` (a completion's hash of its whole layer) for an upload refused before, one
+    /// such at a time in this process: a client can add a byte and name a wrong digest again, at
+    /// will, each time for a layer's worth of reading and hashing; those wait for no thread of the
+    /// pool others need. - Throws: ``StoreError/Code/overloaded`` while another is hashed.
+    func hashingAgain<T>(_ hashing: () async throws -> T) async throws -> T {
+        let entered = checkingARefusedUpload.withLock { busy in
+            guard !busy else { return false }
+            busy = true
+            return true
+        }
+        guard entered else {
+            throw StoreError(.overloaded, "another completion of an upload whose digest was refused is being checked; try again")
+        }
+        defer { checkingARefusedUpload.withLock { $0 = false } }
+        return try await hashing()
+    }
 
     func remember(_ digest: String, for key: Key) {
         entries.withLock { entries in

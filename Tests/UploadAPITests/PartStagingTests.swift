@@ -5,7 +5,7 @@ import Logging
 import NIOCore
 import Testing
 import UploadCore
-import UploadService
+@testable import UploadService
 import UploadStore
 import UploadTesting
 
@@ -119,6 +119,31 @@ struct RefusedCompletionTests {
             try Data(layer).write(to: URL(fileURLWithPath: staging))
             #expect(try await complete(right) == right, "the digest it names is still hashed, and taken")
             #expect(try store.read { try $0.session(uploadId) }?.state == .completed)
+        }
+    }
+
+    /// A byte added and a wrong digest named again hashes the whole layer again: for uploads
+    /// refused before, one such hash at a time in the process, the rest answered "try again"
+    /// (ThrottlingException, TOOMANYREQUESTS), so that no client keeps the pool's threads.
+    @Test func hashingARefusedUploadAgain_isOneAtATime() async throws {
+        try await withUpload { store, _, _, uploadId in
+            let refused = RefusedStagedDigests()
+            let session = try #require(try store.read { try $0.session(uploadId) })
+            #expect(!refused.hasRefused(uploadId))
+            refused.remember("sha256:" + String(repeating: "0", count: 64), for: .init(session, .sha256))
+            #expect(refused.hasRefused(uploadId) && !refused.hasRefused("another"))
+            let (entered, enteredGate) = AsyncStream<Void>.makeStream()
+            let (release, releaseGate) = AsyncStream<Void>.makeStream()
+            async let first: Int = refused.hashingAgain {
+                enteredGate.yield()
+                for await _ in release { break }
+                return 1
+            }
+            for await _ in entered { break }
+            await #expect { _ = try await refused.hashingAgain { 2 } } throws: { ($0 as? StoreError)?.code == .overloaded }
+            releaseGate.yield()
+            #expect(try await first == 1)
+            #expect(try await refused.hashingAgain { 3 } == 3, "free again")
         }
     }
 }
