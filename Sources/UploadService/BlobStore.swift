@@ -146,6 +146,9 @@ public struct BlobStore: BlobStorage {
         do {
             var remaining = length
             while remaining > 0, let input {
+                // Checked again before each mebibyte, as streamed writers do: copies that passed the
+                // check above together would otherwise fill the reserve between them.
+                if remaining < length { try ensureRoom(for: min(remaining, 1 << 20)) }
                 let chunk = try input.read(upToCount: Int(min(remaining, 1 << 20))) ?? Data()
                 guard !chunk.isEmpty else { throw StoreError(.io, "upload \(uploadId) has fewer staged bytes than its \(length)") }
                 hasher.update(data: chunk)

@@ -172,6 +172,24 @@ struct BlobStoreTests {
         }
     }
 
+    /// A copy checks the disk's reserve before each mebibyte, not only once: copies that passed
+    /// the first check together (here, one whose room another takes after its start) would fill
+    /// the reserve between them. The refused copy leaves no file.
+    @Test func aCopyStops_whenTheReserveRunsOutPartWay() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var blobs = try BlobStore(directory: dir.path)
+        let id = "00000000-0000-4000-8000-000000000002"
+        try blobs.writePart(uploadId: id, offset: 0, bytes: [UInt8](repeating: 7, count: 3 << 20))
+        blobs.reservedDiskBytes = 100 << 20
+        let checks = Locked(0)
+        // Room for the whole copy at its first check; another writer takes it all after.
+        blobs.freeDiskBytes = { _ in checks.withLock { $0 += 1; return $0 == 1 ? (104 << 20) : (100 << 20) } }
+        #expect { _ = try blobs.hashAndCopyStaged(uploadId: id, length: 3 << 20) } throws: { ($0 as? CommandError)?.code == .limitExceeded }
+        #expect(checks.withLock { $0 } == 2, "checked again before its second mebibyte")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/blobs").allSatisfy { !$0.hasPrefix(".tmp-") })
+    }
+
     @Test func hashAndCopy_thenCommit_storesTheBytesUnderTheirDigest() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
