@@ -130,3 +130,31 @@ def test_the_disk_reserve_stops_a_chunk_part_way_on_a_real_small_disk(small_disk
         assert patch(reg, location, os.urandom(MIB), 0).status_code == 202
     finally:
         assert server.stop() == 0
+
+
+def test_upload_replay_reports_a_damaged_page_in_its_own_words_and_always_returns(tmp_path):
+    """LMDB keeps no checksums: a page damaged on disk can stop it on an assertion or a fault, not
+    an error. The checker must still report it and return, with its output piped (cron, CI,
+    `$(…)`), where a crashing check used to hang on Swift's backtracer. Each page of a committed
+    store's two files is damaged in turn (its header flipped): every run ends, by an exit code
+    the README names, and those LMDB stopped on say so."""
+    import pathlib
+    import shutil
+    source = pathlib.Path(__file__).parent.parent / "Fixtures" / "stores" / "layout-0011-p9-every-event"
+    stopped = 0
+    for name in ("data.mdb", "projections/data.mdb"):
+        pages = (source / name).stat().st_size // 4096
+        for page in range(2, pages):  # the two meta pages are LMDB's own check
+            store = tmp_path / f"{name.replace('/', '-')}-{page}"
+            shutil.copytree(source, store)
+            with open(store / name, "r+b") as f:
+                f.seek(page * 4096)
+                header = f.read(16)
+                f.seek(page * 4096)
+                f.write(bytes(b ^ 0x5A for b in header))
+            run = subprocess.run([str(BIN / "upload-replay"), "--data-dir", str(store)], capture_output=True, text=True, timeout=120)
+            assert run.returncode in (0, 2, 3), (name, page, run.returncode, run.stderr[-500:])
+            if "LMDB stopped on signal" in run.stderr:
+                stopped += 1
+                assert run.returncode == 3 and run.stdout.startswith("store:"), (name, page, run.stdout, run.stderr[-500:])
+    assert stopped > 0, "some damaged page stops LMDB itself (in this store, two of data.mdb's)"

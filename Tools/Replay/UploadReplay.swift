@@ -40,6 +40,9 @@ struct Verify: ParsableCommand {
     var json = false
 
     func run() throws {
+        let database: String?
+        do { database = try StoreBackends.databaseURL(flag: databaseUrl) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
+        if database == nil, !CheckInAChild.isChild { try checkInAChild() }
         // Progress goes to a terminal only: never into a pipe, a file, or --json output.
         let showProgress = !json && isatty(STDERR_FILENO) == 1
         let meter = ProgressMeter()
@@ -61,8 +64,6 @@ struct Verify: ParsableCommand {
                 FileHandle.standardError.write(Data("note: checkpoint signatures not checked (\(error)); give --public-key to check them\n".utf8))
             }
         }
-        let database: String?
-        do { database = try StoreBackends.databaseURL(flag: databaseUrl) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
         StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
         let progress = showProgress ? meter.update : nil
         let report = database.map { Replayer.verify(databaseURL: $0, checkpointKey: key, progress: progress) }
@@ -76,6 +77,24 @@ struct Verify: ParsableCommand {
             printText(report, store: store)
         }
         if let failure = report.failure { throw ExitCode(failure.exitCode) }
+    }
+
+    /// Runs the check of an LMDB store in a child (``CheckInAChild``) and ends as it ended: a
+    /// child that LMDB stopped on a damaged page is reported as a store that cannot be read.
+    private func checkInAChild() throws -> Never {
+        switch try CheckInAChild.run() {
+        case .exited(let status): throw ExitCode(status)
+        case .interrupted(let signal): throw ExitCode(128 + signal)
+        case .stoppedByDamage(let signal):
+            let store = "LMDB in \(dataDir)", problem = CheckInAChild.problem(signal: signal, dataDir: dataDir)
+            if json {
+                print(JSONValue.object(sorting: [("ok", .bool(false)), ("store", .string(store)), ("failure", .string(problem))]).text)
+            } else {
+                print("store:            \(store)")
+                FileHandle.standardError.write(Data("FAILED: \(problem)\n".utf8))
+            }
+            throw ExitCode(3)
+        }
     }
 
     private func printText(_ r: Replayer.Report, store: String) {

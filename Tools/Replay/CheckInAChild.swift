@@ -1,0 +1,48 @@
+import Foundation
+
+/// The check of an LMDB store, run in a child process of `upload-replay` itself.
+///
+/// LMDB keeps no checksums: a page damaged on disk can stop it on one of its assertions or a
+/// memory fault (SIGABRT, SIGSEGV) where an error was wanted, and the check meant to report the
+/// damage would die with it; under a pipe it could hang besides, Swift's backtracer waiting on
+/// two crashing threads. So the check runs in a child, without the backtracer, and the parent
+/// reports such a death as the store unreadable (exit 3), in the report's own form.
+enum CheckInAChild {
+    /// Set in the child's environment: it runs the check itself.
+    static let marker = "UPLOAD_REPLAY_CHECKING"
+
+    static var isChild: Bool { ProcessInfo.processInfo.environment[marker] == "1" }
+
+    /// How the child ended.
+    enum Ending {
+        case exited(Int32)
+        /// On a signal that a damaged page gives (an assertion's abort, a fault).
+        case stoppedByDamage(Int32)
+        /// On any other signal (an interrupt, a kill): not the store's doing.
+        case interrupted(Int32)
+    }
+
+    /// Runs this program again, with the same arguments, as the child that checks; its standard
+    /// input, output and error are this process's.
+    static func run() throws -> Ending {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        child.arguments = Array(CommandLine.arguments.dropFirst())
+        var environment = ProcessInfo.processInfo.environment
+        environment[marker] = "1"
+        environment["SWIFT_BACKTRACE"] = "enable=no"
+        child.environment = environment
+        try child.run()
+        child.waitUntilExit()
+        let status = child.terminationStatus
+        guard child.terminationReason == .uncaughtSignal else { return .exited(status) }
+        return [SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP].contains(status) ? .stoppedByDamage(status) : .interrupted(status)
+    }
+
+    /// What the report says of a check stopped so.
+    static func problem(signal: Int32, dataDir: String) -> String {
+        "the store in \(dataDir) could not be read to its end: LMDB stopped on signal \(signal) (\(String(cString: strsignal(signal)))), "
+            + "as it does on a page damaged on disk (it keeps no checksums). Restore the data folder from a backup; "
+            + "when only its projections are damaged, move \(dataDir)/projections away and run `upload-coordinator migrate` to rebuild them from the log"
+    }
+}
