@@ -11,44 +11,63 @@ import UploadStore
 /// generated once into `DATA/credentials` (mode 0600) and printed. Anonymous access needs
 /// `--allow-anonymous` and a loopback address.
 enum ServeAuthentication {
-    static func resolve(
-        credentialsFile: String?, allowAnonymous: Bool, host: String, dataDir: String, clock: any UploadCore.Clock, registryId: String,
-        region: String
-    ) throws -> (ECRPublicService.Authentication, announcement: String) {
+    /// Where the keys come from: decided, and a credentials file read, before the store opens,
+    /// so that a refused flag makes no store in a folder named by mistake.
+    enum Keys {
+        case anonymous
+        case given([AccessKey], source: String)
+        /// A key pair generated once into `DATA/credentials`.
+        case generated
+    }
+
+    static func keys(credentialsFile: String?, allowAnonymous: Bool, host: String) throws -> Keys {
         if allowAnonymous {
             guard Loopback.isLoopback(host) else {
                 throw ValidationError("--allow-anonymous is allowed only on a loopback address (127.0.0.1, ::1, localhost), not \(host)")
             }
-            return (.anonymous, "authentication: none (--allow-anonymous, loopback only); any credentials are accepted")
+            return .anonymous
         }
         let env = ProcessInfo.processInfo.environment
-        let keys: [AccessKey]
-        let source: String
         if let path = credentialsFile ?? env["UPLOAD_COORDINATOR_CREDENTIALS"] {
-            keys = try AccessKey.parse(try String(contentsOfFile: path, encoding: .utf8))
-            source = path
-        } else if let id = env["UPLOAD_COORDINATOR_ACCESS_KEY_ID"], let secret = env["UPLOAD_COORDINATOR_SECRET_ACCESS_KEY"] {
+            let flag = credentialsFile != nil ? "--credentials" : "UPLOAD_COORDINATOR_CREDENTIALS"
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw ValidationError("\(flag) \(path) cannot be read: \(String(cString: strerror(errno)))") }
+            let text = String(decoding: (try? FileHandle(fileDescriptor: descriptor, closeOnDealloc: true).readToEnd()) ?? Data(), as: UTF8.self)
+            let keys = try AccessKey.parse(text)
+            guard !keys.isEmpty else { throw ValidationError("no access keys in \(path)") }
+            return .given(keys, source: path)
+        }
+        if let id = env["UPLOAD_COORDINATOR_ACCESS_KEY_ID"], let secret = env["UPLOAD_COORDINATOR_SECRET_ACCESS_KEY"] {
             // An unset variable often arrives empty (compose, systemd): an empty secret would let
             // anyone who knows the key id (the log records it) sign.
             guard !id.isEmpty, !secret.isEmpty else {
                 throw ValidationError("UPLOAD_COORDINATOR_ACCESS_KEY_ID and UPLOAD_COORDINATOR_SECRET_ACCESS_KEY must not be empty")
             }
-            keys = [AccessKey(accessKeyId: id, secretAccessKey: secret)]
-            source = "UPLOAD_COORDINATOR_ACCESS_KEY_ID"
-        } else {
-            let path = dataDir + "/" + DataFolder.generatedCredentials
-            keys = try AccessKey.parse(String(decoding: try SecretFile.contents(at: path, creatingWith: generatedKeyPair), as: UTF8.self))
-            source = path
-            if let key = keys.first {
-                let verifier = SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)
-                return (.sigV4(verifier), """
-                    authentication: SigV4 with the key pair in \(path) (mode 0600). Use it with awscli:
-                      export AWS_ACCESS_KEY_ID=\(key.accessKeyId) AWS_SECRET_ACCESS_KEY=$(awk '{print $2}' \(path)) AWS_DEFAULT_REGION=\(region)
-                    """)
-            }
+            return .given([AccessKey(accessKeyId: id, secretAccessKey: secret)], source: "UPLOAD_COORDINATOR_ACCESS_KEY_ID")
         }
-        guard !keys.isEmpty else { throw ValidationError("no access keys in \(source)") }
-        return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)), "authentication: SigV4 with \(keys.count) key(s) from \(source) for region \(region)")
+        return .generated
+    }
+
+    /// The authentication of `keys`, once the store is open (its clock judges signatures' times),
+    /// and the line `serve` prints of it.
+    static func resolve(
+        _ keys: Keys, dataDir: String, clock: any UploadCore.Clock, registryId: String, region: String
+    ) throws -> (ECRPublicService.Authentication, announcement: String) {
+        switch keys {
+        case .anonymous:
+            return (.anonymous, "authentication: none (--allow-anonymous, loopback only); any credentials are accepted")
+        case .given(let keys, let source):
+            return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)), "authentication: SigV4 with \(keys.count) key(s) from \(source) for region \(region)")
+        case .generated:
+            let path = dataDir + "/" + DataFolder.generatedCredentials
+            let keys = try AccessKey.parse(String(decoding: try SecretFile.contents(at: path, creatingWith: generatedKeyPair), as: UTF8.self))
+            guard let key = keys.first else { throw ValidationError("no access keys in \(path)") }
+            let verifier = SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)
+            return (.sigV4(verifier), """
+                authentication: SigV4 with the key pair in \(path) (mode 0600). Use it with awscli:
+                  export AWS_ACCESS_KEY_ID=\(key.accessKeyId) AWS_SECRET_ACCESS_KEY=$(awk '{print $2}' \(path)) AWS_DEFAULT_REGION=\(region)
+                """)
+        }
     }
 
     /// A random key pair, as the credentials file's one line. ``SecretFile`` writes it whole or not

@@ -139,6 +139,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let keys = try ServeAuthentication.keys(credentialsFile: credentials, allowAnonymous: allowAnonymous, host: host)
         var logger = Logger(label: "upload-coordinator", factory: DeferredMetadataLogHandler.init)
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         var settings = try StoreOptions.settings(registryId: registryId ?? defaultRegistryId, partSize: partSize)
@@ -190,8 +191,7 @@ struct ServeCommand: AsyncParsableCommand {
         let authentication: ECRPublicService.Authentication
         do {
             let (resolved, announcement) = try ServeAuthentication.resolve(
-                credentialsFile: credentials, allowAnonymous: allowAnonymous, host: host, dataDir: dataDir,
-                clock: store.clock, registryId: settings.defaultRegistryId, region: region)
+                keys, dataDir: dataDir, clock: store.clock, registryId: settings.defaultRegistryId, region: region)
             authentication = resolved
             FileHandle.standardError.write(Data((announcement + "\n").utf8))
         } catch {

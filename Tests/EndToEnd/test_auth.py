@@ -99,6 +99,12 @@ def test_serve_never_runs_open_by_accident():
         refused = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0",
                                   "--host", "0.0.0.0", "--allow-anonymous"], capture_output=True, text=True, timeout=60)
         assert refused.returncode != 0 and "loopback" in refused.stderr
+        # Refused before the store opens: a folder named by mistake gets no store.
+        assert refused.returncode == 64 and os.listdir(data) == [], os.listdir(data)
+        missing = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0",
+                                  "--credentials", os.path.join(data, "no-such-file")], capture_output=True, text=True, timeout=60)
+        assert missing.returncode == 64 and os.listdir(data) == [], (missing.returncode, os.listdir(data))
+        assert "--credentials" in missing.stderr and "No such file" in missing.stderr and "NSCocoaErrorDomain" not in missing.stderr, missing.stderr
         process = subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
