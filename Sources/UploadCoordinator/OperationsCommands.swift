@@ -21,7 +21,7 @@ struct BackupCommand: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @Option(help: "The backup's data folder: a new one, or an empty folder.") var to: String
-    @Flag(help: "Back up a store whose folder lacks blobs it names (reported), instead of refusing.") var allowMissingBlobs = false
+    @Flag(help: "Back up a store whose folder lacks blobs it names, or staged bytes of uploads in progress (reported), instead of refusing.") var allowMissingBlobs = false
     @Flag(help: "Print the report as one JSON object.") var json = false
 
     /// For tests: a file the backup writes once its snapshot is taken, then waits for it to be removed.
@@ -58,12 +58,14 @@ struct BackupCommand: AsyncParsableCommand {
                 ("blobs", .uint(UInt64(report.blobs))), ("copiedBlobs", .uint(UInt64(report.copiedBlobs))),
                 ("stagedUploads", .uint(UInt64(report.stagedUploads))), ("stagedBytes", .uint(report.stagedBytes)),
                 ("missingBlobs", .array(report.missingBlobs.map(JSONValue.string))),
+                ("missingStaging", .array(report.missingStaging.map(JSONValue.string))),
             ]))
         } else {
             print("backed up \(store.dataDir) to \(to) at position \(report.position)")
             print("merkle root: \(report.rootHash) (tree size \(report.position))")
             print("blobs: \(report.blobs) (\(report.copiedBlobs) copied, the rest hard-linked); staged uploads: \(report.stagedUploads) (\(report.stagedBytes) bytes)")
             for digest in report.missingBlobs { print("warning: blob \(digest) is named by the store but missing from its folder") }
+            for upload in report.missingStaging { print("warning: upload \(upload) is in progress but its folder lacks the bytes the log records") }
         }
     }
 

@@ -35,6 +35,10 @@ public enum StoreBackup {
         public var stagedBytes: UInt64 = 0
         /// Blobs the store names that its folder lacks: only with `allowMissingBlobs`.
         public var missingBlobs: [String] = []
+        /// Uploads in progress whose recorded bytes the folder's staging lacks (or holds fewer
+        /// of): only with `allowMissingBlobs`. Their sessions are backed up without staging, as
+        /// the store holds them (`serve` reports them at start).
+        public var missingStaging: [String] = []
     }
 
     /// Files of the data folder that belong to the deployment beside the store: the log's signing
@@ -63,13 +67,21 @@ public enum StoreBackup {
             do {
                 logger.info("backing up", metadata: ["partial": "\(partial.path)"])
                 var report = try await backUp(live, source, into: partial.path, settings: settings, afterSnapshot: afterSnapshot)
-                if !report.missingBlobs.isEmpty, !allowMissingBlobs {
+                if !allowMissingBlobs {
                     // A count and the first few: a store can lack hundreds of thousands.
-                    let missing = report.missingBlobs.sorted()
-                    let named = missing.prefix(5).joined(separator: ", ") + (missing.count > 5 ? ", …" : "")
-                    throw StoreError(.io, "the store's folder lacks \(missing.count) of the blobs it names (\(named)); `--allow-missing-blobs` backs it up without them")
+                    func named(_ missing: [String]) -> String {
+                        missing.sorted().prefix(5).joined(separator: ", ") + (missing.count > 5 ? ", …" : "")
+                    }
+                    let lacks = [
+                        report.missingBlobs.isEmpty ? nil : "\(report.missingBlobs.count) of the blobs it names (\(named(report.missingBlobs)))",
+                        report.missingStaging.isEmpty ? nil : "the staged bytes of \(report.missingStaging.count) uploads in progress (\(named(report.missingStaging)))",
+                    ].compactMap { $0 }
+                    if !lacks.isEmpty {
+                        throw StoreError(.io, "the store's folder lacks \(lacks.joined(separator: " and ")); `--allow-missing-blobs` backs it up without them")
+                    }
                 }
                 report.missingBlobs.sort()
+                report.missingStaging.sort()
                 if let refusal = refusal(destination: destination, dataDirectory: dataDirectory) { throw StoreError(.io, refusal) }
                 try partial.publish()
                 return report
@@ -136,8 +148,11 @@ public enum StoreBackup {
         }
         for session in sessions where session.state == .active && session.bytesReceived > 0 {
             let length = session.bytesReceived
-            let file = try staged.file(session.uploadId, holding: length)
-                ?? staged.hold(session.uploadId, try blobOfCompletion(session.uploadId, live, source, after: position))
+            guard let file = try staged.file(session.uploadId, holding: length)
+                ?? blobOfCompletion(session.uploadId, live, source, after: position).map({ try staged.hold(session.uploadId, $0) }) else {
+                report.missingStaging.append(session.uploadId)
+                continue
+            }
             try BlobStore.copyFile(from: file.descriptor, named: "the staging of upload \(session.uploadId)", length: length,
                                    to: target.stagingPath(session.uploadId), mode: 0o600)
             report.stagedUploads += 1
@@ -156,8 +171,9 @@ public enum StoreBackup {
     }
 
     /// For an upload whose staging file appeared after step 1 and is gone now: the blob its
-    /// completion made of it. One aborted or expired since cannot be read any more: start over.
-    private static func blobOfCompletion(_ uploadId: String, _ live: ReadOnlyStore, _ source: BlobStore, after position: UInt64) throws -> String {
+    /// completion made of it; `nil` when none did (the folder lacks what the log records). One
+    /// aborted or expired since cannot be read any more: start over.
+    private static func blobOfCompletion(_ uploadId: String, _ live: ReadOnlyStore, _ source: BlobStore, after position: UInt64) throws -> String? {
         var cursor = position
         while true {
             let page = try live.read { try $0.events(after: cursor, limit: 1024, byteBudget: EventEnvelope.pageBytes) }
@@ -175,7 +191,7 @@ public enum StoreBackup {
             guard let last = page.last else { break }
             cursor = last.position
         }
-        throw StoreError(.io, "upload \(uploadId): the bytes the log records are not staged")
+        return nil
     }
 
     struct UploadEndedDuringBackup: Error, CustomStringConvertible {

@@ -326,12 +326,17 @@ def test_blobs_the_store_names_come_with_it_and_missing_ones_are_refused(live, t
 
 
 def test_a_backup_that_fails_part_way_cleans_up(live, tmp_path):
-    # Staged bytes the log records but the disk lacks: the backup must fail, not copy a hole.
+    # Staged bytes the log records but the disk lacks: the backup must fail, not copy a hole,
+    # unless told to back the store up as it is (the upload without its bytes, reported).
     staging = live["data"] / "staging" / live["upload"]
     os.truncate(staging, 10)
     out = tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(tmp_path / "b"))
-    assert out.returncode == 1 and f"upload {live['upload']}" in out.stderr, out.stderr
+    assert out.returncode == 1 and live["upload"] in out.stderr and "staged bytes of 1 uploads" in out.stderr, out.stderr
+    assert "--allow-missing-blobs" in out.stderr
     assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.partial-*"))
+    allowed = json_of(tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(tmp_path / "c"), "--json", "--allow-missing-blobs"))
+    assert allowed["missingStaging"] == [live["upload"]] and allowed["stagedUploads"] == 0, allowed
+    assert not (tmp_path / "c" / "staging" / live["upload"]).exists()
 
 
 def test_a_backup_of_a_log_with_a_damaged_record_fails_and_names_it(tmp_path):
