@@ -14,7 +14,7 @@ public struct PartialFolder: Sendable {
         parent = PathNames.folder(of: destination)
         self.destination = destination
         path = self.parent + "/." + (destination as NSString).lastPathComponent + ".partial-" + RandomUUIDs.next()
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        guard mkdir(path, 0o700) == 0 else { throw BlobStore.posixError("create \(path), where \(destination) is built") }
     }
 
     /// Syncs the folders directly inside it and the folder itself (their files are synced as they

@@ -102,6 +102,12 @@ public enum StoreBackup {
     public static func refusal(destination: String, dataDirectory: String?) -> String? {
         var info = stat(), parentInfo = stat()
         let parent = PathNames.folder(of: destination)
+        // It is built beside its name and renamed to it: `.`, `..` or nothing name no new folder.
+        let name = destination.split(separator: "/").last ?? ""
+        guard !["", ".", ".."].contains(name) else { return "'\(destination)' names no new folder: give the backup's own name, e.g. \(parent == "." ? "" : parent + "/")backup" }
+        guard stat(parent, &parentInfo) == 0 else {
+            return "\(destination) cannot be made: \(parent), the folder to hold it, \(errno == ENOENT ? "does not exist" : String(cString: strerror(errno)))"
+        }
         if let dataDirectory, let real = realpath(parent, nil), let data = realpath(dataDirectory, nil) {
             defer { free(real); free(data) }
             let (inside, folder) = (String(cString: real) + "/", String(cString: data) + "/")

@@ -243,6 +243,16 @@ def test_a_backup_into_a_folder_that_is_not_empty_is_refused_and_writes_nothing(
     assert tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(file)).returncode != 0
     missing = tool("upload-coordinator", "backup", "--data-dir", str(tmp_path / "nothing"), "--to", str(tmp_path / "b"))
     assert missing.returncode != 0 and "holds no store" in missing.stderr
+    # A destination that cannot be made, or names no new folder, is refused before any copy, in words.
+    no_parent = tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(tmp_path / "no" / "such" / "b"))
+    assert no_parent.returncode == 64 and "does not exist" in no_parent.stderr and "NSCocoaErrorDomain" not in no_parent.stderr, no_parent.stderr
+    empty = tmp_path / "a-working-folder"
+    empty.mkdir()
+    for unnamed in (".", ""):
+        out = subprocess.run([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", unnamed],
+                             cwd=empty, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 64 and "names no new folder" in out.stderr, (unnamed, out.stderr)
+    assert list(empty.iterdir()) == [] and not list(tmp_path.glob(".*partial*"))
     # Another program's LMDB store is none to migrate or serve: nothing is added to it.
     foreign = tmp_path / "foreign"
     foreign.mkdir()
