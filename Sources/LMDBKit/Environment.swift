@@ -90,6 +90,10 @@ public final class Environment: @unchecked Sendable {
         free(real)
         try Self.refuseEmptiedFile(key)
         guard Self.openDirectories.insert(key) else { throw EnvironmentError.alreadyOpenInProcess(key) }
+        do { try Self.allocateLockFile(key, readers: configuration.maxReaders) } catch {
+            Self.openDirectories.remove(key)
+            throw error
+        }
 
         var env: OpaquePointer?
         do {
@@ -135,6 +139,23 @@ public final class Environment: @unchecked Sendable {
         mdb_env_stat(env, &pages)
         let inUse = (info.me_last_pgno + 1) * Int(pages.ms_psize)
         if Int(status.st_size) < inUse { throw EnvironmentError.truncated(directory, bytes: Int(status.st_size), inUse: inUse) }
+    }
+
+    /// LMDB sizes `lock.mdb` with `ftruncate` and maps it: on a full disk the file is a hole, and
+    /// the first touch of its pages is a SIGBUS in LMDB, not an error (a new store, a restored one,
+    /// a copy's: any open that makes the file). Its blocks are allocated first, so that a full
+    /// disk is an error here. The size is LMDB's own (a 64-byte slot a reader after the first, and
+    /// its 192-byte header, on 64-bit Linux): a larger file would raise its count of readers.
+    private static func allocateLockFile(_ directory: String, readers: UInt32) throws {
+        let path = directory + "/lock.mdb"
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { return }  // LMDB reports it, opening the file itself
+        defer { close(descriptor) }
+        var status = stat()
+        let size = off_t(max(readers, 1) - 1) * 64 + 192
+        guard fstat(descriptor, &status) == 0, status.st_size <= size else { return }
+        let result = posix_fallocate(descriptor, 0, size)
+        guard result == 0 || result == EOPNOTSUPP || result == EINVAL else { throw LMDBError(code: result, operation: "allocate \(path)") }
     }
 
     /// LMDB takes an empty `data.mdb` (a copy onto a full disk leaves one) for a new store and

@@ -140,6 +140,10 @@ struct CopyStoreCommand: AsyncParsableCommand {
         for url in [fromDatabaseUrl, toDatabaseUrl].compactMap({ $0 }) { _ = try StoreOptions.database(flag: url) }
         if fromDatabaseUrl == nil, toDataDir != nil, fromDataDir == toDataDir { throw ValidationError("The source and the destination are the same store.") }
         if let url = fromDatabaseUrl, url == toDatabaseUrl { throw ValidationError("The source and the destination are the same store.") }
+        // As backup judges its --to: a usage error, before anything is opened.
+        if let toDataDir, let refusal = StoreBackup.refusal(destination: toDataDir, dataDirectory: fromDatabaseUrl == nil ? fromDataDir : nil) {
+            throw ValidationError("--to-data-dir: \(refusal).")
+        }
     }
 
     func run() async throws {
@@ -171,10 +175,11 @@ struct CopyStoreCommand: AsyncParsableCommand {
                 destination = try Store(StoreConfiguration(directory: partial!.path, settings: settings))
             }
         } catch {
+            let explained = partial.map { Disk.explaining(error, writingIn: $0.path) } ?? error
             partial?.discard()
-            fail(error)
+            fail(explained)
         }
-        let result = Result { try StoreCopy.copy(from: source, to: destination) }
+        let result = Result { try StoreCopy.copy(from: source, to: destination) }.mapError { error in partial.map { Disk.explaining(error, writingIn: $0.path) } ?? error }
         await destination.close()
         do {
             let report = try result.get()

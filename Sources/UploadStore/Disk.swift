@@ -1,4 +1,5 @@
 import Foundation
+import LMDBKit
 
 /// The file system that holds a folder, as `statvfs` reports it: what layer bytes may take
 /// (``BlobStore``'s reserve), what `/metrics` and `stats` show, and what a failed write reports.
@@ -17,5 +18,15 @@ public enum Disk {
             return product.overflow ? .max : product.partialValue
         }
         return (bytes(UInt64(disk.f_bavail)), bytes(UInt64(disk.f_blocks)))
+    }
+
+    /// `error`, or when it is LMDB's report of a disk that filled as it wrote its pages (an I/O
+    /// error, `EIO`, as the kernel reports a failed write-back, or `ENOSPC`), the same with how
+    /// full the disk of `folder` is, so that an operator reading "Input/output error" looks there
+    /// first. (The folder is not named: the message may be a client's answer.)
+    public static func explaining(_ error: any Error, writingIn folder: String) -> any Error {
+        guard let failure = error as? LMDBError, failure.code == .ioError || failure.code == .noSpace else { return error }
+        guard let disk = bytes(of: folder) else { return error }
+        return StoreError(.io, "the write failed and nothing of it was kept: \(failure); the data folder's disk has \(disk.free) of \(disk.total) bytes free")
     }
 }

@@ -93,15 +93,8 @@ final class LMDBCommitter: BatchCommitter {
         return try writeOnce(batch, isolated: isolated)
     }
 
-    /// LMDB reports a disk that filled as it wrote the batch's pages as an I/O error (`EIO`, as
-    /// the kernel reports a failed write-back) or `ENOSPC`: the failure then says how full the
-    /// data folder's disk is, so that an operator reading "Input/output error" looks there first.
-    /// (The folder itself is not named: the message is the client's answer too.)
-    private func explainingTheDisk(_ error: any Error) -> any Error {
-        guard let failure = error as? LMDBError, failure.code == .ioError || failure.code == .noSpace else { return error }
-        guard let disk = Disk.bytes(of: environment.directory) else { return error }
-        return StoreError(.io, "the write failed and nothing of it was kept: \(failure); the data folder's disk has \(disk.free) of \(disk.total) bytes free")
-    }
+    /// A batch's failure, with the data folder's free space when the disk filled (``Disk/explaining(_:writingIn:)``).
+    private func explainingTheDisk(_ error: any Error) -> any Error { Disk.explaining(error, writingIn: environment.directory) }
 
     /// Grows both maps: the error does not say whose was full, and a map costs only address space.
     private func growMap() throws {

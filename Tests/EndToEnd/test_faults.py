@@ -158,3 +158,19 @@ def test_upload_replay_reports_a_damaged_page_in_its_own_words_and_always_return
                 stopped += 1
                 assert run.returncode == 3 and run.stdout.startswith("store:"), (name, page, run.stdout, run.stderr[-500:])
     assert stopped > 0, "some damaged page stops LMDB itself (in this store, two of data.mdb's)"
+
+
+def test_a_copy_onto_a_full_disk_says_how_full_it_is(small_disk, tmp_path):
+    """LMDB reports a disk that filled under its pages as "Input/output error": copy-store, as
+    serve does, says how full the destination's disk is, and leaves nothing behind."""
+    source = tmp_path / "source"
+    for args in (("migrate",), ("create-repository", "--repository-name", "team/app")):
+        subprocess.run([str(BIN / "upload-coordinator"), args[0], "--data-dir", str(source), *args[1:]], check=True, capture_output=True)
+    filler = fill(small_disk)
+    try:
+        out = subprocess.run([str(BIN / "upload-coordinator"), "copy-store", "--from-data-dir", str(source),
+                              "--to-data-dir", os.path.join(small_disk, "copy")], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and "bytes free" in out.stderr, out.stderr
+        assert [name for name in os.listdir(small_disk) if name != "filler"] == [], os.listdir(small_disk)
+    finally:
+        os.unlink(filler)

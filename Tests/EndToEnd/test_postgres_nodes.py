@@ -371,7 +371,7 @@ def test_copy_store_refuses_a_wrong_source_or_destination_before_writing_anythin
         with open(os.path.join(taken, "keep"), "w") as f:
             f.write("an operator's file")
         out = copy_store("--from-data-dir", data_dir, "--to-data-dir", taken)
-        assert out.returncode != 0 and "not an empty folder" in out.stderr, out.stderr
+        assert out.returncode == 64 and "not an empty folder" in out.stderr, out.stderr
         assert os.listdir(taken) == ["keep"] and sorted(os.listdir(other)) == ["taken"], os.listdir(other)
 
 
