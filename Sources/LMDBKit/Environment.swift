@@ -141,20 +141,21 @@ public final class Environment: @unchecked Sendable {
         if Int(status.st_size) < inUse { throw EnvironmentError.truncated(directory, bytes: Int(status.st_size), inUse: inUse) }
     }
 
-    /// LMDB sizes `lock.mdb` with `ftruncate` and maps it: on a full disk the file is a hole, and
-    /// the first touch of its pages is a SIGBUS in LMDB, not an error (a new store, a restored one,
-    /// a copy's: any open that makes the file). Its blocks are allocated first, so that a full
-    /// disk is an error here. The size is LMDB's own (a 64-byte slot a reader after the first, and
-    /// its 192-byte header, on 64-bit Linux): a larger file would raise its count of readers.
+    /// LMDB sizes a new `lock.mdb` with `ftruncate` and maps it: on a full disk the file is a
+    /// hole, and the first touch of its pages is a SIGBUS in LMDB, not an error (a new store, a
+    /// restored one, a copy's: any open that makes the file). A new (empty) one has its blocks
+    /// allocated first, so that a full disk is an error here; one that exists is left as LMDB
+    /// made it, whatever its size (LMDB derives the count of readers from it, and another
+    /// process may have it mapped). The size is LMDB's own on 64-bit Linux (a 64-byte slot a
+    /// reader after the first, and a 192-byte header): where it is larger, LMDB grows the file.
     private static func allocateLockFile(_ directory: String, readers: UInt32) throws {
         let path = directory + "/lock.mdb"
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { return }  // LMDB reports it, opening the file itself
         defer { close(descriptor) }
         var status = stat()
-        let size = off_t(max(readers, 1) - 1) * 64 + 192
-        guard fstat(descriptor, &status) == 0, status.st_size <= size else { return }
-        let result = posix_fallocate(descriptor, 0, size)
+        guard fstat(descriptor, &status) == 0, status.st_size == 0 else { return }
+        let result = posix_fallocate(descriptor, 0, off_t(max(readers, 1) - 1) * 64 + 192)
         guard result == 0 || result == EOPNOTSUPP || result == EINVAL else { throw LMDBError(code: result, operation: "allocate \(path)") }
     }
 

@@ -125,7 +125,7 @@ struct CopyStoreCommand: AsyncParsableCommand {
             blobs' folder) and one destination (--to-data-dir, a new or empty folder, or \
             --to-database-url). The blobs and staging stay in their folder: serve a PostgreSQL copy \
             with the source's --data-dir; into an LMDB copy's new folder, copy the source folder's \
-            blobs, staging and keys. Stop serving the source first: events appended after the copy \
+            blobs, staging, keys and page-sign-outs. Stop serving the source first: events appended after the copy \
             starts are not copied.
             """)
 

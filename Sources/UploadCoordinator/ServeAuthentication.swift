@@ -32,7 +32,11 @@ enum ServeAuthentication {
             let flag = credentialsFile != nil ? "--credentials" : "UPLOAD_COORDINATOR_CREDENTIALS"
             let descriptor = open(path, O_RDONLY | O_CLOEXEC)
             guard descriptor >= 0 else { throw ValidationError("\(flag) \(path) cannot be read: \(String(cString: strerror(errno)))") }
-            let text = String(decoding: (try? FileHandle(fileDescriptor: descriptor, closeOnDealloc: true).readToEnd()) ?? Data(), as: UTF8.self)
+            let file = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+            let text: String
+            do { text = String(decoding: try file.readToEnd() ?? Data(), as: UTF8.self) } catch {
+                throw ValidationError("\(flag) \(path) cannot be read: \(String(cString: strerror(errno)))")
+            }
             let keys = try AccessKey.parse(text)
             guard !keys.isEmpty else { throw ValidationError("no access keys in \(path)") }
             return .given(keys, source: path)

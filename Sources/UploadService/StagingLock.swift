@@ -41,7 +41,7 @@ extension BlobStore {
         range.l_start = Self.lockOffset(uploadId)
         range.l_len = 1
         while true {
-            if fcntl(descriptor, Self.setOpenFileDescriptionLock, &range) == 0 { return lock }
+            if fcntl(descriptor, BlobStore.setOpenFileDescriptionLock, &range) == 0 { return lock }
             let failure = errno
             switch failure {
             case EINTR: continue  // a lock manager's round trip (NFS) interrupted
@@ -52,8 +52,10 @@ extension BlobStore {
         }
     }
 
-    /// `F_OFD_SETLK`, which Glibc's Swift module leaves out (it is behind `_GNU_SOURCE`); 37 on every Linux.
-    private static let setOpenFileDescriptionLock: Int32 = 37
+    /// `F_OFD_SETLK`, which Glibc's Swift module leaves out (it is behind `_GNU_SOURCE`); 37 on
+    /// every Linux. An open-file-description lock: the kernel, or a shared filesystem's lock
+    /// manager, releases it when its holder closes the file or dies.
+    public static let setOpenFileDescriptionLock: Int32 = 37
 
     /// Where an upload's byte lies: FNV-1a of its id (the same in every process, unlike `Hasher`),
     /// kept below 2^62 so that a 64-bit `off_t` holds it. The file stays empty: a lock may lie past its end.

@@ -635,3 +635,23 @@ def test_the_audit_trail_names_an_initiation_made_from_the_command_line():
         listed, page = uploads(source="cli")
         assert listed == [upload_id] and "upload-coordinator (command line)" in page
         assert uploads(source="other")[0] == []
+
+
+def test_a_sign_out_that_cannot_be_recorded_keeps_the_session_to_sign_out_again():
+    """A sign-out the server cannot record (its lock unusable here) is refused (503) and leaves the
+    cookie, so that signing out again ends the session once it can be recorded."""
+    with serving() as server:
+        session, base = requests.Session(), f"http://127.0.0.1:{server.port}"
+        form = {"accessKeyId": "test", "secretAccessKey": "test"}
+        assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
+        copy = dict(session.cookies)
+        blocker = os.path.join(server.data_dir, "page-sign-outs.lock")
+        os.mkdir(blocker)  # a folder where the lock file goes
+        try:
+            refused = session.post(base + "/gallery/sign-out", allow_redirects=False)
+            assert refused.status_code == 503 and "Set-Cookie" not in refused.headers, refused.headers
+            assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 200, "still signed in"
+        finally:
+            os.rmdir(blocker)
+        assert session.post(base + "/gallery/sign-out", allow_redirects=False).status_code == 303
+        assert requests.get(base + "/gallery/audit", cookies=copy, allow_redirects=False).status_code == 303

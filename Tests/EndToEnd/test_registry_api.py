@@ -1561,3 +1561,25 @@ def test_serve_refuses_a_public_url_that_is_not_a_scheme_and_host(tmp_path, url)
     out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", str(tmp_path), "--public-url", url],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "--public-url" in out.stderr, out.stderr
+
+
+def test_a_first_chunk_still_streaming_is_spared_by_the_expiry_sweeper():
+    """The sweeper spares an upload a chunk is streaming into (its staging lock is held), as it
+    spares one whose staging file exists: a first chunk makes no file before its first mebibyte,
+    and a slow one outlasting the expiry was ended under it (404, UploadExpired)."""
+    with serving("--allow-anonymous", "--create-repositories-on-push", "--upload-expiry", "2", "--sweep-interval", "1") as server:
+        reg = Registry(server)
+        location = start_upload(reg, "sweep/app")
+        data = os.urandom(200_000)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as connection:
+            connection.sendall(f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+            for start in range(0, len(data), 8_000):  # about 5 s, more than twice the expiry
+                piece = data[start:start + 8_000]
+                connection.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                time.sleep(0.2)
+            connection.sendall(b"0\r\n\r\n")
+            status = connection.recv(4096).split(b"\r\n")[0]
+        assert b" 202 " in status, status
+        answer = reg("PUT", with_digest(location, sha256(data)))
+        assert answer.status_code == 201, answer.text
+        assert not [e for e in server.events() if e["type"] == "UploadExpired"]

@@ -177,6 +177,10 @@ struct PageSessionTests {
         #expect(one.viewer(fromCookie: others)?.accessKeyId == "OTHER", "another key's sessions hold")
         let again = one.cookieValue(for: "AKID")  // the same millisecond as the sign-out
         #expect(node().viewer(fromCookie: again)?.accessKeyId == "AKID" && node().viewer(fromCookie: copied) == nil)
+        // That session, made a millisecond "after" the sign-out, ends when it signs out in the same
+        // millisecond (as one a node whose clock runs ahead made would).
+        try one.signOut(try #require(one.viewer(fromCookie: again)))
+        #expect(node().viewer(fromCookie: again) == nil)
 
         // The file keeps a line a key, and drops sign-outs no session can be older than.
         let file = dir.path + "/" + DataFolder.pageSignOuts
@@ -186,8 +190,11 @@ struct PageSessionTests {
         #expect(try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ")[0] } == ["4f54484552"])
 
         // A record that cannot be read takes no session: a sign-out it holds must not be missed.
-        try Data("not a sign-out\n".utf8).write(to: URL(fileURLWithPath: file))
-        #expect(node().viewer(fromCookie: node().cookieValue(for: "AKID")) == nil)
+        for damaged in ["not a sign-out\n", "414b4944 9223372036854775000\n", "414b4944 -5\n"] {
+            try Data(damaged.utf8).write(to: URL(fileURLWithPath: file))
+            #expect(node().viewer(fromCookie: node().cookieValue(for: "AKID")) == nil, "\(damaged)")
+            #expect(throws: StoreError.self) { try node().signOut(PageSession.Viewer(accessKeyId: "AKID", expiresAt: Timestamp(millisecondsSinceEpoch: 1))) }
+        }
     }
 
     @Test func aForgedOrForeignCookie_isNoSession() {

@@ -16,8 +16,11 @@ enum CheckInAChild {
     /// How the child ended.
     enum Ending {
         case exited(Int32)
-        /// On a signal that a damaged page gives (an assertion's abort, a fault).
+        /// On a signal that a damaged page gives LMDB (its assertions abort; a bad pointer faults).
         case stoppedByDamage(Int32)
+        /// On a trap: Swift's own stop on a failed check (SIGILL, SIGTRAP), a fault of the checker,
+        /// which the store's damage must not be blamed for.
+        case trapped(Int32)
         /// On any other signal (an interrupt, a kill): not the store's doing.
         case interrupted(Int32)
     }
@@ -36,13 +39,21 @@ enum CheckInAChild {
         child.waitUntilExit()
         let status = child.terminationStatus
         guard child.terminationReason == .uncaughtSignal else { return .exited(status) }
-        return [SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP].contains(status) ? .stoppedByDamage(status) : .interrupted(status)
+        if [SIGABRT, SIGSEGV, SIGBUS].contains(status) { return .stoppedByDamage(status) }
+        return [SIGILL, SIGTRAP].contains(status) ? .trapped(status) : .interrupted(status)
     }
 
-    /// What the report says of a check stopped so.
-    static func problem(signal: Int32, dataDir: String) -> String {
-        "the store in \(dataDir) could not be read to its end: LMDB stopped on signal \(signal) (\(String(cString: strsignal(signal)))), "
-            + "as it does on a page damaged on disk (it keeps no checksums). Restore the data folder from a backup; "
-            + "when only its projections are damaged, move \(dataDir)/projections away and run `upload-coordinator migrate` to rebuild them from the log"
+    /// What the report says of a check that ended so (`nil` for an exit or an interrupt).
+    static func problem(_ ending: Ending, dataDir: String) -> String? {
+        switch ending {
+        case .stoppedByDamage(let signal):
+            "the store in \(dataDir) could not be read to its end: LMDB stopped on signal \(signal) (\(String(cString: strsignal(signal)))), "
+                + "as it does on a page damaged on disk (it keeps no checksums). Restore the data folder from a backup; "
+                + "when only its projections are damaged, move \(dataDir)/projections away and run `upload-coordinator migrate` to rebuild them from the log"
+        case .trapped(let signal):
+            "the check of \(dataDir) stopped on signal \(signal) (\(String(cString: strsignal(signal)))), a failed check of upload-replay's own, "
+                + "not a sign of damage: keep the store as it is, and report this with the output above"
+        case .exited, .interrupted: nil
+        }
     }
 }

@@ -82,11 +82,12 @@ struct Verify: ParsableCommand {
     /// Runs the check of an LMDB store in a child (``CheckInAChild``) and ends as it ended: a
     /// child that LMDB stopped on a damaged page is reported as a store that cannot be read.
     private func checkInAChild() throws -> Never {
-        switch try CheckInAChild.run() {
+        let ending = try CheckInAChild.run()
+        switch ending {
         case .exited(let status): throw ExitCode(status)
         case .interrupted(let signal): throw ExitCode(128 + signal)
-        case .stoppedByDamage(let signal):
-            let store = "LMDB in \(dataDir)", problem = CheckInAChild.problem(signal: signal, dataDir: dataDir)
+        case .stoppedByDamage, .trapped:
+            let store = "LMDB in \(dataDir)", problem = CheckInAChild.problem(ending, dataDir: dataDir) ?? ""
             if json {
                 print(JSONValue.object(sorting: [("ok", .bool(false)), ("store", .string(store)), ("failure", .string(problem))]).text)
             } else {

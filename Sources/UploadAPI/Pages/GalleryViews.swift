@@ -100,8 +100,7 @@ extension ECRPublicService {
     private func may(_ action: String, _ ref: RepositoryRef, _ details: RepositoryDetails?, _ viewer: String?) -> Bool {
         let access = registry.authority.access, anonymousSeePages = !registry.authority.privatePulls
         func may(as viewer: String?) -> Bool {
-            let publicActions = anonymousSeePages ? AccessPolicy.galleryReadActions : []
-            return (try? access.check(viewer, action: action, on: ref, policyText: details?.policyText, publicActions: publicActions)) != nil
+            (try? access.check(viewer, action: action, on: ref, policyText: details?.policyText, publicActions: registry.authority.galleryPublicActions)) != nil
         }
         if may(as: viewer) { return true }
         return viewer != nil && anonymousSeePages && !AccessPolicy.pullActions.contains(action) && access.isStranger(viewer, to: ref) && may(as: nil)

@@ -88,6 +88,8 @@ struct PageSession: Sendable {
     /// The cookie's value for `accessKeyId`: made after the key's last sign-out, even one a node
     /// whose clock runs ahead recorded.
     func cookieValue(for accessKeyId: String) -> String {
+        // A sign-out is at most ``PageSignOuts/latestTime`` (`.max`: the record cannot be read, and
+        // the cookie will be refused), so the sum cannot overflow.
         let now = clock.now().millisecondsSinceEpoch, signedOut = signOuts.lastSignOut(accessKeyId) ?? 0
         let expires = (signedOut < now || signedOut == .max ? now : signedOut + 1) + Self.lifetimeMilliseconds
         let body = "\(Self.version).\(Hex.encode(Array(accessKeyId.utf8))).\(expires)"
@@ -136,9 +138,11 @@ struct PageSession: Sendable {
     }
 
     /// Ends every session of `viewer`'s key made until now, on every node, synced before it
-    /// returns. Blocks on a file's lock and syncs: call it off the event loops.
+    /// returns: its own too, when it was made later than this clock says (a node whose clock runs
+    /// ahead made it, or it was made just after a sign-out recorded so). Blocks on a file's lock
+    /// and syncs: call it off the event loops.
     func signOut(_ viewer: Viewer) throws {
-        try signOuts.record(viewer.accessKeyId, at: clock.now().millisecondsSinceEpoch)
+        try signOuts.record(viewer.accessKeyId, at: max(clock.now().millisecondsSinceEpoch, viewer.madeAt))
     }
 
     /// What a cookie's signature covers: its text, and a digest of the key's secret.

@@ -14,29 +14,28 @@ import UploadStore
 /// Kept in the data folder (`page-sign-outs`, one `<access key id in hex> <milliseconds>` line a
 /// key), which every node of a deployment shares, so that a sign-out on one node ends the session
 /// on all, and across restarts. It is rewritten whole under a lock (`page-sign-outs.lock`, an
-/// open-file-description lock, as the staging folder's) and renamed into place once synced; a sign-out older than a
-/// session's lifetime can end no session and is dropped, so the file holds at most one line per
-/// key that signed out in the last ``PageSession/lifetimeMilliseconds``. Readers notice a new
-/// file by its inode, size and time, at one `stat` a check.
+/// open-file-description lock, as the staging folder's) and renamed into place once synced; a
+/// sign-out older than a session's lifetime can end no session and is dropped, so the file holds
+/// at most one line per key that signed out in the last ``PageSession/lifetimeMilliseconds``.
+/// Each check reads the file whole (opening it revalidates a shared filesystem's cache, where a
+/// `stat` may answer from it) and parses it again only when its bytes changed.
 final class PageSignOuts: Sendable {
     /// The file, or `nil` to keep sign-outs in memory only (a server without a data folder's pages: tests).
     private let path: String?
     private let logger: Logger
     private let loaded = Mutex<Loaded>(Loaded())
+    private let unreadableLog = LogLimiter(interval: .seconds(60))
 
     private struct Loaded {
-        var stamp: FileStamp?
+        var bytes: [UInt8]?
         var times: [String: Int64] = [:]
     }
 
-    /// What tells one version of the file from the next: a rename gives it a new inode.
-    private struct FileStamp: Equatable {
-        let device: UInt64, inode: UInt64, size: Int64, seconds: Int, nanoseconds: Int
-        init(_ status: stat) {
-            (device, inode, size) = (UInt64(status.st_dev), UInt64(status.st_ino), Int64(status.st_size))
-            (seconds, nanoseconds) = (status.st_mtim.tv_sec, status.st_mtim.tv_nsec)
-        }
-    }
+    /// Later than any sign-out a clock can record (the year 3000): a time past it is a damaged file.
+    static let latestTime: Int64 = 32_503_680_000_000
+
+    /// How long a sign-out waits for another's rewrite of the file before it fails (and is tried again).
+    static let lockWait = Duration.seconds(5)
 
     init(folder: String?, logger: Logger) {
         path = folder.map { $0 + "/" + DataFolder.pageSignOuts }
@@ -48,18 +47,19 @@ final class PageSignOuts: Sendable {
     /// taken until it can (a sign-out it may hold must not be missed).
     func lastSignOut(_ accessKeyId: String) -> Int64? {
         guard let path else { return loaded.withLock { $0.times[accessKeyId] } }
-        var status = stat()
-        guard stat(path, &status) == 0 else {
-            if errno == ENOENT { return loaded.withLock { $0.times[accessKeyId] } }
-            return unreadable("cannot stat \(path): \(String(cString: strerror(errno)))")
-        }
-        let stamp = FileStamp(status)
-        if let known = loaded.withLock({ $0.stamp == stamp ? .some($0.times[accessKeyId]) : nil }) { return known }
+        let bytes: [UInt8]
         do {
-            let times = try Self.parse(path)
+            guard let read = try Self.contents(path) else { return loaded.withLock { $0.times[accessKeyId] } }
+            bytes = read
+        } catch {
+            return unreadable("\(error)")
+        }
+        if let known = loaded.withLock({ $0.bytes == bytes ? .some($0.times[accessKeyId]) : nil }) { return known }
+        do {
+            let times = try Self.parse(bytes, path)
             return loaded.withLock { loaded in
                 loaded.times.merge(times, uniquingKeysWith: max)
-                loaded.stamp = stamp
+                loaded.bytes = bytes
                 return loaded.times[accessKeyId]
             }
         } catch {
@@ -68,40 +68,68 @@ final class PageSignOuts: Sendable {
     }
 
     private func unreadable(_ problem: String) -> Int64 {
-        logger.error("page sessions are refused: the record of sign-outs cannot be read", metadata: ["problem": "\(problem)"])
+        if let heldBack = unreadableLog.admit() {
+            logger.error("page sessions are refused: the record of sign-outs cannot be read", metadata: [
+                "problem": "\(problem)", "log.held_back": "\(heldBack)"])
+        }
         return .max
     }
 
     /// Records that `accessKeyId` signed out at `time`, synced before it returns. Blocks on the
-    /// file's lock and its syncs: call it off the event loops.
+    /// file's lock (up to ``lockWait``) and its syncs: call it off the event loops.
     func record(_ accessKeyId: String, at time: Int64) throws {
-        loaded.withLock { $0.times[accessKeyId] = max($0.times[accessKeyId] ?? time, time) }
-        guard let path else { return }
+        // Taken here only once recorded: a sign-out that failed ends the session nowhere, so that
+        // no node takes it while another refuses it, and signing out again can end it.
+        func taken() { loaded.withLock { $0.times[accessKeyId] = max($0.times[accessKeyId] ?? time, time) } }
+        guard let path else { return taken() }
         let lock = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0 else { throw Self.failure("open \(path).lock") }
         defer { close(lock) }  // closing it gives up its lock
         var range = flock()
         range.l_type = Int16(F_WRLCK)
         range.l_whence = Int16(SEEK_SET)
-        while fcntl(lock, Self.waitForOpenFileDescriptionLock, &range) != 0 {
-            guard errno == EINTR else { throw Self.failure("lock \(path).lock") }
+        let deadline = ContinuousClock.now + Self.lockWait
+        while fcntl(lock, BlobStore.setOpenFileDescriptionLock, &range) != 0 {
+            guard [EINTR, EAGAIN, EACCES].contains(errno) else { throw Self.failure("lock \(path).lock") }
+            guard ContinuousClock.now < deadline else { throw StoreError(.io, "\(path).lock stayed locked by another sign-out for \(Self.lockWait)") }
+            usleep(10_000)
         }
-        var times = FileManager.default.fileExists(atPath: path) ? try Self.parse(path) : [:]
+        var times = try Self.contents(path).map { try Self.parse($0, path) } ?? [:]
         times[accessKeyId] = max(times[accessKeyId] ?? time, time)
         let horizon = time - PageSession.lifetimeMilliseconds
         let text = times.filter { $0.value > horizon }.sorted { $0.key < $1.key }
             .map { "\(Hex.encode(Array($0.key.utf8))) \($0.value)\n" }.joined()
         try Self.replace(path, with: Array(text.utf8))
+        taken()
+    }
+
+    /// The file's bytes; `nil` when there is none.
+    private static func contents(_ path: String) throws -> [UInt8]? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            if errno == ENOENT { return nil }
+            throw failure("open \(path)")
+        }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            guard count >= 0 else {
+                if errno == EINTR { continue }
+                throw failure("read \(path)")
+            }
+            if count == 0 { return bytes }
+            bytes += buffer[..<count]
+        }
     }
 
     /// The file's sign-outs; a line that is not one is a damaged file, not one to skip.
-    private static func parse(_ path: String) throws -> [String: Int64] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw failure("read \(path)") }
+    private static func parse(_ bytes: [UInt8], _ path: String) throws -> [String: Int64] {
         var times: [String: Int64] = [:]
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             let fields = line.split(separator: " ")
             guard fields.count == 2, let key = Hex.decode(String(fields[0])), let id = String(validating: key, as: UTF8.self),
-                  let time = Int64(fields[1]) else {
+                  let time = Int64(fields[1]), (0...latestTime).contains(time) else {
                 throw StoreError(.corrupt, "\(path) holds a line that is no sign-out: \(line.prefix(80))")
             }
             times[id] = max(times[id] ?? time, time)
@@ -128,7 +156,4 @@ final class PageSignOuts: Sendable {
     private static func failure(_ what: String) -> StoreError {
         StoreError(.io, "cannot \(what): \(String(cString: strerror(errno)))")
     }
-
-    /// `F_OFD_SETLKW`, which Glibc's Swift module leaves out (it is behind `_GNU_SOURCE`); 38 on every Linux.
-    private static let waitForOpenFileDescriptionLock: Int32 = 38
 }

@@ -59,17 +59,18 @@ extension ECRPublicService {
         router.post("/gallery/sign-in") { request, context in await self.signIn(request, context) }
         router.post("/gallery/sign-out") { request, _ in
             guard self.isSameOrigin(request) else { return await self.messagePage(.forbidden, "Refused", "A form of another site cannot sign you out.", viewer: nil) }
-            var response = Self.redirect(to: "/gallery/")
             if let viewer = self.viewer(request) {
                 do {
                     try await NIOThreadPool.singleton.runIfActive { try self.pageSession.signOut(viewer) }
                 } catch {
+                    // The cookie stays, so that signing out again can end the session.
                     self.logger.error("a sign-out could not be recorded", metadata: ["error": "\(error)"])
-                    response = await self.messagePage(
+                    return await self.messagePage(
                         .serviceUnavailable, "Not signed out", "Your session could not be ended on the server just now; sign out again.",
                         viewer: viewer.accessKeyId)
                 }
             }
+            var response = Self.redirect(to: "/gallery/")
             response.headers[.setCookie] = self.pageSession.clearCookie
             return response
         }

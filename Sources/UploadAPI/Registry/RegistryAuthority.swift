@@ -31,6 +31,8 @@ public struct RegistryAuthority: Sendable {
     public let privatePulls: Bool
     /// What anyone may do on a repository unless its policy denies it: pull, unless `--private-pulls`.
     var publicActions: Set<String> { privatePulls ? [] : AccessPolicy.pullActions }
+    /// What the gallery shows anyone of a repository unless its policy denies it (nothing, under `--private-pulls`).
+    var galleryPublicActions: Set<String> { privatePulls ? [] : AccessPolicy.galleryReadActions }
     /// What each caller may do once known: the AWS API and the registry front end judge by it alike.
     public let access: AccessPolicy
 

@@ -140,6 +140,7 @@ extension RegistryFrontEnd {
             var read = 0  // every manifest's read, listed or filtered out
             var examined: String?
             for start in stride(from: 0, to: referrers.count, by: Self.referrersPageImages) {
+                if examined != nil, read >= Self.referrersReadBytes { return (found, examined) }
                 let names = referrers[start..<min(start + Self.referrersPageImages, referrers.count)]
                 // One deleted since the list was read is left out.
                 let page = try service.read { snapshot in try names.map { ($0, try snapshot.image(ref, $0)) } }
@@ -197,8 +198,9 @@ extension RegistryFrontEnd {
     /// for its first, which may hold 4 MiB: past it the page ends, linked to the next, so that a
     /// subject's many large referrers never make one answer of gigabytes.
     static let referrersPageBytes = 4 << 20
-    /// The most manifest bytes one answer reads, listed or not (an `artifactType` filter leaves
-    /// some out): past it the page ends, linked to the next, however few it lists.
+    /// The most manifest bytes one answer parses, listed or not (an `artifactType` filter leaves
+    /// some out): past it the page ends, linked to the next, however few it lists. (Manifests are
+    /// read ``referrersPageImages`` to a snapshot: it reads at most one such batch more.)
     static let referrersReadBytes = 16 << 20
     /// What a query value keeps unescaped: RFC 3986's unreserved characters.
     static let queryValueCharacters = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
