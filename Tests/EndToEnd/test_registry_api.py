@@ -1583,3 +1583,36 @@ def test_a_first_chunk_still_streaming_is_spared_by_the_expiry_sweeper():
         answer = reg("PUT", with_digest(location, sha256(data)))
         assert answer.status_code == 201, answer.text
         assert not [e for e in server.events() if e["type"] == "UploadExpired"]
+
+
+def test_a_session_started_while_the_repository_is_deleted_is_made_in_it_again_under_create_on_push():
+    """Under --create-repositories-on-push, a POST that found the repository and then met its
+    deletion makes it again, as a push after the delete would: it was answered NAME_UNKNOWN,
+    which no order of the two gives."""
+    import random
+    import threading
+    with serving("--allow-anonymous", "--create-repositories-on-push") as server:
+        reg, ecr = Registry(server), ecr_client(server)
+        statuses = []
+        for attempt in range(30):
+            name = f"race/app-{attempt}"
+            ecr.create_repository(repositoryName=name)
+            barrier, answers = threading.Barrier(2), {}
+
+            def start():
+                barrier.wait()
+                time.sleep(random.uniform(0, 0.005))
+                answers["start"] = reg("POST", f"/v2/{name}/blobs/uploads/", headers={"Content-Length": "0"})
+
+            def delete():
+                barrier.wait()
+                time.sleep(random.uniform(0, 0.005))
+                ecr.delete_repository(repositoryName=name, force=True)
+
+            threads = [threading.Thread(target=start), threading.Thread(target=delete)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            statuses.append((answers["start"].status_code, answers["start"].text[:80]))
+        assert all(status == 202 for status, _ in statuses), statuses

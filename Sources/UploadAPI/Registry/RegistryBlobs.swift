@@ -27,7 +27,15 @@ extension RegistryFrontEnd {
             return Self.empty(.created, request, headers: [.location: "/v2/\(ref.repositoryName)/blobs/\(mount)", Self.contentDigestHeader: mount])
         }
         try await createIfAllowed(ref, call)
-        let started = try await service.initiateLayerUpload(InitiateLayerUpload(repositoryName: ref.repositoryName), call.metadata())
+        let initiation = try InitiateLayerUpload(repositoryName: ref.repositoryName)
+        let started: UploadStarted
+        do {
+            started = try await service.initiateLayerUpload(initiation, call.metadata())
+        } catch let refusal as CommandError where refusal.code == .repositoryNotFound && createsRepositoriesOnPush {
+            // Deleted since it was found: made again, as a push after the delete would make it.
+            try await createIfAllowed(ref, call)
+            started = try await service.initiateLayerUpload(initiation, call.metadata())
+        }
         let upload = RepositoryUpload(ref, uploadId: started.uploadId)
         if let digest {
             do {
