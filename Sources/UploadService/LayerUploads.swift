@@ -145,8 +145,7 @@ extension UploadService {
         var expired: [String] = []
         while true {
             // A probe is a lock request (a round trip to the lock manager on NFS): off the pool.
-            let sparing = try await Self.blocking { [blobs, store] in try Self.uploadsBeingWritten(blobs, store, idleMilliseconds: idleMilliseconds) }
-            let command = ExpireIdleUploads(idleMilliseconds: idleMilliseconds, sparing: sparing)
+            let command = ExpireIdleUploads(idleMilliseconds: idleMilliseconds, sparing: try await Self.blocking { [blobs] in try blobs.uploadsBeingWritten() })
             let metadata = RequestMetadata(requestId: "sweep-\(store.clock.now().millisecondsSinceEpoch)", source: "sweeper")
             let outcome = try await store.execute(.expireIdleUploads(command), metadata: metadata)
             for case .uploadExpired(let e) in outcome.events.map(\.event) {
@@ -155,25 +154,6 @@ extension UploadService {
             }
             if outcome.events.count < command.limit { return expired }  // less than a full sweep: none left
         }
-    }
-
-    /// The uploads a chunk is streaming into now (their staging lock held, here or in another
-    /// process or node): those with a staging file, and those the sweep may expire, probed by id,
-    /// since a first chunk makes no file before its first mebibyte. Idle by a minute less than the
-    /// sweep's own bound, for the writer's later clock.
-    static func uploadsBeingWritten(_ blobs: BlobStore, _ store: any EventStore, idleMilliseconds: Int64) throws -> Set<String> {
-        var busy = try blobs.uploadsBeingWritten()
-        let withFiles = busy, now = store.clock.now().millisecondsSinceEpoch
-        let idle = try store.read { snapshot in
-            try snapshot.allActiveUploads().filter { id in
-                guard !withFiles.contains(id), let session = try snapshot.session(id) else { return false }
-                return now - session.lastActivityAt.millisecondsSinceEpoch >= idleMilliseconds - 60_000
-            }
-        }
-        for id in idle {
-            if let held = try blobs.tryLockStaging(id) { held.release() } else { busy.insert(id) }
-        }
-        return busy
     }
 
     /// Makes staging hold what the log records for an upload after a part whose bytes were staged

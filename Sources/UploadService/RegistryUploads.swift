@@ -169,6 +169,9 @@ extension UploadService {
         let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
         let staged: (length: UInt64, digest: String, adopted: Bool)
         do {
+            // A chunk that may hold bytes shows in the staging folder before they come (the
+            // expiry sweeper spares what it finds there locked), however slowly they do.
+            if declaredLength != 0 { try await Self.blocking { try writer.openFile() } }
             var pending: [UInt8] = []
             pending.reserveCapacity(Self.chunkBufferBytes)
             var received: UInt64 = 0

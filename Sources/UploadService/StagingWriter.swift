@@ -6,7 +6,7 @@ import LogHashing
 extension BlobStore {
     /// Writes a part into an upload's staging file from `offset`, hashing as it goes; its length
     /// may be known only at its end (a registry client's streamed chunk). The file is opened at the
-    /// first byte, so an empty chunk creates nothing, and a staging file that is also a blob gets an
+    /// first byte, or before it (``openFile()``); an empty chunk need create nothing; a staging file that is also a blob gets an
     /// inode of its own first (``unshareStaging(_:keeping:)``). Used by one task at a time (the
     /// upload's lock), each call on NIO's thread pool.
     public final class StagingWriter: @unchecked Sendable {
@@ -17,8 +17,9 @@ extension BlobStore {
         private var fd: Int32 = -1
         private var isNew = false
         private var hasher = SHA256()
-        /// Bytes written since the disk's free space was last checked (``BlobStore/ensureRoom(for:)``).
-        private var writtenSinceRoomChecked = 0
+        /// Bytes written since the disk's free space was last checked (``BlobStore/ensureRoom(for:)``):
+        /// as many as make the first write check it, whether or not the file was opened before.
+        private var writtenSinceRoomChecked = 1 << 20
 
         init(store: BlobStore, uploadId: String, offset: UInt64) {
             self.store = store
@@ -38,27 +39,13 @@ extension BlobStore {
             guard UInt64(position) <= limit, UInt64(chunk.count) <= limit - UInt64(position) else {
                 throw LayerTooLarge(maximumBytes: limit)
             }
-            if fd < 0 || writtenSinceRoomChecked >= 1 << 20 {
+            if writtenSinceRoomChecked >= 1 << 20 {
                 try store.ensureRoom(for: UInt64(max(chunk.count, 1 << 20)))
                 writtenSinceRoomChecked = 0
             }
             writtenSinceRoomChecked += chunk.count
             let path = store.stagingPath(uploadId)
-            if fd < 0 {
-                try store.unshareStaging(path, keeping: UInt64(start))
-                isNew = !FileManager.default.fileExists(atPath: path)
-                // Only a part at the start makes the file: one past it whose file is gone (lost,
-                // never restored) would leave zeros below it, and an upload that never completes.
-                fd = open(path, O_WRONLY | O_CLOEXEC | (start == 0 ? O_CREAT : 0), 0o600)
-                guard fd >= 0 else {
-                    // The upload ended meanwhile (expiry and cancel remove staging without its
-                    // lock), or its bytes were lost: either way, not an upload that can go on.
-                    if errno == ENOENT {
-                        throw CommandError(.uploadNotFound, "The upload with id '\(uploadId)' has no staged bytes any more: it has ended, or they were lost; start the upload again")
-                    }
-                    throw BlobStore.posixError("open \(path)")
-                }
-            }
+            try openFile()
             hasher.update(bufferPointer: chunk)
             var written = 0
             while written < chunk.count {
@@ -70,6 +57,28 @@ extension BlobStore {
         }
 
         public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+        /// Opens (a part at the start: makes) the staging file before the first byte comes: a
+        /// chunk streaming into an upload then shows in the staging folder while it holds the
+        /// upload's lock, which the expiry sweeper looks for there
+        /// (``BlobStore/uploadsBeingWritten()``), though its first mebibyte is still buffered.
+        public func openFile() throws {
+            guard fd < 0 else { return }
+            let path = store.stagingPath(uploadId)
+            try store.unshareStaging(path, keeping: UInt64(start))
+            isNew = !FileManager.default.fileExists(atPath: path)
+            // Only a part at the start makes the file: one past it whose file is gone (lost,
+            // never restored) would leave zeros below it, and an upload that never completes.
+            fd = open(path, O_WRONLY | O_CLOEXEC | (start == 0 ? O_CREAT : 0), 0o600)
+            guard fd >= 0 else {
+                // The upload ended meanwhile (expiry and cancel remove staging without its
+                // lock), or its bytes were lost: either way, not an upload that can go on.
+                if errno == ENOENT {
+                    throw CommandError(.uploadNotFound, "The upload with id '\(uploadId)' has no staged bytes any more: it has ended, or they were lost; start the upload again")
+                }
+                throw BlobStore.posixError("open \(path)")
+            }
+        }
 
         /// Cuts off anything past the part (bytes of a part that never committed), syncs the file
         /// (and the directory when the part starts the file: the log is about to name it) and closes it.

@@ -645,13 +645,17 @@ def test_a_sign_out_that_cannot_be_recorded_keeps_the_session_to_sign_out_again(
         form = {"accessKeyId": "test", "secretAccessKey": "test"}
         assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
         copy = dict(session.cookies)
-        blocker = os.path.join(server.data_dir, "page-sign-outs.lock")
-        os.mkdir(blocker)  # a folder where the lock file goes
-        try:
-            refused = session.post(base + "/gallery/sign-out", allow_redirects=False)
-            assert refused.status_code == 503 and "Set-Cookie" not in refused.headers, refused.headers
+        # A folder where the lock goes; then where the record goes (unreadable: sessions are
+        # refused meanwhile, but the sign-out is still refused, not skipped).
+        for blocked, signed_in in (("page-sign-outs.lock", 200), ("page-sign-outs", 303)):
+            blocker = os.path.join(server.data_dir, blocked)
+            os.mkdir(blocker)
+            try:
+                refused = session.post(base + "/gallery/sign-out", allow_redirects=False)
+                assert refused.status_code == 503 and "Set-Cookie" not in refused.headers, (blocked, refused.headers)
+                assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == signed_in, blocked
+            finally:
+                os.rmdir(blocker)
             assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 200, "still signed in"
-        finally:
-            os.rmdir(blocker)
         assert session.post(base + "/gallery/sign-out", allow_redirects=False).status_code == 303
         assert requests.get(base + "/gallery/audit", cookies=copy, allow_redirects=False).status_code == 303

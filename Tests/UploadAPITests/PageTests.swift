@@ -182,10 +182,21 @@ struct PageSessionTests {
         try one.signOut(try #require(one.viewer(fromCookie: again)))
         #expect(node().viewer(fromCookie: again) == nil)
 
+        // A session a node whose clock runs ten hours ahead made signs out here: another key's
+        // sign-out is kept (the file is pruned by this node's clock, never by a cookie's time).
+        let ahead = TestClock()
+        ahead.set(Timestamp(millisecondsSinceEpoch: clock.now().millisecondsSinceEpoch + 10 * 3_600_000))
+        let fast = PageSession(
+            registryTokenKey: key, clock: ahead, authentication: .sigV4(SigV4Verifier(keys: keys, clock: ahead, servedRegistryId: "123456789012")),
+            signOuts: PageSignOuts(folder: dir.path, logger: Logger(label: "test")))
+        try one.signOut(try #require(one.viewer(fromCookie: fast.cookieValue(for: "OTHER"))))
+        #expect(node().viewer(fromCookie: copied) == nil, "AKID's sign-out is still recorded")
+        try node().signOut(try #require(node().viewer(fromCookie: node().cookieValue(for: "AKID"))))
+
         // The file keeps a line a key, and drops sign-outs no session can be older than.
         let file = dir.path + "/" + DataFolder.pageSignOuts
-        #expect(try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count == 1)
-        clock.advance(milliseconds: PageSession.lifetimeMilliseconds + 1)
+        #expect(try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count == 2)
+        clock.advance(milliseconds: PageSession.lifetimeMilliseconds + 86_400_000 + 10)  // a session's life, a day for clocks, and the sign-outs' last milliseconds
         try one.signOut(try #require(one.viewer(fromCookie: one.cookieValue(for: "OTHER"))))
         #expect(try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ")[0] } == ["4f54484552"])
 

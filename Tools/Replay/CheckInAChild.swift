@@ -16,7 +16,9 @@ enum CheckInAChild {
     /// How the child ended.
     enum Ending {
         case exited(Int32)
-        /// On a signal that a damaged page gives LMDB (its assertions abort; a bad pointer faults).
+        /// On a signal that a damaged page gives LMDB (its assertions abort; a bad pointer or a
+        /// zeroed page size faults). Swift stops on a few of its own failures with SIGABRT too,
+        /// so the report names both.
         case stoppedByDamage(Int32)
         /// On a trap: Swift's own stop on a failed check (SIGILL, SIGTRAP), a fault of the checker,
         /// which the store's damage must not be blamed for.
@@ -39,7 +41,7 @@ enum CheckInAChild {
         child.waitUntilExit()
         let status = child.terminationStatus
         guard child.terminationReason == .uncaughtSignal else { return .exited(status) }
-        if [SIGABRT, SIGSEGV, SIGBUS].contains(status) { return .stoppedByDamage(status) }
+        if [SIGABRT, SIGSEGV, SIGBUS, SIGFPE].contains(status) { return .stoppedByDamage(status) }
         return [SIGILL, SIGTRAP].contains(status) ? .trapped(status) : .interrupted(status)
     }
 
@@ -48,8 +50,9 @@ enum CheckInAChild {
         switch ending {
         case .stoppedByDamage(let signal):
             "the store in \(dataDir) could not be read to its end: LMDB stopped on signal \(signal) (\(String(cString: strsignal(signal)))), "
-                + "as it does on a page damaged on disk (it keeps no checksums). Restore the data folder from a backup; "
-                + "when only its projections are damaged, move \(dataDir)/projections away and run `upload-coordinator migrate` to rebuild them from the log"
+                + "as it does on a page damaged on disk (it keeps no checksums; an assertion it made is printed above). Restore the data folder from a backup; "
+                + "when only its projections are damaged, move \(dataDir)/projections away and run `upload-coordinator migrate` to rebuild them from the log. "
+                + "With no assertion of LMDB's above, it may be a fault of upload-replay's own: report it with this output"
         case .trapped(let signal):
             "the check of \(dataDir) stopped on signal \(signal) (\(String(cString: strsignal(signal)))), a failed check of upload-replay's own, "
                 + "not a sign of damage: keep the store as it is, and report this with the output above"

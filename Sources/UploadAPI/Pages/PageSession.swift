@@ -89,9 +89,10 @@ struct PageSession: Sendable {
     /// whose clock runs ahead recorded.
     func cookieValue(for accessKeyId: String) -> String {
         // A sign-out is at most ``PageSignOuts/latestTime`` (`.max`: the record cannot be read, and
-        // the cookie will be refused), so the sum cannot overflow.
+        // the cookie will be refused), so the sum cannot overflow; one at it is taken as now, so
+        // that no session is made past what the record can hold.
         let now = clock.now().millisecondsSinceEpoch, signedOut = signOuts.lastSignOut(accessKeyId) ?? 0
-        let expires = (signedOut < now || signedOut == .max ? now : signedOut + 1) + Self.lifetimeMilliseconds
+        let expires = (signedOut < now || signedOut >= PageSignOuts.latestTime ? now : signedOut + 1) + Self.lifetimeMilliseconds
         let body = "\(Self.version).\(Hex.encode(Array(accessKeyId.utf8))).\(expires)"
         return body + "." + Hex.encode(signature(body, secret: secrets[accessKeyId] ?? ""))
     }
@@ -105,19 +106,26 @@ struct PageSession: Sendable {
     /// The `Set-Cookie` header that signs out.
     var clearCookie: String { "\(cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "") }
 
-    /// The viewer a `Cookie` header's session names, when it is this server's, unexpired, and
-    /// its key is still configured with the same secret.
-    func viewer(fromCookieHeader header: String?) -> Viewer? {
+    /// The viewer a `Cookie` header's session names, when it is this server's, unexpired, its key
+    /// is still configured with the same secret, and (unless `signedOutToo`, for signing out,
+    /// which must not depend on reading the record of sign-outs) it has not signed out since.
+    func viewer(fromCookieHeader header: String?, signedOutToo: Bool = false) -> Viewer? {
         guard let header else { return nil }
         for pair in header.split(separator: ";") {
             let trimmed = pair.drop { $0 == " " }
             guard trimmed.hasPrefix(cookieName + "=") else { continue }
-            if let viewer = viewer(fromCookie: String(trimmed.dropFirst(cookieName.count + 1))) { return viewer }
+            let value = String(trimmed.dropFirst(cookieName.count + 1))
+            if let viewer = signedOutToo ? signed(value) : viewer(fromCookie: value) { return viewer }
         }
         return nil
     }
 
     func viewer(fromCookie value: String) -> Viewer? {
+        signed(value).flatMap { isCurrent($0) ? $0 : nil }
+    }
+
+    /// The viewer a cookie names when this server signed it for a key it still has, unexpired.
+    private func signed(_ value: String) -> Viewer? {
         let fields = value.split(separator: ".", omittingEmptySubsequences: false)
         guard fields.count == 4, fields[0] == Self.version, let expires = Int64(fields[2]),
               let signature = Hex.decode(String(fields[3])), signature.count == 32,
@@ -125,9 +133,8 @@ struct PageSession: Sendable {
         // The MAC is computed for an unknown key too, so that the time taken tells nothing of which keys exist.
         let secret = secrets[accessKeyId]
         let valid = HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signed(fields[0..<3].joined(separator: "."), secret: secret ?? ""), using: signingKey)
-        guard valid, secret != nil else { return nil }
-        let viewer = Viewer(accessKeyId: accessKeyId, expiresAt: Timestamp(millisecondsSinceEpoch: expires))
-        return isCurrent(viewer) ? viewer : nil
+        guard valid, secret != nil, expires > clock.now().millisecondsSinceEpoch else { return nil }
+        return Viewer(accessKeyId: accessKeyId, expiresAt: Timestamp(millisecondsSinceEpoch: expires))
     }
 
     /// Whether `viewer`'s session still holds: unexpired, and made after its key last signed out.
@@ -142,7 +149,8 @@ struct PageSession: Sendable {
     /// ahead made it, or it was made just after a sign-out recorded so). Blocks on a file's lock
     /// and syncs: call it off the event loops.
     func signOut(_ viewer: Viewer) throws {
-        try signOuts.record(viewer.accessKeyId, at: max(clock.now().millisecondsSinceEpoch, viewer.madeAt))
+        let now = clock.now().millisecondsSinceEpoch
+        try signOuts.record(viewer.accessKeyId, at: max(now, viewer.madeAt), now: now)
     }
 
     /// What a cookie's signature covers: its text, and a digest of the key's secret.

@@ -31,7 +31,8 @@ final class PageSignOuts: Sendable {
         var times: [String: Int64] = [:]
     }
 
-    /// Later than any sign-out a clock can record (the year 3000): a time past it is a damaged file.
+    /// Later than any sign-out a clock can record (the year 3000): a time past it is a damaged
+    /// file, and one at it is not taken for a session's time (``PageSession/cookieValue(for:)``).
     static let latestTime: Int64 = 32_503_680_000_000
 
     /// How long a sign-out waits for another's rewrite of the file before it fails (and is tried again).
@@ -75,9 +76,10 @@ final class PageSignOuts: Sendable {
         return .max
     }
 
-    /// Records that `accessKeyId` signed out at `time`, synced before it returns. Blocks on the
-    /// file's lock (up to ``lockWait``) and its syncs: call it off the event loops.
-    func record(_ accessKeyId: String, at time: Int64) throws {
+    /// Records that `accessKeyId` signed out at `time` (which may be later than `now`, this
+    /// node's clock: the session's own time), synced before it returns. Blocks on the file's lock
+    /// (up to ``lockWait``) and its syncs: call it off the event loops.
+    func record(_ accessKeyId: String, at time: Int64, now: Int64) throws {
         // Taken here only once recorded: a sign-out that failed ends the session nowhere, so that
         // no node takes it while another refuses it, and signing out again can end it.
         func taken() { loaded.withLock { $0.times[accessKeyId] = max($0.times[accessKeyId] ?? time, time) } }
@@ -96,7 +98,8 @@ final class PageSignOuts: Sendable {
         }
         var times = try Self.contents(path).map { try Self.parse($0, path) } ?? [:]
         times[accessKeyId] = max(times[accessKeyId] ?? time, time)
-        let horizon = time - PageSession.lifetimeMilliseconds
+        // Dropped by this node's clock, less a day for other nodes' (never by a time a cookie gave).
+        let horizon = min(time, now) - PageSession.lifetimeMilliseconds - 86_400_000
         let text = times.filter { $0.value > horizon }.sorted { $0.key < $1.key }
             .map { "\(Hex.encode(Array($0.key.utf8))) \($0.value)\n" }.joined()
         try Self.replace(path, with: Array(text.utf8))

@@ -59,7 +59,9 @@ extension ECRPublicService {
         router.post("/gallery/sign-in") { request, context in await self.signIn(request, context) }
         router.post("/gallery/sign-out") { request, _ in
             guard self.isSameOrigin(request) else { return await self.messagePage(.forbidden, "Refused", "A form of another site cannot sign you out.", viewer: nil) }
-            if let viewer = self.viewer(request) {
+            // Judged without the record of sign-outs: one that cannot be read now must fail the
+            // sign-out (and keep the cookie), not skip it.
+            if let viewer = self.pageSession.viewer(fromCookieHeader: request.headers[.cookie], signedOutToo: true) {
                 do {
                     try await NIOThreadPool.singleton.runIfActive { try self.pageSession.signOut(viewer) }
                 } catch {

@@ -77,6 +77,8 @@ extension RegistryFrontEnd {
             return true
         } catch let refusal as CommandError where refusal.code == .layersNotFound {
             return false
+        } catch let refusal as CommandError where refusal.code == .repositoryNotFound && createsRepositoriesOnPush {
+            return false  // deleted since it was made or found: the session that follows makes it again
         }
     }
 
