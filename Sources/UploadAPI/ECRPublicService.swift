@@ -283,7 +283,13 @@ public final class ECRPublicService: Sendable {
             try registry.authority.access.checkRegistryWide(try principal(of: request, context: context), action: "ReadFeeds")
             return try await answer()
         } catch {
-            return Self.errorResponse(error)
+            let api = APIError.from(error), requestId = RandomUUIDs.next()
+            if api.status == .internalServerError, let heldBack = LogLimiter.requestFailures.admit() {
+                var metadata = Self.logMetadata(requestId, request.uri.path, api.type, error: "\(error)")
+                metadata["lines.held.back"] = "\(heldBack)"
+                logger.error("feed request failed", metadata: metadata)
+            }
+            return Self.errorResponse(api, requestId: requestId)
         }
     }
 

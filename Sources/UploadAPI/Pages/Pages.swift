@@ -133,7 +133,9 @@ extension ECRPublicService {
         if let store = error as? StoreError, store.code == .overloaded { return Self.busy }
         let api = APIError.from(error)
         if api.status == .internalServerError {
-            logger.error("a page failed", metadata: ["error": "\(error)"])
+            if let heldBack = LogLimiter.requestFailures.admit() {  // anyone may ask for a page
+                logger.error("a page failed", metadata: ["error": "\(error)", "lines.held.back": "\(heldBack)"])
+            }
             return await messagePage(.internalServerError, "Something went wrong", "The server could not read this page; it has logged why.", viewer: viewer)
         }
         return await messagePage(.badRequest, "Not understood", api.message, viewer: viewer)

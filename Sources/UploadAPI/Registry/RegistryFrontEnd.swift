@@ -151,14 +151,18 @@ public final class RegistryFrontEnd: Sendable {
             metrics.countRegistryRequest(endpoint: "unknown", outcome: RegistryError.Code.unsupported.rawValue)
             return Self.errorResponse(RegistryError(.unsupported, "No registry endpoint has this path", status: .notFound), request)
         }
+        // The id the request's events record, and its log line if it fails.
+        let requestId = RandomUUIDs.next()
         do {
-            let response = try await answer(request, route, remoteAddress: remoteAddress)
+            let response = try await answer(request, route, remoteAddress: remoteAddress, requestId: requestId)
             metrics.countRegistryRequest(endpoint: route.name, outcome: "ok")
             return response
         } catch {
             let registryError = RegistryError.from(error, in: route.context)
             if registryError.status.code >= 500, let heldBack = LogLimiter.requestFailures.admit() {
-                logger.error("registry request failed", metadata: ["request.endpoint": "\(route.name)", "error": "\(error)", "lines.held.back": "\(heldBack)"])
+                logger.error("registry request failed", metadata: [
+                    "request.id": "\(requestId)", "request.method": "\(request.method)", "request.endpoint": "\(route.name)",
+                    "error": "\(error)", "lines.held.back": "\(heldBack)"])
             }
             metrics.countRegistryRequest(endpoint: route.name, outcome: registryError.code.rawValue)
             return Self.errorResponse(registryError, request)
@@ -166,8 +170,8 @@ public final class RegistryFrontEnd: Sendable {
     }
 
     /// The answer to a request on `route`, or the failure that becomes its error.
-    private func answer(_ request: Request, _ route: Route, remoteAddress: SocketAddress?) async throws -> Response {
-        var call = Call(request: request, remoteAddress: remoteAddress, requestId: RandomUUIDs.next())
+    private func answer(_ request: Request, _ route: Route, remoteAddress: SocketAddress?, requestId: String) async throws -> Response {
+        var call = Call(request: request, remoteAddress: remoteAddress, requestId: requestId)
         switch route {
         case .token:
             return try token(call)
