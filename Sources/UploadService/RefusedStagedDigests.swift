@@ -37,8 +37,9 @@ final class RefusedStagedDigests: Sendable {
 
     /// Runs `hashing` (a completion's hash of its whole layer) for an upload refused before, one
     /// such at a time in this process: a client can add a byte and name a wrong digest again, at
-    /// will, each time for a layer's worth of reading and hashing; those wait for no thread of the
-    /// pool others need. - Throws: ``StoreError/Code/overloaded`` while another is hashed.
+    /// will, each time for a layer's worth of reading and hashing; such repeats take at most one
+    /// of the thread pool's threads, which blob downloads and chunks share. - Throws:
+    /// ``StoreError/Code/overloaded`` while another is hashed.
     func hashingAgain<T>(_ hashing: () async throws -> T) async throws -> T {
         let entered = checkingARefusedUpload.withLock { busy in
             guard !busy else { return false }
