@@ -55,7 +55,7 @@ struct APIError: Error {
             // 400 ThrottlingException: botocore backs off and retries it.
             return APIError(type: "ThrottlingException", message: failure.message, status: .badRequest)
         case let failure as StoreError:
-            return APIError(type: CommandError.Code.server.rawValue, message: failure.message, status: .internalServerError)
+            return .server(failure.messageForCallers ?? unexplained)
         case let tooLarge as LayerTooLarge:
             return APIError(type: CommandError.Code.limitExceeded.rawValue, message: tooLarge.description, status: .badRequest)
         case is RequestBodyEnded:
@@ -70,9 +70,13 @@ struct APIError: Error {
         case let http as any HTTPResponseError where http.status == .contentTooLarge:
             return APIError(type: "RequestEntityTooLargeException", message: "The request body is larger than the 30,000,000 bytes accepted", status: .contentTooLarge)
         default:
-            return APIError(type: CommandError.Code.server.rawValue, message: "\(error)", status: .internalServerError)
+            return .server(unexplained)
         }
     }
+
+    /// A fault's answer: its own words stay in the server's log (they may name its files), which
+    /// the answer's request id finds.
+    static let unexplained = "The server could not complete the request; its log says why, under this answer's request id"
 
     /// Exhaustive on purpose: a new error code must be given its status here.
     static func status(of code: CommandError.Code) -> HTTPResponse.Status {

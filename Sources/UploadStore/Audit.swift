@@ -197,7 +197,7 @@ struct LogStretch {
         guard try snapshot.lastPosition() >= last, try snapshot.merkleNode(level: 0, index: last - 1) == lastLeaf else { throw Self.changed }
     }
 
-    static let changed = StoreError(.io, "the log changed while it was read (a failover that lost commits, or a restore): read again")
+    static let changed = StoreError(.io, "the log changed while it was read (a failover that lost commits, or a restore): read again", isForCallers: true)
 }
 
 extension StoreSnapshot {

@@ -27,6 +27,6 @@ public enum Disk {
     public static func explaining(_ error: any Error, writingIn folder: String) -> any Error {
         guard let failure = error as? LMDBError, failure.code == .ioError || failure.code == .noSpace else { return error }
         guard let disk = bytes(of: folder) else { return error }
-        return StoreError(.io, "the write failed and nothing of it was kept: \(failure); the data folder's disk has \(disk.free) of \(disk.total) bytes free")
+        return StoreError(.io, "the write failed and nothing of it was kept: \(failure); the data folder's disk has \(disk.free) of \(disk.total) bytes free", isForCallers: true)
     }
 }

@@ -21,11 +21,27 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     }
 
     public let code: Code
+    /// For the operator and the log: it may name files, folders and the store's inner state.
     public let message: String
+    /// Whether ``message`` is written for whoever made the request (advice such as "retry with
+    /// the same invocation id"), and names nothing of the server's. See ``messageForCallers``.
+    public let isForCallers: Bool
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, isForCallers: Bool = false) {
         self.code = code
         self.message = message
+        self.isForCallers = isForCallers
+    }
+
+    /// What an answer may tell its caller: the message of a refusal that passes, or of one
+    /// written for callers; `nil` for a fault, whose answer says only that the server failed
+    /// (its log keeps the message, which may name the server's files).
+    public var messageForCallers: String? {
+        switch code {
+        case .overloaded, .viewsBehind: message
+        case .closed: "The server is stopping; try again"
+        case .io, .corrupt, .migration: isForCallers ? message : nil
+        }
     }
 
     public var description: String { message }

@@ -160,6 +160,32 @@ def test_upload_replay_reports_a_damaged_page_in_its_own_words_and_always_return
     assert stopped > 0, "some damaged page stops LMDB itself (in this store, two of data.mdb's)"
 
 
+def test_a_servers_fault_is_answered_without_naming_its_files_and_logged_with_them(tmp_path):
+    """A failure of the server's own (here a staging file the server cannot open) is its
+    operator's to read, in the log under the answer's request id; the caller is told only that the
+    server failed, never the server's paths."""
+    server = Server(str(tmp_path))
+    try:
+        ecr = boto3.client("ecr-public", endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id="test",
+                           aws_secret_access_key="test", config=Config(retries={"total_max_attempts": 1}))  # one request, one log line
+        ecr.create_repository(repositoryName="fault/app")
+        upload_id = ecr.initiate_layer_upload(repositoryName="fault/app")["uploadId"]
+        staged = os.path.join(str(tmp_path), "staging", upload_id)
+        if os.path.exists(staged):
+            os.remove(staged)
+        os.mkdir(staged)  # a folder where the upload's bytes go
+        with pytest.raises(ClientError) as e:
+            ecr.upload_layer_part(repositoryName="fault/app", uploadId=upload_id, partFirstByte=0, partLastByte=MIB - 1, layerPartBlob=os.urandom(MIB))
+        answer = e.value.response
+        assert answer["Error"]["Code"] == "ServerException" and answer["ResponseMetadata"]["HTTPStatusCode"] == 500, answer
+        assert str(tmp_path) not in answer["Error"]["Message"] and "staging" not in answer["Error"]["Message"], answer["Error"]["Message"]
+        request_id = answer["ResponseMetadata"]["RequestId"]
+        logged = [line for line in server.stderr_text().splitlines() if request_id in line]
+        assert logged and staged in logged[0], (request_id, server.stderr_text()[-2000:])
+    finally:
+        assert server.stop() == 0
+
+
 def test_a_copy_onto_a_full_disk_says_how_full_it_is(small_disk, tmp_path):
     """LMDB reports a disk that filled under its pages as "Input/output error": copy-store, as
     serve does, says how full the destination's disk is, and leaves nothing behind."""

@@ -92,14 +92,13 @@ struct RegistryError: Error {
             error.headers[.range] = RegistryFrontEnd.rangeHeader(mismatch.bytesReceived)
             return error
         case let failure as StoreError:
-            // Refusals that pass say why (their words name no file); a fault that retrying will
-            // not mend is logged, and answered without the store's words, which may name its
-            // files, to callers who need no credentials to pull.
+            // A fault that retrying will not mend is logged, and answered without the store's
+            // words unless they are written for callers (``StoreError/messageForCallers``).
+            let message = failure.messageForCallers ?? "The request could not be completed"
             switch failure.code {
-            case .overloaded: return RegistryError(.tooManyRequests, failure.message)
-            case .viewsBehind: return RegistryError(.unavailable, failure.message)
-            case .closed: return RegistryError(.unavailable, "The server is stopping; try again")
-            case .io, .corrupt, .migration: return RegistryError(.unknown, "The request could not be completed")
+            case .overloaded: return RegistryError(.tooManyRequests, message)
+            case .viewsBehind, .closed: return RegistryError(.unavailable, message)
+            case .io, .corrupt, .migration: return RegistryError(.unknown, message)
             }
         case is CancellationError:  // the server is stopping (as APIError's)
             return RegistryError(.tooManyRequests, "The request was cancelled: the server is stopping; try again")

@@ -143,7 +143,7 @@ public final class PostgresStore: EventStore {
         } catch let failure as PostgresError {
             // Its detail (host, role, SQL) is for the log, not for the client of `/log/checkpoint`.
             configuration.logger.error("a signed checkpoint could not be kept in PostgreSQL", metadata: ["error": "\(failure)"])
-            throw StoreError(.io, "the checkpoint could not be kept (the server's log has the detail); try again")
+            throw StoreError(.io, "the checkpoint could not be kept (the server's log has the detail); try again", isForCallers: true)
         }
     }
 
