@@ -186,6 +186,54 @@ def test_a_servers_fault_is_answered_without_naming_its_files_and_logged_with_th
         assert server.stop() == 0
 
 
+def test_upload_replays_check_ends_with_the_checker_that_started_it(tmp_path):
+    """The check runs in a child of `upload-replay`: when the parent is killed (SIGKILL, which it
+    cannot pass on), the child must not run on orphaned. Its output is a pipe filled beforehand and
+    never read, so the child is held writing its report until it notices its parent is gone."""
+    import pathlib
+    import shutil
+    import time
+    store = tmp_path / "store"  # a copy: a check makes the store's lock file
+    shutil.copytree(pathlib.Path(__file__).parent.parent / "Fixtures" / "stores" / "layout-0011-p9-every-event", store)
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_end, True)
+    parent = subprocess.Popen([str(BIN / "upload-replay"), "--data-dir", str(store)], stdout=write_end, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    try:
+        children = []
+        for _ in range(100):
+            children = [int(pid) for task in os.listdir(f"/proc/{parent.pid}/task")
+                        for pid in open(f"/proc/{parent.pid}/task/{task}/children").read().split()]
+            if children:
+                break
+            time.sleep(0.05)
+        assert len(children) == 1, children
+        time.sleep(1)  # the child has checked the small store, and waits to write its report
+        assert os.path.exists(f"/proc/{children[0]}") and parent.poll() is None, "the check ended with its output full"
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        def alive():
+            try:
+                return open(f"/proc/{children[0]}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+            except FileNotFoundError:
+                return False
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphaned = alive()
+        if orphaned:
+            os.kill(children[0], signal.SIGKILL)
+        assert not orphaned, "the check ran on after its parent was killed"
+    finally:
+        os.close(read_end)
+
+
 def test_a_copy_onto_a_full_disk_says_how_full_it_is(small_disk, tmp_path):
     """LMDB reports a disk that filled under its pages as "Input/output error": copy-store, as
     serve does, says how full the destination's disk is, and leaves nothing behind."""

@@ -8,10 +8,25 @@ import Foundation
 /// two crashing threads. So the check runs in a child, without the backtracer, and the parent
 /// reports such a death as the store unreadable (exit 3), in the report's own form.
 enum CheckInAChild {
-    /// Set in the child's environment: it runs the check itself.
+    /// Set in the child's environment to the parent's process id: it runs the check itself.
     static let marker = "UPLOAD_REPLAY_CHECKING"
 
-    static var isChild: Bool { ProcessInfo.processInfo.environment[marker] == "1" }
+    /// The parent that runs this process as its check; `nil` in the parent itself.
+    static let parent: pid_t? = ProcessInfo.processInfo.environment[marker].flatMap { pid_t($0) }
+
+    static var isChild: Bool { parent != nil }
+
+    /// In the child: ends it soon after its parent ends, however that ended (a SIGKILL, a
+    /// terminal closed), so that no check runs on, orphaned, holding the store's readers and
+    /// writing to an output nobody reads. Polled, as a parent's end signals its child nothing.
+    static func endWithTheParent() {
+        guard let parent else { return }
+        let watcher = Thread {
+            while getppid() == parent { usleep(200_000) }
+            _exit(EXIT_FAILURE)
+        }
+        watcher.start()
+    }
 
     /// How the child ended.
     enum Ending {
@@ -34,7 +49,7 @@ enum CheckInAChild {
         child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         child.arguments = Array(CommandLine.arguments.dropFirst())
         var environment = ProcessInfo.processInfo.environment
-        environment[marker] = "1"
+        environment[marker] = "\(getpid())"
         environment["SWIFT_BACKTRACE"] = "enable=no"
         child.environment = environment
         try child.run()

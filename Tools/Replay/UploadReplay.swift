@@ -43,6 +43,7 @@ struct Verify: ParsableCommand {
         let database: String?
         do { database = try StoreBackends.databaseURL(flag: databaseUrl) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
         if database == nil, !CheckInAChild.isChild { try checkInAChild() }
+        CheckInAChild.endWithTheParent()
         // Progress goes to a terminal only: never into a pipe, a file, or --json output.
         let showProgress = !json && isatty(STDERR_FILENO) == 1
         let meter = ProgressMeter()
