@@ -824,6 +824,17 @@ def test_docker_schema_2_manifest_and_manifest_list(reg, repo):
         assert got.content == body and got.headers["Content-Type"] == media_type
 
 
+def test_a_manifest_content_type_is_read_without_regard_to_case(reg, repo):
+    """Media types are case-insensitive (RFC 9110 8.3.1): one sent in capitals is the manifest's
+    own, kept and served in the registered lower case."""
+    config = push_config(reg, repo)
+    body = image_manifest(config, [])
+    answer = put_manifest(reg, repo, "shouted", body, "Application/VND.OCI.Image.Manifest.v1+JSON; charset=utf-8")
+    assert answer.status_code == 201, answer.text
+    got = reg("GET", f"/v2/{repo}/manifests/shouted", headers={"Accept": OCI_MANIFEST})
+    assert got.status_code == 200 and got.content == body and got.headers["Content-Type"] == OCI_MANIFEST, got.headers
+
+
 def test_delete_by_tag_is_202_and_the_manifest_stays_by_digest(reg, repo):
     body = push_image(reg, repo, "v1")
     answer = reg("DELETE", f"/v2/{repo}/manifests/v1")

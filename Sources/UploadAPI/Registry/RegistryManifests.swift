@@ -65,7 +65,8 @@ extension RegistryFrontEnd {
         guard let text = String(validating: body.readableBytesView, as: UTF8.self) else {
             throw RegistryError(.manifestInvalid, "The manifest is not UTF-8 JSON")
         }
-        let contentType = call.request.headers[.contentType].map { String($0.prefix { $0 != ";" }).trimmingCharacters(in: .whitespaces) }
+        // A media type's case carries no meaning (RFC 9110 8.3.1); the registered ones are lower case.
+        let contentType = call.request.headers[.contentType].map { String($0.prefix { $0 != ";" }).trimmingCharacters(in: .whitespaces).lowercased() }
         let command = try PutImage(
             repositoryName: ref.repositoryName, imageManifest: text,
             imageManifestMediaType: contentType?.isEmpty == false ? contentType : nil, imageTag: tag, imageDigest: digest, sha512Allowed: true)
