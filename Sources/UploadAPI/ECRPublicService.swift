@@ -111,6 +111,7 @@ public final class ECRPublicService: Sendable {
         self.service = service
         self.logger = logger
         self.metrics = metrics
+        metrics.startRequestCounts(operations: Self.operations.keys, endpoints: RegistryFrontEnd.Route.Endpoint.allCases.map(\.rawValue))
         self.authentication = authentication
         self.spoolBudget = spoolBudget
         self.longestUnsignedArrival = longestUnsignedArrival
@@ -167,6 +168,7 @@ public final class ECRPublicService: Sendable {
     /// ``APIRequestContext/principal``). `noopRoute` adds `POST /noop` for `upload-bench`.
     public func router(noopRoute: Bool = false, addMiddleware: (Router<APIRequestContext>) -> Void = { _ in }) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
+        router.add(middleware: RequestLog())
         router.add(middleware: NoSniff())
         router.add(middleware: InterimContinue.Middleware())
         if case .anonymous = authentication {
@@ -192,6 +194,8 @@ public final class ECRPublicService: Sendable {
         // The operation's name for metrics and logs: one of a closed set, and only once the request
         // is authenticated, so that no sender can mint label values.
         var operationLabel = ServiceMetrics.unknownOperation
+        let start = ContinuousClock.now
+        defer { metrics.timeRequest(operation: operationLabel, since: start) }
         do {
             let (bytes, principal) = try await authenticatedBody(request, context: context)
             let target = request.headers[Self.targetHeader]

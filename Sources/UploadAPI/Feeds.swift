@@ -220,8 +220,8 @@ extension ECRPublicService {
         let first = try await openingSlice(after: after, leafHash: Self.text(request, "leafHash"), limit: Self.sliceEvents)
         let metrics = self.metrics
         let body = ResponseBody { writer in
-            metrics.countEventStream(by: 1)
-            defer { metrics.countEventStream(by: -1) }
+            metrics.countStream(.events, by: 1)
+            defer { metrics.countStream(.events, by: -1) }
             let readerGone = Locked(false)
             try await request.body.consumeWithInboundCloseHandler({ _ in try await withGracefulShutdownHandler {
                 try await Self.write(first.lines, to: &writer)

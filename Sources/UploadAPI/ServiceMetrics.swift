@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import Prometheus
+import UploadCore
 import UploadService
 import UploadStore
 
@@ -10,8 +11,9 @@ import UploadStore
 /// of its own (no global bootstrap, so tests can make as many as they like).
 public struct ServiceMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
-    /// Commit latency in buckets fine enough for fsyncs of a few hundred microseconds, and batch
-    /// sizes up to the writer's largest batch. Made once: every request counts through it.
+    /// Every metric is made through it, with its help text (``MetricCatalogue``) and buckets:
+    /// commit latency fine enough for fsyncs of a few hundred microseconds, request latency up to
+    /// the database's answer limit, batch sizes up to the writer's largest batch.
     public let factory: any MetricsFactory
     /// Whether the last scrape failed to read the store: only a change is logged (the endpoint is
     /// open to anyone, and an outage must not become a line per scrape).
@@ -25,25 +27,56 @@ public struct ServiceMetrics: Sendable {
     /// figures last read (Prometheus gives a scrape 10 s by default; a frozen database would take
     /// the answer limit).
     static let statisticsWait = Duration.seconds(2)
-    /// Live event streams open now (`upload_feed_streams_open`): each reads the log while it is
-    /// quiet, so streams of readers that are gone would show here.
-    private let eventStreams = Locked(0)
+    /// The long-lived answers that follow the log: each reads it while it is quiet, so streams of
+    /// readers that are gone would show in their gauge.
+    enum Stream: CaseIterable {
+        /// `/events/stream`.
+        case events
+        /// The audit page's `/gallery/audit/stream`.
+        case audit
+
+        var gauge: String {
+            switch self {
+            case .events: "upload_feed_streams_open"
+            case .audit: "upload_pages_audit_streams_open"
+            }
+        }
+    }
+
+    /// The streams of each kind open now.
+    private let openStreams = Locked<[Stream: Int]>([:])
     /// The connections open, counted by the connection guard (``CappedCount``): read at scrape
     /// time into `upload_coordinator_connections_open`.
     let openConnections = Locked<CappedCount?>(nil)
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.durationHistogramBuckets["upload_store_commit_seconds"] = [
-            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
-            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1),
-            // PostgreSQL's: a batch may wait 30 s for the append lock, and 60 s for an answer.
-            .seconds(5), .seconds(30), .seconds(60),
+        let requestSeconds: [Duration] = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30), .seconds(60),
         ]
-        factory.valueHistogramBuckets["upload_store_batch_commands"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
-        self.factory = factory
-        Gauge(label: "upload_feed_streams_open", factory: factory).record(0)  // a series before the first stream
+        factory = DescribedMetricsFactory(
+            registry: registry,
+            durationBuckets: [
+                "upload_store_commit_seconds": [
+                    .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                    .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1),
+                    // PostgreSQL's: a batch may wait 30 s for the append lock, and 60 s for an answer.
+                    .seconds(5), .seconds(30), .seconds(60),
+                ],
+                "upload_coordinator_request_seconds": requestSeconds,
+                "upload_coordinator_registry_request_seconds": requestSeconds,
+            ],
+            valueBuckets: ["upload_store_batch_commands": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]])
+        // A series before the first stream.
+        for stream in Stream.allCases { Gauge(label: stream.gauge, factory: factory).record(0) }
+    }
+
+    /// Starts each operation's and endpoint's count of answered requests at 0, so that a rate or
+    /// an absence alert has a series before the first request (and after a restart).
+    func startRequestCounts(operations: some Sequence<String>, endpoints: some Sequence<String>) {
+        for operation in operations { countRequest(operation: operation, outcome: "ok", by: 0) }
+        for endpoint in endpoints { countRegistryRequest(endpoint: endpoint, outcome: "ok", by: 0) }
     }
 
     /// The operation label of a request not authenticated, or naming no operation ECR Public has.
@@ -52,14 +85,26 @@ public struct ServiceMetrics: Sendable {
     /// Counts one API request by operation and outcome (`ok` or the error's name). Both labels come
     /// from closed sets (ECR Public's operation names or ``unknownOperation``; this service's error
     /// names), so no request can add a series.
-    func countRequest(operation: String, outcome: String) {
-        Counter(label: "upload_coordinator_requests_total", dimensions: [("operation", operation), ("outcome", outcome)], factory: factory).increment()
+    func countRequest(operation: String, outcome: String, by count: Int64 = 1) {
+        Counter(label: "upload_coordinator_requests_total", dimensions: [("operation", operation), ("outcome", outcome)], factory: factory).increment(by: count)
+    }
+
+    /// Times one API request, from its head to its answer's, by operation.
+    func timeRequest(operation: String, since start: ContinuousClock.Instant) {
+        CoreMetrics.Timer(label: "upload_coordinator_request_seconds", dimensions: [("operation", operation)], factory: factory)
+            .recordNanoseconds((ContinuousClock.now - start).nanoseconds)
     }
 
     /// Counts one registry request by endpoint (``RegistryFrontEnd/Route/name``, or `unknown`) and
     /// outcome (`ok`, or the spec's error code): closed sets, as above.
-    func countRegistryRequest(endpoint: String, outcome: String) {
-        Counter(label: "upload_coordinator_registry_requests_total", dimensions: [("endpoint", endpoint), ("outcome", outcome)], factory: factory).increment()
+    func countRegistryRequest(endpoint: String, outcome: String, by count: Int64 = 1) {
+        Counter(label: "upload_coordinator_registry_requests_total", dimensions: [("endpoint", endpoint), ("outcome", outcome)], factory: factory).increment(by: count)
+    }
+
+    /// Times one registry request, from its head to its answer's (a blob's bytes follow), by endpoint.
+    func timeRegistryRequest(endpoint: String, since start: ContinuousClock.Instant) {
+        CoreMetrics.Timer(label: "upload_coordinator_registry_request_seconds", dimensions: [("endpoint", endpoint)], factory: factory)
+            .recordNanoseconds((ContinuousClock.now - start).nanoseconds)
     }
 
     /// Counts a connection the server ended itself (or refused on accept), by reason: a slow or
@@ -79,12 +124,12 @@ public struct ServiceMetrics: Sendable {
         }
     }
 
-    /// Counts a live event stream opened (`by` 1) or ended (-1).
-    func countEventStream(by change: Int) {
-        eventStreams.withLock { count in
-            count += change
+    /// Counts a stream opened (`by` 1) or ended (-1).
+    func countStream(_ stream: Stream, by change: Int) {
+        openStreams.withLock { counts in
+            counts[stream, default: 0] += change
             // Recorded under the lock: two streams ending together must not record out of order.
-            Gauge(label: "upload_feed_streams_open", factory: factory).record(Double(count))
+            Gauge(label: stream.gauge, factory: factory).record(Double(counts[stream, default: 0]))
         }
     }
 

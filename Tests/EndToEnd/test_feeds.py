@@ -266,6 +266,45 @@ def test_metrics_in_prometheus_format(server, ecr, repo):
         'outcome="ok",operation="InitiateLayerUpload"' in text.replace(" ", "")
 
 
+def metric_families(text):
+    """{name: {"TYPE": …, "HELP": …}} of each `# TYPE` and `# HELP` line."""
+    families = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if line.startswith("# ") and len(parts) >= 4 and parts[1] in ("TYPE", "HELP"):
+            families.setdefault(parts[2], {})[parts[1]] = parts[3]
+    return families
+
+
+def test_metrics_say_what_each_is_count_from_zero_and_time_requests():
+    """What a scraper and an alert need: every family has its `# HELP`; each operation's and
+    endpoint's count exists at 0 before its first request (a rate, or an alert on an absence, has
+    a series to read); requests are timed, by operation and by endpoint."""
+    with serving() as server:
+        def scrape():
+            with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as r:
+                return r.read().decode()
+        text = scrape()
+        for operation in ("InitiateLayerUpload", "CompleteLayerUpload", "PutImage", "DescribeImages"):
+            assert f'upload_coordinator_requests_total{{operation="{operation}",outcome="ok"}} 0' in text, operation
+        for endpoint in ("ping", "token", "start_upload", "upload", "blob", "manifest", "tags", "referrers"):
+            assert f'upload_coordinator_registry_requests_total{{endpoint="{endpoint}",outcome="ok"}} 0' in text, endpoint
+        assert "upload_pages_audit_streams_open 0" in text and "upload_feed_streams_open 0" in text
+
+        post(server, "SpencerFrontendService.DescribeRepositories", b"{}")
+        with urllib.request.urlopen(server.endpoint + "/token", timeout=30) as r:
+            assert r.status == 200
+        text = scrape()
+        assert re.search(r'upload_coordinator_request_seconds_count\{operation="DescribeRepositories"\} 1\b', text), text
+        assert re.search(r'upload_coordinator_registry_request_seconds_count\{endpoint="token"\} 1\b', text), text
+        families = metric_families(text)
+        assert {name for name, family in families.items() if family.get("TYPE")} >= {
+            "upload_coordinator_requests_total", "upload_coordinator_request_seconds", "upload_coordinator_registry_request_seconds",
+            "upload_store_commit_seconds", "upload_store_log_position", "upload_coordinator_disk_free_bytes"}, sorted(families)
+        undescribed = sorted(name for name, family in families.items() if not family.get("HELP"))
+        assert not undescribed, undescribed
+
+
 def test_a_retried_call_is_answered_with_the_original_result(server, ecr, repo):
     body = json.dumps({"repositoryName": repo}).encode()
     headers = {"amz-sdk-invocation-id": "6b9ad4a0-1f7e-4c39-9f6e-6f7b1c1d2e3f"}

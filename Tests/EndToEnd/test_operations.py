@@ -409,8 +409,15 @@ def test_a_debug_log_line_carries_the_request_loggers_metadata_and_its_own(tmp_p
         ecr.create_repository(repositoryName="logged/app")
         answer = ecr.initiate_layer_upload(repositoryName="logged/app")
         request_id = answer["ResponseMetadata"]["RequestId"]
+        assert requests.get(f"{server.endpoint}/v2/logged/app/tags/list?n=1").status_code == 200  # pulls are anonymous
     finally:
         assert server.stop() == 0
+    # Every request is logged once answered, whichever route took it; its query is not logged.
+    answered = [line for line in server.stderr_text().splitlines() if line.endswith("] request") and "hb.request.path=" in line]
+    registry = [line for line in answered if "hb.request.path=/v2/logged/app/tags/list" in line]
+    assert len(registry) == 1 and "http.response.status=200" in registry[0] and "hb.request.method=GET" in registry[0], answered
+    assert "n=1" not in registry[0] and re.search(r"duration\.ms=[0-9.]+", registry[0]), registry[0]
+    assert sum("hb.request.method=POST" in line and "http.response.status=200" in line for line in answered) == 2, answered
     lines = [line for line in server.stderr_text().splitlines() if "answered" in line and request_id in line]
     assert len(lines) == 1, lines
     assert re.search(r"\bhb\.request\.id=\S+", lines[0]), lines[0]

@@ -330,6 +330,8 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
                 if line.startswith("event: log"):
                     break
             assert "event: log" in lines
+            metrics = requests.get(base + "/metrics").text
+            assert "upload_pages_audit_streams_open 1" in metrics, [line for line in metrics.splitlines() if "streams" in line]
 
         # Signing out clears the cookie, and ends the session on the server: a copy of the cookie
         # (a proxy's log, another tab's) no longer signs in, and an open live stream ends.

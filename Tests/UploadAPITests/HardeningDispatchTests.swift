@@ -243,7 +243,13 @@ struct HardeningDispatchTests {
             let text = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
             let series = text.split(separator: "\n").filter { $0.hasPrefix("upload_coordinator_requests_total{") }
             #expect(!text.contains("Invented") && !text.contains("Other"))
-            #expect(series.count == 2, "unknown/UnknownOperationException and CreateRepository/ok: \(series)")
+            // Each operation's `ok` (at 0 from the start), and the one refusal every sender gets.
+            let counted = series.filter { !$0.hasSuffix(" 0") }
+            #expect(series.count == ECRPublicService.operations.count + 1, "\(series)")
+            #expect(counted.sorted() == [
+                #"upload_coordinator_requests_total{operation="CreateRepository",outcome="ok"} 1"#,
+                #"upload_coordinator_requests_total{operation="unknown",outcome="UnknownOperationException"} 400"#,
+            ], "\(counted)")
         }
     }
 

@@ -249,11 +249,13 @@ extension ECRPublicService {
         let after = max(try Self.query(request, "after") ?? 0, resumed ?? 0)
         // The leaf the page was last sent, when it says.
         let resumedLeaf = lastEventId.flatMap { $0.count == 2 && resumed == after ? Hex.decode(String($0[1])) : nil }
-        let store = self.store, pageSession = self.pageSession
+        let store = self.store, pageSession = self.pageSession, metrics = self.metrics
         let registryId = settings.defaultRegistryId
         var headers = Self.pageHeaders
         headers[.contentType] = "text/event-stream"
         let body = ResponseBody { writer in
+            metrics.countStream(.audit, by: 1)
+            defer { metrics.countStream(.audit, by: -1) }
             try await withGracefulShutdownHandler {
                 // At once, so that the browser knows the stream is open before the log next grows.
                 try await writer.write(ByteBuffer(string: "retry: 2000\n: following the log after position \(after)\n\n"))

@@ -102,18 +102,25 @@ public final class RegistryFrontEnd: Sendable {
         }
 
         /// The endpoint's name in metrics.
-        var name: String {
+        /// The endpoints, as metrics and logs name them.
+        enum Endpoint: String, CaseIterable {
+            case ping, token, startUpload = "start_upload", upload, blob, manifest, tags, referrers
+        }
+
+        var endpoint: Endpoint {
             switch self {
-            case .ping: "ping"
-            case .token: "token"
-            case .startUpload: "start_upload"
-            case .upload: "upload"
-            case .blob: "blob"
-            case .manifest: "manifest"
-            case .tags: "tags"
-            case .referrers: "referrers"
+            case .ping: .ping
+            case .token: .token
+            case .startUpload: .startUpload
+            case .upload: .upload
+            case .blob: .blob
+            case .manifest: .manifest
+            case .tags: .tags
+            case .referrers: .referrers
             }
         }
+
+        var name: String { endpoint.rawValue }
 
         var context: RegistryError.Context {
             switch self {
@@ -153,6 +160,8 @@ public final class RegistryFrontEnd: Sendable {
         }
         // The id the request's events record, and its log line if it fails.
         let requestId = RandomUUIDs.next()
+        let start = ContinuousClock.now
+        defer { metrics.timeRegistryRequest(endpoint: route.name, since: start) }
         do {
             let response = try await answer(request, route, remoteAddress: remoteAddress, requestId: requestId)
             metrics.countRegistryRequest(endpoint: route.name, outcome: "ok")
