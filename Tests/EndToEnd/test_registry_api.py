@@ -409,6 +409,12 @@ def test_get_of_a_session_is_204_with_its_range(reg, repo):
     assert answer.status_code == 204
     assert answer.headers["Range"] == "0-41"
     assert answer.headers["Location"] and answer.headers["Docker-Upload-UUID"] in location
+    # HEAD answers as GET does, as on every GET route.
+    head = reg("HEAD", location)
+    assert head.status_code == 204 and head.content == b"", (head.status_code, head.text)
+    assert {k: head.headers.get(k) for k in ("Range", "Location", "Docker-Upload-UUID")} == \
+        {k: answer.headers.get(k) for k in ("Range", "Location", "Docker-Upload-UUID")}
+    assert reg("POST", location).headers.get("Allow") == "GET, HEAD, PATCH, PUT, DELETE"
 
 
 def test_put_carries_the_final_chunk(reg, repo):

@@ -86,7 +86,7 @@ extension RegistryFrontEnd {
     func upload(_ call: Call, _ upload: RepositoryUpload) async throws -> Response {
         let request = call.request
         switch request.method {
-        case .get:
+        case .get, .head:
             let received = try await service.bytesReceived(upload)
             return Self.empty(.noContent, request, headers: [
                 .location: Self.uploadLocation(upload), Self.uploadUUIDHeader: upload.uploadId, .range: Self.rangeHeader(received),
@@ -105,7 +105,7 @@ extension RegistryFrontEnd {
             try await service.cancelUpload(upload, call.metadata())
             return Self.empty(.noContent, request, headers: [:])
         default:
-            throw Self.methodNotAllowed(allowing: [.get, .patch, .put, .delete])
+            throw Self.methodNotAllowed(allowing: [.get, .head, .patch, .put, .delete])
         }
     }
 
