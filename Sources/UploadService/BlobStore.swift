@@ -136,7 +136,7 @@ public struct BlobStore: BlobStorage {
         }
         defer { try? input?.close() }
         try ensureRoom(for: length)
-        let temporary = blobs + "/.tmp-" + uploadId
+        let temporary = completionCopyPath(uploadId)
         guard FileManager.default.createFile(atPath: temporary, contents: nil), let output = FileHandle(forWritingAtPath: temporary) else {
             let failure = Self.posixError("create \(temporary)")
             unlink(temporary)
@@ -295,8 +295,17 @@ public struct BlobStore: BlobStorage {
 
     public func openBlob(_ digest: String) throws -> any BlobReader { try BlobFile(path: blobPath(digest)) }
 
-    /// Removes an upload's staged bytes, once the log no longer needs them.
-    public func removeStaging(_ uploadId: String) { unlink(stagingPath(uploadId)) }
+    /// Removes an upload's staged bytes, once the log no longer needs them, and the copy of them a
+    /// completion was making (``hashAndCopyStaged(uploadId:length:algorithm:)``): one a crash left
+    /// would otherwise wait for a start-up an hour later, a layer's bytes under no name the log
+    /// gives. A completion still making it fails, and is answered as the ended upload's.
+    public func removeStaging(_ uploadId: String) {
+        unlink(stagingPath(uploadId))
+        unlink(completionCopyPath(uploadId))
+    }
+
+    /// Where a completion copies an upload's staged bytes, hashing them, before the copy becomes its blob.
+    func completionCopyPath(_ uploadId: String) -> String { blobs + "/.tmp-" + uploadId }
 
     /// Cuts an upload's staged bytes back to `length` (what the log records), after a part whose
     /// bytes were staged was refused. Best effort: start-up reconciliation does the same.

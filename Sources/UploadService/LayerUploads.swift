@@ -84,30 +84,30 @@ extension UploadService {
                 command.staged = .init(digest: known, size: size)  // refused again, unread
             }
             if command.staged == nil {
-                let digest: String, copy: String
+                let digest: String
                 do {
                     let hash = { try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) } }
+                    let copy: String
                     (digest, copy) = self.refusedDigests.hasRefused(uploadId) ? try await self.refusedDigests.hashingAgain(hash) : try await hash()
+                    temporary = copy
+                    // A layer the caller did not name is refused without entering the blob store.
+                    if command.names(digest) {
+                        try await Self.blocking {
+                            try BlobStore.syncFile(copy)  // only now: a refused copy is dropped unsynced
+                            try self.storage.commitBlob(copy, digest: digest)
+                        }
+                    }
                 } catch {
-                    // A cancel, an expiry or a deleted repository removes staging without the
-                    // upload's lock: for an upload that ended meanwhile the store answers
-                    // (UploadNotFoundException), not this failure.
+                    // A cancel, an expiry or a deleted repository removes staging, and the copy
+                    // being made of it, without the upload's lock: for an upload that ended
+                    // meanwhile the store answers (UploadNotFoundException), not this failure.
                     guard try await self.reading({ try $0.session(uploadId) })?.state == .active else {
                         return try self.completedDigest(command, events: try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events)
                     }
                     throw error
                 }
-                temporary = copy
                 command.staged = .init(digest: digest, size: size)
-                // A layer the caller did not name is refused without entering the blob store.
-                if command.names(digest) {
-                    try await Self.blocking {
-                        try BlobStore.syncFile(copy)  // only now: a refused copy is dropped unsynced
-                        try self.storage.commitBlob(copy, digest: digest)
-                    }
-                } else {
-                    self.refusedDigests.remember(digest, for: hashed)
-                }
+                if !command.names(digest) { self.refusedDigests.remember(digest, for: hashed) }
             }
         }
         return try self.completedDigest(command, events: try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events)

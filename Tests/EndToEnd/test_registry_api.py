@@ -445,6 +445,19 @@ def test_delete_of_a_session_is_204_then_it_is_unknown(reg, repo):
     assert_error(reg("DELETE", location), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
+def test_an_ended_upload_takes_the_copy_a_crashed_completion_left(server, reg, repo):
+    """A completion copies the staged bytes beside the blobs (`.tmp-<upload id>`) before they
+    become the blob; a process killed there leaves that copy, a layer's bytes under no name the
+    log gives. When the upload ends (here cancelled), the copy goes with its staged bytes."""
+    location = patch(reg, start_upload(reg, repo), b"c" * 4096, 0).headers["Location"]
+    upload_id = reg("GET", location).headers["Docker-Upload-UUID"]
+    left = os.path.join(server.data_dir, "blobs", "sha256", ".tmp-" + upload_id)
+    with open(left, "wb") as f:
+        f.write(b"c" * 1000)  # as a completion killed part way leaves it
+    assert reg("DELETE", location).status_code == 204
+    assert not os.path.exists(left), os.listdir(os.path.dirname(left))
+
+
 def test_a_completed_session_is_unknown(reg, repo):
     location = start_upload(reg, repo)
     assert reg("PUT", with_digest(location, sha256(b"done")), data=b"done").status_code == 201
