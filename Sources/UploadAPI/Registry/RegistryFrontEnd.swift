@@ -101,7 +101,6 @@ public final class RegistryFrontEnd: Sendable {
             }
         }
 
-        /// The endpoint's name in metrics.
         /// The endpoints, as metrics and logs name them.
         enum Endpoint: String, CaseIterable {
             case ping, token, startUpload = "start_upload", upload, blob, manifest, tags, referrers
@@ -120,6 +119,7 @@ public final class RegistryFrontEnd: Sendable {
             }
         }
 
+        /// The endpoint's name in metrics.
         var name: String { endpoint.rawValue }
 
         var context: RegistryError.Context {
