@@ -16,7 +16,8 @@ struct APIError: Error {
         APIError(type: "SerializationException", message: message, status: .badRequest)
     }
 
-    /// A ServerException for an answer the store should not have given (a bug, never the caller's doing).
+    /// A ServerException: a fault of the server's (a store that failed, an answer it should not
+    /// have given), never the caller's doing.
     static func server(_ message: String) -> APIError {
         APIError(type: CommandError.Code.server.rawValue, message: message, status: .internalServerError)
     }
@@ -74,9 +75,9 @@ struct APIError: Error {
         }
     }
 
-    /// A fault's answer: its own words stay in the server's log (they may name its files), which
-    /// the answer's request id finds.
-    static let unexplained = "The server could not complete the request; its log says why, under this answer's request id"
+    /// A fault's answer: its own words stay in the server's log (they may name its files; the
+    /// line, when the log's limit lets it through, carries the answer's request id).
+    static let unexplained = "The server could not complete the request; its log says why"
 
     /// Exhaustive on purpose: a new error code must be given its status here.
     static func status(of code: CommandError.Code) -> HTTPResponse.Status {

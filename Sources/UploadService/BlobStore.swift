@@ -416,6 +416,9 @@ extension BlobStore {
             let session = try store.readAnswering { try $0.session(uploadId) }
             guard name == uploadId, let session, session.state == .active else {
                 unlink(path)
+                // An upload that ended (or never was) has no completion under way either: a copy
+                // one left goes too (its maker held this lock), as ``removeStaging(_:)`` takes it.
+                if session?.state != .active { unlink(completionCopyPath(uploadId)) }
                 result.removedStaging.append(name)
                 continue
             }

@@ -101,12 +101,18 @@ struct BlobStoreTests {
             _ = try await store.execute(.uploadLayerPart(partB), metadata: testMetadata())
             // an upload the log never heard of
             try blobs.writePart(uploadId: "00000000-0000-4000-8000-00000000ffff", offset: 0, bytes: [1])
+            // copies of staged bytes a completion was making, of that upload and of `a`, which is active
+            let copy = { (upload: String) in dir.path + "/blobs/sha256/.tmp-" + upload }
+            for upload in ["00000000-0000-4000-8000-00000000ffff", a] { #expect(FileManager.default.createFile(atPath: copy(upload), contents: Data([1]))) }
 
             // A live server's tidying does the same to staging, but reports nothing missing, and
             // leaves a file written within the hour: a part whose commit's answer was lost may
             // still commit after its read.
             let recent = try blobs.reconcile(with: store, tidyingOnly: true)
             #expect(recent.truncatedStaging.isEmpty && recent.removedStaging == ["00000000-0000-4000-8000-00000000ffff"] && recent.missing.isEmpty)
+            // The copy of an upload that is none goes with its staging, however recent; an active one's stays.
+            #expect(!FileManager.default.fileExists(atPath: copy("00000000-0000-4000-8000-00000000ffff")))
+            #expect(FileManager.default.fileExists(atPath: copy(a)))
             var hoursAgo = [timeval(tv_sec: time(nil) - 7200, tv_usec: 0), timeval(tv_sec: time(nil) - 7200, tv_usec: 0)]
             #expect(utimes(blobs.stagingPath(a), &hoursAgo) == 0)
             let tidied = try blobs.reconcile(with: store, tidyingOnly: true)

@@ -82,7 +82,7 @@ extension RegistryFrontEnd {
         }
     }
 
-    /// `PATCH`, `PUT`, `GET` and `DELETE` on an upload session.
+    /// `PATCH`, `PUT`, `GET` (and `HEAD`) and `DELETE` on an upload session.
     func upload(_ call: Call, _ upload: RepositoryUpload) async throws -> Response {
         let request = call.request
         switch request.method {

@@ -92,13 +92,13 @@ struct RegistryError: Error {
             error.headers[.range] = RegistryFrontEnd.rangeHeader(mismatch.bytesReceived)
             return error
         case let failure as StoreError:
-            // A fault that retrying will not mend is logged, and answered without the store's
-            // words unless they are written for callers (``StoreError/messageForCallers``).
-            let message = failure.messageForCallers ?? "The request could not be completed"
+            // Refusals that pass say why (``StoreError/messageForCallers``); a fault is logged,
+            // and answered without the store's words: even those written for callers are the AWS
+            // API's (an invocation id's retry), and pulls need no credentials.
             switch failure.code {
-            case .overloaded: return RegistryError(.tooManyRequests, message)
-            case .viewsBehind, .closed: return RegistryError(.unavailable, message)
-            case .io, .corrupt, .migration: return RegistryError(.unknown, message)
+            case .overloaded: return RegistryError(.tooManyRequests, failure.messageForCallers ?? failure.message)
+            case .viewsBehind, .closed: return RegistryError(.unavailable, failure.messageForCallers ?? failure.message)
+            case .io, .corrupt, .migration: return RegistryError(.unknown, "The request could not be completed")
             }
         case is CancellationError:  // the server is stopping (as APIError's)
             return RegistryError(.tooManyRequests, "The request was cancelled: the server is stopping; try again")
