@@ -72,7 +72,7 @@ struct ServeCommand: AsyncParsableCommand {
     var maxUnsignedBodySeconds: Int64 = SpoolBudget.defaultLongestArrival.components.seconds
     @Option(help: "Free disk space, in bytes, that layer bytes never take, so that the log can still grow when pushers have filled the rest (LimitExceededException, or the registry's TOOMANYREQUESTS, beyond); 0 keeps none.")
     var reservedDiskBytes: UInt64 = 1 << 30
-    @Option(help: "The most bytes one layer upload may hold, through either API (LimitExceededException, or the registry's 413 SIZE_INVALID, beyond). [default: 10,000 MiB, ECR Public's quota]")
+    @Option(help: "The most bytes one layer upload may hold, through either API (LimitExceededException, or the registry's 413 SIZE_INVALID, beyond). The default is ECR Public's quota, 10,000 MiB.")
     var maxLayerBytes: UInt64 = BlobStore.standardMaximumLayerBytes
     @Flag(help: .hidden) var benchmarkNoopRoute = false
 

@@ -137,7 +137,7 @@ public struct BlobStore: BlobStorage {
         defer { try? input?.close() }
         try ensureRoom(for: length)
         let temporary = completionCopyPath(uploadId)
-        guard FileManager.default.createFile(atPath: temporary, contents: nil), let output = FileHandle(forWritingAtPath: temporary) else {
+        guard Self.createPrivateFile(temporary), let output = FileHandle(forWritingAtPath: temporary) else {
             let failure = Self.posixError("create \(temporary)")
             unlink(temporary)
             throw failure
@@ -167,7 +167,7 @@ public struct BlobStore: BlobStorage {
     /// temporary file in the blob directory, for ``commitBlob(_:digest:)``.
     public func writeTemporary(_ bytes: [UInt8]) throws -> String {
         let temporary = blobs + "/.tmp-" + UUID().uuidString.lowercased()
-        guard FileManager.default.createFile(atPath: temporary, contents: nil), let output = FileHandle(forWritingAtPath: temporary) else {
+        guard Self.createPrivateFile(temporary), let output = FileHandle(forWritingAtPath: temporary) else {
             let failure = Self.posixError("create \(temporary)")
             unlink(temporary)
             throw failure
@@ -292,6 +292,12 @@ public struct BlobStore: BlobStorage {
     }
 
     public func discard(temporary: String) { unlink(temporary) }
+
+    /// Makes an empty file only its owner may read (0600, whatever the umask), as every file of the
+    /// data folder is: blobs include private repositories' layers.
+    static func createPrivateFile(_ path: String) -> Bool {
+        FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+    }
 
     public func openBlob(_ digest: String) throws -> any BlobReader { try BlobFile(path: blobPath(digest)) }
 

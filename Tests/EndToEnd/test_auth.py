@@ -154,6 +154,33 @@ def test_processes_starting_together_on_a_fresh_folder_agree_on_one_generated_ke
         assert not any("chmod 700" in err for err in errors), errors
 
 
+def test_every_file_serve_makes_in_its_data_folder_is_private_to_its_owner(tmp_path):
+    """Blobs include private repositories' layers: each file is 0600 whatever the umask, a layer
+    copied from several parts and a repository's logo too, not only the folders around them."""
+    previous = os.umask(0o022)
+    try:
+        server = Server(str(tmp_path))
+    finally:
+        os.umask(previous)
+    try:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="modes/app", catalogData={"logoImageBlob": b"\x89PNG\r\n\x1a\n" + os.urandom(300)})
+        upload = ecr.initiate_layer_upload(repositoryName="modes/app")["uploadId"]
+        first, second = os.urandom(5 * 1024 * 1024), os.urandom(1000)
+        ecr.upload_layer_part(repositoryName="modes/app", uploadId=upload, partFirstByte=0, partLastByte=len(first) - 1, layerPartBlob=first)
+        ecr.upload_layer_part(repositoryName="modes/app", uploadId=upload, partFirstByte=len(first),
+                              partLastByte=len(first) + len(second) - 1, layerPartBlob=second)
+        digest = "sha256:" + hashlib.sha256(first + second).hexdigest()
+        assert ecr.complete_layer_upload(repositoryName="modes/app", uploadId=upload, layerDigests=[digest])["layerDigest"] == digest
+        ecr.initiate_layer_upload(repositoryName="modes/app")  # one in progress
+    finally:
+        assert server.stop() == 0
+    readable = sorted(f"{path.relative_to(tmp_path)} {oct(stat.S_IMODE(path.stat().st_mode))}" for path in tmp_path.rglob("*")
+                      if path.name != "operator-credentials" and stat.S_IMODE(path.stat().st_mode) & 0o077)
+    assert not readable, readable
+    assert (tmp_path / "blobs" / "sha256" / digest.split(":")[1]).exists()
+
+
 def test_serve_warns_when_others_can_open_its_data_folder():
     with tempfile.TemporaryDirectory() as data:
         os.chmod(data, 0o755)

@@ -58,7 +58,11 @@ public enum StoreBackends {
         public static func leave(in directory: String, databaseURL: String, at time: Date = Date()) throws {
             let note = "This folder's LMDB store was copied to PostgreSQL at \(shown(databaseURL)) on \(ISO8601DateFormatter().string(from: time)).\n"
                 + "Serve it with --database-url (or \(databaseURLVariable)); to serve this LMDB copy instead, remove this file.\n"
-            try Data(note.utf8).write(to: URL(fileURLWithPath: directory).appendingPathComponent(fileName))
+            let path = URL(fileURLWithPath: directory).appendingPathComponent(fileName).path
+            // 0600, as every file of the data folder: it names the database (without its password).
+            guard FileManager.default.createFile(atPath: path, contents: Data(note.utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw StoreError(.io, "cannot write \(path)")
+            }
         }
 
         /// Why the LMDB store in `directory` may not be opened to write, or `nil`.
