@@ -8,8 +8,6 @@ import UploadStore
 
 @main
 struct UploadCoordinatorCommand: AsyncParsableCommand {
-    static let version = "0.1.0"
-
     static let configuration = CommandConfiguration(
         commandName: "upload-coordinator",
         abstract: "Coordinates container-image layer uploads the way Amazon ECR Public does, on an event log in LMDB or PostgreSQL.",
@@ -19,7 +17,7 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
             prints `Error: <message>` and the usage, and exits 64. The audit commands that check \
             (`audit verify-*`) print `OK: …` or `FAILED: …`.
             """,
-        version: version,
+        version: ProductVersion.current,
         subcommands: [
             ServeCommand.self, CreateRepositoryCommand.self, DeleteRepositoryCommand.self, InitiateLayerUploadCommand.self,
             EventsCommand.self, AuditCommand.self, MigrateCommand.self, CopyStoreCommand.self, BackupCommand.self, StatsCommand.self, DebugCommand.self,
@@ -166,7 +164,7 @@ func fail(_ error: any Error) -> Never {
 func cliMetadata() -> RequestMetadata {
     RequestMetadata(
         requestId: RandomUUIDs.next(), source: "cli",
-        userAgent: "upload-coordinator/\(UploadCoordinatorCommand.version)")
+        userAgent: "upload-coordinator/\(ProductVersion.current)")
 }
 
 func printLine(_ value: JSONValue) {

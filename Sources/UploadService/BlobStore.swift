@@ -310,6 +310,18 @@ public struct BlobStore: BlobStorage {
         unlink(completionCopyPath(uploadId))
     }
 
+    /// The start of the staging name a monolithic push's bytes wait under until their digest is
+    /// checked and their upload started (``UploadService/pushWholeLayer``): a name no upload has,
+    /// and one that staging's reconciliation passes over (it starts with a dot) until start-up
+    /// finds it an hour old.
+    public static let wholeLayerPrefix = ".whole-"
+
+    /// Makes the bytes waiting under `waiting` (``wholeLayerPrefix``) the staging of `uploadId`,
+    /// an upload just started. Its name is not synced: the caller syncs it, or makes it a blob.
+    public func becomeStaging(_ waiting: String, of uploadId: String) throws {
+        guard rename(stagingPath(waiting), stagingPath(uploadId)) == 0 else { throw Self.posixError("rename \(stagingPath(waiting))") }
+    }
+
     /// Where a completion copies an upload's staged bytes, hashing them, before the copy becomes its blob.
     func completionCopyPath(_ uploadId: String) -> String { blobs + "/.tmp-" + uploadId }
 
@@ -408,8 +420,10 @@ extension BlobStore {
             unlink(path)
         }
         let stagingNames = try FileManager.default.contentsOfDirectory(atPath: staging).sorted()
-        // A probe left by a process killed between writing and removing it (``fileSystemNow(in:)``).
-        for name in stagingNames where name.hasPrefix(Self.clockProbePrefix) && !Self.isRecent(staging + "/" + name, now: now) {
+        // A probe left by a process killed between writing and removing it (``fileSystemNow(in:)``),
+        // and a monolithic push's bytes left waiting for their upload (``wholeLayerPrefix``).
+        for name in stagingNames where (name.hasPrefix(Self.clockProbePrefix) || name.hasPrefix(Self.wholeLayerPrefix))
+            && !Self.isRecent(staging + "/" + name, now: now) {
             unlink(staging + "/" + name)
         }
         for name in stagingNames where !name.hasPrefix(".") {

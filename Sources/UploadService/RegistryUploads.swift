@@ -64,8 +64,9 @@ extension UploadService {
         }
     }
 
-    /// The final chunk of a registry upload (the body of its `PUT`, or of a monolithic `POST`;
-    /// it may be empty) and the upload's completion as the layer `digest` names.
+    /// The final chunk of a registry upload (the body of its `PUT`, or of a monolithic `POST` of a
+    /// sha512 layer, which ``pushWholeLayer`` cannot check before it is staged; it may be empty)
+    /// and the upload's completion as the layer `digest` names.
     ///
     /// When the chunk is the whole layer and its sha256 digest is the one named, its staged file is
     /// linked into the blob store first (keeping its staging name, as
@@ -90,56 +91,130 @@ extension UploadService {
         _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, declaredLength: UInt64? = nil, body: Body, digest: String, _ metadata: RequestMetadata
     ) async throws -> LayerCompleted where Body.Element == ByteBuffer {
         let completion = CompleteLayerUpload(registryUpload: upload, digest: digest)
+        let layerDigest = try await uploadLocks.withLock(upload.uploadId) {
+            let chunk = try await self.stageChunk(upload, range: range, declaredLength: declaredLength, body: body, adoptingAs: completion)
+            // Under the chunk's own lock: another request to the upload cannot come between the
+            // chunk and its completion, so the completion never waits (and is never refused as
+            // overloaded) behind a chunk streaming in.
+            return try await self.recordFinalChunk(chunk.part, adopted: chunk.adopted, completing: completion, in: upload, metadata)
+        }
+        return LayerCompleted(repository: upload.repository, uploadId: upload.uploadId, layerDigest: layerDigest)
+    }
+
+    /// A monolithic push (`POST …?digest=` with the body) of a sha256 layer, staged and hashed
+    /// before anything is recorded: bytes that are not the layer `digest` names are refused
+    /// (InvalidLayerException, the registry's `DIGEST_INVALID`) with nothing written, no upload
+    /// started and no repository made on push. Then `initiate` starts the upload (making the
+    /// repository, on push), the staged file becomes its staging, and it completes as
+    /// ``finishUpload(_:range:declaredLength:body:digest:_:)`` completes a final chunk. Until then
+    /// the bytes wait under a name of the staging folder that no upload has
+    /// (``BlobStore/wholeLayerPrefix``), which start-up removes once an hour old.
+    /// - Parameter initiate: starts the upload; its id.
+    public func pushWholeLayer<Body: AsyncSequence & Sendable>(
+        into repository: RepositoryRef, range: ClosedRange<UInt64>?, declaredLength: UInt64?, body: Body, digest: String,
+        initiate: () async throws -> String, _ metadata: RequestMetadata
+    ) async throws -> LayerCompleted where Body.Element == ByteBuffer {
+        if let refusal = chunkHeadRefusal(at: 0, range: range, declaredLength: declaredLength) { throw refusal }
+        let waiting = BlobStore.wholeLayerPrefix + RandomUUIDs.next()
+        let writer = blobs.stagingWriter(uploadId: waiting, offset: 0)
+        let staged: (length: UInt64, digest: String)
+        do {
+            let rest = try await streamBody(body, into: writer, at: 0, range: range, declaredLength: declaredLength)
+            staged = try await Self.blocking { [rest] in
+                try writer.write(rest)
+                let (length, digest) = try writer.finish(syncingItsName: false)
+                return (length, length == 0 ? DigestAlgorithm.sha256.emptyDigest : digest)
+            }
+        } catch {
+            writer.abandon()
+            blobs.removeStaging(waiting)
+            throw error
+        }
+        guard staged.digest == digest else {
+            blobs.removeStaging(waiting)
+            throw CommandError.layerDigestMismatch(calculated: staged.digest)
+        }
+        let uploadId: String
+        do { uploadId = try await initiate() } catch {
+            blobs.removeStaging(waiting)
+            throw error
+        }
+        let upload = RepositoryUpload(repository, uploadId: uploadId)
+        let completion = CompleteLayerUpload(registryUpload: upload, digest: digest)
+        do {
+            let layerDigest = try await uploadLocks.withLock(uploadId) {
+                guard staged.length > 0 else {
+                    self.blobs.removeStaging(waiting)
+                    return try await self.recordFinalChunk(nil, adopted: false, completing: completion, in: upload, metadata)
+                }
+                let adopted = try await Self.blocking {
+                    try self.blobs.becomeStaging(waiting, of: uploadId)
+                    let adopted = self.adopt(uploadId, as: completion, digest: staged.digest, length: staged.length)
+                    if !adopted { try writer.syncName() }
+                    return adopted
+                }
+                var part = UploadLayerPart(.init(registryChunkOf: upload, at: 0, length: staged.length), partLength: staged.length, partDigest: staged.digest)
+                part.staged = true
+                return try await self.recordFinalChunk(part, adopted: adopted, completing: completion, in: upload, metadata)
+            }
+            return LayerCompleted(repository: repository, uploadId: uploadId, layerDigest: layerDigest)
+        } catch {
+            // The client never learns this upload's id, so nothing else could end it.
+            blobs.removeStaging(waiting)
+            try? await cancelUpload(upload, metadata)
+            throw error
+        }
+    }
+
+    /// Records a registry upload's final chunk, staged and synced (`nil` when it held no bytes),
+    /// and the upload's completion, under the upload's lock: together when the chunk was made the
+    /// blob (`adopted`), else one after the other. - Returns: the layer's digest.
+    private func recordFinalChunk(
+        _ part: UploadLayerPart?, adopted: Bool, completing completion: CompleteLayerUpload, in upload: RepositoryUpload, _ metadata: RequestMetadata
+    ) async throws -> String {
         // An invocation id names one call's one command: the part keeps it (a retry of the
         // request finds its part), the completion goes without (else it would be taken for a
         // retry of the part, and refused as one with other parameters).
         var completionMetadata = metadata
         completionMetadata.invocationId = nil
-        let layerDigest = try await uploadLocks.withLock(upload.uploadId) { [completionMetadata] in
-            let chunk = try await self.stageChunk(upload, range: range, declaredLength: declaredLength, body: body, adoptingAs: completion)
-            // Under the chunk's own lock: another request to the upload cannot come between the
-            // chunk and its completion, so the completion never waits (and is never refused as
-            // overloaded) behind a chunk streaming in.
-            guard let part = chunk.part else { return try await self.complete(completion, in: upload.repository, completionMetadata) }
-            guard chunk.adopted else {
-                try await self.record(part, metadata)
-                do {
-                    return try await self.complete(completion, in: upload.repository, completionMetadata)
-                } catch {
-                    // The chunk is recorded: the same PUT again (after a 429's Retry-After, say)
-                    // would add it a second time. So the upload ends, as distribution ends one
-                    // whose final PUT fails, and the client starts again. At best: a cancel refused
-                    // too (a writer queue still full) leaves it open, and the chunk sent again
-                    // fails the digest's check.
-                    try? await self.cancelUpload(upload, completionMetadata)
-                    throw error
-                }
-            }
-            var whole = completion
-            whole.staged = .init(digest: part.partDigest, size: part.partLength)
-            let results = await self.store.append([
-                CommandSubmission(.uploadLayerPart(part), metadata: metadata),
-                CommandSubmission(.completeLayerUpload(whole), metadata: completionMetadata),
-            ])
-            if case .failure(let error) = results[0] {
-                // An answer lost (not a refusal) may hide a commit that names the staged file.
-                if !Self.isKnownUnrecorded(error) { try? await Self.blocking { try BlobStore.syncDirectory(self.blobs.staging) } }
-                await self.cutBackStaging(upload.uploadId, orTo: 0, after: error)
-                throw error
-            }
+        guard let part else { return try await complete(completion, in: upload.repository, completionMetadata) }
+        guard adopted else {
+            try await record(part, metadata)
             do {
-                return try self.completedDigest(whole, events: results[1].get().events)
+                return try await complete(completion, in: upload.repository, completionMetadata)
             } catch {
-                // The log names the staged part now: its name is made durable, as a part's is
-                // (after the commit, not before it: a crash of the machine in between leaves an
-                // upload the log says holds bytes whose staging name is gone, whose client was
-                // told nothing, and whose bytes the blob keeps).
-                try? await Self.blocking { try BlobStore.syncDirectory(self.blobs.staging) }
-                try? await self.cancelUpload(upload, completionMetadata)  // as above
+                // The chunk is recorded: the same PUT again (after a 429's Retry-After, say)
+                // would add it a second time. So the upload ends, as distribution ends one
+                // whose final PUT fails, and the client starts again. At best: a cancel refused
+                // too (a writer queue still full) leaves it open, and the chunk sent again
+                // fails the digest's check.
+                try? await cancelUpload(upload, completionMetadata)
                 throw error
             }
         }
-        return LayerCompleted(repository: upload.repository, uploadId: upload.uploadId, layerDigest: layerDigest)
+        var whole = completion
+        whole.staged = .init(digest: part.partDigest, size: part.partLength)
+        let results = await store.append([
+            CommandSubmission(.uploadLayerPart(part), metadata: metadata),
+            CommandSubmission(.completeLayerUpload(whole), metadata: completionMetadata),
+        ])
+        if case .failure(let error) = results[0] {
+            // An answer lost (not a refusal) may hide a commit that names the staged file.
+            if !Self.isKnownUnrecorded(error) { try? await Self.blocking { try BlobStore.syncDirectory(self.blobs.staging) } }
+            await cutBackStaging(upload.uploadId, orTo: 0, after: error)
+            throw error
+        }
+        do {
+            return try completedDigest(whole, events: results[1].get().events)
+        } catch {
+            // The log names the staged part now: its name is made durable, as a part's is
+            // (after the commit, not before it: a crash of the machine in between leaves an
+            // upload the log says holds bytes whose staging name is gone, whose client was
+            // told nothing, and whose bytes the blob keeps).
+            try? await Self.blocking { try BlobStore.syncDirectory(self.blobs.staging) }
+            try? await cancelUpload(upload, completionMetadata)  // as above
+            throw error
+        }
     }
 
     /// A chunk staged at the offset the upload has reached, its bytes synced, not yet recorded;
@@ -160,33 +235,10 @@ extension UploadService {
         let pastTheCap = settings.refusesAnotherChunk(after: session.partCount).map { CommandError(.invalidLayerPart, $0) }
         if let pastTheCap, let declaredLength, declaredLength > 0 { throw pastTheCap }
         if let refusal = chunkHeadRefusal(at: offset, range: range, declaredLength: declaredLength) { throw refusal }
-        // The bytes `Content-Range` says the chunk holds, less one (`last - first` cannot overflow,
-        // where their count can: `0-18446744073709551615`).
-        let declaredSpan = range.map { $0.upperBound - $0.lowerBound }
-        func heldOtherThanDeclared(_ held: UInt64, soFar: Bool = false) -> ChunkLengthMismatch {
-            Self.heldOtherThanDeclared(at: offset, range!, held: soFar ? "at least \(held) bytes the chunk held" : "the \(held) bytes the chunk held")
-        }
         let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
         let staged: (length: UInt64, digest: String, adopted: Bool)
         do {
-            // A chunk that may hold bytes shows in the staging folder before they come (the
-            // expiry sweeper spares what it finds there locked), however slowly they do.
-            if declaredLength != 0 { try await Self.blocking { try writer.openFile() } }
-            var pending: [UInt8] = []
-            pending.reserveCapacity(Self.chunkBufferBytes)
-            var received: UInt64 = 0
-            for try await buffer in body {
-                if let pastTheCap, buffer.readableBytes > 0 { throw pastTheCap }
-                received += UInt64(buffer.readableBytes)
-                // A body longer than it said is refused as soon as it is, not once it is staged.
-                if let declaredSpan, received > 0, received - 1 > declaredSpan { throw heldOtherThanDeclared(received, soFar: true) }
-                pending.append(contentsOf: buffer.readableBytesView)
-                if pending.count >= Self.chunkBufferBytes {
-                    try await Self.blocking { [pending] in try writer.write(pending) }
-                    pending.removeAll(keepingCapacity: true)
-                }
-            }
-            if let declaredSpan, received == 0 || received - 1 != declaredSpan { throw heldOtherThanDeclared(received) }
+            let pending = try await streamBody(body, into: writer, at: offset, range: range, declaredLength: declaredLength, pastTheCap: pastTheCap)
             staged = try await Self.blocking { [pending] in
                 try writer.write(pending)
                 // A whole layer made its blob commits with its completion, which names the blob:
@@ -206,6 +258,42 @@ extension UploadService {
         var part = UploadLayerPart(.init(registryChunkOf: upload, at: offset, length: staged.length), partLength: staged.length, partDigest: staged.digest)
         part.staged = true
         return (offset, part, staged.adopted)
+    }
+
+    /// Streams a chunk's body into `writer` (which starts at `offset`), a buffer of
+    /// ``chunkBufferBytes`` at a time, refusing it as soon as it holds more than its
+    /// `Content-Range` says (or any byte, past the part cap), and at its end when it holds fewer.
+    /// - Returns: the bytes read but not yet written, for the caller's last write, which it makes
+    ///   with the file's finish in one trip to the thread pool.
+    private func streamBody<Body: AsyncSequence & Sendable>(
+        _ body: Body, into writer: BlobStore.StagingWriter, at offset: UInt64, range: ClosedRange<UInt64>?, declaredLength: UInt64?,
+        pastTheCap: CommandError? = nil
+    ) async throws -> [UInt8] where Body.Element == ByteBuffer {
+        // The bytes `Content-Range` says the chunk holds, less one (`last - first` cannot overflow,
+        // where their count can: `0-18446744073709551615`).
+        let declaredSpan = range.map { $0.upperBound - $0.lowerBound }
+        func heldOtherThanDeclared(_ held: UInt64, soFar: Bool = false) -> ChunkLengthMismatch {
+            Self.heldOtherThanDeclared(at: offset, range!, held: soFar ? "at least \(held) bytes the chunk held" : "the \(held) bytes the chunk held")
+        }
+        // A chunk that may hold bytes shows in the staging folder before they come (the expiry
+        // sweeper spares what it finds there locked), however slowly they do.
+        if declaredLength != 0 { try await Self.blocking { try writer.openFile() } }
+        var pending: [UInt8] = []
+        pending.reserveCapacity(Self.chunkBufferBytes)
+        var received: UInt64 = 0
+        for try await buffer in body {
+            if let pastTheCap, buffer.readableBytes > 0 { throw pastTheCap }
+            received += UInt64(buffer.readableBytes)
+            // A body longer than it said is refused as soon as it is, not once it is staged.
+            if let declaredSpan, received > 0, received - 1 > declaredSpan { throw heldOtherThanDeclared(received, soFar: true) }
+            pending.append(contentsOf: buffer.readableBytesView)
+            if pending.count >= Self.chunkBufferBytes {
+                try await Self.blocking { [pending] in try writer.write(pending) }
+                pending.removeAll(keepingCapacity: true)
+            }
+        }
+        if let declaredSpan, received == 0 || received - 1 != declaredSpan { throw heldOtherThanDeclared(received) }
+        return pending
     }
 
     /// What a chunk's head alone refuses, at `offset`, the bytes its upload holds: decided before

@@ -393,6 +393,12 @@ def test_stats_reports_what_the_store_holds(live):
     assert re.search(r"^reader slots:\s+\d+ of 256 held \(this read.s among them\)$", text.stdout, re.M), text.stdout
 
 
+def test_both_executables_print_one_version():
+    versions = [subprocess.run([str(BIN / name), "--version"], capture_output=True, text=True, timeout=60) for name in ("upload-coordinator", "upload-replay")]
+    assert [v.returncode for v in versions] == [0, 0], [v.stderr for v in versions]
+    assert versions[0].stdout == versions[1].stdout and re.fullmatch(r"\d+\.\d+\.\d+\n", versions[0].stdout), versions[0].stdout
+
+
 def test_stats_on_the_shared_server_matches_its_log(server):
     stats = json_of(server.tool("upload-coordinator", "stats", "--data-dir", server.data_dir, "--json"))
     assert stats["events"] == len(server.events())

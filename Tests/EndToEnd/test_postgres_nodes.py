@@ -328,6 +328,13 @@ def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
         backup = lmdb.tool("upload-coordinator", "backup", "--data-dir", data_dir, "--to", os.path.join(back_dir, "stale-backup"))
         assert backup.returncode != 0 and "moved to PostgreSQL" in backup.stderr, backup.stderr
         assert root("--data-dir", data_dir) == before
+        moved = os.path.join(data_dir, "moved-to-postgresql")
+        assert os.stat(moved).st_mode & 0o777 == 0o600, oct(os.stat(moved).st_mode)
+        # The database named by the environment is where the folder's store went: no warning that
+        # it overrides the folder's (old) LMDB store.
+        named = subprocess.run([str(BIN / "upload-coordinator"), "audit", "root", "--data-dir", data_dir], capture_output=True, text=True,
+                               timeout=300, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=url))
+        assert named.returncode == 0 and named.stdout == before and "warning" not in named.stderr, named.stderr
 
         # Served from PostgreSQL with the same folder of blobs: the layer is there.
         node = Served(data_dir, database_url=url)

@@ -503,11 +503,18 @@ def test_sha512_chunked_upload(reg, repo):
     assert reg("GET", f"/v2/{repo}/blobs/{sha512(data)}").content == data
 
 
-def test_wrong_digest_is_400_digest_invalid(reg, repo):
+def test_wrong_digest_is_400_digest_invalid(server, reg, repo):
     answer = reg("PUT", with_digest(start_upload(reg, repo), sha256(b"other bytes")), data=b"these bytes")
     assert_error(answer, 400, "DIGEST_INVALID")
-    answer = reg("POST", f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(b"other bytes")}, data=b"these bytes")
-    assert_error(answer, 400, "DIGEST_INVALID")
+    # A monolithic push's bytes are checked before anything is recorded: no upload is started,
+    # and nothing is left in staging.
+    events = len(server.events())
+    for body in (b"these bytes", b"", os.urandom(3 * 1024 * 1024)):
+        answer = reg("POST", f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(b"other bytes")}, data=body)
+        assert_error(answer, 400, "DIGEST_INVALID")
+    assert len(server.events()) == events
+    staging = os.path.join(server.data_dir, "staging")
+    assert not [name for name in os.listdir(staging) if name.startswith(".whole-")], os.listdir(staging)
 
 
 def test_a_final_put_whose_chunk_is_recorded_but_refused_ends_the_upload(reg, repo):
@@ -1185,7 +1192,7 @@ def test_a_refused_manifest_push_does_not_create_the_repository(open_server, ref
     assert_error(reg("GET", f"/v2/{name}/tags/list"), 404, "NAME_UNKNOWN")
 
 
-@pytest.mark.parametrize("refused", ["declared-too-large", "range-not-the-body", "mount-with-a-bad-digest"])
+@pytest.mark.parametrize("refused", ["declared-too-large", "range-not-the-body", "mount-with-a-bad-digest", "bytes-not-the-digest"])
 def test_a_refused_blob_push_does_not_create_the_repository(open_server, refused):
     """What the request alone refuses is refused before the repository, a mount or a session is made."""
     reg = Registry(open_server)
@@ -1204,9 +1211,17 @@ def test_a_refused_blob_push_does_not_create_the_repository(open_server, refused
         answer = reg("POST", path, params={"digest": sha256(b"abc")}, data=b"abc",
                      headers={"Content-Range": "0-9", "Content-Type": "application/octet-stream"})
         assert_error(answer, 400, "SIZE_INVALID")
-    else:
+    elif refused == "mount-with-a-bad-digest":
         answer = reg("POST", path, params={"mount": sha256(b"never pushed"), "from": source, "digest": "sha256:BAD"})
         assert_error(answer, 400, "DIGEST_INVALID")
+    else:
+        # Its bytes are checked before the repository is made (or the upload started).
+        events = len(open_server.events())
+        answer = reg("POST", path, params={"digest": sha256(b"other bytes")}, data=b"these bytes",
+                     headers={"Content-Type": "application/octet-stream"})
+        assert_error(answer, 400, "DIGEST_INVALID")
+        assert sha256(b"these bytes") in answer.text, answer.text
+        assert len(open_server.events()) == events
     names = [r["repositoryName"] for r in ecr_client(open_server).describe_repositories()["repositories"]]
     assert name not in names
     assert_error(reg("GET", f"/v2/{name}/tags/list"), 404, "NAME_UNKNOWN")
@@ -1572,10 +1587,15 @@ def test_a_chunk_shorter_than_its_content_range_is_size_invalid_and_records_noth
 
 
 def test_a_failed_monolithic_push_leaves_no_session_behind(server, reg, repo):
-    answer = reg("POST", f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(b"other bytes")}, data=b"these bytes")
-    assert_error(answer, 400, "DIGEST_INVALID")
-    ended = [e for e in server.events() if e["data"].get("repositoryName") == repo and e["type"] == "UploadAborted"]
-    assert [e["data"]["reason"] for e in ended] == ["cancelled"]
+    """A sha256 push's bytes are checked before its upload starts: nothing is recorded. A sha512
+    push's are checked at its completion: its upload, whose id its client never learns, is ended."""
+    for digest in (sha256(b"other bytes"), sha512(b"other bytes")):
+        answer = reg("POST", f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, data=b"these bytes")
+        assert_error(answer, 400, "DIGEST_INVALID")
+    events = [e for e in server.events() if e["data"].get("repositoryName") == repo]
+    initiated = [e["data"]["uploadId"] for e in events if e["type"] == "UploadInitiated"]
+    ended = [(e["data"]["uploadId"], e["data"]["reason"]) for e in events if e["type"] == "UploadAborted"]
+    assert len(initiated) == 1 and ended == [(initiated[0], "cancelled")], events
 
 
 def test_the_token_realm_is_the_public_url_when_one_is_given():

@@ -26,17 +26,20 @@ extension RegistryFrontEnd {
         if let mount = call.first("mount"), Validation.isRegistryDigest(mount), try await mountLayer(call, ref, digest: mount) {
             return Self.empty(.created, request, headers: [.location: "/v2/\(ref.repositoryName)/blobs/\(mount)", Self.contentDigestHeader: mount])
         }
-        try await createIfAllowed(ref, call)
-        let initiation = try InitiateLayerUpload(repositoryName: ref.repositoryName)
-        let started: UploadStarted
-        do {
-            started = try await service.initiateLayerUpload(initiation, call.metadata())
-        } catch let refusal as CommandError where refusal.code == .repositoryNotFound && createsRepositoriesOnPush {
-            // Deleted since it was found: made again, as a push after the delete would make it.
-            try await createIfAllowed(ref, call)
-            started = try await service.initiateLayerUpload(initiation, call.metadata())
+        if let digest, DigestAlgorithm(of: digest) == .sha256 {
+            // Its bytes are checked before anything is recorded: a repository that is not there
+            // (and not to be made) is refused before they are read.
+            if !createsRepositoriesOnPush {
+                _ = try await service.reading { [service] in try Decider.existingRepository(ref.registryId, ref.repositoryName, state: $0, settings: service.settings) }
+            }
+            let completed = try await service.pushWholeLayer(
+                into: ref, range: try await chunkRange(call) { 0 }, declaredLength: Self.declaredLength(call), body: ClientBody(base: request.body),
+                digest: digest, initiate: { try await self.initiate(call, ref).uploadId }, call.metadata())
+            return Self.empty(.created, request, headers: [
+                .location: "/v2/\(ref.repositoryName)/blobs/\(completed.layerDigest)", Self.contentDigestHeader: completed.layerDigest,
+            ])
         }
-        let upload = RepositoryUpload(ref, uploadId: started.uploadId)
+        let upload = RepositoryUpload(ref, uploadId: try await initiate(call, ref).uploadId)
         if let digest {
             do {
                 return try await finish(call, upload, digest: digest)
@@ -49,6 +52,20 @@ extension RegistryFrontEnd {
         return Self.empty(.accepted, request, headers: [
             .location: Self.uploadLocation(upload), Self.uploadUUIDHeader: upload.uploadId, .range: Self.rangeHeader(0),
         ])
+    }
+
+    /// Starts an upload (InitiateLayerUpload), making its repository first under
+    /// `--create-repositories-on-push`.
+    private func initiate(_ call: Call, _ ref: RepositoryRef) async throws -> UploadStarted {
+        try await createIfAllowed(ref, call)
+        let initiation = try InitiateLayerUpload(repositoryName: ref.repositoryName)
+        do {
+            return try await service.initiateLayerUpload(initiation, call.metadata())
+        } catch let refusal as CommandError where refusal.code == .repositoryNotFound && createsRepositoriesOnPush {
+            // Deleted since it was found: made again, as a push after the delete would make it.
+            try await createIfAllowed(ref, call)
+            return try await service.initiateLayerUpload(initiation, call.metadata())
+        }
     }
 
     /// Whether the layer could be mounted (or the repository already holds it).

@@ -45,9 +45,7 @@ enum LayerDecisions {
             }
         }
         guard let staged = c.staged, staged.size == session.bytesReceived else { throw changed(c.uploadId) }
-        guard c.names(staged.digest) else {
-            throw CommandError(.invalidLayer, "None of the provided layer digests match the calculated layer digest \(staged.digest)")
-        }
+        guard c.names(staged.digest) else { throw CommandError.layerDigestMismatch(calculated: staged.digest) }
         guard try state.layer(ref, staged.digest) == nil else {
             // A registry client pushes a blob the repository holds as if it were new; its upload
             // ends as it asked, and the layer stays as it was.

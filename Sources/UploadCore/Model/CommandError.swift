@@ -49,6 +49,11 @@ public struct CommandError: Error, Equatable, Sendable, CustomStringConvertible 
         self.layerPart = layerPart
     }
 
+    /// The refusal of a completion whose layer is not any digest the caller named.
+    public static func layerDigestMismatch(calculated digest: String) -> CommandError {
+        CommandError(.invalidLayer, "None of the provided layer digests match the calculated layer digest \(digest)")
+    }
+
     /// The API's error name, e.g. `RepositoryNotFoundException`.
     public var name: String { code.rawValue }
     public var description: String { "\(name): \(message)" }

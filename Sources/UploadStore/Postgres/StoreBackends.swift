@@ -25,8 +25,10 @@ public enum StoreBackends {
     /// URL comes only from the environment: the database is what the tool then reads (as after a
     /// move with `copy-store`, whose folder keeps its old `data.mdb`), which its operator should know.
     public static func warnWhenTheEnvironmentOverrides(flag: String?, dataDirectory: String) {
-        guard flag == nil, let url = urlInTheEnvironment,
-              FileManager.default.fileExists(atPath: URL(fileURLWithPath: dataDirectory).appendingPathComponent("data.mdb").path) else { return }
+        // A store copy-store moved to PostgreSQL (``MovedToPostgreSQL``) is the one the variable names: no warning.
+        let folder = URL(fileURLWithPath: dataDirectory)
+        guard flag == nil, let url = urlInTheEnvironment, FileManager.default.fileExists(atPath: folder.appendingPathComponent("data.mdb").path),
+              !FileManager.default.fileExists(atPath: folder.appendingPathComponent(MovedToPostgreSQL.fileName).path) else { return }
         let warning = "warning: \(databaseURLVariable) names a database (\(shown(url))), so it is used, not the LMDB store in \(dataDirectory); unset it to use the folder's store\n"
         FileHandle.standardError.write(Data(warning.utf8))
     }
