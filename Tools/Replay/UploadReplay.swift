@@ -11,6 +11,7 @@ struct UploadReplay: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upload-replay",
         abstract: "Rebuild every projection from the log twice and compare digests with each other and with the live projections.",
+        version: ProductVersion.current,
         subcommands: [Verify.self], defaultSubcommand: Verify.self)
 }
 
