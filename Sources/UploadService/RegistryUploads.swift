@@ -147,6 +147,9 @@ extension UploadService {
                     self.blobs.removeStaging(waiting)
                     return try await self.recordFinalChunk(nil, adopted: false, completing: completion, in: upload, metadata)
                 }
+                // Ended meanwhile (its repository deleted): its bytes must not become its staging,
+                // nor a blob no event names.
+                _ = try await self.activeSession(upload)
                 let adopted = try await Self.blocking {
                     try self.blobs.becomeStaging(waiting, of: uploadId)
                     let adopted = self.adopt(uploadId, as: completion, digest: staged.digest, length: staged.length)

@@ -1586,6 +1586,21 @@ def test_a_chunk_shorter_than_its_content_range_is_size_invalid_and_records_noth
     assert patch(reg, location, b"0123456789", first=0).status_code == 202
 
 
+def test_a_monolithic_push_past_the_uploads_limit_is_refused_before_its_body():
+    """What the upload's start would refuse is refused before the bytes it would follow are asked
+    for (no `100 Continue`), not after a whole layer has been read and staged."""
+    from conftest import send_expecting_continue
+    with serving("--allow-anonymous", "--max-active-uploads", "1") as server:
+        reg = Registry(server)
+        ecr_client(server).create_repository(repositoryName="limited/app")
+        start_upload(reg, "limited/app")  # the one upload it may have
+        body = os.urandom(64 * 1024)
+        interim, status, _, answer = send_expecting_continue(
+            server.port, "POST", f"/v2/limited/app/blobs/uploads/?digest={sha256(body)}", {"Content-Type": "application/octet-stream"}, body)
+        assert interim == [] and status == 429 and b"TOOMANYREQUESTS" in answer, (interim, status, answer)
+        assert not [name for name in os.listdir(os.path.join(server.data_dir, "staging")) if name.startswith(".whole-")]
+
+
 def test_a_failed_monolithic_push_leaves_no_session_behind(server, reg, repo):
     """A sha256 push's bytes are checked before its upload starts: nothing is recorded. A sha512
     push's are checked at its completion: its upload, whose id its client never learns, is ended."""

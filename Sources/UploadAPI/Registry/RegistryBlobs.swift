@@ -27,10 +27,12 @@ extension RegistryFrontEnd {
             return Self.empty(.created, request, headers: [.location: "/v2/\(ref.repositoryName)/blobs/\(mount)", Self.contentDigestHeader: mount])
         }
         if let digest, DigestAlgorithm(of: digest) == .sha256 {
-            // Its bytes are checked before anything is recorded: a repository that is not there
-            // (and not to be made) is refused before they are read.
-            if !createsRepositoriesOnPush {
-                _ = try await service.reading { [service] in try Decider.existingRepository(ref.registryId, ref.repositoryName, state: $0, settings: service.settings) }
+            // Its bytes are checked before anything is recorded: what the initiation would refuse
+            // (a repository that is not there and not to be made, one with as many uploads as it
+            // may have) is refused before they are read.
+            try await service.reading { [service, createsRepositoriesOnPush] state in
+                if !createsRepositoriesOnPush { _ = try Decider.existingRepository(ref.registryId, ref.repositoryName, state: state, settings: service.settings) }
+                try Decider.refuseAnotherUpload(in: ref, state: state, settings: service.settings)
             }
             let completed = try await service.pushWholeLayer(
                 into: ref, range: try await chunkRange(call) { 0 }, declaredLength: Self.declaredLength(call), body: ClientBody(base: request.body),

@@ -112,9 +112,7 @@ public enum Decider {
 
         case .initiateLayerUpload(let c):
             let ref = try existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
-            if let repository = try state.repository(ref), repository.activeSessions >= settings.maximumActiveUploadsPerRepository {
-                throw CommandError(.limitExceeded, "The repository with name '\(ref.repositoryName)' already has \(repository.activeSessions) uploads in progress, the most allowed; complete or abandon some (idle uploads expire)")
-            }
+            try refuseAnotherUpload(in: ref, state: state, settings: settings)
             guard let uploadId = context.newUploadId else {
                 preconditionFailure("the writer supplies an upload id for InitiateLayerUpload")
             }
@@ -195,6 +193,15 @@ public enum Decider {
         let ref = RepositoryRef(registryId: try settings.resolveRegistry(registryId), repositoryName: name)
         guard try state.repository(ref) != nil else { throw repositoryNotFound(ref) }
         return ref
+    }
+
+    /// Refuses an upload into a repository that has as many in progress as it may
+    /// (`LimitExceededException`): the initiation's check, which a front end may also make before
+    /// it reads a body the initiation would follow.
+    public static func refuseAnotherUpload(in ref: RepositoryRef, state: some ProjectionState, settings: DecisionSettings) throws {
+        if let repository = try state.repository(ref), repository.activeSessions >= settings.maximumActiveUploadsPerRepository {
+            throw CommandError(.limitExceeded, "The repository with name '\(ref.repositoryName)' already has \(repository.activeSessions) uploads in progress, the most allowed; complete or abandon some (idle uploads expire)")
+        }
     }
 
     public static func repositoryNotFound(_ ref: RepositoryRef) -> CommandError {
