@@ -312,8 +312,8 @@ public struct BlobStore: BlobStorage {
 
     /// The start of the staging name a monolithic push's bytes wait under until their digest is
     /// checked and their upload started (``UploadService/pushWholeLayer``): a name no upload has,
-    /// and one that staging's reconciliation passes over (it starts with a dot) until start-up
-    /// finds it an hour old.
+    /// and one that staging's reconciliation passes over (it starts with a dot) until it finds it
+    /// an hour old.
     public static let wholeLayerPrefix = ".whole-"
 
     /// Makes the bytes waiting under `waiting` (``wholeLayerPrefix``) the staging of `uploadId`,

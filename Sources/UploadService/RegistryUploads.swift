@@ -108,7 +108,8 @@ extension UploadService {
     /// repository, on push), the staged file becomes its staging, and it completes as
     /// ``finishUpload(_:range:declaredLength:body:digest:_:)`` completes a final chunk. Until then
     /// the bytes wait under a name of the staging folder that no upload has
-    /// (``BlobStore/wholeLayerPrefix``), which start-up removes once an hour old.
+    /// (``BlobStore/wholeLayerPrefix``), which staging's tidying (at start-up and while serving)
+    /// removes once an hour old.
     /// - Parameter initiate: starts the upload; its id.
     public func pushWholeLayer<Body: AsyncSequence & Sendable>(
         into repository: RepositoryRef, range: ClosedRange<UInt64>?, declaredLength: UInt64?, body: Body, digest: String,
