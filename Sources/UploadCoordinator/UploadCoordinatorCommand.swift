@@ -20,7 +20,7 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
         version: ProductVersion.current,
         subcommands: [
             ServeCommand.self, CreateRepositoryCommand.self, DeleteRepositoryCommand.self, InitiateLayerUploadCommand.self,
-            EventsCommand.self, AuditCommand.self, MigrateCommand.self, CopyStoreCommand.self, BackupCommand.self, StatsCommand.self, DebugCommand.self,
+            EventsCommand.self, AuditCommand.self, MigrateCommand.self, CopyStoreCommand.self, BackupCommand.self, StatsCommand.self, GarbageCollectCommand.self, DebugCommand.self,
         ]
     )
 }

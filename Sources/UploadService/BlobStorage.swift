@@ -9,16 +9,21 @@ public import UploadStore
 public protocol BlobStorage: Sendable {
     /// The size of the blob `digest` names, `nil` when none is kept.
     func blobSize(_ digest: String) -> UInt64?
-    /// The size of the blob `digest` names once its name is durable, `nil` when none is kept. A
-    /// blob another request is keeping can be seen before its name is synced: an event that
-    /// names a blob it found so (a mount from the blob store, a logo kept before) asks this first.
-    func durableBlobSize(_ digest: String) throws -> UInt64?
+    /// Claims the blob `digest` names for an event about to name it, and gives its size once its
+    /// name is durable; `nil` when none is kept (the caller writes it, or does without). Every
+    /// command that will name a blob it did not write itself claims it first (a mount, a logo kept
+    /// before; ``commitBlob(_:digest:)`` and ``adoptStaged(_:digest:size:)`` claim what they keep):
+    /// a blob collection that began before keeps a blob claimed since, and one that removed it
+    /// first leaves it missing here (``BlobStore/collectGarbage(minimumAge:dryRun:named:)``). A blob another request is keeping
+    /// can also be seen before its name is synced, which this waits out.
+    func claimBlob(_ digest: String) throws -> UInt64?
     /// Keeps `temporary` (a file of exactly the blob's bytes, from
     /// ``BlobStore/hashAndCopyStaged(uploadId:length:algorithm:)``, synced by ``BlobStore/syncFile(_:)``) as the blob `digest`, and
-    /// consumes it; a blob already kept is kept as it is (it holds the same bytes).
+    /// consumes it; a blob already kept is claimed and kept as it is (it holds the same bytes).
     func commitBlob(_ temporary: String, digest: String) throws
     /// Takes the staged file at `path`, which holds exactly the blob (`size` bytes), as the blob
-    /// `digest` without copying it, where the storage can (a hard link in the same folder). The
+    /// `digest` without copying it, where the storage can (a hard link in the same folder), and
+    /// claims it (``claimBlob(_:)``). The
     /// staged file keeps its name and bytes: it is removed only once the layer is recorded, and a
     /// write to it first gives it an inode of its own (``BlobStore/StagingWriter``).
     /// - Returns: `false`, having done nothing, when it cannot: the caller copies it instead.

@@ -83,9 +83,17 @@ public struct BlobStore: BlobStorage {
         return UInt64(info.st_size)
     }
 
-    public func durableBlobSize(_ digest: String) throws -> UInt64? {
+    /// Claims by stamping the file's modification time now (the file system's clock, as
+    /// ``fileSystemNow(in:)`` reads it): what a collection judges a blob's last use by.
+    public func claimBlob(_ digest: String) throws -> UInt64? {
+        let path = blobPath(digest)
+        guard utimensat(AT_FDCWD, path, nil, 0) == 0 else {
+            guard errno == ENOENT else { throw Self.posixError("claim \(path)") }
+            return nil
+        }
+        // Gone again when a collection judged it before the claim and removed it after: not kept.
         guard let size = blobSize(digest) else { return nil }
-        try Self.syncDirectory(PathNames.folder(of: blobPath(digest)))
+        try Self.syncDirectory(PathNames.folder(of: path))
         return size
     }
 
@@ -186,12 +194,9 @@ public struct BlobStore: BlobStorage {
     /// Moves a hashed temporary file to its content address (keeping an existing blob, which holds
     /// the same bytes) and syncs the directory.
     public func commitBlob(_ temporary: String, digest: String) throws {
+        if try claimBlob(digest) != nil { return discard(temporary: temporary) }
         let destination = blobPath(digest)
-        if FileManager.default.fileExists(atPath: destination) {
-            discard(temporary: temporary)
-        } else {
-            guard rename(temporary, destination) == 0 else { throw Self.posixError("rename \(temporary)") }
-        }
+        guard rename(temporary, destination) == 0 else { throw Self.posixError("rename \(temporary)") }
         try Self.syncDirectory(PathNames.folder(of: destination))
     }
 
@@ -287,8 +292,9 @@ public struct BlobStore: BlobStorage {
             default: throw Self.posixError("link \(destination)")
             }
         }
-        try Self.syncDirectory(PathNames.folder(of: destination))
-        return true
+        // Claimed whether linked now or kept before: the staging's inode may be older than a
+        // collection's cutoff. Removed meanwhile by one that judged it first: the caller copies.
+        return try claimBlob(digest) != nil
     }
 
     public func discard(temporary: String) { unlink(temporary) }
@@ -413,6 +419,7 @@ extension BlobStore {
     ///   report of what is missing, which start-up makes.
     public func reconcile(with store: any EventStore, tidyingOnly: Bool = false) throws -> Reconciliation {
         var result = Reconciliation()
+        if !tidyingOnly { restoreCollected() }  // a blob collection killed part way
         let now = Self.fileSystemNow(in: staging)
         for name in tidyingOnly ? [] : (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
             let path = blobs + "/" + name

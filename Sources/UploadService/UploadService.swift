@@ -71,9 +71,9 @@ public final class UploadService: Sendable {
         try await store.execute(command, metadata: metadata)
     }
 
-    /// ``BlobStorage/durableBlobSize(_:)``, on NIO's thread pool (it may sync a directory).
-    public func durableBlobSize(_ digest: String) async throws -> UInt64? {
-        try await Self.blocking { [storage] in try storage.durableBlobSize(digest) }
+    /// ``BlobStorage/claimBlob(_:)``, on NIO's thread pool (it may sync a directory).
+    public func claimBlob(_ digest: String) async throws -> UInt64? {
+        try await Self.blocking { [storage] in try storage.claimBlob(digest) }
     }
 
     /// Runs `command`, whose events name `logo` by `digest`, so that no event ever names a logo
@@ -89,8 +89,8 @@ public final class UploadService: Sendable {
         _ command: Command, keepingLogo logo: [UInt8]?, as digest: String?, _ metadata: RequestMetadata
     ) async throws -> CommandOutcome {
         guard let logo, let digest else { return try await store.execute(command, metadata: metadata) }
-        // Kept before (by another request, which may not have synced its name yet): made durable.
-        if try await durableBlobSize(digest) != nil {
+        // Kept before (by another request, which may not have synced its name yet): claimed, made durable.
+        if try await claimBlob(digest) != nil {
             return try await store.execute(command, metadata: metadata)
         }
         let keep = { try self.storage.commitBlob(self.blobs.writeTemporary(logo), digest: digest) }

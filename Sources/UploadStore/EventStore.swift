@@ -1,3 +1,4 @@
+import Foundation
 public import LogHashing
 public import UploadCore
 
@@ -183,6 +184,10 @@ public protocol StoreSnapshot: ProjectionState {
     /// Up to `limit` completed layers of every repository, after `cursor` (from the first when
     /// `nil`), with the cursor of each for the next page.
     func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)]
+    /// Up to `limit` repositories' logos (``RepositoryDetails/logoImageDigest``) after `cursor`
+    /// (from the first when `nil`), each with its cursor for the next page: `nil` for a repository
+    /// with catalog data but no logo.
+    func repositoryLogos(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, logo: String?)]
 }
 
 extension StoreSnapshot {
@@ -200,6 +205,53 @@ extension EventStore {
             for entry in page where !visit(entry.layer) { return }
             guard page.count == 1024, let last = page.last else { return }
             after = last.cursor
+        }
+    }
+}
+
+extension SnapshotReading {
+    /// The digests of every blob the projections name: each repository's completed layers and its
+    /// logo, in byte order, without repeats. A page per read snapshot (a long walk holds none for
+    /// long), each read where the projections stand at the log's tail, so that no event committed
+    /// before the page is missed: a snapshot that catches a writer between its log's commit and
+    /// its projections' is read again. What commits after a page was read named a blob it claimed
+    /// first (``BlobStorage/claimBlob(_:)``): what the blob collector relies on.
+    /// - Throws: ``StoreError`` `.io` when the projections trail the log for all of `patience`
+    ///   (their commit fails: `stats` shows the checkpoint lag).
+    public func referencedBlobDigests(patience: Duration = .seconds(10)) throws -> [String] {
+        var digests = Set<String>()
+        var after: StoreCursor?
+        repeat {
+            let page = try readAtTheTail(patience: patience) { try $0.layers(after: after, limit: 1024) }
+            for entry in page { digests.insert(entry.layer.layerDigest) }
+            after = page.count == 1024 ? page.last?.cursor : nil
+        } while after != nil
+        repeat {
+            let page = try readAtTheTail(patience: patience) { try $0.repositoryLogos(after: after, limit: 1024) }
+            for entry in page { if let logo = entry.logo { digests.insert(logo) } }
+            after = page.count == 1024 ? page.last?.cursor : nil
+        } while after != nil
+        return digests.sorted { $0.precedesByBytes($1) }
+    }
+
+    /// `body` run on a snapshot whose projections stand at (or past) its log's tail.
+    private func readAtTheTail<T>(patience: Duration, _ body: (any StoreSnapshot) throws -> T) throws -> T {
+        let deadline = ContinuousClock.now + patience
+        while true {
+            var lag: UInt64 = 0
+            let page: T? = try read { snapshot in
+                let (checkpoint, tail) = (try snapshot.checkpoint(), try snapshot.lastPosition())
+                guard checkpoint >= tail else {
+                    lag = tail - checkpoint
+                    return nil
+                }
+                return try body(snapshot)
+            }
+            if let page { return page }
+            guard ContinuousClock.now < deadline else {
+                throw StoreError(.io, "the projections trail the log by \(lag) events (stats' checkpoint lag): the blobs those events name cannot be told from garbage until they catch up")
+            }
+            Thread.sleep(forTimeInterval: 0.01)
         }
     }
 }

@@ -96,25 +96,3 @@ public struct ReadOnlyStore: Sendable {
         }
     }
 }
-
-extension Store {
-    /// The digests of every blob the store's projections name: each repository's completed layers
-    /// and its logo, in byte order, without repeats. What a backup copies beside the log.
-    public func referencedBlobDigests() throws -> [String] {
-        var digests = Set<String>()
-        try forEachLayer { layer in
-            digests.insert(layer.layerDigest)
-            return true
-        }
-        var key: [UInt8]?
-        while true {
-            let page = try snapshot { try $0.entries(.repositoryDetails, afterKey: key, limit: 1024) }
-            for entry in page {
-                if let logo = try RepositoryDetails(decoding: entry.value).logoImageDigest { digests.insert(logo) }
-            }
-            guard page.count == 1024, let last = page.last else { break }
-            key = last.key
-        }
-        return digests.sorted { $0.precedesByBytes($1) }
-    }
-}

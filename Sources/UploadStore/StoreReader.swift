@@ -122,6 +122,12 @@ public struct StoreReader: StoreSnapshot {
         try entries(.layers, afterKey: cursor?.key, limit: limit).map { (StoreCursor(key: $0.key), try LayerRecord(decoding: $0.value)) }
     }
 
+    public func repositoryLogos(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, logo: String?)] {
+        try entries(.repositoryDetails, afterKey: cursor?.key, limit: limit).map {
+            (StoreCursor(key: $0.key), try RepositoryDetails(decoding: $0.value).logoImageDigest)
+        }
+    }
+
     /// Up to `limit` entries of `table` whose keys start with `prefix`, after the key
     /// `prefix + after` when given, in key order; each with its key's part after the prefix.
     /// - Parameter value: what of each value to keep, read where it lies in the map (all of it unless told).

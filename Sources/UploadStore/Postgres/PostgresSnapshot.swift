@@ -102,6 +102,12 @@ struct PostgresSnapshot: StoreSnapshot {
             .map { (StoreCursor(key: $0.key), try LayerRecord(decoding: $0.value)) }
     }
 
+    func repositoryLogos(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, logo: String?)] {
+        guard limit > 0, try !readsNoProjections() else { return [] }
+        return try PostgresTables.stored(connection, .repositoryDetails, prefix: [], after: cursor?.key, limit: limit)
+            .map { (StoreCursor(key: $0.key), try RepositoryDetails(decoding: $0.value).logoImageDigest) }
+    }
+
     /// Up to `limit` entries under `prefix` after the key `prefix + after`, in key order.
     private func page(_ table: ProjectionTable, prefix: [UInt8], after: String?, limit: Int) throws -> [(key: [UInt8], value: [UInt8])] {
         guard limit > 0, try !readsNoProjections() else { return [] }

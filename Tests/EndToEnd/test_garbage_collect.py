@@ -1,0 +1,88 @@
+"""`upload-coordinator garbage-collect`: the blobs no repository names are removed while serve runs,
+and nothing a repository names, or a command is about to name, ever is. Both backends."""
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+from conftest import BIN, serving, tool
+from test_operations import client, push_layer
+from test_registry_api import Registry, push_blob
+
+LOGO = b"\x89PNG\r\n\x1a\n"
+
+
+def collect(data_dir, *flags):
+    out = tool("upload-coordinator", "garbage-collect", "--data-dir", data_dir, "--json", *flags)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def blob_file(data_dir, digest):
+    return os.path.join(data_dir, "blobs", *digest.split(":"))
+
+
+def test_a_deleted_repositorys_blobs_are_collected_and_what_others_name_is_kept():
+    with serving("--allow-anonymous") as server:
+        data = server.data_dir
+        ecr = client(server)
+        ecr.create_repository(repositoryName="gc/kept")
+        logo = LOGO + os.urandom(200)
+        ecr.create_repository(repositoryName="gc/gone", catalogData={"logoImageBlob": logo})
+        shared, only = os.urandom(70_000), os.urandom(50_000)
+        shared_digest = push_layer(ecr, "gc/kept", shared)
+        assert push_layer(ecr, "gc/gone", shared) == shared_digest
+        only_digest = push_layer(ecr, "gc/gone", only)
+        # A blob pushed through the registry too, then its repository deleted.
+        registry_digest = push_blob(Registry(server), "gc/gone", os.urandom(30_000))
+        logo_digest = "sha256:" + hashlib.sha256(logo).hexdigest()
+        ecr.delete_repository(repositoryName="gc/gone", force=True)
+        garbage = sorted([only_digest, registry_digest, logo_digest])
+
+        # Used a moment ago: kept under the default minimum age (an hour).
+        waiting = collect(data)
+        assert waiting["removed"] == [] and waiting["recentBlobs"] == 3 and waiting["namedBlobs"] == 1, waiting
+
+        dry = collect(data, "--min-age", "0", "--dry-run")
+        assert sorted(dry["removed"]) == garbage and dry["dryRun"], dry
+        assert all(os.path.exists(blob_file(data, d)) for d in garbage)
+
+        done = collect(data, "--min-age", "0")
+        assert sorted(done["removed"]) == garbage and done["namedBlobs"] == 1, done
+        assert done["removedBytes"] == len(only) + 30_000 + len(logo)
+        assert not any(os.path.exists(blob_file(data, d)) for d in garbage)
+        assert os.path.exists(blob_file(data, shared_digest))
+        assert collect(data, "--min-age", "0")["removed"] == []
+
+        # A layer removed is pushed again as new: kept, named, and left alone by the next collection.
+        assert push_layer(ecr, "gc/kept", only) == only_digest
+        assert os.path.exists(blob_file(data, only_digest))
+        again = collect(data, "--min-age", "0")
+        assert again["removed"] == [] and again["namedBlobs"] == 2, again
+        available = ecr.batch_check_layer_availability(repositoryName="gc/kept", layerDigests=[shared_digest, only_digest])
+        assert [layer["layerAvailability"] for layer in available["layers"]] == ["AVAILABLE", "AVAILABLE"]
+
+        text = tool("upload-coordinator", "garbage-collect", "--data-dir", data, "--min-age", "0")
+        assert text.returncode == 0 and "removed 0 blobs" in text.stdout, text.stdout + text.stderr
+    # serving() has checked that upload-replay passes: no layer the store names lost its blob.
+
+
+def test_a_store_that_names_nothing_is_refused_and_keeps_every_blob(tmp_path):
+    """An empty store (or, on PostgreSQL, a database that is not the folder's) names no blob: a
+    collection would take them all, so it is refused."""
+    data = str(tmp_path / "data")
+    migrated = subprocess.run([str(BIN / "upload-coordinator"), "migrate", "--data-dir", data],
+                              capture_output=True, text=True, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=""))
+    assert migrated.returncode == 0, migrated.stderr
+    os.makedirs(os.path.join(data, "blobs", "sha256"), exist_ok=True)
+    digest = "sha256:" + hashlib.sha256(b"a blob").hexdigest()
+    with open(blob_file(data, digest), "wb") as f:
+        f.write(b"a blob")
+    hours_ago = time.time() - 7200
+    os.utime(blob_file(data, digest), (hours_ago, hours_ago))
+    out = tool("upload-coordinator", "garbage-collect", "--data-dir", data, "--min-age", "0")
+    assert out.returncode != 0 and "holds no events" in out.stderr, out.stdout + out.stderr
+    assert os.path.exists(blob_file(data, digest))
+    negative = tool("upload-coordinator", "garbage-collect", "--data-dir", data, "--min-age", "-1")
+    assert negative.returncode != 0 and "--min-age" in negative.stderr

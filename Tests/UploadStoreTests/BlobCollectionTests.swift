@@ -1,0 +1,117 @@
+import Foundation
+import LogHashing
+import Testing
+import UploadCore
+@testable import UploadService
+import UploadTesting
+
+/// The blob collector's rules (`BlobCollection.swift`): what it removes, and what a claim keeps.
+struct BlobCollectionTests {
+    private static func digest(_ text: String) -> String { Hex.sha256Digest(Array(text.utf8)) }
+
+    /// A blob kept two hours ago: older than an hour's minimum age.
+    private static func keepOld(_ blobs: BlobStore, _ text: String) throws -> String {
+        let digest = digest(text)
+        try blobs.commitBlob(try blobs.writeTemporary(Array(text.utf8)), digest: digest)
+        try age(blobs.blobPath(digest))
+        return digest
+    }
+
+    private static func age(_ path: String, by seconds: Int = 7200) throws {
+        var times = [timespec](repeating: timespec(tv_sec: time(nil) - seconds, tv_nsec: 0), count: 2)
+        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+    }
+
+    @Test func removesOnlyOldBlobsNoOneNames_andADryRunRemovesNothing() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        let named = try Self.keepOld(blobs, "named"), unnamed = try Self.keepOld(blobs, "unnamed"), other = try Self.keepOld(blobs, "other")
+        let recent = Self.digest("recent")
+        try blobs.commitBlob(try blobs.writeTemporary(Array("recent".utf8)), digest: recent)
+        // Not blobs: a copy in progress, and a name no digest has.
+        let copy = try blobs.writeTemporary(Array("copy".utf8))
+        try Self.age(copy)
+        FileManager.default.createFile(atPath: dir.path + "/blobs/sha256/not-a-digest", contents: Data("x".utf8))
+
+        let dry = try blobs.collectGarbage(minimumAge: 3600, dryRun: true) { [named] }
+        #expect(dry.removed == [unnamed, other].sorted { $0.precedesByBytes($1) } && dry.named == 1 && dry.recent == 1)
+        #expect(blobs.hasBlob(unnamed) && blobs.hasBlob(other))
+
+        let done = try blobs.collectGarbage(minimumAge: 3600, dryRun: false) { [named] }
+        #expect(done == dry)
+        #expect(done.removedBytes == UInt64("unnamed".utf8.count + "other".utf8.count))
+        #expect(!blobs.hasBlob(unnamed) && !blobs.hasBlob(other))
+        #expect(blobs.hasBlob(named) && blobs.hasBlob(recent))
+        #expect(FileManager.default.fileExists(atPath: copy) && FileManager.default.fileExists(atPath: dir.path + "/blobs/sha256/not-a-digest"))
+        #expect(try blobs.collectGarbage(minimumAge: 3600, dryRun: false) { [named] }.removed.isEmpty)
+        // With no minimum age, the recent one goes too (once its time is past the collection's clock).
+        try Self.age(blobs.blobPath(recent), by: 10)
+        #expect(try blobs.collectGarbage(minimumAge: 0, dryRun: false) { [named] }.removed == [recent])
+    }
+
+    /// The names are read after the collection's clock: a blob kept and named between the two is
+    /// named, and one kept after is recent.
+    @Test func namesAreReadAfterTheClock() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        var late = ""
+        let collection = try blobs.collectGarbage(minimumAge: 0, dryRun: false) {
+            late = try Self.keepOld(blobs, "kept while the names were read")
+            _ = try blobs.claimBlob(late)  // as the command about to name it does
+            return []
+        }
+        #expect(collection.removed.isEmpty && collection.recent == 1 && blobs.hasBlob(late))
+    }
+
+    /// A command that claims a blob after the collection judged it, but before it is moved aside,
+    /// keeps it: the blob is put back under its name.
+    @Test func aBlobClaimedAfterItWasJudged_isPutBack() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        let claimed = try Self.keepOld(blobs, "claimed"), garbage = try Self.keepOld(blobs, "garbage")
+        let collection = try blobs.collectGarbage(minimumAge: 3600, dryRun: false, named: { [] }) { digest in
+            if digest == claimed { #expect(try! blobs.claimBlob(digest) == 7) }
+        }
+        #expect(collection.removed == [garbage] && collection.recent == 1)
+        #expect(blobs.hasBlob(claimed) && !blobs.hasBlob(garbage))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/blobs/sha256").allSatisfy { !$0.hasPrefix(".collected-") })
+        // A claim once it is gone finds nothing: its caller writes the bytes anew.
+        #expect(try blobs.claimBlob(garbage) == nil)
+    }
+
+    /// Keeping a blob claims it, whether it was kept before or is linked from an old staging file
+    /// (an upload whose last part came hours before its completion).
+    @Test func keepingABlobClaimsIt() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        let again = try Self.keepOld(blobs, "kept again")
+        try blobs.commitBlob(try blobs.writeTemporary(Array("kept again".utf8)), digest: again)
+        let upload = "00000000-0000-4000-8000-000000000001"
+        let staged = try blobs.writePart(uploadId: upload, offset: 0, bytes: Array("staged".utf8))
+        try Self.age(blobs.stagingPath(upload))
+        #expect(try blobs.linkStaged(uploadId: upload, digest: staged, size: 6))
+        let collection = try blobs.collectGarbage(minimumAge: 3600, dryRun: false) { [] }
+        #expect(collection.removed.isEmpty && collection.recent == 2)
+    }
+
+    /// A collection killed between moving a blob aside and removing it leaves it aside: the next
+    /// collection, or a start-up's reconciliation, puts it back (a new copy under its name wins).
+    @Test func aBlobLeftAside_isPutBack() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        let lost = try Self.keepOld(blobs, "left aside"), copied = try Self.keepOld(blobs, "copied again")
+        let folder = dir.path + "/blobs/sha256/"
+        for digest in [lost, copied] {
+            #expect(link(blobs.blobPath(digest), folder + ".collected-" + digest.dropFirst(7) + ".killed") == 0)
+        }
+        #expect(unlink(blobs.blobPath(lost)) == 0)
+        #expect(blobs.restoreCollected().sorted() == [lost, copied].sorted())
+        #expect(blobs.hasBlob(lost) && blobs.hasBlob(copied))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).allSatisfy { !$0.hasPrefix(".collected-") })
+    }
+}
