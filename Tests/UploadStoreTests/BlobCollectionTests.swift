@@ -1,6 +1,7 @@
 import Foundation
 import LogHashing
 import Testing
+@testable import UploadStore
 import UploadCore
 @testable import UploadService
 import UploadTesting
@@ -113,5 +114,64 @@ struct BlobCollectionTests {
         #expect(blobs.restoreCollected().sorted() == [lost, copied].sorted())
         #expect(blobs.hasBlob(lost) && blobs.hasBlob(copied))
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder).allSatisfy { !$0.hasPrefix(".collected-") })
+    }
+}
+
+/// What the collector keeps: every layer and logo the projections name, read at the log's tail.
+struct ReferencedBlobDigestsTests {
+    /// Each repository's completed layers (more than a page of them) and its logo, on both
+    /// backends; a deleted repository's no longer.
+    @Test(arguments: StoreBackend.allCases)
+    func layersAndLogos_ofEveryRepository(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        try await location.withStore { store in
+            let logo = Array("\u{89}PNG logo".utf8)
+            let catalog = try RepositoryCatalogInput(logoImage: logo)
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app", catalog: catalog)), metadata: testMetadata())
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/gone")), metadata: testMetadata())
+            var layers: [String] = []
+            for n in 0..<1030 {
+                layers.append(try await Self.completeLayer(store, "team/app", "layer \(n)"))
+            }
+            let gone = try await Self.completeLayer(store, "team/gone", "only in the deleted repository")
+            #expect(try store.referencedBlobDigests() == (layers + [gone, Hex.sha256Digest(logo)]).sorted { $0.precedesByBytes($1) })
+            _ = try await store.execute(.deleteRepository(try DeleteRepository(repositoryName: "team/gone", force: true)), metadata: testMetadata())
+            #expect(try store.referencedBlobDigests() == (layers + [Hex.sha256Digest(logo)]).sorted { $0.precedesByBytes($1) })
+        }
+    }
+
+    /// Projections that trail the log (their commit failed: a full disk) miss what the log names:
+    /// refused once the lag outlasts the patience, read again once it is folded in.
+    @Test func projectionsThatTrailTheLog_areRefused() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let failuresLeft = Locked(0)
+        let failing: @Sendable () -> Bool = { failuresLeft.withLock { left in defer { left = max(0, left - 1) }; return left > 0 } }
+        try await withTestStore(dir, configure: { $0.failProjectionCommit = failing }) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            // The completion's commit of the views fails, and so does the fold after it.
+            let layer = try await Self.completeLayer(store, "team/app", "named by the log only") { failuresLeft.withLock { $0 = 2 } }
+            #expect(throws: StoreError.self) { try store.referencedBlobDigests(patience: .milliseconds(100)) }
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/other")), metadata: testMetadata())
+            #expect(try store.referencedBlobDigests(patience: .milliseconds(100)) == [layer])
+        }
+    }
+
+    /// Records an upload of `text` in `repository`, its bytes taken as staged: the layer's digest.
+    private static func completeLayer(
+        _ store: any EventStore, _ repository: String, _ text: String, beforeCompleting: () -> Void = {}
+    ) async throws -> String {
+        let bytes = Array(text.utf8), digest = Hex.sha256Digest(bytes)
+        let id = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: repository), metadata: testMetadata()).uploadId
+        var part = try UploadLayerPart(
+            repositoryName: repository, uploadId: id, partFirstByte: 0, partLastByte: Int64(bytes.count - 1), partLength: UInt64(bytes.count), partDigest: digest)
+        part.staged = true
+        _ = try await store.execute(.uploadLayerPart(part), metadata: testMetadata())
+        var complete = try CompleteLayerUpload(repositoryName: repository, uploadId: id, layerDigests: [digest])
+        complete.staged = .init(digest: digest, size: UInt64(bytes.count))
+        beforeCompleting()
+        _ = try await store.execute(.completeLayerUpload(complete), metadata: testMetadata())
+        return digest
     }
 }
