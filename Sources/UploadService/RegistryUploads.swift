@@ -64,9 +64,8 @@ extension UploadService {
         }
     }
 
-    /// The final chunk of a registry upload (the body of its `PUT`, or of a monolithic `POST` of a
-    /// sha512 layer, which ``pushWholeLayer`` cannot check before it is staged; it may be empty)
-    /// and the upload's completion as the layer `digest` names.
+    /// The final chunk of a registry upload (the body of its `PUT`; it may be empty) and the
+    /// upload's completion as the layer `digest` names.
     ///
     /// When the chunk is the whole layer and its sha256 digest is the one named, its staged file is
     /// linked into the blob store first (keeping its staging name, as
@@ -86,7 +85,7 @@ extension UploadService {
     /// A part refused after the link (the upload cancelled or expired while the chunk streamed in),
     /// or a crash between the link and the commit, leaves the blob in the blob store with no layer
     /// naming it, as a completion refused after its link does: it is never served, since a blob is
-    /// read only through a layer a repository holds.
+    /// read only through a layer a repository holds, and `garbage-collect` removes it.
     public func finishUpload<Body: AsyncSequence & Sendable>(
         _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, declaredLength: UInt64? = nil, body: Body, digest: String, _ metadata: RequestMetadata
     ) async throws -> LayerCompleted where Body.Element == ByteBuffer {
@@ -101,8 +100,8 @@ extension UploadService {
         return LayerCompleted(repository: upload.repository, uploadId: upload.uploadId, layerDigest: layerDigest)
     }
 
-    /// A monolithic push (`POST …?digest=` with the body) of a sha256 layer, staged and hashed
-    /// before anything is recorded: bytes that are not the layer `digest` names are refused
+    /// A monolithic push (`POST …?digest=` with the body), staged and hashed (in the digest's
+    /// algorithm, sha256 or sha512) before anything is recorded: bytes that are not the layer `digest` names are refused
     /// (InvalidLayerException, the registry's `DIGEST_INVALID`) with nothing written, no upload
     /// started and no repository made on push. Then `initiate` starts the upload (making the
     /// repository, on push), the staged file becomes its staging, and it completes as
@@ -117,23 +116,25 @@ extension UploadService {
     ) async throws -> LayerCompleted where Body.Element == ByteBuffer {
         if let refusal = chunkHeadRefusal(at: 0, range: range, declaredLength: declaredLength) { throw refusal }
         let waiting = BlobStore.wholeLayerPrefix + RandomUUIDs.next()
-        let writer = blobs.stagingWriter(uploadId: waiting, offset: 0)
-        let staged: (length: UInt64, digest: String)
+        let algorithm = DigestAlgorithm(of: digest) ?? .sha256
+        let writer = blobs.stagingWriter(uploadId: waiting, offset: 0, hashingIn: algorithm)
+        // The part's digest is sha256, as every part's; the layer's is in the algorithm named.
+        let staged: (length: UInt64, digest: String, layerDigest: String)
         do {
             let rest = try await streamBody(body, into: writer, at: 0, range: range, declaredLength: declaredLength)
             staged = try await Self.blocking { [rest] in
                 try writer.write(rest)
                 let (length, digest) = try writer.finish(syncingItsName: false)
-                return (length, length == 0 ? DigestAlgorithm.sha256.emptyDigest : digest)
+                return (length, digest, writer.digest(in: algorithm))
             }
         } catch {
             writer.abandon()
             blobs.removeStaging(waiting)
             throw error
         }
-        guard staged.digest == digest else {
+        guard staged.layerDigest == digest else {
             blobs.removeStaging(waiting)
-            throw CommandError.layerDigestMismatch(calculated: staged.digest)
+            throw CommandError.layerDigestMismatch(calculated: staged.layerDigest)
         }
         let uploadId: String
         do { uploadId = try await initiate() } catch {

@@ -17,15 +17,19 @@ extension BlobStore {
         private var fd: Int32 = -1
         private var isNew = false
         private var hasher = SHA256()
+        /// The same bytes hashed in sha512 too, for a whole layer a registry client names so
+        /// (``UploadService/pushWholeLayer``); `nil` otherwise.
+        private var sha512: SHA512?
         /// Bytes written since the disk's free space was last checked (``BlobStore/ensureRoom(for:)``):
         /// as many as make the first write check it, whether or not the file was opened before.
         private var writtenSinceRoomChecked = 1 << 20
 
-        init(store: BlobStore, uploadId: String, offset: UInt64) {
+        init(store: BlobStore, uploadId: String, offset: UInt64, hashingIn algorithm: DigestAlgorithm) {
             self.store = store
             self.uploadId = uploadId
             start = off_t(offset)
             position = start
+            if algorithm == .sha512 { sha512 = SHA512() }
         }
 
         deinit { abandon() }
@@ -47,6 +51,7 @@ extension BlobStore {
             let path = store.stagingPath(uploadId)
             try openFile()
             hasher.update(bufferPointer: chunk)
+            sha512?.update(bufferPointer: chunk)
             var written = 0
             while written < chunk.count {
                 let n = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, position + off_t(written))
@@ -97,6 +102,16 @@ extension BlobStore {
             return (length, "sha256:" + Hex.encode(hasher.finalize()))
         }
 
+        /// The digest in `algorithm` of the bytes written so far (the writer hashes sha512 only
+        /// when made to: ``BlobStore/stagingWriter(uploadId:offset:hashingIn:)``).
+        public func digest(in algorithm: DigestAlgorithm) -> String {
+            guard length > 0 else { return algorithm.emptyDigest }
+            switch algorithm {
+            case .sha256: return "sha256:" + Hex.encode(hasher.finalize())
+            case .sha512: return "sha512:" + Hex.encode(sha512!.finalize())
+            }
+        }
+
         /// Makes the staging file's name durable (a sync of the staging directory).
         public func syncName() throws { try BlobStore.syncDirectory(store.staging) }
 
@@ -107,8 +122,10 @@ extension BlobStore {
         }
     }
 
-    public func stagingWriter(uploadId: String, offset: UInt64) -> StagingWriter {
-        StagingWriter(store: self, uploadId: uploadId, offset: offset)
+    /// - Parameter algorithm: besides sha256 (every part's digest), the bytes are hashed in this
+    ///   algorithm too (``StagingWriter/digest(in:)``).
+    public func stagingWriter(uploadId: String, offset: UInt64, hashingIn algorithm: DigestAlgorithm = .sha256) -> StagingWriter {
+        StagingWriter(store: self, uploadId: uploadId, offset: offset, hashingIn: algorithm)
     }
 }
 

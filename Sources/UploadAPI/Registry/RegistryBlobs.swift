@@ -26,7 +26,7 @@ extension RegistryFrontEnd {
         if let mount = call.first("mount"), Validation.isRegistryDigest(mount), try await mountLayer(call, ref, digest: mount) {
             return Self.empty(.created, request, headers: [.location: "/v2/\(ref.repositoryName)/blobs/\(mount)", Self.contentDigestHeader: mount])
         }
-        if let digest, DigestAlgorithm(of: digest) == .sha256 {
+        if let digest {
             // Its bytes are checked before anything is recorded: what the initiation would refuse
             // (a repository that is not there and not to be made, one with as many uploads as it
             // may have) is refused before they are read.
@@ -42,15 +42,6 @@ extension RegistryFrontEnd {
             ])
         }
         let upload = RepositoryUpload(ref, uploadId: try await initiate(call, ref).uploadId)
-        if let digest {
-            do {
-                return try await finish(call, upload, digest: digest)
-            } catch {
-                // The client never learns this session's id, so nothing else could end it.
-                try? await service.cancelUpload(upload, call.metadata())
-                throw error
-            }
-        }
         return Self.empty(.accepted, request, headers: [
             .location: Self.uploadLocation(upload), Self.uploadUUIDHeader: upload.uploadId, .range: Self.rangeHeader(0),
         ])
