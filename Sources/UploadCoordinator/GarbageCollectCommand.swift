@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LMDBKit
 import UploadCore
 import UploadService
 import UploadStore
@@ -10,27 +11,38 @@ struct GarbageCollectCommand: AsyncParsableCommand {
         abstract: "Remove the blobs no repository names (deleted repositories' layers and logos, pushes refused part way), while the folder is served.",
         discussion: """
             Reads which blobs the store's layers and logos name, read-only and at the log's tail, then \
-            removes every other blob file of the folder that no command claimed within --min-age. Every \
-            command that names a blob claims it first, and a blob claimed while it is being removed is \
-            put back, so it runs beside serve (on PostgreSQL, on any node, or on a machine that mounts \
-            the shared folder). Staging and the log are not touched. Prints what it removed.
+            removes every other blob file of the folder that was not used within --min-age. Every \
+            command that names a blob marks it used first, deleting a repository marks its blobs, and \
+            a blob marked while it is being removed is put back, so it runs beside serve: on LMDB on \
+            the serving machine, on PostgreSQL on any node. Staging and the log are not touched. \
+            Prints how many blobs and bytes it removed (--json: which).
             """)
 
     @OptionGroup var store: StoreOptions
-    @Option(help: "Keep a blob no one names until this many seconds after its last use: longer than any command takes between claiming a blob and committing the event that names it.")
-    var minAge: Int64 = 3600
+    @Option(help: "Keep a blob no one names until this many seconds after its last use (a push, a mount, its repository's deletion): longer than any command takes between marking a blob and committing the event that names it, and than a database backup's blob copy trails its dump.")
+    var minAge: Int64 = 86_400
     @Flag(help: "Report what would be removed, removing nothing.") var dryRun = false
+    @Flag(help: "Collect even when the store names no blob, or the folder lacks most of those it names (both look like another store's folder).")
+    var force = false
     @Flag(help: "Print the report as one JSON object, with the digests removed.") var json = false
 
     func validate() throws {
         guard minAge >= 0 else { throw ValidationError("--min-age must be 0 or more seconds.") }
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: store.dataDir + "/blobs", isDirectory: &isFolder), isFolder.boolValue else {
-            throw ValidationError("--data-dir \(store.dataDir) has no blobs folder: give the folder serve keeps its blobs in.")
+        for folder in ["blobs", "staging"] {  // staging: where the file system's clock is read
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: store.dataDir + "/" + folder, isDirectory: &isFolder), isFolder.boolValue else {
+                throw ValidationError("--data-dir \(store.dataDir) has no \(folder) folder: give the folder serve keeps its blobs and staging in.")
+            }
         }
-        if try store.database() == nil, let moved = StoreBackends.MovedToPostgreSQL.refusal(directory: store.dataDir) {
+        let movedNote = StoreBackends.MovedToPostgreSQL.refusal(directory: store.dataDir)
+        if try store.database() == nil {
             // Its LMDB store no longer names what is pushed: every new blob would look unnamed.
-            throw ValidationError(moved.message)
+            if let movedNote { throw ValidationError(movedNote.message) }
+        } else if Environment.noStore(in: store.dataDir) == nil, movedNote == nil {
+            throw ValidationError("""
+                --data-dir \(store.dataDir) holds an LMDB store, whose blobs these are, but a database URL was given \
+                (--database-url, or \(StoreBackends.databaseURLVariable)): its store would name none of them.
+                """)
         }
     }
 
@@ -39,11 +51,12 @@ struct GarbageCollectCommand: AsyncParsableCommand {
         do {
             let reader = try StoreBackends.openForReading(directory: store.dataDir, databaseURL: try store.database())
             let blobs = BlobStore(existing: store.dataDir)
-            collection = try blobs.collectGarbage(minimumAge: TimeInterval(minAge), dryRun: dryRun) {
+            collection = try blobs.collectGarbage(minimumAge: TimeInterval(minAge), dryRun: dryRun, force: force) {
                 // A database that is not this folder's (an empty one, a mistyped name) names nothing.
                 guard try reader.read({ try $0.lastPosition() }) > 0 else {
                     throw StoreError(.io, "the store holds no events, so it names none of this folder's blobs: is it the store of \(store.dataDir)?")
                 }
+                try reader.waitForCommitsInFlight(patience: .seconds(10))
                 return try reader.referencedBlobDigests()
             }
         } catch let error as ValidationError { throw error } catch { fail(error) }
@@ -51,12 +64,16 @@ struct GarbageCollectCommand: AsyncParsableCommand {
             printLine(.object([
                 ("dryRun", .bool(dryRun)), ("removed", .array(collection.removed.map(JSONValue.string))),
                 ("removedBlobs", .uint(UInt64(collection.removed.count))), ("removedBytes", .uint(collection.removedBytes)),
-                ("namedBlobs", .uint(UInt64(collection.named))), ("recentBlobs", .uint(UInt64(collection.recent))),
+                ("namedBlobs", .uint(UInt64(collection.named))), ("namedButMissing", .uint(UInt64(collection.namedButMissing))),
+                ("recentBlobs", .uint(UInt64(collection.recent))),
             ]))
         } else {
             let verb = dryRun ? "would remove" : "removed"
             print("\(verb) \(collection.removed.count) blobs (\(StatsCommand.bytes(collection.removedBytes))) no repository names")
             print("kept \(collection.named) named blobs, and \(collection.recent) unnamed ones used within \(minAge) s")
+            if collection.namedButMissing > 0 {
+                print("warning: \(collection.namedButMissing) blobs the store names are missing from the folder (upload-replay names them)")
+            }
         }
     }
 }

@@ -4,15 +4,17 @@ import UploadStore
 
 /// Removing the blobs no repository names: those of deleted repositories, and those a push left
 /// when its commit was refused (its repository deleted meanwhile). `upload-coordinator
-/// garbage-collect` runs it, while `serve` runs too, on every node's shared folder.
+/// garbage-collect` runs it while `serve` runs too.
 ///
 /// A blob is removed only when all of these hold:
 /// - no layer or logo names it, in projections read at the log's tail
-///   (``UploadStore/SnapshotReading/referencedBlobDigests(patience:)``), read *before* the files are judged;
-/// - it was last claimed (``claimBlob(_:)``: every command that will name a blob claims it first,
-///   and keeping one claims it) longer than the minimum age before the collection began. So a
-///   command that claimed a blob and commits after the names were read keeps it, as long as its
-///   claim and its commit are less than the minimum age apart (seconds, against an hour);
+///   (``UploadStore/SnapshotReading/referencedBlobDigests(patience:)``), read *after* this
+///   collection read the file system's clock (and, on PostgreSQL, after every commit then in
+///   flight became visible);
+/// - it was last used (claimed by a command about to name it, ``claimBlob(_:)``; kept; or held by a
+///   repository being deleted, ``markUsed(_:)``) longer than the minimum age before that clock. So
+///   a command that claimed a blob and commits after the names were read keeps it, as long as its
+///   claim and its commit are less than the minimum age apart (seconds, against a day);
 /// - it is still unclaimed once moved aside: a blob is first renamed to a name of its own
 ///   (``collectedPrefix``), then its modification time is read again. One claimed between the
 ///   judgement and the rename is put back; a claim after the rename finds no blob, and its
@@ -20,41 +22,70 @@ import UploadStore
 ///
 /// A collection killed between the rename and the removal leaves the blob under the moved-aside
 /// name; the next collection, and `serve`'s start-up, put it back: a blob is never lost to a crash.
+/// A backup holds the collection off while it links blobs (``holdOffCollections()``).
 extension BlobStore {
     /// What a collection found and did.
     public struct Collection: Sendable, Equatable {
         /// The blobs removed (or, on a dry run, that would be), in byte order.
         public var removed: [String] = []
+        /// Their files' bytes (a backup's hard link keeps its own).
         public var removedBytes: UInt64 = 0
         /// Blobs a layer or logo names.
         public var named = 0
-        /// Blobs no one names, kept because they were claimed within the minimum age (an upload
-        /// completing, a push refused a moment ago) or during the collection.
+        /// Blobs a layer or logo names that the folder lacks (`upload-replay` names them).
+        public var namedButMissing = 0
+        /// Blobs no one names, kept because they were used within the minimum age (an upload
+        /// completing, a repository deleted a moment ago) or during the collection.
         public var recent = 0
     }
 
     /// The start of a name a blob is moved aside under while a collection removes it.
     static let collectedPrefix = ".collected-"
 
-    /// Removes the blobs not in `named` that no one claimed for `minimumAge` seconds. `named` must
-    /// be read from the store after this collection's clock was read, which is why the caller
-    /// passes a closure.
-    public func collectGarbage(minimumAge: TimeInterval, dryRun: Bool, named: () throws -> [String]) throws -> Collection {
-        try collectGarbage(minimumAge: minimumAge, dryRun: dryRun, named: named, judged: { _ in })
+    private var collectionLockPath: String { directory + "/blobs/.collection-lock" }
+
+    /// Held (shared) by a backup while it links the blobs its snapshot names: a collection waits
+    /// for none and is refused meanwhile, so no blob goes between the snapshot and its link.
+    /// Waits for a collection running now to end. `nil` for a folder with no blobs (nothing to collect).
+    public func holdOffCollections() throws -> FileLock? {
+        guard FileManager.default.fileExists(atPath: directory + "/blobs") else { return nil }
+        return try Self.lockByte(0, of: collectionLockPath, exclusive: false, waiting: true)
+    }
+
+    /// Removes the blobs not among those `named` returns that no one used for `minimumAge`
+    /// seconds. `named` is called after this collection's clock is read. Unless `force`, a
+    /// collection that looks like another store's names is refused before anything is removed:
+    /// one that names no blob while some would go, or whose named blobs the folder mostly lacks.
+    public func collectGarbage(minimumAge: TimeInterval, dryRun: Bool, force: Bool = false, named: () throws -> [String]) throws -> Collection {
+        try collectGarbage(minimumAge: minimumAge, dryRun: dryRun, force: force, named: named, judged: { _ in })
     }
 
     /// - Parameter judged: called with each blob about to be moved aside (for tests of a claim that
     ///   comes in between).
-    func collectGarbage(minimumAge: TimeInterval, dryRun: Bool, named: () throws -> [String], judged: (String) -> Void) throws -> Collection {
-        restoreCollected()
-        let cutoff = Self.fileSystemNow(in: directory + "/blobs").addingTimeInterval(-minimumAge)
-        let names = Set(try named().map { $0.lowercased() })  // as the files are named
+    func collectGarbage(
+        minimumAge: TimeInterval, dryRun: Bool, force: Bool, named: () throws -> [String], judged: (String) -> Void
+    ) throws -> Collection {
+        guard let lock = try Self.lockByte(0, of: collectionLockPath, exclusive: true, waiting: false) else {
+            throw StoreError(.io, "another collection, or a backup, is using \(directory)/blobs now: run again once it ends")
+        }
+        defer { lock.release() }
+        if !dryRun { restoreCollected() }
+        let cutoff = try Self.fileSystemTime(in: staging).addingTimeInterval(-minimumAge)
+        let names = Set(try named())
         var collection = Collection()
-        for candidate in try unnamedBlobs(besides: names, counting: &collection) {
-            guard let modified = Self.modificationTime(candidate.path), modified < cutoff else {
-                collection.recent += 1
-                continue
+        let unnamed = try unnamedBlobs(besides: names, counting: &collection)
+        collection.namedButMissing = names.count - collection.named
+        let old = unnamed.filter { candidate in Self.openedStatus(candidate.path).map { Self.modificationTime(of: $0) < cutoff } ?? false }
+        collection.recent = unnamed.count - old.count
+        if !force, !old.isEmpty {
+            if names.isEmpty {
+                throw StoreError(.io, "the store names no blob, so all \(old.count) unused ones of \(directory) would go: if every repository was deleted, run again with --force")
             }
+            if collection.namedButMissing * 2 >= names.count {
+                throw StoreError(.io, "\(collection.namedButMissing) of the \(names.count) blobs the store names are not in \(directory): is it this store's folder? (run again with --force if so)")
+            }
+        }
+        for candidate in old {
             if !dryRun {
                 judged(candidate.digest)
                 guard try removeUnlessClaimed(candidate, since: cutoff) else {
@@ -100,7 +131,7 @@ extension BlobStore {
             return false  // removed by another collection meanwhile
         }
         // The inode moved, so a claim that came before the rename stamped what is read here.
-        guard let modified = Self.modificationTime(aside), modified < cutoff else {
+        guard let info = Self.openedStatus(aside), Self.modificationTime(of: info) < cutoff else {
             try putBack(aside, as: blob.path)
             return false
         }
@@ -133,9 +164,10 @@ extension BlobStore {
         return restored
     }
 
-    static func modificationTime(_ path: String) -> Date? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1_000_000_000)
+    /// Marks blobs used now, without claiming them for an event: a deleted repository's, so that
+    /// no collection removes them within its minimum age of the deletion (a backup of the
+    /// database taken before it may still name them, its blob copy not yet made). Best effort.
+    public func markUsed(_ digests: [String]) {
+        for digest in digests { utimensat(AT_FDCWD, blobPath(digest), nil, 0) }
     }
 }

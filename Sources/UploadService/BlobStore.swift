@@ -88,13 +88,25 @@ public struct BlobStore: BlobStorage {
     public func claimBlob(_ digest: String) throws -> UInt64? {
         let path = blobPath(digest)
         guard utimensat(AT_FDCWD, path, nil, 0) == 0 else {
-            guard errno == ENOENT else { throw Self.posixError("claim \(path)") }
+            // ESTALE: on NFS, a name another node's collection removed.
+            guard errno == ENOENT || errno == ESTALE else { throw Self.posixError("claim \(path)") }
             return nil
         }
         // Gone again when a collection judged it before the claim and removed it after: not kept.
-        guard let size = blobSize(digest) else { return nil }
+        // Opened, not stat'ed: on NFS a stat may answer from the cache for a name removed meanwhile.
+        guard let info = Self.openedStatus(path), info.st_mode & S_IFMT == S_IFREG else { return nil }
         try Self.syncDirectory(PathNames.folder(of: path))
-        return size
+        return UInt64(info.st_size)
+    }
+
+    /// The status of the file at `path`, read from it opened (on NFS, an open revalidates what
+    /// another node changed, where a stat may answer from the cache); `nil` when it cannot be opened.
+    static func openedStatus(_ path: String) -> stat? {
+        let file = open(path, O_RDONLY | O_CLOEXEC)
+        guard file >= 0 else { return nil }
+        defer { close(file) }
+        var info = stat()
+        return fstat(file, &info) == 0 ? info : nil
     }
 
     /// Writes a part at its offset a chunk at a time, hashing it as it goes, cuts off anything
@@ -370,17 +382,26 @@ public struct BlobStore: BlobStorage {
     /// reads back after flushing it), so a node whose own clock is off judges no other node's file
     /// by it. This node's clock when the probe cannot be written. The probe's name is its own (a
     /// node's may not remove another's while it is open), and it is removed once closed.
-    static func fileSystemNow(in folder: String) -> Date {
+    static func fileSystemNow(in folder: String) -> Date { (try? fileSystemTime(in: folder)) ?? Date() }
+
+    /// The time of the folder's file system, as ``fileSystemNow(in:)`` reads it, or why it cannot
+    /// be read: for the blob collector, which must not judge another node's claims by this node's clock.
+    static func fileSystemTime(in folder: String) throws -> Date {
         let probe = folder + "/" + clockProbePrefix + UUID().uuidString
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return Date() }
+        guard fd >= 0 else { throw posixError("the file system's clock: create \(probe)") }
         defer {
             close(fd)
             unlink(probe)
         }
-        var info = stat(), byte: UInt8 = 0
-        guard pwrite(fd, &byte, 1, 0) == 1, fstat(fd, &info) == 0 else { return Date() }
-        return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1_000_000_000)
+        // Stamped with no byte written (a full disk still has room for that), and read back.
+        var info = stat()
+        guard futimens(fd, nil) == 0, fstat(fd, &info) == 0 else { throw posixError("the file system's clock: stamp \(probe)") }
+        return modificationTime(of: info)
+    }
+
+    static func modificationTime(of info: stat) -> Date {
+        Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1_000_000_000)
     }
 
     static func posixError(_ operation: String) -> StoreError {

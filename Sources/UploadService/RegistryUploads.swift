@@ -361,7 +361,18 @@ extension UploadService {
 
     /// Mounts a layer into a repository (LayerMounted; nothing when it is already there). Refused
     /// with `LayersNotFoundException` when the source does not hold it.
+    /// Mounts a layer from another repository, or from the blob store (whose blob the caller
+    /// claimed to learn its size). A repository's blob is claimed here, as every blob an event
+    /// will name is (``BlobStorage/claimBlob(_:)``), once the source is seen to hold it; one it
+    /// does not hold, or whose blob cannot be claimed, is refused (LayersNotFoundException): the
+    /// client uploads it instead.
     public func mountLayer(_ command: MountLayer, _ metadata: RequestMetadata) async throws {
+        if case .repository(let name) = command.source {
+            let source = RepositoryRef(registryId: command.repository.registryId, repositoryName: name)
+            guard try await reading({ try $0.layer(source, command.layerDigest) }) != nil, (try? await claimBlob(command.layerDigest)) ?? nil != nil else {
+                throw CommandError(.layersNotFound, "The layer \(command.layerDigest) is not in the repository with name '\(name)'")
+            }
+        }
         _ = try await store.execute(.mountLayer(command), metadata: metadata)
     }
 

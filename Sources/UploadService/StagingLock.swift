@@ -11,9 +11,12 @@ extension BlobStore {
     /// offset hashed from the upload id. The kernel, or the shared filesystem's lock manager,
     /// releases it when its holder closes it or dies, so a crash never leaves an upload locked.
     /// Two upload ids that hash alike only wait for each other.
-    ///
-    /// Released by ``release()``, once, by the task that took it (hence `@unchecked`).
-    public final class StagingLock: @unchecked Sendable {
+    public typealias StagingLock = FileLock
+
+    /// A lock on one byte of a file of the data folder (``lockByte(_:of:exclusive:waiting:)``):
+    /// an upload's staging lock, or the blob collection's. Released by ``release()``, once, by the
+    /// task that took it (hence `@unchecked`), or when its holder dies.
+    public final class FileLock: @unchecked Sendable {
         private var descriptor: Int32
 
         fileprivate init(descriptor: Int32) { self.descriptor = descriptor }
@@ -31,23 +34,29 @@ extension BlobStore {
     /// - Throws: when the staging folder's filesystem cannot lock (no record locks): the store will
     ///   not write staging it cannot keep to one writer.
     public func tryLockStaging(_ uploadId: String) throws -> StagingLock? {
-        let path = staging + "/.upload-locks"
+        try Self.lockByte(Self.lockOffset(uploadId), of: staging + "/.upload-locks", exclusive: true, waiting: false)
+    }
+
+    /// Locks one byte of the file at `path` (made if missing), for this holder alone (`exclusive`)
+    /// or shared with other shared holders; `nil` when another holder has it and `waiting` is false.
+    /// - Throws: when the folder's filesystem cannot lock (no record locks).
+    static func lockByte(_ offset: off_t, of path: String, exclusive: Bool, waiting: Bool) throws -> FileLock? {
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw Self.posixError("open \(path)") }
-        let lock = StagingLock(descriptor: descriptor)
+        let lock = FileLock(descriptor: descriptor)
         var range = flock()
-        range.l_type = Int16(F_WRLCK)
+        range.l_type = Int16(exclusive ? F_WRLCK : F_RDLCK)
         range.l_whence = Int16(SEEK_SET)
-        range.l_start = Self.lockOffset(uploadId)
+        range.l_start = offset
         range.l_len = 1
         while true {
-            if fcntl(descriptor, BlobStore.setOpenFileDescriptionLock, &range) == 0 { return lock }
+            if fcntl(descriptor, waiting ? BlobStore.waitForOpenFileDescriptionLock : BlobStore.setOpenFileDescriptionLock, &range) == 0 { return lock }
             let failure = errno
             switch failure {
             case EINTR: continue  // a lock manager's round trip (NFS) interrupted
             case EAGAIN, EACCES: return nil
             default:
-                throw StoreError(.io, "the staging folder \(staging) cannot be locked (it needs a filesystem with record locks): \(String(cString: strerror(failure)))")
+                throw StoreError(.io, "\(path) cannot be locked (its folder needs a filesystem with record locks): \(String(cString: strerror(failure)))")
             }
         }
     }
@@ -56,6 +65,8 @@ extension BlobStore {
     /// every Linux. An open-file-description lock: the kernel, or a shared filesystem's lock
     /// manager, releases it when its holder closes the file or dies.
     public static let setOpenFileDescriptionLock: Int32 = 37
+    /// `F_OFD_SETLKW`: the same, waiting for the lock.
+    static let waitForOpenFileDescriptionLock: Int32 = 38
 
     /// Where an upload's byte lies: FNV-1a of its id (the same in every process, unlike `Hasher`),
     /// kept below 2^62 so that a 64-bit `off_t` holds it. The file stays empty: a lock may lie past its end.

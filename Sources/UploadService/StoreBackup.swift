@@ -128,6 +128,9 @@ public enum StoreBackup {
         _ live: ReadOnlyStore, _ source: BlobStore, into partial: String, settings: DecisionSettings, afterSnapshot: () async -> Void
     ) async throws -> Report {
         var report = Report()
+        // From before the snapshot until its blobs are linked: no collection removes one it names.
+        let collectionsHeldOff = try source.holdOffCollections()
+        defer { collectionsHeldOff?.release() }
         let staged = StagingDescriptors(source.staging)
         defer { staged.close() }
         let tail = try live.copy(to: partial)

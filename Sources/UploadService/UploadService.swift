@@ -120,7 +120,12 @@ public final class UploadService: Sendable {
     public func deleteRepository(
         _ command: DeleteRepository, _ metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil
     ) async throws -> RepositoryRemoved {
+        let ref = RepositoryRef(registryId: try settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName)
+        // Its blobs are marked used as it goes: no blob collection removes them within its
+        // minimum age, while a backup of the database taken before may still name them.
+        let held = try? await blobsHeld(by: ref)
         let events = try await store.execute(.deleteRepository(command), metadata: metadata, refusalUnlessRetry: refusalUnlessRetry).events
+        if let held { try? await Self.blocking { [blobs] in blobs.markUsed(held) } }
         let deleted = try events.first(RepositoryDeleted.self, recordedBy: "DeleteRepository")
         var aborted: [String] = []
         for case .uploadAborted(let abort) in events.map(\.event) {
@@ -128,6 +133,18 @@ public final class UploadService: Sendable {
             aborted.append(abort.uploadId)
         }
         return RepositoryRemoved(repository: deleted.repository, createdAt: deleted.createdAt, abortedUploads: aborted)
+    }
+
+    /// The blobs a repository's layers and logo name, a page of layers per read.
+    private func blobsHeld(by ref: RepositoryRef) async throws -> [String] {
+        var digests: [String] = []
+        while true {
+            let page = try await reading { [digests] in try $0.layers(in: ref, after: digests.last, limit: 1024) }
+            digests += page.map(\.layerDigest)
+            guard page.count == 1024 else { break }
+        }
+        if let logo = try await reading({ try $0.details(ref)?.logoImageDigest }) { digests.append(logo) }
+        return digests
     }
 
     public func putImage(_ command: PutImage, _ metadata: RequestMetadata) async throws -> ImagePushed {

@@ -10,10 +10,17 @@ public protocol SnapshotReading: Sendable {
     /// connections), so that async callers must run it on a thread of its own rather than on the
     /// cooperative pool. LMDB's reads come from memory in microseconds: `false`.
     var readsWaitOnTheNetwork: Bool { get }
+    /// Waits until every commit already made is visible to reads that begin after: what a reader
+    /// judging by what the store does *not* name (the blob collector) needs. An LMDB commit is
+    /// visible once made; a PostgreSQL one waiting on a synchronous standby is not, yet lands later.
+    /// - Throws: ``StoreError`` `.io` when one has not become visible within `patience`, or the
+    ///   database is a standby (whose reads trail its primary's commits).
+    func waitForCommitsInFlight(patience: Duration) throws
 }
 
 extension SnapshotReading {
     public var readsWaitOnTheNetwork: Bool { false }
+    public func waitForCommitsInFlight(patience: Duration) throws {}
 }
 
 extension ReadOnlyStore: SnapshotReading {}
@@ -184,6 +191,9 @@ public protocol StoreSnapshot: ProjectionState {
     /// Up to `limit` completed layers of every repository, after `cursor` (from the first when
     /// `nil`), with the cursor of each for the next page.
     func layers(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, layer: LayerRecord)]
+    /// Up to `limit` completed layers of one repository, after the layer `digest` (from the first
+    /// when `nil`), in byte order of their digests.
+    func layers(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [LayerRecord]
     /// Up to `limit` repositories' logos (``RepositoryDetails/logoImageDigest``) after `cursor`
     /// (from the first when `nil`), each with its cursor for the next page: `nil` for a repository
     /// with catalog data but no logo.

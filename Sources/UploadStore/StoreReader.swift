@@ -122,6 +122,10 @@ public struct StoreReader: StoreSnapshot {
         try entries(.layers, afterKey: cursor?.key, limit: limit).map { (StoreCursor(key: $0.key), try LayerRecord(decoding: $0.value)) }
     }
 
+    public func layers(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [LayerRecord] {
+        try page(.layers, prefix: ProjectionKey.repositoryPrefix(ref), after: digest, limit: limit).map { try LayerRecord(decoding: $0.value) }
+    }
+
     public func repositoryLogos(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, logo: String?)] {
         try entries(.repositoryDetails, afterKey: cursor?.key, limit: limit).map {
             (StoreCursor(key: $0.key), try RepositoryDetails(decoding: $0.value).logoImageDigest)

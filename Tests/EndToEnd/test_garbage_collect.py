@@ -37,10 +37,12 @@ def test_a_deleted_repositorys_blobs_are_collected_and_what_others_name_is_kept(
         # A blob pushed through the registry too, then its repository deleted.
         registry_digest = push_blob(Registry(server), "gc/gone", os.urandom(30_000))
         logo_digest = "sha256:" + hashlib.sha256(logo).hexdigest()
-        ecr.delete_repository(repositoryName="gc/gone", force=True)
         garbage = sorted([only_digest, registry_digest, logo_digest])
-
-        # Used a moment ago: kept under the default minimum age (an hour).
+        # Pushed days ago: the deletion marks them used, and the default minimum age (a day) keeps them.
+        days_ago = time.time() - 3 * 86400
+        for digest in garbage + [shared_digest]:
+            os.utime(blob_file(data, digest), (days_ago, days_ago))
+        ecr.delete_repository(repositoryName="gc/gone", force=True)
         waiting = collect(data)
         assert waiting["removed"] == [] and waiting["recentBlobs"] == 3 and waiting["namedBlobs"] == 1, waiting
 
@@ -68,6 +70,32 @@ def test_a_deleted_repositorys_blobs_are_collected_and_what_others_name_is_kept(
     # serving() has checked that upload-replay passes: no layer the store names lost its blob.
 
 
+def test_a_store_that_names_no_blob_is_collected_only_when_forced():
+    """Every repository deleted: nothing named, which looks like another store's folder."""
+    with serving("--allow-anonymous") as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="gc/only")
+        digest = push_layer(ecr, "gc/only", os.urandom(10_000))
+        ecr.delete_repository(repositoryName="gc/only", force=True)
+        refused = tool("upload-coordinator", "garbage-collect", "--data-dir", server.data_dir, "--min-age", "0")
+        assert refused.returncode != 0 and "--force" in refused.stderr, refused.stdout + refused.stderr
+        assert os.path.exists(blob_file(server.data_dir, digest))
+        assert collect(server.data_dir, "--min-age", "0", "--force")["removed"] == [digest]
+
+
+def test_a_database_url_with_a_folder_of_an_lmdb_store_is_refused(tmp_path):
+    """The folder's blobs are its LMDB store's: a database's store would name none of them."""
+    data = str(tmp_path / "data")
+    migrated = subprocess.run([str(BIN / "upload-coordinator"), "migrate", "--data-dir", data],
+                              capture_output=True, text=True, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=""))
+    assert migrated.returncode == 0, migrated.stderr
+    for folder in ("blobs/sha256", "staging"):
+        os.makedirs(os.path.join(data, folder), exist_ok=True)
+    out = subprocess.run([str(BIN / "upload-coordinator"), "garbage-collect", "--data-dir", data, "--database-url", "postgres://gc@127.0.0.1:1/none"],
+                         capture_output=True, text=True, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=""))
+    assert out.returncode != 0 and "holds an LMDB store" in out.stderr, out.stdout + out.stderr
+
+
 def test_a_store_that_names_nothing_is_refused_and_keeps_every_blob(tmp_path):
     """An empty store (or, on PostgreSQL, a database that is not the folder's) names no blob: a
     collection would take them all, so it is refused."""
@@ -75,7 +103,8 @@ def test_a_store_that_names_nothing_is_refused_and_keeps_every_blob(tmp_path):
     migrated = subprocess.run([str(BIN / "upload-coordinator"), "migrate", "--data-dir", data],
                               capture_output=True, text=True, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=""))
     assert migrated.returncode == 0, migrated.stderr
-    os.makedirs(os.path.join(data, "blobs", "sha256"), exist_ok=True)
+    for folder in ("blobs/sha256", "staging"):
+        os.makedirs(os.path.join(data, folder), exist_ok=True)
     digest = "sha256:" + hashlib.sha256(b"a blob").hexdigest()
     with open(blob_file(data, digest), "wb") as f:
         f.write(b"a blob")

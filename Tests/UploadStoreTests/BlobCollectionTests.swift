@@ -73,7 +73,7 @@ struct BlobCollectionTests {
         defer { dir.remove() }
         let blobs = try BlobStore(directory: dir.path)
         let claimed = try Self.keepOld(blobs, "claimed"), garbage = try Self.keepOld(blobs, "garbage")
-        let collection = try blobs.collectGarbage(minimumAge: 3600, dryRun: false, named: { [] }) { digest in
+        let collection = try blobs.collectGarbage(minimumAge: 3600, dryRun: false, force: true, named: { [] }) { digest in
             if digest == claimed { #expect(try! blobs.claimBlob(digest) == 7) }
         }
         #expect(collection.removed == [garbage] && collection.recent == 1)
@@ -97,6 +97,35 @@ struct BlobCollectionTests {
         #expect(try blobs.linkStaged(uploadId: upload, digest: staged, size: 6))
         let collection = try blobs.collectGarbage(minimumAge: 3600, dryRun: false) { [] }
         #expect(collection.removed.isEmpty && collection.recent == 2)
+    }
+
+    /// Names that look like another store's are refused before anything goes, unless forced:
+    /// none while blobs would go, or names the folder mostly lacks.
+    @Test func namesOfAnotherStore_areRefused_unlessForced() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        let old = try Self.keepOld(blobs, "old"), kept = try Self.keepOld(blobs, "kept")
+        let elsewhere = (1...2).map { Self.digest("elsewhere \($0)") }
+        #expect(throws: StoreError.self) { try blobs.collectGarbage(minimumAge: 3600, dryRun: false) { [] } }
+        #expect(throws: StoreError.self) { try blobs.collectGarbage(minimumAge: 3600, dryRun: true) { [kept] + elsewhere } }
+        #expect(blobs.hasBlob(old) && blobs.hasBlob(kept))
+        let forced = try blobs.collectGarbage(minimumAge: 3600, dryRun: false, force: true) { [kept] + elsewhere }
+        #expect(forced.removed == [old] && forced.namedButMissing == 2)
+        #expect(try blobs.collectGarbage(minimumAge: 3600, dryRun: false, force: true) { [] }.removed == [kept])
+    }
+
+    /// A backup holds collections off while it links the blobs its snapshot names.
+    @Test func aCollection_isRefusedWhileABackupHoldsItOff() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        let garbage = try Self.keepOld(blobs, "garbage"), named = try Self.keepOld(blobs, "named")
+        let backup = try blobs.holdOffCollections()
+        #expect(throws: StoreError.self) { try blobs.collectGarbage(minimumAge: 3600, dryRun: false) { [named] } }
+        #expect(blobs.hasBlob(garbage))
+        backup?.release()
+        #expect(try blobs.collectGarbage(minimumAge: 3600, dryRun: false) { [named] }.removed == [garbage])
     }
 
     /// A collection killed between moving a blob aside and removing it leaves it aside: the next

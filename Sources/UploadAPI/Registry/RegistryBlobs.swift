@@ -75,10 +75,8 @@ extension RegistryFrontEnd {
             } catch {
                 return false  // not allowed to read the source: the client uploads the blob instead
             }
-            // Claimed, as every event naming a blob claims it; one missing is uploaded instead.
-            guard try await service.claimBlob(digest) != nil else { return false }
             source = .repository(from)
-        } else if service.storage.hasBlob(digest), try await mayRead(digest, call), let size = try await service.claimBlob(digest) {
+        } else if service.storage.hasBlob(digest), try await mayRead(digest, call), let size = (try? await service.claimBlob(digest)) ?? nil {
             source = .blobStore(size: size)
         } else {
             return false

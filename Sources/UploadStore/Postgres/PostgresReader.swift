@@ -1,3 +1,4 @@
+import Foundation
 import LMDBKit
 import Logging
 import PostgresKit
@@ -42,6 +43,28 @@ public final class PostgresReader: SnapshotReading {
                 return true
             }
             return false
+        }
+    }
+
+    /// Waits until no transaction that had begun to write when called is still running: one whose
+    /// commit waits on a synchronous standby stays invisible until then (every backend of the
+    /// server counts, so a long transaction anywhere makes it wait, then refuse).
+    public func waitForCommitsInFlight(patience: Duration) throws {
+        let deadline = ContinuousClock.now + patience
+        try pool.withConnection { connection in
+            let first = try connection.query("SELECT pg_is_in_recovery()::text, pg_snapshot_xmax(pg_current_snapshot())::text")
+            guard first.text(0, 0) == "false" else {
+                throw StoreError(.io, "the database is a standby: its reads trail the primary's commits; use the primary's URL")
+            }
+            let begun = UInt64(first.text(0, 1)) ?? .max
+            while true {
+                let oldest = UInt64(try connection.query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").text(0, 0)) ?? 0
+                if oldest >= begun { return }
+                guard ContinuousClock.now < deadline else {
+                    throw StoreError(.io, "transaction \(oldest) of the database server, begun before this read, has not ended (a commit waiting on a synchronous standby, or a transaction left open: pg_stat_activity shows it); run again once it has")
+                }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
         }
     }
 

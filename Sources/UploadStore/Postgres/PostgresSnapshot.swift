@@ -102,6 +102,10 @@ struct PostgresSnapshot: StoreSnapshot {
             .map { (StoreCursor(key: $0.key), try LayerRecord(decoding: $0.value)) }
     }
 
+    func layers(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [LayerRecord] {
+        try page(.layers, prefix: ProjectionKey.repositoryPrefix(ref), after: digest, limit: limit).map { try LayerRecord(decoding: $0.value) }
+    }
+
     func repositoryLogos(after cursor: StoreCursor?, limit: Int) throws -> [(cursor: StoreCursor, logo: String?)] {
         guard limit > 0, try !readsNoProjections() else { return [] }
         return try PostgresTables.stored(connection, .repositoryDetails, prefix: [], after: cursor?.key, limit: limit)
