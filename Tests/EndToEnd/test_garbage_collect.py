@@ -6,7 +6,9 @@ import os
 import subprocess
 import time
 
-from conftest import BIN, serving, tool
+import pytest
+
+from conftest import BIN, POSTGRES, serving, tool
 from test_operations import client, push_layer
 from test_registry_api import Registry, push_blob
 
@@ -115,3 +117,32 @@ def test_a_store_that_names_nothing_is_refused_and_keeps_every_blob(tmp_path):
     assert os.path.exists(blob_file(data, digest))
     negative = tool("upload-coordinator", "garbage-collect", "--data-dir", data, "--min-age", "-1")
     assert negative.returncode != 0 and "--min-age" in negative.stderr
+
+
+@pytest.mark.skipif(not POSTGRES, reason="PostgreSQL's commits in flight")
+def test_a_transaction_in_flight_on_the_database_server_holds_a_collection_off():
+    """A commit waiting on a synchronous standby is invisible until it ends, yet it lands: while
+    a transaction begun before the collection is open, nothing is removed, and it says why."""
+    with serving("--allow-anonymous") as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="gc/kept")
+        push_layer(ecr, "gc/kept", os.urandom(1000))
+        ecr.create_repository(repositoryName="gc/gone")
+        digest = push_layer(ecr, "gc/gone", os.urandom(1000))
+        ecr.delete_repository(repositoryName="gc/gone", force=True)
+        holder = subprocess.Popen(["psql", server.database_url, "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            holder.stdin.write("BEGIN;\nSELECT txid_current();\n\\echo begun\n")
+            holder.stdin.flush()
+            while (line := holder.stdout.readline()) != "begun\n":  # its xid taken
+                assert line, "psql ended before its transaction began"
+            started = time.monotonic()
+            held = tool("upload-coordinator", "garbage-collect", "--data-dir", server.data_dir, "--min-age", "0")
+            assert held.returncode != 0 and "has not ended" in held.stderr, held.stdout + held.stderr
+            assert time.monotonic() - started >= 9
+            assert os.path.exists(blob_file(server.data_dir, digest))
+        finally:
+            holder.stdin.write("ROLLBACK;\n\\q\n")
+            holder.stdin.close()
+            holder.wait(timeout=30)
+        assert collect(server.data_dir, "--min-age", "0")["removed"] == [digest]
