@@ -85,28 +85,30 @@ def test_a_store_that_names_no_blob_is_collected_only_when_forced():
         assert collect(server.data_dir, "--min-age", "0", "--force")["removed"] == [digest]
 
 
-def test_a_database_url_with_a_folder_of_an_lmdb_store_is_refused(tmp_path):
-    """The folder's blobs are its LMDB store's: a database's store would name none of them."""
+@pytest.fixture
+def empty_folder(tmp_path):
+    """A data folder laid out as serve lays it out, with an LMDB store of no events."""
     data = str(tmp_path / "data")
     migrated = subprocess.run([str(BIN / "upload-coordinator"), "migrate", "--data-dir", data],
                               capture_output=True, text=True, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=""))
     assert migrated.returncode == 0, migrated.stderr
     for folder in ("blobs/sha256", "staging"):
         os.makedirs(os.path.join(data, folder), exist_ok=True)
+    return data
+
+
+def test_a_database_url_with_a_folder_of_an_lmdb_store_is_refused(empty_folder):
+    """The folder's blobs are its LMDB store's: a database's store would name none of them."""
+    data = empty_folder
     out = subprocess.run([str(BIN / "upload-coordinator"), "garbage-collect", "--data-dir", data, "--database-url", "postgres://gc@127.0.0.1:1/none"],
                          capture_output=True, text=True, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=""))
     assert out.returncode != 0 and "holds an LMDB store" in out.stderr, out.stdout + out.stderr
 
 
-def test_a_store_that_names_nothing_is_refused_and_keeps_every_blob(tmp_path):
+def test_a_store_that_names_nothing_is_refused_and_keeps_every_blob(empty_folder):
     """An empty store (or, on PostgreSQL, a database that is not the folder's) names no blob: a
     collection would take them all, so it is refused."""
-    data = str(tmp_path / "data")
-    migrated = subprocess.run([str(BIN / "upload-coordinator"), "migrate", "--data-dir", data],
-                              capture_output=True, text=True, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=""))
-    assert migrated.returncode == 0, migrated.stderr
-    for folder in ("blobs/sha256", "staging"):
-        os.makedirs(os.path.join(data, folder), exist_ok=True)
+    data = empty_folder
     digest = "sha256:" + hashlib.sha256(b"a blob").hexdigest()
     with open(blob_file(data, digest), "wb") as f:
         f.write(b"a blob")
