@@ -394,9 +394,10 @@ public struct BlobStore: BlobStorage {
             close(fd)
             unlink(probe)
         }
-        // Stamped with no byte written (a full disk still has room for that), and read back.
-        var info = stat()
-        guard futimens(fd, nil) == 0, fstat(fd, &info) == 0 else { throw posixError("the file system's clock: stamp \(probe)") }
+        // A byte written is stamped by the file system (a preload that fakes this process's clock,
+        // as the tests' does, also fakes what `futimens` stamps).
+        var info = stat(), byte: UInt8 = 0
+        guard pwrite(fd, &byte, 1, 0) == 1, fstat(fd, &info) == 0 else { throw posixError("the file system's clock: write \(probe)") }
         return modificationTime(of: info)
     }
 
