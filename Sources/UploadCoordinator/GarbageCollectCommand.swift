@@ -65,15 +65,17 @@ struct GarbageCollectCommand: AsyncParsableCommand {
                 ("dryRun", .bool(dryRun)), ("removed", .array(collection.removed.map(JSONValue.string))),
                 ("removedBlobs", .uint(UInt64(collection.removed.count))), ("removedBytes", .uint(collection.removedBytes)),
                 ("namedBlobs", .uint(UInt64(collection.named))), ("namedButMissing", .uint(UInt64(collection.namedButMissing))),
-                ("recentBlobs", .uint(UInt64(collection.recent))),
+                ("recentBlobs", .uint(UInt64(collection.recent))), ("failed", .array(collection.failed.map(JSONValue.string))),
             ]))
         } else {
             let verb = dryRun ? "would remove" : "removed"
             print("\(verb) \(collection.removed.count) blobs (\(StatsCommand.bytes(collection.removedBytes))) no repository names")
             print("kept \(collection.named) named blobs, and \(collection.recent) unnamed ones used within \(minAge) s")
             if collection.namedButMissing > 0 {
-                print("warning: \(collection.namedButMissing) blobs the store names are missing from the folder (upload-replay names them)")
+                print("warning: \(collection.namedButMissing) blobs the store names are missing from the folder (serve's start-up log names them)")
             }
         }
+        for failure in collection.failed { FileHandle.standardError.write(Data("error: not removed: \(failure)\n".utf8)) }
+        if !collection.failed.isEmpty { throw ExitCode(1) }
     }
 }

@@ -37,6 +37,9 @@ extension BlobStore {
         /// Blobs no one names, kept because they were used within the minimum age (an upload
         /// completing, a repository deleted a moment ago) or during the collection.
         public var recent = 0
+        /// Blobs that could not be removed, each with why (a file the collector may not move);
+        /// the others were.
+        public var failed: [String] = []
     }
 
     /// The start of a name a blob is moved aside under while a collection removes it.
@@ -88,8 +91,13 @@ extension BlobStore {
         for candidate in old {
             if !dryRun {
                 judged(candidate.digest)
-                guard try removeUnlessClaimed(candidate, since: cutoff) else {
-                    collection.recent += 1
+                do {
+                    guard try removeUnlessClaimed(candidate, since: cutoff) else {
+                        collection.recent += 1
+                        continue
+                    }
+                } catch {
+                    collection.failed.append("\(candidate.digest): \(error)")
                     continue
                 }
             }
@@ -97,7 +105,9 @@ extension BlobStore {
             collection.removedBytes += candidate.size
         }
         if !dryRun, !collection.removed.isEmpty {
-            for algorithm in DigestAlgorithm.allCases { try Self.syncDirectory(directory + "/blobs/" + algorithm.rawValue) }
+            for algorithm in Set(collection.removed.compactMap(DigestAlgorithm.init(of:))) {
+                try Self.syncDirectory(directory + "/blobs/" + algorithm.rawValue)
+            }
         }
         return collection
     }
@@ -107,6 +117,8 @@ extension BlobStore {
         var unnamed: [(digest: String, path: String, size: UInt64)] = []
         for algorithm in DigestAlgorithm.allCases {
             let folder = directory + "/blobs/" + algorithm.rawValue
+            // A folder not there holds no blob (one made before sha512 was taken, removed by hand).
+            guard FileManager.default.fileExists(atPath: folder) else { continue }
             for name in try FileManager.default.contentsOfDirectory(atPath: folder) {
                 let digest = algorithm.rawValue + ":" + name
                 // Copies in progress, moved-aside blobs and anything else are not blobs.

@@ -43,13 +43,13 @@ public protocol BlobReader: Sendable {
 extension BlobStorage {
     public func hasBlob(_ digest: String) -> Bool { blobSize(digest) != nil }
 
-    /// The completed layers whose blob is not kept (should be none). Visits every layer, a page
-    /// of them per read snapshot, so `serve` runs it after it is ready; it stops early, with what
-    /// it found so far, once `stopped` says so.
+    /// The completed layers and logos whose blob is not kept (should be none). Visits every one,
+    /// a page of them per read snapshot, so `serve` runs it after it is ready; it stops early, with
+    /// what it found so far, once `stopped` says so.
     public func missingBlobs(in store: any EventStore, stopped: () -> Bool) throws -> [String] {
         var missing: [String] = []
-        try store.forEachLayer { layer in
-            if !hasBlob(layer.layerDigest) { missing.append("layer \(layer.layerDigest): recorded, no blob") }
+        try store.forEachNamedBlob(atTheTail: nil) { blob in
+            if !hasBlob(blob.digest) { missing.append("\(blob.namedBy) \(blob.digest): recorded, no blob") }
             return !stopped()
         }
         return missing

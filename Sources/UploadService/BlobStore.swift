@@ -88,9 +88,13 @@ public struct BlobStore: BlobStorage {
     public func claimBlob(_ digest: String) throws -> UInt64? {
         let path = blobPath(digest)
         guard utimensat(AT_FDCWD, path, nil, 0) == 0 else {
-            // ESTALE: on NFS, a name another node's collection removed.
-            guard errno == ENOENT || errno == ESTALE else { throw Self.posixError("claim \(path)") }
-            return nil
+            switch errno {
+            // ESTALE: on NFS, a name another node's collection removed. EPERM, EACCES: a file this
+            // process may not stamp (another user's, put there by hand), which a collection could
+            // not tell in use: not kept, so the caller writes the blob anew in its place.
+            case ENOENT, ESTALE, EPERM, EACCES: return nil
+            default: throw Self.posixError("claim \(path)")
+            }
         }
         // Gone again when a collection judged it before the claim and removed it after: not kept.
         // Opened, not stat'ed: on NFS a stat may answer from the cache for a name removed meanwhile.

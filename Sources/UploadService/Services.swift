@@ -124,10 +124,10 @@ public struct BlobCheck: Service {
                         NamedThread.start("uc-blob-check") { continuation.resume(with: Result { try blobs.missingBlobs(in: store, stopped: { stopped.withLock { $0 } }) }) }
                     }
                 } onCancel: { stopped.withLock { $0 = true } }
-                for problem in problems.prefix(20) { logger.error("the log records a layer the disk lacks", metadata: ["problem": "\(problem)"]) }
-                if problems.count > 20 { logger.error("more layers lack their blobs", metadata: ["count": "\(problems.count)"]) }
+                for problem in problems.prefix(20) { logger.error("the log records a blob the disk lacks", metadata: ["problem": "\(problem)"]) }
+                if problems.count > 20 { logger.error("more blobs the log records are missing", metadata: ["count": "\(problems.count)"]) }
             } catch {
-                logger.error("could not check the layers' blobs", metadata: ["error": "\(error)"])
+                logger.error("could not check the blobs the log records", metadata: ["error": "\(error)"])
             }
         }
         // Done early, it still returns only at its own turn in a shutdown: a service of the group

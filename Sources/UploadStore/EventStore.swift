@@ -205,43 +205,44 @@ extension StoreSnapshot {
     public func events(after position: UInt64 = 0) throws -> [EventEnvelope] { try events(after: position, limit: .max) }
 }
 
-extension EventStore {
-    /// Visits every completed layer of every repository, a page per read snapshot (so a long walk
-    /// holds no snapshot for long), until `visit` returns `false`.
-    public func forEachLayer(_ visit: (LayerRecord) -> Bool) throws {
-        var after: StoreCursor?
-        while true {
-            let page = try read { try $0.layers(after: after, limit: 1024) }
-            for entry in page where !visit(entry.layer) { return }
-            guard page.count == 1024, let last = page.last else { return }
-            after = last.cursor
-        }
-    }
-}
-
 extension SnapshotReading {
     /// The digests of every blob the projections name: each repository's completed layers and its
-    /// logo, in byte order, without repeats. A page per read snapshot (a long walk holds none for
-    /// long), each read where the projections stand at the log's tail, so that no event committed
-    /// before the page is missed: a snapshot that catches a writer between its log's commit and
-    /// its projections' is read again. What commits after a page was read named a blob it claimed
-    /// first (``BlobStorage/claimBlob(_:)``): what the blob collector relies on.
+    /// logo, in byte order, without repeats, read where the projections stand at the log's tail
+    /// (``forEachNamedBlob(atTheTail:_:)``). What commits after a page was read named a blob it
+    /// claimed first (`BlobStorage.claimBlob`): what the blob collector relies on.
     /// - Throws: ``StoreError`` `.io` when the projections trail the log for all of `patience`
     ///   (their commit fails: `stats` shows the checkpoint lag).
     public func referencedBlobDigests(patience: Duration = .seconds(10)) throws -> [String] {
         var digests = Set<String>()
+        try forEachNamedBlob(atTheTail: patience) { blob in
+            digests.insert(blob.digest)
+            return true
+        }
+        return digests.sorted { $0.precedesByBytes($1) }
+    }
+
+    /// Visits the blob each completed layer of every repository names, then each repository's
+    /// logo, a page per read snapshot (a long walk holds none for long), until `visit` returns
+    /// `false`. With `patience`, each page is read where the projections stand at the log's tail,
+    /// so that no event committed before it is missed: a snapshot that catches a writer between
+    /// its log's commit and its projections' is read again, for up to `patience`.
+    public func forEachNamedBlob(atTheTail patience: Duration?, _ visit: (_ blob: (digest: String, namedBy: String)) -> Bool) throws {
         var after: StoreCursor?
         repeat {
-            let page = try readAtTheTail(patience: patience) { try $0.layers(after: after, limit: 1024) }
-            for entry in page { digests.insert(entry.layer.layerDigest) }
+            let page = try read(atTheTail: patience) { try $0.layers(after: after, limit: 1024) }
+            for entry in page where !visit((entry.layer.layerDigest, "layer")) { return }
             after = page.count == 1024 ? page.last?.cursor : nil
         } while after != nil
         repeat {
-            let page = try readAtTheTail(patience: patience) { try $0.repositoryLogos(after: after, limit: 1024) }
-            for entry in page { if let logo = entry.logo { digests.insert(logo) } }
+            let page = try read(atTheTail: patience) { try $0.repositoryLogos(after: after, limit: 1024) }
+            for entry in page { if let logo = entry.logo, !visit((logo, "logo")) { return } }
             after = page.count == 1024 ? page.last?.cursor : nil
         } while after != nil
-        return digests.sorted { $0.precedesByBytes($1) }
+    }
+
+    private func read<T>(atTheTail patience: Duration?, _ body: (any StoreSnapshot) throws -> T) throws -> T {
+        guard let patience else { return try read(body) }
+        return try readAtTheTail(patience: patience, body)
     }
 
     /// `body` run on a snapshot whose projections stand at (or past) its log's tail.

@@ -46,22 +46,25 @@ public final class PostgresReader: SnapshotReading {
         }
     }
 
-    /// Waits until no transaction that had begun to write when called is still running: one whose
-    /// commit waits on a synchronous standby stays invisible until then (every backend of the
-    /// server counts, so a long transaction anywhere makes it wait, then refuse).
+    /// Waits until every transaction that had begun to write when called has ended: one whose
+    /// commit waits on a synchronous standby stays invisible until then, its locks held. Each
+    /// writing transaction holds the lock of its own id, which `pg_locks` shows to every user (a
+    /// snapshot's list of running ids does not: it leaves out the newest). Every database of the
+    /// server counts, so a transaction left open anywhere makes it wait, then refuse.
     public func waitForCommitsInFlight(patience: Duration) throws {
         let deadline = ContinuousClock.now + patience
+        let runningIds = "SELECT transactionid::text FROM pg_locks WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted"
         try pool.withConnection { connection in
-            let first = try connection.query("SELECT pg_is_in_recovery()::text, pg_snapshot_xmax(pg_current_snapshot())::text")
-            guard first.text(0, 0) == "false" else {
+            guard try connection.query("SELECT pg_is_in_recovery()::text").text(0, 0) == "false" else {
                 throw StoreError(.io, "the database is a standby: its reads trail the primary's commits; use the primary's URL")
             }
-            let begun = UInt64(first.text(0, 1)) ?? .max
+            let begun = try connection.query(runningIds)
+            let ids = "{" + (0..<begun.count).map { begun.text($0, 0) }.joined(separator: ",") + "}"
             while true {
-                let oldest = UInt64(try connection.query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").text(0, 0)) ?? 0
-                if oldest >= begun { return }
+                let running = try connection.query(runningIds + " AND transactionid::text = ANY($1::text[])", [.text(ids)])
+                if running.isEmpty { return }
                 guard ContinuousClock.now < deadline else {
-                    throw StoreError(.io, "transaction \(oldest) of the database server, begun before this read, has not ended (a commit waiting on a synchronous standby, or a transaction left open: pg_stat_activity shows it); run again once it has")
+                    throw StoreError(.io, "transaction \(running.text(0, 0)) of the database server, begun before this read, has not ended (a commit waiting on a synchronous standby, or a transaction left open: pg_locks and pg_stat_activity show it); run again once it has")
                 }
                 Thread.sleep(forTimeInterval: 0.05)
             }
