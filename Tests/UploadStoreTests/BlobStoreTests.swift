@@ -1,4 +1,5 @@
 import Foundation
+import LogHashing
 import Testing
 @testable import UploadCore
 @testable import UploadStore
@@ -154,8 +155,8 @@ struct BlobStoreTests {
         }
     }
 
-    /// Completed layers are checked after start-up, not by reconcile (which reads only active
-    /// uploads); a layer the log records without its blob is reported there.
+    /// Completed layers and logos are checked after start-up, not by reconcile (which reads only
+    /// active uploads); one the log records without its blob is reported there.
     @Test func missingBlobs_reportsACompletedLayerWhoseBlobIsGone() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -174,6 +175,11 @@ struct BlobStoreTests {
             #expect(try blobs.missingBlobs(in: store, stopped: { false }) == ["layer \(digest): recorded, no blob"], "the blob was never committed")
             try blobs.commitBlob(temporary, digest: digest)
             #expect(try blobs.missingBlobs(in: store, stopped: { false }).isEmpty)
+            // A logo the store names is checked too.
+            let logo = Array("logo".utf8)
+            let catalog = try RepositoryCatalogInput(logoImage: logo)
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/logo", catalog: catalog)), metadata: testMetadata())
+            #expect(try blobs.missingBlobs(in: store, stopped: { false }) == ["logo \(Hex.sha256Digest(logo)): recorded, no blob"])
             #expect(try blobs.reconcile(with: store).missing.isEmpty, "reconcile looks only at active uploads")
         }
     }
