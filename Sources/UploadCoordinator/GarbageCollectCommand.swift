@@ -15,7 +15,9 @@ struct GarbageCollectCommand: AsyncParsableCommand {
             command that names a blob marks it used first, deleting a repository marks its blobs, and \
             a blob marked while it is being removed is put back, so it runs beside serve: on LMDB on \
             the serving machine, on PostgreSQL on any node. Staging and the log are not touched. \
-            Prints how many blobs and bytes it removed (--json: which).
+            Prints how many blobs and bytes it removed (--json: which). Exit status: 0 done; 1 \
+            refused, or failed before removing anything (it says why); 2 some blobs could not be \
+            removed (named on stderr), the rest were.
             """)
 
     @OptionGroup var store: StoreOptions
@@ -76,6 +78,6 @@ struct GarbageCollectCommand: AsyncParsableCommand {
             }
         }
         for failure in collection.failed { FileHandle.standardError.write(Data("error: not removed: \(failure)\n".utf8)) }
-        if !collection.failed.isEmpty { throw ExitCode(1) }
+        if !collection.failed.isEmpty { throw ExitCode(2) }
     }
 }

@@ -32,7 +32,7 @@ extension BlobStore {
         public var removedBytes: UInt64 = 0
         /// Blobs a layer or logo names.
         public var named = 0
-        /// Blobs a layer or logo names that the folder lacks (`upload-replay` names them).
+        /// Blobs a layer or logo names that the folder lacks (serve's start-up check names them).
         public var namedButMissing = 0
         /// Blobs no one names, kept because they were used within the minimum age (an upload
         /// completing, a repository deleted a moment ago) or during the collection.
@@ -45,14 +45,15 @@ extension BlobStore {
     /// The start of a name a blob is moved aside under while a collection removes it.
     static let collectedPrefix = ".collected-"
 
-    private var collectionLockPath: String { directory + "/blobs/.collection-lock" }
+    /// The file whose first byte a collection locks, in the data folder itself (a folder whose
+    /// store was made by `migrate` alone has no blobs folder yet, and may still be backed up).
+    private var collectionLockPath: String { directory + "/.blob-collection-lock" }
 
-    /// Held (shared) by a backup while it links the blobs its snapshot names: a collection waits
-    /// for none and is refused meanwhile, so no blob goes between the snapshot and its link.
-    /// Waits for a collection running now to end. `nil` for a folder with no blobs (nothing to collect).
+    /// Held (shared) by a backup while it links the blobs its snapshot names: a collection is
+    /// refused meanwhile, so no blob goes between the snapshot and its link.
+    /// - Returns: `nil` while a collection runs: the caller waits, and asks again.
     public func holdOffCollections() throws -> FileLock? {
-        guard FileManager.default.fileExists(atPath: directory + "/blobs") else { return nil }
-        return try Self.lockByte(0, of: collectionLockPath, exclusive: false, waiting: true)
+        try Self.lockByte(0, of: collectionLockPath, exclusive: false)
     }
 
     /// Removes the blobs not among those `named` returns that no one used for `minimumAge`
@@ -68,18 +69,25 @@ extension BlobStore {
     func collectGarbage(
         minimumAge: TimeInterval, dryRun: Bool, force: Bool, named: () throws -> [String], judged: (String) -> Void
     ) throws -> Collection {
-        guard let lock = try Self.lockByte(0, of: collectionLockPath, exclusive: true, waiting: false) else {
-            throw StoreError(.io, "another collection, or a backup, is using \(directory)/blobs now: run again once it ends")
+        guard let lock = try Self.lockByte(0, of: collectionLockPath, exclusive: true) else {
+            throw StoreError(.io, "another collection, or a backup, is using the blobs of \(directory) now: run again once it ends")
         }
         defer { lock.release() }
-        if !dryRun { restoreCollected() }
+        var collection = Collection()
+        collection.failed = restoreCollected().failed
         let cutoff = try Self.fileSystemTime(in: staging).addingTimeInterval(-minimumAge)
         let names = Set(try named())
-        var collection = Collection()
         let unnamed = try unnamedBlobs(besides: names, counting: &collection)
         collection.namedButMissing = names.count - collection.named
-        let old = unnamed.filter { candidate in Self.openedStatus(candidate.path).map { Self.modificationTime(of: $0) < cutoff } ?? false }
-        collection.recent = unnamed.count - old.count
+        var old: [(digest: String, path: String, size: UInt64)] = []
+        for candidate in unnamed {
+            guard let info = Self.openedStatus(candidate.path) else {
+                // Gone meanwhile (another collection) is nothing; one that cannot be opened is named.
+                if FileManager.default.fileExists(atPath: candidate.path) { collection.failed.append("\(candidate.digest): cannot be opened, so its last use cannot be read") }
+                continue
+            }
+            if Self.modificationTime(of: info) < cutoff { old.append(candidate) } else { collection.recent += 1 }
+        }
         if !force, !old.isEmpty {
             if names.isEmpty {
                 throw StoreError(.io, "the store names no blob, so all \(old.count) unused ones of \(directory) would go: if every repository was deleted, run again with --force")
@@ -104,9 +112,11 @@ extension BlobStore {
             collection.removed.append(candidate.digest)
             collection.removedBytes += candidate.size
         }
-        if !dryRun, !collection.removed.isEmpty {
+        if !dryRun {
             for algorithm in Set(collection.removed.compactMap(DigestAlgorithm.init(of:))) {
-                try Self.syncDirectory(directory + "/blobs/" + algorithm.rawValue)
+                do { try Self.syncDirectory(directory + "/blobs/" + algorithm.rawValue) } catch {
+                    collection.failed.append("the \(algorithm.rawValue) folder's removals may not be durable: \(error)")
+                }
             }
         }
         return collection
@@ -152,33 +162,44 @@ extension BlobStore {
     }
 
     /// Puts a moved-aside blob back under its name, unless a new copy took it meanwhile (the
-    /// same bytes), then drops the moved-aside name.
+    /// same bytes, its own claim kept), then drops the moved-aside name. A link where the folder
+    /// has them, a rename where it has not.
     private func putBack(_ aside: String, as path: String) throws {
-        guard link(aside, path) == 0 || errno == EEXIST || errno == ENOENT else { throw Self.posixError("restore \(path)") }
-        unlink(aside)
+        if link(aside, path) == 0 || errno == EEXIST || errno == ENOENT {
+            unlink(aside)
+        } else if [EXDEV, EPERM, ENOTSUP, EMLINK].contains(errno) {
+            if !FileManager.default.fileExists(atPath: path), rename(aside, path) != 0, errno != ENOENT { throw Self.posixError("restore \(path)") }
+            unlink(aside)  // a new copy came first: this one goes
+        } else {
+            throw Self.posixError("restore \(path)")
+        }
         try Self.syncDirectory(PathNames.folder(of: path))
     }
 
     /// Puts back every blob a collection moved aside and did not finish with (a crash between its
     /// rename and its removal). Safe beside a collection still running: it only keeps a blob that
-    /// collection meant to remove, which the next one removes. - Returns: the blobs put back.
+    /// collection meant to remove, which the next one removes.
+    /// - Returns: the blobs put back, and those that could not be, each with why.
     @discardableResult
-    public func restoreCollected() -> [String] {
-        var restored: [String] = []
+    public func restoreCollected() -> (restored: [String], failed: [String]) {
+        var result: (restored: [String], failed: [String]) = ([], [])
         for algorithm in DigestAlgorithm.allCases {
             let folder = directory + "/blobs/" + algorithm.rawValue
             for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix(Self.collectedPrefix) {
                 let hex = name.dropFirst(Self.collectedPrefix.count).prefix { $0 != "." }
-                guard Validation.isRegistryDigest(algorithm.rawValue + ":" + hex) else { continue }
-                if (try? putBack(folder + "/" + name, as: folder + "/" + hex)) != nil { restored.append(algorithm.rawValue + ":" + hex) }
+                let digest = algorithm.rawValue + ":" + hex
+                guard Validation.isRegistryDigest(digest) else { continue }
+                do {
+                    try putBack(folder + "/" + name, as: folder + "/" + hex)
+                    result.restored.append(digest)
+                } catch {
+                    result.failed.append("blob \(digest), moved aside by a collection, not put back: \(error)")
+                }
             }
         }
-        return restored
+        return result
     }
 
-    /// Marks blobs used now, without claiming them for an event: a deleted repository's, so that
-    /// no collection removes them within its minimum age of the deletion (a backup of the
-    /// database taken before it may still name them, its blob copy not yet made). Best effort.
     public func markUsed(_ digests: [String]) {
         for digest in digests { utimensat(AT_FDCWD, blobPath(digest), nil, 0) }
     }

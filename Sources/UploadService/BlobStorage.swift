@@ -14,9 +14,13 @@ public protocol BlobStorage: Sendable {
     /// command that will name a blob it did not write itself claims it first (a mount, a logo kept
     /// before; ``commitBlob(_:digest:)`` and ``adoptStaged(_:digest:size:)`` claim what they keep):
     /// a blob collection that began before keeps a blob claimed since, and one that removed it
-    /// first leaves it missing here (``BlobStore/collectGarbage(minimumAge:dryRun:named:)``). A blob another request is keeping
-    /// can also be seen before its name is synced, which this waits out.
+    /// first leaves it missing here (``BlobStore/collectGarbage(minimumAge:dryRun:force:named:)``). A blob another request is keeping
+    /// can also be seen before its name is synced, which this syncs.
     func claimBlob(_ digest: String) throws -> UInt64?
+    /// Marks blobs used now, without claiming them for an event: a deleted repository's, a logo
+    /// replaced, so that no collection removes them within its minimum age (a backup of the
+    /// database taken before may still name them, its blob copy not yet made). Best effort.
+    func markUsed(_ digests: [String])
     /// Keeps `temporary` (a file of exactly the blob's bytes, from
     /// ``BlobStore/hashAndCopyStaged(uploadId:length:algorithm:)``, synced by ``BlobStore/syncFile(_:)``) as the blob `digest`, and
     /// consumes it; a blob already kept is claimed and kept as it is (it holds the same bytes).

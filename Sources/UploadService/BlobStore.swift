@@ -84,7 +84,7 @@ public struct BlobStore: BlobStorage {
     }
 
     /// Claims by stamping the file's modification time now (the file system's clock, as
-    /// ``fileSystemNow(in:)`` reads it): what a collection judges a blob's last use by.
+    /// ``fileSystemTime(in:)`` reads it): what a collection judges a blob's last use by.
     public func claimBlob(_ digest: String) throws -> UInt64? {
         let path = blobPath(digest)
         guard utimensat(AT_FDCWD, path, nil, 0) == 0 else {
@@ -222,14 +222,8 @@ public struct BlobStore: BlobStorage {
     /// Does nothing to a file with one name, or none. Keeping nothing removes the name: copying
     /// nothing needs no room, so a full disk cannot stop it.
     func unshareStaging(_ path: String, keeping length: UInt64) throws {
-        // Opened, not merely stat'ed: on NFS an open revalidates the attributes another node's
-        // link changed, where a stat may answer from the cache.
-        let file = open(path, O_RDONLY | O_CLOEXEC)
-        guard file >= 0 else { return }
-        var info = stat()
-        let linked = fstat(file, &info) == 0 && info.st_nlink > 1
-        close(file)
-        guard linked else { return }
+        // Opened, not merely stat'ed: another node's link changed what a stat may answer from the cache.
+        guard let info = Self.openedStatus(path), info.st_nlink > 1 else { return }
         guard length > 0 else {
             guard unlink(path) == 0 || errno == ENOENT else { throw Self.posixError("unshare \(path)") }
             return try Self.syncDirectory(staging)
@@ -292,13 +286,8 @@ public struct BlobStore: BlobStorage {
 
     public func adoptStaged(_ source: String, digest: String, size: UInt64) throws -> Bool {
         let destination = blobPath(digest)
-        // Opened, not stat'ed: on NFS an open revalidates a size another node's write changed.
-        let file = open(source, O_RDONLY | O_CLOEXEC)
-        guard file >= 0 else { return false }
-        var info = stat()
-        let holdsTheLayer = fstat(file, &info) == 0 && UInt64(info.st_size) == size
-        close(file)
-        guard holdsTheLayer else { return false }
+        // Opened, not stat'ed: another node's write changed a size a stat may answer from the cache.
+        guard let info = Self.openedStatus(source), UInt64(info.st_size) == size else { return false }
         if link(source, destination) != 0 {
             switch errno {
             case EEXIST: break
@@ -445,7 +434,7 @@ extension BlobStore {
     ///   report of what is missing, which start-up makes.
     public func reconcile(with store: any EventStore, tidyingOnly: Bool = false) throws -> Reconciliation {
         var result = Reconciliation()
-        if !tidyingOnly { restoreCollected() }  // a blob collection killed part way
+        if !tidyingOnly { result.failed += restoreCollected().failed }  // a blob collection killed part way
         let now = Self.fileSystemNow(in: staging)
         for name in tidyingOnly ? [] : (try FileManager.default.contentsOfDirectory(atPath: blobs)).sorted() where name.hasPrefix(".tmp-") {
             let path = blobs + "/" + name

@@ -361,19 +361,22 @@ extension UploadService {
 
     /// Mounts a layer into a repository (LayerMounted; nothing when it is already there). Refused
     /// with `LayersNotFoundException` when the source does not hold it.
-    /// Mounts a layer from another repository, or from the blob store (whose blob the caller
-    /// claimed to learn its size). A repository's blob is claimed here, as every blob an event
-    /// will name is (``BlobStorage/claimBlob(_:)``), once the source is seen to hold it; one it
-    /// does not hold, or whose blob cannot be claimed, is refused (LayersNotFoundException): the
-    /// client uploads it instead.
-    public func mountLayer(_ command: MountLayer, _ metadata: RequestMetadata) async throws {
-        if case .repository(let name) = command.source {
-            let source = RepositoryRef(registryId: command.repository.registryId, repositoryName: name)
-            guard try await reading({ try $0.layer(source, command.layerDigest) }) != nil, (try? await claimBlob(command.layerDigest)) ?? nil != nil else {
-                throw CommandError(.layersNotFound, "The layer \(command.layerDigest) is not in the repository with name '\(name)'")
-            }
+    /// Mounts the layer `digest` into `repository` from the repository named `source`, or from
+    /// the blob store when `nil` (the caller has seen it there). Its blob is claimed first, as
+    /// every blob an event will name is (``BlobStorage/claimBlob(_:)``), once the source (or the
+    /// repository itself, when the mount has nothing to do) is seen to hold the layer. One neither
+    /// holds, or whose blob cannot be claimed, is refused (LayersNotFoundException): the client
+    /// uploads it instead.
+    public func mountLayer(_ digest: String, into repository: RepositoryRef, from source: String?, _ metadata: RequestMetadata) async throws {
+        let held = try await reading { snapshot in
+            try snapshot.layer(repository, digest) != nil
+                || source.map { try snapshot.layer(RepositoryRef(registryId: repository.registryId, repositoryName: $0), digest) != nil } ?? true
         }
-        _ = try await store.execute(.mountLayer(command), metadata: metadata)
+        guard held, let size = (try? await claimBlob(digest)) ?? nil else {
+            throw CommandError(.layersNotFound, "The layer \(digest) is not in the repository with name '\(source ?? repository.repositoryName)'")
+        }
+        let from = source.map(MountLayer.Source.repository) ?? .blobStore(size: size)
+        _ = try await store.execute(.mountLayer(MountLayer(into: repository, layerDigest: digest, from: from)), metadata: metadata)
     }
 
     static func uploadNotFound(_ upload: RepositoryUpload) -> CommandError {

@@ -13,7 +13,7 @@ extension BlobStore {
     /// Two upload ids that hash alike only wait for each other.
     public typealias StagingLock = FileLock
 
-    /// A lock on one byte of a file of the data folder (``lockByte(_:of:exclusive:waiting:)``):
+    /// A lock on one byte of a file of the data folder (``lockByte(_:of:exclusive:)``):
     /// an upload's staging lock, or the blob collection's. Released by ``release()``, once, by the
     /// task that took it (hence `@unchecked`), or when its holder dies.
     public final class FileLock: @unchecked Sendable {
@@ -34,13 +34,13 @@ extension BlobStore {
     /// - Throws: when the staging folder's filesystem cannot lock (no record locks): the store will
     ///   not write staging it cannot keep to one writer.
     public func tryLockStaging(_ uploadId: String) throws -> StagingLock? {
-        try Self.lockByte(Self.lockOffset(uploadId), of: staging + "/.upload-locks", exclusive: true, waiting: false)
+        try Self.lockByte(Self.lockOffset(uploadId), of: staging + "/.upload-locks", exclusive: true)
     }
 
     /// Locks one byte of the file at `path` (made if missing), for this holder alone (`exclusive`)
-    /// or shared with other shared holders; `nil` when another holder has it and `waiting` is false.
+    /// or shared with other shared holders; `nil`, at once, when another holder has it.
     /// - Throws: when the folder's filesystem cannot lock (no record locks).
-    static func lockByte(_ offset: off_t, of path: String, exclusive: Bool, waiting: Bool) throws -> FileLock? {
+    static func lockByte(_ offset: off_t, of path: String, exclusive: Bool) throws -> FileLock? {
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw Self.posixError("open \(path)") }
         let lock = FileLock(descriptor: descriptor)
@@ -50,7 +50,7 @@ extension BlobStore {
         range.l_start = offset
         range.l_len = 1
         while true {
-            if fcntl(descriptor, waiting ? BlobStore.waitForOpenFileDescriptionLock : BlobStore.setOpenFileDescriptionLock, &range) == 0 { return lock }
+            if fcntl(descriptor, BlobStore.setOpenFileDescriptionLock, &range) == 0 { return lock }
             let failure = errno
             switch failure {
             case EINTR: continue  // a lock manager's round trip (NFS) interrupted
@@ -65,8 +65,6 @@ extension BlobStore {
     /// every Linux. An open-file-description lock: the kernel, or a shared filesystem's lock
     /// manager, releases it when its holder closes the file or dies.
     public static let setOpenFileDescriptionLock: Int32 = 37
-    /// `F_OFD_SETLKW`: the same, waiting for the lock.
-    static let waitForOpenFileDescriptionLock: Int32 = 38
 
     /// Where an upload's byte lies: FNV-1a of its id (the same in every process, unlike `Hasher`),
     /// kept below 2^62 so that a 64-bit `off_t` holds it. The file stays empty: a lock may lie past its end.

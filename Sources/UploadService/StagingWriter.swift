@@ -108,7 +108,9 @@ extension BlobStore {
             guard length > 0 else { return algorithm.emptyDigest }
             switch algorithm {
             case .sha256: return "sha256:" + Hex.encode(hasher.finalize())
-            case .sha512: return "sha512:" + Hex.encode(sha512!.finalize())
+            case .sha512:
+                guard let sha512 else { preconditionFailure("a staging writer made without sha512 was asked its sha512 digest") }
+                return "sha512:" + Hex.encode(sha512.finalize())
             }
         }
 

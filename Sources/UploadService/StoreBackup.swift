@@ -66,7 +66,7 @@ public enum StoreBackup {
             let partial = try PartialFolder(beside: destination)
             do {
                 logger.info("backing up", metadata: ["partial": "\(partial.path)"])
-                var report = try await backUp(live, source, into: partial.path, settings: settings, afterSnapshot: afterSnapshot)
+                var report = try await backUp(live, source, into: partial.path, settings: settings, afterSnapshot: afterSnapshot, logger: logger)
                 if !allowMissingBlobs {
                     // A count and the first few: a store can lack hundreds of thousands.
                     func named(_ missing: [String]) -> String {
@@ -125,12 +125,13 @@ public enum StoreBackup {
     }
 
     private static func backUp(
-        _ live: ReadOnlyStore, _ source: BlobStore, into partial: String, settings: DecisionSettings, afterSnapshot: () async -> Void
+        _ live: ReadOnlyStore, _ source: BlobStore, into partial: String, settings: DecisionSettings, afterSnapshot: () async -> Void,
+        logger: Logger
     ) async throws -> Report {
         var report = Report()
         // From before the snapshot until its blobs are linked: no collection removes one it names.
-        let collectionsHeldOff = try source.holdOffCollections()
-        defer { collectionsHeldOff?.release() }
+        let collectionsHeldOff = try await holdOffCollections(source, logger)
+        defer { collectionsHeldOff.release() }
         let staged = StagingDescriptors(source.staging)
         defer { staged.close() }
         let tail = try live.copy(to: partial)
@@ -177,6 +178,20 @@ public enum StoreBackup {
             try BlobStore.syncDirectory(directory)
         }
         return report
+    }
+
+    /// Holds blob collections off (``BlobStore/holdOffCollections()``), waiting up to ten
+    /// minutes for one running now to end.
+    private static func holdOffCollections(_ blobs: BlobStore, _ logger: Logger) async throws -> BlobStore.FileLock {
+        let started = ContinuousClock.now
+        while true {
+            if let held = try blobs.holdOffCollections() { return held }
+            if ContinuousClock.now - started < .milliseconds(200) { logger.notice("waiting for a blob collection (garbage-collect) to end") }
+            guard ContinuousClock.now - started < .seconds(600) else {
+                throw StoreError(.io, "a blob collection (garbage-collect) has held \(blobs.directory) for ten minutes: back up once it ends")
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
     }
 
     /// For an upload whose staging file appeared after step 1 and is gone now: the blob its

@@ -60,7 +60,11 @@ public final class UploadService: Sendable {
     }
 
     public func putRepositoryCatalogData(_ command: PutRepositoryCatalogData, logo: [UInt8]?, _ metadata: RequestMetadata) async throws -> RepositoryCatalogDataPut {
-        try await execute(.putRepositoryCatalogData(command), keepingLogo: logo, as: command.catalog.logoImageDigest, metadata).events
+        // The logo it may replace is marked used, as a deleted repository's blobs are.
+        if let ref = repository(command.registryId, command.repositoryName), let replaced = try? await reading({ try $0.details(ref)?.logoImageDigest }) {
+            await markUsed([replaced])
+        }
+        return try await execute(.putRepositoryCatalogData(command), keepingLogo: logo, as: command.catalog.logoImageDigest, metadata).events
             .first(RepositoryCatalogDataPut.self, recordedBy: "PutRepositoryCatalogData")
     }
 
@@ -120,12 +124,11 @@ public final class UploadService: Sendable {
     public func deleteRepository(
         _ command: DeleteRepository, _ metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil
     ) async throws -> RepositoryRemoved {
-        let ref = RepositoryRef(registryId: try settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName)
-        // Its blobs are marked used as it goes: no blob collection removes them within its
-        // minimum age, while a backup of the database taken before may still name them.
-        let held = try? await blobsHeld(by: ref)
+        // Its blobs are marked used before it commits (a collection that reads the names after
+        // finds them marked): none removes them within its minimum age, while a backup of the
+        // database taken before may still name them.
+        if let ref = repository(command.registryId, command.repositoryName), let held = try? await blobsHeld(by: ref) { await markUsed(held) }
         let events = try await store.execute(.deleteRepository(command), metadata: metadata, refusalUnlessRetry: refusalUnlessRetry).events
-        if let held { try? await Self.blocking { [blobs] in blobs.markUsed(held) } }
         let deleted = try events.first(RepositoryDeleted.self, recordedBy: "DeleteRepository")
         var aborted: [String] = []
         for case .uploadAborted(let abort) in events.map(\.event) {
@@ -133,6 +136,17 @@ public final class UploadService: Sendable {
             aborted.append(abort.uploadId)
         }
         return RepositoryRemoved(repository: deleted.repository, createdAt: deleted.createdAt, abortedUploads: aborted)
+    }
+
+    /// The repository a command names, when its registry is one this store serves (else the
+    /// command is refused, and marks nothing).
+    private func repository(_ registryId: String?, _ name: String) -> RepositoryRef? {
+        (try? settings.resolveRegistry(registryId)).map { RepositoryRef(registryId: $0, repositoryName: name) }
+    }
+
+    /// ``BlobStorage/markUsed(_:)``, on NIO's thread pool.
+    private func markUsed(_ digests: [String]) async {
+        try? await Self.blocking { [storage] in storage.markUsed(digests) }
     }
 
     /// The blobs a repository's layers and logo name, a page of layers per read.

@@ -485,6 +485,7 @@ def test_empty_blob(reg, repo):
 
 
 def test_sha512_blob_is_stored_and_served_under_its_digest(reg, repo):
+    assert reg("GET", f"/v2/{repo}/blobs/{push_blob(reg, repo, b'', sha512(b''))}").content == b""
     data = os.urandom(5000)
     digest = push_blob(reg, repo, data, sha512(data))
     head = reg("HEAD", f"/v2/{repo}/blobs/{digest}")
@@ -584,6 +585,27 @@ def test_mount_without_from_under_allow_anonymous_is_201(open_server):
     answer = anonymous("POST", "/v2/open/target/blobs/uploads/", params={"mount": digest})
     assert answer.status_code == 201, answer.text
     assert anonymous("GET", f"/v2/open/target/blobs/{digest}").content == data
+
+
+def test_a_mount_the_repository_needs_not_is_201_whatever_the_source_holds(reg, repo, other_repo):
+    """A repository that holds the blob already is answered 201, from any source (nothing is recorded)."""
+    digest = push_blob(reg, repo, os.urandom(400))
+    for params in ({"mount": digest, "from": other_repo}, {"mount": digest}):
+        answer = reg("POST", f"/v2/{repo}/blobs/uploads/", params=params)
+        assert answer.status_code == 201, (params, answer.text)
+
+
+def test_a_mount_whose_blob_file_is_gone_falls_back_to_a_session(server, reg, repo, other_repo):
+    """A blob that cannot be claimed (its file gone) is not mounted: the client uploads it, which
+    puts its file back."""
+    data = os.urandom(400)
+    digest = push_blob(reg, other_repo, data)
+    os.unlink(os.path.join(server.data_dir, "blobs", *digest.split(":")))
+    answer = reg("POST", f"/v2/{repo}/blobs/uploads/", params={"mount": digest, "from": other_repo})
+    assert answer.status_code == 202, answer.text
+    done = reg("PUT", with_digest(answer.headers["Location"], digest), data=data)
+    assert done.status_code == 201, done.text
+    assert reg("GET", f"/v2/{other_repo}/blobs/{digest}").content == data
 
 
 def test_mount_of_an_unknown_blob_falls_back_to_a_session(reg, repo, other_repo):

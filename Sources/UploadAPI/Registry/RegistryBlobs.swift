@@ -63,7 +63,7 @@ extension RegistryFrontEnd {
 
     /// Whether the layer could be mounted (or the repository already holds it).
     private func mountLayer(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Bool {
-        let source: MountLayer.Source
+        let source: String?  // nil: the blob store
         if let from = call.first("from") {
             guard (try? Validation.repositoryName(from)) != nil else { return false }
             do {
@@ -75,15 +75,15 @@ extension RegistryFrontEnd {
             } catch {
                 return false  // not allowed to read the source: the client uploads the blob instead
             }
-            source = .repository(from)
-        } else if service.storage.hasBlob(digest), try await mayRead(digest, call), let size = (try? await service.claimBlob(digest)) ?? nil {
-            source = .blobStore(size: size)
+            source = from
+        } else if service.storage.hasBlob(digest), try await mayRead(digest, call) {
+            source = nil
         } else {
             return false
         }
         try await createIfAllowed(ref, call)
         do {
-            try await service.mountLayer(MountLayer(into: ref, layerDigest: digest, from: source), call.metadata())
+            try await service.mountLayer(digest, into: ref, from: source, call.metadata())
             return true
         } catch let refusal as CommandError where refusal.code == .layersNotFound {
             return false

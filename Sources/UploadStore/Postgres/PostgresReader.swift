@@ -49,11 +49,15 @@ public final class PostgresReader: SnapshotReading {
     /// Waits until every transaction that had begun to write when called has ended: one whose
     /// commit waits on a synchronous standby stays invisible until then, its locks held. Each
     /// writing transaction holds the lock of its own id, which `pg_locks` shows to every user (a
-    /// snapshot's list of running ids does not: it leaves out the newest). Every database of the
-    /// server counts, so a transaction left open anywhere makes it wait, then refuse.
+    /// snapshot's list of running ids does not: it leaves out the newest). Only this database's
+    /// sessions count (`pg_stat_activity` shows every user which database a session is in), but a
+    /// transaction left open in it makes the wait end in a refusal.
     public func waitForCommitsInFlight(patience: Duration) throws {
         let deadline = ContinuousClock.now + patience
-        let runningIds = "SELECT transactionid::text FROM pg_locks WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted"
+        let runningIds = """
+            SELECT l.transactionid::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted AND a.datname = current_database()
+            """
         try pool.withConnection { connection in
             guard try connection.query("SELECT pg_is_in_recovery()::text").text(0, 0) == "false" else {
                 throw StoreError(.io, "the database is a standby: its reads trail the primary's commits; use the primary's URL")
@@ -61,7 +65,7 @@ public final class PostgresReader: SnapshotReading {
             let begun = try connection.query(runningIds)
             let ids = "{" + (0..<begun.count).map { begun.text($0, 0) }.joined(separator: ",") + "}"
             while true {
-                let running = try connection.query(runningIds + " AND transactionid::text = ANY($1::text[])", [.text(ids)])
+                let running = try connection.query(runningIds + " AND l.transactionid::text = ANY($1::text[])", [.text(ids)])
                 if running.isEmpty { return }
                 guard ContinuousClock.now < deadline else {
                     throw StoreError(.io, "transaction \(running.text(0, 0)) of the database server, begun before this read, has not ended (a commit waiting on a synchronous standby, or a transaction left open: pg_locks and pg_stat_activity show it); run again once it has")
