@@ -49,7 +49,7 @@ struct GarbageCollectCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let collection: BlobStore.Collection
+        let collection: BlobStore.CollectionReport
         do {
             let reader = try StoreBackends.openForReading(directory: store.dataDir, databaseURL: try store.database())
             let blobs = BlobStore(existing: store.dataDir)

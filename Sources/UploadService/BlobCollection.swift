@@ -25,7 +25,7 @@ import UploadStore
 /// A backup holds the collection off while it links blobs (``holdOffCollections()``).
 extension BlobStore {
     /// What a collection found and did.
-    public struct Collection: Sendable, Equatable {
+    public struct CollectionReport: Sendable, Equatable {
         /// The blobs removed (or, on a dry run, that would be), in byte order.
         public var removed: [String] = []
         /// Their files' bytes (a backup's hard link keeps its own).
@@ -60,7 +60,7 @@ extension BlobStore {
     /// seconds. `named` is called after this collection's clock is read. Unless `force`, a
     /// collection that looks like another store's names is refused before anything is removed:
     /// one that names no blob while some would go, or whose named blobs the folder mostly lacks.
-    public func collectGarbage(minimumAge: TimeInterval, dryRun: Bool, force: Bool = false, named: () throws -> [String]) throws -> Collection {
+    public func collectGarbage(minimumAge: TimeInterval, dryRun: Bool, force: Bool = false, named: () throws -> [String]) throws -> CollectionReport {
         try collectGarbage(minimumAge: minimumAge, dryRun: dryRun, force: force, named: named, judged: { _ in })
     }
 
@@ -68,12 +68,12 @@ extension BlobStore {
     ///   comes in between).
     func collectGarbage(
         minimumAge: TimeInterval, dryRun: Bool, force: Bool, named: () throws -> [String], judged: (String) -> Void
-    ) throws -> Collection {
+    ) throws -> CollectionReport {
         guard let lock = try Self.lockByte(0, of: collectionLockPath, exclusive: true) else {
             throw StoreError(.io, "another collection, or a backup, is using the blobs of \(directory) now: run again once it ends")
         }
         defer { lock.release() }
-        var collection = Collection()
+        var collection = CollectionReport()
         collection.failed = restoreCollected().failed
         let cutoff = try Self.fileSystemTime(in: staging).addingTimeInterval(-minimumAge)
         let names = Set(try named())
@@ -123,7 +123,7 @@ extension BlobStore {
     }
 
     /// Every blob file not in `names`, in byte order of their digests; `collection` counts the named.
-    private func unnamedBlobs(besides names: Set<String>, counting collection: inout Collection) throws -> [(digest: String, path: String, size: UInt64)] {
+    private func unnamedBlobs(besides names: Set<String>, counting collection: inout CollectionReport) throws -> [(digest: String, path: String, size: UInt64)] {
         var unnamed: [(digest: String, path: String, size: UInt64)] = []
         for algorithm in DigestAlgorithm.allCases {
             let folder = directory + "/blobs/" + algorithm.rawValue
