@@ -14,17 +14,18 @@ struct GarbageCollectCommand: AsyncParsableCommand {
             removes every other blob file of the folder that was not used within --min-age. Every \
             command that names a blob marks it used first, deleting a repository marks its blobs, and \
             a blob marked while it is being removed is put back, so it runs beside serve: on LMDB on \
-            the serving machine, on PostgreSQL on any node. Staging and the log are not touched. \
-            Prints how many blobs and bytes it removed (--json: which). Exit status: 0 done; 1 \
-            refused, or failed before removing anything (it says why); 2 some blobs could not be \
-            removed (named on stderr), the rest were.
+            the serving machine, on PostgreSQL on any node. No upload's staging and nothing of the \
+            log is touched (a clock probe file is written and removed in staging). \
+            Prints how many blobs and bytes it removed (--json: which). Exit status: 0 done; 64 a \
+            folder or flag refused before the store is read; 1 refused, or failed before removing \
+            anything (it says why); 2 some blobs could not be removed (named on stderr), the rest were.
             """)
 
     @OptionGroup var store: StoreOptions
     @Option(help: "Keep a blob no one names until this many seconds after its last use (a push, a mount, its repository's deletion): longer than any command takes between marking a blob and committing the event that names it, and than a database backup's blob copy trails its dump.")
     var minAge: Int64 = 86_400
     @Flag(help: "Report what would be removed, removing nothing.") var dryRun = false
-    @Flag(help: "Collect even when the store names no blob, or the folder lacks most of those it names (both look like another store's folder).")
+    @Flag(help: "Collect even when the store names no blob, or the folder lacks half or more of those it names (both look like another store's folder).")
     var force = false
     @Flag(help: "Print the report as one JSON object, with the digests removed.") var json = false
 

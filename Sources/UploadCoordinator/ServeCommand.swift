@@ -183,7 +183,7 @@ struct ServeCommand: AsyncParsableCommand {
                     "removed": "\(repaired.removedStaging.count)", "truncated": "\(repaired.truncatedStaging.count)"])
             }
             for problem in repaired.missing { logger.error("the log records bytes the disk lacks", metadata: ["problem": "\(problem)"]) }
-            for failure in repaired.failed { logger.error("a staging file could not be cut back to the log; the next tidy tries again", metadata: ["problem": "\(failure)"]) }
+            for failure in repaired.failed { logger.error("staging or a blob could not be put right; the next tidy, collection or start tries again", metadata: ["problem": "\(failure)"]) }
         } catch {
             await opened?.close()
             fail(error)

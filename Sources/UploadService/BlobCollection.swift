@@ -22,7 +22,7 @@ import UploadStore
 ///
 /// A collection killed between the rename and the removal leaves the blob under the moved-aside
 /// name; the next collection, and `serve`'s start-up, put it back: a blob is never lost to a crash.
-/// A backup holds the collection off while it links blobs (``holdOffCollections()``).
+/// A backup holds collections off from before its snapshot until it ends (``holdOffCollections()``).
 extension BlobStore {
     /// What a collection found and did.
     public struct CollectionReport: Sendable, Equatable {
@@ -30,15 +30,15 @@ extension BlobStore {
         public var removed: [String] = []
         /// Their files' bytes (a backup's hard link keeps its own).
         public var removedBytes: UInt64 = 0
-        /// Blobs a layer or logo names.
+        /// Blobs a layer or logo names that the folder holds (kept).
         public var named = 0
         /// Blobs a layer or logo names that the folder lacks (serve's start-up check names them).
         public var namedButMissing = 0
         /// Blobs no one names, kept because they were used within the minimum age (an upload
         /// completing, a repository deleted a moment ago) or during the collection.
         public var recent = 0
-        /// Blobs that could not be removed, each with why (a file the collector may not move);
-        /// the others were.
+        /// What could not be done, each with why: blobs not removed (a file the collector may not
+        /// open or move), moved-aside blobs not put back, folders whose removals may not be durable.
         public var failed: [String] = []
     }
 
@@ -49,8 +49,8 @@ extension BlobStore {
     /// store was made by `migrate` alone has no blobs folder yet, and may still be backed up).
     private var collectionLockPath: String { directory + "/.blob-collection-lock" }
 
-    /// Held (shared) by a backup while it links the blobs its snapshot names: a collection is
-    /// refused meanwhile, so no blob goes between the snapshot and its link.
+    /// Held (shared) by a backup from before its snapshot until it ends: a collection is refused
+    /// meanwhile, so no blob the snapshot names goes before it is linked.
     /// - Returns: `nil` while a collection runs: the caller waits, and asks again.
     public func holdOffCollections() throws -> FileLock? {
         try Self.lockByte(0, of: collectionLockPath, exclusive: false)
@@ -58,8 +58,9 @@ extension BlobStore {
 
     /// Removes the blobs not among those `named` returns that no one used for `minimumAge`
     /// seconds. `named` is called after this collection's clock is read. Unless `force`, a
-    /// collection that looks like another store's names is refused before anything is removed:
-    /// one that names no blob while some would go, or whose named blobs the folder mostly lacks.
+    /// collection that would remove something with names that look like another store's is
+    /// refused before anything is removed: names of no blob, or of blobs half or more of which
+    /// the folder lacks.
     public func collectGarbage(minimumAge: TimeInterval, dryRun: Bool, force: Bool = false, named: () throws -> [String]) throws -> CollectionReport {
         try collectGarbage(minimumAge: minimumAge, dryRun: dryRun, force: force, named: named, judged: { _ in })
     }
@@ -82,7 +83,7 @@ extension BlobStore {
         var old: [(digest: String, path: String, size: UInt64)] = []
         for candidate in unnamed {
             guard let info = Self.openedStatus(candidate.path) else {
-                // Gone meanwhile (another collection) is nothing; one that cannot be opened is named.
+                // Gone meanwhile (removed by hand) is nothing; one that cannot be opened is named.
                 if FileManager.default.fileExists(atPath: candidate.path) { collection.failed.append("\(candidate.digest): cannot be opened, so its last use cannot be read") }
                 continue
             }
@@ -150,7 +151,7 @@ extension BlobStore {
         let aside = PathNames.folder(of: blob.path) + "/" + Self.collectedPrefix + blob.path.split(separator: "/").last! + "." + UUID().uuidString.lowercased()
         guard rename(blob.path, aside) == 0 else {
             guard errno == ENOENT else { throw Self.posixError("rename \(blob.path)") }
-            return false  // removed by another collection meanwhile
+            return false  // gone meanwhile (removed by hand): nothing to remove
         }
         // The inode moved, so a claim that came before the rename stamped what is read here.
         guard let info = Self.openedStatus(aside), Self.modificationTime(of: info) < cutoff else {

@@ -10,7 +10,8 @@ public protocol BlobStorage: Sendable {
     /// The size of the blob `digest` names, `nil` when none is kept.
     func blobSize(_ digest: String) -> UInt64?
     /// Claims the blob `digest` names for an event about to name it, and gives its size once its
-    /// name is durable; `nil` when none is kept (the caller writes it, or does without). Every
+    /// name is durable; `nil` when none is kept, or the one kept cannot be claimed (the caller
+    /// writes it anew, or does without). Every
     /// command that will name a blob it did not write itself claims it first (a mount, a logo kept
     /// before; ``commitBlob(_:digest:)`` and ``adoptStaged(_:digest:size:)`` claim what they keep):
     /// a blob collection that began before keeps a blob claimed since, and one that removed it

@@ -96,7 +96,8 @@ public struct BlobStore: BlobStorage {
             default: throw Self.posixError("claim \(path)")
             }
         }
-        // Gone again when a collection judged it before the claim and removed it after: not kept.
+        // Gone again when a collection moved it aside between the stamp and this open (it puts it
+        // back, having seen the stamp): not kept here, so the caller writes it anew.
         // Opened, not stat'ed: on NFS a stat may answer from the cache for a name removed meanwhile.
         guard let info = Self.openedStatus(path), info.st_mode & S_IFMT == S_IFREG else { return nil }
         try Self.syncDirectory(PathNames.folder(of: path))
@@ -412,8 +413,9 @@ extension BlobStore {
         public var truncatedStaging: [String] = []
         /// Bytes or blobs the log records that are not on disk. Should always be empty.
         public var missing: [String] = []
-        /// Staging files that could not be put right now (a full disk, an I/O error), each with
-        /// why; the others were. The next tidy tries them again.
+        /// Staging files that could not be put right now (a full disk, an I/O error), which the
+        /// next tidy tries again, and blobs a killed collection moved aside that could not be put
+        /// back, which the next collection or start-up tries again; each with why.
         public var failed: [String] = []
     }
 

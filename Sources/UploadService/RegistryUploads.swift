@@ -359,8 +359,6 @@ extension UploadService {
         blobs.removeStaging(upload.uploadId)
     }
 
-    /// Mounts a layer into a repository (LayerMounted; nothing when it is already there). Refused
-    /// with `LayersNotFoundException` when the source does not hold it.
     /// Mounts the layer `digest` into `repository` from the repository named `source`, or from
     /// the blob store when `nil` (the caller has seen it there). Its blob is claimed first, as
     /// every blob an event will name is (``BlobStorage/claimBlob(_:)``), once the source (or the

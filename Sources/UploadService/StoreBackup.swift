@@ -129,7 +129,7 @@ public enum StoreBackup {
         logger: Logger
     ) async throws -> Report {
         var report = Report()
-        // From before the snapshot until its blobs are linked: no collection removes one it names.
+        // From before the snapshot until the backup ends: no collection removes a blob it names.
         let collectionsHeldOff = try await holdOffCollections(source, logger)
         defer { collectionsHeldOff.release() }
         let staged = StagingDescriptors(source.staging)

@@ -51,7 +51,7 @@ public final class PostgresReader: SnapshotReading {
     /// writing transaction holds the lock of its own id, which `pg_locks` shows to every user (a
     /// snapshot's list of running ids does not: it leaves out the newest). Only this database's
     /// sessions count (`pg_stat_activity` shows every user which database a session is in), but a
-    /// transaction left open in it makes the wait end in a refusal.
+    /// transaction left open in it after writing makes the wait end in a refusal.
     public func waitForCommitsInFlight(patience: Duration) throws {
         let deadline = ContinuousClock.now + patience
         let runningIds = """
