@@ -101,12 +101,12 @@ extension UploadService {
     }
 
     /// A monolithic push (`POST …?digest=` with the body), staged and hashed (in the digest's
-    /// algorithm, sha256 or sha512) before anything is recorded: bytes that are not the layer `digest` names are refused
-    /// (InvalidLayerException, the registry's `DIGEST_INVALID`) with nothing written, no upload
-    /// started and no repository made on push. Then `initiate` starts the upload (making the
-    /// repository, on push), the staged file becomes its staging, and it completes as
-    /// ``finishUpload(_:range:declaredLength:body:digest:_:)`` completes a final chunk. Until then
-    /// the bytes wait under a name of the staging folder that no upload has
+    /// algorithm, sha256 or sha512) before anything is recorded: bytes that are not the layer
+    /// `digest` names are refused (InvalidLayerException, the registry's `DIGEST_INVALID`) with
+    /// nothing written, no upload started and no repository made on push. Then `initiate` starts
+    /// the upload (making the repository, on push), the staged file becomes its staging, and it
+    /// completes as ``finishUpload(_:range:declaredLength:body:digest:_:)`` completes a final
+    /// chunk. Until then the bytes wait under a name of the staging folder that no upload has
     /// (``BlobStore/wholeLayerPrefix``), which staging's tidying (at start-up and while serving)
     /// removes once an hour old.
     /// - Parameter initiate: starts the upload; its id.
