@@ -131,7 +131,7 @@ let package = Package(
         .executableTarget(
             name: "UploadReplay",
             dependencies: [
-                "LogHashing", "UploadCore", "UploadStore",
+                "LogHashing", "UploadCore", "UploadService", "UploadStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/Replay",

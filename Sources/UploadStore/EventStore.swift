@@ -221,21 +221,21 @@ extension SnapshotReading {
         return digests.sorted { $0.precedesByBytes($1) }
     }
 
-    /// Visits the blob each completed layer of every repository names, then each repository's
-    /// logo, a page per read snapshot (a long walk holds none for long), until `visit` returns
+    /// Visits the blob each completed layer of every repository names (with the size the layer
+    /// records), then each repository's logo (no size recorded), a page per read snapshot (a long walk holds none for long), until `visit` returns
     /// `false`. With `patience`, each page is read where the projections stand at the log's tail,
     /// so that no event committed before it is missed: a snapshot that catches a writer between
     /// its log's commit and its projections' is read again, for up to `patience`.
-    public func forEachNamedBlob(atTheTail patience: Duration?, _ visit: (_ blob: (digest: String, namedBy: String)) -> Bool) throws {
+    public func forEachNamedBlob(atTheTail patience: Duration?, _ visit: (_ blob: (digest: String, namedBy: String, size: UInt64?)) -> Bool) throws {
         var after: StoreCursor?
         repeat {
             let page = try read(atTheTail: patience) { try $0.layers(after: after, limit: 1024) }
-            for entry in page where !visit((entry.layer.layerDigest, "layer")) { return }
+            for entry in page where !visit((entry.layer.layerDigest, "layer", entry.layer.layerSize)) { return }
             after = page.count == 1024 ? page.last?.cursor : nil
         } while after != nil
         repeat {
             let page = try read(atTheTail: patience) { try $0.repositoryLogos(after: after, limit: 1024) }
-            for entry in page { if let logo = entry.logo, !visit((logo, "logo")) { return } }
+            for entry in page { if let logo = entry.logo, !visit((logo, "logo", nil)) { return } }
             after = page.count == 1024 ? page.last?.cursor : nil
         } while after != nil
     }

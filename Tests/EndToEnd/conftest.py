@@ -193,7 +193,8 @@ class Server:
 @contextlib.contextmanager
 def serving(*flags, **options):
     """A server on a data directory of its own (and in the PostgreSQL pass a database of its own);
-    it must exit 0 on SIGTERM and its data replay cleanly. `options` go to ``Server`` (its credentials)."""
+    it must exit 0 on SIGTERM and its data replay cleanly, every blob it names there and hashing to its
+    digest. `options` go to ``Server`` (its credentials)."""
     with tempfile.TemporaryDirectory() as data_dir, (database() if POSTGRES else contextlib.nullcontext()) as url:
         server = Server(data_dir, *flags, database_url=url, **options)
         try:
@@ -201,7 +202,7 @@ def serving(*flags, **options):
         finally:
             status = server.stop()
         assert status == 0, "serve must exit cleanly on SIGTERM"
-        replay = server.tool("upload-replay", "--data-dir", data_dir)
+        replay = server.tool("upload-replay", "--data-dir", data_dir, "--blobs", "contents")
         assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
@@ -313,7 +314,7 @@ def server():
         finally:
             status = deployment.stop()
         assert status == 0, "serve must exit cleanly on SIGTERM"
-        replay = deployment.tool("upload-replay", "--data-dir", data_dir)
+        replay = deployment.tool("upload-replay", "--data-dir", data_dir, "--blobs", "contents")
         assert replay.returncode == 0, replay.stdout + replay.stderr
 
 

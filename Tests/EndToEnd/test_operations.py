@@ -335,6 +335,52 @@ def test_blobs_the_store_names_come_with_it_and_missing_ones_are_refused(live, t
     assert allowed["missingBlobs"] == [live["digest"]] and allowed["blobs"] == 2
 
 
+def test_upload_replay_finds_the_blobs_the_store_names_missing_cut_short_or_altered(live):
+    """The log and the projections can pass while the folder has lost what they name (a restore
+    without blobs, a copy-store without its folder's blobs, a damaged disk): every pull of those
+    layers would fail. upload-replay looks at each named blob (exit 4), its bytes too when asked."""
+    ecr, data = live["ecr"], live["data"]
+    logo = b"\x89PNG\r\n\x1a\n" + os.urandom(500)
+    ecr.put_repository_catalog_data(repositoryName="ops/app", catalogData={"logoImageBlob": logo})
+    ecr.create_repository(repositoryName="ops/other")
+    push_layer(ecr, "ops/other", live["layer"])  # a second repository naming the same blob: looked at once
+    assert live["server"].stop() == 0
+
+    def replay(*options):
+        result = tool("upload-replay", "--data-dir", str(data), "--json", *options)
+        return result.returncode, json.loads(result.stdout)
+
+    def blob(digest):
+        return data / "blobs" / "sha256" / digest.split(":")[1]
+
+    status, report = replay()
+    assert status == 0 and report["ok"], report
+    assert report["blobs"]["checked"] and report["blobs"]["named"] == 3, "the config, the layer and the logo, each once"
+    status, report = replay("--blobs", "contents")
+    assert status == 0 and report["blobs"]["bytesHashed"] == len(CONFIG) + len(live["layer"]) + len(logo), report
+
+    layer = blob(live["digest"])
+    layer.write_bytes(live["layer"][:-1])
+    status, report = replay()
+    assert status == 4 and not report["ok"] and "failure" not in report, report
+    assert report["blobs"]["wrongSize"] == 1 and len(report["blobs"]["problems"]) == 2, "both layers that name it record its size"
+    assert all(live["digest"] in p and "recorded as 300000 bytes, its file holds 299999" in p for p in report["blobs"]["problems"]), report
+
+    layer.write_bytes(live["layer"][:-1] + bytes([live["layer"][-1] ^ 1]))
+    assert replay()[0] == 0, "the same size: only hashing tells"
+    status, report = replay("--blobs", "contents")
+    assert status == 4 and report["blobs"]["wrongContents"] == 1, report
+
+    layer.write_bytes(live["layer"])
+    blob("sha256:" + hashlib.sha256(logo).hexdigest()).unlink()
+    text = tool("upload-replay", "--data-dir", str(data))
+    assert text.returncode == 4, text.stdout + text.stderr
+    assert "logo sha256:" + hashlib.sha256(logo).hexdigest() in text.stderr and "1 missing or unreadable" in text.stderr, text.stderr
+    assert "OK:" not in text.stdout
+    status, report = replay("--blobs", "none")
+    assert status == 0 and report["ok"] and not report["blobs"]["checked"], report
+
+
 def test_a_backup_that_fails_part_way_cleans_up(live, tmp_path):
     # Staged bytes the log records but the disk lacks: the backup must fail, not copy a hole,
     # unless told to back the store up as it is (the upload without its bytes, reported).
@@ -456,8 +502,10 @@ def test_a_backup_after_an_upgrade_rebuilds_the_projections_it_cannot_read(tmp_p
     assert files(upgraded) == before, "the store was left as it was"
     assert report["position"] == events[-1]["position"] and report["stagedUploads"] == 1
     assert sorted(report["missingBlobs"]) == sorted(e["data"]["layerDigest"] for e in events if e["type"] == "LayerUploadCompleted")
-    replayed = tool("upload-replay", "--data-dir", str(tmp_path / "b"))
-    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    replayed = tool("upload-replay", "--data-dir", str(tmp_path / "b"), "--json")
+    assert replayed.returncode == 4, replayed.stdout + replayed.stderr
+    blobs = json.loads(replayed.stdout)["blobs"]
+    assert blobs["missing"] == blobs["named"] == len(report["missingBlobs"]), "the store passes; the blobs it lacks are named"
     stats = json_of(tool("upload-coordinator", "stats", "--data-dir", str(tmp_path / "b"), "--json"))
     assert (stats["events"], stats["activeUploads"], stats["repositories"]) == (len(events), 1, 1), "the projections rebuilt at the backup's position"
 

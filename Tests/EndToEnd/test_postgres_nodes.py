@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import random
 import signal
 import subprocess
@@ -349,8 +350,13 @@ def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
         back = lmdb.tool("upload-coordinator", "copy-store", "--from-database-url", url, "--to-data-dir", back_dir)
         assert back.returncode == 0, back.stderr
         assert root("--data-dir", back_dir) == after
+        # copy-store copies the store only: the README says to copy the folder's blobs beside it,
+        # and upload-replay names the ones not there yet.
+        lacking = lmdb.tool("upload-replay", "--data-dir", back_dir)
+        assert lacking.returncode == 4 and sha(layer) in lacking.stderr, lacking.stdout + lacking.stderr
+        shutil.copytree(os.path.join(data_dir, "blobs"), os.path.join(back_dir, "blobs"), dirs_exist_ok=True)
         for args in (["--data-dir", back_dir], ["--data-dir", data_dir, "--database-url", url]):
-            replay = lmdb.tool("upload-replay", *args)
+            replay = lmdb.tool("upload-replay", *args, "--blobs", "contents")
             assert replay.returncode == 0, replay.stdout + replay.stderr
 
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LogHashing
 import UploadCore
+import UploadService
 import UploadStore
 
 /// `upload-replay`: proves that the live projections equal a deterministic rebuild from the log.
@@ -21,10 +22,12 @@ struct Verify: ParsableCommand {
         commandName: "verify",
         abstract: "The check `upload-replay` runs (the same with or without the word `verify`).",
         discussion: """
-            Also checks the log: positions dense from 1 and every record decodes. Exits 0 when \
-            everything matches; 1 when projections differ (naming the first differing key); 2 when \
-            the log is damaged (naming the position); 3 when the store cannot be opened or checked \
-            (projections that cannot be read are not compared, but the log is still checked).
+            Also checks the log: positions dense from 1 and every record decodes; and the blobs the \
+            store names, in DATA/blobs (--blobs). Exits 0 when everything matches; 1 when \
+            projections differ (naming the first differing key); 2 when the log is damaged (naming \
+            the position); 3 when the store cannot be opened or checked (projections that cannot be \
+            read are not compared, but the log is still checked); 4 when the store and its log \
+            pass but blobs it names are missing from the folder or hold other bytes (naming them).
             """
     )
 
@@ -36,6 +39,9 @@ struct Verify: ParsableCommand {
 
     @Option(help: "The log's verifier key, or a file holding it, to check the signature of every checkpoint the log signed. [default: the key of DATA/transparency-log.key, when there]")
     var publicKey: String?
+
+    @Option(help: "How closely to check the blobs the store's layers and logos name, in DATA/blobs: sizes (each there, of the size its layer records), contents (each also hashed: every byte read), or none (the store alone).")
+    var blobs: NamedBlobCheck.Depth = .sizes
 
     @Flag(help: "Print the report as one JSON object.")
     var json = false
@@ -71,14 +77,36 @@ struct Verify: ParsableCommand {
         let report = database.map { Replayer.verify(databaseURL: $0, checkpointKey: key, progress: progress) }
             ?? Replayer.verify(directory: dataDir, checkpointKey: key, progress: progress)
         if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        let blobCheck = checkBlobs(report, databaseURL: database)
         // Which store was checked, named in the report: a folder, or a database without its password.
         let store = database.map { "PostgreSQL at \(StoreBackends.shown($0))" } ?? "LMDB in \(dataDir)"
         if json {
-            print(reportJSON(report, store: store))
+            print(reportJSON(report, blobCheck, store: store))
         } else {
-            printText(report, store: store)
+            printText(report, blobCheck, store: store)
         }
         if let failure = report.failure { throw ExitCode(failure.exitCode) }
+        if case .checked(let check) = blobCheck, !check.passed { throw ExitCode(4) }
+        if case .failed = blobCheck { throw ExitCode(3) }
+    }
+
+    /// What became of the blob check: not asked for, not run (the store could not be read), run, or failed.
+    enum BlobCheckOutcome {
+        case skipped(String)
+        case checked(NamedBlobCheck)
+        case failed(String)
+    }
+
+    /// The blobs the store names, looked at in the data folder once the store itself was checked.
+    private func checkBlobs(_ report: Replayer.Report, databaseURL: String?) -> BlobCheckOutcome {
+        guard blobs != .none else { return .skipped("not checked (--blobs none)") }
+        if case .unusable = report.failure { return .skipped("not checked: the store could not be read") }
+        do {
+            let reader = try StoreBackends.openForReading(directory: dataDir, databaseURL: databaseURL)
+            return .checked(try BlobStore(existing: dataDir).check(blobsNamedBy: reader, depth: blobs))
+        } catch {
+            return .failed("could not be checked: \(error)")
+        }
     }
 
     /// Runs the check of an LMDB store in a child (``CheckInAChild``) and ends as it ended: a
@@ -100,7 +128,7 @@ struct Verify: ParsableCommand {
         }
     }
 
-    private func printText(_ r: Replayer.Report, store: String) {
+    private func printText(_ r: Replayer.Report, _ blobCheck: BlobCheckOutcome, store: String) {
         print("store:            \(store)")
         if let failure = r.failure, case .unusable = failure, r.events == 0 {  // no store, or one not migrated: no count to give
             FileHandle.standardError.write(Data("FAILED: \(failure)\n".utf8))
@@ -124,17 +152,56 @@ struct Verify: ParsableCommand {
             let unsigned = r.events - min(r.events, kept.signedUpTo ?? 0)
             print("signed up to:     \(kept.signedUpTo ?? 0) of \(r.events) events" + (unsigned == 0 ? "" : "; the last \(unsigned) are held by no signature yet"))
         }
+        let blobFailure: String?
+        switch blobCheck {
+        case .skipped(let why):
+            print("blobs:            \(why)")
+            blobFailure = nil
+        case .failed(let why):
+            print("blobs:            \(why)")
+            blobFailure = "the blobs the store names \(why)"
+        case .checked(let check):
+            let how = blobs == .contents ? "each hashed (\(check.bytesHashed) bytes read)" : "each looked for with its recorded size"
+            print("blobs:            \(check.named) named in \(dataDir)/blobs, \(how)")
+            for problem in check.problems { FileHandle.standardError.write(Data("blob problem: \(problem)\n".utf8)) }
+            let kinds = [(check.missing, "missing or unreadable"), (check.wrongSize, "of another size"), (check.wrongContents, "with other bytes")]
+            blobFailure = check.passed ? nil : """
+                of the \(check.named) blobs the store names, \(kinds.filter { $0.0 > 0 }.map { "\($0.0) \($0.1)" }.joined(separator: ", ")) \
+                (blob problem lines name \(check.problems.count)); if \(dataDir) is not the folder serve keeps them in, give that \
+                one with --data-dir, or check the store alone with --blobs none
+                """
+        }
         if let failure = r.failure {
             FileHandle.standardError.write(Data("FAILED: \(failure)\n".utf8))
+        } else if let blobFailure {
+            FileHandle.standardError.write(Data("FAILED: \(blobFailure)\n".utf8))
         } else {
             let at = r.checkpoint.map { $0 < r.events ? " at their checkpoint (\($0) of \(r.events))" : "" } ?? ""
-            print("OK: the log is intact and the live projections equal a deterministic rebuild" + at)
+            let blobsToo = if case .checked = blobCheck { ", and the folder holds every blob it names" } else { "" }
+            print("OK: the log is intact and the live projections equal a deterministic rebuild" + at + blobsToo)
         }
     }
 
-    private func reportJSON(_ r: Replayer.Report, store: String) -> String {
-        JSONValue.object(sorting: [
-            ("ok", .bool(r.passed)),
+    private func reportJSON(_ r: Replayer.Report, _ blobCheck: BlobCheckOutcome, store: String) -> String {
+        let blobsJSON: JSONValue
+        let blobsPassed: Bool
+        switch blobCheck {
+        case .skipped(let why):
+            (blobsJSON, blobsPassed) = (.object(sorting: [("checked", .bool(false)), ("note", .string(why))]), true)
+        case .failed(let why):
+            (blobsJSON, blobsPassed) = (.object(sorting: [("checked", .bool(false)), ("failure", .string(why))]), false)
+        case .checked(let check):
+            blobsPassed = check.passed
+            blobsJSON = .object(sorting: [
+                ("checked", .bool(true)), ("depth", .string(blobs.rawValue)), ("named", .uint(UInt64(check.named))),
+                ("missing", .uint(UInt64(check.missing))), ("wrongSize", .uint(UInt64(check.wrongSize))),
+                ("wrongContents", .uint(UInt64(check.wrongContents))), ("bytesHashed", .uint(check.bytesHashed)),
+                ("problems", .array(check.problems.map(JSONValue.string))),
+            ])
+        }
+        return JSONValue.object(sorting: [
+            ("ok", .bool(r.passed && blobsPassed)),
+            ("blobs", blobsJSON),
             ("store", .string(store)),
             ("events", .uint(r.events)),
             ("eventsScanned", .uint(r.eventsScanned)),
@@ -170,3 +237,5 @@ final class ProgressMeter {
         FileHandle.standardError.write(Data(line.utf8))
     }
 }
+
+extension NamedBlobCheck.Depth: ExpressibleByArgument {}
