@@ -57,13 +57,21 @@ public struct SigV4Verifier: Sendable {
     public static let defaultRegion = "us-east-1"
     public static let window: Int64 = 15 * 60 * 1000
 
+    /// A region's name as AWS spells them (`us-east-1`): lower-case letters, digits and hyphens.
+    public static func isRegionName(_ name: String) -> Bool {
+        (1...64).contains(name.utf8.count)
+            && name.utf8.allSatisfy { $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) }
+    }
+
     let keys: [String: AccessKey]
     let clock: any UploadCore.Clock
     let servedRegistryId: String
-    /// The region a credential scope must name.
-    let region: String
+    /// The one region a credential scope may name (`serve --region`); `nil`, any region's name:
+    /// the one each client signs with, which its own configuration chooses, as an endpoint URL
+    /// leaves it (a region only partitions the signing key: every region's is derived from the same secret).
+    let region: String?
 
-    public init(keys: [AccessKey], clock: any UploadCore.Clock, servedRegistryId: String, region: String = defaultRegion) {
+    public init(keys: [AccessKey], clock: any UploadCore.Clock, servedRegistryId: String, region: String? = nil) {
         var byId: [String: AccessKey] = [:]
         for key in keys { byId[key.accessKeyId] = key }
         self.keys = byId
@@ -101,8 +109,9 @@ public struct SigV4Verifier: Sendable {
         guard scope[2] == Self.service else {
             throw Self.invalid("Credential should be scoped to correct service: '\(Self.service)'.", status: .forbidden)
         }
-        guard scope[1] == region else {
-            throw Self.invalid("Credential should be scoped to a valid region, not '\(Validation.quoted(scope[1]))'; this endpoint serves '\(region)'.", status: .forbidden)
+        guard Self.isRegionName(scope[1]), region.map({ scope[1] == $0 }) ?? true else {
+            let served = region.map { "; this endpoint serves '\($0)'" } ?? ""
+            throw Self.invalid("Credential should be scoped to a valid region, not '\(Validation.quoted(scope[1]))'\(served).", status: .forbidden)
         }
         // The target header chooses the operation, so a POST must sign it (botocore always does).
         let required = method == "POST" ? ["content-type", "host", "x-amz-date", "x-amz-target"] : ["host", "x-amz-date"]

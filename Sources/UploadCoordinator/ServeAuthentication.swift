@@ -55,13 +55,13 @@ enum ServeAuthentication {
     /// The authentication of `keys`, once the store is open (its clock judges signatures' times),
     /// and the line `serve` prints of it.
     static func resolve(
-        _ keys: Keys, dataDir: String, clock: any UploadCore.Clock, registryId: String, region: String
+        _ keys: Keys, dataDir: String, clock: any UploadCore.Clock, registryId: String, region: String?
     ) throws -> (ECRPublicService.Authentication, announcement: String) {
         switch keys {
         case .anonymous:
             return (.anonymous, "authentication: none (--allow-anonymous, loopback only); any credentials are accepted")
         case .given(let keys, let source):
-            return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)), "authentication: SigV4 with \(keys.count) key(s) from \(source) for region \(region)")
+            return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)), "authentication: SigV4 with \(keys.count) key(s) from \(source) for \(region.map { "region \($0)" } ?? "any region")")
         case .generated:
             let path = dataDir + "/" + DataFolder.generatedCredentials
             let keys = try AccessKey.parse(String(decoding: try SecretFile.contents(at: path, creatingWith: generatedKeyPair), as: UTF8.self))
@@ -69,7 +69,7 @@ enum ServeAuthentication {
             let verifier = SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)
             return (.sigV4(verifier), """
                 authentication: SigV4 with the key pair in \(path) (mode 0600). Use it with awscli:
-                  export AWS_ACCESS_KEY_ID=\(key.accessKeyId) AWS_SECRET_ACCESS_KEY=$(awk '{print $2}' \(path)) AWS_DEFAULT_REGION=\(region)
+                  export AWS_ACCESS_KEY_ID=\(key.accessKeyId) AWS_SECRET_ACCESS_KEY=$(awk '{print $2}' \(path)) AWS_DEFAULT_REGION=\(region ?? SigV4Verifier.defaultRegion)
                 """)
         }
     }

@@ -53,8 +53,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "How often, in seconds, to look for idle uploads.") var sweepInterval: Int64 = 60
     @Option(help: "On SIGTERM or SIGINT, the longest, in seconds, requests in flight may take to finish; past it they are cut off (a client sending or reading slowly), and the rest stops as always: the log signed last, the store closed with every accepted command committed.")
     var shutdownTimeout: Int64 = 30
-    @Option(help: "The region a request's SigV4 credential scope must name (InvalidSignatureException otherwise).")
-    var region = SigV4Verifier.defaultRegion
+    @Option(help: "The one region a request's SigV4 credential scope may name (InvalidSignatureException otherwise). [default: any region, the one each client is configured with]")
+    var region: String?
     @Option(help: "Seconds a request head may take: from accept for a connection's first request, from its first byte after.")
     var headerTimeout: Int64 = 10
     @Option(help: "Seconds a connection may go without progress (nothing read while awaited, nothing the client reads) before it is closed.")
@@ -110,7 +110,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-unsigned-body-seconds must be 1 to \(Self.longestSeconds); got \(maxUnsignedBodySeconds).")
         }
         guard maxActiveUploads >= 1 else { throw ValidationError("--max-active-uploads must be at least 1.") }
-        guard !region.isEmpty, region.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) }) else {
+        if let region, !SigV4Verifier.isRegionName(region) {
             throw ValidationError("--region must be a region name such as us-east-1; got '\(region)'.")
         }
         if let registryAlias, !Validation.isRegistryAlias(registryAlias) {

@@ -537,8 +537,11 @@ def test_unknown_targets_are_answered_only_after_authentication(srv):
     assert_honest(srv)
 
 
-def test_a_signature_for_another_region_is_refused(srv):
-    status, headers, body = post(srv, TARGET + "DescribeRegistries", b"{}", region="eu-west-1")
+def test_any_region_a_client_signs_for_is_taken_unless_serve_names_one(srv):
+    """A client configured for another region signs for it, whatever the endpoint URL: taken by
+    default, refused where `serve --region` names the one region served."""
+    assert client(srv, region="eu-west-1").describe_registries()["registries"]
+    status, headers, body = post(srv, TARGET + "DescribeRegistries", b"{}", region="EU_West")
     error_of(status, headers, body, 403, "InvalidSignatureException")
     with running("--region", "eu-west-1") as other:
         assert client(other, region="eu-west-1").describe_registries()["registries"]

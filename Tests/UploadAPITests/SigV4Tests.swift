@@ -194,13 +194,17 @@ struct SigV4Tests {
         }
     }
 
-    /// The credential scope names a region; only the one served is accepted (`serve --region`).
-    @Test func aScopeForAnotherRegion_isInvalidSignature() {
+    /// The credential scope names a region: any, by default (the client's own configuration chooses
+    /// it); only the one given with `serve --region` when one is.
+    @Test func aScopeForAnotherRegion_isInvalidSignatureOnlyWhereOneRegionIsServed() {
         let elsewhere = SigV4Verifier(
             keys: [AccessKey(accessKeyId: "test", secretAccessKey: "test")], clock: Self.clock(), servedRegistryId: testRegistryId, region: "eu-west-1")
         let refused = failure { try verify(elsewhere) }
         #expect(refused?.type == "InvalidSignatureException")
         #expect(refused?.status == .forbidden)
-        #expect(failure { try verify() } == nil, "the captured request is scoped to us-east-1, the default")
+        #expect(failure { try verify() } == nil, "the captured request is scoped to us-east-1, and any region is taken by default")
+        let usEast = SigV4Verifier(
+            keys: [AccessKey(accessKeyId: "test", secretAccessKey: "test")], clock: Self.clock(), servedRegistryId: testRegistryId, region: "us-east-1")
+        #expect(failure { try verify(usEast) } == nil)
     }
 }
