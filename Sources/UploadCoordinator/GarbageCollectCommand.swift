@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import LMDBKit
 import UploadCore
 import UploadService
 import UploadStore
@@ -41,11 +40,8 @@ struct GarbageCollectCommand: AsyncParsableCommand {
         if try store.database() == nil {
             // Its LMDB store no longer names what is pushed: every new blob would look unnamed.
             if let movedNote { throw ValidationError(movedNote.message) }
-        } else if Environment.noStore(in: store.dataDir) == nil, movedNote == nil {
-            throw ValidationError("""
-                --data-dir \(store.dataDir) holds an LMDB store, whose blobs these are, but a database URL was given \
-                (--database-url, or \(StoreBackends.databaseURLVariable)): its store would name none of them.
-                """)
+        } else if let refusal = StoreBackends.folderRefusal(directory: store.dataDir, databaseURL: try store.database()) {
+            throw ValidationError(refusal.message)
         }
     }
 
@@ -54,11 +50,16 @@ struct GarbageCollectCommand: AsyncParsableCommand {
         do {
             let reader = try StoreBackends.openForReading(directory: store.dataDir, databaseURL: try store.database())
             let blobs = BlobStore(existing: store.dataDir)
-            collection = try blobs.collectGarbage(minimumAge: TimeInterval(minAge), dryRun: dryRun, force: force) {
-                // A database that is not this folder's (an empty one, a mistyped name) names nothing.
-                guard try reader.read({ try $0.lastPosition() }) > 0 else {
-                    throw StoreError(.io, "the store holds no events, so it names none of this folder's blobs: is it the store of \(store.dataDir)?")
-                }
+            // A database that is not this folder's (an empty one, a mistyped name) names nothing.
+            let lastEvent = try reader.read { snapshot in
+                let tail = try snapshot.lastPosition()
+                return tail == 0 ? nil : try snapshot.events(after: tail - 1, limit: 1).last
+            }
+            guard let lastEvent else {
+                throw StoreError(.io, "the store holds no events, so it names none of this folder's blobs: is it the store of \(store.dataDir)?")
+            }
+            let lastRecorded = Date(timeIntervalSince1970: lastEvent.recordedAt.epochSeconds)
+            collection = try blobs.collectGarbage(minimumAge: TimeInterval(minAge), dryRun: dryRun, force: force, storeLastRecorded: lastRecorded) {
                 try reader.waitForCommitsInFlight(patience: .seconds(10))
                 return try reader.referencedBlobDigests()
             }

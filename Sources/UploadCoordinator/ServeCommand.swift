@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hummingbird
+import LogHashing
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -83,8 +84,9 @@ struct ServeCommand: AsyncParsableCommand {
         if registryId != nil && defaultRegistryId != nil {
             throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
         }
-        _ = try StoreOptions.database(flag: databaseUrl)
-        StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
+        if let refusal = StoreBackends.folderRefusal(directory: dataDir, databaseURL: try StoreOptions.database(flag: databaseUrl)) {
+            throw ValidationError(refusal.message)
+        }
         guard (1...1000).contains(databasePoolSize) else { throw ValidationError("--database-pool-size must be 1 to 1000; got \(databasePoolSize).") }
         guard (1...86_400).contains(databaseAnswerLimit) else { throw ValidationError("--database-answer-limit must be 1 to 86400 seconds; got \(databaseAnswerLimit).") }
         for (flag, value) in [("--upload-expiry", uploadExpiry), ("--sweep-interval", sweepInterval), ("--header-timeout", headerTimeout), ("--idle-timeout", idleTimeout),
@@ -156,6 +158,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.logger = logger
         let store: any EventStore
         let blobs: BlobStore
+        let logSigner: (signer: NoteSigner, identity: LogIdentity)
         var opened: (any EventStore)?  // closed if what follows the open fails: it counted as a writer
         do {
             store = try StoreBackends.open(configuration, databaseURL: try StoreOptions.database(flag: databaseUrl), poolSize: databasePoolSize)
@@ -164,6 +167,14 @@ struct ServeCommand: AsyncParsableCommand {
                 logger.notice("cleared stale reader slots", metadata: ["readers.cleared": "\(lmdb.staleReadersCleared)"])
             }
             var folder = try BlobStore(directory: dataDir)
+            // Whose store this is, settled before the folder is changed for it: start-up removes
+            // staging its store does not know (a crash's, a restore's), so a database that is not
+            // this folder's (new, mistyped, another deployment's) would cost every upload in
+            // progress its parts.
+            if try store.read({ try $0.lastPosition() }) == 0, let kept = folder.firstKeptFile() {
+                throw StoreError(.io, "the store holds no events, yet \(kept) is of a store that has some: this folder is another store's (a new or mistyped database URL?). Give the store it belongs to, or a new folder")
+            }
+            logSigner = try logKey.signer(dataDirectory: dataDir, registryId: settings.defaultRegistryId, store: store, claimsLog: true)
             folder.reservedDiskBytes = reservedDiskBytes
             folder.maximumLayerBytes = maxLayerBytes
             blobs = folder
@@ -203,8 +214,7 @@ struct ServeCommand: AsyncParsableCommand {
         let registryFrontEnd: RegistryFrontEnd
         let checkpoints: CheckpointSigner
         do {
-            let (signer, identity) = try logKey.signer(
-                dataDirectory: dataDir, registryId: settings.defaultRegistryId, store: store, claimsLog: true)
+            let (signer, identity) = logSigner
             checkpoints = CheckpointSigner(store: store, signer: signer, origin: identity.origin, interval: .seconds(checkpointInterval))
             // Signs the passwords GetAuthorizationToken hands out and the registry's bearer tokens.
             let key = try RegistryAuthority.loadKey(at: dataDir + "/" + DataFolder.registryTokenKey)

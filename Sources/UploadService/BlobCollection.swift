@@ -60,15 +60,27 @@ extension BlobStore {
     /// seconds. `named` is called after this collection's clock is read. Unless `force`, a
     /// collection that would remove something with names that look like another store's is
     /// refused before anything is removed: names of no blob, or of blobs half or more of which
-    /// the folder lacks.
-    public func collectGarbage(minimumAge: TimeInterval, dryRun: Bool, force: Bool = false, named: () throws -> [String]) throws -> CollectionReport {
-        try collectGarbage(minimumAge: minimumAge, dryRun: dryRun, force: force, named: named, judged: { _ in })
+    /// the folder lacks; or, given when the store recorded its last event (`storeLastRecorded`),
+    /// a blob to remove that was used after it (``usedAfterTheStore``): the store is behind the
+    /// folder (an old copy of its database), so what it does not name may be what came since.
+    public func collectGarbage(
+        minimumAge: TimeInterval, dryRun: Bool, force: Bool = false, storeLastRecorded: Date? = nil, named: () throws -> [String]
+    ) throws -> CollectionReport {
+        try collectGarbage(minimumAge: minimumAge, dryRun: dryRun, force: force, storeLastRecorded: storeLastRecorded, named: named, judged: { _ in })
     }
+
+    /// How much later than its store's last event a blob to remove may have been used before the
+    /// store is taken to be behind the folder: the store's clock (on PostgreSQL the database's)
+    /// and the file system's may differ by this much. Commands claim a blob just before the event
+    /// that names it, so a later use is one whose event the store lacks (or a push refused at its
+    /// commit, with no event since: `--force` then).
+    static let usedAfterTheStore: TimeInterval = 60
 
     /// - Parameter judged: called with each blob about to be moved aside (for tests of a claim that
     ///   comes in between).
     func collectGarbage(
-        minimumAge: TimeInterval, dryRun: Bool, force: Bool, named: () throws -> [String], judged: (String) -> Void
+        minimumAge: TimeInterval, dryRun: Bool, force: Bool, storeLastRecorded: Date? = nil, named: () throws -> [String],
+        judged: (String) -> Void
     ) throws -> CollectionReport {
         guard let lock = try Self.lockByte(0, of: collectionLockPath, exclusive: true) else {
             throw StoreError(.io, "another collection, or a backup, is using the blobs of \(directory) now: run again once it ends")
@@ -81,13 +93,20 @@ extension BlobStore {
         let unnamed = try unnamedBlobs(besides: names, counting: &collection)
         collection.namedButMissing = names.count - collection.named
         var old: [(digest: String, path: String, size: UInt64)] = []
+        var lastUse: (digest: String, at: Date)?
         for candidate in unnamed {
             guard let info = Self.openedStatus(candidate.path) else {
                 // Gone meanwhile (removed by hand) is nothing; one that cannot be opened is named.
                 if FileManager.default.fileExists(atPath: candidate.path) { collection.failed.append("\(candidate.digest): cannot be opened, so its last use cannot be read") }
                 continue
             }
-            if Self.modificationTime(of: info) < cutoff { old.append(candidate) } else { collection.recent += 1 }
+            let used = Self.modificationTime(of: info)
+            guard used < cutoff else {
+                collection.recent += 1
+                continue
+            }
+            old.append(candidate)
+            if used > lastUse?.at ?? .distantPast { lastUse = (candidate.digest, used) }
         }
         if !force, !old.isEmpty {
             if names.isEmpty {
@@ -95,6 +114,14 @@ extension BlobStore {
             }
             if collection.namedButMissing * 2 >= names.count {
                 throw StoreError(.io, "\(collection.namedButMissing) of the \(names.count) blobs the store names are not in \(directory): is it this store's folder? (run again with --force if so)")
+            }
+            if let storeLastRecorded, let lastUse, lastUse.at > storeLastRecorded.addingTimeInterval(Self.usedAfterTheStore) {
+                throw StoreError(.io, """
+                    \(lastUse.digest), which the store does not name, was used at \(lastUse.at), after the store's last event \
+                    (\(storeLastRecorded)): the store is behind this folder (an old copy of its database?), so what it lacks may \
+                    be what came since. Give the store that serves this folder (run again with --force if it is this one: a push \
+                    refused at its commit, with no event since)
+                    """)
             }
         }
         for candidate in old {

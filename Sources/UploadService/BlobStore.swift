@@ -434,6 +434,17 @@ extension BlobStore {
     /// - Parameter tidyingOnly: staging only, for a live server's periodic tidying: no listing of
     ///   the blob folder (millions of names) for copies a crash left, which start-up removes, and no
     ///   report of what is missing, which start-up makes.
+    /// A file of the folder that only a store with events puts there: an upload's staging or a
+    /// blob (temporary and hidden names aside); `nil` when it holds none.
+    public func firstKeptFile() -> String? {
+        for folder in [staging] + DigestAlgorithm.allCases.map({ directory + "/blobs/" + $0.rawValue }) {
+            if let name = (try? FileManager.default.contentsOfDirectory(atPath: folder))?.first(where: { !$0.hasPrefix(".") }) {
+                return folder + "/" + name
+            }
+        }
+        return nil
+    }
+
     public func reconcile(with store: any EventStore, tidyingOnly: Bool = false) throws -> Reconciliation {
         var result = Reconciliation()
         if !tidyingOnly { result.failed += restoreCollected().failed }  // a blob collection killed part way

@@ -388,6 +388,51 @@ def test_copy_store_refuses_a_wrong_source_or_destination_before_writing_anythin
         assert os.listdir(taken) == ["keep"] and sorted(os.listdir(other)) == ["taken"], os.listdir(other)
 
 
+def test_serve_refuses_a_database_that_is_not_its_folders_store_before_touching_its_staging():
+    """Start-up removes staging its store does not know (a crash's leftovers): a database that is
+    new (a mistyped name), another deployment's, or named by the environment over a folder's LMDB
+    store must be refused before that, or every upload in progress there loses its parts."""
+    first, rest = os.urandom(5 << 20), os.urandom(1000)
+    with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as other_dir, \
+            tempfile.TemporaryDirectory() as lmdb_dir, database() as url, database() as new, database() as other:
+        def start_upload(folder, database_url):
+            node = Served(folder, database_url=database_url)
+            try:
+                ecr = client(node.endpoint)
+                ecr.create_repository(repositoryName="fold/app")
+                upload = ecr.initiate_layer_upload(repositoryName="fold/app")["uploadId"]
+                ecr.upload_layer_part(repositoryName="fold/app", uploadId=upload, partFirstByte=0, partLastByte=len(first) - 1, layerPartBlob=first)
+            finally:
+                assert node.stop() == 0
+            return upload
+
+        def serve(folder, database_url, env=None):
+            command = [str(BIN / "upload-coordinator"), "serve", "--data-dir", folder, "--port", "0", "--allow-anonymous"]
+            return subprocess.run(command + (["--database-url", database_url] if database_url else []), capture_output=True,
+                                  text=True, timeout=120, env=env)
+
+        upload = start_upload(data_dir, url)
+        start_upload(other_dir, other)
+        staged = os.path.join(data_dir, "staging", upload)
+        for wrong, why in ((new, "the store holds no events"), (other, "not signed by")):
+            refused = serve(data_dir, wrong)
+            assert refused.returncode != 0 and why in refused.stderr, refused.stderr
+            assert os.path.getsize(staged) == len(first), "the upload's part is kept"
+        lmdb_upload = start_upload(lmdb_dir, None)
+        refused = serve(lmdb_dir, None, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=new))
+        assert refused.returncode == 64 and "holds an LMDB store" in refused.stderr, refused.stderr
+        assert os.path.getsize(os.path.join(lmdb_dir, "staging", lmdb_upload)) == len(first)
+
+        node = Served(data_dir, database_url=url)
+        try:
+            ecr = client(node.endpoint)
+            ecr.upload_layer_part(repositoryName="fold/app", uploadId=upload, partFirstByte=len(first),
+                                  partLastByte=len(first) + len(rest) - 1, layerPartBlob=rest)
+            ecr.complete_layer_upload(repositoryName="fold/app", uploadId=upload, layerDigests=[sha(first + rest)])
+        finally:
+            assert node.stop() == 0
+
+
 def test_a_database_holding_an_unfinished_copy_is_opened_by_nothing():
     """copy-store marks a PostgreSQL destination until the copy is whole (its log could stop short
     of the source's, then grow from there): serve and upload-replay refuse it while it is marked."""

@@ -33,7 +33,7 @@ struct BlobCollectionTests {
         // Not blobs: a copy in progress, and a name no digest has.
         let copy = try blobs.writeTemporary(Array("copy".utf8))
         try Self.age(copy)
-        FileManager.default.createFile(atPath: dir.path + "/blobs/sha256/not-a-digest", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: dir.path + "/blobs/sha256/not-a-digest", contents: Data("x".utf8))
 
         let dry = try blobs.collectGarbage(minimumAge: 3600, dryRun: true) { [named] }
         #expect(dry.removed == [unnamed, other].sorted { $0.precedesByBytes($1) } && dry.named == 1 && dry.recent == 1)
@@ -65,6 +65,24 @@ struct BlobCollectionTests {
             return []
         }
         #expect(collection.removed.isEmpty && collection.recent == 1 && blobs.hasBlob(late))
+    }
+
+    /// A store whose last event is older than a blob it does not name lacks what came since (an
+    /// old copy of the folder's database): refused, unless forced; a store as recent as the
+    /// folder's uses collects.
+    @Test func aStoreBehindTheFolder_isRefused() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        let named = try Self.keepOld(blobs, "named"), pushedSince = try Self.keepOld(blobs, "pushed since")
+        let threeHoursAgo = Date().addingTimeInterval(-3 * 3600)  // both blobs were used two hours ago
+        #expect(throws: StoreError.self) {
+            try blobs.collectGarbage(minimumAge: 3600, dryRun: true, storeLastRecorded: threeHoursAgo) { [named] }
+        }
+        #expect(blobs.hasBlob(pushedSince))
+        let aMinuteLater = Date().addingTimeInterval(-2 * 3600 + 30)  // within the clocks' leeway of its use
+        #expect(try blobs.collectGarbage(minimumAge: 3600, dryRun: true, storeLastRecorded: aMinuteLater) { [named] }.removed == [pushedSince])
+        #expect(try blobs.collectGarbage(minimumAge: 3600, dryRun: false, force: true, storeLastRecorded: threeHoursAgo) { [named] }.removed == [pushedSince])
     }
 
     /// A command that claims a blob after the collection judged it, but before it is moved aside,

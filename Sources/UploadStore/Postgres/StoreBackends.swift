@@ -33,6 +33,20 @@ public enum StoreBackends {
         FileHandle.standardError.write(Data(warning.utf8))
     }
 
+    /// Why the folder `directory` may not be used with the database `databaseURL`: it holds an
+    /// LMDB store that `copy-store` did not move, whose blobs and staging the folder's files are, and
+    /// the database's store names none of them (a start-up would cut that store's uploads' staging,
+    /// a collection would take its blobs). `nil` when it may be, or no database is given.
+    public static func folderRefusal(directory: String, databaseURL: String?) -> StoreError? {
+        guard let databaseURL, FileManager.default.fileExists(atPath: URL(fileURLWithPath: directory).appendingPathComponent("data.mdb").path),
+              MovedToPostgreSQL.refusal(directory: directory) == nil else { return nil }
+        return StoreError(.io, """
+            \(directory) holds an LMDB store, whose blobs and staging these are, but a database is named (\(shown(databaseURL)), by \
+            --database-url or \(databaseURLVariable)) whose store names none of them: unset it to use the folder's store, or \
+            move that store into the database with copy-store first
+            """)
+    }
+
     /// A database URL as reports and logs show it: every secret masked.
     public static func shown(_ url: String) -> String { PostgresConnection.withoutPassword(url) }
 
