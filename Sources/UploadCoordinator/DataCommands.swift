@@ -1,5 +1,6 @@
 import Foundation
 import ArgumentParser
+import LMDBKit
 import UploadCore
 import UploadService
 import UploadStore
@@ -125,8 +126,9 @@ struct CopyStoreCommand: AsyncParsableCommand {
             blobs' folder) and one destination (--to-data-dir, a new or empty folder, or \
             --to-database-url). The blobs and staging stay in their folder: serve a PostgreSQL copy \
             with the source's --data-dir; into an LMDB copy's new folder, copy the source folder's \
-            blobs, staging, keys and page-sign-outs. Stop serving the source first: events appended after the copy \
-            starts are not copied.
+            blobs, staging, keys and page-sign-outs. An LMDB folder moved to PostgreSQL is refused while a \
+            process has its store open to write (stop serving it first), and none opens it to write \
+            once moved; a copy from a served database is what it held when the copy started.
             """)
 
     @Option(help: "The source's data directory (its LMDB store, or with --from-database-url its blobs).") var fromDataDir: String?
@@ -154,7 +156,17 @@ struct CopyStoreCommand: AsyncParsableCommand {
         // takes its log and signed checkpoints, and its projections are built from them. (An LMDB
         // source copied into PostgreSQL is then given a note that it moved: MovedToPostgreSQL.)
         let source: any SnapshotReading
+        // A move to PostgreSQL must take every write the folder's store was given: none may write
+        // it from before the snapshot until the note that it moved is left (Store.writersLock).
+        var writersHeldOff: FileLock?
+        defer { writersHeldOff?.release() }
         do {
+            if toDatabaseUrl != nil, fromDatabaseUrl == nil, let fromDataDir, Environment.noStore(in: fromDataDir) == nil {
+                guard let lock = try Store.writersLock(in: fromDataDir, exclusive: true) else {
+                    throw StoreError(.io, "a process has the store in \(fromDataDir) open to write (serve, or a data command): stop it first, so that the copy takes every write it was given")
+                }
+                writersHeldOff = lock
+            }
             source = try StoreBackends.openForReading(directory: sourceDirectory, databaseURL: fromDatabaseUrl, unreadableProjections: .readAsEmpty)
         } catch { fail(error) }
         // The destination is checked before anything is written to it, or migrated. An LMDB copy

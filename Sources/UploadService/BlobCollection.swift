@@ -53,7 +53,7 @@ extension BlobStore {
     /// meanwhile, so no blob the snapshot names goes before it is linked.
     /// - Returns: `nil` while a collection runs: the caller waits, and asks again.
     public func holdOffCollections() throws -> FileLock? {
-        try Self.lockByte(0, of: collectionLockPath, exclusive: false)
+        try FileLock.lockByte(0, of: collectionLockPath, exclusive: false)
     }
 
     /// Removes the blobs not among those `named` returns that no one used for `minimumAge`
@@ -82,7 +82,7 @@ extension BlobStore {
         minimumAge: TimeInterval, dryRun: Bool, force: Bool, storeLastRecorded: Date? = nil, named: () throws -> [String],
         judged: (String) -> Void
     ) throws -> CollectionReport {
-        guard let lock = try Self.lockByte(0, of: collectionLockPath, exclusive: true) else {
+        guard let lock = try FileLock.lockByte(0, of: collectionLockPath, exclusive: true) else {
             throw StoreError(.io, "another collection, or a backup, is using the blobs of \(directory) now: run again once it ends")
         }
         defer { lock.release() }

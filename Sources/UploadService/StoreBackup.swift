@@ -182,7 +182,7 @@ public enum StoreBackup {
 
     /// Holds blob collections off (``BlobStore/holdOffCollections()``), waiting up to ten
     /// minutes for one running now to end.
-    private static func holdOffCollections(_ blobs: BlobStore, _ logger: Logger) async throws -> BlobStore.FileLock {
+    private static func holdOffCollections(_ blobs: BlobStore, _ logger: Logger) async throws -> FileLock {
         let started = ContinuousClock.now
         while true {
             if let held = try blobs.holdOffCollections() { return held }

@@ -37,6 +37,8 @@ public final class Store: EventStore {
     /// The first ``close()``'s work, which every later call waits for: only it stops counting this
     /// store as an unsynced writer.
     private let closing = Once()
+    /// Held while the store is open to write (``writersLock(in:exclusive:)``); released by ``close()``.
+    private let writing: FileLock
 
     /// Opens (creating if needed) the store in `configuration.directory`, applies pending
     /// migrations, and brings the projections up to the log's tail.
@@ -45,6 +47,12 @@ public final class Store: EventStore {
     public init(_ configuration: StoreConfiguration) throws {
         self.configuration = configuration
         environment = try Environment(directory: configuration.directory, configuration: configuration.environment)
+        guard let writing = try Self.writersLock(in: configuration.directory, exclusive: false) else {
+            throw StoreError(.io, "copy-store is moving the store in \(configuration.directory) to PostgreSQL now; serve it from there once the copy ends")
+        }
+        self.writing = writing
+        // Under the lock: a copy that moved the store away left its note before releasing it.
+        if let moved = StoreBackends.MovedToPostgreSQL.refusal(directory: configuration.directory) { throw moved }
         let migrator = UploadMigrations.migrator
         let status = try environment.read { try migrator.status($0) }
         switch status {
@@ -214,6 +222,17 @@ public final class Store: EventStore {
     private func closeOnce() async {
         await writer.shutdown()
         notifier.close()
+        writing.release()
+    }
+
+    /// Every process with the store in `directory` open to write holds this lock shared (one byte
+    /// of `.store-writers-lock` in the folder); `copy-store`, moving the store to PostgreSQL, holds
+    /// it alone from before its snapshot until the folder carries its note that the store moved
+    /// (``StoreBackends/MovedToPostgreSQL``): so it never leaves behind a write to the folder's
+    /// store, and no process opens that store to write meanwhile.
+    /// - Returns: `nil`, at once, when another holder's use excludes this one.
+    public static func writersLock(in directory: String, exclusive: Bool) throws -> FileLock? {
+        try FileLock.lockByte(0, of: directory + "/.store-writers-lock", exclusive: exclusive)
     }
 
     /// Waits until an event after `position` commits in this process, or `timeout` passes (so

@@ -381,6 +381,25 @@ def test_upload_replay_finds_the_blobs_the_store_names_missing_cut_short_or_alte
     assert status == 0 and report["ok"] and not report["blobs"]["checked"], report
 
 
+def test_a_read_only_snapshot_of_a_folder_is_backed_up(live, tmp_path):
+    """A file-system snapshot mounted read-only: the lock a backup takes to keep collections off
+    cannot be made there, and need not be (nothing can change its blobs)."""
+    if os.geteuid() != 0:
+        pytest.fail("mounting a tmpfs needs root: run the end-to-end tests as root (CI runs them as root)")
+    assert live["server"].stop() == 0
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(snapshot)], check=True)
+    try:
+        shutil.copytree(live["data"], snapshot / "data", ignore=shutil.ignore_patterns("*lock*"))
+        subprocess.run(["mount", "-o", "remount,ro", str(snapshot)], check=True)
+        report = json_of(tool("upload-coordinator", "backup", "--data-dir", str(snapshot / "data"), "--to", str(tmp_path / "b"), "--json"))
+        assert report["blobs"] == 2 and report["stagedUploads"] == 1, report
+        assert tool("upload-replay", "--data-dir", str(tmp_path / "b"), "--blobs", "contents").returncode == 0
+    finally:
+        subprocess.run(["umount", "-l", str(snapshot)], check=False)
+
+
 def test_a_backup_that_fails_part_way_cleans_up(live, tmp_path):
     # Staged bytes the log records but the disk lacks: the backup must fail, not copy a hole,
     # unless told to back the store up as it is (the upload without its bytes, reported).

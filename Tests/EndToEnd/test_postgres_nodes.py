@@ -360,6 +360,29 @@ def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
             assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
+def test_copy_store_does_not_move_a_store_a_process_still_writes():
+    """Moving a folder's LMDB store to PostgreSQL while `serve` still writes it would leave every
+    write after the snapshot in the abandoned store: refused until it stops, and once moved, the
+    folder's store is opened to write by nothing."""
+    with tempfile.TemporaryDirectory() as data_dir, database() as url:
+        lmdb = Served(data_dir)
+        try:
+            client(lmdb.endpoint).create_repository(repositoryName="copy/live")
+            refused = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", url)
+            assert refused.returncode != 0 and "open to write" in refused.stderr, refused.stderr
+            assert not os.path.exists(os.path.join(data_dir, "moved-to-postgresql"))
+            events = subprocess.run(["psql", url, "-tAc", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"],
+                                    capture_output=True, text=True, check=True)
+            assert events.stdout.strip() == "0", "nothing was written to the destination"
+            client(lmdb.endpoint).create_repository(repositoryName="copy/after")
+        finally:
+            assert lmdb.stop() == 0
+        moved = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", url)
+        assert moved.returncode == 0 and json.loads(moved.stdout)["events"] >= 2, moved.stderr
+        stale = lmdb.tool("upload-coordinator", "create-repository", "--data-dir", data_dir, "--repository-name", "copy/stale")
+        assert stale.returncode != 0 and "moved to PostgreSQL" in stale.stderr, stale.stderr
+
+
 def test_copy_store_refuses_a_wrong_source_or_destination_before_writing_anything():
     with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as other, database() as url:
         lmdb = Served(data_dir)

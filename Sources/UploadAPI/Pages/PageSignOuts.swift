@@ -91,7 +91,7 @@ final class PageSignOuts: Sendable {
         range.l_type = Int16(F_WRLCK)
         range.l_whence = Int16(SEEK_SET)
         let deadline = ContinuousClock.now + Self.lockWait
-        while fcntl(lock, BlobStore.setOpenFileDescriptionLock, &range) != 0 {
+        while fcntl(lock, FileLock.setOpenFileDescriptionLock, &range) != 0 {
             guard [EINTR, EAGAIN, EACCES].contains(errno) else { throw Self.failure("lock \(path).lock") }
             guard ContinuousClock.now < deadline else { throw StoreError(.io, "\(path).lock stayed locked by another sign-out for \(Self.lockWait)") }
             usleep(10_000)

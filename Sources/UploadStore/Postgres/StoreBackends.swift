@@ -52,12 +52,9 @@ public enum StoreBackends {
 
     /// Opens the store: in PostgreSQL when `databaseURL` is given (`poolSize` connections for
     /// readers), else in LMDB in `configuration.directory`, unless that store was moved to
-    /// PostgreSQL (``MovedToPostgreSQL``).
+    /// PostgreSQL (``MovedToPostgreSQL``, which `Store` checks under its writers' lock).
     public static func open(_ configuration: StoreConfiguration, databaseURL: String?, poolSize: Int = 8) throws -> any EventStore {
-        guard let databaseURL else {
-            if let moved = MovedToPostgreSQL.refusal(directory: configuration.directory) { throw moved }
-            return try Store(configuration)
-        }
+        guard let databaseURL else { return try Store(configuration) }
         return try PostgresStore(url: databaseURL, configuration: configuration, poolSize: poolSize)
     }
 
