@@ -209,6 +209,14 @@ struct CopyStoreCommand: AsyncParsableCommand {
             ]))
         } catch {
             partial?.discard()
+            if let toDatabaseUrl, case .failure = result {
+                // The database keeps what was copied, marked (StoreCopy): say what to do with it.
+                FileHandle.standardError.write(Data("""
+                    error: the copy did not finish; the database at \(StoreBackends.shown(toDatabaseUrl)) holds part of it, marked \
+                    as unfinished, and nothing opens it: drop that database (or everything in it) and copy again
+
+                    """.utf8))
+            }
             fail(error)
         }
     }

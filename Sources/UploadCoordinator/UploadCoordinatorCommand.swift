@@ -56,7 +56,7 @@ struct StoreOptions: ParsableArguments {
             throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
         }
         _ = try database()
-        StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
+        StoreBackends.warnWhenTheStoreMayNotBeTheOneMeant(flag: databaseUrl, dataDirectory: dataDir)
     }
 
     /// The PostgreSQL database named by the flag or the environment; `nil` for LMDB.

@@ -272,7 +272,8 @@ public enum Replayer {
             do {
                 checkpoint = try key.map { try Checkpoint(note: signed.note, verifiedBy: $0) } ?? signed.checkpoint()
             } catch {
-                throw Failure.log("the checkpoint kept for tree size \(signed.size): \(error)")
+                let whose = key.map { " with the log key given (\($0.text)): the key of another log, or a checkpoint that is not this log's" } ?? ""
+                throw Failure.log("the checkpoint kept for tree size \(signed.size) does not verify\(whose): \(error)")
             }
             guard checkpoint.size == signed.size else {
                 throw Failure.log("the checkpoint kept for tree size \(signed.size) names size \(checkpoint.size)")

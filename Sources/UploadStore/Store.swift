@@ -43,8 +43,13 @@ public final class Store: EventStore {
     /// Opens (creating if needed) the store in `configuration.directory`, applies pending
     /// migrations, and brings the projections up to the log's tail.
     /// - Throws: ``StoreError`` with code `.migration` when the store was written by a newer binary,
-    ///   or needs migrations and `migrateOnOpen` is off.
-    public init(_ configuration: StoreConfiguration) throws {
+    ///   or needs migrations and `migrateOnOpen` is off; a disk that filled as a migration or a
+    ///   rebuild wrote is said so (``Disk/explaining(_:writingIn:)``), not only as an I/O error.
+    public convenience init(_ configuration: StoreConfiguration) throws {
+        do { try self.init(opening: configuration) } catch { throw Disk.explaining(error, writingIn: configuration.directory) }
+    }
+
+    private init(opening configuration: StoreConfiguration) throws {
         self.configuration = configuration
         environment = try Environment(directory: configuration.directory, configuration: configuration.environment)
         guard let writing = try Self.writersLock(in: configuration.directory, exclusive: false) else {

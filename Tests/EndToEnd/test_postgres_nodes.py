@@ -328,7 +328,8 @@ def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
         assert stale.returncode != 0 and "moved to PostgreSQL" in stale.stderr, stale.stderr
         backup = lmdb.tool("upload-coordinator", "backup", "--data-dir", data_dir, "--to", os.path.join(back_dir, "stale-backup"))
         assert backup.returncode != 0 and "moved to PostgreSQL" in backup.stderr, backup.stderr
-        assert root("--data-dir", data_dir) == before
+        old = lmdb.tool("upload-coordinator", "audit", "root", "--data-dir", data_dir)
+        assert old.stdout == before and "was moved to PostgreSQL" in old.stderr, "read, said to be the store as it was then: " + old.stderr
         moved = os.path.join(data_dir, "moved-to-postgresql")
         assert os.stat(moved).st_mode & 0o777 == 0o600, oct(os.stat(moved).st_mode)
         # The database named by the environment is where the folder's store went: no warning that

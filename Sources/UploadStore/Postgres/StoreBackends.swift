@@ -21,15 +21,24 @@ public enum StoreBackends {
         ProcessInfo.processInfo.environment[databaseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// Warns, on standard error, a tool named a folder that holds an LMDB store while the database
-    /// URL comes only from the environment: the database is what the tool then reads (as after a
-    /// move with `copy-store`, whose folder keeps its old `data.mdb`), which its operator should know.
-    public static func warnWhenTheEnvironmentOverrides(flag: String?, dataDirectory: String) {
-        // A store copy-store moved to PostgreSQL (``MovedToPostgreSQL``) is the one the variable names: no warning.
+    /// Warns, on standard error, when the store a tool opens may not be the one its operator
+    /// means: the folder named holds an LMDB store while a database URL comes only from the
+    /// environment (the database is what the tool reads), or the folder's LMDB store was moved to
+    /// PostgreSQL by `copy-store` and no database URL is given (the tool reads the store as it
+    /// was then: an auditor would record an old root).
+    public static func warnWhenTheStoreMayNotBeTheOneMeant(flag: String?, dataDirectory: String) {
+        guard flag == nil else { return }
         let folder = URL(fileURLWithPath: dataDirectory)
-        guard flag == nil, let url = urlInTheEnvironment, FileManager.default.fileExists(atPath: folder.appendingPathComponent("data.mdb").path),
-              !FileManager.default.fileExists(atPath: folder.appendingPathComponent(MovedToPostgreSQL.fileName).path) else { return }
-        let warning = "warning: \(databaseURLVariable) names a database (\(shown(url))), so it is used, not the LMDB store in \(dataDirectory); unset it to use the folder's store\n"
+        let moved = FileManager.default.fileExists(atPath: folder.appendingPathComponent(MovedToPostgreSQL.fileName).path)
+        let warning: String
+        if let url = urlInTheEnvironment {
+            // A store copy-store moved to PostgreSQL is the one the variable names: no warning.
+            guard FileManager.default.fileExists(atPath: folder.appendingPathComponent("data.mdb").path), !moved else { return }
+            warning = "warning: \(databaseURLVariable) names a database (\(shown(url))), so it is used, not the LMDB store in \(dataDirectory); unset it to use the folder's store\n"
+        } else {
+            guard moved else { return }
+            warning = "warning: the LMDB store in \(dataDirectory) was moved to PostgreSQL (\(dataDirectory)/\(MovedToPostgreSQL.fileName) says where): this is that store as it was then; give --database-url for the store served now\n"
+        }
         FileHandle.standardError.write(Data(warning.utf8))
     }
 
