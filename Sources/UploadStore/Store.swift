@@ -52,14 +52,15 @@ public final class Store: EventStore {
     private init(opening configuration: StoreConfiguration) throws {
         self.configuration = configuration
         environment = try Environment(directory: configuration.directory, configuration: configuration.environment)
+        let migrator = UploadMigrations.migrator
+        // Read first: another program's LMDB store is refused with nothing added to its folder.
+        let status = try environment.read { try migrator.status($0) }
         guard let writing = try Self.writersLock(in: configuration.directory, exclusive: false) else {
             throw StoreError(.io, "copy-store is moving the store in \(configuration.directory) to PostgreSQL now; serve it from there once the copy ends")
         }
         self.writing = writing
         // Under the lock: a copy that moved the store away left its note before releasing it.
         if let moved = StoreBackends.MovedToPostgreSQL.refusal(directory: configuration.directory) { throw moved }
-        let migrator = UploadMigrations.migrator
-        let status = try environment.read { try migrator.status($0) }
         switch status {
         case .current: migrationsAppliedAtOpen = []
         case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
