@@ -1,6 +1,7 @@
 """Faults: a full disk, and reader slots left by killed processes."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -10,7 +11,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import BIN, Server
+from conftest import BIN, ROOT, Server
 
 MIB = 1024 * 1024
 
@@ -82,6 +83,22 @@ def test_full_disk_answers_server_exception_corrupts_nothing_and_recovers(small_
     finally:
         assert server.stop() == 0
     replay = subprocess.run([str(BIN / "upload-replay"), "--data-dir", small_disk], capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_a_disk_that_fills_while_a_store_migrates_is_named_and_the_store_migrates_once_space_returns(small_disk):
+    """Opening an old store writes (its migrations, its projections' rebuild): a full disk there is
+    said to be one, as the write path says it, and costs the store nothing."""
+    store = os.path.join(small_disk, "data")
+    shutil.copytree(ROOT / "Tests" / "Fixtures" / "stores" / "layout-0002", store)
+    filler = fill(small_disk)
+    migrate = [str(BIN / "upload-coordinator"), "migrate", "--data-dir", store]
+    refused = subprocess.run(migrate, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "the data folder's disk has" in refused.stderr and "bytes free" in refused.stderr, refused.stderr
+    os.remove(filler)
+    migrated = subprocess.run(migrate, capture_output=True, text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stderr
+    replay = subprocess.run([str(BIN / "upload-replay"), "--data-dir", store, "--blobs", "none"], capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
