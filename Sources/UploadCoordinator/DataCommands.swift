@@ -127,8 +127,9 @@ struct CopyStoreCommand: AsyncParsableCommand {
             --to-database-url). The blobs and staging stay in their folder: serve a PostgreSQL copy \
             with the source's --data-dir; into an LMDB copy's new folder, copy the source folder's \
             blobs, staging, keys and page-sign-outs. An LMDB folder moved to PostgreSQL is refused while a \
-            process has its store open to write (stop serving it first), and none opens it to write \
-            once moved; a copy from a served database is what it held when the copy started.
+            process of this version or later has its store open to write (stop serving it first: an \
+            older one does not say it writes), and none opens it to write once moved; a copy from a \
+            served database is what it held when the copy started.
             """)
 
     @Option(help: "The source's data directory (its LMDB store, or with --from-database-url its blobs).") var fromDataDir: String?
@@ -209,7 +210,7 @@ struct CopyStoreCommand: AsyncParsableCommand {
             ]))
         } catch {
             partial?.discard()
-            if let toDatabaseUrl, case .failure = result {
+            if let toDatabaseUrl, case .failure = result, (try? PostgresStore.holdsAnUnfinishedCopy(url: toDatabaseUrl)) == true {
                 // The database keeps what was copied, marked (StoreCopy): say what to do with it.
                 FileHandle.standardError.write(Data("""
                     error: the copy did not finish; the database at \(StoreBackends.shown(toDatabaseUrl)) holds part of it, marked \

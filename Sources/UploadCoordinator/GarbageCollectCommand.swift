@@ -40,8 +40,8 @@ struct GarbageCollectCommand: AsyncParsableCommand {
         if try store.database() == nil {
             // Its LMDB store no longer names what is pushed: every new blob would look unnamed.
             if let movedNote { throw ValidationError(movedNote.message) }
-        } else if let refusal = StoreBackends.folderRefusal(directory: store.dataDir, databaseURL: try store.database()) {
-            throw ValidationError(refusal.message)
+        } else if let refusal = BlobStore.storeRefusal(folder: store.dataDir, databaseURL: try store.database()) {
+            throw ValidationError(refusal)
         }
     }
 

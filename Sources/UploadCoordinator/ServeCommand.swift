@@ -84,8 +84,8 @@ struct ServeCommand: AsyncParsableCommand {
         if registryId != nil && defaultRegistryId != nil {
             throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
         }
-        if let refusal = StoreBackends.folderRefusal(directory: dataDir, databaseURL: try StoreOptions.database(flag: databaseUrl)) {
-            throw ValidationError(refusal.message)
+        if let refusal = BlobStore.storeRefusal(folder: dataDir, databaseURL: try StoreOptions.database(flag: databaseUrl)) {
+            throw ValidationError(refusal)
         }
         guard (1...1000).contains(databasePoolSize) else { throw ValidationError("--database-pool-size must be 1 to 1000; got \(databasePoolSize).") }
         guard (1...86_400).contains(databaseAnswerLimit) else { throw ValidationError("--database-answer-limit must be 1 to 86400 seconds; got \(databaseAnswerLimit).") }

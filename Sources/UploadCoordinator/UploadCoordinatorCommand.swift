@@ -56,7 +56,7 @@ struct StoreOptions: ParsableArguments {
             throw ValidationError("--default-registry-id is the old name of --registry-id; give one of them.")
         }
         _ = try database()
-        StoreBackends.warnWhenTheStoreMayNotBeTheOneMeant(flag: databaseUrl, dataDirectory: dataDir)
+        StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
     }
 
     /// The PostgreSQL database named by the flag or the environment; `nil` for LMDB.
@@ -92,6 +92,7 @@ struct StoreOptions: ParsableArguments {
 
     /// - Parameter migrating: apply pending migrations; when false, a store that needs them is refused.
     func openStore(migrating: Bool = true) throws -> any EventStore {
+        if let refusal = BlobStore.storeRefusal(folder: dataDir, databaseURL: try database()) { throw ValidationError(refusal) }
         var configuration = StoreConfiguration(directory: dataDir, settings: try settings())
         configuration.migrateOnOpen = migrating
         return try StoreBackends.open(configuration, databaseURL: database(), poolSize: 2)

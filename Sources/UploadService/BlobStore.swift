@@ -419,6 +419,44 @@ extension BlobStore {
         public var failed: [String] = []
     }
 
+    /// A file of the folder that only a store with events puts there: an upload's staging or a
+    /// blob (temporary and hidden names aside); `nil` when it holds none.
+    public func firstKeptFile() -> String? {
+        for folder in [staging] + DigestAlgorithm.allCases.map({ directory + "/blobs/" + $0.rawValue }) {
+            if let name = (try? FileManager.default.contentsOfDirectory(atPath: folder))?.first(where: { !$0.hasPrefix(".") }) {
+                return folder + "/" + name
+            }
+        }
+        return nil
+    }
+
+    /// Why the folder `directory` is not the folder of the store `databaseURL` names (LMDB's in the
+    /// folder when `nil`), settled before anything is opened or made: the folder's staging and
+    /// blobs are what its store's events name, and a wrong store would cut the one's staging
+    /// (start-up), take its blobs (a collection), or be made among them. Refused: a database URL
+    /// over a folder whose LMDB store holds events and was not moved (`copy-store`'s note); no
+    /// database URL over a folder that holds staging or blobs but no LMDB store (a PostgreSQL
+    /// deployment's). `nil` when neither.
+    public static func storeRefusal(folder directory: String, databaseURL: String?) -> String? {
+        let hasLMDBStore = FileManager.default.fileExists(atPath: directory + "/data.mdb")
+        guard let databaseURL else {
+            guard !hasLMDBStore, let kept = BlobStore(existing: directory).firstKeptFile() else { return nil }
+            return """
+                \(directory) holds staging or blobs (\(kept)) but no LMDB store: it is a PostgreSQL deployment's folder? Give its \
+                database with --database-url or \(StoreBackends.databaseURLVariable)
+                """
+        }
+        guard hasLMDBStore, StoreBackends.MovedToPostgreSQL.refusal(directory: directory) == nil else { return nil }
+        // An LMDB store with no events (one made by mistake, without the URL) names nothing here.
+        if let reader = try? ReadOnlyStore(directory: directory, unreadableProjections: .readAsEmpty),
+           (try? reader.read({ try $0.lastPosition() })) == 0 { return nil }
+        return """
+            \(directory) holds an LMDB store, whose blobs and staging these are, but a database is named (\(StoreBackends.shown(databaseURL)), \
+            by --database-url or \(StoreBackends.databaseURLVariable)) whose store names none of them: unset it to use the folder's \
+            store, or move that store into the database with copy-store first
+            """
+    }
+
     /// Makes the staging files agree with the log after a crash: staged bytes the log does not
     /// record are discarded, and bytes the log records but the disk lacks are reported. Reads only
     /// the active uploads (through the active-uploads index), so it costs nothing at start-up
@@ -434,17 +472,6 @@ extension BlobStore {
     /// - Parameter tidyingOnly: staging only, for a live server's periodic tidying: no listing of
     ///   the blob folder (millions of names) for copies a crash left, which start-up removes, and no
     ///   report of what is missing, which start-up makes.
-    /// A file of the folder that only a store with events puts there: an upload's staging or a
-    /// blob (temporary and hidden names aside); `nil` when it holds none.
-    public func firstKeptFile() -> String? {
-        for folder in [staging] + DigestAlgorithm.allCases.map({ directory + "/blobs/" + $0.rawValue }) {
-            if let name = (try? FileManager.default.contentsOfDirectory(atPath: folder))?.first(where: { !$0.hasPrefix(".") }) {
-                return folder + "/" + name
-            }
-        }
-        return nil
-    }
-
     public func reconcile(with store: any EventStore, tidyingOnly: Bool = false) throws -> Reconciliation {
         var result = Reconciliation()
         if !tidyingOnly { result.failed += restoreCollected().failed }  // a blob collection killed part way

@@ -16,34 +16,64 @@ public final class FileLock: @unchecked Sendable {
         descriptor = -1
     }
 
-    /// Locks one byte of the file at `path` (made if missing), for this holder alone (`exclusive`)
-    /// or shared with other shared holders; `nil`, at once, when another holder has it. On a
-    /// read-only file system (a snapshot's mount) no holder can change what a lock there guards,
-    /// so the lock holds nothing and is taken.
+    /// Locks one byte of the file at `path` (made if missing, owned as its folder is), for this
+    /// holder alone (`exclusive`) or shared with other shared holders; `nil`, at once, when
+    /// another holder has it. On a read-only mount (a snapshot's, or one of a folder still written
+    /// through another mount) a shared lock is taken on the file as it is; an exclusive one, which
+    /// needs the file writable, is refused while anyone holds the byte, and else holds nothing;
+    /// where the file was never made, nothing ever locked it, and the lock holds nothing.
     /// - Throws: when the folder's filesystem cannot lock (no record locks).
     public static func lockByte(_ offset: off_t, of path: String, exclusive: Bool) throws -> FileLock? {
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else {
-            if errno == EROFS { return FileLock(descriptor: -1) }
-            throw StoreError(.io, "open \(path): \(String(cString: strerror(errno)))")
-        }
-        let lock = FileLock(descriptor: descriptor)
         var range = flock()
         range.l_type = Int16(exclusive ? F_WRLCK : F_RDLCK)
         range.l_whence = Int16(SEEK_SET)
         range.l_start = offset
         range.l_len = 1
+        var descriptor = open(path, O_RDWR | O_CLOEXEC)
+        if descriptor < 0, errno == ENOENT { descriptor = create(path) }
+        if descriptor < 0, errno == EROFS || (errno == EACCES && !exclusive) {
+            // A shared lock needs the file readable only (one an operator's root made, say).
+            descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            if descriptor < 0, errno == ENOENT { return FileLock(descriptor: -1) }
+            if descriptor >= 0, exclusive {
+                // Read-only: whether anyone holds it is all that can be learned.
+                let lock = FileLock(descriptor: descriptor)
+                guard try control(descriptor, getOpenFileDescriptionLock, &range, path) else { return nil }
+                return range.l_type == Int16(F_UNLCK) ? lock : nil
+            }
+        }
+        guard descriptor >= 0 else { throw StoreError(.io, "open \(path): \(String(cString: strerror(errno)))") }
+        let lock = FileLock(descriptor: descriptor)
+        return try control(descriptor, setOpenFileDescriptionLock, &range, path) ? lock : nil
+    }
+
+    /// Makes the lock file, owned as its folder is: a lock file root made (an operator's `sudo`)
+    /// would keep the folder's own user from locking it.
+    private static func create(_ path: String) -> Int32 {
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0, geteuid() == 0 else { return descriptor }
+        var folder = stat()
+        let parent = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        if stat(parent.isEmpty ? "/" : parent, &folder) == 0, folder.st_uid != 0 { _ = fchown(descriptor, folder.st_uid, folder.st_gid) }
+        return descriptor
+    }
+
+    /// `fcntl` with a lock request, retried when interrupted. - Returns: `false` when another holder's lock conflicts.
+    private static func control(_ descriptor: Int32, _ command: Int32, _ range: inout flock, _ path: String) throws -> Bool {
         while true {
-            if fcntl(descriptor, setOpenFileDescriptionLock, &range) == 0 { return lock }
+            if fcntl(descriptor, command, &range) == 0 { return true }
             let failure = errno
             switch failure {
             case EINTR: continue  // a lock manager's round trip (NFS) interrupted
-            case EAGAIN, EACCES: return nil
+            case EAGAIN, EACCES: return false
             default:
                 throw StoreError(.io, "\(path) cannot be locked (its folder needs a filesystem with record locks): \(String(cString: strerror(failure)))")
             }
         }
     }
+
+    /// `F_OFD_GETLK`: which lock, if any, would conflict with the one described (36 on every Linux).
+    static let getOpenFileDescriptionLock: Int32 = 36
 
     /// `F_OFD_SETLK`, which Glibc's Swift module leaves out (it is behind `_GNU_SOURCE`); 37 on
     /// every Linux. An open-file-description lock: the kernel, or a shared filesystem's lock

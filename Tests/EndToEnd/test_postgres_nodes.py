@@ -442,10 +442,21 @@ def test_serve_refuses_a_database_that_is_not_its_folders_store_before_touching_
             refused = serve(data_dir, wrong)
             assert refused.returncode != 0 and why in refused.stderr, refused.stderr
             assert os.path.getsize(staged) == len(first), "the upload's part is kept"
+        # The URL left out: an LMDB store would be made among the database's staging.
+        refused = serve(data_dir, None)
+        assert refused.returncode == 64 and "no LMDB store" in refused.stderr, refused.stderr
+        assert not os.path.exists(os.path.join(data_dir, "data.mdb"))
         lmdb_upload = start_upload(lmdb_dir, None)
         refused = serve(lmdb_dir, None, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=new))
         assert refused.returncode == 64 and "holds an LMDB store" in refused.stderr, refused.stderr
         assert os.path.getsize(os.path.join(lmdb_dir, "staging", lmdb_upload)) == len(first)
+        refused = subprocess.run([str(BIN / "upload-coordinator"), "migrate", "--data-dir", data_dir], capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 64 and "no LMDB store" in refused.stderr, refused.stderr
+        # An LMDB store with no events in a folder (made by mistake) names nothing: no refusal.
+        with tempfile.TemporaryDirectory() as fresh:
+            subprocess.run([str(BIN / "upload-coordinator"), "migrate", "--data-dir", fresh], check=True, capture_output=True)
+            node = Served(fresh, database_url=new)
+            assert node.stop() == 0
 
         node = Served(data_dir, database_url=url)
         try:

@@ -72,7 +72,7 @@ struct Verify: ParsableCommand {
                 FileHandle.standardError.write(Data("note: checkpoint signatures not checked (\(error)); give --public-key to check them\n".utf8))
             }
         }
-        StoreBackends.warnWhenTheStoreMayNotBeTheOneMeant(flag: databaseUrl, dataDirectory: dataDir)
+        StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
         let progress = showProgress ? meter.update : nil
         let report = database.map { Replayer.verify(databaseURL: $0, checkpointKey: key, progress: progress) }
             ?? Replayer.verify(directory: dataDir, checkpointKey: key, progress: progress)

@@ -182,6 +182,14 @@ public final class PostgresStore: EventStore {
         try PostgresMigrations.applied(try PostgresConnection(url: url))
     }
 
+    /// Whether the database carries `copy-store`'s mark of a copy that has not finished (read
+    /// without migrating it).
+    public static func holdsAnUnfinishedCopy(url: String) throws -> Bool {
+        let connection = try PostgresConnection(url: url)
+        guard try connection.query("SELECT to_regclass('projection_state') IS NOT NULL").bytes(0, 0) == [1] else { return false }
+        return try connection.query("SELECT 1 FROM projection_state WHERE name = $1", [.text(PostgresLog.unfinishedCopyMark)]).count > 0
+    }
+
     /// Whether the database holds events or signed checkpoints, read without migrating it (a
     /// database named by mistake may be a store an older binary still serves).
     public static func holdsALog(url: String) throws -> Bool {

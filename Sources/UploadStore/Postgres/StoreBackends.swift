@@ -21,39 +21,16 @@ public enum StoreBackends {
         ProcessInfo.processInfo.environment[databaseURLVariable].flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// Warns, on standard error, when the store a tool opens may not be the one its operator
-    /// means: the folder named holds an LMDB store while a database URL comes only from the
-    /// environment (the database is what the tool reads), or the folder's LMDB store was moved to
-    /// PostgreSQL by `copy-store` and no database URL is given (the tool reads the store as it
-    /// was then: an auditor would record an old root).
-    public static func warnWhenTheStoreMayNotBeTheOneMeant(flag: String?, dataDirectory: String) {
-        guard flag == nil else { return }
+    /// Warns, on standard error, a tool named a folder that holds an LMDB store while the database
+    /// URL comes only from the environment: the database is what the tool then reads (as after a
+    /// move with `copy-store`, whose folder keeps its old `data.mdb`), which its operator should know.
+    public static func warnWhenTheEnvironmentOverrides(flag: String?, dataDirectory: String) {
+        // A store copy-store moved to PostgreSQL (``MovedToPostgreSQL``) is the one the variable names: no warning.
         let folder = URL(fileURLWithPath: dataDirectory)
-        let moved = FileManager.default.fileExists(atPath: folder.appendingPathComponent(MovedToPostgreSQL.fileName).path)
-        let warning: String
-        if let url = urlInTheEnvironment {
-            // A store copy-store moved to PostgreSQL is the one the variable names: no warning.
-            guard FileManager.default.fileExists(atPath: folder.appendingPathComponent("data.mdb").path), !moved else { return }
-            warning = "warning: \(databaseURLVariable) names a database (\(shown(url))), so it is used, not the LMDB store in \(dataDirectory); unset it to use the folder's store\n"
-        } else {
-            guard moved else { return }
-            warning = "warning: the LMDB store in \(dataDirectory) was moved to PostgreSQL (\(dataDirectory)/\(MovedToPostgreSQL.fileName) says where): this is that store as it was then; give --database-url for the store served now\n"
-        }
+        guard flag == nil, let url = urlInTheEnvironment, FileManager.default.fileExists(atPath: folder.appendingPathComponent("data.mdb").path),
+              !FileManager.default.fileExists(atPath: folder.appendingPathComponent(MovedToPostgreSQL.fileName).path) else { return }
+        let warning = "warning: \(databaseURLVariable) names a database (\(shown(url))), so it is used, not the LMDB store in \(dataDirectory); unset it to use the folder's store\n"
         FileHandle.standardError.write(Data(warning.utf8))
-    }
-
-    /// Why the folder `directory` may not be used with the database `databaseURL`: it holds an
-    /// LMDB store that `copy-store` did not move, whose blobs and staging the folder's files are, and
-    /// the database's store names none of them (a start-up would cut that store's uploads' staging,
-    /// a collection would take its blobs). `nil` when it may be, or no database is given.
-    public static func folderRefusal(directory: String, databaseURL: String?) -> StoreError? {
-        guard let databaseURL, FileManager.default.fileExists(atPath: URL(fileURLWithPath: directory).appendingPathComponent("data.mdb").path),
-              MovedToPostgreSQL.refusal(directory: directory) == nil else { return nil }
-        return StoreError(.io, """
-            \(directory) holds an LMDB store, whose blobs and staging these are, but a database is named (\(shown(databaseURL)), by \
-            --database-url or \(databaseURLVariable)) whose store names none of them: unset it to use the folder's store, or \
-            move that store into the database with copy-store first
-            """)
     }
 
     /// A database URL as reports and logs show it: every secret masked.
@@ -82,9 +59,16 @@ public enum StoreBackends {
                 + "Serve it with --database-url (or \(databaseURLVariable)); to serve this LMDB copy instead, remove this file.\n"
             let path = URL(fileURLWithPath: directory).appendingPathComponent(fileName).path
             // 0600, as every file of the data folder: it names the database (without its password).
-            guard FileManager.default.createFile(atPath: path, contents: Data(note.utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw StoreError(.io, "cannot write \(path)")
-            }
+            // Synced, with its name: a note lost to a power cut would let a node serve the old log.
+            let file = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard file >= 0 else { throw StoreError(.io, "cannot write \(path): \(String(cString: strerror(errno)))") }
+            let bytes = Array(note.utf8)
+            let written = write(file, bytes, bytes.count) == bytes.count && fsync(file) == 0
+            close(file)
+            let folder = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            let named = folder >= 0 && fsync(folder) == 0
+            if folder >= 0 { close(folder) }
+            guard written, named else { throw StoreError(.io, "cannot write \(path) durably: \(String(cString: strerror(errno)))") }
         }
 
         /// Why the LMDB store in `directory` may not be opened to write, or `nil`.
@@ -102,7 +86,14 @@ public enum StoreBackends {
     public static func openForReading(
         directory: String, databaseURL: String?, unreadableProjections unreadable: UnreadableProjections = .refuse
     ) throws -> any SnapshotReading {
-        guard let databaseURL else { return try ReadOnlyStore(directory: directory, unreadableProjections: unreadable) }
+        guard let databaseURL else {
+            if MovedToPostgreSQL.refusal(directory: directory) != nil {
+                // Read, to audit the old copy; but an auditor meaning the live store would record an old root.
+                let warning = "warning: the LMDB store in \(directory) was moved to PostgreSQL (\(directory)/\(MovedToPostgreSQL.fileName) says where): this is that store as it was then; give --database-url for the store served now\n"
+                FileHandle.standardError.write(Data(warning.utf8))
+            }
+            return try ReadOnlyStore(directory: directory, unreadableProjections: unreadable)
+        }
         return try PostgresReader(url: databaseURL, unreadableProjections: unreadable)
     }
 
