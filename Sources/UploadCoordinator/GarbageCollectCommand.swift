@@ -24,7 +24,7 @@ struct GarbageCollectCommand: AsyncParsableCommand {
     @Option(help: "Keep a blob no one names until this many seconds after its last use (a push, a mount, its repository's deletion): longer than any command takes between marking a blob and committing the event that names it, and than a database backup's blob copy trails its dump.")
     var minAge: Int64 = 86_400
     @Flag(help: "Report what would be removed, removing nothing.") var dryRun = false
-    @Flag(help: "Collect even when the store names no blob, or the folder lacks half or more of those it names (both look like another store's folder).")
+    @Flag(help: "Collect even when the store names no blob, the folder lacks half or more of those it names, or a blob to remove was used after the store's last event (each looks like another store's folder, or an old copy of this one's).")
     var force = false
     @Flag(help: "Print the report as one JSON object, with the digests removed.") var json = false
 

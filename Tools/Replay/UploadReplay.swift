@@ -31,7 +31,7 @@ struct Verify: ParsableCommand {
             """
     )
 
-    @Option(help: "The data directory of the store to check (with --database-url, where its signing key is kept).")
+    @Option(help: "The data directory of the store to check (with --database-url, where its signing key and blobs are kept).")
     var dataDir: String
 
     @Option(help: ArgumentHelp("Check the store in this PostgreSQL database instead: postgres://USER[:PASS]@HOST:PORT/DB. [env: \(StoreBackends.databaseURLVariable)]"))
