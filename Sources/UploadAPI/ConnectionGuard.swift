@@ -17,7 +17,9 @@ public struct ConnectionLimits: Sendable {
     /// write completed while one waits for the client to read it (a feed reader that stopped
     /// reading; it resumes from its last position, so closing it loses nothing). A write completes
     /// when all of it is in the kernel: answers are written in pieces of 16 KiB
-    /// (``ECRPublicService/pieceBytes``), so a reader must take a piece per idle timeout.
+    /// (``ECRPublicService/pieceBytes``; a blob's are 64 KiB), and the kernel takes more once
+    /// less than half of `TCP_NOTSENT_LOWAT`'s 128 KiB waits, so a reader must take about 128 KiB
+    /// per idle timeout. The time between requests runs from when an answer has gone out.
     public var idleTimeout: Duration = .seconds(60)
     /// The slowest a request body may arrive: its average over each ``bodyRateWindow``,
     /// from its head on (so bytes sent early cannot buy a stall later).
@@ -382,6 +384,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     fileprivate func writeEnded(at now: NIODeadline) {
         pendingWrites -= 1
         writeProgress = now
+        // The idle time between requests runs from when the answer went out, not from when it was
+        // handed down (a slow reader's whole answer is queued long before it has read it).
+        if pendingWrites == 0, unanswered == 0, case .head(_, nil) = reading { reading = .head(since: now, firstByte: nil) }
     }
 
     /// Why the connection must close now, or `nil`.
@@ -391,7 +396,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         if pendingWrites > 0, now - writeProgress > idle { return .responseUnread }
         switch reading {
         case .head(let since, let firstByte):
-            guard unanswered == 0 else { return nil }  // the server is answering; the client waits
+            // The server is answering, or its answer is still going out (``CloseReason/responseUnread`` judges that).
+            guard unanswered == 0, pendingWrites == 0 else { return nil }
             if isFirstRequest, now - since > header { return .headerTimeout }
             if let firstByte, now - firstByte > header { return .headerTimeout }
             if firstByte == nil, now - since > idle { return .idleTimeout }

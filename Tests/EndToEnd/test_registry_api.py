@@ -1709,3 +1709,29 @@ def test_a_session_started_while_the_repository_is_deleted_is_made_in_it_again_u
                 thread.join()
             statuses.append((answers["start"].status_code, answers["start"].text[:80]))
         assert all(status in (201, 202) for status, _ in statuses), statuses
+
+
+def test_a_steady_slow_reader_gets_a_whole_answer_longer_than_the_idle_timeout():
+    """An answer is handed down whole long before a slow reader has read it: the time between
+    requests runs from when it has gone out, so a reader that keeps taking it (well above the
+    floor the README gives) is not cut off mid-answer as idle."""
+    with serving("--allow-anonymous", "--create-repositories-on-push", "--idle-timeout", "2") as server:
+        reg = Registry(server)
+        config = push_config(reg, "slow/reader")
+        body = image_manifest(config, [], annotations={"pad": "x" * 1_000_000})
+        push_manifest(reg, "slow/reader", "big", body)
+        host, port = server.endpoint.split("//")[1].split(":")
+        with socket.socket() as reader:
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # the kernel buffers little of it for us
+            reader.connect((host, int(port)))
+            reader.sendall(f"GET /v2/slow/reader/manifests/big HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                           f"Accept: application/vnd.oci.image.manifest.v1+json\r\n\r\n".encode())
+            received, started = b"", time.monotonic()
+            while b"\r\n\r\n" not in received or len(received.split(b"\r\n\r\n", 1)[1]) < len(body):
+                time.sleep(0.25)  # a 32 KiB buffer taken 4 times a second: 256 KiB per idle timeout
+                chunk = reader.recv(128 * 1024)
+                if not chunk:
+                    break
+                received += chunk
+        assert time.monotonic() - started > 2, "the reading took longer than the idle timeout"
+        assert received.split(b"\r\n\r\n", 1)[1] == body, f"cut off after {len(received)} bytes"
