@@ -37,7 +37,7 @@ public struct AWSJSONBody {
             throw SerializationError("The request body must be JSON in UTF-8, without a byte-order mark")
         }
         let lifted = LargeStringMembers.lift(bytes)
-        guard !Self.holdsMoreValues(than: Self.maximumValues, lifted?.document ?? bytes) else {
+        guard !JSONGrammar.holdsMoreValues(than: Self.maximumValues, lifted?.document ?? bytes) else {
             throw SerializationError("The request body holds more than \(Self.maximumValues) JSON values")
         }
         let parsed: ParsedJSON
@@ -60,28 +60,6 @@ public struct AWSJSONBody {
     /// image ids of two members). A parsed value takes tens of bytes, so a 30 MB body of small
     /// numbers would cost hundreds of megabytes to parse; counted first, it costs nothing.
     public static let maximumValues = 10_000
-
-    /// Whether `document` holds more than `limit` values, counted as the separators and openings
-    /// outside strings (an upper bound of its values, less one), without parsing it.
-    static func holdsMoreValues(than limit: Int, _ document: [UInt8]) -> Bool {
-        document.withUnsafeBufferPointer { bytes in
-            var (count, inString, escaped) = (0, false, false)
-            for byte in bytes {
-                if inString {
-                    if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
-                    continue
-                }
-                switch byte {
-                case UInt8(ascii: "\""): inString = true
-                case UInt8(ascii: ","), UInt8(ascii: "["), UInt8(ascii: "{"):
-                    count += 1
-                    if count >= limit { return true }
-                default: break
-                }
-            }
-            return false
-        }
-    }
 
     /// A string member's UTF-8 bytes, without making a `String` of a long one: a slice of the
     /// body itself (a layer part's base64, say, is read in place).

@@ -17,6 +17,29 @@ public enum JSONGrammar {
     /// bound on the checker's own stack of open names.
     public static let maximumDepth = 512
 
+    /// Whether `document` holds more than `limit` values, counted as the separators and openings
+    /// outside strings (an upper bound of its values, less one), without parsing it: a parsed
+    /// value takes tens of bytes and some work, so a text of many small ones is refused first.
+    public static func holdsMoreValues(than limit: Int, _ document: [UInt8]) -> Bool {
+        document.withUnsafeBufferPointer { bytes in
+            var (count, inString, escaped) = (0, false, false)
+            for byte in bytes {
+                if inString {
+                    if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                    continue
+                }
+                switch byte {
+                case UInt8(ascii: "\""): inString = true
+                case UInt8(ascii: ","), UInt8(ascii: "["), UInt8(ascii: "{"):
+                    count += 1
+                    if count >= limit { return true }
+                default: break
+                }
+            }
+            return false
+        }
+    }
+
     /// Checks that `text` is exactly one JSON value (RFC 8259 §2), with whitespace around it.
     /// - Parameter refusingDuplicateNames: also refuses an object that names a member twice,
     ///   names compared after their escapes are read. RFC 8259 §4 leaves such an object to each

@@ -34,6 +34,17 @@ struct ManifestValidationTests {
         _ = try Self.put(manifest)
     }
 
+    /// Values are counted before any parse: a manifest of many small ones (its annotations, an
+    /// array under an unknown member) costs each parse its count, on shared threads.
+    @Test func aManifestOfMoreValuesThanTheBound_isRefusedAndOneWithinItIsTaken() throws {
+        func manifest(values: Int) -> String {
+            let filler = Array(repeating: "0", count: values).joined(separator: ",")
+            return #"{"schemaVersion":2,"mediaType":"\#(Self.image)","config":\#(Self.config),"layers":[],"x":[\#(filler)]}"#
+        }
+        #expect(throws: CommandError.self) { try Self.put(manifest(values: PutImage.maximumManifestValues)) }
+        _ = try Self.put(manifest(values: PutImage.maximumManifestValues - 100))
+    }
+
     @Test(arguments: [
         ("not an object", "[1]"),
         ("no schemaVersion", #"{"mediaType":"\#(image)","config":\#(config),"layers":[]}"#),

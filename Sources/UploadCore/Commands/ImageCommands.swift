@@ -11,6 +11,9 @@ import LogHashing
 /// request, so it belongs to validation.
 public struct PutImage: Sendable, Equatable {
     public static let maximumManifestBytes = 4_194_304
+    /// The most JSON values a pushed manifest may hold: an index of a thousand platforms, or an
+    /// image of hundreds of layers with their annotations, holds tens of thousands at most.
+    public static let maximumManifestValues = 100_000
 
     public let registryId: String?
     public let repositoryName: String
@@ -49,6 +52,11 @@ public struct PutImage: Sendable, Equatable {
         // manifests), on what is hashed, stored and sent.
         guard (1...Self.maximumManifestBytes).contains(bytes.count) else {
             throw CommandError(.invalidParameter, "1 validation error detected: 'imageManifest' must be 1 to \(Self.maximumManifestBytes) bytes; it is \(bytes.count).")
+        }
+        // Counted before any parse: a 4 MiB text of small numbers is millions of values, each
+        // parsed several times (here, by the projector, by referrers lists) on shared threads.
+        guard !JSONGrammar.holdsMoreValues(than: Self.maximumManifestValues, bytes) else {
+            throw CommandError(.invalidParameter, "1 validation error detected: 'imageManifest' holds more than \(Self.maximumManifestValues) JSON values.")
         }
         self.imageManifest = imageManifest
         self.imageTag = try Validation.imageTag(imageTag)
