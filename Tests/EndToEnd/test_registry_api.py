@@ -1109,6 +1109,25 @@ def test_referrers_whose_manifests_are_large_come_in_pages_of_a_few_mebibytes(re
     assert len(pages) == 3 and sum(pages, []) == sorted(made), pages
 
 
+def test_a_referrer_whose_annotations_escape_past_the_budget_is_listed_without_them(reg, repo):
+    """Escapes make annotations larger written than stored (DEL is `\\u007f`, six bytes): a page is
+    sized as written, and a descriptor that alone passes the budget is listed without its
+    annotations (its manifest holds them), so that no answer holds 25 MB for a slow reader."""
+    subject = push_image(reg, repo, "v1")
+    push_blob(reg, repo, b"{}")
+    # 800,000 DELs, raw in the manifest (JSON needs no escape for them): 4.8 MB written.
+    escaped = artifact(subject, artifactType=SBOM, annotations={"pad": "\x7f" * 800_000}).replace(b"\\u007f", b"\x7f")
+    assert len(escaped) < 1 << 20
+    plain = artifact(subject, artifactType=SBOM, annotations={"n": "1"})
+    for body in (escaped, plain):
+        push_manifest(reg, repo, sha256(body), body)
+    answer = reg("GET", f"/v2/{repo}/referrers/{sha256(subject)}")
+    assert answer.status_code == 200 and len(answer.content) < 4 << 20, len(answer.content)
+    entries = {e["digest"]: e for e in answer.json()["manifests"]}
+    assert set(entries) == {sha256(escaped), sha256(plain)}, "both listed, in one page"
+    assert "annotations" not in entries[sha256(escaped)] and entries[sha256(plain)]["annotations"] == {"n": "1"}
+
+
 def test_referrers_filtered_by_artifact_type_read_a_bounded_amount_per_page(reg, repo):
     """Referrers the filter leaves out are read too: a page ends, linked to the next, once it has
     read 16 MiB of manifests, however few it lists (an anonymous list could otherwise read a

@@ -137,7 +137,7 @@ extension RegistryFrontEnd {
             let listed = try service.read { try $0.referrers(of: digest, in: ref, after: last, limit: Self.referrersPageLimit + 1) }
             let referrers = Array(listed.prefix(Self.referrersPageLimit))
             var found: [JSONValue] = []
-            var bytes = 0  // the listed manifests' sizes: a bound on their descriptors'
+            var bytes = 0  // the listed descriptors', as written
             var read = 0  // every manifest's read, listed or filtered out
             var examined: String?
             for start in stride(from: 0, to: referrers.count, by: Self.referrersPageImages) {
@@ -155,14 +155,26 @@ extension RegistryFrontEnd {
                         let artifactType = facts.artifactType.flatMap { $0.isEmpty ? nil : $0 } ?? facts.configMediaType
                         if filter == nil || artifactType == filter {
                             let size = image.imageManifest.utf8.count
+                            func descriptor(annotated: Bool) -> JSONValue {
+                                .object(sorting: [
+                                    ("mediaType", .string(image.imageManifestMediaType)), ("digest", .string(image.imageDigest)),
+                                    ("size", .uint(UInt64(size))), ("artifactType", artifactType.map(JSONValue.string)),
+                                    ("annotations", !annotated || facts.annotations.isEmpty ? nil : .object(facts.annotations.map { ($0.key, JSONValue.string($0.value)) })),
+                                ])
+                            }
+                            // Sized as written: escapes make a manifest's annotations up to six
+                            // times their stored bytes (DEL as `\u007f`). One that alone passes the
+                            // budget is listed without them (its manifest holds them).
+                            var listed = descriptor(annotated: true)
+                            var written = listed.utf8.count
+                            if written > Self.referrersPageBytes {
+                                listed = descriptor(annotated: false)
+                                written = listed.utf8.count
+                            }
                             // The page ends before the answer passes its budget; the next starts here.
-                            if !found.isEmpty, bytes + size > Self.referrersPageBytes { return (found, examined) }
-                            bytes += size
-                            found.append(.object(sorting: [
-                                ("mediaType", .string(image.imageManifestMediaType)), ("digest", .string(image.imageDigest)),
-                                ("size", .uint(UInt64(size))), ("artifactType", artifactType.map(JSONValue.string)),
-                                ("annotations", facts.annotations.isEmpty ? nil : .object(facts.annotations.map { ($0.key, JSONValue.string($0.value)) })),
-                            ]))
+                            if !found.isEmpty, bytes + written > Self.referrersPageBytes { return (found, examined) }
+                            bytes += written
+                            found.append(listed)
                         }
                     }
                     examined = name
@@ -195,9 +207,10 @@ extension RegistryFrontEnd {
     static let referrersPageImages = 16
     /// The most referrers one answer lists, so that one request reads a bounded number of manifests.
     static let referrersPageLimit = 1000
-    /// The most manifest bytes one answer lists (its descriptors' annotations come from them), but
-    /// for its first, which may hold 4 MiB: past it the page ends, linked to the next, so that a
-    /// subject's many large referrers never make one answer of gigabytes.
+    /// The most bytes of descriptors one answer lists, as written (their annotations come from the
+    /// manifests): past it the page ends, linked to the next, so that a subject's many large
+    /// referrers never make one answer of gigabytes; a descriptor that alone passes it is listed
+    /// without its annotations, so that no answer holds much more while a slow reader takes it.
     static let referrersPageBytes = 4 << 20
     /// The most manifest bytes one answer parses, listed or not (an `artifactType` filter leaves
     /// some out): past it the page ends, linked to the next, however few it lists. (Manifests are
