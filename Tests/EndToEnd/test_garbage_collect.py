@@ -103,8 +103,12 @@ def empty_folder(tmp_path):
 
 
 def test_a_database_url_with_a_folder_of_an_lmdb_store_is_refused(empty_folder):
-    """The folder's blobs are its LMDB store's: a database's store would name none of them."""
+    """The folder's blobs are its LMDB store's: a database's store would name none of them (an
+    LMDB store with no events names nothing, and is no reason to refuse)."""
     data = empty_folder
+    made = subprocess.run([str(BIN / "upload-coordinator"), "create-repository", "--data-dir", data, "--repository-name", "gc/app"],
+                          capture_output=True, text=True, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=""))
+    assert made.returncode == 0, made.stderr
     out = subprocess.run([str(BIN / "upload-coordinator"), "garbage-collect", "--data-dir", data, "--database-url", "postgres://gc@127.0.0.1:1/none"],
                          capture_output=True, text=True, env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=""))
     assert out.returncode != 0 and "holds an LMDB store" in out.stderr, out.stdout + out.stderr
