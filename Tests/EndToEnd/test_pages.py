@@ -620,6 +620,40 @@ def test_the_live_audit_stream_ends_when_the_log_no_longer_holds_what_the_page_w
             assert first(session, base, sent, ("event: initiation", "event: changed"))[-1] == "event: changed", events
 
 
+def test_a_page_sent_no_event_yet_still_finds_its_history_gone():
+    """A page's stream URL carries the leaf its rows reached: a browser that was sent no event
+    (so no Last-Event-ID to send back) reconnecting to a log that was taken back is told `changed`."""
+    def page_stream(server):
+        session, base = requests.Session(), f"http://127.0.0.1:{server.port}"
+        form = {"accessKeyId": "test", "secretAccessKey": "test", "next": "/gallery/audit"}
+        assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
+        path = re.search(r'data-stream="([^"]+)"', session.get(base + "/gallery/audit").text).group(1).replace("&amp;", "&")
+        return session, base, path
+
+    def first(session, url, wanted):
+        with session.get(url, stream=True, timeout=10) as stream:
+            for line in stream.iter_lines(decode_unicode=True):
+                if line.startswith(wanted):
+                    return line
+
+    with serving() as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="stream/a")
+        for _ in range(3):
+            ecr.initiate_layer_upload(repositoryName="stream/a")
+        session, base, path = page_stream(server)
+        assert re.search(r"after=4&leaf=[0-9a-f]{64}&", path), path
+        ecr.initiate_layer_upload(repositoryName="stream/a")
+        assert first(session, base + path, ("event: initiation", "event: changed")) == "event: initiation", "the same history goes on"
+    with serving() as server:  # another history at position 4
+        ecr = client(server)
+        ecr.create_repository(repositoryName="stream/b")
+        for _ in range(5):
+            ecr.initiate_layer_upload(repositoryName="stream/b")
+        session, base, _ = page_stream(server)
+        assert first(session, base + path, ("event: initiation", "event: changed")) == "event: changed"
+
+
 def test_the_audit_trail_names_an_initiation_made_from_the_command_line():
     """The CLI writes to the store beside serve (two processes on one store): its initiations are
     named by the front end the log records, and filtered as such, not lumped with unknown clients."""
@@ -637,6 +671,8 @@ def test_the_audit_trail_names_an_initiation_made_from_the_command_line():
         listed, page = uploads(source="cli")
         assert listed == [upload_id] and "upload-coordinator (command line)" in page
         assert uploads(source="other")[0] == []
+        # Its principal is the command line's, not "anonymous" (which is --allow-anonymous's calls).
+        assert uploads(principal="command-line")[0] == [upload_id] and uploads(principal="anonymous")[0] == []
 
 
 def test_a_sign_out_that_cannot_be_recorded_keeps_the_session_to_sign_out_again():

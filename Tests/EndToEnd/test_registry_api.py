@@ -578,6 +578,18 @@ def test_mount_without_from_of_a_blob_the_server_holds_is_201(reg, repo, other_r
     assert reg("GET", f"/v2/{repo}/blobs/{digest}").content == data
 
 
+def test_a_refused_monolithic_push_after_a_failed_mount_makes_no_repository(open_server):
+    """A mount that does not land falls back to the request's monolithic push; bytes that are not
+    its digest are refused, and nothing is written: no repository made on push either."""
+    anonymous = Registry(open_server)
+    push_blob(anonymous, "mount/source", b"kept")
+    unknown = sha256(b"never pushed")
+    answer = anonymous("POST", "/v2/mount/refused-new/blobs/uploads/", params={"mount": unknown, "from": "mount/source", "digest": sha256(b"abc")},
+                       data=b"abd", headers={"Content-Type": "application/octet-stream"})
+    assert_error(answer, 400, "DIGEST_INVALID")
+    assert_error(anonymous("GET", "/v2/mount/refused-new/tags/list"), 404, "NAME_UNKNOWN")
+
+
 def test_mount_without_from_under_allow_anonymous_is_201(open_server):
     anonymous = Registry(open_server)
     data = os.urandom(400)

@@ -44,11 +44,15 @@ extension ECRPublicService {
             repository.isEmpty || marked == repository || marked == registryId + "/" + repository
         }
 
-        /// A principal as the table shows it (and so as an auditor types it back).
-        static func shown(principal: String?) -> String { principal ?? "anonymous" }
+        /// A call's principal as the table shows it (and so as an auditor types it back): its key,
+        /// else the command line's (run on the server's machine, with no key), else "anonymous"
+        /// (`serve --allow-anonymous`).
+        static func shownPrincipal(of metadata: RequestMetadata) -> String {
+            metadata.principal ?? (AuditSource(metadata) == .cli ? "command-line" : "anonymous")
+        }
 
         func matches(_ metadata: RequestMetadata) -> Bool {
-            (principal.isEmpty || Self.shown(principal: metadata.principal) == principal) && (source == .any || AuditSource(metadata) == source)
+            (principal.isEmpty || Self.shownPrincipal(of: metadata) == principal) && (source == .any || AuditSource(metadata) == source)
         }
 
         var query: String {
@@ -76,6 +80,7 @@ extension ECRPublicService {
         var rows: [[String: Any]] = []
         var marksRead = 0, decoded = 0
         var exhausted = false
+        var reflectedLeaf: String?
         let (size, root, reflected): (UInt64, String, UInt64) = try store.read { snapshot in
             // Once the page is full, the scan goes on (the cursor staying at its last row) for
             // one more match: an "Older" link is offered only when there is one, or when the scan
@@ -97,14 +102,20 @@ extension ECRPublicService {
             }
             exhausted = exhausted || ranOut
             let size = try snapshot.lastPosition()
-            return (size, Hex.encode(try snapshot.rootHash(size: size)), try snapshot.checkpoint())
+            let reflected = try snapshot.checkpoint()
+            // The leaf at the position the stream follows from: the stream checks that its log
+            // still holds it before it sends anything (a restore, a failover that lost commits).
+            if reflected > 0 {
+                reflectedLeaf = try snapshot.eventRecords(from: reflected, count: 1).first.map { Hex.encode(MerkleTree.leafHash(position: reflected, record: $0)) }
+            }
+            return (size, Hex.encode(try snapshot.rootHash(size: size)), reflected)
         }
         let olderPath = exhausted ? nil : cursor.map { "/gallery/audit?\(filter.query)&before=\($0.text)" }
         let scanNote = !exhausted && rows.count < Self.auditRowsShown
             ? "This page looked at \(marksRead) initiations (and read \(decoded)) for ones that match; Older initiations looks further." : nil
         // The page's rows are the projections' (at `reflected`), so the stream starts there:
         // an initiation committed to the log but not yet to them comes through the stream.
-        let streamPath: String? = following ? "/gallery/audit/stream?after=\(reflected)&" + filter.query : nil
+        let streamPath: String? = following ? "/gallery/audit/stream?after=\(reflected)&" + (reflectedLeaf.map { "leaf=\($0)&" } ?? "") + filter.query : nil
         return render("audit", title: "Audit trail", viewer: viewer.accessKeyId, script: "live.js", [
             "treeSize": size, "rootHash": root,
             "checkpoint": signed.map { ["size": $0.size, "origin": self.checkpoints?.identity.origin ?? ""] as [String: Any] } as Any,
@@ -133,7 +144,7 @@ extension ECRPublicService {
         }
         return [
             "position": envelope.position, "recordedAt": Self.shown(envelope.recordedAt), "repository": repository,
-            "principal": AuditFilter.shown(principal: envelope.metadata.principal), "source": AuditSource.describe(envelope.metadata), "uploadId": uploadId,
+            "principal": AuditFilter.shownPrincipal(of: envelope.metadata), "source": AuditSource.describe(envelope.metadata), "uploadId": uploadId,
         ]
     }
 
@@ -186,7 +197,7 @@ extension ECRPublicService {
                 : "Not verified: a check below failed. The log does not prove that it holds this event.",
             "checks": checks.map { ["outcome": $0.0.rawValue, "text": $0.0.label + $0.1] },
             "eventType": envelope?.event.type.name ?? "–", "recordedAt": envelope.map { Self.shown($0.recordedAt) } ?? "–", "repository": repository,
-            "principal": AuditFilter.shown(principal: metadata?.principal), "source": metadata.map(AuditSource.describe) ?? "–", "uploadId": uploadId as Any,
+            "principal": metadata.map(AuditFilter.shownPrincipal(of:)) ?? "–", "source": metadata.map(AuditSource.describe) ?? "–", "uploadId": uploadId as Any,
         ])
     }
 
@@ -246,9 +257,12 @@ extension ECRPublicService {
         // Opaque to the stream's spec: an id that does not parse (empty, ".") is ignored, never indexed into.
         let lastEventId = request.headers[HTTPField.Name("Last-Event-ID")!]?.split(separator: ".", maxSplits: 1)
         let resumed = lastEventId?.first.flatMap { UInt64($0) }
-        let after = max(try Self.query(request, "after") ?? 0, resumed ?? 0)
-        // The leaf the page was last sent, when it says.
+        let requestedAfter = try Self.query(request, "after") ?? 0
+        let after = max(requestedAfter, resumed ?? 0)
+        // The leaf the page was last sent, when it says; else the one its rows reached (its URL's,
+        // so that a page that was sent no event yet still finds its history gone).
         let resumedLeaf = lastEventId.flatMap { $0.count == 2 && resumed == after ? Hex.decode(String($0[1])) : nil }
+            ?? (after == requestedAfter ? request.uri.queryParameters["leaf"].flatMap { Hex.decode(String($0)) } : nil)
         let store = self.store, pageSession = self.pageSession, metrics = self.metrics
         let registryId = settings.defaultRegistryId
         var headers = Self.pageHeaders

@@ -81,14 +81,21 @@ extension RegistryFrontEnd {
         } else {
             return false
         }
-        try await createIfAllowed(ref, call)
-        do {
-            try await service.mountLayer(digest, into: ref, from: source, call.metadata())
-            return true
-        } catch let refusal as CommandError where refusal.code == .layersNotFound {
-            return false
-        } catch let refusal as CommandError where refusal.code == .repositoryNotFound && createsRepositoriesOnPush {
-            return false  // deleted since it was made or found: the session that follows makes it again
+        // The repository is made (under --create-repositories-on-push) only for a mount that
+        // lands: one that falls back to an upload leaves the making to that upload, which writes
+        // nothing when it is refused (a monolithic push's bytes that are not its digest).
+        var made = false
+        while true {
+            do {
+                try await service.mountLayer(digest, into: ref, from: source, call.metadata())
+                return true
+            } catch let refusal as CommandError where refusal.code == .layersNotFound {
+                return false
+            } catch let refusal as CommandError where refusal.code == .repositoryNotFound && createsRepositoriesOnPush {
+                guard !made else { return false }  // deleted since it was made: the session that follows makes it again
+                try await createIfAllowed(ref, call)
+                made = true
+            }
         }
     }
 
