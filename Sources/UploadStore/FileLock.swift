@@ -53,8 +53,7 @@ public final class FileLock: @unchecked Sendable {
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0, geteuid() == 0 else { return descriptor }
         var folder = stat()
-        let parent = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        if stat(parent.isEmpty ? "/" : parent, &folder) == 0, folder.st_uid != 0 { _ = fchown(descriptor, folder.st_uid, folder.st_gid) }
+        if stat(PathNames.folder(of: path), &folder) == 0, folder.st_uid != 0 { _ = fchown(descriptor, folder.st_uid, folder.st_gid) }
         return descriptor
     }
 
