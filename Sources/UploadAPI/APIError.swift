@@ -61,6 +61,8 @@ struct APIError: Error {
             return APIError(type: CommandError.Code.limitExceeded.rawValue, message: tooLarge.description, status: .badRequest)
         case is RequestBodyEnded:
             return .serialization("The request body ended before all of it arrived")
+        case let spent as AnswerBudgetSpent:
+            return APIError(type: "ThrottlingException", message: spent.description, status: .badRequest)
         case is CancellationError:
             // The request's task was cancelled, as every one is when the server stops: a retry
             // (to another node, or once it is back) is what the client should do.

@@ -38,7 +38,7 @@ public struct ConnectionLimits: Sendable {
 }
 
 /// A count shared by all connections that may not pass `limit`: open connections
-/// (``ConnectionLimits/maximumConnections``), and the bytes all connections have spooled (in ``SpoolBudget``).
+/// (``ConnectionLimits/maximumConnections``), and the bytes all connections hold (in ``ByteBudget``).
 public final class CappedCount: Sendable {
     public let limit: Int
     private let used = Atomic<Int>(0)
@@ -51,6 +51,9 @@ public final class CappedCount: Sendable {
         used.wrappingSubtract(amount, ordering: .relaxed)
         return false
     }
+
+    /// Counts `amount` more, past the limit too.
+    func add(_ amount: Int) { used.wrappingAdd(amount, ordering: .relaxed) }
 
     func give(_ amount: Int) { used.wrappingSubtract(amount, ordering: .relaxed) }
 
@@ -159,7 +162,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let connections: CappedCount
     private let connectionsByAddress: ConnectionsByAddress
     /// What this connection is counted under in `connectionsByAddress`, once admitted.
-    private var addressKey: [UInt8]?
+    fileprivate private(set) var addressKey: [UInt8]?
+    /// Answers held for clients (``AnswerHolding``): the bytes queued for this connection count in it.
+    fileprivate let answers: ByteBudget?
     private let logger: Logger
     private let metrics: ServiceMetrics
     /// Whether why the server ends this connection has been counted (``ends(_:)``).
@@ -212,8 +217,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     static let tcpNotSentLowWatermark: Int32 = 25
     static let unsentBytesLimit = 128 * 1024
 
-    init(limits: ConnectionLimits, connections: CappedCount, connectionsByAddress: ConnectionsByAddress, logger: Logger, metrics: ServiceMetrics) {
+    init(
+        limits: ConnectionLimits, connections: CappedCount, connectionsByAddress: ConnectionsByAddress, answers: ByteBudget?, logger: Logger,
+        metrics: ServiceMetrics
+    ) {
         self.limits = limits
+        self.answers = answers
         self.connections = connections
         self.connectionsByAddress = connectionsByAddress
         self.logger = logger
@@ -448,8 +457,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     final class RawTraffic: ChannelDuplexHandler, RemovableChannelHandler {
         typealias InboundIn = ByteBuffer
         typealias InboundOut = ByteBuffer
-        typealias OutboundIn = ByteBuffer
-        typealias OutboundOut = ByteBuffer
+        typealias OutboundIn = IOData
+        typealias OutboundOut = IOData
 
         private let guardian: ConnectionGuard
 
@@ -470,9 +479,15 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             let completion = promise ?? context.eventLoop.makePromise()
             guardian.writeStarted(at: .now())
+            // Bytes queued for the client are held until the socket takes them (or the write fails
+            // with its connection): counted with the answers held (``AnswerHolding``), by the
+            // address they were counted under when queued.
+            let queued = unwrapOutboundIn(data).readableBytes, address = guardian.addressKey
+            guardian.answers?.add(queued, from: address)
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             completion.futureResult.whenComplete { _ in
                 let (traffic, context) = loopBound.value
+                traffic.guardian.answers?.give(queued, from: address)
                 traffic.guardian.writeEnded(at: .now())
                 if traffic.guardian.pendingWrites == 0, let held = traffic.closeWhenWritten {
                     traffic.closeWhenWritten = nil
@@ -509,13 +524,18 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with every connection held to `limits`; `metrics` counts the connections open and
-    /// those the server ended itself, by reason.
-    public static func guardedHTTP1(limits: ConnectionLimits, logger: Logger, metrics: ServiceMetrics = ServiceMetrics()) -> HTTPServerBuilder {
+    /// those the server ended itself, by reason. The bytes queued for each connection count in
+    /// `answers`: the budget ``ECRPublicService`` holds its answers in.
+    public static func guardedHTTP1(
+        limits: ConnectionLimits, answers: ByteBudget? = nil, logger: Logger, metrics: ServiceMetrics = ServiceMetrics()
+    ) -> HTTPServerBuilder {
         let connections = CappedCount(limit: limits.maximumConnections)
         metrics.watchOpenConnections(connections)
+        if let answers { metrics.watchAnswersHeld(answers) }
         let byAddress = ConnectionsByAddress(limit: limits.maximumConnectionsPerAddress)
         return .http1(configuration: .init(additionalChannelHandlers: [
-            ConnectionGuard(limits: limits, connections: connections, connectionsByAddress: byAddress, logger: logger, metrics: metrics),
+            ConnectionGuard(
+                limits: limits, connections: connections, connectionsByAddress: byAddress, answers: answers, logger: logger, metrics: metrics),
         ]))
     }
 }

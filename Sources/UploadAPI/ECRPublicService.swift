@@ -51,6 +51,17 @@ public final class ECRPublicService: Sendable {
         "DeleteRepositoryPolicy": { try await $0.deleteRepositoryPolicy($1, $2) },
     ]
 
+    /// The longest a request body not yet authenticated may take to arrive, by default
+    /// (`--max-unsigned-body-seconds`; ``SpooledBody/defaultLongestArrival`` says why).
+    public static let defaultLongestUnsignedArrival = SpooledBody.defaultLongestArrival
+
+    /// The operations that write nothing: an answer of theirs the budget of answers held for slow
+    /// readers cannot take is refused (``AnswerHolding``). Any other's is sent all the same.
+    static let reads: Set<String> = [
+        "DescribeRepositories", "DescribeRegistries", "GetAuthorizationToken", "BatchCheckLayerAvailability", "DescribeImages",
+        "DescribeImageTags", "GetRepositoryCatalogData", "GetRegistryCatalogData", "ListTagsForResource", "GetRepositoryPolicy",
+    ]
+
     /// The operations whose first attempt can change what authorised it (the repository and its
     /// policy gone, another policy set), with the refusal their caller now meets: a denied call of
     /// one, carrying an invocation id, still goes to the writer, which answers it only as the exact
@@ -72,7 +83,9 @@ public final class ECRPublicService: Sendable {
     let authentication: Authentication
     /// Where bodies of requests not yet authenticated go past ``SpooledBody/memoryLimit``.
     let spoolDirectory: String
-    let spoolBudget: SpoolBudget
+    let spoolBudget: ByteBudget
+    /// Answers held in memory for slow readers (``AnswerHolding``).
+    let answerBudget: ByteBudget
     /// The longest a body not yet authenticated may take to arrive (``SpooledBody``).
     let longestUnsignedArrival: Duration
     /// The registry front end (the OCI distribution API) on the same address, and the authority
@@ -98,8 +111,8 @@ public final class ECRPublicService: Sendable {
 
     public init(
         service: UploadService, logger: Logger, metrics: ServiceMetrics = ServiceMetrics(),
-        authentication: Authentication = .anonymous, spoolBudget: SpoolBudget = SpoolBudget(limit: SpoolBudget.defaultSpoolBytes),
-        longestUnsignedArrival: Duration = SpoolBudget.defaultLongestArrival,
+        authentication: Authentication = .anonymous, spoolBudget: ByteBudget = .spool(),
+        answerBudget: ByteBudget = .answers(), longestUnsignedArrival: Duration = defaultLongestUnsignedArrival,
         registry: RegistryFrontEnd? = nil, checkpoints: CheckpointSigner? = nil, endpoint: PublicEndpoint = PublicEndpoint()
     ) {
         self.endpoint = endpoint
@@ -114,6 +127,7 @@ public final class ECRPublicService: Sendable {
         metrics.startRequestCounts(operations: Self.operations.keys, endpoints: RegistryFrontEnd.Route.Endpoint.allCases.map(\.rawValue))
         self.authentication = authentication
         self.spoolBudget = spoolBudget
+        self.answerBudget = answerBudget
         self.longestUnsignedArrival = longestUnsignedArrival
         self.checkpoints = checkpoints
         pageSession = PageSession(
@@ -170,6 +184,7 @@ public final class ECRPublicService: Sendable {
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: RequestLog())
         router.add(middleware: NoSniff())
+        router.add(middleware: AnswerHolding.Middleware(budget: answerBudget))
         router.add(middleware: InterimContinue.Middleware())
         if case .anonymous = authentication {
             let publicURLHost = registry.publicURL.flatMap { URL(string: $0)?.host.map(LoopbackHostGuard<APIRequestContext>.withoutBrackets) }
@@ -223,9 +238,11 @@ public final class ECRPublicService: Sendable {
                 principal: principal, invocationId: invocationId,
                 requestDigest: invocationId.map { _ in Self.requestDigest(operation: name, body: bytes) })
             let result = try await operation(self, body, metadata)
+            let response = Self.response(.ok, result, requestId: requestId)
+            if Self.reads.contains(name) { try AnswerHolding.checkHeld() }  // a write's answer is always sent
             metrics.countRequest(operation: name, outcome: "ok")
             context.logger.debug("answered", metadata: Self.logMetadata(requestId, name, "ok", uploadId: (try? body.string("uploadId")) ?? nil))
-            return Self.response(.ok, result, requestId: requestId)
+            return response
         } catch {
             let api = APIError.from(error)
             metrics.countRequest(operation: operationLabel, outcome: api.type)
@@ -285,7 +302,9 @@ public final class ECRPublicService: Sendable {
     func authenticated(_ request: Request, _ context: APIRequestContext, _ answer: () async throws -> Response) async -> Response {
         do {
             try registry.authority.access.checkRegistryWide(try principal(of: request, context: context), action: "ReadFeeds")
-            return try await answer()
+            let response = try await answer()
+            try AnswerHolding.checkHeld()
+            return response
         } catch {
             let api = APIError.from(error), requestId = RandomUUIDs.next()
             if api.status == .internalServerError, let heldBack = LogLimiter.requestFailures.admit() {
@@ -317,20 +336,28 @@ public final class ECRPublicService: Sendable {
     /// a client reads, so a reader must take one piece per idle timeout, whatever the answer's size.
     static let pieceBytes = 16 * 1024
 
-    /// `buffer` as a body written in pieces of ``pieceBytes``.
+    /// `buffer` as a body written in pieces of ``pieceBytes``, its bytes counted as held in the
+    /// request's ``AnswerHolding`` for as long as the body lives (one piece or less is not: it is
+    /// handed to the connection at once).
     static func piecewise(_ buffer: ByteBuffer) -> ResponseBody {
         guard buffer.readableBytes > pieceBytes else { return ResponseBody(byteBuffer: buffer) }
+        let held = AnswerHolding.current?.hold(buffer.readableBytes)
         return ResponseBody(contentLength: buffer.readableBytes) { writer in
             try await write(buffer, to: &writer)
             try await writer.finish(nil)
+            withExtendedLifetime(held) {}  // captured: given back when the body goes, written or not
         }
     }
 
     /// Writes `buffer` in pieces of at most ``pieceBytes``, each when the connection takes it.
+    /// Each piece is a copy: a slice would keep the whole buffer alive until its last piece is
+    /// written, and the connection may queue every piece before it sends the first (NIO's
+    /// backpressure reaches the writer a moment late), so that what is queued, which the guard
+    /// counts (``AnswerHolding``), would be less than what is held.
     static func write(_ buffer: ByteBuffer, to writer: inout any ResponseBodyWriter) async throws {
         var buffer = buffer
         while let piece = buffer.readSlice(length: min(pieceBytes, buffer.readableBytes)), piece.readableBytes > 0 {
-            try await writer.write(piece)
+            try await writer.write(ByteBuffer(bytes: piece.readableBytesView))
         }
     }
 }

@@ -9,6 +9,7 @@ enum MetricCatalogue {
         "upload_coordinator_registry_request_seconds": "Registry requests' time from head to the answer's head (a blob's bytes follow), by endpoint.",
         // Connections.
         "upload_coordinator_connections_open": "Connections open now.",
+        "upload_coordinator_answer_bytes_held": "Bytes of answers held in memory until their clients read them (past --max-answer-bytes, reads' large answers are refused).",
         "upload_coordinator_connections_closed_total": "Connections the server ended or refused itself, by reason (slow or stalled clients, caps reached).",
         // Streams.
         "upload_feed_streams_open": "Live event streams (/events/stream) open now.",

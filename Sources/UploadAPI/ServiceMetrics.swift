@@ -48,6 +48,7 @@ public struct ServiceMetrics: Sendable {
     /// The connections open, counted by the connection guard (``CappedCount``): read at scrape
     /// time into `upload_coordinator_connections_open`.
     let openConnections = Locked<CappedCount?>(nil)
+    let answersHeld = Locked<ByteBudget?>(nil)
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -125,6 +126,9 @@ public struct ServiceMetrics: Sendable {
         }
     }
 
+    /// Reports the bytes of answers held for clients (``AnswerHolding``) at each scrape.
+    func watchAnswersHeld(_ answers: ByteBudget) { answersHeld.withLock { $0 = answers } }
+
     /// Counts a stream opened (`by` 1) or ended (-1).
     func countStream(_ stream: Stream, by change: Int) {
         openStreams.withLock { counts in
@@ -188,6 +192,9 @@ extension ECRPublicService {
         if let connections = metrics.openConnections.withLock({ $0 }) {
             Gauge(label: "upload_coordinator_connections_open", factory: metrics.factory).record(Double(connections.current))
         }
+        if let answers = metrics.answersHeld.withLock({ $0 }) {
+            Gauge(label: "upload_coordinator_answer_bytes_held", factory: metrics.factory).record(Double(answers.held))
+        }
         // A full read queue is the moment's: it sets the gauge, and is not logged.
         let unreadable = failure.map { ($0 as? StoreError)?.code != .overloaded } ?? false
         if metrics.statisticsFailing.withLock({ failing in defer { failing = unreadable }; return failing != unreadable }) {
@@ -199,7 +206,7 @@ extension ECRPublicService {
         }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-            body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+            body: Self.piecewise(ByteBuffer(bytes: metrics.registry.emitToBuffer())))
     }
 }
 

@@ -3,7 +3,6 @@ import Foundation
 import LogHashing
 import Hummingbird
 import NIOCore
-import Synchronization
 
 /// A request body read before its signature can be checked.
 ///
@@ -11,7 +10,7 @@ import Synchronization
 /// checked only once the whole body has been read. Until then the sender is not trusted: the first
 /// ``memoryLimit`` bytes stay in memory and the rest go, ``memoryLimit`` at a time, to an unnamed
 /// temporary file (created and unlinked at once, so it disappears with its descriptor on refusal,
-/// on success and on a crash), within a ``SpoolBudget`` shared by all connections. The hash is
+/// on success and on a crash), within a ``ByteBudget`` shared by all connections (``ByteBudget/spool(limit:limitPerAddress:)``). The hash is
 /// computed as the bytes arrive. Memory per connection stays under twice ``memoryLimit`` plus
 /// NIO's read buffers, whatever the body's size, until the signature holds.
 struct SpooledBody: ~Copyable {
@@ -19,7 +18,7 @@ struct SpooledBody: ~Copyable {
 
     private let head: [UInt8]
     private let file: Int32
-    private let budget: SpoolBudget
+    private let budget: ByteBudget
     /// The sender's address as the budget counts it (``ConnectionsByAddress/key(of:)``).
     private let address: [UInt8]?
     /// Bytes in the file, counted against the budget until this body goes.
@@ -35,7 +34,7 @@ struct SpooledBody: ~Copyable {
     ///   the file's first write and before each mebibyte after it. The spool shares the disk with
     ///   the log, and its budget alone (4 GiB by default) could take the whole reserve kept for it.
     init(
-        reading body: ClientBody, limit: Int, spoolDirectory: String, budget: SpoolBudget, from address: [UInt8]? = nil,
+        reading body: ClientBody, limit: Int, spoolDirectory: String, budget: ByteBudget, from address: [UInt8]? = nil,
         longestArrival: Duration, ensureRoom: (Int) throws -> Void = { _ in }
     ) async throws {
         let deadline = ContinuousClock.now + longestArrival
@@ -150,65 +149,24 @@ struct SpooledBody: ~Copyable {
     }
 }
 
-/// The bytes of request bodies spooled at once (``SpooledBody``): disk is finite too. Counted for
-/// all connections together, and for those of each client address (``ConnectionsByAddress/key(of:)``:
-/// an IPv6 client's /64), so that one client, holding many connections' bodies unfinished, cannot
-/// spend the budget every other client's large calls need.
-public final class SpoolBudget: Sendable {
-    public let limit: Int
-    /// The most one client address may have spooled at once.
-    public let limitPerAddress: Int
-    private let total: CappedCount
-    private let byAddress = Mutex<[[UInt8]: Int]>([:])
-
-    /// - Parameter limitPerAddress: at most `limit`; by default ``defaultShare(of:)``.
-    public init(limit: Int, limitPerAddress: Int? = nil) {
-        self.limit = limit
-        self.limitPerAddress = min(limitPerAddress ?? Self.defaultShare(of: limit), limit)
-        total = CappedCount(limit: limit)
-    }
-
-    /// An eighth of the budget (eight clients spooling as much as they may are needed to spend
-    /// it), and never less than one largest body (30 MB, a 20 MiB part in base64), which a smaller
-    /// share would refuse from every address, on an idle server too; at most the budget.
-    public static func defaultShare(of limit: Int) -> Int { min(limit, max(limit / 8, APIRequestContext.largestBody)) }
-
-    /// Counts `amount` more spooled for a client at `address` (`nil`: not from an IP address).
-    /// - Returns: `false`, counting nothing, when that would pass its share or the whole budget.
-    func take(_ amount: Int, from address: [UInt8]? = nil) -> Bool {
-        if let address {
-            let granted = byAddress.withLock { held in
-                let now = held[address, default: 0]
-                guard now + amount <= limitPerAddress else { return false }
-                held[address] = now + amount
-                return true
-            }
-            guard granted else { return false }
-        }
-        if total.take(amount) { return true }
-        if let address { giveBack(amount, from: address) }
-        return false
-    }
-
-    func give(_ amount: Int, from address: [UInt8]? = nil) {
-        total.give(amount)
-        if let address { giveBack(amount, from: address) }
-    }
-
-    private func giveBack(_ amount: Int, from address: [UInt8]) {
-        byAddress.withLock { held in
-            let now = held[address, default: 0] - amount
-            held[address] = now > 0 ? now : nil
-        }
-    }
-
+extension ByteBudget {
+    /// The bytes all connections may have spooled at once, by default (`--max-spooled-bytes`).
     public static let defaultSpoolBytes = 4 << 30
 
+    /// A budget of bytes spooled (``SpooledBody``): each client address's share never less than
+    /// the largest body (30 MB, a 20 MiB part in base64), which a smaller share would refuse from
+    /// every address.
+    public static func spool(limit: Int = defaultSpoolBytes, limitPerAddress: Int? = nil) -> ByteBudget {
+        ByteBudget(limit: limit, limitPerAddress: limitPerAddress, smallestShare: APIRequestContext.largestBody)
+    }
+}
+
+extension SpooledBody {
     /// The longest a body not yet authenticated may take to arrive, by default: the largest body
     /// (30 MB, a 20 MiB part in base64) at 50 KB/s. A sender that knows only an access key id (ids
     /// are not secret: the log records them) could otherwise hold its share of the budget for
     /// hours, trickling at the lowest rate the connection guard allows.
-    public static let defaultLongestArrival = Duration.seconds(600)
+    static let defaultLongestArrival = Duration.seconds(600)
 }
 
 struct SpoolError: Error, CustomStringConvertible {

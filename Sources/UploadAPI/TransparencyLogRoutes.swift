@@ -144,6 +144,9 @@ extension ECRPublicService {
     /// client takes a 400 as final).
     func openAnswer(_ answer: () async throws -> Response) async -> Response {
         // (Its failures' log lines are limited: ``openFailures``.)
+        // Their answers are counted with those held for readers (``AnswerHolding``), never refused
+        // for it: a tile or a proof is at most 8 KiB, and /metrics must answer while the budget is
+        // spent, to show it.
         do {
             return try await answer()
         } catch let busy as StoreError where busy.code == .overloaded {

@@ -66,11 +66,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The most connections open at once from one client address (an IPv6 client's /64); more are closed as they are accepted. Behind a proxy, which is one address, give it --max-connections.")
     var maxConnectionsPerAddress = 128
     @Option(help: "The most bytes of request bodies not yet authenticated spooled to DATA/spool at once (ThrottlingException beyond).")
-    var maxSpooledBytes = SpoolBudget.defaultSpoolBytes
+    var maxSpooledBytes = ByteBudget.defaultSpoolBytes
     @Option(help: "The most bytes of those bodies one client address (an IPv6 client's /64) may have spooled at once (ThrottlingException beyond); by default an eighth of --max-spooled-bytes, and at least the largest body (30000000), at most the whole. Behind a proxy, which is one address, give it --max-spooled-bytes.")
     var maxSpooledBytesPerAddress: Int?
     @Option(help: "The longest, in seconds, a request body not yet authenticated may take to arrive (408 beyond).")
-    var maxUnsignedBodySeconds: Int64 = SpoolBudget.defaultLongestArrival.components.seconds
+    var maxUnsignedBodySeconds: Int64 = ECRPublicService.defaultLongestUnsignedArrival.components.seconds
+    @Option(help: "The most bytes of answers held in memory at once until their clients read them (a manifest, a listing, a page); past it a read is answered ThrottlingException, the registry's 429 TOOMANYREQUESTS, or 503. At least 33554432.")
+    var maxAnswerBytes = ByteBudget.defaultAnswerBytes
+    @Option(help: "The most bytes of those answers one client address (an IPv6 client's /64) may have held at once; by default an eighth of --max-answer-bytes, and at least 33554432, at most the whole. Behind a proxy, which is one address, give it --max-answer-bytes.")
+    var maxAnswerBytesPerAddress: Int?
     @Option(help: "Free disk space, in bytes, that layer bytes never take, so that the log can still grow when pushers have filled the rest (LimitExceededException, or the registry's TOOMANYREQUESTS, beyond); 0 keeps none.")
     var reservedDiskBytes: UInt64 = 1 << 30
     @Option(help: "The most bytes one layer upload may hold, through either API (LimitExceededException, or the registry's 413 SIZE_INVALID, beyond). The default is ECR Public's quota, 10,000 MiB.")
@@ -103,6 +107,11 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-connections-per-address must be 1 to 1000000; got \(maxConnectionsPerAddress).")
         }
         guard (1...10_000_000).contains(maxQueuedCommands) else { throw ValidationError("--max-queued-commands must be 1 to 10000000; got \(maxQueuedCommands).") }
+        let smallestAnswers = ByteBudget.smallestAnswerBudget
+        guard maxAnswerBytes >= smallestAnswers else { throw ValidationError("--max-answer-bytes must be at least \(smallestAnswers); got \(maxAnswerBytes).") }
+        if let maxAnswerBytesPerAddress, !(smallestAnswers...maxAnswerBytes).contains(maxAnswerBytesPerAddress) {
+            throw ValidationError("--max-answer-bytes-per-address must be \(smallestAnswers) to --max-answer-bytes (\(maxAnswerBytes)); got \(maxAnswerBytesPerAddress).")
+        }
         guard maxSpooledBytes >= 0 else { throw ValidationError("--max-spooled-bytes must not be negative.") }
         if let maxSpooledBytesPerAddress, !(0...maxSpooledBytes).contains(maxSpooledBytesPerAddress) {
             throw ValidationError("--max-spooled-bytes-per-address must be 0 to --max-spooled-bytes (\(maxSpooledBytes)); got \(maxSpooledBytesPerAddress).")
@@ -233,16 +242,19 @@ struct ServeCommand: AsyncParsableCommand {
             logger.warning("listening on every address without --public-endpoint: each repositoryUri names \(host), which clients cannot push to")
         }
         let listenHost = host
+        let answers = ByteBudget.answers(limit: maxAnswerBytes, limitPerAddress: maxAnswerBytesPerAddress)
         let api = ECRPublicService(
             service: service, logger: logger, metrics: metrics, authentication: authentication,
-            spoolBudget: SpoolBudget(limit: maxSpooledBytes, limitPerAddress: maxSpooledBytesPerAddress), longestUnsignedArrival: .seconds(maxUnsignedBodySeconds),
+            spoolBudget: .spool(limit: maxSpooledBytes, limitPerAddress: maxSpooledBytesPerAddress),
+            answerBudget: answers,
+            longestUnsignedArrival: .seconds(maxUnsignedBodySeconds),
             registry: registryFrontEnd, checkpoints: checkpoints, endpoint: endpoint)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
         FileDescriptorLimit.raise(toHold: maxConnections, logger: logger)
         let app = Application(
             router: api.router(noopRoute: benchmarkNoopRoute),
-            server: .guardedHTTP1(limits: connectionLimits, logger: logger, metrics: metrics),
+            server: .guardedHTTP1(limits: connectionLimits, answers: answers, logger: logger, metrics: metrics),
             configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0

@@ -1766,3 +1766,99 @@ def test_a_steady_slow_reader_gets_a_whole_answer_longer_than_the_idle_timeout()
                 received += chunk
         assert time.monotonic() - started > 2, "the reading took longer than the idle timeout"
         assert received.split(b"\r\n\r\n", 1)[1] == body, f"cut off after {len(received)} bytes"
+
+
+def request_from(source, server, method, path, body=b"", headers=()):
+    """One HTTP/1.1 request over a connection from the loopback address `source` (the server counts
+    answers held per client address): (status, headers as a lower-cased dict, body)."""
+    host, port = server.endpoint.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30, source_address=(source, 0)) as sock:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+        sock.sendall((head + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n").encode() + body)
+        received = b""
+        while chunk := sock.recv(1 << 20):
+            received += chunk
+    head, _, content = received.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}, content
+
+
+def test_answers_held_for_readers_that_do_not_read_are_bounded_per_address_and_in_all():
+    """A large answer is held in memory until its client reads it. Clients that do not read may hold
+    their address's share of --max-answer-bytes, and all of them the whole: past either, a read is
+    answered 429 TOOMANYREQUESTS and its answer dropped, while other addresses are served; and what
+    a reader that goes held is given back. (Each endpoint's own 'try again', and writes' answers
+    sent all the same: AnswerBudgetTests.)"""
+    share, whole = 32 << 20, 48 << 20
+    with serving("--allow-anonymous", "--create-repositories-on-push",
+                 "--max-answer-bytes", str(whole), "--max-answer-bytes-per-address", str(share)) as server:
+        reg = Registry(server)
+        config = push_config(reg, "held/answers")
+        body = image_manifest(config, [], annotations={"pad": "x" * 3_500_000})
+        push_manifest(reg, "held/answers", "big", body)
+        path = "/v2/held/answers/manifests/big"
+        accept = [("Accept", OCI_MANIFEST)]
+        host, port = server.endpoint.split("//")[1].split(":")
+        hogs = []
+
+        def hog(source):
+            """A client at `source` that asks for the manifest and reads no more than its answer's
+            head: the socket, or the refusal's status."""
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.bind((source, 0))
+            sock.connect((host, int(port)))
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: {OCI_MANIFEST}\r\n\r\n".encode())
+            sock.settimeout(30)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(1)
+            status = int(head.split()[1])
+            if status != 200:
+                sock.close()
+                return status
+            hogs.append(sock)
+            time.sleep(0.2)  # its answer queued as far as the connection takes it
+            return status
+
+        def hogs_until_refused(source):
+            """How many answers `source` is given before one is refused (429, as the registry's try again)."""
+            for given in range(40):
+                if (status := hog(source)) != 200:
+                    assert status == 429, status
+                    return given
+            raise AssertionError("never refused")
+
+        # Each counts its answer, and the copies of its pieces queued for the socket (some while the
+        # answer is held whole), so an address is given between half its share and its share.
+        fit = share // len(body)
+        try:
+            given = hogs_until_refused("127.0.0.2")
+            assert fit // 2 <= given <= fit + 1, given  # +1: what the kernel took of each is not held
+            status, headers, content = request_from("127.0.0.2", server, "GET", path, headers=accept)
+            assert status == 429 and headers.get("retry-after") == "1", (status, content[:300])
+            assert json.loads(content)["errors"][0]["code"] == "TOOMANYREQUESTS"
+            # Another address is served, whole.
+            status, _, content = request_from("127.0.0.1", server, "GET", path, headers=accept)
+            assert status == 200 and content == body
+
+            # The whole budget: a second address is refused before its share, and then any other.
+            assert hogs_until_refused("127.0.0.3") < given - 1, "the whole budget binds before this address's share"
+            assert hog("127.0.0.4") == 429
+            assert whole - 2 * len(body) < answer_bytes_held(server) <= whole + len(body), "the gauge shows what is held"
+        finally:
+            for sock in hogs:
+                sock.close()
+        # Given back once the readers go (the server sees it at its next write).
+        deadline = time.monotonic() + 20
+        while (status := request_from("127.0.0.2", server, "GET", path, headers=accept)[0]) != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 200, "a reader that went no longer holds its answer"
+        assert answer_bytes_held(server) < 1 << 20
+
+
+def answer_bytes_held(server):
+    """`upload_coordinator_answer_bytes_held` from /metrics."""
+    text = requests.get(server.endpoint + "/metrics", timeout=30).text
+    return float(re.search(r"^upload_coordinator_answer_bytes_held (\S+)$", text, re.M).group(1))

@@ -13,7 +13,7 @@ struct SpooledBodyTests {
     @Test func aBodyTheDiskHasNoRoomFor_isRefused_beforeItsFirstSpooledByte_andGivesItsBudgetBack() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let budget = SpoolBudget(limit: 8 << 20)
+        let budget = ByteBudget.spool(limit: 8 << 20)
         let body = ClientBody(base: RequestBody(buffer: ByteBuffer(repeating: 1, count: 3 << 20)))
         var asked: [Int] = []
         await #expect(throws: DiskFull.self) {
@@ -36,7 +36,7 @@ struct SpooledBodyTests {
         var asked: [Int] = []
         let spooled = try await SpooledBody(
             reading: ClientBody(base: RequestBody(asyncSequence: stream)), limit: 30_000_000, spoolDirectory: dir.path,
-            budget: SpoolBudget(limit: 8 << 20), longestArrival: .seconds(60), ensureRoom: { asked.append($0) })
+            budget: ByteBudget.spool(limit: 8 << 20), longestArrival: .seconds(60), ensureRoom: { asked.append($0) })
         #expect(spooled.count == 3 << 20)
         #expect(try spooled.bytes() == [UInt8](repeating: 2, count: 3 << 20))
         #expect(asked == [1 << 20, 1 << 20, 1 << 20], "the first 64 KiB stay in memory; the rest is asked for a mebibyte at a time")
@@ -47,7 +47,7 @@ struct SpooledBodyTests {
     @Test func oneAddress_spoolsAtMostItsShare_andAnotherAddressStillFits() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let budget = SpoolBudget(limit: 8 << 20, limitPerAddress: 2 << 20)
+        let budget = ByteBudget.spool(limit: 8 << 20, limitPerAddress: 2 << 20)
         let first: [UInt8] = [127, 0, 0, 1], second: [UInt8] = [127, 0, 0, 2]
         func spool(_ bytes: Int, from address: [UInt8]) async throws -> SpooledBody {
             try await SpooledBody(
@@ -63,10 +63,10 @@ struct SpooledBodyTests {
         _ = consume held
         let again = try await spool(1 << 20, from: first)
         #expect(again.count == 1 << 20, "the share given back is the address's own again")
-        #expect(SpoolBudget(limit: 4 << 30).limitPerAddress == 512 << 20, "an eighth of the budget by default")
-        #expect(SpoolBudget(limit: 64 << 20).limitPerAddress == APIRequestContext.largestBody, "never less than the largest body")
-        #expect(SpoolBudget(limit: 1 << 20).limitPerAddress == 1 << 20, "nor more than the budget")
-        #expect(SpoolBudget(limit: 1 << 20, limitPerAddress: 2 << 20).limitPerAddress == 1 << 20, "never more than the budget")
+        #expect(ByteBudget.spool(limit: 4 << 30).limitPerAddress == 512 << 20, "an eighth of the budget by default")
+        #expect(ByteBudget.spool(limit: 64 << 20).limitPerAddress == APIRequestContext.largestBody, "never less than the largest body")
+        #expect(ByteBudget.spool(limit: 1 << 20).limitPerAddress == 1 << 20, "nor more than the budget")
+        #expect(ByteBudget.spool(limit: 1 << 20, limitPerAddress: 2 << 20).limitPerAddress == 1 << 20, "never more than the budget")
     }
 
     /// A body refused because the whole budget is spent, though its address's share is not, gives
@@ -74,7 +74,7 @@ struct SpooledBodyTests {
     @Test func aBodyTheWholeBudgetRefuses_givesItsAddressShareBack() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let budget = SpoolBudget(limit: 2 << 20, limitPerAddress: 2 << 20)
+        let budget = ByteBudget.spool(limit: 2 << 20, limitPerAddress: 2 << 20)
         func spool(_ bytes: Int, from address: [UInt8]) async throws -> SpooledBody {
             try await SpooledBody(
                 reading: ClientBody(base: RequestBody(buffer: ByteBuffer(repeating: 4, count: bytes))), limit: 30_000_000,

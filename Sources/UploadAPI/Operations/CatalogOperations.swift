@@ -93,9 +93,11 @@ extension ECRPublicService {
             if viewer == nil, gated || request.headers[.authorization] != nil {
                 do { viewer = try self.principal(of: request, context: context) } catch { return Self.errorResponse(error) }
             }
-            return try await self.logo(
+            let response = try await self.logo(
                 RepositoryRef(registryId: context.parameters.require("registryId"), repositoryName: context.parameters.getCatchAll().joined(separator: "/")),
                 digest: context.parameters.require("digest"), viewer: viewer, cachedBy: gated || viewer != nil ? "private" : "public")
+            do { try AnswerHolding.checkHeld() } catch { return Self.errorResponse(error) }
+            return response
         }
     }
 
@@ -120,7 +122,7 @@ extension ECRPublicService {
                 .contentType: Self.imageType(of: bytes), .cacheControl: caches + ", max-age=\(Self.logoCacheSeconds)",
                 .contentSecurityPolicy: "default-src 'none'; sandbox",
             ],
-            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            body: Self.piecewise(ByteBuffer(bytes: bytes)))
     }
 
     static func imageType(of bytes: [UInt8]) -> String {

@@ -95,7 +95,9 @@ extension ECRPublicService {
         let viewer = viewer(request)?.accessKeyId
         if registry.authority.privatePulls, viewer == nil, !registry.authority.opensEverything { return Self.signInRedirect(request) }
         do {
-            return try await Self.rendering(signedIn: viewer != nil) { try render(viewer) }
+            let response = try await Self.rendering(signedIn: viewer != nil) { try render(viewer) }
+            try AnswerHolding.checkHeld()
+            return response
         } catch {
             return await failurePage(error, viewer: viewer)
         }
@@ -111,7 +113,10 @@ extension ECRPublicService {
 
     /// `render` on ``pageThread``. - Throws: ``AdmittingThread/Busy`` when it admits no more.
     static func rendering(signedIn: Bool, _ render: @escaping @Sendable () throws -> Response) async throws -> Response {
-        try await pageThread.run(keepingFree: signedIn ? 0 : placesForSignedInViewers, render)
+        let holding = AnswerHolding.current  // a task-local value: the page thread is not this task
+        return try await pageThread.run(keepingFree: signedIn ? 0 : placesForSignedInViewers) {
+            try AnswerHolding.$current.withValue(holding) { try render() }
+        }
     }
 
     /// An audit page: a session of this registry's keys, always.
@@ -119,7 +124,9 @@ extension ECRPublicService {
         guard let viewer = viewer(request) else { return Self.signInRedirect(request) }
         do {
             try registry.authority.access.checkRegistryWide(viewer.accessKeyId, action: "ReadAuditTrail")
-            return try await render(viewer)
+            let response = try await render(viewer)
+            try AnswerHolding.checkHeld()
+            return response
         } catch {
             return await failurePage(error, viewer: viewer.accessKeyId)
         }
@@ -129,8 +136,9 @@ extension ECRPublicService {
     private func failurePage(_ error: any Error, viewer: String?) async -> Response {
         if let denied = error as? AccessDenied { return await messagePage(.forbidden, "Not allowed", denied.message, viewer: viewer) }
         if let missing = error as? PageNotFound { return await messagePage(.notFound, "Not found", missing.message, viewer: viewer) }
-        if error is AdmittingThread.Busy { return Self.busy }
-        if let store = error as? StoreError, store.code == .overloaded { return Self.busy }
+        if error is AdmittingThread.Busy { return Self.busy("The server is rendering as many pages as it will at once; try again in a moment.") }
+        if let store = error as? StoreError, store.code == .overloaded { return Self.busy("The server is busy; try again in a moment.") }
+        if let spent = error as? AnswerBudgetSpent { return Self.busy(spent.description + ".") }
         let api = APIError.from(error)
         if api.status == .internalServerError {
             if let heldBack = LogLimiter.requestFailures.admit() {  // anyone may ask for a page
@@ -326,12 +334,13 @@ struct PageNotFound: Error {
 }
 
 extension ECRPublicService {
-    /// The answer while ``pageThread`` admits no more pages: made without a read.
-    static var busy: Response {
+    /// A 503 page saying `why` (plain text), made without a read: when ``pageThread`` admits no
+    /// more pages, the store is overloaded, or answers held for slow readers fill their budget.
+    static func busy(_ why: String) -> Response {
         var headers = pageHeaders
         headers[.contentType] = "text/html; charset=utf-8"
         headers[.retryAfter] = "1"
-        let page = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Busy</title></head><body><h1>Busy</h1><p>The server is rendering as many pages as it will at once; try again in a moment.</p></body></html>"
+        let page = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Busy</title></head><body><h1>Busy</h1><p>\(why)</p></body></html>"
         return Response(status: .serviceUnavailable, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: page)))
     }
 }

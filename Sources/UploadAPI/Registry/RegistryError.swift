@@ -100,6 +100,8 @@ struct RegistryError: Error {
             case .viewsBehind, .closed: return RegistryError(.unavailable, failure.messageForCallers ?? failure.message)
             case .io, .corrupt, .migration: return RegistryError(.unknown, "The request could not be completed")
             }
+        case let spent as AnswerBudgetSpent:
+            return RegistryError(.tooManyRequests, spent.description)
         case is CancellationError:  // the server is stopping (as APIError's)
             return RegistryError(.tooManyRequests, "The request was cancelled: the server is stopping; try again")
         case let tooLarge as LayerTooLarge:

@@ -164,6 +164,7 @@ public final class RegistryFrontEnd: Sendable {
         defer { metrics.timeRegistryRequest(endpoint: route.name, since: start) }
         do {
             let response = try await answer(request, route, remoteAddress: remoteAddress, requestId: requestId)
+            if Self.readsOnly.contains(request.method) { try AnswerHolding.checkHeld() }  // a write's answer is always sent
             metrics.countRegistryRequest(endpoint: route.name, outcome: "ok")
             return response
         } catch {
