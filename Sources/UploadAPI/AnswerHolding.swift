@@ -15,8 +15,9 @@ import Synchronization
 ///   share of its address, or the whole budget, cannot take the answer, it is not counted and the
 ///   holding is marked, and an endpoint that reads sends its "try again" instead (``checkHeld()``:
 ///   ThrottlingException, the registry's 429 `TOOMANYREQUESTS`, a 503 page), dropping the answer;
-/// - every byte queued for a connection, until the socket takes it (``ConnectionGuard``), whatever
-///   wrote it: answers of one piece, blobs' and feeds' pieces, an answer whose pieces the connection
+/// - what is queued for a connection, until the socket takes it (``ConnectionGuard``), in whole
+///   pieces of 16 KiB (a connection's last 16 KiB queued are not counted, so that small answers
+///   touch no shared count), whatever wrote it: answers of one piece, blobs' and feeds' pieces, an answer whose pieces the connection
 ///   queued before it pushed back. These are held already, so they are counted past the budget,
 ///   never refused; they make the next large reads refused.
 ///

@@ -461,8 +461,28 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         typealias OutboundOut = IOData
 
         private let guardian: ConnectionGuard
+        /// Bytes queued for the client, until the socket takes them (or the writes fail with the
+        /// connection): held, so counted with the answers held (``AnswerHolding``).
+        private var queued = 0
+        /// What of `queued` the budget holds: whole multiples of ``countedUnit``, so that the
+        /// shared count (a lock) is touched only by connections that queue more than a piece,
+        /// not by every small answer; a connection holds at most one unit uncounted.
+        private var counted = 0
+        /// The address `counted` is counted under: the one the connection had when it was counted.
+        private var countedAddress: [UInt8]?
+        static let countedUnit = ECRPublicService.pieceBytes
 
         init(_ guardian: ConnectionGuard) { self.guardian = guardian }
+
+        /// Brings the budget's count of this connection's queued bytes to `queued`, in whole units.
+        private func recount() {
+            guard let answers = guardian.answers else { return }
+            let units = queued / Self.countedUnit * Self.countedUnit
+            guard units != counted else { return }
+            if counted == 0 { countedAddress = guardian.addressKey }
+            if units > counted { answers.add(units - counted, from: countedAddress) } else { answers.give(counted - units, from: countedAddress) }
+            counted = units
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guardian.bytesRead(at: .now())
@@ -479,15 +499,14 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
             let completion = promise ?? context.eventLoop.makePromise()
             guardian.writeStarted(at: .now())
-            // Bytes queued for the client are held until the socket takes them (or the write fails
-            // with its connection): counted with the answers held (``AnswerHolding``), by the
-            // address they were counted under when queued.
-            let queued = unwrapOutboundIn(data).readableBytes, address = guardian.addressKey
-            guardian.answers?.add(queued, from: address)
+            let bytes = unwrapOutboundIn(data).readableBytes
+            queued += bytes
+            recount()
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             completion.futureResult.whenComplete { _ in
                 let (traffic, context) = loopBound.value
-                traffic.guardian.answers?.give(queued, from: address)
+                traffic.queued -= bytes
+                traffic.recount()
                 traffic.guardian.writeEnded(at: .now())
                 if traffic.guardian.pendingWrites == 0, let held = traffic.closeWhenWritten {
                     traffic.closeWhenWritten = nil
