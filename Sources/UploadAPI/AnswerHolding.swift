@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 import Synchronization
 
 /// Answers held in memory while slow readers take them, within a ``ByteBudget``.
@@ -31,18 +32,20 @@ final class AnswerHolding: Sendable {
     @TaskLocal static var current: AnswerHolding?
 
     private let budget: ByteBudget
-    /// The client's address as the budget counts it (``ConnectionsByAddress/key(of:)``).
-    private let address: [UInt8]?
+    /// The client's address, made the budget's key (``ConnectionsByAddress/key(of:)``, text
+    /// parsed) only for an answer held: most answers are one piece.
+    private let client: SocketAddress?
     private let refused = Atomic<Bool>(false)
 
-    init(budget: ByteBudget, address: [UInt8]?) {
+    init(budget: ByteBudget, client: SocketAddress?) {
         self.budget = budget
-        self.address = address
+        self.client = client
     }
 
     /// Counts an answer of `bytes` as held until the returned token goes; `nil` (and the holding
     /// marked) when the budget cannot take it.
     func hold(_ bytes: Int) -> HeldAnswer? {
+        let address = ConnectionsByAddress.key(of: client)
         guard budget.take(bytes, from: address) else {
             refused.store(true, ordering: .relaxed)
             return nil
@@ -62,7 +65,7 @@ final class AnswerHolding: Sendable {
         let budget: ByteBudget
 
         func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-            let holding = AnswerHolding(budget: budget, address: ConnectionsByAddress.key(of: context.remoteAddress))
+            let holding = AnswerHolding(budget: budget, client: context.remoteAddress)
             return try await AnswerHolding.$current.withValue(holding) { try await next(request, context) }
         }
     }
