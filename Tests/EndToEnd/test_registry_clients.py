@@ -1,14 +1,20 @@
-"""The registry clients people push with, against a real `serve`: skopeo (Debian's) and oras (PyPI's
-SDK), logged in the ECR way (`aws ecr-public get-login-password | … login -u AWS --password-stdin`).
+"""The registry clients people push with, against a real `serve`: skopeo and podman (Debian's), oras
+(PyPI's SDK) and docker's login (where its CLI is), logged in the ECR way (`aws ecr-public
+get-login-password | … login -u AWS --password-stdin`).
 
 Each round trip must be byte-exact, every push must be an audited event that the AWS API sees, and
 `upload-replay` must pass afterwards (the `server` fixture checks that when the session ends).
 """
+import base64
 import hashlib
 import json
 import os
+import io
 import pathlib
+import shutil
 import subprocess
+import tarfile
+import tempfile
 
 import oras.oci
 import oras.provider
@@ -121,6 +127,70 @@ def test_login_refuses_a_forged_password_and_push_without_login_is_unauthorized(
     write_oci_layout(source, "v1", b"layer bytes")
     out = run("skopeo", "copy", "--dest-tls-verify=false", f"oci:{source}:v1", f"docker://{host}/{repo}:v1", env=env)
     assert out.returncode != 0 and "unauthorized" in out.stderr.lower(), out.stderr
+
+
+def layer_tar(size):
+    """A layer as podman needs it to unpack into its storage: a tar of one file of `size` random bytes."""
+    data, out = os.urandom(size), io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        entry = tarfile.TarInfo("data.bin")
+        entry.size = len(data)
+        tar.addfile(entry, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.fixture
+def podman(server, tmp_path):
+    """podman with storage of its own (vfs: no kernel overlay needed, no engine: podman has none)
+    and its own auth file; `podman.login(password)` logs in the ECR way."""
+    storage = pathlib.Path(tempfile.mkdtemp(prefix="uc-podman-"))  # podman takes a run root of 50 characters at most
+    env = {**os.environ, "REGISTRY_AUTH_FILE": str(tmp_path / "podman-auth.json")}
+    base = ("podman", "--root", str(storage / "root"), "--runroot", str(storage / "run"), "--storage-driver", "vfs", "--events-backend", "none")
+
+    def podman(*args, stdin=None):
+        return run(*base, *args, stdin=stdin, env=env)
+    podman.host = f"127.0.0.1:{server.port}"
+    yield podman
+    shutil.rmtree(storage, ignore_errors=True)
+
+
+def test_podman_logs_in_pushes_and_pulls_back_an_image_the_aws_api_then_describes(server, ecr, repo, podman, tmp_path):
+    forged = login_password(server)[:-2] + "AA"
+    out = podman("login", "--tls-verify=false", "-u", "AWS", "--password-stdin", podman.host, stdin=forged)
+    assert out.returncode != 0 and "invalid username/password" in out.stderr, out.stdout + out.stderr
+    out = podman("login", "--tls-verify=false", "-u", "AWS", "--password-stdin", podman.host, stdin=login_password(server))
+    assert out.returncode == 0 and "Login Succeeded" in out.stdout, out.stdout + out.stderr
+    source = tmp_path / "source"
+    write_oci_layout(source, "v1", layer_tar(5 * 1024 * 1024 + 3))
+    out = podman("pull", f"oci:{source}:v1")  # into podman's own storage, as a build would leave it
+    assert out.returncode == 0, out.stderr
+    image_id = out.stdout.strip().splitlines()[-1]
+    out = podman("push", "--tls-verify=false", "--digestfile", str(tmp_path / "digest"), image_id, f"docker://{podman.host}/{repo}:v1")
+    assert out.returncode == 0, out.stderr
+    pushed = (tmp_path / "digest").read_text().strip()
+    # One state: the AWS API describes what podman pushed; every initiation is audited as the registry's.
+    details = ecr.describe_images(repositoryName=repo)["imageDetails"]
+    assert [(d["imageDigest"], d["imageTags"]) for d in details] == [(pushed, ["v1"])]
+    initiations = [e for e in server.events() if e["type"] == "UploadInitiated" and e["data"]["repositoryName"] == repo]
+    assert initiations and all(e["metadata"]["source"] == "oci" and e["metadata"]["principal"] == "test" for e in initiations)
+    # Pulled back by tag after the local copy is gone: the same image, under the digest pushed.
+    assert podman("rmi", "--force", image_id).returncode == 0
+    out = podman("pull", "--tls-verify=false", f"{podman.host}/{repo}:v1")
+    assert out.returncode == 0, out.stderr
+    out = podman("image", "inspect", "--format", "{{.Id}} {{.Digest}}", f"{podman.host}/{repo}:v1")
+    assert out.stdout.split() == [image_id, pushed], out.stdout + out.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI here (Debian ships it only with its engine)")
+def test_docker_login_takes_the_ecr_password_without_an_engine_and_refuses_a_forged_one(server, tmp_path):
+    host = f"127.0.0.1:{server.port}"
+    password = login_password(server)
+    out = run("docker", "--config", str(tmp_path / "forged"), "login", "-u", "AWS", "--password-stdin", host, stdin=password[:-2] + "AA")
+    assert out.returncode != 0 and "unauthorized" in out.stderr, out.stdout + out.stderr
+    out = run("docker", "--config", str(tmp_path / "docker"), "login", "-u", "AWS", "--password-stdin", host, stdin=password)
+    assert out.returncode == 0 and "Login Succeeded" in out.stdout, out.stdout + out.stderr
+    saved = json.loads((tmp_path / "docker" / "config.json").read_text())["auths"][host]["auth"]
+    assert base64.b64decode(saved).decode() == f"AWS:{password}"
 
 
 class ArtifactRegistry(oras.provider.Registry):
