@@ -1862,3 +1862,25 @@ def answer_bytes_held(server):
     """`upload_coordinator_answer_bytes_held` from /metrics."""
     text = requests.get(server.endpoint + "/metrics", timeout=30).text
     return float(re.search(r"^upload_coordinator_answer_bytes_held (\S+)$", text, re.M).group(1))
+
+
+def test_every_registry_answer_names_its_request_which_the_events_it_recorded_carry(server, ecr, reg, repo):
+    """X-Request-Id on each answer, a refusal's too: the id the request's events record as
+    metadata.requestId, so that a client's push can be found in the audit trail, and the id of the
+    server's log line when a request failed."""
+    config = compact({"architecture": "amd64", "os": "linux", "id": uuid.uuid4().hex})
+    start = reg("POST", f"/v2/{repo}/blobs/uploads/")
+    assert start.status_code == 202
+    done = reg("PUT", start.headers["Location"], params={"digest": sha256(config)}, data=config)
+    assert done.status_code == 201
+    body = image_manifest(config, [])
+    pushed = reg("PUT", f"/v2/{repo}/manifests/v1", data=body, headers={"Content-Type": OCI_MANIFEST})
+    assert pushed.status_code == 201
+    refused = reg("GET", f"/v2/{repo}/manifests/absent")
+    assert refused.status_code == 404
+    ids = [answer.headers["X-Request-Id"] for answer in (start, done, pushed, refused)]
+    assert all(re.fullmatch(r"[0-9a-f-]{36}", i) for i in ids) and len(set(ids)) == 4, ids
+    recorded = {(e["type"], e["metadata"]["requestId"]) for e in server.events() if e["data"].get("repositoryName") == repo}
+    assert ("UploadInitiated", ids[0]) in recorded
+    assert ("ImagePushed", ids[2]) in recorded
+    assert ("LayerUploadCompleted", ids[1]) in recorded, recorded

@@ -17,6 +17,9 @@ import UploadStore
 /// never reach the AWS API's `POST /` catch-all.
 public final class RegistryFrontEnd: Sendable {
     static let apiVersionHeader = HTTPField.Name("Docker-Distribution-API-Version")!
+    /// The id of the request, on every answer to a request on a registry endpoint: the events it
+    /// recorded carry it (`metadata.requestId`), and so does the server's log line when it failed.
+    static let requestIdHeader = HTTPField.Name("X-Request-Id")!
     static let uploadUUIDHeader = HTTPField.Name("Docker-Upload-UUID")!
     static let contentDigestHeader = HTTPField.Name("Docker-Content-Digest")!
     static let subjectHeader = HTTPField.Name("OCI-Subject")!
@@ -163,9 +166,10 @@ public final class RegistryFrontEnd: Sendable {
         let start = ContinuousClock.now
         defer { metrics.timeRegistryRequest(endpoint: route.name, since: start) }
         do {
-            let response = try await answer(request, route, remoteAddress: remoteAddress, requestId: requestId)
+            var response = try await answer(request, route, remoteAddress: remoteAddress, requestId: requestId)
             if Self.readsOnly.contains(request.method) { try AnswerHolding.checkHeld() }  // a write's answer is always sent
             metrics.countRegistryRequest(endpoint: route.name, outcome: "ok")
+            response.headers[Self.requestIdHeader] = requestId
             return response
         } catch {
             let registryError = RegistryError.from(error, in: route.context)
@@ -175,7 +179,9 @@ public final class RegistryFrontEnd: Sendable {
                     "error": "\(error)", "lines.held.back": "\(heldBack)"])
             }
             metrics.countRegistryRequest(endpoint: route.name, outcome: registryError.code.rawValue)
-            return Self.errorResponse(registryError, request)
+            var response = Self.errorResponse(registryError, request)
+            response.headers[Self.requestIdHeader] = requestId
+            return response
         }
     }
 
