@@ -319,6 +319,7 @@ struct CommandLineTests {
         let table = try coordinator("audit", "initiations", "--data-dir", dir.path)
         #expect(table.status == 0)
         #expect(table.lines.count == 4 && table.lines[0].hasPrefix("POSITION\tTIME"))
+        #expect(table.lines[1].hasSuffix("\tcommand-line"), "the principal as the audit page shows it: \(table.lines[1])")
         let app = try coordinator("audit", "initiations", "--data-dir", dir.path, "--repository", "team/app", "--json").lines.map(json)
         #expect(app.map { $0["uploadId"] as? String } == [ids[0], ids[2]])
         #expect((app[0]["metadata"] as? [String: Any])?["source"] as? String == "cli")

@@ -7,6 +7,20 @@ import UploadTesting
 extension DecisionRulesTests {
     private var arn: String { "arn:aws:ecr-public::\(testRegistryId):repository/team/app" }
 
+    // MARK: Sizes
+
+    /// An artifact whose layer is the empty descriptor its config is too (oras's `{}`): the
+    /// layer counts, as every layer does; the config alone does not.
+    @Test func anImagesSize_isItsLayers_evenOneWithTheConfigsDigest() throws {
+        var w = try Harness()
+        try w.withLayers()
+        let (a, c) = (Fixture.digest("a"), Fixture.digest("c"))
+        for (manifest, size) in [(Fixture.image(config: c, layers: [c]), 7), (Fixture.image(config: c, layers: [a, c]), 17), (Fixture.image(config: c, layers: []), 0)] as [(String, UInt64)] {
+            try w.run(.put(manifest))
+            #expect(try w.tables.image(w.ref, Fixture.imageDigest(manifest))?.imageSizeInBytes == size, "\(manifest)")
+        }
+    }
+
     // MARK: Manifest lists
 
     /// x (size 10) and y (size 30) listed by an index: neither can be deleted while it stands, by

@@ -44,15 +44,8 @@ extension ECRPublicService {
             repository.isEmpty || marked == repository || marked == registryId + "/" + repository
         }
 
-        /// A call's principal as the table shows it (and so as an auditor types it back): its key,
-        /// else the command line's (run on the server's machine, with no key), else "anonymous"
-        /// (`serve --allow-anonymous`).
-        static func shownPrincipal(of metadata: RequestMetadata) -> String {
-            metadata.principal ?? (AuditSource(metadata) == .cli ? "command-line" : "anonymous")
-        }
-
         func matches(_ metadata: RequestMetadata) -> Bool {
-            (principal.isEmpty || Self.shownPrincipal(of: metadata) == principal) && (source == .any || AuditSource(metadata) == source)
+            (principal.isEmpty || metadata.shownPrincipal == principal) && (source == .any || AuditSource(metadata) == source)
         }
 
         var query: String {
@@ -144,7 +137,7 @@ extension ECRPublicService {
         }
         return [
             "position": envelope.position, "recordedAt": Self.shown(envelope.recordedAt), "repository": repository,
-            "principal": AuditFilter.shownPrincipal(of: envelope.metadata), "source": AuditSource.describe(envelope.metadata), "uploadId": uploadId,
+            "principal": envelope.metadata.shownPrincipal, "source": AuditSource.describe(envelope.metadata), "uploadId": uploadId,
         ]
     }
 
@@ -197,7 +190,7 @@ extension ECRPublicService {
                 : "Not verified: a check below failed. The log does not prove that it holds this event.",
             "checks": checks.map { ["outcome": $0.0.rawValue, "text": $0.0.label + $0.1] },
             "eventType": envelope?.event.type.name ?? "–", "recordedAt": envelope.map { Self.shown($0.recordedAt) } ?? "–", "repository": repository,
-            "principal": metadata.map(AuditFilter.shownPrincipal(of:)) ?? "–", "source": metadata.map(AuditSource.describe) ?? "–", "uploadId": uploadId as Any,
+            "principal": metadata?.shownPrincipal ?? "–", "source": metadata.map(AuditSource.describe) ?? "–", "uploadId": uploadId as Any,
         ])
     }
 

@@ -7,9 +7,12 @@ enum ImageDecisions {
         if existing == nil, let refusal = c.refusalUnlessStored { throw refusal }
         var missing: [String] = []
         var layerSizes: UInt64 = 0
-        for digest in ([c.configDigest].compactMap { $0 } + c.layerDigests) where !missing.contains(digest) {
+        // The image's size is its layers', each as listed. The config is not one of them, even
+        // when a layer has its digest (OCI's empty descriptor, `{}`, is often both).
+        let blobs: [(digest: String, isLayer: Bool)] = (c.configDigest.map { [($0, false)] } ?? []) + c.layerDigests.map { ($0, true) }
+        for (digest, isLayer) in blobs where !missing.contains(digest) {
             if let layer = try state.layer(ref, digest) {
-                if digest != c.configDigest { layerSizes += layer.layerSize }
+                if isLayer { layerSizes += layer.layerSize }
             } else {
                 missing.append(digest)
             }

@@ -48,6 +48,11 @@ public struct RequestMetadata: Hashable, Sendable {
     }
     public static var recordName: String { "metadata" }
 
+    /// Who asked, as the audit shows it (its page and `audit initiations`): the key, else the
+    /// command line's (run on the server's machine, with no key), else "anonymous" (`serve
+    /// --allow-anonymous`).
+    public var shownPrincipal: String { principal ?? (source == "cli" ? "command-line" : "anonymous") }
+
     /// The most bytes of a `User-Agent` an event records: every event of a call repeats it.
     public static let longestUserAgent = 512
 
