@@ -18,9 +18,9 @@ import Synchronization
 ///   ThrottlingException, the registry's 429 `TOOMANYREQUESTS`, a 503 page), dropping the answer;
 /// - what is queued for a connection, until the socket takes it (``ConnectionGuard``), in whole
 ///   pieces of 16 KiB (a connection's last 16 KiB queued are not counted, so that small answers
-///   touch no shared count), whatever wrote it: answers of one piece, blobs' and feeds' pieces, an answer whose pieces the connection
-///   queued before it pushed back. These are held already, so they are counted past the budget,
-///   never refused; they make the next large reads refused.
+///   touch no shared count), whatever wrote it: answers of one piece, blobs' and feeds' pieces,
+///   an answer whose pieces the connection queued before it pushed back. These are held already,
+///   so they are counted past the budget, never refused; they make the next large reads refused.
 ///
 /// Never refused, so counted only when they fit: an answer that reports a write (its client must
 /// learn that the write happened, and writers are authenticated), and the open endpoints' (a log

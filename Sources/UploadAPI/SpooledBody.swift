@@ -10,9 +10,10 @@ import NIOCore
 /// checked only once the whole body has been read. Until then the sender is not trusted: the first
 /// ``memoryLimit`` bytes stay in memory and the rest go, ``memoryLimit`` at a time, to an unnamed
 /// temporary file (created and unlinked at once, so it disappears with its descriptor on refusal,
-/// on success and on a crash), within a ``ByteBudget`` shared by all connections (``ByteBudget/spool(limit:limitPerAddress:)``). The hash is
-/// computed as the bytes arrive. Memory per connection stays under twice ``memoryLimit`` plus
-/// NIO's read buffers, whatever the body's size, until the signature holds.
+/// on success and on a crash), within a ``ByteBudget`` shared by all connections
+/// (``ByteBudget/spool(limit:limitPerAddress:)``). The hash is computed as the bytes arrive. Memory
+/// per connection stays under twice ``memoryLimit`` plus NIO's read buffers, whatever the body's
+/// size, until the signature holds.
 struct SpooledBody: ~Copyable {
     static let memoryLimit = 64 * 1024
 

@@ -1368,6 +1368,9 @@ def test_stalled_stream_readers_do_not_slow_the_api_and_are_closed():
     ["--header-timeout", "0"],
     ["--max-connections", "0"],
     ["--max-spooled-bytes", "1000", "--max-spooled-bytes-per-address", "1001"],
+    ["--max-answer-bytes", "1000"],
+    ["--max-answer-bytes-per-address", "1000"],
+    ["--max-answer-bytes-per-address", str(600 << 20)],
 ])
 def test_out_of_range_flags_are_refused_with_a_usage_message(flags):
     with tempfile.TemporaryDirectory() as data_dir:
