@@ -128,17 +128,39 @@ public final class Environment: @unchecked Sendable {
     /// LMDB maps `data.mdb` and reads its pages in place, so a page past the file's end (a partial
     /// copy, a file cut short) is a SIGBUS in whichever thread touches it, not an error. The meta
     /// page (read with `pread` at open) names the last page in use: a shorter file is refused whole.
+    /// (LMDB itself may leave a file shorter, when a commit's last pages were allocated and freed
+    /// within it, never written: ``coverLastPage(_:)`` extends it after every commit, so that a
+    /// short file is one cut short.)
     private static func refuseTruncatedFile(_ env: OpaquePointer, _ directory: String) throws {
+        let (_, size, inUse) = try fileAndLastPage(env)
+        if size < inUse { throw EnvironmentError.truncated(directory, bytes: size, inUse: inUse) }
+    }
+
+    /// After a write commit: extends `data.mdb` to its last page in use when LMDB left it shorter
+    /// (a large record's pages allocated and freed within the commit are never written, and may be
+    /// the file's last), synced when the store is durable. Only ever extends: another process's
+    /// commit may have grown it since.
+    static func coverLastPage(_ env: OpaquePointer) throws(LMDBError) {
+        let (descriptor, size, inUse) = try fileAndLastPage(env)
+        guard size < inUse else { return }
+        let result = posix_fallocate(descriptor, off_t(size), off_t(inUse - size))
+        guard result == 0 else { throw LMDBError(code: result, operation: "extend data.mdb to its last page") }
+        var flags: UInt32 = 0
+        mdb_env_get_flags(env, &flags)
+        if flags & UInt32(MDB_NOSYNC) == 0, fsync(descriptor) != 0 { throw LMDBError(code: errno, operation: "fsync data.mdb") }
+    }
+
+    /// `data.mdb`'s descriptor and size, and the bytes up to the end of its last page in use.
+    private static func fileAndLastPage(_ env: OpaquePointer) throws(LMDBError) -> (descriptor: Int32, size: Int, inUse: Int) {
         var descriptor: Int32 = -1
         try check(mdb_env_get_fd(env, &descriptor), "mdb_env_get_fd")
         var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw LMDBError(code: errno, operation: "fstat(\(directory)/data.mdb)") }
+        guard fstat(descriptor, &status) == 0 else { throw LMDBError(code: errno, operation: "fstat(data.mdb)") }
         var info = MDB_envinfo()
         var pages = MDB_stat()
         mdb_env_info(env, &info)
         mdb_env_stat(env, &pages)
-        let inUse = (info.me_last_pgno + 1) * Int(pages.ms_psize)
-        if Int(status.st_size) < inUse { throw EnvironmentError.truncated(directory, bytes: Int(status.st_size), inUse: inUse) }
+        return (descriptor, Int(status.st_size), (info.me_last_pgno + 1) * Int(pages.ms_psize))
     }
 
     /// LMDB sizes a new `lock.mdb` with `ftruncate` and maps it: on a full disk the file is a

@@ -40,7 +40,9 @@ public struct Transaction {
     }
 
     func commit() throws(LMDBError) {
+        let env = mdb_txn_env(txn)!
         try check(mdb_txn_commit(txn), "mdb_txn_commit")
+        if !isReadOnly { try Environment.coverLastPage(env) }
     }
 
     func abort() {

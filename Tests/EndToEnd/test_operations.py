@@ -778,3 +778,40 @@ def test_a_request_that_never_ends_holds_the_shutdown_no_longer_than_its_timeout
         # The rest stopped in its order: the last checkpoint signed covers every event.
         note = server.tool("upload-coordinator", "audit", "checkpoint", "--data-dir", data_dir)
         assert note.returncode == 0 and int(note.stdout.splitlines()[1]) == len(server.events()), note.stdout + note.stderr
+
+
+def test_a_store_whose_last_commit_freed_a_large_record_opens_again_after_a_clean_stop(tmp_path):
+    """LMDB may leave a file shorter than its last page when a commit's last pages were allocated
+    and freed within it (a manifest of 4 MiB written into a projection and deleted with its image):
+    the next start refused the store as cut short, after a clean stop. Each commit covers its last
+    page now, so the server starts again and the store replays."""
+    data = tmp_path / "data"
+    data.mkdir()
+    server = Server(str(data))
+    try:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="ops/large")
+        digests = []
+        for blob in (CONFIG, os.urandom(100)):
+            upload = ecr.initiate_layer_upload(repositoryName="ops/large")["uploadId"]
+            ecr.upload_layer_part(repositoryName="ops/large", uploadId=upload, partFirstByte=0, partLastByte=len(blob) - 1, layerPartBlob=blob)
+            digests.append("sha256:" + hashlib.sha256(blob).hexdigest())
+            ecr.complete_layer_upload(repositoryName="ops/large", uploadId=upload, layerDigests=[digests[-1]])
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digests[0], "size": len(CONFIG)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digests[1], "size": 100}],
+            "annotations": {"pad": "x" * (4_194_304 - 600)}}, separators=(",", ":"))
+        ecr.put_image(repositoryName="ops/large", imageManifest=manifest, imageTag="t1")
+        ecr.batch_delete_image(repositoryName="ops/large", imageIds=[{"imageTag": "t1"}])
+    finally:
+        assert server.stop() == 0
+    out = tool("upload-coordinator", "stats", "--data-dir", str(data))
+    assert out.returncode == 0, out.stderr[-400:]
+    replay = tool("upload-replay", "--data-dir", str(data))
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    again = Server(str(data))
+    try:
+        assert client(again).describe_images(repositoryName="ops/large")["imageDetails"] == []
+    finally:
+        assert again.stop() == 0
