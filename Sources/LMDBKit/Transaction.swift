@@ -42,7 +42,9 @@ public struct Transaction {
     func commit() throws(LMDBError) {
         let env = mdb_txn_env(txn)!
         try check(mdb_txn_commit(txn), "mdb_txn_commit")
-        if !isReadOnly { try Environment.coverLastPage(env) }
+        // The commit stands whatever this does: its failure (a full disk) must not make a durable
+        // commit look failed to its callers; the next commit tries again.
+        if !isReadOnly { try? Environment.coverLastPage(env) }
     }
 
     func abort() {
