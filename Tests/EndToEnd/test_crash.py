@@ -13,6 +13,7 @@ import threading
 import time
 
 import boto3
+import botocore.exceptions
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -78,10 +79,17 @@ def work(endpoint, ledger, stop, seed):
             if stop.is_set():
                 return
             time.sleep(0.01)
-        except Exception:  # the connection refused, reset or timed out: the server is down
+        except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError):
+            # the connection refused, reset or timed out: the server is down. Anything else (an
+            # answer botocore cannot parse, a 200 without its uploadId) is a wrong answer.
             if stop.is_set():
                 return
             time.sleep(0.01)
+        except Exception as error:  # noqa: BLE001 - recorded, and the run fails on it
+            with ledger.lock:
+                ledger.wrong.append((type(error).__name__, repr(error)[:300]))
+            if stop.is_set():
+                return
 
 
 def tool_env(database_url):

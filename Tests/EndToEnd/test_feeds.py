@@ -169,18 +169,27 @@ def test_each_line_carries_its_leaf_and_a_cursor_whose_event_the_log_no_longer_h
         assert "none at position 0" in refused(f"{feed}?after=0&leafHash={line['leafHash']}")
 
 
-def test_a_stream_left_open_does_not_block_shutdown(server):
-    # The session fixture stops the server with SIGTERM at the end and requires exit 0: this
-    # follower is still connected then, waiting for events that never come.
-    # Heartbeats well inside its socket's 30 s timeout, so that it is still reading at shutdown.
-    follower = Follower(server, after=tail(server), query="&heartbeat=5")
+def test_a_stream_left_open_does_not_block_shutdown():
+    """A follower still connected, waiting for events that never come, neither holds serve past
+    SIGTERM (`serving` requires exit 0) nor sees its stream cut: the stream ends with the chunked
+    end, which `http.client` requires (a cut stream raises IncompleteRead)."""
+    with serving() as server:
+        # Heartbeats well inside its socket's 30 s timeout, so that it is still reading at shutdown.
+        follower = Follower(server, after=0, query="&heartbeat=5")
+        outcome = {}
 
-    def stay_connected():
-        try:
-            follower.response.read()
-        except OSError:
-            pass  # the server gone at the session's end: nothing to report from a daemon thread
-    threading.Thread(target=stay_connected, daemon=True).start()
+        def read_to_the_end():
+            try:
+                outcome["rest"] = follower.response.read()
+            except Exception as error:  # noqa: BLE001 - reported by the test below
+                outcome["error"] = error
+        reader = threading.Thread(target=read_to_the_end, daemon=True)
+        reader.start()
+        time.sleep(0.5)  # connected and waiting; nothing below depends on more than that
+    reader.join(timeout=30)
+    assert not reader.is_alive(), "the stream did not end when serve stopped"
+    assert "error" not in outcome, f"the stream was cut, not ended: {outcome.get('error')!r}"
+    assert outcome["rest"].strip(b"\n") == b"", outcome["rest"][:200]
 
 
 def test_a_stream_whose_reader_is_behind_at_shutdown_still_ends_whole(tmp_path):
@@ -249,9 +258,17 @@ def test_events_page_and_projection_endpoints(server, ecr, repo):
 
 @pytest.mark.one_process
 def test_metrics_in_prometheus_format(server, ecr, repo):
+    def initiations_counted(text):
+        series = 'upload_coordinator_requests_total{operation="InitiateLayerUpload",outcome="ok"}'
+        return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(series)))
+
+    def scrape():
+        with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as r:  # unsigned: open to scrapers
+            return r.read().decode()
+
+    before = initiations_counted(scrape())
     ecr.initiate_layer_upload(repositoryName=repo)
-    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=30) as r:  # unsigned: open to scrapers
-        text = r.read().decode()
+    text = scrape()
     for name in ["upload_coordinator_requests_total", "upload_store_commit_seconds_bucket", "upload_store_batch_commands_bucket",
                  "upload_store_log_position", "upload_store_checkpoint_lag", "upload_store_active_sessions",
                  "upload_store_map_used_bytes", "upload_store_readers", "upload_store_projections_map_used_bytes",
@@ -262,8 +279,7 @@ def test_metrics_in_prometheus_format(server, ecr, repo):
     assert 0 < free <= total, (free, total)
     used = [line.split()[-1] for line in text.splitlines() if line.startswith("upload_store_projections_map_used_bytes")]
     assert used and float(used[0]) > 0, used
-    assert 'operation="InitiateLayerUpload",outcome="ok"' in text.replace(" ", "") or \
-        'outcome="ok",operation="InitiateLayerUpload"' in text.replace(" ", "")
+    assert initiations_counted(text) == before + 1, "the initiation was counted (the module's server is its own: no other client)"
 
 
 def metric_families(text):

@@ -1,14 +1,16 @@
 """`upload-coordinator garbage-collect`: the blobs no repository names are removed while serve runs,
 and nothing a repository names, or a command is about to name, ever is. Both backends."""
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import time
+import uuid
 
 import pytest
 
-from conftest import BIN, POSTGRES, serving, tool
+from conftest import BIN, POSTGRES, Server, database, serving, tool
 from test_operations import client, push_layer
 from test_registry_api import Registry, push_blob
 
@@ -73,6 +75,50 @@ def test_a_deleted_repositorys_blobs_are_collected_and_what_others_name_is_kept(
         for content in (shared, only):
             digest = "sha256:" + hashlib.sha256(content).hexdigest()
             assert Registry(server)("GET", f"/v2/gc/kept/blobs/{digest}").content == content
+
+
+def test_a_blob_a_killed_collection_left_moved_aside_is_put_back_by_the_next_collection_and_by_serves_start(tmp_path):
+    """A collection moves a blob aside before removing it; one killed in between leaves it under
+    the moved-aside name, where no read finds it. The next collection puts it back (and keeps it,
+    named), and so does serve's start: a blob is never lost to a crash."""
+    data = str(tmp_path)
+    content = os.urandom(40_000)
+
+    def move_aside(digest):
+        path = blob_file(data, digest)
+        aside = os.path.join(os.path.dirname(path), f".collected-{digest.split(':')[1]}.{uuid.uuid4()}")
+        os.rename(path, aside)
+        return aside
+
+    def served_whole(server, digest):
+        with open(blob_file(data, digest), "rb") as f:
+            assert f.read() == content
+        assert Registry(server)("GET", f"/v2/gc/aside/blobs/{digest}").content == content
+
+    with (database() if POSTGRES else contextlib.nullcontext()) as url:
+        server = Server(data, "--allow-anonymous", database_url=url)
+        try:
+            ecr = client(server)
+            ecr.create_repository(repositoryName="gc/aside")
+            digest = push_layer(ecr, "gc/aside", content)
+            aside = move_aside(digest)
+            # Named, its file gone: the server's fault (500, which clients retry), never a body.
+            assert Registry(server)("GET", f"/v2/gc/aside/blobs/{digest}").status_code == 500
+            report = collect(data, "--min-age", "0")
+            assert report["removed"] == [] and report["namedBlobs"] == 1 and report["failed"] == [], report
+            assert not os.path.exists(aside)
+            served_whole(server, digest)
+            aside = move_aside(digest)
+        finally:
+            assert server.stop() == 0
+        server = Server(data, "--allow-anonymous", database_url=url)
+        try:
+            assert not os.path.exists(aside)
+            served_whole(server, digest)
+        finally:
+            assert server.stop() == 0
+        replay = server.tool("upload-replay", "--data-dir", data, "--blobs", "contents")
+        assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
 def test_a_store_that_names_no_blob_is_collected_only_when_forced():

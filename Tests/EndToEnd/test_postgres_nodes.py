@@ -97,25 +97,37 @@ def test_a_node_whose_clock_runs_two_days_ahead_keeps_the_databases_time():
     # takes the sweeper's lead.
     ahead = ("env", f"LD_PRELOAD={LIBFAKETIME}", "FAKETIME=+2d", "FAKETIME_DONT_FAKE_MONOTONIC=1", "timeout", "1h")
     flags = ("--sweep-interval", "1", "--upload-expiry", "3600")
+    # The node ahead expires after 20 s idle by the database's clock: an upload idle that long is
+    # its proof that it swept, and one idle a second is what it must leave (two days by its clock).
+    ahead_flags = ("--sweep-interval", "1", "--upload-expiry", "20")
     with tempfile.TemporaryDirectory() as data_dir, database() as url:
         first = Served(data_dir, *flags, database_url=url)
         try:
             aws(first, "create-repository", "--repository-name", "clock/app")
+            stale_id = client(first.endpoint).initiate_layer_upload(repositoryName="clock/app")["uploadId"]
+            time.sleep(22)
             upload_id = client(first.endpoint).initiate_layer_upload(repositoryName="clock/app")["uploadId"]
+            cut_id = client(first.endpoint).initiate_layer_upload(repositoryName="clock/app")["uploadId"]
         finally:
             status = first.stop()
         assert status == 0
         # Bytes staged past what the log records, as by a part whose commit's answer was lost: a
         # node starting on PostgreSQL leaves them a while (the commit may still land), by the file
-        # system's clock, not its own (by which they were written two days ago).
-        staged = os.path.join(data_dir, "staging", upload_id)
-        with open(staged, "wb") as f:
-            f.write(b"x" * 100)
-        skewed = Served(data_dir, *flags, database_url=url, wrapper=ahead)
+        # system's clock, not its own (by which they were written two days ago). The same bytes
+        # two hours old by the file system's clock are cut back: the proof that it tidied.
+        staged, old = (os.path.join(data_dir, "staging", name) for name in (upload_id, cut_id))
+        for path in (staged, old):
+            with open(path, "wb") as f:
+                f.write(b"x" * 100)
+        two_hours_ago = time.time() - 7200
+        os.utime(old, (two_hours_ago, two_hours_ago))
+        skewed = Served(data_dir, *ahead_flags, database_url=url, wrapper=ahead)
         node = None
         try:
-            assert os.path.getsize(staged) == 100
-            time.sleep(2)  # its sweep, and its first tidying of staging
+            deadline = time.monotonic() + 30  # its one sweep, and its first tidying of staging
+            while os.path.getsize(old) != 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert os.path.getsize(old) == 0, "the node ahead tidied staging, by the file system's clock"
             assert os.path.getsize(staged) == 100
             node = Served(data_dir, *flags, database_url=url)
             data = os.urandom(1024)
@@ -131,8 +143,10 @@ def test_a_node_whose_clock_runs_two_days_ahead_keeps_the_databases_time():
                                    headers={"Authorization": f"Bearer {token.json()['token']}"})
             assert pushed.status_code == 201, pushed.text
             log = node.events()
-            assert [e["type"] for e in log][:3] == ["RepositoryCreated", "UploadInitiated", "LayerPartUploaded"], log
-            assert "UploadExpired" not in [e["type"] for e in log] and len(log) > 4, log
+            expired = [e["data"]["uploadId"] for e in log if e["type"] == "UploadExpired"]
+            assert expired == [stale_id], ("only the upload idle past 20 s by the database's clock expired", expired)
+            assert any(e["type"] == "LayerPartUploaded" and e["data"]["uploadId"] == upload_id for e in log), log
+            assert len(log) > 6, log
             now = time.time()
             for event in log:
                 recorded = datetime.datetime.fromisoformat(event["recordedAt"].replace("Z", "+00:00")).timestamp()

@@ -51,6 +51,7 @@ struct SigV4Tests {
         #expect(SigV4Verifier.parseAmzDate("20261129T145143Z") == Timestamp(millisecondsSinceEpoch: 1_795_963_903_000))
         #expect(try verify() == "test")
         #expect(try verify(Self.verifier(at: 14 * 60_000)) == "test", "14 minutes late is inside the window")
+        #expect(try verify(Self.verifier(at: -14 * 60_000)) == "test", "14 minutes early (the client's clock ahead) is inside it too")
     }
 
     @Test func everyWrongRequest_isRefusedWithAWSsName() {
@@ -62,6 +63,8 @@ struct SigV4Tests {
         #expect(failure { try verify(wrongSecret) }?.type == "InvalidSignatureException")
         let late = failure { try verify(Self.verifier(at: 16 * 60_000)) }
         #expect(late?.type == "InvalidSignatureException" && late?.status == .badRequest, "expired")
+        let early = failure { try verify(Self.verifier(at: -16 * 60_000)) }
+        #expect(early?.type == "InvalidSignatureException" && early?.status == .badRequest, "signed in the future: the window is both ways, or a signature made now could be replayed for as long as its date is ahead")
         var tamperedBody = Self.body
         tamperedBody[tamperedBody.count - 3] ^= 1
         #expect(failure { try verify(body: tamperedBody) }?.type == "InvalidSignatureException")

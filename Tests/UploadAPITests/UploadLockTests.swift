@@ -38,15 +38,16 @@ struct UploadLockTests {
         }
         try await lock.withLock("another upload", waitingAtMost: .milliseconds(50)) {}  // not held
         // One that gives up between two others leaves the queue; the others run in their order
-        // once the holder ends.
+        // once the holder ends. Its bound is long enough for `last` to queue behind it first.
         let order = Order()
         let first = Task { try await lock.withLock("upload", waitingAtMost: .seconds(30)) { order.ran("first") } }
-        try await Task.sleep(for: .milliseconds(100))
-        let impatient = Task { try await lock.withLock("upload", waitingAtMost: .milliseconds(50)) { order.ran("impatient") } }
-        try await Task.sleep(for: .milliseconds(100))
+        while await lock.waiterCount("upload") < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let impatient = Task { try await lock.withLock("upload", waitingAtMost: .seconds(3)) { order.ran("impatient") } }
+        while await lock.waiterCount("upload") < 2 { try await Task.sleep(for: .milliseconds(5)) }
         let last = Task { try await lock.withLock("upload", waitingAtMost: .seconds(30)) { order.ran("last") } }
-        try await Task.sleep(for: .milliseconds(100))
+        while await lock.waiterCount("upload") < 3 { try await Task.sleep(for: .milliseconds(5)) }
         await #expect(throws: KeyedLock.WaitedTooLong.self) { try await impatient.value }
+        #expect(await lock.waiterCount("upload") == 2, "the one in the middle left; the first and the last wait on")
         releaseSignal.yield()
         try await holder.value
         try await first.value

@@ -132,22 +132,24 @@ struct DecisionRulesTests {
 
     /// After a first part of bytes 0...99, `expects` holds exactly for the parts the decider records.
     @Test(arguments: [
-        (100, 199, 100), (100, 100, 1), (100, 99 + maxPart, UInt64(maxPart)),
-        (0, 99, 100), (150, 199, 50), (50, 149, 100), (100, 99, 1), (100, 199, 99), (100, 100 + maxPart, UInt64(maxPart) + 1),
-    ] as [(Int64, Int64, UInt64)])
-    func expects_holdsExactlyForThePartsTheDeciderRecords(first: Int64, last: Int64, length: UInt64) throws {
+        (100, 199, 100, true), (100, 100, 1, true), (100, 99 + maxPart, UInt64(maxPart), true),
+        (0, 99, 100, false), (150, 199, 50, false), (50, 149, 100, false), (100, 99, 1, false), (100, 199, 99, false),
+        (100, 100 + maxPart, UInt64(maxPart) + 1, false),
+    ] as [(Int64, Int64, UInt64, Bool)])
+    func expects_holdsExactlyForThePartsTheDeciderRecords(first: Int64, last: Int64, length: UInt64, isNext: Bool) throws {
         var w = try Harness()
         let id = try w.startWithPart()
         let command = try Command.part(id, first, last, length: length)
-        guard case .uploadLayerPart(let part) = command else { return }
+        guard case .uploadLayerPart(let part) = command else { Issue.record("not a part: \(command)"); return }
         let recorded = (try? w.decide(command))?.events.isEmpty == false
+        #expect(recorded == isNext, "the decider records the consecutive parts within the size limit, and only those")
         #expect(try w.session(id).expects(part, in: w.ref, settings: w.settings) == recorded)
     }
 
     @Test func expects_andReadiness_failForAnotherRepository_atThePartLimit_andOnceEnded() throws {
         var w = try Harness(repositories: ["team/app", "team/other"])
         let id = try w.startWithPart()
-        guard case .uploadLayerPart(let next) = try Command.part(id, 100, 199) else { return }
+        guard case .uploadLayerPart(let next) = try Command.part(id, 100, 199) else { Issue.record("not a part"); return }
         let other = RepositoryRef(registryId: testRegistryId, repositoryName: "team/other")
         var session = try w.session(id)
         #expect(session.expects(next, in: w.ref, settings: w.settings) && session.isReadyToComplete(in: w.ref, rules: .ecrPublic))

@@ -29,6 +29,7 @@ struct ExactBytesTests {
     }
 
     @Test func strings_compareBytes_notCanonicalEquivalence() {
+        // The premise, not the code under test: Swift's `==` holds these equal, which is why names compare by bytes.
         #expect("caf\u{E9}" == "cafe\u{301}")
         #expect(!"caf\u{E9}".sameBytes(as: "cafe\u{301}"))
         #expect("0123456789abcdef-tail".sameBytes(as: "0123456789abcdef-tail"))
