@@ -1,4 +1,5 @@
 public import Logging
+import UploadCore
 
 /// swift-log's stream handler, with its metadata formatted only when a line is written.
 ///
@@ -62,10 +63,10 @@ public struct DeferredMetadataLogHandler: LogHandler {
 enum OneLineText {
     /// `text` with every character that could break or disguise a line written as `\u{hex}`.
     static func escaped(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: needsEscaping) else { return text }
+        guard text.unicodeScalars.contains(where: \.misleadsWhenShown) else { return text }
         var written = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
-            if needsEscaping(scalar) {
+            if scalar.misleadsWhenShown {
                 written.append(contentsOf: "\\u{\(String(scalar.value, radix: 16))}".unicodeScalars)
             } else {
                 written.append(scalar)
@@ -95,12 +96,4 @@ enum OneLineText {
         }
     }
 
-    /// C0 and C1 controls (the line feed among them), DEL, the line and paragraph separators, and
-    /// the bidirectional embeddings, overrides and isolates, which can make a line read as another.
-    private static func needsEscaping(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar.value {
-        case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069: true
-        default: false
-        }
-    }
 }

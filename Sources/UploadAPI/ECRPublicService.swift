@@ -241,7 +241,9 @@ public final class ECRPublicService: Sendable {
             let response = Self.response(.ok, result, requestId: requestId)
             if Self.reads.contains(name) { try AnswerHolding.checkHeld() }  // a write's answer is always sent
             metrics.countRequest(operation: name, outcome: "ok")
-            context.logger.debug("answered", metadata: Self.logMetadata(requestId, name, "ok", uploadId: (try? body.string("uploadId")) ?? nil))
+            // The body's upload id only when it is one: an operation that takes none ignores any text sent there.
+            let uploadId = ((try? body.string("uploadId")) ?? nil).flatMap { try? Validation.uploadId($0) }
+            context.logger.debug("answered", metadata: Self.logMetadata(requestId, name, "ok", uploadId: uploadId))
             return response
         } catch {
             let api = APIError.from(error)

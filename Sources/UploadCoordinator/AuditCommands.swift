@@ -46,7 +46,7 @@ struct AuditInitiations: AsyncParsableCommand {
                     ]))
                 } else {
                     print([String(envelope.position), envelope.recordedAt.iso8601, e.registryId, e.repositoryName, e.uploadId, String(e.partSize),
-                           m.requestId, m.source, m.sourceAddress ?? "-", m.userAgent ?? "-", m.shownPrincipal].joined(separator: "\t"))
+                           m.requestId, m.source, m.sourceAddress ?? "-", m.userAgent?.shownSafely ?? "-", m.shownPrincipal].joined(separator: "\t"))
                 }
             }
             if let ref, events.isEmpty, since == nil, until == nil {

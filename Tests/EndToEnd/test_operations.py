@@ -231,6 +231,21 @@ def test_stats_and_backup_only_read_the_live_store(live, tmp_path):
     assert pg.returncode != 0 and "pg_basebackup" in pg.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a file system needs root (CI runs as root)")
+def test_a_backup_into_a_mount_point_is_refused_and_writes_nothing(live, tmp_path):
+    """The backup is built beside DEST and renamed into place: a mount point cannot take its
+    place, and what the mounted file system holds is not the backup's to replace."""
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mounted)], check=True)
+    try:
+        out = tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(mounted))
+        assert out.returncode != 0 and "is a mount point" in out.stderr, out.stderr
+        assert list(mounted.iterdir()) == [] and [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+
+
 def test_a_backup_into_a_folder_that_is_not_empty_is_refused_and_writes_nothing(live, tmp_path):
     taken = tmp_path / "taken"
     taken.mkdir()
@@ -481,14 +496,27 @@ def test_a_debug_log_line_carries_the_request_loggers_metadata_and_its_own(tmp_p
         answer = ecr.initiate_layer_upload(repositoryName="logged/app")
         request_id = answer["ResponseMetadata"]["RequestId"]
         assert requests.get(f"{server.endpoint}/v2/logged/app/tags/list?n=1").status_code == 200  # pulls are anonymous
+        # A member an operation does not take is not logged as what it names: its text could
+        # forge fields (`key=value` after the real ones) or fill the line.
+        from test_protocol import post
+        forged = json.dumps({"uploadId": "x request.outcome=AccessDenied " + "A" * 100_000}).encode()
+        status, headers, _ = post(server, "SpencerFrontendService.DescribeRepositories", forged)
+        assert status == 200
+        forged_id = headers["x-amzn-RequestId"]
+        upload_id = answer["uploadId"]
+        ecr.upload_layer_part(repositoryName="logged/app", uploadId=upload_id.upper(), partFirstByte=0, partLastByte=0, layerPartBlob=b"x")
     finally:
         assert server.stop() == 0
+    forged_lines = [line for line in server.stderr_text().splitlines() if forged_id in line and "answered" in line]
+    assert len(forged_lines) == 1 and "upload.id" not in forged_lines[0] and "AccessDenied" not in forged_lines[0], forged_lines
+    part_lines = [line for line in server.stderr_text().splitlines() if "request.operation=UploadLayerPart" in line and "answered" in line]
+    assert len(part_lines) == 1 and f"upload.id={upload_id}" in part_lines[0], "an upload id the operation takes is logged as it is kept"
     # Every request is logged once answered, whichever route took it; its query is not logged.
     answered = [line for line in server.stderr_text().splitlines() if line.endswith("] request") and "hb.request.path=" in line]
     registry = [line for line in answered if "hb.request.path=/v2/logged/app/tags/list" in line]
     assert len(registry) == 1 and "http.response.status=200" in registry[0] and "hb.request.method=GET" in registry[0], answered
     assert "n=1" not in registry[0] and re.search(r"duration\.ms=[0-9.]+", registry[0]), registry[0]
-    assert sum("hb.request.method=POST" in line and "http.response.status=200" in line for line in answered) == 2, answered
+    assert sum("hb.request.method=POST" in line and "http.response.status=200" in line for line in answered) == 4, answered
     lines = [line for line in server.stderr_text().splitlines() if "answered" in line and request_id in line]
     assert len(lines) == 1, lines
     assert re.search(r"\bhb\.request\.id=\S+", lines[0]), lines[0]

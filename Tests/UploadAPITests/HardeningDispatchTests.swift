@@ -217,7 +217,8 @@ struct HardeningDispatchTests {
     }
 
     /// Every event of a call repeats its User-Agent: it is recorded cut to 512 bytes, with its
-    /// control characters (a tab would shift the audit's columns) replaced.
+    /// control characters (a tab would shift the audit's columns) and bidirectional controls (an
+    /// override would show the principal's column reversed, and the agent's text in its place) replaced.
     @Test func aLongUserAgentWithControlCharacters_isRecordedCutAndShown() async throws {
         try await withAPI { client, store, _ in
             let agent = "aws-cli/2\tx" + String(repeating: "é", count: 30_000)
@@ -226,7 +227,8 @@ struct HardeningDispatchTests {
             #expect(recorded.hasPrefix("aws-cli/2\u{FFFD}xé"))
             #expect(recorded.utf8.count == 511, "13 bytes, then 249 two-byte characters: cut at a character")
             #expect(!recorded.unicodeScalars.contains { $0.properties.generalCategory == .control })
-            for (sent, kept) in [("aws-cli/2.31 md/arch#x86_64", "aws-cli/2.31 md/arch#x86_64"), ("a\u{85}b\tc é", "a\u{FFFD}b\u{FFFD}c é")] {
+            for (sent, kept) in [("aws-cli/2.31 md/arch#x86_64", "aws-cli/2.31 md/arch#x86_64"), ("a\u{85}b\tc é", "a\u{FFFD}b\u{FFFD}c é"),
+                                ("aws-cli/2 \u{202E}enil-dnammoc", "aws-cli/2 \u{FFFD}enil-dnammoc")] {
                 _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/\#(sent.count)"}"#, headers: [.userAgent: sent])
                 #expect(try store.read { try $0.events() }.last?.metadata.userAgent == kept)
             }

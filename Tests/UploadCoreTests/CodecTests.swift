@@ -181,11 +181,15 @@ struct CodecTests {
     }
 
     /// Strings that need no escape are copied whole; one byte that needs it sends the string the
-    /// scalar-by-scalar way, which must still escape exactly DEL, U+2028 and U+2029 beyond JSON's
-    /// own, and keep every other scalar (those whose UTF-8 also starts with 0xE2 included) as it is.
+    /// scalar-by-scalar way, which must still escape exactly what misleads when shown beyond
+    /// JSON's own (DEL, C1's controls, U+2028 and U+2029, the bidirectional controls), and keep
+    /// every other scalar (those whose UTF-8 also starts with 0xC2, 0xD8 or 0xE2 included) as it is.
     @Test(arguments: [
         ("plain-ascii/name_1.2", #""plain-ascii/name_1.2""#),
-        ("caf\u{E9} \u{20AC}\u{2027}\u{202A}", "\"caf\u{E9} \u{20AC}\u{2027}\u{202A}\""),
+        ("caf\u{E9} \u{20AC}\u{2027}\u{2030}\u{A0}\u{600}\u{2070}", "\"caf\u{E9} \u{20AC}\u{2027}\u{2030}\u{A0}\u{600}\u{2070}\""),
+        // C1's NEL, CSI, OSC and ST, as a terminal reads them; marks, an override and isolates.
+        ("a\u{85}b\u{9B}1A\u{9D}0;t\u{9C}\u{80}\u{9F}", #""a\u0085b\u009b1A\u009d0;t\u009c\u0080\u009f""#),
+        ("x\u{61C}\u{200E}\u{200F}\u{202A}\u{202E}evil\u{2066}\u{2069}", #""x\u061c\u200e\u200f\u202a\u202eevil\u2066\u2069""#),
         ("a\u{2028}b\u{2029}c\u{7F}d\re\tf", #""a\u2028b\u2029c\u007fd\re\tf""#),
         ("\u{20AC}\"", #""€\"""#),
         ("", #""""#),

@@ -52,8 +52,8 @@ struct ManifestValidationTests {
         ("layers not a list", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":{"a":\#(descriptor)}}"#),
         ("layers missing", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config)}"#),
         ("config missing", #"{"schemaVersion":2,"mediaType":"\#(image)","layers":[]}"#),
-        ("a layer without size", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"x","digest":"\#(digest)"}]}"#),
-        ("a negative size", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"x","digest":"\#(digest)","size":-1}]}"#),
+        ("a layer without size", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"application/x","digest":"\#(digest)"}]}"#),
+        ("a negative size", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"application/x","digest":"\#(digest)","size":-1}]}"#),
         ("a layer that is a string", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":["\#(digest)"]}"#),
         ("manifests not a list", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":"\#(digest)"}"#),
         ("an index with layers", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[],"layers":[]}"#),
@@ -61,7 +61,7 @@ struct ManifestValidationTests {
         ("text/html", #"{"schemaVersion":2,"mediaType":"text/html","manifests":[]}"#),
         ("schema 1", #"{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+json","fsLayers":[{"blobSum":"\#(digest)"}]}"#),
         ("schemaVersion 2.0", #"{"schemaVersion":2.0,"mediaType":"\#(index)","manifests":[]}"#),
-        ("a size that is a boolean", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"x","digest":"\#(digest)","size":true}]}"#),
+        ("a size that is a boolean", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"application/x","digest":"\#(digest)","size":true}]}"#),
         ("a mediaType that is a number", #"{"schemaVersion":2,"mediaType":7,"manifests":[]}"#),
     ])
     func manifestsOfTheWrongShapeOrType_areInvalidParameter(why: String, manifest: String) {
@@ -92,7 +92,7 @@ struct ManifestValidationTests {
         ("Layers", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],"Layers":[\#(descriptor)]}"#),
         ("LAYERS", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],"LAYERS":[\#(descriptor)]}"#),
         ("long s", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],"layer\#u{17F}":[\#(descriptor)]}"#),
-        ("Digest", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"x","digest":"\#(digest)","size":1,"Digest":"\#(other)"}]}"#),
+        ("Digest", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"application/x","digest":"\#(digest)","size":1,"Digest":"\#(other)"}]}"#),
         ("Config", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"Config":\#(config),"layers":[]}"#),
     ])
     func aMemberSpelledAsAKnownOneInAnotherCase_isRefused_butTheProjectorStillReadsIt(why: String, manifest: String) throws {
@@ -107,12 +107,19 @@ struct ManifestValidationTests {
         ("a trailing comma", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],}"#),
         ("a trailing comma in a list", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[\#(descriptor),]}"#),
         ("layers given twice", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[\#(descriptor)],"layers":[]}"#),
-        ("a digest given twice", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"x","digest":"\#(other)","size":1,"digest":"\#(digest)"}]}"#),
-        ("a layer's digest in capitals", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"x","digest":"sha256:\#(String(repeating: "A", count: 64))","size":1}]}"#),
-        ("a config's algorithm in capitals", #"{"schemaVersion":2,"mediaType":"\#(image)","config":{"mediaType":"x","digest":"SHA256:\#(String(repeating: "a", count: 64))","size":1},"layers":[]}"#),
+        ("a digest given twice", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"application/x","digest":"\#(other)","size":1,"digest":"\#(digest)"}]}"#),
+        ("a layer's digest in capitals", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"application/x","digest":"sha256:\#(String(repeating: "A", count: 64))","size":1}]}"#),
+        ("a config's algorithm in capitals", #"{"schemaVersion":2,"mediaType":"\#(image)","config":{"mediaType":"application/x","digest":"SHA256:\#(String(repeating: "a", count: 64))","size":1},"layers":[]}"#),
         // RFC 8259 allows it; Go's decoders refuse the document (and Foundation did, so none is stored).
         ("a number beyond a double", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[],"annotations":{"n":1e400}}"#),
-        ("a listed manifest's digest in capitals", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"x","digest":"sha256:\#(String(repeating: "B", count: 64))","size":1}]}"#),
+        // Media types are names (RFC 6838): clients print them, and DescribeImages answers one.
+        ("a config's media type with a terminal's escape", #"{"schemaVersion":2,"mediaType":"\#(image)","config":{"mediaType":"application/x\u001b]0;t\u0007","digest":"\#(digest)","size":1},"layers":[]}"#),
+        ("a layer's media type with no subtype", #"{"schemaVersion":2,"mediaType":"\#(image)","config":\#(config),"layers":[{"mediaType":"text","digest":"\#(digest)","size":1}]}"#),
+        ("a listed manifest's media type with a space", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"application/x y","digest":"\#(digest)","size":1}]}"#),
+        ("an artifactType with a carriage return", #"{"schemaVersion":2,"mediaType":"\#(image)","artifactType":"application/x\rforged","config":\#(config),"layers":[]}"#),
+        ("an artifactType that is a number", #"{"schemaVersion":2,"mediaType":"\#(image)","artifactType":1,"config":\#(config),"layers":[]}"#),
+        ("a descriptor's artifactType with a bidirectional override", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"application/x","artifactType":"application/\u202ex","digest":"\#(digest)","size":1}]}"#),
+        ("a listed manifest's digest in capitals", #"{"schemaVersion":2,"mediaType":"\#(index)","manifests":[{"mediaType":"application/x","digest":"sha256:\#(String(repeating: "B", count: 64))","size":1}]}"#),
     ])
     func aManifestClientsWouldReadOtherwise_isRefused_butTheProjectorStillReadsIt(why: String, manifest: String) throws {
         #expect(try Self.refusalOfAFirstPush(manifest, why).code == .invalidParameter, "\(why)")

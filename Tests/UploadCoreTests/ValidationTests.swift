@@ -28,6 +28,20 @@ struct ValidationTests {
         }
     }
 
+    /// The OCI image spec's descriptor schema: `[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}`, twice.
+    @Test(arguments: [
+        ("application/vnd.oci.image.manifest.v1+json", true), ("application/vnd.oci.empty.v1+json", true),
+        ("application/vnd.docker.image.rootfs.diff.tar.gzip", true), ("application/vnd.in-toto+json", true),
+        ("a/b", true), ("A0!#$&^_.+-/z9!#$&^_.+-", true),
+        (String(repeating: "a", count: 127) + "/" + String(repeating: "b", count: 127), true),
+        (String(repeating: "a", count: 128) + "/b", false), ("a/" + String(repeating: "b", count: 128), false),
+        ("", false), ("a", false), ("a/", false), ("/b", false), ("a/b/c", false), ("-a/b", false), ("a/.b", false),
+        ("text/plain; charset=utf-8", false), ("a/b\r", false), ("a\u{1B}/b", false), ("a/b c", false), ("é/b", false), ("a/\u{202E}b", false),
+    ])
+    func mediaType_isTheImageSpecsPattern(value: String, valid: Bool) {
+        #expect(Validation.isMediaType(value) == valid, "\(value.debugDescription)")
+    }
+
     @Test func repositoryName_whenMissing_isInvalidParameter() {
         #expect(throws: CommandError(.invalidParameter, "The parameter 'repositoryName' is required but was not given.")) {
             try InitiateLayerUpload(repositoryName: nil)

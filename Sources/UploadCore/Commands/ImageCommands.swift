@@ -180,9 +180,18 @@ public struct Manifest: Sendable {
         for member in ["layers", "manifests"] {
             for (i, item) in (object[member: member]?.array ?? []).enumerated() { descriptors.append(("\(member)[\(i)]", item)) }
         }
+        // Media types are names (RFC 6838): clients print them, and DescribeImages answers one.
+        if let type = object[member: "artifactType"], !(type.string.map(Validation.isMediaType) ?? false) {
+            return invalid("has an artifactType that is not a media type (type/subtype, RFC 6838)")
+        }
         for (place, descriptor) in descriptors where descriptor.isObject {
             if let variant = caseVariant(in: descriptor, of: descriptorMembers) {
                 return invalid("has a member '\(variant)' in \(place) spelled as a known member in another case")
+            }
+            for member in ["mediaType", "artifactType"] {
+                if let type = descriptor[member: member], !(type.string.map(Validation.isMediaType) ?? false) {
+                    return invalid("has a \(member) in \(place) that is not a media type (type/subtype, RFC 6838)")
+                }
             }
             // Blobs and manifests are named by lowercase digests: one named otherwise could be
             // stored, but never fetched by what the manifest says.

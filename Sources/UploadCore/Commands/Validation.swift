@@ -77,6 +77,17 @@ public enum Validation {
         return hex.count == algorithm.hexCount && hex.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
+    /// A media type as the OCI image spec's descriptor schema has it (RFC 6838's names, no
+    /// parameters): `[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}` twice, joined by `/`.
+    public static func isMediaType(_ value: String) -> Bool {
+        func isName(_ part: Substring.UTF8View) -> Bool {
+            guard let first = part.first, (1...127).contains(part.count), isASCIIAlphanumeric(Unicode.Scalar(first)) else { return false }
+            return part.allSatisfy { isASCIIAlphanumeric(Unicode.Scalar($0)) || "!#$&^_.+-".utf8.contains($0) }
+        }
+        let parts = value.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        return parts.count == 2 && isName(parts[0]) && isName(parts[1])
+    }
+
     /// A LayerDigest: `[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+`.
     public static func isLayerDigest(_ value: String) -> Bool {
         guard let colon = value.firstIndex(of: ":") else { return false }

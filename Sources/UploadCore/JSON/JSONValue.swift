@@ -65,15 +65,19 @@ public indirect enum JSONValue: Equatable, Sendable {
         }
     }
 
-    /// A string in quotes, escaped where JSON requires it, and where JavaScript would otherwise
-    /// end a line (DEL, U+2028, U+2029). Most strings need no escape: their bytes are copied whole.
+    /// A string in quotes, escaped where JSON requires it, and as `\uXXXX` where a reader would
+    /// otherwise be misled (``Unicode/Scalar/misleadsWhenShown``: C1's controls reach a terminal
+    /// that prints an event, U+2028 and U+2029 end a line for JavaScript and for readers that
+    /// split on Unicode's line ends, a bidirectional override reorders what follows). Most strings
+    /// need no escape: their bytes are copied whole.
     private static func writeString(_ s: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { bytes in
-            // 0xE2 starts U+2028 and U+2029 (E2 80 A8, E2 80 A9), and other scalars too: those go
-            // the scalar-by-scalar way, which escapes exactly the two.
-            if !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F || $0 == 0xE2 }) {
+            // The lead bytes of every scalar that misleads when shown past ASCII's (C2: C1's
+            // controls; D8: U+061C; E2: U+200E to U+2069), and of many other scalars: those go the
+            // scalar-by-scalar way, which escapes exactly the ones that mislead.
+            if !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F || $0 == 0xC2 || $0 == 0xD8 || $0 == 0xE2 }) {
                 out.append(contentsOf: bytes)
                 return
             }
@@ -84,7 +88,7 @@ public indirect enum JSONValue: Equatable, Sendable {
                 case "\n": out.append(contentsOf: "\\n".utf8)
                 case "\r": out.append(contentsOf: "\\r".utf8)
                 case "\t": out.append(contentsOf: "\\t".utf8)
-                case _ where scalar.value < 0x20 || scalar.value == 0x7f || (0x2028...0x2029).contains(scalar.value):
+                case _ where scalar.misleadsWhenShown:
                     let hex = String(scalar.value, radix: 16)
                     out.append(contentsOf: ("\\u" + String(repeating: "0", count: 4 - hex.count) + hex).utf8)
                 default: out.append(contentsOf: UTF8.encode(scalar)!)
