@@ -21,7 +21,7 @@ struct GarbageCollectCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var store: StoreOptions
-    @Option(help: "Keep a blob no one names until this many seconds after its last use (a push, a mount, its repository's deletion): longer than any command takes between marking a blob and committing the event that names it, and than a database backup's blob copy trails its dump.")
+    @Option(help: "Keep a blob no one names until this many seconds after its last use (a push, a mount, its repository's deletion): longer than a database backup's blob copy trails its dump. Below 60 it counts as 60: a command may take up to 30 s from marking a blob to committing the event that names it.")
     var minAge: Int64 = 86_400
     @Flag(help: "Report what would be removed, removing nothing.") var dryRun = false
     @Flag(help: "Collect even when the store names no blob, the folder lacks half or more of those it names, or a blob to remove was used after the store's last event (each looks like another store's folder, or an old copy of this one's).")
@@ -74,7 +74,7 @@ struct GarbageCollectCommand: AsyncParsableCommand {
         } else {
             let verb = dryRun ? "would remove" : "removed"
             print("\(verb) \(collection.removed.count) blobs (\(StatsCommand.bytes(collection.removedBytes))) no repository names")
-            print("kept \(collection.named) named blobs, and \(collection.recent) unnamed ones used within \(minAge) s")
+            print("kept \(collection.named) named blobs, and \(collection.recent) unnamed ones used within \(max(minAge, Int64(BlobClaims.shortestCollectionAge))) s")
             if collection.namedButMissing > 0 {
                 print("warning: \(collection.namedButMissing) blobs the store names are missing from the folder (serve's start-up log names them)")
             }

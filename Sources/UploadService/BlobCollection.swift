@@ -13,8 +13,9 @@ import UploadStore
 ///   flight became visible);
 /// - it was last used (claimed by a command about to name it, ``claimBlob(_:)``; kept; or held by a
 ///   repository being deleted, ``markUsed(_:)``) longer than the minimum age before that clock. So
-///   a command that claimed a blob and commits after the names were read keeps it, as long as its
-///   claim and its commit are less than the minimum age apart (seconds, against a day);
+///   a command that claimed a blob and commits after the names were read keeps it: the writer
+///   refuses a command whose claim is older than ``UploadStore/BlobClaims/lease``, and the
+///   minimum age is never shorter than ``UploadStore/BlobClaims/shortestCollectionAge``;
 /// - it is still unclaimed once moved aside: a blob is first renamed to a name of its own
 ///   (``collectedPrefix``), then its modification time is read again. One claimed between the
 ///   judgement and the rename is put back; a claim after the rename finds no blob, and its
@@ -88,7 +89,8 @@ extension BlobStore {
         defer { lock.release() }
         var collection = CollectionReport()
         collection.failed = restoreCollected().failed
-        let cutoff = try Self.fileSystemTime(in: staging).addingTimeInterval(-minimumAge)
+        // Never shorter than the writer's fence allows: a blob claimed within it may be named by a commit in flight.
+        let cutoff = try Self.fileSystemTime(in: staging).addingTimeInterval(-max(minimumAge, BlobClaims.shortestCollectionAge))
         let names = Set(try named())
         let unnamed = try unnamedBlobs(besides: names, counting: &collection)
         collection.namedButMissing = names.count - collection.named

@@ -66,6 +66,7 @@ extension UploadService {
         var temporary: String?
         defer { if let temporary { self.blobs.discard(temporary: temporary) } }
         let uploadId = command.uploadId
+        var claimedAt: ContinuousClock.Instant?  // when the blob was claimed, for the writer's fence (BlobClaims)
         if let session = try await self.reading({ try $0.session(uploadId) }), session.isReadyToComplete(in: ref, rules: command.rules) {
             let size = session.bytesReceived
             // ECR's CompleteLayerUpload names sha256 digests; a registry client names one digest, in its algorithm.
@@ -76,7 +77,10 @@ extension UploadService {
             if algorithm == .sha256, session.partCount == 1, let part = session.lastPart, part.firstByte == 0, part.lastByte + 1 == size {
                 let digest = part.digest
                 var inPlace = !command.names(digest)
-                if !inPlace { inPlace = try await Self.blocking { try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: digest, size: size) } }
+                if !inPlace {
+                    claimedAt = .now
+                    inPlace = try await Self.blocking { try self.storage.adoptStaged(self.blobs.stagingPath(uploadId), digest: digest, size: size) }
+                }
                 if inPlace { command.staged = .init(digest: digest, size: size) }
             }
             let hashed = RefusedStagedDigests.Key(session, algorithm)
@@ -92,6 +96,7 @@ extension UploadService {
                     temporary = copy
                     // A layer the caller did not name is refused without entering the blob store.
                     if command.names(digest) {
+                        claimedAt = .now
                         try await Self.blocking {
                             try BlobStore.syncFile(copy)  // only now: a refused copy is dropped unsynced
                             try self.storage.commitBlob(copy, digest: digest)
@@ -110,7 +115,8 @@ extension UploadService {
                 if !command.names(digest) { self.refusedDigests.remember(digest, for: hashed) }
             }
         }
-        return try self.completedDigest(command, events: try await self.store.execute(.completeLayerUpload(command), metadata: metadata).events)
+        let outcome = try await self.store.execute(.completeLayerUpload(command), metadata: metadata, claimedBlobsAt: claimedAt)
+        return try self.completedDigest(command, events: outcome.events)
     }
 
     /// The layer a committed completion recorded; its staging file goes, which the log no longer

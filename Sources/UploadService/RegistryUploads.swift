@@ -370,11 +370,12 @@ extension UploadService {
             try snapshot.layer(repository, digest) != nil
                 || source.map { try snapshot.layer(RepositoryRef(registryId: repository.registryId, repositoryName: $0), digest) != nil } ?? true
         }
+        let claimedAt = ContinuousClock.now
         guard held, let size = (try? await claimBlob(digest)) ?? nil else {
             throw CommandError(.layersNotFound, "The layer \(digest) is not in the repository with name '\(source ?? repository.repositoryName)'")
         }
         let from = source.map(MountLayer.Source.repository) ?? .blobStore(size: size)
-        _ = try await store.execute(.mountLayer(MountLayer(into: repository, layerDigest: digest, from: from)), metadata: metadata)
+        _ = try await store.execute(.mountLayer(MountLayer(into: repository, layerDigest: digest, from: from)), metadata: metadata, claimedBlobsAt: claimedAt)
     }
 
     static func uploadNotFound(_ upload: RepositoryUpload) -> CommandError {

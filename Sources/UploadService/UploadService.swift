@@ -94,8 +94,9 @@ public final class UploadService: Sendable {
     ) async throws -> CommandOutcome {
         guard let logo, let digest else { return try await store.execute(command, metadata: metadata) }
         // Kept before (by another request, which may not have synced its name yet): claimed, made durable.
+        let claimedAt = ContinuousClock.now
         if try await claimBlob(digest) != nil {
-            return try await store.execute(command, metadata: metadata)
+            return try await store.execute(command, metadata: metadata, claimedBlobsAt: claimedAt)
         }
         let keep = { try self.storage.commitBlob(self.blobs.writeTemporary(logo), digest: digest) }
         let now = DecisionContext(now: store.clock.now())
@@ -115,8 +116,9 @@ public final class UploadService: Sendable {
             guard metadata.invocationId != nil else { throw refusedNow }
             return try await store.execute(command, metadata: metadata, refusalUnlessRetry: refusedNow, answersMismatch: true)
         }
+        let keptAt = ContinuousClock.now
         try keep()
-        return try await store.execute(command, metadata: metadata)
+        return try await store.execute(command, metadata: metadata, claimedBlobsAt: keptAt)
     }
 
     /// Deletes the repository, then the staged bytes of the uploads it aborted (no longer needed

@@ -112,13 +112,36 @@ public struct CommandSubmission: Sendable {
     /// the state it may change (a logo's command, refused on a snapshot), not by its authority,
     /// which is told nothing of the other call.
     public let answersMismatch: Bool
+    /// Set for a command whose events will name blobs it claimed (see ``BlobClaims``): when it
+    /// claimed them. The writer refuses it once ``BlobClaims/lease`` has passed since, writing
+    /// nothing (`.overloaded`: ThrottlingException, which clients retry, claiming again).
+    public let claimedBlobsAt: ContinuousClock.Instant?
 
-    public init(_ command: Command, metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil, answersMismatch: Bool = false) {
+    public init(
+        _ command: Command, metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil, answersMismatch: Bool = false,
+        claimedBlobsAt: ContinuousClock.Instant? = nil
+    ) {
         self.command = command
         self.metadata = metadata
         self.refusalUnlessRetry = refusalUnlessRetry
         self.answersMismatch = answersMismatch
+        self.claimedBlobsAt = claimedBlobsAt
     }
+}
+
+/// A blob a command is about to name is claimed first (its modification time set, by the blob
+/// store), and a blob collection removes only blobs unnamed and unclaimed for its minimum age.
+/// That alone is a lease: a command whose commit came later than the minimum age after its claim
+/// (a writer stalled, a database failing over) would name a blob the collection had just removed.
+/// The writer makes it a fence: it refuses a command whose claim is older than ``lease``, so a
+/// collection that keeps every blob claimed within ``shortestCollectionAge`` of its clock never
+/// removes a blob a commit is about to name, whatever minimum age it was given.
+public enum BlobClaims {
+    /// The longest a command may take from claiming its blobs to its commit.
+    public static let lease = Duration.seconds(30)
+    /// Twice the lease, in seconds: the commit's own time after the writer's check, and the file
+    /// system's clock (which stamps the claim) against this process's, are well inside it.
+    public static let shortestCollectionAge: Double = 60
 }
 
 extension EventStore {
@@ -130,9 +153,11 @@ extension EventStore {
     /// Appends one command. - Throws: its refusal (``CommandError``, or `refusalUnlessRetry`: see
     /// ``CommandSubmission/refusalUnlessRetry``) or the store's failure.
     public func execute(
-        _ command: Command, metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil, answersMismatch: Bool = false
+        _ command: Command, metadata: RequestMetadata, refusalUnlessRetry: (any Error & Sendable)? = nil, answersMismatch: Bool = false,
+        claimedBlobsAt: ContinuousClock.Instant? = nil
     ) async throws -> CommandOutcome {
-        let submission = CommandSubmission(command, metadata: metadata, refusalUnlessRetry: refusalUnlessRetry, answersMismatch: answersMismatch)
+        let submission = CommandSubmission(
+            command, metadata: metadata, refusalUnlessRetry: refusalUnlessRetry, answersMismatch: answersMismatch, claimedBlobsAt: claimedBlobsAt)
         guard let result = await append([submission]).first else {
             throw StoreError(.closed, "the store answered nothing")
         }

@@ -30,6 +30,7 @@ final class GroupCommitWriter: Sendable {
         let uploadId: String?
         let refusalUnlessRetry: (any Error & Sendable)?
         let answersMismatch: Bool
+        let claimedBlobsAt: ContinuousClock.Instant?
         let answer: Answers
         let index: Int
 
@@ -38,6 +39,7 @@ final class GroupCommitWriter: Sendable {
             self.metadata = submission.metadata
             self.refusalUnlessRetry = submission.refusalUnlessRetry
             self.answersMismatch = submission.answersMismatch
+            self.claimedBlobsAt = submission.claimedBlobsAt
             self.uploadId = uploadId
             self.answer = answer
             self.index = index

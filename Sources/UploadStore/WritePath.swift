@@ -105,6 +105,10 @@ struct WritePath {
                 }
             }
             if let refusal = pending.refusalUnlessRetry { return .failure(refusal) }
+            // Here, inside the transaction that commits it, so that no commit lands past the lease.
+            if let claimed = pending.claimedBlobsAt, ContinuousClock.now - claimed > BlobClaims.lease {
+                return .failure(StoreError(.overloaded, "The server took too long to record this call; retry it"))
+            }
             decision = try Decider.decide(
                 pending.command, state: txn.tables, settings: settings,
                 context: DecisionContext(now: now, newUploadId: pending.uploadId))

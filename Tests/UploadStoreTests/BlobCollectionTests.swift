@@ -46,8 +46,11 @@ struct BlobCollectionTests {
         #expect(blobs.hasBlob(named) && blobs.hasBlob(recent))
         #expect(FileManager.default.fileExists(atPath: copy) && FileManager.default.fileExists(atPath: dir.path + "/blobs/sha256/not-a-digest"))
         #expect(try blobs.collectGarbage(minimumAge: 3600, dryRun: false) { [named] }.removed.isEmpty)
-        // With no minimum age, the recent one goes too (once its time is past the collection's clock).
-        try Self.age(blobs.blobPath(recent), by: 10)
+        // No minimum age counts as the writer's fence's: a blob used 50 s ago may still be named by
+        // a commit in flight, and is kept; one used 70 s ago goes.
+        try Self.age(blobs.blobPath(recent), by: 50)
+        #expect(try blobs.collectGarbage(minimumAge: 0, dryRun: false) { [named] }.removed == [])
+        try Self.age(blobs.blobPath(recent), by: Int(BlobClaims.shortestCollectionAge) + 10)
         #expect(try blobs.collectGarbage(minimumAge: 0, dryRun: false) { [named] }.removed == [recent])
     }
 

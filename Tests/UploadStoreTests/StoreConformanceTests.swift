@@ -245,6 +245,28 @@ struct StoreConformanceTests {
         }
     }
 
+    /// A command whose blobs were claimed longer ago than the lease is refused as it would commit,
+    /// writing nothing (a collection may have removed them meanwhile: the claim is a fence); one
+    /// claimed within the lease, and a retry answered from the window, are taken.
+    @Test(arguments: StoreBackend.allCases)
+    func aCommandWhoseBlobClaimOutlivedTheLease_isRefusedAndWritesNothing(_ backend: StoreBackend) async throws {
+        let location = try TestStoreLocation(backend)
+        defer { location.remove() }
+        try await location.withStore { store in
+            let create = Command.createRepository(try CreateRepository(repositoryName: "team/app"))
+            let retried = RequestMetadata(requestId: "r-1", source: "test", principal: "AKIA1", invocationId: "inv-1", requestDigest: "d-1")
+            _ = try await store.execute(create, metadata: retried, claimedBlobsAt: .now)
+            let late = ContinuousClock.now - BlobClaims.lease - .seconds(1)
+            #expect(try await store.execute(create, metadata: retried, claimedBlobsAt: late).events.count == 1, "a retry names nothing new")
+            let other = Command.createRepository(try CreateRepository(repositoryName: "team/other"))
+            let error = await #expect(throws: StoreError.self) { try await store.execute(other, metadata: testMetadata(), claimedBlobsAt: late) }
+            #expect(error?.code == .overloaded)
+            #expect(try store.read { try $0.lastPosition() } == 1)
+            _ = try await store.execute(other, metadata: testMetadata(), claimedBlobsAt: .now - BlobClaims.lease + .seconds(5))
+            #expect(try store.read { try $0.lastPosition() } == 2)
+        }
+    }
+
     @Test(arguments: StoreBackend.allCases)
     func aRefusedCommand_writesNothing(_ backend: StoreBackend) async throws {
         let location = try TestStoreLocation(backend)
