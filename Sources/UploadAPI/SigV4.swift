@@ -153,7 +153,7 @@ public struct SigV4Verifier: Sendable {
             canonicalHeaders += name + ":" + values.map(Self.trimmed).joined(separator: ",") + "\n"
         }
         let canonicalRequest = [
-            method, path.isEmpty ? "/" : path, Self.canonicalQuery(query), canonicalHeaders,
+            method, Self.canonicalPath(path), Self.canonicalQuery(query), canonicalHeaders,
             auth.signedHeaders.joined(separator: ";"), payloadHash,
         ].joined(separator: "\n")
         let stringToSign = [
@@ -213,16 +213,24 @@ public struct SigV4Verifier: Sendable {
         .map { "\($0.0)=\($0.1)" }.joined(separator: "&")
     }
 
+    /// The path as every service but S3 signs it: the path as sent, encoded again (a `:` as
+    /// `%3A`, a `%3A` sent as `%253A`), slashes kept, as botocore and the other SDKs sign it.
+    static func canonicalPath(_ path: String) -> String {
+        path.isEmpty ? "/" : encode(path, keepingSlashes: true)
+    }
+
     private static func decode(_ s: String) -> String { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? s }
 
-    /// RFC 3986 unreserved characters stay; everything else is %XX, as SigV4 requires.
-    private static func encode(_ s: String) -> String {
+    /// RFC 3986 unreserved characters stay (and `/`, when kept); everything else is %XX, as SigV4 requires.
+    private static func encode(_ s: String, keepingSlashes: Bool = false) -> String {
         var out = ""
         for byte in s.utf8 {
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
                  UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(byte))
+            case UInt8(ascii: "/") where keepingSlashes:
+                out.unicodeScalars.append("/")
             default:
                 out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
             }

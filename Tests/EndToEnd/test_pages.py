@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import CREDENTIALS, ROOT, Server, serving
+from conftest import CREDENTIALS, ROOT, Server, serving, signed_headers
 from test_catalog_and_tags import push_image
 from test_registry_clients import login_password, write_oci_layout
 
@@ -429,6 +429,18 @@ def test_a_page_shows_no_images_uploads_or_catalog_data_the_policy_denies():
         assert "does not let you see its images" in veiled and "does not let you see its uploads" in veiled
         assert "v1" in veiled, "its tags are still DescribeImageTags'"
         assert requests.get(base + logo_path).status_code == 404
+
+
+def test_a_logo_is_shown_under_private_pulls_to_a_request_botocore_signed():
+    """botocore signs a path as every AWS service but S3 has it signed, encoded again: the `:` of
+    a logo's digest is signed as `%3A`. A path signed as it was sent was refused every time."""
+    logo = b"\x89PNG\r\n\x1a\n" + os.urandom(300)
+    with serving("--private-pulls") as server:
+        client(server).create_repository(repositoryName="private/app", catalogData={"logoImageBlob": logo})
+        url = f"{server.endpoint}/logos/000000000000/sha256:{hashlib.sha256(logo).hexdigest()}/private/app"
+        assert requests.get(url).status_code in (401, 403, 404), "control: not shown to an anonymous request"
+        signed = requests.get(url, headers=signed_headers("GET", url))
+        assert signed.status_code == 200 and signed.content == logo, (signed.status_code, signed.text[:300])
 
 
 def test_a_full_page_links_to_no_empty_page_and_a_search_stopped_by_its_bound_goes_on_without_naming_what_it_hid():
