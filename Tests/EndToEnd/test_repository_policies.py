@@ -368,11 +368,18 @@ def test_a_policy_that_would_lock_the_caller_out_needs_force(keyed, alice, princ
     assert alice.set_repository_policy(repositoryName=name, policyText=KEPT)["policyText"] == KEPT
 
 
-def test_a_policy_that_denies_someone_else_needs_no_force(alice, bob):
+def test_a_policy_that_denies_someone_else_needs_no_force(keyed, alice, bob, carol):
     name = new_repo(alice)
     text = policy(deny({"AWS": ALICE}, "ecr-public:SetRepositoryPolicy"))
     assert bob.set_repository_policy(repositoryName=name, policyText=text)["policyText"] == text
     assert error_code(lambda: alice.set_repository_policy(repositoryName=name, policyText=KEPT)) == DENIED
+    # A caller denied the action is told so, whatever the policy it sent would do to it (boto3
+    # sends an invocation id, so the call goes on as a possible retry): not invited to force it.
+    before = len(keyed.events())
+    assert error_code(lambda: alice.set_repository_policy(repositoryName=name, policyText=text)) == DENIED
+    for repository in (name, "no/such-repository"):
+        assert error_code(lambda: carol.set_repository_policy(repositoryName=repository, policyText=text, registryId=REGISTRY_ID)) == DENIED
+    assert len(keyed.events()) == before
     assert bob.set_repository_policy(repositoryName=name, policyText=KEPT)["policyText"] == KEPT
     assert alice.get_repository_policy(repositoryName=name)["policyText"] == KEPT
 

@@ -32,7 +32,8 @@ extension ECRPublicService {
             registryId: body.string("registryId"), repositoryName: body.string("repositoryName"),
             policyText: body.string("policyText"), force: body.bool("force") ?? false)
         let ref = RepositoryRef(registryId: try settings.resolveRegistry(command.registryId), repositoryName: command.repositoryName)
-        if !command.force {
+        // A caller denied the call altogether (here only as a possible retry) is told that, not this.
+        if !command.force, refusalUnlessRetry == nil {
             // Judged as the next SetRepositoryPolicy would be, under the new policy.
             do {
                 try registry.authority.access.check(metadata.principal, action: "SetRepositoryPolicy", on: ref, policyText: command.policyText)
