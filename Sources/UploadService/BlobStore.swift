@@ -209,10 +209,14 @@ public struct BlobStore: BlobStorage {
     }
 
     /// Moves a hashed temporary file to its content address (keeping an existing blob, which holds
-    /// the same bytes) and syncs the directory.
+    /// the same bytes) and syncs the directory. Either way the blob is claimed now: a new one is
+    /// stamped before it takes its name, not left with its copy's last write (a layer's copy and its
+    /// sync may take longer than the writer's fence, ``UploadStore/BlobClaims``).
     public func commitBlob(_ temporary: String, digest: String) throws {
         if try claimBlob(digest) != nil { return discard(temporary: temporary) }
         let destination = blobPath(digest)
+        // Stamped before it takes its name, so that no collection ever sees it named with an old time.
+        guard utimensat(AT_FDCWD, temporary, nil, 0) == 0 else { throw Self.posixError("claim \(temporary)") }
         guard rename(temporary, destination) == 0 else { throw Self.posixError("rename \(temporary)") }
         try Self.syncDirectory(PathNames.folder(of: destination))
     }

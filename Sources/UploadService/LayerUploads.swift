@@ -96,10 +96,11 @@ extension UploadService {
                     temporary = copy
                     // A layer the caller did not name is refused without entering the blob store.
                     if command.names(digest) {
-                        claimedAt = .now
-                        try await Self.blocking {
+                        claimedAt = try await Self.blocking {
                             try BlobStore.syncFile(copy)  // only now: a refused copy is dropped unsynced
+                            let claimedAt = ContinuousClock.now  // after the sync, which may take long: the claim is the commit's
                             try self.storage.commitBlob(copy, digest: digest)
+                            return claimedAt
                         }
                     }
                 } catch {

@@ -95,7 +95,7 @@ extension UploadService {
             // Under the chunk's own lock: another request to the upload cannot come between the
             // chunk and its completion, so the completion never waits (and is never refused as
             // overloaded) behind a chunk streaming in.
-            return try await self.recordFinalChunk(chunk.part, adopted: chunk.adopted, completing: completion, in: upload, metadata)
+            return try await self.recordFinalChunk(chunk.part, adoptedAt: chunk.adoptedAt, completing: completion, in: upload, metadata)
         }
         return LayerCompleted(repository: upload.repository, uploadId: upload.uploadId, layerDigest: layerDigest)
     }
@@ -147,20 +147,20 @@ extension UploadService {
             let layerDigest = try await uploadLocks.withLock(uploadId) {
                 guard staged.length > 0 else {
                     self.blobs.removeStaging(waiting)
-                    return try await self.recordFinalChunk(nil, adopted: false, completing: completion, in: upload, metadata)
+                    return try await self.recordFinalChunk(nil, adoptedAt: nil, completing: completion, in: upload, metadata)
                 }
                 // Ended meanwhile (its repository deleted): its bytes must not become its staging,
                 // nor a blob no event names.
                 _ = try await self.activeSession(upload)
-                let adopted = try await Self.blocking {
+                let adoptedAt = try await Self.blocking {
                     try self.blobs.becomeStaging(waiting, of: uploadId)
-                    let adopted = self.adopt(uploadId, as: completion, digest: staged.digest, length: staged.length)
-                    if !adopted { try writer.syncName() }
-                    return adopted
+                    let adoptedAt = self.adopt(uploadId, as: completion, digest: staged.digest, length: staged.length)
+                    if adoptedAt == nil { try writer.syncName() }
+                    return adoptedAt
                 }
                 var part = UploadLayerPart(.init(registryChunkOf: upload, at: 0, length: staged.length), partLength: staged.length, partDigest: staged.digest)
                 part.staged = true
-                return try await self.recordFinalChunk(part, adopted: adopted, completing: completion, in: upload, metadata)
+                return try await self.recordFinalChunk(part, adoptedAt: adoptedAt, completing: completion, in: upload, metadata)
             }
             return LayerCompleted(repository: repository, uploadId: uploadId, layerDigest: layerDigest)
         } catch {
@@ -173,9 +173,11 @@ extension UploadService {
 
     /// Records a registry upload's final chunk, staged and synced (`nil` when it held no bytes),
     /// and the upload's completion, under the upload's lock: together when the chunk was made the
-    /// blob (`adopted`), else one after the other. - Returns: the layer's digest.
+    /// blob (`adoptedAt`: when, its claim for the writer's fence), else one after the other.
+    /// - Returns: the layer's digest.
     private func recordFinalChunk(
-        _ part: UploadLayerPart?, adopted: Bool, completing completion: CompleteLayerUpload, in upload: RepositoryUpload, _ metadata: RequestMetadata
+        _ part: UploadLayerPart?, adoptedAt: ContinuousClock.Instant?, completing completion: CompleteLayerUpload, in upload: RepositoryUpload,
+        _ metadata: RequestMetadata
     ) async throws -> String {
         // An invocation id names one call's one command: the part keeps it (a retry of the
         // request finds its part), the completion goes without (else it would be taken for a
@@ -183,7 +185,7 @@ extension UploadService {
         var completionMetadata = metadata
         completionMetadata.invocationId = nil
         guard let part else { return try await complete(completion, in: upload.repository, completionMetadata) }
-        guard adopted else {
+        guard let adoptedAt else {
             try await record(part, metadata)
             do {
                 return try await complete(completion, in: upload.repository, completionMetadata)
@@ -201,7 +203,7 @@ extension UploadService {
         whole.staged = .init(digest: part.partDigest, size: part.partLength)
         let results = await store.append([
             CommandSubmission(.uploadLayerPart(part), metadata: metadata),
-            CommandSubmission(.completeLayerUpload(whole), metadata: completionMetadata),
+            CommandSubmission(.completeLayerUpload(whole), metadata: completionMetadata, claimedBlobsAt: adoptedAt),
         ])
         if case .failure(let error) = results[0] {
             // An answer lost (not a refusal) may hide a commit that names the staged file.
@@ -226,11 +228,11 @@ extension UploadService {
     /// its part is `nil` when it held no bytes. Called under the upload's lock.
     /// - Parameter completion: the completion that follows the chunk, if one does. When the chunk
     ///   is the whole layer it names, its staged file is made that blob in the same trip to the
-    ///   thread pool (``BlobStorage/adoptStaged(_:digest:size:)``), and `adopted` is true. A link
+    ///   thread pool (``BlobStorage/adoptStaged(_:digest:size:)``), and `adoptedAt` says when. A link
     ///   that fails is left to the ordinary path, which links again and reports it.
     private func stageChunk<Body: AsyncSequence & Sendable>(
         _ upload: RepositoryUpload, range: ClosedRange<UInt64>?, declaredLength: UInt64?, body: Body, adoptingAs completion: CompleteLayerUpload? = nil
-    ) async throws -> (offset: UInt64, part: UploadLayerPart?, adopted: Bool) where Body.Element == ByteBuffer {
+    ) async throws -> (offset: UInt64, part: UploadLayerPart?, adoptedAt: ContinuousClock.Instant?) where Body.Element == ByteBuffer {
         let session = try await activeSession(upload)
         let offset = session.bytesReceived
         let adoptable = offset == 0 ? completion : nil
@@ -241,7 +243,7 @@ extension UploadService {
         if let pastTheCap, let declaredLength, declaredLength > 0 { throw pastTheCap }
         if let refusal = chunkHeadRefusal(at: offset, range: range, declaredLength: declaredLength) { throw refusal }
         let writer = blobs.stagingWriter(uploadId: upload.uploadId, offset: offset)
-        let staged: (length: UInt64, digest: String, adopted: Bool)
+        let staged: (length: UInt64, digest: String, adoptedAt: ContinuousClock.Instant?)
         do {
             let pending = try await streamBody(body, into: writer, at: offset, range: range, declaredLength: declaredLength, pastTheCap: pastTheCap)
             staged = try await Self.blocking { [pending] in
@@ -250,19 +252,19 @@ extension UploadService {
                 // its staging name need not be durable (a sync of the directory saved), unless
                 // it is not made the blob, or the completion is refused (``finishUpload``).
                 let (length, digest) = try writer.finish(syncingItsName: adoptable == nil)
-                let adopted = length > 0 && adoptable.map { self.adopt(upload.uploadId, as: $0, digest: digest, length: length) } == true
-                if length > 0, adoptable != nil, !adopted { try writer.syncName() }
-                return (length, digest, adopted)
+                let adoptedAt = length > 0 ? adoptable.flatMap { self.adopt(upload.uploadId, as: $0, digest: digest, length: length) } : nil
+                if length > 0, adoptable != nil, adoptedAt == nil { try writer.syncName() }
+                return (length, digest, adoptedAt)
             }
         } catch {
             writer.abandon()
             await cutBackStaging(upload.uploadId, orTo: offset)
             throw error
         }
-        guard staged.length > 0 else { return (offset, nil, false) }
+        guard staged.length > 0 else { return (offset, nil, nil) }
         var part = UploadLayerPart(.init(registryChunkOf: upload, at: offset, length: staged.length), partLength: staged.length, partDigest: staged.digest)
         part.staged = true
-        return (offset, part, staged.adopted)
+        return (offset, part, staged.adoptedAt)
     }
 
     /// Streams a chunk's body into `writer` (which starts at `offset`), a buffer of
@@ -327,15 +329,17 @@ extension UploadService {
         ChunkLengthMismatch(bytesReceived: offset, message: "Content-Range \(range.lowerBound)-\(range.upperBound) does not cover \(held)")
     }
 
-    /// Makes a staged file holding a whole layer the blob `completion` names; false when it is not
-    /// that layer or cannot be linked. On NIO's thread pool.
-    private func adopt(_ uploadId: String, as completion: CompleteLayerUpload, digest: String, length: UInt64) -> Bool {
-        guard completion.names(digest) else { return false }
+    /// Makes a staged file holding a whole layer the blob `completion` names. On NIO's thread pool.
+    /// - Returns: when it claimed the blob (for the writer's fence, ``UploadStore/BlobClaims``);
+    ///   `nil` when it is not that layer or cannot be linked.
+    private func adopt(_ uploadId: String, as completion: CompleteLayerUpload, digest: String, length: UInt64) -> ContinuousClock.Instant? {
+        guard completion.names(digest) else { return nil }
+        let claimedAt = ContinuousClock.now
         do {
-            return try storage.adoptStaged(blobs.stagingPath(uploadId), digest: digest, size: length)
+            return try storage.adoptStaged(blobs.stagingPath(uploadId), digest: digest, size: length) ? claimedAt : nil
         } catch {
             logger.debug("the whole layer could not be linked at once; completing it the ordinary way", metadata: ["error": "\(error)"])
-            return false
+            return nil
         }
     }
 

@@ -133,9 +133,10 @@ public struct CommandSubmission: Sendable {
 /// store), and a blob collection removes only blobs unnamed and unclaimed for its minimum age.
 /// That alone is a lease: a command whose commit came later than the minimum age after its claim
 /// (a writer stalled, a database failing over) would name a blob the collection had just removed.
-/// The writer makes it a fence: it refuses a command whose claim is older than ``lease``, so a
-/// collection that keeps every blob claimed within ``shortestCollectionAge`` of its clock never
-/// removes a blob a commit is about to name, whatever minimum age it was given.
+/// The writer makes it a fence: it refuses a command whose claim is older than ``lease`` when it
+/// comes to decide it, so a collection that keeps every blob claimed within
+/// ``shortestCollectionAge`` of its clock never removes a blob a commit is about to name,
+/// whatever minimum age it was given.
 public enum BlobClaims {
     /// The longest a command may take from claiming its blobs to its commit.
     public static let lease = Duration.seconds(30)

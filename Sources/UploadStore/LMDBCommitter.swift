@@ -174,7 +174,8 @@ final class LMDBCommitter: BatchCommitter {
         }
         let now = invocations.decisionTime(wallClock: configuration.clock.now(), logTail: tail?.recordedAt)
         try invocations.catchUp(ptxn, projections.schema, tail: position)
-        var path = WritePath(settings: configuration.settings, retryWindow: configuration.retryWindow, tail: position, now: now)
+        var path = WritePath(
+            settings: configuration.settings, retryWindow: configuration.retryWindow, blobClaimLease: configuration.blobClaimLease, tail: position, now: now)
         let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)
         checkpoint.position = path.position
         try checkpoint.write(ptxn, projections.schema)

@@ -35,6 +35,10 @@ public struct StoreConfiguration: Sendable {
     public var databaseAnswerLimit: Duration? = .seconds(60)
     /// How far back an SDK retry is answered with its original result (``RetryWindow``).
     public var retryWindow = RetryWindow.default
+    /// The longest from a command's claim of its blobs to its decision (``BlobClaims``): never
+    /// longer than ``BlobClaims/lease`` outside tests, which shorten it to see every claiming path
+    /// fenced.
+    public var blobClaimLease = BlobClaims.lease
     /// The clock decisions and recorded times read. On PostgreSQL, ``SystemClock`` stands for the
     /// database's clock, so that all nodes keep one: decisions read it under the append lock, and
     /// the store's `clock` (tokens, signatures, pages) is this node's set to it. Another clock (a

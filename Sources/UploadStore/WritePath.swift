@@ -50,9 +50,12 @@ struct WritePath {
     var position: UInt64
     /// The time every event of the transaction is recorded at.
     let now: Timestamp
+    /// ``StoreConfiguration/blobClaimLease``.
+    let blobClaimLease: Duration
 
-    init(settings: DecisionSettings, retryWindow: RetryWindow, tail: UInt64, now: Timestamp) {
+    init(settings: DecisionSettings, retryWindow: RetryWindow, blobClaimLease: Duration, tail: UInt64, now: Timestamp) {
         self.settings = settings
+        self.blobClaimLease = blobClaimLease
         marks = InvocationWindow(limit: retryWindow)
         position = tail
         self.now = now
@@ -105,8 +108,8 @@ struct WritePath {
                 }
             }
             if let refusal = pending.refusalUnlessRetry { return .failure(refusal) }
-            // Here, inside the transaction that commits it, so that no commit lands past the lease.
-            if let claimed = pending.claimedBlobsAt, ContinuousClock.now - claimed > BlobClaims.lease {
+            // Here, inside the transaction that commits it, as late as it can be judged before the commit.
+            if let claimed = pending.claimedBlobsAt, ContinuousClock.now - claimed > blobClaimLease {
                 return .failure(StoreError(.overloaded, "The server took too long to record this call; retry it"))
             }
             decision = try Decider.decide(

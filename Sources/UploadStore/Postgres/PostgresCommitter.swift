@@ -225,7 +225,8 @@ final class PostgresCommitter: BatchCommitter {
             }
             var write = PostgresWriteTransaction(connection: connection, tail: position, decoded: cache, rightEdge: rightEdge)
             reads.note(opening.suffix(readQueries.count), in: write.tables)
-            var path = WritePath(settings: configuration.settings, retryWindow: configuration.retryWindow, tail: position, now: now)
+            var path = WritePath(
+                settings: configuration.settings, retryWindow: configuration.retryWindow, blobClaimLease: configuration.blobClaimLease, tail: position, now: now)
             let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)
             if path.position > position {
                 try write.flush(projectionsAt: path.position, then: ["COMMIT"])
