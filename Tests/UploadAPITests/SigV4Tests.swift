@@ -78,6 +78,15 @@ struct SigV4Tests {
         #expect(failure { try verify(headers: garbled) }?.type == "IncompleteSignatureException")
     }
 
+    /// The path is signed as botocore signs it for every service but S3: encoded again, slashes kept.
+    @Test(arguments: [
+        ("", "/"), ("/", "/"), ("/events", "/events"), ("/a:b", "/a%3Ab"), ("/a%3Ab", "/a%253Ab"), ("/a+b c", "/a%2Bb%20c"),
+        ("/caf\u{E9}/x~y_z.-", "/caf%C3%A9/x~y_z.-"),
+    ])
+    func thePath_isEncodedAgain_asBotocoreSignsIt(path: String, canonical: String) {
+        #expect(SigV4Verifier.canonicalPath(path) == canonical)
+    }
+
     /// A name listed again and again made the canonical request hold its values again and again:
     /// thousands of repeats fit in a header, and each request then cost seconds of CPU.
     @Test func signedHeadersListedTwice_orTooMany_areRefusedBeforeAnyCanonicalRequest() {

@@ -40,12 +40,17 @@ struct UploadLockTests {
         // One that gives up between two others leaves the queue; the others run in their order
         // once the holder ends. Its bound is long enough for `last` to queue behind it first.
         let order = Order()
+        func waitForWaiters(_ count: Int) async throws {
+            let deadline = ContinuousClock.now + .seconds(2)
+            while await lock.waiterCount("upload") < count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(await lock.waiterCount("upload") == count, "queued in time")
+        }
         let first = Task { try await lock.withLock("upload", waitingAtMost: .seconds(30)) { order.ran("first") } }
-        while await lock.waiterCount("upload") < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        try await waitForWaiters(1)
         let impatient = Task { try await lock.withLock("upload", waitingAtMost: .seconds(3)) { order.ran("impatient") } }
-        while await lock.waiterCount("upload") < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        try await waitForWaiters(2)
         let last = Task { try await lock.withLock("upload", waitingAtMost: .seconds(30)) { order.ran("last") } }
-        while await lock.waiterCount("upload") < 3 { try await Task.sleep(for: .milliseconds(5)) }
+        try await waitForWaiters(3)
         await #expect(throws: KeyedLock.WaitedTooLong.self) { try await impatient.value }
         #expect(await lock.waiterCount("upload") == 2, "the one in the middle left; the first and the last wait on")
         releaseSignal.yield()

@@ -190,6 +190,8 @@ struct CodecTests {
         // C1's NEL, CSI, OSC and ST, as a terminal reads them; marks, an override and isolates.
         ("a\u{85}b\u{9B}1A\u{9D}0;t\u{9C}\u{80}\u{9F}", #""a\u0085b\u009b1A\u009d0;t\u009c\u0080\u009f""#),
         ("x\u{61C}\u{200E}\u{200F}\u{202A}\u{202E}evil\u{2066}\u{2069}", #""x\u061c\u200e\u200f\u202a\u202eevil\u2066\u2069""#),
+        // Each lead byte alone, so that each part of the whole-copy test is held.
+        ("x\u{61C}y", #""x\u061cy""#), ("x\u{85}y", #""x\u0085y""#), ("x\u{202E}y", #""x\u202ey""#),
         ("a\u{2028}b\u{2029}c\u{7F}d\re\tf", #""a\u2028b\u2029c\u007fd\re\tf""#),
         ("\u{20AC}\"", #""€\"""#),
         ("", #""""#),

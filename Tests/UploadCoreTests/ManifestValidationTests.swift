@@ -32,6 +32,14 @@ struct ManifestValidationTests {
     ])
     func wellFormedManifests_ofTheServedTypes_areAccepted(manifest: String) throws {
         _ = try Self.put(manifest)
+        #expect(try Manifest(parsing: Array(manifest.utf8), given: nil, checkingPush: true).pushRefusal == nil)
+    }
+
+    /// An empty artifactType is taken as none (clients that write one mean that); a media type is one.
+    @Test(arguments: [#""artifactType":"","#, #""artifactType":"application/vnd.example.sbom.v1+json","#])
+    func anArtifactTypeEmptyOrAMediaType_isTaken(member: String) throws {
+        let manifest = #"{"schemaVersion":2,"mediaType":"\#(Self.image)",\#(member)"config":\#(Self.config),"layers":[{"mediaType":"application/x","artifactType":"","digest":"\#(Self.digest)","size":1}]}"#
+        #expect(try Manifest(parsing: Array(manifest.utf8), given: nil, checkingPush: true).pushRefusal == nil)
     }
 
     /// Values are counted before any parse: a manifest of many small ones (its annotations, an

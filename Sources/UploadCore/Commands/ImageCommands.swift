@@ -180,8 +180,12 @@ public struct Manifest: Sendable {
         for member in ["layers", "manifests"] {
             for (i, item) in (object[member: member]?.array ?? []).enumerated() { descriptors.append(("\(member)[\(i)]", item)) }
         }
-        // Media types are names (RFC 6838): clients print them, and DescribeImages answers one.
-        if let type = object[member: "artifactType"], !(type.string.map(Validation.isMediaType) ?? false) {
+        // Media types are names (RFC 6838): clients print them, and DescribeImages answers one. An
+        // empty artifactType is taken as none, as clients that write one mean it.
+        func isMediaType(_ value: ParsedJSON, orEmpty: Bool) -> Bool {
+            value.string.map { Validation.isMediaType($0) || (orEmpty && $0.isEmpty) } ?? false
+        }
+        if let type = object[member: "artifactType"], !isMediaType(type, orEmpty: true) {
             return invalid("has an artifactType that is not a media type (type/subtype, RFC 6838)")
         }
         for (place, descriptor) in descriptors where descriptor.isObject {
@@ -189,7 +193,7 @@ public struct Manifest: Sendable {
                 return invalid("has a member '\(variant)' in \(place) spelled as a known member in another case")
             }
             for member in ["mediaType", "artifactType"] {
-                if let type = descriptor[member: member], !(type.string.map(Validation.isMediaType) ?? false) {
+                if let type = descriptor[member: member], !isMediaType(type, orEmpty: member == "artifactType") {
                     return invalid("has a \(member) in \(place) that is not a media type (type/subtype, RFC 6838)")
                 }
             }
