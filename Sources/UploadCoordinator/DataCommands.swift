@@ -185,6 +185,9 @@ struct CopyStoreCommand: AsyncParsableCommand {
                 let target = toDataDir!
                 if let refusal = StoreBackup.refusal(destination: target, dataDirectory: fromDatabaseUrl == nil ? sourceDirectory : nil) { throw StoreError(.io, refusal) }
                 partial = try PartialFolder(beside: target)
+                for folder in partial!.abandonedRemoved {
+                    FileHandle.standardError.write(Data("removed an interrupted copy's folder: \(folder)\n".utf8))
+                }
                 destination = try Store(StoreConfiguration(directory: partial!.path, settings: settings))
             }
         } catch {

@@ -4,17 +4,36 @@ import UploadStore
 /// A folder built beside its destination (`.NAME.partial-<uuid>`, private from the start) and
 /// renamed into place only once whole, so that a crash part way leaves nothing that looks finished.
 /// `backup` and `copy-store` build their stores in one.
+///
+/// Its builder holds a lock on `.NAME.partial-<uuid>.lock` beside it, taken before the folder is
+/// made and given up once it is published or discarded; the kernel gives it up when the builder
+/// dies. So a folder whose lock is free was left by a builder that was killed (or by a version
+/// before the lock), and the next build for the same destination removes it
+/// (``abandonedRemoved``): a killed backup's copy of a whole store does not stay hidden on the disk.
 public struct PartialFolder: Sendable {
     public let path: String
     public let destination: String
+    /// What was left by builds for the same destination whose builders died, removed as this
+    /// one began.
+    public let abandonedRemoved: [String]
     private let parent: String
+    /// Held while this one is built: `nil` where the file system cannot lock (nothing is then
+    /// removed for it, or by it).
+    private let claim: FileLock?
 
     /// Makes the folder. The destination must be new or an empty folder (``StoreBackup/refusal(destination:dataDirectory:)``).
     public init(beside destination: String) throws {
         parent = PathNames.folder(of: destination)
         self.destination = destination
-        path = self.parent + "/." + (destination as NSString).lastPathComponent + ".partial-" + RandomUUIDs.next()
-        guard mkdir(path, 0o700) == 0 else { throw BlobStore.posixError("create \(path), where \(destination) is built") }
+        let prefix = "." + (destination as NSString).lastPathComponent + ".partial-"
+        path = parent + "/" + prefix + RandomUUIDs.next()
+        claim = (try? FileLock.lockByte(0, of: Self.lockPath(path), exclusive: true)) ?? nil
+        guard mkdir(path, 0o700) == 0 else {
+            let failure = BlobStore.posixError("create \(path), where \(destination) is built")
+            Self.release(claim, path)
+            throw failure
+        }
+        abandonedRemoved = claim == nil ? [] : Self.removeAbandoned(in: parent, prefix: prefix, except: path)
     }
 
     /// Syncs the folders directly inside it and the folder itself (their files are synced as they
@@ -25,13 +44,41 @@ public struct PartialFolder: Sendable {
         for folder in inside.filter(Self.isFolder) + [path] { try BlobStore.syncDirectory(folder) }
         guard rename(path, destination) == 0 else { throw BlobStore.posixError("rename \(path) to \(destination)") }
         try BlobStore.syncDirectory(parent)
+        Self.release(claim, path)
+    }
+
+    /// Removes what was built (a failed or abandoned copy).
+    public func discard() {
+        try? FileManager.default.removeItem(atPath: path)
+        Self.release(claim, path)
+    }
+
+    private static func lockPath(_ folder: String) -> String { folder + ".lock" }
+
+    /// Removes the lock file while still holding it, so that no one finds it free and its folder
+    /// still there.
+    private static func release(_ claim: FileLock?, _ folder: String) {
+        guard let claim else { return }
+        unlink(lockPath(folder))
+        claim.release()
+    }
+
+    /// Removes the folders (and lone lock files) named `prefix…` in `parent` whose lock no one
+    /// holds. - Returns: the folders removed.
+    private static func removeAbandoned(in parent: String, prefix: String, except own: String) -> [String] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.hasPrefix(prefix) }
+        let folders = Set(names.map { $0.hasSuffix(".lock") ? String($0.dropLast(5)) : $0 }).map { parent + "/" + $0 }
+        var removed: [String] = []
+        for folder in folders.sorted() where folder != own {
+            guard let abandoned = (try? FileLock.lockByte(0, of: lockPath(folder), exclusive: true)) ?? nil else { continue }
+            if isFolder(folder), (try? FileManager.default.removeItem(atPath: folder)) != nil { removed.append(folder) }
+            release(abandoned, folder)
+        }
+        return removed
     }
 
     private static func isFolder(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
-
-    /// Removes what was built (a failed or abandoned copy).
-    public func discard() { try? FileManager.default.removeItem(atPath: path) }
 }

@@ -23,7 +23,8 @@ import UploadStore
 ///    or, removed since, through the descriptor of step 1 or from its completion's blob
 ///    (``StagingDescriptors/file(_:holding:)``).
 /// 5. Everything is synced and the folder renamed into place last, so an interrupted backup
-///    leaves only a hidden `.NAME.partial-…` folder beside it, never one that looks complete.
+///    leaves only a hidden `.NAME.partial-…` folder beside it, never one that looks complete
+///    (the next backup to the same destination removes it: ``PartialFolder``).
 public enum StoreBackup {
     public struct Report: Sendable {
         public var position: UInt64 = 0
@@ -64,6 +65,7 @@ public enum StoreBackup {
             // Private from the start: the files it receives keep the modes they have (blobs are
             // world-readable in the data folder, which is itself kept private).
             let partial = try PartialFolder(beside: destination)
+            for folder in partial.abandonedRemoved { logger.notice("removed an interrupted backup's folder", metadata: ["folder": "\(folder)"]) }
             do {
                 logger.info("backing up", metadata: ["partial": "\(partial.path)"])
                 var report = try await backUp(live, source, into: partial.path, settings: settings, afterSnapshot: afterSnapshot, logger: logger)

@@ -318,7 +318,7 @@ def test_an_interrupted_backup_leaves_no_folder_that_looks_complete(live, tmp_pa
     assert interrupted > 0, "at least the immediate kill interrupts a backup"
 
 
-def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder(live, tmp_path):
+def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder_which_the_next_removes(live, tmp_path):
     pause, destination = tmp_path / "paused", tmp_path / "b"
     process = subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -329,10 +329,31 @@ def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder(live,
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    partial = list(tmp_path.glob(".b.partial-*"))
+    partial = [p for p in tmp_path.glob(".b.partial-*") if p.is_dir()]
     assert not destination.exists() and len(partial) == 1
+    assert Path(str(partial[0]) + ".lock").exists(), "beside it, the lock its builder held"
     assert (partial[0] / "data.mdb").exists(), "killed after the snapshot: the log was copied, under no name a store goes by"
     assert os.stat(partial[0]).st_mode & 0o077 == 0, "the partial folder is private"
+
+    # The next backup to that destination removes it: its builder is dead (its lock is free).
+    second_pause, second_log = tmp_path / "paused-again", tmp_path / "second.log"
+    with open(second_log, "wb") as log:
+        second = subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
+                                  stdout=log, stderr=log, env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(second_pause)))
+    while not second_pause.exists():
+        assert second.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    assert not partial[0].exists(), "the killed backup's copy is removed"
+    assert "removed an interrupted backup's folder" in second_log.read_text()
+    [building] = [p for p in tmp_path.glob(".b.partial-*") if p.is_dir()]
+    # One that is still being built is not: a third backup, run whole meanwhile, leaves it be.
+    third = tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(destination))
+    assert third.returncode == 0, third.stderr
+    assert building.exists() and "removed" not in third.stderr
+    second_pause.unlink()
+    assert second.wait(timeout=60) != 0, "the destination was taken meanwhile"
+    assert list(tmp_path.glob(".b.partial-*")) == [], "neither folders nor their lock files are left"
+    assert tool("upload-replay", "--data-dir", str(destination)).returncode == 0
 
 
 def test_blobs_the_store_names_come_with_it_and_missing_ones_are_refused(live, tmp_path):
