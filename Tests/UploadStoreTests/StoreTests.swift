@@ -155,6 +155,51 @@ struct StoreTests {
         }
     }
 
+    /// A lag no writer of this process explains (another process's between its two commits, or,
+    /// here, a failed commit of the views) is waited out for up to `projectionsLagPatience`: a
+    /// read that sees it end within that is answered with the write; one that outlasts it is
+    /// refused, after that long, and reads resume once the fold it asks for is in.
+    @Test(.timeLimit(.minutes(1)))
+    func aLagNoWriterHereExplains_isWaitedOutUpToThePatience_thenRefused() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let failuresLeft = Locked(0)
+        let failing: @Sendable () -> Bool = { failuresLeft.withLock { left in defer { left = max(0, left - 1) }; return left > 0 } }
+        try await withTestStore(dir, configure: { $0.failProjectionCommit = failing }) { store in
+            let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+            // The views' commit fails, and so does the fold the writer tries at once after it.
+            failuresLeft.withLock { $0 = 2 }
+            _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("lagging"))
+            #expect(try store.read { try $0.checkpoint() < $0.lastPosition() }, "the views trail the log")
+
+            // Ended within the patience: the next command's transaction folds the views in first.
+            let reading = Locked(false)
+            let read = Task.detached {
+                reading.withLock { $0 = true }
+                return try store.readAnswering { try $0.repository(ref) }
+            }
+            while !reading.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
+            try await Task.sleep(for: .milliseconds(50))
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/other")), metadata: testMetadata())
+            #expect(try await read.value?.uploadsInitiated == 1, "answered with the write, not refused, nor without it")
+
+            // Outlasting it: refused after the patience, never before.
+            failuresLeft.withLock { $0 = 2 }
+            _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("lagging again"))
+            let started = ContinuousClock.now
+            #expect(throws: StoreError.self) { try store.readAnswering { try $0.repository(ref) } }
+            #expect(ContinuousClock.now - started >= Store.projectionsLagPatience)
+            // The refusal asked this process's writer for a fold.
+            var answered: RepositorySummary?
+            while answered == nil {
+                answered = try? store.readAnswering { try $0.repository(ref) }
+                if answered == nil { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(answered?.uploadsInitiated == 2)
+        }
+    }
+
     /// A batch takes whole submissions: one that would not fit is left for the next batch, so its
     /// commands commit together; only a first submission larger than a batch is split, and its
     /// tail is then taken through its end.
