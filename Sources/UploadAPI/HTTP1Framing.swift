@@ -6,17 +6,17 @@ import NIOHTTP1
 /// HTTP types, the last place that sees a request's version, and hands on heads that say what
 /// the rest of the server reads:
 ///
-/// - A request whose connection ends after its answer (`Connection: close` in any case, or
-///   HTTP/1.0 without `keep-alive`) is handed on saying `connection: close`, the one spelling
-///   Hummingbird looks for, and its answer says it too. Nothing the client
-///   sent after it is handed on (§9.6: "MUST NOT process any further requests"). An HTTP/1.0
+/// - A request whose connection ends after its answer (`Connection: close` in any case, HTTP/1.0
+///   without `keep-alive`, or one asking to upgrade, which is not served) is handed on saying
+///   `connection: close`, the one spelling Hummingbird looks for, and its answer says it too.
+///   Nothing the client sent after it is handed on (§9.6: "MUST NOT process any further requests"). An HTTP/1.0
 ///   request always ends its connection here: its answer is framed by the close, never chunked,
 ///   which an HTTP/1.0 client cannot read (§7.1).
 /// - An HTTP/1.0 request's `Expect` is dropped: a server must ignore it (RFC 9110 §10.1.1), and a
 ///   `100 Continue` would be a status an HTTP/1.0 client does not know.
 /// - A request the server must not act on is refused before anything past this handler sees it:
-///   an HTTP/1.1 request without `Host` (400, §3.2), an HTTP/1.0 request with `Transfer-Encoding`
-///   (400, §6.1: its framing is faulty), transfer codings that do not end with `chunked` (400,
+///   an HTTP/1.1 request without `Host` (400, §3.2), `CONNECT` (405), an HTTP/1.0 request with
+///   `Transfer-Encoding` (400, §6.1: its framing is faulty), transfer codings that do not end with `chunked` (400,
 ///   §6.3: the body's length is unknown), and any other coding before `chunked` (501, §6.1: the
 ///   body would be read still encoded). Its refusal is written once the requests before
 ///   it are answered (unless one of their answers ended the connection), says `Connection:
@@ -79,7 +79,7 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
                 if unanswered.isEmpty { writeRefusal(context) }
                 return
             }
-            let closes = !head.isKeepAlive || Self.isHTTP10(head.version)
+            let closes = !head.isKeepAlive || Self.isHTTP10(head.version) || Self.asksToUpgrade(head)
             if closes {
                 head.headers.replaceOrAdd(name: "Connection", value: "close")
                 reading = .handingOnTheLast
@@ -159,10 +159,22 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             if tokens != ["chunked"] { return .notImplemented }
         }
         if !isHTTP10(head.version), head.headers["Host"].isEmpty { return .badRequest }
+        // A tunnel is a proxy's to make (RFC 9110 §9.3.6); NIO's decoder stops reading the
+        // connection after one, and its encoder frames no answer to it.
+        if head.method == .CONNECT { return .methodNotAllowed }
         // Two `Host` lines (RFC 9112 §3.2): a proxy in front that routes by the second would send
         // this server what it judged by the first (the loopback guard, a signature).
         if head.headers["Host"].count > 1 { return .badRequest }
         return nil
+    }
+
+    /// Whether the request asks to switch protocols (`Upgrade`, named in `Connection`: `curl
+    /// --http2` sends `h2c` on every request). No upgrade is served, which RFC 9110 §7.8 allows,
+    /// but NIO's decoder reads nothing after such a request: its answer ends the connection,
+    /// saying so, rather than leave the client's next request on it unanswered.
+    static func asksToUpgrade(_ head: HTTPRequestHead) -> Bool {
+        !head.headers["Upgrade"].isEmpty
+            && head.headers["Connection"].contains { $0.split(separator: ",").contains { trimmed($0).lowercased() == "upgrade" } }
     }
 
     /// The authority of an absolute-form request target (`http://host:port/path`); `nil` for the

@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -191,6 +192,14 @@ def test_a_connection_ends_after_the_request_that_says_so_in_any_case_and_after_
         found = answers(read_until_closed(server.port, get + closing + b"\r\n" + get + b"\r\n"))
         assert [line for line, _, _ in found] == ["HTTP/1.1 200 OK"], found
         assert found[0][1]["connection"] == "close" and found[0][2].startswith(b"upload-coordinator/"), found
+    # A request asking to upgrade (as `curl --http2` sends every one): none is served, and NIO's
+    # decoder reads nothing after one, so its answer ends the connection, saying so. The next
+    # request waited unanswered for the header timeout (10 s).
+    upgrade = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+    started = time.monotonic()
+    found = answers(read_until_closed(server.port, get + upgrade + b"\r\n" + get + b"\r\n"))
+    assert [(line, fields["connection"]) for line, fields, _ in found] == [("HTTP/1.1 200 OK", "close")], found
+    assert time.monotonic() - started < 5, "closed after the answer, not by a timeout"
     # HTTP/1.0, even with keep-alive: answered in HTTP/1.0, said to close, and closed.
     for keep in (b"", b"Connection: keep-alive\r\n"):
         found = answers(read_until_closed(server.port, b"GET /log/checkpoint HTTP/1.0\r\n" + host + keep + b"\r\n"))
@@ -249,11 +258,15 @@ def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(serve
     found = answers(read_until_closed(server.port, get + host + b"\r\n" + get + b"\r\n" + get + host + b"\r\n"))
     assert [line for line, _, _ in found] == ["HTTP/1.1 200 OK", "HTTP/1.1 400 Bad Request"], found
     assert found[1][1]["connection"] == "close", found
+    # CONNECT: a tunnel is a proxy's to make. Its answer was a 404 framed by nothing, and the
+    # connection then waited for the idle timeout.
+    found = answers(read_until_closed(server.port, b"CONNECT 127.0.0.1:22 HTTP/1.1\r\n" + host + b"\r\n" + get + host + b"\r\n"))
+    assert [(line, fields.get("connection")) for line, fields, _ in found] == [("HTTP/1.1 405 Method Not Allowed", "close")], found
     # A large body sent whole before the answer is read: the refusal still arrives, not a reset.
     large = b"x" * (8 * 1024 * 1024)
     found = answers(read_until_closed(server.port, b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(large), send_after=large, timeout=30))
     assert [line for line, _, _ in found] == ["HTTP/1.1 400 Bad Request"], found
-    assert refusals_counted() - counted_before == 8, "each refusal is counted for the operator"
+    assert refusals_counted() - counted_before == 9, "each refusal is counted for the operator"
 
 
 def test_an_http_1_0_request_expecting_100_continue_gets_none(server):
