@@ -98,6 +98,8 @@ public struct SigV4Verifier: Sendable {
         guard let authorization = headers[.authorization] else {
             throw APIError(type: "MissingAuthenticationTokenException", message: "Missing Authentication Token: the request must be signed with AWS Signature Version 4", status: .forbidden)
         }
+        // Not a list: NIO joins two lines with a comma, and their `key=value`s would mix.
+        guard headers[values: .authorization].count == 1 else { throw Self.incomplete("send one Authorization header, not several") }
         let auth = try Self.parseAuthorization(authorization)
         guard let key = keys[auth.accessKeyId] else {
             throw APIError(type: "UnrecognizedClientException", message: "The security token included in the request is invalid: unknown access key id", status: .forbidden)

@@ -1426,6 +1426,24 @@ def test_forged_password_is_401(server, password, repo):
     assert_error(Registry(server, auth=("someone", password))("POST", f"/v2/{repo}/blobs/uploads/"), 401, "UNAUTHORIZED")
 
 
+def test_two_authorization_lines_are_refused_not_joined(server, password, repo):
+    """Authorization is not a list: NIO joins two lines with a comma, and credentials from both
+    would be judged as one. Each valid alone is refused together, on the registry and /token."""
+    import http.client
+    for method, path in (("POST", f"/v2/{repo}/blobs/uploads/"), ("GET", f"/token?scope=repository:{repo}:pull,push")):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        connection.putrequest(method, path)
+        for _ in range(2):
+            connection.putheader("Authorization", basic(password))
+        connection.putheader("Content-Length", "0")
+        connection.endheaders()
+        answer = connection.getresponse()
+        body = json.loads(answer.read())
+        connection.close()
+        assert answer.status == 401 and body["errors"][0]["code"] == "UNAUTHORIZED", (path, answer.status, body)
+        assert "one Authorization header" in body["errors"][0]["message"], body
+
+
 def test_token_of_another_server_is_refused(server, open_server, repo):
     answer = requests.get(f"{open_server.endpoint}/token", params={"scope": f"repository:{repo}:pull,push"}, timeout=60)
     token = f"Bearer {answer.json()['token']}"
@@ -1878,8 +1896,10 @@ def test_every_registry_answer_names_its_request_which_the_events_it_recorded_ca
     assert pushed.status_code == 201
     refused = reg("GET", f"/v2/{repo}/manifests/absent")
     assert refused.status_code == 404
-    ids = [answer.headers["X-Request-Id"] for answer in (start, done, pushed, refused)]
-    assert all(re.fullmatch(r"[0-9a-f-]{36}", i) for i in ids) and len(set(ids)) == 4, ids
+    nowhere = reg("GET", "/v2/nonsense")  # a path no endpoint has
+    assert nowhere.status_code == 404
+    ids = [answer.headers["X-Request-Id"] for answer in (start, done, pushed, refused, nowhere)]
+    assert all(re.fullmatch(r"[0-9a-f-]{36}", i) for i in ids) and len(set(ids)) == 5, ids
     recorded = {(e["type"], e["metadata"]["requestId"]) for e in server.events() if e["data"].get("repositoryName") == repo}
     assert ("UploadInitiated", ids[0]) in recorded
     assert ("ImagePushed", ids[2]) in recorded

@@ -76,6 +76,11 @@ struct SigV4Tests {
         var garbled = Self.headers()
         garbled[.authorization] = "AWS4-HMAC-SHA256 nonsense"
         #expect(failure { try verify(headers: garbled) }?.type == "IncompleteSignatureException")
+        // Two lines were joined with a comma and read as one, later `key=value`s over earlier ones:
+        // with a stray line after the signed one, the request was accepted.
+        var twoLines = Self.headers()
+        twoLines.append(HTTPField(name: .authorization, value: "foo"))
+        #expect(failure { try verify(headers: twoLines) }?.type == "IncompleteSignatureException")
     }
 
     /// The path is signed as botocore signs it for every service but S3: encoded again, slashes kept.

@@ -16,6 +16,7 @@ extension RegistryFrontEnd {
             if let access, access.action == .pull, !authority.privatePulls { return nil }
             throw challenge(call, access, "Authentication is required")
         }
+        guard call.request.headers[values: .authorization].count == 1 else { throw challenge(call, access, Self.severalAuthorizations) }
         if let credentials = Self.credentials(header, scheme: "basic") {
             if let principal = basicPrincipal(credentials) { return principal }
             if authority.opensEverything { return nil }
@@ -80,14 +81,18 @@ extension RegistryFrontEnd {
 
     static let mountSearchRepositories = 1000
 
+    /// Authorization is not a list: credentials from two lines would be judged as one.
+    static let severalAuthorizations = "Send one Authorization header, not several"
+
     /// `/token`: a bearer token for the scopes asked for, as far as the caller may have them.
     /// Credentials, when sent, must be valid (this is how `docker login` and `skopeo login` check them).
     func token(_ call: Call) throws -> Response {
         guard Self.readsOnly.contains(call.request.method) else { throw Self.methodNotAllowed(allowing: Self.readsOnly) }
         var principal: String?
         if let header = call.request.headers[.authorization] {
-            guard let credentials = Self.credentials(header, scheme: "basic") else {
-                var error = RegistryError(.unauthorized, "The token endpoint takes Basic credentials")
+            let several = call.request.headers[values: .authorization].count > 1
+            guard !several, let credentials = Self.credentials(header, scheme: "basic") else {
+                var error = RegistryError(.unauthorized, several ? Self.severalAuthorizations : "The token endpoint takes Basic credentials")
                 error.headers[.wwwAuthenticate] = "Basic realm=\"\(Self.host(of: call.request))\""
                 throw error
             }
