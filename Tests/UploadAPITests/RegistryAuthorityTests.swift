@@ -135,6 +135,9 @@ struct RegistryAuthorityTests {
         ("Bytes=0-9", "0...9"), ("BYTES=-10", "90...99"),
         ("bytes=100-", "unsatisfiable"), ("bytes=-0", "unsatisfiable"),
         ("bytes=9-5", "unsatisfiable"), ("bytes=a-b", "unsatisfiable"), ("bytes=abc", "unsatisfiable"), ("bytes=-", "unsatisfiable"),
+        ("bytes=90-99999999999999999999", "90...99"), ("bytes=-99999999999999999999", "0...99"),
+        ("bytes=99999999999999999999-", "unsatisfiable"), ("bytes=+0-+1", "unsatisfiable"), ("bytes=-+5", "unsatisfiable"),
+        ("bytes= 0-1", "unsatisfiable"),
         ("bytes=0-1,3-4", "ignored"), ("items=0-1", "ignored"), ("byte", "ignored"), ("", "ignored"),
     ] as [(String, String)])
     func blobRanges_areServed_refused_orIgnored(header: String, expected: String) {

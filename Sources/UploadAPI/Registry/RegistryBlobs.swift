@@ -248,12 +248,19 @@ extension RegistryFrontEnd {
         let bounds = value.dropFirst(unit.count).split(separator: "-", omittingEmptySubsequences: false)
         guard bounds.count == 2 else { return .some(nil) }
         if bounds[0].isEmpty {
-            guard let suffix = UInt64(bounds[1]) else { return .some(nil) }
+            guard let suffix = position(bounds[1]) else { return .some(nil) }
             return .some(suffix == 0 ? nil : (size - min(suffix, size))...(size - 1))
         }
-        guard let first = UInt64(bounds[0]) else { return .some(nil) }
-        let last = bounds[1].isEmpty ? UInt64.max : UInt64(bounds[1])  // `<first>-`: to the end
+        guard let first = position(bounds[0]) else { return .some(nil) }
+        let last = bounds[1].isEmpty ? UInt64.max : position(bounds[1])  // `<first>-`: to the end
         guard let last, last >= first else { return .some(nil) }
         return .some(first < size ? first...min(last, size - 1) : nil)
+    }
+
+    /// A range's position: digits only (§14.1.2 `1*DIGIT`; Swift's `UInt64("+5")` takes a sign),
+    /// any count of them: one past `UInt64.max` is past every blob's end, and taken as that.
+    private static func position(_ text: Substring) -> UInt64? {
+        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        return UInt64(text) ?? .max
     }
 }
