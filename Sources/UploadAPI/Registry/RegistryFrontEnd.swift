@@ -157,12 +157,14 @@ public final class RegistryFrontEnd: Sendable {
     func respond(to request: Request, remoteAddress: SocketAddress?) async -> Response {
         // Decoded, as distribution reads a path: a client that escapes its segments (`%3A` in a
         // digest, `%2F` in a name) names the same endpoint. A malformed escape names none.
+        // The id the request's events record, and its log line if it fails; every answer names it.
+        let requestId = RandomUUIDs.next()
         guard let route = request.uri.path.removingPercentEncoding.flatMap(Route.init(path:)) else {
             metrics.countRegistryRequest(endpoint: "unknown", outcome: RegistryError.Code.unsupported.rawValue)
-            return Self.errorResponse(RegistryError(.unsupported, "No registry endpoint has this path", status: .notFound), request)
+            var response = Self.errorResponse(RegistryError(.unsupported, "No registry endpoint has this path", status: .notFound), request)
+            response.headers[Self.requestIdHeader] = requestId
+            return response
         }
-        // The id the request's events record, and its log line if it fails.
-        let requestId = RandomUUIDs.next()
         let start = ContinuousClock.now
         defer { metrics.timeRegistryRequest(endpoint: route.name, since: start) }
         do {
