@@ -43,6 +43,7 @@ struct AuditInitiations: AsyncParsableCommand {
                         ("position", .uint(envelope.position)), ("recordedAt", .string(envelope.recordedAt.iso8601)),
                         ("registryId", .string(e.registryId)), ("repositoryName", .string(e.repositoryName)),
                         ("uploadId", .string(e.uploadId)), ("partSize", .uint(e.partSize)), ("metadata", m.json),
+                        ("principal", .string(m.shownPrincipal)),  // as the table shows it: the metadata has none for the command line
                     ]))
                 } else {
                     print([String(envelope.position), envelope.recordedAt.iso8601, e.registryId, e.repositoryName, e.uploadId, String(e.partSize),
@@ -113,6 +114,10 @@ struct AuditVerifyProof: ParsableCommand {
             throw ValidationError("give --trusted-checkpoint or --trusted-root (with --trusted-size), not both.")
         }
         if trustedSize != nil, trustedRoot == nil { throw ValidationError("--trusted-size goes with --trusted-root.") }
+        // Else a pasted `audit root` line, or a typo, failed as a root the proof does not lead to.
+        if let trustedRoot, Hex.decode(trustedRoot)?.count != 32 {
+            throw ValidationError("--trusted-root must be a root's 64 hex digits (`audit root` prints them as rootHash); got '\(String(trustedRoot.prefix(80)).shownSafely)'.")
+        }
     }
 
     func run() throws {
@@ -124,7 +129,7 @@ struct AuditVerifyProof: ParsableCommand {
             text = String(decoding: data, as: UTF8.self)
         }
         do {
-            var (root, size, log) = (trustedRoot, trustedSize, "the log")
+            var (root, size, log) = (trustedRoot?.lowercased(), trustedSize, "the log")
             if let trustedCheckpoint, let publicKey {
                 let keyText = FileManager.default.fileExists(atPath: publicKey) ? try AuditVerifyConsistency.read(publicKey) : publicKey
                 let checkpoint = try AuditVerifyConsistency.checkpoint(trustedCheckpoint, "--trusted-checkpoint", try NoteVerifier(keyText))

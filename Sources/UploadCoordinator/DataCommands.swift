@@ -122,8 +122,8 @@ struct CopyStoreCommand: AsyncParsableCommand {
         commandName: "copy-store",
         abstract: "Copy a store into a new, empty one, between LMDB and PostgreSQL: every event at its position, byte for byte, and every signed checkpoint; the Merkle root is checked equal.",
         discussion: """
-            Give one source (--from-data-dir, or --from-database-url with --from-data-dir naming its \
-            blobs' folder) and one destination (--to-data-dir, a new or empty folder, or \
+            Give one source (--from-data-dir, or --from-database-url: the copy takes the log and \
+            checkpoints only, so a database's blobs' folder need not be named) and one destination (--to-data-dir, a new or empty folder, or \
             --to-database-url). The blobs and staging stay in their folder: serve a PostgreSQL copy \
             with the source's --data-dir; into an LMDB copy's new folder, copy the source folder's \
             blobs, staging, keys and page-sign-outs. An LMDB folder moved to PostgreSQL is refused while a \

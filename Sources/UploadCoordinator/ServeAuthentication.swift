@@ -41,7 +41,13 @@ enum ServeAuthentication {
             guard !keys.isEmpty else { throw ValidationError("no access keys in \(path)") }
             return .given(keys, source: path)
         }
-        if let id = env["UPLOAD_COORDINATOR_ACCESS_KEY_ID"], let secret = env["UPLOAD_COORDINATOR_SECRET_ACCESS_KEY"] {
+        let (idVariable, secretVariable) = ("UPLOAD_COORDINATOR_ACCESS_KEY_ID", "UPLOAD_COORDINATOR_SECRET_ACCESS_KEY")
+        // One without the other is a mistake, not a wish for a generated key the user never sees.
+        if (env[idVariable] == nil) != (env[secretVariable] == nil) {
+            let (set, unset) = env[idVariable] != nil ? (idVariable, secretVariable) : (secretVariable, idVariable)
+            throw ValidationError("\(set) is set without \(unset): set both, or neither")
+        }
+        if let id = env[idVariable], let secret = env[secretVariable] {
             // An unset variable often arrives empty (compose, systemd): an empty secret would let
             // anyone who knows the key id (the log records it) sign.
             guard !id.isEmpty, !secret.isEmpty else {

@@ -67,7 +67,7 @@ struct ServeCommand: AsyncParsableCommand {
     var maxConnectionsPerAddress = 128
     @Option(help: "The most bytes of request bodies not yet authenticated spooled to DATA/spool at once (ThrottlingException beyond).")
     var maxSpooledBytes = ByteBudget.defaultSpoolBytes
-    @Option(help: "The most bytes of those bodies one client address (an IPv6 client's /64) may have spooled at once (ThrottlingException beyond); by default an eighth of --max-spooled-bytes, and at least the largest body (30000000), at most the whole. Behind a proxy, which is one address, give it --max-spooled-bytes.")
+    @Option(help: "The most bytes of those bodies one client address (an IPv6 client's /64) may have spooled at once (ThrottlingException beyond); by default an eighth of --max-spooled-bytes, and at least the largest body (30000000), at most the whole; below the largest body (serve warns), a larger body from one address is always refused. Behind a proxy, which is one address, give it --max-spooled-bytes.")
     var maxSpooledBytesPerAddress: Int?
     @Option(help: "The longest, in seconds, a request body not yet authenticated may take to arrive (408 beyond).")
     var maxUnsignedBodySeconds: Int64 = ECRPublicService.defaultLongestUnsignedArrival.components.seconds
@@ -153,6 +153,7 @@ struct ServeCommand: AsyncParsableCommand {
         let keys = try ServeAuthentication.keys(credentialsFile: credentials, allowAnonymous: allowAnonymous, host: host)
         var logger = Logger(label: "upload-coordinator", factory: DeferredMetadataLogHandler.init)
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        if allowAnonymous, let credentials { logger.warning("--allow-anonymous accepts every request: the keys in \(credentials) are not checked") }
         var settings = try StoreOptions.settings(registryId: registryId ?? defaultRegistryId, partSize: partSize)
         settings.registryAlias = registryAlias
         settings.maximumActiveUploadsPerRepository = maxActiveUploads
@@ -163,6 +164,9 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.databaseAnswerLimit = .seconds(databaseAnswerLimit)
         if databaseUrl != nil || ProcessInfo.processInfo.environment[StoreBackends.databaseURLVariable] != nil, databaseAnswerLimit <= 30 {
             logger.warning("--database-answer-limit \(databaseAnswerLimit) is not above the append lock's 30 s wait: with several nodes, a batch waiting its turn is cut, and its callers get ServerException")
+        }
+        if let share = maxSpooledBytesPerAddress ?? (maxSpooledBytes < APIRequestContext.largestBody ? maxSpooledBytes : nil), share < APIRequestContext.largestBody {
+            logger.warning("spooled bodies may hold \(share) bytes from one address, less than the largest body (\(APIRequestContext.largestBody)): a signed body larger than that is always refused with ThrottlingException")
         }
         configuration.logger = logger
         let store: any EventStore

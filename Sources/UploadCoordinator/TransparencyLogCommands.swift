@@ -11,7 +11,7 @@ struct LogKeyOptions: ParsableArguments {
     @Option(help: "The log's Ed25519 signing key, in the signed-note form `PRIVATE+KEY+<name>+<id>+<key>` (Go's note.GenerateKey writes it). [default: DATA/transparency-log.key, which serve makes on its first start]")
     var logKey: String?
 
-    @Option(help: "The origin line of the log's checkpoints. [default: the origin the log already signs, else the key's name; the key serve makes is named upload-coordinator/<registry id>]")
+    @Option(help: "The origin line of the log's checkpoints. [default: the origin the log already signs, else the key's name; the key serve makes is named after --log-origin, or upload-coordinator/<registry id>]")
     var logOrigin: String?
 
     func validate() throws {

@@ -150,13 +150,15 @@ func withService(_ options: StoreOptions, _ body: (UploadService) async throws -
     }
 }
 
-/// Prints the error under its API name and exits 1.
+/// Prints the error and exits 1: a refused command under its API name, as the API would answer
+/// it; anything else (the store, the disk, the folder) as this process's own error, which the
+/// API's `ServerException` would make read as a server's fault.
 func fail(_ error: any Error) -> Never {
     let line: String
     switch error {
     case let refusal as CommandError: line = refusal.description
-    case let failure as StoreError: line = "ServerException: \(failure.message)"
-    default: line = "ServerException: \(error)"
+    case let failure as StoreError: line = "error: \(failure.message)"
+    default: line = "error: \(error)"
     }
     FileHandle.standardError.write(Data((line + "\n").utf8))
     exit(1)

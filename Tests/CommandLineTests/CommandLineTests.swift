@@ -366,6 +366,13 @@ struct CommandLineTests {
         #expect(wrongSize.status == 1 && wrongSize.stderr.contains("not the trusted 5"))
         let sized = try coordinator("audit", "verify-proof", "--file", proofFile, "--trusted-root", root["rootHash"] as! String, "--trusted-size", "5")
         #expect(sized.status == 0 && sized.lines[0].hasPrefix("OK: the UploadInitiated at position 4 is in the log of 5 events"))
+        // A pasted `audit root` line, or anything else not a root's hex, is a usage error, not a
+        // root the proof misses.
+        let rootHash = root["rootHash"] as! String
+        for notARoot in [try coordinator("audit", "root", "--data-dir", dir.path).lines[0], "zz", String(rootHash.dropLast(2)), rootHash + "00"] {
+            let refused = try coordinator("audit", "verify-proof", "--file", proofFile, "--trusted-root", notARoot)
+            #expect(refused.status == 64 && refused.stderr.contains("64 hex digits"), "\(notARoot): \(refused.stderr)")
+        }
 
         // Or a checkpoint the auditor saved, under the log's key: its size and root both.
         let keyFile = dir.path + "/log.key"

@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 import stat
 import subprocess
 import tempfile
@@ -207,3 +208,28 @@ def test_an_empty_access_key_from_the_environment_is_refused_at_start():
             out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
                                  env=env, capture_output=True, text=True, timeout=60)
             assert out.returncode != 0 and "must not be empty" in out.stderr, (key_id, secret, out.stderr)
+
+
+def test_half_given_credentials_are_refused_at_start_not_replaced_by_a_generated_key():
+    """One of the two variables set without the other: the server started with a generated key
+    and refused the user's, without a word."""
+    import subprocess
+    import tempfile
+    from conftest import BIN
+    with tempfile.TemporaryDirectory() as data:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("UPLOAD_COORDINATOR_") or k == "UPLOAD_COORDINATOR_DATABASE_URL"}
+        for variables, flags, expected in [({"UPLOAD_COORDINATOR_ACCESS_KEY_ID": "AKIDENV"}, [], "set without UPLOAD_COORDINATOR_SECRET_ACCESS_KEY"),
+                                           ({"UPLOAD_COORDINATOR_SECRET_ACCESS_KEY": "secret"}, [], "set without UPLOAD_COORDINATOR_ACCESS_KEY_ID")]:
+            out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0", *flags],
+                                 env={**clean, **variables}, capture_output=True, text=True, timeout=60)
+            assert out.returncode == 64 and expected in out.stderr, (variables, flags, out.stderr)
+        assert not os.path.exists(os.path.join(data, "credentials")), "no key was generated"
+
+
+def test_credentials_beside_allow_anonymous_are_said_to_go_unchecked():
+    from conftest import serving
+    with serving("--allow-anonymous") as server:  # the harness gives every server --credentials
+        warning, deadline = "the keys in", time.time() + 10
+        while warning not in server.stderr_text() and time.time() < deadline:
+            time.sleep(0.05)  # written before the ready line, read by a thread since
+        assert "--allow-anonymous accepts every request: the keys in" in server.stderr_text()

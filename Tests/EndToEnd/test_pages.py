@@ -685,6 +685,9 @@ def test_the_audit_trail_names_an_initiation_made_from_the_command_line():
         assert uploads(source="other")[0] == []
         # Its principal is the command line's, not "anonymous" (which is --allow-anonymous's calls).
         assert uploads(principal="command-line")[0] == [upload_id] and uploads(principal="anonymous")[0] == []
+        # And so in `audit initiations --json` too, as its table shows it (the metadata has none).
+        audit = server.tool("upload-coordinator", "audit", "initiations", "--data-dir", server.data_dir, "--repository", "cli/app", "--json")
+        assert [json.loads(line)["principal"] for line in audit.stdout.splitlines()] == ["command-line"], audit.stderr
 
 
 def test_a_sign_out_that_cannot_be_recorded_keeps_the_session_to_sign_out_again():

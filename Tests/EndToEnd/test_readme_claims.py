@@ -445,6 +445,11 @@ def test_spooled_bodies_share_max_spooled_bytes_and_past_it_are_throttled():
     # (1,024 B/s over each 10 s window by default) while the test runs on a busy machine.
     with serving("--max-spooled-bytes", str(SPOOL_BUDGET), "--max-spooled-bytes-per-address", str(SPOOL_BUDGET),
                  "--min-body-rate", "0") as server:
+        # A share below the largest body (30 MB) refuses a larger body every time: said at start.
+        warning, deadline = "less than the largest body (30000000)", time.time() + 10
+        while warning not in server.stderr_text() and time.time() < deadline:
+            time.sleep(0.05)  # written before the ready line, read by a thread since
+        assert warning in server.stderr_text()
         ecr = ecr_client(server)
         name = unique("spool")
         ecr.create_repository(repositoryName=name)

@@ -96,7 +96,7 @@ def test_skopeo_copies_an_image_with_a_layer_over_20_mib_in_and_out_byte_for_byt
     assert len(initiations) == 2 and all(e["metadata"]["source"] == "oci" and e["metadata"]["principal"] == "test" for e in initiations)
     audit = server.tool("upload-coordinator", "audit", "initiations", "--data-dir", server.data_dir, "--repository", repo, "--json")
     assert audit.returncode == 0, audit.stderr
-    assert sorted(json.loads(line)["metadata"]["source"] for line in audit.stdout.splitlines()) == ["oci", "oci"]
+    assert sorted((json.loads(line)["metadata"]["source"], json.loads(line)["principal"]) for line in audit.stdout.splitlines()) == [("oci", "test")] * 2
 
 
 def test_an_image_pushed_through_the_aws_api_is_pulled_by_skopeo(ecr, repo, skopeo, tmp_path):

@@ -12,6 +12,7 @@ struct UploadReplay: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upload-replay",
         abstract: "Rebuild every projection from the log twice and compare digests with each other and with the live projections.",
+        discussion: "`upload-replay --data-dir DIR …` runs `verify`: `upload-replay verify --help` lists its options and exit codes.",
         version: ProductVersion.current,
         subcommands: [Verify.self], defaultSubcommand: Verify.self)
 }
@@ -135,7 +136,7 @@ struct Verify: ParsableCommand {
             return
         }
         print("events in log:    \(r.events)")
-        print("events scanned:   \(r.eventsScanned) in \(String(format: "%.3f", r.seconds)) s (\(Int(r.eventsPerSecond)) events/s)")
+        print("events scanned:   \(r.eventsScanned) (the log twice) in \(String(format: "%.3f", r.seconds)) s (\(Int(r.eventsPerSecond)) events/s)")
         for (i, digest) in r.rebuildDigests.enumerated() { print("rebuild \(i + 1) digest: \(digest)") }
         if let live = r.liveDigest { print("live digest:      \(live)") }
         if let checkpoint = r.checkpoint {
