@@ -65,12 +65,10 @@ public struct StoreConfiguration: Sendable {
     public static let fallbackRegistryId = "000000000000"
 }
 
-/// The wall clock, in milliseconds.
+/// The wall clock, in milliseconds, with its steps held off (``WallClockSteps``).
 public struct SystemClock: UploadCore.Clock {
     public init() {}
-    public func now() -> Timestamp {
-        Timestamp(millisecondsSinceEpoch: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)))
-    }
+    public func now() -> Timestamp { Timestamp(millisecondsSinceEpoch: SteadyWallClock.now()) }
 }
 
 /// UUIDs of version 7 (RFC 9562), lowercase: 48 bits of Unix milliseconds, a 12-bit counter that

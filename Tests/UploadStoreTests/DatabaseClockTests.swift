@@ -12,11 +12,25 @@ struct DatabaseClockTests {
         let clock = DatabaseClock()
         #expect(clock.measure(database: Self.at(1_000_000), sent: Self.at(2_000_000), roundTrip: .milliseconds(10)) == -1_000_005)
         #expect(clock.offset == -1_000_005)
-        let now = clock.now().millisecondsSinceEpoch, system = SystemClock().now().millisecondsSinceEpoch
-        #expect((system - 1_000_005 - 1000...system - 1_000_005 + 1000).contains(now))
+        // The database's reading run on by the monotonic clock, whatever this node's wall clock says.
+        #expect((1_000_000...1_001_000).contains(clock.now().millisecondsSinceEpoch))
 
         #expect(clock.measure(database: Self.at(0), sent: Self.at(0), roundTrip: .milliseconds(DatabaseClock.longestMeasuringRoundTrip * 2 + 1)) == nil)
         #expect(clock.offset == -1_000_005)
+    }
+
+    /// Between measurements the database's time runs on by the monotonic clock, not by this
+    /// node's wall clock plus the offset: a step of the wall clock on a node that writes nothing
+    /// (and so measures nothing) refused every signature and every other node's token.
+    @Test func betweenMeasurements_theDatabasesTimeRunsOnByTheMonotonicClock() async throws {
+        let clock = DatabaseClock()
+        #expect((SystemClock().now().millisecondsSinceEpoch - 1000...SystemClock().now().millisecondsSinceEpoch + 1000).contains(clock.now().millisecondsSinceEpoch),
+                "the system clock before any measurement")
+        let database: Int64 = 4_000_000_000_000  // far from this machine's clock
+        clock.measure(database: Self.at(database), sent: SystemClock().now(), roundTrip: .milliseconds(2), sentAt: ContinuousClock.now - .milliseconds(2))
+        try await Task.sleep(for: .milliseconds(200))
+        let elapsed = clock.now().millisecondsSinceEpoch - database
+        #expect((200...2_000).contains(elapsed), "\(elapsed) ms")
     }
 
     /// A database far away (every round trip past 50 ms) is still measured, by its shortest round

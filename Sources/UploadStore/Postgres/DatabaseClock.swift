@@ -1,8 +1,10 @@
 import Synchronization
 public import UploadCore
 
-/// This node's wall clock set to the database's: the system clock plus the offset last measured
-/// against PostgreSQL's `clock_timestamp()` (as the store opens, then by the writer's batches).
+/// This node's clock set to the database's: PostgreSQL's `clock_timestamp()` as last measured (as
+/// the store opens, then by the writer's batches), run on by the monotonic clock since, so that no
+/// step of this node's wall clock moves it, however long it lasts, on a node that writes nothing
+/// for long (before the first measurement, the system clock).
 /// What one node stamps and another checks (registry tokens, the passwords GetAuthorizationToken
 /// hands out, page cookies), and what pages compare with recorded times, then read one clock on
 /// every node. Decisions read the database's clock itself, under the append lock
@@ -14,8 +16,12 @@ final class DatabaseClock: Clock {
     /// database farther away) stops no measurement for long.
     private let shortestSpan = Atomic<Int64>(.max)
 
+    /// The database's time at the last measurement, and when that was by the monotonic clock.
+    private let measured = Mutex<(database: Int64, at: ContinuousClock.Instant)?>(nil)
+
     func now() -> Timestamp {
-        Timestamp(millisecondsSinceEpoch: SystemClock().now().millisecondsSinceEpoch &+ offsetMilliseconds.load(ordering: .relaxed))
+        guard let (database, at) = measured.withLock({ $0 }) else { return SystemClock().now() }
+        return Timestamp(millisecondsSinceEpoch: database &+ (ContinuousClock.now - at).milliseconds)
     }
 
     /// The database's time less this node's, when it was measured.
@@ -29,7 +35,7 @@ final class DatabaseClock: Clock {
     /// nothing.
     /// - Returns: the offset, when measured.
     @discardableResult
-    func measure(database: Timestamp, sent: Timestamp, roundTrip: Duration) -> Int64? {
+    func measure(database: Timestamp, sent: Timestamp, roundTrip: Duration, sentAt: ContinuousClock.Instant? = nil) -> Int64? {
         let span = roundTrip.components.seconds &* 1000 &+ roundTrip.components.attoseconds / 1_000_000_000_000_000
         let shortest = min(shortestSpan.load(ordering: .relaxed), span)
         guard span >= 0, span <= max(Self.longestMeasuringRoundTrip, shortest.multipliedReportingOverflow(by: 2).partialValue) else {
@@ -39,6 +45,9 @@ final class DatabaseClock: Clock {
         shortestSpan.store(shortest, ordering: .relaxed)
         let offset = database.millisecondsSinceEpoch &- (sent.millisecondsSinceEpoch &+ span / 2)
         offsetMilliseconds.store(offset, ordering: .relaxed)
+        // Read at the round trip's midpoint (half of it after it was sent).
+        let readAt = (sentAt ?? ContinuousClock.now - roundTrip) + roundTrip / 2
+        measured.withLock { $0 = (database.millisecondsSinceEpoch, readAt) }
         return offset
     }
 

@@ -256,7 +256,7 @@ final class PostgresCommitter: BatchCommitter {
     /// ``DatabaseClock``; a node more than ``skewToReport`` off is told, at most once a minute:
     /// request signatures are checked at the database's time, which its clients' clocks must keep.
     private func measureClock(database: Timestamp, sent: (wall: Timestamp, at: ContinuousClock.Instant)) {
-        guard let offset = databaseClock.measure(database: database, sent: sent.wall, roundTrip: ContinuousClock.now - sent.at),
+        guard let offset = databaseClock.measure(database: database, sent: sent.wall, roundTrip: ContinuousClock.now - sent.at, sentAt: sent.at),
               offset.magnitude > Self.skewToReport,
               skewReportedAt.map({ ContinuousClock.now - $0 > .seconds(60) }) ?? true else { return }
         skewReportedAt = ContinuousClock.now

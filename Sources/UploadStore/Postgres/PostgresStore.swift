@@ -78,14 +78,14 @@ public final class PostgresStore: EventStore {
 
     /// Measures `clock` against the database's by the shortest of three round trips.
     private static func measure(_ clock: DatabaseClock, on connection: PostgresConnection) throws {
-        var best: (database: Timestamp, sent: Timestamp, roundTrip: Duration)?
+        var best: (database: Timestamp, sent: Timestamp, roundTrip: Duration, started: ContinuousClock.Instant)?
         for _ in 0..<3 {
             let (sent, started) = (SystemClock().now(), ContinuousClock.now)
             let rows = try connection.query("SELECT " + DatabaseClock.expression)
-            let sample = (Timestamp(millisecondsSinceEpoch: try rows.int64(0, 0)), sent, ContinuousClock.now - started)
+            let sample = (Timestamp(millisecondsSinceEpoch: try rows.int64(0, 0)), sent, ContinuousClock.now - started, started)
             if best.map({ sample.2 < $0.roundTrip }) ?? true { best = sample }
         }
-        if let best { clock.measure(database: best.database, sent: best.sent, roundTrip: best.roundTrip) }
+        if let best { clock.measure(database: best.database, sent: best.sent, roundTrip: best.roundTrip, sentAt: best.started) }
     }
 
     public func append(_ submissions: [CommandSubmission]) async -> [Result<CommandOutcome, any Error>] {
