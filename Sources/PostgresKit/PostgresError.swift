@@ -31,6 +31,13 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
         return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState)
     }
 
+    /// Whether the connection should be given up, not used again: it failed
+    /// (``isConnectionFailure``), or its session is read-only (25006). A session takes
+    /// `default_transaction_read_only` as it starts, and a standby's stays read-only: only a new
+    /// connection sees the setting put back, or (with `target_session_attrs=read-write`) finds the
+    /// new primary. Kept, it refused every write until the node restarted.
+    public var endsTheSession: Bool { isConnectionFailure || sqlState == "25006" }
+
     /// The SQLSTATE this wrapper gives a result it cannot read as asked (invalid_binary_representation):
     /// the server answered, so the connection is fine.
     public static let unexpectedResult = "22P03"

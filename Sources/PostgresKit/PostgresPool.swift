@@ -40,7 +40,7 @@ public final class PostgresPool: @unchecked Sendable {
             give(back: connection, failed: false)
             return value
         } catch {
-            give(back: connection, failed: (error as? PostgresError)?.isConnectionFailure ?? false)
+            give(back: connection, failed: (error as? PostgresError)?.endsTheSession ?? false)
             throw error
         }
     }

@@ -311,6 +311,39 @@ def test_postgres_restarting_gives_errors_never_wrong_answers_and_the_nodes_reco
         assert len(initiated) == len(set(initiated)) and set(answered) <= set(initiated)
 
 
+def test_a_database_made_read_only_then_writable_again_is_written_without_a_restart():
+    """A session takes `default_transaction_read_only` as it starts (a standby's is read-only for
+    good): the writer kept its read-only session once the setting was put back, and refused every
+    write until the node restarted. Now it gives such a session up, and the next one writes."""
+    server = os.environ["UPLOAD_COORDINATOR_TEST_DATABASE_URL"]
+
+    def psql(sql):
+        subprocess.run(["psql", server, "-qc", sql], check=True, capture_output=True, timeout=60)
+
+    with nodes(2) as (a, b):
+        name = a.database_url.rsplit("/", 1)[1]
+        client(a.endpoint).create_repository(repositoryName="readonly/app")
+        psql(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+        psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")  # as a failover would
+        for node in (a, b):
+            codes = set()
+            for _ in range(3):  # the cut connection's failure, then read-only sessions'
+                with pytest.raises(ClientError) as refused:
+                    client(node.endpoint).initiate_layer_upload(repositoryName="readonly/app")
+                codes.add(refused.value.response["Error"]["Code"])
+            assert codes == {"ServerException"}, codes
+        psql(f"ALTER DATABASE {name} RESET default_transaction_read_only")
+        deadline, written = time.monotonic() + 30, set()
+        while time.monotonic() < deadline and len(written) < 2:
+            for node in (a, b):
+                try:
+                    client(node.endpoint).initiate_layer_upload(repositoryName="readonly/app")
+                    written.add(node.port)
+                except ClientError:
+                    time.sleep(0.2)
+        assert len(written) == 2, "both nodes write again, unrestarted"
+
+
 def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
     with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as back_dir, database() as url:
         lmdb = Served(data_dir)

@@ -66,10 +66,12 @@ final class PostgresCommitter: BatchCommitter {
     /// - commits are durable when they return (answers follow them);
     /// - a batch waits at most 30 s for the append lock (then its callers get ServerException);
     /// - a writer that stops in the middle of a transaction (a node frozen or cut off) has it
-    ///   ended by the server after 10 s, which releases the append lock for the other nodes.
+    ///   ended by the server after 10 s, which releases the append lock for the other nodes;
+    /// - no `statement_timeout` a role or database sets cuts a batch: the writer bounds its own
+    ///   waits (`--database-answer-limit`), and a cut batch would be its callers' ServerException.
     static let batchSettings = PostgresConnection.Query("""
         SELECT set_config('synchronous_commit', 'on', true), set_config('lock_timeout', '30s', true),
-               set_config('idle_in_transaction_session_timeout', '10s', true)
+               set_config('idle_in_transaction_session_timeout', '10s', true), set_config('statement_timeout', '0', true)
         """)
 
     /// The retry window is brought to the tail inside the append lock; when it is this far behind
@@ -104,11 +106,13 @@ final class PostgresCommitter: BatchCommitter {
             return (results, path.position)
         } catch {
             cacheValidAt = nil
-            // A connection left in a transaction (a failed rollback) would fail every later batch.
-            if let opened, !opened.isUsable || !opened.isIdle || (error as? PostgresError)?.isConnectionFailure == true { self.connection = nil }
+            // A connection left in a transaction (a failed rollback), or in a read-only session,
+            // would fail every later batch.
+            let postgresError = (error as? PostgresError) ?? ((error as? CommandFailure)?.error as? PostgresError)
+            if let opened, !opened.isUsable || !opened.isIdle || postgresError?.endsTheSession == true { self.connection = nil }
             // A database error is the batch's, not one command's (the write path blames the
             // command it was writing), and its detail (host, role, SQL) is for the log only.
-            guard let failure = (error as? PostgresError) ?? ((error as? CommandFailure)?.error as? PostgresError) else { throw error }
+            guard let failure = postgresError else { throw error }
             configuration.logger.error("a batch failed in PostgreSQL", metadata: ["error": "\(failure)", "batch.commands": "\(batch.count)"])
             throw StoreError(.io, "the database failed during the write (the server's log has the detail); it may or may not have been kept: a retry with the same amz-sdk-invocation-id gets its answer", isForCallers: true)
         }
