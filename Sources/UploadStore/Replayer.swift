@@ -302,9 +302,10 @@ public enum Replayer {
         guard checkpoint.version != nil else {
             throw Failure.unusable("the projections are being built for the first time; check again once the store has opened")
         }
-        guard checkpoint.position <= size, checkpoint.version == Projector.version else {
-            throw Failure.mismatch(
-                "the checkpoint says position \(checkpoint.position) (layout \(checkpoint.version.map(String.init) ?? "none")) but the log ends at \(size) (layout \(Projector.version))")
+        // Another binary's layout (an upgrade or a roll-back under way) is not a difference found.
+        guard checkpoint.version == Projector.version else { throw Failure.unusable(StoreError.projections(ofLayout: checkpoint.version).message) }
+        guard checkpoint.position <= size else {
+            throw Failure.mismatch("the checkpoint says position \(checkpoint.position) but the log ends at \(size)")
         }
         // Behind the log only while a store is open (between its two commits) or was killed
         // there; a store that closed cleanly left them at the tail. Read in the snapshot the tail

@@ -96,8 +96,9 @@ extension Replayer {
                 "the two rebuilds differ (the fold depends on how it is batched, so replay is not deterministic): \(difference ?? "in their digests")")
         }
         // The tables commit with the log in one transaction: they are at its tail, or they were touched.
-        guard state.position == size, state.version == Projector.version else {
-            throw Failure.mismatch("the projections say position \(state.position) (layout \(state.version.map(String.init) ?? "none")) but the log ends at \(size) (layout \(Projector.version))")
+        guard state.version == Projector.version else { throw Failure.unusable(StoreError.projections(ofLayout: state.version).message) }
+        guard state.position == size else {
+            throw Failure.mismatch("the projections say position \(state.position) but the log ends at \(size)")
         }
         if liveDigest != firstDigest {
             var live: [ProjectionDigest.Entry] = []
