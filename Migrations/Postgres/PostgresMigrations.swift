@@ -26,13 +26,30 @@ public enum PostgresMigrations {
     }
 
     /// What `applied` means to this binary.
+    /// - Throws: ``MigrationError/foreignDatabase(_:)`` for another program's database.
     public static func status(_ connection: PostgresConnection) throws -> MigrationStatus {
         let applied = try applied(connection)
+        if applied.isEmpty { try refuseForeign(connection) }
         let known = Set(migrations.map(\.identifier))
         let unknown = applied.filter { !known.contains($0) }
         if !unknown.isEmpty { return .superseded(unknown: unknown) }
         let pending = migrations.map(\.identifier).filter { !applied.contains($0) }
         return pending.isEmpty ? .current : .pending(pending)
+    }
+
+    /// Refuses a database that holds tables (or views) but no upload-coordinator migration: another
+    /// program's, named by a mistyped `--database-url`, which migrating would fill with this
+    /// store's tables (or fail part way in, on a table of the same name). The LMDB store refuses
+    /// another program's environment alike.
+    static func refuseForeign(_ connection: PostgresConnection) throws {
+        let rows = try connection.query("""
+            SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname <> 'upload_coordinator_migrations'
+            ORDER BY c.relname LIMIT 6
+            """)
+        guard rows.count > 0 else { return }
+        let names = (0..<rows.count).map { rows.text($0, 0) }
+        throw MigrationError.foreignDatabase(names.prefix(5).joined(separator: ", ") + (names.count > 5 ? ", …" : ""))
     }
 
     /// Applies every pending migration, under the advisory lock. - Returns: the ids it applied.
@@ -41,6 +58,7 @@ public enum PostgresMigrations {
     public static func migrate(_ connection: PostgresConnection) throws -> [String] {
         try connection.query("SELECT pg_advisory_lock($1)", [.int64(lockKey)])
         defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [.int64(lockKey)]) }
+        if try applied(connection).isEmpty { try refuseForeign(connection) }  // before anything is made in it
         try connection.execute("""
             CREATE TABLE IF NOT EXISTS upload_coordinator_migrations (
                 identifier text PRIMARY KEY,

@@ -99,6 +99,8 @@ public enum MigrationError: Error, CustomStringConvertible, Sendable {
     case corruptRecord(String)
     /// An LMDB environment of another program, holding the database (or key) named.
     case foreign(String)
+    /// A PostgreSQL database of another program, holding the tables named.
+    case foreignDatabase(String)
 
     public var description: String {
         switch self {
@@ -110,6 +112,8 @@ public enum MigrationError: Error, CustomStringConvertible, Sendable {
             "the migration record for \(id) is corrupt"
         case .foreign(let name):
             "this folder's data.mdb is an LMDB store of another program (it holds '\(name)' and no upload-coordinator migration); give an empty or new folder"
+        case .foreignDatabase(let tables):
+            "this database holds tables of another program (\(tables)) and no upload-coordinator migration; give upload-coordinator a database of its own (createdb)"
         }
     }
 }

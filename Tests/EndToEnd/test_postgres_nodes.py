@@ -344,6 +344,21 @@ def test_a_database_made_read_only_then_writable_again_is_written_without_a_rest
         assert len(written) == 2, "both nodes write again, unrestarted"
 
 
+def test_a_database_of_another_program_is_refused_and_left_as_it_was():
+    """A mistyped --database-url naming another program's database: serve filled it with this
+    store's tables beside the program's (or, on a table of the same name, failed part way and left
+    one behind). The LMDB store refuses another program's environment alike."""
+    with tempfile.TemporaryDirectory() as data_dir, database() as url:
+        subprocess.run(["psql", url, "-qc", "CREATE TABLE customers (id int); CREATE TABLE events (id int)"], check=True, capture_output=True)
+        for command in (["serve", "--port", "0"], ["migrate"], ["events"]):
+            out = subprocess.run([str(BIN / "upload-coordinator"), *command, "--data-dir", data_dir, "--database-url", url],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode != 0 and "tables of another program (customers, events)" in out.stderr, (command, out.stderr)
+        tables = subprocess.run(["psql", url, "-tAc", "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"],
+                                check=True, capture_output=True, text=True).stdout.strip()
+        assert tables == "customers,events", tables
+
+
 def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
     with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as back_dir, database() as url:
         lmdb = Served(data_dir)

@@ -49,7 +49,11 @@ public final class PostgresStore: EventStore {
         self.databaseClock = databaseClock
         migrationsAppliedAtOpen = try pool.withConnection { connection in
             var applied: [String] = []
-            switch try PostgresMigrations.status(connection) {
+            let status: MigrationStatus
+            do { status = try PostgresMigrations.status(connection) } catch let error as MigrationError {
+                throw StoreError(.migration, error.description)
+            }
+            switch status {
             case .current: break
             case .superseded(let unknown): throw StoreError(.migration, MigrationError.superseded(unknown).description)
             case .pending(let pending):
