@@ -30,9 +30,7 @@ public enum StoreCopy {
     ///   copy's root differs from the source's (the destination keeps what it wrote: remove it).
     public static func copy(from source: any SnapshotReading, to destination: any EventStore, progress: ((UInt64, UInt64) -> Void)? = nil) throws -> Report {
         guard let importer = destination as? any RecordImporting else { throw StoreError(.io, "this store cannot take a copy") }
-        guard try destination.read({ try $0.lastPosition() == 0 && $0.latestSignedCheckpoint() == nil }) else {
-            throw StoreError(.io, "the destination already holds events or signed checkpoints; copy into a new store")
-        }
+        try importer.beginImport()
         // Everything up to the source's tail as of now: a snapshot's worth, read in batches (the
         // log is append-only, so later batches hold the same records for these positions).
         let (size, checkpoints) = try source.read { (try $0.lastPosition(), try $0.signedCheckpoints()) }
@@ -63,9 +61,13 @@ public enum StoreCopy {
 
 /// What a store offers ``StoreCopy`` as a destination: records appended as they are, not decided.
 protocol RecordImporting: EventStore {
+    /// Checks that the store holds no events and no signed checkpoints and, where that is how a
+    /// copy is kept from being opened or written (PostgreSQL: a node may have opened the empty
+    /// database before), marks it as an unfinished copy, in one step under the append lock.
+    /// - Throws: ``StoreError`` `.io` when it holds either.
+    func beginImport() throws
     /// Appends `records` at the positions after `tail`, extending the Merkle tree, in one durable
-    /// transaction; the first batch (after 0) marks the store as an unfinished copy, where that is
-    /// how a copy is kept from opening (PostgreSQL). - Throws: when the log's tail is not `tail`.
+    /// transaction. - Throws: when the log's tail is not `tail`.
     func importRecords(_ records: [[UInt8]], after tail: UInt64) throws
     /// Keeps checkpoints another store of this log signed.
     func importCheckpoints(_ checkpoints: [SignedCheckpoint]) throws
@@ -75,7 +77,16 @@ protocol RecordImporting: EventStore {
     func finishImport() throws
 }
 
+extension RecordImporting {
+    static var holdsALogRefusal: StoreError { StoreError(.io, "the destination already holds events or signed checkpoints; copy into a new store") }
+}
+
 extension Store: RecordImporting {
+    /// Built beside its place by the command, which no other process opens.
+    func beginImport() throws {
+        guard try read({ try $0.lastPosition() == 0 && $0.latestSignedCheckpoint() == nil }) else { throw Self.holdsALogRefusal }
+    }
+
     func importRecords(_ records: [[UInt8]], after tail: UInt64) throws {
         try environment.writeGrowingTheMap { txn in
             guard (try EventLog.lastPosition(txn, schema)) == tail else { throw StoreError(.io, "the log moved while being copied into") }
@@ -100,11 +111,21 @@ extension Store: RecordImporting {
 }
 
 extension PostgresStore: RecordImporting {
+    func beginImport() throws {
+        try withConnection { connection in
+            try PostgresLog.underAppendLock(connection) {
+                guard try PostgresLog.lastPosition(connection) == nil, try PostgresLog.latestSignedCheckpoint(connection) == nil else {
+                    throw Self.holdsALogRefusal
+                }
+                try PostgresLog.markUnfinishedCopy(connection)
+            }
+        }
+    }
+
     func importRecords(_ records: [[UInt8]], after tail: UInt64) throws {
         try withConnection { connection in
             try PostgresLog.underAppendLock(connection) {
                 guard (try PostgresLog.lastPosition(connection) ?? 0) == tail else { throw StoreError(.io, "the log moved while being copied into") }
-                if tail == 0 { try PostgresLog.markUnfinishedCopy(connection) }
                 var write = PostgresWriteTransaction(connection: connection, tail: tail)
                 for (offset, record) in records.enumerated() { try write.append(record: record, at: tail + UInt64(offset) + 1) }
                 try write.flush(projectionsAt: nil)

@@ -420,4 +420,44 @@ extension StoreConformanceTests {
             #expect(report2.passed && report2.kept?.count == 1, "\(String(describing: report2.failure))")
         }
     }
+
+    /// A node that opened the empty database before a copy into it began wrote into the copy (its
+    /// sweeper's expiries) and signed a checkpoint of its own that the copy's were kept beside,
+    /// under two keys for good. The copy's check that the database is empty and its mark are one
+    /// step under the append lock now, and while the mark stands no node writes or signs.
+    @Test func aNodeOpenBeforeACopyBegan_writesAndSignsNothingUntilItIsWhole() async throws {
+        let lmdb = try TestStoreLocation(.lmdb), postgres = try TestStoreLocation(.postgres)
+        defer { [lmdb, postgres].forEach { $0.remove() } }
+        let original = try await lmdb.withStore { store in
+            try await Self.workload(store)
+            let signer = try NoteSigner.generate(name: "example.com/log")
+            let root = try store.merkleRoot()
+            let body = Checkpoint(origin: "example.com/log", size: root.treeSize, rootHash: try #require(Hex.decode(root.rootHash))).text
+            _ = try store.keep(SignedCheckpoint(size: root.treeSize, note: try SignedNote.sign(body, with: signer)), signedAs: LogIdentity(verifier: signer.verifier, origin: "example.com/log"))
+            return try Self.contents(store)
+        }
+        let node = try postgres.open()
+        let signer = try NoteSigner.generate(name: "example.com/node")
+        let identity = LogIdentity(verifier: signer.verifier, origin: "example.com/node")
+        let empty = try node.merkleRoot()
+        let body = Checkpoint(origin: "example.com/node", size: 0, rootHash: try #require(Hex.decode(empty.rootHash))).text
+        let ownCheckpoint = SignedCheckpoint(size: 0, note: try SignedNote.sign(body, with: signer))
+        do {
+            let source = try lmdb.open(), destination = try postgres.open()
+            try #require(destination as? PostgresStore).beginImport()
+            await #expect(throws: (any Error).self, "no write while the copy is unfinished") {
+                try await node.execute(.createRepository(try CreateRepository(repositoryName: "node/early")), metadata: testMetadata())
+            }
+            #expect(throws: StoreError.self, "no checkpoint of its own either") { try node.keep(ownCheckpoint, signedAs: identity) }
+            let report = try StoreCopy.copy(from: source, to: destination)
+            #expect(report.merkleRoot == original.root && report.signedCheckpoints == 1)
+            #expect(try Self.contents(destination) == original, "the copy is the source's alone")
+            await source.close()
+            await destination.close()
+        }
+        // Whole: the node is one of the copied log's, and its key is not the log's.
+        #expect(throws: StoreError.self) { try node.keep(ownCheckpoint, signedAs: identity) }
+        _ = try await node.execute(.createRepository(try CreateRepository(repositoryName: "node/later")), metadata: testMetadata())
+        await node.close()
+    }
 }

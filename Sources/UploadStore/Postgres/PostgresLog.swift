@@ -35,7 +35,7 @@ enum PostgresLog {
     static let tailAndProjectionsQuery = PostgresConnection.Query("""
         SELECT e.position, e.record,
                (SELECT value FROM projection_state WHERE name = 'position'), (SELECT value FROM projection_state WHERE name = 'version'), m.hash,
-               \(DatabaseClock.expression)
+               \(DatabaseClock.expression), (SELECT value FROM projection_state WHERE name = '\(unfinishedCopyMark)')
         FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT position, record FROM events ORDER BY position DESC LIMIT 1) AS e ON true
         LEFT JOIN merkle_nodes AS m ON m.last_leaf = e.position AND m.level = 0
         """)
@@ -54,6 +54,8 @@ enum PostgresLog {
             tail = (position, try EventLog.decode(position: position, record[...]).recordedAt, leaf)
         }
         let databaseTime = Timestamp(millisecondsSinceEpoch: try rows.int64(0, 5))
+        // A copy begun after this node opened the database: none may write it until it is whole.
+        guard rows.isNull(0, 6) else { throw unfinishedCopyRefusal }
         let version = rows.isNull(0, 3) ? nil : try rows.int64(0, 3)
         guard let version else { return (tail, PostgresProjectionState(position: rows.isNull(0, 2) ? 0 : try rows.position(0, 2), version: nil), databaseTime) }
         guard (0...Int64(UInt32.max)).contains(version) else { throw StoreError(.corrupt, "projection_state holds version \(version)") }
@@ -148,9 +150,12 @@ enum PostgresLog {
     /// - Throws: ``StoreError`` `.corrupt` when the database holds an unfinished copy.
     static func refuseUnfinishedCopy(_ connection: PostgresConnection) throws {
         guard try connection.query("SELECT 1 FROM projection_state WHERE name = $1", [.text(unfinishedCopyMark)]).count == 0 else {
-            throw StoreError(.corrupt, "this database holds a copy-store that did not finish (its log may stop short of its source's): drop it, and copy again")
+            throw unfinishedCopyRefusal
         }
     }
+
+    static let unfinishedCopyRefusal = StoreError(
+        .corrupt, "this database holds a copy-store that has not finished (its log may stop short of its source's): wait for it, or, if it died, drop the database and copy again")
 
     /// A hash tile's nodes in one round trip (256 point reads of the primary key, not 256 queries).
     static func merkleNodes(_ connection: PostgresConnection, level: UInt8, indices: Range<UInt64>) throws -> [MerkleTree.Hash] {
@@ -188,9 +193,10 @@ enum PostgresLog {
     /// The position of the last leaf under node (`level`, `index`): its key with its level.
     static func lastLeaf(_ level: UInt8, _ index: UInt64) -> UInt64 { (index + 1) << UInt64(level) }
 
-    /// `checkpoints` as rows of `signed_checkpoints`; a size already kept keeps its note.
+    /// `checkpoints` as rows of `signed_checkpoints`. A size already kept fails the insert: its
+    /// callers look under the append lock first, and a copy that met one would be of two logs.
     static func checkpointRows(_ checkpoints: [SignedCheckpoint]) -> PostgresRowBatch {
-        var rows = PostgresRowBatch(into: "signed_checkpoints", columns: [("size", .int8), ("note", .text)], onConflict: "ON CONFLICT (size) DO NOTHING")
+        var rows = PostgresRowBatch(into: "signed_checkpoints", columns: [("size", .int8), ("note", .text)])
         for checkpoint in checkpoints { rows.append(.position(checkpoint.size), .text(checkpoint.note)) }
         return rows
     }

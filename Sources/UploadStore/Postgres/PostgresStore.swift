@@ -132,6 +132,7 @@ public final class PostgresStore: EventStore {
                 // Under the append lock: the identity check and the insert are one step for every
                 // node. Bounded as the writer is: a shutdown signs last, and waits for this.
                 try connection.answering(within: configuration.databaseAnswerLimit) { try PostgresLog.underAppendLock(connection) {
+                    try PostgresLog.refuseUnfinishedCopy(connection)  // a copy begun since this node opened the database
                     let last = try PostgresLog.latestSignedCheckpoint(connection)
                     if let last { try identity.check(last) }
                     if let last, last.size > checkpoint.size { return last }  // another node's, kept meanwhile: never a smaller tree
