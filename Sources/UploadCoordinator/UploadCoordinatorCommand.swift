@@ -13,7 +13,8 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
         abstract: "Coordinates container-image layer uploads the way Amazon ECR Public does, on an event log in LMDB or PostgreSQL.",
         discussion: """
             Commands act on a data directory directly. A refused command prints \
-            `<ErrorName>: <message>` on standard error and exits 1; a flag missing or given wrong \
+            `<ErrorName>: <message>` (ECR's name for the refusal), and a failure of the store or \
+            its folder `error: <message>`, on standard error and exits 1; a flag missing or given wrong \
             prints `Error: <message>` and the usage, and exits 64. The audit commands that check \
             (`audit verify-*`) print `OK: …` or `FAILED: …`.
             """,
@@ -23,6 +24,29 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
             EventsCommand.self, AuditCommand.self, MigrateCommand.self, CopyStoreCommand.self, BackupCommand.self, StatsCommand.self, GarbageCollectCommand.self, DebugCommand.self,
         ]
     )
+
+    /// As `AsyncParsableCommand`'s, but an error a subcommand's `run` throws (a `ValidationError`
+    /// it can only find once it looks at the folder or the database) is shown with that
+    /// subcommand's usage, not the top level's list of subcommands.
+    static func main() async {
+        let command: any ParsableCommand
+        do { command = try parseAsRoot() } catch { exit(withError: error) }
+        do {
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                var synchronous = command
+                try synchronous.run()
+            }
+        } catch let error as ValidationError {
+            let usage = usageString(for: type(of: command))
+            let path = usage.split(separator: " ").prefix { !["-", "[", "<"].contains($0.first) }.joined(separator: " ")
+            FileHandle.standardError.write(Data("Error: \(error.message)\nUsage: \(usage)\n  See '\(path) --help' for more information.\n".utf8))
+            exit(withError: ExitCode.validationFailure)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every data command shares. Flags win over environment variables, which win over defaults.
