@@ -312,9 +312,11 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         var data = data
         if case .head(var response) = unwrapOutboundIn(data) {
             if unanswered <= 1 {  // the answer to the request being read, not to one pipelined before it
-                if expectsContinue, case .body = reading {
+                if expectsContinue || response.status == .contentTooLarge, case .body = reading {
                     // Refused before its body was asked for: the client need not send it (RFC 9110
                     // §10.1.1), so the connection cannot carry another request after this answer.
+                    // Too large, by its declared length: reading all of it only to drop it would
+                    // keep taking whatever the client sends, for as long as it sends.
                     response.headerFields[.connection] = "close"
                     data = wrapOutboundOut(.head(response))
                 }

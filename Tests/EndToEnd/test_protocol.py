@@ -48,6 +48,13 @@ def test_malformed_bodies(server):
 def test_oversized_body_is_refused_with_a_4xx(server):
     status, _, body = post(server, "SpencerFrontendService.UploadLayerPart", b"x" * 31_000_000)
     assert status == 413 and body["__type"] == "RequestEntityTooLargeException"
+    # Declared too large: refused unread, and the connection ends, rather than take, and drop,
+    # whatever the client goes on sending for as long as it sends.
+    base = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.UploadLayerPart"}
+    signed = "".join(f"{k}: {v}\r\n" for k, v in signed_headers("POST", server.endpoint + "/", b"{}", base).items()).encode()
+    head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%sContent-Length: 9223372036854775807\r\n\r\n" % (server.port, signed)
+    found = answers(read_until_closed(server.port, head, send_after=b"x" * 65536))
+    assert [(line, fields.get("connection")) for line, fields, _ in found] == [("HTTP/1.1 413 Payload Too Large", "close")], found
 
 
 def test_an_answer_before_the_body_reaches_a_client_that_sends_its_whole_body_first(server):
