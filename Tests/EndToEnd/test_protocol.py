@@ -286,3 +286,13 @@ def test_an_http_1_0_request_expecting_100_continue_gets_none(server):
     found = answers(read_until_closed(server.port, head, send_after=b"{}"))
     assert [line for line, _, _ in found] == ["HTTP/1.0 200 OK"], found
     assert "registries" in json.loads(found[0][2]), found
+
+
+def test_awscli_given_the_registrys_path_as_its_endpoint_reaches_the_aws_api(server):
+    """`--endpoint-url http://host/v2/` (the registry's address, as `docker login` takes it): the
+    registry answered awscli's POST in its own JSON, and awscli printed `An error occurred (405)`
+    and nothing more. A call of the AWS API is the AWS API's, whatever its path."""
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    out = subprocess.run(["aws", "ecr-public", "describe-registries", "--endpoint-url", server.endpoint + "/v2/", "--output", "json"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and "registries" in json.loads(out.stdout), out.stderr

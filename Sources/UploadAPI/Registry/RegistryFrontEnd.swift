@@ -55,7 +55,11 @@ public final class RegistryFrontEnd: Sendable {
         public init(_ frontEnd: RegistryFrontEnd) { self.frontEnd = frontEnd }
 
         public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-            guard RegistryFrontEnd.serves(path: request.uri.path) else { return try await next(request, context) }
+            // A call of the AWS API (awscli given `--endpoint-url http://host/v2/`) is the AWS
+            // API's, which serves any path: answered in the registry's JSON, awscli showed nothing.
+            guard RegistryFrontEnd.serves(path: request.uri.path), request.headers[ECRPublicService.targetHeader] == nil else {
+                return try await next(request, context)
+            }
             return await frontEnd.respond(to: request, remoteAddress: context.remoteAddress)
         }
     }
