@@ -106,7 +106,12 @@ public final class Environment: @unchecked Sendable {
                 var flags = UInt32(MDB_NOTLS)
                 if configuration.readOnly { flags |= UInt32(MDB_RDONLY) }
                 if !configuration.durable { flags |= UInt32(MDB_NOSYNC) }
-                try check(mdb_env_open(env, key, flags, 0o600), "mdb_env_open(\(key))")
+                let opened = mdb_env_open(env, key, flags, 0o600)
+                if opened == EACCES, configuration.readOnly {
+                    // A reader too writes its slot in LMDB's readers' table, kept in lock.mdb.
+                    throw LMDBError(code: opened, operation: "mdb_env_open(\(key)): a reader needs \(key)/lock.mdb writable (LMDB's readers' table), even to only read")
+                }
+                try check(opened, "mdb_env_open(\(key))")
                 try Self.refuseTruncatedFile(env, key)
             } catch {
                 mdb_env_close(env)
