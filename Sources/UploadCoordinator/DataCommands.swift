@@ -113,6 +113,9 @@ struct MigrateCommand: AsyncParsableCommand {
         try await withStore(store) { store in
             let new = store.migrationsAppliedAtOpen
             print(new.isEmpty ? "up to date at \(try store.appliedMigrations().last ?? "no migration")" : new.map { "applied \($0)" }.joined(separator: "\n"))
+            if let layout = store.projectionLayoutReplacedAtOpen {
+                print("rebuilt the projections from layout \(layout) to \(Projector.version): processes of the older binary no longer write this store")
+            }
         }
     }
 }

@@ -79,6 +79,11 @@ public protocol EventStore: SnapshotReading {
     /// applied others meanwhile: they are recorded, not this one's to report).
     var migrationsAppliedAtOpen: [String] { get }
 
+    /// The layout of the projections this process rebuilt to its own as it opened the store
+    /// (`migrate`, or a `serve` after an upgrade), or `nil`: from then on, processes of the older
+    /// binary refuse to write the store.
+    var projectionLayoutReplacedAtOpen: UInt32? { get }
+
     /// Whether this process should do the store-wide `duty` now: true in one process at a time
     /// where several share the store (PostgreSQL nodes elect one by advisory lock). A duty's work
     /// must still be safe to repeat: the lead can move between one call and the next.
@@ -90,6 +95,7 @@ public protocol EventStore: SnapshotReading {
 
 extension EventStore {
     public func readAnswering<T>(_ body: (any StoreSnapshot) throws -> T) throws -> T { try read(body) }
+    public var projectionLayoutReplacedAtOpen: UInt32? { nil }
 }
 
 /// Work one process of a deployment does for all of them.

@@ -28,13 +28,15 @@ enum ProjectionCatchUp {
     /// - Parameter changingLayout: whether tables of another layout may be rebuilt to this
     ///   binary's: at an open that may migrate, and by copy-store. Never below a newer binary's
     ///   layout.
+    /// - Returns: the layout of the tables it rebuilt to this binary's, if it did.
     /// - Throws: ``StoreError`` `.migration` when the tables are of another layout and may not be
     ///   rebuilt.
-    static func run(_ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, changingLayout: Bool) throws {
+    @discardableResult
+    static func run(_ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, changingLayout: Bool) throws -> UInt32? {
         let (checkpoint, tail) = try projections.environment.read { ptxn in
             (try ProjectionCheckpoint.read(ptxn, projections.schema), try log.read { try EventLog.lastPosition($0, schema) })
         }
-        guard checkpoint.version != Projector.version || checkpoint.position != tail else { return }
+        guard checkpoint.version != Projector.version || checkpoint.position != tail else { return nil }
         if let version = checkpoint.version, version != Projector.version {
             try ProjectionCatchUp.refuseLayout(version, changing: changingLayout)
         }
@@ -46,6 +48,7 @@ enum ProjectionCatchUp {
         while try projections.environment.writeGrowingTheMap({ ptxn in
             try log.read { txn in try step(txn, schema, ptxn, projections.schema) }
         }) {}
+        return checkpoint.version.flatMap { $0 == Projector.version ? nil : $0 }
     }
 
     /// Replaces every table with a fold of the whole log: the fold replay runs, in memory, then

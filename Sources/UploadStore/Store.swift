@@ -21,6 +21,7 @@ public final class Store: EventStore {
     /// Whether opening found the projections possibly torn by a crash of the machine, and rebuilt them.
     public let rebuiltTornProjections: Bool
     public let migrationsAppliedAtOpen: [String]
+    public let projectionLayoutReplacedAtOpen: UInt32?
     private let writer: GroupCommitWriter
     private let notifier = CommitNotifier()
     /// When a read refused for projections behind the log last asked the writer to fold them in.
@@ -96,7 +97,7 @@ public final class Store: EventStore {
             projections = try ProjectionEnvironment(
                 dataDirectory: configuration.directory, like: configuration.environment, bootId: configuration.bootId)
             do {
-                try ProjectionCatchUp.run(environment, schema, projections, changingLayout: configuration.migrateOnOpen)
+                projectionLayoutReplacedAtOpen = try ProjectionCatchUp.run(environment, schema, projections, changingLayout: configuration.migrateOnOpen)
                 tail = try environment.read { try EventLog.lastPosition($0, schema) }
             } catch {
                 unsynced = (try? projections.environment.sync()) == nil

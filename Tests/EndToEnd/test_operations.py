@@ -626,6 +626,10 @@ def test_the_audit_commands_only_read_the_store(live, tmp_path):
     assert files(upgraded) == before
     refused = tool("upload-coordinator", "stats", "--data-dir", str(upgraded))
     assert refused.returncode == 1 and "referrers" in refused.stderr, refused.stderr
+    # `migrate` then rebuilds them, and says so: the step that stops the older binary's writes.
+    migrated = tool("upload-coordinator", "migrate", "--data-dir", str(upgraded))
+    assert migrated.returncode == 0 and "rebuilt the projections from layout 8 to " in migrated.stdout, migrated.stdout + migrated.stderr
+    assert "rebuilt" not in tool("upload-coordinator", "migrate", "--data-dir", str(upgraded)).stdout, "once"
 
     # On the live store, while `serve` writes: what the server's own log says.
     data = str(live["data"])

@@ -8,17 +8,19 @@ import UploadCore
 /// no node decides from half-built tables.
 enum PostgresProjectionRebuild {
     /// - Parameter changingLayout: as ``ProjectionCatchUp/run(_:_:_:changingLayout:)``'s.
-    static func runIfNeeded(_ connection: PostgresConnection, changingLayout: Bool, logger: Logger) throws {
+    /// - Returns: the layout of the tables it rebuilt to this binary's, if it did.
+    @discardableResult
+    static func runIfNeeded(_ connection: PostgresConnection, changingLayout: Bool, logger: Logger) throws -> UInt32? {
         // The common case, checked without the append lock (which every node's writes wait for):
         // the tables are current.
         let current = try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
             try PostgresProjectionState.read(connection) == PostgresProjectionState(position: try PostgresLog.lastPosition(connection) ?? 0, version: Projector.version)
         }
-        guard !current else { return }
-        try PostgresLog.underAppendLock(connection) {
+        guard !current else { return nil }
+        return try PostgresLog.underAppendLock(connection) { () throws -> UInt32? in
             let tail = try PostgresLog.lastPosition(connection) ?? 0
             let state = try PostgresProjectionState.read(connection)
-            guard state.version != Projector.version || state.position != tail else { return }
+            guard state.version != Projector.version || state.position != tail else { return nil }
             if let version = state.version, version != Projector.version { try ProjectionCatchUp.refuseLayout(version, changing: changingLayout) }
             if tail > 0 { logger.notice("rebuilding the projections from the log", metadata: ["event.last": "\(tail)"]) }
             var projections = InMemoryProjectionState()
@@ -44,6 +46,7 @@ enum PostgresProjectionRebuild {
             }
             try entries.run(on: connection)
             try PostgresProjectionState(position: position, version: Projector.version).rows.run(on: connection)
+            return state.version.flatMap { $0 == Projector.version ? nil : $0 }
         }
     }
 }

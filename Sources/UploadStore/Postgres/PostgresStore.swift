@@ -28,6 +28,7 @@ public final class PostgresStore: EventStore {
     /// This node's clock set to the database's (``clock``).
     private let databaseClock: DatabaseClock
     public let migrationsAppliedAtOpen: [String]
+    public let projectionLayoutReplacedAtOpen: UInt32?
     /// The projections' row counts and when they were read: `/metrics` is open to anyone, and a
     /// count is a scan of `projection_entries`, so scrapes in a loop read it at most once per
     /// ``countsInterval``, one scrape at a time (the log's position and lag are always read fresh).
@@ -47,7 +48,7 @@ public final class PostgresStore: EventStore {
         let notifier = self.notifier
         let databaseClock = DatabaseClock()
         self.databaseClock = databaseClock
-        migrationsAppliedAtOpen = try pool.withConnection { connection in
+        (migrationsAppliedAtOpen, projectionLayoutReplacedAtOpen) = try pool.withConnection { connection in
             var applied: [String] = []
             let status: MigrationStatus
             do { status = try PostgresMigrations.status(connection) } catch let error as MigrationError {
@@ -63,10 +64,10 @@ public final class PostgresStore: EventStore {
                 }
             }
             try PostgresLog.refuseUnfinishedCopy(connection)
-            try PostgresProjectionRebuild.runIfNeeded(connection, changingLayout: configuration.migrateOnOpen, logger: configuration.logger)
+            let replaced = try PostgresProjectionRebuild.runIfNeeded(connection, changingLayout: configuration.migrateOnOpen, logger: configuration.logger)
             notifier.committed(upTo: try PostgresLog.lastPosition(connection) ?? 0)
             try Self.measure(databaseClock, on: connection)
-            return applied
+            return (applied, replaced)
         }
         listener = PostgresListener(url: url, answerLimit: configuration.databaseAnswerLimit, notifier: notifier, logger: configuration.logger)
         leadership = PostgresLeadership(url: url, answerLimit: configuration.databaseAnswerLimit, logger: configuration.logger)
