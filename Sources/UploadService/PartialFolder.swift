@@ -26,8 +26,7 @@ public struct PartialFolder: Sendable {
         parent = PathNames.folder(of: destination)
         self.destination = destination
         let prefix = "." + (destination as NSString).lastPathComponent + ".partial-"
-        path = parent + "/" + prefix + RandomUUIDs.next()
-        claim = (try? FileLock.lockByte(0, of: Self.lockPath(path), exclusive: true)) ?? nil
+        (path, claim) = try Self.claimed(parent + "/" + prefix)
         guard mkdir(path, 0o700) == 0 else {
             let failure = BlobStore.posixError("create \(path), where \(destination) is built")
             Self.release(claim, path)
@@ -55,6 +54,22 @@ public struct PartialFolder: Sendable {
 
     private static func lockPath(_ folder: String) -> String { folder + ".lock" }
 
+    /// A new folder name starting `prefix`, and the lock on its lock file, taken before the folder
+    /// is made. A sweep by another build may find the lock file between its creation and its
+    /// lock, and take the lock or remove the file: the name is then given up for another, so
+    /// that no folder is ever made whose lock its builder does not hold at its place.
+    /// - Returns: no lock where the file system cannot lock.
+    private static func claimed(_ prefix: String) throws -> (String, FileLock?) {
+        for _ in 0..<8 {
+            let path = prefix + RandomUUIDs.next()
+            let lock: FileLock?
+            do { lock = try FileLock.lockByte(0, of: lockPath(path), exclusive: true) } catch { return (path, nil) }
+            if let lock, lock.holds(lockPath(path)) || !lock.isHeld { return (path, lock.isHeld ? lock : nil) }
+            lock?.release()
+        }
+        throw StoreError(.io, "no partial folder could be claimed beside \(prefix): another build takes each one's lock")
+    }
+
     /// Removes the lock file while still holding it, so that no one finds it free and its folder
     /// still there.
     private static func release(_ claim: FileLock?, _ folder: String) {
@@ -71,6 +86,11 @@ public struct PartialFolder: Sendable {
         var removed: [String] = []
         for folder in folders.sorted() where folder != own {
             guard let abandoned = (try? FileLock.lockByte(0, of: lockPath(folder), exclusive: true)) ?? nil else { continue }
+            // Held on the file at its place (not one removed meanwhile), and free: its builder died.
+            guard abandoned.holds(lockPath(folder)) else {
+                abandoned.release()
+                continue
+            }
             if isFolder(folder), (try? FileManager.default.removeItem(atPath: folder)) != nil { removed.append(folder) }
             release(abandoned, folder)
         }

@@ -10,6 +10,18 @@ public final class FileLock: @unchecked Sendable {
 
     deinit { release() }
 
+    /// Whether it holds a lock at all (not so on a read-only mount where the file was never made).
+    public var isHeld: Bool { descriptor >= 0 }
+
+    /// Whether the file this lock is held on is still the one at `path`: a lock taken on a file
+    /// that another process removed (or replaced) in the moment between its open and its lock
+    /// holds nothing anyone else will look at.
+    public func holds(_ path: String) -> Bool {
+        var held = stat(), named = stat()
+        guard descriptor >= 0, fstat(descriptor, &held) == 0, stat(path, &named) == 0 else { return false }
+        return held.st_dev == named.st_dev && held.st_ino == named.st_ino
+    }
+
     /// Gives the lock up (closing the file gives up its locks).
     public func release() {
         if descriptor >= 0 { close(descriptor) }
