@@ -37,7 +37,9 @@ public enum PostgresMigrations {
         return pending.isEmpty ? .current : .pending(pending)
     }
 
-    /// Refuses a database that holds tables (or views) but no upload-coordinator migration: another
+    /// Refuses a database that holds tables (or views), other than an extension's (PostGIS's,
+    /// pg_stat_statements', which a template may give every new database), but no
+    /// upload-coordinator migration: another
     /// program's, named by a mistyped `--database-url`, which migrating would fill with this
     /// store's tables (or fail part way in, on a table of the same name). The LMDB store refuses
     /// another program's environment alike.
@@ -45,6 +47,7 @@ public enum PostgresMigrations {
         let rows = try connection.query("""
             SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname <> 'upload_coordinator_migrations'
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
             ORDER BY c.relname LIMIT 6
             """)
         guard rows.count > 0 else { return }

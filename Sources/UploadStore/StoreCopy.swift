@@ -114,6 +114,7 @@ extension PostgresStore: RecordImporting {
     func beginImport() throws {
         try withConnection { connection in
             try PostgresLog.underAppendLock(connection) {
+                try PostgresLog.refuseUnfinishedCopy(connection)  // another copy into it, under way or dead
                 guard try PostgresLog.lastPosition(connection) == nil, try PostgresLog.latestSignedCheckpoint(connection) == nil else {
                     throw Self.holdsALogRefusal
                 }

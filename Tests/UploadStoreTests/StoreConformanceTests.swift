@@ -393,12 +393,9 @@ struct StoreConformanceTests {
 }
 
 extension StoreConformanceTests {
-    /// copy-store: LMDB into PostgreSQL and back keeps every byte, position, checkpoint and the
-    /// root; each copy replays to the same digests.
-    @Test func aCopy_toPostgresAndBack_keepsEveryByteAndTheRoot() async throws {
-        let lmdb = try TestStoreLocation(.lmdb), postgres = try TestStoreLocation(.postgres), back = try TestStoreLocation(.lmdb)
-        defer { [lmdb, postgres, back].forEach { $0.remove() } }
-        let original = try await lmdb.withStore { store in
+    /// The workload in a store at `location`, its tree then signed as example.com/log's: its contents.
+    static func signedWorkload(in location: TestStoreLocation) async throws -> Contents {
+        try await location.withStore { store in
             try await Self.workload(store)
             let signer = try NoteSigner.generate(name: "example.com/log")
             let root = try store.merkleRoot()
@@ -406,6 +403,14 @@ extension StoreConformanceTests {
             _ = try store.keep(SignedCheckpoint(size: root.treeSize, note: try SignedNote.sign(body, with: signer)), signedAs: LogIdentity(verifier: signer.verifier, origin: "example.com/log"))
             return try Self.contents(store)
         }
+    }
+
+    /// copy-store: LMDB into PostgreSQL and back keeps every byte, position, checkpoint and the
+    /// root; each copy replays to the same digests.
+    @Test func aCopy_toPostgresAndBack_keepsEveryByteAndTheRoot() async throws {
+        let lmdb = try TestStoreLocation(.lmdb), postgres = try TestStoreLocation(.postgres), back = try TestStoreLocation(.lmdb)
+        defer { [lmdb, postgres, back].forEach { $0.remove() } }
+        let original = try await Self.signedWorkload(in: lmdb)
         for (from, to) in [(lmdb, postgres), (postgres, back)] {
             do {  // the stores released before verify opens the copy
                 let source = try from.open(), destination = try to.open()
@@ -428,14 +433,7 @@ extension StoreConformanceTests {
     @Test func aNodeOpenBeforeACopyBegan_writesAndSignsNothingUntilItIsWhole() async throws {
         let lmdb = try TestStoreLocation(.lmdb), postgres = try TestStoreLocation(.postgres)
         defer { [lmdb, postgres].forEach { $0.remove() } }
-        let original = try await lmdb.withStore { store in
-            try await Self.workload(store)
-            let signer = try NoteSigner.generate(name: "example.com/log")
-            let root = try store.merkleRoot()
-            let body = Checkpoint(origin: "example.com/log", size: root.treeSize, rootHash: try #require(Hex.decode(root.rootHash))).text
-            _ = try store.keep(SignedCheckpoint(size: root.treeSize, note: try SignedNote.sign(body, with: signer)), signedAs: LogIdentity(verifier: signer.verifier, origin: "example.com/log"))
-            return try Self.contents(store)
-        }
+        let original = try await Self.signedWorkload(in: lmdb)
         let node = try postgres.open()
         let signer = try NoteSigner.generate(name: "example.com/node")
         let identity = LogIdentity(verifier: signer.verifier, origin: "example.com/node")
@@ -444,11 +442,15 @@ extension StoreConformanceTests {
         let ownCheckpoint = SignedCheckpoint(size: 0, note: try SignedNote.sign(body, with: signer))
         do {
             let source = try lmdb.open(), destination = try postgres.open()
-            try #require(destination as? PostgresStore).beginImport()
-            await #expect(throws: (any Error).self, "no write while the copy is unfinished") {
+            let importer = try #require(destination as? PostgresStore)
+            try importer.beginImport()
+            #expect(throws: StoreError.self, "a second copy into it is refused") { try importer.beginImport() }
+            let refused = await #expect(throws: StoreError.self, "no write while the copy is unfinished") {
                 try await node.execute(.createRepository(try CreateRepository(repositoryName: "node/early")), metadata: testMetadata())
             }
+            #expect(refused?.message.contains("copy-store that did not finish, or is still under way") == true, "\(String(describing: refused))")
             #expect(throws: StoreError.self, "no checkpoint of its own either") { try node.keep(ownCheckpoint, signedAs: identity) }
+            try importer.finishImport()  // the copy itself begins again
             let report = try StoreCopy.copy(from: source, to: destination)
             #expect(report.merkleRoot == original.root && report.signedCheckpoints == 1)
             #expect(try Self.contents(destination) == original, "the copy is the source's alone")

@@ -15,7 +15,9 @@ enum PostgresLog {
     /// It waits for the lock as long as a batch does (30 s), not for ever behind a frozen node.
     static func underAppendLock<T>(_ connection: PostgresConnection, _ body: () throws -> T) throws -> T {
         try connection.transaction("ISOLATION LEVEL READ COMMITTED") {
-            try connection.execute("SET LOCAL synchronous_commit = on; SET LOCAL lock_timeout = '30s'")
+            // No role's or database's statement_timeout cuts what runs under the lock: a rebuild of
+            // the projections at open is the longest statement there is.
+            try connection.execute("SET LOCAL synchronous_commit = on; SET LOCAL lock_timeout = '30s'; SET LOCAL statement_timeout = 0")
             try connection.query("SELECT pg_advisory_xact_lock($1)", [.int64(appendLockKey)])
             return try body()
         }
@@ -154,8 +156,10 @@ enum PostgresLog {
         }
     }
 
+    /// Not `.corrupt`: the log is not damaged, only not whole yet (a running node's checkpoint
+    /// route would call it a broken log).
     static let unfinishedCopyRefusal = StoreError(
-        .corrupt, "this database holds a copy-store that did not finish, or is still under way (its log may stop short of its source's): wait for it, or, if it died, drop the database and copy again")
+        .io, "this database holds a copy-store that did not finish, or is still under way (its log may stop short of its source's): wait for it, or, if it died, drop the database and copy again")
 
     /// A hash tile's nodes in one round trip (256 point reads of the primary key, not 256 queries).
     static func merkleNodes(_ connection: PostgresConnection, level: UInt8, indices: Range<UInt64>) throws -> [MerkleTree.Hash] {
