@@ -69,22 +69,25 @@ enum SteadyWallClock {
 
     static func now() -> Int64 {
         let wall = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
-        let monotonic = (ContinuousClock.now - origin).milliseconds
+        let monotonic = milliseconds(at: .now)
         let (time, change) = steps.withLock { $0.time(wall: wall, monotonic: monotonic) }
-        if let change { report(change) }
+        if let change { report(change, of: "the system clock", to: Logger(label: "upload-coordinator")) }
         return time
     }
 
-    private static func report(_ change: WallClockSteps.Change) {
-        let logger = Logger(label: "upload-coordinator")
+    /// `instant` in the monotonic milliseconds ``WallClockSteps`` takes.
+    static func milliseconds(at instant: ContinuousClock.Instant) -> Int64 { (instant - origin).milliseconds }
+
+    /// Logs `change` of `clock` (the system's, or the database's).
+    static func report(_ change: WallClockSteps.Change, of clock: String, to logger: Logger) {
         switch change {
         case .held(let step):
-            logger.warning("the system clock stepped; times run on by the monotonic clock until the step has lasted five minutes (keep the clock set by NTP)",
+            logger.warning("\(clock) stepped; times run on by the monotonic clock until the step has lasted five minutes (keep the clock set by NTP)",
                            metadata: ["clock.step_ms": "\(step)"])
         case .taken(let step):
-            logger.warning("the system clock's step has lasted five minutes, and is taken", metadata: ["clock.step_ms": "\(step)"])
+            logger.warning("\(clock)'s step has lasted five minutes, and is taken", metadata: ["clock.step_ms": "\(step)"])
         case .ended:
-            logger.notice("the system clock agrees with the monotonic clock again; its step was never taken")
+            logger.notice("\(clock) agrees with the monotonic clock again; its step was never taken")
         }
     }
 }

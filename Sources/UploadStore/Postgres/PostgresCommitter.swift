@@ -38,6 +38,7 @@ final class PostgresCommitter: BatchCommitter {
     nonisolated(unsafe) private var witness: (position: UInt64, leaf: MerkleTree.Hash)?
     /// When this node last reported its clock off the database's (``measureClock(database:sent:)``).
     nonisolated(unsafe) private var skewReportedAt: ContinuousClock.Instant?
+    nonisolated(unsafe) private var databaseSteps = WallClockSteps()
     /// Whether the last batch found the tail moved by another node since this node's batch before:
     /// then the next one asks for the marks up front. Used only on the writer's thread.
     nonisolated(unsafe) private var othersAppendedBeforeLastBatch = false
@@ -217,7 +218,7 @@ final class PostgresCommitter: BatchCommitter {
                 throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
             }
             forgetIfTheLogChanged(leaf: PostgresLog.leaf(opening[4]))
-            let now = invocations.decisionTime(wallClock: wallClock(database: databaseTime), logTail: tail?.recordedAt)
+            let now = invocations.decisionTime(wallClock: wallClock(database: databaseTime, readAt: sent.at), logTail: tail?.recordedAt)
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
             if marksFrom == nil && position != invocations.validAt { marksReadAlone += 1 }
             try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[5]) }))
@@ -252,8 +253,14 @@ final class PostgresCommitter: BatchCommitter {
     /// so that every node keeps one clock. A node whose own clock ran ahead would otherwise expire
     /// the uploads every other node holds (its sweeper leading), and record times the others must
     /// then follow. A clock a test gives stands for the wall clock and is kept.
-    private func wallClock(database: Timestamp) -> Timestamp {
-        configuration.clock is SystemClock ? database : configuration.clock.now()
+    /// The database's steps are held off as this node's own are (``WallClockSteps``): a database
+    /// host whose clock stepped an hour ahead for a minute (or a failover to one set wrong) would
+    /// expire every upload idle for less than the hour.
+    private func wallClock(database: Timestamp, readAt: ContinuousClock.Instant) -> Timestamp {
+        guard configuration.clock is SystemClock else { return configuration.clock.now() }
+        let (time, change) = databaseSteps.time(wall: database.millisecondsSinceEpoch, monotonic: SteadyWallClock.milliseconds(at: readAt))
+        if let change { SteadyWallClock.report(change, of: "the database's clock", to: configuration.logger) }
+        return Timestamp(millisecondsSinceEpoch: time)
     }
 
     /// Measures this node's clock against `database`, read in the round trip sent at `sent`, for
