@@ -15,7 +15,7 @@ import NIOHTTP1
 /// - An HTTP/1.0 request's `Expect` is dropped: a server must ignore it (RFC 9110 §10.1.1), and a
 ///   `100 Continue` would be a status an HTTP/1.0 client does not know.
 /// - A request the server must not act on is refused before anything past this handler sees it:
-///   an HTTP/1.1 request without `Host` (400, §3.2), `CONNECT` (405), an HTTP/1.0 request with
+///   an HTTP/1.1 request without `Host` (400, §3.2), `CONNECT` (501), an HTTP/1.0 request with
 ///   `Transfer-Encoding` (400, §6.1: its framing is faulty), transfer codings that do not end with `chunked` (400,
 ///   §6.3: the body's length is unknown), and any other coding before `chunked` (501, §6.1: the
 ///   body would be read still encoded). Its refusal is written once the requests before
@@ -159,9 +159,10 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             if tokens != ["chunked"] { return .notImplemented }
         }
         if !isHTTP10(head.version), head.headers["Host"].isEmpty { return .badRequest }
-        // A tunnel is a proxy's to make (RFC 9110 §9.3.6); NIO's decoder stops reading the
-        // connection after one, and its encoder frames no answer to it.
-        if head.method == .CONNECT { return .methodNotAllowed }
+        // A tunnel is a proxy's to make (RFC 9110 §9.3.6), not served (501: a 405 must name the
+        // methods allowed); NIO's decoder stops reading the connection after one, and its encoder
+        // frames no answer to it.
+        if head.method == .CONNECT { return .notImplemented }
         // Two `Host` lines (RFC 9112 §3.2): a proxy in front that routes by the second would send
         // this server what it judged by the first (the loopback guard, a signature).
         if head.headers["Host"].count > 1 { return .badRequest }

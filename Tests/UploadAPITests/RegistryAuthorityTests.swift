@@ -145,4 +145,14 @@ struct RegistryAuthorityTests {
         let described = range.map { $0.map { "\($0.lowerBound)...\($0.upperBound)" } ?? "unsatisfiable" } ?? "ignored"
         #expect(described == expected)
     }
+
+    /// A chunk's `Content-Range`: digits only, as a blob's `Range` (Swift's `UInt64("+0")` took a sign).
+    @Test(arguments: [
+        ("0-4", "0...4"), ("bytes=5-9", "5...9"), ("bytes 5-9/10", "5...9"), ("+0-+4", "refused"), ("0- 4", "refused"), ("4-0", "refused"),
+        ("0-99999999999999999999", "refused"), ("-4", "refused"),
+    ] as [(String, String)])
+    func chunkRanges_takeDigitsOnly(header: String, expected: String) {
+        let range = RegistryFrontEnd.chunkRange(header)
+        #expect((range.map { "\($0.0)...\($0.1)" } ?? "refused") == expected)
+    }
 }

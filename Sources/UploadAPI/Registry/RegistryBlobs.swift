@@ -232,7 +232,7 @@ extension RegistryFrontEnd {
         for prefix in ["bytes=", "bytes "] where text.hasPrefix(prefix) { text = text.dropFirst(prefix.count) }
         if let slash = text.firstIndex(of: "/") { text = text[..<slash] }
         let bounds = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard bounds.count == 2, let first = UInt64(bounds[0]), let last = UInt64(bounds[1]), last >= first else { return nil }
+        guard bounds.count == 2, bounds.allSatisfy(isDigits), let first = UInt64(bounds[0]), let last = UInt64(bounds[1]), last >= first else { return nil }
         return (first, last)
     }
 
@@ -260,7 +260,12 @@ extension RegistryFrontEnd {
     /// A range's position: digits only (§14.1.2 `1*DIGIT`; Swift's `UInt64("+5")` takes a sign),
     /// any count of them: one past `UInt64.max` is past every blob's end, and taken as that.
     private static func position(_ text: Substring) -> UInt64? {
-        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        guard isDigits(text) else { return nil }
         return UInt64(text) ?? .max
+    }
+
+    /// One or more ASCII digits, and nothing else (no sign, no space).
+    private static func isDigits(_ text: Substring) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 }
