@@ -107,7 +107,7 @@ public final class Environment: @unchecked Sendable {
                 if configuration.readOnly { flags |= UInt32(MDB_RDONLY) }
                 if !configuration.durable { flags |= UInt32(MDB_NOSYNC) }
                 let opened = mdb_env_open(env, key, flags, 0o600)
-                if opened == EACCES, configuration.readOnly {
+                if opened == EACCES, configuration.readOnly, access(key + "/lock.mdb", W_OK) != 0, access(key + "/data.mdb", R_OK) == 0 {
                     // A reader too writes its slot in LMDB's readers' table, kept in lock.mdb.
                     throw LMDBError(code: opened, operation: "mdb_env_open(\(key)): a reader needs \(key)/lock.mdb writable (LMDB's readers' table), even to only read")
                 }

@@ -265,6 +265,22 @@ def test_a_database_that_stops_answering_costs_requests_the_answer_limit_not_for
         assert "upload_store_statistics_up 1.0" in requests.get(f"{node.endpoint}/metrics", timeout=60).text
 
 
+def nodes_that_write_again(servers, repository, within=30):
+    """How many of `servers` initiate an upload in `repository` within `within` seconds, each
+    tried until it does: the nodes' recovery from a fault, without a restart."""
+    deadline, written = time.monotonic() + within, set()
+    while time.monotonic() < deadline and len(written) < len(servers):
+        for node in servers:
+            if node.port in written:
+                continue
+            try:
+                client(node.endpoint).initiate_layer_upload(repositoryName=repository)
+                written.add(node.port)
+            except ClientError:
+                time.sleep(0.2)
+    return len(written)
+
+
 def test_postgres_restarting_gives_errors_never_wrong_answers_and_the_nodes_reconnect():
     folder = os.environ.get("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER")
     if not folder:
@@ -290,19 +306,11 @@ def test_postgres_restarting_gives_errors_never_wrong_answers_and_the_nodes_reco
         time.sleep(0.5)
         subprocess.run([str(ROOT / "Tools" / "postgres"), "restart", folder, "2"], check=True, timeout=120)
         # Back up: both nodes serve again without being restarted.
-        deadline = time.monotonic() + 30
-        recovered = set()
-        while time.monotonic() < deadline and len(recovered) < 2:
-            for node in (a, b):
-                try:
-                    client(node.endpoint).initiate_layer_upload(repositoryName="restart/app")
-                    recovered.add(node.port)
-                except ClientError:
-                    time.sleep(0.2)
+        recovered = nodes_that_write_again((a, b), "restart/app")
         stop.set()
         for worker in workers:
             worker.join(timeout=30)
-        assert len(recovered) == 2, "both nodes reconnected by themselves"
+        assert recovered == 2, "both nodes reconnected by themselves"
         assert refused, "the restart was seen by the load"
         assert {code for code, _ in refused} <= {"ServerException", "ThrottlingException"}, set(refused)
         assert all(status in (500, 400) for _, status in refused), set(refused)
@@ -333,15 +341,7 @@ def test_a_database_made_read_only_then_writable_again_is_written_without_a_rest
                 codes.add(refused.value.response["Error"]["Code"])
             assert codes == {"ServerException"}, codes
         psql(f"ALTER DATABASE {name} RESET default_transaction_read_only")
-        deadline, written = time.monotonic() + 30, set()
-        while time.monotonic() < deadline and len(written) < 2:
-            for node in (a, b):
-                try:
-                    client(node.endpoint).initiate_layer_upload(repositoryName="readonly/app")
-                    written.add(node.port)
-                except ClientError:
-                    time.sleep(0.2)
-        assert len(written) == 2, "both nodes write again, unrestarted"
+        assert nodes_that_write_again((a, b), "readonly/app") == 2, "both nodes write again, unrestarted"
 
 
 def test_a_database_of_another_program_is_refused_and_left_as_it_was():

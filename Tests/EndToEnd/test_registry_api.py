@@ -1383,6 +1383,7 @@ def test_anonymous_token_does_not_allow_push_or_delete(server, reg, repo):
         answer = token(method, path)
         assert_error(answer, 401, "UNAUTHORIZED")
         assert challenge(answer)["error"] == "insufficient_scope"
+        assert "an anonymous token: log in first" in answer.json()["errors"][0]["message"], "what a client that never logged in is told"
     assert reg("GET", f"/v2/{repo}/manifests/v1").status_code == 200
 
 

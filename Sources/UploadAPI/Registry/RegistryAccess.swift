@@ -34,7 +34,9 @@ extension RegistryFrontEnd {
             // A public pull its token does not name goes as anyone's would: anonymously, so that
             // a token pulls as its principal only what its scopes name.
             if access.action == .pull && !authority.privatePulls { return nil }
-            throw challenge(call, access, "The token does not grant \(access.action.rawValue) on \(access.name)", insufficientScope: true)
+            // An anonymous token is what a client that never logged in fetched: say so.
+            let anonymous = claims.principal == nil ? " (an anonymous token: log in first, e.g. `docker login` with the password GetAuthorizationToken gives)" : ""
+            throw challenge(call, access, "The token does not grant \(access.action.rawValue) on \(access.name)\(anonymous)", insufficientScope: true)
         }
         if authority.opensEverything { return nil }
         throw challenge(call, access, "The Authorization header must be Basic or Bearer")
