@@ -484,6 +484,34 @@ def test_a_full_page_followed_only_by_hidden_repositories_links_to_no_next_page(
         assert re.findall(r'repository-link" href="[^"]+">([^<]+)<', requests.get(base + link).text) == ["zz/shown"]
 
 
+def test_a_run_of_hidden_repositories_neither_empties_a_page_nor_shows_in_its_note():
+    """More than a page's scan bound (1,000) of repositories hidden from the viewer, first by name:
+    the first page showed nothing, and said it had looked through 1,000 repositories, which told
+    a stranger that at least that many were hidden from them. A card whose repository has more
+    tags than a page reads says its latest tag is of the first ones."""
+    from concurrent.futures import ThreadPoolExecutor
+    with serving() as server:
+        ecr = client(server)
+
+        def hide(number):
+            name = f"a-hidden/h{number:04}"
+            ecr.create_repository(repositoryName=name)
+            ecr.set_repository_policy(repositoryName=name, policyText=_deny("*", "BatchGetImage"))
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(hide, range(1050)))
+        ecr.create_repository(repositoryName="b-shown/app")
+        base = f"http://127.0.0.1:{server.port}"
+        first = requests.get(base + "/gallery/").text
+        assert re.findall(r'repository-link" href="[^"]+">([^<]+)<', first) == ["b-shown/app"]
+        assert 'class="note"' not in first and "hidden" not in first
+        # 1,001 tags, the newest last by name: the card names the newest of the first 1,000, and says so.
+        manifest = push_image(ecr, "b-shown/app", [b"a layer"], "t0000")
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda n: ecr.put_image(repositoryName="b-shown/app", imageManifest=manifest, imageTag=f"t{n:04}"), range(1, 1001)))
+        card = requests.get(base + "/gallery/").text
+        assert "Latest tag (of the first 1000 tags by name)" in card and "<code>t0999</code>" in card
+
+
 def _deny(principal, action):
     return json.dumps({"Version": "2012-10-17", "Statement": [{
         "Sid": "Deny", "Effect": "Deny", "Principal": principal if principal == "*" else {"AWS": principal}, "Action": [f"ecr-public:{action}"]}]})

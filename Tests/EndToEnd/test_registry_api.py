@@ -1067,6 +1067,9 @@ def test_referrers_filtered_by_artifact_type(reg, repo):
     assert list(found) == [sha256(sbom)]
     _, found = referrers(reg, repo, sha256(subject), artifactType=OCI_EMPTY)
     assert list(found) == [sha256(untyped)], "a manifest without artifactType is filtered by its config's media type"
+    # An empty value filters nothing, as distribution reads it: it filtered everything out.
+    answer, found = referrers(reg, repo, sha256(subject), artifactType="")
+    assert len(found) == 3 and "OCI-Filters-Applied" not in answer.headers
 
 
 def test_referrers_beyond_the_first_hundreds_of_manifests_are_listed(reg, repo):

@@ -11,6 +11,9 @@ extension ECRPublicService {
     static let galleryPageSize = 24
     /// The most repositories one gallery page looks at to fill itself with matches for a search.
     static let galleryScanLimit = 1_000
+    /// The most repositories hidden from the viewer one page passes over: counted apart, so that a
+    /// run of them (ten thousand in a row aside) neither empties a page nor shows in its note.
+    static let galleryHiddenScanLimit = 10_000
     /// The most tags of one repository a page reads to find its newest (small records: a digest
     /// and a time), and the most a repository page shows.
     static let tagsReadPerRepository = 1_000
@@ -38,17 +41,25 @@ extension ECRPublicService {
         let needle = query.lowercased()
         let registryId = settings.defaultRegistryId
         var cards: [[String: Any]] = []
-        var scanned = 0
+        var scanned = 0, hidden = 0
         var more = true
         var position: UInt64 = 0
         try service.read { snapshot in
-            scanning: while scanned < Self.galleryScanLimit {
+            scanning: while scanned < Self.galleryScanLimit && hidden < Self.galleryHiddenScanLimit {
                 let page = try snapshot.repositories(in: registryId, after: cursor, limit: 500)
                 for summary in page {
-                    scanned += 1
-                    guard needle.isEmpty || summary.repositoryName.lowercased().contains(needle) else { cursor = summary.repositoryName; continue }
+                    guard needle.isEmpty || summary.repositoryName.lowercased().contains(needle) else {
+                        scanned += 1
+                        cursor = summary.repositoryName
+                        continue
+                    }
                     let details = try snapshot.details(summary.repository)
-                    guard mayView(summary.repository, details, viewer) else { cursor = summary.repositoryName; continue }
+                    guard mayView(summary.repository, details, viewer) else {
+                        hidden += 1
+                        cursor = summary.repositoryName
+                        continue
+                    }
+                    scanned += 1
                     // A next page only when one more the viewer may see follows a full one: a
                     // link to an empty page would tell that repositories hidden from them exist.
                     if cards.count == Self.galleryPageSize { break scanning }
@@ -64,8 +75,11 @@ extension ECRPublicService {
         if more, let cursor {
             nextPath = "/gallery/?" + (query.isEmpty ? "" : "q=\(Self.percentEncoded(query))&") + "after=\(pageSession.sealed(cursor))"
         }
-        let scanNote = more && cards.count < Self.galleryPageSize
-            ? "This page looked through \(scanned) repositories for names containing “\(query)”; the next page looks further." : nil
+        // Of the repositories the viewer may see (and those whose names do not match): never how
+        // many are hidden from them.
+        let scanNote = !more || cards.count == Self.galleryPageSize ? nil
+            : query.isEmpty ? "This page stopped before the end of the list; the next page looks further."
+            : "This page looked through \(scanned) repositories for names containing “\(query)”; the next page looks further."
         return render("registry", title: "Repositories", viewer: viewer, [
             "query": query, "hasQuery": !query.isEmpty, "repositories": cards, "nextPath": nextPath as Any, "scanNote": scanNote as Any,
             "position": position,
@@ -112,6 +126,7 @@ extension ECRPublicService {
         guard mayListTags(summary.repository, details, viewer) else { return card }
         let newest = try newestTag(summary.repository, snapshot)
         card["latestTag"] = newest?.name as Any
+        card["tagsReadNote"] = (newest?.ofFirstRead == true ? Self.tagsReadNote : nil) as Any
         // Without a tag, its images were pushed by digest only: their times would take a read of each.
         card["lastPush"] = newest.map { Self.shown($0.record.createdAt) } ?? (summary.imageCount > 0 ? "untagged pushes only" : nil) as Any
         card["showsPushes"] = true
@@ -132,9 +147,15 @@ extension ECRPublicService {
     }
 
     /// The tag the latest push set (a tag's time is its push's), among the first ``tagsReadPerRepository``.
-    private func newestTag(_ ref: RepositoryRef, _ snapshot: any StoreSnapshot) throws -> (name: String, record: TagRecord)? {
-        try snapshot.tags(in: ref, after: nil, limit: Self.tagsReadPerRepository).max { ($0.record.createdAt, $0.name) < ($1.record.createdAt, $1.name) }
+    /// `ofFirstRead`: the repository has more tags than were read, so a later push may have set one
+    /// past them (the page says so).
+    private func newestTag(_ ref: RepositoryRef, _ snapshot: any StoreSnapshot) throws -> (name: String, record: TagRecord, ofFirstRead: Bool)? {
+        let read = try snapshot.tags(in: ref, after: nil, limit: Self.tagsReadPerRepository + 1)
+        let first = read.prefix(Self.tagsReadPerRepository)
+        return first.max { ($0.record.createdAt, $0.name) < ($1.record.createdAt, $1.name) }.map { ($0.name, $0.record, read.count > first.count) }
     }
+
+    static let tagsReadNote = "of the first \(tagsReadPerRepository) tags by name"
 
     /// The ``imagesShown`` newest of the first ``imagesReadPerRepository`` images (by digest),
     /// newest first, without their manifests; and how many were read.

@@ -74,8 +74,8 @@ enum PageTemplates {
         {{#architectures}}<dt>Architectures</dt><dd>{{architectures}}</dd>{{/architectures}}
         {{#operatingSystems}}<dt>Operating systems</dt><dd>{{operatingSystems}}</dd>{{/operatingSystems}}
         {{#showsPushes}}
-        <dt>Latest tag</dt><dd>{{#latestTag}}<code>{{latestTag}}</code>{{/latestTag}}{{^latestTag}}none{{/latestTag}}</dd>
-        <dt>Last push</dt><dd>{{#lastPush}}<time>{{lastPush}}</time>{{/lastPush}}{{^lastPush}}never{{/lastPush}}</dd>
+        <dt>Latest tag{{#tagsReadNote}} ({{tagsReadNote}}){{/tagsReadNote}}</dt><dd>{{#latestTag}}<code>{{latestTag}}</code>{{/latestTag}}{{^latestTag}}none{{/latestTag}}</dd>
+        <dt>Last push{{#tagsReadNote}} ({{tagsReadNote}}){{/tagsReadNote}}</dt><dd>{{#lastPush}}<time>{{lastPush}}</time>{{/lastPush}}{{^lastPush}}never{{/lastPush}}</dd>
         {{/showsPushes}}
         </dl>
         </li>

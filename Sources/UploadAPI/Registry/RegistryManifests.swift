@@ -122,7 +122,7 @@ extension RegistryFrontEnd {
     /// digest the page read to).
     func referrers(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Response {
         guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
-        let filter = call.first("artifactType")
+        let filter = call.first("artifactType").flatMap { $0.isEmpty ? nil : $0 }  // empty: no filter, as distribution reads it
         let last = call.first("last")
         if let last, !Validation.isRegistryDigest(last) { throw RegistryError(.digestInvalid, "last: '\(last)' is not a sha256 or sha512 digest") }
         let service = self.service
