@@ -216,7 +216,8 @@ struct CopyStoreCommand: AsyncParsableCommand {
             ]))
         } catch {
             partial?.discard()
-            if let toDatabaseUrl, case .failure = result, (try? PostgresStore.holdsAnUnfinishedCopy(url: toDatabaseUrl)) == true {
+            if let toDatabaseUrl, case .failure(let failure) = result, !StoreCopy.refusedForAnotherCopy(failure),
+               (try? PostgresStore.holdsAnUnfinishedCopy(url: toDatabaseUrl)) == true {
                 // The database keeps what was copied, marked (StoreCopy): say what to do with it.
                 FileHandle.standardError.write(Data("""
                     error: the copy did not finish; the database at \(StoreBackends.shown(toDatabaseUrl)) holds part of it, marked \

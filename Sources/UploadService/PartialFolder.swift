@@ -63,7 +63,10 @@ public struct PartialFolder: Sendable {
         for _ in 0..<8 {
             let path = prefix + RandomUUIDs.next()
             let lock: FileLock?
-            do { lock = try FileLock.lockByte(0, of: lockPath(path), exclusive: true) } catch { return (path, nil) }
+            do { lock = try FileLock.lockByte(0, of: lockPath(path), exclusive: true) } catch where FileLock.isUnsupported(error) {
+                unlink(lockPath(path))  // made, then found unlockable: nothing will remove it later
+                return (path, nil)
+            }
             if let lock, lock.holds(lockPath(path)) || !lock.isHeld { return (path, lock.isHeld ? lock : nil) }
             lock?.release()
         }

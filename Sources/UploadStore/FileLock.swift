@@ -10,7 +10,8 @@ public final class FileLock: @unchecked Sendable {
 
     deinit { release() }
 
-    /// Whether it holds a lock at all (not so on a read-only mount where the file was never made).
+    /// Whether it keeps a file open: not where a read-only mount never had the file made (and a
+    /// read-only mount's exclusive lock keeps the file open only to have looked, holding nothing).
     public var isHeld: Bool { descriptor >= 0 }
 
     /// Whether the file this lock is held on is still the one at `path`: a lock taken on a file
@@ -78,9 +79,17 @@ public final class FileLock: @unchecked Sendable {
             case EINTR: continue  // a lock manager's round trip (NFS) interrupted
             case EAGAIN, EACCES: return false
             default:
-                throw StoreError(.io, "\(path) cannot be locked (its folder needs a filesystem with record locks): \(String(cString: strerror(failure)))")
+                throw StoreError(.io, "\(path) \(unsupported): \(String(cString: strerror(failure)))")
             }
         }
+    }
+
+    private static let unsupported = "cannot be locked (its folder needs a filesystem with record locks)"
+
+    /// Whether `error` says the file system cannot lock at all, rather than that the file could
+    /// not be made or opened.
+    public static func isUnsupported(_ error: any Error) -> Bool {
+        (error as? StoreError)?.message.contains(unsupported) == true
     }
 
     /// `F_OFD_GETLK`: which lock, if any, would conflict with the one described (36 on every Linux).

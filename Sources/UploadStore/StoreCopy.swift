@@ -59,6 +59,14 @@ public enum StoreCopy {
     }
 }
 
+extension StoreCopy {
+    /// Whether `error` refused this copy because another one into the same database is under way
+    /// (or died): that mark is the other's, and the database its to keep or drop.
+    public static func refusedForAnotherCopy(_ error: any Error) -> Bool {
+        (error as? StoreError)?.message == PostgresLog.unfinishedCopyRefusal.message
+    }
+}
+
 /// What a store offers ``StoreCopy`` as a destination: records appended as they are, not decided.
 protocol RecordImporting: EventStore {
     /// Checks that the store holds no events and no signed checkpoints and, where that is how a

@@ -33,6 +33,20 @@ struct DatabaseClockTests {
         #expect((200...60_000).contains(elapsed), "\(elapsed) ms")  // far from this machine's clock: not its time
     }
 
+    /// The database's own clock stepping an hour ahead (a host set wrong, a failover to one) is
+    /// held off, as a node's own steps are: decisions and tokens read this clock.
+    @Test func aStepOfTheDatabasesClock_isHeldOff() async throws {
+        let clock = DatabaseClock()
+        let database: Int64 = 4_000_000_000_000
+        let first = ContinuousClock.now
+        clock.measure(database: Self.at(database), sent: SystemClock().now(), roundTrip: .milliseconds(2), sentAt: first)
+        try await Task.sleep(for: .milliseconds(100))
+        let second = ContinuousClock.now, elapsed = (second - first).milliseconds
+        clock.measure(database: Self.at(database + elapsed + 3_600_000), sent: SystemClock().now(), roundTrip: .milliseconds(2), sentAt: second)
+        let after = clock.now().millisecondsSinceEpoch - database
+        #expect((100...60_000).contains(after), "\(after) ms: not the hour ahead")
+    }
+
     /// A database far away (every round trip past 50 ms) is still measured, by its shortest round
     /// trips; one that waited twice as long as the shortest is not. The shortest creeps up with
     /// each round trip turned away, so one freak sample stops no measurement for long.

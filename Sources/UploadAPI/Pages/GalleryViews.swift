@@ -11,9 +11,10 @@ extension ECRPublicService {
     static let galleryPageSize = 24
     /// The most repositories one gallery page looks at to fill itself with matches for a search.
     static let galleryScanLimit = 1_000
-    /// The most repositories hidden from the viewer one page passes over: counted apart, so that a
-    /// run of them (ten thousand in a row aside) neither empties a page nor shows in its note.
-    static let galleryHiddenScanLimit = 10_000
+    /// The most repositories hidden from the viewer one page passes over (each a read of its
+    /// details and a policy's judgement): counted apart, so that a run of them (two thousand in a
+    /// row aside) does not empty a page.
+    static let galleryHiddenScanLimit = 2_000
     /// The most tags of one repository a page reads to find its newest (small records: a digest
     /// and a time), and the most a repository page shows.
     static let tagsReadPerRepository = 1_000
@@ -75,11 +76,10 @@ extension ECRPublicService {
         if more, let cursor {
             nextPath = "/gallery/?" + (query.isEmpty ? "" : "q=\(Self.percentEncoded(query))&") + "after=\(pageSession.sealed(cursor))"
         }
-        // Of the repositories the viewer may see (and those whose names do not match): never how
-        // many are hidden from them.
+        // No count: with the bound's, one would tell how many matching repositories are hidden.
         let scanNote = !more || cards.count == Self.galleryPageSize ? nil
             : query.isEmpty ? "This page stopped before the end of the list; the next page looks further."
-            : "This page looked through \(scanned) repositories for names containing “\(query)”; the next page looks further."
+            : "This page stopped before the end of the list of names containing “\(query)”; the next page looks further."
         return render("registry", title: "Repositories", viewer: viewer, [
             "query": query, "hasQuery": !query.isEmpty, "repositories": cards, "nextPath": nextPath as Any, "scanNote": scanNote as Any,
             "position": position,

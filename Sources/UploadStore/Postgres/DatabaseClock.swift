@@ -1,15 +1,22 @@
+import Logging
 import Synchronization
 public import UploadCore
 
 /// This node's clock set to the database's: PostgreSQL's `clock_timestamp()` as last measured (as
-/// the store opens, then by the writer's batches), run on by the monotonic clock since, so that no
-/// step of this node's wall clock moves it, however long it lasts, on a node that writes nothing
-/// for long (before the first measurement, the system clock).
-/// What one node stamps and another checks (registry tokens, the passwords GetAuthorizationToken
-/// hands out, page cookies), and what pages compare with recorded times, then read one clock on
-/// every node. Decisions read the database's clock itself, under the append lock
-/// (``PostgresCommitter``).
+/// the store opens, then by the writer's batches, in round trips short enough to place the
+/// reading), run on by the monotonic clock since, so that no step of this node's wall clock moves
+/// it, however long it lasts, on a node that writes nothing for long (before the first
+/// measurement, the system clock). The database's own steps (a host set wrong, a failover to one)
+/// are held off as a node's are (``WallClockSteps``). Decisions (``PostgresCommitter``), and what
+/// one node stamps and another checks (registry tokens, the passwords GetAuthorizationToken hands
+/// out, page cookies, signatures' windows), and what pages compare with recorded times, then read
+/// one clock on every node.
 final class DatabaseClock: Clock {
+    private let logger: Logger
+    private let steps = Mutex(WallClockSteps())
+
+    init(logger: Logger = Logger(label: "upload-coordinator")) { self.logger = logger }
+
     private let offsetMilliseconds = Atomic<Int64>(0)
     /// The shortest round trip that measured the offset lately, in milliseconds: it creeps up a
     /// millisecond for each round trip it turns away, so that one freak sample (or a move to a
@@ -47,7 +54,9 @@ final class DatabaseClock: Clock {
         offsetMilliseconds.store(offset, ordering: .relaxed)
         // Read at the round trip's midpoint (half of it after it was sent).
         let readAt = (sentAt ?? ContinuousClock.now - roundTrip) + roundTrip / 2
-        measured.withLock { $0 = (database.millisecondsSinceEpoch, readAt) }
+        let (time, change) = steps.withLock { $0.time(wall: database.millisecondsSinceEpoch, monotonic: SteadyWallClock.milliseconds(at: readAt)) }
+        if let change { SteadyWallClock.report(change, of: "the database's clock", to: logger) }
+        measured.withLock { $0 = (time, readAt) }
         return offset
     }
 

@@ -38,7 +38,6 @@ final class PostgresCommitter: BatchCommitter {
     nonisolated(unsafe) private var witness: (position: UInt64, leaf: MerkleTree.Hash)?
     /// When this node last reported its clock off the database's (``measureClock(database:sent:)``).
     nonisolated(unsafe) private var skewReportedAt: ContinuousClock.Instant?
-    nonisolated(unsafe) private var databaseSteps = WallClockSteps()
     /// Whether the last batch found the tail moved by another node since this node's batch before:
     /// then the next one asks for the marks up front. Used only on the writer's thread.
     nonisolated(unsafe) private var othersAppendedBeforeLastBatch = false
@@ -218,7 +217,7 @@ final class PostgresCommitter: BatchCommitter {
                 throw StoreError(.corrupt, "the projections (layout \(projected.version.map(String.init) ?? "none"), at position \(projected.position)) do not follow this log (at \(position)); restart a node to rebuild them")
             }
             forgetIfTheLogChanged(leaf: PostgresLog.leaf(opening[4]))
-            let now = invocations.decisionTime(wallClock: wallClock(database: databaseTime, readAt: sent.at), logTail: tail?.recordedAt)
+            let now = invocations.decisionTime(wallClock: wallClock(), logTail: tail?.recordedAt)
             // Other nodes' calls since this node's last batch: a retry sent to another node is found.
             if marksFrom == nil && position != invocations.validAt { marksReadAlone += 1 }
             try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[5]) }))
@@ -249,18 +248,14 @@ final class PostgresCommitter: BatchCommitter {
         }
     }
 
-    /// The wall clock a batch decides and records at: the database's, read under the append lock,
-    /// so that every node keeps one clock. A node whose own clock ran ahead would otherwise expire
-    /// the uploads every other node holds (its sweeper leading), and record times the others must
-    /// then follow. A clock a test gives stands for the wall clock and is kept.
-    /// The database's steps are held off as this node's own are (``WallClockSteps``): a database
-    /// host whose clock stepped an hour ahead for a minute (or a failover to one set wrong) would
-    /// expire every upload idle for less than the hour.
-    private func wallClock(database: Timestamp, readAt: ContinuousClock.Instant) -> Timestamp {
-        guard configuration.clock is SystemClock else { return configuration.clock.now() }
-        let (time, change) = databaseSteps.time(wall: database.millisecondsSinceEpoch, monotonic: SteadyWallClock.milliseconds(at: readAt))
-        if let change { SteadyWallClock.report(change, of: "the database's clock", to: configuration.logger) }
-        return Timestamp(millisecondsSinceEpoch: time)
+    /// The wall clock a batch decides and records at: the database's, as ``DatabaseClock`` keeps
+    /// it (measured by this batch's first round trip when that was short: one that waited for the
+    /// append lock places its reading too loosely, and a wait past a second would look like a
+    /// step), so that every node keeps one clock, its steps held off. A node whose own clock ran
+    /// ahead would otherwise expire the uploads every other node holds (its sweeper leading), and
+    /// record times the others must then follow. A clock a test gives stands for the wall clock.
+    private func wallClock() -> Timestamp {
+        configuration.clock is SystemClock ? databaseClock.now() : configuration.clock.now()
     }
 
     /// Measures this node's clock against `database`, read in the round trip sent at `sent`, for

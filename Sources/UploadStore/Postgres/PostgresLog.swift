@@ -149,7 +149,7 @@ enum PostgresLog {
         _ = try connection.query("DELETE FROM projection_state WHERE name = $1", [.text(unfinishedCopyMark)])
     }
 
-    /// - Throws: ``StoreError`` `.corrupt` when the database holds an unfinished copy.
+    /// - Throws: ``StoreError`` `.io` when the database holds an unfinished copy.
     static func refuseUnfinishedCopy(_ connection: PostgresConnection) throws {
         guard try connection.query("SELECT 1 FROM projection_state WHERE name = $1", [.text(unfinishedCopyMark)]).count == 0 else {
             throw unfinishedCopyRefusal

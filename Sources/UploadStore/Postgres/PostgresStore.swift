@@ -46,7 +46,7 @@ public final class PostgresStore: EventStore {
         pool = PostgresPool(url: url, size: poolSize)
         reader = PostgresReader(pool: pool, answerLimit: configuration.databaseAnswerLimit, logger: configuration.logger)
         let notifier = self.notifier
-        let databaseClock = DatabaseClock()
+        let databaseClock = DatabaseClock(logger: configuration.logger)
         self.databaseClock = databaseClock
         (migrationsAppliedAtOpen, projectionLayoutReplacedAtOpen) = try pool.withConnection { connection in
             var applied: [String] = []
