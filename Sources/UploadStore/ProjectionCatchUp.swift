@@ -23,6 +23,10 @@ enum ProjectionCatchUp {
         }
     }
 
+    /// What a rebuild from tables of layout `version` (`nil`: never built) reports replacing:
+    /// another binary's layout, or nothing.
+    static func replacedLayout(_ version: UInt32?) -> UInt32? { version == Projector.version ? nil : version }
+
     static let batchSize = 10_000
 
     /// - Parameter changingLayout: whether tables of another layout may be rebuilt to this
@@ -48,7 +52,7 @@ enum ProjectionCatchUp {
         while try projections.environment.writeGrowingTheMap({ ptxn in
             try log.read { txn in try step(txn, schema, ptxn, projections.schema) }
         }) {}
-        return checkpoint.version.flatMap { $0 == Projector.version ? nil : $0 }
+        return replacedLayout(checkpoint.version)
     }
 
     /// Replaces every table with a fold of the whole log: the fold replay runs, in memory, then

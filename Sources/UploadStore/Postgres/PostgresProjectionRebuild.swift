@@ -46,7 +46,7 @@ enum PostgresProjectionRebuild {
             }
             try entries.run(on: connection)
             try PostgresProjectionState(position: position, version: Projector.version).rows.run(on: connection)
-            return state.version.flatMap { $0 == Projector.version ? nil : $0 }
+            return ProjectionCatchUp.replacedLayout(state.version)
         }
     }
 }
