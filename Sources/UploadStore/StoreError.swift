@@ -26,11 +26,17 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     /// Whether ``message`` is written for whoever made the request (advice such as "retry with
     /// the same invocation id"), and names nothing of the server's. See ``messageForCallers``.
     public let isForCallers: Bool
+    /// Whether the database could not be reached (refused, cut, shutting down: a restart or a
+    /// failover), so that a retry soon should succeed. The registry answers it 503 with
+    /// `Retry-After`, as distribution does; the AWS API's `ServerException` is retried by SDKs
+    /// whatever its cause.
+    public let isOutage: Bool
 
-    public init(_ code: Code, _ message: String, isForCallers: Bool = false) {
+    public init(_ code: Code, _ message: String, isForCallers: Bool = false, isOutage: Bool = false) {
         self.code = code
         self.message = message
         self.isForCallers = isForCallers
+        self.isOutage = isOutage
     }
 
     /// What an answer may tell its caller: the message of a refusal that passes, or of one

@@ -319,6 +319,32 @@ def test_postgres_restarting_gives_errors_never_wrong_answers_and_the_nodes_reco
         assert len(initiated) == len(set(initiated)) and set(answered) <= set(initiated)
 
 
+def test_the_registry_answers_503_with_retry_after_while_postgres_restarts():
+    """A read of the registry while the database could not be reached answered 500 `UNKNOWN`, which
+    says the server failed; distribution's 503 `UNAVAILABLE` with `Retry-After` tells a client the
+    fault passes. (The AWS API's `ServerException` is retried by SDKs whatever its cause.)"""
+    folder = os.environ.get("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER")
+    if not folder:
+        pytest.fail("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER is not set: Tools/test sets it with the server it starts")
+    with nodes(1) as (node,):
+        client(node.endpoint).create_repository(repositoryName="outage/app")
+        url = f"{node.endpoint}/v2/outage/app/tags/list"  # pulls are anonymous by default
+        assert requests.get(url, timeout=30).status_code == 200
+        restart = subprocess.Popen([str(ROOT / "Tools" / "postgres"), "restart", folder, "4"])
+        refused = []
+        try:
+            while restart.poll() is None:
+                answer = requests.get(url, timeout=30)
+                if answer.status_code != 200:
+                    refused.append((answer.status_code, answer.headers.get("Retry-After"), answer.json()["errors"][0]["code"]))
+                time.sleep(0.05)
+        finally:
+            assert restart.wait(timeout=120) == 0
+        assert refused, "the restart was seen"
+        assert set(refused) == {(503, "1", "UNAVAILABLE")}, set(refused)
+        assert nodes_that_write_again((node,), "outage/app") == 1
+
+
 def test_a_database_made_read_only_then_writable_again_is_written_without_a_restart():
     """A session takes `default_transaction_read_only` as it starts (a standby's is read-only for
     good): the writer kept its read-only session once the setting was put back, and refused every

@@ -163,5 +163,9 @@ struct DispatchTests {
             #expect(error.code == code && error.status == status && error.headers[.retryAfter] == retryAfter, "\(store)")
             #expect(error.message.contains("/srv/data") == saysWhy, "\(store): \(error.message)")
         }
+        // The database unreachable (a restart, a failover) passes too; the store's words stay in its log.
+        let outage = RegistryError.from(StoreError(.io, "connect to db.internal:5432 refused", isForCallers: true, isOutage: true), in: .blob)
+        #expect(outage.code == .unavailable && outage.status == .serviceUnavailable && outage.headers[.retryAfter] == "1")
+        #expect(!outage.message.contains("db.internal"))
     }
 }

@@ -114,7 +114,9 @@ final class PostgresCommitter: BatchCommitter {
             // command it was writing), and its detail (host, role, SQL) is for the log only.
             guard let failure = postgresError else { throw error }
             configuration.logger.error("a batch failed in PostgreSQL", metadata: ["error": "\(failure)", "batch.commands": "\(batch.count)"])
-            throw StoreError(.io, "the database failed during the write (the server's log has the detail); it may or may not have been kept: a retry with the same amz-sdk-invocation-id gets its answer", isForCallers: true)
+            throw StoreError(
+                .io, "the database failed during the write (the server's log has the detail); it may or may not have been kept: a retry with the same amz-sdk-invocation-id gets its answer",
+                isForCallers: true, isOutage: failure.isConnectionFailure)
         }
     }
 
