@@ -4,10 +4,20 @@ import UploadCore
 /// Brings the projections up to the log's tail: at open, and at the start of each write
 /// transaction (another process, or a process that died between its two commits, may have left
 /// the projections behind the log). Nothing to do when they are current (the normal case, so open
-/// never replays); a catch-up when they lag; a full rebuild when they were never built, their
-/// layout version changed, or they claim more than the log holds (a log restored from a copy older
-/// than its projections).
+/// never replays); a catch-up when they lag; a full rebuild when they were never built or their
+/// layout version changed. Projections that claim more than the log holds are refused
+/// (``logWentBack(viewsAt:tail:wayOut:)``).
 enum ProjectionCatchUp {
+    /// The refusal of projections written from more events than the log holds. They commit after
+    /// the log's synced commit, and a backup copies them first, so this means the log lost events it
+    /// had: its file restored alone from an older copy, cut, or tampered with. Rebuilt silently, the
+    /// views would drop the only trace of it left on disk, and the next checkpoint, signed with the
+    /// same key at a size already signed, would fork the log. `wayOut` says how to rebuild them
+    /// from the log as it stands, once the operator has announced the fork.
+    static func logWentBack(viewsAt position: UInt64, tail: UInt64, wayOut: String) -> StoreError {
+        StoreError(.corrupt, "the projections were written from \(position) events, but the log holds \(tail): the log lost its last \(position - tail) events (restored alone from an older copy, cut, or tampered with). Restore the whole store from one backup; or, to serve the log as it now stands, announce that it went back to position \(tail) (checkpoints signed past it fork from what it now signs), then \(wayOut)")
+    }
+
     /// Refuses tables of layout `version`, not this binary's, unless they may be rebuilt to it
     /// (`changing`) and are older. A binary never rebuilds a newer one's tables down to its own
     /// layout: the newer processes or nodes would then refuse every batch until one of them
@@ -44,7 +54,10 @@ enum ProjectionCatchUp {
         if let version = checkpoint.version, version != Projector.version {
             try ProjectionCatchUp.refuseLayout(version, changing: changingLayout)
         }
-        if checkpoint.version != Projector.version || checkpoint.position == 0 || checkpoint.position > tail {
+        if checkpoint.version == Projector.version, checkpoint.position > tail {
+            throw logWentBack(viewsAt: checkpoint.position, tail: tail, wayOut: "remove the data folder's `\(ProjectionEnvironment.subdirectory)` folder: the next open rebuilds it from the log")
+        }
+        if checkpoint.version != Projector.version || checkpoint.position == 0 {
             try rebuild(log, schema, projections, from: checkpoint)
         }
         // Every write grows the map when it is full: a rebuild starts from a new file at the

@@ -281,6 +281,22 @@ struct PostgresStoreTests {
         #expect(try admin.query("SELECT value FROM projection_state WHERE name = 'position'").int64(0, 0) == 1 + 60 * 64)
     }
 
+    /// Projection tables past the log (which they commit with) mean events were taken out of it:
+    /// rebuilt silently, they lost the only trace, and the next checkpoint forked the log. Refused,
+    /// saying how to serve the log as it stands; done so, it opens and rebuilds them.
+    @Test func projectionsPastTheLog_areRefusedAtOpen_untilTheOperatorClearsTheirState() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await location.withStore { store in _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata()) }
+        let admin = try PostgresConnection(url: location.database!.url)
+        try admin.query("UPDATE projection_state SET value = 3 WHERE name = 'position'")
+        let error = #expect(throws: StoreError.self) { _ = try location.open() }
+        #expect(error?.code == .corrupt && error?.message.contains("written from 3 events, but the log holds 1") == true, "\(String(describing: error))")
+        #expect(try admin.query("SELECT value FROM projection_state WHERE name = 'position'").int64(0, 0) == 3, "left as it was")
+        try admin.query("DELETE FROM projection_state WHERE name IN ('position', 'version')")  // as the refusal says
+        try await location.withStore { store throws in #expect(try store.read { try $0.checkpoint() } == 1) }
+    }
+
     /// A node of an older binary among newer ones must not rebuild the tables down to its layout
     /// (the newer nodes would then refuse every batch, and rebuild them up, in turn).
     @Test func aNodeOfAnOlderLayout_refusesToStart_andLeavesTheTables() async throws {

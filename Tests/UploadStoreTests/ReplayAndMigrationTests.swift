@@ -311,6 +311,28 @@ struct ReplayAndMigrationTests {
         #expect(ahead.contains("checkpoint says position 11") && ahead.contains("log ends at 10"), "\(ahead)")
     }
 
+    /// The log restored alone from an older copy, under projections written from more events: a
+    /// rebuild at open dropped the only trace of the events lost, and the next checkpoint, signed at
+    /// a size already signed, forked the log. Refused, saying how to serve the log as it stands;
+    /// done so, it opens at the log's tail.
+    @Test func aLogRestoredAloneFromAnOlderCopy_isRefusedAtOpen_untilItsProjectionsAreRemoved() async throws {
+        let dir = TemporaryDirectory(), earlier = TemporaryDirectory()
+        defer { dir.remove(); earlier.remove() }
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+        }
+        try FileManager.default.copyItem(atPath: dir.path + "/data.mdb", toPath: earlier.path + "/data.mdb")
+        try await withTestStore(dir) { store in
+            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata())
+        }
+        try FileManager.default.removeItem(atPath: dir.path + "/data.mdb")
+        try FileManager.default.copyItem(atPath: earlier.path + "/data.mdb", toPath: dir.path + "/data.mdb")
+        let refused = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
+        #expect(refused?.code == .corrupt && refused?.message.contains("written from 2 events, but the log holds 1") == true, "\(String(describing: refused))")
+        try FileManager.default.removeItem(atPath: dir.path + "/projections")  // as the refusal says
+        try await withTestStore(dir) { store throws in #expect(try store.read { try $0.checkpoint() } == 1) }
+    }
+
     /// Projections a step behind the log, as a process that died between its log's commit and its
     /// projections' leaves them: verify compares them at their checkpoint, and the next open folds
     /// the rest in from the log.
