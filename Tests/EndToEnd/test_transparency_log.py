@@ -9,6 +9,7 @@ requests, authentication, entries over 64 KiB, and a history rewritten on disk b
 """
 import base64
 import contextlib
+import html
 import json
 import os
 import pathlib
@@ -812,10 +813,11 @@ def stored_log(data_dir):
     return [entry(int.from_bytes(k, "big"), v) for k, v in events], nodes, checkpoints
 
 
-def rewrite_history(data_dir, needle, replacement, keep_checkpoints):
+def rewrite_history(data_dir, needle, replacement, keep_checkpoints, recompute_tree=True):
     """Edits the one event holding `needle` in place (same length, still decodable), recomputes the
-    whole merkle-tree database from the events with our own hashing and, unless `keep_checkpoints`,
-    deletes every stored checkpoint: what an attacker covering their tracks would do."""
+    whole merkle-tree database from the events with our own hashing (unless not `recompute_tree`)
+    and, unless `keep_checkpoints`, deletes every stored checkpoint: what an attacker covering their
+    tracks would do."""
     assert len(needle) == len(replacement)
     env = open_store(data_dir)
     try:
@@ -826,7 +828,7 @@ def rewrite_history(data_dir, needle, replacement, keep_checkpoints):
             key, record = hits[0]
             txn.put(key, record.replace(needle, replacement), db=events_db)
             entries = [entry(int.from_bytes(k, "big"), v) for k, v in txn.cursor(db=events_db)]
-            for node, value in merkle_nodes(entries).items():
+            for node, value in (merkle_nodes(entries) if recompute_tree else {}).items():
                 assert txn.get(node, db=tree_db) is not None, "every node we rewrite was stored"
                 txn.put(node, value, db=tree_db)
             if not keep_checkpoints:
@@ -835,6 +837,14 @@ def rewrite_history(data_dir, needle, replacement, keep_checkpoints):
     finally:
         env.close()
     return int.from_bytes(key, "big")
+
+
+def signed_in(server):
+    """A session signed in to the pages with the test key, and the server's address."""
+    session, base = requests.Session(), server.endpoint
+    form = {"accessKeyId": "test", "secretAccessKey": "test", "next": "/gallery/audit"}
+    assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
+    return session, base
 
 
 def test_a_rewritten_history_is_caught(tmp_path):
@@ -888,9 +898,7 @@ def test_a_rewritten_history_is_caught(tmp_path):
     # tree, but the signed checkpoint, the independent witness, does not, and that check fails.
     server = Server(str(replayed), "--log-key", str(key_file))
     try:
-        session, base = requests.Session(), server.endpoint
-        form = {"accessKeyId": "test", "secretAccessKey": "test", "next": "/gallery/audit"}
-        assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
+        session, base = signed_in(server)
         page = session.get(f"{base}/gallery/audit/proofs/{position}")
         assert page.status_code == 200 and "Not verified" in page.text and "no longer extends the checkpoint" in page.text, page.text
         # The trail and the checkpoint's endpoint say so too: a failed check, not a passing outage.
@@ -900,6 +908,22 @@ def test_a_rewritten_history_is_caught(tmp_path):
         assert served.status_code == 500 and "no longer extends the checkpoint" in served.json()["error"], served.text
     finally:
         server.stop()
+
+    # The record alone edited, the tree left as it was: the page names the step that fails, and
+    # shows the event as it now reads (it said only that the path does not lead to the root).
+    edited = tmp_path / "edited"
+    shutil.copytree(original, edited)
+    rewrite_history(edited, b"tlog-victim", b"tlog-Victim", keep_checkpoints=True, recompute_tree=False)
+    server = Server(str(edited), "--log-key", str(key_file))
+    try:
+        session, base = signed_in(server)
+        page = session.get(f"{base}/gallery/audit/proofs/{position}")
+    finally:
+        server.stop()
+    text = html.unescape(page.text)
+    assert page.status_code == 200 and "Not verified" in text, text
+    assert "but the tree holds" in text and "changed after it was appended" in text, text
+    assert "tlog-Victim" in text, "the edited event, as it now reads"
 
     # Control: the untouched store, served again with the same key, proves consistency with A.
     with running(original, "--log-key", str(key_file)) as server:
