@@ -529,10 +529,13 @@ extension BlobStore {
         }
         guard !tidyingOnly else { return result }
         let sessions = try store.readAnswering { reader in try reader.allActiveUploads().compactMap { try reader.session($0) } }
-        for session in sessions where session.state == .active && session.bytesReceived > 0 {
-            if !FileManager.default.fileExists(atPath: stagingPath(session.uploadId)) {
-                result.missing.append("upload \(session.uploadId): \(session.bytesReceived) bytes recorded, none staged")
-            }
+        let unstaged = sessions.filter { $0.state == .active && $0.bytesReceived > 0 && !FileManager.default.fileExists(atPath: stagingPath($0.uploadId)) }
+        // Read again after the files were looked for: another process or node that completed (or
+        // cancelled) one of them meanwhile removed its staging after its commit, which this read
+        // sees. Only those still active lack their bytes.
+        let stillActive = try store.readAnswering { reader in try unstaged.compactMap { try reader.session($0.uploadId) } }
+        for session in stillActive where session.state == .active && session.bytesReceived > 0 {
+            result.missing.append("upload \(session.uploadId): \(session.bytesReceived) bytes recorded, none staged")
         }
         return result
     }
