@@ -279,6 +279,10 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
             assert answer.status_code == 303 and answer.headers["Location"].startswith("/gallery/sign-in?next="), path
         # An API client's GET / is not redirected to pages.
         assert session.get(base + "/", allow_redirects=False).status_code == 404
+        # Nor the registry's catalog data: its display name is for those signed in.
+        ecr.put_registry_catalog_data(displayName="Acme Hidden Registry")
+        for path in ("/gallery/sign-in", "/gallery/no-such-page"):
+            assert "Acme Hidden Registry" not in session.get(base + path, allow_redirects=False).text, path
 
         # A sign-in from another site's form is refused; a wrong secret is 403 (a 401 would need a
         # WWW-Authenticate challenge, which a form has none of) and sets nothing.
@@ -547,6 +551,8 @@ def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
         # A search keeps to names that contain it, in any case.
         assert names(requests.get(base + "/gallery/", params={"q": "R2"}).text) == [f"page/r{n}" for n in range(20, 30)]
         assert 'id="no-repositories"' in requests.get(base + "/gallery/", params={"q": "nothing-like-this"}).text
+        # As a browser's GET form sends it, a space as `+`: trimmed like any other.
+        assert names(requests.get(base + "/gallery/?q=+R2+").text) == [f"page/r{n}" for n in range(20, 30)]
 
         # The idle upload expires, and its repository's page says so to this registry's keys.
         session = requests.Session()
@@ -609,6 +615,9 @@ def test_behind_a_proxy_the_public_url_is_the_origin_and_cookies_are_secure():
         signed = requests.post(base + "/gallery/sign-in", data=form, headers={"Origin": "https://registry.example.com"}, allow_redirects=False)
         assert signed.status_code == 303 and signed.headers["Set-Cookie"].endswith("; Secure")
         assert requests.post(base + "/gallery/sign-in", data=form, headers={"Origin": "https://other.example.com"}, allow_redirects=False).status_code == 403
+        # Plain http at the public host (a page anyone on the network path may serve) is another origin.
+        downgraded = {"Origin": "http://registry.example.com", "Host": "registry.example.com"}
+        assert requests.post(base + "/gallery/sign-in", data=form, headers=downgraded, allow_redirects=False).status_code == 403
 
 
 def test_the_live_audit_stream_ends_when_the_log_no_longer_holds_what_the_page_was_sent():
@@ -741,6 +750,10 @@ def test_a_sign_out_that_cannot_be_recorded_keeps_the_session_to_sign_out_again(
                 refused = session.post(base + "/gallery/sign-out", allow_redirects=False)
                 assert refused.status_code == 503 and "Set-Cookie" not in refused.headers, (blocked, refused.headers)
                 assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == signed_in, blocked
+                if blocked == "page-sign-outs":
+                    # A sign-in meanwhile is refused, saying why, and given no cookie its next page refuses.
+                    again = requests.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False)
+                    assert again.status_code == 503 and "Set-Cookie" not in again.headers and "record of sign-outs" in again.text
             finally:
                 os.rmdir(blocker)
             assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 200, "still signed in"

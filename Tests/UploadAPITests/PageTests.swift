@@ -173,6 +173,7 @@ struct PageSessionTests {
         let viewer = try #require(two.viewer(fromCookie: copied))
         try two.signOut(viewer)
         #expect(one.viewer(fromCookie: copied) == nil && two.viewer(fromCookie: copied) == nil, "the copy too, on the other node")
+        #expect(one.sessionsCanBeMade(for: "AKID"), "a key signed out may sign in again")
         #expect(!one.isCurrent(viewer), "an open stream's session ends")
         #expect(one.viewer(fromCookie: others)?.accessKeyId == "OTHER", "another key's sessions hold")
         let again = one.cookieValue(for: "AKID")  // the same millisecond as the sign-out
@@ -204,6 +205,7 @@ struct PageSessionTests {
         for damaged in ["not a sign-out\n", "414b4944 9223372036854775000\n", "414b4944 -5\n"] {
             try Data(damaged.utf8).write(to: URL(fileURLWithPath: file))
             #expect(node().viewer(fromCookie: node().cookieValue(for: "AKID")) == nil, "\(damaged)")
+            #expect(!node().sessionsCanBeMade(for: "AKID"), "a sign-in is refused, saying why: \(damaged)")
             #expect(throws: StoreError.self) { try node().signOut(PageSession.Viewer(accessKeyId: "AKID", expiresAt: Timestamp(millisecondsSinceEpoch: 1))) }
         }
     }

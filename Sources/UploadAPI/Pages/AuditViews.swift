@@ -32,7 +32,7 @@ extension ECRPublicService {
         var hours: Int64 = 24
 
         init(_ request: Request) {
-            let query = request.uri.queryParameters
+            let query = ECRPublicService.formQuery(request)
             repository = String((query["repository"] ?? "").prefix(256)).trimmingCharacters(in: .whitespaces)
             principal = String((query["principal"] ?? "").prefix(256)).trimmingCharacters(in: .whitespaces)
             source = query["source"].flatMap { AuditSource(rawValue: String($0)) } ?? .any

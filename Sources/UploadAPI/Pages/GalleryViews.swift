@@ -33,7 +33,7 @@ extension ECRPublicService {
     /// is sealed (``PageSession/sealed(_:)``): the last repository a page looked at may be one
     /// this viewer may not see.
     func registryPage(_ request: Request, _ viewer: String?) throws -> Response {
-        let query = String((request.uri.queryParameters["q"] ?? "").prefix(256)).trimmingCharacters(in: .whitespaces)
+        let query = String((Self.formQuery(request)["q"] ?? "").prefix(256)).trimmingCharacters(in: .whitespaces)
         var cursor: String?
         if let token = request.uri.queryParameters["after"] {
             guard let opened = pageSession.opened(String(token)) else { throw APIError.invalidParameter("This page link is not one of this server's; start again from the first page.") }

@@ -85,6 +85,11 @@ struct PageSession: Sendable {
         secrets[accessKeyId] != nil ? accessKeyId : "(not a key of this server)"
     }
 
+    /// Whether a session of `accessKeyId` would be taken: not while the record of sign-outs cannot
+    /// be read (``PageSignOuts/lastSignOut(_:)``), so that a sign-in is refused saying why rather
+    /// than given a cookie its next page refuses.
+    func sessionsCanBeMade(for accessKeyId: String) -> Bool { signOuts.lastSignOut(accessKeyId) != .max }
+
     /// The cookie's value for `accessKeyId`: made after the key's last sign-out, even one a node
     /// whose clock runs ahead recorded.
     func cookieValue(for accessKeyId: String) -> String {

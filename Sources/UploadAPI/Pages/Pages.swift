@@ -177,6 +177,11 @@ extension ECRPublicService {
             }
             return await signInPage(next: next, error: "That access key and secret do not match a key of this server.", status: .forbidden)
         }
+        guard pageSession.sessionsCanBeMade(for: accessKeyId) else {
+            return await messagePage(
+                .serviceUnavailable, "Not signed in", "The server cannot read its record of sign-outs just now, so it makes no session (its log says why); try again later.",
+                viewer: nil)
+        }
         logger.notice("signed in to the pages", metadata: ["access_key_id": "\(accessKeyId)", "source": "\(context.remoteAddress?.recordedForm ?? "unknown")"])
         var response = Self.redirect(to: Self.localPath(next) ?? "/gallery/audit")
         response.headers[.setCookie] = pageSession.setCookie(for: accessKeyId)
@@ -188,10 +193,15 @@ extension ECRPublicService {
 
     /// A POST from a page of this server: its `Origin`, when sent (browsers send it on every
     /// form POST), names the host the request reached, or the public URL (`serve --public-url`)
-    /// a proxy in front of it answers at. The cookie's `SameSite=Strict` covers the rest.
+    /// a proxy in front of it answers at. The cookie's `SameSite=Strict` covers the rest. Behind an
+    /// `https` public URL only its origin: a page served over plain `http` at the same host (by
+    /// anyone on the network path) is same-site to browsers that do not tell schemes apart.
     func isSameOrigin(_ request: Request) -> Bool {
         guard let origin = request.headers[.origin].map(Self.normalizedOrigin) else { return true }
-        if let publicURL = registry.publicURL, origin == Self.normalizedOrigin(publicURL) { return true }
+        if let publicURL = registry.publicURL.map(Self.normalizedOrigin) {
+            if origin == publicURL { return true }
+            if publicURL.hasPrefix("https://") { return false }
+        }
         guard let host = request.head.authority else { return false }
         return origin == Self.normalizedOrigin("http://" + host) || origin == Self.normalizedOrigin("https://" + host)
     }
@@ -210,6 +220,10 @@ extension ECRPublicService {
               next.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else { return nil }
         return next
     }
+
+    /// The fields of a query a page's form sent (GET): encoded as a form's body is, so a space
+    /// is `+`, which the URI's own query parameters leave as it is.
+    static func formQuery(_ request: Request) -> [String: String] { formFields(request.uri.query ?? "") }
 
     /// The fields of an `application/x-www-form-urlencoded` body.
     static func formFields(_ body: String) -> [String: String] {
@@ -252,8 +266,12 @@ extension ECRPublicService {
     }
 
     private func heading(_ read: (position: UInt64, displayName: String?)) -> PageHeading {
-        PageHeading(position: read.position, registryName: read.displayName.flatMap { $0.isEmpty ? nil : $0 } ?? "Registry \(settings.defaultRegistryId)")
+        PageHeading(position: read.position, registryName: read.displayName.flatMap { $0.isEmpty ? nil : $0 } ?? namelessRegistry)
     }
+
+    /// What the pages call a registry without a display name, and call this one before a viewer
+    /// who may not see its catalog data.
+    private var namelessRegistry: String { "Registry \(settings.defaultRegistryId)" }
 
     /// `template` with `values`, inside the layout, with the pages' headers; `heading` read here
     /// when not given (``heading(position:)``, with `values["position"]`).
@@ -262,7 +280,10 @@ extension ECRPublicService {
         heading given: PageHeading? = nil, _ values: [String: Any]
     ) -> Response {
         let heading = given ?? heading(position: values["position"] as? UInt64)
-        let (position, registryName) = (heading.position, heading.registryName)
+        // Under --private-pulls the registry's catalog data, its display name included, is for
+        // those signed in: the sign-in page and messages a stranger gets show none of it.
+        let hidesCatalog = registry.authority.privatePulls && viewer == nil && !registry.authority.opensEverything
+        let (position, registryName) = (heading.position, hidesCatalog ? namelessRegistry : heading.registryName)
         var values = values
         values["registryName"] = registryName
         let body = PageTemplates.library.render(Self.renderable(values) as Any, withTemplate: template) ?? ""
