@@ -98,6 +98,14 @@ public struct NoteSigner: Sendable {
         try NoteSigner(name: name, privateKey: Curve25519.Signing.PrivateKey())
     }
 
+    /// A new random key named `prefix`, a slash, and the first 8 hex digits of SHA-256 of its
+    /// public key: a name no other key's shares. A log's origin is its identity (C2SP
+    /// tlog-checkpoint), so two logs made alike must not sign under one.
+    public static func generate(namedAfter prefix: String) throws(NoteError) -> NoteSigner {
+        let key = Curve25519.Signing.PrivateKey()
+        return try NoteSigner(name: prefix + "/" + Hex.encode(Array(SHA256.hash(data: key.publicKey.rawRepresentation).prefix(4))), privateKey: key)
+    }
+
     /// The secret text form: keep it 0600.
     public var text: String {
         "PRIVATE+KEY+\(name)+\(NoteKeys.hex(keyId))+\(Data([NoteKeys.ed25519] + privateKey.rawRepresentation).base64EncodedString())"

@@ -11,7 +11,7 @@ struct LogKeyOptions: ParsableArguments {
     @Option(help: "The log's Ed25519 signing key, in the signed-note form `PRIVATE+KEY+<name>+<id>+<key>` (Go's note.GenerateKey writes it). [default: DATA/transparency-log.key, which serve makes on its first start]")
     var logKey: String?
 
-    @Option(help: "The origin line of the log's checkpoints. [default: the origin the log already signs, else the key's name; the key serve makes is named after --log-origin, or upload-coordinator/<registry id>]")
+    @Option(help: "The origin line of the log's checkpoints. [default: the origin the log already signs, else the key's name; the key serve makes is named after --log-origin, or upload-coordinator/<registry id>/<the first 8 hex digits of SHA-256 of its public key>]")
     var logOrigin: String?
 
     func validate() throws {
@@ -37,8 +37,9 @@ struct LogKeyOptions: ParsableArguments {
         if keyMissing, !claimsLog || kept != nil {
             throw ValidationError("The data directory holds no log key (serve makes one on its first start); give the log's key with --log-key.")
         }
-        let signer = try LogSigningKey.load(
-            path: logKey, dataDirectory: dataDirectory, newKeyName: logOrigin ?? "upload-coordinator/\(registryId)")
+        let signer = try LogSigningKey.load(path: logKey, dataDirectory: dataDirectory) {
+            try logOrigin.map { try NoteSigner.generate(name: $0) } ?? NoteSigner.generate(namedAfter: "upload-coordinator/\(registryId)")
+        }
         let identity = LogIdentity(verifier: signer.verifier, origin: try logOrigin ?? kept.map { try $0.checkpoint().origin } ?? signer.name)
         guard let store else { return (signer, identity) }
         do {

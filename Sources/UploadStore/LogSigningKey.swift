@@ -8,14 +8,14 @@ public enum LogSigningKey {
     public static let defaultFileName = "transparency-log.key"
     public static func defaultPath(dataDirectory: String) -> String { dataDirectory + "/" + defaultFileName }
 
-    /// The key in `path`, or, with no `path`, the data directory's, generated on first use
-    /// (0600, created exclusively) and named `newKeyName`. A key given by path must exist.
-    public static func load(path: String?, dataDirectory: String, newKeyName: String) throws -> NoteSigner {
+    /// The key in `path`, or, with no `path`, the data directory's, made by `newKey` on first use
+    /// (0600, created exclusively). A key given by path must exist.
+    public static func load(path: String?, dataDirectory: String, newKey: () throws -> NoteSigner) throws -> NoteSigner {
         let file = path ?? defaultPath(dataDirectory: dataDirectory)
         if path != nil, !FileManager.default.fileExists(atPath: file) {
             throw StoreError(.io, "the log key \(file) does not exist")
         }
-        return try signer(in: file, SecretFile.contents(at: file) { Array((try NoteSigner.generate(name: newKeyName).text + "\n").utf8) })
+        return try signer(in: file, SecretFile.contents(at: file) { Array((try newKey().text + "\n").utf8) })
     }
 
     /// The verifier of the key the log signs with, when that key is in `path` or in the data

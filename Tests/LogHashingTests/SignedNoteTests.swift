@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import LogHashing
 import Testing
@@ -17,6 +18,20 @@ struct SignedNoteTests {
         #expect(try NoteVerifier(Self.goVerifier) == signer.verifier)
         #expect(try SignedNote.sign(Self.goText, with: signer) == Self.goNote)
         #expect(try SignedNote.open(Self.goNote, verifiedBy: NoteVerifier(Self.goVerifier)) == Self.goText)
+    }
+
+    /// Two logs made alike (the same registry id) get origins of their own: the default key's name
+    /// ends in its public key's fingerprint.
+    @Test func aKeyNamedAfterAPrefix_endsInItsPublicKeysFingerprint() throws {
+        let one = try NoteSigner.generate(namedAfter: "upload-coordinator/000000000000")
+        let two = try NoteSigner.generate(namedAfter: "upload-coordinator/000000000000")
+        #expect(one.name != two.name)
+        for signer in [one, two] {
+            let key = try #require(Data(base64Encoded: String(signer.verifier.text.split(separator: "+", maxSplits: 2)[2])))
+            let fingerprint = SHA256.hash(data: key.dropFirst()).prefix(4).map { String(format: "%02x", $0) }.joined()
+            #expect(signer.name == "upload-coordinator/000000000000/" + fingerprint)
+            #expect(Checkpoint.isValidOrigin(signer.name))
+        }
     }
 
     @Test func open_refusesAChangedTextSignatureOrKey_andIgnoresOtherKeysSignatures() throws {
