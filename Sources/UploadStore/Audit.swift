@@ -130,7 +130,14 @@ extension SnapshotReading {
         let wanted = repository?.description
         let (indexed, stretch) = try read { snapshot in
             let indexed = try snapshot.initiationMarks(since: since, until: until).filter { wanted == nil || $0.repository.sameBytes(as: wanted!) }.map { mark in
-                try snapshot.indexedEvent(at: mark.position)
+                let envelope = try snapshot.indexedEvent(at: mark.position)
+                // The index is a projection: one that names an event other than an initiation of its
+                // repository would list what the log does not say. (One with a mark removed lists
+                // less: `upload-replay` proves the index equal to the log.)
+                guard case .uploadInitiated(let e) = envelope.event, RepositoryRef(registryId: e.registryId, repositoryName: e.repositoryName).description.sameBytes(as: mark.repository) else {
+                    throw StoreError(.corrupt, "the index of initiations names position \(mark.position) for \(mark.repository), but the log holds another event there; run upload-replay")
+                }
+                return envelope
             }
             return (indexed, try LogStretch(pastTheProjectionsOf: snapshot))
         }

@@ -293,6 +293,28 @@ struct ReplayAndMigrationTests {
         #expect(text.contains(position == 0 ? "position 1 is missing (the next event is at 0)" : "is at \(position)"), "\(text)")
     }
 
+    /// The initiations index with two marks' repositories swapped listed one repository's
+    /// initiation under another's filter, with exit 0. Each listed mark is now checked against the
+    /// event it names, which the listing reads anyway.
+    @Test func anInitiationsIndexThatNamesAnotherRepository_isRefused() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        try tamperProjections(dir) { txn in
+            let index = try txn.openDatabase("initiations")!
+            var entries: [(key: [UInt8], value: [UInt8])] = []
+            try txn.scan(index) { entries.append((Array($0), Array($1))); return true }
+            let (app, solo) = (try #require(entries.first), try #require(entries.last))
+            try txn.put(index, app.key, solo.value)
+            try txn.put(index, solo.key, app.value)
+        }
+        try await withTestStore(dir) { store in
+            let refused = #expect(throws: StoreError.self) { _ = try store.initiations(repository: RepositoryRef(registryId: testRegistryId, repositoryName: "solo")) }
+            #expect(refused?.code == .corrupt && refused?.message.contains("the log holds another event there") == true, "\(String(describing: refused))")
+            #expect(throws: StoreError.self) { _ = try store.initiations() }
+        }
+    }
+
     /// A checkpoint that claims less than the tables hold (or more than the log holds) is caught.
     @Test func replay_catchesACheckpointThatDisagreesWithTheTables() async throws {
         let dir = TemporaryDirectory()
