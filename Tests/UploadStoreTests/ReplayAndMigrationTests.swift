@@ -315,6 +315,12 @@ struct ReplayAndMigrationTests {
         }
     }
 
+    /// A key in a report reaches the operator's terminal: a time's or position's bytes were
+    /// written raw, control characters and all.
+    @Test func aKeyInAReport_showsNoControlCharacter() {
+        #expect(ProjectionKey.readable(Array("team/app".utf8) + [0, 0x01, 0x1B, UInt8(ascii: "\\"), 0xFF]) == "team/app|\\x01\\x1B\\x5C\\xFF")
+    }
+
     /// A checkpoint that claims less than the tables hold (or more than the log holds) is caught.
     @Test func replay_catchesACheckpointThatDisagreesWithTheTables() async throws {
         let dir = TemporaryDirectory()

@@ -110,9 +110,20 @@ enum ProjectionKey {
         }
     }
 
-    /// A key as a person reads it in a report: UTF-8 with the 0x00 separator shown as `|`.
+    /// A key as a person reads it in a report: its printable ASCII as it is, the 0x00 separator as
+    /// `|`, and any other byte as `\xNN`.
     static func readable(_ key: some Collection<UInt8>) -> String {
-        String(decoding: key.map { $0 == 0 ? UInt8(ascii: "|") : $0 }, as: UTF8.self)
+        // Names are printable ASCII; times, positions and hashes are not, and their bytes must not
+        // reach an operator's terminal as control characters: they are shown as `\xNN`.
+        var shown = ""
+        for byte in key {
+            switch byte {
+            case 0: shown += "|"
+            case 0x20...0x7E where byte != UInt8(ascii: "\\"): shown.unicodeScalars.append(Unicode.Scalar(byte))
+            default: shown += (byte < 0x10 ? "\\x0" : "\\x") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return shown
     }
 }
 
