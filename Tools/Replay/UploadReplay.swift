@@ -136,7 +136,10 @@ struct Verify: ParsableCommand {
             return
         }
         print("events in log:    \(r.events)")
-        print("events scanned:   \(r.eventsScanned) (the log twice) in \(String(format: "%.3f", r.seconds)) s (\(Int(r.eventsPerSecond)) events/s)")
+        // A log that failed its checks was not scanned through: no rate to give.
+        if r.eventsScanned > 0 {
+            print("events scanned:   \(r.eventsScanned) (the log twice) in \(String(format: "%.3f", r.seconds)) s (\(Int(r.eventsPerSecond)) events/s)")
+        }
         for (i, digest) in r.rebuildDigests.enumerated() { print("rebuild \(i + 1) digest: \(digest)") }
         if let live = r.liveDigest { print("live digest:      \(live)") }
         if let checkpoint = r.checkpoint {
