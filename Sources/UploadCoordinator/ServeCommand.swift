@@ -229,6 +229,9 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             let (signer, identity) = logSigner
             checkpoints = CheckpointSigner(store: store, signer: signer, origin: identity.origin, interval: .seconds(checkpointInterval))
+            // What auditors pin, in the log an operator reads anyway (as `audit public-key` prints it).
+            logger.notice("the transparency log's checkpoints are signed with this key; publish it for auditors", metadata: [
+                "log.origin": "\(identity.origin)", "log.public_key": "\(signer.verifier.text)"])
             // Signs the passwords GetAuthorizationToken hands out and the registry's bearer tokens.
             let key = try RegistryAuthority.loadKey(at: dataDir + "/" + DataFolder.registryTokenKey)
             let authority = RegistryAuthority(

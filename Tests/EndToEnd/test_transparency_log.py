@@ -453,6 +453,8 @@ def test_checkpoint_is_signed_by_the_configured_key_over_the_events(known):
     assert checkpoint.root == known.tree.root(), "the root of the entries we read is the signed one"
     key = ("--log-key", str(known.key_file), "--log-origin", KNOWN_ORIGIN)
     assert audit(known.server.data_dir, "public-key", *key).strip() == str(known.signer.verifier)
+    # The log serve writes names the key too, where an operator finds it to publish.
+    assert f"log.public_key={known.signer.verifier}" in known.server.stderr_text() and f"log.origin={KNOWN_ORIGIN}" in known.server.stderr_text()
     assert audit(known.server.data_dir, "checkpoint", *key).encode() == known.note, "same size, same bytes"
     # Without the log's key, the audit commands refuse rather than make a key of their own.
     for command in ("public-key", "checkpoint"):
