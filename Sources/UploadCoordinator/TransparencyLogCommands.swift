@@ -148,6 +148,11 @@ struct AuditVerifyConsistency: ParsableCommand {
             let older = try Self.checkpoint(old, "--old", verifier)
             let newer = try Self.checkpoint(new, "--new", verifier)
             guard older.origin == newer.origin else { throw NoteError("the checkpoints are of two logs: '\(older.origin)' and '\(newer.origin)'") }
+            // Both signed by the log's key: a log that now holds fewer events than it once signed
+            // was taken back (a restore, a failover that lost commits, an edit), whatever the proof.
+            guard newer.size >= older.size else {
+                throw NoteError("the --new checkpoint is of \(newer.size) events, fewer than the \(older.size) the log signed in the one you saved: the log was taken back (a restore, a failover that lost commits, or an edit)")
+            }
             let hashes = try Self.proofHashes(try Self.read(proof))
             guard MerkleTree.verifyConsistency(first: older.size, second: newer.size, firstRoot: older.rootHash, secondRoot: newer.rootHash, proof: hashes) else {
                 throw NoteError("the proof does not show that the tree of \(newer.size) events extends the tree of \(older.size): the history was rewritten, or the proof is for other sizes")

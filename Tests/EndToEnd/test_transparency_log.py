@@ -59,14 +59,16 @@ def audit(data_dir, *args):
     return out.stdout
 
 
-def verify_consistency_cli(tmp_path, old, new, proof, key):
-    """`audit verify-consistency` on two notes and a proof body; its exit status."""
+def verify_consistency_cli(tmp_path, old, new, proof, key, said=None):
+    """`audit verify-consistency` on two notes and a proof body; its exit status (checking first,
+    when `said` is given, that its standard error says that)."""
     paths = {}
     for name, content in [("old", old), ("new", new), ("proof", proof)]:
         paths[name] = tmp_path / f"cli-{name}-{time.monotonic_ns()}"
         paths[name].write_bytes(content)
     out = tool("upload-coordinator", "audit", "verify-consistency", "--old", str(paths["old"]), "--new", str(paths["new"]),
                "--proof", str(paths["proof"]), "--public-key", str(key))
+    assert said is None or said in out.stderr, out.stderr
     return out.returncode
 
 
@@ -732,7 +734,8 @@ def test_forged_checkpoints_are_rejected_by_us_and_by_audit_verify_consistency(s
     assert not tv.verify_consistency(a.size, b.size, a.root, b.root, damaged)
     assert verify_consistency_cli(tmp_path, old, new, proof_body(damaged), str(verifier)) == 1
     assert verify_consistency_cli(tmp_path, old, new, proof_body(proof[:-1]), str(verifier)) == 1
-    assert verify_consistency_cli(tmp_path, new, old, response.content, str(verifier)) == 1
+    # The newer checkpoint given as the old one: the log would have gone back, and that is what it says.
+    assert verify_consistency_cli(tmp_path, new, old, response.content, str(verifier), said="the log was taken back") == 1
 
 
 # ---------------------------------------------------------------------------------------------
