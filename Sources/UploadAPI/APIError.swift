@@ -67,9 +67,9 @@ struct APIError: Error {
             // The request's task was cancelled, as every one is when the server stops: a retry
             // (to another node, or once it is back) is what the client should do.
             return APIError(type: "ThrottlingException", message: "The request was cancelled: the server is stopping; try again", status: .badRequest)
-        case is SpoolError:
+        case let spool as SpoolError:
             // Its text names server paths: keep it in the log, not in the answer.
-            return APIError(type: CommandError.Code.server.rawValue, message: "The request body could not be read", status: .internalServerError)
+            return APIError(type: CommandError.Code.server.rawValue, message: spool.messageForCallers, status: .internalServerError)
         case let http as any HTTPResponseError where http.status == .contentTooLarge:
             return APIError(type: "RequestEntityTooLargeException", message: "The request body is larger than the 30,000,000 bytes accepted", status: .contentTooLarge)
         default:

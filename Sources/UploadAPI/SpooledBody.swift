@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import UploadStore
 import LogHashing
 import Hummingbird
 import NIOCore
@@ -122,7 +123,7 @@ struct SpooledBody: ~Copyable {
     private static func temporaryFile(in directory: String) throws -> Int32 {
         var template = Array((directory + "/" + leftoverPrefix + "XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw SpoolError("cannot create a spool file in \(directory): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw SpoolError("cannot create a spool file in \(directory)", errno: errno) }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         return fd
     }
@@ -144,7 +145,7 @@ struct SpooledBody: ~Copyable {
         var offset = 0
         while offset < bytes.count {
             let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            guard n > 0 else { throw SpoolError("cannot spool a request body: \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw SpoolError("cannot spool a request body", errno: n < 0 ? errno : nil) }
             offset += n
         }
     }
@@ -170,7 +171,22 @@ extension SpooledBody {
     static let defaultLongestArrival = Duration.seconds(600)
 }
 
+/// A request body the server could not spool: its own fault, never the body's.
 struct SpoolError: Error, CustomStringConvertible {
+    /// For the log: it names the spool folder.
     let description: String
-    init(_ description: String) { self.description = description }
+    /// The failed call's `errno`, when one failed.
+    let code: Int32?
+
+    init(_ description: String, errno code: Int32? = nil) {
+        self.description = description + (code.map { ": " + String(cString: strerror($0)) } ?? "")
+        self.code = code
+    }
+
+    /// What the caller is told: why, without the server's paths.
+    var messageForCallers: String {
+        if let code, let passing = StoreError.passing(errno: code) { return passing + "; try again" }
+        if code == ENOSPC || code == EDQUOT { return "The server's disk is full; it could not store the request body" }
+        return "The server could not store the request body; its log says why"
+    }
 }

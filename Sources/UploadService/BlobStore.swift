@@ -404,7 +404,8 @@ public struct BlobStore: BlobStorage {
     }
 
     static func posixError(_ operation: String) -> StoreError {
-        StoreError(.io, "\(operation): \(String(cString: strerror(errno)))")
+        let code = errno
+        return StoreError(.io, "\(operation): \(String(cString: strerror(code)))", passing: StoreError.passing(errno: code))
     }
 }
 

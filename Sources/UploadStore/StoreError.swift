@@ -1,3 +1,5 @@
+import Foundation
+
 /// A failure of the store itself rather than a refused command. The API answers these with
 /// `ServerException`; the CLI prints them under that name.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
@@ -26,18 +28,28 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     /// Whether ``message`` is written for whoever made the request (advice such as "retry with
     /// the same invocation id"), and names nothing of the server's. See ``messageForCallers``.
     public let isForCallers: Bool
-    /// Whether the database could not be reached (refused, cut, shutting down: a restart or a
-    /// failover), so that a retry soon should succeed. The registry answers it 503 with
-    /// `Retry-After`, as distribution does; the AWS API's `ServerException` is retried by SDKs
-    /// whatever its cause.
-    public let isOutage: Bool
+    /// Set for a fault that passes by itself, so that a retry soon should succeed: the database
+    /// unreachable (refused, cut, shutting down: a restart or a failover), the process out of file
+    /// descriptors. What a caller may be told of it, naming nothing of the server's. The registry
+    /// answers it 503 with `Retry-After`, as distribution does; the AWS API's `ServerException`
+    /// is retried by SDKs whatever its cause.
+    public let passing: String?
 
-    public init(_ code: Code, _ message: String, isForCallers: Bool = false, isOutage: Bool = false) {
+    public init(_ code: Code, _ message: String, isForCallers: Bool = false, passing: String? = nil) {
         self.code = code
         self.message = message
         self.isForCallers = isForCallers
-        self.isOutage = isOutage
+        self.passing = passing
     }
+
+    /// What ``passing`` says of a file system call's failure `code` that passes: descriptors run
+    /// out (`EMFILE`, `ENFILE`: connections and streams hold them, and give them back).
+    public static func passing(errno code: Int32) -> String? {
+        code == EMFILE || code == ENFILE ? "The server has too many files open now" : nil
+    }
+
+    /// What ``passing`` says of a database that cannot be reached.
+    public static let databaseUnreachable = "The database cannot be reached now"
 
     /// What an answer may tell its caller: the message of a refusal that passes, or of one
     /// written for callers; `nil` for a fault, whose answer says only that the server failed
@@ -46,7 +58,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         switch code {
         case .overloaded, .viewsBehind: message
         case .closed: "The server is stopping; try again"
-        case .io, .corrupt, .migration: isForCallers ? message : nil
+        case .io, .corrupt, .migration: isForCallers ? message : passing
         }
     }
 

@@ -164,8 +164,21 @@ struct DispatchTests {
             #expect(error.message.contains("/srv/data") == saysWhy, "\(store): \(error.message)")
         }
         // The database unreachable (a restart, a failover) passes too; the store's words stay in its log.
-        let outage = RegistryError.from(StoreError(.io, "connect to db.internal:5432 refused", isForCallers: true, isOutage: true), in: .blob)
+        let outage = RegistryError.from(StoreError(.io, "connect to db.internal:5432 refused", isForCallers: true, passing: StoreError.databaseUnreachable), in: .blob)
         #expect(outage.code == .unavailable && outage.status == .serviceUnavailable && outage.headers[.retryAfter] == "1")
         #expect(!outage.message.contains("db.internal"))
+        // So do descriptors run out (connections and streams give them back).
+        let descriptors = RegistryError.from(StoreError(.io, "open /srv/data/staging/u: Too many open files", passing: StoreError.passing(errno: EMFILE)), in: .upload)
+        #expect(descriptors.code == .unavailable && descriptors.headers[.retryAfter] == "1" && !descriptors.message.contains("/srv"), "\(descriptors.message)")
+        #expect(StoreError.passing(errno: EIO) == nil && StoreError.passing(errno: ENOSPC) == nil, "a fault that stays is no passing one")
+    }
+
+    /// A body the server could not spool was answered "the request body could not be read", which
+    /// blames the client's body: the answer says what failed, without the server's paths.
+    @Test func aBodyTheServerCouldNotSpool_isAnsweredWithWhy_andNoPath() {
+        for (code, says) in [(ENOSPC, "disk is full"), (EMFILE, "too many files open"), (EIO, "its log says why")] {
+            let error = APIError.from(SpoolError("cannot create a spool file in /srv/data/spool", errno: code))
+            #expect(error.type == "ServerException" && error.message.contains(says) && !error.message.contains("/srv"), "\(code): \(error.message)")
+        }
     }
 }

@@ -24,7 +24,7 @@ struct RegistryError: Error {
         case tooManyRequests = "TOOMANYREQUESTS"
         /// Not one of the spec's codes, but distribution's for a refusal that passes (503 with
         /// `Retry-After`): the store cannot answer now (its views catching up with the log, the
-        /// server stopping, the database unreachable), and a retry soon should succeed.
+        /// server stopping, a fault that passes: ``StoreError/passing``), and a retry soon should succeed.
         case unavailable = "UNAVAILABLE"
         /// Not one of the spec's codes: a failure of this server, never of the request.
         case unknown = "UNKNOWN"
@@ -98,7 +98,7 @@ struct RegistryError: Error {
             switch failure.code {
             case .overloaded: return RegistryError(.tooManyRequests, failure.messageForCallers ?? failure.message)
             case .viewsBehind, .closed: return RegistryError(.unavailable, failure.messageForCallers ?? failure.message)
-            case .io where failure.isOutage: return RegistryError(.unavailable, "The database cannot be reached now; try again")
+            case .io where failure.passing != nil: return RegistryError(.unavailable, "\(failure.passing!); try again")
             case .io, .corrupt, .migration: return RegistryError(.unknown, "The request could not be completed")
             }
         case let spent as AnswerBudgetSpent:
