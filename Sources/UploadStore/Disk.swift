@@ -24,9 +24,14 @@ public enum Disk {
     /// error, `EIO`, as the kernel reports a failed write-back, or `ENOSPC`), the same with how
     /// full the disk of `folder` is, so that an operator reading "Input/output error" looks there
     /// first. (The folder is not named: the message may be a client's answer.)
-    public static func explaining(_ error: any Error, writingIn folder: String) -> any Error {
+    /// - Parameter opening: the write was the open's own (a migration, the views brought up to the
+    ///   log), which no caller asked for.
+    public static func explaining(_ error: any Error, writingIn folder: String, opening: Bool = false) -> any Error {
         guard let failure = error as? LMDBError, failure.code == .ioError || failure.code == .noSpace else { return error }
         guard let disk = bytes(of: folder) else { return error }
-        return StoreError(.io, "the write failed and nothing of it was kept: \(failure); the data folder's disk has \(disk.free) of \(disk.total) bytes free", isForCallers: true)
+        let what = opening
+            ? "the store could not be opened: opening writes (migrations, the views brought up to the log), and the write failed, keeping nothing"
+            : "the write failed and nothing of it was kept"
+        return StoreError(.io, "\(what): \(failure); the data folder's disk has \(disk.free) of \(disk.total) bytes free", isForCallers: true)
     }
 }

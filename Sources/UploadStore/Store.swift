@@ -47,7 +47,7 @@ public final class Store: EventStore {
     ///   or needs migrations and `migrateOnOpen` is off; a disk that filled as a migration or a
     ///   rebuild wrote is said so (``Disk/explaining(_:writingIn:)``), not only as an I/O error.
     public convenience init(_ configuration: StoreConfiguration) throws {
-        do { try self.init(opening: configuration) } catch { throw Disk.explaining(error, writingIn: configuration.directory) }
+        do { try self.init(opening: configuration) } catch { throw Disk.explaining(error, writingIn: configuration.directory, opening: true) }
     }
 
     private init(opening configuration: StoreConfiguration) throws {

@@ -95,6 +95,7 @@ def test_a_disk_that_fills_while_a_store_migrates_is_named_and_the_store_migrate
     migrate = [str(BIN / "upload-coordinator"), "migrate", "--data-dir", store]
     refused = subprocess.run(migrate, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "the data folder's disk has" in refused.stderr and "bytes free" in refused.stderr, refused.stderr
+    assert "the store could not be opened" in refused.stderr, "the open's own write, not a command's: " + refused.stderr
     os.remove(filler)
     migrated = subprocess.run(migrate, capture_output=True, text=True, timeout=120)
     assert migrated.returncode == 0, migrated.stderr
