@@ -165,7 +165,7 @@ extension ECRPublicService {
     }
 
     /// The open endpoints' failures, logged at most one line every 10 s.
-    static let openFailures = LogLimiter(interval: .seconds(10))
+    static let openFailures = LogLimiter(interval: .seconds(10), heldBackLine: "more requests to open endpoints failed, as the last line logged says")
 
     private static func required(_ request: Request, _ name: String) throws -> UInt64 {
         guard let value = try query(request, name) else { throw APIError.invalidParameter("The query parameter '\(name)' is required") }

@@ -24,7 +24,7 @@ final class PageSignOuts: Sendable {
     private let path: String?
     private let logger: Logger
     private let loaded = Mutex<Loaded>(Loaded())
-    private let unreadableLog = LogLimiter(interval: .seconds(60))
+    private let unreadableLog = LogLimiter(interval: .seconds(60), heldBackLine: "more page sessions were refused: the record of sign-outs cannot be read")
 
     private struct Loaded {
         var bytes: [UInt8]?

@@ -189,7 +189,7 @@ extension ECRPublicService {
     }
 
     /// Refused sign-ins' log lines: at most one every 10 s, counting those held back.
-    static let failedSignIns = LogLimiter(interval: .seconds(10))
+    static let failedSignIns = LogLimiter(interval: .seconds(10), heldBackLine: "more sign-ins to the pages were refused")
 
     /// A POST from a page of this server: its `Origin`, when sent (browsers send it on every
     /// form POST), names the host the request reached, or the public URL (`serve --public-url`)

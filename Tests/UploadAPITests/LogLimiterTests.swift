@@ -1,0 +1,22 @@
+import Synchronization
+import Testing
+@testable import UploadAPI
+
+/// Lines held back are told: at the next line let through, or, after a burst followed by quiet, in
+/// a line of their own at the interval's end (a burst left one line as the whole of its trace).
+struct LogLimiterTests {
+    @Test func linesHeldBack_areToldAtTheNextLine_orAtTheIntervalsEnd() async throws {
+        let told = Mutex<[Int]>([])
+        let limiter = LogLimiter(interval: .milliseconds(200)) { count in told.withLock { $0.append(count) } }
+        #expect(limiter.admit() == 0)
+        #expect(limiter.admit() == nil && limiter.admit() == nil && limiter.admit() == nil)
+        // Quiet: the three are told once the interval ends, in a line of their own.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while told.withLock({ $0.isEmpty }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(told.withLock { $0 } == [3])
+        // The next line let through does not count them again.
+        #expect(limiter.admit() == 0)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(told.withLock { $0 } == [3], "nothing held back since: no line of its own")
+    }
+}
