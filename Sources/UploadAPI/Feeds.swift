@@ -132,22 +132,24 @@ extension ECRPublicService {
     /// The feed ends; the consumer's reconnection with its cursor is refused (``checkCursor(after:leafHash:in:)``).
     struct FeedTakenBack: Error {}
 
-    /// Checks a consumer's cursor: `after` must be a position the log holds, and, when the
-    /// consumer gives the `leafHash` its feed carried at `after`, the event there must be the one
-    /// it read. Either fails for a log restored from a backup, or failed over losing commits, after
-    /// the consumer read past what it now holds; it must then read again from a position it holds.
+    /// Checks a consumer's cursor (``UploadStore/StoreSnapshot/checkCursor(after:leaf:)``): the
+    /// consumer must then read again from a position the log holds.
     /// - Throws: `InvalidParameterException` naming what differs.
     static func checkCursor(after: UInt64, leafHash: String?, in snapshot: any StoreSnapshot) throws {
-        let tail = try snapshot.lastPosition()
-        guard after <= tail else {
-            throw APIError.invalidParameter("The query parameter 'after' is \(after), past the log's last position \(tail): this log does not hold the events read up to it (it was restored, or failed over); read again from a position it holds")
+        do {
+            try snapshot.checkCursor(after: after, leaf: leafHash.map { Hex.decode($0) ?? [] })
+        } catch let refusal as LogCursorRefusal {
+            switch refusal {
+            case .pastTheEnd(let tail):
+                throw APIError.invalidParameter("The query parameter 'after' is \(after), past the log's last position \(tail): this log does not hold the events read up to it (it was restored, or failed over); read again from a position it holds")
+            case .malformedLeaf:
+                throw APIError.invalidParameter("The query parameter 'leafHash' must be 64 hexadecimal digits: the leafHash of the event at 'after', as the feed gave it")
+            case .leafAtZero:
+                throw APIError.invalidParameter("The query parameter 'leafHash' names the event at 'after', and there is none at position 0")
+            case .takenBack:
+                throw takenBack(after)
+            }
         }
-        guard let leafHash else { return }
-        guard let given = Hex.decode(leafHash), given.count == 32 else {
-            throw APIError.invalidParameter("The query parameter 'leafHash' must be 64 hexadecimal digits: the leafHash of the event at 'after', as the feed gave it")
-        }
-        guard after > 0 else { throw APIError.invalidParameter("The query parameter 'leafHash' names the event at 'after', and there is none at position 0") }
-        guard try snapshot.merkleNode(level: 0, index: after - 1) == given else { throw takenBack(after) }
     }
 
     static func takenBack(_ after: UInt64) -> APIError {
@@ -174,7 +176,7 @@ extension ECRPublicService {
     func eventsPage(_ request: Request) async throws -> Response {
         let after = try Self.query(request, "after") ?? 0
         let limit = Int(min(try Self.query(request, "limit") ?? 1000, UInt64(Self.pageLimit)))
-        let first = try await openingSlice(after: after, leafHash: Self.text(request, "leafHash"), limit: min(limit, Self.sliceEvents))
+        let first = try await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: min(limit, Self.sliceEvents))
         let body = ResponseBody { writer in
             try await Self.write(first.lines, to: &writer)
             var (position, leaf) = (first.last, first.leaf)
@@ -217,7 +219,7 @@ extension ECRPublicService {
         let store = self.store
         // A position past the log's end, or an event other than the one the consumer read there,
         // means the log was taken back (a failover, a restore): it must read again from one it holds.
-        let first = try await openingSlice(after: after, leafHash: Self.text(request, "leafHash"), limit: Self.sliceEvents)
+        let first = try await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: Self.sliceEvents)
         let metrics = self.metrics
         let body = ResponseBody { writer in
             metrics.countStream(.events, by: 1)
@@ -272,7 +274,7 @@ extension ECRPublicService {
     }
 
     static func query(_ request: Request, _ name: String) throws -> UInt64? {
-        guard let raw = request.uri.queryParameters[name[...]] else { return nil }
+        guard let raw = try single(request, name) else { return nil }
         guard let value = UInt64(raw) else {
             throw APIError.invalidParameter("The query parameter '\(name)' must be a whole number from 0 to \(UInt64.max); got '\(Validation.quoted(String(raw.prefix(64))))'")
         }
@@ -280,8 +282,16 @@ extension ECRPublicService {
     }
 
     /// A query parameter's text; `nil` when it is absent or empty (as a client that always sends it may).
-    static func text(_ request: Request, _ name: String) -> String? {
-        request.uri.queryParameters[name[...]].flatMap { $0.isEmpty ? nil : String($0) }
+    static func text(_ request: Request, _ name: String) throws -> String? {
+        try single(request, name).flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// A query parameter given at most once: of two, a proxy or client may keep either, and a
+    /// cursor read one way would resume somewhere else.
+    private static func single(_ request: Request, _ name: String) throws -> String? {
+        let values = request.uri.queryParameters.getAll(name)
+        guard values.count <= 1 else { throw APIError.invalidParameter("The query parameter '\(name)' is given \(values.count) times; give it once") }
+        return values.first
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {

@@ -1,6 +1,7 @@
 import Foundation
 import ArgumentParser
 import LMDBKit
+import LogHashing
 import UploadCore
 import UploadService
 import UploadStore
@@ -63,14 +64,18 @@ struct InitiateLayerUploadCommand: AsyncParsableCommand {
 struct EventsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "events",
-        abstract: "Print the log as one JSON object per line: position, type, version, recordedAt, metadata, data.")
+        abstract: "Print the log as one JSON object per line: position, type, version, recordedAt, metadata, data, and leafHash (as the /events feed).")
 
     @OptionGroup var store: StoreOptions
     @Option(help: "Print only events after this position.") var after: UInt64 = 0
+    @Option(help: "The leafHash printed with the event at --after: refused unless the log still holds that event there (a restore or a failover took it back).")
+    var leafHash: String?
     @Option(help: "Print at most this many events.") var limit: Int?
 
     func validate() throws {
         if let limit, limit < 0 { throw ValidationError("--limit must not be negative.") }
+        if let leafHash, Hex.decode(leafHash)?.count != 32 { throw ValidationError("--leaf-hash must be 64 hexadecimal digits, as a line's leafHash; got '\(leafHash.prefix(80))'.") }
+        if leafHash != nil, after == 0 { throw ValidationError("--leaf-hash names the event at --after, and there is none at position 0.") }
     }
 
     func run() async throws {
@@ -79,24 +84,27 @@ struct EventsCommand: AsyncParsableCommand {
             // short read transactions.
             // A position past the tail is refused, as the feeds refuse it: the log does not hold
             // what was read up to it (a restore, a failover), which printing nothing would hide.
-            let tail = try store.read { try $0.lastPosition() }
-            guard after <= tail else {
+            do {
+                try store.read { try $0.checkCursor(after: after, leaf: leafHash.flatMap(Hex.decode)) }
+            } catch LogCursorRefusal.pastTheEnd(let tail) {
                 throw CommandError(.invalidParameter, "--after \(after) is past the log's last position \(tail): this log does not hold the events read up to it (it was restored, or failed over); read again from a position it holds")
+            } catch LogCursorRefusal.takenBack {
+                throw CommandError(.invalidParameter, "the event at position \(after) is not the one whose --leaf-hash was given: this log no longer holds the event read there (it was restored, or failed over); read again from a position it holds")
             }
             var position = after
             var remaining = limit ?? .max
             var pageSize = 1000
             while remaining > 0 {
-                let page: [EventEnvelope]
+                let page: [(event: EventEnvelope, leaf: [UInt8])]
                 do {
-                    page = try store.read { try $0.events(after: position, limit: min(remaining, pageSize), byteBudget: EventEnvelope.pageBytes) }
+                    page = try store.read { try $0.eventsWithLeaves(after: position, limit: min(remaining, pageSize), byteBudget: EventEnvelope.pageBytes) }
                 } catch let error as StoreError where error.code == .corrupt && pageSize > 1 {
                     pageSize = 1  // a record that does not decode: the events before it, one at a time, then its error
                     continue
                 }
-                for envelope in page { printLine(envelope.json) }
+                for (envelope, leaf) in page { printLine(envelope.json(adding: [("leafHash", .string(Hex.encode(leaf)))])) }
                 guard let last = page.last else { break }
-                position = last.position
+                position = last.event.position
                 remaining -= page.count
             }
         }

@@ -147,6 +147,14 @@ def test_each_line_carries_its_leaf_and_a_cursor_whose_event_the_log_no_longer_h
     proof = server.tool("upload-coordinator", "audit", "proof", "--upload-id", answer["uploadId"], "--data-dir", server.data_dir)
     assert proof.returncode == 0, proof.stderr
     assert json.loads(proof.stdout)["leafHash"] == line["leafHash"]
+    # The CLI prints the feed's line, and takes the cursor back as the feeds do.
+    def events(*args):
+        return server.tool("upload-coordinator", "events", "--data-dir", server.data_dir, *args)
+    printed = events("--after", str(end - 1))
+    assert printed.returncode == 0 and [json.loads(l) for l in printed.stdout.splitlines()] == [line], printed.stdout + printed.stderr
+    assert events("--after", str(end), "--leaf-hash", line["leafHash"]).returncode == 0
+    gone = events("--after", str(end), "--leaf-hash", "0" * 64)
+    assert gone.returncode != 0 and "no longer holds the event read there" in gone.stderr, gone.stderr
 
     assert get_json_lines(server, f"/events?after={end}&leafHash={line['leafHash']}") == []
     assert get_json_lines(server, f"/events?after={end - 1}&leafHash=") == [line], "an empty leafHash is none"
@@ -167,6 +175,9 @@ def test_each_line_carries_its_leaf_and_a_cursor_whose_event_the_log_no_longer_h
         for bad in ("xyz", "ab" * 31, "ab" * 33, "g" * 64):
             assert "64 hexadecimal digits" in refused(f"{feed}?after={end}&leafHash={bad}")
         assert "none at position 0" in refused(f"{feed}?after=0&leafHash={line['leafHash']}")
+        # A cursor given twice: a proxy or client that kept the other one would resume elsewhere.
+        assert "given 2 times" in refused(f"{feed}?after={end - 1}&after={end}")
+        assert "given 2 times" in refused(f"{feed}?after={end}&leafHash={line['leafHash']}&leafHash={other}")
 
 
 def test_a_stream_left_open_does_not_block_shutdown():

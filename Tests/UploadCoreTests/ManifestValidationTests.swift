@@ -77,6 +77,15 @@ struct ManifestValidationTests {
         #expect(error?.code == .invalidParameter, "\(why)")
     }
 
+    /// Text that is not JSON is told apart from JSON of another shape: a lone surrogate's escape was
+    /// refused as "not a JSON object", pointing the pusher at the wrong thing.
+    @Test func aManifestThatIsNotJSON_saysWhereAndWhy() {
+        let error = #expect(throws: CommandError.self) { try Manifest(parsing: Array(#"{"schemaVersion":2,"a":"\ud800"}"#.utf8), given: nil) }
+        #expect(error?.message.contains("is not JSON: a string must be UTF-8, with no lone surrogate at byte") == true, "\(String(describing: error))")
+        let shape = #expect(throws: CommandError.self) { try Manifest(parsing: Array("[1]".utf8), given: nil) }
+        #expect(shape?.message.contains("is not a JSON object") == true)
+    }
+
     @Test(arguments: [
         ("a string", #""\#(digest)""#),
         ("no digest", #"{"mediaType":"\#(image)","size":1}"#),

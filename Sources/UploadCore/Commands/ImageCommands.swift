@@ -131,9 +131,9 @@ public struct Manifest: Sendable {
     public init(parsing bytes: [UInt8], given: String?, checkingPush: Bool = false) throws(CommandError) {
         // Parsed as Foundation parsed manifests when some were stored, so that a replay reads
         // those alike on any toolchain; a push is held to RFC 8259 besides (``pushRefusal``).
-        guard let object = try? ParsedJSON(parsing: bytes, grammar: .foundationsLegacy), object.isObject else {
-            throw Self.invalid("is not a JSON object")
-        }
+        let object: ParsedJSON
+        do { object = try ParsedJSON(parsing: bytes, grammar: .foundationsLegacy) } catch { throw Self.invalid("is not JSON: \(error)") }
+        guard object.isObject else { throw Self.invalid("is not a JSON object") }
         guard object[member: "schemaVersion"]?.integer == 2 else {
             throw Self.invalid("must have schemaVersion 2")
         }
