@@ -250,7 +250,7 @@ public final class ECRPublicService: Sendable {
             metrics.countRequest(operation: operationLabel, outcome: api.type)
             let operation = operationLabel
             if api.status == .internalServerError {
-                if let heldBack = LogLimiter.requestFailures.admit() {
+                if let heldBack = LogLimiter.requestFailures.admit(to: logger) {
                     var metadata = Self.logMetadata(requestId, operation, api.type, error: "\(error)")
                     metadata["lines.held.back"] = "\(heldBack)"
                     context.logger.error("request failed", metadata: metadata)
@@ -309,7 +309,7 @@ public final class ECRPublicService: Sendable {
             return response
         } catch {
             let api = APIError.from(error), requestId = RandomUUIDs.next()
-            if api.status == .internalServerError, let heldBack = LogLimiter.requestFailures.admit() {
+            if api.status == .internalServerError, let heldBack = LogLimiter.requestFailures.admit(to: logger) {
                 var metadata = Self.logMetadata(requestId, request.uri.path, api.type, error: "\(error)")
                 metadata["lines.held.back"] = "\(heldBack)"
                 logger.error("feed request failed", metadata: metadata)

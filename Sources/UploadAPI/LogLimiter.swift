@@ -13,50 +13,62 @@ final class LogLimiter: Sendable {
     static let requestFailures = LogLimiter(interval: .seconds(1), heldBackLine: "more requests failed on the server's side, as the last line logged says")
 
     let interval: Duration
-    /// Tells how many were held back when no line came after them.
-    private let tell: @Sendable (Int) -> Void
-    private let state = Locked<(last: ContinuousClock.Instant?, heldBack: Int, toldAtEnd: Bool)>((nil, 0, false))
+    /// Tells, to the logger of the last line held back, how many were held back when no line came
+    /// after them.
+    private let tell: @Sendable (Logger, Int) -> Void
+    private let state = Locked<State>(State())
+
+    private struct State {
+        var last: ContinuousClock.Instant?
+        var heldBack = 0
+        /// The interval (its start) whose end a task will tell of: a task armed for an earlier
+        /// interval, running late, tells nothing of a later one.
+        var endArmedFor: ContinuousClock.Instant?
+        var logger: Logger?
+    }
 
     /// - Parameter heldBackLine: the line that counts those held back when no line came after them.
     convenience init(interval: Duration, heldBackLine: Logger.Message) {
-        self.init(interval: interval) { Logger(label: "upload-coordinator").warning(heldBackLine, metadata: ["log.held_back": "\($0)"]) }
+        self.init(interval: interval) { logger, count in logger.warning(heldBackLine, metadata: ["log.held_back": "\(count)"]) }
     }
 
-    init(interval: Duration, tell: @escaping @Sendable (Int) -> Void) {
+    init(interval: Duration, tell: @escaping @Sendable (Logger, Int) -> Void) {
         self.interval = interval
         self.tell = tell
     }
 
-    /// How many lines were held back since the last one let through, when this one may go; `nil`
-    /// when it is held back too.
-    func admit() -> Int? {
-        let (admitted, endOfInterval) = state.withLock { state -> (Int?, ContinuousClock.Instant?) in
+    /// How many lines were held back since the last one let through, when this one may go (to
+    /// `logger`); `nil` when it is held back too.
+    func admit(to logger: Logger) -> Int? {
+        let (admitted, arm) = state.withLock { state -> (Int?, ContinuousClock.Instant?) in
             let now = ContinuousClock.now
             if let last = state.last, now - last < interval {
                 state.heldBack += 1
-                defer { state.toldAtEnd = true }
-                return (nil, state.toldAtEnd ? nil : last + interval)
+                state.logger = logger
+                guard state.endArmedFor != last else { return (nil, nil) }
+                state.endArmedFor = last
+                return (nil, last)
             }
-            defer { state = (now, 0, false) }
+            defer { state = State(last: now) }
             return (state.heldBack, nil)
         }
-        if let endOfInterval {
+        if let arm {
             Task {
-                try? await Task.sleep(until: endOfInterval, clock: .continuous)
-                self.tellHeldBack()
+                try? await Task.sleep(until: arm + interval, clock: .continuous)
+                self.tellHeldBack(armedFor: arm)
             }
         }
         return admitted
     }
 
-    /// At the end of an interval in which lines were held back: unless a line let through since
-    /// told them, one line counts them.
-    private func tellHeldBack() {
-        let heldBack = state.withLock { state -> Int in
-            guard state.toldAtEnd else { return 0 }
-            defer { state.heldBack = 0; state.toldAtEnd = false }
-            return state.heldBack
+    /// At the end of the interval that began at `start`, if lines were held back in it and no line
+    /// let through since told them: one line counts them.
+    private func tellHeldBack(armedFor start: ContinuousClock.Instant) {
+        let held = state.withLock { state -> (Logger, Int)? in
+            guard state.endArmedFor == start, state.last == start, state.heldBack > 0, let logger = state.logger else { return nil }
+            defer { state.heldBack = 0; state.endArmedFor = nil }
+            return (logger, state.heldBack)
         }
-        if heldBack > 0 { tell(heldBack) }
+        if let (logger, count) = held { tell(logger, count) }
     }
 }

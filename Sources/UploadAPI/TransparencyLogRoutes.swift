@@ -157,7 +157,7 @@ extension ECRPublicService {
             let api = APIError.from(error)
             guard api.status == .internalServerError else { return Self.json(.object([("error", .string(api.message))]), status: .badRequest) }
             // Anyone may ask: the store's own words stay in the log, a line every 10 s at most.
-            if let heldBack = Self.openFailures.admit() {
+            if let heldBack = Self.openFailures.admit(to: logger) {
                 logger.error("a request to an open endpoint (the log's, /metrics) failed", metadata: ["error": "\(error)", "lines.held.back": "\(heldBack)"])
             }
             return Self.json(.object([("error", .string("The server could not answer; its log says why."))]), status: .internalServerError)

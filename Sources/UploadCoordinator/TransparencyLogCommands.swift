@@ -151,7 +151,7 @@ struct AuditVerifyConsistency: ParsableCommand {
             // Both signed by the log's key: a log that now holds fewer events than it once signed
             // was taken back (a restore, a failover that lost commits, an edit), whatever the proof.
             guard newer.size >= older.size else {
-                throw NoteError("the --new checkpoint is of \(newer.size) events, fewer than the \(older.size) the log signed in the one you saved: the log was taken back (a restore, a failover that lost commits, or an edit)")
+                throw NoteError("the --new checkpoint is of \(newer.size) events, fewer than the \(older.size) the log signed in the one you saved: the log was taken back (a restore, a failover that lost commits, or an edit), unless the two were given the wrong way round")
             }
             let hashes = try Self.proofHashes(try Self.read(proof))
             guard MerkleTree.verifyConsistency(first: older.size, second: newer.size, firstRoot: older.rootHash, secondRoot: newer.rootHash, proof: hashes) else {

@@ -130,14 +130,7 @@ extension SnapshotReading {
         let wanted = repository?.description
         let (indexed, stretch) = try read { snapshot in
             let indexed = try snapshot.initiationMarks(since: since, until: until).filter { wanted == nil || $0.repository.sameBytes(as: wanted!) }.map { mark in
-                let envelope = try snapshot.indexedEvent(at: mark.position)
-                // The index is a projection: one that names an event other than an initiation of its
-                // repository would list what the log does not say. (One with a mark removed lists
-                // less: `upload-replay` proves the index equal to the log.)
-                guard case .uploadInitiated(let e) = envelope.event, RepositoryRef(registryId: e.registryId, repositoryName: e.repositoryName).description.sameBytes(as: mark.repository) else {
-                    throw StoreError(.corrupt, "the index of initiations names position \(mark.position) for \(mark.repository), but the log holds another event there; run upload-replay")
-                }
-                return envelope
+                try snapshot.initiation(at: mark.position, markedFor: mark.repository)
             }
             return (indexed, try LogStretch(pastTheProjectionsOf: snapshot))
         }
@@ -208,6 +201,19 @@ struct LogStretch {
 }
 
 extension StoreSnapshot {
+    /// The initiation the initiations index names at `position` for `repository` (`registryId/name`).
+    /// The index is a projection: one that names an event other than an initiation of its
+    /// repository would list what the log does not say. (One with a mark removed lists less:
+    /// `upload-replay` proves the index equal to the log.)
+    /// - Throws: ``StoreError`` `.corrupt` when the log holds another event there.
+    public func initiation(at position: UInt64, markedFor repository: String) throws -> EventEnvelope {
+        let envelope = try indexedEvent(at: position)
+        guard case .uploadInitiated(let e) = envelope.event, e.repository.description.sameBytes(as: repository) else {
+            throw StoreError(.corrupt, "the index of initiations names position \(position) for \(repository), but the log holds another event there; run upload-replay")
+        }
+        return envelope
+    }
+
     /// The event an index names at `position`: the log must hold it, and it must decode.
     public func indexedEvent(at position: UInt64) throws -> EventEnvelope {
         guard position >= 1, let record = try eventRecords(from: position, count: 1).first else {

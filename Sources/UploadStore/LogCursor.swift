@@ -1,5 +1,3 @@
-public import UploadCore
-
 /// A consumer's place in the log: the position it read up to, and the leaf (in the Merkle tree) of
 /// the event it read there. The feeds (`/events`, `/events/stream`) and `upload-coordinator events`
 /// give each event's leaf, and take the pair back to resume: a log restored from a backup, or failed
@@ -27,16 +25,5 @@ extension StoreSnapshot {
         guard leaf.count == 32 else { throw LogCursorRefusal.malformedLeaf }
         guard after > 0 else { throw LogCursorRefusal.leafAtZero }
         guard try merkleNode(level: 0, index: after - 1) == leaf else { throw LogCursorRefusal.takenBack }
-    }
-
-    /// Up to `limit` events after `position` (a page, as ``events(after:limit:byteBudget:)``), each
-    /// with its leaf in the Merkle tree: what a consumer sends back to resume.
-    public func eventsWithLeaves(after position: UInt64, limit: Int, byteBudget: Int) throws -> [(event: EventEnvelope, leaf: [UInt8])] {
-        let events = try events(after: position, limit: limit, byteBudget: byteBudget)
-        let leaves = try merkleNodes(level: 0, indices: position..<position + UInt64(events.count))
-        guard leaves.count == events.count else {
-            throw StoreError(.corrupt, "the Merkle tree holds \(leaves.count) leaves for the events after \(position), not \(events.count)")
-        }
-        return Array(zip(events, leaves))
     }
 }

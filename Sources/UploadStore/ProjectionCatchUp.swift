@@ -10,12 +10,13 @@ import UploadCore
 enum ProjectionCatchUp {
     /// The refusal of projections written from more events than the log holds. They commit after
     /// the log's synced commit, and a backup copies them first, so this means the log lost events it
-    /// had: its file restored alone from an older copy, cut, or tampered with. Rebuilt silently, the
-    /// views would drop the only trace of it left on disk, and the next checkpoint, signed with the
-    /// same key at a size already signed, would fork the log. `wayOut` says how to rebuild them
-    /// from the log as it stands, once the operator has announced the fork.
+    /// had: its file restored alone from an older copy, cut, or tampered with (or the folder was
+    /// copied file by file while a server wrote, the log first). Rebuilt silently, the views would
+    /// drop the only trace of it left on disk, and the next checkpoint, signed with the same key at
+    /// a size already signed, would fork the log. `wayOut` says how to rebuild them from the log as
+    /// it stands, once the operator has announced the fork. Checked whatever the views' layout.
     static func logWentBack(viewsAt position: UInt64, tail: UInt64, wayOut: String) -> StoreError {
-        StoreError(.corrupt, "the projections were written from \(position) events, but the log holds \(tail): the log lost its last \(position - tail) events (restored alone from an older copy, cut, or tampered with). Restore the whole store from one backup; or, to serve the log as it now stands, announce that it went back to position \(tail) (checkpoints signed past it fork from what it now signs), then \(wayOut)")
+        StoreError(.corrupt, "the projections were written from \(position) events, but the log holds \(tail): the log lost its last \(position - tail) events (restored alone from an older copy, cut, or tampered with), or the folder was copied file by file while a server wrote (copy a live store with `upload-coordinator backup`). Restore the whole store from one backup; or, to serve the log as it now stands, announce that it went back to position \(tail) (checkpoints signed past it fork from what it now signs), stop every process on the store, then \(wayOut)")
     }
 
     /// Refuses tables of layout `version`, not this binary's, unless they may be rebuilt to it
@@ -51,11 +52,11 @@ enum ProjectionCatchUp {
             (try ProjectionCheckpoint.read(ptxn, projections.schema), try log.read { try EventLog.lastPosition($0, schema) })
         }
         guard checkpoint.version != Projector.version || checkpoint.position != tail else { return nil }
+        if checkpoint.position > tail {
+            throw logWentBack(viewsAt: checkpoint.position, tail: tail, wayOut: "remove the data folder's `\(ProjectionEnvironment.subdirectory)` folder: the next open rebuilds it from the log")
+        }
         if let version = checkpoint.version, version != Projector.version {
             try ProjectionCatchUp.refuseLayout(version, changing: changingLayout)
-        }
-        if checkpoint.version == Projector.version, checkpoint.position > tail {
-            throw logWentBack(viewsAt: checkpoint.position, tail: tail, wayOut: "remove the data folder's `\(ProjectionEnvironment.subdirectory)` folder: the next open rebuilds it from the log")
         }
         if checkpoint.version != Projector.version || checkpoint.position == 0 {
             try rebuild(log, schema, projections, from: checkpoint)

@@ -48,8 +48,13 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         code == EMFILE || code == ENFILE ? "The server has too many files open now" : nil
     }
 
-    /// What ``passing`` says of a database that cannot be reached.
+    /// What ``passing`` says of a database that cannot be reached (or answers only as a standby
+    /// would, read-only, as around a failover).
     public static let databaseUnreachable = "The database cannot be reached now"
+
+    /// What ``passing`` says of a write the database's fault cut off: it may have been kept, and a
+    /// retry finds out (a registry chunk sent again is refused 416 with the `Range` kept).
+    public static let databaseUnreachableDuringAWrite = "The database could not be reached during the write, which may or may not have been kept"
 
     /// What an answer may tell its caller: the message of a refusal that passes, or of one
     /// written for callers; `nil` for a fault, whose answer says only that the server failed

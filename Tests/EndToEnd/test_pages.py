@@ -281,8 +281,10 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
         assert session.get(base + "/", allow_redirects=False).status_code == 404
         # Nor the registry's catalog data: its display name is for those signed in.
         ecr.put_registry_catalog_data(displayName="Acme Hidden Registry")
-        for path in ("/gallery/sign-in", "/gallery/no-such-page"):
-            assert "Acme Hidden Registry" not in session.get(base + path, allow_redirects=False).text, path
+        assert "Acme Hidden Registry" not in session.get(base + "/gallery/sign-in").text
+        # A message page too (a sign-out from another site's form, refused).
+        refused = session.post(base + "/gallery/sign-out", headers={"Origin": "http://evil.example"}, allow_redirects=False)
+        assert refused.status_code == 403 and "Registry 000000000000" in refused.text and "Acme Hidden Registry" not in refused.text, refused.text
 
         # A sign-in from another site's form is refused; a wrong secret is 403 (a 401 would need a
         # WWW-Authenticate challenge, which a form has none of) and sets nothing.

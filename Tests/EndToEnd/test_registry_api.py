@@ -1477,7 +1477,9 @@ def test_a_new_secret_revokes_passwords_and_keys_required_revoke_anonymous_token
         assert Registry(server, auth=f"Bearer {pushing}")("GET", "/v2/").status_code == 200
         assert server.stop() == 0
         server = run(credentials="test another-secret\n")
-        assert_error(Registry(server, auth=("AWS", password))("GET", "/v2/"), 401, "UNAUTHORIZED")
+        refused = Registry(server, auth=("AWS", password))("GET", "/v2/")
+        assert_error(refused, 401, "UNAUTHORIZED")
+        assert "given a new secret or removed" in refused.json()["errors"][0]["message"], "the cause, not an expiry: " + refused.text
         before = len(server.events())
         assert_error(Registry(server, auth=f"Bearer {pushing}")("POST", "/v2/team/rotated/blobs/uploads/"), 401, "UNAUTHORIZED")
         assert len(server.events()) == before, "nothing recorded"

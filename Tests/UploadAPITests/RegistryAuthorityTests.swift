@@ -41,6 +41,22 @@ struct RegistryAuthorityTests {
         #expect(authority().principal(ofPassword: "") == nil && authority().principal(ofPassword: "....") == nil)
     }
 
+    /// A client is told why its password is refused: one told "not within 12 hours" for its key's
+    /// new secret looked at its clock.
+    @Test func aRefusedPassword_saysWhy() throws {
+        let (password, _) = authority().password(for: "AKID")
+        func refusal(_ authority: RegistryAuthority, _ password: String) -> RegistryAuthority.PasswordRefusal? {
+            if case .failure(let refusal) = authority.checkPassword(password) { refusal } else { nil }
+        }
+        #expect(refusal(authority(), "not-a-password") == .notAPassword)
+        #expect(refusal(authority(registry: "210987654321"), password) == .otherRegistry)
+        #expect(refusal(authority(keys: ["OTHER"]), password) == .notSigned, "its key removed")
+        #expect(refusal(RegistryAuthority(key: SymmetricKey(size: .bits256), clock: clock, registryId: "123456789012", accessKeys: ["AKID"]), password) == .notSigned)
+        clock.advance(milliseconds: 12 * 3_600_000)
+        #expect(refusal(authority(), password) == .expired)
+        #expect(RegistryAuthority.PasswordRefusal.notSigned.message.contains("new secret") && RegistryAuthority.PasswordRefusal.expired.message.contains("expired"))
+    }
+
     @Test func aBearerToken_grantsWhatWasGiven_untilItExpires() throws {
         let grants = [RegistryAuthority.Grant(repository: "team/app", actions: ["pull", "push"])]
         let token = authority().bearerToken(principal: "AKID", grants: grants)

@@ -86,7 +86,7 @@ extension ECRPublicService {
                 if !full { cursor = mark.cursor }
                 guard filter.matches(repository: mark.repository, registryId: registryId) else { return true }
                 decoded += 1
-                let envelope = try snapshot.indexedEvent(at: mark.position)
+                let envelope = try snapshot.initiation(at: mark.position, markedFor: mark.repository)
                 if filter.matches(envelope.metadata) {
                     if full { return false }
                     rows.append(Self.auditRow(envelope))
@@ -165,25 +165,30 @@ extension ECRPublicService {
             (try snapshot.inclusionProof(position: position), Hex.encode(try snapshot.merkleNode(level: 0, index: position - 1)))
         }
         var checks: [(CheckOutcome, String)] = []
-        // Step by step, so that a failure names its step, and a record changed in place is still
-        // shown (as it now reads) beside the verdict.
-        let envelope = Data(base64Encoded: proof.record).flatMap { try? EventEnvelope(position: position, decoding: Array($0)) }
-        if let envelope {
-            checks.append((.passed, "The log's record at position \(position) decodes as an event of type \(envelope.event.type.name)."))
-            if proof.leafHash == treeLeaf {
-                checks.append((.passed, "The record hashes (RFC 9162, with its position) to the leaf hash \(proof.leafHash), the tree's leaf at its position."))
-                do {
-                    _ = try proof.verify()
-                    checks.append((.passed, "Folding that leaf hash with the \(proof.path.count) hashes of its audit path gives \(proof.rootHash), the root of the tree over the log's first \(proof.treeSize) events, which is the log's root now."))
-                    checks.append(await signedCheckpointCheck(position))
-                } catch {
-                    checks.append((.failed, "\(error)"))
-                }
-            } else {
-                checks.append((.failed, "the record hashes (RFC 9162, with its position) to \(proof.leafHash), but the tree holds \(treeLeaf) as its leaf at this position: the record was changed after it was appended (`upload-replay` names every record so changed)."))
+        // Step by step, so that a failure names its step: the record's hash against the tree's own
+        // leaf first (only a difference there is evidence of an edit), then its decoding (a
+        // binary older than the event may not read it), then the path. A record changed in place
+        // is still shown, as it now reads, beside the verdict.
+        var envelope: EventEnvelope?
+        if proof.leafHash != treeLeaf {
+            checks.append((.failed, "the record hashes (RFC 9162, with its position) to \(proof.leafHash), but the tree holds \(treeLeaf) as its leaf at this position: the record was changed after it was appended (`upload-replay` names every record so changed)."))
+        }
+        do {
+            let decoded = try EventEnvelope(position: position, decoding: Array(Data(base64Encoded: proof.record) ?? Data()))
+            envelope = decoded
+            checks.insert((.passed, "The log's record at position \(position) decodes as an event of type \(decoded.event.type.name)."), at: 0)
+        } catch {
+            checks.append((.failed, "the log's record at position \(position) does not decode as an event this server reads: \(error)"))
+        }
+        if checks.allSatisfy({ $0.0 == .passed }) {
+            checks.append((.passed, "The record hashes (RFC 9162, with its position) to the leaf hash \(proof.leafHash), the tree's leaf at its position."))
+            do {
+                _ = try proof.verify()
+                checks.append((.passed, "Folding that leaf hash with the \(proof.path.count) hashes of its audit path gives \(proof.rootHash), the root of the tree over the log's first \(proof.treeSize) events, which is the log's root now."))
+                checks.append(await signedCheckpointCheck(position))
+            } catch {
+                checks.append((.failed, "\(error)"))
             }
-        } else {
-            checks.append((.failed, "the log's record at position \(position) does not decode as an event: it was changed after it was appended (`upload-replay` names every record so changed)."))
         }
         let verified = !checks.contains { $0.0 == .failed }
         let signedToo = checks.last?.0 == .passed && envelope != nil

@@ -69,7 +69,7 @@ final class PageSignOuts: Sendable {
     }
 
     private func unreadable(_ problem: String) -> Int64 {
-        if let heldBack = unreadableLog.admit() {
+        if let heldBack = unreadableLog.admit(to: logger) {
             logger.error("page sessions are refused: the record of sign-outs cannot be read", metadata: [
                 "problem": "\(problem)", "log.held_back": "\(heldBack)"])
         }

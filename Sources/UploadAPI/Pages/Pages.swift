@@ -141,7 +141,7 @@ extension ECRPublicService {
         if let spent = error as? AnswerBudgetSpent { return Self.busy(spent.description + ".") }
         let api = APIError.from(error)
         if api.status == .internalServerError {
-            if let heldBack = LogLimiter.requestFailures.admit() {  // anyone may ask for a page
+            if let heldBack = LogLimiter.requestFailures.admit(to: logger) {  // anyone may ask for a page
                 logger.error("a page failed", metadata: ["error": "\(error)", "lines.held.back": "\(heldBack)"])
             }
             return await messagePage(.internalServerError, "Something went wrong", "The server could not read this page; it has logged why.", viewer: viewer)
@@ -170,7 +170,7 @@ extension ECRPublicService {
         let next = form["next"]
         guard let accessKeyId = pageSession.signIn(accessKeyId: form["accessKeyId"] ?? "", secret: form["secretAccessKey"] ?? "") else {
             // Guesses at a secret show in the log, a line at most every 10 s (anyone may send them).
-            if let heldBack = Self.failedSignIns.admit() {
+            if let heldBack = Self.failedSignIns.admit(to: logger) {
                 logger.warning("a sign-in to the pages was refused", metadata: [
                     "access_key_id": "\(pageSession.loggedAccessKeyId(form["accessKeyId"] ?? ""))", "source": "\(context.remoteAddress?.recordedForm ?? "unknown")",
                     "refused_since_last_line": "\(heldBack)"])
@@ -225,14 +225,19 @@ extension ECRPublicService {
     /// is `+`, which the URI's own query parameters leave as it is.
     static func formQuery(_ request: Request) -> [String: String] { formFields(request.uri.query ?? "") }
 
-    /// The fields of an `application/x-www-form-urlencoded` body.
+    /// The fields of an `application/x-www-form-urlencoded` body. A name or value whose percent
+    /// signs encode nothing (`100%`) is taken as written, as a filter that matches nothing rather
+    /// than none; of a name given twice, the first.
     static func formFields(_ body: String) -> [String: String] {
+        func decoded(_ text: Substring) -> String {
+            let spaced = text.replacingOccurrences(of: "+", with: " ")
+            return spaced.removingPercentEncoding ?? spaced
+        }
         var fields: [String: String] = [:]
         for pair in body.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = parts.first.flatMap({ String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding }) else { continue }
-            let value = parts.count == 2 ? String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding : ""
-            if let value, fields[name] == nil { fields[name] = value }
+            let name = decoded(parts[0])
+            if fields[name] == nil { fields[name] = parts.count == 2 ? decoded(parts[1]) : "" }
         }
         return fields
     }

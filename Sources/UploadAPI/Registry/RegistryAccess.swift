@@ -18,9 +18,12 @@ extension RegistryFrontEnd {
         }
         guard call.request.headers[values: .authorization].count == 1 else { throw challenge(call, access, Self.severalAuthorizations) }
         if let credentials = Self.credentials(header, scheme: "basic") {
-            if let principal = basicPrincipal(credentials) { return principal }
-            if authority.opensEverything { return nil }
-            throw challenge(call, access, "The credentials are not valid: the user must be AWS and the password one GetAuthorizationToken gave within 12 hours")
+            switch basicPrincipal(credentials) {
+            case .success(let principal): return principal
+            case .failure(let refusal):
+                if authority.opensEverything { return nil }
+                throw challenge(call, access, refusal.message)
+            }
         }
         if let token = Self.credentials(header, scheme: "bearer") {
             guard let claims = authority.claims(ofBearer: String(token)) else {
@@ -98,9 +101,10 @@ extension RegistryFrontEnd {
                 error.headers[.wwwAuthenticate] = "Basic realm=\"\(Self.host(of: call.request))\""
                 throw error
             }
-            principal = basicPrincipal(credentials)
-            if principal == nil && !authority.opensEverything {
-                var error = RegistryError(.unauthorized, "The credentials are not valid: the user must be AWS and the password one GetAuthorizationToken gave within 12 hours")
+            let checked = basicPrincipal(credentials)
+            principal = try? checked.get()
+            if case .failure(let refusal) = checked, !authority.opensEverything {
+                var error = RegistryError(.unauthorized, refusal.message)
                 error.headers[.wwwAuthenticate] = "Basic realm=\"\(Self.host(of: call.request))\""
                 throw error
             }
@@ -117,11 +121,11 @@ extension RegistryFrontEnd {
         ]), call.request)
     }
 
-    /// The principal of `AWS:<password>`, when the password is valid.
-    private func basicPrincipal(_ credentials: Substring) -> String? {
+    /// The principal of `AWS:<password>`, or why it is refused.
+    private func basicPrincipal(_ credentials: Substring) -> Result<String, RegistryAuthority.PasswordRefusal> {
         guard let decoded = Data(base64Encoded: String(credentials)), let text = String(data: decoded, encoding: .utf8),
-              let colon = text.firstIndex(of: ":"), text[..<colon] == "AWS" else { return nil }
-        return authority.principal(ofPassword: String(text[text.index(after: colon)...]))
+              let colon = text.firstIndex(of: ":"), text[..<colon] == "AWS" else { return .failure(.notAPassword) }
+        return authority.checkPassword(String(text[text.index(after: colon)...]))
     }
 
     /// The credentials of an `Authorization` header in `scheme` (case-insensitive).

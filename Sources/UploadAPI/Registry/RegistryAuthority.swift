@@ -106,15 +106,37 @@ public struct RegistryAuthority: Sendable {
 
     /// The principal a password names, when it is this server's, unexpired, for this registry, and
     /// its access key is still configured.
-    func principal(ofPassword password: String) -> String? {
+    func principal(ofPassword password: String) -> String? { try? checkPassword(password).get() }
+
+    /// The principal a password names, or why it is refused.
+    func checkPassword(_ password: String) -> Result<String, PasswordRefusal> {
         let fields = password.split(separator: ".", omittingEmptySubsequences: false)
-        guard fields.count == 5, fields[0] == Self.passwordPrefix, fields[2] == registryId,
-              let expires = Int64(fields[3]), let principalBytes = Self.decodeBase64URL(fields[1]),
-              let principal = String(validating: principalBytes, as: UTF8.self),
-              verify(String(password.dropLast(fields[4].count + 1)) + secretBinding(principal), signature: fields[4]),
-              expires > clock.now().millisecondsSinceEpoch else { return nil }
-        if let accessKeys, !accessKeys.contains(principal) { return nil }
-        return principal
+        guard fields.count == 5, fields[0] == Self.passwordPrefix, let expires = Int64(fields[3]),
+              let principalBytes = Self.decodeBase64URL(fields[1]), let principal = String(validating: principalBytes, as: UTF8.self) else {
+            return .failure(.notAPassword)
+        }
+        guard fields[2] == registryId else { return .failure(.otherRegistry) }
+        // Signed over its key's secret: a key given a new secret, or removed, fails here.
+        guard verify(String(password.dropLast(fields[4].count + 1)) + secretBinding(principal), signature: fields[4]) else { return .failure(.notSigned) }
+        guard expires > clock.now().millisecondsSinceEpoch else { return .failure(.expired) }
+        if let accessKeys, !accessKeys.contains(principal) { return .failure(.notSigned) }
+        return .success(principal)
+    }
+
+    /// Why a registry password is refused, as its client is told: the password names its own key
+    /// and registry, so saying which check failed tells a stranger nothing. Told as one reason, a
+    /// password refused for its key's new secret read as one that had expired.
+    enum PasswordRefusal: Error {
+        case notAPassword, otherRegistry, notSigned, expired
+
+        var message: String {
+            switch self {
+            case .notAPassword: "The credentials are not valid: the user must be AWS and the password one GetAuthorizationToken gave"
+            case .otherRegistry: "The password was given for another registry: get one from this registry's GetAuthorizationToken"
+            case .notSigned: "The password's signature does not hold: this server did not give it, or its access key has since been given a new secret or removed; get a new password with GetAuthorizationToken"
+            case .expired: "The password has expired (GetAuthorizationToken's passwords last 12 hours): get a new one"
+            }
+        }
     }
 
     // MARK: Bearer tokens

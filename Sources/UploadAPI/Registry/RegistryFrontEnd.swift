@@ -179,7 +179,7 @@ public final class RegistryFrontEnd: Sendable {
             return response
         } catch {
             let registryError = RegistryError.from(error, in: route.context)
-            if registryError.status.code >= 500, let heldBack = LogLimiter.requestFailures.admit() {
+            if registryError.status.code >= 500, let heldBack = LogLimiter.requestFailures.admit(to: logger) {
                 logger.error("registry request failed", metadata: [
                     "request.id": "\(requestId)", "request.method": "\(request.method)", "request.endpoint": "\(route.name)",
                     "error": "\(error)", "lines.held.back": "\(heldBack)"])

@@ -116,7 +116,7 @@ final class PostgresCommitter: BatchCommitter {
             configuration.logger.error("a batch failed in PostgreSQL", metadata: ["error": "\(failure)", "batch.commands": "\(batch.count)"])
             throw StoreError(
                 .io, "the database failed during the write (the server's log has the detail); it may or may not have been kept: a retry with the same amz-sdk-invocation-id gets its answer",
-                isForCallers: true, passing: failure.isConnectionFailure ? StoreError.databaseUnreachable : nil)
+                isForCallers: true, passing: failure.endsTheSession ? StoreError.databaseUnreachableDuringAWrite : nil)
         }
     }
 

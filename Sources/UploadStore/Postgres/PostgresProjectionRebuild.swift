@@ -21,10 +21,10 @@ enum PostgresProjectionRebuild {
             let tail = try PostgresLog.lastPosition(connection) ?? 0
             let state = try PostgresProjectionState.read(connection)
             guard state.version != Projector.version || state.position != tail else { return nil }
-            if let version = state.version, version != Projector.version { try ProjectionCatchUp.refuseLayout(version, changing: changingLayout) }
-            if state.version == Projector.version, state.position > tail {
+            if state.position > tail {
                 throw ProjectionCatchUp.logWentBack(viewsAt: state.position, tail: tail, wayOut: "run `DELETE FROM projection_state WHERE name IN ('position', 'version')` in the database: the next open rebuilds the projections from the log")
             }
+            if let version = state.version, version != Projector.version { try ProjectionCatchUp.refuseLayout(version, changing: changingLayout) }
             if tail > 0 { logger.notice("rebuilding the projections from the log", metadata: ["event.last": "\(tail)"]) }
             var projections = InMemoryProjectionState()
             var position: UInt64 = 0

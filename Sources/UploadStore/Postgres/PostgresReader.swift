@@ -166,7 +166,7 @@ public final class PostgresReader: SnapshotReading {
         } catch let failure as PostgresError {
             // Its detail (host, role, SQL) is for the log, not for a client.
             logger.error("a read failed in PostgreSQL", metadata: ["error": "\(failure)"])
-            throw StoreError(.io, "the database could not be read (the server's log has the detail); try again", isForCallers: true, passing: failure.isConnectionFailure ? StoreError.databaseUnreachable : nil)
+            throw StoreError(.io, "the database could not be read (the server's log has the detail); try again", isForCallers: true, passing: failure.endsTheSession ? StoreError.databaseUnreachable : nil)
         }
     }
 }
