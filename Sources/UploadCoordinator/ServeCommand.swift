@@ -151,8 +151,15 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let keys = try ServeAuthentication.keys(credentialsFile: credentials, allowAnonymous: allowAnonymous, host: host)
-        var logger = Logger(label: "upload-coordinator", factory: DeferredMetadataLogHandler.init)
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        // Every logger of the process, the store's and the clocks' too, writes as serve's does: at
+        // its level, one line per line, client bytes escaped.
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = DeferredMetadataLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "upload-coordinator")
         if allowAnonymous, let credentials { logger.warning("--allow-anonymous accepts every request: the keys in \(credentials) are not checked") }
         var settings = try StoreOptions.settings(registryId: registryId ?? defaultRegistryId, partSize: partSize)
         settings.registryAlias = registryAlias
