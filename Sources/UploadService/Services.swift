@@ -73,11 +73,23 @@ public struct ExpirySweeper: Service {
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             var tidied: ContinuousClock.Instant?
+            var led: Bool?
             while !Task.isCancelled {
                 do {
                     // One node sweeps where several share a store; the others look again next time.
                     let store = service.store
                     let leads = try await UploadService.blocking { store.leads(.expirySweep) }
+                    if leads != led {
+                        // The leader's expiry is the one in force: said when the lead moves, so
+                        // that nodes given different settings do not differ silently.
+                        led = leads
+                        if leads {
+                            service.logger.notice("this node sweeps idle uploads", metadata: [
+                                "expiry.idle_seconds": "\(idleMilliseconds / 1000)", "expiry.sweep_interval_seconds": "\(interval.components.seconds)"])
+                        } else {
+                            service.logger.notice("another node sweeps idle uploads, with its own --upload-expiry (give every node the same)")
+                        }
+                    }
                     let expired = leads ? try await service.expireIdleUploads(idleMilliseconds: idleMilliseconds) : []
                     if !expired.isEmpty { service.logger.info("expired idle uploads", metadata: ["count": "\(expired.count)"]) }
                     if leads, tidied.map({ ContinuousClock.now - $0 >= Self.tidyingInterval }) ?? true {

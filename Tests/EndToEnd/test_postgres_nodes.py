@@ -177,6 +177,17 @@ def test_a_feed_on_one_node_delivers_another_nodes_events_as_they_commit():
             follower.close()
 
 
+def test_one_node_says_it_sweeps_idle_uploads_and_the_other_that_another_does():
+    """The sweeper's leader's --upload-expiry is the one in force: a node given another one never
+    said that its setting was not used. Each says which it is."""
+    with nodes(2) as (a, b):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not ("this node sweeps idle uploads" in a.stderr_text() and "another node sweeps" in b.stderr_text()):
+            time.sleep(0.2)
+        assert "this node sweeps idle uploads" in a.stderr_text() and "expiry.idle_seconds=86400" in a.stderr_text(), a.stderr_text()
+        assert "another node sweeps idle uploads" in b.stderr_text() and "this node sweeps" not in b.stderr_text(), b.stderr_text()
+
+
 def test_a_retry_sent_to_another_node_gets_the_original_answer():
     with nodes(2) as (a, b):
         status, _, _ = post(a, TARGET + "CreateRepository", json.dumps({"repositoryName": "retry/app"}).encode())
