@@ -34,6 +34,18 @@ struct APIError: Error {
             status: .badRequest)
     }
 
+    /// The operations whose model lists `RegistryNotFoundException`: the layer operations and
+    /// PutImage. The others list `InvalidParameterException` for it, and an SDK that types its
+    /// errors by operation (aws-sdk-go-v2) could match nothing else.
+    static let modelRegistryNotFound: Set<String> = ["BatchCheckLayerAvailability", "CompleteLayerUpload", "InitiateLayerUpload", "PutImage", "UploadLayerPart"]
+
+    /// This error as `operation`'s model lists it: a registry this server does not serve is
+    /// `InvalidParameterException` where the model has no `RegistryNotFoundException`.
+    func modeled(for operation: String) -> APIError {
+        guard type == CommandError.Code.registryNotFound.rawValue, !Self.modelRegistryNotFound.contains(operation) else { return self }
+        return APIError(type: CommandError.Code.invalidParameter.rawValue, message: message, status: status, members: members)
+    }
+
     /// Maps any error to its AWS shape. Only store failures are 500 (botocore retries those).
     static func from(_ error: any Error) -> APIError {
         switch error {

@@ -246,7 +246,7 @@ public final class ECRPublicService: Sendable {
             context.logger.debug("answered", metadata: Self.logMetadata(requestId, name, "ok", uploadId: uploadId))
             return response
         } catch {
-            let api = APIError.from(error)
+            let api = APIError.from(error).modeled(for: operationLabel)
             metrics.countRequest(operation: operationLabel, outcome: api.type)
             let operation = operationLabel
             if api.status == .internalServerError {

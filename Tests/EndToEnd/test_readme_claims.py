@@ -2,7 +2,8 @@
 
 - `serve --registry-id` and `--registry-alias`: the id is the one ECR's answers, ARNs and the log
   name; the alias is taken wherever the API model allows RegistryIdOrAlias and is listed by
-  DescribeRegistries; any other registryId is RegistryNotFoundException.
+  DescribeRegistries; any other registryId is RegistryNotFoundException where the operation's
+  model lists it (the layer operations, PutImage), InvalidParameterException elsewhere.
 - Access keys from the environment: `UPLOAD_COORDINATOR_CREDENTIALS` names the credentials file
   when `--credentials` is not given ("Security").
 - `GET /v2/<name>/tags/list`: at most 1,000 tags a page, with a `Link` to the next ("The registry API").
@@ -209,7 +210,9 @@ def test_registry_alias_is_answered_to_as_registry_id(registry_server):
 def test_a_registry_id_other_than_the_served_one_is_registry_not_found(registry_server):
     """A request naming another registry (the default 000000000000 this server does not serve, its
     default alias, an unknown alias) is refused with RegistryNotFoundException, as ECR refuses a
-    registry that does not exist, on reads and writes alike, and writes nothing."""
+    registry that does not exist, on reads and writes alike, and writes nothing; operations whose
+    model does not list that error (an SDK typing errors by operation matches only those it lists)
+    refuse it with InvalidParameterException, the message the same."""
     server = registry_server
     ecr = ecr_client(server)
     name = unique()
@@ -221,8 +224,9 @@ def test_a_registry_id_other_than_the_served_one_is_registry_not_found(registry_
                      lambda: ecr.describe_images(registryId=other, repositoryName=name),
                      lambda: ecr.describe_image_tags(registryId=other, repositoryName=name),
                      lambda: ecr.get_repository_catalog_data(registryId=other, repositoryName=name),
-                     lambda: ecr.delete_repository(registryId=other, repositoryName=name),
-                     lambda: ecr.initiate_layer_upload(registryId=other, repositoryName=name),
+                     lambda: ecr.delete_repository(registryId=other, repositoryName=name)):
+            assert error_code(call) == "InvalidParameterException", other
+        for call in (lambda: ecr.initiate_layer_upload(registryId=other, repositoryName=name),
                      lambda: ecr.put_image(registryId=other, repositoryName=name, imageManifest=EMPTY_INDEX, imageTag="x")):
             assert error_code(call) == "RegistryNotFoundException", other
     for alias in ("r000000000000", "other-alias"):
