@@ -64,7 +64,7 @@ let package = Package(
             dependencies: ["FieldRecordMacros", "JSONGrammar", "LogHashing", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
-        // Store migrations. Sees LMDBKit only, so a shipped migration cannot depend on domain types.
+        // Store migrations. Sees LMDBKit, LogHashing and PostgresKit only, so a shipped migration cannot depend on domain types.
         .target(name: "UploadMigrations", dependencies: ["LMDBKit", "LogHashing", "PostgresKit"], path: "Migrations", swiftSettings: swiftSettings),
         // The event log, the projection tables, the single group-committing writer, replay.
         .target(

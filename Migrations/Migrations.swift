@@ -2,8 +2,9 @@ public import LMDBKit
 
 /// Every migration of the store, in the order they apply. Ids are permanent.
 ///
-/// Rules (see `docs/Migrations.md`): never edit, rename or reorder a shipped migration; add a new
-/// one. Migrations see only LMDBKit and speak in database names and bytes, never in domain types,
+/// Rules (the "Migrations" article of UploadStore's documentation): never edit, rename or reorder a
+/// shipped migration; add a new one. Migrations see only LMDBKit, LogHashing and PostgresKit, and
+/// speak in database names and bytes, never in domain types,
 /// because they describe the store as it was when they shipped. The event log itself is never
 /// rewritten by a migration.
 public enum UploadMigrations {
