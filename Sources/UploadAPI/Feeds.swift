@@ -288,7 +288,7 @@ extension ECRPublicService {
 
     /// A query parameter given at most once: of two, a proxy or client may keep either, and a
     /// cursor read one way would resume somewhere else.
-    private static func single(_ request: Request, _ name: String) throws -> String? {
+    static func single(_ request: Request, _ name: String) throws -> String? {
         let values = request.uri.queryParameters.getAll(name)
         guard values.count <= 1 else { throw APIError.invalidParameter("The query parameter '\(name)' is given \(values.count) times; give it once") }
         return values.first

@@ -87,7 +87,8 @@ public struct ExpirySweeper: Service {
                             service.logger.notice("this node sweeps idle uploads", metadata: [
                                 "expiry.idle_seconds": "\(idleMilliseconds / 1000)", "expiry.sweep_interval_seconds": "\(interval.components.seconds)"])
                         } else {
-                            service.logger.notice("another node sweeps idle uploads, with its own --upload-expiry (give every node the same)")
+                            // Or the database cannot be asked now (which the store logs): then none does.
+                            service.logger.notice("this node does not sweep idle uploads now: another node does, with its own --upload-expiry (give every node the same), or none can until the database answers")
                         }
                     }
                     let expired = leads ? try await service.expireIdleUploads(idleMilliseconds: idleMilliseconds) : []

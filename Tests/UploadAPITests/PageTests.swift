@@ -313,5 +313,8 @@ struct PageSessionTests {
 
     @Test func aFormBody_isDecoded() {
         #expect(ECRPublicService.formFields("a=1&b=x+y%2Bz&a=2&c") == ["a": "1", "b": "x y+z", "c": ""])
+        // Percent signs that encode nothing are taken as written: a filter `q=100%` that matched
+        // nothing was dropped, and the page showed everything; a bad first value stays the first.
+        #expect(ECRPublicService.formFields("q=100%&r=%zz+x&r=ok") == ["q": "100%", "r": "%zz x"])
     }
 }

@@ -357,6 +357,12 @@ struct ReplayAndMigrationTests {
         try FileManager.default.copyItem(atPath: earlier.path + "/data.mdb", toPath: dir.path + "/data.mdb")
         let refused = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
         #expect(refused?.code == .corrupt && refused?.message.contains("written from 2 events, but the log holds 1") == true, "\(String(describing: refused))")
+        // Of an older layout too, which an open that may migrate rebuilt as a matter of course.
+        try tamperProjections(dir) { txn in
+            try txn.put(try txn.openDatabase("projection-state")!, Array("version".utf8), Array(BigEndian.bytes(UInt64(Projector.version - 1)).suffix(4)))
+        }
+        let older = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
+        #expect(older?.message.contains("written from 2 events, but the log holds 1") == true, "\(String(describing: older))")
         try FileManager.default.removeItem(atPath: dir.path + "/projections")  // as the refusal says
         try await withTestStore(dir) { store throws in #expect(try store.read { try $0.checkpoint() } == 1) }
     }

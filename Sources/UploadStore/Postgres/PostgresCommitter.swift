@@ -116,7 +116,7 @@ final class PostgresCommitter: BatchCommitter {
             configuration.logger.error("a batch failed in PostgreSQL", metadata: ["error": "\(failure)", "batch.commands": "\(batch.count)"])
             throw StoreError(
                 .io, "the database failed during the write (the server's log has the detail); it may or may not have been kept: a retry with the same amz-sdk-invocation-id gets its answer",
-                isForCallers: true, passing: failure.endsTheSession ? StoreError.databaseUnreachableDuringAWrite : nil)
+                isForCallers: true, passing: Self.passing(failure))
         }
     }
 
@@ -136,6 +136,14 @@ final class PostgresCommitter: BatchCommitter {
             forgetTheCaches()
             throw error
         }
+    }
+
+    /// What a batch's caller may be told of `failure` when it passes (``StoreError/passing``): a
+    /// connection never made, or a read-only session (a standby's), kept nothing; a connection cut
+    /// during the batch may have been cut after its commit.
+    static func passing(_ failure: PostgresError) -> String? {
+        guard failure.endsTheSession else { return nil }
+        return failure.connecting || failure.sqlState == "25006" ? StoreError.databaseUnreachable : StoreError.databaseUnreachableDuringAWrite
     }
 
     private static func leaf(_ connection: PostgresConnection, at position: UInt64) throws -> MerkleTree.Hash? {
