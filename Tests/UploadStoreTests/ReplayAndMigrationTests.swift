@@ -339,22 +339,32 @@ struct ReplayAndMigrationTests {
         #expect(ahead.contains("checkpoint says position 11") && ahead.contains("log ends at 10"), "\(ahead)")
     }
 
+    /// A store of a repository and one upload's initiation, whose `file` (the log's, or the
+    /// projections') is then put back as it was before the initiation: one of the two environments
+    /// a step behind the other. - Returns: the upload's id.
+    func initiatingThenRestoring(_ file: String, in dir: TemporaryDirectory) async throws -> String {
+        let earlier = TemporaryDirectory()
+        defer { earlier.remove() }
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
+        }
+        try FileManager.default.copyItem(atPath: dir.path + "/" + file, toPath: earlier.path + "/data.mdb")
+        let uploadId = try await withTestStore(dir) { store in
+            try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+        }
+        try FileManager.default.removeItem(atPath: dir.path + "/" + file)
+        try FileManager.default.copyItem(atPath: earlier.path + "/data.mdb", toPath: dir.path + "/" + file)
+        return uploadId
+    }
+
     /// The log restored alone from an older copy, under projections written from more events: a
     /// rebuild at open dropped the only trace of the events lost, and the next checkpoint, signed at
     /// a size already signed, forked the log. Refused, saying how to serve the log as it stands;
     /// done so, it opens at the log's tail.
     @Test func aLogRestoredAloneFromAnOlderCopy_isRefusedAtOpen_untilItsProjectionsAreRemoved() async throws {
-        let dir = TemporaryDirectory(), earlier = TemporaryDirectory()
-        defer { dir.remove(); earlier.remove() }
-        try await withTestStore(dir) { store in
-            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
-        }
-        try FileManager.default.copyItem(atPath: dir.path + "/data.mdb", toPath: earlier.path + "/data.mdb")
-        try await withTestStore(dir) { store in
-            _ = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata())
-        }
-        try FileManager.default.removeItem(atPath: dir.path + "/data.mdb")
-        try FileManager.default.copyItem(atPath: earlier.path + "/data.mdb", toPath: dir.path + "/data.mdb")
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        _ = try await initiatingThenRestoring("data.mdb", in: dir)
         let refused = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
         #expect(refused?.code == .corrupt && refused?.message.contains("written from 2 events, but the log holds 1") == true, "\(String(describing: refused))")
         // Of an older layout too, which an open that may migrate rebuilt as a matter of course.
@@ -371,17 +381,9 @@ struct ReplayAndMigrationTests {
     /// projections' leaves them: verify compares them at their checkpoint, and the next open folds
     /// the rest in from the log.
     @Test func projectionsBehindTheLog_verifyAtTheirCheckpoint_andCatchUpAtOpen() async throws {
-        let dir = TemporaryDirectory(), earlier = TemporaryDirectory()
-        defer { dir.remove(); earlier.remove() }
-        try await withTestStore(dir) { store in
-            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/app")), metadata: testMetadata())
-        }
-        try FileManager.default.copyItem(atPath: dir.path + "/projections/data.mdb", toPath: earlier.path + "/data.mdb")
-        let uploadId = try await withTestStore(dir) { store in
-            try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
-        }
-        try FileManager.default.removeItem(atPath: dir.path + "/projections/data.mdb")
-        try FileManager.default.copyItem(atPath: earlier.path + "/data.mdb", toPath: dir.path + "/projections/data.mdb")
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let uploadId = try await initiatingThenRestoring("projections/data.mdb", in: dir)
         #expect(Replayer.verify(directory: dir.path).failure?.exitCode == 1, "behind the log, with no store open to catch up")
         // The store that died between its commits is still registered.
         try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-writers")!, Array("writers".utf8), BigEndian.bytes(1)) }
