@@ -852,6 +852,17 @@ def signed_in(server):
     return session, base
 
 
+def proof_page(data_dir, key_file, position):
+    """The audit page's proof of the event at `position`, served from `data_dir`: its status and its text."""
+    server = Server(str(data_dir), "--log-key", str(key_file))
+    try:
+        session, base = signed_in(server)
+        page = session.get(f"{base}/gallery/audit/proofs/{position}")
+    finally:
+        server.stop()
+    return page.status_code, html.unescape(page.text)
+
+
 def test_a_rewritten_history_is_caught(tmp_path):
     original = tmp_path / "original"
     original.mkdir()
@@ -919,14 +930,8 @@ def test_a_rewritten_history_is_caught(tmp_path):
     edited = tmp_path / "edited"
     shutil.copytree(original, edited)
     rewrite_history(edited, b"tlog-victim", b"tlog-Victim", keep_checkpoints=True, recompute_tree=False)
-    server = Server(str(edited), "--log-key", str(key_file))
-    try:
-        session, base = signed_in(server)
-        page = session.get(f"{base}/gallery/audit/proofs/{position}")
-    finally:
-        server.stop()
-    text = html.unescape(page.text)
-    assert page.status_code == 200 and "Not verified" in text, text
+    status, text = proof_page(edited, key_file, position)
+    assert status == 200 and "Not verified" in text, text
     assert "but the tree holds" in text and "changed after it was appended" in text, text
     assert "tlog-Victim" in text, "the edited event, as it now reads"
 
@@ -937,14 +942,8 @@ def test_a_rewritten_history_is_caught(tmp_path):
     shutil.copytree(original, unknown)
     assert rewrite_history(unknown, b"tlog-victim", b"tlog-victim", keep_checkpoints=False,
                            edit=lambda record: b"\x08\x63" + record[2:] if record[:2] == b"\x08\x03" else pytest.fail("an UploadInitiated")) == position
-    server = Server(str(unknown), "--log-key", str(key_file))
-    try:
-        session, base = signed_in(server)
-        page = session.get(f"{base}/gallery/audit/proofs/{position}")
-    finally:
-        server.stop()
-    text = html.unescape(page.text)
-    assert page.status_code == 200 and "Verified: event" in text and "Not checked: the record does not decode" in text, text
+    status, text = proof_page(unknown, key_file, position)
+    assert status == 200 and "Verified: event" in text and "Not checked: the record does not decode" in text, text
 
     # Control: the untouched store, served again with the same key, proves consistency with A.
     with running(original, "--log-key", str(key_file)) as server:
