@@ -49,6 +49,20 @@ struct PostgresStoreTests {
         }
     }
 
+    /// What a batch's caller is told of a database fault that passes: a connection never made, or
+    /// a read-only session, kept nothing; a connection cut during the batch may have been cut after
+    /// its commit; a fault of the statement itself does not pass.
+    @Test func aBatchsDatabaseFault_saysWhetherItPassesAndWhetherTheWriteMayHaveBeenKept() {
+        let cases: [(PostgresError, String?)] = [
+            (PostgresError(sqlState: nil, message: "refused", operation: "connect", connecting: true), StoreError.databaseUnreachable),
+            (PostgresError(sqlState: "25006", message: "read-only transaction", operation: "INSERT"), StoreError.databaseUnreachable),
+            (PostgresError(sqlState: nil, message: "server closed the connection", operation: "COMMIT"), StoreError.databaseUnreachableDuringAWrite),
+            (PostgresError(sqlState: "57P01", message: "terminating connection", operation: "COMMIT"), StoreError.databaseUnreachableDuringAWrite),
+            (PostgresError(sqlState: "23505", message: "duplicate key", operation: "INSERT"), nil),
+        ]
+        for (failure, passing) in cases { #expect(PostgresCommitter.passing(failure) == passing, "\(failure)") }
+    }
+
     /// copy-store's guard, read without migrating: a database a store has written holds a log.
     @Test func holdsALog_isTrueOnlyOnceAStoreHasWrittenEvents() async throws {
         let location = try TestStoreLocation(.postgres)
