@@ -4,7 +4,7 @@ import JSONGrammar
 /// A body the AWS JSON 1.1 protocol cannot read: AWS answers these with `SerializationException`.
 public struct SerializationError: Error, Equatable, CustomStringConvertible {
     public let description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// A request body of the AWS JSON 1.1 protocol: one JSON object. Accessors check member types
@@ -84,7 +84,7 @@ public struct AWSJSONBody {
     /// A blob member: its standard base64 decoded.
     public func blob(_ key: String) throws -> [UInt8]? {
         guard let text = try string(key) else { return nil }
-        guard let data = Data(base64Encoded: text) else { throw SerializationError("'\(key)' must be base64") }
+        guard let data = Data(base64Encoded: text) else { throw SerializationError("'\(key)' must be standard base64") }
         return Array(data)
     }
 

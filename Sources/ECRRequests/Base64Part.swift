@@ -1,3 +1,4 @@
+public import AWSJSON
 public import UploadCore
 
 /// A layer part still in its request: `layerPartBlob`'s standard base64 (RFC 4648 §4, padded),
@@ -14,7 +15,10 @@ public struct Base64Part: PartBytes {
     public let byteCount: UInt64
 
     /// Checks the text's shape (length and padding); its characters are checked as they decode.
-    public init(_ text: ArraySlice<UInt8>) throws(CommandError) {
+    /// Text that is not base64 is ``SerializationError`` (a blob member that does not decode is
+    /// `SerializationException` in Smithy's AWS JSON protocols, as in `logoImageBlob`); a part
+    /// past the model's bound is ``CommandError``.
+    public init(_ text: ArraySlice<UInt8>) throws {
         guard text.count % 4 == 0 else { throw Self.invalid }
         let padding = text.suffix(2).reversed().prefix { $0 == UInt8(ascii: "=") }.count
         self.text = text
@@ -46,7 +50,7 @@ public struct Base64Part: PartBytes {
     /// - Returns: how many bytes it wrote.
     private static func decode(
         _ input: UnsafeBufferPointer<UInt8>, quads: Range<Int>, last: Bool, into out: UnsafeMutableBufferPointer<UInt8>
-    ) throws(CommandError) -> Int {
+    ) throws(SerializationError) -> Int {
         var written = 0
         let full = last ? quads.upperBound - 1 : quads.upperBound
         var bad: UInt8 = 0
@@ -88,7 +92,7 @@ public struct Base64Part: PartBytes {
         return written
     }
 
-    private static let invalid = CommandError(.invalidParameter, "layerPartBlob is not valid standard base64")
+    private static let invalid = SerializationError("'layerPartBlob' must be standard base64")
 
     /// Each byte's 6-bit value; 0x80 marks a byte outside the alphabet.
     private static let table: [UInt8] = {

@@ -24,7 +24,7 @@ CASES = [
     ("UploadLayerPart", b'{"repositoryName": "team/app", "uploadId": "00000000-0000-4000-8000-000000000000", "partFirstByte": -1, "partLastByte": 0, "layerPartBlob": "AA=="}', "InvalidParameterException"),
     ("UploadLayerPart", b'{"repositoryName": "team/app", "uploadId": "00000000-0000-4000-8000-000000000000", "partFirstByte": 1e400, "partLastByte": 0, "layerPartBlob": "AA=="}', "SerializationException"),
     ("UploadLayerPart", b'{"repositoryName": "team/app", "uploadId": "00000000-0000-4000-8000-000000000000", "partFirstByte": 99999999999999999999999, "partLastByte": 0, "layerPartBlob": "AA=="}', "SerializationException"),
-    ("UploadLayerPart", b'{"repositoryName": "team/app", "uploadId": "00000000-0000-4000-8000-000000000000", "partFirstByte": 0, "partLastByte": 0, "layerPartBlob": "%%%"}', "InvalidParameterException"),
+    ("UploadLayerPart", b'{"repositoryName": "team/app", "uploadId": "00000000-0000-4000-8000-000000000000", "partFirstByte": 0, "partLastByte": 0, "layerPartBlob": "%%%"}', "SerializationException"),
     ("UploadLayerPart", b'{"repositoryName": "team/app", "uploadId": "00000000-0000-4000-8000-000000000000", "partFirstByte": "0", "partLastByte": 0, "layerPartBlob": "AA=="}', "SerializationException"),
     ("CompleteLayerUpload", b'{"repositoryName": "team/app", "uploadId": "00000000-0000-4000-8000-000000000000", "layerDigests": ["bad"]}', "InvalidParameterException"),
     ("CompleteLayerUpload", b'{"repositoryName": "team/app", "uploadId": "00000000-0000-4000-8000-000000000000", "layerDigests": []}', "InvalidParameterException"),

@@ -25,14 +25,14 @@ struct Base64PartTests {
     @Test(arguments: ["QQ", "QQ=", "Q===", "=QQQ", "QQ==QQ==", "QU JD", "QUJD\n", "QUJ-", "QUJ_", "QUJ\u{e9}"])
     func malformedText_isRefusedAsFoundationRefusesIt(_ text: String) {
         #expect(Data(base64Encoded: text) == nil, "Foundation refuses \(text) too")
-        #expect(throws: CommandError.self) { try Self.decode(text) }
+        #expect(throws: SerializationError.self) { try Self.decode(text) }
     }
 
     /// Padding in the middle of a quad, or a whole quad of it: not RFC 4648 base64, though the
     /// lenient decoder in swift-corelibs-foundation takes both.
     @Test(arguments: ["QQ=A", "QUJD===="])
     func paddingOutOfPlace_isRefused(_ text: String) {
-        #expect(throws: CommandError.self) { try Self.decode(text) }
+        #expect(throws: SerializationError.self) { try Self.decode(text) }
     }
 
     /// The model's 20,971,520-byte bound is InvalidParameterException from the text's length alone,
@@ -51,7 +51,7 @@ struct Base64PartTests {
         text[150_000] = UInt8(ascii: "*")
         let part = try Base64Part(text[...])
         var chunks = 0
-        #expect(throws: CommandError.self) { try part.forEachChunk { _ in chunks += 1 } }
+        #expect(throws: SerializationError.self) { try part.forEachChunk { _ in chunks += 1 } }
         #expect(chunks >= 2, "the first chunks were already handed on: the caller must undo what it wrote")
     }
 

@@ -112,7 +112,7 @@ struct DispatchTests {
             let notBase64 = try await Self.call(
                 client, "SpencerFrontendService.UploadLayerPart",
                 #"{"repositoryName": "team/app", "uploadId": "\#(id)", "partFirstByte": 0, "partLastByte": 4, "layerPartBlob": "not base64!"}"#)
-            #expect(notBase64.body["__type"] as? String == "InvalidParameterException")
+            #expect(notBase64.body["__type"] as? String == "SerializationException")
             let fractional = try await Self.call(
                 client, "SpencerFrontendService.UploadLayerPart",
                 #"{"repositoryName": "team/app", "uploadId": "\#(id)", "partFirstByte": 0.5, "partLastByte": 4, "layerPartBlob": "aGVsbG8="}"#)

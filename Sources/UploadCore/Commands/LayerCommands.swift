@@ -101,7 +101,7 @@ public protocol PartBytes: Sendable {
     /// How many bytes the part holds (decoded).
     var byteCount: UInt64 { get }
     /// Calls `body` with the bytes in order, a chunk at a time; each chunk is valid only during
-    /// its call. Throws ``CommandError`` when the bytes turn out malformed (bad base64).
+    /// its call. Throws when the bytes turn out malformed (bad base64).
     func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws
 }
 
