@@ -979,3 +979,43 @@ def test_a_clean_stop_signs_the_log_to_its_end_and_verify_says_how_far_signature
     assert "signatures not checked" in unchecked.stderr, unchecked.stderr
     text = tool("upload-replay", "--data-dir", str(data))
     assert "signatures NOT checked" in text.stdout and "signed up to:     6 of 6 events" in text.stdout, text.stdout
+
+
+def test_the_audit_page_checks_each_initiation_the_index_names_against_the_log(tmp_path):
+    """The audit page lists initiations from their index, a projection: with two entries' repositories
+    swapped on disk, it listed one repository's initiation under the other's filter, as `audit
+    initiations` did. Each entry is checked against the event it names, and the page refuses."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with running(data) as server:
+        for repository in ("index/app", "index/solo"):
+            post(server.endpoint, "CreateRepository", {"repositoryName": repository})
+            post(server.endpoint, "InitiateLayerUpload", {"repositoryName": repository})
+
+    def solo_page():
+        """The page filtered to index/solo: its status, its text, and what the server logged."""
+        server = Server(str(data), "--log-key", str(data / "transparency-log.key"))
+        try:
+            session, base = signed_in(server)
+            page = session.get(f"{base}/gallery/audit", params={"repository": "index/solo"})
+        finally:
+            server.stop()
+        return page.status_code, html.unescape(page.text), server.stderr_text()
+
+    status, text, _ = solo_page()
+    assert status == 200 and text.count("index/solo") >= 2 and "index/app" not in text, "control: the page lists solo's one initiation"
+
+    env = lmdb.open(str(data / "projections"), max_dbs=32, map_size=1 << 30)
+    try:
+        with env.begin(write=True) as txn:
+            index = env.open_db(b"initiations", txn=txn, create=False)
+            entries = list(txn.cursor(db=index))
+            assert len(entries) == 2
+            (app_key, app_value), (solo_key, solo_value) = entries
+            txn.put(app_key, solo_value, db=index)
+            txn.put(solo_key, app_value, db=index)
+    finally:
+        env.close()
+    status, text, logged = solo_page()
+    assert status == 500 and "index/app" not in text, text[text.find("<main"):]
+    assert "the log holds another event there; run upload-replay" in logged, logged
