@@ -133,7 +133,8 @@ public final class UploadLocks: Sendable {
     private func stagingLock(_ uploadId: String, until deadline: ContinuousClock.Instant) async throws -> BlobStore.StagingLock {
         var pause = Duration.milliseconds(1)
         while true {
-            if let held = try blobs.tryLockStaging(uploadId) { return held }
+            // A lock request is a round trip to the lock manager on NFS: off the cooperative pool.
+            if let held = try await UploadService.blocking({ [blobs] in try blobs.tryLockStaging(uploadId) }) { return held }
             guard ContinuousClock.now < deadline else { throw waitedTooLong(uploadId) }
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(50))

@@ -90,13 +90,13 @@ extension UploadService {
             if command.staged == nil {
                 let digest: String
                 do {
-                    let hash = { try await Self.blocking { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) } }
+                    let hash = { try await Self.bulk { try self.blobs.hashAndCopyStaged(uploadId: uploadId, length: size, algorithm: algorithm) } }
                     let copy: String
                     (digest, copy) = self.refusedDigests.hasRefused(uploadId) ? try await self.refusedDigests.hashingAgain(hash) : try await hash()
                     temporary = copy
                     // A layer the caller did not name is refused without entering the blob store.
                     if command.names(digest) {
-                        claimedAt = try await Self.blocking {
+                        claimedAt = try await Self.bulk {
                             try BlobStore.syncFile(copy)  // only now: a refused copy is dropped unsynced
                             let claimedAt = ContinuousClock.now  // after the sync, which may take long: the claim is the commit's
                             try self.storage.commitBlob(copy, digest: digest)
@@ -198,9 +198,27 @@ extension UploadService {
         error is CommandError || (error as? StoreError)?.code == .overloaded
     }
 
-    /// Runs file I/O (writes, fsyncs, hashing whole layers) on NIO's thread pool, never on the
-    /// cooperative pool, which has only as many threads as cores.
+    /// Runs file I/O (a part's or chunk's write and sync, a blob's piece, a lock) on NIO's thread
+    /// pool, never on the cooperative pool, which has only as many threads as cores.
     static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await NIOThreadPool.singleton.runIfActive(body)
     }
+
+    /// Runs file work whose time grows with a layer's size (hashing and copying a whole layer,
+    /// syncing the copy; tidying all of staging) on ``BulkFileWork/threads``, not NIO's pool:
+    /// there, two completions of large layers held every blob download's next piece, and every
+    /// chunk's write, behind them for seconds.
+    static func bulk<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await BulkFileWork.threads.runIfActive(body)
+    }
+}
+
+enum BulkFileWork {
+    /// At most two whole-layer jobs run at once; more wait their turn here (each a request
+    /// waiting for its completion). Process-wide and never stopped, as ``NetworkReads/threads``.
+    static let threads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        return pool
+    }()
 }

@@ -96,7 +96,7 @@ public struct ExpirySweeper: Service {
                     if leads, tidied.map({ ContinuousClock.now - $0 >= Self.tidyingInterval }) ?? true {
                         tidied = ContinuousClock.now
                         let blobs = service.blobs
-                        let result = try await UploadService.blocking { try blobs.reconcile(with: store, tidyingOnly: true) }
+                        let result = try await UploadService.bulk { try blobs.reconcile(with: store, tidyingOnly: true) }
                         if !result.removedStaging.isEmpty || !result.truncatedStaging.isEmpty {
                             service.logger.info("staging tidied", metadata: [
                                 "removed": "\(result.removedStaging.count)", "truncated": "\(result.truncatedStaging.count)",

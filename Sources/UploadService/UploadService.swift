@@ -98,7 +98,7 @@ public final class UploadService: Sendable {
         if try await claimBlob(digest) != nil {
             return try await store.execute(command, metadata: metadata, claimedBlobsAt: claimedAt)
         }
-        let keep = { try self.storage.commitBlob(self.blobs.writeTemporary(logo), digest: digest) }
+        let keep = { @Sendable in try self.storage.commitBlob(self.blobs.writeTemporary(logo), digest: digest) }
         let now = DecisionContext(now: store.clock.now())
         let settings = self.settings
         // Only the decider's refusal spares the logo; a read that failed (the database busy)
@@ -117,7 +117,7 @@ public final class UploadService: Sendable {
             return try await store.execute(command, metadata: metadata, refusalUnlessRetry: refusedNow, answersMismatch: true)
         }
         let keptAt = ContinuousClock.now
-        try keep()
+        try await Self.blocking(keep)  // a write and up to three syncs: off the cooperative pool
         return try await store.execute(command, metadata: metadata, claimedBlobsAt: keptAt)
     }
 
