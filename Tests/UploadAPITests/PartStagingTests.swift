@@ -148,3 +148,47 @@ struct RefusedCompletionTests {
         }
     }
 }
+
+/// A completion's whole-layer work (hashing and copying the layer) runs on threads of its own:
+/// on NIO's shared pool, two large completions held every chunk's write and blob download behind
+/// them for seconds. While those threads are busy, another upload's part still stages, and the
+/// completion waits its turn.
+struct BulkFileWorkTests {
+    @Test(.timeLimit(.minutes(1)))
+    func whileWholeLayerWorkIsBusy_partsStillStage_andTheCompletionWaitsItsTurn() async throws {
+        try await withUpload { store, blobs, service, uploadId in
+            let layer = [UInt8](repeating: 3, count: 5_242_880) + [UInt8](repeating: 4, count: 100)
+            func stage(_ bytes: ArraySlice<UInt8>, at offset: Int, of upload: String) async throws {
+                let placement = try UploadLayerPart.Placement(
+                    repositoryName: "team/app", uploadId: upload, partFirstByte: Int64(offset), partLastByte: Int64(offset + bytes.count - 1))
+                _ = try await service.uploadLayerPart(placement, bytes: Array(bytes), testMetadata())
+            }
+            try await stage(layer[..<5_242_880], at: 0, of: uploadId)  // two parts: the layer is hashed and copied at completion
+            try await stage(layer[5_242_880...], at: 5_242_880, of: uploadId)
+
+            let entered = Locked(0), release = DispatchSemaphore(value: 0)
+            let occupiers = (0..<2).map { _ in
+                Task { try await UploadService.bulk { entered.withLock { $0 += 1 }; release.wait() } }
+            }
+            while entered.withLock({ $0 }) < 2 { try await Task.sleep(for: .milliseconds(5)) }
+            let completed = Locked<String?>(nil)
+            let completion = Task {
+                let digest = try await service.completeLayerUpload(
+                    try CompleteLayerUpload(repositoryName: "team/app", uploadId: uploadId, layerDigests: [Hex.sha256Digest(layer)]), testMetadata()).layerDigest
+                completed.withLock { $0 = digest }
+            }
+
+            let other = try await store.initiateLayerUpload(try InitiateLayerUpload(repositoryName: "team/app"), metadata: testMetadata()).uploadId
+            try await stage(layer[..<1000], at: 0, of: other)
+            #expect(try store.read { try $0.session(other) }?.bytesReceived == 1000, "a part stages while whole-layer work is busy")
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(completed.withLock { $0 } == nil, "the completion waits for a whole-layer thread")
+
+            release.signal()
+            release.signal()
+            for occupier in occupiers { try await occupier.value }
+            try await completion.value
+            #expect(completed.withLock { $0 } == Hex.sha256Digest(layer))
+        }
+    }
+}
