@@ -192,6 +192,7 @@ public final class ECRPublicService: Sendable {
             router.add(middleware: LoopbackHostGuard<APIRequestContext>(configuredHosts: Set(configured)))
         }
         router.add(middleware: RegistryFrontEnd.Dispatch(registry))
+        router.add(middleware: ExactPaths())
         addMiddleware(router)
         addFeedRoutes(to: router)
         addTransparencyLogRoutes(to: router)

@@ -56,6 +56,8 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     /// Whether an answer said the connection ends after it: no request after it is handed on, and
     /// no refusal follows it (the connection closes once it is written).
     private var answerEndsConnection = false
+    /// Whether the last request handed on is still being read (its end not yet arrived).
+    private var readingBody = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
@@ -79,7 +81,8 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
                 if unanswered.isEmpty { writeRefusal(context) }
                 return
             }
-            let closes = !head.isKeepAlive || Self.isHTTP10(head.version) || Self.asksToUpgrade(head)
+            // NIO's own reading of `Connection` misses `close` with whitespace after it (a tab).
+            let closes = !head.isKeepAlive || Self.saysClose(head.headers["Connection"]) || Self.isHTTP10(head.version) || Self.asksToUpgrade(head)
             if closes {
                 head.headers.replaceOrAdd(name: "Connection", value: "close")
                 reading = .handingOnTheLast
@@ -92,7 +95,11 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             // request did not name.
             if let authority = Self.authority(ofAbsoluteTarget: head.uri) { head.headers.replaceOrAdd(name: "Host", value: authority) }
             unanswered.append(Unanswered(version: head.version, closes: closes))
+            readingBody = true
             context.fireChannelRead(wrapInboundOut(.head(head)))
+        case (_, .end):
+            readingBody = false
+            context.fireChannelRead(data)
         default:
             context.fireChannelRead(data)
         }
@@ -101,9 +108,21 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     /// A body that fails to parse after the last request, or in a refused one, is not answered
     /// again: Hummingbird would write a second answer after the refusal, or (for the bytes the
     /// decoder refuses after its first error) close the connection outright, resetting the
-    /// refusal away while the client still sends. What still arrives is dropped.
+    /// refusal away while the client still sends. What still arrives is dropped. So for a body
+    /// that fails to parse after its request was answered (a 401 or 405 given before the body was
+    /// read): one request, one final answer (RFC 9112); a second would be read as the answer to
+    /// the client's next request. The connection ends, as after a refusal.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if case .done = reading, error is HTTPParserError || error is ByteToMessageDecoderError { return }
+        let unparsable = error is HTTPParserError || error is ByteToMessageDecoderError
+        if case .done = reading, unparsable { return }
+        if unparsable, readingBody, unanswered.isEmpty, !answerEndsConnection {
+            reading = .done
+            refused()
+            context.close(mode: .output, promise: nil)
+            return
+        }
+        // Hummingbird answers it 400 and closes: a connection ended by its framing too.
+        if unparsable { refused() }
         context.fireErrorCaught(error)
     }
 

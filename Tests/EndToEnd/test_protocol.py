@@ -9,12 +9,12 @@ import urllib.request
 from conftest import CREDENTIALS, serving, signed_headers
 
 
-def post(server, target, body, headers=None, sign=True):
+def post(server, target, body, headers=None, sign=True, path="/"):
     """A raw POST, signed like awscli's unless `sign` is false; `headers` are added after signing."""
     base = {"Content-Type": "application/x-amz-json-1.1", **({"X-Amz-Target": target} if target else {})}
     if sign:
-        base = signed_headers("POST", server.endpoint + "/", body, base)
-    request = urllib.request.Request(server.endpoint + "/", data=body, method="POST", headers={**base, **(headers or {})})
+        base = signed_headers("POST", server.endpoint + path, body, base)
+    request = urllib.request.Request(server.endpoint + path, data=body, method="POST", headers={**base, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, dict(response.headers), json.loads(response.read() or b"{}")
@@ -195,7 +195,9 @@ def test_a_connection_ends_after_the_request_that_says_so_in_any_case_and_after_
     answered (§9.6)."""
     host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
     get = b"GET /log/checkpoint HTTP/1.1\r\n" + host
-    for closing in (b"Connection: Close\r\n", b"Connection: keep-alive, CLOSE\r\n"):
+    # `CLOSE` and a tab (optional whitespace, RFC 9110 §5.6.3): NIO's reading missed it, and
+    # the requests pipelined after it were answered.
+    for closing in (b"Connection: Close\r\n", b"Connection: keep-alive, CLOSE\r\n", b"Connection: CLOSE\t\r\n"):
         found = answers(read_until_closed(server.port, get + closing + b"\r\n" + get + b"\r\n"))
         assert [line for line, _, _ in found] == ["HTTP/1.1 200 OK"], found
         assert found[0][1]["connection"] == "close" and found[0][2].startswith(b"upload-coordinator/"), found
@@ -274,6 +276,47 @@ def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(serve
     found = answers(read_until_closed(server.port, b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(large), send_after=large, timeout=30))
     assert [line for line, _, _ in found] == ["HTTP/1.1 400 Bad Request"], found
     assert refusals_counted() - counted_before == 9, "each refusal is counted for the operator"
+
+
+def test_a_body_that_fails_to_parse_after_its_request_was_answered_gets_no_second_answer(server):
+    """A request refused before its body is read (405, 401), whose chunked body then fails to
+    parse, got its answer and then a second one, `400 Bad Request`, which a client pipelining
+    reads as the answer to its next request (RFC 9112: one final answer a request). The
+    connection ends after the one answer, and is counted as ended by its framing, as a request
+    the parser refuses outright is (those went uncounted)."""
+    host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
+    line = 'upload_coordinator_connections_closed_total{reason="framing_refused"} '
+
+    def refusals_counted():
+        total = 0.0
+        for node in getattr(server, "nodes", [server]):
+            metrics = urllib.request.urlopen(node.endpoint + "/metrics", timeout=30).read().decode()
+            total += sum(float(row[len(line):]) for row in metrics.splitlines() if row.startswith(line))
+        return total
+    counted_before = refusals_counted()
+    for head, expected in ((b"POST /v2/ HTTP/1.1\r\n", "HTTP/1.1 405 Method Not Allowed"),
+                           (b"PUT /v2/framing/app/manifests/x HTTP/1.1\r\n", "HTTP/1.1 401 Unauthorized")):
+        found = answers(read_until_closed(server.port, head + host + b"Transfer-Encoding: chunked\r\n\r\n",
+                                          send_after=b"1\r\nAXX0\r\n\r\nGET /log/checkpoint HTTP/1.1\r\n" + host + b"\r\n"))
+        assert [status for status, _, _ in found] == [expected], found
+    # Two Content-Length lines: NIO's parser refuses the request itself (400), and is counted.
+    found = answers(read_until_closed(server.port, b"POST / HTTP/1.1\r\n" + host + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}"))
+    assert [status for status, _, _ in found] == ["HTTP/1.1 400 Bad Request"], found
+    assert refusals_counted() - counted_before == 3
+
+
+def test_a_page_feed_or_log_path_is_served_only_as_written(server):
+    """The router skipped empty segments and a trailing `/`: `//metrics`, `/metrics/` and
+    `/gallery//audit` were served, past a proxy in front that denies `/metrics` or `/gallery/audit`
+    (haproxy, Envoy and Traefik do not merge slashes). They are other paths (RFC 3986): 404. The
+    AWS API, which serves any path, still does."""
+    for path in ("//metrics", "/metrics/", "/metrics//", "//gallery/audit", "/gallery//audit", "/log/checkpoint/", "//events"):
+        found = answers(read_until_closed(server.port, b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % (path.encode(), server.port)))
+        assert [status for status, _, _ in found] == ["HTTP/1.1 404 Not Found"], (path, found)
+    for path in ("/metrics", "/gallery/", "/gallery", "/log/checkpoint"):
+        assert urllib.request.urlopen(server.endpoint + path, timeout=30).status == 200, path
+    status, _, answer = post(server, "SpencerFrontendService.DescribeRegistries", b"{}", path="/any/path/")
+    assert status == 200 and "registries" in answer, answer
 
 
 def test_an_http_1_0_request_expecting_100_continue_gets_none(server):
