@@ -9,13 +9,20 @@ import UploadStore
 /// attacker points at 127.0.0.1 (DNS rebinding; to the browser its requests are same-origin), or
 /// any page, by a cross-site POST a browser sends without asking first (a form's). Signed requests
 /// need no such guard. A request without `Host` (HTTP/1.0) or `Origin` comes from no browser page.
+///
+/// A proxy on this machine makes every request it relays come from loopback, naming whatever
+/// host it is told to: one that says it relays another machine's request (`Forwarded`,
+/// `X-Forwarded-For`, `X-Real-IP` naming a client that is not loopback, as Caddy, Traefik, Envoy
+/// and haproxy's `forwardfor` do) is refused. One that says nothing cannot be told from a local
+/// client: the README says not to put `--allow-anonymous` behind a proxy others reach.
 struct LoopbackHostGuard<Context: RequestContext>: RouterMiddleware {
     /// Hosts named by configuration, lowercased.
     let configuredHosts: Set<String>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // A second `Host` line never reaches this far (``HTTP1Framing`` refuses it with 400).
-        guard let refusal = refusal(authority: request.head.authority, origin: request.headers[.origin]) else {
+        let relayed = Loopback.relayedClients(request.headers)
+        guard let refusal = refusal(authority: request.head.authority, origin: request.headers[.origin], relayedFor: relayed) else {
             return try await next(request, context)
         }
         if RegistryFrontEnd.serves(path: request.uri.path) {
@@ -27,8 +34,12 @@ struct LoopbackHostGuard<Context: RequestContext>: RouterMiddleware {
         return response
     }
 
-    /// Why a request naming `authority` and sent from `origin` is refused; `nil` when it is not.
-    func refusal(authority: String?, origin: String?) -> String? {
+    /// Why a request naming `authority`, sent from `origin`, and relayed by a proxy for the
+    /// clients `relayedFor` names, is refused; `nil` when it is not.
+    func refusal(authority: String?, origin: String?, relayedFor: [String] = []) -> String? {
+        if let client = relayedFor.first(where: { !Loopback.isLoopback($0) }) {
+            return "This server accepts unsigned requests only from this machine; this one was relayed by a proxy for '\(client.prefix(100))'"
+        }
         if let authority, !allows(Loopback.host(ofAuthority: authority)) {
             return "This server accepts unsigned requests only for a loopback host; '\(authority)' is not one"
         }
@@ -75,6 +86,34 @@ public enum Loopback {
         return false
     }
 
+    /// The clients a proxy says it relays the request for: each `for=` of `Forwarded` (RFC 7239),
+    /// each address of `X-Forwarded-For`, and `X-Real-IP`, without port or brackets. An
+    /// obfuscated or `unknown` one is kept as written (and is no loopback).
+    static func relayedClients(_ headers: HTTPFields) -> [String] {
+        var clients: [String] = []
+        for value in headers[values: .forwarded] {
+            for element in value.split(separator: ",") {
+                for pair in element.split(separator: ";") {
+                    let parts = pair.split(separator: "=", maxSplits: 1)
+                    guard parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces).lowercased() == "for" else { continue }
+                    clients.append(withoutPort(parts[1].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\""))))
+                }
+            }
+        }
+        for name in [HTTPField.Name.xForwardedFor, .xRealIP] {
+            for value in headers[values: name] {
+                clients += value.split(separator: ",").map { withoutPort($0.trimmingCharacters(in: .whitespaces)) }
+            }
+        }
+        return clients
+    }
+
+    /// An address as proxies write it (`192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]:4711`, `::1`), without its port and brackets.
+    static func withoutPort(_ node: String) -> String {
+        if node.hasPrefix("[") { return host(ofAuthority: node) ?? node }
+        return node.filter { $0 == ":" }.count == 1 ? String(node.prefix { $0 != ":" }) : node
+    }
+
     /// The port of a `Host` header's value, when it names one.
     static func port(ofAuthority authority: String) -> Int? {
         guard let colon = authority.lastIndex(of: ":"), !authority[colon...].contains("]") else { return nil }
@@ -94,4 +133,10 @@ public enum Loopback {
         guard parts.count <= 2, !parts[0].isEmpty else { return nil }
         return String(parts[0])
     }
+}
+
+extension HTTPField.Name {
+    static let forwarded = Self("Forwarded")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
+    static let xRealIP = Self("X-Real-IP")!
 }

@@ -1328,6 +1328,19 @@ def test_unsigned_requests_must_name_a_loopback_host_under_allow_anonymous(open_
             answer = sock.recv(65536)
         expected = b"HTTP/1.1 200" if allowed else b"HTTP/1.1 403"
         assert answer.startswith(expected), (target, answer[:300])
+    # A proxy on this machine relays every request from loopback, naming the host it is told:
+    # one that says it relays another machine's request is refused (a remote client created
+    # repositories through a loopback proxy); one relaying this machine's is not.
+    for relayed, allowed in (({"X-Forwarded-For": "192.0.2.7"}, False), ({"X-Forwarded-For": "127.0.0.1, 198.51.100.1"}, False),
+                             ({"Forwarded": 'for="[2001:db8::1]:4711";proto=https'}, False), ({"Forwarded": "for=unknown"}, False),
+                             ({"X-Real-IP": "203.0.113.9"}, False), ({"X-Forwarded-For": "127.0.0.1"}, True),
+                             ({"Forwarded": 'for="[::1]:5000", for=127.0.0.1:80'}, True)):
+        answer = requests.post(base + "/", data=compact({"repositoryName": f"{name}-relayed"}), headers={
+            "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.DescribeRegistries", **relayed}, timeout=30)
+        assert answer.status_code == (200 if allowed else 403), (relayed, answer.text)
+        if not allowed:
+            assert answer.json()["__type"] == "AccessDeniedException" and "relayed by a proxy" in answer.json()["message"], answer.text
+            assert_error(requests.get(base + "/v2/", headers=relayed, timeout=30), 403, "DENIED")
 
 
 def test_a_chunk_longer_than_its_content_range_is_refused_before_the_rest_arrives(open_server):
