@@ -23,14 +23,28 @@ public struct AccessKey: Sendable, Equatable {
     }
 
     /// Parses a credentials file: one key per line, `ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID [NAME]]`;
-    /// blank lines and lines starting with `#` are skipped.
+    /// blank lines and lines starting with `#` are skipped; lines may end in CRLF. A key id is
+    /// what a SigV4 credential can carry (no `/`, `,` or `=`), at most once, and no name the audit
+    /// shows for calls without a key.
     public static func parse(_ text: String) throws -> [AccessKey] {
-        try text.split(separator: "\n").enumerated().compactMap { number, line in
+        var lineOfKey: [String: Int] = [:]
+        // `\.isNewline`: "\r\n" is one `Character`, which a split on "\n" never meets.
+        return try text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated().compactMap { number, line in
             let fields = line.split(whereSeparator: \.isWhitespace).map(String.init)
             if fields.isEmpty || fields[0].hasPrefix("#") { return nil }
             guard (2...4).contains(fields.count) else {
                 throw ValidationFailure("credentials line \(number + 1): expected ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID [NAME]]")
             }
+            guard fields[0].count <= 128, fields[0].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+                throw ValidationFailure("credentials line \(number + 1): an access key id is 1 to 128 of letters, digits and ._- (a signature's credential cannot carry others)")
+            }
+            guard ![RequestMetadata.commandLinePrincipal, RequestMetadata.anonymousPrincipal].contains(fields[0]) else {
+                throw ValidationFailure("credentials line \(number + 1): '\(fields[0])' is the principal the audit shows for calls without a key; name the key otherwise")
+            }
+            if let earlier = lineOfKey[fields[0]] {
+                throw ValidationFailure("credentials line \(number + 1): access key id \(fields[0]) is on line \(earlier) too; give each key one line")
+            }
+            lineOfKey[fields[0]] = number + 1
             if fields.count >= 3, (try? Validation.accountRegistryId(fields[2])) == nil {
                 throw ValidationFailure("credentials line \(number + 1): the registry id must be 12 digits")
             }

@@ -37,7 +37,8 @@ enum ServeAuthentication {
             do { text = String(decoding: try file.readToEnd() ?? Data(), as: UTF8.self) } catch {
                 throw ValidationError("\(flag) \(path) cannot be read: \(String(cString: strerror(errno)))")
             }
-            let keys = try AccessKey.parse(text)
+            let keys: [AccessKey]
+            do { keys = try AccessKey.parse(text) } catch let failure as ValidationFailure { throw ValidationError("\(flag) \(path): \(failure)") }
             guard !keys.isEmpty else { throw ValidationError("no access keys in \(path)") }
             return .given(keys, source: path)
         }
@@ -59,25 +60,52 @@ enum ServeAuthentication {
     }
 
     /// The authentication of `keys`, once the store is open (its clock judges signatures' times),
-    /// and the line `serve` prints of it.
+    /// the line `serve` prints of it, and what it should warn of (a secrets file others may read,
+    /// a secret short enough to guess).
     static func resolve(
         _ keys: Keys, dataDir: String, clock: any UploadCore.Clock, registryId: String, region: String?
-    ) throws -> (ECRPublicService.Authentication, announcement: String) {
+    ) throws -> (ECRPublicService.Authentication, announcement: String, warnings: [String]) {
         switch keys {
         case .anonymous:
-            return (.anonymous, "authentication: none (--allow-anonymous, loopback only); any credentials are accepted")
+            return (.anonymous, "authentication: none (--allow-anonymous, loopback only); any credentials are accepted", [])
         case .given(let keys, let source):
-            return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)), "authentication: SigV4 with \(keys.count) key(s) from \(source) for \(region.map { "region \($0)" } ?? "any region")")
+            let file = source.hasPrefix("UPLOAD_COORDINATOR_") ? nil : source
+            return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)),
+                    "authentication: SigV4 with \(keys.count) key(s) from \(source) for \(region.map { "region \($0)" } ?? "any region")",
+                    warnings(keys, file: file))
         case .generated:
             let path = dataDir + "/" + DataFolder.generatedCredentials
             let keys = try AccessKey.parse(String(decoding: try SecretFile.contents(at: path, creatingWith: generatedKeyPair), as: UTF8.self))
             guard let key = keys.first else { throw ValidationError("no access keys in \(path)") }
             let verifier = SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)
             return (.sigV4(verifier), """
-                authentication: SigV4 with the key pair in \(path) (mode 0600). Use it with awscli:
+                authentication: SigV4 with the key pair in \(path) (mode \(permissions(of: path).map { String($0, radix: 8) } ?? "unknown")). Use it with awscli:
                   export AWS_ACCESS_KEY_ID=\(key.accessKeyId) AWS_SECRET_ACCESS_KEY=$(awk '{print $2}' \(path)) AWS_DEFAULT_REGION=\(region ?? SigV4Verifier.defaultRegion)
-                """)
+                """, warnings(keys, file: path))
         }
+    }
+
+    /// The shortest secret not warned of: the generated ones have 64 characters, AWS's 40.
+    static let shortestSecret = 16
+
+    /// Warnings of what weakens `keys`: their `file` readable by other users, a secret shorter
+    /// than ``shortestSecret`` (the sign-in page and the token endpoint take guesses as fast as
+    /// they come).
+    static func warnings(_ keys: [AccessKey], file: String?) -> [String] {
+        var warnings: [String] = []
+        if let file, let mode = permissions(of: file), mode & 0o077 != 0 {
+            warnings.append("\(file) may be read by other users (mode \(String(mode, radix: 8))), and its secrets sign requests: chmod 600 it")
+        }
+        for key in keys where key.secretAccessKey.count < shortestSecret {
+            warnings.append("the secret of access key \(key.accessKeyId) has \(key.secretAccessKey.count) characters: one that short can be guessed; give it \(shortestSecret) or more")
+        }
+        return warnings
+    }
+
+    /// A file's permission bits; `nil` when it cannot be looked at.
+    static func permissions(of path: String) -> mode_t? {
+        var info = stat()
+        return stat(path, &info) == 0 ? info.st_mode & 0o777 : nil
     }
 
     /// A random key pair, as the credentials file's one line. ``SecretFile`` writes it whole or not

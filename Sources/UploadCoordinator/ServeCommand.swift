@@ -221,10 +221,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let authentication: ECRPublicService.Authentication
         do {
-            let (resolved, announcement) = try ServeAuthentication.resolve(
+            let (resolved, announcement, warnings) = try ServeAuthentication.resolve(
                 keys, dataDir: dataDir, clock: store.clock, registryId: settings.defaultRegistryId, region: region)
             authentication = resolved
             FileHandle.standardError.write(Data((announcement + "\n").utf8))
+            for warning in warnings { logger.warning("\(warning)") }
         } catch {
             await store.close()
             throw error

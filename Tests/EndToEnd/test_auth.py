@@ -117,6 +117,42 @@ def test_serve_never_runs_open_by_accident():
             process.terminate()
             _, err = process.communicate(timeout=30)
         assert f"AWS_ACCESS_KEY_ID={key_id}" in err, "serve prints how to use the generated key"
+        assert "(mode 600)" in err and "may be read by other users" not in err and "can be guessed" not in err, err
+        # The mode it states is the file's: it said 0600 whatever the file's was.
+        os.chmod(path, 0o644)
+        process = subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert "listening on" in ready_line(process)
+        finally:
+            process.terminate()
+            _, err = process.communicate(timeout=30)
+        assert "(mode 644)" in err and f"{path} may be read by other users (mode 644)" in err and "chmod 600" in err, err
+
+
+def test_serve_warns_of_a_credentials_file_others_can_read_and_of_a_guessable_secret(tmp_path):
+    """A credentials file of mode 0644, and a one-character secret, were taken without a word (the
+    sign-in page takes guesses as fast as they come). Keys given twice, or whose id no signature
+    can carry, are refused at start."""
+    strong, weak = "AKIDSTRONG " + "s" * 40, "AKIDWEAK x"
+    with tempfile.TemporaryDirectory() as data:
+        server = Server(data, credentials=f"{strong}\r\n{weak}\r\n")  # written 0644, with Windows line ends
+        try:
+            deadline = time.time() + 10
+            while "can be guessed" not in server.stderr_text() and time.time() < deadline:
+                time.sleep(0.05)
+            err = server.stderr_text()
+        finally:
+            server.stop()
+        assert "the secret of access key AKIDWEAK has 1 characters" in err and "AKIDSTRONG has" not in err, err
+        assert "operator-credentials may be read by other users (mode 644)" in err, err
+    for text, reason in ((f"{strong}\nAKIDSTRONG {'t' * 40}\n", "access key id AKIDSTRONG is on line 1 too"),
+                         ("anonymous " + "s" * 40 + "\n", "the principal the audit shows for calls without a key")):
+        credentials = tmp_path / "credentials"
+        credentials.write_text(text)
+        out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", str(tmp_path / "data"), "--port", "0",
+                              "--credentials", str(credentials)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 64 and reason in out.stderr, out.stderr
 
 
 def ready_line(process, timeout=120):

@@ -211,6 +211,27 @@ struct SigV4Tests {
         }
     }
 
+    /// A file written on Windows was one line ("\r\n" is one `Character`, which a split on "\n"
+    /// never meets), refused for the wrong reason; a key id given twice was the last line's,
+    /// silently (a rotation that added the new secret above the old one kept the old); ids a
+    /// signature cannot carry, or that the audit shows for calls without a key, were taken.
+    @Test func credentialsFiles_takeCRLF_andRefuseKeysGivenTwiceOrNamedAsNoKey() throws {
+        #expect(try AccessKey.parse("AKID1 secret1\r\n# note\r\n\r\nAKID2 secret2 123456789012\r\n") == [
+            AccessKey(accessKeyId: "AKID1", secretAccessKey: "secret1"), AccessKey(accessKeyId: "AKID2", secretAccessKey: "secret2", registryId: "123456789012"),
+        ])
+        func refusal(_ text: String) -> String? {
+            do { _ = try AccessKey.parse(text) } catch let failure as ValidationFailure { return failure.description } catch { return "\(error)" }
+            return nil
+        }
+        #expect(refusal("AKID new\n\nAKID old\n") == "credentials line 3: access key id AKID is on line 1 too; give each key one line")
+        #expect(refusal("command-line secret\n")?.contains("the principal the audit shows for calls without a key") == true)
+        #expect(refusal("anonymous secret\n")?.contains("the principal the audit shows for calls without a key") == true)
+        for id in ["AK/ID", "AK,ID", "AK=ID", "AKÏD", String(repeating: "A", count: 129)] {
+            #expect(refusal("\(id) secret\n")?.contains("an access key id is 1 to 128 of letters, digits and ._-") == true, "\(id)")
+        }
+        #expect(refusal("AK.ID_1-x secret\n") == nil)
+    }
+
     /// The credential scope names a region: any, by default (the client's own configuration chooses
     /// it); only the one given with `serve --region` when one is.
     @Test func aScopeForAnotherRegion_isInvalidSignatureOnlyWhereOneRegionIsServed() {

@@ -51,7 +51,10 @@ public struct RequestMetadata: Hashable, Sendable {
     /// Who asked, as the audit shows it (its page and `audit initiations`): the key, else the
     /// command line's (run on the server's machine, with no key), else "anonymous" (`serve
     /// --allow-anonymous`).
-    public var shownPrincipal: String { principal ?? (source == "cli" ? "command-line" : "anonymous") }
+    public var shownPrincipal: String { principal ?? (source == "cli" ? Self.commandLinePrincipal : Self.anonymousPrincipal) }
+
+    /// The principals the audit shows for a call with no key: no access key may take these names.
+    public static let commandLinePrincipal = "command-line", anonymousPrincipal = "anonymous"
 
     /// The most bytes of a `User-Agent` an event records: every event of a call repeats it.
     public static let longestUserAgent = 512
