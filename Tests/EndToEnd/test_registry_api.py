@@ -827,6 +827,37 @@ def test_index_naming_a_manifest_not_in_the_repository_is_manifest_blob_unknown(
     assert got.content == body and got.headers["Content-Type"] == OCI_INDEX
 
 
+def test_a_manifest_an_index_names_is_not_deleted_until_the_index_is_and_the_refusal_is_no_permissions(reg, repo):
+    """ECR refuses to delete an image a manifest list names. That was 403 DENIED, which clients
+    report as a missing permission, and which the spec does not give this endpoint (202, 404, 400,
+    405): it is 400 UNSUPPORTED, naming the index."""
+    here = push_image(reg, repo, "v1")
+    body = index([(OCI_MANIFEST, here)])
+    push_manifest(reg, repo, "multi", body, OCI_INDEX)
+    refused = reg("DELETE", f"/v2/{repo}/manifests/{sha256(here)}")
+    assert_error(refused, 400, "UNSUPPORTED")
+    assert "manifest list" in refused.text, refused.text
+    assert reg("GET", f"/v2/{repo}/manifests/{sha256(here)}").status_code == 200
+    assert reg("DELETE", f"/v2/{repo}/manifests/{sha256(body)}").status_code == 202
+    assert reg("DELETE", f"/v2/{repo}/manifests/{sha256(here)}").status_code == 202
+
+
+def test_a_manifest_without_a_media_type_tells_a_registry_client_to_send_content_type(reg, repo):
+    config = push_config(reg, repo)
+    body = json.loads(image_manifest(config, []))
+    body.pop("mediaType", None)
+    answer = reg("PUT", f"/v2/{repo}/manifests/untyped", data=json.dumps(body).encode())
+    assert_error(answer, 400, "MANIFEST_INVALID")
+    assert "Content-Type" in answer.text, answer.text
+
+
+def test_an_upload_for_a_digest_algorithm_not_served_is_refused(reg, repo):
+    """The spec: a digest of an algorithm the registry does not serve SHOULD be 400."""
+    assert_error(reg("POST", f"/v2/{repo}/blobs/uploads/?digest-algorithm=md5"), 400, "DIGEST_INVALID")
+    for algorithm in ("sha256", "sha512"):
+        assert reg("POST", f"/v2/{repo}/blobs/uploads/?digest-algorithm={algorithm}").status_code == 202
+
+
 @pytest.mark.parametrize("body", [b"{not json", b"", b"[]", b'{"schemaVersion": 2, "mediaType": "' + OCI_MANIFEST.encode() + b'"}'],
                          ids=["not-json", "empty", "array", "no-config"])
 def test_invalid_manifest_is_manifest_invalid(reg, repo, body):

@@ -15,6 +15,12 @@ extension RegistryFrontEnd {
         let request = call.request
         // What the request alone refuses is refused before a mount, a repository or a session is
         // made: a refused request writes nothing.
+        // The algorithm a client says it will push with (the spec's `digest-algorithm`): one not
+        // served is 400 (it SHOULD be, spec "Pushing blobs"); one served changes nothing, as the
+        // completion's digest names its algorithm.
+        if let algorithm = call.first("digest-algorithm"), DigestAlgorithm(rawValue: algorithm) == nil {
+            throw RegistryError(.digestInvalid, "digest-algorithm '\(algorithm.prefix(100))' is not served: sha256 or sha512")
+        }
         let digest = call.first("digest")
         if let digest {
             guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }

@@ -47,9 +47,11 @@ extension RegistryFrontEnd {
             command.keepsUntaggedImages = true
             let outcome = try await service.batchDeleteImage(command, call.metadata())
             if let failure = outcome.failures.first {
-                // A manifest a list still names exists: deleting it is refused, not unknown.
+                // A manifest a list still names exists: deleting it is refused, not unknown. 400,
+                // one of the statuses the spec gives this endpoint: 403 DENIED told clients they
+                // lacked a permission.
                 throw failure.failureCode == .imageReferencedByManifestList
-                    ? RegistryError(.denied, "\(reference): \(failure.failureReason)")
+                    ? RegistryError(.unsupported, "\(reference): \(failure.failureReason)", status: .badRequest)
                     : RegistryError(.manifestUnknown, "\(reference): \(failure.failureReason)")
             }
             return Self.empty(.accepted, request, headers: [:])

@@ -142,7 +142,7 @@ public struct Manifest: Sendable {
             throw CommandError(.invalidParameter, "The imageManifestMediaType '\(Validation.quoted(given))' does not match the manifest's mediaType '\(Validation.quoted(declared))'.")
         }
         guard let mediaType = given ?? declared else {
-            throw CommandError(.invalidParameter, "The manifest has no mediaType; give imageManifestMediaType.")
+            throw CommandError(.invalidParameter, "The manifest has no mediaType; give its media type (imageManifestMediaType, or a registry client's Content-Type).")
         }
         self.mediaType = mediaType
         if checkingPush { pushRefusal = Self.pushRefusal(bytes, object) }
