@@ -1016,6 +1016,27 @@ def test_tags_after_last(reg, tagged):
     assert reg("GET", f"/v2/{tagged}/tags/list", params={"last": every[-1]}).json()["tags"] == []
 
 
+def test_tags_past_the_specs_128_characters_are_read_by_name_but_not_listed(reg, tagged, ecr):
+    """ECR's PutImage takes tags of 300 characters; the distribution spec's are 128 at most, and a
+    client refuses a list that holds a longer one (`skopeo sync` stopped at the whole repository).
+    Left out of the list, in every page, and still read by name."""
+    manifest = reg("GET", f"/v2/{tagged}/manifests/{TAGS[0]}", headers={"Accept": OCI_MANIFEST})
+    long_tags = ["a" + "x" * 199, "v2" + "y" * 127, "_" + "z" * 128]  # 200, 129, 129 characters
+    for tag in long_tags:
+        ecr.put_image(repositoryName=tagged, imageManifest=manifest.text, imageManifestMediaType=OCI_MANIFEST, imageTag=tag)
+    assert_lexical(reg("GET", f"/v2/{tagged}/tags/list").json()["tags"])
+    pages, url = [], f"/v2/{tagged}/tags/list?n=1"
+    while url:
+        answer = reg("GET", url)
+        pages.append(answer.json()["tags"])
+        link = answer.headers.get("Link")
+        url = re.fullmatch(r'<([^>]+)>;\s*rel="next"', link).group(1) if link else None
+    assert all(len(page) == 1 for page in pages), pages
+    assert_lexical(sum(pages, []))
+    for tag in long_tags:
+        assert reg("GET", f"/v2/{tagged}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}).content == manifest.content
+
+
 def test_tags_with_n_zero_is_an_empty_list_without_link(reg, tagged):
     answer = reg("GET", f"/v2/{tagged}/tags/list", params={"n": 0})
     assert answer.status_code == 200 and answer.json()["tags"] == [] and "Link" not in answer.headers

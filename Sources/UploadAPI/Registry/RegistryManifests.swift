@@ -19,8 +19,8 @@ extension RegistryFrontEnd {
             guard Validation.isRegistryDigest(reference) else { throw RegistryError(.digestInvalid, "'\(reference)' is not a sha256 or sha512 digest") }
         } else {
             // A push takes the spec's tags; a read or a delete any tag ECR's PutImage may have
-            // stored (up to 300 characters), which the tags list shows.
-            guard Validation.isImageTag(reference), request.method != .put || reference.utf8.count <= 128 else {
+            // stored (up to 300 characters).
+            guard Validation.isImageTag(reference), request.method != .put || reference.utf8.count <= Self.longestListedTag else {
                 // A read of what cannot be a tag finds nothing there (the spec's 404, which its
                 // conformance suite asks with `.INVALID_MANIFEST_NAME`); a push of it is invalid.
                 let why = "'\(reference)' is not a tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} (a pull or delete takes up to 300 characters, as ECR stores)"
@@ -91,7 +91,9 @@ extension RegistryFrontEnd {
     }
 
     /// `GET …/tags/list[?n=&last=]`: the repository's tags in lexical order, a page at a time,
-    /// with a `Link` to the next page.
+    /// with a `Link` to the next page. Tags longer than the spec's 128 characters (ECR's PutImage
+    /// takes 300) are left out, though read by name: a client refuses a list holding one (`skopeo
+    /// sync` stopped at the whole repository).
     func tags(_ call: Call, _ ref: RepositoryRef) async throws -> Response {
         var wanted = Self.tagPageLimit
         if let n = call.first("n") {
@@ -102,9 +104,17 @@ extension RegistryFrontEnd {
             wanted = min(Int(n) ?? Int.max, Self.tagPageLimit)
         }
         let limit = wanted, last = call.first("last")
-        let names = try await service.reading { [service] snapshot in
+        let names = try await service.reading { [service] snapshot -> [String] in
             _ = try Decider.existingRepository(ref.registryId, ref.repositoryName, state: snapshot, settings: service.settings)
-            return limit == 0 ? [] : try snapshot.tags(in: ref, after: last, limit: limit + 1).map(\.name)
+            guard limit > 0 else { return [] }
+            var listed: [String] = [], after = last
+            while listed.count <= limit {
+                let batch = try snapshot.tags(in: ref, after: after, limit: limit + 1).map(\.name)
+                listed += batch.filter { $0.utf8.count <= Self.longestListedTag }
+                guard batch.count == limit + 1 else { break }
+                after = batch.last
+            }
+            return listed
         }
         var headers: HTTPFields = [:]
         let page = Array(names.prefix(limit))
@@ -116,6 +126,8 @@ extension RegistryFrontEnd {
 
     /// The most tags one page lists.
     static let tagPageLimit = 1000
+    /// The longest tag the distribution spec allows, and the tags list shows.
+    static let longestListedTag = 128
 
     /// `GET …/referrers/<digest>[?artifactType=]`: an image index of the manifests whose
     /// `subject` is `digest` (empty when there are none, or no such repository),
