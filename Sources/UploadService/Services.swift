@@ -109,7 +109,9 @@ public struct ExpirySweeper: Service {
                 } catch is CancellationError {
                     return
                 } catch {
-                    service.logger.error("the expiry sweep failed", metadata: ["error": "\(error)"])
+                    // The error may advise callers how to retry; the sweeper's retry is its next
+                    // sweep, decided afresh at the log's tail (an expiry kept is not made twice).
+                    service.logger.error("the expiry sweep failed; the next sweep decides again from the log's tail", metadata: ["error": "\(error)"])
                 }
                 try? await Task.sleep(for: interval)
             }
