@@ -15,7 +15,8 @@ enum ServeAuthentication {
     /// so that a refused flag makes no store in a folder named by mistake.
     enum Keys {
         case anonymous
-        case given([AccessKey], source: String)
+        /// Keys from `source`: a file (`isFile`), or the environment's variables.
+        case given([AccessKey], source: String, isFile: Bool)
         /// A key pair generated once into `DATA/credentials`.
         case generated
     }
@@ -40,7 +41,7 @@ enum ServeAuthentication {
             let keys: [AccessKey]
             do { keys = try AccessKey.parse(text) } catch let failure as ValidationFailure { throw ValidationError("\(flag) \(path): \(failure)") }
             guard !keys.isEmpty else { throw ValidationError("no access keys in \(path)") }
-            return .given(keys, source: path)
+            return .given(keys, source: path, isFile: true)
         }
         let (idVariable, secretVariable) = ("UPLOAD_COORDINATOR_ACCESS_KEY_ID", "UPLOAD_COORDINATOR_SECRET_ACCESS_KEY")
         // One without the other is a mistake, not a wish for a generated key the user never sees.
@@ -54,7 +55,7 @@ enum ServeAuthentication {
             guard !id.isEmpty, !secret.isEmpty else {
                 throw ValidationError("UPLOAD_COORDINATOR_ACCESS_KEY_ID and UPLOAD_COORDINATOR_SECRET_ACCESS_KEY must not be empty")
             }
-            return .given([AccessKey(accessKeyId: id, secretAccessKey: secret)], source: "UPLOAD_COORDINATOR_ACCESS_KEY_ID")
+            return .given([AccessKey(accessKeyId: id, secretAccessKey: secret)], source: "UPLOAD_COORDINATOR_ACCESS_KEY_ID", isFile: false)
         }
         return .generated
     }
@@ -68,11 +69,10 @@ enum ServeAuthentication {
         switch keys {
         case .anonymous:
             return (.anonymous, "authentication: none (--allow-anonymous, loopback only); any credentials are accepted", [])
-        case .given(let keys, let source):
-            let file = source.hasPrefix("UPLOAD_COORDINATOR_") ? nil : source
+        case .given(let keys, let source, let isFile):
             return (.sigV4(SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)),
                     "authentication: SigV4 with \(keys.count) key(s) from \(source) for \(region.map { "region \($0)" } ?? "any region")",
-                    warnings(keys, file: file))
+                    warnings(keys, file: isFile ? source : nil))
         case .generated:
             let path = dataDir + "/" + DataFolder.generatedCredentials
             let keys = try AccessKey.parse(String(decoding: try SecretFile.contents(at: path, creatingWith: generatedKeyPair), as: UTF8.self))
