@@ -437,6 +437,27 @@ def test_a_page_shows_no_images_uploads_or_catalog_data_the_policy_denies():
         assert requests.get(base + logo_path).status_code == 404
 
 
+def test_a_quiet_repository_of_a_busy_registry_is_not_said_to_have_no_uploads():
+    """A repository's recent uploads are read from the registry's newest 5,000 initiations: one
+    whose uploads are older said "No uploads in the last 7 days", with all of them in progress."""
+    from concurrent.futures import ThreadPoolExecutor
+    with serving() as server:
+        ecr = client(server)
+        for name in ("quiet/app", "busy/app"):
+            ecr.create_repository(repositoryName=name)
+        quiet = ecr.initiate_layer_upload(repositoryName="quiet/app")["uploadId"]
+        base = f"http://127.0.0.1:{server.port}"
+        signed = requests.Session()
+        assert signed.post(base + "/gallery/sign-in", data={"accessKeyId": "test", "secretAccessKey": "test"}, allow_redirects=False).status_code == 303
+        assert quiet in signed.get(base + "/gallery/repositories/quiet/app").text, "control: shown while among the newest"
+        with ThreadPoolExecutor(8) as pool:
+            clients = [client(server) for _ in range(8)]
+            list(pool.map(lambda n: clients[n % 8].initiate_layer_upload(repositoryName="busy/app"), range(5000)))
+        page = signed.get(base + "/gallery/repositories/quiet/app").text
+        assert "No uploads in the last" not in page, page
+        assert "None of the registry&#39;s newest 5000 initiations" in page.replace("&#x27;", "&#39;"), page
+
+
 def test_a_logo_is_shown_under_private_pulls_to_a_request_botocore_signed():
     """botocore signs a path as every AWS service but S3 has it signed, encoded again: the `:` of
     a logo's digest is signed as `%3A`. A path signed as it was sent was refused every time."""

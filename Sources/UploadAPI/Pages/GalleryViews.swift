@@ -226,7 +226,11 @@ extension ECRPublicService {
             values["hasUploads"] = !uploads.isEmpty
             values["uploadWindow"] = "7 days"
             if !complete {
-                values["uploadsNote"] = "Only the registry's newest \(Self.recentUploadsScanLimit) initiations were looked at; this repository's older uploads are on the audit page."
+                // Read from the registry's index: a quiet repository of a busy registry may have
+                // uploads older than its newest initiations, and "No uploads" would say otherwise.
+                values["uploadsNote"] = uploads.isEmpty
+                    ? "None of the registry's newest \(Self.recentUploadsScanLimit) initiations, the most this page looks at, is this repository's; its uploads are on the audit page."
+                    : "Only the registry's newest \(Self.recentUploadsScanLimit) initiations were looked at; this repository's older uploads are on the audit page."
             }
             values["position"] = try snapshot.checkpoint()
             return values

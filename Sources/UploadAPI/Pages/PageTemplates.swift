@@ -123,7 +123,7 @@ enum PageTemplates {
         <h2>Recent uploads</h2>
         {{#imagesHidden}}<p class="note">This repository's policy does not let you see its uploads.</p>{{/imagesHidden}}
         {{#uploadsHidden}}<p class="note">Uploads are shown to this registry's keys, signed in.</p>{{/uploadsHidden}}
-        {{^imagesHidden}}{{^uploadsHidden}}{{^uploads}}<p class="empty">No uploads in the last {{uploadWindow}}.</p>{{/uploads}}{{/uploadsHidden}}{{/imagesHidden}}
+        {{^imagesHidden}}{{^uploadsHidden}}{{^uploads}}{{^uploadsNote}}<p class="empty">No uploads in the last {{uploadWindow}}.</p>{{/uploadsNote}}{{/uploads}}{{/uploadsHidden}}{{/imagesHidden}}
         {{#hasUploads}}<table id="uploads"><thead><tr><th>Initiated</th><th>Upload</th><th>State</th><th>Parts</th><th>Bytes</th><th>Layer</th></tr></thead><tbody>
         {{#uploads}}<tr><td><time>{{initiatedAt}}</time></td><td><code>{{uploadId}}</code></td><td class="state {{state}}">{{state}}</td><td>{{parts}}</td><td>{{bytes}}</td><td>{{#layerDigest}}<code class="digest">{{layerDigest}}</code>{{/layerDigest}}</td></tr>{{/uploads}}
         </tbody></table>{{/hasUploads}}
