@@ -8,11 +8,15 @@ public enum NamedThread {
     /// refused outright.
     public static let longestName = 15
 
-    /// Starts `body` on a new thread called `name`.
-    public static func start(_ name: String, _ body: @escaping @Sendable () -> Void) {
+    /// Starts `body` on a new thread called `name`, at `niceness` when given and allowed (a
+    /// negative one needs `CAP_SYS_NICE` or `RLIMIT_NICE`; without them the thread keeps the
+    /// process's).
+    public static func start(_ name: String, niceness: Int32? = nil, _ body: @escaping @Sendable () -> Void) {
         precondition(name.utf8.count <= longestName, "a thread's name is at most \(longestName) bytes on Linux: \(name)")
         Thread {
             nameThisThread(name)
+            // On Linux a nice value is the thread's, and 0 names the calling thread.
+            if let niceness { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
             body()
         }.start()
     }
