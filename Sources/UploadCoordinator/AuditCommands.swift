@@ -53,7 +53,7 @@ struct AuditInitiations: AsyncParsableCommand {
             if let ref, events.isEmpty, since == nil, until == nil {
                 // The registry comes from this process's flags or environment, not the log's: say
                 // which was searched, so that an empty answer is not taken for an empty repository.
-                FileHandle.standardError.write(Data("note: no initiation in \(ref.repositoryName) of the registry \(ref.registryId); give --registry-id (or \(StoreOptions.Environment.registryId)) as serve has it\n".utf8))
+                StandardStreams.error("note: no initiation in \(ref.repositoryName) of the registry \(ref.registryId); give --registry-id (or \(StoreOptions.Environment.registryId)) as serve has it\n")
             }
         }
     }
@@ -149,7 +149,7 @@ struct AuditVerifyProof: ParsableCommand {
             }
             printLine(event.json)
         } catch {
-            FileHandle.standardError.write(Data("FAILED: \(error)\n".utf8))
+            StandardStreams.error("FAILED: \(error)\n")
             throw ExitCode(1)
         }
     }

@@ -112,7 +112,7 @@ struct EventsCommand: AsyncParsableCommand {
                 // print) gives lines without them, said once.
                 if leaves.count != page.count, !leavesMissing {
                     leavesMissing = true
-                    FileHandle.standardError.write(Data("warning: the Merkle tree lacks the leaves of events after \(position): they are printed without leafHash; run upload-replay\n".utf8))
+                    StandardStreams.error("warning: the Merkle tree lacks the leaves of events after \(position): they are printed without leafHash; run upload-replay\n")
                 }
                 for (index, envelope) in page.enumerated() {
                     printLine(leaves.count == page.count ? envelope.json(adding: [("leafHash", .string(Hex.encode(leaves[index])))]) : envelope.json)
@@ -211,7 +211,7 @@ struct CopyStoreCommand: AsyncParsableCommand {
                 if let refusal = StoreBackup.refusal(destination: target, dataDirectory: fromDatabaseUrl == nil ? sourceDirectory : nil) { throw StoreError(.io, refusal) }
                 partial = try PartialFolder(beside: target)
                 for folder in partial!.abandonedRemoved {
-                    FileHandle.standardError.write(Data("removed an interrupted copy's folder: \(folder)\n".utf8))
+                    StandardStreams.error("removed an interrupted copy's folder: \(folder)\n")
                 }
                 destination = try Store(StoreConfiguration(directory: partial!.path, settings: settings))
             }
@@ -229,7 +229,7 @@ struct CopyStoreCommand: AsyncParsableCommand {
                 // The copy is whole either way: a folder that cannot be written only goes unmarked.
                 do { try StoreBackends.MovedToPostgreSQL.leave(in: fromDataDir, databaseURL: toDatabaseUrl) } catch {
                     let warning = "warning: the copy is whole, but \(fromDataDir)/\(StoreBackends.MovedToPostgreSQL.fileName) could not be written (\(error)): nothing stops a node from serving the folder's old LMDB store\n"
-                    FileHandle.standardError.write(Data(warning.utf8))
+                    StandardStreams.error(warning)
                 }
             }
             printLine(.object([
@@ -241,11 +241,11 @@ struct CopyStoreCommand: AsyncParsableCommand {
             if let toDatabaseUrl, case .failure(let failure) = result, !StoreCopy.refusedForAnotherCopy(failure),
                (try? PostgresStore.holdsAnUnfinishedCopy(url: toDatabaseUrl)) == true {
                 // The database keeps what was copied, marked (StoreCopy): say what to do with it.
-                FileHandle.standardError.write(Data("""
+                StandardStreams.error("""
                     error: the copy did not finish; the database at \(StoreBackends.shown(toDatabaseUrl)) holds part of it, marked \
                     as unfinished, and nothing opens it: drop that database (or everything in it) and copy again
 
-                    """.utf8))
+                    """)
             }
             fail(error)
         }

@@ -19,7 +19,7 @@ struct HoldReadTransaction: AsyncParsableCommand {
     func run() async throws {
         guard let store = try store.openStore() as? Store else { throw ValidationError("hold-read-transaction holds an LMDB reader slot; it has no PostgreSQL form.") }
         try store.holdingSnapshot {
-            FileHandle.standardOutput.write(Data("holding a read transaction\n".utf8))
+            StandardStreams.output("holding a read transaction\n")
             while true { sleep(60) }
         }
     }

@@ -79,7 +79,7 @@ struct GarbageCollectCommand: AsyncParsableCommand {
                 print("warning: \(collection.namedButMissing) blobs the store names are missing from the folder (serve's start-up log names them)")
             }
         }
-        for failure in collection.failed { FileHandle.standardError.write(Data("error: not removed: \(failure)\n".utf8)) }
+        for failure in collection.failed { StandardStreams.error("error: not removed: \(failure)\n") }
         if !collection.failed.isEmpty { throw ExitCode(2) }
     }
 }

@@ -80,7 +80,7 @@ enum ServeAuthentication {
             let verifier = SigV4Verifier(keys: keys, clock: clock, servedRegistryId: registryId, region: region)
             return (.sigV4(verifier), """
                 authentication: SigV4 with the key pair in \(path) (mode \(permissions(of: path).map { String($0, radix: 8) } ?? "unknown")). Use it with awscli:
-                  export AWS_ACCESS_KEY_ID=\(key.accessKeyId) AWS_SECRET_ACCESS_KEY=$(awk '{print $2}' \(path)) AWS_DEFAULT_REGION=\(region ?? SigV4Verifier.defaultRegion)
+                  export AWS_ACCESS_KEY_ID=\(key.accessKeyId) AWS_SECRET_ACCESS_KEY=$(awk '{print $2}' \(shellQuoted(path))) AWS_DEFAULT_REGION=\(region ?? SigV4Verifier.defaultRegion)
                 """, warnings(keys, file: path))
         }
     }
@@ -100,6 +100,13 @@ enum ServeAuthentication {
             warnings.append("the secret of access key \(key.accessKeyId) has \(key.secretAccessKey.count) characters: one that short can be guessed; give it \(shortestSecret) or more")
         }
         return warnings
+    }
+
+    /// `path` as a shell reads it back: as it is when it holds only characters no shell treats
+    /// apart, else in single quotes (a folder with a space made the printed line set an empty secret).
+    static func shellQuoted(_ path: String) -> String {
+        let plain = path.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "/._-+,:@%".unicodeScalars.contains($0)) }
+        return plain && !path.isEmpty ? path : "'" + path.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// A file's permission bits; `nil` when it cannot be looked at.

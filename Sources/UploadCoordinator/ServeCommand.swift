@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import LogHashing
 import Logging
+import NIOCore
 import ServiceLifecycle
 import UnixSignals
 import UploadAPI
@@ -150,12 +151,14 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A reader of standard output or error gone (a pipe closed) must not end the server.
+        signal(SIGPIPE, SIG_IGN)
         let keys = try ServeAuthentication.keys(credentialsFile: credentials, allowAnonymous: allowAnonymous, host: host)
         // Every logger of the process, the store's and the clocks' too, writes as serve's does: at
         // its level, one line per line, client bytes escaped.
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
-            var handler = DeferredMetadataLogHandler(label: label)
+            var handler = DeferredMetadataLogHandler(label: label, stream: BackgroundStandardError.shared)
             handler.logLevel = level
             return handler
         }
@@ -224,7 +227,7 @@ struct ServeCommand: AsyncParsableCommand {
             let (resolved, announcement, warnings) = try ServeAuthentication.resolve(
                 keys, dataDir: dataDir, clock: store.clock, registryId: settings.defaultRegistryId, region: region)
             authentication = resolved
-            FileHandle.standardError.write(Data((announcement + "\n").utf8))
+            BackgroundStandardError.shared.write(announcement + "\n")  // in order with the log's lines
             for warning in warnings { logger.warning("\(warning)") }
         } catch {
             await store.close()
@@ -275,10 +278,10 @@ struct ServeCommand: AsyncParsableCommand {
                 let port = channel.localAddress?.port ?? 0
                 endpoint.bound(host: listenHost, port: port)
                 let line = "upload-coordinator listening on http://\(channel.localAddress?.ipAddress ?? "?"):\(port) (registry \(registry), data \(dataDir))\n"
-                FileHandle.standardOutput.write(Data(line.utf8))
+                StandardStreams.output(line)
             },
             logger: logger)
-        // One group, shut down in reverse order on SIGINT or SIGTERM: the server stops accepting and
+        // One group, shut down in reverse order on SIGINT, SIGTERM or SIGHUP: the server stops accepting and
         // finishes the requests in flight (live feeds end), the sweeper and blob check stop, the
         // signer signs the log as it then stands, and the store, listed first, closes last.
         // A request that never ends (a body or a download dribbled by a slow client) would hold the
@@ -292,14 +295,21 @@ struct ServeCommand: AsyncParsableCommand {
                 .init(service: ExpirySweeper(service, idleMilliseconds: uploadExpiry * 1000, interval: .seconds(sweepInterval))),
                 .init(service: BoundedShutdown(app, limit: .seconds(shutdownTimeout), logger: logger)),
             ],
-            gracefulShutdownSignals: [.sigterm, .sigint],
+            // SIGHUP too: a terminal closing, or an `ExecReload=kill -HUP`, ended the process
+            // without this shutdown (no final checkpoint). Nothing is reloaded.
+            gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
             logger: logger))
         do {
             try await group.run()
+        } catch let error as IOError where error.description.hasPrefix("bind") {
+            await store.close()
+            // NIO's text names neither the address nor the cause in words.
+            fail(StoreError(.io, "cannot listen on \(host):\(port): \(String(cString: strerror(error.errnoCode)))"))
         } catch {
             await store.close()
             fail(error)
         }
         logger.info("stopped; every accepted command is committed")
+        BackgroundStandardError.flush(within: 2)
     }
 }

@@ -159,7 +159,7 @@ struct AuditVerifyConsistency: ParsableCommand {
             }
             print("OK: the log '\(newer.origin)' of \(newer.size) events extends the one of \(older.size) events you saved; both checkpoints are signed by \(verifier.name)")
         } catch {
-            FileHandle.standardError.write(Data("FAILED: \(error)\n".utf8))
+            StandardStreams.error("FAILED: \(error)\n")
             throw ExitCode(1)
         }
     }

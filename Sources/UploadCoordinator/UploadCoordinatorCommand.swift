@@ -29,6 +29,7 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
     /// it can only find once it looks at the folder or the database) is shown with that
     /// subcommand's usage, not the top level's list of subcommands.
     static func main() async {
+        StandardStreams.openTheMissingOnes()
         let command: any ParsableCommand
         do { command = try parseAsRoot() } catch { exit(withError: error) }
         do {
@@ -38,10 +39,15 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
                 var synchronous = command
                 try synchronous.run()
             }
+            // A listing or proof cut short by a full disk, or a reader gone, is no success.
+            guard StandardStreams.printedWhole() else {
+                StandardStreams.error("error: standard output could not take everything printed: \(String(cString: strerror(errno)))\n")
+                exit(withError: ExitCode.failure)
+            }
         } catch let error as ValidationError {
             let usage = usageString(for: type(of: command))
             let path = usage.split(separator: " ").prefix { !["-", "[", "<"].contains($0.first) }.joined(separator: " ")
-            FileHandle.standardError.write(Data("Error: \(error.message)\nUsage: \(usage)\n  See '\(path) --help' for more information.\n".utf8))
+            StandardStreams.error("Error: \(error.message)\nUsage: \(usage)\n  See '\(path) --help' for more information.\n")
             exit(withError: ExitCode.validationFailure)
         } catch {
             exit(withError: error)
@@ -184,7 +190,8 @@ func fail(_ error: any Error) -> Never {
     case let failure as StoreError: line = "error: \(failure.message)"
     default: line = "error: \(error)"
     }
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    BackgroundStandardError.flush(within: 2)  // serve's log lines before its last
+    StandardStreams.error(line + "\n")
     exit(1)
 }
 

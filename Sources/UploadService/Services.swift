@@ -26,6 +26,9 @@ public struct BoundedShutdown<S: Service>: Service {
                 // Task-local, so the child sees the group's shutdown begin; cancelled (the service
                 // ended first), it just ends.
                 guard (try? await gracefulShutdown()) != nil else { return }
+                // Said at once: a client that holds the shutdown (a slow reader) would otherwise
+                // leave the operator looking at nothing for the whole bound.
+                logger.notice("stopping: no new connections; the requests in flight may finish", metadata: ["bound.seconds": "\(limit.components.seconds)"])
                 try await Task.sleep(for: limit)
                 logger.warning("requests still running when the shutdown's bound passed are cut off", metadata: ["bound.seconds": "\(limit.components.seconds)"])
             }

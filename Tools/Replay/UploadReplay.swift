@@ -48,6 +48,7 @@ struct Verify: ParsableCommand {
     var json = false
 
     func run() throws {
+        StandardStreams.openTheMissingOnes()
         let database: String?
         do { database = try StoreBackends.databaseURL(flag: databaseUrl) } catch let error as StoreError { throw ValidationError("--database-url: \(error.message)") }
         if database == nil, !CheckInAChild.isChild { try checkInAChild() }
@@ -70,14 +71,14 @@ struct Verify: ParsableCommand {
                 key = try LogSigningKey.verifier(path: nil, dataDirectory: dataDir)
                 if key == nil { throw StoreError(.io, "the data directory holds no log key") }
             } catch {
-                FileHandle.standardError.write(Data("note: checkpoint signatures not checked (\(error)); give --public-key to check them\n".utf8))
+                StandardStreams.error("note: checkpoint signatures not checked (\(error)); give --public-key to check them\n")
             }
         }
         StoreBackends.warnWhenTheEnvironmentOverrides(flag: databaseUrl, dataDirectory: dataDir)
         let progress = showProgress ? meter.update : nil
         let report = database.map { Replayer.verify(databaseURL: $0, checkpointKey: key, progress: progress) }
             ?? Replayer.verify(directory: dataDir, checkpointKey: key, progress: progress)
-        if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        if showProgress { StandardStreams.error("\r\u{1B}[K") }
         let blobCheck = checkBlobs(report, databaseURL: database)
         // Which store was checked, named in the report: a folder, or a database without its password.
         let store = database.map { "PostgreSQL at \(StoreBackends.shown($0))" } ?? "LMDB in \(dataDir)"
@@ -89,6 +90,11 @@ struct Verify: ParsableCommand {
         if let failure = report.failure { throw ExitCode(failure.exitCode) }
         if case .checked(let check) = blobCheck, !check.passed { throw ExitCode(4) }
         if case .failed = blobCheck { throw ExitCode(3) }
+        // A report that could not be written whole is no pass.
+        guard StandardStreams.printedWhole() else {
+            StandardStreams.error("FAILED: standard output could not take the report: \(String(cString: strerror(errno)))\n")
+            throw ExitCode(3)
+        }
     }
 
     /// What became of the blob check: not asked for, not run (the store could not be read), run, or failed.
@@ -123,7 +129,7 @@ struct Verify: ParsableCommand {
                 print(JSONValue.object(sorting: [("ok", .bool(false)), ("store", .string(store)), ("failure", .string(problem))]).text)
             } else {
                 print("store:            \(store)")
-                FileHandle.standardError.write(Data("FAILED: \(problem)\n".utf8))
+                StandardStreams.error("FAILED: \(problem)\n")
             }
             throw ExitCode(3)
         }
@@ -132,7 +138,7 @@ struct Verify: ParsableCommand {
     private func printText(_ r: Replayer.Report, _ blobCheck: BlobCheckOutcome, store: String) {
         print("store:            \(store)")
         if let failure = r.failure, case .unusable = failure, r.events == 0 {  // no store, or one not migrated: no count to give
-            FileHandle.standardError.write(Data("FAILED: \(failure)\n".utf8))
+            StandardStreams.error("FAILED: \(failure)\n")
             return
         }
         print("events in log:    \(r.events)")
@@ -167,7 +173,7 @@ struct Verify: ParsableCommand {
         case .checked(let check):
             let how = blobs == .contents ? "each hashed (\(check.bytesHashed) bytes read)" : "each looked for with its recorded size"
             print("blobs:            \(check.named) named in \(dataDir)/blobs, \(how)")
-            for problem in check.problems { FileHandle.standardError.write(Data("blob problem: \(problem)\n".utf8)) }
+            for problem in check.problems { StandardStreams.error("blob problem: \(problem)\n") }
             let kinds = [(check.missing, "missing or unreadable"), (check.wrongSize, "of another size"), (check.wrongContents, "with other bytes")]
             blobFailure = check.passed ? nil : """
                 of the \(check.named) blobs the store names, \(kinds.filter { $0.0 > 0 }.map { "\($0.0) \($0.1)" }.joined(separator: ", ")) \
@@ -176,9 +182,9 @@ struct Verify: ParsableCommand {
                 """
         }
         if let failure = r.failure {
-            FileHandle.standardError.write(Data("FAILED: \(failure)\n".utf8))
+            StandardStreams.error("FAILED: \(failure)\n")
         } else if let blobFailure {
-            FileHandle.standardError.write(Data("FAILED: \(blobFailure)\n".utf8))
+            StandardStreams.error("FAILED: \(blobFailure)\n")
         } else {
             let at = r.checkpoint.map { $0 < r.events ? " at their checkpoint (\($0) of \(r.events))" : "" } ?? ""
             let blobsToo = if case .checked = blobCheck { ", and the folder holds every blob it names" } else { "" }
@@ -238,7 +244,7 @@ final class ProgressMeter {
         let rate = seconds > 0 ? Double(done) / seconds : 0
         let left = rate > 0 ? Double(total - done) / rate : 0
         let line = String(format: "\r\u{1B}[K%llu/%llu events (%.0f%%), %.0f events/s, %.0f s left", done, total, 100 * Double(done) / Double(max(total, 1)), rate, left)
-        FileHandle.standardError.write(Data(line.utf8))
+        StandardStreams.error(line)
     }
 }
 

@@ -30,7 +30,7 @@ public enum StoreBackends {
         guard flag == nil, let url = urlInTheEnvironment, FileManager.default.fileExists(atPath: folder.appendingPathComponent("data.mdb").path),
               !FileManager.default.fileExists(atPath: folder.appendingPathComponent(MovedToPostgreSQL.fileName).path) else { return }
         let warning = "warning: \(databaseURLVariable) names a database (\(shown(url))), so it is used, not the LMDB store in \(dataDirectory); unset it to use the folder's store\n"
-        FileHandle.standardError.write(Data(warning.utf8))
+        StandardStreams.error(warning)
     }
 
     /// A database URL as reports and logs show it: every secret masked.
@@ -90,7 +90,7 @@ public enum StoreBackends {
             if MovedToPostgreSQL.refusal(directory: directory) != nil {
                 // Read, to audit the old copy; but an auditor meaning the live store would record an old root.
                 let warning = "warning: the LMDB store in \(directory) was moved to PostgreSQL (\(directory)/\(MovedToPostgreSQL.fileName) says where): this is that store as it was then; give --database-url for the store served now\n"
-                FileHandle.standardError.write(Data(warning.utf8))
+                StandardStreams.error(warning)
             }
             return try ReadOnlyStore(directory: directory, unreadableProjections: unreadable)
         }

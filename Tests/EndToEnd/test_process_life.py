@@ -1,0 +1,133 @@
+"""serve as an init system runs it: standard streams closed, full, broken or unread, signals other
+than SIGTERM, a port taken. Each of these crashed the server, hung it, or lost its last checkpoint."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from conftest import BIN, tool
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ping(port, timeout=5):
+    """`GET /v2/`'s status, or None when nothing answers within `timeout`."""
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=timeout)
+        return 200
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def wait_until_answering(port, process, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert process.poll() is None, f"serve ended with {process.returncode}"
+        if ping(port, timeout=2) is not None:
+            return
+        time.sleep(0.1)
+    raise AssertionError("serve never answered")
+
+
+def serve(data, port, *flags, **popen):
+    return subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", str(port), *flags], **popen)
+
+
+def test_serve_runs_with_its_standard_streams_full_or_closed():
+    """Its output on /dev/full, or closed: Foundation's write trapped (SIGILL) just after the server
+    listened. With every standard stream closed, the log went into the next file opened, lock.mdb."""
+    with tempfile.TemporaryDirectory() as data, open("/dev/full", "w") as full:
+        for streams in ({"stdout": full, "stderr": full}, {"stdout": subprocess.DEVNULL, "stderr": full}):
+            port = free_port()
+            process = serve(data, port, **streams)
+            try:
+                wait_until_answering(port, process)
+                assert ping(port) == 401
+            finally:
+                process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+        port = free_port()
+        process = serve(data, port, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        preexec_fn=lambda: [os.close(fd) for fd in (0, 1, 2)])
+        try:
+            wait_until_answering(port, process)
+        finally:
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        with open(os.path.join(data, "lock.mdb"), "rb") as lock:
+            assert b"authentication" not in lock.read(), "no log line was written into LMDB's lock file"
+
+
+def test_a_standard_error_no_one_reads_stops_neither_requests_nor_the_shutdown():
+    """A pipe that fills (a log collector stuck) blocked the event loops once its 64 KiB were
+    written: the API stopped answering, SIGTERM too. Log lines past the room held are dropped,
+    and counted once the stream is read again."""
+    with tempfile.TemporaryDirectory() as data:
+        read_end, write_end = os.pipe()
+        port = free_port()
+        process = serve(data, port, "--log-level", "trace", "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=write_end)
+        os.close(write_end)
+        try:
+            wait_until_answering(port, process)
+            for answered in range(600):  # far more than a pipe's 64 KiB of trace lines
+                assert ping(port) == 200, f"no answer after {answered} requests"
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0, "stopped with standard error still unread"
+        finally:
+            if process.poll() is None:
+                process.kill()
+            os.close(read_end)
+
+
+def test_events_to_a_full_disk_is_a_failure_not_an_export():
+    """`events > file` on a full disk exited 0 with the file cut short."""
+    with tempfile.TemporaryDirectory() as data:
+        made = tool("upload-coordinator", "create-repository", "--data-dir", data, "--repository-name", "life/app")
+        assert made.returncode == 0, made.stderr
+        with open("/dev/full", "w") as full:
+            out = subprocess.run([str(BIN / "upload-coordinator"), "events", "--data-dir", data], stdout=full, stderr=subprocess.PIPE,
+                                 text=True, timeout=120)
+        assert out.returncode == 1 and "standard output could not take everything printed" in out.stderr, out.stderr
+        with open("/dev/full", "w") as full:
+            out = subprocess.run([str(BIN / "upload-replay"), "--data-dir", data], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+        assert out.returncode == 3 and "could not take the report" in out.stderr, (out.returncode, out.stderr)
+
+
+def test_sighup_stops_serve_as_sigterm_does_with_the_log_signed_to_its_end():
+    """SIGHUP (a terminal closing, a reload by `kill -HUP`) killed serve without its shutdown: no
+    final checkpoint, no line saying every command was committed."""
+    with tempfile.TemporaryDirectory() as data:
+        port = free_port()
+        process = serve(data, port, "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until_answering(port, process)
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b'{"repositoryName": "life/hup"}', method="POST", headers={
+                "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.CreateRepository"})
+            assert urllib.request.urlopen(request, timeout=30).status == 200
+        finally:
+            process.send_signal(signal.SIGHUP)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 0 and "stopping: no new connections" in err and "every accepted command is committed" in err, err
+        report = json.loads(tool("upload-replay", "--data-dir", data, "--json").stdout)
+        assert report["ok"] and report["signedUpTo"] == report["events"] == 1, report
+
+
+def test_a_port_taken_is_named_with_its_cause():
+    with tempfile.TemporaryDirectory() as data, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", str(port)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr, out.stderr
