@@ -58,6 +58,8 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     private var answerEndsConnection = false
     /// Whether the last request handed on is still being read (its end not yet arrived).
     private var readingBody = false
+    /// Whether an answer to no request is being dropped (``write(context:data:promise:)``).
+    private var droppingStrayAnswer = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
@@ -66,6 +68,7 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             return
         case (.handingOnTheLast, .end):
             reading = .done
+            readingBody = false
             context.fireChannelRead(data)
         case (_, .head(var head)):
             if answerEndsConnection {
@@ -113,7 +116,8 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     /// read): one request, one final answer (RFC 9112); a second would be read as the answer to
     /// the client's next request. The connection ends, as after a refusal.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let unparsable = error is HTTPParserError || error is ByteToMessageDecoderError
+        // A client gone part way through a body (`invalidEOFState`) is no framing refused.
+        let unparsable = (error is HTTPParserError && (error as? HTTPParserError) != .invalidEOFState) || error is ByteToMessageDecoderError
         if case .done = reading, unparsable { return }
         if unparsable, readingBody, unanswered.isEmpty, !answerEndsConnection {
             reading = .done
@@ -121,13 +125,29 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             context.close(mode: .output, promise: nil)
             return
         }
-        // Hummingbird answers it 400 and closes: a connection ended by its framing too.
+        // Hummingbird answers it 400 and closes: a connection ended by its framing too (and when
+        // the request was answered meanwhile, `write` drops that second answer).
         if unparsable { refused() }
         context.fireErrorCaught(error)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
+        let part = unwrapOutboundIn(data)
+        // A second answer to the request whose body is being read: Hummingbird's 400 for a body
+        // that failed to parse after the request was answered (the error raced the answer's end).
+        // One request, one final answer: it is dropped, and the connection ends. (A request the
+        // parser refuses outright was never handed on: its 400 is its one answer.)
+        if case .head(let response) = part, response.status.code >= 200, unanswered.isEmpty, readingBody, refusal == nil { droppingStrayAnswer = true }
+        if droppingStrayAnswer {
+            promise?.succeed(())
+            if case .end = part {
+                droppingStrayAnswer = false
+                reading = .done
+                context.close(mode: .output, promise: nil)
+            }
+            return
+        }
+        switch part {
         case .head(var response) where response.status.code >= 200:
             if Self.saysClose(response.headers["Connection"]) {
                 answerEndsConnection = true

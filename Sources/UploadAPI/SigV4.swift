@@ -35,12 +35,7 @@ public struct AccessKey: Sendable, Equatable {
             guard (2...4).contains(fields.count) else {
                 throw ValidationFailure("credentials line \(number + 1): expected ACCESS_KEY_ID SECRET_ACCESS_KEY [REGISTRY_ID [NAME]]")
             }
-            guard fields[0].count <= 128, fields[0].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
-                throw ValidationFailure("credentials line \(number + 1): an access key id is 1 to 128 of letters, digits and ._- (a signature's credential cannot carry others)")
-            }
-            guard ![RequestMetadata.commandLinePrincipal, RequestMetadata.anonymousPrincipal].contains(fields[0]) else {
-                throw ValidationFailure("credentials line \(number + 1): '\(fields[0])' is the principal the audit shows for calls without a key; name the key otherwise")
-            }
+            if let problem = problem(ofKeyId: fields[0]) { throw ValidationFailure("credentials line \(number + 1): \(problem)") }
             if let earlier = lineOfKey[fields[0]] {
                 throw ValidationFailure("credentials line \(number + 1): access key id \(fields[0]) is on line \(earlier) too; give each key one line")
             }
@@ -55,6 +50,20 @@ public struct AccessKey: Sendable, Equatable {
                 accessKeyId: fields[0], secretAccessKey: fields[1], registryId: fields.count >= 3 ? fields[2] : nil,
                 name: fields.count == 4 ? fields[3] : nil)
         }
+    }
+}
+
+extension AccessKey {
+    /// What makes `id` no access key id, wherever keys come from: a SigV4 credential carries
+    /// only some characters, and the audit shows two names for calls without a key.
+    public static func problem(ofKeyId id: String) -> String? {
+        guard !id.isEmpty, id.count <= 128, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+            return "an access key id is 1 to 128 of letters, digits and ._- (a signature's credential cannot carry others)"
+        }
+        guard ![RequestMetadata.commandLinePrincipal, RequestMetadata.anonymousPrincipal].contains(id) else {
+            return "'\(id)' is the principal the audit shows for calls without a key; name the key otherwise"
+        }
+        return nil
     }
 }
 

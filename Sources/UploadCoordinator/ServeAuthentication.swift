@@ -55,6 +55,7 @@ enum ServeAuthentication {
             guard !id.isEmpty, !secret.isEmpty else {
                 throw ValidationError("UPLOAD_COORDINATOR_ACCESS_KEY_ID and UPLOAD_COORDINATOR_SECRET_ACCESS_KEY must not be empty")
             }
+            if let problem = AccessKey.problem(ofKeyId: id) { throw ValidationError("UPLOAD_COORDINATOR_ACCESS_KEY_ID: \(problem)") }
             return .given([AccessKey(accessKeyId: id, secretAccessKey: secret)], source: "UPLOAD_COORDINATOR_ACCESS_KEY_ID", isFile: false)
         }
         return .generated

@@ -153,6 +153,8 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         // A reader of standard output or error gone (a pipe closed) must not end the server.
         signal(SIGPIPE, SIG_IGN)
+        // Lines still held by the log's thread are written before any exit, not only a clean stop.
+        atexit { BackgroundStandardError.flush(within: 2) }
         let keys = try ServeAuthentication.keys(credentialsFile: credentials, allowAnonymous: allowAnonymous, host: host)
         // Every logger of the process, the store's and the clocks' too, writes as serve's does: at
         // its level, one line per line, client bytes escaped.
@@ -296,8 +298,9 @@ struct ServeCommand: AsyncParsableCommand {
                 .init(service: BoundedShutdown(app, limit: .seconds(shutdownTimeout), logger: logger)),
             ],
             // SIGHUP too: a terminal closing, or an `ExecReload=kill -HUP`, ended the process
-            // without this shutdown (no final checkpoint). Nothing is reloaded.
-            gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
+            // without this shutdown (no final checkpoint). Nothing is reloaded. Not when the
+            // process was started ignoring it (`nohup`), which asked to outlive its terminal.
+            gracefulShutdownSignals: [.sigterm, .sigint] + (Self.startedIgnoringHangUps ? [] : [.sighup]),
             logger: logger))
         do {
             try await group.run()
@@ -312,4 +315,12 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info("stopped; every accepted command is committed")
         BackgroundStandardError.flush(within: 2)
     }
+
+    /// Whether SIGHUP was ignored when the process started (`nohup`): read by setting it ignored
+    /// and putting back what was there.
+    static let startedIgnoringHangUps: Bool = {
+        let previous = signal(SIGHUP, SIG_IGN)
+        signal(SIGHUP, previous)
+        return unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
+    }()
 }

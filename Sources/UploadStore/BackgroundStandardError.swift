@@ -43,7 +43,7 @@ public final class BackgroundStandardError: TextOutputStream, @unchecked Sendabl
         let log = shared
         log.condition.lock()
         defer { log.condition.unlock() }
-        while !log.lines.isEmpty || log.writing {
+        while !log.lines.isEmpty || log.dropped > 0 || log.writing {
             guard log.condition.wait(until: deadline) else { return }
         }
     }
@@ -55,7 +55,7 @@ public final class BackgroundStandardError: TextOutputStream, @unchecked Sendabl
             let (taken, lost) = (lines, dropped)
             (lines, bytes, dropped, writing) = ([], 0, 0, true)
             condition.unlock()
-            // Those dropped came after those taken, which filled the room.
+            // Most of those dropped came after those taken, which filled the room.
             let notice = lost > 0 ? "\(lost) log lines were dropped: standard error was not being read\n" : ""
             StandardStreams.error(taken.joined() + notice)
             condition.lock()

@@ -26,7 +26,7 @@ final class BatchAnswerer: Sendable {
     nonisolated(unsafe) private var state = State()
 
     init() {
-        NamedThread.start("uc-answerer") { [self] in run() }
+        NamedThread.start("uc-answerer", niceness: GroupCommitWriter.niceness) { [self] in run() }
     }
 
     /// Whether batches handed over are still being answered: a batch answered by the writer

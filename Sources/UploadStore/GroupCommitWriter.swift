@@ -119,9 +119,10 @@ final class GroupCommitWriter: Sendable {
     nonisolated(unsafe) private var queue = Queue()
     private let statistics = Locked(Statistics())
 
-    /// The writer thread's niceness, where the process may raise a thread's priority: every
-    /// request waits on its commits, and on a busy host the writer, runnable, waited for a CPU a
-    /// quarter to two fifths of the time (a profile at 32 connections on two cores).
+    /// The niceness of the writer thread and of the thread that answers its batches, where the
+    /// process may raise a thread's priority: every request waits on their commits and answers,
+    /// and on a busy host the writer, runnable, waited for a CPU a quarter to two fifths of the
+    /// time (a profile at 32 connections on two cores). Threads they start do not inherit it.
     static let niceness: Int32 = -10
 
     init(committer: any BatchCommitter, configuration: StoreConfiguration, notifier: CommitNotifier) {

@@ -15,10 +15,19 @@ public enum NamedThread {
         precondition(name.utf8.count <= longestName, "a thread's name is at most \(longestName) bytes on Linux: \(name)")
         Thread {
             nameThisThread(name)
-            // On Linux a nice value is the thread's, and 0 names the calling thread.
-            if let niceness { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
+            if let niceness { keepToThisThread(niceness: niceness) }
             body()
         }.start()
+    }
+
+    /// Sets the calling thread's niceness (on Linux a nice value is a thread's, and 0 names the
+    /// calling thread), after `SCHED_RESET_ON_FORK`, so that the threads it starts (the
+    /// dispatch pool's, which it may start by resuming a caller) start at niceness 0, not at its.
+    private static func keepToThisThread(niceness: Int32) {
+        var parameter = sched_param(sched_priority: 0)
+        let resetOnFork: Int32 = 0x4000_0000  // SCHED_RESET_ON_FORK, which Glibc's module does not export
+        guard sched_setscheduler(0, SCHED_OTHER | resetOnFork, &parameter) == 0 else { return }
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness)
     }
 
     /// Names the calling thread through `/proc`: Foundation's `Thread.name` does not reach the

@@ -153,6 +153,12 @@ def test_serve_warns_of_a_credentials_file_others_can_read_and_of_a_guessable_se
         out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", str(tmp_path / "data"), "--port", "0",
                               "--credentials", str(credentials)], capture_output=True, text=True, timeout=60)
         assert out.returncode == 64 and reason in out.stderr, out.stderr
+    # The same rules for a key given in the environment.
+    env = {k: v for k, v in os.environ.items() if k != "UPLOAD_COORDINATOR_CREDENTIALS"}
+    env.update(UPLOAD_COORDINATOR_ACCESS_KEY_ID="command-line", UPLOAD_COORDINATOR_SECRET_ACCESS_KEY="s" * 40)
+    out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", str(tmp_path / "data"), "--port", "0"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 64 and "the principal the audit shows for calls without a key" in out.stderr, out.stderr
 
 
 def ready_line(process, timeout=120):

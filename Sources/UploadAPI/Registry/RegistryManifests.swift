@@ -107,12 +107,13 @@ extension RegistryFrontEnd {
         let names = try await service.reading { [service] snapshot -> [String] in
             _ = try Decider.existingRepository(ref.registryId, ref.repositoryName, state: snapshot, settings: service.settings)
             guard limit > 0 else { return [] }
-            var listed: [String] = [], after = last
+            var listed: [String] = [], after = last, batchSize = limit + 1
             while listed.count <= limit {
-                let batch = try snapshot.tags(in: ref, after: after, limit: limit + 1).map(\.name)
+                let batch = try snapshot.tags(in: ref, after: after, limit: batchSize).map(\.name)
                 listed += batch.filter { $0.utf8.count <= Self.longestListedTag }
-                guard batch.count == limit + 1 else { break }
+                guard batch.count == batchSize else { break }
                 after = batch.last
+                batchSize = max(batchSize, Self.tagPageLimit)  // past long tags, a page's worth at a time
             }
             return listed
         }
