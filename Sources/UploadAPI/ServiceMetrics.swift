@@ -262,28 +262,24 @@ final class MetricHandles: Sendable {
     private let timers = Locked<[[String]: CoreMetrics.Timer]>([:])
 
     func counter(_ label: String, _ dimensions: [(String, String)], _ factory: any MetricsFactory) -> CoreMetrics.Counter {
-        let key = Self.key(label, dimensions)
-        if let made = counters.withLock({ $0[key] }) { return made }
-        let made = CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory)
-        return counters.withLock { kept in
-            if let first = kept[key] { return first }
-            kept[key] = made
-            return made
-        }
+        Self.kept(in: counters, label, dimensions) { CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory) }
     }
 
     func timer(_ label: String, _ dimensions: [(String, String)], _ factory: any MetricsFactory) -> CoreMetrics.Timer {
-        let key = Self.key(label, dimensions)
-        if let made = timers.withLock({ $0[key] }) { return made }
-        let made = CoreMetrics.Timer(label: label, dimensions: dimensions, factory: factory)
-        return timers.withLock { kept in
+        Self.kept(in: timers, label, dimensions) { CoreMetrics.Timer(label: label, dimensions: dimensions, factory: factory) }
+    }
+
+    /// The handle `table` keeps for the label and dimensions, made (outside the lock) the first time.
+    private static func kept<Handle: Sendable>(
+        in table: Locked<[[String]: Handle]>, _ label: String, _ dimensions: [(String, String)], making make: () -> Handle
+    ) -> Handle {
+        let key = [label] + dimensions.flatMap { [$0.0, $0.1] }
+        if let made = table.withLock({ $0[key] }) { return made }
+        let made = make()
+        return table.withLock { kept in
             if let first = kept[key] { return first }
             kept[key] = made
             return made
         }
-    }
-
-    private static func key(_ label: String, _ dimensions: [(String, String)]) -> [String] {
-        [label] + dimensions.flatMap { [$0.0, $0.1] }
     }
 }

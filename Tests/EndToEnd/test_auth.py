@@ -120,13 +120,7 @@ def test_serve_never_runs_open_by_accident():
         assert "(mode 600)" in err and "may be read by other users" not in err and "can be guessed" not in err, err
         # The mode it states is the file's: it said 0600 whatever the file's was.
         os.chmod(path, 0o644)
-        process = subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert "listening on" in ready_line(process)
-        finally:
-            process.terminate()
-            _, err = process.communicate(timeout=30)
+        err = started_and_stopped(data)
         assert "(mode 644)" in err and f"{path} may be read by other users (mode 644)" in err and "chmod 600" in err, err
 
 
@@ -171,6 +165,18 @@ def ready_line(process, timeout=120):
         return found.get(timeout=timeout)
     except queue.Empty:
         return "(no ready line)"
+
+
+def started_and_stopped(data):
+    """What `serve` on `data` (its generated key) wrote to standard error, started until it listened, then stopped."""
+    process = subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in ready_line(process)
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    return err
 
 
 def test_processes_starting_together_on_a_fresh_folder_agree_on_one_generated_key():
@@ -227,13 +233,7 @@ def test_every_file_serve_makes_in_its_data_folder_is_private_to_its_owner(tmp_p
 def test_serve_warns_when_others_can_open_its_data_folder():
     with tempfile.TemporaryDirectory() as data:
         os.chmod(data, 0o755)
-        process = subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert "listening on" in ready_line(process)
-        finally:
-            process.terminate()
-            _, err = process.communicate(timeout=30)
+        err = started_and_stopped(data)
         assert "chmod 700" in err and "mode=755" in err, err
 
 

@@ -224,6 +224,17 @@ def test_a_connection_ends_after_the_request_that_says_so_in_any_case_and_after_
     assert [json.loads(event)["position"] for event in body.splitlines()] == [1], body[:300]
 
 
+def framing_refusals(server):
+    """Connections ended by their framing, summed over every node (the PostgreSQL pass spreads
+    connections over two, each counting its own)."""
+    line = 'upload_coordinator_connections_closed_total{reason="framing_refused"} '
+    total = 0.0
+    for node in getattr(server, "nodes", [server]):
+        metrics = urllib.request.urlopen(node.endpoint + "/metrics", timeout=30).read().decode()
+        total += sum(float(row[len(line):]) for row in metrics.splitlines() if row.startswith(line))
+    return total
+
+
 def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(server):
     """An HTTP/1.1 request without Host is 400 (RFC 9112 §3.2), an HTTP/1.0 one with
     Transfer-Encoding is 400 (§6.1), codings not ending with chunked are 400 (§6.3), and another
@@ -236,15 +247,7 @@ def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(serve
     signed = "".join(f"{k}: {v}\r\n" for k, v in signed_headers("POST", server.endpoint + "/", body, base).items()).encode()
     chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
 
-    def refusals_counted():
-        """Summed over every node (the PostgreSQL pass spreads connections over two, each counting its own)."""
-        line = 'upload_coordinator_connections_closed_total{reason="framing_refused"} '
-        total = 0.0
-        for node in getattr(server, "nodes", [server]):
-            metrics = urllib.request.urlopen(node.endpoint + "/metrics", timeout=30).read().decode()
-            total += sum(float(row[len(line):]) for row in metrics.splitlines() if row.startswith(line))
-        return total
-    counted_before = refusals_counted()
+    counted_before = framing_refusals(server)
     for version, coding, expected in ((b"1.1", b"gzip, chunked", "HTTP/1.1 501 Not Implemented"),
                                       (b"1.1", b"gzip\r\nTransfer-Encoding: chunked", "HTTP/1.1 501 Not Implemented"),
                                       (b"1.0", b"chunked", "HTTP/1.0 400 Bad Request")):
@@ -275,7 +278,7 @@ def test_requests_whose_framing_the_server_cannot_trust_are_refused_unread(serve
     large = b"x" * (8 * 1024 * 1024)
     found = answers(read_until_closed(server.port, b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(large), send_after=large, timeout=30))
     assert [line for line, _, _ in found] == ["HTTP/1.1 400 Bad Request"], found
-    assert refusals_counted() - counted_before == 9, "each refusal is counted for the operator"
+    assert framing_refusals(server) - counted_before == 9, "each refusal is counted for the operator"
 
 
 def test_a_body_that_fails_to_parse_after_its_request_was_answered_gets_no_second_answer(server):
@@ -285,15 +288,7 @@ def test_a_body_that_fails_to_parse_after_its_request_was_answered_gets_no_secon
     connection ends after the one answer, and is counted as ended by its framing, as a request
     the parser refuses outright is (those went uncounted)."""
     host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
-    line = 'upload_coordinator_connections_closed_total{reason="framing_refused"} '
-
-    def refusals_counted():
-        total = 0.0
-        for node in getattr(server, "nodes", [server]):
-            metrics = urllib.request.urlopen(node.endpoint + "/metrics", timeout=30).read().decode()
-            total += sum(float(row[len(line):]) for row in metrics.splitlines() if row.startswith(line))
-        return total
-    counted_before = refusals_counted()
+    counted_before = framing_refusals(server)
     for head, expected in ((b"POST /v2/ HTTP/1.1\r\n", "HTTP/1.1 405 Method Not Allowed"),
                            (b"PUT /v2/framing/app/manifests/x HTTP/1.1\r\n", "HTTP/1.1 401 Unauthorized")):
         found = answers(read_until_closed(server.port, head + host + b"Transfer-Encoding: chunked\r\n\r\n",
@@ -302,7 +297,7 @@ def test_a_body_that_fails_to_parse_after_its_request_was_answered_gets_no_secon
     # Two Content-Length lines: NIO's parser refuses the request itself (400), and is counted.
     found = answers(read_until_closed(server.port, b"POST / HTTP/1.1\r\n" + host + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}"))
     assert [status for status, _, _ in found] == ["HTTP/1.1 400 Bad Request"], found
-    assert refusals_counted() - counted_before == 3
+    assert framing_refusals(server) - counted_before == 3
 
 
 def test_a_page_feed_or_log_path_is_served_only_as_written(server):
