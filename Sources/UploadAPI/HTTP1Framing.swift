@@ -58,7 +58,7 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     private var answerEndsConnection = false
     /// Whether the last request handed on is still being read (its end not yet arrived).
     private var readingBody = false
-    /// Whether an answer to no request is being dropped (``write(context:data:promise:)``).
+    /// Whether a second answer to the request being read is being dropped (``write(context:data:promise:)``).
     private var droppingStrayAnswer = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
