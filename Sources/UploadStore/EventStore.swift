@@ -211,6 +211,9 @@ public protocol StoreSnapshot: ProjectionState {
     func imageWithoutManifest(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord?
     /// Up to `limit` tags of the repository that sort after `tag`, in tag order.
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)]
+    /// The tags of the repository's images whose digests sort from `first` through `last`, by digest
+    /// and then tag in byte order: the tags of a page of images in one read.
+    func imageTags(in ref: RepositoryRef, from first: String, through last: String) throws -> [(digest: String, tag: String)]
     /// Up to `limit` of the repository's images whose manifests name `subject`, with digests that
     /// sort after `referrer`, in digest order: the referrers index a page at a time.
     func referrers(of subject: String, in ref: RepositoryRef, after referrer: String?, limit: Int) throws -> [String]

@@ -71,6 +71,8 @@ public struct StoreReader: StoreSnapshot {
     public func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables.image(ref, digest) }
     public func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables.imageDigests(in: ref) }
     public func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables.tag(ref, tag) }
+    public func tags(of digest: String, in ref: RepositoryRef) throws -> [String] { try tables.tags(of: digest, in: ref) }
+    public func manifestLists(naming digest: String, in ref: RepositoryRef) throws -> [String] { try tables.manifestLists(naming: digest, in: ref) }
     public func details(_ ref: RepositoryRef) throws -> RepositoryDetails? { try tables.details(ref) }
     public func registryCatalog(_ registryId: String) throws -> RegistryCatalog? { try tables.registryCatalog(registryId) }
 
@@ -93,8 +95,21 @@ public struct StoreReader: StoreSnapshot {
         try page(.imageTags, prefix: ProjectionKey.repositoryPrefix(ref), after: tag, limit: limit).map { ($0.name, try TagRecord(decoding: $0.value)) }
     }
 
+    public func imageTags(in ref: RepositoryRef, from first: String, through last: String) throws -> [(digest: String, tag: String)] {
+        let prefixCount = ProjectionKey.repositoryPrefix(ref).count
+        let (lower, upper) = ProjectionKey.memberRange(ref, from: first, through: last)
+        var tags: [(digest: String, tag: String)] = []
+        try projections.scan(projectionSchema.database(.tagsByImage), from: lower) { key, _ in
+            guard ProjectionKey.precedes(Array(key), upper) else { return false }
+            let entry = ProjectionKey.member(key.dropFirst(prefixCount))
+            tags.append((entry.digest, entry.member))
+            return true
+        }
+        return tags
+    }
+
     public func referrers(of subject: String, in ref: RepositoryRef, after referrer: String?, limit: Int) throws -> [String] {
-        try page(.referrers, prefix: ProjectionKey.scoped(ref, ProjectionKey.referrerItem(subject, "")), after: referrer, limit: limit).map(\.name)
+        try page(.referrers, prefix: ProjectionKey.scoped(ref, ProjectionKey.memberItem(subject, "")), after: referrer, limit: limit).map(\.name)
     }
 
     public func initiationMarks(since: Timestamp?, until: Timestamp?) throws -> [(position: UInt64, repository: String)] {

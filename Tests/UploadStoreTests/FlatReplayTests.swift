@@ -260,8 +260,8 @@ struct FlatReplayTests {
         let flatLayer = try #require(state.layers.lazy.compactMap { $0 }.first)
         let layer = state.layerRecord(flatLayer), layerRef = state.repositoryRefs[Int(flatLayer.repository)]
         let (imageRef, image) = try #require(state.repositoryRefs.lazy.flatMap { ref in
-            state.imageDigests(in: ref).compactMap { state.image(ref, $0) }.map { (ref, $0) } }.first { !$0.1.tags.isEmpty })
-        let tagName = try #require(image.tags.first)
+            state.imageDigests(in: ref).compactMap { state.image(ref, $0) }.map { (ref, $0) } }.first { !state.tags(of: $0.1.imageDigest, in: $0.0).isEmpty })
+        let tagName = try #require(state.tags(of: image.imageDigest, in: imageRef).first)
         let tag = try #require(state.tag(imageRef, tagName))
         let changes: [(String, (inout FlatProjectionState) -> Void)] = [
             ("a session", { var s = session; s.bytesReceived += 1; $0.put(s) }),
@@ -274,6 +274,9 @@ struct FlatReplayTests {
             ("an invocation mark's time", { $0.marks[0].recordedAt = Timestamp(millisecondsSinceEpoch: 1) }),
             ("an image", { var i = image; i.imageSizeInBytes += 1; $0.put(i, in: imageRef) }),
             ("a tag", { var t = tag; t.createdAt = Timestamp(millisecondsSinceEpoch: 1); $0.put(t, named: tagName, in: imageRef) }),
+            ("an image's tags", { $0.put(tag, named: tagName + "-more", in: imageRef) }),
+            ("the lists naming an image", { $0.setManifestList("sha256:list", naming: image.imageDigest, in: imageRef, present: true) }),
+            ("a referrer", { $0.setReferrer("sha256:referrer", of: image.imageDigest, in: imageRef, present: true) }),
             ("a repository's details", { var d = $0.details(ref) ?? RepositoryDetails(); d.usageText = "changed"; $0.put(d, of: ref) }),
             ("a registry's catalog", { $0.put(RegistryCatalog(displayName: "changed"), of: ref.registryId) }),
         ]

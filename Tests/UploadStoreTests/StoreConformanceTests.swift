@@ -66,6 +66,26 @@ struct StoreConformanceTests {
             #expect(page.count == 2 && page.allSatisfy { $0.imageManifest.isEmpty })
             #expect(page.contains(listed))
         }
+        // Each image's tags and the lists that name it are sets of their own: a second tag joins
+        // the image's, a tag moved to another image leaves it, and a page of images' tags is one read.
+        let listed = try PutImage(repositoryName: "team/app", imageManifest: list, imageTag: "latest")
+        _ = try await submit([.putImage(try PutImage(repositoryName: "team/app", imageManifest: image, imageTag: "latest"))])
+        #expect(try store.read { try $0.tags(of: pushed.imageDigest, in: app) } == ["latest", "v1"])
+        _ = try await submit([.putImage(listed)])
+        try store.read { snapshot in
+            #expect(try snapshot.tags(of: pushed.imageDigest, in: app) == ["v1"])
+            #expect(try snapshot.tags(of: listed.imageDigest, in: app) == ["all", "latest"])
+            #expect(try snapshot.tag(app, "latest")?.imageDigest == listed.imageDigest)
+            #expect(try snapshot.manifestLists(naming: pushed.imageDigest, in: app) == [listed.imageDigest])
+            #expect(try snapshot.manifestLists(naming: listed.imageDigest, in: app) == [])
+            let byDigest = [(pushed.imageDigest, ["v1"]), (listed.imageDigest, ["all", "latest"])].sorted { $0.0 < $1.0 }
+            let (first, last) = (byDigest[0].0, byDigest[1].0)
+            let pairs = try snapshot.imageTags(in: app, from: first, through: last).map { "\($0.digest) \($0.tag)" }
+            #expect(pairs == byDigest.flatMap { digest, tags in tags.map { "\(digest) \($0)" } })
+            #expect(try snapshot.imageTags(in: app, from: last, through: last).map(\.tag) == byDigest[1].1, "the range's ends are its own")
+            let web = RepositoryRef(registryId: testRegistryId, repositoryName: "team/web")
+            #expect(try snapshot.imageTags(in: web, from: first, through: last).isEmpty, "no other repository's")
+        }
         let refused = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageDigest: pushed.imageDigest)]))])
         #expect(refused.first?.decision.imageFailures.first?.failureCode == .imageReferencedByManifestList)
         // Referrers of that image in another repository, which does not hold it (as the distribution

@@ -40,11 +40,12 @@ extension ECRPublicService {
                 // Read without its manifest (up to 4 MiB), which the answer does not show.
                 let details = try ids.map { id in
                     let digest = try id.imageDigest?.lowercased() ?? id.imageTag.flatMap { try snapshot.tag(ref, $0)?.imageDigest }
-                    guard let digest, let image = try snapshot.imageWithoutManifest(ref, digest),
-                          id.imageTag.map({ tag in image.tags.contains { $0.sameBytes(as: tag) } }) ?? true else {
+                    let image = try digest.flatMap { try snapshot.imageWithoutManifest(ref, $0) }
+                    let tags = try image.map { try snapshot.tags(of: $0.imageDigest, in: ref) } ?? []
+                    guard let image, id.imageTag.map({ tag in tags.contains { $0.sameBytes(as: tag) } }) ?? true else {
                         throw CommandError(.imageNotFound, "The image with imageId {imageDigest:'\(id.imageDigest ?? "null")', imageTag:'\(id.imageTag ?? "null")'} does not exist within the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
                     }
-                    return imageDetailJSON(image, ref)
+                    return imageDetailJSON(image, tags: tags, ref)
                 }
                 return .object([("imageDetails", .array(details))])
             }
@@ -57,7 +58,14 @@ extension ECRPublicService {
             while rows.count <= pageSize {
                 let wanted = min(Self.imagesDecodedAtOnce, pageSize + 1 - rows.count)
                 let images = try snapshot.imagesWithoutManifests(in: ref, after: cursor, limit: wanted)
-                rows += images.map { (name: $0.imageDigest, value: imageDetailJSON($0, ref)) }
+                // Their tags in one read: the images of a page are consecutive digests.
+                var tags: [String: [String]] = [:]  // looked up, never iterated
+                if let first = images.first, let last = images.last {
+                    for entry in try snapshot.imageTags(in: ref, from: first.imageDigest, through: last.imageDigest) {
+                        tags[entry.digest, default: []].append(entry.tag)
+                    }
+                }
+                rows += images.map { (name: $0.imageDigest, value: imageDetailJSON($0, tags: tags[$0.imageDigest] ?? [], ref)) }
                 guard images.count == wanted, let last = images.last else { break }
                 cursor = last.imageDigest
             }
@@ -113,10 +121,11 @@ extension ECRPublicService {
         return .object([("failures", .array(failures)), ("imageIds", .array(deleted))])
     }
 
-    func imageDetailJSON(_ image: ImageRecord, _ ref: RepositoryRef) -> JSONValue {
+    /// - Parameter tags: the image's, in byte order.
+    func imageDetailJSON(_ image: ImageRecord, tags: [String], _ ref: RepositoryRef) -> JSONValue {
         .object(sorting: [
             ("registryId", .string(ref.registryId)), ("repositoryName", .string(ref.repositoryName)),
-            ("imageDigest", .string(image.imageDigest)), ("imageTags", image.tags.isEmpty ? nil : .array(image.tags.map(JSONValue.string))),
+            ("imageDigest", .string(image.imageDigest)), ("imageTags", tags.isEmpty ? nil : .array(tags.map(JSONValue.string))),
             ("imageSizeInBytes", .uint(image.imageSizeInBytes)), ("imagePushedAt", .epochSeconds(image.pushedAt)),
             ("imageManifestMediaType", .string(image.imageManifestMediaType)),
             ("artifactMediaType", image.artifactMediaType.map(JSONValue.string)),

@@ -205,11 +205,12 @@ extension ECRPublicService {
             } else {
                 values["tagsNote"] = "This repository's policy does not let you list its tags."
             }
-            values["images"] = images.prefix(Self.imagesShown).map { image -> [String: Any] in
+            values["images"] = try images.prefix(Self.imagesShown).map { image -> [String: Any] in
+                let tags = listsTags ? try snapshot.tags(of: image.imageDigest, in: ref) : []
                 // Never empty: an absent key would make Mustache look up the page's own `tags`.
-                ["digest": image.imageDigest, "imageTags": listsTags && !image.tags.isEmpty ? image.tags.joined(separator: ", ") : "–",
-                 "size": Self.byteCount(image.imageSizeInBytes),
-                 "pushedAt": Self.shown(image.pushedAt), "mediaType": image.imageManifestMediaType]
+                return ["digest": image.imageDigest, "imageTags": tags.isEmpty ? "–" : tags.joined(separator: ", "),
+                        "size": Self.byteCount(image.imageSizeInBytes),
+                        "pushedAt": Self.shown(image.pushedAt), "mediaType": image.imageManifestMediaType]
             }
             values["hasImages"] = !images.isEmpty
             if imagesRead > Self.imagesShown {

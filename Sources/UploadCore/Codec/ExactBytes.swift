@@ -62,8 +62,8 @@ extension Array where Element == String {
     /// Whether the list is in byte order without repeats, as a record's sorted lists are kept.
     public var isInByteOrderWithoutRepeats: Bool { zip(self, dropFirst()).allSatisfy { $0.precedesByBytes($1) } }
 
-    /// Adds `name` to a list kept in byte order without repeats (an image's tags, the lists that
-    /// name an image), unless it is there.
+    /// Adds `name` to a list kept in byte order without repeats (a resource's tag keys), unless it
+    /// is there.
     public mutating func insertInByteOrder(_ name: String) {
         guard !contains(where: { $0.sameBytes(as: name) }) else { return }
         insert(name, at: firstIndex { name.precedesByBytes($0) } ?? endIndex)

@@ -21,7 +21,7 @@ enum ImageDecisions {
         let referenced = try c.referencedImages.map { (digest: $0, image: try state.image(ref, $0)) }
         let missingImages = referenced.filter { $0.image == nil }.map(\.digest)
         guard missingImages.isEmpty else { throw imagesMissing(ref.repositoryName, missingImages) }
-        if let existing, c.imageTag.map({ tag in existing.tags.contains { $0.sameBytes(as: tag) } }) ?? true {
+        if existing != nil, try c.imageTag.map({ try state.tag(ref, $0)?.imageDigest == c.imageDigest }) ?? true {
             throw CommandError(.imageAlreadyExists, "Image with digest '\(c.imageDigest)'\(c.imageTag.map { " and tag '\($0)'" } ?? "") already exists in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
         }
         return Decision([.imagePushed(ImagePushed(
@@ -67,8 +67,10 @@ enum ImageDecisions {
     static func batchDelete(_ c: BatchDeleteImage, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
         let ref = try Decider.existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
         var decision = Decision([])
-        var deleted: Set<String> = []       // digests deleted earlier in this request (looked up, never iterated)
-        var tagsLeft: [String: [String]] = [:]  // digest → its remaining tags, once touched
+        // Looked up, never iterated:
+        var deleted: Set<String> = []       // digests deleted earlier in this request
+        var untagged: Set<[UInt8]> = []     // tags removed earlier in this request, by their bytes
+        var tagsLeft: [String: Int] = [:]   // digest → how many tags it keeps, once touched
 
         func fail(_ id: ImageIdentifier, _ code: ImageFailure.Code, _ reason: String) {
             decision.imageFailures.append(ImageFailure(imageId: id, failureCode: code, failureReason: reason))
@@ -76,9 +78,9 @@ enum ImageDecisions {
         func image(_ digest: String) throws -> ImageRecord? {
             deleted.contains(digest) ? nil : try state.image(ref, digest)
         }
-        /// The manifest lists that still name `record` once this request's deletions so far are made.
-        func listsReferencing(_ record: ImageRecord) -> [String] {
-            record.referencedBy.filter { !deleted.contains($0) }
+        /// The manifest lists that still name the image once this request's deletions so far are made.
+        func listsReferencing(_ digest: String) throws -> [String] {
+            try state.manifestLists(naming: digest, in: ref).filter { !deleted.contains($0) }
         }
         func referencedReason(_ lists: [String]) -> String {
             "The image is referenced by the manifest list(s) \(lists.joined(separator: ", ")); delete them first"
@@ -94,11 +96,11 @@ enum ImageDecisions {
                 fail(id, .missingDigestAndTag, "Invalid request parameters: both tag and digest cannot be null")
 
             case (let digest?, nil):
-                guard let record = try image(digest) else {
+                guard try image(digest) != nil else {
                     fail(id, .imageNotFound, "Requested image not found")
                     continue
                 }
-                let lists = listsReferencing(record)
+                let lists = try listsReferencing(digest)
                 guard lists.isEmpty else {
                     fail(id, .imageReferencedByManifestList, referencedReason(lists))
                     continue
@@ -108,8 +110,7 @@ enum ImageDecisions {
                 decision.events.append(.imageDeleted(ImageDeleted(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: digest)))
 
             case (let digest, let tag?):
-                guard let target = try state.tag(ref, tag)?.imageDigest, let record = try image(target),
-                      (tagsLeft[target] ?? record.tags).contains(where: { $0.sameBytes(as: tag) }) else {
+                guard !untagged.contains(Array(tag.utf8)), let target = try state.tag(ref, tag)?.imageDigest, try image(target) != nil else {
                     fail(id, .imageNotFound, "Requested image not found")
                     continue
                 }
@@ -117,16 +118,19 @@ enum ImageDecisions {
                     fail(id, .imageTagDoesNotMatchDigest, "The tag '\(tag)' names image \(target), not \(digest)")
                     continue
                 }
-                let remaining = (tagsLeft[target] ?? record.tags).filter { !$0.sameBytes(as: tag) }
-                let lists = listsReferencing(record)
-                if remaining.isEmpty && !c.keepsUntaggedImages && !lists.isEmpty {
-                    fail(id, .imageReferencedByManifestList, referencedReason(lists))
-                    continue
+                let remaining = try (tagsLeft[target] ?? state.tags(of: target, in: ref).count) - 1
+                if remaining == 0 && !c.keepsUntaggedImages {
+                    let lists = try listsReferencing(target)
+                    guard lists.isEmpty else {
+                        fail(id, .imageReferencedByManifestList, referencedReason(lists))
+                        continue
+                    }
                 }
+                untagged.insert(Array(tag.utf8))
                 tagsLeft[target] = remaining
                 decision.imageIds.append(ImageIdentifier(imageDigest: target, imageTag: tag))
                 decision.events.append(.imageUntagged(ImageUntagged(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: target, imageTag: tag)))
-                if remaining.isEmpty && !c.keepsUntaggedImages {
+                if remaining == 0 && !c.keepsUntaggedImages {
                     deleted.insert(target)
                     decision.events.append(.imageDeleted(ImageDeleted(registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: target)))
                 }

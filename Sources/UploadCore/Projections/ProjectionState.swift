@@ -16,6 +16,11 @@ public protocol ProjectionState {
     /// The digests of the repository's images, in the store's fixed order.
     func imageDigests(in ref: RepositoryRef) throws -> [String]
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord?
+    /// The tags that name the image `digest`, in byte order.
+    func tags(of digest: String, in ref: RepositoryRef) throws -> [String]
+    /// The digests of the repository's manifest lists (indexes) that name the image `digest`, in
+    /// byte order: while any does, BatchDeleteImage refuses to delete it.
+    func manifestLists(naming digest: String, in ref: RepositoryRef) throws -> [String]
     /// The repository's catalog data and tags; `nil` when it never had any.
     func details(_ ref: RepositoryRef) throws -> RepositoryDetails?
     func registryCatalog(_ registryId: String) throws -> RegistryCatalog?
@@ -34,8 +39,14 @@ public protocol MutableProjectionState: ProjectionState {
     mutating func removeLayers(in ref: RepositoryRef) throws
     mutating func put(_ image: ImageRecord, in ref: RepositoryRef) throws
     mutating func removeImage(_ digest: String, in ref: RepositoryRef) throws
+    /// Makes `name` name the image `tag.imageDigest`, which it must not name yet: the tag's record,
+    /// and its entry among the image's tags.
     mutating func put(_ tag: TagRecord, named name: String, in ref: RepositoryRef) throws
-    mutating func removeTag(_ name: String, in ref: RepositoryRef) throws
+    /// Removes the tag `name` of the image `digest` (the one it names): its record and its entry
+    /// among the image's tags.
+    mutating func removeTag(_ name: String, of digest: String, in ref: RepositoryRef) throws
+    /// Adds the manifest list `list` to, or removes it from, the lists that name the image `digest`.
+    mutating func setManifestList(_ list: String, naming digest: String, in ref: RepositoryRef, present: Bool) throws
     /// Adds the image `referrer` to, or removes it from, the referrers of `subject`.
     mutating func setReferrer(_ referrer: String, of subject: String, in ref: RepositoryRef, present: Bool) throws
     /// Notes that the event at `position` came from an SDK call with an invocation id. Positions

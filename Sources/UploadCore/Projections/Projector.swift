@@ -4,7 +4,7 @@ public enum Projector {
     /// The version of the projection tables. Bump it when a record, what the projector puts in the
     /// state, or the store's key layout (`UploadStore/Projections/`) changes; a store whose tables
     /// carry another version rebuilds them from the log on open.
-    public static let version: UInt32 = 9
+    public static let version: UInt32 = 10
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.
@@ -96,44 +96,42 @@ public enum Projector {
 
         case .imagePushed(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
+            // A pushed image already stored changes only in its tag: its record stays as it is.
             let isNew = try tables.image(e.repository, e.imageDigest) == nil
-            var image = try tables.image(e.repository, e.imageDigest) ?? {
+            if isNew {
                 repository.imageCount += 1
-                return ImageRecord(pushed: e)
-            }()
+                try tables.put(ImageRecord(pushed: e), in: e.repository)
+            }
             if let tag = e.imageTag {
-                if let previous = try tables.tag(e.repository, tag), previous.imageDigest != e.imageDigest,
-                   var other = try tables.image(e.repository, previous.imageDigest) {
-                    other.tags.removeAll { $0.sameBytes(as: tag) }
-                    try tables.put(other, in: e.repository)
-                }
-                if !image.tags.contains(where: { $0.sameBytes(as: tag) }) {
-                    image.tags.insertInByteOrder(tag)
+                let previous = try tables.tag(e.repository, tag)
+                if previous?.imageDigest != e.imageDigest {
+                    if let previous { try tables.removeTag(tag, of: previous.imageDigest, in: e.repository) }
                     try tables.put(TagRecord(imageDigest: e.imageDigest, createdAt: e.pushedAt), named: tag, in: e.repository)
                 }
             }
             repository.touch(envelope)
             try tables.put(repository)
-            try tables.put(image, in: e.repository)
             if isNew { try noteReferences(of: e, in: &tables) }
 
         case .imageUntagged(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
-            guard var image = try tables.image(e.repository, e.imageDigest), image.tags.contains(where: { $0.sameBytes(as: e.imageTag) }) else {
+            guard try tables.image(e.repository, e.imageDigest) != nil, try tables.tag(e.repository, e.imageTag)?.imageDigest == e.imageDigest else {
                 throw ProjectionError(envelope, "image \(e.imageDigest) has no tag \(e.imageTag)")
             }
-            image.tags.removeAll { $0.sameBytes(as: e.imageTag) }
             repository.touch(envelope)
             try tables.put(repository)
-            try tables.put(image, in: e.repository)
-            try tables.removeTag(e.imageTag, in: e.repository)
+            try tables.removeTag(e.imageTag, of: e.imageDigest, in: e.repository)
 
         case .imageDeleted(let e):
             var repository = try existingRepository(e.repository, envelope, tables)
             guard let image = try tables.image(e.repository, e.imageDigest), repository.imageCount > 0 else {
                 throw ProjectionError(envelope, "image \(e.imageDigest) does not exist in \(e.repository)")
             }
-            for tag in image.tags { try tables.removeTag(tag, in: e.repository) }
+            for tag in try tables.tags(of: e.imageDigest, in: e.repository) { try tables.removeTag(tag, of: e.imageDigest, in: e.repository) }
+            // Logs from before the refusal of ImageReferencedByManifestList may delete an image lists still name.
+            for list in try tables.manifestLists(naming: e.imageDigest, in: e.repository) {
+                try tables.setManifestList(list, naming: e.imageDigest, in: e.repository, present: false)
+            }
             try dropReferences(of: image, in: e.repository, &tables)
             repository.imageCount -= 1
             repository.touch(envelope)
@@ -199,11 +197,8 @@ public enum Projector {
             layer.mediaType = blob.mediaType
             try tables.put(layer, in: e.repository)
         }
-        for child in manifest.images {
-            guard var image = try tables.image(e.repository, child),
-                  !image.referencedBy.contains(where: { $0.sameBytes(as: e.imageDigest) }) else { continue }
-            image.referencedBy.insertInByteOrder(e.imageDigest)
-            try tables.put(image, in: e.repository)
+        for child in manifest.images where try tables.image(e.repository, child) != nil {
+            try tables.setManifestList(e.imageDigest, naming: child, in: e.repository, present: true)
         }
     }
 
@@ -217,10 +212,8 @@ public enum Projector {
         guard Manifest.indexTypes.contains(deleted.imageManifestMediaType) || text.contains("subject".utf8) || text.contains("\\u".utf8),
               let manifest = try? Manifest(parsing: Array(text), given: deleted.imageManifestMediaType) else { return }
         if let subject = manifest.subject { try tables.setReferrer(deleted.imageDigest, of: subject, in: ref, present: false) }
-        for child in manifest.images {
-            guard var image = try tables.image(ref, child), image.referencedBy.contains(where: { $0.sameBytes(as: deleted.imageDigest) }) else { continue }
-            image.referencedBy.removeAll { $0.sameBytes(as: deleted.imageDigest) }
-            try tables.put(image, in: ref)
+        for child in manifest.images where try tables.image(ref, child) != nil {
+            try tables.setManifestList(deleted.imageDigest, naming: child, in: ref, present: false)
         }
     }
 

@@ -126,7 +126,10 @@ public struct LayerRecord: FieldRecord {
     public static var recordName: String { "layer" }
 }
 
-/// An image in a repository: its manifest, exactly as pushed, and its tags.
+/// An image in a repository: its manifest, exactly as pushed. Its tags and the manifest lists that
+/// name it are keyed entries of their own (``ProjectionState/tags(of:in:)``,
+/// ``ProjectionState/manifestLists(naming:in:)``), so that tagging an image never rewrites its
+/// record, however many tags it has.
 @FieldRecord
 public struct ImageRecord: FieldRecord {
     public var imageDigest: String
@@ -135,15 +138,10 @@ public struct ImageRecord: FieldRecord {
     public var artifactMediaType: String?
     public var imageSizeInBytes: UInt64
     public var pushedAt: Timestamp
-    /// Sorted by their bytes.
-    public var tags: [String] = []
-    /// The digests of the repository's manifest lists (indexes) that name this image, sorted by
-    /// their bytes: while any does, BatchDeleteImage refuses to delete it.
-    public var referencedBy: [String] = []
 
+    // Tags 7 (tags) and 8 (referencedBy) were projection layout 8 and 9's; never reuse them.
     enum FieldTag: UInt64 {
-        case imageDigest = 1, imageManifest, imageManifestMediaType, artifactMediaType, imageSizeInBytes, pushedAt, tags,
-             referencedBy
+        case imageDigest = 1, imageManifest, imageManifestMediaType, artifactMediaType, imageSizeInBytes, pushedAt
     }
     public static var recordName: String { "image" }
 }

@@ -46,6 +46,8 @@ struct PostgresSnapshot: StoreSnapshot {
     func image(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord? { try tables?.image(ref, digest) }
     func imageDigests(in ref: RepositoryRef) throws -> [String] { try tables?.imageDigests(in: ref) ?? [] }
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? { try tables?.tag(ref, tag) }
+    func tags(of digest: String, in ref: RepositoryRef) throws -> [String] { try tables?.tags(of: digest, in: ref) ?? [] }
+    func manifestLists(naming digest: String, in ref: RepositoryRef) throws -> [String] { try tables?.manifestLists(naming: digest, in: ref) ?? [] }
     func details(_ ref: RepositoryRef) throws -> RepositoryDetails? { try tables?.details(ref) }
     func registryCatalog(_ registryId: String) throws -> RegistryCatalog? { try tables?.registryCatalog(registryId) }
 
@@ -72,8 +74,18 @@ struct PostgresSnapshot: StoreSnapshot {
         }
     }
 
+    func imageTags(in ref: RepositoryRef, from first: String, through last: String) throws -> [(digest: String, tag: String)] {
+        guard try !readsNoProjections() else { return [] }
+        let prefixCount = ProjectionKey.repositoryPrefix(ref).count
+        let (lower, upper) = ProjectionKey.memberRange(ref, from: first, through: last)
+        return try PostgresTables.stored(connection, .tagsByImage, from: lower, before: upper).map { key in
+            let entry = ProjectionKey.member(key.dropFirst(prefixCount))
+            return (entry.digest, entry.member)
+        }
+    }
+
     func referrers(of subject: String, in ref: RepositoryRef, after referrer: String?, limit: Int) throws -> [String] {
-        let prefix = ProjectionKey.scoped(ref, ProjectionKey.referrerItem(subject, ""))
+        let prefix = ProjectionKey.scoped(ref, ProjectionKey.memberItem(subject, ""))
         return try page(.referrers, prefix: prefix, after: referrer, limit: limit).map { String(decoding: $0.key.dropFirst(prefix.count), as: UTF8.self) }
     }
 

@@ -108,6 +108,14 @@ struct PostgresTables: KeyedProjectionTables {
         return (0..<rows.count).map { (rows.bytes($0, 0), rows.bytes($0, 1)) }
     }
 
+    /// The keys of `table` from `lower` (inclusive) to `upper` (exclusive), in key order.
+    static func stored(_ connection: PostgresConnection, _ table: ProjectionTable, from lower: [UInt8], before upper: [UInt8]) throws -> [[UInt8]] {
+        let rows = try connection.query(
+            "SELECT key FROM projection_entries WHERE tbl = $1 AND key >= $2 AND key < $3 ORDER BY key",
+            [.text(table.rawValue), .bytes(lower), .bytes(upper)])
+        return (0..<rows.count).map { rows.bytes($0, 0) }
+    }
+
     /// `columns` of the entries ``stored(_:_:prefix:after:limit:)`` names.
     private static func rows(
         _ connection: PostgresConnection, _ columns: String, _ table: ProjectionTable, prefix: [UInt8], after: [UInt8]?, limit: Int

@@ -34,7 +34,7 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
     /// In position order.
     var marks: [FlatMark] = []
     var markBytes: [UInt8] = []
-    /// Images, tags and referrers, which few events touch, kept as the typed in-memory state keeps them.
+    /// Images, tags and the sets each image has, which few events touch, kept as the typed in-memory state keeps them.
     var catalogue = InMemoryProjectionState()
 
     init() {}
@@ -63,6 +63,9 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
 
     func tag(_ ref: RepositoryRef, _ tag: String) -> TagRecord? { catalogue.tag(ref, tag) }
 
+    func tags(of digest: String, in ref: RepositoryRef) -> [String] { catalogue.tags(of: digest, in: ref) }
+
+    func manifestLists(naming digest: String, in ref: RepositoryRef) -> [String] { catalogue.manifestLists(naming: digest, in: ref) }
 
     func details(_ ref: RepositoryRef) -> RepositoryDetails? { catalogue.details(ref) }
 
@@ -125,10 +128,14 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
 
     mutating func put(_ tag: TagRecord, named name: String, in ref: RepositoryRef) { catalogue.put(tag, named: name, in: ref) }
 
-    mutating func removeTag(_ name: String, in ref: RepositoryRef) { catalogue.removeTag(name, in: ref) }
+    mutating func removeTag(_ name: String, of digest: String, in ref: RepositoryRef) { catalogue.removeTag(name, of: digest, in: ref) }
 
     mutating func setReferrer(_ referrer: String, of subject: String, in ref: RepositoryRef, present: Bool) {
         catalogue.setReferrer(referrer, of: subject, in: ref, present: present)
+    }
+
+    mutating func setManifestList(_ list: String, naming digest: String, in ref: RepositoryRef, present: Bool) {
+        catalogue.setManifestList(list, naming: digest, in: ref, present: present)
     }
 
     mutating func put(_ details: RepositoryDetails, of ref: RepositoryRef) { catalogue.put(details, of: ref) }
@@ -303,7 +310,7 @@ struct FlatProjectionState: MutableProjectionState, ProjectionEntries, Sendable 
                     layerRecord(layer).encode(into: &$0)
                 }
             }
-        case .images, .imageTags, .referrers, .repositoryDetails, .registries:
+        case .images, .imageTags, .referrers, .tagsByImage, .manifestListsByImage, .repositoryDetails, .registries:
             try catalogue.forEachEntry(table, body)
         case .initiations:
             for i in initiations {

@@ -17,8 +17,9 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
     private var layers: [ExactRepository: [ExactString: LayerRecord]] = [:]
     private var images: [ExactRepository: [ExactString: ImageRecord]] = [:]
     private var tags: [ExactRepository: [ExactString: TagRecord]] = [:]
-    /// By ``ProjectionKey/referrerItem(_:_:)``: subject, 0x00, referrer.
-    private var referrers: [ExactRepository: [ExactString: ReferrerMark]] = [:]
+    private var referrers = ImageMemberSets()
+    private var tagsByImage = ImageMemberSets()
+    private var manifestListsByImage = ImageMemberSets()
     /// In key order (time, then position). The writer never records a time before the log's last,
     /// so a put normally appends; one out of order is still placed by its key.
     private var initiations = OrderedRecords<RepositoryMark>()
@@ -48,6 +49,10 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
     func imageDigests(in ref: RepositoryRef) -> [String] { Self.inByteOrder(Array(images[ExactRepository(ref), default: [:]].keys)) }
 
     func tag(_ ref: RepositoryRef, _ tag: String) -> TagRecord? { tags[ExactRepository(ref)]?[ExactString(tag)] }
+
+    func tags(of digest: String, in ref: RepositoryRef) -> [String] { tagsByImage.members(of: digest, in: ref) }
+
+    func manifestLists(naming digest: String, in ref: RepositoryRef) -> [String] { manifestListsByImage.members(of: digest, in: ref) }
 
     func details(_ ref: RepositoryRef) -> RepositoryDetails? { details[ExactRepository(ref)] }
 
@@ -85,12 +90,20 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
 
     mutating func put(_ tag: TagRecord, named name: String, in ref: RepositoryRef) {
         tags[ExactRepository(ref), default: [:]][ExactString(name)] = tag
+        tagsByImage.set(name, of: tag.imageDigest, in: ref, present: true)
     }
 
-    mutating func removeTag(_ name: String, in ref: RepositoryRef) { tags[ExactRepository(ref)]?[ExactString(name)] = nil }
+    mutating func removeTag(_ name: String, of digest: String, in ref: RepositoryRef) {
+        tags[ExactRepository(ref)]?[ExactString(name)] = nil
+        tagsByImage.set(name, of: digest, in: ref, present: false)
+    }
 
     mutating func setReferrer(_ referrer: String, of subject: String, in ref: RepositoryRef, present: Bool) {
-        referrers[ExactRepository(ref), default: [:]][ExactString(ProjectionKey.referrerItem(subject, referrer))] = present ? ReferrerMark(referrer) : nil
+        referrers.set(referrer, of: subject, in: ref, present: present)
+    }
+
+    mutating func setManifestList(_ list: String, naming digest: String, in ref: RepositoryRef, present: Bool) {
+        manifestListsByImage.set(list, of: digest, in: ref, present: present)
     }
 
     mutating func put(_ mark: InvocationMark, at position: UInt64) { invocationMarks[BigEndian.bytes(position)] = mark }
@@ -126,7 +139,9 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
         case .layers: try scoped(layers)
         case .images: try scoped(images)
         case .imageTags: try scoped(tags)
-        case .referrers: try scoped(referrers)
+        case .referrers: try scoped(referrers.entries)
+        case .tagsByImage: try scoped(tagsByImage.entries)
+        case .manifestListsByImage: try scoped(manifestListsByImage.entries)
         case .initiations: try initiations.forEachInOrder(emit)
         case .invocationMarks: try invocationMarks.forEachInOrder(emit)
         case .repositoryDetails: try keyed(details) { ProjectionKey.repository($0.value) }
@@ -136,6 +151,40 @@ struct InMemoryProjectionState: MutableProjectionState, ProjectionEntries, Senda
 
     private static func inByteOrder(_ names: [ExactString]) -> [String] {
         names.map { Array($0.value.utf8) }.sorted(by: ProjectionKey.precedes).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+/// A set that each image of a repository has (its referrers, its tags, the lists that name it),
+/// by image: one image's members are read without looking at any other's.
+struct ImageMemberSets: Sendable {
+    private var sets: [ExactRepository: [ExactString: Set<ExactString>]] = [:]
+
+    /// In byte order.
+    func members(of digest: String, in ref: RepositoryRef) -> [String] {
+        (sets[ExactRepository(ref)]?[ExactString(digest)] ?? []).map { Array($0.value.utf8) }.sorted(by: ProjectionKey.precedes)
+            .map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    mutating func set(_ member: String, of digest: String, in ref: RepositoryRef, present: Bool) {
+        let repository = ExactRepository(ref), image = ExactString(digest)
+        if present {
+            sets[repository, default: [:]][image, default: []].insert(ExactString(member))
+        } else if var members = sets[repository]?[image] {
+            members.remove(ExactString(member))
+            sets[repository]?[image] = members.isEmpty ? nil : members
+        }
+    }
+
+    /// Each member by the item part of its key (``ProjectionKey/memberItem(_:_:)``), as the keyed
+    /// tables hold it: for the digest's view, which sorts them.
+    var entries: [ExactRepository: [ExactString: MemberMark]] {
+        sets.mapValues { images in
+            var entries: [ExactString: MemberMark] = [:]
+            for (image, members) in images {
+                for member in members { entries[ExactString(ProjectionKey.memberItem(image.value, member.value))] = MemberMark(member.value) }
+            }
+            return entries
+        }
     }
 }
 

@@ -32,16 +32,18 @@ struct RepositoryMark: FieldRecord {
     static var recordName: String { "repositoryMark" }
 }
 
-/// The value of a referrers entry: the referrer's digest, the last part of its key (the referrers
-/// pages read it from the key; the value is kept as projection layout 9 lays it out).
+/// The value of an entry of a set that each image has (``ProjectionTable/referrers``,
+/// ``ProjectionTable/tagsByImage``, ``ProjectionTable/manifestListsByImage``): the member, the last
+/// part of its key. Readers take it from the key; the value is kept as projection layout 9 laid out
+/// the referrers'.
 @FieldRecord
-struct ReferrerMark: FieldRecord {
-    var referrer: String
+struct MemberMark: FieldRecord {
+    var member: String
 
-    init(_ referrer: String) { self.referrer = referrer }
+    init(_ member: String) { self.member = member }
 
-    enum FieldTag: UInt64 { case referrer = 1 }
-    static var recordName: String { "referrerMark" }
+    enum FieldTag: UInt64 { case member = 1 }
+    static var recordName: String { "memberMark" }
 }
 
 extension KeyedProjectionTables {
@@ -79,6 +81,16 @@ extension KeyedProjectionTables {
 
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord? {
         try record(.imageTags, ProjectionKey.scoped(ref, tag), as: TagRecord.self)
+    }
+
+    /// In key order: by tag.
+    func tags(of digest: String, in ref: RepositoryRef) throws -> [String] {
+        try members(in: .tagsByImage, of: digest, ref)
+    }
+
+    /// In key order: by digest.
+    func manifestLists(naming digest: String, in ref: RepositoryRef) throws -> [String] {
+        try members(in: .manifestListsByImage, of: digest, ref)
     }
 
     func details(_ ref: RepositoryRef) throws -> RepositoryDetails? {
@@ -140,15 +152,31 @@ extension KeyedProjectionTables {
 
     mutating func put(_ tag: TagRecord, named name: String, in ref: RepositoryRef) throws {
         try put(.imageTags, ProjectionKey.scoped(ref, name), tag)
+        try setMember(name, of: tag.imageDigest, in: .tagsByImage, ref, present: true)
     }
 
-    mutating func removeTag(_ name: String, in ref: RepositoryRef) throws {
+    mutating func removeTag(_ name: String, of digest: String, in ref: RepositoryRef) throws {
         try delete(.imageTags, ProjectionKey.scoped(ref, name))
+        try setMember(name, of: digest, in: .tagsByImage, ref, present: false)
     }
 
     mutating func setReferrer(_ referrer: String, of subject: String, in ref: RepositoryRef, present: Bool) throws {
-        let key = ProjectionKey.scoped(ref, ProjectionKey.referrerItem(subject, referrer))
-        if present { try put(.referrers, key, ReferrerMark(referrer)) } else { try delete(.referrers, key) }
+        try setMember(referrer, of: subject, in: .referrers, ref, present: present)
+    }
+
+    mutating func setManifestList(_ list: String, naming digest: String, in ref: RepositoryRef, present: Bool) throws {
+        try setMember(list, of: digest, in: .manifestListsByImage, ref, present: present)
+    }
+
+    private mutating func setMember(_ member: String, of digest: String, in table: ProjectionTable, _ ref: RepositoryRef, present: Bool) throws {
+        let key = ProjectionKey.scoped(ref, ProjectionKey.memberItem(digest, member))
+        if present { try put(table, key, MemberMark(member)) } else { try delete(table, key) }
+    }
+
+    /// The members of the image `digest`'s set in `table`, in key order.
+    private func members(in table: ProjectionTable, of digest: String, _ ref: RepositoryRef) throws -> [String] {
+        let prefix = ProjectionKey.scoped(ref, ProjectionKey.memberItem(digest, ""))
+        return try keys(in: table, withPrefix: prefix).map { String(decoding: $0.dropFirst(prefix.count), as: UTF8.self) }
     }
 
     mutating func put(_ mark: InvocationMark, at position: UInt64) throws {

@@ -30,10 +30,16 @@ enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
     case repositoryDetails = "repository-details"
     /// registryId → ``RegistryCatalog``.
     case registries = "registries"
-    /// `registryId/repositoryName` 0x00 subjectDigest 0x00 referrerDigest → ``ReferrerMark``: the
+    /// `registryId/repositoryName` 0x00 subjectDigest 0x00 referrerDigest → ``MemberMark``: the
     /// images whose manifest names that subject, so that the referrers API reads one range of keys
     /// rather than every manifest of the repository.
     case referrers = "referrers"
+    /// `registryId/repositoryName` 0x00 imageDigest 0x00 imageTag → ``MemberMark``: the tags of
+    /// each image, one range of keys, kept with `image-tags` (which names each tag's image).
+    case tagsByImage = "tags-by-image"
+    /// `registryId/repositoryName` 0x00 imageDigest 0x00 listDigest → ``MemberMark``: the
+    /// repository's manifest lists (indexes) that name each image.
+    case manifestListsByImage = "manifest-lists-by-image"
 
     /// Whether each new key sorts after every key in the table (log positions), so that LMDB can
     /// write it with `MDB_APPEND`: full pages instead of half-full ones after each split.
@@ -78,9 +84,25 @@ enum ProjectionKey {
         repositoryPrefix(ref) + Array(item.utf8)
     }
 
-    /// The item part of a referrers key: the subject's digest, 0x00 (which no digest holds, so one
-    /// subject's referrers are one range), the referrer's digest.
-    static func referrerItem(_ subject: String, _ referrer: String) -> String { subject + "\u{0}" + referrer }
+    /// The item part of a key of a set that each image has (its referrers, its tags, the lists that
+    /// name it): the image's digest, 0x00 (which no digest holds, so one image's set is one range
+    /// of keys), the member.
+    static func memberItem(_ digest: String, _ member: String) -> String { digest + "\u{0}" + member }
+
+    /// The keys of the sets of the images whose digests sort from `first` through `last`: from the
+    /// first key of `first`'s set (inclusive) to the key after the last of `last`'s (exclusive; the
+    /// 0x01 after `last` sorts past `last`, 0x00 and any member).
+    static func memberRange(_ ref: RepositoryRef, from first: String, through last: String) -> (lower: [UInt8], upper: [UInt8]) {
+        (scoped(ref, memberItem(first, "")), scoped(ref, last) + [1])
+    }
+
+    /// The image's digest and the member an entry of such a set holds, from the part of its key
+    /// after the repository's prefix.
+    static func member(_ item: some Collection<UInt8>) -> (digest: String, member: String) {
+        let separator = item.firstIndex(of: 0) ?? item.endIndex
+        let member = separator == item.endIndex ? item[separator...] : item[item.index(after: separator)...]
+        return (String(decoding: item[..<separator], as: UTF8.self), String(decoding: member, as: UTF8.self))
+    }
 
     /// recordedAt and position, 16 bytes that sort by time, then position.
     static func timeAndPosition(_ at: Timestamp, _ position: UInt64) -> [UInt8] {
