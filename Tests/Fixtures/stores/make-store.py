@@ -228,7 +228,7 @@ def scratch_image():
 
 def registry_calls(endpoint, call):
     """The registry era's calls, after the 14: registry pushes (their metadata says `source: oci`),
-    a mount, a referrer, a manifest deleted, a tag untagged, and the catalog, tag and policy events:
+    a mount, a referrer, a manifest list, a manifest deleted, a tag untagged, and the catalog, tag and policy events:
     with the expiry before the 14, every event type the log has."""
     token = call("GetAuthorizationToken", {}, "inv-token")["authorizationData"]["authorizationToken"]
     user, password = base64.b64decode(token).decode().split(":", 1)
@@ -267,6 +267,11 @@ def registry_calls(endpoint, call):
     oci = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
     status, headers = registry("PUT", f"/v2/fixture/app/manifests/{digest(artifact().encode())}", artifact().encode(), **oci)
     assert status == 201 and headers.get("OCI-Subject") == digest(manifest().encode()), (status, dict(headers))
+    # A manifest list naming v1's manifest (since 9278cc8's layout 10, which keys the lists naming each image).
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(manifest().encode()), "size": len(manifest())}]})
+    status, _ = registry("PUT", "/v2/fixture/app/manifests/multi", index.encode(), **{"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert status == 201, status
     status, _ = registry("PUT", "/v2/fixture/other/manifests/scratch", scratch_image().encode(), **oci)
     assert status == 201, status
     status, _ = registry("DELETE", f"/v2/fixture/other/manifests/{digest(scratch_image().encode())}")
