@@ -109,7 +109,10 @@ def test_sighup_stops_serve_as_sigterm_does_with_the_log_signed_to_its_end():
     final checkpoint, no line saying every command was committed."""
     with tempfile.TemporaryDirectory() as data:
         port = free_port()
-        process = serve(data, port, "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Started with SIGHUP's default action whatever the suite inherited (`nohup Tools/test`
+        # hands its ignoring down, and serve then keeps ignoring SIGHUP, as it should).
+        process = serve(data, port, "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
         try:
             wait_until_answering(port, process)
             request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b'{"repositoryName": "life/hup"}', method="POST", headers={
@@ -121,6 +124,23 @@ def test_sighup_stops_serve_as_sigterm_does_with_the_log_signed_to_its_end():
         assert process.returncode == 0 and "stopping: no new connections" in err and "every accepted command is committed" in err, err
         report = json.loads(tool("upload-replay", "--data-dir", data, "--json").stdout)
         assert report["ok"] and report["signedUpTo"] == report["events"] == 1, report
+
+
+def test_serve_started_ignoring_sighup_keeps_ignoring_it():
+    """As under `nohup`: the hang-up its starter chose to survive does not stop it."""
+    with tempfile.TemporaryDirectory() as data:
+        port = free_port()
+        process = serve(data, port, "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        try:
+            wait_until_answering(port, process)
+            process.send_signal(signal.SIGHUP)
+            time.sleep(1)
+            assert process.poll() is None and ping(port, timeout=5) is not None
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+        assert process.returncode == 0 and "stopping: no new connections" in err, err
 
 
 def test_a_port_taken_is_named_with_its_cause():
