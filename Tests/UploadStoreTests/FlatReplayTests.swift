@@ -86,6 +86,22 @@ struct FlatReplayTests {
             create(repository)
         }
 
+        private mutating func push(
+            _ digest: String, tag: String, in repository: String, manifest: String = "{}",
+            mediaType: String = "application/vnd.oci.image.manifest.v1+json"
+        ) {
+            add(.imagePushed(ImagePushed(
+                registryId: registry, repositoryName: repository, imageDigest: digest, imageTag: tag, imageManifest: manifest,
+                imageManifestMediaType: mediaType, artifactMediaType: nil, imageSizeInBytes: 2, pushedAt: Timestamp(millisecondsSinceEpoch: time))))
+        }
+
+        /// A digest a manifest list may name: `sha256:` and 64 hex digits, unique in the log.
+        private mutating func wellFormedDigest() -> String {
+            serial += 1
+            let hex = String(serial, radix: 16)
+            return "sha256:" + String(repeating: "0", count: 64 - hex.count) + hex
+        }
+
         private mutating func create(_ repository: String) {
             live.insert(repository)
             add(.repositoryCreated(RepositoryCreated(registryId: registry, repositoryName: repository, createdAt: Timestamp(millisecondsSinceEpoch: time))))
@@ -137,12 +153,32 @@ struct FlatReplayTests {
                         add(.imageDeleted(ImageDeleted(registryId: registry, repositoryName: repository, imageDigest: image.digest)))
                     }
                 } else {
-                    let digest = name("sha256:image"), tag = name("v")
-                    images.append((repository, digest, [tag]))
-                    add(.imagePushed(ImagePushed(
-                        registryId: registry, repositoryName: repository, imageDigest: digest, imageTag: tag, imageManifest: "{}",
-                        imageManifestMediaType: "application/vnd.oci.image.manifest.v1+json", artifactMediaType: nil,
-                        imageSizeInBytes: 2, pushedAt: Timestamp(millisecondsSinceEpoch: time))))
+                    let held = images.indices.filter { images[$0].repository == repository }
+                    // Digests a list can name (a manifest names only well-formed ones).
+                    let listable = held.map { images[$0].digest }.filter(Validation.isLayerDigest)
+                    switch next(4) {
+                    case 0 where !held.isEmpty:
+                        // Another tag on an image it holds: a new one, or one moved from another image.
+                        let i = held[next(held.count)]
+                        let from = held.first { $0 != i && !images[$0].tags.isEmpty }
+                        let tag = next(2) == 0 && from != nil ? images[from!].tags.removeFirst() : name("v")
+                        images[i].tags.append(tag)
+                        push(images[i].digest, tag: tag, in: repository)
+                    case 1 where !listable.isEmpty:
+                        // A list naming some of its images, one of them twice; deleted later, before
+                        // or after them (a log from before the decider refused the second).
+                        let children = [listable[next(listable.count)], listable[next(listable.count)], listable[0]]
+                        let manifests = children.map { #"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#($0)","size":2}"# }
+                        let digest = wellFormedDigest(), tag = name("list")
+                        images.append((repository, digest, [tag]))
+                        push(digest, tag: tag, in: repository,
+                             manifest: #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":["# + manifests.joined(separator: ",") + "]}",
+                             mediaType: "application/vnd.oci.image.index.v1+json")
+                    default:
+                        let digest = next(2) == 0 ? wellFormedDigest() : name("sha256:image"), tag = name("v")
+                        images.append((repository, digest, [tag]))
+                        push(digest, tag: tag, in: repository)
+                    }
                 }
             case 9 where repository == "solo" && next(4) == 0:
                 deleteAndCreate(repository)
@@ -262,6 +298,10 @@ struct FlatReplayTests {
         let (imageRef, image) = try #require(state.repositoryRefs.lazy.flatMap { ref in
             state.imageDigests(in: ref).compactMap { state.image(ref, $0) }.map { (ref, $0) } }.first { !state.tags(of: $0.1.imageDigest, in: $0.0).isEmpty })
         let tagName = try #require(state.tags(of: image.imageDigest, in: imageRef).first)
+        #expect(state.repositoryRefs.contains { ref in state.imageDigests(in: ref).contains { !state.manifestLists(naming: $0, in: ref).isEmpty } },
+                "the log holds a manifest list naming an image")
+        #expect(state.repositoryRefs.contains { ref in state.imageDigests(in: ref).contains { state.tags(of: $0, in: ref).count > 1 } },
+                "the log holds an image of more than one tag")
         let tag = try #require(state.tag(imageRef, tagName))
         let changes: [(String, (inout FlatProjectionState) -> Void)] = [
             ("a session", { var s = session; s.bytesReceived += 1; $0.put(s) }),

@@ -77,11 +77,15 @@ struct HardeningTests {
 
     /// The model allows a 300-character tag on a 205-character repository name; its key must fit
     /// LMDB's 511 bytes, and the image must be found again by that tag.
-    @Test func theLongestTag_onTheLongestRepositoryName_isStored_andFound() async throws {
+    /// The longest tag on the longest name kept plain (its key with the registry's: 138 bytes), the
+    /// shortest name hashed, and the longest name: each image's tag is keyed by the prefix, the
+    /// digest and the tag (`tags-by-image`), which must fit LMDB's 511 bytes too.
+    @Test(arguments: [125, 126, 205])
+    func theLongestTag_onALongRepositoryName_isStored_andFound(nameLength: Int) async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let longName = String(repeating: "a", count: 100) + "/" + String(repeating: "b", count: 104)
-        #expect(longName.count == 205)
+        let longName = String(repeating: "a", count: 60) + "/" + String(repeating: "b", count: nameLength - 61)
+        #expect(ProjectionKey.repository(RepositoryRef(registryId: testRegistryId, repositoryName: longName)).count == nameLength + 13)
         let tag = String(repeating: "t", count: 300)
         let ref = RepositoryRef(registryId: testRegistryId, repositoryName: longName)
         try await withTestStore(dir) { store in
@@ -94,6 +98,8 @@ struct HardeningTests {
             #expect(try store.read { try $0.tag(ref, tag)?.imageDigest } == put.imageDigest)
             let tags = try store.read { try $0.tags(in: ref, after: nil, limit: 10) }
             #expect(tags.map(\.name) == [tag])
+            #expect(try store.read { try $0.tags(of: put.imageDigest, in: ref) } == [tag])
+            #expect(try store.read { try $0.imageTags(in: ref, from: put.imageDigest, through: put.imageDigest) }.map(\.tag) == [tag])
             let delete = try BatchDeleteImage(repositoryName: longName, imageIds: [ImageIdentifier(imageTag: tag)])
             let outcome = try await store.execute(.batchDeleteImage(delete), metadata: testMetadata())
             #expect(outcome.decision.imageIds == [ImageIdentifier(imageDigest: put.imageDigest, imageTag: tag)])

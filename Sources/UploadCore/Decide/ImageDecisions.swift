@@ -118,7 +118,12 @@ enum ImageDecisions {
                     fail(id, .imageTagDoesNotMatchDigest, "The tag '\(tag)' names image \(target), not \(digest)")
                     continue
                 }
-                let remaining = try (tagsLeft[target] ?? state.tags(of: target, in: ref).count) - 1
+                let tagCount = try tagsLeft[target] ?? state.tags(of: target, in: ref).count
+                guard tagCount > 0 else {  // a tag its image does not list: tables that disagree
+                    fail(id, .imageNotFound, "Requested image not found")
+                    continue
+                }
+                let remaining = tagCount - 1
                 if remaining == 0 && !c.keepsUntaggedImages {
                     let lists = try listsReferencing(target)
                     guard lists.isEmpty else {

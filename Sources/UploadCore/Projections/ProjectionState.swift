@@ -18,8 +18,8 @@ public protocol ProjectionState {
     func tag(_ ref: RepositoryRef, _ tag: String) throws -> TagRecord?
     /// The tags that name the image `digest`, in byte order.
     func tags(of digest: String, in ref: RepositoryRef) throws -> [String]
-    /// The digests of the repository's manifest lists (indexes) that name the image `digest`, in
-    /// byte order: while any does, BatchDeleteImage refuses to delete it.
+    /// The digests of the repository's manifest lists (indexes) that name `digest`, in byte order:
+    /// while any does, BatchDeleteImage refuses to delete the image.
     func manifestLists(naming digest: String, in ref: RepositoryRef) throws -> [String]
     /// The repository's catalog data and tags; `nil` when it never had any.
     func details(_ ref: RepositoryRef) throws -> RepositoryDetails?
@@ -45,7 +45,7 @@ public protocol MutableProjectionState: ProjectionState {
     /// Removes the tag `name` of the image `digest` (the one it names): its record and its entry
     /// among the image's tags.
     mutating func removeTag(_ name: String, of digest: String, in ref: RepositoryRef) throws
-    /// Adds the manifest list `list` to, or removes it from, the lists that name the image `digest`.
+    /// Adds the manifest list `list` to, or removes it from, the lists that name `digest`.
     mutating func setManifestList(_ list: String, naming digest: String, in ref: RepositoryRef, present: Bool) throws
     /// Adds the image `referrer` to, or removes it from, the referrers of `subject`.
     mutating func setReferrer(_ referrer: String, of subject: String, in ref: RepositoryRef, present: Bool) throws

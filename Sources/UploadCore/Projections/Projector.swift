@@ -4,7 +4,7 @@ public enum Projector {
     /// The version of the projection tables. Bump it when a record, what the projector puts in the
     /// state, or the store's key layout (`UploadStore/Projections/`) changes; a store whose tables
     /// carry another version rebuilds them from the log on open.
-    public static let version: UInt32 = 10
+    public static let version: UInt32 = 11
 
     /// Applies one event. Throws ``ProjectionError`` when the event contradicts the tables, which
     /// a log written by the decider never does: it means the log or the tables were altered.
@@ -128,10 +128,6 @@ public enum Projector {
                 throw ProjectionError(envelope, "image \(e.imageDigest) does not exist in \(e.repository)")
             }
             for tag in try tables.tags(of: e.imageDigest, in: e.repository) { try tables.removeTag(tag, of: e.imageDigest, in: e.repository) }
-            // Logs from before the refusal of ImageReferencedByManifestList may delete an image lists still name.
-            for list in try tables.manifestLists(naming: e.imageDigest, in: e.repository) {
-                try tables.setManifestList(list, naming: e.imageDigest, in: e.repository, present: false)
-            }
             try dropReferences(of: image, in: e.repository, &tables)
             repository.imageCount -= 1
             repository.touch(envelope)
@@ -185,7 +181,7 @@ public enum Projector {
     }
 
     /// What a new manifest names: each blob it names takes the media type the manifest gives it
-    /// (BatchCheckLayerAvailability's `mediaType`), each image an index lists notes the index, and
+    /// (BatchCheckLayerAvailability's `mediaType`), each digest an index lists notes the index, and
     /// its subject (whether the repository holds it or not, as the distribution spec allows) lists
     /// it among its referrers. A manifest that does not parse (none the decider accepts) names nothing.
     private static func noteReferences(of e: ImagePushed, in tables: inout some MutableProjectionState) throws {
@@ -197,14 +193,13 @@ public enum Projector {
             layer.mediaType = blob.mediaType
             try tables.put(layer, in: e.repository)
         }
-        for child in manifest.images where try tables.image(e.repository, child) != nil {
-            try tables.setManifestList(e.imageDigest, naming: child, in: e.repository, present: true)
-        }
+        for child in manifest.images { try tables.setManifestList(e.imageDigest, naming: child, in: e.repository, present: true) }
     }
 
     /// A deleted manifest is no longer a referrer of its subject, and a deleted manifest list no
-    /// longer holds the images it lists. (Logs from before the refusal of
-    /// ImageReferencedByManifestList may have deleted some of them first.)
+    /// longer names the digests it lists. (Its entries are kept until then even for an image
+    /// deleted first, which logs from before the refusal of ImageReferencedByManifestList hold:
+    /// they say what the lists name, and an image's delete reads none of them.)
     private static func dropReferences(of deleted: ImageRecord, in ref: RepositoryRef, _ tables: inout some MutableProjectionState) throws {
         // Only a list, or a manifest whose text can name a subject (as written, or escaped with
         // `\u`), is parsed: a forced delete of a large repository parses few of its manifests.
@@ -212,9 +207,7 @@ public enum Projector {
         guard Manifest.indexTypes.contains(deleted.imageManifestMediaType) || text.contains("subject".utf8) || text.contains("\\u".utf8),
               let manifest = try? Manifest(parsing: Array(text), given: deleted.imageManifestMediaType) else { return }
         if let subject = manifest.subject { try tables.setReferrer(deleted.imageDigest, of: subject, in: ref, present: false) }
-        for child in manifest.images where try tables.image(ref, child) != nil {
-            try tables.setManifestList(deleted.imageDigest, naming: child, in: ref, present: false)
-        }
+        for child in manifest.images { try tables.setManifestList(deleted.imageDigest, naming: child, in: ref, present: false) }
     }
 
     /// Ends an active upload in `state`: the session and its repository's count change, and the

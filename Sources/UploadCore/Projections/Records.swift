@@ -139,7 +139,8 @@ public struct ImageRecord: FieldRecord {
     public var imageSizeInBytes: UInt64
     public var pushedAt: Timestamp
 
-    // Tags 7 (tags) and 8 (referencedBy) were projection layout 8 and 9's; never reuse them.
+    // Fields 7 (tags, since the image tables) and 8 (referencedBy, since projection layout 8)
+    // were retired by layout 10; never reuse their numbers.
     enum FieldTag: UInt64 {
         case imageDigest = 1, imageManifest, imageManifestMediaType, artifactMediaType, imageSizeInBytes, pushedAt
     }

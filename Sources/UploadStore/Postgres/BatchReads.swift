@@ -14,6 +14,10 @@ struct BatchReads {
     /// read in one query, not one round trip each while the append lock is held (24,000 active
     /// uploads held it for about 4.5 s, and every other node's writes with it).
     private(set) var everyActiveSession = false
+    /// The repository prefixes of the batch's forced DeleteRepository commands, whose images' tags
+    /// are read in one query each: each image's delete reads its tags, one round trip apiece
+    /// otherwise, while the append lock is held (5,000 images: 390 → 1,106 ms).
+    private(set) var tagsOfEveryImage: [[UInt8]] = []
 
     init(_ batch: [GroupCommitWriter.Pending], settings: DecisionSettings) {
         self.init(commands: batch.map { ($0.command, $0.uploadId) }, settings: settings)
@@ -46,24 +50,22 @@ struct BatchReads {
                 repository(c.upload.repository.registryId, c.upload.repository.repositoryName)
                 session(c.upload.uploadId)
             case .expireIdleUploads: everyActiveSession = true
+            case .deleteRepository(let c) where c.force:
+                guard let registryId = try? settings.resolveRegistry(c.registryId) else { continue }
+                tagsOfEveryImage.append(ProjectionKey.repositoryPrefix(RepositoryRef(registryId: registryId, repositoryName: c.repositoryName)))
             default: continue
             }
         }
     }
 
-    private init(sessions: [[UInt8]], repositories: [[UInt8]], everyActiveSession: Bool) {
-        self.sessions = sessions
-        self.repositories = repositories
-        self.everyActiveSession = everyActiveSession
-    }
-
-    /// Only the keys `cache` does not know; all of them when there is no cache to keep.
+    /// Only the keys `cache` does not know; all of them when there is no cache to keep. (Ranges of
+    /// keys are a batch's own reads, never kept: each batch reads them again.)
     func lacking(in cache: DecodedRecords?) -> BatchReads {
         guard let cache else { return self }
-        return BatchReads(
-            sessions: sessions.filter { cache.records[DecodedRecords.Key(.sessions, $0)] == nil },
-            repositories: repositories.filter { cache.records[DecodedRecords.Key(.repositories, $0)] == nil },
-            everyActiveSession: everyActiveSession)
+        var lacking = self
+        lacking.sessions = sessions.filter { cache.records[DecodedRecords.Key(.sessions, $0)] == nil }
+        lacking.repositories = repositories.filter { cache.records[DecodedRecords.Key(.repositories, $0)] == nil }
+        return lacking
     }
 
     /// One query per table with keys to read: sessions, then repositories; then, for a sweep, the
@@ -72,7 +74,7 @@ struct BatchReads {
         [
             PostgresTables.recordsQuery(.sessions, keys: sessions), PostgresTables.recordsQuery(.repositories, keys: repositories),
             everyActiveSession ? Self.everyActiveSessionQuery : nil,
-        ].compactMap { $0 }
+        ].compactMap { $0 } + tagsOfEveryImage.map { PostgresTables.keysQuery(.tagsByImage, prefix: $0) }
     }
 
     static let everyActiveSessionQuery = PostgresConnection.Query("""
@@ -87,6 +89,10 @@ struct BatchReads {
         if !repositories.isEmpty, let rows = answer.next() { tables.noteRecords(.repositories, keys: repositories, found: rows, as: RepositorySummary.self) }
         if everyActiveSession, let rows = answer.next() {
             tables.noteRecords(.sessions, keys: (0..<rows.count).map { rows.bytes($0, 0) }, found: rows, as: UploadSession.self)
+        }
+        for prefix in tagsOfEveryImage {
+            guard let rows = answer.next() else { return }
+            tables.noteKeys(.tagsByImage, prefix: prefix, found: (0..<rows.count).map { rows.bytes($0, 0) })
         }
     }
 }

@@ -14,6 +14,9 @@ struct PostgresTables: KeyedProjectionTables {
     final class Changes {
         var byTable: [ProjectionTable: [[UInt8]: [UInt8]?]] = [:]
         var isEmpty: Bool { byTable.values.allSatisfy(\.isEmpty) }
+        /// Ranges of keys this transaction read whole before it changed anything (``BatchReads``):
+        /// every key stored under each prefix, in key order.
+        var keysRead: [ProjectionTable: [(prefix: [UInt8], keys: [[UInt8]])]] = [:]
     }
     private let changes = Changes()
     /// Decoded records read or written (as ``LMDBTables`` keeps them): this transaction's, or the
@@ -57,14 +60,46 @@ struct PostgresTables: KeyedProjectionTables {
     /// The keys alone: a forced DeleteRepository asks for a repository's image digests, whose
     /// records hold manifests of up to 4 MiB each.
     func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]] {
-        let rows = try Self.rows(connection, "key", table, prefix: prefix, after: nil, limit: .max)
-        let stored = (0..<rows.count).map { rows.bytes($0, 0) }
+        let stored = try storedKeys(in: table, withPrefix: prefix)
         guard let changed = changes.byTable[table], !changed.isEmpty else { return stored }
         var present = Set(stored)
         for (key, value) in changed where key.starts(with: prefix) {
             if value == nil { present.remove(key) } else { present.insert(key) }
         }
         return present.sorted { ProjectionKey.precedes($0, $1) }
+    }
+
+    /// The keys stored under `prefix` when the transaction began: from a range it read whole, or
+    /// read now.
+    private func storedKeys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]] {
+        if let range = changes.keysRead[table]?.first(where: { prefix.starts(with: $0.prefix) }) {
+            // The first key not before `prefix`, found by halving: a forced delete asks once an image.
+            var low = 0, high = range.keys.count
+            while low < high {
+                let middle = (low + high) / 2
+                if ProjectionKey.precedes(range.keys[middle], prefix) { low = middle + 1 } else { high = middle }
+            }
+            return Array(range.keys[low...].prefix { $0.starts(with: prefix) })
+        }
+        let rows = try Self.rows(connection, "key", table, prefix: prefix, after: nil, limit: .max)
+        return (0..<rows.count).map { rows.bytes($0, 0) }
+    }
+
+    /// Keeps `keys`, the answer to a ``keysQuery(_:prefix:)`` sent before this transaction changed
+    /// anything, as every key stored under `prefix`.
+    func noteKeys(_ table: ProjectionTable, prefix: [UInt8], found keys: [[UInt8]]) {
+        changes.keysRead[table, default: []].append((prefix, keys))
+    }
+
+    /// Every key of `table` under `prefix`, in key order.
+    static func keysQuery(_ table: ProjectionTable, prefix: [UInt8]) -> PostgresConnection.Query {
+        var sql = "SELECT key FROM projection_entries WHERE tbl = $1 AND key >= $2"
+        var parameters: [PostgresValue] = [.text(table.rawValue), .bytes(prefix)]
+        if let end = prefixEnd(prefix) {
+            parameters.append(.bytes(end))
+            sql += " AND key < $3"
+        }
+        return PostgresConnection.Query(sql + " ORDER BY key", parameters)
     }
 
     func entries<R: FieldRecord>(in table: ProjectionTable, withPrefix prefix: [UInt8], as type: R.Type) throws -> [(key: [UInt8], value: R)] {
@@ -192,6 +227,7 @@ struct PostgresTables: KeyedProjectionTables {
             }
         }
         changes.byTable = [:]
+        changes.keysRead = [:]  // the database holds the changes now; ranges read before them are past
         return upserts.queries + deletions
     }
 

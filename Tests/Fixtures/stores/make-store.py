@@ -272,6 +272,12 @@ def registry_calls(endpoint, call):
         {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(manifest().encode()), "size": len(manifest())}]})
     status, _ = registry("PUT", "/v2/fixture/app/manifests/multi", index.encode(), **{"Content-Type": "application/vnd.oci.image.index.v1+json"})
     assert status == 201, status
+    # And a second list, deleted (since layout 11's stores): a deleted list names nothing any more.
+    gone = json.dumps({**json.loads(index), "annotations": {"fixture": "deleted"}})
+    status, _ = registry("PUT", "/v2/fixture/app/manifests/multi-old", gone.encode(), **{"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert status == 201, status
+    status, _ = registry("DELETE", f"/v2/fixture/app/manifests/{digest(gone.encode())}")
+    assert status == 202, status
     status, _ = registry("PUT", "/v2/fixture/other/manifests/scratch", scratch_image().encode(), **oci)
     assert status == 201, status
     status, _ = registry("DELETE", f"/v2/fixture/other/manifests/{digest(scratch_image().encode())}")
