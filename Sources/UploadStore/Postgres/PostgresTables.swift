@@ -12,11 +12,43 @@ struct PostgresTables: KeyedProjectionTables {
     let connection: PostgresConnection
     /// The changes of this batch not yet sent, per table: a record, or `nil` for a deletion.
     final class Changes {
-        var byTable: [ProjectionTable: [[UInt8]: [UInt8]?]] = [:]
+        private(set) var byTable: [ProjectionTable: [[UInt8]: [UInt8]?]] = [:]
+        /// Each table's changed keys in key order, so that a read of a prefix finds its own among
+        /// them without looking at every other (a forced delete reads a prefix once an image).
+        private var keysInOrder: [ProjectionTable: [[UInt8]]] = [:]
         var isEmpty: Bool { byTable.values.allSatisfy(\.isEmpty) }
         /// Ranges of keys this transaction read whole before it changed anything (``BatchReads``):
         /// every key stored under each prefix, in key order.
         var keysRead: [ProjectionTable: [(prefix: [UInt8], keys: [[UInt8]])]] = [:]
+
+        /// Notes the change of `key` to `value` (`nil`: deleted).
+        func change(_ table: ProjectionTable, _ key: [UInt8], to value: [UInt8]?) {
+            guard byTable[table, default: [:]].updateValue(value, forKey: key) == nil else { return }
+            keysInOrder[table, default: []].insert(key, at: PostgresTables.firstIndex(notBefore: key, in: keysInOrder[table] ?? []))
+        }
+
+        /// The changes of keys under `prefix`, in key order.
+        func changes(in table: ProjectionTable, under prefix: [UInt8]) -> [(key: [UInt8], value: [UInt8]?)] {
+            guard let keys = keysInOrder[table], let values = byTable[table] else { return [] }
+            return keys[PostgresTables.firstIndex(notBefore: prefix, in: keys)...].prefix { $0.starts(with: prefix) }.map { ($0, values[$0]!) }
+        }
+
+        /// Forgets every change and range read: the database holds them now.
+        func clear() {
+            byTable = [:]
+            keysInOrder = [:]
+            keysRead = [:]
+        }
+    }
+
+    /// The index of the first of `keys` (in key order) that does not sort before `key`.
+    static func firstIndex(notBefore key: [UInt8], in keys: [[UInt8]]) -> Int {
+        var low = 0, high = keys.count
+        while low < high {
+            let middle = (low + high) / 2
+            if ProjectionKey.precedes(keys[middle], key) { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
     private let changes = Changes()
     /// Decoded records read or written (as ``LMDBTables`` keeps them): this transaction's, or the
@@ -48,12 +80,12 @@ struct PostgresTables: KeyedProjectionTables {
 
     func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some FieldRecord) throws {
         try record.validate()
-        changes.byTable[table, default: [:]][key] = .some(record.encoded())
+        changes.change(table, key, to: record.encoded())
         decoded.update(DecodedRecords.Key(table, key), to: record)
     }
 
     func delete(_ table: ProjectionTable, _ key: [UInt8]) throws {
-        changes.byTable[table, default: [:]][key] = .some(nil)
+        changes.change(table, key, to: nil)
         decoded.update(DecodedRecords.Key(table, key), to: nil)
     }
 
@@ -61,9 +93,10 @@ struct PostgresTables: KeyedProjectionTables {
     /// records hold manifests of up to 4 MiB each.
     func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]] {
         let stored = try storedKeys(in: table, withPrefix: prefix)
-        guard let changed = changes.byTable[table], !changed.isEmpty else { return stored }
+        let changed = changes.changes(in: table, under: prefix)
+        guard !changed.isEmpty else { return stored }
         var present = Set(stored)
-        for (key, value) in changed where key.starts(with: prefix) {
+        for (key, value) in changed {
             if value == nil { present.remove(key) } else { present.insert(key) }
         }
         return present.sorted { ProjectionKey.precedes($0, $1) }
@@ -73,13 +106,7 @@ struct PostgresTables: KeyedProjectionTables {
     /// read now.
     private func storedKeys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]] {
         if let range = changes.keysRead[table]?.first(where: { prefix.starts(with: $0.prefix) }) {
-            // The first key not before `prefix`, found by halving: a forced delete asks once an image.
-            var low = 0, high = range.keys.count
-            while low < high {
-                let middle = (low + high) / 2
-                if ProjectionKey.precedes(range.keys[middle], prefix) { low = middle + 1 } else { high = middle }
-            }
-            return Array(range.keys[low...].prefix { $0.starts(with: prefix) })
+            return Array(range.keys[Self.firstIndex(notBefore: prefix, in: range.keys)...].prefix { $0.starts(with: prefix) })
         }
         let rows = try Self.rows(connection, "key", table, prefix: prefix, after: nil, limit: .max)
         return (0..<rows.count).map { rows.bytes($0, 0) }
@@ -109,10 +136,11 @@ struct PostgresTables: KeyedProjectionTables {
     /// The stored entries under `prefix` with this batch's changes laid over them, in key order.
     private func rawEntries(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [(key: [UInt8], value: [UInt8])] {
         var entries = try Self.stored(connection, table, prefix: prefix, after: nil, limit: .max)
-        guard let changed = changes.byTable[table], !changed.isEmpty else { return entries }
+        let changed = changes.changes(in: table, under: prefix)
+        guard !changed.isEmpty else { return entries }
         var merged: [[UInt8]: [UInt8]] = [:]
         for entry in entries { merged[entry.key] = entry.value }
-        for (key, value) in changed where key.starts(with: prefix) { merged[key] = value }
+        for (key, value) in changed { merged[key] = value }
         entries = merged.map { ($0.key, $0.value) }
         entries.sort { ProjectionKey.precedes($0.key, $1.key) }
         return entries
@@ -226,8 +254,7 @@ struct PostgresTables: KeyedProjectionTables {
                 deletions.append(PostgresConnection.Query("DELETE FROM projection_entries WHERE tbl = $1 AND key = ANY($2::bytea[])", [.text(table.rawValue), .array(removed)]))
             }
         }
-        changes.byTable = [:]
-        changes.keysRead = [:]  // the database holds the changes now; ranges read before them are past
+        changes.clear()
         return upserts.queries + deletions
     }
 
