@@ -82,7 +82,12 @@ public enum Loopback {
         // several modules declare `in_addr`).
         var address = [UInt8](repeating: 0, count: 16)
         if inet_pton(AF_INET, host, &address) == 1 { return address[0] == 127 }
-        if inet_pton(AF_INET6, host, &address) == 1 { return address == [UInt8](repeating: 0, count: 15) + [1] }
+        if inet_pton(AF_INET6, host, &address) == 1 {
+            // `::1`, or an IPv4 loopback address mapped (`::ffff:127.0.0.1`), as a dual-stack
+            // socket names an IPv4 client and a proxy on one may relay it.
+            return address == [UInt8](repeating: 0, count: 15) + [1]
+                || (address.prefix(12).elementsEqual([UInt8](repeating: 0, count: 10) + [0xFF, 0xFF]) && address[12] == 127)
+        }
         return false
     }
 

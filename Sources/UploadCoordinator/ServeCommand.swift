@@ -307,7 +307,8 @@ struct ServeCommand: AsyncParsableCommand {
         } catch let error as IOError where error.description.hasPrefix("bind") {
             await store.close()
             // NIO's text names neither the address nor the cause in words.
-            fail(StoreError(.io, "cannot listen on \(host):\(port): \(String(cString: strerror(error.errnoCode)))"))
+            let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"  // an IPv6 address bracketed, as in a URL
+            fail(StoreError(.io, "cannot listen on \(address): \(String(cString: strerror(error.errnoCode)))"))
         } catch {
             await store.close()
             fail(error)

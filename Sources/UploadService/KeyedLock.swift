@@ -119,8 +119,10 @@ public final class UploadLocks: Sendable {
         do {
             return try await local.withLock(uploadId, waitingAtMost: longestWait) {
                 let held = try await self.stagingLock(uploadId, until: deadline)
-                defer { held.release() }
-                return try await body()
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                await Self.release(held)
+                return try result.get()
             }
         } catch is KeyedLock.WaitedTooLong {
             throw waitedTooLong(uploadId)
@@ -139,6 +141,12 @@ public final class UploadLocks: Sendable {
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(50))
         }
+    }
+
+    /// Releases a staging lock off the cooperative pool, as it was taken (a round trip on NFS);
+    /// here, when NIO's pool no longer runs work (the process stopping).
+    private static func release(_ held: BlobStore.StagingLock) async {
+        do { try await UploadService.blocking { held.release() } } catch { held.release() }
     }
 
     private func waitedTooLong(_ uploadId: String) -> StoreError {

@@ -151,3 +151,11 @@ def test_a_port_taken_is_named_with_its_cause():
         out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", str(port)],
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 1 and f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr, out.stderr
+    # An IPv6 address is bracketed, as in a URL: `::1:5080` names no port.
+    with tempfile.TemporaryDirectory() as data, socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--host", "::1", "--port", str(port)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and f"error: cannot listen on [::1]:{port}: Address already in use" in out.stderr, out.stderr

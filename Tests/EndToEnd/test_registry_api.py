@@ -1386,7 +1386,9 @@ def test_unsigned_requests_must_name_a_loopback_host_under_allow_anonymous(open_
     for relayed, allowed in (({"X-Forwarded-For": "192.0.2.7"}, False), ({"X-Forwarded-For": "127.0.0.1, 198.51.100.1"}, False),
                              ({"Forwarded": 'for="[2001:db8::1]:4711";proto=https'}, False), ({"Forwarded": "for=unknown"}, False),
                              ({"X-Real-IP": "203.0.113.9"}, False), ({"X-Forwarded-For": "127.0.0.1"}, True),
-                             ({"Forwarded": 'for="[::1]:5000", for=127.0.0.1:80'}, True)):
+                             ({"Forwarded": 'for="[::1]:5000", for=127.0.0.1:80'}, True),
+                             # IPv4 addresses as a dual-stack proxy writes them, mapped into IPv6.
+                             ({"X-Forwarded-For": "::ffff:127.0.0.1"}, True), ({"X-Forwarded-For": "::ffff:192.0.2.7"}, False)):
         answer = requests.post(base + "/", data=compact({"repositoryName": f"{name}-relayed"}), headers={
             "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.DescribeRegistries", **relayed}, timeout=30)
         assert answer.status_code == (200 if allowed else 403), (relayed, answer.text)
