@@ -112,6 +112,39 @@ struct BatchReadsTests {
         #expect(lacking.repositories.isEmpty && lacking.queries.count == 1)
         #expect(reads.lacking(in: nil).sessions.count == 4, "with no cache to keep, everything is read")
     }
+
+    /// A forced DeleteRepository's batch reads the tags of every image of the repository at once
+    /// (each image's delete reads them), whatever the cache holds; a delete without force, none.
+    @Test func aForcedDelete_readsItsRepositorysTagsOfEveryImage_inOneQuery() throws {
+        let settings = DecisionSettings(defaultRegistryId: testRegistryId)
+        let reads = BatchReads(commands: [
+            (.deleteRepository(try DeleteRepository(repositoryName: "team/app", force: true)), nil),
+            (.deleteRepository(try DeleteRepository(repositoryName: "team/web")), nil),
+        ], settings: settings)
+        let prefix = ProjectionKey.repositoryPrefix(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app"))
+        #expect(reads.tagsOfEveryImage == [prefix])
+        #expect(reads.queries.count == 1 && reads.lacking(in: DecodedRecords()).tagsOfEveryImage == [prefix])
+    }
+
+    /// A batch's changes under a prefix, in key order, however they interleave with the reads
+    /// that order them (a forced delete reads a prefix, deletes under it, and reads the next).
+    @Test func aBatchsChanges_underAPrefix_comeInKeyOrder_beforeAndAfterItsFirstRead() {
+        let changes = PostgresTables.Changes()
+        func key(_ text: String) -> [UInt8] { Array(text.utf8) }
+        changes.change(.tagsByImage, key("r\u{0}b\u{0}2"), to: [1])
+        changes.change(.tagsByImage, key("r\u{0}a\u{0}1"), to: nil)
+        changes.change(.imageTags, key("r\u{0}b"), to: [9])
+        #expect(changes.changes(in: .tagsByImage, under: key("r\u{0}b\u{0}")).map(\.key) == [key("r\u{0}b\u{0}2")])
+        changes.change(.tagsByImage, key("r\u{0}b\u{0}1"), to: nil)
+        changes.change(.tagsByImage, key("r\u{0}c\u{0}1"), to: [3])
+        changes.change(.tagsByImage, key("r\u{0}b\u{0}2"), to: nil)  // changed again: one entry, its last value
+        let underB = changes.changes(in: .tagsByImage, under: key("r\u{0}b\u{0}"))
+        #expect(underB.map(\.key) == [key("r\u{0}b\u{0}1"), key("r\u{0}b\u{0}2")] && underB.allSatisfy { $0.value == nil })
+        #expect(changes.changes(in: .tagsByImage, under: key("r\u{0}")).map(\.key) == ["r\u{0}a\u{0}1", "r\u{0}b\u{0}1", "r\u{0}b\u{0}2", "r\u{0}c\u{0}1"].map(key))
+        #expect(changes.changes(in: .imageTags, under: key("r")).map(\.value) == [[9]], "each table's own")
+        changes.clear()
+        #expect(changes.changes(in: .tagsByImage, under: []).isEmpty)
+    }
 }
 
 extension BatchReadsTests {

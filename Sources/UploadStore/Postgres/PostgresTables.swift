@@ -13,8 +13,10 @@ struct PostgresTables: KeyedProjectionTables {
     /// The changes of this batch not yet sent, per table: a record, or `nil` for a deletion.
     final class Changes {
         private(set) var byTable: [ProjectionTable: [[UInt8]: [UInt8]?]] = [:]
-        /// Each table's changed keys in key order, so that a read of a prefix finds its own among
-        /// them without looking at every other (a forced delete reads a prefix once an image).
+        /// The changed keys in key order of each table a prefix was read from, so that a read of a
+        /// prefix finds its own among them without looking at every other (a forced delete reads a
+        /// prefix once an image). Made at a table's first such read: the tables only ever written
+        /// to (most of a batch's changes) pay nothing.
         private var keysInOrder: [ProjectionTable: [[UInt8]]] = [:]
         var isEmpty: Bool { byTable.values.allSatisfy(\.isEmpty) }
         /// Ranges of keys this transaction read whole before it changed anything (``BatchReads``):
@@ -23,13 +25,16 @@ struct PostgresTables: KeyedProjectionTables {
 
         /// Notes the change of `key` to `value` (`nil`: deleted).
         func change(_ table: ProjectionTable, _ key: [UInt8], to value: [UInt8]?) {
-            guard byTable[table, default: [:]].updateValue(value, forKey: key) == nil else { return }
-            keysInOrder[table, default: []].insert(key, at: PostgresTables.firstIndex(notBefore: key, in: keysInOrder[table] ?? []))
+            guard byTable[table, default: [:]].updateValue(value, forKey: key) == nil,
+                  let index = keysInOrder[table].map({ PostgresTables.firstIndex(notBefore: key, in: $0) }) else { return }
+            keysInOrder[table]?.insert(key, at: index)  // in place: no other reference to the array is held
         }
 
         /// The changes of keys under `prefix`, in key order.
         func changes(in table: ProjectionTable, under prefix: [UInt8]) -> [(key: [UInt8], value: [UInt8]?)] {
-            guard let keys = keysInOrder[table], let values = byTable[table] else { return [] }
+            guard let values = byTable[table], !values.isEmpty else { return [] }
+            let keys = keysInOrder[table] ?? values.keys.sorted(by: ProjectionKey.precedes)
+            keysInOrder[table] = keys
             return keys[PostgresTables.firstIndex(notBefore: prefix, in: keys)...].prefix { $0.starts(with: prefix) }.map { ($0, values[$0]!) }
         }
 
