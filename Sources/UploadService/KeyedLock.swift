@@ -144,7 +144,7 @@ public final class UploadLocks: Sendable {
     }
 
     /// Releases a staging lock off the cooperative pool, as it was taken (a round trip on NFS);
-    /// here, when NIO's pool no longer runs work (the process stopping).
+    /// here, when NIO's pool runs no work for this task (cancelled, or the process stopping).
     private static func release(_ held: BlobStore.StagingLock) async {
         do { try await UploadService.blocking { held.release() } } catch { held.release() }
     }

@@ -55,6 +55,24 @@ extension DecisionRulesTests {
         #expect(try w.run(.delete([ImageIdentifier(imageDigest: x)])).imageFailures.isEmpty)
     }
 
+    /// A list's entries stay until the list goes, even under an image a log from before the
+    /// refusal deleted while the list named it: pushed again, that image is refused deletion
+    /// until the list is deleted.
+    @Test func anImageAnOlderLogDeletedUnderAList_pushedAgain_isRefusedDeletion_untilTheListGoes() throws {
+        var w = try Harness()
+        let (x, _) = try w.images()
+        let list = Fixture.index([x])
+        try w.run(.put(list))
+        w.position += 1
+        let deleted = Event.imageDeleted(ImageDeleted(registryId: w.ref.registryId, repositoryName: w.ref.repositoryName, imageDigest: x))
+        try Projector.apply(EventEnvelope(position: w.position, recordedAt: w.now, metadata: testMetadata(), event: deleted), to: &w.tables)
+        #expect(try w.tables.image(w.ref, x) == nil && w.tables.manifestLists(naming: x, in: w.ref) == [Fixture.imageDigest(list)])
+        try w.run(.put(Fixture.image(config: Fixture.digest("c"), layers: [Fixture.digest("a")])))
+        #expect(try w.run(.delete([ImageIdentifier(imageDigest: x)])).imageFailures.map(\.failureCode) == [.imageReferencedByManifestList])
+        #expect(try w.run(.delete([ImageIdentifier(imageDigest: Fixture.imageDigest(list))])).imageFailures.isEmpty)
+        #expect(try w.run(.delete([ImageIdentifier(imageDigest: x)])).imageFailures.isEmpty)
+    }
+
     @Test func aManifest_givesTheBlobsItNamesTheirMediaTypes() throws {
         var w = try Harness()
         try w.withLayers()

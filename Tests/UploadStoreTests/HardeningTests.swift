@@ -75,16 +75,16 @@ struct HardeningTests {
         }
     }
 
-    /// The model allows a 300-character tag on a 205-character repository name; its key must fit
-    /// LMDB's 511 bytes, and the image must be found again by that tag.
-    /// The longest tag on the longest name kept plain (its key with the registry's: 138 bytes), the
+    /// The model allows a 300-character tag on a 205-character repository name; its keys must fit
+    /// LMDB's 511 bytes, and the image must be found again by that tag. The longest tag on the
+    /// longest name kept plain (its key with the registry's: 74 bytes), the
     /// shortest name hashed, and the longest name: each image's tag is keyed by the prefix, the
     /// digest and the tag (`tags-by-image`), which must fit LMDB's 511 bytes too.
-    @Test(arguments: [125, 126, 205])
+    @Test(arguments: [61, 62, 125, 205])
     func theLongestTag_onALongRepositoryName_isStored_andFound(nameLength: Int) async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let longName = String(repeating: "a", count: 60) + "/" + String(repeating: "b", count: nameLength - 61)
+        let longName = Self.name(ofLength: nameLength)
         #expect(ProjectionKey.repository(RepositoryRef(registryId: testRegistryId, repositoryName: longName)).count == nameLength + 13)
         let tag = String(repeating: "t", count: 300)
         let ref = RepositoryRef(registryId: testRegistryId, repositoryName: longName)
@@ -105,6 +105,45 @@ struct HardeningTests {
             #expect(outcome.decision.imageIds == [ImageIdentifier(imageDigest: put.imageDigest, imageTag: tag)])
         }
         #expect(Replayer.verify(directory: dir.path).passed)
+    }
+
+    /// A repository name of `length` characters: one segment up to 100, two past it.
+    static func name(ofLength length: Int) -> String {
+        length <= 100 ? String(repeating: "a", count: length) : String(repeating: "a", count: 60) + "/" + String(repeating: "b", count: length - 61)
+    }
+
+    /// Logs from before PutImage took SHA-256 alone may hold a SHA-512 image with a tag of 300, on
+    /// a name of any length: every key its projections make (which an upgraded store's rebuild
+    /// writes) fits LMDB's 511 bytes. Layout 11 kept names up to 125 characters plain, and such a
+    /// tag's key then took up to 575.
+    @Test(arguments: [61, 62, 125, 205])
+    func aSha512ImageOfAnOlderLog_withTheLongestTag_makesOnlyKeysLMDBHolds(nameLength: Int) throws {
+        let name = Self.name(ofLength: nameLength)
+        let image = "sha512:" + String(repeating: "e", count: 128), list = "sha512:" + String(repeating: "f", count: 128)
+        let tag = String(repeating: "t", count: 300)
+        let at = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
+        func pushed(_ digest: String, _ manifest: String, _ mediaType: String) -> Event {
+            .imagePushed(ImagePushed(
+                registryId: testRegistryId, repositoryName: name, imageDigest: digest, imageTag: tag, imageManifest: manifest,
+                imageManifestMediaType: mediaType, artifactMediaType: nil, imageSizeInBytes: 2, pushedAt: at))
+        }
+        let index = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(image)","size":2}]}"#
+        let events: [Event] = [
+            .repositoryCreated(RepositoryCreated(registryId: testRegistryId, repositoryName: name, createdAt: at)),
+            pushed(image, "{}", "application/vnd.oci.image.manifest.v1+json"),
+            pushed(list, index, "application/vnd.oci.image.index.v1+json"),  // the tag moves to the list
+        ]
+        var state = InMemoryProjectionState()
+        for (offset, event) in events.enumerated() {
+            try Projector.apply(EventEnvelope(position: UInt64(offset + 1), recordedAt: at, metadata: testMetadata(), event: event), to: &state)
+        }
+        let ref = RepositoryRef(registryId: testRegistryId, repositoryName: name)
+        #expect(state.tags(of: list, in: ref) == [tag] && state.manifestLists(naming: image, in: ref) == [list])
+        for table in ProjectionTable.allCases {
+            for entry in state.entries(table) {
+                #expect(entry.key.count <= Transaction.maximumKeySize, "\(table.rawValue): a key of \(entry.key.count) bytes")
+            }
+        }
     }
 
     /// A look-up by a key LMDB could never hold finds nothing (before, it failed the batch).

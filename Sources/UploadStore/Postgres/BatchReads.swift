@@ -52,7 +52,8 @@ struct BatchReads {
             case .expireIdleUploads: everyActiveSession = true
             case .deleteRepository(let c) where c.force:
                 guard let registryId = try? settings.resolveRegistry(c.registryId) else { continue }
-                tagsOfEveryImage.append(ProjectionKey.repositoryPrefix(RepositoryRef(registryId: registryId, repositoryName: c.repositoryName)))
+                let prefix = ProjectionKey.repositoryPrefix(RepositoryRef(registryId: registryId, repositoryName: c.repositoryName))
+                if !tagsOfEveryImage.contains(prefix) { tagsOfEveryImage.append(prefix) }
             default: continue
             }
         }

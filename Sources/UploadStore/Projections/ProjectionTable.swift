@@ -54,11 +54,12 @@ enum ProjectionTable: String, Sendable, CaseIterable, Comparable {
 /// 218 bytes with its registry, a tag up to 300. So a scoped key names a long repository by its
 /// hash (see ``repositoryPrefix(_:)``).
 enum ProjectionKey {
-    /// The longest repository key used as a scoped prefix as it is; longer ones are hashed. The
-    /// longest scoped key, an image's tag in ``ProjectionTable/tagsByImage``, is this key and
-    /// 0x00 (139), a SHA-256 image digest (71: PutImage's are SHA-256, and a registry tag, on a
-    /// digest of any algorithm, is at most 128), 0x00 and a tag of 300: 511, LMDB's limit.
-    static let longestPlainRepositoryKey = 138
+    /// The longest repository key used as a scoped prefix as it is; longer ones are hashed (a
+    /// prefix of 34 bytes). The longest scoped key, an image's tag in
+    /// ``ProjectionTable/tagsByImage``, is this key and 0x00 (75), a SHA-512 image digest (135:
+    /// PutImage took one, with its tags of up to 300, in logs written before it took SHA-256
+    /// alone), 0x00 and a tag of 300: 511, LMDB's limit.
+    static let longestPlainRepositoryKey = 74
 
     static func session(_ uploadId: String) -> [UInt8] { Array(uploadId.utf8) }
     /// `registryId/name`, the bytes of ``RepositoryRef/description``, built without the string
