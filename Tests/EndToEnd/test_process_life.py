@@ -106,17 +106,27 @@ def test_events_to_a_full_disk_is_a_failure_not_an_export():
         assert out.returncode == 3 and "could not take the report" in out.stderr, (out.returncode, out.stderr)
 
 
+def answering_with_sighup(data, port, action):
+    """An anonymous serve started with SIGHUP's disposition `action`, whatever the suite inherited
+    (`nohup Tools/test` hands its ignoring down, and serve then keeps ignoring SIGHUP, as it
+    should), once it answers."""
+    process = serve(data, port, "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                    preexec_fn=lambda: signal.signal(signal.SIGHUP, action))
+    try:
+        wait_until_answering(port, process)
+    except BaseException:
+        process.kill()
+        raise
+    return process
+
+
 def test_sighup_stops_serve_as_sigterm_does_with_the_log_signed_to_its_end():
     """SIGHUP (a terminal closing, a reload by `kill -HUP`) killed serve without its shutdown: no
     final checkpoint, no line saying every command was committed."""
     with tempfile.TemporaryDirectory() as data:
         port = free_port()
-        # Started with SIGHUP's default action whatever the suite inherited (`nohup Tools/test`
-        # hands its ignoring down, and serve then keeps ignoring SIGHUP, as it should).
-        process = serve(data, port, "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+        process = answering_with_sighup(data, port, signal.SIG_DFL)
         try:
-            wait_until_answering(port, process)
             request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b'{"repositoryName": "life/hup"}', method="POST", headers={
                 "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.CreateRepository"})
             assert urllib.request.urlopen(request, timeout=30).status == 200
@@ -132,10 +142,8 @@ def test_serve_started_ignoring_sighup_keeps_ignoring_it():
     """As under `nohup`: the hang-up its starter chose to survive does not stop it."""
     with tempfile.TemporaryDirectory() as data:
         port = free_port()
-        process = serve(data, port, "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        process = answering_with_sighup(data, port, signal.SIG_IGN)
         try:
-            wait_until_answering(port, process)
             process.send_signal(signal.SIGHUP)
             time.sleep(1)
             assert process.poll() is None and ping(port, timeout=5) is not None
