@@ -125,13 +125,7 @@ struct PostgresTables: KeyedProjectionTables {
 
     /// Every key of `table` under `prefix`, in key order.
     static func keysQuery(_ table: ProjectionTable, prefix: [UInt8]) -> PostgresConnection.Query {
-        var sql = "SELECT key FROM projection_entries WHERE tbl = $1 AND key >= $2"
-        var parameters: [PostgresValue] = [.text(table.rawValue), .bytes(prefix)]
-        if let end = prefixEnd(prefix) {
-            parameters.append(.bytes(end))
-            sql += " AND key < $3"
-        }
-        return PostgresConnection.Query(sql + " ORDER BY key", parameters)
+        entriesQuery("key", table, prefix: prefix)
     }
 
     func entries<R: FieldRecord>(in table: ProjectionTable, withPrefix prefix: [UInt8], as type: R.Type) throws -> [(key: [UInt8], value: R)] {
@@ -188,6 +182,14 @@ struct PostgresTables: KeyedProjectionTables {
     private static func rows(
         _ connection: PostgresConnection, _ columns: String, _ table: ProjectionTable, prefix: [UInt8], after: [UInt8]?, limit: Int
     ) throws -> PostgresRows {
+        let query = entriesQuery(columns, table, prefix: prefix, after: after, limit: limit)
+        return try connection.query(query.sql, query.parameters)
+    }
+
+    /// The query of ``rows(_:_:_:prefix:after:limit:)``, to run or to send in a pipeline.
+    private static func entriesQuery(
+        _ columns: String, _ table: ProjectionTable, prefix: [UInt8], after: [UInt8]? = nil, limit: Int = .max
+    ) -> PostgresConnection.Query {
         var sql = "SELECT \(columns) FROM projection_entries WHERE tbl = $1 AND key >= $2"
         var parameters: [PostgresValue] = [.text(table.rawValue), .bytes(prefix)]
         if let after {
@@ -203,7 +205,7 @@ struct PostgresTables: KeyedProjectionTables {
             parameters.append(.int64(Int64(limit)))
             sql += " LIMIT $\(parameters.count)"
         }
-        return try connection.query(sql, parameters)
+        return PostgresConnection.Query(sql, parameters)
     }
 
     /// Up to `limit` entries of `table` with keys before `before` (every key when `nil`), greatest first.
