@@ -53,7 +53,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The most commands queued for the writer (ThrottlingException beyond).") var maxQueuedCommands = 20_000
     @Option(help: "End uploads with no activity for this many seconds (UploadExpired).") var uploadExpiry: Int64 = 86_400
     @Option(help: "How often, in seconds, to look for idle uploads.") var sweepInterval: Int64 = 60
-    @Option(help: "On SIGTERM or SIGINT, the longest, in seconds, requests in flight may take to finish; past it they are cut off (a client sending or reading slowly), and the rest stops as always: the log signed last, the store closed with every accepted command committed.")
+    @Option(help: "On SIGTERM or SIGINT, the longest, in seconds, requests in flight may take to finish; past it, or at a second signal, they are cut off (a client sending or reading slowly), and the rest stops as always: the log signed last, the store closed with every accepted command committed.")
     var shutdownTimeout: Int64 = 30
     @Option(help: "The one region a request's SigV4 credential scope may name (InvalidSignatureException otherwise). [default: any region, the one each client is configured with]")
     var region: String?
@@ -289,18 +289,19 @@ struct ServeCommand: AsyncParsableCommand {
         // A request that never ends (a body or a download dribbled by a slow client) would hold the
         // shutdown for as long: past --shutdown-timeout the server's requests are cut off, and the
         // rest stops in order as always.
+        // SIGHUP too: a terminal closing, or an `ExecReload=kill -HUP`, ended the process
+        // without this shutdown (no final checkpoint). Nothing is reloaded. Not when the
+        // process was started ignoring it (`nohup`), which asked to outlive its terminal.
+        let stopSignals: [UnixSignal] = [.sigterm, .sigint] + (Self.startedIgnoringHangUps ? [] : [.sighup])
         let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: StoreService(store)),
                 .init(service: CheckpointSigning(checkpoints, logger: logger)),
                 .init(service: BlobCheck(service), successTerminationBehavior: .ignore),
                 .init(service: ExpirySweeper(service, idleMilliseconds: uploadExpiry * 1000, interval: .seconds(sweepInterval))),
-                .init(service: BoundedShutdown(app, limit: .seconds(shutdownTimeout), logger: logger)),
+                .init(service: BoundedShutdown(app, limit: .seconds(shutdownTimeout), hurriedBy: stopSignals, logger: logger)),
             ],
-            // SIGHUP too: a terminal closing, or an `ExecReload=kill -HUP`, ended the process
-            // without this shutdown (no final checkpoint). Nothing is reloaded. Not when the
-            // process was started ignoring it (`nohup`), which asked to outlive its terminal.
-            gracefulShutdownSignals: [.sigterm, .sigint] + (Self.startedIgnoringHangUps ? [] : [.sighup]),
+            gracefulShutdownSignals: stopSignals,
             logger: logger))
         do {
             try await group.run()

@@ -1,21 +1,26 @@
 import Foundation
 public import Logging
 public import ServiceLifecycle
+public import UnixSignals
 public import UploadStore
 
 /// `service` (the HTTP server) given at most `limit`, once the group's graceful shutdown reaches
-/// it, to finish what it is doing: past that its task is cancelled (requests still running, a
-/// chunk or a download a slow client dribbles, are cut off), and the group's other services then
-/// shut down in their order as always. A bound on the whole group would cancel them all at once,
-/// the store's close beside the log's last signature.
+/// it, to finish what it is doing: past that, or at a second of the `hurriedBy` signals (an
+/// operator's second Ctrl-C, an init system's second SIGTERM), its task is cancelled (requests
+/// still running, a chunk or a download a slow client dribbles, are cut off), and the group's
+/// other services then shut down in their order as always. A bound on the whole group would cancel
+/// them all at once, the store's close beside the log's last signature; a second signal never
+/// skips that order, so it loses nothing already answered.
 public struct BoundedShutdown<S: Service>: Service {
     let service: S
     let limit: Duration
+    let hurriedBy: [UnixSignal]
     let logger: Logger
 
-    public init(_ service: S, limit: Duration, logger: Logger) {
+    public init(_ service: S, limit: Duration, hurriedBy: [UnixSignal], logger: Logger) {
         self.service = service
         self.limit = limit
+        self.hurriedBy = hurriedBy
         self.logger = logger
     }
 
@@ -28,9 +33,21 @@ public struct BoundedShutdown<S: Service>: Service {
                 guard (try? await gracefulShutdown()) != nil else { return }
                 // Said at once: a client that holds the shutdown (a slow reader) would otherwise
                 // leave the operator looking at nothing for the whole bound.
-                logger.notice("stopping: no new connections; the requests in flight may finish", metadata: ["bound.seconds": "\(limit.components.seconds)"])
-                try await Task.sleep(for: limit)
-                logger.warning("requests still running when the shutdown's bound passed are cut off", metadata: ["bound.seconds": "\(limit.components.seconds)"])
+                logger.notice("stopping: no new connections; the requests in flight may finish (a second signal cuts them off)", metadata: ["bound.seconds": "\(limit.components.seconds)"])
+                // Trapped from here on: the group's own handler took the first signal and stops
+                // listening, so without this a second one would be ignored.
+                let signals = await UnixSignalsSequence(trapping: hurriedBy)
+                let hurried = await withTaskGroup(of: UnixSignal?.self) { wait in
+                    wait.addTask { try? await Task.sleep(for: limit); return nil }
+                    wait.addTask { for await signal in signals { return signal }; return nil }
+                    defer { wait.cancelAll() }
+                    return await wait.next() ?? nil
+                }
+                if let hurried {
+                    logger.warning("a second signal: requests still running are cut off", metadata: ["signal": "\(hurried)"])
+                } else {
+                    logger.warning("requests still running when the shutdown's bound passed are cut off", metadata: ["bound.seconds": "\(limit.components.seconds)"])
+                }
             }
             // The service's end (or the bound's) ends both: what is left is cancelled.
             try await group.next()

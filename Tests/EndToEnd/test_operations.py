@@ -833,6 +833,43 @@ def test_a_request_that_never_ends_holds_the_shutdown_no_longer_than_its_timeout
         assert note.returncode == 0 and int(note.stdout.splitlines()[1]) == len(server.events()), note.stdout + note.stderr
 
 
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_cuts_off_the_requests_that_hold_the_shutdown_and_stops_in_order(second):
+    """An operator's second Ctrl-C, or an init system's second SIGTERM, need not wait out
+    --shutdown-timeout: the requests in flight are cut off at once, and the rest stops in its order
+    (the log signed last, the store closed), so nothing answered is lost and serve exits 0."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = Server(data_dir, "--allow-anonymous", "--shutdown-timeout", "120", "--idle-timeout", "600", "--min-body-rate", "0",
+                        credentials=None)
+        base = f"http://127.0.0.1:{server.port}"
+        created = requests.post(base + "/", data=b'{"repositoryName":"slow/app"}', timeout=30, headers={
+            "X-Amz-Target": "SpencerFrontendService.CreateRepository", "Content-Type": "application/x-amz-json-1.1"})
+        assert created.status_code == 200, created.text
+        location = requests.post(base + "/v2/slow/app/blobs/uploads/", timeout=30).headers["Location"]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"PATCH %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 1000000\r\n"
+                         b"Content-Type: application/octet-stream\r\n\r\n" % (location.encode(), server.port))
+            sock.sendall(b"x" * 100)
+            server.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while "stopping: no new connections" not in server.stderr_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1)
+            assert server.process.poll() is None, "the first signal waits for the request in flight"
+            asked = time.monotonic()
+            server.process.send_signal(second)
+            while server.process.poll() is None and time.monotonic() - asked < 60:
+                time.sleep(0.1)
+            took = time.monotonic() - asked
+        status = server.stop()
+        assert status == 0 and took < 15, (status, took, server.stderr_text()[-2000:])
+        assert "a second signal: requests still running are cut off" in server.stderr_text(), server.stderr_text()[-2000:]
+        replay = server.tool("upload-replay", "--data-dir", data_dir)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        note = server.tool("upload-coordinator", "audit", "checkpoint", "--data-dir", data_dir)
+        assert note.returncode == 0 and int(note.stdout.splitlines()[1]) == len(server.events()), note.stdout + note.stderr
+
+
 def test_a_store_whose_last_commit_freed_a_large_record_opens_again_after_a_clean_stop(tmp_path):
     """LMDB may leave a file shorter than its last page when a commit's last pages were allocated
     and freed within it (a manifest of 4 MiB written into a projection and deleted with its image):

@@ -1829,8 +1829,27 @@ def test_a_session_started_while_the_repository_is_deleted_is_made_in_it_again_u
                 thread.start()
             for thread in threads:
                 thread.join()
-            statuses.append((answers["start"].status_code, answers["start"].text[:80]))
-        assert all(status in (201, 202) for status, _ in statuses), statuses
+            statuses.append((name, answers["start"]))
+        assert all(answer.status_code in (201, 202) for _, answer in statuses), [(a.status_code, a.text[:80]) for _, a in statuses]
+        # Each answer is a fact of the log, in one order with the delete: a session (or a mount)
+        # recorded before the delete was ended by it; one recorded after it follows the
+        # repository made again.
+        log = server.events()
+        for name, answer in statuses:
+            def at(kind, **fields):
+                return [i for i, e in enumerate(log) if e["type"] == kind and e["data"]["repositoryName"] == name
+                        and all(e["data"].get(k) == v for k, v in fields.items())]
+            if answer.status_code == 202:
+                upload = answer.headers["Docker-Upload-UUID"]
+                recorded = at("UploadInitiated", uploadId=upload)
+            else:
+                recorded = at("LayerMounted", layerDigest=mounted)
+            [deleted] = at("RepositoryDeleted")
+            assert len(recorded) == 1, (name, answer.status_code, recorded)
+            if recorded[0] < deleted:
+                assert answer.status_code == 201 or at("UploadAborted", uploadId=upload), (name, "ended by the delete")
+            else:
+                assert [i for i in at("RepositoryCreated") if deleted < i < recorded[0]], (name, "made again before it")
 
 
 def test_a_steady_slow_reader_gets_a_whole_answer_longer_than_the_idle_timeout():

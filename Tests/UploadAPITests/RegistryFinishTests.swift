@@ -106,9 +106,12 @@ struct RegistryFinishTests {
             let other = Task { try await service.appendChunk(upload, range: nil, body: otherChunk, testMetadata()) }
             // Until the other request waits (at most its bound: on a host loaded past it, it gives up).
             let looked = ContinuousClock.now
-            while await service.uploadLocks.local.waiterCount(upload.uploadId) < 1, ContinuousClock.now - looked < .seconds(5) {
+            var queued = false
+            while ContinuousClock.now - looked < .seconds(5) {
+                if await service.uploadLocks.local.waiterCount(upload.uploadId) >= 1 { queued = true; break }
                 try await Task.sleep(for: .milliseconds(5))
             }
+            #expect(queued, "the other request queued behind the final chunk: the interleaving this test is about")
             finalChunk.end()
             #expect(try await finishing.value.layerDigest == Self.digest(first + last))
             otherChunk.end()

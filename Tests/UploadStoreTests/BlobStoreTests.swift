@@ -199,7 +199,9 @@ struct BlobStoreTests {
         blobs.freeDiskBytes = { _ in checks.withLock { $0 += 1; return $0 == 1 ? (104 << 20) : (100 << 20) } }
         #expect { _ = try blobs.hashAndCopyStaged(uploadId: id, length: 3 << 20) } throws: { ($0 as? CommandError)?.code == .limitExceeded }
         #expect(checks.withLock { $0 } == 2, "checked again before its second mebibyte")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/blobs").allSatisfy { !$0.hasPrefix(".tmp-") })
+        // The copy is written beside the blobs it would join (`completionCopyPath`).
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/blobs/sha256/.tmp-" + id))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/blobs/sha256").allSatisfy { !$0.hasPrefix(".tmp-") })
     }
 
     @Test func hashAndCopy_thenCommit_storesTheBytesUnderTheirDigest() throws {

@@ -17,7 +17,7 @@ public struct UploadInitiated: EventPayload, RepositoryScoped {
 @FieldRecord
 public struct UploadAborted: EventPayload, RepositoryScoped {
     public enum Reason: String, FieldEnumeration, CaseIterable {
-        /// Its repository was deleted with `force`.
+        /// Its repository was deleted (forced or not: uploads in progress never block a delete).
         case repositoryDeleted
         /// Its client ended it (a registry client's `DELETE` of the upload session).
         case cancelled

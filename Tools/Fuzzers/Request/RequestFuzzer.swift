@@ -37,6 +37,10 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         }
     }
     attempt { try ECRRequests.createRepository(body) }
+    attempt { try ECRRequests.putRepositoryCatalogData(body) }
+    attempt { try ECRRequests.putRegistryCatalogData(body) }
+    attempt { try ECRRequests.tagResource(body) }
+    attempt { try ECRRequests.untagResource(body) }
     attempt { try ECRRequests.deleteRepository(body) }
     attempt { try ECRRequests.initiateLayerUpload(body) }
     attempt {
