@@ -19,7 +19,7 @@ def test_an_hour_ahead_for_seconds_expires_nothing_and_stops_no_time(tmp_path):
     next hour was stamped at the hour ahead, and nothing expired meanwhile. Now a step is held off
     until it has lasted five minutes, and said so in the log."""
     if not os.path.exists(LIBFAKETIME_MT):
-        pytest.skip("libfaketime is not installed (Tools/ensure-dependencies --tests installs it)")
+        pytest.fail("libfaketime is not installed (Tools/ensure-dependencies --tests installs it)")
     offset = tmp_path / "faketime"
     offset.write_text("+0\n")
     # Read again at every call (NO_CACHE), so that writing the file steps the running server.

@@ -239,10 +239,13 @@ def test_repositories_paginate_and_refuse_duplicates(ecr, repo):
     names = [f"{repo}/page{i}" for i in range(5)]
     for name in names:
         ecr.create_repository(repositoryName=name)
-    seen = []
+    seen, pages = [], 0
     for page in ecr.get_paginator("describe_repositories").paginate(PaginationConfig={"PageSize": 2}):
+        assert len(page["repositories"]) <= 2, page["repositories"]
         seen += [r["repositoryName"] for r in page["repositories"]]
+        pages += 1
     assert all(n in seen for n in names) and len(seen) == len(set(seen))
+    assert pages >= 3, pages  # six repositories at least, two a page
     with pytest.raises(ClientError) as e:
         ecr.describe_repositories(maxResults=5000)
     assert code(e) == "InvalidParameterException"

@@ -89,7 +89,7 @@ def test_a_node_whose_clock_runs_two_days_ahead_keeps_the_databases_time():
     clock), recorded times all later decisions then followed, refused every signed call and every
     registry token the others handed out, and cut back bytes staged a moment before."""
     if not os.path.exists(LIBFAKETIME):
-        pytest.skip("libfaketime is not installed (Tools/ensure-dependencies --tests installs it)")
+        pytest.fail("libfaketime is not installed (Tools/ensure-dependencies --tests installs it)")
     # Its wall clock only. `timeout` runs serve from a process under the same preload, and passes
     # SIGTERM on; `faketime` does not, and serve exec'd straight from a process without the preload
     # is given no arguments. Under it a task's sleep never ends, so the node ahead sweeps once, as

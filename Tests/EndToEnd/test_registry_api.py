@@ -599,12 +599,14 @@ def test_mount_without_from_under_allow_anonymous_is_201(open_server):
     assert anonymous("GET", f"/v2/open/target/blobs/{digest}").content == data
 
 
-def test_a_mount_the_repository_needs_not_is_201_whatever_the_source_holds(reg, repo, other_repo):
+def test_a_mount_the_repository_needs_not_is_201_whatever_the_source_holds(server, reg, repo, other_repo):
     """A repository that holds the blob already is answered 201, from any source (nothing is recorded)."""
     digest = push_blob(reg, repo, os.urandom(400))
+    before = len(server.events())
     for params in ({"mount": digest, "from": other_repo}, {"mount": digest}):
         answer = reg("POST", f"/v2/{repo}/blobs/uploads/", params=params)
         assert answer.status_code == 201, (params, answer.text)
+    assert len(server.events()) == before, "a mount the repository needs not records nothing"
 
 
 def test_a_mount_whose_blob_file_is_gone_falls_back_to_a_session(server, reg, repo, other_repo):

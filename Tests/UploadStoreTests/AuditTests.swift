@@ -28,6 +28,14 @@ struct AuditTests {
             while k * 2 < d.count { k *= 2 }
             return MerkleTree.nodeHash(mth(d.prefix(k)), mth(d.dropFirst(k)))
         }
+        // RFC 9162 2.1.3.1's PATH(m, D[n]), as written there.
+        func rfcPath(_ m: Int, _ d: ArraySlice<MerkleTree.Hash>) -> [MerkleTree.Hash] {
+            if d.count == 1 { return [] }
+            var k = 1
+            while k * 2 < d.count { k *= 2 }
+            let start = d.startIndex
+            return m < k ? rfcPath(m, d.prefix(k)) + [mth(d.dropFirst(k))] : rfcPath(m - k, d.dropFirst(k)) + [mth(d[start..<start + k])]
+        }
         var nodes: [[UInt8]: MerkleTree.Hash] = [:]
         for (i, leaf) in leaves.enumerated() {
             for n in MerkleTree.nodesCompleted(byLeaf: UInt64(i), hash: leaf, node: { nodes[MerkleTree.nodeKey(level: $0, index: $1)]! }) {
@@ -39,6 +47,7 @@ struct AuditTests {
         #expect(root == mth(leaves[...]))
         for m in 0..<size {
             let path = MerkleTree.inclusionPath(leaf: UInt64(m), size: UInt64(size), node: lookup)
+            #expect(path == rfcPath(m, leaves[...]), "leaf \(m) of \(size)")
             #expect(MerkleTree.verifyInclusion(leafHash: leaves[m], index: UInt64(m), size: UInt64(size), path: path, root: root))
             // a forged proof: another leaf, index or path does not verify
             #expect(!MerkleTree.verifyInclusion(leafHash: leaves[(m + 1) % size], index: UInt64(m), size: UInt64(size), path: path, root: root) || size == 1)

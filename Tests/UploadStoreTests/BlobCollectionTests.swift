@@ -150,9 +150,12 @@ struct BlobCollectionTests {
         let second = try #require(try blobs.holdOffCollections())
         second.release()
         backup.release()
+        var judged = 0
         _ = try blobs.collectGarbage(minimumAge: 3600, dryRun: false, force: false, named: { [named] }) { _ in
+            judged += 1
             #expect(try! blobs.holdOffCollections() == nil, "a backup waits while a collection runs")
         }
+        #expect(judged == 1, "the collection judged its one candidate, with the backup's hold checked meanwhile")
         #expect(!blobs.hasBlob(garbage))
     }
 

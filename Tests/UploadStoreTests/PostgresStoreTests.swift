@@ -406,7 +406,7 @@ struct PostgresStoreTests {
             Issue.record("expected log damage, got \(String(describing: report.failure))")
             return
         }
-        #expect(message.contains("position 2") || message.contains("node"), "\(message)")
+        #expect(message.contains("positions 2 through 2"), "\(message)")
     }
 
     @Test func migrations_applyOnce_underTheLock_whenNodesStartTogether() async throws {

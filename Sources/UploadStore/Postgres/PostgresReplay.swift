@@ -136,7 +136,9 @@ private struct MerkleRecomputation {
                 throw Replayer.Failure.log("the Merkle tree holds node (level \(found.level), last leaf \(found.lastLeaf)) where node (level \(node.level), last leaf \(position)) belongs")
             }
             guard found.hash == node.hash else {
-                throw Replayer.Failure.log("the Merkle tree's node (level \(node.level), index \(node.index)) is not the hash of the events under it")
+                // Named by its events' positions too: what an operator looks up next.
+                let first = node.index << UInt64(node.level) + 1
+                throw Replayer.Failure.log("the Merkle tree's node (level \(node.level), index \(node.index)) is not the hash of the events under it, at positions \(first) through \(position)")
             }
         }
     }
