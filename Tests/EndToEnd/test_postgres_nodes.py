@@ -188,6 +188,35 @@ def test_one_node_says_it_sweeps_idle_uploads_and_the_other_that_another_does():
         assert "this node does not sweep idle uploads now: another node does" in b.stderr_text() and "this node sweeps" not in b.stderr_text(), b.stderr_text()
 
 
+def test_a_frozen_leader_loses_the_sweep_to_another_node_and_learns_it_when_it_thaws():
+    """A leader frozen (SIGSTOP: its kernel keeps the connection open, so no keepalive notices)
+    held the sweep's lock for as long as it stood still, and no node expired anything. Its
+    connection is ended once idle past twice its --sweep-interval and 10 s: another node sweeps,
+    and the thawed one says it no longer does."""
+    with nodes(2, "--sweep-interval", "1", "--upload-expiry", "3") as (a, b):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "this node sweeps idle uploads" not in a.stderr_text():
+            time.sleep(0.2)
+        assert "this node sweeps idle uploads" in a.stderr_text(), a.stderr_text()
+        a.process.send_signal(signal.SIGSTOP)
+        try:
+            ecr = client(b.endpoint)
+            ecr.create_repository(repositoryName="frozen/lead")
+            upload = ecr.initiate_layer_upload(repositoryName="frozen/lead")["uploadId"]
+            frozen = time.monotonic()
+            while time.monotonic() - frozen < 60 and not [
+                    e for e in b.events() if e["type"] == "UploadExpired" and e["data"]["uploadId"] == upload]:
+                time.sleep(1)
+            took = time.monotonic() - frozen
+            assert "this node sweeps idle uploads" in b.stderr_text() and took < 60, (took, b.stderr_text()[-2000:])
+        finally:
+            a.process.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "does not sweep idle uploads now" not in a.stderr_text():
+            time.sleep(0.2)
+        assert "this node does not sweep idle uploads now" in a.stderr_text().split("this node sweeps idle uploads", 1)[1], a.stderr_text()[-2000:]
+
+
 def test_a_retry_sent_to_another_node_gets_the_original_answer():
     with nodes(2) as (a, b):
         status, _, _ = post(a, TARGET + "CreateRepository", json.dumps({"repositoryName": "retry/app"}).encode())

@@ -429,12 +429,31 @@ extension PostgresStoreTests {
         let location = try TestStoreLocation(.postgres)
         defer { location.remove() }
         let first = try location.open(), second = try location.open()
-        let leads = [first.leads(.expirySweep), second.leads(.expirySweep)]
+        let leads = [first.leads(.expirySweep, askedAgainWithin: .seconds(60)), second.leads(.expirySweep, askedAgainWithin: .seconds(60))]
         #expect(leads.filter { $0 }.count == 1, "exactly one leads: \(leads)")
-        #expect(first.leads(.expirySweep) == leads[0] && second.leads(.expirySweep) == leads[1], "the lead stays where it is")
+        #expect(first.leads(.expirySweep, askedAgainWithin: .seconds(60)) == leads[0]
+                && second.leads(.expirySweep, askedAgainWithin: .seconds(60)) == leads[1], "the lead stays where it is")
         let (holder, other) = leads[0] ? (first, second) : (second, first)
         await holder.close()
-        #expect(other.leads(.expirySweep), "the other node takes the lead once its holder closed")
+        #expect(other.leads(.expirySweep, askedAgainWithin: .seconds(60)), "the other node takes the lead once its holder closed")
         await other.close()
+    }
+
+    /// A holder that stops asking (frozen, stopped: its connection stays open, so no keepalive
+    /// notices) loses the lead once its connection sat idle past its limit (here the least, 10 s),
+    /// and finds it lost when it asks again.
+    @Test func aHolderThatStopsAsking_losesTheLead_andFindsItLost() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        let first = try location.open(), second = try location.open()
+        #expect(first.leads(.expirySweep, askedAgainWithin: .zero))
+        #expect(!second.leads(.expirySweep, askedAgainWithin: .zero))
+        try await Task.sleep(for: .seconds(4))
+        #expect(!second.leads(.expirySweep, askedAgainWithin: .zero), "held while within its limit")
+        try await Task.sleep(for: .seconds(8))
+        #expect(second.leads(.expirySweep, askedAgainWithin: .zero), "the server ended the silent holder's connection, and its lock")
+        #expect(!first.leads(.expirySweep, askedAgainWithin: .zero), "the old holder, asking again, finds the lead taken")
+        await first.close()
+        await second.close()
     }
 }
