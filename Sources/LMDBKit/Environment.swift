@@ -424,6 +424,9 @@ public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
     /// Whether it says no store is there (rather than one that cannot be read).
     public var isMissing: Bool { if case .missingStore = self { true } else { false } }
 
+    /// Whether it says `data.mdb` is shorter than the pages its last commit uses.
+    public var isCutShort: Bool { if case .truncated(_, _, .some) = self { true } else { false } }
+
     public var description: String {
         switch self {
         case .missingStore(let path):

@@ -94,8 +94,7 @@ public final class Store: EventStore {
         var unsynced = false  // whether this open may have written the projections without a sync
         do {
             // Opening writes nothing it does not commit last: a failure leaves nothing written.
-            projections = try ProjectionEnvironment(
-                dataDirectory: configuration.directory, like: configuration.environment, bootId: configuration.bootId)
+            projections = try Self.openProjections(environment, schema, configuration)
             do {
                 projectionLayoutReplacedAtOpen = try ProjectionCatchUp.run(environment, schema, projections, changingLayout: configuration.migrateOnOpen)
                 tail = try environment.read { try EventLog.lastPosition($0, schema) }
@@ -119,6 +118,31 @@ public final class Store: EventStore {
                 environment: environment, schema: schema, projections: projections, configuration: configuration,
                 betweenCommits: betweenCommits),
             configuration: configuration, notifier: notifier)
+    }
+
+    /// The projections' environment. One whose file is shorter than its last commit (left so by
+    /// versions that did not extend the file after each commit, when that commit freed a large
+    /// record; or cut short) holds nothing the log cannot give again: when no other process has it open
+    /// to write, nor was killed with it open, it is removed here and rebuilt from the log, rather
+    /// than the whole store refused. (Decided in the log's write transaction, which serialises
+    /// every process's registration.)
+    private static func openProjections(_ log: Environment, _ schema: Schema, _ configuration: StoreConfiguration) throws -> ProjectionEnvironment {
+        func open() throws -> ProjectionEnvironment {
+            try ProjectionEnvironment(dataDirectory: configuration.directory, like: configuration.environment, bootId: configuration.bootId)
+        }
+        do {
+            return try open()
+        } catch let error as EnvironmentError where error.isCutShort {
+            let directory = ProjectionEnvironment.directory(of: configuration.directory)
+            let removed = try log.writeGrowingTheMap { txn in
+                guard try UnsyncedProjectionWriters.registeredAlone(txn, schema, bootId: configuration.bootId) else { return false }
+                try FileManager.default.removeItem(atPath: directory)
+                return true
+            }
+            guard removed else { throw error }
+            configuration.logger.warning("the projections' file was shorter than its last commit uses (written so by an older version, or cut short); rebuilding them from the log", metadata: ["problem": "\(error)"])
+            return try open()
+        }
     }
 
     public var settings: DecisionSettings { configuration.settings }

@@ -477,6 +477,38 @@ struct ReplayAndMigrationTests {
         }
     }
 
+    /// A projections file shorter than its last commit (left so by an older version when that
+    /// commit freed a large record) refused the whole store, and told its operator to restore a
+    /// backup: it is rebuilt from the log when no other writer has it open, and refused as before
+    /// while one is counted (open, or killed with it open), since removing it would pull it from
+    /// under that writer.
+    @Test func aProjectionsFileCutShort_isRebuiltFromTheLog_unlessAnotherWriterIsCounted() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await Self.writeAnUploadInBoot1(dir)
+        let file = dir.path + "/projections/data.mdb"
+        func cutShort() throws {
+            let size = try #require(FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+            #expect(size > 16_384)
+            #expect(truncate(file, 16_384) == 0)
+        }
+        try cutShort()
+        // Another writer of boot-1, still open or killed: refused, and left as it was.
+        try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-writers")!, Array("writers".utf8), BigEndian.bytes(1)) }
+        var configuration = testConfiguration(dir)
+        configuration.bootId = "boot-1"
+        let refused = try #require(throws: (any Error).self) { try Store(configuration) }
+        #expect("\(refused)".contains("shorter than"), "\(refused)")
+        #expect(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int == 16_384)
+        // Alone: rebuilt, and what the log holds is read back.
+        try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-writers")!, Array("writers".utf8), BigEndian.bytes(0)) }
+        try await withTestStore(dir, configure: { $0.bootId = "boot-1" }) { store in
+            let repository = try store.read { try $0.repository(RepositoryRef(registryId: "123456789012", repositoryName: "team/app")) }
+            #expect(repository?.activeSessions == 1 && repository?.uploadsInitiated == 1)
+        }
+        #expect(Replayer.verify(directory: dir.path, bootId: "boot-1").passed)
+    }
+
     /// Closing twice at once unregisters the store once, and neither call returns before it has:
     /// another process's registration stays.
     @Test func closingTwiceAtOnce_unregistersOnce() async throws {

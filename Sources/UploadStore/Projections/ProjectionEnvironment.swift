@@ -98,6 +98,15 @@ enum UnsyncedProjectionWriters {
         return boot != bootId && count > 0
     }
 
+    /// Whether the store registered last is the only one counted, in this boot or of an unknown
+    /// one: no other process has the projections open to write, nor was killed with them open.
+    static func registeredAlone(_ txn: Transaction, _ schema: Schema, bootId: String) throws -> Bool {
+        let (boot, count) = try read(txn, schema)
+        let unknownBootCount = try unknownBootWriters(txn, schema)
+        if bootId == BootID.unknown { return unknownBootCount == 1 && count == 0 }
+        return boot == bootId && count == 1 && unknownBootCount == 0
+    }
+
     /// Stops counting a writer that synced the projections as it closed.
     static func unregister(_ txn: Transaction, _ schema: Schema, bootId: String) throws {
         guard bootId != BootID.unknown else { return try addUnknownBootWriters(txn, schema, -1) }
