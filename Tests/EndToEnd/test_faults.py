@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 
 import boto3
 import pytest
@@ -198,6 +199,10 @@ def test_a_servers_fault_is_answered_without_naming_its_files_and_logged_with_th
         assert answer["Error"]["Code"] == "ServerException" and answer["ResponseMetadata"]["HTTPStatusCode"] == 500, answer
         assert str(tmp_path) not in answer["Error"]["Message"] and "staging" not in answer["Error"]["Message"], answer["Error"]["Message"]
         request_id = answer["ResponseMetadata"]["RequestId"]
+        # The log is written by a thread of its own: its line may follow the answer.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not [line for line in server.stderr_text().splitlines() if request_id in line]:
+            time.sleep(0.1)
         logged = [line for line in server.stderr_text().splitlines() if request_id in line]
         assert logged and staged in logged[0], (request_id, server.stderr_text()[-2000:])
     finally:

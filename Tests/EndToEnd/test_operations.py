@@ -849,7 +849,9 @@ def test_a_second_signal_cuts_off_the_requests_that_hold_the_shutdown_and_stops_
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             sock.sendall(b"PATCH %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 1000000\r\n"
                          b"Content-Type: application/octet-stream\r\n\r\n" % (location.encode(), server.port))
-            sock.sendall(b"x" * 100)
+            for _ in range(5):  # a chunk under way, arriving slowly: the server is reading it
+                sock.sendall(b"x" * 100)
+                time.sleep(0.1)
             server.process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 30
             while "stopping: no new connections" not in server.stderr_text() and time.monotonic() < deadline:
