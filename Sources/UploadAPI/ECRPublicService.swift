@@ -194,6 +194,7 @@ public final class ECRPublicService: Sendable {
         router.add(middleware: RegistryFrontEnd.Dispatch(registry))
         router.add(middleware: ExactPaths())
         addMiddleware(router)
+        router.add(middleware: AWSCallsAtAnyPath(service: self, except: noopRoute ? "/noop" : nil))
         addFeedRoutes(to: router)
         addTransparencyLogRoutes(to: router)
         addLogoRoute(to: router)
@@ -202,6 +203,22 @@ public final class ECRPublicService: Sendable {
         router.post("/") { request, context in await self.respond(to: request, context: context) }
         router.post("**") { request, context in await self.respond(to: request, context: context) }
         return router
+    }
+
+    /// A call of the AWS API (a `POST` naming its operation in `X-Amz-Target`) is answered at any
+    /// path, as AWS serves it, before the router matches paths: a path with a route of another
+    /// method (`/events`, `/metrics`, `/gallery/`) answered such a call with an empty 404, which
+    /// botocore reads as an error without a code. `except` is the benchmark's no-op route.
+    struct AWSCallsAtAnyPath: RouterMiddleware {
+        let service: ECRPublicService
+        let except: String?
+
+        func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
+            guard request.method == .post, request.headers[ECRPublicService.targetHeader] != nil, request.uri.path != except else {
+                return try await next(request, context)
+            }
+            return await service.respond(to: request, context: context)
+        }
     }
 
     /// Answers one request. Never throws: every failure becomes an AWS-shaped error response.

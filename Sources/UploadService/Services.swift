@@ -43,6 +43,8 @@ public struct BoundedShutdown<S: Service>: Service {
                     defer { wait.cancelAll() }
                     return await wait.next() ?? nil
                 }
+                // Cancelled: the service ended first, within its bound, and nothing was cut off.
+                guard !Task.isCancelled else { return }
                 if let hurried {
                     logger.warning("a second signal: requests still running are cut off", metadata: ["signal": "\(hurried)"])
                 } else {

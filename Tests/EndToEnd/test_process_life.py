@@ -134,6 +134,7 @@ def test_sighup_stops_serve_as_sigterm_does_with_the_log_signed_to_its_end():
             process.send_signal(signal.SIGHUP)
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0 and "stopping: no new connections" in err and "every accepted command is committed" in err, err
+        assert "cut off" not in err.split("stopping: no new connections", 1)[1], "nothing was running to cut off: " + err
         report = json.loads(tool("upload-replay", "--data-dir", data, "--json").stdout)
         assert report["ok"] and report["signedUpTo"] == report["events"] == 1, report
 

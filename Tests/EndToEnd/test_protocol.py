@@ -313,6 +313,11 @@ def test_a_page_feed_or_log_path_is_served_only_as_written(server):
         assert urllib.request.urlopen(server.endpoint + path, timeout=30).status == 200, path
     status, _, answer = post(server, "SpencerFrontendService.DescribeRegistries", b"{}", path="/any/path/")
     assert status == 200 and "registries" in answer, answer
+    # Also at a path whose route is another method's: it was an empty 404, which botocore read as
+    # an error without a code.
+    for path in ("/events", "/metrics", "/gallery/", "/log/checkpoint"):
+        status, _, answer = post(server, "SpencerFrontendService.DescribeRegistries", b"{}", path=path)
+        assert status == 200 and "registries" in answer, (path, status, answer)
 
 
 def test_an_http_1_0_request_expecting_100_continue_gets_none(server):
