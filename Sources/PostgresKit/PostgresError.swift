@@ -24,11 +24,12 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     }
 
     /// Whether the statement never reached a working server, or the server went away under it
-    /// (class 08, a shutdown's 57P01..57P03, or no SQLSTATE at all): the caller may retry on a new
-    /// connection, and nothing of an uncommitted transaction was kept.
+    /// (class 08, a shutdown's 57P01..57P03, a session ended as idle 57P05, or no SQLSTATE at
+    /// all): the caller may retry on a new connection, and nothing of an uncommitted transaction
+    /// was kept.
     public var isConnectionFailure: Bool {
         guard let sqlState else { return true }
-        return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState)
+        return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03", "57P05"].contains(sqlState)
     }
 
     /// Whether the connection should be given up, not used again: it failed

@@ -100,7 +100,7 @@ public struct ExpirySweeper: Service {
                 do {
                     // One node sweeps where several share a store; the others look again next time.
                     let store = service.store
-                    let leads = try await UploadService.blocking { [interval] in store.leads(.expirySweep, askedAgainWithin: interval) }
+                    let leads = try await UploadService.blocking { store.leads(.expirySweep) }
                     if leads != led {
                         // The leader's expiry is the one in force: said when the lead moves, so
                         // that nodes given different settings do not differ silently.

@@ -86,10 +86,9 @@ public protocol EventStore: SnapshotReading {
 
     /// Whether this process should do the store-wide `duty` now: true in one process at a time
     /// where several share the store (PostgreSQL nodes elect one by advisory lock). A duty's work
-    /// must still be safe to repeat: the lead can move between one call and the next. A lead not
-    /// asked about again within `askedAgainWithin` (with room to spare: the process frozen,
-    /// stopped or its machine paused) is given up, so that another process takes it.
-    func leads(_ duty: StoreDuty, askedAgainWithin: Duration) -> Bool
+    /// must still be safe to repeat: the lead can move between one call and the next (also from
+    /// a process that stands frozen or stopped, which soon loses it).
+    func leads(_ duty: StoreDuty) -> Bool
 
     /// Writes every command already submitted, then stops taking more.
     func close() async

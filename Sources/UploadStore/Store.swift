@@ -242,7 +242,7 @@ public final class Store: EventStore {
 
     /// One process at a time per data directory is what a deployment runs; a second process
     /// sharing it sweeps too, which is safe (each expiry is decided at the log's tail).
-    public func leads(_ duty: StoreDuty, askedAgainWithin: Duration) -> Bool { true }
+    public func leads(_ duty: StoreDuty) -> Bool { true }
 
     /// Writes every queued command, then stops the writer, syncs the projections and stops
     /// counting as their unsynced writer. Later commands fail with `.closed`. The environments

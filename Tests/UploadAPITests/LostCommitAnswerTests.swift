@@ -49,7 +49,7 @@ final class AnswerLostStore: EventStore {
     func keep(_ checkpoint: SignedCheckpoint, signedAs identity: LogIdentity) throws -> SignedCheckpoint { try real.keep(checkpoint, signedAs: identity) }
     func appliedMigrations() throws -> [String] { try real.appliedMigrations() }
     var migrationsAppliedAtOpen: [String] { real.migrationsAppliedAtOpen }
-    func leads(_ duty: StoreDuty, askedAgainWithin: Duration) -> Bool { real.leads(duty, askedAgainWithin: askedAgainWithin) }
+    func leads(_ duty: StoreDuty) -> Bool { real.leads(duty) }
     func close() async { await real.close() }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import LogHashing
+import Logging
 import PostgresKit
 import UploadMigrations
 import Testing
@@ -429,31 +430,41 @@ extension PostgresStoreTests {
         let location = try TestStoreLocation(.postgres)
         defer { location.remove() }
         let first = try location.open(), second = try location.open()
-        let leads = [first.leads(.expirySweep, askedAgainWithin: .seconds(60)), second.leads(.expirySweep, askedAgainWithin: .seconds(60))]
+        let leads = [first.leads(.expirySweep), second.leads(.expirySweep)]
         #expect(leads.filter { $0 }.count == 1, "exactly one leads: \(leads)")
-        #expect(first.leads(.expirySweep, askedAgainWithin: .seconds(60)) == leads[0]
-                && second.leads(.expirySweep, askedAgainWithin: .seconds(60)) == leads[1], "the lead stays where it is")
+        #expect(first.leads(.expirySweep) == leads[0] && second.leads(.expirySweep) == leads[1], "the lead stays where it is")
         let (holder, other) = leads[0] ? (first, second) : (second, first)
         await holder.close()
-        #expect(other.leads(.expirySweep, askedAgainWithin: .seconds(60)), "the other node takes the lead once its holder closed")
+        #expect(other.leads(.expirySweep), "the other node takes the lead once its holder closed")
         await other.close()
     }
 
-    /// A holder that stops asking (frozen, stopped: its connection stays open, so no keepalive
-    /// notices) loses the lead once its connection sat idle past its limit (here the least, 10 s),
-    /// and finds it lost when it asks again.
-    @Test func aHolderThatStopsAsking_losesTheLead_andFindsItLost() async throws {
+    /// A running holder keeps its lead however long it goes without asking (its timer touches the
+    /// connection); one that stands frozen (here: a holder without the timer) loses it once its
+    /// connection has sat idle past the limit, and finds it taken when it asks again. (A frozen
+    /// holder kept it for as long as it stood still, and no node swept.)
+    @Test func aRunningHolderKeepsItsLead_aFrozenOneLosesIt() async throws {
         let location = try TestStoreLocation(.postgres)
         defer { location.remove() }
-        let first = try location.open(), second = try location.open()
-        #expect(first.leads(.expirySweep, askedAgainWithin: .zero))
-        #expect(!second.leads(.expirySweep, askedAgainWithin: .zero))
-        try await Task.sleep(for: .seconds(4))
-        #expect(!second.leads(.expirySweep, askedAgainWithin: .zero), "held while within its limit")
-        try await Task.sleep(for: .seconds(8))
-        #expect(second.leads(.expirySweep, askedAgainWithin: .zero), "the server ended the silent holder's connection, and its lock")
-        #expect(!first.leads(.expirySweep, askedAgainWithin: .zero), "the old holder, asking again, finds the lead taken")
-        await first.close()
-        await second.close()
+        let url = location.database!.url, logger = Logger(label: "leadership-test")
+        func node(touching: Bool) -> PostgresLeadership {
+            PostgresLeadership(url: url, answerLimit: nil, logger: logger, keepAliveInterval: touching ? .seconds(1) : nil, idleLimit: .seconds(3))
+        }
+        let running = node(touching: true), other = node(touching: true)
+        #expect(running.leads(.expirySweep))
+        try await Task.sleep(for: .seconds(7))  // more than twice the idle limit without an ask
+        #expect(!other.leads(.expirySweep), "a running holder keeps its lead between asks")
+        running.resign()
+        let frozen = node(touching: false)
+        #expect(frozen.leads(.expirySweep))
+        let asked = ContinuousClock.now
+        var taken = false
+        while !taken, ContinuousClock.now - asked < .seconds(60) {
+            try await Task.sleep(for: .milliseconds(500))
+            taken = other.leads(.expirySweep)
+        }
+        #expect(taken, "the server ended the frozen holder's connection, and its lock")
+        #expect(!frozen.leads(.expirySweep), "thawed, it finds the lead taken")
+        other.resign()
     }
 }

@@ -171,7 +171,7 @@ public final class PostgresStore: EventStore {
         try pool.withConnection { try PostgresMigrations.applied($0) }
     }
 
-    public func leads(_ duty: StoreDuty, askedAgainWithin: Duration) -> Bool { leadership.leads(duty, askedAgainWithin: askedAgainWithin) }
+    public func leads(_ duty: StoreDuty) -> Bool { leadership.leads(duty) }
 
     /// Writes every command already submitted, then stops the writer, the listener and any lead.
     public func close() async { await closing.run { await self.closeOnce() } }
