@@ -31,12 +31,13 @@ public struct BoundedShutdown<S: Service>: Service {
                 // Task-local, so the child sees the group's shutdown begin; cancelled (the service
                 // ended first), it just ends.
                 guard (try? await gracefulShutdown()) != nil else { return }
+                // Trapped from here on: the group's own handler took the first signal and stops
+                // listening, so without this a second one would be ignored. Before the notice, so
+                // that a second signal sent once it is read is never missed.
+                let signals = await UnixSignalsSequence(trapping: hurriedBy)
                 // Said at once: a client that holds the shutdown (a slow reader) would otherwise
                 // leave the operator looking at nothing for the whole bound.
                 logger.notice("stopping: no new connections; the requests in flight may finish (a second signal cuts them off)", metadata: ["bound.seconds": "\(limit.components.seconds)"])
-                // Trapped from here on: the group's own handler took the first signal and stops
-                // listening, so without this a second one would be ignored.
-                let signals = await UnixSignalsSequence(trapping: hurriedBy)
                 let hurried = await withTaskGroup(of: UnixSignal?.self) { wait in
                     wait.addTask { try? await Task.sleep(for: limit); return nil }
                     wait.addTask { for await signal in signals { return signal }; return nil }
