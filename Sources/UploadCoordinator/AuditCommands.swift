@@ -159,8 +159,9 @@ struct AuditVerifyProof: ParsableCommand {
 /// `…+02:00`, fractions allowed), and nothing else: Foundation's formatters read a date or a time
 /// at the start of any text and roll impossible days over, so a time without a zone, text after
 /// it, or the 31st of November would quietly move the window an auditor asked for.
-func parseTime(_ text: String, _ flag: String) throws -> Timestamp {
-    let refusal = "\(flag) must be an ISO 8601 date (midnight UTC) or a time with its zone, e.g. 2026-11-29 or 2026-11-29T16:00:00Z; got '\(text)'"
+func parseTime(_ given: String, _ flag: String) throws -> Timestamp {
+    let refusal = "\(flag) must be an ISO 8601 date (midnight UTC) or a time with its zone, e.g. 2026-11-29 or 2026-11-29T16:00:00Z; got '\(given)'"
+    let text = given.uppercased()  // RFC 3339 takes `t` and `z` too
     // ASCII digits only (`\d` takes any script's, which `Int` does not read).
     guard let parts = text.wholeMatch(of: /([0-9]{4}-[0-9]{2}-[0-9]{2})(?:T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))?/) else {
         let zoneless = text.wholeMatch(of: /[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?/) != nil
@@ -168,8 +169,11 @@ func parseTime(_ text: String, _ flag: String) throws -> Timestamp {
     }
     let day = ISO8601DateFormatter()
     day.formatOptions = [.withFullDate]
-    // A day that exists reads back as itself; the hour, minute and second are within their ranges.
-    guard let midnight = day.date(from: String(parts.1)), day.string(from: midnight) == parts.1,
+    // A day that exists reads back as itself; the hour, minute and second are within their
+    // ranges, and so are the zone's hours and minutes (Foundation read `+24:00` and `+00:99` as
+    // offsets of its own making).
+    let zoneWithinRange = parts.5.map { zone in zone == "Z" || (Int(zone.dropFirst().prefix(2))! < 24 && Int(zone.suffix(2))! < 60) } ?? true
+    guard let midnight = day.date(from: String(parts.1)), day.string(from: midnight) == parts.1, zoneWithinRange,
           (parts.2.map { Int($0)! < 24 } ?? true), (parts.3.map { Int($0)! < 60 } ?? true), (parts.4.map { Int($0)! < 60 } ?? true) else {
         throw ValidationError(refusal + ", a day or time that does not exist")
     }

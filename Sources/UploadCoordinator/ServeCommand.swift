@@ -191,6 +191,7 @@ struct ServeCommand: AsyncParsableCommand {
             if let lmdb = store as? Store, lmdb.staleReadersCleared > 0 {
                 logger.notice("cleared stale reader slots", metadata: ["readers.cleared": "\(lmdb.staleReadersCleared)"])
             }
+            Self.warnOfALogAheadOfTheClock(store, logger: logger)
             var folder = try BlobStore(directory: dataDir)
             // Whose store this is, settled before the folder is changed for it: start-up removes
             // staging its store does not know (a crash's, a restore's), so a database that is not
@@ -316,6 +317,18 @@ struct ServeCommand: AsyncParsableCommand {
         }
         logger.info("stopped; every accepted command is committed")
         BackgroundStandardError.flush(within: 2)
+    }
+
+    /// Recorded times never go back, so a log last written with a clock set ahead (a process run
+    /// once under a wrong clock) stamps every event at its last time until the clock passes it,
+    /// and idle uploads expire only as that time moves: said at start, where it was silent.
+    static func warnOfALogAheadOfTheClock(_ store: any EventStore, logger: Logger) {
+        guard let tail = try? store.read({ snapshot in try snapshot.lastPosition() }), tail > 0,
+              let last = try? store.read({ snapshot in try snapshot.events(after: tail - 1, limit: 1).first?.recordedAt }) else { return }
+        let ahead = last.millisecondsSinceEpoch - store.clock.now().millisecondsSinceEpoch
+        guard ahead > 5 * 60_000 else { return }
+        logger.warning("the log's last event is recorded later than this machine's clock: events are recorded at that time until the clock passes it, and idle uploads expire only as it moves (was an earlier run's clock set ahead?)", metadata: [
+            "log.last_recorded_at": "\(last)", "clock.behind_seconds": "\(ahead / 1000)"])
     }
 
     /// Whether SIGHUP was ignored when the process started (`nohup`): read by setting it ignored

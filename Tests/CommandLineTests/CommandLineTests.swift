@@ -335,7 +335,8 @@ struct CommandLineTests {
         // A window is never moved quietly: a time without its zone, or text after a date, was read
         // as that date's midnight.
         for moved in ["2999-01-01T00:00:00", "2000-01-01garbage", "2000-01-01T23:59:59 ", "2999-01-01T00:00:00Zjunk",
-                      "2999-01-01T00:00:00Z+23:00", "2026-11-31", "2026-02-31T00:00:00Z", "2026-11-30T24:00:00Z", "٢٠٢٦-١١-٢٩T١٢:٠٠:٠٠Z"] {
+                      "2999-01-01T00:00:00Z+23:00", "2026-11-31", "2026-02-31T00:00:00Z", "2026-11-30T24:00:00Z", "٢٠٢٦-١١-٢٩T١٢:٠٠:٠٠Z",
+                      "2999-01-01T00:00:00+24:00", "2999-01-01T00:00:00+99:00", "2999-01-01T00:00:00-00:60"] {
             let refused = try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", moved, "--json")
             #expect(refused.status == 64 && refused.lines.isEmpty, "\(moved)")
             #expect(refused.stderr.contains("--until must be an ISO 8601 date (midnight UTC) or a time with its zone"), "\(refused.stderr)")
@@ -343,6 +344,7 @@ struct CommandLineTests {
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2999-01-01T00:00:00").stderr.contains("a time without a zone"))
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2999-01-01T00:00:00Z", "--json").lines.count == 3)
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2999-01-01T02:00:00.5+02:00", "--json").lines.count == 3)
+        #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2999-01-01t00:00:00z", "--json").lines.count == 3, "RFC 3339's lowercase t and z")
 
         let root = try json(try coordinator("audit", "root", "--data-dir", dir.path).lines[0])
         #expect(root["treeSize"] as? Int == 5)

@@ -2,13 +2,14 @@
 monotonic clock, which no step moves, stays the machine's)."""
 import datetime
 import os
+import subprocess
 import time
 
 import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import serving
+from conftest import BIN, Server, serving
 
 LIBFAKETIME_MT = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
@@ -44,3 +45,28 @@ def test_an_hour_ahead_for_seconds_expires_nothing_and_stops_no_time(tmp_path):
         last = datetime.datetime.fromisoformat(events[-1]["recordedAt"].replace("Z", "+00:00")).timestamp()
         assert abs(last - time.time()) < 60, f"recorded at {events[-1]['recordedAt']}: the hour ahead stuck"
         assert "the system clock stepped" in server.stderr_text()
+
+
+def test_a_log_written_under_a_clock_set_ahead_is_said_at_start(tmp_path):
+    """Recorded times never go back: a log last written by a process whose clock was years ahead
+    stamps every later event at that time, and idle uploads expire only as it moves. serve said
+    nothing of it."""
+    if not os.path.exists(LIBFAKETIME_MT):
+        pytest.fail("libfaketime is not installed (Tools/ensure-dependencies --tests installs it)")
+    data = tmp_path / "data"
+    made = subprocess.run([str(BIN / "upload-coordinator"), "migrate", "--data-dir", str(data)], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    # `timeout` runs the tool from a process under the same preload: exec'd straight, it is given
+    # no arguments.
+    ahead = dict(os.environ, LD_PRELOAD=LIBFAKETIME_MT, FAKETIME="+3650d", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    made = subprocess.run(["timeout", "60", str(BIN / "upload-coordinator"), "create-repository", "--data-dir", str(data),
+                           "--repository-name", "clock/ahead"], env=ahead, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    server = Server(str(data))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "recorded later than this machine's clock" not in server.stderr_text():
+            time.sleep(0.2)
+        assert "recorded later than this machine's clock" in server.stderr_text(), server.stderr_text()[-2000:]
+    finally:
+        assert server.stop() == 0

@@ -6,6 +6,8 @@ import time
 import urllib.error
 import urllib.request
 
+import requests
+
 from conftest import CREDENTIALS, serving, signed_headers
 
 
@@ -340,3 +342,11 @@ def test_awscli_given_the_registrys_path_as_its_endpoint_reaches_the_aws_api(ser
     out = subprocess.run(["aws", "ecr-public", "describe-registries", "--endpoint-url", server.endpoint + "/v2/", "--output", "json"],
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0 and "registries" in json.loads(out.stdout), out.stderr
+
+
+def test_a_browser_at_the_root_is_sent_to_the_gallery_whatever_the_case_of_its_accept(server):
+    """Media types ignore case (RFC 9110 §8.3.1): `Accept: TEXT/HTML` was a 404."""
+    for accept in ("text/html", "TEXT/HTML", "Text/Html;q=0.9, */*;q=0.8"):
+        answer = requests.get(server.endpoint + "/", headers={"Accept": accept}, allow_redirects=False, timeout=30)
+        assert answer.status_code == 303 and answer.headers["Location"] == "/gallery/", (accept, answer.status_code)
+    assert requests.get(server.endpoint + "/", headers={"Accept": "application/json"}, allow_redirects=False, timeout=30).status_code == 404

@@ -26,7 +26,7 @@ extension ECRPublicService {
     func addPageRoutes(to router: Router<APIRequestContext>) {
         router.getAndHead("/") { request, _ in
             // A browser asking for the server's root gets the gallery; API clients never GET it.
-            guard request.headers[.accept]?.contains("text/html") == true else { return Response(status: .notFound) }
+            guard request.headers[.accept]?.lowercased().contains("text/html") == true else { return Response(status: .notFound) }  // media types ignore case
             return Self.redirect(to: "/gallery/")
         }
         router.getAndHead("/gallery") { request, _ in await self.page(request) { viewer in try self.registryPage(request, viewer) } }
