@@ -3,6 +3,7 @@ served, replayed and audited against the root it printed; refusals and interrupt
 folder that looks complete; and `stats`, checked against a store whose contents the test knows.
 Backups copy an LMDB folder, so these servers are LMDB in both passes of the suite."""
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -798,23 +799,31 @@ def test_a_start_logs_a_completed_layer_whose_blob_is_gone(tmp_path):
         assert server.stop() == 0
 
 
+@contextlib.contextmanager
+def slow_chunk_under_way(server):
+    """A registry chunk of 1 MB that a slow client has begun to send, on a socket of its own: the
+    request the server is reading when it is told to stop."""
+    base = f"http://127.0.0.1:{server.port}"
+    created = requests.post(base + "/", data=b'{"repositoryName":"slow/app"}', timeout=30, headers={
+        "X-Amz-Target": "SpencerFrontendService.CreateRepository", "Content-Type": "application/x-amz-json-1.1"})
+    assert created.status_code == 200, created.text
+    location = requests.post(base + "/v2/slow/app/blobs/uploads/", timeout=30).headers["Location"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"PATCH %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 1000000\r\n"
+                     b"Content-Type: application/octet-stream\r\n\r\n" % (location.encode(), server.port))
+        for _ in range(5):  # arriving slowly: the server is reading it
+            sock.sendall(b"x" * 100)
+            time.sleep(0.1)
+        yield sock
+
+
 def test_a_request_that_never_ends_holds_the_shutdown_no_longer_than_its_timeout():
     """A chunk dribbled by a slow client would hold SIGTERM's graceful stop for as long as it lasts:
     past --shutdown-timeout the request is cancelled, the store closes as always, and serve exits 0."""
     with tempfile.TemporaryDirectory() as data_dir:
         server = Server(data_dir, "--allow-anonymous", "--shutdown-timeout", "2", "--idle-timeout", "600", "--min-body-rate", "0",
                         credentials=None)
-        base = f"http://127.0.0.1:{server.port}"
-        created = requests.post(base + "/", data=b'{"repositoryName":"slow/app"}', timeout=30, headers={
-            "X-Amz-Target": "SpencerFrontendService.CreateRepository", "Content-Type": "application/x-amz-json-1.1"})
-        assert created.status_code == 200, created.text
-        location = requests.post(base + "/v2/slow/app/blobs/uploads/", timeout=30).headers["Location"]
-        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-            sock.sendall(b"PATCH %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 1000000\r\n"
-                         b"Content-Type: application/octet-stream\r\n\r\n" % (location.encode(), server.port))
-            for _ in range(5):  # a chunk under way, arriving slowly
-                sock.sendall(b"x" * 100)
-                time.sleep(0.1)
+        with slow_chunk_under_way(server) as sock:
             asked = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
             while server.process.poll() is None and time.monotonic() - asked < 25:
@@ -841,17 +850,7 @@ def test_a_second_signal_cuts_off_the_requests_that_hold_the_shutdown_and_stops_
     with tempfile.TemporaryDirectory() as data_dir:
         server = Server(data_dir, "--allow-anonymous", "--shutdown-timeout", "120", "--idle-timeout", "600", "--min-body-rate", "0",
                         credentials=None)
-        base = f"http://127.0.0.1:{server.port}"
-        created = requests.post(base + "/", data=b'{"repositoryName":"slow/app"}', timeout=30, headers={
-            "X-Amz-Target": "SpencerFrontendService.CreateRepository", "Content-Type": "application/x-amz-json-1.1"})
-        assert created.status_code == 200, created.text
-        location = requests.post(base + "/v2/slow/app/blobs/uploads/", timeout=30).headers["Location"]
-        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-            sock.sendall(b"PATCH %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 1000000\r\n"
-                         b"Content-Type: application/octet-stream\r\n\r\n" % (location.encode(), server.port))
-            for _ in range(5):  # a chunk under way, arriving slowly: the server is reading it
-                sock.sendall(b"x" * 100)
-                time.sleep(0.1)
+        with slow_chunk_under_way(server):
             server.process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 30
             while "stopping: no new connections" not in server.stderr_text() and time.monotonic() < deadline:
