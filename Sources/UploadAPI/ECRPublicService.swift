@@ -206,9 +206,11 @@ public final class ECRPublicService: Sendable {
     }
 
     /// A call of the AWS API (a `POST` naming its operation in `X-Amz-Target`) is answered at any
-    /// path, as AWS serves it, before the router matches paths: a path with a route of another
+    /// path, as AWS serves it, whatever route the path matched: a path with a route of another
     /// method (`/events`, `/metrics`, `/gallery/`) answered such a call with an empty 404, which
-    /// botocore reads as an error without a code. `except` is the benchmark's no-op route.
+    /// botocore reads as an error without a code. Hummingbird attaches a router's middleware to
+    /// the routes added after it, so every route is added after this one. `except` is the
+    /// benchmark's no-op route.
     struct AWSCallsAtAnyPath: RouterMiddleware {
         let service: ECRPublicService
         let except: String?

@@ -7,8 +7,8 @@ import PostgresKit
 /// gives the lead up at once, one whose machine or network is gone as soon as the server sees its
 /// connection dead (``serverSideKeepalives``, about 20 s), and one frozen or stopped (`SIGSTOP`, a
 /// paused VM: its kernel still answers keepalives) once the connection has sat idle past
-/// ``idleLimit``: while a lead is held, a timer of the process touches the connection every
-/// ``keepAliveInterval``, which a frozen process no longer does. Another node takes the lead at its
+/// ``idleLimit``: a timer of the process touches the connection every ``keepAliveInterval``,
+/// which a frozen process no longer does. Another node takes the lead at its
 /// next ask; the thawed one learns it lost it at its own.
 final class PostgresLeadership: Sendable {
     private let url: String
@@ -106,12 +106,13 @@ final class PostgresLeadership: Sendable {
         return true
     }
 
-    /// The timer's touch of a held lead's connection, so that it never sits idle while this
-    /// process runs, however long its duty's work takes between asks. A failure gives the lead
-    /// up here; the next ask finds out whether it is still this node's.
+    /// The timer's touch of the kept connection, so that it never sits idle while this process
+    /// runs, however long its duty's work takes between asks (a node that does not lead keeps its
+    /// connection too, rather than have the server end it between asks). A failure gives the
+    /// lead up here; the next ask finds out whether it is still this node's.
     private func touch() {
         state.withLock { lead in
-            guard !lead.held.isEmpty, let connection = lead.connection else { return }
+            guard let connection = lead.connection else { return }
             if (try? connection.query("SELECT 1")) == nil { lead = Lead() }
         }
     }
