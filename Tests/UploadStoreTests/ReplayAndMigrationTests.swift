@@ -487,12 +487,8 @@ struct ReplayAndMigrationTests {
         defer { dir.remove() }
         try await Self.writeAnUploadInBoot1(dir)
         let file = dir.path + "/projections/data.mdb"
-        func cutShort() throws {
-            let size = try #require(FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
-            #expect(size > 16_384)
-            #expect(truncate(file, 16_384) == 0)
-        }
-        try cutShort()
+        #expect(try #require(FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) > 16_384)
+        #expect(truncate(file, 16_384) == 0)
         // Another writer of boot-1, still open or killed: refused, and left as it was.
         try tamper(dir) { txn in try txn.put(try txn.openDatabase("projection-writers")!, Array("writers".utf8), BigEndian.bytes(1)) }
         var configuration = testConfiguration(dir)
