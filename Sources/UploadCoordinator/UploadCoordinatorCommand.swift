@@ -40,8 +40,8 @@ struct UploadCoordinatorCommand: AsyncParsableCommand {
                 try synchronous.run()
             }
             // A listing or proof cut short by a full disk, or a reader gone, is no success.
-            guard StandardStreams.printedWhole() else {
-                StandardStreams.error("error: standard output could not take everything printed: \(String(cString: strerror(errno)))\n")
+            if let reason = StandardStreams.whyNotPrintedWhole() {
+                StandardStreams.error("error: standard output could not take everything printed: \(reason)\n")
                 exit(withError: ExitCode.failure)
             }
         } catch let error as ValidationError {

@@ -13,13 +13,16 @@ public enum StandardStreams {
     @discardableResult
     public static func output(_ text: String) -> Bool { write(text, to: STDOUT_FILENO) }
 
-    /// Whether standard output took everything `print` gave it (flushed now): `false` after a
-    /// write failed, as to a full disk, or a reader that went away.
-    public static func printedWhole() -> Bool {
+    /// Why standard output did not take everything `print` gave it (flushed now), or `nil` when it
+    /// did: a write failed, as to a full disk, or a reader that went away. The reason is read as
+    /// the failure happens; an earlier failed write left only its mark on the stream, not its
+    /// `errno` (which later calls may have changed), so it is said as such.
+    public static func whyNotPrintedWhole() -> String? {
         // C's `stdout`, looked up: Swift 6 refuses to read the mutable C global itself.
-        guard let variable = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "stdout") else { return fflush(nil) == 0 }
-        let output = variable.load(as: UnsafeMutablePointer<FILE>.self)
-        return fflush(output) == 0 && ferror(output) == 0
+        let output = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "stdout").map { $0.load(as: UnsafeMutablePointer<FILE>.self) }
+        if fflush(output) != 0 { return String(cString: strerror(errno)) }
+        if let output, ferror(output) != 0 { return "an earlier write to it failed" }
+        return nil
     }
 
     /// Opens `/dev/null` on any of descriptors 0, 1 and 2 that the process was started without,

@@ -100,10 +100,10 @@ def test_events_to_a_full_disk_is_a_failure_not_an_export():
         with open("/dev/full", "w") as full:
             out = subprocess.run([str(BIN / "upload-coordinator"), "events", "--data-dir", data], stdout=full, stderr=subprocess.PIPE,
                                  text=True, timeout=120)
-        assert out.returncode == 1 and "standard output could not take everything printed" in out.stderr, out.stderr
+        assert out.returncode == 1 and "standard output could not take everything printed: No space left on device" in out.stderr, out.stderr
         with open("/dev/full", "w") as full:
             out = subprocess.run([str(BIN / "upload-replay"), "--data-dir", data], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
-        assert out.returncode == 3 and "could not take the report" in out.stderr, (out.returncode, out.stderr)
+        assert out.returncode == 3 and "could not take the report: No space left on device" in out.stderr, (out.returncode, out.stderr)
 
 
 def answering_with_sighup(data, port, action):

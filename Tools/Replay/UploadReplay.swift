@@ -91,8 +91,8 @@ struct Verify: ParsableCommand {
         if case .checked(let check) = blobCheck, !check.passed { throw ExitCode(4) }
         if case .failed = blobCheck { throw ExitCode(3) }
         // A report that could not be written whole is no pass.
-        guard StandardStreams.printedWhole() else {
-            StandardStreams.error("FAILED: standard output could not take the report: \(String(cString: strerror(errno)))\n")
+        if let reason = StandardStreams.whyNotPrintedWhole() {
+            StandardStreams.error("FAILED: standard output could not take the report: \(reason)\n")
             throw ExitCode(3)
         }
     }
