@@ -22,7 +22,7 @@ public struct CommandOutcome: Sendable {
     /// - Throws: `IdempotentParameterMismatchException` when another call used the id: the
     ///   caller's command must write nothing, and must not be answered with the other call's result.
     /// - Parameter state: the projections at the log's tail, which answer again what the events do not
-    ///   hold (``Decider/answeredAgain(_:recorded:state:settings:)``).
+    ///   hold (``Decider/answeredAgain(_:recorded:decidedAt:state:settings:)``).
     static func recorded(
         _ command: Command, _ metadata: RequestMetadata, run: InvocationWindow.Run?,
         events read: (_ first: UInt64, _ count: UInt64) throws -> [EventEnvelope],
@@ -40,7 +40,8 @@ public struct CommandOutcome: Sendable {
                 .idempotentParameterMismatch,
                 "The amz-sdk-invocation-id '\(invocationId)' was already used by a different request; a retry must repeat the same operation and body with the same credentials")
         }
-        let decision = try Decider.answeredAgain(command, recorded: events.map(\.event), state: state, settings: settings)
+        let decision = try Decider.answeredAgain(
+            command, recorded: events.map(\.event), decidedAt: events.first?.recordedAt ?? Timestamp(millisecondsSinceEpoch: 0), state: state, settings: settings)
         return CommandOutcome(events: events, decision: decision, isRetry: true)
     }
 }

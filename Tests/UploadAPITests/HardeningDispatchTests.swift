@@ -129,6 +129,32 @@ struct HardeningDispatchTests {
         }
     }
 
+    /// An id the first attempt refused as not there, and named since (a tag pushed anew, an image
+    /// deleted by that attempt pushed again), is answered at the retry as not found: an image
+    /// deleted after its place does not make it one a manifest list named.
+    @Test func aRetriedBatchDeleteImage_answersAnIdNamedSinceAsNotFound_notAsNamedByAList() async throws {
+        let clock = TestClock()
+        try await withAPI(clock: clock) { client, _, _ in
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            func push(_ note: String, tag: String) async throws {
+                let index = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[],\"annotations\":{\"n\":\"\#(note)\"}}"#
+                let pushed = try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(index)", "imageTag": "\#(tag)"}"#)
+                #expect(pushed.status == .ok)
+            }
+            try await push("x", tag: "t0")
+            try await push("y", tag: "t1")
+            let delete = #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "nope"}, {"imageTag": "t0"}, {"imageTag": "fresh"}, {"imageTag": "t1"}]}"#
+            let id: HTTPFields = [Self.invocation: "3c2b1a09-named-since"]
+            let first = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", delete, headers: id)
+            #expect((first.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["ImageNotFound", "ImageNotFound"])
+            clock.advance(milliseconds: 1_000)
+            try await push("x", tag: "nope")   // the image the first attempt deleted, again
+            try await push("z", tag: "fresh")  // an image never deleted, under a tag not there then
+            let again = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", delete, headers: id)
+            #expect(NSDictionary(dictionary: again.body).isEqual(to: first.body), "\(again.body) against \(first.body)")
+        }
+    }
+
     /// A retried DeleteRepository answers the deleted repository's creation time from its event,
     /// not the state at the retry (where it is gone, or created again later).
     @Test func anExactRetryOfDeleteRepository_answersTheDeletedRepositorysCreationTime() async throws {

@@ -175,14 +175,14 @@ public enum Decider {
             registryId: ref.registryId, repositoryName: ref.repositoryName, force: c.force, createdAt: repository.createdAt))])
     }
 
-    /// What an exact retry of `command` answers, whose first attempt recorded `recorded`: the
-    /// events' decision, and for BatchDeleteImage its ids and refusals too
-    /// (``ImageDecisions/batchDeleteAnsweredAgain(_:recorded:state:settings:)``).
+    /// What an exact retry of `command` answers, whose first attempt recorded `recorded` at
+    /// `decidedAt`: the events' decision, and for BatchDeleteImage its ids and refusals too
+    /// (``ImageDecisions/batchDeleteAnsweredAgain(_:recorded:decidedAt:state:settings:)``).
     public static func answeredAgain(
-        _ command: Command, recorded: [Event], state: some ProjectionState, settings: DecisionSettings
+        _ command: Command, recorded: [Event], decidedAt: Timestamp, state: some ProjectionState, settings: DecisionSettings
     ) throws -> Decision {
         guard case .batchDeleteImage(let c) = command else { return Decision(recorded) }
-        return try ImageDecisions.batchDeleteAnsweredAgain(c, recorded: recorded, state: state, settings: settings)
+        return try ImageDecisions.batchDeleteAnsweredAgain(c, recorded: recorded, decidedAt: decidedAt, state: state, settings: settings)
     }
 
     /// The repository a command names, which must exist: `RegistryNotFoundException` or

@@ -148,15 +148,20 @@ enum ImageDecisions {
     /// in order): what it deleted and untagged is read back from them, in request order; the ids it
     /// refused, whose refusals no event records, are decided again at `state` (the log's tail),
     /// which refuses them as the first attempt did unless the repository changed since. An id that
-    /// `state` would now accept was refused then: for a manifest list, when the request deleted an
-    /// image after it (a multi-arch clean-up that names the images before their list), and is
-    /// answered ImageReferencedByManifestList; else it was not there (ImageNotFound).
+    /// `state` would now accept was refused then either as named by a manifest list the request
+    /// deleted after it (a multi-arch clean-up that names the images before their list), answered
+    /// ImageReferencedByManifestList, or as not there (ImageNotFound): the first only when what it
+    /// names now was there then (tagged or pushed before `decidedAt`, the first attempt's time,
+    /// and not deleted by it) and an image was deleted after its place; a tag or image pushed
+    /// since was not there.
     ///
     /// One request is read back ambiguously: an untag whose image the request also deletes by
     /// digest right after it, when that image kept other tags, reads as the untag deleting it and
     /// the digest refused (the events of the two readings are the same).
     /// - Throws: when the store cannot be read.
-    static func batchDeleteAnsweredAgain(_ c: BatchDeleteImage, recorded: [Event], state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
+    static func batchDeleteAnsweredAgain(
+        _ c: BatchDeleteImage, recorded: [Event], decidedAt: Timestamp, state: some ProjectionState, settings: DecisionSettings
+    ) throws -> Decision {
         var answer = Decision(recorded)
         var next = recorded.startIndex
         var refused: [(id: ImageIdentifier, next: Int)] = []  // with the events recorded after its place
@@ -187,10 +192,23 @@ enum ImageDecisions {
         again.keepsUntaggedImages = c.keepsUntaggedImages
         let decided: Decision?
         do { decided = try batchDelete(again, state: state, settings: settings) } catch is CommandError { decided = nil }  // the repository is gone
+        let deletedThen = Set(recorded.compactMap { if case .imageDeleted(let e) = $0 { e.imageDigest } else { nil } })
+        /// Whether what `id` names at `state` was there when the first attempt was decided.
+        func wasThen(_ id: ImageIdentifier) throws -> Bool {
+            let ref = try Decider.existingRepository(c.registryId, c.repositoryName, state: state, settings: settings)
+            let named: (digest: String, since: Timestamp)?
+            if let tag = id.imageTag {
+                named = try state.tag(ref, tag).map { ($0.imageDigest, $0.createdAt) }
+            } else {
+                named = try id.imageDigest.flatMap { try state.image(ref, $0.lowercased()) }.map { ($0.imageDigest, $0.pushedAt) }
+            }
+            guard let named else { return false }
+            return named.since <= decidedAt && !deletedThen.contains(named.digest)
+        }
         for (id, next) in refused {
             let deletedAfter = recorded[next...].contains { if case .imageDeleted = $0 { true } else { false } }
-            let failure = decided?.imageFailures.first { $0.imageId == id }
-                ?? (decided != nil && deletedAfter
+            let failure = try decided?.imageFailures.first { $0.imageId == id }
+                ?? (decided != nil && deletedAfter && wasThen(id)
                     ? ImageFailure(imageId: id, failureCode: .imageReferencedByManifestList, failureReason: "The image was referenced by a manifest list when the request was decided; delete the lists first")
                     : ImageFailure(imageId: id, failureCode: .imageNotFound, failureReason: "Requested image not found"))
             answer.imageFailures.append(failure)
