@@ -300,6 +300,7 @@ struct ServeCommand: AsyncParsableCommand {
                 .init(service: CheckpointSigning(checkpoints, logger: logger)),
                 .init(service: BlobCheck(service), successTerminationBehavior: .ignore),
                 .init(service: ExpirySweeper(service, idleMilliseconds: uploadExpiry * 1000, interval: .seconds(sweepInterval))),
+                .init(service: StaleReaderRelease(store, logger: logger)),
                 .init(service: BoundedShutdown(app, limit: .seconds(shutdownTimeout), hurriedBy: stopSignals, logger: logger)),
             ],
             gracefulShutdownSignals: stopSignals,

@@ -303,7 +303,11 @@ public final class Store: EventStore {
     }
 
     /// Reader slots left by killed processes that opening this store released (`mdb_reader_check`).
-    public var staleReadersCleared: Int { environment.staleReadersCleared }
+    public var staleReadersCleared: Int { environment.staleReadersCleared + projections.environment.staleReadersCleared }
+
+    /// Releases the reader slots of processes that died holding one, in the log's environment and
+    /// the projections' (`mdb_reader_check`). - Returns: how many it released.
+    public func clearStaleReaders() -> Int { environment.clearStaleReaders() + projections.environment.clearStaleReaders() }
 
     /// Holds a read transaction open until `release` returns; for testing what a process killed
     /// in the middle of a read leaves behind.

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -317,6 +318,37 @@ def test_an_interrupted_backup_leaves_no_folder_that_looks_complete(live, tmp_pa
             leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".b{i}.")]
             assert all(name.startswith(f".b{i}.partial-") for name in leftovers), leftovers
     assert interrupted > 0, "at least the immediate kill interrupts a backup"
+
+
+def test_a_reader_slot_left_by_a_killed_process_is_released_while_serve_runs(live):
+    """A backup killed mid-copy left its snapshot's reader slot in the live store's lock.mdb, and
+    LMDB reuses no page freed after a standing slot's snapshot: the live file grew with every write
+    (10 MB to 256 MB in 30 s of load) until some process next opened the store. serve releases
+    such slots as it runs (every 10 s), and says so."""
+    import lmdb
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import lmdb, sys, time\n"
+        "env = lmdb.open(sys.argv[1], readonly=True, max_dbs=32)\n"
+        "txn = env.begin()\n"
+        "print('holding', flush=True)\n"
+        "time.sleep(600)\n"), str(live["data"])], stdout=subprocess.PIPE, text=True)
+
+    def readers():
+        with lmdb.open(str(live["data"]), readonly=True, max_dbs=32) as env:
+            return [line.split()[0] for line in env.readers().splitlines()[1:]]
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert str(holder.pid) in readers()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert str(holder.pid) in readers(), "a killed reader's slot stands until someone releases it"
+    deadline = time.monotonic() + 60
+    while str(holder.pid) in readers():
+        assert time.monotonic() < deadline, "serve never released the dead reader's slot"
+        time.sleep(0.5)
+    assert "cleared stale reader slots" in live["server"].stderr_text()
+    live["ecr"].create_repository(repositoryName="ops/after")  # and the store still takes writes
 
 
 def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder_which_the_next_removes(live, tmp_path):
