@@ -86,21 +86,20 @@ public struct AccessPolicy: Sendable {
         guard !allowed else { return }
         // Only the registry's own keys learn that a policy denied it: to anyone else that would
         // tell a repository with a policy from one that does not exist.
-        let because = policyText != nil && isStranger(caller, to: ref) == false ? " because of the repository's policy" : ""
+        let because = policyText != nil && caller?.registryId == ref.registryId ? " because of the repository's policy" : ""
         throw AccessDenied("User: \(caller?.arn ?? "anonymous") is not authorized to perform: ecr-public:\(action) on resource: \(resource)\(because)")
     }
 
     /// Whether the caller of `accessKeyId` is no key of `ref`'s registry (anonymous, or another
     /// registry's): to them a repository they may not read does not exist. A key no longer
     /// configured is none: it is told so, not that the repository is missing.
-    func isStranger(_ accessKeyId: String?, to ref: RepositoryRef) -> Bool {
+    func isStranger(_ accessKeyId: String?, to ref: RepositoryRef) -> Bool { isStranger(accessKeyId, toRegistry: ref.registryId) }
+
+    /// Whether the caller of `accessKeyId` is no key of the registry `registryId` (as above).
+    func isStranger(_ accessKeyId: String?, toRegistry registryId: String) -> Bool {
         guard let accessKeyId else { return true }
         guard let principal = principal(accessKeyId) else { return opensEverything }
-        return isStranger(principal, to: ref)
-    }
-
-    private func isStranger(_ caller: PolicyPrincipal?, to ref: RepositoryRef) -> Bool {
-        caller.map { $0.registryId != ref.registryId } ?? true
+        return principal.registryId != registryId
     }
 
     /// Each of `actions` against the repository's policy as `service` reads it now (one read).

@@ -253,14 +253,23 @@ def test_under_private_pulls_a_key_of_another_registry_sees_no_repository_it_is_
     itself only, never as an anonymous viewer would be."""
     with serving("--private-pulls", credentials="test test\nAKIDFOREIGN foreign 111122223333 someone\n") as server:
         client(server).create_repository(repositoryName="private/app", catalogData={"description": "secret plans"})
+        client(server).put_registry_catalog_data(displayName="SecretDisplayName")
         base = f"http://127.0.0.1:{server.port}"
         stranger = requests.Session()
         signed = stranger.post(base + "/gallery/sign-in", data={"accessKeyId": "AKIDFOREIGN", "secretAccessKey": "foreign"},
                                headers={"Origin": base}, allow_redirects=False)
         assert signed.status_code == 303
-        assert "private/app" not in stranger.get(base + "/gallery/").text
+        gallery = stranger.get(base + "/gallery/").text
+        assert "private/app" not in gallery
         page = stranger.get(base + "/gallery/repositories/private/app")
         assert page.status_code == 404 and "secret plans" not in page.text
+        # Nor the registry's display name (catalog data, as GetRegistryCatalogData refuses it them).
+        for shown in (gallery, page.text, stranger.get(base + "/gallery/audit").text):
+            assert "SecretDisplayName" not in shown
+        own = requests.Session()
+        assert own.post(base + "/gallery/sign-in", data={"accessKeyId": "test", "secretAccessKey": "test"},
+                        headers={"Origin": base}, allow_redirects=False).status_code == 303
+        assert "SecretDisplayName" in own.get(base + "/gallery/").text
 
 
 def test_access_cookies_headers_and_private_pulls(tmp_path):

@@ -286,8 +286,9 @@ extension ECRPublicService {
     ) -> Response {
         let heading = given ?? heading(position: values["position"] as? UInt64)
         // Under --private-pulls the registry's catalog data, its display name included, is for
-        // those signed in: the sign-in page and messages a stranger gets show none of it.
-        let hidesCatalog = registry.authority.privatePulls && viewer == nil && !registry.authority.opensEverything
+        // its own keys: the pages a stranger (not signed in, or another registry's key) gets show none of it.
+        let hidesCatalog = registry.authority.privatePulls && !registry.authority.opensEverything
+            && registry.authority.access.isStranger(viewer, toRegistry: settings.defaultRegistryId)
         let (position, registryName) = (heading.position, hidesCatalog ? namelessRegistry : heading.registryName)
         var values = values
         values["registryName"] = registryName
