@@ -23,7 +23,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from conftest import BIN, serving
+from conftest import BIN, Server, serving
 
 MIB = 1024 * 1024
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -1445,7 +1445,10 @@ def test_anonymous_pull_with_a_token(server, reg, repo):
     assert anonymous("GET", f"/v2/{repo}/manifests/v1").content == body
     layer = json.loads(body)["layers"][0]["digest"]
     assert anonymous("GET", f"/v2/{repo}/blobs/{layer}").status_code == 200
-    assert Registry(server)("GET", f"/v2/{repo}/manifests/v1").content == body, "pulls need no credentials"
+    # Without a token, a public pull is challenged (as ECR Public challenges it) for the token above.
+    for method, path in [("GET", f"/v2/{repo}/manifests/v1"), ("HEAD", f"/v2/{repo}/blobs/{layer}"), ("GET", f"/v2/{repo}/tags/list")]:
+        answer = Registry(server)(method, path)
+        assert answer.status_code == 401 and challenge(answer)["scope"] == f"repository:{repo}:pull", (method, path, answer.headers)
 
 
 def test_anonymous_token_does_not_allow_push_or_delete(server, reg, repo):
@@ -1462,7 +1465,7 @@ def test_anonymous_token_does_not_allow_push_or_delete(server, reg, repo):
 def test_token_for_the_login_password_allows_push(server, password, repo):
     token = bearer(server, f"repository:{repo}:pull,push", auth=("AWS", password))
     body = push_image(Registry(server, auth=token), repo, "v1")
-    assert Registry(server)("GET", f"/v2/{repo}/manifests/v1").content == body
+    assert Registry(server, auth=token)("GET", f"/v2/{repo}/manifests/v1").content == body
 
 
 def test_token_for_one_repository_does_not_allow_push_to_another(server, password, repo, other_repo):
@@ -1612,6 +1615,29 @@ def test_private_pulls_refuse_anonymous_pulls():
             assert_error(Registry(server)("GET", other), 401, "UNAUTHORIZED")
         assert_error(Registry(server, auth=bearer(server, "repository:private/app:pull"))("GET", path), 401, "UNAUTHORIZED")
         assert Registry(server, auth=("AWS", password))("GET", path).content == b"secret"
+
+
+def test_an_anonymous_token_from_before_private_pulls_were_set_pulls_nothing_under_them():
+    """A token given anonymously while pulls were public (5 minutes long), or by a node without
+    --private-pulls, pulled under them as if public: an anonymous caller is no one there."""
+    with serving() as server:
+        ecr = ecr_client(server)
+        ecr.create_repository(repositoryName="private/app")
+        ecr.set_repository_policy(repositoryName="private/app", policyText=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": ["ecr-public:BatchGetImage", "ecr-public:GetDownloadUrlForLayer"]}]}))
+        push_blob(Registry(server, auth=("AWS", login_password(ecr))), "private/app", b"secret")
+        path = f"/v2/private/app/blobs/{sha256(b'secret')}"
+        stale = bearer(server, "repository:private/app:pull")
+        assert Registry(server, auth=stale)("GET", path).content == b"secret"
+        assert server.stop() == 0
+        private = Server(server.data_dir, "--private-pulls", database_url=server.database_url)
+        try:
+            answer = Registry(private, auth=stale)("GET", path)
+            assert_error(answer, 401, "UNAUTHORIZED")
+            assert challenge(answer)["scope"] == "repository:private/app:pull"
+            assert Registry(private, auth=("AWS", login_password(ecr_client(private))))("GET", path).content == b"secret"
+        finally:
+            assert private.stop() == 0
 
 
 def test_a_mount_without_from_reaches_only_repositories_the_token_may_pull():

@@ -1,5 +1,5 @@
-"""The registry clients people push with, against a real `serve`: skopeo and podman (Debian's), oras
-(PyPI's SDK) and docker's login (where its CLI is), logged in the ECR way (`aws ecr-public
+"""The registry clients people push with, against a real `serve`: skopeo, podman and containerd's `ctr`
+(Debian's), oras (PyPI's SDK) and docker's login (where its CLI is), logged in the ECR way (`aws ecr-public
 get-login-password | … login -u AWS --password-stdin`).
 
 Each round trip must be byte-exact, every push must be an audited event that the AWS API sees, and
@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 
 import oras.oci
 import oras.provider
@@ -179,6 +180,62 @@ def test_podman_logs_in_pushes_and_pulls_back_an_image_the_aws_api_then_describe
     assert out.returncode == 0, out.stderr
     out = podman("image", "inspect", "--format", "{{.Id}} {{.Digest}}", f"{podman.host}/{repo}:v1")
     assert out.stdout.split() == [image_id, pushed], out.stdout + out.stderr
+
+
+@pytest.fixture
+def ctr():
+    """containerd (Debian's: what Kubernetes nodes, nerdctl and BuildKit push and pull through) in a
+    folder of its own, and its `ctr` against it; the native snapshotter, so that no kernel overlay is needed."""
+    if os.geteuid() != 0:
+        pytest.skip("containerd's daemon runs as root (CI runs as root)")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="uc-ctrd-"))  # its socket's path must fit in 108 bytes
+    (base / "config.toml").write_text(
+        f'version = 2\nroot = "{base}/root"\nstate = "{base}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+        f'[grpc]\n  address = "{base}/containerd.sock"\n')
+    with open(base / "log", "w") as log:
+        daemon = subprocess.Popen(["containerd", "--config", str(base / "config.toml")], stdout=log, stderr=subprocess.STDOUT)
+
+    def ctr(*args):
+        return subprocess.run(["ctr", "--address", str(base / "containerd.sock"), *args], capture_output=True, text=True, timeout=120)
+    try:
+        deadline = time.monotonic() + 60
+        while ctr("version").returncode != 0:
+            assert daemon.poll() is None and time.monotonic() < deadline, (base / "log").read_text()[-3000:]
+            time.sleep(0.2)
+        yield ctr
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_containerd_pulls_anonymously_and_pushes_a_tag_anew_and_to_another_repository(server, ecr, repo, skopeo, ctr, tmp_path):
+    """containerd pulls through the anonymous token flow, and pushes a new tag of an image whose blobs
+    the repository holds: its pusher cannot send a manifest's body twice, and, answered without a
+    challenge until that `PUT`, sent it again without its body and hung (a registry that challenges
+    every call without credentials, as ECR Public does, never lets it get that far unauthenticated)."""
+    source = tmp_path / "source"
+    manifest_digest, _ = write_oci_layout(source, "v1", layer_tar(300_000))
+    skopeo("copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{source}:v1", f"docker://{skopeo.host}/{repo}:v1")
+    image = f"{skopeo.host}/{repo}"
+    out = ctr("images", "pull", "--plain-http", "--snapshotter", "native", f"{image}:v1")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+    assert manifest_digest in ctr("images", "ls").stdout
+
+    password = login_password(server)
+    other = f"{repo}-copy"
+    ecr.create_repository(repositoryName=other)
+    for target in (f"{image}:v2", f"{skopeo.host}/{other}:v1"):
+        assert ctr("images", "tag", f"{image}:v1", target).returncode == 0
+        out = ctr("images", "push", "--plain-http", "--user", f"AWS:{password}", target)
+        assert out.returncode == 0, (target, out.stdout[-2000:] + out.stderr)
+    tags = lambda name: {d["imageTag"]: d["imageDetail"]["imageDigest"] for d in ecr.describe_image_tags(repositoryName=name)["imageTagDetails"]}
+    assert tags(repo) == {"v1": manifest_digest, "v2": manifest_digest}
+    assert tags(other) == {"v1": manifest_digest}
+    pushes = [e for e in server.events() if e["type"] == "ImagePushed" and e["data"].get("imageTag") in ("v1", "v2")
+              and e["data"]["repositoryName"] in (repo, other)]
+    assert [(e["data"]["repositoryName"], e["data"]["imageTag"], e["metadata"]["source"], e["metadata"]["principal"]) for e in pushes] == [
+        (repo, "v1", "oci", "test"), (repo, "v2", "oci", "test"), (other, "v1", "oci", "test")]
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI here (Debian ships it only with its engine)")

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import uuid
 
@@ -135,6 +136,16 @@ def registry(server, method, path, pw=None, **kwargs):
     """A raw registry request, with Basic credentials `AWS:<pw>` when given."""
     return requests.request(method, server.endpoint + path, auth=("AWS", pw) if pw else None,
                             allow_redirects=False, timeout=120, **kwargs)
+
+
+def anonymous_pull(server, method, path, **kwargs):
+    """A registry request as a client without credentials makes it: challenged without a token
+    (as ECR Public challenges it), then again with the token the challenge's realm gives anonymously."""
+    challenged = registry(server, method, path, **kwargs)
+    assert challenged.status_code == 401, (challenged.status_code, challenged.text)
+    params = dict(re.findall(r'(\w+)="([^"]*)"', challenged.headers["WWW-Authenticate"]))
+    token = requests.get(params["realm"], params={"service": params["service"], "scope": params["scope"]}, timeout=60).json()["token"]
+    return registry(server, method, path, headers={**kwargs.pop("headers", {}), "Authorization": f"Bearer {token}"}, **kwargs)
 
 
 def assert_registry_denied(response):
@@ -471,9 +482,9 @@ def test_a_stranger_cannot_tell_a_repository_it_may_not_read_from_a_missing_one(
     pulls = ["ecr-public:BatchGetImage", "ecr-public:GetDownloadUrlForLayer", "ecr-public:DescribeImageTags", "ecr-public:DescribeImages"]
     alice.set_repository_policy(repositoryName=hidden, policyText=policy(deny("*", *pulls)))
     for name in (hidden, missing):
-        answer = registry(keyed, "GET", f"/v2/{name}/tags/list")
+        answer = anonymous_pull(keyed, "GET", f"/v2/{name}/tags/list")
         assert answer.status_code == 404 and answer.json()["errors"][0]["code"] == "NAME_UNKNOWN", answer.text
-    shapes = {name: registry(keyed, "GET", f"/v2/{name}/manifests/latest").json()["errors"][0]["message"].replace(name, "NAME")
+    shapes = {name: anonymous_pull(keyed, "GET", f"/v2/{name}/manifests/latest").json()["errors"][0]["message"].replace(name, "NAME")
               for name in (hidden, missing)}
     assert shapes[hidden] == shapes[missing], shapes
     assert_registry_denied(registry(keyed, "GET", f"/v2/{hidden}/tags/list", pw=password(alice)))
@@ -573,7 +584,7 @@ def test_registry_pulls_are_judged_by_the_policy(keyed, alice, bob):
     assert_registry_denied(registry(keyed, "GET", f"/v2/{name}/manifests/v1", bob_password, headers=accept))
     mine = registry(keyed, "GET", f"/v2/{name}/manifests/v1", alice_password, headers=accept)
     assert mine.status_code == 200 and mine.content == EMPTY_INDEX.encode(), mine.text
-    anonymous = registry(keyed, "GET", f"/v2/{name}/manifests/v1", headers=accept)
+    anonymous = anonymous_pull(keyed, "GET", f"/v2/{name}/manifests/v1", headers=accept)
     assert anonymous.status_code == 200 and anonymous.content == EMPTY_INDEX.encode(), "only * names an anonymous puller"
     # Blobs are GetDownloadUrlForLayer, which the policy does not deny bob.
     layer = registry(keyed, "GET", f"/v2/{name}/blobs/{digest}", bob_password)

@@ -10,11 +10,18 @@ extension RegistryFrontEnd {
     /// The principal of a call allowed `access` (`nil` access: the ping, which any valid
     /// credentials pass), or `nil` when it is anonymous and allowed; `UNAUTHORIZED` with a Bearer
     /// challenge otherwise. Runs before anything else about the request is looked at.
+    ///
+    /// A call without credentials is challenged even for a public pull, as ECR Public, Docker Hub
+    /// and distribution's token servers challenge it: an anonymous client pulls with a token
+    /// `/token` gives it without credentials. A client learns where to authenticate only from a
+    /// challenge, and containerd's pusher (nerdctl's, BuildKit's) cannot send a manifest's body
+    /// twice: answered without a challenge until the manifest's `PUT` (every blob already in the
+    /// repository, as when a tag is pushed anew), it sent the `PUT` again without its body and
+    /// hung.
     func authenticate(_ call: Call, for access: (name: String, action: RegistryAction)?) throws -> String? {
         guard let header = call.request.headers[.authorization] else {
             if authority.opensEverything { return nil }
-            if let access, access.action == .pull, !authority.privatePulls { return nil }
-            throw challenge(call, access, "Authentication is required")
+            throw challenge(call, access, "Authentication is required: an anonymous pull takes a token from the challenge's realm, asked for without credentials")
         }
         guard call.request.headers[values: .authorization].count == 1 else { throw challenge(call, access, Self.severalAuthorizations) }
         if let credentials = Self.credentials(header, scheme: "basic") {
@@ -31,6 +38,11 @@ extension RegistryFrontEnd {
                 throw challenge(call, access, "The token is not valid or has expired")
             }
             guard let access else { return claims.principal }
+            // A token given anonymously before `--private-pulls` was set (or by a node without
+            // it) grants nothing here: under it, an anonymous caller is no one.
+            if authority.privatePulls && claims.principal == nil && !authority.opensEverything {
+                throw challenge(call, access, "Pulls here need credentials, and an anonymous token carries none: log in first")
+            }
             if authority.opensEverything || claims.grants.contains(where: { $0.allows(access.action, on: access.name) }) {
                 return claims.principal
             }

@@ -197,14 +197,17 @@ public struct RegistryAuthority: Sendable {
         }
     }
 
-    /// What `principal` may have of what it asked: everything when authenticated (or when anyone
-    /// is let in), and pulls only when anonymous (nothing under `--private-pulls`).
+    /// What `principal` may have of what it asked. With credentials (or when anyone is let in),
+    /// every action on each repository it names, whichever it asked for: each is still judged by
+    /// the repository's policy where it is used, and the token stands for its caller as ECR
+    /// Public's does. A client that asks for the scope of its first challenge only, and keeps that
+    /// token (oras-py: a pull's, from the `HEAD` that looks for a blob), then pushes with it.
+    /// Anonymously, pulls only (nothing under `--private-pulls`).
     func grant(_ requested: [Grant], to principal: String?) -> [Grant] {
         requested.compactMap { grant in
-            let allowed = grant.actions.filter { action in
-                principal != nil || opensEverything || (action == RegistryAction.pull.rawValue && !privatePulls)
-            }
-            return allowed.isEmpty ? nil : Grant(repository: grant.repository, actions: allowed)
+            if principal != nil || opensEverything { return Grant(repository: grant.repository, actions: RegistryAction.allCases.map(\.rawValue)) }
+            return grant.actions.contains(where: { $0 == "*" || $0 == RegistryAction.pull.rawValue }) && !privatePulls
+                ? Grant(repository: grant.repository, actions: [RegistryAction.pull.rawValue]) : nil
         }
     }
 
@@ -237,6 +240,6 @@ public struct RegistryAuthority: Sendable {
 }
 
 /// The actions of the distribution token flow's repository scopes.
-enum RegistryAction: String {
+enum RegistryAction: String, CaseIterable {
     case pull, push, delete
 }
