@@ -218,7 +218,7 @@ struct CopyStoreCommand: AsyncParsableCommand {
         } catch {
             let explained = partial.map { Disk.explaining(error, writingIn: $0.path) } ?? error
             partial?.discard()
-            fail(explained)
+            fail(abandoned(explained, hadFolder: partial != nil))
         }
         let result = Result { try StoreCopy.copy(from: source, to: destination) }.mapError { error in partial.map { Disk.explaining(error, writingIn: $0.path) } ?? error }
         await destination.close()
@@ -247,7 +247,15 @@ struct CopyStoreCommand: AsyncParsableCommand {
 
                     """)
             }
-            fail(error)
+            fail(abandoned(error, hadFolder: partial != nil))
         }
+    }
+
+    /// `error`, said of the copy to an LMDB folder when one was begun: it did not finish, and the
+    /// folder it was built in is gone (a full destination's disk, say), so nothing of it is kept.
+    private func abandoned(_ error: any Error, hadFolder: Bool) -> any Error {
+        guard hadFolder, let toDataDir else { return error }
+        let reason = (error as? StoreError)?.message ?? "\(error)"
+        return StoreError(.io, "the copy to \(toDataDir) did not finish, and nothing of it is kept: \(reason)")
     }
 }

@@ -265,9 +265,11 @@ def test_a_copy_onto_a_full_disk_says_how_full_it_is(small_disk, tmp_path):
         subprocess.run([str(BIN / "upload-coordinator"), args[0], "--data-dir", str(source), *args[1:]], check=True, capture_output=True)
     filler = fill(small_disk)
     try:
+        copy = os.path.join(small_disk, "copy")
         out = subprocess.run([str(BIN / "upload-coordinator"), "copy-store", "--from-data-dir", str(source),
-                              "--to-data-dir", os.path.join(small_disk, "copy")], capture_output=True, text=True, timeout=120)
+                              "--to-data-dir", copy], capture_output=True, text=True, timeout=120)
         assert out.returncode == 1 and "bytes free" in out.stderr, out.stderr
+        assert f"error: the copy to {copy} did not finish, and nothing of it is kept:" in out.stderr, "which copy failed, and what is left of it"
         assert [name for name in os.listdir(small_disk) if name != "filler"] == [], os.listdir(small_disk)
     finally:
         os.unlink(filler)
