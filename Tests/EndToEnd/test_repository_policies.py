@@ -487,6 +487,11 @@ def test_a_stranger_cannot_tell_a_repository_it_may_not_read_from_a_missing_one(
     shapes = {name: anonymous_pull(keyed, "GET", f"/v2/{name}/manifests/latest").json()["errors"][0]["message"].replace(name, "NAME")
               for name in (hidden, missing)}
     assert shapes[hidden] == shapes[missing], shapes
+    # Referrers are never a 404 (the spec's rule): both list none, alike.
+    subject = "sha256:" + hashlib.sha256(b"subject").hexdigest()
+    lists = {name: anonymous_pull(keyed, "GET", f"/v2/{name}/referrers/{subject}") for name in (hidden, missing)}
+    assert {name: (answer.status_code, answer.json()) for name, answer in lists.items()} == {
+        name: (200, {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}) for name in (hidden, missing)}
     assert_registry_denied(registry(keyed, "GET", f"/v2/{hidden}/tags/list", pw=password(alice)))
     def denial(ecr, name):
         with pytest.raises(ClientError) as caught:

@@ -239,7 +239,13 @@ public final class RegistryFrontEnd: Sendable {
             call.principal = try authenticate(call, for: (name, .pull))
             let ref = try repository(name)
             guard Self.readsOnly.contains(request.method) else { throw Self.methodNotAllowed(allowing: Self.readsOnly) }
-            try await authorize(call, ref, ["BatchGetImage"])
+            do {
+                try await authorize(call, ref, ["BatchGetImage"])
+            } catch let hidden as CommandError where hidden.code == .repositoryNotFound {
+                // A repository a stranger may not read is, to it, one that does not exist, which
+                // lists no referrers (never a 404): a 404 here would tell it the repository is there.
+                return try await referrers(call, ref, digest: digest, hidden: true)
+            }
             return try await referrers(call, ref, digest: digest)
         }
     }

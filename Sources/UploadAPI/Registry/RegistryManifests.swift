@@ -135,7 +135,9 @@ extension RegistryFrontEnd {
     /// ``referrersPageLimit`` of them at a time (fewer when their manifests pass
     /// ``referrersPageBytes``) in digest order, with a `Link` to the next page (`last=`, the
     /// digest the page read to).
-    func referrers(_ call: Call, _ ref: RepositoryRef, digest: String) async throws -> Response {
+    /// - Parameter hidden: the repository is one the caller may not know of: it lists none, as
+    ///   one that does not exist.
+    func referrers(_ call: Call, _ ref: RepositoryRef, digest: String, hidden: Bool = false) async throws -> Response {
         guard Validation.isRegistryDigest(digest) else { throw RegistryError(.digestInvalid, "'\(digest)' is not a sha256 or sha512 digest") }
         let filter = call.first("artifactType").flatMap { $0.isEmpty ? nil : $0 }  // empty: no filter, as distribution reads it
         let last = call.first("last")
@@ -149,6 +151,7 @@ extension RegistryFrontEnd {
         // a much-referred subject take neither the cooperative pool nor NIO's thread pool, which
         // every blob's file work runs on.
         let scan = { @Sendable () throws -> (found: [JSONValue], more: String?) in
+            if hidden { return ([], nil) }
             let listed = try service.read { try $0.referrers(of: digest, in: ref, after: last, limit: Self.referrersPageLimit + 1) }
             let referrers = Array(listed.prefix(Self.referrersPageLimit))
             var found: [JSONValue] = []
