@@ -342,7 +342,6 @@ def test_a_reader_slot_left_by_a_killed_process_is_released_while_serve_runs(liv
     finally:
         holder.kill()
         holder.wait()
-    assert str(holder.pid) in readers(), "a killed reader's slot stands until someone releases it"
     deadline = time.monotonic() + 60
     while str(holder.pid) in readers():
         assert time.monotonic() < deadline, "serve never released the dead reader's slot"
@@ -549,7 +548,8 @@ def test_a_debug_log_line_carries_the_request_loggers_metadata_and_its_own(tmp_p
         ecr.create_repository(repositoryName="logged/app")
         answer = ecr.initiate_layer_upload(repositoryName="logged/app")
         request_id = answer["ResponseMetadata"]["RequestId"]
-        assert requests.get(f"{server.endpoint}/v2/logged/app/tags/list?n=1").status_code == 200  # pulls are anonymous
+        token = requests.get(f"{server.endpoint}/token", params={"scope": "repository:logged/app:pull"}).json()["token"]
+        assert requests.get(f"{server.endpoint}/v2/logged/app/tags/list?n=1", headers={"Authorization": f"Bearer {token}"}).status_code == 200
         # A member an operation does not take is not logged as what it names: its text could
         # forge fields (`key=value` after the real ones) or fill the line.
         from test_protocol import post

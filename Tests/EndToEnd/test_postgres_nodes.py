@@ -368,13 +368,15 @@ def test_the_registry_answers_503_with_retry_after_while_postgres_restarts():
         pytest.fail("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER is not set: Tools/test sets it with the server it starts")
     with nodes(1) as (node,):
         client(node.endpoint).create_repository(repositoryName="outage/app")
-        url = f"{node.endpoint}/v2/outage/app/tags/list"  # pulls are anonymous by default
-        assert requests.get(url, timeout=30).status_code == 200
+        url = f"{node.endpoint}/v2/outage/app/tags/list"  # pulls are anonymous, with the token /token gives anyone
+        token = requests.get(f"{node.endpoint}/token", params={"scope": "repository:outage/app:pull"}, timeout=30).json()["token"]
+        pull = {"Authorization": f"Bearer {token}"}  # checked without the database: the outage is what answers
+        assert requests.get(url, headers=pull, timeout=30).status_code == 200
         restart = subprocess.Popen([str(ROOT / "Tools" / "postgres"), "restart", folder, "4"])
         refused = []
         try:
             while restart.poll() is None:
-                answer = requests.get(url, timeout=30)
+                answer = requests.get(url, headers=pull, timeout=30)
                 if answer.status_code != 200:
                     refused.append((answer.status_code, answer.headers.get("Retry-After"), answer.json()["errors"][0]["code"]))
                 time.sleep(0.05)

@@ -41,7 +41,7 @@ extension RegistryFrontEnd {
             // A token given anonymously before `--private-pulls` was set (or by a node without
             // it) grants nothing here: under it, an anonymous caller is no one.
             if authority.privatePulls && claims.principal == nil && !authority.opensEverything {
-                throw challenge(call, access, "Pulls here need credentials, and an anonymous token carries none: log in first")
+                throw challenge(call, access, "Under --private-pulls an anonymous token stands for no one: log in first")
             }
             if authority.opensEverything || claims.grants.contains(where: { $0.allows(access.action, on: access.name) }) {
                 return claims.principal

@@ -13,7 +13,8 @@ import UploadStore
 ///   a key kept in the data folder, so the server checks it without storing it. A password whose
 ///   access key is no longer configured is revoked.
 /// - **Bearer tokens.** `/token` trades credentials (or none, for pulls) for a short-lived token
-///   scoped to the repository actions asked for: the registry endpoints' usual proof.
+///   naming the repositories asked for (every action there for credentials, pulls for anyone:
+///   ``grant(_:to:)``): the registry endpoints' usual proof.
 ///
 /// Every comparison of a signature is in constant time.
 public struct RegistryAuthority: Sendable {

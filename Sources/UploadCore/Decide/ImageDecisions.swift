@@ -151,9 +151,11 @@ enum ImageDecisions {
     /// `state` would now accept was refused then either as named by a manifest list the request
     /// deleted after it (a multi-arch clean-up that names the images before their list), answered
     /// ImageReferencedByManifestList, or as not there (ImageNotFound): the first only when what it
-    /// names now was there then (tagged or pushed before `decidedAt`, the first attempt's time,
-    /// and not deleted by it) and an image was deleted after its place; a tag or image pushed
-    /// since was not there.
+    /// names now was there then (tagged or pushed not after `decidedAt`, the first attempt's
+    /// time, and not deleted by it) and an image was deleted after its place; a tag or image
+    /// pushed since was not there. The records keep no history, so this reads times: a push in
+    /// the first attempt's millisecond reads as there then, and a tag refused for a list and
+    /// moved before the retry as not there.
     ///
     /// One request is read back ambiguously: an untag whose image the request also deletes by
     /// digest right after it, when that image kept other tags, reads as the untag deleting it and
