@@ -53,6 +53,15 @@ def tool(*args, cwd=None):
     return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
 
 
+def anonymous_pull(endpoint, repository):
+    """The header of an anonymous pull of `repository`: the token `/token` gives without credentials
+    (a call without any is challenged, a public pull too, as ECR Public challenges it)."""
+    import requests
+    answer = requests.get(f"{endpoint}/token", params={"scope": f"repository:{repository}:pull"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
 def send_expecting_continue(port, method, target, headers, body):
     """Sends a request with `Expect: 100-continue` as curl does, its body only once the server
     answers `100 Continue`. Where curl waits a second and then sends it anyway, this never does:

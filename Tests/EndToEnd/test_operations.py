@@ -22,7 +22,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from conftest import BIN, Server, tool
+from conftest import BIN, Server, anonymous_pull, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 WRK_SCRIPT = ROOT / "Tools" / "Benchmarks" / "reference" / "initiate-ecr.lua"
@@ -548,8 +548,7 @@ def test_a_debug_log_line_carries_the_request_loggers_metadata_and_its_own(tmp_p
         ecr.create_repository(repositoryName="logged/app")
         answer = ecr.initiate_layer_upload(repositoryName="logged/app")
         request_id = answer["ResponseMetadata"]["RequestId"]
-        token = requests.get(f"{server.endpoint}/token", params={"scope": "repository:logged/app:pull"}).json()["token"]
-        assert requests.get(f"{server.endpoint}/v2/logged/app/tags/list?n=1", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert requests.get(f"{server.endpoint}/v2/logged/app/tags/list?n=1", headers=anonymous_pull(server.endpoint, "logged/app")).status_code == 200
         # A member an operation does not take is not logged as what it names: its text could
         # forge fields (`key=value` after the real ones) or fill the line.
         from test_protocol import post
