@@ -202,9 +202,7 @@ struct CopyStoreCommand: AsyncParsableCommand {
         var partial: PartialFolder?
         do {
             if let toDatabaseUrl {
-                guard try !PostgresStore.holdsALog(url: toDatabaseUrl) else {
-                    throw StoreError(.io, "the destination database already holds events or signed checkpoints; copy into a new, empty one")
-                }
+                if let held = try PostgresStore.heldLog(url: toDatabaseUrl) { throw StoreCopy.holdsALogRefusal(held) }
                 destination = try StoreBackends.open(StoreConfiguration(directory: sourceDirectory, settings: settings), databaseURL: toDatabaseUrl, poolSize: 2)
             } else {
                 let target = toDataDir!

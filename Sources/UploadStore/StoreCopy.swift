@@ -60,6 +60,11 @@ public enum StoreCopy {
 }
 
 extension StoreCopy {
+    /// The refusal of a destination that holds `what` (events, or a checkpoint of them).
+    public static func holdsALogRefusal(_ what: String) -> StoreError {
+        StoreError(.io, "the destination already holds \(what); copy into a new, empty store")
+    }
+
     /// Whether `error` refused this copy because another one into the same database is under way
     /// (or died): that mark is the other's, and the database its to keep or drop.
     public static func refusedForAnotherCopy(_ error: any Error) -> Bool {
@@ -85,14 +90,10 @@ protocol RecordImporting: EventStore {
     func finishImport() throws
 }
 
-extension RecordImporting {
-    static var holdsALogRefusal: StoreError { StoreError(.io, "the destination already holds events or signed checkpoints; copy into a new store") }
-}
-
 extension Store: RecordImporting {
     /// Built beside its place by the command, which no other process opens.
     func beginImport() throws {
-        guard try read({ try $0.lastPosition() == 0 && $0.latestSignedCheckpoint() == nil }) else { throw Self.holdsALogRefusal }
+        guard try read({ try $0.lastPosition() == 0 && $0.latestSignedCheckpoint() == nil }) else { throw StoreCopy.holdsALogRefusal("events or signed checkpoints") }
     }
 
     func importRecords(_ records: [[UInt8]], after tail: UInt64) throws {
@@ -123,9 +124,7 @@ extension PostgresStore: RecordImporting {
         try withConnection { connection in
             try PostgresLog.underAppendLock(connection) {
                 try PostgresLog.refuseUnfinishedCopy(connection)  // another copy into it, under way or dead
-                guard try PostgresLog.lastPosition(connection) == nil, try PostgresLog.latestSignedCheckpoint(connection) == nil else {
-                    throw Self.holdsALogRefusal
-                }
+                if let held = try PostgresLog.heldLog(connection) { throw StoreCopy.holdsALogRefusal(held) }
                 try PostgresLog.markUnfinishedCopy(connection)
             }
         }

@@ -445,11 +445,19 @@ def test_copy_store_moves_a_store_to_postgres_and_back_and_audit_root_agrees():
 
         before = root("--data-dir", data_dir)
 
+        # A node tried on a new database signed its empty log as it stopped: the refusal says so
+        # (checkpoints are never removed), and nothing is written.
+        with tempfile.TemporaryDirectory() as tried_dir, database() as tried_url:
+            assert Served(tried_dir, database_url=tried_url).stop() == 0
+            tried = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", tried_url)
+            assert tried.returncode == 1 and "a checkpoint of its empty log, which a node that served it signed as it stopped" in tried.stderr, tried.stderr
+            events = subprocess.run(["psql", tried_url, "-tAc", "SELECT count(*) FROM events"], check=True, capture_output=True, text=True).stdout
+            assert events.strip() == "0" and not os.path.exists(os.path.join(data_dir, "moved-to-postgresql"))
         copied = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", url)
         assert copied.returncode == 0, copied.stderr
         assert json.loads(copied.stdout)["events"] == 4
         again = lmdb.tool("upload-coordinator", "copy-store", "--from-data-dir", data_dir, "--to-database-url", url)
-        assert again.returncode == 1 and "already holds events" in again.stderr
+        assert again.returncode == 1 and "the destination already holds 4 events" in again.stderr, again.stderr
         assert root("--data-dir", data_dir, "--database-url", url) == before
         # The folder's old LMDB store is not written again (a node missing its database URL would
         # serve the old log, and cut the database's staged parts back to it); it is still read.

@@ -64,17 +64,20 @@ struct PostgresStoreTests {
         for (failure, passing) in cases { #expect(PostgresCommitter.passing(failure) == passing, "\(failure)") }
     }
 
-    /// copy-store's guard, read without migrating: a database a store has written holds a log.
-    @Test func holdsALog_isTrueOnlyOnceAStoreHasWrittenEvents() async throws {
+    /// copy-store's guard, read without migrating: what a database a store has written holds,
+    /// the checkpoint a node signs of its empty log as it stops included.
+    @Test func heldLog_isNamedOnceAStoreHasWrittenEventsOrACheckpoint() async throws {
         let location = try TestStoreLocation(.postgres)
         defer { location.remove() }
         let url = try #require(location.database?.url)
-        #expect(try PostgresStore.holdsALog(url: url) == false, "an empty database")
+        #expect(try PostgresStore.heldLog(url: url) == nil, "an empty database")
         try await Self.withNodes(1, location) { nodes in
-            #expect(try PostgresStore.holdsALog(url: url) == false, "tables, but no event")
+            #expect(try PostgresStore.heldLog(url: url) == nil, "tables, but no event")
+            try PostgresLog.checkpointRows([SignedCheckpoint(size: 0, note: "the empty tree's")]).run(on: try PostgresConnection(url: url))
+            #expect(try PostgresStore.heldLog(url: url)?.hasPrefix("a checkpoint of its empty log, which a node") == true)
             _ = try await nodes[0].execute(try Self.create("team/app"), metadata: testMetadata())
         }
-        #expect(try PostgresStore.holdsALog(url: url) == true)
+        #expect(try PostgresStore.heldLog(url: url) == "an event")
     }
 
     @Test func twoNodes_appendingAtOnce_keepOneDenseLogAndOneTree() async throws {

@@ -149,6 +149,16 @@ enum PostgresLog {
         _ = try connection.query("DELETE FROM projection_state WHERE name = $1", [.text(unfinishedCopyMark)])
     }
 
+    /// What the database holds that a copy into it would meet, said for a refusal; `nil` when it
+    /// holds neither events nor a signed checkpoint. A node that served the new database and
+    /// stopped signed its empty log, and `signed_checkpoints` is append-only: the refusal says so.
+    static func heldLog(_ connection: PostgresConnection) throws -> String? {
+        if let tail = try lastPosition(connection) { return tail == 1 ? "an event" : "\(tail) events" }
+        guard let checkpoint = try latestSignedCheckpoint(connection) else { return nil }
+        return checkpoint.size > 0 ? "a checkpoint signed for \(checkpoint.size) events"
+            : "a checkpoint of its empty log, which a node that served it signed as it stopped (checkpoints are never removed: drop the database and create it again)"
+    }
+
     /// - Throws: ``StoreError`` `.io` when the database holds an unfinished copy.
     static func refuseUnfinishedCopy(_ connection: PostgresConnection) throws {
         guard try connection.query("SELECT 1 FROM projection_state WHERE name = $1", [.text(unfinishedCopyMark)]).count == 0 else {

@@ -196,14 +196,13 @@ public final class PostgresStore: EventStore {
         return try connection.query("SELECT 1 FROM projection_state WHERE name = $1", [.text(PostgresLog.unfinishedCopyMark)]).count > 0
     }
 
-    /// Whether the database holds events or signed checkpoints, read without migrating it (a
-    /// database named by mistake may be a store an older binary still serves).
-    public static func holdsALog(url: String) throws -> Bool {
+    /// What the database holds that a copy into it would meet (``PostgresLog/heldLog(_:)``), read
+    /// without migrating it (a database named by mistake may be a store an older binary still
+    /// serves); `nil` for a new database, or one no store has written.
+    public static func heldLog(url: String) throws -> String? {
         let connection = try PostgresConnection(url: url)
-        for table in ["events", "signed_checkpoints"] {
-            let exists = try connection.query("SELECT to_regclass($1) IS NOT NULL", [.text(table)]).bytes(0, 0) == [1]  // results come binary: a bool is one byte
-            if exists, try connection.query("SELECT 1 FROM \(table) LIMIT 1").count > 0 { return true }
-        }
-        return false
+        // results come binary: a bool is one byte
+        let migrated = try ["events", "signed_checkpoints"].allSatisfy { try connection.query("SELECT to_regclass($1) IS NOT NULL", [.text($0)]).bytes(0, 0) == [1] }
+        return migrated ? try PostgresLog.heldLog(connection) : nil
     }
 }
