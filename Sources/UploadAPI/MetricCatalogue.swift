@@ -5,7 +5,7 @@ enum MetricCatalogue {
         // Requests.
         "upload_coordinator_requests_total": "AWS API requests answered, by operation (ECR Public's name, or unknown) and outcome (ok, or the error's __type).",
         "upload_coordinator_request_seconds": "AWS API requests' time from head to answer, by operation.",
-        "upload_coordinator_registry_requests_total": "Registry (/v2/, /token) requests answered, by endpoint and outcome (ok, or the spec's error code).",
+        "upload_coordinator_registry_requests_total": "Registry (/v2/, /token) requests answered, by endpoint and outcome (ok, or the spec's error code; OAuth2's for a refused POST /token).",
         "upload_coordinator_registry_request_seconds": "Registry requests' time from head to the answer's head (a blob's bytes follow), by endpoint.",
         // Connections.
         "upload_coordinator_connections_open": "Connections open now.",

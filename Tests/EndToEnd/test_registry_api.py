@@ -1473,6 +1473,53 @@ def test_token_for_one_repository_does_not_allow_push_to_another(server, passwor
     assert_error(Registry(server, auth=token)("POST", f"/v2/{other_repo}/blobs/uploads/"), 401, "UNAUTHORIZED")
 
 
+def oauth_token(server, form, content_type="application/x-www-form-urlencoded; charset=utf-8"):
+    """A POST to the token endpoint, as containerd sends one (distribution's oauth.md)."""
+    return requests.post(f"http://127.0.0.1:{server.port}/token", data=form, headers={"Content-Type": content_type}, timeout=60)
+
+
+def test_a_password_grant_posted_as_containerd_sends_it_gives_a_token_that_pushes(server, password, repo, other_repo):
+    answer = oauth_token(server, {"grant_type": "password", "username": "AWS", "password": password, "client_id": "containerd-client",
+                                  "service": "registry", "scope": f"repository:{repo}:pull,push repository:{other_repo}:pull"})
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store", answer.text
+    granted = answer.json()
+    # What was granted, which is more than was asked: a token for credentials carries every action.
+    assert granted["scope"] == f"repository:{repo}:pull,push,delete repository:{other_repo}:pull,push,delete", granted["scope"]
+    token = Registry(server, auth=f"Bearer {granted['access_token']}")
+    body = push_image(token, repo, "posted")
+    assert token("GET", f"/v2/{repo}/manifests/posted").content == body
+    assert requests.get(f"http://127.0.0.1:{server.port}/token", timeout=60).headers["Cache-Control"] == "no-store"
+
+
+def test_a_refused_password_grant_is_answered_in_oauth2s_shape_and_gives_nothing(server, password, repo):
+    """RFC 6749 §5.2's errors, which containerd reads (it then tries GET, which refuses in the
+    registry's shape)."""
+    cases = [
+        ({"grant_type": "password", "username": "AWS", "password": password + "x"}, None, "invalid_grant", "signature does not hold"),
+        ({"grant_type": "password", "username": "root", "password": password}, None, "invalid_grant", "the user must be AWS"),
+        ({"grant_type": "refresh_token", "refresh_token": "r"}, None, "unsupported_grant_type", "gives no refresh tokens"),
+        ({"username": "AWS", "password": password}, None, "invalid_request", "names no grant_type"),
+        ({"grant_type": "password", "username": "AWS"}, None, "invalid_request", "a username and a password"),
+        ({"grant_type": "password", "username": "AWS", "password": password}, "application/json", "invalid_request", "x-www-form-urlencoded"),
+        ("grant_type=password&password=%zz", None, "invalid_request", "well-formed escapes"),
+    ]
+    for form, content_type, code, words in cases:
+        answer = oauth_token(server, form, *([content_type] if content_type else []))
+        assert answer.status_code == 400 and answer.headers["Cache-Control"] == "no-store", (form, answer.status_code, answer.text)
+        refusal = answer.json()
+        assert refusal["error"] == code and words in refusal["error_description"], (form, refusal)
+        assert "access_token" not in refusal
+    answer = requests.put(f"http://127.0.0.1:{server.port}/token", timeout=60)
+    assert answer.status_code == 405 and set(answer.headers["Allow"].split(", ")) == {"GET", "HEAD", "POST"}, answer.headers
+
+
+def test_a_password_grant_with_invalid_credentials_is_anonymous_under_allow_anonymous(open_server):
+    """As GET /token takes them there: --allow-anonymous opens everything."""
+    answer = oauth_token(open_server, {"grant_type": "password", "username": "AWS", "password": "forged", "scope": "repository:made/x:pull"})
+    got = requests.get(f"http://127.0.0.1:{open_server.port}/token", params={"scope": "repository:made/x:pull"}, auth=("AWS", "forged"), timeout=60)
+    assert answer.status_code == got.status_code == 200 and answer.json()["scope"] == got.json()["scope"], (answer.text, got.text)
+
+
 def test_several_scopes_in_one_parameter_are_read_as_a_form_encodes_them(server, password, repo, other_repo):
     """OAuth2's space-separated scopes, with the space sent as %20 or as a form's `+` (Python's
     requests and Go's url.Values send that): a `+` read as part of a name granted nothing."""
@@ -1717,10 +1764,11 @@ def test_error_bodies_have_the_spec_shape(server, reg, repo):
         if status == 401:
             assert answer.headers["WWW-Authenticate"].split()[0] in ("Bearer", "Basic"), answer.headers
     allowed = {"Allow": "GET, HEAD"}
-    for method, path in [("POST", f"/v2/{repo}/tags/list"), ("DELETE", f"/v2/{repo}/blobs/{sha256(b'x')}"), ("PUT", "/token")]:
+    for method, path in [("POST", f"/v2/{repo}/tags/list"), ("DELETE", f"/v2/{repo}/blobs/{sha256(b'x')}")]:
         assert {k: reg(method, path).headers.get(k) for k in allowed} == allowed, (method, path)
     assert reg("GET", f"/v2/{repo}/blobs/uploads/", headers={"Content-Length": "0"}).headers.get("Allow") == "POST"
     assert reg("POST", f"/v2/{repo}/manifests/v1").headers.get("Allow") == "GET, HEAD, PUT, DELETE"
+    assert reg("PUT", "/token").headers.get("Allow") == "GET, HEAD, POST"
 
 
 @pytest.mark.one_process

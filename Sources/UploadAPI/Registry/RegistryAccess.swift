@@ -101,47 +101,21 @@ extension RegistryFrontEnd {
     /// Authorization is not a list: credentials from two lines would be judged as one.
     static let severalAuthorizations = "Send one Authorization header, not several"
 
-    /// `/token`: a bearer token for the scopes asked for, as far as the caller may have them.
-    /// Credentials, when sent, must be valid (this is how `docker login` and `skopeo login` check them).
-    func token(_ call: Call) throws -> Response {
-        guard Self.readsOnly.contains(call.request.method) else { throw Self.methodNotAllowed(allowing: Self.readsOnly) }
-        var principal: String?
-        if let header = call.request.headers[.authorization] {
-            let several = call.request.headers[values: .authorization].count > 1
-            guard !several, let credentials = Self.credentials(header, scheme: "basic") else {
-                var error = RegistryError(.unauthorized, several ? Self.severalAuthorizations : "The token endpoint takes Basic credentials")
-                error.headers[.wwwAuthenticate] = "Basic realm=\"\(Self.host(of: call.request))\""
-                throw error
-            }
-            let checked = basicPrincipal(credentials)
-            principal = try? checked.get()
-            if case .failure(let refusal) = checked, !authority.opensEverything {
-                var error = RegistryError(.unauthorized, refusal.message)
-                error.headers[.wwwAuthenticate] = "Basic realm=\"\(Self.host(of: call.request))\""
-                throw error
-            }
-        }
-        // Several scopes in one parameter are space-separated (OAuth2), the space sent as `%20` or,
-        // form-encoded, as `+`, which no scope holds otherwise.
-        let requested = call.request.uri.queryParameters.getAll("scope")
-            .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "+" }) }.compactMap { RegistryAuthority.Grant(scope: String($0)) }
-        let token = authority.bearerToken(principal: principal, grants: authority.grant(requested, to: principal))
-        let issuedAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(authority.clock.now().millisecondsSinceEpoch) / 1000))
-        return Self.response(.ok, .object([
-            ("token", .string(token)), ("access_token", .string(token)),
-            ("expires_in", .int(RegistryAuthority.tokenLifetimeSeconds)), ("issued_at", .string(issuedAt)),
-        ]), call.request)
+    /// The principal of Basic credentials `AWS:<password>`, or why they are refused.
+    func basicPrincipal(_ credentials: Substring) -> Result<String, RegistryAuthority.PasswordRefusal> {
+        guard let decoded = Data(base64Encoded: String(credentials)), let text = String(data: decoded, encoding: .utf8),
+              let colon = text.firstIndex(of: ":") else { return .failure(.notAPassword) }
+        return passwordPrincipal(user: text[..<colon], password: text[text.index(after: colon)...])
     }
 
-    /// The principal of `AWS:<password>`, or why it is refused.
-    private func basicPrincipal(_ credentials: Substring) -> Result<String, RegistryAuthority.PasswordRefusal> {
-        guard let decoded = Data(base64Encoded: String(credentials)), let text = String(data: decoded, encoding: .utf8),
-              let colon = text.firstIndex(of: ":"), text[..<colon] == "AWS" else { return .failure(.notAPassword) }
-        return authority.checkPassword(String(text[text.index(after: colon)...]))
+    /// The principal of user `AWS` with a password GetAuthorizationToken gave, or why it is refused.
+    func passwordPrincipal(user: Substring, password: Substring) -> Result<String, RegistryAuthority.PasswordRefusal> {
+        guard user == "AWS" else { return .failure(.notAPassword) }
+        return authority.checkPassword(String(password))
     }
 
     /// The credentials of an `Authorization` header in `scheme` (case-insensitive).
-    private static func credentials(_ header: String, scheme: String) -> Substring? {
+    static func credentials(_ header: String, scheme: String) -> Substring? {
         guard header.count > scheme.count + 1, header.prefix(scheme.count).lowercased() == scheme,
               header[header.index(header.startIndex, offsetBy: scheme.count)] == " " else { return nil }
         return header.dropFirst(scheme.count + 1).drop { $0 == " " }

@@ -177,6 +177,11 @@ public final class RegistryFrontEnd: Sendable {
             metrics.countRegistryRequest(endpoint: route.name, outcome: "ok")
             response.headers[Self.requestIdHeader] = requestId
             return response
+        } catch let refusal as OAuthTokenRefusal {
+            metrics.countRegistryRequest(endpoint: route.name, outcome: refusal.code.rawValue)
+            var response = refusal.response(request)
+            response.headers[Self.requestIdHeader] = requestId
+            return response
         } catch {
             let registryError = RegistryError.from(error, in: route.context)
             if registryError.status.code >= 500, let heldBack = LogLimiter.requestFailures.admit(to: logger) {
@@ -196,7 +201,7 @@ public final class RegistryFrontEnd: Sendable {
         var call = Call(request: request, remoteAddress: remoteAddress, requestId: requestId)
         switch route {
         case .token:
-            return try token(call)
+            return try await token(call)
         case .ping:
             guard Self.readsOnly.contains(request.method) else { throw Self.methodNotAllowed(allowing: Self.readsOnly) }
             call.principal = try authenticate(call, for: nil)
