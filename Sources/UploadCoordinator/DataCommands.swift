@@ -175,6 +175,7 @@ struct CopyStoreCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        PartialFolder.removeOnInterrupt()
         let settings = try StoreOptions.settings(registryId: nil, partSize: nil)
         let sourceDirectory = fromDataDir ?? FileManager.default.temporaryDirectory.path
         // The source is only read (an LMDB folder opened read-only, a database through one

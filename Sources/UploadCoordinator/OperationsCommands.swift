@@ -45,6 +45,7 @@ struct BackupCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        PartialFolder.removeOnInterrupt()
         let report: StoreBackup.Report
         do {
             report = try await StoreBackup.run(

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import UploadStore
 
 /// A folder built beside its destination (`.NAME.partial-<uuid>`, private from the start) and
@@ -33,6 +34,7 @@ public struct PartialFolder: Sendable {
             throw failure
         }
         abandonedRemoved = claim == nil ? [] : Self.removeAbandoned(in: parent, prefix: prefix, except: path)
+        Self.building.withLock { _ = $0.insert(path) }
     }
 
     /// Syncs the folders directly inside it and the folder itself (their files are synced as they
@@ -42,15 +44,44 @@ public struct PartialFolder: Sendable {
         let inside = try FileManager.default.contentsOfDirectory(atPath: path).sorted().map { path + "/" + $0 }
         for folder in inside.filter(Self.isFolder) + [path] { try BlobStore.syncDirectory(folder) }
         guard rename(path, destination) == 0 else { throw BlobStore.posixError("rename \(path) to \(destination)") }
+        Self.building.withLock { _ = $0.remove(path) }
         try BlobStore.syncDirectory(parent)
         Self.release(claim, path)
     }
 
     /// Removes what was built (a failed or abandoned copy).
     public func discard() {
+        Self.building.withLock { _ = $0.remove(path) }
         try? FileManager.default.removeItem(atPath: path)
         Self.release(claim, path)
     }
+
+    /// The folders this process is building: what an interrupt removes (``removeOnInterrupt()``).
+    private static let building = Mutex<Set<String>>([])
+
+    /// Makes SIGINT and SIGTERM remove the folders this process is building before it ends (status
+    /// 128 + the signal), as a failure would: a backup stopped with Ctrl-C leaves no hidden copy of
+    /// the store on the disk. (A SIGKILLed one's is removed by the next build: ``abandonedRemoved``.)
+    /// For the one-shot commands that build one; `serve` handles its signals itself.
+    public static func removeOnInterrupt() {
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)  // delivered to the source below, not the default action
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                for path in building.withLock({ $0 }).sorted() {
+                    try? FileManager.default.removeItem(atPath: path)
+                    unlink(lockPath(path))  // its lock goes with the process
+                    StandardStreams.error("interrupted: removed \(path), the unfinished copy\n")
+                }
+                _exit(128 + signalNumber)
+            }
+            source.activate()
+            interruptSources.append(source)  // kept for the life of the process
+        }
+    }
+
+    /// Only appended to, by ``removeOnInterrupt()``, which a command calls once as it starts.
+    nonisolated(unsafe) private static var interruptSources: [any DispatchSourceSignal] = []
 
     private static func lockPath(_ folder: String) -> String { folder + ".lock" }
 

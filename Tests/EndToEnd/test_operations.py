@@ -388,6 +388,26 @@ def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder_which
     assert tool("upload-replay", "--data-dir", str(destination)).returncode == 0
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_backup_stopped_by_a_signal_removes_its_partial_folder(live, tmp_path, stop):
+    """Ctrl-C (or an init system's SIGTERM) on a backup after its snapshot: its copy of the whole
+    store went on taking the disk, hidden, until the next backup to the same place."""
+    pause, destination = tmp_path / "paused", tmp_path / "b"
+    process = subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
+    deadline = time.time() + 60
+    while not pause.exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    assert any((p / "data.mdb").exists() for p in tmp_path.glob(".b.partial-*")), "paused after its snapshot was copied"
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + stop, (process.returncode, err)
+    assert "interrupted: removed" in err and list(tmp_path.glob(".b.*")) == [] and not destination.exists(), (err, list(tmp_path.iterdir()))
+    assert tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(destination)).returncode == 0
+
+
 def test_blobs_the_store_names_come_with_it_and_missing_ones_are_refused(live, tmp_path):
     ecr, data = live["ecr"], live["data"]
     logo = b"\x89PNG\r\n\x1a\n" + os.urandom(500)
