@@ -34,24 +34,32 @@ public struct PartialFolder: Sendable {
             throw failure
         }
         abandonedRemoved = claim == nil ? [] : Self.removeAbandoned(in: parent, prefix: prefix, except: path)
-        Self.building.withLock { _ = $0.insert(path) }
+        let made = path
+        Self.building.withLock { _ = $0.insert(made) }
     }
 
     /// Syncs the folders directly inside it and the folder itself (their files are synced as they
     /// are written), renames it to its destination (replacing an empty folder there) and syncs
-    /// the parent: once this returns, the whole copy is durable.
+    /// the parent: once this returns, the whole copy is durable. The rename and the interrupt's
+    /// removal (``removeOnInterrupt()``) exclude each other: once one begins, the other does not
+    /// (an interrupt after the rename ends the process once the copy is whole and durable).
     public func publish() throws {
         let inside = try FileManager.default.contentsOfDirectory(atPath: path).sorted().map { path + "/" + $0 }
         for folder in inside.filter(Self.isFolder) + [path] { try BlobStore.syncDirectory(folder) }
-        guard rename(path, destination) == 0 else { throw BlobStore.posixError("rename \(path) to \(destination)") }
-        Self.building.withLock { _ = $0.remove(path) }
-        try BlobStore.syncDirectory(parent)
-        Self.release(claim, path)
+        let (folder, target, parent, claim) = (path, destination, parent, claim)
+        let synced = try Self.building.withLock { folders throws(StoreError) in
+            guard rename(folder, target) == 0 else { throw BlobStore.posixError("rename \(folder) to \(target)") }
+            folders.remove(folder)
+            defer { Self.release(claim, folder) }
+            return Result { try BlobStore.syncDirectory(parent) }
+        }
+        try synced.get()
     }
 
     /// Removes what was built (a failed or abandoned copy).
     public func discard() {
-        Self.building.withLock { _ = $0.remove(path) }
+        let folder = path
+        Self.building.withLock { _ = $0.remove(folder) }
         try? FileManager.default.removeItem(atPath: path)
         Self.release(claim, path)
     }
@@ -63,19 +71,40 @@ public struct PartialFolder: Sendable {
     /// 128 + the signal), as a failure would: a backup stopped with Ctrl-C leaves no hidden copy of
     /// the store on the disk. (A SIGKILLed one's is removed by the next build: ``abandonedRemoved``.)
     /// For the one-shot commands that build one; `serve` handles its signals itself.
+    ///
+    /// The copy goes on in other threads meanwhile. The handler holds the lock on ``building``
+    /// until the process ends, so none of them publishes a folder, or ends the process on a
+    /// failure of its own (each goes through ``publish()`` or ``discard()``), while it works; and
+    /// it renames each folder out of their way first (still a partial folder's name, which the
+    /// next build sweeps if this one is cut short), so that nothing they write by path lands in
+    /// what it removes. A second signal ends the process at once.
     public static func removeOnInterrupt() {
         for signalNumber in [SIGINT, SIGTERM] {
-            signal(signalNumber, SIG_IGN)  // delivered to the source below, not the default action
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler {
-                for path in building.withLock({ $0 }).sorted() {
-                    try? FileManager.default.removeItem(atPath: path)
-                    unlink(lockPath(path))  // its lock goes with the process
-                    StandardStreams.error("interrupted: removed \(path), the unfinished copy\n")
+                for other in [SIGINT, SIGTERM] { signal(other, SIG_DFL) }
+                building.withLock { folders in
+                    var placeholders: [String] = []
+                    for path in folders.sorted() {
+                        let removing = path + "-interrupted"
+                        var removed = false
+                        if rename(path, removing) == 0 {
+                            // A file where the folder was, until the end: no thread makes the
+                            // folder again meanwhile (creating its subfolders with their parents).
+                            let placeholder = open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+                            if placeholder >= 0 { close(placeholder); placeholders.append(path) }
+                            removed = (try? FileManager.default.removeItem(atPath: removing)) != nil
+                        }
+                        unlink(lockPath(path))  // its lock goes with the process in any case
+                        StandardStreams.error(removed ? "interrupted: removed \(path), the unfinished copy\n"
+                            : "interrupted: \(path), the unfinished copy, is left for the next build to the same place to remove\n")
+                    }
+                    for placeholder in placeholders { unlink(placeholder) }
+                    _exit(128 + signalNumber)
                 }
-                _exit(128 + signalNumber)
             }
             source.activate()
+            signal(signalNumber, SIG_IGN)  // now delivered to the source above, not the default action
             interruptSources.append(source)  // kept for the life of the process
         }
     }

@@ -389,23 +389,51 @@ def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder_which
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_a_backup_stopped_by_a_signal_removes_its_partial_folder(live, tmp_path, stop):
-    """Ctrl-C (or an init system's SIGTERM) on a backup after its snapshot: its copy of the whole
-    store went on taking the disk, hidden, until the next backup to the same place."""
+def test_a_backup_stopped_by_a_signal_removes_its_partial_folder_and_publishes_nothing_part_way(live, tmp_path, stop):
+    """Ctrl-C (or an init system's SIGTERM) on a backup: its copy of the whole store went on taking
+    the disk, hidden, until the next backup to the same place. The signal is sent while it is
+    paused after its snapshot, then at moments spread over the rest of its work (hard links,
+    syncs, the rename into place): each ends with no folder at all, or a whole backup published."""
+    def backup(destination, pause):
+        return subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
+
+    def paused(process, pause):
+        deadline = time.time() + 60
+        while not pause.exists():
+            assert process.poll() is None and time.time() < deadline
+            time.sleep(0.005)
+
     pause, destination = tmp_path / "paused", tmp_path / "b"
-    process = subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
-    deadline = time.time() + 60
-    while not pause.exists():
-        assert process.poll() is None and time.time() < deadline
-        time.sleep(0.02)
+    process = backup(destination, pause)
+    paused(process, pause)
     assert any((p / "data.mdb").exists() for p in tmp_path.glob(".b.partial-*")), "paused after its snapshot was copied"
     process.send_signal(stop)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 128 + stop, (process.returncode, err)
-    assert "interrupted: removed" in err and list(tmp_path.glob(".b.*")) == [] and not destination.exists(), (err, list(tmp_path.iterdir()))
-    assert tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(destination)).returncode == 0
+    assert "interrupted: removed" in err and list(tmp_path.glob(".b*")) == [] and not destination.exists(), (err, list(tmp_path.iterdir()))
+
+    outcomes = set()
+    for attempt in range(12):
+        destination, pause = tmp_path / f"r{attempt}", tmp_path / f"r{attempt}.paused"
+        process = backup(destination, pause)
+        paused(process, pause)
+        pause.unlink()
+        time.sleep(attempt * 0.004)
+        process.send_signal(stop)
+        _, err = process.communicate(timeout=60)
+        left = list(tmp_path.glob(f".r{attempt}.*"))
+        if destination.exists():
+            # Interrupted once it was renamed into place: whole, and durable.
+            assert process.returncode in (0, 128 + stop) and left == [], (attempt, process.returncode, err, left)
+            assert tool("upload-replay", "--data-dir", str(destination)).returncode == 0
+            outcomes.add("whole")
+        else:
+            assert process.returncode == 128 + stop and "interrupted: removed" in err and left == [], (attempt, process.returncode, err, left)
+            outcomes.add("removed")
+    assert "removed" in outcomes, outcomes
+    assert tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(tmp_path / "b")).returncode == 0
 
 
 def test_blobs_the_store_names_come_with_it_and_missing_ones_are_refused(live, tmp_path):

@@ -1502,6 +1502,8 @@ def test_a_refused_password_grant_is_answered_in_oauth2s_shape_and_gives_nothing
         ({"grant_type": "password", "username": "AWS"}, None, "invalid_request", "a username and a password"),
         ({"grant_type": "password", "username": "AWS", "password": password}, "application/json", "invalid_request", "x-www-form-urlencoded"),
         ("grant_type=password&password=%zz", None, "invalid_request", "well-formed escapes"),
+        ([("grant_type", "password"), ("username", "AWS"), ("password", password), ("password", "other")], None, "invalid_request",
+         "'password' more than once"),
     ]
     for form, content_type, code, words in cases:
         answer = oauth_token(server, form, *([content_type] if content_type else []))

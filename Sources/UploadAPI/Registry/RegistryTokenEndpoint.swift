@@ -70,6 +70,10 @@ extension RegistryFrontEnd {
         guard let form = OAuthForm(body.readableBytesView) else {
             throw OAuthTokenRefusal(.invalidRequest, "The form is not valid UTF-8 with well-formed escapes")
         }
+        // RFC 6749 §3.2: no parameter is sent twice (which of two passwords would be checked?).
+        if let repeated = form.repeatedName(exceptFor: ["scope"]) {
+            throw OAuthTokenRefusal(.invalidRequest, "The form sends '\(repeated.prefix(64))' more than once")
+        }
         switch form.first("grant_type") {
         case "password": break
         case nil: throw OAuthTokenRefusal(.invalidRequest, "The form names no grant_type")
@@ -131,5 +135,11 @@ struct OAuthForm {
     }
 
     func first(_ name: String) -> String? { fields.first { $0.name == name }?.value }
+
+    /// The first name sent more than once, of those not in `allowed`.
+    func repeatedName(exceptFor allowed: Set<String>) -> String? {
+        var seen: Set<String> = []
+        return fields.first { !allowed.contains($0.name) && !seen.insert($0.name).inserted }?.name
+    }
     func all(_ name: String) -> [String] { fields.filter { $0.name == name }.map(\.value) }
 }

@@ -150,13 +150,13 @@ enum PostgresLog {
     }
 
     /// What the database holds that a copy into it would meet, said for a refusal; `nil` when it
-    /// holds neither events nor a signed checkpoint. A node that served the new database and
-    /// stopped signed its empty log, and `signed_checkpoints` is append-only: the refusal says so.
+    /// holds neither events nor a signed checkpoint. A node that served the new database signs its
+    /// empty log (as it stops, or when asked), and `signed_checkpoints` is append-only: the refusal says so.
     static func heldLog(_ connection: PostgresConnection) throws -> String? {
         if let tail = try lastPosition(connection) { return tail == 1 ? "an event" : "\(tail) events" }
         guard let checkpoint = try latestSignedCheckpoint(connection) else { return nil }
         return checkpoint.size > 0 ? "a checkpoint signed for \(checkpoint.size) events"
-            : "a checkpoint of its empty log, which a node that served it signed as it stopped (checkpoints are never removed: drop the database and create it again)"
+            : "a checkpoint of its empty log, which a node that served it signed (checkpoints are never removed: stop its nodes, then drop the database and create it again)"
     }
 
     /// - Throws: ``StoreError`` `.io` when the database holds an unfinished copy.
