@@ -2,6 +2,7 @@ import Foundation
 import ArgumentParser
 import LMDBKit
 import LogHashing
+import Logging
 import UploadCore
 import UploadService
 import UploadStore
@@ -212,7 +213,11 @@ struct CopyStoreCommand: AsyncParsableCommand {
                 for folder in partial!.abandonedRemoved {
                     StandardStreams.error("removed an interrupted copy's folder: \(folder)\n")
                 }
-                destination = try Store(StoreConfiguration(directory: partial!.path, settings: settings))
+                var configuration = StoreConfiguration(directory: partial!.path, settings: settings)
+                // The copy says itself what failed, and a folder whose copy failed is removed: the
+                // store's own lines about its future (rebuilt projections) would be about none.
+                configuration.logger.logLevel = .critical
+                destination = try Store(configuration)
             }
         } catch {
             let explained = partial.map { Disk.explaining(error, writingIn: $0.path) } ?? error

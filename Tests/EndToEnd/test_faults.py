@@ -273,3 +273,37 @@ def test_a_copy_onto_a_full_disk_says_how_full_it_is(small_disk, tmp_path):
         assert [name for name in os.listdir(small_disk) if name != "filler"] == [], os.listdir(small_disk)
     finally:
         os.unlink(filler)
+
+
+def test_a_copy_that_fills_the_disk_part_way_says_only_that_it_failed(small_disk, tmp_path):
+    """Room to open the copy's store, not to take the log: the copy fails at a commit, and its
+    store, closed as its folder is removed, said its projections were "rebuilt after the machine
+    next restarts", of a copy that no longer exists."""
+    source = tmp_path / "source"
+    source.mkdir()
+    server = Server(str(source))
+    try:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="disk/app")
+        for n in range(40):  # about 20 KB of log each
+            ecr.put_repository_catalog_data(repositoryName="disk/app", catalogData={"aboutText": f"{n} " + "a" * 10_000, "usageText": "u" * 10_000})
+    finally:
+        assert server.stop() == 0
+    # Room for the copy's log, not its projections, which it builds from the log once copied.
+    def used_bytes(folder):
+        return sum(os.stat(os.path.join(d, f)).st_blocks * 512 for d, _, files in os.walk(folder) for f in files)
+    roomy = tmp_path / "roomy"
+    subprocess.run([str(BIN / "upload-coordinator"), "copy-store", "--from-data-dir", str(source), "--to-data-dir", str(roomy)], check=True, capture_output=True)
+    room = used_bytes(roomy) - used_bytes(roomy / "projections") // 2
+    filler = fill(small_disk)
+    try:
+        os.truncate(filler, os.path.getsize(filler) - room)
+        copy = os.path.join(small_disk, "copy")
+        out = subprocess.run([str(BIN / "upload-coordinator"), "copy-store", "--from-data-dir", str(source),
+                              "--to-data-dir", copy], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and f"error: the copy to {copy} did not finish, and nothing of it is kept:" in out.stderr, out.stderr
+        assert "mdb_txn_commit" in out.stderr, "failed at a commit, its store open: " + out.stderr
+        assert "rebuilt after" not in out.stderr and "projections" not in out.stderr, out.stderr
+        assert [name for name in os.listdir(small_disk) if name != "filler"] == [], os.listdir(small_disk)
+    finally:
+        os.unlink(filler)
