@@ -28,14 +28,15 @@ public struct PartialFolder: Sendable {
         self.destination = destination
         let prefix = "." + (destination as NSString).lastPathComponent + ".partial-"
         (path, claim) = try Self.claimed(parent + "/" + prefix)
+        let made = path
+        Self.building.withLock { _ = $0.insert(made) }  // before the folder is: an interrupt from now on removes it
         guard mkdir(path, 0o700) == 0 else {
             let failure = BlobStore.posixError("create \(path), where \(destination) is built")
+            Self.building.withLock { _ = $0.remove(made) }
             Self.release(claim, path)
             throw failure
         }
         abandonedRemoved = claim == nil ? [] : Self.removeAbandoned(in: parent, prefix: prefix, except: path)
-        let made = path
-        Self.building.withLock { _ = $0.insert(made) }
     }
 
     /// Syncs the folders directly inside it and the folder itself (their files are synced as they
@@ -59,8 +60,8 @@ public struct PartialFolder: Sendable {
     /// Removes what was built (a failed or abandoned copy).
     public func discard() {
         let folder = path
-        Self.building.withLock { _ = $0.remove(folder) }
         try? FileManager.default.removeItem(atPath: path)
+        Self.building.withLock { _ = $0.remove(folder) }  // once gone: an interrupt until then removes it
         Self.release(claim, path)
     }
 
@@ -77,9 +78,12 @@ public struct PartialFolder: Sendable {
     /// failure of its own (each goes through ``publish()`` or ``discard()``), while it works; and
     /// it renames each folder out of their way first (still a partial folder's name, which the
     /// next build sweeps if this one is cut short), so that nothing they write by path lands in
-    /// what it removes. A second signal ends the process at once.
+    /// what it removes. A second signal meets its default action again, which ends the process.
     public static func removeOnInterrupt() {
         for signalNumber in [SIGINT, SIGTERM] {
+            // Before the source: on Linux, dispatch installs its own handler later, on a thread of
+            // its own, and an `SIG_IGN` set after it would leave the signal ignored for good.
+            signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler {
                 for other in [SIGINT, SIGTERM] { signal(other, SIG_DFL) }
@@ -87,8 +91,13 @@ public struct PartialFolder: Sendable {
                     var placeholders: [String] = []
                     for path in folders.sorted() {
                         let removing = path + "-interrupted"
+                        let renamed = rename(path, removing) == 0
+                        if !renamed && errno == ENOENT {
+                            unlink(lockPath(path))  // claimed, not made yet, or already removed
+                            continue
+                        }
                         var removed = false
-                        if rename(path, removing) == 0 {
+                        if renamed {
                             // A file where the folder was, until the end: no thread makes the
                             // folder again meanwhile (creating its subfolders with their parents).
                             let placeholder = open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
@@ -104,7 +113,6 @@ public struct PartialFolder: Sendable {
                 }
             }
             source.activate()
-            signal(signalNumber, SIG_IGN)  // now delivered to the source above, not the default action
             interruptSources.append(source)  // kept for the life of the process
         }
     }
