@@ -141,5 +141,6 @@ struct OAuthForm {
         var seen: Set<String> = []
         return fields.first { !allowed.contains($0.name) && !seen.insert($0.name).inserted }?.name
     }
+
     func all(_ name: String) -> [String] { fields.filter { $0.name == name }.map(\.value) }
 }
