@@ -43,14 +43,26 @@ let package = Package(
         .target(name: "PostgresKit", dependencies: ["CLibPQ"], swiftSettings: swiftSettings),
         // RFC 9162 Merkle tree hashing over log bytes. Pure; shared by the store and its migrations.
         .target(name: "LogHashing", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
-        // `@FieldRecord`: each record's canonical encoding, decoding and JSON, from its declaration.
-        .macro(
-            name: "FieldRecordMacros",
+        // `@FieldRecord`'s expansion: each record's canonical encoding, decoding and JSON, from its
+        // declaration. A library, so that its tests need not depend on the macro target (which
+        // would build the whole test bundle again for the host).
+        .target(
+            name: "FieldRecordCodegen",
             dependencies: [
-                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
                 .product(name: "SwiftDiagnostics", package: "swift-syntax"),
                 .product(name: "SwiftSyntax", package: "swift-syntax"),
                 .product(name: "SwiftSyntaxBuilder", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The compiler plugin that serves `@FieldRecord`'s expansion.
+        .macro(
+            name: "FieldRecordMacros",
+            dependencies: [
+                "FieldRecordCodegen",
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
                 .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
             ],
             swiftSettings: swiftSettings,
@@ -142,7 +154,7 @@ let package = Package(
         .testTarget(
             name: "FieldRecordMacrosTests",
             dependencies: [
-                "FieldRecordMacros",
+                "FieldRecordCodegen",
                 .product(name: "SwiftSyntax", package: "swift-syntax"),
                 .product(name: "SwiftSyntaxBuilder", package: "swift-syntax"),
                 .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
@@ -215,9 +227,9 @@ if ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_TOOLS"] == "1" {
     ]
 }
 
-// Every target of this package but the macro (a host tool, run by the compiler): see `fuzzing`.
+// Every target of this package but the macro and its expansion (host tools, run by the compiler): see `fuzzing`.
 if fuzzing {
-    for target in package.targets where target.type != .macro && target.type != .system {
+    for target in package.targets where target.type != .macro && target.type != .system && target.name != "FieldRecordCodegen" {
         target.swiftSettings = (target.swiftSettings ?? []) + fuzzedSwiftSettings
     }
 }

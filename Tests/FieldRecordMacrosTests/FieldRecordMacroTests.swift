@@ -1,4 +1,4 @@
-import FieldRecordMacros
+import FieldRecordCodegen
 import SwiftSyntax
 import SwiftSyntaxBuilder
 import SwiftSyntaxMacroExpansion
@@ -8,7 +8,7 @@ import Testing
 /// The expansion itself. That the generated code encodes, decodes and refuses what it should is
 /// tested on the real records (UploadCoreTests' codec tests and the layout fixtures).
 @Suite struct FieldRecordMacroTests {
-    let macros = ["FieldRecord": MacroSpec(type: FieldRecordMacro.self, conformances: ["FieldRecord"])]
+    let macros = ["FieldRecord": MacroSpec(type: FieldRecordExpansion.self, conformances: ["FieldRecord"])]
 
     func expand(
         _ source: String, to expanded: String, diagnostics: [DiagnosticSpec] = [], sourceLocation: Testing.SourceLocation = #_sourceLocation

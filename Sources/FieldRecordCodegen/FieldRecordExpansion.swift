@@ -1,4 +1,3 @@
-import SwiftCompilerPlugin
 import SwiftDiagnostics
 import SwiftSyntax
 import SwiftSyntaxBuilder
@@ -11,7 +10,7 @@ import SwiftSyntaxMacros
 ///
 /// Codable did the same through an existential `Encoder`/`Decoder` before; a container box, generic
 /// metadata look-ups and a witness call per field put it on top of replay's profile.
-public struct FieldRecordMacro: ExtensionMacro {
+public struct FieldRecordExpansion: ExtensionMacro {
     public static func expansion(
         of node: AttributeSyntax,
         attachedTo declaration: some DeclGroupSyntax,
@@ -175,9 +174,4 @@ enum FieldRecordDiagnostic: DiagnosticMessage {
     var severity: DiagnosticSeverity { .error }
 
     func at(_ node: some SyntaxProtocol) -> Diagnostic { Diagnostic(node: Syntax(node), message: self) }
-}
-
-@main
-struct FieldRecordMacrosPlugin: CompilerPlugin {
-    let providingMacros: [any Macro.Type] = [FieldRecordMacro.self]
 }
