@@ -172,7 +172,9 @@ let package = Package(
             name: "UploadAPITests",
             dependencies: [
                 "AWSJSON", "ECRRequests", "UploadAPI", "UploadService", "UploadTesting",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

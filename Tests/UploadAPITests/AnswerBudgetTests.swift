@@ -1,7 +1,6 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import HummingbirdTesting
 import Logging
 import NIOCore
 import Testing
@@ -17,16 +16,15 @@ struct AnswerBudgetTests {
     static let putImage = "SpencerFrontendService.PutImage"
     static let describeRepositories = "SpencerFrontendService.DescribeRepositories"
 
-    func withAPI(budget: ByteBudget, _ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+    func withAPI(budget: ByteBudget, _ body: @escaping @Sendable (RouterClient) async throws -> Void) async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let store = try Store(testConfiguration(dir))
         let logger = Logger(label: "test")
         let service = ECRPublicService(
             service: UploadService(store: store, blobs: try BlobStore(directory: dir.path), logger: logger), logger: logger, answerBudget: budget)
-        let app = Application(router: service.router())
         do {
-            try await app.test(.router) { client in try await body(client) }
+            try await body(RouterClient(router: service.router()))
         } catch {
             await store.close()
             throw error
@@ -39,7 +37,7 @@ struct AnswerBudgetTests {
         #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[],\"annotations\":{\"n\":\"\#(note)\",\"pad\":\"\#(String(repeating: "x", count: 100_000))\"}}"#
     }
 
-    static func get(_ client: some TestClientProtocol, _ uri: String) async throws -> (status: HTTPResponse.Status, headers: HTTPFields, bytes: Int) {
+    static func get(_ client: RouterClient, _ uri: String) async throws -> (status: HTTPResponse.Status, headers: HTTPFields, bytes: Int) {
         try await client.execute(uri: uri, method: .get, headers: [.accept: "application/vnd.oci.image.index.v1+json"]) {
             ($0.status, $0.headers, $0.body.readableBytes)
         }

@@ -1,7 +1,6 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import HummingbirdTesting
 import Logging
 import NIOCore
 import Testing
@@ -11,20 +10,19 @@ import Testing
 import UploadService
 import UploadTesting
 
-/// Dispatch and error mapping through Hummingbird's in-process router client.
+/// Dispatch and error mapping, through the router in process (`RouterClient`).
 struct DispatchTests {
     /// Runs `body` against the API over a fresh store.
     func withAPI(
         addMiddleware: (Router<APIRequestContext>) -> Void = { _ in },
-        _ body: @escaping @Sendable (any TestClientProtocol, Store) async throws -> Void
+        _ body: @escaping @Sendable (RouterClient, Store) async throws -> Void
     ) async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let store = try Store(testConfiguration(dir))
         let service = ECRPublicService(service: UploadService(store: store, blobs: try BlobStore(directory: dir.path), logger: Logger(label: "test")), logger: Logger(label: "test"))
-        let app = Application(router: service.router(addMiddleware: addMiddleware))
         do {
-            try await app.test(.router) { client in try await body(client, store) }
+            try await body(RouterClient(router: service.router(addMiddleware: addMiddleware)), store)
         } catch {
             await store.close()
             throw error
@@ -33,7 +31,7 @@ struct DispatchTests {
     }
 
     static func call(
-        _ client: some TestClientProtocol, _ target: String?, _ json: String, headers extra: HTTPFields = [:]
+        _ client: RouterClient, _ target: String?, _ json: String, headers extra: HTTPFields = [:]
     ) async throws -> (status: HTTPResponse.Status, headers: HTTPFields, body: [String: Any]) {
         var headers = extra
         headers[.contentType] = "application/x-amz-json-1.1"

@@ -1,7 +1,6 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import HummingbirdTesting
 import Logging
 import LogHashing
 import NIOCore
@@ -21,15 +20,14 @@ struct HardeningDispatchTests {
 
     func withAPI(
         authentication: ECRPublicService.Authentication = .anonymous, clock: TestClock = TestClock(),
-        _ body: @escaping @Sendable (any TestClientProtocol, Store, ECRPublicService) async throws -> Void
+        _ body: @escaping @Sendable (RouterClient, Store, ECRPublicService) async throws -> Void
     ) async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let store = try Store(testConfiguration(dir, clock: clock))
         let service = ECRPublicService(service: UploadService(store: store, blobs: try BlobStore(directory: dir.path), logger: Logger(label: "test")), logger: Logger(label: "test"), authentication: authentication)
-        let app = Application(router: service.router())
         do {
-            try await app.test(.router) { client in try await body(client, store, service) }
+            try await body(RouterClient(router: service.router()), store, service)
         } catch {
             await store.close()
             throw error
@@ -37,7 +35,7 @@ struct HardeningDispatchTests {
         await store.close()
     }
 
-    static func call(_ client: some TestClientProtocol, _ target: String, _ json: String, headers: HTTPFields = [:]) async throws -> (status: HTTPResponse.Status, body: [String: Any]) {
+    static func call(_ client: RouterClient, _ target: String, _ json: String, headers: HTTPFields = [:]) async throws -> (status: HTTPResponse.Status, body: [String: Any]) {
         let response = try await DispatchTests.call(client, target, json, headers: headers)
         return (response.status, response.body)
     }
