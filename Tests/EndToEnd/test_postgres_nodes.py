@@ -44,6 +44,21 @@ def nodes(count, *flags, wrappers=()):
         assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
+@pytest.fixture
+def postgres_of_its_own(monkeypatch):
+    """A PostgreSQL server for this test alone (Tools/postgres), for the tests that freeze, stop or
+    restart theirs: the run's own server stays up for the tests another worker runs meanwhile.
+    - Returns: its folder (`Tools/postgres restart` takes it); `database()` makes databases on it."""
+    folder = tempfile.mkdtemp(prefix="uc-postgres.")  # under /tmp: the postgres user must reach it
+    started = subprocess.run([str(ROOT / "Tools" / "postgres"), "start", folder], capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    monkeypatch.setenv("UPLOAD_COORDINATOR_TEST_DATABASE_URL", started.stdout.strip())
+    try:
+        yield folder
+    finally:
+        subprocess.run([str(ROOT / "Tools" / "postgres"), "stop", folder], capture_output=True, timeout=300)
+
+
 def aws(server, *args):
     """The real awscli, against one node."""
     env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
@@ -249,14 +264,12 @@ def test_a_node_killed_under_load_loses_nothing_it_acknowledged_and_the_other_ke
         ledger.assert_progress(20)
 
 
-def test_a_database_that_stops_answering_costs_requests_the_answer_limit_not_for_ever():
+def test_a_database_that_stops_answering_costs_requests_the_answer_limit_not_for_ever(postgres_of_its_own):
     """The server's processes of this node's connections, and the server's own, frozen (SIGSTOP:
     the connections stay open, so no keepalive notices, and a new one is never answered): every
     request is answered within a few answer limits, as ServerException, never left waiting; once
     they thaw, all is as before and the log replays (`nodes`)."""
-    folder = os.environ.get("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER")
-    if not folder:
-        pytest.fail("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER is not set: Tools/test sets it with the server it starts")
+    folder = postgres_of_its_own
     limit = 2
     with nodes(1, "--database-answer-limit", str(limit)) as (node,):
         # One attempt each (an SDK's retry would meet a new connection), and time enough to answer.
@@ -321,10 +334,8 @@ def nodes_that_write_again(servers, repository, within=30):
     return len(written)
 
 
-def test_postgres_restarting_gives_errors_never_wrong_answers_and_the_nodes_reconnect():
-    folder = os.environ.get("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER")
-    if not folder:
-        pytest.fail("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER is not set: Tools/test sets it with the server it starts")
+def test_postgres_restarting_gives_errors_never_wrong_answers_and_the_nodes_reconnect(postgres_of_its_own):
+    folder = postgres_of_its_own
     with nodes(2) as (a, b):
         client(a.endpoint).create_repository(repositoryName="restart/app")
         answered, refused, stop = [], [], threading.Event()
@@ -359,13 +370,11 @@ def test_postgres_restarting_gives_errors_never_wrong_answers_and_the_nodes_reco
         assert len(initiated) == len(set(initiated)) and set(answered) <= set(initiated)
 
 
-def test_the_registry_answers_503_with_retry_after_while_postgres_restarts():
+def test_the_registry_answers_503_with_retry_after_while_postgres_restarts(postgres_of_its_own):
     """A read of the registry while the database could not be reached answered 500 `UNKNOWN`, which
     says the server failed; distribution's 503 `UNAVAILABLE` with `Retry-After` tells a client the
     fault passes. (The AWS API's `ServerException` is retried by SDKs whatever its cause.)"""
-    folder = os.environ.get("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER")
-    if not folder:
-        pytest.fail("UPLOAD_COORDINATOR_TEST_POSTGRES_FOLDER is not set: Tools/test sets it with the server it starts")
+    folder = postgres_of_its_own
     with nodes(1) as (node,):
         client(node.endpoint).create_repository(repositoryName="outage/app")
         url = f"{node.endpoint}/v2/outage/app/tags/list"

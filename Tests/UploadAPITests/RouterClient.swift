@@ -12,6 +12,8 @@ import UploadAPI
 /// Hand-written because HummingbirdTesting also carries its live mode's HTTP client:
 /// AsyncHTTPClient, swift-nio-ssl and a second copy of BoringSSL, about a quarter of every cold
 /// build of the tests, for requests these tests never send over a socket (the end-to-end suite does).
+/// Its bodies are not a connection's: `/events/stream`, which watches the connection close, is for
+/// the end-to-end suite (Hummingbird stops at a precondition for such a body).
 struct RouterClient: Sendable {
     struct Answer {
         let status: HTTPResponse.Status
