@@ -1,5 +1,6 @@
 """serve as an init system runs it: standard streams closed, full, broken or unread, signals other
 than SIGTERM, a port taken. Each of these crashed the server, hung it, or lost its last checkpoint."""
+import contextlib
 import json
 import os
 import signal
@@ -15,10 +16,25 @@ import pytest
 from conftest import BIN, tool
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def listening_port(process, seconds=120):
+    """The port a serve started with `--port 0` listens on, from the kernel's table: these tests
+    send its output where no one reads the ready line. (A port probed free and then handed to
+    serve could be taken meanwhile by the other worker's servers.)"""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert process.poll() is None, f"serve ended with {process.returncode}"
+        sockets = set()
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{process.pid}/fd"):
+                with contextlib.suppress(OSError):
+                    sockets.add(os.readlink(f"/proc/{process.pid}/fd/{fd}"))
+        with open("/proc/net/tcp") as table:
+            for row in table.readlines()[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and f"socket:[{fields[9]}]" in sockets:  # 0A: LISTEN
+                    return int(fields[1].rsplit(":", 1)[1], 16)
+        time.sleep(0.1)
+    raise AssertionError("serve never listened")
 
 
 def ping(port, timeout=5):
@@ -42,8 +58,16 @@ def wait_until_answering(port, process, seconds=120):
     raise AssertionError("serve never answered")
 
 
-def serve(data, port, *flags, **popen):
-    return subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", str(port), *flags], **popen)
+def serve(data, *flags, **popen):
+    """serve on a port of the kernel's choosing, once it answers, and that port."""
+    process = subprocess.Popen([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0", *flags], **popen)
+    try:
+        port = listening_port(process)
+        wait_until_answering(port, process)
+    except BaseException:
+        process.kill()
+        raise
+    return process, port
 
 
 def test_serve_runs_with_its_standard_streams_full_or_closed():
@@ -51,21 +75,15 @@ def test_serve_runs_with_its_standard_streams_full_or_closed():
     listened. With every standard stream closed, the log went into the next file opened, lock.mdb."""
     with tempfile.TemporaryDirectory() as data, open("/dev/full", "w") as full:
         for streams in ({"stdout": full, "stderr": full}, {"stdout": subprocess.DEVNULL, "stderr": full}):
-            port = free_port()
-            process = serve(data, port, **streams)
+            process, port = serve(data, **streams)
             try:
-                wait_until_answering(port, process)
                 assert ping(port) == 401
             finally:
                 process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=60) == 0
-        port = free_port()
-        process = serve(data, port, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                        preexec_fn=lambda: [os.close(fd) for fd in (0, 1, 2)])
-        try:
-            wait_until_answering(port, process)
-        finally:
-            process.send_signal(signal.SIGTERM)
+        process, port = serve(data, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=lambda: [os.close(fd) for fd in (0, 1, 2)])
+        process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         with open(os.path.join(data, "lock.mdb"), "rb") as lock:
             assert b"authentication" not in lock.read(), "no log line was written into LMDB's lock file"
@@ -77,11 +95,11 @@ def test_a_standard_error_no_one_reads_stops_neither_requests_nor_the_shutdown()
     and counted once the stream is read again."""
     with tempfile.TemporaryDirectory() as data:
         read_end, write_end = os.pipe()
-        port = free_port()
-        process = serve(data, port, "--log-level", "trace", "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=write_end)
-        os.close(write_end)
         try:
-            wait_until_answering(port, process)
+            process, port = serve(data, "--log-level", "trace", "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=write_end)
+        finally:
+            os.close(write_end)
+        try:
             for answered in range(600):  # far more than a pipe's 64 KiB of trace lines
                 assert ping(port) == 200, f"no answer after {answered} requests"
             process.send_signal(signal.SIGTERM)
@@ -106,26 +124,19 @@ def test_events_to_a_full_disk_is_a_failure_not_an_export():
         assert out.returncode == 3 and "could not take the report: No space left on device" in out.stderr, (out.returncode, out.stderr)
 
 
-def answering_with_sighup(data, port, action):
+def answering_with_sighup(data, action):
     """An anonymous serve started with SIGHUP's disposition `action`, whatever the suite inherited
     (`nohup Tools/test` hands its ignoring down, and serve then keeps ignoring SIGHUP, as it
-    should), once it answers."""
-    process = serve(data, port, "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                    preexec_fn=lambda: signal.signal(signal.SIGHUP, action))
-    try:
-        wait_until_answering(port, process)
-    except BaseException:
-        process.kill()
-        raise
-    return process
+    should), once it answers, and its port."""
+    return serve(data, "--allow-anonymous", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                 preexec_fn=lambda: signal.signal(signal.SIGHUP, action))
 
 
 def test_sighup_stops_serve_as_sigterm_does_with_the_log_signed_to_its_end():
     """SIGHUP (a terminal closing, a reload by `kill -HUP`) killed serve without its shutdown: no
     final checkpoint, no line saying every command was committed."""
     with tempfile.TemporaryDirectory() as data:
-        port = free_port()
-        process = answering_with_sighup(data, port, signal.SIG_DFL)
+        process, port = answering_with_sighup(data, signal.SIG_DFL)
         try:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b'{"repositoryName": "life/hup"}', method="POST", headers={
                 "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SpencerFrontendService.CreateRepository"})
@@ -142,8 +153,7 @@ def test_sighup_stops_serve_as_sigterm_does_with_the_log_signed_to_its_end():
 def test_serve_started_ignoring_sighup_keeps_ignoring_it():
     """As under `nohup`: the hang-up its starter chose to survive does not stop it."""
     with tempfile.TemporaryDirectory() as data:
-        port = free_port()
-        process = answering_with_sighup(data, port, signal.SIG_IGN)
+        process, port = answering_with_sighup(data, signal.SIG_IGN)
         try:
             process.send_signal(signal.SIGHUP)
             time.sleep(1)
