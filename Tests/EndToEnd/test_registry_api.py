@@ -22,6 +22,7 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from conftest import BIN, Server, serving
 
@@ -816,6 +817,24 @@ def test_manifest_naming_a_blob_not_in_the_repository_is_manifest_blob_unknown(r
     answer = put_manifest(reg, repo, "v1", image_manifest(compact({"os": "plan9"}), []))
     assert_error(answer, 400, "MANIFEST_BLOB_UNKNOWN")
     assert_error(reg("GET", f"/v2/{repo}/manifests/v1"), 404, "MANIFEST_UNKNOWN")
+
+
+def test_manifest_giving_a_blob_another_size_is_manifest_invalid_through_either_api(reg, ecr, repo):
+    """A descriptor's size is its blob's (the image spec's rule): a client that checks what it pulls
+    fails on any other, so such a manifest is refused, through the registry and PutImage alike."""
+    config, layer = push_config(reg, repo), os.urandom(16)
+    push_blob(reg, repo, layer)
+    misstated = json.loads(image_manifest(config, [layer]))
+    misstated["layers"][0]["size"] = 17
+    answer = put_manifest(reg, repo, "v1", compact(misstated))
+    assert_error(answer, 400, "MANIFEST_INVALID")
+    message = answer.json()["errors"][0]["message"]
+    assert f"gives the blob '{sha256(layer)}' a size of 17 bytes" in message and "holds it with 16 bytes" in message, message
+    with pytest.raises(ClientError) as refused:
+        ecr.put_image(repositoryName=repo, imageManifest=compact(misstated).decode(), imageTag="v1")
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterException", refused.value.response
+    assert_error(reg("GET", f"/v2/{repo}/manifests/v1"), 404, "MANIFEST_UNKNOWN")
+    push_manifest(reg, repo, "v1", image_manifest(config, [layer]))
 
 
 def test_index_naming_a_manifest_not_in_the_repository_is_manifest_blob_unknown(reg, repo, other_repo):

@@ -245,8 +245,8 @@ struct Harness {
 
     /// Layers a (10 bytes) and b (20), and the config c (7), in team/app.
     mutating func withLayers() throws {
-        for (digest, size) in [(Fixture.digest("a"), 10), (Fixture.digest("b"), 20), (Fixture.digest("c"), 7)] as [(String, UInt64)] {
-            try layer(digest, size: size)
+        for digest in [Fixture.digest("a"), Fixture.digest("b"), Fixture.digest("c")] {
+            try layer(digest, size: Fixture.blobSizes[digest]!)
         }
     }
 
@@ -262,8 +262,13 @@ struct Harness {
 
 enum Fixture {
     static func digest(_ hex: Character) -> String { "sha256:" + String(repeating: hex, count: 64) }
-    static func image(config: String, layers: [String]) -> String {
-        func descriptor(_ type: String, _ digest: String) -> String { #"{"mediaType":"\#(type)","digest":"\#(digest)","size":1}"# }
+    /// The sizes ``Harness/withLayers()`` uploads a, b and c with, which ``image(config:layers:)``
+    /// states for them (1 for any other blob).
+    static let blobSizes: [String: UInt64] = [digest("a"): 10, digest("b"): 20, digest("c"): 7]
+    static func image(config: String, layers: [String], sizes: [String: UInt64] = blobSizes) -> String {
+        func descriptor(_ type: String, _ digest: String) -> String {
+            #"{"mediaType":"\#(type)","digest":"\#(digest)","size":\#(sizes[digest] ?? 1)}"#
+        }
         let list = layers.map { descriptor("application/vnd.oci.image.layer.v1.tar", $0) }.joined(separator: ",")
         let configDescriptor = descriptor("application/vnd.oci.image.config.v1+json", config)
         return #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":\#(configDescriptor),"layers":[\#(list)]}"#

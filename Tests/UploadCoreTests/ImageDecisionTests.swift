@@ -80,6 +80,28 @@ extension DecisionRulesTests {
         #expect(try w.decide(.put(Fixture.index([present]), tag: "multi")).events.count == 1)
     }
 
+    /// A blob named at a size it does not have is refused where the manifest would be stored anew,
+    /// after any missing blob is named; an image stored before this rule can still be tagged.
+    @Test func put_aBlobAtAnotherSize_isRefused_unlessTheImageIsStored() throws {
+        var w = try Harness()
+        try w.withLayers()
+        let misstated = Fixture.image(config: c, layers: [a, b], sizes: [a: 10, b: 21, c: 7])
+        let refusal = try w.refusal(.put(misstated, tag: "v1"))
+        #expect(refusal.code == .invalidParameter)
+        #expect(refusal.message == "The imageManifest gives the blob '\(b)' a size of 21 bytes, but the repository with name 'team/app' holds it with 20 bytes.")
+        #expect(try w.refusal(.put(Fixture.image(config: c, layers: [b, d], sizes: [b: 21, c: 7]))).code == .layersNotFound)
+        let configMisstated = try w.refusal(.put(Fixture.image(config: c, layers: [a], sizes: [a: 10, c: 8])))
+        #expect(configMisstated.message.contains("'\(c)' a size of 8 bytes"), "the config's size is checked too")
+        // Stored before the rule, as replay stores it: pushed again with a new tag, it is tagged.
+        w.position += 1
+        try Projector.apply(EventEnvelope(position: w.position, recordedAt: w.now, metadata: testMetadata(), event: .imagePushed(ImagePushed(
+            registryId: testRegistryId, repositoryName: "team/app", imageDigest: Fixture.imageDigest(misstated), imageTag: "v1",
+            imageManifest: misstated, imageManifestMediaType: "application/vnd.oci.image.manifest.v1+json",
+            artifactMediaType: "application/vnd.oci.image.config.v1+json", imageSizeInBytes: 30, pushedAt: w.now))),
+            to: &w.tables)
+        #expect(try w.decide(.put(misstated, tag: "v2")).events.count == 1)
+    }
+
     // MARK: BatchDeleteImage
 
     @Test func delete_byDigest_deletesTheImageAndItsTags() throws {

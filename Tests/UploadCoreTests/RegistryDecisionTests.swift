@@ -119,9 +119,9 @@ struct RegistryDecisionTests {
         #expect(try w.tables.layer(target, a)?.layerSize == 42)
         #expect(try w.tables.repository(target)?.layerCount == 1)
         #expect(try w.run(mount).events.isEmpty, "already there: nothing to record")
-        // A manifest may now name it.
+        // A manifest may now name it, at its size.
         try w.run(Command.mountLayer(MountLayer(into: target, layerDigest: b, from: .blobStore(size: 7))))
-        try w.run(try .put(Fixture.image(config: b, layers: [a])))
+        try w.run(try .put(Fixture.image(config: b, layers: [a], sizes: [a: 42, b: 7])))
     }
 
     @Test func mount_ofALayerItsSourceLacks_isLayersNotFound() throws {

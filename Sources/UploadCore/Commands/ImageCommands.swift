@@ -27,9 +27,9 @@ public struct PutImage: Sendable, Equatable {
     /// The config's media type, for DescribeImages' `artifactMediaType`.
     public let artifactMediaType: String?
     /// The config blob an image manifest references.
-    public let configDigest: String?
+    public let config: Manifest.Descriptor?
     /// The layer blobs an image manifest references, in manifest order.
-    public let layerDigests: [String]
+    public let layers: [Manifest.Descriptor]
     /// Images a manifest list or index references.
     public let referencedImages: [String]
     /// Why the manifest may not be stored anew (``Manifest/pushRefusal``): a rule added after
@@ -68,9 +68,9 @@ public struct PutImage: Sendable, Equatable {
         let manifest = try Manifest(parsing: bytes, given: imageManifestMediaType, checkingPush: true)
         self.refusalUnlessStored = manifest.pushRefusal
         self.imageManifestMediaType = manifest.mediaType ?? ""
-        self.artifactMediaType = manifest.configMediaType
-        self.configDigest = manifest.config
-        self.layerDigests = manifest.layers.map(\.digest)
+        self.artifactMediaType = manifest.config?.mediaType
+        self.config = manifest.config
+        self.layers = manifest.layers
         self.referencedImages = manifest.images
     }
 }
@@ -95,15 +95,16 @@ public struct Manifest: Sendable {
         "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
     ]
 
-    /// A blob a manifest names, with the media type it gives the blob.
+    /// A blob a manifest names, with the media type and the size it gives the blob.
     public struct Descriptor: Sendable, Equatable {
         public var mediaType: String
         public var digest: String
+        public var size: UInt64
     }
 
     public private(set) var mediaType: String?
-    var configMediaType: String?
-    var config: String?
+    /// An image manifest's config blob.
+    public private(set) var config: Descriptor?
     /// An image manifest's distributable layers, in manifest order.
     public private(set) var layers: [Descriptor] = []
     /// The images an index lists, in manifest order.
@@ -121,9 +122,7 @@ public struct Manifest: Sendable {
     public private(set) var pushRefusal: CommandError?
 
     /// The config and the layers an image manifest names (none for an index).
-    public var blobs: [Descriptor] {
-        (config.map { [Descriptor(mediaType: configMediaType ?? "", digest: $0)] } ?? []) + layers
-    }
+    public var blobs: [Descriptor] { (config.map { [$0] } ?? []) + layers }
 
     /// - Parameters:
     ///   - given: `imageManifestMediaType`, when the caller sent one.
@@ -150,10 +149,9 @@ public struct Manifest: Sendable {
         if Self.imageTypes.contains(mediaType) {
             guard object[member: "manifests"] == nil else { throw Self.invalid("is an image manifest, which has no 'manifests'") }
             guard let config = object[member: "config"], config.isObject else { throw Self.invalid("must have a 'config' descriptor") }
-            (configMediaType, self.config) = try Self.descriptor(config, in: "config")
+            self.config = try Self.descriptor(config, in: "config")
             // Non-distributable layers live elsewhere (their `urls`); a registry never holds them.
             layers = try Self.descriptors(object, "layers").filter { !Self.isNondistributable($0.mediaType) }
-                .map { Descriptor(mediaType: $0.mediaType, digest: $0.digest) }
         } else if Self.indexTypes.contains(mediaType) {
             guard object[member: "config"] == nil, object[member: "layers"] == nil else { throw Self.invalid("is an index, which has no 'config' or 'layers'") }
             images = try Self.descriptors(object, "manifests").map(\.digest)
@@ -241,9 +239,9 @@ public struct Manifest: Sendable {
     }
 
     /// The array `member` of descriptors (required; it may be empty).
-    private static func descriptors(_ object: ParsedJSON, _ member: String) throws(CommandError) -> [(mediaType: String, digest: String)] {
+    private static func descriptors(_ object: ParsedJSON, _ member: String) throws(CommandError) -> [Descriptor] {
         guard let list = object[member: member]?.array else { throw invalid("must have a '\(member)' array") }
-        var result: [(mediaType: String, digest: String)] = []
+        var result: [Descriptor] = []
         for (i, item) in list.enumerated() {
             guard item.isObject else { throw invalid("has a \(member)[\(i)] that is not an object") }
             result.append(try Self.descriptor(item, in: "\(member)[\(i)]"))
@@ -253,13 +251,13 @@ public struct Manifest: Sendable {
 
     /// A content descriptor: mediaType, a valid digest (returned lowercased, as digests are
     /// stored), and a non-negative whole size.
-    private static func descriptor(_ descriptor: ParsedJSON, in place: String) throws(CommandError) -> (mediaType: String, digest: String) {
+    private static func descriptor(_ descriptor: ParsedJSON, in place: String) throws(CommandError) -> Descriptor {
         guard let mediaType = descriptor[member: "mediaType"]?.string, !mediaType.isEmpty else { throw invalid("has no mediaType in \(place)") }
         guard let digest = descriptor[member: "digest"]?.string, Validation.isLayerDigest(digest) else { throw invalid("has no valid digest in \(place)") }
         guard let size = descriptor[member: "size"]?.integer, size >= 0 else {
             throw invalid("has no non-negative whole size in \(place)")
         }
-        return (mediaType, digest.lowercased())
+        return Descriptor(mediaType: mediaType, digest: digest.lowercased(), size: UInt64(size))
     }
 
     private static func optionalString(_ object: ParsedJSON, _ member: String, in place: String) throws(CommandError) -> String? {

@@ -6,18 +6,28 @@ enum ImageDecisions {
         let existing = try state.image(ref, c.imageDigest)
         if existing == nil, let refusal = c.refusalUnlessStored { throw refusal }
         var missing: [String] = []
+        var misstated: (blob: Manifest.Descriptor, stored: UInt64)?
         var layerSizes: UInt64 = 0
         // The image's size is its layers', each as listed. The config is not one of them, even
         // when a layer has its digest (OCI's empty descriptor, `{}`, is often both).
-        let blobs: [(digest: String, isLayer: Bool)] = (c.configDigest.map { [($0, false)] } ?? []) + c.layerDigests.map { ($0, true) }
-        for (digest, isLayer) in blobs where !missing.contains(digest) {
-            if let layer = try state.layer(ref, digest) {
+        let blobs: [(blob: Manifest.Descriptor, isLayer: Bool)] = (c.config.map { [($0, false)] } ?? []) + c.layers.map { ($0, true) }
+        for (blob, isLayer) in blobs where !missing.contains(blob.digest) {
+            if let layer = try state.layer(ref, blob.digest) {
                 if isLayer { layerSizes += layer.layerSize }
+                if misstated == nil, layer.layerSize != blob.size { misstated = (blob, layer.layerSize) }
             } else {
-                missing.append(digest)
+                missing.append(blob.digest)
             }
         }
         guard missing.isEmpty else { throw layersMissing(ref.repositoryName, missing) }
+        // A size that is not the blob's fails every client that checks what it pulls (the image
+        // spec's descriptor rule), so it is refused where the manifest is stored anew; an image
+        // stored before this rule can still be tagged.
+        if existing == nil, let (blob, stored) = misstated {
+            throw CommandError(
+                .invalidParameter,
+                "The imageManifest gives the blob '\(blob.digest)' a size of \(blob.size) bytes, but the repository with name '\(ref.repositoryName)' holds it with \(stored) bytes.")
+        }
         let referenced = try c.referencedImages.map { (digest: $0, image: try state.image(ref, $0)) }
         let missingImages = referenced.filter { $0.image == nil }.map(\.digest)
         guard missingImages.isEmpty else { throw imagesMissing(ref.repositoryName, missingImages) }
@@ -39,7 +49,7 @@ enum ImageDecisions {
     static func refusalInAnEmptyRepository(_ c: PutImage) -> CommandError? {
         if let mismatch = digestMismatch(c) { return mismatch }
         if let refusal = c.refusalUnlessStored { return refusal }
-        let blobs = [c.configDigest].compactMap { $0 } + c.layerDigests
+        let blobs = ([c.config].compactMap { $0 } + c.layers).map(\.digest)
         if !blobs.isEmpty { return layersMissing(c.repositoryName, blobs.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }) }
         if !c.referencedImages.isEmpty { return imagesMissing(c.repositoryName, c.referencedImages) }
         return nil
