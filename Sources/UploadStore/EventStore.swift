@@ -210,6 +210,10 @@ public protocol StoreSnapshot: ProjectionState {
     func imagesWithoutManifests(in ref: RepositoryRef, after digest: String?, limit: Int) throws -> [ImageRecord]
     /// The image, with its manifest empty, as ``imagesWithoutManifests(in:after:limit:)`` reads it.
     func imageWithoutManifest(_ ref: RepositoryRef, _ digest: String) throws -> ImageRecord?
+    /// The image of each of `digests`, in their order, as ``imageWithoutManifest(_:_:)`` reads it:
+    /// one read where a backend pays per round trip (a page of tags names many images). Each
+    /// record read still holds its manifest until it is cut out, so callers ask for a few at once.
+    func imagesWithoutManifests(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?]
     /// Up to `limit` tags of the repository that sort after `tag`, in tag order.
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)]
     /// The tags of the repository's images whose digests sort from `first` through `last`, by digest
@@ -335,6 +339,10 @@ extension StoreSnapshot {
 
     public func layers(_ digest: String, in repositories: [RepositoryRef]) throws -> [LayerRecord?] {
         try repositories.map { try layer($0, digest) }
+    }
+
+    public func imagesWithoutManifests(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?] {
+        try digests.map { try imageWithoutManifest(ref, $0) }
     }
 
     /// Up to `limit` events after `position`, ending early (after at least one) once their records

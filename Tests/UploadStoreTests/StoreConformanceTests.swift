@@ -61,7 +61,13 @@ struct StoreConformanceTests {
             var listed = whole
             listed.imageManifest = ""
             #expect(try snapshot.imageWithoutManifest(app, pushed.imageDigest) == listed)
-            #expect(try snapshot.imageWithoutManifest(app, "sha256:" + String(repeating: "cd", count: 32)) == nil)
+            let absent = "sha256:" + String(repeating: "cd", count: 32)
+            #expect(try snapshot.imageWithoutManifest(app, absent) == nil)
+            // Many at once (a page of tags' images), in the order asked, a digest asked twice given twice.
+            #expect(try snapshot.imagesWithoutManifests(app, [absent, pushed.imageDigest, pushed.imageDigest]) == [nil, listed, listed])
+            #expect(try snapshot.imagesWithoutManifests(app, []).isEmpty)
+            let web = RepositoryRef(registryId: testRegistryId, repositoryName: "team/web")
+            #expect(try snapshot.imagesWithoutManifests(web, [pushed.imageDigest]) == [nil], "another repository's images are its own")
             let page = try snapshot.imagesWithoutManifests(in: app, after: nil, limit: 5)
             #expect(page.count == 2 && page.allSatisfy { $0.imageManifest.isEmpty })
             #expect(page.contains(listed))

@@ -88,6 +88,7 @@ extension ECRPublicService {
             let rows = try snapshot.tags(in: ref, after: after, limit: pageSize + 1).map { (name: $0.name, value: (tag: $0.name, record: $0.record)) }
             let page = Pagination.page(rows, limit: pageSize, scope: scope)
             var images = ImagesReadOnce(snapshot, ref)
+            try images.readAhead(page.items.map(\.record.imageDigest))
             let details: [JSONValue] = try page.items.compactMap { item in
                 guard let image = try images.image(item.record.imageDigest) else { return nil }
                 return .object(sorting: [

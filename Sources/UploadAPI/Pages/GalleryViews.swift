@@ -196,6 +196,7 @@ extension ECRPublicService {
             if listsTags {
                 let tags = try snapshot.tags(in: ref, after: nil, limit: Self.tagsShown + 1)
                 var images = ImagesReadOnce(snapshot, ref)
+                try images.readAhead(tags.prefix(Self.tagsShown).map(\.record.imageDigest))
                 values["tags"] = try tags.prefix(Self.tagsShown).map { tag -> [String: Any] in
                     let image = try images.image(tag.record.imageDigest)
                     return ["name": tag.name, "digest": tag.record.imageDigest, "size": Self.byteCount(image?.imageSizeInBytes),

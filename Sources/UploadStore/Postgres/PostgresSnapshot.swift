@@ -67,6 +67,13 @@ struct PostgresSnapshot: StoreSnapshot {
         return try ImageRecord(decoding: value.withUnsafeBytes(ImageRecord.withoutManifest))
     }
 
+    func imagesWithoutManifests(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?] {
+        guard try !readsNoProjections() else { return digests.map { _ in nil } }
+        let keys = digests.map { ProjectionKey.scoped(ref, $0) }
+        let stored = try PostgresTables.storedValues(connection, .images, keys)
+        return try keys.map { key in try stored[key].map { try ImageRecord(decoding: $0.withUnsafeBytes(ImageRecord.withoutManifest)) } }
+    }
+
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)] {
         let prefix = ProjectionKey.repositoryPrefix(ref)
         return try page(.imageTags, prefix: prefix, after: tag, limit: limit).map {
