@@ -113,6 +113,29 @@ struct BatchReadsTests {
         #expect(reads.lacking(in: nil).sessions.count == 4, "with no cache to keep, everything is read")
     }
 
+    /// A PutImage's batch reads its repository, each blob its manifest names and the image it
+    /// pushes (and an index's images), each once; what the cache knows is not read again.
+    @Test func aPutImage_readsItsRepository_itsBlobs_andItsImages_eachOnce() throws {
+        let settings = DecisionSettings(defaultRegistryId: testRegistryId)
+        let config = "sha256:" + String(repeating: "0c", count: 32), layer = "sha256:" + String(repeating: "1a", count: 32)
+        func descriptor(_ digest: String, _ size: Int) -> String {
+            #"{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"\#(digest)","size":\#(size)}"#
+        }
+        let manifest = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":\#(descriptor(config, 2)),"layers":[\#(descriptor(layer, 5)),\#(descriptor(config, 2))]}"#
+        let image = try PutImage(repositoryName: "team/app", imageManifest: manifest, imageTag: "v1")
+        let index = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[\#(descriptor(image.imageDigest, manifest.utf8.count))]}"#
+        let list = try PutImage(repositoryName: "team/app", imageManifest: index, imageTag: "all")
+        let reads = BatchReads(commands: [(.putImage(image), nil), (.putImage(image), nil), (.putImage(list), nil)], settings: settings)
+        let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+        #expect(reads.repositories == [ProjectionKey.repository(ref)])
+        #expect(reads.layers == [config, layer].map { ProjectionKey.scoped(ref, $0) }, "the config once, though a layer names it too")
+        #expect(reads.images == [image.imageDigest, list.imageDigest].map { ProjectionKey.scoped(ref, $0) })
+        #expect(reads.queries.count == 3)
+        let cache = DecodedRecords()
+        cache.records[DecodedRecords.Key(.layers, ProjectionKey.scoped(ref, config))] = .some(nil)
+        #expect(reads.lacking(in: cache).layers == [ProjectionKey.scoped(ref, layer)])
+    }
+
     /// A forced DeleteRepository's batch reads the tags of every image of the repository at once
     /// (each image's delete reads them), whatever the cache holds; a delete without force, none.
     @Test func aForcedDelete_readsItsRepositorysTagsOfEveryImage_inOneQuery() throws {
