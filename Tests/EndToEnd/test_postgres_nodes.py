@@ -22,7 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from conftest import BIN, ROOT, anonymous_pull, database
-from test_attacks import TARGET, Served, post
+from test_attacks import TARGET, Served, post, upload
 from test_crash import Ledger, check, client, work
 from test_feeds import Follower, get_json_lines
 from test_layer_flow import manifest, sha
@@ -243,6 +243,25 @@ def test_a_retry_sent_to_another_node_gets_the_original_answer():
         status, _, again = post(b, TARGET + "InitiateLayerUpload", body, invocation)
         assert status == 200 and again == first, (again, first)
         assert [e["data"]["uploadId"] for e in b.events() if e["type"] == "UploadInitiated"] == [first["uploadId"]]
+
+
+def test_a_nodes_writer_keeps_a_bounded_share_of_the_manifests_it_stores():
+    """An image's record holds its manifest (up to 4 MiB), and a node's writer keeps the records its
+    decisions read and wrote across batches: it kept every pushed one, 300 MiB of memory after 300
+    pushes of 1 MiB manifests. Its cache is bounded by bytes (64 MiB) as well as by count."""
+    with nodes(1) as (node,):
+        ecr = client(node.endpoint)
+        ecr.create_repository(repositoryName="cache/app")
+        config = b'{"os":"linux"}'
+        digest = upload(ecr, "cache/app", config)
+        before = node.status("RssAnon")
+        for i in range(200):
+            ecr.put_image(repositoryName="cache/app", imageTag=f"t{i}", imageManifest=json.dumps({
+                "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": len(config)},
+                "layers": [], "annotations": {"i": str(i), "pad": "x" * 1_000_000}}))
+        grown = (node.status("RssAnon") - before) / 1024
+        assert grown < 140, f"the node's anonymous memory grew by {grown:.0f} MiB for 200 MB of manifests"
 
 
 def test_a_node_killed_under_load_loses_nothing_it_acknowledged_and_the_other_keeps_serving():

@@ -105,8 +105,8 @@ struct BatchReadsTests {
         #expect(reads.queries.count == 2)
 
         let cache = DecodedRecords()
-        cache.records[DecodedRecords.Key(.repositories, repository)] = .some(nil)
-        cache.records[DecodedRecords.Key(.sessions, Array(Self.earlier.utf8))] = .some(nil)
+        cache.remember(DecodedRecords.Key(.repositories, repository), nil, bytes: 0)
+        cache.remember(DecodedRecords.Key(.sessions, Array(Self.earlier.utf8)), nil, bytes: 0)
         let lacking = reads.lacking(in: cache)
         #expect(lacking.sessions == ["u-1", "u-2", "u-3"].map { Array($0.utf8) })
         #expect(lacking.repositories.isEmpty && lacking.queries.count == 1)
@@ -132,7 +132,7 @@ struct BatchReadsTests {
         #expect(reads.images == [image.imageDigest, list.imageDigest].map { ProjectionKey.scoped(ref, $0) })
         #expect(reads.queries.count == 3)
         let cache = DecodedRecords()
-        cache.records[DecodedRecords.Key(.layers, ProjectionKey.scoped(ref, config))] = .some(nil)
+        cache.remember(DecodedRecords.Key(.layers, ProjectionKey.scoped(ref, config)), nil, bytes: 0)
         #expect(reads.lacking(in: cache).layers == [ProjectionKey.scoped(ref, layer)])
     }
 
@@ -190,7 +190,7 @@ extension BatchReadsTests {
         try insert.run(on: connection)
 
         let cache = DecodedRecords()
-        cache.records[DecodedRecords.Key(.repositories, known)] = .some(summary("known", active: 1))
+        cache.remember(DecodedRecords.Key(.repositories, known), summary("known", active: 1), bytes: 0)
         let tables = PostgresTables(connection: connection, decoded: cache)
         let keys = [stored, absent, broken, known]
         let query = try #require(PostgresTables.recordsQuery(.repositories, keys: keys))
@@ -200,6 +200,7 @@ extension BatchReadsTests {
         #expect(cache.records[DecodedRecords.Key(.repositories, absent)].map { $0 == nil } == true, "known absent")
         #expect(cache.records[DecodedRecords.Key(.repositories, broken)] == nil, "left unread, for the command that reads it to fail alone")
         #expect(cache.records[DecodedRecords.Key(.repositories, known)].flatMap { $0 as? RepositorySummary }?.activeSessions == 1, "what the transaction knew stays")
+        #expect(cache.bytesHeld == summary("stored", active: 3).encoded().count, "the bytes of what was kept, for the cache's bound")
         #expect(throws: CodecError.self) { try tables.record(.repositories, broken, as: RepositorySummary.self) }
     }
 }

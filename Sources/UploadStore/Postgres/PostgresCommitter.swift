@@ -44,8 +44,9 @@ final class PostgresCommitter: BatchCommitter {
     /// How many batches found other nodes' marks they had not asked for up front, and read them in
     /// a round trip of their own, inside the lock. Used only on the writer's thread; read by tests.
     nonisolated(unsafe) private(set) var marksReadAlone = 0
-    /// The most records the cache holds before it starts afresh.
-    static let cacheLimit = 100_000
+    /// The most records, and about the most bytes, the cache holds before it starts afresh.
+    static let cacheLimit = (records: 100_000, bytes: 64 << 20)
+    private var cacheIsFull: Bool { cache.records.count > Self.cacheLimit.records || cache.bytesHeld > Self.cacheLimit.bytes }
 
     private let notifier: CommitNotifier
 
@@ -206,7 +207,7 @@ final class PostgresCommitter: BatchCommitter {
         // The records the batch will read, asked for up front: all of them when the cache is
         // expected to start afresh (another node appended, the cache was lost or is full), else
         // those it lacks. Any other is read when asked for.
-        let cacheKept = !othersExpected && cacheValidAt != nil && cache.records.count <= Self.cacheLimit
+        let cacheKept = !othersExpected && cacheValidAt != nil && !cacheIsFull
         let reads = BatchReads(batch, settings: configuration.settings).lacking(in: cacheKept ? cache : nil)
         let readQueries = reads.queries
         do {
@@ -233,7 +234,7 @@ final class PostgresCommitter: BatchCommitter {
             try invocations.catchUp(tail: position, marks: Self.marks(connection, firstPage: marksFrom.map { ($0, opening[5]) }))
             witness = tail.map { ($0.position, $0.leaf) }
             othersAppendedBeforeLastBatch = cacheValidAt != position
-            if cacheValidAt != position || cache.records.count > Self.cacheLimit {
+            if cacheValidAt != position || cacheIsFull {
                 cache = DecodedRecords()
                 rightEdge = [:]
             }

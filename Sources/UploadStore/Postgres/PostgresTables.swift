@@ -79,19 +79,20 @@ struct PostgresTables: KeyedProjectionTables {
             bytes = try Self.storedValue(connection, table, key)
         }
         let record = try bytes.map { try R(decoding: $0) }
-        decoded.records[cacheKey] = .some(record)
+        decoded.remember(cacheKey, record, bytes: bytes?.count ?? 0)
         return record
     }
 
     func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some FieldRecord) throws {
         try record.validate()
-        changes.change(table, key, to: record.encoded())
-        decoded.update(DecodedRecords.Key(table, key), to: record)
+        let bytes = record.encoded()
+        changes.change(table, key, to: bytes)
+        decoded.update(DecodedRecords.Key(table, key), to: record, bytes: bytes.count)
     }
 
     func delete(_ table: ProjectionTable, _ key: [UInt8]) throws {
         changes.change(table, key, to: nil)
-        decoded.update(DecodedRecords.Key(table, key), to: nil)
+        decoded.update(DecodedRecords.Key(table, key), to: nil, bytes: 0)
     }
 
     /// The keys alone: a forced DeleteRepository asks for a repository's image digests, whose
@@ -287,10 +288,10 @@ struct PostgresTables: KeyedProjectionTables {
             let cacheKey = DecodedRecords.Key(table, key)
             guard decoded.records[cacheKey] == nil && changes.byTable[table]?[key] == nil else { continue }
             guard let bytes = found[key] else {
-                decoded.records[cacheKey] = .some(nil)
+                decoded.remember(cacheKey, nil, bytes: 0)
                 continue
             }
-            if let record = try? R(decoding: bytes) { decoded.records[cacheKey] = .some(record) }
+            if let record = try? R(decoding: bytes) { decoded.remember(cacheKey, record, bytes: bytes.count) }
         }
     }
 }

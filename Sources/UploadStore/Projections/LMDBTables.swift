@@ -21,7 +21,7 @@ struct LMDBTables: KeyedProjectionTables {
     init(txn: Transaction, schema: ProjectionSchema, cache: DecodedRecords?) {
         self.txn = txn
         self.schema = schema
-        cache?.records.removeAll(keepingCapacity: true)
+        cache?.removeAll()
         decoded = cache
     }
 
@@ -35,21 +35,23 @@ struct LMDBTables: KeyedProjectionTables {
             }
             return typed
         }
-        let record = try txn.get(schema.database(table), key).map { try R(decoding: $0) }
-        decoded.records[cacheKey] = .some(record)
+        let bytes = try txn.get(schema.database(table), key)
+        let record = try bytes.map { try R(decoding: $0) }
+        decoded.remember(cacheKey, record, bytes: bytes?.count ?? 0)
         return record
     }
 
     func put(_ table: ProjectionTable, _ key: [UInt8], _ record: some FieldRecord) throws {
         // A record read back from the cache is not decoded, so it is checked as decoding would.
         if decoded != nil { try record.validate() }
-        try txn.put(schema.database(table), key, record.encoded(), options: table.keysOnlyGrow ? .append : [])
-        decoded?.update(DecodedRecords.Key(table, key), to: record)
+        let bytes = record.encoded()
+        try txn.put(schema.database(table), key, bytes, options: table.keysOnlyGrow ? .append : [])
+        decoded?.update(DecodedRecords.Key(table, key), to: record, bytes: bytes.count)
     }
 
     func delete(_ table: ProjectionTable, _ key: [UInt8]) throws {
         try txn.delete(schema.database(table), key)
-        decoded?.update(DecodedRecords.Key(table, key), to: nil)
+        decoded?.update(DecodedRecords.Key(table, key), to: nil, bytes: 0)
     }
 
     func keys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]] {
@@ -95,12 +97,29 @@ final class DecodedRecords {
     }
 
     /// What has been read: a record, or `.some(nil)` for one known to be absent.
-    var records: [Key: (any FieldRecord)?] = [:]
+    private(set) var records: [Key: (any FieldRecord)?] = [:]
+    /// About how many bytes the records kept hold, as encoded: what bounds a cache kept across
+    /// batches, beside its count (an image's record holds its manifest, up to 4 MiB: PostgreSQL's
+    /// writer kept every pushed one, 300 MiB for 300 pushes of 1 MiB manifests). Counted as each
+    /// record is kept, never taken back: an upper bound.
+    private(set) var bytesHeld = 0
 
-    /// Keeps a write in step with what was read; keys never read (the write-only indexes) are not
-    /// kept at all.
-    func update(_ key: Key, to record: (any FieldRecord)?) {
+    /// Keeps `record` (`nil`: known to be absent), read as `bytes` bytes, under `key`.
+    func remember(_ key: Key, _ record: (any FieldRecord)?, bytes: Int) {
+        records[key] = .some(record)
+        bytesHeld += bytes
+    }
+
+    /// Keeps a write of `bytes` bytes in step with what was read; keys never read (the write-only
+    /// indexes) are not kept at all.
+    func update(_ key: Key, to record: (any FieldRecord)?, bytes: Int) {
         guard let index = records.index(forKey: key) else { return }
         records.values[index] = record
+        bytesHeld += bytes
+    }
+
+    func removeAll() {
+        records.removeAll(keepingCapacity: true)
+        bytesHeld = 0
     }
 }
