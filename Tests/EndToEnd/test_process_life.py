@@ -23,16 +23,16 @@ def listening_port(process, seconds=120):
     deadline = time.time() + seconds
     while time.time() < deadline:
         assert process.poll() is None, f"serve ended with {process.returncode}"
-        sockets = set()
-        with contextlib.suppress(OSError):
+        sockets, rows = set(), []
+        with contextlib.suppress(OSError):  # gone since: the next turn says how it ended
             for fd in os.listdir(f"/proc/{process.pid}/fd"):
                 with contextlib.suppress(OSError):
                     sockets.add(os.readlink(f"/proc/{process.pid}/fd/{fd}"))
-        with open("/proc/net/tcp") as table:
-            for row in table.readlines()[1:]:
-                fields = row.split()
-                if fields[3] == "0A" and f"socket:[{fields[9]}]" in sockets:  # 0A: LISTEN
-                    return int(fields[1].rsplit(":", 1)[1], 16)
+            with open(f"/proc/{process.pid}/net/tcp") as table:  # serve's network namespace
+                rows = [row.split() for row in table.readlines()[1:]]
+        for fields in rows:
+            if fields[3] == "0A" and f"socket:[{fields[9]}]" in sockets:  # 0A: LISTEN
+                return int(fields[1].rsplit(":", 1)[1], 16)
         time.sleep(0.1)
     raise AssertionError("serve never listened")
 

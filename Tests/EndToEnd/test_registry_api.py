@@ -819,9 +819,10 @@ def test_manifest_naming_a_blob_not_in_the_repository_is_manifest_blob_unknown(r
     assert_error(reg("GET", f"/v2/{repo}/manifests/v1"), 404, "MANIFEST_UNKNOWN")
 
 
-def test_manifest_giving_a_blob_another_size_is_manifest_invalid_through_either_api(reg, ecr, repo):
-    """A descriptor's size is its blob's (the image spec's rule): a client that checks what it pulls
-    fails on any other, so such a manifest is refused, through the registry and PutImage alike."""
+def test_manifest_giving_a_blob_or_a_manifest_another_size_is_manifest_invalid_through_either_api(reg, ecr, repo):
+    """A descriptor's size is its content's (the image spec's rule): a client that checks what it
+    pulls fails on any other, so such a manifest or index is refused, through the registry and
+    PutImage alike."""
     config, layer = push_config(reg, repo), os.urandom(16)
     push_blob(reg, repo, layer)
     misstated = json.loads(image_manifest(config, [layer]))
@@ -834,7 +835,14 @@ def test_manifest_giving_a_blob_another_size_is_manifest_invalid_through_either_
         ecr.put_image(repositoryName=repo, imageManifest=compact(misstated).decode(), imageTag="v1")
     assert refused.value.response["Error"]["Code"] == "InvalidParameterException", refused.value.response
     assert_error(reg("GET", f"/v2/{repo}/manifests/v1"), 404, "MANIFEST_UNKNOWN")
-    push_manifest(reg, repo, "v1", image_manifest(config, [layer]))
+    child = image_manifest(config, [layer])
+    push_manifest(reg, repo, "v1", child)
+    listed = json.loads(index([(OCI_MANIFEST, child)]))
+    listed["manifests"][0]["size"] = len(child) - 1
+    answer = put_manifest(reg, repo, "all", compact(listed), OCI_INDEX)
+    assert_error(answer, 400, "MANIFEST_INVALID")
+    assert f"gives the manifest '{sha256(child)}' a size of {len(child) - 1} bytes" in answer.json()["errors"][0]["message"], answer.text
+    push_manifest(reg, repo, "all", index([(OCI_MANIFEST, child)]), OCI_INDEX)
 
 
 def test_index_naming_a_manifest_not_in_the_repository_is_manifest_blob_unknown(reg, repo, other_repo):

@@ -97,8 +97,9 @@ struct HardeningDispatchTests {
             // A multi-arch clean-up naming an image before its list: the image is refused for the
             // list, which goes after it; at the retry no list names it, and it is refused as before.
             let child = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}"#
+            let childSize = child.utf8.filter { $0 != UInt8(ascii: "\\") }.count  // the manifest itself: `child` without its JSON escapes
             let childDigest = try #require(((try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(child)", "imageTag": "c"}"#)).body["image"] as? [String: Any]).flatMap { ($0["imageId"] as? [String: Any])?["imageDigest"] as? String })
-            let list = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"digest\":\"\#(childDigest)\",\"size\":1}]}"#
+            let list = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"digest\":\"\#(childDigest)\",\"size\":\#(childSize)}]}"#
             let listDigest = try #require(((try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(list)", "imageTag": "all"}"#)).body["image"] as? [String: Any]).flatMap { ($0["imageId"] as? [String: Any])?["imageDigest"] as? String })
             let cleanUp = #"{"repositoryName": "team/app", "imageIds": [{"imageDigest": "\#(childDigest)"}, {"imageDigest": "\#(listDigest)"}]}"#
             let cleanUpId: HTTPFields = [Self.invocation: "0f9e8d7c-clean-up"]

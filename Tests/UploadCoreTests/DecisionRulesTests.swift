@@ -273,8 +273,14 @@ enum Fixture {
         let configDescriptor = descriptor("application/vnd.oci.image.config.v1+json", config)
         return #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":\#(configDescriptor),"layers":[\#(list)]}"#
     }
-    static func index(_ images: [String]) -> String {
-        let list = images.map { #"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#($0)","size":1}"# }
+    /// The sizes of the manifests ``Harness/images()`` pushes, x's and y's, which ``index(_:)``
+    /// states for them (1 for any other).
+    static let manifestSizes: [String: UInt64] = Dictionary(uniqueKeysWithValues: [[digest("a")], [digest("a"), digest("b")]].map {
+        let manifest = image(config: digest("c"), layers: $0)
+        return (imageDigest(manifest), UInt64(manifest.utf8.count))
+    })
+    static func index(_ images: [String], sizes: [String: UInt64] = manifestSizes) -> String {
+        let list = images.map { #"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#($0)","size":\#(sizes[$0] ?? 1)}"# }
         return #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[\#(list.joined(separator: ","))]}"#
     }
     /// The manifest's digest, computed here rather than by the PutImage under test.

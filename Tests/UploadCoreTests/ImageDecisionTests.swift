@@ -80,8 +80,9 @@ extension DecisionRulesTests {
         #expect(try w.decide(.put(Fixture.index([present]), tag: "multi")).events.count == 1)
     }
 
-    /// A blob named at a size it does not have is refused where the manifest would be stored anew,
-    /// after any missing blob is named; an image stored before this rule can still be tagged.
+    /// A blob or an index's manifest named at a size it does not have is refused where the
+    /// manifest would be stored anew, after any missing one is named; an image stored before this
+    /// rule can still be tagged.
     @Test func put_aBlobAtAnotherSize_isRefused_unlessTheImageIsStored() throws {
         var w = try Harness()
         try w.withLayers()
@@ -92,6 +93,13 @@ extension DecisionRulesTests {
         #expect(try w.refusal(.put(Fixture.image(config: c, layers: [b, d], sizes: [b: 21, c: 7]))).code == .layersNotFound)
         let configMisstated = try w.refusal(.put(Fixture.image(config: c, layers: [a], sizes: [a: 10, c: 8])))
         #expect(configMisstated.message.contains("'\(c)' a size of 8 bytes"), "the config's size is checked too")
+        // An index's entries too: a manifest's size is its bytes'.
+        let child = Fixture.image(config: c, layers: [a]), childDigest = Fixture.imageDigest(child)
+        try w.run(.put(child))
+        let listMisstated = try w.refusal(.put(Fixture.index([childDigest], sizes: [childDigest: 5])))
+        #expect(listMisstated.code == .invalidParameter)
+        #expect(listMisstated.message.contains("gives the manifest '\(childDigest)' a size of 5 bytes") && listMisstated.message.hasSuffix("holds it with \(child.utf8.count) bytes."))
+        #expect(try w.decide(.put(Fixture.index([childDigest]))).events.count == 1)
         // Stored before the rule, as replay stores it: pushed again with a new tag, it is tagged.
         w.position += 1
         try Projector.apply(EventEnvelope(position: w.position, recordedAt: w.now, metadata: testMetadata(), event: .imagePushed(ImagePushed(

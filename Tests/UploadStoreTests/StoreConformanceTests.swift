@@ -51,7 +51,7 @@ struct StoreConformanceTests {
         let layer = "sha256:" + String(repeating: "00", count: 32)
         let image = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\#(layer)","size":1024},"layers":[]}"#
         let pushed = try PutImage(repositoryName: "team/app", imageManifest: image, imageTag: "v1")
-        let list = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(pushed.imageDigest)","size":1}]}"#
+        let list = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(pushed.imageDigest)","size":\#(image.utf8.count)}]}"#
         _ = try await submit([.putImage(pushed), .putImage(try PutImage(repositoryName: "team/app", imageManifest: list, imageTag: "all"))])
         // Listings read images without their manifests, and nothing else differs.
         let app = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")

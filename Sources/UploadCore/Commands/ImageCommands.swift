@@ -31,7 +31,7 @@ public struct PutImage: Sendable, Equatable {
     /// The layer blobs an image manifest references, in manifest order.
     public let layers: [Manifest.Descriptor]
     /// Images a manifest list or index references.
-    public let referencedImages: [String]
+    public let referencedImages: [Manifest.Descriptor]
     /// Why the manifest may not be stored anew (``Manifest/pushRefusal``): a rule added after
     /// manifests were first stored. The decider refuses it only where the repository does not
     /// already hold this manifest, so that an image stored before the rule can still be tagged.
@@ -95,7 +95,7 @@ public struct Manifest: Sendable {
         "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
     ]
 
-    /// A blob a manifest names, with the media type and the size it gives the blob.
+    /// A blob or manifest a manifest names, with the media type and the size it gives it.
     public struct Descriptor: Sendable, Equatable {
         public var mediaType: String
         public var digest: String
@@ -108,7 +108,7 @@ public struct Manifest: Sendable {
     /// An image manifest's distributable layers, in manifest order.
     public private(set) var layers: [Descriptor] = []
     /// The images an index lists, in manifest order.
-    public private(set) var images: [String] = []
+    public private(set) var images: [Descriptor] = []
     /// The manifest this one refers to (its `subject`'s digest), when that is a digest: what the
     /// referrers API lists it under.
     public private(set) var subject: String?
@@ -154,7 +154,7 @@ public struct Manifest: Sendable {
             layers = try Self.descriptors(object, "layers").filter { !Self.isNondistributable($0.mediaType) }
         } else if Self.indexTypes.contains(mediaType) {
             guard object[member: "config"] == nil, object[member: "layers"] == nil else { throw Self.invalid("is an index, which has no 'config' or 'layers'") }
-            images = try Self.descriptors(object, "manifests").map(\.digest)
+            images = try Self.descriptors(object, "manifests")
         } else {
             let served = (Self.imageTypes.union(Self.indexTypes)).sorted().joined(separator: ", ")
             throw CommandError(.invalidParameter, "The manifest media type '\(Validation.quoted(mediaType))' is not one this registry stores: \(served).")

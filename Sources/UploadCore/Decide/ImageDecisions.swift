@@ -6,7 +6,10 @@ enum ImageDecisions {
         let existing = try state.image(ref, c.imageDigest)
         if existing == nil, let refusal = c.refusalUnlessStored { throw refusal }
         var missing: [String] = []
-        var misstated: (blob: Manifest.Descriptor, stored: UInt64)?
+        var misstated: (kind: String, named: Manifest.Descriptor, stored: UInt64)?
+        func check(_ kind: String, _ named: Manifest.Descriptor, stored: UInt64) {
+            if misstated == nil, stored != named.size { misstated = (kind, named, stored) }
+        }
         var layerSizes: UInt64 = 0
         // The image's size is its layers', each as listed. The config is not one of them, even
         // when a layer has its digest (OCI's empty descriptor, `{}`, is often both).
@@ -14,23 +17,24 @@ enum ImageDecisions {
         for (blob, isLayer) in blobs where !missing.contains(blob.digest) {
             if let layer = try state.layer(ref, blob.digest) {
                 if isLayer { layerSizes += layer.layerSize }
-                if misstated == nil, layer.layerSize != blob.size { misstated = (blob, layer.layerSize) }
+                check("blob", blob, stored: layer.layerSize)
             } else {
                 missing.append(blob.digest)
             }
         }
         guard missing.isEmpty else { throw layersMissing(ref.repositoryName, missing) }
-        // A size that is not the blob's fails every client that checks what it pulls (the image
-        // spec's descriptor rule), so it is refused where the manifest is stored anew; an image
-        // stored before this rule can still be tagged.
-        if existing == nil, let (blob, stored) = misstated {
+        let referenced = try c.referencedImages.map { (named: $0, image: try state.image(ref, $0.digest)) }
+        let missingImages = referenced.filter { $0.image == nil }.map(\.named.digest)
+        guard missingImages.isEmpty else { throw imagesMissing(ref.repositoryName, missingImages) }
+        for (named, image) in referenced { check("manifest", named, stored: UInt64(image?.imageManifest.utf8.count ?? 0)) }
+        // A size that is not the content's fails every client that checks what it pulls (the
+        // image spec's descriptor rule), so it is refused where the manifest is stored anew; an
+        // image stored before this rule can still be tagged.
+        if existing == nil, let (kind, named, stored) = misstated {
             throw CommandError(
                 .invalidParameter,
-                "The imageManifest gives the blob '\(blob.digest)' a size of \(blob.size) bytes, but the repository with name '\(ref.repositoryName)' holds it with \(stored) bytes.")
+                "The imageManifest gives the \(kind) '\(named.digest)' a size of \(named.size) bytes, but the repository with name '\(ref.repositoryName)' holds it with \(stored) bytes.")
         }
-        let referenced = try c.referencedImages.map { (digest: $0, image: try state.image(ref, $0)) }
-        let missingImages = referenced.filter { $0.image == nil }.map(\.digest)
-        guard missingImages.isEmpty else { throw imagesMissing(ref.repositoryName, missingImages) }
         if existing != nil, try c.imageTag.map({ try state.tag(ref, $0)?.imageDigest == c.imageDigest }) ?? true {
             throw CommandError(.imageAlreadyExists, "Image with digest '\(c.imageDigest)'\(c.imageTag.map { " and tag '\($0)'" } ?? "") already exists in the repository with name '\(ref.repositoryName)' in the registry with id '\(ref.registryId)'")
         }
@@ -51,7 +55,7 @@ enum ImageDecisions {
         if let refusal = c.refusalUnlessStored { return refusal }
         let blobs = ([c.config].compactMap { $0 } + c.layers).map(\.digest)
         if !blobs.isEmpty { return layersMissing(c.repositoryName, blobs.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }) }
-        if !c.referencedImages.isEmpty { return imagesMissing(c.repositoryName, c.referencedImages) }
+        if !c.referencedImages.isEmpty { return imagesMissing(c.repositoryName, c.referencedImages.map(\.digest)) }
         return nil
     }
 

@@ -193,7 +193,7 @@ public enum Projector {
             layer.mediaType = blob.mediaType
             try tables.put(layer, in: e.repository)
         }
-        for child in manifest.images { try tables.setManifestList(e.imageDigest, naming: child, in: e.repository, present: true) }
+        for child in manifest.images { try tables.setManifestList(e.imageDigest, naming: child.digest, in: e.repository, present: true) }
     }
 
     /// A deleted manifest is no longer a referrer of its subject, and a deleted manifest list no
@@ -207,7 +207,7 @@ public enum Projector {
         guard Manifest.indexTypes.contains(deleted.imageManifestMediaType) || text.contains("subject".utf8) || text.contains("\\u".utf8),
               let manifest = try? Manifest(parsing: Array(text), given: deleted.imageManifestMediaType) else { return }
         if let subject = manifest.subject { try tables.setReferrer(deleted.imageDigest, of: subject, in: ref, present: false) }
-        for child in manifest.images { try tables.setManifestList(deleted.imageDigest, naming: child, in: ref, present: false) }
+        for child in manifest.images { try tables.setManifestList(deleted.imageDigest, naming: child.digest, in: ref, present: false) }
     }
 
     /// Ends an active upload in `state`: the session and its repository's count change, and the

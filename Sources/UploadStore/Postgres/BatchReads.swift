@@ -64,7 +64,7 @@ struct BatchReads {
                     let key = ProjectionKey.scoped(ref, digest)
                     if seenLayers.insert(key).inserted { layers.append(key) }
                 }
-                for digest in [c.imageDigest] + c.referencedImages {
+                for digest in [c.imageDigest] + c.referencedImages.map(\.digest) {
                     let key = ProjectionKey.scoped(ref, digest)
                     if seenImages.insert(key).inserted { images.append(key) }
                 }
