@@ -136,6 +136,29 @@ struct BatchReadsTests {
         #expect(reads.lacking(in: cache).layers == [ProjectionKey.scoped(ref, layer)])
     }
 
+    /// A BatchDeleteImage's batch reads its repository, each image it names by digest with its
+    /// sets (its tags, the lists that name it: two ranges), and each tag it names, each once; an
+    /// invalid digest names nothing to read.
+    @Test func aBatchDeleteImage_readsItsImagesWithTheirSets_andItsTags_eachOnce() throws {
+        let settings = DecisionSettings(defaultRegistryId: testRegistryId)
+        let x = "sha256:" + String(repeating: "ab", count: 32)
+        let delete = Command.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [
+            ImageIdentifier(imageDigest: x.uppercased()), ImageIdentifier(imageTag: "v1"), ImageIdentifier(imageDigest: x, imageTag: "v1"),
+            ImageIdentifier(imageDigest: "sha256:nothex"),
+        ]))
+        let reads = BatchReads(commands: [(delete, nil), (delete, nil)], settings: settings)
+        let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+        #expect(reads.repositories == [ProjectionKey.repository(ref)])
+        #expect(reads.images == [ProjectionKey.scoped(ref, x)])
+        #expect(reads.imageSets == [ProjectionKey.scoped(ref, ProjectionKey.memberItem(x, ""))])
+        #expect(reads.tags == [ProjectionKey.scoped(ref, "v1")])
+        #expect(reads.queries.count == 3 + 2, "repositories, images, tags; then the image's tags and lists")
+        let cache = DecodedRecords()
+        cache.remember(DecodedRecords.Key(.imageTags, ProjectionKey.scoped(ref, "v1")), nil, bytes: 0)
+        let lacking = reads.lacking(in: cache)
+        #expect(lacking.tags.isEmpty && lacking.imageSets == reads.imageSets, "a range is read again in each batch")
+    }
+
     /// A forced DeleteRepository's batch reads the tags of every image of the repository at once
     /// (each image's delete reads them), whatever the cache holds; a delete without force, none.
     @Test func aForcedDelete_readsItsRepositorysTagsOfEveryImage_inOneQuery() throws {
@@ -202,6 +225,31 @@ extension BatchReadsTests {
         #expect(cache.records[DecodedRecords.Key(.repositories, known)].flatMap { $0 as? RepositorySummary }?.activeSessions == 1, "what the transaction knew stays")
         #expect(cache.bytesHeld == summary("stored", active: 3).encoded().count, "the bytes of what was kept, for the cache's bound")
         #expect(throws: CodecError.self) { try tables.record(.repositories, broken, as: RepositorySummary.self) }
+    }
+
+    /// The images a batch's tags name are read once the tags are: each found tag's image, with its
+    /// sets, unless it was read already; an absent tag names nothing.
+    @Test func theImagesTagsName_areReadInTheRoundTripAfterTheTags() throws {
+        let database = try TemporaryDatabase()
+        defer { database.remove() }
+        let connection = try PostgresConnection(url: database.url)
+        let settings = DecisionSettings(defaultRegistryId: testRegistryId)
+        let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+        let x = "sha256:" + String(repeating: "ab", count: 32), y = "sha256:" + String(repeating: "cd", count: 32)
+        let at = Timestamp(millisecondsSinceEpoch: 1_700_000_000_000)
+        let delete = Command.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [
+            ImageIdentifier(imageTag: "v1"), ImageIdentifier(imageTag: "v2"), ImageIdentifier(imageTag: "gone"), ImageIdentifier(imageDigest: y),
+        ]))
+        let reads = BatchReads(commands: [(delete, nil)], settings: settings)
+        let cache = DecodedRecords()
+        for (tag, digest) in [("v1", x), ("v2", y)] {
+            cache.remember(DecodedRecords.Key(.imageTags, ProjectionKey.scoped(ref, tag)), TagRecord(imageDigest: digest, createdAt: at), bytes: 0)
+        }
+        cache.remember(DecodedRecords.Key(.imageTags, ProjectionKey.scoped(ref, "gone")), nil, bytes: 0)
+        let next = reads.imagesNamedByTags(in: PostgresTables(connection: connection, decoded: cache))
+        #expect(next.images == [ProjectionKey.scoped(ref, x)], "y was asked for by its digest")
+        #expect(next.imageSets == [ProjectionKey.scoped(ref, ProjectionKey.memberItem(x, ""))])
+        #expect(next.tags.isEmpty && next.queries.count == 3)
     }
 }
 

@@ -139,6 +139,16 @@ struct StoreConformanceTests {
             .deleteRepositoryPolicy(try DeleteRepositoryPolicy(repositoryName: "team/app")),
             .setRepositoryPolicy(try SetRepositoryPolicy(repositoryName: "team/app", policyText: #"{"Statement":{"Effect":"Allow","Principal":"*","Action":"ecr-public:*"}}"#)),
         ])
+        // By tag, in a batch of its own: the image a tag names is known only once the tag is read
+        // (PostgreSQL reads both before deciding), and goes with its last tag; a tag that names
+        // nothing is a failure of its own.
+        let tagged = try PutImage(repositoryName: "team/app", imageManifest: String(image.dropLast()) + #","annotations":{"a":"gone"}}"#, imageTag: "gone")
+        _ = try await submit([.putImage(tagged)])
+        let byTag = try await submit([.batchDeleteImage(try BatchDeleteImage(
+            repositoryName: "team/app", imageIds: [ImageIdentifier(imageTag: "gone"), ImageIdentifier(imageTag: "absent")]))])
+        #expect(byTag.first?.decision.imageIds == [ImageIdentifier(imageDigest: tagged.imageDigest, imageTag: "gone")])
+        #expect(byTag.first?.decision.imageFailures.map(\.failureCode) == [.imageNotFound])
+        #expect(try store.read { try $0.image(app, tagged.imageDigest) } == nil)
         // The list deleted (its image freed), pushed again, and the repository deleted with both.
         let listDigest = try PutImage(repositoryName: "team/app", imageManifest: list).imageDigest
         _ = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageDigest: listDigest)]))])

@@ -240,6 +240,10 @@ final class PostgresCommitter: BatchCommitter {
             }
             var write = PostgresWriteTransaction(connection: connection, tail: position, decoded: cache, rightEdge: rightEdge)
             reads.note(opening.suffix(readQueries.count), in: write.tables)
+            // The images a BatchDeleteImage's tags name, known now that the tags are: one round trip more.
+            let imagesOfTags = reads.imagesNamedByTags(in: write.tables)
+            let imagesOfTagsQueries = imagesOfTags.queries
+            if !imagesOfTagsQueries.isEmpty { imagesOfTags.note(try connection.pipeline(imagesOfTagsQueries), in: write.tables) }
             var path = WritePath(
                 settings: configuration.settings, retryWindow: configuration.retryWindow, blobClaimLease: configuration.blobClaimLease, tail: position, now: now)
             let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)

@@ -278,6 +278,11 @@ struct PostgresTables: KeyedProjectionTables {
             [.text(table.rawValue), .array(PostgresArray(of: .bytea, keys.lazy.map { .bytes($0) }))])
     }
 
+    /// Whether this transaction knows the record of `key` (or that it is absent) without a read.
+    func knows(_ table: ProjectionTable, _ key: [UInt8]) -> Bool {
+        decoded.records[DecodedRecords.Key(table, key)] != nil
+    }
+
     /// Keeps the answer to a ``recordsQuery(_:keys:)`` as this transaction's reads of `keys`: each
     /// record found, decoded as `R`, and the others as absent; keys it already knows stay as known.
     /// A record that does not decode is left unread, for the command that reads it to fail alone.
