@@ -214,6 +214,9 @@ public protocol StoreSnapshot: ProjectionState {
     /// one read where a backend pays per round trip (a page of tags names many images). Each
     /// record read still holds its manifest until it is cut out, so callers ask for a few at once.
     func imagesWithoutManifests(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?]
+    /// The image of each of `digests`, in their order, manifest and all: one read where a backend
+    /// pays per round trip (a page of referrers). Callers ask for a few at once.
+    func images(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?]
     /// Up to `limit` tags of the repository that sort after `tag`, in tag order.
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)]
     /// The tags of the repository's images whose digests sort from `first` through `last`, by digest
@@ -343,6 +346,10 @@ extension StoreSnapshot {
 
     public func imagesWithoutManifests(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?] {
         try digests.map { try imageWithoutManifest(ref, $0) }
+    }
+
+    public func images(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?] {
+        try digests.map { try image(ref, $0) }
     }
 
     /// Up to `limit` events after `position`, ending early (after at least one) once their records

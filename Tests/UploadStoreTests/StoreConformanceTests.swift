@@ -66,6 +66,7 @@ struct StoreConformanceTests {
             // Many at once (a page of tags' images), in the order asked, a digest asked twice given twice.
             #expect(try snapshot.imagesWithoutManifests(app, [absent, pushed.imageDigest, pushed.imageDigest]) == [nil, listed, listed])
             #expect(try snapshot.imagesWithoutManifests(app, []).isEmpty)
+            #expect(try snapshot.images(app, [pushed.imageDigest, absent]) == [whole, nil], "manifest and all")
             let web = RepositoryRef(registryId: testRegistryId, repositoryName: "team/web")
             #expect(try snapshot.imagesWithoutManifests(web, [pushed.imageDigest]) == [nil], "another repository's images are its own")
             let page = try snapshot.imagesWithoutManifests(in: app, after: nil, limit: 5)

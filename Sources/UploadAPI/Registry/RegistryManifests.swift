@@ -162,7 +162,7 @@ extension RegistryFrontEnd {
                 if examined != nil, read >= Self.referrersReadBytes { return (found, examined) }
                 let names = referrers[start..<min(start + Self.referrersPageImages, referrers.count)]
                 // One deleted since the list was read is left out.
-                let page = try service.read { snapshot in try names.map { ($0, try snapshot.image(ref, $0)) } }
+                let page = try service.read { snapshot in Array(zip(names, try snapshot.images(ref, Array(names)))) }
                 for (name, image) in page {
                     // A filter that lists few of many large referrers still reads each: the page
                     // ends, linked to the next, once it has read its budget.

@@ -68,10 +68,19 @@ struct PostgresSnapshot: StoreSnapshot {
     }
 
     func imagesWithoutManifests(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?] {
+        try storedImages(ref, digests) { try ImageRecord(decoding: $0.withUnsafeBytes(ImageRecord.withoutManifest)) }
+    }
+
+    func images(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?] {
+        try storedImages(ref, digests) { try ImageRecord(decoding: $0) }
+    }
+
+    /// The stored record of each of `digests`, in their order, in one query, each decoded by `decode`.
+    private func storedImages(_ ref: RepositoryRef, _ digests: [String], _ decode: ([UInt8]) throws -> ImageRecord) throws -> [ImageRecord?] {
         guard try !readsNoProjections() else { return digests.map { _ in nil } }
         let keys = digests.map { ProjectionKey.scoped(ref, $0) }
         let stored = try PostgresTables.storedValues(connection, .images, keys)
-        return try keys.map { key in try stored[key].map { try ImageRecord(decoding: $0.withUnsafeBytes(ImageRecord.withoutManifest)) } }
+        return try keys.map { key in try stored[key].map(decode) }
     }
 
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)] {
