@@ -141,18 +141,18 @@ struct BatchReadsTests {
     /// invalid digest names nothing to read.
     @Test func aBatchDeleteImage_readsItsImagesWithTheirSets_andItsTags_eachOnce() throws {
         let settings = DecisionSettings(defaultRegistryId: testRegistryId)
-        let x = "sha256:" + String(repeating: "ab", count: 32)
+        let x = "sha256:" + String(repeating: "ab", count: 32), z = "sha256:" + String(repeating: "ef", count: 32)
         let delete = Command.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [
             ImageIdentifier(imageDigest: x.uppercased()), ImageIdentifier(imageTag: "v1"), ImageIdentifier(imageDigest: x, imageTag: "v1"),
-            ImageIdentifier(imageDigest: "sha256:nothex"),
+            ImageIdentifier(imageDigest: "sha256:nothex"), ImageIdentifier(imageDigest: z),
         ]))
         let reads = BatchReads(commands: [(delete, nil), (delete, nil)], settings: settings)
         let ref = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
         #expect(reads.repositories == [ProjectionKey.repository(ref)])
-        #expect(reads.images == [ProjectionKey.scoped(ref, x)])
-        #expect(reads.imageSets == [ProjectionKey.scoped(ref, ProjectionKey.memberItem(x, ""))])
+        #expect(reads.images == [x, z].map { ProjectionKey.scoped(ref, $0) })
+        #expect(reads.imageSets == [x, z].map { ProjectionKey.scoped(ref, ProjectionKey.memberItem($0, "")) })
         #expect(reads.tags == [ProjectionKey.scoped(ref, "v1")])
-        #expect(reads.queries.count == 3 + 2, "repositories, images, tags; then the image's tags and lists")
+        #expect(reads.queries.count == 3 + 2, "repositories, images, tags; then every image's tags, and every image's lists")
         let cache = DecodedRecords()
         cache.remember(DecodedRecords.Key(.imageTags, ProjectionKey.scoped(ref, "v1")), nil, bytes: 0)
         let lacking = reads.lacking(in: cache)
@@ -227,6 +227,35 @@ extension BatchReadsTests {
         #expect(throws: CodecError.self) { try tables.record(.repositories, broken, as: RepositorySummary.self) }
     }
 
+    /// The ranges a batch reads whole, one query per table for every image: each image's keys kept
+    /// as its own, and read back without a query (the table is gone by then), as are the keys of
+    /// a narrower prefix inside a range read under a repository's prefix.
+    @Test func rangesReadTogether_areKeptEachUnderItsPrefix_andServeNarrowerReads() throws {
+        let database = try TemporaryDatabase()
+        defer { database.remove() }
+        let connection = try PostgresConnection(url: database.url)
+        try connection.execute("CREATE TABLE projection_entries (tbl text NOT NULL, key bytea NOT NULL, value bytea NOT NULL, PRIMARY KEY (tbl, key))")
+        let app = ProjectionKey.repositoryPrefix(RepositoryRef(registryId: testRegistryId, repositoryName: "team/app"))
+        func set(_ digest: String) -> [UInt8] { app + Array(ProjectionKey.memberItem(digest, "").utf8) }
+        let (x, y, z) = ("sha256:" + String(repeating: "1", count: 64), "sha256:" + String(repeating: "2", count: 64), "sha256:" + String(repeating: "3", count: 64))
+        var insert = PostgresTables.entryRows()
+        for key in [set(x) + Array("a".utf8), set(x) + Array("b".utf8), set(z) + Array("c".utf8), app + Array("sha256:0".utf8)] {
+            insert.append(.text(ProjectionTable.tagsByImage.rawValue), .bytes(key), .bytes([]))
+        }
+        try insert.run(on: connection)
+        let query = try #require(PostgresTables.keysUnderEachQuery(.tagsByImage, prefixes: [set(x), set(y), set(z)]))
+        let tables = PostgresTables(connection: connection, decoded: DecodedRecords())
+        tables.noteKeys(.tagsByImage, under: [set(x), set(y), set(z)], found: try connection.query(query.sql, query.parameters))
+        let web = ProjectionKey.repositoryPrefix(RepositoryRef(registryId: testRegistryId, repositoryName: "team/web"))
+        tables.noteKeys(.tagsByImage, prefix: web, found: [])
+        try connection.execute("DROP TABLE projection_entries")
+        #expect(try tables.keys(in: .tagsByImage, withPrefix: set(x)) == [set(x) + Array("a".utf8), set(x) + Array("b".utf8)])
+        #expect(try tables.keys(in: .tagsByImage, withPrefix: set(y)).isEmpty)
+        #expect(try tables.keys(in: .tagsByImage, withPrefix: set(z)) == [set(z) + Array("c".utf8)])
+        #expect(try tables.keys(in: .tagsByImage, withPrefix: web + Array(ProjectionKey.memberItem(x, "").utf8)).isEmpty, "inside a repository's range")
+        #expect(throws: (any Error).self) { try tables.keys(in: .tagsByImage, withPrefix: app) }
+    }
+
     /// The images a batch's tags name are read once the tags are: each found tag's image, with its
     /// sets, unless it was read already; an absent tag names nothing.
     @Test func theImagesTagsName_areReadInTheRoundTripAfterTheTags() throws {
@@ -246,6 +275,7 @@ extension BatchReadsTests {
             cache.remember(DecodedRecords.Key(.imageTags, ProjectionKey.scoped(ref, tag)), TagRecord(imageDigest: digest, createdAt: at), bytes: 0)
         }
         cache.remember(DecodedRecords.Key(.imageTags, ProjectionKey.scoped(ref, "gone")), nil, bytes: 0)
+        // No table exists: a read would fail, and its tag would be skipped. Every key is known.
         let next = reads.imagesNamedByTags(in: PostgresTables(connection: connection, decoded: cache))
         #expect(next.images == [ProjectionKey.scoped(ref, x)], "y was asked for by its digest")
         #expect(next.imageSets == [ProjectionKey.scoped(ref, ProjectionKey.memberItem(x, ""))])

@@ -150,6 +150,29 @@ struct StoreConformanceTests {
         #expect(byTag.first?.decision.imageIds == [ImageIdentifier(imageDigest: tagged.imageDigest, imageTag: "gone")])
         #expect(byTag.first?.decision.imageFailures.map(\.failureCode) == [.imageNotFound])
         #expect(try store.read { try $0.image(app, tagged.imageDigest) } == nil)
+        // In one batch, deletes that read what the batch's pushes changed (PostgreSQL reads the
+        // tags, images and sets up front, and lays the batch's changes over them): a tag pushed
+        // and deleted, the image pushed again and deleted by digest, pushed a third time; then an
+        // index naming it, and its delete, refused for the index.
+        let brief = try PutImage(repositoryName: "team/app", imageManifest: String(image.dropLast()) + #","annotations":{"a":"brief"}}"#, imageTag: "brief")
+        func push(_ tag: String) throws -> Command { .putImage(try PutImage(repositoryName: "team/app", imageManifest: brief.imageManifest, imageTag: tag)) }
+        func delete(_ id: ImageIdentifier) throws -> Command { .batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [id])) }
+        let briefIndex = try PutImage(
+            repositoryName: "team/app",
+            imageManifest: #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"\#(brief.imageDigest)","size":\#(brief.imageManifest.utf8.count)}]}"#,
+            imageTag: "brief-all")
+        let oneBatch = try await submit([
+            try push("brief"), try delete(ImageIdentifier(imageTag: "brief")), try push("kept"), try delete(ImageIdentifier(imageDigest: brief.imageDigest)),
+            try push("last"), .putImage(briefIndex), try delete(ImageIdentifier(imageDigest: brief.imageDigest)),
+        ])
+        #expect(oneBatch.map { $0.events.map(\.event.type) } == [
+            [.imagePushed], [.imageUntagged, .imageDeleted], [.imagePushed], [.imageDeleted], [.imagePushed], [.imagePushed], [],
+        ])
+        #expect(oneBatch.last?.decision.imageFailures.map(\.failureCode) == [.imageReferencedByManifestList])
+        try store.read { snapshot throws in
+            #expect(try snapshot.tags(of: brief.imageDigest, in: app) == ["last"])
+            #expect(try snapshot.manifestLists(naming: brief.imageDigest, in: app) == [briefIndex.imageDigest])
+        }
         // The list deleted (its image freed), pushed again, and the repository deleted with both.
         let listDigest = try PutImage(repositoryName: "team/app", imageManifest: list).imageDigest
         _ = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageDigest: listDigest)]))])

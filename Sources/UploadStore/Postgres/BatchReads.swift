@@ -21,7 +21,8 @@ struct BatchReads {
     /// Each tag a BatchDeleteImage names.
     private(set) var tags: [[UInt8]] = []
     /// The images whose sets are read whole, each the prefix of its keys in both tables: its tags
-    /// and the lists that name it (a delete reads both). Ranges, never kept from batch to batch.
+    /// and the lists that name it (a delete reads both), one query per table for all of them.
+    /// Ranges, never kept from batch to batch.
     private(set) var imageSets: [[UInt8]] = []
     /// Whether the batch sweeps idle uploads, which reads the session of every active upload:
     /// read in one query, not one round trip each while the append lock is held (24,000 active
@@ -130,17 +131,23 @@ struct BatchReads {
 
     /// One query per table with keys to read: sessions, repositories, layers, images, then tags;
     /// then, for a sweep, the sessions of every active upload (a session is keyed by its upload
-    /// id, as its active mark is); then the ranges: a forced delete's tags of every image, and each
-    /// image set's tags and lists.
+    /// id, as its active mark is); then the ranges: a forced delete's tags of every image, and the
+    /// image sets' tags, then their lists.
     var queries: [PostgresConnection.Query] {
         [
             PostgresTables.recordsQuery(.sessions, keys: sessions), PostgresTables.recordsQuery(.repositories, keys: repositories),
             PostgresTables.recordsQuery(.layers, keys: layers), PostgresTables.recordsQuery(.images, keys: images),
             PostgresTables.recordsQuery(.imageTags, keys: tags),
             everyActiveSession ? Self.everyActiveSessionQuery : nil,
-        ].compactMap { $0 } + tagsOfEveryImage.map { PostgresTables.keysQuery(.tagsByImage, prefix: $0) }
-            + imageSets.flatMap { [PostgresTables.keysQuery(.tagsByImage, prefix: $0), PostgresTables.keysQuery(.manifestListsByImage, prefix: $0)] }
+        ].compactMap { $0 } + tagsOfEveryImage.map { PostgresTables.keysQuery(.tagsByImage, prefix: $0) } + imageSetQueries
     }
+
+    /// The image sets' two queries (their tags, then their lists), or none.
+    private var imageSetQueries: [PostgresConnection.Query] {
+        Self.imageSetTables.compactMap { PostgresTables.keysUnderEachQuery($0, prefixes: imageSets) }
+    }
+
+    private static let imageSetTables: [ProjectionTable] = [.tagsByImage, .manifestListsByImage]
 
     static let everyActiveSessionQuery = PostgresConnection.Query("""
         SELECT s.key, s.value FROM projection_entries a JOIN projection_entries s ON s.tbl = '\(ProjectionTable.sessions.rawValue)' AND s.key = a.key
@@ -158,16 +165,14 @@ struct BatchReads {
         if everyActiveSession, let rows = answer.next() {
             tables.noteRecords(.sessions, keys: (0..<rows.count).map { rows.bytes($0, 0) }, found: rows, as: UploadSession.self)
         }
-        func noteKeys(_ table: ProjectionTable, _ prefix: [UInt8]) -> Bool {
-            guard let rows = answer.next() else { return false }
-            tables.noteKeys(table, prefix: prefix, found: (0..<rows.count).map { rows.bytes($0, 0) })
-            return true
-        }
         for prefix in tagsOfEveryImage {
-            guard noteKeys(.tagsByImage, prefix) else { return }
+            guard let rows = answer.next() else { return }
+            tables.noteKeys(.tagsByImage, prefix: prefix, found: (0..<rows.count).map { rows.bytes($0, 0) })
         }
-        for prefix in imageSets {
-            guard noteKeys(.tagsByImage, prefix), noteKeys(.manifestListsByImage, prefix) else { return }
+        guard !imageSetQueries.isEmpty else { return }
+        for table in Self.imageSetTables {
+            guard let rows = answer.next() else { return }
+            tables.noteKeys(table, under: imageSets, found: rows)
         }
     }
 }

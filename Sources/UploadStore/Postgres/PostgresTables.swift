@@ -20,8 +20,18 @@ struct PostgresTables: KeyedProjectionTables {
         private var keysInOrder: [ProjectionTable: [[UInt8]]] = [:]
         var isEmpty: Bool { byTable.values.allSatisfy(\.isEmpty) }
         /// Ranges of keys this transaction read whole before it changed anything (``BatchReads``):
-        /// every key stored under each prefix, in key order.
-        var keysRead: [ProjectionTable: [(prefix: [UInt8], keys: [[UInt8]])]] = [:]
+        /// every key stored under each prefix, in key order, by prefix.
+        var keysRead: [ProjectionTable: [[UInt8]: [[UInt8]]]] = [:]
+
+        /// The keys a range read whole holds under `prefix`: one read under `prefix` itself, or
+        /// under a shorter prefix of it that ends at a 0x00 byte (each range a batch reads does: a
+        /// repository's, an image's set). A look-up per candidate, not a scan of every range: a
+        /// batch that deletes thousands of images reads thousands of ranges.
+        func keysRead(_ table: ProjectionTable, under prefix: [UInt8]) -> [[UInt8]]? {
+            guard let ranges = keysRead[table] else { return nil }
+            let range = ranges[prefix] ?? prefix.indices.lazy.filter { prefix[$0] == 0 }.compactMap { ranges[Array(prefix[...$0])] }.first
+            return range.map { keys in Array(keys[PostgresTables.firstIndex(notBefore: prefix, in: keys)...].prefix { $0.starts(with: prefix) }) }
+        }
 
         /// Notes the change of `key` to `value` (`nil`: deleted).
         func change(_ table: ProjectionTable, _ key: [UInt8], to value: [UInt8]?) {
@@ -111,9 +121,7 @@ struct PostgresTables: KeyedProjectionTables {
     /// The keys stored under `prefix` when the transaction began: from a range it read whole, or
     /// read now.
     private func storedKeys(in table: ProjectionTable, withPrefix prefix: [UInt8]) throws -> [[UInt8]] {
-        if let range = changes.keysRead[table]?.first(where: { prefix.starts(with: $0.prefix) }) {
-            return Array(range.keys[Self.firstIndex(notBefore: prefix, in: range.keys)...].prefix { $0.starts(with: prefix) })
-        }
+        if let keys = changes.keysRead(table, under: prefix) { return keys }
         let rows = try Self.rows(connection, "key", table, prefix: prefix, after: nil, limit: .max)
         return (0..<rows.count).map { rows.bytes($0, 0) }
     }
@@ -121,12 +129,40 @@ struct PostgresTables: KeyedProjectionTables {
     /// Keeps `keys`, the answer to a ``keysQuery(_:prefix:)`` sent before this transaction changed
     /// anything, as every key stored under `prefix`.
     func noteKeys(_ table: ProjectionTable, prefix: [UInt8], found keys: [[UInt8]]) {
-        changes.keysRead[table, default: []].append((prefix, keys))
+        changes.keysRead[table, default: [:]][prefix] = keys
     }
 
     /// Every key of `table` under `prefix`, in key order.
     static func keysQuery(_ table: ProjectionTable, prefix: [UInt8]) -> PostgresConnection.Query {
         entriesQuery("key", table, prefix: prefix)
+    }
+
+    /// Every key of `table` under each of `prefixes`, in one query (a range scan of the index per
+    /// prefix): rows of (the prefix's place in `prefixes`, from 1; a key), by place, then key.
+    /// `nil` when there are none, or one has no end (``prefixEnd(_:)``: all 0xFF bytes).
+    static func keysUnderEachQuery(_ table: ProjectionTable, prefixes: [[UInt8]]) -> PostgresConnection.Query? {
+        let ends = prefixes.compactMap(prefixEnd)
+        guard !prefixes.isEmpty, ends.count == prefixes.count else { return nil }
+        return PostgresConnection.Query("""
+            SELECT p.i, e.key FROM unnest($2::bytea[], $3::bytea[]) WITH ORDINALITY AS p(lo, hi, i)
+            CROSS JOIN LATERAL (SELECT key FROM projection_entries WHERE tbl = $1 AND key >= p.lo AND key < p.hi) e
+            ORDER BY p.i, e.key
+            """, [
+                .text(table.rawValue), .array(PostgresArray(of: .bytea, prefixes.lazy.map { .bytes($0) })),
+                .array(PostgresArray(of: .bytea, ends.lazy.map { .bytes($0) })),
+            ])
+    }
+
+    /// Keeps the answer to a ``keysUnderEachQuery(_:prefixes:)`` as every key stored under each of
+    /// `prefixes`, as ``noteKeys(_:prefix:found:)`` does; an answer it cannot place is not kept
+    /// (the keys are then read when asked for).
+    func noteKeys(_ table: ProjectionTable, under prefixes: [[UInt8]], found rows: PostgresRows) {
+        var keys = prefixes.map { _ in [[UInt8]]() }
+        for row in 0..<rows.count {
+            guard let place = try? rows.int64(row, 0), (1...Int64(keys.count)).contains(place) else { return }
+            keys[Int(place) - 1].append(rows.bytes(row, 1))
+        }
+        for (prefix, found) in zip(prefixes, keys) { noteKeys(table, prefix: prefix, found: found) }
     }
 
     func entries<R: FieldRecord>(in table: ProjectionTable, withPrefix prefix: [UInt8], as type: R.Type) throws -> [(key: [UInt8], value: R)] {
