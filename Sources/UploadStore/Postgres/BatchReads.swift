@@ -169,7 +169,7 @@ struct BatchReads {
             guard let rows = answer.next() else { return }
             tables.noteKeys(.tagsByImage, prefix: prefix, found: (0..<rows.count).map { rows.bytes($0, 0) })
         }
-        guard !imageSetQueries.isEmpty else { return }
+        guard !imageSets.isEmpty else { return }  // both or neither query: every set's prefix ends at 0x00
         for table in Self.imageSetTables {
             guard let rows = answer.next() else { return }
             tables.noteKeys(table, under: imageSets, found: rows)

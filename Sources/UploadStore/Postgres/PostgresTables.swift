@@ -159,7 +159,7 @@ struct PostgresTables: KeyedProjectionTables {
     func noteKeys(_ table: ProjectionTable, under prefixes: [[UInt8]], found rows: PostgresRows) {
         var keys = prefixes.map { _ in [[UInt8]]() }
         for row in 0..<rows.count {
-            guard let place = try? rows.int64(row, 0), (1...Int64(keys.count)).contains(place) else { return }
+            guard let place = try? rows.int64(row, 0), place >= 1, place <= keys.count else { return }
             keys[Int(place) - 1].append(rows.bytes(row, 1))
         }
         for (prefix, found) in zip(prefixes, keys) { noteKeys(table, prefix: prefix, found: found) }
