@@ -217,6 +217,13 @@ public protocol StoreSnapshot: ProjectionState {
     /// The image of each of `digests`, in their order, manifest and all: one read where a backend
     /// pays per round trip (a page of referrers). Callers ask for a few at once.
     func images(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?]
+    /// The record of each of the tags `names`, in their order: one read where a backend pays per
+    /// round trip (DescribeImages names up to 100 images by tag).
+    func tags(_ ref: RepositoryRef, _ names: [String]) throws -> [TagRecord?]
+    /// The tags of each of the images `digests`, in their order, each list in byte order as
+    /// ``UploadCore/ProjectionState/tags(of:in:)`` gives it: one read where a backend pays per
+    /// round trip (a page that shows many images' tags).
+    func tags(of digests: [String], in ref: RepositoryRef) throws -> [[String]]
     /// Up to `limit` tags of the repository that sort after `tag`, in tag order.
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)]
     /// The tags of the repository's images whose digests sort from `first` through `last`, by digest
@@ -350,6 +357,14 @@ extension StoreSnapshot {
 
     public func images(_ ref: RepositoryRef, _ digests: [String]) throws -> [ImageRecord?] {
         try digests.map { try image(ref, $0) }
+    }
+
+    public func tags(_ ref: RepositoryRef, _ names: [String]) throws -> [TagRecord?] {
+        try names.map { try tag(ref, $0) }
+    }
+
+    public func tags(of digests: [String], in ref: RepositoryRef) throws -> [[String]] {
+        try digests.map { try tags(of: $0, in: ref) }
     }
 
     /// Up to `limit` events after `position`, ending early (after at least one) once their records

@@ -525,6 +525,30 @@ def test_describe_images_refuses_image_ids_with_max_results_or_next_token(ecr):
         assert code(e) == "InvalidParameterException", extra
 
 
+def test_describe_images_answers_many_ids_by_tag_and_by_digest_in_the_order_asked(ecr):
+    """The ids' tags, images and their images' tags are each read for all ids at once; the answer
+    still follows the ids, an image named twice is answered twice, and one id that names nothing
+    refuses the whole request."""
+    name = unique()
+    ecr.create_repository(repositoryName=name)
+    layer = os.urandom(64)
+    first = push_image(ecr, name, [layer], tag="a")
+    ecr.put_image(repositoryName=name, imageManifest=first, imageTag="a2")
+    second = push_image(ecr, name, [layer], tag="b", annotations={"n": "2"})
+    untagged = push_image(ecr, name, [layer], annotations={"n": "3"})
+    ids = [{"imageTag": "b"}, {"imageDigest": digest_of(untagged)}, {"imageTag": "a2"},
+           {"imageDigest": digest_of(first), "imageTag": "a"}, {"imageDigest": digest_of(second).upper().replace("SHA256", "sha256")}]
+    details = ecr.describe_images(repositoryName=name, imageIds=ids)["imageDetails"]
+    assert [(d["imageDigest"], sorted(d.get("imageTags", []))) for d in details] == [
+        (digest_of(second), ["b"]), (digest_of(untagged), []), (digest_of(first), ["a", "a2"]),
+        (digest_of(first), ["a", "a2"]), (digest_of(second), ["b"])]
+    for missing in ({"imageTag": "gone"}, {"imageDigest": digest_of(first), "imageTag": "b"},
+                    {"imageDigest": "sha256:" + "0" * 64}):
+        with pytest.raises(ClientError) as e:
+            ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": "b"}, missing])
+        assert code(e) == "ImageNotFoundException", missing
+
+
 def test_image_calls_refuse_wrong_input_as_such_whether_or_not_the_repository_exists(server, ecr):
     """Inputs are judged before the repository is looked up (DescribeImages looked first, and
     answered RepositoryNotFoundException); a tag past the model's 300 characters refuses the

@@ -142,6 +142,7 @@ def test_a_person_finds_a_repository_pulls_it_and_sees_its_audit_trail_verified_
         assert [row[0] for row in tags] == ["v1"]
         image = ecr.describe_images(repositoryName="acme/web-app")["imageDetails"][0]
         assert tags[0][1] == image["imageDigest"]
+        assert [row[:2] for row in rows(browser, "images")] == [[image["imageDigest"], "v1"]], "each image with its tags"
         about = browser.find_element(By.ID, "about")
         assert about.find_element(By.TAG_NAME, "strong").text == "small"
         assert about.find_element(By.LINK_TEXT, "home page").get_attribute("href") == "https://example.com/web-app"

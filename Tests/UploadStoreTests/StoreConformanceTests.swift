@@ -90,6 +90,14 @@ struct StoreConformanceTests {
             let pairs = try snapshot.imageTags(in: app, from: first, through: last).map { "\($0.digest) \($0.tag)" }
             #expect(pairs == byDigest.flatMap { digest, tags in tags.map { "\(digest) \($0)" } })
             #expect(try snapshot.imageTags(in: app, from: last, through: last).map(\.tag) == byDigest[1].1, "the range's ends are its own")
+            // Many images' tags and many tags at once (DescribeImages' ids), in the order asked.
+            let absent = "sha256:" + String(repeating: "cd", count: 32)
+            #expect(try snapshot.tags(of: [listed.imageDigest, absent, pushed.imageDigest, listed.imageDigest], in: app) == [["all", "latest"], [], ["v1"], ["all", "latest"]])
+            #expect(try snapshot.tags(of: [], in: app).isEmpty)
+            let solo = RepositoryRef(registryId: testRegistryId, repositoryName: "solo")
+            #expect(try snapshot.tags(of: [pushed.imageDigest], in: solo) == [[]], "another repository's tags are its own")
+            #expect(try snapshot.tags(app, ["latest", "gone", "v1"]).map { $0?.imageDigest } == [listed.imageDigest, nil, pushed.imageDigest])
+            #expect(try snapshot.tags(app, []).isEmpty)
         }
         let refused = try await submit([.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageDigest: pushed.imageDigest)]))])
         #expect(refused.first?.decision.imageFailures.first?.failureCode == .imageReferencedByManifestList)

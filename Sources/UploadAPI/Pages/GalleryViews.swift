@@ -207,8 +207,9 @@ extension ECRPublicService {
             } else {
                 values["tagsNote"] = "This repository's policy does not let you list its tags."
             }
-            values["images"] = try images.prefix(Self.imagesShown).map { image -> [String: Any] in
-                let tags = listsTags ? try snapshot.tags(of: image.imageDigest, in: ref) : []
+            let shown = Array(images.prefix(Self.imagesShown))
+            let tagsOfShown = listsTags ? try snapshot.tags(of: shown.map(\.imageDigest), in: ref) : shown.map { _ in [] }
+            values["images"] = zip(shown, tagsOfShown).map { image, tags -> [String: Any] in
                 // Never empty: an absent key would make Mustache look up the page's own `tags`.
                 return ["digest": image.imageDigest, "imageTags": tags.isEmpty ? "–" : tags.joined(separator: ", "),
                         "size": Self.byteCount(image.imageSizeInBytes),

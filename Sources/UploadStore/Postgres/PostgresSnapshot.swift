@@ -83,6 +83,30 @@ struct PostgresSnapshot: StoreSnapshot {
         return try keys.map { key in try stored[key].map(decode) }
     }
 
+    func tags(_ ref: RepositoryRef, _ names: [String]) throws -> [TagRecord?] {
+        guard try !readsNoProjections() else { return names.map { _ in nil } }
+        let keys = names.map { ProjectionKey.scoped(ref, $0) }
+        let stored = try PostgresTables.storedValues(connection, .imageTags, keys)
+        return try keys.map { key in try stored[key].map { try TagRecord(decoding: $0) } }
+    }
+
+    func tags(of digests: [String], in ref: RepositoryRef) throws -> [[String]] {
+        guard try !readsNoProjections() else { return digests.map { _ in [] } }
+        let prefixes = digests.map { ProjectionKey.scoped(ref, ProjectionKey.memberItem($0, "")) }
+        // No query for no images, nor for a prefix with no end (none of these: each holds a 0x00).
+        guard let query = PostgresTables.keysUnderEachQuery(.tagsByImage, prefixes: prefixes) else { return try digests.map { try tags(of: $0, in: ref) } }
+        let rows = try connection.query(query.sql, query.parameters)
+        var found = prefixes.map { _ in [String]() }
+        for row in 0..<rows.count {
+            let place = Int(try rows.int64(row, 0)) - 1
+            guard found.indices.contains(place), rows.bytes(row, 1).starts(with: prefixes[place]) else {
+                throw StoreError(.corrupt, "PostgreSQL answered a query of the tags of \(digests.count) images with a key outside them")
+            }
+            found[place].append(String(decoding: rows.bytes(row, 1).dropFirst(prefixes[place].count), as: UTF8.self))
+        }
+        return found
+    }
+
     func tags(in ref: RepositoryRef, after tag: String?, limit: Int) throws -> [(name: String, record: TagRecord)] {
         let prefix = ProjectionKey.repositoryPrefix(ref)
         return try page(.imageTags, prefix: prefix, after: tag, limit: limit).map {
