@@ -6,6 +6,7 @@ enum ImageDecisions {
         let existing = try state.image(ref, c.imageDigest)
         if existing == nil, let refusal = c.refusalUnlessStored { throw refusal }
         var missing: [String] = []
+        var knownMissing: Set<String> = []  // asked of, never iterated: a manifest may name 25,000 blobs
         var misstated: (kind: String, named: Manifest.Descriptor, stored: UInt64)?
         func check(_ kind: String, _ named: Manifest.Descriptor, stored: UInt64) {
             if misstated == nil, stored != named.size { misstated = (kind, named, stored) }
@@ -14,11 +15,12 @@ enum ImageDecisions {
         // The image's size is its layers', each as listed. The config is not one of them, even
         // when a layer has its digest (OCI's empty descriptor, `{}`, is often both).
         let blobs: [(blob: Manifest.Descriptor, isLayer: Bool)] = (c.config.map { [($0, false)] } ?? []) + c.layers.map { ($0, true) }
-        for (blob, isLayer) in blobs where !missing.contains(blob.digest) {
+        for (blob, isLayer) in blobs where !knownMissing.contains(blob.digest) {
             if let layer = try state.layer(ref, blob.digest) {
                 if isLayer { layerSizes += layer.layerSize }
                 check("blob", blob, stored: layer.layerSize)
             } else {
+                knownMissing.insert(blob.digest)
                 missing.append(blob.digest)
             }
         }
@@ -54,7 +56,8 @@ enum ImageDecisions {
         if let mismatch = digestMismatch(c) { return mismatch }
         if let refusal = c.refusalUnlessStored { return refusal }
         let blobs = ([c.config].compactMap { $0 } + c.layers).map(\.digest)
-        if !blobs.isEmpty { return layersMissing(c.repositoryName, blobs.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }) }
+        var named: Set<String> = []  // asked of, never iterated
+        if !blobs.isEmpty { return layersMissing(c.repositoryName, blobs.filter { named.insert($0).inserted }) }
         if !c.referencedImages.isEmpty { return imagesMissing(c.repositoryName, c.referencedImages.map(\.digest)) }
         return nil
     }
