@@ -238,10 +238,24 @@ public struct SigV4Verifier: Sendable {
         .map { "\($0.0)=\($0.1)" }.joined(separator: "&")
     }
 
-    /// The path as every service but S3 signs it: the path as sent, encoded again (a `:` as
-    /// `%3A`, a `%3A` sent as `%253A`), slashes kept, as botocore and the other SDKs sign it.
+    /// The path as every service but S3 signs it: the path as sent, without its dot segments and
+    /// repeated slashes, encoded again (a `:` as `%3A`, a `%3A` sent as `%253A`), slashes kept, as
+    /// botocore and the other SDKs sign it.
     static func canonicalPath(_ path: String) -> String {
-        path.isEmpty ? "/" : encode(path, keepingSlashes: true)
+        path.isEmpty ? "/" : encode(withoutDotSegments(path), keepingSlashes: true)
+    }
+
+    /// `path` without its empty, `.` and `..` segments (RFC 3986 §5.2.4, and repeated slashes,
+    /// which AWS's services take out too), its first and last slash kept: botocore's
+    /// `remove_dot_segments`, so that an endpoint URL such as `http://host/a//b/` is signed and
+    /// checked alike.
+    static func withoutDotSegments(_ path: String) -> String {
+        var kept: [Substring] = []
+        for segment in path.split(separator: "/") where segment != "." {
+            if segment == ".." { _ = kept.popLast() } else { kept.append(segment) }
+        }
+        let first = path.hasPrefix("/") ? "/" : "", last = path.hasSuffix("/") && !kept.isEmpty ? "/" : ""
+        return first + kept.joined(separator: "/") + last
     }
 
     private static func decode(_ s: String) -> String { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? s }

@@ -64,6 +64,18 @@ def test_unsigned_unknown_wrong_secret_are_refused_by_name(server):
     assert code(lambda: client(server, key=("test", "wrong")).describe_registries()) == "InvalidSignatureException"
 
 
+@pytest.mark.parametrize("path", ["/prefix/", "/a//b/", "/a/./b", "/a/b/../c/", "/a%20b/"])
+def test_an_endpoint_url_with_a_path_is_signed_and_checked_alike(server, path):
+    """botocore signs the path without its dot segments and repeated slashes; the server, which
+    answers the API at any path, checks it the same way (it refused `//` and `.`)."""
+    ecr = boto3.client("ecr-public", endpoint_url=server.endpoint + path, region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    assert ecr.describe_registries()["registries"]
+    wrong = boto3.client("ecr-public", endpoint_url=server.endpoint + path, region_name="us-east-1",
+                         aws_access_key_id="test", aws_secret_access_key="wrong")
+    assert code(wrong.describe_registries) == "InvalidSignatureException"
+
+
 def test_expired_tampered_body_and_tampered_header_are_refused(server):
     url, target = server.endpoint + "/", "SpencerFrontendService.DescribeRegistries"
     now = datetime.datetime.now(datetime.timezone.utc)

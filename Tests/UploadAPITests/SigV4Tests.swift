@@ -83,10 +83,13 @@ struct SigV4Tests {
         #expect(failure { try verify(headers: twoLines) }?.type == "IncompleteSignatureException")
     }
 
-    /// The path is signed as botocore signs it for every service but S3: encoded again, slashes kept.
+    /// The path is signed as botocore signs it for every service but S3: without dot segments and
+    /// repeated slashes (its `remove_dot_segments`), encoded again, slashes kept.
     @Test(arguments: [
         ("", "/"), ("/", "/"), ("/events", "/events"), ("/a:b", "/a%3Ab"), ("/a%3Ab", "/a%253Ab"), ("/a+b c", "/a%2Bb%20c"),
         ("/caf\u{E9}/x~y_z.-", "/caf%C3%A9/x~y_z.-"),
+        ("/a//b/", "/a/b/"), ("//", "/"), ("/a/./b", "/a/b"), ("/a/b/../c", "/a/c"), ("/../a", "/a"), ("/a/..", "/"),
+        ("/a/.b/%2E/", "/a/.b/%252E/"), ("/a/b/.", "/a/b"),
     ])
     func thePath_isEncodedAgain_asBotocoreSignsIt(path: String, canonical: String) {
         #expect(SigV4Verifier.canonicalPath(path) == canonical)
