@@ -128,8 +128,12 @@ public final class UploadService: Sendable {
     ) async throws -> RepositoryRemoved {
         // Its blobs are marked used before it commits (a collection that reads the names after
         // finds them marked): none removes them within its minimum age, while a backup of the
-        // database taken before may still name them.
-        if let ref = repository(command.registryId, command.repositoryName), let held = try? await blobsHeld(by: ref) { await markUsed(held) }
+        // database taken before may still name them. A call refused unless it is a retry deletes
+        // nothing (a retry's first attempt marked them), so it touches no blob: a caller denied
+        // the delete could otherwise have the server touch every blob of the repository at will.
+        if refusalUnlessRetry == nil, let ref = repository(command.registryId, command.repositoryName), let held = try? await blobsHeld(by: ref) {
+            await markUsed(held)
+        }
         let events = try await store.execute(.deleteRepository(command), metadata: metadata, refusalUnlessRetry: refusalUnlessRetry).events
         let deleted = try events.first(RepositoryDeleted.self, recordedBy: "DeleteRepository")
         var aborted: [String] = []

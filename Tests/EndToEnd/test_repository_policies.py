@@ -475,6 +475,19 @@ def test_a_key_of_another_registry_may_log_in_but_not_use_the_registry_or_unname
     assert password(carol), "GetAuthorizationToken is a login: it answers a key of another registry"
 
 
+def test_a_denied_delete_of_a_repository_touches_none_of_its_blobs(keyed, alice, carol):
+    """A denied DeleteRepository that carries an SDK invocation id still goes to the writer, to be
+    answered as a retry if it is one; it marked every blob of the repository used on its way
+    there (a file's times touched per blob, at will, by a key with no rights on it)."""
+    name = new_repo(alice)
+    digest = upload(alice, name, os.urandom(256))
+    blob = os.path.join(keyed.data_dir, "blobs", "sha256", digest.split(":")[1])
+    os.utime(blob, (1_577_836_800, 1_577_836_800))  # 2020-01-01
+    assert error_code(lambda: carol.delete_repository(repositoryName=name, force=True)) == DENIED
+    assert os.stat(blob).st_mtime == 1_577_836_800
+    alice.describe_repositories(repositoryNames=[name])
+
+
 def test_a_stranger_cannot_tell_a_repository_it_may_not_read_from_a_missing_one(keyed, alice, carol):
     """Anonymous pullers and keys of another registry: a repository whose policy denies them reads as one
     that does not exist, on the registry and in the API's words; the registry's own keys are told why."""
