@@ -80,6 +80,25 @@ extension DecisionRulesTests {
         #expect(try w.decide(.put(Fixture.index([present]), tag: "multi")).events.count == 1)
     }
 
+    /// The same bytes sent again as another media type (possible only for a manifest without
+    /// `mediaType`) are the image stored before: a new tag's event names the stored type, which
+    /// every pull of that tag is served with, not the type sent.
+    @Test func put_storedBytesAsAnotherType_recordTheStoredType() throws {
+        var w = try Harness()
+        try w.withLayers()
+        let typeless = #"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"\#(c)","size":7},"layers":[]}"#
+        let docker = "application/vnd.docker.distribution.manifest.v2+json", oci = "application/vnd.oci.image.manifest.v1+json"
+        func put(as type: String, tag: String) throws -> Command {
+            .putImage(try PutImage(repositoryName: "team/app", imageManifest: typeless, imageManifestMediaType: type, imageTag: tag))
+        }
+        try w.run(put(as: docker, tag: "first"))
+        guard case .imagePushed(let retagged)? = try w.run(put(as: oci, tag: "second")).events.first else {
+            Issue.record("no ImagePushed"); return
+        }
+        #expect(retagged.imageManifestMediaType == docker)
+        #expect(try w.tables.image(w.ref, retagged.imageDigest)?.imageManifestMediaType == docker)
+    }
+
     /// Deciding a manifest that names thousands of missing blobs (25,000 fit in one) takes time in
     /// proportion to them, not to their square: the decision holds the writer, and every other
     /// caller's write waits for it (16,000 took 5.3 s of a debug build when each was looked for

@@ -42,7 +42,10 @@ enum ImageDecisions {
         }
         return Decision([.imagePushed(ImagePushed(
             registryId: ref.registryId, repositoryName: ref.repositoryName, imageDigest: c.imageDigest, imageTag: c.imageTag,
-            imageManifest: c.imageManifest, imageManifestMediaType: c.imageManifestMediaType,
+            // An image stored before keeps the type it was stored with, which every pull of this
+            // tag is then served with: the same bytes (only a manifest without `mediaType` can be
+            // sent as another type) stored once, as the event then says.
+            imageManifest: c.imageManifest, imageManifestMediaType: existing?.imageManifestMediaType ?? c.imageManifestMediaType,
             artifactMediaType: c.artifactMediaType,
             // A manifest list's size is its largest image's, as the model defines it.
             imageSizeInBytes: c.referencedImages.isEmpty ? layerSizes : referenced.compactMap { $0.image?.imageSizeInBytes }.max() ?? 0,
