@@ -93,6 +93,10 @@ struct EventsCommand: AsyncParsableCommand {
                 throw CommandError(.invalidParameter, "the event at position \(after) is not the one whose --leaf-hash was given: this log no longer holds the event read there (it was restored, or failed over); read again from a position it holds")
             }
             var position = after
+            // The leaf of the last event printed: each page's snapshot must still hold it there, or
+            // the pages would join two histories (a failover that lost commits, or a restore,
+            // between them), dense and gap-free to the eye.
+            var lastLeaf = leafHash.flatMap(Hex.decode)
             var remaining = limit ?? .max
             var leavesMissing = false
             var pageSize = 1000
@@ -100,6 +104,7 @@ struct EventsCommand: AsyncParsableCommand {
                 let (page, leaves): ([EventEnvelope], [[UInt8]])
                 do {
                     (page, leaves) = try store.read { snapshot in
+                        try snapshot.checkCursor(after: position, leaf: lastLeaf)
                         let page = try snapshot.events(after: position, limit: min(remaining, pageSize), byteBudget: EventEnvelope.pageBytes)
                         // Read apart from the events: a tree missing a leaf throws, and the events
                         // are printed all the same.
@@ -108,6 +113,8 @@ struct EventsCommand: AsyncParsableCommand {
                 } catch let error as StoreError where error.code == .corrupt && pageSize > 1 {
                     pageSize = 1  // a record that does not decode: the events before it, one at a time, then its error
                     continue
+                } catch is LogCursorRefusal {
+                    throw CommandError(.invalidParameter, "the log no longer holds the event printed at position \(position) (it was restored, or failed over while it was read): what was printed after \(after) is not all one history; read again from a position it holds")
                 }
                 // A tree that lacks their leaves (a damaged store, which this tool must still
                 // print) gives lines without them, said once.
@@ -120,6 +127,7 @@ struct EventsCommand: AsyncParsableCommand {
                 }
                 guard let last = page.last else { break }
                 position = last.position
+                lastLeaf = leaves.count == page.count ? leaves.last : nil
                 remaining -= page.count
             }
         }

@@ -714,3 +714,45 @@ def test_two_nodes_with_keys_of_their_own_started_at_once_leave_one_serving():
                         process.kill()
                         statuses.append(process.wait())
         assert statuses == [0], statuses
+
+
+def test_events_refuses_to_join_two_histories_when_the_database_is_restored_while_it_prints():
+    """`events` reads the log a page (1,000 events) per snapshot. A restore between two pages
+    (here the database swapped for a copy taken 900 events earlier, which then took other events)
+    made it print the first page of one history and the rest of another: dense, gap-free, each
+    line with a valid leafHash, and exit 0. Each page now checks that the log still holds the last
+    event printed."""
+    from concurrent.futures import ThreadPoolExecutor
+    with tempfile.TemporaryDirectory() as data_dir, database() as url:
+        admin, name = url.rsplit("/", 1)[0] + "/postgres", url.rsplit("/", 1)[1]
+        psql = lambda sql: subprocess.run(["psql", admin, "-qc", sql], check=True, capture_output=True, timeout=60)
+
+        def initiations(count):
+            node = Served(data_dir, database_url=url)
+            try:
+                ecr = client(node.endpoint)
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(lambda _: ecr.initiate_layer_upload(repositoryName="restored/app"), range(count)))
+            finally:
+                assert node.stop() == 0
+
+        node = Served(data_dir, database_url=url)
+        client(node.endpoint).create_repository(repositoryName="restored/app")
+        assert node.stop() == 0
+        initiations(899)  # 900 events
+        psql(f"CREATE DATABASE {name}_copy TEMPLATE {name}")  # the backup
+        try:
+            initiations(600)  # 1,500 events
+            env = dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=url)
+            printing = subprocess.Popen([str(BIN / "upload-coordinator"), "events", "--data-dir", data_dir],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            time.sleep(3)  # its first page fills the pipe, which nobody reads yet: it waits to print
+            psql(f"DROP DATABASE {name} WITH (FORCE)")
+            psql(f"ALTER DATABASE {name}_copy RENAME TO {name}")  # restored
+            initiations(700)  # other events at 901 and on
+            out, err = printing.communicate(timeout=120)
+        finally:
+            psql(f"DROP DATABASE IF EXISTS {name}_copy WITH (FORCE)")
+        printed = [json.loads(line)["position"] for line in out.decode().splitlines()]
+        assert printing.returncode != 0 and "no longer holds the event printed at position 1000" in err.decode(), err.decode()
+        assert printed == list(range(1, 1001)), "nothing of the second history"
