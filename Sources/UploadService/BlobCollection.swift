@@ -230,7 +230,9 @@ extension BlobStore {
         return result
     }
 
-    public func markUsed(_ digests: [String]) {
-        for digest in digests { utimensat(AT_FDCWD, blobPath(digest), nil, 0) }
+    public func markUsed(_ digests: [String]) throws {
+        for digest in digests where utimensat(AT_FDCWD, blobPath(digest), nil, 0) != 0 && errno != ENOENT {
+            throw Self.posixError("mark \(blobPath(digest)) used")
+        }
     }
 }

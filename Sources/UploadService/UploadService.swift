@@ -60,9 +60,10 @@ public final class UploadService: Sendable {
     }
 
     public func putRepositoryCatalogData(_ command: PutRepositoryCatalogData, logo: [UInt8]?, _ metadata: RequestMetadata) async throws -> RepositoryCatalogDataPut {
-        // The logo it may replace is marked used, as a deleted repository's blobs are.
-        if let ref = repository(command.registryId, command.repositoryName), let replaced = try? await reading({ try $0.details(ref)?.logoImageDigest }) {
-            await markUsed([replaced])
+        // The logo it may replace is marked used, as a deleted repository's blobs are; a read or
+        // a mark that fails refuses the call (it is retried), rather than leave the logo unmarked.
+        if let ref = repository(command.registryId, command.repositoryName), let replaced = try await reading({ try $0.details(ref)?.logoImageDigest }) {
+            try await markUsed([replaced])
         }
         return try await execute(.putRepositoryCatalogData(command), keepingLogo: logo, as: command.catalog.logoImageDigest, metadata).events
             .first(RepositoryCatalogDataPut.self, recordedBy: "PutRepositoryCatalogData")
@@ -128,11 +129,13 @@ public final class UploadService: Sendable {
     ) async throws -> RepositoryRemoved {
         // Its blobs are marked used before it commits (a collection that reads the names after
         // finds them marked): none removes them within its minimum age, while a backup of the
-        // database taken before may still name them. A call refused unless it is a retry deletes
-        // nothing (a retry's first attempt marked them), so it touches no blob: a caller denied
-        // the delete could otherwise have the server touch every blob of the repository at will.
-        if refusalUnlessRetry == nil, let ref = repository(command.registryId, command.repositoryName), let held = try? await blobsHeld(by: ref) {
-            await markUsed(held)
+        // database taken before may still name them. A read or a mark that fails refuses the
+        // call (it is retried), rather than delete them unmarked. A call refused unless it is a
+        // retry deletes nothing (a retry's first attempt marked them), so it touches no blob: a
+        // caller denied the delete could otherwise have the server touch every blob of the
+        // repository at will.
+        if refusalUnlessRetry == nil, let ref = repository(command.registryId, command.repositoryName) {
+            try await markUsed(blobsHeld(by: ref))
         }
         let events = try await store.execute(.deleteRepository(command), metadata: metadata, refusalUnlessRetry: refusalUnlessRetry).events
         let deleted = try events.first(RepositoryDeleted.self, recordedBy: "DeleteRepository")
@@ -151,8 +154,8 @@ public final class UploadService: Sendable {
     }
 
     /// ``BlobStorage/markUsed(_:)``, on NIO's thread pool.
-    private func markUsed(_ digests: [String]) async {
-        try? await Self.blocking { [storage] in storage.markUsed(digests) }
+    private func markUsed(_ digests: [String]) async throws {
+        try await Self.blocking { [storage] in try storage.markUsed(digests) }
     }
 
     /// The blobs a repository's layers and logo name, a page of layers per read.

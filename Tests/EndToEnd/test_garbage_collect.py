@@ -9,6 +9,7 @@ import time
 import uuid
 
 import pytest
+from botocore.exceptions import ClientError
 
 from conftest import BIN, POSTGRES, Server, database, serving, tool
 from test_operations import client, push_layer
@@ -85,6 +86,28 @@ def test_a_deleted_repositorys_blobs_are_collected_and_what_others_name_is_kept(
         for content in (shared, only):
             digest = "sha256:" + hashlib.sha256(content).hexdigest()
             assert Registry(server)("GET", f"/v2/gc/kept/blobs/{digest}").content == content
+
+
+def test_a_delete_whose_blobs_cannot_be_marked_used_is_refused_and_deletes_nothing():
+    """A deleted repository's blobs are marked used, so that no collection removes them within its
+    minimum age while a backup taken before may still name them. A mark (or the read of what to
+    mark) that failed was passed over, and the delete went ahead unmarked; now it refuses the call,
+    which the SDK retries. Here the blob is made immutable (chattr +i), which even root may not touch."""
+    with serving("--allow-anonymous") as server:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="gc/marked")
+        digest = push_layer(ecr, "gc/marked", os.urandom(10_000))
+        blob = blob_file(server.data_dir, digest)
+        if subprocess.run(["chattr", "+i", blob], capture_output=True).returncode != 0:
+            pytest.skip("this file system does not take chattr +i")
+        try:
+            with pytest.raises(ClientError) as refused:
+                ecr.delete_repository(repositoryName="gc/marked", force=True)
+            assert refused.value.response["Error"]["Code"] == "ServerException", refused.value.response
+        finally:
+            subprocess.run(["chattr", "-i", blob], check=True)
+        assert ecr.describe_repositories(repositoryNames=["gc/marked"])["repositories"], "nothing was deleted"
+        ecr.delete_repository(repositoryName="gc/marked", force=True)
 
 
 def test_a_blob_a_killed_collection_left_moved_aside_is_put_back_by_the_next_collection_and_by_serves_start(tmp_path):

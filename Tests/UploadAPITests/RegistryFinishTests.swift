@@ -210,7 +210,7 @@ private struct Unlinkable: BlobStorage {
     let failing: Bool
     func blobSize(_ digest: String) -> UInt64? { blobs.blobSize(digest) }
     func claimBlob(_ digest: String) throws -> UInt64? { try blobs.claimBlob(digest) }
-    func markUsed(_ digests: [String]) { blobs.markUsed(digests) }
+    func markUsed(_ digests: [String]) throws { try blobs.markUsed(digests) }
     func commitBlob(_ temporary: String, digest: String) throws { try blobs.commitBlob(temporary, digest: digest) }
     func adoptStaged(_ path: String, digest: String, size: UInt64) throws -> Bool {
         if failing { throw Failure() }
