@@ -232,6 +232,35 @@ def test_a_frozen_leader_loses_the_sweep_to_another_node_and_learns_it_when_it_t
         assert "this node does not sweep idle uploads now" in a.stderr_text().split("this node sweeps idle uploads", 1)[1], a.stderr_text()[-2000:]
 
 
+def test_a_frozen_nodes_listener_is_ended_by_the_server_and_comes_back_when_it_thaws():
+    """A frozen node (SIGSTOP) never reads the notifications the server sends its listening
+    connection, which holds the server's queue of them at its place: once the queue (8 GB) fills,
+    every node's commit fails. The connection is touched every second while the node runs; frozen,
+    the server ends it once idle for 30 s (`idle_session_timeout`), and the thawed node listens
+    again on a new one."""
+    listening = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle' "
+                 "AND query = 'SELECT position FROM events ORDER BY position DESC LIMIT 1'")
+    with nodes(1) as (node,):
+        listeners = lambda: subprocess.run(["psql", node.database_url, "-Atc", listening], capture_output=True, text=True,
+                                           check=True, timeout=60).stdout.split()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(listeners()) != 1:
+            time.sleep(0.5)
+        [frozen_listener] = listeners()
+        node.process.send_signal(signal.SIGSTOP)
+        try:
+            frozen_at = time.monotonic()
+            while time.monotonic() - frozen_at < 60 and frozen_listener in listeners():
+                time.sleep(1)
+            assert frozen_listener not in listeners(), "the server still holds the frozen node's listener after 60 s"
+        finally:
+            node.process.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(listeners()) != 1:
+            time.sleep(0.5)
+        assert len(listeners()) == 1 and "lost the connection that listens for commits" in node.stderr_text(), node.stderr_text()[-2000:]
+
+
 def test_a_retry_sent_to_another_node_gets_the_original_answer():
     with nodes(2) as (a, b):
         status, _, _ = post(a, TARGET + "CreateRepository", json.dumps({"repositoryName": "retry/app"}).encode())

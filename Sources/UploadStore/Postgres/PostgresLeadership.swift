@@ -89,10 +89,7 @@ final class PostgresLeadership: Sendable {
         if lead.connection?.isUsable != true {
             let connection = try PostgresConnection(url: url)
             connection.answerLimit = answerLimit
-            try connection.query(Self.serverSideKeepalives)
-            _ = try? connection.query(Self.serverSideUserTimeout)  // PostgreSQL 12 on
-            let milliseconds = idleLimit.components.seconds * 1000 + idleLimit.components.attoseconds / 1_000_000_000_000_000
-            _ = try? connection.query("SELECT set_config('idle_session_timeout', '\(milliseconds)', false)")  // PostgreSQL 14 on
+            try Self.limitServerSideWaits(connection, idleLimit: idleLimit)
             lead = Lead(connection: connection)
         }
         let connection = lead.connection!
@@ -115,6 +112,18 @@ final class PostgresLeadership: Sendable {
             guard let connection = lead.connection else { return }
             if (try? connection.query("SELECT 1")) == nil { lead = Lead() }
         }
+    }
+
+    /// Has the server end `connection` once its peer stops answering (about 20 s) or leaves it
+    /// idle past `idleLimit` (a frozen node: its kernel still answers keepalives), rather than
+    /// hold what the session holds (a lock, the notification queue's tail) for the server's
+    /// default two hours, or for ever. For connections that a running node uses at least every
+    /// few seconds.
+    static func limitServerSideWaits(_ connection: PostgresConnection, idleLimit: Duration) throws {
+        try connection.query(serverSideKeepalives)
+        _ = try? connection.query(serverSideUserTimeout)  // PostgreSQL 12 on
+        let milliseconds = idleLimit.components.seconds * 1000 + idleLimit.components.attoseconds / 1_000_000_000_000_000
+        _ = try? connection.query("SELECT set_config('idle_session_timeout', '\(milliseconds)', false)")  // PostgreSQL 14 on
     }
 
     /// The server's side of the connection gives up on a peer that stopped answering after about

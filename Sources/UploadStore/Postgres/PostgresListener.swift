@@ -27,6 +27,11 @@ final class PostgresListener: Sendable {
                     if connection == nil {
                         let opened = try PostgresConnection(url: url)
                         opened.answerLimit = answerLimit
+                        // A frozen node's listener, never reading, would hold the server's queue
+                        // of notifications at its place until the queue filled (8 GB) and every
+                        // node's commit failed: the server ends it instead, as it ends a frozen
+                        // leader's. This thread reads the tail every second, so it is never idle.
+                        try PostgresLeadership.limitServerSideWaits(opened, idleLimit: PostgresLeadership.idleLimit)
                         try opened.execute("LISTEN \(PostgresLog.channel)")
                         connection = opened
                         listening.withLock { $0 = true }
