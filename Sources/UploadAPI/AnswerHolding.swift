@@ -25,7 +25,9 @@ import Synchronization
 /// Never refused, so counted only when they fit: an answer that reports a write (its client must
 /// learn that the write happened, and writers are authenticated), and the open endpoints' (a log
 /// tile or proof is at most 8 KiB; `/metrics` must answer while the budget is spent, to show it).
-/// A feed's slices (1 MiB, or one event), read with credentials, are counted as they are queued.
+/// A feed's slices (1 MiB of records, or one event: up to 12 MiB of line, a 4 MiB manifest
+/// escaped) are held as answers while written, and one the budget cannot take ends its feed
+/// (``ECRPublicService/FeedSlice/held(by:)``).
 final class AnswerHolding: Sendable {
     /// The holding of the request this task answers (a task-local value, so that the places that
     /// make answers need no parameter for it). `nil` outside a request: nothing is counted.
