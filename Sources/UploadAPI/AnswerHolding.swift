@@ -1,6 +1,7 @@
 import Hummingbird
 import NIOCore
 import Synchronization
+import UploadStore
 
 /// Answers held in memory while slow readers take them, within a ``ByteBudget``.
 ///
@@ -25,9 +26,9 @@ import Synchronization
 /// Never refused, so counted only when they fit: an answer that reports a write (its client must
 /// learn that the write happened, and writers are authenticated), and the open endpoints' (a log
 /// tile or proof is at most 8 KiB; `/metrics` must answer while the budget is spent, to show it).
-/// A feed's slices (1 MiB of records, or one event: up to 12 MiB of line, a 4 MiB manifest
-/// escaped) are held as answers while written, and one the budget cannot take ends its feed
-/// (``ECRPublicService/FeedSlice/held(by:)``).
+/// An answer streamed a slice at a time (a feed's: 1 MiB of records, or one event, up to 12 MiB of
+/// line, a 4 MiB manifest escaped; an entry bundle's: 4 MiB, or one entry) holds each slice as an
+/// answer while it is written, and ends where the budget cannot take one (``HeldSlice``).
 final class AnswerHolding: Sendable {
     /// The holding of the request this task answers (a task-local value, so that the places that
     /// make answers need no parameter for it). `nil` outside a request: nothing is counted.
@@ -107,5 +108,50 @@ final class HeldAnswer: Sendable {
 struct AnswerBudgetSpent: Error, CustomStringConvertible {
     var description: String {
         "Too many answers are held for clients that have not read them; read those, or retry shortly"
+    }
+}
+
+/// A slice of an answer streamed a slice at a time, counted as an answer held (``AnswerHolding``)
+/// while its reader takes it, when it is more than one piece.
+struct HeldSlice: Sendable {
+    private let answer: HeldAnswer?
+
+    /// `nil` when the budget cannot take `bytes` (the holding is marked: ``AnswerHolding/checkHeld()``).
+    static func taking(_ bytes: Int, from holding: AnswerHolding?) -> HeldSlice? {
+        guard bytes > ECRPublicService.pieceBytes, let holding else { return HeldSlice(answer: nil) }
+        return holding.hold(bytes).map { HeldSlice(answer: $0) }
+    }
+}
+
+extension ECRPublicService {
+    /// Writes a slice of a streamed answer (``write(_:to:)``), held while it is written.
+    /// - Parameter holding: the request's (``AnswerHolding/current``, taken before the body runs:
+    ///   the body is written after the request's holding is no longer the task's).
+    /// - Returns: `false`, having written nothing, when the budget cannot take it: the answer ends there.
+    static func writeSlice(_ slice: ByteBuffer, holding: AnswerHolding?, to writer: inout any ResponseBodyWriter) async throws -> Bool {
+        guard let held = HeldSlice.taking(slice.readableBytes, from: holding) else { return false }
+        try await write(slice, to: &writer)
+        withExtendedLifetime(held) {}
+        return true
+    }
+
+    /// A streamed answer's first slice, held before the answer starts (``AnswerBudgetSpent`` when
+    /// the budget cannot take it: the endpoint's "try again"), and given to the answer's body
+    /// once: a body lives as long as its answer (a stream's, for hours), and would otherwise keep
+    /// the slice, and its count, for all of it.
+    final class OpeningSlice: Sendable {
+        private let unwritten: Locked<(slice: ByteBuffer, held: HeldSlice)?>
+
+        init(_ slice: ByteBuffer, holding: AnswerHolding?) throws {
+            guard let held = HeldSlice.taking(slice.readableBytes, from: holding) else { throw AnswerBudgetSpent() }
+            unwritten = Locked((slice, held))
+        }
+
+        /// Writes the slice, the first time only, and lets it go.
+        func write(to writer: inout any ResponseBodyWriter) async throws {
+            guard let (slice, held) = unwritten.withLock({ value in defer { value = nil }; return value }) else { return }
+            try await ECRPublicService.write(slice, to: &writer)
+            withExtendedLifetime(held) {}
+        }
     }
 }

@@ -115,52 +115,6 @@ extension ECRPublicService {
         var lines: ByteBuffer
         var last: UInt64
         var leaf: [UInt8]?
-
-        /// Counts the lines, when more than one piece, as an answer held (``AnswerHolding``) while
-        /// a slow reader takes them: a slice holds 1 MiB of records or one event, and an event's
-        /// manifest of 4 MiB, escaped, is up to 12 MiB of line.
-        /// - Returns: `nil` when the budget cannot take them: the feed ends there (before its answer,
-        ///   ThrottlingException), and its consumer resumes from its cursor.
-        func held(by holding: AnswerHolding?) -> HeldLines? {
-            guard lines.readableBytes > ECRPublicService.pieceBytes, let holding else { return HeldLines(answer: nil) }
-            return holding.hold(lines.readableBytes).map { HeldLines(answer: $0) }
-        }
-    }
-
-    /// A slice's lines counted in the answer budget until this goes (``FeedSlice/held(by:)``).
-    struct HeldLines: Sendable {
-        let answer: HeldAnswer?
-    }
-
-    /// A feed's opening slice, counted before its answer starts (ThrottlingException when the
-    /// budget cannot take it), and given to the answer's body once: the body lives as long as a
-    /// stream does, and would otherwise keep the slice's lines, and their count, for all of it.
-    final class OpeningSlice: Sendable {
-        let last: UInt64
-        let leaf: [UInt8]?
-        private let unwritten: Locked<(lines: ByteBuffer, held: HeldLines)?>
-
-        init(_ slice: FeedSlice, holding: AnswerHolding?) throws {
-            guard let held = slice.held(by: holding) else { throw AnswerBudgetSpent() }
-            (last, leaf) = (slice.last, slice.leaf)
-            unwritten = Locked((slice.lines, held))
-        }
-
-        /// Writes the lines, the first time only, and lets them go.
-        func write(to writer: inout any ResponseBodyWriter) async throws {
-            guard let (lines, held) = unwritten.withLock({ value in defer { value = nil }; return value }) else { return }
-            try await ECRPublicService.write(lines, to: &writer)
-            withExtendedLifetime(held) {}
-        }
-    }
-
-    /// Writes `slice`'s lines, counted in the answer budget while they are written.
-    /// - Returns: `false`, having written nothing, when the budget cannot take them.
-    static func write(_ slice: FeedSlice, holding: AnswerHolding?, to writer: inout any ResponseBodyWriter) async throws -> Bool {
-        guard let held = slice.held(by: holding) else { return false }
-        try await write(slice.lines, to: &writer)
-        withExtendedLifetime(held) {}
-        return true
     }
 
     /// A feed's first slice, read before its answer starts, so that a cursor the log does not hold
@@ -224,10 +178,10 @@ extension ECRPublicService {
         let limit = Int(min(try Self.query(request, "limit") ?? 1000, UInt64(Self.pageLimit)))
         // The body is written after the request's holding is no longer the task's.
         let holding = AnswerHolding.current
-        let first = try OpeningSlice(
-            await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: min(limit, Self.sliceEvents)), holding: holding)
+        let first = try await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: min(limit, Self.sliceEvents))
+        let firstLines = try OpeningSlice(first.lines, holding: holding)
         let body = ResponseBody { writer in
-            try await first.write(to: &writer)
+            try await firstLines.write(to: &writer)
             var (position, leaf) = (first.last, first.leaf)
             var remaining = limit - Int(first.last - after)
             // An empty first slice is the end of the log; a short one may just be its end so far.
@@ -236,7 +190,7 @@ extension ECRPublicService {
                 do { next = try await self.feedSlice(after: position, sent: leaf, limit: min(remaining, Self.sliceEvents)) } catch is FeedTakenBack { break }
                 // A slice the budget cannot take ends the page, as the log's end does: the
                 // consumer reads on from the last event it was sent.
-                guard next.last != position, try await Self.write(next, holding: holding, to: &writer) else { break }
+                guard next.last != position, try await Self.writeSlice(next.lines, holding: holding, to: &writer) else { break }
                 remaining -= Int(next.last - position)
                 (position, leaf) = (next.last, next.leaf)
             }
@@ -271,14 +225,15 @@ extension ECRPublicService {
         // means the log was taken back (a failover, a restore): it must read again from one it holds.
         // The body is written after the request's holding is no longer the task's.
         let holding = AnswerHolding.current
-        let first = try OpeningSlice(await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: Self.sliceEvents), holding: holding)
+        let first = try await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: Self.sliceEvents)
+        let firstLines = try OpeningSlice(first.lines, holding: holding)
         let metrics = self.metrics
         let body = ResponseBody { writer in
             metrics.countStream(.events, by: 1)
             defer { metrics.countStream(.events, by: -1) }
             let readerGone = Locked(false)
             try await request.body.consumeWithInboundCloseHandler({ _ in try await withGracefulShutdownHandler {
-                try await first.write(to: &writer)
+                try await firstLines.write(to: &writer)
                 var (position, leaf) = (first.last, first.leaf)
                 var lastWritten = ContinuousClock.now
                 while !store.followersStopped {  // checked per slice, so catching up stops on shutdown too
@@ -302,7 +257,7 @@ extension ECRPublicService {
                     }
                     // Waits while the client is not reading. A slice the budget cannot take ends
                     // the stream; the consumer resumes from its cursor.
-                    guard try await Self.write(slice, holding: holding, to: &writer) else { break }
+                    guard try await Self.writeSlice(slice.lines, holding: holding, to: &writer) else { break }
                     lastWritten = .now
                     (position, leaf) = (slice.last, slice.leaf)
                 }

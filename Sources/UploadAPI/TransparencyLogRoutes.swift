@@ -92,7 +92,8 @@ extension ECRPublicService {
 
     /// A wide entry bundle, streamed: each slice is read on the feeds' thread and written when the
     /// connection takes it, so a bundle of 256 entries of 4 MiB manifests (1 GiB) holds one
-    /// slice (`EntryBundle.sliceBytes`) of each reader's in memory, not the whole.
+    /// slice (`EntryBundle.sliceBytes`, or one entry) of each reader's in memory, not the whole,
+    /// and that one counted in the answer budget (``HeldSlice``).
     private func wideBundleResponse(_ address: TileAddress) async throws -> Response {
         let store = self.store
         let (logSize, signedSize) = try await Self.feedPool.runIfActive {
@@ -111,10 +112,14 @@ extension ECRPublicService {
         // The first slice is read before the answer, so that a failure to read is a 500 rather than
         // a bundle cut short under a 200.
         let first = try await slice(leaves.lowerBound + 1)
+        // The body is written after the request's holding is no longer the task's.
+        let holding = AnswerHolding.current
+        let firstSlice = try OpeningSlice(ByteBuffer(bytes: first.bytes), holding: holding)
+        let firstNext = first.next
         let logger = self.logger
         let body = ResponseBody { writer in
-            try await Self.write(ByteBuffer(bytes: first.bytes), to: &writer)
-            var next = first.next
+            try await firstSlice.write(to: &writer)
+            var next = firstNext
             while next <= leaves.upperBound {
                 let read: (bytes: [UInt8], next: UInt64)
                 do { read = try await slice(next) } catch {
@@ -123,7 +128,12 @@ extension ECRPublicService {
                         "tile": "\(address.path)", "entry": "\(next)", "error": "\(error)"])
                     throw error
                 }
-                try await Self.write(ByteBuffer(bytes: read.bytes), to: &writer)
+                // A slice the budget cannot take cuts the bundle short, as a failure does: the
+                // client sees a cut connection, and fetches the tile again.
+                guard try await Self.writeSlice(ByteBuffer(bytes: read.bytes), holding: holding, to: &writer) else {
+                    logger.notice("an entry bundle was cut short: the answer budget could not hold its next slice", metadata: ["tile": "\(address.path)", "entry": "\(next)"])
+                    throw AnswerBudgetSpent()
+                }
                 next = read.next
             }
             try await writer.finish(nil)

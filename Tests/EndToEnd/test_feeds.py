@@ -342,6 +342,58 @@ def test_a_retried_call_is_answered_with_the_original_result(server, ecr, repo):
     assert len(recorded) == 1, "no orphaned second session"
 
 
+def unread_answer(server, path, source="127.0.0.2"):
+    """A signed GET of `path` from `source` that reads no more than its answer's head (and a
+    refusal's body): (status, the refusal's body, the socket left open when the answer is 200)."""
+    import socket
+    host, port = server.endpoint.split("//")[1].split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind((source, 0))
+    sock.connect((host, int(port)))
+    headers = signed_headers("GET", f"http://{host}:{port}{path}")
+    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode())
+    sock.settimeout(30)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    status = int(head.split()[1])
+    if status == 200:
+        time.sleep(0.2)  # its answer queued as far as the connection takes it
+        return status, b"", sock
+    body = head.split(b"\r\n\r\n", 1)[1]
+    while len(body) < 20 and (more := sock.recv(4096)):
+        body += more
+    sock.close()
+    return status, body, None
+
+
+def held_by_unread_answers(server, path, count, share):
+    """`count` unread answers of `path` from one address, within `share` of answer bytes: the
+    statuses, and the first refusal's body; what they held is given back once they go."""
+    from test_registry_api import answer_bytes_held
+    answers = []
+    try:
+        answers = [unread_answer(server, path) for _ in range(count)]
+        held = answer_bytes_held(server)
+    finally:
+        for _, _, sock in answers:
+            if sock:
+                sock.close()
+    assert held <= share + (12 << 20), "no more than the share, and what is already queued"
+    deadline = time.monotonic() + 20
+    while answer_bytes_held(server) > 1 << 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert answer_bytes_held(server) < 1 << 20, "answers whose readers went are no longer held"
+    statuses = [status for status, _, _ in answers]
+    return statuses, next((body for status, body, _ in answers if status != 200), b"")
+
+
+# A manifest whose U+0085s are two bytes each in the log's record and six (\u0085) in a feed's line.
+ESCAPED_THREEFOLD = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [],
+                                "annotations": {"pad": "\u0085" * 2_000_000}}, ensure_ascii=False)
+
+
 def test_feed_slices_held_for_streams_that_do_not_read_are_counted_in_the_answer_budget():
     """A feed's slice holds 1 MiB of records or one event, and an event's manifest of 4 MiB,
     escaped, is up to 12 MiB of line, held while a slow reader takes it. Slices were counted only
@@ -350,56 +402,13 @@ def test_feed_slices_held_for_streams_that_do_not_read_are_counted_in_the_answer
     address's share a stream is refused ThrottlingException before it starts, and what a stream
     that goes held is given back."""
     import boto3
-    import socket
-    from test_registry_api import answer_bytes_held
     share = 32 << 20
     with serving("--max-answer-bytes", str(share), "--max-answer-bytes-per-address", str(share)) as server:
         ecr = boto3.client("ecr-public", endpoint_url=server.endpoint, region_name="us-east-1",
                            aws_access_key_id="test", aws_secret_access_key="test")
         ecr.create_repository(repositoryName="feeds/held")
         before = tail(server)
-        # U+0085 is two bytes in the manifest and six (\u0085) in a line of the feed.
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [],
-                               "annotations": {"pad": "\u0085" * 2_000_000}}, ensure_ascii=False)
-        ecr.put_image(repositoryName="feeds/held", imageManifest=manifest, imageTag="big")
-        host, port = server.endpoint.split("//")[1].split(":")
-        streams = []
-
-        def stream():
-            """A stream of the big event from 127.0.0.2 that reads no more than its answer's status."""
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.bind(("127.0.0.2", 0))
-            sock.connect((host, int(port)))
-            path = f"/events/stream?after={before}"
-            headers = signed_headers("GET", f"http://{host}:{port}{path}")
-            sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode())
-            sock.settimeout(30)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += sock.recv(1)
-            status = int(head.split()[1])
-            if status != 200:
-                rest = head.split(b"\r\n\r\n", 1)[1]
-                while len(rest) < 20 and (more := sock.recv(4096)):
-                    rest += more
-                sock.close()
-                return status, rest
-            streams.append(sock)
-            time.sleep(0.2)
-            return status, b""
-
-        try:
-            answers = [stream() for _ in range(6)]
-            statuses = [status for status, _ in answers]
-            assert statuses[:2] == [200, 200] and 400 in statuses, answers  # 12 MB a line: two fit in 32 MiB
-            refused = answers[statuses.index(400)][1]
-            assert b"ThrottlingException" in refused, refused[:300]
-            assert answer_bytes_held(server) <= share + (12 << 20), "no more than the share, and what is already queued"
-        finally:
-            for sock in streams:
-                sock.close()
-        deadline = time.monotonic() + 20
-        while answer_bytes_held(server) > 1 << 20 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert answer_bytes_held(server) < 1 << 20, "streams that went no longer hold their slices"
+        ecr.put_image(repositoryName="feeds/held", imageManifest=ESCAPED_THREEFOLD, imageTag="big")
+        statuses, refused = held_by_unread_answers(server, f"/events/stream?after={before}", 6, share)
+        assert statuses[:2] == [200, 200] and 400 in statuses, statuses  # 12 MB a line: two fit in 32 MiB
+        assert b"ThrottlingException" in refused, refused[:300]

@@ -1019,3 +1019,21 @@ def test_the_audit_page_checks_each_initiation_the_index_names_against_the_log(t
     status, text, logged = solo_page()
     assert status == 500 and "index/app" not in text, text[text.find("<main"):]
     assert "the log holds another event there; run upload-replay" in logged, logged
+
+
+def test_wide_entry_bundles_held_for_readers_that_do_not_read_are_counted_in_the_answer_budget():
+    """A wide entry bundle streams a slice (4 MiB, or one entry) at a time; each slice is held as
+    an answer while a slow reader takes it, so readers that do not read hold no more than their
+    address's share (each held its slices outside --max-answer-bytes before), and a bundle the
+    share cannot take is refused ThrottlingException before it starts."""
+    from test_feeds import ESCAPED_THREEFOLD, held_by_unread_answers, tail
+    share = 32 << 20
+    with serving("--max-answer-bytes", str(share), "--max-answer-bytes-per-address", str(share)) as server:
+        ecr = boto3.client("ecr-public", endpoint_url=server.endpoint, region_name="us-east-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
+        ecr.create_repository(repositoryName="log/held")
+        ecr.put_image(repositoryName="log/held", imageManifest=ESCAPED_THREEFOLD, imageTag="big")  # a 4 MB entry
+        size = tail(server)
+        statuses, refused = held_by_unread_answers(server, "/log/" + tv.bundle_path(0, size, kind="entries32"), 12, share)
+        assert statuses[:4] == [200] * 4 and 400 in statuses, statuses  # 4 MB each: up to 8 fit in 32 MiB
+        assert b"ThrottlingException" in refused, refused[:300]
