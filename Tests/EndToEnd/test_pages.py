@@ -364,6 +364,10 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
         assert requests.get(base + "/gallery/audit", cookies=copy, allow_redirects=False).status_code == 303
         assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
         assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 200, "a new sign-in holds"
+        # The old cookie signing out again is only cleared: it no longer ends the sessions made since.
+        out = requests.post(base + "/gallery/sign-out", cookies=copy, allow_redirects=False)
+        assert out.status_code == 303 and "Max-Age=0" in out.headers["Set-Cookie"]
+        assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 200, "the new sign-in still holds"
         # A restart (as another node of the data folder) keeps the sign-out.
         assert server.stop() == 0
         again = Server(server.data_dir, "--private-pulls", database_url=server.database_url)

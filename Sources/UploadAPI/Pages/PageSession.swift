@@ -149,6 +149,14 @@ struct PageSession: Sendable {
         return signOuts.lastSignOut(viewer.accessKeyId).map { viewer.madeAt > $0 } ?? true
     }
 
+    /// Whether `viewer`'s session was ended by a sign-out the record holds, read as it stands: a
+    /// record that cannot be read says no, so that the sign-out is tried (and refused) rather
+    /// than skipped.
+    func wasSignedOut(_ viewer: Viewer) -> Bool {
+        guard let last = signOuts.lastSignOut(viewer.accessKeyId), last != .max else { return false }
+        return viewer.madeAt <= last
+    }
+
     /// Ends every session of `viewer`'s key made until now, on every node, synced before it
     /// returns: its own too, when it was made later than this clock says (a node whose clock runs
     /// ahead made it, or it was made just after a sign-out recorded so). Blocks on a file's lock
