@@ -202,6 +202,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// before it reads (urllib, curl without `Expect`) would otherwise block on a full socket,
     /// never reading its refusal, and a close with its bytes unread would reset the answer away.
     private var drainingSince: NIODeadline?
+    /// Whether nothing more the client sends is handed on (``HTTP1Framing``): ``RawTraffic``
+    /// counts what still arrives, for the timeouts, and drops it.
+    fileprivate var inputEnded = false
     /// Whether the response being written ends the connection: it says `Connection: close` (an
     /// event stream's, a refusal's), or answers a request that asked to close. The connection
     /// ends once it is written, whatever the client sent after it.
@@ -252,7 +255,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         do {
             // Where the request's HTTP version is still known: before the conversion to HTTP types.
             let conversion = try context.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
-            let framing = HTTP1Framing { [weak self] in self?.ends(.framingRefused) }
+            let framing = HTTP1Framing(refused: { [weak self] in self?.ends(.framingRefused) }, inputEnded: { [weak self] in self?.inputEnded = true })
             try context.pipeline.syncOperations.addHandler(framing, position: .before(conversion))
         } catch {
             // Without it, framing the server must refuse would be acted on: serve nothing instead.
@@ -488,6 +491,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guardian.bytesRead(at: .now())
+            // Past the last request nothing is handed on: dropped here, since NIO's decoder keeps
+            // what it no longer parses (after a `CONNECT` or an upgrade), without bound.
+            guard !guardian.inputEnded else { return }
             context.fireChannelRead(data)
         }
 

@@ -46,10 +46,19 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     /// Told when a refusal is written, which ends the connection: for the operator's count of
     /// connections ended by their framing. On the channel's event loop.
     private let refused: () -> Void
+    /// Told once nothing more the client sends will be handed on (``Reading/done``): the bytes
+    /// can then be dropped before NIO's decoder, which after a `CONNECT` or an upgrade parses
+    /// nothing more and would keep every byte that arrives. On the channel's event loop.
+    private let inputEnded: () -> Void
 
-    init(refused: @escaping () -> Void = {}) { self.refused = refused }
+    init(refused: @escaping () -> Void = {}, inputEnded: @escaping () -> Void = {}) {
+        self.refused = refused
+        self.inputEnded = inputEnded
+    }
 
-    private var reading = Reading.handingOn
+    private var reading = Reading.handingOn {
+        didSet { if case .done = reading { inputEnded() } }
+    }
     private var unanswered: [Unanswered] = []
     /// The refusal to write once every request before it is answered; `nil` once written.
     private var refusal: HTTPResponseHead?

@@ -1390,3 +1390,28 @@ def test_out_of_range_flags_are_refused_with_a_usage_message(flags):
         assert process.returncode > 0, f"serve {' '.join(flags)} ended with {process.returncode} (a signal when negative): {err[-500:]}"
         assert "usage" in err.lower() and flags[0] in err, err[-800:]
         assert "listening" not in out
+
+
+@pytest.mark.parametrize("head", [
+    "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+], ids=["connect", "upgrade"])
+def test_what_follows_a_tunnel_or_an_upgrade_is_dropped_not_kept(head):
+    """NIO's decoder parses nothing after a CONNECT (refused 501) or a request asking to upgrade
+    (answered, and then the connection ends), and kept every byte that followed it: one anonymous
+    connection sending 1.5 GB grew the server by 1.5 GB in 2 s, held until the drain's timeout.
+    What follows the last request is now dropped before the decoder."""
+    with running() as server:
+        before = server.status("VmRSS")
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.settimeout(10)
+        sock.sendall(head.encode())
+        junk, sent = b"A" * (1 << 20), 0
+        with contextlib.suppress(OSError):  # the server may end the connection first
+            while sent < 400 << 20:
+                sock.sendall(junk)
+                sent += len(junk)
+        grown = server.status("VmRSS") - before
+        sock.close()
+        assert sent >= 100 << 20, f"the server took only {sent >> 20} MiB before it ended the connection"
+        assert grown < 64 * 1024, f"the server grew by {grown >> 10} MiB while it read {sent >> 20} MiB after the last request"
