@@ -20,7 +20,8 @@ import NIOHTTP1
 ///   §6.3: the body's length is unknown), and any other coding before `chunked` (501, §6.1: the
 ///   body would be read still encoded). Its refusal is written once the requests before
 ///   it are answered (unless one of their answers ended the connection), says `Connection:
-///   close`, and ends the stream; whatever the client still sends is dropped.
+///   close`, and ends the stream; whatever the client still sends is dropped. So is a request
+///   past ``deepestPipeline`` unanswered ones (429).
 final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -84,7 +85,10 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
                 reading = .done  // not acted on (RFC 9112 §9.6)
                 return
             }
-            if let status = Self.refusal(of: head) {
+            // Each request handed on waits, parsed, until the ones before it are answered: a
+            // client that sends thousands without reading an answer (1 MB of small GETs is
+            // 20,000 of them) would have the server hold all of them.
+            if let status = unanswered.count >= Self.deepestPipeline ? .tooManyRequests : Self.refusal(of: head) {
                 reading = .done
                 var fields = HTTPHeaders()
                 fields.add(name: "Connection", value: "close")
@@ -194,6 +198,11 @@ final class HTTP1Framing: ChannelDuplexHandler, RemovableChannelHandler {
             loopBound.value.close(mode: .output, promise: nil)
         }
     }
+
+    /// The most requests a connection may have handed on and not yet answered: the next is
+    /// refused (429) once they are, and the connection ends. Clients that pipeline at all send a
+    /// few at a time.
+    static let deepestPipeline = 100
 
     /// The status a request is refused with before it is handed on, or `nil` to hand it on.
     static func refusal(of head: HTTPRequestHead) -> HTTPResponseStatus? {
