@@ -4,14 +4,17 @@ import Logging
 /// Raises the process's open-file limit so that `--max-connections` is reached before the
 /// descriptors run out: a server out of descriptors cannot accept, and spins trying.
 enum FileDescriptorLimit {
-    /// Descriptors beyond two per connection (its socket, and a spooled body or a staging or blob
-    /// file): the store, logs, the thread pools.
+    /// Descriptors each connection may hold at once: its socket, a spooled body or a staging or
+    /// blob file, and the lock of the upload its part or chunk is written to (a streaming chunk
+    /// holds all three: counted as two, about 750 of them ran the process out).
+    static let perConnection = 3
+    /// Descriptors beyond the connections': the store, logs, the thread pools.
     static let headroom = 256
 
     static func raise(toHold connections: Int, logger: Logger) {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
-        let wanted = rlim_t(2 * connections + headroom)
+        let wanted = rlim_t(perConnection * connections + headroom)
         guard limit.rlim_cur < wanted else { return }
         limit.rlim_cur = min(wanted, limit.rlim_max)
         if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 || limit.rlim_cur < wanted {

@@ -7,7 +7,7 @@
 - Access keys from the environment: `UPLOAD_COORDINATOR_CREDENTIALS` names the credentials file
   when `--credentials` is not given ("Security").
 - `GET /v2/<name>/tags/list`: at most 1,000 tags a page, with a `Link` to the next ("The registry API").
-- The open-file limit: `serve` raises its soft RLIMIT_NOFILE to twice `--max-connections` plus 256,
+- The open-file limit: `serve` raises its soft RLIMIT_NOFILE to three times `--max-connections` plus 256,
   and warns when the hard limit is lower ("What a client can hold", connections).
 - The spool budget: `--max-spooled-bytes` bounds the request bodies all connections together hold
   before their signatures are checked (ThrottlingException beyond); honest calls go on ("What a
@@ -369,12 +369,12 @@ def test_tags_list_pages_hold_at_most_1000_and_link_to_exactly_the_rest(server, 
 
 
 @pytest.mark.parametrize("max_connections", [None, 100])
-def test_serve_raises_its_soft_open_file_limit_to_twice_max_connections_plus_256(max_connections):
-    """"`serve` raises its open-file limit to twice the cap plus 256": started with a soft
+def test_serve_raises_its_soft_open_file_limit_to_three_times_max_connections_plus_256(max_connections):
+    """"`serve` raises its open-file limit to three times the cap plus 256": started with a soft
     RLIMIT_NOFILE below that and a hard limit above it, the running server's soft limit
-    (/proc/<pid>/limits) is 2 × --max-connections + 256 (2,256 for the default 1,000), its hard
+    (/proc/<pid>/limits) is 3 × --max-connections + 256 (3,256 for the default 1,000), its hard
     limit unchanged, and it logs no warning."""
-    wanted = 2 * (max_connections or 1000) + 256
+    wanted = 3 * (max_connections or 1000) + 256
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard < wanted:
         pytest.skip(f"this process's hard open-file limit ({hard}) is below {wanted}")
@@ -388,7 +388,7 @@ def test_serve_raises_its_soft_open_file_limit_to_twice_max_connections_plus_256
 
 def test_serve_warns_when_the_hard_open_file_limit_is_too_low():
     """"(it warns when the hard limit is lower)": started with a hard RLIMIT_NOFILE below
-    2 × --max-connections + 256, serve logs a warning naming the limit and what it wanted, raises
+    3 × --max-connections + 256, serve logs a warning naming the limit and what it wanted, raises
     its soft limit as far as the hard limit allows, and still serves."""
     hard_here = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard_here != resource.RLIM_INFINITY and hard_here < 1000:
@@ -399,7 +399,7 @@ def test_serve_warns_when_the_hard_open_file_limit_is_too_low():
             assert ecr_client(server).describe_registries()["registries"]
             warnings = [line for line in server.stderr_text().splitlines() if OPEN_FILE_WARNING in line]
             assert len(warnings) == 1, server.stderr_text()[-2000:]
-            assert "warning" in warnings[0] and f"files.limit={hard}" in warnings[0] and "files.wanted=2256" in warnings[0], warnings
+            assert "warning" in warnings[0] and f"files.limit={hard}" in warnings[0] and "files.wanted=3256" in warnings[0], warnings
 
 
 # ---------------------------------------------------------------------------------------------
