@@ -418,7 +418,11 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .body(let windowStart, let windowBytes):
             // A pipelined body waits while the server answers the requests before it.
             guard unanswered <= 1 else { return nil }
-            guard readDemanded else {
+            // A client that sent `Expect: 100-continue` sends its body once the server asks for it
+            // (``InterimContinue``): until then the server holds the body back, whether or not
+            // reads are asked for (a chunk waiting its turn at its upload's lock is answered 429
+            // at twice the idle timeout less a second, not closed as idle at one).
+            guard readDemanded, !expectsContinue else {
                 // The server holds the body back: judge it from when the server reads again.
                 let since = heldBackSince ?? now
                 heldBackSince = since

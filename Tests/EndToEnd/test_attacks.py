@@ -819,10 +819,11 @@ def test_a_body_slower_than_the_minimum_rate_is_closed_and_a_slow_enough_one_is_
     assert_honest(srv)
 
 
-def held_back_chunk(srv, repository, first_seconds):
+def held_back_chunk(srv, repository, first_seconds, expect_continue=False):
     """A first PATCH to an upload sent at 16 KiB a second for `first_seconds`, and a second of
-    32 MiB (more than every buffer between holds) sent while the first holds the upload's lock:
-    (the first's answer, the second's answer or the error that cut it off)."""
+    32 MiB (more than every buffer between holds) sent while the first holds the upload's lock
+    (with `expect_continue`, its body sent only once the server asks for it, as curl sends any
+    body over 1 MiB): (the first's answer, the second's answer or the error that cut it off)."""
     ecr = client(srv)
     ecr.create_repository(repositoryName=repository)
     token = ecr.get_authorization_token()["authorizationData"]["authorizationToken"]
@@ -856,6 +857,14 @@ def held_back_chunk(srv, repository, first_seconds):
     def held():
         sock = connect(srv, timeout=60)
         try:
+            if expect_continue:
+                sock.sendall(request("PATCH", session, held_length, ["Expect: 100-continue"]))
+                answer = read_response(sock, timeout=60)
+                if answer[0] == 100:
+                    sock.sendall(b"b" * held_length)
+                    answer = read_response(sock, timeout=60)
+                results["held"] = answer
+                return
             sock.sendall(request("PATCH", session, held_length) + b"b" * held_length)
             results["held"] = read_response(sock, timeout=60)
         except OSError as error:
@@ -884,13 +893,17 @@ def test_a_chunk_held_back_behind_another_on_its_upload_is_not_taken_for_a_slow_
     assert_honest(srv)
 
 
-def test_a_chunk_held_back_for_about_twice_the_idle_timeout_is_refused_as_one_to_retry(srv):
+@pytest.mark.parametrize("expect_continue", [False, True], ids=["body-sent", "expect-continue"])
+def test_a_chunk_held_back_for_about_twice_the_idle_timeout_is_refused_as_one_to_retry(srv, expect_continue):
     """Held back, a body is not the client's fault, but it holds a connection, what the kernel
     buffers for it, and a task waiting for the upload: once it has waited twice the idle timeout
     less a second, it is refused with 429 TOOMANYREQUESTS, which clients retry, before the guard
-    would close its connection (at twice the idle timeout). It waited as long as the first took."""
+    would close its connection (at twice the idle timeout). It waited as long as the first took.
+    A chunk sent with `Expect: 100-continue`, whose body waits for the server's word, was closed
+    as idle at one idle timeout, with no answer."""
     started = time.monotonic()
-    _, _, held = held_back_chunk(srv, "attack/held-too-long", first_seconds=2 * IDLE_TIMEOUT + 4)
+    _, _, held = held_back_chunk(srv, f"attack/held-too-long-{int(expect_continue)}", first_seconds=2 * IDLE_TIMEOUT + 4,
+                                 expect_continue=expect_continue)
     assert not isinstance(held, str), f"cut off after {time.monotonic() - started:.0f} s, not refused: {held}"
     status, _, body = held
     assert status == 429 and b"TOOMANYREQUESTS" in body, (status, body)
