@@ -9,7 +9,8 @@ extension Replayer {
     /// and every record decodes as far as `State` reads it (``ReplayState``).
     ///
     /// - Parameter foldingApart: decode on this thread and fold on another, handing over chunks of
-    ///   `chunk` events (at most four waiting): decoding is about half of a rebuild, so a lone
+    ///   `chunk` events, or fewer that hold ``chunkBytes`` of records (at most four waiting):
+    ///   decoding is about half of a rebuild, so a lone
     ///   rebuild takes the time of the larger half on two cores. The fold is the same sequential
     ///   fold in log order either way, so the result is identical (tested); verify, which already
     ///   runs two rebuilds side by side, folds each on its own thread.
@@ -22,8 +23,8 @@ extension Replayer {
             var state = State()
             do {
                 try decode(txn, schema, upTo: size, tick: tick) { position, record in
-                    events.events.append(try State.decode(position: position, record: record, into: &events.bytes))
-                    guard events.events.count == chunk else { return }
+                    events.append(try State.decode(position: position, record: record, into: &events.bytes), recordBytes: record.count)
+                    guard events.isFull(chunk) else { return }
                     do { try state.fold(events) } catch { throw Refused(failure: error) }
                     events.removeAll()
                 }
@@ -42,8 +43,9 @@ extension Replayer {
         let folder = BackgroundWork { () throws -> State in
             var state = State()
             do {
-                while let events = handOver.take() {
+                while var events = handOver.take() {
                     try state.fold(events)
+                    events.removeAll()  // a recycled chunk waits empty: its events may hold manifests
                     handOver.recycle(events)
                 }
             } catch {
@@ -58,8 +60,8 @@ extension Replayer {
         }
         do {
             try decode(txn, schema, upTo: size, tick: tick) { position, record in
-                events.events.append(try State.decode(position: position, record: record, into: &events.bytes))
-                guard events.events.count == chunk else { return }
+                events.append(try State.decode(position: position, record: record, into: &events.bytes), recordBytes: record.count)
+                guard events.isFull(chunk) else { return }
                 if !handOver.put(events) { throw Stopped() }
                 events = handOver.reusable() ?? DecodedChunk(capacity: chunk)
                 events.removeAll()
@@ -76,6 +78,9 @@ extension Replayer {
         handOver.finish()
         return try folder.result()
     }
+
+    /// The most record bytes a rebuild's chunk holds before it is handed over (``DecodedChunk/isFull(_:)``).
+    static let chunkBytes = 16 << 20
 
     /// The folder stopped (it met an event it cannot fold): its error is the one to report.
     private struct Stopped: Error {}
@@ -122,6 +127,17 @@ extension Replayer {
 struct DecodedChunk<Event: Sendable>: Sendable {
     var events: [Event] = []
     var bytes: [UInt8] = []
+    /// The bytes of the records decoded into it: what its events hold, about (a manifest's text).
+    private(set) var recordBytes = 0
+
+    mutating func append(_ event: Event, recordBytes: Int) {
+        events.append(event)
+        self.recordBytes += recordBytes
+    }
+
+    /// Whether the chunk is handed over: `count` events, or fewer that hold ``Replayer/chunkBytes``
+    /// (a thousand manifests of 4 MiB would otherwise be a chunk of 4 GiB, several in flight).
+    func isFull(_ count: Int) -> Bool { events.count >= count || recordBytes >= Replayer.chunkBytes }
 
     /// Room for `capacity` events of a typical size, so that filling a chunk does not grow it.
     init(capacity: Int) {
@@ -132,6 +148,7 @@ struct DecodedChunk<Event: Sendable>: Sendable {
     mutating func removeAll() {
         events.removeAll(keepingCapacity: true)
         bytes.removeAll(keepingCapacity: true)
+        recordBytes = 0
     }
 }
 

@@ -985,3 +985,51 @@ def test_a_store_whose_last_commit_freed_a_large_record_opens_again_after_a_clea
         assert client(again).describe_images(repositoryName="ops/large")["imageDetails"] == []
     finally:
         assert again.stop() == 0
+
+
+def peak_anonymous_memory(command, env=None):
+    """Runs `command`, sampling the anonymous memory (RssAnon: not the store's memory map) of it
+    and its children (upload-replay checks in a child) every 10 ms: (its exit status, its output,
+    the peak in MiB)."""
+    def processes(pid):
+        found = [pid]
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    found += [child for c in f.read().split() for child in processes(int(c))]
+        return found
+
+    def anonymous(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("RssAnon:")), 0)
+        return 0
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, sum(anonymous(pid) for pid in processes(process.pid)))
+        time.sleep(0.01)
+    return process.returncode, process.stdout.read(), peak // 1024
+
+
+def test_replay_holds_a_bounded_share_of_a_log_of_large_records(tmp_path):
+    """A rebuild decodes the log in chunks of 1,024 events, folded on another thread with up to
+    four waiting: each ImagePushed holds its manifest (a tag pushed again records it again), so a
+    chunk of them was a chunk of up to 4 GiB, held twice (the record and its text); 300 of 4 MB
+    took upload-replay to 3 GB, and these 60 to 496 MiB. Chunks are now also cut at 16 MiB of
+    records, and a record decoded whole is not kept beside its text."""
+    data = tmp_path / "data"
+    data.mkdir()
+    server = Server(data)
+    try:
+        ecr = client(server)
+        ecr.create_repository(repositoryName="replay/large")
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [],
+                               "annotations": {"pad": "x" * 4_000_000}})
+        for n in range(60):  # 240 MB of log
+            ecr.put_image(repositoryName="replay/large", imageManifest=manifest, imageTag=f"t{n}")
+    finally:
+        assert server.stop() == 0
+    status, output, peak = peak_anonymous_memory([str(BIN / "upload-replay"), "--data-dir", str(data)])
+    assert status == 0, output
+    assert peak < 160, f"upload-replay held {peak} MiB for a log of 60 records of 4 MB"

@@ -11,15 +11,18 @@ package enum FlatEvent: Sendable {
     case upload(FlatUploadEvent)
     case decoded(ProjectedEvent)
 
-    /// Copies `record` to the end of `buffer`, where the event's ranges point.
+    /// Copies `record` to the end of `buffer`, where the event's ranges point, when the fast path
+    /// takes it; any other record is decoded from a copy there that is then taken back (its event
+    /// holds its own copies: a manifest of 4 MiB is not held twice).
     package init(position: UInt64, record: UnsafeRawBufferPointer, appendingTo buffer: inout [UInt8]) throws(CodecError) {
         let start = buffer.count
         buffer.append(contentsOf: record)
         if let event = FlatUploadEvent(position: position, record: record, at: start) {
             self = .upload(event)
-        } else {
-            self = .decoded(try ProjectedEvent(position: position, decoding: buffer[start...]))
+            return
         }
+        defer { buffer.removeSubrange(start...) }
+        self = .decoded(try ProjectedEvent(position: position, decoding: buffer[start...]))
     }
 }
 

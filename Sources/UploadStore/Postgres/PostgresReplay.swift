@@ -8,7 +8,7 @@ import UploadMigrations
 
 extension Replayer {
     /// ``verify(directory:bootId:checkpointKey:progress:)`` for a store in PostgreSQL: in one
-    /// `REPEATABLE READ READ ONLY` snapshot, the log folded twice (in chunks of 1,024 and one event
+    /// `REPEATABLE READ READ ONLY` snapshot, the log folded twice (in chunks of 1,024, or fewer holding 16 MiB of records, and one event
     /// at a time, decoding each record whole), the two rebuilds and the live tables compared by
     /// digest, the Merkle tree computed again from the records and compared node by node, and every
     /// kept checkpoint checked against it. It never writes. The digests are the LMDB store's for
@@ -53,15 +53,15 @@ extension Replayer {
                 do {
                     _ = try EventEnvelope(position: position, decoding: record)
                     try record.withUnsafeBytes { bytes in
-                        firstChunk.events.append(try FlatProjectionState.decode(position: position, record: bytes, into: &firstChunk.bytes))
-                        secondChunk.events.append(try FlatProjectionState.decode(position: position, record: bytes, into: &secondChunk.bytes))
+                        firstChunk.append(try FlatProjectionState.decode(position: position, record: bytes, into: &firstChunk.bytes), recordBytes: bytes.count)
+                        secondChunk.append(try FlatProjectionState.decode(position: position, record: bytes, into: &secondChunk.bytes), recordBytes: bytes.count)
                     }
                 } catch let error as CodecError {
                     throw Failure.log("the event at position \(position) does not decode: \(error)")
                 }
                 try second.fold(secondChunk)
                 secondChunk.removeAll()
-                if firstChunk.events.count == 1024 {
+                if firstChunk.isFull(1024) {
                     try first.fold(firstChunk)
                     firstChunk.removeAll()
                 }
