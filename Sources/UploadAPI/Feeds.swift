@@ -179,13 +179,14 @@ extension ECRPublicService {
         // The body is written after the request's holding is no longer the task's.
         let holding = AnswerHolding.current
         let first = try await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: min(limit, Self.sliceEvents))
-        let firstLines = try OpeningSlice(first.lines, holding: holding)
+        // Its lines go with the slice given to the body; the body keeps only where they end.
+        let (firstLines, firstLast, firstLeaf) = (try OpeningSlice(first.lines, holding: holding), first.last, first.leaf)
         let body = ResponseBody { writer in
             try await firstLines.write(to: &writer)
-            var (position, leaf) = (first.last, first.leaf)
-            var remaining = limit - Int(first.last - after)
+            var (position, leaf) = (firstLast, firstLeaf)
+            var remaining = limit - Int(firstLast - after)
             // An empty first slice is the end of the log; a short one may just be its end so far.
-            while remaining > 0, first.last != after {
+            while remaining > 0, firstLast != after {
                 let next: FeedSlice
                 do { next = try await self.feedSlice(after: position, sent: leaf, limit: min(remaining, Self.sliceEvents)) } catch is FeedTakenBack { break }
                 // A slice the budget cannot take ends the page, as the log's end does: the
@@ -226,7 +227,8 @@ extension ECRPublicService {
         // The body is written after the request's holding is no longer the task's.
         let holding = AnswerHolding.current
         let first = try await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: Self.sliceEvents)
-        let firstLines = try OpeningSlice(first.lines, holding: holding)
+        // Its lines go with the slice given to the body; the body keeps only where they end.
+        let (firstLines, firstLast, firstLeaf) = (try OpeningSlice(first.lines, holding: holding), first.last, first.leaf)
         let metrics = self.metrics
         let body = ResponseBody { writer in
             metrics.countStream(.events, by: 1)
@@ -234,7 +236,7 @@ extension ECRPublicService {
             let readerGone = Locked(false)
             try await request.body.consumeWithInboundCloseHandler({ _ in try await withGracefulShutdownHandler {
                 try await firstLines.write(to: &writer)
-                var (position, leaf) = (first.last, first.leaf)
+                var (position, leaf) = (firstLast, firstLeaf)
                 var lastWritten = ContinuousClock.now
                 while !store.followersStopped {  // checked per slice, so catching up stops on shutdown too
                     let slice: FeedSlice
