@@ -231,8 +231,24 @@ extension BlobStore {
     }
 
     public func markUsed(_ digests: [String]) throws {
-        for digest in digests where utimensat(AT_FDCWD, blobPath(digest), nil, 0) != 0 && errno != ENOENT {
-            throw Self.posixError("mark \(blobPath(digest)) used")
+        // ESTALE: on NFS, a name another node's collection removed (as ENOENT, nothing to keep).
+        let gone = [ENOENT, ESTALE]
+        var marked: [String] = []
+        for digest in digests {
+            let path = blobPath(digest)
+            if utimensat(AT_FDCWD, path, nil, 0) == 0 { marked.append(path) } else if !gone.contains(errno) { throw Self.posixError("mark \(path) used") }
+        }
+        // Synced before the command that stops naming them commits: a stamp lost with the power
+        // would leave them to a collection while a backup taken before still names them. (On a
+        // journaling file system the first sync commits every stamp; the rest find them committed.)
+        for path in marked {
+            let file = open(path, O_RDONLY | O_CLOEXEC)
+            guard file >= 0 else {
+                if gone.contains(errno) { continue }
+                throw Self.posixError("open \(path)")
+            }
+            defer { close(file) }
+            guard fsync(file) == 0 else { throw Self.posixError("sync \(path)") }
         }
     }
 }

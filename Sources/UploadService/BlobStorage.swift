@@ -20,9 +20,10 @@ public protocol BlobStorage: Sendable {
     func claimBlob(_ digest: String) throws -> UInt64?
     /// Marks blobs used now, without claiming them for an event: a deleted repository's, a logo
     /// replaced, so that no collection removes them within its minimum age (a backup of the
-    /// database taken before may still name them, its blob copy not yet made). A blob that is not
-    /// there is passed over (nothing can remove it); any other failure throws, and the caller
-    /// records nothing, since no collection would then spare the blobs.
+    /// database taken before may still name them, its blob copy not yet made), each stamp synced.
+    /// A blob that is not there is passed over (nothing can remove it); any other failure (a file
+    /// this process may not stamp, another user's) throws, and the caller records nothing, since
+    /// no collection would then spare the blobs.
     func markUsed(_ digests: [String]) throws
     /// Keeps `temporary` (a file of exactly the blob's bytes, from
     /// ``BlobStore/hashAndCopyStaged(uploadId:length:algorithm:)``, synced by ``BlobStore/syncFile(_:)``) as the blob `digest`, and
