@@ -368,6 +368,12 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
         out = requests.post(base + "/gallery/sign-out", cookies=copy, allow_redirects=False)
         assert out.status_code == 303 and "Max-Age=0" in out.headers["Set-Cookie"]
         assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 200, "the new sign-in still holds"
+        # Sent first beside the current session's cookie (a copy planted with a longer Path), it
+        # does not spare that session; then a new sign-in for what follows.
+        both = f"{name}={value}; {name}={session.cookies.get(name)}"
+        assert requests.post(base + "/gallery/sign-out", headers={"Cookie": both}, allow_redirects=False).status_code == 303
+        assert session.get(base + "/gallery/audit", allow_redirects=False).status_code == 303, "the current session ended"
+        assert session.post(base + "/gallery/sign-in", data=form, headers={"Origin": base}, allow_redirects=False).status_code == 303
         # A restart (as another node of the data folder) keeps the sign-out.
         assert server.stop() == 0
         again = Server(server.data_dir, "--private-pulls", database_url=server.database_url)

@@ -112,17 +112,26 @@ struct PageSession: Sendable {
     var clearCookie: String { "\(cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "") }
 
     /// The viewer a `Cookie` header's session names, when it is this server's, unexpired, its key
-    /// is still configured with the same secret, and (unless `signedOutToo`, for signing out,
-    /// which must not depend on reading the record of sign-outs) it has not signed out since.
-    func viewer(fromCookieHeader header: String?, signedOutToo: Bool = false) -> Viewer? {
-        guard let header else { return nil }
-        for pair in header.split(separator: ";") {
+    /// is still configured with the same secret, and it has not signed out since.
+    func viewer(fromCookieHeader header: String?) -> Viewer? {
+        sessionCookies(header).lazy.compactMap(viewer(fromCookie:)).first
+    }
+
+    /// The session a sign-out with this `Cookie` header ends: the first of this server's cookies
+    /// in it (unexpired, its key configured with the same secret) that the record of sign-outs
+    /// does not already end (``wasSignedOut(_:)``); `nil` when there is none, and the cookies are
+    /// only cleared. Every cookie is looked at: one signed out before, sent first (a copy planted
+    /// with a longer `Path` over http), must not spare the session sent after it.
+    func sessionToSignOut(fromCookieHeader header: String?) -> Viewer? {
+        sessionCookies(header).lazy.compactMap(signed).first { !wasSignedOut($0) }
+    }
+
+    /// The values of the header's cookies of this server's name, in order.
+    private func sessionCookies(_ header: String?) -> [String] {
+        (header ?? "").split(separator: ";").compactMap { pair in
             let trimmed = pair.drop { $0 == " " }
-            guard trimmed.hasPrefix(cookieName + "=") else { continue }
-            let value = String(trimmed.dropFirst(cookieName.count + 1))
-            if let viewer = signedOutToo ? signed(value) : viewer(fromCookie: value) { return viewer }
+            return trimmed.hasPrefix(cookieName + "=") ? String(trimmed.dropFirst(cookieName.count + 1)) : nil
         }
-        return nil
     }
 
     func viewer(fromCookie value: String) -> Viewer? {
@@ -152,7 +161,7 @@ struct PageSession: Sendable {
     /// Whether `viewer`'s session was ended by a sign-out the record holds, read as it stands: a
     /// record that cannot be read says no, so that the sign-out is tried (and refused) rather
     /// than skipped.
-    func wasSignedOut(_ viewer: Viewer) -> Bool {
+    private func wasSignedOut(_ viewer: Viewer) -> Bool {
         guard let last = signOuts.lastSignOut(viewer.accessKeyId), last != .max else { return false }
         return viewer.madeAt <= last
     }

@@ -59,13 +59,11 @@ extension ECRPublicService {
         router.post("/gallery/sign-in") { request, context in await self.signIn(request, context) }
         router.post("/gallery/sign-out") { request, _ in
             guard self.isSameOrigin(request) else { return await self.messagePage(.forbidden, "Refused", "A form of another site cannot sign you out.", viewer: nil) }
-            // Judged without the record of sign-outs: one that cannot be read now must fail the
-            // sign-out (and keep the cookie), not skip it. A session the record already ends is
-            // only cleared: recorded anew, an old cookie (a proxy's log, a stolen copy) would end
-            // every session of its key made since, as often as it was sent, each a locked and
-            // synced write.
-            if let viewer = self.pageSession.viewer(fromCookieHeader: request.headers[.cookie], signedOutToo: true),
-               !self.pageSession.wasSignedOut(viewer) {
+            // A record of sign-outs that cannot be read now must fail the sign-out (and keep the
+            // cookie), not skip it. A session the record already ends is only cleared: recorded
+            // anew, an old cookie (a proxy's log, a stolen copy) would end every session of its
+            // key made since, as often as it was sent, each a locked and synced write.
+            if let viewer = self.pageSession.sessionToSignOut(fromCookieHeader: request.headers[.cookie]) {
                 do {
                     try await NIOThreadPool.singleton.runIfActive { try self.pageSession.signOut(viewer) }
                 } catch {
