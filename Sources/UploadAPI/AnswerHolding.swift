@@ -26,9 +26,12 @@ import UploadStore
 /// Never refused, so counted only when they fit: an answer that reports a write (its client must
 /// learn that the write happened, and writers are authenticated), and the open endpoints' (a log
 /// tile or proof is at most 8 KiB; `/metrics` must answer while the budget is spent, to show it).
-/// An answer streamed a slice at a time (a feed's: 1 MiB of records, or one event, up to 12 MiB of
-/// line, a 4 MiB manifest escaped; an entry bundle's: 4 MiB, or one entry) holds each slice as an
-/// answer while it is written, and ends where the budget cannot take one (``HeldSlice``).
+/// An answer streamed a slice at a time holds each slice as an answer while it is written, and
+/// ends where the budget cannot take one (``HeldSlice``). A feed's slice is about 1 MiB of records
+/// and one more, as JSON lines in which a DEL or C1 control is six bytes (`\u007f`): up to about
+/// 30 MiB; an entry bundle's, 4 MiB of entries and one more: up to 8 MiB. Both stay under the
+/// least share an address is given (``ByteBudget/smallestAnswerBudget``), so that no consumer is
+/// refused the same slice for good.
 final class AnswerHolding: Sendable {
     /// The holding of the request this task answers (a task-local value, so that the places that
     /// make answers need no parameter for it). `nil` outside a request: nothing is counted.

@@ -395,8 +395,8 @@ ESCAPED_THREEFOLD = json.dumps({"schemaVersion": 2, "mediaType": "application/vn
 
 
 def test_feed_slices_held_for_streams_that_do_not_read_are_counted_in_the_answer_budget():
-    """A feed's slice holds 1 MiB of records or one event, and an event's manifest of 4 MiB,
-    escaped, is up to 12 MiB of line, held while a slow reader takes it. Slices were counted only
+    """A feed's slice holds about 1 MiB of records and one more, and an event's manifest of 4 MiB,
+    escaped, is up to 24 MiB of line (12 MiB here), held while a slow reader takes it. Slices were counted only
     as their pieces were queued, so streams that did not read held about 16 MiB each outside
     --max-answer-bytes (40 of them held 690 MiB). Each slice is now held as an answer: past its
     address's share a stream is refused ThrottlingException before it starts, and what a stream

@@ -1,11 +1,13 @@
 import Foundation
 import HTTPTypes
+import LogHashing
 import Hummingbird
 import Logging
 import NIOCore
 import Testing
 @testable import UploadAPI
 @testable import UploadStore
+import UploadCore
 import UploadService
 import UploadTesting
 
@@ -96,6 +98,16 @@ struct AnswerBudgetTests {
         #expect(ByteBudget.answers().limitPerAddress == 64 << 20)
         #expect(ByteBudget.answers(limit: 100 << 20).limitPerAddress == 32 << 20)
         #expect(ByteBudget.answers(limit: 40 << 20, limitPerAddress: 50 << 20).limitPerAddress == 40 << 20)
+    }
+
+    /// A feed's largest slice (about 1 MiB of records and one more, each escaped as JSON at most
+    /// six-fold: a DEL or C1 control is `\u007f`) and a wide bundle's (4 MiB of entries and one
+    /// more) fit in the least share an address is given: one that did not would be refused to its
+    /// consumer for good, at the same cursor.
+    @Test func theLargestStreamedSlice_fitsTheLeastShareAnAddressIsGiven() {
+        let largestRecord = PutImage.maximumManifestBytes + (64 << 10)  // a manifest, and its event's other fields
+        #expect(6 * (EventEnvelope.pageBytes + largestRecord) < ByteBudget.smallestAnswerBudget)
+        #expect(EntryBundle.sliceBytes + largestRecord < ByteBudget.smallestAnswerBudget)
     }
 
     /// Every operation is one or the other: one added later must be placed.
