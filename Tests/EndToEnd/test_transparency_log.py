@@ -1022,7 +1022,7 @@ def test_the_audit_page_checks_each_initiation_the_index_names_against_the_log(t
 
 
 def test_wide_entry_bundles_held_for_readers_that_do_not_read_are_counted_in_the_answer_budget():
-    """A wide entry bundle streams a slice (4 MiB, or one entry) at a time; each slice is held as
+    """A wide entry bundle streams a slice (4 MiB of entries and one more) at a time; each slice is held as
     an answer while a slow reader takes it, so readers that do not read hold no more than their
     address's share (each held its slices outside --max-answer-bytes before), and a bundle the
     share cannot take is refused ThrottlingException before it starts."""
