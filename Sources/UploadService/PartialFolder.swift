@@ -90,21 +90,10 @@ public struct PartialFolder: Sendable {
                 building.withLock { folders in
                     var placeholders: [String] = []
                     for path in folders.sorted() {
-                        let removing = path + "-interrupted"
-                        let renamed = rename(path, removing) == 0
-                        if !renamed && errno == ENOENT {
-                            unlink(lockPath(path))  // claimed, not made yet, or already removed
-                            continue
-                        }
-                        var removed = false
-                        if renamed {
-                            // A file where the folder was, until the end: no thread makes the
-                            // folder again meanwhile (creating its subfolders with their parents).
-                            let placeholder = open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
-                            if placeholder >= 0 { close(placeholder); placeholders.append(path) }
-                            removed = (try? FileManager.default.removeItem(atPath: removing)) != nil
-                        }
+                        let (existed, removed, heldByPlaceholder) = takeAway(path)
+                        if heldByPlaceholder { placeholders.append(path) }
                         unlink(lockPath(path))  // its lock goes with the process in any case
+                        guard existed else { continue }  // claimed, not made yet, or already removed
                         StandardStreams.error(removed ? "interrupted: removed \(path), the unfinished copy\n"
                             : "interrupted: \(path), the unfinished copy, is left for the next build to the same place to remove\n")
                     }
@@ -115,6 +104,36 @@ public struct PartialFolder: Sendable {
             source.activate()
             interruptSources.append(source)  // kept for the life of the process
         }
+    }
+
+    /// Renames the folder at `path` out of the copy's way and puts a file at its name until the
+    /// process ends, so that no thread makes the folder again meanwhile; then removes what it
+    /// renamed. A thread may make the folder again (opening the copy's store, or its blob folders,
+    /// creates them with their parents) between a rename and the file: that one is renamed away in
+    /// another round, at once, so that each round's window is a rename and an open, not a removal.
+    /// - Returns: whether there was a folder, whether all of it was removed (and nothing is left at
+    ///   its name), and whether the file holds its name (to be removed before the process ends).
+    static func takeAway(_ path: String) -> (existed: Bool, removed: Bool, heldByPlaceholder: Bool) {
+        var renamed: [String] = [], held = false, stuck = false
+        for round in 0..<64 {
+            let removing = path + "-interrupted" + (round == 0 ? "" : "-\(round)")
+            if rename(path, removing) == 0 {
+                renamed.append(removing)
+            } else if errno != ENOENT {
+                stuck = true
+                break
+            }
+            let placeholder = open(path, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+            if placeholder >= 0 {
+                close(placeholder)
+                held = true
+                break
+            }
+            guard errno == EEXIST else { break }
+        }
+        var removed = held && !stuck
+        for folder in renamed where (try? FileManager.default.removeItem(atPath: folder)) == nil { removed = false }
+        return (!renamed.isEmpty || stuck, removed, held)
     }
 
     /// Only appended to, by ``removeOnInterrupt()``, which a command calls once as it starts.
