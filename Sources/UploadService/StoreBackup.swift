@@ -120,7 +120,7 @@ public enum StoreBackup {
               (try? FileManager.default.contentsOfDirectory(atPath: destination).isEmpty) == true else {
             return "\(destination) exists and is not an empty folder: give a new one"
         }
-        guard stat(parent, &parentInfo) == 0, parentInfo.st_dev == info.st_dev else {
+        guard stat(parent, &parentInfo) == 0, parentInfo.st_dev == info.st_dev, !PathNames.isMountPoint(destination) else {
             return "\(destination) is a mount point: give a new folder inside it"
         }
         return nil

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Path names, taken apart here rather than by Foundation's `NSString.deletingLastPathComponent`,
 /// which crashes (an illegal instruction) on a one-character name such as `X` or `Z/`: a folder an
 /// operator names on the command line.
@@ -14,5 +16,34 @@ public enum PathNames {
         guard let slash = named.lastIndex(of: "/") else { return "." }
         let folder = trimmingSlashes(named[..<slash])
         return folder.isEmpty ? "/" : String(folder)
+    }
+
+    /// Whether a file system is mounted at `path`, a bind mount of the one it is in too (which the
+    /// device numbers of a folder and its parent do not tell): as Linux lists its mounts, in
+    /// `/proc/self/mountinfo` (its fifth field, with space, tab, newline and backslash as octal
+    /// escapes). `false` where it cannot be read.
+    public static func isMountPoint(_ path: String) -> Bool {
+        guard let resolved = realpath(path, nil) else { return false }
+        let target = String(cString: resolved)
+        free(resolved)
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        return table.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
+            return fields.count > 4 && unescapedMountField(fields[4]) == target
+        }
+    }
+
+    private static func unescapedMountField(_ field: Substring) -> String {
+        var bytes: [UInt8] = []
+        var rest = Array(field.utf8)[...]
+        while let byte = rest.popFirst() {
+            if byte == UInt8(ascii: "\\"), rest.count >= 3, let code = UInt8(String(decoding: rest.prefix(3), as: UTF8.self), radix: 8) {
+                bytes.append(code)
+                rest = rest.dropFirst(3)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

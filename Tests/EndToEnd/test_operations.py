@@ -234,12 +234,20 @@ def test_stats_and_backup_only_read_the_live_store(live, tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a file system needs root (CI runs as root)")
-def test_a_backup_into_a_mount_point_is_refused_and_writes_nothing(live, tmp_path):
+@pytest.mark.parametrize("mount", ["tmpfs", "bind"])
+def test_a_backup_into_a_mount_point_is_refused_and_writes_nothing(live, tmp_path, mount):
     """The backup is built beside DEST and renamed into place: a mount point cannot take its
-    place, and what the mounted file system holds is not the backup's to replace."""
-    mounted = tmp_path / "mounted"
+    place, and what the mounted file system holds is not the backup's to replace. A bind mount of
+    the same file system too (its device number is its parent's), refused before the copy, not
+    at the rename after it; and a name with a space, which the kernel's list of mounts escapes."""
+    mounted = tmp_path / "mounted here"
     mounted.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mounted)], check=True)
+    if mount == "tmpfs":
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mounted)], check=True)
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        if subprocess.run(["mount", "--bind", str(tmp_path / "elsewhere"), str(mounted)], capture_output=True).returncode != 0:
+            pytest.skip("no bind mounts here")
     try:
         out = tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(mounted))
         assert out.returncode != 0 and "is a mount point" in out.stderr, out.stderr
