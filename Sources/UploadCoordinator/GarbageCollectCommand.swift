@@ -45,7 +45,12 @@ struct GarbageCollectCommand: AsyncParsableCommand {
         }
     }
 
+    /// For tests: a file the collection writes once it has moved its first blob aside, then waits
+    /// for it to be removed.
+    static let pauseVariable = "UPLOAD_COORDINATOR_TEST_COLLECTION_PAUSE_FILE"
+
     func run() async throws {
+        BlobStore.finishTheBlobOnInterrupt()
         let collection: BlobStore.CollectionReport
         do {
             let reader = try StoreBackends.openForReading(directory: store.dataDir, databaseURL: try store.database())
@@ -62,7 +67,7 @@ struct GarbageCollectCommand: AsyncParsableCommand {
             collection = try blobs.collectGarbage(minimumAge: TimeInterval(minAge), dryRun: dryRun, force: force, storeLastRecorded: lastRecorded) {
                 try reader.waitForCommitsInFlight(patience: .seconds(10))
                 return try reader.referencedBlobDigests()
-            }
+            } movedAside: { _ in Self.pauseForTests() }
         } catch let error as ValidationError { throw error } catch { fail(error) }
         if json {
             printLine(.object([
@@ -81,5 +86,12 @@ struct GarbageCollectCommand: AsyncParsableCommand {
         }
         for failure in collection.failed { StandardStreams.error("error: not removed: \(failure)\n") }
         if !collection.failed.isEmpty { throw ExitCode(2) }
+    }
+
+    private static func pauseForTests() {
+        guard let file = ProcessInfo.processInfo.environment[pauseVariable], !FileManager.default.fileExists(atPath: file + ".done") else { return }
+        _ = FileManager.default.createFile(atPath: file, contents: Data("paused\n".utf8))
+        while FileManager.default.fileExists(atPath: file) { usleep(20_000) }
+        _ = FileManager.default.createFile(atPath: file + ".done", contents: nil)  // once
     }
 }

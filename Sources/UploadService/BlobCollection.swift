@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import UploadCore
 import UploadStore
 
@@ -21,8 +22,12 @@ import UploadStore
 ///   judgement and the rename is put back; a claim after the rename finds no blob, and its
 ///   caller writes the bytes anew or does without (a mount falls back to an upload).
 ///
-/// A collection killed between the rename and the removal leaves the blob under the moved-aside
-/// name; the next collection, and `serve`'s start-up, put it back: a blob is never lost to a crash.
+/// A collection stopped by a signal finishes the blob it is removing first
+/// (``finishTheBlobOnInterrupt()``). One killed between the rename and the removal leaves the blob
+/// under the moved-aside name, and its mark (``collectionMarkPath``): the next collection,
+/// `serve`'s start-up, its expiry sweeper and a backup put it back
+/// (``restoreAfterAKilledCollection(heldOff:)``), so a blob is never lost to a crash, nor missing
+/// for longer than a sweep's interval while the server runs.
 /// A backup holds collections off from before its snapshot until it ends (``holdOffCollections()``).
 extension BlobStore {
     /// What a collection found and did.
@@ -50,24 +55,49 @@ extension BlobStore {
     /// store was made by `migrate` alone has no blobs folder yet, and may still be backed up).
     private var collectionLockPath: String { directory + "/.blob-collection-lock" }
 
+    /// Made as a collection that removes begins, removed as it ends having left nothing moved
+    /// aside: while it is there and no collection holds the lock, one was killed part way.
+    var collectionMarkPath: String { directory + "/.blob-collection-running" }
+
+    /// Held while a blob is moved aside and then removed or put back: an interrupt waits for it.
+    private static let removingOne = Mutex<Void>(())
+
+    /// Makes the signals that stop a command (``Interrupts/stopping``) end `garbage-collect` once
+    /// the blob it is removing is removed or put back (status 128 + the signal): none is left
+    /// moved aside, missing under its name, for a server that runs on. A second signal, or
+    /// SIGKILL, ends it at once; what it leaves is put back by
+    /// ``restoreAfterAKilledCollection(heldOff:)``.
+    public static func finishTheBlobOnInterrupt() {
+        Interrupts.onFirst { signalNumber in
+            removingOne.withLock { (_: inout Void) -> Void in _exit(128 + signalNumber) }
+        }
+    }
+
+    /// Puts back what a collection killed part way left moved aside, when one was (its mark is
+    /// there) and none runs now. For a live server's sweeper, which lists no blob folder
+    /// otherwise, and a backup, which would lack those blobs.
+    /// - Parameter heldOff: the caller holds collections off (a backup), so none runs; otherwise
+    ///   the collection's lock is taken for the moment, and nothing is done while a collection or
+    ///   a backup has it (a later call does it).
+    /// - Returns: what could not be put back, each with why.
+    public func restoreAfterAKilledCollection(heldOff: Bool = false) -> [String] {
+        guard FileManager.default.fileExists(atPath: collectionMarkPath) else { return [] }
+        var taken: FileLock?
+        if !heldOff {
+            guard let lock = (try? FileLock.lockByte(0, of: collectionLockPath, exclusive: true)) ?? nil else { return [] }
+            taken = lock
+        }
+        defer { taken?.release() }
+        let failed = restoreCollected().failed
+        if failed.isEmpty { unlink(collectionMarkPath) }
+        return failed
+    }
+
     /// Held (shared) by a backup from before its snapshot until it ends: a collection is refused
     /// meanwhile, so no blob the snapshot names goes before it is linked.
     /// - Returns: `nil` while a collection runs: the caller waits, and asks again.
     public func holdOffCollections() throws -> FileLock? {
         try FileLock.lockByte(0, of: collectionLockPath, exclusive: false)
-    }
-
-    /// Removes the blobs not among those `named` returns that no one used for `minimumAge`
-    /// seconds. `named` is called after this collection's clock is read. Unless `force`, a
-    /// collection that would remove something with names that look like another store's is
-    /// refused before anything is removed: names of no blob, or of blobs half or more of which
-    /// the folder lacks; or, given when the store recorded its last event (`storeLastRecorded`),
-    /// a blob to remove that was used after it (``usedAfterTheStore``): the store is behind the
-    /// folder (an old copy of its database), so what it does not name may be what came since.
-    public func collectGarbage(
-        minimumAge: TimeInterval, dryRun: Bool, force: Bool = false, storeLastRecorded: Date? = nil, named: () throws -> [String]
-    ) throws -> CollectionReport {
-        try collectGarbage(minimumAge: minimumAge, dryRun: dryRun, force: force, storeLastRecorded: storeLastRecorded, named: named, judged: { _ in })
     }
 
     /// How much later than its store's last event a blob to remove may have been used before the
@@ -77,17 +107,28 @@ extension BlobStore {
     /// commit, with no event since: `--force` then).
     static let usedAfterTheStore: TimeInterval = 60
 
-    /// - Parameter judged: called with each blob about to be moved aside (for tests of a claim that
-    ///   comes in between).
-    func collectGarbage(
-        minimumAge: TimeInterval, dryRun: Bool, force: Bool, storeLastRecorded: Date? = nil, named: () throws -> [String],
-        judged: (String) -> Void
+    /// Removes the blobs not among those `named` returns that no one used for `minimumAge`
+    /// seconds. `named` is called after this collection's clock is read. Unless `force`, a
+    /// collection that would remove something with names that look like another store's is
+    /// refused before anything is removed: names of no blob, or of blobs half or more of which
+    /// the folder lacks; or, given when the store recorded its last event (`storeLastRecorded`),
+    /// a blob to remove that was used after it (``usedAfterTheStore``): the store is behind the
+    /// folder (an old copy of its database), so what it does not name may be what came since.
+    /// - Parameters:
+    ///   - judged: called with each blob about to be moved aside (for tests of a claim that comes
+    ///     in between).
+    ///   - movedAside: called with each blob once it is moved aside, before it is removed (for
+    ///     tests of an interrupt then).
+    public func collectGarbage(
+        minimumAge: TimeInterval, dryRun: Bool, force: Bool = false, storeLastRecorded: Date? = nil, named: () throws -> [String],
+        judged: (String) -> Void = { _ in }, movedAside: (String) -> Void = { _ in }
     ) throws -> CollectionReport {
         guard let lock = try FileLock.lockByte(0, of: collectionLockPath, exclusive: true) else {
             throw StoreError(.io, "another collection, or a backup, is using the blobs of \(directory) now: run again once it ends")
         }
         defer { lock.release() }
         var collection = CollectionReport()
+        if !dryRun { _ = FileManager.default.createFile(atPath: collectionMarkPath, contents: nil) }
         collection.failed = restoreCollected().failed
         // Never shorter than the writer's fence allows: a blob claimed within it may be named by a commit in flight.
         let cutoff = try Self.fileSystemTime(in: staging).addingTimeInterval(-max(minimumAge, BlobClaims.shortestCollectionAge))
@@ -130,7 +171,7 @@ extension BlobStore {
             if !dryRun {
                 judged(candidate.digest)
                 do {
-                    guard try removeUnlessClaimed(candidate, since: cutoff) else {
+                    guard try removeUnlessClaimed(candidate, since: cutoff, movedAside: movedAside) else {
                         collection.recent += 1
                         continue
                     }
@@ -148,6 +189,8 @@ extension BlobStore {
                     collection.failed.append("the \(algorithm.rawValue) folder's removals may not be durable: \(error)")
                 }
             }
+            // Kept after a failure, which may have left a blob moved aside.
+            if collection.failed.isEmpty { unlink(collectionMarkPath) }
         }
         return collection
     }
@@ -176,12 +219,21 @@ extension BlobStore {
 
     /// Moves the blob aside and removes it, unless it was claimed since `cutoff` (then it is put
     /// back). - Returns: whether it was removed.
-    private func removeUnlessClaimed(_ blob: (digest: String, path: String, size: UInt64), since cutoff: Date) throws -> Bool {
+    private func removeUnlessClaimed(
+        _ blob: (digest: String, path: String, size: UInt64), since cutoff: Date, movedAside: (String) -> Void
+    ) throws -> Bool {
+        try Self.removingOne.withLock { _ in try removeHoldingTheInterrupt(blob, since: cutoff, movedAside: movedAside) }
+    }
+
+    private func removeHoldingTheInterrupt(
+        _ blob: (digest: String, path: String, size: UInt64), since cutoff: Date, movedAside: (String) -> Void
+    ) throws -> Bool {
         let aside = PathNames.folder(of: blob.path) + "/" + Self.collectedPrefix + blob.path.split(separator: "/").last! + "." + UUID().uuidString.lowercased()
         guard rename(blob.path, aside) == 0 else {
             guard errno == ENOENT else { throw Self.posixError("rename \(blob.path)") }
             return false  // gone meanwhile (removed by hand): nothing to remove
         }
+        movedAside(blob.digest)
         // The inode moved, so a claim that came before the rename stamped what is read here.
         guard let info = Self.openedStatus(aside), Self.modificationTime(of: info) < cutoff else {
             try putBack(aside, as: blob.path)

@@ -68,41 +68,33 @@ public struct PartialFolder: Sendable {
     /// The folders this process is building: what an interrupt removes (``removeOnInterrupt()``).
     private static let building = Mutex<Set<String>>([])
 
-    /// Makes SIGINT and SIGTERM remove the folders this process is building before it ends (status
-    /// 128 + the signal), as a failure would: a backup stopped with Ctrl-C leaves no hidden copy of
-    /// the store on the disk. (A SIGKILLed one's is removed by the next build: ``abandonedRemoved``.)
-    /// For the one-shot commands that build one; `serve` handles its signals itself.
+    /// Makes the signals that stop a command (``Interrupts/stopping``: SIGINT, SIGTERM, SIGHUP)
+    /// remove the folders this process is building before it ends (status 128 + the signal), as
+    /// a failure would: a backup stopped with Ctrl-C, or by a closed ssh session, leaves no hidden
+    /// copy of the store on the disk. (A SIGKILLed one's is removed by the next build:
+    /// ``abandonedRemoved``.) For the one-shot commands that build one.
     ///
     /// The copy goes on in other threads meanwhile. The handler holds the lock on ``building``
     /// until the process ends, so none of them publishes a folder, or ends the process on a
     /// failure of its own (each goes through ``publish()`` or ``discard()``), while it works; and
     /// it renames each folder out of their way first (still a partial folder's name, which the
     /// next build sweeps if this one is cut short), so that nothing they write by path lands in
-    /// what it removes. A second signal meets its default action again, which ends the process.
+    /// what it removes.
     public static func removeOnInterrupt() {
-        for signalNumber in [SIGINT, SIGTERM] {
-            // Before the source: on Linux, dispatch installs its own handler later, on a thread of
-            // its own, and an `SIG_IGN` set after it would leave the signal ignored for good.
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler {
-                for other in [SIGINT, SIGTERM] { signal(other, SIG_DFL) }
-                building.withLock { folders in
-                    var placeholders: [String] = []
-                    for path in folders.sorted() {
-                        let (existed, removed, heldByPlaceholder) = takeAway(path)
-                        if heldByPlaceholder { placeholders.append(path) }
-                        unlink(lockPath(path))  // its lock goes with the process in any case
-                        guard existed else { continue }  // claimed, not made yet, or already removed
-                        StandardStreams.error(removed ? "interrupted: removed \(path), the unfinished copy\n"
-                            : "interrupted: \(path), the unfinished copy, is left for the next build to the same place to remove\n")
-                    }
-                    for placeholder in placeholders { unlink(placeholder) }
-                    _exit(128 + signalNumber)
+        Interrupts.onFirst { signalNumber in
+            building.withLock { folders in
+                var placeholders: [String] = []
+                for path in folders.sorted() {
+                    let (existed, removed, heldByPlaceholder) = takeAway(path)
+                    if heldByPlaceholder { placeholders.append(path) }
+                    unlink(lockPath(path))  // its lock goes with the process in any case
+                    guard existed else { continue }  // claimed, not made yet, or already removed
+                    StandardStreams.error(removed ? "interrupted: removed \(path), the unfinished copy\n"
+                        : "interrupted: \(path), the unfinished copy, is left for the next build to the same place to remove\n")
                 }
+                for placeholder in placeholders { unlink(placeholder) }
+                _exit(128 + signalNumber)
             }
-            source.activate()
-            interruptSources.append(source)  // kept for the life of the process
         }
     }
 
@@ -135,9 +127,6 @@ public struct PartialFolder: Sendable {
         for folder in renamed where (try? FileManager.default.removeItem(atPath: folder)) == nil { removed = false }
         return (!renamed.isEmpty || stuck, removed, held)
     }
-
-    /// Only appended to, by ``removeOnInterrupt()``, which a command calls once as it starts.
-    nonisolated(unsafe) private static var interruptSources: [any DispatchSourceSignal] = []
 
     private static func lockPath(_ folder: String) -> String { folder + ".lock" }
 

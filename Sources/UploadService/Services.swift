@@ -77,7 +77,9 @@ public struct StoreService: Service {
 /// until the group shuts down; at most every ``tidyingInterval`` it also removes what staging
 /// holds for uploads that have ended (``BlobStore/reconcile(with:tidyingOnly:)``, which leaves
 /// alone any file a writer holds): a completion or a sweep whose commit's outcome was unknown,
-/// whose caller never came back, leaves its file behind.
+/// whose caller never came back, leaves its file behind. Every `interval`, on every node, it also
+/// puts back what a blob collection killed part way left moved aside
+/// (``BlobStore/restoreAfterAKilledCollection(heldOff:)``: a look for its mark, unless there was one).
 public struct ExpirySweeper: Service {
     let service: UploadService
     let idleMilliseconds: Int64
@@ -114,11 +116,14 @@ public struct ExpirySweeper: Service {
                             service.logger.notice("this node does not sweep idle uploads now: another node does, with its own --upload-expiry (give every node the same), or none can until the database answers")
                         }
                     }
+                    let blobs = service.blobs
+                    for failure in try await UploadService.bulk({ blobs.restoreAfterAKilledCollection() }) {
+                        service.logger.error("a blob a killed collection moved aside could not be put back; the next sweep tries again", metadata: ["problem": "\(failure)"])
+                    }
                     let expired = leads ? try await service.expireIdleUploads(idleMilliseconds: idleMilliseconds) : []
                     if !expired.isEmpty { service.logger.info("expired idle uploads", metadata: ["count": "\(expired.count)"]) }
                     if leads, tidied.map({ ContinuousClock.now - $0 >= Self.tidyingInterval }) ?? true {
                         tidied = ContinuousClock.now
-                        let blobs = service.blobs
                         let result = try await UploadService.bulk { try blobs.reconcile(with: store, tidyingOnly: true) }
                         if !result.removedStaging.isEmpty || !result.truncatedStaging.isEmpty {
                             service.logger.info("staging tidied", metadata: [

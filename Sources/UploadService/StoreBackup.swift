@@ -134,6 +134,8 @@ public enum StoreBackup {
         // From before the snapshot until the backup ends: no collection removes a blob it names.
         let collectionsHeldOff = try await holdOffCollections(source, logger)
         defer { collectionsHeldOff.release() }
+        // None runs now: what one killed part way left moved aside is named, and goes back first.
+        for failure in source.restoreAfterAKilledCollection(heldOff: true) { logger.warning("\(failure)") }
         let staged = StagingDescriptors(source.staging)
         defer { staged.close() }
         let tail = try live.copy(to: partial)

@@ -396,9 +396,9 @@ def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder_which
     assert tool("upload-replay", "--data-dir", str(destination)).returncode == 0
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_backup_stopped_by_a_signal_removes_its_partial_folder_and_publishes_nothing_part_way(live, tmp_path, stop):
-    """Ctrl-C (or an init system's SIGTERM) on a backup: its copy of the whole store went on taking
+    """Ctrl-C (or an init system's SIGTERM, or a closed ssh session's SIGHUP) on a backup: its copy of the whole store went on taking
     the disk, hidden, until the next backup to the same place. The signal is sent while it is
     paused after its snapshot, then at moments spread over the rest of its work (hard links,
     syncs, the rename into place): each ends with no folder at all, or a whole backup published."""

@@ -176,6 +176,38 @@ struct BlobCollectionTests {
         #expect(blobs.hasBlob(lost) && blobs.hasBlob(copied))
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder).allSatisfy { !$0.hasPrefix(".collected-") })
     }
+
+    /// A collection leaves its mark while it may have a blob moved aside; a server's sweeper puts
+    /// back what a killed one left once it finds the mark and no collection or backup holds the
+    /// folder, and a backup (which holds collections off) at once. No mark, no listing.
+    @Test func aKilledCollectionsBlob_isPutBackOnceItsMarkIsFound_byWhoeverHoldsTheFolder() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let blobs = try BlobStore(directory: dir.path)
+        let garbage = try Self.keepOld(blobs, "garbage"), named = try Self.keepOld(blobs, "named")
+        var markedWhileAside = false
+        _ = try blobs.collectGarbage(minimumAge: 3600, dryRun: false, named: { [named] }, movedAside: { _ in
+            markedWhileAside = FileManager.default.fileExists(atPath: blobs.collectionMarkPath)
+        })
+        #expect(markedWhileAside && !FileManager.default.fileExists(atPath: blobs.collectionMarkPath), "kept only while it runs")
+        #expect(!blobs.hasBlob(garbage))
+
+        // Killed with `named` moved aside.
+        let aside = dir.path + "/blobs/sha256/.collected-" + named.dropFirst(7) + ".killed"
+        #expect(rename(blobs.blobPath(named), aside) == 0)
+        #expect(blobs.restoreAfterAKilledCollection().isEmpty && !blobs.hasBlob(named), "no mark: nothing looked at")
+        #expect(FileManager.default.createFile(atPath: blobs.collectionMarkPath, contents: nil))
+        let backup = try #require(try blobs.holdOffCollections())
+        #expect(blobs.restoreAfterAKilledCollection().isEmpty && !blobs.hasBlob(named), "a backup holds the folder: the sweeper waits")
+        #expect(blobs.restoreAfterAKilledCollection(heldOff: true).isEmpty && blobs.hasBlob(named), "the backup puts it back")
+        backup.release()
+        #expect(!FileManager.default.fileExists(atPath: aside) && !FileManager.default.fileExists(atPath: blobs.collectionMarkPath))
+
+        #expect(rename(blobs.blobPath(named), aside) == 0)
+        #expect(FileManager.default.createFile(atPath: blobs.collectionMarkPath, contents: nil))
+        #expect(blobs.restoreAfterAKilledCollection().isEmpty && blobs.hasBlob(named), "the folder free: the sweeper puts it back")
+        #expect(!FileManager.default.fileExists(atPath: blobs.collectionMarkPath))
+    }
 }
 
 /// What the collector keeps: every layer and logo the projections name, read at the log's tail.
