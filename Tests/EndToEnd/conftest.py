@@ -173,7 +173,7 @@ class Server:
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout=30)
+            return self.process.wait(timeout=60)  # past serve's own --shutdown-timeout (30 s)
         except subprocess.TimeoutExpired:
             self.kill()  # never left running past its test
             self.process.wait()

@@ -819,9 +819,10 @@ def test_a_body_slower_than_the_minimum_rate_is_closed_and_a_slow_enough_one_is_
     assert_honest(srv)
 
 
-def held_back_chunk(srv, repository, first_seconds, expect_continue=False):
-    """A first PATCH to an upload sent at 16 KiB a second for `first_seconds`, and a second of
-    32 MiB (more than every buffer between holds) sent while the first holds the upload's lock
+def held_back_chunk(srv, repository, first_seconds, expect_continue=False, release_after=None):
+    """A first PATCH to an upload sent at 16 KiB a second for `first_seconds` (or, given
+    `release_after`, the rest at once that many seconds after the second began), and a second of
+    32 MiB (more than every buffer between holds) sent once the first holds the upload's lock
     (with `expect_continue`, its body sent only once the server asks for it, as curl sends any
     body over 1 MiB): (the first's answer, the second's answer or the error that cut it off)."""
     ecr = client(srv)
@@ -841,6 +842,8 @@ def held_back_chunk(srv, repository, first_seconds, expect_continue=False):
     assert status == 202, status
     location = urllib.parse.urlsplit(headers["location"])
     session = location.path + ("?" + location.query if location.query else "")
+    staged = os.path.join(srv.data_dir, "staging", location.path.rstrip("/").rsplit("/", 1)[1])
+    assert not os.path.exists(staged), "made by the first chunk, under the upload's lock"
 
     first_length, held_length = int(first_seconds * 4) * 4096, 32 * MIB
     results = {}
@@ -848,7 +851,10 @@ def held_back_chunk(srv, repository, first_seconds, expect_continue=False):
     def first():
         sock = connect(srv, timeout=30)
         sock.sendall(request("PATCH", session, first_length, ["Content-Range: 0-%d" % (first_length - 1)]))
-        for _ in range(0, first_length, 4096):
+        for sent in range(0, first_length, 4096):
+            if release_after is not None and "held_started" in results and time.monotonic() >= results["held_started"] + release_after:
+                sock.sendall(b"a" * (first_length - sent))
+                break
             sock.sendall(b"a" * 4096)
             time.sleep(0.25)
         results["first"] = read_response(sock, timeout=30)
@@ -873,7 +879,11 @@ def held_back_chunk(srv, repository, first_seconds, expect_continue=False):
 
     threads = [threading.Thread(target=first), threading.Thread(target=held)]
     threads[0].start()
-    time.sleep(0.5)  # the first chunk holds the upload's lock
+    deadline = time.monotonic() + 30
+    while not os.path.exists(staged):  # the first chunk holds the upload's lock
+        assert time.monotonic() < deadline, "the first chunk never began"
+        time.sleep(0.01)
+    results["held_started"] = time.monotonic()
     threads[1].start()
     for t in threads:
         t.join(timeout=90)
@@ -884,8 +894,10 @@ def held_back_chunk(srv, repository, first_seconds, expect_continue=False):
 def test_a_chunk_held_back_behind_another_on_its_upload_is_not_taken_for_a_slow_client(srv):
     """A second PATCH to an upload waits for the first's lock before the server reads its body:
     its bytes stop arriving for longer than the idle timeout, through no fault of the client's.
-    The guard judges a body only while the server asks for it, so the chunk is taken afterwards."""
-    first_length, held_length, held = held_back_chunk(srv, "attack/held-back", first_seconds=4)
+    The guard judges a body only while the server asks for it, so the chunk is taken afterwards.
+    Held half a second past the idle timeout, by construction: short of the 5 s (twice the idle
+    timeout less a second) after which it is refused to be retried, however slow the machine."""
+    first_length, held_length, held = held_back_chunk(srv, "attack/held-back", first_seconds=8, release_after=IDLE_TIMEOUT + 0.5)
     assert not isinstance(held, str), f"the held-back chunk was cut off: {held}"
     status, headers, body = held
     assert status == 202, (status, body)
@@ -1229,10 +1241,20 @@ def test_one_address_cannot_take_every_connection():
             assert closed.get("address_limit") == 1 and open_now == per_address + 1, (closed, open_now)
             other.close()
             held.pop().close()
-            time.sleep(0.5)  # the server sees the close
-            again = connect_from("127.0.0.1")
+            # Once the server has seen the close, which a loaded machine may take a while to do.
+            deadline = time.monotonic() + 10
+            while True:
+                again = connect_from("127.0.0.1")
+                try:
+                    answered = served(again)
+                except OSError:
+                    answered = False
+                if answered or time.monotonic() > deadline:
+                    break
+                again.close()
+                time.sleep(0.2)
             held.append(again)
-            assert served(again), "a connection within the cap again was not served"
+            assert answered, "a connection within the cap again was not served"
         finally:
             for sock in held:
                 sock.close()

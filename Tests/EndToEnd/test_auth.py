@@ -144,8 +144,8 @@ def test_serve_warns_of_a_credentials_file_others_can_read_and_of_a_guessable_se
     with tempfile.TemporaryDirectory() as data:
         server = Server(data, credentials=f"{strong}\r\n{weak}\r\n")  # written 0644, with Windows line ends
         try:
-            deadline = time.time() + 10
-            while "can be guessed" not in server.stderr_text() and time.time() < deadline:
+            deadline = time.monotonic() + 10
+            while "can be guessed" not in server.stderr_text() and time.monotonic() < deadline:
                 time.sleep(0.05)
             err = server.stderr_text()
         finally:
@@ -283,7 +283,7 @@ def test_half_given_credentials_are_refused_at_start_not_replaced_by_a_generated
 def test_credentials_beside_allow_anonymous_are_said_to_go_unchecked():
     from conftest import serving
     with serving("--allow-anonymous") as server:  # the harness gives every server --credentials
-        warning, deadline = "the keys in", time.time() + 10
-        while warning not in server.stderr_text() and time.time() < deadline:
+        warning, deadline = "the keys in", time.monotonic() + 10
+        while warning not in server.stderr_text() and time.monotonic() < deadline:
             time.sleep(0.05)  # written before the ready line, read by a thread since
         assert "--allow-anonymous accepts every request: the keys in" in server.stderr_text()

@@ -164,9 +164,9 @@ def test_uploads_that_end_or_grow_while_a_backup_copies_keep_the_bytes_its_posit
         [str(BIN / "upload-coordinator"), "backup", "--data-dir", str(data), "--to", str(backup), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
-    deadline = time.time() + 60
+    deadline = time.monotonic() + 60
     while not pause.exists():
-        assert process.poll() is None and time.time() < deadline, process.communicate()
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.02)
     whole = first["completes"]
     ecr.complete_layer_upload(repositoryName="ops/app", uploadId=uploads["completes"], layerDigests=["sha256:" + hashlib.sha256(whole).hexdigest()])
@@ -363,9 +363,9 @@ def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder_which
     process = subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
-    deadline = time.time() + 60
+    deadline = time.monotonic() + 60
     while not pause.exists():
-        assert process.poll() is None and time.time() < deadline
+        assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -381,7 +381,7 @@ def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder_which
         second = subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
                                   stdout=log, stderr=log, env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(second_pause)))
     while not second_pause.exists():
-        assert second.poll() is None and time.time() < deadline
+        assert second.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     assert not partial[0].exists(), "the killed backup's copy is removed"
     assert "removed an interrupted backup's folder" in second_log.read_text()
@@ -408,9 +408,9 @@ def test_a_backup_stopped_by_a_signal_removes_its_partial_folder_and_publishes_n
                                 env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
 
     def paused(process, pause):
-        deadline = time.time() + 60
+        deadline = time.monotonic() + 60
         while not pause.exists():
-            assert process.poll() is None and time.time() < deadline
+            assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.005)
 
     pause, destination = tmp_path / "paused", tmp_path / "b"

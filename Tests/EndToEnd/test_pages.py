@@ -303,8 +303,8 @@ def test_access_cookies_headers_and_private_pulls(tmp_path):
         wrong = session.post(base + "/gallery/sign-in", data={**form, "secretAccessKey": "nope"}, allow_redirects=False)
         assert wrong.status_code == 403 and "Set-Cookie" not in wrong.headers
         # A guess shows in the log, with the key it tried and where it came from.
-        deadline = time.time() + 10
-        while time.time() < deadline and not any("a sign-in to the pages was refused" in line for line in server.stderr_lines):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("a sign-in to the pages was refused" in line for line in server.stderr_lines):
             time.sleep(0.1)
         refused = [line for line in server.stderr_lines if "a sign-in to the pages was refused" in line]
         assert refused and "access_key_id=test" in refused[0] and "127.0.0.1" in refused[0], server.stderr_text()[-2000:]
@@ -600,8 +600,8 @@ def test_pages_of_repositories_search_audit_filters_and_an_expired_upload():
         # The idle upload expires, and its repository's page says so to this registry's keys.
         session = requests.Session()
         assert session.post(base + "/gallery/sign-in", data={"accessKeyId": "test", "secretAccessKey": "test"}, allow_redirects=False).status_code == 303
-        deadline = time.time() + 30
-        while time.time() < deadline:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             page = session.get(base + "/gallery/repositories/page/r00").text
             if 'class="state expired"' in page:
                 break

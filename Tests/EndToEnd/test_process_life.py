@@ -20,8 +20,8 @@ def listening_port(process, seconds=120):
     """The port a serve started with `--port 0` listens on, from the kernel's table: these tests
     send its output where no one reads the ready line. (A port probed free and then handed to
     serve could be taken meanwhile by the other worker's servers.)"""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         assert process.poll() is None, f"serve ended with {process.returncode}"
         sockets, rows = set(), []
         with contextlib.suppress(OSError):  # gone since: the next turn says how it ended
@@ -49,8 +49,8 @@ def ping(port, timeout=5):
 
 
 def wait_until_answering(port, process, seconds=120):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         assert process.poll() is None, f"serve ended with {process.returncode}"
         if ping(port, timeout=2) is not None:
             return

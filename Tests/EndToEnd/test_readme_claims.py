@@ -450,8 +450,8 @@ def test_spooled_bodies_share_max_spooled_bytes_and_past_it_are_throttled():
     with serving("--max-spooled-bytes", str(SPOOL_BUDGET), "--max-spooled-bytes-per-address", str(SPOOL_BUDGET),
                  "--min-body-rate", "0") as server:
         # A share below the largest body (30 MB) refuses a larger body every time: said at start.
-        warning, deadline = "less than the largest body (30000000)", time.time() + 10
-        while warning not in server.stderr_text() and time.time() < deadline:
+        warning, deadline = "less than the largest body (30000000)", time.monotonic() + 10
+        while warning not in server.stderr_text() and time.monotonic() < deadline:
             time.sleep(0.05)  # written before the ready line, read by a thread since
         assert warning in server.stderr_text()
         ecr = ecr_client(server)

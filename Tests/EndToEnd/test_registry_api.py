@@ -1885,13 +1885,15 @@ def test_a_first_chunk_still_streaming_is_spared_by_the_expiry_sweeper():
     """The sweeper spares an upload a chunk is streaming into (its staging lock is held), as it
     spares one whose staging file exists: a first chunk makes no file before its first mebibyte,
     and a slow one outlasting the expiry was ended under it (404, UploadExpired)."""
-    with serving("--allow-anonymous", "--create-repositories-on-push", "--upload-expiry", "2", "--sweep-interval", "1") as server:
+    # An expiry long enough that a loaded machine's pauses before the chunk and after it are not
+    # taken for idleness; the chunk outlasts it twice.
+    with serving("--allow-anonymous", "--create-repositories-on-push", "--upload-expiry", "4", "--sweep-interval", "1") as server:
         reg = Registry(server)
         location = start_upload(reg, "sweep/app")
-        data = os.urandom(200_000)
+        data = os.urandom(400_000)
         with socket.create_connection(("127.0.0.1", server.port), timeout=60) as connection:
             connection.sendall(f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
-            for start in range(0, len(data), 8_000):  # about 5 s, more than twice the expiry
+            for start in range(0, len(data), 8_000):  # about 10 s, more than twice the expiry
                 piece = data[start:start + 8_000]
                 connection.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
                 time.sleep(0.2)

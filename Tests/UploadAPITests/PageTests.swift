@@ -239,29 +239,33 @@ struct PageSessionTests {
         #expect(session().loggedAccessKeyId("wJalrXUtnFEMI/K7MDENG") == "(not a key of this server)")
     }
 
+    private static let ownPageThread = ECRPublicService.AdmittingThread(limit: ECRPublicService.pageThread.limit)
+
     /// At most ``ECRPublicService/pageThread``'s limit of pages wait for or use its thread; one
     /// more is refused at once, and the slots come back as pages finish. Anonymous views take all
-    /// but the places kept for signed-in viewers, who still get theirs.
+    /// but the places kept for signed-in viewers, who still get theirs. (On a thread of its own
+    /// with the pages' limit: filling the pages' own would refuse other tests' pages meanwhile.)
     @Test func pagesPastTheLimit_areRefusedAtOnce_andSlotsComeBack() async throws {
         let release = DispatchSemaphore(value: 0)
         let limit = ECRPublicService.pageThread.limit, anonymous = limit - ECRPublicService.placesForSignedInViewers
+        let pageThread = Self.ownPageThread
         try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
             for n in 0..<limit {
                 if n == anonymous {
-                    while ECRPublicService.pageThread.inFlight < anonymous { try await Task.sleep(for: .milliseconds(5)) }
+                    while pageThread.inFlight < anonymous { try await Task.sleep(for: .milliseconds(5)) }
                     await #expect(throws: ECRPublicService.AdmittingThread.Busy.self, "no anonymous view past its share") {
-                        _ = try await ECRPublicService.rendering(signedIn: false) { Response(status: .ok) }
+                        _ = try await ECRPublicService.rendering(signedIn: false, on: pageThread) { Response(status: .ok) }
                     }
                 }
-                group.addTask { try await ECRPublicService.rendering(signedIn: n >= anonymous) { release.wait(); return Response(status: .ok) }.status }
+                group.addTask { try await ECRPublicService.rendering(signedIn: n >= anonymous, on: pageThread) { release.wait(); return Response(status: .ok) }.status }
             }
-            while ECRPublicService.pageThread.inFlight < limit { try await Task.sleep(for: .milliseconds(5)) }
-            await #expect(throws: ECRPublicService.AdmittingThread.Busy.self) { _ = try await ECRPublicService.rendering(signedIn: true) { Response(status: .ok) } }
+            while pageThread.inFlight < limit { try await Task.sleep(for: .milliseconds(5)) }
+            await #expect(throws: ECRPublicService.AdmittingThread.Busy.self) { _ = try await ECRPublicService.rendering(signedIn: true, on: pageThread) { Response(status: .ok) } }
             for _ in 0..<limit { release.signal() }
             for try await status in group { #expect(status == .ok) }
         }
-        #expect(ECRPublicService.pageThread.inFlight == 0)
-        #expect(try await ECRPublicService.rendering(signedIn: false) { Response(status: .accepted) }.status == .accepted)
+        #expect(pageThread.inFlight == 0)
+        #expect(try await ECRPublicService.rendering(signedIn: false, on: pageThread) { Response(status: .accepted) }.status == .accepted)
     }
 
     @Test func cookies_areSecure_behindHTTPS() {

@@ -113,10 +113,13 @@ extension ECRPublicService {
     /// own keys (auditors, pushers) from theirs.
     static let placesForSignedInViewers = 4
 
-    /// `render` on ``pageThread``. - Throws: ``AdmittingThread/Busy`` when it admits no more.
-    static func rendering(signedIn: Bool, _ render: @escaping @Sendable () throws -> Response) async throws -> Response {
+    /// `render` on ``pageThread`` (or, for a test that fills it, a thread of its own).
+    /// - Throws: ``AdmittingThread/Busy`` when it admits no more.
+    static func rendering(
+        signedIn: Bool, on thread: AdmittingThread = pageThread, _ render: @escaping @Sendable () throws -> Response
+    ) async throws -> Response {
         let holding = AnswerHolding.current  // a task-local value: the page thread is not this task
-        return try await pageThread.run(keepingFree: signedIn ? 0 : placesForSignedInViewers) {
+        return try await thread.run(keepingFree: signedIn ? 0 : placesForSignedInViewers) {
             try AnswerHolding.$current.withValue(holding) { try render() }
         }
     }
