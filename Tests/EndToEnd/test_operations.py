@@ -98,9 +98,9 @@ def live(tmp_path):
 def test_a_backup_taken_under_wrk_replays_serves_and_has_the_root_it_printed(live, tmp_path):
     server, data, backup = live["server"], live["data"], tmp_path / "backup"
     wrk = subprocess.Popen(
-        ["wrk", "-t1", "-c8", "-d6s", "--timeout", "5s", "-s", str(WRK_SCRIPT), server.endpoint + "/"],
+        ["wrk", "-t1", "-c8", "-d10s", "--timeout", "5s", "-s", str(WRK_SCRIPT), server.endpoint + "/"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2)
+    time.sleep(2)  # writes before the backup, and (wrk runs 10 s) after its snapshot, however slow the machine
     key = data / "transparency-log.key"
     os.chmod(key, 0o640)  # an operator loosened the live key: the backup's copy is private anyway
     try:
