@@ -88,8 +88,10 @@ struct GarbageCollectCommand: AsyncParsableCommand {
         if !collection.failed.isEmpty { throw ExitCode(2) }
     }
 
+    private static let pauseFile = ProcessInfo.processInfo.environment[pauseVariable]
+
     private static func pauseForTests() {
-        guard let file = ProcessInfo.processInfo.environment[pauseVariable], !FileManager.default.fileExists(atPath: file + ".done") else { return }
+        guard let file = pauseFile, !FileManager.default.fileExists(atPath: file + ".done") else { return }
         _ = FileManager.default.createFile(atPath: file, contents: Data("paused\n".utf8))
         while FileManager.default.fileExists(atPath: file) { usleep(20_000) }
         _ = FileManager.default.createFile(atPath: file + ".done", contents: nil)  // once

@@ -332,11 +332,6 @@ struct ServeCommand: AsyncParsableCommand {
             "log.last_recorded_at": "\(last)", "clock.behind_seconds": "\(ahead / 1000)"])
     }
 
-    /// Whether SIGHUP was ignored when the process started (`nohup`): read by setting it ignored
-    /// and putting back what was there.
-    static let startedIgnoringHangUps: Bool = {
-        let previous = signal(SIGHUP, SIG_IGN)
-        signal(SIGHUP, previous)
-        return unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
-    }()
+    /// Whether SIGHUP was ignored when the process started (`nohup`).
+    static let startedIgnoringHangUps = Interrupts.isIgnored(SIGHUP)
 }

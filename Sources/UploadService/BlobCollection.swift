@@ -55,12 +55,15 @@ extension BlobStore {
     /// store was made by `migrate` alone has no blobs folder yet, and may still be backed up).
     private var collectionLockPath: String { directory + "/.blob-collection-lock" }
 
-    /// Made as a collection that removes begins, removed as it ends having left nothing moved
-    /// aside: while it is there and no collection holds the lock, one was killed part way.
+    /// Made as a collection moves its first blob aside, removed once it has left nothing moved
+    /// aside (as it ends, or is stopped by a signal): while it is there and no collection holds
+    /// the lock, one was killed part way, or could not put a blob back.
     var collectionMarkPath: String { directory + "/.blob-collection-running" }
 
     /// Held while a blob is moved aside and then removed or put back: an interrupt waits for it.
-    private static let removingOne = Mutex<Void>(())
+    /// It holds the collection's mark while the collection has left nothing moved aside, for an
+    /// interrupt to remove (`nil` when the mark must stay).
+    private static let removingOne = Mutex<String?>(nil)
 
     /// Makes the signals that stop a command (``Interrupts/stopping``) end `garbage-collect` once
     /// the blob it is removing is removed or put back (status 128 + the signal): none is left
@@ -69,7 +72,10 @@ extension BlobStore {
     /// ``restoreAfterAKilledCollection(heldOff:)``.
     public static func finishTheBlobOnInterrupt() {
         Interrupts.onFirst { signalNumber in
-            removingOne.withLock { (_: inout Void) -> Void in _exit(128 + signalNumber) }
+            removingOne.withLock { (removableMark: inout String?) -> Void in
+                if let removableMark { unlink(removableMark) }
+                _exit(128 + signalNumber)
+            }
         }
     }
 
@@ -128,8 +134,9 @@ extension BlobStore {
         }
         defer { lock.release() }
         var collection = CollectionReport()
-        if !dryRun { _ = FileManager.default.createFile(atPath: collectionMarkPath, contents: nil) }
         collection.failed = restoreCollected().failed
+        // What a killed one left is back: its mark goes (this one's is made before its first rename).
+        if collection.failed.isEmpty { unlink(collectionMarkPath) }
         // Never shorter than the writer's fence allows: a blob claimed within it may be named by a commit in flight.
         let cutoff = try Self.fileSystemTime(in: staging).addingTimeInterval(-max(minimumAge, BlobClaims.shortestCollectionAge))
         let names = Set(try named())
@@ -171,7 +178,7 @@ extension BlobStore {
             if !dryRun {
                 judged(candidate.digest)
                 do {
-                    guard try removeUnlessClaimed(candidate, since: cutoff, movedAside: movedAside) else {
+                    guard try removeUnlessClaimed(candidate, since: cutoff, leftNothingBefore: collection.failed.isEmpty, movedAside: movedAside) else {
                         collection.recent += 1
                         continue
                     }
@@ -190,6 +197,7 @@ extension BlobStore {
                 }
             }
             // Kept after a failure, which may have left a blob moved aside.
+            Self.removingOne.withLock { $0 = nil }
             if collection.failed.isEmpty { unlink(collectionMarkPath) }
         }
         return collection
@@ -219,10 +227,21 @@ extension BlobStore {
 
     /// Moves the blob aside and removes it, unless it was claimed since `cutoff` (then it is put
     /// back). - Returns: whether it was removed.
+    /// - Parameter leftNothingBefore: no blob this collection judged before is left moved aside
+    ///   (nothing failed), so that an interrupt after this one may remove the mark.
     private func removeUnlessClaimed(
-        _ blob: (digest: String, path: String, size: UInt64), since cutoff: Date, movedAside: (String) -> Void
+        _ blob: (digest: String, path: String, size: UInt64), since cutoff: Date, leftNothingBefore: Bool, movedAside: (String) -> Void
     ) throws -> Bool {
-        try Self.removingOne.withLock { _ in try removeHoldingTheInterrupt(blob, since: cutoff, movedAside: movedAside) }
+        let mark = collectionMarkPath
+        return try Self.removingOne.withLock { removableMark in
+            removableMark = nil
+            let marking = open(mark, O_CREAT | O_WRONLY | O_CLOEXEC, 0o600)
+            guard marking >= 0 else { throw Self.posixError("create \(mark)") }
+            close(marking)
+            let removed = try removeHoldingTheInterrupt(blob, since: cutoff, movedAside: movedAside)
+            if leftNothingBefore { removableMark = mark }  // not reached when it threw: the blob may be aside
+            return removed
+        }
     }
 
     private func removeHoldingTheInterrupt(

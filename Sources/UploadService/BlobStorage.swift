@@ -15,7 +15,7 @@ public protocol BlobStorage: Sendable {
     /// command that will name a blob it did not write itself claims it first (a mount, a logo kept
     /// before; ``commitBlob(_:digest:)`` and ``adoptStaged(_:digest:size:)`` claim what they keep):
     /// a blob collection that began before keeps a blob claimed since, and one that removed it
-    /// first leaves it missing here (``BlobStore/collectGarbage(minimumAge:dryRun:force:named:)``). A blob another request is keeping
+    /// first leaves it missing here (``BlobStore/collectGarbage(minimumAge:dryRun:force:storeLastRecorded:named:judged:movedAside:)``). A blob another request is keeping
     /// can also be seen before its name is synced, which this syncs.
     func claimBlob(_ digest: String) throws -> UInt64?
     /// Marks blobs used now, without claiming them for an event: a deleted repository's, a logo

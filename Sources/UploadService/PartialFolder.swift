@@ -124,8 +124,18 @@ public struct PartialFolder: Sendable {
             guard errno == EEXIST else { break }
         }
         var removed = held && !stuck
-        for folder in renamed where (try? FileManager.default.removeItem(atPath: folder)) == nil { removed = false }
+        for folder in renamed where !removeRetrying(folder) { removed = false }
         return (!renamed.isEmpty || stuck, removed, held)
+    }
+
+    /// Removes `folder`, looking again a few times: a thread that looked its path up before it was
+    /// renamed may still make a folder in it while it is removed (ENOTEMPTY).
+    private static func removeRetrying(_ folder: String) -> Bool {
+        for _ in 0..<4 {
+            if (try? FileManager.default.removeItem(atPath: folder)) != nil || !FileManager.default.fileExists(atPath: folder) { return true }
+            usleep(1_000)
+        }
+        return false
     }
 
     private static func lockPath(_ folder: String) -> String { folder + ".lock" }

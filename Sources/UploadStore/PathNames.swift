@@ -21,21 +21,22 @@ public enum PathNames {
     /// Whether a file system is mounted at `path`, a bind mount of the one it is in too (which the
     /// device numbers of a folder and its parent do not tell): as Linux lists its mounts, in
     /// `/proc/self/mountinfo` (its fifth field, with space, tab, newline and backslash as octal
-    /// escapes). `false` where it cannot be read.
+    /// escapes; compared as bytes, since a mount's path need not be UTF-8). `false` where it
+    /// cannot be read.
     public static func isMountPoint(_ path: String) -> Bool {
         guard let resolved = realpath(path, nil) else { return false }
-        let target = String(cString: resolved)
+        let target = Array(UnsafeBufferPointer(start: resolved, count: strlen(resolved)).map { UInt8(bitPattern: $0) })
         free(resolved)
-        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
-        return table.split(separator: "\n").contains { line in
-            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
+        guard let table = FileManager.default.contents(atPath: "/proc/self/mountinfo") else { return false }
+        return table.split(separator: UInt8(ascii: "\n")).contains { line in
+            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
             return fields.count > 4 && unescapedMountField(fields[4]) == target
         }
     }
 
-    private static func unescapedMountField(_ field: Substring) -> String {
+    private static func unescapedMountField(_ field: Data) -> [UInt8] {
         var bytes: [UInt8] = []
-        var rest = Array(field.utf8)[...]
+        var rest = Array(field)[...]
         while let byte = rest.popFirst() {
             if byte == UInt8(ascii: "\\"), rest.count >= 3, let code = UInt8(String(decoding: rest.prefix(3), as: UTF8.self), radix: 8) {
                 bytes.append(code)
@@ -44,6 +45,6 @@ public enum PathNames {
                 bytes.append(byte)
             }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 }
