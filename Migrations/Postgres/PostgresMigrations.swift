@@ -28,8 +28,19 @@ public enum PostgresMigrations {
     /// What `applied` means to this binary.
     /// - Throws: ``MigrationError/foreignDatabase(_:)`` for another program's database.
     public static func status(_ connection: PostgresConnection) throws -> MigrationStatus {
-        let applied = try applied(connection)
-        if applied.isEmpty { try refuseForeign(connection) }
+        var applied = try applied(connection)
+        if applied.isEmpty {
+            do {
+                try refuseForeign(connection)
+            } catch MigrationError.foreignDatabase(_) {
+                // Or a node migrating a new database between the two looks (its migrations table
+                // not there yet, its first tables there now): looked at again once none migrates.
+                try connection.query("SELECT pg_advisory_lock($1)", [.int64(lockKey)])
+                defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [.int64(lockKey)]) }
+                applied = try self.applied(connection)
+                if applied.isEmpty { try refuseForeign(connection) }
+            }
+        }
         let known = Set(migrations.map(\.identifier))
         let unknown = applied.filter { !known.contains($0) }
         if !unknown.isEmpty { return .superseded(unknown: unknown) }
