@@ -162,7 +162,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: swiftSettings),
+        .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit", "CLMDB"], swiftSettings: swiftSettings),
         .testTarget(name: "LogHashingTests", dependencies: ["LogHashing", "UploadTesting", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "MigrationTests", dependencies: ["UploadMigrations", "LMDBKit", "LogHashing"], swiftSettings: swiftSettings),
         .testTarget(name: "UploadCoreTests", dependencies: ["UploadCore", "JSONGrammar", "UploadStore", "UploadTesting", "LogHashing", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),

@@ -112,7 +112,7 @@ public final class Environment: @unchecked Sendable {
                     throw LMDBError(code: opened, operation: "mdb_env_open(\(key)): a reader needs \(key)/lock.mdb writable (LMDB's readers' table), even to only read")
                 }
                 try check(opened, "mdb_env_open(\(key))")
-                try Self.refuseTruncatedFile(env, key)
+                try Self.refuseTruncatedFile(env, key, writable: !configuration.readOnly)
             } catch {
                 mdb_env_close(env)
                 throw error
@@ -133,12 +133,47 @@ public final class Environment: @unchecked Sendable {
     /// LMDB maps `data.mdb` and reads its pages in place, so a page past the file's end (a partial
     /// copy, a file cut short) is a SIGBUS in whichever thread touches it, not an error. The meta
     /// page (read with `pread` at open) names the last page in use: a shorter file is refused whole.
-    /// (LMDB itself may leave a file shorter, when a commit's last pages were allocated and freed
-    /// within it, never written: ``coverLastPage(_:)`` extends it after every commit, so that a
-    /// short file is one cut short.)
-    private static func refuseTruncatedFile(_ env: OpaquePointer, _ directory: String) throws {
-        let (_, size, inUse) = try fileAndLastPage(env)
-        if size < inUse { throw EnvironmentError.truncated(directory, bytes: size, inUse: inUse) }
+    /// LMDB itself leaves a file shorter when a commit's last pages were allocated and freed within
+    /// it, never written: ``coverLastPage(_:)`` extends it after every commit, and a store last
+    /// written before it did, opened to write, is extended here when every page it lacks is on
+    /// LMDB's free list (``onlyFreePagesMissing(_:_:size:inUse:)``). Any other short file was cut
+    /// short.
+    private static func refuseTruncatedFile(_ env: OpaquePointer, _ directory: String, writable: Bool) throws {
+        let (descriptor, size, inUse) = try fileAndLastPage(env)
+        guard size < inUse else { return }
+        if writable, onlyFreePagesMissing(env, descriptor, size: size, inUse: inUse) { return }
+        throw EnvironmentError.truncated(directory, bytes: size, inUse: inUse)
+    }
+
+    /// Extends the short `data.mdb` over the pages it lacks (zeros, so that nothing read there is a
+    /// SIGBUS) and keeps it so, synced, when each of them is on the free list (a record LMDB
+    /// allocated and freed within the last commit, before ``coverLastPage(_:)``); otherwise puts
+    /// its size back. - Returns: whether it was kept extended.
+    private static func onlyFreePagesMissing(_ env: OpaquePointer, _ descriptor: Int32, size: Int, inUse: Int) -> Bool {
+        var pages = MDB_stat()
+        mdb_env_stat(env, &pages)
+        let pageSize = Int(pages.ms_psize)
+        guard size % pageSize == 0, posix_fallocate(descriptor, off_t(size), off_t(inUse - size)) == 0 else { return false }
+        var free = Set<Int>()
+        var txn: OpaquePointer?
+        var cursor: OpaquePointer?
+        if mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn) == 0, mdb_cursor_open(txn, 0, &cursor) == 0 {  // 0: LMDB's free list
+            var key = MDB_val(), value = MDB_val()
+            var operation = MDB_FIRST
+            // Each record: a count, then that many page numbers (size_t each).
+            while mdb_cursor_get(cursor, &key, &value, operation) == 0, let ids = value.mv_data {
+                operation = MDB_NEXT
+                let words = value.mv_size / MemoryLayout<Int>.size
+                let count = ids.loadUnaligned(as: Int.self)
+                guard count >= 0, count < words else { break }
+                for index in 1...max(count, 1) where count > 0 { free.insert(ids.loadUnaligned(fromByteOffset: index * MemoryLayout<Int>.size, as: Int.self)) }
+            }
+        }
+        if let cursor { mdb_cursor_close(cursor) }
+        if let txn { mdb_txn_abort(txn) }
+        if (size / pageSize..<inUse / pageSize).allSatisfy(free.contains), fsync(descriptor) == 0 { return true }
+        _ = ftruncate(descriptor, off_t(size))
+        return false
     }
 
     /// After a write commit: extends `data.mdb` to its last page in use when LMDB left it shorter
@@ -447,6 +482,8 @@ public enum EnvironmentError: Error, CustomStringConvertible, Sendable {
                 + ": the file was cut short "
                 + "(a partial copy, or a disk that filled while it was copied). Nothing was read or written; restore it "
                 + "from a backup. A store's projections directory can be removed instead: its next open rebuilds it from the log"
+                + (inUse == nil ? "" : ". (One last written by an older version may lack only pages LMDB freed and never wrote: opened "
+                    + "to write, by `migrate` or `serve`, it is extended over them when that is so, and refused otherwise)")
         }
     }
 }

@@ -1,3 +1,4 @@
+import CLMDB
 import Foundation
 @testable import LMDBKit
 import Testing
@@ -58,6 +59,54 @@ struct LMDBKitTests {
         guard case .truncated(_, let bytes, let inUse) = error else { Issue.record("\(error)"); return }
         #expect(bytes == 16_384 && (inUse ?? 0) > bytes)
         #expect(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int == 16_384)
+    }
+
+    /// LMDB alone (as this product before it extended the file after each commit) leaves data.mdb
+    /// shorter than its last page when a commit's last pages were allocated and freed within it,
+    /// never written: a large record put and deleted. Such a store was refused as cut short, with
+    /// nothing missing. Opened to write, it is extended over those free pages and opens, its
+    /// records whole; read-only, it is still refused (nothing may be written).
+    @Test func aFileLMDBLeftShortOfFreePagesOnly_isExtendedWhenOpenedToWrite() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lmdbkit-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let kept = [UInt8](repeating: 7, count: 1_000)
+        /// `mdb_put` of `value` at `key`, or `mdb_del` of `key` when `value` is nil.
+        func change(_ txn: OpaquePointer?, _ dbi: MDB_dbi, _ key: String, _ value: [UInt8]?) -> Int32 {
+            var keyBytes = Array(key.utf8), valueBytes = value ?? []
+            return keyBytes.withUnsafeMutableBytes { keyBuffer in
+                valueBytes.withUnsafeMutableBytes { valueBuffer in
+                    var rawKey = MDB_val(mv_size: keyBuffer.count, mv_data: keyBuffer.baseAddress)
+                    var rawValue = MDB_val(mv_size: valueBuffer.count, mv_data: valueBuffer.baseAddress)
+                    return value == nil ? mdb_del(txn, dbi, &rawKey, nil) : mdb_put(txn, dbi, &rawKey, &rawValue, 0)
+                }
+            }
+        }
+        var env: OpaquePointer?
+        #expect(mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 4) == 0 && mdb_env_set_mapsize(env, 1 << 30) == 0)
+        #expect(mdb_env_open(env, dir, 0, 0o600) == 0)
+        // Large records kept and large records put and deleted, in turn: the last commit's last
+        // pages go unwritten (as LMDB 0.9.24 does it; the earlier ones happen to be written).
+        let big = [UInt8](repeating: 1, count: 4 << 20)
+        let commits: [[(String, [UInt8]?)]] = [[("kept", kept)]] + (1...5).map { i in
+            i.isMultiple(of: 2) ? [("k\(i)", big)] : [("k\(i)", big), ("k\(i)", nil)]
+        }
+        for changes in commits {
+            var txn: OpaquePointer?
+            var dbi: MDB_dbi = 0
+            #expect(mdb_txn_begin(env, nil, 0, &txn) == 0 && mdb_dbi_open(txn, "t", UInt32(MDB_CREATE), &dbi) == 0)
+            for (key, value) in changes { #expect(change(txn, dbi, key, value) == 0) }
+            #expect(mdb_txn_commit(txn) == 0)
+        }
+        mdb_env_close(env)
+        let file = dir + "/data.mdb"
+        let short = try #require(FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+        let refused = try #require(throws: EnvironmentError.self) { try Environment(directory: dir, configuration: .readOnly) }
+        #expect(refused.isCutShort, "LMDB left it short: \(short) bytes")
+        #expect(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int == short, "read-only: left as it was")
+        let opened = try Environment(directory: dir)
+        #expect(try opened.read { txn in try txn.get(try #require(try txn.openDatabase("t")), Array("kept".utf8)) } == kept)
+        #expect(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int ?? 0 > short)
     }
 
     /// LMDB takes an empty data.mdb for a new store: cut to nothing (a copy onto a full disk) in a
