@@ -50,7 +50,7 @@ def postgres_of_its_own(monkeypatch):
     """A PostgreSQL server for this test alone (Tools/postgres), for the tests that freeze, stop or
     restart theirs: the run's own server stays up for the tests another worker runs meanwhile.
     - Returns: its folder (`Tools/postgres restart` takes it); `database()` makes databases on it."""
-    folder = tempfile.mkdtemp(prefix="uc-postgres.")  # under /tmp: the postgres user must reach it
+    folder = tempfile.mkdtemp(prefix="uc-postgres.", dir="/tmp")  # the postgres user must reach it, whatever TMPDIR says
     started = subprocess.run([str(ROOT / "Tools" / "postgres"), "start", folder], capture_output=True, text=True, timeout=300)
     assert started.returncode == 0, started.stderr
     monkeypatch.setenv("UPLOAD_COORDINATOR_TEST_DATABASE_URL", started.stdout.strip())
