@@ -136,44 +136,62 @@ public final class Environment: @unchecked Sendable {
     /// LMDB itself leaves a file shorter when a commit's last pages were allocated and freed within
     /// it, never written: ``coverLastPage(_:)`` extends it after every commit, and a store last
     /// written before it did, opened to write, is extended here when every page it lacks is on
-    /// LMDB's free list (``onlyFreePagesMissing(_:_:size:inUse:)``). Any other short file was cut
-    /// short.
+    /// LMDB's free list (``extendedOverFreePages(_:)``). Any other short file was cut short.
     private static func refuseTruncatedFile(_ env: OpaquePointer, _ directory: String, writable: Bool) throws {
-        let (descriptor, size, inUse) = try fileAndLastPage(env)
+        let (_, size, inUse) = try fileAndLastPage(env)
         guard size < inUse else { return }
-        if writable, onlyFreePagesMissing(env, descriptor, size: size, inUse: inUse) { return }
+        if writable, try extendedOverFreePages(env) { return }
         throw EnvironmentError.truncated(directory, bytes: size, inUse: inUse)
     }
 
-    /// Extends the short `data.mdb` over the pages it lacks (zeros, so that nothing read there is a
-    /// SIGBUS) and keeps it so, synced, when each of them is on the free list (a record LMDB
-    /// allocated and freed within the last commit, before ``coverLastPage(_:)``); otherwise puts
-    /// its size back. - Returns: whether it was kept extended.
-    private static func onlyFreePagesMissing(_ env: OpaquePointer, _ descriptor: Int32, size: Int, inUse: Int) -> Bool {
+    /// Under LMDB's writer lock (a write transaction, aborted: no process commits meanwhile, so
+    /// none reuses or writes the pages looked at), extends a `data.mdb` still short over the pages
+    /// it lacks (zeros first, so that nothing read there is a SIGBUS) and keeps it so, synced, when
+    /// each of them is on the free list; otherwise puts its size back.
+    /// - Returns: whether the file covers its last page now.
+    /// - Throws: when it cannot be extended (a full disk), looked at, or put back: not a file cut short.
+    private static func extendedOverFreePages(_ env: OpaquePointer) throws -> Bool {
+        var writer: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, 0, &writer), "mdb_txn_begin (to extend data.mdb over the pages LMDB freed)")
+        defer { mdb_txn_abort(writer) }
+        let (descriptor, size, inUse) = try fileAndLastPage(env)
+        guard size < inUse else { return true }  // extended by another process meanwhile
         var pages = MDB_stat()
         mdb_env_stat(env, &pages)
         let pageSize = Int(pages.ms_psize)
-        guard size % pageSize == 0, posix_fallocate(descriptor, off_t(size), off_t(inUse - size)) == 0 else { return false }
-        var free = Set<Int>()
+        guard size % pageSize == 0 else { return false }
+        let extended = posix_fallocate(descriptor, off_t(size), off_t(inUse - size))
+        let missingAreFree = extended == 0 ? Result { try freePages(env).isSuperset(of: size / pageSize..<inUse / pageSize) } : .success(false)
+        if case .success(true) = missingAreFree, fsync(descriptor) == 0 { return true }
+        guard ftruncate(descriptor, off_t(size)) == 0 else {
+            throw LMDBError(code: errno, operation: "put data.mdb back to its \(size) bytes after extending it to look at its free pages")
+        }
+        guard extended == 0 else { throw LMDBError(code: extended, operation: "extend data.mdb over the pages LMDB freed and never wrote") }
+        return try missingAreFree.get()
+    }
+
+    /// The pages on LMDB's free list, read in a transaction of their own (a write transaction may
+    /// not read it): records of a count, then that many page numbers, a `size_t` each. A record
+    /// that does not read so ends the look, as a page not found (a store cut short).
+    private static func freePages(_ env: OpaquePointer) throws -> Set<Int> {
         var txn: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin (to read LMDB's free list)")
+        defer { mdb_txn_abort(txn) }
         var cursor: OpaquePointer?
-        if mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn) == 0, mdb_cursor_open(txn, 0, &cursor) == 0 {  // 0: LMDB's free list
-            var key = MDB_val(), value = MDB_val()
-            var operation = MDB_FIRST
-            // Each record: a count, then that many page numbers (size_t each).
-            while mdb_cursor_get(cursor, &key, &value, operation) == 0, let ids = value.mv_data {
-                operation = MDB_NEXT
-                let words = value.mv_size / MemoryLayout<Int>.size
-                let count = ids.loadUnaligned(as: Int.self)
-                guard count >= 0, count < words else { break }
-                for index in 1...max(count, 1) where count > 0 { free.insert(ids.loadUnaligned(fromByteOffset: index * MemoryLayout<Int>.size, as: Int.self)) }
+        try check(mdb_cursor_open(txn, 0, &cursor), "mdb_cursor_open (LMDB's free list)")  // 0: the free list
+        defer { mdb_cursor_close(cursor) }
+        var free = Set<Int>()
+        var key = MDB_val(), value = MDB_val()
+        var operation = MDB_FIRST
+        while mdb_cursor_get(cursor, &key, &value, operation) == 0, let ids = value.mv_data {
+            operation = MDB_NEXT
+            let count = ids.loadUnaligned(as: Int.self)
+            guard count >= 0, count < value.mv_size / MemoryLayout<Int>.size else { break }
+            for index in stride(from: 1, through: count, by: 1) {
+                free.insert(ids.loadUnaligned(fromByteOffset: index * MemoryLayout<Int>.size, as: Int.self))
             }
         }
-        if let cursor { mdb_cursor_close(cursor) }
-        if let txn { mdb_txn_abort(txn) }
-        if (size / pageSize..<inUse / pageSize).allSatisfy(free.contains), fsync(descriptor) == 0 { return true }
-        _ = ftruncate(descriptor, off_t(size))
-        return false
+        return free
     }
 
     /// After a write commit: extends `data.mdb` to its last page in use when LMDB left it shorter

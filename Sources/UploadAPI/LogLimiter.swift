@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import UploadStore
 
@@ -53,10 +54,11 @@ final class LogLimiter: Sendable {
             return (state.heldBack, nil)
         }
         if let arm {
-            Task {
-                try? await Task.sleep(until: arm + interval, clock: .continuous)
-                self.tellHeldBack(armedFor: arm)
-            }
+            // On a dispatch timer, not a task: the interval's end is told on time even while the
+            // cooperative pool is held up (a loaded host kept a task's sleep from ending for 30 s).
+            let wait = max((arm + interval) - ContinuousClock.now, .zero)
+            let nanoseconds = Int(wait.components.seconds) * 1_000_000_000 + Int(wait.components.attoseconds / 1_000_000_000)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { self.tellHeldBack(armedFor: arm) }
         }
         return admitted
     }

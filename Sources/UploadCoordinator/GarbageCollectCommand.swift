@@ -17,7 +17,9 @@ struct GarbageCollectCommand: AsyncParsableCommand {
             log is touched (a clock probe file is written and removed in staging). \
             Prints how many blobs and bytes it removed (--json: which). Exit status: 0 done; 64 a \
             folder or flag refused before the store is read; 1 refused, or failed before removing \
-            anything (it says why); 2 some blobs could not be removed (named on stderr), the rest were.
+            anything (it says why); 2 some blobs could not be removed (named on stderr), the rest were; \
+            128 + the signal when SIGINT, SIGTERM or SIGHUP stopped it (once the blob it was removing \
+            was removed or put back).
             """)
 
     @OptionGroup var store: StoreOptions

@@ -79,6 +79,9 @@ extension BlobStore {
         }
     }
 
+    /// Whether a collection's mark is there: one runs now, or one was killed part way.
+    public var killedCollectionLeftItsMark: Bool { FileManager.default.fileExists(atPath: collectionMarkPath) }
+
     /// Puts back what a collection killed part way left moved aside, when one was (its mark is
     /// there) and none runs now. For a live server's sweeper, which lists no blob folder
     /// otherwise, and a backup, which would lack those blobs.
@@ -87,7 +90,7 @@ extension BlobStore {
     ///   a backup has it (a later call does it).
     /// - Returns: what could not be put back, each with why.
     public func restoreAfterAKilledCollection(heldOff: Bool = false) -> [String] {
-        guard FileManager.default.fileExists(atPath: collectionMarkPath) else { return [] }
+        guard killedCollectionLeftItsMark else { return [] }
         var taken: FileLock?
         if !heldOff {
             guard let lock = (try? FileLock.lockByte(0, of: collectionLockPath, exclusive: true)) ?? nil else { return [] }

@@ -93,6 +93,15 @@ public struct PartialFolder: Sendable {
                         : "interrupted: \(path), the unfinished copy, is left for the next build to the same place to remove\n")
                 }
                 for placeholder in placeholders { unlink(placeholder) }
+                // A thread that found the folder gone before a placeholder came, and was held off
+                // the core until it went, makes it again (with its parents): looked at for 200 ms.
+                for _ in 0..<20 {
+                    usleep(10_000)
+                    for path in placeholders where access(path, F_OK) == 0 {
+                        _ = takeAway(path)
+                        unlink(path)
+                    }
+                }
                 _exit(128 + signalNumber)
             }
         }

@@ -79,7 +79,7 @@ public struct StoreService: Service {
 /// alone any file a writer holds): a completion or a sweep whose commit's outcome was unknown,
 /// whose caller never came back, leaves its file behind. Every `interval`, on every node, it also
 /// puts back what a blob collection killed part way left moved aside
-/// (``BlobStore/restoreAfterAKilledCollection(heldOff:)``: a look for its mark, unless there was one).
+/// (``BlobStore/restoreAfterAKilledCollection(heldOff:)``), which costs a look for its mark unless one is there.
 public struct ExpirySweeper: Service {
     let service: UploadService
     let idleMilliseconds: Int64
@@ -117,7 +117,8 @@ public struct ExpirySweeper: Service {
                         }
                     }
                     let blobs = service.blobs
-                    for failure in try await UploadService.bulk({ blobs.restoreAfterAKilledCollection() }) {
+                    // A look for its mark, here; the bulk pool (which whole layers may keep busy) only to put back.
+                    for failure in blobs.killedCollectionLeftItsMark ? try await UploadService.bulk({ blobs.restoreAfterAKilledCollection() }) : [] {
                         service.logger.error("a blob a killed collection moved aside could not be put back; the next sweep tries again", metadata: ["problem": "\(failure)"])
                     }
                     let expired = leads ? try await service.expireIdleUploads(idleMilliseconds: idleMilliseconds) : []

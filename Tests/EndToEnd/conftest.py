@@ -53,6 +53,14 @@ def tool(*args, cwd=None):
     return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
 
 
+def stop_signals_at_their_defaults():
+    """For a child's `preexec_fn`: SIGINT, SIGTERM and SIGHUP as a command started from a terminal
+    gets them, whatever the suite inherited (`nohup Tools/test` hands SIGHUP down ignored, a
+    shell's background job SIGINT), for tests of what those signals do."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def anonymous_pull(endpoint, repository):
     """The header of an anonymous pull of `repository`: the token `/token` gives without credentials
     (a call without any is challenged, a public pull too, as ECR Public challenges it)."""

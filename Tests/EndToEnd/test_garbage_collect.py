@@ -12,7 +12,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import BIN, DATABASES, POSTGRES, Server, database, serving, tool
+from conftest import BIN, DATABASES, POSTGRES, Server, database, serving, stop_signals_at_their_defaults, tool
 from test_operations import client, push_layer
 from test_registry_api import Registry, push_blob
 
@@ -261,7 +261,7 @@ def test_a_collection_stopped_by_a_signal_finishes_its_blob_and_a_killed_ones_is
     def paused_collection(pause):
         process = subprocess.Popen(
             [str(BIN / "upload-coordinator"), "garbage-collect", "--data-dir", data, "--min-age", "60", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=stop_signals_at_their_defaults,
             env=dict(os.environ, UPLOAD_COORDINATOR_DATABASE_URL=DATABASES.get(data, ""),
                      UPLOAD_COORDINATOR_TEST_COLLECTION_PAUSE_FILE=str(pause)))
         deadline = time.monotonic() + 60

@@ -22,7 +22,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from conftest import BIN, Server, anonymous_pull, tool
+from conftest import BIN, Server, anonymous_pull, stop_signals_at_their_defaults, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 WRK_SCRIPT = ROOT / "Tools" / "Benchmarks" / "reference" / "initiate-ecr.lua"
@@ -404,7 +404,7 @@ def test_a_backup_stopped_by_a_signal_removes_its_partial_folder_and_publishes_n
     syncs, the rename into place): each ends with no folder at all, or a whole backup published."""
     def backup(destination, pause):
         return subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=stop_signals_at_their_defaults,
                                 env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
 
     def paused(process, pause):
@@ -442,6 +442,45 @@ def test_a_backup_stopped_by_a_signal_removes_its_partial_folder_and_publishes_n
             outcomes.add("removed")
     assert "removed" in outcomes, outcomes
     assert tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(tmp_path / "b")).returncode == 0
+
+
+def test_a_backup_started_under_nohup_outlives_hangups_and_the_second_hangup_of_a_closed_terminal_too(live, tmp_path):
+    """`nohup upload-coordinator backup …` asks to outlive the terminal: the hangup is ignored, as
+    it was started. Started from a terminal, the first SIGHUP stops it (its partial folder removed)
+    and a second one, which a closed terminal's kernel sends after its shell's, does not cut that
+    short."""
+    def backup(destination, pause, sighup):
+        def dispositions():
+            stop_signals_at_their_defaults()
+            signal.signal(signal.SIGHUP, sighup)
+        return subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=dispositions,
+                                env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
+
+    def paused(process, pause):
+        deadline = time.monotonic() + 60
+        while not pause.exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.005)
+
+    pause = tmp_path / "nohup.paused"
+    process = backup(tmp_path / "kept", pause, signal.SIG_IGN)
+    paused(process, pause)
+    process.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert process.poll() is None, "a backup under nohup ignores the hangup"
+    pause.unlink()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0 and (tmp_path / "kept").exists(), err
+
+    pause = tmp_path / "hung-up.paused"
+    process = backup(tmp_path / "hung-up", pause, signal.SIG_DFL)
+    paused(process, pause)
+    process.send_signal(signal.SIGHUP)
+    process.send_signal(signal.SIGHUP)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGHUP and "interrupted: removed" in err, (process.returncode, err)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".hung-up")] == [], list(tmp_path.iterdir())
 
 
 def test_blobs_the_store_names_come_with_it_and_missing_ones_are_refused(live, tmp_path):

@@ -12,9 +12,8 @@ struct LogLimiterTests {
         let limiter = LogLimiter(interval: .seconds(1)) { _, count in told.withLock { $0.append(count) } }
         #expect(limiter.admit(to: logger) == 0)
         #expect(limiter.admit(to: logger) == nil && limiter.admit(to: logger) == nil && limiter.admit(to: logger) == nil)
-        // Quiet: the three are told once the interval ends, in a line of their own.
-        // A generous wait: on a machine loaded by other work the cooperative pool, which the
-        // interval's timer runs on, was seen to take more than ten seconds to get to it.
+        // Quiet: the three are told once the interval ends, in a line of their own (on a dispatch
+        // timer: a task's sleep, on a cooperative pool other tests held up, once took over 30 s).
         let deadline = ContinuousClock.now + .seconds(30)
         while told.withLock({ $0.isEmpty }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(told.withLock { $0 } == [3])

@@ -94,7 +94,7 @@ struct RegistryFinishTests {
     /// and held it while its own chunk streamed in, so the completion waited past its bound and
     /// was refused as overloaded, and the upload, its chunk recorded, was cancelled.
     @Test(.timeLimit(.minutes(1))) func anotherRequestWaiting_doesNotComeBetweenTheFinalChunkAndItsCompletion() async throws {
-        try await withRegistryUpload(longestUploadWait: .seconds(5)) { service, store, blobs, upload in
+        try await withRegistryUpload(longestUploadWait: .seconds(20)) { service, store, blobs, upload in
             let first = [UInt8](repeating: 1, count: 1000), last = [UInt8](repeating: 2, count: 500)
             _ = try await service.appendChunk(upload, range: nil, body: Self.chunk(first), testMetadata())
             let before = try store.read { try $0.lastPosition() }
@@ -104,10 +104,11 @@ struct RegistryFinishTests {
             }
             await finalChunk.waitUntilRead()  // the final chunk holds the upload's lock, streaming in
             let other = Task { try await service.appendChunk(upload, range: nil, body: otherChunk, testMetadata()) }
-            // Until the other request waits (at most its bound: on a host loaded past it, it gives up).
+            // Until the other request waits (at most its bound: on a host loaded past it, it gives up;
+            // a cooperative pool held up by other tests once kept it from starting for 5 s).
             let looked = ContinuousClock.now
             var queued = false
-            while ContinuousClock.now - looked < .seconds(5) {
+            while ContinuousClock.now - looked < .seconds(20) {
                 if await service.uploadLocks.local.waiterCount(upload.uploadId) >= 1 { queued = true; break }
                 try await Task.sleep(for: .milliseconds(5))
             }
