@@ -396,6 +396,24 @@ def test_a_backup_killed_after_its_snapshot_leaves_only_its_partial_folder_which
     assert tool("upload-replay", "--data-dir", str(destination)).returncode == 0
 
 
+def backup_pausing(live, destination, pause, sighup=signal.SIG_DFL):
+    """A backup of the live store that pauses once its snapshot is taken (writing `pause`, and
+    waiting for it to go), started as from a terminal (SIGHUP's disposition `sighup`)."""
+    def dispositions():
+        stop_signals_at_their_defaults()
+        signal.signal(signal.SIGHUP, sighup)
+    return subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=dispositions,
+                            env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
+
+
+def wait_until_paused(process, pause):
+    deadline = time.monotonic() + 60
+    while not pause.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.005)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_backup_stopped_by_a_signal_removes_its_partial_folder_and_publishes_nothing_part_way(live, tmp_path, stop):
     """Ctrl-C (or an init system's SIGTERM, or a closed ssh session's SIGHUP) on a backup: its copy of the whole store went on taking
@@ -403,16 +421,9 @@ def test_a_backup_stopped_by_a_signal_removes_its_partial_folder_and_publishes_n
     paused after its snapshot, then at moments spread over the rest of its work (hard links,
     syncs, the rename into place): each ends with no folder at all, or a whole backup published."""
     def backup(destination, pause):
-        return subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=stop_signals_at_their_defaults,
-                                env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
+        return backup_pausing(live, destination, pause)
 
-    def paused(process, pause):
-        deadline = time.monotonic() + 60
-        while not pause.exists():
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.005)
-
+    paused = wait_until_paused
     pause, destination = tmp_path / "paused", tmp_path / "b"
     process = backup(destination, pause)
     paused(process, pause)
@@ -449,22 +460,10 @@ def test_a_backup_started_under_nohup_outlives_hangups_and_the_second_hangup_of_
     it was started. Started from a terminal, the first SIGHUP stops it (its partial folder removed)
     and a second one, which a closed terminal's kernel sends after its shell's, does not cut that
     short."""
-    def backup(destination, pause, sighup):
-        def dispositions():
-            stop_signals_at_their_defaults()
-            signal.signal(signal.SIGHUP, sighup)
-        return subprocess.Popen([str(BIN / "upload-coordinator"), "backup", "--data-dir", str(live["data"]), "--to", str(destination)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=dispositions,
-                                env=dict(os.environ, UPLOAD_COORDINATOR_TEST_BACKUP_PAUSE_FILE=str(pause)))
-
-    def paused(process, pause):
-        deadline = time.monotonic() + 60
-        while not pause.exists():
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.005)
+    backup, paused = backup_pausing, wait_until_paused
 
     pause = tmp_path / "nohup.paused"
-    process = backup(tmp_path / "kept", pause, signal.SIG_IGN)
+    process = backup(live, tmp_path / "kept", pause, sighup=signal.SIG_IGN)
     paused(process, pause)
     process.send_signal(signal.SIGHUP)
     time.sleep(0.5)
@@ -474,7 +473,7 @@ def test_a_backup_started_under_nohup_outlives_hangups_and_the_second_hangup_of_
     assert process.returncode == 0 and (tmp_path / "kept").exists(), err
 
     pause = tmp_path / "hung-up.paused"
-    process = backup(tmp_path / "hung-up", pause, signal.SIG_DFL)
+    process = backup(live, tmp_path / "hung-up", pause)
     paused(process, pause)
     process.send_signal(signal.SIGHUP)
     process.send_signal(signal.SIGHUP)
