@@ -162,7 +162,14 @@ public final class Environment: @unchecked Sendable {
         guard size % pageSize == 0 else { return false }
         let extended = posix_fallocate(descriptor, off_t(size), off_t(inUse - size))
         let missingAreFree = extended == 0 ? Result { try freePages(env).isSuperset(of: size / pageSize..<inUse / pageSize) } : .success(false)
-        if case .success(true) = missingAreFree, fsync(descriptor) == 0 { return true }
+        if case .success(true) = missingAreFree {
+            guard fsync(descriptor) == 0 else {
+                let code = errno
+                _ = ftruncate(descriptor, off_t(size))
+                throw LMDBError(code: code, operation: "fsync data.mdb extended over the pages LMDB freed")
+            }
+            return true
+        }
         guard ftruncate(descriptor, off_t(size)) == 0 else {
             throw LMDBError(code: errno, operation: "put data.mdb back to its \(size) bytes after extending it to look at its free pages")
         }

@@ -95,7 +95,7 @@ public struct PartialFolder: Sendable {
                 for placeholder in placeholders { unlink(placeholder) }
                 // A thread that found the folder gone before a placeholder came, and was held off
                 // the core until it went, makes it again (with its parents): looked at for 200 ms.
-                for _ in 0..<20 {
+                for _ in 0..<(placeholders.isEmpty ? 0 : 20) {
                     usleep(10_000)
                     for path in placeholders where access(path, F_OK) == 0 {
                         _ = takeAway(path)

@@ -266,7 +266,7 @@ def test_a_collection_stopped_by_a_signal_finishes_its_blob_and_a_killed_ones_is
                      UPLOAD_COORDINATOR_TEST_COLLECTION_PAUSE_FILE=str(pause)))
         deadline = time.monotonic() + 60
         while not pause.exists():
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            assert process.poll() is None and time.monotonic() < deadline, (process.kill(), process.communicate(timeout=30))
             time.sleep(0.01)
         return process
 

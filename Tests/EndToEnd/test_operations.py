@@ -410,7 +410,7 @@ def backup_pausing(live, destination, pause, sighup=signal.SIG_DFL):
 def wait_until_paused(process, pause):
     deadline = time.monotonic() + 60
     while not pause.exists():
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        assert process.poll() is None and time.monotonic() < deadline, (process.kill(), process.communicate(timeout=30))
         time.sleep(0.005)
 
 

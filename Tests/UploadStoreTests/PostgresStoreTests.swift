@@ -440,7 +440,12 @@ struct PostgresStoreTests {
         try migrating.query("SELECT pg_advisory_lock($1)", [.int64(PostgresMigrations.lockKey)])
         try migrating.execute("CREATE TABLE events (position bigint)")  // as the other node's first looks
         let starting = Task { try PostgresMigrations.status(try PostgresConnection(url: url)) }
-        try await Task.sleep(for: .milliseconds(500))
+        // Until the starting node waits for the lock (the old code refused at once, and ended).
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try migrating.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").count == 0 {
+            guard ContinuousClock.now < deadline else { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
         try migrating.execute("DROP TABLE events")
         try PostgresMigrations.migrate(migrating)  // the lock is the session's own, taken again
         try migrating.query("SELECT pg_advisory_unlock($1)", [.int64(PostgresMigrations.lockKey)])
