@@ -62,14 +62,21 @@ enum EventLog {
     }
 }
 
-/// How far the projection tables have applied the log, and with which layout.
+/// How far the projection tables have applied the log, with which layout, and the Merkle leaf of
+/// the event at that position, which ties them to this log: projections copied from another store
+/// of the same layout and position would otherwise be served as this log's (checked at open, in
+/// ``ProjectionCatchUp/run(_:_:_:changingLayout:)``).
 struct ProjectionCheckpoint: Equatable {
     var position: UInt64
     /// ``Projector/version`` when the tables were written; `nil` before the first build.
     var version: UInt32?
+    /// The leaf hash of the log's event at `position`; `nil` at position 0, and in tables a binary
+    /// before it wrote (the next write records it).
+    var leaf: [UInt8]?
 
     private static let positionKey = Array("checkpoint".utf8)
     private static let versionKey = Array("version".utf8)
+    private static let leafKey = Array("leaf".utf8)
 
     /// The checkpoint, or position 0 and no version in a projection environment never built.
     static func read(_ txn: Transaction, _ schema: ProjectionSchema) throws -> ProjectionCheckpoint {
@@ -78,7 +85,26 @@ struct ProjectionCheckpoint: Equatable {
             throw StoreError(.corrupt, "the projection checkpoint is malformed")
         }
         let version = try txn.get(schema.projectionState, versionKey).flatMap(Self.version)
-        return ProjectionCheckpoint(position: position, version: version)
+        let leaf = try txn.get(schema.projectionState, leafKey).map(Array.init)
+        return ProjectionCheckpoint(position: position, version: version, leaf: leaf)
+    }
+
+    /// The checkpoint at `position` of the log read by `txn`, with that event's leaf.
+    static func at(_ position: UInt64, version: UInt32?, of txn: Transaction, _ schema: Schema) throws -> ProjectionCheckpoint {
+        ProjectionCheckpoint(position: position, version: version, leaf: try leaf(at: position, txn, schema))
+    }
+
+    /// The leaf hash of the event at `position` (`nil` at 0) in the log read by `txn`.
+    static func leaf(at position: UInt64, _ txn: Transaction, _ schema: Schema) throws -> [UInt8]? {
+        position == 0 ? nil : try MerkleLog.node(txn, schema, 0, position - 1)
+    }
+
+    /// Refuses tables that folded another log's event at their position than the log read by
+    /// `txn` holds (from a position it holds; one past its tail is refused apart, as a log gone
+    /// back). Tables a binary before the leaf wrote are taken as they are.
+    func checkFollows(_ txn: Transaction, _ schema: Schema, tail: UInt64) throws {
+        guard let leaf, position > 0, position <= tail, try Self.leaf(at: position, txn, schema) != leaf else { return }
+        throw StoreError(.corrupt, "the projections were written from another log: the event at position \(position) they folded is not this log's (they were copied from another store, or this log was restored alone from another store's copy). Restore the whole store from one backup; or, to serve this log as it stands, stop every process on the store, then remove the data folder's `\(ProjectionEnvironment.subdirectory)` folder: the next open rebuilds it from the log")
     }
 
     /// The refusal of a read of projections another binary wrote in its layout (a newer one,
@@ -100,6 +126,11 @@ struct ProjectionCheckpoint: Equatable {
         try txn.put(schema.projectionState, Self.positionKey, BigEndian.bytes(position))
         if let version {
             try txn.put(schema.projectionState, Self.versionKey, [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: version >> $0) })
+        }
+        if let leaf {
+            try txn.put(schema.projectionState, Self.leafKey, leaf)
+        } else {
+            _ = try txn.delete(schema.projectionState, Self.leafKey)
         }
     }
 }

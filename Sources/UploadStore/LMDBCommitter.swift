@@ -177,8 +177,7 @@ final class LMDBCommitter: BatchCommitter {
         var path = WritePath(
             settings: configuration.settings, retryWindow: configuration.retryWindow, blobClaimLease: configuration.blobClaimLease, tail: position, now: now)
         let results = try path.write(batch, isolating: isolated, in: &write, invocations: invocations)
-        checkpoint.position = path.position
-        try checkpoint.write(ptxn, projections.schema)
+        try ProjectionCheckpoint.at(path.position, version: checkpoint.version, of: txn, schema).write(ptxn, projections.schema)
         return (results, path, position)
     }
 }

@@ -49,7 +49,12 @@ enum ProjectionCatchUp {
     @discardableResult
     static func run(_ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, changingLayout: Bool) throws -> UInt32? {
         let (checkpoint, tail) = try projections.environment.read { ptxn in
-            (try ProjectionCheckpoint.read(ptxn, projections.schema), try log.read { try EventLog.lastPosition($0, schema) })
+            let checkpoint = try ProjectionCheckpoint.read(ptxn, projections.schema)
+            return (checkpoint, try log.read { txn in
+                let tail = try EventLog.lastPosition(txn, schema)
+                try checkpoint.checkFollows(txn, schema, tail: tail)
+                return tail
+            })
         }
         guard checkpoint.version != Projector.version || checkpoint.position != tail else { return nil }
         if checkpoint.position > tail {
@@ -79,13 +84,16 @@ enum ProjectionCatchUp {
     private static func rebuild(
         _ log: Environment, _ schema: Schema, _ projections: ProjectionEnvironment, from seen: ProjectionCheckpoint
     ) throws {
-        let (state, tail): (InMemoryProjectionState, UInt64)
+        let (state, rebuilt): (InMemoryProjectionState, ProjectionCheckpoint)
         do {
-            (state, tail) = try log.read { txn in
+            (state, rebuilt) = try log.read { txn in
                 let tail = try EventLog.lastPosition(txn, schema)
                 // Through Projector, as every live write is: the live tables are what verify's flat
                 // rebuilds are checked against, so they are never written by the flat fold.
-                return (try Replayer.rebuild(txn, schema, upTo: tail, into: InMemoryProjectionState.self, foldingApart: true, tick: {}), tail)
+                return (
+                    try Replayer.rebuild(txn, schema, upTo: tail, into: InMemoryProjectionState.self, foldingApart: true, tick: {}),
+                    try ProjectionCheckpoint.at(tail, version: Projector.version, of: txn, schema)
+                )
             }
         } catch let failure as Replayer.Failure {
             throw StoreError(.corrupt, "the projections cannot be rebuilt: \(failure)")
@@ -98,21 +106,21 @@ enum ProjectionCatchUp {
                 try ptxn.clear(database)
                 try state.forEachEntry(table) { try ptxn.put(database, $0, $1, options: .append) }
             }
-            try ProjectionCheckpoint(position: tail, version: Projector.version).write(ptxn, projections.schema)
+            try rebuilt.write(ptxn, projections.schema)
         }
     }
 
     /// Applies up to ``batchSize`` events. - Returns: whether more remain.
     private static func step(_ txn: Transaction, _ schema: Schema, _ ptxn: Transaction, _ pschema: ProjectionSchema) throws -> Bool {
-        var checkpoint = try ProjectionCheckpoint.read(ptxn, pschema)
+        let checkpoint = try ProjectionCheckpoint.read(ptxn, pschema)
         let tail = try EventLog.lastPosition(txn, schema)
         guard checkpoint.version == Projector.version, checkpoint.position <= tail else {
             throw StoreError(.corrupt, "the projections changed layout or position while being caught up; reopen the store")
         }
         var tables = LMDBTables(txn: ptxn, schema: pschema, caching: true)
-        checkpoint.position = try apply(txn, schema, after: checkpoint.position, to: &tables, limit: batchSize)
-        try checkpoint.write(ptxn, pschema)
-        return checkpoint.position < tail
+        let position = try apply(txn, schema, after: checkpoint.position, to: &tables, limit: batchSize)
+        try ProjectionCheckpoint.at(position, version: checkpoint.version, of: txn, schema).write(ptxn, pschema)
+        return position < tail
     }
 
     /// Folds the log's events after `position`, up to `limit` of them, into `tables`.

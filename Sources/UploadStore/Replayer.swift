@@ -307,6 +307,7 @@ public enum Replayer {
         guard checkpoint.position <= size else {
             throw Failure.mismatch("the checkpoint says position \(checkpoint.position) but the log ends at \(size)")
         }
+        do { try checkpoint.checkFollows(txn, schema, tail: size) } catch let error as StoreError { throw Failure.mismatch(error.message) }
         // Behind the log only while a store is open (between its two commits) or was killed
         // there; a store that closed cleanly left them at the tail. Read in the snapshot the tail
         // comes from, so that the two agree.

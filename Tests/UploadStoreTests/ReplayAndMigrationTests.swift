@@ -326,7 +326,12 @@ struct ReplayAndMigrationTests {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try await populate(dir)
-        try tamperProjections(dir) { txn in try txn.put(try txn.openDatabase("projection-state")!, Array("checkpoint".utf8), BigEndian.bytes(9)) }
+        try tamperProjections(dir) { txn in
+            let state = try txn.openDatabase("projection-state")!
+            try txn.put(state, Array("checkpoint".utf8), BigEndian.bytes(9))
+            // As a binary before the leaf wrote them: it would name the move first (below).
+            _ = try txn.delete(state, Array("leaf".utf8))
+        }
         guard case .mismatch(let behind)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
         #expect(behind.contains("at position 9 but the log ends at 10, and no store is open"), "\(behind)")
         // With a store registered (one open, or killed between its commits), a lag is allowed, but
@@ -337,6 +342,62 @@ struct ReplayAndMigrationTests {
         try tamperProjections(dir) { txn in try txn.put(try txn.openDatabase("projection-state")!, Array("checkpoint".utf8), BigEndian.bytes(11)) }
         guard case .mismatch(let ahead)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught"); return }
         #expect(ahead.contains("checkpoint says position 11") && ahead.contains("log ends at 10"), "\(ahead)")
+    }
+
+    /// Projections copied from another store, of the same layout and at the same position (that
+    /// store's folder restored under this log, or two stores' files mixed up): refused at open and
+    /// by verify, naming the position whose event they did not fold; removed as the refusal says,
+    /// they are rebuilt from this log. A checkpoint moved behind the tables' back is caught alike.
+    @Test func projectionsOfAnotherLog_atTheSamePosition_areRefused_untilRemoved() async throws {
+        let (dir, other) = (TemporaryDirectory(), TemporaryDirectory())
+        defer { dir.remove(); other.remove() }
+        for (store, name) in [(dir, "team/app"), (other, "team/other")] {
+            try await withTestStore(store) { store in
+                _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: name)), metadata: testMetadata())
+            }
+        }
+        try FileManager.default.removeItem(atPath: dir.path + "/projections")
+        try FileManager.default.copyItem(atPath: other.path + "/projections", toPath: dir.path + "/projections")
+        let refused = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
+        #expect(refused?.code == .corrupt && refused?.message.contains("written from another log: the event at position 1") == true, "\(String(describing: refused))")
+        guard case .mismatch(let verified)? = Replayer.verify(directory: dir.path).failure else { Issue.record("not caught by verify"); return }
+        #expect(verified.contains("written from another log: the event at position 1"), "\(verified)")
+
+        try FileManager.default.removeItem(atPath: dir.path + "/projections")  // as the refusal says
+        let app = RepositoryRef(registryId: testRegistryId, repositoryName: "team/app")
+        try await withTestStore(dir) { store throws in
+            #expect(try store.read { try $0.checkpoint() } == 1)
+            #expect(try store.read { try $0.repository(app) } != nil)
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/two")), metadata: testMetadata())
+        }
+        #expect(Replayer.verify(directory: dir.path).passed)
+        try tamperProjections(dir) { txn in try txn.put(try txn.openDatabase("projection-state")!, Array("checkpoint".utf8), BigEndian.bytes(1)) }
+        let moved = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
+        #expect(moved?.message.contains("the event at position 1 they folded is not this log's") == true, "\(String(describing: moved))")
+    }
+
+    /// Tables a binary before the leaf wrote (no leaf recorded) open as they are, and the next
+    /// write records it.
+    @Test func projectionsWithoutALeaf_open_andTheNextWriteRecordsIt() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await populate(dir)
+        let leaf = Array("leaf".utf8)
+        func recorded() throws -> [UInt8]? {
+            let env = try Environment(directory: dir.path + "/projections")
+            return try env.read { txn in try txn.get(try txn.openDatabase("projection-state")!, leaf).map(Array.init) }
+        }
+        let written = try #require(try recorded())
+        #expect(written.count == 32)
+        try tamperProjections(dir) { txn in _ = try txn.delete(try txn.openDatabase("projection-state")!, leaf) }
+        try await withTestStore(dir) { _ in }
+        #expect(try recorded() == nil, "an open with nothing to fold writes nothing")
+        try await withTestStore(dir) { store in
+            _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/later")), metadata: testMetadata())
+        }
+        let later = try #require(try recorded())
+        #expect(later.count == 32 && later != written)
+        #expect(Replayer.verify(directory: dir.path).passed)
     }
 
     /// A store of a repository and one upload's initiation, whose `file` (the log's, or the
