@@ -1,4 +1,5 @@
 import LMDBKit
+import LogHashing
 import UploadCore
 
 /// The append-only log: 8-byte big-endian positions, dense from 1, written with `MDB_APPEND`.
@@ -65,14 +66,32 @@ enum EventLog {
 /// How far the projection tables have applied the log, with which layout, and the Merkle leaf of
 /// the event at that position, which ties them to this log: projections copied from another store
 /// of the same layout and position would otherwise be served as this log's (checked at open, in
-/// ``ProjectionCatchUp/run(_:_:_:changingLayout:)``).
+/// ``ProjectionCatchUp/run(_:_:_:changingLayout:)``, and by `upload-replay`).
 struct ProjectionCheckpoint: Equatable {
     var position: UInt64
     /// ``Projector/version`` when the tables were written; `nil` before the first build.
     var version: UInt32?
-    /// The leaf hash of the log's event at `position`; `nil` at position 0, and in tables a binary
-    /// before it wrote (the next write records it).
-    var leaf: [UInt8]?
+    /// The leaf of the last event folded, when this version wrote the checkpoint; `nil` at
+    /// position 0 and in tables a version before it wrote. A version before it that writes after
+    /// this one leaves it at an earlier position, where it still names this log's event.
+    var leaf: FoldedLeaf?
+
+    /// The Merkle leaf hash of the log's event at `position`.
+    struct FoldedLeaf: Equatable {
+        var position: UInt64
+        var hash: MerkleTree.Hash
+
+        var bytes: [UInt8] { BigEndian.bytes(position) + hash }
+
+        init(position: UInt64, hash: MerkleTree.Hash) { (self.position, self.hash) = (position, hash) }
+
+        init(_ bytes: some Collection<UInt8>) throws {
+            guard bytes.count == 40, let position = BigEndian.uint64(bytes.prefix(8)), position > 0 else {
+                throw StoreError(.corrupt, "the projections' record of the leaf they folded last is malformed")
+            }
+            (self.position, self.hash) = (position, Array(bytes.dropFirst(8)))
+        }
+    }
 
     private static let positionKey = Array("checkpoint".utf8)
     private static let versionKey = Array("version".utf8)
@@ -85,26 +104,22 @@ struct ProjectionCheckpoint: Equatable {
             throw StoreError(.corrupt, "the projection checkpoint is malformed")
         }
         let version = try txn.get(schema.projectionState, versionKey).flatMap(Self.version)
-        let leaf = try txn.get(schema.projectionState, leafKey).map(Array.init)
+        let leaf = try txn.get(schema.projectionState, leafKey).map(FoldedLeaf.init)
         return ProjectionCheckpoint(position: position, version: version, leaf: leaf)
     }
 
     /// The checkpoint at `position` of the log read by `txn`, with that event's leaf.
     static func at(_ position: UInt64, version: UInt32?, of txn: Transaction, _ schema: Schema) throws -> ProjectionCheckpoint {
-        ProjectionCheckpoint(position: position, version: version, leaf: try leaf(at: position, txn, schema))
+        let leaf = position == 0 ? nil : FoldedLeaf(position: position, hash: try MerkleLog.node(txn, schema, 0, position - 1))
+        return ProjectionCheckpoint(position: position, version: version, leaf: leaf)
     }
 
-    /// The leaf hash of the event at `position` (`nil` at 0) in the log read by `txn`.
-    static func leaf(at position: UInt64, _ txn: Transaction, _ schema: Schema) throws -> [UInt8]? {
-        position == 0 ? nil : try MerkleLog.node(txn, schema, 0, position - 1)
-    }
-
-    /// Refuses tables that folded another log's event at their position than the log read by
-    /// `txn` holds (from a position it holds; one past its tail is refused apart, as a log gone
-    /// back). Tables a binary before the leaf wrote are taken as they are.
+    /// Refuses tables that folded another event at the leaf's position than the log read by
+    /// `txn` holds there. Positions past the log's tail are refused apart, as a log gone back;
+    /// tables no version with the leaf wrote are taken as they are.
     func checkFollows(_ txn: Transaction, _ schema: Schema, tail: UInt64) throws {
-        guard let leaf, position > 0, position <= tail, try Self.leaf(at: position, txn, schema) != leaf else { return }
-        throw StoreError(.corrupt, "the projections were written from another log: the event at position \(position) they folded is not this log's (they were copied from another store, or this log was restored alone from another store's copy). Restore the whole store from one backup; or, to serve this log as it stands, stop every process on the store, then remove the data folder's `\(ProjectionEnvironment.subdirectory)` folder: the next open rebuilds it from the log")
+        guard let leaf, leaf.position <= min(position, tail), try MerkleLog.node(txn, schema, 0, leaf.position - 1) != leaf.hash else { return }
+        throw StoreError(.corrupt, "the projections were written from another log: the event at position \(leaf.position) they folded is not this log's (they were copied from another store, or this log was restored alone from another store's copy). Restore the whole store from one backup; or, to serve this log as it stands, stop every process on the store, then remove the data folder's `\(ProjectionEnvironment.subdirectory)` folder: the next open rebuilds it from the log")
     }
 
     /// The refusal of a read of projections another binary wrote in its layout (a newer one,
@@ -128,7 +143,7 @@ struct ProjectionCheckpoint: Equatable {
             try txn.put(schema.projectionState, Self.versionKey, [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: version >> $0) })
         }
         if let leaf {
-            try txn.put(schema.projectionState, Self.leafKey, leaf)
+            try txn.put(schema.projectionState, Self.leafKey, leaf.bytes)
         } else {
             _ = try txn.delete(schema.projectionState, Self.leafKey)
         }

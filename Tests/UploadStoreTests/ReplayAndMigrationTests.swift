@@ -347,7 +347,7 @@ struct ReplayAndMigrationTests {
     /// Projections copied from another store, of the same layout and at the same position (that
     /// store's folder restored under this log, or two stores' files mixed up): refused at open and
     /// by verify, naming the position whose event they did not fold; removed as the refusal says,
-    /// they are rebuilt from this log. A checkpoint moved behind the tables' back is caught alike.
+    /// they are rebuilt from this log.
     @Test func projectionsOfAnotherLog_atTheSamePosition_areRefused_untilRemoved() async throws {
         let (dir, other) = (TemporaryDirectory(), TemporaryDirectory())
         defer { dir.remove(); other.remove() }
@@ -371,33 +371,49 @@ struct ReplayAndMigrationTests {
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/two")), metadata: testMetadata())
         }
         #expect(Replayer.verify(directory: dir.path).passed)
-        try tamperProjections(dir) { txn in try txn.put(try txn.openDatabase("projection-state")!, Array("checkpoint".utf8), BigEndian.bytes(1)) }
-        let moved = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
-        #expect(moved?.message.contains("the event at position 1 they folded is not this log's") == true, "\(String(describing: moved))")
     }
 
-    /// Tables a binary before the leaf wrote (no leaf recorded) open as they are, and the next
-    /// write records it.
-    @Test func projectionsWithoutALeaf_open_andTheNextWriteRecordsIt() async throws {
+    /// Tables a version before the leaf wrote (none recorded) open as they are, and the next write
+    /// records it. One that writes after this version (a roll-back) leaves the leaf at an earlier
+    /// position, where it is still checked: this log's event there opens, another log's is refused.
+    @Test func aLeafNeverRecorded_orLeftBehindByAnOlderVersion_isCheckedWhereItWasRecorded() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try await populate(dir)
-        let leaf = Array("leaf".utf8)
+        let leafKey = Array("leaf".utf8)
         func recorded() throws -> [UInt8]? {
             let env = try Environment(directory: dir.path + "/projections")
-            return try env.read { txn in try txn.get(try txn.openDatabase("projection-state")!, leaf).map(Array.init) }
+            return try env.read { txn in try txn.get(try txn.openDatabase("projection-state")!, leafKey).map(Array.init) }
+        }
+        func record(_ bytes: [UInt8]?) throws {
+            try tamperProjections(dir) { txn in
+                let state = try txn.openDatabase("projection-state")!
+                if let bytes { try txn.put(state, leafKey, bytes) } else { _ = try txn.delete(state, leafKey) }
+            }
         }
         let written = try #require(try recorded())
-        #expect(written.count == 32)
-        try tamperProjections(dir) { txn in _ = try txn.delete(try txn.openDatabase("projection-state")!, leaf) }
+        #expect(written.prefix(8).elementsEqual(BigEndian.bytes(10)) && written.count == 40, "position 10 and its leaf")
+        try record(nil)
         try await withTestStore(dir) { _ in }
         #expect(try recorded() == nil, "an open with nothing to fold writes nothing")
         try await withTestStore(dir) { store in
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/later")), metadata: testMetadata())
         }
         let later = try #require(try recorded())
-        #expect(later.count == 32 && later != written)
+        #expect(later.prefix(8).elementsEqual(BigEndian.bytes(11)))
+
+        let firstLeaf = try Environment(directory: dir.path).read { txn in
+            try #require(try txn.get(try txn.openDatabase("merkle-tree")!, MerkleTree.nodeKey(level: 0, index: 0))).map { $0 }
+        }
+        try record(BigEndian.bytes(1) + firstLeaf)
+        try await withTestStore(dir) { _ in }  // this log's event at 1: opens
         #expect(Replayer.verify(directory: dir.path).passed)
+        try record(BigEndian.bytes(1) + firstLeaf.map { $0 ^ 1 })
+        let refused = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
+        #expect(refused?.message.contains("the event at position 1 they folded is not this log's") == true, "\(String(describing: refused))")
+        try record(Array(firstLeaf.prefix(20)))
+        let malformed = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
+        #expect(malformed?.code == .corrupt && malformed?.message.contains("is malformed") == true, "\(String(describing: malformed))")
     }
 
     /// A store of a repository and one upload's initiation, whose `file` (the log's, or the
