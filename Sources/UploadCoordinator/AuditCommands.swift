@@ -123,7 +123,7 @@ struct AuditVerifyProof: ParsableCommand {
     func run() throws {
         let text: String
         if file == "-" {
-            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            do { text = String(decoding: try FileHandle.standardInput.readToEnd() ?? Data(), as: UTF8.self) } catch { throw ValidationError("cannot read standard input: \(error.localizedDescription)") }
         } else {
             guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
             text = String(decoding: data, as: UTF8.self)
@@ -158,12 +158,14 @@ struct AuditVerifyProof: ParsableCommand {
 /// ISO 8601: a date, midnight UTC (`2026-11-29`), or a time with its zone (`2026-11-29T16:00:00Z`,
 /// `…+02:00`, fractions allowed), and nothing else: Foundation's formatters read a date or a time
 /// at the start of any text and roll impossible days over, so a time without a zone, text after
-/// it, or the 31st of November would quietly move the window an auditor asked for.
+/// it, or the 31st of November would quietly move the window an auditor asked for. Times are
+/// recorded in whole milliseconds, so a finer one is rounded up: `--since` (from) and `--until`
+/// (before) then take exactly the events at or after it, and before it.
 func parseTime(_ given: String, _ flag: String) throws -> Timestamp {
     let refusal = "\(flag) must be an ISO 8601 date (midnight UTC) or a time with its zone, e.g. 2026-11-29 or 2026-11-29T16:00:00Z; got '\(given)'"
     let text = given.uppercased()  // RFC 3339 takes `t` and `z` too
     // ASCII digits only (`\d` takes any script's, which `Int` does not read).
-    guard let parts = text.wholeMatch(of: /([0-9]{4}-[0-9]{2}-[0-9]{2})(?:T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))?/) else {
+    guard let parts = text.wholeMatch(of: /([0-9]{4}-[0-9]{2}-[0-9]{2})(?:T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2}))?/) else {
         let zoneless = text.wholeMatch(of: /[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?/) != nil
         throw ValidationError(refusal + (zoneless ? ", a time without a zone (add Z for UTC)" : ""))
     }
@@ -172,15 +174,16 @@ func parseTime(_ given: String, _ flag: String) throws -> Timestamp {
     // A day that exists reads back as itself; the hour, minute and second are within their
     // ranges, and so are the zone's hours and minutes (Foundation read `+24:00` and `+00:99` as
     // offsets of its own making).
-    let zoneWithinRange = parts.5.map { zone in zone == "Z" || (Int(zone.dropFirst().prefix(2))! < 24 && Int(zone.suffix(2))! < 60) } ?? true
+    let zoneWithinRange = parts.6.map { zone in zone == "Z" || (Int(zone.dropFirst().prefix(2))! < 24 && Int(zone.suffix(2))! < 60) } ?? true
     guard let midnight = day.date(from: String(parts.1)), day.string(from: midnight) == parts.1, zoneWithinRange,
           (parts.2.map { Int($0)! < 24 } ?? true), (parts.3.map { Int($0)! < 60 } ?? true), (parts.4.map { Int($0)! < 60 } ?? true) else {
         throw ValidationError(refusal + ", a day or time that does not exist")
     }
-    guard parts.2 != nil else { return Timestamp(millisecondsSinceEpoch: Int64((midnight.timeIntervalSince1970 * 1000).rounded())) }
-    let full = ISO8601DateFormatter()
-    let fractional = ISO8601DateFormatter()
-    fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    guard let date = full.date(from: text) ?? fractional.date(from: text) else { throw ValidationError(refusal) }
-    return Timestamp(millisecondsSinceEpoch: Int64((date.timeIntervalSince1970 * 1000).rounded()))
+    guard let hour = parts.2, let minute = parts.3, let second = parts.4, let zone = parts.6 else {
+        return Timestamp(millisecondsSinceEpoch: Int64((midnight.timeIntervalSince1970 * 1000).rounded()))
+    }
+    // The whole seconds through Foundation, the fraction's digits here, rounded up.
+    guard let date = ISO8601DateFormatter().date(from: "\(parts.1)T\(hour):\(minute):\(second)\(zone)") else { throw ValidationError(refusal) }
+    let nanoseconds = parts.5.map { Int64($0 + String(repeating: "0", count: 9 - $0.count))! } ?? 0
+    return Timestamp(millisecondsSinceEpoch: Int64(date.timeIntervalSince1970.rounded()) * 1000 + (nanoseconds + 999_999) / 1_000_000)
 }

@@ -71,8 +71,9 @@ struct AuditCheckpoint: AsyncParsableCommand {
     func run() async throws {
         // An auditor's command: it signs, but never migrates a store an older binary may still
         // serve, nor makes one in a folder that holds none.
+        // As every other audit command: a folder without a store is the folder's failure (exit 1).
         if try store.database() == nil, let reason = Environment.noStore(in: store.dataDir) {
-            throw ValidationError(reason.isMissing ? "\(store.dataDir) holds no store" : reason.description)
+            fail(StoreError(.io, reason.isMissing ? "\(store.dataDir) holds no store" : reason.description))
         }
         try await withStore(store, migrating: false) { store in
             let (signer, identity) = try key.signer(dataDirectory: self.store.dataDir, registryId: store.settings.defaultRegistryId, store: store)
@@ -118,6 +119,10 @@ struct AuditConsistency: AsyncParsableCommand {
                 // The log's own signed size past its end is no bad input of the auditor's: the log was cut.
                 if to == nil, let signed, signed > size {
                     throw StoreError(.corrupt, "the log holds \(size) events but signed a checkpoint of \(signed): it was taken back after it was signed; `upload-replay` names what changed")
+                }
+                // The default is the auditor's to know of: a --from past it is no size they gave.
+                if to == nil, let signed, from > signed {
+                    throw CommandError(.invalidParameter, "--from \(from) is past the latest signed checkpoint, of \(signed) events, which --to defaults to: give --to (at most the log's size, \(size)), or wait for the next checkpoint")
                 }
                 return try snapshot.consistencyProof(first: from, second: to ?? signed ?? size)
             }.map { Data($0).base64EncodedString() }
@@ -166,9 +171,10 @@ struct AuditVerifyConsistency: ParsableCommand {
 
     static func read(_ path: String) throws -> String {
         // Read through a handle, so that a pipe (`<(curl …)`) works as well as a file.
+        // `readToEnd` throws where `readDataToEndOfFile` traps (a folder, an I/O error).
         guard let handle = FileHandle(forReadingAtPath: path) else { throw NoteError("cannot read \(path)") }
         defer { try? handle.close() }
-        return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        do { return String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self) } catch { throw NoteError("cannot read \(path): \(error.localizedDescription)") }
     }
 
     static func checkpoint(_ path: String, _ flag: String, _ verifier: NoteVerifier) throws -> Checkpoint {

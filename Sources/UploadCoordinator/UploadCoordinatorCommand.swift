@@ -166,9 +166,11 @@ func withReader(_ options: StoreOptions, _ body: (any SnapshotReading) throws ->
 func withService(_ options: StoreOptions, _ body: (UploadService) async throws -> Void) async throws {
     if try options.database() == nil {
         let advice = "This command records into an existing store; `serve` or `migrate` makes a new one."
-        guard FileManager.default.fileExists(atPath: options.dataDir) else {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: options.dataDir, isDirectory: &isFolder) else {
             throw ValidationError("--data-dir \(options.dataDir) does not exist. \(advice)")
         }
+        guard isFolder.boolValue else { throw ValidationError("--data-dir \(options.dataDir) is not a folder. \(advice)") }
         if case .missingStore? = Environment.noStore(in: options.dataDir),
            let held = try? FileManager.default.contentsOfDirectory(atPath: options.dataDir), !held.isEmpty {
             throw ValidationError("--data-dir \(options.dataDir) holds files but no store (no data.mdb). \(advice)")

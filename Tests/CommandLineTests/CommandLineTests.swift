@@ -345,6 +345,16 @@ struct CommandLineTests {
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2999-01-01T00:00:00Z", "--json").lines.count == 3)
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2999-01-01T02:00:00.5+02:00", "--json").lines.count == 3)
         #expect(try coordinator("audit", "initiations", "--data-dir", dir.path, "--until", "2999-01-01t00:00:00z", "--json").lines.count == 3, "RFC 3339's lowercase t and z")
+        // Times are recorded in whole milliseconds: a bound a tenth of one past an initiation's
+        // time is past it, for --since (from) and --until (before) alike.
+        let recordedAt = try #require(app[0]["recordedAt"] as? String)
+        #expect(recordedAt.wholeMatch(of: /[0-9-]{10}T[0-9:]{8}\.[0-9]{3}Z/) != nil, "\(recordedAt)")
+        let finer = recordedAt.dropLast() + "1Z"
+        func listed(_ flag: String, _ time: some StringProtocol) throws -> Bool {
+            try coordinator("audit", "initiations", "--data-dir", dir.path, flag, String(time), "--json").lines.map(json).contains { $0["uploadId"] as? String == ids[0] }
+        }
+        #expect(try listed("--since", recordedAt) && !listed("--since", finer))
+        #expect(try !listed("--until", recordedAt) && listed("--until", finer))
 
         let root = try json(try coordinator("audit", "root", "--data-dir", dir.path).lines[0])
         #expect(root["treeSize"] as? Int == 5)
@@ -405,6 +415,25 @@ struct CommandLineTests {
         try atCheckpoint.stdout.write(toFile: grownFile, atomically: true, encoding: .utf8)
         let stillVerified = try coordinator("audit", "verify-proof", "--file", grownFile, "--trusted-checkpoint", checkpointFile, "--public-key", verifier)
         #expect(stillVerified.status == 0 && stillVerified.lines[0].contains("of 5 events"), "\(stillVerified.stderr)")
+        // --to defaults to the latest signed size (5): a --from past it says so, not "second 5".
+        let pastSigned = try coordinator("audit", "consistency", "--data-dir", dir.path, "--from", "6")
+        #expect(pastSigned.status == 1 && pastSigned.stderr.contains("--from 6 is past the latest signed checkpoint, of 5 events, which --to defaults to"), "\(pastSigned.stderr)")
+        #expect(try coordinator("audit", "consistency", "--data-dir", dir.path, "--from", "6", "--to", "6").status == 0)
+        // A folder where a file is named is a file that cannot be read (it trapped in Foundation).
+        for (flag, command) in [
+            ("--trusted-checkpoint", ["audit", "verify-proof", "--file", grownFile, "--trusted-checkpoint", dir.path, "--public-key", verifier]),
+            ("--public-key", ["audit", "verify-proof", "--file", grownFile, "--trusted-checkpoint", checkpointFile, "--public-key", dir.path]),
+            ("--old", ["audit", "verify-consistency", "--old", dir.path, "--new", checkpointFile, "--proof", grownFile, "--public-key", verifier]),
+        ] {
+            let unreadable = try Executables.run("upload-coordinator", command, environment: [:])
+            #expect(unreadable.status == 1 && unreadable.stderr.hasPrefix("FAILED: ") && unreadable.stderr.contains("cannot read \(dir.path)"), "\(flag): \(unreadable.status) \(unreadable.stderr)")
+        }
+        let noStore = TemporaryDirectory()
+        defer { noStore.remove() }
+        let unsigned = try coordinator("audit", "checkpoint", "--data-dir", noStore.path, "--log-key", keyFile)
+        #expect(unsigned.status == 1 && unsigned.stderr.hasPrefix("error: \(noStore.path) holds no store"), "as the other audit commands: \(unsigned.stderr)")
+        let notAFolder = try coordinator("create-repository", "--data-dir", keyFile, "--repository-name", "team/app")
+        #expect(notAFolder.status == 64 && notAFolder.stderr.contains("--data-dir \(keyFile) is not a folder"), "\(notAFolder.stderr)")
         for size in ["3", "7"] {  // before the event, past the log
             #expect(try coordinator("audit", "proof", "--data-dir", dir.path, "--upload-id", ids[1], "--tree-size", size).status != 0, "--tree-size \(size)")
         }
