@@ -219,14 +219,17 @@ extension Task where Failure == any Error {
         let waiter = Locked<CheckedContinuation<Result<Success, any Error>?, Never>?>(nil)
         return await withCheckedContinuation { continuation in
             waiter.withLock { $0 = continuation }
+            // A cancelled sleep throws at once: the timer then answers nothing, and the result
+            // takes the continuation before it cancels the timer, so a fast read never reads as
+            // one that timed out (it did, now and then, under parallel scrapes).
             let timer = Task<Void, Never> {
-                try? await Task<Never, Never>.sleep(for: wait)
+                do { try await Task<Never, Never>.sleep(for: wait) } catch { return }
                 waiter.withLock { $0.take() }?.resume(returning: nil)
             }
             Task<Void, Never> {
                 let result = await self.result
-                timer.cancel()
                 waiter.withLock { $0.take() }?.resume(returning: result)
+                timer.cancel()
             }
         }
     }
