@@ -159,12 +159,18 @@ extension ECRPublicService {
     func addFeedRoutes(to router: Router<APIRequestContext>) {
         router.getAndHead("/events") { request, context in await self.authenticated(request, context) { try await self.eventsPage(request) } }
         router.getAndHead("/events/stream") { request, context in await self.authenticated(request, context) { try await self.eventStream(request) } }
+        // The router leaves segments percent-encoded: `team%2Fapp` (a name quoted as one segment)
+        // and `te%61m/app` name team/app, as in the registry's paths.
         router.getAndHead("/projections/sessions/:uploadId") { request, context in
-            await self.authenticated(request, context) { try await self.sessionProjection(context.parameters.require("uploadId")) }
+            await self.authenticated(request, context) {
+                try await self.sessionProjection(Self.percentDecoded(try context.parameters.require("uploadId")))
+            }
         }
         router.getAndHead("/projections/repositories/:registryId/**") { request, context in
             await self.authenticated(request, context) {
-                try await self.repositoryProjection(context.parameters.require("registryId"), context.parameters.getCatchAll().joined(separator: "/"))
+                try await self.repositoryProjection(
+                    Self.percentDecoded(try context.parameters.require("registryId")),
+                    Self.percentDecoded(context.parameters.getCatchAll().joined(separator: "/")))
             }
         }
         // Open, as Prometheus scrapes unsigned: counts and sizes only, no audit data.
@@ -282,6 +288,13 @@ extension ECRPublicService {
         let (position, repository) = try await service.reading { (try $0.checkpoint(), try $0.repository(ref)) }
         guard let repository else { return Self.notFound("No repository '\(name)' in registry '\(registryId)'") }
         return Self.json(.object([("position", .uint(position)), ("repository", repository.json)]))
+    }
+
+    static func percentDecoded(_ segment: some StringProtocol) throws -> String {
+        guard let decoded = segment.removingPercentEncoding else {
+            throw APIError.invalidParameter("The path holds a '%' that starts no percent-encoded byte of UTF-8: '\(Validation.quoted(String(segment.prefix(64))))'")
+        }
+        return decoded
     }
 
     static func query(_ request: Request, _ name: String) throws -> UInt64? {

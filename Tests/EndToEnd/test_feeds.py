@@ -260,6 +260,17 @@ def test_events_page_and_projection_endpoints(server, ecr, repo):
     with get(server, f"/projections/repositories/000000000000/{repo}") as r:
         body = json.loads(r.read())
     assert body["repository"]["uploadsInitiated"] >= 1
+    # Percent-encoded as a client may send them: the name quoted as one segment, any byte escaped.
+    for path in (f"/projections/repositories/000000000000/{urllib.parse.quote(repo, safe='')}",
+                 f"/projections/repositories/%30%30%30000000000/%{ord(repo[0]):02X}{repo[1:]}",
+                 f"/projections/sessions/{upload_id.replace('-', '%2D')}"):
+        with get(server, path) as r:
+            assert r.status == 200, path
+    try:
+        get(server, f"/projections/repositories/000000000000/{repo}%zz")
+        assert False, "expected 400"
+    except urllib.error.HTTPError as e:
+        assert e.code == 400 and b"percent-encoded" in e.read()
     try:
         get(server, "/projections/sessions/00000000-0000-4000-8000-000000000000")
         assert False, "expected 404"
