@@ -121,12 +121,21 @@ extension ECRPublicService {
     /// and a store failure are AWS-shaped errors rather than an empty or cut-off body. The cursor is
     /// checked (``checkCursor(after:leafHash:in:)``) in the slice's own snapshot, so that no
     /// failover can come between the check and the events read.
-    func openingSlice(after: UInt64, leafHash: String?, limit: Int) async throws -> FeedSlice {
+    /// - Returns: the slice, and the log's last position in its snapshot (``logLastPositionHeader``).
+    func openingSlice(after: UInt64, leafHash: String?, limit: Int) async throws -> (slice: FeedSlice, tail: UInt64) {
+        let tail = Locked<UInt64>(0)
         // The consumer's leaf stands as the last sent: an empty slice carries it on to the next.
-        try await feedSlice(after: after, sent: leafHash.flatMap(Hex.decode), limit: limit) {
-            try Self.checkCursor(after: after, leafHash: leafHash, in: $0)
+        let slice = try await feedSlice(after: after, sent: leafHash.flatMap(Hex.decode), limit: limit) { snapshot in
+            try Self.checkCursor(after: after, leafHash: leafHash, in: snapshot)
+            let last = try snapshot.lastPosition()
+            tail.withLock { $0 = last }
         }
+        return (slice, tail.withLock { $0 })
     }
+
+    /// The log's last position when a feed's answer began: a page whose last line is below it was
+    /// cut short (by its limit, or by the answer's byte budget), not the log's end so far.
+    static let logLastPositionHeader = HTTPField.Name("Log-Last-Position")!
 
     /// The log no longer holds the last event a feed sent: a failover or a restore took it back.
     /// The feed ends; the consumer's reconnection with its cursor is refused (``checkCursor(after:leafHash:in:)``).
@@ -184,7 +193,7 @@ extension ECRPublicService {
         let limit = Int(min(try Self.query(request, "limit") ?? 1000, UInt64(Self.pageLimit)))
         // The body is written after the request's holding is no longer the task's.
         let holding = AnswerHolding.current
-        let first = try await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: min(limit, Self.sliceEvents))
+        let (first, tail) = try await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: min(limit, Self.sliceEvents))
         // Its lines go with the slice given to the body; the body keeps only where they end.
         let (firstLines, firstLast, firstLeaf) = (try OpeningSlice(first.lines, holding: holding), first.last, first.leaf)
         let body = ResponseBody { writer in
@@ -203,7 +212,7 @@ extension ECRPublicService {
             }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: body)
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson", Self.logLastPositionHeader: String(tail)], body: body)
     }
 
     /// `GET /events/stream?after=POS`: every event after POS as NDJSON, then each new one as it
@@ -232,7 +241,7 @@ extension ECRPublicService {
         // means the log was taken back (a failover, a restore): it must read again from one it holds.
         // The body is written after the request's holding is no longer the task's.
         let holding = AnswerHolding.current
-        let first = try await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: Self.sliceEvents)
+        let (first, tail) = try await openingSlice(after: after, leafHash: try Self.text(request, "leafHash"), limit: Self.sliceEvents)
         // Its lines go with the slice given to the body; the body keeps only where they end.
         let (firstLines, firstLast, firstLeaf) = (try OpeningSlice(first.lines, holding: holding), first.last, first.leaf)
         let metrics = self.metrics
@@ -274,7 +283,8 @@ extension ECRPublicService {
             } }, onInboundClosed: { readerGone.withLock { $0 = true } })
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson", .connection: "close"], body: body)
+        return Response(
+            status: .ok, headers: [.contentType: "application/x-ndjson", .connection: "close", Self.logLastPositionHeader: String(tail)], body: body)
     }
 
     func sessionProjection(_ uploadId: String) async throws -> Response {

@@ -253,6 +253,13 @@ def test_events_page_and_projection_endpoints(server, ecr, repo):
     upload_id = ecr.initiate_layer_upload(repositoryName=repo)["uploadId"]
     page = get_json_lines(server, "/events?after=0&limit=2")
     assert [e["position"] for e in page] == [1, 2]
+    # The log's last position as the page began: a page ending below it was cut short.
+    with get(server, "/events?after=0&limit=1") as r:
+        tail = int(r.headers["Log-Last-Position"])
+        assert [json.loads(line)["position"] for line in r.read().splitlines()] == [1] and tail >= 2
+    with get(server, f"/events?after={tail - 1}&limit=10") as r:
+        assert int(r.headers["Log-Last-Position"]) == tail
+        assert [json.loads(line)["position"] for line in r.read().splitlines()] == [tail]
     with get(server, f"/projections/sessions/{upload_id}") as r:
         body = json.loads(r.read())
     assert body["session"]["state"] == "active" and body["session"]["repositoryName"] == repo

@@ -320,7 +320,9 @@ struct HardeningDispatchTests {
             // A consumer resumed at the tail: its leaf stands as the last sent, for the next slice to check.
             let tail = try #require(try await service.feedSlice(after: 1, sent: sent, limit: 5).leaf)
             let resumed = try await service.openingSlice(after: 2, leafHash: Hex.encode(tail), limit: 5)
-            #expect(resumed.last == 2 && resumed.leaf == tail)
+            #expect(resumed.slice.last == 2 && resumed.slice.leaf == tail && resumed.tail == 2)
+            let page = try await service.openingSlice(after: 0, leafHash: nil, limit: 1)
+            #expect(page.slice.last == 1 && page.tail == 2, "a page short of the log's end says where it ends")
         }
     }
 
