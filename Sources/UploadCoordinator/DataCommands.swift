@@ -171,6 +171,9 @@ struct CopyStoreCommand: AsyncParsableCommand {
     @Option(help: "The destination's data directory (a new LMDB store).") var toDataDir: String?
     @Option(help: "The destination's PostgreSQL database, holding no events yet.") var toDatabaseUrl: String?
 
+    /// For tests: a file the copy writes once its destination is open, then waits for it to be removed.
+    static let pauseVariable = "UPLOAD_COORDINATOR_TEST_COPY_PAUSE_FILE"
+
     func validate() throws {
         guard fromDataDir != nil || fromDatabaseUrl != nil else { throw ValidationError("Give the source: --from-data-dir or --from-database-url.") }
         guard (toDataDir == nil) != (toDatabaseUrl == nil) else { throw ValidationError("Give one destination: --to-data-dir or --to-database-url.") }
@@ -232,6 +235,7 @@ struct CopyStoreCommand: AsyncParsableCommand {
             partial?.discard()
             fail(abandoned(explained, hadFolder: partial != nil))
         }
+        await pauseIfATestAsks(Self.pauseVariable)
         let result = Result { try StoreCopy.copy(from: source, to: destination) }.mapError { error in partial.map { Disk.explaining(error, writingIn: $0.path) } ?? error }
         await destination.close()
         do {

@@ -50,7 +50,7 @@ struct BackupCommand: AsyncParsableCommand {
         do {
             report = try await StoreBackup.run(
                 dataDirectory: store.dataDir, to: to, settings: try store.settings(), allowMissingBlobs: allowMissingBlobs,
-                afterSnapshot: Self.pauseForTests, logger: Logger(label: "upload-coordinator"))
+                afterSnapshot: { await pauseIfATestAsks(Self.pauseVariable) }, logger: Logger(label: "upload-coordinator"))
         } catch let error as ValidationError { throw error } catch { fail(error) }
         if json {
             printLine(.object([
@@ -68,12 +68,6 @@ struct BackupCommand: AsyncParsableCommand {
             for digest in report.missingBlobs { print("warning: blob \(digest) is named by the store but missing from its folder") }
             for upload in report.missingStaging { print("warning: upload \(upload) is in progress but its folder lacks the bytes the log records") }
         }
-    }
-
-    private static func pauseForTests() async {
-        guard let file = ProcessInfo.processInfo.environment[pauseVariable] else { return }
-        _ = FileManager.default.createFile(atPath: file, contents: Data("paused\n".utf8))
-        while FileManager.default.fileExists(atPath: file) { try? await Task.sleep(for: .milliseconds(20)) }
     }
 }
 

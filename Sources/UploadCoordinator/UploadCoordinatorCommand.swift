@@ -206,3 +206,11 @@ func cliMetadata() -> RequestMetadata {
 func printLine(_ value: JSONValue) {
     print(value.text)
 }
+
+/// For tests that signal a command at a known point: when the environment variable `variable`
+/// names a file, writes it and waits until the test removes it.
+func pauseIfATestAsks(_ variable: String) async {
+    guard let file = ProcessInfo.processInfo.environment[variable] else { return }
+    _ = FileManager.default.createFile(atPath: file, contents: Data("paused\n".utf8))
+    while FileManager.default.fileExists(atPath: file) { try? await Task.sleep(for: .milliseconds(20)) }
+}

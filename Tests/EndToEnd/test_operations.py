@@ -455,6 +455,26 @@ def test_a_backup_stopped_by_a_signal_removes_its_partial_folder_and_publishes_n
     assert tool("upload-coordinator", "backup", "--data-dir", str(live["data"]), "--to", str(tmp_path / "b")).returncode == 0
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_copy_stopped_by_a_signal_removes_its_partial_folder_and_publishes_nothing(live, tmp_path, stop):
+    """copy-store stopped while paused with its destination's store open (its partial folder
+    holds a new store): it ends 128 + the signal, with no folder left and nothing published, and a
+    copy to the same place then succeeds."""
+    pause, destination = tmp_path / "copy.paused", tmp_path / "copy"
+    command = [str(BIN / "upload-coordinator"), "copy-store", "--from-data-dir", str(live["data"]), "--to-data-dir", str(destination)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=stop_signals_at_their_defaults,
+                               env=dict(os.environ, UPLOAD_COORDINATOR_TEST_COPY_PAUSE_FILE=str(pause)))
+    wait_until_paused(process, pause)
+    assert any((p / "data.mdb").exists() for p in tmp_path.glob(".copy.partial-*")), "paused with the destination's store open"
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + stop, (process.returncode, err)
+    assert "interrupted: removed" in err and list(tmp_path.glob(".copy*")) == [] and not destination.exists(), (err, list(tmp_path.iterdir()))
+    copied = tool("upload-coordinator", *command[1:])
+    assert copied.returncode == 0, copied.stderr
+    assert tool("upload-replay", "--data-dir", str(destination), "--blobs", "none").returncode == 0, "a copy takes the log alone"
+
+
 def test_a_backup_started_under_nohup_outlives_hangups_and_the_second_hangup_of_a_closed_terminal_too(live, tmp_path):
     """`nohup upload-coordinator backup …` asks to outlive the terminal: the hangup is ignored, as
     it was started. Started from a terminal, the first SIGHUP stops it (its partial folder removed)
