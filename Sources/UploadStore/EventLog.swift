@@ -87,7 +87,7 @@ struct ProjectionCheckpoint: Equatable {
 
         init(_ bytes: some Collection<UInt8>) throws {
             guard bytes.count == 40, let position = BigEndian.uint64(bytes.prefix(8)), position > 0 else {
-                throw StoreError(.corrupt, "the projections' record of the leaf they folded last is malformed")
+                throw StoreError(.corrupt, "the projections' record of the leaf they folded last is malformed; they are derived from the log alone: stop every process on the store, then remove the data folder's `\(ProjectionEnvironment.subdirectory)` folder, and the next open rebuilds it from the log")
             }
             (self.position, self.hash) = (position, Array(bytes.dropFirst(8)))
         }

@@ -413,7 +413,7 @@ struct ReplayAndMigrationTests {
         #expect(refused?.message.contains("the event at position 1 they folded is not this log's") == true, "\(String(describing: refused))")
         try record(Array(firstLeaf.prefix(20)))
         let malformed = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
-        #expect(malformed?.code == .corrupt && malformed?.message.contains("is malformed") == true, "\(String(describing: malformed))")
+        #expect(malformed?.code == .corrupt && malformed?.message.contains("is malformed; they are derived from the log alone") == true, "\(String(describing: malformed))")
     }
 
     /// A store of a repository and one upload's initiation, whose `file` (the log's, or the
