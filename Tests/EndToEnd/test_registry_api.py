@@ -791,6 +791,40 @@ def test_manifest_put_by_sha512_digest_is_served_under_it(reg, repo):
     assert got.content == body and got.headers["Docker-Content-Digest"] == sha512(body)
 
 
+def test_a_push_by_digest_with_tag_parameters_tags_it_and_names_each_in_oci_tag(reg, ecr, repo):
+    """distribution-spec 1.1.1's `?tag=` on a push by digest: each tag, once, is recorded as a
+    PutImage of its own (what describe-image-tags then shows), and `OCI-Tag` names them."""
+    config = push_config(reg, repo)
+    body = image_manifest(config, [], annotations={"tagged": "by parameters"})
+    digest = sha256(body)
+    answer = reg("PUT", f"/v2/{repo}/manifests/{digest}", params=[("tag", "v1"), ("tag", "v1.2"), ("tag", "v1")], data=body,
+                 headers={"Content-Type": OCI_MANIFEST})
+    assert answer.status_code == 201 and answer.headers["Docker-Content-Digest"] == digest, answer.text
+    assert answer.headers["OCI-Tag"] == "v1, v1.2"
+    assert reg("GET", f"/v2/{repo}/tags/list").json()["tags"] == ["v1", "v1.2"]
+    assert reg("GET", f"/v2/{repo}/manifests/v1.2").content == body
+    described = ecr.describe_image_tags(repositoryName=repo)["imageTagDetails"]
+    assert sorted(t["imageTag"] for t in described if t["imageDetail"]["imageDigest"] == digest) == ["v1", "v1.2"]
+    again = reg("PUT", f"/v2/{repo}/manifests/{digest}", params=[("tag", "v1"), ("tag", "latest")], data=body, headers={"Content-Type": OCI_MANIFEST})
+    assert again.status_code == 201 and again.headers["OCI-Tag"] == "v1, latest", again.text
+    # Under a SHA-512 digest, the tags name the manifest by it.
+    other = image_manifest(config, [], annotations={"algorithm": "sha512"})
+    answer = reg("PUT", f"/v2/{repo}/manifests/{sha512(other)}", params={"tag": "long"}, data=other, headers={"Content-Type": OCI_MANIFEST})
+    assert answer.status_code == 201 and answer.headers["OCI-Tag"] == "long", answer.text
+    assert reg("GET", f"/v2/{repo}/manifests/long").headers["Docker-Content-Digest"] == sha512(other)
+
+
+@pytest.mark.parametrize("tags, status, code", [([("tag", "v1"), ("tag", "-no")], 400, "MANIFEST_INVALID"),
+                                                ([("tag", f"t{n}") for n in range(101)], 414, "UNSUPPORTED")])
+def test_a_push_by_digest_with_a_bad_tag_parameter_writes_nothing(reg, repo, tags, status, code):
+    config = push_config(reg, repo)
+    body = image_manifest(config, [], annotations={"refused": "tags"})
+    answer = reg("PUT", f"/v2/{repo}/manifests/{sha256(body)}", params=tags, data=body, headers={"Content-Type": OCI_MANIFEST})
+    assert_error(answer, status, code)
+    assert_error(reg("GET", f"/v2/{repo}/manifests/{sha256(body)}"), 404, "MANIFEST_UNKNOWN")
+    assert reg("GET", f"/v2/{repo}/tags/list").json()["tags"] == []
+
+
 def test_manifest_put_by_a_digest_not_its_own_is_400(reg, repo):
     body = push_image(reg, repo)
     assert_error(put_manifest(reg, repo, sha256(body + b" "), body), 400, "DIGEST_INVALID")

@@ -23,6 +23,7 @@ public final class RegistryFrontEnd: Sendable {
     static let uploadUUIDHeader = HTTPField.Name("Docker-Upload-UUID")!
     static let contentDigestHeader = HTTPField.Name("Docker-Content-Digest")!
     static let subjectHeader = HTTPField.Name("OCI-Subject")!
+    static let tagHeader = HTTPField.Name("OCI-Tag")!
     static let filtersAppliedHeader = HTTPField.Name("OCI-Filters-Applied")!
 
     let service: UploadService

@@ -29,7 +29,8 @@ extension RegistryFrontEnd {
         }
         switch request.method {
         case .put:
-            return try await putManifest(call, ref, tag: isDigest ? nil : reference, digest: isDigest ? reference : nil)
+            guard isDigest else { return try await putManifest(call, ref, tag: reference, digest: nil) }
+            return try await putManifest(call, ref, tag: nil, digest: reference, alsoTagging: try Self.tagParameters(request))
         case .get, .head:
             let image = try await service.reading { [service] snapshot -> ImageRecord? in
                 _ = try Decider.existingRepository(ref.registryId, ref.repositoryName, state: snapshot, settings: service.settings)
@@ -60,9 +61,29 @@ extension RegistryFrontEnd {
         }
     }
 
+    /// The most `tag` query parameters a push by digest takes (the spec asks for at least 10).
+    static let mostTagParameters = 100
+
+    /// A push by digest's `tag` query parameters (distribution-spec 1.1.1), each once, in order;
+    /// all checked before anything is written.
+    static func tagParameters(_ request: Request) throws -> [String] {
+        var tags: [String] = []
+        for tag in request.uri.queryParameters.getAll("tag").map { String($0) } where !tags.contains(tag) {
+            guard Validation.isImageTag(tag), tag.utf8.count <= longestListedTag else {
+                throw RegistryError(.manifestInvalid, "The tag parameter '\(Validation.quoted(String(tag.prefix(140))))' is not a tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+            }
+            tags.append(tag)
+        }
+        guard tags.count <= mostTagParameters else {
+            throw RegistryError(.unsupported, "A push takes at most \(mostTagParameters) tag parameters; got \(tags.count)", status: .uriTooLong)
+        }
+        return tags
+    }
+
     /// PutImage with the body exactly as sent; a manifest the repository already holds (under
-    /// this tag, when one is given) is answered as stored.
-    private func putManifest(_ call: Call, _ ref: RepositoryRef, tag: String?, digest: String?) async throws -> Response {
+    /// this tag, when one is given) is answered as stored. A push by digest with `tag` parameters
+    /// then records a PutImage for each tag, and names them in `OCI-Tag`.
+    private func putManifest(_ call: Call, _ ref: RepositoryRef, tag: String?, digest: String?, alsoTagging tags: [String] = []) async throws -> Response {
         let body = try await ClientBody(call.request, limit: PutImage.maximumManifestBytes).collect(upTo: PutImage.maximumManifestBytes)
         guard let text = String(validating: body.readableBytesView, as: UTF8.self) else {
             throw RegistryError(.manifestInvalid, "The manifest is not UTF-8 JSON")
@@ -85,7 +106,11 @@ extension RegistryFrontEnd {
         } catch let refusal as CommandError where refusal.code == .imageAlreadyExists {
             // Pushed before: nothing to record.
         }
+        for tag in tags {
+            do { _ = try await service.putImage(try command.tagged(tag), call.metadata()) } catch let refusal as CommandError where refusal.code == .imageAlreadyExists {}
+        }
         var headers: HTTPFields = [.location: "/v2/\(ref.repositoryName)/manifests/\(command.imageDigest)", Self.contentDigestHeader: command.imageDigest]
+        if !tags.isEmpty { headers[Self.tagHeader] = tags.joined(separator: ", ") }
         if let subject = ManifestFacts(text)?.subject { headers[Self.subjectHeader] = subject }
         return Self.empty(.created, call.request, headers: headers)
     }

@@ -20,7 +20,7 @@ public struct PutImage: Sendable, Equatable {
     /// Exactly as sent; stored byte for byte.
     public let imageManifest: String
     public let imageManifestMediaType: String
-    public let imageTag: String?
+    public private(set) var imageTag: String?
     public let imageDigest: String
     /// The digest the caller claimed, when it sent one.
     public let claimedDigest: String?
@@ -76,6 +76,14 @@ public struct PutImage: Sendable, Equatable {
 }
 
 extension PutImage {
+    /// The same push under `tag` (a registry push by digest with `tag` parameters), the manifest
+    /// not parsed again.
+    public func tagged(_ tag: String) throws(CommandError) -> PutImage {
+        var push = self
+        push.imageTag = try Validation.imageTag(tag)
+        return push
+    }
+
     /// What a repository that holds nothing yet (one a registry push would create) refuses this
     /// manifest for, as the decider decides it there; `nil` when it would be stored.
     public var refusalInAnEmptyRepository: CommandError? { ImageDecisions.refusalInAnEmptyRepository(self) }
