@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LogHashing
 import UploadAPI
 import UploadCore
 import UploadService
@@ -118,9 +119,12 @@ enum ServeAuthentication {
 
     /// A random key pair, as the credentials file's one line. ``SecretFile`` writes it whole or not
     /// at all, 0600, and processes starting together on one folder agree on one pair.
+    /// From the kernel's random bits (``BufferedRandom``, `getentropy`): Foundation's `UUID()`
+    /// reads /dev/urandom through a descriptor, and a start out of descriptors made the same
+    /// all-zero pair every time.
     private static func generatedKeyPair() -> [UInt8] {
-        let id = "AKUC" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).uppercased()
-        let secret = (0..<2).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined()
-        return Array("\(id) \(secret)\n".utf8)
+        var random = BufferedRandom()
+        func hex(words: Int) -> String { (0..<words).map { _ in Hex.encode(BigEndian.bytes(random.next() as UInt64)) }.joined().uppercased() }
+        return Array("AKUC\(hex(words: 1)) \(hex(words: 4))\n".utf8)
     }
 }

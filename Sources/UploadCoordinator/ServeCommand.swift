@@ -155,6 +155,9 @@ struct ServeCommand: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         // Lines still held by the log's thread are written before any exit, not only a clean stop.
         atexit { BackgroundStandardError.flush(within: 2) }
+        // Before anything is opened or made: out of descriptors, NIO's event loops trap as they start.
+        let descriptorShortfall: (limit: rlim_t, wanted: rlim_t)?
+        do { descriptorShortfall = try FileDescriptorLimit.raise(toHold: maxConnections) } catch { fail(error) }
         let keys = try ServeAuthentication.keys(credentialsFile: credentials, allowAnonymous: allowAnonymous, host: host)
         // Every logger of the process, the store's and the clocks' too, writes as serve's does: at
         // its level, one line per line, client bytes escaped.
@@ -272,7 +275,10 @@ struct ServeCommand: AsyncParsableCommand {
             registry: registryFrontEnd, checkpoints: checkpoints, endpoint: endpoint)
         let dataDir = self.dataDir
         let registry = settings.defaultRegistryId
-        FileDescriptorLimit.raise(toHold: maxConnections, logger: logger)
+        if let descriptorShortfall {
+            logger.warning("the open-file limit is below --max-connections plus headroom; lower --max-connections or raise the hard limit", metadata: [
+                "files.limit": "\(descriptorShortfall.limit)", "files.wanted": "\(descriptorShortfall.wanted)"])
+        }
         let app = Application(
             router: api.router(noopRoute: benchmarkNoopRoute),
             server: .guardedHTTP1(limits: connectionLimits, answers: answers, logger: logger, metrics: metrics),

@@ -250,7 +250,7 @@ extension BlobStore {
     private func removeHoldingTheInterrupt(
         _ blob: (digest: String, path: String, size: UInt64), since cutoff: Date, movedAside: (String) -> Void
     ) throws -> Bool {
-        let aside = PathNames.folder(of: blob.path) + "/" + Self.collectedPrefix + blob.path.split(separator: "/").last! + "." + UUID().uuidString.lowercased()
+        let aside = PathNames.folder(of: blob.path) + "/" + Self.collectedPrefix + blob.path.split(separator: "/").last! + "." + RandomUUIDs.next()
         guard rename(blob.path, aside) == 0 else {
             guard errno == ENOENT else { throw Self.posixError("rename \(blob.path)") }
             return false  // gone meanwhile (removed by hand): nothing to remove

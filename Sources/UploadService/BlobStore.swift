@@ -191,9 +191,12 @@ public struct BlobStore: BlobStorage {
     /// Writes `bytes` (a blob small enough to hold, such as a repository's logo) to a synced
     /// temporary file in the blob directory, for ``commitBlob(_:digest:)``.
     public func writeTemporary(_ bytes: [UInt8]) throws -> String {
-        let temporary = blobs + "/.tmp-" + UUID().uuidString.lowercased()
-        guard Self.createPrivateFile(temporary), let output = FileHandle(forWritingAtPath: temporary) else {
-            let failure = Self.posixError("create \(temporary)")
+        // Foundation's `UUID()` reads /dev/urandom through a descriptor, and out of descriptors
+        // gave the same all-zero id to every caller: two logos' bytes then met in one file.
+        let temporary = blobs + "/.tmp-" + RandomUUIDs.next()
+        guard Self.createPrivateFile(temporary, exclusive: true) else { throw Self.posixError("create \(temporary)") }
+        guard let output = FileHandle(forWritingAtPath: temporary) else {
+            let failure = Self.posixError("open \(temporary)")
             unlink(temporary)
             throw failure
         }
@@ -310,9 +313,14 @@ public struct BlobStore: BlobStorage {
     public func discard(temporary: String) { unlink(temporary) }
 
     /// Makes an empty file only its owner may read (0600, whatever the umask), as every file of the
-    /// data folder is: blobs include private repositories' layers.
-    static func createPrivateFile(_ path: String) -> Bool {
-        FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+    /// data folder is: blobs include private repositories' layers. `exclusive`: only where no file
+    /// has the name (a temporary's name is its own), else it is emptied.
+    static func createPrivateFile(_ path: String, exclusive: Bool = false) -> Bool {
+        guard exclusive else { return FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) }
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        return fchmod(descriptor, 0o600) == 0 || { unlink(path); return false }()
     }
 
     public func openBlob(_ digest: String) throws -> any BlobReader { try BlobFile(path: blobPath(digest)) }
@@ -385,7 +393,7 @@ public struct BlobStore: BlobStorage {
     /// The time of the folder's file system, as ``fileSystemNow(in:)`` reads it, or why it cannot
     /// be read: for the blob collector, which must not judge another node's claims by this node's clock.
     static func fileSystemTime(in folder: String) throws -> Date {
-        let probe = folder + "/" + clockProbePrefix + UUID().uuidString
+        let probe = folder + "/" + clockProbePrefix + RandomUUIDs.next()
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw posixError("the file system's clock: create \(probe)") }
         defer {

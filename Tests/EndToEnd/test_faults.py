@@ -1,6 +1,8 @@
 """Faults: a full disk, and reader slots left by killed processes."""
+import concurrent.futures
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -307,3 +309,42 @@ def test_a_copy_that_fills_the_disk_part_way_says_only_that_it_failed(small_disk
         assert [name for name in os.listdir(small_disk) if name != "filler"] == [], os.listdir(small_disk)
     finally:
         os.unlink(filler)
+
+
+def test_ids_and_keys_come_from_the_kernel_not_a_descriptor_on_dev_urandom(tmp_path):
+    """Out of descriptors, Foundation's UUID() (which opens /dev/urandom, unchecked) gave every
+    caller the same all-zero id: a server starting so made the key pair AKUC0000000000004000 and a
+    secret of zeros, and logos written at once met in one temporary file, stored under digests not
+    their own. With every open of /dev/urandom failing, the key pair made at start is random, and
+    logos written together each keep their own bytes."""
+    data = tmp_path / "data"
+    data.mkdir()
+    failing_urandom = ("strace", "-f", "-qq", "-o", "/dev/null", "-P", "/dev/urandom",
+                       "-e", "trace=open,openat", "-e", "inject=open,openat:error=EMFILE")
+    server = Server(str(data), credentials=None, wrapper=failing_urandom)
+    try:
+        key_id, secret = (data / "credentials").read_text().split()
+        assert re.fullmatch(r"AKUC[0-9A-F]{16}", key_id) and re.fullmatch(r"[0-9A-F]{64}", secret), (key_id, secret)
+        assert "0000000000" not in key_id + secret, (key_id, secret)
+        ecr = boto3.client("ecr-public", endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id=key_id,
+                           aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+        repositories = [f"logos/r{n}" for n in range(8)]
+        for name in repositories:
+            ecr.create_repository(repositoryName=name)
+
+        def put_logos(name):
+            for _ in range(25):
+                ecr.put_repository_catalog_data(repositoryName=name, catalogData={"logoImageBlob": b"\x89PNG\r\n\x1a\n" + os.urandom(200)})
+
+        with concurrent.futures.ThreadPoolExecutor(len(repositories)) as pool:
+            list(pool.map(put_logos, repositories))
+    finally:
+        # serve is strace's child: stopped itself, whose status strace then exits with.
+        with open(f"/proc/{server.process.pid}/task/{server.process.pid}/children") as children:
+            os.kill(int(children.read().split()[0]), signal.SIGTERM)
+        try:
+            assert server.process.wait(timeout=60) == 0
+        finally:
+            server.kill()
+    replay = server.tool("upload-replay", "--data-dir", str(data), "--blobs", "contents")
+    assert replay.returncode == 0, "every logo under its own digest: " + replay.stdout + replay.stderr

@@ -164,6 +164,25 @@ def test_serve_started_ignoring_sighup_keeps_ignoring_it():
         assert process.returncode == 0 and "stopping: no new connections" in err, err
 
 
+@pytest.mark.parametrize("limit", [17, 40])
+def test_an_open_file_limit_too_low_to_serve_is_refused_before_anything_is_made(limit):
+    """Below about 20 descriptors NIO's event loops trapped as they were made (SIGILL, exit 132),
+    after the data folder and its credentials were: a limit serve cannot reach 64 with is refused
+    first, naming the limit."""
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    with tempfile.TemporaryDirectory() as parent:
+        data = os.path.join(parent, "data")
+        out = subprocess.run([str(BIN / "upload-coordinator"), "serve", "--data-dir", data, "--port", "0"],
+                             capture_output=True, text=True, timeout=120, preexec_fn=low_limit)
+        assert out.returncode == 1 and f"error: the open-file limit is {limit} (hard limit {limit}); serve needs at least 64" in out.stderr, \
+            (out.returncode, out.stderr[-2000:])
+        assert not os.path.exists(data), "nothing made"
+
+
 def test_a_port_taken_is_named_with_its_cause():
     with tempfile.TemporaryDirectory() as data, socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

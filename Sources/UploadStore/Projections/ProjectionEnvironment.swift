@@ -37,7 +37,7 @@ struct ProjectionEnvironment: Sendable {
     /// gone as soon as it is open (it lives on in its open descriptors and its mapping): what a
     /// reader of the log alone reads in place of a store's own that it cannot read.
     static func empty() throws -> ProjectionEnvironment {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upload-coordinator-empty-\(UUID().uuidString)").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upload-coordinator-empty-\(RandomUUIDs.next())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var configuration = Environment.Configuration()
