@@ -167,6 +167,9 @@ extension UploadService {
             // The client never learns this upload's id, so nothing else could end it.
             blobs.removeStaging(waiting)
             try? await cancelUpload(upload, metadata)
+            // Nor could it have ended it: its repository was deleted meanwhile (UploadAborted,
+            // repositoryDeleted), which is what the client is told, not of an upload it never saw.
+            if let ended = error as? CommandError, ended.code == .uploadNotFound { throw Decider.repositoryNotFound(repository) }
             throw error
         }
     }

@@ -1939,6 +1939,41 @@ def test_a_first_chunk_still_streaming_is_spared_by_the_expiry_sweeper():
         assert not [e for e in server.events() if e["type"] == "UploadExpired"]
 
 
+def test_a_whole_layer_pushed_while_its_repository_is_deleted_is_name_unknown_not_an_upload_never_seen():
+    """A monolithic POST …?digest= starts its upload once the body is in: when the repository's
+    deletion ended that upload first (UploadAborted, repositoryDeleted), the client was told
+    BLOB_UPLOAD_UNKNOWN of an upload id it never saw. It is told NAME_UNKNOWN, as when the
+    deletion came first, or 201."""
+    import random
+    import threading
+    with serving("--allow-anonymous") as server:
+        reg, ecr = Registry(server), ecr_client(server)
+        answers = []
+        for attempt in range(40):
+            name = f"race/whole-{attempt}"
+            ecr.create_repository(repositoryName=name)
+            barrier, layer = threading.Barrier(2), os.urandom(200_000)
+
+            def push():
+                barrier.wait()
+                answers.append(reg("POST", f"/v2/{name}/blobs/uploads/", params={"digest": sha256(layer)}, data=layer,
+                                   headers={"Content-Type": "application/octet-stream"}))
+
+            def delete():
+                barrier.wait()
+                time.sleep(random.uniform(0, 0.004))
+                ecr.delete_repository(repositoryName=name, force=True)
+
+            threads = [threading.Thread(target=push), threading.Thread(target=delete)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        for answer in answers:
+            if answer.status_code != 201:
+                assert_error(answer, 404, "NAME_UNKNOWN")
+
+
 def test_a_session_started_while_the_repository_is_deleted_is_made_in_it_again_under_create_on_push():
     """Under --create-repositories-on-push, a POST (a session, or a mount) that found the
     repository and then met its deletion makes it again, as a push after the delete would: it was
