@@ -320,7 +320,11 @@ public struct BlobStore: BlobStorage {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { return false }
         defer { close(descriptor) }
-        return fchmod(descriptor, 0o600) == 0 || { unlink(path); return false }()
+        guard fchmod(descriptor, 0o600) == 0 else {
+            unlink(path)
+            return false
+        }
+        return true
     }
 
     public func openBlob(_ digest: String) throws -> any BlobReader { try BlobFile(path: blobPath(digest)) }
