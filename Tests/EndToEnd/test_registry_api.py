@@ -11,9 +11,11 @@ import hashlib
 import json
 import os
 import pathlib
+import random
 import re
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from urllib.parse import urljoin
@@ -1939,36 +1941,42 @@ def test_a_first_chunk_still_streaming_is_spared_by_the_expiry_sweeper():
         assert not [e for e in server.events() if e["type"] == "UploadExpired"]
 
 
+def racing_its_deletion(ecr, name, request, deletion_delay):
+    """`request()`'s answer, sent at once with a forced DeleteRepository of `name` that waits a
+    random part of `deletion_delay` seconds first."""
+    barrier, answer = threading.Barrier(2), []
+
+    def send():
+        barrier.wait()
+        answer.append(request())
+
+    def delete():
+        barrier.wait()
+        time.sleep(random.uniform(0, deletion_delay))
+        ecr.delete_repository(repositoryName=name, force=True)
+
+    threads = [threading.Thread(target=send), threading.Thread(target=delete)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answer[0]
+
+
 def test_a_whole_layer_pushed_while_its_repository_is_deleted_is_name_unknown_not_an_upload_never_seen():
     """A monolithic POST …?digest= starts its upload once the body is in: when the repository's
     deletion ended that upload first (UploadAborted, repositoryDeleted), the client was told
     BLOB_UPLOAD_UNKNOWN of an upload id it never saw. It is told NAME_UNKNOWN, as when the
     deletion came first, or 201."""
-    import random
-    import threading
     with serving("--allow-anonymous") as server:
         reg, ecr = Registry(server), ecr_client(server)
         answers = []
         for attempt in range(40):
-            name = f"race/whole-{attempt}"
+            name, layer = f"race/whole-{attempt}", os.urandom(200_000)
             ecr.create_repository(repositoryName=name)
-            barrier, layer = threading.Barrier(2), os.urandom(200_000)
-
-            def push():
-                barrier.wait()
-                answers.append(reg("POST", f"/v2/{name}/blobs/uploads/", params={"digest": sha256(layer)}, data=layer,
-                                   headers={"Content-Type": "application/octet-stream"}))
-
-            def delete():
-                barrier.wait()
-                time.sleep(random.uniform(0, 0.004))
-                ecr.delete_repository(repositoryName=name, force=True)
-
-            threads = [threading.Thread(target=push), threading.Thread(target=delete)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            answers.append(racing_its_deletion(ecr, name, lambda: reg(
+                "POST", f"/v2/{name}/blobs/uploads/", params={"digest": sha256(layer)}, data=layer,
+                headers={"Content-Type": "application/octet-stream"}), deletion_delay=0.004))
         for answer in answers:
             if answer.status_code != 201:
                 assert_error(answer, 404, "NAME_UNKNOWN")
@@ -1978,8 +1986,6 @@ def test_a_session_started_while_the_repository_is_deleted_is_made_in_it_again_u
     """Under --create-repositories-on-push, a POST (a session, or a mount) that found the
     repository and then met its deletion makes it again, as a push after the delete would: it was
     answered NAME_UNKNOWN, which no order of the two gives."""
-    import random
-    import threading
     with serving("--allow-anonymous", "--create-repositories-on-push") as server:
         reg, ecr = Registry(server), ecr_client(server)
         mounted = push_blob(reg, "race/source", os.urandom(1000))
@@ -1987,25 +1993,13 @@ def test_a_session_started_while_the_repository_is_deleted_is_made_in_it_again_u
         for attempt in range(30):
             name = f"race/app-{attempt}"
             ecr.create_repository(repositoryName=name)
-            barrier, answers = threading.Barrier(2), {}
 
             def start():
-                barrier.wait()
                 time.sleep(random.uniform(0, 0.005))
                 params = {"mount": mounted, "from": "race/source"} if attempt % 2 else {}
-                answers["start"] = reg("POST", f"/v2/{name}/blobs/uploads/", params=params, headers={"Content-Length": "0"})
+                return reg("POST", f"/v2/{name}/blobs/uploads/", params=params, headers={"Content-Length": "0"})
 
-            def delete():
-                barrier.wait()
-                time.sleep(random.uniform(0, 0.005))
-                ecr.delete_repository(repositoryName=name, force=True)
-
-            threads = [threading.Thread(target=start), threading.Thread(target=delete)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            statuses.append((name, answers["start"]))
+            statuses.append((name, racing_its_deletion(ecr, name, start, deletion_delay=0.005)))
         assert all(answer.status_code in (201, 202) for _, answer in statuses), [(a.status_code, a.text[:80]) for _, a in statuses]
         # Each answer is a fact of the log, in one order with the delete: a session (or a mount)
         # recorded before the delete was ended by it; one recorded after it follows the
