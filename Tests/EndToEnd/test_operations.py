@@ -414,6 +414,18 @@ def wait_until_paused(process, pause):
         time.sleep(0.005)
 
 
+def stopped_while_paused_leaves_nothing(process, stop, destination, paused_with):
+    """`process`, paused with its partial folder beside `destination` holding a store, stopped by
+    `stop`: it ends 128 + the signal, its folder removed, nothing published."""
+    folder = destination.parent
+    assert any((p / "data.mdb").exists() for p in folder.glob(f".{destination.name}.partial-*")), paused_with
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + stop, (process.returncode, err)
+    assert "interrupted: removed" in err and list(folder.glob(f".{destination.name}*")) == [] and not destination.exists(), \
+        (err, list(folder.iterdir()))
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_backup_stopped_by_a_signal_removes_its_partial_folder_and_publishes_nothing_part_way(live, tmp_path, stop):
     """Ctrl-C (or an init system's SIGTERM, or a closed ssh session's SIGHUP) on a backup: its copy of the whole store went on taking
@@ -427,11 +439,7 @@ def test_a_backup_stopped_by_a_signal_removes_its_partial_folder_and_publishes_n
     pause, destination = tmp_path / "paused", tmp_path / "b"
     process = backup(destination, pause)
     paused(process, pause)
-    assert any((p / "data.mdb").exists() for p in tmp_path.glob(".b.partial-*")), "paused after its snapshot was copied"
-    process.send_signal(stop)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 128 + stop, (process.returncode, err)
-    assert "interrupted: removed" in err and list(tmp_path.glob(".b*")) == [] and not destination.exists(), (err, list(tmp_path.iterdir()))
+    stopped_while_paused_leaves_nothing(process, stop, destination, "paused after its snapshot was copied")
 
     outcomes = set()
     for attempt in range(12):
@@ -465,11 +473,7 @@ def test_a_copy_stopped_by_a_signal_removes_its_partial_folder_and_publishes_not
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=stop_signals_at_their_defaults,
                                env=dict(os.environ, UPLOAD_COORDINATOR_TEST_COPY_PAUSE_FILE=str(pause)))
     wait_until_paused(process, pause)
-    assert any((p / "data.mdb").exists() for p in tmp_path.glob(".copy.partial-*")), "paused with the destination's store open"
-    process.send_signal(stop)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 128 + stop, (process.returncode, err)
-    assert "interrupted: removed" in err and list(tmp_path.glob(".copy*")) == [] and not destination.exists(), (err, list(tmp_path.iterdir()))
+    stopped_while_paused_leaves_nothing(process, stop, destination, "paused with the destination's store open")
     copied = tool("upload-coordinator", *command[1:])
     assert copied.returncode == 0, copied.stderr
     assert tool("upload-replay", "--data-dir", str(destination), "--blobs", "none").returncode == 0, "a copy takes the log alone"
