@@ -302,7 +302,7 @@ extension ECRPublicService {
 
     static func percentDecoded(_ segment: some StringProtocol) throws -> String {
         guard let decoded = segment.removingPercentEncoding else {
-            throw APIError.invalidParameter("The path holds a '%' that starts no percent-encoded byte of UTF-8: '\(Validation.quoted(String(segment.prefix(64))))'")
+            throw APIError.invalidParameter("The path is not percent-encoded UTF-8: '\(Validation.quoted(String(segment.prefix(64))))'")
         }
         return decoded
     }

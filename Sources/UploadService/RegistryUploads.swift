@@ -169,6 +169,8 @@ extension UploadService {
             try? await cancelUpload(upload, metadata)
             // Nor could it have ended it: its repository was deleted meanwhile (UploadAborted,
             // repositoryDeleted), which is what the client is told, not of an upload it never saw.
+            // (Under --create-repositories-on-push a deletion before the push would have made the
+            // repository again; this one came after the body was read, and the client pushes again.)
             if let ended = error as? CommandError, ended.code == .uploadNotFound { throw Decider.repositoryNotFound(repository) }
             throw error
         }

@@ -85,10 +85,10 @@ struct ProjectionCheckpoint: Equatable {
 
         init(position: UInt64, hash: MerkleTree.Hash) { (self.position, self.hash) = (position, hash) }
 
-        init(_ bytes: some Collection<UInt8>) throws {
-            guard bytes.count == 40, let position = BigEndian.uint64(bytes.prefix(8)), position > 0 else {
-                throw StoreError(.corrupt, "the projections' record of the leaf they folded last is malformed; they are derived from the log alone: stop every process on the store, then remove the data folder's `\(ProjectionEnvironment.subdirectory)` folder, and the next open rebuilds it from the log")
-            }
+        /// `nil` for a record of another shape (a later version's, say), which is taken as no leaf:
+        /// a roll-back from that version must open. A change of the record takes another key.
+        init?(_ bytes: some Collection<UInt8>) {
+            guard bytes.count == 40, let position = BigEndian.uint64(bytes.prefix(8)), position > 0 else { return nil }
             (self.position, self.hash) = (position, Array(bytes.dropFirst(8)))
         }
     }
@@ -104,7 +104,7 @@ struct ProjectionCheckpoint: Equatable {
             throw StoreError(.corrupt, "the projection checkpoint is malformed")
         }
         let version = try txn.get(schema.projectionState, versionKey).flatMap(Self.version)
-        let leaf = try txn.get(schema.projectionState, leafKey).map(FoldedLeaf.init)
+        let leaf = try txn.get(schema.projectionState, leafKey).flatMap(FoldedLeaf.init)
         return ProjectionCheckpoint(position: position, version: version, leaf: leaf)
     }
 

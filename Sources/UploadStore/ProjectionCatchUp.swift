@@ -16,7 +16,7 @@ enum ProjectionCatchUp {
     /// a size already signed, would fork the log. `wayOut` says how to rebuild them from the log as
     /// it stands, once the operator has announced the fork. Checked whatever the views' layout.
     static func logWentBack(viewsAt position: UInt64, tail: UInt64, wayOut: String) -> StoreError {
-        StoreError(.corrupt, "the projections were written from \(position) events, but the log holds \(tail): the log lost its last \(position - tail) events (restored alone from an older copy, cut, or tampered with), the projections are another store's (put in this folder from elsewhere), or the folder was copied file by file while a server wrote (copy a live store with `upload-coordinator backup`). Restore the whole store from one backup; or, to serve the log as it now stands, announce that it went back to position \(tail) (checkpoints signed past it fork from what it now signs), stop every process on the store, then \(wayOut)")
+        StoreError(.corrupt, "the projections were written from \(position) events, but the log holds \(tail): the log lost its last \(position - tail) events (restored alone from an older copy, cut, or tampered with), the projections are another store's, or the folder was copied file by file while a server wrote (copy a live store with `upload-coordinator backup`). Restore the whole store from one backup; or, to serve the log as it now stands, announce that it went back to position \(tail) (checkpoints signed past it fork from what it now signs), stop every process on the store, then \(wayOut)")
     }
 
     /// Refuses tables of layout `version`, not this binary's, unless they may be rebuilt to it

@@ -341,8 +341,10 @@ def test_ids_and_keys_come_from_the_kernel_not_a_descriptor_on_dev_urandom(tmp_p
     finally:
         # serve is strace's child: stopped itself, whose status strace then exits with.
         with open(f"/proc/{server.process.pid}/task/{server.process.pid}/children") as children:
-            os.kill(int(children.read().split()[0]), signal.SIGTERM)
+            serve = children.read().split()
         try:
+            assert serve, "serve ended before it was stopped"
+            os.kill(int(serve[0]), signal.SIGTERM)
             assert server.process.wait(timeout=60) == 0
         finally:
             server.kill()

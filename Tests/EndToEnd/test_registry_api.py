@@ -793,7 +793,7 @@ def test_manifest_put_by_sha512_digest_is_served_under_it(reg, repo):
     assert got.content == body and got.headers["Docker-Content-Digest"] == sha512(body)
 
 
-def test_a_push_by_digest_with_tag_parameters_tags_it_and_names_each_in_oci_tag(reg, ecr, repo):
+def test_a_push_by_digest_with_tag_parameters_tags_it_and_names_each_in_oci_tag(reg, ecr, repo, server):
     """distribution-spec 1.1.1's `?tag=` on a push by digest: each tag, once, is recorded as a
     PutImage of its own (what describe-image-tags then shows), and `OCI-Tag` names them."""
     config = push_config(reg, repo)
@@ -803,6 +803,8 @@ def test_a_push_by_digest_with_tag_parameters_tags_it_and_names_each_in_oci_tag(
                  headers={"Content-Type": OCI_MANIFEST})
     assert answer.status_code == 201 and answer.headers["Docker-Content-Digest"] == digest, answer.text
     assert answer.headers["OCI-Tag"] == "v1, v1.2"
+    pushed = [e["data"].get("imageTag") for e in server.events() if e["type"] == "ImagePushed" and e["data"]["imageDigest"] == digest]
+    assert pushed == ["v1", "v1.2"], "the manifest recorded once a tag, under the first tag first"
     assert reg("GET", f"/v2/{repo}/tags/list").json()["tags"] == ["v1", "v1.2"]
     assert reg("GET", f"/v2/{repo}/manifests/v1.2").content == body
     described = ecr.describe_image_tags(repositoryName=repo)["imageTagDetails"]
@@ -816,11 +818,14 @@ def test_a_push_by_digest_with_tag_parameters_tags_it_and_names_each_in_oci_tag(
     assert reg("GET", f"/v2/{repo}/manifests/long").headers["Docker-Content-Digest"] == sha512(other)
 
 
-@pytest.mark.parametrize("tags, status, code", [([("tag", "v1"), ("tag", "-no")], 400, "MANIFEST_INVALID"),
-                                                ([("tag", f"t{n}") for n in range(101)], 414, "UNSUPPORTED")])
-def test_a_push_by_digest_with_a_bad_tag_parameter_writes_nothing(reg, repo, tags, status, code):
+@pytest.mark.parametrize("tags, padding, status, code", [
+    ([("tag", "v1"), ("tag", "-no")], 0, 400, "MANIFEST_INVALID"),
+    ([("tag", f"t{n}") for n in range(101)], 0, 414, "UNSUPPORTED"),
+    # Each tag records the manifest again: 17 of a mebibyte pass the 16 MiB one push may record.
+    ([("tag", f"t{n}") for n in range(17)], MIB, 413, "MANIFEST_INVALID")])
+def test_a_push_by_digest_with_a_bad_tag_parameter_writes_nothing(reg, repo, tags, padding, status, code):
     config = push_config(reg, repo)
-    body = image_manifest(config, [], annotations={"refused": "tags"})
+    body = image_manifest(config, [], annotations={"refused": "tags", "padding": "x" * padding})
     answer = reg("PUT", f"/v2/{repo}/manifests/{sha256(body)}", params=tags, data=body, headers={"Content-Type": OCI_MANIFEST})
     assert_error(answer, status, code)
     assert_error(reg("GET", f"/v2/{repo}/manifests/{sha256(body)}"), 404, "MANIFEST_UNKNOWN")

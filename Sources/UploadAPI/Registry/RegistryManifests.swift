@@ -63,36 +63,46 @@ extension RegistryFrontEnd {
 
     /// The most `tag` query parameters a push by digest takes (the spec asks for at least 10).
     static let mostTagParameters = 100
+    /// The most manifest bytes one push by digest with `tag` parameters records: each tag is a
+    /// PutImage whose event carries the manifest, so a request's growth of the log stays bounded
+    /// (ten tags of a manifest of up to 1.6 MB).
+    static let mostTaggedManifestBytes = 16 << 20
 
     /// A push by digest's `tag` query parameters (distribution-spec 1.1.1), each once, in order;
     /// all checked before anything is written.
     static func tagParameters(_ request: Request) throws -> [String] {
-        var tags: [String] = []
-        for tag in request.uri.queryParameters.getAll("tag").map { String($0) } where !tags.contains(tag) {
+        var (tags, seen) = ([String](), Set<String>())
+        for tag in request.uri.queryParameters.getAll("tag").lazy.map({ String($0) }) where seen.insert(tag).inserted {
+            guard tags.count < mostTagParameters else {
+                throw RegistryError(.unsupported, "A push takes at most \(mostTagParameters) tag parameters", status: .uriTooLong)
+            }
             guard Validation.isImageTag(tag), tag.utf8.count <= longestListedTag else {
                 throw RegistryError(.manifestInvalid, "The tag parameter '\(Validation.quoted(String(tag.prefix(140))))' is not a tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
             }
             tags.append(tag)
-        }
-        guard tags.count <= mostTagParameters else {
-            throw RegistryError(.unsupported, "A push takes at most \(mostTagParameters) tag parameters; got \(tags.count)", status: .uriTooLong)
         }
         return tags
     }
 
     /// PutImage with the body exactly as sent; a manifest the repository already holds (under
     /// this tag, when one is given) is answered as stored. A push by digest with `tag` parameters
-    /// then records a PutImage for each tag, and names them in `OCI-Tag`.
+    /// records it under the first, then a PutImage for each other tag (a failure part way leaves
+    /// those before it recorded), and names them in `OCI-Tag`.
     private func putManifest(_ call: Call, _ ref: RepositoryRef, tag: String?, digest: String?, alsoTagging tags: [String] = []) async throws -> Response {
         let body = try await ClientBody(call.request, limit: PutImage.maximumManifestBytes).collect(upTo: PutImage.maximumManifestBytes)
         guard let text = String(validating: body.readableBytesView, as: UTF8.self) else {
             throw RegistryError(.manifestInvalid, "The manifest is not UTF-8 JSON")
         }
+        guard tags.count <= 1 || tags.count * body.readableBytes <= Self.mostTaggedManifestBytes else {
+            throw RegistryError(
+                .manifestInvalid, "Each tag records the manifest again: \(tags.count) tags of a manifest of \(body.readableBytes) bytes pass the \(Self.mostTaggedManifestBytes) bytes one push may record; push it with fewer tags at once",
+                status: .contentTooLarge)
+        }
         // A media type's case carries no meaning (RFC 9110 8.3.1); the registered ones are lower case.
         let contentType = call.request.headers[.contentType].map { String($0.prefix { $0 != ";" }).trimmingCharacters(in: .whitespaces).lowercased() }
         let command = try PutImage(
             repositoryName: ref.repositoryName, imageManifest: text,
-            imageManifestMediaType: contentType?.isEmpty == false ? contentType : nil, imageTag: tag, imageDigest: digest, sha512Allowed: true)
+            imageManifestMediaType: contentType?.isEmpty == false ? contentType : nil, imageTag: tag ?? tags.first, imageDigest: digest, sha512Allowed: true)
         do {
             do {
                 _ = try await service.putImage(command, call.metadata())
@@ -106,7 +116,7 @@ extension RegistryFrontEnd {
         } catch let refusal as CommandError where refusal.code == .imageAlreadyExists {
             // Pushed before: nothing to record.
         }
-        for tag in tags {
+        for tag in tags.dropFirst() {
             do { _ = try await service.putImage(try command.tagged(tag), call.metadata()) } catch let refusal as CommandError where refusal.code == .imageAlreadyExists {}
         }
         var headers: HTTPFields = [.location: "/v2/\(ref.repositoryName)/manifests/\(command.imageDigest)", Self.contentDigestHeader: command.imageDigest]
