@@ -85,8 +85,10 @@ struct ProjectionCheckpoint: Equatable {
 
         init(position: UInt64, hash: MerkleTree.Hash) { (self.position, self.hash) = (position, hash) }
 
-        /// `nil` for a record of another shape (a later version's, say), which is taken as no leaf:
-        /// a roll-back from that version must open. A change of the record takes another key.
+        /// `nil` for a record of another shape, taken as no leaf: only damage makes one (a change of
+        /// the record takes another key), and it must not refuse every open, as the log's own
+        /// checks would not; `upload-replay`'s comparison of the tables still catches another
+        /// store's projections.
         init?(_ bytes: some Collection<UInt8>) {
             guard bytes.count == 40, let position = BigEndian.uint64(bytes.prefix(8)), position > 0 else { return nil }
             (self.position, self.hash) = (position, Array(bytes.dropFirst(8)))

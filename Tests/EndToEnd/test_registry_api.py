@@ -811,6 +811,11 @@ def test_a_push_by_digest_with_tag_parameters_tags_it_and_names_each_in_oci_tag(
     assert sorted(t["imageTag"] for t in described if t["imageDetail"]["imageDigest"] == digest) == ["v1", "v1.2"]
     again = reg("PUT", f"/v2/{repo}/manifests/{digest}", params=[("tag", "v1"), ("tag", "latest")], data=body, headers={"Content-Type": OCI_MANIFEST})
     assert again.status_code == 201 and again.headers["OCI-Tag"] == "v1, latest", again.text
+    # A hundred tags, a repeat not counted.
+    hundred = [f"n{n}" for n in range(100)]
+    answer = reg("PUT", f"/v2/{repo}/manifests/{digest}", params=[("tag", t) for t in hundred + ["n0"]], data=body,
+                 headers={"Content-Type": OCI_MANIFEST})
+    assert answer.status_code == 201 and answer.headers["OCI-Tag"].split(", ") == hundred, answer.text
     # Under a SHA-512 digest, the tags name the manifest by it.
     other = image_manifest(config, [], annotations={"algorithm": "sha512"})
     answer = reg("PUT", f"/v2/{repo}/manifests/{sha512(other)}", params={"tag": "long"}, data=other, headers={"Content-Type": OCI_MANIFEST})

@@ -407,7 +407,7 @@ struct ReplayAndMigrationTests {
         try record(BigEndian.bytes(1) + firstLeaf.map { $0 ^ 1 })
         let refused = await #expect(throws: StoreError.self) { try await withTestStore(dir) { _ in } }
         #expect(refused?.message.contains("the event at position 1 they folded is not this log's") == true, "\(String(describing: refused))")
-        // A record of another shape (a later version's) is taken as none, and the next write's replaces it.
+        // A record of another shape (damage) is taken as none, and the next write's replaces it.
         try record(Array(firstLeaf.prefix(20)))
         try await withTestStore(dir) { store in
             _ = try await store.execute(.createRepository(try CreateRepository(repositoryName: "team/after")), metadata: testMetadata())
