@@ -32,6 +32,7 @@ public struct CommandOutcome: Sendable {
         let events = try read(run.first, run.count)
         let sameCall = events.allSatisfy { recorded in
             command.records(recorded.event.type) && recorded.metadata.principal == metadata.principal
+                && recorded.event.answeredCall.map { $0.operation == command.operationName } ?? true
                 // Events from before request digests were recorded can only be matched by kind.
                 && (recorded.metadata.requestDigest == nil || recorded.metadata.requestDigest == metadata.requestDigest)
         }

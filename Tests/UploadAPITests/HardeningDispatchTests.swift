@@ -154,6 +154,53 @@ struct HardeningDispatchTests {
         }
     }
 
+    /// A call that succeeded and changed nothing records CallAnswered when it sent an invocation id,
+    /// so that its retry is answered as it was, not decided again against what came since (a tag
+    /// pushed in between, which the retry would delete), and another call cannot take its id.
+    @Test func aCallThatChangedNothing_isRememberedForItsRetry() async throws {
+        try await withAPI { client, store, _ in
+            let created = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            let arn = try #require((created.body["repository"] as? [String: Any])?["repositoryArn"] as? String)
+            let delete = #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "v1"}]}"#
+            let deleteId: HTTPFields = [Self.invocation: "1e2d3c4b-delete-nothing"]
+            let refused = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", delete, headers: deleteId)
+            #expect((refused.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["ImageNotFound"])
+            let untag = #"{"resourceArn": "\#(arn)", "tagKeys": ["env"]}"#
+            let untagId: HTTPFields = [Self.invocation: "1e2d3c4b-untag-nothing"]
+            let untagged = try await Self.call(client, "SpencerFrontendService.UntagResource", untag, headers: untagId)
+            #expect(untagged.status == .ok)
+            let marks = try store.read { try $0.events(after: 1).map(\.event) }
+            #expect(marks == [
+                .callAnswered(CallAnswered(registryId: testRegistryId, repositoryName: "team/app", operation: "BatchDeleteImage")),
+                .callAnswered(CallAnswered(registryId: testRegistryId, repositoryName: "team/app", operation: "UntagResource")),
+            ])
+
+            let index = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}"#
+            #expect(try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(index)", "imageTag": "v1"}"#).status == .ok)
+            #expect(try await Self.call(client, "SpencerFrontendService.TagResource", #"{"resourceArn": "\#(arn)", "tags": [{"Key": "env", "Value": "prod"}]}"#).status == .ok)
+            let written = try store.read { try $0.lastPosition() }
+
+            let refusedAgain = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", delete, headers: deleteId)
+            #expect(NSDictionary(dictionary: refusedAgain.body).isEqual(to: refused.body), "\(refusedAgain.body) against \(refused.body)")
+            let untaggedAgain = try await Self.call(client, "SpencerFrontendService.UntagResource", untag, headers: untagId)
+            #expect(untaggedAgain.status == .ok)
+            #expect(try store.read { try $0.lastPosition() } == written, "the retries wrote nothing")
+            let images = try await Self.call(client, "SpencerFrontendService.DescribeImages", #"{"repositoryName": "team/app"}"#)
+            #expect((images.body["imageDetails"] as? [[String: Any]])?.first?["imageTags"] as? [String] == ["v1"], "the tag pushed since stays")
+            let tags = try await Self.call(client, "SpencerFrontendService.ListTagsForResource", #"{"resourceArn": "\#(arn)"}"#)
+            #expect((tags.body["tags"] as? [[String: Any]])?.map { $0["Key"] as? String } == ["env"], "the tag put since stays")
+
+            // The id is the first call's: another call reusing it, of another operation too, is refused.
+            for (target, body) in [("BatchDeleteImage", #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "v2"}]}"#), ("UntagResource", untag)] {
+                let other = try await Self.call(client, "SpencerFrontendService." + target, body, headers: deleteId)
+                #expect(other.body["__type"] as? String == "IdempotentParameterMismatchException", "\(target)")
+            }
+            // Without an id there is nothing to hold: a call that changes nothing writes nothing.
+            _ = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "v9"}]}"#)
+            #expect(try store.read { try $0.lastPosition() } == written)
+        }
+    }
+
     /// A retried DeleteRepository answers the deleted repository's creation time from its event,
     /// not the state at the retry (where it is gone, or created again later).
     @Test func anExactRetryOfDeleteRepository_answersTheDeletedRepositorysCreationTime() async throws {

@@ -69,6 +69,8 @@ struct FieldLayoutTests {
          fields { $0.string(1, registry); $0.string(2, name); $0.string(3, "{}") }),
         (.repositoryPolicyDeleted(RepositoryPolicyDeleted(registryId: registry, repositoryName: name, policyText: "{}")),
          fields { $0.string(1, registry); $0.string(2, name); $0.string(3, "{}") }),
+        (.callAnswered(CallAnswered(registryId: registry, repositoryName: name, operation: "BatchDeleteImage")),
+         fields { $0.string(1, registry); $0.string(2, name); $0.string(3, "BatchDeleteImage") }),
     ]
 
     @Test func everyEventType_hasALockedLayout() throws {

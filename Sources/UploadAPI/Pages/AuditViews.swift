@@ -199,6 +199,7 @@ extension ECRPublicService {
         let metadata = envelope?.metadata
         var repository = "–"
         if let scoped = envelope?.event.payload as? any RepositoryScoped { repository = scoped.repositoryName }
+        if let named = envelope?.event.answeredCall?.repositoryName { repository = named }
         var uploadId: String?
         if case .uploadInitiated(let initiated)? = envelope?.event { uploadId = initiated.uploadId }
         return render("proof", title: "Proof of event \(position)", viewer: viewer.accessKeyId, heading: await headingReadAside(position: proof.treeSize), [

@@ -23,7 +23,8 @@ public enum Command: Sendable, Equatable {
     /// Whether this command can record an event of `type`: how a retry (same invocation id) is
     /// told from another call that reused the id.
     public func records(_ type: EventType) -> Bool {
-        switch self {
+        if type == .callAnswered { return true }  // a call that changed nothing (its operation is checked too)
+        return switch self {
         case .createRepository: [.repositoryCreated, .repositoryCatalogDataPut, .repositoryTagged].contains(type)
         case .deleteRepository: [.imageDeleted, .uploadAborted, .repositoryDeleted].contains(type)
         case .initiateLayerUpload: type == .uploadInitiated
@@ -42,6 +43,31 @@ public enum Command: Sendable, Equatable {
         case .setRepositoryPolicy: type == .repositoryPolicySet
         case .deleteRepositoryPolicy: type == .repositoryPolicyDeleted
         }
+    }
+
+    /// The mark this call records when it succeeds and changes nothing for a caller that holds an
+    /// invocation id: the repository it names (`nil` for the registry's own catalog data).
+    /// - Throws: `RegistryNotFoundException` for a registry id this coordinator does not serve.
+    func answered(settings: DecisionSettings) throws -> CallAnswered {
+        let (registryId, repositoryName): (String?, String?) = switch self {
+        case .createRepository(let c): (c.registryId, c.repositoryName)
+        case .deleteRepository(let c): (c.registryId, c.repositoryName)
+        case .initiateLayerUpload(let c): (c.registryId, c.repositoryName)
+        case .uploadLayerPart(let c): (c.registryId, c.repositoryName)
+        case .completeLayerUpload(let c): (c.registryId, c.repositoryName)
+        case .putImage(let c): (c.registryId, c.repositoryName)
+        case .batchDeleteImage(let c): (c.registryId, c.repositoryName)
+        case .expireIdleUploads: (nil, nil)
+        case .cancelLayerUpload(let c): (c.upload.repository.registryId, c.upload.repository.repositoryName)
+        case .mountLayer(let c): (c.repository.registryId, c.repository.repositoryName)
+        case .putRepositoryCatalogData(let c): (c.registryId, c.repositoryName)
+        case .tagResource(let c): (c.resource.registryId, c.resource.repositoryName)
+        case .untagResource(let c): (c.resource.registryId, c.resource.repositoryName)
+        case .putRegistryCatalogData: (nil, nil)
+        case .setRepositoryPolicy(let c): (c.registryId, c.repositoryName)
+        case .deleteRepositoryPolicy(let c): (c.registryId, c.repositoryName)
+        }
+        return CallAnswered(registryId: try settings.resolveRegistry(registryId), repositoryName: repositoryName, operation: operationName)
     }
 
     /// The bytes of a manifest the command carries (PutImage's, up to 4 MiB; 0 for the rest):

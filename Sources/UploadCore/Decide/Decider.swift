@@ -50,10 +50,14 @@ public struct DecisionContext: Sendable {
     public var now: Timestamp
     /// A fresh upload id, present for commands that start an upload.
     public var newUploadId: String?
+    /// Whether the call sent an `amz-sdk-invocation-id`, whose retry window must hold it: then a
+    /// call that changes nothing records ``CallAnswered``.
+    public var holdsInvocation: Bool
 
-    public init(now: Timestamp, newUploadId: String? = nil) {
+    public init(now: Timestamp, newUploadId: String? = nil, holdsInvocation: Bool = false) {
         self.now = now
         self.newUploadId = newUploadId
+        self.holdsInvocation = holdsInvocation
     }
 }
 
@@ -93,6 +97,19 @@ public struct ImageFailure: Sendable, Equatable {
 /// when the command is refused, and then nothing is written.
 public enum Decider {
     public static func decide(
+        _ command: Command, state: some ProjectionState, settings: DecisionSettings, context: DecisionContext
+    ) throws -> Decision {
+        var decision = try changes(command, state: state, settings: settings, context: context)
+        // A call that changed nothing still marks its invocation id, so that its retry is answered
+        // as it was and the id stays its own.
+        if decision.events.isEmpty, context.holdsInvocation {
+            decision.events = [.callAnswered(try command.answered(settings: settings))]
+        }
+        return decision
+    }
+
+    /// The events that record what `command` changes; none when it changes nothing.
+    private static func changes(
         _ command: Command, state: some ProjectionState, settings: DecisionSettings, context: DecisionContext
     ) throws -> Decision {
         switch command {

@@ -18,6 +18,7 @@ public enum EventType: UInt32, Sendable, CaseIterable {
     case registryCatalogDataPut = 15
     case repositoryPolicySet = 16
     case repositoryPolicyDeleted = 17
+    case callAnswered = 18
 
     /// The one table from type codes to payload types, which the log decodes by.
     public var payloadType: any EventPayload.Type {
@@ -39,6 +40,7 @@ public enum EventType: UInt32, Sendable, CaseIterable {
         case .registryCatalogDataPut: RegistryCatalogDataPut.self
         case .repositoryPolicySet: RepositoryPolicySet.self
         case .repositoryPolicyDeleted: RepositoryPolicyDeleted.self
+        case .callAnswered: CallAnswered.self
         }
     }
 
@@ -93,6 +95,7 @@ public enum Event: Sendable, Equatable {
     case registryCatalogDataPut(RegistryCatalogDataPut)
     case repositoryPolicySet(RepositoryPolicySet)
     case repositoryPolicyDeleted(RepositoryPolicyDeleted)
+    case callAnswered(CallAnswered)
 
     public var payload: any EventPayload {
         switch self {
@@ -113,6 +116,7 @@ public enum Event: Sendable, Equatable {
         case .registryCatalogDataPut(let e): e
         case .repositoryPolicySet(let e): e
         case .repositoryPolicyDeleted(let e): e
+        case .callAnswered(let e): e
         }
     }
 

@@ -137,6 +137,9 @@ public enum Projector {
         case .repositoryCatalogDataPut, .repositoryTagged, .repositoryUntagged, .registryCatalogDataPut, .repositoryPolicySet,
              .repositoryPolicyDeleted:
             try applyCatalog(envelope, to: &tables)
+
+        case .callAnswered:
+            break  // a call that changed nothing: only its invocation mark (above)
         }
     }
 

@@ -1,0 +1,27 @@
+/// An SDK call succeeded and changed nothing: a BatchDeleteImage whose every id was refused, an
+/// UntagResource of keys the repository did not have, a part sent again. Recorded only for a call
+/// that sent an `amz-sdk-invocation-id` (``DecisionContext/holdsInvocation``), so that the retry
+/// window holds it: its retry is answered as it was rather than decided again (which could delete
+/// a tag pushed in between), and another call reusing the id is refused. No projection folds it.
+@FieldRecord
+public struct CallAnswered: EventPayload {
+    public static let type = EventType.callAnswered
+    public var event: Event { .callAnswered(self) }
+
+    public let registryId: String
+    /// The repository the call named; `nil` for a call on the registry (PutRegistryCatalogData).
+    public let repositoryName: String?
+    /// The API operation, as ``Command/operationName`` names it (`BatchDeleteImage`).
+    public let operation: String
+
+    enum FieldTag: UInt64 { case registryId = 1, repositoryName, operation }
+
+    public func validate() throws(CodecError) {
+        guard !operation.isEmpty else { throw CodecError("\(Self.recordName) names no operation") }
+    }
+}
+
+extension Event {
+    /// The call this event marks as answered without a change, if it is ``CallAnswered``.
+    public var answeredCall: CallAnswered? { if case .callAnswered(let e) = self { e } else { nil } }
+}
