@@ -46,3 +46,48 @@ def test_a_process_decides_from_what_another_process_wrote_since_its_own_last_ba
         finally:
             statuses = (a.stop(), b.stop())
             assert statuses == (0, 0), statuses
+
+
+def test_a_call_that_changed_nothing_is_answered_as_it_was_after_a_restart_and_keeps_its_id():
+    """A BatchDeleteImage whose every id was refused and an UntagResource of a key not there record
+    CallAnswered: their retries, after a restart and after the tag and the key were put there, are
+    answered as the first attempts were and take nothing away."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        first = Served(data_dir)
+        try:
+            status, _, created = post(first, TARGET + "CreateRepository", json.dumps({"repositoryName": "quiet/app"}).encode())
+            assert status == 200, created
+            arn = created["repository"]["repositoryArn"]
+            delete = json.dumps({"repositoryName": "quiet/app", "imageIds": [{"imageTag": "v1"}]}).encode()
+            untag = json.dumps({"resourceArn": arn, "tagKeys": ["env"]}).encode()
+            delete_id = {"amz-sdk-invocation-id": "9e1f4b2a-3c5d-4e6f-8a7b-0c1d2e3f4a5b"}
+            untag_id = {"amz-sdk-invocation-id": "9e1f4b2a-3c5d-4e6f-8a7b-untag"}
+            status, _, refused = post(first, TARGET + "BatchDeleteImage", delete, delete_id)
+            assert status == 200 and [f["failureCode"] for f in refused["failures"]] == ["ImageNotFound"], refused
+            status, _, untagged = post(first, TARGET + "UntagResource", untag, untag_id)
+            assert status == 200, untagged
+            index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []})
+            status, _, pushed = post(first, TARGET + "PutImage", json.dumps({"repositoryName": "quiet/app", "imageManifest": index, "imageTag": "v1"}).encode())
+            assert status == 200, pushed
+            status, _, _ = post(first, TARGET + "TagResource", json.dumps({"resourceArn": arn, "tags": [{"Key": "env", "Value": "prod"}]}).encode())
+            assert status == 200
+        finally:
+            assert first.stop() == 0
+        again = Served(data_dir)
+        try:
+            before = again.events()
+            answered = [(e["data"]["operation"], e["metadata"]["invocationId"]) for e in before if e["type"] == "CallAnswered"]
+            assert answered == [("BatchDeleteImage", delete_id["amz-sdk-invocation-id"]), ("UntagResource", untag_id["amz-sdk-invocation-id"])], answered
+            status, _, refused_again = post(again, TARGET + "BatchDeleteImage", delete, delete_id)
+            assert status == 200 and refused_again == refused, (refused_again, refused)
+            status, _, untagged_again = post(again, TARGET + "UntagResource", untag, untag_id)
+            assert status == 200 and untagged_again == untagged
+            status, headers, body = post(again, TARGET + "BatchDeleteImage", json.dumps({"repositoryName": "quiet/app", "imageIds": [{"imageTag": "v2"}]}).encode(), delete_id)
+            error_of(status, headers, body, 400, "IdempotentParameterMismatchException")
+            assert again.events() == before, "the retries and the refusal wrote nothing"
+            status, _, images = post(again, TARGET + "DescribeImages", json.dumps({"repositoryName": "quiet/app"}).encode())
+            assert [d.get("imageTags") for d in images["imageDetails"]] == [["v1"]], images
+            status, _, tags = post(again, TARGET + "ListTagsForResource", json.dumps({"resourceArn": arn}).encode())
+            assert tags["tags"] == [{"Key": "env", "Value": "prod"}], tags
+        finally:
+            assert again.stop() == 0
