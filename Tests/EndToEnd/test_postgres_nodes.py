@@ -273,6 +273,19 @@ def test_a_retry_sent_to_another_node_gets_the_original_answer():
         status, _, again = post(b, TARGET + "InitiateLayerUpload", body, invocation)
         assert status == 200 and again == first, (again, first)
         assert [e["data"]["uploadId"] for e in b.events() if e["type"] == "UploadInitiated"] == [first["uploadId"]]
+        # A call that changed nothing (CallAnswered), retried on the other node after the tag it
+        # named was pushed there: answered as it was, and the tag stays.
+        delete = json.dumps({"repositoryName": "retry/app", "imageIds": [{"imageTag": "v1"}]}).encode()
+        deleting = {"amz-sdk-invocation-id": "0b6f3c1e-2a4d-4f8b-9e7c-delete"}
+        status, _, refused = post(a, TARGET + "BatchDeleteImage", delete, deleting)
+        assert status == 200 and [f["failureCode"] for f in refused["failures"]] == ["ImageNotFound"], refused
+        index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []})
+        status, _, _ = post(b, TARGET + "PutImage", json.dumps({"repositoryName": "retry/app", "imageManifest": index, "imageTag": "v1"}).encode())
+        assert status == 200
+        status, _, refused_again = post(b, TARGET + "BatchDeleteImage", delete, deleting)
+        assert status == 200 and refused_again == refused, (refused_again, refused)
+        status, _, images = post(a, TARGET + "DescribeImages", json.dumps({"repositoryName": "retry/app"}).encode())
+        assert [d.get("imageTags") for d in images["imageDetails"]] == [["v1"]], images
 
 
 def test_a_nodes_writer_keeps_a_bounded_share_of_the_manifests_it_stores():
