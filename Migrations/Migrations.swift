@@ -21,6 +21,7 @@ public enum UploadMigrations {
         migrator.registerMigration("0009-merkle-tree-at-the-right-edge", merkleTreeAtTheRightEdge)
         migrator.registerMigration("0010-projections-in-their-own-environment", projectionsInTheirOwnEnvironment)
         migrator.registerMigration("0011-create-signed-checkpoints", createSignedCheckpoints)
+        migrator.registerMigration("0012-call-answered-events", markCallAnsweredEvents)
         return migrator
     }()
 

@@ -9,6 +9,7 @@ public enum PostgresMigrations {
     public static let migrations: [(identifier: String, sql: String)] = [
         ("0001-create-event-log", createEventLog),
         ("0002-create-projections", createProjections),
+        ("0003-call-answered-events", markCallAnsweredEvents),
     ]
 
     /// The id of the newest migration this binary knows.

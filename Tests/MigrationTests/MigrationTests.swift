@@ -36,6 +36,7 @@ let promisedDatabases: [String: [String]] = [
     "0009-merkle-tree-at-the-right-edge": ["merkle-tree"],
     "0010-projections-in-their-own-environment": ["projection-writers"],
     "0011-create-signed-checkpoints": ["signed-checkpoints"],
+    "0012-call-answered-events": [],
 ]
 
 /// What a later migration deletes, by the migration that deletes it.

@@ -171,8 +171,8 @@ struct HardeningDispatchTests {
             #expect(untagged.status == .ok)
             let marks = try store.read { try $0.events(after: 1).map(\.event) }
             #expect(marks == [
-                .callAnswered(CallAnswered(registryId: testRegistryId, repositoryName: "team/app", operation: "BatchDeleteImage")),
-                .callAnswered(CallAnswered(registryId: testRegistryId, repositoryName: "team/app", operation: "UntagResource")),
+                .callAnswered(CallAnswered(registryId: testRegistryId, repositoryName: "team/app", operation: "BatchDeleteImage", failureCodes: ["ImageNotFound"])),
+                .callAnswered(CallAnswered(registryId: testRegistryId, repositoryName: "team/app", operation: "UntagResource", failureCodes: [])),
             ])
 
             let index = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}"#
@@ -198,6 +198,47 @@ struct HardeningDispatchTests {
             // Without an id there is nothing to hold: a call that changes nothing writes nothing.
             _ = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "v9"}]}"#)
             #expect(try store.read { try $0.lastPosition() } == written)
+        }
+    }
+
+    /// A BatchDeleteImage that deleted nothing answers its retry with the refusals it recorded,
+    /// whatever changed since: an image a list named then (the list deleted since) is still refused
+    /// for the list, and refusals that need no state stay what they were once the repository is gone
+    /// (in a call that deleted something too).
+    @Test func aBatchDeleteImageThatDeletedNothing_answersItsRecordedRefusalsAgain() async throws {
+        try await withAPI { client, _, _ in
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            func push(_ manifest: String, tag: String) async throws -> String {
+                let pushed = try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(manifest)", "imageTag": "\#(tag)"}"#)
+                return try #require((pushed.body["image"] as? [String: Any]).flatMap { ($0["imageId"] as? [String: Any])?["imageDigest"] as? String })
+            }
+            let child = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}"#
+            let childSize = child.utf8.filter { $0 != UInt8(ascii: "\\") }.count
+            let childDigest = try await push(child, tag: "child")
+            let list = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"digest\":\"\#(childDigest)\",\"size\":\#(childSize)}]}"#
+            let listDigest = try await push(list, tag: "all")
+            let delete = #"{"repositoryName": "team/app", "imageIds": [{"imageDigest": "\#(childDigest)"}, {"imageDigest": "nope"}, {}, {"imageTag": "child", "imageDigest": "\#(listDigest)"}]}"#
+            let id: HTTPFields = [Self.invocation: "2f3e4d5c-nothing-deleted"]
+            let first = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", delete, headers: id)
+            let codes = ["ImageReferencedByManifestList", "InvalidImageDigest", "MissingDigestAndTag", "ImageTagDoesNotMatchDigest"]
+            #expect((first.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == codes)
+            _ = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", #"{"repositoryName": "team/app", "imageIds": [{"imageDigest": "\#(listDigest)"}]}"#)
+            let again = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", delete, headers: id)
+            #expect((again.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == codes, "\(again.body)")
+            #expect((again.body["imageIds"] as? [Any])?.isEmpty == true)
+            func reasons(_ body: [String: Any]) -> [String] {
+                (body["failures"] as? [[String: Any]] ?? []).map { $0["failureReason"] as? String ?? "" }
+            }
+            #expect(reasons(again.body)[1...2] == reasons(first.body)[1...2], "the refusals that need no state, word for word")
+
+            // Deleting something too, then the repository deleted: its stateless refusals stay.
+            let mixed = #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "child"}, {"imageDigest": "nope"}, {}]}"#
+            let mixedId: HTTPFields = [Self.invocation: "2f3e4d5c-mixed"]
+            let deleted = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", mixed, headers: mixedId)
+            #expect((deleted.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["InvalidImageDigest", "MissingDigestAndTag"])
+            _ = try await Self.call(client, "SpencerFrontendService.DeleteRepository", #"{"repositoryName": "team/app", "force": true}"#)
+            let deletedAgain = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", mixed, headers: mixedId)
+            #expect(NSDictionary(dictionary: deletedAgain.body).isEqual(to: deleted.body), "\(deletedAgain.body) against \(deleted.body)")
         }
     }
 

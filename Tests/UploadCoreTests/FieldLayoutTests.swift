@@ -69,8 +69,8 @@ struct FieldLayoutTests {
          fields { $0.string(1, registry); $0.string(2, name); $0.string(3, "{}") }),
         (.repositoryPolicyDeleted(RepositoryPolicyDeleted(registryId: registry, repositoryName: name, policyText: "{}")),
          fields { $0.string(1, registry); $0.string(2, name); $0.string(3, "{}") }),
-        (.callAnswered(CallAnswered(registryId: registry, repositoryName: name, operation: "BatchDeleteImage")),
-         fields { $0.string(1, registry); $0.string(2, name); $0.string(3, "BatchDeleteImage") }),
+        (.callAnswered(CallAnswered(registryId: registry, repositoryName: name, operation: "BatchDeleteImage", failureCodes: ["ImageNotFound", "InvalidImageDigest"])),
+         fields { $0.string(1, registry); $0.string(2, name); $0.string(3, "BatchDeleteImage"); $0.strings(4, ["ImageNotFound", "InvalidImageDigest"]) }),
     ]
 
     @Test func everyEventType_hasALockedLayout() throws {

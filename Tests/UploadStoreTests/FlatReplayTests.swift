@@ -66,8 +66,8 @@ struct FlatReplayTests {
             for _ in 0..<steps / 2 { step() }
             // Calls that changed nothing, on a repository and on the registry: last, so that the
             // steps' random draws (and the states the tests count on) stay as they were.
-            add(.callAnswered(CallAnswered(registryId: registry, repositoryName: "solo", operation: "UntagResource")))
-            add(.callAnswered(CallAnswered(registryId: registry, repositoryName: nil, operation: "PutRegistryCatalogData")))
+            add(.callAnswered(CallAnswered(registryId: registry, repositoryName: "solo", operation: "BatchDeleteImage", failureCodes: ["ImageNotFound", "MissingDigestAndTag"])))
+            add(.callAnswered(CallAnswered(registryId: registry, repositoryName: nil, operation: "PutRegistryCatalogData", failureCodes: [])))
             return records
         }
 

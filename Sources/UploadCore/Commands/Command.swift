@@ -46,9 +46,10 @@ public enum Command: Sendable, Equatable {
     }
 
     /// The mark this call records when it succeeds and changes nothing for a caller that holds an
-    /// invocation id: the repository it names (`nil` for the registry's own catalog data).
+    /// invocation id: the repository it names (`nil` for the registry's own catalog data) and the
+    /// refusals it answers (BatchDeleteImage's).
     /// - Throws: `RegistryNotFoundException` for a registry id this coordinator does not serve.
-    func answered(settings: DecisionSettings) throws -> CallAnswered {
+    func answered(_ decision: Decision, settings: DecisionSettings) throws -> CallAnswered {
         let (registryId, repositoryName): (String?, String?) = switch self {
         case .createRepository(let c): (c.registryId, c.repositoryName)
         case .deleteRepository(let c): (c.registryId, c.repositoryName)
@@ -67,7 +68,9 @@ public enum Command: Sendable, Equatable {
         case .setRepositoryPolicy(let c): (c.registryId, c.repositoryName)
         case .deleteRepositoryPolicy(let c): (c.registryId, c.repositoryName)
         }
-        return CallAnswered(registryId: try settings.resolveRegistry(registryId), repositoryName: repositoryName, operation: operationName)
+        return CallAnswered(
+            registryId: try settings.resolveRegistry(registryId), repositoryName: repositoryName, operation: operationName,
+            failureCodes: decision.imageFailures.map(\.failureCode.rawValue))
     }
 
     /// The bytes of a manifest the command carries (PutImage's, up to 4 MiB; 0 for the rest):

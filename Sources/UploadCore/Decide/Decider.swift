@@ -103,7 +103,7 @@ public enum Decider {
         // A call that changed nothing still marks its invocation id, so that its retry is answered
         // as it was and the id stays its own.
         if decision.events.isEmpty, context.holdsInvocation {
-            decision.events = [.callAnswered(try command.answered(settings: settings))]
+            decision.events = [.callAnswered(try command.answered(decision, settings: settings))]
         }
         return decision
     }

@@ -107,17 +107,17 @@ enum ImageDecisions {
         }
 
         for id in c.imageIds {
-            if let digest = id.imageDigest, !Validation.isLayerDigest(digest) {
-                fail(id, .invalidImageDigest, "Invalid image digest '\(Validation.quoted(digest))'")
+            if let refusal = statelessRefusal(id) {
+                decision.imageFailures.append(refusal)
                 continue
             }
             switch (id.imageDigest?.lowercased(), id.imageTag) {
             case (nil, nil):
-                fail(id, .missingDigestAndTag, "Invalid request parameters: both tag and digest cannot be null")
+                continue  // refused above
 
             case (let digest?, nil):
                 guard try image(digest) != nil else {
-                    fail(id, .imageNotFound, "Requested image not found")
+                    fail(id, .imageNotFound, imageNotFoundReason)
                     continue
                 }
                 let lists = try listsReferencing(digest)
@@ -131,7 +131,7 @@ enum ImageDecisions {
 
             case (let digest, let tag?):
                 guard !untagged.contains(Array(tag.utf8)), let target = try state.tag(ref, tag)?.imageDigest, try image(target) != nil else {
-                    fail(id, .imageNotFound, "Requested image not found")
+                    fail(id, .imageNotFound, imageNotFoundReason)
                     continue
                 }
                 if let digest, digest != target {
@@ -140,7 +140,7 @@ enum ImageDecisions {
                 }
                 let tagCount = try tagsLeft[target] ?? state.tags(of: target, in: ref).count
                 guard tagCount > 0 else {  // a tag its image does not list: tables that disagree
-                    fail(id, .imageNotFound, "Requested image not found")
+                    fail(id, .imageNotFound, imageNotFoundReason)
                     continue
                 }
                 let remaining = tagCount - 1
@@ -164,8 +164,36 @@ enum ImageDecisions {
         return decision
     }
 
+    static let imageNotFoundReason = "Requested image not found"
+
+    /// The refusal of an id whatever the repository holds: a malformed digest, or neither a digest
+    /// nor a tag.
+    static func statelessRefusal(_ id: ImageIdentifier) -> ImageFailure? {
+        if let digest = id.imageDigest, !Validation.isLayerDigest(digest) {
+            return ImageFailure(imageId: id, failureCode: .invalidImageDigest, failureReason: "Invalid image digest '\(Validation.quoted(digest))'")
+        }
+        guard id.imageDigest != nil || id.imageTag != nil else {
+            return ImageFailure(imageId: id, failureCode: .missingDigestAndTag, failureReason: "Invalid request parameters: both tag and digest cannot be null")
+        }
+        return nil
+    }
+
+    /// An id refused with `code` when the first attempt was decided, answered again: its reason
+    /// says what held then, where the first answer named the state (a tag's image, the lists).
+    static func refusedThen(_ id: ImageIdentifier, _ code: ImageFailure.Code) -> ImageFailure {
+        if let refusal = statelessRefusal(id), refusal.failureCode == code { return refusal }
+        let reason = switch code {
+        case .imageReferencedByManifestList: "The image was referenced by a manifest list when the request was decided; delete the lists first"
+        case .imageTagDoesNotMatchDigest: "The tag '\(id.imageTag ?? "")' named another image than \(id.imageDigest ?? "") when the request was decided"
+        case .imageNotFound, .invalidImageDigest, .missingDigestAndTag: imageNotFoundReason
+        }
+        return ImageFailure(imageId: id, failureCode: code, failureReason: reason)
+    }
+
     /// The answer to an exact retry of `c`, whose first attempt recorded `recorded` (its events,
-    /// in order): what it deleted and untagged is read back from them, in request order; the ids it
+    /// in order). When it deleted nothing, it recorded each id's refusal (``CallAnswered``), and
+    /// those are answered again. Otherwise what it deleted and untagged is read back from its
+    /// events, in request order; the ids it
     /// refused, whose refusals no event records, are decided again at `state` (the log's tail),
     /// which refuses them as the first attempt did unless the repository changed since. An id that
     /// `state` would now accept was refused then either as named by a manifest list the request
@@ -185,6 +213,12 @@ enum ImageDecisions {
         _ c: BatchDeleteImage, recorded: [Event], decidedAt: Timestamp, state: some ProjectionState, settings: DecisionSettings
     ) throws -> Decision {
         var answer = Decision(recorded)
+        if recorded.count == 1, let answered = recorded[0].answeredCall, answered.failureCodes.count == c.imageIds.count {
+            answer.imageFailures = zip(c.imageIds, answered.failureCodes).map { id, code in
+                refusedThen(id, ImageFailure.Code(rawValue: code) ?? .imageNotFound)  // the event's validation knows every code
+            }
+            return answer
+        }
         var next = recorded.startIndex
         var refused: [(id: ImageIdentifier, next: Int)] = []  // with the events recorded after its place
         func deletes(_ digest: String) -> Bool {
@@ -228,11 +262,14 @@ enum ImageDecisions {
             return named.since <= decidedAt && !deletedThen.contains(named.digest)
         }
         for (id, next) in refused {
+            if let refusal = statelessRefusal(id) {  // refused so whatever the repository holds, or whether it is gone
+                answer.imageFailures.append(refusal)
+                continue
+            }
             let deletedAfter = recorded[next...].contains { if case .imageDeleted = $0 { true } else { false } }
             let failure = try decided?.imageFailures.first { $0.imageId == id }
                 ?? (decided != nil && deletedAfter && wasThen(id)
-                    ? ImageFailure(imageId: id, failureCode: .imageReferencedByManifestList, failureReason: "The image was referenced by a manifest list when the request was decided; delete the lists first")
-                    : ImageFailure(imageId: id, failureCode: .imageNotFound, failureReason: "Requested image not found"))
+                    ? refusedThen(id, .imageReferencedByManifestList) : refusedThen(id, .imageNotFound))
             answer.imageFailures.append(failure)
         }
         return answer
