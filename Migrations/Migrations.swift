@@ -27,4 +27,8 @@ public enum UploadMigrations {
 
     /// The id of the newest migration this binary knows.
     public static var latest: String { migrator.identifiers.last! }
+
+    /// The migrations that write nothing and only mark the store, for the binaries before them to
+    /// refuse: a store still without them holds nothing they mark, and may be read as it is.
+    public static let marks: Set<String> = ["0012-call-answered-events"]
 }

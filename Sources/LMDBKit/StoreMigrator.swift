@@ -91,6 +91,13 @@ public enum MigrationStatus: Equatable, Sendable {
         case .superseded(let unknown): .superseded(unknown)
         }
     }
+
+    /// Why a binary that only reads the store cannot read it: as ``refusal``, but migrations that
+    /// only mark it (`marks`: they change nothing a reader reads) may still be pending.
+    public func refusalToRead(pendingMarks marks: Set<String>) -> MigrationError? {
+        if case .pending(let ids) = self, ids.allSatisfy(marks.contains) { return nil }
+        return refusal
+    }
 }
 
 public enum MigrationError: Error, CustomStringConvertible, Sendable {

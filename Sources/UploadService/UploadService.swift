@@ -69,8 +69,9 @@ public final class UploadService: Sendable {
             .first(RepositoryCatalogDataPut.self, recordedBy: "PutRepositoryCatalogData")
     }
 
-    /// Runs a command that may record nothing, when it changes nothing (tags, registry catalog
-    /// data); its answer comes from the events it recorded, or the state when there are none.
+    /// Runs a command that may change nothing (tags, registry catalog data): then it records only
+    /// CallAnswered, or nothing without an invocation id; its answer comes from the events that
+    /// record a change, or the state when there are none.
     @discardableResult
     public func execute(_ command: Command, _ metadata: RequestMetadata) async throws -> CommandOutcome {
         try await store.execute(command, metadata: metadata)

@@ -2,7 +2,8 @@ public import UploadCore
 
 /// What a committed command recorded.
 public struct CommandOutcome: Sendable {
-    /// The command's events with their positions; empty when it changed nothing (an exact retry).
+    /// The command's events with their positions (for a retry, the first attempt's); only
+    /// CallAnswered when it changed nothing, and none when it also sent no invocation id.
     public let events: [EventEnvelope]
     /// The decision they came from (BatchDeleteImage's answered ids and refusals).
     public let decision: Decision

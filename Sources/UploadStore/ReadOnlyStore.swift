@@ -42,7 +42,7 @@ public struct ReadOnlyStore: Sendable {
         }
         let environment = try Environment(directory: directory, configuration: .readOnly)
         let (schema, torn) = try environment.read { txn in
-            if let refusal = try UploadMigrations.migrator.status(txn).refusal { throw StoreError(.migration, refusal.description) }
+            if let refusal = try UploadMigrations.migrator.status(txn).refusalToRead(pendingMarks: UploadMigrations.marks) { throw StoreError(.migration, refusal.description) }
             let schema = try Schema(txn)
             return (schema, try UnsyncedProjectionWriters.state(txn, schema, bootId: BootID.current).mayBeTorn)
         }

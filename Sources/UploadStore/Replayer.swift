@@ -147,7 +147,7 @@ public enum Replayer {
         // Database handles are opened once, in a transaction of their own that ends before any
         // other begins: LMDB lets only one transaction at a time open handles.
         let (schema, mayBeTorn) = try environment.read { txn in
-            if let refusal = try UploadMigrations.migrator.status(txn).refusal { throw Failure.unusable(refusal.description) }
+            if let refusal = try UploadMigrations.migrator.status(txn).refusalToRead(pendingMarks: UploadMigrations.marks) { throw Failure.unusable(refusal.description) }
             let schema = try Schema(txn)
             return (schema, try UnsyncedProjectionWriters.state(txn, schema, bootId: bootId).mayBeTorn)
         }

@@ -29,6 +29,27 @@ struct LayoutFixtureTests {
             invocationId: recorded.metadata.invocationId, requestDigest: recorded.metadata.requestDigest)
     }
 
+    /// A store the binaries before a marking migration last wrote holds nothing it marks: what only
+    /// reads (ReadOnlyStore, upload-replay) reads it as it is, unmigrated; a writer migrates it.
+    @Test func aStoreWithoutItsMarkingMigrations_isReadAsItIs_andMigratedByAWriter() async throws {
+        let dir = TemporaryDirectory("layout")
+        defer { dir.remove() }
+        let store = dir.path
+        for file in ["data.mdb", "projections"] {
+            try FileManager.default.copyItem(atPath: Self.fixtures.appendingPathComponent("layout-0011-p12-every-event/\(file)").path, toPath: store + "/" + file)
+        }
+        let pending = Set(UploadMigrations.migrator.identifiers).subtracting(try Store.appliedMigrations(directory: store))
+        #expect(pending == UploadMigrations.marks && !pending.isEmpty)
+        #expect(try ReadOnlyStore(directory: store).read { try $0.lastPosition() } == 40)
+        let report = Replayer.verify(directory: store)
+        #expect(report.failure == nil && report.events == 40, "\(String(describing: report.failure))")
+        #expect(try Store.appliedMigrations(directory: store).count == UploadMigrations.migrator.identifiers.count - pending.count, "read, not migrated")
+        try await withTestStore(dir, configure: { $0.settings = DecisionSettings(defaultRegistryId: Self.registry) }) { writer in
+            let applied = try writer.appliedMigrations()
+            #expect(applied == UploadMigrations.migrator.identifiers)
+        }
+    }
+
     /// Both fixtures hold the same calls (`make-store.py`), written by different layouts.
     @Test(arguments: ["layout-0006", "layout-0008", "layout-0009"])
     func layout_migrates_verifies_andAnswersItsRetries(layout: String) async throws {

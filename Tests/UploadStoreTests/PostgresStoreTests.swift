@@ -414,6 +414,30 @@ struct PostgresStoreTests {
         #expect(message.contains("positions 2 through 2"), "\(message)")
     }
 
+    /// A database the binaries before a marking migration last wrote (its row taken away here) is
+    /// read as it is by a reader and by verify, and migrated by the next node; any other pending
+    /// migration still stops a reader.
+    @Test func aDatabaseWithoutItsMarkingMigrations_isReadAsItIs_andMigratedByANode() async throws {
+        let location = try TestStoreLocation(.postgres)
+        defer { location.remove() }
+        try await location.withStore { store in _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata()) }
+        let url = location.database!.url
+        let admin = try PostgresConnection(url: url)
+        #expect(!PostgresMigrations.marks.isEmpty)
+        for mark in PostgresMigrations.marks {
+            try admin.query("DELETE FROM upload_coordinator_migrations WHERE identifier = $1", [.text(mark)])
+        }
+        #expect(try PostgresReader(url: url).read { try $0.lastPosition() } == 1)
+        let report = Replayer.verify(databaseURL: url)
+        #expect(report.failure == nil && report.events == 1, "\(String(describing: report.failure))")
+        #expect(Set(PostgresMigrations.migrations.map(\.identifier)).subtracting(try PostgresStore.appliedMigrations(url: url)) == PostgresMigrations.marks)
+        try await location.withStore { _ in }
+        #expect(try PostgresStore.appliedMigrations(url: url) == PostgresMigrations.migrations.map(\.identifier))
+        try admin.query("DELETE FROM upload_coordinator_migrations WHERE identifier = '0002-create-projections'")
+        let error = #expect(throws: StoreError.self) { _ = try PostgresReader(url: url) }
+        #expect(error?.code == .migration)
+    }
+
     @Test func migrations_applyOnce_underTheLock_whenNodesStartTogether() async throws {
         let location = try TestStoreLocation(.postgres)
         defer { location.remove() }

@@ -34,7 +34,7 @@ public final class PostgresReader: SnapshotReading {
         self.logger = logger
         answerLimit = nil
         projectionsReadAsEmpty = try pool.withConnection { connection in
-            if let refusal = try PostgresMigrations.status(connection).refusal { throw StoreError(.migration, refusal.description) }
+            if let refusal = try PostgresMigrations.status(connection).refusalToRead(pendingMarks: PostgresMigrations.marks) { throw StoreError(.migration, refusal.description) }
             // A copy that died part way may stop short of its source: nothing reads it as a store.
             try PostgresLog.refuseUnfinishedCopy(connection)
             let version = try PostgresProjectionState.read(connection).version
