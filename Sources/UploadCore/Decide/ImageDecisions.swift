@@ -215,7 +215,7 @@ enum ImageDecisions {
         var answer = Decision(recorded)
         if recorded.count == 1, let answered = recorded[0].answeredCall, answered.failureCodes.count == c.imageIds.count {
             answer.imageFailures = zip(c.imageIds, answered.failureCodes).map { id, code in
-                refusedThen(id, ImageFailure.Code(rawValue: code) ?? .imageNotFound)  // the event's validation knows every code
+                refusedThen(id, ImageFailure.Code(rawValue: code) ?? .imageNotFound)  // a later binary's code
             }
             return answer
         }

@@ -50,9 +50,10 @@ in this order:
             PutRepositoryCatalogData, TagResource, UntagResource, PutRegistryCatalogData,
             SetRepositoryPolicy and DeleteRepositoryPolicy on fixture/other, SetRepositoryPolicy
             on fixture/app; then two calls that change nothing: BatchDeleteImage of a tag
-            fixture/app does not have and UntagResource of a key it does not have (from e229237
-            on, CallAnswered each; earlier binaries record nothing for them). Every type the log
-            has: 37 events at 6754206, 40 with the manifest lists (68e73de), 42 from e229237 on.
+            fixture/app does not have and UntagResource of a key it does not have (from 9a54960
+            on, CallAnswered each, the first with its refusal's code from e229237 on; earlier
+            binaries record nothing for them). Every type the log has: 37 events at 6754206, 40
+            with the manifest lists (68e73de), 42 from 9a54960 on.
   signed    `serve` takes --credentials (a0ac8b1 on): every call SigV4-signed by botocore with
             key `test`/`test` and sent with an `amz-sdk-invocation-id` (`inv-…`); the events
             record the principal (`test`) and the invocation id, and from 52688c9 on the request
@@ -298,7 +299,7 @@ def registry_calls(endpoint, call):
     call("SetRepositoryPolicy", {"repositoryName": "fixture/other", "policyText": policy}, "inv-policy-other")
     call("DeleteRepositoryPolicy", {"repositoryName": "fixture/other"}, "inv-unpolicy-other")
     call("SetRepositoryPolicy", {"repositoryName": "fixture/app", "policyText": policy}, "inv-policy-app")
-    # Calls that change nothing: CallAnswered, from e229237 on (nothing before it).
+    # Calls that change nothing: CallAnswered, from 9a54960 on (nothing before it).
     call("BatchDeleteImage", {"repositoryName": "fixture/app", "imageIds": [{"imageTag": "never"}]}, "inv-delete-never")
     call("UntagResource", {"resourceArn": arn, "tagKeys": ["never"]}, "inv-untag-never")
 
