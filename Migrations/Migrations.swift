@@ -30,5 +30,5 @@ public enum UploadMigrations {
 
     /// The migrations that write nothing and only mark the store, for the binaries before them to
     /// refuse: a store still without them holds nothing they mark, and may be read as it is.
-    public static let marks: Set<String> = ["0012-call-answered-events"]
+    public static let markingMigrations: Set<String> = ["0012-call-answered-events"]
 }

@@ -15,8 +15,8 @@ public enum PostgresMigrations {
     /// The id of the newest migration this binary knows.
     public static var latest: String { migrations.last!.identifier }
 
-    /// The migrations that change nothing and only mark the database (``UploadMigrations/marks``).
-    public static let marks: Set<String> = ["0003-call-answered-events"]
+    /// The migrations that change nothing and only mark the database (``UploadMigrations/markingMigrations``).
+    public static let markingMigrations: Set<String> = ["0003-call-answered-events"]
 
     /// The advisory lock migrations hold (`pg_advisory_lock`): "upld" and 1.
     public static let lockKey: Int64 = 0x7570_6C64_0000_0001

@@ -93,9 +93,9 @@ public enum MigrationStatus: Equatable, Sendable {
     }
 
     /// Why a binary that only reads the store cannot read it: as ``refusal``, but migrations that
-    /// only mark it (`marks`: they change nothing a reader reads) may still be pending.
-    public func refusalToRead(pendingMarks marks: Set<String>) -> MigrationError? {
-        if case .pending(let ids) = self, ids.allSatisfy(marks.contains) { return nil }
+    /// only mark it (`markingMigrations`: they change nothing a reader reads) may still be pending.
+    public func refusalToRead(toleratingPending markingMigrations: Set<String>) -> MigrationError? {
+        if case .pending(let ids) = self, ids.allSatisfy(markingMigrations.contains) { return nil }
         return refusal
     }
 }

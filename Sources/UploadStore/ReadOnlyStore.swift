@@ -32,7 +32,8 @@ public struct ReadOnlyStore: Sendable {
     let schema: Schema
     let projections: ProjectionEnvironment
 
-    /// - Throws: ``StoreError`` when there is no store at `directory`, or it needs migrating, or
+    /// - Throws: ``StoreError`` when there is no store at `directory`, or it needs migrating (but
+    ///   for migrations that only mark, ``UploadMigrations/markingMigrations``), or
     ///   (unless `unreadable` is `.readAsEmpty`) its projections cannot be read (open it for writing first).
     public init(directory: String, unreadableProjections unreadable: UnreadableProjections = .refuse) throws {
         switch Environment.noStore(in: directory) {
@@ -42,7 +43,7 @@ public struct ReadOnlyStore: Sendable {
         }
         let environment = try Environment(directory: directory, configuration: .readOnly)
         let (schema, torn) = try environment.read { txn in
-            if let refusal = try UploadMigrations.migrator.status(txn).refusalToRead(pendingMarks: UploadMigrations.marks) { throw StoreError(.migration, refusal.description) }
+            if let refusal = try UploadMigrations.migrator.status(txn).refusalToRead(toleratingPending: UploadMigrations.markingMigrations) { throw StoreError(.migration, refusal.description) }
             let schema = try Schema(txn)
             return (schema, try UnsyncedProjectionWriters.state(txn, schema, bootId: BootID.current).mayBeTorn)
         }

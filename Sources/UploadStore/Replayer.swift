@@ -49,7 +49,8 @@ public enum Replayer {
     }
 
     public enum Failure: Error, Sendable, Equatable, CustomStringConvertible {
-        /// The store cannot be checked: missing, unmigrated, or from a newer binary.
+        /// The store cannot be checked: missing, unmigrated (but for migrations that only mark), or
+        /// from a newer binary.
         case unusable(String)
         /// A log entry is missing, out of place or does not decode.
         case log(String)
@@ -147,7 +148,7 @@ public enum Replayer {
         // Database handles are opened once, in a transaction of their own that ends before any
         // other begins: LMDB lets only one transaction at a time open handles.
         let (schema, mayBeTorn) = try environment.read { txn in
-            if let refusal = try UploadMigrations.migrator.status(txn).refusalToRead(pendingMarks: UploadMigrations.marks) { throw Failure.unusable(refusal.description) }
+            if let refusal = try UploadMigrations.migrator.status(txn).refusalToRead(toleratingPending: UploadMigrations.markingMigrations) { throw Failure.unusable(refusal.description) }
             let schema = try Schema(txn)
             return (schema, try UnsyncedProjectionWriters.state(txn, schema, bootId: bootId).mayBeTorn)
         }

@@ -114,7 +114,7 @@ struct WritePath {
             }
             decision = try Decider.decide(
                 pending.command, state: txn.tables, settings: settings,
-                context: DecisionContext(now: now, newUploadId: pending.uploadId, holdsInvocation: pending.metadata.invocationId != nil))
+                context: DecisionContext(now: now, newUploadId: pending.uploadId, sentInvocationId: pending.metadata.invocationId != nil))
         } catch let refusal as CommandError {
             return .failure(refusal)
         }

@@ -39,7 +39,7 @@ struct LayoutFixtureTests {
             try FileManager.default.copyItem(atPath: Self.fixtures.appendingPathComponent("layout-0011-p12-every-event/\(file)").path, toPath: store + "/" + file)
         }
         let pending = Set(UploadMigrations.migrator.identifiers).subtracting(try Store.appliedMigrations(directory: store))
-        #expect(pending == UploadMigrations.marks && !pending.isEmpty)
+        #expect(pending == UploadMigrations.markingMigrations && !pending.isEmpty)
         #expect(try ReadOnlyStore(directory: store).read { try $0.lastPosition() } == 40)
         let report = Replayer.verify(directory: store)
         #expect(report.failure == nil && report.events == 40, "\(String(describing: report.failure))")

@@ -423,14 +423,14 @@ struct PostgresStoreTests {
         try await location.withStore { store in _ = try await store.execute(try Self.create("team/app"), metadata: testMetadata()) }
         let url = location.database!.url
         let admin = try PostgresConnection(url: url)
-        #expect(!PostgresMigrations.marks.isEmpty)
-        for mark in PostgresMigrations.marks {
+        #expect(!PostgresMigrations.markingMigrations.isEmpty)
+        for mark in PostgresMigrations.markingMigrations {
             try admin.query("DELETE FROM upload_coordinator_migrations WHERE identifier = $1", [.text(mark)])
         }
         #expect(try PostgresReader(url: url).read { try $0.lastPosition() } == 1)
         let report = Replayer.verify(databaseURL: url)
         #expect(report.failure == nil && report.events == 1, "\(String(describing: report.failure))")
-        #expect(Set(PostgresMigrations.migrations.map(\.identifier)).subtracting(try PostgresStore.appliedMigrations(url: url)) == PostgresMigrations.marks)
+        #expect(Set(PostgresMigrations.migrations.map(\.identifier)).subtracting(try PostgresStore.appliedMigrations(url: url)) == PostgresMigrations.markingMigrations)
         try await location.withStore { _ in }
         #expect(try PostgresStore.appliedMigrations(url: url) == PostgresMigrations.migrations.map(\.identifier))
         try admin.query("DELETE FROM upload_coordinator_migrations WHERE identifier = '0002-create-projections'")

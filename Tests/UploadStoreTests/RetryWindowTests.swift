@@ -30,6 +30,27 @@ struct RetryWindowTests {
         }
     }
 
+    /// A call answered with CallAnswered holds its id against another operation even where no
+    /// request digest tells them apart (metadata without one, as from before digests were kept):
+    /// the mark's operation must be the retry's.
+    @Test func aCallAnsweredMark_isAnotherOperationsMismatch_evenWithoutARequestDigest() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try await withTestStore(dir) { store in
+            try await Self.create(store)
+            let metadata = RequestMetadata(requestId: UUID().uuidString, source: "test", principal: "AKIA1", invocationId: "inv-undigested")
+            let arn = "arn:aws:ecr-public::\(testRegistryId):repository/team/app"
+            let untag = Command.untagResource(try UntagResource(resourceArn: arn, tagKeys: ["absent"]))
+            let first = try await store.execute(untag, metadata: metadata)
+            #expect(first.events.map(\.event.type) == [.callAnswered])
+            #expect(try await store.execute(untag, metadata: metadata).isRetry)
+            let other = Command.batchDeleteImage(try BatchDeleteImage(repositoryName: "team/app", imageIds: [ImageIdentifier(imageTag: "absent")]))
+            let error = await #expect(throws: CommandError.self) { try await store.execute(other, metadata: metadata) }
+            #expect(error?.code == .idempotentParameterMismatch)
+            #expect(try store.read { try $0.lastPosition() } == 2)
+        }
+    }
+
     /// A call the writer takes only as a retry (``CommandSubmission/refusalUnlessRetry``) is
     /// answered as recorded when it is one, and refused otherwise, writing nothing. Reusing another
     /// call's id is a mismatch only for a caller refused by the state (``answersMismatch``); one

@@ -49,7 +49,7 @@ public enum Command: Sendable, Equatable {
     /// invocation id: the repository it names (`nil` for the registry's own catalog data) and the
     /// refusals it answers (BatchDeleteImage's).
     /// - Throws: `RegistryNotFoundException` for a registry id this coordinator does not serve.
-    func answered(_ decision: Decision, settings: DecisionSettings) throws -> CallAnswered {
+    func callAnswered(_ decision: Decision, settings: DecisionSettings) throws -> CallAnswered {
         let (registryId, repositoryName): (String?, String?) = switch self {
         case .createRepository(let c): (c.registryId, c.repositoryName)
         case .deleteRepository(let c): (c.registryId, c.repositoryName)
@@ -79,7 +79,9 @@ public enum Command: Sendable, Equatable {
         if case .putImage(let c) = self { c.imageManifest.utf8.count } else { 0 }
     }
 
-    /// The API operation's name, for logs and metrics.
+    /// The API operation's name, for logs and metrics, and recorded in the log (CallAnswered's
+    /// `operation`, which a retry is matched by): permanent, as event fields are
+    /// (`CallAnsweredTests` pins the names a call that changes nothing records).
     public var operationName: String {
         switch self {
         case .createRepository: "CreateRepository"

@@ -35,7 +35,8 @@ enum CatalogDecisions {
         return Decision([taggedEvent(ref, c.tags)])
     }
 
-    /// Keys the repository has no tag of are ignored, as in ECR; nothing is recorded when none is left.
+    /// Keys the repository has no tag of are ignored, as in ECR; no event when none is left (`decide`
+    /// records CallAnswered for a call that sent an invocation id).
     static func untag(_ c: UntagResource, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
         let ref = try repository(c.resource, state: state, settings: settings)
         let details = try state.details(ref) ?? RepositoryDetails()

@@ -52,12 +52,12 @@ public struct DecisionContext: Sendable {
     public var newUploadId: String?
     /// Whether the call sent an `amz-sdk-invocation-id`, whose retry window must hold it: then a
     /// call that changes nothing records ``CallAnswered``.
-    public var holdsInvocation: Bool
+    public var sentInvocationId: Bool
 
-    public init(now: Timestamp, newUploadId: String? = nil, holdsInvocation: Bool = false) {
+    public init(now: Timestamp, newUploadId: String? = nil, sentInvocationId: Bool = false) {
         self.now = now
         self.newUploadId = newUploadId
-        self.holdsInvocation = holdsInvocation
+        self.sentInvocationId = sentInvocationId
     }
 }
 
@@ -102,8 +102,8 @@ public enum Decider {
         var decision = try changes(command, state: state, settings: settings, context: context)
         // A call that changed nothing still marks its invocation id, so that its retry is answered
         // as it was and the id stays its own.
-        if decision.events.isEmpty, context.holdsInvocation {
-            decision.events = [.callAnswered(try command.answered(decision, settings: settings))]
+        if decision.events.isEmpty, context.sentInvocationId {
+            decision.events = [.callAnswered(try command.callAnswered(decision, settings: settings))]
         }
         return decision
     }

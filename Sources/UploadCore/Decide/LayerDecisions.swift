@@ -2,7 +2,8 @@
 enum LayerDecisions {
     static func uploadPart(_ c: UploadLayerPart, state: some ProjectionState, settings: DecisionSettings) throws -> Decision {
         let (ref, session) = try activeSession(c.registryId, c.repositoryName, c.uploadId, state: state, settings: settings)
-        // An exact retry of the last accepted part is answered as before and records nothing.
+        // The last accepted part sent again is answered as before and changes nothing (`decide`
+        // records CallAnswered for a call that sent an invocation id).
         if let last = session.lastPart, last.firstByte == c.partFirstByte, last.lastByte == c.partLastByte, last.digest == c.partDigest {
             return Decision([])
         }

@@ -1,8 +1,9 @@
 /// An SDK call succeeded and changed nothing: a BatchDeleteImage whose every id was refused, an
 /// UntagResource of keys the repository did not have, a part sent again. Recorded only for a call
-/// that sent an `amz-sdk-invocation-id` (``DecisionContext/holdsInvocation``), so that the retry
+/// that sent an `amz-sdk-invocation-id` (``DecisionContext/sentInvocationId``), so that the retry
 /// window holds it: its retry is answered as it was rather than decided again (which could delete
-/// a tag pushed in between), and another call reusing the id is refused. No projection folds it.
+/// a tag pushed in between), and another call reusing the id is refused. No projection folds it
+/// but the invocation marks, which every event's call leaves.
 @FieldRecord
 public struct CallAnswered: EventPayload {
     public static let type = EventType.callAnswered

@@ -27,14 +27,15 @@ public final class PostgresReader: SnapshotReading {
 
     /// Opens a reader of the store at `url`. It holds one connection: a read inside another read
     /// would wait for it forever.
-    /// - Throws: ``StoreError`` `.migration` when the database needs migrating, or (unless
+    /// - Throws: ``StoreError`` `.migration` when the database needs migrating (but for migrations
+    ///   that only mark, ``PostgresMigrations/markingMigrations``), or (unless
     ///   `unreadable` is `.readAsEmpty`) its projections are of another layout than this binary's.
     public init(url: String, unreadableProjections unreadable: UnreadableProjections = .refuse, logger: Logger = Logger(label: "upload-coordinator")) throws {
         pool = PostgresPool(url: url, size: 1)
         self.logger = logger
         answerLimit = nil
         projectionsReadAsEmpty = try pool.withConnection { connection in
-            if let refusal = try PostgresMigrations.status(connection).refusalToRead(pendingMarks: PostgresMigrations.marks) { throw StoreError(.migration, refusal.description) }
+            if let refusal = try PostgresMigrations.status(connection).refusalToRead(toleratingPending: PostgresMigrations.markingMigrations) { throw StoreError(.migration, refusal.description) }
             // A copy that died part way may stop short of its source: nothing reads it as a store.
             try PostgresLog.refuseUnfinishedCopy(connection)
             let version = try PostgresProjectionState.read(connection).version

@@ -18,7 +18,7 @@ extension Replayer {
         let start = ContinuousClock.now
         do {
             let connection = try PostgresConnection(url: databaseURL)
-            if let refusal = try PostgresMigrations.status(connection).refusalToRead(pendingMarks: PostgresMigrations.marks) { throw Failure.unusable(refusal.description) }
+            if let refusal = try PostgresMigrations.status(connection).refusalToRead(toleratingPending: PostgresMigrations.markingMigrations) { throw Failure.unusable(refusal.description) }
             try connection.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY") {
                 do { try PostgresLog.refuseUnfinishedCopy(connection) } catch { throw Failure.unusable("\(error)") }
                 try verify(connection, checkpointKey: checkpointKey, into: &report, progress: progress)

@@ -52,8 +52,8 @@ in this order:
             on fixture/app; then two calls that change nothing: BatchDeleteImage of a tag
             fixture/app does not have and UntagResource of a key it does not have (from 9a54960
             on, CallAnswered each, the first with its refusal's code from e229237 on; earlier
-            binaries record nothing for them). Every type the log has: 37 events at 6754206, 40
-            with the manifest lists (68e73de), 42 from 9a54960 on.
+            binaries record nothing for them). Every type the log has: 37 events at 6754206, 38
+            with a manifest list (9278cc8), 40 with two (68e73de), 42 from 9a54960 on.
   signed    `serve` takes --credentials (a0ac8b1 on): every call SigV4-signed by botocore with
             key `test`/`test` and sent with an `amz-sdk-invocation-id` (`inv-…`); the events
             record the principal (`test`) and the invocation id, and from 52688c9 on the request
