@@ -6,9 +6,7 @@ import UploadTesting
 /// A call that changes nothing records CallAnswered when it sent an invocation id, naming its
 /// operation (a retry is matched by it, so those names are permanent) and, for BatchDeleteImage,
 /// its refusals' codes; without an id it records nothing.
-struct CallAnsweredTests {
-    private var arn: String { "arn:aws:ecr-public::\(testRegistryId):repository/team/app" }
-
+extension DecisionRulesTests {
     @Test func eachCallThatChangesNothing_recordsCallAnswered_onlyWithAnInvocationId() throws {
         var w = try Harness()
         let upload = try w.startWithPart()

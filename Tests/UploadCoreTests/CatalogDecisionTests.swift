@@ -5,7 +5,8 @@ import UploadTesting
 
 /// Manifest lists' references, layers' media types, catalog data and tags, through ``Harness``.
 extension DecisionRulesTests {
-    private var arn: String { "arn:aws:ecr-public::\(testRegistryId):repository/team/app" }
+    /// team/app's ARN, as TagResource and UntagResource name it.
+    var arn: String { "arn:aws:ecr-public::\(testRegistryId):repository/team/app" }
 
     // MARK: Sizes
 

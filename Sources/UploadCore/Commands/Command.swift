@@ -81,7 +81,7 @@ public enum Command: Sendable, Equatable {
 
     /// The API operation's name, for logs and metrics, and recorded in the log (CallAnswered's
     /// `operation`, which a retry is matched by): permanent, as event fields are
-    /// (`CallAnsweredTests` pins the names a call that changes nothing records).
+    /// (`CallAnsweredTests.swift` pins the names a call that changes nothing records).
     public var operationName: String {
         switch self {
         case .createRepository: "CreateRepository"
