@@ -28,7 +28,13 @@ struct HTTPBenchmark {
             guard f["other_status"] == "0", f["socket_errors"] == "0" else {
                 throw BenchError("wrk on \(path) got unexpected answers: \(line)")
             }
-            results.append(Run(rps: Double(f["rps"] ?? "") ?? 0, p50Milliseconds: Double(f["p50_ms"] ?? "") ?? 0, p99Milliseconds: Double(f["p99_ms"] ?? "") ?? 0))
+            // A server that answers nothing within the run shows no error either (wrk counts a
+            // timeout only after it): no answer, or a figure that does not read, is no run.
+            guard let requests = Int(f["requests"] ?? ""), requests > 0, let rps = Double(f["rps"] ?? ""),
+                  let p50 = Double(f["p50_ms"] ?? ""), let p99 = Double(f["p99_ms"] ?? "") else {
+                throw BenchError("wrk on \(path) got no answer, or printed figures that do not read: \(line)")
+            }
+            results.append(Run(rps: rps, p50Milliseconds: p50, p99Milliseconds: p99))
         }
         return results.sorted { $0.rps < $1.rps }[results.count / 2]
     }
