@@ -3,7 +3,8 @@ public import UploadCore
 /// What a committed command recorded.
 public struct CommandOutcome: Sendable {
     /// The command's events with their positions (for a retry, the first attempt's); only
-    /// CallAnswered when it changed nothing, and none when it also sent no invocation id.
+    /// CallAnswered when it changed nothing, and none when it also sent no invocation id (a
+    /// BatchDeleteImage that refused some ids ends with CallAnswered too).
     public let events: [EventEnvelope]
     /// The decision they came from (BatchDeleteImage's answered ids and refusals).
     public let decision: Decision

@@ -91,3 +91,50 @@ def test_a_call_that_changed_nothing_is_answered_as_it_was_after_a_restart_and_k
             assert tags["tags"] == [{"Key": "env", "Value": "prod"}], tags
         finally:
             assert again.stop() == 0
+
+
+def test_a_batch_delete_that_deleted_some_ids_answers_its_refusals_as_they_were_after_a_restart():
+    """A multi-arch clean-up naming an image's tag before its list deletes the list and refuses the
+    tag for it; the refusal's code is recorded (CallAnswered, after the deletion), so its retry,
+    after a restart and with the tag moved to another image since, answers it again, not as a tag
+    that was not there."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        first = Served(data_dir)
+        try:
+            status, _, _ = post(first, TARGET + "CreateRepository", json.dumps({"repositoryName": "multi/app"}).encode())
+            assert status == 200
+
+            def push(manifest, tag):
+                status, _, pushed = post(first, TARGET + "PutImage", json.dumps({"repositoryName": "multi/app", "imageManifest": manifest, "imageTag": tag}).encode())
+                assert status == 200, pushed
+                return pushed["image"]["imageId"]["imageDigest"]
+
+            child = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []})
+            child_digest = push(child, "c")
+            listed = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+                {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": child_digest, "size": len(child)}]})
+            list_digest = push(listed, "all")
+            clean_up = json.dumps({"repositoryName": "multi/app", "imageIds": [{"imageTag": "c"}, {"imageDigest": list_digest}]}).encode()
+            clean_up_id = {"amz-sdk-invocation-id": "7c6d5e4f-3a2b-4c1d-8e9f-multi"}
+            status, _, cleaned = post(first, TARGET + "BatchDeleteImage", clean_up, clean_up_id)
+            assert status == 200, cleaned
+            assert [i["imageDigest"] for i in cleaned["imageIds"]] == [list_digest]
+            assert [f["failureCode"] for f in cleaned["failures"]] == ["ImageReferencedByManifestList"], cleaned
+            push(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [], "annotations": {"n": "moved"}}), "c")
+        finally:
+            assert first.stop() == 0
+        again = Served(data_dir)
+        try:
+            before = again.events()
+            call = [e for e in before if e["metadata"].get("invocationId") == clean_up_id["amz-sdk-invocation-id"]]
+            assert [e["type"] for e in call] == ["ImageDeleted", "CallAnswered"], call
+            assert call[-1]["data"]["failureCodes"] == ["ImageReferencedByManifestList"], call[-1]
+            status, _, cleaned_again = post(again, TARGET + "BatchDeleteImage", clean_up, clean_up_id)
+            assert status == 200, cleaned_again
+            assert cleaned_again["imageIds"] == cleaned["imageIds"]
+            assert [f["failureCode"] for f in cleaned_again["failures"]] == ["ImageReferencedByManifestList"], cleaned_again
+            assert again.events() == before, "the retry wrote nothing"
+            status, _, images = post(again, TARGET + "DescribeImages", json.dumps({"repositoryName": "multi/app"}).encode())
+            assert sorted(d.get("imageTags", []) for d in images["imageDetails"]) == [[], ["c"]], images
+        finally:
+            assert again.stop() == 0

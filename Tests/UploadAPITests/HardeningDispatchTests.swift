@@ -242,6 +242,52 @@ struct HardeningDispatchTests {
         }
     }
 
+    /// A BatchDeleteImage that deleted some ids and refused others answers its retry with the
+    /// refusals it recorded, where reading them again by time misread two: a tag pushed in the
+    /// first attempt's millisecond (not there then), and a tag refused for a list and moved since
+    /// (there then).
+    @Test func aBatchDeleteImageThatDeletedSome_answersItsRecordedRefusalsAgain() async throws {
+        let clock = TestClock()
+        try await withAPI(clock: clock) { client, store, _ in
+            _ = try await Self.call(client, Self.create, #"{"repositoryName": "team/app"}"#)
+            func push(_ manifest: String, tag: String) async throws -> String {
+                let pushed = try await Self.call(client, Self.putImage, #"{"repositoryName": "team/app", "imageManifest": "\#(manifest)", "imageTag": "\#(tag)"}"#)
+                return try #require((pushed.body["image"] as? [String: Any]).flatMap { ($0["imageId"] as? [String: Any])?["imageDigest"] as? String })
+            }
+            func empty(_ note: String) -> String {
+                #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[],\"annotations\":{\"n\":\"\#(note)\"}}"#
+            }
+            _ = try await push(empty("t1"), tag: "t1")
+            let mixed = #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "fresh"}, {"imageTag": "t1"}]}"#
+            let mixedId: HTTPFields = [Self.invocation: "6b5a4c3d-deleted-some"]
+            let first = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", mixed, headers: mixedId)
+            #expect((first.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["ImageNotFound"])
+            let marked = try store.read { try $0.events(after: try $0.lastPosition() - 1).map(\.event) }
+            #expect(marked == [.callAnswered(CallAnswered(
+                registryId: testRegistryId, repositoryName: "team/app", operation: "BatchDeleteImage", failureCodes: ["ImageNotFound"]))])
+            _ = try await push(empty("fresh"), tag: "fresh")  // the clock has not moved
+            let again = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", mixed, headers: mixedId)
+            #expect(NSDictionary(dictionary: again.body).isEqual(to: first.body), "\(again.body) against \(first.body)")
+
+            let child = empty("child")
+            let childSize = child.utf8.filter { $0 != UInt8(ascii: "\\") }.count  // the manifest itself, without its JSON escapes
+            let childDigest = try await push(child, tag: "c")
+            let list = #"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"digest\":\"\#(childDigest)\",\"size\":\#(childSize)}]}"#
+            let listDigest = try await push(list, tag: "all")
+            let cleanUp = #"{"repositoryName": "team/app", "imageIds": [{"imageTag": "c"}, {"imageDigest": "\#(listDigest)"}]}"#
+            let cleanUpId: HTTPFields = [Self.invocation: "6b5a4c3d-clean-up"]
+            let cleaned = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", cleanUp, headers: cleanUpId)
+            #expect((cleaned.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["ImageReferencedByManifestList"])
+            clock.advance(milliseconds: 1_000)
+            _ = try await push(empty("moved"), tag: "c")
+            let cleanedAgain = try await Self.call(client, "SpencerFrontendService.BatchDeleteImage", cleanUp, headers: cleanUpId)
+            #expect((cleanedAgain.body["imageIds"] as? [[String: Any]])?.map { $0["imageDigest"] as? String } == [listDigest])
+            // The same code; its reason says what held when the request was decided, not which list.
+            #expect((cleanedAgain.body["failures"] as? [[String: Any]])?.map { $0["failureCode"] as? String } == ["ImageReferencedByManifestList"],
+                    "\(cleanedAgain.body)")
+        }
+    }
+
     /// A retried DeleteRepository answers the deleted repository's creation time from its event,
     /// not the state at the retry (where it is gone, or created again later).
     @Test func anExactRetryOfDeleteRepository_answersTheDeletedRepositorysCreationTime() async throws {

@@ -50,4 +50,47 @@ extension DecisionRulesTests {
         #expect(answer.imageFailures.last?.failureReason == "Invalid image digest 'nope'")
         #expect(answer.imageIds.isEmpty)
     }
+
+    /// A BatchDeleteImage that deleted some ids and refused others, with an invocation id, records
+    /// CallAnswered with the refused ids' codes after its deletions; its retry answers those codes
+    /// whatever changed since. A record without them (binaries up to 7ca8032 kept none beside
+    /// deletions) has its refusals decided again from the state and the first attempt's time.
+    @Test func aBatchDeleteImageThatRefusedSomeIds_recordsTheirCodesAfterItsDeletions() throws {
+        var w = try Harness()
+        let (x, y) = try w.images()
+        let list = Fixture.index([y])
+        try w.run(.put(list, tag: "all"))
+        let listDigest = Fixture.imageDigest(list)
+        // y is refused for the list, deleted after it; v1 is untagged (x keeps v2); `late` is not there.
+        let command = try Command.delete([
+            ImageIdentifier(imageDigest: y), ImageIdentifier(imageTag: "v1"), ImageIdentifier(imageTag: "late"), ImageIdentifier(imageDigest: listDigest),
+        ])
+        let held = try Decider.decide(command, state: w.tables, settings: w.settings, context: DecisionContext(now: w.now, sentInvocationId: true))
+        let deletions: [Event] = [
+            .imageUntagged(ImageUntagged(registryId: testRegistryId, repositoryName: "team/app", imageDigest: x, imageTag: "v1")),
+            .imageDeleted(ImageDeleted(registryId: testRegistryId, repositoryName: "team/app", imageDigest: listDigest)),
+        ]
+        #expect(held.events == deletions + [.callAnswered(CallAnswered(
+            registryId: testRegistryId, repositoryName: "team/app", operation: "BatchDeleteImage",
+            failureCodes: ["ImageReferencedByManifestList", "ImageNotFound"]))])
+        #expect(try w.decide(command).events == deletions, "without an invocation id, only the deletions")
+        let decidedAt = w.now
+        try w.apply(held.events)
+        let late = try Command.put(Fixture.image(config: Fixture.digest("c"), layers: [Fixture.digest("b")]), tag: "late")
+        var later = w  // the same log, where `late` is pushed a millisecond after the first attempt
+        later.now = Timestamp(millisecondsSinceEpoch: decidedAt.millisecondsSinceEpoch + 1)
+        try later.run(late)
+        try w.run(late)  // in the first attempt's millisecond
+
+        let again = try Decider.answeredAgain(command, recorded: held.events, decidedAt: decidedAt, state: w.tables, settings: w.settings)
+        #expect(again.imageIds == [ImageIdentifier(imageDigest: x, imageTag: "v1"), ImageIdentifier(imageDigest: listDigest)])
+        #expect(again.imageFailures.map(\.imageId) == [ImageIdentifier(imageDigest: y), ImageIdentifier(imageTag: "late")])
+        #expect(again.imageFailures.map(\.failureCode) == [.imageReferencedByManifestList, .imageNotFound],
+                "`late`, pushed in the first attempt's millisecond, read by time would be one a deleted list named")
+
+        // As an earlier binary recorded it, with `late` pushed a millisecond after.
+        let decidedAgain = try Decider.answeredAgain(command, recorded: deletions, decidedAt: decidedAt, state: later.tables, settings: later.settings)
+        #expect(decidedAgain.imageIds == again.imageIds)
+        #expect(decidedAgain.imageFailures.map(\.failureCode) == [.imageReferencedByManifestList, .imageNotFound])
+    }
 }

@@ -211,11 +211,16 @@ struct Harness {
     @discardableResult
     mutating func run(_ command: Command) throws -> Decision {
         let decision = try decide(command)
-        for event in decision.events {
+        try apply(decision.events)
+        return decision
+    }
+
+    /// Appends `events` at the next positions, recorded `now`.
+    mutating func apply(_ events: [Event]) throws {
+        for event in events {
             position += 1
             try Projector.apply(EventEnvelope(position: position, recordedAt: now, metadata: testMetadata(), event: event), to: &tables)
         }
-        return decision
     }
 
     func refusal(_ command: Command) throws -> CommandError { try #require(throws: CommandError.self) { try decide(command) } }

@@ -51,7 +51,7 @@ public struct DecisionContext: Sendable {
     /// A fresh upload id, present for commands that start an upload.
     public var newUploadId: String?
     /// Whether the call sent an `amz-sdk-invocation-id`, whose retry window must hold it: then a
-    /// call that changes nothing records ``CallAnswered``.
+    /// call that changes nothing, or a BatchDeleteImage that refuses an id, records ``CallAnswered``.
     public var sentInvocationId: Bool
 
     public init(now: Timestamp, newUploadId: String? = nil, sentInvocationId: Bool = false) {
@@ -101,9 +101,10 @@ public enum Decider {
     ) throws -> Decision {
         var decision = try changes(command, state: state, settings: settings, context: context)
         // A call that changed nothing still marks its invocation id, so that its retry is answered
-        // as it was and the id stays its own.
-        if decision.events.isEmpty, context.sentInvocationId {
-            decision.events = [.callAnswered(try command.callAnswered(decision, settings: settings))]
+        // as it was and the id stays its own; a BatchDeleteImage's refusals are recorded after its
+        // deletions, since no other event holds them.
+        if context.sentInvocationId, decision.events.isEmpty || !decision.imageFailures.isEmpty {
+            decision.events.append(.callAnswered(try command.callAnswered(decision, settings: settings)))
         }
         return decision
     }

@@ -191,34 +191,18 @@ enum ImageDecisions {
     }
 
     /// The answer to an exact retry of `c`, whose first attempt recorded `recorded` (its events,
-    /// in order). When it deleted nothing, it recorded each id's refusal (``CallAnswered``), and
-    /// those are answered again. Otherwise what it deleted and untagged is read back from its
-    /// events, in request order; the ids it
-    /// refused, whose refusals no event records, are decided again at `state` (the log's tail),
-    /// which refuses them as the first attempt did unless the repository changed since. An id that
-    /// `state` would now accept was refused then either as named by a manifest list the request
-    /// deleted after it (a multi-arch clean-up that names the images before their list), answered
-    /// ImageReferencedByManifestList, or as not there (ImageNotFound): the first only when what it
-    /// names now was there then (tagged or pushed not after `decidedAt`, the first attempt's
-    /// time, and not deleted by it) and an image was deleted after its place; a tag or image
-    /// pushed since was not there. The records keep no history, so this reads times: a push in
-    /// the first attempt's millisecond reads as there then, and a tag refused for a list and
-    /// moved before the retry as not there.
+    /// in order): what it deleted and untagged, read back from its events in request order, and
+    /// the ids it refused, answered with the codes its ``CallAnswered`` recorded after them.
     ///
     /// One request is read back ambiguously: an untag whose image the request also deletes by
     /// digest right after it, when that image kept other tags, reads as the untag deleting it and
-    /// the digest refused (the events of the two readings are the same).
+    /// the digest refused (the events of the two readings are the same); the count of recorded
+    /// codes then differs from the refused ids', and the refusals are decided again as below.
     /// - Throws: when the store cannot be read.
     static func batchDeleteAnsweredAgain(
         _ c: BatchDeleteImage, recorded: [Event], decidedAt: Timestamp, state: some ProjectionState, settings: DecisionSettings
     ) throws -> Decision {
         var answer = Decision(recorded)
-        if recorded.count == 1, let answered = recorded[0].answeredCall, answered.failureCodes.count == c.imageIds.count {
-            answer.imageFailures = zip(c.imageIds, answered.failureCodes).map { id, code in
-                refusedThen(id, ImageFailure.Code(rawValue: code) ?? .imageNotFound)  // a later binary's code
-            }
-            return answer
-        }
         var next = recorded.startIndex
         var refused: [(id: ImageIdentifier, next: Int)] = []  // with the events recorded after its place
         func deletes(_ digest: String) -> Bool {
@@ -243,7 +227,32 @@ enum ImageDecisions {
                 refused.append((id, next))
             }
         }
-        guard !refused.isEmpty else { return answer }
+        if let codes = recorded.last?.answeredCall?.failureCodes, codes.count == refused.count {
+            answer.imageFailures = zip(refused, codes).map { refused, code in
+                refusedThen(refused.id, ImageFailure.Code(rawValue: code) ?? .imageNotFound)  // a later binary's code
+            }
+            return answer
+        }
+        answer.imageFailures = try refusalsDecidedAgain(c, refused, recorded: recorded, decidedAt: decidedAt, state: state, settings: settings)
+        return answer
+    }
+
+    /// The refusals of an attempt whose codes no event holds (binaries up to 7ca8032 recorded
+    /// none beside deletions), or read back ambiguously: the `refused` ids are decided again at
+    /// `state` (the log's tail), which refuses them as the first attempt did unless the repository
+    /// changed since. An id that `state` would now accept was refused then either as named by a
+    /// manifest list the request deleted after it (a multi-arch clean-up that names the images
+    /// before their list), answered ImageReferencedByManifestList, or as not there
+    /// (ImageNotFound): the first only when what it names now was there then (tagged or pushed
+    /// not after `decidedAt`, the first attempt's time, and not deleted by it) and an image was
+    /// deleted after its place; a tag or image pushed since was not there. The records keep no
+    /// history, so this reads times: a push in the first attempt's millisecond reads as there
+    /// then, and a tag refused for a list and moved before the retry as not there.
+    private static func refusalsDecidedAgain(
+        _ c: BatchDeleteImage, _ refused: [(id: ImageIdentifier, next: Int)], recorded: [Event], decidedAt: Timestamp,
+        state: some ProjectionState, settings: DecisionSettings
+    ) throws -> [ImageFailure] {
+        guard !refused.isEmpty else { return [] }
         var again = try BatchDeleteImage(registryId: c.registryId, repositoryName: c.repositoryName, imageIds: refused.map(\.id))
         again.keepsUntaggedImages = c.keepsUntaggedImages
         let decided: Decision?
@@ -261,17 +270,12 @@ enum ImageDecisions {
             guard let named else { return false }
             return named.since <= decidedAt && !deletedThen.contains(named.digest)
         }
-        for (id, next) in refused {
-            if let refusal = statelessRefusal(id) {  // refused so whatever the repository holds, or whether it is gone
-                answer.imageFailures.append(refusal)
-                continue
-            }
+        return try refused.map { id, next in
+            if let refusal = statelessRefusal(id) { return refusal }  // refused so whatever the repository holds, or whether it is gone
             let deletedAfter = recorded[next...].contains { if case .imageDeleted = $0 { true } else { false } }
-            let failure = try decided?.imageFailures.first { $0.imageId == id }
+            return try decided?.imageFailures.first { $0.imageId == id }
                 ?? (decided != nil && deletedAfter && wasThen(id)
                     ? refusedThen(id, .imageReferencedByManifestList) : refusedThen(id, .imageNotFound))
-            answer.imageFailures.append(failure)
         }
-        return answer
     }
 }

@@ -1,9 +1,11 @@
-/// An SDK call succeeded and changed nothing: a BatchDeleteImage whose every id was refused, an
-/// UntagResource of keys the repository did not have, a part sent again. Recorded only for a call
-/// that sent an `amz-sdk-invocation-id` (``DecisionContext/sentInvocationId``), so that the retry
-/// window holds it: its retry is answered as it was rather than decided again (which could delete
-/// a tag pushed in between), and another call reusing the id is refused. No projection folds it
-/// but the invocation marks, which every event's call leaves.
+/// An SDK call was answered with what no other event records: it succeeded and changed nothing (a
+/// BatchDeleteImage whose every id was refused, an UntagResource of keys the repository did not
+/// have, a part sent again), or it is a BatchDeleteImage that refused some ids, recorded after the
+/// events of what it deleted. Recorded only for a call that sent an `amz-sdk-invocation-id`
+/// (``DecisionContext/sentInvocationId``), so that the retry window holds it: its retry is
+/// answered as it was rather than decided again (which could delete a tag pushed in between, or
+/// answer a refusal with another code), and another call reusing the id is refused. No projection
+/// folds it but the invocation marks, which every event's call leaves.
 @FieldRecord
 public struct CallAnswered: EventPayload {
     public static let type = EventType.callAnswered
@@ -14,9 +16,10 @@ public struct CallAnswered: EventPayload {
     public let repositoryName: String?
     /// The API operation, as ``Command/operationName`` names it (`BatchDeleteImage`).
     public let operation: String
-    /// A BatchDeleteImage's refusals as answered, one ``ImageFailure/Code`` per requested id, in
-    /// the request's order (a retry repeats the request), so that its retry answers them again
-    /// whatever changed since; empty for other calls. Codes only: a reason may name many lists.
+    /// A BatchDeleteImage's refusals as answered, one ``ImageFailure/Code`` per refused id, in
+    /// the request's order (a retry repeats the request, and its events say which ids succeeded),
+    /// so that its retry answers them again whatever changed since; empty for other calls. Codes
+    /// only: a reason may name many lists.
     /// Kept as text, not checked against the codes this binary knows, so that a later binary's new
     /// code does not make the log unreadable here (a retry reads one it does not know as
     /// `ImageNotFound`).
