@@ -208,7 +208,7 @@ if ProcessInfo.processInfo.environment["UPLOAD_COORDINATOR_TOOLS"] == "1" {
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/Benchmarks",
-            exclude: ["reference", "BENCHMARKS.md"],
+            exclude: ["reference", "BENCHMARKS.md", "soak-30min.svg"],
             swiftSettings: swiftSettings
         ),
         // libFuzzer targets, fuzzing when Tools/fuzz builds them (with -sanitize=fuzzer). This

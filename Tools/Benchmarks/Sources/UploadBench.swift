@@ -14,11 +14,20 @@ struct UploadBench: AsyncParsableCommand {
     @Option(help: "The built upload-coordinator, for the figures that run `serve`.") var server: String
     @Option(help: "The folder with the wrk scripts.") var scripts = "Tools/Benchmarks/reference"
     @Option(help: "Where stores and files are made (a real disk: fsync is part of what is measured).") var workDir: String?
-    @Option(help: "Comma-separated figures to run: append, replay, verify, open, http, parts, registry, postgres.")
-    var only = "append,replay,verify,open,http,parts,registry,postgres"
+    static let figureGroups = ["append", "replay", "verify", "open", "http", "parts", "registry", "postgres"]
+    @Option(help: "Comma-separated figures to run: \(figureGroups.joined(separator: ", ")).")
+    var only = figureGroups.joined(separator: ",")
     @Option(help: "The PostgreSQL server for the postgres figures (Tools/bench starts one).") var databaseUrl: String?
     @Option(help: ArgumentHelp("Keep the replay/open log here and reuse it on later runs (for profiling).", visibility: .hidden)) var logDir: String?
     @Flag(help: "Small sizes and short runs: checks that every benchmark works, measures nothing worth quoting.") var quick = false
+
+    func validate() throws {
+        // A misspelt name would otherwise measure nothing and print an empty table.
+        let unknown = only.split(separator: ",").map(String.init).filter { !Self.figureGroups.contains($0) }
+        guard unknown.isEmpty else {
+            throw ValidationError("--only: unknown figure(s) \(unknown.joined(separator: ", ")); the figures are \(Self.figureGroups.joined(separator: ", "))")
+        }
+    }
 
     func run() async throws {
         let selected = Set(only.split(separator: ",").map { String($0) })
