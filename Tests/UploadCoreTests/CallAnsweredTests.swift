@@ -93,4 +93,29 @@ extension DecisionRulesTests {
         #expect(decidedAgain.imageIds == again.imageIds)
         #expect(decidedAgain.imageFailures.map(\.failureCode) == [.imageReferencedByManifestList, .imageNotFound])
     }
+
+    /// A request that untags an image and deletes it by digest reads back two ways from the same
+    /// events; the count of recorded refusals tells which, so both retries answer as the first
+    /// attempts did.
+    @Test func anUntagThenItsImagesDeletion_isReadBackAsDecided_byTheRecordedRefusals() throws {
+        var w = try Harness()
+        let (x, y) = try w.images()  // x tagged v1 and v2
+        try w.run(.put(Fixture.image(config: Fixture.digest("c"), layers: [Fixture.digest("a"), Fixture.digest("b")]), tag: "solo"))  // y's only tag
+        for (ids, answered) in [
+            // x keeps v2 once v1 goes: the digest deletes it.
+            ([ImageIdentifier(imageTag: "v1"), ImageIdentifier(imageDigest: x)], [ImageIdentifier(imageDigest: x, imageTag: "v1"), ImageIdentifier(imageDigest: x)]),
+            // y's last tag goes with y: the digest finds nothing.
+            ([ImageIdentifier(imageTag: "solo"), ImageIdentifier(imageDigest: y)], [ImageIdentifier(imageDigest: y, imageTag: "solo")]),
+        ] {
+            let command = try Command.delete(ids)
+            let first = try Decider.decide(command, state: w.tables, settings: w.settings, context: DecisionContext(now: w.now, sentInvocationId: true))
+            #expect(first.events.filter { $0.type != .callAnswered }.map(\.type) == [.imageUntagged, .imageDeleted])
+            #expect(first.imageIds == answered)
+            var after = w
+            try after.apply(first.events)
+            let again = try Decider.answeredAgain(command, recorded: first.events, decidedAt: w.now, state: after.tables, settings: after.settings)
+            #expect(again.imageIds == first.imageIds, "\(ids)")
+            #expect(again.imageFailures == first.imageFailures.map { ImageDecisions.refusedThen($0.imageId, $0.failureCode) }, "\(ids)")
+        }
+    }
 }

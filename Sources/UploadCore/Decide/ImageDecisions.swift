@@ -192,25 +192,48 @@ enum ImageDecisions {
 
     /// The answer to an exact retry of `c`, whose first attempt recorded `recorded` (its events,
     /// in order): what it deleted and untagged, read back from its events in request order, and
-    /// the ids it refused, answered with the codes its ``CallAnswered`` recorded after them.
+    /// the ids it refused, answered with the codes its ``CallAnswered`` recorded after them (none
+    /// without it: a call that sent an invocation id and refused nothing records none).
     ///
-    /// One request is read back ambiguously: an untag whose image the request also deletes by
-    /// digest right after it, when that image kept other tags, reads as the untag deleting it and
-    /// the digest refused (the events of the two readings are the same); the count of recorded
-    /// codes then differs from the refused ids', and the refusals are decided again as below.
+    /// One request has two readings: an untag followed by its image's deletion, when a later id
+    /// deletes that image by digest, is the untag of its last tag (and the digest refused, already
+    /// deleted) or an untag that left other tags (and the digest deleted). The reading whose
+    /// refused ids are as many as the recorded codes is the one answered (so a record of a binary
+    /// up to 7ca8032, which kept no codes, reads as refusing nothing when a reading allows it).
     /// - Throws: when the store cannot be read.
     static func batchDeleteAnsweredAgain(
         _ c: BatchDeleteImage, recorded: [Event], decidedAt: Timestamp, state: some ProjectionState, settings: DecisionSettings
     ) throws -> Decision {
-        var answer = Decision(recorded)
+        let codes = recorded.last?.answeredCall?.failureCodes ?? []
+        let lastTagFirst = readBack(c, recorded, untagDeletesWhenAsked: true)
+        for reading in [lastTagFirst, readBack(c, recorded, untagDeletesWhenAsked: false)] where reading.refused.count == codes.count {
+            var answer = Decision(recorded, imageIds: reading.deleted)
+            answer.imageFailures = zip(reading.refused, codes).map { refused, code in
+                refusedThen(refused.id, ImageFailure.Code(rawValue: code) ?? .imageNotFound)  // a later binary's code
+            }
+            return answer
+        }
+        var answer = Decision(recorded, imageIds: lastTagFirst.deleted)
+        answer.imageFailures = try refusalsDecidedAgain(
+            c, lastTagFirst.refused, recorded: recorded, decidedAt: decidedAt, state: state, settings: settings)
+        return answer
+    }
+
+    /// `c`'s ids as its `recorded` events answered them, in request order: the ids deleted or
+    /// untagged, and the ids refused, each with the index of the first event recorded after its
+    /// place. An untag followed by its image's deletion reads as the untag of its last tag unless
+    /// `untagDeletesWhenAsked` is false and a later id deletes that image by digest.
+    private static func readBack(
+        _ c: BatchDeleteImage, _ recorded: [Event], untagDeletesWhenAsked: Bool
+    ) -> (deleted: [ImageIdentifier], refused: [(id: ImageIdentifier, next: Int)]) {
         var next = recorded.startIndex
-        var refused: [(id: ImageIdentifier, next: Int)] = []  // with the events recorded after its place
+        var deleted: [ImageIdentifier] = [], refused: [(id: ImageIdentifier, next: Int)] = []
         func deletes(_ digest: String) -> Bool {
             guard next < recorded.endIndex, case .imageDeleted(let deleted) = recorded[next], deleted.imageDigest == digest else { return false }
             next += 1
             return true
         }
-        for id in c.imageIds {
+        for (place, id) in c.imageIds.enumerated() {
             let digest = id.imageDigest?.lowercased()
             if let tag = id.imageTag {
                 guard next < recorded.endIndex, case .imageUntagged(let untagged) = recorded[next], untagged.imageTag.sameBytes(as: tag),
@@ -219,26 +242,20 @@ enum ImageDecisions {
                     continue
                 }
                 next += 1
-                answer.imageIds.append(ImageIdentifier(imageDigest: untagged.imageDigest, imageTag: tag))
-                _ = deletes(untagged.imageDigest)  // with its last tag
+                deleted.append(ImageIdentifier(imageDigest: untagged.imageDigest, imageTag: tag))
+                let deletedLater = c.imageIds[(place + 1)...].contains { $0.imageTag == nil && $0.imageDigest?.lowercased() == untagged.imageDigest }
+                if untagDeletesWhenAsked || !deletedLater { _ = deletes(untagged.imageDigest) }  // with its last tag
             } else if let digest, deletes(digest) {
-                answer.imageIds.append(ImageIdentifier(imageDigest: digest))
+                deleted.append(ImageIdentifier(imageDigest: digest))
             } else {
                 refused.append((id, next))
             }
         }
-        if let codes = recorded.last?.answeredCall?.failureCodes, codes.count == refused.count {
-            answer.imageFailures = zip(refused, codes).map { refused, code in
-                refusedThen(refused.id, ImageFailure.Code(rawValue: code) ?? .imageNotFound)  // a later binary's code
-            }
-            return answer
-        }
-        answer.imageFailures = try refusalsDecidedAgain(c, refused, recorded: recorded, decidedAt: decidedAt, state: state, settings: settings)
-        return answer
+        return (deleted, refused)
     }
 
     /// The refusals of an attempt whose codes no event holds (binaries up to 7ca8032 recorded
-    /// none beside deletions), or read back ambiguously: the `refused` ids are decided again at
+    /// none beside deletions), or that no reading matches: the `refused` ids are decided again at
     /// `state` (the log's tail), which refuses them as the first attempt did unless the repository
     /// changed since. An id that `state` would now accept was refused then either as named by a
     /// manifest list the request deleted after it (a multi-arch clean-up that names the images
