@@ -416,7 +416,7 @@ private final class Watchdog: @unchecked Sendable {
     private struct Watched { weak var connection: PostgresConnection? }
     private let lock = NSLock()
     private var watched: [ObjectIdentifier: Watched] = [:]
-    private let timer: DispatchSourceTimer
+    private let timer: any DispatchSourceTimer
 
     private init() {
         timer = DispatchSource.makeTimerSource(queue: .global())

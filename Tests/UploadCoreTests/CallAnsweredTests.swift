@@ -52,7 +52,7 @@ extension DecisionRulesTests {
     }
 
     /// A BatchDeleteImage that deleted some ids and refused others, with an invocation id, records
-    /// CallAnswered with the refused ids' codes after its deletions; its retry answers those codes
+    /// CallAnswered with each id's outcome after its deletions; its retry answers those codes
     /// whatever changed since. A record without them (binaries up to 7ca8032 kept none beside
     /// deletions) has its refusals decided again from the state and the first attempt's time.
     @Test func aBatchDeleteImageThatRefusedSomeIds_recordsTheirCodesAfterItsDeletions() throws {
@@ -72,7 +72,7 @@ extension DecisionRulesTests {
         ]
         #expect(held.events == deletions + [.callAnswered(CallAnswered(
             registryId: testRegistryId, repositoryName: "team/app", operation: "BatchDeleteImage",
-            failureCodes: ["ImageReferencedByManifestList", "ImageNotFound"]))])
+            failureCodes: ["ImageReferencedByManifestList", "", "ImageNotFound", ""]))])
         #expect(try w.decide(command).events == deletions, "without an invocation id, only the deletions")
         let decidedAt = w.now
         try w.apply(held.events)
@@ -94,28 +94,39 @@ extension DecisionRulesTests {
         #expect(decidedAgain.imageFailures.map(\.failureCode) == [.imageReferencedByManifestList, .imageNotFound])
     }
 
-    /// A request that untags an image and deletes it by digest reads back two ways from the same
-    /// events; the count of recorded refusals tells which, so both retries answer as the first
-    /// attempts did.
-    @Test func anUntagThenItsImagesDeletion_isReadBackAsDecided_byTheRecordedRefusals() throws {
+    /// Every request of up to three ids, over images with one tag and with two, some by tag and
+    /// some by digest, with and without keeping untagged images: its retry, read back from the
+    /// events and the recorded outcomes, answers the same ids and refusals as the first attempt
+    /// (an untag followed by its image's deletion reads two ways from the events alone).
+    @Test func everyRetriedBatchDeleteImage_answersItsFirstAttemptsIdsAndRefusals() throws {
         var w = try Harness()
         let (x, y) = try w.images()  // x tagged v1 and v2
         try w.run(.put(Fixture.image(config: Fixture.digest("c"), layers: [Fixture.digest("a"), Fixture.digest("b")]), tag: "solo"))  // y's only tag
-        for (ids, answered) in [
-            // x keeps v2 once v1 goes: the digest deletes it.
-            ([ImageIdentifier(imageTag: "v1"), ImageIdentifier(imageDigest: x)], [ImageIdentifier(imageDigest: x, imageTag: "v1"), ImageIdentifier(imageDigest: x)]),
-            // y's last tag goes with y: the digest finds nothing.
-            ([ImageIdentifier(imageTag: "solo"), ImageIdentifier(imageDigest: y)], [ImageIdentifier(imageDigest: y, imageTag: "solo")]),
-        ] {
-            let command = try Command.delete(ids)
-            let first = try Decider.decide(command, state: w.tables, settings: w.settings, context: DecisionContext(now: w.now, sentInvocationId: true))
-            #expect(first.events.filter { $0.type != .callAnswered }.map(\.type) == [.imageUntagged, .imageDeleted])
-            #expect(first.imageIds == answered)
-            var after = w
-            try after.apply(first.events)
-            let again = try Decider.answeredAgain(command, recorded: first.events, decidedAt: w.now, state: after.tables, settings: after.settings)
-            #expect(again.imageIds == first.imageIds, "\(ids)")
-            #expect(again.imageFailures == first.imageFailures.map { ImageDecisions.refusedThen($0.imageId, $0.failureCode) }, "\(ids)")
+        let pool = [
+            ImageIdentifier(imageTag: "v1"), ImageIdentifier(imageTag: "v2"), ImageIdentifier(imageTag: "solo"),
+            ImageIdentifier(imageDigest: x), ImageIdentifier(imageDigest: "sha256:" + y.dropFirst(7).uppercased()),
+            ImageIdentifier(imageDigest: x, imageTag: "solo"), ImageIdentifier(imageTag: "absent"),
+        ]
+        var requests: [[ImageIdentifier]] = pool.map { [$0] }
+        for _ in 2...3 { requests += requests.filter { $0.count == requests.last!.count }.flatMap { r in pool.map { r + [$0] } } }
+        // Longer ones a review found misread by counting refusals alone.
+        requests += [[pool[2], pool[1], pool[3], pool[4], pool[1]], [pool[2], pool[0], pool[4], pool[3]]]
+        var answered = 0
+        for ids in requests {
+            for keepsUntagged in [false, true] {
+                var command = try BatchDeleteImage(repositoryName: "team/app", imageIds: ids)
+                command.keepsUntaggedImages = keepsUntagged
+                let first = try Decider.decide(.batchDeleteImage(command), state: w.tables, settings: w.settings, context: DecisionContext(now: w.now, sentInvocationId: true))
+                #expect(first.events.last?.answeredCall?.failureCodes == first.refusalByRequestedId.map { $0?.rawValue ?? "" })
+                var after = w
+                try after.apply(first.events)
+                let again = try Decider.answeredAgain(.batchDeleteImage(command), recorded: first.events, decidedAt: w.now, state: after.tables, settings: after.settings)
+                #expect(again.imageIds == first.imageIds, "\(ids), keeping untagged images: \(keepsUntagged)")
+                #expect(again.imageFailures.map(\.imageId) == first.imageFailures.map(\.imageId), "\(ids)")
+                #expect(again.imageFailures.map(\.failureCode) == first.imageFailures.map(\.failureCode), "\(ids)")
+                answered += 1
+            }
         }
+        #expect(answered == 2 * (7 + 49 + 343 + 2))
     }
 }

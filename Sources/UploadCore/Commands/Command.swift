@@ -23,7 +23,7 @@ public enum Command: Sendable, Equatable {
     /// Whether this command can record an event of `type`: how a retry (same invocation id) is
     /// told from another call that reused the id.
     public func records(_ type: EventType) -> Bool {
-        if type == .callAnswered { return true }  // a call that changed nothing (its operation is checked too)
+        if type == .callAnswered { return true }  // a call that changed nothing, or a BatchDeleteImage's outcomes (its operation is checked too)
         return switch self {
         case .createRepository: [.repositoryCreated, .repositoryCatalogDataPut, .repositoryTagged].contains(type)
         case .deleteRepository: [.imageDeleted, .uploadAborted, .repositoryDeleted].contains(type)
@@ -45,9 +45,9 @@ public enum Command: Sendable, Equatable {
         }
     }
 
-    /// The mark this call records when it succeeds and changes nothing for a caller that holds an
-    /// invocation id: the repository it names (`nil` for the registry's own catalog data) and the
-    /// refusals it answers (BatchDeleteImage's).
+    /// The mark this call records for a caller that holds an invocation id when it succeeds and
+    /// changes nothing, or after a BatchDeleteImage's deletions: the repository it names (`nil`
+    /// for the registry's own catalog data) and, for BatchDeleteImage, each requested id's refusal.
     /// - Throws: `RegistryNotFoundException` for a registry id this coordinator does not serve.
     func callAnswered(_ decision: Decision, settings: DecisionSettings) throws -> CallAnswered {
         let (registryId, repositoryName): (String?, String?) = switch self {
@@ -70,7 +70,7 @@ public enum Command: Sendable, Equatable {
         }
         return CallAnswered(
             registryId: try settings.resolveRegistry(registryId), repositoryName: repositoryName, operation: operationName,
-            failureCodes: decision.imageFailures.map(\.failureCode.rawValue))
+            failureCodes: decision.refusalByRequestedId.map { $0?.rawValue ?? "" })
     }
 
     /// The bytes of a manifest the command carries (PutImage's, up to 4 MiB; 0 for the rest):

@@ -51,7 +51,7 @@ public struct DecisionContext: Sendable {
     /// A fresh upload id, present for commands that start an upload.
     public var newUploadId: String?
     /// Whether the call sent an `amz-sdk-invocation-id`, whose retry window must hold it: then a
-    /// call that changes nothing, or a BatchDeleteImage that refuses an id, records ``CallAnswered``.
+    /// call that changes nothing, and every BatchDeleteImage, records ``CallAnswered``.
     public var sentInvocationId: Bool
 
     public init(now: Timestamp, newUploadId: String? = nil, sentInvocationId: Bool = false) {
@@ -68,6 +68,9 @@ public struct Decision: Sendable, Equatable {
     public var imageIds: [ImageIdentifier] = []
     /// BatchDeleteImage's per-image refusals; the rest of the batch still applies.
     public var imageFailures: [ImageFailure] = []
+    /// BatchDeleteImage's refusal of each requested id, in request order; `nil` where the id was
+    /// deleted or untagged. What its ``CallAnswered`` records, so that a retry is answered exactly.
+    public var refusalByRequestedId: [ImageFailure.Code?] = []
 
     public init(_ events: [Event], imageIds: [ImageIdentifier] = [], imageFailures: [ImageFailure] = []) {
         self.events = events
@@ -101,9 +104,9 @@ public enum Decider {
     ) throws -> Decision {
         var decision = try changes(command, state: state, settings: settings, context: context)
         // A call that changed nothing still marks its invocation id, so that its retry is answered
-        // as it was and the id stays its own; a BatchDeleteImage's refusals are recorded after its
-        // deletions, since no other event holds them.
-        if context.sentInvocationId, decision.events.isEmpty || !decision.imageFailures.isEmpty {
+        // as it was and the id stays its own; a BatchDeleteImage records each id's outcome after
+        // its deletions, since they do not say which id refused or deleted what.
+        if context.sentInvocationId, decision.events.isEmpty || !decision.refusalByRequestedId.isEmpty {
             decision.events.append(.callAnswered(try command.callAnswered(decision, settings: settings)))
         }
         return decision

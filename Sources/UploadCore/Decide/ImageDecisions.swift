@@ -107,6 +107,10 @@ enum ImageDecisions {
         }
 
         for id in c.imageIds {
+            let refusalsBefore = decision.imageFailures.count
+            defer {  // however the id's turn ends: refused (one failure more) or not
+                decision.refusalByRequestedId.append(decision.imageFailures.count > refusalsBefore ? decision.imageFailures.last?.failureCode : nil)
+            }
             if let refusal = statelessRefusal(id) {
                 decision.imageFailures.append(refusal)
                 continue
@@ -191,49 +195,30 @@ enum ImageDecisions {
     }
 
     /// The answer to an exact retry of `c`, whose first attempt recorded `recorded` (its events,
-    /// in order): what it deleted and untagged, read back from its events in request order, and
-    /// the ids it refused, answered with the codes its ``CallAnswered`` recorded after them (none
-    /// without it: a call that sent an invocation id and refused nothing records none).
+    /// in order), ending with the ``CallAnswered`` that holds each requested id's refusal code
+    /// (empty where the id succeeded): the ids it deleted and untagged, read back from its events,
+    /// and its refusals, answered with their codes.
     ///
-    /// One request has two readings: an untag followed by its image's deletion, when a later id
-    /// deletes that image by digest, is the untag of its last tag (and the digest refused, already
-    /// deleted) or an untag that left other tags (and the digest deleted). The reading whose
-    /// refused ids are as many as the recorded codes is the one answered (so a record of a binary
-    /// up to 7ca8032, which kept no codes, reads as refusing nothing when a reading allows it).
+    /// A call recorded by a binary up to 7ca8032 kept no codes when it deleted something: its
+    /// events are read back as the untag of an image's last tag wherever the image's deletion
+    /// follows, and the ids left over are refused as ``refusalsDecidedAgain(_:_:recorded:decidedAt:state:settings:)`` decides.
     /// - Throws: when the store cannot be read.
     static func batchDeleteAnsweredAgain(
         _ c: BatchDeleteImage, recorded: [Event], decidedAt: Timestamp, state: some ProjectionState, settings: DecisionSettings
     ) throws -> Decision {
-        let codes = recorded.last?.answeredCall?.failureCodes ?? []
-        let lastTagFirst = readBack(c, recorded, untagDeletesWhenAsked: true)
-        for reading in [lastTagFirst, readBack(c, recorded, untagDeletesWhenAsked: false)] where reading.refused.count == codes.count {
-            var answer = Decision(recorded, imageIds: reading.deleted)
-            answer.imageFailures = zip(reading.refused, codes).map { refused, code in
-                refusedThen(refused.id, ImageFailure.Code(rawValue: code) ?? .imageNotFound)  // a later binary's code
-            }
+        if let codes = recorded.last?.answeredCall?.failureCodes, codes.count == c.imageIds.count,
+           let answer = readBack(c, recorded, codes: codes) {
             return answer
         }
-        var answer = Decision(recorded, imageIds: lastTagFirst.deleted)
-        answer.imageFailures = try refusalsDecidedAgain(
-            c, lastTagFirst.refused, recorded: recorded, decidedAt: decidedAt, state: state, settings: settings)
-        return answer
-    }
-
-    /// `c`'s ids as its `recorded` events answered them, in request order: the ids deleted or
-    /// untagged, and the ids refused, each with the index of the first event recorded after its
-    /// place. An untag followed by its image's deletion reads as the untag of its last tag unless
-    /// `untagDeletesWhenAsked` is false and a later id deletes that image by digest.
-    private static func readBack(
-        _ c: BatchDeleteImage, _ recorded: [Event], untagDeletesWhenAsked: Bool
-    ) -> (deleted: [ImageIdentifier], refused: [(id: ImageIdentifier, next: Int)]) {
+        var answer = Decision(recorded)
         var next = recorded.startIndex
-        var deleted: [ImageIdentifier] = [], refused: [(id: ImageIdentifier, next: Int)] = []
+        var refused: [(id: ImageIdentifier, next: Int)] = []  // with the events recorded after its place
         func deletes(_ digest: String) -> Bool {
             guard next < recorded.endIndex, case .imageDeleted(let deleted) = recorded[next], deleted.imageDigest == digest else { return false }
             next += 1
             return true
         }
-        for (place, id) in c.imageIds.enumerated() {
+        for id in c.imageIds {
             let digest = id.imageDigest?.lowercased()
             if let tag = id.imageTag {
                 guard next < recorded.endIndex, case .imageUntagged(let untagged) = recorded[next], untagged.imageTag.sameBytes(as: tag),
@@ -242,20 +227,53 @@ enum ImageDecisions {
                     continue
                 }
                 next += 1
-                deleted.append(ImageIdentifier(imageDigest: untagged.imageDigest, imageTag: tag))
-                let deletedLater = c.imageIds[(place + 1)...].contains { $0.imageTag == nil && $0.imageDigest?.lowercased() == untagged.imageDigest }
-                if untagDeletesWhenAsked || !deletedLater { _ = deletes(untagged.imageDigest) }  // with its last tag
+                answer.imageIds.append(ImageIdentifier(imageDigest: untagged.imageDigest, imageTag: tag))
+                _ = deletes(untagged.imageDigest)  // with its last tag
             } else if let digest, deletes(digest) {
-                deleted.append(ImageIdentifier(imageDigest: digest))
+                answer.imageIds.append(ImageIdentifier(imageDigest: digest))
             } else {
                 refused.append((id, next))
             }
         }
-        return (deleted, refused)
+        answer.imageFailures = try refusalsDecidedAgain(c, refused, recorded: recorded, decidedAt: decidedAt, state: state, settings: settings)
+        return answer
+    }
+
+    /// `c`'s answer from its `recorded` events and each requested id's refusal code (empty where
+    /// it succeeded), or `nil` when the events do not fit them. An untag is followed by its image's
+    /// deletion when it removed the last tag, unless a later id deleted that image by digest (it
+    /// could not have, had the untag deleted it).
+    private static func readBack(_ c: BatchDeleteImage, _ recorded: [Event], codes: [String]) -> Decision? {
+        var answer = Decision(recorded)
+        var next = recorded.startIndex
+        func take<E>(_ event: (Event) -> E?) -> E? {
+            guard next < recorded.endIndex, let taken = event(recorded[next]) else { return nil }
+            next += 1
+            return taken
+        }
+        let deletion = { (event: Event) -> String? in if case .imageDeleted(let e) = event { e.imageDigest } else { nil } }
+        for (place, (id, code)) in zip(c.imageIds, codes).enumerated() {
+            guard code.isEmpty else {
+                answer.imageFailures.append(refusedThen(id, ImageFailure.Code(rawValue: code) ?? .imageNotFound))  // a later binary's code
+                continue
+            }
+            if let tag = id.imageTag {
+                guard let untagged = take({ if case .imageUntagged(let e) = $0, e.imageTag.sameBytes(as: tag) { e } else { nil } }) else { return nil }
+                answer.imageIds.append(ImageIdentifier(imageDigest: untagged.imageDigest, imageTag: tag))
+                let deletedLater = zip(c.imageIds, codes).dropFirst(place + 1).contains {
+                    $0.1.isEmpty && $0.0.imageTag == nil && $0.0.imageDigest?.lowercased() == untagged.imageDigest
+                }
+                if !deletedLater { _ = take { deletion($0) == untagged.imageDigest ? () : nil } }  // with its last tag
+            } else {
+                guard let digest = take(deletion), digest == id.imageDigest?.lowercased() else { return nil }
+                answer.imageIds.append(ImageIdentifier(imageDigest: digest))
+            }
+        }
+        return next == recorded.endIndex - 1 ? answer : nil  // all but the CallAnswered read
     }
 
     /// The refusals of an attempt whose codes no event holds (binaries up to 7ca8032 recorded
-    /// none beside deletions), or that no reading matches: the `refused` ids are decided again at
+    /// none beside deletions): the `refused` ids are decided again at
     /// `state` (the log's tail), which refuses them as the first attempt did unless the repository
     /// changed since. An id that `state` would now accept was refused then either as named by a
     /// manifest list the request deleted after it (a multi-arch clean-up that names the images

@@ -1,7 +1,7 @@
 /// An SDK call was answered with what no other event records: it succeeded and changed nothing (a
 /// BatchDeleteImage whose every id was refused, an UntagResource of keys the repository did not
-/// have, a part sent again), or it is a BatchDeleteImage that refused some ids, recorded after the
-/// events of what it deleted. Recorded only for a call that sent an `amz-sdk-invocation-id`
+/// have, a part sent again), or it is a BatchDeleteImage, whose events do not say which requested
+/// id deleted or refused what (recorded after them). Recorded only for a call that sent an `amz-sdk-invocation-id`
 /// (``DecisionContext/sentInvocationId``), so that the retry window holds it: its retry is
 /// answered as it was rather than decided again (which could delete a tag pushed in between, or
 /// answer a refusal with another code), and another call reusing the id is refused. No projection
@@ -16,10 +16,11 @@ public struct CallAnswered: EventPayload {
     public let repositoryName: String?
     /// The API operation, as ``Command/operationName`` names it (`BatchDeleteImage`).
     public let operation: String
-    /// A BatchDeleteImage's refusals as answered, one ``ImageFailure/Code`` per refused id, in
-    /// the request's order (a retry repeats the request, and its events say which ids succeeded),
-    /// so that its retry answers them again whatever changed since; empty for other calls. Codes
-    /// only: a reason may name many lists.
+    /// A BatchDeleteImage's outcomes as answered, one per requested id in the request's order (a
+    /// retry repeats the request): its refusal's ``ImageFailure/Code``, or empty text where the id
+    /// was deleted or untagged. Its retry answers them again whatever changed since, reading what
+    /// each deleted from the call's events. Empty for other calls. Codes only: a reason may name
+    /// many lists.
     /// Kept as text, not checked against the codes this binary knows, so that a later binary's new
     /// code does not make the log unreadable here (a retry reads one it does not know as
     /// `ImageNotFound`).

@@ -139,7 +139,7 @@ public enum Projector {
             try applyCatalog(envelope, to: &tables)
 
         case .callAnswered:
-            break  // a call that changed nothing: only its invocation mark (above)
+            break  // what a call answered that no other event holds: only its invocation mark (above)
         }
     }
 
