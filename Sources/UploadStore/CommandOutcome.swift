@@ -4,7 +4,7 @@ public import UploadCore
 public struct CommandOutcome: Sendable {
     /// The command's events with their positions (for a retry, the first attempt's); only
     /// CallAnswered when it changed nothing, and none when it also sent no invocation id (a
-    /// BatchDeleteImage with an invocation id ends with CallAnswered too).
+    /// BatchDeleteImage whose events do not tell its answer ends with CallAnswered too).
     public let events: [EventEnvelope]
     /// The decision they came from (BatchDeleteImage's answered ids and refusals).
     public let decision: Decision

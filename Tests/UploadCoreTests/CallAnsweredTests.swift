@@ -96,8 +96,8 @@ extension DecisionRulesTests {
 
     /// Every request of up to three ids, over images with one tag and with two, some by tag and
     /// some by digest, with and without keeping untagged images: its retry, read back from the
-    /// events and the recorded outcomes, answers the same ids and refusals as the first attempt
-    /// (an untag followed by its image's deletion reads two ways from the events alone).
+    /// events (and the outcomes recorded where they do not tell them: an untag followed by its
+    /// image's deletion reads two ways), answers the same ids and refusals as the first attempt.
     @Test func everyRetriedBatchDeleteImage_answersItsFirstAttemptsIdsAndRefusals() throws {
         var w = try Harness()
         let (x, y) = try w.images()  // x tagged v1 and v2
@@ -111,13 +111,16 @@ extension DecisionRulesTests {
         for _ in 2...3 { requests += requests.filter { $0.count == requests.last!.count }.flatMap { r in pool.map { r + [$0] } } }
         // Longer ones a review found misread by counting refusals alone.
         requests += [[pool[2], pool[1], pool[3], pool[4], pool[1]], [pool[2], pool[0], pool[4], pool[3]]]
-        var answered = 0
+        var answered = 0, recordedOutcomes = 0
         for ids in requests {
             for keepsUntagged in [false, true] {
                 var command = try BatchDeleteImage(repositoryName: "team/app", imageIds: ids)
                 command.keepsUntaggedImages = keepsUntagged
                 let first = try Decider.decide(.batchDeleteImage(command), state: w.tables, settings: w.settings, context: DecisionContext(now: w.now, sentInvocationId: true))
-                #expect(first.events.last?.answeredCall?.failureCodes == first.refusalByRequestedId.map { $0?.rawValue ?? "" })
+                if let answered = first.events.last?.answeredCall {
+                    #expect(answered.failureCodes == first.refusalByRequestedId.map { $0?.rawValue ?? "" })
+                    recordedOutcomes += 1
+                }
                 var after = w
                 try after.apply(first.events)
                 let again = try Decider.answeredAgain(.batchDeleteImage(command), recorded: first.events, decidedAt: w.now, state: after.tables, settings: after.settings)
@@ -128,5 +131,15 @@ extension DecisionRulesTests {
             }
         }
         #expect(answered == 2 * (7 + 49 + 343 + 2))
+        #expect(recordedOutcomes > 0 && recordedOutcomes < answered, "only where the events do not tell the answer")
+
+        // Where they do, the log keeps only the deletions; where an untag reads two ways, the outcomes too.
+        func recorded(_ ids: [ImageIdentifier]) throws -> [EventType] {
+            try Decider.decide(.delete(ids), state: w.tables, settings: w.settings, context: DecisionContext(now: w.now, sentInvocationId: true)).events.map(\.type)
+        }
+        #expect(try recorded([pool[0]]) == [.imageUntagged])
+        #expect(try recorded([pool[2]]) == [.imageUntagged, .imageDeleted])
+        #expect(try recorded([pool[0], pool[3]]) == [.imageUntagged, .imageDeleted, .callAnswered], "x keeps v2: the digest deleted it")
+        #expect(try recorded([pool[2], pool[4]]) == [.imageUntagged, .imageDeleted, .callAnswered], "the digest refused")
     }
 }

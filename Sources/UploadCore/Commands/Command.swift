@@ -46,8 +46,9 @@ public enum Command: Sendable, Equatable {
     }
 
     /// The mark this call records for a caller that holds an invocation id when it succeeds and
-    /// changes nothing, or after a BatchDeleteImage's deletions: the repository it names (`nil`
-    /// for the registry's own catalog data) and, for BatchDeleteImage, each requested id's refusal.
+    /// changes nothing, or after a BatchDeleteImage's deletions that do not tell its answer: the
+    /// repository it names (`nil` for the registry's own catalog data) and, for BatchDeleteImage,
+    /// each requested id's refusal.
     /// - Throws: `RegistryNotFoundException` for a registry id this coordinator does not serve.
     func callAnswered(_ decision: Decision, settings: DecisionSettings) throws -> CallAnswered {
         let (registryId, repositoryName): (String?, String?) = switch self {
@@ -71,6 +72,13 @@ public enum Command: Sendable, Equatable {
         return CallAnswered(
             registryId: try settings.resolveRegistry(registryId), repositoryName: repositoryName, operation: operationName,
             failureCodes: decision.refusalByRequestedId.map { $0?.rawValue ?? "" })
+    }
+
+    /// Whether this call, decided as `decision`, records each requested id's outcome in its
+    /// ``CallAnswered``: a BatchDeleteImage whose events do not tell its answer
+    /// (``ImageDecisions/needsItsOutcomesRecorded(_:_:)``).
+    func needsItsOutcomesRecorded(_ decision: Decision) -> Bool {
+        if case .batchDeleteImage(let c) = self { ImageDecisions.needsItsOutcomesRecorded(c, decision) } else { false }
     }
 
     /// The bytes of a manifest the command carries (PutImage's, up to 4 MiB; 0 for the rest):

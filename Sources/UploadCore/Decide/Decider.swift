@@ -51,7 +51,8 @@ public struct DecisionContext: Sendable {
     /// A fresh upload id, present for commands that start an upload.
     public var newUploadId: String?
     /// Whether the call sent an `amz-sdk-invocation-id`, whose retry window must hold it: then a
-    /// call that changes nothing, and every BatchDeleteImage, records ``CallAnswered``.
+    /// call that changes nothing, and a BatchDeleteImage whose events do not tell its answer,
+    /// records ``CallAnswered``.
     public var sentInvocationId: Bool
 
     public init(now: Timestamp, newUploadId: String? = nil, sentInvocationId: Bool = false) {
@@ -69,7 +70,7 @@ public struct Decision: Sendable, Equatable {
     /// BatchDeleteImage's per-image refusals; the rest of the batch still applies.
     public var imageFailures: [ImageFailure] = []
     /// BatchDeleteImage's refusal of each requested id, in request order; `nil` where the id was
-    /// deleted or untagged. What its ``CallAnswered`` records, so that a retry is answered exactly.
+    /// deleted or untagged. What its ``CallAnswered`` records when its events do not tell it.
     public var refusalByRequestedId: [ImageFailure.Code?] = []
 
     public init(_ events: [Event], imageIds: [ImageIdentifier] = [], imageFailures: [ImageFailure] = []) {
@@ -104,9 +105,9 @@ public enum Decider {
     ) throws -> Decision {
         var decision = try changes(command, state: state, settings: settings, context: context)
         // A call that changed nothing still marks its invocation id, so that its retry is answered
-        // as it was and the id stays its own; a BatchDeleteImage records each id's outcome after
-        // its deletions, since they do not say which id refused or deleted what.
-        if context.sentInvocationId, decision.events.isEmpty || !decision.refusalByRequestedId.isEmpty {
+        // as it was and the id stays its own; a BatchDeleteImage whose events do not tell its
+        // answer records each id's outcome after them, for the same reason.
+        if context.sentInvocationId, decision.events.isEmpty || command.needsItsOutcomesRecorded(decision) {
             decision.events.append(.callAnswered(try command.callAnswered(decision, settings: settings)))
         }
         return decision

@@ -195,13 +195,13 @@ enum ImageDecisions {
     }
 
     /// The answer to an exact retry of `c`, whose first attempt recorded `recorded` (its events,
-    /// in order), ending with the ``CallAnswered`` that holds each requested id's refusal code
-    /// (empty where the id succeeded): the ids it deleted and untagged, read back from its events,
-    /// and its refusals, answered with their codes.
+    /// in order): read back from its events alone when they tell it, which is when it recorded no
+    /// ``CallAnswered`` (``needsItsOutcomesRecorded(_:)``); otherwise with each requested id's
+    /// outcome, which that CallAnswered holds (its refusal code, or empty where the id succeeded).
     ///
-    /// A call recorded by a binary up to 7ca8032 kept no codes when it deleted something: its
-    /// events are read back as the untag of an image's last tag wherever the image's deletion
-    /// follows, and the ids left over are refused as ``refusalsDecidedAgain(_:_:recorded:decidedAt:state:settings:)`` decides.
+    /// A call recorded by a binary up to 7ca8032 kept no outcomes when it deleted something: the
+    /// ids its events do not account for are refused as
+    /// ``refusalsDecidedAgain(_:_:recorded:decidedAt:state:settings:)`` decides.
     /// - Throws: when the store cannot be read.
     static func batchDeleteAnsweredAgain(
         _ c: BatchDeleteImage, recorded: [Event], decidedAt: Timestamp, state: some ProjectionState, settings: DecisionSettings
@@ -210,9 +210,31 @@ enum ImageDecisions {
            let answer = readBack(c, recorded, codes: codes) {
             return answer
         }
-        var answer = Decision(recorded)
+        let read = readBack(c, recorded)
+        var answer = Decision(recorded, imageIds: read.deleted)
+        answer.imageFailures = try refusalsDecidedAgain(c, read.refused, recorded: recorded, decidedAt: decidedAt, state: state, settings: settings)
+        return answer
+    }
+
+    /// Whether `decision`, a BatchDeleteImage's, must record each requested id's outcome for its
+    /// retry to be answered as it was: when it refused an id (no event says which, or why), or when
+    /// its events read back (``readBack(_:_:)``) otherwise than it decided (an untag of an image
+    /// that kept other tags, followed by the image's deletion by digest, reads as the untag of its
+    /// last tag).
+    static func needsItsOutcomesRecorded(_ c: BatchDeleteImage, _ decision: Decision) -> Bool {
+        guard decision.imageFailures.isEmpty else { return true }
+        let read = readBack(c, decision.events)
+        return !read.refused.isEmpty || read.deleted != decision.imageIds
+    }
+
+    /// `c`'s ids as its `recorded` events alone answer them, in request order: those deleted or
+    /// untagged, and those no event accounts for, each with the index of the first event recorded
+    /// after its place. An untag followed by its image's deletion reads as the untag of its last tag.
+    private static func readBack(
+        _ c: BatchDeleteImage, _ recorded: [Event]
+    ) -> (deleted: [ImageIdentifier], refused: [(id: ImageIdentifier, next: Int)]) {
         var next = recorded.startIndex
-        var refused: [(id: ImageIdentifier, next: Int)] = []  // with the events recorded after its place
+        var deleted: [ImageIdentifier] = [], refused: [(id: ImageIdentifier, next: Int)] = []
         func deletes(_ digest: String) -> Bool {
             guard next < recorded.endIndex, case .imageDeleted(let deleted) = recorded[next], deleted.imageDigest == digest else { return false }
             next += 1
@@ -227,20 +249,19 @@ enum ImageDecisions {
                     continue
                 }
                 next += 1
-                answer.imageIds.append(ImageIdentifier(imageDigest: untagged.imageDigest, imageTag: tag))
+                deleted.append(ImageIdentifier(imageDigest: untagged.imageDigest, imageTag: tag))
                 _ = deletes(untagged.imageDigest)  // with its last tag
             } else if let digest, deletes(digest) {
-                answer.imageIds.append(ImageIdentifier(imageDigest: digest))
+                deleted.append(ImageIdentifier(imageDigest: digest))
             } else {
                 refused.append((id, next))
             }
         }
-        answer.imageFailures = try refusalsDecidedAgain(c, refused, recorded: recorded, decidedAt: decidedAt, state: state, settings: settings)
-        return answer
+        return (deleted, refused)
     }
 
     /// `c`'s answer from its `recorded` events and each requested id's refusal code (empty where
-    /// it succeeded), or `nil` when the events do not fit them. An untag is followed by its image's
+    /// it succeeded), or `nil` when the events do not fit them (a record no binary writes). An untag is followed by its image's
     /// deletion when it removed the last tag, unless a later id deleted that image by digest (it
     /// could not have, had the untag deleted it).
     private static func readBack(_ c: BatchDeleteImage, _ recorded: [Event], codes: [String]) -> Decision? {

@@ -1,7 +1,8 @@
 /// An SDK call was answered with what no other event records: it succeeded and changed nothing (a
 /// BatchDeleteImage whose every id was refused, an UntagResource of keys the repository did not
-/// have, a part sent again), or it is a BatchDeleteImage, whose events do not say which requested
-/// id deleted or refused what (recorded after them). Recorded only for a call that sent an `amz-sdk-invocation-id`
+/// have, a part sent again), or it is a BatchDeleteImage whose events do not tell its answer: one
+/// that refused an id, or whose untag and deletion by digest of one image read two ways (recorded
+/// after them). Recorded only for a call that sent an `amz-sdk-invocation-id`
 /// (``DecisionContext/sentInvocationId``), so that the retry window holds it: its retry is
 /// answered as it was rather than decided again (which could delete a tag pushed in between, or
 /// answer a refusal with another code), and another call reusing the id is refused. No projection
