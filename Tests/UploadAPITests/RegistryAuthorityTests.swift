@@ -68,6 +68,8 @@ struct RegistryAuthorityTests {
         #expect(anonymous.principal == nil && anonymous.grants.isEmpty)
         #expect(authority().claims(ofBearer: String(token.dropLast())) == nil)
         #expect(authority().claims(ofBearer: token.replacingOccurrences(of: "uct1.", with: "uct1.x")) == nil)
+        #expect(authority(registry: "210987654321").claims(ofBearer: token) == nil, "given for another registry, under the same key")
+        #expect(authority(registry: "210987654321").claims(ofBearer: authority().bearerToken(principal: nil, grants: grants)) == nil, "anonymous too")
         clock.advance(milliseconds: RegistryAuthority.tokenLifetimeSeconds * 1000)
         #expect(authority().claims(ofBearer: token) == nil, "expired")
     }

@@ -143,12 +143,19 @@ public struct RegistryAuthority: Sendable {
     // MARK: Bearer tokens
 
     /// A token granting `grants` to `principal` (`nil`: anonymous), signed over its key's secret as
-    /// a password is: a key given a new secret (after a leak) loses the tokens minted with the old.
+    /// a password is (a key given a new secret, after a leak, loses the tokens minted with the old),
+    /// and over this registry's id, which a password names: a token is no pass to another registry
+    /// served with the same signing key.
     func bearerToken(principal: String?, grants: [Grant]) -> String {
         let expires = clock.now().millisecondsSinceEpoch + Self.tokenLifetimeSeconds * 1000
         let claims = ([principal ?? "", String(expires)] + grants.map(\.scope)).joined(separator: "\n")
         let body = "\(Self.tokenPrefix).\(Self.base64URL(Array(claims.utf8)))"
-        return body + "." + signature(of: body + secretBinding(principal ?? ""))
+        return body + "." + signature(of: tokenSigned(body, principal: principal ?? ""))
+    }
+
+    /// What a token's signature covers: its text, its key's secret and this registry.
+    private func tokenSigned(_ body: String, principal: String) -> String {
+        body + secretBinding(principal) + "\u{0}registry:" + registryId
     }
 
     /// What a token grants, when it is this server's, unexpired, and signed over its key's current
@@ -159,7 +166,7 @@ public struct RegistryAuthority: Sendable {
         guard fields.count == 3, fields[0] == Self.tokenPrefix,
               let bytes = Self.decodeBase64URL(fields[1]), let text = String(validating: bytes, as: UTF8.self) else { return nil }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        guard lines.count >= 2, verify("\(fields[0]).\(fields[1])" + secretBinding(lines[0]), signature: fields[2]),
+        guard lines.count >= 2, verify(tokenSigned("\(fields[0]).\(fields[1])", principal: lines[0]), signature: fields[2]),
               let expires = Int64(lines[1]), expires > clock.now().millisecondsSinceEpoch else { return nil }
         return (lines[0].isEmpty ? nil : lines[0], lines.dropFirst(2).compactMap(Grant.init(scope:)))
     }
