@@ -184,6 +184,7 @@ public final class ECRPublicService: Sendable {
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: RequestLog())
         router.add(middleware: NoSniff())
+        router.add(middleware: NotFoundSaysWhy())
         router.add(middleware: AnswerHolding.Middleware(budget: answerBudget))
         router.add(middleware: InterimContinue.Middleware())
         if case .anonymous = authentication {

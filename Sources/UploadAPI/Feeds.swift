@@ -309,7 +309,8 @@ extension ECRPublicService {
 
     static func query(_ request: Request, _ name: String) throws -> UInt64? {
         guard let raw = try single(request, name) else { return nil }
-        guard let value = UInt64(raw) else {
+        // Digits only: `UInt64(_:)` also takes a sign, and a cursor or proof then has many spellings.
+        guard raw.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }), let value = UInt64(raw) else {
             throw APIError.invalidParameter("The query parameter '\(name)' must be a whole number from 0 to \(UInt64.max); got '\(Validation.quoted(String(raw.prefix(64))))'")
         }
         return value

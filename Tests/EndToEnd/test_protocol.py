@@ -308,9 +308,12 @@ def test_a_page_feed_or_log_path_is_served_only_as_written(server):
     `/gallery//audit` were served, past a proxy in front that denies `/metrics` or `/gallery/audit`
     (haproxy, Envoy and Traefik do not merge slashes). They are other paths (RFC 3986): 404. The
     AWS API, which serves any path, still does."""
-    for path in ("//metrics", "/metrics/", "/metrics//", "//gallery/audit", "/gallery//audit", "/log/checkpoint/", "//events"):
+    # With the paths no route serves, each says why (the router's own 404 had no body or type).
+    for path in ("//metrics", "/metrics/", "/metrics//", "//gallery/audit", "/gallery//audit", "/log/checkpoint/", "//events",
+                 "/log/tile/0/004/", "/log/proof/other", "/log/", "/nothing/here"):
         found = answers(read_until_closed(server.port, b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % (path.encode(), server.port)))
         assert [status for status, _, _ in found] == ["HTTP/1.1 404 Not Found"], (path, found)
+        assert found[0][1]["content-type"].startswith("text/plain") and found[0][2].startswith(b"Not found: "), (path, found)
     for path in ("/metrics", "/gallery/", "/gallery", "/log/checkpoint"):
         assert urllib.request.urlopen(server.endpoint + path, timeout=30).status == 200, path
     status, _, answer = post(server, "SpencerFrontendService.DescribeRegistries", b"{}", path="/any/path/")
