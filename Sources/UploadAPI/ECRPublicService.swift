@@ -184,7 +184,6 @@ public final class ECRPublicService: Sendable {
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: RequestLog())
         router.add(middleware: NoSniff())
-        router.add(middleware: NotFoundSaysWhy())
         router.add(middleware: AnswerHolding.Middleware(budget: answerBudget))
         router.add(middleware: InterimContinue.Middleware())
         if case .anonymous = authentication {
@@ -196,6 +195,7 @@ public final class ECRPublicService: Sendable {
         router.add(middleware: ExactPaths())
         addMiddleware(router)
         router.add(middleware: AWSCallsAtAnyPath(service: self, except: noopRoute ? "/noop" : nil))
+        router.add(middleware: NotFoundSaysWhy())
         addFeedRoutes(to: router)
         addTransparencyLogRoutes(to: router)
         addLogoRoute(to: router)

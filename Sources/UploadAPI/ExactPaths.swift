@@ -10,7 +10,7 @@ import Hummingbird
 struct ExactPaths<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let callsTheAPI = request.method == .post && request.headers[ECRPublicService.targetHeader] != nil
-        guard callsTheAPI || Self.isExact(request.uri.path) else { throw HTTPError(.notFound) }
+        guard callsTheAPI || Self.isExact(request.uri.path) else { return NotFoundAnswer.response }
         return try await next(request, context)
     }
 
