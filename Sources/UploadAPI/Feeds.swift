@@ -309,11 +309,18 @@ extension ECRPublicService {
 
     static func query(_ request: Request, _ name: String) throws -> UInt64? {
         guard let raw = try single(request, name) else { return nil }
-        // Digits only: `UInt64(_:)` also takes a sign, and a cursor or proof then has many spellings.
-        guard raw.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }), let value = UInt64(raw) else {
+        guard let value = canonicalNumber(raw) else {
             throw APIError.invalidParameter("The query parameter '\(name)' must be a whole number from 0 to \(UInt64.max); got '\(Validation.quoted(String(raw.prefix(64))))'")
         }
         return value
+    }
+
+    /// `text` as a decimal whole number written one way: digits, no leading zero but of 0 itself.
+    /// `UInt64(_:)` also takes a sign and leading zeros, so a cursor, a proof or a page had many
+    /// spellings (`+3`, `-0`, `003`), each its own URL to cache and compare.
+    static func canonicalNumber(_ text: some StringProtocol) -> UInt64? {
+        guard text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }), text == "0" || !text.hasPrefix("0") else { return nil }
+        return UInt64(text)
     }
 
     /// A query parameter's text; `nil` when it is absent or empty (as a client that always sends it may).

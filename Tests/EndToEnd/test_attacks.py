@@ -349,7 +349,7 @@ def test_event_positions_at_the_edge_of_uint64_answer_and_never_kill_the_server(
         assert srv.alive()
     status, _, body = get(srv, f"/events?after=0&limit={U64_MAX}")
     assert status == 200 and body.count(b"\n") >= 2
-    for bad in ("-1", "abc", str(U64_MAX + 1), "1e3", "%2B1", "-0"):  # a sign makes a second spelling of a cursor
+    for bad in ("-1", "abc", str(U64_MAX + 1), "1e3", "%2B1", "-0", "00"):  # a sign or a leading zero: a second spelling of a cursor
         for path in (f"/events?after={bad}", f"/events/stream?after={bad}"):
             status, headers, body = get(srv, path, timeout=10)
             assert status == 400, (path, status, body[:200])

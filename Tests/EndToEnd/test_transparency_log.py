@@ -589,7 +589,8 @@ def test_bad_proof_requests_are_400_and_bad_tile_paths_404(known):
         "consistency?first=a&second=3", "consistency?first=1&second=x", "consistency?first=-1&second=3", "consistency?first=1",
         f"inclusion?index={n}&size={n}", "inclusion?index=3&size=3", f"inclusion?index=0&size={n + 1}",
         "inclusion?index=0&size=0", "inclusion?index=x&size=3", "inclusion?index=-1&size=3", "inclusion?size=3",
-        "inclusion?index=%2B3&size=5", "inclusion?index=-0&size=5", "consistency?first=%2B1&second=2",  # signed: one spelling only
+        "inclusion?index=%2B3&size=5", "inclusion?index=-0&size=5", "consistency?first=%2B1&second=2",  # a number has one spelling:
+        "inclusion?index=03&size=5", "consistency?first=01&second=5",  # no sign, no leading zero
     ]
     for query in bad_proofs:
         response = known.log.get("proof/" + query)

@@ -94,18 +94,24 @@ extension DecisionRulesTests {
         #expect(decidedAgain.imageFailures.map(\.failureCode) == [.imageReferencedByManifestList, .imageNotFound])
     }
 
-    /// Every request of up to three ids, over images with one tag and with two, some by tag and
-    /// some by digest, with and without keeping untagged images: its retry, read back from the
-    /// events (and the outcomes recorded where they do not tell them: an untag followed by its
-    /// image's deletion reads two ways), answers the same ids and refusals as the first attempt.
+    /// Every request of up to three ids, over images with one tag and with two, a manifest list,
+    /// some by tag and some by digest, malformed ones, with and without keeping untagged images:
+    /// its retry, read back from the events (and the outcomes recorded where they do not tell
+    /// them: a refusal, or an untag followed by its image's deletion, which reads two ways),
+    /// answers the same ids and refusals as the first attempt, after the repository is deleted
+    /// too (where nothing left to decide by could give them again).
     @Test func everyRetriedBatchDeleteImage_answersItsFirstAttemptsIdsAndRefusals() throws {
         var w = try Harness()
         let (x, y) = try w.images()  // x tagged v1 and v2
         try w.run(.put(Fixture.image(config: Fixture.digest("c"), layers: [Fixture.digest("a"), Fixture.digest("b")]), tag: "solo"))  // y's only tag
+        let unlisted = w  // before a list names x
+        let list = Fixture.index([x])
+        try w.run(.put(list, tag: "all"))
         let pool = [
             ImageIdentifier(imageTag: "v1"), ImageIdentifier(imageTag: "v2"), ImageIdentifier(imageTag: "solo"),
             ImageIdentifier(imageDigest: x), ImageIdentifier(imageDigest: "sha256:" + y.dropFirst(7).uppercased()),
             ImageIdentifier(imageDigest: x, imageTag: "solo"), ImageIdentifier(imageTag: "absent"),
+            ImageIdentifier(imageDigest: Fixture.imageDigest(list)), ImageIdentifier(imageDigest: "nope"),
         ]
         var requests: [[ImageIdentifier]] = pool.map { [$0] }
         for _ in 2...3 { requests += requests.filter { $0.count == requests.last!.count }.flatMap { r in pool.map { r + [$0] } } }
@@ -117,12 +123,12 @@ extension DecisionRulesTests {
                 var command = try BatchDeleteImage(repositoryName: "team/app", imageIds: ids)
                 command.keepsUntaggedImages = keepsUntagged
                 let first = try Decider.decide(.batchDeleteImage(command), state: w.tables, settings: w.settings, context: DecisionContext(now: w.now, sentInvocationId: true))
-                if let answered = first.events.last?.answeredCall {
-                    #expect(answered.failureCodes == first.refusalByRequestedId.map { $0?.rawValue ?? "" })
-                    recordedOutcomes += 1
-                }
+                #expect(first.refusalByRequestedId.count == ids.count)
+                #expect(first.refusalByRequestedId.compactMap { $0 } == first.imageFailures.map(\.failureCode), "\(ids)")
+                if first.events.last?.type == .callAnswered { recordedOutcomes += 1 }
                 var after = w
                 try after.apply(first.events)
+                try after.run(.deleteRepository(try DeleteRepository(repositoryName: "team/app", force: true)))
                 let again = try Decider.answeredAgain(.batchDeleteImage(command), recorded: first.events, decidedAt: w.now, state: after.tables, settings: after.settings)
                 #expect(again.imageIds == first.imageIds, "\(ids), keeping untagged images: \(keepsUntagged)")
                 #expect(again.imageFailures.map(\.imageId) == first.imageFailures.map(\.imageId), "\(ids)")
@@ -130,12 +136,12 @@ extension DecisionRulesTests {
                 answered += 1
             }
         }
-        #expect(answered == 2 * (7 + 49 + 343 + 2))
+        #expect(answered == 2 * (9 + 81 + 729 + 2))
         #expect(recordedOutcomes > 0 && recordedOutcomes < answered, "only where the events do not tell the answer")
 
         // Where they do, the log keeps only the deletions; where an untag reads two ways, the outcomes too.
         func recorded(_ ids: [ImageIdentifier]) throws -> [EventType] {
-            try Decider.decide(.delete(ids), state: w.tables, settings: w.settings, context: DecisionContext(now: w.now, sentInvocationId: true)).events.map(\.type)
+            try Decider.decide(.delete(ids), state: unlisted.tables, settings: w.settings, context: DecisionContext(now: w.now, sentInvocationId: true)).events.map(\.type)
         }
         #expect(try recorded([pool[0]]) == [.imageUntagged])
         #expect(try recorded([pool[2]]) == [.imageUntagged, .imageDeleted])

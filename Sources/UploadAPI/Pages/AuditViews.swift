@@ -156,7 +156,7 @@ extension ECRPublicService {
 
     /// `GET /gallery/audit/proofs/<position>`: the event's inclusion proof, checked here, step by step.
     func proofPage(_ positionText: String?, _ viewer: PageSession.Viewer) async throws -> Response {
-        guard let positionText, let position = UInt64(positionText), position >= 1 else {
+        guard let positionText, let position = Self.canonicalNumber(positionText), position >= 1 else {
             throw PageNotFound(message: "A proof is of an event's position in the log: a whole number from 1.")
         }
         let size = try await store.reading { try $0.lastPosition() }
@@ -270,7 +270,7 @@ extension ECRPublicService {
         let filter = AuditFilter(request)
         // Opaque to the stream's spec: an id that does not parse (empty, ".") is ignored, never indexed into.
         let lastEventId = request.headers[HTTPField.Name("Last-Event-ID")!]?.split(separator: ".", maxSplits: 1)
-        let resumed = lastEventId?.first.flatMap { UInt64($0) }
+        let resumed = lastEventId?.first.flatMap { Self.canonicalNumber($0) }
         let requestedAfter = try Self.query(request, "after") ?? 0
         let after = max(requestedAfter, resumed ?? 0)
         // The leaf the page was last sent, when it says; else the one its rows reached (its URL's,

@@ -196,7 +196,7 @@ enum ImageDecisions {
 
     /// The answer to an exact retry of `c`, whose first attempt recorded `recorded` (its events,
     /// in order): read back from its events alone when they tell it, which is when it recorded no
-    /// ``CallAnswered`` (``needsItsOutcomesRecorded(_:)``); otherwise with each requested id's
+    /// ``CallAnswered`` (``needsItsOutcomesRecorded(_:_:)``); otherwise with each requested id's
     /// outcome, which that CallAnswered holds (its refusal code, or empty where the id succeeded).
     ///
     /// A call recorded by a binary up to 7ca8032 kept no outcomes when it deleted something: the
@@ -294,7 +294,8 @@ enum ImageDecisions {
     }
 
     /// The refusals of an attempt whose codes no event holds (binaries up to 7ca8032 recorded
-    /// none beside deletions): the `refused` ids are decided again at
+    /// none beside deletions, and their untag of an image that kept other tags, followed by its
+    /// deletion by digest, reads as the digest refused): the `refused` ids are decided again at
     /// `state` (the log's tail), which refuses them as the first attempt did unless the repository
     /// changed since. An id that `state` would now accept was refused then either as named by a
     /// manifest list the request deleted after it (a multi-arch clean-up that names the images

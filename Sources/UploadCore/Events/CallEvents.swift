@@ -35,6 +35,6 @@ public struct CallAnswered: EventPayload {
 }
 
 extension Event {
-    /// The call this event marks as answered without a change, if it is ``CallAnswered``.
+    /// The call whose answer this event holds, if it is ``CallAnswered``.
     public var answeredCall: CallAnswered? { if case .callAnswered(let e) = self { e } else { nil } }
 }
